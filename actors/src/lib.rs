@@ -1,0 +1,20 @@
+//! Revka's supervised actors.
+//!
+//! Everything stateful in the daemon is an actor in one supervision tree with OTP semantics;
+//! this crate holds the actors, the daemon crate (`revka`) wires them together.
+//!
+//! # Layout
+//!
+//! - [`supervisor`]: the OTP-style supervisor (strategies, restart types, per-child limits,
+//!   intensity with escalation, backoff with jitter, ordered graceful-then-forced shutdown).
+//! - [`process`]: a supervised OS process in its own process group: stdio hand-off, a bounded
+//!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
+//! - [`status`]: the introspection model: every actor's live status, readable without its
+//!   mailbox, as a tree of serde snapshots.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod process;
+pub mod status;
+pub mod supervisor;
+
+pub use status::{ActorState, Snapshot, StatusNode};

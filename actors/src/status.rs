@@ -1,0 +1,425 @@
+//! The introspection model: every supervised actor's live status.
+//!
+//! Each node of the supervision tree owns a [`StatusNode`]: a small, shared record that the
+//! supervisor (state, restarts, failures) and the actor itself (kind-specific details such as a
+//! pid or a stderr tail) write into, and that anyone can read **without sending a message to the
+//! actor**. A stuck actor therefore stays visible as stuck: its node keeps saying
+//! `starting since 14:02:11` while its mailbox is blocked.
+//!
+//! The tree of nodes mirrors the supervision tree: a supervisor creates the node of each child
+//! when it adds the child spec, and removes it when the child is removed for good. Paths are
+//! `parent/child`, e.g. `root/mcp_servers/mcp:fs`. [`StatusNode::snapshot`] returns the whole
+//! subtree as serde data, which the gateway serves and `revka status` prints.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::supervisor::RestartType;
+
+/// Lifecycle state of a supervised actor, as its supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorState {
+    /// Spawned; `post_start` (handshake, readiness probe) has not finished yet.
+    Starting,
+    /// Started and serving.
+    Running,
+    /// Exited; waiting out its restart delay.
+    BackingOff,
+    /// A stop was requested and is in progress.
+    Stopping,
+    /// Down and not scheduled for restart (normal exit, or stopped on request).
+    Stopped,
+    /// Past its restart limit; left down until restarted on request.
+    Failed,
+}
+
+impl ActorState {
+    /// The lowercase name used in snapshots, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::BackingOff => "backing_off",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ActorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Produces the kind-specific `details` of a snapshot from shared state, without a mailbox hop.
+pub type DetailsFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// A shared, cheaply cloneable handle on one node of the status tree.
+#[derive(Clone)]
+pub struct StatusNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    path: String,
+    kind: &'static str,
+    restart_type: Option<RestartType>,
+    data: Mutex<NodeData>,
+    children: RwLock<Vec<StatusNode>>,
+    details: RwLock<Option<DetailsFn>>,
+}
+
+struct NodeData {
+    state: ActorState,
+    state_since: (SystemTime, Instant),
+    restarts: u64,
+    last_failure: Option<(String, SystemTime)>,
+    started_at: Option<(SystemTime, Instant)>,
+    next_restart_at: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for StatusNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusNode")
+            .field("path", &self.inner.path)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl StatusNode {
+    /// Creates the root of a status tree.
+    pub fn root(id: &str, kind: &'static str) -> Self {
+        Self::new(id.to_owned(), id.to_owned(), kind, None)
+    }
+
+    fn new(id: String, path: String, kind: &'static str, restart_type: Option<RestartType>) -> Self {
+        let now = (SystemTime::now(), Instant::now());
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                path,
+                kind,
+                restart_type,
+                data: Mutex::new(NodeData {
+                    state: ActorState::Stopped,
+                    state_since: now,
+                    restarts: 0,
+                    last_failure: None,
+                    started_at: None,
+                    next_restart_at: None,
+                }),
+                children: RwLock::new(Vec::new()),
+                details: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// Returns the child node `id`, creating it (appended after its siblings) if absent.
+    pub fn child(&self, id: &str, kind: &'static str, restart_type: Option<RestartType>) -> Self {
+        let mut children = self.inner.children.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = children.iter().find(|c| c.inner.id == id) {
+            return existing.clone();
+        }
+        let node = Self::new(
+            id.to_owned(),
+            format!("{}/{}", self.inner.path, id),
+            kind,
+            restart_type,
+        );
+        children.push(node.clone());
+        node
+    }
+
+    /// Removes the child node `id` (a child removed from its supervisor for good).
+    pub fn remove_child(&self, id: &str) {
+        self.inner
+            .children
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|c| c.inner.id != id);
+    }
+
+    /// This node's id within its parent (`mcp:fs`).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// This node's full path (`root/mcp_servers/mcp:fs`).
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The actor kind (`supervisor`, `process`, `mcp_connection`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.inner.kind
+    }
+
+    /// The current lifecycle state.
+    pub fn state(&self) -> ActorState {
+        lock(&self.inner.data).state
+    }
+
+    /// Total restarts of this child since its supervisor created it.
+    pub fn restarts(&self) -> u64 {
+        lock(&self.inner.data).restarts
+    }
+
+    /// The last failure reason, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        lock(&self.inner.data).last_failure.as_ref().map(|(r, _)| r.clone())
+    }
+
+    /// Moves the node to `state`. Entering `running` records the start time; leaving
+    /// `backing_off` clears the scheduled restart.
+    pub fn set_state(&self, state: ActorState) {
+        let mut d = lock(&self.inner.data);
+        if d.state != state {
+            d.state = state;
+            d.state_since = (SystemTime::now(), Instant::now());
+        }
+        match state {
+            ActorState::Running => d.started_at = Some(d.state_since),
+            ActorState::Starting => {}
+            _ => d.started_at = None,
+        }
+        if state != ActorState::BackingOff {
+            d.next_restart_at = None;
+        }
+    }
+
+    /// Records an abnormal exit reason.
+    pub fn record_failure(&self, reason: &str) {
+        lock(&self.inner.data).last_failure = Some((reason.to_owned(), SystemTime::now()));
+    }
+
+    /// Counts one restart and records when it is due.
+    pub fn record_restart(&self, due_in: Duration) {
+        let mut d = lock(&self.inner.data);
+        d.restarts += 1;
+        d.next_restart_at = Some(Instant::now() + due_in);
+    }
+
+    /// How long until the scheduled restart, when backing off.
+    pub fn next_restart_in(&self) -> Option<Duration> {
+        lock(&self.inner.data)
+            .next_restart_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Installs the provider of this node's kind-specific details.
+    pub fn set_details(&self, details: DetailsFn) {
+        *self.inner.details.write().unwrap_or_else(PoisonError::into_inner) = Some(details);
+    }
+
+    /// Removes the details provider (the actor that installed it is gone).
+    pub fn clear_details(&self) {
+        *self.inner.details.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The direct children, in start order.
+    pub fn children(&self) -> Vec<StatusNode> {
+        self.inner.children.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Finds a node by full path (`root/mcp_servers/mcp:fs`) or by a path relative to this node.
+    pub fn find(&self, path: &str) -> Option<StatusNode> {
+        let path = path.trim_matches('/');
+        let rel = if path == self.inner.path {
+            return Some(self.clone());
+        } else if let Some(rest) = path
+            .strip_prefix(self.inner.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            rest
+        } else {
+            path
+        };
+        let mut node = self.clone();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            let next = node.children().into_iter().find(|c| c.inner.id == part)?;
+            node = next;
+        }
+        Some(node)
+    }
+
+    /// Visits this node and every descendant, depth first, parents before children.
+    pub fn walk(&self, f: &mut dyn FnMut(&StatusNode)) {
+        f(self);
+        for child in self.children() {
+            child.walk(f);
+        }
+    }
+
+    /// A serde snapshot of this node and its whole subtree.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = self.snapshot_shallow();
+        snap.children = self.children().iter().map(StatusNode::snapshot).collect();
+        snap
+    }
+
+    /// A serde snapshot of this node alone (children omitted).
+    pub fn snapshot_shallow(&self) -> Snapshot {
+        let (state, state_since, restarts, last_failure, started_at, next_restart_at) = {
+            let d = lock(&self.inner.data);
+            (
+                d.state,
+                d.state_since,
+                d.restarts,
+                d.last_failure.clone(),
+                d.started_at,
+                d.next_restart_at,
+            )
+        };
+        // Details are computed outside the data lock: a provider may take its own locks.
+        let details = self
+            .inner
+            .details
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .map(|f| f());
+        let now = Instant::now();
+        Snapshot {
+            path: self.inner.path.clone(),
+            id: self.inner.id.clone(),
+            kind: self.inner.kind.to_owned(),
+            state,
+            state_since: rfc3339(state_since.0),
+            restart_type: self.inner.restart_type,
+            restarts,
+            last_failure: last_failure.map(|(reason, at)| Failure {
+                reason,
+                at: rfc3339(at),
+            }),
+            started_at: started_at.map(|(wall, _)| rfc3339(wall)),
+            uptime_secs: started_at.map(|(_, mono)| now.saturating_duration_since(mono).as_secs()),
+            next_restart_in_ms: next_restart_at
+                .map(|at| at.saturating_duration_since(now).as_millis() as u64),
+            details,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// Formats a wall-clock time as RFC 3339 UTC with second precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The last abnormal exit of an actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What went wrong, e.g. `process exited with status 3`.
+    pub reason: String,
+    /// When it happened (RFC 3339).
+    pub at: String,
+}
+
+/// One actor's status at a point in time, with its subtree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Full path in the supervision tree.
+    pub path: String,
+    /// Id within the parent supervisor.
+    pub id: String,
+    /// Actor kind.
+    pub kind: String,
+    /// Lifecycle state.
+    pub state: ActorState,
+    /// When the actor entered `state` (RFC 3339).
+    pub state_since: String,
+    /// Restart type from the child spec (absent for the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_type: Option<RestartType>,
+    /// Restarts since the supervisor created the child.
+    pub restarts: u64,
+    /// The last abnormal exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    /// When the current run started (RFC 3339), while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Seconds since the current run started, while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<u64>,
+    /// Milliseconds until the scheduled restart, while backing off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_in_ms: Option<u64>,
+    /// Kind-specific details (pid, exit status, stderr tail, pending calls, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// Children in start order.
+    #[serde(default)]
+    pub children: Vec<Snapshot>,
+}
+
+impl Snapshot {
+    /// Finds a node of this snapshot by full path.
+    pub fn find(&self, path: &str) -> Option<&Snapshot> {
+        if self.path == path {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_paths_find_and_order() {
+        let root = StatusNode::root("root", "supervisor");
+        let servers = root.child("mcp_servers", "supervisor", Some(RestartType::Permanent));
+        servers.child("mcp:b", "mcp_connection", Some(RestartType::Permanent));
+        servers.child("mcp:a", "mcp_connection", Some(RestartType::Transient));
+        assert_eq!(servers.path(), "root/mcp_servers");
+        let a = root.find("root/mcp_servers/mcp:a").expect("found by full path");
+        assert_eq!(a.path(), "root/mcp_servers/mcp:a");
+        assert!(root.find("mcp_servers/mcp:b").is_some(), "relative path");
+        assert!(root.find("root/nope").is_none());
+        let snap = root.snapshot();
+        let ids: Vec<_> = snap.children[0].children.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["mcp:b", "mcp:a"], "start order, not sorted");
+        servers.remove_child("mcp:b");
+        assert_eq!(servers.children().len(), 1);
+    }
+
+    #[test]
+    fn details_are_read_without_the_actor() {
+        let node = StatusNode::root("p", "process");
+        let pid = Arc::new(std::sync::atomic::AtomicU32::new(42));
+        let p = pid.clone();
+        node.set_details(Arc::new(move || serde_json::json!({ "pid": p.load(std::sync::atomic::Ordering::Relaxed) })));
+        assert_eq!(node.snapshot().details.unwrap()["pid"], 42);
+        pid.store(7, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(node.snapshot().details.unwrap()["pid"], 7);
+        node.clear_details();
+        assert!(node.snapshot().details.is_none());
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let root = StatusNode::root("root", "supervisor");
+        root.set_state(ActorState::Running);
+        root.record_failure("boom");
+        let snap = root.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
+        assert_eq!(back.state, ActorState::Running);
+        assert_eq!(back.last_failure.unwrap().reason, "boom");
+    }
+}
