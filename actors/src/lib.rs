@@ -16,5 +16,7 @@
 pub mod process;
 pub mod status;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
 
 pub use status::{ActorState, Snapshot, StatusNode};

@@ -1,1 +1,521 @@
-//! tmp
+//! A supervised OS process.
+//!
+//! [`ProcessActor`] runs one child process for as long as the actor lives. It sits wherever an
+//! OS process is needed in the tree: under a connection actor for a stdio MCP server
+//! (`root/mcp_servers/mcp:fs/process`), or directly under the `sidecars` supervisor.
+//!
+//! - The child starts in its own process group, with the daemon's environment plus the spec's
+//!   overrides. On Linux it also gets `PR_SET_PDEATHSIG(SIGKILL)`, so even a `kill -9` of the
+//!   daemon does not leave it running.
+//! - stdin/stdout are handed to the owner through a oneshot (stdio MCP servers), or closed.
+//! - stderr goes line by line into a bounded ring (introspection) and the debug log.
+//! - Exit classification: status 0 → the actor stops normally; non-zero or a signal → the
+//!   actor fails with [`ProcessError::Exited`], which supervisors treat as abnormal.
+//! - Stop (`post_stop`): SIGTERM to the whole group, wait up to `stop_timeout`, SIGKILL the
+//!   group, and the exit is reaped by the waiter task. After a kill or a panic of the actor,
+//!   `post_stop` does not run, but dropping the state SIGKILLs the group ([`group`]).
+//! - Readiness: an optional probe polled after spawn; not ready within its timeout is an
+//!   abnormal start.
+
+pub mod group;
+mod reaper;
+pub mod stderr;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use nix::sys::signal::Signal;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::Serialize;
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use group::GroupGuard;
+pub use group::kill_all_groups;
+pub use stderr::StderrRing;
+
+use crate::status::{StatusNode, rfc3339};
+use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown};
+
+/// What happens to the child's stdin and stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdioMode {
+    /// Both are piped and handed to the owner through [`ProcessArgs::io`].
+    Piped,
+    /// Both are connected to `/dev/null`.
+    #[default]
+    Null,
+}
+
+/// An async readiness check (e.g. "the socket answers `GET /health`").
+pub type ProbeFn = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// A readiness probe: polled every `interval` until it answers true or `timeout` passes.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The check.
+    pub probe: ProbeFn,
+    /// Delay between checks.
+    pub interval: Duration,
+    /// Deadline from spawn; past it the start is abnormal.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to run the child.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Program to execute (looked up in `PATH` when it has no slash).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment overrides on top of the daemon's environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the daemon's).
+    pub cwd: Option<PathBuf>,
+    /// stdin/stdout handling.
+    pub stdio: StdioMode,
+    /// SIGTERM → SIGKILL grace on stop.
+    pub stop_timeout: Duration,
+    /// Optional readiness probe.
+    pub readiness: Option<Readiness>,
+}
+
+impl ProcessSpec {
+    /// A spec for `program args…` with defaults: stdio closed, 5 s stop timeout, no probe.
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            stdio: StdioMode::Null,
+            stop_timeout: Duration::from_secs(5),
+            readiness: None,
+        }
+    }
+
+    /// `program arg…` as one display string.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The piped stdio of a started child.
+#[derive(Debug)]
+pub struct ChildIo {
+    /// The child's pid.
+    pub pid: u32,
+    /// Its stdin.
+    pub stdin: ChildStdin,
+    /// Its stdout.
+    pub stdout: ChildStdout,
+}
+
+/// Arguments of [`ProcessActor`].
+#[derive(Debug)]
+pub struct ProcessArgs {
+    /// What to run.
+    pub spec: Arc<ProcessSpec>,
+    /// The actor's status node (pid, exit status and stderr tail are published here).
+    pub node: StatusNode,
+    /// Receives stdin/stdout when `spec.stdio` is [`StdioMode::Piped`].
+    pub io: Option<oneshot::Sender<ChildIo>>,
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExitInfo {
+    /// Exit status, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    fn from_status(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+
+    /// Exit status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exited with status {code}"),
+            (None, Some(sig)) => match Signal::try_from(sig) {
+                Ok(s) => write!(f, "killed by signal {sig} ({s})"),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+            (None, None) => f.write_str("ended"),
+        }
+    }
+}
+
+/// Why a process actor failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The program could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process exited abnormally.
+    #[error("process `{program}` {exit}{}", last_stderr.as_ref().map(|l| format!(" (stderr: {l})")).unwrap_or_default())]
+    Exited {
+        /// The program.
+        program: String,
+        /// How it ended.
+        exit: ExitInfo,
+        /// Its last stderr line.
+        last_stderr: Option<String>,
+    },
+    /// The readiness probe did not pass in time.
+    #[error("process `{program}` not ready within {timeout:?}")]
+    NotReady {
+        /// The program.
+        program: String,
+        /// The readiness timeout.
+        timeout: Duration,
+    },
+}
+
+/// Shared with the status details and the waiter task.
+#[derive(Debug, Default)]
+struct Shared {
+    pid: AtomicU32,
+    started_at: Mutex<Option<SystemTime>>,
+    exit: Mutex<Option<(ExitInfo, SystemTime)>>,
+    stderr: Arc<Mutex<StderrRing>>,
+}
+
+impl Shared {
+    fn details(&self, spec: &ProcessSpec) -> serde_json::Value {
+        let pid = self.pid.load(Ordering::Relaxed);
+        let exit = *self.exit.lock().unwrap_or_else(PoisonError::into_inner);
+        let ring = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        serde_json::json!({
+            "pid": (pid != 0).then_some(pid),
+            "command": spec.command_line(),
+            "process_started_at": self.started_at.lock().unwrap_or_else(PoisonError::into_inner).map(rfc3339),
+            "exit": exit.map(|(e, at)| serde_json::json!({
+                "code": e.code, "signal": e.signal, "description": e.to_string(), "at": rfc3339(at),
+            })),
+            "stderr_lines": ring.total_lines(),
+            "stderr_tail": ring.tail(),
+        })
+    }
+}
+
+/// The process actor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessActor;
+
+/// Messages of [`ProcessActor`].
+#[derive(Debug)]
+pub enum ProcessMsg {
+    /// Internal: the child exited.
+    Exited(ExitInfo),
+}
+
+/// State of [`ProcessActor`]. Dropping it SIGKILLs the process group.
+#[derive(Debug)]
+pub struct ProcessState {
+    spec: Arc<ProcessSpec>,
+    node: StatusNode,
+    io: Option<oneshot::Sender<ChildIo>>,
+    shared: Arc<Shared>,
+    /// Present while a child runs; its `Drop` kills the group.
+    guard: Option<GroupGuard>,
+    /// Set by the waiter task when the child has exited and been reaped.
+    exit_rx: Option<watch::Receiver<Option<ExitInfo>>>,
+}
+
+impl Actor for ProcessActor {
+    type Msg = ProcessMsg;
+    type State = ProcessState;
+    type Arguments = ProcessArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        args: ProcessArgs,
+    ) -> Result<ProcessState, ActorProcessingErr> {
+        let shared = Arc::new(Shared::default());
+        let details_shared = shared.clone();
+        let details_spec = args.spec.clone();
+        args.node
+            .set_details(Arc::new(move || details_shared.details(&details_spec)));
+        Ok(ProcessState {
+            spec: args.spec,
+            node: args.node,
+            io: args.io,
+            shared,
+            guard: None,
+            exit_rx: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        state: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.spawn(myself)?;
+        if let Some(readiness) = state.spec.readiness.clone() {
+            state.await_ready(&readiness).await?;
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        state: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.terminate().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        message: ProcessMsg,
+        state: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProcessMsg::Exited(exit) => {
+                // Grandchildren left in the group go with their parent.
+                if let Some(guard) = state.guard.take() {
+                    drop(guard);
+                }
+                if exit.success() {
+                    myself.stop(Some(format!("process `{}` {exit}", state.spec.program)));
+                    Ok(())
+                } else {
+                    Err(state.exit_error(exit).into())
+                }
+            }
+        }
+    }
+}
+
+impl ProcessState {
+    fn spawn(&mut self, myself: ActorRef<ProcessMsg>) -> Result<(), ProcessError> {
+        let spec = &self.spec;
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let piped = spec.stdio == StdioMode::Piped;
+        let stdio = || {
+            if piped {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            }
+        };
+        cmd.stdin(stdio()).stdout(stdio());
+        set_parent_death_signal(&mut cmd);
+        reaper::ensure_started();
+
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: spec.program.clone(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        self.guard = Some(GroupGuard::new(pid as i32));
+        self.shared.pid.store(pid, Ordering::Relaxed);
+        *self
+            .shared
+            .started_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(SystemTime::now());
+        tracing::info!(path = %self.node.path(), pid, command = %spec.command_line(), "process started");
+
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(stderr::pump(
+                stderr,
+                self.shared.stderr.clone(),
+                self.node.path().to_owned(),
+            ));
+        }
+        if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
+            if let Some(tx) = self.io.take() {
+                let _ = tx.send(ChildIo { pid, stdin, stdout });
+            }
+        }
+
+        // The waiter owns the child, so it is always reaped, even if this actor is killed.
+        let (exit_tx, exit_rx) = watch::channel(None);
+        self.exit_rx = Some(exit_rx);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => ExitInfo::from_status(status),
+                Err(_) => ExitInfo {
+                    code: None,
+                    signal: None,
+                },
+            };
+            *shared.exit.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((exit, SystemTime::now()));
+            let _ = exit_tx.send(Some(exit));
+            let _ = myself.send_message(ProcessMsg::Exited(exit));
+        });
+        Ok(())
+    }
+
+    async fn await_ready(&mut self, readiness: &Readiness) -> Result<(), ProcessError> {
+        let deadline = Instant::now() + readiness.timeout;
+        let mut exit_rx = self.exit_rx.clone().expect("spawned");
+        loop {
+            if let Some(exit) = *exit_rx.borrow() {
+                return Err(self.exit_error(exit));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            if let Ok(true) = tokio::time::timeout(remaining, (readiness.probe)()).await {
+                tracing::info!(path = %self.node.path(), "process ready");
+                return Ok(());
+            }
+            let pause = readiness
+                .interval
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = exit_rx.changed() => {}
+            }
+        }
+        Err(ProcessError::NotReady {
+            program: self.spec.program.clone(),
+            timeout: readiness.timeout,
+        })
+    }
+
+    /// Graceful stop: SIGTERM the group, wait for the exit, SIGKILL what is left.
+    async fn terminate(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let pgid = guard.pgid();
+        let path = self.node.path().to_owned();
+        group::signal_tree(pgid, Signal::SIGTERM);
+        if let Some(mut exit_rx) = self.exit_rx.clone() {
+            let exited =
+                tokio::time::timeout(self.spec.stop_timeout, exit_rx.wait_for(Option::is_some))
+                    .await
+                    .is_ok();
+            if !exited {
+                tracing::warn!(%path, pid = pgid, timeout_ms = self.spec.stop_timeout.as_millis() as u64,
+                    "process ignored SIGTERM; sending SIGKILL");
+            }
+            drop(guard); // SIGKILL to the group: stragglers and grandchildren
+            let _ = tokio::time::timeout(Duration::from_secs(5), exit_rx.wait_for(Option::is_some))
+                .await;
+        }
+        tracing::info!(%path, pid = pgid, "process stopped");
+    }
+
+    fn exit_error(&self, exit: ExitInfo) -> ProcessError {
+        let last_stderr = self
+            .shared
+            .stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_line()
+            .map(|l| l.chars().take(200).collect());
+        ProcessError::Exited {
+            program: self.spec.program.clone(),
+            exit,
+            last_stderr,
+        }
+    }
+}
+
+/// Asks Linux to SIGKILL the child if the daemon dies (even by `kill -9`), so no process is
+/// orphaned when `Drop` cannot run.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The parent may have died between fork and prctl: then nobody would signal us.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("parent exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_parent_death_signal(_cmd: &mut Command) {}
+
+/// A child spec running `spec` as a supervised process with stdio closed. The process's
+/// SIGTERM → SIGKILL grace follows the policy's shutdown.
+pub fn child_spec(id: impl Into<String>, spec: ProcessSpec, policy: RestartPolicy) -> ChildSpec {
+    let mut spec = spec;
+    spec.stop_timeout = match policy.shutdown {
+        Shutdown::Timeout(t) => t,
+        Shutdown::BrutalKill => Duration::ZERO,
+    };
+    let spec = Arc::new(spec);
+    ChildSpec::new(id, "process", policy, move |ctx: ChildContext| {
+        let spec = spec.clone();
+        async move {
+            let args = ProcessArgs {
+                spec,
+                node: ctx.node,
+                io: None,
+            };
+            let (actor, _) =
+                ProcessActor::spawn_linked(None, ProcessActor, args, ctx.supervisor).await?;
+            Ok(actor.get_cell())
+        }
+    })
+}

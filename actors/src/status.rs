@@ -104,7 +104,12 @@ impl StatusNode {
         Self::new(id.to_owned(), id.to_owned(), kind, None)
     }
 
-    fn new(id: String, path: String, kind: &'static str, restart_type: Option<RestartType>) -> Self {
+    fn new(
+        id: String,
+        path: String,
+        kind: &'static str,
+        restart_type: Option<RestartType>,
+    ) -> Self {
         let now = (SystemTime::now(), Instant::now());
         Self {
             inner: Arc::new(Inner {
@@ -128,7 +133,11 @@ impl StatusNode {
 
     /// Returns the child node `id`, creating it (appended after its siblings) if absent.
     pub fn child(&self, id: &str, kind: &'static str, restart_type: Option<RestartType>) -> Self {
-        let mut children = self.inner.children.write().unwrap_or_else(PoisonError::into_inner);
+        let mut children = self
+            .inner
+            .children
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(existing) = children.iter().find(|c| c.inner.id == id) {
             return existing.clone();
         }
@@ -178,7 +187,10 @@ impl StatusNode {
 
     /// The last failure reason, if any.
     pub fn last_failure(&self) -> Option<String> {
-        lock(&self.inner.data).last_failure.as_ref().map(|(r, _)| r.clone())
+        lock(&self.inner.data)
+            .last_failure
+            .as_ref()
+            .map(|(r, _)| r.clone())
     }
 
     /// Moves the node to `state`. Entering `running` records the start time; leaving
@@ -220,17 +232,29 @@ impl StatusNode {
 
     /// Installs the provider of this node's kind-specific details.
     pub fn set_details(&self, details: DetailsFn) {
-        *self.inner.details.write().unwrap_or_else(PoisonError::into_inner) = Some(details);
+        *self
+            .inner
+            .details
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(details);
     }
 
     /// Removes the details provider (the actor that installed it is gone).
     pub fn clear_details(&self) {
-        *self.inner.details.write().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .inner
+            .details
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The direct children, in start order.
     pub fn children(&self) -> Vec<StatusNode> {
-        self.inner.children.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .children
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Finds a node by full path (`root/mcp_servers/mcp:fs`) or by a path relative to this node.
@@ -386,12 +410,18 @@ mod tests {
         servers.child("mcp:b", "mcp_connection", Some(RestartType::Permanent));
         servers.child("mcp:a", "mcp_connection", Some(RestartType::Transient));
         assert_eq!(servers.path(), "root/mcp_servers");
-        let a = root.find("root/mcp_servers/mcp:a").expect("found by full path");
+        let a = root
+            .find("root/mcp_servers/mcp:a")
+            .expect("found by full path");
         assert_eq!(a.path(), "root/mcp_servers/mcp:a");
         assert!(root.find("mcp_servers/mcp:b").is_some(), "relative path");
         assert!(root.find("root/nope").is_none());
         let snap = root.snapshot();
-        let ids: Vec<_> = snap.children[0].children.iter().map(|c| c.id.as_str()).collect();
+        let ids: Vec<_> = snap.children[0]
+            .children
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
         assert_eq!(ids, ["mcp:b", "mcp:a"], "start order, not sorted");
         servers.remove_child("mcp:b");
         assert_eq!(servers.children().len(), 1);
@@ -402,7 +432,9 @@ mod tests {
         let node = StatusNode::root("p", "process");
         let pid = Arc::new(std::sync::atomic::AtomicU32::new(42));
         let p = pid.clone();
-        node.set_details(Arc::new(move || serde_json::json!({ "pid": p.load(std::sync::atomic::Ordering::Relaxed) })));
+        node.set_details(Arc::new(
+            move || serde_json::json!({ "pid": p.load(std::sync::atomic::Ordering::Relaxed) }),
+        ));
         assert_eq!(node.snapshot().details.unwrap()["pid"], 42);
         pid.store(7, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(node.snapshot().details.unwrap()["pid"], 7);

@@ -395,7 +395,8 @@ impl SupervisorState {
             }
             Err(e) => {
                 let reason = format!("start failed: {}", error_chain(&e));
-                self.child_exited(idx, ExitKind::Abnormal(reason), myself).await
+                self.child_exited(idx, ExitKind::Abnormal(reason), myself)
+                    .await
             }
         }
     }
@@ -418,7 +419,10 @@ impl SupervisorState {
         info!(%path, reason, "stopping child");
         match child.spec.policy.shutdown {
             Shutdown::Timeout(timeout) => {
-                match cell.stop_and_wait(Some(reason.to_owned()), Some(timeout)).await {
+                match cell
+                    .stop_and_wait(Some(reason.to_owned()), Some(timeout))
+                    .await
+                {
                     Ok(()) => {}
                     Err(RactorErr::Timeout) => {
                         warn!(%path, timeout_ms = timeout.as_millis() as u64, "child did not stop in time; killing it");
@@ -459,7 +463,10 @@ impl SupervisorState {
         let now = Instant::now();
         let child = &mut self.children[idx];
         child.cell = None;
-        let uptime = child.running_since.take().map(|t| now.saturating_duration_since(t));
+        let uptime = child
+            .running_since
+            .take()
+            .map(|t| now.saturating_duration_since(t));
         let path = child.node.path().to_owned();
         let reason = exit.reason().to_owned();
         if exit.is_abnormal() {
@@ -482,7 +489,11 @@ impl SupervisorState {
         }
 
         // The child's own limit: past it, the child alone is given up.
-        while child.window.front().is_some_and(|t| now.saturating_duration_since(*t) > policy.window) {
+        while child
+            .window
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > policy.window)
+        {
             child.window.pop_front();
         }
         if child.window.len() >= policy.max_restarts as usize {
@@ -549,7 +560,8 @@ impl SupervisorState {
         };
         for &j in siblings.iter().rev() {
             if self.children[j].cell.is_some() {
-                self.stop_child(j, &format!("sibling `{id}` restarting")).await;
+                self.stop_child(j, &format!("sibling `{id}` restarting"))
+                    .await;
                 let sibling = &mut self.children[j];
                 sibling.state = ActorState::BackingOff;
                 sibling.node.set_state(ActorState::BackingOff);
@@ -583,7 +595,10 @@ impl SupervisorState {
             Strategy::OneForOne => vec![idx],
             Strategy::OneForAll => (0..self.children.len()).collect(),
             Strategy::RestForOne => {
-                if self.children[..idx].iter().any(|c| c.state == ActorState::BackingOff) {
+                if self.children[..idx]
+                    .iter()
+                    .any(|c| c.state == ActorState::BackingOff)
+                {
                     // An earlier child is still backing off; its timer restarts us too.
                     return Ok(());
                 }
@@ -641,7 +656,9 @@ async fn request<T: Send + 'static>(
 ) -> Result<T, SupervisorError> {
     match sup.call(msg, Some(REQUEST_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
-        Ok(ractor::rpc::CallResult::Timeout) => Err(SupervisorError::Unavailable("timed out".into())),
+        Ok(ractor::rpc::CallResult::Timeout) => {
+            Err(SupervisorError::Unavailable("timed out".into()))
+        }
         Ok(ractor::rpc::CallResult::SenderError) => {
             Err(SupervisorError::Unavailable("supervisor stopped".into()))
         }
@@ -650,12 +667,18 @@ async fn request<T: Send + 'static>(
 }
 
 /// Adds a child to a running supervisor and starts it.
-pub async fn start_child(sup: &ActorRef<SupervisorMsg>, spec: ChildSpec) -> Result<(), SupervisorError> {
+pub async fn start_child(
+    sup: &ActorRef<SupervisorMsg>,
+    spec: ChildSpec,
+) -> Result<(), SupervisorError> {
     request(sup, |r| SupervisorMsg::StartChild(spec, r)).await?
 }
 
 /// Stops a child by its shutdown policy and removes it.
-pub async fn terminate_child(sup: &ActorRef<SupervisorMsg>, id: &str) -> Result<(), SupervisorError> {
+pub async fn terminate_child(
+    sup: &ActorRef<SupervisorMsg>,
+    id: &str,
+) -> Result<(), SupervisorError> {
     let id = id.to_owned();
     request(sup, |r| SupervisorMsg::TerminateChild(id, r)).await?
 }
@@ -667,7 +690,9 @@ pub async fn restart_child(sup: &ActorRef<SupervisorMsg>, id: &str) -> Result<()
 }
 
 /// Lists the children in start order.
-pub async fn list_children(sup: &ActorRef<SupervisorMsg>) -> Result<Vec<ChildInfo>, SupervisorError> {
+pub async fn list_children(
+    sup: &ActorRef<SupervisorMsg>,
+) -> Result<Vec<ChildInfo>, SupervisorError> {
     request(sup, SupervisorMsg::ListChildren).await
 }
 
@@ -690,7 +715,8 @@ pub fn supervisor_spec(
                 intensity,
                 children: children(),
             };
-            let (actor, _) = Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
+            let (actor, _) =
+                Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())
         }
     })

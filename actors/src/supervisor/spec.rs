@@ -248,7 +248,12 @@ impl fmt::Debug for ChildSpec {
 
 impl ChildSpec {
     /// A spec from an async start function.
-    pub fn new<F, Fut>(id: impl Into<String>, kind: &'static str, policy: RestartPolicy, start: F) -> Self
+    pub fn new<F, Fut>(
+        id: impl Into<String>,
+        kind: &'static str,
+        policy: RestartPolicy,
+        start: F,
+    ) -> Self
     where
         F: Fn(ChildContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorCell, SpawnErr>> + Send + 'static,
@@ -280,7 +285,10 @@ mod tests {
         for attempt in 3..40 {
             for _ in 0..50 {
                 let d = b.delay(attempt);
-                assert!(d >= b.min && d <= b.ceiling(attempt), "attempt {attempt}: {d:?}");
+                assert!(
+                    d >= b.min && d <= b.ceiling(attempt),
+                    "attempt {attempt}: {d:?}"
+                );
             }
         }
         // Huge attempt numbers neither overflow nor exceed the cap.

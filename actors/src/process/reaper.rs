@@ -1,0 +1,225 @@
+//! Orphan reaping: no zombie, whatever PID 1 is.
+//!
+//! When a supervised child dies, the grandchildren it forked are orphaned. Normally PID 1 adopts
+//! and reaps them, but not every PID 1 does (minimal container inits, sandboxes), and then every
+//! crash of a server that forks would leave zombies behind. So on Linux the first process spawn
+//! makes this process a *child subreaper* (`PR_SET_CHILD_SUBREAPER`): orphans of our children
+//! are re-parented to us, and a small thread reaps them.
+//!
+//! The thread must not steal exit statuses that tokio is waiting for (our direct children, the
+//! group leaders). It only reaps zombies whose parent is us and that either belong to one of our
+//! children's process groups without leading it, or were seen escaping such a group. Scans run
+//! shortly after every group kill (when orphans appear) and every 30 s as a safety net.
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::collections::{BTreeSet, VecDeque};
+    use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    use nix::unistd::Pid;
+
+    /// Process groups of our children, current and recent (bounded).
+    static GROUPS: Mutex<VecDeque<i32>> = Mutex::new(VecDeque::new());
+    /// Pids seen leaving one of our groups (bounded).
+    static ESCAPED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+    static SCAN: OnceLock<Option<Sender<()>>> = OnceLock::new();
+
+    const MAX_REMEMBERED: usize = 4096;
+    const FOLLOW_UPS: [Duration; 4] = [
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    ];
+    const SAFETY_SCAN: Duration = Duration::from_secs(30);
+
+    /// Makes this process a subreaper and starts the reaper thread (once).
+    pub(crate) fn ensure_started() {
+        SCAN.get_or_init(|| {
+            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+                tracing::warn!(error = %e, "cannot become a child subreaper; orphans go to PID 1");
+                return None;
+            }
+            let (tx, rx) = mpsc::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name("revka-reaper".into())
+                .spawn(move || run(rx));
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the reaper thread");
+                    None
+                }
+            }
+        });
+    }
+
+    /// Remembers a child's process group.
+    pub(crate) fn track_group(pgid: i32) {
+        let mut groups = GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+        if !groups.contains(&pgid) {
+            groups.push_back(pgid);
+            if groups.len() > MAX_REMEMBERED {
+                groups.pop_front();
+            }
+        }
+    }
+
+    /// Remembers pids that left one of our groups.
+    pub(crate) fn track_escaped(pids: &[i32]) {
+        let mut escaped = ESCAPED.lock().unwrap_or_else(PoisonError::into_inner);
+        escaped.extend(pids);
+        while escaped.len() > MAX_REMEMBERED {
+            escaped.pop_first();
+        }
+    }
+
+    /// Asks for a scan soon (orphans are about to appear).
+    pub(crate) fn request_scan() {
+        if let Some(Some(tx)) = SCAN.get() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn run(rx: mpsc::Receiver<()>) {
+        let mut due: Vec<Instant> = Vec::new();
+        loop {
+            let now = Instant::now();
+            let wait = due
+                .iter()
+                .min()
+                .map_or(SAFETY_SCAN, |t| t.saturating_duration_since(now));
+            match rx.recv_timeout(wait) {
+                Ok(()) => {
+                    let now = Instant::now();
+                    due.extend(FOLLOW_UPS.iter().map(|d| now + *d));
+                    due.sort();
+                    due.dedup_by(|a, b| a.saturating_duration_since(*b) < Duration::from_millis(5));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    due.retain(|t| *t > now);
+                    reap_orphans();
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn reap_orphans() {
+        let me = std::process::id() as i32;
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let groups: Vec<i32> = GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((state, ppid, pgrp)) = super::parse_state(&stat) else {
+                continue;
+            };
+            if state != 'Z' || ppid != me {
+                continue;
+            }
+            let orphan_of_ours = (pgrp != pid && groups.contains(&pgrp))
+                || ESCAPED
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&pid);
+            if orphan_of_ours {
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+                tracing::debug!(pid, pgrp, "reaped an orphaned grandchild");
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub(crate) fn ensure_started() {}
+    pub(crate) fn track_group(_pgid: i32) {}
+    pub(crate) fn track_escaped(_pids: &[i32]) {}
+    pub(crate) fn request_scan() {}
+}
+
+pub(crate) use imp::{ensure_started, request_scan, track_escaped, track_group};
+
+/// Parses state, ppid and pgrp out of `/proc/<pid>/stat` (fields after the last `)`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_state(stat: &str) -> Option<(char, i32, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::{eventually, process_exists};
+
+    fn ppid_of(pid: i32) -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_state(&stat).map(|(_, ppid, _)| ppid)
+    }
+
+    #[tokio::test]
+    async fn orphans_of_our_groups_are_adopted_and_reaped_by_us() {
+        ensure_started();
+        // A child that forks a grandchild and exits at once, orphaning it.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"])
+            .process_group(0)
+            .output()
+            .unwrap();
+        let grandchild: i32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The group id is the grandchild's group (its parent led it); remember it as ours.
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap();
+        let (_, _, pgrp) = parse_state(&stat).unwrap();
+        track_group(pgrp);
+
+        let me = std::process::id() as i32;
+        eventually(
+            "orphan re-parented to us (subreaper)",
+            Duration::from_secs(5),
+            || ppid_of(grandchild) == Some(me),
+        )
+        .await;
+        // Only we can reap it now: PID 1 is not its parent any more.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(grandchild),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        request_scan();
+        eventually("orphan reaped by us", Duration::from_secs(10), || {
+            !process_exists(grandchild)
+        })
+        .await;
+    }
+}
