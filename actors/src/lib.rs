@@ -9,10 +9,13 @@
 //!   intensity with escalation, backoff with jitter, ordered graceful-then-forced shutdown).
 //! - [`process`]: a supervised OS process in its own process group: stdio hand-off, a bounded
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
+//! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
+//!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod mcp;
 pub mod process;
 pub mod status;
 pub mod supervisor;
