@@ -6,8 +6,14 @@
 //!   enforced while reading.
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser for the HTTP transport.
 //!
-//! The transports and the connection actor built on these come later.
+//! - [`protocol`]: MCP versions, the initialize exchange, tool pages, progress, error results.
+//! - [`client`]: the client core shared by all transports: concurrent calls correlated by id,
+//!   timeouts, cancellation, progress routing, answers to server requests.
+//! - [`stdio`]: the stdio transport over a supervised child process.
 
+pub mod client;
 pub mod framing;
 pub mod jsonrpc;
+pub mod protocol;
 pub mod sse;
+pub mod stdio;

@@ -24,7 +24,7 @@ pub mod stderr;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -42,6 +42,27 @@ pub use stderr::StderrRing;
 
 use crate::status::{StatusNode, rfc3339};
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown};
+
+/// Direct children spawned and not yet reaped, across all process actors.
+static UNREAPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits until every child spawned by a process actor has been reaped, up to `timeout`.
+/// Returns whether none is left. The daemon calls this after stopping the tree.
+pub async fn wait_all_reaped(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while UNREAPED.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// The number of spawned, not yet reaped children (for introspection and tests).
+pub fn unreaped_children() -> usize {
+    UNREAPED.load(Ordering::SeqCst)
+}
 
 /// What happens to the child's stdin and stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,7 +142,7 @@ impl ProcessSpec {
     }
 }
 
-/// The piped stdio of a started child.
+/// The piped stdio of a started child, and what its owner needs to explain its death.
 #[derive(Debug)]
 pub struct ChildIo {
     /// The child's pid.
@@ -130,7 +151,37 @@ pub struct ChildIo {
     pub stdin: ChildStdin,
     /// Its stdout.
     pub stdout: ChildStdout,
+    /// Becomes `Some` once the child has exited and been reaped.
+    pub exit: watch::Receiver<Option<ExitInfo>>,
+    /// The child's stderr tail.
+    pub stderr: Arc<Mutex<StderrRing>>,
 }
+
+impl ChildIo {
+    /// Describes how the child ended (`exited with status 1 (stderr: …)`), if it has.
+    pub fn exit_reason(&self) -> Option<String> {
+        Self::describe_exit(&self.exit, &self.stderr)
+    }
+
+    /// [`Self::exit_reason`] from the parts, for owners that took the pipes apart.
+    pub fn describe_exit(
+        exit: &watch::Receiver<Option<ExitInfo>>,
+        stderr: &Mutex<StderrRing>,
+    ) -> Option<String> {
+        let exit = (*exit.borrow())?;
+        let ring = stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(match ring.last_line() {
+            Some(line) => format!(
+                "{exit} (stderr: {})",
+                line.chars().take(200).collect::<String>()
+            ),
+            None => exit.to_string(),
+        })
+    }
+}
+
+/// Hands the piped stdio to the owner, or the reason the child could not be started.
+pub type IoSender = oneshot::Sender<Result<ChildIo, String>>;
 
 /// Arguments of [`ProcessActor`].
 #[derive(Debug)]
@@ -139,8 +190,8 @@ pub struct ProcessArgs {
     pub spec: Arc<ProcessSpec>,
     /// The actor's status node (pid, exit status and stderr tail are published here).
     pub node: StatusNode,
-    /// Receives stdin/stdout when `spec.stdio` is [`StdioMode::Piped`].
-    pub io: Option<oneshot::Sender<ChildIo>>,
+    /// Receives stdin/stdout when `spec.stdio` is [`StdioMode::Piped`], or the spawn error.
+    pub io: Option<IoSender>,
 }
 
 /// How a child process ended.
@@ -256,7 +307,7 @@ pub enum ProcessMsg {
 pub struct ProcessState {
     spec: Arc<ProcessSpec>,
     node: StatusNode,
-    io: Option<oneshot::Sender<ChildIo>>,
+    io: Option<IoSender>,
     shared: Arc<Shared>,
     /// Present while a child runs; its `Drop` kills the group.
     guard: Option<GroupGuard>,
@@ -294,7 +345,12 @@ impl Actor for ProcessActor {
         myself: ActorRef<ProcessMsg>,
         state: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
-        state.spawn(myself)?;
+        if let Err(e) = state.spawn(myself) {
+            if let Some(tx) = state.io.take() {
+                let _ = tx.send(Err(e.to_string()));
+            }
+            return Err(e.into());
+        }
         if let Some(readiness) = state.spec.readiness.clone() {
             state.await_ready(&readiness).await?;
         }
@@ -362,6 +418,7 @@ impl ProcessState {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
+        UNREAPED.fetch_add(1, Ordering::SeqCst);
         self.guard = Some(GroupGuard::new(pid as i32));
         self.shared.pid.store(pid, Ordering::Relaxed);
         *self
@@ -378,14 +435,19 @@ impl ProcessState {
                 self.node.path().to_owned(),
             ));
         }
-        if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
-            if let Some(tx) = self.io.take() {
-                let _ = tx.send(ChildIo { pid, stdin, stdout });
-            }
-        }
-
         // The waiter owns the child, so it is always reaped, even if this actor is killed.
         let (exit_tx, exit_rx) = watch::channel(None);
+        if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
+            if let Some(tx) = self.io.take() {
+                let _ = tx.send(Ok(ChildIo {
+                    pid,
+                    stdin,
+                    stdout,
+                    exit: exit_rx.clone(),
+                    stderr: self.shared.stderr.clone(),
+                }));
+            }
+        }
         self.exit_rx = Some(exit_rx);
         let shared = self.shared.clone();
         tokio::spawn(async move {

@@ -322,7 +322,7 @@ async fn piped_stdio_is_handed_to_the_owner() {
         io: Some(tx),
     };
     let (actor, handle) = ProcessActor::spawn(None, ProcessActor, args).await.unwrap();
-    let mut io = rx.await.expect("stdio handed over");
+    let mut io = rx.await.expect("stdio handed over").expect("spawned");
     io.stdin.write_all(b"hello\n").await.unwrap();
     let mut line = String::new();
     BufReader::new(&mut io.stdout)

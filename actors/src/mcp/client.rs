@@ -1,0 +1,611 @@
+//! The MCP client core, shared by every transport.
+//!
+//! An [`McpClient`] sends requests through a [`Transport`] and matches answers to callers by
+//! JSON-RPC id through a concurrent pending map: any number of calls run at once on one
+//! connection, no lock is held across a call, and no actor mailbox is on the call path.
+//!
+//! The transport feeds everything the server sends to an [`Inbound`], which resolves pending
+//! calls, routes `notifications/progress` to the caller's sink, answers the server's own
+//! requests (`ping`, `roots/list`; `sampling/createMessage` and `elicitation/create` are refused)
+//! and reports `notifications/tools/list_changed` and the end of the connection as
+//! [`ClientEvent`]s to the owning connection actor.
+//!
+//! A call ends in exactly one way: its answer, a timeout, the connection closing (every pending
+//! call fails at once with the reason), or the caller dropping the future. Timeouts and drops
+//! send `notifications/cancelled` upstream and forget the pending entry.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::jsonrpc::{ErrorObject, Id, Incoming, Notification, Request, Response, parse_message};
+use super::protocol::{ProgressUpdate, Root, to_raw};
+
+/// Receives a call's progress, already re-keyed to the caller's token by whoever built it.
+pub type ProgressSink = Arc<dyn Fn(ProgressUpdate) + Send + Sync>;
+
+/// A message for the transport to deliver.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A request; its answer comes back through [`Inbound::dispatch`].
+    Request {
+        /// Our id (to fail the call if delivery fails).
+        id: u64,
+        /// The serialised message, one line, no newline.
+        line: Vec<u8>,
+    },
+    /// A notification.
+    Notification {
+        /// The serialised message.
+        line: Vec<u8>,
+    },
+    /// A reply to a request from the server.
+    Response {
+        /// The serialised message.
+        line: Vec<u8>,
+    },
+}
+
+impl Outgoing {
+    /// The serialised message.
+    pub fn line(&self) -> &[u8] {
+        match self {
+            Self::Request { line, .. } | Self::Notification { line } | Self::Response { line } => {
+                line
+            }
+        }
+    }
+}
+
+/// Why a transport could not take a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The connection is gone.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The server is not reading its input fast enough.
+    #[error("server is not accepting input (queue of {0} messages full)")]
+    Backpressure(usize),
+}
+
+/// Delivers messages to a server. `send` only enqueues: it never waits on the network.
+pub trait Transport: Send + Sync + 'static {
+    /// Enqueues a message for delivery.
+    fn send(&self, msg: Outgoing) -> Result<(), TransportError>;
+    /// Shuts the transport down (no more sends; background tasks stop).
+    fn close(&self);
+}
+
+/// What a connection actor hears from its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server announced `notifications/tools/list_changed`.
+    ToolsChanged,
+    /// The connection ended.
+    Closed(String),
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No answer within the timeout (`notifications/cancelled` was sent).
+    #[error("server `{server}` did not answer {method} within {}s", after.as_secs_f64())]
+    Timeout {
+        /// The server.
+        server: String,
+        /// The method called.
+        method: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The connection closed before the answer.
+    #[error("server `{server}` failed: {reason}")]
+    Closed {
+        /// The server.
+        server: String,
+        /// Why it closed.
+        reason: String,
+    },
+    /// The server answered with a JSON-RPC error.
+    #[error("server `{server}` returned error {}: {}", error.code, error.message)]
+    Rpc {
+        /// The server.
+        server: String,
+        /// The error it sent.
+        error: ErrorObject,
+    },
+    /// The message could not be sent.
+    #[error("server `{server}`: {source}")]
+    Transport {
+        /// The server.
+        server: String,
+        /// The transport's reason.
+        source: TransportError,
+    },
+}
+
+struct Pending {
+    tx: oneshot::Sender<Result<Box<RawValue>, CallError>>,
+    progress: Option<ProgressSink>,
+    /// Signalled on each progress notification (timeout reset), when enabled.
+    on_progress: Option<Arc<Notify>>,
+}
+
+struct Shared {
+    server: Arc<str>,
+    pending: DashMap<u64, Pending>,
+    closed: Mutex<Option<String>>,
+    is_closed: AtomicBool,
+    roots: Vec<Root>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    /// Coalesces list_changed storms into one pending event.
+    tools_changed_queued: AtomicBool,
+    invalid_lines: AtomicU64,
+}
+
+/// The receiving half of a client: transports hand it every message the server sends.
+#[derive(Clone)]
+pub struct Inbound {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("server", &self.shared.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    /// A new inbound half for `server`, and the stream of its events.
+    pub fn new(server: &str, roots: Vec<Root>) -> (Self, mpsc::UnboundedReceiver<ClientEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            server: server.into(),
+            pending: DashMap::new(),
+            closed: Mutex::new(None),
+            is_closed: AtomicBool::new(false),
+            roots,
+            events,
+            tools_changed_queued: AtomicBool::new(false),
+            invalid_lines: AtomicU64::new(0),
+        });
+        (Self { shared }, rx)
+    }
+
+    /// The server's name.
+    pub fn server(&self) -> &str {
+        &self.shared.server
+    }
+
+    /// Handles one line from the server. Returns a reply to send back, if any. Lines that are
+    /// not JSON-RPC are logged and skipped.
+    pub fn dispatch_line(&self, line: &[u8]) -> Option<Outgoing> {
+        match parse_message(line) {
+            Ok(msg) => self.dispatch(msg),
+            Err(e) => {
+                let n = self.shared.invalid_lines.fetch_add(1, Ordering::Relaxed);
+                let preview: String = String::from_utf8_lossy(&line[..line.len().min(120)]).into();
+                if n < 10 || n.is_power_of_two() {
+                    tracing::warn!(server = %self.shared.server, error = %e, line = %preview, skipped = n + 1, "server wrote a non-JSON-RPC line; skipped");
+                } else {
+                    tracing::debug!(server = %self.shared.server, error = %e, "non-JSON-RPC line skipped");
+                }
+                None
+            }
+        }
+    }
+
+    /// Re-arms list_changed coalescing: call before re-reading the tool list, so a change that
+    /// arrives during the re-read triggers another one.
+    pub fn tools_changed_handled(&self) {
+        self.shared
+            .tools_changed_queued
+            .store(false, Ordering::Release);
+    }
+
+    /// Lines skipped because they were not JSON-RPC.
+    pub fn invalid_lines(&self) -> u64 {
+        self.shared.invalid_lines.load(Ordering::Relaxed)
+    }
+
+    /// Handles one message from the server. Returns a reply to send back, if any.
+    pub fn dispatch(&self, msg: Incoming) -> Option<Outgoing> {
+        match msg {
+            Incoming::Response(resp) => {
+                self.resolve(resp);
+                None
+            }
+            Incoming::Notification(n) => {
+                self.notification(&n.method, n.params.as_deref());
+                None
+            }
+            Incoming::Request(req) => Some(self.answer(req)),
+        }
+    }
+
+    fn resolve(&self, resp: Response) {
+        let Some(id) = resp.id.as_ref().and_then(Id::as_u64) else {
+            tracing::warn!(server = %self.shared.server, id = ?resp.id, "response with an id we never sent; ignored");
+            return;
+        };
+        match self.shared.pending.remove(&id) {
+            Some((_, pending)) => {
+                let result = resp.result.map_err(|error| CallError::Rpc {
+                    server: self.shared.server.to_string(),
+                    error,
+                });
+                let _ = pending.tx.send(result);
+            }
+            // A late answer to a call that timed out or was cancelled.
+            None => tracing::debug!(server = %self.shared.server, id, "late response ignored"),
+        }
+    }
+
+    fn notification(&self, method: &str, params: Option<&RawValue>) {
+        match method {
+            "notifications/progress" => self.progress(params),
+            "notifications/tools/list_changed" => {
+                if !self
+                    .shared
+                    .tools_changed_queued
+                    .swap(true, Ordering::AcqRel)
+                {
+                    let _ = self.shared.events.send(ClientEvent::ToolsChanged);
+                }
+            }
+            "notifications/message" => {
+                let text = params.map(RawValue::get).unwrap_or("");
+                tracing::info!(server = %self.shared.server, message = %text.chars().take(1000).collect::<String>(), "server log");
+            }
+            other => {
+                tracing::debug!(server = %self.shared.server, method = other, "notification ignored")
+            }
+        }
+    }
+
+    fn progress(&self, params: Option<&RawValue>) {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params {
+            progress_token: Value,
+            progress: Value,
+            #[serde(default)]
+            total: Option<Value>,
+            #[serde(default)]
+            message: Option<String>,
+        }
+        let Some(p) = params.and_then(|p| serde_json::from_str::<Params>(p.get()).ok()) else {
+            tracing::debug!(server = %self.shared.server, "malformed progress notification ignored");
+            return;
+        };
+        let Some(token) = p.progress_token.as_u64() else {
+            return;
+        };
+        if let Some(pending) = self.shared.pending.get(&token) {
+            if let Some(notify) = &pending.on_progress {
+                notify.notify_one();
+            }
+            if let Some(sink) = pending.progress.clone() {
+                drop(pending); // never call out while holding a map shard
+                sink(ProgressUpdate {
+                    progress: p.progress,
+                    total: p.total,
+                    message: p.message,
+                });
+            }
+        }
+    }
+
+    fn answer(&self, req: Request) -> Outgoing {
+        let result = match req.method.as_ref() {
+            "ping" => Ok(json!({})),
+            "roots/list" => Ok(json!({ "roots": self.shared.roots })),
+            m @ ("sampling/createMessage" | "elicitation/create") => Err(ErrorObject::new(
+                ErrorObject::METHOD_NOT_FOUND,
+                format!("Revka does not support {m}"),
+            )),
+            m => Err(ErrorObject::method_not_found(m)),
+        };
+        let resp = match result {
+            Ok(v) => Response::success(req.id, to_raw(&v)),
+            Err(e) => Response::error(Some(req.id), e),
+        };
+        Outgoing::Response {
+            line: resp.to_line(),
+        }
+    }
+
+    /// Fails one pending request (the transport could not deliver it).
+    pub fn fail(&self, id: u64, error: TransportError) {
+        if let Some((_, pending)) = self.shared.pending.remove(&id) {
+            let _ = pending.tx.send(Err(CallError::Transport {
+                server: self.shared.server.to_string(),
+                source: error,
+            }));
+        }
+    }
+
+    /// Ends the connection: every pending call fails at once with `reason`; later calls fail
+    /// fast. Only the first reason is kept.
+    pub fn close(&self, reason: &str) {
+        {
+            let mut closed = self
+                .shared
+                .closed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if closed.is_some() {
+                return;
+            }
+            *closed = Some(reason.to_owned());
+            self.shared.is_closed.store(true, Ordering::Release);
+        }
+        let ids: Vec<u64> = self.shared.pending.iter().map(|e| *e.key()).collect();
+        for id in ids {
+            if let Some((_, pending)) = self.shared.pending.remove(&id) {
+                let _ = pending.tx.send(Err(self.closed_error(reason)));
+            }
+        }
+        let _ = self
+            .shared
+            .events
+            .send(ClientEvent::Closed(reason.to_owned()));
+    }
+
+    /// The close reason, once closed.
+    pub fn closed_reason(&self) -> Option<String> {
+        if !self.shared.is_closed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.shared
+            .closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn closed_error(&self, reason: &str) -> CallError {
+        CallError::Closed {
+            server: self.shared.server.to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Options of one call.
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Give up after this long without an answer.
+    pub timeout: Duration,
+    /// Where progress goes; when set, a progress token is sent upstream.
+    pub progress: Option<ProgressSink>,
+    /// Restart the timeout on each progress notification, up to `max_total`.
+    pub reset_timeout_on_progress: bool,
+    /// Hard cap on the whole call when the timeout is reset by progress.
+    pub max_total: Option<Duration>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("timeout", &self.timeout)
+            .field("progress", &self.progress.is_some())
+            .field("reset_timeout_on_progress", &self.reset_timeout_on_progress)
+            .finish()
+    }
+}
+
+/// The sending half of a client, cheap to share (`Arc<McpClient>`) between callers.
+pub struct McpClient {
+    inbound: Inbound,
+    transport: Arc<dyn Transport>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for McpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClient")
+            .field("server", &self.inbound.shared.server)
+            .field("pending", &self.inbound.shared.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpClient {
+    /// A client sending through `transport` and receiving through `inbound`.
+    pub fn new(inbound: Inbound, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            inbound,
+            transport,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The server's name.
+    pub fn server(&self) -> &str {
+        self.inbound.server()
+    }
+
+    /// Calls currently waiting for an answer.
+    pub fn pending_calls(&self) -> usize {
+        self.inbound.shared.pending.len()
+    }
+
+    /// The close reason, once the connection has ended.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.inbound.closed_reason()
+    }
+
+    /// Ends the connection: pending calls fail with `reason` and the transport shuts down.
+    pub fn close(&self, reason: &str) {
+        self.inbound.close(reason);
+        self.transport.close();
+    }
+
+    /// Sends a notification.
+    pub fn notify(&self, method: &'static str, params: Option<Value>) -> Result<(), CallError> {
+        let line = Notification::new(method, params.as_ref().map(to_raw)).to_line();
+        self.transport
+            .send(Outgoing::Notification { line })
+            .map_err(|source| CallError::Transport {
+                server: self.server().to_owned(),
+                source,
+            })
+    }
+
+    /// Sends a request and waits for its result.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        opts: &CallOptions,
+    ) -> Result<Box<RawValue>, CallError> {
+        self.request_with(method, |_| params, opts).await
+    }
+
+    /// Calls a tool: `tools/call {name, arguments}`, with a progress token (our request id)
+    /// when `opts.progress` is set.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Value,
+        opts: &CallOptions,
+    ) -> Result<Box<RawValue>, CallError> {
+        let with_progress = opts.progress.is_some();
+        self.request_with(
+            "tools/call",
+            move |id| {
+                let mut params = json!({ "name": name, "arguments": arguments });
+                if with_progress {
+                    params["_meta"] = json!({ "progressToken": id });
+                }
+                Some(params)
+            },
+            opts,
+        )
+        .await
+    }
+
+    async fn request_with(
+        &self,
+        method: &str,
+        params: impl FnOnce(u64) -> Option<Value>,
+        opts: &CallOptions,
+    ) -> Result<Box<RawValue>, CallError> {
+        let shared = &self.inbound.shared;
+        if let Some(reason) = self.inbound.closed_reason() {
+            return Err(self.inbound.closed_error(&reason));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        let on_progress = opts
+            .reset_timeout_on_progress
+            .then(|| Arc::new(Notify::new()));
+        shared.pending.insert(
+            id,
+            Pending {
+                tx,
+                progress: opts.progress.clone(),
+                on_progress: on_progress.clone(),
+            },
+        );
+        // The connection may have closed between the check and the insert.
+        if let Some(reason) = self.inbound.closed_reason() {
+            shared.pending.remove(&id);
+            return Err(self.inbound.closed_error(&reason));
+        }
+        let mut guard = CancelOnDrop {
+            client: self,
+            id,
+            reason: "the caller went away",
+            armed: true,
+        };
+        let params = params(id);
+        let line = Request::new(id, method.to_owned(), params.as_ref().map(to_raw)).to_line();
+        if let Err(source) = self.transport.send(Outgoing::Request { id, line }) {
+            guard.armed = false;
+            shared.pending.remove(&id);
+            return Err(CallError::Transport {
+                server: self.server().to_owned(),
+                source,
+            });
+        }
+
+        let start = Instant::now();
+        let hard_deadline = opts.max_total.map(|m| start + m);
+        let mut deadline = start + opts.timeout;
+        loop {
+            let progressed = async {
+                match &on_progress {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answer = &mut rx => {
+                    guard.armed = false;
+                    return match answer {
+                        Ok(result) => result,
+                        Err(_) => Err(self.inbound.closed_error(
+                            &self.inbound.closed_reason().unwrap_or_else(|| "connection dropped".into()),
+                        )),
+                    };
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    guard.reason = "timeout";
+                    drop(guard); // sends notifications/cancelled
+                    return Err(CallError::Timeout {
+                        server: self.server().to_owned(),
+                        method: method.to_owned(),
+                        after: start.elapsed(),
+                    });
+                }
+                () = progressed => {
+                    deadline = Instant::now() + opts.timeout;
+                    if let Some(hard) = hard_deadline {
+                        deadline = deadline.min(hard);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cancels a pending call upstream when its future is dropped before the answer.
+struct CancelOnDrop<'a> {
+    client: &'a McpClient,
+    id: u64,
+    reason: &'static str,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let shared = &self.client.inbound.shared;
+        if shared.pending.remove(&self.id).is_none() || self.client.closed_reason().is_some() {
+            return; // already answered, or nobody to tell
+        }
+        let params = json!({ "requestId": self.id, "reason": self.reason });
+        let line = Notification::new("notifications/cancelled", Some(to_raw(&params))).to_line();
+        if let Err(e) = self.client.transport.send(Outgoing::Notification { line }) {
+            tracing::debug!(server = %shared.server, id = self.id, error = %e, "could not send notifications/cancelled");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! The client core against an in-memory transport, where the test plays the server.
+
+use std::sync::Mutex;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// Records what the client sends; the test answers through the `Inbound`.
+struct Wire {
+    sent: mpsc::UnboundedSender<Value>,
+}
+
+impl Transport for Wire {
+    fn send(&self, msg: Outgoing) -> Result<(), TransportError> {
+        let v: Value = serde_json::from_slice(msg.line()).expect("client sends JSON");
+        self.sent
+            .send(v)
+            .map_err(|_| TransportError::Closed("test over".into()))
+    }
+    fn close(&self) {}
+}
+
+struct Harness {
+    client: Arc<McpClient>,
+    inbound: Inbound,
+    sent: mpsc::UnboundedReceiver<Value>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+}
+
+fn harness() -> Harness {
+    let (inbound, events) = Inbound::new(
+        "fake",
+        vec![Root {
+            uri: "file:///work".into(),
+            name: Some("work".into()),
+        }],
+    );
+    let (tx, sent) = mpsc::unbounded_channel();
+    let client = Arc::new(McpClient::new(inbound.clone(), Arc::new(Wire { sent: tx })));
+    Harness {
+        client,
+        inbound,
+        sent,
+        events,
+    }
+}
+
+fn opts(timeout_ms: u64) -> CallOptions {
+    CallOptions {
+        timeout: Duration::from_millis(timeout_ms),
+        ..Default::default()
+    }
+}
+
+fn reply(inbound: &Inbound, v: Value) -> Option<Outgoing> {
+    inbound.dispatch_line(v.to_string().as_bytes())
+}
+
+#[tokio::test]
+async fn concurrent_calls_are_matched_by_id_whatever_the_answer_order() {
+    let mut h = harness();
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        let c = h.client.clone();
+        calls.push(tokio::spawn(async move {
+            c.call_tool("echo", json!({ "i": i }), &opts(5000)).await
+        }));
+    }
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        requests.push(h.sent.recv().await.unwrap());
+    }
+    // Answer in reverse order, each with its own argument.
+    for req in requests.iter().rev() {
+        let i = &req["params"]["arguments"]["i"];
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "id": req["id"], "result": {"i": i}}),
+        );
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let result = call.await.unwrap().unwrap();
+        let v: Value = serde_json::from_str(result.get()).unwrap();
+        assert_eq!(v["i"], i, "call {i} got its own answer");
+    }
+    assert_eq!(h.client.pending_calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_cancels_upstream_and_forgets_the_call() {
+    let mut h = harness();
+    let err = h
+        .client
+        .call_tool("hang", json!({}), &opts(1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("did not answer tools/call"));
+    let req = h.sent.recv().await.unwrap();
+    let cancel = h.sent.recv().await.unwrap();
+    assert_eq!(cancel["method"], "notifications/cancelled");
+    assert_eq!(cancel["params"]["requestId"], req["id"]);
+    assert_eq!(cancel["params"]["reason"], "timeout");
+    assert_eq!(h.client.pending_calls(), 0);
+    // A late answer is ignored, not misdelivered.
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "id": req["id"], "result": {}}),
+    );
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_it_upstream() {
+    let mut h = harness();
+    let c = h.client.clone();
+    let call = tokio::spawn(async move { c.call_tool("hang", json!({}), &opts(60_000)).await });
+    let req = h.sent.recv().await.unwrap();
+    call.abort();
+    let cancel = h.sent.recv().await.unwrap();
+    assert_eq!(cancel["method"], "notifications/cancelled");
+    assert_eq!(cancel["params"]["requestId"], req["id"]);
+    assert_eq!(h.client.pending_calls(), 0);
+}
+
+#[tokio::test]
+async fn closing_fails_every_pending_call_at_once_and_later_calls_fast() {
+    let mut h = harness();
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let c = h.client.clone();
+        calls.push(tokio::spawn(async move {
+            c.call_tool("hang", json!({}), &opts(60_000)).await
+        }));
+    }
+    for _ in 0..10 {
+        h.sent.recv().await.unwrap();
+    }
+    h.inbound.close("process exited with status 1");
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server `fake` failed: process exited with status 1"
+        );
+    }
+    let err = h
+        .client
+        .call_tool("x", json!({}), &opts(60_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Closed { .. }));
+    assert_eq!(
+        h.events.recv().await,
+        Some(ClientEvent::Closed("process exited with status 1".into()))
+    );
+}
+
+#[tokio::test]
+async fn progress_goes_to_the_callers_sink_and_rpc_errors_come_back() {
+    let mut h = harness();
+    let seen: Arc<Mutex<Vec<ProgressUpdate>>> = Arc::default();
+    let sink_seen = seen.clone();
+    let o = CallOptions {
+        timeout: Duration::from_secs(5),
+        progress: Some(Arc::new(move |p| sink_seen.lock().unwrap().push(p))),
+        ..Default::default()
+    };
+    let c = h.client.clone();
+    let call = tokio::spawn(async move { c.call_tool("progress", json!({}), &o).await });
+    let req = h.sent.recv().await.unwrap();
+    let token = req["params"]["_meta"]["progressToken"].clone();
+    assert_eq!(token, req["id"], "our id is the upstream token");
+    for i in 1..=3 {
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": i, "total": 3, "message": format!("step {i}")}}),
+        );
+    }
+    // Progress for an unknown token is ignored.
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 999, "progress": 1}}),
+    );
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32602, "message": "unknown tool: progress"}}),
+    );
+    let err = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, CallError::Rpc { error, .. } if error.code == -32602),
+        "{err}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2].message.as_deref(), Some("step 3"));
+    assert_eq!(seen[2].total, Some(json!(3)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_resets_the_timeout_when_asked_up_to_the_cap() {
+    let mut h = harness();
+    let o = CallOptions {
+        timeout: Duration::from_secs(2),
+        progress: Some(Arc::new(|_| {})),
+        reset_timeout_on_progress: true,
+        max_total: Some(Duration::from_secs(5)),
+    };
+    let c = h.client.clone();
+    let start = Instant::now();
+    let call = tokio::spawn(async move {
+        let r = c.call_tool("slow", json!({}), &o).await;
+        (r, start.elapsed())
+    });
+    let req = h.sent.recv().await.unwrap();
+    let token = req["params"]["_meta"]["progressToken"].clone();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1}}),
+        );
+    }
+    let (result, took) = call.await.unwrap();
+    assert!(matches!(result, Err(CallError::Timeout { .. })));
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(5),
+        "reset by progress, capped: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_requests_are_answered() {
+    let h = harness();
+    let ask = |id: u64, method: &str| {
+        let out = reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "id": id, "method": method}),
+        )
+        .expect("a reply");
+        serde_json::from_slice::<Value>(out.line()).unwrap()
+    };
+    assert_eq!(ask(1, "ping")["result"], json!({}));
+    assert_eq!(
+        ask(2, "roots/list")["result"]["roots"][0]["uri"],
+        "file:///work"
+    );
+    let sampling = ask(3, "sampling/createMessage");
+    assert_eq!(sampling["error"]["code"], -32601);
+    assert!(
+        sampling["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Revka does not support sampling/createMessage")
+    );
+    assert!(
+        ask(4, "elicitation/create")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("elicitation/create")
+    );
+    assert_eq!(ask(5, "something/else")["error"]["code"], -32601);
+}
+
+#[tokio::test]
+async fn list_changed_storms_coalesce_and_garbage_is_skipped() {
+    let mut h = harness();
+    for _ in 0..100 {
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+        );
+    }
+    assert_eq!(h.events.recv().await, Some(ClientEvent::ToolsChanged));
+    assert!(h.events.try_recv().is_err(), "one event for a storm");
+    h.inbound.tools_changed_handled();
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+    );
+    assert_eq!(h.events.recv().await, Some(ClientEvent::ToolsChanged));
+
+    assert!(h.inbound.dispatch_line(b"this is not json").is_none());
+    assert!(h.inbound.dispatch_line(&[0xff, 0xfe, b'{']).is_none());
+    assert_eq!(h.inbound.invalid_lines(), 2);
+}

@@ -1,0 +1,228 @@
+//! MCP protocol vocabulary the client needs: versions, the initialize exchange, tool pages,
+//! progress notifications, and tool error results.
+//!
+//! Everything a server sends that Revka only forwards (tool definitions, results, server info,
+//! capabilities) stays raw JSON, so fields newer than this code reach clients untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// The newest protocol version Revka speaks; offered in `initialize`.
+pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Every protocol version Revka accepts, newest first.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Whether `version` is one Revka speaks.
+pub fn is_supported(version: &str) -> bool {
+    SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+}
+
+/// A root Revka announces to servers (`roots/list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// A `file://` URI.
+    pub uri: String,
+    /// Optional display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Root {
+    /// A root for a local directory.
+    pub fn from_path(path: &std::path::Path) -> Self {
+        Self {
+            uri: format!("file://{}", path.display()),
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// The `initialize` params Revka sends.
+pub fn initialize_params(roots: bool) -> Value {
+    let mut capabilities = json!({});
+    if roots {
+        capabilities["roots"] = json!({ "listChanged": false });
+    }
+    json!({
+        "protocolVersion": LATEST_PROTOCOL_VERSION,
+        "capabilities": capabilities,
+        "clientInfo": { "name": "revka", "version": env!("CARGO_PKG_VERSION") },
+    })
+}
+
+/// What a server told us in its `initialize` result.
+#[derive(Debug, Clone, Default)]
+pub struct ServerHello {
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+    /// `serverInfo`, as sent.
+    pub server_info: Value,
+    /// `capabilities`, as sent.
+    pub capabilities: Value,
+    /// `instructions`, if any (shown to Revka's own clients).
+    pub instructions: Option<String>,
+}
+
+/// A malformed or unacceptable answer from a server.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The server chose a protocol version Revka does not speak.
+    #[error("server answered initialize with unsupported protocol version `{0}` (Revka supports {list})", list = SUPPORTED_PROTOCOL_VERSIONS.join(", "))]
+    UnsupportedVersion(String),
+    /// A result did not have the expected shape.
+    #[error("invalid {what} result: {detail}")]
+    InvalidResult {
+        /// Which result.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Reads an `initialize` result and checks the version.
+pub fn parse_initialize_result(raw: &RawValue) -> Result<ServerHello, ProtocolError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Init {
+        protocol_version: String,
+        #[serde(default)]
+        capabilities: Value,
+        #[serde(default)]
+        server_info: Value,
+        #[serde(default)]
+        instructions: Option<String>,
+    }
+    let init: Init = serde_json::from_str(raw.get()).map_err(|e| ProtocolError::InvalidResult {
+        what: "initialize",
+        detail: e.to_string(),
+    })?;
+    if !is_supported(&init.protocol_version) {
+        return Err(ProtocolError::UnsupportedVersion(init.protocol_version));
+    }
+    Ok(ServerHello {
+        protocol_version: init.protocol_version,
+        server_info: init.server_info,
+        capabilities: init.capabilities,
+        instructions: init.instructions.filter(|i| !i.trim().is_empty()),
+    })
+}
+
+/// One page of `tools/list`.
+#[derive(Debug, Clone, Default)]
+pub struct ToolPage {
+    /// Tool definitions, as sent (each an object with at least a string `name`).
+    pub tools: Vec<Value>,
+    /// The cursor of the next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// Reads a `tools/list` result. Entries without a string `name` are dropped with a warning.
+pub fn parse_tools_page(raw: &RawValue) -> Result<ToolPage, ProtocolError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        tools: Vec<Value>,
+        #[serde(default)]
+        next_cursor: Option<String>,
+    }
+    let page: Page = serde_json::from_str(raw.get()).map_err(|e| ProtocolError::InvalidResult {
+        what: "tools/list",
+        detail: e.to_string(),
+    })?;
+    let tools = page
+        .tools
+        .into_iter()
+        .filter(|t| {
+            let ok = t
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !ok {
+                tracing::warn!(tool = %t, "tool without a name ignored");
+            }
+            ok
+        })
+        .collect();
+    Ok(ToolPage {
+        tools,
+        next_cursor: page.next_cursor.filter(|c| !c.is_empty()),
+    })
+}
+
+/// A progress notification for one call, with its values as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    /// Progress so far (a JSON number).
+    pub progress: Value,
+    /// Total, when known.
+    pub total: Option<Value>,
+    /// Status line, when sent.
+    pub message: Option<String>,
+}
+
+/// A tool result reporting an error: `{content: [{type: text, text}], isError: true}`.
+pub fn tool_error_result(message: &str) -> Box<RawValue> {
+    let value = json!({ "content": [{ "type": "text", "text": message }], "isError": true });
+    RawValue::from_string(value.to_string()).expect("serialised JSON is valid")
+}
+
+/// Converts a JSON value to a raw value.
+pub fn to_raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("serialised JSON is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(v: Value) -> Box<RawValue> {
+        to_raw(&v)
+    }
+
+    #[test]
+    fn initialize_accepts_supported_versions_only() {
+        for v in SUPPORTED_PROTOCOL_VERSIONS {
+            let hello = parse_initialize_result(&raw(
+                json!({"protocolVersion": v, "instructions": "use me"}),
+            ))
+            .unwrap();
+            assert_eq!(hello.protocol_version, v);
+            assert_eq!(hello.instructions.as_deref(), Some("use me"));
+        }
+        let err =
+            parse_initialize_result(&raw(json!({"protocolVersion": "1999-01-01"}))).unwrap_err();
+        assert_eq!(err, ProtocolError::UnsupportedVersion("1999-01-01".into()));
+        assert!(err.to_string().contains("2024-11-05"));
+        assert!(parse_initialize_result(&raw(json!({"capabilities": {}}))).is_err());
+    }
+
+    #[test]
+    fn tool_pages_keep_unknown_fields_and_drop_nameless_tools() {
+        let page = parse_tools_page(&raw(json!({
+            "tools": [{"name": "a", "title": "A", "annotations": {"readOnlyHint": true}}, {"description": "no name"}],
+            "nextCursor": "2"
+        })))
+        .unwrap();
+        assert_eq!(page.tools.len(), 1);
+        assert_eq!(page.tools[0]["annotations"]["readOnlyHint"], true);
+        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+        assert!(
+            parse_tools_page(&raw(json!({"tools": [], "nextCursor": ""})))
+                .unwrap()
+                .next_cursor
+                .is_none()
+        );
+        assert!(parse_tools_page(&raw(json!({"nope": 1}))).is_err());
+    }
+
+    #[test]
+    fn error_results_are_tool_results() {
+        let v: Value = serde_json::from_str(tool_error_result("boom").get()).unwrap();
+        assert_eq!(v["isError"], true);
+        assert_eq!(v["content"][0]["text"], "boom");
+    }
+}
