@@ -1,0 +1,97 @@
+//! The daemon's configuration: `$REVKA_HOME/config.toml` as one typed, validated [`Config`].
+//!
+//! The daemon calls [`load`] once at boot, before it binds a port or spawns a child, and exits
+//! 64 on a [`ConfigError`]; `revka config check` prints [`Config::display_toml`] and the
+//! warnings. A missing file means the defaults ([`DEFAULT_TOML`] documents every key).
+//!
+//! What loading guarantees:
+//! - every key has a documented default; unknown keys are warnings naming their full path
+//!   (`unknown key mcp.servers[0].comand (ignored)`), never errors;
+//! - errors name the file, `line:column` when known, the key path and what was expected;
+//! - paths have `~` expanded and are absolute (relative ones are relative to the config file);
+//!   `REVKA_HOME`-relative defaults follow `$REVKA_HOME`;
+//! - `${VAR}` in servers' `args`, `url`, `env` and `headers` values is expanded (`$${` is a
+//!   literal `${`); an unset variable is an error;
+//! - servers from `[mcp] servers_file` (JSON) are appended and checked like the TOML ones;
+//! - `REVKA_GATEWAY_TIMEOUT_SECS` overrides `gateway.request_timeout_secs`.
+//!
+//! The environment is always passed in as a lookup function ([`process_env`] in the daemon,
+//! a map in tests), so nothing here depends on, or changes, the process environment.
+//!
+//! # Layout
+//!
+//! - `schema`: [`Config`] and the `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[gateway]`,
+//!   `[operator]` sections.
+//! - `sidecar`: `[session_manager]` with its breaker and retry queue.
+//! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
+//!   `revka_actors::supervisor` policies.
+//! - `loader`: [`load`] / [`parse`], the pipeline.
+//! - `import`: JSON servers files in both common shapes.
+//! - `validate`: semantic checks, caps and warnings.
+//! - `env`: `REVKA_HOME`, `~` and `${VAR}`.
+//! - `error`, `keypath`: diagnostics.
+
+mod env;
+mod error;
+mod import;
+mod keypath;
+mod loader;
+mod schema;
+mod sidecar;
+mod supervision;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use env::{EnvLookup, default_config_path, process_env, revka_home, revka_home_with};
+pub use error::{ConfigError, Location};
+pub use import::import_servers_json;
+pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
+pub use schema::{
+    Config, GatewayConfig, MAX_TOOL_TIMEOUT_SECS, McpConfig, McpServerConfig, OperatorConfig,
+    SessionsConfig, Transport,
+};
+pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
+pub use supervision::{RestartOverride, SupervisorConfig};
+
+/// The config file's name inside `REVKA_HOME`.
+pub const CONFIG_FILE_NAME: &str = "config.toml";
+
+/// The example config shipped with Revka: every key, commented out, at its default.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// What replaces secret values in [`Config::display_toml`].
+const MASK: &str = "***";
+
+impl Config {
+    /// The config as TOML, exactly (it parses back to the same config).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
+    }
+
+    /// The config as TOML for people: every header value, and every server `env` value whose
+    /// name contains `TOKEN`, `KEY`, `SECRET` or `PASSWORD`, is shown as `"***"`.
+    pub fn display_toml(&self) -> String {
+        let mut shown = self.clone();
+        for server in &mut shown.mcp.servers {
+            for value in server.headers.values_mut() {
+                *value = MASK.to_owned();
+            }
+            for (name, value) in &mut server.env {
+                if is_secret_name(name) {
+                    *value = MASK.to_owned();
+                }
+            }
+        }
+        shown.to_toml()
+    }
+}
+
+/// Whether an environment variable's name suggests a secret.
+fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "KEY", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|word| upper.contains(word))
+}

@@ -1,0 +1,329 @@
+//! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[gateway]`, `[operator]`.
+//!
+//! Part of the config layer. These are plain serde types with documented defaults; the loader
+//! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
+//! the daemon is final. `[session_manager]` lives in `sidecar.rs`, `[supervisor]` and the
+//! per-child `restart` tables in `supervision.rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use revka_actors::supervisor::RestartPolicy;
+use serde::{Deserialize, Serialize};
+
+use super::sidecar::SessionManagerConfig;
+use super::supervision::{RestartOverride, SupervisorConfig};
+
+/// The largest per-call tool timeout, in seconds; larger values are capped with a warning.
+pub const MAX_TOOL_TIMEOUT_SECS: u64 = 600;
+
+/// The whole daemon configuration (`config.toml`). Every section and key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "a table of config sections")]
+pub struct Config {
+    /// `[mcp]`: the MCP client and the external servers it connects to.
+    pub mcp: McpConfig,
+    /// `[sessions]`: client sessions of Revka's own MCP endpoint.
+    pub sessions: SessionsConfig,
+    /// `[gateway]`: the HTTP gateway (API, MCP proxy, introspection).
+    pub gateway: GatewayConfig,
+    /// `[operator]`: the Python operator MCP sidecar, one process per session.
+    pub operator: OperatorConfig,
+    /// `[session_manager]`: the Node session-manager sidecar, its breaker and retry queue.
+    pub session_manager: SessionManagerConfig,
+    /// `[supervisor]`: default restart policy and the tree's restart intensity.
+    pub supervisor: SupervisorConfig,
+}
+
+impl Default for Config {
+    /// The defaults, with `REVKA_HOME`-relative paths taken from the process environment.
+    fn default() -> Self {
+        Self::default_in(&super::revka_home())
+    }
+}
+
+impl Config {
+    /// The defaults, with `REVKA_HOME`-relative paths under `home`.
+    pub fn default_in(home: &Path) -> Self {
+        Self {
+            mcp: McpConfig::default(),
+            sessions: SessionsConfig::default(),
+            gateway: GatewayConfig::default(),
+            operator: OperatorConfig::default_in(home),
+            session_manager: SessionManagerConfig::default_in(home),
+            supervisor: SupervisorConfig::default(),
+        }
+    }
+}
+
+/// `[mcp]`: Revka as an MCP client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "an [mcp] table")]
+pub struct McpConfig {
+    /// Master switch of the MCP client: no external server connects unless it is `true`.
+    /// Default `false`.
+    pub enabled: bool,
+    /// Load tool schemas on demand through `tool_search` instead of listing every schema up
+    /// front; keeps prompts small. Default `true`.
+    pub deferred_loading: bool,
+    /// Deadline for connect + `initialize` + `tools/list` of one server, in seconds.
+    /// Default `60`.
+    pub handshake_timeout_secs: u64,
+    /// Directories the client announces to servers as MCP roots (`~` expanded, relative paths
+    /// are relative to the config file). Default: none.
+    pub roots: Vec<PathBuf>,
+    /// A JSON file of more servers to import (`{"servers": [...]}` or `{"mcpServers": {...}}`),
+    /// relative to the config file's directory. Its servers are appended after the TOML ones.
+    /// Default: none.
+    pub servers_file: Option<PathBuf>,
+    /// `[[mcp.servers]]`: the external servers, in start order. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<McpServerConfig>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            deferred_loading: true,
+            handshake_timeout_secs: 60,
+            roots: Vec::new(),
+            servers_file: None,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl McpConfig {
+    /// [`Self::handshake_timeout_secs`] as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+/// How Revka reaches an MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A child process speaking JSON-RPC on stdin/stdout.
+    #[default]
+    Stdio,
+    /// Streamable HTTP.
+    Http,
+    /// Legacy HTTP + Server-Sent Events.
+    Sse,
+    /// HTTP with the endpoint discovered from a well-known URL.
+    Url,
+}
+
+impl Transport {
+    /// Whether the server is reached over the network (needs `url`, may use `headers`).
+    pub fn is_remote(self) -> bool {
+        !matches!(self, Self::Stdio)
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdio => "stdio",
+            Self::Http => "http",
+            Self::Sse => "sse",
+            Self::Url => "url",
+        }
+    }
+}
+
+/// `[[mcp.servers]]`: one external MCP server. Only `name` is required (plus `command` for
+/// stdio, `url` otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(expecting = "an [[mcp.servers]] table")]
+pub struct McpServerConfig {
+    /// Unique id: ASCII letters, digits, `_`, `-`, `.`; never `__`, which separates server and
+    /// tool in exposed tool names (`<server>__<tool>`). Required.
+    pub name: String,
+    /// `stdio`, `http`, `sse` or `url`. Default `stdio`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The executable to spawn (stdio only; required there). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Arguments of `command`; `${VAR}` is expanded. Default: none.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The endpoint (http, sse, url; required there): an `http://` or `https://` URL;
+    /// `${VAR}` is expanded. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Per-call tool timeout in seconds; `0` is an error, above 600 is capped to 600.
+    /// Default `180`.
+    #[serde(default = "default_server_tool_timeout")]
+    pub tool_timeout_secs: u64,
+    /// Connect at boot; `false` keeps it configured but down until asked. Default `true`.
+    #[serde(default = "default_true")]
+    pub auto_connect: bool,
+    /// Roots announced to this server instead of `mcp.roots`. Default: `mcp.roots`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roots: Option<Vec<PathBuf>>,
+    /// Extra environment of the child process (stdio only); values expand `${VAR}`.
+    /// Default: none.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// HTTP headers sent on every request (remote transports only); values expand `${VAR}`.
+    /// Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Overrides of `[supervisor]`'s restart policy for this server. Default: none.
+    #[serde(default, skip_serializing_if = "RestartOverride::is_empty")]
+    pub restart: RestartOverride,
+}
+
+impl Default for McpServerConfig {
+    /// A stdio server with every default and an empty name (fill in `name` and `command`).
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            transport: Transport::Stdio,
+            command: None,
+            args: Vec::new(),
+            url: None,
+            tool_timeout_secs: default_server_tool_timeout(),
+            auto_connect: true,
+            roots: None,
+            env: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            restart: RestartOverride::default(),
+        }
+    }
+}
+
+impl McpServerConfig {
+    /// This server's restart policy: `[supervisor]` with this server's overrides applied.
+    pub fn policy(&self, defaults: &SupervisorConfig) -> RestartPolicy {
+        self.restart.apply(defaults.policy())
+    }
+
+    /// [`Self::tool_timeout_secs`] as a duration.
+    pub fn tool_timeout(&self) -> Duration {
+        Duration::from_secs(self.tool_timeout_secs)
+    }
+
+    /// The roots to announce to this server: its own, else `mcp.roots`.
+    pub fn effective_roots<'a>(&'a self, mcp: &'a McpConfig) -> &'a [PathBuf] {
+        self.roots.as_deref().unwrap_or(&mcp.roots)
+    }
+}
+
+fn default_server_tool_timeout() -> u64 {
+    180
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[sessions]`: sessions of clients of Revka's own MCP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "a [sessions] table")]
+pub struct SessionsConfig {
+    /// A session with no request for this long is closed, in seconds. Default `1800`.
+    pub idle_timeout_secs: u64,
+    /// Live sessions at most; a new one beyond that is refused. Default `1024`.
+    pub max_sessions: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1800,
+            max_sessions: 1024,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// [`Self::idle_timeout_secs`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// `[gateway]`: the HTTP gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "a [gateway] table")]
+pub struct GatewayConfig {
+    /// Run the gateway. Default `true`.
+    pub enabled: bool,
+    /// Address to bind. Anything but a loopback address (`127.0.0.0/8`, `::1`, `localhost`)
+    /// needs `allow_public_bind`. Default `"127.0.0.1"`.
+    pub host: String,
+    /// Port to bind; `0` picks a free one. Default `0`.
+    pub port: u16,
+    /// Allow binding a non-loopback address (exposes the API to the network). Default `false`.
+    pub allow_public_bind: bool,
+    /// Per-request timeout in seconds; the environment variable `REVKA_GATEWAY_TIMEOUT_SECS`
+    /// overrides it when set. Default `30`.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "127.0.0.1".to_owned(),
+            port: 0,
+            allow_public_bind: false,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// [`Self::request_timeout_secs`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// `[operator]`: the Python operator MCP server (stdio), one process per agent session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "an [operator] table")]
+pub struct OperatorConfig {
+    /// Inject the operator into sessions; disable where the sidecar is not installed.
+    /// Default `true`.
+    pub enabled: bool,
+    /// The bootstrap launcher (`~` expanded). Default
+    /// `$REVKA_HOME/operator_mcp/run_operator_mcp.py` (`~/.revka/operator_mcp/…`).
+    pub mcp_path: PathBuf,
+    /// The Python interpreter that runs `mcp_path`. Default `"python3"`.
+    pub python: String,
+    /// Tool-loop iterations of operator sessions at most. Default `80`.
+    pub max_tool_iterations: u32,
+    /// Per-tool timeout in seconds, capped at 600 (some tools take ~100 s). Default `600`.
+    pub tool_timeout_secs: u64,
+}
+
+impl Default for OperatorConfig {
+    /// The defaults, with the launcher under the process environment's `REVKA_HOME`.
+    fn default() -> Self {
+        Self::default_in(&super::revka_home())
+    }
+}
+
+impl OperatorConfig {
+    /// The defaults, with the launcher under `home`.
+    pub fn default_in(home: &Path) -> Self {
+        Self {
+            enabled: true,
+            mcp_path: home.join("operator_mcp").join("run_operator_mcp.py"),
+            python: "python3".to_owned(),
+            max_tool_iterations: 80,
+            tool_timeout_secs: MAX_TOOL_TIMEOUT_SECS,
+        }
+    }
+
+    /// [`Self::tool_timeout_secs`] as a duration.
+    pub fn tool_timeout(&self) -> Duration {
+        Duration::from_secs(self.tool_timeout_secs)
+    }
+}

@@ -1,0 +1,183 @@
+//! Every kind of config error, checked by its exact text: file, `line:column`, key path, and
+//! what was expected.
+
+use super::*;
+
+/// `(config text, the error's exact Display)`.
+const CASES: &[(&str, &str)] = &[
+    // Types and shapes (serde), positioned at the offending value.
+    (
+        "# a comment\n[supervisor]\nmax_restarts = \"five\"\n",
+        "/home/u/.revka/config.toml:3:16: supervisor.max_restarts: invalid type: string \"five\", expected u32",
+    ),
+    (
+        "[gateway]\nport = 70000\n",
+        "/home/u/.revka/config.toml:2:8: gateway.port: invalid value: integer `70000`, expected u16",
+    ),
+    (
+        "mcp = 1\n",
+        "/home/u/.revka/config.toml:1:7: mcp: invalid type: integer `1`, expected an [mcp] table",
+    ),
+    (
+        "[[mcp.servers]]\ncommand = \"x\"\n",
+        "/home/u/.revka/config.toml:1:1: mcp.servers[0]: missing field `name`",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"x\"\ntransport = \"tcp\"\n",
+        "/home/u/.revka/config.toml:3:13: mcp.servers[0].transport: unknown variant `tcp`, expected one of `stdio`, `http`, `sse`, `url`",
+    ),
+    (
+        "[session_manager.retry_queue]\non_full = \"drop\"\n",
+        "/home/u/.revka/config.toml:2:11: session_manager.retry_queue.on_full: unknown variant `drop`, expected `reject` or `dead_letter_oldest`",
+    ),
+    // TOML syntax.
+    (
+        "[gateway\nport = 1\n",
+        "/home/u/.revka/config.toml:1:9: unclosed table, expected `]`",
+    ),
+    (
+        "[mcp]\nenabled = true\n[mcp]\n",
+        "/home/u/.revka/config.toml:3:2: duplicate key `mcp`",
+    ),
+    // Servers.
+    (
+        "[[mcp.servers]]\nname = \"fs\"\n",
+        "/home/u/.revka/config.toml:1:1: mcp.servers[0].command: required for transport \"stdio\"",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"sse\"\n",
+        "/home/u/.revka/config.toml:1:1: mcp.servers[0].url: required for transport \"sse\"",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"git__hub\"\ncommand = \"x\"\n",
+        "/home/u/.revka/config.toml:2:8: mcp.servers[0].name: invalid server name \"git__hub\": `__` is reserved as the separator in tool names (<server>__<tool>)",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"my server\"\ncommand = \"x\"\n",
+        "/home/u/.revka/config.toml:2:8: mcp.servers[0].name: invalid server name \"my server\": ' ' is not allowed (use ASCII letters, digits, `_`, `-` and `.`)",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"\"\ncommand = \"x\"\n",
+        "/home/u/.revka/config.toml:2:8: mcp.servers[0].name: must not be empty",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"fs\"\ncommand = \"a\"\n[[mcp.servers]]\nname = \"fs\"\ncommand = \"b\"\n",
+        "/home/u/.revka/config.toml:5:8: mcp.servers[1].name: duplicate server name \"fs\" (first defined at mcp.servers[0].name)",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\nurl = \"https://example.com/mcp\"\nheaders = { \"X-Token\" = \"a\\nb\" }\n",
+        "/home/u/.revka/config.toml:5:25: mcp.servers[0].headers.X-Token: invalid HTTP header value: only visible ASCII, spaces and tabs are allowed (no CR/LF)",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\nurl = \"https://example.com/mcp\"\nheaders = { \"X Token\" = \"v\" }\n",
+        "/home/u/.revka/config.toml:5:25: mcp.servers[0].headers.\"X Token\": invalid HTTP header name \"X Token\"",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\nurl = \"ftp://example.com\"\n",
+        "/home/u/.revka/config.toml:4:7: mcp.servers[0].url: invalid URL \"ftp://example.com\": scheme \"ftp\" is not http or https",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"url\"\nurl = \"https:///mcp\"\n",
+        "/home/u/.revka/config.toml:4:7: mcp.servers[0].url: invalid URL \"https:///mcp\": no host",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"fs\"\ncommand = \"x\"\ntool_timeout_secs = 0\n",
+        "/home/u/.revka/config.toml:4:21: mcp.servers[0].tool_timeout_secs: must be greater than 0",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\n[[mcp.servers]]\nname = \"b\"\ncommand = \"x\"\n\
+         [[mcp.servers]]\nname = \"c\"\ncommand = \"npx\"\nenv = { GITHUB_TOKEN = \"${GITHUB_TOKEN}\" }\n",
+        "/home/u/.revka/config.toml:10:24: mcp.servers[2].env.GITHUB_TOKEN: environment variable GITHUB_TOKEN is not set",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nargs = [\"--token\", \"${TOKEN\"]\n",
+        "/home/u/.revka/config.toml:4:20: mcp.servers[0].args[1]: unterminated `${` (write `$${` for a literal `${`)",
+    ),
+    (
+        "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nrestart = { backoff_max_ms = 50 }\n",
+        "/home/u/.revka/config.toml:4:30: mcp.servers[0].restart.backoff_max_ms: backoff_min_ms (100 ms) is greater than backoff_max_ms (50 ms)",
+    ),
+    // Sections.
+    (
+        "[gateway]\nhost = \"0.0.0.0\"\n",
+        "/home/u/.revka/config.toml:2:8: gateway.host: \"0.0.0.0\" is not a loopback address; set gateway.allow_public_bind = true to expose the gateway to the network",
+    ),
+    (
+        "[supervisor]\nbackoff_min_ms = 5000\nbackoff_max_ms = 100\n",
+        "/home/u/.revka/config.toml:2:18: supervisor.backoff_min_ms: backoff_min_ms (5000 ms) is greater than backoff_max_ms (100 ms)",
+    ),
+    (
+        "[supervisor]\nwindow_secs = 0\n",
+        "/home/u/.revka/config.toml:2:15: supervisor.window_secs: must be greater than 0",
+    ),
+    (
+        "[session_manager]\nrestart = { shutdown_timeout_ms = 0 }\n",
+        "/home/u/.revka/config.toml:2:35: session_manager.restart.shutdown_timeout_ms: must be greater than 0 (use brutal_kill = true to kill at once)",
+    ),
+    (
+        "[session_manager.breaker]\nrecovery_timeout_secs = 60\nmax_recovery_timeout_secs = 30\n",
+        "/home/u/.revka/config.toml:3:29: session_manager.breaker.max_recovery_timeout_secs: must be at least recovery_timeout_secs (60)",
+    ),
+    (
+        "[session_manager]\ncommand = []\n",
+        "/home/u/.revka/config.toml:2:11: session_manager.command: must name a program (e.g. [\"node\", \"session-manager.js\"])",
+    ),
+    (
+        "[operator]\ntool_timeout_secs = 0\n",
+        "/home/u/.revka/config.toml:2:21: operator.tool_timeout_secs: must be greater than 0",
+    ),
+    (
+        "[mcp]\nservers_file = \"nope.json\"\n",
+        "/home/u/.revka/config.toml:2:16: mcp.servers_file: cannot read /home/u/.revka/nope.json: No such file or directory (os error 2)",
+    ),
+];
+
+#[test]
+fn each_error_names_file_position_key_and_expectation() {
+    for (text, want) in CASES {
+        assert_eq!(err(text), *want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn errors_expose_their_kind_location_and_key() {
+    let e = parse_with("[supervisor]\nmax_restarts = -1\n", &home_env()).unwrap_err();
+    assert!(matches!(e, ConfigError::Schema { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("supervisor.max_restarts"));
+    let loc = e.location().expect("a location");
+    assert_eq!(loc.file, Path::new(ORIGIN));
+    assert_eq!(loc.line_col, Some((2, 16)));
+
+    let e = parse_with("[gateway\n", &home_env()).unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+    assert_eq!(e.key(), None);
+
+    let text = "[[mcp.servers]]\nname = \"a\"\ncommand = \"x\"\nargs = [\"${NOPE}\"]\n";
+    let e = parse_with(text, &home_env()).unwrap_err();
+    match &e {
+        ConfigError::MissingEnvVar { key, var, .. } => {
+            assert_eq!(
+                (key.as_str(), var.as_str()),
+                ("mcp.servers[0].args[0]", "NOPE")
+            );
+        }
+        other => panic!("expected MissingEnvVar, got {other:?}"),
+    }
+
+    let e = parse_with("[gateway]\nhost = \"example.com\"\n", &home_env()).unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("gateway.host"));
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.toml");
+    let e = super::super::load(Some(&path), &home_env()).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: cannot read: ", path.display())),
+        "{e}"
+    );
+}
