@@ -11,4 +11,17 @@
 //!   defaults, `~` and `${VAR}` expansion, JSON server import, diagnostics with
 //!   `file:line:column` and key paths, and conversion into supervisor policies.
 
+//! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
+//! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
+//!   signal, stop in reverse order within the grace period, reap every child.
+//! - [`tree`]: which supervisors sit under `root`, in which order.
+//! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
+//! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+#![warn(missing_docs)]
+
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod notify;
+pub mod tree;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `revka` binary: everything lives in the library (`revka::cli`).
+
+fn main() -> std::process::ExitCode {
+    revka::cli::main()
+}

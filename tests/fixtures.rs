@@ -10,20 +10,20 @@
 //! asserting on the bytes and JSON the daemon's client would see.
 
 use std::collections::BTreeSet;
-use std::env;
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use serde_json::{Value, json};
+
+use crate::util::example_path;
 
 /// Upper bound for anything the servers should do promptly.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,57 +51,6 @@ const BUILTIN_TOOLS: [&str; 18] = [
     "ping_client",
     "slow_echo",
 ];
-
-// ---------------------------------------------------------------------------
-// Locating and building the examples
-// ---------------------------------------------------------------------------
-
-/// Path of the built example `name`, building it first (once per process).
-fn example_path(name: &str) -> PathBuf {
-    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    let profile_dir = profile_dir();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", env::consts::EXE_SUFFIX));
-    // Held across the build so parallel tests wait instead of racing cargo.
-    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    if built.insert(name.to_owned()) {
-        build_example(name, &profile_dir, &path);
-    }
-    path
-}
-
-/// `target/<profile>`: this test binary is `target/<profile>/deps/fixtures-<hash>`.
-fn profile_dir() -> PathBuf {
-    let exe = env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary has a parent dir");
-    deps.parent()
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Runs `cargo build --example name` with the same target dir and profile as this test.
-fn build_example(name: &str, profile_dir: &Path, path: &Path) {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let target_dir = profile_dir.parent().expect("target dir");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", name, "--profile", profile])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status();
-    match status {
-        Ok(status) if status.success() => {}
-        // Without a working cargo (e.g. the test binary run by hand), use what is there.
-        _ if path.exists() => eprintln!("warning: could not build {name}; using {path:?}"),
-        other => panic!("cargo build --example {name} failed: {other:?}"),
-    }
-    assert!(path.exists(), "{path:?} missing after cargo build");
-}
 
 // ---------------------------------------------------------------------------
 // A spawned server

@@ -222,6 +222,9 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         for idx in 0..state.children.len() {
+            if !state.children[idx].spec.autostart {
+                continue;
+            }
             // A child whose start fails is handled like any abnormal exit (backoff, limits);
             // only an escalation fails the supervisor itself.
             state.start_child(idx, &myself).await?;
@@ -248,7 +251,9 @@ impl Actor for Supervisor {
             SupervisorMsg::StartChild(spec, reply) => {
                 let result = match state.push_child(spec) {
                     Ok(idx) => {
-                        state.start_child(idx, &myself).await?;
+                        if state.children[idx].spec.autostart {
+                            state.start_child(idx, &myself).await?;
+                        }
                         Ok(())
                     }
                     Err(e) => Err(e),

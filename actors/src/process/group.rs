@@ -2,7 +2,7 @@
 //!
 //! Every child runs in its own process group, so one `killpg` reaches the grandchildren it
 //! forked. Before signalling we also walk `/proc` (Linux) for descendants that left the group
-//! (`setsid`, `setpgid`) so they are signalled too. A [`GroupGuard`] SIGKILLs the group when it
+//! (`setsid`, `setpgid`) so they are signalled too. A `GroupGuard` SIGKILLs the group when it
 //! is dropped: ractor skips `post_stop` after a kill or a panic, but it always drops the state.
 //! Live groups are also kept in a process-wide registry so a forced daemon exit can kill them
 //! all ([`kill_all_groups`]) even though destructors will not run.

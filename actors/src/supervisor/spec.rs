@@ -234,6 +234,10 @@ pub struct ChildSpec {
     pub policy: RestartPolicy,
     /// The start function.
     pub start: StartFn,
+    /// Whether the supervisor starts it with its siblings. A child that is not autostarted
+    /// stays `stopped` until a `RestartChild` request (e.g. an MCP server with
+    /// `auto_connect = false`).
+    pub autostart: bool,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -242,6 +246,7 @@ impl fmt::Debug for ChildSpec {
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("policy", &self.policy)
+            .field("autostart", &self.autostart)
             .finish_non_exhaustive()
     }
 }
@@ -263,7 +268,14 @@ impl ChildSpec {
             kind,
             policy,
             start: Arc::new(move |ctx| Box::pin(start(ctx))),
+            autostart: true,
         }
+    }
+
+    /// The same spec, registered but not started until requested.
+    pub fn manual(mut self) -> Self {
+        self.autostart = false;
+        self
     }
 }
 

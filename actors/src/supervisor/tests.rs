@@ -692,6 +692,32 @@ async fn start_failures_are_counted_backed_off_and_visible() {
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn manual_children_wait_for_a_restart_request() {
+    let h = Harness::new();
+    let p = policy(RestartType::Permanent);
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("auto", p), h.spec("later", p).manual()],
+        )
+        .await;
+    eventually("auto started", Duration::from_secs(5), || {
+        h.count("start:auto") == 1
+    })
+    .await;
+    settle().await;
+    assert_eq!(h.count("start:later"), 0);
+    assert_eq!(h.state("later"), Some(ActorState::Stopped));
+    restart_child(&sup, "later").await.unwrap();
+    eventually("started on request", Duration::from_secs(5), || {
+        h.state("later") == Some(ActorState::Running)
+    })
+    .await;
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
 #[test]
 fn kill_and_cancel_are_abnormal_stops_are_normal() {
     assert!(classify_termination(Some("killed")).is_abnormal());

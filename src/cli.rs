@@ -1,0 +1,122 @@
+//! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
+//!
+//! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError};
+use crate::logging::{self, LogFormat};
+use crate::notify::Notifier;
+
+/// Exit code for an invalid configuration (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Revka: keeps a fleet of MCP servers and agent sidecars alive and serves their tools.
+#[derive(Debug, Parser)]
+#[command(name = "revka", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: $REVKA_HOME/config.toml; REVKA_HOME defaults to ~/.revka).
+    #[arg(long, global = true, value_name = "PATH", env = "REVKA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `debug` or `revka=debug,ractor=warn` (default: RUST_LOG, else info).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    Daemon,
+    /// Inspect the configuration.
+    Config {
+        /// The config action.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `revka config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the config and print the effective configuration.
+    Check,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("revka: {e:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match cli.command {
+        Command::Daemon => run_daemon(cli.config),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => config_check(cli.config),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<config::Loaded, ExitCode> {
+    config::load(path.as_deref(), &config::process_env).map_err(|e: ConfigError| {
+        eprintln!("revka: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn config_check(path: Option<PathBuf>) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    match &loaded.source {
+        Some(p) => eprintln!("config: {} is valid", p.display()),
+        None => eprintln!("config: no config file; using the embedded defaults"),
+    }
+    print!("{}", loaded.config.display_toml());
+    ExitCode::SUCCESS
+}
+
+fn run_daemon(path: Option<PathBuf>) -> ExitCode {
+    // Validate before building a runtime or binding anything.
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let home = config::revka_home();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("revka: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let notifier = Notifier::from_env(&config::process_env);
+    let result = runtime.block_on(crate::daemon::run(loaded, home, notifier));
+    // Do not wait for stray blocking tasks (e.g. a wedged probe) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("revka: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The daemon's lifecycle: build the tree, run until a signal, stop everything, reap, exit.
+//!
+//! [`Daemon::start`] takes the validated config (nothing is bound before the config is known to
+//! be good), locks `$REVKA_HOME` against a second daemon, and spawns `root`. [`run`] waits for
+//! SIGTERM/SIGINT (or the root failing), tells systemd, then stops the tree in reverse order
+//! within `[supervisor] shutdown_grace_secs`; a second signal, or the grace running out, kills
+//! what is left. Either way every child process is killed and reaped before the process exits.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
+use ractor::{Actor, ActorRef, RactorErr};
+use revka_actors::process;
+use revka_actors::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
+use revka_actors::{ActorState, Snapshot, StatusNode};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Loaded};
+use crate::notify::Notifier;
+use crate::tree;
+
+/// How long to wait for killed children to be reaped before exiting anyway.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
+/// A running daemon: the supervision tree and what it needs to stop cleanly.
+#[derive(Debug)]
+pub struct Daemon {
+    status: StatusNode,
+    root: ActorRef<SupervisorMsg>,
+    root_task: JoinHandle<()>,
+    home: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Daemon {
+    /// Locks `home`, then builds and starts the supervision tree.
+    pub async fn start(config: &Config, home: &Path) -> anyhow::Result<Self> {
+        create_private_dir(home)?;
+        let lock = lock_home(home)?;
+        let status = StatusNode::root("root", "supervisor");
+        let args = SupervisorArgs {
+            node: status.clone(),
+            strategy: Strategy::OneForOne,
+            intensity: config.supervisor.intensity(),
+            children: tree::root_children(config),
+        };
+        let (root, root_task) = Supervisor::spawn(None, Supervisor, args)
+            .await
+            .context("cannot start the supervision tree")?;
+        status.set_state(ActorState::Running);
+        tracing::info!(home = %home.display(), pid = std::process::id(), "daemon started");
+        Ok(Self {
+            status,
+            root,
+            root_task,
+            home: home.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// The live status tree (read without any actor's mailbox).
+    pub fn status(&self) -> &StatusNode {
+        &self.status
+    }
+
+    /// The whole supervision tree as serde data.
+    pub fn snapshot(&self) -> Snapshot {
+        self.status.snapshot()
+    }
+
+    /// `$REVKA_HOME`.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The root supervisor.
+    pub fn root(&self) -> &ActorRef<SupervisorMsg> {
+        &self.root
+    }
+
+    /// Stops the tree gracefully within `grace` (children in reverse order), kills what is
+    /// left after that, and waits until every child process is reaped. Returns whether the
+    /// graceful stop finished in time.
+    pub async fn stop(self, grace: Duration) -> bool {
+        self.status.set_state(ActorState::Stopping);
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "stopping the supervision tree"
+        );
+        let graceful = match self
+            .root
+            .stop_and_wait(Some("daemon shutdown".into()), Some(grace))
+            .await
+        {
+            Ok(()) => true,
+            Err(RactorErr::Timeout) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown grace period exceeded; killing the tree"
+                );
+                false
+            }
+            Err(_) => true, // already stopped
+        };
+        self.kill_rest().await;
+        self.status.set_state(ActorState::Stopped);
+        graceful
+    }
+
+    /// Kills the tree at once (second signal, or after the grace period).
+    async fn kill_rest(&self) {
+        let _ = self.root.kill_and_wait(Some(Duration::from_secs(5))).await;
+        // Actors killed above drop their state, which kills their process groups; this also
+        // covers anything a wedged actor still holds.
+        process::kill_all_groups();
+        if !process::wait_all_reaped(REAP_WAIT).await {
+            tracing::error!(
+                left = process::unreaped_children(),
+                "some child processes were not reaped in time"
+            );
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
+pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::Result<i32> {
+    for warning in &loaded.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    let config = loaded.config;
+    let grace = Duration::from_secs(config.supervisor.shutdown_grace_secs);
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+
+    let mut daemon = Daemon::start(&config, &home).await?;
+    if let Err(e) = notifier.notify("READY=1") {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness");
+    }
+
+    let reason = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        _ = &mut daemon.root_task => "the root supervisor failed",
+        _ = notifier.run_watchdog() => "watchdog ended",
+    };
+    let root_failed = daemon.root_task.is_finished();
+    if root_failed {
+        tracing::error!(failure = ?daemon.status.last_failure(), "root supervisor terminated; shutting down");
+    } else {
+        tracing::info!(signal = reason, "shutting down");
+    }
+    let _ = notifier.notify("STOPPING=1");
+
+    let stopped = tokio::select! {
+        graceful = daemon.stop(grace) => Some(graceful),
+        _ = sigterm.recv() => None,
+        _ = sigint.recv() => None,
+    };
+    if stopped.is_none() {
+        tracing::warn!("second signal: forcing shutdown");
+        process::kill_all_groups();
+        process::wait_all_reaped(REAP_WAIT).await;
+    }
+    tracing::info!("daemon stopped");
+    Ok(if root_failed { 1 } else { 0 })
+}
+
+/// Creates `dir` (and parents) with mode 0700 if missing.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Takes an exclusive lock on `$REVKA_HOME/daemon.lock` (holding our pid), so two daemons never
+/// share one home.
+fn lock_home(home: &Path) -> anyhow::Result<Flock<File>> {
+    let path = home.join("daemon.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another revka daemon is running on {} (pid {})",
+                home.display(),
+                holder.trim()
+            );
+        }
+        Err((_, e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    };
+    lock.set_len(0)?;
+    writeln!(&mut *lock, "{}", std::process::id())?;
+    Ok(lock)
+}

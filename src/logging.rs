@@ -1,0 +1,70 @@
+//! Logging: tracing to stderr, one event per line, for terminals, journals and log shippers.
+//!
+//! The filter comes from `--log-level` if given, else `RUST_LOG`, else `info`. Text output is
+//! coloured only when stderr is a terminal (the journal gets plain lines); `--log-format json`
+//! writes one JSON object per line. Every event about a supervised child carries its `path`
+//! field. A panic hook routes panics (including those caught inside actors) through tracing.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber and the panic hook. `level` is an `EnvFilter` directive
+/// (`debug`, `revka=debug,ractor=warn`, ...).
+pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(directive) => EnvFilter::try_new(directive)
+            .map_err(|e| anyhow::anyhow!("invalid --log-level `{directive}`: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let result = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    install_panic_hook();
+    Ok(())
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        let thread = std::thread::current();
+        tracing::error!(
+            panic = %message,
+            %location,
+            thread = thread.name().unwrap_or("unnamed"),
+            "panic"
+        );
+    }));
+}

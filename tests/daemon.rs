@@ -1,0 +1,124 @@
+//! The daemon's lifecycle, end to end with the real binary: start on the embedded defaults,
+//! readiness and shutdown through a fake systemd socket, watchdog pings, invalid config
+//! exiting 64 before anything starts, one daemon per home, and `revka config check`.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::util::{TestDaemon, TestHome};
+
+const EXIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
+    let home = TestHome::new();
+    let mut daemon = TestDaemon::start(&home, &[]);
+    assert!(home.path().join("daemon.lock").exists());
+    daemon.signal(Signal::SIGTERM);
+    daemon.expect_notification("STOPPING=1", EXIT);
+    let status = daemon.wait(EXIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", daemon.stderr());
+    let log = daemon.stderr();
+    assert!(
+        log.contains("daemon started") && log.contains("daemon stopped"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigint_also_stops_it_with_status_0() {
+    let home = TestHome::new();
+    let mut daemon = TestDaemon::start(&home, &[]);
+    daemon.signal(Signal::SIGINT);
+    assert_eq!(
+        daemon.wait(EXIT).code(),
+        Some(0),
+        "stderr:\n{}",
+        daemon.stderr()
+    );
+}
+
+#[test]
+fn watchdog_is_pinged_at_half_the_timeout() {
+    let home = TestHome::new();
+    let daemon = TestDaemon::start(&home, &[("WATCHDOG_USEC", "400000")]);
+    // Two pings prove it repeats; their exact spacing is checked under paused time in
+    // `notify::tests::ready_then_watchdog_at_half_the_timeout`.
+    for _ in 0..2 {
+        assert_eq!(
+            daemon.next_notification(Duration::from_secs(10)).as_deref(),
+            Some("WATCHDOG=1")
+        );
+    }
+}
+
+#[test]
+fn an_invalid_config_exits_64_naming_file_line_column_and_key_before_starting() {
+    let home = TestHome::new();
+    let path = home.write_config("[supervisor]\nmax_restarts = \"five\"\n");
+    let mut daemon = TestDaemon::spawn(&home, &[]);
+    let status = daemon.wait(EXIT);
+    assert_eq!(status.code(), Some(64));
+    let err = daemon.stderr();
+    let want = format!("{}:2:16: supervisor.max_restarts", path.display());
+    assert!(err.contains(&want), "wanted `{want}` in:\n{err}");
+    assert!(err.contains("expected u32"), "{err}");
+    assert!(
+        !home.path().join("daemon.lock").exists(),
+        "nothing was started"
+    );
+    assert!(
+        daemon
+            .next_notification(Duration::from_millis(100))
+            .is_none(),
+        "no READY=1"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_home_is_refused() {
+    let home = TestHome::new();
+    let _first = TestDaemon::start(&home, &[]);
+    let mut second = TestDaemon::spawn(&home, &[]);
+    let status = second.wait(EXIT);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        second.stderr().contains("another revka daemon is running"),
+        "{}",
+        second.stderr()
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_config_and_warns_about_unknown_keys() {
+    let home = TestHome::new();
+    home.write_config("[supervisor]\nmax_restarts = 9\nmax_restart = 3\n");
+    let out = home.command().args(["config", "check"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("max_restarts = 9"), "{stdout}");
+    assert!(
+        stderr.contains("unknown key supervisor.max_restart"),
+        "{stderr}"
+    );
+
+    std::fs::write(home.path().join("config.toml"), "[gateway\n").unwrap();
+    let out = home.command().args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml:1:"));
+}
+
+#[test]
+fn config_check_without_a_file_uses_the_embedded_defaults() {
+    let home = TestHome::new();
+    let out = home.command().args(["config", "check"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embedded defaults"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[supervisor]"));
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per area (ripgrep style).
+
+mod daemon;
+mod fixtures;
+mod util;
