@@ -2,4 +2,5 @@
 
 mod daemon;
 mod fixtures;
+mod mcp_client;
 mod util;

@@ -82,6 +82,8 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, msg: Outgoing) -> Result<(), TransportError>;
     /// Shuts the transport down (no more sends; background tasks stop).
     fn close(&self);
+    /// Called once `initialize` settled on a protocol version (HTTP sends it as a header).
+    fn negotiated(&self, _protocol_version: &str) {}
 }
 
 /// What a connection actor hears from its client.
@@ -445,6 +447,11 @@ impl McpClient {
     /// The close reason, once the connection has ended.
     pub fn closed_reason(&self) -> Option<String> {
         self.inbound.closed_reason()
+    }
+
+    /// Re-arms list_changed coalescing (see [`Inbound::tools_changed_handled`]).
+    pub fn tools_changed_handled(&self) {
+        self.inbound.tools_changed_handled();
     }
 
     /// Ends the connection: pending calls fail with `reason` and the transport shuts down.

@@ -44,7 +44,19 @@ impl StdioTransport {
             stderr,
             pid,
         } = io;
-        tokio::spawn(write_loop(stdin, rx, stop.clone(), inbound.clone()));
+        let closer = Closer {
+            inbound: inbound.clone(),
+            exit,
+            stderr,
+            pid,
+        };
+        let writer_closer = closer.clone();
+        let writer_stop = stop.clone();
+        tokio::spawn(async move {
+            if let Some(reason) = write_loop(stdin, rx, writer_stop).await {
+                writer_closer.close(Some(reason)).await;
+            }
+        });
         let reply_tx = tx.clone();
         let reader_stop = stop.clone();
         tokio::spawn(async move {
@@ -52,18 +64,32 @@ impl StdioTransport {
                 reason = read_loop(stdout, &inbound, &reply_tx) => reason,
                 () = reader_stop.cancelled() => return,
             };
-            // stdout ended: prefer the process's own account of why.
-            let mut exit_rx = exit.clone();
-            let _ = tokio::time::timeout(EXIT_GRACE, exit_rx.wait_for(Option::is_some)).await;
-            let io_exit = ChildIo::describe_exit(&exit, &stderr);
-            let reason = match io_exit {
-                Some(exit) if reason.is_none() => format!("process {exit}"),
-                Some(exit) => format!("{} (process {exit})", reason.unwrap_or_default()),
-                None => reason.unwrap_or_else(|| format!("process {pid} closed its stdout")),
-            };
-            inbound.close(&reason);
+            closer.close(reason).await;
         });
         Arc::new(Self { tx, stop })
+    }
+}
+
+/// Ends the connection with the best available reason: a broken pipe or EOF is usually the
+/// symptom of the process dying, so its exit status (and last stderr line) is awaited briefly
+/// and preferred.
+#[derive(Clone)]
+struct Closer {
+    inbound: Inbound,
+    exit: tokio::sync::watch::Receiver<Option<crate::process::ExitInfo>>,
+    stderr: Arc<std::sync::Mutex<crate::process::StderrRing>>,
+    pid: u32,
+}
+
+impl Closer {
+    async fn close(mut self, symptom: Option<String>) {
+        let _ = tokio::time::timeout(EXIT_GRACE, self.exit.wait_for(Option::is_some)).await;
+        let reason = match (ChildIo::describe_exit(&self.exit, &self.stderr), symptom) {
+            (Some(exit), _) => format!("process {exit}"),
+            (None, Some(symptom)) => symptom,
+            (None, None) => format!("process {} closed its stdout", self.pid),
+        };
+        self.inbound.close(&reason);
     }
 }
 
@@ -117,12 +143,12 @@ async fn read_loop(
     }
 }
 
+/// Drains the queue into stdin. Returns the failure, if writing failed.
 async fn write_loop(
     stdin: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Vec<u8>>,
     stop: CancellationToken,
-    inbound: Inbound,
-) {
+) -> Option<String> {
     let mut stdin = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
     loop {
         let first = tokio::select! {
@@ -134,8 +160,7 @@ async fn write_loop(
         loop {
             line.push(b'\n');
             if let Err(e) = stdin.write_all(&line).await {
-                inbound.close(&format!("writing to the server's stdin failed: {e}"));
-                return;
+                return Some(format!("writing to the server's stdin failed: {e}"));
             }
             match rx.try_recv() {
                 Ok(next) => line = next,
@@ -143,10 +168,10 @@ async fn write_loop(
             }
         }
         if let Err(e) = stdin.flush().await {
-            inbound.close(&format!("writing to the server's stdin failed: {e}"));
-            return;
+            return Some(format!("writing to the server's stdin failed: {e}"));
         }
     }
     // Closing stdin is the polite way to ask a stdio server to exit.
     let _ = stdin.shutdown().await;
+    None
 }

@@ -1,0 +1,337 @@
+//! The connection actor: one per configured MCP server, `root/mcp_servers/mcp:<name>`.
+//!
+//! It owns the server's transport and, for stdio servers, the server's OS process (a linked
+//! [`ProcessActor`] child, `…/mcp:<name>/process`). On start it connects, runs the handshake
+//! (`initialize` offering the newest protocol version, `notifications/initialized`, `tools/list`
+//! to the last page) within the handshake timeout, and publishes the client and tools in the
+//! [`McpHub`]. Calls never pass through this actor: callers use the hub's client directly.
+//!
+//! The actor fails, and its supervisor restarts it by policy, when the connection ends: the
+//! process exits, the stream closes, a line is too long. On the way out every in-flight call
+//! fails at once with the reason, while the server's tools stay listed. On
+//! `notifications/tools/list_changed` it re-reads the tool list. A graceful stop follows the
+//! MCP shutdown sequence: close stdin, give the server a moment to exit, then SIGTERM and SIGKILL.
+
+mod connect;
+mod remote;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use connect::{ProbeReport, probe};
+
+use super::client::{ClientEvent, McpClient};
+use super::hub::{McpHub, ServerEntry, ServerSpec, TransportSpec};
+use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
+use crate::status::StatusNode;
+use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
+
+/// How long a stdio server gets to exit after its stdin is closed, before SIGTERM.
+const STDIN_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum McpError {
+    /// The transport could not be opened (process not started, host unreachable, ...).
+    #[error("server `{server}`: cannot connect: {reason}")]
+    Connect {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The handshake failed or timed out.
+    #[error("server `{server}`: handshake failed: {reason}")]
+    Handshake {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection ended after the handshake.
+    #[error("server `{server}`: {reason}")]
+    Disconnected {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The connection actor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct McpConnection;
+
+/// Arguments of [`McpConnection`].
+#[derive(Debug, Clone)]
+pub struct ConnectionArgs {
+    /// The server.
+    pub spec: Arc<ServerSpec>,
+    /// The actor's status node.
+    pub node: StatusNode,
+    /// Where the client and tools are published.
+    pub hub: Arc<McpHub>,
+    /// The shared HTTP client (HTTP, SSE and url transports).
+    pub http: reqwest::Client,
+    /// SIGTERM → SIGKILL grace of a stdio server process.
+    pub stop_timeout: Duration,
+}
+
+/// Messages of [`McpConnection`].
+#[derive(Debug)]
+pub enum ConnectionMsg {
+    /// Something the client reported (tools changed, connection closed).
+    Client(ClientEvent),
+}
+
+/// State of [`McpConnection`]. Dropping it fails in-flight calls and withdraws the client.
+#[derive(Debug)]
+pub struct ConnectionState {
+    args: ConnectionArgs,
+    entry: Arc<ServerEntry>,
+    client: Option<Arc<McpClient>>,
+    process: Option<ActorRef<ProcessMsg>>,
+    exit: Option<watch::Receiver<Option<ExitInfo>>>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        if let Some(f) = self.forwarder.take() {
+            f.abort();
+        }
+        // Runs after a stop, a failure, a panic or a kill alike: nobody waits on a dead server.
+        let reason = self
+            .client
+            .as_ref()
+            .and_then(|c| c.closed_reason())
+            .unwrap_or_else(|| "connection stopped".to_owned());
+        self.args.hub.disconnected(&self.entry, &reason);
+    }
+}
+
+impl Actor for McpConnection {
+    type Msg = ConnectionMsg;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<ConnectionMsg>,
+        args: ConnectionArgs,
+    ) -> Result<ConnectionState, ActorProcessingErr> {
+        let entry = args.hub.register(args.spec.clone(), args.node.clone());
+        let details_entry = entry.clone();
+        args.node
+            .set_details(Arc::new(move || details(&details_entry)));
+        Ok(ConnectionState {
+            args,
+            entry,
+            client: None,
+            process: None,
+            exit: None,
+            forwarder: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = &state.args;
+        let name = args.spec.name.clone();
+        let connected = connect::connect(args, &myself).await?;
+        state.process = connected.process;
+        state.exit = connected.exit;
+        let client = connected.client;
+        tracing::info!(
+            server = %name,
+            path = %args.node.path(),
+            protocol = %connected.hello.protocol_version,
+            tools = connected.tools.len(),
+            "MCP server connected"
+        );
+        args.hub.connected(
+            &state.entry,
+            client.clone(),
+            connected.hello,
+            connected.tools,
+        );
+        state.client = Some(client);
+        let mut events = connected.events;
+        let me = myself.clone();
+        state.forwarder = Some(tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if me.send_message(ConnectionMsg::Client(event)).is_err() {
+                    break;
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<ConnectionMsg>,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(client) = &state.client {
+            client.close("connection stopped"); // closes a stdio server's stdin
+        }
+        if let Some(exit) = &mut state.exit {
+            let _ = tokio::time::timeout(STDIN_CLOSE_GRACE, exit.wait_for(Option::is_some)).await;
+        }
+        if let Some(process) = state.process.take() {
+            let _ = process
+                .stop_and_wait(
+                    Some("connection stopped".into()),
+                    Some(state.args.stop_timeout + Duration::from_secs(2)),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<ConnectionMsg>,
+        msg: ConnectionMsg,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let ConnectionMsg::Client(event) = msg;
+        match event {
+            ClientEvent::ToolsChanged => {
+                let Some(client) = state.client.clone() else {
+                    return Ok(());
+                };
+                client.tools_changed_handled();
+                match connect::list_tools(&client, state.args.spec.handshake_timeout).await {
+                    Ok(tools) => {
+                        tracing::info!(server = %state.args.spec.name, tools = tools.len(), "tool list changed");
+                        state.args.hub.set_tools(&state.entry, tools);
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %state.args.spec.name, error = %e, "re-reading the tool list failed; keeping the old one")
+                    }
+                }
+                Ok(())
+            }
+            ClientEvent::Closed(reason) => Err(McpError::Disconnected {
+                server: state.args.spec.name.clone(),
+                reason,
+            }
+            .into()),
+        }
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<ConnectionMsg>,
+        event: SupervisionEvent,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let reason = match event {
+            SupervisionEvent::ActorFailed(_, err) => error_chain(err.as_ref()),
+            SupervisionEvent::ActorTerminated(_, _, reason) => {
+                reason.unwrap_or_else(|| "server process ended".into())
+            }
+            _ => return Ok(()),
+        };
+        // The server process is gone: fail every in-flight call with the reason, then fail.
+        if let Some(client) = &state.client {
+            client.close(&reason);
+        }
+        Err(McpError::Disconnected {
+            server: state.args.spec.name.clone(),
+            reason,
+        }
+        .into())
+    }
+}
+
+fn details(entry: &ServerEntry) -> serde_json::Value {
+    let spec = entry.spec();
+    let target = match &spec.transport {
+        TransportSpec::Stdio { command, args, .. } => json!({ "command": command, "args": args }),
+        TransportSpec::Http { url, .. }
+        | TransportSpec::Sse { url, .. }
+        | TransportSpec::Url { url, .. } => json!({ "url": url }),
+    };
+    let hello = entry.hello();
+    json!({
+        "server": spec.name,
+        "transport": spec.transport.kind(),
+        "target": target,
+        "connected": entry.client().is_some_and(|c| c.closed_reason().is_none()),
+        "protocol_version": hello.as_ref().map(|h| h.protocol_version.clone()),
+        "server_info": hello.as_ref().map(|h| h.server_info.clone()),
+        "has_instructions": hello.as_ref().is_some_and(|h| h.instructions.is_some()),
+        "tools": entry.tools().len(),
+        "pending_calls": entry.pending_calls(),
+        "tool_timeout_secs": spec.tool_timeout.as_secs(),
+    })
+}
+
+/// The child spec of a server's connection actor, id `mcp:<name>`. Its shutdown budget covers
+/// the stdin grace and the process's SIGTERM → SIGKILL grace.
+pub fn connection_spec(
+    spec: Arc<ServerSpec>,
+    policy: RestartPolicy,
+    hub: Arc<McpHub>,
+    http: reqwest::Client,
+) -> ChildSpec {
+    let stop_timeout = match policy.shutdown {
+        Shutdown::Timeout(t) => t,
+        Shutdown::BrutalKill => Duration::ZERO,
+    };
+    let mut policy = policy;
+    if let Shutdown::Timeout(t) = policy.shutdown {
+        policy.shutdown = Shutdown::Timeout(t + STDIN_CLOSE_GRACE + Duration::from_secs(3));
+    }
+    let id = format!("mcp:{}", spec.name);
+    ChildSpec::new(id, "mcp_connection", policy, move |ctx: ChildContext| {
+        let args = ConnectionArgs {
+            spec: spec.clone(),
+            node: ctx.node,
+            hub: hub.clone(),
+            http: http.clone(),
+            stop_timeout,
+        };
+        async move {
+            let (actor, _) =
+                McpConnection::spawn_linked(None, McpConnection, args, ctx.supervisor).await?;
+            Ok(actor.get_cell())
+        }
+    })
+}
+
+/// Spawns the process actor of a stdio server, linked to `owner`.
+pub(crate) async fn spawn_process(
+    owner: ractor::ActorCell,
+    node: &StatusNode,
+    spec: crate::process::ProcessSpec,
+) -> Result<
+    (
+        ActorRef<ProcessMsg>,
+        tokio::sync::oneshot::Receiver<Result<crate::process::ChildIo, String>>,
+    ),
+    String,
+> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let args = crate::process::ProcessArgs {
+        spec: Arc::new(spec),
+        node: node.child("process", "process", None),
+        io: Some(tx),
+    };
+    let (actor, _) = ProcessActor::spawn_linked(None, ProcessActor, args, owner)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((actor, rx))
+}

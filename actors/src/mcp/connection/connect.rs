@@ -1,0 +1,354 @@
+//! Opening a connection and running the MCP handshake, shared by the connection actor and the
+//! unsupervised [`probe`] (`revka mcp test`, `POST /api/mcp/servers/test`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorRef};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{ConnectionArgs, ConnectionMsg, McpError, spawn_process};
+use crate::mcp::client::{CallOptions, ClientEvent, Inbound, McpClient, Transport};
+use crate::mcp::hub::{ServerSpec, TransportSpec};
+use crate::mcp::jsonrpc::ErrorObject;
+use crate::mcp::protocol::{
+    ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
+};
+use crate::mcp::stdio::StdioTransport;
+use crate::process::{ExitInfo, ProcessMsg, ProcessSpec, StdioMode};
+use crate::status::{ActorState, StatusNode};
+
+/// `tools/list` pages read before giving up on a server that never ends its list.
+const MAX_PAGES: usize = 1000;
+/// Tools accepted from one server.
+const MAX_TOOLS: usize = 10_000;
+
+/// A connected, initialized server.
+pub(super) struct Connected {
+    pub(super) client: Arc<McpClient>,
+    pub(super) hello: ServerHello,
+    pub(super) tools: Vec<Value>,
+    pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
+    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
+}
+
+/// An open transport, before the handshake.
+struct Opened {
+    client: Arc<McpClient>,
+    transport: Arc<dyn Transport>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    process: Option<ActorRef<ProcessMsg>>,
+    exit: Option<watch::Receiver<Option<ExitInfo>>>,
+}
+
+/// Connects and runs the handshake for the connection actor.
+pub(super) async fn connect(
+    args: &ConnectionArgs,
+    myself: &ActorRef<ConnectionMsg>,
+) -> Result<Connected, McpError> {
+    connect_with(
+        &args.spec,
+        &args.http,
+        &args.node,
+        Some(myself.get_cell()),
+        args.stop_timeout,
+    )
+    .await
+}
+
+async fn connect_with(
+    spec: &ServerSpec,
+    http: &reqwest::Client,
+    node: &StatusNode,
+    owner: Option<ActorCell>,
+    stop_timeout: Duration,
+) -> Result<Connected, McpError> {
+    let name = spec.name.clone();
+    let deadline = Instant::now() + spec.handshake_timeout;
+    let opened = open(spec, http, node, owner, stop_timeout, deadline).await?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let handshake = handshake(
+        &opened.client,
+        opened.transport.as_ref(),
+        remaining,
+        !spec.roots.is_empty(),
+    );
+    let result = match tokio::time::timeout(remaining, handshake).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            spec.handshake_timeout.as_secs()
+        )),
+    };
+    match result {
+        Ok((hello, tools)) => Ok(Connected {
+            client: opened.client,
+            hello,
+            tools,
+            events: opened.events,
+            process: opened.process,
+            exit: opened.exit,
+        }),
+        Err(reason) => {
+            opened.client.close(&reason);
+            if let Some(p) = &opened.process {
+                p.stop(None);
+            }
+            Err(McpError::Handshake {
+                server: name,
+                reason,
+            })
+        }
+    }
+}
+
+async fn open(
+    spec: &ServerSpec,
+    http: &reqwest::Client,
+    node: &StatusNode,
+    owner: Option<ActorCell>,
+    stop_timeout: Duration,
+    deadline: Instant,
+) -> Result<Opened, McpError> {
+    let connect_err = |reason: String| McpError::Connect {
+        server: spec.name.clone(),
+        reason,
+    };
+    match &spec.transport {
+        TransportSpec::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let mut pspec = ProcessSpec::new(command.clone(), args.clone());
+            pspec.env = env.clone();
+            pspec.cwd = cwd.clone();
+            pspec.stdio = StdioMode::Piped;
+            pspec.stop_timeout = stop_timeout;
+            let owner =
+                owner.ok_or_else(|| connect_err("no owner for the server process".into()))?;
+            let (process, io_rx) = spawn_process(owner, node, pspec)
+                .await
+                .map_err(connect_err)?;
+            let io = match tokio::time::timeout_at(deadline, io_rx).await {
+                Ok(Ok(Ok(io))) => io,
+                Ok(Ok(Err(reason))) => return Err(connect_err(reason)),
+                Ok(Err(_)) => {
+                    return Err(connect_err(
+                        "the process actor stopped before starting the server".into(),
+                    ));
+                }
+                Err(_) => return Err(connect_err("timed out starting the server process".into())),
+            };
+            node.child("process", "process", None)
+                .set_state(ActorState::Running);
+            let exit = io.exit.clone();
+            let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+            let transport: Arc<dyn Transport> = StdioTransport::start(io, inbound.clone());
+            Ok(Opened {
+                client: Arc::new(McpClient::new(inbound, transport.clone())),
+                transport,
+                events,
+                process: Some(process),
+                exit: Some(exit),
+            })
+        }
+        remote => super::remote::open(spec, remote, http, deadline)
+            .await
+            .map(|(client, transport, events)| Opened {
+                client,
+                transport,
+                events,
+                process: None,
+                exit: None,
+            })
+            .map_err(connect_err),
+    }
+}
+
+/// The parent of a probe's server process: when the probe ends, or its future is dropped
+/// mid-handshake, the owner is killed and ractor takes the linked process actor with it (whose
+/// `Drop` kills the process group).
+struct ProbeOwner;
+
+impl Actor for ProbeOwner {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        _: ractor::SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(()) // the probe notices a dead process through its pipes
+    }
+}
+
+struct KillOnDrop(ActorRef<()>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+/// `initialize` → version check → `notifications/initialized` → every `tools/list` page.
+pub(super) async fn handshake(
+    client: &McpClient,
+    transport: &dyn Transport,
+    timeout: Duration,
+    roots: bool,
+) -> Result<(ServerHello, Vec<Value>), String> {
+    let opts = CallOptions {
+        timeout,
+        ..Default::default()
+    };
+    let raw = client
+        .request("initialize", Some(initialize_params(roots)), &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hello = parse_initialize_result(&raw).map_err(|e| e.to_string())?;
+    transport.negotiated(&hello.protocol_version);
+    client
+        .notify("notifications/initialized", None)
+        .map_err(|e| e.to_string())?;
+    let tools = if hello.capabilities.get("tools").is_some() {
+        list_tools(client, timeout).await?
+    } else {
+        Vec::new() // the server offers no tools
+    };
+    Ok((hello, tools))
+}
+
+/// Reads `tools/list` to its last page.
+pub(super) async fn list_tools(
+    client: &McpClient,
+    timeout: Duration,
+) -> Result<Vec<Value>, String> {
+    let opts = CallOptions {
+        timeout,
+        ..Default::default()
+    };
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
+        let raw = match client.request("tools/list", params, &opts).await {
+            Ok(raw) => raw,
+            Err(crate::mcp::client::CallError::Rpc { error, .. })
+                if error.code == ErrorObject::METHOD_NOT_FOUND =>
+            {
+                return Ok(tools);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let page = parse_tools_page(&raw).map_err(|e| e.to_string())?;
+        tools.extend(page.tools);
+        if tools.len() > MAX_TOOLS {
+            return Err(format!("server lists more than {MAX_TOOLS} tools"));
+        }
+        match page.next_cursor {
+            None => return Ok(tools),
+            Some(next) if !seen.insert(next.clone()) => {
+                return Err(format!("server repeated the tools/list cursor `{next}`"));
+            }
+            Some(next) => cursor = Some(next),
+        }
+    }
+    Err(format!("tools/list did not end within {MAX_PAGES} pages"))
+}
+
+/// The result of a one-off handshake with a server that is not (yet) supervised.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// Whether the handshake succeeded.
+    pub ok: bool,
+    /// Number of tools, on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_count: Option<usize>,
+    /// Tool names (as the server names them), on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// What went wrong, on failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Negotiated protocol version, on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// Wall time of the whole attempt.
+    pub latency_ms: u64,
+}
+
+/// Connects to `spec`, runs the handshake, disconnects, and reports. Never panics and never
+/// leaves a process behind; bounded by `spec.handshake_timeout`.
+pub async fn probe(spec: &ServerSpec, http: &reqwest::Client) -> ProbeReport {
+    let start = Instant::now();
+    let node = StatusNode::root("probe", "mcp_connection");
+    let owner = match ProbeOwner::spawn(None, ProbeOwner, ()).await {
+        Ok((owner, _)) => KillOnDrop(owner),
+        Err(e) => {
+            return ProbeReport {
+                ok: false,
+                tool_count: None,
+                tools: None,
+                error: Some(format!("cannot start the probe: {e}")),
+                protocol_version: None,
+                latency_ms: 0,
+            };
+        }
+    };
+    let result = connect_with(
+        spec,
+        http,
+        &node,
+        Some(owner.0.get_cell()),
+        Duration::from_secs(2),
+    )
+    .await;
+    let latency_ms = start.elapsed().as_millis() as u64;
+    match result {
+        Ok(connected) => {
+            connected.client.close("probe finished");
+            if let Some(p) = connected.process {
+                // Graceful (SIGTERM first); `owner` kills whatever is left when it drops.
+                let _ = p.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+            }
+            drop(owner);
+            let names: Vec<String> = connected
+                .tools
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            ProbeReport {
+                ok: true,
+                tool_count: Some(names.len()),
+                tools: Some(names),
+                error: None,
+                protocol_version: Some(connected.hello.protocol_version),
+                latency_ms,
+            }
+        }
+        Err(e) => ProbeReport {
+            ok: false,
+            tool_count: None,
+            tools: None,
+            error: Some(e.to_string()),
+            protocol_version: None,
+            latency_ms,
+        },
+    }
+}

@@ -1,0 +1,330 @@
+//! Argument preparation for external MCP tools: the pure half of `McpToolWrapper`.
+//!
+//! Before a `tools/call` is forwarded, [`prepare_arguments`] turns the arguments the model
+//! produced into what the server expects, using the tool's `inputSchema`:
+//!
+//! - **`approved` is stripped.** Revka's security layer injects `approved: bool` into tool calls
+//!   for supervised-mode gating; servers do not know it and may reject it. It is kept only when
+//!   the tool's own schema declares an `approved` property.
+//! - **String-encoded values are coerced** to the declared type, recursively. Models often send
+//!   `"5"` for an integer or `"true"` for a boolean.
+//!
+//! Coercion is best effort and never fails the call: a value that already has an accepted type
+//! is left alone, and a string that does not convert is forwarded as-is for the server to
+//! report. Non-string values are never converted (a number is not turned into a string).
+//! Schemas come from servers and may be any JSON; nothing here panics on any schema or value.
+//!
+//! # Conversions (the string is trimmed of surrounding whitespace first)
+//!
+//! | declared type | accepted strings                                   | result            |
+//! |---------------|----------------------------------------------------|-------------------|
+//! | `integer`     | an `i64` or `u64` in decimal (`"5"`, `"-3"`, `"+7"`); not `"5.0"`, `"5e0"` | integer |
+//! | `number`      | as for `integer`, else a finite float (`"2.5"`, `"1e3"`) | integer or float |
+//! | `boolean`     | `true` / `false`, any case; not `"1"` / `"0"`      | boolean           |
+//! | `null`        | `null`, any case                                    | `null`            |
+//! | `array`       | JSON text of an array                               | the array         |
+//! | `object`      | JSON text of an object                              | the object        |
+//!
+//! # Where coercion looks
+//!
+//! The declared types of a schema node are its `type` (a string or a list, unknown entries
+//! ignored), or, without `type`, what `const`, `enum`, `properties`/`additionalProperties`
+//! (object) or `items`/`prefixItems` (array) imply. A string is converted to the first declared
+//! type that accepts it, in the order listed, unless `string` is among them. Coercion then
+//! recurses into `properties` and `additionalProperties` for object members (not
+//! `patternProperties`), and into `prefixItems` (or a tuple-form `items` array) then `items` (or
+//! `additionalItems`) for array elements, including inside values that were just parsed from a
+//! string. `allOf` branches apply in turn. For `anyOf` and `oneOf`, if the value already has a
+//! type one branch accepts, that branch alone is applied (to reach nested members); otherwise a
+//! string takes the first branch that converts it. A local `$ref` (`#`, `#/$defs/..`,
+//! `#/definitions/..`, any JSON pointer into the schema) is followed before the node's own
+//! keywords apply; remote refs are ignored. Cycles are cut by a depth limit and a work budget.
+
+#[cfg(test)]
+mod tests;
+mod types;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use types::{Type, accepts, declared_types};
+
+/// The field Revka's security layer injects into tool calls.
+pub const APPROVED_FIELD: &str = "approved";
+
+/// How deep coercion goes: schema `$ref` hops and combinator branches plus nesting of the value.
+/// Deeper parts of a value are forwarded unconverted.
+pub const MAX_DEPTH: usize = 64;
+
+/// Schema nodes visited per value node before coercion gives up (a guard against `anyOf` and
+/// `$ref` schemas that fan out exponentially).
+const BUDGET_PER_VALUE: usize = 64;
+
+/// Schema nodes that may always be visited, however small the value.
+const BASE_BUDGET: usize = 4096;
+
+/// Why a tool call's arguments cannot be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgumentError {
+    /// The arguments are not a JSON object (or `null`, read as no arguments).
+    #[error("tool arguments must be a JSON object, got {kind}")]
+    NotAnObject {
+        /// The JSON type found.
+        kind: &'static str,
+    },
+}
+
+/// Prepares a tool call's arguments for the server, following `schema` (the `inputSchema`).
+///
+/// `args` must be an object; `null` (no arguments) becomes `{}`. The `approved` field is removed
+/// unless the schema declares it, then string-encoded values are coerced as the
+/// [module docs](self) describe. Members the schema does not mention are kept unchanged.
+/// Preparing twice gives the same result as preparing once.
+pub fn prepare_arguments(schema: &Value, args: Value) -> Result<Value, ArgumentError> {
+    let mut args = match args {
+        Value::Null => Map::new(),
+        Value::Object(map) => map,
+        other => {
+            return Err(ArgumentError::NotAnObject {
+                kind: json_kind(&other),
+            });
+        }
+    };
+    if !declares_property(schema, APPROVED_FIELD) {
+        args.remove(APPROVED_FIELD);
+    }
+    Ok(coerce(schema, Value::Object(args)))
+}
+
+/// Coerces `value` to `schema`, which is also the root `$ref`s are resolved against.
+///
+/// This is the coercion step of [`prepare_arguments`] on its own, for any value.
+pub fn coerce(schema: &Value, value: Value) -> Value {
+    let mut coercer = Coercer {
+        root: schema,
+        budget: BASE_BUDGET.saturating_add(value_size(&value).saturating_mul(BUDGET_PER_VALUE)),
+    };
+    coercer.node(schema, value, 0)
+}
+
+/// Whether a tool result reports a tool-level failure: its `isError` member is `true`.
+///
+/// Only the boolean `true` counts; a missing, `false`, or malformed `isError` means success.
+pub fn result_is_error(result: &Value) -> bool {
+    result.get("isError") == Some(&Value::Bool(true))
+}
+
+/// [`result_is_error`] on a result kept as raw JSON. Unparseable JSON is not an error result.
+pub fn raw_result_is_error(result: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "isError", default)]
+        is_error: Option<Value>,
+    }
+    serde_json::from_str::<Probe>(result.get())
+        .is_ok_and(|probe| probe.is_error == Some(Value::Bool(true)))
+}
+
+/// The JSON type of a value, for messages.
+pub(super) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether the root schema (after local `$ref`s, and through `allOf`/`anyOf`/`oneOf` one level
+/// down) declares a property `name`.
+fn declares_property(schema: &Value, name: &str) -> bool {
+    let root = schema;
+    let mut node = schema;
+    for _ in 0..MAX_DEPTH {
+        let declared = |n: &Value| {
+            n.get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|props| props.contains_key(name))
+        };
+        let in_branch = ["allOf", "anyOf", "oneOf"].iter().any(|key| {
+            node.get(key)
+                .and_then(Value::as_array)
+                .is_some_and(|branches| {
+                    branches
+                        .iter()
+                        .any(|b| declared(b) || resolve_ref(root, b).is_some_and(declared))
+                })
+        });
+        if declared(node) || in_branch {
+            return true;
+        }
+        match resolve_ref(root, node) {
+            Some(target) => node = target,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The target of `node`'s `$ref`, if it is a local JSON pointer that resolves in `root`.
+fn resolve_ref<'r>(root: &'r Value, node: &Value) -> Option<&'r Value> {
+    let reference = node.get("$ref")?.as_str()?;
+    root.pointer(reference.strip_prefix('#')?)
+}
+
+/// How many JSON values `value` contains, itself included; at most `usize::MAX / 2`.
+fn value_size(value: &Value) -> usize {
+    let mut stack = vec![value];
+    let mut count = 0usize;
+    while let Some(v) = stack.pop() {
+        count = count.saturating_add(1);
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    count.min(usize::MAX / 2)
+}
+
+/// One coercion pass over a value.
+struct Coercer<'r> {
+    /// The schema `$ref`s resolve against.
+    root: &'r Value,
+    /// Schema nodes that may still be visited.
+    budget: usize,
+}
+
+impl Coercer<'_> {
+    /// Coerces `value` to the schema `node`.
+    fn node(&mut self, node: &Value, value: Value, depth: usize) -> Value {
+        if depth >= MAX_DEPTH || self.budget == 0 || !node.is_object() {
+            return value;
+        }
+        self.budget -= 1;
+        let mut value = value;
+        if let Some(target) = resolve_ref(self.root, node) {
+            value = self.node(target, value, depth + 1);
+        }
+        if let Value::String(s) = &value {
+            let types = declared_types(node);
+            if let Some(types) = types.filter(|types| !types.contains(&Type::String)) {
+                if let Some(parsed) = types.iter().find_map(|t| t.parse(s)) {
+                    value = parsed;
+                }
+            }
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(branches)) = node.get(key) {
+                value = self.alternatives(branches, value, depth + 1);
+            }
+        }
+        if let Some(Value::Array(branches)) = node.get("allOf") {
+            for branch in branches {
+                value = self.node(branch, value, depth + 1);
+            }
+        }
+        match value {
+            Value::Object(map) => Value::Object(self.members(node, map, depth + 1)),
+            Value::Array(items) => Value::Array(self.items(node, items, depth + 1)),
+            other => other,
+        }
+    }
+
+    /// Coerces `value` to one of `branches` (`anyOf` or `oneOf`).
+    fn alternatives(&mut self, branches: &[Value], value: Value, depth: usize) -> Value {
+        let kind = Type::of(&value);
+        let fitting = branches
+            .iter()
+            .find(|&branch| accepts(self.branch_types(branch, depth).as_deref(), kind));
+        if let Some(branch) = fitting {
+            return self.node(branch, value, depth);
+        }
+        if !value.is_string() {
+            return value;
+        }
+        for branch in branches {
+            let converted = self.node(branch, value.clone(), depth);
+            if !converted.is_string() {
+                return converted;
+            }
+        }
+        value
+    }
+
+    /// The types a branch accepts, looking through `$ref`s and nested `anyOf`/`oneOf`.
+    fn branch_types(&mut self, branch: &Value, depth: usize) -> Option<Vec<Type>> {
+        if depth >= MAX_DEPTH || self.budget == 0 {
+            return None;
+        }
+        self.budget -= 1;
+        if !branch.is_object() {
+            // `true` accepts anything; `false` and invalid schemas accept nothing.
+            return (branch != &Value::Bool(true)).then(Vec::new);
+        }
+        if let Some(types) = declared_types(branch) {
+            return Some(types);
+        }
+        if let Some(target) = resolve_ref(self.root, branch) {
+            return self.branch_types(target, depth + 1);
+        }
+        let mut union = Vec::new();
+        let mut constrained = false;
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(nested)) = branch.get(key) {
+                constrained = true;
+                for b in nested {
+                    union.extend(self.branch_types(b, depth + 1)?);
+                }
+            }
+        }
+        constrained.then_some(union)
+    }
+
+    /// Coerces an object's members to `properties` / `additionalProperties`.
+    fn members(
+        &mut self,
+        node: &Value,
+        map: Map<String, Value>,
+        depth: usize,
+    ) -> Map<String, Value> {
+        let properties = node.get("properties").and_then(Value::as_object);
+        let additional = node.get("additionalProperties");
+        if properties.is_none() && additional.is_none() {
+            return map;
+        }
+        map.into_iter()
+            .map(|(key, member)| {
+                let schema = properties.and_then(|p| p.get(&key)).or(additional);
+                let member = match schema {
+                    Some(schema) => self.node(schema, member, depth),
+                    None => member,
+                };
+                (key, member)
+            })
+            .collect()
+    }
+
+    /// Coerces an array's elements to `prefixItems` / `items` / `additionalItems`.
+    fn items(&mut self, node: &Value, items: Vec<Value>, depth: usize) -> Vec<Value> {
+        let (prefix, rest) = match (node.get("prefixItems"), node.get("items")) {
+            (Some(Value::Array(prefix)), rest) => (prefix.as_slice(), rest),
+            (_, Some(Value::Array(prefix))) => (prefix.as_slice(), node.get("additionalItems")),
+            (_, rest) => (&[][..], rest),
+        };
+        if prefix.is_empty() && rest.is_none() {
+            return items;
+        }
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match prefix.get(i).or(rest) {
+                Some(schema) => self.node(schema, item, depth),
+                None => item,
+            })
+            .collect()
+    }
+}

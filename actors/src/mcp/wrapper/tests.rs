@@ -1,0 +1,633 @@
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn prepare(schema: Value, args: Value) -> Value {
+    prepare_arguments(&schema, args).unwrap()
+}
+
+/// Coerces `{"v": value}` against a schema whose property `v` is `property`.
+fn coerce_property(property: Value, value: Value) -> Value {
+    let schema = json!({"type": "object", "properties": {"v": property}});
+    prepare(schema, json!({ "v": value }))["v"].take()
+}
+
+#[test]
+fn coerces_primitive_strings_to_the_declared_type() {
+    let cases = [
+        // (declared type, input, expected)
+        (json!("integer"), json!("5"), json!(5)),
+        (json!("integer"), json!(" -12 "), json!(-12)),
+        (json!("integer"), json!("+7"), json!(7)),
+        (
+            json!("integer"),
+            json!("18446744073709551615"),
+            json!(u64::MAX),
+        ),
+        (json!("integer"), json!("5.5"), json!("5.5")),
+        (json!("integer"), json!("5.0"), json!("5.0")),
+        (json!("integer"), json!("5e0"), json!("5e0")),
+        (json!("integer"), json!("0x10"), json!("0x10")),
+        (
+            json!("integer"),
+            json!("99999999999999999999"),
+            json!("99999999999999999999"),
+        ),
+        (json!("integer"), json!(""), json!("")),
+        (json!("number"), json!("2.5"), json!(2.5)),
+        (json!("number"), json!("5"), json!(5)),
+        (json!("number"), json!("-1e3"), json!(-1000.0)),
+        (json!("number"), json!("NaN"), json!("NaN")),
+        (json!("number"), json!("inf"), json!("inf")),
+        (json!("number"), json!("five"), json!("five")),
+        (json!("boolean"), json!("true"), json!(true)),
+        (json!("boolean"), json!("FALSE"), json!(false)),
+        (json!("boolean"), json!(" True "), json!(true)),
+        (json!("boolean"), json!("1"), json!("1")),
+        (json!("boolean"), json!("yes"), json!("yes")),
+        (json!("null"), json!("null"), json!(null)),
+        (json!("array"), json!("[1, \"a\"]"), json!([1, "a"])),
+        (json!("array"), json!("[1,"), json!("[1,")),
+        (json!("array"), json!("{\"a\":1}"), json!("{\"a\":1}")),
+        (json!("object"), json!("{\"a\": 1}"), json!({"a": 1})),
+        (json!("object"), json!("[1]"), json!("[1]")),
+        (json!("object"), json!("\"x\""), json!("\"x\"")),
+        (json!("string"), json!("5"), json!("5")),
+    ];
+    for (ty, input, expected) in cases {
+        let got = coerce_property(json!({ "type": ty }), input.clone());
+        assert_eq!(got, expected, "type {ty}, input {input}");
+    }
+}
+
+#[test]
+fn values_of_the_right_type_and_non_strings_are_untouched() {
+    let cases = [
+        (json!("integer"), json!(5)),
+        (json!("integer"), json!(5.0)),
+        (json!("integer"), json!(true)),
+        (json!("number"), json!(5)),
+        (json!("string"), json!(5)),
+        (json!("string"), json!(null)),
+        (json!("boolean"), json!(1)),
+        (json!("array"), json!({"a": 1})),
+        (json!("object"), json!([1])),
+        (json!("garbage"), json!("5")),
+        (json!(17), json!("5")),
+    ];
+    for (ty, input) in cases {
+        let got = coerce_property(json!({ "type": ty }), input.clone());
+        assert_eq!(got, input, "type {ty}");
+    }
+    assert_eq!(coerce_property(json!({}), json!("5")), json!("5"));
+    assert_eq!(coerce_property(json!(true), json!("5")), json!("5"));
+}
+
+#[test]
+fn nullable_and_multi_type_lists() {
+    let cases = [
+        (json!(["integer", "null"]), json!("5"), json!(5)),
+        (json!(["integer", "null"]), json!("null"), json!(null)),
+        (json!(["integer", "null"]), json!("x"), json!("x")),
+        (json!(["string", "null"]), json!("null"), json!("null")),
+        (json!(["string", "integer"]), json!("5"), json!("5")),
+        (json!(["boolean", "array"]), json!("[true]"), json!([true])),
+        (json!(["boolean", 3, "bogus"]), json!("false"), json!(false)),
+    ];
+    for (ty, input, expected) in cases {
+        let got = coerce_property(json!({ "type": ty }), input.clone());
+        assert_eq!(got, expected, "type {ty}, input {input}");
+    }
+}
+
+#[test]
+fn types_implied_without_type() {
+    assert_eq!(
+        coerce_property(json!({"enum": [1, 2, 3]}), json!("2")),
+        json!(2)
+    );
+    assert_eq!(
+        coerce_property(json!({"const": true}), json!("true")),
+        json!(true)
+    );
+    assert_eq!(
+        coerce_property(json!({"enum": ["1", 2]}), json!("2")),
+        json!("2")
+    );
+    assert_eq!(
+        coerce_property(
+            json!({"properties": {"n": {"type": "integer"}}}),
+            json!("{\"n\":\"1\"}")
+        ),
+        json!({"n": 1})
+    );
+    assert_eq!(
+        coerce_property(json!({"items": {"type": "integer"}}), json!("[\"1\"]")),
+        json!([1])
+    );
+}
+
+#[test]
+fn coerces_nested_objects_and_parsed_values_recursively() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "outer": {
+                "type": "object",
+                "properties": {
+                    "count": {"type": "integer"},
+                    "flags": {"type": "array", "items": {"type": "boolean"}},
+                },
+            },
+            "name": {"type": "string"},
+        },
+    });
+    let args = json!({
+        "outer": {"count": "3", "flags": ["true", "false", "maybe"], "extra": "7"},
+        "name": "42",
+        "unknown": "1",
+    });
+    let expected = json!({
+        "outer": {"count": 3, "flags": [true, false, "maybe"], "extra": "7"},
+        "name": "42",
+        "unknown": "1",
+    });
+    assert_eq!(prepare(schema.clone(), args), expected);
+    // The same, with the nested object itself string-encoded.
+    let args = json!({"outer": "{\"count\": \"3\", \"flags\": \"[\\\"true\\\"]\"}"});
+    assert_eq!(
+        prepare(schema, args),
+        json!({"outer": {"count": 3, "flags": [true]}})
+    );
+}
+
+#[test]
+fn additional_properties_apply_to_other_members() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"s": {"type": "string"}},
+        "additionalProperties": {"type": "number"},
+    });
+    assert_eq!(
+        prepare(schema, json!({"s": "1", "a": "1.5", "b": "x"})),
+        json!({"s": "1", "a": 1.5, "b": "x"})
+    );
+    let closed = json!({"type": "object", "additionalProperties": false});
+    assert_eq!(prepare(closed, json!({"a": "1"})), json!({"a": "1"}));
+}
+
+#[test]
+fn coerces_array_items_and_tuples() {
+    let items = json!({"type": "array", "items": {"type": "integer"}});
+    assert_eq!(
+        coerce_property(items, json!(["1", 2, "x"])),
+        json!([1, 2, "x"])
+    );
+
+    let tuple = json!({
+        "type": "array",
+        "prefixItems": [{"type": "integer"}, {"type": "boolean"}],
+        "items": {"type": "number"},
+    });
+    assert_eq!(
+        coerce_property(tuple.clone(), json!(["1", "true", "2.5", "3"])),
+        json!([1, true, 2.5, 3])
+    );
+    assert_eq!(coerce_property(tuple, json!("[\"1\"]")), json!([1]));
+
+    let old_tuple = json!({
+        "type": "array",
+        "items": [{"type": "boolean"}, {"type": "integer"}],
+        "additionalItems": {"type": "null"},
+    });
+    assert_eq!(
+        coerce_property(old_tuple, json!(["false", "4", "null", "x"])),
+        json!([false, 4, null, "x"])
+    );
+    let prefix_only = json!({"prefixItems": [{"type": "integer"}]});
+    assert_eq!(
+        coerce_property(prefix_only, json!(["1", "2"])),
+        json!([1, "2"])
+    );
+}
+
+#[test]
+fn any_of_and_one_of_pick_the_right_branch() {
+    let cases = [
+        // A value that fits a branch is left alone.
+        (
+            json!([{"type": "string"}, {"type": "integer"}]),
+            json!("5"),
+            json!("5"),
+        ),
+        (
+            json!([{"type": "integer"}, {"type": "string"}]),
+            json!("5"),
+            json!("5"),
+        ),
+        (
+            json!([{"type": "integer"}, {"type": "boolean"}]),
+            json!(7),
+            json!(7),
+        ),
+        // Otherwise the first branch that converts the string.
+        (
+            json!([{"type": "boolean"}, {"type": "integer"}]),
+            json!("5"),
+            json!(5),
+        ),
+        (
+            json!([{"type": "integer"}, {"type": "boolean"}]),
+            json!("true"),
+            json!(true),
+        ),
+        (
+            json!([{"type": "integer"}, {"type": "null"}]),
+            json!("null"),
+            json!(null),
+        ),
+        (
+            json!([{"type": "number"}, {"type": "integer"}]),
+            json!("2"),
+            json!(2),
+        ),
+        (
+            json!([{"type": "integer"}, {"type": "boolean"}]),
+            json!("x"),
+            json!("x"),
+        ),
+        // An unconstrained branch accepts anything.
+        (
+            json!([{"description": "any"}, {"type": "integer"}]),
+            json!("5"),
+            json!("5"),
+        ),
+        // Nested alternatives count as one branch.
+        (
+            json!([{"anyOf": [{"type": "integer"}, {"type": "null"}]}]),
+            json!("3"),
+            json!(3),
+        ),
+        (
+            json!([{"anyOf": [{"type": "string"}]}, {"type": "integer"}]),
+            json!("3"),
+            json!("3"),
+        ),
+        // Garbage branches are skipped.
+        (json!([7, null, {"type": "integer"}]), json!("3"), json!(3)),
+    ];
+    for (branches, input, expected) in cases {
+        for key in ["anyOf", "oneOf"] {
+            let got = coerce_property(json!({ key: branches.clone() }), input.clone());
+            assert_eq!(got, expected, "{key} {branches}, input {input}");
+        }
+    }
+    assert_eq!(coerce_property(json!({"anyOf": 5}), json!("5")), json!("5"));
+}
+
+#[test]
+fn any_of_reaches_into_the_fitting_object_branch() {
+    let property = json!({"anyOf": [
+        {"type": "null"},
+        {"type": "object", "properties": {"n": {"type": "integer"}}},
+    ]});
+    assert_eq!(
+        coerce_property(property.clone(), json!({"n": "1"})),
+        json!({"n": 1})
+    );
+    assert_eq!(
+        coerce_property(property.clone(), json!("{\"n\":\"2\"}")),
+        json!({"n": 2})
+    );
+    assert_eq!(coerce_property(property, json!("null")), json!(null));
+}
+
+#[test]
+fn all_of_applies_every_branch() {
+    let property = json!({"allOf": [
+        {"properties": {"a": {"type": "integer"}}},
+        {"properties": {"b": {"type": "boolean"}}},
+    ]});
+    assert_eq!(
+        coerce_property(property, json!({"a": "1", "b": "true"})),
+        json!({"a": 1, "b": true})
+    );
+}
+
+#[test]
+fn follows_local_refs() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "a": {"$ref": "#/$defs/count"},
+            "b": {"$ref": "#/definitions/point"},
+            "c": {"type": "array", "items": {"$ref": "#/$defs/count"}},
+            "d": {"$ref": "#/$defs/a~1b"},
+            "e": {"$ref": "https://example.com/schema"},
+            "f": {"$ref": "#/$defs/missing"},
+            "g": {"$ref": 5},
+            "h": {"anyOf": [{"$ref": "#/$defs/count"}, {"type": "null"}]},
+        },
+        "$defs": {"count": {"type": "integer"}, "a/b": {"type": "boolean"}},
+        "definitions": {"point": {"type": "object", "properties": {"x": {"type": "number"}}}},
+    });
+    let args = json!({
+        "a": "1", "b": "{\"x\": \"1.5\"}", "c": ["2", "3"], "d": "true",
+        "e": "1", "f": "1", "g": "1", "h": "4",
+    });
+    let expected = json!({
+        "a": 1, "b": {"x": 1.5}, "c": [2, 3], "d": true,
+        "e": "1", "f": "1", "g": "1", "h": 4,
+    });
+    assert_eq!(prepare(schema, args), expected);
+}
+
+#[test]
+fn recursive_schemas_are_followed_and_cycles_terminate() {
+    let tree = json!({
+        "type": "object",
+        "properties": {"root": {"$ref": "#/$defs/node"}},
+        "$defs": {"node": {
+            "type": "object",
+            "properties": {
+                "value": {"type": "integer"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+            },
+        }},
+    });
+    let args = json!({"root": {"value": "1", "children": [{"value": "2", "children": []}]}});
+    assert_eq!(
+        prepare(tree, args),
+        json!({"root": {"value": 1, "children": [{"value": 2, "children": []}]}})
+    );
+
+    let cycles = [
+        json!({"$ref": "#"}),
+        json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}),
+        json!({"anyOf": [{"$ref": "#"}, {"$ref": "#"}, {"$ref": "#"}]}),
+        json!({"oneOf": [{"$ref": "#"}, {"$ref": "#"}], "allOf": [{"$ref": "#"}, {"$ref": "#"}]}),
+        json!({"properties": {"x": {"anyOf": [{"$ref": "#/properties/x"}, {"$ref": "#/properties/x"}]}}}),
+    ];
+    for schema in cycles {
+        let got = prepare(schema.clone(), json!({"x": "1", "approved": true}));
+        assert_eq!(got, json!({"x": "1"}), "{schema}");
+    }
+}
+
+#[test]
+fn approved_is_stripped_unless_declared() {
+    let undeclared = json!({"type": "object", "properties": {"path": {"type": "string"}}});
+    assert_eq!(
+        prepare(undeclared, json!({"path": "/tmp", "approved": true})),
+        json!({"path": "/tmp"})
+    );
+    let declared = json!({"type": "object", "properties": {"approved": {"type": "boolean"}}});
+    assert_eq!(
+        prepare(declared, json!({"approved": "true"})),
+        json!({"approved": true})
+    );
+    let via_ref = json!({
+        "$ref": "#/$defs/args",
+        "$defs": {"args": {"properties": {"approved": {}}}},
+    });
+    assert_eq!(
+        prepare(via_ref, json!({"approved": 1})),
+        json!({"approved": 1})
+    );
+    let via_all_of = json!({"allOf": [{"properties": {"approved": {}}}]});
+    assert_eq!(
+        prepare(via_all_of, json!({"approved": 1})),
+        json!({"approved": 1})
+    );
+    // Only the top level is Revka's: a nested "approved" is the tool's own.
+    assert_eq!(
+        prepare(
+            json!({}),
+            json!({"inner": {"approved": true}, "approved": false})
+        ),
+        json!({"inner": {"approved": true}})
+    );
+    assert_eq!(prepare(json!(null), json!({"approved": true})), json!({}));
+}
+
+#[test]
+fn arguments_must_be_an_object() {
+    assert_eq!(prepare(json!({}), Value::Null), json!({}));
+    let cases = [
+        (json!([1]), "an array"),
+        (json!("{}"), "a string"),
+        (json!(1), "a number"),
+        (json!(true), "a boolean"),
+    ];
+    for (args, kind) in cases {
+        let err = prepare_arguments(&json!({}), args).unwrap_err();
+        assert_eq!(err, ArgumentError::NotAnObject { kind });
+        assert_eq!(
+            err.to_string(),
+            format!("tool arguments must be a JSON object, got {kind}")
+        );
+    }
+}
+
+#[test]
+fn unknown_members_and_keywords_survive() {
+    let schema = json!({
+        "type": "object",
+        "x-vendor": {"type": "integer"},
+        "properties": {"n": {"type": "integer", "minimum": 10, "x-note": "?"}},
+    });
+    let args = json!({"n": "3", "meta": {"deep": ["1", {"k": "true"}]}});
+    assert_eq!(
+        prepare(schema, args),
+        json!({"n": 3, "meta": {"deep": ["1", {"k": "true"}]}})
+    );
+}
+
+#[test]
+fn very_deep_values_are_cut_off_not_overflowed() {
+    let mut schema = json!({"type": "integer"});
+    let mut value = json!("1");
+    for _ in 0..200 {
+        schema = json!({"type": "object", "properties": {"a": schema}});
+        value = json!({ "a": value });
+    }
+    let out = coerce(&schema, value.clone());
+    assert_eq!(out, value, "deeper than MAX_DEPTH stays unconverted");
+}
+
+#[test]
+fn detects_error_results() {
+    let cases = [
+        (json!({"content": [], "isError": true}), true),
+        (json!({"content": [], "isError": false}), false),
+        (json!({"content": []}), false),
+        (json!({"isError": "true"}), false),
+        (json!({"isError": null}), false),
+        (json!([{"isError": true}]), false),
+        (json!(null), false),
+    ];
+    for (result, expected) in cases {
+        assert_eq!(result_is_error(&result), expected, "{result}");
+        let raw = serde_json::value::to_raw_value(&result).unwrap();
+        assert_eq!(raw_result_is_error(&raw), expected, "raw {result}");
+    }
+}
+
+/// Arbitrary JSON, small.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[a-z0-9 .$#/\"{}\\[\\]-]{0,8}".prop_map(Value::from),
+        prop_oneof![
+            Just("integer"),
+            Just("number"),
+            Just("boolean"),
+            Just("null"),
+            Just("string"),
+            Just("array"),
+            Just("object"),
+            Just("5"),
+            Just("true"),
+            Just("null"),
+            Just("[1]"),
+            Just("{\"a\":\"1\"}"),
+            Just("#"),
+            Just("#/$defs/a"),
+            Just("#/properties/a"),
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let key = prop_oneof![
+            Just("type"),
+            Just("properties"),
+            Just("items"),
+            Just("prefixItems"),
+            Just("anyOf"),
+            Just("oneOf"),
+            Just("allOf"),
+            Just("$ref"),
+            Just("$defs"),
+            Just("enum"),
+            Just("const"),
+            Just("additionalProperties"),
+            Just("additionalItems"),
+            Just("a"),
+            Just("approved"),
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(key, inner, 0..5).prop_map(|m| {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    })
+}
+
+/// Well-formed schemas over a few shapes, with `$defs` the `$ref`s can point at.
+fn sensible_schema() -> impl Strategy<Value = Value> {
+    let primitive = prop_oneof![
+        Just("integer"),
+        Just("number"),
+        Just("boolean"),
+        Just("null"),
+        Just("string"),
+    ]
+    .prop_map(|t| json!({ "type": t }));
+    let node = primitive.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::btree_map("[ab]", inner.clone(), 0..3)
+                .prop_map(|props| json!({"type": "object", "properties": props})),
+            inner
+                .clone()
+                .prop_map(|items| json!({"type": "array", "items": items})),
+            proptest::collection::vec(inner.clone(), 1..3)
+                .prop_map(|branches| json!({ "anyOf": branches })),
+            (inner.clone(), any::<bool>()).prop_map(|(schema, nullable)| {
+                let mut schema = schema;
+                if nullable && let Some(Value::String(t)) = schema.get("type").cloned() {
+                    schema["type"] = json!([t, "null"]);
+                }
+                schema
+            }),
+            Just(json!({"$ref": "#/$defs/a"})),
+        ]
+    });
+    (
+        proptest::collection::btree_map("[ab]", node.clone(), 0..3),
+        node,
+    )
+        .prop_map(
+            |(props, def)| json!({"type": "object", "properties": props, "$defs": {"a": def}}),
+        )
+}
+
+/// Argument values likely to need coercion.
+fn args_like() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(json!("5")),
+        Just(json!("2.5")),
+        Just(json!("true")),
+        Just(json!("null")),
+        Just(json!("[\"1\", \"false\"]")),
+        Just(json!("{\"a\": \"1\", \"b\": \"[2]\"}")),
+        Just(json!("x")),
+        Just(json!(3)),
+        Just(json!(null)),
+        Just(json!(false)),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+            proptest::collection::btree_map("[ab]", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    proptest::collection::btree_map("[ab]|approved", value, 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_schemas_and_arguments(schema in any_json(), args in any_json()) {
+        let is_object = args.is_object() || args.is_null();
+        let out = prepare_arguments(&schema, args);
+        prop_assert_eq!(out.is_ok(), is_object);
+        if let Ok(out) = out {
+            prop_assert!(out.is_object());
+        }
+    }
+
+    #[test]
+    fn coercion_of_arbitrary_values_never_panics(schema in any_json(), value in any_json()) {
+        let _ = coerce(&schema, value);
+    }
+
+    #[test]
+    fn preparing_twice_is_preparing_once(schema in sensible_schema(), args in args_like()) {
+        let once = prepare_arguments(&schema, args).unwrap();
+        let twice = prepare_arguments(&schema, once.clone()).unwrap();
+        prop_assert_eq!(twice, once);
+    }
+
+    #[test]
+    fn preparing_twice_is_preparing_once_even_for_arbitrary_schemas(
+        schema in any_json(),
+        args in args_like(),
+    ) {
+        let once = prepare_arguments(&schema, args).unwrap();
+        let twice = prepare_arguments(&schema, once.clone()).unwrap();
+        prop_assert_eq!(twice, once);
+    }
+
+    #[test]
+    fn untyped_schemas_change_nothing_but_approved(args in args_like()) {
+        let mut expected = args.clone();
+        expected.as_object_mut().unwrap().remove("approved");
+        prop_assert_eq!(prepare_arguments(&json!({}), args).unwrap(), expected);
+    }
+}
