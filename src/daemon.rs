@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Loaded};
 use crate::notify::Notifier;
-use crate::tree;
+use crate::tree::{self, Services};
 
 /// How long to wait for killed children to be reaped before exiting anyway.
 const REAP_WAIT: Duration = Duration::from_secs(5);
@@ -31,6 +31,7 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 /// A running daemon: the supervision tree and what it needs to stop cleanly.
 #[derive(Debug)]
 pub struct Daemon {
+    services: Services,
     status: StatusNode,
     root: ActorRef<SupervisorMsg>,
     root_task: JoinHandle<()>,
@@ -40,15 +41,16 @@ pub struct Daemon {
 
 impl Daemon {
     /// Locks `home`, then builds and starts the supervision tree.
-    pub async fn start(config: &Config, home: &Path) -> anyhow::Result<Self> {
+    pub async fn start(config: Config, home: &Path) -> anyhow::Result<Self> {
         create_private_dir(home)?;
         let lock = lock_home(home)?;
+        let services = Services::new(config);
         let status = StatusNode::root("root", "supervisor");
         let args = SupervisorArgs {
             node: status.clone(),
             strategy: Strategy::OneForOne,
-            intensity: config.supervisor.intensity(),
-            children: tree::root_children(config),
+            intensity: services.config.supervisor.intensity(),
+            children: tree::root_children(&services),
         };
         let (root, root_task) = Supervisor::spawn(None, Supervisor, args)
             .await
@@ -56,12 +58,18 @@ impl Daemon {
         status.set_state(ActorState::Running);
         tracing::info!(home = %home.display(), pid = std::process::id(), "daemon started");
         Ok(Self {
+            services,
             status,
             root,
             root_task,
             home: home.to_owned(),
             _lock: lock,
         })
+    }
+
+    /// What the actors share (config, MCP hub, HTTP client).
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The live status tree (read without any actor's mailbox).
@@ -138,7 +146,7 @@ pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::R
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
 
-    let mut daemon = Daemon::start(&config, &home).await?;
+    let mut daemon = Daemon::start(config, &home).await?;
     if let Err(e) = notifier.notify("READY=1") {
         tracing::warn!(error = %e, "cannot notify systemd of readiness");
     }

@@ -14,6 +14,7 @@
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
+//! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
@@ -24,4 +25,5 @@ pub mod config;
 pub mod daemon;
 pub mod logging;
 pub mod notify;
+pub mod servers;
 pub mod tree;

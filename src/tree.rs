@@ -11,19 +11,46 @@
 //! Children start in this order and stop in reverse, so sessions (which call servers and
 //! sidecars) stop before what they use. Each later subsystem adds its children here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use revka_actors::mcp::hub::McpHub;
 use revka_actors::supervisor::{
     ChildSpec, Intensity, RestartType, Shutdown, Strategy, supervisor_spec,
 };
 
 use crate::config::Config;
+use crate::servers;
+
+/// What the daemon's actors share: the config they were built from, the MCP hub (servers and
+/// tools) and the one HTTP client.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// External MCP servers and their tools.
+    pub hub: Arc<McpHub>,
+    /// The shared HTTP client for MCP servers.
+    pub http: reqwest::Client,
+}
+
+impl Services {
+    /// Fresh services for `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+            hub: McpHub::new(),
+            http: servers::http_client(),
+        }
+    }
+}
 
 /// Shutdown budget of a nested supervisor: its children's timeouts run inside it.
 const SUPERVISOR_SHUTDOWN: Duration = Duration::from_secs(60);
 
 /// The children of `root`, in start order.
-pub fn root_children(config: &Config) -> Vec<ChildSpec> {
+pub fn root_children(services: &Services) -> Vec<ChildSpec> {
+    let config = &services.config;
     let intensity = config.supervisor.intensity();
     // A supervisor that escalated is restarted by root within the configured limits.
     let supervisor_policy = config
@@ -37,7 +64,10 @@ pub fn root_children(config: &Config) -> Vec<ChildSpec> {
             supervisor_policy,
             Strategy::OneForOne,
             intensity,
-            Vec::new,
+            {
+                let services = services.clone();
+                move || servers::server_children(&services.config, &services.hub, &services.http)
+            },
         ),
         supervisor_spec(
             "sidecars",

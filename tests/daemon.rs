@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome};
+use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -121,4 +121,74 @@ fn config_check_without_a_file_uses_the_embedded_defaults() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("embedded defaults"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("[supervisor]"));
+}
+
+#[test]
+fn sigterm_stops_mcp_servers_and_their_grandchildren() {
+    let home = TestHome::new();
+    let pid_file = home.path().join("server.pid");
+    let grandchild_file = home.path().join("grandchild.pid");
+    home.write_config(&format!(
+        r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "fault"
+command = "{server}"
+args = ["--pid-file", "{pid}", "--fork-grandchild", "{grandchild}", "--ignore-sigterm"]
+
+[mcp.servers.restart]
+shutdown_timeout_ms = 500
+"#,
+        server = example_path("fault_server").display(),
+        pid = pid_file.display(),
+        grandchild = grandchild_file.display(),
+    ));
+    let mut daemon = TestDaemon::start(&home, &[]);
+    let read = |p: &std::path::Path| -> i32 {
+        assert!(eventually(Duration::from_secs(30), || {
+            std::fs::read_to_string(p).is_ok_and(|s| !s.trim().is_empty())
+        }));
+        std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+    };
+    let (server, grandchild) = (read(&pid_file), read(&grandchild_file));
+    assert!(process_exists(server) && process_exists(grandchild));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(
+        daemon.wait(EXIT).code(),
+        Some(0),
+        "stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !process_exists(server)),
+        "server reaped"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !process_exists(grandchild)),
+        "grandchild gone, no zombie"
+    );
+    let log = daemon.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("process stopped")
+            && l.contains("path=root/mcp_servers/mcp:fault/process")),
+        "{log}"
+    );
+    assert!(!log.contains("not reaped"), "{log}");
+}
+
+#[test]
+fn a_server_name_with_a_double_underscore_is_a_config_error() {
+    let home = TestHome::new();
+    home.write_config(
+        "[mcp]\nenabled = true\n[[mcp.servers]]\nname = \"a__b\"\ncommand = \"true\"\n",
+    );
+    let mut daemon = TestDaemon::spawn(&home, &[]);
+    assert_eq!(daemon.wait(EXIT).code(), Some(64));
+    assert!(
+        daemon.stderr().contains("mcp.servers[0].name"),
+        "{}",
+        daemon.stderr()
+    );
 }

@@ -2,5 +2,6 @@
 
 mod daemon;
 mod fixtures;
+mod interop;
 mod mcp_client;
 mod util;

@@ -226,3 +226,37 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Where `.ci/test` installed the official MCP servers and clients (`REVKA_TEST_CACHE`, else
+/// `.cache/test-deps`). `None` when absent, unless `REVKA_REQUIRE_INTEROP=1` (set by `.ci/test`),
+/// in which case a missing install fails the test instead of skipping it.
+pub fn test_cache() -> Option<PathBuf> {
+    let dir = env::var_os("REVKA_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/test-deps"));
+    let installed = dir.join("npm/node_modules/.bin").exists() && dir.join("venv/bin").exists();
+    if installed {
+        return Some(dir);
+    }
+    assert!(
+        env::var("REVKA_REQUIRE_INTEROP").as_deref() != Ok("1"),
+        "interop dependencies missing in {dir:?}; run .ci/test"
+    );
+    eprintln!("skipping: interop dependencies not installed (run .ci/test)");
+    None
+}
+
+/// An installed npm binary (`mcp-server-everything`, ...).
+pub fn npm_bin(cache: &Path, name: &str) -> PathBuf {
+    cache.join("npm/node_modules/.bin").join(name)
+}
+
+/// An installed Python console script (`mcp-server-time`, ...).
+pub fn venv_bin(cache: &Path, name: &str) -> PathBuf {
+    cache.join("venv/bin").join(name)
+}
+
+/// Whether a process (or its zombie) exists.
+pub fn process_exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -59,6 +59,12 @@ pub async fn wait_all_reaped(timeout: Duration) -> bool {
     true
 }
 
+/// Reaps orphaned grandchildren now (the daemon's last act before exiting; otherwise they
+/// would pass to PID 1, which may never reap them).
+pub fn reap_orphans_now() {
+    reaper::reap_orphans();
+}
+
 /// The number of spawned, not yet reaped children (for introspection and tests).
 pub fn unreaped_children() -> usize {
     UNREAPED.load(Ordering::SeqCst)
@@ -458,6 +464,7 @@ impl ProcessState {
                     signal: None,
                 },
             };
+            UNREAPED.fetch_sub(1, Ordering::SeqCst);
             *shared.exit.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((exit, SystemTime::now()));
             let _ = exit_tx.send(Some(exit));
@@ -498,6 +505,10 @@ impl ProcessState {
     /// Graceful stop: SIGTERM the group, wait for the exit, SIGKILL what is left.
     async fn terminate(&mut self) {
         let Some(guard) = self.guard.take() else {
+            let pid = self.shared.pid.load(Ordering::Relaxed);
+            if pid != 0 {
+                tracing::info!(path = %self.node.path(), pid, "process stopped (it had already exited)");
+            }
             return;
         };
         let pgid = guard.pgid();

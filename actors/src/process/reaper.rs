@@ -109,7 +109,7 @@ mod imp {
         }
     }
 
-    fn reap_orphans() {
+    pub(crate) fn reap_orphans() {
         let me = std::process::id() as i32;
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return;
@@ -156,9 +156,10 @@ mod imp {
     pub(crate) fn track_group(_pgid: i32) {}
     pub(crate) fn track_escaped(_pids: &[i32]) {}
     pub(crate) fn request_scan() {}
+    pub(crate) fn reap_orphans() {}
 }
 
-pub(crate) use imp::{ensure_started, request_scan, track_escaped, track_group};
+pub(crate) use imp::{ensure_started, reap_orphans, request_scan, track_escaped, track_group};
 
 /// Parses state, ppid and pgrp out of `/proc/<pid>/stat` (fields after the last `)`).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]

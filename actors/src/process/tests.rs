@@ -387,3 +387,27 @@ async fn readiness_probe_gates_running_and_times_out() {
     assert!(never.last_failure().unwrap().contains("not ready within"));
     sup.stop_and_wait(None, None).await.unwrap();
 }
+
+#[tokio::test]
+async fn every_spawned_child_is_counted_until_reaped() {
+    // Other tests in this binary spawn children concurrently, so only this child's own
+    // contribution is checked: the count drops back once it is reaped.
+    let (sup, root) = supervise(vec![child_spec(
+        "counted",
+        sh("sleep 1000"),
+        policy(RestartType::Permanent, 1),
+    )])
+    .await;
+    let node = root.find("counted").unwrap();
+    eventually("running", Duration::from_secs(5), || {
+        node.state() == ActorState::Running
+    })
+    .await;
+    assert!(unreaped_children() >= 1);
+    sup.stop_and_wait(None, None).await.unwrap();
+    eventually("all reaped", Duration::from_secs(30), || {
+        unreaped_children() == 0
+    })
+    .await;
+    assert!(wait_all_reaped(Duration::from_secs(1)).await);
+}

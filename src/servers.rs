@@ -1,0 +1,95 @@
+//! From `[[mcp.servers]]` config entries to the connection actors under `root/mcp_servers`.
+//!
+//! The config layer has already validated and `${VAR}`-expanded each entry; this module turns
+//! it into the actor crate's [`ServerSpec`] and a supervised child spec with the server's
+//! restart policy. A server with `auto_connect = false` is registered but only started when
+//! asked (`revka restart`, `POST /api/actors/{path}/restart`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use revka_actors::mcp::connection::connection_spec;
+use revka_actors::mcp::hub::{McpHub, ServerSpec, TransportSpec};
+use revka_actors::mcp::protocol::Root;
+use revka_actors::supervisor::ChildSpec;
+
+use crate::config::{Config, McpConfig, McpServerConfig, Transport};
+
+/// The actor-side spec of one configured server.
+pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
+    let headers: Vec<(String, String)> = server
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let url = server.url.clone().unwrap_or_default();
+    let transport = match server.transport {
+        Transport::Stdio => TransportSpec::Stdio {
+            command: server.command.clone().unwrap_or_default(),
+            args: server.args.clone(),
+            env: server
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd: None,
+        },
+        Transport::Http => TransportSpec::Http { url, headers },
+        Transport::Sse => TransportSpec::Sse { url, headers },
+        Transport::Url => TransportSpec::Url { url, headers },
+    };
+    ServerSpec {
+        name: server.name.clone(),
+        transport,
+        tool_timeout: server.tool_timeout(),
+        handshake_timeout: mcp.handshake_timeout(),
+        roots: server
+            .effective_roots(mcp)
+            .iter()
+            .map(|p| Root::from_path(p))
+            .collect(),
+        reset_timeout_on_progress: false,
+    }
+}
+
+/// The children of `root/mcp_servers`: one connection actor per configured server, in config
+/// order. Empty when `[mcp] enabled = false`.
+pub fn server_children(
+    config: &Config,
+    hub: &Arc<McpHub>,
+    http: &reqwest::Client,
+) -> Vec<ChildSpec> {
+    if !config.mcp.enabled {
+        return Vec::new();
+    }
+    config
+        .mcp
+        .servers
+        .iter()
+        .map(|server| {
+            let spec = Arc::new(server_spec(server, &config.mcp));
+            let child = connection_spec(
+                spec,
+                server.policy(&config.supervisor),
+                hub.clone(),
+                http.clone(),
+            );
+            if server.auto_connect {
+                child
+            } else {
+                child.manual()
+            }
+        })
+        .collect()
+}
+
+/// The daemon's one HTTP client for MCP servers: connection timeout, no overall timeout (SSE
+/// streams are long-lived; calls carry their own timeouts).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("revka/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
