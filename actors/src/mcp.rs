@@ -10,9 +10,12 @@
 //! - [`client`]: the client core shared by all transports: concurrent calls correlated by id,
 //!   timeouts, cancellation, progress routing, answers to server requests.
 //! - [`stdio`]: the stdio transport over a supervised child process.
+//! - [`http`]: the HTTP transports: Streamable HTTP (sessions, per-request event streams, the
+//!   server's GET stream), legacy HTTP+SSE, and `url` well-known discovery with the fallback rule.
 
 pub mod client;
 pub mod framing;
+pub mod http;
 pub mod jsonrpc;
 pub mod protocol;
 pub mod sse;
