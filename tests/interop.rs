@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use revka_actors::ActorState;
 use revka_actors::mcp::client::CallOptions;
+use revka_actors::mcp::hub::TransportSpec;
 use serde_json::{Value, json};
 
 use crate::mcp_client::{Fleet, policy, stdio, text};
@@ -113,5 +114,212 @@ async fn mcp_server_time_over_stdio() {
         .unwrap();
     assert_eq!(result["isError"], false, "{result}");
     assert!(text(&result).contains("Europe/Paris"), "{result}");
+    fleet.stop().await;
+}
+
+// ==== Remote transports ====
+
+/// An official server-everything in one of its HTTP modes, on a free port; killed on drop.
+struct HttpEverything {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpEverything {
+    fn start(cache: &std::path::Path, mode: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(npm_bin(cache, "mcp-server-everything"))
+            .arg(mode)
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let up = crate::util::eventually(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "server-everything {mode} did not listen on {port}");
+        Self { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn remote(name: &str, transport: TransportSpec) -> revka_actors::mcp::hub::ServerSpec {
+    let mut spec = stdio(name, "unused", &[]);
+    spec.transport = transport;
+    spec
+}
+
+async fn echo_through(fleet: &Fleet, server: &str) {
+    fleet.wait_state(server, ActorState::Running).await;
+    let result = fleet
+        .call(
+            &format!("{server}__echo"),
+            json!({ "message": format!("via {server}") }),
+        )
+        .await
+        .unwrap();
+    assert!(text(&result).contains(&format!("via {server}")), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_over_streamable_http_and_legacy_sse() {
+    let Some(cache) = test_cache() else { return };
+    let streamable = HttpEverything::start(&cache, "streamableHttp");
+    let sse = HttpEverything::start(&cache, "sse");
+    let fleet = Fleet::start(vec![
+        (
+            remote(
+                "shttp",
+                TransportSpec::Http {
+                    url: streamable.url("/mcp"),
+                    headers: vec![("X-Test".into(), "1".into())],
+                },
+            ),
+            policy(2),
+        ),
+        (
+            remote(
+                "sse",
+                TransportSpec::Sse {
+                    url: sse.url("/sse"),
+                    headers: vec![],
+                },
+            ),
+            policy(2),
+        ),
+    ])
+    .await;
+    echo_through(&fleet, "shttp").await;
+    echo_through(&fleet, "sse").await;
+
+    // Progress over a per-request event stream.
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = seen.clone();
+    let opts = CallOptions {
+        timeout: Duration::from_secs(30),
+        progress: Some(Arc::new(move |p| sink.lock().unwrap().push(p.progress))),
+        ..Default::default()
+    };
+    fleet
+        .call_with(
+            "shttp__trigger-long-running-operation",
+            json!({ "duration": 0.3, "steps": 3 }),
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_discovery_follows_the_document_and_falls_back_to_sse() {
+    let Some(cache) = test_cache() else { return };
+    let streamable = HttpEverything::start(&cache, "streamableHttp");
+    let sse = HttpEverything::start(&cache, "sse");
+    // Two well-known documents: one naming the Streamable HTTP endpoint, one naming only the
+    // SSE server's stream URL (of unknown kind: Streamable HTTP is tried first, then SSE).
+    let to_streamable = json!({ "endpoints": { "streamable_http": streamable.url("/mcp") } });
+    let to_sse = json!({ "endpoint": sse.url("/sse") });
+    let app = axum::Router::new()
+        .route(
+            "/a/.well-known/mcp",
+            axum::routing::get(move || async move { axum::Json(to_streamable) }),
+        )
+        .route(
+            "/b/.well-known/mcp",
+            axum::routing::get(move || async move { axum::Json(to_sse) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let docs = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let fleet = Fleet::start(vec![
+        (
+            remote(
+                "viaurl",
+                TransportSpec::Url {
+                    url: format!("http://{docs}/a/.well-known/mcp"),
+                    headers: vec![],
+                },
+            ),
+            policy(2),
+        ),
+        (
+            remote(
+                "fallback",
+                TransportSpec::Url {
+                    url: format!("http://{docs}/b/.well-known/mcp"),
+                    headers: vec![],
+                },
+            ),
+            policy(2),
+        ),
+    ])
+    .await;
+    echo_through(&fleet, "viaurl").await;
+    echo_through(&fleet, "fallback").await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_hosts_and_bad_urls_fail_precisely() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fleet = Fleet::start(vec![
+        (
+            remote(
+                "down",
+                TransportSpec::Http {
+                    url: format!("http://127.0.0.1:{port}/mcp"),
+                    headers: vec![],
+                },
+            ),
+            policy(0),
+        ),
+        (
+            remote(
+                "nodoc",
+                TransportSpec::Url {
+                    url: format!("http://127.0.0.1:{port}/.well-known/mcp"),
+                    headers: vec![],
+                },
+            ),
+            policy(0),
+        ),
+    ])
+    .await;
+    fleet.wait_state("down", ActorState::Failed).await;
+    fleet.wait_state("nodoc", ActorState::Failed).await;
+    let down = fleet.node("down").last_failure().unwrap();
+    assert!(
+        down.contains("connection refused") || down.contains("Connection refused"),
+        "{down}"
+    );
+    let nodoc = fleet.node("nodoc").last_failure().unwrap();
+    assert!(nodoc.contains("discovery at"), "{nodoc}");
     fleet.stop().await;
 }

@@ -19,10 +19,13 @@
 //! - [`connection`]: the connection actor `mcp:<name>` (transport, process, handshake,
 //!   restart on failure) and the unsupervised `probe`.
 //! - [`hub`]: the registry of servers and the merged tool table; the call path.
+//! - [`http`]: the HTTP transports: Streamable HTTP (sessions, per-request event streams, the
+//!   server's GET stream), legacy HTTP+SSE, and `url` well-known discovery with the fallback rule.
 
 pub mod client;
 pub mod connection;
 pub mod framing;
+pub mod http;
 pub mod hub;
 pub mod jsonrpc;
 pub mod naming;

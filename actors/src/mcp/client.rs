@@ -74,6 +74,26 @@ pub enum TransportError {
     /// The server is not reading its input fast enough.
     #[error("server is not accepting input (queue of {0} messages full)")]
     Backpressure(usize),
+    /// The server answered with an HTTP error status.
+    #[error("HTTP {status} from {url}: {body}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The URL requested.
+        url: String,
+        /// The start of the response body (at most about 500 bytes), or `(empty body)`.
+        body: String,
+    },
+    /// The network failed: connection refused, reset, timed out. The message names the URL.
+    #[error("{0}")]
+    Io(String),
+    /// The server's answer broke the transport's rules: an unexpected content type, a body over
+    /// the size cap, a stream that ended before the answer. The message names the URL.
+    #[error("{0}")]
+    Protocol(String),
+    /// The server does not speak Streamable HTTP: it answered a POST with a legacy SSE stream.
+    #[error("server does not speak Streamable HTTP: {0}")]
+    NotStreamable(String),
 }
 
 /// Delivers messages to a server. `send` only enqueues: it never waits on the network.
@@ -82,7 +102,8 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, msg: Outgoing) -> Result<(), TransportError>;
     /// Shuts the transport down (no more sends; background tasks stop).
     fn close(&self);
-    /// Called once `initialize` settled on a protocol version (HTTP sends it as a header).
+    /// Called by the connection once `initialize` has answered, with the negotiated protocol
+    /// version (HTTP transports send it on every later request and open their server stream).
     fn negotiated(&self, _protocol_version: &str) {}
 }
 

@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use connect::Connected;
 pub use connect::{ProbeReport, probe};
 
 use super::client::{ClientEvent, McpClient};

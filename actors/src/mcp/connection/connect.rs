@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{ConnectionArgs, ConnectionMsg, McpError, spawn_process};
-use crate::mcp::client::{CallOptions, ClientEvent, Inbound, McpClient, Transport};
+use crate::mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Transport};
+use crate::mcp::http::is_not_streamable;
 use crate::mcp::hub::{ServerSpec, TransportSpec};
 use crate::mcp::jsonrpc::ErrorObject;
 use crate::mcp::protocol::{
@@ -38,12 +39,12 @@ pub(super) struct Connected {
 }
 
 /// An open transport, before the handshake.
-struct Opened {
-    client: Arc<McpClient>,
-    transport: Arc<dyn Transport>,
-    events: mpsc::UnboundedReceiver<ClientEvent>,
-    process: Option<ActorRef<ProcessMsg>>,
-    exit: Option<watch::Receiver<Option<ExitInfo>>>,
+pub(super) struct Opened {
+    pub(super) client: Arc<McpClient>,
+    pub(super) transport: Arc<dyn Transport>,
+    pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
+    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
 /// Connects and runs the handshake for the connection actor.
@@ -68,58 +69,7 @@ async fn connect_with(
     owner: Option<ActorCell>,
     stop_timeout: Duration,
 ) -> Result<Connected, McpError> {
-    let name = spec.name.clone();
     let deadline = Instant::now() + spec.handshake_timeout;
-    let opened = open(spec, http, node, owner, stop_timeout, deadline).await?;
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let handshake = handshake(
-        &opened.client,
-        opened.transport.as_ref(),
-        remaining,
-        !spec.roots.is_empty(),
-    );
-    let result = match tokio::time::timeout(remaining, handshake).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(reason)) => Err(reason),
-        Err(_) => Err(format!(
-            "no answer within {}s",
-            spec.handshake_timeout.as_secs()
-        )),
-    };
-    match result {
-        Ok((hello, tools)) => Ok(Connected {
-            client: opened.client,
-            hello,
-            tools,
-            events: opened.events,
-            process: opened.process,
-            exit: opened.exit,
-        }),
-        Err(reason) => {
-            opened.client.close(&reason);
-            if let Some(p) = &opened.process {
-                p.stop(None);
-            }
-            Err(McpError::Handshake {
-                server: name,
-                reason,
-            })
-        }
-    }
-}
-
-async fn open(
-    spec: &ServerSpec,
-    http: &reqwest::Client,
-    node: &StatusNode,
-    owner: Option<ActorCell>,
-    stop_timeout: Duration,
-    deadline: Instant,
-) -> Result<Opened, McpError> {
-    let connect_err = |reason: String| McpError::Connect {
-        server: spec.name.clone(),
-        reason,
-    };
     match &spec.transport {
         TransportSpec::Stdio {
             command,
@@ -127,6 +77,10 @@ async fn open(
             env,
             cwd,
         } => {
+            let connect_err = |reason: String| McpError::Connect {
+                server: spec.name.clone(),
+                reason,
+            };
             let mut pspec = ProcessSpec::new(command.clone(), args.clone());
             pspec.env = env.clone();
             pspec.cwd = cwd.clone();
@@ -152,25 +106,76 @@ async fn open(
             let exit = io.exit.clone();
             let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
             let transport: Arc<dyn Transport> = StdioTransport::start(io, inbound.clone());
-            Ok(Opened {
+            let opened = Opened {
                 client: Arc::new(McpClient::new(inbound, transport.clone())),
                 transport,
                 events,
                 process: Some(process),
                 exit: Some(exit),
-            })
+            };
+            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
-        remote => super::remote::open(spec, remote, http, deadline)
-            .await
-            .map(|(client, transport, events)| Opened {
-                client,
-                transport,
-                events,
-                process: None,
-                exit: None,
-            })
-            .map_err(connect_err),
+        _ => super::remote::connect(spec, http, deadline).await,
     }
+}
+
+/// Runs the handshake over an open transport. On failure the transport is closed, and the
+/// flag says whether the endpoint looked non-streamable (the `url` transport's fallback cue).
+pub(super) async fn attempt(
+    spec: &ServerSpec,
+    opened: Opened,
+    deadline: Instant,
+) -> Result<Connected, (McpError, bool)> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let handshake = handshake(
+        &opened.client,
+        opened.transport.as_ref(),
+        remaining,
+        !spec.roots.is_empty(),
+    );
+    let result = match tokio::time::timeout(remaining, handshake).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeError::Other(format!(
+            "no answer within {}s",
+            spec.handshake_timeout.as_secs()
+        ))),
+    };
+    match result {
+        Ok((hello, tools)) => Ok(Connected {
+            client: opened.client,
+            hello,
+            tools,
+            events: opened.events,
+            process: opened.process,
+            exit: opened.exit,
+        }),
+        Err(e) => {
+            let not_streamable = matches!(&e, HandshakeError::Call(CallError::Transport { source, .. }) if is_not_streamable(source));
+            let reason = e.to_string();
+            opened.client.close(&reason);
+            if let Some(p) = &opened.process {
+                p.stop(None);
+            }
+            Err((
+                McpError::Handshake {
+                    server: spec.name.clone(),
+                    reason,
+                },
+                not_streamable,
+            ))
+        }
+    }
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HandshakeError {
+    /// A request failed (transport, timeout, server error, closed).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The server answered, but not acceptably.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// The parent of a probe's server process: when the probe ends, or its future is dropped
@@ -211,22 +216,21 @@ pub(super) async fn handshake(
     transport: &dyn Transport,
     timeout: Duration,
     roots: bool,
-) -> Result<(ServerHello, Vec<Value>), String> {
+) -> Result<(ServerHello, Vec<Value>), HandshakeError> {
     let opts = CallOptions {
         timeout,
         ..Default::default()
     };
     let raw = client
         .request("initialize", Some(initialize_params(roots)), &opts)
-        .await
-        .map_err(|e| e.to_string())?;
-    let hello = parse_initialize_result(&raw).map_err(|e| e.to_string())?;
+        .await?;
+    let hello = parse_initialize_result(&raw).map_err(|e| HandshakeError::Other(e.to_string()))?;
     transport.negotiated(&hello.protocol_version);
-    client
-        .notify("notifications/initialized", None)
-        .map_err(|e| e.to_string())?;
+    client.notify("notifications/initialized", None)?;
     let tools = if hello.capabilities.get("tools").is_some() {
-        list_tools(client, timeout).await?
+        list_tools(client, timeout)
+            .await
+            .map_err(HandshakeError::Other)?
     } else {
         Vec::new() // the server offers no tools
     };
@@ -249,9 +253,7 @@ pub(super) async fn list_tools(
         let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
         let raw = match client.request("tools/list", params, &opts).await {
             Ok(raw) => raw,
-            Err(crate::mcp::client::CallError::Rpc { error, .. })
-                if error.code == ErrorObject::METHOD_NOT_FOUND =>
-            {
+            Err(CallError::Rpc { error, .. }) if error.code == ErrorObject::METHOD_NOT_FOUND => {
                 return Ok(tools);
             }
             Err(e) => return Err(e.to_string()),

@@ -1,29 +1,112 @@
-//! Opening the HTTP transports (Streamable HTTP, legacy SSE, `url` discovery).
+//! Opening the remote transports: Streamable HTTP, legacy SSE, and `url` discovery, which
+//! tries the Streamable HTTP endpoint it finds and falls back to SSE when that endpoint turns
+//! out not to be streamable (404, 405, 415, or an SSE-only answer).
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::mcp::client::{ClientEvent, McpClient, Transport};
+use super::connect::{Opened, attempt};
+use super::{Connected, McpError};
+use crate::mcp::client::{Inbound, McpClient, Transport, TransportError};
+use crate::mcp::http::{self, HttpEndpoint, StreamableHttp};
 use crate::mcp::hub::{ServerSpec, TransportSpec};
 
-/// An open remote transport and its client.
-pub(super) type OpenedRemote = (
-    Arc<McpClient>,
-    Arc<dyn Transport>,
-    mpsc::UnboundedReceiver<ClientEvent>,
-);
+/// Connects to a remote server and runs the handshake.
+pub(super) async fn connect(
+    spec: &ServerSpec,
+    http: &reqwest::Client,
+    deadline: Instant,
+) -> Result<Connected, McpError> {
+    let connect_err = |reason: String| McpError::Connect {
+        server: spec.name.clone(),
+        reason,
+    };
+    match &spec.transport {
+        TransportSpec::Http { url, headers } => {
+            let opened = streamable(spec, endpoint(url, headers), http);
+            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+        }
+        TransportSpec::Sse { url, headers } => {
+            let opened = sse(spec, endpoint(url, headers), http, deadline)
+                .await
+                .map_err(|e| connect_err(e.to_string()))?;
+            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+        }
+        TransportSpec::Url { url, headers } => {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let found = http::discover(url, headers, http, remaining)
+                .await
+                .map_err(|e| connect_err(format!("discovery at {url} failed: {e}")))?;
+            let mut last = None;
+            if let Some(target) = &found.streamable {
+                tracing::info!(server = %spec.name, endpoint = %target, "discovered a Streamable HTTP endpoint");
+                match attempt(
+                    spec,
+                    streamable(spec, endpoint(target, headers), http),
+                    deadline,
+                )
+                .await
+                {
+                    Ok(connected) => return Ok(connected),
+                    Err((e, false)) => return Err(e),
+                    Err((e, true)) => {
+                        tracing::info!(server = %spec.name, error = %e, "endpoint is not streamable; trying SSE");
+                        last = Some(e);
+                    }
+                }
+            }
+            // An endpoint of unknown kind is also tried as SSE at the same URL.
+            let Some(target) = found.sse.or(found.streamable) else {
+                return Err(last.unwrap_or_else(|| {
+                    connect_err(format!("discovery document at {url} names no endpoint"))
+                }));
+            };
+            tracing::info!(server = %spec.name, endpoint = %target, "using the legacy SSE endpoint");
+            let opened = sse(spec, endpoint(&target, headers), http, deadline)
+                .await
+                .map_err(|e| connect_err(e.to_string()))?;
+            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+        }
+        TransportSpec::Stdio { .. } => Err(connect_err("stdio is not a remote transport".into())),
+    }
+}
 
-/// Opens the transport of a remote server.
-pub(super) async fn open(
-    _spec: &ServerSpec,
-    remote: &TransportSpec,
-    _http: &reqwest::Client,
-    _deadline: Instant,
-) -> Result<OpenedRemote, String> {
-    Err(format!(
-        "the {} transport is not available yet",
-        remote.kind()
-    ))
+fn endpoint(url: &str, headers: &[(String, String)]) -> HttpEndpoint {
+    HttpEndpoint {
+        url: url.to_owned(),
+        headers: headers.to_vec(),
+    }
+}
+
+fn streamable(spec: &ServerSpec, endpoint: HttpEndpoint, http: &reqwest::Client) -> Opened {
+    let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+    let transport: Arc<dyn Transport> =
+        StreamableHttp::new(endpoint, http.clone(), inbound.clone());
+    Opened {
+        client: Arc::new(McpClient::new(inbound, transport.clone())),
+        transport,
+        events,
+        process: None,
+        exit: None,
+    }
+}
+
+async fn sse(
+    spec: &ServerSpec,
+    endpoint: HttpEndpoint,
+    http: &reqwest::Client,
+    deadline: Instant,
+) -> Result<Opened, TransportError> {
+    let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let transport: Arc<dyn Transport> =
+        http::connect_legacy_sse(endpoint, http.clone(), inbound.clone(), remaining).await?;
+    Ok(Opened {
+        client: Arc::new(McpClient::new(inbound, transport.clone())),
+        transport,
+        events,
+        process: None,
+        exit: None,
+    })
 }

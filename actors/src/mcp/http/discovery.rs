@@ -1,0 +1,165 @@
+//! The `url` transport's discovery step, run by the MCP connection actor of a `url` server
+//! (under `root/mcp_servers/mcp:<name>`) before it picks a transport.
+//!
+//! [`discover`] GETs a JSON document (≤ 1 MiB, any content type: static hosts often serve
+//! `.well-known` files as `text/plain`). The configured URL is the document itself; a URL
+//! with no path (`https://example.com` or `https://example.com/`) means `https://example.com/.well-known/mcp`. Accepted
+//! shapes, first match wins per kind:
+//!
+//! 1. `{"endpoints": {"streamable_http" | "streamableHttp" | "streamable-http" | "http": URL,
+//!    "sse": URL}}`: endpoints by kind;
+//! 2. an MCP server card, `{"remotes": [{"type": "streamable-http" | "sse", "url": URL}, …]}`:
+//!    the first remote of each kind;
+//! 3. `{"endpoint": URL}`, `{"url": URL}` or `{"mcp_endpoint": URL}`: an endpoint of unknown
+//!    kind, used only when the shapes above name none. It counts as Streamable HTTP with an SSE
+//!    fallback on the same URL (the spec's backwards-compatibility procedure).
+//!
+//! URLs may be relative; they are resolved against the document's final URL (after
+//! redirects). They may point at another origin (a card on `example.com` naming
+//! `mcp.example.com` is normal, and the operator chose to trust the document), but an `http`
+//! endpoint named by an `https` document is refused: the configured headers would travel in
+//! clear text.
+//!
+//! [`is_not_streamable`] is the fallback rule: after Streamable HTTP fails with it on
+//! `initialize`, the connection tries [`legacy_sse::connect`](super::legacy_sse::connect).
+
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, HeaderValue};
+use serde_json::Value;
+
+use super::{header_map, http_error, net_error, read_capped, url};
+use crate::mcp::client::TransportError;
+
+/// The cap on the discovery document.
+pub const MAX_DOCUMENT: usize = 1 << 20;
+
+/// The endpoints a discovery document names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovered {
+    /// A Streamable HTTP endpoint: try it first.
+    pub streamable: Option<String>,
+    /// A legacy SSE endpoint: use it if there is no Streamable HTTP one, or if that one
+    /// [is not streamable](is_not_streamable).
+    pub sse: Option<String>,
+}
+
+/// Fetches and reads the discovery document at `url` (see the [module documentation](self)).
+pub async fn discover(
+    url: &str,
+    headers: &[(String, String)],
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Result<Discovered, TransportError> {
+    let doc_url = document_url(url).map_err(TransportError::Protocol)?;
+    let mut headers = header_map(headers)?;
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let fetch = async {
+        let resp = http.get(&doc_url).headers(headers).send().await;
+        let resp = resp.map_err(|e| net_error(&doc_url, &e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp, &doc_url).await);
+        }
+        let base = resp.url().to_string();
+        let body = read_capped(resp, MAX_DOCUMENT, &doc_url).await?;
+        Ok((base, body))
+    };
+    let (base, body) = tokio::time::timeout(timeout, fetch).await.map_err(|_| {
+        TransportError::Io(format!(
+            "discovery document {doc_url} not read within {:.1}s",
+            timeout.as_secs_f64()
+        ))
+    })??;
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| {
+        TransportError::Protocol(format!("discovery document {doc_url} is not JSON: {e}"))
+    })?;
+    parse_document(&doc, &base)
+        .map_err(|e| TransportError::Protocol(format!("discovery document {doc_url}: {e}")))
+}
+
+/// The document's URL: `url` itself, or its `/.well-known/mcp` when it has no path.
+fn document_url(url: &str) -> Result<String, String> {
+    let parts = url::parse(url)?;
+    if parts.path == "/" && parts.query.is_none() {
+        return url::resolve(url, "/.well-known/mcp");
+    }
+    Ok(parts.to_string())
+}
+
+/// A non-blank string member.
+fn text(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+}
+
+/// Reads the endpoints out of a discovery document fetched from `base`.
+pub(crate) fn parse_document(doc: &Value, base: &str) -> Result<Discovered, String> {
+    let mut streamable = None;
+    let mut sse = None;
+    if let Some(endpoints) = doc.get("endpoints") {
+        streamable = [
+            "streamable_http",
+            "streamableHttp",
+            "streamable-http",
+            "http",
+        ]
+        .iter()
+        .find_map(|k| text(endpoints.get(k)));
+        sse = text(endpoints.get("sse"));
+    }
+    if let Some(remotes) = doc.get("remotes").and_then(Value::as_array) {
+        for remote in remotes {
+            let kind = text(remote.get("type")).map(str::to_ascii_lowercase);
+            let target = match kind.as_deref() {
+                Some("streamable-http" | "streamable_http" | "streamablehttp" | "http") => {
+                    &mut streamable
+                }
+                Some("sse") => &mut sse,
+                _ => continue,
+            };
+            if target.is_none() {
+                *target = text(remote.get("url"));
+            }
+        }
+    }
+    if streamable.is_none() && sse.is_none() {
+        let generic = ["endpoint", "url", "mcp_endpoint"]
+            .iter()
+            .find_map(|k| text(doc.get(k)));
+        (streamable, sse) = (generic, generic);
+    }
+    if streamable.is_none() && sse.is_none() {
+        return Err(
+            "names no MCP endpoint (expected `endpoint`, `url`, `mcp_endpoint`, \
+                    `endpoints` or a server card's `remotes`)"
+                .into(),
+        );
+    }
+    let resolve = |found: Option<&str>| -> Result<Option<String>, String> {
+        let Some(found) = found else { return Ok(None) };
+        let resolved = url::resolve(base, found)?;
+        if base.starts_with("https:") && resolved.starts_with("http:") {
+            return Err(format!(
+                "refusing the plain-http endpoint {resolved} named by an https document"
+            ));
+        }
+        Ok(Some(resolved))
+    };
+    Ok(Discovered {
+        streamable: resolve(streamable)?,
+        sse: resolve(sse)?,
+    })
+}
+
+/// Whether a Streamable HTTP failure means the server does not speak it, so the connection
+/// should fall back to legacy SSE: HTTP 404, 405 or 415 (what SSE-only servers answer a POST
+/// to their URL with), or a POST answered with an SSE `endpoint` event. Authentication errors,
+/// 5xx and network failures are not: falling back would only hide them.
+pub fn is_not_streamable(err: &TransportError) -> bool {
+    matches!(
+        err,
+        TransportError::Http {
+            status: 404 | 405 | 415,
+            ..
+        } | TransportError::NotStreamable(_)
+    )
+}

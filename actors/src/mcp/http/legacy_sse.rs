@@ -1,0 +1,244 @@
+//! The legacy HTTP+SSE transport (MCP 2024-11-05), owned by the MCP connection actor of an
+//! `sse` server (or of an `http`/`url` server that turned out not to speak Streamable HTTP)
+//! under `root/mcp_servers/mcp:<name>`.
+//!
+//! [`connect`] GETs the SSE URL (`Accept: text/event-stream`) and waits, within its timeout, for
+//! the `endpoint` event; its data is resolved against the SSE URL (a relative path, or an
+//! absolute URL). Every message is then POSTed there by its own task (202 or 200 expected, any
+//! error status fails the request; notifications keep their order, as in
+//! [`http`](super)). All answers, notifications and server requests arrive on the one stream as
+//! `message` events and go to the client's [`Inbound`]; when the stream ends or breaks, the
+//! inbound is closed with `SSE stream ended: …`, failing every pending call.
+//!
+//! An `endpoint` on another origin than the SSE URL is refused, even when absolute: the
+//! configured headers (often an `Authorization` token) go on every POST, so a server, or anyone
+//! able to inject an event into its stream, could otherwise have them sent anywhere. Servers
+//! behind a proxy that splits GET and POST across hosts are not supported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    EventStream, HttpEndpoint, MAX_SSE_EVENT, Sequencer, content_type, hand_to_client, header_map,
+    http_error, is_message, net_error, read_capped, url,
+};
+use crate::mcp::client::{Inbound, Outgoing, Transport, TransportError};
+use crate::mcp::sse::SseParser;
+
+/// How much of a POST's answer body is read (and ignored) so the connection can be reused.
+const MAX_POST_ANSWER: usize = 64 * 1024;
+
+/// A connected legacy SSE transport; see the [module documentation](self).
+#[derive(Debug)]
+pub struct LegacySse {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sse_url: String,
+    post_url: String,
+    headers: HeaderMap,
+    http: reqwest::Client,
+    inbound: Inbound,
+    stop: CancellationToken,
+    closed: AtomicBool,
+    order: Sequencer,
+}
+
+/// Opens the event stream at `endpoint.url`, waits (at most `timeout`) for its `endpoint`
+/// event, and starts reading it into `inbound`.
+pub async fn connect(
+    endpoint: HttpEndpoint,
+    http: reqwest::Client,
+    inbound: Inbound,
+    timeout: Duration,
+) -> Result<Arc<LegacySse>, TransportError> {
+    let headers = header_map(&endpoint.headers)?;
+    let sse_url = url::parse(&endpoint.url)
+        .map_err(|e| TransportError::Protocol(format!("invalid SSE URL: {e}")))?
+        .to_string();
+    let opened = tokio::time::timeout(timeout, open(&http, &sse_url, &headers, &inbound)).await;
+    let (events, data) = opened.map_err(|_| {
+        TransportError::Io(format!(
+            "no `endpoint` event from {sse_url} within {:.1}s",
+            timeout.as_secs_f64()
+        ))
+    })??;
+    let post_url = url::resolve(&sse_url, &data).map_err(|e| {
+        TransportError::Protocol(format!("invalid `endpoint` event from {sse_url}: {e}"))
+    })?;
+    if !url::same_origin(&sse_url, &post_url) {
+        return Err(TransportError::Protocol(format!(
+            "the `endpoint` event from {sse_url} points at another origin ({post_url}); refused, \
+             as the configured headers would be sent there"
+        )));
+    }
+    tracing::debug!(server = %inbound.server(), %sse_url, %post_url, "legacy SSE transport connected");
+    let inner = Arc::new(Inner {
+        sse_url,
+        post_url,
+        headers,
+        http,
+        inbound,
+        stop: CancellationToken::new(),
+        closed: AtomicBool::new(false),
+        order: Sequencer::default(),
+    });
+    let reader = inner.clone();
+    tokio::spawn(async move {
+        let stop = reader.stop.clone();
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = reader.read(events) => {}
+        }
+    });
+    Ok(Arc::new(LegacySse { inner }))
+}
+
+/// GETs the stream and reads up to its `endpoint` event; returns the stream and the event data.
+async fn open(
+    http: &reqwest::Client,
+    sse_url: &str,
+    headers: &HeaderMap,
+    inbound: &Inbound,
+) -> Result<(EventStream, String), TransportError> {
+    let mut headers = headers.clone();
+    headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    let resp = http.get(sse_url).headers(headers).send().await;
+    let resp = resp.map_err(|e| net_error(sse_url, &e))?;
+    if !resp.status().is_success() {
+        return Err(http_error(resp, sse_url).await);
+    }
+    let kind = content_type(&resp);
+    if kind != "text/event-stream" {
+        return Err(TransportError::Protocol(format!(
+            "unexpected content type {kind} from {sse_url} (expected text/event-stream)"
+        )));
+    }
+    let mut events = EventStream::new(resp, SseParser::new(MAX_SSE_EVENT), sse_url);
+    loop {
+        match events.next().await? {
+            Some(event) if event.event.as_deref() == Some("endpoint") => {
+                return Ok((events, event.data));
+            }
+            // Nothing can be answered before the endpoint is known: replies are dropped.
+            Some(event) if is_message(&event) => {
+                hand_to_client(inbound, event.data.as_bytes(), |_| {
+                    tracing::debug!(%sse_url, "server request before the `endpoint` event left unanswered");
+                });
+            }
+            Some(_) => {}
+            None => {
+                return Err(TransportError::Protocol(format!(
+                    "the event stream from {sse_url} ended before its `endpoint` event"
+                )));
+            }
+        }
+    }
+}
+
+impl LegacySse {
+    /// The URL messages are POSTed to (from the `endpoint` event).
+    pub fn post_url(&self) -> &str {
+        &self.inner.post_url
+    }
+}
+
+impl Transport for LegacySse {
+    fn send(&self, msg: Outgoing) -> Result<(), TransportError> {
+        self.inner.enqueue(msg)
+    }
+
+    fn close(&self) {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            self.inner.stop.cancel();
+        }
+    }
+}
+
+impl Drop for LegacySse {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn enqueue(self: &Arc<Self>, msg: Outgoing) -> Result<(), TransportError> {
+        if self.stop.is_cancelled() {
+            return Err(TransportError::Closed(
+                "the SSE transport was closed".into(),
+            ));
+        }
+        let (id, notification, line) = match msg {
+            Outgoing::Request { id, line } => (Some(id), false, line),
+            Outgoing::Notification { line } => (None, true, line),
+            Outgoing::Response { line } => (None, false, line),
+        };
+        let mut ticket = self.order.ticket(notification);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let stop = this.stop.clone();
+            let deliver = async {
+                ticket.wait().await;
+                let result = this.post(Bytes::from(line)).await;
+                ticket.release();
+                if let Err(error) = result {
+                    match id {
+                        Some(id) => this.inbound.fail(id, error),
+                        None => {
+                            tracing::warn!(server = %this.inbound.server(), %error, "message not delivered")
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = deliver => {}
+            }
+        });
+        Ok(())
+    }
+
+    async fn post(&self, line: Bytes) -> Result<(), TransportError> {
+        let mut headers = self.headers.clone();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let request = self.http.post(&self.post_url).headers(headers).body(line);
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| net_error(&self.post_url, &e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp, &self.post_url).await);
+        }
+        // The answer comes on the stream; the body ("Accepted") is drained for connection reuse.
+        let _ = read_capped(resp, MAX_POST_ANSWER, &self.post_url).await;
+        Ok(())
+    }
+
+    /// Reads the stream until it ends, then closes the client.
+    async fn read(self: &Arc<Self>, mut events: EventStream) {
+        let reason = loop {
+            match events.next().await {
+                Ok(Some(event)) if is_message(&event) => {
+                    hand_to_client(&self.inbound, event.data.as_bytes(), |reply| {
+                        if let Err(e) = self.enqueue(reply) {
+                            tracing::debug!(server = %self.inbound.server(), error = %e, "reply to a server request dropped");
+                        }
+                    });
+                }
+                Ok(Some(event)) => {
+                    tracing::debug!(url = %self.sse_url, event = ?event.event, "event ignored");
+                }
+                Ok(None) => break format!("{} closed the stream", self.sse_url),
+                Err(e) => break e.to_string(),
+            }
+        };
+        self.inbound.close(&format!("SSE stream ended: {reason}"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The session side of the [Streamable HTTP transport](super), owned by the MCP connection
+//! actor: re-initializing an expired session, and the server's GET stream.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+
+use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock};
+use crate::mcp::client::TransportError;
+use crate::mcp::http::{
+    EventStream, MAX_SSE_EVENT, content_type, hand_to_client, http_error, is_message, net_error,
+};
+use crate::mcp::jsonrpc::{Incoming, Notification, parse_message};
+use crate::mcp::sse::SseParser;
+
+impl Inner {
+    /// Re-establishes an expired session (unless another task already did).
+    pub(super) async fn reinitialize(
+        self: &Arc<Self>,
+        stale: &HeaderValue,
+    ) -> Result<(), TransportError> {
+        let _one_at_a_time = self.reinit.lock().await;
+        if self.session().as_ref() != Some(stale) {
+            return Ok(());
+        }
+        let Some((init_id, init)) = lock(&self.initialize).clone() else {
+            return Err(TransportError::Protocol(format!(
+                "{} expired a session that was never initialized",
+                self.url
+            )));
+        };
+        tracing::info!(server = %self.inbound.server(), url = %self.url, "MCP session expired (HTTP 404): re-initializing");
+        let mut headers = self.headers(None, Some(POST_ACCEPT), false);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let request = self.http.post(&self.url).headers(headers).body(init);
+        let resp = request.send().await.map_err(|e| net_error(&self.url, &e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp, &self.url).await);
+        }
+        self.capture_session(&resp, true);
+        // Read the new initialize result without dispatching it; only its error matters.
+        let mut rejected = None;
+        let mut check = |bytes: &[u8]| match parse_message(bytes) {
+            Ok(Incoming::Response(r)) => {
+                if let Err(e) = r.result {
+                    rejected = Some(e);
+                }
+                r.id.and_then(|id| id.as_u64())
+            }
+            _ => None,
+        };
+        self.read_answer(resp, Some(init_id), &mut check).await?;
+        if let Some(e) = rejected {
+            return Err(TransportError::Protocol(format!(
+                "{} rejected the re-initialization: {e}",
+                self.url
+            )));
+        }
+        let initialized = Notification::new("notifications/initialized", None).to_line();
+        let headers = self.headers(self.session().as_ref(), Some(POST_ACCEPT), true);
+        let request = self
+            .http
+            .post(&self.url)
+            .headers(headers)
+            .header(CONTENT_TYPE, "application/json");
+        let resp = request
+            .body(initialized)
+            .send()
+            .await
+            .map_err(|e| net_error(&self.url, &e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp, &self.url).await);
+        }
+        Ok(())
+    }
+
+    /// Keeps the server's GET stream open until the transport closes or the server has none.
+    pub(super) async fn listen(self: Arc<Self>) {
+        let mut parser = SseParser::new(MAX_SSE_EVENT);
+        let mut delay = MIN_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            let (back, outcome) = self.listen_once(parser).await;
+            parser = back;
+            match outcome {
+                None => {
+                    tracing::debug!(server = %self.inbound.server(), url = %self.url, "server offers no GET stream");
+                    return;
+                }
+                Some(Ok(events)) => {
+                    failures = 0;
+                    if events > 0 {
+                        delay = MIN_BACKOFF;
+                    }
+                    tracing::debug!(server = %self.inbound.server(), events, "server stream ended; reopening");
+                }
+                Some(Err(error)) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(server = %self.inbound.server(), %error, "server stream failed; retrying with backoff");
+                    } else {
+                        tracing::debug!(server = %self.inbound.server(), %error, failures, "server stream failed again");
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One GET stream: `None` if the server has none, else the events it delivered or why it
+    /// failed.
+    async fn listen_once(
+        self: &Arc<Self>,
+        parser: SseParser,
+    ) -> (SseParser, Option<Result<u64, TransportError>>) {
+        let mut headers = self.headers(self.session().as_ref(), Some("text/event-stream"), true);
+        if let Some(id) = parser
+            .last_event_id()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            headers.insert(LAST_EVENT_ID, id);
+        }
+        let resp = match self.http.get(&self.url).headers(headers).send().await {
+            Ok(resp) => resp,
+            Err(e) => return (parser, Some(Err(net_error(&self.url, &e)))),
+        };
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return (parser, None);
+        }
+        if !resp.status().is_success() {
+            return (parser, Some(Err(http_error(resp, &self.url).await)));
+        }
+        if content_type(&resp) != "text/event-stream" {
+            tracing::debug!(url = %self.url, content_type = %content_type(&resp), "GET did not open an event stream");
+            return (parser, None);
+        }
+        let mut events = EventStream::new(resp, parser, &self.url);
+        let mut delivered = 0;
+        let result = loop {
+            match events.next().await {
+                Ok(Some(event)) if is_message(&event) => {
+                    delivered += 1;
+                    hand_to_client(&self.inbound, event.data.as_bytes(), |reply| {
+                        self.reply(reply)
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(delivered),
+                Err(e) => break Err(e),
+            }
+        };
+        (events.into_parser(), Some(result))
+    }
+}
