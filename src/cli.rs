@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod mcp;
+
 use crate::config::{self, ConfigError};
 use crate::logging::{self, LogFormat};
 use crate::notify::Notifier;
@@ -43,6 +45,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Talk to the configured MCP servers directly (no daemon needed).
+    Mcp {
+        /// The MCP action.
+        #[command(subcommand)]
+        action: mcp::McpAction,
+    },
 }
 
 /// `revka config` actions.
@@ -64,6 +72,15 @@ pub fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check,
         } => config_check(cli.config),
+        Command::Mcp { action } => match load(cli.config) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                mcp::run(loaded.config, action)
+            }
+            Err(code) => code,
+        },
     }
 }
 
@@ -81,6 +98,20 @@ fn config_check(path: Option<PathBuf>) -> ExitCode {
     };
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
+    }
+    let invalid = &loaded.config.mcp.invalid_servers;
+    for server in invalid {
+        eprintln!(
+            "error: server `{}` is invalid: {}",
+            server.name, server.reason
+        );
+    }
+    if !invalid.is_empty() {
+        eprintln!(
+            "config: {} invalid server(s); the daemon would run without them",
+            invalid.len()
+        );
+        return ExitCode::from(EXIT_CONFIG);
     }
     match &loaded.source {
         Some(p) => eprintln!("config: {} is valid", p.display()),

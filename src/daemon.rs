@@ -141,6 +141,9 @@ pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::R
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }
+    for server in &loaded.config.mcp.invalid_servers {
+        tracing::error!(server = %server.name, reason = %server.reason, "invalid MCP server entry; it will not start");
+    }
     let config = loaded.config;
     let grace = Duration::from_secs(config.supervisor.shutdown_grace_secs);
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

@@ -8,14 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ractor::SpawnErr;
 use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::{McpHub, ServerSpec, TransportSpec};
 use revka_actors::mcp::protocol::Root;
-use revka_actors::supervisor::ChildSpec;
+use revka_actors::supervisor::{ChildSpec, RestartPolicy};
 
-use crate::config::{Config, McpConfig, McpServerConfig, Transport};
+use crate::config::{Config, InvalidServer, McpConfig, McpServerConfig, Transport};
 
-/// The actor-side spec of one configured server.
+/// The actor-side spec of one configured (validated) server.
 pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
     let headers: Vec<(String, String)> = server
         .headers
@@ -36,7 +37,8 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
         },
         Transport::Http => TransportSpec::Http { url, headers },
         Transport::Sse => TransportSpec::Sse { url, headers },
-        Transport::Url => TransportSpec::Url { url, headers },
+        // Validation moves entries with an unknown transport to `invalid_servers`.
+        Transport::Url | Transport::Unknown => TransportSpec::Url { url, headers },
     };
     ServerSpec {
         name: server.name.clone(),
@@ -48,7 +50,7 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
             .iter()
             .map(|p| Root::from_path(p))
             .collect(),
-        reset_timeout_on_progress: false,
+        reset_timeout_on_progress: server.reset_timeout_on_progress,
     }
 }
 
@@ -62,25 +64,37 @@ pub fn server_children(
     if !config.mcp.enabled {
         return Vec::new();
     }
-    config
-        .mcp
-        .servers
-        .iter()
-        .map(|server| {
-            let spec = Arc::new(server_spec(server, &config.mcp));
-            let child = connection_spec(
-                spec,
-                server.policy(&config.supervisor),
-                hub.clone(),
-                http.clone(),
-            );
-            if server.auto_connect {
-                child
-            } else {
-                child.manual()
-            }
-        })
-        .collect()
+    let valid = config.mcp.servers.iter().map(|server| {
+        let spec = Arc::new(server_spec(server, &config.mcp));
+        let policy = server.policy(&config.supervisor);
+        let child = connection_spec(spec, policy, hub.clone(), http.clone());
+        if server.auto_connect {
+            child
+        } else {
+            child.manual()
+        }
+    });
+    let invalid = config.mcp.invalid_servers.iter().map(invalid_server_child);
+    valid.chain(invalid).collect()
+}
+
+/// A server whose config entry is invalid: a child that fails to start with the validation
+/// error, so it shows as `failed` with that reason while the other servers carry on.
+fn invalid_server_child(invalid: &InvalidServer) -> ChildSpec {
+    let reason = format!("invalid configuration: {}", invalid.reason);
+    let policy = RestartPolicy {
+        max_restarts: 0,
+        ..RestartPolicy::standard()
+    };
+    ChildSpec::new(
+        format!("mcp:{}", invalid.name),
+        "mcp_connection",
+        policy,
+        move |_ctx| {
+            let reason = reason.clone();
+            async move { Err(SpawnErr::StartupFailed(reason.into())) }
+        },
+    )
 }
 
 /// The daemon's one HTTP client for MCP servers: connection timeout, no overall timeout (SSE

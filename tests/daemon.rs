@@ -192,3 +192,52 @@ fn a_server_name_with_a_double_underscore_is_a_config_error() {
         daemon.stderr()
     );
 }
+
+#[test]
+fn an_invalid_server_entry_fails_alone_while_the_daemon_and_other_servers_run() {
+    let home = TestHome::new();
+    let pid_file = home.path().join("good.pid");
+    home.write_config(&format!(
+        r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "good"
+command = "{server}"
+args = ["--pid-file", "{pid}"]
+
+[[mcp.servers]]
+name = "bad"
+transport = "http"
+url = "https://example.com/mcp"
+headers = {{ "X-Token" = "a\nb" }}
+"#,
+        server = example_path("fault_server").display(),
+        pid = pid_file.display(),
+    ));
+    let out = home.command().args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server `bad` is invalid")
+            && stderr.contains("mcp.servers[1].headers.X-Token"),
+        "{stderr}"
+    );
+
+    let mut daemon = TestDaemon::start(&home, &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || pid_file.exists()),
+        "the good server started"
+    );
+    assert!(eventually(Duration::from_secs(10), || daemon
+        .stderr()
+        .contains("invalid MCP server entry")));
+    let log = daemon.stderr();
+    assert!(
+        log.contains("server=bad") && log.contains("invalid HTTP header value"),
+        "{log}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(EXIT).code(), Some(0));
+}

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
+mod cli_mcp;
 mod daemon;
 mod fixtures;
 mod interop;

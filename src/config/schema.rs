@@ -80,6 +80,20 @@ pub struct McpConfig {
     /// `[[mcp.servers]]`: the external servers, in start order. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<McpServerConfig>,
+    /// Entries that failed validation (missing command or url, bad URL or header, unknown
+    /// transport): left out of `servers` so the rest of the daemon carries on, and shown as
+    /// failed servers with their reason. `revka config check` treats them as errors.
+    #[serde(skip)]
+    pub invalid_servers: Vec<InvalidServer>,
+}
+
+/// A `[[mcp.servers]]` entry that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidServer {
+    /// Its (valid, unique) name.
+    pub name: String,
+    /// The precise error: `file:line:col: key: message`.
+    pub reason: String,
 }
 
 impl Default for McpConfig {
@@ -91,6 +105,7 @@ impl Default for McpConfig {
             roots: Vec::new(),
             servers_file: None,
             servers: Vec::new(),
+            invalid_servers: Vec::new(),
         }
     }
 }
@@ -115,6 +130,9 @@ pub enum Transport {
     Sse,
     /// HTTP with the endpoint discovered from a well-known URL.
     Url,
+    /// Any other value: the entry is reported as an invalid server (never serialised).
+    #[serde(other)]
+    Unknown,
 }
 
 impl Transport {
@@ -130,6 +148,7 @@ impl Transport {
             Self::Http => "http",
             Self::Sse => "sse",
             Self::Url => "url",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -162,6 +181,10 @@ pub struct McpServerConfig {
     /// Connect at boot; `false` keeps it configured but down until asked. Default `true`.
     #[serde(default = "default_true")]
     pub auto_connect: bool,
+    /// Restart a call's timeout whenever the server reports progress (long tools that keep
+    /// reporting are not cut off; 600 s remains the hard cap). Default `false`.
+    #[serde(default)]
+    pub reset_timeout_on_progress: bool,
     /// Roots announced to this server instead of `mcp.roots`. Default: `mcp.roots`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots: Option<Vec<PathBuf>>,
@@ -189,6 +212,7 @@ impl Default for McpServerConfig {
             url: None,
             tool_timeout_secs: default_server_tool_timeout(),
             auto_connect: true,
+            reset_timeout_on_progress: false,
             roots: None,
             env: BTreeMap::new(),
             headers: BTreeMap::new(),

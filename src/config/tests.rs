@@ -41,10 +41,22 @@ fn ok(text: &str) -> Loaded {
     parse_with(text, &home_env()).unwrap_or_else(|e| panic!("unexpected error: {e}"))
 }
 
-/// The error text of parsing `text` with [`home_env`].
+/// The error text of parsing `text` with [`home_env`]: the file's error, or the reason of the
+/// first invalid server (a bad server entry fails only that server).
 fn err(text: &str) -> String {
     match parse_with(text, &home_env()) {
-        Ok(loaded) => panic!("expected an error, got {:#?}", loaded.config),
+        Ok(loaded) => first_invalid(&loaded)
+            .unwrap_or_else(|| panic!("expected an error, got {:#?}", loaded.config)),
         Err(e) => e.to_string(),
     }
+}
+
+/// The reason of the first invalid server, if any.
+fn first_invalid(loaded: &Loaded) -> Option<String> {
+    loaded
+        .config
+        .mcp
+        .invalid_servers
+        .first()
+        .map(|s| s.reason.clone())
 }

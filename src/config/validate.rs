@@ -15,7 +15,7 @@ use super::error::Site;
 use super::import::ServerSource;
 use super::keypath::KeyPath;
 use super::loader::site_of;
-use super::schema::{Config, MAX_TOOL_TIMEOUT_SECS};
+use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS};
 use super::supervision::{RestartOverride, policy_problems};
 
 pub(super) mod server;
@@ -40,9 +40,12 @@ pub(crate) fn validate(
 
     // [mcp]
     let mut seen: HashMap<String, String> = HashMap::new();
-    for (server, source) in config.mcp.servers.iter_mut().zip(sources) {
+    let mut valid = Vec::with_capacity(config.mcp.servers.len());
+    for (mut server, source) in std::mem::take(&mut config.mcp.servers)
+        .into_iter()
+        .zip(sources)
+    {
         let site = site_of(site, source);
-        check_server(server, site, source, base_policy, warnings)?;
         let name_path = source.path(&k(&["name"]));
         if let Some(first) = seen.get(&server.name) {
             let message = format!(
@@ -52,7 +55,20 @@ pub(crate) fn validate(
             return Err(site.invalid(&name_path, message));
         }
         seen.insert(server.name.clone(), describe(site, source, &name_path));
+        match check_server(&mut server, site, source, base_policy, warnings) {
+            Ok(()) => valid.push(server),
+            // A bad name cannot be shown as a server of its own: the whole file is invalid.
+            Err(e) if server::check_name(&server.name).is_err() => return Err(e),
+            // Any other problem fails this server alone; the others carry on.
+            Err(e) => {
+                config.mcp.invalid_servers.push(InvalidServer {
+                    name: server.name.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
     }
+    config.mcp.servers = valid;
     if !config.mcp.enabled && !config.mcp.servers.is_empty() {
         warnings.push(format!(
             "mcp.enabled is false: none of the {} configured MCP server(s) will connect",

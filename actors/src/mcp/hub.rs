@@ -98,6 +98,23 @@ pub struct ServerSpec {
 /// Hard cap on any call, whatever the configuration says.
 pub const MAX_CALL: Duration = Duration::from_secs(600);
 
+/// The server's timing policy applied to a caller's options: the caller's timeout, or the
+/// server's `tool_timeout` when the caller sets none (zero); progress may reset it when the
+/// server is configured so; never more than [`MAX_CALL`] in all.
+pub fn effective_options(opts: &CallOptions, spec: &ServerSpec) -> CallOptions {
+    let timeout = if opts.timeout.is_zero() {
+        spec.tool_timeout
+    } else {
+        opts.timeout
+    };
+    CallOptions {
+        timeout: timeout.min(MAX_CALL),
+        progress: opts.progress.clone(),
+        reset_timeout_on_progress: opts.reset_timeout_on_progress || spec.reset_timeout_on_progress,
+        max_total: Some(opts.max_total.unwrap_or(MAX_CALL).min(MAX_CALL)),
+    }
+}
+
 /// One server in the hub.
 #[derive(Debug)]
 pub struct ServerEntry {
@@ -406,12 +423,13 @@ impl McpHub {
         let schema = route.def.get("inputSchema").unwrap_or(&empty);
         let arguments = wrapper::prepare_arguments(schema, arguments)
             .map_err(|e| HubError::Arguments(e.to_string()))?;
+        let opts = effective_options(opts, route.server.spec());
         let client = route
             .server
             .connected_client(opts.timeout)
             .await
             .map_err(HubError::Unavailable)?;
-        Ok(client.call_tool(&route.tool, arguments, opts).await?)
+        Ok(client.call_tool(&route.tool, arguments, &opts).await?)
     }
 
     fn rebuild(&self) {

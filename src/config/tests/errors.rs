@@ -24,7 +24,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "[[mcp.servers]]\nname = \"x\"\ntransport = \"tcp\"\n",
-        "/home/u/.revka/config.toml:3:13: mcp.servers[0].transport: unknown variant `tcp`, expected one of `stdio`, `http`, `sse`, `url`",
+        "/home/u/.revka/config.toml:3:13: mcp.servers[0].transport: unknown transport; expected one of \"stdio\", \"http\", \"sse\", \"url\"",
     ),
     (
         "[session_manager.retry_queue]\non_full = \"drop\"\n",
@@ -180,4 +180,71 @@ fn a_missing_explicit_config_file_is_a_read_error() {
             .starts_with(&format!("{}: cannot read: ", path.display())),
         "{e}"
     );
+}
+
+#[test]
+fn a_bad_server_entry_fails_that_server_alone() {
+    let text = r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "good"
+command = "server"
+
+[[mcp.servers]]
+name = "nocommand"
+
+[[mcp.servers]]
+name = "weird"
+transport = "carrier-pigeon"
+command = "x"
+
+[[mcp.servers]]
+name = "badheader"
+transport = "http"
+url = "https://example.com/mcp"
+headers = { "X-Token" = "a\nb" }
+"#;
+    let loaded = ok(text);
+    let names: Vec<&str> = loaded
+        .config
+        .mcp
+        .servers
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let invalid: Vec<(&str, &str)> = loaded
+        .config
+        .mcp
+        .invalid_servers
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(invalid.len(), 3);
+    assert_eq!(invalid[0].0, "nocommand");
+    assert!(
+        invalid[0]
+            .1
+            .contains("mcp.servers[1].command: required for transport \"stdio\""),
+        "{}",
+        invalid[0].1
+    );
+    assert!(
+        invalid[1]
+            .1
+            .contains("mcp.servers[2].transport: unknown transport"),
+        "{}",
+        invalid[1].1
+    );
+    assert!(
+        invalid[2]
+            .1
+            .contains("mcp.servers[3].headers.X-Token: invalid HTTP header value"),
+        "{}",
+        invalid[2].1
+    );
+    // A bad name still makes the whole file invalid: there is no server to show it as.
+    assert!(parse_with("[[mcp.servers]]\nname = \"a__b\"\n", &home_env()).is_err());
 }

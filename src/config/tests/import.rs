@@ -184,9 +184,12 @@ fn imported_servers_are_validated_against_the_json_file() {
     ];
     for (json, want) in cases {
         let (dir, path) = config_dir(WITH_FILE, json);
-        let e = crate::config::load(Some(&path), &home_env()).unwrap_err();
+        let got = match crate::config::load(Some(&path), &home_env()) {
+            Ok(loaded) => super::first_invalid(&loaded).expect("an invalid server"),
+            Err(e) => e.to_string(),
+        };
         let want = format!("{}/mcp/{want}", dir.path().display());
-        assert_eq!(e.to_string(), want);
+        assert_eq!(got, want);
     }
 }
 

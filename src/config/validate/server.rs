@@ -14,7 +14,7 @@ use crate::config::ConfigError;
 use crate::config::error::Site;
 use crate::config::import::ServerSource;
 use crate::config::keypath::KeyPath;
-use crate::config::schema::McpServerConfig;
+use crate::config::schema::{McpServerConfig, Transport};
 
 /// Checks one server entry.
 pub(super) fn check_server(
@@ -27,6 +27,12 @@ pub(super) fn check_server(
     let at = |keys: &[&str]| source.path(&KeyPath::keys(keys));
     check_name(&server.name).map_err(|m| site.invalid(&at(&["name"]), m))?;
     let transport = server.transport;
+    if transport == Transport::Unknown {
+        return Err(site.invalid(
+            &at(&["transport"]),
+            "unknown transport; expected one of \"stdio\", \"http\", \"sse\", \"url\"",
+        ));
+    }
     let mut ignored = |key: &str| {
         let where_ = describe(site, source, &at(&[key]));
         warnings.push(format!(
@@ -123,7 +129,7 @@ pub(super) fn check_server(
 }
 
 /// Server names become tool-name prefixes (`<server>__<tool>`).
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }
