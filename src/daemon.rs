@@ -44,7 +44,7 @@ impl Daemon {
     pub async fn start(config: Config, home: &Path) -> anyhow::Result<Self> {
         create_private_dir(home)?;
         let lock = lock_home(home)?;
-        let services = Services::new(config);
+        let services = Services::new(config, home);
         let status = StatusNode::root("root", "supervisor");
         let args = SupervisorArgs {
             node: status.clone(),

@@ -15,8 +15,11 @@
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
+//! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
+//! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
+//!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
 #![warn(missing_docs)]
 
@@ -24,6 +27,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod mcp_server;
 pub mod notify;
 pub mod servers;
+pub mod tools;
 pub mod tree;

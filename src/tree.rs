@@ -1,46 +1,72 @@
-//! The daemon's supervision tree: which supervisors sit under `root`, in which order, with which
+//! The daemon's supervision tree: which actors sit under `root`, in which order, with which
 //! strategy.
 //!
 //! ```text
 //! root                 one_for_one
 //! ├── mcp_servers      one_for_one, one child per [[mcp.servers]] entry
 //! ├── sidecars         rest_for_one: breaker and queue restart after their sidecar
-//! └── sessions         one_for_one, temporary session children
+//! ├── sessions         one_for_one, temporary session children
+//! └── mcp_http         the in-process MCP server's listener (+ discovery file)
 //! ```
 //!
-//! Children start in this order and stop in reverse, so sessions (which call servers and
-//! sidecars) stop before what they use. Each later subsystem adds its children here.
+//! Children start in this order and stop in reverse: the MCP listener stops taking requests
+//! first, then sessions end (cancelling their calls), then sidecars and servers stop.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ractor::Actor;
+use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
+use revka_actors::session::{SessionLimits, Sessions};
 use revka_actors::supervisor::{
-    ChildSpec, Intensity, RestartType, Shutdown, Strategy, supervisor_spec,
+    ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor,
+    SupervisorArgs, supervisor_spec,
 };
+use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::servers;
+use crate::tools::ToolRegistry;
+use crate::{mcp_server, servers};
 
-/// What the daemon's actors share: the config they were built from, the MCP hub (servers and
-/// tools) and the one HTTP client.
+/// What the daemon's actors share.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// The validated configuration.
     pub config: Arc<Config>,
+    /// `$REVKA_HOME`.
+    pub home: PathBuf,
     /// External MCP servers and their tools.
     pub hub: Arc<McpHub>,
     /// The shared HTTP client for MCP servers.
     pub http: reqwest::Client,
+    /// The MCP server's sessions.
+    pub sessions: Arc<Sessions>,
+    /// Every tool the MCP server serves.
+    pub tools: Arc<ToolRegistry>,
+    /// The MCP server's bound address (`None` while not bound).
+    pub mcp_bound: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Services {
-    /// Fresh services for `config`.
-    pub fn new(config: Config) -> Self {
+    /// Fresh services for `config`, rooted at `home`.
+    pub fn new(config: Config, home: &Path) -> Self {
+        let hub = McpHub::new();
+        let limits = SessionLimits {
+            idle_timeout: config.sessions.idle_timeout(),
+            max_sessions: config.sessions.max_sessions as usize,
+        };
+        let tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
         Self {
             config: Arc::new(config),
-            hub: McpHub::new(),
+            home: home.to_owned(),
+            hub,
             http: servers::http_client(),
+            sessions: Sessions::new(limits),
+            tools: Arc::new(tools),
+            mcp_bound: watch::channel(None).0,
         }
     }
 }
@@ -58,38 +84,41 @@ pub fn root_children(services: &Services) -> Vec<ChildSpec> {
         .policy()
         .with_restart(RestartType::Permanent)
         .with_shutdown(Shutdown::Timeout(SUPERVISOR_SHUTDOWN));
+    let mcp_servers = {
+        let services = services.clone();
+        move || servers::server_children(&services.config, &services.hub, &services.http)
+    };
     vec![
-        supervisor_spec(
-            "mcp_servers",
-            supervisor_policy,
-            Strategy::OneForOne,
-            intensity,
-            {
-                let services = services.clone();
-                move || servers::server_children(&services.config, &services.hub, &services.http)
-            },
-        ),
-        supervisor_spec(
-            "sidecars",
-            supervisor_policy,
-            Strategy::RestForOne,
-            intensity,
-            Vec::new,
-        ),
-        supervisor_spec(
-            "sessions",
-            supervisor_policy,
-            Strategy::OneForOne,
-            session_intensity(),
-            Vec::new,
+        supervisor_spec("mcp_servers", supervisor_policy, Strategy::OneForOne, intensity, mcp_servers),
+        supervisor_spec("sidecars", supervisor_policy, Strategy::RestForOne, intensity, Vec::new),
+        sessions_spec(services.sessions.clone(), supervisor_policy),
+        listener_spec(
+            "mcp_http",
+            mcp_server::listener(services.sessions.clone(), services.tools.clone(), &services.home, services.mcp_bound.clone()),
+            config.supervisor.policy().with_restart(RestartType::Permanent),
         ),
     ]
 }
 
-/// Sessions are temporary children: they never restart, so they never count toward intensity.
-fn session_intensity() -> Intensity {
-    Intensity {
-        max_restarts: u32::MAX,
-        period: Duration::from_secs(60),
-    }
+/// The `sessions` supervisor: session actors are its temporary children. Each time it starts,
+/// it is attached to the session table, which starts new sessions under it.
+fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
+    ChildSpec::new("sessions", "supervisor", policy, move |ctx: ChildContext| {
+        let sessions = sessions.clone();
+        async move {
+            let args = SupervisorArgs {
+                node: ctx.node,
+                strategy: Strategy::OneForOne,
+                // Temporary children are never restarted, so they never count toward this.
+                intensity: Intensity {
+                    max_restarts: u32::MAX,
+                    period: Duration::from_secs(60),
+                },
+                children: Vec::new(),
+            };
+            let (sup, _) = Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
+            sessions.attach_supervisor(sup.clone());
+            Ok(sup.get_cell())
+        }
+    })
 }

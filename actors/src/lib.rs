@@ -7,16 +7,22 @@
 //!
 //! - [`supervisor`]: the OTP-style supervisor (strategies, restart types, per-child limits,
 //!   intensity with escalation, backoff with jitter, ordered graceful-then-forced shutdown).
+//! - [`listener`]: a supervised TCP listener (bind, announce, serve, graceful stop) for the
+//!   MCP server and the gateway.
 //! - [`process`]: a supervised OS process in its own process group: stdio hand-off, a bounded
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
 //! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
+//! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
+//!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod mcp;
+pub mod listener;
 pub mod process;
+pub mod session;
 pub mod status;
 pub mod supervisor;
 #[cfg(test)]

@@ -1,0 +1,511 @@
+//! Sessions of Revka's MCP server: `root/sessions/session:<id>`.
+//!
+//! A session is minted by `POST /session` and authenticates every `/mcp` request with its
+//! token. Two halves:
+//!
+//! - [`Session`], shared state in the [`Sessions`] table: the auth check on the hot path is a
+//!   concurrent-map lookup plus a constant-time token comparison, and never waits on a mailbox.
+//!   It also holds the session's activated tools, its in-flight calls (so
+//!   `notifications/cancelled` and session end can cancel them) and its event broadcaster.
+//! - [`SessionActor`], a `temporary` child of the `sessions` supervisor: it owns the session's
+//!   lifetime (idle expiry, ending on request or eviction) and, later, the children that belong
+//!   to the session (its operator process). When it stops, for any reason, the session is
+//!   removed from the table, its in-flight calls are cancelled and its event streams end.
+//!
+//! The table is capped: at the cap, creating a session evicts the longest-idle one. The event
+//! broadcaster is created on the first subscription, so an idle session costs little memory.
+
+mod events;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use events::{ProgressEvent, SessionEvent};
+
+use crate::status::rfc3339;
+use crate::supervisor::{self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg};
+
+/// Limits of the session table.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// A session unused for this long is ended.
+    pub idle_timeout: Duration,
+    /// At most this many sessions; creating one more evicts the longest-idle.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_sessions: 1024,
+        }
+    }
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The `sessions` supervisor is not running (the daemon is starting or stopping).
+    #[error("sessions are not available: {0}")]
+    Unavailable(String),
+    /// The OS random source failed.
+    #[error("cannot generate a session token: {0}")]
+    Random(String),
+}
+
+/// One session's shared state.
+#[derive(Debug)]
+pub struct Session {
+    id: String,
+    token: [u8; 32],
+    cwd: PathBuf,
+    label: Option<String>,
+    created: SystemTime,
+    born: Instant,
+    /// Milliseconds after `born` of the last authenticated request.
+    last_seen_ms: AtomicU64,
+    calls_total: AtomicU64,
+    activated: RwLock<BTreeSet<String>>,
+    /// Bumped whenever `activated` grows.
+    activation_gen: AtomicU64,
+    /// The tool-list version the client last saw (`tools/list` or a list_changed), if any.
+    listed: Mutex<Option<(u64, u64)>>,
+    inflight: Mutex<HashMap<String, CancellationToken>>,
+    events: events::Broadcaster,
+    actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    /// Cancelled when the session ends: calls and event streams stop.
+    ended: CancellationToken,
+}
+
+impl Session {
+    /// The session id (32 hex characters).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The working directory it was created with (canonical).
+    pub fn cwd(&self) -> &PathBuf {
+        &self.cwd
+    }
+
+    /// Its label, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// Whether `presented` is this session's token (constant-time).
+    pub fn token_matches(&self, presented: &str) -> bool {
+        match decode_hex32(presented) {
+            Some(bytes) => bool::from(bytes.ct_eq(&self.token)),
+            None => false,
+        }
+    }
+
+    /// Records activity (every authenticated request).
+    pub fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_seen_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last authenticated request.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Tools activated in this session by `tool_search`.
+    pub fn activated(&self) -> BTreeSet<String> {
+        self.activated.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether `tool` is activated.
+    pub fn is_activated(&self, tool: &str) -> bool {
+        self.activated.read().unwrap_or_else(PoisonError::into_inner).contains(tool)
+    }
+
+    /// Activates tools; returns whether any was new.
+    pub fn activate<'a>(&self, tools: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut set = self.activated.write().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = false;
+        for t in tools {
+            changed |= set.insert(t.to_owned());
+        }
+        if changed {
+            self.activation_gen.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// Records that the client saw the tool list at `tools_version` (the hub's table version).
+    pub fn note_listed(&self, tools_version: u64) {
+        let view = (tools_version, self.activation_gen.load(Ordering::Relaxed));
+        *self.listed.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
+    }
+
+    /// Whether the client's tool list is stale (a server's tools or this session's activations
+    /// changed since it last listed). Returns true once per change: the caller then sends
+    /// `notifications/tools/list_changed`. A client that never listed is not told.
+    pub fn take_list_changed(&self, tools_version: u64) -> bool {
+        let view = (tools_version, self.activation_gen.load(Ordering::Relaxed));
+        let mut listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        match *listed {
+            Some(seen) if seen != view => {
+                *listed = Some(view);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Registers an in-flight call under its JSON-RPC id (as JSON text); the returned token is
+    /// cancelled by `notifications/cancelled` for that id or when the session ends.
+    pub fn begin_call(&self, request_id: &str) -> CallGuard<'_> {
+        let token = self.ended.child_token();
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request_id.to_owned(), token.clone());
+        self.calls_total.fetch_add(1, Ordering::Relaxed);
+        CallGuard {
+            session: self,
+            request_id: request_id.to_owned(),
+            token,
+        }
+    }
+
+    /// Cancels the in-flight call with this JSON-RPC id (as JSON text). Returns whether it
+    /// existed.
+    pub fn cancel_call(&self, request_id: &str) -> bool {
+        match self.inflight.lock().unwrap_or_else(PoisonError::into_inner).get(request_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Calls in flight.
+    pub fn inflight_calls(&self) -> usize {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Publishes an event to the session's subscribers (if any; never blocks).
+    pub fn publish(&self, event: SessionEvent) {
+        self.events.publish(event);
+    }
+
+    /// Subscribes to the session's events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<SessionEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Current subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.events.subscribers()
+    }
+
+    /// Cancelled when the session ends.
+    pub fn ended(&self) -> &CancellationToken {
+        &self.ended
+    }
+
+    /// The session actor, once started.
+    pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+        self.actor.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "session_id": self.id,
+            "label": self.label,
+            "cwd": self.cwd,
+            "created_at": rfc3339(self.created),
+            "idle_secs": self.idle_for().as_secs(),
+            "inflight_calls": self.inflight_calls(),
+            "calls_total": self.calls_total.load(Ordering::Relaxed),
+            "activated_tools": self.activated(),
+            "event_subscribers": self.subscribers(),
+        })
+    }
+}
+
+/// Keeps a call registered as in flight; deregisters it when dropped.
+#[derive(Debug)]
+pub struct CallGuard<'a> {
+    session: &'a Session,
+    request_id: String,
+    token: CancellationToken,
+}
+
+impl CallGuard<'_> {
+    /// Cancelled when the client cancels the call or the session ends.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.session
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.request_id);
+    }
+}
+
+/// The session table.
+#[derive(Debug)]
+pub struct Sessions {
+    map: DashMap<String, Arc<Session>>,
+    limits: SessionLimits,
+    supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    created: AtomicU64,
+    expired: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl Sessions {
+    /// An empty table.
+    pub fn new(limits: SessionLimits) -> Arc<Self> {
+        Arc::new(Self {
+            map: DashMap::new(),
+            limits,
+            supervisor: RwLock::new(None),
+            created: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        })
+    }
+
+    /// Called by the `sessions` supervisor when it starts: session actors go under it.
+    pub fn attach_supervisor(&self, sup: ActorRef<SupervisorMsg>) {
+        *self.supervisor.write().unwrap_or_else(PoisonError::into_inner) = Some(sup);
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Sessions created, expired by idleness, and evicted at the cap, since start.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.created.load(Ordering::Relaxed),
+            self.expired.load(Ordering::Relaxed),
+            self.evicted.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The session with this id, if its token matches (constant-time) — the hot-path check.
+    /// Touches it.
+    pub fn authenticate(&self, id: &str, token: &str) -> Option<Arc<Session>> {
+        let session = self.map.get(id).map(|s| s.clone())?;
+        if session.token_matches(token) {
+            session.touch();
+            Some(session)
+        } else {
+            None
+        }
+    }
+
+    /// A session by id (no auth).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.get(id).map(|s| s.clone())
+    }
+
+    /// Every session (unordered).
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.map.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Creates a session and starts its actor. Returns the session and its token (shown once).
+    pub async fn create(self: &Arc<Self>, cwd: PathBuf, label: Option<String>) -> Result<(Arc<Session>, String), SessionError> {
+        let sup = self
+            .supervisor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| SessionError::Unavailable("the sessions supervisor is not running".into()))?;
+        while self.map.len() >= self.limits.max_sessions {
+            let Some(victim) = self.all().into_iter().max_by_key(|s| s.idle_for()) else { break };
+            tracing::info!(session = %victim.id, idle_secs = victim.idle_for().as_secs(), "session cap reached; evicting the longest-idle session");
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            self.end(&victim.id, "evicted: the session cap was reached");
+        }
+        let mut id_bytes = [0u8; 16];
+        let mut token = [0u8; 32];
+        getrandom::fill(&mut id_bytes).map_err(|e| SessionError::Random(e.to_string()))?;
+        getrandom::fill(&mut token).map_err(|e| SessionError::Random(e.to_string()))?;
+        let id = hex(&id_bytes);
+        let born = Instant::now();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            token,
+            cwd,
+            label,
+            created: SystemTime::now(),
+            born,
+            last_seen_ms: AtomicU64::new(0),
+            calls_total: AtomicU64::new(0),
+            activated: RwLock::new(BTreeSet::new()),
+            activation_gen: AtomicU64::new(0),
+            listed: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
+            events: events::Broadcaster::default(),
+            actor: Mutex::new(None),
+            ended: CancellationToken::new(),
+        });
+        self.map.insert(id.clone(), session.clone());
+        self.created.fetch_add(1, Ordering::Relaxed);
+        let spec = session_spec(session.clone(), self.clone());
+        if let Err(e) = supervisor::start_child(&sup, spec).await {
+            self.remove(&session);
+            return Err(SessionError::Unavailable(e.to_string()));
+        }
+        tracing::info!(session = %id, cwd = %session.cwd.display(), label = ?session.label, "session created");
+        Ok((session, hex(&token)))
+    }
+
+    /// Ends a session (on request, at eviction). Returns whether it existed.
+    pub fn end(&self, id: &str, reason: &str) -> bool {
+        let Some(session) = self.get(id) else { return false };
+        match session.actor() {
+            // The actor's exit removes it from the table and cancels everything.
+            Some(actor) => actor.stop(Some(reason.to_owned())),
+            None => self.remove(&session),
+        }
+        self.remove(&session); // unreachable for auth from now on, whatever the actor does
+        true
+    }
+
+    fn remove(&self, session: &Arc<Session>) {
+        self.map.remove_if(&session.id, |_, s| Arc::ptr_eq(s, session));
+        session.ended.cancel();
+    }
+}
+
+/// The session actor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionActor;
+
+/// Messages of [`SessionActor`].
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// Internal: the idle timer fired.
+    CheckIdle,
+}
+
+/// State of [`SessionActor`]; dropping it ends the session.
+#[derive(Debug)]
+pub struct SessionState {
+    session: Arc<Session>,
+    sessions: Arc<Sessions>,
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        // After a stop, an eviction, a failure or a kill alike.
+        self.sessions.remove(&self.session);
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = (Arc<Session>, Arc<Sessions>);
+
+    async fn pre_start(&self, myself: ActorRef<SessionMsg>, (session, sessions): Self::Arguments) -> Result<SessionState, ActorProcessingErr> {
+        *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
+        myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
+        Ok(SessionState { session, sessions })
+    }
+
+    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::CheckIdle => {
+                let idle = state.session.idle_for();
+                let limit = state.sessions.limits.idle_timeout;
+                if idle >= limit && state.session.inflight_calls() == 0 {
+                    state.sessions.expired.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(session = %state.session.id, idle_secs = idle.as_secs(), "session expired");
+                    myself.stop(Some(format!("idle for {}s", idle.as_secs())));
+                } else {
+                    let next = limit.saturating_sub(idle).max(Duration::from_secs(1));
+                    myself.send_after(next, || SessionMsg::CheckIdle);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The child spec of a session actor: `temporary` (never restarted; removed when it exits).
+fn session_spec(session: Arc<Session>, sessions: Arc<Sessions>) -> ChildSpec {
+    let policy = RestartPolicy::standard()
+        .with_restart(RestartType::Temporary)
+        .with_shutdown(Shutdown::Timeout(Duration::from_secs(10)));
+    let id = format!("session:{}", session.id);
+    ChildSpec::new(id, "session", policy, move |ctx: ChildContext| {
+        let session = session.clone();
+        let sessions = sessions.clone();
+        async move {
+            let details = session.clone();
+            ctx.node.set_details(Arc::new(move || details.details()));
+            let (actor, _) = SessionActor::spawn_linked(None, SessionActor, (session, sessions), ctx.supervisor).await?;
+            Ok(actor.get_cell())
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        let nib = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        out[i] = nib(pair[0])? << 4 | nib(pair[1])?;
+    }
+    Some(out)
+}

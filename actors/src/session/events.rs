@@ -1,0 +1,73 @@
+//! A session's event stream: tool progress (seed 001's `ProgressEvent`) and tool-list changes,
+//! fanned out to any number of subscribers (`GET /session/{id}/events`, the gateway's
+//! WebSocket relay).
+//!
+//! Publishing never blocks a tool call: a subscriber that falls behind loses the oldest events
+//! and is told how many (tokio's broadcast `Lagged`). The channel is created on the first
+//! subscription, so sessions nobody watches cost nothing.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Events buffered per session before slow subscribers start losing them.
+pub(crate) const CAPACITY: usize = 256;
+
+/// Progress of one tool call, as published on the session stream (seed 001).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgressEvent {
+    /// The call's progress token (the caller's, integer or string, or one Revka minted).
+    pub token: Value,
+    /// Progress so far.
+    pub progress: Value,
+    /// Total, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Value>,
+    /// Status line, when sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The tool reporting it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub timestamp: String,
+}
+
+/// What a session's subscribers receive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// A tool reported progress.
+    Progress(ProgressEvent),
+    /// The session's tool list changed (`notifications/tools/list_changed`).
+    ToolsChanged,
+}
+
+/// The lazily created broadcast channel of one session.
+#[derive(Debug, Default)]
+pub(crate) struct Broadcaster {
+    tx: OnceLock<broadcast::Sender<Arc<SessionEvent>>>,
+    published: AtomicU64,
+}
+
+impl Broadcaster {
+    pub(crate) fn publish(&self, event: SessionEvent) {
+        if let Some(tx) = self.tx.get() {
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(Arc::new(event));
+                self.published.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<SessionEvent>> {
+        self.tx.get_or_init(|| broadcast::channel(CAPACITY).0).subscribe()
+    }
+
+    pub(crate) fn subscribers(&self) -> usize {
+        self.tx.get().map_or(0, broadcast::Sender::receiver_count)
+    }
+}

@@ -1,0 +1,160 @@
+//! Sessions under a real `sessions` supervisor: auth, expiry, the cap, ending, cancellation.
+
+use std::time::Duration;
+
+use ractor::Actor;
+
+use super::*;
+use crate::StatusNode;
+use crate::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use crate::testing::eventually;
+
+async fn table(limits: SessionLimits) -> (Arc<Sessions>, StatusNode, ActorRef<SupervisorMsg>) {
+    let node = StatusNode::root("sessions", "supervisor");
+    let args = SupervisorArgs {
+        node: node.clone(),
+        strategy: Strategy::OneForOne,
+        intensity: Intensity::default(),
+        children: Vec::new(),
+    };
+    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let sessions = Sessions::new(limits);
+    sessions.attach_supervisor(sup.clone());
+    (sessions, node, sup)
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_authenticate_only_their_session() {
+    let (sessions, node, sup) = table(SessionLimits::default()).await;
+    let (a, token_a) = sessions.create("/tmp".into(), Some("a".into())).await.unwrap();
+    let (b, token_b) = sessions.create("/tmp".into(), None).await.unwrap();
+    assert_eq!(token_a.len(), 64, "256 bits, hex");
+    assert_ne!(token_a, token_b);
+    assert!(sessions.authenticate(a.id(), &token_a).is_some());
+    assert!(sessions.authenticate(a.id(), &token_b).is_none(), "another session's token");
+    assert!(sessions.authenticate(b.id(), &token_a).is_none());
+    assert!(sessions.authenticate("nope", &token_a).is_none());
+    for bad in ["", "x", &token_a[..63], &token_a.to_uppercase()[..64].replace('A', "G")] {
+        assert!(sessions.authenticate(a.id(), bad).is_none(), "{bad:?}");
+    }
+    eventually("actors in the tree", Duration::from_secs(5), || node.children().len() == 2).await;
+    assert_eq!(node.children()[0].snapshot().details.unwrap()["label"], "a");
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_expire_and_used_ones_do_not() {
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_secs(60),
+        max_sessions: 10,
+    };
+    let (sessions, node, sup) = table(limits).await;
+    let (idle, idle_token) = sessions.create("/".into(), None).await.unwrap();
+    let (busy, busy_token) = sessions.create("/".into(), None).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(sessions.authenticate(busy.id(), &busy_token).is_some(), "kept alive by use");
+    }
+    assert!(sessions.authenticate(idle.id(), &idle_token).is_none(), "expired");
+    assert!(idle.ended().is_cancelled());
+    assert_eq!(sessions.len(), 1);
+    eventually("actor gone", Duration::from_secs(5), || node.children().len() == 1).await;
+    assert_eq!(sessions.counters().1, 1);
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_idle_session_is_evicted_at_the_cap() {
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_secs(3600),
+        max_sessions: 3,
+    };
+    let (sessions, _node, sup) = table(limits).await;
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        created.push(sessions.create("/".into(), None).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Use the first one: the second becomes the longest idle.
+    assert!(sessions.authenticate(created[0].0.id(), &created[0].1).is_some());
+    let (_fourth, _) = sessions.create("/".into(), None).await.unwrap();
+    assert_eq!(sessions.len(), 3);
+    assert!(sessions.get(created[1].0.id()).is_none(), "longest idle evicted");
+    assert!(sessions.get(created[0].0.id()).is_some());
+    assert_eq!(sessions.counters().2, 1);
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_a_session_cancels_its_calls_and_streams() {
+    let (sessions, node, sup) = table(SessionLimits::default()).await;
+    let (s, token) = sessions.create("/".into(), None).await.unwrap();
+    let mut events = s.subscribe();
+    let call = s.begin_call("7");
+    let other = s.begin_call("\"x\"");
+    assert_eq!(s.inflight_calls(), 2);
+    assert!(s.cancel_call("7"));
+    assert!(call.cancelled().is_cancelled());
+    assert!(!other.cancelled().is_cancelled());
+    assert!(!s.cancel_call("8"));
+    drop(call);
+    assert_eq!(s.inflight_calls(), 1);
+
+    assert!(sessions.end(s.id(), "ended on request"));
+    assert!(other.cancelled().is_cancelled(), "session end cancels in-flight calls");
+    assert!(sessions.authenticate(s.id(), &token).is_none());
+    eventually("actor gone", Duration::from_secs(5), || node.children().is_empty()).await;
+    drop(other);
+    // The stream ends once the session's sender is gone.
+    drop(s);
+    assert!(matches!(events.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)));
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_fan_out_and_slow_subscribers_lag() {
+    let (sessions, _node, sup) = table(SessionLimits::default()).await;
+    let (s, _) = sessions.create("/".into(), None).await.unwrap();
+    s.publish(SessionEvent::ToolsChanged); // nobody listening: dropped, no channel built
+    assert_eq!(s.subscribers(), 0);
+    let mut fast = s.subscribe();
+    let mut slow = s.subscribe();
+    let total = events::CAPACITY + 10;
+    for i in 0..total {
+        s.publish(SessionEvent::Progress(ProgressEvent {
+            token: serde_json::json!(1),
+            progress: serde_json::json!(i),
+            total: None,
+            message: None,
+            tool: Some("t".into()),
+            timestamp: String::new(),
+        }));
+        if i < 5 {
+            assert!(fast.recv().await.is_ok());
+        }
+    }
+    match slow.recv().await {
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
+        other => panic!("expected a lag, got {other:?}"),
+    }
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn activation_is_per_session() {
+    let (sessions, _node, sup) = table(SessionLimits::default()).await;
+    let (a, _) = sessions.create("/".into(), None).await.unwrap();
+    let (b, _) = sessions.create("/".into(), None).await.unwrap();
+    assert!(a.activate(["fs__read_file"]));
+    assert!(!a.activate(["fs__read_file"]), "already active");
+    assert!(a.is_activated("fs__read_file"));
+    assert!(!b.is_activated("fs__read_file"));
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn creating_without_the_supervisor_fails_clearly() {
+    let sessions = Sessions::new(SessionLimits::default());
+    let err = sessions.create("/".into(), None).await.unwrap_err();
+    assert!(err.to_string().contains("not running"));
+}

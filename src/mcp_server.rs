@@ -1,0 +1,158 @@
+//! Revka's in-process MCP server (seed 001): `root/mcp_http`, on `127.0.0.1:<ephemeral>`.
+//!
+//! Endpoints:
+//! - `GET /health`: liveness, no auth.
+//! - `POST /session`: mint a session (`{cwd?, label?}` → `{session_id, token, cwd}`).
+//! - `DELETE /session/{id}`: end a session (Bearer token of that session).
+//! - `POST /mcp`: JSON-RPC 2.0 with the two-header auth (`Authorization: Bearer <token>` and
+//!   `X-Revka-Session: <id>`): `initialize`, `ping`, `tools/list` as JSON; `tools/call` as an SSE
+//!   stream of progress, one response, then `event: done`; notifications get 202.
+//! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
+//!
+//! Every request must carry a loopback `Host` and, if present, a loopback `Origin` (DNS
+//! rebinding protection). Bodies are capped (4 MiB on `/mcp`). Once bound, the server writes
+//! `$REVKA_HOME/mcp.json` (`{url, pid, started_at}`) atomically and owner-only, and removes it on
+//! a graceful stop if it still names this process.
+
+mod call;
+mod discovery;
+mod events;
+mod guard;
+mod rpc;
+mod sse;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use revka_actors::listener::{ListenerSpec, ServeFn};
+use revka_actors::session::Sessions;
+use revka_actors::status::rfc3339;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use discovery::{DISCOVERY_FILE, Discovery, read_discovery, remove_discovery, write_discovery};
+
+use crate::tools::ToolRegistry;
+
+/// The protocol version `/health` advertises (seed 001's), and the fallback of negotiation.
+pub const BASE_PROTOCOL_VERSION: &str = "2024-11-05";
+/// Body cap of `POST /mcp`.
+pub const MAX_MCP_BODY: usize = 4 * 1024 * 1024;
+/// Body cap of `POST /session`.
+pub const MAX_SESSION_BODY: usize = 64 * 1024;
+/// Interval of keep-alive comments on long SSE streams.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Shared state of the MCP server's handlers.
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Arc<Sessions>,
+    registry: Arc<ToolRegistry>,
+    started: SystemTime,
+    born: Instant,
+    /// Cancelled when the listener stops: long-lived streams end.
+    shutdown: CancellationToken,
+    keepalive: Duration,
+    default_cwd: PathBuf,
+}
+
+impl McpServer {
+    /// The server over `sessions` and `registry`. `shutdown` ends long-lived streams.
+    pub fn new(sessions: Arc<Sessions>, registry: Arc<ToolRegistry>, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions,
+                registry,
+                started: SystemTime::now(),
+                born: Instant::now(),
+                shutdown,
+                keepalive: KEEPALIVE,
+                default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            }),
+        }
+    }
+
+    /// The HTTP routes.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/session", post(rpc::create_session).layer(DefaultBodyLimit::max(MAX_SESSION_BODY)))
+            .route("/session/{id}", axum::routing::delete(rpc::delete_session))
+            .route("/session/{id}/events", get(events::session_events))
+            .route(
+                "/mcp",
+                post(rpc::mcp_post)
+                    .get(rpc::mcp_method_not_allowed)
+                    .delete(rpc::mcp_method_not_allowed)
+                    .layer(DefaultBodyLimit::max(MAX_MCP_BODY)),
+            )
+            .fallback(guard::not_found)
+            .layer(axum::middleware::from_fn(guard::loopback_only))
+            .with_state(self)
+    }
+
+    fn health_body(&self) -> Value {
+        json!({
+            "status": "ok",
+            "pid": std::process::id(),
+            "uptime_seconds": self.inner.born.elapsed().as_secs(),
+            "started_at": rfc3339(self.inner.started),
+            "protocol_version": BASE_PROTOCOL_VERSION,
+        })
+    }
+}
+
+async fn health(State(server): State<McpServer>) -> axum::Json<Value> {
+    let mut body = server.health_body();
+    let skipped: Vec<Value> = server
+        .inner
+        .registry
+        .skipped()
+        .into_iter()
+        .map(|(tool, reason)| json!({ "tool": tool, "reason": reason }))
+        .collect();
+    if !skipped.is_empty() {
+        body["skipped_tools"] = Value::Array(skipped);
+    }
+    axum::Json(body)
+}
+
+/// The listener spec of `root/mcp_http`: binds `127.0.0.1:0`, writes the discovery file into
+/// `home`, publishes the bound address on `bound`.
+pub fn listener(sessions: Arc<Sessions>, registry: Arc<ToolRegistry>, home: &Path, bound: watch::Sender<Option<SocketAddr>>) -> ListenerSpec {
+    let serve: ServeFn = Arc::new(move |listener, stop| {
+        let server = McpServer::new(sessions.clone(), registry.clone(), stop.clone());
+        let announcer = events::announce_tool_changes(server.clone(), stop.clone());
+        Box::pin(async move {
+            let task = tokio::spawn(announcer);
+            let result = axum::serve(listener, server.router())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            task.abort();
+            result
+        })
+    });
+    let write_home = home.to_owned();
+    let remove_home = home.to_owned();
+    ListenerSpec {
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        serve,
+        on_bound: Some(Arc::new(move |addr| {
+            write_discovery(&write_home, &format!("http://{addr}/mcp")).map_err(|e| format!("cannot write the discovery file: {e}"))
+        })),
+        on_stop: Some(Arc::new(move || remove_discovery(&remove_home))),
+        grace: Duration::from_secs(5),
+        bound,
+    }
+}

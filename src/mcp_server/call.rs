@@ -1,0 +1,210 @@
+//! `tools/call` as an SSE stream: zero or more `notifications/progress` (keyed to the caller's
+//! `progressToken`, or one Revka mints), exactly one JSON-RPC response `{content, isError}`,
+//! then `event: done`.
+//!
+//! The call runs in its own task. It ends early, cancelling the tool (external servers get
+//! `notifications/cancelled`), when the client hangs up mid-call, when the client sends
+//! `notifications/cancelled` for its id, or when the session ends. A client that hangs up
+//! right after the result is not an error. A built-in tool that panics gives an error result;
+//! the server stays up. Long calls get a keep-alive comment every 15 s.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::FutureExt;
+use revka_actors::mcp::client::CallOptions;
+use revka_actors::mcp::hub::{HubError, MAX_CALL};
+use revka_actors::mcp::jsonrpc::ErrorObject;
+use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
+use revka_actors::session::{ProgressEvent, Session, SessionEvent};
+use revka_actors::status::rfc3339;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::guard::rpc_error;
+use super::{McpServer, sse};
+use crate::tools::{Resolved, ToolContext};
+
+/// Mints progress tokens for callers that did not send one.
+static MINTED: AtomicU64 = AtomicU64::new(1);
+
+/// Starts a `tools/call`: a plain JSON-RPC error for an unknown tool or bad params, else the
+/// SSE stream.
+pub(crate) async fn tools_call(server: McpServer, session: Arc<Session>, id: Value, params: Value) -> Response {
+    let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_owned) else {
+        return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, "tools/call needs params.name (a string)");
+    };
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(other) => {
+            let message = format!("tools/call arguments must be an object, not {}", kind(other));
+            return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &message);
+        }
+    };
+    let resolved = match server.inner.registry.resolve(&session, &name) {
+        Ok(r) => r,
+        Err(e) => return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &e.to_string()),
+    };
+    let token = match params.pointer("/_meta/progressToken") {
+        Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
+        _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
+    };
+    let (tx, rx) = mpsc::channel(sse::BUFFER);
+    let call = Call {
+        server,
+        session,
+        id,
+        name,
+        token,
+        tx,
+    };
+    tokio::spawn(call.run(resolved, arguments));
+    sse::response(rx)
+}
+
+struct Call {
+    server: McpServer,
+    session: Arc<Session>,
+    id: Value,
+    name: String,
+    token: Value,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// How a call ended.
+enum Outcome {
+    /// The tool answered (a raw MCP result, possibly `isError: true`).
+    Result(Box<RawValue>),
+    /// The call was cancelled or its client left: nothing more is sent.
+    Abandoned(&'static str),
+}
+
+impl Call {
+    async fn run(self, resolved: Resolved, arguments: Value) {
+        let session = self.session.clone();
+        let guard = session.begin_call(&self.id.to_string());
+        let work = self.execute(resolved, arguments);
+        tokio::pin!(work);
+        let mut keepalive = tokio::time::interval(self.server.inner.keepalive);
+        keepalive.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                result = &mut work => break Outcome::Result(result),
+                () = guard.cancelled().cancelled() => break Outcome::Abandoned("cancelled"),
+                () = self.tx.closed() => break Outcome::Abandoned("client disconnected"),
+                () = self.server.inner.shutdown.cancelled() => {
+                    break Outcome::Result(tool_error_result("Revka's MCP server is shutting down"));
+                }
+                _ = keepalive.tick() => {
+                    let _ = self.tx.try_send(sse::comment("keep-alive"));
+                }
+            }
+        };
+        drop(work); // a call still running is cancelled here (upstream gets notifications/cancelled)
+        drop(guard);
+        match outcome {
+            Outcome::Result(result) => {
+                let version = self.server.inner.registry.hub().tools().version;
+                if session.take_list_changed(version) {
+                    let note = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
+                    let _ = self.tx.send(sse::event(None, &note.to_string())).await;
+                }
+                let response = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, self.id, result.get());
+                // The client may hang up right after the result: not an error.
+                let _ = self.tx.send(sse::event(None, &response)).await;
+                let _ = self.tx.send(sse::event(Some("done"), "{}")).await;
+            }
+            Outcome::Abandoned(why) => {
+                tracing::debug!(session = %session.id(), tool = %self.name, why, "call abandoned");
+                let _ = self.tx.try_send(sse::event(Some("done"), "{}"));
+            }
+        }
+    }
+
+    /// Runs the tool to its result. Failures become error results.
+    async fn execute(&self, resolved: Resolved, arguments: Value) -> Box<RawValue> {
+        let progress = self.progress_sink();
+        match resolved {
+            Resolved::External(route) => {
+                let opts = CallOptions {
+                    timeout: std::time::Duration::ZERO, // the server's tool_timeout_secs
+                    progress: Some(progress),
+                    ..Default::default()
+                };
+                match self.server.inner.registry.hub().call(&route.name, arguments, &opts).await {
+                    Ok(result) => result,
+                    Err(HubError::Call(e)) => tool_error_result(&e.to_string()),
+                    Err(e) => tool_error_result(&e.to_string()),
+                }
+            }
+            Resolved::Builtin(tool) => {
+                let ctx = ToolContext {
+                    session: self.session.clone(),
+                    registry: self.server.inner.registry.clone(),
+                    progress,
+                };
+                let run = AssertUnwindSafe(tool.call(ctx, arguments)).catch_unwind();
+                match tokio::time::timeout(MAX_CALL, run).await {
+                    Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string()).unwrap_or_else(|_| tool_error_result("invalid tool result")),
+                    Ok(Ok(Err(message))) => tool_error_result(&message),
+                    Ok(Err(panic)) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(tool = %self.name, panic = %what, "built-in tool panicked");
+                        tool_error_result(&format!("tool `{}` failed internally: {what}", self.name))
+                    }
+                    Err(_) => tool_error_result(&format!("tool `{}` did not finish within {}s", self.name, MAX_CALL.as_secs())),
+                }
+            }
+        }
+    }
+
+    /// Progress goes to this call's stream (keyed to the caller's token) and to the session's
+    /// event stream. Neither ever blocks the tool: a full stream drops the update.
+    fn progress_sink(&self) -> Arc<dyn Fn(ProgressUpdate) + Send + Sync> {
+        let tx = self.tx.clone();
+        let token = self.token.clone();
+        let session = self.session.clone();
+        let tool = self.name.clone();
+        Arc::new(move |p: ProgressUpdate| {
+            let mut params = json!({ "progressToken": token, "progress": p.progress });
+            if let Some(total) = &p.total {
+                params["total"] = total.clone();
+            }
+            if let Some(message) = &p.message {
+                params["message"] = Value::String(message.clone());
+            }
+            let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": params });
+            let _ = tx.try_send(sse::event(None, &note.to_string()));
+            session.publish(SessionEvent::Progress(ProgressEvent {
+                token: token.clone(),
+                progress: p.progress,
+                total: p.total,
+                message: p.message,
+                tool: Some(tool.clone()),
+                timestamp: rfc3339(SystemTime::now()),
+            }));
+        })
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

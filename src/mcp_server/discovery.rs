@@ -1,0 +1,132 @@
+//! The discovery file `$REVKA_HOME/mcp.json` (seeds 001 and 003): `{url, pid, started_at}`.
+//!
+//! Written once the MCP server is bound: to a temporary file in the same directory, created
+//! owner-only (0600) from the start, synced, then renamed over the target, so a concurrent
+//! reader sees either the old document or the new one, never a partial one. Removed on a
+//! graceful stop, but only if it still names this process: another daemon's file is left alone.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use revka_actors::status::rfc3339;
+use serde::{Deserialize, Serialize};
+
+/// The discovery file's name in `$REVKA_HOME`.
+pub const DISCOVERY_FILE: &str = "mcp.json";
+
+/// The discovery document. Only `url` is guaranteed; older writers may omit the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    /// The MCP endpoint, `http://127.0.0.1:<port>/mcp`.
+    pub url: String,
+    /// The daemon's pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// When the daemon started serving (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+/// Writes `home/mcp.json` atomically with mode 0600.
+pub fn write_discovery(home: &Path, url: &str) -> std::io::Result<()> {
+    let doc = Discovery {
+        url: url.to_owned(),
+        pid: Some(std::process::id()),
+        started_at: Some(rfc3339(SystemTime::now())),
+    };
+    let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    write_atomic(&home.join(DISCOVERY_FILE), &text)
+}
+
+/// Writes `path` atomically: a temporary sibling (0600 from creation), fsync, rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads `home/mcp.json`, if present and valid.
+pub fn read_discovery(home: &Path) -> Option<Discovery> {
+    let text = std::fs::read(home.join(DISCOVERY_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Removes `home/mcp.json` if it names this process.
+pub fn remove_discovery(home: &Path) {
+    match read_discovery(home) {
+        Some(doc) if doc.pid == Some(std::process::id()) => {
+            if let Err(e) = std::fs::remove_file(home.join(DISCOVERY_FILE)) {
+                tracing::warn!(error = %e, "cannot remove the discovery file");
+            }
+        }
+        Some(_) => tracing::info!("the discovery file names another process; left in place"),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn written_owner_only_and_removed_only_if_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_discovery(dir.path()).is_none(), "absent until written");
+        write_discovery(dir.path(), "http://127.0.0.1:1/mcp").unwrap();
+        let path = dir.path().join(DISCOVERY_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let doc = read_discovery(dir.path()).unwrap();
+        assert_eq!(doc.url, "http://127.0.0.1:1/mcp");
+        assert_eq!(doc.pid, Some(std::process::id()));
+        assert!(doc.started_at.unwrap().ends_with('Z'));
+
+        std::fs::write(&path, r#"{"url":"http://127.0.0.1:2/mcp","pid":1}"#).unwrap();
+        remove_discovery(dir.path());
+        assert!(path.exists(), "another process's file is left alone");
+        write_discovery(dir.path(), "http://127.0.0.1:3/mcp").unwrap();
+        remove_discovery(dir.path());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_concurrent_reader_never_sees_a_partial_document() {
+        let dir = tempfile::tempdir().unwrap();
+        write_discovery(dir.path(), "http://127.0.0.1:1/mcp").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (dir.path().to_owned(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let text = std::fs::read(path.join(DISCOVERY_FILE)).expect("always present");
+                    serde_json::from_slice::<Discovery>(&text).expect("always complete");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for port in 0..500 {
+            write_discovery(dir.path(), &format!("http://127.0.0.1:{port}/mcp")).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    }
+}

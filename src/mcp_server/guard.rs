@@ -1,0 +1,125 @@
+//! Request guards and error responses of the MCP server.
+//!
+//! DNS-rebinding protection: a browser tricked into resolving `evil.example` to 127.0.0.1 still
+//! sends `Host: evil.example` and `Origin: http://evil.example`, so every request must name a
+//! loopback host, and a present `Origin` must be a loopback origin; otherwise 403.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Whether `host` (a `Host` header value: name or IP, optional port) is a loopback name.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:port
+        match rest.split_once(']') {
+            Some((name, tail)) if tail.is_empty() || tail.starts_with(':') => name,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `origin` (an `Origin` header value) is `http(s)://<loopback>[:port]`.
+pub(crate) fn is_loopback_origin(origin: &str) -> bool {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match rest {
+        Some(authority) if !authority.contains('/') && !authority.contains('@') => is_loopback_host(authority),
+        _ => false,
+    }
+}
+
+/// Checks `Host` and `Origin` of a request; `Err` is the reason to refuse it.
+pub(crate) fn check_loopback(headers: &HeaderMap) -> Result<(), String> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match host {
+        Some(h) if is_loopback_host(h) => {}
+        Some(h) => return Err(format!("Host {h:?} is not a loopback name")),
+        None => return Err("missing Host header".into()),
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !is_loopback_origin(origin) {
+            return Err(format!("Origin {origin:?} is not a loopback origin"));
+        }
+    }
+    Ok(())
+}
+
+/// Middleware: 403 unless `Host` and `Origin` are loopback.
+pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
+    match check_loopback(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => {
+            tracing::warn!(%reason, path = %request.uri().path(), "request refused (DNS-rebinding protection)");
+            let body = if request.uri().path() == "/mcp" {
+                rpc_error_body(None, -32600, &format!("forbidden: {reason}"))
+            } else {
+                json!({ "error": format!("forbidden: {reason}") })
+            };
+            json_response(StatusCode::FORBIDDEN, &body)
+        }
+    }
+}
+
+/// 404 for unknown routes.
+pub(crate) async fn not_found(request: Request) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({ "error": format!("no route {} {}", request.method(), request.uri().path()) }),
+    )
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body.to_string())).into_response()
+}
+
+/// A plain JSON error `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+/// A JSON-RPC error object body.
+pub(crate) fn rpc_error_body(id: Option<&Value>, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": { "code": code, "message": message } })
+}
+
+/// A JSON-RPC error response with an HTTP status.
+pub(crate) fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> Response {
+    json_response(status, &rpc_error_body(id, code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_and_origins() {
+        for ok in ["127.0.0.1", "127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]", "[::1]:9", "127.1.2.3:5"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:80", "10.0.0.1", "[::2]:1", "localhost.evil.com", "127.0.0.1:x", "[::1]x", ""] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+        for ok in ["http://localhost:3000", "https://127.0.0.1", "http://[::1]:5"] {
+            assert!(is_loopback_origin(ok), "{ok}");
+        }
+        for bad in ["null", "http://evil.example", "file://", "http://localhost@evil.com", "http://localhost/x", "localhost"] {
+            assert!(!is_loopback_origin(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! `POST /mcp` (JSON-RPC dispatch), `POST /session`, `DELETE /session/{id}`, and the
+//! two-header auth.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use revka_actors::mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
+use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
+use revka_actors::session::Session;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::guard::{error, json_response, rpc_error};
+use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
+
+/// The session header of the two-header auth.
+pub(crate) const SESSION_HEADER: &str = "x-revka-session";
+
+/// The bearer token of an `Authorization` header, if well formed and non-empty.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = rpc_error(StatusCode::UNAUTHORIZED, None, -32001, &format!("unauthorized: {message}"));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The two-header auth: both headers present and non-empty, naming a live session whose token
+/// matches (constant-time). No mailbox is involved.
+fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(token) = bearer(headers) else {
+        return Err(unauthorized("missing or empty `Authorization: Bearer <token>` header"));
+    };
+    let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    if session_id.is_empty() {
+        return Err(unauthorized("missing or empty `X-Revka-Session` header"));
+    }
+    server
+        .inner
+        .sessions
+        .authenticate(session_id, token)
+        .ok_or_else(|| unauthorized("unknown or expired session, or wrong token"))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `POST /mcp`.
+pub(crate) async fn mcp_post(State(server): State<McpServer>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("request body exceeds {} MiB", MAX_MCP_BODY >> 20);
+            return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, ErrorObject::INVALID_REQUEST, &message);
+        }
+        Err(e) => return rpc_error(e.status(), None, ErrorObject::INVALID_REQUEST, &e.body_text()),
+    };
+    let session = match authenticate(&server, &headers) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if !is_json(&headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            ErrorObject::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let message = match parse_message(&body) {
+        Ok(m) => m,
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string()),
+    };
+    match message {
+        Incoming::Request(req) => {
+            let id = serde_json::to_value(&req.id).unwrap_or(Value::Null);
+            let params: Value = match req.params.as_deref().map(|p| serde_json::from_str(p.get())) {
+                None => Value::Null,
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    let message = format!("invalid params: {e}");
+                    return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &message);
+                }
+            };
+            match req.method.as_ref() {
+                "initialize" => ok(&id, initialize(&server, &params)),
+                "ping" => ok(&id, json!({})),
+                "tools/list" => {
+                    let registry = &server.inner.registry;
+                    session.note_listed(registry.hub().tools().version);
+                    ok(&id, json!({ "tools": registry.list(&session) }))
+                }
+                "tools/call" => call::tools_call(server, session, id, params).await,
+                other => rpc_error(StatusCode::OK, Some(&id), ErrorObject::METHOD_NOT_FOUND, &format!("method not found: {other}")),
+            }
+        }
+        Incoming::Notification(n) => {
+            if n.method == "notifications/cancelled" {
+                let request_id = n
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                    .and_then(|p| p.get("requestId").cloned());
+                if let Some(request_id) = request_id {
+                    let cancelled = session.cancel_call(&request_id.to_string());
+                    tracing::debug!(session = %session.id(), %request_id, cancelled, "client cancelled a call");
+                }
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        // We send no requests, so a response is unexpected, but harmless.
+        Incoming::Response(_) => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+fn ok(id: &Value, result: Value) -> Response {
+    json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+}
+
+fn initialize(server: &McpServer, params: &Value) -> Value {
+    let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+    let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&asked) { asked } else { BASE_PROTOCOL_VERSION };
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": true } },
+        "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
+    });
+    if let Some(instructions) = server.inner.registry.instructions() {
+        result["instructions"] = Value::String(instructions);
+    }
+    result
+}
+
+/// `GET` and `DELETE /mcp`: this server has no standalone stream and no MCP-level sessions.
+pub(crate) async fn mcp_method_not_allowed() -> Response {
+    let mut response = rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        ErrorObject::INVALID_REQUEST,
+        "method not allowed: use POST /mcp (progress streams are at GET /session/{id}/events)",
+    );
+    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
+}
+
+#[derive(Deserialize)]
+struct NewSession {
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `POST /session`.
+pub(crate) async fn create_session(State(server): State<McpServer>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), format!("cannot read the body: {}", e.body_text())),
+    };
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        NewSession { cwd: None, label: None }
+    } else {
+        if !is_json(&headers) {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+        }
+        match serde_json::from_slice::<NewSession>(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid session request: {e}")),
+        }
+    };
+    let cwd = match resolve_cwd(request.cwd.as_deref(), &server.inner.default_cwd) {
+        Ok(cwd) => cwd,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    if request.label.as_ref().is_some_and(|l| l.chars().count() > 200) {
+        return error(StatusCode::BAD_REQUEST, "label is longer than 200 characters");
+    }
+    match server.inner.sessions.create(cwd.clone(), request.label).await {
+        Ok((session, token)) => json_response(
+            StatusCode::OK,
+            &json!({ "session_id": session.id(), "token": token, "cwd": cwd }),
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Tilde-expands and canonicalises a requested working directory, which must exist.
+fn resolve_cwd(requested: Option<&str>, default: &std::path::Path) -> Result<PathBuf, String> {
+    let Some(raw) = requested.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(default.to_owned());
+    };
+    let expanded = match raw.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = std::env::var_os("HOME").ok_or("cannot expand `~`: HOME is not set")?;
+            PathBuf::from(home).join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(raw),
+    };
+    let canonical = expanded
+        .canonicalize()
+        .map_err(|e| format!("cwd {raw:?} does not exist or is not accessible: {e}"))?;
+    if !canonical.is_dir() {
+        return Err(format!("cwd {raw:?} is not a directory"));
+    }
+    Ok(canonical)
+}
+
+/// `DELETE /session/{id}` (Bearer token of that session).
+pub(crate) async fn delete_session(State(server): State<McpServer>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let sessions = &server.inner.sessions;
+    let authorized = bearer(&headers).and_then(|t| sessions.authenticate(&id, t));
+    if authorized.is_none() {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized: unknown session or wrong token");
+    }
+    sessions.end(&id, "ended by the client");
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,274 @@
+//! The tool surface of Revka's MCP server, in tiers (seed 001):
+//! - **built-in** tools implemented in the daemon ([`BuiltinTool`]), always listed;
+//! - `tool_search` (seed 002), when deferred loading is on;
+//! - every external server's `<server>__<tool>`, from the [`McpHub`], live: a server restart
+//!   or `list_changed` updates them.
+//!
+//! With `[mcp] deferred_loading = true` (the default), a session's `tools/list` holds the
+//! built-in tools, the eager subset of external tools (agent lifecycle and memory reflexes,
+//! matched by name suffix), `tool_search`, and what that session has activated through
+//! `tool_search`. Everything else is listed by name in the `initialize` instructions
+//! (`<available-deferred-tools>`) and must be activated before it can be called. With deferred
+//! loading off, every tool is listed and callable.
+
+mod search;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use revka_actors::mcp::hub::{McpHub, ToolRoute};
+use revka_actors::mcp::naming;
+use revka_actors::mcp::protocol::ProgressUpdate;
+use revka_actors::session::Session;
+use serde_json::Value;
+
+pub use search::ToolSearch;
+
+/// Bare tool names kept eager under deferred loading (seed 002): the agent-lifecycle subset.
+const EAGER_SUFFIXES: [&str; 11] = [
+    "create_agent",
+    "wait_for_agent",
+    "send_agent_prompt",
+    "get_agent_activity",
+    "list_agents",
+    "cancel_agent",
+    "resolve_outcome",
+    "get_workflow_context",
+    "save_plan",
+    "recall_plans",
+    "compact_conversation",
+];
+/// Full names kept eager under deferred loading: the memory reflexes.
+const EAGER_NAMES: [&str; 2] = ["kumiho-memory__kumiho_memory_engage", "kumiho-memory__kumiho_memory_reflect"];
+
+/// What a built-in tool gets for one call.
+pub struct ToolContext {
+    /// The calling session.
+    pub session: Arc<Session>,
+    /// The registry (for tools about tools, like `tool_search`).
+    pub registry: Arc<ToolRegistry>,
+    /// Reports progress (already keyed to the caller's token).
+    pub progress: Arc<dyn Fn(ProgressUpdate) + Send + Sync>,
+}
+
+/// A tool implemented inside the daemon.
+pub trait BuiltinTool: Send + Sync + 'static {
+    /// The tool's MCP definition (`name`, `description`, `inputSchema`, ...).
+    fn definition(&self) -> Value;
+    /// Runs the tool. `Ok` is an MCP tool result (`{content, isError?}`); `Err` becomes an
+    /// error result with that text.
+    fn call(&self, ctx: ToolContext, arguments: Value) -> BoxFuture<'static, Result<Value, String>>;
+}
+
+/// A resolved tool.
+pub enum Resolved {
+    /// A built-in tool.
+    Builtin(Arc<dyn BuiltinTool>),
+    /// An external server's tool.
+    External(ToolRoute),
+}
+
+/// Why a tool name cannot be called in a session.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// No such tool.
+    #[error("unknown tool: {0}")]
+    Unknown(String),
+    /// It exists but is deferred and not activated in this session.
+    #[error("tool `{0}` is deferred: activate it first with tool_search (query \"select:{0}\")")]
+    NotActivated(String),
+    /// The name matches tools of several servers.
+    #[error("tool name `{name}` is ambiguous: {}", candidates.join(", "))]
+    Ambiguous {
+        /// The name.
+        name: String,
+        /// What it could mean.
+        candidates: Vec<String>,
+    },
+}
+
+/// Every tool Revka serves.
+pub struct ToolRegistry {
+    hub: Arc<McpHub>,
+    builtins: BTreeMap<String, Arc<dyn BuiltinTool>>,
+    deferred_loading: bool,
+    skipped: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRegistry")
+            .field("builtins", &self.builtins.keys().collect::<Vec<_>>())
+            .field("deferred_loading", &self.deferred_loading)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolRegistry {
+    /// A registry over `hub`'s external tools.
+    pub fn new(hub: Arc<McpHub>, deferred_loading: bool) -> Self {
+        let mut registry = Self {
+            hub,
+            builtins: BTreeMap::new(),
+            deferred_loading,
+            skipped: Vec::new(),
+        };
+        if deferred_loading {
+            registry.register(Arc::new(ToolSearch));
+        }
+        registry
+    }
+
+    /// Adds a built-in tool. A name already taken is skipped, with the reason recorded.
+    pub fn register(&mut self, tool: Arc<dyn BuiltinTool>) {
+        let def = tool.definition();
+        let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
+            self.skipped.push(("(unnamed)".into(), "built-in tool without a name".into()));
+            return;
+        };
+        if self.builtins.contains_key(&name) {
+            self.skipped.push((name, "a built-in tool of that name is already registered".into()));
+            return;
+        }
+        self.builtins.insert(name, tool);
+    }
+
+    /// Records a tool that could not register, with the reason (shown in `/health`).
+    pub fn skip(&mut self, name: &str, reason: &str) {
+        tracing::info!(tool = name, reason, "tool not registered");
+        self.skipped.push((name.to_owned(), reason.to_owned()));
+    }
+
+    /// Tools that could not register, with reasons (including external name collisions).
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        let mut all = self.skipped.clone();
+        all.extend(self.hub.tools().collisions.iter().map(|c| ("(external)".to_owned(), c.clone())));
+        all
+    }
+
+    /// Whether external tools are deferred behind `tool_search`.
+    pub fn deferred_loading(&self) -> bool {
+        self.deferred_loading
+    }
+
+    /// The hub of external tools.
+    pub fn hub(&self) -> &Arc<McpHub> {
+        &self.hub
+    }
+
+    /// Whether an external tool is loaded eagerly under deferred loading.
+    pub fn is_eager(name: &str) -> bool {
+        EAGER_NAMES.contains(&name)
+            || naming::bare_suffix(name).is_some_and(|bare| EAGER_SUFFIXES.contains(&bare))
+    }
+
+    fn visible_in(&self, session: &Session, name: &str) -> bool {
+        !self.deferred_loading || Self::is_eager(name) || session.is_activated(name)
+    }
+
+    /// The session's `tools/list`, sorted by name.
+    pub fn list(&self, session: &Session) -> Vec<Value> {
+        let mut all: BTreeMap<String, Value> = self.builtins.iter().map(|(n, t)| (n.clone(), t.definition())).collect();
+        for (name, route) in &self.hub.tools().tools {
+            if self.visible_in(session, name) && !all.contains_key(name) {
+                all.insert(name.clone(), (*route.def).clone());
+            }
+        }
+        all.into_values().collect()
+    }
+
+    /// External tools still deferred for this session (what `tool_search` searches).
+    pub fn deferred(&self, session: &Session) -> Vec<ToolRoute> {
+        if !self.deferred_loading {
+            return Vec::new();
+        }
+        self.hub
+            .tools()
+            .tools
+            .values()
+            .filter(|r| !self.visible_in(session, &r.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Resolves a name for a call in `session`: a built-in, or an external tool that is visible
+    /// (exact name, or a unique bare suffix among the visible tools).
+    pub fn resolve(&self, session: &Session, name: &str) -> Result<Resolved, ToolError> {
+        if let Some(tool) = self.builtins.get(name) {
+            return Ok(Resolved::Builtin(tool.clone()));
+        }
+        let table = self.hub.tools();
+        let visible = table.tools.keys().map(String::as_str).filter(|n| self.visible_in(session, n));
+        match naming::resolve_bare(name, visible) {
+            naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => Ok(Resolved::External(table.tools[&n].clone())),
+            naming::Resolution::Ambiguous(candidates) => Err(ToolError::Ambiguous {
+                name: name.to_owned(),
+                candidates,
+            }),
+            naming::Resolution::NotFound => match naming::resolve_bare(name, table.tools.keys().map(String::as_str)) {
+                naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => Err(ToolError::NotActivated(n)),
+                _ => Err(ToolError::Unknown(name.to_owned())),
+            },
+        }
+    }
+
+    /// The `instructions` of the `initialize` result: seed 002's deferred-tools section, per
+    /// server its own instructions then `<available-deferred-tools>` with one `name -
+    /// description` line per deferred tool. `None` when there is nothing to say.
+    pub fn instructions(&self) -> Option<String> {
+        let table = self.hub.tools();
+        let mut out = String::new();
+        for server in self.hub.servers() {
+            let name = &server.spec().name;
+            let own = server.hello().and_then(|h| h.instructions);
+            let deferred: Vec<&ToolRoute> = table
+                .tools
+                .values()
+                .filter(|r| &r.server.spec().name == name && self.deferred_loading && !Self::is_eager(&r.name))
+                .collect();
+            if own.is_none() && deferred.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("## MCP server `{name}`\n"));
+            if let Some(own) = own {
+                out.push_str(own.trim());
+                out.push_str("\n\n");
+            }
+            if !deferred.is_empty() {
+                out.push_str("<available-deferred-tools>\n");
+                for route in deferred {
+                    let description = route.def.get("description").and_then(Value::as_str).unwrap_or("");
+                    out.push_str(&format!("{} - {}\n", route.name, one_line(description)));
+                }
+                out.push_str("</available-deferred-tools>\n\n");
+            }
+        }
+        if out.is_empty() {
+            return None;
+        }
+        let mut text = String::new();
+        if self.deferred_loading && table.tools.values().any(|r| !Self::is_eager(&r.name)) {
+            text.push_str(
+                "Revka serves the tools of external MCP servers. Tools listed under \
+                 <available-deferred-tools> are deferred: call `tool_search` with \
+                 {\"query\": \"select:<name>[,<name>...]\"} or with keywords to load their schemas \
+                 and activate them, then call them by name.\n\n",
+            );
+        }
+        text.push_str(&out);
+        Some(text.trim_end().to_owned())
+    }
+}
+
+/// The first line of a description, at most 200 characters.
+fn one_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}

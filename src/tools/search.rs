@@ -1,0 +1,53 @@
+//! `tool_search`: finds deferred external tools and activates them for the calling session
+//! (seed 002). `select:a,b` activates exact names; keywords rank tools by matching terms. The
+//! answer is a `<functions>` block with each activated tool's full schema, plus a
+//! `Not found:` line for names that matched nothing.
+
+use futures::future::BoxFuture;
+use revka_actors::mcp::search::{self, DeferredTool};
+use revka_actors::session::SessionEvent;
+use serde_json::{Value, json};
+
+use super::{BuiltinTool, ToolContext};
+
+/// The `tool_search` built-in tool.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolSearch;
+
+impl BuiltinTool for ToolSearch {
+    fn definition(&self) -> Value {
+        json!({
+            "name": "tool_search",
+            "description": "Load the full schemas of deferred MCP tools and activate them for this session. \
+                Use \"select:<name>[,<name>...]\" for exact names (as listed in <available-deferred-tools>), \
+                or keywords for a ranked search. Activated tools can then be called by name.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "query": { "type": "string", "description": "select:<name>[,<name>...] or free-text keywords" },
+                    "max_results": { "type": "number", "description": "Maximum results in keyword mode (default 5, at most 50)" }
+                },
+                "required": ["query"]
+            }
+        })
+    }
+
+    fn call(&self, ctx: ToolContext, arguments: Value) -> BoxFuture<'static, Result<Value, String>> {
+        Box::pin(async move {
+            let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
+            let tools: Vec<DeferredTool> = ctx
+                .registry
+                .deferred(&ctx.session)
+                .into_iter()
+                .map(|route| DeferredTool::from_definition(route.name.clone(), (*route.def).clone()))
+                .collect();
+            let outcome = search::search(&tools, |_| true, &args);
+            let activated = outcome.activated();
+            if ctx.session.activate(activated.iter().copied()) {
+                tracing::info!(session = %ctx.session.id(), tools = ?activated, "tools activated");
+                ctx.session.publish(SessionEvent::ToolsChanged);
+            }
+            Ok(json!({ "content": [{ "type": "text", "text": outcome.text() }], "isError": false }))
+        })
+    }
+}
