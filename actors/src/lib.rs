@@ -11,11 +11,14 @@
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
 //! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
+//! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
+//!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod mcp;
+pub mod metrics;
 pub mod process;
 pub mod status;
 pub mod supervisor;
