@@ -69,7 +69,11 @@ struct Inner {
 
 impl McpServer {
     /// The server over `sessions` and `registry`. `shutdown` ends long-lived streams.
-    pub fn new(sessions: Arc<Sessions>, registry: Arc<ToolRegistry>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        registry: Arc<ToolRegistry>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 sessions,
@@ -87,7 +91,10 @@ impl McpServer {
     pub fn router(self) -> Router {
         Router::new()
             .route("/health", get(health))
-            .route("/session", post(rpc::create_session).layer(DefaultBodyLimit::max(MAX_SESSION_BODY)))
+            .route(
+                "/session",
+                post(rpc::create_session).layer(DefaultBodyLimit::max(MAX_SESSION_BODY)),
+            )
             .route("/session/{id}", axum::routing::delete(rpc::delete_session))
             .route("/session/{id}/events", get(events::session_events))
             .route(
@@ -130,7 +137,12 @@ async fn health(State(server): State<McpServer>) -> axum::Json<Value> {
 
 /// The listener spec of `root/mcp_http`: binds `127.0.0.1:0`, writes the discovery file into
 /// `home`, publishes the bound address on `bound`.
-pub fn listener(sessions: Arc<Sessions>, registry: Arc<ToolRegistry>, home: &Path, bound: watch::Sender<Option<SocketAddr>>) -> ListenerSpec {
+pub fn listener(
+    sessions: Arc<Sessions>,
+    registry: Arc<ToolRegistry>,
+    home: &Path,
+    bound: watch::Sender<Option<SocketAddr>>,
+) -> ListenerSpec {
     let serve: ServeFn = Arc::new(move |listener, stop| {
         let server = McpServer::new(sessions.clone(), registry.clone(), stop.clone());
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
@@ -149,7 +161,8 @@ pub fn listener(sessions: Arc<Sessions>, registry: Arc<ToolRegistry>, home: &Pat
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         serve,
         on_bound: Some(Arc::new(move |addr| {
-            write_discovery(&write_home, &format!("http://{addr}/mcp")).map_err(|e| format!("cannot write the discovery file: {e}"))
+            write_discovery(&write_home, &format!("http://{addr}/mcp"))
+                .map_err(|e| format!("cannot write the discovery file: {e}"))
         })),
         on_stop: Some(Arc::new(move || remove_discovery(&remove_home))),
         grace: Duration::from_secs(5),

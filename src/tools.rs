@@ -42,7 +42,10 @@ const EAGER_SUFFIXES: [&str; 11] = [
     "compact_conversation",
 ];
 /// Full names kept eager under deferred loading: the memory reflexes.
-const EAGER_NAMES: [&str; 2] = ["kumiho-memory__kumiho_memory_engage", "kumiho-memory__kumiho_memory_reflect"];
+const EAGER_NAMES: [&str; 2] = [
+    "kumiho-memory__kumiho_memory_engage",
+    "kumiho-memory__kumiho_memory_reflect",
+];
 
 /// What a built-in tool gets for one call.
 pub struct ToolContext {
@@ -60,7 +63,8 @@ pub trait BuiltinTool: Send + Sync + 'static {
     fn definition(&self) -> Value;
     /// Runs the tool. `Ok` is an MCP tool result (`{content, isError?}`); `Err` becomes an
     /// error result with that text.
-    fn call(&self, ctx: ToolContext, arguments: Value) -> BoxFuture<'static, Result<Value, String>>;
+    fn call(&self, ctx: ToolContext, arguments: Value)
+    -> BoxFuture<'static, Result<Value, String>>;
 }
 
 /// A resolved tool.
@@ -126,11 +130,15 @@ impl ToolRegistry {
     pub fn register(&mut self, tool: Arc<dyn BuiltinTool>) {
         let def = tool.definition();
         let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
-            self.skipped.push(("(unnamed)".into(), "built-in tool without a name".into()));
+            self.skipped
+                .push(("(unnamed)".into(), "built-in tool without a name".into()));
             return;
         };
         if self.builtins.contains_key(&name) {
-            self.skipped.push((name, "a built-in tool of that name is already registered".into()));
+            self.skipped.push((
+                name,
+                "a built-in tool of that name is already registered".into(),
+            ));
             return;
         }
         self.builtins.insert(name, tool);
@@ -145,7 +153,13 @@ impl ToolRegistry {
     /// Tools that could not register, with reasons (including external name collisions).
     pub fn skipped(&self) -> Vec<(String, String)> {
         let mut all = self.skipped.clone();
-        all.extend(self.hub.tools().collisions.iter().map(|c| ("(external)".to_owned(), c.clone())));
+        all.extend(
+            self.hub
+                .tools()
+                .collisions
+                .iter()
+                .map(|c| ("(external)".to_owned(), c.clone())),
+        );
         all
     }
 
@@ -171,7 +185,11 @@ impl ToolRegistry {
 
     /// The session's `tools/list`, sorted by name.
     pub fn list(&self, session: &Session) -> Vec<Value> {
-        let mut all: BTreeMap<String, Value> = self.builtins.iter().map(|(n, t)| (n.clone(), t.definition())).collect();
+        let mut all: BTreeMap<String, Value> = self
+            .builtins
+            .iter()
+            .map(|(n, t)| (n.clone(), t.definition()))
+            .collect();
         for (name, route) in &self.hub.tools().tools {
             if self.visible_in(session, name) && !all.contains_key(name) {
                 all.insert(name.clone(), (*route.def).clone());
@@ -201,17 +219,27 @@ impl ToolRegistry {
             return Ok(Resolved::Builtin(tool.clone()));
         }
         let table = self.hub.tools();
-        let visible = table.tools.keys().map(String::as_str).filter(|n| self.visible_in(session, n));
+        let visible = table
+            .tools
+            .keys()
+            .map(String::as_str)
+            .filter(|n| self.visible_in(session, n));
         match naming::resolve_bare(name, visible) {
-            naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => Ok(Resolved::External(table.tools[&n].clone())),
+            naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
+                Ok(Resolved::External(table.tools[&n].clone()))
+            }
             naming::Resolution::Ambiguous(candidates) => Err(ToolError::Ambiguous {
                 name: name.to_owned(),
                 candidates,
             }),
-            naming::Resolution::NotFound => match naming::resolve_bare(name, table.tools.keys().map(String::as_str)) {
-                naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => Err(ToolError::NotActivated(n)),
-                _ => Err(ToolError::Unknown(name.to_owned())),
-            },
+            naming::Resolution::NotFound => {
+                match naming::resolve_bare(name, table.tools.keys().map(String::as_str)) {
+                    naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
+                        Err(ToolError::NotActivated(n))
+                    }
+                    _ => Err(ToolError::Unknown(name.to_owned())),
+                }
+            }
         }
     }
 
@@ -227,7 +255,11 @@ impl ToolRegistry {
             let deferred: Vec<&ToolRoute> = table
                 .tools
                 .values()
-                .filter(|r| &r.server.spec().name == name && self.deferred_loading && !Self::is_eager(&r.name))
+                .filter(|r| {
+                    &r.server.spec().name == name
+                        && self.deferred_loading
+                        && !Self::is_eager(&r.name)
+                })
                 .collect();
             if own.is_none() && deferred.is_empty() {
                 continue;
@@ -240,7 +272,11 @@ impl ToolRegistry {
             if !deferred.is_empty() {
                 out.push_str("<available-deferred-tools>\n");
                 for route in deferred {
-                    let description = route.def.get("description").and_then(Value::as_str).unwrap_or("");
+                    let description = route
+                        .def
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     out.push_str(&format!("{} - {}\n", route.name, one_line(description)));
                 }
                 out.push_str("</available-deferred-tools>\n\n");
@@ -265,7 +301,11 @@ impl ToolRegistry {
 
 /// The first line of a description, at most 200 characters.
 fn one_line(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut out: String = line.chars().take(200).collect();
     if line.chars().count() > 200 {
         out.push('…');

@@ -89,13 +89,33 @@ pub fn root_children(services: &Services) -> Vec<ChildSpec> {
         move || servers::server_children(&services.config, &services.hub, &services.http)
     };
     vec![
-        supervisor_spec("mcp_servers", supervisor_policy, Strategy::OneForOne, intensity, mcp_servers),
-        supervisor_spec("sidecars", supervisor_policy, Strategy::RestForOne, intensity, Vec::new),
+        supervisor_spec(
+            "mcp_servers",
+            supervisor_policy,
+            Strategy::OneForOne,
+            intensity,
+            mcp_servers,
+        ),
+        supervisor_spec(
+            "sidecars",
+            supervisor_policy,
+            Strategy::RestForOne,
+            intensity,
+            Vec::new,
+        ),
         sessions_spec(services.sessions.clone(), supervisor_policy),
         listener_spec(
             "mcp_http",
-            mcp_server::listener(services.sessions.clone(), services.tools.clone(), &services.home, services.mcp_bound.clone()),
-            config.supervisor.policy().with_restart(RestartType::Permanent),
+            mcp_server::listener(
+                services.sessions.clone(),
+                services.tools.clone(),
+                &services.home,
+                services.mcp_bound.clone(),
+            ),
+            config
+                .supervisor
+                .policy()
+                .with_restart(RestartType::Permanent),
         ),
     ]
 }
@@ -103,22 +123,28 @@ pub fn root_children(services: &Services) -> Vec<ChildSpec> {
 /// The `sessions` supervisor: session actors are its temporary children. Each time it starts,
 /// it is attached to the session table, which starts new sessions under it.
 fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
-    ChildSpec::new("sessions", "supervisor", policy, move |ctx: ChildContext| {
-        let sessions = sessions.clone();
-        async move {
-            let args = SupervisorArgs {
-                node: ctx.node,
-                strategy: Strategy::OneForOne,
-                // Temporary children are never restarted, so they never count toward this.
-                intensity: Intensity {
-                    max_restarts: u32::MAX,
-                    period: Duration::from_secs(60),
-                },
-                children: Vec::new(),
-            };
-            let (sup, _) = Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
-            sessions.attach_supervisor(sup.clone());
-            Ok(sup.get_cell())
-        }
-    })
+    ChildSpec::new(
+        "sessions",
+        "supervisor",
+        policy,
+        move |ctx: ChildContext| {
+            let sessions = sessions.clone();
+            async move {
+                let args = SupervisorArgs {
+                    node: ctx.node,
+                    strategy: Strategy::OneForOne,
+                    // Temporary children are never restarted, so they never count toward this.
+                    intensity: Intensity {
+                        max_restarts: u32::MAX,
+                        period: Duration::from_secs(60),
+                    },
+                    children: Vec::new(),
+                };
+                let (sup, _) =
+                    Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
+                sessions.attach_supervisor(sup.clone());
+                Ok(sup.get_cell())
+            }
+        },
+    )
 }

@@ -15,12 +15,15 @@
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
+//! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
+//!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod mcp;
 pub mod listener;
+pub mod mcp;
+pub mod metrics;
 pub mod process;
 pub mod session;
 pub mod status;

@@ -25,7 +25,11 @@ use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy};
 
 /// Serves connections on a bound listener until the token is cancelled.
-pub type ServeFn = Arc<dyn Fn(tokio::net::TcpListener, CancellationToken) -> BoxFuture<'static, std::io::Result<()>> + Send + Sync>;
+pub type ServeFn = Arc<
+    dyn Fn(tokio::net::TcpListener, CancellationToken) -> BoxFuture<'static, std::io::Result<()>>
+        + Send
+        + Sync,
+>;
 /// Runs once the address is bound (announce it); an error fails the start.
 pub type BoundFn = Arc<dyn Fn(SocketAddr) -> Result<(), String> + Send + Sync>;
 /// Runs after a graceful stop (withdraw the announcement).
@@ -50,7 +54,10 @@ pub struct ListenerSpec {
 
 impl std::fmt::Debug for ListenerSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerSpec").field("addr", &self.addr).field("grace", &self.grace).finish_non_exhaustive()
+        f.debug_struct("ListenerSpec")
+            .field("addr", &self.addr)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +97,11 @@ impl Actor for HttpListener {
     type State = ListenerState;
     type Arguments = (ListenerSpec, StatusNode);
 
-    async fn pre_start(&self, _: ActorRef<ListenerMsg>, (spec, node): Self::Arguments) -> Result<ListenerState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<ListenerMsg>,
+        (spec, node): Self::Arguments,
+    ) -> Result<ListenerState, ActorProcessingErr> {
         let bound: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let shown = bound.clone();
         node.set_details(Arc::new(move || {
@@ -106,7 +117,11 @@ impl Actor for HttpListener {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<ListenerMsg>, state: &mut ListenerState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<ListenerMsg>,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
         let listener = tokio::net::TcpListener::bind(state.spec.addr)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", state.spec.addr))?;
@@ -132,7 +147,11 @@ impl Actor for HttpListener {
         Ok(())
     }
 
-    async fn post_stop(&self, _: ActorRef<ListenerMsg>, state: &mut ListenerState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<ListenerMsg>,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
         state.stop.cancel();
         state.spec.bound.send_replace(None);
         if let Some(task) = state.task.take() {
@@ -149,7 +168,12 @@ impl Actor for HttpListener {
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<ListenerMsg>, msg: ListenerMsg, _: &mut ListenerState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<ListenerMsg>,
+        msg: ListenerMsg,
+        _: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ListenerMsg::ServingEnded(reason) => Err(reason.into()),
         }
@@ -163,7 +187,9 @@ pub fn listener_spec(id: &str, spec: ListenerSpec, policy: RestartPolicy) -> Chi
     ChildSpec::new(id, "listener", policy, move |ctx: ChildContext| {
         let spec = spec.clone();
         async move {
-            let (actor, _) = HttpListener::spawn_linked(None, HttpListener, (spec, ctx.node), ctx.supervisor).await?;
+            let (actor, _) =
+                HttpListener::spawn_linked(None, HttpListener, (spec, ctx.node), ctx.supervisor)
+                    .await?;
             Ok(actor.get_cell())
         }
     })

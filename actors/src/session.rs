@@ -34,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 pub use events::{ProgressEvent, SessionEvent};
 
 use crate::status::rfc3339;
-use crate::supervisor::{self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg};
+use crate::supervisor::{
+    self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg,
+};
 
 /// Limits of the session table.
 #[derive(Debug, Clone, Copy)]
@@ -128,17 +130,26 @@ impl Session {
 
     /// Tools activated in this session by `tool_search`.
     pub fn activated(&self) -> BTreeSet<String> {
-        self.activated.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.activated
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether `tool` is activated.
     pub fn is_activated(&self, tool: &str) -> bool {
-        self.activated.read().unwrap_or_else(PoisonError::into_inner).contains(tool)
+        self.activated
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(tool)
     }
 
     /// Activates tools; returns whether any was new.
     pub fn activate<'a>(&self, tools: impl IntoIterator<Item = &'a str>) -> bool {
-        let mut set = self.activated.write().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self
+            .activated
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut changed = false;
         for t in tools {
             changed |= set.insert(t.to_owned());
@@ -189,7 +200,12 @@ impl Session {
     /// Cancels the in-flight call with this JSON-RPC id (as JSON text). Returns whether it
     /// existed.
     pub fn cancel_call(&self, request_id: &str) -> bool {
-        match self.inflight.lock().unwrap_or_else(PoisonError::into_inner).get(request_id) {
+        match self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(request_id)
+        {
             Some(token) => {
                 token.cancel();
                 true
@@ -200,7 +216,10 @@ impl Session {
 
     /// Calls in flight.
     pub fn inflight_calls(&self) -> usize {
-        self.inflight.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Publishes an event to the session's subscribers (if any; never blocks).
@@ -225,7 +244,10 @@ impl Session {
 
     /// The session actor, once started.
     pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
-        self.actor.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.actor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn details(&self) -> serde_json::Value {
@@ -294,7 +316,10 @@ impl Sessions {
 
     /// Called by the `sessions` supervisor when it starts: session actors go under it.
     pub fn attach_supervisor(&self, sup: ActorRef<SupervisorMsg>) {
-        *self.supervisor.write().unwrap_or_else(PoisonError::into_inner) = Some(sup);
+        *self
+            .supervisor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sup);
     }
 
     /// The limits.
@@ -344,15 +369,23 @@ impl Sessions {
     }
 
     /// Creates a session and starts its actor. Returns the session and its token (shown once).
-    pub async fn create(self: &Arc<Self>, cwd: PathBuf, label: Option<String>) -> Result<(Arc<Session>, String), SessionError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        cwd: PathBuf,
+        label: Option<String>,
+    ) -> Result<(Arc<Session>, String), SessionError> {
         let sup = self
             .supervisor
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| SessionError::Unavailable("the sessions supervisor is not running".into()))?;
+            .ok_or_else(|| {
+                SessionError::Unavailable("the sessions supervisor is not running".into())
+            })?;
         while self.map.len() >= self.limits.max_sessions {
-            let Some(victim) = self.all().into_iter().max_by_key(|s| s.idle_for()) else { break };
+            let Some(victim) = self.all().into_iter().max_by_key(|s| s.idle_for()) else {
+                break;
+            };
             tracing::info!(session = %victim.id, idle_secs = victim.idle_for().as_secs(), "session cap reached; evicting the longest-idle session");
             self.evicted.fetch_add(1, Ordering::Relaxed);
             self.end(&victim.id, "evicted: the session cap was reached");
@@ -393,7 +426,9 @@ impl Sessions {
 
     /// Ends a session (on request, at eviction). Returns whether it existed.
     pub fn end(&self, id: &str, reason: &str) -> bool {
-        let Some(session) = self.get(id) else { return false };
+        let Some(session) = self.get(id) else {
+            return false;
+        };
         match session.actor() {
             // The actor's exit removes it from the table and cancels everything.
             Some(actor) => actor.stop(Some(reason.to_owned())),
@@ -404,7 +439,8 @@ impl Sessions {
     }
 
     fn remove(&self, session: &Arc<Session>) {
-        self.map.remove_if(&session.id, |_, s| Arc::ptr_eq(s, session));
+        self.map
+            .remove_if(&session.id, |_, s| Arc::ptr_eq(s, session));
         session.ended.cancel();
     }
 }
@@ -439,13 +475,22 @@ impl Actor for SessionActor {
     type State = SessionState;
     type Arguments = (Arc<Session>, Arc<Sessions>);
 
-    async fn pre_start(&self, myself: ActorRef<SessionMsg>, (session, sessions): Self::Arguments) -> Result<SessionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        (session, sessions): Self::Arguments,
+    ) -> Result<SessionState, ActorProcessingErr> {
         *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
         myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
         Ok(SessionState { session, sessions })
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::CheckIdle => {
                 let idle = state.session.idle_for();
@@ -476,7 +521,9 @@ fn session_spec(session: Arc<Session>, sessions: Arc<Sessions>) -> ChildSpec {
         async move {
             let details = session.clone();
             ctx.node.set_details(Arc::new(move || details.details()));
-            let (actor, _) = SessionActor::spawn_linked(None, SessionActor, (session, sessions), ctx.supervisor).await?;
+            let (actor, _) =
+                SessionActor::spawn_linked(None, SessionActor, (session, sessions), ctx.supervisor)
+                    .await?;
             Ok(actor.get_cell())
         }
     })

@@ -36,21 +36,50 @@ static MINTED: AtomicU64 = AtomicU64::new(1);
 
 /// Starts a `tools/call`: a plain JSON-RPC error for an unknown tool or bad params, else the
 /// SSE stream.
-pub(crate) async fn tools_call(server: McpServer, session: Arc<Session>, id: Value, params: Value) -> Response {
-    let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_owned) else {
-        return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, "tools/call needs params.name (a string)");
+pub(crate) async fn tools_call(
+    server: McpServer,
+    session: Arc<Session>,
+    id: Value,
+    params: Value,
+) -> Response {
+    let Some(name) = params
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            ErrorObject::INVALID_PARAMS,
+            "tools/call needs params.name (a string)",
+        );
     };
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v.clone(),
         Some(other) => {
-            let message = format!("tools/call arguments must be an object, not {}", kind(other));
-            return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &message);
+            let message = format!(
+                "tools/call arguments must be an object, not {}",
+                kind(other)
+            );
+            return rpc_error(
+                StatusCode::OK,
+                Some(&id),
+                ErrorObject::INVALID_PARAMS,
+                &message,
+            );
         }
     };
     let resolved = match server.inner.registry.resolve(&session, &name) {
         Ok(r) => r,
-        Err(e) => return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &e.to_string()),
+        Err(e) => {
+            return rpc_error(
+                StatusCode::OK,
+                Some(&id),
+                ErrorObject::INVALID_PARAMS,
+                &e.to_string(),
+            );
+        }
     };
     let token = match params.pointer("/_meta/progressToken") {
         Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
@@ -113,10 +142,15 @@ impl Call {
             Outcome::Result(result) => {
                 let version = self.server.inner.registry.hub().tools().version;
                 if session.take_list_changed(version) {
-                    let note = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
+                    let note =
+                        json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
                     let _ = self.tx.send(sse::event(None, &note.to_string())).await;
                 }
-                let response = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, self.id, result.get());
+                let response = format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+                    self.id,
+                    result.get()
+                );
                 // The client may hang up right after the result: not an error.
                 let _ = self.tx.send(sse::event(None, &response)).await;
                 let _ = self.tx.send(sse::event(Some("done"), "{}")).await;
@@ -138,7 +172,14 @@ impl Call {
                     progress: Some(progress),
                     ..Default::default()
                 };
-                match self.server.inner.registry.hub().call(&route.name, arguments, &opts).await {
+                match self
+                    .server
+                    .inner
+                    .registry
+                    .hub()
+                    .call(&route.name, arguments, &opts)
+                    .await
+                {
                     Ok(result) => result,
                     Err(HubError::Call(e)) => tool_error_result(&e.to_string()),
                     Err(e) => tool_error_result(&e.to_string()),
@@ -152,7 +193,8 @@ impl Call {
                 };
                 let run = AssertUnwindSafe(tool.call(ctx, arguments)).catch_unwind();
                 match tokio::time::timeout(MAX_CALL, run).await {
-                    Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string()).unwrap_or_else(|_| tool_error_result("invalid tool result")),
+                    Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string())
+                        .unwrap_or_else(|_| tool_error_result("invalid tool result")),
                     Ok(Ok(Err(message))) => tool_error_result(&message),
                     Ok(Err(panic)) => {
                         let what = panic
@@ -161,9 +203,16 @@ impl Call {
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
                         tracing::error!(tool = %self.name, panic = %what, "built-in tool panicked");
-                        tool_error_result(&format!("tool `{}` failed internally: {what}", self.name))
+                        tool_error_result(&format!(
+                            "tool `{}` failed internally: {what}",
+                            self.name
+                        ))
                     }
-                    Err(_) => tool_error_result(&format!("tool `{}` did not finish within {}s", self.name, MAX_CALL.as_secs())),
+                    Err(_) => tool_error_result(&format!(
+                        "tool `{}` did not finish within {}s",
+                        self.name,
+                        MAX_CALL.as_secs()
+                    )),
                 }
             }
         }
@@ -184,7 +233,8 @@ impl Call {
             if let Some(message) = &p.message {
                 params["message"] = Value::String(message.clone());
             }
-            let note = json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": params });
+            let note =
+                json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": params });
             let _ = tx.try_send(sse::event(None, &note.to_string()));
             session.publish(SessionEvent::Progress(ProgressEvent {
                 token: token.clone(),

@@ -48,7 +48,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -92,7 +97,10 @@ mod tests {
         assert!(read_discovery(dir.path()).is_none(), "absent until written");
         write_discovery(dir.path(), "http://127.0.0.1:1/mcp").unwrap();
         let path = dir.path().join(DISCOVERY_FILE);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let doc = read_discovery(dir.path()).unwrap();
         assert_eq!(doc.url, "http://127.0.0.1:1/mcp");
         assert_eq!(doc.pid, Some(std::process::id()));

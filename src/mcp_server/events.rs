@@ -21,10 +21,17 @@ use super::rpc::bearer;
 use super::{McpServer, sse};
 
 /// `GET /session/{id}/events`.
-pub(crate) async fn session_events(State(server): State<McpServer>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn session_events(
+    State(server): State<McpServer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let sessions = &server.inner.sessions;
     let Some(session) = bearer(&headers).and_then(|t| sessions.authenticate(&id, t)) else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized: unknown session or wrong token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: unknown session or wrong token",
+        );
     };
     let mut events = session.subscribe();
     let (tx, rx) = mpsc::channel(sse::BUFFER);
@@ -66,7 +73,10 @@ pub(crate) async fn session_events(State(server): State<McpServer>, Path(id): Pa
 
 /// Tells every session when the external tool table changes (a server connected, restarted,
 /// or announced `list_changed`). Runs until `stop`.
-pub(crate) fn announce_tool_changes(server: McpServer, stop: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn announce_tool_changes(
+    server: McpServer,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut changes = server.inner.registry.hub().subscribe();
     async move {
         loop {

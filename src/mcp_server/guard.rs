@@ -28,7 +28,9 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
         }
     };
     name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `origin` (an `Origin` header value) is `http(s)://<loopback>[:port]`.
@@ -37,7 +39,9 @@ pub(crate) fn is_loopback_origin(origin: &str) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     match rest {
-        Some(authority) if !authority.contains('/') && !authority.contains('@') => is_loopback_host(authority),
+        Some(authority) if !authority.contains('/') && !authority.contains('@') => {
+            is_loopback_host(authority)
+        }
         _ => false,
     }
 }
@@ -85,7 +89,12 @@ pub(crate) async fn not_found(request: Request) -> Response {
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body.to_string())).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body.to_string()),
+    )
+        .into_response()
 }
 
 /// A plain JSON error `{"error": message}`.
@@ -99,7 +108,12 @@ pub(crate) fn rpc_error_body(id: Option<&Value>, code: i64, message: &str) -> Va
 }
 
 /// A JSON-RPC error response with an HTTP status.
-pub(crate) fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+) -> Response {
     json_response(status, &rpc_error_body(id, code, message))
 }
 
@@ -109,16 +123,44 @@ mod tests {
 
     #[test]
     fn loopback_hosts_and_origins() {
-        for ok in ["127.0.0.1", "127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]", "[::1]:9", "127.1.2.3:5"] {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]",
+            "[::1]:9",
+            "127.1.2.3:5",
+        ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:80", "10.0.0.1", "[::2]:1", "localhost.evil.com", "127.0.0.1:x", "[::1]x", ""] {
+        for bad in [
+            "evil.example",
+            "evil.example:80",
+            "10.0.0.1",
+            "[::2]:1",
+            "localhost.evil.com",
+            "127.0.0.1:x",
+            "[::1]x",
+            "",
+        ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
-        for ok in ["http://localhost:3000", "https://127.0.0.1", "http://[::1]:5"] {
+        for ok in [
+            "http://localhost:3000",
+            "https://127.0.0.1",
+            "http://[::1]:5",
+        ] {
             assert!(is_loopback_origin(ok), "{ok}");
         }
-        for bad in ["null", "http://evil.example", "file://", "http://localhost@evil.com", "http://localhost/x", "localhost"] {
+        for bad in [
+            "null",
+            "http://evil.example",
+            "file://",
+            "http://localhost@evil.com",
+            "http://localhost/x",
+            "localhost",
+        ] {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
     }

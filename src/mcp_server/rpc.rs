@@ -30,10 +30,16 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn unauthorized(message: &str) -> Response {
-    let mut response = rpc_error(StatusCode::UNAUTHORIZED, None, -32001, &format!("unauthorized: {message}"));
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    let mut response = rpc_error(
+        StatusCode::UNAUTHORIZED,
+        None,
+        -32001,
+        &format!("unauthorized: {message}"),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
     response
 }
 
@@ -41,9 +47,15 @@ fn unauthorized(message: &str) -> Response {
 /// matches (constant-time). No mailbox is involved.
 fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
     let Some(token) = bearer(headers) else {
-        return Err(unauthorized("missing or empty `Authorization: Bearer <token>` header"));
+        return Err(unauthorized(
+            "missing or empty `Authorization: Bearer <token>` header",
+        ));
     };
-    let session_id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    let session_id = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
     if session_id.is_empty() {
         return Err(unauthorized("missing or empty `X-Revka-Session` header"));
     }
@@ -63,14 +75,30 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /mcp`.
-pub(crate) async fn mcp_post(State(server): State<McpServer>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub(crate) async fn mcp_post(
+    State(server): State<McpServer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let message = format!("request body exceeds {} MiB", MAX_MCP_BODY >> 20);
-            return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, ErrorObject::INVALID_REQUEST, &message);
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                ErrorObject::INVALID_REQUEST,
+                &message,
+            );
         }
-        Err(e) => return rpc_error(e.status(), None, ErrorObject::INVALID_REQUEST, &e.body_text()),
+        Err(e) => {
+            return rpc_error(
+                e.status(),
+                None,
+                ErrorObject::INVALID_REQUEST,
+                &e.body_text(),
+            );
+        }
     };
     let session = match authenticate(&server, &headers) {
         Ok(s) => s,
@@ -96,7 +124,12 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, headers: HeaderMap
                 Some(Ok(v)) => v,
                 Some(Err(e)) => {
                     let message = format!("invalid params: {e}");
-                    return rpc_error(StatusCode::OK, Some(&id), ErrorObject::INVALID_PARAMS, &message);
+                    return rpc_error(
+                        StatusCode::OK,
+                        Some(&id),
+                        ErrorObject::INVALID_PARAMS,
+                        &message,
+                    );
                 }
             };
             match req.method.as_ref() {
@@ -108,7 +141,12 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, headers: HeaderMap
                     ok(&id, json!({ "tools": registry.list(&session) }))
                 }
                 "tools/call" => call::tools_call(server, session, id, params).await,
-                other => rpc_error(StatusCode::OK, Some(&id), ErrorObject::METHOD_NOT_FOUND, &format!("method not found: {other}")),
+                other => rpc_error(
+                    StatusCode::OK,
+                    Some(&id),
+                    ErrorObject::METHOD_NOT_FOUND,
+                    &format!("method not found: {other}"),
+                ),
             }
         }
         Incoming::Notification(n) => {
@@ -131,12 +169,22 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, headers: HeaderMap
 }
 
 fn ok(id: &Value, result: Value) -> Response {
-    json_response(StatusCode::OK, &json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+    )
 }
 
 fn initialize(server: &McpServer, params: &Value) -> Value {
-    let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
-    let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&asked) { asked } else { BASE_PROTOCOL_VERSION };
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&asked) {
+        asked
+    } else {
+        BASE_PROTOCOL_VERSION
+    };
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": true } },
@@ -156,7 +204,9 @@ pub(crate) async fn mcp_method_not_allowed() -> Response {
         ErrorObject::INVALID_REQUEST,
         "method not allowed: use POST /mcp (progress streams are at GET /session/{id}/events)",
     );
-    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     response
 }
 
@@ -169,30 +219,62 @@ struct NewSession {
 }
 
 /// `POST /session`.
-pub(crate) async fn create_session(State(server): State<McpServer>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub(crate) async fn create_session(
+    State(server): State<McpServer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(e) => return error(e.status(), format!("cannot read the body: {}", e.body_text())),
+        Err(e) => {
+            return error(
+                e.status(),
+                format!("cannot read the body: {}", e.body_text()),
+            );
+        }
     };
     let request = if body.iter().all(u8::is_ascii_whitespace) {
-        NewSession { cwd: None, label: None }
+        NewSession {
+            cwd: None,
+            label: None,
+        }
     } else {
         if !is_json(&headers) {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            );
         }
         match serde_json::from_slice::<NewSession>(&body) {
             Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid session request: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid session request: {e}"),
+                );
+            }
         }
     };
     let cwd = match resolve_cwd(request.cwd.as_deref(), &server.inner.default_cwd) {
         Ok(cwd) => cwd,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if request.label.as_ref().is_some_and(|l| l.chars().count() > 200) {
-        return error(StatusCode::BAD_REQUEST, "label is longer than 200 characters");
+    if request
+        .label
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > 200)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "label is longer than 200 characters",
+        );
     }
-    match server.inner.sessions.create(cwd.clone(), request.label).await {
+    match server
+        .inner
+        .sessions
+        .create(cwd.clone(), request.label)
+        .await
+    {
         Ok((session, token)) => json_response(
             StatusCode::OK,
             &json!({ "session_id": session.id(), "token": token, "cwd": cwd }),
@@ -223,11 +305,18 @@ fn resolve_cwd(requested: Option<&str>, default: &std::path::Path) -> Result<Pat
 }
 
 /// `DELETE /session/{id}` (Bearer token of that session).
-pub(crate) async fn delete_session(State(server): State<McpServer>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn delete_session(
+    State(server): State<McpServer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let sessions = &server.inner.sessions;
     let authorized = bearer(&headers).and_then(|t| sessions.authenticate(&id, t));
     if authorized.is_none() {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized: unknown session or wrong token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: unknown session or wrong token",
+        );
     }
     sessions.end(&id, "ended by the client");
     StatusCode::NO_CONTENT.into_response()

@@ -39,7 +39,9 @@ pub(crate) fn comment(text: &str) -> Bytes {
 /// A streaming `text/event-stream` response fed by `rx`.
 pub(crate) fn response(rx: mpsc::Receiver<Bytes>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|frame| (Ok::<_, Infallible>(frame), rx))
+        rx.recv()
+            .await
+            .map(|frame| (Ok::<_, Infallible>(frame), rx))
     });
     (
         StatusCode::OK,
@@ -60,7 +62,10 @@ mod tests {
     #[test]
     fn events_and_comments() {
         assert_eq!(&event(None, "{\"a\":1}")[..], b"data: {\"a\":1}\n\n");
-        assert_eq!(&event(Some("done"), "x\ny")[..], b"event: done\ndata: x\ndata: y\n\n");
+        assert_eq!(
+            &event(Some("done"), "x\ny")[..],
+            b"event: done\ndata: x\ndata: y\n\n"
+        );
         assert_eq!(&comment("keep-alive")[..], b": keep-alive\n\n");
     }
 }

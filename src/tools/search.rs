@@ -32,14 +32,20 @@ impl BuiltinTool for ToolSearch {
         })
     }
 
-    fn call(&self, ctx: ToolContext, arguments: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        ctx: ToolContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, String>> {
         Box::pin(async move {
             let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
             let tools: Vec<DeferredTool> = ctx
                 .registry
                 .deferred(&ctx.session)
                 .into_iter()
-                .map(|route| DeferredTool::from_definition(route.name.clone(), (*route.def).clone()))
+                .map(|route| {
+                    DeferredTool::from_definition(route.name.clone(), (*route.def).clone())
+                })
                 .collect();
             let outcome = search::search(&tools, |_| true, &args);
             let activated = outcome.activated();

@@ -6,9 +6,9 @@
 //! and is told how many (tokio's broadcast `Lagged`). The channel is created on the first
 //! subscription, so sessions nobody watches cost nothing.
 
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -64,7 +64,9 @@ impl Broadcaster {
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<SessionEvent>> {
-        self.tx.get_or_init(|| broadcast::channel(CAPACITY).0).subscribe()
+        self.tx
+            .get_or_init(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
     }
 
     pub(crate) fn subscribers(&self) -> usize {

@@ -26,18 +26,32 @@ async fn table(limits: SessionLimits) -> (Arc<Sessions>, StatusNode, ActorRef<Su
 #[tokio::test(start_paused = true)]
 async fn tokens_authenticate_only_their_session() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
-    let (a, token_a) = sessions.create("/tmp".into(), Some("a".into())).await.unwrap();
+    let (a, token_a) = sessions
+        .create("/tmp".into(), Some("a".into()))
+        .await
+        .unwrap();
     let (b, token_b) = sessions.create("/tmp".into(), None).await.unwrap();
     assert_eq!(token_a.len(), 64, "256 bits, hex");
     assert_ne!(token_a, token_b);
     assert!(sessions.authenticate(a.id(), &token_a).is_some());
-    assert!(sessions.authenticate(a.id(), &token_b).is_none(), "another session's token");
+    assert!(
+        sessions.authenticate(a.id(), &token_b).is_none(),
+        "another session's token"
+    );
     assert!(sessions.authenticate(b.id(), &token_a).is_none());
     assert!(sessions.authenticate("nope", &token_a).is_none());
-    for bad in ["", "x", &token_a[..63], &token_a.to_uppercase()[..64].replace('A', "G")] {
+    for bad in [
+        "",
+        "x",
+        &token_a[..63],
+        &token_a.to_uppercase()[..64].replace('A', "G"),
+    ] {
         assert!(sessions.authenticate(a.id(), bad).is_none(), "{bad:?}");
     }
-    eventually("actors in the tree", Duration::from_secs(5), || node.children().len() == 2).await;
+    eventually("actors in the tree", Duration::from_secs(5), || {
+        node.children().len() == 2
+    })
+    .await;
     assert_eq!(node.children()[0].snapshot().details.unwrap()["label"], "a");
     sup.stop_and_wait(None, None).await.unwrap();
 }
@@ -53,12 +67,21 @@ async fn idle_sessions_expire_and_used_ones_do_not() {
     let (busy, busy_token) = sessions.create("/".into(), None).await.unwrap();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(20)).await;
-        assert!(sessions.authenticate(busy.id(), &busy_token).is_some(), "kept alive by use");
+        assert!(
+            sessions.authenticate(busy.id(), &busy_token).is_some(),
+            "kept alive by use"
+        );
     }
-    assert!(sessions.authenticate(idle.id(), &idle_token).is_none(), "expired");
+    assert!(
+        sessions.authenticate(idle.id(), &idle_token).is_none(),
+        "expired"
+    );
     assert!(idle.ended().is_cancelled());
     assert_eq!(sessions.len(), 1);
-    eventually("actor gone", Duration::from_secs(5), || node.children().len() == 1).await;
+    eventually("actor gone", Duration::from_secs(5), || {
+        node.children().len() == 1
+    })
+    .await;
     assert_eq!(sessions.counters().1, 1);
     sup.stop_and_wait(None, None).await.unwrap();
 }
@@ -76,10 +99,17 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Use the first one: the second becomes the longest idle.
-    assert!(sessions.authenticate(created[0].0.id(), &created[0].1).is_some());
+    assert!(
+        sessions
+            .authenticate(created[0].0.id(), &created[0].1)
+            .is_some()
+    );
     let (_fourth, _) = sessions.create("/".into(), None).await.unwrap();
     assert_eq!(sessions.len(), 3);
-    assert!(sessions.get(created[1].0.id()).is_none(), "longest idle evicted");
+    assert!(
+        sessions.get(created[1].0.id()).is_none(),
+        "longest idle evicted"
+    );
     assert!(sessions.get(created[0].0.id()).is_some());
     assert_eq!(sessions.counters().2, 1);
     sup.stop_and_wait(None, None).await.unwrap();
@@ -101,13 +131,22 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
     assert_eq!(s.inflight_calls(), 1);
 
     assert!(sessions.end(s.id(), "ended on request"));
-    assert!(other.cancelled().is_cancelled(), "session end cancels in-flight calls");
+    assert!(
+        other.cancelled().is_cancelled(),
+        "session end cancels in-flight calls"
+    );
     assert!(sessions.authenticate(s.id(), &token).is_none());
-    eventually("actor gone", Duration::from_secs(5), || node.children().is_empty()).await;
+    eventually("actor gone", Duration::from_secs(5), || {
+        node.children().is_empty()
+    })
+    .await;
     drop(other);
     // The stream ends once the session's sender is gone.
     drop(s);
-    assert!(matches!(events.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)));
+    assert!(matches!(
+        events.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
