@@ -20,6 +20,8 @@ mod events;
 mod guard;
 mod rpc;
 mod sse;
+#[cfg(test)]
+mod tests;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -5,4 +5,5 @@ mod daemon;
 mod fixtures;
 mod interop;
 mod mcp_client;
+mod mcp_server;
 mod util;

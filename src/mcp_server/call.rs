@@ -119,8 +119,8 @@ impl Call {
     async fn run(self, resolved: Resolved, arguments: Value) {
         let session = self.session.clone();
         let guard = session.begin_call(&self.id.to_string());
-        let work = self.execute(resolved, arguments);
-        tokio::pin!(work);
+        // Boxed so that dropping it below really cancels a call still running.
+        let mut work = Box::pin(self.execute(resolved, arguments));
         let mut keepalive = tokio::time::interval(self.server.inner.keepalive);
         keepalive.tick().await;
         let outcome = loop {

@@ -44,26 +44,22 @@ fn unauthorized(message: &str) -> Response {
 }
 
 /// The two-header auth: both headers present and non-empty, naming a live session whose token
-/// matches (constant-time). No mailbox is involved.
-fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
-    let Some(token) = bearer(headers) else {
-        return Err(unauthorized(
-            "missing or empty `Authorization: Bearer <token>` header",
-        ));
-    };
+/// matches (constant-time). No mailbox is involved. `Err` is the reason for a 401.
+fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, &'static str> {
+    let token = bearer(headers).ok_or("missing or empty `Authorization: Bearer <token>` header")?;
     let session_id = headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .unwrap_or("");
     if session_id.is_empty() {
-        return Err(unauthorized("missing or empty `X-Revka-Session` header"));
+        return Err("missing or empty `X-Revka-Session` header");
     }
     server
         .inner
         .sessions
         .authenticate(session_id, token)
-        .ok_or_else(|| unauthorized("unknown or expired session, or wrong token"))
+        .ok_or("unknown or expired session, or wrong token")
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -102,7 +98,7 @@ pub(crate) async fn mcp_post(
     };
     let session = match authenticate(&server, &headers) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(reason) => return unauthorized(reason),
     };
     if !is_json(&headers) {
         return rpc_error(

@@ -1,0 +1,118 @@
+//! The MCP server in-process, with built-in test tools: a panicking tool gives an error result
+//! and the server stays up; built-in progress reaches the stream; the keep-alive comment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ractor::Actor;
+use revka_actors::StatusNode;
+use revka_actors::mcp::hub::McpHub;
+use revka_actors::mcp::protocol::ProgressUpdate;
+use revka_actors::session::{SessionLimits, Sessions};
+use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::McpServer;
+use crate::tools::{BuiltinTool, ToolContext, ToolRegistry};
+
+struct Panics;
+
+impl BuiltinTool for Panics {
+    fn definition(&self) -> Value {
+        json!({ "name": "panics", "description": "always panics", "inputSchema": { "type": "object" } })
+    }
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+        Box::pin(async { panic!("boom on purpose") })
+    }
+}
+
+struct Slow;
+
+impl BuiltinTool for Slow {
+    fn definition(&self) -> Value {
+        json!({ "name": "slow", "description": "reports progress, then sleeps", "inputSchema": { "type": "object" } })
+    }
+    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+        Box::pin(async move {
+            (ctx.progress)(ProgressUpdate {
+                progress: json!(1),
+                total: Some(json!(2)),
+                message: Some("half".into()),
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(json!({ "content": [{ "type": "text", "text": "slept" }], "isError": false }))
+        })
+    }
+}
+
+async fn serve(keepalive: Duration) -> (String, String, String) {
+    let node = StatusNode::root("sessions", "supervisor");
+    let args = SupervisorArgs {
+        node,
+        strategy: Strategy::OneForOne,
+        intensity: Intensity::default(),
+        children: Vec::new(),
+    };
+    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let sessions = Sessions::new(SessionLimits::default());
+    sessions.attach_supervisor(sup);
+    let mut registry = ToolRegistry::new(McpHub::new(), true);
+    registry.register(Arc::new(Panics));
+    registry.register(Arc::new(Slow));
+    let mut server = McpServer::new(
+        sessions.clone(),
+        Arc::new(registry),
+        CancellationToken::new(),
+    );
+    Arc::get_mut(&mut server.inner).unwrap().keepalive = keepalive;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    let (session, token) = sessions.create("/".into(), None).await.unwrap();
+    (format!("http://{addr}/mcp"), session.id().to_owned(), token)
+}
+
+async fn call(url: &str, id: &str, token: &str, tool: &str) -> String {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("X-Revka-Session", id)
+        .header("content-type", "application/json")
+        .body(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "_meta": { "progressToken": 3 } } }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_tool_is_an_error_result_and_the_server_stays_up() {
+    let (url, id, token) = serve(Duration::from_secs(15)).await;
+    let text = call(&url, &id, &token, "panics").await;
+    assert!(
+        text.contains(r#""isError":true"#) && text.contains("failed internally: boom on purpose"),
+        "{text}"
+    );
+    assert!(text.ends_with("event: done\ndata: {}\n\n"));
+    let again = call(&url, &id, &token, "panics").await;
+    assert!(again.contains("boom on purpose"), "still serving");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builtin_progress_and_keepalive_reach_the_stream() {
+    let (url, id, token) = serve(Duration::from_millis(100)).await;
+    let text = call(&url, &id, &token, "slow").await;
+    let progress = text
+        .find(r#""method":"notifications/progress""#)
+        .expect("progress");
+    let keepalive = text
+        .find(": keep-alive")
+        .expect("a keep-alive comment during the sleep");
+    let result = text.find(r#""text":"slept""#).expect("result");
+    assert!(progress < keepalive && keepalive < result, "{text}");
+    assert!(text.contains(r#""progressToken":3"#));
+}

@@ -1,0 +1,876 @@
+//! Revka's MCP server end to end: the real daemon, its discovery file, sessions, the two-header
+//! auth, JSON-RPC dispatch, SSE tool calls with progress, cancellation, expiry and eviction,
+//! the session event stream, deferred activation, and every bad-input answer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use revka_actors::mcp::sse::{SseEvent, SseParser};
+use serde_json::{Value, json};
+
+use crate::util::{TestDaemon, TestHome, eventually, example_path};
+
+/// A running daemon with the fault fixture as server `fault`, and an HTTP client.
+pub struct Served {
+    pub home: TestHome,
+    pub daemon: TestDaemon,
+    pub url: String,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub record: PathBuf,
+}
+
+impl Served {
+    /// Starts the daemon; `extra` is appended to the config (e.g. a `[sessions]` table).
+    pub async fn start(extra: &str) -> Self {
+        let home = TestHome::new();
+        let record = home.path().join("record.jsonl");
+        home.write_config(&format!(
+            r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "fault"
+command = "{server}"
+args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
+{extra}
+"#,
+            server = example_path("fault_server").display(),
+            record = record.display(),
+        ));
+        let daemon = TestDaemon::start(&home, &[]);
+        let discovery = home.path().join("mcp.json");
+        assert!(
+            eventually(Duration::from_secs(30), || discovery.exists()),
+            "mcp.json written"
+        );
+        let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
+        let url = doc["url"].as_str().unwrap().to_owned();
+        let base = url.trim_end_matches("/mcp").to_owned();
+        let served = Self {
+            home,
+            daemon,
+            url,
+            base,
+            http: reqwest::Client::new(),
+            record,
+        };
+        served.wait_for_tool("fault__echo").await;
+        served
+    }
+
+    /// Waits until the daemon has connected `fault` (its tools appear in a fresh session).
+    async fn wait_for_tool(&self, tool: &str) {
+        let session = self.session().await;
+        for _ in 0..300 {
+            let text = session
+                .call_text("tool_search", json!({ "query": format!("select:{tool}") }))
+                .await;
+            if !text.contains("Not found") && text.contains(tool) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{tool} never became available");
+    }
+
+    /// A new session.
+    pub async fn session(&self) -> Session {
+        let resp = self
+            .http
+            .post(format!("{}/session", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        Session {
+            url: self.url.clone(),
+            id: body["session_id"].as_str().unwrap().to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Messages the fault server received.
+    pub fn recorded(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// A session's credentials and requests.
+#[derive(Clone)]
+pub struct Session {
+    pub url: String,
+    pub id: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Session {
+    pub fn post(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("X-Revka-Session", &self.id)
+            .header("content-type", "application/json")
+    }
+
+    /// A JSON-RPC request answered with JSON: (status, body).
+    pub async fn rpc(&self, body: Value) -> (StatusCode, Value) {
+        let resp = self.post().body(body.to_string()).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A `tools/call`, its whole SSE stream parsed.
+    pub async fn call(
+        &self,
+        id: Value,
+        name: &str,
+        arguments: Value,
+        progress_token: Option<Value>,
+    ) -> Vec<SseEvent> {
+        let mut params = json!({ "name": name, "arguments": arguments });
+        if let Some(t) = progress_token {
+            params["_meta"] = json!({ "progressToken": t });
+        }
+        let resp = self
+            .post()
+            .body(
+                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        parse_sse(&resp.bytes().await.unwrap())
+    }
+
+    /// The text of a tool call's result.
+    pub async fn call_text(&self, name: &str, arguments: Value) -> String {
+        let events = self.call(json!(1), name, arguments, None).await;
+        let result = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            .find(|m| m.get("result").is_some());
+        result
+            .map(|r| {
+                r["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn tool_names(&self) -> Vec<String> {
+        let (_, body) = self
+            .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
+            .await;
+        body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
+    let mut parser = SseParser::new(16 << 20);
+    parser.push(bytes);
+    let mut out = Vec::new();
+    while let Some(e) = parser.next_event() {
+        out.push(e.unwrap());
+    }
+    out
+}
+
+fn messages(events: &[SseEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.event.is_none() || e.event.as_deref() == Some("message"))
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect()
+}
+
+// ==== Discovery file and health ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_file_and_health() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = Served::start("").await;
+    let path = s.home.path().join("mcp.json");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(doc["pid"], s.daemon.child.id());
+    assert!(
+        doc["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let health: Value = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["protocol_version"], "2024-11-05");
+    assert_eq!(health["pid"], s.daemon.child.id());
+    s.daemon.signal(Signal::SIGTERM);
+    assert_eq!(s.daemon.wait(Duration::from_secs(30)).code(), Some(0));
+    assert!(!path.exists(), "removed on graceful shutdown");
+}
+
+// ==== Auth ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_auth_failure_is_a_401_with_a_json_rpc_body() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    let b = s.session().await;
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string();
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("no headers", s.http.post(&s.url)),
+        (
+            "no session header",
+            s.http.post(&s.url).bearer_auth(&a.token),
+        ),
+        (
+            "no bearer",
+            s.http.post(&s.url).header("X-Revka-Session", &a.id),
+        ),
+        (
+            "empty bearer",
+            s.http
+                .post(&s.url)
+                .header("Authorization", "Bearer ")
+                .header("X-Revka-Session", &a.id),
+        ),
+        (
+            "empty session",
+            s.http
+                .post(&s.url)
+                .bearer_auth(&a.token)
+                .header("X-Revka-Session", ""),
+        ),
+        (
+            "wrong scheme",
+            s.http
+                .post(&s.url)
+                .header("Authorization", format!("Basic {}", a.token))
+                .header("X-Revka-Session", &a.id),
+        ),
+        (
+            "wrong token",
+            s.http
+                .post(&s.url)
+                .bearer_auth("0".repeat(64))
+                .header("X-Revka-Session", &a.id),
+        ),
+        (
+            "another session's token",
+            s.http
+                .post(&s.url)
+                .bearer_auth(&b.token)
+                .header("X-Revka-Session", &a.id),
+        ),
+        (
+            "unknown session",
+            s.http
+                .post(&s.url)
+                .bearer_auth(&a.token)
+                .header("X-Revka-Session", "f".repeat(32)),
+        ),
+    ];
+    for (case, request) in cases {
+        let resp = request
+            .header("content-type", "application/json")
+            .body(ping.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{case}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["jsonrpc"], "2.0", "{case}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unauthorized"),
+            "{case}: {body}"
+        );
+    }
+    let (status, body) = a
+        .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }))
+        .await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!({})));
+
+    // The events stream needs only the bearer, which must be the session's own.
+    let events = |token: &str| {
+        s.http
+            .get(format!("{}/session/{}/events", s.base, a.id))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(
+        events(&b.token).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Ending a session needs its own token too.
+    let end = s
+        .http
+        .delete(format!("{}/session/{}", s.base, a.id))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(end.status(), StatusCode::UNAUTHORIZED);
+    let end = s
+        .http
+        .delete(format!("{}/session/{}", s.base, a.id))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(end.status(), StatusCode::NO_CONTENT);
+    let (status, _) = a
+        .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an ended session is gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_loopback_host_or_origin_is_refused() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string();
+    let resp = a
+        .post()
+        .header("Host", "evil.example")
+        .body(ping.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = a
+        .post()
+        .header("Origin", "http://evil.example")
+        .body(ping.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = s
+        .http
+        .get(format!("{}/health", s.base))
+        .header("Origin", "null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = a
+        .post()
+        .header("Origin", "http://localhost:5173")
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "a loopback origin is fine");
+}
+
+// ==== Methods and bad input ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn methods_negotiation_and_bad_input() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    for (asked, answered) in [
+        ("2025-11-25", "2025-11-25"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2024-11-05", "2024-11-05"),
+        ("1999-01-01", "2024-11-05"),
+    ] {
+        let (status, body) = a
+            .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": asked, "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } }))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["result"]["protocolVersion"], answered);
+        assert_eq!(body["result"]["serverInfo"]["name"], "revka-mcp");
+        assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+        let instructions = body["result"]["instructions"].as_str().unwrap();
+        assert!(
+            instructions.contains("Fault tools for tests.")
+                && instructions.contains("<available-deferred-tools>")
+        );
+        assert!(instructions.contains("fault__echo - "), "{instructions}");
+    }
+    let (_, body) = a
+        .rpc(json!({ "jsonrpc": "2.0", "id": "x", "method": "resources/list" }))
+        .await;
+    assert_eq!(
+        (&body["error"]["code"], &body["id"]),
+        (&json!(-32601), &json!("x"))
+    );
+    let (_, body) = a.rpc(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "nope" } })).await;
+    assert_eq!(body["error"]["code"], -32602);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tool: nope")
+    );
+    let (_, body) = a.rpc(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "tool_search", "arguments": [1] } })).await;
+    assert_eq!(body["error"]["code"], -32602);
+
+    let send = |body: Vec<u8>, content_type: &str| {
+        s.http
+            .post(&s.url)
+            .bearer_auth(&a.token)
+            .header("X-Revka-Session", &a.id)
+            .header("content-type", content_type.to_owned())
+            .body(body)
+            .send()
+    };
+    let resp = send(b"{not json".to_vec(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], -32700);
+    let resp = send(br#"{"id":1,"method":"ping"}"#.to_vec(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        -32600,
+        "missing jsonrpc"
+    );
+    let resp = send(
+        br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.to_vec(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        -32600,
+        "batches are not supported"
+    );
+    let resp = send(b"{}".to_vec(), "text/plain").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let resp = send(vec![b' '; 5 << 20], "application/json").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        resp.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 MiB")
+    );
+    let resp = send(
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })
+            .to_string()
+            .into_bytes(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let resp = s.http.get(&s.url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // POST /session validation.
+    let resp = s
+        .http
+        .post(format!("{}/session", s.base))
+        .header("content-type", "application/json")
+        .body(r#"{"cwd":"/definitely/not/here"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        resp.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    let resp = s
+        .http
+        .post(format!("{}/session", s.base))
+        .header("content-type", "application/json")
+        .body(r#"{"cwd":"/"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["cwd"], "/");
+    let resp = s
+        .http
+        .post(format!("{}/session", s.base))
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+// ==== Calls ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_call_streams_progress_then_one_result_then_done() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    a.call_text("tool_search", json!({ "query": "select:fault__progress" }))
+        .await;
+    for token in [json!(7), json!("tok-α")] {
+        let events = a
+            .call(
+                json!(42),
+                "fault__progress",
+                json!({ "steps": 3, "interval_ms": 5 }),
+                Some(token.clone()),
+            )
+            .await;
+        assert!(
+            events
+                .iter()
+                .all(|e| e.event.is_none() || e.event.as_deref() == Some("done")),
+            "unnamed or done only"
+        );
+        assert_eq!(events.last().unwrap().event.as_deref(), Some("done"));
+        let msgs = messages(&events);
+        let progress: Vec<&Value> = msgs
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(progress.len(), 3);
+        assert!(
+            progress
+                .iter()
+                .all(|p| p["params"]["progressToken"] == token),
+            "the caller's token, same JSON type"
+        );
+        let results: Vec<&Value> = msgs.iter().filter(|m| m.get("result").is_some()).collect();
+        assert_eq!(results.len(), 1, "exactly one response");
+        assert_eq!(results[0]["id"], 42);
+        assert_eq!(results[0]["result"]["content"][0]["text"], "done");
+        assert_eq!(results[0]["result"]["isError"], false);
+    }
+    // Without a token, Revka mints one.
+    let events = a
+        .call(
+            json!(43),
+            "fault__progress",
+            json!({ "steps": 2, "interval_ms": 1 }),
+            None,
+        )
+        .await;
+    let msgs = messages(&events);
+    let minted = &msgs[0]["params"]["progressToken"];
+    assert!(minted.as_str().unwrap().starts_with("revka-"), "{msgs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancellation_by_notification_reaches_the_upstream_server() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    a.call_text("tool_search", json!({ "query": "select:fault__hang" }))
+        .await;
+    let call = tokio::spawn({
+        let a = a.clone();
+        async move { a.call(json!(77), "fault__hang", json!({}), None).await }
+    });
+    assert!(
+        eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await,
+        "the call reached the server"
+    );
+    let resp = a
+        .post()
+        .body(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 77, "reason": "user" } }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let events = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    assert!(
+        messages(&events).iter().all(|m| m.get("result").is_none()),
+        "no response to a cancelled call"
+    );
+    assert!(
+        eventually_async(|| s
+            .recorded()
+            .iter()
+            .any(|m| m["method"] == "notifications/cancelled"))
+        .await,
+        "upstream told"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    a.call_text("tool_search", json!({ "query": "select:fault__hang" }))
+        .await;
+    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "fault__hang", "arguments": {} } });
+    let resp = a.post().body(body.to_string()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await);
+    drop(resp); // hang up
+    assert!(
+        eventually_async(|| s
+            .recorded()
+            .iter()
+            .any(|m| m["method"] == "notifications/cancelled"))
+        .await,
+        "the upstream server was told"
+    );
+}
+
+// ==== Sessions ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_expire_when_idle_and_the_longest_idle_is_evicted_at_the_cap() {
+    let s = Served::start("[sessions]\nidle_timeout_secs = 2\nmax_sessions = 3\n").await;
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" });
+    let first = s.session().await;
+    let second = s.session().await;
+    let third = s.session().await;
+    assert_eq!(first.rpc(ping.clone()).await.0, StatusCode::OK); // second is now the longest idle
+    let _fourth = s.session().await;
+    assert_eq!(
+        second.rpc(ping.clone()).await.0,
+        StatusCode::UNAUTHORIZED,
+        "evicted"
+    );
+    assert_eq!(third.rpc(ping.clone()).await.0, StatusCode::OK);
+    assert_eq!(first.rpc(ping.clone()).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        first.rpc(ping).await.0,
+        StatusCode::UNAUTHORIZED,
+        "expired after 2 s idle"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deferred_activation_is_per_session() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    let b = s.session().await;
+    assert_eq!(a.tool_names().await, ["tool_search"]);
+    let text = a
+        .call_text(
+            "tool_search",
+            json!({ "query": "select:fault__echo,nope__x" }),
+        )
+        .await;
+    assert!(
+        text.contains("<functions>") && text.contains("\"name\":\"fault__echo\""),
+        "{text}"
+    );
+    assert!(text.contains("Not found: nope__x"), "{text}");
+    assert_eq!(
+        a.tool_names().await,
+        ["fault__echo", "tool_search"],
+        "sorted, with the activated tool"
+    );
+    assert_eq!(
+        b.tool_names().await,
+        ["tool_search"],
+        "no leak into another session"
+    );
+    assert!(
+        a.call_text("fault__echo", json!({ "text": "hi" }))
+            .await
+            .contains("hi")
+    );
+    let (_, body) = b.rpc(json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": { "name": "fault__echo" } })).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deferred"),
+        "{body}"
+    );
+    // Keyword search ranks, caps and activates.
+    let text = b
+        .call_text(
+            "tool_search",
+            json!({ "query": "sleep", "max_results": "2" }),
+        )
+        .await;
+    assert!(text.contains("fault__sleep"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_deferred_loading_every_tool_is_listed() {
+    let s = Served::start("").await;
+    drop(s);
+    let home = TestHome::new();
+    home.write_config(&format!(
+        "[mcp]\nenabled = true\ndeferred_loading = false\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
+        example_path("fault_server").display()
+    ));
+    let _daemon = TestDaemon::start(&home, &[]);
+    let discovery = home.path().join("mcp.json");
+    assert!(eventually(Duration::from_secs(30), || discovery.exists()));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
+    let url = doc["url"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .post(url.replace("/mcp", "/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = Session {
+        url: url.clone(),
+        id: body["session_id"].as_str().unwrap().into(),
+        token: body["token"].as_str().unwrap().into(),
+        http,
+    };
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = session.tool_names().await;
+        if names.contains(&"fault__echo".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        names.contains(&"fault__echo".to_owned()) && !names.contains(&"tool_search".to_owned()),
+        "{names:?}"
+    );
+}
+
+// ==== The session event stream ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_stream_carries_progress_tool_changes_and_lag() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    a.call_text(
+        "tool_search",
+        json!({ "query": "select:fault__progress,fault__set_tools" }),
+    )
+    .await;
+    let resp = s
+        .http
+        .get(format!("{}/session/{}/events", s.base, a.id))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    let mut stream = resp;
+    // Progress, with tool and timestamp.
+    a.call(
+        json!(1),
+        "fault__progress",
+        json!({ "steps": 2, "interval_ms": 1 }),
+        Some(json!(5)),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|e: &&SseEvent| e.event.is_none())
+        .count()
+        < 2
+    {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.extend(parse_sse(&chunk));
+    }
+    let progress: Value =
+        serde_json::from_str(&seen.iter().find(|e| e.event.is_none()).unwrap().data).unwrap();
+    assert_eq!(progress["token"], 5);
+    assert_eq!(progress["tool"], "fault__progress");
+    assert!(progress["timestamp"].as_str().unwrap().ends_with('Z'));
+    // A server's tool list changes: the stream says so.
+    a.call_text("fault__set_tools", json!({ "count": 2 })).await;
+    let mut changed = false;
+    for _ in 0..50 {
+        let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await
+        else {
+            break;
+        };
+        if parse_sse(&chunk)
+            .iter()
+            .any(|e| e.event.as_deref() == Some("tools_changed"))
+        {
+            changed = true;
+            break;
+        }
+    }
+    assert!(changed, "tools_changed event");
+
+    // A subscriber that does not read falls behind and is told how many events it lost.
+    let slow = s
+        .http
+        .get(format!("{}/session/{}/events", s.base, a.id))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    a.call(
+        json!(2),
+        "fault__progress",
+        json!({ "steps": 20000, "interval_ms": 0 }),
+        Some(json!(6)),
+    )
+    .await;
+    let mut slow = slow;
+    let mut lagged = None;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(5), slow.chunk()).await
+    {
+        if let Some(e) = parse_sse(&chunk)
+            .into_iter()
+            .find(|e| e.event.as_deref() == Some("lagged"))
+        {
+            lagged = Some(serde_json::from_str::<Value>(&e.data).unwrap());
+            break;
+        }
+    }
+    let lagged = lagged.expect("a lagged event");
+    assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
+}
+
+async fn eventually_async(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
