@@ -18,11 +18,15 @@
 //! - [`tree`]: which supervisors sit under `root`, in which order.
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`; for
+//!   now its authentication layer (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the
+//!   owner token file, pairing codes, the failed-attempt limiter).
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod gateway;
 pub mod logging;
 pub mod notify;
 pub mod servers;
