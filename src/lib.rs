@@ -21,11 +21,15 @@
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`; for
+//!   now its authentication layer (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the
+//!   owner token file, pairing codes, the failed-attempt limiter).
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod gateway;
 pub mod logging;
 pub mod mcp_server;
 pub mod notify;

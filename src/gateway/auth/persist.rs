@@ -1,0 +1,203 @@
+//! The token store on disk: `$REVKA_HOME/gateway_tokens.json`, and atomic 0600 file writes.
+//!
+//! Part of the gateway's auth layer (`root/gateway`); only [`super::store`] calls it, never on
+//! the request path. The file holds hashes, never tokens:
+//!
+//! ```json
+//! { "version": 1,
+//!   "tokens": [ { "hash": "<64 hex>", "label": "laptop", "created_at": "2026-06-18T00:00:00Z",
+//!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false, "owner": false } ] }
+//! ```
+//!
+//! Every write goes to a temporary file created with mode 0600 in the same directory, is
+//! synced, then renamed over the target: readers see the old file or the new one, never a
+//! partial one, and the file never has wider permissions than 0600.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use super::store::Record;
+use super::token::{from_hex, to_hex};
+
+/// The file format version this code reads and writes.
+const VERSION: u32 = 1;
+
+/// The whole file.
+#[derive(Serialize, Deserialize)]
+struct TokensFile {
+    version: u32,
+    tokens: Vec<StoredToken>,
+}
+
+/// One token as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    hash: String,
+    label: String,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used_at: Option<String>,
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default)]
+    owner: bool,
+}
+
+/// The records in `path`; none when the file does not exist.
+pub(super) fn load(path: &Path) -> Result<Vec<Record>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    parse(&bytes).map_err(|message| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The records in a file's contents, or why they are not a valid token store.
+fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
+    let file: TokensFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if file.version != VERSION {
+        return Err(format!(
+            "unsupported version {} (expected {VERSION})",
+            file.version
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut records = Vec::with_capacity(file.tokens.len());
+    for (index, stored) in file.tokens.into_iter().enumerate() {
+        let at = |field: &str, problem: &str| format!("tokens[{index}].{field}: {problem}");
+        let hash = from_hex::<32>(&stored.hash)
+            .ok_or_else(|| at("hash", "expected 64 lowercase hex digits"))?;
+        if !seen.insert(hash) {
+            return Err(at("hash", "duplicate token"));
+        }
+        let created_at = parse_time(&stored.created_at)
+            .map_err(|e| at("created_at", &format!("not an RFC 3339 time: {e}")))?;
+        let last_used_at = match stored.last_used_at.as_deref() {
+            None => None,
+            Some(t) => Some(
+                parse_time(t)
+                    .map_err(|e| at("last_used_at", &format!("not an RFC 3339 time: {e}")))?,
+            ),
+        };
+        records.push(Record {
+            hash,
+            label: stored.label,
+            created_at,
+            last_used_at,
+            revoked: stored.revoked,
+            owner: stored.owner,
+        });
+    }
+    Ok(records)
+}
+
+/// Writes `records` to `path` atomically, mode 0600.
+pub(super) fn save(path: &Path, records: &[Record]) -> Result<(), StoreError> {
+    let file = TokensFile {
+        version: VERSION,
+        tokens: records
+            .iter()
+            .map(|r| StoredToken {
+                hash: to_hex(&r.hash),
+                label: r.label.clone(),
+                created_at: rfc3339(r.created_at),
+                last_used_at: r.last_used_at.map(rfc3339),
+                revoked: r.revoked,
+                owner: r.owner,
+            })
+            .collect(),
+    };
+    let mut json = serde_json::to_vec_pretty(&file).expect("the token file always serialises");
+    json.push(b'\n');
+    write_atomic(path, &json).map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Replaces `path` with `contents`: a temporary file (mode 0600 from creation) in the same
+/// directory, synced, then renamed over `path`. A failed write leaves `path` untouched.
+pub(super) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path)?;
+    let result = write_new(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Make the rename durable; some file systems refuse to sync a directory, and the new
+    // contents are already visible, so this is best effort.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Creates `tmp` (which must not exist) with mode 0600 and writes `contents` to disk.
+fn write_new(tmp: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    // The umask can only narrow 0600; make it exactly 0600 so the owner can rewrite it.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// A fresh temporary name next to `path`: `.<name>.<pid>.<n>.tmp`.
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        )
+    })?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let tmp = format!(
+        ".{}.{}.{n}.{nanos}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    Ok(path.with_file_name(tmp))
+}
+
+/// `t` as RFC 3339 in UTC, whole seconds (`2026-06-18T00:00:00Z`).
+pub(super) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// An RFC 3339 time.
+fn parse_time(s: &str) -> Result<SystemTime, humantime::TimestampError> {
+    humantime::parse_rfc3339(s)
+}
+
+/// `t` without its fraction of a second: what survives a round trip through the file.
+pub(super) fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}

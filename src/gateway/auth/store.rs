@@ -1,0 +1,388 @@
+//! [`TokenStore`]: the gateway's bearer tokens, hashed, in memory and in
+//! `$REVKA_HOME/gateway_tokens.json`.
+//!
+//! Part of the gateway's auth layer; the gateway listener (`root/gateway`) calls
+//! [`TokenStore::verify`] on every request, and the pairing flow and the CLI's token commands
+//! call the rest. The records live behind a `RwLock`: verification takes a read lock and never
+//! touches the disk. Changes (issue, revoke, owner rotation) are written to a copy, persisted,
+//! then swapped in, serialised by a separate writer lock so the disk write never holds up
+//! verification. `last_used_at` moves at most once a [`LAST_USED_RESOLUTION`] and reaches the
+//! disk lazily: with the next change, or with [`TokenStore::flush`].
+
+use std::fs;
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use serde::{Serialize, Serializer};
+use subtle::{Choice, ConditionallySelectable};
+
+use super::error::{RevokeError, StoreError};
+use super::persist::{self, rfc3339, whole_seconds};
+use super::token::{
+    NewToken, TOKEN_PREFIX, TokenHash, TokenId, constant_time_eq, generate_token, hash_token,
+};
+
+/// The token store's file name under `$REVKA_HOME`.
+pub const TOKENS_FILE: &str = "gateway_tokens.json";
+/// The owner token's file name under `$REVKA_HOME`.
+pub const OWNER_TOKEN_FILE: &str = "gateway.token";
+/// The label of the owner token.
+pub const OWNER_LABEL: &str = "owner";
+/// Tokens kept at most, revoked ones included (the oldest revoked ones are pruned first).
+pub const MAX_TOKENS: usize = 256;
+/// Characters in a label at most.
+pub const MAX_LABEL_CHARS: usize = 64;
+/// `last_used_at` is updated at most this often per token.
+pub const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
+
+/// One token as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Record {
+    pub(super) hash: TokenHash,
+    pub(super) label: String,
+    pub(super) created_at: SystemTime,
+    pub(super) last_used_at: Option<SystemTime>,
+    pub(super) revoked: bool,
+    pub(super) owner: bool,
+}
+
+impl Record {
+    fn id(&self) -> TokenId {
+        TokenId::of(&self.hash)
+    }
+
+    fn info(&self) -> TokenInfo {
+        TokenInfo {
+            id: self.id(),
+            label: self.label.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            revoked: self.revoked,
+            owner: self.owner,
+        }
+    }
+}
+
+/// What may be shown about a token: never the token, never its hash.
+///
+/// Serialises with RFC 3339 times (whole seconds, UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The public id (first 8 hex digits of the hash).
+    pub id: TokenId,
+    /// Who or what holds it (`owner`, or the label given when pairing).
+    pub label: String,
+    /// When it was issued (whole seconds).
+    #[serde(serialize_with = "serialize_time")]
+    pub created_at: SystemTime,
+    /// When it last authenticated a request, to within [`LAST_USED_RESOLUTION`].
+    #[serde(serialize_with = "serialize_opt_time")]
+    pub last_used_at: Option<SystemTime>,
+    /// Whether it was revoked (it no longer authenticates anything).
+    pub revoked: bool,
+    /// Whether it is an owner token (written to `$REVKA_HOME/gateway.token`).
+    pub owner: bool,
+}
+
+fn serialize_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+fn serialize_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The in-memory state.
+#[derive(Debug)]
+struct State {
+    records: Vec<Record>,
+    /// `last_used_at` changed since the last write.
+    dirty: bool,
+}
+
+/// The gateway's bearer tokens, hashed: verification in memory, changes persisted atomically.
+///
+/// Shared (`Arc`) by the gateway listener, the pairing flow and the token commands.
+#[derive(Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+    state: RwLock<State>,
+    /// Serialises changes and writes, so verification never waits for the disk.
+    writer: Mutex<()>,
+}
+
+impl TokenStore {
+    /// Loads `home/gateway_tokens.json` (no file: no tokens). An unreadable or corrupt file
+    /// is an error naming it; the caller decides whether to start without tokens.
+    pub fn open(home: &Path) -> Result<Self, StoreError> {
+        let path = home.join(TOKENS_FILE);
+        let records = persist::load(&path)?;
+        Ok(Self {
+            path,
+            state: RwLock::new(State {
+                records,
+                dirty: false,
+            }),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of the live token `presented` is, if any.
+    ///
+    /// Hashes `presented` and compares the hash with every stored hash in constant time (all
+    /// of them, whatever matches); no disk I/O. Records the use at most once a
+    /// [`LAST_USED_RESOLUTION`], in memory only (see [`Self::flush`]).
+    pub fn verify(&self, presented: &str) -> Option<TokenId> {
+        self.verify_at(presented, SystemTime::now())
+    }
+
+    /// [`Self::verify`] at `now`.
+    pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<TokenId> {
+        let hash = hash_token(presented);
+        let (id, stale) = {
+            let state = self.read();
+            // 1-based index of the match; 0 for none. Selected without branching on secrets.
+            let mut found = 0u32;
+            for (i, record) in state.records.iter().enumerate() {
+                let hit =
+                    constant_time_eq(&record.hash, &hash) & Choice::from(u8::from(!record.revoked));
+                let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                found.conditional_assign(&position, hit);
+            }
+            let record = state
+                .records
+                .get(usize::try_from(found).ok()?.checked_sub(1)?)?;
+            (record.id(), needs_touch(record.last_used_at, now))
+        };
+        if stale {
+            let mut state = self.write();
+            if let Some(record) = state.records.iter_mut().find(|r| r.hash == hash)
+                && needs_touch(record.last_used_at, now)
+            {
+                record.last_used_at = Some(whole_seconds(now));
+                state.dirty = true;
+            }
+        }
+        Some(id)
+    }
+
+    /// Issues a new token labelled `label` and persists it.
+    pub fn issue(&self, label: &str) -> Result<NewToken, StoreError> {
+        self.issue_with(label, false, SystemTime::now())
+    }
+
+    /// Issues a token; an owner token revokes the previous owner tokens in the same change.
+    fn issue_with(
+        &self,
+        label: &str,
+        owner: bool,
+        now: SystemTime,
+    ) -> Result<NewToken, StoreError> {
+        let label = validate_label(label)?;
+        self.mutate(|records| {
+            if owner {
+                records
+                    .iter_mut()
+                    .filter(|r| r.owner)
+                    .for_each(|r| r.revoked = true);
+            }
+            make_room(records)?;
+            // Ids are 32 bits of the hash; draw again on the rare collision so ids stay unique.
+            let (token, hash) = loop {
+                let token = generate_token().map_err(StoreError::Random)?;
+                let hash = hash_token(&token);
+                if !records.iter().any(|r| r.hash[..4] == hash[..4]) {
+                    break (token, hash);
+                }
+            };
+            records.push(Record {
+                hash,
+                label,
+                created_at: whole_seconds(now),
+                last_used_at: None,
+                revoked: false,
+                owner,
+            });
+            Ok(NewToken {
+                id: TokenId::of(&hash),
+                token,
+            })
+        })
+    }
+
+    /// Every token, oldest first, as [`TokenInfo`] (no secrets).
+    pub fn list(&self) -> Vec<TokenInfo> {
+        self.read().records.iter().map(Record::info).collect()
+    }
+
+    /// Revokes the live token whose id starts with `id_prefix` (4 to 8 hex digits, any case)
+    /// and persists the change.
+    pub fn revoke(&self, id_prefix: &str) -> Result<TokenInfo, RevokeError> {
+        let prefix = id_prefix.trim().to_ascii_lowercase();
+        if !(4..=8).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RevokeError::InvalidPrefix(id_prefix.to_owned()));
+        }
+        self.mutate(|records| {
+            let matching: Vec<usize> = (0..records.len())
+                .filter(|&i| records[i].id().as_str().starts_with(&prefix))
+                .collect();
+            let live: Vec<usize> = matching
+                .iter()
+                .copied()
+                .filter(|&i| !records[i].revoked)
+                .collect();
+            match (live.as_slice(), matching.first()) {
+                ([i], _) => {
+                    records[*i].revoked = true;
+                    Ok(records[*i].info())
+                }
+                ([], Some(&i)) => Err(RevokeError::AlreadyRevoked(records[i].id())),
+                ([], None) => Err(RevokeError::Unknown(prefix.clone())),
+                (many, _) => Err(RevokeError::Ambiguous {
+                    prefix: prefix.clone(),
+                    matches: many.iter().map(|&i| records[i].id()).collect(),
+                }),
+            }
+        })
+    }
+
+    /// Rotates the owner token: revokes every previous owner token, issues a new one labelled
+    /// [`OWNER_LABEL`], persists the store, then writes the token to `home/gateway.token`
+    /// (mode 0600, atomically) so the CLI of the same account can authenticate without
+    /// pairing. Called at each daemon start, with the store's own `$REVKA_HOME`, so an old
+    /// leaked file is useless.
+    pub fn ensure_owner_token(&self, home: &Path) -> Result<TokenId, StoreError> {
+        let new = self.issue_with(OWNER_LABEL, true, SystemTime::now())?;
+        let path = home.join(OWNER_TOKEN_FILE);
+        persist::write_atomic(&path, format!("{}\n", new.token).as_bytes())
+            .map_err(|source| StoreError::Write { path, source })?;
+        Ok(new.id)
+    }
+
+    /// Writes pending `last_used_at` updates to disk; `Ok(false)` when there were none. The
+    /// gateway calls it periodically and at shutdown.
+    pub fn flush(&self) -> Result<bool, StoreError> {
+        let _writer = lock(&self.writer);
+        let records = {
+            let mut state = self.write();
+            if !mem::take(&mut state.dirty) {
+                return Ok(false);
+            }
+            state.records.clone()
+        };
+        persist::save(&self.path, &records).inspect_err(|_| self.write().dirty = true)?;
+        Ok(true)
+    }
+
+    /// Applies `change` to a copy of the records, persists the copy, then swaps it in
+    /// (keeping `last_used_at` updates made meanwhile). Nothing changes if either step fails.
+    fn mutate<T, E: From<StoreError>>(
+        &self,
+        change: impl FnOnce(&mut Vec<Record>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _writer = lock(&self.writer);
+        let (mut records, was_dirty) = {
+            let mut state = self.write();
+            (state.records.clone(), mem::take(&mut state.dirty))
+        };
+        let outcome = change(&mut records).and_then(|value| {
+            persist::save(&self.path, &records)
+                .map(|()| value)
+                .map_err(E::from)
+        });
+        let mut state = self.write();
+        if outcome.is_ok() {
+            for record in &mut records {
+                let newer = state
+                    .records
+                    .iter()
+                    .find(|r| r.hash == record.hash)
+                    .and_then(|r| r.last_used_at);
+                record.last_used_at = record.last_used_at.max(newer);
+            }
+            state.records = records;
+        } else {
+            state.dirty |= was_dirty;
+        }
+        outcome
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The owner token in `home/gateway.token`, for the CLI.
+pub fn read_owner_token(home: &Path) -> Result<String, StoreError> {
+    let path = home.join(OWNER_TOKEN_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(StoreError::Read { path, source }),
+    };
+    let token = text.trim();
+    let well_formed = token.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if !well_formed {
+        let message = format!("expected {TOKEN_PREFIX} followed by 64 lowercase hex digits");
+        return Err(StoreError::Corrupt { path, message });
+    }
+    Ok(token.to_owned())
+}
+
+/// Whether a use at `now` should move `last_used_at`.
+fn needs_touch(last_used_at: Option<SystemTime>, now: SystemTime) -> bool {
+    last_used_at.is_none_or(|t| {
+        now.duration_since(t)
+            .is_ok_and(|d| d >= LAST_USED_RESOLUTION)
+    })
+}
+
+/// Prunes the oldest revoked tokens until a new one fits; [`StoreError::Full`] if none is
+/// revoked.
+fn make_room(records: &mut Vec<Record>) -> Result<(), StoreError> {
+    while records.len() >= MAX_TOKENS {
+        let oldest_revoked = records.iter().position(|r| r.revoked);
+        records.remove(oldest_revoked.ok_or(StoreError::Full)?);
+    }
+    Ok(())
+}
+
+/// `label` trimmed, if it is usable.
+pub(super) fn validate_label(label: &str) -> Result<String, StoreError> {
+    let trimmed = label.trim();
+    let reason = if trimmed.is_empty() {
+        "must not be empty"
+    } else if trimmed.chars().count() > MAX_LABEL_CHARS {
+        "longer than 64 characters"
+    } else if trimmed.chars().any(char::is_control) {
+        "contains control characters"
+    } else {
+        return Ok(trimmed.to_owned());
+    };
+    Err(StoreError::InvalidLabel {
+        label: label.to_owned(),
+        reason,
+    })
+}
+
+fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

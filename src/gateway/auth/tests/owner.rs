@@ -1,0 +1,90 @@
+//! The owner token: written 0600 to `gateway.token`, rotated at each daemon start.
+
+use std::fs;
+
+use super::super::{OWNER_TOKEN_FILE, StoreError, read_owner_token};
+use super::{home, mode, open};
+
+#[test]
+fn the_owner_token_is_rotated_at_each_start() {
+    let home = home();
+    let file = home.path().join(OWNER_TOKEN_FILE);
+
+    // First daemon start.
+    let store = open(home.path());
+    let first_id = store.ensure_owner_token(home.path()).expect("owner");
+    let first = read_owner_token(home.path()).expect("read");
+    assert_eq!(
+        fs::read_to_string(&file).expect("read"),
+        format!("{first}\n")
+    );
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(store.verify(&first), Some(first_id.clone()));
+    let paired = store.issue("browser").expect("issue");
+    drop(store);
+
+    // Second start: a new token; the old file's token is useless.
+    let store = open(home.path());
+    assert_eq!(
+        store.verify(&first),
+        Some(first_id.clone()),
+        "valid until rotated"
+    );
+    let second_id = store.ensure_owner_token(home.path()).expect("owner");
+    let second = read_owner_token(home.path()).expect("read");
+    assert_ne!(second, first);
+    assert_ne!(second_id, first_id);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(store.verify(&first), None);
+    assert_eq!(store.verify(&second), Some(second_id.clone()));
+    assert_eq!(
+        store.verify(&paired.token),
+        Some(paired.id.clone()),
+        "others kept"
+    );
+
+    let owners: Vec<_> = store
+        .list()
+        .into_iter()
+        .filter(|info| info.owner)
+        .map(|info| (info.id, info.label, info.revoked))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            (first_id, "owner".to_owned(), true),
+            (second_id.clone(), "owner".to_owned(), false)
+        ]
+    );
+    // And persisted.
+    assert_eq!(open(home.path()).verify(&second), Some(second_id));
+    assert_eq!(open(home.path()).verify(&first), None);
+}
+
+#[test]
+fn read_owner_token_errors() {
+    let home = home();
+    let file = home.path().join(OWNER_TOKEN_FILE);
+    let err = read_owner_token(home.path()).expect_err("missing");
+    assert!(
+        matches!(&err, StoreError::Read { path, .. } if *path == file),
+        "{err:?}"
+    );
+
+    for bad in [
+        "",
+        "garbage\n",
+        "rvk_abc\n",
+        &format!("rvk_{}\n", "A".repeat(64)),
+    ] {
+        fs::write(&file, bad).expect("write");
+        let err = read_owner_token(home.path()).expect_err(bad);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: corrupt gateway token file: expected rvk_ followed by 64 lowercase hex digits",
+                file.display()
+            )
+        );
+    }
+}
