@@ -1,0 +1,647 @@
+// Agent sessions: an agent owns a bounded event timeline and runs one prompt at a time on a
+// backend ("echo" for tests, "command" for real CLIs such as `claude -p {prompt}`).
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { RingLog } from './ringlog.js';
+import { HttpError, badRequest } from './http.js';
+import { log } from './log.js';
+
+export const BACKENDS = ['command', 'echo'];
+const MAX_NAME = 128;
+const MAX_ARGV = 1024;
+const MAX_ENV = 1024;
+const ECHO_DELAY_MS = 10;
+const MAX_ECHO_SLEEP_MS = 60 * 60 * 1000;
+const FINALIZE_AFTER_EXIT_MS = 500; // how long to wait for stdout/stderr to drain after exit
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const now = () => new Date().toISOString();
+
+function newId(prefix, taken) {
+  for (;;) {
+    const id = prefix + randomBytes(5).toString('hex');
+    if (!taken.has(id)) return id;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process-group helpers. Every command run is spawned detached, so its pid is also its pgid.
+
+function signalGroup(pgid, signal) {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (err) {
+    if (err.code !== 'ESRCH') log('warn', 'signal failed', { pgid, signal, err: err.message });
+    return false;
+  }
+}
+
+function groupAlive(pgid) {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits a byte stream into lines; lines longer than `cap` bytes are cut at `cap` and reported
+// as truncated (the rest of that line is discarded). Memory use is bounded by `cap`.
+
+export class LineSplitter {
+  constructor(cap, onLine) {
+    this.cap = cap;
+    this.onLine = onLine;
+    this.parts = [];
+    this.len = 0;
+    this.skipping = false;
+  }
+
+  push(chunk) {
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl === -1 ? chunk.length : nl;
+      if (!this.skipping) {
+        const piece = chunk.subarray(start, end);
+        const room = this.cap - this.len;
+        if (piece.length > room) {
+          this.parts.push(piece.subarray(0, room));
+          this.len += room;
+          this.emit(true);
+          this.skipping = true;
+        } else if (piece.length > 0) {
+          this.parts.push(piece);
+          this.len += piece.length;
+        }
+      }
+      if (nl === -1) break;
+      if (this.skipping) this.skipping = false;
+      else this.emit(false);
+      start = nl + 1;
+    }
+  }
+
+  end() {
+    if (!this.skipping && this.len > 0) this.emit(false);
+    this.skipping = false;
+    this.parts = [];
+    this.len = 0;
+  }
+
+  emit(truncated) {
+    let text = Buffer.concat(this.parts, this.len).toString('utf8');
+    this.parts = [];
+    this.len = 0;
+    if (!truncated && text.endsWith('\r')) text = text.slice(0, -1);
+    this.onLine(text, truncated);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends. A run reports completion exactly once through agent._runFinished(run, status),
+// always asynchronously.
+
+class EchoRun {
+  constructor(agent, no, prompt) {
+    this.agent = agent;
+    this.no = no;
+    this.prompt = prompt;
+    this.pid = undefined;
+    this.timer = null;
+    this.finished = false;
+    this.interrupted = false;
+  }
+
+  start() {
+    const p = this.prompt.trim();
+    const sleepMatch = /^sleep:(\d+)$/.exec(p);
+    if (sleepMatch) {
+      const ms = Math.min(Number(sleepMatch[1]), MAX_ECHO_SLEEP_MS);
+      this.timer = setTimeout(() => {
+        this.agent.record('output', `echo: slept ${ms}ms`, { run: this.no });
+        this.finish('idle');
+      }, ms);
+    } else if (p === 'fail') {
+      this.timer = setTimeout(() => {
+        this.agent.record('error', 'echo: simulated failure', { run: this.no });
+        this.finish('error');
+      }, ECHO_DELAY_MS);
+    } else {
+      this.timer = setTimeout(() => {
+        this.agent.record('output', `echo: ${this.prompt}`, { run: this.no });
+        this.finish('idle');
+      }, ECHO_DELAY_MS);
+    }
+  }
+
+  finish(status) {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.agent._runFinished(this, status);
+  }
+
+  interrupt() {
+    if (this.finished) return false;
+    this.interrupted = true;
+    clearTimeout(this.timer);
+    setImmediate(() => this.finish('idle'));
+    return true;
+  }
+
+  async terminate() {
+    if (this.finished) return;
+    clearTimeout(this.timer);
+    this.finish('idle');
+  }
+}
+
+export function substitutePrompt(template, prompt) {
+  return template.map((arg) => (arg === '{prompt}' ? prompt : arg.split('{prompt}').join(prompt)));
+}
+
+class CommandRun {
+  constructor(agent, no, prompt) {
+    this.agent = agent;
+    this.mgr = agent.mgr;
+    this.no = no;
+    this.prompt = prompt;
+    this.pid = undefined;
+    this.child = null;
+    this.exited = false; // the child was reaped (or never started)
+    this.finished = false; // exit event recorded, agent notified
+    this.interrupted = false;
+    this.code = null;
+    this.signal = null;
+    this.spawnError = null;
+    this.startedAt = Date.now();
+    this.exitPromise = new Promise((r) => (this._resolveExit = r));
+    this.finishedPromise = new Promise((r) => (this._resolveFinished = r));
+    this.finalizeTimer = null;
+    this.escalateTimer = null;
+    this.terminating = null;
+  }
+
+  start() {
+    const agent = this.agent;
+    const argv = substitutePrompt(agent.argv, this.prompt);
+    const cap = this.mgr.cfg.lineCap;
+    const onLine = (type) => (text, truncated) => {
+      if (truncated) {
+        agent.record(type, `${text} …[truncated: line exceeded ${cap} bytes]`, { run: this.no, truncated: true });
+      } else {
+        agent.record(type, text, { run: this.no });
+      }
+    };
+    this.out = new LineSplitter(cap, onLine('output'));
+    this.err = new LineSplitter(cap, onLine('error'));
+    let child;
+    try {
+      child = spawn(argv[0], argv.slice(1), {
+        cwd: agent.cwd,
+        env: {
+          ...process.env,
+          ...agent.env,
+          REVKA_SM_AGENT_ID: agent.id,
+          REVKA_SM_AGENT_NAME: agent.name,
+          REVKA_SM_PROMPT: this.prompt,
+        },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        windowsHide: true,
+      });
+    } catch (err) {
+      setImmediate(() => this.onSpawnError(err));
+      return;
+    }
+    this.child = child;
+    this.pid = child.pid; // undefined if the spawn failed (reported through 'error')
+    child.stdout.on('data', (c) => this.out.push(c));
+    child.stderr.on('data', (c) => this.err.push(c));
+    child.stdout.on('error', () => {});
+    child.stderr.on('error', () => {});
+    child.on('error', (err) => {
+      if (this.pid === undefined || this.exited) this.onSpawnError(err);
+      else log('warn', 'child process error', { agent: agent.id, pid: this.pid, err: err.message });
+    });
+    child.on('exit', (code, signal) => this.onExit(code, signal));
+    child.on('close', () => {
+      if (this.exited) this.finalize();
+    });
+    if (this.pid !== undefined) {
+      log('info', 'agent run started', { agent: agent.id, run: this.no, pid: this.pid, cmd: argv[0] });
+    }
+  }
+
+  onSpawnError(err) {
+    if (this.finished) return;
+    if (!this.exited) {
+      this.exited = true;
+      this._resolveExit();
+    }
+    this.spawnError = err;
+    log('warn', 'agent run failed to start', { agent: this.agent.id, err: err.message });
+    this.agent.record('error', `failed to start ${JSON.stringify(this.agent.argv[0])}: ${err.message}`, {
+      run: this.no,
+      errno: err.code,
+    });
+    this.finalize();
+  }
+
+  onExit(code, signal) {
+    if (this.exited) return;
+    this.exited = true;
+    this.code = code;
+    this.signal = signal;
+    clearTimeout(this.escalateTimer);
+    this._resolveExit();
+    log('info', 'agent run exited', { agent: this.agent.id, run: this.no, pid: this.pid, code, signal });
+    // Give stdout/stderr a moment to drain; grandchildren holding the pipes open must not keep
+    // the run alive forever.
+    this.finalizeTimer = setTimeout(() => this.finalize(), FINALIZE_AFTER_EXIT_MS);
+  }
+
+  finalize() {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.finalizeTimer);
+    clearTimeout(this.escalateTimer);
+    this.out.end();
+    this.err.end();
+    if (this.child) {
+      this.child.stdout?.destroy();
+      this.child.stderr?.destroy();
+    }
+    const data = {
+      run: this.no,
+      pid: this.pid,
+      code: this.code,
+      signal: this.signal,
+      duration_ms: Date.now() - this.startedAt,
+    };
+    if (this.interrupted) data.interrupted = true;
+    if (this.spawnError) data.spawn_error = this.spawnError.code || this.spawnError.message;
+    const text = this.spawnError
+      ? 'failed to start'
+      : this.signal
+        ? `killed by ${this.signal}`
+        : `exited with code ${this.code}`;
+    this.agent.record('exit', text, data);
+    this.agent.lastPid = this.pid;
+    this.agent.exitCode = this.code;
+    this.agent.exitSignal = this.signal;
+    const ok = !this.spawnError && this.code === 0;
+    this.agent._runFinished(this, ok || this.interrupted ? 'idle' : 'error');
+    this._resolveFinished();
+  }
+
+  interrupt() {
+    if (this.exited || this.pid === undefined) return false;
+    this.interrupted = true;
+    signalGroup(this.pid, 'SIGINT');
+    const grace = this.mgr.cfg.interruptGraceMs;
+    if (grace > 0 && !this.escalateTimer) {
+      this.escalateTimer = setTimeout(() => {
+        if (!this.exited) {
+          log('warn', 'agent ignored SIGINT; terminating', { agent: this.agent.id, pid: this.pid });
+          this.terminate().catch((err) => log('error', 'terminate failed', { agent: this.agent.id, err: err.message }));
+        }
+      }, grace);
+    }
+    return true;
+  }
+
+  // SIGTERM to the process group, SIGKILL after killGraceMs (also for group members that
+  // outlive the leader). Resolves once the leader is reaped and the run is finalized.
+  terminate() {
+    if (!this.terminating) this.terminating = this._terminate();
+    return this.terminating;
+  }
+
+  async _terminate() {
+    const graceMs = this.mgr.cfg.killGraceMs;
+    if (this.pid !== undefined && (!this.exited || groupAlive(this.pid))) {
+      const pgid = this.pid;
+      const deadline = Date.now() + graceMs;
+      signalGroup(pgid, 'SIGTERM');
+      await Promise.race([this.exitPromise, sleep(graceMs)]);
+      while (Date.now() < deadline && groupAlive(pgid)) await sleep(25);
+      if (groupAlive(pgid)) {
+        log('warn', 'process group survived SIGTERM; sending SIGKILL', { agent: this.agent.id, pgid });
+        signalGroup(pgid, 'SIGKILL');
+      }
+      await Promise.race([this.exitPromise, sleep(2000)]);
+      if (!this.exited) log('error', 'child not reaped after SIGKILL', { agent: this.agent.id, pid: pgid });
+    }
+    await Promise.race([this.finishedPromise, sleep(FINALIZE_AFTER_EXIT_MS + 100)]);
+    this.finalize();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class Agent {
+  constructor(mgr, { id, name, backend, cwd, argv, env }) {
+    this.mgr = mgr;
+    this.id = id;
+    this.name = name;
+    this.backend = backend;
+    this.cwd = cwd;
+    this.argv = argv;
+    this.env = env;
+    this.createdAt = now();
+    this.lastEventAt = null;
+    this.status = 'idle';
+    this.log = new RingLog({ capacity: mgr.cfg.maxEvents, maxBytes: mgr.cfg.maxEventBytes });
+    this.subscribers = new Set();
+    this.queue = [];
+    this.run = null;
+    this.runCount = 0;
+    this.lastPid = undefined;
+    this.exitCode = undefined;
+    this.exitSignal = undefined;
+    this.closing = null; // promise while/after DELETE
+  }
+
+  get running() {
+    return this.run !== null;
+  }
+
+  info() {
+    const o = {
+      id: this.id,
+      name: this.name,
+      backend: this.backend,
+      status: this.status,
+      created_at: this.createdAt,
+      last_event_at: this.lastEventAt,
+      event_count: this.log.lastSeq,
+      dropped: this.log.dropped,
+      runs: this.runCount,
+      queued: this.queue.length,
+      cwd: this.cwd,
+    };
+    if (this.backend === 'command') o.argv = this.argv;
+    if (this.run && this.run.pid !== undefined) o.pid = this.run.pid;
+    if (this.lastPid !== undefined) o.last_pid = this.lastPid;
+    if (this.exitCode !== undefined) o.exit_code = this.exitCode;
+    if (this.exitSignal) o.exit_signal = this.exitSignal;
+    return o;
+  }
+
+  record(type, text, data) {
+    const ts = now();
+    const size = 96 + (text ? Buffer.byteLength(text) : 0) + (data ? JSON.stringify(data).length : 0);
+    const ev = this.log.append((seq) => {
+      const e = { seq, ts, type };
+      if (text !== undefined) e.text = text;
+      if (data !== undefined) e.data = data;
+      return e;
+    }, size);
+    this.lastEventAt = ts;
+    for (const sub of this.subscribers) {
+      try {
+        sub.onEvent(ev);
+      } catch (err) {
+        log('warn', 'event subscriber failed', { agent: this.id, err: err.message });
+      }
+    }
+    return ev;
+  }
+
+  subscribe(sub) {
+    this.subscribers.add(sub);
+    return () => this.subscribers.delete(sub);
+  }
+
+  setStatus(status, data) {
+    this.status = status;
+    this.record('status', status, { status, ...data });
+  }
+
+  startRun(prompt, source) {
+    const no = ++this.runCount;
+    this.record('prompt', prompt, { run: no, source });
+    const run = this.backend === 'echo' ? new EchoRun(this, no, prompt) : new CommandRun(this, no, prompt);
+    this.run = run;
+    this.status = 'running';
+    run.start();
+    const data = { status: 'running', run: no };
+    if (run.pid !== undefined) data.pid = run.pid;
+    this.record('status', 'running', data);
+  }
+
+  _runFinished(run, status) {
+    if (this.run !== run) return;
+    this.run = null;
+    if (this.closing) return; // close() records the final status
+    this.setStatus(status, { run: run.no });
+    if (this.queue.length > 0) {
+      const next = this.queue.shift();
+      this.startRun(next.prompt, next.source);
+    }
+  }
+
+  query(prompt, { queue = false, source = 'api' } = {}) {
+    if (typeof prompt !== 'string' || prompt.length === 0) throw badRequest('prompt must be a non-empty string');
+    if (this.backend === 'command' && prompt.includes('\0')) throw badRequest('prompt contains a NUL byte');
+    if (this.closing) throw new HttpError(409, 'agent_closing', `agent ${this.id} is being closed`);
+    if (this.running) {
+      if (!queue) throw new HttpError(409, 'agent_busy', `agent ${this.id} is busy; retry later or pass queue: true`);
+      if (this.queue.length >= this.mgr.cfg.maxQueue) {
+        throw new HttpError(429, 'queue_full', `agent ${this.id} already has ${this.queue.length} queued prompts`);
+      }
+      this.queue.push({ prompt, source });
+      this.record('status', 'queued', { status: this.status, queued: this.queue.length, source });
+      return { queued: true, position: this.queue.length };
+    }
+    this.startRun(prompt, source);
+    return { queued: false };
+  }
+
+  interrupt() {
+    const cleared = this.queue.length;
+    this.queue = [];
+    if (!this.run) return { interrupted: false, cleared_queue: cleared };
+    const run = this.run;
+    this.record('interrupt', 'interrupt requested', {
+      run: run.no,
+      signal: this.backend === 'command' ? 'SIGINT' : undefined,
+      cleared_queue: cleared,
+    });
+    return { interrupted: run.interrupt(), cleared_queue: cleared };
+  }
+
+  close(reason) {
+    if (!this.closing) {
+      // Set before _close() runs: an echo run finishes synchronously inside it.
+      this.closing = true;
+      this.closing = this._close(reason);
+    }
+    return this.closing;
+  }
+
+  async _close(reason) {
+    this.queue = [];
+    const run = this.run;
+    if (run) await run.terminate();
+    this.run = null;
+    this.setStatus('exited', { reason });
+    for (const sub of this.subscribers) {
+      try {
+        sub.onClose(reason);
+      } catch {
+        // ignore
+      }
+    }
+    this.subscribers.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function validString(v, field, { max = Infinity, allowEmpty = false } = {}) {
+  if (typeof v !== 'string') throw badRequest(`${field} must be a string`);
+  if (!allowEmpty && v.length === 0) throw badRequest(`${field} must not be empty`);
+  if (v.length > max) throw badRequest(`${field} must be at most ${max} characters`);
+  return v;
+}
+
+export function validateArgv(argv, field = 'argv') {
+  if (!Array.isArray(argv) || argv.length === 0) throw badRequest(`${field} must be a non-empty array of strings`);
+  if (argv.length > MAX_ARGV) throw badRequest(`${field} has more than ${MAX_ARGV} elements`);
+  argv.forEach((a, i) => {
+    if (typeof a !== 'string') throw badRequest(`${field}[${i}] must be a string`);
+    if (a.includes('\0')) throw badRequest(`${field}[${i}] contains a NUL byte`);
+  });
+  if (argv[0] === '') throw badRequest(`${field}[0] (the program) must not be empty`);
+  return argv.slice();
+}
+
+export class AgentManager {
+  // cfg: {maxAgents, maxEvents, maxEventBytes, lineCap, killGraceMs, interruptGraceMs,
+  //       maxQueue, defaultArgv}
+  constructor(cfg) {
+    this.cfg = cfg;
+    this.agents = new Map();
+  }
+
+  get size() {
+    return this.agents.size;
+  }
+
+  get(id) {
+    const a = this.agents.get(id);
+    if (!a) throw new HttpError(404, 'agent_not_found', `no agent with id ${JSON.stringify(id)}`);
+    return a;
+  }
+
+  // Mention/member resolution: exact id first, then case-insensitive name.
+  resolve(token) {
+    const byId = this.agents.get(token);
+    if (byId) return byId;
+    const lower = token.toLowerCase();
+    for (const a of this.agents.values()) if (a.name.toLowerCase() === lower) return a;
+    return undefined;
+  }
+
+  list() {
+    return [...this.agents.values()];
+  }
+
+  create(body) {
+    const backend = body.backend;
+    if (backend === undefined) throw badRequest(`backend is required (one of: ${BACKENDS.join(', ')})`);
+    if (!BACKENDS.includes(backend)) {
+      throw new HttpError(400, 'invalid_backend', `unknown backend ${JSON.stringify(backend)} (one of: ${BACKENDS.join(', ')})`);
+    }
+    let name;
+    if (body.name !== undefined && body.name !== null) {
+      name = validString(body.name, 'name', { max: MAX_NAME });
+      if (/[\u0000-\u001f\u007f]/.test(name)) throw badRequest('name must not contain control characters');
+    }
+    let prompt;
+    if (body.prompt !== undefined && body.prompt !== null) prompt = validString(body.prompt, 'prompt');
+    let cwd = process.cwd();
+    if (body.cwd !== undefined && body.cwd !== null) {
+      cwd = validString(body.cwd, 'cwd');
+      if (!path.isAbsolute(cwd)) throw new HttpError(400, 'invalid_cwd', 'cwd must be an absolute path');
+      let st;
+      try {
+        st = fs.statSync(cwd);
+      } catch {
+        throw new HttpError(400, 'invalid_cwd', `cwd ${JSON.stringify(cwd)} does not exist`);
+      }
+      if (!st.isDirectory()) throw new HttpError(400, 'invalid_cwd', `cwd ${JSON.stringify(cwd)} is not a directory`);
+    }
+    const env = {};
+    if (body.env !== undefined && body.env !== null) {
+      if (typeof body.env !== 'object' || Array.isArray(body.env)) throw badRequest('env must be an object of strings');
+      const entries = Object.entries(body.env);
+      if (entries.length > MAX_ENV) throw badRequest(`env has more than ${MAX_ENV} entries`);
+      for (const [k, v] of entries) {
+        if (k === '' || k.includes('=') || k.includes('\0')) throw badRequest(`invalid env name ${JSON.stringify(k)}`);
+        if (typeof v !== 'string') throw badRequest(`env.${k} must be a string`);
+        if (v.includes('\0')) throw badRequest(`env.${k} contains a NUL byte`);
+        env[k] = v;
+      }
+    }
+    let argv = null;
+    if (backend === 'command') {
+      if (body.argv !== undefined && body.argv !== null) argv = validateArgv(body.argv);
+      else if (this.cfg.defaultArgv) argv = this.cfg.defaultArgv.slice();
+      else {
+        throw new HttpError(
+          400,
+          'missing_argv',
+          'the command backend needs argv in the request or REVKA_SM_AGENT_ARGV in the environment',
+        );
+      }
+      if (prompt !== undefined && prompt.includes('\0')) throw badRequest('prompt contains a NUL byte');
+    } else if (body.argv !== undefined && body.argv !== null) {
+      validateArgv(body.argv);
+    }
+    if (name !== undefined && this.resolveName(name)) {
+      throw new HttpError(409, 'name_conflict', `an agent named ${JSON.stringify(name)} already exists`);
+    }
+    if (this.agents.size >= this.cfg.maxAgents) {
+      throw new HttpError(429, 'too_many_agents', `agent limit reached (${this.cfg.maxAgents})`);
+    }
+    const id = newId('ag_', this.agents);
+    const agent = new Agent(this, { id, name: name ?? id, backend, cwd, argv, env });
+    this.agents.set(id, agent);
+    agent.record('status', 'created', { status: 'idle', backend });
+    log('info', 'agent created', { agent: id, name: agent.name, backend });
+    if (prompt !== undefined) agent.startRun(prompt, 'create');
+    return agent;
+  }
+
+  resolveName(name) {
+    const lower = name.toLowerCase();
+    for (const a of this.agents.values()) if (a.name.toLowerCase() === lower) return a;
+    return undefined;
+  }
+
+  async delete(id, reason = 'deleted') {
+    const agent = this.get(id);
+    await agent.close(reason);
+    if (this.agents.get(id) === agent) this.agents.delete(id);
+    log('info', 'agent closed', { agent: id, reason });
+    return agent;
+  }
+
+  async shutdown() {
+    await Promise.all(
+      [...this.agents.values()].map((a) =>
+        a.close('shutdown').catch((err) => log('error', 'agent close failed', { agent: a.id, err: err.message })),
+      ),
+    );
+  }
+}
+

@@ -1,0 +1,73 @@
+// A bounded, append-only log whose entries carry contiguous sequence numbers (1, 2, 3, ...).
+// Keeps at most `capacity` entries and (approximately) at most `maxBytes` bytes; the oldest
+// entries are dropped first. Because sequence numbers are contiguous, lookups by sequence
+// number are O(1).
+
+export class RingLog {
+  constructor({ capacity, maxBytes = Infinity }) {
+    if (!(capacity >= 1)) throw new Error('RingLog capacity must be >= 1');
+    this.capacity = capacity;
+    this.maxBytes = maxBytes;
+    this.items = [];
+    this.sizes = [];
+    this.head = 0; // index in items of the oldest retained entry
+    this.bytes = 0;
+    this.lastSeq = 0; // seq of the newest entry ever appended (0 = none)
+  }
+
+  get count() {
+    return this.items.length - this.head;
+  }
+
+  // seq of the oldest retained entry (lastSeq + 1 when empty)
+  get firstSeq() {
+    return this.lastSeq - this.count + 1;
+  }
+
+  // number of entries ever dropped to stay within bounds
+  get dropped() {
+    return this.lastSeq - this.count;
+  }
+
+  // make(seq) builds the entry; size is its approximate byte cost.
+  append(make, size = 0) {
+    const seq = this.lastSeq + 1;
+    const item = make(seq);
+    this.lastSeq = seq;
+    this.items.push(item);
+    this.sizes.push(size);
+    this.bytes += size;
+    while (this.count > this.capacity || (this.bytes > this.maxBytes && this.count > 1)) {
+      this.bytes -= this.sizes[this.head];
+      this.items[this.head] = undefined;
+      this.sizes[this.head] = 0;
+      this.head += 1;
+    }
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.sizes = this.sizes.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  // Up to `limit` entries with seq > since, oldest first.
+  after(since, limit = Infinity) {
+    const start = Math.max(since + 1, this.firstSeq);
+    if (start > this.lastSeq || limit <= 0) return [];
+    const idx = this.head + (start - this.firstSeq);
+    const end = limit === Infinity ? this.items.length : Math.min(this.items.length, idx + limit);
+    return this.items.slice(idx, end);
+  }
+
+  // The newest `limit` entries, oldest first.
+  tail(limit) {
+    if (limit <= 0) return [];
+    const start = Math.max(this.head, this.items.length - limit);
+    return this.items.slice(start);
+  }
+
+  last() {
+    return this.count > 0 ? this.items[this.items.length - 1] : undefined;
+  }
+}
