@@ -1,5 +1,8 @@
 //! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
 //!
+//! `daemon`, `config` and `mcp` work from the config file; `status`, `restart`, `pair`,
+//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway.
+//!
 //! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started).
 
 use std::path::PathBuf;
@@ -8,6 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod mcp;
+mod ops;
+pub mod remote;
+mod status;
 
 use crate::config::{self, ConfigError};
 use crate::logging::{self, LogFormat};
@@ -51,6 +57,30 @@ pub enum Command {
         #[command(subcommand)]
         action: mcp::McpAction,
     },
+    /// Show the running daemon's supervision tree (exit 1 if the daemon does not answer).
+    Status {
+        /// Print the snapshot JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
+        /// Only this subtree, e.g. `root/mcp_servers`.
+        #[arg(long, value_name = "P")]
+        path: Option<String>,
+    },
+    /// Restart one actor of the running daemon, e.g. `root/mcp_servers/mcp:fs`.
+    Restart {
+        /// The actor's path.
+        path: String,
+    },
+    /// Issue a one-time pairing code a browser or script trades for a gateway token.
+    Pair,
+    /// List or revoke the gateway's tokens.
+    Tokens {
+        /// The tokens action.
+        #[command(subcommand)]
+        action: ops::TokensAction,
+    },
+    /// Make the running daemon re-read its configuration.
+    Reload,
 }
 
 /// `revka config` actions.
@@ -81,7 +111,17 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Status { json, path } => remote_op(ops::Op::Status { json, path }),
+        Command::Restart { path } => remote_op(ops::Op::Restart { path }),
+        Command::Pair => remote_op(ops::Op::Pair),
+        Command::Tokens { action } => remote_op(action.into()),
+        Command::Reload => remote_op(ops::Op::Reload),
     }
+}
+
+/// Runs an operator command against the daemon of `$REVKA_HOME`.
+fn remote_op(op: ops::Op) -> ExitCode {
+    ops::run(&config::revka_home(), op)
 }
 
 fn load(path: Option<PathBuf>) -> Result<config::Loaded, ExitCode> {

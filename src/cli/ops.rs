@@ -1,0 +1,331 @@
+//! The operator commands that talk to the running daemon through its gateway: `status`,
+//! `restart`, `pair`, `tokens list | revoke`, `reload`.
+//!
+//! [`execute`] runs one [`Op`] against the daemon of a given home and returns an [`Outcome`]
+//! (what to print on stdout and stderr, and whether it succeeded), so every command is tested
+//! end to end against an in-test gateway; [`run`] is the thin blocking wrapper the binary calls.
+//! Any failure exits 1 with `revka: <reason>` on stderr.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Subcommand;
+use reqwest::StatusCode;
+use revka_actors::Snapshot;
+use serde_json::Value;
+
+use super::remote::{self, Gateway, RemoteError, TokenRow};
+use super::status::{human_duration, render_tree, use_color};
+
+/// `revka tokens` actions.
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// List the gateway tokens (never the secrets).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id (4 to 8 leading hex digits of it).
+    Revoke {
+        /// The token id, or an unambiguous prefix of it.
+        id: String,
+    },
+}
+
+/// One operator command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `revka status [--json] [--path P]`.
+    Status {
+        /// Print the snapshot JSON.
+        json: bool,
+        /// Only this subtree.
+        path: Option<String>,
+    },
+    /// `revka restart <path>`.
+    Restart {
+        /// The actor to restart.
+        path: String,
+    },
+    /// `revka pair`.
+    Pair,
+    /// `revka tokens list [--json]`.
+    TokensList {
+        /// Print JSON instead of a table.
+        json: bool,
+    },
+    /// `revka tokens revoke <id>`.
+    TokensRevoke {
+        /// The token id or prefix.
+        id: String,
+    },
+    /// `revka reload`.
+    Reload,
+}
+
+impl From<TokensAction> for Op {
+    fn from(action: TokensAction) -> Self {
+        match action {
+            TokensAction::List { json } => Self::TokensList { json },
+            TokensAction::Revoke { id } => Self::TokensRevoke { id },
+        }
+    }
+}
+
+/// What a command printed, and whether it succeeded.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit 0 (true) or 1 (false).
+    pub success: bool,
+}
+
+impl Outcome {
+    fn ok(stdout: String) -> Self {
+        Self {
+            stdout,
+            stderr: String::new(),
+            success: true,
+        }
+    }
+
+    fn failed(error: impl std::fmt::Display) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr: format!("revka: {error}\n"),
+            success: false,
+        }
+    }
+}
+
+/// Runs `op` against the daemon of `home` and prints the outcome.
+pub fn run(home: &Path, op: Op) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("revka: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let color = use_color(
+        std::io::stdout().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    let outcome = runtime.block_on(execute(home, &op, color));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    if outcome.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `op` against the daemon of `home`; `color` applies to `status`.
+pub async fn execute(home: &Path, op: &Op, color: bool) -> Outcome {
+    let gateway = match Gateway::connect(home) {
+        Ok(g) => g,
+        Err(e) => return Outcome::failed(e),
+    };
+    execute_on(&gateway, op, color).await
+}
+
+/// Runs `op` against a connected gateway.
+pub async fn execute_on(gateway: &Gateway, op: &Op, color: bool) -> Outcome {
+    let result = match op {
+        Op::Status { json, path } => status(gateway, *json, path.as_deref(), color).await,
+        Op::Restart { path } => gateway
+            .restart(path)
+            .await
+            .map(|done| format!("restarted {done}\n")),
+        Op::Pair => pair(gateway).await,
+        Op::TokensList { json } => tokens_list(gateway, *json).await,
+        Op::TokensRevoke { id } => gateway.revoke(id).await.map(|t| revoked(&t)),
+        Op::Reload => return reload(gateway).await,
+    };
+    result.map_or_else(Outcome::failed, Outcome::ok)
+}
+
+async fn status(
+    gateway: &Gateway,
+    json: bool,
+    path: Option<&str>,
+    color: bool,
+) -> Result<String, RemoteError> {
+    let value = gateway.actors(path).await?;
+    let url = format!("{}/api/actors", gateway.url());
+    let snapshot: Snapshot = remote::decode(&url, value.clone())?;
+    if json {
+        Ok(pretty(&value))
+    } else {
+        Ok(render_tree(&snapshot, SystemTime::now(), color))
+    }
+}
+
+async fn pair(gateway: &Gateway) -> Result<String, RemoteError> {
+    let code = gateway.pair_code().await?;
+    let valid = human_duration(Duration::from_secs(code.expires_in_secs));
+    Ok(format!(
+        "pairing code: {code} (valid for {valid}, once)\n\
+         trade it for a token: POST {url}/pair with header X-Pairing-Code: {code}\n",
+        code = code.code,
+        url = gateway.url(),
+    ))
+}
+
+async fn tokens_list(gateway: &Gateway, json: bool) -> Result<String, RemoteError> {
+    let value = gateway.tokens().await?;
+    if json {
+        return Ok(pretty(&value));
+    }
+    let url = format!("{}/api/tokens", gateway.url());
+    let rows: Vec<TokenRow> = remote::decode(&url, value)?;
+    Ok(tokens_table(&rows))
+}
+
+/// The `tokens list` table: id, label, created, last used, flags.
+pub fn tokens_table(rows: &[TokenRow]) -> String {
+    if rows.is_empty() {
+        return "no gateway tokens\n".to_owned();
+    }
+    let header = ["ID", "LABEL", "CREATED", "LAST USED", "FLAGS"].map(str::to_owned);
+    let mut table = vec![header];
+    for row in rows {
+        let mut flags = Vec::new();
+        if row.owner {
+            flags.push("owner");
+        }
+        if row.revoked {
+            flags.push("revoked");
+        }
+        table.push([
+            row.id.clone(),
+            clean(&row.label),
+            clean(&row.created_at),
+            row.last_used_at
+                .as_deref()
+                .map_or("never".to_owned(), clean),
+            if flags.is_empty() {
+                "-".to_owned()
+            } else {
+                flags.join(",")
+            },
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for line in &table {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &table {
+        let mut text = String::new();
+        for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+            if i + 1 == line.len() {
+                text.push_str(cell);
+            } else {
+                let pad = w - cell.chars().count();
+                let _ = write!(text, "{cell}{:pad$}  ", "");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn revoked(token: &TokenRow) -> String {
+    let mut out = format!("revoked token {} ({})\n", token.id, clean(&token.label));
+    if token.owner {
+        out.push_str(
+            "note: it was an owner token; the daemon issues a new one when it next starts\n",
+        );
+    }
+    out
+}
+
+async fn reload(gateway: &Gateway) -> Outcome {
+    match gateway.reload().await {
+        Ok(report) => {
+            let mut out = String::new();
+            if report.applied.is_empty() && report.restart_required.is_empty() {
+                out.push_str("reloaded: nothing changed\n");
+            }
+            list_section(&mut out, "applied", &report.applied);
+            list_section(
+                &mut out,
+                "restart required (takes effect at the next daemon start)",
+                &report.restart_required,
+            );
+            Outcome::ok(out)
+        }
+        Err(RemoteError::Api {
+            status,
+            message,
+            body,
+        }) if status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let body = match body {
+                Some(Value::Object(body)) => body,
+                _ => serde_json::Map::new(),
+            };
+            let mut err = format!("revka: reload rejected, nothing was applied: {message}\n");
+            for (key, value) in body.iter().filter(|(k, _)| k.as_str() != "error") {
+                match value {
+                    Value::Array(items) => list_section(&mut err, key, items),
+                    other => {
+                        let _ = writeln!(err, "{key}: {}", item_text(other));
+                    }
+                }
+            }
+            Outcome {
+                stderr: err,
+                ..Outcome::default()
+            }
+        }
+        Err(e) => Outcome::failed(e),
+    }
+}
+
+/// Appends `title:` and one `  - item` line per item, when there are items.
+fn list_section(out: &mut String, title: &str, items: &[Value]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}:");
+    for item in items {
+        let _ = writeln!(out, "  - {}", item_text(item));
+    }
+}
+
+/// A JSON value as one line of text: strings bare, anything else as compact JSON.
+fn item_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => clean(s),
+        other => clean(&other.to_string()),
+    }
+}
+
+/// Control characters replaced by spaces.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
