@@ -4,7 +4,12 @@
 //! dashboard, the `/api/*` routes and the WebSockets on one origin. Every route will require a
 //! bearer token, except the pairing endpoint that trades a one-time code for one.
 //!
-//! For now only authentication lives here ([`auth`]: token store, owner token, pairing codes,
-//! failed-attempt limiter, bearer extraction); the routes come later.
+//! For now the building blocks live here; the routes come later:
+//!
+//! - [`auth`]: token store, owner token, pairing codes, failed-attempt limiter, bearer
+//!   extraction.
+//! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
+//!   stream (SSE) to a WebSocket.
 
 pub mod auth;
+pub mod ws;
