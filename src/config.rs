@@ -41,6 +41,9 @@ mod sidecar;
 mod supervision;
 mod validate;
 
+/// Checks an MCP server URL the way the config does (http/https, a host).
+pub(crate) use validate::server::check_url;
+
 #[cfg(test)]
 mod tests;
 

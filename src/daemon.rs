@@ -44,13 +44,23 @@ impl Daemon {
     pub async fn start(config: Config, home: &Path) -> anyhow::Result<Self> {
         create_private_dir(home)?;
         let lock = lock_home(home)?;
-        let services = Services::new(config, home);
-        let status = StatusNode::root("root", "supervisor");
+        let services = Services::new(config, home)?;
+        if services.config.gateway.enabled {
+            services
+                .tokens
+                .ensure_owner_token(home)
+                .context("cannot write the owner token")?;
+            let code = services
+                .pairing
+                .issue(crate::gateway::auth::DEFAULT_PAIRING_TTL);
+            tracing::info!(code = %code, valid_secs = crate::gateway::auth::DEFAULT_PAIRING_TTL.as_secs(), "gateway pairing code (POST /pair with header X-Pairing-Code)");
+        }
+        let status = services.status_root.clone();
         let args = SupervisorArgs {
             node: status.clone(),
             strategy: Strategy::OneForOne,
             intensity: services.config.supervisor.intensity(),
-            children: tree::root_children(&services),
+            children: tree::root_children(&services)?,
         };
         let (root, root_task) = Supervisor::spawn(None, Supervisor, args)
             .await

@@ -15,6 +15,7 @@
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
+//! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
@@ -34,5 +35,6 @@ pub mod logging;
 pub mod mcp_server;
 pub mod notify;
 pub mod servers;
+pub mod telemetry;
 pub mod tools;
 pub mod tree;

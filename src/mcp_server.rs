@@ -24,7 +24,7 @@ mod sse;
 mod tests;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -35,13 +35,19 @@ use revka_actors::listener::{ListenerSpec, ServeFn};
 use revka_actors::session::Sessions;
 use revka_actors::status::rfc3339;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use discovery::{DISCOVERY_FILE, Discovery, read_discovery, remove_discovery, write_discovery};
+pub use discovery::{
+    DISCOVERY_FILE, Discovery, read_discovery, read_discovery_file, remove_discovery,
+    remove_discovery_file, write_discovery, write_discovery_file,
+};
 
+pub(crate) use guard::{is_loopback_host, is_loopback_origin};
+
+use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
+use crate::tree::Services;
 
 /// The protocol version `/health` advertises (seed 001's), and the fallback of negotiation.
 pub const BASE_PROTOCOL_VERSION: &str = "2024-11-05";
@@ -67,6 +73,7 @@ struct Inner {
     shutdown: CancellationToken,
     keepalive: Duration,
     default_cwd: PathBuf,
+    telemetry: Telemetry,
 }
 
 impl McpServer {
@@ -74,6 +81,7 @@ impl McpServer {
     pub fn new(
         sessions: Arc<Sessions>,
         registry: Arc<ToolRegistry>,
+        telemetry: Telemetry,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -85,6 +93,7 @@ impl McpServer {
                 shutdown,
                 keepalive: KEEPALIVE,
                 default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+                telemetry,
             }),
         }
     }
@@ -138,15 +147,19 @@ async fn health(State(server): State<McpServer>) -> axum::Json<Value> {
 }
 
 /// The listener spec of `root/mcp_http`: binds `127.0.0.1:0`, writes the discovery file into
-/// `home`, publishes the bound address on `bound`.
-pub fn listener(
-    sessions: Arc<Sessions>,
-    registry: Arc<ToolRegistry>,
-    home: &Path,
-    bound: watch::Sender<Option<SocketAddr>>,
-) -> ListenerSpec {
+/// `$REVKA_HOME`, publishes the bound address on `services.mcp_bound`.
+pub fn listener(services: &Services) -> ListenerSpec {
+    let (sessions, registry) = (services.sessions.clone(), services.tools.clone());
+    let telemetry = services.telemetry.clone();
+    let home = services.home.as_path();
+    let bound = services.mcp_bound.clone();
     let serve: ServeFn = Arc::new(move |listener, stop| {
-        let server = McpServer::new(sessions.clone(), registry.clone(), stop.clone());
+        let server = McpServer::new(
+            sessions.clone(),
+            registry.clone(),
+            telemetry.clone(),
+            stop.clone(),
+        );
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
         Box::pin(async move {
             let task = tokio::spawn(announcer);

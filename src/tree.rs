@@ -6,7 +6,8 @@
 //! ├── mcp_servers      one_for_one, one child per [[mcp.servers]] entry
 //! ├── sidecars         rest_for_one: breaker and queue restart after their sidecar
 //! ├── sessions         one_for_one, temporary session children
-//! └── mcp_http         the in-process MCP server's listener (+ discovery file)
+//! ├── mcp_http         the in-process MCP server's listener (+ mcp.json)
+//! └── gateway          the gateway's listener (+ gateway.json), when [gateway] enabled
 //! ```
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
+use revka_actors::StatusNode;
 use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
 use revka_actors::session::{SessionLimits, Sessions};
@@ -28,6 +30,8 @@ use revka_actors::supervisor::{
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::gateway::auth::{PairingCodes, TokenStore};
+use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::{mcp_server, servers};
 
@@ -48,26 +52,43 @@ pub struct Services {
     pub tools: Arc<ToolRegistry>,
     /// The MCP server's bound address (`None` while not bound).
     pub mcp_bound: watch::Sender<Option<SocketAddr>>,
+    /// The root of the status tree (introspection).
+    pub status_root: StatusNode,
+    /// Metrics.
+    pub telemetry: Telemetry,
+    /// Gateway bearer tokens.
+    pub tokens: Arc<TokenStore>,
+    /// Gateway pairing codes.
+    pub pairing: Arc<PairingCodes>,
 }
 
 impl Services {
     /// Fresh services for `config`, rooted at `home`.
-    pub fn new(config: Config, home: &Path) -> Self {
+    pub fn new(config: Config, home: &Path) -> anyhow::Result<Self> {
         let hub = McpHub::new();
         let limits = SessionLimits {
             idle_timeout: config.sessions.idle_timeout(),
             max_sessions: config.sessions.max_sessions as usize,
         };
         let tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
-        Self {
+        let sessions = Sessions::new(limits);
+        let status_root = StatusNode::root("root", "supervisor");
+        let telemetry = Telemetry::new(&status_root, &sessions)?;
+        let tokens = Arc::new(TokenStore::open(home)?);
+        let pairing = Arc::new(PairingCodes::new(tokens.clone()));
+        Ok(Self {
             config: Arc::new(config),
             home: home.to_owned(),
             hub,
             http: servers::http_client(),
-            sessions: Sessions::new(limits),
+            sessions,
             tools: Arc::new(tools),
             mcp_bound: watch::channel(None).0,
-        }
+            status_root,
+            telemetry,
+            tokens,
+            pairing,
+        })
     }
 }
 
@@ -75,7 +96,7 @@ impl Services {
 const SUPERVISOR_SHUTDOWN: Duration = Duration::from_secs(60);
 
 /// The children of `root`, in start order.
-pub fn root_children(services: &Services) -> Vec<ChildSpec> {
+pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
     let config = &services.config;
     let intensity = config.supervisor.intensity();
     // A supervisor that escalated is restarted by root within the configured limits.
@@ -88,7 +109,7 @@ pub fn root_children(services: &Services) -> Vec<ChildSpec> {
         let services = services.clone();
         move || servers::server_children(&services.config, &services.hub, &services.http)
     };
-    vec![
+    let mut children = vec![
         supervisor_spec(
             "mcp_servers",
             supervisor_policy,
@@ -106,18 +127,25 @@ pub fn root_children(services: &Services) -> Vec<ChildSpec> {
         sessions_spec(services.sessions.clone(), supervisor_policy),
         listener_spec(
             "mcp_http",
-            mcp_server::listener(
-                services.sessions.clone(),
-                services.tools.clone(),
-                &services.home,
-                services.mcp_bound.clone(),
-            ),
+            mcp_server::listener(services),
             config
                 .supervisor
                 .policy()
                 .with_restart(RestartType::Permanent),
         ),
-    ]
+    ];
+    if config.gateway.enabled {
+        let policy = config
+            .supervisor
+            .policy()
+            .with_restart(RestartType::Permanent);
+        children.push(listener_spec(
+            "gateway",
+            crate::gateway::listener(services)?,
+            policy,
+        ));
+    }
+    Ok(children)
 }
 
 /// The `sessions` supervisor: session actors are its temporary children. Each time it starts,

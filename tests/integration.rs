@@ -1,8 +1,10 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
 mod cli_mcp;
+mod cli_ops;
 mod daemon;
 mod fixtures;
+mod gateway;
 mod interop;
 mod mcp_client;
 mod mcp_server;

@@ -520,8 +520,12 @@ async fn probe_reports_success_and_failure_without_leaving_processes() {
     let mut slow = fault("p", &["--slow-init", "5000"]);
     slow.handshake_timeout = Duration::from_millis(500);
     let report = probe(&slow, &http).await;
+    // The request's own timeout and the handshake's share a deadline: either may report.
+    let error = report.error.as_deref().unwrap_or_default();
     assert!(
-        !report.ok && report.error.as_ref().unwrap().contains("no answer within"),
+        !report.ok
+            && (error.contains("no answer within")
+                || error.contains("did not answer initialize within")),
         "{report:?}"
     );
 }

@@ -95,6 +95,18 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
         }
     }
 
+    /// The gateway's URL and the owner token.
+    pub fn gateway(&self) -> (String, String) {
+        let doc: Value =
+            serde_json::from_slice(&std::fs::read(self.home.path().join("gateway.json")).unwrap())
+                .unwrap();
+        let token = std::fs::read_to_string(self.home.path().join("gateway.token")).unwrap();
+        (
+            doc["url"].as_str().unwrap().to_owned(),
+            token.trim().to_owned(),
+        )
+    }
+
     /// Messages the fault server received.
     pub fn recorded(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.record)

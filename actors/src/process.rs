@@ -103,6 +103,28 @@ impl std::fmt::Debug for Readiness {
     }
 }
 
+/// A liveness probe: run every `interval` (each run bounded by `interval`) once the process is
+/// ready; `failures` consecutive failures fail the actor, so its supervisor restarts it (a hung
+/// child that still accepts connections but never answers).
+#[derive(Clone)]
+pub struct Liveness {
+    /// The check.
+    pub probe: ProbeFn,
+    /// Delay between checks, and the deadline of each.
+    pub interval: Duration,
+    /// Consecutive failures tolerated before the process counts as dead.
+    pub failures: u32,
+}
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness")
+            .field("interval", &self.interval)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to run the child.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
@@ -120,6 +142,8 @@ pub struct ProcessSpec {
     pub stop_timeout: Duration,
     /// Optional readiness probe.
     pub readiness: Option<Readiness>,
+    /// Optional liveness probe, run once ready.
+    pub liveness: Option<Liveness>,
 }
 
 impl ProcessSpec {
@@ -136,6 +160,7 @@ impl ProcessSpec {
             stdio: StdioMode::Null,
             stop_timeout: Duration::from_secs(5),
             readiness: None,
+            liveness: None,
         }
     }
 
@@ -268,6 +293,16 @@ pub enum ProcessError {
         /// The readiness timeout.
         timeout: Duration,
     },
+    /// The liveness probe failed too many times in a row.
+    #[error(
+        "process `{program}` stopped answering its health checks ({failures} failures in a row)"
+    )]
+    NotLive {
+        /// The program.
+        program: String,
+        /// Consecutive failures.
+        failures: u32,
+    },
 }
 
 /// Shared with the status details and the waiter task.
@@ -306,6 +341,10 @@ pub struct ProcessActor;
 pub enum ProcessMsg {
     /// Internal: the child exited.
     Exited(ExitInfo),
+    /// Internal: time for a liveness check.
+    CheckLiveness,
+    /// Internal: the outcome of a liveness check.
+    Liveness(bool),
 }
 
 /// State of [`ProcessActor`]. Dropping it SIGKILLs the process group.
@@ -319,6 +358,8 @@ pub struct ProcessState {
     guard: Option<GroupGuard>,
     /// Set by the waiter task when the child has exited and been reaped.
     exit_rx: Option<watch::Receiver<Option<ExitInfo>>>,
+    /// Consecutive liveness failures.
+    liveness_failures: u32,
 }
 
 impl Actor for ProcessActor {
@@ -343,6 +384,7 @@ impl Actor for ProcessActor {
             shared,
             guard: None,
             exit_rx: None,
+            liveness_failures: 0,
         })
     }
 
@@ -351,7 +393,7 @@ impl Actor for ProcessActor {
         myself: ActorRef<ProcessMsg>,
         state: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Err(e) = state.spawn(myself) {
+        if let Err(e) = state.spawn(myself.clone()) {
             if let Some(tx) = state.io.take() {
                 let _ = tx.send(Err(e.to_string()));
             }
@@ -359,6 +401,9 @@ impl Actor for ProcessActor {
         }
         if let Some(readiness) = state.spec.readiness.clone() {
             state.await_ready(&readiness).await?;
+        }
+        if let Some(liveness) = &state.spec.liveness {
+            myself.send_after(liveness.interval, || ProcessMsg::CheckLiveness);
         }
         Ok(())
     }
@@ -390,6 +435,45 @@ impl Actor for ProcessActor {
                 } else {
                     Err(state.exit_error(exit).into())
                 }
+            }
+            ProcessMsg::CheckLiveness => {
+                // The probe runs in its own task: a hung probe never blocks this actor.
+                if let Some(liveness) = state.spec.liveness.clone() {
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let ok = matches!(
+                            tokio::time::timeout(liveness.interval, (liveness.probe)()).await,
+                            Ok(true)
+                        );
+                        let _ = me.send_message(ProcessMsg::Liveness(ok));
+                    });
+                }
+                Ok(())
+            }
+            ProcessMsg::Liveness(ok) => {
+                let Some(liveness) = state.spec.liveness.clone() else {
+                    return Ok(());
+                };
+                if ok {
+                    state.liveness_failures = 0;
+                } else {
+                    state.liveness_failures += 1;
+                    tracing::warn!(
+                        path = %state.node.path(),
+                        failures = state.liveness_failures,
+                        limit = liveness.failures,
+                        "liveness check failed"
+                    );
+                    if state.liveness_failures >= liveness.failures {
+                        return Err(ProcessError::NotLive {
+                            program: state.spec.program.clone(),
+                            failures: state.liveness_failures,
+                        }
+                        .into());
+                    }
+                }
+                myself.send_after(liveness.interval, || ProcessMsg::CheckLiveness);
+                Ok(())
             }
         }
     }

@@ -116,6 +116,12 @@ impl Session {
         }
     }
 
+    /// The session's token, for the gateway's same-origin proxy only: the gateway has already
+    /// authenticated its caller with a gateway token, an owner-level credential.
+    pub fn proxy_token(&self) -> String {
+        hex(&self.token)
+    }
+
     /// Records activity (every authenticated request).
     pub fn touch(&self) {
         let ms = self.born.elapsed().as_millis() as u64;

@@ -74,6 +74,8 @@ struct Inner {
     data: Mutex<NodeData>,
     children: RwLock<Vec<StatusNode>>,
     details: RwLock<Option<DetailsFn>>,
+    /// The supervisor running at this node, so a child can be restarted by path.
+    supervisor: RwLock<Option<ractor::ActorRef<crate::supervisor::SupervisorMsg>>>,
 }
 
 struct NodeData {
@@ -127,6 +129,7 @@ impl StatusNode {
                 }),
                 children: RwLock::new(Vec::new()),
                 details: RwLock::new(None),
+                supervisor: RwLock::new(None),
             }),
         }
     }
@@ -246,6 +249,24 @@ impl StatusNode {
             .details
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Registers the supervisor running at this node (done by the supervisor itself).
+    pub fn set_supervisor(&self, sup: ractor::ActorRef<crate::supervisor::SupervisorMsg>) {
+        *self
+            .inner
+            .supervisor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sup);
+    }
+
+    /// The supervisor running at this node, if it is a supervisor.
+    pub fn supervisor(&self) -> Option<ractor::ActorRef<crate::supervisor::SupervisorMsg>> {
+        self.inner
+            .supervisor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The direct children, in start order.

@@ -191,9 +191,10 @@ impl Actor for Supervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        args.node.set_supervisor(myself);
         // Trivial on purpose: spawn_linked awaits pre_start inside our parent's handler.
         let mut state = SupervisorState {
             node: args.node,
@@ -692,6 +693,68 @@ pub async fn terminate_child(
 pub async fn restart_child(sup: &ActorRef<SupervisorMsg>, id: &str) -> Result<(), SupervisorError> {
     let id = id.to_owned();
     request(sup, |r| SupervisorMsg::RestartChild(id, r)).await?
+}
+
+/// Why a restart by path was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestartPathError {
+    /// No actor at that path.
+    #[error("no actor at `{0}`")]
+    NotFound(String),
+    /// The path names something that cannot be restarted (the root, a temporary child, an
+    /// actor that is not a supervisor's child).
+    #[error("cannot restart `{path}`: {reason}")]
+    Refused {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The supervisor could not be asked.
+    #[error("cannot restart `{path}`: {source}")]
+    Supervisor {
+        /// The path.
+        path: String,
+        /// The supervisor's answer.
+        #[source]
+        source: SupervisorError,
+    },
+}
+
+/// Restarts the actor at `path` (e.g. `root/mcp_servers/mcp:fs`) through its supervisor; also
+/// brings back a `failed` child.
+pub async fn restart_path(root: &StatusNode, path: &str) -> Result<(), RestartPathError> {
+    let path = path.trim_matches('/');
+    let node = root
+        .find(path)
+        .ok_or_else(|| RestartPathError::NotFound(path.to_owned()))?;
+    let refuse = |reason: &str| RestartPathError::Refused {
+        path: node.path().to_owned(),
+        reason: reason.to_owned(),
+    };
+    let Some((parent_path, _)) = node.path().rsplit_once('/') else {
+        return Err(refuse("the root is restarted by restarting the daemon"));
+    };
+    let parent = root
+        .find(parent_path)
+        .ok_or_else(|| refuse("its parent is gone"))?;
+    let sup = parent
+        .supervisor()
+        .ok_or_else(|| refuse("it is not a supervised child (restart its owner instead)"))?;
+    match restart_child(&sup, node.id()).await {
+        Ok(()) => Ok(()),
+        Err(SupervisorError::NotRestartable(_)) => {
+            Err(refuse("it is temporary: it is never restarted"))
+        }
+        Err(SupervisorError::NoSuchChild(id)) => {
+            Err(RestartPathError::NotFound(format!("{parent_path}/{id}")))
+        }
+        Err(source) => Err(RestartPathError::Supervisor {
+            path: node.path().to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Lists the children in start order.

@@ -288,6 +288,8 @@ pub struct GatewayConfig {
     /// Per-request timeout in seconds; the environment variable `REVKA_GATEWAY_TIMEOUT_SECS`
     /// overrides it when set. Default `30`.
     pub request_timeout_secs: u64,
+    /// Ceiling of a proxied `tools/call` (`POST /api/mcp/call`), streamed or not. Default `120`.
+    pub call_timeout_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -298,11 +300,17 @@ impl Default for GatewayConfig {
             port: 0,
             allow_public_bind: false,
             request_timeout_secs: 30,
+            call_timeout_secs: 120,
         }
     }
 }
 
 impl GatewayConfig {
+    /// [`Self::call_timeout_secs`] as a duration.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_secs)
+    }
+
     /// [`Self::request_timeout_secs`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)

@@ -18,7 +18,7 @@ use super::loader::site_of;
 use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS};
 use super::supervision::{RestartOverride, policy_problems};
 
-pub(super) mod server;
+pub(crate) mod server;
 
 use server::check_server;
 
@@ -144,7 +144,7 @@ fn check_positive(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
     let sup = &config.supervisor;
     let sm = &config.session_manager;
     let (b, q) = (&sm.breaker, &sm.retry_queue);
-    let values: [(&[&str], u64); 19] = [
+    let values: [(&[&str], u64); 20] = [
         (
             &["supervisor", "intensity_period_secs"],
             sup.intensity_period_secs,
@@ -168,6 +168,10 @@ fn check_positive(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
         (
             &["gateway", "request_timeout_secs"],
             config.gateway.request_timeout_secs,
+        ),
+        (
+            &["gateway", "call_timeout_secs"],
+            config.gateway.call_timeout_secs,
         ),
         (
             &["operator", "max_tool_iterations"],

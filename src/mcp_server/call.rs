@@ -29,7 +29,9 @@ use tokio::sync::mpsc;
 
 use super::guard::rpc_error;
 use super::{McpServer, sse};
+use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext};
+use revka_actors::mcp::wrapper::raw_result_is_error;
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);
@@ -117,6 +119,11 @@ enum Outcome {
 
 impl Call {
     async fn run(self, resolved: Resolved, arguments: Value) {
+        let started = std::time::Instant::now();
+        let server_label = match &resolved {
+            Resolved::External(route) => route.server.spec().name.clone(),
+            Resolved::Builtin(_) => "builtin".to_owned(),
+        };
         let session = self.session.clone();
         let guard = session.begin_call(&self.id.to_string());
         // Boxed so that dropping it below really cancels a call still running.
@@ -138,6 +145,27 @@ impl Call {
         };
         drop(work); // a call still running is cancelled here (upstream gets notifications/cancelled)
         drop(guard);
+        let telemetry = &self.server.inner.telemetry;
+        match &outcome {
+            Outcome::Result(result) if raw_result_is_error(result) => telemetry.record_call(
+                &server_label,
+                &self.name,
+                CallOutcome::Error,
+                started.elapsed(),
+            ),
+            Outcome::Result(_) => telemetry.record_call(
+                &server_label,
+                &self.name,
+                CallOutcome::Ok,
+                started.elapsed(),
+            ),
+            Outcome::Abandoned(_) => telemetry.record_call(
+                &server_label,
+                &self.name,
+                CallOutcome::Cancelled,
+                started.elapsed(),
+            ),
+        }
         match outcome {
             Outcome::Result(result) => {
                 let version = self.server.inner.registry.hub().tools().version;

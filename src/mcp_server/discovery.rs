@@ -32,13 +32,18 @@ pub struct Discovery {
 
 /// Writes `home/mcp.json` atomically with mode 0600.
 pub fn write_discovery(home: &Path, url: &str) -> std::io::Result<()> {
+    write_discovery_file(&home.join(DISCOVERY_FILE), url)
+}
+
+/// Writes a discovery document (`mcp.json`, `gateway.json`) at `path`, atomically, mode 0600.
+pub fn write_discovery_file(path: &Path, url: &str) -> std::io::Result<()> {
     let doc = Discovery {
         url: url.to_owned(),
         pid: Some(std::process::id()),
         started_at: Some(rfc3339(SystemTime::now())),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-    write_atomic(&home.join(DISCOVERY_FILE), &text)
+    write_atomic(path, &text)
 }
 
 /// Writes `path` atomically: a temporary sibling (0600 from creation), fsync, rename.
@@ -66,15 +71,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Reads `home/mcp.json`, if present and valid.
 pub fn read_discovery(home: &Path) -> Option<Discovery> {
-    let text = std::fs::read(home.join(DISCOVERY_FILE)).ok()?;
+    read_discovery_file(&home.join(DISCOVERY_FILE))
+}
+
+/// Reads a discovery document, if present and valid.
+pub fn read_discovery_file(path: &Path) -> Option<Discovery> {
+    let text = std::fs::read(path).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
 /// Removes `home/mcp.json` if it names this process.
 pub fn remove_discovery(home: &Path) {
-    match read_discovery(home) {
+    remove_discovery_file(&home.join(DISCOVERY_FILE));
+}
+
+/// Removes a discovery document if it names this process.
+pub fn remove_discovery_file(path: &Path) {
+    match read_discovery_file(path) {
         Some(doc) if doc.pid == Some(std::process::id()) => {
-            if let Err(e) = std::fs::remove_file(home.join(DISCOVERY_FILE)) {
+            if let Err(e) = std::fs::remove_file(path) {
                 tracing::warn!(error = %e, "cannot remove the discovery file");
             }
         }

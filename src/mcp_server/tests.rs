@@ -61,9 +61,13 @@ async fn serve(keepalive: Duration) -> (String, String, String) {
     let mut registry = ToolRegistry::new(McpHub::new(), true);
     registry.register(Arc::new(Panics));
     registry.register(Arc::new(Slow));
+    let telemetry =
+        crate::telemetry::Telemetry::new(&StatusNode::root("root", "supervisor"), &sessions)
+            .unwrap();
     let mut server = McpServer::new(
         sessions.clone(),
         Arc::new(registry),
+        telemetry,
         CancellationToken::new(),
     );
     Arc::get_mut(&mut server.inner).unwrap().keepalive = keepalive;

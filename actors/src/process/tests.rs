@@ -411,3 +411,40 @@ async fn every_spawned_child_is_counted_until_reaped() {
     .await;
     assert!(wait_all_reaped(Duration::from_secs(1)).await);
 }
+
+#[tokio::test]
+async fn a_child_that_stops_answering_its_liveness_probe_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let alive = dir.path().join("alive");
+    std::fs::write(&alive, "").unwrap();
+    let mut spec = sh("sleep 1000");
+    spec.liveness = Some(Liveness {
+        probe: file_probe(alive.clone()),
+        interval: Duration::from_millis(50),
+        failures: 3,
+    });
+    let (sup, root) = supervise(vec![child_spec(
+        "hung",
+        spec,
+        policy(RestartType::Permanent, 5),
+    )])
+    .await;
+    let node = root.find("hung").unwrap();
+    eventually("running", Duration::from_secs(5), || {
+        node.state() == ActorState::Running
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(node.restarts(), 0, "healthy while the probe passes");
+    std::fs::remove_file(&alive).unwrap(); // now it "hangs"
+    eventually("restarted", Duration::from_secs(10), || {
+        node.restarts() >= 1
+    })
+    .await;
+    let reason = node.last_failure().unwrap();
+    assert!(
+        reason.contains("stopped answering its health checks (3 failures in a row)"),
+        "{reason}"
+    );
+    sup.stop_and_wait(None, None).await.unwrap();
+}

@@ -725,3 +725,46 @@ fn kill_and_cancel_are_abnormal_stops_are_normal() {
     assert!(!classify_termination(None).is_abnormal());
     assert!(!classify_termination(Some("done")).is_abnormal());
 }
+
+#[tokio::test(start_paused = true)]
+async fn restart_by_path_reaches_the_right_supervisor() {
+    let h = Harness::new();
+    let p = policy(RestartType::Permanent);
+    let inner_spec = h.spec("leaf", p);
+    let tmp = h.spec("tmp", policy(RestartType::Temporary));
+    let inner = supervisor_spec(
+        "inner",
+        p,
+        Strategy::OneForOne,
+        Intensity::default(),
+        move || vec![inner_spec.clone(), tmp.clone()],
+    );
+    let sup = h
+        .start(Strategy::OneForOne, Intensity::default(), vec![inner])
+        .await;
+    eventually("leaf running", Duration::from_secs(5), || {
+        h.count("start:leaf") == 1
+    })
+    .await;
+    restart_path(&h.root, "root/inner/leaf").await.unwrap();
+    eventually("leaf restarted", Duration::from_secs(5), || {
+        h.count("start:leaf") == 2
+    })
+    .await;
+    assert!(matches!(
+        restart_path(&h.root, "root/inner/nope").await,
+        Err(RestartPathError::NotFound(_))
+    ));
+    assert!(matches!(
+        restart_path(&h.root, "root").await,
+        Err(RestartPathError::Refused { .. })
+    ));
+    let err = restart_path(&h.root, "root/inner/tmp").await.unwrap_err();
+    assert!(err.to_string().contains("temporary"), "{err}");
+    restart_path(&h.root, "root/inner").await.unwrap();
+    eventually("subtree restarted", Duration::from_secs(5), || {
+        h.count("start:leaf") == 3
+    })
+    .await;
+    sup.stop_and_wait(None, None).await.unwrap();
+}

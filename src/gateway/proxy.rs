@@ -1,0 +1,475 @@
+//! `/api/mcp/*` and `/ws/mcp/events` (seed 003): the same-origin proxy to Revka's MCP server
+//! for the browser, and the server-config test.
+//!
+//! The proxy reaches the in-process MCP server at its bound address; when it is not bound,
+//! every proxied route answers 503 `{available: false, reason: "mcp server not bound"}`.
+//! Upstream status, content type and body are passed back unchanged; `tools/call` streams are
+//! passed through as they arrive. One shared HTTP client serves every request.
+//!
+//! The MCP session token: the caller may send it in `X-Revka-Mcp-Token` (or `mcp_token` on the
+//! WebSocket). When it does not, the gateway, having already authenticated the caller with a
+//! gateway token (an owner-level credential), uses the session's token itself.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use revka_actors::mcp::connection::probe;
+use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::server::{Gateway, MAX_BODY, error};
+use crate::mcp_server::read_discovery_file;
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const DISCOVERY_PROBE: Duration = Duration::from_millis(500);
+/// Hard ceiling of `POST /api/mcp/servers/test` (seed 002: `TEST_HANDSHAKE_TIMEOUT_SECS`).
+const TEST_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn not_bound() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "available": false, "reason": "mcp server not bound" })),
+    )
+        .into_response()
+}
+
+fn mcp_addr(gw: &Gateway) -> Option<SocketAddr> {
+    *gw.services().mcp_bound.borrow()
+}
+
+fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+    body.map_err(|e| {
+        Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds {} KiB", MAX_BODY / 1024),
+            )
+        } else {
+            error(e.status(), e.body_text())
+        })
+    })
+}
+
+/// Passes an upstream response back: status, content type, and the body as a stream.
+fn pass_through(resp: reqwest::Response, deadline: Option<tokio::time::Instant>) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let is_sse = content_type.starts_with("text/event-stream");
+    let stream = resp
+        .bytes_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    let body = match deadline {
+        Some(deadline) => Body::from_stream(stream.take_until(tokio::time::sleep_until(deadline))),
+        None => Body::from_stream(stream),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if is_sse {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
+        headers.insert(
+            header::HeaderName::from_static("x-accel-buffering"),
+            header::HeaderValue::from_static("no"),
+        );
+    }
+    response
+}
+
+fn upstream_error(e: &reqwest::Error) -> Response {
+    error(
+        StatusCode::BAD_GATEWAY,
+        format!("the MCP server did not answer: {e}"),
+    )
+}
+
+/// `GET /api/mcp/discovery`: reads `mcp.json` (cached by modification time), probes `/health`
+/// with 500 ms; always 200 with `available`.
+pub(super) async fn discovery(State(gw): State<Gateway>) -> Response {
+    let path = gw.services().home.join(crate::mcp_server::DISCOVERY_FILE);
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let doc = {
+        let mut cache = gw
+            .inner
+            .discovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (mtime, cache.as_ref()) {
+            (None, _) => None,
+            (Some(m), Some((cached, doc))) if *cached == m => Some(doc.clone()),
+            (Some(m), _) => {
+                let doc = read_discovery_file(&path);
+                *cache = doc.clone().map(|d| (m, d));
+                doc
+            }
+        }
+    };
+    let Some(doc) = doc else {
+        return axum::Json(json!({ "available": false, "reason": "discovery file missing" }))
+            .into_response();
+    };
+    let health_url = format!("{}/health", doc.url.trim_end_matches("/mcp"));
+    let probe = gw
+        .services()
+        .http
+        .get(&health_url)
+        .timeout(DISCOVERY_PROBE)
+        .send()
+        .await;
+    let health = match probe {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    match health {
+        Some(health) => axum::Json(json!({ "available": true, "url": doc.url, "health": health }))
+            .into_response(),
+        None => axum::Json(json!({ "available": false, "reason": "health check failed" }))
+            .into_response(),
+    }
+}
+
+/// `GET /api/mcp/health` (5 s).
+pub(super) async fn health(State(gw): State<Gateway>) -> Response {
+    let Some(addr) = mcp_addr(&gw) else {
+        return not_bound();
+    };
+    let http = gw.services().http.clone();
+    gw.within(Some(HEALTH_TIMEOUT), async move {
+        match http.get(format!("http://{addr}/health")).send().await {
+            Ok(resp) => pass_through(resp, None),
+            Err(e) => upstream_error(&e),
+        }
+    })
+    .await
+}
+
+/// `POST /api/mcp/session` (10 s): the body is forwarded verbatim.
+pub(super) async fn session(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_413(body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let Some(addr) = mcp_addr(&gw) else {
+        return not_bound();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let http = gw.services().http.clone();
+    gw.within(Some(SESSION_TIMEOUT), async move {
+        let request = http
+            .post(format!("http://{addr}/session"))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        match request.send().await {
+            Ok(resp) => pass_through(resp, None),
+            Err(e) => upstream_error(&e),
+        }
+    })
+    .await
+}
+
+/// The MCP token for session `id`: `X-Revka-Mcp-Token` if sent, else the session's own.
+fn mcp_token(gw: &Gateway, id: &str, presented: Option<&str>) -> Option<String> {
+    match presented.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => Some(t.to_owned()),
+        None => gw.services().sessions.get(id).map(|s| s.proxy_token()),
+    }
+}
+
+/// `POST /api/mcp/call` (120 s): forwards `X-Revka-Session` and the session's bearer to
+/// `POST /mcp`; an SSE answer is streamed through as it arrives.
+pub(super) async fn call(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_413(body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let Some(addr) = mcp_addr(&gw) else {
+        return not_bound();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(session_id) = header("x-revka-session").map(str::to_owned) else {
+        return error(StatusCode::BAD_REQUEST, "missing X-Revka-Session header");
+    };
+    let Some(token) = mcp_token(&gw, &session_id, header("x-revka-mcp-token")) else {
+        return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
+    };
+    let limit = gw.services().config.gateway.call_timeout();
+    let deadline = tokio::time::Instant::now() + limit;
+    let http = gw.services().http.clone();
+    gw.within(Some(limit), async move {
+        let request = http
+            .post(format!("http://{addr}/mcp"))
+            .bearer_auth(token)
+            .header("X-Revka-Session", session_id)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        match request.send().await {
+            Ok(resp) => pass_through(resp, Some(deadline)),
+            Err(e) => upstream_error(&e),
+        }
+    })
+    .await
+}
+
+/// `GET /api/mcp/session/{id}/events`: SSE passthrough, no request timeout.
+pub(super) async fn events(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(addr) = mcp_addr(&gw) else {
+        return not_bound();
+    };
+    let presented = headers
+        .get("x-revka-mcp-token")
+        .and_then(|v| v.to_str().ok());
+    let Some(token) = mcp_token(&gw, &id, presented) else {
+        return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
+    };
+    let url = format!("http://{addr}/session/{}/events", encode_segment(&id));
+    match gw
+        .services()
+        .http
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+    {
+        Ok(resp) => pass_through(resp, None),
+        Err(e) => upstream_error(&e),
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The `/ws/mcp/events` query.
+#[derive(Debug, Deserialize)]
+pub(super) struct WsQuery {
+    session_id: Option<String>,
+    mcp_token: Option<String>,
+}
+
+/// `GET /ws/mcp/events`: relays a session's progress stream as WebSocket text frames.
+pub(super) async fn ws_events(
+    State(gw): State<Gateway>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(session_id) = q.session_id.filter(|s| !s.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing session_id query parameter",
+        );
+    };
+    // Echo the `bearer.<token>` subprotocol if the client authenticated with it.
+    let offered: Vec<String> = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| p.starts_with("bearer."))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ws = ws.protocols(offered).max_message_size(64 * 1024);
+    let addr = mcp_addr(&gw);
+    let token = mcp_token(&gw, &session_id, q.mcp_token.as_deref());
+    let http = gw.services().http.clone();
+    ws.on_upgrade(move |mut socket| async move {
+        let (Some(addr), Some(token)) = (addr, token) else {
+            let detail = if addr.is_none() {
+                "mcp server not bound"
+            } else {
+                "unknown or expired MCP session"
+            };
+            let frame = json!({ "error": "daemon-unreachable", "detail": detail }).to_string();
+            let _ = socket.send(Message::Text(frame.into())).await;
+            let close = axum::extract::ws::CloseFrame {
+                code: 1011,
+                reason: detail.into(),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            return;
+        };
+        let url = format!(
+            "http://{addr}/session/{}/events",
+            encode_segment(&session_id)
+        );
+        super::ws::relay(socket, http, url, token).await;
+    })
+}
+
+/// `POST /api/mcp/servers/test` body (the shape of an `[[mcp.servers]]` entry).
+#[derive(Debug, Deserialize)]
+pub(super) struct TestRequest {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+fn failed(message: impl Into<String>, latency_ms: u64) -> Response {
+    axum::Json(json!({ "ok": false, "error": message.into(), "latency_ms": latency_ms }))
+        .into_response()
+}
+
+/// Validates a test request into a server spec; `Err` is the `ok:false` message.
+fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
+    if req.name.trim().is_empty() {
+        return Err("name is required".into());
+    }
+    let transport = req.transport.as_deref().unwrap_or("stdio");
+    let url = || -> Result<String, String> {
+        let url = req
+            .url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| format!("url is required for {transport} transport"))?;
+        crate::config::check_url(&url).map_err(|e| format!("invalid url {url:?}: {e}"))?;
+        Ok(url)
+    };
+    let headers: Vec<(String, String)> = req.headers.into_iter().collect();
+    if let Some((name, _)) = headers
+        .iter()
+        .find(|(n, v)| n.is_empty() || v.contains(['\r', '\n']))
+    {
+        return Err(format!("invalid header {name:?}"));
+    }
+    let transport = match transport {
+        "stdio" => TransportSpec::Stdio {
+            command: req
+                .command
+                .filter(|c| !c.trim().is_empty())
+                .ok_or("command is required for stdio transport")?,
+            args: req.args,
+            env: req.env.into_iter().collect(),
+            cwd: None,
+        },
+        "http" => TransportSpec::Http {
+            url: url()?,
+            headers,
+        },
+        "sse" => TransportSpec::Sse {
+            url: url()?,
+            headers,
+        },
+        "url" => TransportSpec::Url {
+            url: url()?,
+            headers,
+        },
+        other => {
+            return Err(format!(
+                "unknown transport {other:?} (expected stdio, http, sse or url)"
+            ));
+        }
+    };
+    // timeout_ms is a per-tool timeout hint: whole seconds, at least 1.
+    let tool_timeout = Duration::from_secs((req.timeout_ms.unwrap_or(180_000) / 1000).max(1));
+    Ok(ServerSpec {
+        name: req.name,
+        transport,
+        tool_timeout,
+        handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
+        roots: Vec::new(),
+        reset_timeout_on_progress: false,
+    })
+}
+
+/// `POST /api/mcp/servers/test`: a full handshake with a candidate server config; validation
+/// and connection failures are `ok: false` with HTTP 200; hard 10 s ceiling.
+pub(super) async fn test_server(
+    State(gw): State<Gateway>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = SystemTime::now();
+    let body = match body_or_413(body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let request: TestRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    let spec = match test_spec(request) {
+        Ok(s) => s,
+        Err(message) => return failed(message, 0),
+    };
+    let http = gw.services().http.clone();
+    match tokio::time::timeout(
+        TEST_HANDSHAKE_TIMEOUT + Duration::from_secs(1),
+        probe(&spec, &http),
+    )
+    .await
+    {
+        Ok(report) if report.ok => axum::Json(json!({
+            "ok": true,
+            "tool_count": report.tool_count,
+            "tools": report.tools,
+            "latency_ms": report.latency_ms,
+        }))
+        .into_response(),
+        Ok(report) => failed(report.error.unwrap_or_default(), report.latency_ms),
+        Err(_) => {
+            let waited = started.elapsed().unwrap_or_default().as_millis() as u64;
+            failed(
+                format!("timed out after {}s", TEST_HANDSHAKE_TIMEOUT.as_secs()),
+                waited,
+            )
+        }
+    }
+}

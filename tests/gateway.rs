@@ -1,0 +1,542 @@
+//! The gateway end to end: pairing and bearer auth (with rate limiting), introspection and
+//! restarts, health, metrics, the `/api/mcp/*` proxy (streaming, ceilings), the server-config
+//! test, and bad input.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::mcp_server::{Served, parse_sse};
+use crate::util::example_path;
+
+struct Gw {
+    served: Served,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Gw {
+    async fn start(extra: &str) -> Self {
+        let served = Served::start(extra).await;
+        let (url, token) = served.gateway();
+        Self {
+            served,
+            url,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_auth_pairing_revocation_and_rate_limiting() {
+    let gw = Gw::start("").await;
+    assert!(std::fs::metadata(gw.served.home.path().join("gateway.token")).is_ok());
+    let (status, _) = gw.json(gw.http.get(format!("{}/api/actors", gw.url))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = gw
+        .json(
+            gw.http
+                .get(format!("{}/api/actors", gw.url))
+                .bearer_auth("rvk_wrong"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Pairing: a fresh code from the owner, traded for a token on /pair.
+    let (status, body) = gw.json(gw.post("/api/pair/code")).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = body["code"].as_str().unwrap().to_owned();
+    let pair = |code: &str| {
+        gw.http
+            .post(format!("{}/pair", gw.url))
+            .header("X-Pairing-Code", code.to_owned())
+            .header("X-Pairing-Label", "laptop")
+    };
+    let (status, body) = gw.json(pair(&code)).await;
+    assert_eq!(status, StatusCode::OK);
+    let paired = body["token"].as_str().unwrap().to_owned();
+    assert!(paired.starts_with("rvk_"));
+    let (status, _) = gw.json(pair(&code)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a code is good once");
+    let (status, _) = gw
+        .json(
+            gw.http
+                .get(format!("{}/api/actors", gw.url))
+                .bearer_auth(&paired),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Tokens are listed without secrets and revocable.
+    let (_, list) = gw.json(gw.get("/api/tokens")).await;
+    let laptop = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "laptop")
+        .unwrap()
+        .clone();
+    assert!(
+        !list.to_string().contains(&paired[4..]),
+        "no secret in the listing"
+    );
+    let (status, _) = gw
+        .json(
+            gw.http
+                .delete(format!(
+                    "{}/api/tokens/{}",
+                    gw.url,
+                    laptop["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&gw.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = gw
+        .json(
+            gw.http
+                .get(format!("{}/api/actors", gw.url))
+                .bearer_auth(&paired),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
+    let (status, _) = gw
+        .json(
+            gw.http
+                .delete(format!("{}/api/tokens/ffffffff", gw.url))
+                .bearer_auth(&gw.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Ten more failures and the address is locked out, even for a good token.
+    for _ in 0..10 {
+        gw.http
+            .get(format!("{}/api/actors", gw.url))
+            .bearer_auth("rvk_wrong")
+            .send()
+            .await
+            .unwrap();
+    }
+    let resp = gw.get("/api/actors").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn introspection_restarts_and_their_errors() {
+    let gw = Gw::start("").await;
+    let (_, tree) = gw.json(gw.get("/api/actors")).await;
+    assert_eq!(tree["path"], "root");
+    let ids: Vec<&str> = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["mcp_servers", "sidecars", "sessions", "mcp_http", "gateway"]
+    );
+    let (status, fault) = gw
+        .json(gw.get("/api/actors/root/mcp_servers/mcp:fault"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fault["kind"], "mcp_connection");
+    let process = &fault["children"][0];
+    assert!(process["details"]["pid"].as_u64().unwrap() > 0);
+    assert!(process["details"]["stderr_tail"].is_string());
+    let (status, _) = gw.json(gw.get("/api/actors/root/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = gw
+        .json(gw.post("/api/actors/root/mcp_servers/mcp:fault/restart"))
+        .await;
+    assert_eq!(
+        (status, &body["restarted"]),
+        (StatusCode::OK, &json!("root/mcp_servers/mcp:fault"))
+    );
+    let (_, fault) = gw
+        .json(gw.get("/api/actors/root/mcp_servers/mcp:fault"))
+        .await;
+    assert_eq!(fault["restarts"], 1);
+    let (status, _) = gw.json(gw.post("/api/actors/root/nope/restart")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A session is a temporary child: 409 with the reason.
+    let session = gw.served.session().await;
+    let path = format!("/api/actors/root/sessions/session:{}/restart", session.id);
+    let (status, body) = gw.json(gw.post(&path)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["error"].as_str().unwrap().contains("temporary"),
+        "{body}"
+    );
+    let (status, _) = gw.json(gw.post("/api/actors/root/restart")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the root cannot be restarted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_turns_degraded_when_a_server_is_down_and_healthy_after_its_restart() {
+    let gw = Gw::start("[mcp.servers.restart]\nmax_restarts = 0\n").await;
+    let (status, health) = gw.json(gw.get("/api/health")).await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("healthy")),
+        "{health}"
+    );
+    // Kill the server: with no restarts allowed it is marked failed.
+    let (_, fault) = gw
+        .json(gw.get("/api/actors/root/mcp_servers/mcp:fault/process"))
+        .await;
+    let pid = fault["details"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut health = Value::Null;
+    for _ in 0..200 {
+        health = gw.json(gw.get("/api/health")).await.1;
+        if health["status"] == "degraded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["mcp_servers"][0]["state"], "failed");
+    gw.json(gw.post("/api/actors/root/mcp_servers/mcp:fault/restart"))
+        .await;
+    for _ in 0..200 {
+        health = gw.json(gw.get("/api/health")).await.1;
+        if health["status"] == "healthy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["status"], "healthy", "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_prometheus_text_with_calls_restarts_and_sessions() {
+    let gw = Gw::start("").await;
+    let session = gw.served.session().await;
+    session
+        .call_text("tool_search", json!({ "query": "select:fault__echo" }))
+        .await;
+    session.call_text("fault__echo", json!({ "x": 1 })).await;
+    let resp = gw.get("/metrics").send().await.unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"revka_tool_calls_total{server="fault",tool="fault__echo",outcome="ok"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"revka_tool_call_duration_seconds_count{server="fault"} 1"#));
+    assert!(text.contains(r#"revka_actor_state{path="root/mcp_servers/mcp:fault",kind="mcp_connection",state="running"} 1"#));
+    assert!(text.contains("revka_sessions 2"), "{text}");
+    // Every line is a comment or `name{labels} value`.
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (_, value) = line.rsplit_once(' ').expect("name and value");
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
+    let gw = Gw::start("[gateway]\ncall_timeout_secs = 3\n").await;
+    let (_, discovery) = gw.json(gw.get("/api/mcp/discovery")).await;
+    assert_eq!(discovery["available"], true);
+    assert_eq!(discovery["health"]["status"], "ok");
+    let (status, health) = gw.json(gw.get("/api/mcp/health")).await;
+    assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
+    let (status, session) = gw
+        .json(
+            gw.post("/api/mcp/session")
+                .header("content-type", "application/json")
+                .body(r#"{"label":"dash"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let sid = session["session_id"].as_str().unwrap().to_owned();
+    let call = |body: Value| {
+        gw.post("/api/mcp/call")
+            .header("X-Revka-Session", sid.clone())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let (_, listed) = gw
+        .json(call(
+            json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
+        ))
+        .await;
+    assert_eq!(listed["result"]["tools"][0]["name"], "tool_search");
+    call(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "tool_search", "arguments": { "query": "select:fault__progress,fault__hang" } } }))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // Streaming: the first progress event arrives while the tool is still running.
+    let started = Instant::now();
+    let mut resp = call(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": { "name": "fault__progress", "arguments": { "steps": 3, "interval_ms": 400 }, "_meta": { "progressToken": 1 } } }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let first = resp.chunk().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(
+        first.contains("notifications/progress") && !first.contains("\"result\""),
+        "{first}"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    let total = started.elapsed();
+    assert!(
+        total > first_at,
+        "more arrived after the first progress event"
+    );
+    assert!(
+        parse_sse(&rest)
+            .iter()
+            .any(|e| e.data.contains("\"result\"")),
+        "the result came later"
+    );
+
+    // The call ceiling cuts a hung call's stream.
+    let started = Instant::now();
+    let resp = call(json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "fault__hang", "arguments": {} } }))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.bytes().await.unwrap_or_default();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "bounded by call_timeout_secs"
+    );
+    assert!(!String::from_utf8_lossy(&body).contains("\"result\""));
+
+    // The events passthrough keeps the stream headers.
+    let resp = gw
+        .get(&format!("/api/mcp/session/{sid}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-accel-buffering"], "no");
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_config_test_validates_probes_and_is_bounded() {
+    let gw = Gw::start("").await;
+    let test = |body: Value| {
+        gw.post("/api/mcp/servers/test")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let server = example_path("fault_server").display().to_string();
+    let (status, ok) = gw.json(test(json!({ "name": "t", "transport": "stdio", "command": server, "args": ["--tools", "2"], "timeout_ms": 500 }))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(ok["tool_count"], 20);
+    for (body, error) in [
+        (json!({ "name": "", "command": "x" }), "name is required"),
+        (
+            json!({ "name": "t", "transport": "stdio" }),
+            "command is required for stdio transport",
+        ),
+        (
+            json!({ "name": "t", "transport": "http" }),
+            "url is required for http transport",
+        ),
+        (
+            json!({ "name": "t", "transport": "carrier-pigeon", "command": "x" }),
+            "unknown transport",
+        ),
+    ] {
+        let (status, report) = gw.json(test(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "validation errors are ok:false with 200"
+        );
+        assert_eq!(report["ok"], false);
+        assert!(
+            report["error"].as_str().unwrap().contains(error),
+            "{report}"
+        );
+        assert_eq!(report["latency_ms"], 0);
+    }
+    // A server that never answers: the 10 s ceiling.
+    let started = Instant::now();
+    let (_, report) = gw
+        .json(test(
+            json!({ "name": "t", "command": "sleep", "args": ["100"] }),
+        ))
+        .await;
+    assert_eq!(report["ok"], false);
+    assert!(started.elapsed() < Duration::from_secs(30), "hard ceiling");
+    assert!(report["latency_ms"].as_u64().unwrap() >= 9_000, "{report}");
+    let (status, _) = gw.json(test(json!("not an object"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = gw
+        .json(
+            gw.post("/api/mcp/servers/test")
+                .header("content-type", "application/json")
+                .body("{oops"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "malformed JSON");
+    let (status, body) = gw
+        .json(gw.post("/api/mcp/session").body(vec![b'x'; 65 * 1024]))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_origin_or_host_is_refused() {
+    let gw = Gw::start("").await;
+    let (status, _) = gw
+        .json(
+            gw.get("/api/health")
+                .header("Origin", "http://evil.example"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = gw
+        .json(gw.get("/api/health").header("Host", "evil.example"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let same = gw.url.clone();
+    let (status, _) = gw.json(gw.get("/api/health").header("Origin", same)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_origin() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let gw = Gw::start("").await;
+    let session = gw.served.session().await;
+    session
+        .call_text("tool_search", json!({ "query": "select:fault__progress" }))
+        .await;
+    let ws_base = gw.url.replace("http://", "ws://");
+    let query = format!(
+        "/ws/mcp/events?session_id={}&mcp_token={}",
+        session.id, session.token
+    );
+
+    // (carrier, request): Authorization header, bearer.<token> subprotocol, ?token=.
+    let mut header = format!("{ws_base}{query}").into_client_request().unwrap();
+    header.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", gw.token)).unwrap(),
+    );
+    let mut subprotocol = format!("{ws_base}{query}").into_client_request().unwrap();
+    subprotocol.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&format!("bearer.{}", gw.token)).unwrap(),
+    );
+    let param = format!("{ws_base}{query}&token={}", gw.token)
+        .into_client_request()
+        .unwrap();
+    for (carrier, request) in [
+        ("header", header),
+        ("subprotocol", subprotocol),
+        ("query", param),
+    ] {
+        let (mut socket, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .unwrap_or_else(|e| panic!("{carrier}: {e}"));
+        if carrier == "subprotocol" {
+            assert_eq!(
+                response.headers()["sec-websocket-protocol"],
+                format!("bearer.{}", gw.token),
+                "echoed"
+            );
+        }
+        // Give the relay a moment to subscribe, then make progress.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        session
+            .call(
+                json!(1),
+                "fault__progress",
+                json!({ "steps": 2, "interval_ms": 1 }),
+                Some(json!(9)),
+            )
+            .await;
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(event["token"], 9, "{carrier}: {event}");
+        assert_eq!(event["tool"], "fault__progress");
+    }
+
+    // A foreign Origin is refused before the upgrade; no token is a 401.
+    let mut foreign = format!("{ws_base}{query}&token={}", gw.token)
+        .into_client_request()
+        .unwrap();
+    foreign
+        .headers_mut()
+        .insert("origin", HeaderValue::from_static("http://evil.example"));
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    match tokio_tungstenite::connect_async(format!("{ws_base}{query}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
