@@ -15,12 +15,16 @@
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
+//! - [`breaker`]: the circuit breaker guarding every daemon → sidecar call (closed, open,
+//!   half open with bounded, time-limited probes; doubling recovery timeout), its supervised
+//!   actor (`root/sidecars/breaker:session_manager`) and its metrics.
 //! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
 //!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod breaker;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;
