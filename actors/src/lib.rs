@@ -20,6 +20,8 @@
 //!   actor (`root/sidecars/breaker:session_manager`) and its metrics.
 //! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
 //!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
+//! - [`sidecar`]: the session-manager sidecar's process spec (readiness and liveness over its
+//!   Unix socket) and the daemon's HTTP client for that socket.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -30,6 +32,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod process;
 pub mod session;
+pub mod sidecar;
 pub mod status;
 pub mod supervisor;
 #[cfg(test)]
