@@ -17,6 +17,9 @@
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
 //! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
 //!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
+//! - [`retry_queue`]: a sidecar's persistent retry queue (`root/sidecars/retry:session_manager`):
+//!   bounded, retries with backoff, per-attempt deadline, bounded concurrency, dead letters to
+//!   list, replay or drop, and an append-only journal with compaction that survives `kill -9`.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -25,6 +28,7 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod retry_queue;
 pub mod session;
 pub mod status;
 pub mod supervisor;
