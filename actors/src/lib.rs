@@ -20,6 +20,9 @@
 //!   actor (`root/sidecars/breaker:session_manager`) and its metrics.
 //! - [`metrics`]: the daemon's Prometheus registry (counters, gauges, histograms, callback
 //!   gauges; bounded series per family), rendered for the gateway's `GET /metrics`.
+//! - [`retry_queue`]: a sidecar's persistent retry queue (`root/sidecars/retry:session_manager`):
+//!   bounded, retries with backoff, per-attempt deadline, bounded concurrency, dead letters to
+//!   list, replay or drop, and an append-only journal with compaction that survives `kill -9`.
 //! - [`sidecar`]: the session-manager sidecar's process spec (readiness and liveness over its
 //!   Unix socket) and the daemon's HTTP client for that socket.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
@@ -31,6 +34,7 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod retry_queue;
 pub mod session;
 pub mod sidecar;
 pub mod status;

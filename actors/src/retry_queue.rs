@@ -1,0 +1,330 @@
+//! The persistent retry queue of a sidecar: `root/sidecars/retry:session_manager`.
+//!
+//! Operations the daemon could not deliver to a sidecar (e.g. a call to the session manager
+//! while it restarts or while its circuit breaker is open) are handed to a [`RetryQueueActor`]
+//! through a [`RetryQueueHandle`]. The queue runs them through an [`Executor`] (the sidecar
+//! layer's, which calls the sidecar through its breaker) until they succeed or their retries
+//! are used up, then keeps them as dead letters that an operator can list, replay or drop.
+//!
+//! Unlike the original (unbounded, one operation at a time, no deadline, lost on restart):
+//!
+//! - **Bounded**: at most [`QueueConfig::capacity`] live operations (pending plus in flight).
+//!   At capacity a new operation is refused with [`EnqueueError::Full`], or, with
+//!   [`OnFull::DeadLetterOldest`], the oldest *pending* operation is moved to the dead letters
+//!   to make room. Dead letters are bounded too ([`QueueConfig::dead_letter_capacity`]; the
+//!   oldest is discarded first), so memory is bounded by the two capacities.
+//! - **Retries**: an attempt that fails, panics or outlives [`QueueConfig::attempt_timeout`] is
+//!   retried after an exponential delay with jitter (the supervisor's [`Backoff`]: `backoff_min`
+//!   before the first retry, then up to `2·min`, `4·min`, ... capped at `backoff_max`) until
+//!   `max_retries` retries are used up (`1 + max_retries` attempts); then it is dead-lettered
+//!   with its last error. Up to [`QueueConfig::concurrency`] attempts run at once, each as its
+//!   own task: the actor never awaits an attempt.
+//! - **Duplicate ids**: an id is live (pending or in flight) at most once. Enqueuing a live id
+//!   queues nothing: the existing operation stands and the reply is [`Enqueued::Duplicate`]
+//!   with its state. Enqueuing the id of a *dead letter* is a fresh request for the same
+//!   operation: the dead letter is replaced by the new operation, queued with zero attempts
+//!   ([`Enqueued::Queued`] with `replaced_dead_letter`). Completed ids are not remembered.
+//! - **Persistent**: every change is first appended to a journal (JSON lines, see
+//!   `journal.rs`), replayed on start, and compacted into a snapshot when it grows. An enqueue
+//!   is acknowledged only once its record is on disk (`fdatasync`), so a `kill -9` right after
+//!   the reply loses nothing. Progress records (attempt started, succeeded, failed,
+//!   dead-lettered) reach the OS at once and are synced lazily (within [`LAZY_SYNC`]); an
+//!   operation whose completion did not reach the disk is retried after a restart: delivery
+//!   is **at least once**, so executors should be idempotent (the id is the idempotency key).
+//!   An attempt that was in flight when the daemon died counts as a failed attempt.
+
+mod actor;
+mod handle;
+mod journal;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use actor::{
+    RetryQueueActor, RetryQueueArgs, RetryQueueMsg, RetryQueueState, retry_queue_spec,
+};
+pub use handle::RetryQueueHandle;
+
+use crate::supervisor::Backoff;
+
+/// How long a progress record may stay unsynced.
+pub const LAZY_SYNC: Duration = Duration::from_secs(1);
+/// At most this many operations are listed in [`QueueStatus::operations`].
+pub const STATUS_OPS_LIMIT: usize = 100;
+/// At most this many operations are listed in the status-node details.
+pub const DETAILS_OPS_LIMIT: usize = 5;
+/// The longest accepted operation id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// The largest accepted operation (serialized), in bytes: with the two capacities, this bounds
+/// the queue's memory.
+pub const MAX_OP_BYTES: usize = 1 << 20;
+
+/// What happens to an enqueue when the queue is at capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Refuse the new operation with [`EnqueueError::Full`].
+    #[default]
+    Reject,
+    /// Move the oldest pending operation to the dead letters and accept the new one.
+    DeadLetterOldest,
+}
+
+/// A retry queue's settings (the config layer converts `[session_manager.retry_queue]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Live operations (pending plus in flight) at most; at least 1. Default 1000.
+    pub capacity: usize,
+    /// Retries after the first attempt before an operation is dead-lettered. Default 3.
+    pub max_retries: u32,
+    /// Delay before the first retry; the floor of every retry delay. Default 2 s.
+    pub backoff_min: Duration,
+    /// Cap of the retry delay. Default 30 s.
+    pub backoff_max: Duration,
+    /// Deadline of one attempt. Default 30 s.
+    pub attempt_timeout: Duration,
+    /// Attempts in flight at once; at least 1. Default 4.
+    pub concurrency: usize,
+    /// What an enqueue does at capacity. Default [`OnFull::Reject`].
+    pub on_full: OnFull,
+    /// Dead letters kept (the oldest is discarded first). Default 1000.
+    pub dead_letter_capacity: usize,
+    /// The journal file (its directory is created 0700, the file 0600).
+    pub journal: PathBuf,
+}
+
+impl QueueConfig {
+    /// The defaults, journaling to `journal`.
+    pub fn new(journal: impl Into<PathBuf>) -> Self {
+        Self {
+            capacity: 1000,
+            max_retries: 3,
+            backoff_min: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(30),
+            concurrency: 4,
+            on_full: OnFull::Reject,
+            dead_letter_capacity: 1000,
+            journal: journal.into(),
+        }
+    }
+
+    /// The same settings with out-of-range values clamped (capacities and concurrency at
+    /// least 1, a non-zero attempt timeout, `backoff_max >= backoff_min`).
+    pub fn normalized(mut self) -> Self {
+        self.capacity = self.capacity.max(1);
+        self.concurrency = self.concurrency.max(1);
+        self.attempt_timeout = self.attempt_timeout.max(Duration::from_millis(1));
+        self.backoff_max = self.backoff_max.max(self.backoff_min);
+        self
+    }
+
+    /// The retry delays as a [`Backoff`].
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.backoff_min,
+            max: self.backoff_max,
+            reset_after: Duration::MAX,
+        }
+    }
+
+    /// The delay before the next attempt of an operation whose `attempts`-th attempt just
+    /// failed: `backoff_min` after the first, then random in `[min, min·2^(attempts-1)]`,
+    /// capped at `backoff_max`.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        self.backoff().delay(attempts.saturating_add(1).max(2))
+    }
+}
+
+/// One queued operation, as stored in the journal and listed in the dead letters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// The caller's id: unique among live operations, the idempotency key of the executor.
+    pub id: String,
+    /// What to do (e.g. `post_message`); interpreted by the executor.
+    pub kind: String,
+    /// The operation's arguments; interpreted by the executor.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Attempts started so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When it was enqueued (Unix milliseconds).
+    #[serde(default)]
+    pub enqueued_at: u64,
+    /// When the next attempt is due (Unix milliseconds).
+    #[serde(default)]
+    pub next_attempt_at: u64,
+    /// The error of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Operation {
+    /// A new operation, due now, with no attempts.
+    pub fn new(id: impl Into<String>, kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        let now = now_ms();
+        Self {
+            id: id.into(),
+            kind: kind.into(),
+            payload,
+            attempts: 0,
+            enqueued_at: now,
+            next_attempt_at: now,
+            last_error: None,
+        }
+    }
+}
+
+/// Runs operations; implemented by the sidecar layer (e.g. a POST to the session manager
+/// through its circuit breaker). `Err` (or a panic) is a failed attempt. The future is dropped
+/// when the attempt times out, so it must be cancel-safe. Closures of the same shape are
+/// executors too.
+pub trait Executor: Send + Sync + 'static {
+    /// Attempts `op` once.
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl<F> Executor for F
+where
+    F: Fn(&Operation) -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+{
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
+        self(op)
+    }
+}
+
+/// Where an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// An attempt is running.
+    InFlight,
+    /// In the dead letters.
+    Dead,
+}
+
+/// The reply to an accepted enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Enqueued {
+    /// Queued (durably).
+    Queued {
+        /// Pending operations ahead of it (0 = next in line).
+        position: usize,
+        /// Whether a dead letter with the same id was replaced.
+        replaced_dead_letter: bool,
+    },
+    /// An operation with the same id is live; it stands and nothing was queued. `state` is
+    /// [`OpState::Pending`] or [`OpState::InFlight`] (a dead id is replaced instead).
+    Duplicate {
+        /// The existing operation's state.
+        state: OpState,
+    },
+}
+
+/// Why an enqueue was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The queue is at capacity (and could not make room).
+    #[error("the retry queue is full ({capacity} operations)")]
+    Full {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The operation is malformed (empty or too long id, larger than [`MAX_OP_BYTES`]).
+    #[error("invalid operation: {0}")]
+    Invalid(String),
+    /// The journal could not be written; nothing was queued.
+    #[error("the retry queue journal cannot be written: {0}")]
+    Journal(String),
+    /// The queue actor is not running or did not answer.
+    #[error("the retry queue is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a replay or drop of dead letters failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// No dead letter with that id.
+    #[error("no dead letter `{0}`")]
+    NotFound(String),
+    /// The queue is at capacity: nothing can be replayed.
+    #[error("the retry queue is full ({capacity} operations)")]
+    Full {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The journal could not be written; nothing changed.
+    #[error("the retry queue journal cannot be written: {0}")]
+    Journal(String),
+    /// The queue actor is not running or did not answer.
+    #[error("the retry queue is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One operation in a [`QueueStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpStatus {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Pending or in flight.
+    pub state: OpState,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Milliseconds until its next attempt, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_in_ms: Option<u64>,
+    /// The error of its last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The queue's state, for `get_retry_queue_status` and introspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct QueueStatus {
+    /// Operations waiting for an attempt.
+    pub pending: usize,
+    /// Attempts running.
+    pub in_flight: usize,
+    /// Dead letters kept.
+    pub dead_letters: usize,
+    /// Live operations at most.
+    pub capacity: usize,
+    /// Dead letters at most.
+    pub dead_letter_capacity: usize,
+    /// Attempts at once at most.
+    pub concurrency: usize,
+    /// Operations that succeeded (since the daemon started).
+    pub succeeded: u64,
+    /// Attempts that failed or timed out (since the daemon started).
+    pub failed: u64,
+    /// Operations moved to the dead letters (since the daemon started).
+    pub dead_lettered: u64,
+    /// Enqueues refused because the queue was full (since the daemon started).
+    pub rejected: u64,
+    /// Live operations in queue order (oldest first), at most a bounded number.
+    pub operations: Vec<OpStatus>,
+    /// Live operations not listed in `operations`.
+    pub operations_omitted: usize,
+}
+
+/// The wall clock in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}

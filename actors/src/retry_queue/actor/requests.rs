@@ -1,0 +1,193 @@
+//! The requests of [`RetryQueueActor`](super::RetryQueueActor): loading the journal,
+//! enqueues, and the dead-letter operations (replay, drop). Each change is journaled durably
+//! before it is applied and replied to.
+
+use std::time::Duration;
+
+use ractor::ActorProcessingErr;
+use tokio::time::Instant;
+
+use super::{RELAXED, RetryQueueState};
+use crate::retry_queue::journal::{Journal, Record};
+use crate::retry_queue::state::Queue;
+use crate::retry_queue::{
+    EnqueueError, Enqueued, MAX_ID_LEN, MAX_OP_BYTES, OnFull, Operation, QueueError, now_ms,
+};
+
+impl RetryQueueState {
+    /// Replays the journal, requeues (or buries) the attempts found in flight, compacts.
+    pub(super) fn load(&mut self) -> Result<(), ActorProcessingErr> {
+        let path = self.config.journal.clone();
+        let now = (Instant::now(), now_ms());
+        let max_delay = self.config.backoff_max;
+        let mut misfits = 0u64;
+        let queue = &mut self.queue;
+        let (mut journal, report) = Journal::open(&path, |r| {
+            if !queue.apply(r, now, max_delay) {
+                misfits += 1;
+            }
+        })
+        .map_err(|e| {
+            format!(
+                "cannot open the retry queue journal {}: {e}",
+                path.display()
+            )
+        })?;
+        let interrupted = self.queue.in_flight_ids();
+        for (id, attempt) in &interrupted {
+            let err = format!("interrupted: the daemon stopped during attempt {attempt}");
+            if *attempt > self.config.max_retries {
+                self.bury(id, err);
+            } else {
+                self.queue.retry(id, err, now.1, now.0);
+            }
+        }
+        journal.compact(self.queue.snapshot()).map_err(|e| {
+            format!(
+                "cannot compact the retry queue journal {}: {e}",
+                path.display()
+            )
+        })?;
+        tracing::info!(
+            path = %self.node.path(), journal = %path.display(), records = report.records,
+            skipped = report.skipped, torn = report.torn, misfits, interrupted = interrupted.len(),
+            pending = self.queue.pending(), dead_letters = self.queue.dead_letters().len(),
+            "retry queue loaded"
+        );
+        self.journal = Some(journal);
+        Ok(())
+    }
+
+    fn journal(&mut self) -> Result<&mut Journal, String> {
+        self.journal
+            .as_mut()
+            .ok_or_else(|| "the journal is not open".to_owned())
+    }
+
+    pub(super) fn enqueue(&mut self, mut op: Operation) -> Result<Enqueued, EnqueueError> {
+        if op.id.is_empty() || op.id.len() > MAX_ID_LEN {
+            return Err(EnqueueError::Invalid(format!(
+                "the id must be 1 to {MAX_ID_LEN} bytes"
+            )));
+        }
+        if let Some(state) = self.queue.live_state(&op.id) {
+            return Ok(Enqueued::Duplicate { state });
+        }
+        let size = serde_json::to_vec(&op).map_or(usize::MAX, |v| v.len());
+        if size > MAX_OP_BYTES {
+            return Err(EnqueueError::Invalid(format!(
+                "the operation is {size} bytes; at most {MAX_OP_BYTES}"
+            )));
+        }
+        let capacity = self.config.capacity;
+        let mut records = Vec::with_capacity(2);
+        let mut evict = None;
+        if self.queue.live() >= capacity {
+            let oldest = match self.config.on_full {
+                OnFull::Reject => None,
+                OnFull::DeadLetterOldest => self.queue.oldest_pending(),
+            };
+            let Some(oldest) = oldest else {
+                self.handle.totals().rejected.fetch_add(1, RELAXED);
+                return Err(EnqueueError::Full { capacity });
+            };
+            let err = format!("dead-lettered to make room: the queue was full ({capacity})");
+            records.push(Record::Dead {
+                id: oldest.clone(),
+                err: err.clone(),
+            });
+            evict = Some((oldest, err));
+        }
+        let now = now_ms();
+        if op.enqueued_at == 0 {
+            op.enqueued_at = now;
+        }
+        op.next_attempt_at = op.next_attempt_at.max(now);
+        let wait = Duration::from_millis(op.next_attempt_at - now).min(self.config.backoff_max);
+        let replaced_dead_letter = self.queue.is_dead(&op.id);
+        records.push(Record::Enqueued { op: op.clone() });
+        self.journal()
+            .and_then(|j| j.append_durable(&records).map_err(|e| e.to_string()))
+            .map_err(EnqueueError::Journal)?;
+        if let Some((oldest, err)) = evict {
+            tracing::warn!(path = %self.node.path(), id = %oldest, "{err}");
+            self.bury(&oldest, err);
+        }
+        let position = self.queue.insert(op, Instant::now() + wait).unwrap_or(0);
+        Ok(Enqueued::Queued {
+            position,
+            replaced_dead_letter,
+        })
+    }
+
+    pub(super) fn bury(&mut self, id: &str, err: String) {
+        if let Some(Some(evicted)) = self.queue.bury(id, err) {
+            tracing::warn!(path = %self.node.path(), id = %evicted.id, "dead letters full: discarding the oldest");
+        }
+        self.handle.totals().dead_lettered.fetch_add(1, RELAXED);
+    }
+
+    /// Journals one `record` per id durably, then applies `apply` to each.
+    fn admin(
+        &mut self,
+        id: Option<String>,
+        limit: usize,
+        record: fn(String) -> Record,
+        apply: impl Fn(&mut Queue, &str),
+    ) -> Result<usize, QueueError> {
+        let ids: Vec<String> = match id {
+            Some(id) if self.queue.is_dead(&id) => vec![id],
+            Some(id) => return Err(QueueError::NotFound(id)),
+            None => self
+                .queue
+                .dead_letters()
+                .iter()
+                .map(|op| op.id.clone())
+                .collect(),
+        };
+        let ids: Vec<String> = ids.into_iter().take(limit).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<Record> = ids.iter().cloned().map(record).collect();
+        self.journal()
+            .and_then(|j| j.append_durable(&records).map_err(|e| e.to_string()))
+            .map_err(QueueError::Journal)?;
+        for id in &ids {
+            apply(&mut self.queue, id);
+        }
+        Ok(ids.len())
+    }
+
+    pub(super) fn replay(&mut self, id: Option<String>) -> Result<usize, QueueError> {
+        let capacity = self.config.capacity;
+        let room = capacity.saturating_sub(self.queue.live());
+        let any = match &id {
+            Some(id) => self.queue.is_dead(id),
+            None => !self.queue.dead_letters().is_empty(),
+        };
+        if room == 0 && any {
+            return Err(QueueError::Full { capacity });
+        }
+        let (now, now_ms) = (Instant::now(), now_ms());
+        self.admin(
+            id,
+            room,
+            |id| Record::Replayed { id },
+            |q, id| {
+                q.replay(id, now_ms, now);
+            },
+        )
+    }
+
+    pub(super) fn drop_dead(&mut self, id: Option<String>) -> Result<usize, QueueError> {
+        self.admin(
+            id,
+            usize::MAX,
+            |id| Record::Dropped { id },
+            |q, id| {
+                q.drop_dead(id);
+            },
+        )
+    }
+}

@@ -1,0 +1,268 @@
+//! The retry queue's append-only journal.
+//!
+//! One JSON object per line, tagged by `t`:
+//!
+//! ```text
+//! {"t":"enq","op":{"id":"a","kind":"post","payload":{..},"attempts":0,"enqueued_at":..,"next_attempt_at":..}}
+//! {"t":"try","id":"a"}                       an attempt started (attempts + 1)
+//! {"t":"ok","id":"a"}                        it succeeded: the operation is gone
+//! {"t":"fail","id":"a","err":"..","next_ms":1700000000000}   failed; next attempt due then (Unix ms)
+//! {"t":"dead","id":"a","err":".."}           moved to the dead letters
+//! {"t":"replay","id":"a"}                    a dead letter back to pending, attempts reset
+//! {"t":"drop","id":"a"}                      a dead letter discarded
+//! ```
+//!
+//! Loading replays the lines in order. A torn last line (a crash mid-write) is ignored with a
+//! warning, as is a corrupt line anywhere else; loading never panics. A compaction writes a
+//! snapshot (an `enq` per live operation, a `try` per operation in flight, an `enq` + `dead`
+//! pair per dead letter) to a temporary file, syncs it, renames it over the journal and syncs
+//! the directory, so a crash leaves either the old journal or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Operation;
+
+/// Compaction is due when the journal holds more than `COMPACT_FACTOR` records per live one...
+const COMPACT_FACTOR: u64 = 4;
+/// ... plus this slack (so a nearly empty queue is not compacted on every record) ...
+const COMPACT_SLACK: u64 = 256;
+/// ... or when it outgrows this size and twice its size after the last compaction.
+const COMPACT_BYTES: u64 = 8 << 20;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub(super) enum Record {
+    /// An operation was queued.
+    #[serde(rename = "enq")]
+    Enqueued { op: Operation },
+    /// An attempt started.
+    #[serde(rename = "try")]
+    Started { id: String },
+    /// The operation succeeded.
+    #[serde(rename = "ok")]
+    Succeeded { id: String },
+    /// An attempt failed; the next one is due at `next_ms` (Unix ms).
+    #[serde(rename = "fail")]
+    Failed {
+        id: String,
+        err: String,
+        next_ms: u64,
+    },
+    /// The operation was dead-lettered.
+    #[serde(rename = "dead")]
+    Dead { id: String, err: String },
+    /// A dead letter was replayed.
+    #[serde(rename = "replay")]
+    Replayed { id: String },
+    /// A dead letter was dropped.
+    #[serde(rename = "drop")]
+    Dropped { id: String },
+}
+
+/// What loading found besides the records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LoadReport {
+    /// Records replayed.
+    pub(super) records: u64,
+    /// Corrupt lines skipped.
+    pub(super) skipped: u64,
+    /// Whether the last line was torn (and ignored).
+    pub(super) torn: bool,
+}
+
+/// The open journal.
+#[derive(Debug)]
+pub(super) struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Current size.
+    bytes: u64,
+    /// Size right after the last compaction.
+    base_bytes: u64,
+    /// Records in the file.
+    records: u64,
+    /// Whether records were written since the last sync.
+    dirty: bool,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path` and feeds every readable record to `apply`.
+    pub(super) fn open(
+        path: &Path,
+        mut apply: impl FnMut(Record),
+    ) -> io::Result<(Self, LoadReport)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        let mut report = LoadReport::default();
+        let mut reader = BufReader::new(&file);
+        let mut line = Vec::new();
+        let mut good_len = 0u64;
+        let mut lineno = 0u64;
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            lineno += 1;
+            let complete = line.last() == Some(&b'\n');
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                good_len += n as u64;
+                continue;
+            }
+            match serde_json::from_slice::<Record>(text) {
+                Ok(record) => {
+                    apply(record);
+                    report.records += 1;
+                    if !complete {
+                        // Only the newline was lost: the record itself is whole.
+                        (&file).write_all(b"\n")?;
+                    }
+                    good_len += n as u64 + u64::from(!complete);
+                }
+                Err(e) if !complete => {
+                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "retry queue journal: ignoring a torn last record (a crash mid-write)");
+                    report.torn = true;
+                    file.set_len(good_len)?;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "retry queue journal: skipping a corrupt record");
+                    report.skipped += 1;
+                    good_len += n as u64;
+                }
+            }
+        }
+        let journal = Self {
+            path: path.to_owned(),
+            file,
+            bytes: good_len,
+            base_bytes: good_len,
+            records: report.records,
+            dirty: false,
+        };
+        Ok((journal, report))
+    }
+
+    /// The journal's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal's size in bytes.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends `records` without syncing. On an error the file is cut back to its previous
+    /// length, so a failed write never leaves half a line for the next one to glue onto.
+    pub(super) fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(io::Error::other)?;
+            buf.push(b'\n');
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            let _ = self.file.set_len(self.bytes);
+            return Err(e);
+        }
+        self.bytes += buf.len() as u64;
+        self.records += records.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Appends `records` and syncs them (and everything before them) to disk. On an error the
+    /// records are cut off again: they must not outlive a refusal.
+    pub(super) fn append_durable(&mut self, records: &[Record]) -> io::Result<()> {
+        let (bytes, count) = (self.bytes, self.records);
+        self.append(records)?;
+        if let Err(e) = self.sync() {
+            let _ = self.file.set_len(bytes);
+            (self.bytes, self.records) = (bytes, count);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Syncs the written records to disk, if any are unsynced.
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the journal is large against the `live` records a snapshot would hold.
+    pub(super) fn needs_compaction(&self, live: usize) -> bool {
+        self.records > COMPACT_FACTOR * live as u64 + COMPACT_SLACK
+            || self.bytes > COMPACT_BYTES.max(2 * self.base_bytes)
+    }
+
+    /// Replaces the journal by a snapshot made of `records`.
+    pub(super) fn compact(&mut self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".tmp");
+        let tmp = self.path.with_file_name(name);
+        let written = write_snapshot(&tmp, records);
+        let (bytes, count) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.bytes = bytes;
+        self.base_bytes = bytes;
+        self.records = count;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Writes and syncs a snapshot file; returns its size and record count.
+fn write_snapshot(tmp: &Path, records: impl IntoIterator<Item = Record>) -> io::Result<(u64, u64)> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)?;
+    let mut out = BufWriter::new(&file);
+    let mut count = 0u64;
+    for r in records {
+        serde_json::to_writer(&mut out, &r).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        count += 1;
+    }
+    out.flush()?;
+    drop(out);
+    file.sync_all()?;
+    Ok((file.metadata()?.len(), count))
+}

@@ -1,0 +1,953 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorRef};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::journal::{Journal, Record};
+use super::*;
+use crate::status::StatusNode;
+use crate::testing::eventually;
+
+// === A scriptable executor ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Succeed,
+    /// Fails the first n attempts of each operation, then succeeds.
+    FailFirst(u32),
+    FailAlways,
+    Hang,
+    Sleep(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    id: String,
+    attempts: u32,
+    payload: serde_json::Value,
+    at: Instant,
+}
+
+#[derive(Debug)]
+struct ExecInner {
+    mode: Mutex<Mode>,
+    calls: Mutex<Vec<Call>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+struct Exec(Arc<ExecInner>);
+
+/// Counts a running attempt until dropped (a timed-out attempt's future is dropped).
+struct Running(Arc<ExecInner>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Exec {
+    fn new(mode: Mode) -> Self {
+        Self(Arc::new(ExecInner {
+            mode: Mutex::new(mode),
+            calls: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+        }))
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.0.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.0.calls.lock().unwrap().clone()
+    }
+
+    fn calls_of(&self, id: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.id == id).collect()
+    }
+
+    /// Calls per id.
+    fn counts(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for c in self.calls() {
+            *out.entry(c.id).or_default() += 1;
+        }
+        out
+    }
+
+    fn running(&self) -> usize {
+        self.0.running.load(Ordering::SeqCst)
+    }
+
+    fn max_running(&self) -> usize {
+        self.0.max_running.load(Ordering::SeqCst)
+    }
+}
+
+impl Executor for Exec {
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
+        let inner = self.0.clone();
+        let mode = *inner.mode.lock().unwrap();
+        let n = {
+            let mut calls = inner.calls.lock().unwrap();
+            calls.push(Call {
+                id: op.id.clone(),
+                attempts: op.attempts,
+                payload: op.payload.clone(),
+                at: Instant::now(),
+            });
+            calls.iter().filter(|c| c.id == op.id).count() as u32
+        };
+        let now = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_running.fetch_max(now, Ordering::SeqCst);
+        let guard = Running(inner);
+        Box::pin(async move {
+            let _guard = guard;
+            match mode {
+                Mode::Succeed => Ok(()),
+                Mode::FailFirst(k) if n <= k => Err(format!("fail #{n}")),
+                Mode::FailFirst(_) => Ok(()),
+                Mode::FailAlways => Err(format!("fail #{n}")),
+                Mode::Hang => std::future::pending().await,
+                Mode::Sleep(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+// === Helpers ===
+
+const WAIT: Duration = Duration::from_secs(600);
+
+fn config(dir: &Path) -> QueueConfig {
+    QueueConfig::new(dir.join("state").join("retry").join("journal.jsonl"))
+}
+
+struct TestQueue {
+    actor: ActorRef<RetryQueueMsg>,
+    task: tokio::task::JoinHandle<()>,
+    handle: RetryQueueHandle,
+    node: StatusNode,
+}
+
+async fn start(config: &QueueConfig, exec: &Exec) -> TestQueue {
+    let handle = RetryQueueHandle::new();
+    let node = StatusNode::root("retry:test", "retry_queue");
+    let args = RetryQueueArgs {
+        config: config.clone(),
+        executor: Arc::new(exec.clone()),
+        node: node.clone(),
+        handle: handle.clone(),
+    };
+    let (actor, task) = Actor::spawn(None, RetryQueueActor, args)
+        .await
+        .expect("the queue starts");
+    TestQueue {
+        actor,
+        task,
+        handle,
+        node,
+    }
+}
+
+/// Simulates `kill -9` of the daemon: the actor is killed (no `post_stop`, no final sync) and
+/// everything is dropped.
+async fn crash(q: TestQueue) {
+    q.actor.kill();
+    q.task.await.unwrap();
+}
+
+fn op(id: &str) -> Operation {
+    Operation::new(id, "post_message", json!({ "n": id }))
+}
+
+async fn enqueue_ok(q: &TestQueue, id: &str) -> usize {
+    match q.handle.enqueue(op(id)).await {
+        Ok(Enqueued::Queued { position, .. }) => position,
+        other => panic!("enqueue {id}: {other:?}"),
+    }
+}
+
+async fn wait_status(q: &TestQueue, what: &str, cond: impl Fn(&QueueStatus) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = q.handle.status().await.unwrap();
+        if cond(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn journal_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+// === Behaviour ===
+
+#[tokio::test(start_paused = true)]
+async fn success_path_runs_each_operation_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&config(dir.path()), &exec).await;
+    for i in 0..3 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    wait_status(&q, "all succeeded", |s| s.succeeded == 3).await;
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(
+        (s.pending, s.in_flight, s.dead_letters, s.failed),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(exec.calls().len(), 3);
+    assert_eq!(exec.calls()[0].payload, json!({ "n": "op0" }));
+    assert_eq!(
+        exec.calls()[0].attempts,
+        1,
+        "the executor sees the attempt number"
+    );
+    assert_eq!(q.handle.queue_depth(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn positions_count_the_pending_operations_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.concurrency = 1;
+    let q = start(&cfg, &exec).await;
+    assert_eq!(enqueue_ok(&q, "a").await, 0, "a goes in flight at once");
+    assert_eq!(enqueue_ok(&q, "b").await, 0);
+    assert_eq!(enqueue_ok(&q, "c").await, 1);
+    let s = q.handle.status().await.unwrap();
+    assert_eq!((s.pending, s.in_flight), (2, 1));
+    let states: Vec<_> = s
+        .operations
+        .iter()
+        .map(|o| (o.id.as_str(), o.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", OpState::InFlight),
+            ("b", OpState::Pending),
+            ("c", OpState::Pending)
+        ]
+    );
+    assert_eq!(q.handle.queue_depth(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_retry_with_growing_delays_then_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 5;
+    cfg.backoff_min = Duration::from_secs(2);
+    cfg.backoff_max = Duration::from_secs(5);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "x").await;
+    wait_status(&q, "dead-lettered", |s| s.dead_letters == 1).await;
+    let calls = exec.calls_of("x");
+    assert_eq!(calls.len(), 6, "1 attempt + max_retries retries");
+    let attempts: Vec<u32> = calls.iter().map(|c| c.attempts).collect();
+    assert_eq!(attempts, [1, 2, 3, 4, 5, 6]);
+    // Retry n waits within [min, min·2^(n-1)] capped at max.
+    let ceilings = [2000u128, 4000, 5000, 5000, 5000];
+    for (n, pair) in calls.windows(2).enumerate() {
+        let gap = (pair[1].at - pair[0].at).as_millis();
+        assert!(
+            (2000..=ceilings[n] + 50).contains(&gap),
+            "retry {}: waited {gap} ms",
+            n + 1
+        );
+    }
+    let dead = q.handle.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 6);
+    assert_eq!(dead[0].last_error.as_deref(), Some("fail #6"));
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(
+        (s.failed, s.dead_lettered, s.succeeded, s.pending),
+        (6, 1, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_retry_shows_its_error_and_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailFirst(1));
+    let q = start(&config(dir.path()), &exec).await;
+    enqueue_ok(&q, "x").await;
+    wait_status(&q, "first failure", |s| s.failed == 1).await;
+    let s = q.handle.status().await.unwrap();
+    let o = &s.operations[0];
+    assert_eq!((o.state, o.attempts), (OpState::Pending, 1));
+    assert_eq!(o.last_error.as_deref(), Some("fail #1"));
+    let due = o.next_attempt_in_ms.unwrap();
+    assert!((1900..=2000).contains(&due), "due in {due} ms");
+    wait_status(&q, "success", |s| s.succeeded == 1).await;
+    assert_eq!(exec.calls_of("x").len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_that_never_returns_times_out_and_counts_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.attempt_timeout = Duration::from_secs(30);
+    cfg.max_retries = 1;
+    let q = start(&cfg, &exec).await;
+    let t0 = Instant::now();
+    enqueue_ok(&q, "slow").await;
+    wait_status(&q, "first timeout", |s| s.failed == 1).await;
+    assert!(t0.elapsed() >= Duration::from_secs(30));
+    assert_eq!(
+        exec.running(),
+        0,
+        "the timed-out attempt's future was dropped"
+    );
+    wait_status(&q, "dead-lettered", |s| s.dead_letters == 1).await;
+    let dead = q.handle.dead_letters().await.unwrap();
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("timed out"),
+        "{dead:?}"
+    );
+    assert_eq!(exec.calls_of("slow").len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_executor_is_a_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let q = start_with(
+        &cfg,
+        |_: &Operation| -> BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { panic!("executor bug") })
+        },
+    )
+    .await;
+    enqueue_ok(&q, "p").await;
+    wait_status(&q, "dead-lettered", |s| s.dead_letters == 1).await;
+    let dead = q.handle.dead_letters().await.unwrap();
+    assert_eq!(dead[0].last_error.as_deref(), Some("the executor panicked"));
+}
+
+async fn start_with(config: &QueueConfig, executor: impl Executor) -> TestQueue {
+    let handle = RetryQueueHandle::new();
+    let node = StatusNode::root("retry:test", "retry_queue");
+    let args = RetryQueueArgs {
+        config: config.clone(),
+        executor: Arc::new(executor),
+        node: node.clone(),
+        handle: handle.clone(),
+    };
+    let (actor, task) = Actor::spawn(None, RetryQueueActor, args).await.unwrap();
+    TestQueue {
+        actor,
+        task,
+        handle,
+        node,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_than_concurrency_attempts_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Sleep(Duration::from_secs(1)));
+    let mut cfg = config(dir.path());
+    cfg.concurrency = 3;
+    let q = start(&cfg, &exec).await;
+    for i in 0..20 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(s.in_flight, 3);
+    wait_status(&q, "all succeeded", |s| s.succeeded == 20).await;
+    assert_eq!(exec.max_running(), 3);
+    assert!(exec.counts().values().all(|&n| n == 1));
+    assert_eq!(exec.counts().len(), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_capacity_reject_refuses_the_new_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.capacity = 3;
+    cfg.concurrency = 1;
+    let q = start(&cfg, &exec).await;
+    for id in ["a", "b", "c"] {
+        enqueue_ok(&q, id).await;
+    }
+    let err = q.handle.enqueue(op("d")).await.unwrap_err();
+    assert_eq!(err, EnqueueError::Full { capacity: 3 });
+    assert!(err.to_string().contains("full"), "{err}");
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(
+        (s.pending + s.in_flight, s.rejected, s.dead_letters),
+        (3, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_capacity_dead_letter_oldest_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.capacity = 3;
+    cfg.concurrency = 1;
+    cfg.on_full = OnFull::DeadLetterOldest;
+    let q = start(&cfg, &exec).await;
+    for id in ["a", "b", "c"] {
+        enqueue_ok(&q, id).await;
+    }
+    // `a` is in flight: the oldest *pending* operation, `b`, makes room.
+    enqueue_ok(&q, "d").await;
+    let dead = q.handle.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "b");
+    assert!(dead[0].last_error.as_deref().unwrap().contains("full"));
+    let s = q.handle.status().await.unwrap();
+    let ids: Vec<_> = s.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c", "d"]);
+    assert_eq!(s.dead_lettered, 1);
+
+    // With every live operation in flight there is nothing to move: refused.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.capacity = 1;
+    cfg.concurrency = 1;
+    cfg.on_full = OnFull::DeadLetterOldest;
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    enqueue_ok(&q, "a").await;
+    let err = q.handle.enqueue(op("b")).await.unwrap_err();
+    assert_eq!(err, EnqueueError::Full { capacity: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_ids_of_live_operations_are_not_queued_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.concurrency = 1;
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "a").await;
+    enqueue_ok(&q, "b").await;
+    let dup = |state| Ok(Enqueued::Duplicate { state });
+    assert_eq!(q.handle.enqueue(op("a")).await, dup(OpState::InFlight));
+    assert_eq!(q.handle.enqueue(op("b")).await, dup(OpState::Pending));
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(s.pending + s.in_flight, 2);
+    assert_eq!(exec.calls().len(), 1);
+    let invalid = q.handle.enqueue(op("")).await.unwrap_err();
+    assert!(matches!(invalid, EnqueueError::Invalid(_)), "{invalid:?}");
+    let huge = Operation::new("huge", "k", json!("x".repeat(MAX_OP_BYTES)));
+    let invalid = q.handle.enqueue(huge).await.unwrap_err();
+    assert!(matches!(invalid, EnqueueError::Invalid(_)), "{invalid:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn enqueuing_a_dead_id_replaces_the_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "x").await;
+    wait_status(&q, "dead", |s| s.dead_letters == 1).await;
+    exec.set(Mode::Succeed);
+    let fresh = Operation::new("x", "post_message", json!({ "v": 2 }));
+    let reply = q.handle.enqueue(fresh).await.unwrap();
+    assert_eq!(
+        reply,
+        Enqueued::Queued {
+            position: 0,
+            replaced_dead_letter: true
+        }
+    );
+    wait_status(&q, "success", |s| s.succeeded == 1).await;
+    assert!(q.handle.dead_letters().await.unwrap().is_empty());
+    let last = exec.calls_of("x").pop().unwrap();
+    assert_eq!((last.attempts, last.payload), (1, json!({ "v": 2 })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_are_bounded_oldest_discarded_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    cfg.dead_letter_capacity = 3;
+    let q = start(&cfg, &exec).await;
+    for i in 0..5 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    wait_status(&q, "all dead", |s| s.dead_lettered == 5).await;
+    let ids: Vec<String> = q
+        .handle
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids, ["op2", "op3", "op4"]);
+    assert_eq!(q.handle.status().await.unwrap().dead_letters, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_and_drop_one_or_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 1;
+    cfg.backoff_min = Duration::from_millis(10);
+    let q = start(&cfg, &exec).await;
+    for i in 0..4 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    wait_status(&q, "all dead", |s| s.dead_letters == 4).await;
+    exec.set(Mode::Succeed);
+
+    assert_eq!(q.handle.replay(Some("op1")).await, Ok(1));
+    wait_status(&q, "op1 replayed", |s| s.succeeded == 1).await;
+    let last = exec.calls_of("op1").pop().unwrap();
+    assert_eq!(last.attempts, 1, "attempts reset by the replay");
+    assert_eq!(
+        q.handle.replay(Some("nope")).await,
+        Err(QueueError::NotFound("nope".into()))
+    );
+    assert_eq!(q.handle.drop_dead_letters(Some("op2")).await, Ok(1));
+    assert_eq!(
+        q.handle.drop_dead_letters(Some("op2")).await,
+        Err(QueueError::NotFound("op2".into()))
+    );
+    assert_eq!(q.handle.replay(None).await, Ok(2));
+    wait_status(&q, "all replayed", |s| s.succeeded == 3).await;
+    assert!(q.handle.dead_letters().await.unwrap().is_empty());
+    assert_eq!(
+        exec.calls_of("op2").len(),
+        2,
+        "the dropped one never ran again"
+    );
+    assert_eq!(q.handle.replay(None).await, Ok(0));
+
+    exec.set(Mode::FailAlways);
+    for i in 10..13 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    wait_status(&q, "dead again", |s| s.dead_letters == 3).await;
+    assert_eq!(q.handle.drop_dead_letters(None).await, Ok(3));
+    assert!(q.handle.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_respects_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    cfg.capacity = 2;
+    cfg.concurrency = 1;
+    let q = start(&cfg, &exec).await;
+    for id in ["a", "b", "c"] {
+        enqueue_ok(&q, id).await;
+        wait_status(&q, "dead", |s| s.pending + s.in_flight == 0).await;
+    }
+    exec.set(Mode::Hang);
+    // Room for two: the two oldest dead letters move.
+    assert_eq!(q.handle.replay(None).await, Ok(2));
+    let dead: Vec<String> = q
+        .handle
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(dead, ["c"]);
+    assert_eq!(
+        q.handle.replay(Some("c")).await,
+        Err(QueueError::Full { capacity: 2 })
+    );
+    let full = Err(QueueError::Full { capacity: 2 });
+    assert_eq!(q.handle.replay(None).await, full);
+    let missing = Err(QueueError::NotFound("zz".into()));
+    assert_eq!(q.handle.replay(Some("zz")).await, missing);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_node_details_and_queue_depth_need_no_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Hang);
+    let mut cfg = config(dir.path());
+    cfg.concurrency = 2;
+    let q = start(&cfg, &exec).await;
+    for i in 0..12 {
+        enqueue_ok(&q, &format!("op{i}")).await;
+    }
+    let details = q.node.snapshot().details.expect("details are published");
+    assert_eq!(details["pending"], 10);
+    assert_eq!(details["in_flight"], 2);
+    assert_eq!(details["capacity"], 1000);
+    assert_eq!(
+        details["operations"].as_array().unwrap().len(),
+        DETAILS_OPS_LIMIT
+    );
+    assert_eq!(details["operations_omitted"], 12 - DETAILS_OPS_LIMIT);
+    assert_eq!(q.handle.queue_depth(), 12);
+    let full = q.handle.status().await.unwrap();
+    assert_eq!(full.operations.len(), 12);
+}
+
+// === Persistence ===
+
+#[tokio::test(start_paused = true)]
+async fn kill_9_loses_no_acknowledged_operation_and_runs_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let hanging = Exec::new(Mode::Hang);
+    let q = start(&cfg, &hanging).await;
+    for i in 0..100 {
+        enqueue_ok(&q, &format!("op{i:03}")).await;
+    }
+    assert_eq!(hanging.running(), 4);
+    crash(q).await;
+    eventually("the killed queue's attempts are aborted", WAIT, || {
+        hanging.running() == 0
+    })
+    .await;
+
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    wait_status(&q, "all 100 succeeded", |s| s.succeeded == 100).await;
+    let counts = exec.counts();
+    assert_eq!(counts.len(), 100);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    // The four attempts in flight at the crash were counted.
+    let interrupted: Vec<String> = exec
+        .calls()
+        .into_iter()
+        .filter(|c| c.attempts == 2)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(interrupted, ["op000", "op001", "op002", "op003"]);
+    let s = q.handle.status().await.unwrap();
+    assert_eq!((s.pending, s.in_flight, s.dead_letters), (0, 0, 0));
+    crash(q).await;
+
+    // And a third start has nothing left to do.
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(exec.calls().is_empty());
+    assert_eq!(q.handle.status().await.unwrap().pending, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_last_attempt_is_dead_lettered_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let hanging = Exec::new(Mode::Hang);
+    let q = start(&cfg, &hanging).await;
+    enqueue_ok(&q, "poison").await;
+    crash(q).await;
+    let q = start(&cfg, &Exec::new(Mode::Succeed)).await;
+    let dead = q.handle.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("interrupted")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_and_pending_retries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let exec = Exec::new(Mode::FailAlways);
+    let q = start(&cfg, &exec).await;
+    for id in ["d1", "d2", "d3"] {
+        enqueue_ok(&q, id).await;
+    }
+    wait_status(&q, "dead", |s| s.dead_letters == 3).await;
+    crash(q).await;
+
+    let mut cfg2 = cfg.clone();
+    cfg2.max_retries = 3;
+    let exec = Exec::new(Mode::FailFirst(1));
+    let q = start(&cfg2, &exec).await;
+    let dead = q.handle.dead_letters().await.unwrap();
+    let ids: Vec<_> = dead.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["d1", "d2", "d3"]);
+    assert_eq!(dead[0].last_error.as_deref(), Some("fail #1"));
+    assert!(
+        exec.calls().is_empty(),
+        "dead letters are not retried by themselves"
+    );
+    // A pending retry (failed once, waiting) survives too.
+    enqueue_ok(&q, "r").await;
+    wait_status(&q, "one failure", |s| s.failed == 1).await;
+    crash(q).await;
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg2, &exec).await;
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(s.operations[0].attempts, 1);
+    assert_eq!(s.operations[0].last_error.as_deref(), Some("fail #1"));
+    wait_status(&q, "retried", |s| s.succeeded == 1).await;
+    assert_eq!(exec.calls_of("r")[0].attempts, 2);
+    assert_eq!(q.handle.replay(None).await, Ok(3));
+    wait_status(&q, "replayed", |s| s.succeeded == 4).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_torn_last_line_and_garbage_lines_are_tolerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    std::fs::create_dir_all(cfg.journal.parent().unwrap()).unwrap();
+    let enq = |id: &str| serde_json::to_string(&Record::Enqueued { op: op(id) }).unwrap();
+    let text = format!(
+        "{}\nnot json {{{{\n\n{}\n{{\"t\":\"ok\",\"id\":\"unknown\"}}\n{{\"t\":\"warp\",\"id\":\"a\"}}\n{}",
+        enq("a"),
+        enq("b"),
+        &enq("c")[..30]
+    );
+    std::fs::write(&cfg.journal, text).unwrap();
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    wait_status(&q, "both ran", |s| s.succeeded == 2).await;
+    let mut ids: Vec<_> = exec.counts().into_keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    crash(q).await;
+    // The journal was rewritten clean.
+    for line in journal_lines(&cfg.journal) {
+        serde_json::from_str::<Record>(&line).expect("every line parses");
+    }
+
+    // A last line that lost only its newline is a whole record: kept.
+    std::fs::write(&cfg.journal, enq("d")).unwrap();
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    wait_status(&q, "d ran", |s| s.succeeded == 1).await;
+    assert_eq!(exec.calls_of("d").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn compaction_keeps_the_journal_bounded_and_preserves_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let exec = Exec::new(Mode::FailAlways);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "dead1").await;
+    enqueue_ok(&q, "dead2").await;
+    wait_status(&q, "dead", |s| s.dead_letters == 2).await;
+    exec.set(Mode::Succeed);
+
+    let (mut max_lines, mut shrank, mut last) = (0, false, 0);
+    for batch in 0..12 {
+        for i in 0..50 {
+            enqueue_ok(&q, &format!("b{batch}-{i}")).await;
+        }
+        let want = 50 * (batch + 1);
+        wait_status(&q, "batch done", |s| s.succeeded == want as u64).await;
+        let size = std::fs::metadata(&cfg.journal).unwrap().len();
+        shrank |= size < last;
+        last = size;
+        max_lines = max_lines.max(journal_lines(&cfg.journal).len());
+    }
+    // 600 operations wrote 1800 records; compaction kept the file to a few hundred lines.
+    assert!(shrank, "the journal never shrank");
+    assert!(max_lines <= 400, "the journal grew to {max_lines} lines");
+    crash(q).await;
+
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    let dead: Vec<String> = q
+        .handle
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(dead, ["dead1", "dead2"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        exec.calls().is_empty(),
+        "completed operations stay completed"
+    );
+    // Right after a start the journal is a snapshot: two dead letters, enq + dead each.
+    assert_eq!(journal_lines(&cfg.journal).len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_journal_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    enqueue_ok(&q, "a").await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cfg.journal), 0o600);
+    assert_eq!(mode(cfg.journal.parent().unwrap()), 0o700);
+}
+
+#[test]
+fn journal_record_format() {
+    let line = |r: &Record| serde_json::to_string(r).unwrap();
+    assert_eq!(
+        line(&Record::Started { id: "a".into() }),
+        r#"{"t":"try","id":"a"}"#
+    );
+    assert_eq!(
+        line(&Record::Succeeded { id: "a".into() }),
+        r#"{"t":"ok","id":"a"}"#
+    );
+    assert_eq!(
+        line(&Record::Failed {
+            id: "a".into(),
+            err: "boom".into(),
+            next_ms: 5
+        }),
+        r#"{"t":"fail","id":"a","err":"boom","next_ms":5}"#
+    );
+    assert_eq!(
+        line(&Record::Dead {
+            id: "a".into(),
+            err: "boom".into()
+        }),
+        r#"{"t":"dead","id":"a","err":"boom"}"#
+    );
+    assert_eq!(
+        line(&Record::Replayed { id: "a".into() }),
+        r#"{"t":"replay","id":"a"}"#
+    );
+    assert_eq!(
+        line(&Record::Dropped { id: "a".into() }),
+        r#"{"t":"drop","id":"a"}"#
+    );
+    let mut o = Operation::new("a", "k", json!([1]));
+    (o.enqueued_at, o.next_attempt_at) = (1, 2);
+    assert_eq!(
+        line(&Record::Enqueued { op: o }),
+        r#"{"t":"enq","op":{"id":"a","kind":"k","payload":[1],"attempts":0,"enqueued_at":1,"next_attempt_at":2}}"#
+    );
+}
+
+#[test]
+fn journal_append_durable_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.jsonl");
+    let (mut j, report) = Journal::open(&path, |_| panic!("empty")).unwrap();
+    assert_eq!(report.records, 0);
+    j.append_durable(&[
+        Record::Enqueued { op: op("a") },
+        Record::Started { id: "a".into() },
+    ])
+    .unwrap();
+    j.append(&[Record::Succeeded { id: "a".into() }]).unwrap();
+    drop(j);
+    let mut seen = Vec::new();
+    let (_, report) = Journal::open(&path, |r| seen.push(r)).unwrap();
+    assert_eq!((report.records, report.skipped, report.torn), (3, 0, false));
+    assert_eq!(seen[2], Record::Succeeded { id: "a".into() });
+}
+
+#[test]
+fn retry_delays_follow_the_backoff() {
+    let cfg = QueueConfig::new(PathBuf::from("/nonexistent"));
+    assert_eq!(cfg.retry_delay(1), Duration::from_secs(2));
+    for attempts in 2..10u32 {
+        let d = cfg.retry_delay(attempts);
+        let ceiling = Duration::from_secs(2 << (attempts - 1)).min(Duration::from_secs(30));
+        assert!(d >= cfg.backoff_min && d <= ceiling, "{attempts}: {d:?}");
+    }
+}
+
+// === A real SIGKILL ===
+
+const CHILD_ENV: &str = "REVKA_RETRY_QUEUE_SIGKILL_JOURNAL";
+const CHILD_OPS: usize = 50;
+
+/// The child half of `sigkill_loses_no_acknowledged_operation`: a no-op unless the parent
+/// set the environment variable.
+#[tokio::test]
+async fn sigkill_child() {
+    let Some(journal) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let mut cfg = QueueConfig::new(PathBuf::from(&journal));
+    cfg.concurrency = 2;
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    for i in 0..CHILD_OPS {
+        enqueue_ok(&q, &format!("k{i}")).await;
+    }
+    std::fs::write(format!("{}.ready", journal.to_string_lossy()), "ok").unwrap();
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("q").join("journal.jsonl");
+    let ready = dir.path().join("q").join("journal.jsonl.ready");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "retry_queue::tests::sigkill_child",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &journal)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the child enqueued", Duration::from_secs(60), || {
+        ready.exists()
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed: {status:?}");
+
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&QueueConfig::new(&journal), &exec).await;
+    wait_status(&q, "all ran", |s| s.succeeded == CHILD_OPS as u64).await;
+    let counts = exec.counts();
+    assert_eq!(counts.len(), CHILD_OPS);
+    assert!(counts.values().all(|&n| n == 1));
+}
