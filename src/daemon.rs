@@ -45,6 +45,21 @@ impl Daemon {
         create_private_dir(home)?;
         let lock = lock_home(home)?;
         let services = Services::new(config, home)?;
+        crate::runlog::install(home);
+        // Learn the operator's tools in the background (sessions start their own operators).
+        if let Some(template) =
+            crate::tree::operator_template(&services.config, home, &services.http)
+        {
+            let tools = services.tools.clone();
+            let http = services.http.clone();
+            tokio::spawn(async move {
+                let report = revka_actors::mcp::connection::probe(&template.spec, &http).await;
+                match report.error {
+                    None => tools.set_operator_catalog(report.definitions),
+                    Some(e) => tracing::warn!(error = %e, "cannot list the operator's tools"),
+                }
+            });
+        }
         if services.config.gateway.enabled {
             services
                 .tokens

@@ -14,6 +14,8 @@
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
+//! - [`runlog`]: the JSONL run log of tool calls and supervision events, size-rotated.
+//! - [`sidecars`]: the `root/sidecars` subtree: session manager, its breaker and retry queue.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
 //! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
@@ -34,7 +36,9 @@ pub mod gateway;
 pub mod logging;
 pub mod mcp_server;
 pub mod notify;
+pub mod runlog;
 pub mod servers;
+pub mod sidecars;
 pub mod telemetry;
 pub mod tools;
 pub mod tree;

@@ -20,29 +20,38 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber and the panic hook. `level` is an `EnvFilter` directive
-/// (`debug`, `revka=debug,ractor=warn`, ...).
+/// (`debug`, `revka=debug,ractor=warn`, ...). Supervision events also go to the run log (once
+/// the daemon opens it), with their own filter, whatever the console level.
 pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = match level {
         Some(directive) => EnvFilter::try_new(directive)
             .map_err(|e| anyhow::anyhow!("invalid --log-level `{directive}`: {e}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(true);
-    let result = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
+    let console = match format {
+        LogFormat::Text => console.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => console
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    let audit = crate::runlog::SupervisionLayer.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("revka_actors::supervisor", tracing::Level::INFO),
+    );
+    tracing_subscriber::registry()
+        .with(console.with_filter(filter))
+        .with(audit)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     install_panic_hook();
     Ok(())
 }

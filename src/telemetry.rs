@@ -135,6 +135,28 @@ impl Telemetry {
         })
     }
 
+    /// Registers the breaker and retry-queue gauges of the session manager.
+    pub fn register_sidecar(
+        &self,
+        sidecar: &crate::sidecars::SidecarServices,
+    ) -> Result<(), MetricsError> {
+        sidecar.breakers.register_metrics(&self.metrics)?;
+        let queue = sidecar.queue.clone();
+        self.metrics.register_gauge_fn(
+            "revka_retry_queue_depth",
+            "Operations waiting in the session manager's retry queue (pending and in flight) and dead-lettered.",
+            &["queue", "state"],
+            Box::new(move || {
+                let status = queue.published();
+                vec![
+                    (vec!["session_manager".into(), "pending".into()], status.pending as f64),
+                    (vec!["session_manager".into(), "in_flight".into()], status.in_flight as f64),
+                    (vec!["session_manager".into(), "dead".into()], status.dead_letters as f64),
+                ]
+            }),
+        )
+    }
+
     /// Records one tool call.
     pub fn record_call(&self, server: &str, tool: &str, outcome: CallOutcome, took: Duration) {
         let outcome = match outcome {

@@ -11,6 +11,8 @@
 //! (`<available-deferred-tools>`) and must be activated before it can be called. With deferred
 //! loading off, every tool is listed and callable.
 
+pub mod agents;
+pub mod health;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -22,6 +24,8 @@ use futures::future::BoxFuture;
 use revka_actors::mcp::hub::{McpHub, ToolRoute};
 use revka_actors::mcp::naming;
 use revka_actors::mcp::protocol::ProgressUpdate;
+use revka_actors::mcp::search::DeferredTool;
+use revka_actors::session::OPERATOR_SERVER;
 use revka_actors::session::Session;
 use serde_json::Value;
 
@@ -73,6 +77,8 @@ pub enum Resolved {
     Builtin(Arc<dyn BuiltinTool>),
     /// An external server's tool.
     External(ToolRoute),
+    /// A tool of the calling session's operator, by the operator's own name.
+    Operator(String),
 }
 
 /// Why a tool name cannot be called in a session.
@@ -100,6 +106,8 @@ pub struct ToolRegistry {
     builtins: BTreeMap<String, Arc<dyn BuiltinTool>>,
     deferred_loading: bool,
     skipped: Vec<(String, String)>,
+    /// The operator's tool definitions (learned from an operator handshake).
+    operator_catalog: std::sync::RwLock<Vec<Value>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -119,6 +127,7 @@ impl ToolRegistry {
             builtins: BTreeMap::new(),
             deferred_loading,
             skipped: Vec::new(),
+            operator_catalog: std::sync::RwLock::new(Vec::new()),
         };
         if deferred_loading {
             registry.register(Arc::new(ToolSearch));
@@ -183,6 +192,53 @@ impl ToolRegistry {
         !self.deferred_loading || Self::is_eager(name) || session.is_activated(name)
     }
 
+    /// Every tool that is not built in: each external server's, then the operator's (named
+    /// `revka-operator__<tool>`, from the catalog). Sorted by name; external names win a clash.
+    fn served(&self) -> BTreeMap<String, Served> {
+        let mut all = BTreeMap::new();
+        for (name, route) in &self.hub.tools().tools {
+            all.insert(
+                name.clone(),
+                Served {
+                    def: route.def.clone(),
+                    group: route.server.spec().name.clone(),
+                    origin: Origin::External(route.clone()),
+                },
+            );
+        }
+        for def in self
+            .operator_catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let Some(tool) = def.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let name = naming::exposed_name(OPERATOR_SERVER, tool);
+            let mut def = def.clone();
+            def["name"] = Value::String(name.clone());
+            all.entry(name).or_insert(Served {
+                def: Arc::new(def),
+                group: OPERATOR_SERVER.to_owned(),
+                origin: Origin::Operator(tool.to_owned()),
+            });
+        }
+        all
+    }
+
+    /// Replaces the operator's tool definitions (as the operator names them).
+    pub fn set_operator_catalog(&self, tools: Vec<Value>) {
+        let mut catalog = self
+            .operator_catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *catalog != tools {
+            tracing::info!(tools = tools.len(), "operator tool catalog updated");
+            *catalog = tools;
+        }
+    }
+
     /// The session's `tools/list`, sorted by name.
     pub fn list(&self, session: &Session) -> Vec<Value> {
         let mut all: BTreeMap<String, Value> = self
@@ -190,50 +246,51 @@ impl ToolRegistry {
             .iter()
             .map(|(n, t)| (n.clone(), t.definition()))
             .collect();
-        for (name, route) in &self.hub.tools().tools {
-            if self.visible_in(session, name) && !all.contains_key(name) {
-                all.insert(name.clone(), (*route.def).clone());
+        for (name, served) in self.served() {
+            if self.visible_in(session, &name) && !all.contains_key(&name) {
+                all.insert(name, (*served.def).clone());
             }
         }
         all.into_values().collect()
     }
 
-    /// External tools still deferred for this session (what `tool_search` searches).
-    pub fn deferred(&self, session: &Session) -> Vec<ToolRoute> {
+    /// Tools still deferred for this session (what `tool_search` searches).
+    pub fn deferred(&self, session: &Session) -> Vec<DeferredTool> {
         if !self.deferred_loading {
             return Vec::new();
         }
-        self.hub
-            .tools()
-            .tools
-            .values()
-            .filter(|r| !self.visible_in(session, &r.name))
-            .cloned()
+        self.served()
+            .into_iter()
+            .filter(|(name, _)| !self.visible_in(session, name))
+            .map(|(name, served)| DeferredTool::from_definition(name, (*served.def).clone()))
             .collect()
     }
 
-    /// Resolves a name for a call in `session`: a built-in, or an external tool that is visible
-    /// (exact name, or a unique bare suffix among the visible tools).
+    /// Resolves a name for a call in `session`: a built-in, or a visible external or operator
+    /// tool (exact name, or a unique bare suffix among the visible tools).
     pub fn resolve(&self, session: &Session, name: &str) -> Result<Resolved, ToolError> {
         if let Some(tool) = self.builtins.get(name) {
             return Ok(Resolved::Builtin(tool.clone()));
         }
-        let table = self.hub.tools();
-        let visible = table
-            .tools
+        let mut served = self.served();
+        let visible = served
             .keys()
             .map(String::as_str)
             .filter(|n| self.visible_in(session, n));
         match naming::resolve_bare(name, visible) {
             naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
-                Ok(Resolved::External(table.tools[&n].clone()))
+                match served.remove(&n).map(|s| s.origin) {
+                    Some(Origin::External(route)) => Ok(Resolved::External(route)),
+                    Some(Origin::Operator(tool)) => Ok(Resolved::Operator(tool)),
+                    None => Err(ToolError::Unknown(name.to_owned())),
+                }
             }
             naming::Resolution::Ambiguous(candidates) => Err(ToolError::Ambiguous {
                 name: name.to_owned(),
                 candidates,
             }),
             naming::Resolution::NotFound => {
-                match naming::resolve_bare(name, table.tools.keys().map(String::as_str)) {
+                match naming::resolve_bare(name, served.keys().map(String::as_str)) {
                     naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
                         Err(ToolError::NotActivated(n))
                     }
@@ -247,37 +304,46 @@ impl ToolRegistry {
     /// server its own instructions then `<available-deferred-tools>` with one `name -
     /// description` line per deferred tool. `None` when there is nothing to say.
     pub fn instructions(&self) -> Option<String> {
-        let table = self.hub.tools();
+        let served = self.served();
+        let own: BTreeMap<String, String> = self
+            .hub
+            .servers()
+            .iter()
+            .filter_map(|s| {
+                s.hello()
+                    .and_then(|h| h.instructions)
+                    .map(|i| (s.spec().name.clone(), i))
+            })
+            .collect();
+        let mut groups: Vec<String> = own.keys().cloned().collect();
+        groups.extend(served.values().map(|s| s.group.clone()));
+        groups.sort();
+        groups.dedup();
         let mut out = String::new();
-        for server in self.hub.servers() {
-            let name = &server.spec().name;
-            let own = server.hello().and_then(|h| h.instructions);
-            let deferred: Vec<&ToolRoute> = table
-                .tools
-                .values()
-                .filter(|r| {
-                    &r.server.spec().name == name
-                        && self.deferred_loading
-                        && !Self::is_eager(&r.name)
+        for group in &groups {
+            let deferred: Vec<(&String, &Served)> = served
+                .iter()
+                .filter(|(name, s)| {
+                    &s.group == group && self.deferred_loading && !Self::is_eager(name)
                 })
                 .collect();
-            if own.is_none() && deferred.is_empty() {
+            if !own.contains_key(group) && deferred.is_empty() {
                 continue;
             }
-            out.push_str(&format!("## MCP server `{name}`\n"));
-            if let Some(own) = own {
-                out.push_str(own.trim());
+            out.push_str(&format!("## MCP server `{group}`\n"));
+            if let Some(text) = own.get(group) {
+                out.push_str(text.trim());
                 out.push_str("\n\n");
             }
             if !deferred.is_empty() {
                 out.push_str("<available-deferred-tools>\n");
-                for route in deferred {
-                    let description = route
+                for (name, s) in deferred {
+                    let description = s
                         .def
                         .get("description")
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    out.push_str(&format!("{} - {}\n", route.name, one_line(description)));
+                    out.push_str(&format!("{name} - {}\n", one_line(description)));
                 }
                 out.push_str("</available-deferred-tools>\n\n");
             }
@@ -286,7 +352,7 @@ impl ToolRegistry {
             return None;
         }
         let mut text = String::new();
-        if self.deferred_loading && table.tools.values().any(|r| !Self::is_eager(&r.name)) {
+        if self.deferred_loading && served.keys().any(|n| !Self::is_eager(n)) {
             text.push_str(
                 "Revka serves the tools of external MCP servers. Tools listed under \
                  <available-deferred-tools> are deferred: call `tool_search` with \
@@ -297,6 +363,20 @@ impl ToolRegistry {
         text.push_str(&out);
         Some(text.trim_end().to_owned())
     }
+}
+
+/// A tool that is not built in.
+struct Served {
+    def: Arc<Value>,
+    /// The server it belongs to (for the instructions).
+    group: String,
+    origin: Origin,
+}
+
+enum Origin {
+    External(ToolRoute),
+    /// An operator tool, by the operator's own name.
+    Operator(String),
 }
 
 /// The first line of a description, at most 200 characters.

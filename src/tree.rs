@@ -22,7 +22,8 @@ use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
-use revka_actors::session::{SessionLimits, Sessions};
+use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
+use revka_actors::session::{OperatorTemplate, SessionLimits, Sessions};
 use revka_actors::supervisor::{
     ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor,
     SupervisorArgs, supervisor_spec,
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::gateway::auth::{PairingCodes, TokenStore};
+use crate::sidecars::SidecarServices;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::{mcp_server, servers};
@@ -60,6 +62,8 @@ pub struct Services {
     pub tokens: Arc<TokenStore>,
     /// Gateway pairing codes.
     pub pairing: Arc<PairingCodes>,
+    /// The session manager's client, breaker and retry queue.
+    pub sidecar: SidecarServices,
 }
 
 impl Services {
@@ -70,17 +74,30 @@ impl Services {
             idle_timeout: config.sessions.idle_timeout(),
             max_sessions: config.sessions.max_sessions as usize,
         };
-        let tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
-        let sessions = Sessions::new(limits);
+        let mut tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
+        let http = servers::http_client();
+        let operator = operator_template(&config, home, &http);
+        if operator.is_none() && config.operator.enabled {
+            let reason = format!(
+                "the operator is not installed ({} missing: run `revka install --sidecars-only`)",
+                config.operator.mcp_path.display()
+            );
+            tools.skip("revka-operator__*", &reason);
+        }
+        let sessions = Sessions::with_operator(limits, operator);
         let status_root = StatusNode::root("root", "supervisor");
+        let sidecar = SidecarServices::new(&config);
+        crate::tools::agents::register(&mut tools, &sidecar);
+        crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
+        telemetry.register_sidecar(&sidecar)?;
         let tokens = Arc::new(TokenStore::open(home)?);
         let pairing = Arc::new(PairingCodes::new(tokens.clone()));
         Ok(Self {
             config: Arc::new(config),
             home: home.to_owned(),
             hub,
-            http: servers::http_client(),
+            http,
             sessions,
             tools: Arc::new(tools),
             mcp_bound: watch::channel(None).0,
@@ -88,8 +105,39 @@ impl Services {
             telemetry,
             tokens,
             pairing,
+            sidecar,
         })
     }
+}
+
+/// How sessions run their operator: `[operator] python` with the `mcp_path` launcher, when the
+/// operator is enabled and installed.
+pub fn operator_template(
+    config: &Config,
+    home: &Path,
+    http: &reqwest::Client,
+) -> Option<OperatorTemplate> {
+    let op = &config.operator;
+    if !op.enabled || !op.mcp_path.exists() {
+        return None;
+    }
+    Some(OperatorTemplate {
+        spec: ServerSpec {
+            name: revka_actors::session::OPERATOR_SERVER.to_owned(),
+            transport: TransportSpec::Stdio {
+                command: op.python.clone(),
+                args: vec![op.mcp_path.display().to_string()],
+                env: vec![("REVKA_HOME".into(), home.display().to_string())],
+                cwd: None,
+            },
+            tool_timeout: op.tool_timeout(),
+            handshake_timeout: config.mcp.handshake_timeout(),
+            roots: Vec::new(),
+            reset_timeout_on_progress: false,
+        },
+        policy: config.supervisor.policy(),
+        http: http.clone(),
+    })
 }
 
 /// Shutdown budget of a nested supervisor: its children's timeouts run inside it.
@@ -122,7 +170,10 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
             supervisor_policy,
             Strategy::RestForOne,
             intensity,
-            Vec::new,
+            {
+                let services = services.clone();
+                move || services.sidecar.children(&services.config, &services.home)
+            },
         ),
         sessions_spec(services.sessions.clone(), supervisor_policy),
         listener_spec(

@@ -8,4 +8,5 @@ mod gateway;
 mod interop;
 mod mcp_client;
 mod mcp_server;
+mod sidecars;
 mod util;

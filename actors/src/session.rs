@@ -16,6 +16,7 @@
 //! broadcaster is created on the first subscription, so an idle session costs little memory.
 
 mod events;
+pub mod operator;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use events::{ProgressEvent, SessionEvent};
+pub use operator::{OPERATOR_SERVER, OperatorTemplate};
 
 use crate::status::rfc3339;
 use crate::supervisor::{
@@ -90,6 +92,8 @@ pub struct Session {
     actor: Mutex<Option<ActorRef<SessionMsg>>>,
     /// Cancelled when the session ends: calls and event streams stop.
     ended: CancellationToken,
+    /// The session's operator tools, once its operator was first asked for.
+    operator_hub: std::sync::OnceLock<Arc<crate::mcp::hub::McpHub>>,
 }
 
 impl Session {
@@ -248,6 +252,29 @@ impl Session {
         &self.ended
     }
 
+    /// The hub of this session's operator tools, starting the operator on first use. The
+    /// common case (operator connected) crosses no mailbox.
+    pub async fn operator(&self) -> Result<Arc<crate::mcp::hub::McpHub>, String> {
+        if let Some(hub) = self.operator_hub.get() {
+            if hub
+                .server(OPERATOR_SERVER)
+                .and_then(|s| s.client())
+                .is_some()
+            {
+                return Ok(hub.clone());
+            }
+        }
+        let actor = self.actor().ok_or("the session is not running")?;
+        match actor
+            .call(SessionMsg::EnsureOperator, Some(Duration::from_secs(30)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) => Err("the session did not answer".into()),
+            Err(e) => Err(format!("the session is gone: {e}")),
+        }
+    }
+
     /// The session actor, once started.
     pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
         self.actor
@@ -301,6 +328,7 @@ impl Drop for CallGuard<'_> {
 pub struct Sessions {
     map: DashMap<String, Arc<Session>>,
     limits: SessionLimits,
+    operator: Option<OperatorTemplate>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
     created: AtomicU64,
     expired: AtomicU64,
@@ -310,9 +338,15 @@ pub struct Sessions {
 impl Sessions {
     /// An empty table.
     pub fn new(limits: SessionLimits) -> Arc<Self> {
+        Self::with_operator(limits, None)
+    }
+
+    /// An empty table whose sessions can start an operator from `operator`.
+    pub fn with_operator(limits: SessionLimits, operator: Option<OperatorTemplate>) -> Arc<Self> {
         Arc::new(Self {
             map: DashMap::new(),
             limits,
+            operator,
             supervisor: RwLock::new(None),
             created: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -418,6 +452,7 @@ impl Sessions {
             events: events::Broadcaster::default(),
             actor: Mutex::new(None),
             ended: CancellationToken::new(),
+            operator_hub: std::sync::OnceLock::new(),
         });
         self.map.insert(id.clone(), session.clone());
         self.created.fetch_add(1, Ordering::Relaxed);
@@ -460,6 +495,8 @@ pub struct SessionActor;
 pub enum SessionMsg {
     /// Internal: the idle timer fired.
     CheckIdle,
+    /// Start the session's operator if it is not running; reply with its hub.
+    EnsureOperator(ractor::RpcReplyPort<Result<Arc<crate::mcp::hub::McpHub>, String>>),
 }
 
 /// State of [`SessionActor`]; dropping it ends the session.
@@ -467,6 +504,8 @@ pub enum SessionMsg {
 pub struct SessionState {
     session: Arc<Session>,
     sessions: Arc<Sessions>,
+    node: crate::status::StatusNode,
+    operator: Option<ActorRef<SupervisorMsg>>,
 }
 
 impl Drop for SessionState {
@@ -479,16 +518,59 @@ impl Drop for SessionState {
 impl Actor for SessionActor {
     type Msg = SessionMsg;
     type State = SessionState;
-    type Arguments = (Arc<Session>, Arc<Sessions>);
+    type Arguments = (Arc<Session>, Arc<Sessions>, crate::status::StatusNode);
 
     async fn pre_start(
         &self,
         myself: ActorRef<SessionMsg>,
-        (session, sessions): Self::Arguments,
+        (session, sessions, node): Self::Arguments,
     ) -> Result<SessionState, ActorProcessingErr> {
         *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
         myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
-        Ok(SessionState { session, sessions })
+        Ok(SessionState {
+            session,
+            sessions,
+            node,
+            operator: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stop the operator gracefully (stdin closed, then SIGTERM, then SIGKILL) before ractor
+        // would kill it with us.
+        if let Some(operator) = state.operator.take() {
+            let _ = operator
+                .stop_and_wait(Some("session ended".into()), Some(Duration::from_secs(10)))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<SessionMsg>,
+        event: ractor::SupervisionEvent,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The operator supervisor gave up: the session carries on; the next operator call
+        // starts a fresh one.
+        if let ractor::SupervisionEvent::ActorFailed(cell, _)
+        | ractor::SupervisionEvent::ActorTerminated(cell, _, _) = &event
+        {
+            if state
+                .operator
+                .as_ref()
+                .is_some_and(|o| o.get_id() == cell.get_id())
+            {
+                tracing::warn!(session = %state.session.id, "the session's operator stopped; it restarts on the next operator call");
+                state.operator = None;
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -510,6 +592,41 @@ impl Actor for SessionActor {
                     myself.send_after(next, || SessionMsg::CheckIdle);
                 }
             }
+            SessionMsg::EnsureOperator(reply) => {
+                let result = match &state.sessions.operator {
+                    None => Err(
+                        "the operator is not available ([operator] disabled or not installed)"
+                            .to_owned(),
+                    ),
+                    Some(template) => {
+                        let hub = state
+                            .session
+                            .operator_hub
+                            .get_or_init(crate::mcp::hub::McpHub::new)
+                            .clone();
+                        if state.operator.is_none() {
+                            match operator::start(
+                                myself.get_cell(),
+                                &state.node,
+                                template,
+                                &state.session,
+                                hub.clone(),
+                            )
+                            .await
+                            {
+                                Ok(sup) => state.operator = Some(sup),
+                                Err(e) => {
+                                    let _ =
+                                        reply.send(Err(format!("cannot start the operator: {e}")));
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        Ok(hub)
+                    }
+                };
+                let _ = reply.send(result);
+            }
         }
         Ok(())
     }
@@ -527,9 +644,9 @@ fn session_spec(session: Arc<Session>, sessions: Arc<Sessions>) -> ChildSpec {
         async move {
             let details = session.clone();
             ctx.node.set_details(Arc::new(move || details.details()));
+            let args = (session, sessions, ctx.node);
             let (actor, _) =
-                SessionActor::spawn_linked(None, SessionActor, (session, sessions), ctx.supervisor)
-                    .await?;
+                SessionActor::spawn_linked(None, SessionActor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())
         }
     })

@@ -114,7 +114,13 @@ impl SidecarClient {
     }
 
     /// A request with its own deadline (long polls need more than the default).
-    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Value, SidecarError> {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, SidecarError> {
         match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
             Ok(result) => result,
             Err(_) => Err(SidecarError::Timeout {
@@ -125,7 +131,12 @@ impl SidecarClient {
         }
     }
 
-    async fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SidecarError> {
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SidecarError> {
         let protocol = |reason: String| SidecarError::Protocol {
             method: method.to_owned(),
             path: path.to_owned(),
@@ -152,16 +163,24 @@ impl SidecarClient {
             .header("accept", "application/json")
             .body(Full::new(payload))
             .map_err(|e| protocol(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| protocol(e.to_string()));
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| protocol(e.to_string()));
         let result = match response {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let collected = Limited::new(response.into_body(), MAX_RESPONSE).collect().await;
-                let bytes = collected.map_err(|e| protocol(format!("reading the body: {e}")))?.to_bytes();
+                let collected = Limited::new(response.into_body(), MAX_RESPONSE)
+                    .collect()
+                    .await;
+                let bytes = collected
+                    .map_err(|e| protocol(format!("reading the body: {e}")))?
+                    .to_bytes();
                 let value: Value = if bytes.is_empty() {
                     Value::Null
                 } else {
-                    serde_json::from_slice(&bytes).map_err(|e| protocol(format!("not JSON: {e}")))?
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| protocol(format!("not JSON: {e}")))?
                 };
                 if (200..300).contains(&status) {
                     Ok(value)
@@ -218,7 +237,10 @@ pub fn session_manager_process(spec: &SessionManagerSpec) -> ProcessSpec {
         ("REVKA_SM_SOCKET".into(), spec.socket.display().to_string()),
         ("REVKA_HOME".into(), spec.home.display().to_string()),
     ];
-    let health = health_probe(SidecarClient::new(&spec.socket, spec.liveness_interval.max(Duration::from_secs(1))));
+    let health = health_probe(SidecarClient::new(
+        &spec.socket,
+        spec.liveness_interval.max(Duration::from_secs(1)),
+    ));
     process.readiness = Some(Readiness {
         probe: health.clone(),
         interval: Duration::from_millis(50),

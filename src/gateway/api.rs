@@ -111,7 +111,7 @@ pub(super) async fn restart(State(gw): State<Gateway>, Path(path): Path<String>)
 }
 
 /// The health verdict over the status tree.
-pub(super) fn health_report(root: &revka_actors::StatusNode) -> (&'static str, Value) {
+pub(crate) fn health_report(root: &revka_actors::StatusNode) -> (&'static str, Value) {
     let snapshot = root.snapshot();
     let component = |id: &str| snapshot.children.iter().find(|c| c.id == id);
     let states = |parent: Option<&Snapshot>| -> Vec<Value> {

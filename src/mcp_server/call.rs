@@ -122,6 +122,7 @@ impl Call {
         let started = std::time::Instant::now();
         let server_label = match &resolved {
             Resolved::External(route) => route.server.spec().name.clone(),
+            Resolved::Operator(_) => revka_actors::session::OPERATOR_SERVER.to_owned(),
             Resolved::Builtin(_) => "builtin".to_owned(),
         };
         let session = self.session.clone();
@@ -146,6 +147,19 @@ impl Call {
         drop(work); // a call still running is cancelled here (upstream gets notifications/cancelled)
         drop(guard);
         let telemetry = &self.server.inner.telemetry;
+        if let Some(log) = crate::runlog::get() {
+            let (outcome, error) = match &outcome {
+                Outcome::Result(r) if raw_result_is_error(r) => {
+                    ("error", Some(r.get().chars().take(300).collect::<String>()))
+                }
+                Outcome::Result(_) => ("ok", None),
+                Outcome::Abandoned(why) => (*why, None),
+            };
+            log.record("tool_call", json!({
+                "session": session.id(), "tool": self.name, "server": server_label, "outcome": outcome,
+                "duration_ms": started.elapsed().as_millis() as u64, "error": error,
+            }));
+        }
         match &outcome {
             Outcome::Result(result) if raw_result_is_error(result) => telemetry.record_call(
                 &server_label,
@@ -213,6 +227,12 @@ impl Call {
                     Err(e) => tool_error_result(&e.to_string()),
                 }
             }
+            Resolved::Operator(tool) => {
+                match self.operator_call(&tool, arguments, progress).await {
+                    Ok(result) => result,
+                    Err(message) => tool_error_result(&message),
+                }
+            }
             Resolved::Builtin(tool) => {
                 let ctx = ToolContext {
                     session: self.session.clone(),
@@ -244,6 +264,44 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// Calls a tool of this session's operator, starting it on first use and waiting (bounded)
+    /// for it to be connected. Its tool list refreshes the registry's catalog.
+    async fn operator_call(
+        &self,
+        tool: &str,
+        arguments: Value,
+        progress: Arc<dyn Fn(ProgressUpdate) + Send + Sync>,
+    ) -> Result<Box<RawValue>, String> {
+        use revka_actors::session::OPERATOR_SERVER;
+        let hub = self.session.operator().await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let entry = loop {
+            if let Some(entry) = hub.server(OPERATOR_SERVER) {
+                break entry;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err("the operator did not start in time".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        entry
+            .connected_client(deadline.saturating_duration_since(std::time::Instant::now()))
+            .await?;
+        self.server
+            .inner
+            .registry
+            .set_operator_catalog(entry.tools());
+        let opts = CallOptions {
+            timeout: std::time::Duration::ZERO,
+            progress: Some(progress),
+            ..Default::default()
+        };
+        let exposed = revka_actors::mcp::naming::exposed_name(OPERATOR_SERVER, tool);
+        hub.call(&exposed, arguments, &opts)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Progress goes to this call's stream (keyed to the caller's token) and to the session's

@@ -39,14 +39,7 @@ impl BuiltinTool for ToolSearch {
     ) -> BoxFuture<'static, Result<Value, String>> {
         Box::pin(async move {
             let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
-            let tools: Vec<DeferredTool> = ctx
-                .registry
-                .deferred(&ctx.session)
-                .into_iter()
-                .map(|route| {
-                    DeferredTool::from_definition(route.name.clone(), (*route.def).clone())
-                })
-                .collect();
+            let tools: Vec<DeferredTool> = ctx.registry.deferred(&ctx.session);
             let outcome = search::search(&tools, |_| true, &args);
             let activated = outcome.activated();
             if ctx.session.activate(activated.iter().copied()) {

@@ -285,6 +285,9 @@ pub struct ProbeReport {
     /// Tool names (as the server names them), on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
+    /// The full tool definitions, on success (not serialised: reports show names).
+    #[serde(skip)]
+    pub definitions: Vec<Value>,
     /// What went wrong, on failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -307,6 +310,7 @@ pub async fn probe(spec: &ServerSpec, http: &reqwest::Client) -> ProbeReport {
                 ok: false,
                 tool_count: None,
                 tools: None,
+                definitions: Vec::new(),
                 error: Some(format!("cannot start the probe: {e}")),
                 protocol_version: None,
                 latency_ms: 0,
@@ -339,6 +343,7 @@ pub async fn probe(spec: &ServerSpec, http: &reqwest::Client) -> ProbeReport {
                 ok: true,
                 tool_count: Some(names.len()),
                 tools: Some(names),
+                definitions: connected.tools,
                 error: None,
                 protocol_version: Some(connected.hello.protocol_version),
                 latency_ms,
@@ -348,6 +353,7 @@ pub async fn probe(spec: &ServerSpec, http: &reqwest::Client) -> ProbeReport {
             ok: false,
             tool_count: None,
             tools: None,
+            definitions: Vec::new(),
             error: Some(e.to_string()),
             protocol_version: None,
             latency_ms,

@@ -1,0 +1,246 @@
+//! The sidecars subtree, `root/sidecars` (`rest_for_one`):
+//!
+//! ```text
+//! sidecars                    rest_for_one
+//! ├── session_manager         the Node sidecar (readiness and liveness on its Unix socket)
+//! ├── breaker:session_manager guards every daemon → sidecar call
+//! └── retry:session_manager   persistent queue of sidecar mutations to retry
+//! ```
+//!
+//! With `rest_for_one`, the breaker and the queue restart after their sidecar restarts; their
+//! state lives in shared handles, so a restart of the actors keeps it (the queue also survives
+//! a daemon restart through its journal). [`SidecarServices::request`] is the one way the daemon
+//! talks to the session manager: through the breaker, with a 4xx answer counted as the caller's
+//! mistake and everything else as a sidecar fault.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use revka_actors::breaker::{
+    BreakerConfig, BreakerError, BreakerHandle, BreakerRegistry, breaker_spec,
+};
+use revka_actors::process::child_spec;
+use revka_actors::retry_queue::{
+    Executor, Operation, QueueConfig, RetryQueueHandle, retry_queue_spec,
+};
+use revka_actors::sidecar::{
+    SessionManagerSpec, SidecarClient, SidecarError, session_manager_process,
+};
+use revka_actors::supervisor::{ChildSpec, RestartType};
+use serde_json::{Value, json};
+
+use crate::config::{Config, OnFull};
+
+/// Default deadline of one sidecar request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a sidecar call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SidecarCallError {
+    /// The session manager is not enabled in the config.
+    #[error("the session manager is not enabled ([session_manager] enabled = false)")]
+    Disabled,
+    /// The breaker is open: the sidecar failed recently; the call was not attempted.
+    #[error("{0}")]
+    Open(String),
+    /// The call was attempted and failed.
+    #[error(transparent)]
+    Sidecar(SidecarError),
+}
+
+impl SidecarCallError {
+    /// Whether queueing the call for later makes sense (the sidecar is down, not the request
+    /// wrong).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Open(_) => true,
+            Self::Sidecar(e) => e.is_sidecar_fault(),
+            Self::Disabled => false,
+        }
+    }
+}
+
+/// The daemon's handles on the session manager.
+#[derive(Debug, Clone)]
+pub struct SidecarServices {
+    /// Whether the session manager runs at all.
+    pub enabled: bool,
+    /// The HTTP client of its socket.
+    pub client: SidecarClient,
+    /// The breaker guarding it.
+    pub breaker: BreakerHandle,
+    /// The retry queue of its mutations.
+    pub queue: RetryQueueHandle,
+    /// Every breaker, for metrics.
+    pub breakers: BreakerRegistry,
+}
+
+impl SidecarServices {
+    /// Handles for the configured session manager.
+    pub fn new(config: &Config) -> Self {
+        let sm = &config.session_manager;
+        let b = &sm.breaker;
+        let breaker = BreakerHandle::new(
+            "session_manager",
+            BreakerConfig {
+                failure_threshold: b.failure_threshold,
+                recovery_timeout: Duration::from_secs(b.recovery_timeout_secs),
+                max_recovery_timeout: Duration::from_secs(b.max_recovery_timeout_secs),
+                half_open_max_calls: b.half_open_max_calls,
+                probe_timeout: Duration::from_secs(b.probe_timeout_secs),
+            },
+        );
+        let breakers = BreakerRegistry::new();
+        breakers.insert("session_manager", breaker.clone());
+        Self {
+            enabled: sm.enabled,
+            client: SidecarClient::new(&sm.socket_path, REQUEST_TIMEOUT),
+            breaker,
+            queue: RetryQueueHandle::new(),
+            breakers,
+        }
+    }
+
+    /// One request to the session manager, through the breaker.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, SidecarCallError> {
+        if !self.enabled {
+            return Err(SidecarCallError::Disabled);
+        }
+        let timeout = timeout.unwrap_or(REQUEST_TIMEOUT);
+        let call = self.client.request(method, path, body.as_ref(), timeout);
+        // A 4xx is the caller's mistake: the sidecar answered, so it counts as healthy.
+        let healthy = |r: &Result<Value, SidecarError>| {
+            r.as_ref().map_or_else(|e| !e.is_sidecar_fault(), |_| true)
+        };
+        match self.breaker.call_classified(call, healthy).await {
+            Ok(v) => Ok(v),
+            Err(BreakerError::Open(rejected)) => Err(SidecarCallError::Open(rejected.to_string())),
+            Err(BreakerError::ProbeTimeout) => Err(SidecarCallError::Open(
+                "the circuit breaker's probe of the session manager timed out".into(),
+            )),
+            Err(BreakerError::Inner(e)) => Err(SidecarCallError::Sidecar(e)),
+        }
+    }
+
+    /// Queues a mutation to retry when the sidecar is back. Returns the operation id.
+    pub async fn enqueue(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<String, String> {
+        let id = format!("op-{}", unique_suffix());
+        let op = Operation::new(
+            &id,
+            "sidecar_request",
+            json!({ "method": method, "path": path, "body": body }),
+        );
+        // With rest_for_one the queue restarts right after its sidecar: give it a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.queue.enqueue(op.clone()).await {
+                Ok(_) => return Ok(id),
+                Err(e)
+                    if self.queue.actor().is_none() && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "retry queue restarting; waiting to enqueue");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// The children of `root/sidecars`, in start order; none when the session manager is off.
+    pub fn children(&self, config: &Config, home: &Path) -> Vec<ChildSpec> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let sm = &config.session_manager;
+        let process = session_manager_process(&SessionManagerSpec {
+            command: sm.command.clone(),
+            socket: sm.socket_path.clone(),
+            home: home.to_owned(),
+            startup_timeout: sm.startup_timeout(),
+            liveness_interval: sm.liveness_interval(),
+            liveness_failures: sm.liveness_failures,
+        });
+        let policy = sm.policy(&config.supervisor);
+        let q = &sm.retry_queue;
+        let queue_config = QueueConfig {
+            capacity: q.capacity as usize,
+            max_retries: q.max_retries,
+            backoff_min: Duration::from_secs(q.backoff_min_secs),
+            backoff_max: Duration::from_secs(q.backoff_max_secs),
+            attempt_timeout: Duration::from_secs(q.attempt_timeout_secs),
+            concurrency: q.concurrency as usize,
+            on_full: match q.on_full {
+                OnFull::Reject => revka_actors::retry_queue::OnFull::Reject,
+                OnFull::DeadLetterOldest => revka_actors::retry_queue::OnFull::DeadLetterOldest,
+            },
+            dead_letter_capacity: q.dead_letter_capacity as usize,
+            ..QueueConfig::new(home.join("operator_mcp").join("retry_queue.jsonl"))
+        };
+        let executor: Arc<dyn Executor> = Arc::new(SidecarExecutor(self.clone()));
+        let support = config
+            .supervisor
+            .policy()
+            .with_restart(RestartType::Permanent);
+        vec![
+            child_spec("session_manager", process, policy),
+            breaker_spec("breaker:session_manager", self.breaker.clone(), support),
+            retry_queue_spec(
+                "retry:session_manager",
+                queue_config,
+                executor,
+                self.queue.clone(),
+                support,
+            ),
+        ]
+    }
+}
+
+/// Replays queued sidecar mutations through the breaker.
+struct SidecarExecutor(SidecarServices);
+
+impl Executor for SidecarExecutor {
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
+        let services = self.0.clone();
+        let payload = op.payload.clone();
+        Box::pin(async move {
+            let method = payload["method"]
+                .as_str()
+                .ok_or("operation without a method")?
+                .to_owned();
+            let path = payload["path"]
+                .as_str()
+                .ok_or("operation without a path")?
+                .to_owned();
+            let body = payload.get("body").cloned().filter(|b| !b.is_null());
+            match services.request(&method, &path, body, None).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+fn unique_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        return format!("{nanos:x}");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
