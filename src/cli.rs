@@ -163,7 +163,7 @@ fn config_check(path: Option<PathBuf>) -> ExitCode {
 
 fn run_daemon(path: Option<PathBuf>) -> ExitCode {
     // Validate before building a runtime or binding anything.
-    let loaded = match load(path) {
+    let loaded = match load(path.clone()) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -179,7 +179,7 @@ fn run_daemon(path: Option<PathBuf>) -> ExitCode {
         }
     };
     let notifier = Notifier::from_env(&config::process_env);
-    let result = runtime.block_on(crate::daemon::run(loaded, home, notifier));
+    let result = runtime.block_on(crate::daemon::run(loaded, path, home, notifier));
     // Do not wait for stray blocking tasks (e.g. a wedged probe) on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

@@ -41,14 +41,18 @@ pub struct Daemon {
 
 impl Daemon {
     /// Locks `home`, then builds and starts the supervision tree.
-    pub async fn start(config: Config, home: &Path) -> anyhow::Result<Self> {
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+        home: &Path,
+    ) -> anyhow::Result<Self> {
         create_private_dir(home)?;
         let lock = lock_home(home)?;
-        let services = Services::new(config, home)?;
+        let services = Services::new(config, home, config_path)?;
         crate::runlog::install(home);
         // Learn the operator's tools in the background (sessions start their own operators).
         if let Some(template) =
-            crate::tree::operator_template(&services.config, home, &services.http)
+            crate::tree::operator_template(&services.config.get(), home, &services.http)
         {
             let tools = services.tools.clone();
             let http = services.http.clone();
@@ -60,7 +64,7 @@ impl Daemon {
                 }
             });
         }
-        if services.config.gateway.enabled {
+        if services.config.get().gateway.enabled {
             services
                 .tokens
                 .ensure_owner_token(home)
@@ -74,7 +78,7 @@ impl Daemon {
         let args = SupervisorArgs {
             node: status.clone(),
             strategy: Strategy::OneForOne,
-            intensity: services.config.supervisor.intensity(),
+            intensity: services.config.get().supervisor.intensity(),
             children: tree::root_children(&services)?,
         };
         let (root, root_task) = Supervisor::spawn(None, Supervisor, args)
@@ -162,7 +166,12 @@ impl Daemon {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the process exit code.
-pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::Result<i32> {
+pub async fn run(
+    loaded: Loaded,
+    config_path: Option<PathBuf>,
+    home: PathBuf,
+    notifier: Notifier,
+) -> anyhow::Result<i32> {
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }
@@ -170,20 +179,32 @@ pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::R
         tracing::error!(server = %server.name, reason = %server.reason, "invalid MCP server entry; it will not start");
     }
     let config = loaded.config;
-    let grace = Duration::from_secs(config.supervisor.shutdown_grace_secs);
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
-    let mut daemon = Daemon::start(config, &home).await?;
+    let mut daemon = Daemon::start(config, config_path, &home).await?;
     if let Err(e) = notifier.notify("READY=1") {
         tracing::warn!(error = %e, "cannot notify systemd of readiness");
     }
 
-    let reason = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
-        _ = &mut daemon.root_task => "the root supervisor failed",
-        _ = notifier.run_watchdog() => "watchdog ended",
+    let watchdog = notifier.run_watchdog();
+    tokio::pin!(watchdog);
+    let reason = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = &mut daemon.root_task => break "the root supervisor failed",
+            _ = &mut watchdog => break "watchdog ended",
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = notifier.notify("RELOADING=1");
+                if let Err(e) = crate::reload::reload(daemon.services()).await {
+                    tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
+                }
+                let _ = notifier.notify("READY=1");
+            }
+        }
     };
     let root_failed = daemon.root_task.is_finished();
     if root_failed {
@@ -193,6 +214,7 @@ pub async fn run(loaded: Loaded, home: PathBuf, notifier: Notifier) -> anyhow::R
     }
     let _ = notifier.notify("STOPPING=1");
 
+    let grace = daemon.services().config.get().supervisor.shutdown_grace();
     let stopped = tokio::select! {
         graceful = daemon.stop(grace) => Some(graceful),
         _ = sigterm.recv() => None,

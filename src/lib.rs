@@ -14,6 +14,7 @@
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
+//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`).
 //! - [`runlog`]: the JSONL run log of tool calls and supervision events, size-rotated.
 //! - [`sidecars`]: the `root/sidecars` subtree: session manager, its breaker and retry queue.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
@@ -36,6 +37,7 @@ pub mod gateway;
 pub mod logging;
 pub mod mcp_server;
 pub mod notify;
+pub mod reload;
 pub mod runlog;
 pub mod servers;
 pub mod sidecars;

@@ -80,7 +80,7 @@ pub fn server_children(
 
 /// A server whose config entry is invalid: a child that fails to start with the validation
 /// error, so it shows as `failed` with that reason while the other servers carry on.
-fn invalid_server_child(invalid: &InvalidServer) -> ChildSpec {
+pub(crate) fn invalid_server_child(invalid: &InvalidServer) -> ChildSpec {
     let reason = format!("invalid configuration: {}", invalid.reason);
     let policy = RestartPolicy {
         max_restarts: 0,

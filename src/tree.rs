@@ -37,11 +37,50 @@ use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::{mcp_server, servers};
 
+/// The current configuration: swapped as a whole by a live reload, read at use time.
+#[derive(Debug)]
+pub struct ConfigCell {
+    current: std::sync::RwLock<Arc<Config>>,
+    /// The `--config` path the daemon was started with (reloads re-read the same file).
+    path: Option<PathBuf>,
+}
+
+impl ConfigCell {
+    /// A cell holding `config`, loaded from `path` (`None`: the default location).
+    pub fn new(config: Config, path: Option<PathBuf>) -> Self {
+        Self {
+            current: std::sync::RwLock::new(Arc::new(config)),
+            path,
+        }
+    }
+
+    /// The current configuration.
+    pub fn get(&self) -> Arc<Config> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the configuration (after a validated reload).
+    pub fn set(&self, config: Config) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+    }
+
+    /// The path given with `--config`, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
 /// What the daemon's actors share.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// The validated configuration.
-    pub config: Arc<Config>,
+    /// The validated configuration (live: see [`ConfigCell`]).
+    pub config: Arc<ConfigCell>,
     /// `$REVKA_HOME`.
     pub home: PathBuf,
     /// External MCP servers and their tools.
@@ -64,11 +103,15 @@ pub struct Services {
     pub pairing: Arc<PairingCodes>,
     /// The session manager's client, breaker and retry queue.
     pub sidecar: SidecarServices,
+    /// Serialises live reloads.
+    pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last reloads (newest last), shown in the root's introspection details.
+    pub reloads: Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>,
 }
 
 impl Services {
-    /// Fresh services for `config`, rooted at `home`.
-    pub fn new(config: Config, home: &Path) -> anyhow::Result<Self> {
+    /// Fresh services for `config` (loaded from `path`), rooted at `home`.
+    pub fn new(config: Config, home: &Path, path: Option<PathBuf>) -> anyhow::Result<Self> {
         let hub = McpHub::new();
         let limits = SessionLimits {
             idle_timeout: config.sessions.idle_timeout(),
@@ -93,8 +136,17 @@ impl Services {
         telemetry.register_sidecar(&sidecar)?;
         let tokens = Arc::new(TokenStore::open(home)?);
         let pairing = Arc::new(PairingCodes::new(tokens.clone()));
+        let reloads: Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>> =
+            Arc::default();
+        let shown = reloads.clone();
+        status_root.set_details(Arc::new(move || {
+            let reloads = shown
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            serde_json::json!({ "reloads": *reloads })
+        }));
         Ok(Self {
-            config: Arc::new(config),
+            config: Arc::new(ConfigCell::new(config, path)),
             home: home.to_owned(),
             hub,
             http,
@@ -106,7 +158,27 @@ impl Services {
             tokens,
             pairing,
             sidecar,
+            reload_lock: Arc::default(),
+            reloads,
         })
+    }
+
+    /// Keeps a reload's report (the last 20) for introspection.
+    pub fn record_reload(&self, report: &crate::reload::ReloadReport) {
+        let entry = serde_json::json!({
+            "at": revka_actors::status::rfc3339(std::time::SystemTime::now()),
+            "applied": report.applied,
+            "restart_required": report.restart_required,
+            "failed": report.failed,
+        });
+        let mut reloads = self
+            .reloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reloads.push_back(entry);
+        while reloads.len() > 20 {
+            reloads.pop_front();
+        }
     }
 }
 
@@ -145,7 +217,7 @@ const SUPERVISOR_SHUTDOWN: Duration = Duration::from_secs(60);
 
 /// The children of `root`, in start order.
 pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
-    let config = &services.config;
+    let config = services.config.get();
     let intensity = config.supervisor.intensity();
     // A supervisor that escalated is restarted by root within the configured limits.
     let supervisor_policy = config
@@ -155,7 +227,7 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
         .with_shutdown(Shutdown::Timeout(SUPERVISOR_SHUTDOWN));
     let mcp_servers = {
         let services = services.clone();
-        move || servers::server_children(&services.config, &services.hub, &services.http)
+        move || servers::server_children(&services.config.get(), &services.hub, &services.http)
     };
     let mut children = vec![
         supervisor_spec(
@@ -172,7 +244,11 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
             intensity,
             {
                 let services = services.clone();
-                move || services.sidecar.children(&services.config, &services.home)
+                move || {
+                    services
+                        .sidecar
+                        .children(&services.config.get(), &services.home)
+                }
             },
         ),
         sessions_spec(services.sessions.clone(), supervisor_policy),

@@ -8,5 +8,6 @@ mod gateway;
 mod interop;
 mod mcp_client;
 mod mcp_server;
+mod reload;
 mod sidecars;
 mod util;

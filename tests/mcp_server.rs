@@ -63,7 +63,7 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
     }
 
     /// Waits until the daemon has connected `fault` (its tools appear in a fresh session).
-    async fn wait_for_tool(&self, tool: &str) {
+    pub async fn wait_for_tool(&self, tool: &str) {
         let session = self.session().await;
         for _ in 0..300 {
             let text = session

@@ -125,6 +125,10 @@ pub enum SupervisorMsg {
     /// Stop a child if running and start it again, clearing its restart limit (also brings
     /// back a `failed` child).
     RestartChild(String, RpcReplyPort<Result<(), SupervisorError>>),
+    /// Replaces a child's spec (its start function and policy) without restarting it: the
+    /// next (re)start uses the new spec. A live config reload uses this for settings that do
+    /// not need a restart.
+    UpdateChild(ChildSpec, RpcReplyPort<Result<(), SupervisorError>>),
     /// The children in start order.
     ListChildren(RpcReplyPort<Vec<ChildInfo>>),
     /// Internal: a backoff delay ran out.
@@ -142,6 +146,7 @@ impl std::fmt::Debug for SupervisorMsg {
             Self::StartChild(spec, _) => write!(f, "StartChild({})", spec.id),
             Self::TerminateChild(id, _) => write!(f, "TerminateChild({id})"),
             Self::RestartChild(id, _) => write!(f, "RestartChild({id})"),
+            Self::UpdateChild(spec, _) => write!(f, "UpdateChild({})", spec.id),
             Self::ListChildren(_) => f.write_str("ListChildren"),
             Self::RestartDue { id, generation } => write!(f, "RestartDue({id}, {generation})"),
         }
@@ -276,6 +281,18 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::RestartChild(id, reply) => {
                 let result = state.restart_on_request(&id, &myself).await?;
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::UpdateChild(spec, reply) => {
+                let result = match state.index_of_id(&spec.id) {
+                    Some(idx) => {
+                        let child = &mut state.children[idx];
+                        info!(path = %child.node.path(), "child spec updated (takes effect at its next start)");
+                        child.spec = spec;
+                        Ok(())
+                    }
+                    None => Err(SupervisorError::NoSuchChild(spec.id)),
+                };
                 let _ = reply.send(result);
             }
             SupervisorMsg::ListChildren(reply) => {
@@ -755,6 +772,14 @@ pub async fn restart_path(root: &StatusNode, path: &str) -> Result<(), RestartPa
             source,
         }),
     }
+}
+
+/// Replaces a child's spec without restarting it.
+pub async fn update_child(
+    sup: &ActorRef<SupervisorMsg>,
+    spec: ChildSpec,
+) -> Result<(), SupervisorError> {
+    request(sup, |r| SupervisorMsg::UpdateChild(spec, r)).await?
 }
 
 /// Lists the children in start order.

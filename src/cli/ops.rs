@@ -260,7 +260,10 @@ async fn reload(gateway: &Gateway) -> Outcome {
     match gateway.reload().await {
         Ok(report) => {
             let mut out = String::new();
-            if report.applied.is_empty() && report.restart_required.is_empty() {
+            if report.applied.is_empty()
+                && report.restart_required.is_empty()
+                && report.failed.is_empty()
+            {
                 out.push_str("reloaded: nothing changed\n");
             }
             list_section(&mut out, "applied", &report.applied);
@@ -269,7 +272,16 @@ async fn reload(gateway: &Gateway) -> Outcome {
                 "restart required (takes effect at the next daemon start)",
                 &report.restart_required,
             );
-            Outcome::ok(out)
+            if report.failed.is_empty() {
+                return Outcome::ok(out);
+            }
+            let mut err = String::new();
+            list_section(&mut err, "failed", &report.failed);
+            Outcome {
+                stdout: out,
+                stderr: err,
+                success: false,
+            }
         }
         Err(RemoteError::Api {
             status,

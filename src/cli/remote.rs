@@ -306,6 +306,9 @@ pub struct ReloadReport {
     /// The changes that take effect only at the next daemon start.
     #[serde(default)]
     pub restart_required: Vec<Value>,
+    /// The changes that could not be applied (the rest were).
+    #[serde(default)]
+    pub failed: Vec<Value>,
 }
 
 /// Decodes a 2xx body as `T`.

@@ -178,3 +178,24 @@ pub(super) async fn metrics(State(gw): State<Gateway>) -> Response {
     )
         .into_response()
 }
+
+/// `POST /api/reload`: re-reads the config file and applies the difference (as SIGHUP does).
+/// 200 with the report, or 422 when the file is invalid (nothing changed).
+///
+/// The reload runs in its own task: a client that disconnects or times out cannot cancel it
+/// halfway (a server stopped but not yet restarted).
+pub(super) async fn reload(State(gw): State<Gateway>) -> Response {
+    let services = gw.services().clone();
+    let task = tokio::spawn(async move { crate::reload::reload(&services).await });
+    match task.await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid configuration; nothing changed: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the reload failed: {e}"),
+        ),
+    }
+}

@@ -223,7 +223,7 @@ pub(super) async fn call(
     let Some(token) = mcp_token(&gw, &session_id, header("x-revka-mcp-token")) else {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
-    let limit = gw.services().config.gateway.call_timeout();
+    let limit = gw.services().config.get().gateway.call_timeout();
     let deadline = tokio::time::Instant::now() + limit;
     let http = gw.services().http.clone();
     gw.within(Some(limit), async move {

@@ -46,20 +46,17 @@ pub(super) struct Inner {
     pub(super) addr: SocketAddr,
     /// `mcp.json`, cached by modification time.
     pub(super) discovery: Mutex<Option<(SystemTime, Discovery)>>,
-    pub(super) default_timeout: Duration,
 }
 
 impl Gateway {
     /// The gateway over the daemon's services, bound at `addr`.
     pub fn new(services: Services, addr: SocketAddr) -> Self {
-        let default_timeout = services.config.gateway.request_timeout();
         Self {
             inner: Arc::new(Inner {
                 services,
                 limiter: Mutex::new(FailedAuthLimiter::default()),
                 addr,
                 discovery: Mutex::new(None),
-                default_timeout,
             }),
         }
     }
@@ -73,6 +70,7 @@ impl Gateway {
             .route("/api/actors/{*path}", get(api::actor).post(api::restart))
             .route("/api/pair/code", post(api::pair_code))
             .route("/api/tokens", get(api::tokens))
+            .route("/api/reload", post(api::reload))
             .route("/api/tokens/{id}", delete(api::revoke))
             .route("/api/mcp/discovery", get(proxy::discovery))
             .route("/api/mcp/health", get(proxy::health))
@@ -106,7 +104,9 @@ impl Gateway {
         limit: Option<Duration>,
         fut: impl Future<Output = Response>,
     ) -> Response {
-        let limit = limit.unwrap_or(self.inner.default_timeout);
+        // Read at each request: a reload changes the default timeout live.
+        let limit =
+            limit.unwrap_or_else(|| self.inner.services.config.get().gateway.request_timeout());
         match tokio::time::timeout(limit, fut).await {
             Ok(response) => response,
             Err(_) => error(
@@ -284,7 +284,8 @@ fn check_origin(headers: &HeaderMap, addr: SocketAddr) -> Result<(), String> {
 /// The listener spec of `root/gateway`: binds `[gateway] host:port`, writes
 /// `$REVKA_HOME/gateway.json`, and periodically persists token usage.
 pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
-    let gw = &services.config.gateway;
+    let config = services.config.get();
+    let gw = &config.gateway;
     let ip: IpAddr = match gw.host.trim_start_matches('[').trim_end_matches(']') {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
         other => other.parse().map_err(|e| {

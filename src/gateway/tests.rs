@@ -16,7 +16,7 @@ use crate::tree::Services;
 #[tokio::test]
 async fn every_proxied_route_answers_503_when_the_mcp_server_is_not_bound() {
     let home = tempfile::tempdir().unwrap();
-    let services = Services::new(Config::default_in(home.path()), home.path()).unwrap();
+    let services = Services::new(Config::default_in(home.path()), home.path(), None).unwrap();
     let token = services.tokens.issue("test").unwrap().token;
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let app = Gateway::new(services, addr)

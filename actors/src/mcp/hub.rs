@@ -118,7 +118,7 @@ pub fn effective_options(opts: &CallOptions, spec: &ServerSpec) -> CallOptions {
 /// One server in the hub.
 #[derive(Debug)]
 pub struct ServerEntry {
-    spec: Arc<ServerSpec>,
+    spec: RwLock<Arc<ServerSpec>>,
     node: StatusNode,
     client: RwLock<Option<Arc<McpClient>>>,
     /// Bumped each time a client is published, for callers waiting on a (re)connect.
@@ -128,9 +128,12 @@ pub struct ServerEntry {
 }
 
 impl ServerEntry {
-    /// The server's spec.
-    pub fn spec(&self) -> &Arc<ServerSpec> {
-        &self.spec
+    /// The server's spec (live: a reload may update timeouts in place).
+    pub fn spec(&self) -> Arc<ServerSpec> {
+        self.spec
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Its status node.
@@ -169,7 +172,7 @@ impl ServerEntry {
 
     /// Why a call cannot be made right now, from the supervisor's view of the server.
     fn unavailable(&self) -> Option<String> {
-        let name = &self.spec.name;
+        let name = &self.spec().name;
         match self.node.state() {
             ActorState::BackingOff => {
                 let secs = self
@@ -210,7 +213,10 @@ impl ServerEntry {
                 return Err(reason);
             }
             if Instant::now() >= deadline {
-                return Err(format!("server `{}` is not connected yet", self.spec.name));
+                return Err(format!(
+                    "server `{}` is not connected yet",
+                    self.spec().name
+                ));
             }
             // Woken by a publish; re-check the supervisor's state every 50 ms meanwhile.
             let tick = deadline.min(Instant::now() + Duration::from_millis(50));
@@ -298,12 +304,12 @@ impl McpHub {
     /// Registers (or replaces, when its spec changed) a server. Called by its connection actor.
     pub fn register(&self, spec: Arc<ServerSpec>, node: StatusNode) -> Arc<ServerEntry> {
         if let Some(existing) = self.servers.get(&spec.name) {
-            if existing.spec == spec && existing.node.path() == node.path() {
+            if *existing.spec() == *spec && existing.node.path() == node.path() {
                 return existing.clone();
             }
         }
         let entry = Arc::new(ServerEntry {
-            spec: spec.clone(),
+            spec: RwLock::new(spec.clone()),
             node,
             client: RwLock::new(None),
             ready: watch::channel(0).0,
@@ -313,6 +319,18 @@ impl McpHub {
         self.servers.insert(spec.name.clone(), entry.clone());
         self.rebuild();
         entry
+    }
+
+    /// Updates a registered server's spec in place (settings that apply without a reconnect,
+    /// such as the tool timeout). Returns whether the server was there.
+    pub fn update_spec(&self, spec: Arc<ServerSpec>) -> bool {
+        match self.servers.get(&spec.name) {
+            Some(entry) => {
+                *entry.spec.write().unwrap_or_else(PoisonError::into_inner) = spec;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes a server and its tools (the server was removed from the config).
@@ -377,7 +395,7 @@ impl McpHub {
     /// Every server, sorted by name.
     pub fn servers(&self) -> Vec<Arc<ServerEntry>> {
         let mut all: Vec<_> = self.servers.iter().map(|e| e.value().clone()).collect();
-        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        all.sort_by(|a, b| a.spec().name.cmp(&b.spec().name));
         all
     }
 
@@ -423,7 +441,7 @@ impl McpHub {
         let schema = route.def.get("inputSchema").unwrap_or(&empty);
         let arguments = wrapper::prepare_arguments(schema, arguments)
             .map_err(|e| HubError::Arguments(e.to_string()))?;
-        let opts = effective_options(opts, route.server.spec());
+        let opts = effective_options(opts, &route.server.spec());
         let client = route
             .server
             .connected_client(opts.timeout)
@@ -440,7 +458,7 @@ impl McpHub {
             for tool in server.tools() {
                 if let Some(name) = tool.get("name").and_then(Value::as_str) {
                     defs.insert(
-                        (server.spec.name.clone(), name.to_owned()),
+                        (server.spec().name.clone(), name.to_owned()),
                         (tool.clone(), server.clone()),
                     );
                 }

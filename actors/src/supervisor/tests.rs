@@ -768,3 +768,35 @@ async fn restart_by_path_reaches_the_right_supervisor() {
     .await;
     sup.stop_and_wait(None, None).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_updated_spec_takes_effect_at_the_next_restart_only() {
+    let h = Harness::new();
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("x", policy(RestartType::Permanent))],
+        )
+        .await;
+    eventually("started", Duration::from_secs(5), || {
+        h.count("start:x") == 1
+    })
+    .await;
+    let mut stricter = policy(RestartType::Permanent);
+    stricter.max_restarts = 0;
+    update_child(&sup, h.spec("x", stricter)).await.unwrap();
+    assert_eq!(h.count("start:x"), 1, "not restarted by the update");
+    h.exit("x", Exit::Error);
+    eventually(
+        "given up under the new policy",
+        Duration::from_secs(5),
+        || h.state("x") == Some(ActorState::Failed),
+    )
+    .await;
+    assert!(matches!(
+        update_child(&sup, h.spec("nope", stricter)).await,
+        Err(SupervisorError::NoSuchChild(_))
+    ));
+    sup.stop_and_wait(None, None).await.unwrap();
+}

@@ -1,0 +1,236 @@
+//! Live reload of the configuration (SIGHUP, `revka reload`, `POST /api/reload`).
+//!
+//! The file is re-read and validated first; if it is invalid, nothing changes and the reason is
+//! returned. Otherwise the difference is applied:
+//! - MCP servers: added ones are started, removed ones stopped, and only those whose connection
+//!   settings changed (transport, command, args, env, url, headers, roots, handshake timeout,
+//!   auto_connect) are restarted. A changed tool timeout or restart policy is applied in place:
+//!   the server keeps running, and so do its in-flight calls.
+//! - Gateway timeouts apply to the next request.
+//! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
+//!   deferred loading, intensity) is reported as needing a restart.
+//!
+//! Every applied change is logged, and the report is kept in the root's introspection details.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use revka_actors::mcp::connection::connection_spec;
+use revka_actors::mcp::hub::ServerSpec;
+use revka_actors::supervisor::{RestartPolicy, start_child, terminate_child, update_child};
+use serde::Serialize;
+
+use crate::config::{self, Config, McpServerConfig};
+use crate::servers::{invalid_server_child, server_spec};
+use crate::tree::Services;
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadReport {
+    /// Changes applied, one line each.
+    pub applied: Vec<String>,
+    /// Changed settings that need a daemon restart to take effect.
+    pub restart_required: Vec<String>,
+    /// Changes that could not be applied (the daemon carries on with the rest).
+    pub failed: Vec<String>,
+}
+
+/// Re-reads the config and applies the difference. `Err` is the validation error: nothing
+/// changed.
+pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
+    let _serial = services.reload_lock.lock().await;
+    let loaded =
+        config::load(services.config.path(), &config::process_env).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    let old = services.config.get();
+    let new = loaded.config;
+    let mut report = ReloadReport::default();
+    apply_servers(services, &old, &new, &mut report).await;
+    compare_rest(&old, &new, &mut report);
+    services.config.set(new);
+    for line in &report.applied {
+        tracing::info!(change = %line, "reload: applied");
+    }
+    for line in &report.restart_required {
+        tracing::warn!(setting = %line, "reload: needs a daemon restart to take effect");
+    }
+    for line in &report.failed {
+        tracing::error!(change = %line, "reload: could not apply");
+    }
+    services.record_reload(&report);
+    Ok(report)
+}
+
+/// The servers the daemon runs under `config`, by name: their spec, policy and autostart.
+fn running_servers(
+    config: &Config,
+) -> BTreeMap<String, (ServerSpec, RestartPolicy, &McpServerConfig)> {
+    if !config.mcp.enabled {
+        return BTreeMap::new();
+    }
+    config
+        .mcp
+        .servers
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                (server_spec(s, &config.mcp), s.policy(&config.supervisor), s),
+            )
+        })
+        .collect()
+}
+
+/// Whether two specs differ only in what applies without a reconnect.
+fn live_changeable(a: &ServerSpec, b: &ServerSpec) -> bool {
+    let mut b = b.clone();
+    b.tool_timeout = a.tool_timeout;
+    b.reset_timeout_on_progress = a.reset_timeout_on_progress;
+    *a == b
+}
+
+async fn apply_servers(services: &Services, old: &Config, new: &Config, report: &mut ReloadReport) {
+    let Some(sup) = services
+        .status_root
+        .find("root/mcp_servers")
+        .and_then(|n| n.supervisor())
+    else {
+        report
+            .failed
+            .push("mcp_servers: the supervisor is not running".into());
+        return;
+    };
+    let (before, after) = (running_servers(old), running_servers(new));
+    let child = |spec: &ServerSpec, policy: RestartPolicy, cfg: &McpServerConfig| {
+        let spec = connection_spec(
+            Arc::new(spec.clone()),
+            policy,
+            services.hub.clone(),
+            services.http.clone(),
+        );
+        if cfg.auto_connect {
+            spec
+        } else {
+            spec.manual()
+        }
+    };
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        match terminate_child(&sup, &format!("mcp:{name}")).await {
+            Ok(()) => report
+                .applied
+                .push(format!("stopped mcp:{name} (removed from the config)")),
+            Err(e) => report.failed.push(format!("stop mcp:{name}: {e}")),
+        }
+        services.hub.remove(name);
+    }
+    for (name, (spec, policy, cfg)) in &after {
+        let id = format!("mcp:{name}");
+        match before.get(name) {
+            None => match start_child(&sup, child(spec, *policy, cfg)).await {
+                Ok(()) => report
+                    .applied
+                    .push(format!("started {id} (added to the config)")),
+                Err(e) => report.failed.push(format!("start {id}: {e}")),
+            },
+            Some((old_spec, old_policy, old_cfg)) => {
+                if old_spec == spec
+                    && old_policy == policy
+                    && old_cfg.auto_connect == cfg.auto_connect
+                {
+                    continue; // untouched: keeps its process and its in-flight calls
+                }
+                if live_changeable(old_spec, spec) && old_cfg.auto_connect == cfg.auto_connect {
+                    // Same connection: update in place, no restart.
+                    services.hub.update_spec(Arc::new(spec.clone()));
+                    match update_child(&sup, child(spec, *policy, cfg)).await {
+                        Ok(()) => report.applied.push(format!(
+                            "updated {id} in place (tool timeout or restart policy)"
+                        )),
+                        Err(e) => report.failed.push(format!("update {id}: {e}")),
+                    }
+                    continue;
+                }
+                let restarted = async {
+                    terminate_child(&sup, &id).await?;
+                    start_child(&sup, child(spec, *policy, cfg)).await
+                };
+                match restarted.await {
+                    Ok(()) => report
+                        .applied
+                        .push(format!("restarted {id} (connection settings changed)")),
+                    Err(e) => report.failed.push(format!("restart {id}: {e}")),
+                }
+            }
+        }
+    }
+    // Entries that failed validation are shown as failed children; refresh them.
+    let invalid_before: Vec<&str> = old
+        .mcp
+        .invalid_servers
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for invalid in &new.mcp.invalid_servers {
+        let id = format!("mcp:{}", invalid.name);
+        if !invalid_before.contains(&invalid.name.as_str()) && before.contains_key(&invalid.name) {
+            let _ = terminate_child(&sup, &id).await;
+        }
+        if !invalid_before.contains(&invalid.name.as_str()) && new.mcp.enabled {
+            match start_child(&sup, invalid_server_child(invalid)).await {
+                Ok(()) => report
+                    .applied
+                    .push(format!("marked {id} failed: invalid configuration")),
+                Err(e) => report.failed.push(format!("{id}: {e}")),
+            }
+        }
+    }
+    for name in invalid_before
+        .iter()
+        .filter(|n| !new.mcp.invalid_servers.iter().any(|s| &s.name == *n))
+    {
+        if !after.contains_key(*name) {
+            let _ = terminate_child(&sup, &format!("mcp:{name}")).await;
+        }
+    }
+}
+
+/// Everything outside the server list: live where it can be, reported otherwise.
+fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
+    let mut needs_restart = |changed: bool, what: &str| {
+        if changed {
+            report.restart_required.push(what.to_owned());
+        }
+    };
+    let (og, ng) = (&old.gateway, &new.gateway);
+    needs_restart(
+        og.enabled != ng.enabled
+            || og.host != ng.host
+            || og.port != ng.port
+            || og.allow_public_bind != ng.allow_public_bind,
+        "[gateway] enabled/host/port/allow_public_bind",
+    );
+    needs_restart(old.sessions != new.sessions, "[sessions]");
+    needs_restart(
+        old.session_manager != new.session_manager,
+        "[session_manager]",
+    );
+    needs_restart(old.operator != new.operator, "[operator]");
+    needs_restart(
+        old.mcp.deferred_loading != new.mcp.deferred_loading,
+        "[mcp] deferred_loading",
+    );
+    needs_restart(
+        old.supervisor.intensity() != new.supervisor.intensity(),
+        "[supervisor] intensity, intensity_period_secs",
+    );
+    if og.request_timeout_secs != ng.request_timeout_secs
+        || og.call_timeout_secs != ng.call_timeout_secs
+    {
+        report.applied.push("gateway timeouts updated".into());
+    }
+    if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
+        report.applied.push("shutdown grace period updated".into());
+    }
+}
