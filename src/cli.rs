@@ -1,7 +1,9 @@
 //! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
 //!
 //! `daemon`, `config` and `mcp` work from the config file; `status`, `restart`, `pair`,
-//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway.
+//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway;
+//! `install --sidecars-only` installs the sidecars under `$REVKA_HOME/operator_mcp`, and
+//! `doctor` checks the installation, the config and the running daemon.
 //!
 //! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started).
 
@@ -10,10 +12,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod doctor;
+pub mod install;
 mod mcp;
 mod ops;
 pub mod remote;
 mod status;
+mod toolchain;
 
 use crate::config::{self, ConfigError};
 use crate::logging::{self, LogFormat};
@@ -81,6 +86,14 @@ pub enum Command {
     },
     /// Make the running daemon re-read its configuration.
     Reload,
+    /// Install the sidecars (operator MCP, session manager) under $REVKA_HOME/operator_mcp.
+    Install(install::InstallArgs),
+    /// Check the installation and the running daemon; exit 1 if any check fails.
+    Doctor {
+        /// Print the checks as a JSON array of {name, status, detail, hint}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `revka config` actions.
@@ -93,7 +106,15 @@ pub enum ConfigAction {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+    // `install` and `doctor` print their own report; only warnings and errors are logged,
+    // unless --log-level or RUST_LOG asks for more.
+    let quiet = matches!(cli.command, Command::Install(_) | Command::Doctor { .. })
+        && std::env::var_os("RUST_LOG").is_none();
+    let level = cli
+        .log_level
+        .as_deref()
+        .or(if quiet { Some("warn") } else { None });
+    if let Err(e) = logging::init(level, cli.log_format) {
         eprintln!("revka: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -116,6 +137,8 @@ pub fn main() -> ExitCode {
         Command::Pair => remote_op(ops::Op::Pair),
         Command::Tokens { action } => remote_op(action.into()),
         Command::Reload => remote_op(ops::Op::Reload),
+        Command::Install(args) => install::run(&args, &config::revka_home()),
+        Command::Doctor { json } => doctor::run(cli.config.as_deref(), json),
     }
 }
 

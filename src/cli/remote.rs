@@ -172,6 +172,19 @@ impl Gateway {
         self.request(Method::GET, &endpoint).await
     }
 
+    /// `GET /api/health`: `{status, components, mcp_servers, sidecars, ...}`, also when the
+    /// daemon reports itself `unhealthy` (which the gateway answers with 503).
+    pub async fn health(&self) -> Result<Value, RemoteError> {
+        match self.request(Method::GET, "/api/health").await {
+            Err(RemoteError::Api {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: Some(body),
+                ..
+            }) if body.get("status").is_some() => Ok(body),
+            other => other,
+        }
+    }
+
     /// `POST /api/actors/{path}/restart`: the path the daemon restarted.
     pub async fn restart(&self, path: &str) -> Result<String, RemoteError> {
         #[derive(Deserialize)]
