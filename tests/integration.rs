@@ -8,6 +8,7 @@ mod gateway;
 mod interop;
 mod mcp_client;
 mod mcp_server;
+mod operator;
 mod reload;
 mod sidecars;
 mod util;

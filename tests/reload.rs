@@ -105,7 +105,7 @@ impl Reloading {
 }
 
 /// The text of a call's result and whether it is an error (a tool error or a JSON-RPC error).
-async fn call(session: &Session, name: &str, arguments: Value) -> (bool, String) {
+pub async fn call(session: &Session, name: &str, arguments: Value) -> (bool, String) {
     // Deferred loading: a session activates a server's tool before calling it.
     session
         .call_text("tool_search", json!({ "query": format!("select:{name}") }))
