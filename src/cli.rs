@@ -1,9 +1,11 @@
 //! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
 //!
 //! `daemon`, `config` and `mcp` work from the config file; `status`, `restart`, `pair`,
-//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway.
+//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway;
+//! `service` installs and drives it as a systemd user service or launchd agent.
 //!
-//! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started).
+//! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started);
+//! 69 no service manager for `revka service` (see [`service`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod mcp;
 mod ops;
 pub mod remote;
+pub mod service;
 mod status;
 
 use crate::config::{self, ConfigError};
@@ -81,6 +84,12 @@ pub enum Command {
     },
     /// Make the running daemon re-read its configuration.
     Reload,
+    /// Install and manage the daemon as a systemd user service (Linux) or launchd agent (macOS).
+    Service {
+        /// The service action.
+        #[command(subcommand)]
+        action: service::ServiceAction,
+    },
 }
 
 /// `revka config` actions.
@@ -116,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Pair => remote_op(ops::Op::Pair),
         Command::Tokens { action } => remote_op(action.into()),
         Command::Reload => remote_op(ops::Op::Reload),
+        Command::Service { action } => service::run(action, cli.config),
     }
 }
 
