@@ -3,9 +3,10 @@
 //! `daemon`, `config` and `mcp` work from the config file; `status`, `restart`, `pair`,
 //! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway;
 //! `install --sidecars-only` installs the sidecars under `$REVKA_HOME/operator_mcp`, and
-//! `doctor` checks the installation, the config and the running daemon.
+//! `doctor` checks the installation, the config and the running daemon; `service` installs and drives it as a systemd user service or launchd agent.
 //!
-//! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started).
+//! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started);
+//! 69 no service manager for `revka service` (see [`service`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ pub mod install;
 mod mcp;
 mod ops;
 pub mod remote;
+pub mod service;
 mod status;
 mod toolchain;
 
@@ -94,6 +96,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install and manage the daemon as a systemd user service (Linux) or launchd agent (macOS).
+    Service {
+        /// The service action.
+        #[command(subcommand)]
+        action: service::ServiceAction,
+    },
 }
 
 /// `revka config` actions.
@@ -139,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Reload => remote_op(ops::Op::Reload),
         Command::Install(args) => install::run(&args, &config::revka_home()),
         Command::Doctor { json } => doctor::run(cli.config.as_deref(), json),
+        Command::Service { action } => service::run(action, cli.config),
     }
 }
 
