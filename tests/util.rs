@@ -50,12 +50,33 @@ fn build_example(name: &str, profile_dir: &Path, path: &Path) {
         Some("debug") | None => "dev",
         Some(other) => other,
     };
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", name, "--profile", profile])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name, "--profile", profile])
         .arg("--manifest-path")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status();
+        .env("CARGO_TARGET_DIR", target_dir);
+    // Drop what `cargo test` set for this test binary. A build script that says
+    // `rerun-if-env-changed=CARGO_MANIFEST_DIR` (ring's) would otherwise see a change, and this
+    // build and the next `cargo build`/`cargo test` would each rebuild half the tree (~30 s).
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cmd.env_remove(&*key);
+        }
+    }
+    let status = cmd.status();
     match status {
         Ok(status) if status.success() => {}
         // Without a working cargo (e.g. the test binary run by hand), use what is there.
