@@ -41,8 +41,8 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
 const USAGE: &str = "usage: fault_server [--crash-after N] [--exit-code C] [--exit-on-start C]
-    [--slow-init MS] [--protocol-version V] [--instructions TEXT] [--tools N]
-    [--page-size M] [--garbage-stdout] [--ignore-sigterm] [--fork-grandchild PIDFILE]
+    [--exit-after MS] [--slow-init MS] [--protocol-version V] [--instructions TEXT]
+    [--tools N] [--page-size M] [--garbage-stdout] [--ignore-sigterm] [--fork-grandchild PIDFILE]
     [--pid-file PATH] [--record PATH] [--flood-stderr BYTES]
 Every flag can also be set as env var FAULT_<FLAG_IN_UPPER_SNAKE>; flags win.";
 
@@ -55,6 +55,7 @@ const KNOB_FLAGS: &[(&str, bool)] = &[
     ("crash-after", true),
     ("exit-code", true),
     ("exit-on-start", true),
+    ("exit-after", true),
     ("slow-init", true),
     ("protocol-version", true),
     ("instructions", true),
@@ -77,6 +78,8 @@ struct Knobs {
     exit_code: i32,
     /// Exit with this code before reading anything.
     exit_on_start: Option<i32>,
+    /// Exit with `exit_code` this many ms after start, whatever is going on.
+    exit_after_ms: Option<u64>,
     /// Delay before answering `initialize`.
     slow_init_ms: u64,
     /// Answer `initialize` with exactly this version instead of negotiating.
@@ -113,6 +116,7 @@ impl Knobs {
             crash_after: number(s, "crash-after")?,
             exit_code: number(s, "exit-code")?.unwrap_or(1),
             exit_on_start: number(s, "exit-on-start")?,
+            exit_after_ms: number(s, "exit-after")?,
             slow_init_ms: number(s, "slow-init")?.unwrap_or(0),
             protocol_version: s.get("protocol-version").cloned(),
             instructions: s.get("instructions").cloned(),
@@ -217,6 +221,14 @@ fn main() {
     if let Some(path) = &knobs.fork_grandchild {
         let pid = spawn_sleeper().unwrap_or_else(|e| fail(&format!("spawn grandchild: {e}")));
         write_pid(path, pid);
+    }
+    if let Some(ms) = knobs.exit_after_ms {
+        let code = knobs.exit_code;
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(ms));
+            log(&format!("--exit-after {ms}: exiting with code {code}"));
+            process::exit(code);
+        });
     }
     let server = Arc::new(Server::new(knobs));
     server.serve();
