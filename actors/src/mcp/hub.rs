@@ -185,12 +185,16 @@ impl ServerEntry {
                     "server `{name}` is restarting, next attempt in {secs} s"
                 ))
             }
-            ActorState::Failed => Some(format!(
-                "server `{name}` failed: {}",
-                self.node
+            ActorState::Failed => {
+                let reason = self
+                    .node
                     .last_failure()
-                    .unwrap_or_else(|| "gave up restarting".into())
-            )),
+                    .unwrap_or_else(|| "gave up restarting".into());
+                // A connection's failure (`McpError`) names the server already.
+                let prefix = format!("server `{name}`: ");
+                let reason = reason.strip_prefix(&prefix).unwrap_or(&reason);
+                Some(format!("server `{name}` failed: {reason}"))
+            }
             ActorState::Stopped | ActorState::Stopping => {
                 Some(format!("server `{name}` is stopped"))
             }
