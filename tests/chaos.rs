@@ -942,3 +942,32 @@ fn helpers_mask_digits_and_parse_proc_stat() {
     assert!("RS".contains(stat.state), "{stat:?}");
     assert_eq!(stat.ppid, nix::unistd::getppid().as_raw());
 }
+
+/// The leftover scan is not vacuous: it sees a marked process, then its zombie, then nothing.
+#[test]
+fn the_tracker_finds_a_marked_process_and_its_zombie() {
+    let mark = format!("selftest-{}", std::process::id());
+    let tracker = ProcTracker::new(&mark);
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .env(MARK_VAR, &mark)
+        .spawn()
+        .expect("spawn sleep");
+    let pid = child.id() as i32;
+    assert!(
+        eventually(Duration::from_secs(5), || tracker.scan().contains(&pid)),
+        "the marked process is seen"
+    );
+    assert!(tracker.leftovers().iter().any(|(p, _)| *p == pid));
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    // Not reaped yet: a zombie, found by pid and start time although its environ is empty.
+    assert!(
+        eventually(Duration::from_secs(5), || tracker
+            .leftovers()
+            .iter()
+            .any(|(p, s)| *p == pid && s.state == 'Z')),
+        "the zombie is found"
+    );
+    child.wait().unwrap();
+    assert!(tracker.leftovers().is_empty(), "{:?}", tracker.leftovers());
+}
