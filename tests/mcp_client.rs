@@ -529,3 +529,28 @@ async fn probe_reports_success_and_failure_without_leaving_processes() {
         "{report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_for_a_reconnect_comes_out_of_the_call_timeout() {
+    // The server takes 1.5 s to answer `initialize`: a call made while it restarts waits for
+    // the handshake, then has only what is left of its 3 s for the call itself.
+    let fleet = Fleet::start(vec![(fault("f", &["--slow-init", "1500"]), policy(3))]).await;
+    fleet.wait_state("f", ActorState::Running).await;
+    let _ = fleet.call("f__crash", json!({})).await;
+    let err = fleet
+        .call_with("f__hang", json!({}), &opts(3))
+        .await
+        .unwrap_err()
+        .to_string();
+    let within: f64 = err
+        .split("within ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("a timeout error: {err}"));
+    assert!(
+        within < 2.9,
+        "the call got {within}s after the reconnect wait, not its whole 3s again: {err}"
+    );
+    fleet.stop().await;
+}

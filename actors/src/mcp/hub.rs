@@ -445,12 +445,23 @@ impl McpHub {
         let schema = route.def.get("inputSchema").unwrap_or(&empty);
         let arguments = wrapper::prepare_arguments(schema, arguments)
             .map_err(|e| HubError::Arguments(e.to_string()))?;
-        let opts = effective_options(opts, &route.server.spec());
+        let mut opts = effective_options(opts, &route.server.spec());
+        let started = std::time::Instant::now();
         let client = route
             .server
             .connected_client(opts.timeout)
             .await
             .map_err(HubError::Unavailable)?;
+        // Waiting for a (re)connect comes out of the call's budget: a call never takes more
+        // than its timeout in all.
+        let waited = started.elapsed();
+        if !waited.is_zero() {
+            opts.timeout = opts
+                .timeout
+                .saturating_sub(waited)
+                .max(Duration::from_millis(1));
+            opts.max_total = opts.max_total.map(|t| t.saturating_sub(waited));
+        }
         Ok(client.call_tool(&route.tool, arguments, &opts).await?)
     }
 
