@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -284,6 +284,9 @@ pub enum HubError {
 pub struct McpHub {
     servers: DashMap<String, Arc<ServerEntry>>,
     table: RwLock<Arc<ToolTable>>,
+    /// Held for a whole rebuild (read every server's tools, write the table), so rebuilds by
+    /// servers publishing at the same moment cannot overwrite a newer table with an older one.
+    rebuilding: Mutex<()>,
     version: AtomicU64,
     changes: broadcast::Sender<u64>,
 }
@@ -293,6 +296,7 @@ impl Default for McpHub {
         Self {
             servers: DashMap::new(),
             table: RwLock::new(Arc::new(ToolTable::default())),
+            rebuilding: Mutex::new(()),
             version: AtomicU64::new(0),
             changes: broadcast::channel(16).0,
         }
@@ -466,6 +470,10 @@ impl McpHub {
     }
 
     fn rebuild(&self) {
+        let _one_at_a_time = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let servers: Vec<Arc<ServerEntry>> =
             self.servers.iter().map(|e| e.value().clone()).collect();
         let mut defs: BTreeMap<(String, String), (Value, Arc<ServerEntry>)> = BTreeMap::new();
@@ -517,5 +525,64 @@ impl McpHub {
             version,
         });
         let _ = self.changes.send(version);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> Arc<ServerSpec> {
+        Arc::new(ServerSpec {
+            name: name.to_owned(),
+            transport: TransportSpec::Stdio {
+                command: "true".into(),
+                args: vec![],
+                env: vec![],
+                cwd: None,
+            },
+            tool_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+            roots: vec![],
+            reset_timeout_on_progress: false,
+        })
+    }
+
+    /// Servers that publish their tools at the same moment (20 connecting in parallel did, in
+    /// the start-up benchmark) all end up in the table: no rebuild overwrites a newer one.
+    #[test]
+    fn tools_published_concurrently_are_all_registered() {
+        const SERVERS: usize = 16;
+        const TOOLS: usize = 5;
+        let root = StatusNode::root("root", "supervisor");
+        for round in 0..50 {
+            let hub = McpHub::new();
+            let barrier = Arc::new(std::sync::Barrier::new(SERVERS));
+            let threads: Vec<_> = (0..SERVERS)
+                .map(|i| {
+                    let hub = hub.clone();
+                    let barrier = barrier.clone();
+                    let node = root.child(&format!("mcp:s{i}"), "mcp_server", None);
+                    std::thread::spawn(move || {
+                        let entry = hub.register(spec(&format!("s{i}")), node);
+                        let tools = (0..TOOLS)
+                            .map(|t| serde_json::json!({ "name": format!("t{t}") }))
+                            .collect();
+                        barrier.wait();
+                        hub.set_tools(&entry, tools);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let table = hub.tools();
+            assert_eq!(
+                table.tools.len(),
+                SERVERS * TOOLS,
+                "round {round}: {:?}",
+                table.tools.keys().collect::<Vec<_>>()
+            );
+        }
     }
 }
