@@ -184,6 +184,12 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// `tool_search` and the external tools listed (the always-listed built-in health and
+    /// dashboard tools left out).
+    pub async fn served_tool_names(&self) -> Vec<String> {
+        served_only(self.tool_names().await)
+    }
+
     pub async fn tool_names(&self) -> Vec<String> {
         let (_, body) = self
             .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
@@ -691,7 +697,12 @@ async fn deferred_activation_is_per_session() {
     let s = Served::start("").await;
     let a = s.session().await;
     let b = s.session().await;
-    assert_eq!(a.tool_names().await, ["tool_search"]);
+    let all = a.tool_names().await;
+    assert!(
+        all.is_sorted() && all.contains(&"system_dashboard".to_owned()),
+        "{all:?}"
+    );
+    assert_eq!(a.served_tool_names().await, ["tool_search"]);
     let text = a
         .call_text(
             "tool_search",
@@ -704,12 +715,12 @@ async fn deferred_activation_is_per_session() {
     );
     assert!(text.contains("Not found: nope__x"), "{text}");
     assert_eq!(
-        a.tool_names().await,
+        a.served_tool_names().await,
         ["fault__echo", "tool_search"],
         "sorted, with the activated tool"
     );
     assert_eq!(
-        b.tool_names().await,
+        b.served_tool_names().await,
         ["tool_search"],
         "no leak into another session"
     );
@@ -885,4 +896,12 @@ async fn eventually_async(mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// `tool_search` and external (`server__tool`) names only, in their order.
+pub fn served_only(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| n == "tool_search" || n.contains("__"))
+        .collect()
 }
