@@ -226,6 +226,7 @@ pub async fn run(
         process::wait_all_reaped(REAP_WAIT).await;
     }
     tracing::info!("daemon stopped");
+    crate::runlog::flush();
     Ok(if root_failed { 1 } else { 0 })
 }
 

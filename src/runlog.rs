@@ -5,14 +5,20 @@
 //! is rotated (`run.jsonl` → `run.jsonl.1` → … → `run.jsonl.3`; the oldest is dropped). Write
 //! latency is tracked for `get_journal_health`. Supervision events reach the log through a
 //! tracing layer with its own filter, so they are recorded whatever the console log level is.
+//!
+//! Writing is off the caller's path: [`RunLog::record`] appends the line to a bounded in-memory
+//! batch and a `runlog-writer` thread writes each batch with one `write` (at most every
+//! [`BATCH_EVERY`]), so a tool call never waits for the disk and a burst of calls costs one
+//! syscall. When the batch is full the recorder writes it itself (backpressure, nothing is
+//! dropped). The daemon flushes at shutdown; a `kill -9` can lose the last [`BATCH_EVERY`].
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use revka_actors::status::rfc3339;
 use serde_json::{Map, Value, json};
@@ -26,6 +32,10 @@ pub const WARN_BYTES: u64 = 5 * 1024 * 1024;
 pub const ROTATE_BYTES: u64 = 20 * 1024 * 1024;
 /// Rotated files kept.
 pub const KEEP: u32 = 3;
+/// The writer thread waits this long after the first line of a batch for more lines.
+pub const BATCH_EVERY: Duration = Duration::from_millis(20);
+/// Bytes held in memory before a recorder writes the batch itself.
+pub const MAX_PENDING: usize = 1024 * 1024;
 
 /// The daemon's run log, once opened (the tracing layer writes into it).
 static RUNLOG: OnceLock<Arc<RunLog>> = OnceLock::new();
@@ -33,8 +43,31 @@ static RUNLOG: OnceLock<Arc<RunLog>> = OnceLock::new();
 /// Opens the process's run log in `home` (once; later calls return the first).
 pub fn install(home: &Path) -> Arc<RunLog> {
     RUNLOG
-        .get_or_init(|| Arc::new(RunLog::new(home.join("operator_mcp").join("runlogs"))))
+        .get_or_init(|| {
+            let log = Arc::new(RunLog::new(home.join("operator_mcp").join("runlogs")));
+            spawn_writer(&log);
+            log
+        })
         .clone()
+}
+
+/// Starts the thread that writes `log`'s batches. Without it, batches are written when full,
+/// on [`RunLog::flush`] and on [`RunLog::health`].
+fn spawn_writer(log: &Arc<RunLog>) {
+    let writer = log.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("runlog-writer".into())
+        .spawn(move || writer.write_batches())
+    {
+        eprintln!("revka: cannot start the run log writer thread: {e}");
+    }
+}
+
+/// Writes whatever the process's run log holds (at shutdown).
+pub fn flush() {
+    if let Some(log) = get() {
+        log.flush();
+    }
 }
 
 /// The process's run log, if installed.
@@ -45,9 +78,16 @@ pub fn get() -> Option<&'static Arc<RunLog>> {
 /// An append-only, size-rotated JSONL log.
 #[derive(Debug)]
 pub struct RunLog {
+    /// `run.jsonl`.
     path: PathBuf,
     file: Mutex<Option<(File, u64)>>,
+    pending: Mutex<Pending>,
+    /// Signalled when `pending` stops being empty.
+    wake: Condvar,
+    /// Records written.
     writes: AtomicU64,
+    /// `write`s that wrote them (latency figures are per batch).
+    batches: AtomicU64,
     write_ns: AtomicU64,
     max_write_ns: AtomicU64,
     errors: AtomicU64,
@@ -61,7 +101,10 @@ impl RunLog {
         Self {
             path: dir.join("run.jsonl"),
             file: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
             writes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             write_ns: AtomicU64::new(0),
             max_write_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -70,18 +113,64 @@ impl RunLog {
         }
     }
 
-    /// Appends one record `{ts, kind, ...fields}`. Never fails the caller: errors are counted.
+    /// Queues one record `{ts, kind, ...fields}` for writing. Never fails the caller: write
+    /// errors are counted (and the first one printed).
     pub fn record(&self, kind: &str, fields: Value) {
-        let mut line = match fields {
-            Value::Object(map) => map,
-            other => Map::from_iter([("value".to_owned(), other)]),
+        match fields {
+            Value::Object(map) => self.record_with(kind, &map),
+            other => self.record_with(kind, &json!({ "value": other })),
+        }
+    }
+
+    /// Like [`Self::record`], for any serializable struct or map: its fields follow `ts` and
+    /// `kind` on the line.
+    pub fn record_with<T: serde::Serialize>(&self, kind: &str, fields: &T) {
+        #[derive(serde::Serialize)]
+        struct Line<'a, T> {
+            ts: String,
+            kind: &'a str,
+            #[serde(flatten)]
+            fields: &'a T,
+        }
+        let line = Line {
+            ts: rfc3339(SystemTime::now()),
+            kind,
+            fields,
         };
-        line.insert("ts".into(), json!(rfc3339(SystemTime::now())));
-        line.insert("kind".into(), json!(kind));
-        let mut bytes = Value::Object(line).to_string().into_bytes();
+        let mut bytes = match serde_json::to_vec(&line) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, kind, "run log record not serializable");
+                return;
+            }
+        };
         bytes.push(b'\n');
+        let mut pending = lock(&self.pending);
+        if !pending.bytes.is_empty() && pending.bytes.len() + bytes.len() > MAX_PENDING {
+            drop(pending);
+            self.flush();
+            pending = lock(&self.pending);
+        }
+        let was_empty = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(&bytes);
+        pending.lines += 1;
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes the queued records now (in order with any batch being written).
+    pub fn flush(&self) {
+        // The file lock is taken first, so batches reach the file in the order they were taken.
+        let mut file = lock(&self.file);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        if batch.bytes.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        if let Err(e) = self.append(&bytes) {
+        if let Err(e) = self.append(&mut file, &batch.bytes) {
             if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
                 eprintln!(
                     "revka: cannot write the run log {}: {e}",
@@ -91,26 +180,44 @@ impl RunLog {
             return;
         }
         let ns = started.elapsed().as_nanos() as u64;
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(batch.lines, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
         self.write_ns.fetch_add(ns, Ordering::Relaxed);
         self.max_write_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
-    fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            *guard = Some(self.open()?);
+    /// The writer thread: waits for a first line, lets a batch gather, writes it; forever.
+    fn write_batches(&self) {
+        loop {
+            let mut pending = lock(&self.pending);
+            while pending.bytes.is_empty() {
+                pending = self
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            drop(pending);
+            std::thread::sleep(BATCH_EVERY);
+            self.flush();
         }
-        if guard
+    }
+
+    /// Appends `bytes` to the file (opened on first use), rotating first if they would take it
+    /// past [`ROTATE_BYTES`].
+    fn append(&self, file: &mut Option<(File, u64)>, bytes: &[u8]) -> std::io::Result<()> {
+        if file.is_none() {
+            *file = Some(self.open()?);
+        }
+        if file
             .as_ref()
-            .is_some_and(|(_, size)| size + bytes.len() as u64 > ROTATE_BYTES)
+            .is_some_and(|(_, size)| *size > 0 && size + bytes.len() as u64 > ROTATE_BYTES)
         {
-            *guard = None;
+            *file = None;
             self.rotate()?;
-            *guard = Some(self.open()?);
+            *file = Some(self.open()?);
         }
-        let (file, size) = guard.as_mut().expect("opened above");
-        file.write_all(bytes)?;
+        let (f, size) = file.as_mut().expect("opened above");
+        f.write_all(bytes)?;
         *size += bytes.len() as u64;
         Ok(())
     }
@@ -148,12 +255,14 @@ impl RunLog {
 
     /// Health of the log: size against the thresholds, write latency, rotations.
     pub fn health(&self) -> Value {
+        self.flush();
         let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         let writes = self.writes.load(Ordering::Relaxed);
-        let avg_us = if writes == 0 {
+        let batches = self.batches.load(Ordering::Relaxed);
+        let avg_us = if batches == 0 {
             0.0
         } else {
-            self.write_ns.load(Ordering::Relaxed) as f64 / writes as f64 / 1000.0
+            self.write_ns.load(Ordering::Relaxed) as f64 / batches as f64 / 1000.0
         };
         let errors = self.errors.load(Ordering::Relaxed);
         let status = if errors > 0 {
@@ -173,11 +282,23 @@ impl RunLog {
             "rotations": self.rotations.load(Ordering::Relaxed),
             "last_rotation": self.last_rotation.lock().unwrap_or_else(PoisonError::into_inner).map(rfc3339),
             "writes": writes,
+            "batches": batches,
             "avg_write_us": (avg_us * 10.0).round() / 10.0,
             "max_write_us": self.max_write_ns.load(Ordering::Relaxed) / 1000,
             "write_errors": errors,
         })
     }
+}
+
+/// Records queued for the next write.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A tracing layer that copies supervision events (target `revka_actors::supervisor`) into
@@ -227,6 +348,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = RunLog::new(dir.path().join("runlogs"));
         log.record("tool_call", json!({ "tool": "x", "ok": true }));
+        log.flush();
         let first: Value = serde_json::from_str(
             std::fs::read_to_string(dir.path().join("runlogs/run.jsonl"))
                 .unwrap()
@@ -261,6 +383,64 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn lines(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join("run.jsonl")).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn the_writer_thread_writes_queued_records_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(RunLog::new(dir.path().to_owned()));
+        for i in 0..100 {
+            log.record("tool_call", json!({ "n": i }));
+        }
+        assert_eq!(lines(dir.path()), 0, "queued, not yet written");
+        spawn_writer(&log);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lines(dir.path()) < 100 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let text = std::fs::read_to_string(dir.path().join("run.jsonl")).unwrap();
+        let order: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(order, (0..100).collect::<Vec<_>>());
+        let health = log.health();
+        assert_eq!(
+            (health["writes"].as_u64(), health["batches"].as_u64()),
+            (Some(100), Some(1))
+        );
+        // Later records are written too, without a flush.
+        log.record("tool_call", json!({ "n": 100 }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lines(dir.path()) < 101 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lines(dir.path()), 101);
+    }
+
+    #[test]
+    fn a_full_batch_is_written_by_the_recorder() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RunLog::new(dir.path().to_owned());
+        let big = "z".repeat(MAX_PENDING / 2 + 1);
+        log.record("filler", json!({ "data": big }));
+        assert_eq!(lines(dir.path()), 0);
+        log.record("filler", json!({ "data": big }));
+        assert_eq!(
+            lines(dir.path()),
+            1,
+            "the first batch was written to make room"
+        );
+        log.flush();
+        assert_eq!(lines(dir.path()), 2);
     }
 
     #[test]
