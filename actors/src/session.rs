@@ -32,7 +32,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use events::{ProgressEvent, SessionEvent};
+pub use events::{ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
 
 use crate::status::rfc3339;
@@ -238,7 +238,7 @@ impl Session {
     }
 
     /// Subscribes to the session's events.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<SessionEvent>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
         self.events.subscribe()
     }
 
@@ -543,9 +543,12 @@ impl Actor for SessionActor {
         // Stop the operator gracefully (stdin closed, then SIGTERM, then SIGKILL) before ractor
         // would kill it with us.
         if let Some(operator) = state.operator.take() {
-            let _ = operator
-                .stop_and_wait(Some("session ended".into()), Some(Duration::from_secs(10)))
-                .await;
+            // Boxed, like the operator start below: an actor's processing loop is as large as
+            // its largest handler future, and every idle session holds one.
+            let _ = Box::pin(
+                operator.stop_and_wait(Some("session ended".into()), Some(Duration::from_secs(10))),
+            )
+            .await;
         }
         Ok(())
     }
@@ -605,13 +608,13 @@ impl Actor for SessionActor {
                             .get_or_init(crate::mcp::hub::McpHub::new)
                             .clone();
                         if state.operator.is_none() {
-                            match operator::start(
+                            match Box::pin(operator::start(
                                 myself.get_cell(),
                                 &state.node,
                                 template,
                                 &state.session,
                                 hub.clone(),
-                            )
+                            ))
                             .await
                             {
                                 Ok(sup) => state.operator = Some(sup),

@@ -41,8 +41,12 @@ pub(crate) async fn session_events(
         if tx.send(sse::comment("connected")).await.is_err() {
             return;
         }
-        let mut keepalive = tokio::time::interval(keepalive_every);
-        keepalive.tick().await;
+        // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
+        // tick: that tick waits for the timer wheel's next 1 ms turn, a millisecond on every call.)
+        let mut keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + keepalive_every,
+            keepalive_every,
+        );
         loop {
             let frame = tokio::select! {
                 () = session.ended().cancelled() => break,
@@ -50,12 +54,9 @@ pub(crate) async fn session_events(
                 () = tx.closed() => break,
                 _ = keepalive.tick() => sse::comment("keep-alive"),
                 event = events.recv() => match event {
-                    Ok(event) => match &*event {
-                        SessionEvent::Progress(p) => sse::event(None, &json!(p).to_string()),
-                        SessionEvent::ToolsChanged => {
-                            let note = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
-                            sse::event(Some("tools_changed"), &note.to_string())
-                        }
+                    Ok(published) => match published.event() {
+                        SessionEvent::Progress(_) => sse::event(None, published.json()),
+                        SessionEvent::ToolsChanged => sse::event(Some("tools_changed"), published.json()),
                     },
                     Err(broadcast::error::RecvError::Lagged(dropped)) => {
                         sse::event(Some("lagged"), &json!({ "dropped": dropped }).to_string())

@@ -46,10 +46,37 @@ pub enum SessionEvent {
     ToolsChanged,
 }
 
+/// An event as subscribers receive it: shared, with its JSON made once for all of them (a
+/// hundred subscribers of a busy session would otherwise serialize every event a hundred
+/// times).
+#[derive(Debug)]
+pub struct Published {
+    event: SessionEvent,
+    json: OnceLock<String>,
+}
+
+impl Published {
+    /// The event.
+    pub fn event(&self) -> &SessionEvent {
+        &self.event
+    }
+
+    /// Its JSON: the [`ProgressEvent`] object, or the `notifications/tools/list_changed`
+    /// notification. Serialized by the first subscriber that asks.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| match &self.event {
+            SessionEvent::Progress(p) => serde_json::to_string(p).unwrap_or_default(),
+            SessionEvent::ToolsChanged => {
+                r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#.to_owned()
+            }
+        })
+    }
+}
+
 /// The lazily created broadcast channel of one session.
 #[derive(Debug, Default)]
 pub(crate) struct Broadcaster {
-    tx: OnceLock<broadcast::Sender<Arc<SessionEvent>>>,
+    tx: OnceLock<broadcast::Sender<Arc<Published>>>,
     published: AtomicU64,
 }
 
@@ -57,13 +84,16 @@ impl Broadcaster {
     pub(crate) fn publish(&self, event: SessionEvent) {
         if let Some(tx) = self.tx.get() {
             if tx.receiver_count() > 0 {
-                let _ = tx.send(Arc::new(event));
+                let _ = tx.send(Arc::new(Published {
+                    event,
+                    json: OnceLock::new(),
+                }));
                 self.published.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<SessionEvent>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx
             .get_or_init(|| broadcast::channel(CAPACITY).0)
             .subscribe()
