@@ -311,7 +311,7 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
             let app = gateway
                 .router()
                 .into_make_service_with_connect_info::<SocketAddr>();
-            let result = axum::serve(listener, app)
+            let result = axum::serve(crate::mcp_server::no_delay(listener), app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             flusher.abort();

@@ -28,6 +28,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::guard::rpc_error;
+
+/// How long a call's response headers wait for its first event (see [`sse::held_response`]).
+const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext};
@@ -97,7 +100,18 @@ pub(crate) async fn tools_call(
         tx,
     };
     tokio::spawn(call.run(resolved, arguments));
-    sse::response(rx)
+    sse::held_response(rx, HOLD_HEADERS).await
+}
+
+/// A tool call's line in the run log.
+#[derive(serde::Serialize)]
+struct ToolCallRecord<'a> {
+    session: &'a str,
+    tool: &'a str,
+    server: &'a str,
+    outcome: &'a str,
+    duration_ms: u64,
+    error: Option<String>,
 }
 
 struct Call {
@@ -129,8 +143,12 @@ impl Call {
         let guard = session.begin_call(&self.id.to_string());
         // Boxed so that dropping it below really cancels a call still running.
         let mut work = Box::pin(self.execute(resolved, arguments));
-        let mut keepalive = tokio::time::interval(self.server.inner.keepalive);
-        keepalive.tick().await;
+        // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
+        // tick: that tick waits for the timer wheel's next 1 ms turn, a millisecond on every call.)
+        let mut keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.server.inner.keepalive,
+            self.server.inner.keepalive,
+        );
         let outcome = loop {
             tokio::select! {
                 result = &mut work => break Outcome::Result(result),
@@ -146,40 +164,36 @@ impl Call {
         };
         drop(work); // a call still running is cancelled here (upstream gets notifications/cancelled)
         drop(guard);
-        let telemetry = &self.server.inner.telemetry;
+        let elapsed = started.elapsed();
+        let kind = match &outcome {
+            Outcome::Result(r) if raw_result_is_error(r) => CallOutcome::Error,
+            Outcome::Result(_) => CallOutcome::Ok,
+            Outcome::Abandoned(_) => CallOutcome::Cancelled,
+        };
         if let Some(log) = crate::runlog::get() {
-            let (outcome, error) = match &outcome {
-                Outcome::Result(r) if raw_result_is_error(r) => {
+            let (outcome, error) = match (&outcome, kind) {
+                (Outcome::Result(r), CallOutcome::Error) => {
                     ("error", Some(r.get().chars().take(300).collect::<String>()))
                 }
-                Outcome::Result(_) => ("ok", None),
-                Outcome::Abandoned(why) => (*why, None),
+                (Outcome::Result(_), _) => ("ok", None),
+                (Outcome::Abandoned(why), _) => (*why, None),
             };
-            log.record("tool_call", json!({
-                "session": session.id(), "tool": self.name, "server": server_label, "outcome": outcome,
-                "duration_ms": started.elapsed().as_millis() as u64, "error": error,
-            }));
+            log.record_with(
+                "tool_call",
+                &ToolCallRecord {
+                    session: session.id(),
+                    tool: &self.name,
+                    server: &server_label,
+                    outcome,
+                    duration_ms: elapsed.as_millis() as u64,
+                    error,
+                },
+            );
         }
-        match &outcome {
-            Outcome::Result(result) if raw_result_is_error(result) => telemetry.record_call(
-                &server_label,
-                &self.name,
-                CallOutcome::Error,
-                started.elapsed(),
-            ),
-            Outcome::Result(_) => telemetry.record_call(
-                &server_label,
-                &self.name,
-                CallOutcome::Ok,
-                started.elapsed(),
-            ),
-            Outcome::Abandoned(_) => telemetry.record_call(
-                &server_label,
-                &self.name,
-                CallOutcome::Cancelled,
-                started.elapsed(),
-            ),
-        }
+        self.server
+            .inner
+            .telemetry
+            .record_call(&server_label, &self.name, kind, elapsed);
         match outcome {
             Outcome::Result(result) => {
                 let version = self.server.inner.registry.hub().tools().version;
@@ -193,9 +207,11 @@ impl Call {
                     self.id,
                     result.get()
                 );
-                // The client may hang up right after the result: not an error.
-                let _ = self.tx.send(sse::event(None, &response)).await;
-                let _ = self.tx.send(sse::event(Some("done"), "{}")).await;
+                // One frame, one write. The client may hang up right after the result: not an
+                // error.
+                let last =
+                    sse::concat(&[sse::event(None, &response), sse::event(Some("done"), "{}")]);
+                let _ = self.tx.send(last).await;
             }
             Outcome::Abandoned(why) => {
                 tracing::debug!(session = %session.id(), tool = %self.name, why, "call abandoned");

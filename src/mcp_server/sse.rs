@@ -5,10 +5,12 @@
 //! up) closes the channel, which the producer notices.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 /// Frames buffered per stream before the producer waits for the client.
@@ -36,13 +38,50 @@ pub(crate) fn comment(text: &str) -> Bytes {
     Bytes::from(format!(": {text}\n\n"))
 }
 
+/// Several frames as one (written to the socket together).
+pub(crate) fn concat(frames: &[Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
+    for frame in frames {
+        out.extend_from_slice(frame);
+    }
+    Bytes::from(out)
+}
+
 /// A streaming `text/event-stream` response fed by `rx`.
 pub(crate) fn response(rx: mpsc::Receiver<Bytes>) -> Response {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    with_first(None, rx)
+}
+
+/// Like [`response`], but waits up to `hold` for the first frame before answering, and sends
+/// it (with whatever else is already queued) together with the headers: a quick tool call is
+/// answered with one write instead of two, and its client wakes once. A call still running
+/// after `hold` gets its headers then, so no client waits long for them.
+pub(crate) async fn held_response(mut rx: mpsc::Receiver<Bytes>, hold: Duration) -> Response {
+    let first = match tokio::time::timeout(hold, rx.recv()).await {
+        Ok(Some(frame)) => {
+            let mut frames = vec![frame];
+            while let Ok(next) = rx.try_recv() {
+                frames.push(next);
+            }
+            Some(if frames.len() == 1 {
+                frames.remove(0)
+            } else {
+                concat(&frames)
+            })
+        }
+        // The producer finished without a frame, or has none yet: stream what comes.
+        Ok(None) | Err(_) => None,
+    };
+    with_first(first, rx)
+}
+
+fn with_first(first: Option<Bytes>, rx: mpsc::Receiver<Bytes>) -> Response {
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|frame| (Ok::<_, Infallible>(frame), rx))
     });
+    let stream = futures::stream::iter(first.map(Ok)).chain(rest);
     (
         StatusCode::OK,
         [
@@ -67,5 +106,42 @@ mod tests {
             b"event: done\ndata: x\ndata: y\n\n"
         );
         assert_eq!(&comment("keep-alive")[..], b": keep-alive\n\n");
+    }
+
+    async fn body_chunks(response: Response) -> Vec<Bytes> {
+        let mut body = response.into_body().into_data_stream();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = body.next().await {
+            chunks.push(chunk.unwrap());
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn a_quick_answer_goes_out_with_the_headers_in_one_chunk() {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        tx.send(event(None, "1")).await.unwrap();
+        tx.send(event(Some("done"), "{}")).await.unwrap();
+        drop(tx);
+        let chunks = body_chunks(held_response(rx, Duration::from_secs(5)).await).await;
+        assert_eq!(
+            chunks,
+            vec![Bytes::from_static(b"data: 1\n\nevent: done\ndata: {}\n\n")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_gets_its_headers_after_the_hold() {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let response = held_response(rx, Duration::from_millis(50)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.send(event(None, "late")).await.unwrap();
+        });
+        assert_eq!(
+            body_chunks(response).await,
+            vec![Bytes::from_static(b"data: late\n\n")]
+        );
     }
 }
