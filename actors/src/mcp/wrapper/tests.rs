@@ -456,6 +456,24 @@ fn very_deep_values_are_cut_off_not_overflowed() {
     assert_eq!(out, value, "deeper than MAX_DEPTH stays unconverted");
 }
 
+/// Arguments arrive as JSON text and leave as JSON text: a number must keep its value through
+/// parsing, coercion and serialising (serde_json's `float_roundtrip`; see the jsonrpc tests).
+#[test]
+fn numbers_keep_their_value_from_text_to_text() {
+    let schema =
+        json!({"type": "object", "properties": {"x": {"type": "number"}, "s": {"type": "number"}}});
+    for (text, value) in [
+        ("2.555555555e79", 2.555555555e79),
+        ("9.764829805038653e-160", 9.764829805038653e-160),
+        ("1.7976931348623157e308", f64::MAX),
+    ] {
+        let args: Value = serde_json::from_str(&format!(r#"{{"x":{text},"s":"{text}"}}"#)).unwrap();
+        let out: Value = serde_json::from_str(&prepare(schema.clone(), args).to_string()).unwrap();
+        assert_eq!(out["x"].as_f64(), Some(value), "{text}");
+        assert_eq!(out["s"].as_f64(), Some(value), "coerced {text}");
+    }
+}
+
 #[test]
 fn detects_error_results() {
     let cases = [
