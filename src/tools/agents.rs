@@ -1,7 +1,7 @@
 //! Native agent-lifecycle and chat-room tools (seed 000), served by the session-manager
 //! sidecar through its circuit breaker.
 //!
-//! Each tool maps its arguments to one REST call on the sidecar ([`RestTool`]); the two that
+//! Each tool maps its arguments to one REST call on the sidecar (`RestTool`); the two that
 //! wait (`wait_for_agent`, `wait_for_chat_message`) poll or long-poll with progress. Mutations
 //! accept `queue_if_unavailable: true`: when the breaker is open or the sidecar is restarting,
 //! the call is put on the persistent retry queue instead of failing, and the result says so.
