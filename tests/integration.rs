@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
+mod bad_input;
 mod chaos;
 mod cli_mcp;
 mod cli_ops;

@@ -16,9 +16,10 @@
 //! - `id` is ignored if it contains NUL; the last event id is sticky across events, as in
 //!   `EventSource` (an empty `id` clears it). `retry` is taken only if it is all ASCII digits
 //!   (and fits a `u64`).
-//! - Bounded: a line longer than `max_event_bytes`, or an event whose data would exceed it,
-//!   yields one [`SseError::EventTooLarge`], and everything up to the next blank line is
-//!   discarded without being buffered. An over-long comment line is just skipped.
+//! - Bounded: a line longer than `max_event_bytes`, or an event whose data (or, decoded, its
+//!   `event` or `id` value) would exceed it, yields one [`SseError::EventTooLarge`], and
+//!   everything up to the next blank line is discarded without being buffered. An over-long
+//!   comment line is just skipped.
 
 #[cfg(test)]
 mod tests;
@@ -266,13 +267,25 @@ impl SseParser {
                 self.data.push_str(&value);
                 self.data.push('\n');
             }
+            // Decoded, a value can be 3 × its bytes (U+FFFD for each invalid one): the limit
+            // applies to what is kept.
             b"event" => {
+                let value = String::from_utf8_lossy(value);
+                if value.len() > self.max_event_bytes {
+                    self.event_too_large();
+                    return;
+                }
                 self.event_type.clear();
-                self.event_type.push_str(&String::from_utf8_lossy(value));
+                self.event_type.push_str(&value);
             }
             b"id" if !value.contains(&0) => {
+                let value = String::from_utf8_lossy(value);
+                if value.len() > self.max_event_bytes {
+                    self.event_too_large();
+                    return;
+                }
                 self.last_event_id.clear();
-                self.last_event_id.push_str(&String::from_utf8_lossy(value));
+                self.last_event_id.push_str(&value);
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // All digits, so ASCII; too many digits for a u64 is ignored like a bad value.

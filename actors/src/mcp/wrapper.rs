@@ -38,7 +38,19 @@
 //! type one branch accepts, that branch alone is applied (to reach nested members); otherwise a
 //! string takes the first branch that converts it. A local `$ref` (`#`, `#/$defs/..`,
 //! `#/definitions/..`, any JSON pointer into the schema) is followed before the node's own
-//! keywords apply; remote refs are ignored. Cycles are cut by a depth limit and a work budget.
+//! keywords apply; remote refs are ignored. When a string is converted somewhere in a node (by
+//! its `$ref`, its own type, a branch), the whole node applies again to the converted value, so
+//! that every subschema sees the value as it is forwarded: a `$ref` target's `properties` or an
+//! earlier `allOf` branch reach into an object that was still a string when they first saw it.
+//!
+//! # Limits
+//!
+//! Parts of a value nested deeper than [`MAX_DEPTH`] (counting `$ref` hops and combinator
+//! branches too) are forwarded unconverted; this cuts `$ref` cycles. Schemas that fan out
+//! exponentially through `anyOf`/`allOf`/`$ref` are bounded by a work budget (schema nodes
+//! visited, proportional to the size of the value): if coercion would exceed it, it is abandoned
+//! and the value is forwarded exactly as it came. All or nothing, so that the outcome never
+//! depends on where the budget happened to run out.
 
 #[cfg(test)]
 mod tests;
@@ -99,13 +111,16 @@ pub fn prepare_arguments(schema: &Value, args: Value) -> Result<Value, ArgumentE
 
 /// Coerces `value` to `schema`, which is also the root `$ref`s are resolved against.
 ///
-/// This is the coercion step of [`prepare_arguments`] on its own, for any value.
+/// This is the coercion step of [`prepare_arguments`] on its own, for any value. If the work
+/// budget runs out, `value` is returned unchanged.
 pub fn coerce(schema: &Value, value: Value) -> Value {
     let mut coercer = Coercer {
         root: schema,
         budget: BASE_BUDGET.saturating_add(value_size(&value).saturating_mul(BUDGET_PER_VALUE)),
+        exhausted: false,
     };
-    coercer.node(schema, value, 0)
+    let coerced = coercer.node(schema, value.clone(), 0);
+    if coercer.exhausted { value } else { coerced }
 }
 
 /// Whether a tool result reports a tool-level failure: its `isError` member is `true`.
@@ -196,15 +211,39 @@ struct Coercer<'r> {
     root: &'r Value,
     /// Schema nodes that may still be visited.
     budget: usize,
+    /// A visit was refused for want of budget: the result is incomplete and is not used.
+    exhausted: bool,
 }
 
 impl Coercer<'_> {
-    /// Coerces `value` to the schema `node`.
-    fn node(&mut self, node: &Value, value: Value, depth: usize) -> Value {
-        if depth >= MAX_DEPTH || self.budget == 0 || !node.is_object() {
-            return value;
+    /// Takes one schema-node visit from the budget; `false` (and exhausted) when none is left.
+    fn visit(&mut self) -> bool {
+        if self.budget == 0 {
+            self.exhausted = true;
+            return false;
         }
         self.budget -= 1;
+        true
+    }
+
+    /// Coerces `value` to the schema `node`: once, and once more if that converted a string,
+    /// so that the node's subschemas that saw the string also apply to what it became (the
+    /// second pass cannot convert anything at this level, a parsed value is never a string).
+    fn node(&mut self, node: &Value, value: Value, depth: usize) -> Value {
+        let was_string = value.is_string();
+        let value = self.node_once(node, value, depth);
+        if was_string && !value.is_string() {
+            self.node_once(node, value, depth)
+        } else {
+            value
+        }
+    }
+
+    /// One application of the schema `node` to `value`.
+    fn node_once(&mut self, node: &Value, value: Value, depth: usize) -> Value {
+        if depth >= MAX_DEPTH || !node.is_object() || !self.visit() {
+            return value;
+        }
         let mut value = value;
         if let Some(target) = resolve_ref(self.root, node) {
             value = self.node(target, value, depth + 1);
@@ -257,10 +296,9 @@ impl Coercer<'_> {
 
     /// The types a branch accepts, looking through `$ref`s and nested `anyOf`/`oneOf`.
     fn branch_types(&mut self, branch: &Value, depth: usize) -> Option<Vec<Type>> {
-        if depth >= MAX_DEPTH || self.budget == 0 {
+        if depth >= MAX_DEPTH || !self.visit() {
             return None;
         }
-        self.budget -= 1;
         if !branch.is_object() {
             // `true` accepts anything; `false` and invalid schemas accept nothing.
             return (branch != &Value::Bool(true)).then(Vec::new);

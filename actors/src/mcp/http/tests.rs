@@ -305,8 +305,38 @@ async fn call(m: &Mock, id: &Value, params: &Value) -> Response {
         }
         // One 10 MB event, then the stream ends without the answer.
         "big-event" => sse_body(vec![format!("data: {}\n\n", big())], Duration::ZERO, false),
+        "messy" => messy_answer(id),
         other => panic!("unknown tool {other}"),
     }
+}
+
+/// A valid but messy event stream, sent 3 bytes at a time: a BOM, a comment, CR, LF and CRLF
+/// line ends (a CR ending one chunk and its LF starting the next), a block without data, an
+/// unknown event type, a `data` field without a colon, data that is not a message, and the
+/// answer pretty-printed over several `data` lines with its UTF-8 split across chunks.
+fn messy_answer(id: &Value) -> Response {
+    let result = json!({ "content": [{ "type": "text", "text": "é€😀" }] });
+    let answer = json!({ "jsonrpc": "2.0", "id": id, "result": result });
+    let mut stream =
+        b"\xEF\xBB\xBF: hello\r\nid: 7\r\n\r\nevent: other\ndata: not json\n\n".to_vec();
+    stream.extend_from_slice(b"data\r\rdata: {}\n\n");
+    let pretty = serde_json::to_string_pretty(&answer).unwrap();
+    for (i, line) in pretty.lines().enumerate() {
+        stream.extend_from_slice(b"data: ");
+        stream.extend_from_slice(line.as_bytes());
+        stream.extend_from_slice([&b"\r\n"[..], b"\r", b"\n"][i % 3]);
+    }
+    stream.extend_from_slice(b"\r\n");
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        for chunk in stream.chunks(3) {
+            if tx.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    sse_response(rx)
 }
 
 async fn mock_get(State(m): State<Arc<Mock>>, headers: HeaderMap) -> Response {
@@ -605,6 +635,26 @@ async fn oversized_answers_fail_cleanly() {
         // The connection is still usable.
         assert_eq!(echo(&c, "still here").await.unwrap(), "still here");
     }
+}
+
+#[tokio::test]
+async fn messy_event_streams_are_read_per_the_standard() {
+    let (_m, url) = start(Mock::default()).await;
+    let (c, _t) = streamable(&url);
+    handshake(&c).await;
+    let raw = c
+        .client
+        .call_tool("messy", json!({}), &opts())
+        .await
+        .unwrap();
+    let result: Value = serde_json::from_str(raw.get()).unwrap();
+    assert_eq!(result["content"][0]["text"], "é€😀");
+    assert_eq!(
+        c.inbound.invalid_lines(),
+        2,
+        "the empty and the `{{}}` data"
+    );
+    assert_eq!(echo(&c, "still here").await.unwrap(), "still here");
 }
 
 #[tokio::test]

@@ -176,6 +176,42 @@ fn ids_keep_their_json_type_and_value() {
     );
 }
 
+/// Fuzz regression (jsonrpc_message): a numeric id that is not an `i64`/`u64` must echo the same
+/// value. serde_json's default float parser is off by an ulp for long mantissas or large
+/// exponents, so the echoed text read back as another number; the workspace enables serde_json's
+/// `float_roundtrip`.
+#[test]
+fn float_ids_echo_the_same_value() {
+    let found_by_fuzzing = format!("2555555555{}2049638230412172401", "0".repeat(62));
+    for input in [
+        "2.555555555e79",
+        "1.7976931348623157e308",
+        "5e-324",
+        &found_by_fuzzing,
+    ] {
+        let msg = parse(&format!(
+            r#"{{"jsonrpc":"2.0","id":{input},"method":"ping"}}"#
+        ));
+        let Ok(Incoming::Request(req)) = msg else {
+            panic!("{input}: {msg:?}")
+        };
+        let echoed = Response::success(req.id.clone(), raw("{}")).to_line();
+        let Ok(Incoming::Response(back)) = parse_message(&echoed) else {
+            panic!("{input}: {}", line(echoed))
+        };
+        assert_eq!(back.id.as_ref(), Some(&req.id), "{input}");
+        let expected: f64 = input.parse().unwrap();
+        let Id::Num(n) = &req.id else { panic!() };
+        assert_eq!(n.as_f64(), Some(expected), "{input}: parsed exactly");
+    }
+    assert_eq!(
+        serde_json::from_str::<Id>("2.555555555e79")
+            .unwrap()
+            .to_string(),
+        "2.555555555e+79"
+    );
+}
+
 #[test]
 fn rejects_invalid_messages_precisely() {
     type Check = fn(&ParseError) -> bool;
@@ -397,6 +433,25 @@ proptest! {
     #[test]
     fn parse_never_panics_on_jsonish_bytes(bytes in jsonish()) {
         let _ = parse_message(&bytes);
+    }
+
+    #[test]
+    fn numeric_ids_round_trip_exactly(f in any::<f64>().prop_filter("finite", |f| f.is_finite())) {
+        for text in [format!("{f:e}"), format!("{f:?}")] {
+            let msg = parse(&format!(r#"{{"jsonrpc":"2.0","id":{text},"method":"m"}}"#));
+            let Ok(Incoming::Request(req)) = msg else {
+                return Err(TestCaseError::fail(format!("{text}: {msg:?}")));
+            };
+            let Id::Num(n) = &req.id else { unreachable!() };
+            if !(n.is_i64() || n.is_u64()) {
+                prop_assert_eq!(n.as_f64(), Some(f), "{} parsed exactly", text);
+            }
+            let echoed = Response::success(req.id.clone(), raw("1")).to_line();
+            let Ok(Incoming::Response(back)) = parse_message(&echoed) else {
+                return Err(TestCaseError::fail(line(echoed)));
+            };
+            prop_assert_eq!(back.id, Some(req.id));
+        }
     }
 
     #[test]

@@ -168,6 +168,37 @@ fn oversized_lines_and_events_are_reported_once_and_skipped() {
     );
 }
 
+/// Fuzz regression (sse_parser): invalid UTF-8 decodes to U+FFFD, three bytes for one, so an
+/// `event` or `id` line within the limit could decode to three times it, past the documented
+/// bound of the buffer. The limit applies to decoded field values, as it does to `data`.
+#[test]
+fn fields_that_decode_larger_than_the_limit_are_too_large() {
+    let too_large: Outcome = Err(SseError::EventTooLarge { limit: 16 });
+    for field in ["event", "id"] {
+        let mut parser = SseParser::new(16);
+        let mut input = format!("{field}:").into_bytes();
+        input.extend_from_slice(&[0xff; 10]); // 16 bytes on the wire, 30 decoded
+        input.extend_from_slice(b"\ndata: x\n\ndata: ok\n\n");
+        parser.push(&input);
+        assert!(parser.buffered_len() <= 3 * 16);
+        assert_eq!(drain(&mut parser), [too_large.clone(), ok("ok")], "{field}");
+        assert_eq!(parser.last_event_id(), None);
+    }
+    // Exactly the limit, decoded, is fine.
+    let mut parser = SseParser::new(16);
+    parser.push(b"event:\xff\xff\xff\xff\xff\n");
+    parser.push(b"id:\xff\xff\xff\xff\xff\ndata: x\n\n");
+    let replaced = "\u{FFFD}".repeat(5);
+    assert_eq!(
+        drain(&mut parser),
+        [Ok(SseEvent {
+            event: Some(replaced.clone()),
+            id: Some(replaced),
+            ..event("x")
+        })]
+    );
+}
+
 #[test]
 fn a_flood_without_line_end_stays_bounded() {
     let limit = 1 << 20;
@@ -353,6 +384,12 @@ proptest! {
         for chunk in split_at(&input, &cuts) {
             split.push(chunk);
             split_out.extend(drain(&mut split));
+        }
+        prop_assert!(whole.buffered_len() <= 3 * limit && split.buffered_len() <= 3 * limit);
+        for event in whole_out.iter().flatten() {
+            prop_assert!(event.data.len() < limit);
+            prop_assert!(event.event.as_ref().is_none_or(|e| e.len() <= limit));
+            prop_assert!(event.id.as_ref().is_none_or(|id| id.len() <= limit));
         }
         prop_assert_eq!(whole_out, split_out);
         prop_assert_eq!(whole.comments(), split.comments());

@@ -375,6 +375,65 @@ fn recursive_schemas_are_followed_and_cycles_terminate() {
     }
 }
 
+/// Regression (found by the `wrapper_coerce` fuzz target's "preparing twice is preparing once"
+/// check): a string converted by a node's own `type` skipped the `properties` of the node's
+/// `$ref` target, which had only seen the string; a second preparation then converted `a`.
+#[test]
+fn subschemas_that_saw_a_string_apply_to_what_it_became() {
+    let schema = json!({
+        "properties": {"v": {"$ref": "#/$defs/t", "type": "object"}},
+        "$defs": {"t": {"type": ["string", "object"], "properties": {"a": {"type": "integer"}}}},
+    });
+    let once = prepare(schema.clone(), json!({"v": "{\"a\": \"1\"}"}));
+    assert_eq!(once, json!({"v": {"a": 1}}));
+    assert_eq!(prepare(schema, once.clone()), once);
+
+    // Likewise an `allOf` branch before the one that converts the string.
+    let property = json!({"allOf": [
+        {"type": ["string", "object"], "properties": {"a": {"type": "integer"}}},
+        {"type": "object"},
+    ]});
+    assert_eq!(
+        coerce_property(property, json!("{\"a\": \"1\"}")),
+        json!({"a": 1})
+    );
+}
+
+/// Regression (found the same way): the work budget grows with the value, so when coercion ran
+/// out of it, a second preparation of the now larger value (`x` parsed into 100 items) had more
+/// budget and converted `y`, which the first had not reached. Running out now forwards the value
+/// unchanged, whatever had been converted before.
+#[test]
+fn running_out_of_budget_forwards_the_value_unchanged() {
+    let costly = vec![json!({}); BASE_BUDGET + 100 * BUDGET_PER_VALUE];
+    let schema = json!({
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": "array"},
+            "y": {"$ref": "#/$defs/costly", "allOf": [{"type": "integer"}]},
+        },
+        "$defs": {"costly": {"allOf": costly}},
+    });
+    let x = format!("[{}]", vec!["0"; 100].join(","));
+    let args = json!({"n": "1", "x": x, "y": "2", "approved": true});
+    let once = prepare(schema.clone(), args);
+    assert_eq!(
+        once,
+        json!({"n": "1", "x": x, "y": "2"}),
+        "only `approved` removed"
+    );
+    assert_eq!(prepare(schema.clone(), once.clone()), once);
+
+    // Without the costly `$ref` everything converts, within the same budget.
+    let mut cheap = schema;
+    cheap["properties"]["y"] = json!({"type": "integer"});
+    let expected = json!({"n": 1, "x": vec![0; 100], "y": 2});
+    assert_eq!(
+        prepare(cheap, json!({"n": "1", "x": x, "y": "2"})),
+        expected
+    );
+}
+
 #[test]
 fn approved_is_stripped_unless_declared() {
     let undeclared = json!({"type": "object", "properties": {"path": {"type": "string"}}});
@@ -454,6 +513,24 @@ fn very_deep_values_are_cut_off_not_overflowed() {
     }
     let out = coerce(&schema, value.clone());
     assert_eq!(out, value, "deeper than MAX_DEPTH stays unconverted");
+}
+
+/// Arguments arrive as JSON text and leave as JSON text: a number must keep its value through
+/// parsing, coercion and serialising (serde_json's `float_roundtrip`; see the jsonrpc tests).
+#[test]
+fn numbers_keep_their_value_from_text_to_text() {
+    let schema =
+        json!({"type": "object", "properties": {"x": {"type": "number"}, "s": {"type": "number"}}});
+    for (text, value) in [
+        ("2.555555555e79", 2.555555555e79),
+        ("9.764829805038653e-160", 9.764829805038653e-160),
+        ("1.7976931348623157e308", f64::MAX),
+    ] {
+        let args: Value = serde_json::from_str(&format!(r#"{{"x":{text},"s":"{text}"}}"#)).unwrap();
+        let out: Value = serde_json::from_str(&prepare(schema.clone(), args).to_string()).unwrap();
+        assert_eq!(out["x"].as_f64(), Some(value), "{text}");
+        assert_eq!(out["s"].as_f64(), Some(value), "coerced {text}");
+    }
 }
 
 #[test]
