@@ -62,7 +62,7 @@ pub use discovery::{
     remove_discovery_file, write_discovery, write_discovery_file,
 };
 
-pub(crate) use guard::{is_loopback_host, is_loopback_origin};
+pub(crate) use guard::{close_if_body_refused, is_loopback_host, is_loopback_origin};
 
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
@@ -136,6 +136,7 @@ impl McpServer {
             )
             .fallback(guard::not_found)
             .layer(axum::middleware::from_fn(guard::loopback_only))
+            .layer(axum::middleware::map_response(guard::close_if_body_refused))
             .with_state(self)
     }
 

@@ -435,6 +435,8 @@ async fn mcp_and_session_bodies_over_their_caps_get_413() {
     ] {
         let resp = session(body).await.unwrap();
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // The unread body leaves the connection unusable: the client is told not to reuse it.
+        assert_eq!(resp.headers()["connection"], "close");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(
             body["error"],
@@ -499,6 +501,7 @@ async fn gateway_bodies_over_64_kib_get_413() {
         ] {
             let resp = post(path, body).await.unwrap();
             assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+            assert_eq!(resp.headers()["connection"], "close", "{path}");
             let got: Value = resp.json().await.unwrap();
             assert_eq!(
                 got,

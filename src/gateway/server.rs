@@ -91,6 +91,9 @@ impl Gateway {
             })
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(from_fn_with_state(self.clone(), same_origin))
+            .layer(axum::middleware::map_response(
+                crate::mcp_server::close_if_body_refused,
+            ))
             .with_state(self)
     }
 

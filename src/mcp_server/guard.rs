@@ -63,6 +63,20 @@ pub(crate) fn check_loopback(headers: &HeaderMap) -> Result<(), String> {
     Ok(())
 }
 
+/// Response middleware: a 413 goes out before the request body was read, so its connection
+/// cannot carry another request; `Connection: close` says so. Without it a client that pools
+/// connections (reqwest, httpx) sends its next request down the connection the server is
+/// closing and gets a broken response.
+pub(crate) async fn close_if_body_refused(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Middleware: 403 unless `Host` and `Origin` are loopback.
 pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
     match check_loopback(request.headers()) {
