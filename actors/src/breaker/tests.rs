@@ -580,6 +580,7 @@ async fn every_transition_is_logged_with_path_states_and_reason() {
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
+        .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
