@@ -25,9 +25,10 @@
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
-//! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`; for
-//!   now its authentication layer (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the
-//!   owner token file, pairing codes, the failed-attempt limiter).
+//! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
+//!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
+//!   pairing codes, the failed-attempt limiter), the introspection and health API, the
+//!   `/api/mcp` proxy and the WebSocket progress relay.
 #![warn(missing_docs)]
 
 pub mod cli;

@@ -8,8 +8,8 @@
 //!   It also holds the session's activated tools, its in-flight calls (so
 //!   `notifications/cancelled` and session end can cancel them) and its event broadcaster.
 //! - [`SessionActor`], a `temporary` child of the `sessions` supervisor: it owns the session's
-//!   lifetime (idle expiry, ending on request or eviction) and, later, the children that belong
-//!   to the session (its operator process). When it stops, for any reason, the session is
+//!   lifetime (idle expiry, ending on request or eviction) and supervises the children that
+//!   belong to the session (its operator, started on first use; see `operator`). When it stops, for any reason, the session is
 //!   removed from the table, its in-flight calls are cancelled and its event streams end.
 //!
 //! The table is capped: at the cap, creating a session evicts the longest-idle one. The event
