@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use revka_actors::breaker::{
-    BreakerConfig, BreakerError, BreakerHandle, BreakerRegistry, breaker_spec,
+    BreakerConfig, BreakerError, BreakerHandle, BreakerRegistry, BreakerState, breaker_spec,
 };
 use revka_actors::process::child_spec;
 use revka_actors::retry_queue::{
@@ -230,6 +230,16 @@ impl Executor for SidecarExecutor {
                 Err(e) => Err(e.to_string()),
             }
         })
+    }
+
+    /// While the breaker is open the queue waits for its next probe instead of spending the
+    /// operations' retries on rejections. (The breaker's own actor or any call moves it to
+    /// half_open on time; the queue's next attempt may then be the probe.)
+    fn unavailable_for(&self) -> Option<Duration> {
+        self.0.breaker.advance();
+        let status = self.0.breaker.status();
+        (status.state == BreakerState::Open)
+            .then(|| Duration::from_millis(status.next_probe_in_ms.unwrap_or(0)))
     }
 }
 

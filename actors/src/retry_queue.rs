@@ -189,6 +189,14 @@ impl Operation {
 pub trait Executor: Send + Sync + 'static {
     /// Attempts `op` once.
     fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>>;
+
+    /// Whether attempts can start now: `None` (the default) means yes; `Some(wait)` means the
+    /// target is known to be unavailable (a circuit breaker is open) for about `wait`. The
+    /// queue then starts no attempt and looks again after `wait`, so an outage does not use
+    /// up the operations' retries and dead-letter them.
+    fn unavailable_for(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl<F> Executor for F

@@ -267,14 +267,23 @@ impl RetryQueueState {
 
     /// Starts due attempts, re-arms the timer, compacts if due, publishes the status.
     fn pump(&mut self, myself: &ActorRef<RetryQueueMsg>) {
-        let free = self
-            .config
-            .concurrency
-            .saturating_sub(self.queue.in_flight());
-        for id in self.queue.due(Instant::now(), free) {
-            self.start_attempt(myself, &id);
+        let paused = self.executor.unavailable_for();
+        if paused.is_none() {
+            let free = self
+                .config
+                .concurrency
+                .saturating_sub(self.queue.in_flight());
+            for id in self.queue.due(Instant::now(), free) {
+                self.start_attempt(myself, &id);
+            }
+        } else if self
+            .queue
+            .next_due()
+            .is_some_and(|due| due <= Instant::now())
+        {
+            tracing::debug!(path = %self.node.path(), wait_ms = paused.unwrap_or_default().as_millis() as u64, "target unavailable; due attempts wait");
         }
-        self.arm_timer(myself);
+        self.arm_timer(myself, paused);
         let live = self.queue.live() + self.queue.in_flight() + 2 * self.queue.dead_letters().len();
         if let Some(journal) = self.journal.as_mut()
             && journal.needs_compaction(live)
@@ -326,11 +335,17 @@ impl RetryQueueState {
         self.queue.set_task(id, task.abort_handle());
     }
 
-    fn arm_timer(&mut self, myself: &ActorRef<RetryQueueMsg>) {
+    /// Arms the wake-up for the next due operation, not before `paused` has passed.
+    fn arm_timer(&mut self, myself: &ActorRef<RetryQueueMsg>, paused: Option<std::time::Duration>) {
         let next = if self.queue.in_flight() < self.config.concurrency {
             self.queue.next_due()
         } else {
             None
+        };
+        // A pause of zero still waits a little, so an open breaker cannot make us spin.
+        let next = match paused {
+            Some(wait) => next.map(|due| due.max(Instant::now() + wait.max(PAUSE_FLOOR))),
+            None => next,
         };
         if self
             .timer
@@ -378,6 +393,9 @@ impl RetryQueueState {
 }
 
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+/// The shortest pause when the executor says its target is unavailable.
+const PAUSE_FLOOR: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The child spec of a retry queue with id `id` (e.g. `retry:session_manager`), attaching to
 /// `handle`.

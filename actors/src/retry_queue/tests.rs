@@ -951,3 +951,41 @@ async fn sigkill_loses_no_acknowledged_operation() {
     assert_eq!(counts.len(), CHILD_OPS);
     assert!(counts.values().all(|&n| n == 1));
 }
+
+/// An executor whose target is unavailable until a given instant (an open breaker).
+struct PausedUntil(Exec, Instant);
+
+impl Executor for PausedUntil {
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
+        self.0.execute(op)
+    }
+
+    fn unavailable_for(&self) -> Option<Duration> {
+        let left = self.1.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_target_is_unavailable_no_attempt_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::Succeed);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 1;
+    let until = Instant::now() + Duration::from_secs(60);
+    let q = start_with(&cfg, PausedUntil(exec.clone(), until)).await;
+    enqueue_ok(&q, "x").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(exec.calls().is_empty(), "no attempt while unavailable");
+    let s = q.handle.status().await.unwrap();
+    assert_eq!((s.pending, s.dead_lettered, s.failed), (1, 0, 0));
+    wait_status(&q, "succeeded", |s| s.succeeded == 1).await;
+    let calls = exec.calls_of("x");
+    assert_eq!(calls.len(), 1, "one attempt, after the pause");
+    assert_eq!(calls[0].attempts, 1);
+    assert!(
+        calls[0].at >= until,
+        "attempted {:?} before the end of the pause",
+        until - calls[0].at
+    );
+}
