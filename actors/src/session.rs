@@ -506,12 +506,24 @@ pub struct SessionState {
     sessions: Arc<Sessions>,
     node: crate::status::StatusNode,
     operator: Option<ActorRef<SupervisorMsg>>,
+    /// The pending idle check. Aborted when the actor stops: the timer task holds the actor's
+    /// cell (its channels, ~6 KiB) until it fires, up to `idle_timeout` after the session
+    /// ended, so under session churn ended sessions piled up for half an hour.
+    idle_timer: tokio::task::JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>,
 }
 
 impl Drop for SessionState {
     fn drop(&mut self) {
         // After a stop, an eviction, a failure or a kill alike.
         self.sessions.remove(&self.session);
+        self.idle_timer.abort();
+        // The session (still held by open streams and calls for a moment) must not keep the
+        // stopped actor's cell, and its channels, alive.
+        self.session
+            .actor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -526,12 +538,13 @@ impl Actor for SessionActor {
         (session, sessions, node): Self::Arguments,
     ) -> Result<SessionState, ActorProcessingErr> {
         *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
-        myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
+        let idle_timer = myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
         Ok(SessionState {
             session,
             sessions,
             node,
             operator: None,
+            idle_timer,
         })
     }
 
@@ -592,7 +605,7 @@ impl Actor for SessionActor {
                     myself.stop(Some(format!("idle for {}s", idle.as_secs())));
                 } else {
                     let next = limit.saturating_sub(idle).max(Duration::from_secs(1));
-                    myself.send_after(next, || SessionMsg::CheckIdle);
+                    state.idle_timer = myself.send_after(next, || SessionMsg::CheckIdle);
                 }
             }
             SessionMsg::EnsureOperator(reply) => {
