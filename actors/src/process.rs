@@ -276,7 +276,7 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// The process exited abnormally.
-    #[error("process `{program}` {exit}{}", last_stderr.as_ref().map(|l| format!(" (stderr: {l})")).unwrap_or_default())]
+    #[error("process {exit}{}", last_stderr.as_ref().map(|l| format!(" (stderr: {l})")).unwrap_or_default())]
     Exited {
         /// The program.
         program: String,
@@ -430,7 +430,7 @@ impl Actor for ProcessActor {
                     drop(guard);
                 }
                 if exit.success() {
-                    myself.stop(Some(format!("process `{}` {exit}", state.spec.program)));
+                    myself.stop(Some(format!("process {exit}")));
                     Ok(())
                 } else {
                     Err(state.exit_error(exit).into())
