@@ -201,8 +201,13 @@ async fn malformed_json_rpc_gets_its_exact_code_and_message() {
         ),
         (
             "[".repeat(100_000),
-            -32600,
-            "message must be a JSON object, got array",
+            -32700,
+            "message is not valid JSON: EOF while parsing a list at line 1 column 100000",
+        ),
+        (
+            "this is not JSON".into(),
+            -32700,
+            "message is not valid JSON: expected ident at line 1 column 2",
         ),
         (
             format!(r#"{{"jsonrpc":"2.0","id":{deep},"method":"ping"}}"#),

@@ -122,6 +122,9 @@ pub fn parse_message(line: &[u8]) -> Result<Incoming, ParseError> {
     let text = std::str::from_utf8(line).map_err(ParseError::InvalidUtf8)?;
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if let Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') = trimmed.bytes().next() {
+        // Only valid JSON has a type: `this is not json` is a parse error, not a boolean. (A raw
+        // value is checked without recursion, as unknown members are, so deep nesting is fine.)
+        serde_json::from_str::<&RawValue>(text).map_err(ParseError::Json)?;
         return Err(ParseError::NotAnObject {
             kind: kind(trimmed),
         });

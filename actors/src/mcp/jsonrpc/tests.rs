@@ -264,6 +264,14 @@ fn rejects_invalid_messages_precisely() {
         ("42", |e| {
             matches!(e, ParseError::NotAnObject { kind: "number" })
         }),
+        ("true", |e| {
+            matches!(e, ParseError::NotAnObject { kind: "boolean" })
+        }),
+        // Not JSON at all, though the first byte could start a non-object value.
+        ("this is not json-rpc", |e| matches!(e, ParseError::Json(_))),
+        ("nul", |e| matches!(e, ParseError::Json(_))),
+        ("[1,", |e| matches!(e, ParseError::Json(_))),
+        (&"[".repeat(100_000), |e| matches!(e, ParseError::Json(_))),
         (r#"{"jsonrpc":"2.0","jsonrpc":"2.0","method":"m"}"#, |e| {
             matches!(e, ParseError::Json(_))
         }),
