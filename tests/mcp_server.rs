@@ -55,7 +55,11 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
             daemon,
             url,
             base,
-            http: reqwest::Client::new(),
+            // A generous ceiling, so a lost answer fails its test instead of hanging the suite.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
             record,
         };
         served.wait_for_tool("fault__echo").await;
@@ -857,14 +861,10 @@ async fn the_session_stream_carries_progress_tool_changes_and_lag() {
     }
     assert!(changed, "tools_changed event");
 
-    // A subscriber that does not read falls behind and is told how many events it lost.
-    let slow = s
-        .http
-        .get(format!("{}/session/{}/events", s.base, a.id))
-        .bearer_auth(&a.token)
-        .send()
-        .await
-        .unwrap();
+    // A subscriber that does not read falls behind and is told how many events it lost. A raw
+    // connection with a tiny receive buffer, so the kernel cannot absorb the whole burst on its
+    // behalf (reqwest's autotuned socket buffers hold megabytes on loopback).
+    let mut slow = stalled_subscriber(&s.base, &a.id, &a.token).await;
     a.call(
         json!(2),
         "fault__progress",
@@ -872,20 +872,56 @@ async fn the_session_stream_carries_progress_tool_changes_and_lag() {
         Some(json!(6)),
     )
     .await;
-    let mut slow = slow;
-    let mut lagged = None;
-    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(5), slow.chunk()).await
-    {
-        if let Some(e) = parse_sse(&chunk)
-            .into_iter()
-            .find(|e| e.event.as_deref() == Some("lagged"))
-        {
-            lagged = Some(serde_json::from_str::<Value>(&e.data).unwrap());
-            break;
+    let lagged = read_until_lagged(&mut slow).await;
+    assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
+}
+
+/// `GET /session/{id}/events` on a socket whose receive buffer is 4 KiB, not read from yet.
+async fn stalled_subscriber(base: &str, id: &str, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /session/{id}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The subscription exists once the response head is sent; wait for its first bytes without
+    // reading them, so the burst below finds it subscribed.
+    let mut probe = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut probe))
+        .await
+        .expect("the event stream answers")
+        .unwrap();
+    stream
+}
+
+/// Reads the stalled stream until its `event: lagged`, and returns that event's data.
+async fn read_until_lagged(stream: &mut tokio::net::TcpStream) -> Value {
+    use tokio::io::AsyncReadExt;
+    const MARK: &str = "event: lagged\ndata: ";
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a lagged event within 10 s of reading")
+            .unwrap();
+        assert!(n > 0, "the stream ended before a lagged event");
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(at) = text.find(MARK) {
+            let rest = &text[at + MARK.len()..];
+            if let Some(end) = rest.find('\n') {
+                return serde_json::from_str(&rest[..end]).unwrap();
+            }
+        }
+        // Keep memory bounded: only the tail can hold a split mark.
+        if seen.len() > 1 << 20 {
+            seen.drain(..seen.len() - 4096);
         }
     }
-    let lagged = lagged.expect("a lagged event");
-    assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
 }
 
 async fn eventually_async(mut cond: impl FnMut() -> bool) -> bool {

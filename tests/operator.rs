@@ -250,7 +250,18 @@ async fn invalid_operator_output_restarts_its_connection_and_the_session_survive
     let mut line = vec![b'x'; 5 << 20];
     line.push(b'\n');
     // The write may fail with EPIPE once the daemon stops reading and the process is killed.
+    // It must end before the next call: a pipe write this large is not atomic, so an answer
+    // the operator wrote meanwhile would land inside the long line and be lost with it.
     let writer = inject_stdout(pid, daemon, line);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await
+    .expect("the daemon drains or closes the operator's stdout")
+    .unwrap()
+    .unwrap()
+    .ok();
     let mut new_pid = None;
     for _ in 0..200 {
         let (is_error, text) = call(&session, "revka-operator__operator_status", json!({})).await;
@@ -264,7 +275,6 @@ async fn invalid_operator_output_restarts_its_connection_and_the_session_survive
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = writer.join();
     assert!(
         new_pid.is_some(),
         "the operator was restarted with a new process; daemon log:\n{}",
