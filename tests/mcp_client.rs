@@ -68,6 +68,22 @@ impl Fleet {
         }
     }
 
+    /// Waits until `server` has been restarted `restarts` times and is running again. (Right
+    /// after a crash its state may still read `running`: the supervisor has not seen the exit
+    /// yet, so waiting for the state alone can return before the restart.)
+    pub async fn wait_restarted(&self, server: &str, restarts: u64) {
+        let node = self.node(server);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while node.restarts() < restarts || node.state() != ActorState::Running {
+            assert!(
+                Instant::now() < deadline,
+                "{server} was never restarted {restarts} times: {:?}",
+                node.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn call(&self, tool: &str, args: Value) -> Result<Value, HubError> {
         self.call_with(tool, args, &opts(30)).await
     }
@@ -189,7 +205,7 @@ async fn a_crash_mid_call_fails_in_flight_calls_at_once_restarts_and_keeps_tools
         fleet.hub.tools().tools.keys().cloned().collect::<Vec<_>>(),
         tools_before
     );
-    fleet.wait_state("f", ActorState::Running).await;
+    fleet.wait_restarted("f", 1).await;
     let result = fleet
         .call("f__echo", json!({ "again": true }))
         .await
@@ -232,7 +248,7 @@ async fn calls_to_a_restarting_or_failed_server_fail_fast_with_its_state() {
     fleet.wait_state("f", ActorState::Running).await;
     // Crash #1 restarts immediately; crash #2 backs off 5 s.
     let _ = fleet.call("f__echo", json!({})).await;
-    fleet.wait_state("f", ActorState::Running).await;
+    fleet.wait_restarted("f", 1).await;
     let _ = fleet.call("f__echo", json!({})).await;
     fleet.wait_state("f", ActorState::BackingOff).await;
     let t = Instant::now();
@@ -247,7 +263,7 @@ async fn calls_to_a_restarting_or_failed_server_fail_fast_with_its_state() {
         "{err}"
     );
     // Crash #3 exceeds the limit of 2 restarts.
-    fleet.wait_state("f", ActorState::Running).await;
+    fleet.wait_restarted("f", 2).await;
     let _ = fleet.call("f__echo", json!({})).await;
     fleet.wait_state("f", ActorState::Failed).await;
     let err = fleet
@@ -302,7 +318,7 @@ async fn an_oversized_line_fails_the_connection_cleanly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("longer than 4194304 bytes"), "{err}");
-    fleet.wait_state("f", ActorState::Running).await;
+    fleet.wait_restarted("f", 1).await;
     assert!(fleet.call("f__echo", json!({})).await.is_ok());
     assert!(
         fleet
