@@ -99,15 +99,13 @@ pub(super) async fn restart(State(gw): State<Gateway>, Path(path): Path<String>)
         );
     };
     let root = gw.services().status_root.clone();
-    gw.within(None, async move {
-        match restart_path(&root, path).await {
-            Ok(()) => Json(json!({ "restarted": path })).into_response(),
-            Err(e @ RestartPathError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-            Err(e @ RestartPathError::Refused { .. }) => error(StatusCode::CONFLICT, e.to_string()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    })
-    .await
+    // Bounded by the router's default timeout.
+    match restart_path(&root, path).await {
+        Ok(()) => Json(json!({ "restarted": path })).into_response(),
+        Err(e @ RestartPathError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ RestartPathError::Refused { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The health verdict over the status tree.

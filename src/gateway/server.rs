@@ -7,7 +7,8 @@
 //!    WebSocket route the `bearer.<token>` subprotocol or `?token=`. Failed attempts are
 //!    rate-limited per client address (429 with `Retry-After`).
 //! 3. Body cap: 64 KiB for every `/api/*` body (413).
-//! 4. A per-route timeout (`REVKA_GATEWAY_TIMEOUT_SECS`, default 30 s, with overrides).
+//! 4. A timeout: the default (`REVKA_GATEWAY_TIMEOUT_SECS`, else `[gateway] request_timeout_secs`,
+//!    30 s) for every route without one of its own (`/api/mcp/*` have theirs), 504 past it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -63,7 +64,8 @@ impl Gateway {
 
     /// The routes.
     pub fn router(self) -> Router {
-        let protected = Router::new()
+        // Routes without a timeout of their own get the default one.
+        let default_timeout = Router::new()
             .route("/api/health", get(api::health))
             .route("/metrics", get(api::metrics))
             .route("/api/actors", get(api::actors))
@@ -73,6 +75,9 @@ impl Gateway {
             .route("/api/reload", post(api::reload))
             .route("/api/tokens/{id}", delete(api::revoke))
             .route("/api/mcp/discovery", get(proxy::discovery))
+            .layer(from_fn_with_state(self.clone(), within_default));
+        let protected = Router::new()
+            .merge(default_timeout)
             .route("/api/mcp/health", get(proxy::health))
             .route("/api/mcp/session", post(proxy::session))
             .route("/api/mcp/call", post(proxy::call))
@@ -80,8 +85,11 @@ impl Gateway {
             .route("/api/mcp/servers/test", post(proxy::test_server))
             .route("/ws/mcp/events", get(proxy::ws_events))
             .layer(from_fn_with_state(self.clone(), authenticate));
-        Router::new()
+        let pair = Router::new()
             .route("/pair", post(api::pair))
+            .layer(from_fn_with_state(self.clone(), within_default));
+        Router::new()
+            .merge(pair)
             .merge(protected)
             .fallback(|req: Request| async move {
                 error(
@@ -249,6 +257,15 @@ async fn authenticate(
 }
 
 /// Middleware: `Host` and `Origin` checks (DNS rebinding, cross-site requests).
+/// Bounds a route that has no timeout of its own by the default one (a 504 past it).
+pub(super) async fn within_default(
+    State(gw): State<Gateway>,
+    request: Request,
+    next: Next,
+) -> Response {
+    gw.within(None, next.run(request)).await
+}
+
 async fn same_origin(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
     match check_origin(request.headers(), gw.inner.addr) {
         Ok(()) => next.run(request).await,

@@ -66,3 +66,33 @@ async fn every_proxied_route_answers_503_when_the_mcp_server_is_not_bound() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["reason"], "discovery file missing");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_route_without_its_own_timeout_answers_504_after_the_default() {
+    let home = tempfile::tempdir().unwrap();
+    let mut config = Config::default_in(home.path());
+    config.gateway.request_timeout_secs = 2;
+    let services = Services::new(config, home.path(), None).unwrap();
+    let gateway = Gateway::new(services, "127.0.0.1:9".parse().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/stuck",
+            axum::routing::get(std::future::pending::<axum::response::Response>),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            super::server::within_default,
+        ))
+        .with_state(gateway);
+    let request = Request::builder()
+        .uri("/stuck")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"], "the request timed out after 2s", "{body}");
+}
