@@ -2,7 +2,8 @@
 //! `progressToken`, or one Revka mints), exactly one JSON-RPC response `{content, isError}`,
 //! then `event: done`.
 //!
-//! The call runs in its own task. It ends early, cancelling the tool (external servers get
+//! A call runs in the connection's task for up to 50 ms (a quick one is answered in one write),
+//! then, or from its first progress report, in its own task. It ends early, cancelling the tool (external servers get
 //! `notifications/cancelled`), when the client hangs up mid-call, when the client sends
 //! `notifications/cancelled` for its id, or when the session ends. A client that hangs up
 //! right after the result is not an error. A built-in tool that panics gives an error result;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::guard::rpc_error;
 
-/// How long a call's response headers wait for its first event (see [`sse::held_response`]).
+/// How long a call may run in the connection's task before its headers are sent.
 const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
@@ -90,7 +91,9 @@ pub(crate) async fn tools_call(
         Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
         _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
     };
-    let (tx, rx) = mpsc::channel(sse::BUFFER);
+    let (tx, mut rx) = mpsc::channel(sse::BUFFER);
+    let tx_for_keepalive = tx.clone();
+    let server_keepalive = server.inner.keepalive;
     let call = Call {
         server,
         session,
@@ -99,8 +102,34 @@ pub(crate) async fn tools_call(
         token,
         tx,
     };
-    tokio::spawn(call.run(resolved, arguments));
-    sse::held_response(rx, HOLD_HEADERS).await
+    // A quick call runs to its end right here, in the connection's task, and its answer goes
+    // out with the headers in one write: no task to spawn, no hand-off back. A call that
+    // reports progress first, or is still running after the hold, goes on in a task of its own
+    // while its stream is answered.
+    let mut run = Box::pin(call.run(resolved, arguments));
+    let first = tokio::select! {
+        biased;
+        () = &mut run => return sse::response(rx),
+        Some(frame) = rx.recv() => Some(frame),
+        () = tokio::time::sleep(HOLD_HEADERS) => None,
+    };
+    // Only a call that outlives the hold needs keep-alives: the quick path arms no timer.
+    let keepalive = tx_for_keepalive;
+    let every = server_keepalive;
+    tokio::spawn(async move {
+        // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
+        // tick: that tick waits for the timer wheel's next 1 ms turn.)
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                () = &mut run => return,
+                _ = ticks.tick() => {
+                    let _ = keepalive.try_send(sse::comment("keep-alive"));
+                }
+            }
+        }
+    });
+    sse::response_after(first, rx)
 }
 
 /// A tool call's line in the run log.
@@ -143,23 +172,12 @@ impl Call {
         let guard = session.begin_call(&self.id.to_string());
         // Boxed so that dropping it below really cancels a call still running.
         let mut work = Box::pin(self.execute(resolved, arguments));
-        // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
-        // tick: that tick waits for the timer wheel's next 1 ms turn, a millisecond on every call.)
-        let mut keepalive = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.server.inner.keepalive,
-            self.server.inner.keepalive,
-        );
-        let outcome = loop {
-            tokio::select! {
-                result = &mut work => break Outcome::Result(result),
-                () = guard.cancelled().cancelled() => break Outcome::Abandoned("cancelled"),
-                () = self.tx.closed() => break Outcome::Abandoned("client disconnected"),
-                () = self.server.inner.shutdown.cancelled() => {
-                    break Outcome::Result(tool_error_result("Revka's MCP server is shutting down"));
-                }
-                _ = keepalive.tick() => {
-                    let _ = self.tx.try_send(sse::comment("keep-alive"));
-                }
+        let outcome = tokio::select! {
+            result = &mut work => Outcome::Result(result),
+            () = guard.cancelled().cancelled() => Outcome::Abandoned("cancelled"),
+            () = self.tx.closed() => Outcome::Abandoned("client disconnected"),
+            () = self.server.inner.shutdown.cancelled() => {
+                Outcome::Result(tool_error_result("Revka's MCP server is shutting down"))
             }
         };
         drop(work); // a call still running is cancelled here (upstream gets notifications/cancelled)

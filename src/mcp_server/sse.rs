@@ -4,13 +4,11 @@
 //! client applies backpressure to its own stream only, and dropping the body (the client hung
 //! up) closes the channel, which the producer notices.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use std::convert::Infallible;
 use tokio::sync::mpsc;
 
 /// Frames buffered per stream before the producer waits for the client.
@@ -47,41 +45,29 @@ pub(crate) fn concat(frames: &[Bytes]) -> Bytes {
     Bytes::from(out)
 }
 
-/// A streaming `text/event-stream` response fed by `rx`.
+/// A streaming `text/event-stream` response fed by `rx`. Frames already queued go out with the
+/// headers, in one write.
 pub(crate) fn response(rx: mpsc::Receiver<Bytes>) -> Response {
-    with_first(None, rx)
+    response_after(None, rx)
 }
 
-/// Like [`response`], but waits up to `hold` for the first frame before answering, and sends
-/// it (with whatever else is already queued) together with the headers: a quick tool call is
-/// answered with one write instead of two, and its client wakes once. A call still running
-/// after `hold` gets its headers then, so no client waits long for them.
-pub(crate) async fn held_response(mut rx: mpsc::Receiver<Bytes>, hold: Duration) -> Response {
-    let first = match tokio::time::timeout(hold, rx.recv()).await {
-        Ok(Some(frame)) => {
-            let mut frames = vec![frame];
-            while let Ok(next) = rx.try_recv() {
-                frames.push(next);
-            }
-            Some(if frames.len() == 1 {
-                frames.remove(0)
-            } else {
-                concat(&frames)
-            })
-        }
-        // The producer finished without a frame, or has none yet: stream what comes.
-        Ok(None) | Err(_) => None,
+/// Like [`response`], with `first` (already taken from `rx`) ahead of the queued frames.
+pub(crate) fn response_after(first: Option<Bytes>, mut rx: mpsc::Receiver<Bytes>) -> Response {
+    let mut frames: Vec<Bytes> = first.into_iter().collect();
+    while let Ok(next) = rx.try_recv() {
+        frames.push(next);
+    }
+    let head = match frames.len() {
+        0 => None,
+        1 => frames.pop(),
+        _ => Some(concat(&frames)),
     };
-    with_first(first, rx)
-}
-
-fn with_first(first: Option<Bytes>, rx: mpsc::Receiver<Bytes>) -> Response {
     let rest = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|frame| (Ok::<_, Infallible>(frame), rx))
     });
-    let stream = futures::stream::iter(first.map(Ok)).chain(rest);
+    let stream = futures::stream::iter(head.map(Ok)).chain(rest);
     (
         StatusCode::OK,
         [
@@ -96,6 +82,8 @@ fn with_first(first: Option<Bytes>, rx: mpsc::Receiver<Bytes>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -118,22 +106,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_quick_answer_goes_out_with_the_headers_in_one_chunk() {
+    async fn queued_frames_go_out_with_the_headers_in_one_chunk() {
         let (tx, rx) = mpsc::channel(BUFFER);
         tx.send(event(None, "1")).await.unwrap();
         tx.send(event(Some("done"), "{}")).await.unwrap();
         drop(tx);
-        let chunks = body_chunks(held_response(rx, Duration::from_secs(5)).await).await;
+        let chunks = body_chunks(response_after(Some(comment("first")), rx)).await;
         assert_eq!(
             chunks,
-            vec![Bytes::from_static(b"data: 1\n\nevent: done\ndata: {}\n\n")]
+            vec![Bytes::from_static(
+                b": first\n\ndata: 1\n\nevent: done\ndata: {}\n\n"
+            )]
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_answer_gets_its_headers_after_the_hold() {
+    async fn later_frames_stream_as_they_come() {
         let (tx, rx) = mpsc::channel(BUFFER);
-        let response = held_response(rx, Duration::from_millis(50)).await;
+        let response = response(rx);
         assert_eq!(response.status(), StatusCode::OK);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;

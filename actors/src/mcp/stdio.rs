@@ -1,17 +1,23 @@
 //! The stdio transport: newline-delimited JSON-RPC over a child's stdin and stdout.
 //!
-//! A writer task drains a bounded queue into stdin and flushes only when the queue is empty,
-//! so bursts of calls share one `write`. A reader task frames stdout with the 4 MiB line cap
+//! A message is written to stdin by its sender, straight away, when nothing is queued ahead of
+//! it and the pipe takes it whole (a non-blocking write: no task hand-off on the call path).
+//! Otherwise it joins a bounded queue that a writer task drains, many lines to one `write`,
+//! as the pipe accepts them. A reader task frames stdout with the 4 MiB line cap
 //! enforced while reading (a flood without newlines costs bounded memory and fails the
 //! connection), skips non-JSON lines, and hands every message to the client's [`Inbound`].
 //! When stdout ends, the reader waits briefly for the process's exit status so that pending
 //! calls fail with the real reason (`exited with status 1 (stderr: …)`).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::process::ChildStdin;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Inbound, Outgoing, Transport, TransportError};
@@ -22,20 +28,168 @@ use crate::process::ChildIo;
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Messages queued for stdin before sends fail with backpressure.
 pub const QUEUE: usize = 4096;
+/// Queued bytes the writer task gathers into one write.
+const GATHER: usize = 64 * 1024;
 /// How long to wait for the exit status after stdout closes.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// A running stdio transport.
 #[derive(Debug)]
 pub struct StdioTransport {
-    tx: mpsc::Sender<Vec<u8>>,
+    stdin: Arc<Stdin>,
     stop: CancellationToken,
+}
+
+/// The child's stdin, shared by senders (direct writes) and the writer task (the queue).
+#[derive(Debug)]
+struct Stdin {
+    state: Mutex<StdinState>,
+    /// Wakes the writer task when the queue gets its first message.
+    queued: Notify,
+}
+
+#[derive(Debug)]
+struct StdinState {
+    /// `None` once closed or broken.
+    pipe: Option<ChildStdin>,
+    /// Bytes not yet written, in order: whole lines, the first maybe partly written already.
+    queue: VecDeque<Vec<u8>>,
+    /// How much of the first queued line is written.
+    written: usize,
+    /// Why the pipe is unusable, once it is.
+    failed: Option<String>,
+}
+
+impl Stdin {
+    fn lock(&self) -> MutexGuard<'_, StdinState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `line` now if nothing is queued ahead of it and the pipe takes all of it, else
+    /// queues what is left for the writer task.
+    fn send(&self, mut line: Vec<u8>) -> Result<(), TransportError> {
+        line.push(b'\n');
+        let mut state = self.lock();
+        if let Some(reason) = &state.failed {
+            return Err(TransportError::Closed(reason.clone()));
+        }
+        if state.queue.len() >= QUEUE {
+            return Err(TransportError::Backpressure(QUEUE));
+        }
+        let mut written = 0;
+        if state.queue.is_empty() {
+            let Some(pipe) = state.pipe.as_mut() else {
+                return Err(TransportError::Closed("stdin closed".into()));
+            };
+            // A noop waker: if the pipe is full, the writer task polls again with its own.
+            let mut cx = Context::from_waker(Waker::noop());
+            while written < line.len() {
+                match Pin::new(&mut *pipe).poll_write(&mut cx, &line[written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Pending => break,
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => {
+                        let reason = format!("writing to the server's stdin failed: {e}");
+                        state.failed = Some(reason.clone());
+                        state.pipe = None;
+                        return Err(TransportError::Closed(reason));
+                    }
+                }
+            }
+            if written == line.len() {
+                return Ok(());
+            }
+        }
+        let first = state.queue.is_empty();
+        if first {
+            state.written = written;
+        }
+        state.queue.push_back(line);
+        drop(state);
+        if first {
+            self.queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes queued lines until the queue is empty or the pipe is full (then `Pending`, with
+    /// `cx` registered for writability).
+    fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        loop {
+            let Some(pipe) = state.pipe.as_mut() else {
+                return Poll::Ready(Err(state
+                    .failed
+                    .clone()
+                    .unwrap_or_else(|| "stdin closed".into())));
+            };
+            let Some(front) = state.queue.front() else {
+                return Poll::Ready(Ok(()));
+            };
+            // Gather up to 64 KiB of queued lines into one write.
+            let result = if state.queue.len() == 1 || front.len() - state.written >= GATHER {
+                Pin::new(&mut *pipe).poll_write(cx, &front[state.written..])
+            } else {
+                let mut slices = Vec::with_capacity(state.queue.len().min(64));
+                let mut total = 0;
+                for (i, line) in state.queue.iter().enumerate() {
+                    let part = if i == 0 {
+                        &line[state.written..]
+                    } else {
+                        &line[..]
+                    };
+                    total += part.len();
+                    slices.push(std::io::IoSlice::new(part));
+                    if total >= GATHER || slices.len() == 64 {
+                        break;
+                    }
+                }
+                Pin::new(&mut *pipe).poll_write_vectored(cx, &slices)
+            };
+            match result {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let reason = "writing to the server's stdin failed: pipe closed".to_owned();
+                    state.failed = Some(reason.clone());
+                    state.pipe = None;
+                    return Poll::Ready(Err(reason));
+                }
+                Poll::Ready(Ok(mut n)) => {
+                    // Retire the lines written in full; keep the offset into a partial one.
+                    while n > 0 {
+                        let left = state.queue[0].len() - state.written;
+                        if n >= left {
+                            n -= left;
+                            state.queue.pop_front();
+                            state.written = 0;
+                        } else {
+                            state.written += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    let reason = format!("writing to the server's stdin failed: {e}");
+                    state.failed = Some(reason.clone());
+                    state.pipe = None;
+                    return Poll::Ready(Err(reason));
+                }
+            }
+        }
+    }
+
+    /// Stops all writing; returns the pipe for a polite close, if it is still usable.
+    fn take_pipe(&self, reason: &str) -> Option<ChildStdin> {
+        let mut state = self.lock();
+        state.failed.get_or_insert_with(|| reason.to_owned());
+        state.queue.clear();
+        state.pipe.take()
+    }
 }
 
 impl StdioTransport {
     /// Starts the reader and writer tasks over the child's pipes.
     pub fn start(io: ChildIo, inbound: Inbound) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let stop = CancellationToken::new();
         let ChildIo {
             stdin,
@@ -44,6 +198,15 @@ impl StdioTransport {
             stderr,
             pid,
         } = io;
+        let stdin = Arc::new(Stdin {
+            state: Mutex::new(StdinState {
+                pipe: Some(stdin),
+                queue: VecDeque::new(),
+                written: 0,
+                failed: None,
+            }),
+            queued: Notify::new(),
+        });
         let closer = Closer {
             inbound: inbound.clone(),
             exit,
@@ -52,21 +215,22 @@ impl StdioTransport {
         };
         let writer_closer = closer.clone();
         let writer_stop = stop.clone();
+        let writer_stdin = stdin.clone();
         tokio::spawn(async move {
-            if let Some(reason) = write_loop(stdin, rx, writer_stop).await {
+            if let Some(reason) = write_loop(&writer_stdin, writer_stop).await {
                 writer_closer.close(Some(reason)).await;
             }
         });
-        let reply_tx = tx.clone();
+        let reply_stdin = stdin.clone();
         let reader_stop = stop.clone();
         tokio::spawn(async move {
             let reason = tokio::select! {
-                reason = read_loop(stdout, &inbound, &reply_tx) => reason,
+                reason = read_loop(stdout, &inbound, &reply_stdin) => reason,
                 () = reader_stop.cancelled() => return,
             };
             closer.close(reason).await;
         });
-        Arc::new(Self { tx, stop })
+        Arc::new(Self { stdin, stop })
     }
 }
 
@@ -100,10 +264,7 @@ impl Transport for StdioTransport {
             | Outgoing::Notification { line }
             | Outgoing::Response { line } => line,
         };
-        self.tx.try_send(line).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TransportError::Backpressure(QUEUE),
-            mpsc::error::TrySendError::Closed(_) => TransportError::Closed("stdin closed".into()),
-        })
+        self.stdin.send(line)
     }
 
     fn close(&self) {
@@ -115,7 +276,7 @@ impl Transport for StdioTransport {
 async fn read_loop(
     stdout: impl tokio::io::AsyncRead + Unpin,
     inbound: &Inbound,
-    replies: &mpsc::Sender<Vec<u8>>,
+    stdin: &Stdin,
 ) -> Option<String> {
     let mut reader = LineReader::new(stdout, MAX_LINE);
     loop {
@@ -127,8 +288,8 @@ async fn read_loop(
                         | Outgoing::Notification { line }
                         | Outgoing::Response { line } => line,
                     };
-                    if replies.try_send(line).is_err() {
-                        tracing::warn!(server = %inbound.server(), "reply to a server request dropped: stdin queue full");
+                    if let Err(e) = stdin.send(line) {
+                        tracing::warn!(server = %inbound.server(), error = %e, "reply to a server request dropped");
                     }
                 }
             }
@@ -143,35 +304,28 @@ async fn read_loop(
     }
 }
 
-/// Drains the queue into stdin. Returns the failure, if writing failed.
-async fn write_loop(
-    stdin: impl AsyncWrite + Unpin,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    stop: CancellationToken,
-) -> Option<String> {
-    let mut stdin = tokio::io::BufWriter::with_capacity(64 * 1024, stdin);
+/// Writes what senders queue, whenever the pipe can take it, until stopped. Returns the
+/// failure, if writing failed. On stop, closes stdin: the polite way to ask a stdio server to
+/// exit.
+async fn write_loop(stdin: &Stdin, stop: CancellationToken) -> Option<String> {
     loop {
-        let first = tokio::select! {
-            msg = rx.recv() => msg,
-            () = stop.cancelled() => None,
-        };
-        let Some(mut line) = first else { break };
-        // Write everything queued, then flush once.
-        loop {
-            line.push(b'\n');
-            if let Err(e) = stdin.write_all(&line).await {
-                return Some(format!("writing to the server's stdin failed: {e}"));
-            }
-            match rx.try_recv() {
-                Ok(next) => line = next,
-                Err(_) => break,
+        let queued = stdin.queued.notified();
+        tokio::select! {
+            () = stop.cancelled() => break,
+            result = std::future::poll_fn(|cx| stdin.poll_drain(cx)) => {
+                if let Err(reason) = result {
+                    return (!stop.is_cancelled()).then_some(reason);
+                }
             }
         }
-        if let Err(e) = stdin.flush().await {
-            return Some(format!("writing to the server's stdin failed: {e}"));
+        // Drained: wait for the next line that has to queue (a direct write needs no help).
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = queued => {}
         }
     }
-    // Closing stdin is the polite way to ask a stdio server to exit.
-    let _ = stdin.shutdown().await;
+    if let Some(mut pipe) = stdin.take_pipe("stdin closed") {
+        let _ = pipe.shutdown().await;
+    }
     None
 }
