@@ -241,3 +241,175 @@ headers = {{ "X-Token" = "a\nb" }}
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(EXIT).code(), Some(0));
 }
+
+// ==== Logs ====
+
+/// `revka <args> daemon` on `home`, its stderr in a file: for tests that need command-line
+/// arguments (`--log-format`, `--log-level`), which [`TestDaemon`] does not pass. Killed with
+/// its process group on drop.
+struct Launched {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Launched {
+    /// Starts the daemon and waits until its log contains `ready`.
+    fn start(home: &TestHome, args: &[&str], ready: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        let stderr = home.path().join("launched.stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        let child = home
+            .command()
+            .args(args)
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .expect("spawn revka daemon");
+        let launched = Self { child, stderr };
+        assert!(
+            eventually(Duration::from_secs(60), || launched.log().contains(ready)),
+            "`{ready}` never logged:\n{}",
+            launched.log()
+        );
+        launched
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stderr).unwrap_or_default()).into_owned()
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal the daemon");
+    }
+
+    /// Waits (generously) for the daemon to exit.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        assert!(
+            eventually(EXIT, || self.child.try_wait().unwrap().is_some()),
+            "the daemon did not exit within {EXIT:?}:\n{}",
+            self.log()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A server `noisy` that writes a non-JSON line before every message and exits with status 3
+/// after 1.5 s, allowed one restart: its log has garbage warnings, connects, exits, a scheduled
+/// restart and a give-up.
+fn noisy_server_config(home: &TestHome) {
+    home.write_config(&format!(
+        r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "noisy"
+command = "{server}"
+args = ["--garbage-stdout", "--exit-after", "1500", "--exit-code", "3"]
+
+[mcp.servers.restart]
+max_restarts = 1
+backoff_min_ms = 50
+backoff_max_ms = 100
+"#,
+        server = example_path("fault_server").display(),
+    ));
+}
+
+#[test]
+fn json_log_lines_about_a_server_carry_its_supervision_path() {
+    let home = TestHome::new();
+    noisy_server_config(&home);
+    let mut daemon = Launched::start(&home, &["--log-format", "json"], "daemon started");
+    assert!(
+        eventually(Duration::from_secs(60), || daemon
+            .log()
+            .contains("child exceeded its restart limit")),
+        "{}",
+        daemon.log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+
+    // One JSON object per line, nothing else on stderr.
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["message"].is_string() && e["level"].is_string())
+    );
+
+    // Every event that names the server, by field or in any text, carries its path.
+    let path = "root/mcp_servers/mcp:noisy";
+    let about: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains("noisy"))
+        .collect();
+    for event in &about {
+        let own = event["path"].as_str().unwrap_or_default();
+        assert!(
+            own == path || own.starts_with(&format!("{path}/")),
+            "an event about `noisy` without its path: {event}"
+        );
+    }
+    // ... including those that used to name only the server.
+    let messages: Vec<&str> = about.iter().filter_map(|e| e["message"].as_str()).collect();
+    for want in [
+        "server wrote a non-JSON-RPC line; skipped",
+        "MCP server connected",
+        "process started",
+        "child exited; restart scheduled",
+        "child exceeded its restart limit; marked failed (restart it on request)",
+    ] {
+        assert!(messages.contains(&want), "no `{want}` event in:\n{log}");
+    }
+    let garbage = about
+        .iter()
+        .find(|e| e["message"] == "server wrote a non-JSON-RPC line; skipped")
+        .unwrap();
+    assert_eq!(garbage["server"], "noisy");
+    assert_eq!(garbage["line"], "this is not json");
+}
+
+#[test]
+fn text_logs_without_a_terminal_have_no_colour_and_carry_the_path() {
+    let home = TestHome::new();
+    noisy_server_config(&home);
+    let mut daemon = Launched::start(&home, &[], "server wrote a non-JSON-RPC line");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+    let raw = std::fs::read(&daemon.stderr).unwrap();
+    assert!(
+        !raw.contains(&0x1b),
+        "ANSI escapes in a log that is not a terminal:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("server wrote a non-JSON-RPC line")
+                && l.contains("path=root/mcp_servers/mcp:noisy")),
+        "{log}"
+    );
+}

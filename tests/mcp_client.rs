@@ -337,6 +337,39 @@ async fn garbage_and_invalid_utf8_on_stdout_are_skipped() {
     assert!(fleet.call("f__invalid_utf8", json!({})).await.is_ok());
     assert!(fleet.call("f__echo", json!({"x": 1})).await.is_ok());
     assert_eq!(fleet.node("f").restarts(), 0);
+    // The skipped lines are counted in the connection's introspection, with the last one.
+    let details = fleet.node("f").snapshot().details.unwrap();
+    let skipped = details["invalid_lines"].as_u64().unwrap();
+    assert!(skipped >= 3, "a garbage line before each answer: {details}");
+    assert_eq!(
+        details["last_invalid_line"], "this is not json",
+        "{details}"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_writes_only_garbage_fails_its_handshake_naming_the_garbage() {
+    // Not an MCP server at all: it prints a usage line and never answers `initialize`.
+    let script = "echo 'usage: tool [--flag]'; echo 'try --help'; exec sleep 600";
+    let mut garbage = stdio("garbage", "/bin/sh", &["-c", script]);
+    garbage.handshake_timeout = Duration::from_secs(5);
+    let fleet = Fleet::start(vec![(garbage, policy(0)), (fault("good", &[]), policy(0))]).await;
+    fleet.wait_state("garbage", ActorState::Failed).await;
+    let reason = fleet.node("garbage").last_failure().unwrap();
+    assert!(
+        reason.contains("server `garbage`: handshake failed:")
+            && (reason.contains("no answer within 5s")
+                || reason.contains("did not answer initialize within")),
+        "{reason}"
+    );
+    assert!(
+        reason
+            .contains(r#"the server wrote 2 lines that are not JSON-RPC, the last: "try --help""#),
+        "{reason}"
+    );
+    fleet.wait_state("good", ActorState::Running).await;
+    assert!(fleet.call("good__echo", json!({})).await.is_ok());
     fleet.stop().await;
 }
 
