@@ -413,3 +413,122 @@ fn text_logs_without_a_terminal_have_no_colour_and_carry_the_path() {
         "{log}"
     );
 }
+
+// ==== Bad server entries ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_invalid_server_entry_is_a_failed_child_with_its_reason_and_the_good_one_serves() {
+    // `fault` (good) comes first in the file, these after it: entries 1 to 4.
+    let served = crate::mcp_server::Served::start(
+        r#"
+[[mcp.servers]]
+name = "pigeon"
+transport = "carrier-pigeon"
+command = "true"
+
+[[mcp.servers]]
+name = "nocommand"
+transport = "stdio"
+
+[[mcp.servers]]
+name = "nourl"
+transport = "http"
+
+[[mcp.servers]]
+name = "badheader"
+transport = "http"
+url = "https://example.com/mcp"
+headers = { "X-Token" = "a\nb" }
+"#,
+    )
+    .await;
+    let want = [
+        (
+            "pigeon",
+            r#"mcp.servers[1].transport: unknown transport; expected one of "stdio", "http", "sse", "url""#,
+        ),
+        (
+            "nocommand",
+            r#"mcp.servers[2].command: required for transport "stdio""#,
+        ),
+        (
+            "nourl",
+            r#"mcp.servers[3].url: required for transport "http""#,
+        ),
+        (
+            "badheader",
+            "mcp.servers[4].headers.X-Token: invalid HTTP header value",
+        ),
+    ];
+
+    // The tree, as the gateway serves it, once every invalid entry has been given up.
+    let (gateway, token) = served.gateway();
+    let mut servers = serde_json::Value::Null;
+    for _ in 0..600 {
+        let tree: serde_json::Value = reqwest::Client::new()
+            .get(format!("{gateway}/api/actors"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        servers = tree["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["path"] == "root/mcp_servers")
+            .unwrap_or_else(|| panic!("no root/mcp_servers in {tree}"))
+            .clone();
+        let failed = servers["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "failed")
+            .count();
+        if failed == want.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let child = |name: &str| {
+        servers["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == format!("mcp:{name}"))
+            .unwrap_or_else(|| panic!("no mcp:{name} in {servers}"))
+            .clone()
+    };
+    for (name, reason) in want {
+        let node = child(name);
+        assert_eq!(node["state"], "failed", "{node}");
+        let failure = node["last_failure"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            failure.starts_with("start failed: ")
+                && failure.contains("invalid configuration: ")
+                && failure.contains(reason),
+            "mcp:{name}: wanted `{reason}` in {node}"
+        );
+    }
+    assert_eq!(child("fault")["state"], "running");
+
+    // The log names each, with its path.
+    let log = served.daemon.stderr();
+    for (name, reason) in want {
+        assert!(
+            log.lines().any(|l| l.contains("invalid MCP server entry")
+                && l.contains(&format!("server={name} "))
+                && l.contains(&format!("path=root/mcp_servers/mcp:{name} "))
+                && l.contains(reason)),
+            "no log line for {name}:\n{log}"
+        );
+    }
+
+    // The good server serves calls.
+    let session = served.session().await;
+    let (is_error, text) =
+        crate::reload::call(&session, "fault__echo", serde_json::json!({ "text": "hi" })).await;
+    assert!(!is_error && text.contains("hi"), "{text}");
+}

@@ -549,6 +549,56 @@ async fn bad_servers_get_precise_reasons_and_the_others_carry_on() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn servers_connect_in_parallel_a_slow_or_hung_one_delays_no_sibling() {
+    // Started before `good`, in order: one takes 10 min to answer `initialize`, the other is
+    // not an MCP server and never answers at all.
+    let mut slow = fault("slow", &["--slow-init", "600000"]);
+    slow.handshake_timeout = Duration::from_secs(600);
+    let mut hung = stdio("hung", "/bin/sh", &["-c", "exec sleep 600"]);
+    hung.handshake_timeout = Duration::from_secs(600);
+    let fleet = Fleet::start(vec![
+        (slow, policy(0)),
+        (hung, policy(0)),
+        (fault("good", &[]), policy(0)),
+    ])
+    .await;
+    fleet.wait_state("good", ActorState::Running).await;
+    let result = fleet
+        .call("good__echo", json!({ "text": "hi" }))
+        .await
+        .unwrap();
+    assert!(text(&result).contains("hi"), "{result}");
+    let mut pids = Vec::new();
+    for server in ["slow", "hung"] {
+        let node = fleet.node(server);
+        assert_eq!(node.state(), ActorState::Starting, "{:?}", node.snapshot());
+        // Their processes run: they are handshaking, not waiting for a turn.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pid = || {
+            node.find("process")
+                .and_then(|p| p.snapshot().details)
+                .and_then(|d| d["pid"].as_u64())
+        };
+        while pid().is_none() {
+            assert!(Instant::now() < deadline, "{:?}", node.snapshot());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        pids.extend(pid());
+    }
+    assert_eq!(fleet.node("slow").state(), ActorState::Starting);
+    // Stopping mid-handshake leaves no process behind.
+    fleet.stop().await;
+    for pid in pids {
+        assert!(
+            crate::util::eventually(Duration::from_secs(30), || {
+                !crate::util::process_exists(pid as i32)
+            }),
+            "process {pid} left behind"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn probe_reports_success_and_failure_without_leaving_processes() {
     let http = reqwest::Client::new();
     let report = probe(&fault("p", &["--tools", "3"]), &http).await;
