@@ -532,3 +532,135 @@ headers = { "X-Token" = "a\nb" }
         crate::reload::call(&session, "fault__echo", serde_json::json!({ "text": "hi" })).await;
     assert!(!is_error && text.contains("hi"), "{text}");
 }
+
+// ==== Shutdown and filtering ====
+
+#[test]
+fn a_second_sigterm_during_a_stuck_shutdown_forces_the_stop_and_leaves_no_child() {
+    let home = TestHome::new();
+    let dir = home.path();
+    // A server whose whole process group shrugs off SIGTERM (SIG_IGN is inherited) and that
+    // outlives its stdin: once the MCP server exits, a sleeper keeps the group alive.
+    let script = dir.join("stubborn.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "trap '' TERM\necho $$ > {dir}/leader.pid\n{server}\nsleep 600 &\necho $! > \
+             {dir}/sleeper.pid\nwait\n",
+            dir = dir.display(),
+            server = example_path("fault_server").display(),
+        ),
+    )
+    .unwrap();
+    // Graceful budgets far beyond the test's patience: only the second signal can end it.
+    home.write_config(&format!(
+        r#"
+[supervisor]
+shutdown_grace_secs = 600
+
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "stubborn"
+command = "/bin/sh"
+args = ["{script}"]
+
+[mcp.servers.restart]
+shutdown_timeout_ms = 600000
+"#,
+        script = script.display(),
+    ));
+    let mut daemon = TestDaemon::start(&home, &[]);
+    assert!(
+        eventually(Duration::from_secs(60), || daemon
+            .stderr()
+            .contains("MCP server connected")),
+        "{}",
+        daemon.stderr()
+    );
+    let pid = |name: &str| -> i32 {
+        let path = dir.join(name);
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                std::fs::read_to_string(&path).is_ok_and(|s| s.ends_with('\n'))
+            }),
+            "{name} never written:\n{}",
+            daemon.stderr()
+        );
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let leader = pid("leader.pid");
+
+    // The first signal starts the graceful stop: stdin is closed, the MCP server exits, and
+    // the group lingers on, ignoring SIGTERM.
+    daemon.signal(Signal::SIGTERM);
+    daemon.expect_notification("STOPPING=1", EXIT);
+    let sleeper = pid("sleeper.pid");
+    assert!(
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("stopping child")
+                && l.contains("path=root/mcp_servers/mcp:stubborn ")),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(process_exists(leader) && process_exists(sleeper));
+    assert!(daemon.child.try_wait().unwrap().is_none(), "still stopping");
+
+    // The second one forces it: everything is killed and reaped, and the daemon exits.
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.wait(EXIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", daemon.stderr());
+    let log = daemon.stderr();
+    assert!(log.contains("second signal: forcing shutdown"), "{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    for pid in [leader, sleeper] {
+        assert!(
+            eventually(Duration::from_secs(10), || !process_exists(pid)),
+            "process {pid} left behind:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn log_level_filters_by_level_and_target_over_rust_log() {
+    let home = TestHome::new();
+    home.write_config(&format!(
+        "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"quiet\"\ncommand = \"{}\"\n",
+        example_path("fault_server").display()
+    ));
+    // `RUST_LOG=info` is set too (TestHome::command); --log-level wins.
+    let filter = "warn,revka_actors::process=debug";
+    let args = ["--log-level", filter, "--log-format", "json"];
+    // The fault server logs `client initialized` to stderr; the process actor relays it at debug.
+    let mut daemon = Launched::start(&home, &args, "client initialized");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for event in &events {
+        let level = event["level"].as_str().unwrap();
+        let target = event["target"].as_str().unwrap();
+        assert!(
+            matches!(level, "WARN" | "ERROR") || target.starts_with("revka_actors::process"),
+            "{event} passed `{filter}`"
+        );
+    }
+    let has = |level: &str, message: &str| {
+        events
+            .iter()
+            .any(|e| e["level"] == level && e["message"] == message)
+    };
+    assert!(has("DEBUG", "child stderr"), "{log}");
+    assert!(has("INFO", "process started"), "{log}");
+    assert!(!log.contains("daemon started") && !log.contains("MCP server connected"));
+}
