@@ -8,7 +8,9 @@
 //!   the server keeps running, and so do its in-flight calls.
 //! - Gateway timeouts apply to the next request.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
-//!   deferred loading, intensity) is reported as needing a restart.
+//!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
+//!   default restart policy for the children that are not MCP servers (sidecars, the operator,
+//!   listeners, nested supervisors); MCP servers that inherit it get it in place.
 //!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
 
@@ -224,6 +226,13 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
     needs_restart(
         old.supervisor.intensity() != new.supervisor.intensity(),
         "[supervisor] intensity, intensity_period_secs",
+    );
+    // MCP servers that inherit the default were updated in place by `apply_servers`; the rest
+    // of the tree took its policies at boot.
+    needs_restart(
+        old.supervisor.policy() != new.supervisor.policy(),
+        "[supervisor] default restart policy of sidecars, the operator, listeners and \
+         supervisors (MCP servers that inherit it use it now)",
     );
     if og.request_timeout_secs != ng.request_timeout_secs
         || og.call_timeout_secs != ng.call_timeout_secs
