@@ -384,7 +384,13 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
         )),
         "the removed server's process is gone"
     );
-    assert!(r.served.daemon.stderr().contains("stopped mcp:keep"));
+    let log = r.served.daemon.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("reload: applied")
+            && l.contains("path=root/mcp_servers/mcp:keep ")
+            && l.contains("stopped mcp:keep")),
+        "{log}"
+    );
 
     // `revka reload`: a change that needs a restart is reported as such; an invalid file is
     // refused with exit 1.
