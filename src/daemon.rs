@@ -176,7 +176,8 @@ pub async fn run(
         tracing::warn!("config: {warning}");
     }
     for server in &loaded.config.mcp.invalid_servers {
-        tracing::error!(server = %server.name, reason = %server.reason, "invalid MCP server entry; it will not start");
+        let path = format!("root/mcp_servers/mcp:{}", server.name);
+        tracing::error!(server = %server.name, %path, reason = %server.reason, "invalid MCP server entry; it will not start");
     }
     let config = loaded.config;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

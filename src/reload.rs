@@ -8,7 +8,9 @@
 //!   the server keeps running, and so do its in-flight calls.
 //! - Gateway timeouts apply to the next request.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
-//!   deferred loading, intensity) is reported as needing a restart.
+//!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
+//!   default restart policy for the children that are not MCP servers (sidecars, the operator,
+//!   listeners, nested supervisors); MCP servers that inherit it get it in place.
 //!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
 
@@ -47,20 +49,40 @@ pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
     let old = services.config.get();
     let new = loaded.config;
     let mut report = ReloadReport::default();
-    apply_servers(services, &old, &new, &mut report).await;
+    apply_servers(services, &old, &new, &mut report).await; // logs each change with its path
+    let (applied, failed) = (report.applied.len(), report.failed.len());
     compare_rest(&old, &new, &mut report);
     services.config.set(new);
-    for line in &report.applied {
+    for line in &report.applied[applied..] {
         tracing::info!(change = %line, "reload: applied");
     }
     for line in &report.restart_required {
         tracing::warn!(setting = %line, "reload: needs a daemon restart to take effect");
     }
-    for line in &report.failed {
+    for line in &report.failed[failed..] {
         tracing::error!(change = %line, "reload: could not apply");
     }
     services.record_reload(&report);
     Ok(report)
+}
+
+impl ReloadReport {
+    /// A change applied to the actor at `path`, logged at once with its path.
+    fn server_applied(&mut self, path: &str, line: String) {
+        tracing::info!(%path, change = %line, "reload: applied");
+        self.applied.push(line);
+    }
+
+    /// A change that could not be applied to the actor at `path`, logged at once.
+    fn server_failed(&mut self, path: &str, line: String) {
+        tracing::error!(%path, change = %line, "reload: could not apply");
+        self.failed.push(line);
+    }
+}
+
+/// The supervision path of server `name`'s connection actor.
+fn server_path(name: &str) -> String {
+    format!("root/mcp_servers/mcp:{name}")
 }
 
 /// The servers the daemon runs under `config`, by name: their spec, policy and autostart.
@@ -97,9 +119,10 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
         .find("root/mcp_servers")
         .and_then(|n| n.supervisor())
     else {
-        report
-            .failed
-            .push("mcp_servers: the supervisor is not running".into());
+        report.server_failed(
+            "root/mcp_servers",
+            "mcp_servers: the supervisor is not running".into(),
+        );
         return;
     };
     let (before, after) = (running_servers(old), running_servers(new));
@@ -118,21 +141,23 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
     };
     for name in before.keys().filter(|n| !after.contains_key(*n)) {
         match terminate_child(&sup, &format!("mcp:{name}")).await {
-            Ok(()) => report
-                .applied
-                .push(format!("stopped mcp:{name} (removed from the config)")),
-            Err(e) => report.failed.push(format!("stop mcp:{name}: {e}")),
+            Ok(()) => report.server_applied(
+                &server_path(name),
+                format!("stopped mcp:{name} (removed from the config)"),
+            ),
+            Err(e) => report.server_failed(&server_path(name), format!("stop mcp:{name}: {e}")),
         }
         services.hub.remove(name);
     }
     for (name, (spec, policy, cfg)) in &after {
         let id = format!("mcp:{name}");
+        let path = server_path(name);
         match before.get(name) {
             None => match start_child(&sup, child(spec, *policy, cfg)).await {
-                Ok(()) => report
-                    .applied
-                    .push(format!("started {id} (added to the config)")),
-                Err(e) => report.failed.push(format!("start {id}: {e}")),
+                Ok(()) => {
+                    report.server_applied(&path, format!("started {id} (added to the config)"))
+                }
+                Err(e) => report.server_failed(&path, format!("start {id}: {e}")),
             },
             Some((old_spec, old_policy, old_cfg)) => {
                 if old_spec == spec
@@ -145,10 +170,11 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
                     // Same connection: update in place, no restart.
                     services.hub.update_spec(Arc::new(spec.clone()));
                     match update_child(&sup, child(spec, *policy, cfg)).await {
-                        Ok(()) => report.applied.push(format!(
-                            "updated {id} in place (tool timeout or restart policy)"
-                        )),
-                        Err(e) => report.failed.push(format!("update {id}: {e}")),
+                        Ok(()) => report.server_applied(
+                            &path,
+                            format!("updated {id} in place (tool timeout or restart policy)"),
+                        ),
+                        Err(e) => report.server_failed(&path, format!("update {id}: {e}")),
                     }
                     continue;
                 }
@@ -157,10 +183,11 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
                     start_child(&sup, child(spec, *policy, cfg)).await
                 };
                 match restarted.await {
-                    Ok(()) => report
-                        .applied
-                        .push(format!("restarted {id} (connection settings changed)")),
-                    Err(e) => report.failed.push(format!("restart {id}: {e}")),
+                    Ok(()) => report.server_applied(
+                        &path,
+                        format!("restarted {id} (connection settings changed)"),
+                    ),
+                    Err(e) => report.server_failed(&path, format!("restart {id}: {e}")),
                 }
             }
         }
@@ -174,15 +201,15 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
         .collect();
     for invalid in &new.mcp.invalid_servers {
         let id = format!("mcp:{}", invalid.name);
+        let path = server_path(&invalid.name);
         if !invalid_before.contains(&invalid.name.as_str()) && before.contains_key(&invalid.name) {
             let _ = terminate_child(&sup, &id).await;
         }
         if !invalid_before.contains(&invalid.name.as_str()) && new.mcp.enabled {
             match start_child(&sup, invalid_server_child(invalid)).await {
                 Ok(()) => report
-                    .applied
-                    .push(format!("marked {id} failed: invalid configuration")),
-                Err(e) => report.failed.push(format!("{id}: {e}")),
+                    .server_applied(&path, format!("marked {id} failed: invalid configuration")),
+                Err(e) => report.server_failed(&path, format!("{id}: {e}")),
             }
         }
     }
@@ -224,6 +251,13 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
     needs_restart(
         old.supervisor.intensity() != new.supervisor.intensity(),
         "[supervisor] intensity, intensity_period_secs",
+    );
+    // MCP servers that inherit the default were updated in place by `apply_servers`; the rest
+    // of the tree took its policies at boot.
+    needs_restart(
+        old.supervisor.policy() != new.supervisor.policy(),
+        "[supervisor] default restart policy of sidecars, the operator, listeners and \
+         supervisors (MCP servers that inherit it use it now)",
     );
     if og.request_timeout_secs != ng.request_timeout_secs
         || og.call_timeout_secs != ng.call_timeout_secs

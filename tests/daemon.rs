@@ -241,3 +241,426 @@ headers = {{ "X-Token" = "a\nb" }}
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(EXIT).code(), Some(0));
 }
+
+// ==== Logs ====
+
+/// `revka <args> daemon` on `home`, its stderr in a file: for tests that need command-line
+/// arguments (`--log-format`, `--log-level`), which [`TestDaemon`] does not pass. Killed with
+/// its process group on drop.
+struct Launched {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Launched {
+    /// Starts the daemon and waits until its log contains `ready`.
+    fn start(home: &TestHome, args: &[&str], ready: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        let stderr = home.path().join("launched.stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        let child = home
+            .command()
+            .args(args)
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .expect("spawn revka daemon");
+        let launched = Self { child, stderr };
+        assert!(
+            eventually(Duration::from_secs(60), || launched.log().contains(ready)),
+            "`{ready}` never logged:\n{}",
+            launched.log()
+        );
+        launched
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stderr).unwrap_or_default()).into_owned()
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal the daemon");
+    }
+
+    /// Waits (generously) for the daemon to exit.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        assert!(
+            eventually(EXIT, || self.child.try_wait().unwrap().is_some()),
+            "the daemon did not exit within {EXIT:?}:\n{}",
+            self.log()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A server `noisy` that writes a non-JSON line before every message and exits with status 3
+/// after 1.5 s, allowed one restart: its log has garbage warnings, connects, exits, a scheduled
+/// restart and a give-up.
+fn noisy_server_config(home: &TestHome) {
+    home.write_config(&format!(
+        r#"
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "noisy"
+command = "{server}"
+args = ["--garbage-stdout", "--exit-after", "1500", "--exit-code", "3"]
+
+[mcp.servers.restart]
+max_restarts = 1
+backoff_min_ms = 50
+backoff_max_ms = 100
+"#,
+        server = example_path("fault_server").display(),
+    ));
+}
+
+#[test]
+fn json_log_lines_about_a_server_carry_its_supervision_path() {
+    let home = TestHome::new();
+    noisy_server_config(&home);
+    let mut daemon = Launched::start(&home, &["--log-format", "json"], "daemon started");
+    assert!(
+        eventually(Duration::from_secs(60), || daemon
+            .log()
+            .contains("child exceeded its restart limit")),
+        "{}",
+        daemon.log()
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+
+    // One JSON object per line, nothing else on stderr.
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["message"].is_string() && e["level"].is_string())
+    );
+
+    // Every event that names the server, by field or in any text, carries its path.
+    let path = "root/mcp_servers/mcp:noisy";
+    let about: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains("noisy"))
+        .collect();
+    for event in &about {
+        let own = event["path"].as_str().unwrap_or_default();
+        assert!(
+            own == path || own.starts_with(&format!("{path}/")),
+            "an event about `noisy` without its path: {event}"
+        );
+    }
+    // ... including those that used to name only the server.
+    let messages: Vec<&str> = about.iter().filter_map(|e| e["message"].as_str()).collect();
+    for want in [
+        "server wrote a non-JSON-RPC line; skipped",
+        "MCP server connected",
+        "process started",
+        "child exited; restart scheduled",
+        "child exceeded its restart limit; marked failed (restart it on request)",
+    ] {
+        assert!(messages.contains(&want), "no `{want}` event in:\n{log}");
+    }
+    let garbage = about
+        .iter()
+        .find(|e| e["message"] == "server wrote a non-JSON-RPC line; skipped")
+        .unwrap();
+    assert_eq!(garbage["server"], "noisy");
+    assert_eq!(garbage["line"], "this is not json");
+}
+
+#[test]
+fn text_logs_without_a_terminal_have_no_colour_and_carry_the_path() {
+    let home = TestHome::new();
+    noisy_server_config(&home);
+    let mut daemon = Launched::start(&home, &[], "server wrote a non-JSON-RPC line");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+    let raw = std::fs::read(&daemon.stderr).unwrap();
+    assert!(
+        !raw.contains(&0x1b),
+        "ANSI escapes in a log that is not a terminal:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("server wrote a non-JSON-RPC line")
+                && l.contains("path=root/mcp_servers/mcp:noisy")),
+        "{log}"
+    );
+}
+
+// ==== Bad server entries ====
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_invalid_server_entry_is_a_failed_child_with_its_reason_and_the_good_one_serves() {
+    // `fault` (good) comes first in the file, these after it: entries 1 to 4.
+    let served = crate::mcp_server::Served::start(
+        r#"
+[[mcp.servers]]
+name = "pigeon"
+transport = "carrier-pigeon"
+command = "true"
+
+[[mcp.servers]]
+name = "nocommand"
+transport = "stdio"
+
+[[mcp.servers]]
+name = "nourl"
+transport = "http"
+
+[[mcp.servers]]
+name = "badheader"
+transport = "http"
+url = "https://example.com/mcp"
+headers = { "X-Token" = "a\nb" }
+"#,
+    )
+    .await;
+    let want = [
+        (
+            "pigeon",
+            r#"mcp.servers[1].transport: unknown transport; expected one of "stdio", "http", "sse", "url""#,
+        ),
+        (
+            "nocommand",
+            r#"mcp.servers[2].command: required for transport "stdio""#,
+        ),
+        (
+            "nourl",
+            r#"mcp.servers[3].url: required for transport "http""#,
+        ),
+        (
+            "badheader",
+            "mcp.servers[4].headers.X-Token: invalid HTTP header value",
+        ),
+    ];
+
+    // The tree, as the gateway serves it, once every invalid entry has been given up.
+    let (gateway, token) = served.gateway();
+    let mut servers = serde_json::Value::Null;
+    for _ in 0..600 {
+        let tree: serde_json::Value = reqwest::Client::new()
+            .get(format!("{gateway}/api/actors"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        servers = tree["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["path"] == "root/mcp_servers")
+            .unwrap_or_else(|| panic!("no root/mcp_servers in {tree}"))
+            .clone();
+        let failed = servers["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "failed")
+            .count();
+        if failed == want.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let child = |name: &str| {
+        servers["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == format!("mcp:{name}"))
+            .unwrap_or_else(|| panic!("no mcp:{name} in {servers}"))
+            .clone()
+    };
+    for (name, reason) in want {
+        let node = child(name);
+        assert_eq!(node["state"], "failed", "{node}");
+        let failure = node["last_failure"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            failure.starts_with("start failed: ")
+                && failure.contains("invalid configuration: ")
+                && failure.contains(reason),
+            "mcp:{name}: wanted `{reason}` in {node}"
+        );
+    }
+    assert_eq!(child("fault")["state"], "running");
+
+    // The log names each, with its path.
+    let log = served.daemon.stderr();
+    for (name, reason) in want {
+        assert!(
+            log.lines().any(|l| l.contains("invalid MCP server entry")
+                && l.contains(&format!("server={name} "))
+                && l.contains(&format!("path=root/mcp_servers/mcp:{name} "))
+                && l.contains(reason)),
+            "no log line for {name}:\n{log}"
+        );
+    }
+
+    // The good server serves calls.
+    let session = served.session().await;
+    let (is_error, text) =
+        crate::reload::call(&session, "fault__echo", serde_json::json!({ "text": "hi" })).await;
+    assert!(!is_error && text.contains("hi"), "{text}");
+}
+
+// ==== Shutdown and filtering ====
+
+#[test]
+fn a_second_sigterm_during_a_stuck_shutdown_forces_the_stop_and_leaves_no_child() {
+    let home = TestHome::new();
+    let dir = home.path();
+    // A server whose whole process group shrugs off SIGTERM (SIG_IGN is inherited) and that
+    // outlives its stdin: once the MCP server exits, a sleeper keeps the group alive.
+    let script = dir.join("stubborn.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "trap '' TERM\necho $$ > {dir}/leader.pid\n{server}\nsleep 600 &\necho $! > \
+             {dir}/sleeper.pid\nwait\n",
+            dir = dir.display(),
+            server = example_path("fault_server").display(),
+        ),
+    )
+    .unwrap();
+    // Graceful budgets far beyond the test's patience: only the second signal can end it.
+    home.write_config(&format!(
+        r#"
+[supervisor]
+shutdown_grace_secs = 600
+
+[mcp]
+enabled = true
+
+[[mcp.servers]]
+name = "stubborn"
+command = "/bin/sh"
+args = ["{script}"]
+
+[mcp.servers.restart]
+shutdown_timeout_ms = 600000
+"#,
+        script = script.display(),
+    ));
+    let mut daemon = TestDaemon::start(&home, &[]);
+    assert!(
+        eventually(Duration::from_secs(60), || daemon
+            .stderr()
+            .contains("MCP server connected")),
+        "{}",
+        daemon.stderr()
+    );
+    let pid = |name: &str| -> i32 {
+        let path = dir.join(name);
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                std::fs::read_to_string(&path).is_ok_and(|s| s.ends_with('\n'))
+            }),
+            "{name} never written:\n{}",
+            daemon.stderr()
+        );
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let leader = pid("leader.pid");
+
+    // The first signal starts the graceful stop: stdin is closed, the MCP server exits, and
+    // the group lingers on, ignoring SIGTERM.
+    daemon.signal(Signal::SIGTERM);
+    daemon.expect_notification("STOPPING=1", EXIT);
+    let sleeper = pid("sleeper.pid");
+    assert!(
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("stopping child")
+                && l.contains("path=root/mcp_servers/mcp:stubborn ")),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(process_exists(leader) && process_exists(sleeper));
+    assert!(daemon.child.try_wait().unwrap().is_none(), "still stopping");
+
+    // The second one forces it: everything is killed and reaped, and the daemon exits.
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.wait(EXIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", daemon.stderr());
+    let log = daemon.stderr();
+    assert!(log.contains("second signal: forcing shutdown"), "{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    for pid in [leader, sleeper] {
+        assert!(
+            eventually(Duration::from_secs(10), || !process_exists(pid)),
+            "process {pid} left behind:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn log_level_filters_by_level_and_target_over_rust_log() {
+    let home = TestHome::new();
+    home.write_config(&format!(
+        "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"quiet\"\ncommand = \"{}\"\n",
+        example_path("fault_server").display()
+    ));
+    // `RUST_LOG=info` is set too (TestHome::command); --log-level wins.
+    let filter = "warn,revka_actors::process=debug";
+    let args = ["--log-level", filter, "--log-format", "json"];
+    // The fault server logs `client initialized` to stderr; the process actor relays it at debug.
+    let mut daemon = Launched::start(&home, &args, "client initialized");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.log());
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for event in &events {
+        let level = event["level"].as_str().unwrap();
+        let target = event["target"].as_str().unwrap();
+        assert!(
+            matches!(level, "WARN" | "ERROR") || target.starts_with("revka_actors::process"),
+            "{event} passed `{filter}`"
+        );
+    }
+    let has = |level: &str, message: &str| {
+        events
+            .iter()
+            .any(|e| e["level"] == level && e["message"] == message)
+    };
+    assert!(has("DEBUG", "child stderr"), "{log}");
+    assert!(has("INFO", "process started"), "{log}");
+    assert!(!log.contains("daemon started") && !log.contains("MCP server connected"));
+}

@@ -337,6 +337,39 @@ async fn garbage_and_invalid_utf8_on_stdout_are_skipped() {
     assert!(fleet.call("f__invalid_utf8", json!({})).await.is_ok());
     assert!(fleet.call("f__echo", json!({"x": 1})).await.is_ok());
     assert_eq!(fleet.node("f").restarts(), 0);
+    // The skipped lines are counted in the connection's introspection, with the last one.
+    let details = fleet.node("f").snapshot().details.unwrap();
+    let skipped = details["invalid_lines"].as_u64().unwrap();
+    assert!(skipped >= 3, "a garbage line before each answer: {details}");
+    assert_eq!(
+        details["last_invalid_line"], "this is not json",
+        "{details}"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_writes_only_garbage_fails_its_handshake_naming_the_garbage() {
+    // Not an MCP server at all: it prints a usage line and never answers `initialize`.
+    let script = "echo 'usage: tool [--flag]'; echo 'try --help'; exec sleep 600";
+    let mut garbage = stdio("garbage", "/bin/sh", &["-c", script]);
+    garbage.handshake_timeout = Duration::from_secs(5);
+    let fleet = Fleet::start(vec![(garbage, policy(0)), (fault("good", &[]), policy(0))]).await;
+    fleet.wait_state("garbage", ActorState::Failed).await;
+    let reason = fleet.node("garbage").last_failure().unwrap();
+    assert!(
+        reason.contains("server `garbage`: handshake failed:")
+            && (reason.contains("no answer within 5s")
+                || reason.contains("did not answer initialize within")),
+        "{reason}"
+    );
+    assert!(
+        reason
+            .contains(r#"the server wrote 2 lines that are not JSON-RPC, the last: "try --help""#),
+        "{reason}"
+    );
+    fleet.wait_state("good", ActorState::Running).await;
+    assert!(fleet.call("good__echo", json!({})).await.is_ok());
     fleet.stop().await;
 }
 
@@ -513,6 +546,56 @@ async fn bad_servers_get_precise_reasons_and_the_others_carry_on() {
     fleet.wait_state("good", ActorState::Running).await;
     assert!(fleet.call("good__echo", json!({})).await.is_ok());
     fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_connect_in_parallel_a_slow_or_hung_one_delays_no_sibling() {
+    // Started before `good`, in order: one takes 10 min to answer `initialize`, the other is
+    // not an MCP server and never answers at all.
+    let mut slow = fault("slow", &["--slow-init", "600000"]);
+    slow.handshake_timeout = Duration::from_secs(600);
+    let mut hung = stdio("hung", "/bin/sh", &["-c", "exec sleep 600"]);
+    hung.handshake_timeout = Duration::from_secs(600);
+    let fleet = Fleet::start(vec![
+        (slow, policy(0)),
+        (hung, policy(0)),
+        (fault("good", &[]), policy(0)),
+    ])
+    .await;
+    fleet.wait_state("good", ActorState::Running).await;
+    let result = fleet
+        .call("good__echo", json!({ "text": "hi" }))
+        .await
+        .unwrap();
+    assert!(text(&result).contains("hi"), "{result}");
+    let mut pids = Vec::new();
+    for server in ["slow", "hung"] {
+        let node = fleet.node(server);
+        assert_eq!(node.state(), ActorState::Starting, "{:?}", node.snapshot());
+        // Their processes run: they are handshaking, not waiting for a turn.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pid = || {
+            node.find("process")
+                .and_then(|p| p.snapshot().details)
+                .and_then(|d| d["pid"].as_u64())
+        };
+        while pid().is_none() {
+            assert!(Instant::now() < deadline, "{:?}", node.snapshot());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        pids.extend(pid());
+    }
+    assert_eq!(fleet.node("slow").state(), ActorState::Starting);
+    // Stopping mid-handshake leaves no process behind.
+    fleet.stop().await;
+    for pid in pids {
+        assert!(
+            crate::util::eventually(Duration::from_secs(30), || {
+                !crate::util::process_exists(pid as i32)
+            }),
+            "process {pid} left behind"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -93,6 +93,20 @@ impl Reloading {
             .collect()
     }
 
+    /// Waits until server `name`'s actor is in `state` (as the gateway spells it).
+    async fn wait_state(&self, name: &str, state: &str) {
+        let path = format!("/api/actors/root/mcp_servers/mcp:{name}");
+        let mut node = Value::Null;
+        for _ in 0..600 {
+            node = self.api(reqwest::Method::GET, &path).await.1;
+            if node["state"] == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("mcp:{name} never became {state}: {node}");
+    }
+
     async fn wait_for_pid(&self, name: &str) -> u64 {
         for _ in 0..300 {
             if let Some(pid) = self.pid(name).await {
@@ -268,6 +282,52 @@ async fn a_restart_policy_changes_in_place_and_applies_to_the_next_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_new_default_policy_applies_to_servers_that_inherit_it_and_the_rest_is_reported() {
+    let r = Reloading::start(extra("", &[("own", "[]")])).await;
+    let (fault, own) = (r.wait_for_pid("fault").await, r.wait_for_pid("own").await);
+    // `[supervisor]` (which `fault` inherits) allows no restart any more; `own` has its own.
+    r.rewrite(&extra(
+        "\n[supervisor]\nmax_restarts = 0\n",
+        &[("own", "[]\n[mcp.servers.restart]\nmax_restarts = 5")],
+    ));
+    let (status, report) = r.reload().await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let lines = applied(&report);
+    assert!(lines.contains("updated mcp:fault in place"), "{report}");
+    // `own`'s effective policy is what it was: 5 restarts, its own override now.
+    assert!(!lines.contains("mcp:own"), "{report}");
+    let restart = report["restart_required"].to_string();
+    assert!(
+        restart.contains("[supervisor] default restart policy of sidecars, the operator"),
+        "{report}"
+    );
+    assert_eq!(
+        r.pid("fault").await,
+        Some(fault),
+        "not restarted by the reload"
+    );
+
+    // The next crash of `fault` follows the new default; `own` is still restarted.
+    for pid in [fault, own] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    }
+    r.wait_state("fault", "failed").await;
+    let mut renewed = None;
+    for _ in 0..600 {
+        renewed = r.pid("own").await.filter(|&p| p != own);
+        if renewed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        renewed.is_some(),
+        "mcp:own was restarted with a new process"
+    );
+    r.wait_state("own", "running").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     let r = Reloading::start(extra("", &[("keep", "[]")])).await;
     let keep = r.wait_for_pid("keep").await;
@@ -324,7 +384,13 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
         )),
         "the removed server's process is gone"
     );
-    assert!(r.served.daemon.stderr().contains("stopped mcp:keep"));
+    let log = r.served.daemon.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("reload: applied")
+            && l.contains("path=root/mcp_servers/mcp:keep ")
+            && l.contains("stopped mcp:keep")),
+        "{log}"
+    );
 
     // `revka reload`: a change that needs a restart is reported as such; an invalid file is
     // refused with exit 1.

@@ -165,6 +165,8 @@ struct Pending {
 
 struct Shared {
     server: Arc<str>,
+    /// The supervision path of the connection (`root/mcp_servers/mcp:<name>`), on every log line.
+    path: Arc<str>,
     pending: DashMap<u64, Pending>,
     closed: Mutex<Option<String>>,
     is_closed: AtomicBool,
@@ -173,6 +175,8 @@ struct Shared {
     /// Coalesces list_changed storms into one pending event.
     tools_changed_queued: AtomicBool,
     invalid_lines: AtomicU64,
+    /// The start of the last line that was not JSON-RPC (for introspection and errors).
+    last_invalid: Mutex<Option<String>>,
 }
 
 /// The receiving half of a client: transports hand it every message the server sends.
@@ -190,11 +194,23 @@ impl std::fmt::Debug for Inbound {
 }
 
 impl Inbound {
-    /// A new inbound half for `server`, and the stream of its events.
+    /// A new inbound half for `server`, and the stream of its events. Its log lines carry the
+    /// server's name as `path`; supervised connections use [`Inbound::at`].
     pub fn new(server: &str, roots: Vec<Root>) -> (Self, mpsc::UnboundedReceiver<ClientEvent>) {
+        Self::at(server, server, roots)
+    }
+
+    /// A new inbound half for `server`, whose connection actor lives at the supervision `path`
+    /// (carried by every log line about the server), and the stream of its events.
+    pub fn at(
+        server: &str,
+        path: &str,
+        roots: Vec<Root>,
+    ) -> (Self, mpsc::UnboundedReceiver<ClientEvent>) {
         let (events, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             server: server.into(),
+            path: path.into(),
             pending: DashMap::new(),
             closed: Mutex::new(None),
             is_closed: AtomicBool::new(false),
@@ -202,6 +218,7 @@ impl Inbound {
             events,
             tools_changed_queued: AtomicBool::new(false),
             invalid_lines: AtomicU64::new(0),
+            last_invalid: Mutex::new(None),
         });
         (Self { shared }, rx)
     }
@@ -209,6 +226,11 @@ impl Inbound {
     /// The server's name.
     pub fn server(&self) -> &str {
         &self.shared.server
+    }
+
+    /// The supervision path of the server's connection.
+    pub fn path(&self) -> &str {
+        &self.shared.path
     }
 
     /// Handles one line from the server. Returns a reply to send back, if any. Lines that are
@@ -219,10 +241,15 @@ impl Inbound {
             Err(e) => {
                 let n = self.shared.invalid_lines.fetch_add(1, Ordering::Relaxed);
                 let preview: String = String::from_utf8_lossy(&line[..line.len().min(120)]).into();
+                *self
+                    .shared
+                    .last_invalid
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(preview.clone());
                 if n < 10 || n.is_power_of_two() {
-                    tracing::warn!(server = %self.shared.server, error = %e, line = %preview, skipped = n + 1, "server wrote a non-JSON-RPC line; skipped");
+                    tracing::warn!(server = %self.shared.server, path = %self.shared.path, error = %e, line = %preview, skipped = n + 1, "server wrote a non-JSON-RPC line; skipped");
                 } else {
-                    tracing::debug!(server = %self.shared.server, error = %e, "non-JSON-RPC line skipped");
+                    tracing::debug!(server = %self.shared.server, path = %self.shared.path, error = %e, "non-JSON-RPC line skipped");
                 }
                 None
             }
@@ -242,6 +269,15 @@ impl Inbound {
         self.shared.invalid_lines.load(Ordering::Relaxed)
     }
 
+    /// The start (at most 120 bytes) of the last line skipped because it was not JSON-RPC.
+    pub fn last_invalid_line(&self) -> Option<String> {
+        self.shared
+            .last_invalid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Handles one message from the server. Returns a reply to send back, if any.
     pub fn dispatch(&self, msg: Incoming) -> Option<Outgoing> {
         match msg {
@@ -259,7 +295,7 @@ impl Inbound {
 
     fn resolve(&self, resp: Response) {
         let Some(id) = resp.id.as_ref().and_then(Id::as_u64) else {
-            tracing::warn!(server = %self.shared.server, id = ?resp.id, "response with an id we never sent; ignored");
+            tracing::warn!(server = %self.shared.server, path = %self.shared.path, id = ?resp.id, "response with an id we never sent; ignored");
             return;
         };
         match self.shared.pending.remove(&id) {
@@ -271,7 +307,9 @@ impl Inbound {
                 let _ = pending.tx.send(result);
             }
             // A late answer to a call that timed out or was cancelled.
-            None => tracing::debug!(server = %self.shared.server, id, "late response ignored"),
+            None => {
+                tracing::debug!(server = %self.shared.server, path = %self.shared.path, id, "late response ignored")
+            }
         }
     }
 
@@ -289,10 +327,10 @@ impl Inbound {
             }
             "notifications/message" => {
                 let text = params.map(RawValue::get).unwrap_or("");
-                tracing::info!(server = %self.shared.server, message = %text.chars().take(1000).collect::<String>(), "server log");
+                tracing::info!(server = %self.shared.server, path = %self.shared.path, message = %text.chars().take(1000).collect::<String>(), "server log");
             }
             other => {
-                tracing::debug!(server = %self.shared.server, method = other, "notification ignored")
+                tracing::debug!(server = %self.shared.server, path = %self.shared.path, method = other, "notification ignored")
             }
         }
     }
@@ -309,7 +347,7 @@ impl Inbound {
             message: Option<String>,
         }
         let Some(p) = params.and_then(|p| serde_json::from_str::<Params>(p.get()).ok()) else {
-            tracing::debug!(server = %self.shared.server, "malformed progress notification ignored");
+            tracing::debug!(server = %self.shared.server, path = %self.shared.path, "malformed progress notification ignored");
             return;
         };
         let Some(token) = p.progress_token.as_u64() else {
@@ -463,6 +501,16 @@ impl McpClient {
     /// Calls currently waiting for an answer.
     pub fn pending_calls(&self) -> usize {
         self.inbound.shared.pending.len()
+    }
+
+    /// Lines the server wrote that were not JSON-RPC, skipped (see [`Inbound::invalid_lines`]).
+    pub fn invalid_lines(&self) -> u64 {
+        self.inbound.invalid_lines()
+    }
+
+    /// The start of the last skipped non-JSON-RPC line (see [`Inbound::last_invalid_line`]).
+    pub fn last_invalid_line(&self) -> Option<String> {
+        self.inbound.last_invalid_line()
     }
 
     /// The close reason, once the connection has ended.
@@ -630,7 +678,7 @@ impl Drop for CancelOnDrop<'_> {
         let params = json!({ "requestId": self.id, "reason": self.reason });
         let line = Notification::new("notifications/cancelled", Some(to_raw(&params))).to_line();
         if let Err(e) = self.client.transport.send(Outgoing::Notification { line }) {
-            tracing::debug!(server = %shared.server, id = self.id, error = %e, "could not send notifications/cancelled");
+            tracing::debug!(server = %shared.server, path = %shared.path, id = self.id, error = %e, "could not send notifications/cancelled");
         }
     }
 }

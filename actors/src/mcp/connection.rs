@@ -215,11 +215,11 @@ impl Actor for McpConnection {
                 client.tools_changed_handled();
                 match connect::list_tools(&client, state.args.spec.handshake_timeout).await {
                     Ok(tools) => {
-                        tracing::info!(server = %state.args.spec.name, tools = tools.len(), "tool list changed");
+                        tracing::info!(server = %state.args.spec.name, path = %state.args.node.path(), tools = tools.len(), "tool list changed");
                         state.args.hub.set_tools(&state.entry, tools);
                     }
                     Err(e) => {
-                        tracing::warn!(server = %state.args.spec.name, error = %e, "re-reading the tool list failed; keeping the old one")
+                        tracing::warn!(server = %state.args.spec.name, path = %state.args.node.path(), error = %e, "re-reading the tool list failed; keeping the old one")
                     }
                 }
                 Ok(())
@@ -266,16 +266,20 @@ fn details(entry: &ServerEntry) -> serde_json::Value {
         | TransportSpec::Url { url, .. } => json!({ "url": url }),
     };
     let hello = entry.hello();
+    let client = entry.client();
     json!({
         "server": spec.name,
         "transport": spec.transport.kind(),
         "target": target,
-        "connected": entry.client().is_some_and(|c| c.closed_reason().is_none()),
+        "connected": client.as_ref().is_some_and(|c| c.closed_reason().is_none()),
         "protocol_version": hello.as_ref().map(|h| h.protocol_version.clone()),
         "server_info": hello.as_ref().map(|h| h.server_info.clone()),
         "has_instructions": hello.as_ref().is_some_and(|h| h.instructions.is_some()),
         "tools": entry.tools().len(),
         "pending_calls": entry.pending_calls(),
+        // Lines of the current connection that were not JSON-RPC (skipped), and the last one.
+        "invalid_lines": client.as_ref().map(|c| c.invalid_lines()),
+        "last_invalid_line": client.as_ref().and_then(|c| c.last_invalid_line()),
         "tool_timeout_secs": spec.tool_timeout.as_secs(),
     })
 }

@@ -58,8 +58,10 @@ pub(super) async fn start(
 ) -> Result<ActorRef<SupervisorMsg>, String> {
     let spec = Arc::new(template.for_session(session));
     let child = connection_spec(spec, template.policy, hub, template.http.clone());
+    let node = node.child("operator", "supervisor", None);
+    let path = node.path().to_owned();
     let args = SupervisorArgs {
-        node: node.child("operator", "supervisor", None),
+        node,
         strategy: Strategy::OneForOne,
         intensity: Intensity {
             max_restarts: template.policy.max_restarts.saturating_add(1),
@@ -70,6 +72,6 @@ pub(super) async fn start(
     let (sup, _) = Supervisor::spawn_linked(None, Supervisor, args, owner)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(session = %session.id(), "operator started");
+    tracing::info!(session = %session.id(), %path, "operator started");
     Ok(sup)
 }

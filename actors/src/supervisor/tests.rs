@@ -800,3 +800,109 @@ async fn an_updated_spec_takes_effect_at_the_next_restart_only() {
     ));
     sup.stop_and_wait(None, None).await.unwrap();
 }
+
+// ==== Transition log ====
+
+/// One captured event: when it was emitted (tokio's clock, paused in these tests) and its
+/// fields as text, `message` included.
+type Event = (Instant, std::collections::BTreeMap<String, String>);
+
+/// A tracing layer that keeps every event of the current thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Event>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(std::collections::BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+        }
+        let mut fields = Fields(Default::default());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push((Instant::now(), fields.0));
+    }
+}
+
+impl Captured {
+    fn with_message(&self, message: &str) -> Vec<Event> {
+        let events = self.0.lock().unwrap();
+        let mine = events.iter().filter(|(_, f)| f["message"] == message);
+        mine.cloned().collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_logged_with_path_reason_attempt_and_delay() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(captured.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::new();
+    let mut p = policy(RestartType::Permanent);
+    p.max_restarts = 2;
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("x", p)],
+        )
+        .await;
+    for starts in 1..=3 {
+        eventually("started", Duration::from_secs(30), || {
+            h.count("start:x") == starts
+        })
+        .await;
+        h.exit("x", Exit::Error);
+    }
+    eventually("given up", Duration::from_secs(30), || {
+        h.state("x") == Some(ActorState::Failed)
+    })
+    .await;
+
+    // Each start names the child and its attempt.
+    let started = captured.with_message("child started");
+    let attempts: Vec<&str> = started.iter().map(|(_, f)| f["attempt"].as_str()).collect();
+    assert_eq!(attempts, ["0", "1", "2"], "{started:?}");
+    assert!(started.iter().all(|(_, f)| f["path"] == "root/x"));
+
+    // Each scheduled restart: path, reason, attempt, and the delay it then actually waited.
+    let scheduled = captured.with_message("child exited; restart scheduled");
+    assert_eq!(scheduled.len(), 2, "{scheduled:?}");
+    for (n, (at, fields)) in scheduled.iter().enumerate() {
+        assert_eq!(fields["path"], "root/x");
+        assert_eq!(fields["reason"], "worker failed on purpose");
+        assert_eq!(fields["attempt"], (n + 1).to_string());
+        assert_eq!(fields["restarts"], (n + 1).to_string());
+        let delay_ms: u64 = fields["delay_ms"].parse().unwrap();
+        // Immediate the first time, then at least the backoff floor, at most its cap.
+        let floor = if n == 0 { 0 } else { 100 };
+        assert!(
+            (floor..=2000).contains(&delay_ms) && (n > 0 || delay_ms == 0),
+            "{fields:?}"
+        );
+        // The next start came exactly that much later (timers have 1 ms resolution).
+        let waited = started[n + 1].0.saturating_duration_since(*at).as_millis() as u64;
+        assert!(
+            (delay_ms..=delay_ms + 1).contains(&waited),
+            "logged {delay_ms} ms, waited {waited} ms"
+        );
+    }
+
+    // The give-up: path, reason and the limit.
+    let failed = captured
+        .with_message("child exceeded its restart limit; marked failed (restart it on request)");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let fields = &failed[0].1;
+    assert_eq!(fields["path"], "root/x");
+    assert_eq!(fields["reason"], "worker failed on purpose");
+    assert_eq!(fields["max_restarts"], "2");
+    assert_eq!(fields["window_secs"], "60");
+
+    sup.stop_and_wait(None, None).await.unwrap();
+}

@@ -104,7 +104,7 @@ async fn connect_with(
             node.child("process", "process", None)
                 .set_state(ActorState::Running);
             let exit = io.exit.clone();
-            let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+            let (inbound, events) = Inbound::at(&spec.name, node.path(), spec.roots.clone());
             let transport: Arc<dyn Transport> = StdioTransport::start(io, inbound.clone());
             let opened = Opened {
                 client: Arc::new(McpClient::new(inbound, transport.clone())),
@@ -115,7 +115,7 @@ async fn connect_with(
             };
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
-        _ => super::remote::connect(spec, http, deadline).await,
+        _ => super::remote::connect(spec, http, node.path(), deadline).await,
     }
 }
 
@@ -151,7 +151,10 @@ pub(super) async fn attempt(
         }),
         Err(e) => {
             let not_streamable = matches!(&e, HandshakeError::Call(CallError::Transport { source, .. }) if is_not_streamable(source));
-            let reason = e.to_string();
+            let mut reason = e.to_string();
+            if let Some(garbage) = invalid_output(&opened.client) {
+                reason = format!("{reason}; {garbage}");
+            }
             opened.client.close(&reason);
             if let Some(p) = &opened.process {
                 p.stop(None);
@@ -165,6 +168,24 @@ pub(super) async fn attempt(
             ))
         }
     }
+}
+
+/// What a server wrote that was not JSON-RPC, if anything: the likeliest cause of a failed
+/// handshake (a server that logs to stdout, or a command that is not an MCP server at all).
+fn invalid_output(client: &McpClient) -> Option<String> {
+    let lines = client.invalid_lines();
+    if lines == 0 {
+        return None;
+    }
+    let last = client.last_invalid_line().unwrap_or_default();
+    let (noun, verb) = if lines == 1 {
+        ("line", "is")
+    } else {
+        ("lines", "are")
+    };
+    Some(format!(
+        "the server wrote {lines} {noun} that {verb} not JSON-RPC, the last: {last:?}"
+    ))
 }
 
 /// Why a handshake failed.

@@ -16,6 +16,7 @@ use crate::mcp::hub::{ServerSpec, TransportSpec};
 pub(super) async fn connect(
     spec: &ServerSpec,
     http: &reqwest::Client,
+    path: &str,
     deadline: Instant,
 ) -> Result<Connected, McpError> {
     let connect_err = |reason: String| McpError::Connect {
@@ -24,11 +25,11 @@ pub(super) async fn connect(
     };
     match &spec.transport {
         TransportSpec::Http { url, headers } => {
-            let opened = streamable(spec, endpoint(url, headers), http);
+            let opened = streamable(spec, path, endpoint(url, headers), http);
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
         TransportSpec::Sse { url, headers } => {
-            let opened = sse(spec, endpoint(url, headers), http, deadline)
+            let opened = sse(spec, path, endpoint(url, headers), http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
@@ -40,10 +41,10 @@ pub(super) async fn connect(
                 .map_err(|e| connect_err(format!("discovery at {url} failed: {e}")))?;
             let mut last = None;
             if let Some(target) = &found.streamable {
-                tracing::info!(server = %spec.name, endpoint = %target, "discovered a Streamable HTTP endpoint");
+                tracing::info!(server = %spec.name, %path, endpoint = %target, "discovered a Streamable HTTP endpoint");
                 match attempt(
                     spec,
-                    streamable(spec, endpoint(target, headers), http),
+                    streamable(spec, path, endpoint(target, headers), http),
                     deadline,
                 )
                 .await
@@ -51,7 +52,7 @@ pub(super) async fn connect(
                     Ok(connected) => return Ok(connected),
                     Err((e, false)) => return Err(e),
                     Err((e, true)) => {
-                        tracing::info!(server = %spec.name, error = %e, "endpoint is not streamable; trying SSE");
+                        tracing::info!(server = %spec.name, %path, error = %e, "endpoint is not streamable; trying SSE");
                         last = Some(e);
                     }
                 }
@@ -62,8 +63,8 @@ pub(super) async fn connect(
                     connect_err(format!("discovery document at {url} names no endpoint"))
                 }));
             };
-            tracing::info!(server = %spec.name, endpoint = %target, "using the legacy SSE endpoint");
-            let opened = sse(spec, endpoint(&target, headers), http, deadline)
+            tracing::info!(server = %spec.name, %path, endpoint = %target, "using the legacy SSE endpoint");
+            let opened = sse(spec, path, endpoint(&target, headers), http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
@@ -79,8 +80,13 @@ fn endpoint(url: &str, headers: &[(String, String)]) -> HttpEndpoint {
     }
 }
 
-fn streamable(spec: &ServerSpec, endpoint: HttpEndpoint, http: &reqwest::Client) -> Opened {
-    let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+fn streamable(
+    spec: &ServerSpec,
+    path: &str,
+    endpoint: HttpEndpoint,
+    http: &reqwest::Client,
+) -> Opened {
+    let (inbound, events) = Inbound::at(&spec.name, path, spec.roots.clone());
     let transport: Arc<dyn Transport> =
         StreamableHttp::new(endpoint, http.clone(), inbound.clone());
     Opened {
@@ -94,11 +100,12 @@ fn streamable(spec: &ServerSpec, endpoint: HttpEndpoint, http: &reqwest::Client)
 
 async fn sse(
     spec: &ServerSpec,
+    path: &str,
     endpoint: HttpEndpoint,
     http: &reqwest::Client,
     deadline: Instant,
 ) -> Result<Opened, TransportError> {
-    let (inbound, events) = Inbound::new(&spec.name, spec.roots.clone());
+    let (inbound, events) = Inbound::at(&spec.name, path, spec.roots.clone());
     let remaining = deadline.saturating_duration_since(Instant::now());
     let transport: Arc<dyn Transport> =
         http::connect_legacy_sse(endpoint, http.clone(), inbound.clone(), remaining).await?;
