@@ -318,6 +318,49 @@ async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
             .map(|t| t["name"].as_str().unwrap().to_owned()),
     );
     assert_eq!(names, ["tool_search"], "{listed}");
+
+    // No session header: 400. An unknown session: 401, the gateway's own when it cannot lend
+    // the session's token, the MCP server's (a JSON-RPC body) passed through when the caller
+    // brings a token.
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string();
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("content-type", "application/json")
+                .body(ping.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "missing X-Revka-Session header");
+    let unknown = "f".repeat(32);
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("X-Revka-Session", &unknown)
+                .header("content-type", "application/json")
+                .body(ping.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "unknown or expired MCP session");
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("X-Revka-Session", &unknown)
+                .header("X-Revka-Mcp-Token", "0".repeat(64))
+                .header("content-type", "application/json")
+                .body(ping),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["jsonrpc"], "2.0", "the MCP server's answer: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("unauthorized")),
+        "{body}"
+    );
+
     call(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "tool_search", "arguments": { "query": "select:fault__progress,fault__hang" } } }))
         .send()
         .await
