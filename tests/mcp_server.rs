@@ -25,6 +25,11 @@ pub struct Served {
 impl Served {
     /// Starts the daemon; `extra` is appended to the config (e.g. a `[sessions]` table).
     pub async fn start(extra: &str) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// [`Served::start`] with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
         let home = TestHome::new();
         let record = home.path().join("record.jsonl");
         home.write_config(&format!(
@@ -41,7 +46,7 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
             server = example_path("fault_server").display(),
             record = record.display(),
         ));
-        let daemon = TestDaemon::start(&home, &[]);
+        let daemon = TestDaemon::start(&home, env);
         let discovery = home.path().join("mcp.json");
         assert!(
             eventually(Duration::from_secs(30), || discovery.exists()),
@@ -668,6 +673,192 @@ async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
         .await,
         "the upstream server was told"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_right_after_the_result_is_not_an_error() {
+    // Debug logs, so an abandoned call ("call abandoned") would show.
+    let s = Served::start_with_env("", &[("RUST_LOG", "info,revka=debug")]).await;
+    let a = s.session().await;
+    a.call_text(
+        "tool_search",
+        json!({ "query": "select:fault__echo,fault__progress" }),
+    )
+    .await;
+    let pid_before = fault_pid(&s).await;
+    let log_from = s.daemon.stderr().len();
+    // A quick call (answered with its headers in one write) and a streamed one (headers first,
+    // then progress, then the result), each hung up on as soon as the result event is in.
+    const ROUNDS: u64 = 8;
+    for round in 0..ROUNDS {
+        let quick = hang_up_after_result(
+            &s,
+            &a,
+            json!({ "jsonrpc": "2.0", "id": round, "method": "tools/call",
+                "params": { "name": "fault__echo", "arguments": { "round": round } } }),
+        )
+        .await;
+        assert!(quick.contains(&format!(r#"\"round\":{round}"#)), "{quick}");
+        let streamed = hang_up_after_result(
+            &s,
+            &a,
+            json!({ "jsonrpc": "2.0", "id": 100 + round, "method": "tools/call",
+                "params": { "name": "fault__progress", "arguments": { "steps": 2, "interval_ms": 60 },
+                    "_meta": { "progressToken": round } } }),
+        )
+        .await;
+        assert!(streamed.contains("notifications/progress"), "{streamed}");
+    }
+    // The session and the server are fine: the same session calls again, the same process
+    // answers.
+    assert!(
+        a.call_text("fault__echo", json!({ "after": 1 }))
+            .await
+            .contains("after")
+    );
+    assert_eq!(
+        fault_pid(&s).await,
+        pid_before,
+        "the server was not restarted"
+    );
+    // Every hung-up call counts as ok, none as cancelled.
+    let (gateway, token) = s.gateway();
+    let scrape = || async {
+        let text = s
+            .http
+            .get(format!("{gateway}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        revka_actors::metrics::parse_exposition(&text).unwrap()
+    };
+    let count = |samples: &[revka_actors::metrics::Sample], tool: &str, outcome: &str| {
+        samples
+            .iter()
+            .find(|m| {
+                m.name == "revka_tool_calls_total"
+                    && m.label("tool") == Some(tool)
+                    && m.label("outcome") == Some(outcome)
+            })
+            .map(|m| m.value)
+    };
+    let samples = scrape().await;
+    assert_eq!(
+        count(&samples, "fault__echo", "ok"),
+        Some(ROUNDS as f64 + 1.0)
+    );
+    assert_eq!(
+        count(&samples, "fault__progress", "ok"),
+        Some(ROUNDS as f64)
+    );
+    for tool in ["fault__echo", "fault__progress"] {
+        for outcome in ["cancelled", "error"] {
+            assert_eq!(count(&samples, tool, outcome), None, "{tool} {outcome}");
+        }
+    }
+    // Nothing in the log about them: no warning, no error, no abandoned call.
+    let log = s.daemon.stderr();
+    let log = &log[log_from..];
+    for line in log.lines() {
+        assert!(
+            !line.contains(" WARN ") && !line.contains(" ERROR ") && !line.contains("abandoned"),
+            "{line}\n{log}"
+        );
+    }
+
+    // The control: a client that hangs up before the result abandons its call, and both the
+    // log and the metrics say so.
+    hang_up_at(
+        &s,
+        &a,
+        json!({ "jsonrpc": "2.0", "id": 999, "method": "tools/call",
+            "params": { "name": "fault__progress", "arguments": { "steps": 50, "interval_ms": 100 },
+                "_meta": { "progressToken": 999 } } }),
+        "notifications/progress",
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .daemon
+            .stderr()
+            .contains("call abandoned")),
+        "an abandoned call is logged at debug"
+    );
+    let mut cancelled = None;
+    for _ in 0..300 {
+        cancelled = count(&scrape().await, "fault__progress", "cancelled");
+        if cancelled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cancelled, Some(1.0));
+}
+
+/// Sends `body` (a `tools/call`) on a raw connection, reads until its result event is in, and
+/// closes the connection at once. Returns what was read.
+async fn hang_up_after_result(s: &Served, session: &Session, body: Value) -> String {
+    hang_up_at(s, session, body, r#""result":"#).await
+}
+
+/// Sends `body` (a `tools/call`) on a raw connection, reads until the first event containing
+/// `mark` is complete, and closes the connection at once. Returns what was read.
+async fn hang_up_at(s: &Served, session: &Session, body: Value, mark: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         X-Revka-Session: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        session.token,
+        session.id,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&seen);
+        // The event is complete once the blank line after it is in.
+        if let Some(at) = text.find(mark) {
+            if text[at..].contains("\n\n") {
+                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                // Returning drops `stream`: the client hangs up.
+                return text.into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("the event within 30 s")
+            .unwrap();
+        assert!(n > 0, "the stream ended before {mark}: {text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The pid of the fault server's process (from its introspection details).
+async fn fault_pid(s: &Served) -> u64 {
+    let (gateway, token) = s.gateway();
+    let node: Value = s
+        .http
+        .get(format!(
+            "{gateway}/api/actors/root/mcp_servers/mcp:fault/process"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    node["details"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{node}"))
 }
 
 // ==== Sessions ====
