@@ -1067,6 +1067,144 @@ async fn the_session_stream_carries_progress_tool_changes_and_lag() {
     assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activation_sends_list_changed_to_that_session_only() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    let b = s.session().await;
+    let mut a_events = EventStream::open(&s, &a).await;
+    let mut b_events = EventStream::open(&s, &b).await;
+    // Both clients have seen their tool list.
+    assert_eq!(a.served_tool_names().await, ["tool_search"]);
+    assert_eq!(b.served_tool_names().await, ["tool_search"]);
+
+    let list_changed = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
+    let activate = |session: &Session, query: &str| {
+        let (session, query) = (session.clone(), query.to_owned());
+        async move {
+            messages(
+                &session
+                    .call(json!(7), "tool_search", json!({ "query": query }), None)
+                    .await,
+            )
+        }
+    };
+    // On the call stream: the notification, then the result.
+    let msgs = activate(&a, "select:fault__echo").await;
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0], list_changed);
+    assert_eq!(msgs[1]["id"], 7);
+    assert!(
+        msgs[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("fault__echo")
+    );
+    // On the session's event stream: the same notification, as `tools_changed`.
+    let event = a_events.next().await;
+    assert_eq!(event.event.as_deref(), Some("tools_changed"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap(),
+        list_changed
+    );
+    assert_eq!(a.served_tool_names().await, ["fault__echo", "tool_search"]);
+
+    // Activating it again changes nothing: no notification on the call stream, and the next
+    // event on the session stream is the progress that follows, not another tools_changed.
+    let msgs = activate(&a, "select:fault__echo,fault__progress").await;
+    assert_eq!(msgs[0], list_changed, "fault__progress is new: {msgs:?}");
+    assert_eq!(
+        a_events.next().await.event.as_deref(),
+        Some("tools_changed")
+    );
+    a.served_tool_names().await;
+    let msgs = activate(&a, "select:fault__echo").await;
+    assert_eq!(msgs.len(), 1, "only the result: {msgs:?}");
+    a.call(
+        json!(8),
+        "fault__progress",
+        json!({ "steps": 1, "interval_ms": 1 }),
+        Some(json!("after")),
+    )
+    .await;
+    let event = a_events.next().await;
+    assert_eq!(event.event, None, "progress, not tools_changed: {event:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["token"],
+        "after"
+    );
+
+    // The other session was told nothing: its next call stream has no notification, and the
+    // first event on its stream is its own progress.
+    let msgs = activate(&b, "select:nope__x").await;
+    assert_eq!(msgs.len(), 1, "only the result: {msgs:?}");
+    assert!(
+        msgs[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Not found: nope__x")
+    );
+    assert_eq!(b.served_tool_names().await, ["tool_search"]);
+    activate(&b, "select:fault__progress").await;
+    let event = b_events.next().await;
+    assert_eq!(event.event.as_deref(), Some("tools_changed"), "b's own");
+    b.call(
+        json!(9),
+        "fault__progress",
+        json!({ "steps": 1, "interval_ms": 1 }),
+        Some(json!("b")),
+    )
+    .await;
+    let event = b_events.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["token"],
+        "b"
+    );
+}
+
+/// A session's `GET /session/{id}/events`, read event by event (comments skipped).
+struct EventStream {
+    resp: reqwest::Response,
+    parser: SseParser,
+}
+
+impl EventStream {
+    async fn open(s: &Served, session: &Session) -> Self {
+        let mut resp = s
+            .http
+            .get(format!("{}/session/{}/events", s.base, session.id))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut parser = SseParser::new(1 << 20);
+        // Subscribed once the first bytes (the `connected` comment) are in.
+        let first = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
+            .await
+            .expect("the event stream answers")
+            .unwrap()
+            .expect("the event stream is open");
+        parser.push(&first);
+        Self { resp, parser }
+    }
+
+    /// The next event (generous deadline).
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(event) = self.parser.next_event() {
+                return event.unwrap();
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the event stream ended");
+            self.parser.push(&chunk);
+        }
+    }
+}
+
 /// `GET /session/{id}/events` on a socket whose receive buffer is 4 KiB, not read from yet.
 async fn stalled_subscriber(base: &str, id: &str, token: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
