@@ -266,6 +266,117 @@ async fn discovery_file_and_health() {
     assert!(!path.exists(), "removed on graceful shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn health_records_why_each_tool_could_not_register() {
+    // Two more fault servers whose names sanitise alike: `f.a__echo` and `f_a__echo` are both
+    // `f_a__echo`, so every tool of `f_a` (the later in sorted order) loses to `f.a`'s.
+    let fault = example_path("fault_server").display().to_string();
+    let s = Served::start(&format!(
+        "[[mcp.servers]]\nname = \"f.a\"\ncommand = \"{fault}\"\n\
+         [[mcp.servers]]\nname = \"f_a\"\ncommand = \"{fault}\"\n"
+    ))
+    .await;
+    let health = || async {
+        s.http
+            .get(format!("{}/health", s.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let collision = "tool `echo` of server `f_a` maps to `f_a__echo`, already used by `echo` of \
+                     `f.a`: not registered";
+    let mut body = Value::Null;
+    for _ in 0..300 {
+        body = health().await;
+        if body.to_string().contains(collision) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body["status"], "ok", "{body}");
+    let skipped = body["skipped_tools"].as_array().expect("skipped_tools");
+    let reason = |tool: &str| {
+        skipped
+            .iter()
+            .filter(|e| e["tool"] == tool)
+            .map(|e| e["reason"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The default config: the session manager is off, so its agent tools are not registered.
+    for tool in [
+        "create_agent",
+        "list_agents",
+        "wait_for_agent",
+        "cancel_agent",
+        "create_chat_room",
+        "wait_for_chat_message",
+    ] {
+        assert_eq!(
+            reason(tool),
+            ["needs the session manager ([session_manager] enabled = true)"],
+            "{tool}: {body}"
+        );
+    }
+    // The operator is enabled by default but not installed in this home.
+    let operator = reason("revka-operator__*");
+    assert_eq!(operator.len(), 1, "{body}");
+    assert!(
+        operator[0].starts_with("the operator is not installed"),
+        "{body}"
+    );
+    // Each tool of `f_a` that lost its name, once each.
+    let external = reason("(external)");
+    assert!(external.iter().any(|r| r == collision), "{body}");
+    assert_eq!(
+        external.len(),
+        external
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "no duplicates: {body}"
+    );
+    assert!(
+        external
+            .iter()
+            .all(|r| r.contains("of server `f_a` maps to `f_a__")),
+        "{body}"
+    );
+    // The gateway's passthrough shows the same.
+    let (gateway, token) = s.gateway();
+    let proxied: Value = s
+        .http
+        .get(format!("{gateway}/api/mcp/health"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(proxied["skipped_tools"], body["skipped_tools"]);
+    // What was skipped is not served; the winner of the name is.
+    let a = s.session().await;
+    let names = a.tool_names().await;
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "create_agent" || n.starts_with("revka-operator__")),
+        "{names:?}"
+    );
+    let text = a
+        .call_text("tool_search", json!({ "query": "select:f_a__echo" }))
+        .await;
+    assert!(text.contains("\"name\":\"f_a__echo\""), "{text}");
+    assert!(
+        a.call_text("f_a__echo", json!({ "text": "which" }))
+            .await
+            .contains("which")
+    );
+}
+
 // ==== Auth ====
 
 #[tokio::test(flavor = "multi_thread")]
