@@ -377,6 +377,209 @@ async fn health_records_why_each_tool_could_not_register() {
     );
 }
 
+/// What a reader polling a discovery file saw.
+#[derive(Debug, Default)]
+struct DiscoveryReads {
+    absent: u64,
+    complete: u64,
+    /// Distinct `url`s and `pid`s seen.
+    urls: std::collections::BTreeSet<String>,
+    pids: std::collections::BTreeSet<u64>,
+    /// Anything that was not "absent" or "a complete, owner-only document".
+    problems: Vec<String>,
+}
+
+/// Reads `path` in a tight loop until `stop`, recording into `reads`: each read must find no
+/// file, or a complete `{url, pid, started_at}` document whose inode (the one read, through its
+/// own handle) is 0600.
+fn poll_discovery(
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<DiscoveryReads>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let reads = std::sync::Arc::new(std::sync::Mutex::new(DiscoveryReads::default()));
+    let shared = reads.clone();
+    let thread = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let opened = std::fs::File::open(&path);
+            let mut reads = shared.lock().unwrap();
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    reads.absent += 1;
+                    continue;
+                }
+                Err(e) => {
+                    reads.problems.push(format!("open: {e}"));
+                    continue;
+                }
+            };
+            bytes.clear();
+            if let Err(e) = file.read_to_end(&mut bytes) {
+                reads.problems.push(format!("read: {e}"));
+                continue;
+            }
+            let mode = file.metadata().map(|m| m.permissions().mode() & 0o777);
+            if !matches!(mode, Ok(0o600)) {
+                reads.problems.push(format!("mode {mode:?}"));
+            }
+            let doc: Value = match serde_json::from_slice(&bytes) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    reads.problems.push(format!("unparseable ({e}): {text:?}"));
+                    continue;
+                }
+            };
+            match (
+                doc["url"].as_str(),
+                doc["pid"].as_u64(),
+                doc["started_at"].as_str(),
+            ) {
+                (Some(url), Some(pid), Some(_)) if url.starts_with("http://127.0.0.1:") => {
+                    reads.complete += 1;
+                    reads.urls.insert(url.to_owned());
+                    reads.pids.insert(pid);
+                }
+                _ => reads.problems.push(format!("incomplete: {doc}")),
+            }
+        }
+    });
+    (reads, thread)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let home = TestHome::new();
+    home.write_config("[mcp]\nenabled = true\n");
+    let path = home.path().join("mcp.json");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, reader) = poll_discovery(path.clone(), stop.clone());
+    let (gateway_reads, gateway_reader) =
+        poll_discovery(home.path().join("gateway.json"), stop.clone());
+    // A reader has seen a document naming `pid` (its thread may be descheduled for a while on a
+    // loaded machine: wait for it rather than assume it).
+    let seen_pid = |reads: &std::sync::Mutex<DiscoveryReads>, pid: u64| {
+        eventually(Duration::from_secs(60), || {
+            reads.lock().unwrap().pids.contains(&pid)
+        })
+    };
+    let seen_url = |url: &Value| {
+        let url = url.as_str().unwrap().to_owned();
+        eventually(Duration::from_secs(60), || {
+            reads.lock().unwrap().urls.contains(&url)
+        })
+    };
+
+    // The daemon starts, stops and starts again on the same home while the readers poll.
+    for _ in 0..3 {
+        let mut daemon = TestDaemon::start(&home, &[]);
+        let pid = u64::from(daemon.child.id());
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                read_json(&path).is_some_and(|doc| doc["pid"] == pid)
+            }),
+            "mcp.json names the new daemon"
+        );
+        assert!(seen_pid(&reads, pid), "the reader saw mcp.json");
+        assert!(seen_pid(&gateway_reads, pid), "the reader saw gateway.json");
+        daemon.signal(Signal::SIGTERM);
+        assert_eq!(daemon.wait(Duration::from_secs(30)).code(), Some(0));
+        assert!(!path.exists(), "removed on graceful shutdown");
+        assert!(
+            !home.path().join("gateway.json").exists(),
+            "so is gateway.json"
+        );
+    }
+
+    // The MCP server restarts inside one daemon, on a new port: the gateway's discovery,
+    // cached by the file's mtime, follows.
+    let daemon = TestDaemon::start(&home, &[]);
+    assert!(eventually(Duration::from_secs(30), || read_json(&path).is_some()));
+    let served = read_json(&path).unwrap();
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("gateway.json")).unwrap()).unwrap();
+    let gateway = doc["url"].as_str().unwrap().to_owned();
+    let token = std::fs::read_to_string(home.path().join("gateway.token")).unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let discovery = || async {
+        http.get(format!("{gateway}/api/mcp/discovery"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = discovery().await;
+    assert_eq!(before["available"], true, "{before}");
+    assert_eq!(before["url"], served["url"]);
+    let mtime = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let mut after = Value::Null;
+    // A restart may, rarely, be given the same port again: restart until it is not.
+    for _ in 0..5 {
+        let written = mtime();
+        let resp = http
+            .post(format!("{gateway}/api/actors/root/mcp_http/restart"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let rewritten = eventually_async(|| mtime().is_some_and(|m| Some(m) != written)).await;
+        assert!(rewritten, "mcp.json written again after the restart");
+        let current = read_json(&path).expect("a complete document");
+        // The restarted server may take a moment to answer the gateway's health probe.
+        for _ in 0..300 {
+            after = discovery().await;
+            if after["available"] == true && after["url"] == current["url"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            after["url"], current["url"],
+            "the gateway re-read it: {after}"
+        );
+        assert!(seen_url(&current["url"]), "the reader saw it");
+        if current["url"] != served["url"] {
+            break;
+        }
+    }
+    assert_eq!(after["available"], true, "{after}");
+    assert_ne!(
+        after["url"], before["url"],
+        "a new port, and the gateway knows it"
+    );
+    drop(daemon);
+
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    gateway_reader.join().unwrap();
+    for (name, reads) in [("mcp.json", &reads), ("gateway.json", &gateway_reads)] {
+        let reads = reads.lock().unwrap();
+        assert!(reads.problems.is_empty(), "{name}: {:?}", reads.problems);
+        assert!(reads.absent > 0 && reads.complete > 0, "{name}: {reads:?}");
+        assert!(reads.pids.len() >= 4, "one per daemon: {name}: {reads:?}");
+    }
+}
+
+/// A JSON file, if present and complete.
+fn read_json(path: &std::path::Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
 // ==== Auth ====
 
 #[tokio::test(flavor = "multi_thread")]
