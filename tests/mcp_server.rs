@@ -1477,13 +1477,13 @@ async fn an_activation_sends_list_changed_to_that_session_only() {
 }
 
 /// A session's `GET /session/{id}/events`, read event by event (comments skipped).
-struct EventStream {
+pub struct EventStream {
     resp: reqwest::Response,
     parser: SseParser,
 }
 
 impl EventStream {
-    async fn open(s: &Served, session: &Session) -> Self {
+    pub async fn open(s: &Served, session: &Session) -> Self {
         let mut resp = s
             .http
             .get(format!("{}/session/{}/events", s.base, session.id))
@@ -1504,7 +1504,7 @@ impl EventStream {
     }
 
     /// The next event (generous deadline).
-    async fn next(&mut self) -> SseEvent {
+    pub async fn next(&mut self) -> SseEvent {
         loop {
             if let Some(event) = self.parser.next_event() {
                 return event.unwrap();
