@@ -245,13 +245,23 @@ async fn health_turns_degraded_when_a_server_is_down_and_healthy_after_its_resta
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_are_prometheus_text_with_calls_restarts_and_sessions() {
+async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_sessions() {
     let gw = Gw::start("").await;
     let session = gw.served.session().await;
     session
-        .call_text("tool_search", json!({ "query": "select:fault__echo" }))
+        .call_text(
+            "tool_search",
+            json!({ "query": "select:fault__echo,fault__typed" }),
+        )
         .await;
     session.call_text("fault__echo", json!({ "x": 1 })).await;
+    // An error result, a built-in tool's call, and a restart, so the scrape holds every kind of
+    // series the daemon writes.
+    session
+        .call_text("fault__typed", json!({ "n": "one" }))
+        .await;
+    gw.json(gw.post("/api/actors/root/mcp_servers/mcp:fault/restart"))
+        .await;
     let resp = gw.get("/metrics").send().await.unwrap();
     assert!(
         resp.headers()["content-type"]
@@ -259,27 +269,90 @@ async fn metrics_are_prometheus_text_with_calls_restarts_and_sessions() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4")
     );
-    let text = resp.text().await.unwrap();
-    assert!(
-        text.contains(
-            r#"revka_tool_calls_total{server="fault",tool="fault__echo",outcome="ok"} 1"#
+    // The daemon's real output, through the exposition-format validator, until the restarted
+    // server is running again (each scrape validated).
+    let running = [("path", "root/mcp_servers/mcp:fault"), ("state", "running")];
+    let mut text = resp.text().await.unwrap();
+    let mut polls = 0;
+    let samples = loop {
+        let samples = revka_actors::metrics::parse_exposition(&text)
+            .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
+        if value_of(&samples, "revka_actor_state", &running) == Some(1.0) {
+            break samples;
+        }
+        polls += 1;
+        assert!(polls < 300, "mcp:fault never running again:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = gw
+            .get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    };
+    let value = |name: &str, labels: &[(&str, &str)]| value_of(&samples, name, labels);
+    let calls = |tool: &str, outcome: &str| {
+        value(
+            "revka_tool_calls_total",
+            &[("server", "fault"), ("tool", tool), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("fault__echo", "ok"), Some(1.0), "{text}");
+    assert_eq!(calls("fault__typed", "error"), Some(1.0), "{text}");
+    assert_eq!(
+        value(
+            "revka_tool_call_duration_seconds_count",
+            &[("server", "fault")]
         ),
+        Some(2.0),
         "{text}"
     );
-    assert!(text.contains(r#"revka_tool_call_duration_seconds_count{server="fault"} 1"#));
-    assert!(text.contains(r#"revka_actor_state{path="root/mcp_servers/mcp:fault",kind="mcp_connection",state="running"} 1"#));
-    assert!(text.contains("revka_sessions 2"), "{text}");
-    // Every line is a comment or `name{labels} value`.
-    for line in text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let (_, value) = line.rsplit_once(' ').expect("name and value");
+    assert!(
+        value(
+            "revka_tool_calls_total",
+            &[
+                ("server", "builtin"),
+                ("tool", "tool_search"),
+                ("outcome", "ok")
+            ]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "revka_actor_restarts",
+            &[("path", "root/mcp_servers/mcp:fault")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value("revka_sessions", &[]), Some(2.0), "{text}");
+    for family in [
+        "revka_session_events_total",
+        "revka_progress_subscribers",
+        "revka_breaker_state",
+        "revka_retry_queue_depth",
+    ] {
         assert!(
-            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
-            "{line}"
+            samples.iter().any(|s| s.name == family),
+            "{family} missing:\n{text}"
         );
     }
+}
+
+/// The value of the first sample named `name` that has every one of `labels`.
+fn value_of(
+    samples: &[revka_actors::metrics::Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|&(l, v)| s.label(l) == Some(v)))
+        .map(|s| s.value)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,6 +391,49 @@ async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
             .map(|t| t["name"].as_str().unwrap().to_owned()),
     );
     assert_eq!(names, ["tool_search"], "{listed}");
+
+    // No session header: 400. An unknown session: 401, the gateway's own when it cannot lend
+    // the session's token, the MCP server's (a JSON-RPC body) passed through when the caller
+    // brings a token.
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string();
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("content-type", "application/json")
+                .body(ping.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "missing X-Revka-Session header");
+    let unknown = "f".repeat(32);
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("X-Revka-Session", &unknown)
+                .header("content-type", "application/json")
+                .body(ping.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "unknown or expired MCP session");
+    let (status, body) = gw
+        .json(
+            gw.post("/api/mcp/call")
+                .header("X-Revka-Session", &unknown)
+                .header("X-Revka-Mcp-Token", "0".repeat(64))
+                .header("content-type", "application/json")
+                .body(ping),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["jsonrpc"], "2.0", "the MCP server's answer: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("unauthorized")),
+        "{body}"
+    );
+
     call(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "tool_search", "arguments": { "query": "select:fault__progress,fault__hang" } } }))
         .send()
         .await

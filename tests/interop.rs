@@ -434,4 +434,45 @@ async fn the_official_inspector_cli_lists_and_calls() {
             .contains("from the inspector"),
         "{echoed}"
     );
+
+    // A progress tool. The inspector CLI cannot show progress: its `tools/call`
+    // (cli/build/client/tools.js, inspector-cli 1.0.3) calls the SDK's `client.callTool` without
+    // an `onprogress` callback, registers no notification handler, and index.js prints only
+    // the final result. What it can do is send a progressToken (`--tool-metadata`, as a
+    // string): then Revka streams progress on the call before the result, and the CLI must
+    // still come through with the result. The session's event stream shows the progress it
+    // was sent.
+    let mut events = crate::mcp_server::EventStream::open(&served, &session).await;
+    inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "tool_search",
+        "--tool-arg",
+        "query=select:fault__progress",
+    ]);
+    // The activation's own announcement comes first on the session's stream.
+    assert_eq!(events.next().await.event.as_deref(), Some("tools_changed"));
+    let progressed = inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "fault__progress",
+        "--tool-arg",
+        "steps=3",
+        "interval_ms=20",
+        "--tool-metadata",
+        "progressToken=inspector-7",
+    ]);
+    assert_eq!(progressed["content"][0]["text"], "done", "{progressed}");
+    assert_eq!(progressed["isError"], false, "{progressed}");
+    for step in 1..=3 {
+        let event = events.next().await;
+        assert_eq!(event.event, None, "{event:?}");
+        let progress: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(progress["token"], "inspector-7", "{progress}");
+        assert_eq!(progress["tool"], "fault__progress");
+        assert_eq!(progress["progress"], step);
+        assert_eq!(progress["message"], format!("step {step}"));
+    }
 }

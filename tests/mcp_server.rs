@@ -25,6 +25,11 @@ pub struct Served {
 impl Served {
     /// Starts the daemon; `extra` is appended to the config (e.g. a `[sessions]` table).
     pub async fn start(extra: &str) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// [`Served::start`] with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
         let home = TestHome::new();
         let record = home.path().join("record.jsonl");
         home.write_config(&format!(
@@ -41,7 +46,7 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
             server = example_path("fault_server").display(),
             record = record.display(),
         ));
-        let daemon = TestDaemon::start(&home, &[]);
+        let daemon = TestDaemon::start(&home, env);
         let discovery = home.path().join("mcp.json");
         assert!(
             eventually(Duration::from_secs(30), || discovery.exists()),
@@ -259,6 +264,320 @@ async fn discovery_file_and_health() {
     s.daemon.signal(Signal::SIGTERM);
     assert_eq!(s.daemon.wait(Duration::from_secs(30)).code(), Some(0));
     assert!(!path.exists(), "removed on graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_records_why_each_tool_could_not_register() {
+    // Two more fault servers whose names sanitise alike: `f.a__echo` and `f_a__echo` are both
+    // `f_a__echo`, so every tool of `f_a` (the later in sorted order) loses to `f.a`'s.
+    let fault = example_path("fault_server").display().to_string();
+    let s = Served::start(&format!(
+        "[[mcp.servers]]\nname = \"f.a\"\ncommand = \"{fault}\"\n\
+         [[mcp.servers]]\nname = \"f_a\"\ncommand = \"{fault}\"\n"
+    ))
+    .await;
+    let health = || async {
+        s.http
+            .get(format!("{}/health", s.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let collision = "tool `echo` of server `f_a` maps to `f_a__echo`, already used by `echo` of \
+                     `f.a`: not registered";
+    let mut body = Value::Null;
+    for _ in 0..300 {
+        body = health().await;
+        if body.to_string().contains(collision) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body["status"], "ok", "{body}");
+    let skipped = body["skipped_tools"].as_array().expect("skipped_tools");
+    let reason = |tool: &str| {
+        skipped
+            .iter()
+            .filter(|e| e["tool"] == tool)
+            .map(|e| e["reason"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The default config: the session manager is off, so its agent tools are not registered.
+    for tool in [
+        "create_agent",
+        "list_agents",
+        "wait_for_agent",
+        "cancel_agent",
+        "create_chat_room",
+        "wait_for_chat_message",
+    ] {
+        assert_eq!(
+            reason(tool),
+            ["needs the session manager ([session_manager] enabled = true)"],
+            "{tool}: {body}"
+        );
+    }
+    // The operator is enabled by default but not installed in this home.
+    let operator = reason("revka-operator__*");
+    assert_eq!(operator.len(), 1, "{body}");
+    assert!(
+        operator[0].starts_with("the operator is not installed"),
+        "{body}"
+    );
+    // Each tool of `f_a` that lost its name, once each.
+    let external = reason("(external)");
+    assert!(external.iter().any(|r| r == collision), "{body}");
+    assert_eq!(
+        external.len(),
+        external
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "no duplicates: {body}"
+    );
+    assert!(
+        external
+            .iter()
+            .all(|r| r.contains("of server `f_a` maps to `f_a__")),
+        "{body}"
+    );
+    // The gateway's passthrough shows the same.
+    let (gateway, token) = s.gateway();
+    let proxied: Value = s
+        .http
+        .get(format!("{gateway}/api/mcp/health"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(proxied["skipped_tools"], body["skipped_tools"]);
+    // What was skipped is not served; the winner of the name is.
+    let a = s.session().await;
+    let names = a.tool_names().await;
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "create_agent" || n.starts_with("revka-operator__")),
+        "{names:?}"
+    );
+    let text = a
+        .call_text("tool_search", json!({ "query": "select:f_a__echo" }))
+        .await;
+    assert!(text.contains("\"name\":\"f_a__echo\""), "{text}");
+    assert!(
+        a.call_text("f_a__echo", json!({ "text": "which" }))
+            .await
+            .contains("which")
+    );
+}
+
+/// What a reader polling a discovery file saw.
+#[derive(Debug, Default)]
+struct DiscoveryReads {
+    absent: u64,
+    complete: u64,
+    /// Distinct `url`s and `pid`s seen.
+    urls: std::collections::BTreeSet<String>,
+    pids: std::collections::BTreeSet<u64>,
+    /// Anything that was not "absent" or "a complete, owner-only document".
+    problems: Vec<String>,
+}
+
+/// Reads `path` in a tight loop until `stop`, recording into `reads`: each read must find no
+/// file, or a complete `{url, pid, started_at}` document whose inode (the one read, through its
+/// own handle) is 0600.
+fn poll_discovery(
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<DiscoveryReads>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let reads = std::sync::Arc::new(std::sync::Mutex::new(DiscoveryReads::default()));
+    let shared = reads.clone();
+    let thread = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let opened = std::fs::File::open(&path);
+            let mut reads = shared.lock().unwrap();
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    reads.absent += 1;
+                    continue;
+                }
+                Err(e) => {
+                    reads.problems.push(format!("open: {e}"));
+                    continue;
+                }
+            };
+            bytes.clear();
+            if let Err(e) = file.read_to_end(&mut bytes) {
+                reads.problems.push(format!("read: {e}"));
+                continue;
+            }
+            let mode = file.metadata().map(|m| m.permissions().mode() & 0o777);
+            if !matches!(mode, Ok(0o600)) {
+                reads.problems.push(format!("mode {mode:?}"));
+            }
+            let doc: Value = match serde_json::from_slice(&bytes) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    reads.problems.push(format!("unparseable ({e}): {text:?}"));
+                    continue;
+                }
+            };
+            match (
+                doc["url"].as_str(),
+                doc["pid"].as_u64(),
+                doc["started_at"].as_str(),
+            ) {
+                (Some(url), Some(pid), Some(_)) if url.starts_with("http://127.0.0.1:") => {
+                    reads.complete += 1;
+                    reads.urls.insert(url.to_owned());
+                    reads.pids.insert(pid);
+                }
+                _ => reads.problems.push(format!("incomplete: {doc}")),
+            }
+        }
+    });
+    (reads, thread)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let home = TestHome::new();
+    home.write_config("[mcp]\nenabled = true\n");
+    let path = home.path().join("mcp.json");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, reader) = poll_discovery(path.clone(), stop.clone());
+    let (gateway_reads, gateway_reader) =
+        poll_discovery(home.path().join("gateway.json"), stop.clone());
+    // A reader has seen a document naming `pid` (its thread may be descheduled for a while on a
+    // loaded machine: wait for it rather than assume it).
+    let seen_pid = |reads: &std::sync::Mutex<DiscoveryReads>, pid: u64| {
+        eventually(Duration::from_secs(60), || {
+            reads.lock().unwrap().pids.contains(&pid)
+        })
+    };
+    let seen_url = |url: &Value| {
+        let url = url.as_str().unwrap().to_owned();
+        eventually(Duration::from_secs(60), || {
+            reads.lock().unwrap().urls.contains(&url)
+        })
+    };
+
+    // The daemon starts, stops and starts again on the same home while the readers poll.
+    for _ in 0..3 {
+        let mut daemon = TestDaemon::start(&home, &[]);
+        let pid = u64::from(daemon.child.id());
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                read_json(&path).is_some_and(|doc| doc["pid"] == pid)
+            }),
+            "mcp.json names the new daemon"
+        );
+        assert!(seen_pid(&reads, pid), "the reader saw mcp.json");
+        assert!(seen_pid(&gateway_reads, pid), "the reader saw gateway.json");
+        daemon.signal(Signal::SIGTERM);
+        assert_eq!(daemon.wait(Duration::from_secs(30)).code(), Some(0));
+        assert!(!path.exists(), "removed on graceful shutdown");
+        assert!(
+            !home.path().join("gateway.json").exists(),
+            "so is gateway.json"
+        );
+    }
+
+    // The MCP server restarts inside one daemon, on a new port: the gateway's discovery,
+    // cached by the file's mtime, follows.
+    let daemon = TestDaemon::start(&home, &[]);
+    assert!(eventually(Duration::from_secs(30), || read_json(&path).is_some()));
+    let served = read_json(&path).unwrap();
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("gateway.json")).unwrap()).unwrap();
+    let gateway = doc["url"].as_str().unwrap().to_owned();
+    let token = std::fs::read_to_string(home.path().join("gateway.token")).unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let discovery = || async {
+        http.get(format!("{gateway}/api/mcp/discovery"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = discovery().await;
+    assert_eq!(before["available"], true, "{before}");
+    assert_eq!(before["url"], served["url"]);
+    let mtime = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let mut after = Value::Null;
+    // A restart may, rarely, be given the same port again: restart until it is not.
+    for _ in 0..5 {
+        let written = mtime();
+        let resp = http
+            .post(format!("{gateway}/api/actors/root/mcp_http/restart"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let rewritten = eventually_async(|| mtime().is_some_and(|m| Some(m) != written)).await;
+        assert!(rewritten, "mcp.json written again after the restart");
+        let current = read_json(&path).expect("a complete document");
+        // The restarted server may take a moment to answer the gateway's health probe.
+        for _ in 0..300 {
+            after = discovery().await;
+            if after["available"] == true && after["url"] == current["url"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            after["url"], current["url"],
+            "the gateway re-read it: {after}"
+        );
+        assert!(seen_url(&current["url"]), "the reader saw it");
+        if current["url"] != served["url"] {
+            break;
+        }
+    }
+    assert_eq!(after["available"], true, "{after}");
+    assert_ne!(
+        after["url"], before["url"],
+        "a new port, and the gateway knows it"
+    );
+    drop(daemon);
+
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    gateway_reader.join().unwrap();
+    for (name, reads) in [("mcp.json", &reads), ("gateway.json", &gateway_reads)] {
+        let reads = reads.lock().unwrap();
+        assert!(reads.problems.is_empty(), "{name}: {:?}", reads.problems);
+        assert!(reads.absent > 0 && reads.complete > 0, "{name}: {reads:?}");
+        assert!(reads.pids.len() >= 4, "one per daemon: {name}: {reads:?}");
+    }
+}
+
+/// A JSON file, if present and complete.
+fn read_json(path: &std::path::Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 // ==== Auth ====
@@ -670,6 +989,192 @@ async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_right_after_the_result_is_not_an_error() {
+    // Debug logs, so an abandoned call ("call abandoned") would show.
+    let s = Served::start_with_env("", &[("RUST_LOG", "info,revka=debug")]).await;
+    let a = s.session().await;
+    a.call_text(
+        "tool_search",
+        json!({ "query": "select:fault__echo,fault__progress" }),
+    )
+    .await;
+    let pid_before = fault_pid(&s).await;
+    let log_from = s.daemon.stderr().len();
+    // A quick call (answered with its headers in one write) and a streamed one (headers first,
+    // then progress, then the result), each hung up on as soon as the result event is in.
+    const ROUNDS: u64 = 8;
+    for round in 0..ROUNDS {
+        let quick = hang_up_after_result(
+            &s,
+            &a,
+            json!({ "jsonrpc": "2.0", "id": round, "method": "tools/call",
+                "params": { "name": "fault__echo", "arguments": { "round": round } } }),
+        )
+        .await;
+        assert!(quick.contains(&format!(r#"\"round\":{round}"#)), "{quick}");
+        let streamed = hang_up_after_result(
+            &s,
+            &a,
+            json!({ "jsonrpc": "2.0", "id": 100 + round, "method": "tools/call",
+                "params": { "name": "fault__progress", "arguments": { "steps": 2, "interval_ms": 60 },
+                    "_meta": { "progressToken": round } } }),
+        )
+        .await;
+        assert!(streamed.contains("notifications/progress"), "{streamed}");
+    }
+    // The session and the server are fine: the same session calls again, the same process
+    // answers.
+    assert!(
+        a.call_text("fault__echo", json!({ "after": 1 }))
+            .await
+            .contains("after")
+    );
+    assert_eq!(
+        fault_pid(&s).await,
+        pid_before,
+        "the server was not restarted"
+    );
+    // Every hung-up call counts as ok, none as cancelled.
+    let (gateway, token) = s.gateway();
+    let scrape = || async {
+        let text = s
+            .http
+            .get(format!("{gateway}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        revka_actors::metrics::parse_exposition(&text).unwrap()
+    };
+    let count = |samples: &[revka_actors::metrics::Sample], tool: &str, outcome: &str| {
+        samples
+            .iter()
+            .find(|m| {
+                m.name == "revka_tool_calls_total"
+                    && m.label("tool") == Some(tool)
+                    && m.label("outcome") == Some(outcome)
+            })
+            .map(|m| m.value)
+    };
+    let samples = scrape().await;
+    assert_eq!(
+        count(&samples, "fault__echo", "ok"),
+        Some(ROUNDS as f64 + 1.0)
+    );
+    assert_eq!(
+        count(&samples, "fault__progress", "ok"),
+        Some(ROUNDS as f64)
+    );
+    for tool in ["fault__echo", "fault__progress"] {
+        for outcome in ["cancelled", "error"] {
+            assert_eq!(count(&samples, tool, outcome), None, "{tool} {outcome}");
+        }
+    }
+    // Nothing in the log about them: no warning, no error, no abandoned call.
+    let log = s.daemon.stderr();
+    let log = &log[log_from..];
+    for line in log.lines() {
+        assert!(
+            !line.contains(" WARN ") && !line.contains(" ERROR ") && !line.contains("abandoned"),
+            "{line}\n{log}"
+        );
+    }
+
+    // The control: a client that hangs up before the result abandons its call, and both the
+    // log and the metrics say so.
+    hang_up_at(
+        &s,
+        &a,
+        json!({ "jsonrpc": "2.0", "id": 999, "method": "tools/call",
+            "params": { "name": "fault__progress", "arguments": { "steps": 50, "interval_ms": 100 },
+                "_meta": { "progressToken": 999 } } }),
+        "notifications/progress",
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .daemon
+            .stderr()
+            .contains("call abandoned")),
+        "an abandoned call is logged at debug"
+    );
+    let mut cancelled = None;
+    for _ in 0..300 {
+        cancelled = count(&scrape().await, "fault__progress", "cancelled");
+        if cancelled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cancelled, Some(1.0));
+}
+
+/// Sends `body` (a `tools/call`) on a raw connection, reads until its result event is in, and
+/// closes the connection at once. Returns what was read.
+async fn hang_up_after_result(s: &Served, session: &Session, body: Value) -> String {
+    hang_up_at(s, session, body, r#""result":"#).await
+}
+
+/// Sends `body` (a `tools/call`) on a raw connection, reads until the first event containing
+/// `mark` is complete, and closes the connection at once. Returns what was read.
+async fn hang_up_at(s: &Served, session: &Session, body: Value, mark: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         X-Revka-Session: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        session.token,
+        session.id,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&seen);
+        // The event is complete once the blank line after it is in.
+        if let Some(at) = text.find(mark) {
+            if text[at..].contains("\n\n") {
+                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                // Returning drops `stream`: the client hangs up.
+                return text.into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("the event within 30 s")
+            .unwrap();
+        assert!(n > 0, "the stream ended before {mark}: {text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The pid of the fault server's process (from its introspection details).
+async fn fault_pid(s: &Served) -> u64 {
+    let (gateway, token) = s.gateway();
+    let node: Value = s
+        .http
+        .get(format!(
+            "{gateway}/api/actors/root/mcp_servers/mcp:fault/process"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    node["details"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{node}"))
+}
+
 // ==== Sessions ====
 
 #[tokio::test(flavor = "multi_thread")]
@@ -874,6 +1379,144 @@ async fn the_session_stream_carries_progress_tool_changes_and_lag() {
     .await;
     let lagged = read_until_lagged(&mut slow).await;
     assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activation_sends_list_changed_to_that_session_only() {
+    let s = Served::start("").await;
+    let a = s.session().await;
+    let b = s.session().await;
+    let mut a_events = EventStream::open(&s, &a).await;
+    let mut b_events = EventStream::open(&s, &b).await;
+    // Both clients have seen their tool list.
+    assert_eq!(a.served_tool_names().await, ["tool_search"]);
+    assert_eq!(b.served_tool_names().await, ["tool_search"]);
+
+    let list_changed = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
+    let activate = |session: &Session, query: &str| {
+        let (session, query) = (session.clone(), query.to_owned());
+        async move {
+            messages(
+                &session
+                    .call(json!(7), "tool_search", json!({ "query": query }), None)
+                    .await,
+            )
+        }
+    };
+    // On the call stream: the notification, then the result.
+    let msgs = activate(&a, "select:fault__echo").await;
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0], list_changed);
+    assert_eq!(msgs[1]["id"], 7);
+    assert!(
+        msgs[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("fault__echo")
+    );
+    // On the session's event stream: the same notification, as `tools_changed`.
+    let event = a_events.next().await;
+    assert_eq!(event.event.as_deref(), Some("tools_changed"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap(),
+        list_changed
+    );
+    assert_eq!(a.served_tool_names().await, ["fault__echo", "tool_search"]);
+
+    // Activating it again changes nothing: no notification on the call stream, and the next
+    // event on the session stream is the progress that follows, not another tools_changed.
+    let msgs = activate(&a, "select:fault__echo,fault__progress").await;
+    assert_eq!(msgs[0], list_changed, "fault__progress is new: {msgs:?}");
+    assert_eq!(
+        a_events.next().await.event.as_deref(),
+        Some("tools_changed")
+    );
+    a.served_tool_names().await;
+    let msgs = activate(&a, "select:fault__echo").await;
+    assert_eq!(msgs.len(), 1, "only the result: {msgs:?}");
+    a.call(
+        json!(8),
+        "fault__progress",
+        json!({ "steps": 1, "interval_ms": 1 }),
+        Some(json!("after")),
+    )
+    .await;
+    let event = a_events.next().await;
+    assert_eq!(event.event, None, "progress, not tools_changed: {event:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["token"],
+        "after"
+    );
+
+    // The other session was told nothing: its next call stream has no notification, and the
+    // first event on its stream is its own progress.
+    let msgs = activate(&b, "select:nope__x").await;
+    assert_eq!(msgs.len(), 1, "only the result: {msgs:?}");
+    assert!(
+        msgs[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Not found: nope__x")
+    );
+    assert_eq!(b.served_tool_names().await, ["tool_search"]);
+    activate(&b, "select:fault__progress").await;
+    let event = b_events.next().await;
+    assert_eq!(event.event.as_deref(), Some("tools_changed"), "b's own");
+    b.call(
+        json!(9),
+        "fault__progress",
+        json!({ "steps": 1, "interval_ms": 1 }),
+        Some(json!("b")),
+    )
+    .await;
+    let event = b_events.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["token"],
+        "b"
+    );
+}
+
+/// A session's `GET /session/{id}/events`, read event by event (comments skipped).
+pub struct EventStream {
+    resp: reqwest::Response,
+    parser: SseParser,
+}
+
+impl EventStream {
+    pub async fn open(s: &Served, session: &Session) -> Self {
+        let mut resp = s
+            .http
+            .get(format!("{}/session/{}/events", s.base, session.id))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut parser = SseParser::new(1 << 20);
+        // Subscribed once the first bytes (the `connected` comment) are in.
+        let first = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
+            .await
+            .expect("the event stream answers")
+            .unwrap()
+            .expect("the event stream is open");
+        parser.push(&first);
+        Self { resp, parser }
+    }
+
+    /// The next event (generous deadline).
+    pub async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(event) = self.parser.next_event() {
+                return event.unwrap();
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the event stream ended");
+            self.parser.push(&chunk);
+        }
+    }
 }
 
 /// `GET /session/{id}/events` on a socket whose receive buffer is 4 KiB, not read from yet.

@@ -13,12 +13,14 @@
 //!
 //! [`Metrics::render`] writes the Prometheus text exposition format 0.0.4 ([`CONTENT_TYPE`]):
 //! families sorted by name, series sorted by label values, so the output is deterministic.
+//! [`validate_exposition`] checks such text (tests use it on the daemon's real output).
 
 mod family;
 mod series;
 #[cfg(test)]
 mod tests;
 mod text;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -26,6 +28,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use family::Family;
 pub use series::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, IntGauge, Timer};
+pub use validate::{Sample, parse_exposition, validate_exposition};
 
 use text::Value;
 

@@ -369,7 +369,7 @@ fn failed(message: impl Into<String>, latency_ms: u64) -> Response {
 }
 
 /// Validates a test request into a server spec; `Err` is the `ok:false` message.
-fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
+pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
     if req.name.trim().is_empty() {
         return Err("name is required".into());
     }

@@ -1,7 +1,10 @@
 //! The gateway router in-process: what the daemon cannot easily show end to end (the MCP
-//! server not being bound).
+//! server not being bound, an MCP server that accepts connections and never answers, an
+//! unhealthy tree), on tokio's paused clock where ceilings are long.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -95,4 +98,212 @@ async fn a_route_without_its_own_timeout_answers_504_after_the_default() {
         .unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["error"], "the request timed out after 2s", "{body}");
+}
+
+/// A listener that accepts every connection and never answers: each accepted socket is held
+/// open, unread, until the task is aborted. Counts the connections it accepted.
+struct Hanging {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hanging {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The gateway's router over fresh services in `home`, and an owner token.
+fn gateway_in(home: &std::path::Path, config: Config) -> (axum::Router, Services, String) {
+    let services = Services::new(config, home, None).unwrap();
+    let token = services.tokens.issue("test").unwrap().token;
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let app = Gateway::new(services.clone(), addr)
+        .router()
+        .layer(MockConnectInfo(addr));
+    (app, services, token)
+}
+
+/// Sends `request` (host and bearer added) and returns the status, the body as JSON, and how
+/// long the answer took on tokio's clock.
+async fn send(
+    app: &axum::Router,
+    token: &str,
+    request: axum::http::request::Builder,
+    body: &str,
+) -> (StatusCode, Value, std::time::Duration) {
+    let request = request
+        .header("host", "127.0.0.1:9")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body, took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_proxied_route_gives_up_on_a_hanging_mcp_server_at_its_own_ceiling() {
+    use std::time::Duration;
+    let home = tempfile::tempdir().unwrap();
+    let upstream = Hanging::start().await;
+    let (app, services, token) = gateway_in(home.path(), Config::default_in(home.path()));
+    // The MCP server "is bound" at the hanging listener, and mcp.json names it.
+    services.mcp_bound.send_replace(Some(upstream.addr));
+    let url = format!("http://{}/mcp", upstream.addr);
+    crate::mcp_server::write_discovery(home.path(), &url).unwrap();
+
+    let get = |path: &str| Request::builder().method("GET").uri(path);
+    let post = |path: &str| Request::builder().method("POST").uri(path);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+    let cases = [
+        ("/api/mcp/health", get("/api/mcp/health"), "", 5),
+        ("/api/mcp/session", post("/api/mcp/session"), "{}", 10),
+        (
+            "/api/mcp/call",
+            post("/api/mcp/call")
+                .header("x-revka-session", "0123")
+                .header("x-revka-mcp-token", "abcd"),
+            call,
+            120, // [gateway] call_timeout_secs, default
+        ),
+    ];
+    for (n, (route, request, body, secs)) in cases.into_iter().enumerate() {
+        let (status, body, took) = send(&app, &token, request, body).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{route}: {body}");
+        assert_eq!(
+            body["error"],
+            format!("the request timed out after {secs}s"),
+            "{route}"
+        );
+        let ceiling = Duration::from_secs(secs);
+        assert!(
+            took >= ceiling && took < ceiling + Duration::from_secs(1),
+            "{route}: answered after {took:?}, ceiling {ceiling:?}"
+        );
+        // It waited on the upstream's answer, not on a connection that never came.
+        assert_eq!(upstream.accepted.load(Ordering::SeqCst), n + 1, "{route}");
+    }
+
+    // Discovery is never an error: the 500 ms health probe fails, and it says so.
+    let (status, body, took) = send(&app, &token, get("/api/mcp/discovery"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({ "available": false, "reason": "health check failed" })
+    );
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(1),
+        "discovery answered after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_proxied_call_needs_a_session_header_and_a_known_session() {
+    let home = tempfile::tempdir().unwrap();
+    let upstream = Hanging::start().await;
+    let (app, services, token) = gateway_in(home.path(), Config::default_in(home.path()));
+    services.mcp_bound.send_replace(Some(upstream.addr));
+    let post = || Request::builder().method("POST").uri("/api/mcp/call");
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (status, body, _) = send(&app, &token, post(), ping).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "missing X-Revka-Session header");
+    // Without an MCP token of its own, the gateway must know the session to lend its token.
+    let (status, body, _) = send(
+        &app,
+        &token,
+        post().header("x-revka-session", "f".repeat(32)),
+        ping,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unknown or expired MCP session");
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        0,
+        "refused before reaching the MCP server"
+    );
+}
+
+#[test]
+fn the_server_test_timeout_is_whole_seconds_floored_at_one() {
+    use std::time::Duration;
+    let spec = |timeout_ms: Value| {
+        let request = serde_json::json!({ "name": "t", "command": "x", "timeout_ms": timeout_ms });
+        super::proxy::test_spec(serde_json::from_value(request).unwrap()).unwrap()
+    };
+    for (ms, secs) in [
+        (Value::from(500), 1),
+        (Value::from(0), 1),
+        (Value::from(1999), 1),
+        (Value::from(2500), 2),
+        (Value::from(30_000), 30),
+        (Value::Null, 180),
+    ] {
+        let spec = spec(ms.clone());
+        assert_eq!(spec.tool_timeout, Duration::from_secs(secs), "{ms}");
+        // The handshake is always bounded by the hard 10 s ceiling, whatever the hint.
+        assert_eq!(spec.handshake_timeout, Duration::from_secs(10), "{ms}");
+    }
+}
+
+#[tokio::test]
+async fn api_health_is_503_while_the_tree_is_unhealthy() {
+    use revka_actors::ActorState;
+    let home = tempfile::tempdir().unwrap();
+    let (app, services, token) = gateway_in(home.path(), Config::default_in(home.path()));
+    let health = || Request::builder().method("GET").uri("/api/health");
+    // Nothing started yet: the root is not running.
+    let (status, body, _) = send(&app, &token, health(), "").await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &Value::from("unhealthy")),
+        "{body}"
+    );
+    let root = &services.status_root;
+    root.set_state(ActorState::Running);
+    let mcp_http = root.child("mcp_http", "listener", None);
+    mcp_http.set_state(ActorState::Running);
+    let (status, body, _) = send(&app, &token, health(), "").await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &Value::from("healthy")),
+        "{body}"
+    );
+    // The MCP listener failed: unhealthy again, and the body says which component.
+    mcp_http.set_state(ActorState::Failed);
+    let (status, body, _) = send(&app, &token, health(), "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["components"]["mcp_http"], "failed", "{body}");
 }

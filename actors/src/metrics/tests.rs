@@ -1,7 +1,7 @@
-//! Metrics: exact rendering, escaping, concurrency, the series bound, validation, and a minimal
-//! exposition-format validator run over a registry holding every kind of metric.
+//! Metrics: exact rendering, escaping, concurrency, the series bound, validation, and the
+//! exposition-format validator, itself checked and then run over a registry holding every kind
+//! of metric.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -9,252 +9,6 @@ use std::thread;
 use proptest::prelude::*;
 
 use super::*;
-
-// ---------------------------------------------------------------------------------------------
-// A minimal validator of the text exposition format 0.0.4.
-// ---------------------------------------------------------------------------------------------
-
-/// One parsed sample line, label values unescaped.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-/// Checks `text` line by line (comments, `name{labels} value` with valid names and escapes, one
-/// TYPE per family before its samples, families contiguous, no duplicate series) and every
-/// histogram (`le` strictly increasing and ending in `+Inf`, cumulative counts monotone, `+Inf`
-/// equal to `_count`, `_sum` present). Returns the samples.
-fn validate(text: &str) -> Result<Vec<Sample>, String> {
-    if !text.is_empty() && !text.ends_with('\n') {
-        return Err("output does not end with a newline".into());
-    }
-    let mut types: HashMap<String, String> = HashMap::new();
-    let mut helps: HashSet<String> = HashSet::new();
-    let mut finished: HashSet<String> = HashSet::new();
-    let mut current: Option<String> = None;
-    let mut seen: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
-    let mut sampled: HashSet<String> = HashSet::new();
-    let mut samples = Vec::new();
-    for (n, line) in text.split_terminator('\n').enumerate() {
-        let at = |e: String| format!("line {}: {e}: {line:?}", n + 1);
-        let family = if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            check_metric_name(name).map_err(at)?;
-            check_help(help).map_err(at)?;
-            if !helps.insert(name.to_owned()) {
-                return Err(at("second HELP".into()));
-            }
-            name.to_owned()
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest
-                .split_once(' ')
-                .ok_or_else(|| at("TYPE without type".into()))?;
-            check_metric_name(name).map_err(at)?;
-            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
-                return Err(at(format!("unknown type {kind}")));
-            }
-            if types.insert(name.to_owned(), kind.to_owned()).is_some() {
-                return Err(at("second TYPE".into()));
-            }
-            if sampled.contains(name) {
-                return Err(at("TYPE after samples".into()));
-            }
-            name.to_owned()
-        } else if line.starts_with('#') {
-            continue;
-        } else {
-            let sample = parse_sample(line).map_err(at)?;
-            if !seen.insert((sample.name.clone(), sample.labels.clone())) {
-                return Err(at("duplicate series".into()));
-            }
-            let family = family_of(&sample.name, &types);
-            match types.get(&family).map(String::as_str) {
-                Some("counter") if sample.value.is_nan() || sample.value < 0.0 => {
-                    return Err(at("negative counter".into()));
-                }
-                Some("histogram") if sample.name == family => {
-                    return Err(at("bare histogram sample".into()));
-                }
-                Some("histogram")
-                    if sample.name.ends_with("_bucket")
-                        != sample.labels.iter().any(|(l, _)| l == "le") =>
-                {
-                    return Err(at("`le` on a non-bucket line or missing on a bucket".into()));
-                }
-                _ => {}
-            }
-            samples.push(sample);
-            sampled.insert(family.clone());
-            family
-        };
-        if current.as_deref() != Some(&family) {
-            if finished.contains(&family) {
-                return Err(at(format!("family {family} is not contiguous")));
-            }
-            if let Some(prev) = current.replace(family) {
-                finished.insert(prev);
-            }
-        }
-    }
-    check_histograms(&samples, &types)?;
-    Ok(samples)
-}
-
-fn family_of(name: &str, types: &HashMap<String, String>) -> String {
-    for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if types.get(base).is_some_and(|t| t == "histogram") {
-                return base.to_owned();
-            }
-        }
-    }
-    name.to_owned()
-}
-
-fn check_histograms(samples: &[Sample], types: &HashMap<String, String>) -> Result<(), String> {
-    // (family, labels without le) -> (buckets in order, sum, count)
-    type Series = (Vec<(f64, f64)>, Option<f64>, Option<f64>);
-    let mut series: BTreeMap<(String, Vec<(String, String)>), Series> = BTreeMap::new();
-    for s in samples {
-        let family = family_of(&s.name, types);
-        if types.get(&family).is_none_or(|t| t != "histogram") {
-            continue;
-        }
-        let labels: Vec<_> = s
-            .labels
-            .iter()
-            .filter(|(l, _)| l != "le")
-            .cloned()
-            .collect();
-        let entry = series.entry((family.clone(), labels)).or_default();
-        if s.name.ends_with("_bucket") {
-            let le = &s.labels.iter().find(|(l, _)| l == "le").unwrap().1;
-            entry.0.push((parse_value(le)?, s.value));
-        } else if s.name.ends_with("_sum") {
-            entry.1 = Some(s.value);
-        } else {
-            entry.2 = Some(s.value);
-        }
-    }
-    for ((family, labels), (buckets, sum, count)) in series {
-        let err = |e: &str| Err(format!("histogram {family} {labels:?}: {e}"));
-        if buckets.last().is_none_or(|&(le, _)| le != f64::INFINITY) {
-            return err("buckets do not end in +Inf");
-        }
-        if buckets.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return err("le not strictly increasing");
-        }
-        if buckets.windows(2).any(|w| w[0].1 > w[1].1) {
-            return err("bucket counts not cumulative");
-        }
-        if sum.is_none() {
-            return err("no _sum");
-        }
-        if count != Some(buckets.last().unwrap().1) {
-            return err("+Inf bucket differs from _count");
-        }
-    }
-    Ok(())
-}
-
-fn check_metric_name(name: &str) -> Result<(), String> {
-    let ok = name.chars().enumerate().all(|(i, c)| {
-        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-    });
-    if ok && !name.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("bad metric name {name:?}"))
-    }
-}
-
-fn check_label_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
-    if ok && !name.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("bad label name {name:?}"))
-    }
-}
-
-fn check_help(help: &str) -> Result<(), String> {
-    let mut chars = help.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
-            return Err("bad escape in HELP".into());
-        }
-    }
-    Ok(())
-}
-
-fn parse_value(s: &str) -> Result<f64, String> {
-    match s {
-        "+Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        "NaN" => Ok(f64::NAN),
-        _ if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) => {
-            s.parse().map_err(|e| format!("bad value {s:?}: {e}"))
-        }
-        _ => Err(format!("bad value {s:?}")),
-    }
-}
-
-fn parse_sample(line: &str) -> Result<Sample, String> {
-    let end = line.find(['{', ' ']).ok_or("no value")?;
-    let name = &line[..end];
-    check_metric_name(name)?;
-    let mut rest = &line[end..];
-    let mut labels = Vec::new();
-    if let Some(mut r) = rest.strip_prefix('{') {
-        while !r.starts_with('}') {
-            let (label, after) = r.split_once("=\"").ok_or("label without =\"")?;
-            check_label_name(label)?;
-            if labels.iter().any(|(l, _)| l == label) {
-                return Err(format!("label {label} repeated"));
-            }
-            let mut value = String::new();
-            let mut chars = after.char_indices();
-            let close = loop {
-                match chars.next().ok_or("unterminated label value")? {
-                    (i, '"') => break i,
-                    (_, '\\') => match chars.next() {
-                        Some((_, '\\')) => value.push('\\'),
-                        Some((_, '"')) => value.push('"'),
-                        Some((_, 'n')) => value.push('\n'),
-                        _ => return Err("bad escape in label value".into()),
-                    },
-                    (_, '\n') => return Err("raw newline in label value".into()),
-                    (_, c) => value.push(c),
-                }
-            };
-            labels.push((label.to_owned(), value));
-            r = &after[close + 1..];
-            if let Some(next) = r.strip_prefix(',') {
-                r = next;
-                if r.starts_with('}') {
-                    return Err("trailing comma".into());
-                }
-            } else if !r.starts_with('}') {
-                return Err("expected , or }".into());
-            }
-        }
-        rest = &r[1..];
-    }
-    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
-    if value.contains(' ') {
-        return Err("extra fields after the value".into());
-    }
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value: parse_value(value)?,
-    })
-}
 
 #[test]
 fn the_validator_rejects_malformed_exposition() {
@@ -277,10 +31,10 @@ fn the_validator_rejects_malformed_exposition() {
         "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
     ];
     for text in bad {
-        assert!(validate(text).is_err(), "accepted: {text:?}");
+        assert!(parse_exposition(text).is_err(), "accepted: {text:?}");
     }
     let good = "# HELP x a\\\\b\\nc\n# TYPE x gauge\nx{a=\"\\\"\\\\\\n\"} -1.5e-7\nx NaN\ny +Inf\n";
-    validate(good).unwrap();
+    parse_exposition(good).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +190,7 @@ fn help_and_label_values_are_escaped() {
          esc{v=\"quote \\\" backslash \\\\ newline \\n end\"} 1\n\
          esc{v=\"tab\tand ünïcödé\"} 1\n"
     );
-    let samples = validate(&m.render()).unwrap();
+    let samples = parse_exposition(&m.render()).unwrap();
     assert_eq!(
         samples[0].labels[0].1,
         "quote \" backslash \\ newline \n end"
@@ -478,7 +232,7 @@ fn an_empty_registry_and_an_empty_family_render_validly() {
     assert_eq!(m.render(), "");
     m.counter("c", "No series yet.", &["k"]).unwrap();
     assert_eq!(m.render(), "# HELP c No series yet.\n# TYPE c counter\n");
-    validate(&m.render()).unwrap();
+    parse_exposition(&m.render()).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,7 +294,7 @@ fn callback_gauges_are_evaluated_at_scrape_time() {
     assert_eq!(m.render(), expected(3));
     depth.store(5, Ordering::Relaxed);
     assert_eq!(m.render(), expected(5));
-    validate(&m.render()).unwrap();
+    parse_exposition(&m.render()).unwrap();
 }
 
 #[test]
@@ -682,7 +436,7 @@ fn the_bound_holds_under_concurrent_inserts() {
         }
     });
     assert_eq!(f.series_count(), 100);
-    let samples = validate(&m.render()).unwrap();
+    let samples = parse_exposition(&m.render()).unwrap();
     assert_eq!(samples.len(), 101);
     assert_eq!(
         samples.iter().map(|s| s.value).sum::<f64>(),
@@ -813,7 +567,7 @@ fn invalid_registrations_are_errors() {
         .unwrap();
     m.counter("ns:sub_total", "h", &["_private", "Cap9"])
         .unwrap();
-    validate(&m.render()).unwrap();
+    parse_exposition(&m.render()).unwrap();
     assert!(
         MetricsError::InvalidMetricName("1".into())
             .to_string()
@@ -882,7 +636,7 @@ fn a_registry_with_every_kind_of_metric_is_valid_exposition() {
     .unwrap();
 
     let text = m.render();
-    let samples = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let count = |name: &str| samples.iter().filter(|s| s.name == name).count();
     assert_eq!(
         count("revka_tool_calls_total"),
@@ -911,7 +665,7 @@ proptest! {
             g.with(&[v]).set(x);
         }
         let text = m.render();
-        let samples = validate(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let samples = parse_exposition(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         let mut got: Vec<String> = samples.iter().map(|s| s.labels[0].1.clone()).collect();
         let mut want = values.clone();
         want.sort();
