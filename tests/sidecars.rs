@@ -12,12 +12,18 @@ use crate::mcp_server::{Served, Session};
 use crate::util::{TestDaemon, eventually};
 
 fn sidecar_config(home: &Path, command: &str) -> String {
+    sidecar_config_with(home, command, 10)
+}
+
+/// The test config with `max_retries` retries per queued operation.
+fn sidecar_config_with(home: &Path, command: &str, max_retries: u32) -> String {
     format!(
         r#"
 [session_manager]
 enabled = true
 command = {command}
 socket_path = "{sock}"
+startup_timeout_secs = 120
 liveness_interval_secs = 1
 liveness_failures = 3
 
@@ -30,7 +36,7 @@ probe_timeout_secs = 2
 [session_manager.retry_queue]
 backoff_min_secs = 1
 backoff_max_secs = 2
-max_retries = 10
+max_retries = {max_retries}
 "#,
         sock = home.join("sm.sock").display(),
     )
@@ -49,6 +55,19 @@ async fn tool(session: &Session, name: &str, args: Value) -> Value {
         .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
         .find(|m| m.get("result").is_some());
     result.map(|r| r["result"].clone()).unwrap_or(Value::Null)
+}
+
+/// A node command that waits for `flag` to exist before starting the session manager (the
+/// socket arguments Revka appends become the script's positional parameters). A JSON array of
+/// strings is a valid TOML array.
+fn gated_node_command(flag: &Path) -> String {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sidecars/session-manager/session-manager.js");
+    let gate = format!(
+        r#"while [ ! -e "$0" ]; do sleep 0.1; done; exec node '{}' "$@""#,
+        script.display()
+    );
+    serde_json::to_string(&["sh", "-c", &gate, &flag.display().to_string()]).unwrap()
 }
 
 fn text(result: &Value) -> String {
@@ -189,4 +208,177 @@ async fn queued_operations_survive_a_kill_9_of_the_daemon() {
     }
     assert_eq!(rooms, 100, "every queued operation was replayed, none lost");
     assert!(eventually(Duration::from_secs(5), || sock.exists()));
+}
+
+/// Polls `get_retry_queue_status` until `cond` holds; returns that status.
+async fn queue_status_until(session: &Session, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = tool(session, "get_retry_queue_status", json!({ "limit": 100 })).await;
+        if cond(&status["structuredContent"]) {
+            return status["structuredContent"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("retry queue never reached: {what}; last status: {status}");
+}
+
+async fn room_names(session: &Session) -> Vec<String> {
+    let listed = tool(session, "list_chat_rooms", json!({})).await;
+    assert_eq!(listed["isError"], false, "{listed}");
+    let mut names: Vec<String> = listed["structuredContent"]["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_listed_replayed_and_dropped_through_the_tools() {
+    let home = tempfile::tempdir().unwrap();
+    let flag = home.path().join("sidecar-may-start");
+    let config = sidecar_config_with(home.path(), &gated_node_command(&flag), 1);
+    let served = Served::start(&config).await;
+    let session = served.session().await;
+
+    // The sidecar is held back: three mutations are queued, and with one retry each they are
+    // dead-lettered during the outage.
+    let mut ids = Vec::new();
+    for name in ["r-a", "r-b", "r-c"] {
+        let r = tool(
+            &session,
+            "create_chat_room",
+            json!({ "name": name, "queue_if_unavailable": true }),
+        )
+        .await;
+        assert_eq!(r["structuredContent"]["queued"], true, "{r}");
+        ids.push(
+            r["structuredContent"]["operation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Every operation is listed, live or dead; with `limit` the rest are counted.
+    let status = tool(&session, "get_retry_queue_status", json!({ "limit": 1 })).await;
+    let s = &status["structuredContent"];
+    let listed =
+        s["operations"].as_array().unwrap().len() + s["dead_letter_list"].as_array().unwrap().len();
+    assert!(listed <= 2, "{s}");
+    let total = listed as u64
+        + s["operations_omitted"].as_u64().unwrap()
+        + s["dead_letters_omitted"].as_u64().unwrap();
+    assert_eq!(total, 3, "{s}");
+
+    let dead = queue_status_until(&session, "three dead letters", |s| s["dead_letters"] == 3).await;
+    let list = dead["dead_letter_list"].as_array().unwrap();
+    // (In the order they died, which need not be the order they were queued in.)
+    let mut listed_ids: Vec<&str> = list.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    listed_ids.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(listed_ids, want);
+    for entry in list {
+        let name = ["r-a", "r-b", "r-c"][ids.iter().position(|i| *i == entry["id"]).unwrap()];
+        assert_eq!(entry["state"], "dead", "{entry}");
+        assert_eq!(entry["kind"], "sidecar_request", "{entry}");
+        assert_eq!(entry["attempts"], 2, "one attempt and one retry: {entry}");
+        let error = entry["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("session manager") || error.contains("circuit breaker"),
+            "{entry}"
+        );
+        let preview = entry["payload_preview"].as_str().unwrap();
+        assert!(
+            preview.contains("/chat/rooms") && preview.contains(name) && preview.contains("POST"),
+            "{entry}"
+        );
+        assert!(
+            entry["enqueued_at"].as_str().unwrap().ends_with('Z'),
+            "{entry}"
+        );
+        assert!(entry.get("next_attempt_at").is_none(), "{entry}");
+    }
+    assert_eq!(
+        (dead["pending"].as_u64(), dead["in_flight"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let one = tool(&session, "get_retry_queue_status", json!({ "limit": 1 })).await;
+    assert_eq!(
+        one["structuredContent"]["dead_letter_list"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(one["structuredContent"]["dead_letters_omitted"], 2);
+    let bad = tool(&session, "get_retry_queue_status", json!({ "limit": 1000 })).await;
+    assert_eq!(bad["isError"], true);
+    assert_eq!(
+        text(&bad),
+        "`limit` must be an integer from 0 to 100, not 1000"
+    );
+
+    // An unknown id: a precise error, and nothing changes.
+    let r = tool(
+        &session,
+        "replay_dead_letters",
+        json!({ "ids": [ids[0], "op-nope"] }),
+    )
+    .await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(text(&r), "no dead letter `op-nope`");
+    let r = tool(&session, "drop_dead_letters", json!({})).await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(
+        text(&r),
+        "give `ids` (dead-letter ids, as listed by get_retry_queue_status) or `all: true`"
+    );
+    let s = tool(&session, "get_retry_queue_status", json!({})).await;
+    assert_eq!(s["structuredContent"]["dead_letters"], 3, "{s}");
+
+    // Drop one by id.
+    let r = tool(&session, "drop_dead_letters", json!({ "ids": [ids[1]] })).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["dropped"], json!([ids[1]]));
+    assert_eq!(r["structuredContent"]["dead_letters_left"], 2);
+
+    // Let the sidecar start; once it answers, a replayed dead letter is delivered.
+    std::fs::write(&flag, b"").unwrap();
+    let mut up = false;
+    for _ in 0..300 {
+        if tool(&session, "list_chat_rooms", json!({})).await["isError"] == false {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the session manager came up");
+    let r = tool(&session, "replay_dead_letters", json!({ "ids": [ids[0]] })).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["replayed"], json!([ids[0]]));
+    assert_eq!(r["structuredContent"]["count"], 1);
+    let s = queue_status_until(&session, "the replay delivered", |s| {
+        s["succeeded"] == 1 && s["pending"] == 0 && s["in_flight"] == 0
+    })
+    .await;
+    assert_eq!(s["dead_letters"], 1, "{s}");
+    assert_eq!(s["dead_letter_list"][0]["id"], ids[2]);
+    assert_eq!(
+        room_names(&session).await,
+        ["r-a"],
+        "only the replayed operation ran"
+    );
+
+    // Drop the rest with `all`; then there is nothing left to replay.
+    let r = tool(&session, "drop_dead_letters", json!({ "all": true })).await;
+    assert_eq!(r["structuredContent"]["dropped"], json!([ids[2]]), "{r}");
+    assert_eq!(r["structuredContent"]["dead_letters_left"], 0);
+    let r = tool(&session, "replay_dead_letters", json!({ "all": true })).await;
+    assert_eq!(r["structuredContent"]["replayed"], json!([]), "{r}");
+    assert_eq!(r["structuredContent"]["count"], 0);
+    assert_eq!(room_names(&session).await, ["r-a"]);
 }
