@@ -156,6 +156,67 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
         .unwrap();
     assert_eq!(sm["restarts"], 1);
     assert_eq!(sm["state"], "running");
+
+    // The run log has the tool calls, the restart and the breaker's transitions.
+    let health = tool(&session, "get_journal_health", json!({})).await;
+    let path = health["structuredContent"]["run_log"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        Path::new(&path),
+        served.home.path().join("operator_mcp/runlogs/run.jsonl")
+    );
+    assert_eq!(
+        health["structuredContent"]["run_log"]["status"], "ok",
+        "{health}"
+    );
+    let mut records = Vec::new();
+    let complete = |records: &[Value]| {
+        let has = |f: &dyn Fn(&Value) -> bool| records.iter().any(f);
+        has(&|r| {
+            r["kind"] == "tool_call"
+                && r["tool"] == "create_agent"
+                && r["outcome"] == "ok"
+                && r["server"] == "builtin"
+                && r["session"] == session.id.as_str()
+        }) && has(&|r| {
+            r["kind"] == "tool_call"
+                && r["tool"] == "list_agents"
+                && r["outcome"] == "error"
+                && r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("session manager"))
+        }) && has(&|r| {
+            r["kind"] == "supervision"
+                && r["path"] == "root/sidecars/session_manager"
+                && r["message"] == "child exited; restart scheduled"
+                && r["level"] == "WARN"
+        }) && has(&|r| {
+            r["kind"] == "breaker"
+                && r["path"] == "root/sidecars/breaker:session_manager"
+                && r["from"] == "closed"
+                && r["to"] == "open"
+                && r["reason"] == "failure_threshold"
+        }) && has(&|r| r["kind"] == "breaker" && r["from"] == "half_open" && r["to"] == "closed")
+    };
+    for _ in 0..300 {
+        records = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        if complete(&records) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(complete(&records), "run log lacks records: {records:#?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["ts"].as_str().is_some_and(|t| t.ends_with('Z')))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
