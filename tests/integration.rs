@@ -12,5 +12,6 @@ mod mcp_client;
 mod mcp_server;
 mod operator;
 mod reload;
+mod sidecar_tools;
 mod sidecars;
 mod util;

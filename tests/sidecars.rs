@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::mcp_server::{Served, Session};
 use crate::util::{TestDaemon, eventually};
 
-fn sidecar_config(home: &Path, command: &str) -> String {
+pub(crate) fn sidecar_config(home: &Path, command: &str) -> String {
     sidecar_config_with(home, command, 10)
 }
 
 /// The test config with `max_retries` retries per queued operation.
-fn sidecar_config_with(home: &Path, command: &str, max_retries: u32) -> String {
+pub(crate) fn sidecar_config_with(home: &Path, command: &str, max_retries: u32) -> String {
     format!(
         r#"
 [session_manager]
@@ -42,13 +42,13 @@ max_retries = {max_retries}
     )
 }
 
-fn node_command() -> String {
+pub(crate) fn node_command() -> String {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sidecars/session-manager/session-manager.js");
     format!(r#"["node", "{}"]"#, script.display())
 }
 
-async fn tool(session: &Session, name: &str, args: Value) -> Value {
+pub(crate) async fn tool(session: &Session, name: &str, args: Value) -> Value {
     let events = session.call(json!(1), name, args, None).await;
     let result = events
         .iter()
@@ -70,14 +70,14 @@ fn gated_node_command(flag: &Path) -> String {
     serde_json::to_string(&["sh", "-c", &gate, &flag.display().to_string()]).unwrap()
 }
 
-fn text(result: &Value) -> String {
+pub(crate) fn text(result: &Value) -> String {
     result["content"][0]["text"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
 }
 
-async fn breaker_state(session: &Session) -> String {
+pub(crate) async fn breaker_state(session: &Session) -> String {
     let status = tool(session, "get_circuit_breaker_status", json!({})).await;
     status["structuredContent"]["state"]
         .as_str()
