@@ -11,7 +11,9 @@
 //! state lives in shared handles, so a restart of the actors keeps it (the queue also survives
 //! a daemon restart through its journal). [`SidecarServices::request`] is the one way the daemon
 //! talks to the session manager: through the breaker, with a 4xx answer counted as the caller's
-//! mistake and everything else as a sidecar fault.
+//! mistake and everything else as a sidecar fault — including an answer that is not what the
+//! API promises (not JSON, too large, or not an object with the expected [`Field`]s), which
+//! is an error result for the caller and a failure for the breaker.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +64,57 @@ impl SidecarCallError {
     }
 }
 
+/// A field a session-manager answer must have (every answer is a JSON object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// A string.
+    Str(&'static str),
+    /// `true` or `false`.
+    Bool(&'static str),
+    /// A number.
+    Number(&'static str),
+    /// An array.
+    Array(&'static str),
+    /// An object.
+    Object(&'static str),
+}
+
+/// What a JSON value is, for messages ("an array").
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Checks that `value` is a JSON object with `fields`; says what is wrong otherwise.
+pub fn check_shape(value: &Value, fields: &[Field]) -> Result<(), String> {
+    let Some(object) = value.as_object() else {
+        return Err(format!("expected a JSON object, got {}", json_kind(value)));
+    };
+    for field in fields {
+        let (name, want, fits): (&str, &str, fn(&Value) -> bool) = match *field {
+            Field::Str(n) => (n, "a string", Value::is_string),
+            Field::Bool(n) => (n, "a boolean", Value::is_boolean),
+            Field::Number(n) => (n, "a number", Value::is_number),
+            Field::Array(n) => (n, "an array", Value::is_array),
+            Field::Object(n) => (n, "an object", Value::is_object),
+        };
+        match object.get(name) {
+            None => return Err(format!("`{name}` is missing (expected {want})")),
+            Some(v) if !fits(v) => {
+                return Err(format!("`{name}` is {}, expected {want}", json_kind(v)));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The daemon's handles on the session manager.
 #[derive(Debug, Clone)]
 pub struct SidecarServices {
@@ -103,7 +156,8 @@ impl SidecarServices {
         }
     }
 
-    /// One request to the session manager, through the breaker.
+    /// One request to the session manager, through the breaker; the answer must be a JSON
+    /// object.
     pub async fn request(
         &self,
         method: &str,
@@ -111,11 +165,35 @@ impl SidecarServices {
         body: Option<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value, SidecarCallError> {
+        self.request_shaped(method, path, body, timeout, &[]).await
+    }
+
+    /// [`Self::request`] whose answer must also have `fields`. An answer of another shape is a
+    /// [`SidecarError::Protocol`] error, counted by the breaker as a failure.
+    pub async fn request_shaped(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<Duration>,
+        fields: &[Field],
+    ) -> Result<Value, SidecarCallError> {
         if !self.enabled {
             return Err(SidecarCallError::Disabled);
         }
         let timeout = timeout.unwrap_or(REQUEST_TIMEOUT);
-        let call = self.client.request(method, path, body.as_ref(), timeout);
+        let call = async {
+            let value = self
+                .client
+                .request(method, path, body.as_ref(), timeout)
+                .await?;
+            check_shape(&value, fields).map_err(|why| SidecarError::Protocol {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                reason: format!("unexpected answer: {why}"),
+            })?;
+            Ok(value)
+        };
         // A 4xx is the caller's mistake: the sidecar answered, so it counts as healthy.
         let healthy = |r: &Result<Value, SidecarError>| {
             r.as_ref().map_or_else(|e| !e.is_sidecar_fault(), |_| true)
@@ -253,4 +331,48 @@ fn unique_suffix() -> String {
         return format!("{nanos:x}");
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_of_the_wrong_shape_are_named_precisely() {
+        let fields = [Field::Str("id"), Field::Array("agents"), Field::Bool("ok")];
+        let good = json!({ "id": "a", "agents": [], "ok": true, "extra": 1 });
+        assert_eq!(check_shape(&good, &fields), Ok(()));
+        assert_eq!(check_shape(&json!({}), &[]), Ok(()));
+        for (value, why) in [
+            (json!([1]), "expected a JSON object, got an array"),
+            (Value::Null, "expected a JSON object, got null"),
+            (json!("x"), "expected a JSON object, got a string"),
+            (
+                json!({ "agents": [] }),
+                "`id` is missing (expected a string)",
+            ),
+            (
+                json!({ "id": 3, "agents": [] }),
+                "`id` is a number, expected a string",
+            ),
+            (
+                json!({ "id": "a", "agents": {} }),
+                "`agents` is an object, expected an array",
+            ),
+            (
+                json!({ "id": "a", "agents": [], "ok": null }),
+                "`ok` is null, expected a boolean",
+            ),
+        ] {
+            assert_eq!(check_shape(&value, &fields), Err(why.to_owned()), "{value}");
+        }
+        assert_eq!(
+            check_shape(&json!({ "n": "1", "o": 1 }), &[Field::Number("n")]),
+            Err("`n` is a string, expected a number".to_owned())
+        );
+        assert_eq!(
+            check_shape(&json!({ "o": [] }), &[Field::Object("o")]),
+            Err("`o` is an array, expected an object".to_owned())
+        );
+    }
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::agents::{json_result, text_result};
 use super::{BuiltinTool, ToolContext, ToolRegistry};
-use crate::sidecars::SidecarServices;
+use crate::sidecars::{Field, SidecarServices};
 
 /// What the health tools look at.
 #[derive(Clone)]
@@ -29,15 +29,16 @@ impl Health {
     async fn agents(&self) -> Result<Vec<Value>, String> {
         let listed = self
             .sidecar
-            .request("GET", "/agents", None, Some(Duration::from_secs(10)))
+            .request_shaped(
+                "GET",
+                "/agents",
+                None,
+                Some(Duration::from_secs(10)),
+                &[Field::Array("agents")],
+            )
             .await
             .map_err(|e| e.to_string())?;
-        Ok(listed
-            .get("agents")
-            .and_then(Value::as_array)
-            .or_else(|| listed.as_array())
-            .cloned()
-            .unwrap_or_default())
+        Ok(listed["agents"].as_array().cloned().unwrap_or_default())
     }
 
     fn journal(&self) -> Value {
