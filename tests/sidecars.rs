@@ -1,6 +1,7 @@
-//! The session-manager sidecar under the daemon: native tools through the breaker, restart
-//! after a kill with the breaker opening and closing, and queued operations surviving a
-//! `kill -9` of the daemon.
+//! The sidecars under the daemon: native tools through the breaker, restart after a kill
+//! with the breaker opening and closing (and all of it in the run log), queued operations
+//! surviving a `kill -9` of the daemon, dead letters listed, replayed and dropped through the
+//! tools, and `[operator] max_tool_iterations` reaching the operator process.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::mcp_server::{Served, Session};
-use crate::util::{TestDaemon, eventually};
+use crate::util::{TestDaemon, eventually, test_cache, venv_bin};
 
 pub(crate) fn sidecar_config(home: &Path, command: &str) -> String {
     sidecar_config_with(home, command, 10)
@@ -442,4 +443,47 @@ async fn dead_letters_are_listed_replayed_and_dropped_through_the_tools() {
     assert_eq!(r["structuredContent"]["replayed"], json!([]), "{r}");
     assert_eq!(r["structuredContent"]["count"], 0);
     assert_eq!(room_names(&session).await, ["r-a"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_process_gets_the_configured_max_tool_iterations() {
+    let Some(cache) = test_cache() else { return };
+    let python = venv_bin(&cache, "python");
+    // A launcher running the checkout's operator package (it must exist before the daemon
+    // reads the config).
+    let scratch = tempfile::tempdir().unwrap();
+    let launcher = scratch.path().join("run_operator_from_checkout.py");
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("sidecars/operator");
+    std::fs::write(
+        &launcher,
+        format!(
+            "import sys\nsys.path.insert(0, {:?})\nfrom revka_operator.server import main\nsys.exit(main())\n",
+            package.display().to_string()
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "\n[operator]\nenabled = true\npython = {:?}\nmcp_path = {:?}\nmax_tool_iterations = 37\n",
+        python.display().to_string(),
+        launcher.display().to_string(),
+    );
+    let served = Served::start(&extra).await;
+    served
+        .wait_for_tool("revka-operator__operator_status")
+        .await;
+    let session = served.session().await;
+    session
+        .call_text(
+            "tool_search",
+            json!({ "query": "select:revka-operator__operator_status" }),
+        )
+        .await;
+    let status = tool(&session, "revka-operator__operator_status", json!({})).await;
+    assert_eq!(status["isError"], false, "{status}");
+    let status: Value = serde_json::from_str(&text(&status)).unwrap();
+    assert_eq!(status["max_tool_iterations"], 37, "{status}");
+    assert_eq!(
+        status["max_tool_iterations_source"],
+        "REVKA_OPERATOR_MAX_TOOL_ITERATIONS"
+    );
 }
