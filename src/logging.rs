@@ -43,10 +43,7 @@ pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
             .with_span_list(false)
             .boxed(),
     };
-    let audit = crate::runlog::SupervisionLayer.with_filter(
-        tracing_subscriber::filter::Targets::new()
-            .with_target("revka_actors::supervisor", tracing::Level::INFO),
-    );
+    let audit = crate::runlog::SupervisionLayer.with_filter(crate::runlog::audit_targets());
     tracing_subscriber::registry()
         .with(console.with_filter(filter))
         .with(audit)

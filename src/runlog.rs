@@ -3,8 +3,10 @@
 //!
 //! Rotation by size: past 5 MB the file is flagged (`get_journal_health` warns), past 20 MB it
 //! is rotated (`run.jsonl` → `run.jsonl.1` → … → `run.jsonl.3`; the oldest is dropped). Write
-//! latency is tracked for `get_journal_health`. Supervision events reach the log through a
-//! tracing layer with its own filter, so they are recorded whatever the console log level is.
+//! latency is tracked for `get_journal_health`. Supervision events (kind `supervision`, target
+//! `revka_actors::supervisor`) and circuit-breaker transitions (kind `breaker`, target
+//! `revka_actors::breaker`) reach the log through a tracing layer with its own filter
+//! ([`audit_targets`]), so they are recorded whatever the console log level is.
 //!
 //! Writing is off the caller's path: [`RunLog::record`] appends the line to a bounded in-memory
 //! batch and a `runlog-writer` thread writes each batch with one `write` (at most every
@@ -301,21 +303,49 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A tracing layer that copies supervision events (target `revka_actors::supervisor`) into
-/// the run log. Give it its own filter so the console level does not thin the audit trail.
+/// The tracing target of supervision events.
+pub const SUPERVISION_TARGET: &str = "revka_actors::supervisor";
+/// The tracing target of circuit-breaker transitions.
+pub const BREAKER_TARGET: &str = "revka_actors::breaker";
+
+/// The filter of [`SupervisionLayer`]: supervision events and breaker transitions, from INFO.
+pub fn audit_targets() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_target(SUPERVISION_TARGET, tracing::Level::INFO)
+        .with_target(BREAKER_TARGET, tracing::Level::INFO)
+}
+
+/// The run-log kind of an event with `target`: `breaker` for breaker transitions, otherwise
+/// `supervision`.
+fn kind_of(target: &str) -> &'static str {
+    if target.starts_with(BREAKER_TARGET) {
+        "breaker"
+    } else {
+        "supervision"
+    }
+}
+
+/// A tracing layer that copies supervision events and breaker transitions into the run log.
+/// Give it its own filter ([`audit_targets`]) so the console level does not thin the audit
+/// trail.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SupervisionLayer;
 
 impl<S: tracing::Subscriber> Layer<S> for SupervisionLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let Some(log) = get() else { return };
-        let mut fields = FieldsToJson(Map::new());
-        event.record(&mut fields);
-        fields
-            .0
-            .insert("level".into(), json!(event.metadata().level().as_str()));
-        log.record("supervision", Value::Object(fields.0));
+        log.record(kind_of(event.metadata().target()), event_fields(event));
     }
+}
+
+/// An event's fields as a JSON object, with its level.
+fn event_fields(event: &tracing::Event<'_>) -> Value {
+    let mut fields = FieldsToJson(Map::new());
+    event.record(&mut fields);
+    fields
+        .0
+        .insert("level".into(), json!(event.metadata().level().as_str()));
+    Value::Object(fields.0)
 }
 
 struct FieldsToJson(Map<String, Value>);
@@ -441,6 +471,29 @@ mod tests {
         );
         log.flush();
         assert_eq!(lines(dir.path()), 2);
+    }
+
+    #[test]
+    fn supervision_and_breaker_events_are_audited_under_their_own_kinds() {
+        let targets = audit_targets();
+        for target in [
+            "revka_actors::supervisor",
+            "revka_actors::breaker",
+            "revka_actors::breaker::handle",
+        ] {
+            assert!(
+                targets.would_enable(target, &tracing::Level::INFO),
+                "{target}"
+            );
+            assert!(
+                !targets.would_enable(target, &tracing::Level::DEBUG),
+                "{target}"
+            );
+        }
+        assert!(!targets.would_enable("revka_actors::retry_queue", &tracing::Level::WARN));
+        assert!(!targets.would_enable("revka::gateway", &tracing::Level::ERROR));
+        assert_eq!(kind_of("revka_actors::breaker"), "breaker");
+        assert_eq!(kind_of("revka_actors::supervisor"), "supervision");
     }
 
     #[test]

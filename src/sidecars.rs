@@ -11,10 +11,12 @@
 //! state lives in shared handles, so a restart of the actors keeps it (the queue also survives
 //! a daemon restart through its journal). [`SidecarServices::request`] is the one way the daemon
 //! talks to the session manager: through the breaker, with a 4xx answer counted as the caller's
-//! mistake and everything else as a sidecar fault.
+//! mistake and everything else as a sidecar fault — including an answer that is not what the
+//! API promises (not JSON, too large, or not an object with the expected [`Field`]s), which
+//! is an error result for the caller and a failure for the breaker.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -28,7 +30,8 @@ use revka_actors::retry_queue::{
 use revka_actors::sidecar::{
     SessionManagerSpec, SidecarClient, SidecarError, session_manager_process,
 };
-use revka_actors::supervisor::{ChildSpec, RestartType};
+use revka_actors::supervisor::{ChildContext, ChildSpec, RestartType};
+use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
 use crate::config::{Config, OnFull};
@@ -48,6 +51,15 @@ pub enum SidecarCallError {
     /// The call was attempted and failed.
     #[error(transparent)]
     Sidecar(SidecarError),
+    /// The call failed or was rejected while the sidecar's process is not running: the
+    /// failure, then what the supervisor knows of the process.
+    #[error("{cause}; {process}")]
+    Down {
+        /// The failure itself.
+        cause: Box<SidecarCallError>,
+        /// The process's state, restarts and last failure.
+        process: String,
+    },
 }
 
 impl SidecarCallError {
@@ -57,9 +69,61 @@ impl SidecarCallError {
         match self {
             Self::Open(_) => true,
             Self::Sidecar(e) => e.is_sidecar_fault(),
+            Self::Down { .. } => true,
             Self::Disabled => false,
         }
     }
+}
+
+/// A field a session-manager answer must have (every answer is a JSON object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// A string.
+    Str(&'static str),
+    /// `true` or `false`.
+    Bool(&'static str),
+    /// A number.
+    Number(&'static str),
+    /// An array.
+    Array(&'static str),
+    /// An object.
+    Object(&'static str),
+}
+
+/// What a JSON value is, for messages ("an array").
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Checks that `value` is a JSON object with `fields`; says what is wrong otherwise.
+pub fn check_shape(value: &Value, fields: &[Field]) -> Result<(), String> {
+    let Some(object) = value.as_object() else {
+        return Err(format!("expected a JSON object, got {}", json_kind(value)));
+    };
+    for field in fields {
+        let (name, want, fits): (&str, &str, fn(&Value) -> bool) = match *field {
+            Field::Str(n) => (n, "a string", Value::is_string),
+            Field::Bool(n) => (n, "a boolean", Value::is_boolean),
+            Field::Number(n) => (n, "a number", Value::is_number),
+            Field::Array(n) => (n, "an array", Value::is_array),
+            Field::Object(n) => (n, "an object", Value::is_object),
+        };
+        match object.get(name) {
+            None => return Err(format!("`{name}` is missing (expected {want})")),
+            Some(v) if !fits(v) => {
+                return Err(format!("`{name}` is {}, expected {want}", json_kind(v)));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The daemon's handles on the session manager.
@@ -75,6 +139,10 @@ pub struct SidecarServices {
     pub queue: RetryQueueHandle,
     /// Every breaker, for metrics.
     pub breakers: BreakerRegistry,
+    /// The session manager's command line (for the diagnosis of a process that is down).
+    command: Arc<Vec<String>>,
+    /// The session manager's status node, once its supervisor has started it.
+    process: Arc<RwLock<Option<StatusNode>>>,
 }
 
 impl SidecarServices {
@@ -100,10 +168,44 @@ impl SidecarServices {
             breaker,
             queue: RetryQueueHandle::new(),
             breakers,
+            command: Arc::new(sm.command.clone()),
+            process: Arc::new(RwLock::new(None)),
         }
     }
 
-    /// One request to the session manager, through the breaker.
+    /// What is wrong with the session manager's process, if it is not running: its state,
+    /// restarts and last failure as the supervisor recorded them, and a script argument that
+    /// does not exist. `None` while it runs (or before its first start).
+    pub fn process_problem(&self) -> Option<String> {
+        let node = self
+            .process
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let state = node.state();
+        if state == ActorState::Running {
+            return None;
+        }
+        let mut out = format!(
+            "the session manager process is {state} after {} restart(s)",
+            node.restarts()
+        );
+        if let Some(failure) = node.last_failure() {
+            out.push_str(&format!("; last failure: {failure}"));
+        }
+        if let Some(script) = self.command.iter().skip(1).find(|a| is_script(a))
+            && !Path::new(script).exists()
+        {
+            out.push_str(&format!(
+                "; its script {script} does not exist ([session_manager] command)"
+            ));
+        }
+        out.push_str(&format!(" (`revka status --path {}`)", node.path()));
+        Some(out)
+    }
+
+    /// One request to the session manager, through the breaker; the answer must be a JSON
+    /// object.
     pub async fn request(
         &self,
         method: &str,
@@ -111,23 +213,54 @@ impl SidecarServices {
         body: Option<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value, SidecarCallError> {
+        self.request_shaped(method, path, body, timeout, &[]).await
+    }
+
+    /// [`Self::request`] whose answer must also have `fields`. An answer of another shape is a
+    /// [`SidecarError::Protocol`] error, counted by the breaker as a failure.
+    pub async fn request_shaped(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<Duration>,
+        fields: &[Field],
+    ) -> Result<Value, SidecarCallError> {
         if !self.enabled {
             return Err(SidecarCallError::Disabled);
         }
         let timeout = timeout.unwrap_or(REQUEST_TIMEOUT);
-        let call = self.client.request(method, path, body.as_ref(), timeout);
+        let call = async {
+            let value = self
+                .client
+                .request(method, path, body.as_ref(), timeout)
+                .await?;
+            check_shape(&value, fields).map_err(|why| SidecarError::Protocol {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                reason: format!("unexpected answer: {why}"),
+            })?;
+            Ok(value)
+        };
         // A 4xx is the caller's mistake: the sidecar answered, so it counts as healthy.
         let healthy = |r: &Result<Value, SidecarError>| {
             r.as_ref().map_or_else(|e| !e.is_sidecar_fault(), |_| true)
         };
-        match self.breaker.call_classified(call, healthy).await {
-            Ok(v) => Ok(v),
-            Err(BreakerError::Open(rejected)) => Err(SidecarCallError::Open(rejected.to_string())),
-            Err(BreakerError::ProbeTimeout) => Err(SidecarCallError::Open(
+        let error = match self.breaker.call_classified(call, healthy).await {
+            Ok(v) => return Ok(v),
+            Err(BreakerError::Open(rejected)) => SidecarCallError::Open(rejected.to_string()),
+            Err(BreakerError::ProbeTimeout) => SidecarCallError::Open(
                 "the circuit breaker's probe of the session manager timed out".into(),
-            )),
-            Err(BreakerError::Inner(e)) => Err(SidecarCallError::Sidecar(e)),
-        }
+            ),
+            Err(BreakerError::Inner(e)) => SidecarCallError::Sidecar(e),
+        };
+        Err(match self.process_problem() {
+            Some(process) if error.is_unavailable() => SidecarCallError::Down {
+                cause: Box::new(error),
+                process,
+            },
+            _ => error,
+        })
     }
 
     /// Queues a mutation to retry when the sidecar is back. Returns the operation id.
@@ -194,8 +327,15 @@ impl SidecarServices {
             .supervisor
             .policy()
             .with_restart(RestartType::Permanent);
+        // The start function records the process's status node, for `process_problem`.
+        let mut sidecar = child_spec("session_manager", process, policy);
+        let (start, slot) = (sidecar.start.clone(), self.process.clone());
+        sidecar.start = Arc::new(move |ctx: ChildContext| {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(ctx.node.clone());
+            start(ctx)
+        });
         vec![
-            child_spec("session_manager", process, policy),
+            sidecar,
             breaker_spec("breaker:session_manager", self.breaker.clone(), support),
             retry_queue_spec(
                 "retry:session_manager",
@@ -243,6 +383,16 @@ impl Executor for SidecarExecutor {
     }
 }
 
+/// Whether a command-line argument names a script file (an absolute `.js`, `.mjs` or `.cjs`
+/// path).
+fn is_script(arg: &str) -> bool {
+    let path = PathBuf::from(arg);
+    path.is_absolute()
+        && path
+            .extension()
+            .is_some_and(|e| e == "js" || e == "mjs" || e == "cjs")
+}
+
 fn unique_suffix() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
@@ -253,4 +403,76 @@ fn unique_suffix() -> String {
         return format!("{nanos:x}");
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_is_down_is_described_with_its_failure_and_missing_script() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::default_in(home.path());
+        let script = home.path().join("gone/session-manager.js");
+        config.session_manager.command = vec!["node".into(), script.display().to_string()];
+        let services = SidecarServices::new(&config);
+        assert_eq!(services.process_problem(), None, "not started yet");
+        let node = StatusNode::root("session_manager", "process");
+        *services.process.write().unwrap() = Some(node.clone());
+        node.set_state(ActorState::Running);
+        assert_eq!(services.process_problem(), None, "running");
+        node.record_failure("process exited with status 1");
+        node.record_restart(Duration::from_secs(1));
+        node.set_state(ActorState::BackingOff);
+        assert_eq!(
+            services.process_problem().unwrap(),
+            format!(
+                "the session manager process is backing_off after 1 restart(s); last failure: \
+                 process exited with status 1; its script {} does not exist ([session_manager] \
+                 command) (`revka status --path session_manager`)",
+                script.display()
+            )
+        );
+        assert!(is_script("/a/b.mjs") && is_script("/a/b.cjs") && is_script("/a/b.js"));
+        assert!(!is_script("b.js") && !is_script("/a/b.py") && !is_script("--socket"));
+    }
+
+    #[test]
+    fn answers_of_the_wrong_shape_are_named_precisely() {
+        let fields = [Field::Str("id"), Field::Array("agents"), Field::Bool("ok")];
+        let good = json!({ "id": "a", "agents": [], "ok": true, "extra": 1 });
+        assert_eq!(check_shape(&good, &fields), Ok(()));
+        assert_eq!(check_shape(&json!({}), &[]), Ok(()));
+        for (value, why) in [
+            (json!([1]), "expected a JSON object, got an array"),
+            (Value::Null, "expected a JSON object, got null"),
+            (json!("x"), "expected a JSON object, got a string"),
+            (
+                json!({ "agents": [] }),
+                "`id` is missing (expected a string)",
+            ),
+            (
+                json!({ "id": 3, "agents": [] }),
+                "`id` is a number, expected a string",
+            ),
+            (
+                json!({ "id": "a", "agents": {} }),
+                "`agents` is an object, expected an array",
+            ),
+            (
+                json!({ "id": "a", "agents": [], "ok": null }),
+                "`ok` is null, expected a boolean",
+            ),
+        ] {
+            assert_eq!(check_shape(&value, &fields), Err(why.to_owned()), "{value}");
+        }
+        assert_eq!(
+            check_shape(&json!({ "n": "1", "o": 1 }), &[Field::Number("n")]),
+            Err("`n` is a string, expected a number".to_owned())
+        );
+        assert_eq!(
+            check_shape(&json!({ "o": [] }), &[Field::Object("o")]),
+            Err("`o` is an array, expected an object".to_owned())
+        );
+    }
 }

@@ -199,7 +199,7 @@ pub fn operator_template(
             transport: TransportSpec::Stdio {
                 command: op.python.clone(),
                 args: vec![op.mcp_path.display().to_string()],
-                env: vec![("REVKA_HOME".into(), home.display().to_string())],
+                env: op.process_env(home),
                 cwd: None,
             },
             tool_timeout: op.tool_timeout(),

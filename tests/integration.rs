@@ -12,5 +12,7 @@ mod mcp_client;
 mod mcp_server;
 mod operator;
 mod reload;
+mod sidecar_faults;
+mod sidecar_tools;
 mod sidecars;
 mod util;

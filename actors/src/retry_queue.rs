@@ -24,6 +24,10 @@
 //!   with its state. Enqueuing the id of a *dead letter* is a fresh request for the same
 //!   operation: the dead letter is replaced by the new operation, queued with zero attempts
 //!   ([`Enqueued::Queued`] with `replaced_dead_letter`). Completed ids are not remembered.
+//! - **Dead letters**: listed (oldest death first) in [`QueueStatus::dead_letter_list`]
+//!   alongside the live operations, both bounded with a count of the rest; replayed or dropped
+//!   by [`Selection`]: all, or a list of ids that is applied all or nothing (an id that is not
+//!   a dead letter is named in [`QueueError::NotFound`], with its live state if it has one).
 //! - **Persistent**: every change is first appended to a journal (JSON lines, see
 //!   `journal.rs`), replayed on start, and compacted into a snapshot when it grows. An enqueue
 //!   is acknowledged only once its record is on disk (`fdatasync`), so a `kill -9` right after
@@ -55,8 +59,11 @@ use crate::supervisor::Backoff;
 
 /// How long a progress record may stay unsynced.
 pub const LAZY_SYNC: Duration = Duration::from_secs(1);
-/// At most this many operations are listed in [`QueueStatus::operations`].
+/// At most this many operations are listed in [`QueueStatus::operations`], and as many dead
+/// letters in [`QueueStatus::dead_letter_list`].
 pub const STATUS_OPS_LIMIT: usize = 100;
+/// The longest [`OpStatus::payload_preview`], in bytes.
+pub const PREVIEW_BYTES: usize = 200;
 /// At most this many operations are listed in the status-node details.
 pub const DETAILS_OPS_LIMIT: usize = 5;
 /// The longest accepted operation id, in bytes.
@@ -260,16 +267,73 @@ pub enum EnqueueError {
     Unavailable(String),
 }
 
-/// Why a replay or drop of dead letters failed.
+/// Which dead letters a replay or a drop is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every dead letter (a replay moves as many as fit, oldest first).
+    All,
+    /// These ids (duplicates ignored), all or nothing: if one is not a dead letter, or (for a
+    /// replay) they do not all fit in the queue, nothing changes.
+    Ids(Vec<String>),
+}
+
+/// An id asked for that is not a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotDead {
+    /// The id.
+    pub id: String,
+    /// Where it is instead: `Some` if it is a live (pending or in-flight) operation, `None` if
+    /// the queue does not know it.
+    pub live: Option<OpState>,
+}
+
+/// At most this many ids are named in a [`QueueError::NotFound`] message.
+const NOT_FOUND_SHOWN: usize = 10;
+
+fn describe_not_found(ids: &[NotDead]) -> String {
+    let mut out = String::from(if ids.len() == 1 {
+        "no dead letter "
+    } else {
+        "no dead letters "
+    });
+    let shown: Vec<String> = ids
+        .iter()
+        .take(NOT_FOUND_SHOWN)
+        .map(|n| match n.live {
+            Some(OpState::Pending) => format!("`{}` (pending, not dead-lettered)", n.id),
+            Some(OpState::InFlight) => format!("`{}` (in flight, not dead-lettered)", n.id),
+            _ => format!("`{}`", n.id),
+        })
+        .collect();
+    out.push_str(&shown.join(", "));
+    if ids.len() > NOT_FOUND_SHOWN {
+        out.push_str(&format!(" and {} more", ids.len() - NOT_FOUND_SHOWN));
+    }
+    out
+}
+
+/// Why a replay or drop of dead letters failed (in each case nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// No dead letter with that id.
-    #[error("no dead letter `{0}`")]
-    NotFound(String),
+    /// Ids that are not dead letters (in the order asked).
+    #[error("{}", describe_not_found(.0))]
+    NotFound(Vec<NotDead>),
     /// The queue is at capacity: nothing can be replayed.
     #[error("the retry queue is full ({capacity} operations)")]
     Full {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The queue has room for some but not all of the dead letters asked for.
+    #[error(
+        "the retry queue has room for {room} more operations ({capacity} at most); {requested} dead letters were asked to replay"
+    )]
+    NoRoom {
+        /// Dead letters asked for.
+        requested: usize,
+        /// Free places in the queue.
+        room: usize,
         /// The queue's capacity.
         capacity: usize,
     },
@@ -288,16 +352,26 @@ pub struct OpStatus {
     pub id: String,
     /// Its kind.
     pub kind: String,
-    /// Pending or in flight.
+    /// Pending, in flight, or dead.
     pub state: OpState,
     /// Attempts started.
     pub attempts: u32,
+    /// When it was enqueued (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<String>,
     /// Milliseconds until its next attempt, while pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_ms: Option<u64>,
+    /// When its next attempt is due (RFC 3339, UTC), while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
     /// The error of its last failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The start of its payload as JSON, at most [`PREVIEW_BYTES`] (cut at a character
+    /// boundary, `…` appended when cut).
+    #[serde(default)]
+    pub payload_preview: String,
 }
 
 /// The queue's state, for `get_retry_queue_status` and introspection.
@@ -327,6 +401,52 @@ pub struct QueueStatus {
     pub operations: Vec<OpStatus>,
     /// Live operations not listed in `operations`.
     pub operations_omitted: usize,
+    /// Dead letters, oldest first, at most a bounded number.
+    #[serde(default)]
+    pub dead_letter_list: Vec<OpStatus>,
+    /// Dead letters not listed in `dead_letter_list`.
+    #[serde(default)]
+    pub dead_letters_omitted: usize,
+}
+
+/// The first [`PREVIEW_BYTES`] of `value` as JSON. Serialization stops there, so a large
+/// payload costs no more than a small one.
+pub(crate) fn preview(value: &serde_json::Value) -> String {
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = (PREVIEW_BYTES + 1).saturating_sub(self.0.len());
+            if room == 0 {
+                return Err(std::io::Error::other("preview full"));
+            }
+            let n = buf.len().min(room);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::with_capacity(64));
+    let complete = serde_json::to_writer(&mut out, value).is_ok() && out.0.len() <= PREVIEW_BYTES;
+    let mut bytes = out.0;
+    if complete {
+        return String::from_utf8(bytes).unwrap_or_default();
+    }
+    bytes.truncate(PREVIEW_BYTES);
+    let valid = match std::str::from_utf8(&bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    bytes.truncate(valid);
+    let mut text = String::from_utf8(bytes).unwrap_or_default();
+    text.push('…');
+    text
+}
+
+/// `ms` (Unix milliseconds) in RFC 3339.
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
+    crate::status::rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// The wall clock in Unix milliseconds.

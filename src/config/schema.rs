@@ -329,7 +329,9 @@ pub struct OperatorConfig {
     pub mcp_path: PathBuf,
     /// The Python interpreter that runs `mcp_path`. Default `"python3"`.
     pub python: String,
-    /// Tool-loop iterations of operator sessions at most. Default `80`.
+    /// Tool-loop iterations of operator sessions at most. Default `80`. Revka runs no agent
+    /// loop of its own: the value is passed to each operator process as
+    /// [`MAX_TOOL_ITERATIONS_ENV`] (the reference operator reports it in `operator_status`).
     pub max_tool_iterations: u32,
     /// Per-tool timeout in seconds, capped at 600 (some tools take ~100 s). Default `600`.
     pub tool_timeout_secs: u64,
@@ -342,7 +344,21 @@ impl Default for OperatorConfig {
     }
 }
 
+/// The environment variable carrying `[operator] max_tool_iterations` to operator processes.
+pub const MAX_TOOL_ITERATIONS_ENV: &str = "REVKA_OPERATOR_MAX_TOOL_ITERATIONS";
+
 impl OperatorConfig {
+    /// The environment of an operator process: `REVKA_HOME` and [`MAX_TOOL_ITERATIONS_ENV`].
+    pub fn process_env(&self, home: &Path) -> Vec<(String, String)> {
+        vec![
+            ("REVKA_HOME".to_owned(), home.display().to_string()),
+            (
+                MAX_TOOL_ITERATIONS_ENV.to_owned(),
+                self.max_tool_iterations.to_string(),
+            ),
+        ]
+    }
+
     /// The defaults, with the launcher under `home`.
     pub fn default_in(home: &Path) -> Self {
         Self {

@@ -5,6 +5,8 @@
 //! wait (`wait_for_agent`, `wait_for_chat_message`) poll or long-poll with progress. Mutations
 //! accept `queue_if_unavailable: true`: when the breaker is open or the sidecar is restarting,
 //! the call is put on the persistent retry queue instead of failing, and the result says so.
+//! Every answer is checked for the fields the tool relies on ([`Field`]): an answer of another
+//! shape is an error result naming what is wrong, and a failure for the breaker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use revka_actors::mcp::protocol::ProgressUpdate;
 use serde_json::{Value, json};
 
 use super::{BuiltinTool, ToolContext, ToolRegistry};
-use crate::sidecars::SidecarServices;
+use crate::sidecars::{Field, SidecarServices};
 
 /// A tool result with one text item.
 pub(crate) fn text_result(text: impl Into<String>, is_error: bool) -> Value {
@@ -59,6 +61,8 @@ struct RestTool {
     mapper: Mapper,
     /// Mutations may be queued when the sidecar is unavailable.
     mutation: bool,
+    /// What the answer must hold (else it is an error result and a breaker failure).
+    shape: &'static [Field],
     sidecar: SidecarServices,
 }
 
@@ -77,11 +81,15 @@ impl BuiltinTool for RestTool {
     fn call(&self, ctx: ToolContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
         let request = (self.mapper)(&args, &ctx);
         let sidecar = self.sidecar.clone();
+        let shape = self.shape;
         let queue = self.mutation
             && args.get("queue_if_unavailable").and_then(Value::as_bool) == Some(true);
         Box::pin(async move {
             let (method, path, body) = request?;
-            match sidecar.request(method, &path, body.clone(), None).await {
+            match sidecar
+                .request_shaped(method, &path, body.clone(), None, shape)
+                .await
+            {
                 Ok(value) => Ok(json_result(value)),
                 Err(e) if queue && e.is_unavailable() => {
                     let id = sidecar
@@ -130,7 +138,13 @@ impl BuiltinTool for WaitForAgent {
             let started = Instant::now();
             loop {
                 let agent = match sidecar
-                    .request("GET", &format!("/agents/{}", seg(&id)), None, None)
+                    .request_shaped(
+                        "GET",
+                        &format!("/agents/{}", seg(&id)),
+                        None,
+                        None,
+                        &[Field::Str("status")],
+                    )
                     .await
                 {
                     Ok(a) => a,
@@ -142,15 +156,19 @@ impl BuiltinTool for WaitForAgent {
                         .as_u64()
                         .unwrap_or(0)
                         .saturating_sub(20);
-                    let events = sidecar
-                        .request(
+                    let events = match sidecar
+                        .request_shaped(
                             "GET",
                             &format!("/agents/{}/events?since={since}", seg(&id)),
                             None,
                             None,
+                            &[Field::Array("events")],
                         )
                         .await
-                        .unwrap_or(Value::Null);
+                    {
+                        Ok(events) => events,
+                        Err(e) => json!({ "unavailable": e.to_string() }),
+                    };
                     return Ok(json_result(
                         json!({ "agent": agent, "recent_events": events, "waited_secs": started.elapsed().as_secs() }),
                     ));
@@ -202,7 +220,13 @@ impl BuiltinTool for WaitForChatMessage {
                 seg(room)
             );
             match sidecar
-                .request("GET", &path, None, Some(Duration::from_secs(wait + 10)))
+                .request_shaped(
+                    "GET",
+                    &path,
+                    None,
+                    Some(Duration::from_secs(wait + 10)),
+                    &[Field::Array("messages"), Field::Bool("timeout")],
+                )
                 .await
             {
                 Ok(v) => Ok(json_result(v)),
@@ -237,13 +261,14 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
         }
         return;
     }
-    let rest = |name, description, schema, mapper, mutation| {
+    let rest = |name, description, schema, mapper, mutation, shape| {
         Arc::new(RestTool {
             name,
             description,
             schema,
             mapper,
             mutation,
+            shape,
             sidecar: sidecar.clone(),
         })
     };
@@ -267,6 +292,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("POST", "/agents".into(), Some(body)))
         },
         true,
+        &[Field::Str("id")],
     ));
     registry.register(rest(
         "list_agents",
@@ -274,6 +300,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
         || object(json!({}), &[]),
         |_, _| Ok(("GET", "/agents".into(), None)),
         false,
+        &[Field::Array("agents")],
     ));
     registry.register(rest(
         "get_agent_activity",
@@ -286,6 +313,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("GET", format!("/agents/{}/events?since={since}&limit={limit}", seg(id)), None))
         },
         false,
+        &[Field::Array("events")],
     ));
     registry.register(rest(
         "send_agent_prompt",
@@ -298,6 +326,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("POST", format!("/agents/{}/query", seg(id)), Some(json!({ "prompt": prompt, "queue": queue }))))
         },
         true,
+        &[Field::Bool("queued")],
     ));
     registry.register(Arc::new(WaitForAgent(sidecar.clone())));
     registry.register(rest(
@@ -318,6 +347,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             }
         },
         true,
+        &[Field::Object("agent")],
     ));
     registry.register(rest(
         "create_chat_room",
@@ -328,6 +358,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("POST", "/chat/rooms".into(), Some(json!({ "name": name, "members": args.get("members").cloned().unwrap_or(json!([])) }))))
         },
         true,
+        &[Field::Str("id")],
     ));
     registry.register(rest(
         "list_chat_rooms",
@@ -335,6 +366,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
         || object(json!({}), &[]),
         |_, _| Ok(("GET", "/chat/rooms".into(), None)),
         false,
+        &[Field::Array("rooms")],
     ));
     registry.register(rest(
         "post_chat_message",
@@ -347,6 +379,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("POST", format!("/chat/rooms/{room}/messages"), Some(json!({ "from": from, "text": text }))))
         },
         true,
+        &[Field::Number("id")],
     ));
     registry.register(rest(
         "read_chat_messages",
@@ -359,6 +392,7 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             Ok(("GET", format!("/chat/rooms/{room}/messages?limit={limit}&since={since}"), None))
         },
         false,
+        &[Field::Array("messages")],
     ));
     registry.register(Arc::new(WaitForChatMessage(sidecar.clone())));
     registry.register(rest(
@@ -373,5 +407,6 @@ pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices) {
             ))
         },
         true,
+        &[Field::Bool("deleted")],
     ));
 }

@@ -256,6 +256,7 @@ fn log_transition(path: &str, t: &Transition) {
     let (from, to, reason) = (t.from.as_str(), t.to.as_str(), t.reason.as_str());
     match t.next_probe_in {
         Some(next) => tracing::warn!(
+            target: "revka_actors::breaker",
             path,
             from,
             to,
@@ -263,7 +264,14 @@ fn log_transition(path: &str, t: &Transition) {
             next_probe_in_ms = next.as_millis() as u64,
             "circuit breaker opened"
         ),
-        None => tracing::info!(path, from, to, reason, "circuit breaker state changed"),
+        None => tracing::info!(
+            target: "revka_actors::breaker",
+            path,
+            from,
+            to,
+            reason,
+            "circuit breaker state changed"
+        ),
     }
 }
 

@@ -22,7 +22,7 @@ use super::journal::{Journal, Record};
 use super::state::Queue;
 use super::{
     DETAILS_OPS_LIMIT, EnqueueError, Enqueued, Executor, LAZY_SYNC, Operation, QueueConfig,
-    QueueError, QueueStatus, RetryQueueHandle, STATUS_OPS_LIMIT, now_ms,
+    QueueError, QueueStatus, RetryQueueHandle, STATUS_OPS_LIMIT, Selection, now_ms,
 };
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy};
@@ -62,10 +62,10 @@ pub enum RetryQueueMsg {
     Status(RpcReplyPort<QueueStatus>),
     /// The dead letters, oldest first.
     ListDeadLetters(RpcReplyPort<Vec<Operation>>),
-    /// Move a dead letter (`None`: all that fit) back to pending, attempts reset.
-    Replay(Option<String>, RpcReplyPort<Result<usize, QueueError>>),
-    /// Discard a dead letter (`None`: all).
-    DropDeadLetters(Option<String>, RpcReplyPort<Result<usize, QueueError>>),
+    /// Move dead letters back to pending, attempts reset; replies with the ids moved.
+    Replay(Selection, RpcReplyPort<Result<Vec<String>, QueueError>>),
+    /// Discard dead letters; replies with the ids discarded.
+    DropDeadLetters(Selection, RpcReplyPort<Result<Vec<String>, QueueError>>),
     /// Internal: an attempt finished (or timed out, or panicked).
     AttemptDone {
         /// The operation.
@@ -379,6 +379,7 @@ impl RetryQueueState {
             dead_letter_capacity: self.config.dead_letter_capacity,
             concurrency: self.config.concurrency,
             head: self.queue.list(limit),
+            dead_head: self.queue.list_dead(limit),
         }
     }
 

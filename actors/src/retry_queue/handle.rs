@@ -13,7 +13,9 @@ use ractor::{ActorId, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
 use super::state::Listed;
-use super::{EnqueueError, Enqueued, Operation, QueueError, QueueStatus, RetryQueueMsg};
+use super::{
+    EnqueueError, Enqueued, Operation, QueueError, QueueStatus, RetryQueueMsg, Selection, now_ms,
+};
 
 /// How long a request waits for the actor by default (an enqueue includes an `fdatasync`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +40,8 @@ pub(super) struct View {
     pub(super) concurrency: usize,
     /// The first few live operations.
     pub(super) head: Vec<Listed>,
+    /// The first few dead letters.
+    pub(super) dead_head: Vec<Listed>,
 }
 
 #[derive(Debug)]
@@ -144,9 +148,10 @@ impl RetryQueueHandle {
         self.status_of(&view, live)
     }
 
-    /// Builds a status from a view listing `view.head` out of `live` operations.
+    /// Builds a status from a view listing `view.head` out of `live` operations (and
+    /// `view.dead_head` out of `view.dead_letters`).
     pub(super) fn status_of(&self, view: &View, live: usize) -> QueueStatus {
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), now_ms());
         let t = &self.shared.totals;
         QueueStatus {
             pending: view.pending,
@@ -159,8 +164,10 @@ impl RetryQueueHandle {
             failed: t.failed.load(Ordering::Relaxed),
             dead_lettered: t.dead_lettered.load(Ordering::Relaxed),
             rejected: t.rejected.load(Ordering::Relaxed),
-            operations: view.head.iter().map(|l| l.at(now)).collect(),
+            operations: view.head.iter().map(|l| l.at(now, wall)).collect(),
             operations_omitted: live.saturating_sub(view.head.len()),
+            dead_letter_list: view.dead_head.iter().map(|l| l.at(now, wall)).collect(),
+            dead_letters_omitted: view.dead_letters.saturating_sub(view.dead_head.len()),
         }
     }
 
@@ -201,17 +208,32 @@ impl RetryQueueHandle {
     /// Moves dead letter `id` (or all, oldest first, as many as fit) back to pending with
     /// attempts reset; returns how many moved.
     pub async fn replay(&self, id: Option<&str>) -> Result<usize, QueueError> {
-        let id = id.map(str::to_owned);
-        self.call(|r| RetryQueueMsg::Replay(id, r))
+        self.replay_selected(selection(id))
             .await
-            .map_err(QueueError::Unavailable)?
+            .map(|ids| ids.len())
     }
 
     /// Discards dead letter `id` (or all); returns how many went.
     pub async fn drop_dead_letters(&self, id: Option<&str>) -> Result<usize, QueueError> {
-        let id = id.map(str::to_owned);
-        self.call(|r| RetryQueueMsg::DropDeadLetters(id, r))
+        self.drop_selected(selection(id)).await.map(|ids| ids.len())
+    }
+
+    /// Moves the selected dead letters back to pending with attempts reset (see [`Selection`]
+    /// for what is all or nothing); returns the ids that moved, in the order they were queued.
+    pub async fn replay_selected(&self, which: Selection) -> Result<Vec<String>, QueueError> {
+        self.call(|r| RetryQueueMsg::Replay(which, r))
             .await
             .map_err(QueueError::Unavailable)?
     }
+
+    /// Discards the selected dead letters; returns the ids that went.
+    pub async fn drop_selected(&self, which: Selection) -> Result<Vec<String>, QueueError> {
+        self.call(|r| RetryQueueMsg::DropDeadLetters(which, r))
+            .await
+            .map_err(QueueError::Unavailable)?
+    }
+}
+
+fn selection(id: Option<&str>) -> Selection {
+    id.map_or(Selection::All, |id| Selection::Ids(vec![id.to_owned()]))
 }

@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::journal::Record;
-use super::{OpState, OpStatus, Operation};
+use super::{OpState, OpStatus, Operation, preview, rfc3339_ms};
 
 /// A live operation.
 #[derive(Debug)]
@@ -33,22 +33,41 @@ pub(super) struct Listed {
     pub(super) kind: String,
     pub(super) state: OpState,
     pub(super) attempts: u32,
+    pub(super) enqueued_at: u64,
     pub(super) due: Option<Instant>,
     pub(super) last_error: Option<String>,
+    pub(super) preview: String,
 }
 
 impl Listed {
-    /// The report form at `now`.
-    pub(super) fn at(&self, now: Instant) -> OpStatus {
+    fn of(op: &Operation, state: OpState, due: Option<Instant>) -> Self {
+        Self {
+            id: op.id.clone(),
+            kind: op.kind.clone(),
+            state,
+            attempts: op.attempts,
+            enqueued_at: op.enqueued_at,
+            due,
+            last_error: op.last_error.clone(),
+            preview: preview(&op.payload),
+        }
+    }
+
+    /// The report form at `now` (`now_ms`: the same moment on the wall clock).
+    pub(super) fn at(&self, now: Instant, now_ms: u64) -> OpStatus {
+        let wait = self
+            .due
+            .map(|d| d.saturating_duration_since(now).as_millis() as u64);
         OpStatus {
             id: self.id.clone(),
             kind: self.kind.clone(),
             state: self.state,
             attempts: self.attempts,
-            next_attempt_in_ms: self
-                .due
-                .map(|d| d.saturating_duration_since(now).as_millis() as u64),
+            enqueued_at: (self.enqueued_at > 0).then(|| rfc3339_ms(self.enqueued_at)),
+            next_attempt_in_ms: wait,
+            next_attempt_at: wait.map(|w| rfc3339_ms(now_ms.saturating_add(w))),
             last_error: self.last_error.clone(),
+            payload_preview: self.preview.clone(),
         }
     }
 }
@@ -110,6 +129,15 @@ impl Queue {
     /// Whether `id` is a dead letter.
     pub(super) fn is_dead(&self, id: &str) -> bool {
         self.dead.iter().any(|op| op.id == id)
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub(super) fn list_dead(&self, limit: usize) -> Vec<Listed> {
+        self.dead
+            .iter()
+            .take(limit)
+            .map(|op| Listed::of(op, OpState::Dead, None))
+            .collect()
     }
 
     /// The running attempt number of an in-flight operation.
@@ -260,17 +288,13 @@ impl Queue {
 
     /// Up to `limit` live operations in queue order.
     pub(super) fn list(&self, limit: usize) -> Vec<Listed> {
-        let list = self.live.values().take(limit).map(|e| Listed {
-            id: e.op.id.clone(),
-            kind: e.op.kind.clone(),
-            state: if e.in_flight {
+        let list = self.live.values().take(limit).map(|e| {
+            let state = if e.in_flight {
                 OpState::InFlight
             } else {
                 OpState::Pending
-            },
-            attempts: e.op.attempts,
-            due: (!e.in_flight).then_some(e.due),
-            last_error: e.op.last_error.clone(),
+            };
+            Listed::of(&e.op, state, (!e.in_flight).then_some(e.due))
         });
         list.collect()
     }

@@ -307,6 +307,10 @@ async fn a_pending_retry_shows_its_error_and_due_time() {
     assert_eq!(o.last_error.as_deref(), Some("fail #1"));
     let due = o.next_attempt_in_ms.unwrap();
     assert!((1900..=2000).contains(&due), "due in {due} ms");
+    let at = humantime::parse_rfc3339(o.next_attempt_at.as_deref().unwrap()).unwrap();
+    let enqueued = humantime::parse_rfc3339(o.enqueued_at.as_deref().unwrap()).unwrap();
+    assert!(at >= enqueued, "{o:?}");
+    assert_eq!(o.payload_preview, r#"{"n":"x"}"#);
     wait_status(&q, "success", |s| s.succeeded == 1).await;
     assert_eq!(exec.calls_of("x").len(), 2);
 }
@@ -538,12 +542,18 @@ async fn replay_and_drop_one_or_all() {
     assert_eq!(last.attempts, 1, "attempts reset by the replay");
     assert_eq!(
         q.handle.replay(Some("nope")).await,
-        Err(QueueError::NotFound("nope".into()))
+        Err(QueueError::NotFound(vec![NotDead {
+            id: "nope".into(),
+            live: None
+        }]))
     );
     assert_eq!(q.handle.drop_dead_letters(Some("op2")).await, Ok(1));
     assert_eq!(
         q.handle.drop_dead_letters(Some("op2")).await,
-        Err(QueueError::NotFound("op2".into()))
+        Err(QueueError::NotFound(vec![NotDead {
+            id: "op2".into(),
+            live: None
+        }]))
     );
     assert_eq!(q.handle.replay(None).await, Ok(2));
     wait_status(&q, "all replayed", |s| s.succeeded == 3).await;
@@ -595,8 +605,194 @@ async fn replay_respects_capacity() {
     );
     let full = Err(QueueError::Full { capacity: 2 });
     assert_eq!(q.handle.replay(None).await, full);
-    let missing = Err(QueueError::NotFound("zz".into()));
+    let missing = Err(QueueError::NotFound(vec![NotDead {
+        id: "zz".into(),
+        live: None,
+    }]));
     assert_eq!(q.handle.replay(Some("zz")).await, missing);
+}
+
+fn not_dead(id: &str, live: Option<OpState>) -> NotDead {
+    NotDead {
+        id: id.into(),
+        live,
+    }
+}
+
+async fn dead_ids(q: &TestQueue) -> Vec<String> {
+    let dead = q.handle.dead_letters().await.unwrap();
+    dead.into_iter().map(|o| o.id).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_and_drop_by_id_list_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    let q = start(&cfg, &exec).await;
+    for id in ["a", "b", "c", "d"] {
+        enqueue_ok(&q, id).await;
+    }
+    wait_status(&q, "all dead", |s| s.dead_letters == 4).await;
+    exec.set(Mode::Hang);
+    enqueue_ok(&q, "live").await;
+
+    // One id that is unknown and one that is live: nothing changes, both are named.
+    let err = q
+        .handle
+        .replay_selected(Selection::Ids(vec!["a".into(), "zz".into(), "live".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::NotFound(vec![
+            not_dead("zz", None),
+            not_dead("live", Some(OpState::InFlight))
+        ])
+    );
+    assert_eq!(
+        err.to_string(),
+        "no dead letters `zz`, `live` (in flight, not dead-lettered)"
+    );
+    assert_eq!(dead_ids(&q).await, ["a", "b", "c", "d"]);
+    let err = q
+        .handle
+        .drop_selected(Selection::Ids(vec!["b".into(), "nope".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no dead letter `nope`");
+    assert_eq!(dead_ids(&q).await, ["a", "b", "c", "d"]);
+
+    // Duplicates are ignored; the ids that went are returned.
+    let dropped = q
+        .handle
+        .drop_selected(Selection::Ids(vec!["b".into(), "b".into(), "d".into()]))
+        .await;
+    assert_eq!(dropped, Ok(vec!["b".to_owned(), "d".to_owned()]));
+    assert_eq!(dead_ids(&q).await, ["a", "c"]);
+    let replayed = q
+        .handle
+        .replay_selected(Selection::Ids(vec!["c".into()]))
+        .await;
+    assert_eq!(replayed, Ok(vec!["c".to_owned()]));
+    assert_eq!(dead_ids(&q).await, ["a"]);
+    let s = q.handle.status().await.unwrap();
+    let live: Vec<(&str, u32)> = s
+        .operations
+        .iter()
+        .map(|o| (o.id.as_str(), o.attempts))
+        .collect();
+    assert_eq!(
+        live,
+        [("live", 1), ("c", 1)],
+        "c requeued with attempts reset, then started"
+    );
+    assert_eq!(
+        q.handle.drop_selected(Selection::All).await,
+        Ok(vec!["a".to_owned()])
+    );
+    assert_eq!(q.handle.drop_selected(Selection::All).await, Ok(vec![]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaying_more_dead_letters_than_fit_is_refused_with_the_room_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 0;
+    cfg.capacity = 2;
+    cfg.concurrency = 1;
+    let q = start(&cfg, &exec).await;
+    for id in ["a", "b", "c"] {
+        enqueue_ok(&q, id).await;
+        wait_status(&q, "dead", |s| s.pending + s.in_flight == 0).await;
+    }
+    exec.set(Mode::Hang);
+    enqueue_ok(&q, "x").await;
+    let err = q
+        .handle
+        .replay_selected(Selection::Ids(vec!["a".into(), "b".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        QueueError::NoRoom {
+            requested: 2,
+            room: 1,
+            capacity: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the retry queue has room for 1 more operations (2 at most); 2 dead letters were asked to replay"
+    );
+    assert_eq!(dead_ids(&q).await, ["a", "b", "c"], "nothing moved");
+    assert_eq!(
+        q.handle
+            .replay_selected(Selection::Ids(vec!["b".into()]))
+            .await,
+        Ok(vec!["b".to_owned()])
+    );
+    assert_eq!(
+        q.handle
+            .replay_selected(Selection::Ids(vec!["a".into()]))
+            .await,
+        Err(QueueError::Full { capacity: 2 })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_status_lists_dead_letters_bounded_with_a_count_of_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = Exec::new(Mode::FailAlways);
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 1;
+    cfg.backoff_min = Duration::from_millis(10);
+    let q = start(&cfg, &exec).await;
+    let n = STATUS_OPS_LIMIT + 7;
+    for i in 0..n {
+        enqueue_ok(&q, &format!("op{i:03}")).await;
+    }
+    wait_status(&q, "all dead", |s| s.dead_letters == n).await;
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(s.dead_letter_list.len(), STATUS_OPS_LIMIT);
+    assert_eq!(s.dead_letters_omitted, 7);
+    let first = &s.dead_letter_list[0];
+    assert_eq!(first.state, OpState::Dead);
+    assert_eq!(first.attempts, 2);
+    assert!(
+        first.last_error.as_deref().unwrap().starts_with("fail #"),
+        "{first:?}"
+    );
+    assert_eq!(first.payload_preview, r#"{"n":"op000"}"#);
+    assert!(first.enqueued_at.is_some() && first.next_attempt_at.is_none());
+    let details = q.node.snapshot().details.expect("details are published");
+    assert_eq!(
+        details["dead_letter_list"].as_array().unwrap().len(),
+        DETAILS_OPS_LIMIT
+    );
+    assert_eq!(details["dead_letters_omitted"], n - DETAILS_OPS_LIMIT);
+    assert_eq!(details["dead_letter_list"][0]["state"], "dead");
+}
+
+#[test]
+fn a_payload_preview_is_cut_at_a_character_boundary() {
+    assert_eq!(preview(&json!({ "a": 1 })), r#"{"a":1}"#);
+    let exact = json!("x".repeat(PREVIEW_BYTES - 2));
+    assert_eq!(
+        preview(&exact).len(),
+        PREVIEW_BYTES,
+        "fits exactly: not cut"
+    );
+    // `"` then 'é' (2 bytes) repeated: byte PREVIEW_BYTES falls inside a character.
+    let cut = preview(&json!("é".repeat(PREVIEW_BYTES)));
+    assert!(cut.ends_with('…'), "{cut}");
+    let body = cut.trim_end_matches('…');
+    assert_eq!(body.len(), PREVIEW_BYTES - 1);
+    assert!(body.starts_with("\"é"));
+    let big = json!({ "data": "z".repeat(10 << 20) });
+    assert_eq!(preview(&big).chars().count(), PREVIEW_BYTES + 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,8 +3,13 @@
 Run it with ``python -m revka_operator.server`` (or the ``revka-operator`` console script);
 the daemon runs it through the launcher ``run_operator_mcp.py``. State lives under
 ``$REVKA_HOME/operator_mcp/state/`` unless ``REVKA_OPERATOR_STATE_DIR`` names another
-directory. Every failure a caller can cause is a tool error result (``isError: true``) with a
-message saying what to fix; the process never exits because of a bad call.
+directory. The daemon passes ``[operator] max_tool_iterations`` as
+``REVKA_OPERATOR_MAX_TOOL_ITERATIONS`` (default 80 when unset); ``operator_status`` reports it
+for the agent loop that drives this session (the operator runs no loop itself), and a value
+that is not a whole number from 1 to 2^32-1 stops the server at start with exit status 78
+(EX_CONFIG) and a message saying so. Every failure a caller can cause is a tool error result
+(``isError: true``) with a message saying what to fix; the process never exits because of a
+bad call.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ SERVER_NAME = "revka-operator"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 MAX_COUNT = 1000
 MAX_INTERVAL_MS = 10_000
+MAX_TOOL_ITERATIONS_ENV = "REVKA_OPERATOR_MAX_TOOL_ITERATIONS"
+DEFAULT_MAX_TOOL_ITERATIONS = 80
+MAX_TOOL_ITERATIONS_LIMIT = 2**32 - 1
+EX_CONFIG = 78
 
 INSTRUCTIONS = (
     "Revka's operator: persist plans (save_plan, recall_plans, get_plan) and goals "
@@ -40,8 +49,33 @@ def state_dir_from_env(env: dict[str, str] | None = None) -> str:
     return os.path.expanduser(override) if override else str(default_state_dir(env))
 
 
-def build_server(store: Store, log_level: LogLevel = "INFO") -> MCPServer:
-    """The MCP server with every tool bound to ``store``; it logs to stderr at ``log_level``."""
+class ConfigError(Exception):
+    """An environment setting the server cannot start with; the message says which and why."""
+
+
+def max_tool_iterations_from_env(env: dict[str, str] | None = None) -> tuple[int, str]:
+    """``REVKA_OPERATOR_MAX_TOOL_ITERATIONS`` and where it came from (the variable's name, or
+    ``"default"`` when it is unset or empty). Raises :class:`ConfigError` for anything but a
+    whole number from 1 to 2^32-1."""
+    env = os.environ if env is None else env
+    raw = env.get(MAX_TOOL_ITERATIONS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_TOOL_ITERATIONS, "default"
+    if raw.isdigit() and raw.isascii() and 1 <= int(raw) <= MAX_TOOL_ITERATIONS_LIMIT:
+        return int(raw), MAX_TOOL_ITERATIONS_ENV
+    raise ConfigError(
+        f"{MAX_TOOL_ITERATIONS_ENV} must be a whole number from 1 to "
+        f"{MAX_TOOL_ITERATIONS_LIMIT}, not {raw!r}"
+    )
+
+
+def build_server(
+    store: Store,
+    log_level: LogLevel = "INFO",
+    max_tool_iterations: tuple[int, str] = (DEFAULT_MAX_TOOL_ITERATIONS, "default"),
+) -> MCPServer:
+    """The MCP server with every tool bound to ``store``; it logs to stderr at ``log_level``.
+    ``max_tool_iterations`` (value, source) is what ``operator_status`` reports."""
     server = MCPServer(
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level=log_level
     )
@@ -97,9 +131,12 @@ def build_server(store: Store, log_level: LogLevel = "INFO") -> MCPServer:
         """Mark an open goal as done."""
         return run(store.complete_goal, id)
 
+    iterations, iterations_source = max_tool_iterations
+
     @tool
     def operator_status() -> dict[str, Any]:
-        """The operator's pid, version, state directory and how many plans and goals it holds."""
+        """The operator's pid, version, state directory, how many plans and goals it holds,
+        and the session's tool-loop limit (`max_tool_iterations`, with where it came from)."""
         return {
             "name": SERVER_NAME,
             "version": __version__,
@@ -107,6 +144,8 @@ def build_server(store: Store, log_level: LogLevel = "INFO") -> MCPServer:
             "python": sys.version.split()[0],
             "state_dir": str(store.dir),
             "counts": run(store.counts),
+            "max_tool_iterations": iterations,
+            "max_tool_iterations_source": iterations_source,
         }
 
     @tool
@@ -135,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv:
         print(f"usage: {SERVER_NAME} [--version]  (serves MCP on stdio)", file=sys.stderr)
         return 64
-    server = build_server(Store(state_dir_from_env()))
+    try:
+        iterations = max_tool_iterations_from_env()
+    except ConfigError as e:
+        print(f"{SERVER_NAME}: {e}", file=sys.stderr)
+        return EX_CONFIG
+    server = build_server(Store(state_dir_from_env()), max_tool_iterations=iterations)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -14,7 +14,14 @@ from helpers import LAUNCHER, OPERATOR_DIR, payload, server_env, temp_home, text
 from mcp import Client, ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from revka_operator import __version__
-from revka_operator.server import SERVER_NAME, build_server
+from revka_operator.server import (
+    DEFAULT_MAX_TOOL_ITERATIONS,
+    MAX_TOOL_ITERATIONS_ENV,
+    SERVER_NAME,
+    ConfigError,
+    build_server,
+    max_tool_iterations_from_env,
+)
 from revka_operator.store import Store
 
 TOOLS = {
@@ -80,6 +87,21 @@ class InProcessTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(status["pid"], os.getpid())
             self.assertEqual(status["state_dir"], str(self.state))
             self.assertEqual(status["version"], __version__)
+            self.assertEqual(status["max_tool_iterations"], DEFAULT_MAX_TOOL_ITERATIONS)
+            self.assertEqual(status["max_tool_iterations_source"], "default")
+
+    async def test_status_reports_the_max_tool_iterations_it_was_given(self) -> None:
+        server = build_server(
+            Store(self.state),
+            log_level="WARNING",
+            max_tool_iterations=(12, MAX_TOOL_ITERATIONS_ENV),
+        )
+        async with Client(server) as self.client:
+            status = payload(await self.call("operator_status"))
+            self.assertEqual(status["max_tool_iterations"], 12)
+            self.assertEqual(
+                status["max_tool_iterations_source"], "REVKA_OPERATOR_MAX_TOOL_ITERATIONS"
+            )
 
     async def test_bad_input_is_a_tool_error_and_the_server_carries_on(self) -> None:
         async with self.connect() as self.client:
@@ -120,10 +142,54 @@ class InProcessTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(seen[-1][2], "counted 3 of 3")
 
 
+class MaxToolIterationsTest(unittest.TestCase):
+    def test_from_the_environment_or_the_default(self) -> None:
+        self.assertEqual(DEFAULT_MAX_TOOL_ITERATIONS, 80)
+        self.assertEqual(max_tool_iterations_from_env({}), (80, "default"))
+        blank = {MAX_TOOL_ITERATIONS_ENV: " "}
+        self.assertEqual(max_tool_iterations_from_env(blank), (80, "default"))
+        for raw, value in [("12", 12), (" 7 ", 7), ("1", 1), ("4294967295", 4294967295)]:
+            with self.subTest(raw=raw):
+                self.assertEqual(
+                    max_tool_iterations_from_env({MAX_TOOL_ITERATIONS_ENV: raw}),
+                    (value, MAX_TOOL_ITERATIONS_ENV),
+                )
+
+    def test_anything_else_is_a_precise_config_error(self) -> None:
+        for raw in ["0", "-3", "abc", "1.5", "4294967296", "\u0661\u0662", "+5"]:
+            with self.subTest(raw=raw):
+                with self.assertRaises(ConfigError) as caught:
+                    max_tool_iterations_from_env({MAX_TOOL_ITERATIONS_ENV: raw})
+                self.assertEqual(
+                    str(caught.exception),
+                    "REVKA_OPERATOR_MAX_TOOL_ITERATIONS must be a whole number from 1 to "
+                    f"4294967295, not {raw!r}",
+                )
+
+    def test_the_server_refuses_to_start_with_a_bad_value_and_exits_78(self) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "revka_operator.server"],
+            env={**os.environ, **server_env(temp_home(self)), MAX_TOOL_ITERATIONS_ENV: "lots"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(done.returncode, 78, done.stderr)
+        self.assertEqual(done.stdout, "")
+        self.assertEqual(
+            done.stderr.strip(),
+            "revka-operator: REVKA_OPERATOR_MAX_TOOL_ITERATIONS must be a whole number "
+            "from 1 to 4294967295, not 'lots'",
+        )
+
+
 class StdioTest(unittest.IsolatedAsyncioTestCase):
     """The real server process, over stdio, through the SDK's stdio client."""
 
-    async def session_test(self, params: StdioServerParameters, home: Path) -> None:
+    async def session_test(
+        self, params: StdioServerParameters, home: Path, iterations: tuple[int, str]
+    ) -> None:
         with open(os.devnull, "w") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
                 async with ClientSession(read, write) as session:
@@ -154,24 +220,29 @@ class StdioTest(unittest.IsolatedAsyncioTestCase):
         state = home / "operator_mcp" / "state"
         self.assertTrue((state / "plans.json").exists(), "state lands under $REVKA_HOME")
         self.assertEqual(status["state_dir"], str(state))
+        self.assertEqual(
+            (status["max_tool_iterations"], status["max_tool_iterations_source"]), iterations
+        )
 
     async def test_server_module_over_stdio(self) -> None:
         home = temp_home(self)
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "revka_operator.server"],
-            env=server_env(home),
+            env={**server_env(home), MAX_TOOL_ITERATIONS_ENV: "17"},
             cwd=str(home),
         )
-        await self.session_test(params, home)
+        await self.session_test(params, home, (17, MAX_TOOL_ITERATIONS_ENV))
 
     async def test_launcher_execs_into_the_operator_venv(self) -> None:
         home = temp_home(self)
         make_venv(home / "operator_mcp" / "venv")
         params = StdioServerParameters(
-            command=sys.executable, args=[str(LAUNCHER)], env={"REVKA_HOME": str(home)}
+            command=sys.executable,
+            args=[str(LAUNCHER)],
+            env={"REVKA_HOME": str(home), MAX_TOOL_ITERATIONS_ENV: "23"},
         )
-        await self.session_test(params, home)
+        await self.session_test(params, home, (23, MAX_TOOL_ITERATIONS_ENV))
 
 
 def make_venv(venv: Path) -> None:

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{
-    Config, DEFAULT_TOML, McpServerConfig, OnFull, Transport, load, process_env, revka_home_with,
+    Config, DEFAULT_TOML, MAX_TOOL_ITERATIONS_ENV, McpServerConfig, OnFull, Transport, load,
+    process_env, revka_home_with,
 };
 
 /// `config/default.toml` with every `# key = value` / `# [table]` line uncommented.
@@ -406,4 +407,25 @@ fn load_uses_revka_home_or_the_defaults() {
     let other = dir.path().join("other.toml");
     fs::write(&other, "[gateway]\nport = 9000\n").unwrap();
     assert_eq!(load(Some(&other), &env).unwrap().config.gateway.port, 9000);
+}
+
+#[test]
+fn operator_processes_get_max_tool_iterations_in_their_environment() {
+    let env = env_of(&[("HOME", "/home/u"), ("REVKA_HOME", "/srv/revka")]);
+    let c = parse_with("[operator]\nmax_tool_iterations = 12\n", &env)
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.operator.process_env(Path::new("/srv/revka")),
+        [
+            ("REVKA_HOME".to_owned(), "/srv/revka".to_owned()),
+            (MAX_TOOL_ITERATIONS_ENV.to_owned(), "12".to_owned()),
+        ]
+    );
+    assert_eq!(
+        MAX_TOOL_ITERATIONS_ENV,
+        "REVKA_OPERATOR_MAX_TOOL_ITERATIONS"
+    );
+    let default = Config::default_in(Path::new("/h")).operator;
+    assert_eq!(default.process_env(Path::new("/h"))[1].1, "80");
 }

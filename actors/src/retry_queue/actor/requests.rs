@@ -2,6 +2,7 @@
 //! enqueues, and the dead-letter operations (replay, drop). Each change is journaled durably
 //! before it is applied and replied to.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
@@ -11,7 +12,8 @@ use super::{RELAXED, RetryQueueState};
 use crate::retry_queue::journal::{Journal, Record};
 use crate::retry_queue::state::Queue;
 use crate::retry_queue::{
-    EnqueueError, Enqueued, MAX_ID_LEN, MAX_OP_BYTES, OnFull, Operation, QueueError, now_ms,
+    EnqueueError, Enqueued, MAX_ID_LEN, MAX_OP_BYTES, NotDead, OnFull, Operation, QueueError,
+    Selection, now_ms,
 };
 
 impl RetryQueueState {
@@ -127,27 +129,48 @@ impl RetryQueueState {
         self.handle.totals().dead_lettered.fetch_add(1, RELAXED);
     }
 
-    /// Journals one `record` per id durably, then applies `apply` to each.
-    fn admin(
-        &mut self,
-        id: Option<String>,
-        limit: usize,
-        record: fn(String) -> Record,
-        apply: impl Fn(&mut Queue, &str),
-    ) -> Result<usize, QueueError> {
-        let ids: Vec<String> = match id {
-            Some(id) if self.queue.is_dead(&id) => vec![id],
-            Some(id) => return Err(QueueError::NotFound(id)),
-            None => self
+    /// The dead letters `which` names: every one (oldest first), or the given ids without
+    /// duplicates, each of which must be a dead letter.
+    fn select(&self, which: Selection) -> Result<Vec<String>, QueueError> {
+        match which {
+            Selection::All => Ok(self
                 .queue
                 .dead_letters()
                 .iter()
                 .map(|op| op.id.clone())
-                .collect(),
-        };
-        let ids: Vec<String> = ids.into_iter().take(limit).collect();
+                .collect()),
+            Selection::Ids(ids) => {
+                let mut seen = HashSet::new();
+                let ids: Vec<String> = ids
+                    .into_iter()
+                    .filter(|id| seen.insert(id.clone()))
+                    .collect();
+                let missing: Vec<NotDead> = ids
+                    .iter()
+                    .filter(|id| !self.queue.is_dead(id))
+                    .map(|id| NotDead {
+                        id: id.clone(),
+                        live: self.queue.live_state(id),
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    Ok(ids)
+                } else {
+                    Err(QueueError::NotFound(missing))
+                }
+            }
+        }
+    }
+
+    /// Journals one `record` per id durably, then applies `apply` to each.
+    fn admin(
+        &mut self,
+        ids: Vec<String>,
+        record: fn(String) -> Record,
+        apply: impl Fn(&mut Queue, &str),
+    ) -> Result<Vec<String>, QueueError> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(ids);
         }
         let records: Vec<Record> = ids.iter().cloned().map(record).collect();
         self.journal()
@@ -156,23 +179,30 @@ impl RetryQueueState {
         for id in &ids {
             apply(&mut self.queue, id);
         }
-        Ok(ids.len())
+        Ok(ids)
     }
 
-    pub(super) fn replay(&mut self, id: Option<String>) -> Result<usize, QueueError> {
+    pub(super) fn replay(&mut self, which: Selection) -> Result<Vec<String>, QueueError> {
+        let all = which == Selection::All;
+        let mut ids = self.select(which)?;
         let capacity = self.config.capacity;
         let room = capacity.saturating_sub(self.queue.live());
-        let any = match &id {
-            Some(id) => self.queue.is_dead(id),
-            None => !self.queue.dead_letters().is_empty(),
-        };
-        if room == 0 && any {
+        if room == 0 && !ids.is_empty() {
             return Err(QueueError::Full { capacity });
+        }
+        if ids.len() > room {
+            if !all {
+                return Err(QueueError::NoRoom {
+                    requested: ids.len(),
+                    room,
+                    capacity,
+                });
+            }
+            ids.truncate(room);
         }
         let (now, now_ms) = (Instant::now(), now_ms());
         self.admin(
-            id,
-            room,
+            ids,
             |id| Record::Replayed { id },
             |q, id| {
                 q.replay(id, now_ms, now);
@@ -180,10 +210,10 @@ impl RetryQueueState {
         )
     }
 
-    pub(super) fn drop_dead(&mut self, id: Option<String>) -> Result<usize, QueueError> {
+    pub(super) fn drop_dead(&mut self, which: Selection) -> Result<Vec<String>, QueueError> {
+        let ids = self.select(which)?;
         self.admin(
-            id,
-            usize::MAX,
+            ids,
             |id| Record::Dropped { id },
             |q, id| {
                 q.drop_dead(id);
