@@ -48,6 +48,9 @@ pub use stderr::StderrRing;
 use crate::status::{StatusNode, rfc3339};
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown};
 
+/// How long an exit waits for the rest of the child's stderr before it is reported.
+const STDERR_DRAIN: Duration = Duration::from_millis(200);
+
 /// How long a graceful stop waits, after its deadline, for the child's orphans to be gone.
 const SWEEP_GRACE: Duration = Duration::from_secs(5);
 
@@ -535,13 +538,13 @@ impl ProcessState {
             .unwrap_or_else(PoisonError::into_inner) = Some(SystemTime::now());
         tracing::info!(path = %self.node.path(), pid, command = %spec.command_line(), "process started");
 
-        if let Some(stderr) = child.stderr.take() {
+        let pump = child.stderr.take().map(|stderr| {
             tokio::spawn(stderr::pump(
                 stderr,
                 self.shared.stderr.clone(),
                 self.node.path().to_owned(),
-            ));
-        }
+            ))
+        });
         // The waiter owns the child, so it is always reaped, even if this actor is killed.
         let (exit_tx, exit_rx) = watch::channel(None);
         if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
@@ -570,6 +573,11 @@ impl ProcessState {
                 },
             };
             orphans::leader_reaped(pid as i32);
+            // The exit is described with the last stderr line, so let the pump read what the
+            // child wrote just before it died. Bounded: a grandchild may hold stderr open.
+            if let Some(pump) = pump {
+                let _ = tokio::time::timeout(STDERR_DRAIN, pump).await;
+            }
             // Submitted before the child stops counting as unreaped, so the daemon never sees
             // a moment with neither while orphans are still alive.
             let deadline = shared
