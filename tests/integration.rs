@@ -11,6 +11,7 @@ mod interop;
 mod mcp_client;
 mod mcp_server;
 mod operator;
+mod orphans;
 mod reload;
 mod sidecar_faults;
 mod sidecar_tools;

@@ -14,10 +14,14 @@
 //! - Stop (`post_stop`): SIGTERM to the whole group, wait up to `stop_timeout`, SIGKILL the
 //!   group, and the exit is reaped by the waiter task. After a kill or a panic of the actor,
 //!   `post_stop` does not run, but dropping the state SIGKILLs the group ([`group`]).
+//! - Orphans: however the child ends, what it started and left behind in a session of its own
+//!   (adopted by the daemon, a child subreaper) is terminated by an orphan sweep of its tree
+//!   ([`orphans`]); a graceful stop waits for it.
 //! - Readiness: an optional probe polled after spawn; not ready within its timeout is an
 //!   abnormal start.
 
 pub mod group;
+pub mod orphans;
 mod reaper;
 pub mod stderr;
 #[cfg(test)]
@@ -38,19 +42,27 @@ use tokio::time::Instant;
 
 use group::GroupGuard;
 pub use group::kill_all_groups;
+pub use orphans::TREE_VAR;
 pub use stderr::StderrRing;
 
 use crate::status::{StatusNode, rfc3339};
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown};
 
+/// How long an exit waits for the rest of the child's stderr before it is reported.
+const STDERR_DRAIN: Duration = Duration::from_millis(200);
+
+/// How long a graceful stop waits, after its deadline, for the child's orphans to be gone.
+const SWEEP_GRACE: Duration = Duration::from_secs(5);
+
 /// Direct children spawned and not yet reaped, across all process actors.
 static UNREAPED: AtomicUsize = AtomicUsize::new(0);
 
-/// Waits until every child spawned by a process actor has been reaped, up to `timeout`.
-/// Returns whether none is left. The daemon calls this after stopping the tree.
+/// Waits until every child spawned by a process actor has been reaped and every orphan sweep
+/// has finished, up to `timeout`. Returns whether none is left. The daemon calls this after
+/// stopping the tree.
 pub async fn wait_all_reaped(timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while UNREAPED.load(Ordering::SeqCst) > 0 {
+    while UNREAPED.load(Ordering::SeqCst) > 0 || orphans::pending() > 0 {
         if Instant::now() >= deadline {
             return false;
         }
@@ -311,6 +323,8 @@ struct Shared {
     pid: AtomicU32,
     started_at: Mutex<Option<SystemTime>>,
     exit: Mutex<Option<(ExitInfo, SystemTime)>>,
+    /// Set by a graceful stop: by then the child and its orphans must be gone (SIGKILL after).
+    stop_deadline: Mutex<Option<std::time::Instant>>,
     stderr: Arc<Mutex<StderrRing>>,
 }
 
@@ -358,6 +372,8 @@ pub struct ProcessState {
     guard: Option<GroupGuard>,
     /// Set by the waiter task when the child has exited and been reaped.
     exit_rx: Option<watch::Receiver<Option<ExitInfo>>>,
+    /// Becomes true once the orphans the child left behind are gone.
+    swept_rx: Option<watch::Receiver<bool>>,
     /// Consecutive liveness failures.
     liveness_failures: u32,
 }
@@ -384,6 +400,7 @@ impl Actor for ProcessActor {
             shared,
             guard: None,
             exit_rx: None,
+            swept_rx: None,
             liveness_failures: 0,
         })
     }
@@ -500,10 +517,13 @@ impl ProcessState {
             }
         };
         cmd.stdin(stdio()).stdout(stdio());
+        // Last, so the spec cannot override it: this names the child's tree for the sweep.
+        let mark = orphans::new_mark();
+        cmd.env(TREE_VAR, &mark);
         set_parent_death_signal(&mut cmd);
         reaper::ensure_started();
 
-        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        let mut child = orphans::spawn_leader(&mut cmd).map_err(|source| ProcessError::Spawn {
             program: spec.program.clone(),
             source,
         })?;
@@ -518,13 +538,13 @@ impl ProcessState {
             .unwrap_or_else(PoisonError::into_inner) = Some(SystemTime::now());
         tracing::info!(path = %self.node.path(), pid, command = %spec.command_line(), "process started");
 
-        if let Some(stderr) = child.stderr.take() {
+        let pump = child.stderr.take().map(|stderr| {
             tokio::spawn(stderr::pump(
                 stderr,
                 self.shared.stderr.clone(),
                 self.node.path().to_owned(),
-            ));
-        }
+            ))
+        });
         // The waiter owns the child, so it is always reaped, even if this actor is killed.
         let (exit_tx, exit_rx) = watch::channel(None);
         if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
@@ -539,7 +559,11 @@ impl ProcessState {
             }
         }
         self.exit_rx = Some(exit_rx);
+        let (swept_tx, swept_rx) = watch::channel(false);
+        self.swept_rx = Some(swept_rx);
         let shared = self.shared.clone();
+        let path = self.node.path().to_owned();
+        let stop_timeout = spec.stop_timeout;
         tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => ExitInfo::from_status(status),
@@ -548,11 +572,27 @@ impl ProcessState {
                     signal: None,
                 },
             };
+            orphans::leader_reaped(pid as i32);
+            // The exit is described with the last stderr line, so let the pump read what the
+            // child wrote just before it died. Bounded: a grandchild may hold stderr open.
+            if let Some(pump) = pump {
+                let _ = tokio::time::timeout(STDERR_DRAIN, pump).await;
+            }
+            // Submitted before the child stops counting as unreaped, so the daemon never sees
+            // a moment with neither while orphans are still alive.
+            let deadline = shared
+                .stop_deadline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(|| std::time::Instant::now() + stop_timeout);
+            let swept = orphans::sweep(&path, mark, pid as i32, deadline);
             UNREAPED.fetch_sub(1, Ordering::SeqCst);
             *shared.exit.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((exit, SystemTime::now()));
             let _ = exit_tx.send(Some(exit));
             let _ = myself.send_message(ProcessMsg::Exited(exit));
+            let _ = swept.await;
+            let _ = swept_tx.send(true);
         });
         Ok(())
     }
@@ -591,12 +631,22 @@ impl ProcessState {
         let Some(guard) = self.guard.take() else {
             let pid = self.shared.pid.load(Ordering::Relaxed);
             if pid != 0 {
+                // Its orphans may still be going (their deadline runs from the exit).
+                self.await_swept(self.spec.stop_timeout + SWEEP_GRACE).await;
                 tracing::info!(path = %self.node.path(), pid, "process stopped (it had already exited)");
             }
             return;
         };
         let pgid = guard.pgid();
         let path = self.node.path().to_owned();
+        let deadline = Instant::now() + self.spec.stop_timeout;
+        // The sweep's clock is the wall clock (tokio's may be paused in tests).
+        *self
+            .shared
+            .stop_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(std::time::Instant::now() + self.spec.stop_timeout);
         group::signal_tree(pgid, Signal::SIGTERM);
         if let Some(mut exit_rx) = self.exit_rx.clone() {
             let exited =
@@ -611,7 +661,24 @@ impl ProcessState {
             let _ = tokio::time::timeout(Duration::from_secs(5), exit_rx.wait_for(Option::is_some))
                 .await;
         }
+        // What the child left behind in sessions of its own: SIGTERMed above while the child
+        // still ran, SIGKILLed by the sweep from the same deadline.
+        self.await_swept(deadline.saturating_duration_since(Instant::now()) + SWEEP_GRACE)
+            .await;
         tracing::info!(%path, pid = pgid, "process stopped");
+    }
+
+    /// Waits up to `wait` for the orphan sweep of the exited child to finish.
+    async fn await_swept(&self, wait: Duration) {
+        let Some(mut swept) = self.swept_rx.clone() else {
+            return;
+        };
+        if tokio::time::timeout(wait, swept.wait_for(|done| *done))
+            .await
+            .is_err()
+        {
+            tracing::warn!(path = %self.node.path(), "orphans of the process are still being terminated");
+        }
     }
 
     fn exit_error(&self, exit: ExitInfo) -> ProcessError {

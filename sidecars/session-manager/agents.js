@@ -162,6 +162,27 @@ class EchoRun {
   }
 }
 
+// The Revka daemon marks every process it supervises (and so everything they start) with
+// REVKA_PROCESS_TREE. When this sidecar dies without shutting down (SIGKILL, crash), the daemon
+// adopts the orphaned agent runs, recognises them by this marker and terminates them. A request's
+// `env` can therefore neither change nor invent it.
+export const TREE_VAR = 'REVKA_PROCESS_TREE';
+
+// The environment of a command run: ours, the request's `env`, the REVKA_SM_* variables, and
+// the daemon's marker unchanged.
+export function runEnv(agent, prompt) {
+  const env = {
+    ...process.env,
+    ...agent.env,
+    REVKA_SM_AGENT_ID: agent.id,
+    REVKA_SM_AGENT_NAME: agent.name,
+    REVKA_SM_PROMPT: prompt,
+  };
+  if (process.env[TREE_VAR] === undefined) delete env[TREE_VAR];
+  else env[TREE_VAR] = process.env[TREE_VAR];
+  return env;
+}
+
 export function substitutePrompt(template, prompt) {
   return template.map((arg) => (arg === '{prompt}' ? prompt : arg.split('{prompt}').join(prompt)));
 }
@@ -205,13 +226,10 @@ class CommandRun {
     try {
       child = spawn(argv[0], argv.slice(1), {
         cwd: agent.cwd,
-        env: {
-          ...process.env,
-          ...agent.env,
-          REVKA_SM_AGENT_ID: agent.id,
-          REVKA_SM_AGENT_NAME: agent.name,
-          REVKA_SM_PROMPT: this.prompt,
-        },
+        env: runEnv(agent, this.prompt),
+        // Its own session and process group: DELETE and interrupt signal the whole run (what it
+        // forked included) without touching the sidecar. If the sidecar is SIGKILLed, the daemon
+        // terminates the orphaned runs (see TREE_VAR).
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
         windowsHide: true,

@@ -5,7 +5,8 @@
 //! (`setsid`, `setpgid`) so they are signalled too. A `GroupGuard` SIGKILLs the group when it
 //! is dropped: ractor skips `post_stop` after a kill or a panic, but it always drops the state.
 //! Live groups are also kept in a process-wide registry so a forced daemon exit can kill them
-//! all ([`kill_all_groups`]) even though destructors will not run.
+//! all ([`kill_all_groups`]) even though destructors will not run. What a dead child left behind
+//! outside its group is the job of [`super::orphans`].
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
@@ -17,7 +18,8 @@ use nix::unistd::Pid;
 /// Process groups of live children, for [`kill_all_groups`].
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-/// SIGKILLs every live child process group. For a forced exit, where `Drop` will not run.
+/// SIGKILLs every live child process group, and every orphan the children left behind
+/// ([`super::orphans::kill_all`]). For a forced exit, where `Drop` will not run.
 pub fn kill_all_groups() {
     let groups = LIVE_GROUPS
         .lock()
@@ -26,6 +28,7 @@ pub fn kill_all_groups() {
     for pgid in groups {
         signal_tree(pgid, Signal::SIGKILL);
     }
+    super::orphans::kill_all();
 }
 
 /// Sends `sig` to the process group `pgid` and to every descendant of its leader that left

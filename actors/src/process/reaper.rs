@@ -7,25 +7,37 @@
 //! are re-parented to us, and a small thread reaps them.
 //!
 //! The thread must not steal exit statuses that tokio is waiting for (our direct children, the
-//! group leaders). It only reaps zombies whose parent is us and that either belong to one of our
-//! children's process groups without leading it, or were seen escaping such a group. Scans run
-//! shortly after every group kill (when orphans appear) and every 30 s as a safety net.
+//! group leaders). It only reaps zombies whose parent is us, that are not a supervised child, and
+//! that either belong to one of our children's process groups without leading it, or were seen
+//! escaping such a group (or in an orphan sweep). Scans run shortly after every group kill (when
+//! orphans appear) and every 30 s as a safety net. The same thread runs the orphan sweeps of
+//! [`super::orphans`], which terminate adopted orphans that are still alive.
 
 #[cfg(target_os = "linux")]
 mod imp {
     use std::collections::{BTreeSet, VecDeque};
-    use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+    use std::sync::mpsc::{self, RecvTimeoutError, SendError, Sender};
     use std::sync::{Mutex, OnceLock, PoisonError};
     use std::time::{Duration, Instant};
 
     use nix::sys::wait::{WaitPidFlag, waitpid};
     use nix::unistd::Pid;
 
+    use crate::process::orphans::{Sweep, advance, is_leader};
+
     /// Process groups of our children, current and recent (bounded).
     static GROUPS: Mutex<VecDeque<i32>> = Mutex::new(VecDeque::new());
     /// Pids seen leaving one of our groups (bounded).
     static ESCAPED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-    static SCAN: OnceLock<Option<Sender<()>>> = OnceLock::new();
+    static SCAN: OnceLock<Option<Sender<Request>>> = OnceLock::new();
+
+    /// What the reaper thread is asked to do.
+    enum Request {
+        /// Scan for zombies soon (orphans are about to appear).
+        Scan,
+        /// Run an orphan sweep.
+        Sweep(Box<Sweep>),
+    }
 
     const MAX_REMEMBERED: usize = 4096;
     const FOLLOW_UPS: [Duration; 4] = [
@@ -35,6 +47,9 @@ mod imp {
         Duration::from_secs(5),
     ];
     const SAFETY_SCAN: Duration = Duration::from_secs(30);
+    /// Sweep steps start this often and slow down to `SWEEP_POLL_MAX` while they wait.
+    const SWEEP_POLL_MIN: Duration = Duration::from_millis(10);
+    const SWEEP_POLL_MAX: Duration = Duration::from_millis(100);
 
     /// Makes this process a subreaper and starts the reaper thread (once).
     pub(crate) fn ensure_started() {
@@ -43,7 +58,7 @@ mod imp {
                 tracing::warn!(error = %e, "cannot become a child subreaper; orphans go to PID 1");
                 return None;
             }
-            let (tx, rx) = mpsc::channel::<()>();
+            let (tx, rx) = mpsc::channel::<Request>();
             let spawned = std::thread::Builder::new()
                 .name("revka-reaper".into())
                 .spawn(move || run(rx));
@@ -80,31 +95,75 @@ mod imp {
     /// Asks for a scan soon (orphans are about to appear).
     pub(crate) fn request_scan() {
         if let Some(Some(tx)) = SCAN.get() {
-            let _ = tx.send(());
+            let _ = tx.send(Request::Scan);
         }
     }
 
-    fn run(rx: mpsc::Receiver<()>) {
+    /// Hands a sweep to the reaper thread; gives it back when there is no thread (then we are
+    /// not a subreaper, nothing is adopted, and there is nothing to sweep).
+    pub(crate) fn submit(sweep: Box<Sweep>) -> Result<(), Box<Sweep>> {
+        match SCAN.get() {
+            Some(Some(tx)) => tx
+                .send(Request::Sweep(sweep))
+                .map_err(|SendError(r)| match r {
+                    Request::Sweep(s) => s,
+                    Request::Scan => unreachable!("sent a sweep"),
+                }),
+            _ => Err(sweep),
+        }
+    }
+
+    /// Whether `pid` is known as ours: a member of one of our groups that does not lead it, or
+    /// a process seen leaving one.
+    pub(crate) fn is_tracked(pid: i32, pgrp: i32) -> bool {
+        (pgrp != pid
+            && GROUPS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&pgrp))
+            || ESCAPED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&pid)
+    }
+
+    fn run(rx: mpsc::Receiver<Request>) {
         let mut due: Vec<Instant> = Vec::new();
+        let mut sweeps: Vec<Sweep> = Vec::new();
+        let mut poll = SWEEP_POLL_MIN;
+        let mut next_step = Instant::now();
         loop {
             let now = Instant::now();
-            let wait = due
-                .iter()
-                .min()
-                .map_or(SAFETY_SCAN, |t| t.saturating_duration_since(now));
-            match rx.recv_timeout(wait) {
-                Ok(()) => {
+            let mut wake = due.iter().min().copied().unwrap_or(now + SAFETY_SCAN);
+            if !sweeps.is_empty() {
+                wake = wake.min(next_step);
+            }
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(Request::Scan) => {
                     let now = Instant::now();
                     due.extend(FOLLOW_UPS.iter().map(|d| now + *d));
                     due.sort();
                     due.dedup_by(|a, b| a.saturating_duration_since(*b) < Duration::from_millis(5));
+                    continue;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = Instant::now();
-                    due.retain(|t| *t > now);
-                    reap_orphans();
+                Ok(Request::Sweep(sweep)) => {
+                    // A new sweep gets its first step at once.
+                    sweeps.push(*sweep);
+                    poll = SWEEP_POLL_MIN;
+                    next_step = Instant::now();
                 }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if !sweeps.is_empty() && now >= next_step {
+                advance(&mut sweeps);
+                next_step = Instant::now() + poll;
+                poll = (poll * 2).min(SWEEP_POLL_MAX);
+            }
+            if due.first().is_some_and(|t| *t <= now) || (due.is_empty() && now >= wake) {
+                due.retain(|t| *t > now);
+                reap_orphans();
             }
         }
     }
@@ -134,7 +193,7 @@ mod imp {
             let Some((state, ppid, pgrp)) = super::parse_state(&stat) else {
                 continue;
             };
-            if state != 'Z' || ppid != me {
+            if state != 'Z' || ppid != me || is_leader(pid) {
                 continue;
             }
             let orphan_of_ours = (pgrp != pid && groups.contains(&pgrp))
@@ -152,6 +211,11 @@ mod imp {
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
+    use crate::process::orphans::Sweep;
+
+    pub(crate) fn submit(sweep: Box<Sweep>) -> Result<(), Box<Sweep>> {
+        Err(sweep)
+    }
     pub(crate) fn ensure_started() {}
     pub(crate) fn track_group(_pgid: i32) {}
     pub(crate) fn track_escaped(_pids: &[i32]) {}
@@ -159,7 +223,11 @@ mod imp {
     pub(crate) fn reap_orphans() {}
 }
 
-pub(crate) use imp::{ensure_started, reap_orphans, request_scan, track_escaped, track_group};
+#[cfg(target_os = "linux")]
+pub(crate) use imp::is_tracked;
+pub(crate) use imp::{
+    ensure_started, reap_orphans, request_scan, submit, track_escaped, track_group,
+};
 
 /// Parses state, ppid and pgrp out of `/proc/<pid>/stat` (fields after the last `)`).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -170,6 +238,49 @@ pub(crate) fn parse_state(stat: &str) -> Option<(char, i32, i32)> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, ppid, pgrp))
+}
+
+/// What the orphan sweeps need from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct Stat {
+    /// `R`, `S`, `Z`, …
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
+    /// Start time in clock ticks after boot: with the pid, it names one process for good.
+    pub(crate) start: u64,
+}
+
+impl Stat {
+    /// Neither a zombie nor dead.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parses `/proc/<pid>/stat`: the fields after the last `)` (the command name may hold any
+/// character) are state, ppid, pgrp, …, and the 20th of them is the start time.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
+    let (state, ppid, pgrp) = parse_state(stat)?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(3);
+    // Fields 6..=21 of the line lie between pgrp and the start time (field 22).
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(Stat {
+        state,
+        ppid,
+        pgrp,
+        start,
+    })
+}
+
+/// Reads and parses `/proc/<pid>/stat`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn read_stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 #[cfg(all(test, target_os = "linux"))]

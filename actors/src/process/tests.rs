@@ -1,6 +1,7 @@
 //! Process supervision with real OS processes: exit classification, restart with backoff,
 //! SIGTERM-then-SIGKILL, and no orphan or zombie after a stop, a panic or a kill of the owner.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -287,6 +288,150 @@ async fn a_grandchild_that_leaves_the_group_is_still_stopped() {
     terminate_child(&sup, "escape").await.unwrap();
     assert_gone(pids).await;
     sup.stop_and_wait(None, None).await.unwrap();
+}
+
+// ==== Orphans: descendants in a session of their own, whose parent died first ====
+
+/// A child that starts a grandchild in a new session (`setsid`: out of the child's group, out
+/// of reach of `killpg`) running `grandchild`, which writes its own pid.
+fn detaching_child(dir: &Path, grandchild: &str) -> ProcessSpec {
+    sh(&format!(
+        "echo $$ > {p}; setsid sh -c '{grandchild}' >/dev/null 2>&1 </dev/null & wait",
+        p = dir.join("pid").display(),
+        grandchild = grandchild.replace("{g}", &dir.join("grandchild").display().to_string()),
+    ))
+}
+
+fn ppid_of(pid: i32) -> Option<i32> {
+    super::reaper::read_stat(pid).map(|s| s.ppid)
+}
+
+fn sigkill(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
+
+#[tokio::test]
+async fn a_detached_grandchild_is_gone_after_its_parent_is_sigkilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sup, _) = supervise(vec![child_spec(
+        "detach",
+        detaching_child(dir.path(), "echo $$ > {g}; exec sleep 1000"),
+        policy(RestartType::Temporary, 0),
+    )])
+    .await;
+    let pids = both_pids(dir.path()).await;
+    // The grandchild is in a session of its own, under its parent.
+    let stat = super::reaper::read_stat(pids.1).unwrap();
+    assert_eq!((stat.pgrp, stat.ppid), (pids.1, pids.0));
+    // A kill -9 of the child: no stop, no group kill can reach the grandchild now.
+    sigkill(pids.0);
+    assert_gone(pids).await;
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_detached_grandchild_that_ignores_sigterm_is_killed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sup, root) = supervise(vec![child_spec(
+        "stubborn",
+        detaching_child(dir.path(), "trap \"\" TERM; echo $$ > {g}; exec sleep 1000"),
+        policy(RestartType::Temporary, 0),
+    )])
+    .await;
+    let pids = both_pids(dir.path()).await;
+    let node = root.find("stubborn").unwrap();
+    eventually("running", Duration::from_secs(5), || {
+        node.state() == ActorState::Running
+    })
+    .await;
+    // A graceful stop: SIGTERM reaches the grandchild (it ignores it), the child dies; the
+    // orphan is SIGKILLed at the stop deadline, and the stop waits for that.
+    terminate_child(&sup, "stubborn").await.unwrap();
+    assert!(!process_exists(pids.0), "child reaped");
+    eventually("grandchild killed and reaped", GONE, || {
+        !process_exists(pids.1)
+    })
+    .await;
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sweep_spares_strangers_and_the_orphans_of_a_running_tree() {
+    let me = std::process::id() as i32;
+    // A direct child of ours that no process actor started (other code in the daemon).
+    let stranger = Stranger(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let stranger_pid = stranger.0.id() as i32;
+    // A running tree whose detached grandchild is orphaned (its parent, an inner shell, exits)
+    // while the tree's child keeps running: adopted by us, marked with that tree.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let living = sh(&format!(
+        "echo $$ > {p}; sh -c 'setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo $! > {g}'; exec sleep 1000",
+        p = a.path().join("pid").display(),
+        g = a.path().join("grandchild").display(),
+    ));
+    let (sup, _) = supervise(vec![
+        child_spec("living", living, policy(RestartType::Temporary, 0)),
+        child_spec(
+            "dying",
+            detaching_child(b.path(), "echo $$ > {g}; exec sleep 1000"),
+            policy(RestartType::Temporary, 0),
+        ),
+    ])
+    .await;
+    let living = both_pids(a.path()).await;
+    let dying = both_pids(b.path()).await;
+    eventually("the running tree's orphan adopted by us", GONE, || {
+        ppid_of(living.1) == Some(me)
+    })
+    .await;
+
+    sigkill(dying.0);
+    assert_gone(dying).await;
+    assert!(process_exists(stranger_pid), "a stranger is never swept");
+    assert_eq!(
+        ppid_of(living.1),
+        Some(me),
+        "an orphan of a running tree is left alone"
+    );
+    assert!(process_exists(living.0));
+
+    // Once its tree's child is stopped, that orphan goes too.
+    terminate_child(&sup, "living").await.unwrap();
+    assert_gone(living).await;
+    assert!(process_exists(stranger_pid), "a stranger is never swept");
+    drop(stranger);
+    assert!(!process_exists(stranger_pid));
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+/// A child the test spawned itself; killed and reaped when dropped, even if the test fails.
+struct Stranger(std::process::Child);
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn stat_parsing_reads_the_start_time_after_odd_command_names() {
+    let stat = "4242 (a) b) S 17 4242 4242 0 -1 4194560 1 0 0 0 5 6 0 0 20 0 1 0 987654 1 2 3";
+    let parsed = super::reaper::parse_stat(stat).unwrap();
+    assert_eq!(
+        (parsed.state, parsed.ppid, parsed.pgrp, parsed.start),
+        ('S', 17, 4242, 987654)
+    );
+    assert!(parsed.alive());
+    assert!(super::reaper::parse_stat("4242 (a) S 17 4242").is_none());
+    let mine = super::reaper::read_stat(std::process::id() as i32).unwrap();
+    assert!(mine.alive() && mine.start > 0);
 }
 
 // ==== stdio, stderr, readiness ====

@@ -183,6 +183,33 @@ describe('command backend', () => {
     }
   });
 
+  test('the daemon\'s REVKA_PROCESS_TREE marker reaches every run unchanged; a request cannot set it', async () => {
+    const printMarker = [NODE, '-e', 'console.log(String(process.env.REVKA_PROCESS_TREE))'];
+    const marked = await startServer({ env: { REVKA_PROCESS_TREE: '4242.7' } });
+    try {
+      for (const env of [undefined, { REVKA_PROCESS_TREE: 'forged', OTHER: 'x' }]) {
+        const r = await marked.post('/agents', { backend: 'command', argv: printMarker, prompt: 'x', env });
+        assert.equal(r.status, 201);
+        const events = await marked.eventsUntil(r.json.id, (evs) => evs.some((e) => e.type === 'exit'));
+        assert.equal(events.find((e) => e.type === 'output').text, '4242.7');
+      }
+    } finally {
+      await marked.stop();
+    }
+    // Not under the daemon (this test's own environment, normally unmarked): a request cannot
+    // make a run look like part of a supervised tree.
+    const r = await srv.post('/agents', {
+      backend: 'command',
+      argv: printMarker,
+      prompt: 'x',
+      env: { REVKA_PROCESS_TREE: 'forged' },
+    });
+    const events = await srv.eventsUntil(r.json.id, (evs) => evs.some((e) => e.type === 'exit'));
+    const expected = process.env.REVKA_PROCESS_TREE ?? 'undefined';
+    assert.equal(events.find((e) => e.type === 'output').text, expected);
+    await srv.del(`/agents/${r.json.id}`);
+  });
+
   test('the timeline keeps the last 10,000 events and reports dropped', async () => {
     const r = await srv.post('/agents', {
       backend: 'command',
