@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 /// SIGKILLs every live child process group, and every orphan the children left behind
-/// ([`super::orphans::kill_all`]). For a forced exit, where `Drop` will not run.
+/// (`orphans::kill_all`). For a forced exit, where `Drop` will not run.
 pub fn kill_all_groups() {
     let groups = LIVE_GROUPS
         .lock()

@@ -4,7 +4,7 @@
 //! `/proc` for descendants that left the group while their parent still runs. Neither reaches a
 //! descendant in a session of its own whose parent died first: the session manager's agents
 //! (each run is `detached`) after a `kill -9` of the sidecar, or a daemonized helper of a server
-//! that crashed. As a child subreaper ([`super::reaper`]) the daemon adopts exactly those
+//! that crashed. As a child subreaper (the `reaper` module) the daemon adopts exactly those
 //! processes; this module recognises them and terminates them.
 //!
 //! - **Marking.** Every supervised child gets `REVKA_PROCESS_TREE=<daemon pid>.<token>` (one
@@ -16,7 +16,7 @@
 //!   orphans and everything below them get SIGTERM (by process group when every member of the
 //!   group belongs to the tree, else by pid), SIGKILL from the deadline on (the child's stop
 //!   deadline, or its stop timeout after a crash), and are reaped. The sweep ends when none is
-//!   left; a graceful stop of the child waits for it. [`kill_all`] (a forced daemon exit) turns
+//!   left; a graceful stop of the child waits for it. `kill_all` (a forced daemon exit) turns
 //!   every pending sweep into SIGKILL and sweeps every tree at once.
 //! - **Never a stranger.** Only our own children are roots of a sweep (adopted orphans are our
 //!   children, so their pids cannot be reused until we reap them), a direct child that is not
