@@ -8,11 +8,14 @@
 //!   It also holds the session's activated tools, its in-flight calls (so
 //!   `notifications/cancelled` and session end can cancel them) and its event broadcaster.
 //! - [`SessionActor`], a `temporary` child of the `sessions` supervisor: it owns the session's
-//!   lifetime (idle expiry, ending on request or eviction) and supervises the children that
-//!   belong to the session (its operator, started on first use; see `operator`). When it stops, for any reason, the session is
-//!   removed from the table, its in-flight calls are cancelled and its event streams end.
+//!   lifetime and supervises the children that belong to the session (its operator, started on
+//!   first use; see `operator`). When it stops, for any reason (ended on request, evicted,
+//!   expired), the session is removed from the table, its in-flight calls are cancelled and its
+//!   event streams end.
 //!
-//! The table is capped: at the cap, creating a session evicts the longest-idle one. The event
+//! One sweeper task for the whole table ends sessions idle for the idle timeout with no call in
+//! flight (a timer per session would cost every idle session a task and a timer entry). The
+//! table is capped: at the cap, creating a session evicts the longest-idle one. The event
 //! broadcaster is created on the first subscription, so an idle session costs little memory.
 
 mod events;
@@ -22,8 +25,8 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
@@ -333,6 +336,8 @@ pub struct Sessions {
     created: AtomicU64,
     expired: AtomicU64,
     evicted: AtomicU64,
+    /// Whether the idle sweeper runs.
+    sweeping: AtomicBool,
 }
 
 impl Sessions {
@@ -351,15 +356,39 @@ impl Sessions {
             created: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            sweeping: AtomicBool::new(false),
         })
     }
 
-    /// Called by the `sessions` supervisor when it starts: session actors go under it.
-    pub fn attach_supervisor(&self, sup: ActorRef<SupervisorMsg>) {
+    /// Called by the `sessions` supervisor when it starts: session actors go under it. Starts
+    /// the idle sweeper (once).
+    pub fn attach_supervisor(self: &Arc<Self>, sup: ActorRef<SupervisorMsg>) {
         *self
             .supervisor
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(sup);
+        if !self.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep_idle(Arc::downgrade(self), self.limits.idle_timeout));
+        }
+    }
+
+    /// Ends every session idle for the idle timeout with no call in flight.
+    fn expire_idle(&self) {
+        let limit = self.limits.idle_timeout;
+        let idle: Vec<(Arc<Session>, Duration)> = self
+            .map
+            .iter()
+            .filter_map(|e| {
+                let session = e.value();
+                let idle = session.idle_for();
+                (idle >= limit && session.inflight_calls() == 0).then(|| (session.clone(), idle))
+            })
+            .collect();
+        for (session, idle) in idle {
+            self.expired.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(session = %session.id, idle_secs = idle.as_secs(), "session expired");
+            self.end(&session.id, &format!("idle for {}s", idle.as_secs()));
+        }
     }
 
     /// The limits.
@@ -486,6 +515,19 @@ impl Sessions {
     }
 }
 
+/// Runs [`Sessions::expire_idle`] every tenth of the idle timeout (at least every 30 s, at most
+/// every 10 ms) until the table is gone: a session expires at most a tenth late.
+async fn sweep_idle(table: Weak<Sessions>, idle_timeout: Duration) {
+    let period = (idle_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(sessions) = table.upgrade() else {
+            return;
+        };
+        sessions.expire_idle();
+    }
+}
+
 /// The session actor.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionActor;
@@ -493,8 +535,6 @@ pub struct SessionActor;
 /// Messages of [`SessionActor`].
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// Internal: the idle timer fired.
-    CheckIdle,
     /// Start the session's operator if it is not running; reply with its hub.
     EnsureOperator(ractor::RpcReplyPort<Result<Arc<crate::mcp::hub::McpHub>, String>>),
 }
@@ -506,17 +546,12 @@ pub struct SessionState {
     sessions: Arc<Sessions>,
     node: crate::status::StatusNode,
     operator: Option<ActorRef<SupervisorMsg>>,
-    /// The pending idle check. Aborted when the actor stops: the timer task holds the actor's
-    /// cell (its channels, ~6 KiB) until it fires, up to `idle_timeout` after the session
-    /// ended, so under session churn ended sessions piled up for half an hour.
-    idle_timer: tokio::task::JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>,
 }
 
 impl Drop for SessionState {
     fn drop(&mut self) {
         // After a stop, an eviction, a failure or a kill alike.
         self.sessions.remove(&self.session);
-        self.idle_timer.abort();
         // The session (still held by open streams and calls for a moment) must not keep the
         // stopped actor's cell, and its channels, alive.
         self.session
@@ -537,14 +572,12 @@ impl Actor for SessionActor {
         myself: ActorRef<SessionMsg>,
         (session, sessions, node): Self::Arguments,
     ) -> Result<SessionState, ActorProcessingErr> {
-        *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself.clone());
-        let idle_timer = myself.send_after(sessions.limits.idle_timeout, || SessionMsg::CheckIdle);
+        *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself);
         Ok(SessionState {
             session,
             sessions,
             node,
             operator: None,
-            idle_timer,
         })
     }
 
@@ -596,18 +629,6 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::CheckIdle => {
-                let idle = state.session.idle_for();
-                let limit = state.sessions.limits.idle_timeout;
-                if idle >= limit && state.session.inflight_calls() == 0 {
-                    state.sessions.expired.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(session = %state.session.id, idle_secs = idle.as_secs(), "session expired");
-                    myself.stop(Some(format!("idle for {}s", idle.as_secs())));
-                } else {
-                    let next = limit.saturating_sub(idle).max(Duration::from_secs(1));
-                    state.idle_timer = myself.send_after(next, || SessionMsg::CheckIdle);
-                }
-            }
             SessionMsg::EnsureOperator(reply) => {
                 let result = match &state.sessions.operator {
                     None => Err(

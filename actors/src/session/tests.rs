@@ -198,9 +198,8 @@ async fn creating_without_the_supervisor_fails_clearly() {
     assert!(err.to_string().contains("not running"));
 }
 
-/// An ended session leaves nothing running: its idle timer (which holds the actor's cell
-/// until it fires, by default 30 minutes later) is cancelled with the actor. Under session
-/// churn the daemon grew by ~6 KiB per ended session before this.
+/// An ended session leaves no task behind (an idle timer task once held each ended session's
+/// actor cell for up to the idle timeout: ~6 KiB per ended session under churn).
 #[tokio::test]
 async fn an_ended_session_leaves_no_task_behind() {
     let (sessions, _node, sup) = table(SessionLimits::default()).await;
