@@ -76,7 +76,7 @@ pub enum Resolved {
     /// A built-in tool.
     Builtin(Arc<dyn BuiltinTool>),
     /// An external server's tool.
-    External(ToolRoute),
+    External(Arc<ToolRoute>),
     /// A tool of the calling session's operator, by the operator's own name.
     Operator(String),
 }
@@ -272,6 +272,13 @@ impl ToolRegistry {
         if let Some(tool) = self.builtins.get(name) {
             return Ok(Resolved::Builtin(tool.clone()));
         }
+        // The common case, without building the whole served table: an exact external name
+        // visible in this session (external names win a clash with the operator's anyway).
+        if let Some(route) = self.hub.tools().tools.get(name) {
+            if self.visible_in(session, name) {
+                return Ok(Resolved::External(route.clone()));
+            }
+        }
         let mut served = self.served();
         let visible = served
             .keys()
@@ -374,7 +381,7 @@ struct Served {
 }
 
 enum Origin {
-    External(ToolRoute),
+    External(Arc<ToolRoute>),
     /// An operator tool, by the operator's own name.
     Operator(String),
 }

@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The `revka` binary cargo built for this benchmark.
+/// The `revka` binary cargo built for this benchmark, or `REVKA_BENCH_BIN`.
 pub fn revka_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_revka"))
+    // `REVKA_BENCH_BIN` measures another build (e.g. the previous commit's) with this harness.
+    std::env::var_os("REVKA_BENCH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_revka")), PathBuf::from)
 }
 
 /// `target/<profile>`: this binary is `target/<profile>/deps/revka-<hash>`.

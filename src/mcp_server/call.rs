@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures::FutureExt;
 use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::hub::{HubError, MAX_CALL};
+use revka_actors::mcp::hub::{HubError, MAX_CALL, McpHub};
 use revka_actors::mcp::jsonrpc::ErrorObject;
 use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
 use revka_actors::session::{ProgressEvent, Session, SessionEvent};
@@ -248,14 +248,7 @@ impl Call {
                     progress: Some(progress),
                     ..Default::default()
                 };
-                match self
-                    .server
-                    .inner
-                    .registry
-                    .hub()
-                    .call(&route.name, arguments, &opts)
-                    .await
-                {
+                match McpHub::call_route(&route, arguments, &opts).await {
                     Ok(result) => result,
                     Err(HubError::Call(e)) => tool_error_result(&e.to_string()),
                     Err(e) => tool_error_result(&e.to_string()),

@@ -245,8 +245,8 @@ pub struct ToolRoute {
 /// An immutable snapshot of every external tool, sorted by exposed name.
 #[derive(Debug, Default)]
 pub struct ToolTable {
-    /// Tools by exposed name.
-    pub tools: BTreeMap<String, ToolRoute>,
+    /// Tools by exposed name (shared: a call takes its route without copying it).
+    pub tools: BTreeMap<String, Arc<ToolRoute>>,
     /// Name collisions found while building it, as human-readable lines.
     pub collisions: Vec<String>,
     /// The table's version.
@@ -422,8 +422,11 @@ impl McpHub {
 
     /// Resolves a tool name: the exact exposed name, or a bare tool name that exactly one
     /// server has.
-    pub fn resolve(&self, name: &str) -> Result<ToolRoute, HubError> {
+    pub fn resolve(&self, name: &str) -> Result<Arc<ToolRoute>, HubError> {
         let table = self.tools();
+        if let Some(route) = table.tools.get(name) {
+            return Ok(route.clone());
+        }
         match naming::resolve_bare(name, table.tools.keys().map(String::as_str)) {
             naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
                 Ok(table.tools[&n].clone())
@@ -445,6 +448,16 @@ impl McpHub {
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, HubError> {
         let route = self.resolve(name)?;
+        Self::call_route(&route, arguments, opts).await
+    }
+
+    /// Calls a tool already resolved (see [`McpHub::resolve`]): prepares the arguments against
+    /// its schema and sends it to its server.
+    pub async fn call_route(
+        route: &ToolRoute,
+        arguments: Value,
+        opts: &CallOptions,
+    ) -> Result<Box<RawValue>, HubError> {
         let empty = Value::Null;
         let schema = route.def.get("inputSchema").unwrap_or(&empty);
         let arguments = wrapper::prepare_arguments(schema, arguments)
@@ -510,12 +523,12 @@ impl McpHub {
             def["name"] = Value::String(exposed.clone());
             tools.insert(
                 exposed.clone(),
-                ToolRoute {
+                Arc::new(ToolRoute {
                     name: exposed,
                     server,
                     tool,
                     def: Arc::new(def),
-                },
+                }),
             );
         }
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
