@@ -106,7 +106,72 @@ pub fn prepare_arguments(schema: &Value, args: Value) -> Result<Value, ArgumentE
     if !declares_property(schema, APPROVED_FIELD) {
         args.remove(APPROVED_FIELD);
     }
+    if !may_convert(schema) {
+        return Ok(Value::Object(args));
+    }
     Ok(coerce(schema, Value::Object(args)))
+}
+
+/// Keywords that make a schema node's declared types, or its members' schemas, matter to
+/// coercion (see the module docs). A property schema with none of them, or one that declares
+/// `string` among its types, never converts anything.
+const TYPE_KEYWORDS: [&str; 11] = [
+    "type",
+    "const",
+    "enum",
+    "properties",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "$ref",
+    "anyOf",
+    "oneOf",
+    "allOf",
+];
+
+/// Whether coercion could convert any member of an object under `schema`. `false` for the
+/// common tool schema, a plain object whose properties are all strings or untyped: coercion
+/// would then leave every value as it is, and skipping it spares a copy of the arguments. Any
+/// construct not recognised here counts as `true`.
+fn may_convert(schema: &Value) -> bool {
+    let Some(root) = schema.as_object() else {
+        return false; // no keywords, nothing declared: nothing converts
+    };
+    let plain_root = root.iter().all(|(key, value)| match key.as_str() {
+        "type" => value == "object",
+        "properties" => value.is_object(),
+        "additionalProperties" => value.is_boolean(),
+        "$ref" | "anyOf" | "oneOf" | "allOf" | "items" | "prefixItems" | "const" | "enum" => {
+            false
+        }
+        _ => true, // required, description, $schema, $defs (unused without $ref), ...
+    });
+    if !plain_root {
+        return true;
+    }
+    let Some(properties) = root.get("properties").and_then(Value::as_object) else {
+        return false;
+    };
+    properties.values().any(|property| {
+        let Some(property) = property.as_object() else {
+            return false; // `true`/`false` schemas declare no type
+        };
+        let declares_string = match property.get("type") {
+            Some(Value::String(t)) => t == "string",
+            Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+            _ => false,
+        };
+        // `string` among the types: a string is never converted, and nothing recurses into a
+        // non-object value; but combinators and refs still apply, so they count.
+        let combinators = ["$ref", "anyOf", "oneOf", "allOf"]
+            .iter()
+            .any(|k| property.contains_key(*k));
+        if declares_string {
+            combinators
+        } else {
+            TYPE_KEYWORDS.iter().any(|k| property.contains_key(*k))
+        }
+    })
 }
 
 /// Coerces `value` to `schema`, which is also the root `$ref`s are resolved against.

@@ -643,6 +643,34 @@ fn sensible_schema() -> impl Strategy<Value = Value> {
         )
 }
 
+/// Object schemas whose properties are strings, untyped, or string among other types: the
+/// shapes the coercion shortcut accepts, plus near misses it must refuse.
+fn string_schema() -> impl Strategy<Value = Value> {
+    let property = prop_oneof![
+        Just(json!({"type": "string"})),
+        Just(json!({"type": "string", "description": "d"})),
+        Just(json!({"type": ["integer", "string"]})),
+        Just(json!({"description": "anything"})),
+        Just(json!({})),
+        Just(json!(true)),
+        Just(json!({"type": "integer"})),
+        Just(json!({"enum": ["a", 1]})),
+        Just(json!({"type": "string", "anyOf": [{"type": "integer"}]})),
+        Just(json!({"properties": {"x": {"type": "integer"}}})),
+    ];
+    (
+        proptest::collection::btree_map("[ab]", property, 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(props, typed)| {
+            let mut schema = json!({ "properties": props, "required": ["a"] });
+            if typed {
+                schema["type"] = json!("object");
+            }
+            schema
+        })
+}
+
 /// Argument values likely to need coercion.
 fn args_like() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -701,10 +729,52 @@ proptest! {
         prop_assert_eq!(twice, once);
     }
 
+    /// The shortcut that skips coercion is exact: when it says nothing can convert, coercion
+    /// indeed leaves the value as it is.
+    #[test]
+    fn skipped_coercion_would_have_changed_nothing(
+        schema in prop_oneof![sensible_schema(), string_schema(), any_json()],
+        args in prop_oneof![args_like(), any_json()],
+    ) {
+        if !may_convert(&schema) {
+            prop_assert_eq!(coerce(&schema, args.clone()), args);
+        }
+    }
+
     #[test]
     fn untyped_schemas_change_nothing_but_approved(args in args_like()) {
         let mut expected = args.clone();
         expected.as_object_mut().unwrap().remove("approved");
         prop_assert_eq!(prepare_arguments(&json!({}), args).unwrap(), expected);
     }
+}
+
+#[test]
+fn the_coercion_shortcut_takes_only_schemas_that_cannot_convert() {
+    for schema in [
+        json!({}),
+        json!({"type": "object"}),
+        json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+        json!({"properties": {"a": {"description": "any"}, "b": {"type": ["null", "string"]}}}),
+    ] {
+        assert!(!may_convert(&schema), "{schema}");
+    }
+    for schema in [
+        json!({"properties": {"n": {"type": "integer"}}}),
+        json!({"properties": {"o": {"properties": {"n": {"type": "integer"}}}}}),
+        json!({"properties": {"e": {"enum": [1, 2]}}}),
+        json!({"properties": {"s": {"type": "string", "anyOf": [{"type": "number"}]}}}),
+        json!({"$ref": "#/$defs/a", "$defs": {"a": {"properties": {"n": {"type": "integer"}}}}}),
+        json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+        json!({"type": ["object", "null"], "properties": {}}),
+    ] {
+        assert!(may_convert(&schema), "{schema}");
+    }
+    // Skipped or not, the result is the same.
+    let schema = json!({"properties": {"text": {"type": "string"}}});
+    let args = json!({"text": "5", "approved": true, "extra": "true"});
+    assert_eq!(
+        prepare_arguments(&schema, args).unwrap(),
+        json!({"text": "5", "extra": "true"})
+    );
 }
