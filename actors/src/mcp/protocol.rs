@@ -170,9 +170,9 @@ pub fn tool_error_result(message: &str) -> Box<RawValue> {
     RawValue::from_string(value.to_string()).expect("serialised JSON is valid")
 }
 
-/// Converts a JSON value to a raw value.
+/// Converts a JSON value to a raw value: serialised once, not parsed again.
 pub fn to_raw(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("serialised JSON is valid")
+    serde_json::value::to_raw_value(value).expect("a JSON value always serialises")
 }
 
 #[cfg(test)]
