@@ -117,8 +117,8 @@ impl McpServer {
         }
     }
 
-    /// The HTTP routes.
-    pub fn router(self) -> Router {
+    /// The HTTP routes, unguarded: serve [`McpServer::service`].
+    fn router(self) -> Router {
         Router::new()
             .route("/health", get(health))
             .route(
@@ -129,15 +129,18 @@ impl McpServer {
             .route("/session/{id}/events", get(events::session_events))
             .route(
                 "/mcp",
+                // The body cap is applied by the handler itself (no per-request layer).
                 post(rpc::mcp_post)
                     .get(rpc::mcp_method_not_allowed)
-                    .delete(rpc::mcp_method_not_allowed)
-                    .layer(DefaultBodyLimit::max(MAX_MCP_BODY)),
+                    .delete(rpc::mcp_method_not_allowed),
             )
             .fallback(guard::not_found)
-            .layer(axum::middleware::from_fn(guard::loopback_only))
-            .layer(axum::middleware::map_response(guard::close_if_body_refused))
             .with_state(self)
+    }
+
+    /// The router behind its guard ([`guard::Guarded`]): what the listener serves.
+    pub(crate) fn service(self) -> guard::Guarded<Router> {
+        guard::Guarded(self.router())
     }
 
     fn health_body(&self) -> Value {
@@ -183,7 +186,9 @@ pub fn listener(services: &Services) -> ListenerSpec {
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
         Box::pin(async move {
             let task = tokio::spawn(announcer);
-            let result = axum::serve(no_delay(listener), server.router())
+            let service =
+                axum::ServiceExt::<axum::extract::Request>::into_make_service(server.service());
+            let result = axum::serve(no_delay(listener), service)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             task.abort();

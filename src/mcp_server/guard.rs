@@ -4,12 +4,18 @@
 //! sends `Host: evil.example` and `Origin: http://evil.example`, so every request must name a
 //! loopback host, and a present `Origin` must be a loopback origin; otherwise 403.
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use futures::future::{Either, Map};
 use serde_json::{Value, json};
+use tower_service::Service;
 
 /// Whether `host` (a `Host` header value: name or IP, optional port) is a loopback name.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
@@ -67,7 +73,11 @@ pub(crate) fn check_loopback(headers: &HeaderMap) -> Result<(), String> {
 /// cannot carry another request; `Connection: close` says so. Without it a client that pools
 /// connections (reqwest, httpx) sends its next request down the connection the server is
 /// closing and gets a broken response.
-pub(crate) async fn close_if_body_refused(mut response: Response) -> Response {
+pub(crate) async fn close_if_body_refused(response: Response) -> Response {
+    close_on_413(response)
+}
+
+fn close_on_413(mut response: Response) -> Response {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         response.headers_mut().insert(
             header::CONNECTION,
@@ -77,20 +87,52 @@ pub(crate) async fn close_if_body_refused(mut response: Response) -> Response {
     response
 }
 
-/// Middleware: 403 unless `Host` and `Origin` are loopback.
-pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
-    match check_loopback(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(reason) => {
-            tracing::warn!(%reason, path = %request.uri().path(), "request refused (DNS-rebinding protection)");
-            let body = if request.uri().path() == "/mcp" {
-                rpc_error_body(None, -32600, &format!("forbidden: {reason}"))
-            } else {
-                json!({ "error": format!("forbidden: {reason}") })
-            };
-            json_response(StatusCode::FORBIDDEN, &body)
+/// The MCP server's outer layer around its router: 403 unless `Host` and `Origin` are loopback,
+/// and `Connection: close` on a 413 (see [`close_if_body_refused`]).
+///
+/// A plain [`Service`] rather than axum middleware: axum boxes and clones every middleware
+/// layer on each request, and this one is on every tool call.
+#[derive(Clone)]
+pub(crate) struct Guarded<S>(pub(crate) S);
+
+type Answer = Result<Response, Infallible>;
+
+impl<S> Service<Request> for Guarded<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Answer>, Map<S::Future, fn(Answer) -> Answer>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match check_loopback(request.headers()) {
+            Ok(()) => Either::Right(
+                self.0
+                    .call(request)
+                    .map(mark_refused as fn(Answer) -> Answer),
+            ),
+            Err(reason) => Either::Left(ready(Ok(forbidden(&request, &reason)))),
         }
     }
+}
+
+fn mark_refused(answer: Answer) -> Answer {
+    answer.map(close_on_413)
+}
+
+fn forbidden(request: &Request, reason: &str) -> Response {
+    tracing::warn!(%reason, path = %request.uri().path(), "request refused (DNS-rebinding protection)");
+    let body = if request.uri().path() == "/mcp" {
+        rpc_error_body(None, -32600, &format!("forbidden: {reason}"))
+    } else {
+        json!({ "error": format!("forbidden: {reason}") })
+    };
+    json_response(StatusCode::FORBIDDEN, &body)
 }
 
 /// 404 for unknown routes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
@@ -70,37 +70,38 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// `POST /mcp`.
-pub(crate) async fn mcp_post(
-    State(server): State<McpServer>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
+/// `POST /mcp`. The request is taken whole: its headers are read in place (the `HeaderMap`
+/// extractor would copy them) and its body is capped here, at [`MAX_MCP_BODY`].
+pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let body = match axum::body::to_bytes(body, MAX_MCP_BODY).await {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let message = format!("request body exceeds {} MiB", MAX_MCP_BODY >> 20);
-            return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                ErrorObject::INVALID_REQUEST,
-                &message,
-            );
-        }
         Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                let message = format!("request body exceeds {} MiB", MAX_MCP_BODY >> 20);
+                return rpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    ErrorObject::INVALID_REQUEST,
+                    &message,
+                );
+            }
             return rpc_error(
-                e.status(),
+                StatusCode::BAD_REQUEST,
                 None,
                 ErrorObject::INVALID_REQUEST,
-                &e.body_text(),
+                &format!("cannot read the request body: {e}"),
             );
         }
     };
-    let session = match authenticate(&server, &headers) {
+    let session = match authenticate(&server, headers) {
         Ok(s) => s,
         Err(reason) => return unauthorized(reason),
     };
-    if !is_json(&headers) {
+    if !is_json(headers) {
         return rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,

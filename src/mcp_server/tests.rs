@@ -73,7 +73,13 @@ async fn serve(keepalive: Duration) -> (String, String, String) {
     Arc::get_mut(&mut server.inner).unwrap().keepalive = keepalive;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(server.service()),
+        )
+        .await
+    });
     let (session, token) = sessions.create("/".into(), None).await.unwrap();
     (format!("http://{addr}/mcp"), session.id().to_owned(), token)
 }
