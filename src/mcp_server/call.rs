@@ -46,7 +46,7 @@ pub(crate) async fn tools_call(
     server: McpServer,
     session: Arc<Session>,
     id: Value,
-    params: Value,
+    mut params: Value,
 ) -> Response {
     let Some(name) = params
         .get("name")
@@ -60,13 +60,13 @@ pub(crate) async fn tools_call(
             "tools/call needs params.name (a string)",
         );
     };
-    let arguments = match params.get("arguments") {
+    let arguments = match params.get_mut("arguments").map(Value::take) {
         None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v.clone(),
+        Some(v @ Value::Object(_)) => v,
         Some(other) => {
             let message = format!(
                 "tools/call arguments must be an object, not {}",
-                kind(other)
+                kind(&other)
             );
             return rpc_error(
                 StatusCode::OK,
@@ -87,7 +87,7 @@ pub(crate) async fn tools_call(
             );
         }
     };
-    let token = match params.pointer("/_meta/progressToken") {
+    let token = match params.get("_meta").and_then(|m| m.get("progressToken")) {
         Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
         _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
     };
@@ -220,16 +220,9 @@ impl Call {
                         json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
                     let _ = self.tx.send(sse::event(None, &note.to_string())).await;
                 }
-                let response = format!(
-                    r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-                    self.id,
-                    result.get()
-                );
                 // One frame, one write. The client may hang up right after the result: not an
                 // error.
-                let last =
-                    sse::concat(&[sse::event(None, &response), sse::event(Some("done"), "{}")]);
-                let _ = self.tx.send(last).await;
+                let _ = self.tx.send(sse::final_frames(&self.id, &result)).await;
             }
             Outcome::Abandoned(why) => {
                 tracing::debug!(session = %session.id(), tool = %self.name, why, "call abandoned");

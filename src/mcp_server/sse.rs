@@ -5,9 +5,11 @@
 //! up) closes the channel, which the producer notices.
 
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::convert::Infallible;
 use tokio::sync::mpsc;
 
@@ -28,6 +30,28 @@ pub(crate) fn event(name: Option<&str>, data: &str) -> Bytes {
         out.push('\n');
     }
     out.push('\n');
+    Bytes::from(out)
+}
+
+/// A call's last frames in one buffer: its JSON-RPC response `{"jsonrpc","id","result"}`, then
+/// `event: done`. Line breaks in `result` can only be insignificant whitespace in valid JSON
+/// (a string cannot hold a raw one), so they become spaces and the response stays one `data:`
+/// line.
+pub(crate) fn final_frames(id: &Value, result: &RawValue) -> Bytes {
+    const HEAD: &[u8] = br#"data: {"jsonrpc":"2.0","id":"#;
+    const TAIL: &[u8] = b"}\n\nevent: done\ndata: {}\n\n";
+    let result = result.get().as_bytes();
+    let mut out = Vec::with_capacity(HEAD.len() + 24 + 10 + result.len() + TAIL.len());
+    out.extend_from_slice(HEAD);
+    if serde_json::to_writer(&mut out, id).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(br#","result":"#);
+    out.extend(result.iter().map(|&b| match b {
+        b'\n' | b'\r' => b' ',
+        b => b,
+    }));
+    out.extend_from_slice(TAIL);
     Bytes::from(out)
 }
 
@@ -70,10 +94,17 @@ pub(crate) fn response_after(first: Option<Bytes>, mut rx: mpsc::Receiver<Bytes>
     let stream = futures::stream::iter(head.map(Ok)).chain(rest);
     (
         StatusCode::OK,
+        // Static values: a `&str` would be copied into each response.
         [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -85,6 +116,27 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn final_frames_are_the_response_then_done() {
+        let result =
+            RawValue::from_string("{\"content\": [],\n \"isError\": false}".into()).unwrap();
+        let frames = final_frames(&serde_json::json!("a\"b"), &result);
+        assert_eq!(
+            &frames[..],
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\",\"result\":{\"content\": [],  \"isError\": false}}\n\nevent: done\ndata: {}\n\n"
+        );
+        let text = std::str::from_utf8(&frames).unwrap();
+        let data = text
+            .strip_prefix("data: ")
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let parsed: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(parsed["id"], "a\"b");
+        assert_eq!(parsed["result"]["isError"], false);
+    }
 
     #[test]
     fn events_and_comments() {

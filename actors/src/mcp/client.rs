@@ -14,6 +14,7 @@
 //! call fails at once with the reason), or the caller dropping the future. Timeouts and drops
 //! send `notifications/cancelled` upstream and forget the pending entry.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -547,7 +548,9 @@ impl McpClient {
         params: Option<Value>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
-        self.request_with(method, |_| params, opts).await
+        let params = params.as_ref().map(to_raw);
+        self.request_with(Cow::Owned(method.to_owned()), |_| params, opts)
+            .await
     }
 
     /// Calls a tool: `tools/call {name, arguments}`, with a progress token (our request id)
@@ -558,15 +561,29 @@ impl McpClient {
         arguments: Value,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
+        #[derive(serde::Serialize)]
+        struct Meta {
+            #[serde(rename = "progressToken")]
+            progress_token: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Params<'a> {
+            name: &'a str,
+            arguments: &'a Value,
+            #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+            meta: Option<Meta>,
+        }
         let with_progress = opts.progress.is_some();
+        // Serialised straight to the raw params, without building a JSON tree first.
         self.request_with(
-            "tools/call",
+            Cow::Borrowed("tools/call"),
             move |id| {
-                let mut params = json!({ "name": name, "arguments": arguments });
-                if with_progress {
-                    params["_meta"] = json!({ "progressToken": id });
-                }
-                Some(params)
+                let params = Params {
+                    name,
+                    arguments: &arguments,
+                    meta: with_progress.then_some(Meta { progress_token: id }),
+                };
+                serde_json::value::to_raw_value(&params).ok()
             },
             opts,
         )
@@ -575,8 +592,8 @@ impl McpClient {
 
     async fn request_with(
         &self,
-        method: &str,
-        params: impl FnOnce(u64) -> Option<Value>,
+        method: Cow<'static, str>,
+        params: impl FnOnce(u64) -> Option<Box<RawValue>>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
         let shared = &self.inbound.shared;
@@ -607,8 +624,9 @@ impl McpClient {
             reason: "the caller went away",
             armed: true,
         };
-        let params = params(id);
-        let line = Request::new(id, method.to_owned(), params.as_ref().map(to_raw)).to_line();
+        let request = Request::new(id, method, params(id));
+        let line = request.to_line();
+        let method = request.method; // the params are not needed any more
         if let Err(source) = self.transport.send(Outgoing::Request { id, line }) {
             guard.armed = false;
             shared.pending.remove(&id);
@@ -643,7 +661,7 @@ impl McpClient {
                     drop(guard); // sends notifications/cancelled
                     return Err(CallError::Timeout {
                         server: self.server().to_owned(),
-                        method: method.to_owned(),
+                        method: method.into_owned(),
                         after: start.elapsed(),
                     });
                 }
