@@ -141,9 +141,7 @@ fn may_convert(schema: &Value) -> bool {
         "type" => value == "object",
         "properties" => value.is_object(),
         "additionalProperties" => value.is_boolean(),
-        "$ref" | "anyOf" | "oneOf" | "allOf" | "items" | "prefixItems" | "const" | "enum" => {
-            false
-        }
+        "$ref" | "anyOf" | "oneOf" | "allOf" | "items" | "prefixItems" | "const" | "enum" => false,
         _ => true, // required, description, $schema, $defs (unused without $ref), ...
     });
     if !plain_root {
