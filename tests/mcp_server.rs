@@ -116,6 +116,20 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
         )
     }
 
+    /// `GET path` on the daemon's gateway with the owner token, as JSON.
+    pub async fn api(&self, path: &str) -> Value {
+        let (gateway, token) = self.gateway();
+        self.http
+            .get(format!("{gateway}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Messages the fault server received.
     pub fn recorded(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.record)

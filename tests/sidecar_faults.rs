@@ -105,19 +105,11 @@ async fn malformed_sidecar_answers_are_precise_errors_that_open_the_breaker() {
     let served = Served::start(&config(home.path(), &script)).await;
     let session = served.session().await;
     // Ready (its health checks pass) before any tool is tried.
-    let (gw, token) = served.gateway();
-    let http = reqwest::Client::new();
     let mut state = Value::Null;
     for _ in 0..300 {
-        let sm: Value = http
-            .get(format!("{gw}/api/actors/root/sidecars/session_manager"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let sm: Value = served
+            .api("/api/actors/root/sidecars/session_manager")
+            .await;
         state = sm["state"].clone();
         if state == "running" {
             break;
@@ -231,24 +223,10 @@ async fn malformed_sidecar_answers_are_precise_errors_that_open_the_breaker() {
     );
 
     // The daemon and the sidecar stay up throughout.
-    let health: Value = http
-        .get(format!("{gw}/api/health"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sm: Value = http
-        .get(format!("{gw}/api/actors/root/sidecars/session_manager"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = served.api("/api/health").await;
+    let sm: Value = served
+        .api("/api/actors/root/sidecars/session_manager")
+        .await;
     assert_eq!(
         (sm["state"].as_str(), sm["restarts"].as_u64()),
         (Some("running"), Some(0)),
@@ -257,25 +235,13 @@ async fn malformed_sidecar_answers_are_precise_errors_that_open_the_breaker() {
     assert_eq!(health["status"], "healthy", "{health}");
 }
 
-/// `GET path` on the daemon's gateway, with the owner token.
-async fn gateway_get(served: &Served, path: &str) -> Value {
-    let (gw, token) = served.gateway();
-    reqwest::Client::new()
-        .get(format!("{gw}{path}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls the session manager's introspection node until its supervisor gives up on it.
 async fn until_sidecar_failed(served: &Served) -> Value {
     let mut node = Value::Null;
     for _ in 0..600 {
-        node = gateway_get(served, "/api/actors/root/sidecars/session_manager").await;
+        node = served
+            .api("/api/actors/root/sidecars/session_manager")
+            .await;
         if node["state"] == "failed" {
             return node;
         }
@@ -362,7 +328,7 @@ async fn without_node_on_path_the_daemon_stays_up_and_says_why_the_sidecar_is_do
     let cannot = "cannot start `node`: No such file or directory (os error 2)";
     assert_eq!(node["last_failure"]["reason"], cannot, "{node}");
     assert!(node["restarts"].as_u64().unwrap() >= 1, "{node}");
-    let health = gateway_get(&served, "/api/health").await;
+    let health = served.api("/api/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
 
     // A tool that needs it: the socket error, then why the process is not there.

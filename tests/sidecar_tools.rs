@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::mcp_server::{Served, Session};
@@ -470,28 +469,7 @@ async fn the_dashboard_journal_health_and_breaker_reset_report_the_daemons_state
     assert_eq!(journal["retry_queue"]["capacity"], 1000);
 
     // reset_circuit_breaker: open it by killing the sidecar, then force it closed.
-    let (gw, token) = served.gateway();
-    let sm: Value = reqwest::Client::new()
-        .get(format!("{gw}/api/actors/root/sidecars/session_manager"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pid = sm["details"]["pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let mut opened = false;
-    for _ in 0..400 {
-        let _ = tool(&session, "list_agents", json!({})).await;
-        if breaker_state(&session).await == "open" {
-            opened = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(opened, "the breaker opened during the outage");
+    crate::sidecars::kill_sidecar_until_the_breaker_opens(&served, &session).await;
     let before = ok(&session, "get_circuit_breaker_status", json!({})).await;
     assert!(before["next_probe_in_ms"].is_u64(), "{before}");
     assert!(before["total_opens"].as_u64().unwrap() >= 1);

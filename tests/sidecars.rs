@@ -78,6 +78,23 @@ pub(crate) fn text(result: &Value) -> String {
         .to_owned()
 }
 
+/// SIGKILLs the session manager, then calls a sidecar tool until the breaker is open.
+pub(crate) async fn kill_sidecar_until_the_breaker_opens(served: &Served, session: &Session) {
+    let sm = served
+        .api("/api/actors/root/sidecars/session_manager")
+        .await;
+    let pid = sm["details"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    for _ in 0..400 {
+        let _ = tool(session, "list_agents", json!({})).await;
+        if breaker_state(session).await == "open" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the breaker never opened during the outage");
+}
+
 pub(crate) async fn breaker_state(session: &Session) -> String {
     let status = tool(session, "get_circuit_breaker_status", json!({})).await;
     status["structuredContent"]["state"]
@@ -112,29 +129,7 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
     assert_eq!(breaker_state(&session).await, "closed");
 
     // Kill the sidecar; calls during the outage fail and open the breaker.
-    let (gw, token) = served.gateway();
-    let http = reqwest::Client::new();
-    let sm: Value = http
-        .get(format!("{gw}/api/actors/root/sidecars/session_manager"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pid = sm["details"]["pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let mut opened = false;
-    for _ in 0..200 {
-        let _ = tool(&session, "list_agents", json!({})).await;
-        if breaker_state(&session).await == "open" {
-            opened = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(opened, "the breaker opened during the outage");
+    kill_sidecar_until_the_breaker_opens(&served, &session).await;
     // After the restart and the recovery timeout, a probe succeeds and the breaker closes.
     let mut closed = false;
     for _ in 0..100 {
@@ -146,15 +141,9 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(closed, "the breaker closed after the sidecar came back");
-    let sm: Value = http
-        .get(format!("{gw}/api/actors/root/sidecars/session_manager"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sm: Value = served
+        .api("/api/actors/root/sidecars/session_manager")
+        .await;
     assert_eq!(sm["restarts"], 1);
     assert_eq!(sm["state"], "running");
 
