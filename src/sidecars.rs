@@ -23,6 +23,7 @@ use futures::future::BoxFuture;
 use revka_actors::breaker::{
     BreakerConfig, BreakerError, BreakerHandle, BreakerRegistry, BreakerState, breaker_spec,
 };
+use revka_actors::mcp::wrapper::json_kind;
 use revka_actors::process::child_spec;
 use revka_actors::retry_queue::{
     Executor, Operation, QueueConfig, RetryQueueHandle, retry_queue_spec,
@@ -88,18 +89,6 @@ pub enum Field {
     Array(&'static str),
     /// An object.
     Object(&'static str),
-}
-
-/// What a JSON value is, for messages ("an array").
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Checks that `value` is a JSON object with `fields`; says what is wrong otherwise.

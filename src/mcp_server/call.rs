@@ -35,7 +35,7 @@ const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext};
-use revka_actors::mcp::wrapper::raw_result_is_error;
+use revka_actors::mcp::wrapper::{json_kind, raw_result_is_error};
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);
@@ -66,7 +66,7 @@ pub(crate) async fn tools_call(
         Some(other) => {
             let message = format!(
                 "tools/call arguments must be an object, not {}",
-                kind(&other)
+                json_kind(&other)
             );
             return rpc_error(
                 StatusCode::OK,
@@ -351,16 +351,5 @@ impl Call {
                 timestamp: rfc3339(SystemTime::now()),
             }));
         })
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

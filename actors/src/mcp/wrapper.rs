@@ -205,7 +205,7 @@ pub fn raw_result_is_error(result: &RawValue) -> bool {
 }
 
 /// The JSON type of a value, for messages.
-pub(super) fn json_kind(value: &Value) -> &'static str {
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -50,16 +50,9 @@ pub(crate) fn signal_tree(pgid: i32, sig: Signal) {
 /// Descendants of `root` (by parent pid) that are no longer in its process group.
 #[cfg(target_os = "linux")]
 fn descendants(root: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     // (pid, ppid, pgrp) of every process we can read.
     let mut procs: Vec<(i32, i32, i32)> = Vec::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
+    for pid in super::reaper::proc_pids() {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             if let Some((ppid, pgrp)) = parse_stat(&stat) {
                 procs.push((pid, ppid, pgrp));

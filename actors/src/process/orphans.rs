@@ -237,19 +237,10 @@ mod imp {
             let me = std::process::id() as i32;
             let mut procs = BTreeMap::new();
             let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-            if let Ok(dir) = std::fs::read_dir("/proc") {
-                for entry in dir.flatten() {
-                    let Some(pid) = entry
-                        .file_name()
-                        .to_str()
-                        .and_then(|s| s.parse::<i32>().ok())
-                    else {
-                        continue;
-                    };
-                    if let Some(stat) = reaper::read_stat(pid) {
-                        children.entry(stat.ppid).or_default().push(pid);
-                        procs.insert(pid, stat);
-                    }
+            for pid in reaper::proc_pids() {
+                if let Some(stat) = reaper::read_stat(pid) {
+                    children.entry(stat.ppid).or_default().push(pid);
+                    procs.insert(pid, stat);
                 }
             }
             Self {

@@ -170,23 +170,13 @@ mod imp {
 
     pub(crate) fn reap_orphans() {
         let me = std::process::id() as i32;
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
         let groups: Vec<i32> = GROUPS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .copied()
             .collect();
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in super::proc_pids() {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
@@ -238,6 +228,16 @@ pub(crate) fn parse_state(stat: &str) -> Option<(char, i32, i32)> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, ppid, pgrp))
+}
+
+/// The pids listed in `/proc` (none if it cannot be read).
+#[cfg(target_os = "linux")]
+pub(crate) fn proc_pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
 }
 
 /// What the orphan sweeps need from `/proc/<pid>/stat`.
