@@ -42,6 +42,7 @@ pub(crate) fn no_delay(
 #[cfg(test)]
 mod tests;
 
+use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -138,9 +139,13 @@ impl McpServer {
             .with_state(self)
     }
 
-    /// The router behind its guard ([`guard::Guarded`]): what the listener serves.
-    pub(crate) fn service(self) -> guard::Guarded<Router> {
-        guard::Guarded(self.router())
+    /// What the listener serves: the router behind its guard ([`guard::Guarded`]), with
+    /// `POST /mcp` dispatched straight to its handler.
+    pub(crate) fn service(self) -> guard::Guarded<Dispatch> {
+        guard::Guarded(Dispatch {
+            router: self.clone().router(),
+            server: self,
+        })
     }
 
     fn health_body(&self) -> Value {
@@ -151,6 +156,43 @@ impl McpServer {
             "started_at": rfc3339(self.inner.started),
             "protocol_version": BASE_PROTOCOL_VERSION,
         })
+    }
+}
+
+/// `POST /mcp`, every tool call, goes straight to its handler; the router's per-request
+/// dispatch (route lookup, boxed service clones) serves the rest.
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    server: McpServer,
+    router: Router,
+}
+
+type BoxedAnswer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<axum::response::Response, Infallible>> + Send>,
+>;
+
+impl tower_service::Service<axum::extract::Request> for Dispatch {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future =
+        futures::future::Either<BoxedAnswer, axum::routing::future::RouteFuture<Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        if request.method() == axum::http::Method::POST && request.uri().path() == "/mcp" {
+            let server = self.server.clone();
+            futures::future::Either::Left(Box::pin(async move {
+                Ok(rpc::mcp_post(State(server), request).await)
+            }))
+        } else {
+            futures::future::Either::Right(self.router.call(request))
+        }
     }
 }
 
