@@ -152,6 +152,15 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
     for (name, (spec, policy, cfg)) in &after {
         let id = format!("mcp:{name}");
         let path = server_path(name);
+        // The tool filter applies to the published tools at once, with no reconnect.
+        if services.hub.set_tool_filter(name, cfg.tool_filter()) && before.contains_key(name) {
+            let table = services.hub.tools();
+            let filtered = table.filtered.iter().filter(|t| t.server == *name).count();
+            report.server_applied(
+                &path,
+                format!("tool filter of {id} changed (allowed_tools/denied_tools): {filtered} of its tools filtered out"),
+            );
+        }
         match before.get(name) {
             None => match start_child(&sup, child(spec, *policy, cfg)).await {
                 Ok(()) => {

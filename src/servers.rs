@@ -65,6 +65,8 @@ pub fn server_children(
         return Vec::new();
     }
     let valid = config.mcp.servers.iter().map(|server| {
+        // Set before the connection exists, so no filtered tool is ever registered.
+        hub.set_tool_filter(&server.name, server.tool_filter());
         let spec = Arc::new(server_spec(server, &config.mcp));
         let policy = server.policy(&config.supervisor);
         let child = connection_spec(spec, policy, hub.clone(), http.clone());

@@ -159,15 +159,22 @@ impl ToolRegistry {
         self.skipped.push((name.to_owned(), reason.to_owned()));
     }
 
-    /// Tools that could not register, with reasons (including external name collisions).
+    /// Tools that could not register, with reasons (including external name collisions and
+    /// tools a server's `allowed_tools` / `denied_tools` kept out).
     pub fn skipped(&self) -> Vec<(String, String)> {
         let mut all = self.skipped.clone();
+        let table = self.hub.tools();
         all.extend(
-            self.hub
-                .tools()
+            table
                 .collisions
                 .iter()
                 .map(|c| ("(external)".to_owned(), c.clone())),
+        );
+        all.extend(
+            table
+                .filtered
+                .iter()
+                .map(|t| (t.name.clone(), t.reason.clone())),
         );
         all
     }

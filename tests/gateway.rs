@@ -509,6 +509,19 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ok["ok"], true, "{ok}");
     assert_eq!(ok["tool_count"], 20);
+    // With a tool filter, as in the config: `tools` are those the daemon would register.
+    let (_, filtered) = gw
+        .json(test(json!({
+            "name": "t", "command": server, "args": ["--tools", "2"],
+            "allowed_tools": ["tool_*", "echo"], "denied_tools": ["tool_001"],
+        })))
+        .await;
+    assert_eq!(filtered["ok"], true, "{filtered}");
+    assert_eq!(filtered["tools"], json!(["echo", "tool_000"]), "{filtered}");
+    assert_eq!(filtered["tool_count"], 2);
+    let out = filtered["filtered"].as_array().unwrap();
+    assert_eq!(out.len(), 18, "{filtered}");
+    assert!(out.contains(&json!("tool_001")) && out.contains(&json!("sleep")));
     for (body, error) in [
         (json!({ "name": "", "command": "x" }), "name is required"),
         (
@@ -522,6 +535,10 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
         (
             json!({ "name": "t", "transport": "carrier-pigeon", "command": "x" }),
             "unknown transport",
+        ),
+        (
+            json!({ "name": "t", "command": "x", "denied_tools": ["a*b"] }),
+            "denied_tools: invalid pattern \"a*b\": `*` is only allowed once, at the end",
         ),
     ] {
         let (status, report) = gw.json(test(body)).await;

@@ -423,3 +423,85 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("reload rejected"), "{stderr}");
 }
+
+/// `allowed_tools` / `denied_tools` keep a server's tools out of every search, listing and
+/// call from the first connect (before `tool_search`'s cut, so a filtered tool never takes a
+/// slot), with the reason in `/health`; a reload changes the filter without a reconnect.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_filter_keeps_tools_out_and_a_reload_changes_it_in_place() {
+    let r = Reloading::start(extra(
+        "allowed_tools = [\"echo\", \"slow_*\", \"sleep\"]\ndenied_tools = [\"sleep\"]",
+        &[],
+    ))
+    .await;
+    let pid = r.wait_for_pid("fault").await;
+    let session = r.served.session().await;
+    // `sleep` would rank first (its name is the query); filtered, the one slot goes to the
+    // next match, `slow_echo` ("Sleeps ms milliseconds…").
+    let found = session
+        .call_text("tool_search", json!({ "query": "sleep", "max_results": 1 }))
+        .await;
+    assert!(
+        found.contains("fault__slow_echo") && !found.contains("fault__sleep"),
+        "{found}"
+    );
+    for name in ["fault__sleep", "fault__hang"] {
+        let found = session
+            .call_text("tool_search", json!({ "query": format!("select:{name}") }))
+            .await;
+        assert!(found.contains(&format!("Not found: {name}")), "{found}");
+        assert_unknown(&session, name).await;
+    }
+    let (is_error, text) = call(&session, "fault__echo", json!({ "text": "hi" })).await;
+    assert!(!is_error && text.contains("hi"), "{text}");
+    let health: Value = r
+        .served
+        .http
+        .get(format!("{}/health", r.served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let skipped = health["skipped_tools"].to_string();
+    for want in [
+        r#""tool":"fault__sleep""#,
+        "denied by denied_tools of server `fault` (matches `sleep`)",
+        r#""tool":"fault__hang""#,
+        "not in allowed_tools of server `fault`",
+    ] {
+        assert!(skipped.contains(want), "{want} in {skipped}");
+    }
+
+    // Deny `echo` instead: applied to the live connection, no restart.
+    r.rewrite(&extra("denied_tools = [\"echo\"]", &[]));
+    let (status, report) = r.reload().await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(
+        applied(&report).contains("tool filter of mcp:fault changed"),
+        "{report}"
+    );
+    assert_eq!(report["failed"], json!([]), "{report}");
+    assert_eq!(r.pid("fault").await, Some(pid), "not restarted");
+    let fresh = r.served.session().await;
+    let (is_error, text) = call(&fresh, "fault__sleep", json!({ "ms": 10 })).await;
+    assert!(!is_error && text == "slept 10 ms", "{text}");
+    assert_unknown(&fresh, "fault__echo").await;
+}
+
+/// A `tools/call` of `name` is refused as an unknown tool.
+async fn assert_unknown(session: &Session, name: &str) {
+    let (status, body) = session
+        .rpc(json!({
+            "jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": { "name": name, "arguments": {} },
+        }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(name),
+        "{body}"
+    );
+}

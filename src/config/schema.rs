@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use revka_actors::mcp::hub::ToolFilter;
 use revka_actors::supervisor::RestartPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -199,6 +200,15 @@ pub struct McpServerConfig {
     /// Overrides of `[supervisor]`'s restart policy for this server. Default: none.
     #[serde(default, skip_serializing_if = "RestartOverride::is_empty")]
     pub restart: RestartOverride,
+    /// Only the server's tools matching one of these patterns are registered (listed,
+    /// searched, callable): a tool's own name (without the `<server>__` prefix), or a prefix
+    /// ending in `*` (`read_*`). Default: every tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    /// The server's tools matching one of these patterns (same syntax) are never registered;
+    /// wins over `allowed_tools`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_tools: Vec<String>,
 }
 
 impl Default for McpServerConfig {
@@ -217,11 +227,21 @@ impl Default for McpServerConfig {
             env: BTreeMap::new(),
             headers: BTreeMap::new(),
             restart: RestartOverride::default(),
+            allowed_tools: None,
+            denied_tools: Vec::new(),
         }
     }
 }
 
 impl McpServerConfig {
+    /// Which of this server's tools the hub registers (`allowed_tools`, `denied_tools`).
+    pub fn tool_filter(&self) -> ToolFilter {
+        ToolFilter {
+            allowed: self.allowed_tools.clone(),
+            denied: self.denied_tools.clone(),
+        }
+    }
+
     /// This server's restart policy: `[supervisor]` with this server's overrides applied.
     pub fn policy(&self, defaults: &SupervisorConfig) -> RestartPolicy {
         self.restart.apply(defaults.policy())

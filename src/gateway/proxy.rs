@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use revka_actors::mcp::connection::probe;
-use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
+use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -361,6 +361,34 @@ pub(super) struct TestRequest {
     headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// As in the config: only the tools matching these are reported as registered.
+    #[serde(default)]
+    allowed_tools: Option<Vec<String>>,
+    /// As in the config: the tools matching these are reported as filtered out.
+    #[serde(default)]
+    denied_tools: Vec<String>,
+}
+
+impl TestRequest {
+    /// The request's tool filter, its patterns checked as the config checks them.
+    fn tool_filter(&mut self) -> Result<ToolFilter, String> {
+        let filter = ToolFilter {
+            allowed: self.allowed_tools.take(),
+            denied: std::mem::take(&mut self.denied_tools),
+        };
+        for (key, patterns) in [
+            (
+                "allowed_tools",
+                filter.allowed.as_deref().unwrap_or_default(),
+            ),
+            ("denied_tools", &filter.denied),
+        ] {
+            for pattern in patterns {
+                crate::config::check_tool_pattern(pattern).map_err(|m| format!("{key}: {m}"))?;
+            }
+        }
+        Ok(filter)
+    }
 }
 
 fn failed(message: impl Into<String>, latency_ms: u64) -> Response {
@@ -441,9 +469,13 @@ pub(super) async fn test_server(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let request: TestRequest = match serde_json::from_slice(&body) {
+    let mut request: TestRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    let filter = match request.tool_filter() {
+        Ok(f) => f,
+        Err(message) => return failed(message, 0),
     };
     let spec = match test_spec(request) {
         Ok(s) => s,
@@ -456,13 +488,29 @@ pub(super) async fn test_server(
     )
     .await
     {
-        Ok(report) if report.ok => axum::Json(json!({
+        Ok(report) if report.ok && filter.is_open() => axum::Json(json!({
             "ok": true,
             "tool_count": report.tool_count,
             "tools": report.tools,
             "latency_ms": report.latency_ms,
         }))
         .into_response(),
+        // With a filter, `tools` are those the daemon would register; `filtered` the rest.
+        Ok(report) if report.ok => {
+            let (tools, filtered): (Vec<String>, Vec<String>) = report
+                .tools
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|tool| filter.rejects(&spec.name, tool).is_none());
+            axum::Json(json!({
+                "ok": true,
+                "tool_count": tools.len(),
+                "tools": tools,
+                "filtered": filtered,
+                "latency_ms": report.latency_ms,
+            }))
+            .into_response()
+        }
         Ok(report) => failed(report.error.unwrap_or_default(), report.latency_ms),
         Err(_) => {
             let waited = started.elapsed().unwrap_or_default().as_millis() as u64;

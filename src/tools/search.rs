@@ -40,6 +40,8 @@ impl BuiltinTool for ToolSearch {
         Box::pin(async move {
             let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
             let tools: Vec<DeferredTool> = ctx.registry.deferred(&ctx.session);
+            // `allowed_tools` / `denied_tools` already kept filtered tools out of the hub's
+            // table, so out of `tools`: they never reach the cut. No session allowlist on top.
             let outcome = search::search(&tools, |_| true, &args);
             let activated = outcome.activated();
             if ctx.session.activate(activated.iter().copied()) {

@@ -11,6 +11,12 @@
 //! The tool table is an immutable snapshot swapped on every change (readers clone an `Arc`);
 //! each change bumps a version and is broadcast, so the MCP server can tell its sessions
 //! `notifications/tools/list_changed`.
+//!
+//! Each server may have a [`ToolFilter`] (its config entry's `allowed_tools` / `denied_tools`),
+//! set by whoever knows the config ([`McpHub::set_tool_filter`]). The table is built through
+//! it: a rejected tool is never routed, listed or searched by any consumer of the table, and is
+//! kept in [`ToolTable::filtered`] with the reason. Filters live beside the servers, not in
+//! their [`ServerSpec`], so changing one re-filters the table without touching the connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +99,60 @@ pub struct ServerSpec {
     pub roots: Vec<Root>,
     /// Restart a call's timeout on each progress notification (capped at 600 s in total).
     pub reset_timeout_on_progress: bool,
+}
+
+/// Which of a server's tools the hub registers: its config entry's `allowed_tools` and
+/// `denied_tools`. Patterns name the server's own tool names (before the `<server>__` prefix);
+/// a trailing `*` matches any rest (`list_*`), anything else matches exactly. The config layer
+/// rejects every other glob syntax, so a pattern here is never anything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolFilter {
+    /// Only tools matching one of these are registered; `None` registers every tool.
+    pub allowed: Option<Vec<String>>,
+    /// Tools matching one of these are never registered; deny wins over allow.
+    pub denied: Vec<String>,
+}
+
+impl ToolFilter {
+    /// Whether the filter lets every tool through (nothing configured).
+    pub fn is_open(&self) -> bool {
+        self.allowed.is_none() && self.denied.is_empty()
+    }
+
+    /// Why `server` may not register `tool`, or `None` when it may.
+    pub fn rejects(&self, server: &str, tool: &str) -> Option<String> {
+        if let Some(pattern) = self.denied.iter().find(|p| pattern_matches(p, tool)) {
+            return Some(format!(
+                "denied by denied_tools of server `{server}` (matches `{pattern}`)"
+            ));
+        }
+        match &self.allowed {
+            Some(allowed) if !allowed.iter().any(|p| pattern_matches(p, tool)) => {
+                Some(format!("not in allowed_tools of server `{server}`"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a tool-filter pattern matches `name`: a trailing `*` is a prefix match, anything
+/// else an exact one (case-sensitive, like tool names).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// A tool a server's [`ToolFilter`] kept out of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredTool {
+    /// The server that offers it.
+    pub server: String,
+    /// The exposed name it would have had (`<server>__<tool>`).
+    pub name: String,
+    /// Why it was kept out.
+    pub reason: String,
 }
 
 /// Hard cap on any call, whatever the configuration says.
@@ -249,6 +309,8 @@ pub struct ToolTable {
     pub tools: BTreeMap<String, Arc<ToolRoute>>,
     /// Name collisions found while building it, as human-readable lines.
     pub collisions: Vec<String>,
+    /// Tools a server's [`ToolFilter`] kept out, sorted by server, then tool.
+    pub filtered: Vec<FilteredTool>,
     /// The table's version.
     pub version: u64,
 }
@@ -283,6 +345,9 @@ pub enum HubError {
 #[derive(Debug)]
 pub struct McpHub {
     servers: DashMap<String, Arc<ServerEntry>>,
+    /// Tool filters by server name (only servers that have one); they outlive a server's
+    /// re-registration, so a restart keeps filtering.
+    filters: RwLock<BTreeMap<String, Arc<ToolFilter>>>,
     table: RwLock<Arc<ToolTable>>,
     /// Held for a whole rebuild (read every server's tools, write the table), so rebuilds by
     /// servers publishing at the same moment cannot overwrite a newer table with an older one.
@@ -295,6 +360,7 @@ impl Default for McpHub {
     fn default() -> Self {
         Self {
             servers: DashMap::new(),
+            filters: RwLock::new(BTreeMap::new()),
             table: RwLock::new(Arc::new(ToolTable::default())),
             rebuilding: Mutex::new(()),
             version: AtomicU64::new(0),
@@ -341,8 +407,47 @@ impl McpHub {
         }
     }
 
-    /// Removes a server and its tools (the server was removed from the config).
+    /// Sets the tool filter of server `name` (registered or not yet), and rebuilds the table
+    /// when it changed: tools it now rejects leave the table at once, tools it now lets through
+    /// join it, without a reconnect. An open filter removes the server's filter. Returns
+    /// whether anything changed.
+    pub fn set_tool_filter(&self, name: &str, filter: ToolFilter) -> bool {
+        let changed = {
+            let mut filters = self.filters.write().unwrap_or_else(PoisonError::into_inner);
+            let current = filters.get(name).map(|f| &**f);
+            if current.unwrap_or(&ToolFilter::default()) == &filter {
+                false
+            } else {
+                if filter.is_open() {
+                    filters.remove(name);
+                } else {
+                    filters.insert(name.to_owned(), Arc::new(filter));
+                }
+                true
+            }
+        };
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    /// The tool filter of server `name` (open when it has none).
+    pub fn tool_filter(&self, name: &str) -> ToolFilter {
+        self.filters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .map_or_else(ToolFilter::default, |f| (**f).clone())
+    }
+
+    /// Removes a server, its tools and its tool filter (the server was removed from the
+    /// config).
     pub fn remove(&self, name: &str) {
+        self.filters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         if let Some((_, entry)) = self.servers.remove(name) {
             if let Some(client) = entry
                 .client
@@ -489,17 +594,41 @@ impl McpHub {
             .unwrap_or_else(PoisonError::into_inner);
         let servers: Vec<Arc<ServerEntry>> =
             self.servers.iter().map(|e| e.value().clone()).collect();
+        let filters = self
+            .filters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut defs: BTreeMap<(String, String), (Value, Arc<ServerEntry>)> = BTreeMap::new();
+        let mut filtered: BTreeMap<(String, String), String> = BTreeMap::new();
         for server in &servers {
+            let server_name = server.spec().name.clone();
+            let filter = filters.get(&server_name);
             for tool in server.tools() {
-                if let Some(name) = tool.get("name").and_then(Value::as_str) {
-                    defs.insert(
-                        (server.spec().name.clone(), name.to_owned()),
-                        (tool.clone(), server.clone()),
-                    );
+                let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                // Filtered before names are assigned: a rejected tool takes no name and
+                // causes no collision.
+                if let Some(reason) = filter.and_then(|f| f.rejects(&server_name, name)) {
+                    tracing::debug!(server = %server_name, tool = name, %reason, "tool filtered out");
+                    filtered.insert((server_name.clone(), name.to_owned()), reason);
+                    continue;
                 }
+                defs.insert(
+                    (server_name.clone(), name.to_owned()),
+                    (tool.clone(), server.clone()),
+                );
             }
         }
+        let filtered: Vec<FilteredTool> = filtered
+            .into_iter()
+            .map(|((server, tool), reason)| FilteredTool {
+                name: naming::exposed_name(&server, &tool),
+                server,
+                reason,
+            })
+            .collect();
         // Names are assigned in (server, tool) order, so collisions resolve deterministically.
         let names = naming::ToolNames::build(defs.keys().cloned());
         let collisions: Vec<String> = names
@@ -535,6 +664,7 @@ impl McpHub {
         *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ToolTable {
             tools,
             collisions,
+            filtered,
             version,
         });
         let _ = self.changes.send(version);
@@ -559,6 +689,160 @@ mod tests {
             roots: vec![],
             reset_timeout_on_progress: false,
         })
+    }
+
+    fn named(names: &[&str]) -> Vec<Value> {
+        names
+            .iter()
+            .map(|n| serde_json::json!({ "name": n, "description": format!("does {n}") }))
+            .collect()
+    }
+
+    fn filter(allowed: Option<&[&str]>, denied: &[&str]) -> ToolFilter {
+        let owned = |list: &[&str]| list.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        ToolFilter {
+            allowed: allowed.map(owned),
+            denied: owned(denied),
+        }
+    }
+
+    #[test]
+    fn patterns_are_exact_names_or_prefixes_with_a_trailing_star() {
+        for (pattern, name, want) in [
+            ("read_file", "read_file", true),
+            ("read_file", "read_file2", false),
+            ("read_file", "Read_file", false),
+            ("list_*", "list_", true),
+            ("list_*", "list_dirs", true),
+            ("list_*", "lis", false),
+            ("list_*", "xlist_dirs", false),
+            ("*", "anything", true),
+            ("*", "", true),
+        ] {
+            assert_eq!(pattern_matches(pattern, name), want, "{pattern} vs {name}");
+        }
+        let f = filter(Some(&["read_*", "list_dirs"]), &["read_secret*"]);
+        assert_eq!(f.rejects("fs", "read_file"), None);
+        assert_eq!(f.rejects("fs", "list_dirs"), None);
+        assert_eq!(
+            f.rejects("fs", "write_file").as_deref(),
+            Some("not in allowed_tools of server `fs`")
+        );
+        // Deny wins over allow.
+        assert_eq!(
+            f.rejects("fs", "read_secrets").as_deref(),
+            Some("denied by denied_tools of server `fs` (matches `read_secret*`)")
+        );
+        assert!(ToolFilter::default().is_open());
+        assert_eq!(ToolFilter::default().rejects("fs", "x"), None);
+        // An empty allowlist lets nothing through.
+        assert!(filter(Some(&[]), &[]).rejects("fs", "x").is_some());
+    }
+
+    /// Filtered tools are absent from the table (so from every consumer: listing, resolving,
+    /// calling, searching), each recorded with its reason; a filter change applies to tools
+    /// already published, without a reconnect, and survives the server's re-registration.
+    #[test]
+    fn filtered_tools_are_not_registered_and_are_recorded_with_reasons() {
+        let root = StatusNode::root("root", "supervisor");
+        let hub = McpHub::new();
+        assert!(hub.set_tool_filter("fs", filter(Some(&["read_*", "list_*"]), &["list_secrets"])));
+        assert!(!hub.set_tool_filter("fs", filter(Some(&["read_*", "list_*"]), &["list_secrets"])));
+        let fs = hub.register(spec("fs"), root.child("mcp:fs", "mcp_server", None));
+        let other = hub.register(spec("other"), root.child("mcp:other", "mcp_server", None));
+        hub.set_tools(
+            &fs,
+            named(&["read_file", "list_dirs", "list_secrets", "write_file"]),
+        );
+        hub.set_tools(&other, named(&["write_file"]));
+
+        let table = hub.tools();
+        let names: Vec<&str> = table.tools.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["fs__list_dirs", "fs__read_file", "other__write_file"]
+        );
+        let filtered = |name: &str, reason: &str| FilteredTool {
+            server: "fs".to_owned(),
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        assert_eq!(
+            table.filtered,
+            [
+                filtered(
+                    "fs__list_secrets",
+                    "denied by denied_tools of server `fs` (matches `list_secrets`)"
+                ),
+                filtered("fs__write_file", "not in allowed_tools of server `fs`"),
+            ]
+        );
+        assert!(table.collisions.is_empty(), "{:?}", table.collisions);
+        // Not callable by its full name, and a bare name resolves to the one registered tool.
+        assert!(matches!(
+            hub.resolve("fs__write_file"),
+            Err(HubError::UnknownTool(_))
+        ));
+        assert_eq!(hub.resolve("write_file").unwrap().name, "other__write_file");
+
+        // A new filter re-filters the published tools at once, with a new table version.
+        let version = table.version;
+        let mut changes = hub.subscribe();
+        assert!(hub.set_tool_filter("fs", filter(None, &["read_*"])));
+        let table = hub.tools();
+        assert!(table.version > version);
+        assert_eq!(changes.try_recv().ok(), Some(table.version));
+        let names: Vec<&str> = table.tools.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "fs__list_dirs",
+                "fs__list_secrets",
+                "fs__write_file",
+                "other__write_file"
+            ]
+        );
+        assert_eq!(table.filtered.len(), 1);
+        assert_eq!(table.filtered[0].name, "fs__read_file");
+
+        // The filter outlives a re-registration with a new spec (a restart with new settings).
+        let mut changed = (*spec("fs")).clone();
+        changed.tool_timeout = Duration::from_secs(9);
+        changed.transport = TransportSpec::Stdio {
+            command: "other".into(),
+            args: vec![],
+            env: vec![],
+            cwd: None,
+        };
+        let fs = hub.register(Arc::new(changed), root.child("mcp:fs", "mcp_server", None));
+        hub.set_tools(&fs, named(&["read_file", "write_file"]));
+        assert_eq!(hub.tool_filter("fs"), filter(None, &["read_*"]));
+        assert!(!hub.tools().tools.contains_key("fs__read_file"));
+
+        // Opening the filter again registers everything and forgets the filter.
+        assert!(hub.set_tool_filter("fs", ToolFilter::default()));
+        let table = hub.tools();
+        assert!(table.filtered.is_empty());
+        assert!(table.tools.contains_key("fs__read_file"));
+        assert!(hub.tool_filter("fs").is_open());
+    }
+
+    /// A denied tool takes no name: it cannot make another server's tool lose a collision.
+    #[test]
+    fn a_denied_tool_causes_no_collision() {
+        let root = StatusNode::root("root", "supervisor");
+        let hub = McpHub::new();
+        // `f.a__echo` and `f_a__echo` both sanitise to `f_a__echo`; `f.a` sorts first.
+        let dotted = hub.register(spec("f.a"), root.child("mcp:f.a", "mcp_server", None));
+        let under = hub.register(spec("f_a"), root.child("mcp:f_a", "mcp_server", None));
+        hub.set_tools(&dotted, named(&["echo"]));
+        hub.set_tools(&under, named(&["echo"]));
+        assert_eq!(hub.tools().collisions.len(), 1);
+        hub.set_tool_filter("f.a", filter(None, &["echo"]));
+        let table = hub.tools();
+        assert!(table.collisions.is_empty(), "{:?}", table.collisions);
+        assert_eq!(table.tools["f_a__echo"].server.spec().name, "f_a");
+        assert_eq!(table.filtered.len(), 1);
     }
 
     /// Servers that publish their tools at the same moment (20 connecting in parallel did, in

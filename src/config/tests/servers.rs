@@ -240,3 +240,42 @@ fn printing_round_trips_and_display_masks_secrets() {
     assert_eq!(r.headers["Authorization"], "***");
     assert!(!shown.contains("tok"), "{shown}");
 }
+
+#[test]
+fn tool_filters_take_names_and_trailing_star_prefixes() {
+    let loaded = ok(&format!(
+        "{FS}allowed_tools = [\"read_*\", \"list_directory\"]\ndenied_tools = [\"read_secret*\"]\n\
+         [[mcp.servers]]\nname = \"none\"\ncommand = \"x\"\nallowed_tools = []\n"
+    ));
+    let [fs, none] = &loaded.config.mcp.servers[..] else {
+        panic!("two servers");
+    };
+    let filter = fs.tool_filter();
+    assert_eq!(filter.rejects("fs", "read_file"), None);
+    assert_eq!(filter.rejects("fs", "list_directory"), None);
+    assert!(filter.rejects("fs", "read_secrets").is_some());
+    assert!(filter.rejects("fs", "write_file").is_some());
+    // An empty allowlist registers nothing, and says so.
+    assert!(none.tool_filter().rejects("none", "anything").is_some());
+    assert_eq!(
+        loaded.warnings,
+        ["mcp.servers[1].allowed_tools: empty, so none of this server's tools is registered"]
+    );
+    // No filter at all is open.
+    assert!(ok(FS).config.mcp.servers[0].tool_filter().is_open());
+
+    for (pattern, want) in [
+        ("", "must not be empty"),
+        ("re*ad", "`*` is only allowed once, at the end"),
+        ("read**", "`*` is only allowed once, at the end"),
+        (" read", "no leading or trailing spaces"),
+        ("read\\t", "no leading or trailing spaces"),
+    ] {
+        let text = format!("{FS}denied_tools = [\"ok\", \"{pattern}\"]\n");
+        let message = err(&text);
+        assert!(
+            message.contains("mcp.servers[0].denied_tools[1]") && message.contains(want),
+            "{pattern:?}: {message}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Checks of one `[[mcp.servers]]` entry (from TOML or an imported JSON file): name, transport
-//! keys, URL, headers, environment, tool timeout and restart override.
+//! keys, URL, headers, environment, tool timeout, tool filter patterns and restart override.
 //!
 //! Part of the config layer's validation step (`validate.rs` runs it per server, then checks
 //! names for duplicates). URLs and header names are checked by hand to the rules the HTTP
@@ -123,9 +123,44 @@ pub(super) fn check_server(
     }
     let key = describe(site, source, &at(&["tool_timeout_secs"]));
     cap_tool_timeout(&mut server.tool_timeout_secs, &key, warnings);
+    for key in ["allowed_tools", "denied_tools"] {
+        let patterns = match key {
+            "allowed_tools" => server.allowed_tools.as_deref().unwrap_or_default(),
+            _ => &server.denied_tools,
+        };
+        for (i, pattern) in patterns.iter().enumerate() {
+            check_tool_pattern(pattern)
+                .map_err(|m| site.invalid(&source.path(&KeyPath::keys(&[key]).index(i)), m))?;
+        }
+    }
+    if server.allowed_tools.as_ref().is_some_and(Vec::is_empty) {
+        let where_ = describe(site, source, &at(&["allowed_tools"]));
+        warnings.push(format!(
+            "{where_}: empty, so none of this server's tools is registered"
+        ));
+    }
     check_override(&server.restart, base_policy, site, |key| {
         source.path(&KeyPath::keys(&["restart", key]))
     })
+}
+
+/// A pattern of `allowed_tools` / `denied_tools`: a tool name, or a prefix ending in `*`.
+pub(crate) fn check_tool_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("must not be empty (use \"*\" to match every tool)".to_owned());
+    }
+    if pattern.trim() != pattern || pattern.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid pattern {pattern:?}: no leading or trailing spaces, no control characters"
+        ));
+    }
+    if pattern.trim_end_matches('*').contains('*') || pattern.ends_with("**") {
+        return Err(format!(
+            "invalid pattern {pattern:?}: `*` is only allowed once, at the end (a prefix match, \
+             e.g. \"read_*\")"
+        ));
+    }
+    Ok(())
 }
 
 /// Server names become tool-name prefixes (`<server>__<tool>`).
