@@ -273,6 +273,31 @@ impl ToolRegistry {
             .collect()
     }
 
+    /// What `tool_search` searches: every external and operator tool, the ones a session can
+    /// already see (eager or activated) too, so that selecting one again returns its schema
+    /// instead of `Not found` (the model may have lost it from its context).
+    pub fn searchable(&self) -> Vec<DeferredTool> {
+        self.served()
+            .into_iter()
+            .map(|(name, served)| DeferredTool::from_definition(name, (*served.def).clone()))
+            .collect()
+    }
+
+    /// Activates `names` in `session`, leaving out those it can already see; returns whether
+    /// any was new (the session's tool list changed).
+    pub fn activate<'a>(
+        &self,
+        session: &Session,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        // Collected first: `Session::activate` holds its lock while it reads the names.
+        let hidden: Vec<&str> = names
+            .into_iter()
+            .filter(|n| !self.visible_in(session, n))
+            .collect();
+        session.activate(hidden)
+    }
+
     /// Resolves a name for a call in `session`: a built-in, or a visible external or operator
     /// tool (exact name, or a unique bare suffix among the visible tools).
     pub fn resolve(&self, session: &Session, name: &str) -> Result<Resolved, ToolError> {

@@ -1448,6 +1448,12 @@ async fn an_activation_sends_list_changed_to_that_session_only() {
     a.served_tool_names().await;
     let msgs = activate(&a, "select:fault__echo").await;
     assert_eq!(msgs.len(), 1, "only the result: {msgs:?}");
+    // ...and it is the schema again, not "Not found" (the model may have lost it).
+    let text = msgs[0]["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(r#""name":"fault__echo""#) && !text.contains("Not found"),
+        "{text}"
+    );
     a.call(
         json!(8),
         "fault__progress",

@@ -39,12 +39,15 @@ impl BuiltinTool for ToolSearch {
     ) -> BoxFuture<'static, Result<Value, String>> {
         Box::pin(async move {
             let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
-            let tools: Vec<DeferredTool> = ctx.registry.deferred(&ctx.session);
+            let tools: Vec<DeferredTool> = ctx.registry.searchable();
             // `allowed_tools` / `denied_tools` already kept filtered tools out of the hub's
             // table, so out of `tools`: they never reach the cut. No session allowlist on top.
             let outcome = search::search(&tools, |_| true, &args);
             let activated = outcome.activated();
-            if ctx.session.activate(activated.iter().copied()) {
+            if ctx
+                .registry
+                .activate(&ctx.session, activated.iter().copied())
+            {
                 tracing::info!(session = %ctx.session.id(), tools = ?activated, "tools activated");
                 ctx.session.publish(SessionEvent::ToolsChanged);
             }

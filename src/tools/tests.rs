@@ -136,6 +136,12 @@ async fn deferred_tools_are_listed_and_callable_only_once_activated() {
         ["ops__create_agent", "ops__read_log", "tool_search"]
     );
     assert!(registry.deferred(&s).is_empty());
+    // Visible tools stay searchable: a second `select:` returns the schema again, and an eager
+    // tool is not "activated" (no spurious list change).
+    let searchable: Vec<String> = registry.searchable().into_iter().map(|t| t.name).collect();
+    assert_eq!(searchable, ["ops__create_agent", "ops__read_log"]);
+    assert!(!registry.activate(&s, ["ops__read_log", "ops__create_agent"]));
+    assert!(!s.is_activated("ops__create_agent"));
 
     let text = registry.instructions().unwrap();
     assert!(text.contains("## MCP server `ops`\nOperate agents.\n\n<available-deferred-tools>\nops__read_log - Read a log\n</available-deferred-tools>"), "{text}");
