@@ -12,6 +12,9 @@
 //!   default restart policy for the children that are not MCP servers (sidecars, the operator,
 //!   listeners, nested supervisors); MCP servers that inherit it get it in place.
 //!
+//! A server whose new entry is invalid (while the rest of the file is valid) keeps running on
+//! its previous entry, and the reason is reported under `failed`.
+//!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
 
 use std::collections::BTreeMap;
@@ -47,8 +50,9 @@ pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
         tracing::warn!("config: {warning}");
     }
     let old = services.config.get();
-    let new = loaded.config;
+    let mut new = loaded.config;
     let mut report = ReloadReport::default();
+    keep_running_entries(&old, &mut new, &mut report);
     apply_servers(services, &old, &new, &mut report).await; // logs each change with its path
     let (applied, failed) = (report.applied.len(), report.failed.len());
     compare_rest(&old, &new, &mut report);
@@ -77,6 +81,28 @@ impl ReloadReport {
     fn server_failed(&mut self, path: &str, line: String) {
         tracing::error!(%path, change = %line, "reload: could not apply");
         self.failed.push(line);
+    }
+}
+
+/// A running server whose new entry is invalid keeps running on its previous entry (its
+/// process and in-flight calls with it): the previous entry replaces the invalid one in `new`,
+/// and the reason is reported as a failed change.
+fn keep_running_entries(old: &Config, new: &mut Config, report: &mut ReloadReport) {
+    let invalid = std::mem::take(&mut new.mcp.invalid_servers);
+    for entry in invalid {
+        match old.mcp.servers.iter().find(|s| s.name == entry.name) {
+            Some(previous) if old.mcp.enabled && new.mcp.enabled => {
+                report.server_failed(
+                    &server_path(&entry.name),
+                    format!(
+                        "kept mcp:{} on its previous configuration: {}",
+                        entry.name, entry.reason
+                    ),
+                );
+                new.mcp.servers.push(previous.clone());
+            }
+            _ => new.mcp.invalid_servers.push(entry),
+        }
     }
 }
 

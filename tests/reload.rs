@@ -505,3 +505,60 @@ async fn assert_unknown(session: &Session, name: &str) {
         "{body}"
     );
 }
+
+/// A running server whose entry becomes invalid keeps running on its previous entry (process,
+/// tools and in-flight calls), the reason reported under `failed`; fixing the entry later
+/// applies as an ordinary change. A new server with an invalid entry is shown as failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_server_whose_entry_turns_invalid_keeps_its_previous_one() {
+    let r = Reloading::start(extra("", &[("keep", "[]")])).await;
+    r.served.wait_for_tool("keep__echo").await;
+    let keep = r.wait_for_pid("keep").await;
+    let session = r.served.session().await;
+    let in_flight = tokio::spawn({
+        let session = session.clone();
+        async move { call(&session, "keep__sleep", json!({ "ms": 2000 })).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // `keep` gets a zero timeout (invalid); `broken` is new and invalid too.
+    let fault = example_path("fault_server").display().to_string();
+    let invalid = extra("", &[("keep", "[]")])
+        .replace("name = \"keep\"", "name = \"keep\"\ntool_timeout_secs = 0")
+        + &format!(
+            "\n[[mcp.servers]]\nname = \"broken\"\ncommand = \"{fault}\"\nurl = \"::\"\ntransport = \"http\"\n"
+        );
+    r.rewrite(&invalid);
+    let (status, report) = r.reload().await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let failed = report["failed"].to_string();
+    assert!(
+        failed.contains("kept mcp:keep on its previous configuration")
+            && failed.contains("tool_timeout_secs"),
+        "{report}"
+    );
+    assert!(
+        applied(&report).contains("marked mcp:broken failed"),
+        "{report}"
+    );
+    assert!(!applied(&report).contains("mcp:keep"), "{report}");
+    let (is_error, text) = in_flight.await.unwrap();
+    assert!(!is_error && text == "slept 2000 ms", "{text}");
+    assert_eq!(r.pid("keep").await, Some(keep), "not restarted");
+    let (is_error, text) = call(&session, "keep__echo", json!({ "text": "still" })).await;
+    assert!(!is_error && text.contains("still"), "{text}");
+
+    // Fixed with a new timeout: applied in place, against the entry that kept running.
+    r.rewrite(
+        &extra("", &[("keep", "[]")])
+            .replace("name = \"keep\"", "name = \"keep\"\ntool_timeout_secs = 7"),
+    );
+    let (status, report) = r.reload().await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(
+        applied(&report).contains("updated mcp:keep in place"),
+        "{report}"
+    );
+    assert_eq!(report["failed"], json!([]), "{report}");
+    assert_eq!(r.pid("keep").await, Some(keep));
+}
