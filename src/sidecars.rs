@@ -235,7 +235,25 @@ impl SidecarServices {
         let healthy = |r: &Result<Value, SidecarError>| {
             r.as_ref().map_or_else(|e| !e.is_sidecar_fault(), |_| true)
         };
-        let error = match self.breaker.call_classified(call, healthy).await {
+        let probe_timeout = self.breaker.config().probe_timeout;
+        let admitted = if timeout > probe_timeout && self.breaker.state() != BreakerState::Closed {
+            // A call that may outlast `probe_timeout` (a long-poll) must not be the probe: it
+            // would count as failed against a healthy sidecar. `GET /health` probes instead,
+            // and the call then runs on the breaker it left (closed, or rejected at once).
+            let probe = self.client.request("GET", "/health", None, probe_timeout);
+            match self.breaker.call_classified(probe, healthy).await {
+                Err(BreakerError::Open(rejected)) => Err(BreakerError::Open(rejected)),
+                Err(BreakerError::ProbeTimeout) => Err(BreakerError::ProbeTimeout),
+                Ok(_) | Err(BreakerError::Inner(_)) => Ok(()),
+            }
+        } else {
+            Ok(())
+        };
+        let result = match admitted {
+            Ok(()) => self.breaker.call_classified(call, healthy).await,
+            Err(e) => Err(e),
+        };
+        let error = match result {
             Ok(v) => return Ok(v),
             Err(BreakerError::Open(rejected)) => SidecarCallError::Open(rejected.to_string()),
             Err(BreakerError::ProbeTimeout) => SidecarCallError::Open(
@@ -424,6 +442,85 @@ mod tests {
         );
         assert!(is_script("/a/b.mjs") && is_script("/a/b.cjs") && is_script("/a/b.js"));
         assert!(!is_script("b.js") && !is_script("/a/b.py") && !is_script("--socket"));
+    }
+
+    /// A fake session manager on a Unix socket: `/health` answers at once, `/slow` after 1.5 s;
+    /// every request line is recorded.
+    async fn fake_sidecar(socket: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head);
+                    let line = line.lines().next().unwrap_or_default().to_owned();
+                    record.lock().unwrap().push(line.clone());
+                    if line.contains("/slow") {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                    }
+                    let body = r#"{"ok":true}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        seen
+    }
+
+    /// A call that may outlast `probe_timeout` (a long-poll) is not made the half-open probe,
+    /// which it would fail against a healthy sidecar: `GET /health` probes first, the breaker
+    /// closes, and the long call then runs to its end.
+    #[tokio::test]
+    async fn a_long_call_is_not_the_probe_a_health_check_is() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::default_in(home.path());
+        let socket = home.path().join("sm.sock");
+        config.session_manager.enabled = true;
+        config.session_manager.socket_path = socket.clone();
+        config.session_manager.breaker.failure_threshold = 1;
+        config.session_manager.breaker.recovery_timeout_secs = 1;
+        config.session_manager.breaker.probe_timeout_secs = 1;
+        let services = SidecarServices::new(&config);
+        let seen = fake_sidecar(&socket).await;
+        services.breaker.record_failure();
+        assert_eq!(services.breaker.state(), BreakerState::Open);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        let long = services
+            .request_shaped("GET", "/slow", None, Some(Duration::from_secs(10)), &[])
+            .await;
+        assert_eq!(long.unwrap(), json!({ "ok": true }));
+        assert_eq!(services.breaker.state(), BreakerState::Closed);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["GET /health HTTP/1.1", "GET /slow HTTP/1.1"]
+        );
+
+        // A short call is its own probe, as before.
+        services.breaker.record_failure();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        seen.lock().unwrap().clear();
+        let short = services
+            .request_shaped("GET", "/quick", None, Some(Duration::from_millis(500)), &[])
+            .await;
+        assert!(short.is_ok(), "{short:?}");
+        assert_eq!(services.breaker.state(), BreakerState::Closed);
+        assert_eq!(*seen.lock().unwrap(), ["GET /quick HTTP/1.1"]);
     }
 
     #[test]
