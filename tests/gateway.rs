@@ -479,11 +479,22 @@ async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
         .await
         .unwrap();
     let body = resp.bytes().await.unwrap_or_default();
+    let took = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "bounded by call_timeout_secs"
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "bounded by call_timeout_secs = 3: {took:?}"
     );
-    assert!(!String::from_utf8_lossy(&body).contains("\"result\""));
+    // It ends with an error for the call's id, then `done`; no result.
+    let events = parse_sse(&body);
+    assert!(!events.iter().any(|e| e.data.contains("\"result\"")));
+    let error = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .find(|m| m.get("error").is_some())
+        .expect("an error response");
+    assert_eq!(error["id"], 4, "{error}");
+    assert_eq!(error["error"]["code"], -32001, "{error}");
+    assert_eq!(events.last().unwrap().event.as_deref(), Some("done"));
 
     // The events passthrough keeps the stream headers.
     let resp = gw

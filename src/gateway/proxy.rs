@@ -19,7 +19,7 @@ use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use revka_actors::mcp::connection::probe;
 use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
 use serde::Deserialize;
@@ -59,8 +59,60 @@ fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Respons
     })
 }
 
-/// Passes an upstream response back: status, content type, and the body as a stream.
-fn pass_through(resp: reqwest::Response, deadline: Option<tokio::time::Instant>) -> Response {
+/// When a call's SSE stream is cut at its ceiling: how the stream ends, so a client waiting
+/// for the response gets one (a JSON-RPC error for the call's id) and then `done`.
+struct Ceiling {
+    /// When the stream is cut.
+    deadline: tokio::time::Instant,
+    /// The call's JSON-RPC id (`null` if the request had none readable).
+    id: Value,
+    /// The ceiling, for the message.
+    limit: Duration,
+}
+
+impl Ceiling {
+    /// The error response and `done`, as SSE frames.
+    fn frames(&self) -> Bytes {
+        let error = json!({
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "error": {
+                "code": -32001,
+                "message": format!(
+                    "the call ran past the gateway's ceiling of {}s ([gateway] call_timeout_secs) \
+                     and was cancelled",
+                    self.limit.as_secs()
+                ),
+            },
+        });
+        Bytes::from(format!("data: {error}\n\nevent: done\ndata: {{}}\n\n"))
+    }
+}
+
+/// `body` until `ceiling.deadline`; cut there, it ends with [`Ceiling::frames`]. Dropping the
+/// upstream stream closes its connection, which cancels the call upstream.
+fn until_ceiling<S>(body: S, ceiling: Ceiling) -> impl Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let sleep = Box::pin(tokio::time::sleep_until(ceiling.deadline));
+    let state = Some((Box::pin(body), sleep, ceiling));
+    futures::stream::unfold(state, |state| async move {
+        let (mut body, mut sleep, ceiling) = state?;
+        tokio::select! {
+            biased;
+            chunk = body.next() => chunk.map(|c| (c, Some((body, sleep, ceiling)))),
+            () = &mut sleep => {
+                tracing::warn!(limit_secs = ceiling.limit.as_secs(), "a proxied call stream was cut at its ceiling");
+                Some((Ok(ceiling.frames()), None))
+            }
+        }
+    })
+}
+
+/// Passes an upstream response back: status, content type, and the body as a stream, cut at
+/// the call's ceiling if it has one.
+fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()
@@ -72,8 +124,11 @@ fn pass_through(resp: reqwest::Response, deadline: Option<tokio::time::Instant>)
     let stream = resp
         .bytes_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
-    let body = match deadline {
-        Some(deadline) => Body::from_stream(stream.take_until(tokio::time::sleep_until(deadline))),
+    let body = match ceiling {
+        Some(ceiling) if is_sse => Body::from_stream(until_ceiling(stream, ceiling)),
+        Some(ceiling) => {
+            Body::from_stream(stream.take_until(tokio::time::sleep_until(ceiling.deadline)))
+        }
         None => Body::from_stream(stream),
     };
     let mut response = Response::new(body);
@@ -224,7 +279,16 @@ pub(super) async fn call(
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let limit = gw.services().config.get().gateway.call_timeout();
-    let deadline = tokio::time::Instant::now() + limit;
+    #[derive(Deserialize)]
+    struct Id {
+        #[serde(default)]
+        id: Value,
+    }
+    let ceiling = Ceiling {
+        deadline: tokio::time::Instant::now() + limit,
+        id: serde_json::from_slice::<Id>(&body).map_or(Value::Null, |r| r.id),
+        limit,
+    };
     let http = gw.services().http.clone();
     gw.within(Some(limit), async move {
         let request = http
@@ -234,7 +298,7 @@ pub(super) async fn call(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         match request.send().await {
-            Ok(resp) => pass_through(resp, Some(deadline)),
+            Ok(resp) => pass_through(resp, Some(ceiling)),
             Err(e) => upstream_error(&e),
         }
     })

@@ -307,3 +307,82 @@ async fn api_health_is_503_while_the_tree_is_unhealthy() {
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["components"]["mcp_http"], "failed", "{body}");
 }
+
+/// A call stream cut at the gateway's ceiling ends as a client can tell: the progress sent so
+/// far, then a JSON-RPC error for the call's id, then `done`; and the upstream connection is
+/// closed, which cancels the call there.
+#[tokio::test]
+async fn a_call_stream_cut_at_the_ceiling_ends_with_an_error_for_its_id_then_done() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let home = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = socket.read(&mut buf).await;
+        let progress = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n";
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\n\r\n{:x}\r\n{progress}\r\n",
+            progress.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        // Then silence, until the gateway hangs up.
+        let closed = loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break true,
+                Ok(_) => {}
+            }
+        };
+        let _ = closed_tx.send(closed);
+    });
+    let mut config = Config::default_in(home.path());
+    config.gateway.call_timeout_secs = 1;
+    let (app, services, token) = gateway_in(home.path(), config);
+    services.mcp_bound.send_replace(Some(addr));
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/mcp/call")
+        .header("host", "127.0.0.1:9")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("x-revka-session", "0123")
+        .header("x-revka-mcp-token", "abcd")
+        .body(Body::from(
+            r#"{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"x"}}"#,
+        ))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = tokio::time::timeout(
+        Duration::from_secs(20),
+        axum::body::to_bytes(response.into_body(), 1 << 16),
+    )
+    .await
+    .expect("the stream ends at the ceiling")
+    .unwrap();
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert_eq!(frames.len(), 3, "{text}");
+    assert!(frames[0].contains("notifications/progress"), "{text}");
+    let error: Value = serde_json::from_str(frames[1].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["id"], "call-7");
+    assert_eq!(error["error"]["code"], -32001);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ceiling of 1s ([gateway] call_timeout_secs)"),
+        "{error}"
+    );
+    assert_eq!(frames[2], "event: done\ndata: {}");
+    let closed = tokio::time::timeout(Duration::from_secs(10), closed_rx).await;
+    assert_eq!(
+        closed.ok().and_then(Result::ok),
+        Some(true),
+        "upstream hung up"
+    );
+}
