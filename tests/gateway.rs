@@ -87,6 +87,35 @@ async fn bearer_auth_pairing_revocation_and_rate_limiting() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // A paired token may not mint pairing codes nor manage tokens: the owner's only.
+    let owner_id = {
+        let (_, list) = gw.json(gw.get("/api/tokens")).await;
+        let owner = list.as_array().unwrap().iter().find(|t| t["owner"] == true);
+        owner.unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/pair/code".to_owned()),
+        (reqwest::Method::GET, "/api/tokens".to_owned()),
+        (reqwest::Method::DELETE, format!("/api/tokens/{owner_id}")),
+    ] {
+        let (status, body) = gw
+            .json(
+                gw.http
+                    .request(method.clone(), format!("{}{path}", gw.url))
+                    .bearer_auth(&paired),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("needs the owner token"),
+            "{body}"
+        );
+    }
+    let (status, _) = gw.json(gw.get("/api/actors")).await;
+    assert_eq!(status, StatusCode::OK, "the owner was not revoked");
 
     // Tokens are listed without secrets and revocable.
     let (_, list) = gw.json(gw.get("/api/tokens")).await;

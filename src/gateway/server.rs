@@ -70,11 +70,17 @@ impl Gateway {
             .route("/metrics", get(api::metrics))
             .route("/api/actors", get(api::actors))
             .route("/api/actors/{*path}", get(api::actor).post(api::restart))
-            .route("/api/pair/code", post(api::pair_code))
-            .route("/api/tokens", get(api::tokens))
             .route("/api/reload", post(api::reload))
-            .route("/api/tokens/{id}", delete(api::revoke))
             .route("/api/mcp/discovery", get(proxy::discovery))
+            .merge(
+                // Minting pairing codes and managing tokens: the local owner only, so that a
+                // paired device cannot pair more devices or revoke the owner.
+                Router::new()
+                    .route("/api/pair/code", post(api::pair_code))
+                    .route("/api/tokens", get(api::tokens))
+                    .route("/api/tokens/{id}", delete(api::revoke))
+                    .route_layer(axum::middleware::from_fn(owner_only)),
+            )
             .layer(from_fn_with_state(self.clone(), within_default));
         let protected = Router::new()
             .merge(default_timeout)
@@ -223,7 +229,7 @@ pub(super) fn percent_decode(s: &str) -> String {
 async fn authenticate(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let ip = peer.ip();
@@ -232,7 +238,9 @@ async fn authenticate(
     }
     let verified = presented_token(&request).and_then(|t| gw.services().tokens.verify(&t));
     match verified {
-        Some(_) => {
+        Some(id) => {
+            let owner = gw.services().tokens.is_owner(&id);
+            request.extensions_mut().insert(Caller { owner });
             gw.inner
                 .limiter
                 .lock()
@@ -256,7 +264,33 @@ async fn authenticate(
     }
 }
 
-/// Middleware: `Host` and `Origin` checks (DNS rebinding, cross-site requests).
+/// Who an authenticated request comes from (set by [`authenticate`]).
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    /// It presented the owner token (`$REVKA_HOME/gateway.token`), not a paired one.
+    owner: bool,
+}
+
+/// Route layer: only the owner token passes (403 otherwise).
+async fn owner_only(request: Request, next: Next) -> Response {
+    if request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|caller| caller.owner)
+    {
+        return next.run(request).await;
+    }
+    error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "{} {} needs the owner token ($REVKA_HOME/gateway.token); a paired token may not \
+             mint pairing codes or manage tokens",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
 /// Bounds a route that has no timeout of its own by the default one (a 504 past it).
 pub(super) async fn within_default(
     State(gw): State<Gateway>,
@@ -266,6 +300,7 @@ pub(super) async fn within_default(
     gw.within(None, next.run(request)).await
 }
 
+/// Middleware: `Host` and `Origin` checks (DNS rebinding, cross-site requests).
 async fn same_origin(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
     match check_origin(request.headers(), gw.inner.addr) {
         Ok(()) => next.run(request).await,

@@ -176,6 +176,14 @@ impl TokenStore {
         Some(id)
     }
 
+    /// Whether `id` is a live owner token (the one in `$REVKA_HOME/gateway.token`).
+    pub fn is_owner(&self, id: &TokenId) -> bool {
+        self.read()
+            .records
+            .iter()
+            .any(|r| r.owner && !r.revoked && r.id() == *id)
+    }
+
     /// Issues a new token labelled `label` and persists it.
     pub fn issue(&self, label: &str) -> Result<NewToken, StoreError> {
         self.issue_with(label, false, SystemTime::now())
