@@ -85,6 +85,11 @@ impl Daemon {
             .await
             .context("cannot start the supervision tree")?;
         status.set_state(ActorState::Running);
+        let mut listeners = vec!["root/mcp_http"];
+        if services.config.get().gateway.enabled {
+            listeners.push("root/gateway");
+        }
+        wait_until_listening(&status, &listeners).await;
         tracing::info!(home = %home.display(), pid = std::process::id(), "daemon started");
         Ok(Self {
             services,
@@ -162,6 +167,42 @@ impl Daemon {
                 "some child processes were not reaped in time"
             );
         }
+    }
+}
+
+/// How long start-up waits for the listeners before it reports ready anyway.
+const LISTEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until every listener in `paths` serves (bound, its discovery file written), so that
+/// `READY=1` and "daemon started" mean a client can connect. The root starts its children in
+/// the background; a listener that fails or takes longer than [`LISTEN_WAIT`] is logged and
+/// start-up goes on (the supervisor keeps trying, and `/api/health` shows it).
+async fn wait_until_listening(root: &StatusNode, paths: &[&str]) {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        let states: Vec<(&str, Option<ActorState>)> = paths
+            .iter()
+            .map(|p| (*p, root.find(p).map(|n| n.state())))
+            .collect();
+        if states.iter().all(|(_, s)| *s == Some(ActorState::Running)) {
+            return;
+        }
+        let stuck = states.iter().find(|(_, s)| *s == Some(ActorState::Failed)); // `stopped`: not started yet
+        if let Some((path, state)) = stuck.copied().or_else(|| {
+            (tokio::time::Instant::now() >= deadline)
+                .then(|| {
+                    states
+                        .iter()
+                        .find(|(_, s)| *s != Some(ActorState::Running))
+                        .copied()
+                })
+                .flatten()
+        }) {
+            let state = state.map_or("not started", ActorState::as_str);
+            tracing::warn!(%path, state, "listener not serving yet; reporting ready anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

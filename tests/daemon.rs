@@ -15,6 +15,14 @@ fn runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
     let home = TestHome::new();
     let mut daemon = TestDaemon::start(&home, &[]);
     assert!(home.path().join("daemon.lock").exists());
+    // READY=1 means a client can connect: both discovery files are there at once.
+    for file in ["mcp.json", "gateway.json"] {
+        assert!(
+            home.path().join(file).exists(),
+            "{file} missing at READY=1; stderr:\n{}",
+            daemon.stderr()
+        );
+    }
     daemon.signal(Signal::SIGTERM);
     daemon.expect_notification("STOPPING=1", EXIT);
     let status = daemon.wait(EXIT);
