@@ -581,10 +581,19 @@ impl SupervisorState {
             Strategy::OneForAll => (0..self.children.len()).filter(|&j| j != idx).collect(),
             Strategy::RestForOne => (idx + 1..self.children.len()).collect(),
         };
+        // In reverse order; `j` only goes down, so removing a temporary sibling shifts no
+        // index still to visit (only the failed child's, which is not used past here).
         for &j in siblings.iter().rev() {
             if self.children[j].cell.is_some() {
                 self.stop_child(j, &format!("sibling `{id}` restarting"))
                     .await;
+                if self.children[j].spec.policy.restart == RestartType::Temporary {
+                    // As in OTP: a temporary child is never restarted, not even with its group.
+                    let sibling = self.children.remove(j);
+                    info!(path = %sibling.node.path(), sibling = %id, "temporary child stopped with its group; removed");
+                    self.node.remove_child(&sibling.spec.id);
+                    continue;
+                }
                 let sibling = &mut self.children[j];
                 sibling.state = ActorState::BackingOff;
                 sibling.node.set_state(ActorState::BackingOff);

@@ -310,6 +310,37 @@ async fn a_kill_is_abnormal_so_transient_children_restart() {
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
+/// As in OTP, a temporary child is never restarted, not even when a sibling's exit makes the
+/// group strategies stop it: it is stopped and removed; the permanent ones restart.
+#[tokio::test(start_paused = true)]
+async fn a_temporary_sibling_is_stopped_with_its_group_and_not_restarted() {
+    for (strategy, failing) in [(Strategy::OneForAll, "c"), (Strategy::RestForOne, "a")] {
+        let case = format!("{strategy:?}, {failing} fails");
+        let h = Harness::new();
+        let children = vec![
+            h.spec("a", policy(RestartType::Permanent)),
+            h.spec("b", policy(RestartType::Temporary)),
+            h.spec("c", policy(RestartType::Permanent)),
+        ];
+        let sup = h.start(strategy, Intensity::default(), children).await;
+        eventually(&case, Duration::from_secs(5), || h.count("start:c") == 1).await;
+        h.exit(failing, Exit::Panic);
+        eventually(&case, Duration::from_secs(5), || {
+            h.count("start:a") == 2 && h.count("start:c") == 2
+        })
+        .await;
+        settle().await;
+        assert_eq!(h.count("start:b"), 1, "{case}: b not restarted");
+        assert_eq!(h.state("b"), None, "{case}: b removed");
+        assert!(h.root.find("b").is_none(), "{case}: and out of the tree");
+        assert_eq!(h.state("a"), Some(ActorState::Running), "{case}");
+        assert_eq!(h.state("c"), Some(ActorState::Running), "{case}");
+        sup.stop_and_wait(None, Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    }
+}
+
 // ==== Order ====
 
 #[tokio::test(start_paused = true)]
