@@ -81,6 +81,28 @@ async fn exit_3_is_abnormal_and_restarted_with_backoff() {
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
+/// A process that dies by a signal (here its own SIGKILL, as the OOM killer would) is an
+/// abnormal exit: a transient child is restarted, and the reason names the signal.
+#[tokio::test]
+async fn death_by_a_signal_is_abnormal_so_a_transient_child_restarts() {
+    let (sup, root) = supervise(vec![child_spec(
+        "signalled",
+        sh("kill -KILL $$"),
+        policy(RestartType::Transient, 2),
+    )])
+    .await;
+    let node = root.find("signalled").unwrap();
+    eventually("given up", Duration::from_secs(20), || {
+        node.state() == ActorState::Failed
+    })
+    .await;
+    let snap = node.snapshot();
+    assert_eq!(snap.restarts, 2, "restarted each time");
+    let reason = snap.last_failure.unwrap().reason;
+    assert!(reason.contains("killed by signal 9 (SIGKILL)"), "{reason}");
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
 #[tokio::test]
 async fn exit_0_is_normal_for_transient_children() {
     let (sup, root) = supervise(vec![child_spec(
