@@ -36,6 +36,12 @@
 //!   operation whose completion did not reach the disk is retried after a restart: delivery
 //!   is **at least once**, so executors should be idempotent (the id is the idempotency key).
 //!   An attempt that was in flight when the daemon died counts as a failed attempt.
+//! - **Accepted while down**: once the actor has started, the handle takes enqueues durably
+//!   even while the actor is down (e.g. while `rest_for_one` keeps it stopped during its
+//!   sidecar's restart backoff): it appends them, synced, to an *inbox* next to the journal
+//!   (`<journal>.inbox`, the same `enq` lines), and the next start queues the inbox and removes
+//!   it. Capacity and duplicate ids are checked against what the queue held when the actor
+//!   went; see [`RetryQueueHandle::enqueue`].
 
 mod actor;
 mod handle;
@@ -407,6 +413,31 @@ pub struct QueueStatus {
     /// Dead letters not listed in `dead_letter_list`.
     #[serde(default)]
     pub dead_letters_omitted: usize,
+    /// Operations accepted while the queue actor was down, waiting in the inbox to be queued at
+    /// its next start (not counted in `pending`).
+    #[serde(default)]
+    pub inbox: usize,
+}
+
+/// Refuses an empty or too long id.
+fn check_id(op: &Operation) -> Result<(), EnqueueError> {
+    if op.id.is_empty() || op.id.len() > MAX_ID_LEN {
+        return Err(EnqueueError::Invalid(format!(
+            "the id must be 1 to {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an operation larger than [`MAX_OP_BYTES`] serialized.
+fn check_size(op: &Operation) -> Result<(), EnqueueError> {
+    let size = serde_json::to_vec(op).map_or(usize::MAX, |v| v.len());
+    if size > MAX_OP_BYTES {
+        return Err(EnqueueError::Invalid(format!(
+            "the operation is {size} bytes; at most {MAX_OP_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 /// The first [`PREVIEW_BYTES`] of `value` as JSON. Serialization stops there, so a large

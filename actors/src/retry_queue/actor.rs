@@ -6,6 +6,11 @@
 //! operation is due. Dropping the state (a stop, a kill, a failure) aborts the attempts and
 //! the timers: the journal says what was in flight, and the next start counts those attempts
 //! as failed.
+//!
+//! A start attaches to the handle (`pre_start`), then loads the journal, queues the inbox the
+//! handle filled while no actor was attached, and records the inbox's place in the handle
+//! (`post_start`); a stop detaches in `post_stop`, anything else when the state is dropped,
+//! leaving the queue's ids in the handle for the enqueues it takes meanwhile.
 
 mod requests;
 
@@ -17,8 +22,8 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::handle::View;
-use super::journal::{Journal, Record};
+use super::handle::{InboxConfig, Known, View};
+use super::journal::{Journal, Record, inbox_path};
 use super::state::Queue;
 use super::{
     DETAILS_OPS_LIMIT, EnqueueError, Enqueued, Executor, LAZY_SYNC, Operation, QueueConfig,
@@ -113,7 +118,7 @@ impl Drop for RetryQueueState {
         if let Some(t) = self.sync_timer.take() {
             t.abort();
         }
-        self.handle.detach(self.me);
+        self.detach();
     }
 }
 
@@ -132,7 +137,8 @@ impl Actor for RetryQueueActor {
             serde_json::to_value(shown.published()).unwrap_or_default()
         }));
         let config = args.config.normalized();
-        // Requests sent from now on wait in the mailbox until the journal is loaded.
+        // Requests sent from now on wait in the mailbox until the journal and the inbox are
+        // loaded; from now on the handle appends nothing more to the inbox.
         args.handle.attach(myself.clone());
         Ok(RetryQueueState {
             queue: Queue::new(config.dead_letter_capacity),
@@ -153,6 +159,12 @@ impl Actor for RetryQueueActor {
         state: &mut RetryQueueState,
     ) -> Result<(), ActorProcessingErr> {
         state.load()?;
+        state.load_inbox()?;
+        state.handle.inbox_loaded(InboxConfig {
+            path: inbox_path(&state.config.journal),
+            capacity: state.config.capacity,
+            on_full: state.config.on_full,
+        });
         state.pump(&myself);
         Ok(())
     }
@@ -167,6 +179,9 @@ impl Actor for RetryQueueActor {
         {
             tracing::warn!(path = %state.node.path(), error = %e, "retry queue journal: final sync failed");
         }
+        // Not later: ractor hands the state of a stopped actor to its supervisor, which may
+        // drop it long after; enqueues go to the inbox from here on.
+        state.detach();
         Ok(())
     }
 
@@ -211,6 +226,17 @@ impl Actor for RetryQueueActor {
 }
 
 impl RetryQueueState {
+    /// Detaches from the handle, leaving it the queue's ids if the journal was loaded.
+    fn detach(&self) {
+        let (queue, loaded) = (&self.queue, self.journal.is_some());
+        self.handle.detach(self.me, || {
+            loaded.then(|| {
+                let (live, dead) = queue.ids();
+                Known { live, dead }
+            })
+        });
+    }
+
     fn attempt_done(
         &mut self,
         myself: &ActorRef<RetryQueueMsg>,

@@ -1,20 +1,36 @@
 //! [`RetryQueueHandle`]: the cheap, cloneable front of a retry queue.
 //!
-//! The handle outlives the actor's restarts: the running actor attaches itself when it has
-//! loaded its journal and detaches when it goes, and it publishes its counts and totals here,
-//! so `queue_depth`, the status-node details and the metrics never wait on its mailbox.
+//! The handle outlives the actor's restarts: the running actor attaches itself when it starts
+//! and detaches when it goes, and it publishes its counts and totals here, so `queue_depth`,
+//! the status-node details and the metrics never wait on its mailbox.
+//!
+//! While no actor is attached (after its first start), [`RetryQueueHandle::enqueue`] appends
+//! to the *inbox*, `<journal>.inbox`: `enq` lines like the journal's, each synced before the
+//! enqueue is acknowledged, in a file created 0600. The next start queues the inbox (after
+//! loading the journal, before it handles any request) and removes it. One lock, the inbox's,
+//! makes "an actor is attached" and "the inbox is appended to" mutually exclusive: the actor
+//! attaches under it, so an operation appended before the attach is in the file it loads, and
+//! an enqueue after the attach goes to the actor's mailbox, which it reads only once the inbox
+//! is loaded. Each operation is therefore queued exactly once (an inbox line whose id is
+//! already live, left by a crash between queuing the inbox and removing it, stands as a
+//! duplicate).
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{ActorId, ActorRef, RpcReplyPort};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::journal::{Journal, Record};
 use super::state::Listed;
 use super::{
-    EnqueueError, Enqueued, Operation, QueueError, QueueStatus, RetryQueueMsg, Selection, now_ms,
+    EnqueueError, Enqueued, OnFull, OpState, Operation, QueueError, QueueStatus, RetryQueueMsg,
+    Selection, check_id, check_size, now_ms,
 };
 
 /// How long a request waits for the actor by default (an enqueue includes an `fdatasync`).
@@ -44,17 +60,58 @@ pub(super) struct View {
     pub(super) dead_head: Vec<Listed>,
 }
 
+/// Where the inbox is and what it admits; recorded by the actor at every start, once it has
+/// loaded its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct InboxConfig {
+    /// The inbox file (`<journal>.inbox`).
+    pub(super) path: PathBuf,
+    /// The queue's capacity.
+    pub(super) capacity: usize,
+    /// What the queue does at capacity.
+    pub(super) on_full: OnFull,
+}
+
+/// The ids the queue held when its actor went: what an enqueue into the inbox is checked
+/// against.
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    /// Live operations (pending or in flight).
+    pub(super) live: HashSet<String>,
+    /// Dead letters.
+    pub(super) dead: HashSet<String>,
+}
+
+/// The inbox as the handle keeps it. Behind the lock every attach and every append takes.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// `None` until the actor has started once.
+    config: Option<InboxConfig>,
+    /// The open file and the ids in it, from the first enqueue since the actor went until the
+    /// next attach.
+    open: Option<(Journal, HashSet<String>)>,
+    /// The queue's ids when its actor went.
+    known: Known,
+}
+
 #[derive(Debug)]
 struct Shared {
     actor: RwLock<Option<ActorRef<RetryQueueMsg>>>,
+    /// Taken before `actor` whenever both are.
+    inbox: Mutex<Inbox>,
+    /// Woken on every attach and detach.
+    changed: Notify,
     view: Mutex<View>,
     depth: AtomicUsize,
+    /// Operations in the inbox, not yet queued by an actor.
+    inboxed: AtomicUsize,
     totals: Totals,
 }
 
 /// A retry queue, as the rest of the daemon sees it. Create one, pass a clone to
 /// [`retry_queue_spec`](super::retry_queue_spec) (or [`RetryQueueArgs`](super::RetryQueueArgs)),
-/// and keep the others.
+/// and keep the others. Once its actor has started, the handle takes enqueues even while the
+/// actor is down (see [`Self::enqueue`]).
 #[derive(Debug, Clone)]
 pub struct RetryQueueHandle {
     shared: Arc<Shared>,
@@ -73,8 +130,11 @@ impl RetryQueueHandle {
         Self {
             shared: Arc::new(Shared {
                 actor: RwLock::new(None),
+                inbox: Mutex::new(Inbox::default()),
+                changed: Notify::new(),
                 view: Mutex::new(View::default()),
                 depth: AtomicUsize::new(0),
+                inboxed: AtomicUsize::new(0),
                 totals: Totals::default(),
             }),
             call_timeout: CALL_TIMEOUT,
@@ -96,15 +156,40 @@ impl RetryQueueHandle {
             .clone()
     }
 
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.shared
+            .inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Attaches a starting actor: from now on enqueues go to its mailbox, and the inbox file
+    /// is the actor's to load.
     pub(super) fn attach(&self, actor: ActorRef<RetryQueueMsg>) {
+        let mut inbox = self.inbox();
+        inbox.open = None;
         *self
             .shared
             .actor
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(actor);
+        drop(inbox);
+        self.shared.changed.notify_waiters();
     }
 
-    pub(super) fn detach(&self, id: ActorId) {
+    /// The attached actor has queued the inbox: records where the inbox is and what it admits
+    /// for the next time the actor is down.
+    pub(super) fn inbox_loaded(&self, config: InboxConfig) {
+        let mut inbox = self.inbox();
+        inbox.config = Some(config);
+        inbox.known = Known::default();
+        self.shared.inboxed.store(0, Ordering::Relaxed);
+    }
+
+    /// Detaches actor `id` if it is the attached one; `known` gives its queue's ids (`None` if
+    /// it never loaded its journal: the ids from before still hold).
+    pub(super) fn detach(&self, id: ActorId, known: impl FnOnce() -> Option<Known>) {
+        let mut inbox = self.inbox();
         let mut slot = self
             .shared
             .actor
@@ -112,6 +197,11 @@ impl RetryQueueHandle {
             .unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_some_and(|a| a.get_id() == id) {
             *slot = None;
+            if let Some(known) = known() {
+                inbox.known = known;
+            }
+            drop((slot, inbox));
+            self.shared.changed.notify_waiters();
         }
     }
 
@@ -130,9 +220,16 @@ impl RetryQueueHandle {
             .unwrap_or_else(PoisonError::into_inner) = view;
     }
 
-    /// Live operations (pending plus in flight) as last published; for metrics gauges.
+    /// Live operations (pending plus in flight) as last published, plus those waiting in the
+    /// inbox; for metrics gauges.
     pub fn queue_depth(&self) -> usize {
-        self.shared.depth.load(Ordering::Relaxed)
+        self.shared.depth.load(Ordering::Relaxed) + self.shared.inboxed.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`Self::enqueue`] can take an operation while no actor is attached: true once
+    /// the actor has started (loaded its journal) once.
+    pub fn accepts_while_down(&self) -> bool {
+        self.inbox().config.is_some()
     }
 
     /// The status as last published (only the first few operations listed), without a
@@ -168,6 +265,7 @@ impl RetryQueueHandle {
             operations_omitted: live.saturating_sub(view.head.len()),
             dead_letter_list: view.dead_head.iter().map(|l| l.at(now, wall)).collect(),
             dead_letters_omitted: view.dead_letters.saturating_sub(view.dead_head.len()),
+            inbox: self.shared.inboxed.load(Ordering::Relaxed),
         }
     }
 
@@ -185,10 +283,141 @@ impl RetryQueueHandle {
     }
 
     /// Queues `op` (see [`Enqueued`] for duplicates). `Ok` means it is on disk.
+    ///
+    /// While the actor runs, it queues `op`. While it is down (stopped, backing off before a
+    /// restart, or gone before answering), `op` is appended to the inbox and synced, and the
+    /// next start queues it; this needs one earlier start, which records where the inbox is
+    /// (before it, the error is [`EnqueueError::Unavailable`]). The inbox admits what the actor
+    /// would, as far as the queue is known from the moment the actor went:
+    ///
+    /// - an invalid operation is refused the same way ([`EnqueueError::Invalid`]);
+    /// - an id that was live then, or is already in the inbox, queues nothing:
+    ///   [`Enqueued::Duplicate`], state [`OpState::Pending`] (nothing runs while the actor is
+    ///   down); the id of a dead letter is queued and replaces it at the start
+    ///   (`replaced_dead_letter`);
+    /// - with [`OnFull::Reject`], the live operations then plus the inbox are at most
+    ///   `capacity`; beyond, [`EnqueueError::Full`] (counted in `rejected`). With
+    ///   [`OnFull::DeadLetterOldest`], the inbox holds up to `capacity` operations and the start
+    ///   dead-letters the oldest pending ones to make room, as the actor does;
+    /// - `position` counts the live operations then and the inbox ahead of `op`.
+    ///
+    /// An inbox operation the start finds no room for (the capacity was lowered in between) is
+    /// queued beyond capacity rather than lost.
     pub async fn enqueue(&self, op: Operation) -> Result<Enqueued, EnqueueError> {
-        self.call(|r| RetryQueueMsg::Enqueue(op, r))
-            .await
-            .map_err(EnqueueError::Unavailable)?
+        let deadline = Instant::now() + self.call_timeout;
+        loop {
+            let actor = {
+                let mut inbox = self.inbox();
+                match self.actor() {
+                    Some(actor) => actor,
+                    None => return self.append_to_inbox(&mut inbox, op),
+                }
+            };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let call = actor.call(|r| RetryQueueMsg::Enqueue(op.clone(), r), Some(wait));
+            match call.await {
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Timeout) => {
+                    return Err(EnqueueError::Unavailable(format!(
+                        "no answer within {:?}",
+                        self.call_timeout
+                    )));
+                }
+                // The actor went before it handled `op`: once it has detached, the inbox (or
+                // its successor) takes it.
+                Ok(CallResult::SenderError) | Err(_) => {
+                    if !self.wait_detached(actor.get_id(), deadline).await {
+                        return Err(EnqueueError::Unavailable(
+                            "the retry queue stopped and did not detach".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until actor `gone` is no longer attached; false if it still is at `deadline`.
+    async fn wait_detached(&self, gone: ActorId, deadline: Instant) -> bool {
+        loop {
+            let changed = self.shared.changed.notified();
+            if self.actor().is_none_or(|a| a.get_id() != gone) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Appends `op` to the inbox (the actor is down; the caller holds the inbox lock).
+    fn append_to_inbox(
+        &self,
+        inbox: &mut Inbox,
+        mut op: Operation,
+    ) -> Result<Enqueued, EnqueueError> {
+        let Some(config) = inbox.config.clone() else {
+            return Err(EnqueueError::Unavailable(
+                "the retry queue has not started yet".to_owned(),
+            ));
+        };
+        check_id(&op)?;
+        let Inbox { open, known, .. } = inbox;
+        let (file, ids) = match open {
+            Some(open) => open,
+            None => {
+                let mut ids = HashSet::new();
+                let (file, _) = Journal::open(&config.path, |r| {
+                    if let Record::Enqueued { op } = r {
+                        ids.insert(op.id);
+                    }
+                })
+                .map_err(|e| {
+                    EnqueueError::Journal(format!(
+                        "cannot open the inbox {}: {e}",
+                        config.path.display()
+                    ))
+                })?;
+                self.shared.inboxed.store(ids.len(), Ordering::Relaxed);
+                open.insert((file, ids))
+            }
+        };
+        if known.live.contains(&op.id) || ids.contains(&op.id) {
+            return Ok(Enqueued::Duplicate {
+                state: OpState::Pending,
+            });
+        }
+        check_size(&op)?;
+        let live = self.shared.depth.load(Ordering::Relaxed);
+        let full = match config.on_full {
+            OnFull::Reject => live + ids.len() >= config.capacity,
+            OnFull::DeadLetterOldest => ids.len() >= config.capacity,
+        };
+        if full {
+            self.shared.totals.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(EnqueueError::Full {
+                capacity: config.capacity,
+            });
+        }
+        if op.enqueued_at == 0 {
+            op.enqueued_at = now_ms();
+        }
+        let id = op.id.clone();
+        file.append_durable(&[Record::Enqueued { op }])
+            .map_err(|e| {
+                EnqueueError::Journal(format!(
+                    "cannot append to the inbox {}: {e}",
+                    config.path.display()
+                ))
+            })?;
+        let position = live + ids.len();
+        let replaced_dead_letter = known.dead.contains(&id);
+        ids.insert(id);
+        self.shared.inboxed.store(ids.len(), Ordering::Relaxed);
+        tracing::debug!(path = %config.path.display(), position, "retry queue down: operation appended to its inbox");
+        Ok(Enqueued::Queued {
+            position,
+            replaced_dead_letter,
+        })
     }
 
     /// The full status (up to [`STATUS_OPS_LIMIT`](super::STATUS_OPS_LIMIT) operations).

@@ -246,6 +246,23 @@ impl Journal {
     }
 }
 
+/// The inbox of the journal at `journal`: `<journal>.inbox`, `enq` lines the handle appends
+/// while the actor is down (see `handle.rs`).
+pub(super) fn inbox_path(journal: &Path) -> PathBuf {
+    let mut name = journal.file_name().unwrap_or_default().to_owned();
+    name.push(".inbox");
+    journal.with_file_name(name)
+}
+
+/// Removes `path` and syncs its directory, so the removal survives a crash.
+pub(super) fn remove_synced(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Writes and syncs a snapshot file; returns its size and record count.
 fn write_snapshot(tmp: &Path, records: impl IntoIterator<Item = Record>) -> io::Result<(u64, u64)> {
     let file = OpenOptions::new()

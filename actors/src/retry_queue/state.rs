@@ -5,7 +5,7 @@
 //! the records describe. The queue knows nothing of tasks' outcomes or time policy: the actor
 //! decides when to retry and when to dead-letter.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
@@ -129,6 +129,13 @@ impl Queue {
     /// Whether `id` is a dead letter.
     pub(super) fn is_dead(&self, id: &str) -> bool {
         self.dead.iter().any(|op| op.id == id)
+    }
+
+    /// The ids of the live operations and of the dead letters.
+    pub(super) fn ids(&self) -> (HashSet<String>, HashSet<String>) {
+        let live = self.index.keys().cloned().collect();
+        let dead = self.dead.iter().map(|op| op.id.clone()).collect();
+        (live, dead)
     }
 
     /// Up to `limit` dead letters, oldest first.

@@ -1185,3 +1185,366 @@ async fn while_the_target_is_unavailable_no_attempt_is_spent() {
         until - calls[0].at
     );
 }
+
+// === The inbox: enqueues while the actor is down ===
+
+async fn start_on(handle: &RetryQueueHandle, config: &QueueConfig, exec: &Exec) -> TestQueue {
+    start_on_with(handle, config, Arc::new(exec.clone())).await
+}
+
+async fn start_on_with(
+    handle: &RetryQueueHandle,
+    config: &QueueConfig,
+    executor: Arc<dyn Executor>,
+) -> TestQueue {
+    let node = StatusNode::root("retry:test", "retry_queue");
+    let args = RetryQueueArgs {
+        config: config.clone(),
+        executor,
+        node: node.clone(),
+        handle: handle.clone(),
+    };
+    let (actor, task) = Actor::spawn(None, RetryQueueActor, args)
+        .await
+        .expect("the queue starts");
+    TestQueue {
+        actor,
+        task,
+        handle: handle.clone(),
+        node,
+    }
+}
+
+/// Stops the actor gracefully; returns its handle, which stays.
+async fn stop(q: TestQueue) -> RetryQueueHandle {
+    q.actor.stop(None);
+    q.task.await.unwrap();
+    assert!(q.handle.actor().is_none(), "the stopped actor detached");
+    q.handle
+}
+
+async fn queued(handle: &RetryQueueHandle, id: &str) -> (usize, bool) {
+    match handle.enqueue(op(id)).await {
+        Ok(Enqueued::Queued {
+            position,
+            replaced_dead_letter,
+        }) => (position, replaced_dead_letter),
+        other => panic!("enqueue {id}: {other:?}"),
+    }
+}
+
+fn inbox_lines(cfg: &QueueConfig) -> Vec<String> {
+    journal_lines(&super::journal::inbox_path(&cfg.journal))
+}
+
+#[tokio::test(start_paused = true)]
+async fn before_the_first_start_an_enqueue_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let handle = RetryQueueHandle::new();
+    assert!(!handle.accepts_while_down());
+    let err = handle.enqueue(op("a")).await.unwrap_err();
+    assert_eq!(
+        err,
+        EnqueueError::Unavailable("the retry queue has not started yet".into())
+    );
+    assert!(!super::journal::inbox_path(&cfg.journal).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_actor_is_down_enqueues_go_to_the_inbox_and_run_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "a").await;
+    wait_status(&q, "a succeeded", |s| s.succeeded == 1).await;
+    let handle = stop(q).await;
+    assert!(handle.accepts_while_down());
+
+    assert_eq!(queued(&handle, "b").await, (0, false));
+    assert_eq!(queued(&handle, "c").await, (1, false));
+    assert_eq!(inbox_lines(&cfg).len(), 2, "both are on disk");
+    assert_eq!(handle.published().inbox, 2);
+    assert_eq!(handle.queue_depth(), 2);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        exec.calls().len(),
+        1,
+        "nothing runs while the actor is down"
+    );
+
+    let q = start_on(&handle, &cfg, &exec).await;
+    wait_status(&q, "b and c succeeded", |s| s.succeeded == 3).await;
+    assert_eq!(exec.calls_of("b").len(), 1);
+    assert_eq!(exec.calls_of("c").len(), 1);
+    assert!(!super::journal::inbox_path(&cfg.journal).exists());
+    let s = q.handle.status().await.unwrap();
+    assert_eq!((s.pending, s.inbox), (0, 0));
+    assert_eq!(q.handle.queue_depth(), 0);
+    // Once loaded, the inbox is gone for good: a further restart runs nothing again.
+    let handle = stop(q).await;
+    let q = start_on(&handle, &cfg, &exec).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(exec.calls().len(), 3);
+    assert_eq!(q.handle.status().await.unwrap().pending, 0);
+}
+
+/// An executor whose target is unavailable until its gate opens (no attempt starts before).
+struct Gated(Exec, Arc<std::sync::atomic::AtomicBool>);
+
+impl Executor for Gated {
+    fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
+        self.0.execute(op)
+    }
+
+    fn unavailable_for(&self) -> Option<Duration> {
+        (!self.1.load(Ordering::SeqCst)).then_some(Duration::from_millis(10))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_racing_a_stop_or_a_start_is_queued_exactly_once() {
+    const ROUNDS: usize = 24;
+    const PER_ROUND: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let exec = Exec::new(Mode::Succeed);
+    // No attempt runs during the rounds, so a stop interrupts none (an interrupted attempt
+    // runs again: at least once); each operation then runs once exactly if it was queued once.
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let executor: Arc<dyn Executor> = Arc::new(Gated(exec.clone(), gate.clone()));
+    let handle = RetryQueueHandle::new();
+    let mut q = Some(start_on_with(&handle, &cfg, executor.clone()).await);
+    for round in 0..ROUNDS {
+        let enqueues: Vec<_> = (0..PER_ROUND)
+            .map(|k| {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    for _ in 0..fastrand::usize(0..20) {
+                        tokio::task::yield_now().await;
+                    }
+                    let id = format!("r{round}-{k}");
+                    (handle.enqueue(op(&id)).await, id)
+                })
+            })
+            .collect();
+        // Running: stop it while the enqueues run; down: start it while they run.
+        q = match q.take() {
+            Some(running) => {
+                stop(running).await;
+                None
+            }
+            None => Some(start_on_with(&handle, &cfg, executor.clone()).await),
+        };
+        for e in enqueues {
+            let (result, id) = e.await.unwrap();
+            assert!(
+                matches!(result, Ok(Enqueued::Queued { .. })),
+                "round {round}, {id}: {result:?}"
+            );
+        }
+    }
+    let q = match q {
+        Some(q) => q,
+        None => start_on_with(&handle, &cfg, executor.clone()).await,
+    };
+    let total = ROUNDS * PER_ROUND;
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(
+        (s.pending, s.in_flight, s.inbox),
+        (total, 0, 0),
+        "each queued once"
+    );
+    gate.store(true, Ordering::SeqCst);
+    wait_status(&q, "every operation succeeded", |s| {
+        s.succeeded == total as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let counts = exec.counts();
+    assert_eq!(counts.len(), total);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_an_inbox_append_and_the_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.concurrency = 1;
+    let hanging = Exec::new(Mode::Hang);
+    let q = start(&cfg, &hanging).await;
+    enqueue_ok(&q, "a").await;
+    // The actor is killed (no post_stop); the handle takes the next enqueue.
+    q.actor.kill();
+    q.task.await.unwrap();
+    let handle = q.handle;
+    assert!(handle.actor().is_none());
+    assert_eq!(queued(&handle, "b").await, (1, false));
+    assert_eq!(
+        handle.enqueue(op("a")).await,
+        Ok(Enqueued::Duplicate {
+            state: OpState::Pending
+        }),
+        "a was live when the actor went"
+    );
+    // Then the daemon dies: handle, actor, everything; a new daemon starts on the same files.
+    drop(handle);
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    wait_status(&q, "a and b succeeded", |s| s.succeeded == 2).await;
+    assert_eq!(exec.calls_of("a").len(), 1);
+    assert_eq!(exec.calls_of("b").len(), 1);
+    assert!(!super::journal::inbox_path(&cfg.journal).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inbox_left_by_a_crash_after_it_was_queued_is_not_queued_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    enqueue_ok(&q, "x").await;
+    crash(q).await;
+    // As if a start had queued this inbox (x is in the journal) and died before removing it.
+    let enq = |id: &str| serde_json::to_string(&Record::Enqueued { op: op(id) }).unwrap();
+    let inbox = super::journal::inbox_path(&cfg.journal);
+    std::fs::write(&inbox, format!("{}\n{}\n", enq("x"), enq("y"))).unwrap();
+    let exec = Exec::new(Mode::Succeed);
+    let q = start(&cfg, &exec).await;
+    wait_status(&q, "x and y succeeded", |s| s.succeeded == 2).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(exec.calls_of("x").len(), 1);
+    assert_eq!(exec.calls_of("y").len(), 1);
+    assert!(!inbox.exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inbox_respects_capacity_when_rejecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    (cfg.capacity, cfg.concurrency) = (3, 1);
+    let exec = Exec::new(Mode::Hang);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "a").await;
+    enqueue_ok(&q, "b").await;
+    let handle = stop(q).await;
+    assert_eq!(queued(&handle, "c").await, (2, false));
+    let err = handle.enqueue(op("d")).await.unwrap_err();
+    assert_eq!(err, EnqueueError::Full { capacity: 3 });
+    assert_eq!(err.to_string(), "the retry queue is full (3 operations)");
+    assert_eq!(handle.published().rejected, 1);
+    assert_eq!(
+        inbox_lines(&cfg).len(),
+        1,
+        "the refused operation is not on disk"
+    );
+
+    let q = start_on(&handle, &cfg, &exec).await;
+    let s = q.handle.status().await.unwrap();
+    assert_eq!(
+        (s.pending + s.in_flight, s.inbox, s.dead_letters),
+        (3, 0, 0)
+    );
+    assert_eq!(
+        q.handle.enqueue(op("d")).await,
+        Err(EnqueueError::Full { capacity: 3 }),
+        "the actor refuses the same way"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inbox_respects_capacity_when_dead_lettering_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    (cfg.capacity, cfg.concurrency, cfg.on_full) = (2, 1, OnFull::DeadLetterOldest);
+    let exec = Exec::new(Mode::Hang);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "a").await;
+    enqueue_ok(&q, "b").await;
+    let handle = stop(q).await;
+    // The start makes room as the actor does; the inbox itself holds `capacity` at most.
+    queued(&handle, "c").await;
+    queued(&handle, "d").await;
+    assert_eq!(
+        handle.enqueue(op("e")).await,
+        Err(EnqueueError::Full { capacity: 2 })
+    );
+
+    let q = start_on(&handle, &cfg, &exec).await;
+    let s = q.handle.status().await.unwrap();
+    let live: Vec<_> = s.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(live, ["c", "d"]);
+    let dead = dead_ids(&q).await;
+    assert_eq!(dead, ["a", "b"]);
+    assert!(
+        s.dead_letter_list[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("to make room")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inbox_answers_duplicates_and_invalid_operations_like_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_retries = 1;
+    let exec = Exec::new(Mode::FailAlways);
+    let q = start(&cfg, &exec).await;
+    enqueue_ok(&q, "dead").await;
+    wait_status(&q, "dead-lettered", |s| s.dead_letters == 1).await;
+    exec.set(Mode::Hang);
+    enqueue_ok(&q, "live").await;
+    let handle = stop(q).await;
+
+    let dup = Ok(Enqueued::Duplicate {
+        state: OpState::Pending,
+    });
+    assert_eq!(
+        handle.enqueue(op("live")).await,
+        dup,
+        "live when the actor went"
+    );
+    assert_eq!(queued(&handle, "new").await, (1, false));
+    assert_eq!(handle.enqueue(op("new")).await, dup, "already in the inbox");
+    assert_eq!(
+        queued(&handle, "dead").await,
+        (2, true),
+        "replaces the dead letter"
+    );
+    assert!(matches!(
+        handle.enqueue(op("")).await,
+        Err(EnqueueError::Invalid(_))
+    ));
+    let big = Operation::new("big", "k", json!("x".repeat(MAX_OP_BYTES)));
+    assert!(matches!(
+        handle.enqueue(big).await,
+        Err(EnqueueError::Invalid(_))
+    ));
+    assert_eq!(inbox_lines(&cfg).len(), 2);
+
+    let exec = Exec::new(Mode::Succeed);
+    let q = start_on(&handle, &cfg, &exec).await;
+    wait_status(&q, "all three succeeded", |s| s.succeeded == 3).await;
+    let counts = exec.counts();
+    assert_eq!(counts.len(), 3);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert_eq!(exec.calls_of("dead")[0].attempts, 1, "a fresh operation");
+    let s = q.handle.status().await.unwrap();
+    assert_eq!((s.pending, s.dead_letters), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inbox_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    let handle = stop(q).await;
+    queued(&handle, "a").await;
+    let inbox = super::journal::inbox_path(&cfg.journal);
+    assert_eq!(inbox.file_name().unwrap(), "journal.jsonl.inbox");
+    let mode = std::fs::metadata(&inbox).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

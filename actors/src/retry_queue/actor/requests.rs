@@ -1,20 +1,31 @@
-//! The requests of [`RetryQueueActor`](super::RetryQueueActor): loading the journal,
-//! enqueues, and the dead-letter operations (replay, drop). Each change is journaled durably
-//! before it is applied and replied to.
+//! The requests of [`RetryQueueActor`](super::RetryQueueActor): loading the journal and the
+//! inbox, enqueues, and the dead-letter operations (replay, drop). Each change is journaled
+//! durably before it is applied and replied to.
 
 use std::collections::HashSet;
+use std::io;
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use tokio::time::Instant;
 
 use super::{RELAXED, RetryQueueState};
-use crate::retry_queue::journal::{Journal, Record};
+use crate::retry_queue::journal::{Journal, Record, inbox_path, remove_synced};
 use crate::retry_queue::state::Queue;
 use crate::retry_queue::{
-    EnqueueError, Enqueued, MAX_ID_LEN, MAX_OP_BYTES, NotDead, OnFull, Operation, QueueError,
-    Selection, now_ms,
+    EnqueueError, Enqueued, NotDead, OnFull, Operation, QueueError, Selection, check_id,
+    check_size, now_ms,
 };
+
+/// Where an operation to queue comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// An enqueue request: refused at capacity (unless room is made), replied once synced.
+    Request,
+    /// The inbox, already acknowledged by the handle: never refused for room, synced with the
+    /// rest of the inbox.
+    Inbox,
+}
 
 impl RetryQueueState {
     /// Replays the journal, requeues (or buries) the attempts found in flight, compacts.
@@ -66,21 +77,65 @@ impl RetryQueueState {
             .ok_or_else(|| "the journal is not open".to_owned())
     }
 
-    pub(super) fn enqueue(&mut self, mut op: Operation) -> Result<Enqueued, EnqueueError> {
-        if op.id.is_empty() || op.id.len() > MAX_ID_LEN {
-            return Err(EnqueueError::Invalid(format!(
-                "the id must be 1 to {MAX_ID_LEN} bytes"
-            )));
+    /// Queues the operations the handle appended to the inbox while no actor was attached,
+    /// syncs them, then removes the inbox. Runs after [`Self::load`], before any request. A
+    /// crash in between leaves the inbox to the next start, where the operations already
+    /// queued are live duplicates and stand: each is queued once.
+    pub(super) fn load_inbox(&mut self) -> Result<(), ActorProcessingErr> {
+        let path = inbox_path(&self.config.journal);
+        let cannot = |what: &str, e: &dyn std::fmt::Display| {
+            format!(
+                "cannot {what} the retry queue inbox {}: {e}",
+                path.display()
+            )
+        };
+        match path.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(cannot("read", &e).into()),
+            Ok(_) => {}
         }
+        let (mut ops, mut misfits) = (Vec::new(), 0u64);
+        let (inbox, report) = Journal::open(&path, |r| match r {
+            Record::Enqueued { op } => ops.push(op),
+            _ => misfits += 1,
+        })
+        .map_err(|e| cannot("read", &e))?;
+        drop(inbox);
+        let (mut queued, mut duplicates, mut invalid) = (0usize, 0usize, 0usize);
+        for op in ops {
+            let id = op.id.clone();
+            match self.admit(op, Source::Inbox) {
+                Ok(Enqueued::Queued { .. }) => queued += 1,
+                Ok(Enqueued::Duplicate { .. }) => duplicates += 1,
+                Err(EnqueueError::Invalid(why)) => {
+                    tracing::warn!(path = %path.display(), %id, "retry queue inbox: skipping an invalid operation: {why}");
+                    invalid += 1;
+                }
+                Err(e) => return Err(cannot("queue the operations of", &e).into()),
+            }
+        }
+        self.journal()
+            .and_then(|j| j.sync().map_err(|e| e.to_string()))
+            .map_err(|e| cannot("queue the operations of", &e))?;
+        remove_synced(&path).map_err(|e| cannot("remove", &e))?;
+        tracing::info!(
+            path = %self.node.path(), inbox = %path.display(), queued, duplicates, invalid,
+            misfits, torn = report.torn, pending = self.queue.pending(),
+            "retry queue inbox loaded"
+        );
+        Ok(())
+    }
+
+    pub(super) fn enqueue(&mut self, op: Operation) -> Result<Enqueued, EnqueueError> {
+        self.admit(op, Source::Request)
+    }
+
+    fn admit(&mut self, mut op: Operation, source: Source) -> Result<Enqueued, EnqueueError> {
+        check_id(&op)?;
         if let Some(state) = self.queue.live_state(&op.id) {
             return Ok(Enqueued::Duplicate { state });
         }
-        let size = serde_json::to_vec(&op).map_or(usize::MAX, |v| v.len());
-        if size > MAX_OP_BYTES {
-            return Err(EnqueueError::Invalid(format!(
-                "the operation is {size} bytes; at most {MAX_OP_BYTES}"
-            )));
-        }
+        check_size(&op)?;
         let capacity = self.config.capacity;
         let mut records = Vec::with_capacity(2);
         let mut evict = None;
@@ -89,16 +144,25 @@ impl RetryQueueState {
                 OnFull::Reject => None,
                 OnFull::DeadLetterOldest => self.queue.oldest_pending(),
             };
-            let Some(oldest) = oldest else {
-                self.handle.totals().rejected.fetch_add(1, RELAXED);
-                return Err(EnqueueError::Full { capacity });
-            };
-            let err = format!("dead-lettered to make room: the queue was full ({capacity})");
-            records.push(Record::Dead {
-                id: oldest.clone(),
-                err: err.clone(),
-            });
-            evict = Some((oldest, err));
+            match oldest {
+                Some(oldest) => {
+                    let err =
+                        format!("dead-lettered to make room: the queue was full ({capacity})");
+                    records.push(Record::Dead {
+                        id: oldest.clone(),
+                        err: err.clone(),
+                    });
+                    evict = Some((oldest, err));
+                }
+                // Acknowledged by the handle: queued beyond capacity rather than lost.
+                None if source == Source::Inbox => {
+                    tracing::warn!(path = %self.node.path(), id = %op.id, capacity, "retry queue over capacity: queuing an operation accepted while the queue was down");
+                }
+                None => {
+                    self.handle.totals().rejected.fetch_add(1, RELAXED);
+                    return Err(EnqueueError::Full { capacity });
+                }
+            }
         }
         let now = now_ms();
         if op.enqueued_at == 0 {
@@ -109,7 +173,13 @@ impl RetryQueueState {
         let replaced_dead_letter = self.queue.is_dead(&op.id);
         records.push(Record::Enqueued { op: op.clone() });
         self.journal()
-            .and_then(|j| j.append_durable(&records).map_err(|e| e.to_string()))
+            .and_then(|j| {
+                match source {
+                    Source::Request => j.append_durable(&records),
+                    Source::Inbox => j.append(&records),
+                }
+                .map_err(|e| e.to_string())
+            })
             .map_err(EnqueueError::Journal)?;
         if let Some((oldest, err)) = evict {
             tracing::warn!(path = %self.node.path(), id = %oldest, "{err}");
