@@ -271,28 +271,39 @@ impl SidecarServices {
     }
 
     /// Queues a mutation to retry when the sidecar is back. Returns the operation id.
+    ///
+    /// With `rest_for_one` the queue actor is down while its sidecar restarts (backoff up to
+    /// `backoff_max`); the handle then appends the mutation to the queue's inbox on disk, and
+    /// the queue's next start queues it. Only before the queue's first start can the handle not
+    /// take it: give the supervisor a moment to start the queue, then fail.
     pub async fn enqueue(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> Result<String, String> {
+        use revka_actors::retry_queue::EnqueueError;
         let id = format!("op-{}", unique_suffix());
         let op = Operation::new(
             &id,
             "sidecar_request",
             json!({ "method": method, "path": path, "body": body }),
         );
-        // With rest_for_one the queue restarts right after its sidecar: give it a moment.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             match self.queue.enqueue(op.clone()).await {
                 Ok(_) => return Ok(id),
-                Err(e)
-                    if self.queue.actor().is_none() && tokio::time::Instant::now() < deadline =>
+                Err(EnqueueError::Unavailable(e))
+                    if !self.queue.accepts_while_down()
+                        && tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::debug!(error = %e, "retry queue restarting; waiting to enqueue");
+                    tracing::debug!(error = %e, "retry queue not started yet; waiting to enqueue");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(EnqueueError::Unavailable(e)) if !self.queue.accepts_while_down() => {
+                    return Err(format!(
+                        "the retry queue is unavailable: {e}; it has not started within 5 s (`revka status --path root/sidecars/retry:session_manager`)"
+                    ));
                 }
                 Err(e) => return Err(e.to_string()),
             }
