@@ -1604,3 +1604,48 @@ pub fn served_only(names: impl IntoIterator<Item = String>) -> Vec<String> {
         .filter(|n| n == "tool_search" || n.contains("__"))
         .collect()
 }
+
+/// A second `tools/call` with the id of one still in flight in the session is refused with
+/// `-32600` (JSON-RPC ids are unique among pending requests); the first runs on, and the id
+/// is free again once it answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_id_already_in_flight_is_refused() {
+    let s = Served::start("").await;
+    let session = s.session().await;
+    session
+        .call_text("tool_search", json!({ "query": "select:fault__sleep" }))
+        .await;
+    let first = tokio::spawn({
+        let session = session.clone();
+        async move {
+            session
+                .call(json!(42), "fault__sleep", json!({ "ms": 1500 }), None)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let request = json!({
+        "jsonrpc": "2.0", "id": 42, "method": "tools/call",
+        "params": { "name": "fault__sleep", "arguments": { "ms": 1 } },
+    });
+    let (status, body) = session.rpc(request.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], 42, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "request id 42 is already in flight in this session; use a new id"
+    );
+    let events = first.await.unwrap();
+    assert!(
+        events.iter().any(|e| e.data.contains("slept 1500 ms")),
+        "the first call ran on: {events:?}"
+    );
+    let again = session
+        .call(json!(42), "fault__sleep", json!({ "ms": 1 }), None)
+        .await;
+    assert!(
+        again.iter().any(|e| e.data.contains("slept 1 ms")),
+        "{again:?}"
+    );
+}

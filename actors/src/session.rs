@@ -195,19 +195,24 @@ impl Session {
     }
 
     /// Registers an in-flight call under its JSON-RPC id (as JSON text); the returned token is
-    /// cancelled by `notifications/cancelled` for that id or when the session ends.
-    pub fn begin_call(&self, request_id: &str) -> CallGuard<'_> {
+    /// cancelled by `notifications/cancelled` for that id or when the session ends. An id
+    /// already in flight in this session is refused (JSON-RPC ids must be unique among a
+    /// client's pending requests; a second one would make cancellation ambiguous).
+    pub fn begin_call(self: &Arc<Self>, request_id: &str) -> Result<CallGuard, DuplicateCall> {
         let token = self.ended.child_token();
-        self.inflight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(request_id.to_owned(), token.clone());
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+            if inflight.contains_key(request_id) {
+                return Err(DuplicateCall(request_id.to_owned()));
+            }
+            inflight.insert(request_id.to_owned(), token.clone());
+        }
         self.calls_total.fetch_add(1, Ordering::Relaxed);
-        CallGuard {
-            session: self,
+        Ok(CallGuard {
+            session: self.clone(),
             request_id: request_id.to_owned(),
             token,
-        }
+        })
     }
 
     /// Cancels the in-flight call with this JSON-RPC id (as JSON text). Returns whether it
@@ -301,22 +306,27 @@ impl Session {
     }
 }
 
+/// A call whose JSON-RPC id is already in flight in its session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("request id {0} is already in flight in this session; use a new id")]
+pub struct DuplicateCall(pub String);
+
 /// Keeps a call registered as in flight; deregisters it when dropped.
 #[derive(Debug)]
-pub struct CallGuard<'a> {
-    session: &'a Session,
+pub struct CallGuard {
+    session: Arc<Session>,
     request_id: String,
     token: CancellationToken,
 }
 
-impl CallGuard<'_> {
+impl CallGuard {
     /// Cancelled when the client cancels the call or the session ends.
     pub fn cancelled(&self) -> &CancellationToken {
         &self.token
     }
 }
 
-impl Drop for CallGuard<'_> {
+impl Drop for CallGuard {
     fn drop(&mut self) {
         self.session
             .inflight
@@ -338,6 +348,8 @@ pub struct Sessions {
     evicted: AtomicU64,
     /// Whether the idle sweeper runs.
     sweeping: AtomicBool,
+    /// Held from the cap check to the insert, so concurrent creates cannot overshoot the cap.
+    admission: Mutex<()>,
 }
 
 impl Sessions {
@@ -357,6 +369,7 @@ impl Sessions {
             expired: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             sweeping: AtomicBool::new(false),
+            admission: Mutex::new(()),
         })
     }
 
@@ -451,6 +464,10 @@ impl Sessions {
             .ok_or_else(|| {
                 SessionError::Unavailable("the sessions supervisor is not running".into())
             })?;
+        let admission = self
+            .admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while self.map.len() >= self.limits.max_sessions {
             let Some(victim) = self.all().into_iter().max_by_key(|s| s.idle_for()) else {
                 break;
@@ -484,6 +501,7 @@ impl Sessions {
             operator_hub: std::sync::OnceLock::new(),
         });
         self.map.insert(id.clone(), session.clone());
+        drop(admission);
         self.created.fetch_add(1, Ordering::Relaxed);
         let spec = session_spec(session.clone(), self.clone());
         if let Err(e) = supervisor::start_child(&sup, spec).await {

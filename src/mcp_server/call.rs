@@ -22,7 +22,7 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{HubError, MAX_CALL, McpHub};
 use revka_actors::mcp::jsonrpc::ErrorObject;
 use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
-use revka_actors::session::{ProgressEvent, Session, SessionEvent};
+use revka_actors::session::{CallGuard, ProgressEvent, Session, SessionEvent};
 use revka_actors::status::rfc3339;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -87,6 +87,17 @@ pub(crate) async fn tools_call(
             );
         }
     };
+    let guard = match session.begin_call(&id.to_string()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::OK,
+                Some(&id),
+                ErrorObject::INVALID_REQUEST,
+                &e.to_string(),
+            );
+        }
+    };
     let token = match params.get("_meta").and_then(|m| m.get("progressToken")) {
         Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
         _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
@@ -106,7 +117,7 @@ pub(crate) async fn tools_call(
     // out with the headers in one write: no task to spawn, no hand-off back. A call that
     // reports progress first, or is still running after the hold, goes on in a task of its own
     // while its stream is answered.
-    let mut run = Box::pin(call.run(resolved, arguments));
+    let mut run = Box::pin(call.run(resolved, arguments, guard));
     let first = tokio::select! {
         biased;
         () = &mut run => return sse::response(rx),
@@ -161,7 +172,7 @@ enum Outcome {
 }
 
 impl Call {
-    async fn run(self, resolved: Resolved, arguments: Value) {
+    async fn run(self, resolved: Resolved, arguments: Value, guard: CallGuard) {
         let started = std::time::Instant::now();
         let server_label = match &resolved {
             Resolved::External(route) => route.server.spec().name.clone(),
@@ -169,7 +180,6 @@ impl Call {
             Resolved::Builtin(_) => "builtin".to_owned(),
         };
         let session = self.session.clone();
-        let guard = session.begin_call(&self.id.to_string());
         // Boxed so that dropping it below really cancels a call still running.
         let mut work = Box::pin(self.execute(resolved, arguments));
         let outcome = tokio::select! {

@@ -115,13 +115,46 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
+/// Creates racing on several threads never take the table past its cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_overshoot_the_cap() {
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_secs(3600),
+        max_sessions: 5,
+    };
+    let (sessions, _node, sup) = table(limits).await;
+    let creates: Vec<_> = (0..40)
+        .map(|_| {
+            let sessions = sessions.clone();
+            tokio::spawn(async move {
+                sessions.create("/".into(), None).await.unwrap();
+                sessions.len()
+            })
+        })
+        .collect();
+    for create in creates {
+        let seen = create.await.unwrap();
+        assert!(seen <= 5, "{seen} sessions live, cap 5");
+    }
+    assert_eq!(sessions.len(), 5);
+    let (created, _, evicted) = sessions.counters();
+    assert_eq!((created, evicted), (40, 35));
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn ending_a_session_cancels_its_calls_and_streams() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
     let (s, token) = sessions.create("/".into(), None).await.unwrap();
     let mut events = s.subscribe();
-    let call = s.begin_call("7");
-    let other = s.begin_call("\"x\"");
+    let call = s.begin_call("7").unwrap();
+    let other = s.begin_call("\"x\"").unwrap();
+    assert_eq!(s.inflight_calls(), 2);
+    // An id already in flight is refused, and the first call stays registered.
+    assert_eq!(
+        s.begin_call("7").unwrap_err().to_string(),
+        "request id 7 is already in flight in this session; use a new id"
+    );
     assert_eq!(s.inflight_calls(), 2);
     assert!(s.cancel_call("7"));
     assert!(call.cancelled().is_cancelled());
