@@ -192,7 +192,7 @@ impl Session {
 
     /// The text of a tool call's result.
     pub async fn call_text(&self, name: &str, arguments: Value) -> String {
-        let events = self.call(json!(1), name, arguments, None).await;
+        let events = self.call(next_id(), name, arguments, None).await;
         let result = events
             .iter()
             .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
@@ -224,6 +224,13 @@ impl Session {
             .map(|t| t["name"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// A JSON-RPC id not used before in this test process: MCP ids must be unique in a session,
+/// and Revka refuses one already in flight.
+pub fn next_id() -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000);
+    json!(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {

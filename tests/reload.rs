@@ -124,7 +124,9 @@ pub async fn call(session: &Session, name: &str, arguments: Value) -> (bool, Str
     session
         .call_text("tool_search", json!({ "query": format!("select:{name}") }))
         .await;
-    let events = session.call(json!(7), name, arguments, None).await;
+    let events = session
+        .call(crate::mcp_server::next_id(), name, arguments, None)
+        .await;
     let last: Value = events
         .iter()
         .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())

@@ -50,7 +50,9 @@ pub(crate) fn node_command() -> String {
 }
 
 pub(crate) async fn tool(session: &Session, name: &str, args: Value) -> Value {
-    let events = session.call(json!(1), name, args, None).await;
+    let events = session
+        .call(crate::mcp_server::next_id(), name, args, None)
+        .await;
     let result = events
         .iter()
         .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
