@@ -215,6 +215,22 @@ impl SidecarServices {
         timeout: Option<Duration>,
         fields: &[Field],
     ) -> Result<Value, SidecarCallError> {
+        self.request_keyed(method, path, body, timeout, fields, None)
+            .await
+    }
+
+    /// [`Self::request_shaped`] with an idempotency key (see
+    /// [`SidecarClient::request_keyed`]): a mutation that may be queued and retried sends the
+    /// id of its operation on every attempt, the first included, so none runs twice.
+    pub async fn request_keyed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<Duration>,
+        fields: &[Field],
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, SidecarCallError> {
         if !self.enabled {
             return Err(SidecarCallError::Disabled);
         }
@@ -222,7 +238,7 @@ impl SidecarServices {
         let call = async {
             let value = self
                 .client
-                .request(method, path, body.as_ref(), timeout)
+                .request_keyed(method, path, body.as_ref(), timeout, idempotency_key)
                 .await?;
             check_shape(&value, fields).map_err(|why| SidecarError::Protocol {
                 method: method.to_owned(),
@@ -282,8 +298,24 @@ impl SidecarServices {
         path: &str,
         body: Option<Value>,
     ) -> Result<String, String> {
+        self.enqueue_as(Self::operation_id(), method, path, body)
+            .await
+    }
+
+    /// A fresh operation id: the idempotency key of a mutation that may be queued.
+    pub fn operation_id() -> String {
+        format!("op-{}", unique_suffix())
+    }
+
+    /// [`Self::enqueue`] under a given id (the key its first attempt was sent with).
+    pub async fn enqueue_as(
+        &self,
+        id: String,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<String, String> {
         use revka_actors::retry_queue::EnqueueError;
-        let id = format!("op-{}", unique_suffix());
         let op = Operation::new(
             &id,
             "sidecar_request",
@@ -373,6 +405,7 @@ impl Executor for SidecarExecutor {
     fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
         let services = self.0.clone();
         let payload = op.payload.clone();
+        let id = op.id.clone();
         Box::pin(async move {
             let method = payload["method"]
                 .as_str()
@@ -383,7 +416,12 @@ impl Executor for SidecarExecutor {
                 .ok_or("operation without a path")?
                 .to_owned();
             let body = payload.get("body").cloned().filter(|b| !b.is_null());
-            match services.request(&method, &path, body, None).await {
+            // The operation id is the idempotency key: an attempt that timed out after the
+            // sidecar acted is answered again, not acted on twice.
+            match services
+                .request_keyed(&method, &path, body, None, &[], Some(&id))
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }
@@ -474,8 +512,14 @@ mod tests {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let line = String::from_utf8_lossy(&head);
-                    let line = line.lines().next().unwrap_or_default().to_owned();
+                    let head = String::from_utf8_lossy(&head);
+                    let mut line = head.lines().next().unwrap_or_default().to_owned();
+                    if let Some(key) = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("idempotency-key: "))
+                    {
+                        line.push_str(&format!(" key={key}"));
+                    }
                     record.lock().unwrap().push(line.clone());
                     if line.contains("/slow") {
                         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -532,6 +576,45 @@ mod tests {
         assert!(short.is_ok(), "{short:?}");
         assert_eq!(services.breaker.state(), BreakerState::Closed);
         assert_eq!(*seen.lock().unwrap(), ["GET /quick HTTP/1.1"]);
+    }
+
+    /// Every attempt of a queued operation carries its id as `Idempotency-Key`, so the session
+    /// manager answers a retry of a mutation that already happened instead of repeating it.
+    #[tokio::test]
+    async fn a_queued_operation_is_sent_with_its_id_as_idempotency_key() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::default_in(home.path());
+        let socket = home.path().join("sm.sock");
+        config.session_manager.enabled = true;
+        config.session_manager.socket_path = socket.clone();
+        let services = SidecarServices::new(&config);
+        let seen = fake_sidecar(&socket).await;
+        let op = Operation::new(
+            "op-abc",
+            "sidecar_request",
+            json!({ "method": "POST", "path": "/chat/rooms", "body": { "name": "r" } }),
+        );
+        SidecarExecutor(services.clone())
+            .execute(&op)
+            .await
+            .unwrap();
+        let key = SidecarServices::operation_id();
+        services
+            .request_keyed("POST", "/agents", None, None, &[], Some(&key))
+            .await
+            .unwrap();
+        services
+            .request("GET", "/health", None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "POST /chat/rooms HTTP/1.1 key=op-abc".to_owned(),
+                format!("POST /agents HTTP/1.1 key={key}"),
+                "GET /health HTTP/1.1".to_owned(),
+            ]
+        );
     }
 
     #[test]

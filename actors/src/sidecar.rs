@@ -121,7 +121,22 @@ impl SidecarClient {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Value, SidecarError> {
-        match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
+        self.request_keyed(method, path, body, timeout, None).await
+    }
+
+    /// [`Self::request`] with an `Idempotency-Key` header: the session manager answers a
+    /// mutation repeated under the same key with its first answer instead of running it again
+    /// (retries of a queued operation send its id).
+    pub async fn request_keyed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, SidecarError> {
+        let exchange = self.exchange(method, path, body, idempotency_key);
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(SidecarError::Timeout {
                 method: method.to_owned(),
@@ -136,6 +151,7 @@ impl SidecarClient {
         method: &str,
         path: &str,
         body: Option<&Value>,
+        idempotency_key: Option<&str>,
     ) -> Result<Value, SidecarError> {
         let protocol = |reason: String| SidecarError::Protocol {
             method: method.to_owned(),
@@ -155,12 +171,16 @@ impl SidecarClient {
             let _ = connection.await;
         });
         let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "session-manager")
             .header("content-type", "application/json")
-            .header("accept", "application/json")
+            .header("accept", "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request
             .body(Full::new(payload))
             .map_err(|e| protocol(e.to_string()))?;
         let response = sender

@@ -258,7 +258,43 @@ export function numberParam(query, name, { dflt, max }) {
 // ---------------------------------------------------------------------------------------------
 // Top-level handler
 
-export function createRequestHandler({ router, maxBodyBytes, isShuttingDown }) {
+// Idempotency keys: a mutation sent again with the same `Idempotency-Key` (Revka's retry queue
+// sends its operation id, so a retried create_agent cannot start a second agent) gets the first
+// answer again, marked `idempotent-replayed: true`; one still running is waited for. Only a 2xx
+// answer is kept: after an error the key is forgotten and a retry runs again (a failed mutation
+// changed nothing). Bounded: at most IDEMPOTENCY_MAX keys, each for IDEMPOTENCY_TTL_MS.
+export const IDEMPOTENCY_MAX = 10000;
+export const IDEMPOTENCY_TTL_MS = 60 * 60 * 1000;
+const IDEMPOTENCY_KEY_MAX_LEN = 200;
+
+export function createIdempotencyCache({ max = IDEMPOTENCY_MAX, ttlMs = IDEMPOTENCY_TTL_MS } = {}) {
+  const entries = new Map(); // key -> { at, answer: Promise<{status, body, headers}> }
+  return {
+    // The pending or settled answer under `key`, if it is still fresh.
+    get(key) {
+      const entry = entries.get(key);
+      if (!entry) return undefined;
+      if (Date.now() - entry.at > ttlMs) {
+        entries.delete(key);
+        return undefined;
+      }
+      return entry.answer;
+    },
+    set(key, answer) {
+      entries.delete(key);
+      entries.set(key, { at: Date.now(), answer });
+      while (entries.size > max) entries.delete(entries.keys().next().value);
+    },
+    delete(key) {
+      entries.delete(key);
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}
+
+export function createRequestHandler({ router, maxBodyBytes, isShuttingDown, idempotency = createIdempotencyCache() }) {
   return function onRequest(req, res) {
     handle(req, res).catch((err) => {
       // handle() already catches everything; this is the last line of defence.
@@ -314,6 +350,36 @@ export function createRequestHandler({ router, maxBodyBytes, isShuttingDown }) {
         query: url.searchParams,
         body: () => readJsonBody(req, res, maxBodyBytes),
       };
+      const rawKey = req.headers['idempotency-key'];
+      if (rawKey !== undefined && req.method !== 'GET' && req.method !== 'HEAD') {
+        if (typeof rawKey !== 'string' || rawKey.length === 0 || rawKey.length > IDEMPOTENCY_KEY_MAX_LEN) {
+          throw new HttpError(400, 'invalid_idempotency_key', `Idempotency-Key must be 1 to ${IDEMPOTENCY_KEY_MAX_LEN} characters`);
+        }
+        const key = `${req.method} ${pathname} ${rawKey}`;
+        const earlier = idempotency.get(key);
+        // A first attempt that failed was forgotten: this one runs.
+        const replayed = earlier && (await earlier.catch(() => undefined));
+        if (replayed) {
+          req.resume(); // the repeated body is not needed
+          log('info', 'idempotent request replayed', { method: req.method, url: req.url, status: replayed.status });
+          sendJson(res, replayed.status, replayed.body, { ...replayed.headers, 'idempotent-replayed': 'true' });
+          return;
+        }
+        // Only a 2xx answer is kept; an error (thrown) or a streamed answer forgets the key.
+        const answer = Promise.resolve().then(() => m.handler(ctx)).then((result) =>
+          result === undefined || (result.status ?? 200) >= 300 ? { result, kept: false } : { result, kept: true },
+        );
+        const kept = answer.then(({ result, kept }) => {
+          if (!kept) throw new Error('not kept');
+          return { status: result.status ?? 200, body: result.body, headers: result.headers };
+        });
+        kept.catch(() => idempotency.delete(key));
+        idempotency.set(key, kept);
+        const { result } = await answer;
+        if (result === undefined) return; // the handler owns the response
+        sendJson(res, result.status ?? 200, result.body, result.headers);
+        return;
+      }
       const result = await m.handler(ctx);
       if (result === undefined) return; // the handler owns the response (SSE, long-poll)
       sendJson(res, result.status ?? 200, result.body, result.headers);

@@ -86,14 +86,18 @@ impl BuiltinTool for RestTool {
             && args.get("queue_if_unavailable").and_then(Value::as_bool) == Some(true);
         Box::pin(async move {
             let (method, path, body) = request?;
+            // A mutation that may be queued is keyed from its first attempt: if that one
+            // timed out after the sidecar acted, the queued retries are answered, not re-run.
+            let key = queue.then(SidecarServices::operation_id);
             match sidecar
-                .request_shaped(method, &path, body.clone(), None, shape)
+                .request_keyed(method, &path, body.clone(), None, shape, key.as_deref())
                 .await
             {
                 Ok(value) => Ok(json_result(value)),
                 Err(e) if queue && e.is_unavailable() => {
+                    let id = key.unwrap_or_else(SidecarServices::operation_id);
                     let id = sidecar
-                        .enqueue(method, &path, body)
+                        .enqueue_as(id, method, &path, body)
                         .await
                         .map_err(|q| format!("{e}; and it could not be queued: {q}"))?;
                     Ok(json_result(

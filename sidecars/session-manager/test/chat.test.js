@@ -39,6 +39,34 @@ describe('chat rooms', () => {
     await srv.del(`/agents/${agent.id}`);
   });
 
+  test('Idempotency-Key: a repeated mutation gets the first answer, not a second room', async () => {
+    const key = { headers: { 'idempotency-key': 'op-123' } };
+    const before = (await srv.get('/chat/rooms')).json.rooms.length;
+    // Two at once (a retry racing a slow first attempt) and one later: one room.
+    const [a, b] = await Promise.all([
+      srv.post('/chat/rooms', { name: 'once' }, key),
+      srv.post('/chat/rooms', { name: 'once' }, key),
+    ]);
+    const c = await srv.post('/chat/rooms', { name: 'once' }, key);
+    for (const r of [a, b, c]) assert.equal(r.status, 201);
+    assert.equal(a.json.id, b.json.id);
+    assert.equal(a.json.id, c.json.id);
+    assert.equal(c.headers['idempotent-replayed'], 'true');
+    assert.equal((await srv.get('/chat/rooms')).json.rooms.length, before + 1);
+    // Another key, or none, is another request.
+    const d = await srv.post('/chat/rooms', { name: 'once' }, { headers: { 'idempotency-key': 'op-124' } });
+    assert.notEqual(d.json.id, a.json.id);
+    // The same key on another route is independent; an error is not kept (the retry runs).
+    const missing = await srv.post('/chat/rooms/room_0000000000/messages', { from: 'a', text: 'b' }, key);
+    assert.equal(missing.status, 404);
+    assert.equal(missing.headers['idempotent-replayed'], undefined);
+    // A key that is too long is refused.
+    const long = await srv.post('/chat/rooms', { name: 'x' }, { headers: { 'idempotency-key': 'k'.repeat(201) } });
+    assert.equal(long.status, 400);
+    assert.equal(long.json.error.code, 'invalid_idempotency_key');
+    for (const room of [a.json, d.json]) await srv.del(`/chat/rooms/${room.id}`);
+  });
+
   test('validation', async () => {
     let r = await srv.post('/chat/rooms', {});
     assert.equal(r.status, 400);
@@ -239,5 +267,20 @@ describe('chat rooms', () => {
     await srv.del(`/agents/${carol.id}`);
     await srv.del(`/agents/${dave.id}`);
     await srv.del(`/chat/rooms/${room.id}`);
+  });
+});
+
+describe('idempotency cache', () => {
+  test('is bounded in size and time', async () => {
+    const { createIdempotencyCache } = await import('../http.js');
+    const cache = createIdempotencyCache({ max: 2, ttlMs: 50 });
+    cache.set('a', Promise.resolve(1));
+    cache.set('b', Promise.resolve(2));
+    cache.set('c', Promise.resolve(3));
+    assert.equal(cache.size, 2);
+    assert.equal(cache.get('a'), undefined, 'the oldest went');
+    assert.equal(await cache.get('c'), 3);
+    await sleep(80);
+    assert.equal(cache.get('b'), undefined, 'expired');
   });
 });
