@@ -88,10 +88,14 @@ impl Stdin {
                     Poll::Ready(Ok(0)) | Poll::Pending => break,
                     Poll::Ready(Ok(n)) => written += n,
                     Poll::Ready(Err(e)) => {
-                        let reason = format!("writing to the server's stdin failed: {e}");
-                        state.failed = Some(reason.clone());
+                        // A broken pipe is the symptom of a dead process: the writer task
+                        // closes the connection with the process's exit as the reason (what
+                        // every pending request, this one included, then fails with).
+                        state.failed = Some(format!("writing to the server's stdin failed: {e}"));
                         state.pipe = None;
-                        return Err(TransportError::Closed(reason));
+                        drop(state);
+                        self.queued.notify_one();
+                        return Ok(());
                     }
                 }
             }
