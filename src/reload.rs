@@ -56,7 +56,7 @@ pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
     apply_servers(services, &old, &new, &mut report).await; // logs each change with its path
     let (applied, failed) = (report.applied.len(), report.failed.len());
     compare_rest(&old, &new, &mut report);
-    services.config.set(new);
+    services.config.set(running_config(&old, new));
     for line in &report.applied[applied..] {
         tracing::info!(change = %line, "reload: applied");
     }
@@ -256,6 +256,25 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
             let _ = terminate_child(&sup, &format!("mcp:{name}")).await;
         }
     }
+}
+
+/// The configuration the daemon runs after a reload: `new`, except the settings reported as
+/// needing a restart, which keep their running values until then. (Stored as they were,
+/// a later restart of one subtree, say the sidecars after a crash, would pick up a new
+/// `[session_manager]` while the breaker, queue and socket client still had the old one.)
+fn running_config(old: &Config, mut new: Config) -> Config {
+    let (og, ng) = (&old.gateway, &mut new.gateway);
+    ng.enabled = og.enabled;
+    ng.host.clone_from(&og.host);
+    ng.port = og.port;
+    ng.allow_public_bind = og.allow_public_bind;
+    new.sessions = old.sessions.clone();
+    new.session_manager = old.session_manager.clone();
+    new.operator = old.operator.clone();
+    new.mcp.deferred_loading = old.mcp.deferred_loading;
+    new.supervisor.intensity = old.supervisor.intensity;
+    new.supervisor.intensity_period_secs = old.supervisor.intensity_period_secs;
+    new
 }
 
 /// Everything outside the server list: live where it can be, reported otherwise.

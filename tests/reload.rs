@@ -412,6 +412,18 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     assert!(stdout.contains("restart required"), "{stdout}");
     assert!(stdout.contains("[sessions]"), "{stdout}");
     assert_eq!(r.pid("fault").await, fault_before);
+    // Not applied, so not taken as the running value either: reloading the same file again
+    // still says it needs a restart.
+    let again = r
+        .served
+        .home
+        .command()
+        .env("RUST_LOG", "off")
+        .arg("reload")
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.contains("[sessions]"), "{again}");
     r.served.home.write_config("not toml at all = = =");
     let out = r
         .served
