@@ -537,21 +537,33 @@ mod tests {
         seen
     }
 
+    /// Services whose session manager is [`fake_sidecar`] in `home`, with `breaker` settings.
+    async fn with_fake_sidecar(
+        home: &Path,
+        breaker: impl FnOnce(&mut crate::config::BreakerConfig),
+    ) -> (SidecarServices, Arc<std::sync::Mutex<Vec<String>>>) {
+        let mut config = Config::default_in(home);
+        let socket = home.join("sm.sock");
+        config.session_manager.enabled = true;
+        config.session_manager.socket_path = socket.clone();
+        breaker(&mut config.session_manager.breaker);
+        let services = SidecarServices::new(&config);
+        let seen = fake_sidecar(&socket).await;
+        (services, seen)
+    }
+
     /// A call that may outlast `probe_timeout` (a long-poll) is not made the half-open probe,
     /// which it would fail against a healthy sidecar: `GET /health` probes first, the breaker
     /// closes, and the long call then runs to its end.
     #[tokio::test]
     async fn a_long_call_is_not_the_probe_a_health_check_is() {
         let home = tempfile::tempdir().unwrap();
-        let mut config = Config::default_in(home.path());
-        let socket = home.path().join("sm.sock");
-        config.session_manager.enabled = true;
-        config.session_manager.socket_path = socket.clone();
-        config.session_manager.breaker.failure_threshold = 1;
-        config.session_manager.breaker.recovery_timeout_secs = 1;
-        config.session_manager.breaker.probe_timeout_secs = 1;
-        let services = SidecarServices::new(&config);
-        let seen = fake_sidecar(&socket).await;
+        let (services, seen) = with_fake_sidecar(home.path(), |b| {
+            b.failure_threshold = 1;
+            b.recovery_timeout_secs = 1;
+            b.probe_timeout_secs = 1;
+        })
+        .await;
         services.breaker.record_failure();
         assert_eq!(services.breaker.state(), BreakerState::Open);
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -583,12 +595,7 @@ mod tests {
     #[tokio::test]
     async fn a_queued_operation_is_sent_with_its_id_as_idempotency_key() {
         let home = tempfile::tempdir().unwrap();
-        let mut config = Config::default_in(home.path());
-        let socket = home.path().join("sm.sock");
-        config.session_manager.enabled = true;
-        config.session_manager.socket_path = socket.clone();
-        let services = SidecarServices::new(&config);
-        let seen = fake_sidecar(&socket).await;
+        let (services, seen) = with_fake_sidecar(home.path(), |_| {}).await;
         let op = Operation::new(
             "op-abc",
             "sidecar_request",

@@ -104,6 +104,11 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
         }
     }
 
+    /// `GET /health` of the MCP server, as JSON.
+    pub async fn health(&self) -> Value {
+        json_of(self.http.get(format!("{}/health", self.base))).await
+    }
+
     /// The gateway's URL and the owner token.
     pub fn gateway(&self) -> (String, String) {
         let doc: Value =
@@ -119,15 +124,12 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
     /// `GET path` on the daemon's gateway with the owner token, as JSON.
     pub async fn api(&self, path: &str) -> Value {
         let (gateway, token) = self.gateway();
-        self.http
-            .get(format!("{gateway}{path}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json_of(
+            self.http
+                .get(format!("{gateway}{path}"))
+                .bearer_auth(&token),
+        )
+        .await
     }
 
     /// Messages the fault server received.
@@ -226,6 +228,11 @@ impl Session {
     }
 }
 
+/// Sends `request` and reads its answer as JSON.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A JSON-RPC id not used before in this test process: MCP ids must be unique in a session,
 /// and Revka refuses one already in flight.
 pub fn next_id() -> Value {
@@ -270,15 +277,7 @@ async fn discovery_file_and_health() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    let health: Value = s
-        .http
-        .get(format!("{}/health", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = s.health().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["protocol_version"], "2024-11-05");
     assert_eq!(health["pid"], s.daemon.child.id());
@@ -297,16 +296,7 @@ async fn health_records_why_each_tool_could_not_register() {
          [[mcp.servers]]\nname = \"f_a\"\ncommand = \"{fault}\"\n"
     ))
     .await;
-    let health = || async {
-        s.http
-            .get(format!("{}/health", s.base))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let health = || s.health();
     let collision = "tool `echo` of server `f_a` maps to `f_a__echo`, already used by `echo` of \
                      `f.a`: not registered";
     let mut body = Value::Null;

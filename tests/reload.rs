@@ -68,6 +68,17 @@ impl Reloading {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `revka reload` against this daemon.
+    fn cli_reload(&self) -> std::process::Output {
+        self.served
+            .home
+            .command()
+            .env("RUST_LOG", "off")
+            .arg("reload")
+            .output()
+            .unwrap()
+    }
+
     async fn reload(&self) -> (StatusCode, Value) {
         self.api(reqwest::Method::POST, "/api/reload").await
     }
@@ -399,14 +410,7 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     let fault_before = r.pid("fault").await;
     let config = r.original.replace(&r.first_extra, "") + "\n[sessions]\nmax_sessions = 7\n";
     r.served.home.write_config(&config);
-    let out = r
-        .served
-        .home
-        .command()
-        .env("RUST_LOG", "off")
-        .arg("reload")
-        .output()
-        .unwrap();
+    let out = r.cli_reload();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("restart required"), "{stdout}");
@@ -414,25 +418,11 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     assert_eq!(r.pid("fault").await, fault_before);
     // Not applied, so not taken as the running value either: reloading the same file again
     // still says it needs a restart.
-    let again = r
-        .served
-        .home
-        .command()
-        .env("RUST_LOG", "off")
-        .arg("reload")
-        .output()
-        .unwrap();
+    let again = r.cli_reload();
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.contains("[sessions]"), "{again}");
     r.served.home.write_config("not toml at all = = =");
-    let out = r
-        .served
-        .home
-        .command()
-        .env("RUST_LOG", "off")
-        .arg("reload")
-        .output()
-        .unwrap();
+    let out = r.cli_reload();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("reload rejected"), "{stderr}");
@@ -468,16 +458,7 @@ async fn a_tool_filter_keeps_tools_out_and_a_reload_changes_it_in_place() {
     }
     let (is_error, text) = call(&session, "fault__echo", json!({ "text": "hi" })).await;
     assert!(!is_error && text.contains("hi"), "{text}");
-    let health: Value = r
-        .served
-        .http
-        .get(format!("{}/health", r.served.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = r.served.health().await;
     let skipped = health["skipped_tools"].to_string();
     for want in [
         r#""tool":"fault__sleep""#,
