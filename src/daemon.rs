@@ -267,6 +267,11 @@ pub async fn run(
         process::kill_all_groups();
         process::wait_all_reaped(REAP_WAIT).await;
     }
+    // Orphans killed in the last moments may still be zombies: reap them, not PID 1.
+    let left = process::reap_all_before_exit(Duration::from_secs(2)).await;
+    if left > 0 {
+        tracing::warn!(left, "child processes still running at exit");
+    }
     tracing::info!("daemon stopped");
     crate::runlog::flush();
     Ok(if root_failed { 1 } else { 0 })

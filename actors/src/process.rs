@@ -71,10 +71,25 @@ pub async fn wait_all_reaped(timeout: Duration) -> bool {
     true
 }
 
-/// Reaps orphaned grandchildren now (the daemon's last act before exiting; otherwise they
-/// would pass to PID 1, which may never reap them).
+/// Reaps orphaned grandchildren now (see [`reap_all_before_exit`] for the daemon's last act).
 pub fn reap_orphans_now() {
     reaper::reap_orphans();
+}
+
+/// The daemon's last act, once its tree is stopped and every supervised child reaped: waits
+/// (at most `timeout`) until it has no child process left, reaping every zombie child as it
+/// goes. As a subreaper it adopted the orphans of its trees; one killed in the last moments
+/// is still a zombie here, and would pass to PID 1, which in a container may never reap it.
+/// Returns the number of child processes still there at the deadline (0: none).
+pub async fn reap_all_before_exit(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = reaper::reap_every_zombie_child();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The number of spawned, not yet reaped children (for introspection and tests).

@@ -221,6 +221,35 @@ pub(crate) use imp::{
 
 /// Parses state, ppid and pgrp out of `/proc/<pid>/stat` (fields after the last `)`).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+/// Reaps every zombie child of this process (whoever it was), and returns how many child
+/// processes are left (live ones; zombies just reaped are not counted).
+#[cfg(target_os = "linux")]
+pub(crate) fn reap_every_zombie_child() -> usize {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    use nix::unistd::Pid;
+    let me = std::process::id() as i32;
+    let mut left = 0;
+    for pid in proc_pids() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        match parse_state(&stat) {
+            Some(('Z', ppid, _)) if ppid == me => {
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            }
+            Some((_, ppid, _)) if ppid == me => left += 1,
+            _ => {}
+        }
+    }
+    left
+}
+
+/// Elsewhere orphans are not adopted: nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reap_every_zombie_child() -> usize {
+    0
+}
+
 pub(crate) fn parse_state(stat: &str) -> Option<(char, i32, i32)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
