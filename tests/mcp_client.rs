@@ -174,6 +174,17 @@ async fn a_crash_mid_call_fails_in_flight_calls_at_once_restarts_and_keeps_tools
             tokio::spawn(async move { hub.call("f__hang", json!({}), &opts(60)).await })
         })
         .collect();
+    // Both hangs must reach the server before the echoes: one arriving after them would be
+    // the call that crashes it.
+    let node = fleet.node("f");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.snapshot().details.map(|d| d["pending_calls"].clone()) != Some(json!(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "the hangs never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..2 {
         fleet.call("f__echo", json!({ "i": i })).await.unwrap();
     }
