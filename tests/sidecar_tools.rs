@@ -467,6 +467,23 @@ async fn the_dashboard_journal_health_and_breaker_reset_report_the_daemons_state
     );
     assert_eq!(run_log["rotations"], 0);
     assert_eq!(journal["retry_queue"]["capacity"], 1000);
+    let queue_journal = &journal["retry_queue"]["journal"];
+    assert!(
+        queue_journal["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("operator_mcp/retry_queue.jsonl")),
+        "{journal}"
+    );
+    for key in [
+        "bytes",
+        "records",
+        "syncs",
+        "max_sync_us",
+        "mean_sync_us",
+        "compactions",
+    ] {
+        assert!(queue_journal[key].is_u64(), "{key}: {journal}");
+    }
 
     // reset_circuit_breaker: open it by killing the sidecar, then force it closed.
     crate::sidecars::kill_sidecar_until_the_breaker_opens(&served, &session).await;

@@ -417,6 +417,32 @@ pub struct QueueStatus {
     /// its next start (not counted in `pending`).
     #[serde(default)]
     pub inbox: usize,
+    /// The journal's size and write figures, once the actor has opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalStats>,
+}
+
+/// The retry queue's journal: its size, and how its `fdatasync`s and compactions have fared
+/// since the queue actor last opened it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JournalStats {
+    /// The journal file.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Records in it (compaction rewrites it to the live ones).
+    pub records: u64,
+    /// `fdatasync` calls.
+    pub syncs: u64,
+    /// The latest `fdatasync`, in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_us: Option<u64>,
+    /// The slowest `fdatasync`, in µs.
+    pub max_sync_us: u64,
+    /// The mean `fdatasync`, in µs.
+    pub mean_sync_us: u64,
+    /// Compactions.
+    pub compactions: u64,
 }
 
 /// Refuses an empty or too long id.

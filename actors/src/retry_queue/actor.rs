@@ -406,6 +406,7 @@ impl RetryQueueState {
             concurrency: self.config.concurrency,
             head: self.queue.list(limit),
             dead_head: self.queue.list_dead(limit),
+            journal: self.journal.as_ref().map(Journal::stats),
         }
     }
 

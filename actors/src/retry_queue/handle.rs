@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use super::journal::{Journal, Record};
 use super::state::Listed;
 use super::{
-    EnqueueError, Enqueued, OnFull, OpState, Operation, QueueError, QueueStatus, RetryQueueMsg,
-    Selection, check_id, check_size, now_ms,
+    EnqueueError, Enqueued, JournalStats, OnFull, OpState, Operation, QueueError, QueueStatus,
+    RetryQueueMsg, Selection, check_id, check_size, now_ms,
 };
 
 /// How long a request waits for the actor by default (an enqueue includes an `fdatasync`).
@@ -58,6 +58,8 @@ pub(super) struct View {
     pub(super) head: Vec<Listed>,
     /// The first few dead letters.
     pub(super) dead_head: Vec<Listed>,
+    /// The journal's figures (`None` until it is open).
+    pub(super) journal: Option<JournalStats>,
 }
 
 /// Where the inbox is and what it admits; recorded by the actor at every start, once it has
@@ -266,6 +268,7 @@ impl RetryQueueHandle {
             dead_letter_list: view.dead_head.iter().map(|l| l.at(now, wall)).collect(),
             dead_letters_omitted: view.dead_letters.saturating_sub(view.dead_head.len()),
             inbox: self.shared.inboxed.load(Ordering::Relaxed),
+            journal: view.journal.clone(),
         }
     }
 

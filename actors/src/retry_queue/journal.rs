@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::Operation;
+use super::{JournalStats, Operation};
 
 /// Compaction is due when the journal holds more than `COMPACT_FACTOR` records per live one...
 const COMPACT_FACTOR: u64 = 4;
@@ -89,6 +89,18 @@ pub(super) struct Journal {
     records: u64,
     /// Whether records were written since the last sync.
     dirty: bool,
+    /// Syncs, their latency and compactions since the journal was opened.
+    stats: SyncStats,
+}
+
+/// How the journal's writes have fared since it was opened.
+#[derive(Debug, Default, Clone, Copy)]
+struct SyncStats {
+    syncs: u64,
+    last_sync_us: Option<u64>,
+    max_sync_us: u64,
+    total_sync_us: u64,
+    compactions: u64,
 }
 
 impl Journal {
@@ -160,6 +172,7 @@ impl Journal {
             base_bytes: good_len,
             records: report.records,
             dirty: false,
+            stats: SyncStats::default(),
         };
         Ok((journal, report))
     }
@@ -208,10 +221,36 @@ impl Journal {
     /// Syncs the written records to disk, if any are unsynced.
     pub(super) fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
+            let started = std::time::Instant::now();
             self.file.sync_data()?;
+            self.record_sync(started.elapsed());
             self.dirty = false;
         }
         Ok(())
+    }
+
+    fn record_sync(&mut self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let s = &mut self.stats;
+        s.syncs += 1;
+        s.last_sync_us = Some(us);
+        s.max_sync_us = s.max_sync_us.max(us);
+        s.total_sync_us = s.total_sync_us.saturating_add(us);
+    }
+
+    /// The journal's figures for `get_journal_health` and introspection.
+    pub(super) fn stats(&self) -> JournalStats {
+        let s = &self.stats;
+        JournalStats {
+            path: self.path.display().to_string(),
+            bytes: self.bytes,
+            records: self.records,
+            syncs: s.syncs,
+            last_sync_us: s.last_sync_us,
+            max_sync_us: s.max_sync_us,
+            mean_sync_us: s.total_sync_us.checked_div(s.syncs).unwrap_or(0),
+            compactions: s.compactions,
+        }
     }
 
     /// Whether the journal is large against the `live` records a snapshot would hold.
@@ -242,6 +281,7 @@ impl Journal {
         self.base_bytes = bytes;
         self.records = count;
         self.dirty = false;
+        self.stats.compactions += 1;
         Ok(())
     }
 }

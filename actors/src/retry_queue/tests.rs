@@ -1548,3 +1548,33 @@ async fn the_inbox_is_private() {
     let mode = std::fs::metadata(&inbox).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// The status carries the journal's figures: size, records, `fdatasync` count and latency
+/// (every acknowledged enqueue is synced), and compactions.
+#[tokio::test]
+async fn the_status_reports_the_journal_size_and_sync_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let q = start(&cfg, &Exec::new(Mode::Hang)).await;
+    for id in ["a", "b", "c"] {
+        enqueue_ok(&q, id).await;
+    }
+    let status = q.handle.status().await.unwrap();
+    let journal = status.journal.expect("the journal's figures");
+    assert_eq!(journal.path, cfg.journal.display().to_string());
+    assert_eq!(
+        journal.bytes,
+        std::fs::metadata(&cfg.journal).unwrap().len(),
+        "{journal:?}"
+    );
+    assert!(journal.records >= 3, "{journal:?}");
+    assert!(
+        journal.syncs >= 3,
+        "one per acknowledged enqueue: {journal:?}"
+    );
+    let last = journal.last_sync_us.expect("a latest sync");
+    assert!(journal.max_sync_us >= last && journal.max_sync_us >= journal.mean_sync_us);
+    // What introspection and get_journal_health show, without a mailbox round trip.
+    let published = q.handle.published();
+    assert_eq!(published.journal.map(|j| j.path), Some(journal.path));
+}
