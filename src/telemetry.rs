@@ -144,13 +144,14 @@ impl Telemetry {
         let queue = sidecar.queue.clone();
         self.metrics.register_gauge_fn(
             "revka_retry_queue_depth",
-            "Operations waiting in the session manager's retry queue (pending and in flight) and dead-lettered.",
+            "Operations waiting in the session manager's retry queue (pending, in flight, and in the inbox while the queue restarts with its sidecar) and dead-lettered.",
             &["queue", "state"],
             Box::new(move || {
                 let status = queue.published();
                 vec![
                     (vec!["session_manager".into(), "pending".into()], status.pending as f64),
                     (vec!["session_manager".into(), "in_flight".into()], status.in_flight as f64),
+                    (vec!["session_manager".into(), "inbox".into()], status.inbox as f64),
                     (vec!["session_manager".into(), "dead".into()], status.dead_letters as f64),
                 ]
             }),

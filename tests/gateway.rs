@@ -359,6 +359,13 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
         "{text}"
     );
     assert_eq!(value("revka_sessions", &[]), Some(2.0), "{text}");
+    for state in ["pending", "in_flight", "inbox", "dead"] {
+        let labels = [("queue", "session_manager"), ("state", state)];
+        assert!(
+            value("revka_retry_queue_depth", &labels).is_some(),
+            "{state}: {text}"
+        );
+    }
     for family in [
         "revka_session_events_total",
         "revka_progress_subscribers",
