@@ -37,6 +37,8 @@ enum WorkerMsg {
     Panic,
     Fail,
     StopNormally,
+    /// Never returns: the worker's mailbox is stuck from now on.
+    Wedge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,6 +105,7 @@ impl Actor for Worker {
                 myself.stop(Some("done".into()));
                 Ok(())
             }
+            WorkerMsg::Wedge => std::future::pending().await,
         }
     }
 }
@@ -339,6 +342,65 @@ async fn a_temporary_sibling_is_stopped_with_its_group_and_not_restarted() {
             .await
             .unwrap();
     }
+}
+
+/// A stuck actor is still visible: its handler never returns, yet the tree's snapshot (read
+/// without any mailbox) answers at once and shows it `running` since it started; its
+/// supervisor still answers, and a stop kills it after its shutdown timeout.
+#[tokio::test]
+async fn a_stuck_actor_stays_visible_and_its_supervisor_answers() {
+    let h = Harness::new();
+    let p =
+        policy(RestartType::Permanent).with_shutdown(Shutdown::Timeout(Duration::from_millis(200)));
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("w", p)],
+        )
+        .await;
+    eventually("started", Duration::from_secs(5), || {
+        h.count("start:w") == 1
+    })
+    .await;
+    let since = h.root.find("w").unwrap().snapshot().state_since;
+    h.worker("w").send_message(WorkerMsg::Wedge).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The worker's own mailbox is stuck...
+    let stuck = h
+        .worker("w")
+        .call(|_| WorkerMsg::Wedge, Some(Duration::from_millis(100)))
+        .await;
+    assert!(
+        !matches!(stuck, Ok(ractor::rpc::CallResult::Success(()))),
+        "the worker is stuck"
+    );
+    // ...but the snapshot is read without it, at once.
+    let started = std::time::Instant::now();
+    let tree = h.root.snapshot();
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "read at once"
+    );
+    let w = tree
+        .children
+        .iter()
+        .find(|c| c.id == "w")
+        .expect("w in the tree");
+    assert_eq!(w.state, ActorState::Running);
+    assert_eq!(w.state_since, since, "running since it started, not reset");
+    let listed = list_children(&sup).await.unwrap();
+    assert_eq!(listed.len(), 1, "its supervisor answers");
+    // A stop does not wait on the stuck handler past the shutdown timeout.
+    let started = std::time::Instant::now();
+    sup.stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 // ==== Order ====
