@@ -184,22 +184,16 @@ async fn wait_until_listening(root: &StatusNode, paths: &[&str]) {
             .iter()
             .map(|p| (*p, root.find(p).map(|n| n.state())))
             .collect();
-        if states.iter().all(|(_, s)| *s == Some(ActorState::Running)) {
-            return;
-        }
-        let stuck = states.iter().find(|(_, s)| *s == Some(ActorState::Failed)); // `stopped`: not started yet
-        if let Some((path, state)) = stuck.copied().or_else(|| {
-            (tokio::time::Instant::now() >= deadline)
-                .then(|| {
-                    states
-                        .iter()
-                        .find(|(_, s)| *s != Some(ActorState::Running))
-                        .copied()
-                })
-                .flatten()
-        }) {
+        // `stopped` (or no node yet) is "not started yet": only `failed` ends the wait early.
+        let failed = states.iter().find(|(_, s)| *s == Some(ActorState::Failed));
+        let waiting = states.iter().find(|(_, s)| *s != Some(ActorState::Running));
+        let give_up = failed.or(waiting.filter(|_| tokio::time::Instant::now() >= deadline));
+        if let Some(&(path, state)) = give_up {
             let state = state.map_or("not started", ActorState::as_str);
             tracing::warn!(%path, state, "listener not serving yet; reporting ready anyway");
+            return;
+        }
+        if waiting.is_none() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -130,10 +130,8 @@ impl McpServer {
             .route("/session/{id}/events", get(events::session_events))
             .route(
                 "/mcp",
-                // The body cap is applied by the handler itself (no per-request layer).
-                post(rpc::mcp_post)
-                    .get(rpc::mcp_method_not_allowed)
-                    .delete(rpc::mcp_method_not_allowed),
+                // `POST /mcp` never reaches the router: [`Dispatch`] sends it to its handler.
+                get(rpc::mcp_method_not_allowed).delete(rpc::mcp_method_not_allowed),
             )
             .fallback(guard::not_found)
             .with_state(self)

@@ -258,8 +258,7 @@ impl SidecarServices {
             // and the call then runs on the breaker it left (closed, or rejected at once).
             let probe = self.client.request("GET", "/health", None, probe_timeout);
             match self.breaker.call_classified(probe, healthy).await {
-                Err(BreakerError::Open(rejected)) => Err(BreakerError::Open(rejected)),
-                Err(BreakerError::ProbeTimeout) => Err(BreakerError::ProbeTimeout),
+                Err(e @ (BreakerError::Open(_) | BreakerError::ProbeTimeout)) => Err(e),
                 Ok(_) | Err(BreakerError::Inner(_)) => Ok(()),
             }
         } else {
@@ -286,29 +285,19 @@ impl SidecarServices {
         })
     }
 
-    /// Queues a mutation to retry when the sidecar is back. Returns the operation id.
+    /// A fresh operation id: the idempotency key of a mutation that may be queued.
+    pub fn operation_id() -> String {
+        format!("op-{}", unique_suffix())
+    }
+
+    /// Queues a mutation under `id` (from [`Self::operation_id`], the key its first attempt
+    /// was sent with) to retry when the sidecar is back. Returns the id.
     ///
     /// With `rest_for_one` the queue actor is down while its sidecar restarts (backoff up to
     /// `backoff_max`); the handle then appends the mutation to the queue's inbox on disk, and
     /// the queue's next start queues it. Only before the queue's first start can the handle not
     /// take it: give the supervisor a moment to start the queue, then fail.
     pub async fn enqueue(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<String, String> {
-        self.enqueue_as(Self::operation_id(), method, path, body)
-            .await
-    }
-
-    /// A fresh operation id: the idempotency key of a mutation that may be queued.
-    pub fn operation_id() -> String {
-        format!("op-{}", unique_suffix())
-    }
-
-    /// [`Self::enqueue`] under a given id (the key its first attempt was sent with).
-    pub async fn enqueue_as(
         &self,
         id: String,
         method: &str,

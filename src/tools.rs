@@ -195,7 +195,9 @@ impl ToolRegistry {
             || naming::bare_suffix(name).is_some_and(|bare| EAGER_SUFFIXES.contains(&bare))
     }
 
-    fn visible_in(&self, session: &Session, name: &str) -> bool {
+    /// Whether `session` can see (list and call) the served tool `name`: no deferred loading,
+    /// an eager tool, or one it activated.
+    pub fn visible_in(&self, session: &Session, name: &str) -> bool {
         !self.deferred_loading || Self::is_eager(name) || session.is_activated(name)
     }
 
@@ -261,7 +263,7 @@ impl ToolRegistry {
         all.into_values().collect()
     }
 
-    /// Tools still deferred for this session (what `tool_search` searches).
+    /// Tools still deferred for this session (what `tool_search`'s keyword mode ranks).
     pub fn deferred(&self, session: &Session) -> Vec<DeferredTool> {
         if !self.deferred_loading {
             return Vec::new();
@@ -273,9 +275,10 @@ impl ToolRegistry {
             .collect()
     }
 
-    /// What `tool_search` searches: every external and operator tool, the ones a session can
-    /// already see (eager or activated) too, so that selecting one again returns its schema
-    /// instead of `Not found` (the model may have lost it from its context).
+    /// Every external and operator tool, the ones a session can already see (eager or
+    /// activated) too: what `tool_search` searches, so that selecting a visible one again
+    /// returns its schema instead of `Not found` (the model may have lost it from its context).
+    /// Its keyword mode ranks only the still-deferred ones ([`Self::visible_in`] is false).
     pub fn searchable(&self) -> Vec<DeferredTool> {
         self.served()
             .into_iter()

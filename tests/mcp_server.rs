@@ -1392,6 +1392,30 @@ async fn the_session_stream_carries_progress_tool_changes_and_lag() {
     assert!(lagged["dropped"].as_u64().unwrap() > 0, "{lagged}");
 }
 
+/// `tool_search`'s keywords rank only what is still deferred in the session: an activated
+/// tool (here `echo`, whose name is the query, so it would rank first) takes no slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyword_search_spends_no_slot_on_a_tool_the_session_sees() {
+    let s = Served::start("").await;
+    let session = s.session().await;
+    session
+        .call_text("tool_search", json!({ "query": "select:fault__echo" }))
+        .await;
+    let text = session
+        .call_text("tool_search", json!({ "query": "echo", "max_results": 1 }))
+        .await;
+    assert!(
+        text.contains(r#""name":"fault__slow_echo""#) && !text.contains(r#""name":"fault__echo""#),
+        "{text}"
+    );
+    // A fresh session has `echo` still deferred: it ranks first.
+    let fresh = s.session().await;
+    let text = fresh
+        .call_text("tool_search", json!({ "query": "echo", "max_results": 1 }))
+        .await;
+    assert!(text.contains(r#""name":"fault__echo""#), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_activation_sends_list_changed_to_that_session_only() {
     let s = Served::start("").await;

@@ -285,8 +285,9 @@ export function createIdempotencyCache({ max = IDEMPOTENCY_MAX, ttlMs = IDEMPOTE
       entries.set(key, { at: Date.now(), answer });
       while (entries.size > max) entries.delete(entries.keys().next().value);
     },
-    delete(key) {
-      entries.delete(key);
+    // Forgets `key` only if it still holds `answer` (not a newer entry set since).
+    forget(key, answer) {
+      if (entries.get(key)?.answer === answer) entries.delete(key);
     },
     get size() {
       return entries.size;
@@ -356,14 +357,17 @@ export function createRequestHandler({ router, maxBodyBytes, isShuttingDown, ide
           throw new HttpError(400, 'invalid_idempotency_key', `Idempotency-Key must be 1 to ${IDEMPOTENCY_KEY_MAX_LEN} characters`);
         }
         const key = `${req.method} ${pathname} ${rawKey}`;
-        const earlier = idempotency.get(key);
-        // A first attempt that failed was forgotten: this one runs.
-        const replayed = earlier && (await earlier.catch(() => undefined));
-        if (replayed) {
-          req.resume(); // the repeated body is not needed
-          log('info', 'idempotent request replayed', { method: req.method, url: req.url, status: replayed.status });
-          sendJson(res, replayed.status, replayed.body, { ...replayed.headers, 'idempotent-replayed': 'true' });
-          return;
+        // Wait for the attempt under this key, if any. One that failed was forgotten; then
+        // look again, since another waiter may have started the next attempt meanwhile: one
+        // attempt runs at a time. (No await between the last look and `set` below.)
+        for (let earlier = idempotency.get(key); earlier; earlier = idempotency.get(key)) {
+          const replayed = await earlier.catch(() => undefined);
+          if (replayed) {
+            req.resume(); // the repeated body is not needed
+            log('info', 'idempotent request replayed', { method: req.method, url: req.url, status: replayed.status });
+            sendJson(res, replayed.status, replayed.body, { ...replayed.headers, 'idempotent-replayed': 'true' });
+            return;
+          }
         }
         // Only a 2xx answer is kept; an error (thrown) or a streamed answer forgets the key.
         const answer = Promise.resolve().then(() => m.handler(ctx)).then((result) =>
@@ -371,9 +375,10 @@ export function createRequestHandler({ router, maxBodyBytes, isShuttingDown, ide
         );
         const kept = answer.then(({ result, kept }) => {
           if (!kept) throw new Error('not kept');
-          return { status: result.status ?? 200, body: result.body, headers: result.headers };
+          // A copy: the handler's object may change later (an agent's state), a replay must not.
+          return { status: result.status ?? 200, body: structuredClone(result.body), headers: result.headers };
         });
-        kept.catch(() => idempotency.delete(key));
+        kept.catch(() => idempotency.forget(key, kept));
         idempotency.set(key, kept);
         const { result } = await answer;
         if (result === undefined) return; // the handler owns the response

@@ -64,18 +64,25 @@ fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Respons
 struct Ceiling {
     /// When the stream is cut.
     deadline: tokio::time::Instant,
-    /// The call's JSON-RPC id (`null` if the request had none readable).
-    id: Value,
+    /// The request, kept (a reference count) to read its id only if the stream is cut.
+    request: Bytes,
     /// The ceiling, for the message.
     limit: Duration,
 }
 
 impl Ceiling {
-    /// The error response and `done`, as SSE frames.
+    /// The error response for the request's JSON-RPC id (`null` if it has none readable),
+    /// and `done`, as SSE frames.
     fn frames(&self) -> Bytes {
+        #[derive(Deserialize)]
+        struct Id {
+            #[serde(default)]
+            id: Value,
+        }
+        let id = serde_json::from_slice::<Id>(&self.request).map_or(Value::Null, |r| r.id);
         let error = json!({
             "jsonrpc": "2.0",
-            "id": self.id,
+            "id": id,
             "error": {
                 "code": -32001,
                 "message": format!(
@@ -279,14 +286,9 @@ pub(super) async fn call(
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let limit = gw.services().config.get().gateway.call_timeout();
-    #[derive(Deserialize)]
-    struct Id {
-        #[serde(default)]
-        id: Value,
-    }
     let ceiling = Ceiling {
         deadline: tokio::time::Instant::now() + limit,
-        id: serde_json::from_slice::<Id>(&body).map_or(Value::Null, |r| r.id),
+        request: body.clone(),
         limit,
     };
     let http = gw.services().http.clone();
@@ -440,18 +442,10 @@ impl TestRequest {
             allowed: self.allowed_tools.take(),
             denied: std::mem::take(&mut self.denied_tools),
         };
-        for (key, patterns) in [
-            (
-                "allowed_tools",
-                filter.allowed.as_deref().unwrap_or_default(),
-            ),
-            ("denied_tools", &filter.denied),
-        ] {
-            for pattern in patterns {
-                crate::config::check_tool_pattern(pattern).map_err(|m| format!("{key}: {m}"))?;
-            }
+        match crate::config::tool_filter_problem(&filter) {
+            Some((key, _, message)) => Err(format!("{key}: {message}")),
+            None => Ok(filter),
         }
-        Ok(filter)
     }
 }
 
@@ -552,28 +546,23 @@ pub(super) async fn test_server(
     )
     .await
     {
-        Ok(report) if report.ok && filter.is_open() => axum::Json(json!({
-            "ok": true,
-            "tool_count": report.tool_count,
-            "tools": report.tools,
-            "latency_ms": report.latency_ms,
-        }))
-        .into_response(),
-        // With a filter, `tools` are those the daemon would register; `filtered` the rest.
+        // `tools` are those the daemon would register; with a filter, `filtered` the rest.
         Ok(report) if report.ok => {
             let (tools, filtered): (Vec<String>, Vec<String>) = report
                 .tools
                 .unwrap_or_default()
                 .into_iter()
                 .partition(|tool| filter.rejects(&spec.name, tool).is_none());
-            axum::Json(json!({
+            let mut answer = json!({
                 "ok": true,
                 "tool_count": tools.len(),
                 "tools": tools,
-                "filtered": filtered,
                 "latency_ms": report.latency_ms,
-            }))
-            .into_response()
+            });
+            if !filter.is_open() {
+                answer["filtered"] = json!(filtered);
+            }
+            axum::Json(answer).into_response()
         }
         Ok(report) => failed(report.error.unwrap_or_default(), report.latency_ms),
         Err(_) => {

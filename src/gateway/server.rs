@@ -236,10 +236,9 @@ async fn authenticate(
     if let Err(response) = gw.check_rate(ip) {
         return *response;
     }
-    let verified = presented_token(&request).and_then(|t| gw.services().tokens.verify(&t));
+    let verified = presented_token(&request).and_then(|t| gw.services().tokens.verify_caller(&t));
     match verified {
-        Some(id) => {
-            let owner = gw.services().tokens.is_owner(&id);
+        Some((_, owner)) => {
             request.extensions_mut().insert(Caller { owner });
             gw.inner
                 .limiter

@@ -71,10 +71,23 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /mcp`. The request is taken whole: its headers are read in place (the `HeaderMap`
-/// extractor would copy them) and its body is capped here, at [`MAX_MCP_BODY`].
+/// extractor would copy them), checked (auth, content type) before any of the body is read,
+/// and the body is capped here, at [`MAX_MCP_BODY`].
 pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    let session = match authenticate(&server, headers) {
+        Ok(s) => s,
+        Err(reason) => return unauthorized(reason),
+    };
+    if !is_json(headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            ErrorObject::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
     let body = match axum::body::to_bytes(body, MAX_MCP_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -97,18 +110,6 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
             );
         }
     };
-    let session = match authenticate(&server, headers) {
-        Ok(s) => s,
-        Err(reason) => return unauthorized(reason),
-    };
-    if !is_json(headers) {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            ErrorObject::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
     let message = match parse_message(&body) {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string()),

@@ -89,22 +89,21 @@ impl BuiltinTool for RestTool {
             // A mutation that may be queued is keyed from its first attempt: if that one
             // timed out after the sidecar acted, the queued retries are answered, not re-run.
             let key = queue.then(SidecarServices::operation_id);
-            match sidecar
+            let answer = sidecar
                 .request_keyed(method, &path, body.clone(), None, shape, key.as_deref())
-                .await
-            {
-                Ok(value) => Ok(json_result(value)),
-                Err(e) if queue && e.is_unavailable() => {
-                    let id = key.unwrap_or_else(SidecarServices::operation_id);
+                .await;
+            match (answer, key) {
+                (Ok(value), _) => Ok(json_result(value)),
+                (Err(e), Some(id)) if e.is_unavailable() => {
                     let id = sidecar
-                        .enqueue_as(id, method, &path, body)
+                        .enqueue(id, method, &path, body)
                         .await
                         .map_err(|q| format!("{e}; and it could not be queued: {q}"))?;
                     Ok(json_result(
                         json!({ "queued": true, "operation_id": id, "reason": e.to_string() }),
                     ))
                 }
-                Err(e) => Ok(text_result(e.to_string(), true)),
+                (Err(e), _) => Ok(text_result(e.to_string(), true)),
             }
         })
     }

@@ -1,6 +1,7 @@
 //! `tool_search`: finds deferred external tools and activates them for the calling session
-//! (seed 002). `select:a,b` activates exact names; keywords rank tools by matching terms. The
-//! answer is a `<functions>` block with each activated tool's full schema, plus a
+//! (seed 002). `select:a,b` returns exact names (any served tool: one already visible gets its
+//! schema again) and activates the deferred ones; keywords rank the still-deferred tools by
+//! matching terms. The answer is a `<functions>` block with each tool's full schema, plus a
 //! `Not found:` line for names that matched nothing.
 
 use futures::future::BoxFuture;
@@ -39,10 +40,17 @@ impl BuiltinTool for ToolSearch {
     ) -> BoxFuture<'static, Result<Value, String>> {
         Box::pin(async move {
             let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
-            let tools: Vec<DeferredTool> = ctx.registry.searchable();
             // `allowed_tools` / `denied_tools` already kept filtered tools out of the hub's
-            // table, so out of `tools`: they never reach the cut. No session allowlist on top.
-            let outcome = search::search(&tools, |_| true, &args);
+            // table, so out of `tools`: they never reach the cut. `select:` sees every tool
+            // (a visible one returns its schema again); keywords rank only the deferred ones,
+            // so the eager and activated tools take no `max_results` slot.
+            let tools: Vec<DeferredTool> = ctx.registry.searchable();
+            let selecting = matches!(args.query, search::Query::Select(_));
+            let outcome = search::search(
+                &tools,
+                |name| selecting || !ctx.registry.visible_in(&ctx.session, name),
+                &args,
+            );
             let activated = outcome.activated();
             if ctx
                 .registry

@@ -583,7 +583,11 @@ impl McpClient {
                     arguments: &arguments,
                     meta: with_progress.then_some(Meta { progress_token: id }),
                 };
-                serde_json::value::to_raw_value(&params).ok()
+                // Strings, a JSON tree and an integer id: serialising them cannot fail.
+                Some(
+                    serde_json::value::to_raw_value(&params)
+                        .expect("tools/call params always serialise"),
+                )
             },
             opts,
         )

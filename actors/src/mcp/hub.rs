@@ -444,11 +444,13 @@ impl McpHub {
     /// Removes a server, its tools and its tool filter (the server was removed from the
     /// config).
     pub fn remove(&self, name: &str) {
+        let removed = self.servers.remove(name);
+        // After the server is gone, so that no rebuild in between publishes its filtered tools.
         self.filters
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
-        if let Some((_, entry)) = self.servers.remove(name) {
+        if let Some((_, entry)) = removed {
             if let Some(client) = entry
                 .client
                 .write()

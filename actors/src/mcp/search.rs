@@ -3,8 +3,8 @@
 //! With deferred loading, external tools' schemas are left out of the system prompt; the model
 //! sees only their names and calls the built-in `tool_search` tool to fetch full definitions.
 //! Every tool it returns is activated for the rest of the conversation. This module is the pure
-//! part of that tool: [`parse_args`] reads its arguments, [`search`] picks tools from the
-//! deferred set, and [`SearchOutcome::text`] / [`render`] produce the answer. The session that
+//! part of that tool: [`parse_args`] reads its arguments, [`search`] picks tools from those it
+//! is given, and [`SearchOutcome::text`] / [`render`] produce the answer. The session that
 //! owns the deferred set calls these and activates [`SearchOutcome::activated`].
 //!
 //! # Queries
@@ -20,8 +20,10 @@
 //!   name or bare suffix equals the whole trimmed query (ignoring case) ranks first; then higher
 //!   scores; ties go by exposed name, ascending. The first `max_results` are returned.
 //!
-//! Tools the allowlist rejects are invisible in both modes, before any cut: a `select:` of one
-//! is "not found", and they never take a keyword slot.
+//! Tools the caller's `allowed` predicate rejects are invisible in both modes, before any cut:
+//! a `select:` of one is "not found", and they never take a keyword slot. (The daemon's
+//! `tool_search` passes the tools a session already sees as rejected in keyword mode; the
+//! per-server `allowed_tools` / `denied_tools` act earlier, in the hub's table.)
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,9 @@ struct StdinState {
     written: usize,
     /// Why the pipe is unusable, once it is.
     failed: Option<String>,
+    /// The pipe broke on a write (not closed by us): the writer task is closing the connection
+    /// through the [`Closer`], with the process's exit as the reason.
+    broken: bool,
 }
 
 impl Stdin {
@@ -71,7 +74,13 @@ impl Stdin {
         line.push(b'\n');
         let mut state = self.lock();
         if let Some(reason) = &state.failed {
-            return Err(TransportError::Closed(reason.clone()));
+            // While the Closer is at work, a request sent now fails with what it finds (the
+            // process's exit), like those before it, rather than with the broken pipe.
+            return if state.broken {
+                Ok(())
+            } else {
+                Err(TransportError::Closed(reason.clone()))
+            };
         }
         if state.queue.len() >= QUEUE {
             return Err(TransportError::Backpressure(QUEUE));
@@ -92,6 +101,7 @@ impl Stdin {
                         // closes the connection with the process's exit as the reason (what
                         // every pending request, this one included, then fails with).
                         state.failed = Some(format!("writing to the server's stdin failed: {e}"));
+                        state.broken = true;
                         state.pipe = None;
                         drop(state);
                         self.queued.notify_one();
@@ -155,6 +165,7 @@ impl Stdin {
                 Poll::Ready(Ok(0)) => {
                     let reason = "writing to the server's stdin failed: pipe closed".to_owned();
                     state.failed = Some(reason.clone());
+                    state.broken = true;
                     state.pipe = None;
                     return Poll::Ready(Err(reason));
                 }
@@ -175,6 +186,7 @@ impl Stdin {
                 Poll::Ready(Err(e)) => {
                     let reason = format!("writing to the server's stdin failed: {e}");
                     state.failed = Some(reason.clone());
+                    state.broken = true;
                     state.pipe = None;
                     return Poll::Ready(Err(reason));
                 }
@@ -208,6 +220,7 @@ impl StdioTransport {
                 queue: VecDeque::new(),
                 written: 0,
                 failed: None,
+                broken: false,
             }),
             queued: Notify::new(),
         });
@@ -332,4 +345,66 @@ async fn write_loop(stdin: &Stdin, stop: CancellationToken) -> Option<String> {
         let _ = pipe.shutdown().await;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::StdioTransport;
+    use crate::mcp::client::{CallOptions, Inbound, McpClient};
+    use crate::process::{ChildIo, ExitInfo, StderrRing};
+
+    /// A write that finds the pipe already broken (the server closed its stdin, as a dying
+    /// process does) fails the request with the process's exit, once known, not with the
+    /// broken pipe: so does a second request sent while the connection is closing.
+    #[tokio::test]
+    async fn a_broken_pipe_fails_requests_with_the_exit_not_the_pipe() {
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", "exec 0<&-; exec sleep 5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Give sh the moment to close its stdin: from now on a write gets EPIPE.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (exit_tx, exit) = tokio::sync::watch::channel(None);
+        let io = ChildIo {
+            pid: child.id().unwrap(),
+            stdin: child.stdin.take().unwrap(),
+            stdout: child.stdout.take().unwrap(),
+            exit,
+            stderr: Arc::new(Mutex::new(StderrRing::default())),
+        };
+        let (inbound, _events) = Inbound::new("s", Vec::new());
+        let client = McpClient::new(inbound.clone(), StdioTransport::start(io, inbound));
+        let opts = CallOptions {
+            timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let first = client.request("initialize", None, &opts);
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.request("ping", None, &opts).await
+        };
+        let exited = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            exit_tx.send_replace(Some(ExitInfo {
+                code: Some(3),
+                signal: None,
+            }));
+        };
+        let (first, second, ()) = tokio::join!(first, second, exited);
+        for error in [first.unwrap_err(), second.unwrap_err()] {
+            let error = error.to_string();
+            assert!(
+                error.contains("process exited with status 3") && !error.contains("Broken pipe"),
+                "{error}"
+            );
+        }
+        let _ = child.kill().await;
+    }
 }

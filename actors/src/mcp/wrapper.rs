@@ -159,16 +159,13 @@ fn may_convert(schema: &Value) -> bool {
             Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
             _ => false,
         };
-        // `string` among the types: a string is never converted, and nothing recurses into a
-        // non-object value; but combinators and refs still apply, so they count.
-        let combinators = ["$ref", "anyOf", "oneOf", "allOf"]
-            .iter()
-            .any(|k| property.contains_key(*k));
-        if declares_string {
-            combinators
-        } else {
-            TYPE_KEYWORDS.iter().any(|k| property.contains_key(*k))
-        }
+        // `string` among the types: a string value is left as it is, so `type`, `const` and
+        // `enum` convert nothing; every other keyword (combinators, refs, and `items` or
+        // `properties` for a value of another declared type) still applies, so it counts.
+        TYPE_KEYWORDS.iter().any(|k| {
+            property.contains_key(*k)
+                && !(declares_string && matches!(*k, "type" | "const" | "enum"))
+        })
     })
 }
 

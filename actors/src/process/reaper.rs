@@ -230,14 +230,11 @@ pub(crate) fn reap_every_zombie_child() -> usize {
     let me = std::process::id() as i32;
     let mut left = 0;
     for pid in proc_pids() {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        match parse_state(&stat) {
-            Some(('Z', ppid, _)) if ppid == me => {
+        match read_stat(pid) {
+            Some(stat) if stat.ppid == me && !stat.alive() => {
                 let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
             }
-            Some((_, ppid, _)) if ppid == me => left += 1,
+            Some(stat) if stat.ppid == me => left += 1,
             _ => {}
         }
     }

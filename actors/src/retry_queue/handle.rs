@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -107,6 +107,8 @@ struct Shared {
     depth: AtomicUsize,
     /// Operations in the inbox, not yet queued by an actor.
     inboxed: AtomicUsize,
+    /// Whether the inbox is known (the actor has started once): read without the inbox lock.
+    accepting: AtomicBool,
     totals: Totals,
 }
 
@@ -137,6 +139,7 @@ impl RetryQueueHandle {
                 view: Mutex::new(View::default()),
                 depth: AtomicUsize::new(0),
                 inboxed: AtomicUsize::new(0),
+                accepting: AtomicBool::new(false),
                 totals: Totals::default(),
             }),
             call_timeout: CALL_TIMEOUT,
@@ -186,6 +189,7 @@ impl RetryQueueHandle {
         inbox.config = Some(config);
         inbox.known = Known::default();
         self.shared.inboxed.store(0, Ordering::Relaxed);
+        self.shared.accepting.store(true, Ordering::Release);
     }
 
     /// Detaches actor `id` if it is the attached one; `known` gives its queue's ids (`None` if
@@ -231,7 +235,7 @@ impl RetryQueueHandle {
     /// Whether [`Self::enqueue`] can take an operation while no actor is attached: true once
     /// the actor has started (loaded its journal) once.
     pub fn accepts_while_down(&self) -> bool {
-        self.inbox().config.is_some()
+        self.shared.accepting.load(Ordering::Acquire)
     }
 
     /// The status as last published (only the first few operations listed), without a
@@ -309,11 +313,28 @@ impl RetryQueueHandle {
     pub async fn enqueue(&self, op: Operation) -> Result<Enqueued, EnqueueError> {
         let deadline = Instant::now() + self.call_timeout;
         loop {
-            let actor = {
-                let mut inbox = self.inbox();
-                match self.actor() {
-                    Some(actor) => actor,
-                    None => return self.append_to_inbox(&mut inbox, op),
+            let Some(actor) = self.actor() else {
+                // The inbox append opens, writes and fsyncs a file: off the async threads. The
+                // actor is looked for again under the inbox lock, which its attach also takes,
+                // so an append and an attach never overlap.
+                let handle = self.clone();
+                let op = op.clone();
+                let appended = tokio::task::spawn_blocking(move || {
+                    let mut inbox = handle.inbox();
+                    match handle.actor() {
+                        Some(_) => None, // attached meanwhile: it takes `op`
+                        None => Some(handle.append_to_inbox(&mut inbox, op)),
+                    }
+                })
+                .await;
+                match appended {
+                    Ok(Some(result)) => return result,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Err(EnqueueError::Journal(format!(
+                            "the inbox append did not finish: {e}"
+                        )));
+                    }
                 }
             };
             let wait = deadline.saturating_duration_since(Instant::now());

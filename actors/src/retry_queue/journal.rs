@@ -104,23 +104,38 @@ struct SyncStats {
 }
 
 impl Journal {
-    /// Opens (creating) the journal at `path` and feeds every readable record to `apply`.
+    /// Opens (creating) the journal at `path` and feeds every readable record to `apply`. A
+    /// file it creates has its directory synced, so the first record synced into it is not
+    /// lost with the directory entry on a power failure.
     pub(super) fn open(
         path: &Path,
         mut apply: impl FnMut(Record),
     ) -> io::Result<(Self, LoadReport)> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
         }
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
+            .create_new(true)
             .mode(0o600)
-            .open(path)?;
+            .open(path)
+        {
+            Ok(created) => {
+                if let Some(dir) = dir {
+                    File::open(dir)?.sync_all()?;
+                }
+                created
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                OpenOptions::new().read(true).append(true).open(path)?
+            }
+            Err(e) => return Err(e),
+        };
         let meta = file.metadata()?;
         if meta.permissions().mode() & 0o077 != 0 {
             file.set_permissions(fs::Permissions::from_mode(0o600))?;

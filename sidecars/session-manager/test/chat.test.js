@@ -56,10 +56,20 @@ describe('chat rooms', () => {
     // Another key, or none, is another request.
     const d = await srv.post('/chat/rooms', { name: 'once' }, { headers: { 'idempotency-key': 'op-124' } });
     assert.notEqual(d.json.id, a.json.id);
-    // The same key on another route is independent; an error is not kept (the retry runs).
+    // The same key on another route is independent.
     const missing = await srv.post('/chat/rooms/room_0000000000/messages', { from: 'a', text: 'b' }, key);
     assert.equal(missing.status, 404);
     assert.equal(missing.headers['idempotent-replayed'], undefined);
+    // An error is not kept: the retry under the same key runs, and then that answer is kept.
+    const retryKey = { headers: { 'idempotency-key': 'op-125' } };
+    const refused = await srv.post(`/chat/rooms/${a.json.id}/messages`, { from: 'a' }, retryKey);
+    assert.equal(refused.status, 400, JSON.stringify(refused.json));
+    const posted = await srv.post(`/chat/rooms/${a.json.id}/messages`, { from: 'a', text: 'b' }, retryKey);
+    assert.equal(posted.status, 201, JSON.stringify(posted.json));
+    assert.equal(posted.headers['idempotent-replayed'], undefined);
+    const again = await srv.post(`/chat/rooms/${a.json.id}/messages`, { from: 'a', text: 'b' }, retryKey);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.equal(again.json.id, posted.json.id);
     // A key that is too long is refused.
     const long = await srv.post('/chat/rooms', { name: 'x' }, { headers: { 'idempotency-key': 'k'.repeat(201) } });
     assert.equal(long.status, 400);
@@ -282,5 +292,14 @@ describe('idempotency cache', () => {
     assert.equal(await cache.get('c'), 3);
     await sleep(80);
     assert.equal(cache.get('b'), undefined, 'expired');
+    // `forget` removes only the entry it was given, not a newer one under the same key.
+    const first = Promise.resolve(1);
+    const second = Promise.resolve(2);
+    cache.set('k', first);
+    cache.set('k', second);
+    cache.forget('k', first);
+    assert.equal(cache.get('k'), second);
+    cache.forget('k', second);
+    assert.equal(cache.get('k'), undefined);
   });
 });

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use revka_actors::mcp::hub::ToolFilter;
 use revka_actors::supervisor::RestartPolicy;
 
 use super::{cap_tool_timeout, check_override, describe};
@@ -123,15 +124,8 @@ pub(super) fn check_server(
     }
     let key = describe(site, source, &at(&["tool_timeout_secs"]));
     cap_tool_timeout(&mut server.tool_timeout_secs, &key, warnings);
-    for key in ["allowed_tools", "denied_tools"] {
-        let patterns = match key {
-            "allowed_tools" => server.allowed_tools.as_deref().unwrap_or_default(),
-            _ => &server.denied_tools,
-        };
-        for (i, pattern) in patterns.iter().enumerate() {
-            check_tool_pattern(pattern)
-                .map_err(|m| site.invalid(&source.path(&KeyPath::keys(&[key]).index(i)), m))?;
-        }
+    if let Some((key, i, message)) = tool_filter_problem(&server.tool_filter()) {
+        return Err(site.invalid(&source.path(&KeyPath::keys(&[key]).index(i)), message));
     }
     if server.allowed_tools.as_ref().is_some_and(Vec::is_empty) {
         let where_ = describe(site, source, &at(&["allowed_tools"]));
@@ -144,8 +138,18 @@ pub(super) fn check_server(
     })
 }
 
+/// The first invalid pattern of a tool filter: its key (`allowed_tools` or `denied_tools`),
+/// its index, and what is wrong. Shared by the config and the gateway's server test.
+pub(crate) fn tool_filter_problem(filter: &ToolFilter) -> Option<(&'static str, usize, String)> {
+    let allowed = filter.allowed.as_deref().unwrap_or_default();
+    [("allowed_tools", allowed), ("denied_tools", &filter.denied)]
+        .into_iter()
+        .flat_map(|(key, patterns)| patterns.iter().enumerate().map(move |(i, p)| (key, i, p)))
+        .find_map(|(key, i, pattern)| check_tool_pattern(pattern).err().map(|m| (key, i, m)))
+}
+
 /// A pattern of `allowed_tools` / `denied_tools`: a tool name, or a prefix ending in `*`.
-pub(crate) fn check_tool_pattern(pattern: &str) -> Result<(), String> {
+fn check_tool_pattern(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("must not be empty (use \"*\" to match every tool)".to_owned());
     }

@@ -144,10 +144,17 @@ impl TokenStore {
     /// [`LAST_USED_RESOLUTION`], in memory only (see [`Self::flush`]).
     pub fn verify(&self, presented: &str) -> Option<TokenId> {
         self.verify_at(presented, SystemTime::now())
+            .map(|(id, _)| id)
     }
 
-    /// [`Self::verify`] at `now`.
-    pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<TokenId> {
+    /// [`Self::verify`], and whether the token is an owner token (the one written to
+    /// `$REVKA_HOME/gateway.token`), found in the same pass.
+    pub fn verify_caller(&self, presented: &str) -> Option<(TokenId, bool)> {
+        self.verify_at(presented, SystemTime::now())
+    }
+
+    /// [`Self::verify_caller`] at `now`.
+    pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<(TokenId, bool)> {
         let hash = hash_token(presented);
         let (id, stale) = {
             let state = self.read();
@@ -162,7 +169,10 @@ impl TokenStore {
             let record = state
                 .records
                 .get(usize::try_from(found).ok()?.checked_sub(1)?)?;
-            (record.id(), needs_touch(record.last_used_at, now))
+            (
+                (record.id(), record.owner),
+                needs_touch(record.last_used_at, now),
+            )
         };
         if stale {
             let mut state = self.write();
@@ -174,14 +184,6 @@ impl TokenStore {
             }
         }
         Some(id)
-    }
-
-    /// Whether `id` is a live owner token (the one in `$REVKA_HOME/gateway.token`).
-    pub fn is_owner(&self, id: &TokenId) -> bool {
-        self.read()
-            .records
-            .iter()
-            .any(|r| r.owner && !r.revoked && r.id() == *id)
     }
 
     /// Issues a new token labelled `label` and persists it.

@@ -657,6 +657,8 @@ fn string_schema() -> impl Strategy<Value = Value> {
         Just(json!({"enum": ["a", 1]})),
         Just(json!({"type": "string", "anyOf": [{"type": "integer"}]})),
         Just(json!({"properties": {"x": {"type": "integer"}}})),
+        Just(json!({"type": ["string", "array"], "items": {"type": "integer"}})),
+        Just(json!({"type": ["string", "object"], "properties": {"n": {"type": "integer"}}})),
     ];
     (
         proptest::collection::btree_map("[ab]", property, 0..3),
@@ -767,9 +769,18 @@ fn the_coercion_shortcut_takes_only_schemas_that_cannot_convert() {
         json!({"$ref": "#/$defs/a", "$defs": {"a": {"properties": {"n": {"type": "integer"}}}}}),
         json!({"type": "object", "additionalProperties": {"type": "integer"}}),
         json!({"type": ["object", "null"], "properties": {}}),
+        // `string` among the types does not excuse what applies to the others.
+        json!({"properties": {"a": {"type": ["string", "array"], "items": {"type": "integer"}}}}),
+        json!({"properties": {"a": {"type": ["string", "object"], "properties": {"n": {"type": "integer"}}}}}),
     ] {
         assert!(may_convert(&schema), "{schema}");
     }
+    let schema =
+        json!({"properties": {"a": {"type": ["string", "array"], "items": {"type": "integer"}}}});
+    assert_eq!(
+        prepare_arguments(&schema, json!({"a": ["5"]})).unwrap(),
+        json!({"a": [5]})
+    );
     // Skipped or not, the result is the same.
     let schema = json!({"properties": {"text": {"type": "string"}}});
     let args = json!({"text": "5", "approved": true, "extra": "true"});

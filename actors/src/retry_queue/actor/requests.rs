@@ -1,6 +1,7 @@
 //! The requests of [`RetryQueueActor`](super::RetryQueueActor): loading the journal and the
 //! inbox, enqueues, and the dead-letter operations (replay, drop). Each change is journaled
-//! durably before it is applied and replied to.
+//! durably before it is replied to; the inbox's admissions at a start are appended, applied,
+//! and synced as one batch before any request is handled or any operation runs.
 
 use std::collections::HashSet;
 use std::io;

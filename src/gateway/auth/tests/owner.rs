@@ -42,6 +42,16 @@ fn the_owner_token_is_rotated_at_each_start() {
         Some(paired.id.clone()),
         "others kept"
     );
+    // The owner flag comes with the verification: the gateway's owner-only routes use it.
+    assert_eq!(
+        store.verify_caller(&second),
+        Some((second_id.clone(), true))
+    );
+    assert_eq!(
+        store.verify_caller(&paired.token),
+        Some((paired.id.clone(), false))
+    );
+    assert_eq!(store.verify_caller(&first), None);
 
     let owners: Vec<_> = store
         .list()

@@ -73,7 +73,10 @@ fn last_used_at_moves_at_most_once_a_minute_and_reaches_disk_lazily() {
         (t0 - Duration::from_secs(3600), t0 + Duration::from_secs(61)),
     ];
     for (now, expected) in steps {
-        assert_eq!(store.verify_at(&issued.token, now), Some(issued.id.clone()));
+        assert_eq!(
+            store.verify_at(&issued.token, now),
+            Some((issued.id.clone(), false))
+        );
         assert_eq!(last_used(&store), Some(expected), "at {now:?}");
     }
     // Wrong tokens touch nothing.
