@@ -1,5 +1,6 @@
-//! Process figures from `/proc`: CPU time of a process tree (nanosecond `schedstat` of every
-//! thread), resident memory and open file descriptors.
+//! Process figures from `/proc`: CPU time of a process tree and how many times its threads
+//! were put on a CPU (the nanosecond `schedstat` of every thread), resident memory and open
+//! file descriptors.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,26 +40,66 @@ pub fn tree(root: i32) -> Vec<i32> {
     out
 }
 
-/// CPU time of every thread of `pid` (nanoseconds of `/proc/<pid>/task/*/schedstat`).
-pub fn cpu(pid: i32) -> Duration {
-    let mut total = 0u64;
+/// What the scheduler counted for a process tree: CPU time, and how many times one of its
+/// threads was put on a CPU (each one a wake-up or a preemption: a figure the machine's noise
+/// moves much less than time).
+#[derive(Clone, Copy, Default)]
+pub struct Sched {
+    pub cpu: Duration,
+    pub runs: u64,
+}
+
+impl std::ops::Add for Sched {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self {
+            cpu: self.cpu + other.cpu,
+            runs: self.runs + other.runs,
+        }
+    }
+}
+
+impl Sched {
+    fn since(self, start: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(start.cpu),
+            runs: self.runs.saturating_sub(start.runs),
+        }
+    }
+}
+
+/// The scheduler's figures summed over every thread of `pid` (`/proc/<pid>/task/*/schedstat`:
+/// nanoseconds on a CPU, nanoseconds waiting, times run).
+pub fn sched(pid: i32) -> Sched {
+    let mut total = Sched::default();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-                total += s
-                    .split(' ')
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let mut fields = s.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+                let cpu = fields.next().unwrap_or(0);
+                let runs = fields.nth(1).unwrap_or(0);
+                total = total
+                    + Sched {
+                        cpu: Duration::from_nanos(cpu),
+                        runs,
+                    };
             }
         }
     }
-    Duration::from_nanos(total)
+    total
 }
 
-/// CPU time of `root` and its live descendants.
-pub fn tree_cpu(root: i32) -> Duration {
-    tree(root).into_iter().map(cpu).sum()
+/// CPU time of every thread of `pid`.
+pub fn cpu(pid: i32) -> Duration {
+    sched(pid).cpu
+}
+
+/// The scheduler's figures for `root` and its live descendants.
+pub fn tree_sched(root: i32) -> Sched {
+    tree(root)
+        .into_iter()
+        .map(sched)
+        .fold(Sched::default(), |a, b| a + b)
 }
 
 /// CPU time of this process (the load generator).
@@ -99,7 +140,7 @@ pub fn cmdline(pid: i32) -> String {
 /// Measures the CPU used by a process tree and by the load generator over a span.
 pub struct CpuMeter {
     root: i32,
-    start_tree: Duration,
+    start_tree: Sched,
     start_self: Duration,
     started: std::time::Instant,
 }
@@ -108,6 +149,8 @@ pub struct CpuMeter {
 pub struct CpuUse {
     /// CPU of the measured tree.
     pub tree: Duration,
+    /// Times a thread of the measured tree was put on a CPU.
+    pub runs: u64,
     /// CPU of the load generator.
     pub load: Duration,
     /// Wall time.
@@ -118,15 +161,17 @@ impl CpuMeter {
     pub fn start(root: i32) -> Self {
         Self {
             root,
-            start_tree: tree_cpu(root),
+            start_tree: tree_sched(root),
             start_self: self_cpu(),
             started: std::time::Instant::now(),
         }
     }
 
     pub fn stop(self) -> CpuUse {
+        let tree = tree_sched(self.root).since(self.start_tree);
         CpuUse {
-            tree: tree_cpu(self.root).saturating_sub(self.start_tree),
+            tree: tree.cpu,
+            runs: tree.runs,
             load: self_cpu().saturating_sub(self.start_self),
             wall: self.started.elapsed(),
         }

@@ -38,11 +38,16 @@ impl Row {
     pub fn cpu_per_call_us(&self) -> f64 {
         self.cpu.tree.as_secs_f64() * 1e6 / self.calls.max(1) as f64
     }
+
+    /// Times a thread of the target's tree was put on a CPU, per call.
+    pub fn runs_per_call(&self) -> f64 {
+        self.cpu.runs as f64 / self.calls.max(1) as f64
+    }
 }
 
 pub fn header() {
     println!(
-        "{:<14} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>6}",
+        "{:<14} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9} {:>6}",
         "target",
         "sess",
         "calls/s",
@@ -51,6 +56,7 @@ pub fn header() {
         "p99 µs",
         "max µs",
         "CPU µs/call",
+        "runs/call",
         "loadgen",
         "errors"
     );
@@ -58,7 +64,7 @@ pub fn header() {
 
 pub fn print(row: &Row) {
     println!(
-        "{:<14} {:>4} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>12.1} {:>8.0}% {:>6}",
+        "{:<14} {:>4} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>12.1} {:>9.2} {:>8.0}% {:>6}",
         row.target,
         row.sessions,
         row.rate(),
@@ -67,6 +73,7 @@ pub fn print(row: &Row) {
         us(row.lat.p99),
         us(row.lat.max),
         row.cpu_per_call_us(),
+        row.runs_per_call(),
         row.cpu.load.as_secs_f64() * 100.0 / row.cpu.wall.as_secs_f64(),
         row.errors,
     );
@@ -268,6 +275,9 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     );
     println!(
         "## direct stdio: 1 or 8 calls in flight on one pipe; gateways: 1 or 8 sessions, one keep-alive connection each"
+    );
+    println!(
+        "## runs/call: times a thread of the target's tree was put on a CPU (wake-ups), per call"
     );
     header();
     let mut rows: Vec<Row> = Vec::new();
