@@ -1,9 +1,11 @@
 //! The stdio transport: newline-delimited JSON-RPC over a child's stdin and stdout.
 //!
 //! A message is written to stdin by its sender, straight away, when nothing is queued ahead of
-//! it and the pipe takes it whole (a non-blocking write: no task hand-off on the call path).
-//! Otherwise it joins a bounded queue that a writer task drains, many lines to one `write`,
-//! as the pipe accepts them. A reader task frames stdout with the 4 MiB line cap
+//! it and nobody else is writing (a non-blocking write: no task hand-off on the call path).
+//! The writer takes the pipe out of the shared state for the write, so no lock is held across
+//! the system call; lines sent meanwhile queue, and the writer writes them too, many lines to
+//! one `write`, before it puts the pipe back. What the pipe cannot take yet stays in a bounded
+//! queue that a writer task drains as the pipe accepts it. A reader task frames stdout with the 4 MiB line cap
 //! enforced while reading (a flood without newlines costs bounded memory and fails the
 //! connection), skips non-JSON lines, and hands every message to the client's [`Inbound`].
 //! When stdout ends, the reader waits briefly for the process's exit status so that pending
@@ -41,16 +43,22 @@ pub struct StdioTransport {
 }
 
 /// The child's stdin, shared by senders (direct writes) and the writer task (the queue).
+///
+/// Whoever writes takes the pipe out of the state for the write and puts it back after, so
+/// the lock is never held across a `write` (two workers sending at once would otherwise
+/// queue on it in the kernel). While the pipe is out, senders only queue: its holder writes
+/// what they queued before putting it back, or hands it to the writer task.
 #[derive(Debug)]
 struct Stdin {
     state: Mutex<StdinState>,
-    /// Wakes the writer task when the queue gets its first message.
+    /// Wakes the writer task when lines are left for it.
     queued: Notify,
 }
 
 #[derive(Debug)]
 struct StdinState {
-    /// `None` once closed or broken.
+    /// The pipe, when nobody is writing to it; `None` while a write is under way, and for good
+    /// once `failed` is set.
     pipe: Option<ChildStdin>,
     /// Bytes not yet written, in order: whole lines, the first maybe partly written already.
     queue: VecDeque<Vec<u8>>,
@@ -63,13 +71,17 @@ struct StdinState {
     broken: bool,
 }
 
+/// Batches a sender writes itself, after its own line, before it leaves the rest of the queue
+/// to the writer task (its call should not pay for everybody else's).
+const SENDER_ROUNDS: usize = 4;
+
 impl Stdin {
     fn lock(&self) -> MutexGuard<'_, StdinState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes `line` now if nothing is queued ahead of it and the pipe takes all of it, else
-    /// queues what is left for the writer task.
+    /// Queues `line`, and writes it now (with whatever queued behind it meanwhile) if nobody
+    /// else is writing and nothing waits ahead of it.
     fn send(&self, mut line: Vec<u8>) -> Result<(), TransportError> {
         line.push(b'\n');
         let mut state = self.lock();
@@ -85,116 +97,140 @@ impl Stdin {
         if state.queue.len() >= QUEUE {
             return Err(TransportError::Backpressure(QUEUE));
         }
-        let mut written = 0;
-        if state.queue.is_empty() {
-            let Some(pipe) = state.pipe.as_mut() else {
-                return Err(TransportError::Closed("stdin closed".into()));
-            };
-            // A noop waker: if the pipe is full, the writer task polls again with its own.
-            let mut cx = Context::from_waker(Waker::noop());
-            while written < line.len() {
-                match Pin::new(&mut *pipe).poll_write(&mut cx, &line[written..]) {
-                    Poll::Ready(Ok(0)) | Poll::Pending => break,
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => {
-                        // A broken pipe is the symptom of a dead process: the writer task
-                        // closes the connection with the process's exit as the reason (what
-                        // every pending request, this one included, then fails with).
-                        state.failed = Some(format!("writing to the server's stdin failed: {e}"));
-                        state.broken = true;
-                        state.pipe = None;
-                        drop(state);
-                        self.queued.notify_one();
-                        return Ok(());
-                    }
-                }
-            }
-            if written == line.len() {
-                return Ok(());
-            }
-        }
         let first = state.queue.is_empty();
-        if first {
-            state.written = written;
-        }
         state.queue.push_back(line);
-        drop(state);
-        if first {
-            self.queued.notify_one();
+        if !first {
+            // Lines wait ahead: the writer task (or the pipe's holder) has them and this one.
+            return Ok(());
         }
+        let Some(pipe) = state.pipe.take() else {
+            // Somebody is writing: it writes this line too before putting the pipe back.
+            return Ok(());
+        };
+        // A no-op waker: if the pipe is full, the writer task polls again with its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = self.write_out(state, pipe, &mut cx, SENDER_ROUNDS);
         Ok(())
     }
 
-    /// Writes queued lines until the queue is empty or the pipe is full (then `Pending`, with
-    /// `cx` registered for writability).
+    /// The writer task's turn: writes queued lines until the queue is empty or the pipe is
+    /// full (then `Pending`, with `cx` registered for writability). `Ready(Ok)` also when
+    /// somebody else holds the pipe: it hands over what it leaves.
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
         let mut state = self.lock();
-        let state = &mut *state;
+        match state.pipe.take() {
+            Some(pipe) => self.write_out(state, pipe, cx, usize::MAX),
+            None => Poll::Ready(match &state.failed {
+                Some(reason) => Err(reason.clone()),
+                None => Ok(()),
+            }),
+        }
+    }
+
+    /// Writes queued lines with `pipe` taken out of `state`, the lock released around each
+    /// write, at most `rounds` writes; then puts the pipe back. Up to 64 lines or 64 KiB go in
+    /// one write. What is left when the rounds run out, or the pipe is full and `cx` is not the
+    /// writer task's, is handed to the writer task.
+    fn write_out<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, StdinState>,
+        mut pipe: ChildStdin,
+        cx: &mut Context<'_>,
+        mut rounds: usize,
+    ) -> Poll<Result<(), String>> {
+        let own_task = rounds == usize::MAX;
         loop {
-            let Some(pipe) = state.pipe.as_mut() else {
-                return Poll::Ready(Err(state
-                    .failed
-                    .clone()
-                    .unwrap_or_else(|| "stdin closed".into())));
-            };
-            let Some(front) = state.queue.front() else {
+            if let Some(reason) = &state.failed {
+                // Closed while we wrote: dropping the pipe closes it.
+                return Poll::Ready(Err(reason.clone()));
+            }
+            if state.queue.is_empty() {
+                state.pipe = Some(pipe);
                 return Poll::Ready(Ok(()));
-            };
-            // Gather up to 64 KiB of queued lines into one write.
-            let result = if state.queue.len() == 1 || front.len() - state.written >= GATHER {
-                Pin::new(&mut *pipe).poll_write(cx, &front[state.written..])
+            }
+            if rounds == 0 {
+                state.pipe = Some(pipe);
+                drop(state);
+                self.queued.notify_one();
+                return Poll::Ready(Ok(()));
+            }
+            rounds = rounds.saturating_sub(1);
+            // Take a batch out, so the lock is free while the kernel copies it.
+            let mut total = state.queue[0].len() - state.written;
+            let mut take = 1;
+            while take < state.queue.len() && take < 64 && total < GATHER {
+                total += state.queue[take].len();
+                take += 1;
+            }
+            let mut batch: Vec<Vec<u8>> = state.queue.drain(..take).collect();
+            let mut offset = std::mem::take(&mut state.written);
+            drop(state);
+            let result = if let [line] = &batch[..] {
+                Pin::new(&mut pipe).poll_write(cx, &line[offset..])
             } else {
-                let mut slices = Vec::with_capacity(state.queue.len().min(64));
-                let mut total = 0;
-                for (i, line) in state.queue.iter().enumerate() {
-                    let part = if i == 0 {
-                        &line[state.written..]
-                    } else {
-                        &line[..]
-                    };
-                    total += part.len();
-                    slices.push(std::io::IoSlice::new(part));
-                    if total >= GATHER || slices.len() == 64 {
-                        break;
-                    }
-                }
-                Pin::new(&mut *pipe).poll_write_vectored(cx, &slices)
+                let slices: Vec<std::io::IoSlice<'_>> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, line)| {
+                        std::io::IoSlice::new(if i == 0 { &line[offset..] } else { line })
+                    })
+                    .collect();
+                Pin::new(&mut pipe).poll_write_vectored(cx, &slices)
             };
-            match result {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
-                    let reason = "writing to the server's stdin failed: pipe closed".to_owned();
-                    state.failed = Some(reason.clone());
-                    state.broken = true;
-                    state.pipe = None;
-                    return Poll::Ready(Err(reason));
-                }
-                Poll::Ready(Ok(mut n)) => {
-                    // Retire the lines written in full; keep the offset into a partial one.
-                    while n > 0 {
-                        let left = state.queue[0].len() - state.written;
-                        if n >= left {
-                            n -= left;
-                            state.queue.pop_front();
-                            state.written = 0;
-                        } else {
-                            state.written += n;
-                            n = 0;
-                        }
-                    }
-                }
-                Poll::Ready(Err(e)) => {
+            state = self.lock();
+            let pending = result.is_pending();
+            let written = match result {
+                Poll::Ready(Ok(0)) => Err("pipe closed".to_owned()),
+                Poll::Ready(Ok(n)) => Ok(n),
+                Poll::Ready(Err(e)) => Err(e.to_string()),
+                Poll::Pending => Ok(0),
+            };
+            let mut n = match written {
+                Ok(n) => n,
+                Err(e) => {
+                    // A broken pipe is the symptom of a dead process: the writer task closes
+                    // the connection with the process's exit as the reason (what every pending
+                    // request then fails with).
                     let reason = format!("writing to the server's stdin failed: {e}");
-                    state.failed = Some(reason.clone());
-                    state.broken = true;
-                    state.pipe = None;
+                    if state.failed.is_none() {
+                        state.failed = Some(reason.clone());
+                        state.broken = true;
+                    }
+                    drop(state);
+                    if !own_task {
+                        self.queued.notify_one();
+                    }
                     return Poll::Ready(Err(reason));
                 }
+            };
+            // Retire the lines written in full; the rest goes back to the front, in order,
+            // ahead of anything queued meanwhile.
+            let mut done = 0;
+            while done < batch.len() && n >= batch[done].len() - offset {
+                n -= batch[done].len() - offset;
+                offset = 0;
+                done += 1;
+            }
+            if done < batch.len() {
+                offset += n;
+                for line in batch.drain(done..).rev() {
+                    state.queue.push_front(line);
+                }
+                state.written = offset;
+            }
+            if pending {
+                state.pipe = Some(pipe);
+                drop(state);
+                if !own_task {
+                    self.queued.notify_one();
+                }
+                return Poll::Pending;
             }
         }
     }
 
-    /// Stops all writing; returns the pipe for a polite close, if it is still usable.
+    /// Stops all writing; returns the pipe for a polite close, if it is still usable. (A
+    /// sender writing at this moment finds `failed` set and drops the pipe instead.)
     fn take_pipe(&self, reason: &str) -> Option<ChildStdin> {
         let mut state = self.lock();
         state.failed.get_or_insert_with(|| reason.to_owned());
@@ -353,8 +389,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use super::StdioTransport;
-    use crate::mcp::client::{CallOptions, Inbound, McpClient};
+    use super::{QUEUE, StdioTransport};
+    use crate::mcp::client::{
+        CallOptions, Inbound, McpClient, Outgoing, Transport, TransportError,
+    };
     use crate::process::{ChildIo, ExitInfo, StderrRing};
 
     /// A write that finds the pipe already broken (the server closed its stdin, as a dying
@@ -406,5 +444,98 @@ mod tests {
             );
         }
         let _ = child.kill().await;
+    }
+
+    /// Senders on both workers at once, with lines small and larger than the pipe's buffer
+    /// (partial writes, a full pipe, the writer task taking over): every line reaches the
+    /// server whole, each sender's lines in the order sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_senders_never_interleave_or_reorder_lines() {
+        const SENDERS: usize = 4;
+        const LINES: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stdin.log");
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat > '{}'", out.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (_exit_tx, exit) = tokio::sync::watch::channel(None);
+        let io = ChildIo {
+            pid: child.id().unwrap(),
+            stdin: child.stdin.take().unwrap(),
+            stdout: child.stdout.take().unwrap(),
+            exit,
+            stderr: Arc::new(Mutex::new(StderrRing::default())),
+        };
+        let (inbound, _events) = Inbound::new("s", Vec::new());
+        let transport = StdioTransport::start(io, inbound);
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let transport = transport.clone();
+                tokio::spawn(async move {
+                    for i in 0..LINES {
+                        // Every 50th line is 100 KiB: more than a pipe holds.
+                        let pad = if i % 50 == 7 { 100 * 1024 } else { i % 200 };
+                        let line = format!(r#"{{"s":{s},"i":{i},"pad":"{}"}}"#, "x".repeat(pad));
+                        loop {
+                            match transport.send(Outgoing::Notification {
+                                line: line.clone().into_bytes(),
+                            }) {
+                                Ok(()) => break,
+                                Err(TransportError::Backpressure(n)) => {
+                                    assert_eq!(n, QUEUE);
+                                    tokio::time::sleep(Duration::from_millis(1)).await;
+                                }
+                                Err(e) => panic!("send failed: {e}"),
+                            }
+                        }
+                        if i % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        // Everything is written once the queue is empty and nobody holds the pipe.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            {
+                let state = transport.stdin.lock();
+                if state.queue.is_empty() && state.pipe.is_some() {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stdin never drained"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        transport.close();
+        tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("cat saw the end of its stdin")
+            .unwrap();
+        let written = std::fs::read_to_string(&out).unwrap();
+        let mut next = [0usize; SENDERS];
+        for line in written.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a line was torn ({e}): {:.80}", line));
+            let s = v["s"].as_u64().unwrap() as usize;
+            assert_eq!(
+                v["i"].as_u64().unwrap() as usize,
+                next[s],
+                "sender {s} out of order"
+            );
+            next[s] += 1;
+        }
+        assert_eq!(next, [LINES; SENDERS]);
     }
 }
