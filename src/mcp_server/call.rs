@@ -103,7 +103,9 @@ pub(crate) async fn tools_call(
         _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
     };
     let (tx, mut rx) = mpsc::channel(sse::BUFFER);
-    let tx_for_keepalive = tx.clone();
+    // Held until the response is built: the call's own sender is then never the last one, so
+    // its end cannot wake this task (see `sse::response_ended`).
+    let stream_tx = tx.clone();
     let server_keepalive = server.inner.keepalive;
     let call = Call {
         server,
@@ -120,12 +122,15 @@ pub(crate) async fn tools_call(
     let mut run = Box::pin(call.run(resolved, arguments, guard));
     let first = tokio::select! {
         biased;
-        () = &mut run => return sse::response(rx),
+        tail = &mut run => {
+            let response = sse::response_ended(rx, tail.map(Tail::into_frames));
+            drop(stream_tx);
+            return response;
+        }
         Some(frame) = rx.recv() => Some(frame),
         () = tokio::time::sleep(HOLD_HEADERS) => None,
     };
     // Only a call that outlives the hold needs keep-alives: the quick path arms no timer.
-    let keepalive = tx_for_keepalive;
     let every = server_keepalive;
     tokio::spawn(async move {
         // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
@@ -133,14 +138,39 @@ pub(crate) async fn tools_call(
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                () = &mut run => return,
+                tail = &mut run => {
+                    match tail {
+                        // The client may hang up right after the result: not an error.
+                        Some(Tail::Answer(frames)) => { let _ = stream_tx.send(frames).await; }
+                        Some(Tail::Done(frame)) => { let _ = stream_tx.try_send(frame); }
+                        None => {}
+                    }
+                    return;
+                }
                 _ = ticks.tick() => {
-                    let _ = keepalive.try_send(sse::comment("keep-alive"));
+                    let _ = stream_tx.try_send(sse::comment("keep-alive"));
                 }
             }
         }
     });
     sse::response_after(first, rx)
+}
+
+/// The last frames of a call's stream, which [`Call::run`] returns rather than sends: a quick
+/// call's are written with the headers, without a trip through the channel.
+enum Tail {
+    /// The JSON-RPC response (after a `list_changed` note, if one is due), then `done`.
+    Answer(Bytes),
+    /// Only `done`: the call was abandoned, and is sent only if there is room.
+    Done(Bytes),
+}
+
+impl Tail {
+    fn into_frames(self) -> Bytes {
+        match self {
+            Self::Answer(frames) | Self::Done(frames) => frames,
+        }
+    }
 }
 
 /// A tool call's line in the run log.
@@ -172,7 +202,9 @@ enum Outcome {
 }
 
 impl Call {
-    async fn run(self, resolved: Resolved, arguments: Value, guard: CallGuard) {
+    /// Runs the call to its end: progress goes out on the stream as it comes, the last frames
+    /// are returned (`None` when the client is gone).
+    async fn run(self, resolved: Resolved, arguments: Value, guard: CallGuard) -> Option<Tail> {
         let started = std::time::Instant::now();
         let server_label = match &resolved {
             Resolved::External(route) => route.server.spec().name.clone(),
@@ -225,18 +257,19 @@ impl Call {
         match outcome {
             Outcome::Result(result) => {
                 let version = self.server.inner.registry.hub().tools().version;
-                if session.take_list_changed(version) {
+                let answer = sse::final_frames(&self.id, &result);
+                // One buffer, one write.
+                Some(Tail::Answer(if session.take_list_changed(version) {
                     let note =
                         json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
-                    let _ = self.tx.send(sse::event(None, &note.to_string())).await;
-                }
-                // One frame, one write. The client may hang up right after the result: not an
-                // error.
-                let _ = self.tx.send(sse::final_frames(&self.id, &result)).await;
+                    sse::concat(&[sse::event(None, &note.to_string()), answer])
+                } else {
+                    answer
+                }))
             }
             Outcome::Abandoned(why) => {
                 tracing::debug!(session = %session.id(), tool = %self.name, why, "call abandoned");
-                let _ = self.tx.try_send(sse::event(Some("done"), "{}"));
+                (why != "client disconnected").then(|| Tail::Done(sse::event(Some("done"), "{}")))
             }
         }
     }

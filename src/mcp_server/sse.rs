@@ -81,16 +81,41 @@ pub(crate) fn response_after(first: Option<Bytes>, mut rx: mpsc::Receiver<Bytes>
     while let Ok(next) = rx.try_recv() {
         frames.push(next);
     }
-    let head = match frames.len() {
-        0 => None,
-        1 => frames.pop(),
-        _ => Some(concat(&frames)),
-    };
     let rest = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|frame| (Ok::<_, Infallible>(frame), rx))
     });
+    stream_response(&frames, rest)
+}
+
+/// The whole stream of a call that ended before its headers went out: what it queued on `rx`,
+/// then `tail`, in one write.
+///
+/// `rx` is drained with a no-op waker: that replaces the waker of the task running the call
+/// (registered while it waited for either), so the senders dropped after this do not wake that
+/// task, already running, for a pointless second poll.
+pub(crate) fn response_ended(mut rx: mpsc::Receiver<Bytes>, tail: Option<Bytes>) -> Response {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut frames = Vec::new();
+    while let std::task::Poll::Ready(Some(frame)) = rx.poll_recv(&mut cx) {
+        frames.push(frame);
+    }
+    drop(rx);
+    frames.extend(tail);
+    stream_response(&frames, futures::stream::empty())
+}
+
+/// `frames` as the first chunk (one write with the headers), then `rest`.
+fn stream_response(
+    frames: &[Bytes],
+    rest: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
+    let head = match frames {
+        [] => None,
+        [one] => Some(one.clone()),
+        _ => Some(concat(frames)),
+    };
     let stream = futures::stream::iter(head.map(Ok)).chain(rest);
     (
         StatusCode::OK,
