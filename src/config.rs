@@ -53,7 +53,8 @@ pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use schema::{
     Config, GatewayConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS,
-    McpConfig, McpServerConfig, OperatorConfig, SessionsConfig, Transport,
+    MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig, RuntimeConfig, SessionsConfig,
+    Transport,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

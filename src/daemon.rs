@@ -90,7 +90,12 @@ impl Daemon {
             listeners.push("root/gateway");
         }
         wait_until_listening(&status, &listeners).await;
-        tracing::info!(home = %home.display(), pid = std::process::id(), "daemon started");
+        tracing::info!(
+            home = %home.display(),
+            pid = std::process::id(),
+            workers = tokio::runtime::Handle::current().metrics().num_workers(),
+            "daemon started"
+        );
         Ok(Self {
             services,
             status,

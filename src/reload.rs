@@ -269,6 +269,7 @@ fn running_config(old: &Config, mut new: Config) -> Config {
     ng.port = og.port;
     ng.allow_public_bind = og.allow_public_bind;
     new.sessions = old.sessions.clone();
+    new.runtime = old.runtime;
     new.session_manager = old.session_manager.clone();
     new.operator = old.operator.clone();
     new.mcp.deferred_loading = old.mcp.deferred_loading;
@@ -293,6 +294,7 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
         "[gateway] enabled/host/port/allow_public_bind",
     );
     needs_restart(old.sessions != new.sessions, "[sessions]");
+    needs_restart(old.runtime != new.runtime, "[runtime]");
     needs_restart(
         old.session_manager != new.session_manager,
         "[session_manager]",

@@ -35,6 +35,8 @@ pub struct Config {
     pub session_manager: SessionManagerConfig,
     /// `[supervisor]`: default restart policy and the tree's restart intensity.
     pub supervisor: SupervisorConfig,
+    /// `[runtime]`: the daemon's async runtime.
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Config {
             operator: OperatorConfig::default_in(home),
             session_manager: SessionManagerConfig::default_in(home),
             supervisor: SupervisorConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -289,6 +292,41 @@ impl SessionsConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// `[runtime]`: the daemon's async runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, expecting = "a [runtime] table")]
+pub struct RuntimeConfig {
+    /// Worker threads of the async runtime, at most [`MAX_WORKER_THREADS`]; `0` (the default)
+    /// picks [`RuntimeConfig::auto_worker_threads`].
+    pub worker_threads: u32,
+}
+
+/// The most worker threads `[runtime] worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: u32 = 256;
+
+impl RuntimeConfig {
+    /// The worker threads to start: the configured number, or for `0` half the CPUs this
+    /// process may run on (its affinity mask and cgroup quota), rounded up.
+    ///
+    /// Half, because the daemon forwards and its children do the work: on 2 cores one worker
+    /// leaves a core to the stdio servers and the clients. Measured there (docs/benchmarks.md),
+    /// one worker instead of two cut the CPU per tool call by a tenth with one session and by a
+    /// quarter with eight, raised throughput with eight sessions by a quarter, and halved the
+    /// tail of calls during a progress fan-out; a second worker mostly woke up to find nothing
+    /// to steal.
+    pub fn worker_threads(&self, cpus: usize) -> usize {
+        match self.worker_threads {
+            0 => Self::auto_worker_threads(cpus),
+            n => n as usize,
+        }
+    }
+
+    /// `0`'s choice for a process that may run on `cpus` CPUs: `ceil(cpus / 2)`, at least 1.
+    pub fn auto_worker_threads(cpus: usize) -> usize {
+        cpus.div_ceil(2).max(1)
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::Site;
 use super::import::ServerSource;
 use super::keypath::KeyPath;
 use super::loader::site_of;
-use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS};
+use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS};
 use super::supervision::{RestartOverride, policy_problems};
 
 pub(crate) mod server;
@@ -37,6 +37,12 @@ pub(crate) fn validate(
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
     check_positive(config, site)?;
+    if config.runtime.worker_threads > MAX_WORKER_THREADS {
+        return Err(site.invalid(
+            &k(&["runtime", "worker_threads"]),
+            format!("must be at most {MAX_WORKER_THREADS} (0 picks half the CPUs)"),
+        ));
+    }
 
     // [mcp]
     let mut seen: HashMap<String, String> = HashMap::new();

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{
-    Config, DEFAULT_TOML, MAX_TOOL_ITERATIONS_ENV, McpServerConfig, OnFull, Transport, load,
-    process_env, revka_home_with,
+    Config, DEFAULT_TOML, MAX_TOOL_ITERATIONS_ENV, McpServerConfig, OnFull, RuntimeConfig,
+    Transport, load, process_env, revka_home_with,
 };
 
 /// `config/default.toml` with every `# key = value` / `# [table]` line uncommented.
@@ -428,4 +428,17 @@ fn operator_processes_get_max_tool_iterations_in_their_environment() {
     );
     let default = Config::default_in(Path::new("/h")).operator;
     assert_eq!(default.process_env(Path::new("/h"))[1].1, "80");
+}
+
+#[test]
+fn runtime_workers_default_to_half_the_cpus() {
+    let auto = RuntimeConfig::default();
+    assert_eq!(auto.worker_threads, 0);
+    let picks: Vec<usize> = [0, 1, 2, 3, 4, 8, 64]
+        .into_iter()
+        .map(|cpus| auto.worker_threads(cpus))
+        .collect();
+    assert_eq!(picks, [1, 1, 1, 2, 2, 4, 32]);
+    let fixed = RuntimeConfig { worker_threads: 3 };
+    assert_eq!(fixed.worker_threads(64), 3);
 }

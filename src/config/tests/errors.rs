@@ -30,6 +30,14 @@ const CASES: &[(&str, &str)] = &[
         "[session_manager.retry_queue]\non_full = \"drop\"\n",
         "/home/u/.revka/config.toml:2:11: session_manager.retry_queue.on_full: unknown variant `drop`, expected `reject` or `dead_letter_oldest`",
     ),
+    (
+        "[runtime]\nworker_threads = -1\n",
+        "/home/u/.revka/config.toml:2:18: runtime.worker_threads: invalid value: integer `-1`, expected u32",
+    ),
+    (
+        "[runtime]\nworker_threads = 1000\n",
+        "/home/u/.revka/config.toml:2:18: runtime.worker_threads: must be at most 256 (0 picks half the CPUs)",
+    ),
     // TOML syntax.
     (
         "[gateway\nport = 1\n",
