@@ -409,14 +409,7 @@ mod tests {
             .unwrap();
         // Give sh the moment to close its stdin: from now on a write gets EPIPE.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (exit_tx, exit) = tokio::sync::watch::channel(None);
-        let io = ChildIo {
-            pid: child.id().unwrap(),
-            stdin: child.stdin.take().unwrap(),
-            stdout: child.stdout.take().unwrap(),
-            exit,
-            stderr: Arc::new(Mutex::new(StderrRing::default())),
-        };
+        let (io, exit_tx) = child_io(&mut child);
         let (inbound, _events) = Inbound::new("s", Vec::new());
         let client = McpClient::new(inbound.clone(), StdioTransport::start(io, inbound));
         let opts = CallOptions {
@@ -446,6 +439,21 @@ mod tests {
         let _ = child.kill().await;
     }
 
+    /// The pipes of `child` as the transport takes them, and the sender of its exit.
+    fn child_io(
+        child: &mut tokio::process::Child,
+    ) -> (ChildIo, tokio::sync::watch::Sender<Option<ExitInfo>>) {
+        let (exit_tx, exit) = tokio::sync::watch::channel(None);
+        let io = ChildIo {
+            pid: child.id().unwrap(),
+            stdin: child.stdin.take().unwrap(),
+            stdout: child.stdout.take().unwrap(),
+            exit,
+            stderr: Arc::new(Mutex::new(StderrRing::default())),
+        };
+        (io, exit_tx)
+    }
+
     /// Senders on both workers at once, with lines small and larger than the pipe's buffer
     /// (partial writes, a full pipe, the writer task taking over): every line reaches the
     /// server whole, each sender's lines in the order sent.
@@ -463,14 +471,7 @@ mod tests {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let (_exit_tx, exit) = tokio::sync::watch::channel(None);
-        let io = ChildIo {
-            pid: child.id().unwrap(),
-            stdin: child.stdin.take().unwrap(),
-            stdout: child.stdout.take().unwrap(),
-            exit,
-            stderr: Arc::new(Mutex::new(StderrRing::default())),
-        };
+        let (io, _exit_tx) = child_io(&mut child);
         let (inbound, _events) = Inbound::new("s", Vec::new());
         let transport = StdioTransport::start(io, inbound);
         let senders: Vec<_> = (0..SENDERS)
