@@ -200,6 +200,7 @@ fn run_daemon(path: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let home = config::revka_home();
+    // The CPUs this process may run on: its affinity mask and cgroup quota, not the machine's.
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let workers = loaded.config.runtime.worker_threads(cpus);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -34,6 +34,34 @@ fn runs_on_embedded_defaults_and_stops_cleanly_on_sigterm() {
     );
 }
 
+/// `[runtime] worker_threads` sizes the daemon's runtime; `0`, the default, picks half the
+/// CPUs the process may run on, rounded up.
+#[test]
+fn the_runtime_has_the_configured_number_of_workers() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    for (config, want) in [
+        ("", cpus.div_ceil(2)),
+        ("[runtime]\nworker_threads = 3\n", 3),
+    ] {
+        let home = TestHome::new();
+        home.write_config(config);
+        let mut daemon = TestDaemon::start(&home, &[]);
+        daemon.signal(Signal::SIGTERM);
+        assert_eq!(daemon.wait(EXIT).code(), Some(0), "{}", daemon.stderr());
+        let log = daemon.stderr();
+        let started = log
+            .lines()
+            .find(|l| l.contains("daemon started"))
+            .unwrap_or_else(|| panic!("no start line:\n{log}"));
+        assert!(
+            started
+                .split_whitespace()
+                .any(|field| field == format!("workers={want}")),
+            "{config:?}: want {want} workers: {started}"
+        );
+    }
+}
+
 #[test]
 fn sigint_also_stops_it_with_status_0() {
     let home = TestHome::new();

@@ -408,19 +408,26 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     // `revka reload`: a change that needs a restart is reported as such; an invalid file is
     // refused with exit 1.
     let fault_before = r.pid("fault").await;
-    let config = r.original.replace(&r.first_extra, "") + "\n[sessions]\nmax_sessions = 7\n";
+    let config = r.original.replace(&r.first_extra, "")
+        + "\n[sessions]\nmax_sessions = 7\n[runtime]\nworker_threads = 5\n";
     r.served.home.write_config(&config);
     let out = r.cli_reload();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("restart required"), "{stdout}");
-    assert!(stdout.contains("[sessions]"), "{stdout}");
+    assert!(
+        stdout.contains("[sessions]") && stdout.contains("[runtime]"),
+        "{stdout}"
+    );
     assert_eq!(r.pid("fault").await, fault_before);
     // Not applied, so not taken as the running value either: reloading the same file again
     // still says it needs a restart.
     let again = r.cli_reload();
     let again = String::from_utf8_lossy(&again.stdout);
-    assert!(again.contains("[sessions]"), "{again}");
+    assert!(
+        again.contains("[sessions]") && again.contains("[runtime]"),
+        "{again}"
+    );
     r.served.home.write_config("not toml at all = = =");
     let out = r.cli_reload();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -300,7 +300,7 @@ impl SessionsConfig {
 #[serde(default, expecting = "a [runtime] table")]
 pub struct RuntimeConfig {
     /// Worker threads of the async runtime, at most [`MAX_WORKER_THREADS`]; `0` (the default)
-    /// picks [`RuntimeConfig::auto_worker_threads`].
+    /// lets [`RuntimeConfig::worker_threads`] pick.
     pub worker_threads: u32,
 }
 
@@ -308,25 +308,17 @@ pub struct RuntimeConfig {
 pub const MAX_WORKER_THREADS: u32 = 256;
 
 impl RuntimeConfig {
-    /// The worker threads to start: the configured number, or for `0` half the CPUs this
-    /// process may run on (its affinity mask and cgroup quota), rounded up.
+    /// The worker threads to start on a process that may run on `cpus` CPUs: the configured
+    /// number, or for `0` half of `cpus` rounded up (at least one).
     ///
-    /// Half, because the daemon forwards and its children do the work: on 2 cores one worker
-    /// leaves a core to the stdio servers and the clients. Measured there (docs/benchmarks.md),
-    /// one worker instead of two cut the CPU per tool call by a tenth with one session and by a
-    /// quarter with eight, raised throughput with eight sessions by a quarter, and halved the
-    /// tail of calls during a progress fan-out; a second worker mostly woke up to find nothing
-    /// to steal.
+    /// Half, because the daemon forwards and its children and clients do the work: on 2 cores
+    /// a second worker mostly woke up to find nothing to steal, and cost a wake-up per hand-off
+    /// (the measurements are in docs/benchmarks.md, "What was fixed").
     pub fn worker_threads(&self, cpus: usize) -> usize {
         match self.worker_threads {
-            0 => Self::auto_worker_threads(cpus),
+            0 => cpus.div_ceil(2).max(1),
             n => n as usize,
         }
-    }
-
-    /// `0`'s choice for a process that may run on `cpus` CPUs: `ceil(cpus / 2)`, at least 1.
-    pub fn auto_worker_threads(cpus: usize) -> usize {
-        cpus.div_ceil(2).max(1)
     }
 }
 

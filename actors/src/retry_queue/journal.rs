@@ -127,7 +127,7 @@ impl Journal {
         {
             Ok(created) => {
                 if let Some(dir) = dir {
-                    File::open(dir)?.sync_all()?;
+                    off_worker(|| File::open(dir)?.sync_all())?;
                 }
                 created
             }
@@ -237,7 +237,7 @@ impl Journal {
     pub(super) fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
             let started = std::time::Instant::now();
-            self.file.sync_data()?;
+            off_worker(|| self.file.sync_data())?;
             self.record_sync(started.elapsed());
             self.dirty = false;
         }
@@ -279,7 +279,7 @@ impl Journal {
         let mut name = self.path.file_name().unwrap_or_default().to_owned();
         name.push(".tmp");
         let tmp = self.path.with_file_name(name);
-        let written = write_snapshot(&tmp, records);
+        let written = off_worker(|| write_snapshot(&tmp, records));
         let (bytes, count) = match written {
             Ok(v) => v,
             Err(e) => {
@@ -289,7 +289,7 @@ impl Journal {
         };
         fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
+            off_worker(|| File::open(dir)?.sync_all())?;
         }
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.bytes = bytes;
@@ -313,9 +313,24 @@ pub(super) fn inbox_path(journal: &Path) -> PathBuf {
 pub(super) fn remove_synced(path: &Path) -> io::Result<()> {
     fs::remove_file(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+        off_worker(|| File::open(dir)?.sync_all())?;
     }
     Ok(())
+}
+
+/// Runs `sync`, a disk sync that may take milliseconds, without holding up the runtime's
+/// other tasks: on a multi-thread runtime the worker hands them to another thread for the
+/// duration (`block_in_place`). With one worker, the default on 2 cores, an `fdatasync` in
+/// the queue's actor would otherwise stall every tool call of the daemon. Elsewhere (a
+/// current-thread runtime, a blocking thread) it just runs.
+pub(super) fn off_worker<T>(sync: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(sync)
+        }
+        _ => sync(),
+    }
 }
 
 /// Writes and syncs a snapshot file; returns its size and record count.

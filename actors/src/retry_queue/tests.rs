@@ -1578,3 +1578,40 @@ async fn the_status_reports_the_journal_size_and_sync_latency() {
     let published = q.handle.published();
     assert_eq!(published.journal.map(|j| j.path), Some(journal.path));
 }
+
+/// A journal sync on the only worker of a multi-thread runtime (the daemon's default on 2
+/// cores) lets the runtime's other tasks run meanwhile: the sync below can only finish once
+/// another task has run.
+#[test]
+fn a_sync_on_the_only_worker_does_not_stall_other_tasks() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel();
+        tokio::spawn(async move {
+            // Spawned onto the runtime, so it can only ever run on the one worker.
+            tokio::spawn(async move { ran_tx.send(()).unwrap() });
+            super::journal::off_worker(|| {
+                ran_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .map_err(|_| std::io::Error::other("no other task ran during the sync"))
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    });
+}
+
+/// Outside a multi-thread runtime (a current-thread runtime, a plain thread) the sync just
+/// runs where it is: no panic from `block_in_place`.
+#[tokio::test]
+async fn a_sync_on_a_current_thread_runtime_runs_in_place() {
+    let here = std::thread::current().id();
+    let ran_on = super::journal::off_worker(|| Ok(std::thread::current().id())).unwrap();
+    assert_eq!(ran_on, here);
+    assert_eq!(super::journal::off_worker(|| Ok(7)).unwrap(), 7);
+}
