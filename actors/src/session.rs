@@ -81,9 +81,10 @@ pub struct Session {
     cwd: PathBuf,
     label: Option<String>,
     created: SystemTime,
-    born: Instant,
-    /// Milliseconds after `born` of the last authenticated request.
-    last_seen_ms: AtomicU64,
+    /// The table's clock origin, shared by all its sessions so that their last-seen times compare.
+    epoch: Instant,
+    /// Microseconds after `epoch` of the last authenticated request (or of creation).
+    last_seen_us: AtomicU64,
     calls_total: AtomicU64,
     activated: RwLock<BTreeSet<String>>,
     /// Bumped whenever `activated` grows.
@@ -131,14 +132,14 @@ impl Session {
 
     /// Records activity (every authenticated request).
     pub fn touch(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
-        self.last_seen_ms.fetch_max(ms, Ordering::Relaxed);
+        self.last_seen_us
+            .fetch_max(micros_since(self.epoch), Ordering::Relaxed);
     }
 
     /// Time since the last authenticated request.
     pub fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
-        self.born.elapsed().saturating_sub(last)
+        let last = Duration::from_micros(self.last_seen_us.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
     }
 
     /// Tools activated in this session by `tool_search`.
@@ -350,6 +351,13 @@ pub struct Sessions {
     sweeping: AtomicBool,
     /// Held from the cap check to the insert, so concurrent creates cannot overshoot the cap.
     admission: Mutex<()>,
+    /// The clock origin of its sessions' last-seen times.
+    epoch: Instant,
+}
+
+/// Microseconds since `epoch` (a u64 of them lasts 584,000 years).
+fn micros_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64
 }
 
 impl Sessions {
@@ -370,6 +378,7 @@ impl Sessions {
             evicted: AtomicU64::new(0),
             sweeping: AtomicBool::new(false),
             admission: Mutex::new(()),
+            epoch: Instant::now(),
         })
     }
 
@@ -469,7 +478,11 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         while self.map.len() >= self.limits.max_sessions {
-            let Some(victim) = self.all().into_iter().max_by_key(|s| s.idle_for()) else {
+            let Some(victim) = self
+                .all()
+                .into_iter()
+                .min_by_key(|s| s.last_seen_us.load(Ordering::Relaxed))
+            else {
                 break;
             };
             tracing::info!(session = %victim.id, idle_secs = victim.idle_for().as_secs(), "session cap reached; evicting the longest-idle session");
@@ -481,15 +494,14 @@ impl Sessions {
         getrandom::fill(&mut id_bytes).map_err(|e| SessionError::Random(e.to_string()))?;
         getrandom::fill(&mut token).map_err(|e| SessionError::Random(e.to_string()))?;
         let id = hex(&id_bytes);
-        let born = Instant::now();
         let session = Arc::new(Session {
             id: id.clone(),
             token,
             cwd,
             label,
             created: SystemTime::now(),
-            born,
-            last_seen_ms: AtomicU64::new(0),
+            epoch: self.epoch,
+            last_seen_us: AtomicU64::new(micros_since(self.epoch)),
             calls_total: AtomicU64::new(0),
             activated: RwLock::new(BTreeSet::new()),
             activation_gen: AtomicU64::new(0),
