@@ -258,7 +258,8 @@ async fn malformed_json_rpc_gets_its_exact_code_and_message() {
     );
 
     // Deep params are kept raw while the message is classified, then hit serde_json's recursion
-    // limit when read: an invalid-params answer to that id.
+    // limit when read (a tool call's arguments, Revka's nesting limit, as they stay raw): an
+    // invalid-params answer to that id.
     let got = post_raw(
         &s,
         format!(r#"{{"jsonrpc":"2.0","id":"d","method":"ping","params":{deep}}}"#),
@@ -283,7 +284,7 @@ async fn malformed_json_rpc_gets_its_exact_code_and_message() {
         StatusCode::OK,
         json!(4),
         -32602,
-        "invalid params: recursion limit exceeded at line 1 column 165",
+        "invalid params: tool arguments nest deeper than 127 levels",
     );
 
     // tools/call params of the wrong shape.

@@ -35,7 +35,7 @@ const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext};
-use revka_actors::mcp::wrapper::{json_kind, raw_result_is_error};
+use revka_actors::mcp::wrapper::{ArgumentError, Arguments, RawArguments, raw_result_is_error};
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);
@@ -46,28 +46,15 @@ pub(crate) async fn tools_call(
     server: McpServer,
     session: Arc<Session>,
     id: Value,
-    mut params: Value,
+    params: Option<&RawValue>,
 ) -> Response {
-    let Some(name) = params
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        return rpc_error(
-            StatusCode::OK,
-            Some(&id),
-            ErrorObject::INVALID_PARAMS,
-            "tools/call needs params.name (a string)",
-        );
-    };
-    let arguments = match params.get_mut("arguments").map(Value::take) {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(other) => {
-            let message = format!(
-                "tools/call arguments must be an object, not {}",
-                json_kind(&other)
-            );
+    let CallParams {
+        name,
+        arguments,
+        progress_token,
+    } = match CallParams::read(params) {
+        Ok(p) => p,
+        Err(message) => {
             return rpc_error(
                 StatusCode::OK,
                 Some(&id),
@@ -98,10 +85,9 @@ pub(crate) async fn tools_call(
             );
         }
     };
-    let token = match params.get("_meta").and_then(|m| m.get("progressToken")) {
-        Some(t @ (Value::Number(_) | Value::String(_))) => t.clone(),
-        _ => Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed))),
-    };
+    let token = progress_token.unwrap_or_else(|| {
+        Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed)))
+    });
     let (tx, mut rx) = mpsc::channel(sse::BUFFER);
     // Held until the response is built: the call's own sender is then never the last one, so
     // its end cannot wake this task (see `sse::response_ended`).
@@ -156,6 +142,64 @@ pub(crate) async fn tools_call(
     sse::response_after(first, rx)
 }
 
+/// The `params` of a `tools/call`, read without parsing the arguments into a JSON tree.
+struct CallParams {
+    name: String,
+    arguments: RawArguments,
+    /// The caller's `_meta.progressToken`, if it is a number or a string.
+    progress_token: Option<Value>,
+}
+
+impl CallParams {
+    /// Reads the params; `Err` is the message of an invalid-params error.
+    fn read(params: Option<&RawValue>) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Fields<'a> {
+            #[serde(borrow, default)]
+            name: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            arguments: Option<&'a RawValue>,
+            #[serde(borrow, default, rename = "_meta")]
+            meta: Option<&'a RawValue>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(rename = "progressToken", default)]
+            progress_token: Option<Value>,
+        }
+        const NEEDS_NAME: &str = "tools/call needs params.name (a string)";
+        let text = params.map_or("null", RawValue::get);
+        if !text.trim_start().starts_with('{') {
+            return Err(NEEDS_NAME.to_owned());
+        }
+        let fields: Fields<'_> =
+            serde_json::from_str(text).map_err(|e| format!("invalid params: {e}"))?;
+        let name = fields
+            .name
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .ok_or(NEEDS_NAME)?;
+        let arguments = match fields.arguments {
+            None => RawArguments::empty(),
+            Some(raw) => RawArguments::new(raw).map_err(|e| match e {
+                ArgumentError::NotAnObject { kind } => {
+                    format!("tools/call arguments must be an object, not {kind}")
+                }
+                other => format!("invalid params: {other}"),
+            })?,
+        };
+        let progress_token = fields
+            .meta
+            .and_then(|raw| serde_json::from_str::<Meta>(raw.get()).ok())
+            .and_then(|meta| meta.progress_token)
+            .filter(|t| t.is_number() || t.is_string());
+        Ok(CallParams {
+            name,
+            arguments,
+            progress_token,
+        })
+    }
+}
+
 /// The last frames of a call's stream, which [`Call::run`] returns rather than sends: a quick
 /// call's are written with the headers, without a trip through the channel.
 enum Tail {
@@ -204,7 +248,12 @@ enum Outcome {
 impl Call {
     /// Runs the call to its end: progress goes out on the stream as it comes, the last frames
     /// are returned (`None` when the client is gone).
-    async fn run(self, resolved: Resolved, arguments: Value, guard: CallGuard) -> Option<Tail> {
+    async fn run(
+        self,
+        resolved: Resolved,
+        arguments: RawArguments,
+        guard: CallGuard,
+    ) -> Option<Tail> {
         let started = std::time::Instant::now();
         let server_label = match &resolved {
             Resolved::External(route) => route.server.spec().name.clone(),
@@ -275,7 +324,7 @@ impl Call {
     }
 
     /// Runs the tool to its result. Failures become error results.
-    async fn execute(&self, resolved: Resolved, arguments: Value) -> Box<RawValue> {
+    async fn execute(&self, resolved: Resolved, arguments: RawArguments) -> Box<RawValue> {
         let progress = self.progress_sink();
         match resolved {
             Resolved::External(route) => {
@@ -284,7 +333,7 @@ impl Call {
                     progress: Some(progress),
                     ..Default::default()
                 };
-                match McpHub::call_route(&route, arguments, &opts).await {
+                match McpHub::call_route(&route, Arguments::Raw(arguments), &opts).await {
                     Ok(result) => result,
                     Err(HubError::Call(e)) => tool_error_result(&e.to_string()),
                     Err(e) => tool_error_result(&e.to_string()),
@@ -302,6 +351,7 @@ impl Call {
                     registry: self.server.inner.registry.clone(),
                     progress,
                 };
+                let arguments = Arguments::Raw(arguments).into_value();
                 let run = AssertUnwindSafe(tool.call(ctx, arguments)).catch_unwind();
                 match tokio::time::timeout(MAX_CALL, run).await {
                     Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string())
@@ -334,7 +384,7 @@ impl Call {
     async fn operator_call(
         &self,
         tool: &str,
-        arguments: Value,
+        arguments: RawArguments,
         progress: Arc<dyn Fn(ProgressUpdate) + Send + Sync>,
     ) -> Result<Box<RawValue>, String> {
         use revka_actors::session::OPERATOR_SERVER;
@@ -362,7 +412,7 @@ impl Call {
             ..Default::default()
         };
         let exposed = revka_actors::mcp::naming::exposed_name(OPERATOR_SERVER, tool);
-        hub.call(&exposed, arguments, &opts)
+        hub.call(&exposed, Arguments::Raw(arguments), &opts)
             .await
             .map_err(|e| e.to_string())
     }

@@ -117,6 +117,10 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
     match message {
         Incoming::Request(req) => {
             let id = serde_json::to_value(&req.id).unwrap_or(Value::Null);
+            if req.method == "tools/call" {
+                // Its arguments stay raw: most are forwarded as they came.
+                return call::tools_call(server, session, id, req.params.as_deref()).await;
+            }
             let params: Value = match req.params.as_deref().map(|p| serde_json::from_str(p.get())) {
                 None => Value::Null,
                 Some(Ok(v)) => v,
@@ -138,7 +142,6 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
                     session.note_listed(registry.hub().tools().version);
                     ok(&id, json!({ "tools": registry.list(&session) }))
                 }
-                "tools/call" => call::tools_call(server, session, id, params).await,
                 other => rpc_error(
                     StatusCode::OK,
                     Some(&id),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -558,7 +558,7 @@ impl McpClient {
     pub async fn call_tool(
         &self,
         name: &str,
-        arguments: Value,
+        arguments: impl Serialize,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
         #[derive(serde::Serialize)]
@@ -567,9 +567,9 @@ impl McpClient {
             progress_token: u64,
         }
         #[derive(serde::Serialize)]
-        struct Params<'a> {
+        struct Params<'a, A> {
             name: &'a str,
-            arguments: &'a Value,
+            arguments: &'a A,
             #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
             meta: Option<Meta>,
         }
@@ -583,7 +583,8 @@ impl McpClient {
                     arguments: &arguments,
                     meta: with_progress.then_some(Meta { progress_token: id }),
                 };
-                // Strings, a JSON tree and an integer id: serialising them cannot fail.
+                // Strings, JSON (a tree or raw text) and an integer id: serialising them
+                // cannot fail.
                 Some(
                     serde_json::value::to_raw_value(&params)
                         .expect("tools/call params always serialise"),

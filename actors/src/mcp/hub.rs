@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::client::{CallError, CallOptions, McpClient};
 use super::naming;
 use super::protocol::{Root, ServerHello};
-use super::wrapper;
+use super::wrapper::{self, Arguments};
 use crate::status::{ActorState, StatusNode};
 
 /// How to reach one server.
@@ -551,24 +551,24 @@ impl McpHub {
     pub async fn call(
         &self,
         name: &str,
-        arguments: Value,
+        arguments: impl Into<Arguments>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, HubError> {
         let route = self.resolve(name)?;
-        Self::call_route(&route, arguments, opts).await
+        Self::call_route(&route, arguments.into(), opts).await
     }
 
     /// Calls a tool already resolved (see [`McpHub::resolve`]): prepares the arguments against
     /// its schema and sends it to its server.
     pub async fn call_route(
         route: &ToolRoute,
-        arguments: Value,
+        arguments: Arguments,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, HubError> {
         let empty = Value::Null;
         let schema = route.def.get("inputSchema").unwrap_or(&empty);
-        let arguments = wrapper::prepare_arguments(schema, arguments)
-            .map_err(|e| HubError::Arguments(e.to_string()))?;
+        let arguments =
+            wrapper::prepare(schema, arguments).map_err(|e| HubError::Arguments(e.to_string()))?;
         let mut opts = effective_options(opts, &route.server.spec());
         let started = std::time::Instant::now();
         let client = route
@@ -586,7 +586,7 @@ impl McpHub {
                 .max(Duration::from_millis(1));
             opts.max_total = opts.max_total.map(|t| t.saturating_sub(waited));
         }
-        Ok(client.call_tool(&route.tool, arguments, &opts).await?)
+        Ok(client.call_tool(&route.tool, &arguments, &opts).await?)
     }
 
     fn rebuild(&self) {

@@ -9,6 +9,10 @@
 //! - **String-encoded values are coerced** to the declared type, recursively. Models often send
 //!   `"5"` for an integer or `"true"` for a boolean.
 //!
+//! Arguments may stay raw JSON text ([`Arguments::Raw`], as a client sent them): [`prepare`]
+//! forwards them untouched when there is no `approved` to strip and nothing in the schema could
+//! convert, and parses them only otherwise.
+//!
 //! Coercion is best effort and never fails the call: a value that already has an accepted type
 //! is left alone, and a string that does not convert is forwarded as-is for the server to
 //! report. Non-string values are never converted (a number is not turned into a string).
@@ -52,11 +56,13 @@
 //! and the value is forwarded exactly as it came. All or nothing, so that the outcome never
 //! depends on where the budget happened to run out.
 
+mod raw;
 #[cfg(test)]
 mod tests;
 mod types;
 
-use serde_json::value::RawValue;
+pub use raw::{Arguments, MAX_NESTING, RawArguments, prepare, raw_result_is_error};
+
 use serde_json::{Map, Value};
 
 use types::{Type, accepts, declared_types};
@@ -84,6 +90,12 @@ pub enum ArgumentError {
     NotAnObject {
         /// The JSON type found.
         kind: &'static str,
+    },
+    /// Raw arguments nest arrays and objects deeper than [`MAX_NESTING`].
+    #[error("tool arguments nest deeper than {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -188,17 +200,6 @@ pub fn coerce(schema: &Value, value: Value) -> Value {
 /// Only the boolean `true` counts; a missing, `false`, or malformed `isError` means success.
 pub fn result_is_error(result: &Value) -> bool {
     result.get("isError") == Some(&Value::Bool(true))
-}
-
-/// [`result_is_error`] on a result kept as raw JSON. Unparseable JSON is not an error result.
-pub fn raw_result_is_error(result: &RawValue) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "isError", default)]
-        is_error: Option<Value>,
-    }
-    serde_json::from_str::<Probe>(result.get())
-        .is_ok_and(|probe| probe.is_error == Some(Value::Bool(true)))
 }
 
 /// The JSON type of a value, for messages.

@@ -1,5 +1,6 @@
 use proptest::prelude::*;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::*;
 
@@ -551,6 +552,33 @@ fn detects_error_results() {
     }
 }
 
+#[test]
+fn detects_error_results_in_raw_text_as_a_parse_would() {
+    let cases = [
+        (r#"{"content":[],"isError":true}"#, true),
+        (r#"{ "content" : [ ] , "isError" : true }  "#, true),
+        (r#"{"isError":true,"content":[]}"#, true),
+        (r#"{"isError":true}"#, true),
+        (r#"{"isError":false,"isError":true}"#, true),
+        (r#"{"isError":true,"content":[],"isError":false}"#, false),
+        (r#"{"is\u0045rror":true}"#, true),
+        (r#"{"content":[{"isError":true}]}"#, false),
+        (r#"{"content":"x\",\"isError\":true}"}"#, false),
+        (r#"{"x\"isError":true}"#, false),
+        (r#"{"note":",\"isError\":true}"}"#, false),
+        (r#"{"isError":"true"}"#, false),
+        (r#"{"isError":[true]}"#, false),
+        (r#"[true]"#, false),
+        (r#""isError""#, false),
+    ];
+    for (text, expected) in cases {
+        let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(result_is_error(&parsed), expected, "parsed {text}");
+        assert_eq!(raw_result_is_error(&raw), expected, "raw {text}");
+    }
+}
+
 /// Arbitrary JSON, small.
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -788,4 +816,138 @@ fn the_coercion_shortcut_takes_only_schemas_that_cannot_convert() {
         prepare_arguments(&schema, args).unwrap(),
         json!({"text": "5", "extra": "true"})
     );
+}
+
+// ==== Raw arguments ====
+
+fn raw(text: &str) -> Result<RawArguments, ArgumentError> {
+    RawArguments::new(&RawValue::from_string(text.to_owned()).unwrap())
+}
+
+/// What `prepare` makes of raw `text`: `Ok(true, value)` when it was forwarded raw.
+fn prepare_raw(schema: &Value, text: &str) -> (bool, Value) {
+    let prepared = super::prepare(schema, Arguments::Raw(raw(text).unwrap())).unwrap();
+    let forwarded_raw = matches!(prepared, Arguments::Raw(_));
+    (forwarded_raw, prepared.into_value())
+}
+
+#[test]
+fn raw_arguments_are_forwarded_as_sent_only_when_preparing_changes_nothing() {
+    let strings = json!({"type": "object", "properties": {"text": {"type": "string"}}});
+    // Kept raw, byte for byte: spacing, key order, duplicate keys, numbers beyond f64.
+    let text = r#"{ "text" : "5",  "n": 123456789012345678901234567890, "text": "again" }"#;
+    let prepared = super::prepare(&strings, Arguments::Raw(raw(text).unwrap())).unwrap();
+    let Arguments::Raw(kept) = &prepared else {
+        panic!("parsed although nothing changes: {prepared:?}")
+    };
+    assert_eq!(kept.get(), text);
+    assert_eq!(
+        serde_json::to_string(&prepared).unwrap(),
+        text,
+        "serialised verbatim"
+    );
+
+    // `approved` at the top level, even spelt with an escape, is stripped (so parsed)...
+    for text in [
+        r#"{"text": "a", "approved": true}"#,
+        r#"{"text": "a", "appro\u0076ed": true}"#,
+    ] {
+        assert_eq!(
+            prepare_raw(&strings, text),
+            (false, json!({"text": "a"})),
+            "{text}"
+        );
+    }
+    // ...unless the schema declares it; a nested one is the tool's own.
+    let declared = json!({"properties": {"approved": {}}});
+    assert_eq!(
+        prepare_raw(&declared, r#"{"approved": 1}"#),
+        (true, json!({"approved": 1}))
+    );
+    assert_eq!(
+        prepare_raw(&strings, r#"{"inner": {"approved": true}}"#),
+        (true, json!({"inner": {"approved": true}}))
+    );
+    // A schema under which something may convert: parsed and coerced.
+    let integers = json!({"properties": {"n": {"type": "integer"}}});
+    assert_eq!(
+        prepare_raw(&integers, r#"{"n": "5"}"#),
+        (false, json!({"n": 5}))
+    );
+    // No arguments, or `null`, are `{}`.
+    assert_eq!(RawArguments::empty().get(), "{}");
+    assert_eq!(prepare_raw(&strings, "null"), (true, json!({})));
+}
+
+#[test]
+fn raw_arguments_must_be_an_object_within_the_nesting_limit() {
+    for (text, kind) in [
+        ("[1]", "an array"),
+        (r#""{}""#, "a string"),
+        ("-1.5", "a number"),
+        ("false", "a boolean"),
+    ] {
+        assert_eq!(
+            raw(text).unwrap_err(),
+            ArgumentError::NotAnObject { kind },
+            "{text}"
+        );
+    }
+    // The arguments object is level 1; brackets inside strings do not count.
+    let nest = |levels: usize| {
+        format!(
+            r#"{{"s": "[[[{{\"]]", "a": {}1{}}}"#,
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    };
+    let deepest = raw(&nest(MAX_NESTING)).unwrap();
+    let value = Arguments::Raw(deepest).into_value();
+    assert_eq!(
+        value["s"],
+        json!("[[[{\"]]"),
+        "the deepest accepted still parses"
+    );
+    let err = raw(&nest(MAX_NESTING + 1)).unwrap_err();
+    assert_eq!(err, ArgumentError::TooDeep { limit: MAX_NESTING });
+    assert_eq!(
+        err.to_string(),
+        "tool arguments nest deeper than 127 levels"
+    );
+}
+
+proptest! {
+    /// Raw or parsed, preparing gives the same arguments.
+    #[test]
+    fn raw_and_parsed_arguments_prepare_alike(
+        schema in prop_oneof![sensible_schema(), string_schema(), any_json()],
+        args in args_like(),
+    ) {
+        let text = args.to_string();
+        let (_, from_raw) = prepare_raw(&schema, &text);
+        prop_assert_eq!(from_raw, prepare_arguments(&schema, args).unwrap());
+    }
+
+    /// A raw result is an error result exactly when its parsed form is.
+    #[test]
+    fn raw_and_parsed_results_agree_on_is_error(
+        members in proptest::collection::vec(
+            (prop_oneof![Just("isError".to_owned()), "[a-zA-Z\"]{0,8}"], any_json()),
+            0..5,
+        ),
+        spaced in any::<bool>(),
+    ) {
+        let mut text = String::from("{");
+        for (i, (key, value)) in members.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let sep = if spaced { " : " } else { ":" };
+            text.push_str(&format!("{}{sep}{value}", Value::from(key.as_str())));
+        }
+        text.push('}');
+        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(raw_result_is_error(&raw), result_is_error(&parsed), "{}", text);
+    }
 }

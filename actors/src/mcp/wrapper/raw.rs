@@ -1,0 +1,261 @@
+//! Tool-call arguments kept as the client sent them (raw JSON), so that the common call, whose
+//! preparation changes nothing, is forwarded without building a JSON tree and serialising it
+//! again. Part of the wrapper: [`prepare`] is [`prepare_arguments`](super::prepare_arguments) for
+//! either form, and falls back to parsing only when stripping `approved` or coercion has work to
+//! do.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserializer, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{APPROVED_FIELD, ArgumentError, declares_property, may_convert, prepare_arguments};
+
+/// How deep raw arguments may nest (the arguments object itself is level 1): the most that
+/// serde_json parses (its recursion limit is 128), so that arguments accepted raw can always be
+/// parsed when coercion needs them.
+pub const MAX_NESTING: usize = 127;
+
+/// A tool call's arguments: a JSON tree, or raw JSON text already checked to be an object.
+#[derive(Debug, Clone)]
+pub enum Arguments {
+    /// Parsed (from a built-in caller, or after preparation changed something).
+    Value(Value),
+    /// As received.
+    Raw(RawArguments),
+}
+
+impl From<Value> for Arguments {
+    fn from(value: Value) -> Self {
+        Arguments::Value(value)
+    }
+}
+
+impl Serialize for Arguments {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Arguments::Value(value) => value.serialize(serializer),
+            Arguments::Raw(raw) => raw.raw.serialize(serializer),
+        }
+    }
+}
+
+impl Arguments {
+    /// The arguments as a JSON tree (parsed if raw).
+    pub fn into_value(self) -> Value {
+        match self {
+            Arguments::Value(value) => value,
+            Arguments::Raw(raw) => raw.to_value(),
+        }
+    }
+}
+
+/// Raw JSON arguments: an object, at most [`MAX_NESTING`] levels deep.
+#[derive(Debug, Clone)]
+pub struct RawArguments {
+    raw: Box<RawValue>,
+    /// Whether `approved` is one of its top-level keys.
+    has_approved: bool,
+}
+
+impl RawArguments {
+    /// Checks raw arguments: `null` is read as no arguments (`{}`); anything but an object, or an
+    /// object nested deeper than [`MAX_NESTING`], is an error.
+    pub fn new(raw: &RawValue) -> Result<Self, ArgumentError> {
+        let text = raw.get();
+        match raw_kind(text) {
+            "null" => return Ok(Self::empty()),
+            "an object" => {}
+            kind => return Err(ArgumentError::NotAnObject { kind }),
+        }
+        if nesting_exceeds(text, MAX_NESTING) {
+            return Err(ArgumentError::TooDeep { limit: MAX_NESTING });
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let has_approved =
+            de.deserialize_map(TopLevelKeys)
+                .map_err(|_| ArgumentError::NotAnObject {
+                    kind: "invalid JSON",
+                })?;
+        Ok(RawArguments {
+            raw: raw.to_owned(),
+            has_approved,
+        })
+    }
+
+    /// No arguments: `{}`.
+    pub fn empty() -> Self {
+        RawArguments {
+            raw: RawValue::from_string("{}".to_owned()).expect("`{}` is JSON"),
+            has_approved: false,
+        }
+    }
+
+    /// The raw JSON text.
+    pub fn get(&self) -> &str {
+        self.raw.get()
+    }
+
+    fn to_value(&self) -> Value {
+        // Checked in `new`: an object within serde_json's recursion limit always parses.
+        serde_json::from_str(self.raw.get()).unwrap_or_else(|_| Value::Object(Map::new()))
+    }
+}
+
+/// [`prepare_arguments`] for either form: raw arguments stay raw when preparing them changes
+/// nothing (no `approved` to strip, a schema under which nothing converts); otherwise they are
+/// parsed and prepared.
+pub fn prepare(schema: &Value, args: Arguments) -> Result<Arguments, ArgumentError> {
+    let raw = match args {
+        Arguments::Value(value) => return prepare_arguments(schema, value).map(Arguments::Value),
+        Arguments::Raw(raw) => raw,
+    };
+    let strips = raw.has_approved && !declares_property(schema, APPROVED_FIELD);
+    if !strips && !may_convert(schema) {
+        return Ok(Arguments::Raw(raw));
+    }
+    prepare_arguments(schema, raw.to_value()).map(Arguments::Value)
+}
+
+/// [`result_is_error`](super::result_is_error) on a result kept as raw JSON: whether its
+/// top-level `isError` is `true` (the last one, if it occurs twice, as when parsed).
+/// Unparseable JSON is not an error result.
+pub fn raw_result_is_error(result: &RawValue) -> bool {
+    let text = result.get();
+    if let Some(last) = trailing_is_error(text) {
+        return last;
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(IsErrorMember).unwrap_or(false)
+}
+
+/// The common case without a parse: a result whose last member is `"isError": true|false`.
+/// `None` when the text does not end so.
+///
+/// Sound for valid JSON: the final `}` closes the root object, so the literal before it is the
+/// root's last value, and a `"isError"` after `{` or `,` is a whole key (an escaped quote inside
+/// a longer string would have a backslash before it, and a string closing there would leave
+/// `isError"` bare, which is not JSON).
+fn trailing_is_error(text: &str) -> Option<bool> {
+    let rest = text.trim_end().strip_suffix('}')?.trim_end();
+    let (rest, value) = match rest.strip_suffix("true") {
+        Some(rest) => (rest, true),
+        None => (rest.strip_suffix("false")?, false),
+    };
+    let rest = rest.trim_end().strip_suffix(':')?.trim_end();
+    let rest = rest.strip_suffix("\"isError\"")?.trim_end();
+    (rest.ends_with(',') || rest.ends_with('{')).then_some(value)
+}
+
+/// Walks an object's top-level members (values skipped unparsed): whether the last `isError`
+/// is `true`.
+struct IsErrorMember;
+
+impl<'de> Visitor<'de> for IsErrorMember {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut is_error = false;
+        while let Some(key) = map.next_key_seed(IsKey("isError"))? {
+            if key {
+                let value: &RawValue = map.next_value()?;
+                is_error = value.get() == "true";
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(is_error)
+    }
+}
+
+/// The JSON type of valid JSON text, from its first byte (as [`json_kind`](super::json_kind)).
+fn raw_kind(text: &str) -> &'static str {
+    match text.trim_start().bytes().next() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Whether valid JSON text nests arrays and objects deeper than `limit`, in one pass over its
+/// bytes (brackets inside strings do not count).
+fn nesting_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Walks an object's top-level keys (values are skipped unparsed): whether `approved` is one.
+struct TopLevelKeys;
+
+impl<'de> Visitor<'de> for TopLevelKeys {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(is_approved) = map.next_key_seed(IsKey(APPROVED_FIELD))? {
+            found |= is_approved;
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(found)
+    }
+}
+
+/// A key, read as whether it is this one (escapes decoded, nothing allocated for plain keys).
+struct IsKey(&'static str);
+
+impl<'de> DeserializeSeed<'de> for IsKey {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for IsKey {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
