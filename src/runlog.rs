@@ -139,14 +139,13 @@ impl RunLog {
             kind,
             fields,
         };
-        let mut bytes = match serde_json::to_vec(&line) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, kind, "run log record not serializable");
-                return;
-            }
-        };
+        // Sized for a tool-call record, so that serialising it does not grow the buffer.
+        let mut bytes = Vec::with_capacity(256);
+        if let Err(e) = serde_json::to_writer(&mut bytes, &line) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, kind, "run log record not serializable");
+            return;
+        }
         bytes.push(b'\n');
         let mut pending = lock(&self.pending);
         if !pending.bytes.is_empty() && pending.bytes.len() + bytes.len() > MAX_PENDING {

@@ -19,7 +19,9 @@ use super::guard::{error, json_response, rpc_error};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
 
 /// The session header of the two-header auth.
-pub(crate) const SESSION_HEADER: &str = "x-revka-session";
+/// (A `HeaderName`, not a `&str`: a `&str` key is parsed again on every lookup.)
+pub(crate) const SESSION_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-revka-session");
 
 /// The bearer token of an `Authorization` header, if well formed and non-empty.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -48,7 +50,7 @@ fn unauthorized(message: &str) -> Response {
 fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, &'static str> {
     let token = bearer(headers).ok_or("missing or empty `Authorization: Bearer <token>` header")?;
     let session_id = headers
-        .get(SESSION_HEADER)
+        .get(&SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .unwrap_or("");

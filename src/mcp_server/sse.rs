@@ -2,7 +2,8 @@
 //!
 //! Events are written by hand into a bounded channel that backs the response body: a slow
 //! client applies backpressure to its own stream only, and dropping the body (the client hung
-//! up) closes the channel, which the producer notices.
+//! up) closes the channel, which the producer notices. A call that ended before its headers
+//! went out is sent as one whole body with a `Content-Length` (no chunked framing).
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -102,8 +103,15 @@ pub(crate) fn response_ended(mut rx: mpsc::Receiver<Bytes>, tail: Option<Bytes>)
         frames.push(frame);
     }
     drop(rx);
-    frames.extend(tail);
-    stream_response(&frames, futures::stream::empty())
+    // A whole body (sent with a Content-Length, not chunked): nothing more will follow.
+    let body = match (frames.is_empty(), tail) {
+        (true, Some(tail)) => tail,
+        (_, tail) => {
+            frames.extend(tail);
+            concat(&frames)
+        }
+    };
+    event_stream(Body::from(body))
 }
 
 /// `frames` as the first chunk (one write with the headers), then `rest`.
@@ -117,6 +125,11 @@ fn stream_response(
         _ => Some(concat(frames)),
     };
     let stream = futures::stream::iter(head.map(Ok)).chain(rest);
+    event_stream(Body::from_stream(stream))
+}
+
+/// `body` as a `200 text/event-stream` response.
+fn event_stream(body: Body) -> Response {
     (
         StatusCode::OK,
         // Static values: a `&str` would be copied into each response.
@@ -131,84 +144,7 @@ fn stream_response(
                 HeaderValue::from_static("no"),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn final_frames_are_the_response_then_done() {
-        let result =
-            RawValue::from_string("{\"content\": [],\n \"isError\": false}".into()).unwrap();
-        let frames = final_frames(&serde_json::json!("a\"b"), &result);
-        assert_eq!(
-            &frames[..],
-            b"data: {\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\",\"result\":{\"content\": [],  \"isError\": false}}\n\nevent: done\ndata: {}\n\n"
-        );
-        let text = std::str::from_utf8(&frames).unwrap();
-        let data = text
-            .strip_prefix("data: ")
-            .unwrap()
-            .split("\n\n")
-            .next()
-            .unwrap();
-        let parsed: Value = serde_json::from_str(data).unwrap();
-        assert_eq!(parsed["id"], "a\"b");
-        assert_eq!(parsed["result"]["isError"], false);
-    }
-
-    #[test]
-    fn events_and_comments() {
-        assert_eq!(&event(None, "{\"a\":1}")[..], b"data: {\"a\":1}\n\n");
-        assert_eq!(
-            &event(Some("done"), "x\ny")[..],
-            b"event: done\ndata: x\ndata: y\n\n"
-        );
-        assert_eq!(&comment("keep-alive")[..], b": keep-alive\n\n");
-    }
-
-    async fn body_chunks(response: Response) -> Vec<Bytes> {
-        let mut body = response.into_body().into_data_stream();
-        let mut chunks = Vec::new();
-        while let Some(chunk) = body.next().await {
-            chunks.push(chunk.unwrap());
-        }
-        chunks
-    }
-
-    #[tokio::test]
-    async fn queued_frames_go_out_with_the_headers_in_one_chunk() {
-        let (tx, rx) = mpsc::channel(BUFFER);
-        tx.send(event(None, "1")).await.unwrap();
-        tx.send(event(Some("done"), "{}")).await.unwrap();
-        drop(tx);
-        let chunks = body_chunks(response_after(Some(comment("first")), rx)).await;
-        assert_eq!(
-            chunks,
-            vec![Bytes::from_static(
-                b": first\n\ndata: 1\n\nevent: done\ndata: {}\n\n"
-            )]
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn later_frames_stream_as_they_come() {
-        let (tx, rx) = mpsc::channel(BUFFER);
-        let response = response(rx);
-        assert_eq!(response.status(), StatusCode::OK);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            tx.send(event(None, "late")).await.unwrap();
-        });
-        assert_eq!(
-            body_chunks(response).await,
-            vec![Bytes::from_static(b"data: late\n\n")]
-        );
-    }
 }
