@@ -127,21 +127,31 @@ impl RunLog {
     /// Like [`Self::record`], for any serializable struct or map: its fields follow `ts` and
     /// `kind` on the line.
     pub fn record_with<T: serde::Serialize>(&self, kind: &str, fields: &T) {
-        #[derive(serde::Serialize)]
-        struct Line<'a, T> {
-            ts: String,
-            kind: &'a str,
-            #[serde(flatten)]
-            fields: &'a T,
-        }
-        let line = Line {
-            ts: rfc3339(SystemTime::now()),
-            kind,
-            fields,
-        };
+        // `{"ts":…,"kind":…` then the fields' own object with its `{` turned into a `,`: the
+        // same line `#[serde(flatten)]` would give, without its buffering of every field.
         // Sized for a tool-call record, so that serialising it does not grow the buffer.
         let mut bytes = Vec::with_capacity(256);
-        if let Err(e) = serde_json::to_writer(&mut bytes, &line) {
+        bytes.extend_from_slice(b"{\"ts\":\"");
+        // RFC 3339 in UTC: digits, `-`, `:`, `T` and `Z`, nothing to escape.
+        bytes.extend_from_slice(rfc3339(SystemTime::now()).as_bytes());
+        bytes.extend_from_slice(b"\",\"kind\":");
+        let header = serde_json::to_writer(&mut bytes, kind);
+        let start = bytes.len();
+        let body = header.and_then(|()| serde_json::to_writer(&mut bytes, fields));
+        let spliced = match (body, &bytes[start..]) {
+            (Ok(()), b"{}") => {
+                bytes.truncate(start);
+                bytes.push(b'}');
+                Ok(())
+            }
+            (Ok(()), [b'{', ..]) => {
+                bytes[start] = b',';
+                Ok(())
+            }
+            (Ok(()), _) => Err("the fields are not a JSON object".to_owned()),
+            (Err(e), _) => Err(e.to_string()),
+        };
+        if let Err(e) = spliced {
             self.errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(error = %e, kind, "run log record not serializable");
             return;
@@ -416,6 +426,52 @@ mod tests {
 
     fn lines(dir: &Path) -> usize {
         std::fs::read_to_string(dir.join("run.jsonl")).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn a_line_is_ts_and_kind_then_the_fields_and_a_non_object_is_refused() {
+        #[derive(serde::Serialize)]
+        struct Fields<'a> {
+            tool: &'a str,
+            error: Option<String>,
+        }
+        #[derive(serde::Serialize)]
+        struct Nothing {}
+        let dir = tempfile::tempdir().unwrap();
+        let log = RunLog::new(dir.path().to_owned());
+        log.record_with(
+            "tool\"call",
+            &Fields {
+                tool: "a\nb",
+                error: None,
+            },
+        );
+        log.record_with("empty", &Nothing {});
+        log.record("wrapped", json!([1, 2]));
+        log.record_with("refused", &[1, 2]);
+        log.flush();
+        let text = std::fs::read_to_string(dir.path().join("run.jsonl")).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&lines[0]), ["error", "kind", "tool", "ts"]);
+        assert_eq!(lines[0]["kind"], "tool\"call");
+        assert_eq!(lines[0]["tool"], "a\nb");
+        assert_eq!(lines[0]["error"], Value::Null);
+        assert!(
+            humantime::parse_rfc3339(lines[0]["ts"].as_str().unwrap()).is_ok(),
+            "{text}"
+        );
+        assert_eq!(keys(&lines[1]), ["kind", "ts"]);
+        assert_eq!(lines[2]["value"], json!([1, 2]));
+        assert_eq!(
+            log.errors.load(Ordering::Relaxed),
+            1,
+            "the array is refused"
+        );
     }
 
     #[test]
