@@ -23,6 +23,7 @@ pub mod operator;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,7 +92,9 @@ pub struct Session {
     activation_gen: AtomicU64,
     /// The tool-list version the client last saw (`tools/list` or a list_changed), if any.
     listed: Mutex<Option<(u64, u64)>>,
-    inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Keyed by the client's request ids, so SipHash stays; the key is shared with the call's
+    /// guard.
+    inflight: Mutex<HashMap<Arc<str>, CancellationToken>>,
     events: events::Broadcaster,
     actor: Mutex<Option<ActorRef<SessionMsg>>>,
     /// Cancelled when the session ends: calls and event streams stop.
@@ -119,7 +122,17 @@ impl Session {
     /// Whether `presented` is this session's token (constant-time).
     pub fn token_matches(&self, presented: &str) -> bool {
         match decode_hex32(presented) {
-            Some(bytes) => bool::from(bytes.ct_eq(&self.token)),
+            Some(bytes) => {
+                // Word by word, with no branch on the token's bytes; then one constant-time
+                // test of the folded difference.
+                let word = |t: &[u8; 32], i: usize| {
+                    u64::from_ne_bytes(t[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+                };
+                let diff = (0..4).fold(0u64, |acc, i| {
+                    acc | (word(&bytes, i) ^ word(&self.token, i))
+                });
+                bool::from(diff.ct_eq(&0))
+            }
             None => false,
         }
     }
@@ -201,17 +214,22 @@ impl Session {
     /// client's pending requests; a second one would make cancellation ambiguous).
     pub fn begin_call(self: &Arc<Self>, request_id: &str) -> Result<CallGuard, DuplicateCall> {
         let token = self.ended.child_token();
+        let request_id: Arc<str> = Arc::from(request_id);
+        match self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(request_id.clone())
         {
-            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-            if inflight.contains_key(request_id) {
-                return Err(DuplicateCall(request_id.to_owned()));
+            Entry::Occupied(_) => return Err(DuplicateCall(request_id.to_string())),
+            Entry::Vacant(place) => {
+                place.insert(token.clone());
             }
-            inflight.insert(request_id.to_owned(), token.clone());
         }
         self.calls_total.fetch_add(1, Ordering::Relaxed);
         Ok(CallGuard {
             session: self.clone(),
-            request_id: request_id.to_owned(),
+            request_id,
             token,
         })
     }
@@ -316,7 +334,7 @@ pub struct DuplicateCall(pub String);
 #[derive(Debug)]
 pub struct CallGuard {
     session: Arc<Session>,
-    request_id: String,
+    request_id: Arc<str>,
     token: CancellationToken,
 }
 
@@ -340,7 +358,8 @@ impl Drop for CallGuard {
 /// The session table.
 #[derive(Debug)]
 pub struct Sessions {
-    map: DashMap<String, Arc<Session>>,
+    /// Keyed by ids drawn at random here, so FxHash (a lookup by a presented id only probes).
+    map: DashMap<String, Arc<Session>, rustc_hash::FxBuildHasher>,
     limits: SessionLimits,
     operator: Option<OperatorTemplate>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
@@ -369,7 +388,7 @@ impl Sessions {
     /// An empty table whose sessions can start an operator from `operator`.
     pub fn with_operator(limits: SessionLimits, operator: Option<OperatorTemplate>) -> Arc<Self> {
         Arc::new(Self {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             limits,
             operator,
             supervisor: RwLock::new(None),
@@ -730,19 +749,29 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
+    /// A hex digit's value, or 0x10 for any other byte.
+    const NIBBLE: [u8; 256] = {
+        let mut t = [0x10u8; 256];
+        let mut c = 0;
+        while c < 10 {
+            t[b'0' as usize + c] = c as u8;
+            c += 1;
+        }
+        let mut c = 0;
+        while c < 6 {
+            t[b'a' as usize + c] = 10 + c as u8;
+            t[b'A' as usize + c] = 10 + c as u8;
+            c += 1;
+        }
+        t
+    };
+    let s: &[u8; 64] = s.as_bytes().try_into().ok()?;
     let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let nib = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
-        out[i] = nib(pair[0])? << 4 | nib(pair[1])?;
+    let mut invalid = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        invalid |= hi | lo;
+        *o = hi << 4 | lo;
     }
-    Some(out)
+    (invalid & 0x10 == 0).then_some(out)
 }

@@ -28,7 +28,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-pub use bearer::{bearer_from_subprotocols, extract_bearer};
+pub use bearer::{bearer_from_subprotocols, extract_bearer, extract_bearer_bytes};
 pub use error::{RevokeError, StoreError};
 pub use limiter::{
     DEFAULT_FAILURE_WINDOW, DEFAULT_LOCKOUT, DEFAULT_MAX_FAILURES, FailedAuthLimiter,

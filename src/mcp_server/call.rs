@@ -85,9 +85,10 @@ pub(crate) async fn tools_call(
             );
         }
     };
-    let token = progress_token.unwrap_or_else(|| {
-        Value::String(format!("revka-{}", MINTED.fetch_add(1, Ordering::Relaxed)))
-    });
+    let token = match progress_token {
+        Some(given) => ProgressToken::Given(given),
+        None => ProgressToken::Minted(MINTED.fetch_add(1, Ordering::Relaxed)),
+    };
     let (tx, mut rx) = mpsc::channel(sse::BUFFER);
     // Held until the response is built: the call's own sender is then never the last one, so
     // its end cannot wake this task (see `sse::response_ended`).
@@ -228,12 +229,31 @@ struct ToolCallRecord<'a> {
     error: Option<String>,
 }
 
+/// The token a call's progress is keyed to.
+#[derive(Clone)]
+enum ProgressToken {
+    /// The caller's `_meta.progressToken`.
+    Given(Value),
+    /// One Revka drew for a caller that sent none: `"revka-<n>"`, spelled out only if the
+    /// call reports progress.
+    Minted(u64),
+}
+
+impl ProgressToken {
+    fn to_value(&self) -> Value {
+        match self {
+            Self::Given(token) => token.clone(),
+            Self::Minted(n) => Value::String(format!("revka-{n}")),
+        }
+    }
+}
+
 struct Call {
     server: McpServer,
     session: Arc<Session>,
     id: Value,
     name: String,
-    token: Value,
+    token: ProgressToken,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -425,6 +445,7 @@ impl Call {
         let session = self.session.clone();
         let tool = self.name.clone();
         Arc::new(move |p: ProgressUpdate| {
+            let token = token.to_value();
             let mut params = json!({ "progressToken": token, "progress": p.progress });
             if let Some(total) = &p.total {
                 params["total"] = total.clone();
@@ -436,7 +457,7 @@ impl Call {
                 json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": params });
             let _ = tx.try_send(sse::event(None, &note.to_string()));
             session.publish(SessionEvent::Progress(ProgressEvent {
-                token: token.clone(),
+                token,
                 progress: p.progress,
                 total: p.total,
                 message: p.message,

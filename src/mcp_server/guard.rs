@@ -33,7 +33,9 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             None => host,
         }
     };
-    name.eq_ignore_ascii_case("localhost")
+    // The two spellings nearly every client sends, before the general IP parse.
+    name == "127.0.0.1"
+        || name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -54,7 +56,10 @@ pub(crate) fn is_loopback_origin(origin: &str) -> bool {
 
 /// Checks `Host` and `Origin` of a request; `Err` is the reason to refuse it.
 pub(crate) fn check_loopback(headers: &HeaderMap) -> Result<(), String> {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    // `from_utf8`, not `to_str`: a non-ASCII byte fails the loopback test below either way.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| std::str::from_utf8(h.as_bytes()).ok());
     match host {
         Some(h) if is_loopback_host(h) => {}
         Some(h) => return Err(format!("Host {h:?} is not a loopback name")),

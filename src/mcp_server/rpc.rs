@@ -25,10 +25,7 @@ pub(crate) const SESSION_HEADER: header::HeaderName =
 
 /// The bearer token of an `Authorization` header, if well formed and non-empty.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    crate::gateway::auth::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -51,12 +48,13 @@ fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>,
     let token = bearer(headers).ok_or("missing or empty `Authorization: Bearer <token>` header")?;
     let session_id = headers
         .get(&SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or("");
+        .map_or(&b""[..], |v| v.as_bytes().trim_ascii());
     if session_id.is_empty() {
         return Err("missing or empty `X-Revka-Session` header");
     }
+    // Ids are hex: anything else names no session.
+    let session_id = std::str::from_utf8(session_id)
+        .map_err(|_| "unknown or expired session, or wrong token")?;
     server
         .inner
         .sessions
@@ -65,11 +63,14 @@ fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>,
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let mime = v
+            .as_bytes()
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default();
+        mime.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    })
 }
 
 /// `POST /mcp`. The request is taken whole: its headers are read in place (the `HeaderMap`

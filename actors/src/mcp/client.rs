@@ -168,7 +168,8 @@ struct Shared {
     server: Arc<str>,
     /// The supervision path of the connection (`root/mcp_servers/mcp:<name>`), on every log line.
     path: Arc<str>,
-    pending: DashMap<u64, Pending>,
+    /// Keyed by our own request ids: FxHash, not SipHash (no key comes from outside).
+    pending: DashMap<u64, Pending, rustc_hash::FxBuildHasher>,
     closed: Mutex<Option<String>>,
     is_closed: AtomicBool,
     roots: Vec<Root>,
@@ -212,7 +213,7 @@ impl Inbound {
         let shared = Arc::new(Shared {
             server: server.into(),
             path: path.into(),
-            pending: DashMap::new(),
+            pending: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             closed: Mutex::new(None),
             is_closed: AtomicBool::new(false),
             roots,
@@ -548,7 +549,6 @@ impl McpClient {
         params: Option<Value>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
-        let params = params.as_ref().map(to_raw);
         self.request_with(Cow::Owned(method.to_owned()), |_| params, opts)
             .await
     }
@@ -574,31 +574,26 @@ impl McpClient {
             meta: Option<Meta>,
         }
         let with_progress = opts.progress.is_some();
-        // Serialised straight to the raw params, without building a JSON tree first.
+        let arguments = &arguments;
+        // Serialised straight into the request line, without building a JSON tree first.
         self.request_with(
             Cow::Borrowed("tools/call"),
             move |id| {
-                let params = Params {
+                Some(Params {
                     name,
-                    arguments: &arguments,
+                    arguments,
                     meta: with_progress.then_some(Meta { progress_token: id }),
-                };
-                // Strings, JSON (a tree or raw text) and an integer id: serialising them
-                // cannot fail.
-                Some(
-                    serde_json::value::to_raw_value(&params)
-                        .expect("tools/call params always serialise"),
-                )
+                })
             },
             opts,
         )
         .await
     }
 
-    async fn request_with(
+    async fn request_with<P: Serialize>(
         &self,
         method: Cow<'static, str>,
-        params: impl FnOnce(u64) -> Option<Box<RawValue>>,
+        params: impl FnOnce(u64) -> Option<P>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
         let shared = &self.inbound.shared;
@@ -629,9 +624,7 @@ impl McpClient {
             reason: "the caller went away",
             armed: true,
         };
-        let request = Request::new(id, method, params(id));
-        let line = request.to_line();
-        let method = request.method; // the params are not needed any more
+        let line = super::jsonrpc::request_line(id, &method, params(id).as_ref());
         if let Err(source) = self.transport.send(Outgoing::Request { id, line }) {
             guard.armed = false;
             shared.pending.remove(&id);

@@ -312,13 +312,26 @@ impl Response {
 }
 
 #[derive(Serialize)]
-struct WireCall<'a> {
+struct WireCall<'a, P: ?Sized> {
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a Id>,
     method: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    params: Option<&'a RawValue>,
+    params: Option<&'a P>,
+}
+
+/// A request as one line, like [`Request::to_line`], with its params serialised straight into
+/// the line: no raw value is built (and copied) first. The hot path of every tool call.
+pub fn request_line<P: Serialize + ?Sized>(id: u64, method: &str, params: Option<&P>) -> Vec<u8> {
+    let id = Id::from(id);
+    let call = WireCall {
+        jsonrpc: VERSION,
+        id: Some(&id),
+        method,
+        params,
+    };
+    to_line(&call, 192 + method.len())
 }
 
 #[derive(Serialize)]

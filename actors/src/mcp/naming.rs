@@ -281,7 +281,14 @@ pub enum Resolution {
 /// Server names cannot contain `__` ([`validate_server_name`]), so this is the sanitised tool
 /// name (for names that were not hashed).
 pub fn bare_suffix(exposed: &str) -> Option<&str> {
-    exposed.split_once(SEPARATOR).map(|(_, tool)| tool)
+    // A byte scan: `split_once(SEPARATOR)` builds a two-way searcher on every call, and this
+    // runs on every tool call.
+    let sep = SEPARATOR.as_bytes();
+    let at = exposed
+        .as_bytes()
+        .windows(sep.len())
+        .position(|w| w == sep)?;
+    Some(&exposed[at + sep.len()..])
 }
 
 /// Resolves `name` against `candidates` (exposed names).

@@ -254,3 +254,26 @@ async fn an_ended_session_leaves_no_task_behind() {
     assert_eq!(sessions.len(), 0);
     sup.stop_and_wait(None, None).await.unwrap();
 }
+
+#[test]
+fn the_token_decoder_takes_64_hex_digits_of_either_case_and_nothing_else() {
+    let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+    let text = hex(&bytes);
+    assert_eq!(decode_hex32(&text), Some(bytes));
+    assert_eq!(decode_hex32(&text.to_uppercase()), Some(bytes));
+    assert_eq!(decode_hex32(&text[..62]), None);
+    assert_eq!(decode_hex32(&format!("{text}0")), None);
+    // Any byte that is not a hex digit, at any place, is refused; the table holds no other
+    // value that could pass (a byte like 0x10 would, if the check were a mere mask).
+    for at in 0..64 {
+        for bad in [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0x10, 0x7f] {
+            let mut raw = text.clone().into_bytes();
+            raw[at] = bad;
+            let candidate = String::from_utf8(raw).unwrap();
+            assert_eq!(decode_hex32(&candidate), None, "{bad:#x} at {at}");
+        }
+    }
+    let mut multibyte = text[..62].to_owned();
+    multibyte.push('é');
+    assert_eq!(decode_hex32(&multibyte), None);
+}

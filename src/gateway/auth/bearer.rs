@@ -9,15 +9,26 @@
 /// The token of an `Authorization: Bearer <token>` header value.
 ///
 /// The scheme is case-insensitive, surrounding whitespace is ignored; `None` for another
-/// scheme, an empty token, or a token with whitespace inside.
+/// scheme, an empty token, or a token with whitespace or a byte that is not visible ASCII.
 pub fn extract_bearer(header: &str) -> Option<&str> {
-    let header = header.trim();
-    let scheme_end = header.find(|c: char| c.is_ascii_whitespace())?;
+    extract_bearer_bytes(header.as_bytes())
+}
+
+/// [`extract_bearer`] on a raw header value (`HeaderValue::as_bytes`): the hot path of every
+/// MCP request, so it works on bytes, with no UTF-8 or Unicode-whitespace pass.
+pub fn extract_bearer_bytes(header: &[u8]) -> Option<&str> {
+    let header = header.trim_ascii();
+    let scheme_end = header.iter().position(u8::is_ascii_whitespace)?;
     let (scheme, rest) = header.split_at(scheme_end);
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    non_empty_token(rest.trim())
+    let token = rest.trim_ascii_start();
+    if token.is_empty() || !token.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    // Visible ASCII only: always UTF-8.
+    std::str::from_utf8(token).ok()
 }
 
 /// The token of the first `bearer.<token>` entry of a `Sec-WebSocket-Protocol` value (a
