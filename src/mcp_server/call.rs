@@ -20,7 +20,7 @@ use axum::response::Response;
 use futures::FutureExt;
 use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{HubError, MAX_CALL, McpHub};
-use revka_actors::mcp::jsonrpc::ErrorObject;
+use revka_actors::mcp::jsonrpc::{ErrorObject, json_string};
 use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
 use revka_actors::session::{CallGuard, ProgressEvent, Session, SessionEvent};
 use revka_actors::status::rfc3339;
@@ -177,7 +177,7 @@ impl CallParams {
             serde_json::from_str(text).map_err(|e| format!("invalid params: {e}"))?;
         let name = fields
             .name
-            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .and_then(|raw| json_string(raw).ok())
             .ok_or(NEEDS_NAME)?;
         let arguments = match fields.arguments {
             None => RawArguments::empty(),

@@ -300,6 +300,8 @@ pub struct ToolRoute {
     pub tool: String,
     /// The exposed definition (the server's, with `name` replaced).
     pub def: Arc<Value>,
+    /// What preparing arguments under its `inputSchema` can do.
+    pub schema_traits: wrapper::SchemaTraits,
 }
 
 /// An immutable snapshot of every external tool, sorted by exposed name.
@@ -565,10 +567,9 @@ impl McpHub {
         arguments: Arguments,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, HubError> {
-        let empty = Value::Null;
-        let schema = route.def.get("inputSchema").unwrap_or(&empty);
         let arguments =
-            wrapper::prepare(schema, arguments).map_err(|e| HubError::Arguments(e.to_string()))?;
+            wrapper::prepare_with(input_schema(&route.def), route.schema_traits, arguments)
+                .map_err(|e| HubError::Arguments(e.to_string()))?;
         let mut opts = effective_options(opts, &route.server.spec());
         let started = std::time::Instant::now();
         let client = route
@@ -652,6 +653,7 @@ impl McpHub {
             };
             let exposed = exposed.to_owned();
             def["name"] = Value::String(exposed.clone());
+            let schema_traits = wrapper::SchemaTraits::of(input_schema(&def));
             tools.insert(
                 exposed.clone(),
                 Arc::new(ToolRoute {
@@ -659,6 +661,7 @@ impl McpHub {
                     server,
                     tool,
                     def: Arc::new(def),
+                    schema_traits,
                 }),
             );
         }
@@ -671,6 +674,12 @@ impl McpHub {
         });
         let _ = self.changes.send(version);
     }
+}
+
+/// A tool definition's `inputSchema` (`null` if it has none).
+fn input_schema(def: &Value) -> &Value {
+    static NONE: Value = Value::Null;
+    def.get("inputSchema").unwrap_or(&NONE)
 }
 
 #[cfg(test)]

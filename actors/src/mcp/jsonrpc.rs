@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Number, Value};
 
-pub use parse::{ParseError, parse_message};
+pub use parse::{ParseError, json_string, parse_message, plain_string};
 
 /// The JSON-RPC protocol version: the value of every message's `jsonrpc` member.
 pub const VERSION: &str = "2.0";

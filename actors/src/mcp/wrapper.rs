@@ -61,7 +61,9 @@ mod raw;
 mod tests;
 mod types;
 
-pub use raw::{Arguments, MAX_NESTING, RawArguments, prepare, raw_result_is_error};
+pub use raw::{
+    Arguments, MAX_NESTING, RawArguments, SchemaTraits, prepare, prepare_with, raw_result_is_error,
+};
 
 use serde_json::{Map, Value};
 

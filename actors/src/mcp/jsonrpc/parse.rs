@@ -156,9 +156,7 @@ pub fn parse_message(line: &[u8]) -> Result<Incoming, ParseError> {
             return Err(ParseError::MethodAndResult);
         }
         let method = match kind(method.get()) {
-            "string" => {
-                Cow::Owned(serde_json::from_str::<String>(method.get()).map_err(ParseError::Json)?)
-            }
+            "string" => Cow::Owned(json_string(method).map_err(ParseError::Json)?),
             kind => return Err(ParseError::MethodNotString { kind }),
         };
         let params = match raw.params {
@@ -194,6 +192,21 @@ fn is_version(raw: &RawValue) -> bool {
             && serde_json::from_str::<String>(raw.get()).is_ok_and(|s| s == VERSION))
 }
 
+/// The text of a raw JSON string. One with no escape is its own text between the quotes (a
+/// raw value is valid JSON, so it holds no bare quote or control character): no parse.
+pub fn json_string(raw: &RawValue) -> Result<String, serde_json::Error> {
+    match plain_string(raw.get()) {
+        Some(text) => Ok(text.to_owned()),
+        None => serde_json::from_str(raw.get()),
+    }
+}
+
+/// The text between the quotes of an escape-free JSON string literal.
+pub fn plain_string(literal: &str) -> Option<&str> {
+    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains(['\\', '"'])).then_some(inner)
+}
+
 /// `Ok(None)` for `null`.
 fn parse_id(raw: &RawValue) -> Result<Option<Id>, ParseError> {
     match kind(raw.get()) {
@@ -204,7 +217,7 @@ fn parse_id(raw: &RawValue) -> Result<Option<Id>, ParseError> {
                 kind: "out-of-range number",
             }),
         },
-        "string" => serde_json::from_str::<String>(raw.get())
+        "string" => json_string(raw)
             .map(|s| Some(Id::from(s)))
             .map_err(ParseError::Json),
         kind => Err(ParseError::InvalidId { kind }),

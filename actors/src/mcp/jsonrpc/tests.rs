@@ -508,3 +508,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_json_string_without_escapes_is_read_in_place_and_any_other_is_parsed() {
+    for (literal, text) in [
+        (r#""tools/call""#, "tools/call"),
+        (r#""""#, ""),
+        (r#""é ü""#, "é ü"),
+        (r#""a\"b""#, "a\"b"),
+        (r#""\u00e9\n""#, "é\n"),
+        (r#""back\\slash""#, "back\\slash"),
+    ] {
+        assert_eq!(json_string(&raw(literal)).unwrap(), text, "{literal}");
+    }
+    assert_eq!(plain_string(r#""plain""#), Some("plain"));
+    assert_eq!(plain_string(r#""a\"b""#), None, "an escape is parsed");
+    assert_eq!(plain_string("\""), None);
+    assert_eq!(plain_string("12"), None);
+    assert!(json_string(&raw("12")).is_err(), "not a string");
+}
+
+proptest! {
+    /// Whatever the string, the in-place read agrees with serde_json's.
+    #[test]
+    fn json_string_agrees_with_serde(s in any::<String>()) {
+        let literal = raw(&serde_json::to_string(&s).unwrap());
+        prop_assert_eq!(json_string(&literal).unwrap(), s);
+    }
+}

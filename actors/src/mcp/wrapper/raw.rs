@@ -108,12 +108,42 @@ impl RawArguments {
 /// nothing (no `approved` to strip, a schema under which nothing converts); otherwise they are
 /// parsed and prepared.
 pub fn prepare(schema: &Value, args: Arguments) -> Result<Arguments, ArgumentError> {
+    prepare_with(schema, SchemaTraits::of(schema), args)
+}
+
+/// What preparing arguments under one schema can do, worked out once per tool (when its
+/// server's tool list is read) rather than on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaTraits {
+    /// Coercion could convert some member (see `may_convert`).
+    may_convert: bool,
+    /// The schema declares an `approved` property, so a top-level `approved` is kept.
+    declares_approved: bool,
+}
+
+impl SchemaTraits {
+    /// The traits of `schema` (a tool's `inputSchema`).
+    pub fn of(schema: &Value) -> Self {
+        SchemaTraits {
+            may_convert: may_convert(schema),
+            declares_approved: declares_property(schema, APPROVED_FIELD),
+        }
+    }
+}
+
+/// [`prepare`] with the schema's traits already worked out; `traits` must be
+/// `SchemaTraits::of(schema)`.
+pub fn prepare_with(
+    schema: &Value,
+    traits: SchemaTraits,
+    args: Arguments,
+) -> Result<Arguments, ArgumentError> {
     let raw = match args {
         Arguments::Value(value) => return prepare_arguments(schema, value).map(Arguments::Value),
         Arguments::Raw(raw) => raw,
     };
-    let strips = raw.has_approved && !declares_property(schema, APPROVED_FIELD);
-    if !strips && !may_convert(schema) {
+    let strips = raw.has_approved && !traits.declares_approved;
+    if !strips && !traits.may_convert {
         return Ok(Arguments::Raw(raw));
     }
     prepare_arguments(schema, raw.to_value()).map(Arguments::Value)
