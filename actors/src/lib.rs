@@ -34,6 +34,8 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+#[cfg(test)]
+mod ractor_patch;
 pub mod retry_queue;
 pub mod session;
 pub mod sidecar;
