@@ -92,7 +92,8 @@ struct Inner {
     /// Cancelled when the listener stops: long-lived streams end.
     shutdown: CancellationToken,
     keepalive: Duration,
-    default_cwd: PathBuf,
+    /// Shared by every session created without a `cwd`.
+    default_cwd: Arc<std::path::Path>,
     telemetry: Telemetry,
 }
 
@@ -112,7 +113,9 @@ impl McpServer {
                 born: Instant::now(),
                 shutdown,
                 keepalive: KEEPALIVE,
-                default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+                default_cwd: std::env::current_dir()
+                    .unwrap_or_else(|_| PathBuf::from("/"))
+                    .into(),
                 telemetry,
             }),
         }

@@ -25,7 +25,7 @@ mod tests;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -77,9 +77,11 @@ pub enum SessionError {
 /// One session's shared state.
 #[derive(Debug)]
 pub struct Session {
-    id: String,
+    /// Shared with the table's key.
+    id: Arc<str>,
     token: [u8; 32],
-    cwd: PathBuf,
+    /// Shared by the sessions created with the same directory (most use the default).
+    cwd: Arc<Path>,
     label: Option<String>,
     created: SystemTime,
     /// The table's clock origin, shared by all its sessions so that their last-seen times compare.
@@ -110,7 +112,7 @@ impl Session {
     }
 
     /// The working directory it was created with (canonical).
-    pub fn cwd(&self) -> &PathBuf {
+    pub fn cwd(&self) -> &Path {
         &self.cwd
     }
 
@@ -312,9 +314,9 @@ impl Session {
 
     fn details(&self) -> serde_json::Value {
         serde_json::json!({
-            "session_id": self.id,
+            "session_id": &*self.id,
             "label": self.label,
-            "cwd": self.cwd,
+            "cwd": &*self.cwd,
             "created_at": rfc3339(self.created),
             "idle_secs": self.idle_for().as_secs(),
             "inflight_calls": self.inflight_calls(),
@@ -359,7 +361,7 @@ impl Drop for CallGuard {
 #[derive(Debug)]
 pub struct Sessions {
     /// Keyed by ids drawn at random here, so FxHash (a lookup by a presented id only probes).
-    map: DashMap<String, Arc<Session>, rustc_hash::FxBuildHasher>,
+    map: DashMap<Arc<str>, Arc<Session>, rustc_hash::FxBuildHasher>,
     limits: SessionLimits,
     operator: Option<OperatorTemplate>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
@@ -481,7 +483,7 @@ impl Sessions {
     /// Creates a session and starts its actor. Returns the session and its token (shown once).
     pub async fn create(
         self: &Arc<Self>,
-        cwd: PathBuf,
+        cwd: Arc<Path>,
         label: Option<String>,
     ) -> Result<(Arc<Session>, String), SessionError> {
         let sup = self
@@ -512,7 +514,7 @@ impl Sessions {
         let mut token = [0u8; 32];
         getrandom::fill(&mut id_bytes).map_err(|e| SessionError::Random(e.to_string()))?;
         getrandom::fill(&mut token).map_err(|e| SessionError::Random(e.to_string()))?;
-        let id = hex(&id_bytes);
+        let id: Arc<str> = hex(&id_bytes).into();
         let session = Arc::new(Session {
             id: id.clone(),
             token,
@@ -531,7 +533,7 @@ impl Sessions {
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),
         });
-        self.map.insert(id.clone(), session.clone());
+        self.map.insert(id, session.clone());
         drop(admission);
         self.created.fetch_add(1, Ordering::Relaxed);
         let spec = session_spec(session.clone(), self.clone());
@@ -539,7 +541,7 @@ impl Sessions {
             self.remove(&session);
             return Err(SessionError::Unavailable(e.to_string()));
         }
-        tracing::info!(session = %id, cwd = %session.cwd.display(), label = ?session.label, "session created");
+        tracing::info!(session = %session.id, cwd = %session.cwd.display(), label = ?session.label, "session created");
         Ok((session, hex(&token)))
     }
 
@@ -559,7 +561,7 @@ impl Sessions {
 
     fn remove(&self, session: &Arc<Session>) {
         self.map
-            .remove_if(&session.id, |_, s| Arc::ptr_eq(s, session));
+            .remove_if(&*session.id, |_, s| Arc::ptr_eq(s, session));
         session.ended.cancel();
     }
 }

@@ -281,16 +281,19 @@ pub(crate) async fn create_session(
     {
         Ok((session, token)) => json_response(
             StatusCode::OK,
-            &json!({ "session_id": session.id(), "token": token, "cwd": cwd }),
+            &json!({ "session_id": session.id(), "token": token, "cwd": &*cwd }),
         ),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
 /// Tilde-expands and canonicalises a requested working directory, which must exist.
-fn resolve_cwd(requested: Option<&str>, default: &std::path::Path) -> Result<PathBuf, String> {
+fn resolve_cwd(
+    requested: Option<&str>,
+    default: &Arc<std::path::Path>,
+) -> Result<Arc<std::path::Path>, String> {
     let Some(raw) = requested.map(str::trim).filter(|c| !c.is_empty()) else {
-        return Ok(default.to_owned());
+        return Ok(default.clone());
     };
     let expanded = match raw.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => {
@@ -305,7 +308,7 @@ fn resolve_cwd(requested: Option<&str>, default: &std::path::Path) -> Result<Pat
     if !canonical.is_dir() {
         return Err(format!("cwd {raw:?} is not a directory"));
     }
-    Ok(canonical)
+    Ok(canonical.into())
 }
 
 /// `DELETE /session/{id}` (Bearer token of that session).

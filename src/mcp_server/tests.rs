@@ -80,7 +80,10 @@ async fn serve(keepalive: Duration) -> (String, String, String) {
         )
         .await
     });
-    let (session, token) = sessions.create("/".into(), None).await.unwrap();
+    let (session, token) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     (format!("http://{addr}/mcp"), session.id().to_owned(), token)
 }
 

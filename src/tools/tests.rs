@@ -67,7 +67,11 @@ async fn session() -> Arc<Session> {
     let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     let sessions = Sessions::new(SessionLimits::default());
     sessions.attach_supervisor(sup);
-    sessions.create("/".into(), None).await.unwrap().0
+    sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap()
+        .0
 }
 
 #[test]

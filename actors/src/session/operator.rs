@@ -42,7 +42,7 @@ impl OperatorTemplate {
         spec.name = OPERATOR_SERVER.to_owned();
         if let TransportSpec::Stdio { env, cwd, .. } = &mut spec.transport {
             env.push(("REVKA_SESSION_ID".into(), session.id().to_owned()));
-            *cwd = Some(session.cwd().clone());
+            *cwd = Some(session.cwd().to_path_buf());
         }
         spec
     }

@@ -27,10 +27,13 @@ async fn table(limits: SessionLimits) -> (Arc<Sessions>, StatusNode, ActorRef<Su
 async fn tokens_authenticate_only_their_session() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
     let (a, token_a) = sessions
-        .create("/tmp".into(), Some("a".into()))
+        .create(std::path::Path::new("/tmp").into(), Some("a".into()))
         .await
         .unwrap();
-    let (b, token_b) = sessions.create("/tmp".into(), None).await.unwrap();
+    let (b, token_b) = sessions
+        .create(std::path::Path::new("/tmp").into(), None)
+        .await
+        .unwrap();
     assert_eq!(token_a.len(), 64, "256 bits, hex");
     assert_ne!(token_a, token_b);
     assert!(sessions.authenticate(a.id(), &token_a).is_some());
@@ -63,8 +66,14 @@ async fn idle_sessions_expire_and_used_ones_do_not() {
         max_sessions: 10,
     };
     let (sessions, node, sup) = table(limits).await;
-    let (idle, idle_token) = sessions.create("/".into(), None).await.unwrap();
-    let (busy, busy_token) = sessions.create("/".into(), None).await.unwrap();
+    let (idle, idle_token) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
+    let (busy, busy_token) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(
@@ -95,7 +104,12 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
     let (sessions, _node, sup) = table(limits).await;
     let mut created = Vec::new();
     for _ in 0..3 {
-        created.push(sessions.create("/".into(), None).await.unwrap());
+        created.push(
+            sessions
+                .create(std::path::Path::new("/").into(), None)
+                .await
+                .unwrap(),
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Use the first one: the second becomes the longest idle.
@@ -104,7 +118,10 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
             .authenticate(created[0].0.id(), &created[0].1)
             .is_some()
     );
-    let (_fourth, _) = sessions.create("/".into(), None).await.unwrap();
+    let (_fourth, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 3);
     assert!(
         sessions.get(created[1].0.id()).is_none(),
@@ -127,7 +144,10 @@ async fn concurrent_creates_never_overshoot_the_cap() {
         .map(|_| {
             let sessions = sessions.clone();
             tokio::spawn(async move {
-                sessions.create("/".into(), None).await.unwrap();
+                sessions
+                    .create(std::path::Path::new("/").into(), None)
+                    .await
+                    .unwrap();
                 sessions.len()
             })
         })
@@ -145,7 +165,10 @@ async fn concurrent_creates_never_overshoot_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn ending_a_session_cancels_its_calls_and_streams() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
-    let (s, token) = sessions.create("/".into(), None).await.unwrap();
+    let (s, token) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     let mut events = s.subscribe();
     let call = s.begin_call("7").unwrap();
     let other = s.begin_call("\"x\"").unwrap();
@@ -186,7 +209,10 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
 #[tokio::test(start_paused = true)]
 async fn events_fan_out_and_slow_subscribers_lag() {
     let (sessions, _node, sup) = table(SessionLimits::default()).await;
-    let (s, _) = sessions.create("/".into(), None).await.unwrap();
+    let (s, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     s.publish(SessionEvent::ToolsChanged); // nobody listening: dropped, no channel built
     assert_eq!(s.subscribers(), 0);
     let mut fast = s.subscribe();
@@ -215,8 +241,14 @@ async fn events_fan_out_and_slow_subscribers_lag() {
 #[tokio::test(start_paused = true)]
 async fn activation_is_per_session() {
     let (sessions, _node, sup) = table(SessionLimits::default()).await;
-    let (a, _) = sessions.create("/".into(), None).await.unwrap();
-    let (b, _) = sessions.create("/".into(), None).await.unwrap();
+    let (a, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
+    let (b, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
     assert!(a.activate(["fs__read_file"]));
     assert!(!a.activate(["fs__read_file"]), "already active");
     assert!(a.is_activated("fs__read_file"));
@@ -227,7 +259,10 @@ async fn activation_is_per_session() {
 #[tokio::test]
 async fn creating_without_the_supervisor_fails_clearly() {
     let sessions = Sessions::new(SessionLimits::default());
-    let err = sessions.create("/".into(), None).await.unwrap_err();
+    let err = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not running"));
 }
 
@@ -243,7 +278,10 @@ async fn an_ended_session_leaves_no_task_behind() {
     };
     let baseline = alive();
     for _ in 0..20 {
-        let (s, _) = sessions.create("/".into(), None).await.unwrap();
+        let (s, _) = sessions
+            .create(std::path::Path::new("/").into(), None)
+            .await
+            .unwrap();
         assert!(sessions.end(s.id(), "ended by the test"));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
