@@ -4,16 +4,21 @@
 //! session's tool list is an `event: tools_changed` carrying `notifications/tools/list_changed`.
 //! A subscriber that falls behind gets `event: lagged` with `{"dropped": n}` and continues with
 //! newer events. The stream ends when the client disconnects, the session ends or the server
-//! stops; a keep-alive comment is sent every 15 s.
+//! stops; a keep-alive comment is sent every 15 s. The connection's own task reads the
+//! session's broadcast channel: no task per subscriber, and events that are waiting go out
+//! together in one write.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use revka_actors::session::SessionEvent;
+use revka_actors::session::{Published, Session, SessionEvent};
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::error;
@@ -33,43 +38,78 @@ pub(crate) async fn session_events(
             "unauthorized: unknown session or wrong token",
         );
     };
-    let mut events = session.subscribe();
-    let (tx, rx) = mpsc::channel(sse::BUFFER);
-    let keepalive_every = server.inner.keepalive;
-    let shutdown = server.inner.shutdown.clone();
-    tokio::spawn(async move {
-        if tx.send(sse::comment("connected")).await.is_err() {
-            return;
-        }
+    let every = server.inner.keepalive;
+    let subscriber = Subscriber {
+        events: session.subscribe(),
+        session,
+        shutdown: server.inner.shutdown.clone(),
         // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
-        // tick: that tick waits for the timer wheel's next 1 ms turn, a millisecond on every call.)
-        let mut keepalive = tokio::time::interval_at(
-            tokio::time::Instant::now() + keepalive_every,
-            keepalive_every,
-        );
-        loop {
-            let frame = tokio::select! {
-                () = session.ended().cancelled() => break,
-                () = shutdown.cancelled() => break,
-                () = tx.closed() => break,
-                _ = keepalive.tick() => sse::comment("keep-alive"),
-                event = events.recv() => match event {
-                    Ok(published) => match published.event() {
-                        SessionEvent::Progress(_) => sse::event(None, published.json()),
-                        SessionEvent::ToolsChanged => sse::event(Some("tools_changed"), published.json()),
-                    },
-                    Err(broadcast::error::RecvError::Lagged(dropped)) => {
-                        sse::event(Some("lagged"), &json!({ "dropped": dropped }).to_string())
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-            };
-            if tx.send(frame).await.is_err() {
-                break;
-            }
-        }
+        // tick: that tick waits for the timer wheel's next 1 ms turn.)
+        keepalive: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+    };
+    let rest = futures::stream::unfold(subscriber, |mut subscriber| async move {
+        let chunk = subscriber.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), subscriber))
     });
-    sse::response(rx)
+    sse::stream_response(&[sse::comment("connected")], rest)
+}
+
+/// At most this many bytes of waiting events go out in one write.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// One subscriber's stream, polled by its connection's own task: an event goes from the
+/// session's broadcast channel to the socket with no task in between, and the events waiting
+/// when the stream is polled go out in one write. A client that reads too slowly falls behind
+/// the broadcast channel and is told how many events it lost; it never holds up the session.
+struct Subscriber {
+    session: Arc<Session>,
+    events: broadcast::Receiver<Arc<Published>>,
+    shutdown: CancellationToken,
+    keepalive: tokio::time::Interval,
+}
+
+impl Subscriber {
+    /// The next chunk to write, or `None` when the stream ends (the session ended, the server
+    /// is stopping, or the channel closed). Cancel safe.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let first = tokio::select! {
+            () = self.session.ended().cancelled() => return None,
+            () = self.shutdown.cancelled() => return None,
+            _ = self.keepalive.tick() => return Some(sse::comment("keep-alive")),
+            event = self.events.recv() => frame(event)?,
+        };
+        let mut chunk: Option<Vec<u8>> = None;
+        while chunk.as_ref().map_or(first.len(), Vec::len) < MAX_CHUNK {
+            let next = match self.events.try_recv() {
+                Ok(published) => frame(Ok(published)),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    frame(Err(broadcast::error::RecvError::Lagged(n)))
+                }
+                Err(_) => None,
+            };
+            let Some(next) = next else { break };
+            chunk
+                .get_or_insert_with(|| first.to_vec())
+                .extend_from_slice(&next);
+        }
+        Some(chunk.map_or(first, Bytes::from))
+    }
+}
+
+/// The SSE frame of a received event (shared by all subscribers), or `None` once the channel
+/// is closed.
+fn frame(event: Result<Arc<Published>, broadcast::error::RecvError>) -> Option<Bytes> {
+    match event {
+        Ok(published) => Some(published.frame(|event, json| match event {
+            SessionEvent::Progress(_) => sse::event(None, json),
+            SessionEvent::ToolsChanged => sse::event(Some("tools_changed"), json),
+        })),
+        Err(broadcast::error::RecvError::Lagged(dropped)) => Some(sse::event(
+            Some("lagged"),
+            &json!({ "dropped": dropped }).to_string(),
+        )),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
 }
 
 /// Tells every session when the external tool table changes (a server connected, restarted,

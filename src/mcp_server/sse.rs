@@ -70,13 +70,8 @@ pub(crate) fn concat(frames: &[Bytes]) -> Bytes {
     Bytes::from(out)
 }
 
-/// A streaming `text/event-stream` response fed by `rx`. Frames already queued go out with the
-/// headers, in one write.
-pub(crate) fn response(rx: mpsc::Receiver<Bytes>) -> Response {
-    response_after(None, rx)
-}
-
-/// Like [`response`], with `first` (already taken from `rx`) ahead of the queued frames.
+/// A streaming `text/event-stream` response fed by `rx`, with `first` (already taken from `rx`)
+/// ahead of the frames queued there: they go out with the headers, in one write.
 pub(crate) fn response_after(first: Option<Bytes>, mut rx: mpsc::Receiver<Bytes>) -> Response {
     let mut frames: Vec<Bytes> = first.into_iter().collect();
     while let Ok(next) = rx.try_recv() {
@@ -115,7 +110,7 @@ pub(crate) fn response_ended(mut rx: mpsc::Receiver<Bytes>, tail: Option<Bytes>)
 }
 
 /// `frames` as the first chunk (one write with the headers), then `rest`.
-fn stream_response(
+pub(crate) fn stream_response(
     frames: &[Bytes],
     rest: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
 ) -> Response {

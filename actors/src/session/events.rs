@@ -53,12 +53,22 @@ pub enum SessionEvent {
 pub struct Published {
     event: SessionEvent,
     json: OnceLock<String>,
+    /// The event as its subscribers' transport frames it (an SSE event), made once.
+    frame: OnceLock<bytes::Bytes>,
 }
 
 impl Published {
     /// The event.
     pub fn event(&self) -> &SessionEvent {
         &self.event
+    }
+
+    /// The event framed for a subscriber's stream by `make` (given the event and its JSON),
+    /// made by the first subscriber that asks and shared by the others.
+    pub fn frame(&self, make: impl FnOnce(&SessionEvent, &str) -> bytes::Bytes) -> bytes::Bytes {
+        self.frame
+            .get_or_init(|| make(&self.event, self.json()))
+            .clone()
     }
 
     /// Its JSON: the [`ProgressEvent`] object, or the `notifications/tools/list_changed`
@@ -87,6 +97,7 @@ impl Broadcaster {
                 let _ = tx.send(Arc::new(Published {
                     event,
                     json: OnceLock::new(),
+                    frame: OnceLock::new(),
                 }));
                 self.published.fetch_add(1, Ordering::Relaxed);
             }
