@@ -108,7 +108,7 @@ pub async fn run(kills: usize) -> anyhow::Result<()> {
         );
     }
     println!(
-        "restart adds {} µs at p50 and {} µs at p99 to the cold start; {failed_calls} calls failed fast while the server was down",
+        "restart adds {} at p50 and {} at p99 to the cold start (µs unless marked); {failed_calls} calls failed fast while the server was down",
         us(s.p50 - cold.p50),
         us(s.p99 - cold.p99),
     );
