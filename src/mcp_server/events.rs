@@ -38,15 +38,11 @@ pub(crate) async fn session_events(
             "unauthorized: unknown session or wrong token",
         );
     };
-    let every = server.inner.keepalive;
-    let subscriber = Subscriber {
-        events: session.subscribe(),
+    let subscriber = Subscriber::new(
         session,
-        shutdown: server.inner.shutdown.clone(),
-        // The first keep-alive is one period from now. (Not `interval()` plus an awaited first
-        // tick: that tick waits for the timer wheel's next 1 ms turn.)
-        keepalive: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
-    };
+        server.inner.shutdown.clone(),
+        server.inner.keepalive,
+    );
     let rest = futures::stream::unfold(subscriber, |mut subscriber| async move {
         let chunk = subscriber.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), subscriber))
@@ -54,14 +50,14 @@ pub(crate) async fn session_events(
     sse::stream_response(&[sse::comment("connected")], rest)
 }
 
-/// At most this many bytes of waiting events go out in one write.
-const MAX_CHUNK: usize = 64 * 1024;
+/// Waiting events are gathered into one write until it holds at least this many bytes.
+pub(super) const MAX_CHUNK: usize = 64 * 1024;
 
 /// One subscriber's stream, polled by its connection's own task: an event goes from the
 /// session's broadcast channel to the socket with no task in between, and the events waiting
 /// when the stream is polled go out in one write. A client that reads too slowly falls behind
 /// the broadcast channel and is told how many events it lost; it never holds up the session.
-struct Subscriber {
+pub(super) struct Subscriber {
     session: Arc<Session>,
     events: broadcast::Receiver<Arc<Published>>,
     shutdown: CancellationToken,
@@ -69,9 +65,26 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// Subscribes to `session`'s events; the stream ends when the session ends or `shutdown`
+    /// is cancelled, and sends a keep-alive comment every `keepalive`.
+    pub(super) fn new(
+        session: Arc<Session>,
+        shutdown: CancellationToken,
+        keepalive: std::time::Duration,
+    ) -> Self {
+        Self {
+            events: session.subscribe(),
+            session,
+            shutdown,
+            // The first keep-alive is one period from now. (Not `interval()` plus an awaited
+            // first tick: that tick waits for the timer wheel's next 1 ms turn.)
+            keepalive: tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive),
+        }
+    }
+
     /// The next chunk to write, or `None` when the stream ends (the session ended, the server
     /// is stopping, or the channel closed). Cancel safe.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    pub(super) async fn next_chunk(&mut self) -> Option<Bytes> {
         let first = tokio::select! {
             () = self.session.ended().cancelled() => return None,
             () = self.shutdown.cancelled() => return None,

@@ -47,7 +47,8 @@ impl BuiltinTool for Slow {
     }
 }
 
-async fn serve(keepalive: Duration) -> (String, String, String) {
+/// A session table under a running `sessions` supervisor.
+async fn sessions() -> Arc<Sessions> {
     let node = StatusNode::root("sessions", "supervisor");
     let args = SupervisorArgs {
         node,
@@ -58,6 +59,11 @@ async fn serve(keepalive: Duration) -> (String, String, String) {
     let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     let sessions = Sessions::new(SessionLimits::default());
     sessions.attach_supervisor(sup);
+    sessions
+}
+
+async fn serve(keepalive: Duration) -> (String, String, String) {
+    let sessions = sessions().await;
     let mut registry = ToolRegistry::new(McpHub::new(), true);
     registry.register(Arc::new(Panics));
     registry.register(Arc::new(Slow));
@@ -128,4 +134,84 @@ async fn builtin_progress_and_keepalive_reach_the_stream() {
     let result = text.find(r#""text":"slept""#).expect("result");
     assert!(progress < keepalive && keepalive < result, "{text}");
     assert!(text.contains(r#""progressToken":3"#));
+}
+
+/// A subscriber's stream sends the events waiting when it is polled in one chunk (at most
+/// `MAX_CHUNK` and one event), says how many it lost when it fell behind, and ends with the
+/// session.
+#[tokio::test]
+async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lost() {
+    use revka_actors::session::{ProgressEvent, SessionEvent};
+
+    use super::events::{MAX_CHUNK, Subscriber};
+
+    let sessions = sessions().await;
+    let (session, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
+    let keepalive = Duration::from_secs(3600);
+    let mut subscriber = Subscriber::new(session.clone(), CancellationToken::new(), keepalive);
+    let frames = |chunk: &[u8], frame: &str| String::from_utf8_lossy(chunk).matches(frame).count();
+
+    for _ in 0..3 {
+        session.publish(SessionEvent::ToolsChanged);
+    }
+    let chunk = subscriber.next_chunk().await.unwrap();
+    assert_eq!(
+        frames(&chunk, "event: tools_changed\n"),
+        3,
+        "one chunk holds all three"
+    );
+
+    // 300 events before the next poll: more than the broadcast channel holds.
+    for _ in 0..300 {
+        session.publish(SessionEvent::ToolsChanged);
+    }
+    let chunk = subscriber.next_chunk().await.unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    let lagged = text
+        .strip_prefix("event: lagged\ndata: ")
+        .and_then(|rest| rest.split_once('\n'))
+        .map(|(data, _)| serde_json::from_str::<Value>(data).unwrap())
+        .unwrap_or_else(|| panic!("the chunk starts with the lagged notice: {text:.200}"));
+    let dropped = lagged["dropped"].as_u64().unwrap() as usize;
+    let received = frames(&chunk, "event: tools_changed\n");
+    assert!(dropped > 0, "{lagged}");
+    assert_eq!(
+        dropped + received,
+        300,
+        "each event is either received or counted as lost"
+    );
+
+    // Big events: a chunk stops growing once it reaches the cap.
+    let big = ProgressEvent {
+        token: json!(1),
+        progress: json!(1),
+        total: None,
+        message: Some("x".repeat(8 * 1024)),
+        tool: None,
+        timestamp: "2026-12-05T00:00:00Z".into(),
+    };
+    for _ in 0..20 {
+        session.publish(SessionEvent::Progress(big.clone()));
+    }
+    let chunk = subscriber.next_chunk().await.unwrap();
+    let one = chunk.len() / frames(&chunk, "data: ");
+    assert!(
+        chunk.len() >= MAX_CHUNK && chunk.len() < MAX_CHUNK + one,
+        "{} bytes in the chunk",
+        chunk.len()
+    );
+    let mut rest = frames(&chunk, "data: ");
+    while rest < 20 {
+        rest += frames(&subscriber.next_chunk().await.unwrap(), "data: ");
+    }
+    assert_eq!(rest, 20, "no event is lost by the cap");
+
+    sessions.end(session.id(), "test over");
+    assert!(
+        subscriber.next_chunk().await.is_none(),
+        "the stream ends with the session"
+    );
 }
