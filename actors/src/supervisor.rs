@@ -564,8 +564,9 @@ impl SupervisorState {
         child.restarts += 1;
         let delay = policy.backoff.delay(child.consecutive);
         child.state = ActorState::BackingOff;
-        child.node.set_state(ActorState::BackingOff);
+        // The time first: the node is never seen backing off without one.
         child.node.record_restart(delay);
+        child.node.set_state(ActorState::BackingOff);
         let generation = child.generation;
         let id = child.spec.id.clone();
         warn!(

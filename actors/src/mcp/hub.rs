@@ -6,7 +6,7 @@
 //! and its tools when the handshake succeeds, and withdraw the client when the connection ends.
 //! A server's tools stay registered while it restarts, so clients see a stable list; calls in
 //! that window fail fast with the server's state (`restarting, next attempt in 2 s`, `failed:
-//! …`).
+//! …`); once the next attempt is due, a call waits for the connect, within its timeout.
 //!
 //! The tool table is an immutable snapshot swapped on every change (readers clone an `Arc`);
 //! each change bumps a version and is broadcast, so the MCP server can tell its sessions
@@ -230,20 +230,23 @@ impl ServerEntry {
         self.client().map_or(0, |c| c.pending_calls())
     }
 
-    /// Why a call cannot be made right now, from the supervisor's view of the server.
+    /// Why a call cannot be made right now, from the supervisor's view of the server: `None`
+    /// while it is running, starting, or due to start.
     fn unavailable(&self) -> Option<String> {
         let name = &self.spec().name;
         match self.node.state() {
             ActorState::BackingOff => {
-                let secs = self
-                    .node
-                    .next_restart_in()
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                let secs = secs.ceil().max(0.0) as u64;
-                Some(format!(
-                    "server `{name}` is restarting, next attempt in {secs} s"
-                ))
+                // An attempt that is due is being made: the state is about to be `Starting`,
+                // so the caller waits for it as for any connect. (No time at all: the server
+                // was stopped to restart with a failed sibling, whose delay decides.)
+                match self.node.next_restart_in() {
+                    Some(next) if next.is_zero() => None,
+                    Some(next) => Some(format!(
+                        "server `{name}` is restarting, next attempt in {} s",
+                        next.as_secs_f64().ceil() as u64
+                    )),
+                    None => Some(format!("server `{name}` is restarting")),
+                }
             }
             ActorState::Failed => {
                 let reason = self
@@ -892,5 +895,39 @@ mod tests {
                 table.tools.keys().collect::<Vec<_>>()
             );
         }
+    }
+
+    /// A call to a backing-off server fails fast with the time of the next attempt, unless that
+    /// attempt is already due: then it waits for the connect like a call to a starting server.
+    /// A server stopped to restart with its group has no time of its own.
+    #[tokio::test]
+    async fn a_backing_off_server_fails_calls_fast_unless_its_attempt_is_due() {
+        let root = StatusNode::root("root", "supervisor");
+        let hub = McpHub::new();
+        let entry = hub.register(spec("f"), root.child("mcp:f", "mcp_server", None));
+        let wait = Duration::from_millis(200);
+
+        entry.node().record_restart(Duration::from_secs(5));
+        entry.node().set_state(ActorState::BackingOff);
+        let started = Instant::now();
+        let err = entry.connected_client(wait).await.unwrap_err();
+        assert_eq!(err, "server `f` is restarting, next attempt in 5 s");
+        assert!(started.elapsed() < wait, "failed fast");
+
+        entry.node().set_state(ActorState::Starting);
+        entry.node().record_restart(Duration::ZERO);
+        entry.node().set_state(ActorState::BackingOff);
+        let started = Instant::now();
+        let err = entry.connected_client(wait).await.unwrap_err();
+        assert_eq!(
+            err, "server `f` is not connected yet",
+            "waited for the connect"
+        );
+        assert!(started.elapsed() >= wait);
+
+        entry.node().set_state(ActorState::Starting);
+        entry.node().set_state(ActorState::BackingOff);
+        let err = entry.connected_client(wait).await.unwrap_err();
+        assert_eq!(err, "server `f` is restarting");
     }
 }
