@@ -36,7 +36,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use events::{ProgressEvent, Published, SessionEvent};
+pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
 
 use crate::status::rfc3339;

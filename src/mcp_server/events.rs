@@ -7,18 +7,29 @@
 //! stops; a keep-alive comment is sent every 15 s. The connection's own task reads the
 //! session's broadcast channel: no task per subscriber, and events that are waiting go out
 //! together in one write.
+//!
+//! **Pacing.** An event that follows the stream's last write by less than about [`PACE`] waits
+//! for the rest of that time and goes out with whatever else arrived meanwhile: a busy session
+//! costs each subscriber at most one write per [`PACE`], not one per event. An event after a
+//! quiet spell goes out at once. The hold is drawn at random between half and one and a half
+//! [`PACE`], so a hundred subscribers of one session do not all write in the same instant and
+//! hold up the daemon's other connections (docs/benchmarks.md, "Progress fan-out"). A chunk
+//! of [`BUSY`] events or more is not followed by a hold: events that fast go out as fast as
+//! the client reads them, as before.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use revka_actors::session::{Published, Session, SessionEvent};
+use revka_actors::session::{EVENT_BUFFER, Published, Session, SessionEvent};
 use serde_json::json;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::error;
@@ -53,6 +64,16 @@ pub(crate) async fn session_events(
 /// Waiting events are gathered into one write until it holds at least this many bytes.
 pub(super) const MAX_CHUNK: usize = 64 * 1024;
 
+/// The mean time a subscriber holds events that follow its last write (module docs). At 1,000
+/// events/s that is about 10 events per write (the broadcast channel holds 256), and a
+/// progress display is still updated 100 times a second.
+pub(super) const PACE: Duration = Duration::from_millis(10);
+
+/// A chunk of this many events is not followed by a hold: at that rate a hold of up to
+/// 1.5 × [`PACE`] could overrun the session's broadcast channel, and the subscriber would
+/// lose events it could have read.
+const BUSY: usize = EVENT_BUFFER / 4;
+
 /// One subscriber's stream, polled by its connection's own task: an event goes from the
 /// session's broadcast channel to the socket with no task in between, and the events waiting
 /// when the stream is polled go out in one write. A client that reads too slowly falls behind
@@ -62,6 +83,8 @@ pub(super) struct Subscriber {
     events: broadcast::Receiver<Arc<Published>>,
     shutdown: CancellationToken,
     keepalive: tokio::time::Interval,
+    /// Events are held until then: set by a write of events ([`PACE`]).
+    hold_until: Option<Instant>,
 }
 
 impl Subscriber {
@@ -78,20 +101,33 @@ impl Subscriber {
             shutdown,
             // The first keep-alive is one period from now. (Not `interval()` plus an awaited
             // first tick: that tick waits for the timer wheel's next 1 ms turn.)
-            keepalive: tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive),
+            keepalive: tokio::time::interval_at(Instant::now() + keepalive, keepalive),
+            hold_until: None,
         }
     }
 
     /// The next chunk to write, or `None` when the stream ends (the session ended, the server
-    /// is stopping, or the channel closed). Cancel safe.
+    /// is stopping, or the channel closed). Events published before the end are still sent.
+    /// Cancel safe.
     pub(super) async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(until) = self.hold_until {
+            // The end cuts the hold short; what is waiting then goes out before the stream ends.
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = self.session.ended().cancelled() => {}
+                () = self.shutdown.cancelled() => {}
+            }
+            self.hold_until = None;
+        }
         let first = tokio::select! {
+            biased;
+            event = self.events.recv() => frame(event)?,
             () = self.session.ended().cancelled() => return None,
             () = self.shutdown.cancelled() => return None,
             _ = self.keepalive.tick() => return Some(sse::comment("keep-alive")),
-            event = self.events.recv() => frame(event)?,
         };
         let mut chunk: Option<Vec<u8>> = None;
+        let mut events = 1;
         while chunk.as_ref().map_or(first.len(), Vec::len) < MAX_CHUNK {
             let next = match self.events.try_recv() {
                 Ok(published) => frame(Ok(published)),
@@ -101,11 +137,20 @@ impl Subscriber {
                 Err(_) => None,
             };
             let Some(next) = next else { break };
+            events += 1;
             chunk
                 .get_or_insert_with(|| first.to_vec())
                 .extend_from_slice(&next);
         }
-        Some(chunk.map_or(first, Bytes::from))
+        let chunk = chunk.map_or(first, Bytes::from);
+        // Hold the next events, unless this chunk shows them coming too fast for a hold: the
+        // channel could fill up during it, or more are waiting than one chunk takes.
+        if events < BUSY && chunk.len() < MAX_CHUNK {
+            // Half to one and a half PACE, at random (module docs).
+            let hold = PACE / 2 + PACE.mul_f64(fastrand::f64());
+            self.hold_until = Some(Instant::now() + hold);
+        }
+        Some(chunk)
     }
 }
 

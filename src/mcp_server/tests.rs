@@ -215,3 +215,79 @@ async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lo
         "the stream ends with the session"
     );
 }
+
+/// An event stream writes an event at once after a quiet spell, holds the events that follow
+/// a write for half to one and a half `PACE` and sends them together, skips the hold when
+/// events come too fast for one, and still sends what was published before the session ended.
+#[tokio::test(start_paused = true)]
+async fn an_event_stream_holds_events_that_follow_a_write_and_no_others() {
+    use revka_actors::session::SessionEvent;
+    use tokio::time::Instant;
+
+    use super::events::{PACE, Subscriber};
+
+    let sessions = sessions().await;
+    let (session, _) = sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
+    let keepalive = Duration::from_secs(3600);
+    let mut subscriber = Subscriber::new(session.clone(), CancellationToken::new(), keepalive);
+    let publish = |n: usize| (0..n).for_each(|_| session.publish(SessionEvent::ToolsChanged));
+    let count = |chunk: &[u8]| {
+        String::from_utf8_lossy(chunk)
+            .matches("event: tools_changed\n")
+            .count()
+    };
+    let mut next = async || {
+        let start = Instant::now();
+        let chunk = subscriber.next_chunk().await.expect("the stream is open");
+        (count(&chunk), start.elapsed())
+    };
+
+    publish(1);
+    assert_eq!(
+        next().await,
+        (1, Duration::ZERO),
+        "the first event goes at once"
+    );
+
+    publish(2);
+    let (events, waited) = next().await;
+    assert_eq!(events, 2, "the two events that followed go together");
+    assert!(
+        waited >= PACE / 2 && waited <= PACE * 3 / 2,
+        "held for {waited:?}"
+    );
+
+    tokio::time::sleep(PACE * 2).await;
+    publish(1);
+    assert_eq!(
+        next().await,
+        (1, Duration::ZERO),
+        "an event after a quiet spell goes at once"
+    );
+
+    // A burst of 100: sent after the hold, and since that many would overrun the channel
+    // during another hold, the next event is not held.
+    tokio::time::sleep(PACE / 4).await;
+    publish(100);
+    let (events, waited) = next().await;
+    assert_eq!(events, 100);
+    assert!(waited > Duration::ZERO, "held");
+    publish(1);
+    assert_eq!(
+        next().await,
+        (1, Duration::ZERO),
+        "no hold after a chunk of a burst"
+    );
+
+    // The end cuts a hold short, and what is waiting still goes out.
+    publish(3);
+    sessions.end(session.id(), "test over");
+    assert_eq!(next().await.0, 3, "published before the end, sent");
+    assert!(
+        subscriber.next_chunk().await.is_none(),
+        "then the stream ends"
+    );
+}

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// Events buffered per session before slow subscribers start losing them.
-pub(crate) const CAPACITY: usize = 256;
+pub const EVENT_BUFFER: usize = 256;
 
 /// Progress of one tool call, as published on the session stream (seed 001).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,7 +106,7 @@ impl Broadcaster {
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx
-            .get_or_init(|| broadcast::channel(CAPACITY).0)
+            .get_or_init(|| broadcast::channel(EVENT_BUFFER).0)
             .subscribe()
     }
 

@@ -217,7 +217,7 @@ async fn events_fan_out_and_slow_subscribers_lag() {
     assert_eq!(s.subscribers(), 0);
     let mut fast = s.subscribe();
     let mut slow = s.subscribe();
-    let total = events::CAPACITY + 10;
+    let total = events::EVENT_BUFFER + 10;
     for i in 0..total {
         s.publish(SessionEvent::Progress(ProgressEvent {
             token: serde_json::json!(1),
