@@ -275,10 +275,14 @@ impl Call {
         guard: CallGuard,
     ) -> Option<Tail> {
         let started = std::time::Instant::now();
-        let server_label = match &resolved {
-            Resolved::External(route) => route.server.spec().name.clone(),
-            Resolved::Operator(_) => revka_actors::session::OPERATOR_SERVER.to_owned(),
-            Resolved::Builtin(_) => "builtin".to_owned(),
+        let spec = match &resolved {
+            Resolved::External(route) => Some(route.server.spec()),
+            Resolved::Operator(_) | Resolved::Builtin(_) => None,
+        };
+        let server_label = match (&resolved, &spec) {
+            (_, Some(spec)) => spec.name.as_str(),
+            (Resolved::Operator(_), None) => revka_actors::session::OPERATOR_SERVER,
+            _ => "builtin",
         };
         let session = self.session.clone();
         // Boxed so that dropping it below really cancels a call still running.
@@ -312,7 +316,7 @@ impl Call {
                 &ToolCallRecord {
                     session: session.id(),
                     tool: &self.name,
-                    server: &server_label,
+                    server: server_label,
                     outcome,
                     duration_ms: elapsed.as_millis() as u64,
                     error,
@@ -322,7 +326,7 @@ impl Call {
         self.server
             .inner
             .telemetry
-            .record_call(&server_label, &self.name, kind, elapsed);
+            .record_call(server_label, &self.name, kind, elapsed);
         match outcome {
             Outcome::Result(result) => {
                 let version = self.server.inner.registry.hub().tools().version;

@@ -24,7 +24,10 @@ struct Inner<S> {
     help: String,
     label_names: Box<[String]>,
     limit: usize,
-    series: DashMap<Key, S>,
+    /// FxHash, not SipHash: every tool call looks up two series, and label values come from
+    /// the config and the configured servers' tool names, not from callers; the series limit
+    /// bounds the map whatever the values.
+    series: DashMap<Key, S, rustc_hash::FxBuildHasher>,
     /// Series in `series`, the overflow one excepted.
     len: AtomicUsize,
     make: MakeSeries<S>,
@@ -65,7 +68,7 @@ impl<S: Clone> Family<S> {
                 help: help.to_owned(),
                 label_names,
                 limit,
-                series: DashMap::new(),
+                series: DashMap::with_hasher(rustc_hash::FxBuildHasher),
                 len: AtomicUsize::new(0),
                 make,
                 overflow: OnceLock::new(),
