@@ -35,6 +35,23 @@ fn read_pid(path: &Path) -> i32 {
     pid.unwrap()
 }
 
+/// Waits until `pid` leads a session of its own: `setsid` has run. (Its pid is known as soon as
+/// the shell forks it; until `setsid` runs it is still in the server's process group, and a
+/// kill of that group would take it with the server, leaving nothing for the sweep to find.)
+fn wait_detached(pid: i32) {
+    let session = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the `(comm)`: state, ppid, pgrp, session.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        fields.get(3)?.parse::<i32>().ok()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || session() == Some(pid)),
+        "pid {pid} never became a session leader (session {:?})",
+        session()
+    );
+}
+
 /// Pids of a test's processes, SIGKILLed when dropped if they still exist: a failing test does
 /// not leak them. Only a process whose environment names the test's `REVKA_HOME` is killed (a
 /// pid may have been reused since).
@@ -107,6 +124,7 @@ shutdown_timeout_ms = 1000
     let (server, grandchild) = (read_pid(&pid_file), read_pid(&grandchild_file));
     cleanup.pids.extend([server, grandchild]);
     assert!(process_exists(server) && process_exists(grandchild));
+    wait_detached(grandchild);
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&grandchild_file);
 
@@ -123,6 +141,7 @@ shutdown_timeout_ms = 1000
     // The restarted server has a new detached grandchild; the daemon's SIGTERM takes it too.
     let (server, grandchild) = (read_pid(&pid_file), read_pid(&grandchild_file));
     cleanup.pids.extend([server, grandchild]);
+    wait_detached(grandchild);
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(EXIT).code(), Some(0), "{}", daemon.stderr());
     assert_all_gone("after the daemon's SIGTERM", &[server, grandchild], &daemon);
