@@ -1,6 +1,6 @@
 //! Tool-call arguments kept as the client sent them (raw JSON), so that the common call, whose
 //! preparation changes nothing, is forwarded without building a JSON tree and serialising it
-//! again. Part of the wrapper: [`prepare`] is [`prepare_arguments`](super::prepare_arguments) for
+//! again. Part of the wrapper: [`prepare`] is [`prepare_arguments`] for
 //! either form, and falls back to parsing only when stripping `approved` or coercion has work to
 //! do.
 
