@@ -592,13 +592,29 @@ impl Server {
     fn progress(&self, call: &Call) -> Result<Reply, String> {
         let steps = u64_arg(&call.args, "steps", Some(5))?;
         let interval = Duration::from_millis(u64_arg(&call.args, "interval_ms", Some(10))?);
+        let stamp = match call.args.get("stamp") {
+            None => false,
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| format!("stamp must be a boolean, got {value}"))?,
+        };
         for i in 1..=steps {
             thread::sleep(interval);
             // The token is echoed as the same JSON value (number stays number).
             if let Some(token) = &call.progress_token {
+                // With `stamp`, the message says when it was sent (Unix µs), so that a reader
+                // on the same machine can tell how long the notification took to reach it.
+                let message = if stamp {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    format!("step {i} at {}", now.as_micros())
+                } else {
+                    format!("step {i}")
+                };
                 let params = json!({
                     "progressToken": token, "progress": i, "total": steps,
-                    "message": format!("step {i}"),
+                    "message": message,
                 });
                 self.notify("notifications/progress", params);
             }
@@ -682,8 +698,8 @@ const BUILTIN_TOOLS: &[(&str, &str, &str, &[&str])] = &[
             "maybe": {"type": ["integer", "null"]}}"#, &[]),
     ("sleep", "Sleeps ms milliseconds, then answers.", r#"{"ms": {"type": "integer"}}"#, &["ms"]),
     ("hang", "Never answers; stops when cancelled.", "{}", &[]),
-    ("progress", "Sends progress notifications when given a progressToken, then answers done.",
-        r#"{"steps": {"type": "integer"}, "interval_ms": {"type": "integer"}}"#, &[]),
+    ("progress", "Sends progress notifications when given a progressToken, then answers done; with stamp, each message ends with `at <Unix µs>`.",
+        r#"{"steps": {"type": "integer"}, "interval_ms": {"type": "integer"}, "stamp": {"type": "boolean"}}"#, &[]),
     ("crash", "Exits at once with code (default 1), without answering.",
         r#"{"code": {"type": "integer"}}"#, &[]),
     ("garbage", "Writes a non-JSON line to stdout, then answers.", "{}", &[]),

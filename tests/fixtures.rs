@@ -765,6 +765,40 @@ fn progress_tokens_keep_their_json_type() {
     );
 }
 
+/// With `stamp`, each progress message says when it was sent (Unix µs), for the fan-out
+/// benchmark's delivery latency; a `stamp` that is not a boolean is a tool error.
+#[test]
+fn stamped_progress_says_when_each_step_was_sent() {
+    let mut server = Server::start("fault_server", &[]);
+    server.initialize();
+    let unix_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let before = unix_us();
+    let params = json!({"name": "progress", "arguments": {"steps": 2, "interval_ms": 1, "stamp": true},
+        "_meta": {"progressToken": 1}});
+    server.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}));
+    let mut last = before;
+    for i in 1..=2 {
+        let note = server.message();
+        let message = note["params"]["message"].as_str().unwrap().to_owned();
+        let sent: u64 = message
+            .strip_prefix(&format!("step {i} at "))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a stamped message: {message}"));
+        assert!(sent >= last && sent <= unix_us(), "{message}");
+        last = sent;
+    }
+    assert_eq!(text_of(&server.message()["result"]), "done");
+
+    let result = server.call("progress", json!({"steps": 1, "stamp": "yes"}));
+    assert_eq!(result["isError"], true);
+    assert_eq!(text_of(&result), "stamp must be a boolean, got \"yes\"");
+}
+
 #[test]
 fn crash_tool_exits_with_code_without_answering() {
     let mut server = Server::start("fault_server", &[]);

@@ -1,7 +1,9 @@
 //! Progress fan-out: 100 subscribers on one session's `GET /session/{id}/events` while a tool
 //! of that session emits ~1,000 progress events/s (the fault server's `progress` tool, 1 ms
 //! apart); meanwhile another session calls `echo` in a closed loop. Its latency is measured
-//! before and during the fan-out, in one run.
+//! before and during the fan-out, in one run. Each progress message carries the time the fault
+//! server sent it (`stamp`), so the subscribers also measure how long a progress event took
+//! to reach them: through the daemon and its pacing, and their own thread's queue.
 
 use std::time::{Duration, Instant};
 
@@ -13,20 +15,50 @@ use hyper::{Method, StatusCode};
 use crate::daemon::{self, Daemon};
 use crate::http::{HttpConn, McpSession};
 use crate::procs::CpuMeter;
-use crate::stats::{Summary, us};
+use crate::stats::{Latencies, Summary, us};
 use crate::throughput::closed_loop;
 
 const SUBSCRIBERS: usize = 100;
 
-/// One subscriber: reads the stream, counting progress events (and `lagged` notices) until
-/// `until`.
+/// Microseconds since the Unix epoch: the clock the fault server stamps its progress with.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// The send time in a stamped progress message (`"step 12 at 1733400000123456"`).
+fn stamp(event: &[u8]) -> Option<u64> {
+    let at = event.windows(4).position(|w| w == b" at ")? + 4;
+    let digits = event[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&event[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// What one subscriber saw.
+#[derive(Default)]
+struct Seen {
+    progress: u64,
+    lagged: u64,
+    /// From the fault server's send to this subscriber's read, per progress event.
+    delivery: Latencies,
+}
+
+/// One subscriber: reads the stream, counting progress events (and `lagged` notices) and
+/// timing their delivery, until `until`.
 async fn subscribe(
     addr: std::net::SocketAddr,
     session: String,
     auth: String,
     ready: tokio::sync::mpsc::Sender<()>,
     until: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<Seen> {
     let mut conn = HttpConn::connect(addr).await?;
     let path = format!("/session/{session}/events");
     let resp = conn
@@ -42,7 +74,7 @@ async fn subscribe(
     }
     let mut body = resp.into_body();
     let mut carry: Vec<u8> = Vec::new();
-    let (mut progress, mut lagged) = (0u64, 0u64);
+    let mut seen = Seen::default();
     let mut announced = false;
     let mut until = until;
     loop {
@@ -58,21 +90,26 @@ async fn subscribe(
             announced = true; // the `: connected` comment: this subscriber is on
             let _ = ready.send(()).await;
         }
+        let read_at = unix_us();
         carry.extend_from_slice(&data);
         // Count complete events (blank-line terminated); keep the partial tail.
         let mut start = 0;
         while let Some(end) = carry[start..].windows(2).position(|w| w == b"\n\n") {
             let event = &carry[start..start + end];
             if event.starts_with(b"event: lagged") {
-                lagged += 1;
+                seen.lagged += 1;
             } else if event.windows(10).any(|w| w == b"\"progress\"") {
-                progress += 1;
+                seen.progress += 1;
+                if let Some(sent) = stamp(event) {
+                    let took = read_at.saturating_sub(sent);
+                    seen.delivery.record(Duration::from_micros(took));
+                }
             }
             start += end + 2;
         }
         carry.drain(..start);
     }
-    Ok((progress, lagged))
+    Ok(seen)
 }
 
 fn row(name: &str, s: &Summary, calls_per_s: f64) {
@@ -144,7 +181,7 @@ pub async fn run(secs: Duration) -> anyhow::Result<()> {
     // delay the echo caller's own event loop (which would be charged to Revka).
     let subscribers = {
         let (id, auth) = (id.clone(), auth.clone());
-        std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+        std::thread::spawn(move || -> anyhow::Result<Seen> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -160,13 +197,14 @@ pub async fn run(secs: Duration) -> anyhow::Result<()> {
                         ))
                     })
                     .collect();
-                let (mut delivered, mut lagged) = (0, 0);
+                let mut total = Seen::default();
                 for s in all {
-                    let (p, l) = s.await??;
-                    delivered += p;
-                    lagged += l;
+                    let seen = s.await??;
+                    total.progress += seen.progress;
+                    total.lagged += seen.lagged;
+                    total.delivery.extend(seen.delivery);
                 }
-                Ok((delivered, lagged))
+                Ok(total)
             })
         })
     };
@@ -176,7 +214,7 @@ pub async fn run(secs: Duration) -> anyhow::Result<()> {
             .context("a subscriber never connected")?;
     }
     let steps = (secs.as_secs() + 3) * 1000;
-    let args = format!(r#"{{"steps":{steps},"interval_ms":1}}"#);
+    let args = format!(r#"{{"steps":{steps},"interval_ms":1,"stamp":true}}"#);
     let emit = tokio::spawn(async move {
         let r = emitter.call_raw(1, "fault__progress", &args).await;
         (emitter, r)
@@ -194,7 +232,11 @@ pub async fn run(secs: Duration) -> anyhow::Result<()> {
     let cpu = meter.stop();
     stop_tx.send(true)?;
     emit.abort();
-    let (delivered, lagged) = subscribers
+    let Seen {
+        progress: delivered,
+        lagged,
+        delivery,
+    } = subscribers
         .join()
         .map_err(|_| anyhow::anyhow!("the subscriber thread panicked"))??;
     let loaded_rate = loaded[0].0.len() as f64 / window.as_secs_f64();
@@ -204,6 +246,20 @@ pub async fn run(secs: Duration) -> anyhow::Result<()> {
     );
     row("  alone", &base[0].0.summary(), base_rate);
     row("  during the fan-out", &loaded[0].0.summary(), loaded_rate);
+    let d = delivery.summary();
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "progress: fault server → subscriber", "events", "p50 µs", "p90 µs", "p99 µs", "max µs"
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "  (as read by the subscriber thread)",
+        d.n,
+        us(d.p50),
+        us(d.p90),
+        us(d.p99),
+        us(d.max)
+    );
     let per_sub = delivered as f64 / SUBSCRIBERS as f64;
     println!(
         "fan-out: {per_sub:.0} progress events per subscriber in ~{:.1}s ({:.0} events/s delivered in all), {lagged} lagged notices; daemon tree CPU {:.0}%, load generator {:.0}% (caller and subscriber threads)",
