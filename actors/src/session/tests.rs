@@ -191,6 +191,12 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
         other.cancelled().is_cancelled(),
         "session end cancels in-flight calls"
     );
+    let late = s.begin_call("9").unwrap();
+    assert!(
+        late.cancelled().is_cancelled(),
+        "a call registered after the end starts cancelled"
+    );
+    drop(late);
     assert!(sessions.authenticate(s.id(), &token).is_none());
     eventually("actor gone", Duration::from_secs(5), || {
         node.children().is_empty()
