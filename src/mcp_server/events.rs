@@ -10,12 +10,12 @@
 //!
 //! **Pacing.** An event that follows the stream's last write by less than about [`PACE`] waits
 //! for the rest of that time and goes out with whatever else arrived meanwhile: a busy session
-//! costs each subscriber at most one write per [`PACE`], not one per event. An event after a
+//! costs each subscriber about one write per [`PACE`], not one per event. An event after a
 //! quiet spell goes out at once. The hold is drawn at random between half and one and a half
 //! [`PACE`], so a hundred subscribers of one session do not all write in the same instant and
 //! hold up the daemon's other connections (docs/benchmarks.md, "Progress fan-out"). A chunk
-//! of [`BUSY`] events or more is not followed by a hold: events that fast go out as fast as
-//! the client reads them, as before.
+//! of [`BUSY`] events or more, or one stopped at [`MAX_CHUNK`] with more waiting, is not
+//! followed by a hold: events that fast go out as fast as the client reads them.
 
 use std::convert::Infallible;
 use std::future::Future;

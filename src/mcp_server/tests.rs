@@ -136,22 +136,51 @@ async fn builtin_progress_and_keepalive_reach_the_stream() {
     assert!(text.contains(r#""progressToken":3"#));
 }
 
-/// A subscriber's stream sends the events waiting when it is polled in one chunk (at most
-/// `MAX_CHUNK` and one event), says how many it lost when it fell behind, and ends with the
-/// session.
-#[tokio::test]
-async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lost() {
-    use revka_actors::session::{ProgressEvent, SessionEvent};
-
-    use super::events::{MAX_CHUNK, Subscriber};
-
+/// A session of a fresh table, and a subscriber to its event stream (keep-alive: an hour).
+async fn subscribed() -> (
+    Arc<Sessions>,
+    Arc<revka_actors::session::Session>,
+    super::events::Subscriber,
+) {
     let sessions = sessions().await;
     let (session, _) = sessions
         .create(std::path::Path::new("/").into(), None)
         .await
         .unwrap();
-    let keepalive = Duration::from_secs(3600);
-    let mut subscriber = Subscriber::new(session.clone(), CancellationToken::new(), keepalive);
+    let subscriber = super::events::Subscriber::new(
+        session.clone(),
+        CancellationToken::new(),
+        Duration::from_secs(3600),
+    );
+    (sessions, session, subscriber)
+}
+
+/// Publishes `n` progress events of 8 KiB each on `session`'s stream.
+fn publish_big(session: &revka_actors::session::Session, n: usize) {
+    use revka_actors::session::{ProgressEvent, SessionEvent};
+    let big = ProgressEvent {
+        token: json!(1),
+        progress: json!(1),
+        total: None,
+        message: Some("x".repeat(8 * 1024)),
+        tool: None,
+        timestamp: "2026-12-06T00:00:00Z".into(),
+    };
+    for _ in 0..n {
+        session.publish(SessionEvent::Progress(big.clone()));
+    }
+}
+
+/// A subscriber's stream sends the events waiting when it is polled in one chunk (at most
+/// `MAX_CHUNK` and one event), says how many it lost when it fell behind, and ends with the
+/// session.
+#[tokio::test]
+async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lost() {
+    use revka_actors::session::SessionEvent;
+
+    use super::events::MAX_CHUNK;
+
+    let (sessions, session, mut subscriber) = subscribed().await;
     let frames = |chunk: &[u8], frame: &str| String::from_utf8_lossy(chunk).matches(frame).count();
 
     for _ in 0..3 {
@@ -185,17 +214,7 @@ async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lo
     );
 
     // Big events: a chunk stops growing once it reaches the cap.
-    let big = ProgressEvent {
-        token: json!(1),
-        progress: json!(1),
-        total: None,
-        message: Some("x".repeat(8 * 1024)),
-        tool: None,
-        timestamp: "2026-12-05T00:00:00Z".into(),
-    };
-    for _ in 0..20 {
-        session.publish(SessionEvent::Progress(big.clone()));
-    }
+    publish_big(&session, 20);
     let chunk = subscriber.next_chunk().await.unwrap();
     let one = chunk.len() / frames(&chunk, "data: ");
     assert!(
@@ -218,42 +237,35 @@ async fn an_event_stream_sends_what_is_waiting_in_one_chunk_and_tells_what_it_lo
 
 /// An event stream writes an event at once after a quiet spell, holds the events that follow
 /// a write for half to one and a half `PACE` and sends them together, skips the hold when
-/// events come too fast for one, and still sends what was published before the session ended.
+/// events come too fast for one (a burst, or a chunk stopped at `MAX_CHUNK`), and still sends
+/// what was published before the session ended.
 #[tokio::test(start_paused = true)]
 async fn an_event_stream_holds_events_that_follow_a_write_and_no_others() {
     use revka_actors::session::SessionEvent;
     use tokio::time::Instant;
 
-    use super::events::{PACE, Subscriber};
+    use super::events::{MAX_CHUNK, PACE};
 
-    let sessions = sessions().await;
-    let (session, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
-        .await
-        .unwrap();
-    let keepalive = Duration::from_secs(3600);
-    let mut subscriber = Subscriber::new(session.clone(), CancellationToken::new(), keepalive);
+    let (sessions, session, mut subscriber) = subscribed().await;
     let publish = |n: usize| (0..n).for_each(|_| session.publish(SessionEvent::ToolsChanged));
-    let count = |chunk: &[u8]| {
-        String::from_utf8_lossy(chunk)
-            .matches("event: tools_changed\n")
-            .count()
-    };
+    // Events in a chunk (each is one `data:` line), and how long the chunk took to come.
     let mut next = async || {
         let start = Instant::now();
         let chunk = subscriber.next_chunk().await.expect("the stream is open");
-        (count(&chunk), start.elapsed())
+        let events = String::from_utf8_lossy(&chunk).matches("data: ").count();
+        (events, chunk.len(), start.elapsed())
     };
 
     publish(1);
+    let (events, _, waited) = next().await;
     assert_eq!(
-        next().await,
+        (events, waited),
         (1, Duration::ZERO),
         "the first event goes at once"
     );
 
     publish(2);
-    let (events, waited) = next().await;
+    let (events, _, waited) = next().await;
     assert_eq!(events, 2, "the two events that followed go together");
     assert!(
         waited >= PACE / 2 && waited <= PACE * 3 / 2,
@@ -262,8 +274,9 @@ async fn an_event_stream_holds_events_that_follow_a_write_and_no_others() {
 
     tokio::time::sleep(PACE * 2).await;
     publish(1);
+    let (events, _, waited) = next().await;
     assert_eq!(
-        next().await,
+        (events, waited),
         (1, Duration::ZERO),
         "an event after a quiet spell goes at once"
     );
@@ -272,15 +285,38 @@ async fn an_event_stream_holds_events_that_follow_a_write_and_no_others() {
     // during another hold, the next event is not held.
     tokio::time::sleep(PACE / 4).await;
     publish(100);
-    let (events, waited) = next().await;
+    let (events, _, waited) = next().await;
     assert_eq!(events, 100);
     assert!(waited > Duration::ZERO, "held");
     publish(1);
+    let (events, _, waited) = next().await;
     assert_eq!(
-        next().await,
+        (events, waited),
         (1, Duration::ZERO),
         "no hold after a chunk of a burst"
     );
+
+    // Twenty 8 KiB events after a quiet spell: too few for a burst, but more than one chunk
+    // takes. The chunk that stops at the cap is not followed by a hold.
+    tokio::time::sleep(PACE * 2).await;
+    publish_big(&session, 20);
+    let (first, bytes, waited) = next().await;
+    assert!(
+        bytes >= MAX_CHUNK && first < 20,
+        "{first} events, {bytes} bytes"
+    );
+    assert_eq!(waited, Duration::ZERO);
+    let mut received = first;
+    while received < 20 {
+        let (events, _, waited) = next().await;
+        assert_eq!(
+            waited,
+            Duration::ZERO,
+            "each chunk after a full one goes at once"
+        );
+        received += events;
+    }
+    assert_eq!(received, 20);
 
     // The end cuts a hold short, and what is waiting still goes out.
     publish(3);
