@@ -1,27 +1,5 @@
-//! Request ids, kept as the exact JSON text they came in, so that an answer carries the same
-//! bytes its request did. Part of [`jsonrpc`](super).
-//!
-//! JSON-RPC 2.0 lets an id be a string, a number or `null`, and a reply must carry the same
-//! value; MCP narrows it to a string or an integer, never `null`. Revka accepts any string or
-//! number on a request (`null` only on a response, see [`parse_message`](super::parse_message))
-//! and echoes it byte for byte: a number beyond 64 bits or double precision (`1234…` with 60
-//! digits), a fraction (`1.0`), an exponent (`1E+2`), `-0` or a string written with escapes
-//! (`"a\u0041"`) comes back exactly as sent, not as the double or the text a parse would make
-//! of it. Every path that echoes an id uses this type: the daemon's `POST /mcp` answers, its
-//! answers to servers' requests, a call cut at the gateway's ceiling, progress tokens.
-//!
-//! An integer in `i64::MIN..=u64::MAX` written plainly (the only way JSON writes it: no sign,
-//! leading zero, fraction or exponent, and not `-0`) is held as that integer: Revka's own ids
-//! and nearly every client's are, and they cost no allocation. Any other id is held as its JSON
-//! text.
-//!
-//! Two ids are equal when their JSON text is: `1` and `1.0` differ, as do `"A"` and `"\u0041"`.
-//! [`Id::key`] is the text with string escapes normalised, for matching an id the peer may
-//! spell differently the second time (`notifications/cancelled`).
-//!
-//! Serialise an id with serde_json's writer (`to_writer`, `to_string`, `to_vec`): it writes the
-//! held text. `serde_json::to_value` and `json!` would parse it into a [`Value`](serde_json::Value),
-//! whose numbers are doubles.
+//! Request ids ([`Id`]), kept as the exact JSON text they came in, so that an answer carries
+//! the same bytes its request did. Part of [`jsonrpc`](super).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,8 +14,29 @@ use super::parse::{json_string, plain_string};
 #[cfg(test)]
 mod tests;
 
-/// A request id: a JSON number or string, kept so that it is echoed exactly as sent (see the
-/// [module docs](self)).
+/// A request id: a JSON number or string, kept so that it is echoed exactly as sent.
+///
+/// JSON-RPC 2.0 lets an id be a string, a number or `null`, and a reply must carry the same
+/// value; MCP narrows it to a string or an integer, never `null`. Revka accepts any string or
+/// number on a request (`null` only on a response, see [`parse_message`](super::parse_message))
+/// and echoes it byte for byte: a number beyond 64 bits or double precision (`1234…` with 60
+/// digits), a fraction (`1.0`), an exponent (`1E+2`), `-0` or a string written with escapes
+/// (`"a\u0041"`) comes back exactly as sent, not as the double or the text a parse would make
+/// of it. Every path that echoes an id uses this type: the daemon's `POST /mcp` answers, its
+/// answers to servers' requests, a call cut at the gateway's ceiling, progress tokens.
+///
+/// An integer in `i64::MIN..=u64::MAX` written plainly (the only way JSON writes it: no sign,
+/// leading zero, fraction or exponent, and not `-0`) is held as that integer: Revka's own ids
+/// and nearly every client's are, and they cost no allocation. Any other id is held as its
+/// JSON text.
+///
+/// Two ids are equal when their JSON text is: `1` and `1.0` differ, as do `"A"` and
+/// `"\u0041"`. [`Id::key`] is the text with string escapes normalised, for matching an id the
+/// peer may spell differently the second time (`notifications/cancelled`).
+///
+/// Serialise an id with serde_json's writer (`to_writer`, `to_string`, `to_vec`): it writes
+/// the held text. `serde_json::to_value` and `json!` would parse it into a
+/// [`Value`](serde_json::Value), whose numbers are doubles.
 #[derive(Clone)]
 pub struct Id(Repr);
 
@@ -203,7 +202,7 @@ impl fmt::Debug for Id {
     }
 }
 
-/// Writes the held text with serde_json's serialiser (see the [module docs](self)).
+/// Writes the held text with serde_json's serialiser (see [`Id`]).
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
