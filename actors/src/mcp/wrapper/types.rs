@@ -4,6 +4,8 @@
 
 use serde_json::{Number, Value};
 
+use super::exact::{parse_integer, parse_number};
+
 /// A JSON Schema primitive type, as far as coercion cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Type {
@@ -63,9 +65,7 @@ impl Type {
                 }
             }
             Type::Integer => parse_integer(s),
-            Type::Number => {
-                parse_integer(s).or_else(|| Number::from_f64(s.parse().ok()?).map(Value::Number))
-            }
+            Type::Number => parse_number(s),
             Type::String => None,
             Type::Array => s
                 .starts_with('[')
@@ -79,14 +79,6 @@ impl Type {
                 .filter(Value::is_object),
         }
     }
-}
-
-/// A decimal `i64` or `u64`.
-fn parse_integer(s: &str) -> Option<Value> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n.into());
-    }
-    s.parse::<u64>().ok().map(Value::from)
 }
 
 /// Whether a JSON number is an integer (`1.0` is, as in JSON Schema).
