@@ -1,8 +1,8 @@
 //! Exact numbers: when a number written as decimal text can become a JSON value (serde_json's
 //! [`Number`]: a 64-bit integer or a double) and be written out again with the same value.
-//! Part of [`wrapper`](super): string coercion converts a string to a number only then, and
-//! raw arguments are parsed only when every number in them survives (the rules are in the
-//! wrapper's docs).
+//! Part of [`wrapper`](super): string coercion converts a string to a number only then, a
+//! string of JSON text to an array or object only when every number in it survives, and raw
+//! arguments are parsed only then too (the rules are in the wrapper's docs).
 //!
 //! "The same value" is the decimal value of the text, sign of zero included: `1.50` and `1.5`
 //! are the same, `1.0000000000000000000001` and `1.0` are not, nor `-0` and `0`. What goes to
@@ -41,7 +41,7 @@ pub(super) fn parse_number(s: &str) -> Option<Value> {
 
 /// Whether a JSON number token (from valid JSON text) keeps its value when parsed into a
 /// [`Value`] and written out again: a parse that does not would change the number.
-pub(super) fn survives_parsing(token: &str) -> bool {
+fn survives_parsing(token: &str) -> bool {
     let digits = token.bytes().filter(u8::is_ascii_digit).count();
     let has_exponent = token.contains(['e', 'E']);
     let is_integer = !has_exponent && !token.contains('.');
@@ -54,6 +54,44 @@ pub(super) fn survives_parsing(token: &str) -> bool {
         return false;
     };
     same_as_written(&decimal, &number)
+}
+
+/// Whether JSON text holds a number that parsing it into a [`Value`] would change (see
+/// [`survives_parsing`]), in one pass over its bytes (digits inside strings do not count).
+pub(super) fn has_inexact_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        i += 1;
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'-' | b'0'..=b'9' => {
+                let start = i - 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                if !survives_parsing(&text[start..i]) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether serde_json writes `number` with the value `decimal` has.

@@ -13,7 +13,7 @@ use serde::{Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::exact::survives_parsing;
+use super::exact::has_inexact_number;
 use super::{APPROVED_FIELD, ArgumentError, declares_property, may_convert, prepare_arguments};
 
 /// How deep raw arguments may nest (the arguments object itself is level 1): the most that
@@ -187,44 +187,6 @@ pub fn prepare_with(
         }));
     }
     prepare_arguments(schema, raw.to_value()).map(Arguments::Value)
-}
-
-/// Whether valid JSON text holds a number that parsing it into a [`Value`] would change (see
-/// [`survives_parsing`]), in one pass over its bytes (digits inside strings do not count).
-fn has_inexact_number(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        i += 1;
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'-' | b'0'..=b'9' => {
-                let start = i - 1;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                {
-                    i += 1;
-                }
-                if !survives_parsing(&text[start..i]) {
-                    return true;
-                }
-            }
-            _ => {}
-        }
-    }
-    false
 }
 
 /// Reads an object's top-level members, each value as its raw text.

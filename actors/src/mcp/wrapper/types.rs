@@ -4,7 +4,7 @@
 
 use serde_json::{Number, Value};
 
-use super::exact::{parse_integer, parse_number};
+use super::exact::{has_inexact_number, parse_integer, parse_number};
 
 /// A JSON Schema primitive type, as far as coercion cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +69,22 @@ impl Type {
             Type::String => None,
             Type::Array => s
                 .starts_with('[')
-                .then(|| serde_json::from_str(s).ok())
+                .then(|| parse_exact(s))
                 .flatten()
                 .filter(Value::is_array),
             Type::Object => s
                 .starts_with('{')
-                .then(|| serde_json::from_str(s).ok())
+                .then(|| parse_exact(s))
                 .flatten()
                 .filter(Value::is_object),
         }
     }
+}
+
+/// JSON text as a value, if it parses and every number in it keeps its value in a [`Value`].
+fn parse_exact(s: &str) -> Option<Value> {
+    let value = serde_json::from_str(s).ok()?;
+    (!has_inexact_number(s)).then_some(value)
 }
 
 /// Whether a JSON number is an integer (`1.0` is, as in JSON Schema).

@@ -92,6 +92,35 @@ fn number_strings_convert_only_to_the_value_they_wrote() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// A string of JSON text becomes the array or object only if every number in it keeps its
+/// value; strings inside it are coerced as usual.
+#[test]
+fn json_text_strings_convert_only_when_their_numbers_survive() {
+    let sixty = "123456789012345678901234567890123456789012345678901234567890";
+    for (ty, text, forwarded) in [
+        ("array", "[0.1, 2, -0]", "[0.1,2,-0.0]"),
+        (
+            "array",
+            "[1.0000000000000000000001]",
+            r#""[1.0000000000000000000001]""#,
+        ),
+        ("array", "[1e400]", r#""[1e400]""#),
+        (
+            "object",
+            r#"{"a": 18446744073709551615}"#,
+            r#"{"a":18446744073709551615}"#,
+        ),
+        (
+            "object",
+            &format!(r#"{{"a": {sixty}}}"#),
+            &format!(r#""{{\"a\": {sixty}}}""#),
+        ),
+        ("object", r#"{"a": "1e-400"}"#, r#"{"a":"1e-400"}"#),
+    ] {
+        assert_eq!(coerced(ty, text), forwarded, "{ty} {text}");
+    }
+}
+
 fn raw(text: &str) -> RawArguments {
     RawArguments::new(&RawValue::from_string(text.to_owned()).unwrap()).unwrap()
 }
