@@ -29,10 +29,10 @@ pub(super) fn parse_integer(s: &str) -> Option<Value> {
 /// number, `NaN`, `inf`, beyond a double's range, more digits than a double keeps).
 pub(super) fn parse_number(s: &str) -> Option<Value> {
     let decimal = Decimal::parse(s)?;
-    if !(decimal.negative && decimal.is_zero()) {
-        if let Some(int) = parse_integer(s) {
-            return Some(int);
-        }
+    if !(decimal.negative && decimal.is_zero())
+        && let Some(int) = parse_integer(s)
+    {
+        return Some(int);
     }
     let double: f64 = s.parse().ok()?;
     let number = Number::from_f64(double)?;
