@@ -179,10 +179,10 @@ impl TestDaemon {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 256];
         while Instant::now() < deadline {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                if &buf[..n] == want.as_bytes() {
-                    return;
-                }
+            if let Ok(n) = self.notify.recv(&mut buf)
+                && &buf[..n] == want.as_bytes()
+            {
+                return;
             }
         }
         panic!("no {want} within {timeout:?}; stderr:\n{}", self.stderr());

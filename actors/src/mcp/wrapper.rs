@@ -42,7 +42,8 @@
 //! value as the string, digit for digit, zero's sign included. So `"0.1"`, `"1.50"`, `"1e3"`
 //! and `"-0"` convert (to `0.1`, `1.5`, `1000.0`, `-0.0`), and `"1.0000000000000000000001"`,
 //! `"99999999999999999999"` (beyond 64 bits, and the double is `1e20`), `"1e-400"` (the double
-//! is `0.0`), `"1e400"`, `"NaN"` and `"inf"` stay strings.
+//! is `0.0`), `"1e400"`, `"NaN"` and `"inf"` stay strings. Likewise a string of JSON text
+//! becomes the array or object only if every number in it keeps its value when parsed.
 //!
 //! # Where coercion looks
 //!
@@ -329,10 +330,10 @@ impl Coercer<'_> {
         }
         if let Value::String(s) = &value {
             let types = declared_types(node);
-            if let Some(types) = types.filter(|types| !types.contains(&Type::String)) {
-                if let Some(parsed) = types.iter().find_map(|t| t.parse(s)) {
-                    value = parsed;
-                }
+            if let Some(types) = types.filter(|types| !types.contains(&Type::String))
+                && let Some(parsed) = types.iter().find_map(|t| t.parse(s))
+            {
+                value = parsed;
             }
         }
         for key in ["anyOf", "oneOf"] {

@@ -95,15 +95,15 @@ pub(crate) struct Broadcaster {
 
 impl Broadcaster {
     pub(crate) fn publish(&self, event: SessionEvent) {
-        if let Some(tx) = self.tx.get() {
-            if tx.receiver_count() > 0 {
-                let _ = tx.send(Arc::new(Published {
-                    event,
-                    json: OnceLock::new(),
-                    frame: OnceLock::new(),
-                }));
-                self.published.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(tx) = self.tx.get()
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(Arc::new(Published {
+                event,
+                json: OnceLock::new(),
+                frame: OnceLock::new(),
+            }));
+            self.published.fetch_add(1, Ordering::Relaxed);
         }
     }
 
