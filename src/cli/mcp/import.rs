@@ -43,7 +43,8 @@ struct Source {
     workspace: Option<PathBuf>,
 }
 
-/// Where a named client keeps its user-level config, from `HOME` (and `XDG_CONFIG_HOME`).
+/// The file `source` names: a client's user-level config (from `HOME`, and `XDG_CONFIG_HOME`
+/// off macOS), or a path, whose project a `.vscode/` or `.cursor/` parent names.
 fn resolve(source: &str, env: config::EnvLookup<'_>) -> Result<Source, String> {
     let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let app_config = |app: &str| -> Result<PathBuf, String> {
@@ -57,19 +58,22 @@ fn resolve(source: &str, env: config::EnvLookup<'_>) -> Result<Source, String> {
                 .join(app)
         })
     };
-    let path = match source {
-        "claude-desktop" | "claude" => app_config("Claude")?.join("claude_desktop_config.json"),
-        "cursor" => home.ok_or("HOME is not set")?.join(".cursor/mcp.json"),
-        "vscode" | "code" => app_config("Code/User")?.join("mcp.json"),
-        path => PathBuf::from(path),
+    let named = match source {
+        "claude-desktop" | "claude" => {
+            Some(app_config("Claude")?.join("claude_desktop_config.json"))
+        }
+        "cursor" => Some(home.ok_or("HOME is not set")?.join(".cursor/mcp.json")),
+        "vscode" | "code" => Some(app_config("Code/User")?.join("mcp.json")),
+        _ => None,
     };
-    if path.as_os_str() != source {
+    if let Some(path) = named {
         // A user-level file: no workspace.
         return Ok(Source {
             path,
             workspace: None,
         });
     }
+    let path = std::path::absolute(source).unwrap_or_else(|_| PathBuf::from(source));
     // `<project>/.vscode/mcp.json` and `<project>/.cursor/mcp.json` belong to `<project>`.
     let parent = path.parent();
     let workspace = parent
@@ -78,7 +82,7 @@ fn resolve(source: &str, env: config::EnvLookup<'_>) -> Result<Source, String> {
                 .is_some_and(|n| n == ".vscode" || n == ".cursor")
         })
         .and_then(Path::parent)
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+        .map(Path::to_path_buf);
     Ok(Source { path, workspace })
 }
 
