@@ -288,3 +288,75 @@ async fn mcp_add_and_remove_reload_a_running_daemon() {
         status(&served)
     );
 }
+
+#[test]
+fn install_with_the_session_manager_offers_or_makes_the_config_edit() {
+    let home = TestHome::new();
+    let text = "# mine\n[session_manager]\nenabled = false  # not yet\n";
+    let config = home.write_config(text);
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "--sidecars-only",
+            "--skip-operator",
+            "--with-session-manager",
+            "--from-source",
+            env!("CARGO_MANIFEST_DIR"),
+        ];
+        args.extend_from_slice(extra);
+        // stdin is not a terminal: no question, only the command to run.
+        let out = home
+            .command()
+            .env_remove("RUST_LOG")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = install(&[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("--with-session-manager --enable` does it"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    let (code, out, err) = install(&["--dry-run", "--enable"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("would: set [session_manager] enabled = true"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    let (code, out, err) = install(&["--enable"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("set [session_manager] enabled = true in "),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "# mine\n[session_manager]\nenabled = true  # not yet\n"
+    );
+    let (code, out, _) = install(&["--enable"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("ok: [session_manager] enabled = true"),
+        "{out}"
+    );
+
+    let out = home
+        .command()
+        .args(["install", "--sidecars-only", "--enable"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--enable needs --with-session-manager"
+    );
+}
