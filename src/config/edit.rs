@@ -161,10 +161,10 @@ pub enum McpSwitch {
 #[derive(Debug)]
 pub struct ConfigFile {
     /// The file to write (a symlink's target, so a linked config stays linked).
-    path: PathBuf,
+    target: PathBuf,
     /// The path as given, for messages and for loading (relative paths in the file resolve
     /// against its directory).
-    shown: PathBuf,
+    path: PathBuf,
     doc: DocumentMut,
     /// Whether the file exists (else the document is the commented template).
     existed: bool,
@@ -211,8 +211,8 @@ impl ConfigFile {
                     message: e.to_string().trim().to_owned(),
                 })?;
         Ok(Self {
-            path: target,
-            shown: path.to_path_buf(),
+            target,
+            path: path.to_path_buf(),
             doc,
             existed,
             mode,
@@ -221,7 +221,7 @@ impl ConfigFile {
 
     /// The path as given.
     pub fn path(&self) -> &Path {
-        &self.shown
+        &self.path
     }
 
     /// Whether the file existed when opened.
@@ -299,7 +299,7 @@ impl ConfigFile {
         if self.server_names().contains(&server.name) {
             return Err(EditError::Duplicate {
                 name: server.name.clone(),
-                path: self.shown.clone(),
+                path: self.path.clone(),
             });
         }
         let table = server_table(server);
@@ -320,7 +320,7 @@ impl ConfigFile {
     pub fn remove_server(&mut self, name: &str) -> Result<(), EditError> {
         let not_found = |this: &Self| EditError::NotFound {
             name: name.to_owned(),
-            path: this.shown.clone(),
+            path: this.path.clone(),
             configured: this.server_names(),
         };
         let Some(servers) = self
@@ -362,9 +362,9 @@ impl ConfigFile {
     pub fn commit(&self, env: EnvLookup<'_>, added: &[&str]) -> Result<Committed, EditError> {
         let checked = self.check(env, added)?;
         let text = self.render();
-        write_atomic(&self.path, text.as_bytes(), self.mode).map_err(|source| {
+        write_atomic(&self.target, text.as_bytes(), self.mode).map_err(|source| {
             EditError::Write {
-                path: self.shown.clone(),
+                path: self.path.clone(),
                 source,
             }
         })?;
@@ -386,7 +386,7 @@ impl ConfigFile {
                             .then(|| format!("unset-{name}"))
                     })
                 };
-                super::parse(&text, &self.shown, &lookup)
+                super::parse(&text, &self.path, &lookup)
             };
             match result {
                 Ok(loaded) => break loaded,
@@ -421,7 +421,7 @@ impl ConfigFile {
 
     fn shape(&self, key: &str, message: &str) -> EditError {
         EditError::Shape {
-            path: self.shown.clone(),
+            path: self.path.clone(),
             key: key.to_owned(),
             message: message.to_owned(),
         }

@@ -124,7 +124,7 @@ fn daemon_state(name: &str) -> Result<revka_actors::Snapshot, String> {
 /// The entry as JSON, secrets masked.
 fn shown(server: &McpServerConfig) -> Value {
     let mut value = serde_json::to_value(server).unwrap_or_else(|_| json!({}));
-    value["env"] = json!(masked(&server.env, |k| is_secret_name(k)));
+    value["env"] = json!(masked(&server.env, is_secret_name));
     value["headers"] = json!(masked(&server.headers, |_| true));
     value
 }
@@ -225,4 +225,45 @@ fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::describe;
+    use crate::config::{McpServerConfig, Transport};
+
+    #[test]
+    fn literal_secrets_are_masked_and_references_shown() {
+        let server = McpServerConfig {
+            name: "gh".to_owned(),
+            transport: Transport::Stdio,
+            command: Some("npx".to_owned()),
+            args: vec!["-y".to_owned(), "a b".to_owned()],
+            env: BTreeMap::from([
+                ("GITHUB_TOKEN".to_owned(), "ghp_literal".to_owned()),
+                ("API_KEY".to_owned(), "${API_KEY}".to_owned()),
+                ("MODE".to_owned(), "fast".to_owned()),
+            ]),
+            ..McpServerConfig::default()
+        };
+        let text = describe(
+            &server,
+            Path::new("/c/config.toml"),
+            Some("bad"),
+            &Err("the daemon is not running".to_owned()),
+        );
+        assert_eq!(
+            text,
+            "gh\n  file          /c/config.toml\n  transport     stdio\n  command       npx\n  \
+             args          -y \"a b\"\n  env           API_KEY=${API_KEY}, GITHUB_TOKEN=***, \
+             MODE=fast\n  auto_connect  true\n  tool timeout  180 s\n  invalid       bad\n  \
+             daemon        the daemon is not running\n"
+        );
+        let json = super::shown(&server);
+        assert_eq!(json["env"]["GITHUB_TOKEN"], "***");
+        assert!(!json.to_string().contains("ghp_literal"));
+    }
 }
