@@ -66,7 +66,7 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Talk to the configured MCP servers directly (no daemon needed).
+    /// The MCP servers: list, test and call them (no daemon needed); add, remove, get, import.
     Mcp {
         /// The MCP action.
         #[command(subcommand)]
@@ -110,7 +110,7 @@ pub enum Command {
         #[command(subcommand)]
         action: service::ServiceAction,
     },
-    /// Print a shell completion script, e.g. `revka completions bash > ~/.local/share/bash-completion/completions/revka`.
+    /// Print a shell completion script (see the README for where to put it).
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

@@ -24,9 +24,9 @@ const EXIT_USAGE: u8 = 2;
 /// `revka mcp add` arguments.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
-  revka mcp add fs -- npx -y @modelcontextprotocol/server-filesystem ~/projects
-  revka mcp add github -e GITHUB_TOKEN='${GITHUB_TOKEN}' -- npx -y @modelcontextprotocol/server-github
-  revka mcp add remote https://example.com/mcp -H 'Authorization: Bearer ${REMOTE_TOKEN}'")]
+  revka mcp add fs -- npx -y @modelcontextprotocol/server-filesystem ~/src
+  revka mcp add gh -e 'GITHUB_TOKEN=${GITHUB_TOKEN}' -- npx -y some-gh-server
+  revka mcp add web https://example.com/mcp -H 'Authorization: Bearer ${T}'")]
 pub struct AddArgs {
     /// The server's name: ASCII letters, digits, `_`, `-`, `.`, no `__` (its tools become
     /// `<name>__<tool>`).
