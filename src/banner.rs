@@ -4,7 +4,7 @@
 //! one event per line (target `revka::banner`): the version, the config file it read (or the
 //! embedded defaults), the MCP endpoint, the gateway and its pairing code, then one line per
 //! optional part that is missing, each with the command that adds it, and one line counting
-//! the tools that could not register (each is logged at `debug`, and `/api/health` lists them
+//! the tools that could not register (each is logged at `debug`, and the MCP endpoint's `GET /health` lists them
 //! with the reason).
 //!
 //! [`lines`] is a pure function of [`Facts`], so the wording is tested without a daemon; the
@@ -132,7 +132,7 @@ pub fn lines(f: &Facts) -> Vec<String> {
     }
     if f.unregistered_tools > 0 {
         out.push(format!(
-            "{} built-in tool(s) not registered: /api/health lists them with the reason \
+            "{} built-in tool(s) not registered: GET /health of the MCP endpoint lists them with the reason \
              (--log-level debug logs each)",
             f.unregistered_tools
         ));
@@ -261,7 +261,7 @@ mod tests {
                 "operator not installed: `revka install --sidecars-only`",
                 "session manager off (no agent or chat tools): `revka install --sidecars-only \
                  --with-session-manager --enable`",
-                "13 built-in tool(s) not registered: /api/health lists them with the reason \
+                "13 built-in tool(s) not registered: GET /health of the MCP endpoint lists them with the reason \
                  (--log-level debug logs each)",
             ],
             "no pairing line without a gateway"
