@@ -1,6 +1,6 @@
-//! The exposition rules the registry enforces: a family's `# TYPE` matches what it is, counters
-//! and only counters end in `_total`, states are one-hot, and callback families are bounded like
-//! handle families.
+//! The rules the registry enforces: names, labels and buckets are checked at registration, a
+//! family's `# TYPE` matches what it is, counters and only counters end in `_total`, states are
+//! one-hot, and callback families are bounded like handle families.
 
 use super::super::*;
 use crate::ActorState;
@@ -236,4 +236,170 @@ fn callback_families_past_the_series_limit_sum_into_the_overflow_series() {
     );
     lint_exposition(&text).unwrap();
     assert_eq!(m.render(), text, "deterministic");
+}
+
+#[test]
+fn invalid_registrations_are_errors() {
+    let m = Metrics::new();
+    m.histogram("h", "h", &[]).unwrap();
+    m.gauge("c", "h", &[]).unwrap();
+    let cases: Vec<(Result<(), MetricsError>, MetricsError)> = vec![
+        (
+            m.counter("", "h", &[]).map(drop),
+            MetricsError::InvalidMetricName("".into()),
+        ),
+        (
+            m.counter("1abc", "h", &[]).map(drop),
+            MetricsError::InvalidMetricName("1abc".into()),
+        ),
+        (
+            m.gauge("a-b", "h", &[]).map(drop),
+            MetricsError::InvalidMetricName("a-b".into()),
+        ),
+        (
+            m.gauge("ünï", "h", &[]).map(drop),
+            MetricsError::InvalidMetricName("ünï".into()),
+        ),
+        (
+            m.counter("ok_total", "h", &["a:b"]).map(drop),
+            MetricsError::InvalidLabelName {
+                metric: "ok_total".into(),
+                label: "a:b".into(),
+            },
+        ),
+        (
+            m.counter("ok_total", "h", &["__name__"]).map(drop),
+            MetricsError::InvalidLabelName {
+                metric: "ok_total".into(),
+                label: "__name__".into(),
+            },
+        ),
+        (
+            m.gauge("ok", "h", &["9"]).map(drop),
+            MetricsError::InvalidLabelName {
+                metric: "ok".into(),
+                label: "9".into(),
+            },
+        ),
+        (
+            m.gauge("ok", "h", &["a", "b", "a"]).map(drop),
+            MetricsError::DuplicateLabelName {
+                metric: "ok".into(),
+                label: "a".into(),
+            },
+        ),
+        (
+            m.counter("calls", "h", &[]).map(drop),
+            MetricsError::TotalSuffix {
+                name: "calls".into(),
+                kind: "counter",
+            },
+        ),
+        (
+            m.register_counter_fn("cpu_seconds", "h", &[], Box::new(Vec::new)),
+            MetricsError::TotalSuffix {
+                name: "cpu_seconds".into(),
+                kind: "counter",
+            },
+        ),
+        (
+            m.gauge("events_total", "h", &[]).map(drop),
+            MetricsError::TotalSuffix {
+                name: "events_total".into(),
+                kind: "gauge",
+            },
+        ),
+        (
+            m.register_gauge_fn("opens_total", "h", &[], Box::new(Vec::new)),
+            MetricsError::TotalSuffix {
+                name: "opens_total".into(),
+                kind: "gauge",
+            },
+        ),
+        (
+            m.histogram("latency_total", "h", &[]).map(drop),
+            MetricsError::TotalSuffix {
+                name: "latency_total".into(),
+                kind: "histogram",
+            },
+        ),
+        (
+            m.gauge("undocumented", " \n", &[]).map(drop),
+            MetricsError::EmptyHelp("undocumented".into()),
+        ),
+        (
+            m.histogram("hh", "h", &["le"]).map(drop),
+            MetricsError::ReservedLabelName {
+                metric: "hh".into(),
+                label: "le".into(),
+            },
+        ),
+        (
+            m.gauge("c", "h", &[]).map(drop),
+            MetricsError::AlreadyRegistered {
+                name: "c".into(),
+                existing: "c".into(),
+            },
+        ),
+        (
+            m.register_gauge_fn("h", "h", &[], Box::new(Vec::new)),
+            MetricsError::AlreadyRegistered {
+                name: "h".into(),
+                existing: "h".into(),
+            },
+        ),
+        (
+            m.gauge("h_count", "h", &[]).map(drop),
+            MetricsError::AlreadyRegistered {
+                name: "h_count".into(),
+                existing: "h".into(),
+            },
+        ),
+        (
+            m.gauge("c_bucket", "h", &[])
+                .and_then(|_| m.histogram("c", "h", &[]))
+                .map(drop),
+            MetricsError::AlreadyRegistered {
+                name: "c".into(),
+                existing: "c".into(),
+            },
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, Err(want));
+    }
+    m.gauge("x_sum", "h", &[]).unwrap();
+    assert_eq!(
+        m.histogram("x", "h", &[]).unwrap_err(),
+        MetricsError::AlreadyRegistered {
+            name: "x".into(),
+            existing: "x_sum".into()
+        }
+    );
+    for bad in [
+        &[1.0, 1.0][..],
+        &[2.0, 1.0],
+        &[f64::NAN],
+        &[0.5, f64::INFINITY, 1.0],
+        &[f64::NEG_INFINITY],
+    ] {
+        assert!(
+            matches!(
+                m.histogram_with_buckets("b", "h", &[], bad),
+                Err(MetricsError::InvalidBuckets { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    // A trailing +Inf is accepted (and implied anyway); valid names with colons are fine.
+    m.histogram_with_buckets("b", "h", &[], &[1.0, f64::INFINITY])
+        .unwrap();
+    m.counter("ns:sub_total", "h", &["_private", "Cap9"])
+        .unwrap();
+    parse_exposition(&m.render()).unwrap();
+    assert!(
+        MetricsError::InvalidMetricName("1".into())
+            .to_string()
+            .contains("invalid metric name")
+    );
 }
