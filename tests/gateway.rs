@@ -352,7 +352,7 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     );
     assert_eq!(
         value(
-            "revka_actor_restarts",
+            "revka_actor_restarts_total",
             &[("path", "root/mcp_servers/mcp:fault")]
         ),
         Some(1.0),

@@ -12,6 +12,7 @@ mod gateway;
 mod interop;
 mod mcp_client;
 mod mcp_server;
+mod metrics;
 mod operator;
 mod orphans;
 mod reload;

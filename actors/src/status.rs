@@ -38,6 +38,16 @@ pub enum ActorState {
 }
 
 impl ActorState {
+    /// Every state, for one-hot state metrics.
+    pub const ALL: [Self; 6] = [
+        Self::Starting,
+        Self::Running,
+        Self::BackingOff,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
+
     /// The lowercase name used in snapshots, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -423,6 +433,23 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_actor_state_once() {
+        // Exhaustive: a new state does not compile here until it is numbered, and then fails
+        // until it is in `ALL` (one-hot metrics would no longer sum to 1 without it).
+        let index = |s: ActorState| match s {
+            ActorState::Starting => 0,
+            ActorState::Running => 1,
+            ActorState::BackingOff => 2,
+            ActorState::Stopping => 3,
+            ActorState::Stopped => 4,
+            ActorState::Failed => 5,
+        };
+        let mut seen: Vec<usize> = ActorState::ALL.iter().map(|&s| index(s)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn tree_paths_find_and_order() {
