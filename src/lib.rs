@@ -14,7 +14,7 @@
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
-//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`).
+//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`), one at a time.
 //! - [`runlog`]: the JSONL run log of tool calls and supervision events, size-rotated.
 //! - [`sidecars`]: the `root/sidecars` subtree: session manager, its breaker and retry queue.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
@@ -24,7 +24,8 @@
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
-//! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`watchdog`]: the task that sends `WATCHDOG=1` while the root supervisor answers.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
 //!   pairing codes, the failed-attempt limiter), the introspection and health API, the
@@ -45,3 +46,4 @@ pub mod sidecars;
 pub mod telemetry;
 pub mod tools;
 pub mod tree;
+pub mod watchdog;

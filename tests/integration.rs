@@ -17,3 +17,4 @@ mod sidecar_faults;
 mod sidecar_tools;
 mod sidecars;
 mod util;
+mod watchdog;
