@@ -241,6 +241,8 @@ pub async fn run(
         daemon.root().clone(),
         daemon.status().clone(),
     );
+    // Under launchd our stdout/stderr are files nobody else rotates.
+    let _log_rotation = crate::logrotate::spawn(&home);
     let reload_requests = Arc::new(tokio::sync::Notify::new());
     let reloads = crate::reload::serve_signals(daemon.services().clone(), reload_requests.clone());
     let reason = loop {

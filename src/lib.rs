@@ -26,6 +26,7 @@
 //!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
 //! - [`watchdog`]: the task that sends `WATCHDOG=1` while the root supervisor answers.
+//! - [`logrotate`]: size rotation of the daemon's own stdout/stderr files under launchd.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
 //!   pairing codes, the failed-attempt limiter), the introspection and health API, the
@@ -37,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod gateway;
 pub mod logging;
+pub mod logrotate;
 pub mod mcp_server;
 pub mod notify;
 pub mod reload;
