@@ -71,7 +71,10 @@ impl Target {
         let (Ok(stat), Ok(meta)) = (stat, std::fs::metadata(path)) else {
             return false;
         };
-        meta.is_file() && stat.st_dev as u64 == meta.dev() && stat.st_ino as u64 == meta.ino()
+        // `st_dev` is an `i32` on macOS.
+        #[allow(clippy::unnecessary_cast)]
+        let same = stat.st_dev as u64 == meta.dev() && stat.st_ino as u64 == meta.ino();
+        meta.is_file() && same
     }
 }
 

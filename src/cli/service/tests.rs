@@ -572,11 +572,8 @@ fn check_plist(plist: &str, params: &ServiceParams) {
     assert_eq!(env[1].0, "PATH");
     assert_eq!(env[1].1.text, params.path);
     let umask = value("Umask");
-    assert_eq!(
-        (umask.name.as_str(), umask.text.as_str()),
-        ("integer", "63")
-    );
-    assert_eq!(0o077, 63, "umask 0077 in decimal");
+    assert_eq!(umask.name, "integer");
+    assert_eq!(umask.text, 0o077.to_string(), "umask 0077, in decimal");
     assert_eq!(value("RunAtLoad").name, "true");
     let keep_alive = dict(value("KeepAlive"));
     assert_eq!(keep_alive[0].0, "SuccessfulExit");
