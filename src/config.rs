@@ -26,11 +26,13 @@
 //! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
 //!   `revka_actors::supervisor` policies.
 //! - `loader`: [`load`] / [`parse`], the pipeline.
-//! - `import`: JSON servers files in both common shapes.
+//! - `import`: JSON servers files in the common shapes.
+//! - `edit`: format-preserving edits of the file (`revka mcp add | remove | import`).
 //! - `validate`: semantic checks, caps and warnings.
 //! - `env`: `REVKA_HOME`, `~` and `${VAR}`.
 //! - `error`, `keypath`: diagnostics.
 
+pub mod edit;
 mod env;
 mod error;
 mod import;

@@ -68,15 +68,14 @@ impl Daemon {
                 }
             });
         }
+        let mut pairing = None;
         if services.config.get().gateway.enabled {
             services
                 .tokens
                 .ensure_owner_token(home)
                 .context("cannot write the owner token")?;
-            let code = services
-                .pairing
-                .issue(crate::gateway::auth::DEFAULT_PAIRING_TTL);
-            tracing::info!(code = %code, valid_secs = crate::gateway::auth::DEFAULT_PAIRING_TTL.as_secs(), "gateway pairing code (POST /pair with header X-Pairing-Code)");
+            let ttl = crate::gateway::auth::DEFAULT_PAIRING_TTL;
+            pairing = Some((services.pairing.issue(ttl), ttl)); // shown in the banner
         }
         let status = services.status_root.clone();
         let args = SupervisorArgs {
@@ -100,6 +99,8 @@ impl Daemon {
             workers = tokio::runtime::Handle::current().metrics().num_workers(),
             "daemon started"
         );
+        let banner = crate::banner::facts(&services, home, services.config.path(), pairing);
+        crate::banner::log(&banner);
         Ok(Self {
             services,
             status,

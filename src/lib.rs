@@ -12,6 +12,8 @@
 //!   `file:line:column` and key paths, and conversion into supervisor policies.
 
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
+//! - [`banner`]: the start-up banner (endpoints, pairing code, what is missing and how to add
+//!   it).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
 //! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`), one at a time.
@@ -21,7 +23,8 @@
 //! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
-//! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
+//! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal without `NO_COLOR`,
+//!   syslog priorities for journald) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
@@ -33,6 +36,7 @@
 //!   `/api/mcp` proxy and the WebSocket progress relay.
 #![warn(missing_docs)]
 
+pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -1,14 +1,10 @@
 //! The daemon's supervision tree: which actors sit under `root`, in which order, with which
 //! strategy.
 //!
-//! ```text
-//! root                 one_for_one
-//! ├── mcp_servers      one_for_one, one child per [[mcp.servers]] entry
-//! ├── sidecars         rest_for_one: breaker and queue restart after their sidecar
-//! ├── sessions         one_for_one, temporary session children
-//! ├── mcp_http         the in-process MCP server's listener (+ mcp.json)
-//! └── gateway          the gateway's listener (+ gateway.json), when [gateway] enabled
-//! ```
+//! `root` (`one_for_one`) gets, in this order: `mcp_servers` (one child per `[[mcp.servers]]`
+//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
+//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. The
+//! whole tree, down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
 //! first, then sessions end (cancelling their calls), then sidecars and servers stop.

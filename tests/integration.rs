@@ -2,9 +2,11 @@
 
 mod bad_input;
 mod chaos;
+mod cli_edit;
 mod cli_mcp;
 mod cli_ops;
 mod daemon;
+mod first_run;
 mod fixtures;
 mod gateway;
 mod interop;

@@ -168,7 +168,7 @@ fn check_tool_pattern(pattern: &str) -> Result<(), String> {
 }
 
 /// Server names become tool-name prefixes (`<server>__<tool>`).
-pub(super) fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }
