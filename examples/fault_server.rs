@@ -41,7 +41,7 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
 const USAGE: &str = "usage: fault_server [--crash-after N] [--exit-code C] [--exit-on-start C]
-    [--exit-after MS] [--slow-init MS] [--protocol-version V] [--instructions TEXT]
+    [--exit-after MS] [--slow-init MS] [--slow-exit MS] [--protocol-version V] [--instructions TEXT]
     [--tools N] [--page-size M] [--garbage-stdout] [--ignore-sigterm] [--fork-grandchild PIDFILE]
     [--pid-file PATH] [--record PATH] [--flood-stderr BYTES]
 Every flag can also be set as env var FAULT_<FLAG_IN_UPPER_SNAKE>; flags win.";
@@ -57,6 +57,7 @@ const KNOB_FLAGS: &[(&str, bool)] = &[
     ("exit-on-start", true),
     ("exit-after", true),
     ("slow-init", true),
+    ("slow-exit", true),
     ("protocol-version", true),
     ("instructions", true),
     ("tools", true),
@@ -82,6 +83,9 @@ struct Knobs {
     exit_after_ms: Option<u64>,
     /// Delay before answering `initialize`.
     slow_init_ms: u64,
+    /// Delay between stdin closing and exiting: a server that takes its time to stop (with
+    /// `ignore_sigterm`, only SIGKILL cuts it short).
+    slow_exit_ms: u64,
     /// Answer `initialize` with exactly this version instead of negotiating.
     protocol_version: Option<String>,
     /// `instructions` field of the `initialize` result.
@@ -118,6 +122,7 @@ impl Knobs {
             exit_on_start: number(s, "exit-on-start")?,
             exit_after_ms: number(s, "exit-after")?,
             slow_init_ms: number(s, "slow-init")?.unwrap_or(0),
+            slow_exit_ms: number(s, "slow-exit")?.unwrap_or(0),
             protocol_version: s.get("protocol-version").cloned(),
             instructions: s.get("instructions").cloned(),
             tools: number(s, "tools")?.unwrap_or(0),
@@ -230,8 +235,16 @@ fn main() {
             process::exit(code);
         });
     }
+    let slow_exit = Duration::from_millis(knobs.slow_exit_ms);
     let server = Arc::new(Server::new(knobs));
     server.serve();
+    if !slow_exit.is_zero() {
+        log(&format!(
+            "stdin closed; exiting in {} ms (--slow-exit)",
+            slow_exit.as_millis()
+        ));
+        thread::sleep(slow_exit);
+    }
     log("stdin closed; exiting");
 }
 

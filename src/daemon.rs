@@ -1,15 +1,19 @@
 //! The daemon's lifecycle: build the tree, run until a signal, stop everything, reap, exit.
 //!
 //! [`Daemon::start`] takes the validated config (nothing is bound before the config is known to
-//! be good), locks `$REVKA_HOME` against a second daemon, and spawns `root`. [`run`] waits for
-//! SIGTERM/SIGINT (or the root failing), tells systemd, then stops the tree in reverse order
-//! within `[supervisor] shutdown_grace_secs`; a second signal, or the grace running out, kills
-//! what is left. Either way every child process is killed and reaped before the process exits.
+//! be good), locks `$REVKA_HOME` against a second daemon, and spawns `root`. [`run`] sends
+//! `READY=1`, starts the watchdog task ([`crate::watchdog`]) and the task that runs SIGHUP
+//! reloads ([`crate::reload::serve_signals`]), and waits for SIGTERM/SIGINT (or the root
+//! failing); its signal loop never waits on anything else. It then tells systemd, stops the
+//! tree in reverse order within `[supervisor] shutdown_grace_secs`; a second signal, or the
+//! grace running out, kills what is left. Either way every child process is killed and reaped
+//! before the process exits.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -226,28 +230,35 @@ pub async fn run(
     let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     let mut daemon = Daemon::start(config, config_path, &home).await?;
+    let notifier = Arc::new(notifier);
     if let Err(e) = notifier.notify("READY=1") {
         tracing::warn!(error = %e, "cannot notify systemd of readiness");
     }
-
-    let watchdog = notifier.run_watchdog();
-    tokio::pin!(watchdog);
+    // From now on reloads tell systemd; the watchdog pings from its own task while the root
+    // answers (see `crate::watchdog`), so nothing in this loop can starve it.
+    let _ = daemon.services().notifier.set(notifier.clone());
+    let watchdog = crate::watchdog::spawn(
+        notifier.clone(),
+        daemon.root().clone(),
+        daemon.status().clone(),
+    );
+    // Under launchd our stdout/stderr are files nobody else rotates.
+    let _log_rotation = crate::logrotate::spawn(&home);
+    let reload_requests = Arc::new(tokio::sync::Notify::new());
+    let reloads = crate::reload::serve_signals(daemon.services().clone(), reload_requests.clone());
     let reason = loop {
         tokio::select! {
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
             _ = &mut daemon.root_task => break "the root supervisor failed",
-            _ = &mut watchdog => break "watchdog ended",
-            _ = sighup.recv() => {
-                tracing::info!("SIGHUP: reloading the configuration");
-                let _ = notifier.notify("RELOADING=1");
-                if let Err(e) = crate::reload::reload(daemon.services()).await {
-                    tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
-                }
-                let _ = notifier.notify("READY=1");
-            }
+            // Never waits: the reload runs in its own task (signals during one fold into one more).
+            _ = sighup.recv() => reload_requests.notify_one(),
         }
     };
+    reloads.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     let root_failed = daemon.root_task.is_finished();
     if root_failed {
         tracing::error!(failure = ?daemon.status.last_failure(), "root supervisor terminated; shutting down");

@@ -16,7 +16,7 @@
 //!   it).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
-//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`).
+//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`), one at a time.
 //! - [`runlog`]: the JSONL run log of tool calls and supervision events, size-rotated.
 //! - [`sidecars`]: the `root/sidecars` subtree: session manager, its breaker and retry queue.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
@@ -27,7 +27,9 @@
 //!   syslog priorities for journald) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
-//! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`watchdog`]: the task that sends `WATCHDOG=1` while the root supervisor answers.
+//! - [`logrotate`]: size rotation of the daemon's own stdout/stderr files under launchd.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
 //!   pairing codes, the failed-attempt limiter), the introspection and health API, the
@@ -40,6 +42,7 @@ pub mod config;
 pub mod daemon;
 pub mod gateway;
 pub mod logging;
+pub mod logrotate;
 pub mod mcp_server;
 pub mod notify;
 pub mod reload;
@@ -49,3 +52,4 @@ pub mod sidecars;
 pub mod telemetry;
 pub mod tools;
 pub mod tree;
+pub mod watchdog;

@@ -16,6 +16,22 @@
 //! its previous entry, and the reason is reported under `failed`.
 //!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
+//!
+//! # Who reloads, one at a time
+//!
+//! SIGHUP (from `kill`, or from systemd for a `Type=notify-reload` unit), `POST /api/reload`
+//! and `revka reload` (which posts to the gateway) all end in [`reload`]. Reloads are
+//! serialised: a request that arrives while one runs waits for it and then runs its own (the
+//! file may have changed since the running one read it), and gets the report of its own
+//! reload. Signals never wait in the signal loop: [`serve_signals`] runs the reloads they ask
+//! for in a task of its own, so SIGTERM is handled at once even during a reload, and signals
+//! that arrive while a reload runs are folded into one more reload after it (none is lost).
+//!
+//! Under systemd each reload is framed by `RELOADING=1` + `MONOTONIC_USEC=` and `READY=1`
+//! with a `STATUS=` line saying how it went. A reload drives `root/mcp_servers` through that
+//! supervisor's own mailbox, from the task that runs the reload; the root is not involved, so
+//! the watchdog ([`crate::watchdog`]) keeps pinging through a reload however long its server
+//! stops take.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,10 +40,18 @@ use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::ServerSpec;
 use revka_actors::supervisor::{RestartPolicy, start_child, terminate_child, update_child};
 use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, McpServerConfig};
+use crate::config::{self, Config, ConfigError, McpServerConfig};
 use crate::servers::{invalid_server_child, server_spec};
 use crate::tree::Services;
+
+/// How long `POST /api/reload` (and so `revka reload`) waits for its reload. A reload stops
+/// each removed or changed server by its shutdown timeout (plus a kill wait), one after
+/// another, so a slow one takes minutes; past this the caller gets a 504 and the reload
+/// carries on.
+pub const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,12 +64,71 @@ pub struct ReloadReport {
     pub failed: Vec<String>,
 }
 
-/// Re-reads the config and applies the difference. `Err` is the validation error: nothing
-/// changed.
-pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The config file does not load or does not validate.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Re-reads the config and applies the difference, after any reload already running. `Err`
+/// is the validation error: nothing changed.
+pub async fn reload(services: &Services) -> Result<ReloadReport, ReloadError> {
     let _serial = services.reload_lock.lock().await;
-    let loaded =
-        config::load(services.config.path(), &config::process_env).map_err(|e| e.to_string())?;
+    let notifier = services.notifier.get();
+    if let Some(Err(e)) = notifier.map(|n| n.notify_reloading()) {
+        tracing::warn!(error = %e, "cannot notify systemd of the reload");
+    }
+    let result = apply(services).await;
+    if let Some(Err(e)) = notifier.map(|n| n.notify_reloaded(&status_line(&result))) {
+        tracing::warn!(error = %e, "cannot notify systemd that the reload is done");
+    }
+    result
+}
+
+/// The unit's `STATUS=` after a reload.
+fn status_line(result: &Result<ReloadReport, ReloadError>) -> String {
+    match result {
+        Ok(r) => format!(
+            "reloaded: {} applied, {} need a restart, {} failed",
+            r.applied.len(),
+            r.restart_required.len(),
+            r.failed.len()
+        ),
+        Err(e) => {
+            let mut line = format!("reload rejected, running configuration unchanged: {e}");
+            if line.len() > 400 {
+                let mut end = 400;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                line.truncate(end);
+                line.push('…');
+            }
+            line
+        }
+    }
+}
+
+/// Runs one reload each time `requests` is notified (SIGHUP), until aborted. Requests made
+/// while a reload runs are folded into one more reload after it.
+pub fn serve_signals(services: Services, requests: Arc<Notify>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            requests.notified().await;
+            tracing::info!("SIGHUP: reloading the configuration");
+            if let Err(e) = reload(&services).await {
+                tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
+            }
+        }
+    })
+}
+
+/// Re-reads the config and applies the difference (the caller holds the reload lock).
+async fn apply(services: &Services) -> Result<ReloadReport, ReloadError> {
+    let loaded = config::load(services.config.path(), &config::process_env)?;
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }

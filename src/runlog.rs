@@ -250,12 +250,7 @@ impl RunLog {
     }
 
     fn rotate(&self) -> std::io::Result<()> {
-        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        let _ = std::fs::remove_file(numbered(KEEP));
-        for n in (1..KEEP).rev() {
-            let _ = std::fs::rename(numbered(n), numbered(n + 1));
-        }
-        std::fs::rename(&self.path, numbered(1))?;
+        shift_numbered(&self.path, KEEP)?;
         self.rotations.fetch_add(1, Ordering::Relaxed);
         *self
             .last_rotation
@@ -306,6 +301,17 @@ impl RunLog {
 struct Pending {
     bytes: Vec<u8>,
     lines: u64,
+}
+
+/// Moves `path` to `path.1`, after shifting `path.1` → `path.2` … and dropping `path.<keep>`
+/// (a file still open keeps being written where it moved).
+pub(crate) fn shift_numbered(path: &Path, keep: u32) -> std::io::Result<()> {
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    std::fs::rename(path, numbered(1))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -99,8 +99,11 @@ pub struct Services {
     pub pairing: Arc<PairingCodes>,
     /// The session manager's client, breaker and retry queue.
     pub sidecar: SidecarServices,
-    /// Serialises live reloads.
+    /// Serialises live reloads (FIFO: a reload asked for during another runs after it).
     pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The service manager's notification socket, set by `daemon::run` once `READY=1` is out
+    /// (a reload's `RELOADING=1` before readiness would confuse the manager).
+    pub notifier: Arc<std::sync::OnceLock<Arc<crate::notify::Notifier>>>,
     /// The last reloads (newest last), shown in the root's introspection details.
     pub reloads: Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>,
 }
@@ -155,6 +158,7 @@ impl Services {
             pairing,
             sidecar,
             reload_lock: Arc::default(),
+            notifier: Arc::default(),
             reloads,
         })
     }

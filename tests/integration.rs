@@ -20,3 +20,4 @@ mod sidecar_faults;
 mod sidecar_tools;
 mod sidecars;
 mod util;
+mod watchdog;

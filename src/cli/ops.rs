@@ -4,7 +4,9 @@
 //! [`execute`] runs one [`Op`] against the daemon of a given home and returns an [`Outcome`]
 //! (what to print on stdout and stderr, and whether it succeeded), so every command is tested
 //! end to end against an in-test gateway; [`run`] is the thin blocking wrapper the binary calls.
-//! Any failure exits 1 with `revka: <reason>` on stderr.
+//! Any failure exits 1 with `revka: <reason>` on stderr. `reload` returns only once the
+//! daemon's reload is done (waiting up to [`crate::reload::RELOAD_WAIT`]), with its report, and
+//! exits 1 when the config was rejected or a change could not be applied.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -134,7 +136,14 @@ pub fn run(home: &Path, op: Op) -> ExitCode {
 
 /// Runs `op` against the daemon of `home`; `color` applies to `status`.
 pub async fn execute(home: &Path, op: &Op, color: bool) -> Outcome {
-    let gateway = match Gateway::connect(home) {
+    // `revka reload` returns when the reload is done (a slow server stop takes its whole
+    // shutdown timeout), so it waits as long as the gateway does, and a little more to hear
+    // its 504 rather than time out itself.
+    let timeout = match op {
+        Op::Reload => crate::reload::RELOAD_WAIT + Duration::from_secs(30),
+        _ => remote::REQUEST_TIMEOUT,
+    };
+    let gateway = match Gateway::connect_with_timeout(home, timeout) {
         Ok(g) => g,
         Err(e) => return Outcome::failed(e),
     };

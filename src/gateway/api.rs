@@ -177,23 +177,34 @@ pub(super) async fn metrics(State(gw): State<Gateway>) -> Response {
         .into_response()
 }
 
-/// `POST /api/reload`: re-reads the config file and applies the difference (as SIGHUP does).
-/// 200 with the report, or 422 when the file is invalid (nothing changed).
+/// `POST /api/reload`: re-reads the config file and applies the difference (as SIGHUP does),
+/// after any reload already running. 200 with the report once the reload is done, or 422 when
+/// the file is invalid (nothing changed).
 ///
 /// The reload runs in its own task: a client that disconnects or times out cannot cancel it
-/// halfway (a server stopped but not yet restarted).
+/// halfway (a server stopped but not yet restarted). It is waited for up to
+/// [`crate::reload::RELOAD_WAIT`], not the default request timeout: stopping a server that
+/// ignores SIGTERM takes its whole shutdown timeout.
 pub(super) async fn reload(State(gw): State<Gateway>) -> Response {
     let services = gw.services().clone();
     let task = tokio::spawn(async move { crate::reload::reload(&services).await });
-    match task.await {
-        Ok(Ok(report)) => Json(report).into_response(),
-        Ok(Err(e)) => error(
+    match tokio::time::timeout(crate::reload::RELOAD_WAIT, task).await {
+        Ok(Ok(Ok(report))) => Json(report).into_response(),
+        Ok(Ok(Err(e))) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("invalid configuration; nothing changed: {e}"),
         ),
-        Err(e) => error(
+        Ok(Err(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the reload failed: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the reload is still running after {} s; it carries on (its report goes to \
+                 the log and GET /api/actors/root)",
+                crate::reload::RELOAD_WAIT.as_secs()
+            ),
         ),
     }
 }

@@ -70,7 +70,6 @@ impl Gateway {
             .route("/metrics", get(api::metrics))
             .route("/api/actors", get(api::actors))
             .route("/api/actors/{*path}", get(api::actor).post(api::restart))
-            .route("/api/reload", post(api::reload))
             .route("/api/mcp/discovery", get(proxy::discovery))
             .merge(
                 // Minting pairing codes and managing tokens: the local owner only, so that a
@@ -84,6 +83,9 @@ impl Gateway {
             .layer(from_fn_with_state(self.clone(), within_default));
         let protected = Router::new()
             .merge(default_timeout)
+            // Waits for the reload however long its server stops take (bounded by its own
+            // limit, not the default request timeout).
+            .route("/api/reload", post(api::reload))
             .route("/api/mcp/health", get(proxy::health))
             .route("/api/mcp/session", post(proxy::session))
             .route("/api/mcp/call", post(proxy::call))

@@ -72,6 +72,7 @@ impl<'a> Service<'a> {
             } else if differs {
                 self.say("note: a different file is installed; install would need --force");
             }
+            self.describe(params);
             self.say(format_args!("would create {} (mode 0700)", logs.display()));
             for step in &steps {
                 self.say(format_args!("would run: $ {}", step.cmd));
@@ -100,6 +101,7 @@ impl<'a> Service<'a> {
             .map_err(|e| ServiceError::new(1, e.to_string()))?;
         write_file(path, &content)?;
         self.say(format_args!("wrote {}", path.display()));
+        self.describe(params);
         self.steps(&steps)?;
         let name = self.host.platform.service_name();
         match (self.host.platform, existing.is_some()) {
@@ -114,6 +116,18 @@ impl<'a> Service<'a> {
             )),
         }
         Ok(())
+    }
+
+    /// What the file sets that the user should know about: the `PATH` and, for systemd, how
+    /// reloads work.
+    fn describe(&mut self, params: &ServiceParams) {
+        self.say(format_args!(
+            "the service's PATH (this shell's): {}",
+            params.path
+        ));
+        if self.host.platform == Platform::Systemd {
+            self.say(format_args!("reload: {}", params.reload.describe()));
+        }
     }
 
     /// `revka service uninstall`: stop, unregister, remove the file. Nothing to do when it is
