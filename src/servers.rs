@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ractor::SpawnErr;
 use revka_actors::mcp::connection::connection_spec;
-use revka_actors::mcp::hub::{McpHub, ServerSpec, TransportSpec};
+use revka_actors::mcp::hub::{McpHub, PingPolicy, ServerSpec, TransportSpec};
 use revka_actors::mcp::protocol::Root;
 use revka_actors::supervisor::{ChildSpec, RestartPolicy};
 
@@ -44,6 +44,7 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
         name: server.name.clone(),
         transport,
         tool_timeout: server.tool_timeout(),
+        ping: PingPolicy::OFF,
         handshake_timeout: mcp.handshake_timeout(),
         roots: server
             .effective_roots(mcp)
