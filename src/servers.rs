@@ -16,7 +16,8 @@ use revka_actors::supervisor::{ChildSpec, RestartPolicy};
 
 use crate::config::{Config, InvalidServer, McpConfig, McpServerConfig, Transport};
 
-/// The actor-side spec of one configured (validated) server.
+/// The actor-side spec of one configured (validated) server, without the liveness probe (a
+/// one-off handshake or call needs none); the daemon runs [`supervised_spec`].
 pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
     let headers: Vec<(String, String)> = server
         .headers
@@ -55,6 +56,15 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
     }
 }
 
+/// The spec the daemon's connection actor runs for `server`: [`server_spec`] with the liveness
+/// probe of `[supervisor]` and the server's `restart` table.
+pub fn supervised_spec(server: &McpServerConfig, config: &Config) -> ServerSpec {
+    ServerSpec {
+        ping: server.ping(&config.supervisor),
+        ..server_spec(server, &config.mcp)
+    }
+}
+
 /// The children of `root/mcp_servers`: one connection actor per configured server, in config
 /// order. Empty when `[mcp] enabled = false`.
 pub fn server_children(
@@ -68,7 +78,7 @@ pub fn server_children(
     let valid = config.mcp.servers.iter().map(|server| {
         // Set before the connection exists, so no filtered tool is ever registered.
         hub.set_tool_filter(&server.name, server.tool_filter());
-        let spec = Arc::new(server_spec(server, &config.mcp));
+        let spec = Arc::new(supervised_spec(server, config));
         let policy = server.policy(&config.supervisor);
         let child = connection_spec(spec, policy, hub.clone(), http.clone());
         if server.auto_connect {
