@@ -8,6 +8,7 @@ mod daemon;
 mod fixtures;
 mod gateway;
 mod interop;
+mod liveness;
 mod mcp_client;
 mod mcp_server;
 mod operator;
