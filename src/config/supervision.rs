@@ -44,10 +44,10 @@ pub struct SupervisorConfig {
     /// running is killed; must be > 0. Default `30`.
     pub shutdown_grace_secs: u64,
     /// An MCP server that sent no answer (and no progress) for this long is pinged, in
-    /// seconds; `0` turns the probe off; at most [`MAX_PING_INTERVAL_SECS`]. Default `30`.
+    /// seconds; `0` turns the probe off; at most 3600. Default `30`.
     pub ping_interval_secs: u64,
     /// Failed pings in a row after which an MCP server is restarted as `unresponsive`;
-    /// 1 to [`MAX_PING_FAILURES`]. Default `3`.
+    /// 1 to 100. Default `3`.
     pub ping_failures: u32,
 }
 
