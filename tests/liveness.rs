@@ -348,7 +348,8 @@ fn find<'a>(node: &'a Value, path: &str) -> Option<&'a Value> {
 /// `[supervisor]` sets the probe of every server and a server's `restart` table overrides it
 /// (`0`: off); `/api/actors` shows each server's probe, with the last ping's time and latency;
 /// a server that stops reading stdin is restarted with `unresponsive` as its last failure, in
-/// the status tree and in the run log, and the call waiting on it gets that reason at once.
+/// the status tree and in the run log, and the call waiting on it gets that reason at once; a
+/// reload turns a server's probe on in place.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_probes_by_config_shows_the_last_ping_and_records_unresponsive() {
     let extra = format!(
@@ -445,4 +446,41 @@ ping_failures = 2
         }),
         "the run log records the restart's reason"
     );
+
+    // A reload turns the probe on for `quiet` in place: same process, probing at once.
+    let quiet_pid =
+        |tree: &Value| find(tree, &format!("{quiet}/process")).map(|p| p["details"]["pid"].clone());
+    let before = quiet_pid(&s.api("/api/actors").await);
+    let config = s.home.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    s.home.write_config(&text.replace(
+        "restart = { ping_interval_secs = 0 }",
+        "restart = { ping_interval_secs = 2 }",
+    ));
+    let (gateway, token) = s.gateway();
+    let report: Value = reqwest::Client::new()
+        .post(format!("{gateway}/api/reload"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        report.to_string().contains("updated mcp:quiet in place"),
+        "{report}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tree = s.api("/api/actors").await;
+        let probe = &find(&tree, quiet).unwrap()["details"]["liveness"];
+        if probe["last_ping"]["ok"] == true {
+            assert_eq!(probe["ping_interval_ms"], 2000, "{probe}");
+            assert_eq!(quiet_pid(&tree), before, "not restarted");
+            break;
+        }
+        assert!(Instant::now() < deadline, "quiet never pinged: {probe}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
