@@ -24,9 +24,9 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
-use crate::mcp_client::{Fleet, fault, opts, policy, text};
+use crate::mcp_client::{Fleet, fault, opts, policy, stdio, text};
 use crate::mcp_server::Served;
-use crate::util::{eventually, example_path, process_exists};
+use crate::util::{eventually, example_path, npm_bin, process_exists, test_cache, venv_bin};
 
 /// Ping after a silent second; two failed pings in a row make a server unresponsive.
 fn quick() -> PingPolicy {
@@ -219,6 +219,44 @@ async fn an_error_answer_counts_zero_turns_the_probe_off_and_an_update_turns_it_
     assert!(err.contains("unresponsive"), "{err}");
     fleet.wait_restarted("off", 1).await;
     assert!(last_failure(&fleet, "off").contains("unresponsive"));
+    fleet.stop().await;
+}
+
+/// The official servers (the TypeScript SDK's `server-everything`, the Python SDK's
+/// `mcp-server-time`) answer the probe's pings: a real idle server is not mistaken for a
+/// hung one. Skipped when the interop dependencies are not installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_servers_answer_the_probes_pings() {
+    let Some(cache) = test_cache() else { return };
+    let every = npm_bin(&cache, "mcp-server-everything");
+    let time = venv_bin(&cache, "mcp-server-time");
+    let fleet = Fleet::start(vec![
+        (
+            probed(
+                stdio("everything", every.to_str().unwrap(), &["stdio"]),
+                quick(),
+            ),
+            policy(2),
+        ),
+        (
+            probed(
+                stdio("time", time.to_str().unwrap(), &["--local-timezone", "UTC"]),
+                quick(),
+            ),
+            policy(2),
+        ),
+    ])
+    .await;
+    for name in ["everything", "time"] {
+        fleet.wait_state(name, ActorState::Running).await;
+        wait_for("three answered pings", || {
+            let probe = liveness(&fleet, name);
+            probe["pings"].as_u64() >= Some(3) && probe["last_ping"]["ok"] == true
+        })
+        .await;
+        assert_eq!(liveness(&fleet, name)["failures_in_a_row"], 0);
+        assert_eq!(fleet.node(name).restarts(), 0, "{name}");
+    }
     fleet.stop().await;
 }
 
