@@ -4,8 +4,9 @@
 //! returned. Otherwise the difference is applied:
 //! - MCP servers: added ones are started, removed ones stopped, and only those whose connection
 //!   settings changed (transport, command, args, env, url, headers, roots, handshake timeout,
-//!   auto_connect) are restarted. A changed tool timeout or restart policy is applied in place:
-//!   the server keeps running, and so do its in-flight calls.
+//!   auto_connect) are restarted. A changed tool timeout, liveness probe (`ping_interval_secs`,
+//!   `ping_failures`) or restart policy is applied in place: the server keeps running, and so
+//!   do its in-flight calls; the probe takes its new policy at once.
 //! - Gateway timeouts apply to the next request.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
 //!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
@@ -44,7 +45,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, ConfigError, McpServerConfig};
-use crate::servers::{invalid_server_child, server_spec};
+use crate::servers::{invalid_server_child, supervised_spec};
 use crate::tree::Services;
 
 /// How long `POST /api/reload` (and so `revka reload`) waits for its reload. A reload stops
@@ -208,7 +209,7 @@ fn running_servers(
         .map(|s| {
             (
                 s.name.clone(),
-                (server_spec(s, &config.mcp), s.policy(&config.supervisor), s),
+                (supervised_spec(s, config), s.policy(&config.supervisor), s),
             )
         })
         .collect()
@@ -219,6 +220,7 @@ fn live_changeable(a: &ServerSpec, b: &ServerSpec) -> bool {
     let mut b = b.clone();
     b.tool_timeout = a.tool_timeout;
     b.reset_timeout_on_progress = a.reset_timeout_on_progress;
+    b.ping = a.ping;
     *a == b
 }
 
@@ -290,7 +292,7 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
                     match update_child(&sup, child(spec, *policy, cfg)).await {
                         Ok(()) => report.server_applied(
                             &path,
-                            format!("updated {id} in place (tool timeout or restart policy)"),
+                            format!("updated {id} in place (tool timeout, liveness probe or restart policy)"),
                         ),
                         Err(e) => report.server_failed(&path, format!("update {id}: {e}")),
                     }

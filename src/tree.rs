@@ -203,6 +203,8 @@ pub fn operator_template(
                 cwd: None,
             },
             tool_timeout: op.tool_timeout(),
+            // Off: operator tools may run ~100 s without answering anything else.
+            ping: revka_actors::mcp::hub::PingPolicy::OFF,
             handshake_timeout: config.mcp.handshake_timeout(),
             roots: Vec::new(),
             reset_timeout_on_progress: false,

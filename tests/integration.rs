@@ -10,6 +10,7 @@ mod first_run;
 mod fixtures;
 mod gateway;
 mod interop;
+mod liveness;
 mod mcp_client;
 mod mcp_server;
 mod metrics;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use revka_actors::mcp::hub::ToolFilter;
+use revka_actors::mcp::hub::{PingPolicy, ToolFilter};
 use revka_actors::supervisor::RestartPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -200,7 +200,8 @@ pub struct McpServerConfig {
     /// Default: none.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Overrides of `[supervisor]`'s restart policy for this server. Default: none.
+    /// Overrides of `[supervisor]`'s restart policy and liveness probe (`ping_interval_secs`,
+    /// `ping_failures`) for this server. Default: none.
     #[serde(default, skip_serializing_if = "RestartOverride::is_empty")]
     pub restart: RestartOverride,
     /// Only the server's tools matching one of these patterns are registered (listed,
@@ -248,6 +249,11 @@ impl McpServerConfig {
     /// This server's restart policy: `[supervisor]` with this server's overrides applied.
     pub fn policy(&self, defaults: &SupervisorConfig) -> RestartPolicy {
         self.restart.apply(defaults.policy())
+    }
+
+    /// This server's liveness probe: `[supervisor]`'s with this server's ping overrides.
+    pub fn ping(&self, defaults: &SupervisorConfig) -> PingPolicy {
+        self.restart.ping(defaults.ping())
     }
 
     /// [`Self::tool_timeout_secs`] as a duration.

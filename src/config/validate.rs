@@ -16,7 +16,7 @@ use super::import::ServerSource;
 use super::keypath::KeyPath;
 use super::loader::site_of;
 use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS};
-use super::supervision::{RestartOverride, policy_problems};
+use super::supervision::{RestartOverride, ping_problem, policy_problems};
 
 pub(crate) mod server;
 
@@ -34,6 +34,12 @@ pub(crate) fn validate(
     // [supervisor] first: server and sidecar overrides are applied to its policy.
     let base_policy = config.supervisor.policy();
     if let Some((key, message)) = policy_problems(&base_policy).into_iter().next() {
+        return Err(site.invalid(&k(&["supervisor", key]), message));
+    }
+    let sup = &config.supervisor;
+    if let Some((key, message)) =
+        ping_problem(Some(sup.ping_interval_secs), Some(sup.ping_failures))
+    {
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
     check_positive(config, site)?;
@@ -119,6 +125,13 @@ pub(crate) fn validate(
         return Err(site.invalid(
             &k(&["session_manager", "command"]),
             "must name a program (e.g. [\"node\", \"session-manager.js\"])",
+        ));
+    }
+    if let Some((key, _)) = sm.restart.ping_keys().into_iter().find(|(_, set)| *set) {
+        return Err(site.invalid(
+            &k(&["session_manager", "restart", key]),
+            "applies to MCP servers only; the session manager's probe is \
+             session_manager.liveness_interval_secs and liveness_failures",
         ));
     }
     check_override(&sm.restart, base_policy, site, |key| {
@@ -246,6 +259,9 @@ pub(super) fn check_override(
     site: Site<'_>,
     path: impl Fn(&str) -> KeyPath,
 ) -> Result<(), ConfigError> {
+    if let Some((key, message)) = ping_problem(ov.ping_interval_secs, ov.ping_failures) {
+        return Err(site.invalid(&path(key), message));
+    }
     let Some((key, message)) = policy_problems(&ov.apply(base)).into_iter().next() else {
         return Ok(());
     };

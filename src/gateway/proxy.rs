@@ -510,6 +510,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         name: req.name,
         transport,
         tool_timeout,
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,

@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::client::{CallError, CallOptions, McpClient};
+pub use super::connection::PingPolicy;
 use super::naming;
 use super::protocol::{Root, ServerHello};
 use super::wrapper::{self, Arguments};
@@ -93,6 +94,9 @@ pub struct ServerSpec {
     pub transport: TransportSpec,
     /// Per-call timeout (capped at 600 s by the config layer).
     pub tool_timeout: Duration,
+    /// The liveness probe: how often a silent server is pinged, and how many failed pings in
+    /// a row make it unresponsive. Applies live (a reload changes it without a reconnect).
+    pub ping: PingPolicy,
     /// Connect + initialize + tools/list timeout.
     pub handshake_timeout: Duration,
     /// Roots announced to the server.
@@ -183,6 +187,9 @@ pub struct ServerEntry {
     client: RwLock<Option<Arc<McpClient>>>,
     /// Bumped each time a client is published, for callers waiting on a (re)connect.
     ready: watch::Sender<u64>,
+    /// Bumped each time the spec is updated in place, so the liveness probe takes a new ping
+    /// policy at once instead of at the end of its current wait.
+    updated: watch::Sender<u64>,
     tools: RwLock<Vec<Value>>,
     hello: RwLock<Option<ServerHello>>,
 }
@@ -194,6 +201,11 @@ impl ServerEntry {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Wakes on every in-place update of the spec ([`McpHub::update_spec`]).
+    pub fn spec_updates(&self) -> watch::Receiver<u64> {
+        self.updated.subscribe()
     }
 
     /// Its status node.
@@ -392,6 +404,7 @@ impl McpHub {
             node,
             client: RwLock::new(None),
             ready: watch::channel(0).0,
+            updated: watch::channel(0).0,
             tools: RwLock::new(Vec::new()),
             hello: RwLock::new(None),
         });
@@ -401,11 +414,12 @@ impl McpHub {
     }
 
     /// Updates a registered server's spec in place (settings that apply without a reconnect,
-    /// such as the tool timeout). Returns whether the server was there.
+    /// such as the tool timeout or the ping policy). Returns whether the server was there.
     pub fn update_spec(&self, spec: Arc<ServerSpec>) -> bool {
         match self.servers.get(&spec.name) {
             Some(entry) => {
                 *entry.spec.write().unwrap_or_else(PoisonError::into_inner) = spec;
+                entry.updated.send_modify(|v| *v += 1);
                 true
             }
             None => false,
@@ -699,6 +713,7 @@ mod tests {
                 cwd: None,
             },
             tool_timeout: Duration::from_secs(1),
+            ping: PingPolicy::OFF,
             handshake_timeout: Duration::from_secs(1),
             roots: vec![],
             reset_timeout_on_progress: false,

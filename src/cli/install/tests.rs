@@ -364,6 +364,7 @@ async fn slow_real_install_doctor_and_idempotence() {
             cwd: None,
         },
         tool_timeout: Duration::from_secs(30),
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,
