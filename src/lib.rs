@@ -27,7 +27,7 @@
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
-//!   pairing codes, the failed-attempt limiter), the introspection and health API, the
+//!   token roles, pairing codes, the failure throttle), the introspection and health API, the
 //!   `/api/mcp` proxy and the WebSocket progress relay.
 #![warn(missing_docs)]
 
