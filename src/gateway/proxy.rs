@@ -523,8 +523,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
 
 /// `POST /api/mcp/servers/test`: a full handshake with a candidate server config; validation
 /// and connection failures are `ok: false` with HTTP 200; hard 10 s ceiling. A stdio config
-/// (or one whose transport is not http, sse or url) spawns its command: 403 below the owner
-/// role.
+/// (`transport` absent or `"stdio"`) spawns its command: 403 below the owner role.
 pub(super) async fn test_server(
     State(gw): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -539,7 +538,8 @@ pub(super) async fn test_server(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
-    let spawns = !matches!(request.transport.as_deref(), Some("http" | "sse" | "url"));
+    // What `test_spec` turns into a stdio spec: no transport (the default) or "stdio".
+    let spawns = matches!(request.transport.as_deref(), None | Some("stdio"));
     if spawns && !caller.role.allows(Role::Owner) {
         return error(
             StatusCode::FORBIDDEN,

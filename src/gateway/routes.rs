@@ -7,9 +7,10 @@
 //! 1. bearer authentication ([`authenticate`](super::server::authenticate)), except the public
 //!    `POST /pair`;
 //! 2. the role check ([`require`]): 403 naming the role needed and the caller's;
-//! 3. the body cap ([`capped_body`]): the body is read up to [`MAX_BODY`] (413 past it)
-//!    before the handler runs, whether or not the handler reads it;
-//! 4. for [`Timeout::Default`], the default request timeout (504 past it).
+//! 3. for [`Timeout::Default`], the default request timeout (504 past it), which also bounds
+//!    reading the body;
+//! 4. the body cap ([`capped_body`]): the body is read up to [`MAX_BODY`] (413 past it)
+//!    before the handler runs, whether or not the handler reads it.
 //!
 //! | role | may |
 //! |---|---|
@@ -87,11 +88,11 @@ impl Route {
 
     /// The handler with its guards (see the module docs), for [`Gateway::router`].
     pub(super) fn into_method_router(self, gw: &Gateway) -> MethodRouter<Gateway> {
-        let mut handler = self.handler;
+        // Layers added later run first.
+        let mut handler = self.handler.layer(axum::middleware::from_fn(capped_body));
         if self.timeout == Timeout::Default {
             handler = handler.layer(from_fn_with_state(gw.clone(), within_default));
         }
-        handler = handler.layer(axum::middleware::from_fn(capped_body));
         if let Access::Token(role) = self.access {
             handler = handler
                 .layer(from_fn_with_state(role, require))

@@ -9,10 +9,10 @@
 //!    `?token=`. A valid token always passes; a wrong one is answered 401 after a delay that
 //!    grows with the failures of its source (see [`FailureThrottle`]), or 429 at once while
 //!    [`MAX_DELAYED_FAILURES`] failures are already waiting.
-//! 3. The role the route needs ([`routes`](super::routes)): 403 below it.
-//! 4. Body cap: 64 KiB for every body (413), read before the handler runs.
-//! 5. A timeout: the default (`REVKA_GATEWAY_TIMEOUT_SECS`, else `[gateway] request_timeout_secs`,
+//! 3. The role the route needs (the route table, `routes`): 403 below it.
+//! 4. A timeout: the default (`REVKA_GATEWAY_TIMEOUT_SECS`, else `[gateway] request_timeout_secs`,
 //!    30 s) for every route without one of its own (`/api/mcp/*` have theirs), 504 past it.
+//! 5. Body cap: 64 KiB for every body (413), read before the handler runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};

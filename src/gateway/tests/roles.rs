@@ -273,7 +273,7 @@ async fn a_stdio_server_test_spawns_only_for_the_owner() {
     };
     let test = Method::POST;
     let path = "/api/mcp/servers/test";
-    for transport in [Some("stdio"), None, Some("STDIO")] {
+    for transport in [Some("stdio"), None] {
         let operator = Some(fixture.token(Role::Operator));
         let (status, body) = fixture.send(&test, path, operator, &stdio(transport)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{transport:?}: {body}");
@@ -283,6 +283,19 @@ async fn a_stdio_server_test_spawns_only_for_the_owner() {
              role; this token has the operator role (http, sse and url configs need operator)"
         );
     }
+    // Any other transport is no stdio one: validated (and refused) without spawning.
+    let operator = Some(fixture.token(Role::Operator));
+    let (status, body) = fixture
+        .send(&test, path, operator, &stdio(Some("STDIO")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown transport \"STDIO\""),
+        "{body}"
+    );
     assert!(!marker.exists(), "nothing was spawned");
 
     let http = json!({ "name": "t", "transport": "http", "url": "http://127.0.0.1:9/mcp" });
