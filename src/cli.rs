@@ -87,7 +87,13 @@ pub enum Command {
         path: String,
     },
     /// Issue a one-time pairing code a browser or script trades for a gateway token.
-    Pair,
+    Pair {
+        /// The role of the token: viewer (read-only), operator (also restarts actors, calls
+        /// tools, tests http/sse/url servers) or owner (everything, also spawning processes,
+        /// reloads, pairing and tokens).
+        #[arg(long, value_name = "ROLE", default_value = "viewer")]
+        role: crate::gateway::auth::Role,
+    },
     /// List or revoke the gateway's tokens.
     Tokens {
         /// The tokens action.
@@ -152,7 +158,7 @@ pub fn main() -> ExitCode {
         Command::Mcp { action } => mcp::run(cli.config, action),
         Command::Status { json, path } => remote_op(ops::Op::Status { json, path }),
         Command::Restart { path } => remote_op(ops::Op::Restart { path }),
-        Command::Pair => remote_op(ops::Op::Pair),
+        Command::Pair { role } => remote_op(ops::Op::Pair { role }),
         Command::Tokens { action } => remote_op(action.into()),
         Command::Reload => remote_op(ops::Op::Reload),
         Command::Install(args) => install::run(&args, &config::revka_home(), cli.config),

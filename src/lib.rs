@@ -32,7 +32,7 @@
 //! - [`logrotate`]: size rotation of the daemon's own stdout/stderr files under launchd.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
-//!   pairing codes, the failed-attempt limiter), the introspection and health API, the
+//!   token roles, pairing codes, the failure throttle), the introspection and health API, the
 //!   `/api/mcp` proxy and the WebSocket progress relay.
 #![warn(missing_docs)]
 

@@ -63,7 +63,7 @@ pub use discovery::{
     remove_discovery_file, write_discovery, write_discovery_file,
 };
 
-pub(crate) use guard::{close_if_body_refused, is_loopback_host, is_loopback_origin};
+pub(crate) use guard::{close_if_body_refused, is_loopback_host};
 
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;

@@ -405,6 +405,11 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
     {
         report.applied.push("gateway timeouts updated".into());
     }
+    if og.allowed_origins != ng.allowed_origins {
+        report
+            .applied
+            .push("gateway allowed_origins updated".into());
+    }
     if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
         report.applied.push("shutdown grace period updated".into());
     }

@@ -103,6 +103,10 @@ pub struct Session {
     ended: CancellationToken,
     /// The session's operator tools, once its operator was first asked for.
     operator_hub: std::sync::OnceLock<Arc<crate::mcp::hub::McpHub>>,
+    /// The id of the gateway token that created the session through the gateway's proxy, if
+    /// one did: that token alone may use the session through the gateway without presenting
+    /// the session's own token. Set once, right after creation.
+    proxy_owner: std::sync::OnceLock<Box<str>>,
 }
 
 impl Session {
@@ -139,10 +143,22 @@ impl Session {
         }
     }
 
-    /// The session's token, for the gateway's same-origin proxy only: the gateway has already
-    /// authenticated its caller with a gateway token, an owner-level credential.
+    /// The session's token, for the gateway's same-origin proxy only, which lends it to the
+    /// gateway token that created the session (see [`Session::proxy_owner`]).
     pub fn proxy_token(&self) -> String {
         hex(&self.token)
+    }
+
+    /// Records the gateway token (by id) that created this session through the gateway's
+    /// proxy. The first record wins; `false` if one was already made.
+    pub fn set_proxy_owner(&self, token_id: &str) -> bool {
+        self.proxy_owner.set(token_id.into()).is_ok()
+    }
+
+    /// The id of the gateway token that created this session through the gateway's proxy,
+    /// if one did.
+    pub fn proxy_owner(&self) -> Option<&str> {
+        self.proxy_owner.get().map(|id| &**id)
     }
 
     /// Records activity (every authenticated request).
@@ -532,6 +548,7 @@ impl Sessions {
             actor: Mutex::new(None),
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),
+            proxy_owner: std::sync::OnceLock::new(),
         });
         self.map.insert(id, session.clone());
         drop(admission);

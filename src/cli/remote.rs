@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::gateway::auth::{OWNER_TOKEN_FILE, StoreError, read_owner_token};
+use crate::gateway::auth::{OWNER_TOKEN_FILE, Role, StoreError, read_owner_token};
 
 mod discovery;
 
@@ -196,9 +196,13 @@ impl Gateway {
         Ok(answer.restarted)
     }
 
-    /// `POST /api/pair/code`: a fresh one-time pairing code.
-    pub async fn pair_code(&self) -> Result<PairingCode, RemoteError> {
-        self.typed(Method::POST, "/api/pair/code").await
+    /// `POST /api/pair/code`: a fresh one-time pairing code for a token of `role`.
+    pub async fn pair_code(&self, role: Role) -> Result<PairingCode, RemoteError> {
+        let body = serde_json::json!({ "role": role });
+        let value = self
+            .request_with(Method::POST, "/api/pair/code", Some(body))
+            .await?;
+        decode(&format!("{}/api/pair/code", self.url), value)
     }
 
     /// `GET /api/tokens`, as JSON.
@@ -229,15 +233,28 @@ impl Gateway {
 
     /// One authenticated request; a 2xx JSON body, or the matching [`RemoteError`].
     async fn request(&self, method: Method, endpoint: &str) -> Result<Value, RemoteError> {
+        self.request_with(method, endpoint, None).await
+    }
+
+    /// [`Self::request`] with a JSON body.
+    async fn request_with(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<Value>,
+    ) -> Result<Value, RemoteError> {
         let url = format!("{}{endpoint}", self.url);
-        let response = self
+        let mut request = self
             .http
             .request(method, &url)
             .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -288,6 +305,9 @@ impl Gateway {
 pub struct PairingCode {
     /// The one-time code, e.g. `7KQ4-MX2P`.
     pub code: String,
+    /// The role of the token it is traded for (absent from daemons before roles).
+    #[serde(default)]
+    pub role: Option<String>,
     /// How long it stays valid.
     pub expires_in_secs: u64,
 }
@@ -306,8 +326,13 @@ pub struct TokenRow {
     pub last_used_at: Option<String>,
     /// Whether it was revoked.
     pub revoked: bool,
-    /// Whether it is an owner token.
-    pub owner: bool,
+    /// What it may do: `viewer`, `operator` or `owner` (absent from daemons before roles).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Whether it is (or was) the token of `$REVKA_HOME/gateway.token` (`owner` from daemons
+    /// before roles).
+    #[serde(default, alias = "owner")]
+    pub file_token: bool,
 }
 
 /// The answer of `POST /api/reload`.

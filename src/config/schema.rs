@@ -346,6 +346,11 @@ pub struct GatewayConfig {
     pub request_timeout_secs: u64,
     /// Ceiling of a proxied `tools/call` (`POST /api/mcp/call`), streamed or not. Default `120`.
     pub call_timeout_secs: u64,
+    /// Web origins besides the gateway's own (`http://<Host>:<bound port>`) whose pages may
+    /// call the gateway: exact `scheme://host[:port]` values, e.g. a dashboard served from
+    /// elsewhere or the public origin of a reverse proxy. Normalised at load (lowercase, no
+    /// default port). Default none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -357,6 +362,7 @@ impl Default for GatewayConfig {
             allow_public_bind: false,
             request_timeout_secs: 30,
             call_timeout_secs: 120,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::loader::site_of;
 use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS};
 use super::supervision::{RestartOverride, ping_problem, policy_problems};
 
+pub(crate) mod origin;
 pub(crate) mod server;
 
 use server::check_server;
@@ -109,6 +110,12 @@ pub(crate) fn validate(
             "gateway.host: binding the non-loopback address {:?} (allow_public_bind = true)",
             gw.host
         ));
+    }
+    let origins = &mut config.gateway.allowed_origins;
+    for (i, origin) in origins.iter_mut().enumerate() {
+        let path = k(&["gateway", "allowed_origins"]).index(i);
+        *origin = origin::normalise_origin(origin)
+            .map_err(|m| site.invalid(&path, format!("invalid origin {origin:?}: {m}")))?;
     }
 
     // [operator]

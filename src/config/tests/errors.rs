@@ -111,6 +111,14 @@ const CASES: &[(&str, &str)] = &[
         "/home/u/.revka/config.toml:2:8: gateway.host: \"0.0.0.0\" is not a loopback address; set gateway.allow_public_bind = true to expose the gateway to the network",
     ),
     (
+        "[gateway]\nallowed_origins = [\"http://localhost:3000/\"]\n",
+        "/home/u/.revka/config.toml:2:20: gateway.allowed_origins[0]: invalid origin \"http://localhost:3000/\": an origin has no path, query or fragment (not even a trailing `/`)",
+    ),
+    (
+        "[gateway]\nallowed_origins = [\"https://a.example\", \"ftp://b.example\"]\n",
+        "/home/u/.revka/config.toml:2:41: gateway.allowed_origins[1]: invalid origin \"ftp://b.example\": scheme \"ftp\" is not http or https",
+    ),
+    (
         "[supervisor]\nbackoff_min_ms = 5000\nbackoff_max_ms = 100\n",
         "/home/u/.revka/config.toml:2:18: supervisor.backoff_min_ms: backoff_min_ms (5000 ms) is greater than backoff_max_ms (100 ms)",
     ),

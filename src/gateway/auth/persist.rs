@@ -6,8 +6,14 @@
 //! ```json
 //! { "version": 1,
 //!   "tokens": [ { "hash": "<64 hex>", "label": "laptop", "created_at": "2026-06-18T00:00:00Z",
-//!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false, "owner": false } ] }
+//!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false,
+//!                 "role": "operator", "owner": false } ] }
 //! ```
+//!
+//! `owner` marks the token of `$REVKA_HOME/gateway.token` (the one the next daemon start
+//! revokes), not its role. A record without `role` was written before tokens had roles; it is
+//! migrated on load to the least privilege that keeps it working: `owner` for the token of
+//! `gateway.token`, `operator` for a paired token.
 //!
 //! Every write goes to a temporary file created with mode 0600 in the same directory, is
 //! synced, then renamed over the target: readers see the old file or the new one, never a
@@ -24,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+use super::role::Role;
 use super::store::Record;
 use super::token::{from_hex, to_hex};
 
@@ -47,15 +54,28 @@ struct StoredToken {
     last_used_at: Option<String>,
     #[serde(default)]
     revoked: bool,
-    #[serde(default)]
-    owner: bool,
+    /// Absent in files written before tokens had roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    /// The token of `gateway.token` (the key keeps the name older files use).
+    #[serde(default, rename = "owner")]
+    file_token: bool,
+}
+
+/// What [`load`] read.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    /// The records, in file order.
+    pub(super) records: Vec<Record>,
+    /// How many records had no role and were given one.
+    pub(super) migrated: usize,
 }
 
 /// The records in `path`; none when the file does not exist.
-pub(super) fn load(path: &Path) -> Result<Vec<Record>, StoreError> {
+pub(super) fn load(path: &Path) -> Result<Loaded, StoreError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(source) => {
             return Err(StoreError::Read {
                 path: path.to_path_buf(),
@@ -70,7 +90,7 @@ pub(super) fn load(path: &Path) -> Result<Vec<Record>, StoreError> {
 }
 
 /// The records in a file's contents, or why they are not a valid token store.
-fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
+fn parse(bytes: &[u8]) -> Result<Loaded, String> {
     let file: TokensFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if file.version != VERSION {
         return Err(format!(
@@ -80,6 +100,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
     }
     let mut seen = HashSet::new();
     let mut records = Vec::with_capacity(file.tokens.len());
+    let mut migrated = 0;
     for (index, stored) in file.tokens.into_iter().enumerate() {
         let at = |field: &str, problem: &str| format!("tokens[{index}].{field}: {problem}");
         let hash = from_hex::<32>(&stored.hash)
@@ -96,16 +117,25 @@ fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
                     .map_err(|e| at("last_used_at", &format!("not an RFC 3339 time: {e}")))?,
             ),
         };
+        let role = stored.role.unwrap_or_else(|| {
+            migrated += 1;
+            if stored.file_token {
+                Role::Owner
+            } else {
+                Role::Operator
+            }
+        });
         records.push(Record {
             hash,
             label: stored.label,
             created_at,
             last_used_at,
             revoked: stored.revoked,
-            owner: stored.owner,
+            role,
+            file_token: stored.file_token,
         });
     }
-    Ok(records)
+    Ok(Loaded { records, migrated })
 }
 
 /// Writes `records` to `path` atomically, mode 0600.
@@ -120,7 +150,8 @@ pub(super) fn save(path: &Path, records: &[Record]) -> Result<(), StoreError> {
                 created_at: rfc3339(r.created_at),
                 last_used_at: r.last_used_at.map(rfc3339),
                 revoked: r.revoked,
-                owner: r.owner,
+                role: Some(r.role),
+                file_token: r.file_token,
             })
             .collect(),
     };
