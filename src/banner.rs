@@ -95,8 +95,8 @@ pub fn lines(f: &Facts) -> Vec<String> {
     });
     if let (Some((code, ttl)), Gateway::Serving(url)) = (&f.pairing, &f.gateway) {
         out.push(format!(
-            "pairing code: {code} (valid for {}, once): POST {url}/pair with header \
-             X-Pairing-Code, or `revka pair` for a new one",
+            "pairing code: {code} (a viewer token; valid for {}, once): POST {url}/pair with \
+             header X-Pairing-Code, or `revka pair --role operator|owner` for a code of more rights",
             humantime::format_duration(*ttl)
         ));
     }
@@ -230,8 +230,9 @@ mod tests {
                 "config: /home/u/.revka/config.toml",
                 "MCP endpoint: http://127.0.0.1:4000/mcp (clients find it in /home/u/.revka/mcp.json)",
                 "gateway: http://127.0.0.1:4001",
-                "pairing code: ABCD-EFGH (valid for 10m, once): POST http://127.0.0.1:4001/pair with \
-                 header X-Pairing-Code, or `revka pair` for a new one",
+                "pairing code: ABCD-EFGH (a viewer token; valid for 10m, once): POST \
+                 http://127.0.0.1:4001/pair with header X-Pairing-Code, or `revka pair --role \
+                 operator|owner` for a code of more rights",
             ]
         );
     }
