@@ -31,7 +31,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-const BUILTIN_TOOLS: [&str; 19] = [
+/// The fault server's own tools (before `--tools N` adds `tool_000`…); other tests count by it.
+pub(crate) const BUILTIN_TOOLS: [&str; 19] = [
     "echo",
     "add",
     "typed",
