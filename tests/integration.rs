@@ -7,6 +7,7 @@ mod cli_ops;
 mod daemon;
 mod fixtures;
 mod gateway;
+mod home;
 mod interop;
 mod mcp_client;
 mod mcp_server;

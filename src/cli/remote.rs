@@ -2,7 +2,8 @@
 //! (`revka status`, `restart`, `pair`, `tokens`, `reload`).
 //!
 //! [`Gateway::connect`] finds the daemon through `$REVKA_HOME/gateway.json`
-//! (`{url, pid, started_at}`), checks that its pid is alive (`kill(pid, 0)`), and reads the
+//! (`{url, pid, started_at}`) once it has checked that the home is private (owned by this user,
+//! not group/world-writable), checks that its pid is alive (`kill(pid, 0)`), and reads the
 //! owner token from `$REVKA_HOME/gateway.token`; every request then carries
 //! `Authorization: Bearer <owner token>` and gives up after [`REQUEST_TIMEOUT`]. Failures are
 //! [`RemoteError`]s whose messages are meant to be printed as they are: a missing or stale
@@ -39,6 +40,10 @@ pub enum RemoteError {
         /// The missing `gateway.json`.
         path: PathBuf,
     },
+    /// `$REVKA_HOME` is not private (another owner, or group/world-writable): its discovery
+    /// file could send the owner token anywhere, so neither is used.
+    #[error(transparent)]
+    UnsafeHome(revka_actors::fs::FsError),
     /// The discovery file exists but cannot be read or parsed.
     #[error("cannot use {}: {reason}", path.display())]
     BadDiscovery {
