@@ -34,7 +34,6 @@
 pub mod discovery;
 pub mod legacy_sse;
 pub mod streamable;
-mod url;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +44,7 @@ use futures::FutureExt;
 use futures::future::Shared;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::oneshot;
+use url::Url;
 
 pub use discovery::{Discovered, discover, is_not_streamable};
 pub use legacy_sse::{LegacySse, connect as connect_legacy_sse};
@@ -95,6 +95,42 @@ pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Tran
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Parses an absolute `http`/`https` URL with a host, dropping its fragment (never sent over
+/// HTTP). Whitespace or control characters inside it are refused, not percent-encoded: they
+/// mean a malformed document or event, not a URL.
+pub(crate) fn parse_url(text: &str) -> Result<Url, String> {
+    http_url(text, Url::parse(text.trim()))
+}
+
+/// Resolves `reference` against `base` (RFC 3986 §5.2: absolute, scheme-relative, absolute
+/// and relative paths with dot segments removed, query-only, empty) into an absolute
+/// `http`/`https` URL without a fragment.
+pub(crate) fn resolve_url(base: &Url, reference: &str) -> Result<Url, String> {
+    http_url(reference, base.join(reference.trim()))
+}
+
+/// The checks of [`parse_url`] and [`resolve_url`] on a parse of `text`.
+fn http_url(text: &str, parsed: Result<Url, url::ParseError>) -> Result<Url, String> {
+    let trimmed = text.trim();
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{trimmed}` contains whitespace or control characters"
+        ));
+    }
+    let mut url = parsed.map_err(|e| format!("`{trimmed}` is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "unsupported scheme `{}` in `{trimmed}` (expected http or https)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{trimmed}` has no host"));
+    }
+    url.set_fragment(None);
+    Ok(url)
 }
 
 /// A network failure as a precise error naming the URL.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::Value;
 
-use super::{header_map, http_error, net_error, read_capped, url};
+use super::{header_map, http_error, net_error, parse_url, read_capped, resolve_url};
 use crate::mcp::client::TransportError;
 
 /// The cap on the discovery document.
@@ -79,11 +79,11 @@ pub async fn discover(
 
 /// The document's URL: `url` itself, or its `/.well-known/mcp` when it has no path.
 fn document_url(url: &str) -> Result<String, String> {
-    let parts = url::parse(url)?;
-    if parts.path == "/" && parts.query.is_none() {
-        return url::resolve(url, "/.well-known/mcp");
+    let mut parsed = parse_url(url)?;
+    if parsed.path() == "/" && parsed.query().is_none() {
+        parsed.set_path("/.well-known/mcp");
     }
-    Ok(parts.to_string())
+    Ok(parsed.into())
 }
 
 /// A non-blank string member.
@@ -134,15 +134,16 @@ pub(crate) fn parse_document(doc: &Value, base: &str) -> Result<Discovered, Stri
                 .into(),
         );
     }
+    let base = parse_url(base)?;
     let resolve = |found: Option<&str>| -> Result<Option<String>, String> {
         let Some(found) = found else { return Ok(None) };
-        let resolved = url::resolve(base, found)?;
-        if base.starts_with("https:") && resolved.starts_with("http:") {
+        let resolved = resolve_url(&base, found)?;
+        if base.scheme() == "https" && resolved.scheme() == "http" {
             return Err(format!(
                 "refusing the plain-http endpoint {resolved} named by an https document"
             ));
         }
-        Ok(Some(resolved))
+        Ok(Some(resolved.into()))
     };
     Ok(Discovered {
         streamable: resolve(streamable)?,

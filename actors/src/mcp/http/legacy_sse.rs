@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     EventStream, HttpEndpoint, MAX_SSE_EVENT, Sequencer, content_type, hand_to_client, header_map,
-    http_error, is_message, net_error, read_capped, url,
+    http_error, is_message, net_error, parse_url, read_capped, resolve_url,
 };
 use crate::mcp::client::{Inbound, Outgoing, Transport, TransportError};
 use crate::mcp::sse::SseParser;
@@ -60,9 +60,9 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Arc<LegacySse>, TransportError> {
     let headers = header_map(&endpoint.headers)?;
-    let sse_url = url::parse(&endpoint.url)
-        .map_err(|e| TransportError::Protocol(format!("invalid SSE URL: {e}")))?
-        .to_string();
+    let sse = parse_url(&endpoint.url)
+        .map_err(|e| TransportError::Protocol(format!("invalid SSE URL: {e}")))?;
+    let sse_url = sse.to_string();
     let opened = tokio::time::timeout(timeout, open(&http, &sse_url, &headers, &inbound)).await;
     let (events, data) = opened.map_err(|_| {
         TransportError::Io(format!(
@@ -70,10 +70,11 @@ pub async fn connect(
             timeout.as_secs_f64()
         ))
     })??;
-    let post_url = url::resolve(&sse_url, &data).map_err(|e| {
+    let post = resolve_url(&sse, &data).map_err(|e| {
         TransportError::Protocol(format!("invalid `endpoint` event from {sse_url}: {e}"))
     })?;
-    if !url::same_origin(&sse_url, &post_url) {
+    let post_url = post.to_string();
+    if post.origin() != sse.origin() {
         return Err(TransportError::Protocol(format!(
             "the `endpoint` event from {sse_url} points at another origin ({post_url}); refused, \
              as the configured headers would be sent there"
