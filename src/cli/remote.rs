@@ -10,10 +10,10 @@
 //! discovery file, a gateway that does not answer, a stale owner token (401), or the `error`
 //! field of any other non-2xx answer.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -355,18 +355,17 @@ pub fn encode_actor_path(path: &str) -> Result<String, RemoteError> {
 
 /// Percent-encodes one path segment: everything but unreserved characters, `:` and `@`.
 pub fn encode_segment(segment: &str) -> String {
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'@');
     if segment == "." || segment == ".." {
         return segment.replace('.', "%2E");
     }
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(segment, KEEP).to_string()
 }
 
 /// The error's causes, `outer: inner: innermost`, without repeats. The outermost message is
