@@ -13,6 +13,8 @@
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
 //! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
+//! - [`redact`]: the one rule for showing a server's URL and command line in logs and
+//!   introspection (userinfo, query values and secret-looking argument values masked).
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
 //! - [`fs`]: the files the daemon writes in its home: atomic replacement (temporary file,
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod process;
 #[cfg(test)]
 mod ractor_patch;
+pub mod redact;
 pub mod retry_queue;
 pub mod session;
 pub mod sidecar;
