@@ -14,6 +14,7 @@ mod mcp_server;
 mod operator;
 mod orphans;
 mod reload;
+mod secrets;
 mod sidecar_faults;
 mod sidecar_tools;
 mod sidecars;

@@ -512,6 +512,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     })
 }
 

@@ -371,6 +371,7 @@ async fn slow_real_install_doctor_and_idempotence() {
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     };
     let report = probe(&spec, &http_client()).await;
     assert!(report.ok, "{report:?}");

@@ -271,6 +271,8 @@ fn args_and_url_are_shown_as_written_never_expanded() {
         r.shown().as_url(),
         Some("https://***@e.com/mcp?key=${K}&sig=***")
     );
+    let spec = crate::servers::server_spec(r, &config.mcp);
+    assert_eq!(spec.shown(), r.shown());
     let shown = config.display_toml();
     assert!(shown.contains("--api-key=${K}"), "{shown}");
     assert!(

@@ -34,13 +34,13 @@ async fn serve(router: Router) -> String {
 }
 
 fn endpoint(url: &str) -> HttpEndpoint {
-    HttpEndpoint {
-        url: url.to_owned(),
-        headers: vec![
+    HttpEndpoint::new(
+        url,
+        vec![
             ("X-Api-Key".into(), "k-123".into()),
             ("Authorization".into(), "Bearer t0k".into()),
         ],
-    }
+    )
 }
 
 fn opts() -> CallOptions {
@@ -678,6 +678,48 @@ async fn http_errors_are_precise() {
     );
 }
 
+/// Transport errors become failure reasons (`/api/health`, logs): they name the endpoint as
+/// shown, never its userinfo or query values, whatever reqwest says about the URL.
+#[tokio::test]
+async fn errors_name_the_endpoint_as_shown_never_its_secrets() {
+    let (_m, url) = start(Mock::default()).await;
+    let base = url.trim_start_matches("http://");
+    let secret = format!("http://u:pw-secret-1@{base}?api_key=key-secret-2");
+    let (c, _t) = streamable(&secret);
+    handshake(&c).await;
+    let err = c
+        .client
+        .call_tool("boom", json!({}), &opts())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "server `test`: HTTP 500 from http://***@{base}?api_key=***: boom: internal failure"
+        )
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = listener.local_addr().unwrap();
+    drop(listener);
+    for url in [
+        format!("http://u:pw-secret-1@{gone}/mcp?api_key=key-secret-2"),
+        format!("http://{gone}/mcp?api_key=key-secret-2"),
+    ] {
+        let (c, _t) = streamable(&url);
+        let err = transport_error(
+            c.client
+                .request("initialize", Some(initialize_params(false)), &opts())
+                .await,
+        );
+        let text = err.to_string();
+        assert!(text.contains("?api_key=***"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+    let shown = HttpEndpoint::new(secret, vec![]);
+    assert_eq!(shown.shown, format!("http://***@{base}?api_key=***"));
+    assert!(!format!("{shown:?}").contains("secret"), "{shown:?}");
+}
+
 #[tokio::test]
 async fn json_arrays_are_tolerated_and_missing_answers_fail() {
     let (_m, url) = start(Mock::default()).await;
@@ -714,10 +756,10 @@ async fn connection_refused_is_precise() {
 #[tokio::test]
 async fn invalid_configured_headers_fail_sends() {
     let (inbound, _events) = Inbound::new("test", vec![]);
-    let bad = HttpEndpoint {
-        url: "http://127.0.0.1:1/mcp".into(),
-        headers: vec![("X-Bad".into(), "line\nbreak".into())],
-    };
+    let bad = HttpEndpoint::new(
+        "http://127.0.0.1:1/mcp",
+        vec![("X-Bad".into(), "line\nbreak".into())],
+    );
     let t = StreamableHttp::new(bad, reqwest::Client::new(), inbound);
     let err = t
         .send(Outgoing::Notification {
@@ -980,8 +1022,7 @@ async fn discovery_reads_every_documented_shape() {
     let headers = endpoint("").headers;
     let find = async |path: &str| {
         discover(
-            &format!("{base}{path}"),
-            &headers,
+            &HttpEndpoint::new(format!("{base}{path}"), headers.clone()),
             &http,
             Duration::from_secs(5),
         )
