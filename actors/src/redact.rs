@@ -11,7 +11,7 @@
 //! The rule, applied to every string shown:
 //!
 //! - **Variable references are kept**: `${NAME}` says where a value comes from, not what it is.
-//! - **URLs** ([`url`]): the userinfo (`user:password@`) becomes `***@`, every query value
+//! - **URLs** ([`url()`]): the userinfo (`user:password@`) becomes `***@`, every query value
 //!   becomes `***` (`?api_key=***&v=***`; the names stay), the fragment is dropped, and the
 //!   host and path are checked like any text. URLs are split as text, not parsed: an
 //!   unexpanded one (`https://${HOST}/mcp`) need not be a valid URL yet.
@@ -256,7 +256,7 @@ impl Shown {
         })
     }
 
-    /// A URL, as [`url`] shows it.
+    /// A URL, as [`url()`] shows it.
     pub fn url(target: &str) -> Self {
         Self(Target::Url(url(target)))
     }
