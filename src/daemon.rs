@@ -1,17 +1,16 @@
 //! The daemon's lifecycle: build the tree, run until a signal, stop everything, reap, exit.
 //!
 //! [`Daemon::start`] takes the validated config (nothing is bound before the config is known to
-//! be good), locks `$REVKA_HOME` against a second daemon, and spawns `root`. [`run`] sends
-//! `READY=1`, starts the watchdog task ([`crate::watchdog`]) and the task that runs SIGHUP
-//! reloads ([`crate::reload::serve_signals`]), and waits for SIGTERM/SIGINT (or the root
-//! failing); its signal loop never waits on anything else. It then tells systemd, stops the
-//! tree in reverse order within `[supervisor] shutdown_grace_secs`; a second signal, or the
-//! grace running out, kills what is left. Either way every child process is killed and reaped
-//! before the process exits.
+//! be good), refuses a `$REVKA_HOME` others can write in, locks it against a second daemon,
+//! and spawns `root`. [`run`] sends `READY=1`, starts the watchdog task ([`crate::watchdog`])
+//! and the task that runs SIGHUP reloads ([`crate::reload::serve_signals`]), and waits for
+//! SIGTERM/SIGINT (or the root failing); its signal loop never waits on anything else. It then
+//! tells systemd, stops the tree in reverse order within `[supervisor] shutdown_grace_secs`; a
+//! second signal, or the grace running out, kills what is left. Either way every child process
+//! is killed and reaped before the process exits.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +18,9 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
 use ractor::{Actor, ActorRef, RactorErr};
-use revka_actors::process;
 use revka_actors::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
 use revka_actors::{ActorState, Snapshot, StatusNode};
+use revka_actors::{fs, process};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
@@ -288,27 +287,27 @@ pub async fn run(
     Ok(if root_failed { 1 } else { 0 })
 }
 
-/// Creates `dir` (and parents) with mode 0700 if missing.
+/// Creates `dir` (and parents) with mode 0700 if missing, and refuses it unless it is owned by
+/// this user and not writable by its group or others ([`revka_actors::fs::check_private_dir`]):
+/// anyone who can write in `$REVKA_HOME` can replace the config, the tokens or the sidecars
+/// the daemon runs. The error names the path, its owner and mode, and the command that fixes
+/// it.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
+    Ok(fs::ensure_private_dir(dir)?)
 }
 
 /// Takes an exclusive lock on `$REVKA_HOME/daemon.lock` (holding our pid), so two daemons never
-/// share one home.
+/// share one home. The file is opened without following links ([`fs::open_in_place`]): a link
+/// planted there is refused with an error naming it, and the pid is written only into a
+/// regular file of ours (truncated after the checks, never through `O_TRUNC`).
 fn lock_home(home: &Path) -> anyhow::Result<Flock<File>> {
     let path = home.join("daemon.lock");
-    let file = OpenOptions::new()
+    let options = OpenOptions::new()
         .create(true)
-        .truncate(false)
         .read(true)
         .write(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .clone();
+    let file = fs::open_in_place(&path, &options, fs::PRIVATE_FILE)?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {

@@ -53,6 +53,8 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
             .map(|p| Root::from_path(p))
             .collect(),
         reset_timeout_on_progress: server.reset_timeout_on_progress,
+        // Logs and introspection show the config's unexpanded form, masked.
+        shown: Some(server.shown()),
     }
 }
 

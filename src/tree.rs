@@ -208,6 +208,7 @@ pub fn operator_template(
             handshake_timeout: config.mcp.handshake_timeout(),
             roots: Vec::new(),
             reset_timeout_on_progress: false,
+            shown: None,
         },
         policy: config.supervisor.policy(),
         http: http.clone(),

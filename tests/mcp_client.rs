@@ -141,6 +141,7 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     }
 }
 

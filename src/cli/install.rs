@@ -216,13 +216,18 @@ impl Installer<'_> {
         }
     }
 
-    /// `REVKA_HOME` (if missing) and `operator_mcp/` exist, owner-only; checked once per run.
+    /// `REVKA_HOME` (if missing) and `operator_mcp/` exist, owner-only, and an existing home is
+    /// private (owned by this user, not group/world-writable); checked once per run.
     fn prepare(&mut self, layout: &Layout) -> Result<(), String> {
         if self.prepared {
             return Ok(());
         }
         self.prepared = true;
-        if !layout.home.is_dir() {
+        if layout.home.is_dir() {
+            // The daemon refuses a home others can write in; so does the installer, before it
+            // puts programs the daemon will run there.
+            revka_actors::fs::check_private_dir(&layout.home).map_err(|e| e.to_string())?;
+        } else {
             self.ensure_dir(&layout.home, 0o700)?;
         }
         self.ensure_dir(&layout.dir, 0o700)

@@ -2,17 +2,18 @@
 //! (`revka status`, `restart`, `pair`, `tokens`, `reload`).
 //!
 //! [`Gateway::connect`] finds the daemon through `$REVKA_HOME/gateway.json`
-//! (`{url, pid, started_at}`), checks that its pid is alive (`kill(pid, 0)`), and reads the
+//! (`{url, pid, started_at}`) once it has checked that the home is private (owned by this user,
+//! not group/world-writable), checks that its pid is alive (`kill(pid, 0)`), and reads the
 //! owner token from `$REVKA_HOME/gateway.token`; every request then carries
 //! `Authorization: Bearer <owner token>` and gives up after [`REQUEST_TIMEOUT`]. Failures are
 //! [`RemoteError`]s whose messages are meant to be printed as they are: a missing or stale
 //! discovery file, a gateway that does not answer, a stale owner token (401), or the `error`
 //! field of any other non-2xx answer.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -39,6 +40,10 @@ pub enum RemoteError {
         /// The missing `gateway.json`.
         path: PathBuf,
     },
+    /// `$REVKA_HOME` is not private (another owner, or group/world-writable): its discovery
+    /// file could send the owner token anywhere, so neither is used.
+    #[error(transparent)]
+    UnsafeHome(revka_actors::fs::FsError),
     /// The discovery file exists but cannot be read or parsed.
     #[error("cannot use {}: {reason}", path.display())]
     BadDiscovery {
@@ -375,18 +380,17 @@ pub fn encode_actor_path(path: &str) -> Result<String, RemoteError> {
 
 /// Percent-encodes one path segment: everything but unreserved characters, `:` and `@`.
 pub fn encode_segment(segment: &str) -> String {
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'@');
     if segment == "." || segment == ".." {
         return segment.replace('.', "%2E");
     }
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(segment, KEEP).to_string()
 }
 
 /// The error's causes, `outer: inner: innermost`, without repeats. The outermost message is

@@ -362,10 +362,10 @@ impl ConfigFile {
     pub fn commit(&self, env: EnvLookup<'_>, added: &[&str]) -> Result<Committed, EditError> {
         let checked = self.check(env, added)?;
         let text = self.render();
-        write_atomic(&self.target, text.as_bytes(), self.mode).map_err(|source| {
+        revka_actors::fs::write_atomic(&self.target, text.as_bytes(), self.mode).map_err(|e| {
             EditError::Write {
                 path: self.path.clone(),
-                source,
+                source: e.into_io(),
             }
         })?;
         Ok(checked)
@@ -458,39 +458,4 @@ fn server_table(server: &NewServer) -> Table {
         table.insert("auto_connect", toml_edit::value(false));
     }
     table
-}
-
-/// Replaces `path` with `contents` atomically: a temporary file in the same directory, written
-/// with `mode`, synced and renamed over `path`; then the directory is synced, so after a crash
-/// the file is either the old one or the new one, whole.
-// TODO(lead): use revka_actors::fs::write_atomic
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map_or_else(
-        || "config.toml".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed `mode`; the old file's bits are what we keep.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use revka_actors::mcp::hub::{PingPolicy, ToolFilter};
+use revka_actors::redact::Shown;
 use revka_actors::supervisor::RestartPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +214,21 @@ pub struct McpServerConfig {
     /// wins over `allowed_tools`. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_tools: Vec<String>,
+    /// `args` and `url` as written, before `${VAR}` expansion: what logs, introspection and
+    /// error messages show (masked by `revka_actors::redact`), so a variable's value never
+    /// appears there. `None` for an entry built in code. Not a config key.
+    #[serde(skip)]
+    pub written: Option<WrittenTarget>,
+}
+
+/// A server's `args` and `url` as its config file wrote them (see
+/// [`McpServerConfig::written`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenTarget {
+    /// `args`, unexpanded.
+    pub args: Vec<String>,
+    /// `url`, unexpanded.
+    pub url: Option<String>,
 }
 
 impl Default for McpServerConfig {
@@ -233,11 +249,23 @@ impl Default for McpServerConfig {
             restart: RestartOverride::default(),
             allowed_tools: None,
             denied_tools: Vec::new(),
+            written: None,
         }
     }
 }
 
 impl McpServerConfig {
+    /// The target as logs, introspection and error messages show it: the unexpanded
+    /// [`written`](Self::written) form (else the values), masked by `revka_actors::redact`.
+    pub fn shown(&self) -> Shown {
+        let args = self.written.as_ref().map_or(&self.args, |w| &w.args);
+        let url = self.written.as_ref().map_or(&self.url, |w| &w.url);
+        match self.transport {
+            Transport::Stdio => Shown::command(self.command.as_deref().unwrap_or_default(), args),
+            _ => Shown::url(url.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// Which of this server's tools the hub registers (`allowed_tools`, `denied_tools`).
     pub fn tool_filter(&self) -> ToolFilter {
         ToolFilter {

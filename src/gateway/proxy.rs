@@ -28,6 +28,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revka_actors::mcp::connection::probe;
 use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
 use serde::Deserialize;
@@ -349,16 +350,14 @@ pub(super) async fn events(
     }
 }
 
+/// Percent-encodes a path segment: everything but ASCII letters, digits and `-_.~`.
 fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// The `/ws/mcp/events` query.
@@ -519,6 +518,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     })
 }
 

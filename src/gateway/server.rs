@@ -176,32 +176,12 @@ fn presented_token(request: &Request) -> Option<String> {
     })
 }
 
-/// Decodes `%XX` escapes and `+` (query strings).
+/// Decodes a query-string value: `+` is a space, then `%XX` escapes (an invalid escape is kept
+/// as it is; invalid UTF-8 becomes U+FFFD).
 pub(super) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Middleware: bearer auth. A valid token passes with its [`Caller`]; a wrong one earns a

@@ -39,6 +39,7 @@ fn hub_with(server: &str, instructions: Option<&str>, tools: &[(&str, &str)]) ->
         handshake_timeout: Duration::from_secs(1),
         roots: vec![],
         reset_timeout_on_progress: false,
+        shown: None,
     });
     let entry = hub.register(spec, StatusNode::root("x", "mcp_connection"));
     let client = Arc::new(McpClient::new(

@@ -32,7 +32,7 @@ pub use liveness::PingPolicy;
 use liveness::{ProbeStatus, Unresponsive};
 
 use super::client::{ClientEvent, McpClient};
-use super::hub::{McpHub, ServerEntry, ServerSpec, TransportSpec};
+use super::hub::{McpHub, ServerEntry, ServerSpec};
 use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
@@ -310,12 +310,8 @@ impl Actor for McpConnection {
 
 fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
     let spec = entry.spec();
-    let target = match &spec.transport {
-        TransportSpec::Stdio { command, args, .. } => json!({ "command": command, "args": args }),
-        TransportSpec::Http { url, .. }
-        | TransportSpec::Sse { url, .. }
-        | TransportSpec::Url { url, .. } => json!({ "url": url }),
-    };
+    // The config's unexpanded form, masked: never a secret's value (see `crate::redact`).
+    let target = spec.shown().to_json();
     let hello = entry.hello();
     let client = entry.client();
     json!({

@@ -34,6 +34,7 @@ pub use super::connection::PingPolicy;
 use super::naming;
 use super::protocol::{Root, ServerHello};
 use super::wrapper::{self, Arguments};
+use crate::redact::Shown;
 use crate::status::{ActorState, StatusNode};
 
 /// How to reach one server.
@@ -83,6 +84,17 @@ impl TransportSpec {
             Self::Url { .. } => "url",
         }
     }
+
+    /// The target as logs and introspection show it, from these (expanded) values, masked by
+    /// [`crate::redact`]'s rule; the fallback of [`ServerSpec::shown`].
+    pub fn shown(&self) -> Shown {
+        match self {
+            Self::Stdio { command, args, .. } => Shown::command(command, args),
+            Self::Http { url, .. } | Self::Sse { url, .. } | Self::Url { url, .. } => {
+                Shown::url(url)
+            }
+        }
+    }
 }
 
 /// One external server, as the connection actor runs it.
@@ -103,6 +115,17 @@ pub struct ServerSpec {
     pub roots: Vec<Root>,
     /// Restart a call's timeout on each progress notification (capped at 600 s in total).
     pub reset_timeout_on_progress: bool,
+    /// What logs and introspection show of the target: the config's unexpanded form
+    /// (`${API_KEY}`, not its value), masked. `None` (a spec built in code) shows the
+    /// transport's own values, masked the same way.
+    pub shown: Option<Shown>,
+}
+
+impl ServerSpec {
+    /// The target as logs and introspection show it (see [`ServerSpec::shown`](Self::shown)).
+    pub fn shown(&self) -> Shown {
+        self.shown.clone().unwrap_or_else(|| self.transport.shown())
+    }
 }
 
 /// Which of a server's tools the hub registers: its config entry's `allowed_tools` and
@@ -717,6 +740,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(1),
             roots: vec![],
             reset_timeout_on_progress: false,
+            shown: None,
         })
     }
 

@@ -171,6 +171,7 @@ pub async fn operator_handshake(config: &Config, home: &Path) -> Check {
         handshake_timeout: OPERATOR_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     };
     let report = probe(&spec, &http_client()).await;
     if report.ok {

@@ -139,6 +139,31 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(tree(&home), before, "{out}");
 }
 
+/// The daemon refuses a home others can write in; the installer does not put programs the
+/// daemon will run there either (not even in a dry run, which would promise a good install).
+#[test]
+fn a_home_others_can_write_in_is_refused_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o775)).unwrap();
+    for dry_run in [true, false] {
+        let with = InstallArgs {
+            dry_run,
+            skip_kumiho: true,
+            ..args()
+        };
+        let (result, out) = install_in(&with, &home);
+        let err = result.expect_err(&out);
+        assert!(err.contains("refusing to use"), "{err}");
+        assert!(
+            err.contains("mode 0775") && err.contains("chmod 700"),
+            "{err}"
+        );
+        assert!(!home.join("operator_mcp").exists(), "{out}");
+    }
+}
+
 #[test]
 fn a_too_old_or_missing_python_fails_clearly_before_anything_changes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -368,6 +393,7 @@ async fn slow_real_install_doctor_and_idempotence() {
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     };
     let report = probe(&spec, &http_client()).await;
     assert!(report.ok, "{report:?}");

@@ -49,8 +49,13 @@ pub(super) fn check_server(
                 format!("required for transport {:?}", transport.as_str()),
             ));
         }
-        check_url(url)
-            .map_err(|m| site.invalid(&at(&["url"]), format!("invalid URL {url:?}: {m}")))?;
+        // Named as written (`${VAR}` unexpanded) and masked: the message reaches logs and
+        // `/api/health` (an invalid entry's failure reason).
+        check_url(url).map_err(|m| {
+            let shown = server.shown();
+            let shown = shown.as_url().unwrap_or_default();
+            site.invalid(&at(&["url"]), format!("invalid URL {shown:?}: {m}"))
+        })?;
         for (key, set) in [
             ("command", server.command.is_some()),
             ("args", !server.args.is_empty()),

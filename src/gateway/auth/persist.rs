@@ -1,4 +1,4 @@
-//! The token store on disk: `$REVKA_HOME/gateway_tokens.json`, and atomic 0600 file writes.
+//! The token store on disk: `$REVKA_HOME/gateway_tokens.json`.
 //!
 //! Part of the gateway's auth layer (`root/gateway`); only [`super::store`] calls it, never on
 //! the request path. The file holds hashes, never tokens:
@@ -15,18 +15,18 @@
 //! migrated on load to the least privilege that keeps it working: `owner` for the token of
 //! `gateway.token`, `operator` for a paired token.
 //!
-//! Every write goes to a temporary file created with mode 0600 in the same directory, is
-//! synced, then renamed over the target: readers see the old file or the new one, never a
-//! partial one, and the file never has wider permissions than 0600.
+//! Every write replaces the file atomically with mode 0600 ([`revka_actors::fs::write_atomic`]):
+//! readers see the old file or the new one, never a partial one, and a link planted at its
+//! path is replaced, never written through. Loading refuses a link there
+//! ([`revka_actors::fs::read_in_place`]): the file decides who is let in, so it must be the
+//! daemon's own.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use revka_actors::fs;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -73,7 +73,8 @@ pub(super) struct Loaded {
 
 /// The records in `path`; none when the file does not exist.
 pub(super) fn load(path: &Path) -> Result<Loaded, StoreError> {
-    let bytes = match fs::read(path) {
+    // Read without following a link: the file decides who is let in.
+    let bytes = match fs::read_in_place(path).map_err(fs::FsError::into_io) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(source) => {
@@ -157,62 +158,10 @@ pub(super) fn save(path: &Path, records: &[Record]) -> Result<(), StoreError> {
     };
     let mut json = serde_json::to_vec_pretty(&file).expect("the token file always serialises");
     json.push(b'\n');
-    write_atomic(path, &json).map_err(|source| StoreError::Write {
+    fs::write_atomic(path, &json, fs::PRIVATE_FILE).map_err(|e| StoreError::Write {
         path: path.to_path_buf(),
-        source,
+        source: e.into_io(),
     })
-}
-
-/// Replaces `path` with `contents`: a temporary file (mode 0600 from creation) in the same
-/// directory, synced, then renamed over `path`. A failed write leaves `path` untouched.
-pub(super) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = temp_path(path)?;
-    let result = write_new(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename durable; some file systems refuse to sync a directory, and the new
-    // contents are already visible, so this is best effort.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
-}
-
-/// Creates `tmp` (which must not exist) with mode 0600 and writes `contents` to disk.
-fn write_new(tmp: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)?;
-    // The umask can only narrow 0600; make it exactly 0600 so the owner can rewrite it.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// A fresh temporary name next to `path`: `.<name>.<pid>.<n>.tmp`.
-fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let tmp = format!(
-        ".{}.{}.{n}.{nanos}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(path.with_file_name(tmp))
 }
 
 /// `t` as RFC 3339 in UTC, whole seconds (`2026-06-18T00:00:00Z`).

@@ -311,8 +311,12 @@ impl TokenStore {
     pub fn ensure_owner_token(&self, home: &Path) -> Result<TokenId, StoreError> {
         let new = self.issue_with(OWNER_LABEL, Role::Owner, true, SystemTime::now())?;
         let path = home.join(OWNER_TOKEN_FILE);
-        persist::write_atomic(&path, format!("{}\n", new.token).as_bytes())
-            .map_err(|source| StoreError::Write { path, source })?;
+        let token = format!("{}\n", new.token);
+        revka_actors::fs::write_atomic(&path, token.as_bytes(), revka_actors::fs::PRIVATE_FILE)
+            .map_err(|e| StoreError::Write {
+                path,
+                source: e.into_io(),
+            })?;
         Ok(new.id)
     }
 

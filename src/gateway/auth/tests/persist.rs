@@ -1,12 +1,10 @@
 //! The token file: round trip, 0600, atomic replacement, corrupt and unreadable files.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use super::super::persist::write_atomic;
 use super::super::token::{hash_token, to_hex};
 use super::super::{Role, StoreError, TOKENS_FILE, TokenStore};
 use super::{hash_with_id, home, mode, open, write_tokens_file};
@@ -59,50 +57,6 @@ fn round_trip_keeps_everything_with_mode_0600_and_no_clear_tokens() {
         .filter(|name| name.to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-}
-
-#[test]
-fn atomic_write_replaces_a_wider_file_with_0600() {
-    let home = home();
-    let path = home.path().join("f");
-    fs::write(&path, "old").expect("write");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-    write_atomic(&path, b"new").expect("write_atomic");
-    assert_eq!(fs::read_to_string(&path).expect("read"), "new");
-    assert_eq!(mode(&path), 0o600);
-}
-
-#[test]
-fn readers_never_see_a_partial_file() {
-    let home = home();
-    let path = Arc::new(home.path().join("big"));
-    let a = Arc::new(vec![b'a'; 256 * 1024]);
-    let b = Arc::new(vec![b'b'; 384 * 1024]);
-    write_atomic(&path, &a).expect("first write");
-    let done = Arc::new(AtomicBool::new(false));
-
-    let reader = {
-        let (path, a, b, done) = (path.clone(), a.clone(), b.clone(), done.clone());
-        thread::spawn(move || {
-            let mut reads = 0u32;
-            while !done.load(Ordering::Acquire) || reads < 10 {
-                let seen = fs::read(&*path).expect("the file always exists");
-                assert!(
-                    seen == *a || seen == *b,
-                    "partial read of {} bytes",
-                    seen.len()
-                );
-                reads += 1;
-            }
-            reads
-        })
-    };
-    for i in 0..100 {
-        write_atomic(&path, if i % 2 == 0 { &b } else { &a }).expect("write");
-    }
-    done.store(true, Ordering::Release);
-    let reads = reader.join().expect("reader panicked");
-    assert!(reads >= 10);
 }
 
 #[test]

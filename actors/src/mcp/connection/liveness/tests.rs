@@ -55,6 +55,7 @@ fn spec(ping: PingPolicy) -> ServerSpec {
         handshake_timeout: Duration::from_secs(1),
         roots: vec![],
         reset_timeout_on_progress: false,
+        shown: None,
     }
 }
 
