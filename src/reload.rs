@@ -6,7 +6,7 @@
 //!   settings changed (transport, command, args, env, url, headers, roots, handshake timeout,
 //!   auto_connect) are restarted. A changed tool timeout or restart policy is applied in place:
 //!   the server keeps running, and so do its in-flight calls.
-//! - Gateway timeouts apply to the next request.
+//! - Gateway timeouts apply to the next request; `[http]` client limits to the next connection.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
 //!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
 //!   default restart policy for the children that are not MCP servers (sidecars, the operator,
@@ -319,6 +319,11 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
         || og.call_timeout_secs != ng.call_timeout_secs
     {
         report.applied.push("gateway timeouts updated".into());
+    }
+    if old.http != new.http {
+        report
+            .applied
+            .push("[http] client limits updated (they apply to new connections)".into());
     }
     if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
         report.applied.push("shutdown grace period updated".into());
