@@ -35,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod http;
 pub mod logging;
 pub mod mcp_server;
 pub mod notify;

@@ -2,6 +2,8 @@
 //! server not being bound, an MCP server that accepts connections and never answers, an
 //! unhealthy tree), on tokio's paused clock where ceilings are long.
 
+mod listener;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

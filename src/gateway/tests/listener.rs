@@ -1,0 +1,62 @@
+//! The gateway's real listener (`listener()`, as `root/gateway` runs it) on a real socket: slow
+//! clients are closed after the `[http]` timeouts.
+
+use crate::http::testing::{CLOSE_BOUND, Raw, one_second_timeouts, serve, services};
+
+/// Each kind of slow client is closed after its timeout (one second each here): one that sends
+/// nothing, one that stops in the middle of its headers, one that stops in the middle of its
+/// body (answered 408 first; the route itself has no timeout that would end it), and a
+/// kept-alive connection with no next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_closed_after_their_timeouts() {
+    let (services, _home) = services(one_second_timeouts).await;
+    let token = services.tokens.issue("test").unwrap().token;
+    let (addr, stop) = serve(super::super::listener(&services).unwrap()).await;
+
+    let silent = async {
+        let mut c = Raw::connect(addr).await;
+        c.until_closed(CLOSE_BOUND, "a connection that sends nothing")
+            .await
+    };
+    let partial_head = async {
+        let mut c = Raw::connect(addr).await;
+        c.send(b"POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz")
+            .await;
+        c.until_closed(CLOSE_BOUND, "a request head that stops")
+            .await
+    };
+    let partial_body = async {
+        let mut c = Raw::connect(addr).await;
+        let head = format!(
+            "POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"label\":"
+        );
+        c.send(head.as_bytes()).await;
+        c.until_closed(CLOSE_BOUND, "a request body that stops")
+            .await
+    };
+    let idle = async {
+        let mut c = Raw::connect(addr).await;
+        let request = format!(
+            "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        c.send(request.as_bytes()).await;
+        c.until_closed(CLOSE_BOUND, "an idle kept-alive connection")
+            .await
+    };
+    let (silent, partial_head, partial_body, idle) =
+        tokio::join!(silent, partial_head, partial_body, idle);
+    assert_eq!(silent, "", "closed without an answer");
+    assert_eq!(partial_head, "", "closed without an answer");
+    assert!(
+        partial_body.starts_with("HTTP/1.1 408 "),
+        "a stalled body is answered 408: {partial_body}"
+    );
+    // Whatever the route answers (the roles are not under test here), the connection stays
+    // open for another request until it has been idle for the timeout.
+    assert!(
+        idle.starts_with("HTTP/1.1 ") && !idle.to_ascii_lowercase().contains("connection: close"),
+        "the request before the idle wait was answered, keeping the connection: {idle}"
+    );
+    stop.cancel();
+}
