@@ -29,11 +29,12 @@
 //! call into a 40 ms one.
 //!
 //! Layout: [`conn`] drives one connection (its timeouts and graceful stop), [`body`] wraps the
-//! request and response bodies and the service and [`source`] counts connections per
-//! source.
+//! request and response bodies and the service, [`source`] counts connections per source,
+//! [`rate`] is the per-source token bucket behind `POST /session`'s rate limit.
 
 mod body;
 mod conn;
+pub mod rate;
 pub mod source;
 #[cfg(test)]
 pub(crate) mod testing;

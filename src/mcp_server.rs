@@ -12,7 +12,10 @@
 //! Every request must carry a loopback `Host` and, if present, a loopback `Origin` (DNS
 //! rebinding protection). Bodies are capped (4 MiB on `/mcp`). Connections are served by the
 //! shared serve loop ([`crate::http`]): slow clients are closed after the `[http]` timeouts,
-//! and one source holds a bounded number of connections. Once bound, the server writes
+//! and one source holds a bounded number of connections. `POST /session` is rate-limited per
+//! source (`[sessions] create_burst`, `create_per_minute`: 429 with `Retry-After` past it), and
+//! at the session cap it evicts only a session unused for the eviction floor, else answers 503
+//! with `Retry-After`. Once bound, the server writes
 //! `$REVKA_HOME/mcp.json` (`{url, pid, started_at}`) atomically and owner-only, and removes it on
 //! a graceful stop if it still names this process.
 
@@ -49,9 +52,19 @@ pub use discovery::{
 
 pub(crate) use guard::{close_if_body_refused, is_loopback_host, is_loopback_origin};
 
+use crate::config::SessionsConfig;
+use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::tree::Services;
+
+/// The `POST /session` rate of `[sessions]`.
+fn creation_rate(sessions: &SessionsConfig) -> Rate {
+    Rate {
+        burst: sessions.create_burst,
+        per_minute: sessions.create_per_minute,
+    }
+}
 
 /// The protocol version `/health` advertises (seed 001's), and the fallback of negotiation.
 pub const BASE_PROTOCOL_VERSION: &str = "2024-11-05";
@@ -79,6 +92,9 @@ struct Inner {
     /// Shared by every session created without a `cwd`.
     default_cwd: Arc<std::path::Path>,
     telemetry: Telemetry,
+    /// `POST /session` per source: a flood of creations would fill the table and cost a
+    /// session actor each.
+    creations: PerSource,
 }
 
 impl McpServer {
@@ -101,8 +117,14 @@ impl McpServer {
                     .unwrap_or_else(|_| PathBuf::from("/"))
                     .into(),
                 telemetry,
+                creations: PerSource::new(creation_rate(&SessionsConfig::default())),
             }),
         }
+    }
+
+    /// Sets the rate of `POST /session` per source.
+    pub fn set_creation_rate(&self, rate: Rate) {
+        self.inner.creations.set_rate(rate);
     }
 
     /// The HTTP routes, unguarded: serve [`McpServer::service`].
@@ -152,8 +174,9 @@ impl McpServer {
 pub(crate) struct Dispatch {
     server: McpServer,
     router: Router,
-    /// The client of this connection, handed to the routed handlers as axum's `ConnectInfo`.
-    /// `POST /mcp` does not need it, and an extension costs allocations per request.
+    /// The client of this connection, handed to the routed handlers as axum's `ConnectInfo`
+    /// (`POST /session` limits creations per source). `POST /mcp` does not need it, and an
+    /// extension costs allocations per request.
     peer: Option<SocketAddr>,
 }
 
@@ -231,6 +254,8 @@ pub fn listener(services: &Services) -> ListenerSpec {
             telemetry.clone(),
             stop.clone(),
         );
+        // `[sessions]` needs a restart to change (the running values stay until then).
+        server.set_creation_rate(creation_rate(&config.get().sessions));
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
         let config = config.clone();
         Box::pin(async move {

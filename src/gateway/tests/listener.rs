@@ -1,5 +1,6 @@
 //! The gateway's real listener (`listener()`, as `root/gateway` runs it) on a real socket: slow
-//! clients are closed after the `[http]` timeouts.
+//! clients are closed after the `[http]` timeouts, and the MCP server's refusal of a session at
+//! its cap (503 with `Retry-After`) passes through the proxy.
 
 use crate::http::testing::{CLOSE_BOUND, Raw, one_second_timeouts, serve, services};
 
@@ -59,4 +60,37 @@ async fn slow_clients_are_closed_after_their_timeouts() {
         "the request before the idle wait was answered, keeping the connection: {idle}"
     );
     stop.cancel();
+}
+
+/// `POST /api/mcp/session` when the MCP server's session table is full of live sessions: the
+/// 503 and its `Retry-After` reach the gateway's caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_session_table_answers_503_with_retry_after_through_the_gateway() {
+    let (services, _home) = services(|c| c.sessions.max_sessions = 1).await;
+    let token = services.tokens.issue("test").unwrap().token;
+    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services)).await;
+    services.mcp_bound.send_replace(Some(mcp));
+    let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let create = || {
+        http.post(format!("http://{gateway}/api/mcp/session"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 200);
+    let refused = create().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After passed through")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    stop.cancel();
+    stop_mcp.cancel();
 }

@@ -1,6 +1,7 @@
 //! The MCP server's real listener (`listener()`, as `root/mcp_http` runs it) on a real socket:
 //! slow clients are closed after the `[http]` timeouts, long answers are not, connections past
-//! the per-source cap are refused.
+//! the per-source cap are refused, and `POST /session` refuses rather than evicting a live
+//! session, and is rate-limited per source.
 
 use std::time::Duration;
 
@@ -28,6 +29,21 @@ async fn create_session(base: &str) -> (u16, Option<String>, Value) {
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
     (status, retry_after, response.json().await.unwrap())
+}
+
+/// A ping in session `session` (`{session_id, token}`); the HTTP status.
+async fn ping(base: &str, session: &Value) -> u16 {
+    client()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(session["token"].as_str().unwrap())
+        .header("x-revka-session", session["session_id"].as_str().unwrap())
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Each kind of slow client is closed after its timeout (one second each here): one that sends
@@ -176,5 +192,53 @@ async fn connections_past_the_per_source_cap_are_refused() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
     }
+    stop.cancel();
+}
+
+/// At the session cap, `POST /session` ends no session that is in use or was used within the
+/// eviction floor: it answers 503 with `Retry-After`, and every live session still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_session_at_the_cap_refuses_instead_of_evicting_a_live_session() {
+    let (services, _home) = services(|c| c.sessions.max_sessions = 2).await;
+    let (addr, stop) = serve(crate::mcp_server::listener(&services)).await;
+    let base = format!("http://{addr}");
+    let (_, _, a) = create_session(&base).await;
+    let (_, _, b) = create_session(&base).await;
+    let (status, retry_after, body) = create_session(&base).await;
+    assert_eq!(status, 503, "{body}");
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!(
+        (1..=300).contains(&retry_after),
+        "about the 5 min floor less the sessions' idle time: {retry_after}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("session cap"),
+        "{body}"
+    );
+    assert_eq!(ping(&base, &a).await, 200, "not evicted");
+    assert_eq!(ping(&base, &b).await, 200, "not evicted");
+    stop.cancel();
+}
+
+/// `POST /session` is rate-limited per source: past the burst, 429 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_session_is_rate_limited_per_source() {
+    let (services, _home) = services(|c| {
+        c.sessions.create_burst = 2;
+        c.sessions.create_per_minute = 1;
+    })
+    .await;
+    let (addr, stop) = serve(crate::mcp_server::listener(&services)).await;
+    let base = format!("http://{addr}");
+    assert_eq!(create_session(&base).await.0, 200);
+    assert_eq!(create_session(&base).await.0, 200);
+    let (status, retry_after, body) = create_session(&base).await;
+    assert_eq!(status, 429, "{body}");
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!(
+        (1..=60).contains(&retry_after),
+        "a token comes back within a minute at 1/min: {retry_after}"
+    );
+    assert_eq!(services.sessions.len(), 2, "no session was created");
     stop.cancel();
 }
