@@ -25,6 +25,9 @@
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
 //! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`http`]: the serve loop both listeners run (hyper HTTP/1.1): header-read, body-read and
+//!   keep-alive idle timeouts, the per-source connection cap, graceful stop; and the
+//!   per-source rate limit of `POST /session`.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
 //!   pairing codes, the failed-attempt limiter), the introspection and health API, the
