@@ -94,3 +94,61 @@ async fn a_full_session_table_answers_503_with_retry_after_through_the_gateway()
     stop.cancel();
     stop_mcp.cancel();
 }
+
+/// The read timeouts never cut a WebSocket: the relay of a session's events (an upgraded
+/// connection to the gateway, and an event stream from the MCP server behind it) is still
+/// open, and delivers, after connections opened with it were closed for being idle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_relay_outlives_the_read_timeouts() {
+    use futures::StreamExt as _;
+    use revka_actors::session::{ProgressEvent, SessionEvent};
+
+    let (services, _home) = services(one_second_timeouts).await;
+    let token = services.tokens.issue("test").unwrap().token;
+    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services)).await;
+    services.mcp_bound.send_replace(Some(mcp));
+    let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
+    let (session, _) = services
+        .sessions
+        .create(std::path::Path::new("/").into(), None)
+        .await
+        .unwrap();
+    let url = format!(
+        "ws://{gateway}/ws/mcp/events?session_id={}&token={token}",
+        session.id()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // The relay is up once the MCP server counts its subscriber.
+    let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
+    while session.subscribers() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no subscriber");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await; // poll interval
+    }
+
+    // Twice the idle timeout passes, as two idle connections opened one after the other show.
+    for _ in 0..2 {
+        let mut idle = Raw::connect(gateway).await;
+        idle.until_closed(CLOSE_BOUND, "an idle connection").await;
+    }
+    session.publish(SessionEvent::Progress(ProgressEvent {
+        token: serde_json::json!("t"),
+        progress: serde_json::json!(1),
+        total: None,
+        message: Some("still relaying".into()),
+        tool: None,
+        timestamp: "2026-01-01T00:00:00Z".into(),
+    }));
+    let text = tokio::time::timeout(CLOSE_BOUND, async {
+        loop {
+            match ws.next().await.expect("open").expect("no error") {
+                tokio_tungstenite::tungstenite::Message::Text(text) => break text,
+                _ => continue, // pings
+            }
+        }
+    })
+    .await
+    .expect("the event arrives");
+    assert!(text.as_str().contains("still relaying"), "{text}");
+    stop.cancel();
+    stop_mcp.cancel();
+}
