@@ -106,6 +106,7 @@ where
     S::Future: Send + 'static,
 {
     let sources = Arc::new(source::Sources::default());
+    let closing = Arc::new(conn::Stop::default());
     // Dropping the set (a stop that outlasted the grace period) aborts every connection.
     let mut connections = JoinSet::new();
     loop {
@@ -147,10 +148,11 @@ where
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
         let service = make(peer);
-        connections.spawn(conn::drive(stream, slot, service, limits, stop.clone()));
+        connections.spawn(conn::drive(stream, slot, service, limits, closing.clone()));
     }
     // Refuse new connections at once, and let the open ones finish.
     drop(listener);
+    closing.stop();
     while let Some(done) = connections.join_next().await {
         if let Err(e) = done {
             if e.is_panic() {

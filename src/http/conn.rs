@@ -22,8 +22,8 @@ use axum::http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use super::Limits;
@@ -214,6 +214,27 @@ impl Watchdog {
     }
 }
 
+/// The serve loop's stop, as its connections see it: a flag they check on every poll, and a
+/// notification that wakes them once. (Polling a `CancellationToken`'s future on every poll of
+/// every connection takes two locks each time, on the path of every request.)
+#[derive(Debug, Default)]
+pub(super) struct Stop {
+    stopping: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    /// Tells every connection to close gracefully.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
 /// How a connection ended.
 enum End {
     /// hyper finished with it: closed by either side, or upgraded.
@@ -229,7 +250,7 @@ pub(super) async fn drive<S>(
     slot: Slot,
     service: S,
     limits: Limits,
-    stop: CancellationToken,
+    stop: Arc<Stop>,
 ) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
@@ -250,10 +271,16 @@ pub(super) async fn drive<S>(
             .with_upgrades()
     );
     let mut watchdog = Watchdog::new(accepted, limits);
-    let mut stopping = pin!(stop.cancelled());
-    let mut stopped = false;
+    // Polled once, to register this task for the stop's wake-up: a task's waker stays the
+    // same, so the flag is all the later polls need to check.
+    let mut woken = pin!(stop.notify.notified());
+    let (mut registered, mut stopped) = (false, false);
     let end = poll_fn(|cx| {
-        if !stopped && stopping.as_mut().poll(cx).is_ready() {
+        if !registered {
+            registered = true;
+            let _ = woken.as_mut().poll(cx);
+        }
+        if !stopped && stop.is_stopping() {
             stopped = true;
             conn.as_mut().graceful_shutdown();
         }
