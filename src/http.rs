@@ -12,7 +12,7 @@
 //! - **Kept-alive connections** are closed after `keepalive_idle_secs` without a next request.
 //! - **Request bodies** must arrive in full within `body_read_timeout_secs` of the first time
 //!   the handler waits for them; past it, the handler's read fails, the answer is 408 and the
-//!   connection is closed ([`body`]).
+//!   connection is closed (`body`).
 //! - **One source** (an IPv4 address, an IPv6 /64, or all of loopback) holds at most
 //!   `max_connections_per_source` connections to one listener; past it, a new connection is
 //!   answered 503 and closed ([`source`]).
@@ -28,7 +28,7 @@
 //! waits for the client's delayed ACK (up to 40 ms on Linux), which turns a sub-millisecond
 //! call into a 40 ms one.
 //!
-//! Layout: [`conn`] drives one connection (its timeouts and graceful stop), [`body`] wraps the
+//! Layout: `conn` drives one connection (its timeouts and graceful stop), `body` wraps the
 //! request and response bodies and the service, [`source`] counts connections per source,
 //! [`rate`] is the per-source token bucket behind `POST /session`'s rate limit.
 

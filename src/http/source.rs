@@ -1,5 +1,5 @@
 //! Who a client is, for per-source limits ([`Source`]), and the per-source cap on open
-//! connections of one listener ([`Sources`]).
+//! connections of one listener (`Sources`).
 //!
 //! Part of the shared HTTP plumbing (`crate::http`). A source is what one client can cheaply
 //! vary without becoming someone else: an IPv4 address; an IPv6 /64 (one host usually holds a
