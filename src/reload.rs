@@ -329,3 +329,32 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
         report.applied.push("shutdown grace period updated".into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[http]` is applied by a reload (the listeners read it for each new connection), never
+    /// reported as needing a restart; `[sessions]` still is.
+    #[test]
+    fn http_limits_apply_live_and_sessions_need_a_restart() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let old = Config::default_in(home);
+        let mut new = old.clone();
+        new.http.keepalive_idle_secs = 5;
+        new.sessions.evict_idle_floor_secs = 60;
+        let mut report = ReloadReport::default();
+        compare_rest(&old, &new, &mut report);
+        assert_eq!(
+            report.applied,
+            ["[http] client limits updated (they apply to new connections)"]
+        );
+        assert_eq!(report.restart_required, ["[sessions]"]);
+        let running = running_config(&old, new);
+        assert_eq!(running.http.keepalive_idle_secs, 5);
+        assert_eq!(
+            running.sessions.evict_idle_floor_secs, 300,
+            "until a restart"
+        );
+    }
+}

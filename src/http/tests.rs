@@ -140,3 +140,39 @@ async fn kept_alive_requests_and_bodies_in_pieces_are_served() {
     );
     stop.cancel();
 }
+
+/// The limits are read for each accepted connection: a change (a reload) applies to the next
+/// connection, and the ones already open keep theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_read_for_each_new_connection() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let cap = Arc::new(AtomicU32::new(1));
+    let read = cap.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    tokio::spawn(serve(
+        listener,
+        move || Limits {
+            max_connections_per_source: read.load(Ordering::SeqCst),
+            ..Limits::default()
+        },
+        move |_| router.clone(),
+        stop.clone(),
+    ));
+    let _first = Raw::connect(addr).await;
+    let mut refused = Raw::connect(addr).await;
+    let answer = refused.until_closed(CLOSE_BOUND, "past a cap of 1").await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    cap.store(2, Ordering::SeqCst);
+    let mut admitted = Raw::connect(addr).await;
+    admitted
+        .send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let answer = admitted
+        .until_closed(CLOSE_BOUND, "within a cap of 2")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    stop.cancel();
+}
