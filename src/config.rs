@@ -57,9 +57,9 @@ pub use error::{ConfigError, Location};
 pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use schema::{
-    Config, GatewayConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS,
-    MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig, RuntimeConfig, SessionsConfig,
-    Transport, WrittenTarget,
+    Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
+    MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,
+    RuntimeConfig, SessionsConfig, Transport, WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

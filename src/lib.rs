@@ -30,6 +30,9 @@
 //! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
 //! - [`watchdog`]: the task that sends `WATCHDOG=1` while the root supervisor answers.
 //! - [`logrotate`]: size rotation of the daemon's own stdout/stderr files under launchd.
+//! - [`http`]: the serve loop both listeners run (hyper HTTP/1.1): header-read, body-read and
+//!   keep-alive idle timeouts, the per-source connection cap, graceful stop; and the
+//!   per-source rate limit of `POST /session`.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
 //!   token roles, pairing codes, the failure throttle), the introspection and health API, the
@@ -41,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod http;
 pub mod logging;
 pub mod logrotate;
 pub mod mcp_server;

@@ -7,7 +7,7 @@
 //!   auto_connect) are restarted. A changed tool timeout, liveness probe (`ping_interval_secs`,
 //!   `ping_failures`) or restart policy is applied in place: the server keeps running, and so
 //!   do its in-flight calls; the probe takes its new policy at once.
-//! - Gateway timeouts apply to the next request.
+//! - Gateway timeouts apply to the next request; `[http]` client limits to the next connection.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
 //!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
 //!   default restart policy for the children that are not MCP servers (sidecars, the operator,
@@ -410,7 +410,41 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
             .applied
             .push("gateway allowed_origins updated".into());
     }
+    if old.http != new.http {
+        report
+            .applied
+            .push("[http] client limits updated (they apply to new connections)".into());
+    }
     if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
         report.applied.push("shutdown grace period updated".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[http]` is applied by a reload (the listeners read it for each new connection), never
+    /// reported as needing a restart; `[sessions]` still is.
+    #[test]
+    fn http_limits_apply_live_and_sessions_need_a_restart() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let old = Config::default_in(home);
+        let mut new = old.clone();
+        new.http.keepalive_idle_secs = 5;
+        new.sessions.evict_idle_floor_secs = 60;
+        let mut report = ReloadReport::default();
+        compare_rest(&old, &new, &mut report);
+        assert_eq!(
+            report.applied,
+            ["[http] client limits updated (they apply to new connections)"]
+        );
+        assert_eq!(report.restart_required, ["[sessions]"]);
+        let running = running_config(&old, new);
+        assert_eq!(running.http.keepalive_idle_secs, 5);
+        assert_eq!(
+            running.sessions.evict_idle_floor_secs, 300,
+            "until a restart"
+        );
     }
 }

@@ -115,6 +115,7 @@ impl Services {
         let limits = SessionLimits {
             idle_timeout: config.sessions.idle_timeout(),
             max_sessions: config.sessions.max_sessions as usize,
+            evict_idle_floor: config.sessions.evict_idle_floor(),
         };
         let mut tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
         let http = servers::http_client();

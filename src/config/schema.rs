@@ -1,4 +1,5 @@
-//! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[gateway]`, `[operator]`.
+//! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[http]`, `[gateway]`,
+//! `[operator]`.
 //!
 //! Part of the config layer. These are plain serde types with documented defaults; the loader
 //! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
@@ -28,6 +29,8 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[sessions]`: client sessions of Revka's own MCP endpoint.
     pub sessions: SessionsConfig,
+    /// `[http]`: what the two HTTP listeners (MCP server, gateway) allow a client.
+    pub http: HttpConfig,
     /// `[gateway]`: the HTTP gateway (API, MCP proxy, introspection).
     pub gateway: GatewayConfig,
     /// `[operator]`: the Python operator MCP sidecar, one process per session.
@@ -53,6 +56,7 @@ impl Config {
         Self {
             mcp: McpConfig::default(),
             sessions: SessionsConfig::default(),
+            http: HttpConfig::default(),
             gateway: GatewayConfig::default(),
             operator: OperatorConfig::default_in(home),
             session_manager: SessionManagerConfig::default_in(home),
@@ -309,8 +313,19 @@ fn default_true() -> bool {
 pub struct SessionsConfig {
     /// A session with no request for this long is closed, in seconds. Default `1800`.
     pub idle_timeout_secs: u64,
-    /// Live sessions at most; a new one beyond that is refused. Default `1024`.
+    /// Live sessions at most. Default `1024`. At the cap, `POST /session` ends the longest-idle
+    /// session that may be evicted (see `evict_idle_floor_secs`), or is refused with 503.
     pub max_sessions: u32,
+    /// At the cap, only a session unused for at least this many seconds (no request, no call in
+    /// flight, no open event stream) may be evicted to make room. Default `300`: a client that
+    /// paused for a few minutes keeps its session however many others are created.
+    pub evict_idle_floor_secs: u64,
+    /// `POST /session` requests one source may make at once before the rate below applies
+    /// (a token bucket; all of loopback is one source). Default `64`.
+    pub create_burst: u32,
+    /// `POST /session` requests per minute one source may sustain; past the burst, more are
+    /// answered 429 with `Retry-After`. Default `120`.
+    pub create_per_minute: u32,
 }
 
 impl Default for SessionsConfig {
@@ -318,6 +333,9 @@ impl Default for SessionsConfig {
         Self {
             idle_timeout_secs: 1800,
             max_sessions: 1024,
+            evict_idle_floor_secs: 300,
+            create_burst: 64,
+            create_per_minute: 120,
         }
     }
 }
@@ -326,6 +344,48 @@ impl SessionsConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::evict_idle_floor_secs`] as a duration.
+    pub fn evict_idle_floor(&self) -> Duration {
+        Duration::from_secs(self.evict_idle_floor_secs)
+    }
+}
+
+/// `[http]`: what the two HTTP listeners (the MCP server and the gateway) allow one client, so
+/// that a client that connects and stalls cannot hold connections open indefinitely. Long
+/// answers (SSE streams, WebSockets) are not bounded by these: they bound reading the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "an [http] table")]
+pub struct HttpConfig {
+    /// Seconds a client has to send a request's headers in full: counted from the accept for
+    /// a connection's first request, from the first byte of the request after that. Past it,
+    /// the connection is closed. Default `10`.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body has to arrive in full, counted from the first time the server
+    /// waits for it. Past it, the request is answered 408 and the connection closed.
+    /// Default `30`.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    /// Default `120`: longer than the idle timeouts of common client pools (reqwest's is 90 s,
+    /// and the gateway's own client to the MCP server uses it), so those close first and never
+    /// send a request down a connection the server is closing.
+    pub keepalive_idle_secs: u64,
+    /// Open connections from one source to one listener at most (IPv4 address, IPv6 /64, and
+    /// all of loopback counted as one source); a connection past it is answered 503 and closed.
+    /// Default `256`: room for every client on a machine at once, while both listeners
+    /// together stay well inside the common 1024 open-file limit.
+    pub max_connections_per_source: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            keepalive_idle_secs: 120,
+            max_connections_per_source: 256,
+        }
     }
 }
 

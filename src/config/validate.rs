@@ -44,6 +44,7 @@ pub(crate) fn validate(
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
     check_positive(config, site)?;
+    check_client_limits(config, site)?;
     if config.runtime.worker_threads > MAX_WORKER_THREADS {
         return Err(site.invalid(
             &k(&["runtime", "worker_threads"]),
@@ -253,6 +254,42 @@ fn check_positive(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
         ),
     ];
     match values.iter().find(|(_, value)| *value == 0) {
+        Some((keys, _)) => Err(site.invalid(&KeyPath::keys(keys), "must be greater than 0")),
+        None => Ok(()),
+    }
+}
+
+/// The longest `[http]` timeout: a day (a timer past that could overflow the clock, and no
+/// client needs it).
+const MAX_HTTP_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+/// `[http]` and the session creation rate of `[sessions]`: what one client may hold or ask for.
+/// Zero would mean "never" (a timeout) or "nothing" (a cap or a rate), so it is refused.
+fn check_client_limits(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
+    let (http, sessions) = (&config.http, &config.sessions);
+    let timeouts: [(&str, u64); 3] = [
+        ("header_read_timeout_secs", http.header_read_timeout_secs),
+        ("body_read_timeout_secs", http.body_read_timeout_secs),
+        ("keepalive_idle_secs", http.keepalive_idle_secs),
+    ];
+    for (key, value) in timeouts {
+        if value == 0 || value > MAX_HTTP_TIMEOUT_SECS {
+            let message = format!("must be between 1 and {MAX_HTTP_TIMEOUT_SECS} (a day)");
+            return Err(site.invalid(&KeyPath::keys(&["http", key]), message));
+        }
+    }
+    let counts: [(&[&str], u32); 3] = [
+        (
+            &["http", "max_connections_per_source"],
+            http.max_connections_per_source,
+        ),
+        (&["sessions", "create_burst"], sessions.create_burst),
+        (
+            &["sessions", "create_per_minute"],
+            sessions.create_per_minute,
+        ),
+    ];
+    match counts.iter().find(|(_, value)| *value == 0) {
         Some((keys, _)) => Err(site.invalid(&KeyPath::keys(keys), "must be greater than 0")),
         None => Ok(()),
     }

@@ -132,8 +132,8 @@ where
     })
 }
 
-/// Passes an upstream response back: status, content type, and the body as a stream, cut at
-/// the call's ceiling if it has one.
+/// Passes an upstream response back: status, content type, `Retry-After`, and the body as a
+/// stream, cut at the call's ceiling if it has one.
 fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
@@ -143,6 +143,8 @@ fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
         .unwrap_or("application/json")
         .to_owned();
     let is_sse = content_type.starts_with("text/event-stream");
+    // When to retry a refusal (a full session table, a rate limit): the caller's to honour.
+    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).cloned();
     let stream = resp
         .bytes_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
@@ -158,6 +160,9 @@ fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
     let headers = response.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(v) = retry_after {
+        headers.insert(header::RETRY_AFTER, v);
     }
     if is_sse {
         headers.insert(

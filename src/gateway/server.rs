@@ -241,7 +241,8 @@ pub(super) async fn within_default(
 }
 
 /// The listener spec of `root/gateway`: binds `[gateway] host:port`, writes
-/// `$REVKA_HOME/gateway.json`, and periodically persists token usage.
+/// `$REVKA_HOME/gateway.json`, and periodically persists token usage. Connections are served by
+/// the shared serve loop ([`crate::http`]: `[http]` timeouts and per-source connection cap).
 pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
     let config = services.config.get();
     let gw = &config.gateway;
@@ -257,6 +258,7 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
         let bound = listener.local_addr().unwrap_or(addr);
         let gateway = Gateway::new(state.clone(), bound);
         let tokens = state.tokens.clone();
+        let config = state.config.clone();
         Box::pin(async move {
             let flusher = tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -267,12 +269,14 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
                     }
                 }
             });
-            let app = gateway
-                .router()
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let result = axum::serve(crate::mcp_server::no_delay(listener), app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let app = gateway.router();
+            let result = crate::http::serve(
+                listener,
+                move || crate::http::Limits::from(&config.get().http),
+                move |peer| crate::http::WithPeer::new(app.clone(), peer),
+                stop,
+            )
+            .await;
             flusher.abort();
             result
         })

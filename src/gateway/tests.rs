@@ -11,6 +11,8 @@ mod guards;
 mod roles;
 mod throttle;
 
+mod listener;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

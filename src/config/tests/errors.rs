@@ -143,6 +143,22 @@ const CASES: &[(&str, &str)] = &[
         "/home/u/.revka/config.toml:2:21: operator.tool_timeout_secs: must be greater than 0",
     ),
     (
+        "[http]\nheader_read_timeout_secs = 0\n",
+        "/home/u/.revka/config.toml:2:28: http.header_read_timeout_secs: must be between 1 and 86400 (a day)",
+    ),
+    (
+        "[http]\nkeepalive_idle_secs = 100000\n",
+        "/home/u/.revka/config.toml:2:23: http.keepalive_idle_secs: must be between 1 and 86400 (a day)",
+    ),
+    (
+        "[http]\nmax_connections_per_source = 0\n",
+        "/home/u/.revka/config.toml:2:30: http.max_connections_per_source: must be greater than 0",
+    ),
+    (
+        "[sessions]\ncreate_per_minute = 0\n",
+        "/home/u/.revka/config.toml:2:21: sessions.create_per_minute: must be greater than 0",
+    ),
+    (
         "[mcp]\nservers_file = \"nope.json\"\n",
         "/home/u/.revka/config.toml:2:16: mcp.servers_file: cannot read /home/u/.revka/nope.json: No such file or directory (os error 2)",
     ),
