@@ -4,7 +4,8 @@
 //! provoke what misbehaving real-world servers do: crash mid-call, answer the
 //! handshake slowly or with an unsupported protocol version, print garbage,
 //! oversized or non-UTF-8 lines on stdout, flood stderr, shrug off SIGTERM,
-//! leak grandchild processes, and send server→client requests.
+//! leak grandchild processes, send server→client requests, refuse `ping`, and
+//! stop reading stdin while staying alive (a hung server).
 //!
 //! Protocol: newline-delimited JSON-RPC 2.0 on stdin/stdout; logs go to stderr
 //! only. Knobs are CLI flags, or `FAULT_<FLAG_IN_UPPER_SNAKE>` environment
@@ -41,9 +42,9 @@ const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 
 const USAGE: &str = "usage: fault_server [--crash-after N] [--exit-code C] [--exit-on-start C]
-    [--exit-after MS] [--slow-init MS] [--protocol-version V] [--instructions TEXT]
+    [--exit-after MS] [--slow-init MS] [--slow-exit MS] [--protocol-version V] [--instructions TEXT]
     [--tools N] [--page-size M] [--garbage-stdout] [--ignore-sigterm] [--fork-grandchild PIDFILE]
-    [--pid-file PATH] [--record PATH] [--flood-stderr BYTES]
+    [--pid-file PATH] [--record PATH] [--flood-stderr BYTES] [--refuse-ping]
 Every flag can also be set as env var FAULT_<FLAG_IN_UPPER_SNAKE>; flags win.";
 
 // ---------------------------------------------------------------------------
@@ -57,6 +58,7 @@ const KNOB_FLAGS: &[(&str, bool)] = &[
     ("exit-on-start", true),
     ("exit-after", true),
     ("slow-init", true),
+    ("slow-exit", true),
     ("protocol-version", true),
     ("instructions", true),
     ("tools", true),
@@ -67,6 +69,7 @@ const KNOB_FLAGS: &[(&str, bool)] = &[
     ("pid-file", true),
     ("record", true),
     ("flood-stderr", true),
+    ("refuse-ping", false),
 ];
 
 /// The fault-injection configuration, fixed at start.
@@ -82,6 +85,9 @@ struct Knobs {
     exit_after_ms: Option<u64>,
     /// Delay before answering `initialize`.
     slow_init_ms: u64,
+    /// Delay between stdin closing and exiting: a server that takes its time to stop (with
+    /// `ignore_sigterm`, only SIGKILL cuts it short).
+    slow_exit_ms: u64,
     /// Answer `initialize` with exactly this version instead of negotiating.
     protocol_version: Option<String>,
     /// `instructions` field of the `initialize` result.
@@ -102,6 +108,8 @@ struct Knobs {
     record: Option<PathBuf>,
     /// Bytes of stderr lines written at start.
     flood_stderr: u64,
+    /// Answer `ping` with -32601 (method not found), like a server without it.
+    refuse_ping: bool,
 }
 
 impl Knobs {
@@ -118,6 +126,7 @@ impl Knobs {
             exit_on_start: number(s, "exit-on-start")?,
             exit_after_ms: number(s, "exit-after")?,
             slow_init_ms: number(s, "slow-init")?.unwrap_or(0),
+            slow_exit_ms: number(s, "slow-exit")?.unwrap_or(0),
             protocol_version: s.get("protocol-version").cloned(),
             instructions: s.get("instructions").cloned(),
             tools: number(s, "tools")?.unwrap_or(0),
@@ -128,6 +137,7 @@ impl Knobs {
             pid_file: s.get("pid-file").map(PathBuf::from),
             record: s.get("record").map(PathBuf::from),
             flood_stderr: number(s, "flood-stderr")?.unwrap_or(0),
+            refuse_ping: boolean(s, "refuse-ping")?,
         })
     }
 }
@@ -230,8 +240,16 @@ fn main() {
             process::exit(code);
         });
     }
+    let slow_exit = Duration::from_millis(knobs.slow_exit_ms);
     let server = Arc::new(Server::new(knobs));
     server.serve();
+    if !slow_exit.is_zero() {
+        log(&format!(
+            "stdin closed; exiting in {} ms (--slow-exit)",
+            slow_exit.as_millis()
+        ));
+        thread::sleep(slow_exit);
+    }
     log("stdin closed; exiting");
 }
 
@@ -415,6 +433,9 @@ impl Server {
     fn handle_request(self: &Arc<Self>, method: &str, id: Value, params: &Value) {
         match method {
             "initialize" => self.initialize(id, params),
+            "ping" if self.knobs.refuse_ping => {
+                self.respond_error(id, METHOD_NOT_FOUND, "method not found: ping")
+            }
             "ping" => self.respond(id, json!({})),
             "tools/list" => self.list_tools(id, params),
             "tools/call" => self.start_call(id, params),
@@ -518,6 +539,10 @@ impl Server {
             Ok(call) => call,
             Err(message) => return self.respond_error(id, INVALID_PARAMS, &message),
         };
+        if call.name == "hang_stdin" {
+            // On this thread, the only one reading stdin: nothing is read meanwhile.
+            return self.hang_stdin(&call);
+        }
         let (cancel, cancelled) = mpsc::channel();
         lock(&self.in_flight).insert(call.id.to_string(), cancel);
         let server = Arc::clone(self);
@@ -622,6 +647,46 @@ impl Server {
         Ok(text("done"))
     }
 
+    /// Stops reading stdin while staying alive (a deadlocked or wedged server): requests,
+    /// pings and cancellations pile up unread. With `progress_ms`, sends progress for this
+    /// call meanwhile (when it has a token); with `ms`, answers after that long and reads
+    /// again, else never.
+    fn hang_stdin(&self, call: &Call) {
+        let (ms, progress_ms) = match hang_stdin_args(&call.args) {
+            Ok(args) => args,
+            Err(message) => return self.respond(call.id.clone(), tool_result(&message, true)),
+        };
+        log(&format!(
+            "hang_stdin: not reading stdin (ms {ms:?}, progress_ms {progress_ms})"
+        ));
+        let start = std::time::Instant::now();
+        let until = ms.map(|ms| start + Duration::from_millis(ms));
+        let step = match progress_ms {
+            0 => Duration::from_secs(3600),
+            ms => Duration::from_millis(ms),
+        };
+        let mut sent = 0u64;
+        loop {
+            let now = std::time::Instant::now();
+            if until.is_some_and(|until| now >= until) {
+                break;
+            }
+            thread::sleep(until.map_or(step, |until| step.min(until - now)));
+            if let (Some(token), true) = (&call.progress_token, progress_ms > 0) {
+                sent += 1;
+                let params = json!({"progressToken": token, "progress": sent,
+                    "message": format!("still busy, not reading stdin ({sent})")});
+                self.notify("notifications/progress", params);
+            }
+        }
+        self.count_success();
+        let took = start.elapsed().as_millis();
+        self.respond(
+            call.id.clone(),
+            tool_result(&format!("read stdin again after {took} ms"), false),
+        );
+    }
+
     fn garbage(&self) -> Reply {
         self.write_raw_line(GARBAGE_LINE.as_bytes());
         text("wrote a garbage line")
@@ -698,6 +763,8 @@ const BUILTIN_TOOLS: &[(&str, &str, &str, &[&str])] = &[
             "maybe": {"type": ["integer", "null"]}}"#, &[]),
     ("sleep", "Sleeps ms milliseconds, then answers.", r#"{"ms": {"type": "integer"}}"#, &["ms"]),
     ("hang", "Never answers; stops when cancelled.", "{}", &[]),
+    ("hang_stdin", "Stops reading stdin (for ms, else for good), with progress every progress_ms.",
+        r#"{"ms": {"type": "integer"}, "progress_ms": {"type": "integer"}}"#, &[]),
     ("progress", "Sends progress notifications when given a progressToken, then answers done; with stamp, each message ends with `at <Unix µs>`.",
         r#"{"steps": {"type": "integer"}, "interval_ms": {"type": "integer"}, "stamp": {"type": "boolean"}}"#, &[]),
     ("crash", "Exits at once with code (default 1), without answering.",
@@ -939,6 +1006,15 @@ fn hang(id: &Value, cancelled: &Receiver<()>) -> Reply {
         eprintln!("cancelled {id}");
     }
     Reply::Silent
+}
+
+/// `hang_stdin`'s `ms` (absent: for good) and `progress_ms` (0: no progress).
+fn hang_stdin_args(args: &Value) -> Result<(Option<u64>, u64), String> {
+    let ms = match args.get("ms") {
+        None => None,
+        Some(_) => Some(u64_arg(args, "ms", None)?),
+    };
+    Ok((ms, u64_arg(args, "progress_ms", Some(0))?))
 }
 
 fn crash(args: &Value) -> Result<Reply, String> {

@@ -1,9 +1,15 @@
 //! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
 //!
-//! `daemon`, `config` and `mcp` work from the config file; `status`, `restart`, `pair`,
-//! `tokens` and `reload` talk to the running daemon of `$REVKA_HOME` through its gateway;
-//! `install --sidecars-only` installs the sidecars under `$REVKA_HOME/operator_mcp`, and
-//! `doctor` checks the installation, the config and the running daemon; `service` installs and drives it as a systemd user service or launchd agent.
+//! `daemon`, `config` and `mcp` work from the config file (`mcp add | remove | import` edit it,
+//! then reload a running daemon); `status`, `restart`, `pair`, `tokens` and `reload` talk to
+//! the running daemon of `$REVKA_HOME` through its gateway; `install --sidecars-only` installs
+//! the sidecars under `$REVKA_HOME/operator_mcp`, and `doctor` checks the installation, the
+//! config and the running daemon; `service` installs and drives it as a systemd user service
+//! or launchd agent. `completions` and the hidden `man` print shell completions and the man
+//! page, generated from these same definitions.
+//!
+//! The daemon logs at `info` by default; every other command is one-shot and logs at `warn`
+//! (its output is its report), unless `--log-level` or `RUST_LOG` say otherwise.
 //!
 //! Exit codes: 0 success; 1 failure; 64 invalid configuration (nothing was bound or started);
 //! 69 no service manager for `revka service` (see [`service`]).
@@ -14,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod doctor;
+mod furniture;
 pub mod install;
 mod mcp;
 mod ops;
@@ -36,7 +43,8 @@ pub struct Cli {
     /// Config file (default: $REVKA_HOME/config.toml; REVKA_HOME defaults to ~/.revka).
     #[arg(long, global = true, value_name = "PATH", env = "REVKA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Log filter, e.g. `debug` or `revka=debug,ractor=warn` (default: RUST_LOG, else info).
+    /// Log filter, e.g. `debug` or `revka=debug,ractor=warn` (default: RUST_LOG, else `info`
+    /// for the daemon and `warn` for other commands).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Log format.
@@ -58,7 +66,7 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Talk to the configured MCP servers directly (no daemon needed).
+    /// The MCP servers: list, test and call them (no daemon needed); add, remove, get, import.
     Mcp {
         /// The MCP action.
         #[command(subcommand)]
@@ -79,7 +87,13 @@ pub enum Command {
         path: String,
     },
     /// Issue a one-time pairing code a browser or script trades for a gateway token.
-    Pair,
+    Pair {
+        /// The role of the token: viewer (read-only), operator (also restarts actors, calls
+        /// tools, tests http/sse/url servers) or owner (everything, also spawning processes,
+        /// reloads, pairing and tokens).
+        #[arg(long, value_name = "ROLE", default_value = "viewer")]
+        role: crate::gateway::auth::Role,
+    },
     /// List or revoke the gateway's tokens.
     Tokens {
         /// The tokens action.
@@ -102,6 +116,18 @@ pub enum Command {
         #[command(subcommand)]
         action: service::ServiceAction,
     },
+    /// Print a shell completion script (see the README for where to put it).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Write `revka.1`, `revka-mcp.1`, `revka-mcp-add.1`, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `revka config` actions.
@@ -114,15 +140,13 @@ pub enum ConfigAction {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `install` and `doctor` print their own report; only warnings and errors are logged,
+    // One-shot commands print their own report: only their warnings and errors are logged,
     // unless --log-level or RUST_LOG asks for more.
-    let quiet = matches!(cli.command, Command::Install(_) | Command::Doctor { .. })
-        && std::env::var_os("RUST_LOG").is_none();
-    let level = cli
-        .log_level
-        .as_deref()
-        .or(if quiet { Some("warn") } else { None });
-    if let Err(e) = logging::init(level, cli.log_format) {
+    let default_level = match cli.command {
+        Command::Daemon => "info",
+        _ => "warn",
+    };
+    if let Err(e) = logging::init(cli.log_level.as_deref(), default_level, cli.log_format) {
         eprintln!("revka: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -131,23 +155,17 @@ pub fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check,
         } => config_check(cli.config),
-        Command::Mcp { action } => match load(cli.config) {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    eprintln!("warning: {w}");
-                }
-                mcp::run(loaded.config, action)
-            }
-            Err(code) => code,
-        },
+        Command::Mcp { action } => mcp::run(cli.config, action),
         Command::Status { json, path } => remote_op(ops::Op::Status { json, path }),
         Command::Restart { path } => remote_op(ops::Op::Restart { path }),
-        Command::Pair => remote_op(ops::Op::Pair),
+        Command::Pair { role } => remote_op(ops::Op::Pair { role }),
         Command::Tokens { action } => remote_op(action.into()),
         Command::Reload => remote_op(ops::Op::Reload),
-        Command::Install(args) => install::run(&args, &config::revka_home()),
+        Command::Install(args) => install::run(&args, &config::revka_home(), cli.config),
         Command::Doctor { json } => doctor::run(cli.config.as_deref(), json),
         Command::Service { action } => service::run(action, cli.config),
+        Command::Completions { shell } => furniture::completions(shell),
+        Command::Man { dir } => furniture::man(dir.as_deref()),
     }
 }
 

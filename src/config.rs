@@ -26,11 +26,13 @@
 //! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
 //!   `revka_actors::supervisor` policies.
 //! - `loader`: [`load`] / [`parse`], the pipeline.
-//! - `import`: JSON servers files in both common shapes.
+//! - `import`: JSON servers files in the common shapes.
+//! - `edit`: format-preserving edits of the file (`revka mcp add | remove | import`).
 //! - `validate`: semantic checks, caps and warnings.
 //! - `env`: `REVKA_HOME`, `~` and `${VAR}`.
 //! - `error`, `keypath`: diagnostics.
 
+pub mod edit;
 mod env;
 mod error;
 mod import;
@@ -42,19 +44,22 @@ mod supervision;
 mod validate;
 
 /// Checks an MCP server URL the way the config does (http/https, a host).
+pub(crate) use validate::origin::normalise_origin;
 pub(crate) use validate::server::{check_url, tool_filter_problem};
 
 #[cfg(test)]
 mod tests;
+
+use revka_actors::redact::{self, MASK};
 
 pub use env::{EnvLookup, default_config_path, process_env, revka_home, revka_home_with};
 pub use error::{ConfigError, Location};
 pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use schema::{
-    Config, GatewayConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS,
-    MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig, RuntimeConfig, SessionsConfig,
-    Transport,
+    Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
+    MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,
+    RuntimeConfig, SessionsConfig, Transport, WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};
@@ -65,9 +70,6 @@ pub const CONFIG_FILE_NAME: &str = "config.toml";
 /// The example config shipped with Revka: every key, commented out, at its default.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
-/// What replaces secret values in [`Config::display_toml`].
-const MASK: &str = "***";
-
 impl Config {
     /// The config as TOML, exactly (it parses back to the same config).
     pub fn to_toml(&self) -> String {
@@ -75,7 +77,9 @@ impl Config {
     }
 
     /// The config as TOML for people: every header value, and every server `env` value whose
-    /// name contains `TOKEN`, `KEY`, `SECRET` or `PASSWORD`, is shown as `"***"`.
+    /// name looks secret (`revka_actors::redact::is_secret_name`: `TOKEN`, `KEY`, `SECRET`,
+    /// `PASSWORD`, ...), is shown as `"***"`; `args` and `url` are shown as written (`${VAR}`
+    /// unexpanded) and masked by the rule logs and introspection use (`revka_actors::redact`).
     pub fn display_toml(&self) -> String {
         let mut shown = self.clone();
         for server in &mut shown.mcp.servers {
@@ -83,19 +87,17 @@ impl Config {
                 *value = MASK.to_owned();
             }
             for (name, value) in &mut server.env {
-                if is_secret_name(name) {
+                if redact::is_secret_name(name) {
                     *value = MASK.to_owned();
                 }
             }
+            let written = server.written.take().unwrap_or_else(|| WrittenTarget {
+                args: server.args.clone(),
+                url: server.url.clone(),
+            });
+            server.args = redact::args(&written.args);
+            server.url = written.url.as_deref().map(redact::url);
         }
         shown.to_toml()
     }
-}
-
-/// Whether an environment variable's name suggests a secret.
-fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["TOKEN", "KEY", "SECRET", "PASSWORD"]
-        .iter()
-        .any(|word| upper.contains(word))
 }

@@ -1,23 +1,26 @@
 //! The daemon's lifecycle: build the tree, run until a signal, stop everything, reap, exit.
 //!
 //! [`Daemon::start`] takes the validated config (nothing is bound before the config is known to
-//! be good), locks `$REVKA_HOME` against a second daemon, and spawns `root`. [`run`] waits for
-//! SIGTERM/SIGINT (or the root failing), tells systemd, then stops the tree in reverse order
-//! within `[supervisor] shutdown_grace_secs`; a second signal, or the grace running out, kills
-//! what is left. Either way every child process is killed and reaped before the process exits.
+//! be good), refuses a `$REVKA_HOME` others can write in, locks it against a second daemon,
+//! and spawns `root`. [`run`] sends `READY=1`, starts the watchdog task ([`crate::watchdog`])
+//! and the task that runs SIGHUP reloads ([`crate::reload::serve_signals`]), and waits for
+//! SIGTERM/SIGINT (or the root failing); its signal loop never waits on anything else. It then
+//! tells systemd, stops the tree in reverse order within `[supervisor] shutdown_grace_secs`; a
+//! second signal, or the grace running out, kills what is left. Either way every child process
+//! is killed and reaped before the process exits.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
 use ractor::{Actor, ActorRef, RactorErr};
-use revka_actors::process;
 use revka_actors::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
 use revka_actors::{ActorState, Snapshot, StatusNode};
+use revka_actors::{fs, process};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
@@ -64,15 +67,14 @@ impl Daemon {
                 }
             });
         }
+        let mut pairing = None;
         if services.config.get().gateway.enabled {
             services
                 .tokens
                 .ensure_owner_token(home)
                 .context("cannot write the owner token")?;
-            let code = services
-                .pairing
-                .issue(crate::gateway::auth::DEFAULT_PAIRING_TTL);
-            tracing::info!(code = %code, valid_secs = crate::gateway::auth::DEFAULT_PAIRING_TTL.as_secs(), "gateway pairing code (POST /pair with header X-Pairing-Code)");
+            let ttl = crate::gateway::auth::DEFAULT_PAIRING_TTL;
+            pairing = Some((services.pairing.issue(ttl), ttl)); // shown in the banner
         }
         let status = services.status_root.clone();
         let args = SupervisorArgs {
@@ -96,6 +98,8 @@ impl Daemon {
             workers = tokio::runtime::Handle::current().metrics().num_workers(),
             "daemon started"
         );
+        let banner = crate::banner::facts(&services, home, services.config.path(), pairing);
+        crate::banner::log(&banner);
         Ok(Self {
             services,
             status,
@@ -225,28 +229,35 @@ pub async fn run(
     let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     let mut daemon = Daemon::start(config, config_path, &home).await?;
+    let notifier = Arc::new(notifier);
     if let Err(e) = notifier.notify("READY=1") {
         tracing::warn!(error = %e, "cannot notify systemd of readiness");
     }
-
-    let watchdog = notifier.run_watchdog();
-    tokio::pin!(watchdog);
+    // From now on reloads tell systemd; the watchdog pings from its own task while the root
+    // answers (see `crate::watchdog`), so nothing in this loop can starve it.
+    let _ = daemon.services().notifier.set(notifier.clone());
+    let watchdog = crate::watchdog::spawn(
+        notifier.clone(),
+        daemon.root().clone(),
+        daemon.status().clone(),
+    );
+    // Under launchd our stdout/stderr are files nobody else rotates.
+    let _log_rotation = crate::logrotate::spawn(&home);
+    let reload_requests = Arc::new(tokio::sync::Notify::new());
+    let reloads = crate::reload::serve_signals(daemon.services().clone(), reload_requests.clone());
     let reason = loop {
         tokio::select! {
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
             _ = &mut daemon.root_task => break "the root supervisor failed",
-            _ = &mut watchdog => break "watchdog ended",
-            _ = sighup.recv() => {
-                tracing::info!("SIGHUP: reloading the configuration");
-                let _ = notifier.notify("RELOADING=1");
-                if let Err(e) = crate::reload::reload(daemon.services()).await {
-                    tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
-                }
-                let _ = notifier.notify("READY=1");
-            }
+            // Never waits: the reload runs in its own task (signals during one fold into one more).
+            _ = sighup.recv() => reload_requests.notify_one(),
         }
     };
+    reloads.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     let root_failed = daemon.root_task.is_finished();
     if root_failed {
         tracing::error!(failure = ?daemon.status.last_failure(), "root supervisor terminated; shutting down");
@@ -276,27 +287,27 @@ pub async fn run(
     Ok(if root_failed { 1 } else { 0 })
 }
 
-/// Creates `dir` (and parents) with mode 0700 if missing.
+/// Creates `dir` (and parents) with mode 0700 if missing, and refuses it unless it is owned by
+/// this user and not writable by its group or others ([`revka_actors::fs::check_private_dir`]):
+/// anyone who can write in `$REVKA_HOME` can replace the config, the tokens or the sidecars
+/// the daemon runs. The error names the path, its owner and mode, and the command that fixes
+/// it.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
+    Ok(fs::ensure_private_dir(dir)?)
 }
 
 /// Takes an exclusive lock on `$REVKA_HOME/daemon.lock` (holding our pid), so two daemons never
-/// share one home.
+/// share one home. The file is opened without following links ([`fs::open_in_place`]): a link
+/// planted there is refused with an error naming it, and the pid is written only into a
+/// regular file of ours (truncated after the checks, never through `O_TRUNC`).
 fn lock_home(home: &Path) -> anyhow::Result<Flock<File>> {
     let path = home.join("daemon.lock");
-    let file = OpenOptions::new()
+    let options = OpenOptions::new()
         .create(true)
-        .truncate(false)
         .read(true)
         .write(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .clone();
+    let file = fs::open_in_place(&path, &options, fs::PRIVATE_FILE)?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {

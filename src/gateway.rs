@@ -1,11 +1,15 @@
 //! The gateway: Revka's browser-, script- and operator-facing HTTP surface, `root/gateway`.
 //!
 //! It serves the `/api/*` routes and the WebSocket on one origin. Every route requires a
-//! bearer token, except `POST /pair`, which trades a one-time code for one.
+//! bearer token of a role (`viewer < operator < owner`), except `POST /pair`, which trades a
+//! one-time code for one.
 //!
-//! - [`auth`]: token store, owner token, pairing codes, failed-attempt limiter, bearer
+//! - [`auth`]: token store, roles, owner token, pairing codes, failure throttle, bearer
 //!   extraction.
-//! - `server`: the listener, router, `Host`/`Origin` guard, bearer auth, timeouts.
+//! - `routes`: the route table, every route with the role it needs; the router is built from
+//!   it alone.
+//! - `server`: the listener, router, bearer auth, timeouts.
+//! - `origin`: the `Host`/`Origin` guard.
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
@@ -14,7 +18,9 @@
 
 mod api;
 pub mod auth;
+mod origin;
 mod proxy;
+mod routes;
 mod server;
 #[cfg(test)]
 mod tests;

@@ -12,30 +12,41 @@
 //!   `file:line:column` and key paths, and conversion into supervisor policies.
 
 //! - [`cli`]: the `revka` command line (parsing, dispatch, exit codes).
+//! - [`banner`]: the start-up banner (endpoints, pairing code, what is missing and how to add
+//!   it).
 //! - [`daemon`]: the daemon lifecycle: lock `$REVKA_HOME`, build the tree, run until a
 //!   signal, stop in reverse order within the grace period, reap every child.
-//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`).
+//! - [`reload`]: live reload of the configuration (SIGHUP, `revka reload`), one at a time.
 //! - [`runlog`]: the JSONL run log of tool calls and supervision events, size-rotated.
 //! - [`sidecars`]: the `root/sidecars` subtree: session manager, its breaker and retry queue.
 //! - [`servers`]: `[[mcp.servers]]` entries → connection actors under `root/mcp_servers`.
 //! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
-//! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal) and the panic hook.
+//! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal without `NO_COLOR`,
+//!   syslog priorities for journald) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
 //!   SSE tool calls with progress, the discovery file.
-//! - [`notify`]: systemd `READY=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`notify`]: systemd `READY=1` / `RELOADING=1` / `STOPPING=1` / `WATCHDOG=1` notifications.
+//! - [`watchdog`]: the task that sends `WATCHDOG=1` while the root supervisor answers.
+//! - [`logrotate`]: size rotation of the daemon's own stdout/stderr files under launchd.
+//! - [`http`]: the serve loop both listeners run (hyper HTTP/1.1): header-read, body-read and
+//!   keep-alive idle timeouts, the per-source connection cap, graceful stop; and the
+//!   per-source rate limit of `POST /session`.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
 //!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
-//!   pairing codes, the failed-attempt limiter), the introspection and health API, the
+//!   token roles, pairing codes, the failure throttle), the introspection and health API, the
 //!   `/api/mcp` proxy and the WebSocket progress relay.
 #![warn(missing_docs)]
 
+pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod http;
 pub mod logging;
+pub mod logrotate;
 pub mod mcp_server;
 pub mod notify;
 pub mod reload;
@@ -45,3 +56,4 @@ pub mod sidecars;
 pub mod telemetry;
 pub mod tools;
 pub mod tree;
+pub mod watchdog;

@@ -10,7 +10,12 @@
 //! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
 //!
 //! Every request must carry a loopback `Host` and, if present, a loopback `Origin` (DNS
-//! rebinding protection). Bodies are capped (4 MiB on `/mcp`). Once bound, the server writes
+//! rebinding protection). Bodies are capped (4 MiB on `/mcp`). Connections are served by the
+//! shared serve loop ([`crate::http`]): slow clients are closed after the `[http]` timeouts,
+//! and one source holds a bounded number of connections. `POST /session` is rate-limited per
+//! source (`[sessions] create_burst`, `create_per_minute`: 429 with `Retry-After` past it), and
+//! at the session cap it evicts only a session unused for the eviction floor, else answers 503
+//! with `Retry-After`. Once bound, the server writes
 //! `$REVKA_HOME/mcp.json` (`{url, pid, started_at}`) atomically and owner-only, and removes it on
 //! a graceful stop if it still names this process.
 
@@ -20,24 +25,6 @@ mod events;
 mod guard;
 mod rpc;
 mod sse;
-
-/// Sets `TCP_NODELAY` on every accepted connection. Answers are written in several small
-/// pieces (headers, then each SSE event); with Nagle's algorithm on, each piece after the first
-/// waits for the client's delayed ACK (up to 40 ms on Linux), which turns a sub-millisecond
-/// call into a 40 ms one.
-pub(crate) fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<
-    tokio::net::TcpListener,
-    impl FnMut(&mut tokio::net::TcpStream) + Send + 'static,
-> {
-    use axum::serve::ListenerExt as _;
-    listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    })
-}
 
 #[cfg(test)]
 mod tests;
@@ -63,11 +50,21 @@ pub use discovery::{
     remove_discovery_file, write_discovery, write_discovery_file,
 };
 
-pub(crate) use guard::{close_if_body_refused, is_loopback_host, is_loopback_origin};
+pub(crate) use guard::{close_if_body_refused, is_loopback_host};
 
+use crate::config::SessionsConfig;
+use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::tree::Services;
+
+/// The `POST /session` rate of `[sessions]`.
+fn creation_rate(sessions: &SessionsConfig) -> Rate {
+    Rate {
+        burst: sessions.create_burst,
+        per_minute: sessions.create_per_minute,
+    }
+}
 
 /// The protocol version `/health` advertises (seed 001's), and the fallback of negotiation.
 pub const BASE_PROTOCOL_VERSION: &str = "2024-11-05";
@@ -95,6 +92,9 @@ struct Inner {
     /// Shared by every session created without a `cwd`.
     default_cwd: Arc<std::path::Path>,
     telemetry: Telemetry,
+    /// `POST /session` per source: a flood of creations would fill the table and cost a
+    /// session actor each.
+    creations: PerSource,
 }
 
 impl McpServer {
@@ -117,8 +117,14 @@ impl McpServer {
                     .unwrap_or_else(|_| PathBuf::from("/"))
                     .into(),
                 telemetry,
+                creations: PerSource::new(creation_rate(&SessionsConfig::default())),
             }),
         }
+    }
+
+    /// Sets the rate of `POST /session` per source.
+    pub fn set_creation_rate(&self, rate: Rate) {
+        self.inner.creations.set_rate(rate);
     }
 
     /// The HTTP routes, unguarded: serve [`McpServer::service`].
@@ -141,11 +147,13 @@ impl McpServer {
     }
 
     /// What the listener serves: the router behind its guard ([`guard::Guarded`]), with
-    /// `POST /mcp` dispatched straight to its handler.
+    /// `POST /mcp` dispatched straight to its handler; `for_peer` makes the service of one
+    /// connection from it.
     pub(crate) fn service(self) -> guard::Guarded<Dispatch> {
         guard::Guarded(Dispatch {
             router: self.clone().router(),
             server: self,
+            peer: None,
         })
     }
 
@@ -166,6 +174,19 @@ impl McpServer {
 pub(crate) struct Dispatch {
     server: McpServer,
     router: Router,
+    /// The client of this connection, handed to the routed handlers as axum's `ConnectInfo`
+    /// (`POST /session` limits creations per source). `POST /mcp` does not need it, and an
+    /// extension costs allocations per request.
+    peer: Option<SocketAddr>,
+}
+
+impl guard::Guarded<Dispatch> {
+    /// The service of a connection from `peer`.
+    pub(crate) fn for_peer(&self, peer: SocketAddr) -> Self {
+        let mut service = self.clone();
+        service.0.peer = Some(peer);
+        service
+    }
 }
 
 type BoxedAnswer = std::pin::Pin<
@@ -192,6 +213,12 @@ impl tower_service::Service<axum::extract::Request> for Dispatch {
                 Ok(rpc::mcp_post(State(server), request).await)
             }))
         } else {
+            let mut request = request;
+            if let Some(peer) = self.peer {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
             futures::future::Either::Right(self.router.call(request))
         }
     }
@@ -219,6 +246,7 @@ pub fn listener(services: &Services) -> ListenerSpec {
     let telemetry = services.telemetry.clone();
     let home = services.home.as_path();
     let bound = services.mcp_bound.clone();
+    let config = services.config.clone();
     let serve: ServeFn = Arc::new(move |listener, stop| {
         let server = McpServer::new(
             sessions.clone(),
@@ -226,14 +254,20 @@ pub fn listener(services: &Services) -> ListenerSpec {
             telemetry.clone(),
             stop.clone(),
         );
+        // `[sessions]` needs a restart to change (the running values stay until then).
+        server.set_creation_rate(creation_rate(&config.get().sessions));
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
+        let config = config.clone();
         Box::pin(async move {
             let task = tokio::spawn(announcer);
-            let service =
-                axum::ServiceExt::<axum::extract::Request>::into_make_service(server.service());
-            let result = axum::serve(no_delay(listener), service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let service = server.service();
+            let result = crate::http::serve(
+                listener,
+                move || crate::http::Limits::from(&config.get().http),
+                move |peer| service.for_peer(peer),
+                stop,
+            )
+            .await;
             task.abort();
             result
         })

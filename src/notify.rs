@@ -1,9 +1,11 @@
-//! systemd readiness and watchdog notification (`sd_notify`), without libsystemd.
+//! systemd readiness, reload and watchdog notification (`sd_notify`), without libsystemd.
 //!
-//! Under systemd (`NOTIFY_SOCKET` set, `Type=notify`) the daemon sends `READY=1` once the
-//! supervision tree is up, `STOPPING=1` when shutdown begins, and `WATCHDOG=1` every half of
-//! `WATCHDOG_USEC` while it runs. Outside systemd every call is a no-op. The socket path may be
-//! a filesystem path or an abstract socket (`@name`).
+//! Under systemd (`NOTIFY_SOCKET` set, `Type=notify` or `Type=notify-reload`) the daemon sends
+//! `READY=1` once the supervision tree is up, `RELOADING=1` with `MONOTONIC_USEC=` when a
+//! reload begins and `READY=1` (with a `STATUS=` line saying how it went) when it is done,
+//! `STOPPING=1` when shutdown begins, and `WATCHDOG=1` while the root supervisor answers (see
+//! [`crate::watchdog`], which decides when to ping). Outside systemd every call is a no-op. The
+//! socket path may be a filesystem path or an abstract socket (`@name`).
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
@@ -50,20 +52,39 @@ impl Notifier {
         send(socket, path, state.as_bytes())
     }
 
-    /// Sends `WATCHDOG=1` every [`Self::watchdog_interval`] until the future is dropped.
-    pub async fn run_watchdog(&self) {
-        let Some(interval) = self.watchdog_interval() else {
-            return std::future::pending().await;
-        };
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Err(e) = self.notify("WATCHDOG=1") {
-                tracing::warn!(error = %e, "watchdog notification failed");
-            }
+    /// Sends `RELOADING=1` with `MONOTONIC_USEC=` (the time now on `CLOCK_MONOTONIC`, as
+    /// `Type=notify-reload` requires to match the reload to the signal that asked for it).
+    pub fn notify_reloading(&self) -> io::Result<()> {
+        if !self.is_active() {
+            return Ok(());
         }
+        self.notify(&reloading_message(monotonic_now()?))
     }
+
+    /// Sends `READY=1` after a reload, with `status` as the unit's `STATUS=` line (shown by
+    /// `systemctl status`).
+    pub fn notify_reloaded(&self, status: &str) -> io::Result<()> {
+        self.notify(&format!("READY=1\nSTATUS={}", one_line(status)))
+    }
+}
+
+/// The notification that a reload began at `monotonic` (time since boot on
+/// `CLOCK_MONOTONIC`).
+pub fn reloading_message(monotonic: Duration) -> String {
+    format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic.as_micros())
+}
+
+/// `CLOCK_MONOTONIC` now.
+fn monotonic_now() -> io::Result<Duration> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    Ok(Duration::from(now))
+}
+
+/// `text` on one line: a newline would start another assignment of the message.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(target_os = "linux")]
@@ -113,36 +134,52 @@ mod tests {
         assert_eq!(n.watchdog_interval(), None);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn ready_then_watchdog_at_half_the_timeout() {
+    #[test]
+    fn watchdog_interval_is_half_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify").display().to_string();
-        let listener = tokio::net::UnixDatagram::bind(&path).unwrap();
+        let _listener = UnixDatagram::bind(&path).unwrap();
         let n = Notifier::from_env(&env_of(&[
             ("NOTIFY_SOCKET", path),
             ("WATCHDOG_USEC", "4000000".into()),
         ]));
         assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(2)));
-        n.notify("READY=1").unwrap();
-        let mut buf = [0u8; 64];
-        let len = listener.recv(&mut buf).await.unwrap();
-        assert_eq!(&buf[..len], b"READY=1");
+    }
 
-        let watchdog = tokio::spawn(async move { n.run_watchdog().await });
-        let mut times = Vec::new();
-        for _ in 0..4 {
-            let len = listener.recv(&mut buf).await.unwrap();
-            assert_eq!(&buf[..len], b"WATCHDOG=1");
-            times.push(tokio::time::Instant::now());
-        }
-        for pair in times.windows(2) {
-            assert_eq!(
-                pair[1] - pair[0],
-                Duration::from_secs(2),
-                "pinged at half of WATCHDOG_USEC"
-            );
-        }
-        watchdog.abort();
+    #[test]
+    fn reloading_carries_the_monotonic_time_and_ready_a_one_line_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify").display().to_string();
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::from_env(&env_of(&[("NOTIFY_SOCKET", path)]));
+        let mut buf = [0u8; 256];
+
+        let before = monotonic_now().unwrap();
+        n.notify_reloading().unwrap();
+        let after = monotonic_now().unwrap();
+        let len = listener.recv(&mut buf).unwrap();
+        let message = std::str::from_utf8(&buf[..len]).unwrap();
+        let usec: u128 = message
+            .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+            .unwrap_or_else(|| panic!("{message:?}"))
+            .parse()
+            .unwrap();
+        assert!(
+            before.as_micros() <= usec && usec <= after.as_micros(),
+            "{usec} is the time of sending on CLOCK_MONOTONIC"
+        );
+        assert_eq!(
+            reloading_message(Duration::from_millis(1_500)),
+            "RELOADING=1\nMONOTONIC_USEC=1500000"
+        );
+
+        n.notify_reloaded("reload rejected:\nbad line").unwrap();
+        let len = listener.recv(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..len],
+            b"READY=1\nSTATUS=reload rejected: bad line",
+            "a newline in the status cannot start another assignment"
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -4,9 +4,10 @@
 //! returned. Otherwise the difference is applied:
 //! - MCP servers: added ones are started, removed ones stopped, and only those whose connection
 //!   settings changed (transport, command, args, env, url, headers, roots, handshake timeout,
-//!   auto_connect) are restarted. A changed tool timeout or restart policy is applied in place:
-//!   the server keeps running, and so do its in-flight calls.
-//! - Gateway timeouts apply to the next request.
+//!   auto_connect) are restarted. A changed tool timeout, liveness probe (`ping_interval_secs`,
+//!   `ping_failures`) or restart policy is applied in place: the server keeps running, and so
+//!   do its in-flight calls; the probe takes its new policy at once.
+//! - Gateway timeouts apply to the next request; `[http]` client limits to the next connection.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
 //!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
 //!   default restart policy for the children that are not MCP servers (sidecars, the operator,
@@ -16,6 +17,22 @@
 //! its previous entry, and the reason is reported under `failed`.
 //!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
+//!
+//! # Who reloads, one at a time
+//!
+//! SIGHUP (from `kill`, or from systemd for a `Type=notify-reload` unit), `POST /api/reload`
+//! and `revka reload` (which posts to the gateway) all end in [`reload`]. Reloads are
+//! serialised: a request that arrives while one runs waits for it and then runs its own (the
+//! file may have changed since the running one read it), and gets the report of its own
+//! reload. Signals never wait in the signal loop: [`serve_signals`] runs the reloads they ask
+//! for in a task of its own, so SIGTERM is handled at once even during a reload, and signals
+//! that arrive while a reload runs are folded into one more reload after it (none is lost).
+//!
+//! Under systemd each reload is framed by `RELOADING=1` + `MONOTONIC_USEC=` and `READY=1`
+//! with a `STATUS=` line saying how it went. A reload drives `root/mcp_servers` through that
+//! supervisor's own mailbox, from the task that runs the reload; the root is not involved, so
+//! the watchdog ([`crate::watchdog`]) keeps pinging through a reload however long its server
+//! stops take.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,10 +41,18 @@ use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::ServerSpec;
 use revka_actors::supervisor::{RestartPolicy, start_child, terminate_child, update_child};
 use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, McpServerConfig};
-use crate::servers::{invalid_server_child, server_spec};
+use crate::config::{self, Config, ConfigError, McpServerConfig};
+use crate::servers::{invalid_server_child, supervised_spec};
 use crate::tree::Services;
+
+/// How long `POST /api/reload` (and so `revka reload`) waits for its reload. A reload stops
+/// each removed or changed server by its shutdown timeout (plus a kill wait), one after
+/// another, so a slow one takes minutes; past this the caller gets a 504 and the reload
+/// carries on.
+pub const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,12 +65,71 @@ pub struct ReloadReport {
     pub failed: Vec<String>,
 }
 
-/// Re-reads the config and applies the difference. `Err` is the validation error: nothing
-/// changed.
-pub async fn reload(services: &Services) -> Result<ReloadReport, String> {
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The config file does not load or does not validate.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Re-reads the config and applies the difference, after any reload already running. `Err`
+/// is the validation error: nothing changed.
+pub async fn reload(services: &Services) -> Result<ReloadReport, ReloadError> {
     let _serial = services.reload_lock.lock().await;
-    let loaded =
-        config::load(services.config.path(), &config::process_env).map_err(|e| e.to_string())?;
+    let notifier = services.notifier.get();
+    if let Some(Err(e)) = notifier.map(|n| n.notify_reloading()) {
+        tracing::warn!(error = %e, "cannot notify systemd of the reload");
+    }
+    let result = apply(services).await;
+    if let Some(Err(e)) = notifier.map(|n| n.notify_reloaded(&status_line(&result))) {
+        tracing::warn!(error = %e, "cannot notify systemd that the reload is done");
+    }
+    result
+}
+
+/// The unit's `STATUS=` after a reload.
+fn status_line(result: &Result<ReloadReport, ReloadError>) -> String {
+    match result {
+        Ok(r) => format!(
+            "reloaded: {} applied, {} need a restart, {} failed",
+            r.applied.len(),
+            r.restart_required.len(),
+            r.failed.len()
+        ),
+        Err(e) => {
+            let mut line = format!("reload rejected, running configuration unchanged: {e}");
+            if line.len() > 400 {
+                let mut end = 400;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                line.truncate(end);
+                line.push('…');
+            }
+            line
+        }
+    }
+}
+
+/// Runs one reload each time `requests` is notified (SIGHUP), until aborted. Requests made
+/// while a reload runs are folded into one more reload after it.
+pub fn serve_signals(services: Services, requests: Arc<Notify>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            requests.notified().await;
+            tracing::info!("SIGHUP: reloading the configuration");
+            if let Err(e) = reload(&services).await {
+                tracing::error!(error = %e, "reload rejected; the running configuration is unchanged");
+            }
+        }
+    })
+}
+
+/// Re-reads the config and applies the difference (the caller holds the reload lock).
+async fn apply(services: &Services) -> Result<ReloadReport, ReloadError> {
+    let loaded = config::load(services.config.path(), &config::process_env)?;
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }
@@ -125,7 +209,7 @@ fn running_servers(
         .map(|s| {
             (
                 s.name.clone(),
-                (server_spec(s, &config.mcp), s.policy(&config.supervisor), s),
+                (supervised_spec(s, config), s.policy(&config.supervisor), s),
             )
         })
         .collect()
@@ -136,6 +220,7 @@ fn live_changeable(a: &ServerSpec, b: &ServerSpec) -> bool {
     let mut b = b.clone();
     b.tool_timeout = a.tool_timeout;
     b.reset_timeout_on_progress = a.reset_timeout_on_progress;
+    b.ping = a.ping;
     *a == b
 }
 
@@ -207,7 +292,7 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
                     match update_child(&sup, child(spec, *policy, cfg)).await {
                         Ok(()) => report.server_applied(
                             &path,
-                            format!("updated {id} in place (tool timeout or restart policy)"),
+                            format!("updated {id} in place (tool timeout, liveness probe or restart policy)"),
                         ),
                         Err(e) => report.server_failed(&path, format!("update {id}: {e}")),
                     }
@@ -320,7 +405,46 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
     {
         report.applied.push("gateway timeouts updated".into());
     }
+    if og.allowed_origins != ng.allowed_origins {
+        report
+            .applied
+            .push("gateway allowed_origins updated".into());
+    }
+    if old.http != new.http {
+        report
+            .applied
+            .push("[http] client limits updated (they apply to new connections)".into());
+    }
     if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
         report.applied.push("shutdown grace period updated".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[http]` is applied by a reload (the listeners read it for each new connection), never
+    /// reported as needing a restart; `[sessions]` still is.
+    #[test]
+    fn http_limits_apply_live_and_sessions_need_a_restart() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let old = Config::default_in(home);
+        let mut new = old.clone();
+        new.http.keepalive_idle_secs = 5;
+        new.sessions.evict_idle_floor_secs = 60;
+        let mut report = ReloadReport::default();
+        compare_rest(&old, &new, &mut report);
+        assert_eq!(
+            report.applied,
+            ["[http] client limits updated (they apply to new connections)"]
+        );
+        assert_eq!(report.restart_required, ["[sessions]"]);
+        let running = running_config(&old, new);
+        assert_eq!(running.http.keepalive_idle_secs, 5);
+        assert_eq!(
+            running.sessions.evict_idle_floor_secs, 300,
+            "until a restart"
+        );
     }
 }

@@ -13,15 +13,22 @@
 //! [`BATCH_EVERY`]), so a tool call never waits for the disk and a burst of calls costs one
 //! syscall. When the batch is full the recorder writes it itself (backpressure, nothing is
 //! dropped). The daemon flushes at shutdown; a `kill -9` can lose the last [`BATCH_EVERY`].
+//!
+//! The file is opened in place without following links ([`revka_actors::fs::open_in_place`]):
+//! a link planted at `run.jsonl` is refused, never written through. The refused batches count
+//! as write errors, with the reason as `last_error` in `get_journal_health`; the daemon runs on.
+
+#[cfg(test)]
+mod tests;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use revka_actors::fs;
 use revka_actors::status::rfc3339;
 use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
@@ -93,6 +100,8 @@ pub struct RunLog {
     write_ns: AtomicU64,
     max_write_ns: AtomicU64,
     errors: AtomicU64,
+    /// The last write error, for `get_journal_health` (e.g. a link planted at the file).
+    last_error: Mutex<Option<String>>,
     rotations: AtomicU64,
     last_rotation: Mutex<Option<SystemTime>>,
 }
@@ -110,6 +119,7 @@ impl RunLog {
             write_ns: AtomicU64::new(0),
             max_write_ns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
             rotations: AtomicU64::new(0),
             last_rotation: Mutex::new(None),
         }
@@ -182,6 +192,7 @@ impl RunLog {
         }
         let started = Instant::now();
         if let Err(e) = self.append(&mut file, &batch.bytes) {
+            *lock(&self.last_error) = Some(e.to_string());
             if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
                 eprintln!(
                     "revka: cannot write the run log {}: {e}",
@@ -233,29 +244,20 @@ impl RunLog {
         Ok(())
     }
 
+    /// Opens `run.jsonl` for appending, creating it (0600) and its directory (0700); a link
+    /// planted at its path is refused, never followed ([`fs::open_in_place`]).
     fn open(&self) -> std::io::Result<(File, u64)> {
         if let Some(dir) = self.path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
+            fs::ensure_private_dir(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        let append = OpenOptions::new().create(true).append(true).clone();
+        let file = fs::open_in_place(&self.path, &append, fs::PRIVATE_FILE)?;
         let size = file.metadata()?.len();
         Ok((file, size))
     }
 
     fn rotate(&self) -> std::io::Result<()> {
-        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        let _ = std::fs::remove_file(numbered(KEEP));
-        for n in (1..KEEP).rev() {
-            let _ = std::fs::rename(numbered(n), numbered(n + 1));
-        }
-        std::fs::rename(&self.path, numbered(1))?;
+        shift_numbered(&self.path, KEEP)?;
         self.rotations.fetch_add(1, Ordering::Relaxed);
         *self
             .last_rotation
@@ -297,6 +299,7 @@ impl RunLog {
             "avg_write_us": (avg_us * 10.0).round() / 10.0,
             "max_write_us": self.max_write_ns.load(Ordering::Relaxed) / 1000,
             "write_errors": errors,
+            "last_error": lock(&self.last_error).clone(),
         })
     }
 }
@@ -306,6 +309,17 @@ impl RunLog {
 struct Pending {
     bytes: Vec<u8>,
     lines: u64,
+}
+
+/// Moves `path` to `path.1`, after shifting `path.1` → `path.2` … and dropping `path.<keep>`
+/// (a file still open keeps being written where it moved).
+pub(crate) fn shift_numbered(path: &Path, keep: u32) -> std::io::Result<()> {
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    std::fs::rename(path, numbered(1))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -375,190 +389,5 @@ impl Visit for FieldsToJson {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().to_owned(), json!(value));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_rotate_at_the_threshold_and_keep_three_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = RunLog::new(dir.path().join("runlogs"));
-        log.record("tool_call", json!({ "tool": "x", "ok": true }));
-        log.flush();
-        let first: Value = serde_json::from_str(
-            std::fs::read_to_string(dir.path().join("runlogs/run.jsonl"))
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            (first["kind"].as_str(), first["tool"].as_str()),
-            (Some("tool_call"), Some("x"))
-        );
-        assert!(first["ts"].as_str().unwrap().ends_with('Z'));
-        let big = "x".repeat(1024 * 1024);
-        for _ in 0..(4 * 21) {
-            log.record("filler", json!({ "data": big }));
-        }
-        let health = log.health();
-        assert!(health["rotations"].as_u64().unwrap() >= 3, "{health}");
-        assert!(health["size_bytes"].as_u64().unwrap() <= ROTATE_BYTES);
-        for n in 1..=KEEP {
-            assert!(dir.path().join(format!("runlogs/run.jsonl.{n}")).exists());
-        }
-        assert!(
-            !dir.path().join("runlogs/run.jsonl.4").exists(),
-            "only three kept"
-        );
-        assert!(health["writes"].as_u64().unwrap() > 80);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("runlogs/run.jsonl"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-
-    fn lines(dir: &Path) -> usize {
-        std::fs::read_to_string(dir.join("run.jsonl")).map_or(0, |s| s.lines().count())
-    }
-
-    #[test]
-    fn a_line_is_ts_and_kind_then_the_fields_and_a_non_object_is_refused() {
-        #[derive(serde::Serialize)]
-        struct Fields<'a> {
-            tool: &'a str,
-            error: Option<String>,
-        }
-        #[derive(serde::Serialize)]
-        struct Nothing {}
-        let dir = tempfile::tempdir().unwrap();
-        let log = RunLog::new(dir.path().to_owned());
-        log.record_with(
-            "tool\"call",
-            &Fields {
-                tool: "a\nb",
-                error: None,
-            },
-        );
-        log.record_with("empty", &Nothing {});
-        log.record("wrapped", json!([1, 2]));
-        log.record_with("refused", &[1, 2]);
-        log.flush();
-        let text = std::fs::read_to_string(dir.path().join("run.jsonl")).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-        assert_eq!(keys(&lines[0]), ["error", "kind", "tool", "ts"]);
-        assert_eq!(lines[0]["kind"], "tool\"call");
-        assert_eq!(lines[0]["tool"], "a\nb");
-        assert_eq!(lines[0]["error"], Value::Null);
-        assert!(
-            humantime::parse_rfc3339(lines[0]["ts"].as_str().unwrap()).is_ok(),
-            "{text}"
-        );
-        assert_eq!(keys(&lines[1]), ["kind", "ts"]);
-        assert_eq!(lines[2]["value"], json!([1, 2]));
-        assert_eq!(
-            log.errors.load(Ordering::Relaxed),
-            1,
-            "the array is refused"
-        );
-    }
-
-    #[test]
-    fn the_writer_thread_writes_queued_records_in_one_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(RunLog::new(dir.path().to_owned()));
-        for i in 0..100 {
-            log.record("tool_call", json!({ "n": i }));
-        }
-        assert_eq!(lines(dir.path()), 0, "queued, not yet written");
-        spawn_writer(&log);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lines(dir.path()) < 100 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let text = std::fs::read_to_string(dir.path().join("run.jsonl")).unwrap();
-        let order: Vec<u64> = text
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["n"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(order, (0..100).collect::<Vec<_>>());
-        let health = log.health();
-        assert_eq!(
-            (health["writes"].as_u64(), health["batches"].as_u64()),
-            (Some(100), Some(1))
-        );
-        // Later records are written too, without a flush.
-        log.record("tool_call", json!({ "n": 100 }));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lines(dir.path()) < 101 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(lines(dir.path()), 101);
-    }
-
-    #[test]
-    fn a_full_batch_is_written_by_the_recorder() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = RunLog::new(dir.path().to_owned());
-        let big = "z".repeat(MAX_PENDING / 2 + 1);
-        log.record("filler", json!({ "data": big }));
-        assert_eq!(lines(dir.path()), 0);
-        log.record("filler", json!({ "data": big }));
-        assert_eq!(
-            lines(dir.path()),
-            1,
-            "the first batch was written to make room"
-        );
-        log.flush();
-        assert_eq!(lines(dir.path()), 2);
-    }
-
-    #[test]
-    fn supervision_and_breaker_events_are_audited_under_their_own_kinds() {
-        let targets = audit_targets();
-        for target in [
-            "revka_actors::supervisor",
-            "revka_actors::breaker",
-            "revka_actors::breaker::handle",
-        ] {
-            assert!(
-                targets.would_enable(target, &tracing::Level::INFO),
-                "{target}"
-            );
-            assert!(
-                !targets.would_enable(target, &tracing::Level::DEBUG),
-                "{target}"
-            );
-        }
-        assert!(!targets.would_enable("revka_actors::retry_queue", &tracing::Level::WARN));
-        assert!(!targets.would_enable("revka::gateway", &tracing::Level::ERROR));
-        assert_eq!(kind_of("revka_actors::breaker"), "breaker");
-        assert_eq!(kind_of("revka_actors::supervisor"), "supervision");
-    }
-
-    #[test]
-    fn a_large_log_is_flagged() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = RunLog::new(dir.path().to_owned());
-        let big = "y".repeat(1024 * 1024);
-        for _ in 0..6 {
-            log.record("filler", json!({ "data": big }));
-        }
-        assert_eq!(log.health()["status"], "warning");
     }
 }

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use ractor::SpawnErr;
 use revka_actors::mcp::connection::connection_spec;
-use revka_actors::mcp::hub::{McpHub, ServerSpec, TransportSpec};
+use revka_actors::mcp::hub::{McpHub, PingPolicy, ServerSpec, TransportSpec};
 use revka_actors::mcp::protocol::Root;
 use revka_actors::supervisor::{ChildSpec, RestartPolicy};
 
 use crate::config::{Config, InvalidServer, McpConfig, McpServerConfig, Transport};
 
-/// The actor-side spec of one configured (validated) server.
+/// The actor-side spec of one configured (validated) server, without the liveness probe (a
+/// one-off handshake or call needs none); the daemon runs [`supervised_spec`].
 pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
     let headers: Vec<(String, String)> = server
         .headers
@@ -44,6 +45,7 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
         name: server.name.clone(),
         transport,
         tool_timeout: server.tool_timeout(),
+        ping: PingPolicy::OFF,
         handshake_timeout: mcp.handshake_timeout(),
         roots: server
             .effective_roots(mcp)
@@ -51,6 +53,17 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> ServerSpec {
             .map(|p| Root::from_path(p))
             .collect(),
         reset_timeout_on_progress: server.reset_timeout_on_progress,
+        // Logs and introspection show the config's unexpanded form, masked.
+        shown: Some(server.shown()),
+    }
+}
+
+/// The spec the daemon's connection actor runs for `server`: [`server_spec`] with the liveness
+/// probe of `[supervisor]` and the server's `restart` table.
+pub fn supervised_spec(server: &McpServerConfig, config: &Config) -> ServerSpec {
+    ServerSpec {
+        ping: server.ping(&config.supervisor),
+        ..server_spec(server, &config.mcp)
     }
 }
 
@@ -67,7 +80,7 @@ pub fn server_children(
     let valid = config.mcp.servers.iter().map(|server| {
         // Set before the connection exists, so no filtered tool is ever registered.
         hub.set_tool_filter(&server.name, server.tool_filter());
-        let spec = Arc::new(server_spec(server, &config.mcp));
+        let spec = Arc::new(supervised_spec(server, config));
         let policy = server.policy(&config.supervisor);
         let child = connection_spec(spec, policy, hub.clone(), http.clone());
         if server.auto_connect {

@@ -1,11 +1,7 @@
-//! The sidecars subtree, `root/sidecars` (`rest_for_one`):
-//!
-//! ```text
-//! sidecars                    rest_for_one
-//! ├── session_manager         the Node sidecar (readiness and liveness on its Unix socket)
-//! ├── breaker:session_manager guards every daemon → sidecar call
-//! └── retry:session_manager   persistent queue of sidecar mutations to retry
-//! ```
+//! The sidecars subtree, `root/sidecars` (`rest_for_one`; drawn in `docs/architecture.md`):
+//! `session_manager` (the Node sidecar, with readiness and liveness on its Unix socket), then
+//! `breaker:session_manager` (guards every daemon → sidecar call), then
+//! `retry:session_manager` (the persistent queue of sidecar mutations to retry).
 //!
 //! With `rest_for_one`, the breaker and the queue restart after their sidecar restarts; their
 //! state lives in shared handles, so a restart of the actors keeps it (the queue also survives

@@ -1,25 +1,26 @@
 //! The daemon's Prometheus metrics (`GET /metrics` on the gateway).
 //!
 //! Families updated on hot paths (tool calls) are held as handles; everything that is already
-//! state somewhere else (actor states and restarts in the status tree, sessions, event
-//! subscribers) is read by callback gauges at scrape time, so it can never drift.
+//! state somewhere else (actor states and restarts in the status tree, sessions, breakers, the
+//! retry queue, the process itself) is read by callback families at scrape time, so it can
+//! never drift. `actors` exports the status tree without listing anything per session,
+//! `process` the standard `process_*` families.
+//!
+//! No label value comes from a client: labels are configured names (servers, tools, breakers),
+//! paths of the bounded part of the tree, and fixed sets (states, outcomes, events). Session
+//! ids and labels appear nowhere.
+
+mod actors;
+mod process;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use revka_actors::StatusNode;
 use revka_actors::metrics::{Counter, Family, Histogram, Metrics, MetricsError};
 use revka_actors::session::Sessions;
-use revka_actors::{ActorState, StatusNode};
-
-/// The states an actor can be in, for the one-hot `revka_actor_state` gauge.
-const STATES: [ActorState; 6] = [
-    ActorState::Starting,
-    ActorState::Running,
-    ActorState::BackingOff,
-    ActorState::Stopping,
-    ActorState::Stopped,
-    ActorState::Failed,
-];
 
 /// Metric handles of the tool-call path.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub enum CallOutcome {
 }
 
 impl Telemetry {
-    /// Registers every family and the callback gauges over `root` and `sessions`.
+    /// Registers every family and the callback families over `root` and `sessions`.
     pub fn new(root: &StatusNode, sessions: &Arc<Sessions>) -> Result<Self, MetricsError> {
         let metrics = Arc::new(Metrics::new());
         let calls = metrics.counter(
@@ -55,46 +56,20 @@ impl Telemetry {
             "Wall time of tool calls through the MCP server, by server.",
             &["server"],
         )?;
-        let tree = root.clone();
-        metrics.register_gauge_fn(
-            "revka_actor_restarts",
-            "Restarts of each supervised actor since the daemon started.",
-            &["path", "kind"],
-            Box::new(move || {
-                let mut rows = Vec::new();
-                tree.walk(&mut |n| {
-                    rows.push((
-                        vec![n.path().to_owned(), n.kind().to_owned()],
-                        n.restarts() as f64,
-                    ))
-                });
-                rows
-            }),
-        )?;
-        let tree = root.clone();
-        metrics.register_gauge_fn(
-            "revka_actor_state",
-            "Current state of each supervised actor (1 for its state, 0 otherwise).",
-            &["path", "kind", "state"],
-            Box::new(move || {
-                let mut rows = Vec::new();
-                tree.walk(&mut |n| {
-                    let current = n.state();
-                    for state in STATES {
-                        let value = if state == current { 1.0 } else { 0.0 };
-                        rows.push((
-                            vec![
-                                n.path().to_owned(),
-                                n.kind().to_owned(),
-                                state.as_str().to_owned(),
-                            ],
-                            value,
-                        ));
-                    }
-                });
-                rows
-            }),
-        )?;
+        metrics
+            .gauge(
+                "revka_build_info",
+                "Always 1; the labels say which build is running.",
+                &["version", "os", "arch"],
+            )?
+            .with(&[
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+            ])
+            .set(1.0);
+        actors::register(&metrics, root)?;
+        process::register(&metrics)?;
         let table = sessions.clone();
         metrics.register_gauge_fn(
             "revka_sessions",
@@ -103,7 +78,7 @@ impl Telemetry {
             Box::new(move || vec![(vec![], table.len() as f64)]),
         )?;
         let table = sessions.clone();
-        metrics.register_gauge_fn(
+        metrics.register_counter_fn(
             "revka_session_events_total",
             "MCP sessions created, expired and evicted since start.",
             &["event"],
@@ -135,7 +110,7 @@ impl Telemetry {
         })
     }
 
-    /// Registers the breaker and retry-queue gauges of the session manager.
+    /// Registers the breaker and retry-queue families of the session manager.
     pub fn register_sidecar(
         &self,
         sidecar: &crate::sidecars::SidecarServices,

@@ -153,10 +153,17 @@ impl ToolRegistry {
         self.builtins.insert(name, tool);
     }
 
-    /// Records a tool that could not register, with the reason (shown in `/health`).
+    /// Records a tool that could not register, with the reason (shown in `/health`; the
+    /// start-up banner counts them, so each is logged at `debug` only).
     pub fn skip(&mut self, name: &str, reason: &str) {
-        tracing::info!(tool = name, reason, "tool not registered");
+        tracing::debug!(tool = name, reason, "tool not registered");
         self.skipped.push((name.to_owned(), reason.to_owned()));
+    }
+
+    /// The built-in tools that could not register, with reasons (not the external ones a
+    /// collision or a tool filter kept out: see [`Self::skipped`]).
+    pub fn unregistered(&self) -> &[(String, String)] {
+        &self.skipped
     }
 
     /// Tools that could not register, with reasons (including external name collisions and

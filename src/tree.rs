@@ -1,14 +1,10 @@
 //! The daemon's supervision tree: which actors sit under `root`, in which order, with which
 //! strategy.
 //!
-//! ```text
-//! root                 one_for_one
-//! ├── mcp_servers      one_for_one, one child per [[mcp.servers]] entry
-//! ├── sidecars         rest_for_one: breaker and queue restart after their sidecar
-//! ├── sessions         one_for_one, temporary session children
-//! ├── mcp_http         the in-process MCP server's listener (+ mcp.json)
-//! └── gateway          the gateway's listener (+ gateway.json), when [gateway] enabled
-//! ```
+//! `root` (`one_for_one`) gets, in this order: `mcp_servers` (one child per `[[mcp.servers]]`
+//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
+//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. The
+//! whole tree, down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
 //! first, then sessions end (cancelling their calls), then sidecars and servers stop.
@@ -103,8 +99,11 @@ pub struct Services {
     pub pairing: Arc<PairingCodes>,
     /// The session manager's client, breaker and retry queue.
     pub sidecar: SidecarServices,
-    /// Serialises live reloads.
+    /// Serialises live reloads (FIFO: a reload asked for during another runs after it).
     pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The service manager's notification socket, set by `daemon::run` once `READY=1` is out
+    /// (a reload's `RELOADING=1` before readiness would confuse the manager).
+    pub notifier: Arc<std::sync::OnceLock<Arc<crate::notify::Notifier>>>,
     /// The last reloads (newest last), shown in the root's introspection details.
     pub reloads: Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>,
 }
@@ -116,6 +115,7 @@ impl Services {
         let limits = SessionLimits {
             idle_timeout: config.sessions.idle_timeout(),
             max_sessions: config.sessions.max_sessions as usize,
+            evict_idle_floor: config.sessions.evict_idle_floor(),
         };
         let mut tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
         let http = servers::http_client();
@@ -159,6 +159,7 @@ impl Services {
             pairing,
             sidecar,
             reload_lock: Arc::default(),
+            notifier: Arc::default(),
             reloads,
         })
     }
@@ -203,9 +204,12 @@ pub fn operator_template(
                 cwd: None,
             },
             tool_timeout: op.tool_timeout(),
+            // Off: operator tools may run ~100 s without answering anything else.
+            ping: revka_actors::mcp::hub::PingPolicy::OFF,
             handshake_timeout: config.mcp.handshake_timeout(),
             roots: Vec::new(),
             reset_timeout_on_progress: false,
+            shown: None,
         },
         policy: config.supervisor.policy(),
         http: http.clone(),

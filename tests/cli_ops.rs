@@ -52,9 +52,25 @@ async fn operating_the_running_daemon_from_the_cli() {
     let (code, out, _) = revka(&served, &["pair"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("pairing code: "), "{out}");
+    assert!(out.contains("for a token with the viewer role"), "{out}");
+    let (code, out, _) = revka(&served, &["pair", "--role", "operator"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("for a token with the operator role"), "{out}");
+    let (code, _, err) = revka(&served, &["pair", "--role", "admin"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("unknown role \"admin\": expected viewer, operator or owner"),
+        "{err}"
+    );
     let (code, out, _) = revka(&served, &["tokens", "list"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("owner"), "{out}");
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "LABEL", "ROLE", "CREATED", "LAST", "USED", "FLAGS"]
+    );
+    assert!(out.contains("  owner  "), "{out}");
+    assert!(out.contains("gateway.token"), "{out}");
 }
 
 #[test]

@@ -31,12 +31,14 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-const BUILTIN_TOOLS: [&str; 18] = [
+/// The fault server's own tools (before `--tools N` adds `tool_000`…); other tests count by it.
+pub(crate) const BUILTIN_TOOLS: [&str; 19] = [
     "echo",
     "add",
     "typed",
     "sleep",
     "hang",
+    "hang_stdin",
     "progress",
     "crash",
     "garbage",
@@ -644,6 +646,48 @@ fn hang_without_cancel_never_answers() {
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "h"}}));
     server.wait_for_stderr(r#"cancelled "h""#);
     server.assert_quiet();
+}
+
+/// `hang_stdin` stops the only thread that reads stdin: a ping sent meanwhile is answered only
+/// after the call (whose progress keeps coming); without `ms` the server stays alive and never
+/// reads again. `--refuse-ping` answers `ping` with -32601.
+#[test]
+fn hang_stdin_stops_reading_stdin_and_refuse_ping_refuses() {
+    let mut server = Server::start("fault_server", &["--refuse-ping"]);
+    server.initialize();
+    // Bad arguments are a tool error, and the server reads on.
+    let bad = server.call("hang_stdin", json!({"ms": "soon"}));
+    assert!(is_error(&bad), "{bad}");
+    let params = json!({"name": "hang_stdin", "arguments": {"ms": 500, "progress_ms": 50},
+        "_meta": {"progressToken": "t"}});
+    server.send(&json!({"jsonrpc": "2.0", "id": "h", "method": "tools/call", "params": params}));
+    server.send(&json!({"jsonrpc": "2.0", "id": "p", "method": "ping"}));
+    let mut progress = 0;
+    let answer = loop {
+        let message = server.message();
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "t", "{message}");
+            progress += 1;
+            assert_eq!(message["params"]["progress"], progress, "{message}");
+            continue;
+        }
+        break message;
+    };
+    assert_eq!(
+        answer["id"], "h",
+        "the call first: the ping was not read: {answer}"
+    );
+    assert!(text_of(&answer["result"]).starts_with("read stdin again after"));
+    assert!(progress >= 2, "progress while not reading: {progress}");
+    let ping = server.message();
+    assert_eq!(ping["id"], "p");
+    assert_eq!(ping["error"]["code"], -32601, "{ping}");
+
+    // For good: alive, silent, nothing read.
+    server.send_call(json!("forever"), "hang_stdin", json!({}));
+    server.send(&json!({"jsonrpc": "2.0", "id": "p2", "method": "ping"}));
+    server.assert_quiet();
+    assert!(server.try_wait(Duration::ZERO).is_none(), "still alive");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The gateway end to end: pairing and bearer auth (with rate limiting), introspection and
-//! restarts, health, metrics, the `/api/mcp/*` proxy (streaming, ceilings), the server-config
-//! test, and bad input.
+//! The gateway end to end: pairing and bearer auth, token roles, failure throttling,
+//! introspection and restarts, health, metrics, the `/api/mcp/*` proxy (streaming, ceilings,
+//! session ownership), the server-config test, Origin checks, and bad input.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,7 @@ async fn bearer_auth_pairing_revocation_and_rate_limiting() {
     };
     let (status, body) = gw.json(pair(&code)).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["role"], "viewer", "the default role");
     let paired = body["token"].as_str().unwrap().to_owned();
     assert!(paired.starts_with("rvk_"));
     let (status, _) = gw.json(pair(&code)).await;
@@ -90,7 +91,12 @@ async fn bearer_auth_pairing_revocation_and_rate_limiting() {
     // A paired token may not mint pairing codes nor manage tokens: the owner's only.
     let owner_id = {
         let (_, list) = gw.json(gw.get("/api/tokens")).await;
-        let owner = list.as_array().unwrap().iter().find(|t| t["owner"] == true);
+        let owner = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["file_token"] == true);
+        assert_eq!(owner.unwrap()["role"], "owner");
         owner.unwrap()["id"].as_str().unwrap().to_owned()
     };
     for (method, path) in [
@@ -110,7 +116,7 @@ async fn bearer_auth_pairing_revocation_and_rate_limiting() {
             body["error"]
                 .as_str()
                 .unwrap()
-                .contains("needs the owner token"),
+                .contains("needs the owner role; this token has the viewer role"),
             "{body}"
         );
     }
@@ -158,26 +164,6 @@ async fn bearer_auth_pairing_revocation_and_rate_limiting() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-
-    // Ten more failures and the address is locked out, even for a good token.
-    for _ in 0..10 {
-        gw.http
-            .get(format!("{}/api/actors", gw.url))
-            .bearer_auth("rvk_wrong")
-            .send()
-            .await
-            .unwrap();
-    }
-    let resp = gw.get("/api/actors").send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        resp.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            > 0
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -352,7 +338,7 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     );
     assert_eq!(
         value(
-            "revka_actor_restarts",
+            "revka_actor_restarts_total",
             &[("path", "root/mcp_servers/mcp:fault")]
         ),
         Some(1.0),
@@ -555,7 +541,7 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     let (status, ok) = gw.json(test(json!({ "name": "t", "transport": "stdio", "command": server, "args": ["--tools", "2"], "timeout_ms": 500 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(ok["tool_count"], 20);
+    assert_eq!(ok["tool_count"], crate::fixtures::BUILTIN_TOOLS.len() + 2);
     // With a tool filter, as in the config: `tools` are those the daemon would register.
     let (_, filtered) = gw
         .json(test(json!({
@@ -567,7 +553,11 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     assert_eq!(filtered["tools"], json!(["echo", "tool_000"]), "{filtered}");
     assert_eq!(filtered["tool_count"], 2);
     let out = filtered["filtered"].as_array().unwrap();
-    assert_eq!(out.len(), 18, "{filtered}");
+    assert_eq!(
+        out.len(),
+        crate::fixtures::BUILTIN_TOOLS.len(),
+        "{filtered}"
+    );
     assert!(out.contains(&json!("tool_001")) && out.contains(&json!("sleep")));
     for (body, error) in [
         (json!({ "name": "", "command": "x" }), "name is required"),
@@ -662,7 +652,8 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
         session.id, session.token
     );
 
-    // (carrier, request): Authorization header, bearer.<token> subprotocol, ?token=.
+    // (carrier, request): Authorization header, bearer.<token> subprotocol (offered with the
+    // fixed `revka` one, which the gateway selects), ?token=.
     let mut header = format!("{ws_base}{query}").into_client_request().unwrap();
     header.headers_mut().insert(
         "authorization",
@@ -671,7 +662,7 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
     let mut subprotocol = format!("{ws_base}{query}").into_client_request().unwrap();
     subprotocol.headers_mut().insert(
         "sec-websocket-protocol",
-        HeaderValue::from_str(&format!("bearer.{}", gw.token)).unwrap(),
+        HeaderValue::from_str(&format!("revka, bearer.{}", gw.token)).unwrap(),
     );
     let param = format!("{ws_base}{query}&token={}", gw.token)
         .into_client_request()
@@ -687,8 +678,8 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
         if carrier == "subprotocol" {
             assert_eq!(
                 response.headers()["sec-websocket-protocol"],
-                format!("bearer.{}", gw.token),
-                "echoed"
+                "revka",
+                "the fixed protocol, never the token"
             );
         }
         // Give the relay a moment to subscribe, then make progress.
@@ -725,5 +716,358 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
     match tokio_tungstenite::connect_async(format!("{ws_base}{query}")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("expected 401, got {other:?}"),
+    }
+}
+
+/// Pairs a device through `POST /api/pair/code` (`{"role": role}`, or no body) and `/pair`:
+/// its token.
+async fn paired(gw: &Gw, role: Option<&str>) -> String {
+    let mut request = gw.post("/api/pair/code");
+    if let Some(role) = role {
+        request = request
+            .header("content-type", "application/json")
+            .body(json!({ "role": role }).to_string());
+    }
+    let (status, body) = gw.json(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let code = body["code"].as_str().unwrap().to_owned();
+    let (status, body) = gw
+        .json(
+            gw.http
+                .post(format!("{}/pair", gw.url))
+                .header("X-Pairing-Code", code)
+                .header("X-Pairing-Label", role.unwrap_or("default")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Finding 1: a paired token used to run any command as the daemon's user through the stdio
+/// server test. Now a pairing code carries a role: spawning needs the owner; an operator
+/// may restart actors and test http configs; a viewer only reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paired_token_cannot_spawn_a_process_unless_paired_as_owner() {
+    let gw = Gw::start("").await;
+    let viewer = paired(&gw, None).await;
+    let operator = paired(&gw, Some("operator")).await;
+    let owner = paired(&gw, Some("owner")).await;
+    let as_token = |token: &str, method: reqwest::Method, path: &str| {
+        gw.http
+            .request(method, format!("{}{path}", gw.url))
+            .bearer_auth(token.to_owned())
+    };
+    let marker = gw.served.home.path().join("spawned-by-a-paired-token");
+    let stdio = json!({
+        "name": "t", "transport": "stdio", "command": "sh",
+        "args": ["-c", format!("touch '{}'", marker.display())],
+    })
+    .to_string();
+    for token in [&viewer, &operator] {
+        let (status, body) = gw
+            .json(
+                as_token(token, reqwest::Method::POST, "/api/mcp/servers/test")
+                    .header("content-type", "application/json")
+                    .body(stdio.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("forbidden: "),
+            "{body}"
+        );
+    }
+    assert!(!marker.exists(), "a paired token spawned a process");
+    // Nor may they reload, pair or manage tokens.
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/reload"),
+        (reqwest::Method::POST, "/api/pair/code"),
+        (reqwest::Method::GET, "/api/tokens"),
+    ] {
+        let (status, body) = gw.json(as_token(&operator, method.clone(), path)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    // A viewer reads; an operator also restarts.
+    let restart = "/api/actors/root/mcp_servers/mcp:fault/restart";
+    let (status, _) = gw
+        .json(as_token(&viewer, reqwest::Method::GET, "/api/actors"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = gw
+        .json(as_token(&viewer, reqwest::Method::POST, restart))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs the operator role; this token has the viewer role"),
+        "{body}"
+    );
+    let (status, body) = gw
+        .json(as_token(&operator, reqwest::Method::POST, restart))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An owner paired on purpose may spawn, as the file's owner token may.
+    let (status, body) = gw
+        .json(
+            as_token(&owner, reqwest::Method::POST, "/api/mcp/servers/test")
+                .header("content-type", "application/json")
+                .body(stdio),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(marker.exists(), "the owner's test ran its command");
+    // The roles are listed.
+    let (_, list) = gw.json(gw.get("/api/tokens")).await;
+    let roles: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["label"].as_str().unwrap(), t["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("owner", "owner"),
+            ("default", "viewer"),
+            ("operator", "operator"),
+            ("owner", "owner")
+        ]
+    );
+}
+
+/// Finding 2: any gateway token could use any MCP session by its id alone. Now a session is
+/// usable through the gateway without its own token only by the gateway token that created it
+/// there, and other roles than owner never see session ids.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_usable_through_the_gateway_only_by_its_creator_or_with_its_token() {
+    let gw = Gw::start("").await;
+    let alice = paired(&gw, Some("operator")).await;
+    let bob = paired(&gw, Some("operator")).await;
+    let post = |token: &str, path: &str| {
+        gw.http
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(token.to_owned())
+    };
+    let (status, session) = gw
+        .json(
+            post(&alice, "/api/mcp/session")
+                .header("content-type", "application/json")
+                .body(r#"{"label":"alice-secret-work"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let sid = session["session_id"].as_str().unwrap().to_owned();
+    let mcp_token = session["token"].as_str().unwrap().to_owned();
+    let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }).to_string();
+    let call = |token: &str, sid: &str, mcp: Option<&str>| {
+        let mut request = post(token, "/api/mcp/call")
+            .header("X-Revka-Session", sid.to_owned())
+            .header("content-type", "application/json")
+            .body(list.clone());
+        if let Some(mcp) = mcp {
+            request = request.header("X-Revka-Mcp-Token", mcp.to_owned());
+        }
+        request
+    };
+    let (status, body) = gw.json(call(&alice, &sid, None)).await;
+    assert_eq!(status, StatusCode::OK, "the creator: {body}");
+    assert!(body["result"]["tools"].is_array(), "{body}");
+    // Anyone else without the session's token: the answer for an unknown session.
+    let unknown = "f".repeat(32);
+    let (status, unknown_body) = gw.json(call(&bob, &unknown, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for token in [&bob, &gw.token] {
+        let (status, body) = gw.json(call(token, &sid, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body, unknown_body);
+        let resp = gw
+            .http
+            .get(format!("{}/api/mcp/session/{sid}/events", gw.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    // With the session's own token, anyone may (the MCP server checks it); a wrong one fails.
+    let (status, body) = gw.json(call(&bob, &sid, Some(&mcp_token))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = gw.json(call(&bob, &sid, Some(&"0".repeat(64)))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The WebSocket relay: the same rule.
+    let ws = format!(
+        "{}/ws/mcp/events?session_id={sid}&token={bob}",
+        gw.url.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    use futures::StreamExt;
+    let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let frame: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(
+        frame,
+        json!({ "error": "daemon-unreachable", "detail": "unknown or expired MCP session" })
+    );
+    // Session ids and labels: for the owner only.
+    for (token, shown) in [(&bob, false), (&alice, false), (&gw.token, true)] {
+        let (_, tree) = gw
+            .json(
+                gw.http
+                    .get(format!("{}/api/actors", gw.url))
+                    .bearer_auth(token),
+            )
+            .await;
+        let text = tree.to_string();
+        assert_eq!(text.contains(&sid), shown, "{text}");
+        assert_eq!(text.contains("alice-secret-work"), shown, "{text}");
+    }
+}
+
+/// Finding 3: ten bad tokens from any local process locked the owner out for five minutes
+/// (every local process is 127.0.0.1). Now failures only slow themselves down, and the owner's
+/// `revka status` works throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tokens_from_any_local_process_never_lock_the_owner_out() {
+    let gw = Gw::start("").await;
+    let bad = |from: [u8; 4]| {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(from))
+            .build()
+            .unwrap();
+        let url = format!("{}/api/actors", gw.url);
+        async move {
+            client
+                .get(url)
+                .bearer_auth("rvk_wrong")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Twelve from the address every local process has, four more from elsewhere in 127/8.
+    let attempts: Vec<_> = (0..16u8)
+        .map(|i| bad([127, 0, 0, if i < 12 { 1 } else { i - 10 }]))
+        .collect();
+    for status in futures::future::join_all(attempts).await {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let out = gw
+        .served
+        .home
+        .command()
+        .env("RUST_LOG", "off")
+        .env("NO_COLOR", "1")
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mcp_servers"));
+    let (status, _) = gw.json(gw.get("/api/actors")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Finding 5: any loopback origin (a dev server on `localhost:3000`) used to pass. Now only the
+/// gateway's own origin and `[gateway] allowed_origins` do, WebSocket upgrades included.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_gateways_own_origin_and_the_configured_ones_are_accepted() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let gw = Gw::start("[gateway]\nallowed_origins = [\"http://localhost:5173\"]\n").await;
+    let with_origin = |origin: &str| gw.get("/api/health").header("Origin", origin.to_owned());
+    for (origin, expected) in [
+        ("http://localhost:3000", StatusCode::FORBIDDEN),
+        ("http://127.0.0.1:3000", StatusCode::FORBIDDEN),
+        (gw.url.as_str(), StatusCode::OK),
+        ("http://localhost:5173", StatusCode::OK),
+    ] {
+        let (status, body) = gw.json(with_origin(origin)).await;
+        assert_eq!(status, expected, "{origin}: {body}");
+    }
+    let session = gw.served.session().await;
+    let ws = format!(
+        "{}/ws/mcp/events?session_id={}&mcp_token={}&token={}",
+        gw.url.replace("http://", "ws://"),
+        session.id,
+        session.token,
+        gw.token
+    );
+    let upgrade = |origin: &'static str| {
+        let mut request = ws.clone().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_static(origin));
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade("http://localhost:3000").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        Err(other) => panic!("expected 403, got {other}"),
+        Ok((_, resp)) => panic!("expected 403, got {}", resp.status()),
+    }
+    upgrade("http://localhost:5173").await.expect("allowed");
+}
+
+/// Finding 9 (part): `/api/reload` ignored the 64 KiB body cap, and the WebSocket echoed the
+/// `bearer.<token>` subprotocol, token and all. Now the reload is refused with 413, and the
+/// WebSocket selects the fixed `revka` subprotocol (400 if the client did not offer it).
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_caps_its_body_and_the_websocket_never_echoes_the_token() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let gw = Gw::start("").await;
+    let (status, body) = gw
+        .json(gw.post("/api/reload").body(vec![b'x'; 65 * 1024]))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (_, root) = gw.json(gw.get("/api/actors/root")).await;
+    assert_eq!(
+        root["details"]["reloads"],
+        json!([]),
+        "nothing was reloaded"
+    );
+
+    let session = gw.served.session().await;
+    let ws = format!(
+        "{}/ws/mcp/events?session_id={}&mcp_token={}",
+        gw.url.replace("http://", "ws://"),
+        session.id,
+        session.token
+    );
+    let offering = |protocols: String| {
+        let mut request = ws.clone().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(&protocols).unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    let (_, response) = offering(format!("revka, bearer.{}", gw.token))
+        .await
+        .expect("upgraded");
+    let selected = response.headers()["sec-websocket-protocol"]
+        .to_str()
+        .unwrap();
+    assert_eq!(selected, "revka");
+    match offering(format!("bearer.{}", gw.token)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+            let body: Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains("\"revka\" subprotocol"), "{error}");
+            assert!(!error.contains(&gw.token), "{error}");
+        }
+        Err(other) => panic!("expected 400, got {other}"),
+        Ok((_, resp)) => panic!("expected 400, got {:?}", resp.headers()),
     }
 }

@@ -137,9 +137,11 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
             cwd: None,
         },
         tool_timeout: Duration::from_secs(30),
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     }
 }
 

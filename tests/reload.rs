@@ -386,10 +386,10 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     r.served.daemon.signal(Signal::SIGHUP);
     r.served
         .daemon
-        .expect_notification("RELOADING=1", Duration::from_secs(10));
+        .expect_notification_starting("RELOADING=1\nMONOTONIC_USEC=", Duration::from_secs(10));
     r.served
         .daemon
-        .expect_notification("READY=1", Duration::from_secs(30));
+        .expect_notification_starting("READY=1\nSTATUS=reloaded: ", Duration::from_secs(30));
     assert!(!r.server_ids().await.contains(&"mcp:keep".to_owned()));
     assert!(
         eventually(Duration::from_secs(10), || !crate::util::process_exists(

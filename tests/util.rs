@@ -188,6 +188,23 @@ impl TestDaemon {
         panic!("no {want} within {timeout:?}; stderr:\n{}", self.stderr());
     }
 
+    /// Waits for a notification starting with `prefix` (a multi-line one such as
+    /// `RELOADING=1\nMONOTONIC_USEC=…`), skipping others; returns it whole.
+    pub fn expect_notification_starting(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(text) = self.next_notification(Duration::from_millis(100)) {
+                if text.starts_with(prefix) {
+                    return text;
+                }
+            }
+        }
+        panic!(
+            "no {prefix}… within {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Receives the next notification, if one arrives within `timeout`.
     pub fn next_notification(&self, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;

@@ -104,14 +104,8 @@ impl BreakerState {
         }
     }
 
-    /// The value of the `revka_breaker_state` gauge: 0 closed, 1 half open, 2 open.
-    pub fn gauge_value(self) -> f64 {
-        match self {
-            Self::Closed => 0.0,
-            Self::HalfOpen => 1.0,
-            Self::Open => 2.0,
-        }
-    }
+    /// Every state, for the one-hot `revka_breaker_state` family.
+    pub const ALL: [Self; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
 }
 
 impl std::fmt::Display for BreakerState {

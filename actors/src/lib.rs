@@ -13,8 +13,13 @@
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
 //! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
 //!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
+//! - [`redact`]: the one rule for showing a server's URL and command line in logs and
+//!   introspection (userinfo, query values and secret-looking argument values masked).
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
+//! - [`fs`]: the files the daemon writes in its home: atomic replacement (temporary file,
+//!   fsync, rename, directory fsync), in-place opens that never follow a planted link, and the
+//!   private-directory rule (owned by this user, not group/world-writable).
 //! - [`breaker`]: the circuit breaker guarding every daemon → sidecar call (closed, open,
 //!   half open with bounded, time-limited probes; doubling recovery timeout), its supervised
 //!   actor (`root/sidecars/breaker:session_manager`) and its metrics.
@@ -30,12 +35,14 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod breaker;
+pub mod fs;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
 #[cfg(test)]
 mod ractor_patch;
+pub mod redact;
 pub mod retry_queue;
 pub mod session;
 pub mod sidecar;

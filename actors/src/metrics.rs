@@ -1,19 +1,29 @@
 //! The daemon's metrics: a small Prometheus registry, read by the gateway's `GET /metrics`.
 //!
 //! [`Metrics`] is shared through an `Arc`. Families are registered once, by name, help text and
-//! label names, as counters, gauges (`f64` or `i64`), histograms or callback gauges evaluated at
-//! scrape time. Registration never panics: bad names, duplicate labels, bad buckets and name
+//! label names, as counters, gauges (`f64` or `i64`), histograms, or callback counters and
+//! gauges evaluated at scrape time (for values that already live somewhere else: an atomic, the
+//! status tree). Registration never panics: bad names, duplicate labels, bad buckets and name
 //! clashes are a [`MetricsError`].
+//!
+//! The registry keeps the exposition honest by construction, as `promtool check metrics` wants
+//! it: a counter's name ends in `_total` and nothing else's does, and every family has help
+//! text. A state is exported one-hot ([`one_hot`]): one series per possible state, 1 for the
+//! current one and 0 for the others, never as a number that encodes the state.
 //!
 //! [`Family::with`] returns a cheap handle (an `Arc`) on one series; hot paths keep handles, and
 //! `inc` / `observe` on a handle are a few relaxed atomic operations with no allocation and no
 //! lock. Each family holds at most a bounded number of series ([`DEFAULT_SERIES_LIMIT`]): past
 //! it, new label combinations share one series whose label values are all
-//! [`OVERFLOW_LABEL_VALUE`], so a client cannot grow memory by inventing tool names.
+//! [`OVERFLOW_LABEL_VALUE`], so a client cannot grow memory by inventing tool names. Callback
+//! families obey the same bound at each scrape: past it, the rows that sort last are summed
+//! into the overflow series (a warning is logged once). The bound is a safety net: label values
+//! must come from bounded sets (configured names, states), never from ids minted per client.
 //!
 //! [`Metrics::render`] writes the Prometheus text exposition format 0.0.4 ([`CONTENT_TYPE`]):
 //! families sorted by name, series sorted by label values, so the output is deterministic.
-//! [`validate_exposition`] checks such text (tests use it on the daemon's real output).
+//! [`validate_exposition`] checks such text and [`lint_exposition`] also its naming rules (tests
+//! use them on the daemon's real output; the daemon-level test also runs `promtool`).
 
 mod family;
 mod series;
@@ -28,7 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use family::Family;
 pub use series::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, IntGauge, Timer};
-pub use validate::{Sample, parse_exposition, validate_exposition};
+pub use validate::{Sample, lint_exposition, parse_exposition, validate_exposition};
 
 use text::Value;
 
@@ -41,8 +51,36 @@ pub const DEFAULT_SERIES_LIMIT: usize = 10_000;
 /// The label value of every label of a family's overflow series.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 
-/// A callback gauge: evaluated at each scrape, it returns one `(label values, value)` per series.
-pub type GaugeFn = Box<dyn Fn() -> Vec<(Vec<String>, f64)> + Send + Sync>;
+/// One series of a callback family: its label values (in the order of the family's label
+/// names) and its value.
+pub type Row = (Vec<String>, f64);
+
+/// A callback family's producer: evaluated at each scrape, it returns one [`Row`] per series.
+pub type SeriesFn = Box<dyn Fn() -> Vec<Row> + Send + Sync>;
+
+/// The producer of a callback gauge ([`Metrics::register_gauge_fn`]).
+pub type GaugeFn = SeriesFn;
+
+/// The producer of a callback counter ([`Metrics::register_counter_fn`]): each row's value must
+/// never decrease between scrapes (it may restart from zero when its series is recreated).
+pub type CounterFn = SeriesFn;
+
+/// Appends the rows of a one-hot state family to `rows`: one row per state of `states`, with
+/// label values `labels` followed by the state's name, valued 1 for `current` and 0 for every
+/// other state. So each actor's rows sum to 1, and `sum by (state)` counts actors per state.
+pub fn one_hot<S: Copy + PartialEq>(
+    rows: &mut Vec<Row>,
+    labels: &[&str],
+    states: &[S],
+    current: S,
+    name: impl Fn(S) -> &'static str,
+) {
+    for &state in states {
+        let mut values: Vec<String> = labels.iter().map(|&l| l.to_owned()).collect();
+        values.push(name(state).to_owned());
+        rows.push((values, if state == current { 1.0 } else { 0.0 }));
+    }
+}
 
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
@@ -86,6 +124,19 @@ pub enum MetricsError {
         /// The registered metric it clashes with.
         existing: String,
     },
+    /// A counter's name must end in `_total`, and only a counter's may.
+    #[error(
+        "metric `{name}`: a counter's name must end in `_total`, and only a counter's may ({kind} given)"
+    )]
+    TotalSuffix {
+        /// The metric being registered.
+        name: String,
+        /// The type it was registered as.
+        kind: &'static str,
+    },
+    /// Every family needs help text (Prometheus tooling flags families without).
+    #[error("metric `{0}`: empty help text")]
+    EmptyHelp(String),
     /// Histogram bucket bounds must be finite and strictly increasing (a final `+Inf` is implied).
     #[error("histogram `{metric}`: {reason}")]
     InvalidBuckets {
@@ -111,11 +162,33 @@ enum Registered {
     Callback(Arc<Callback>),
 }
 
+/// The type of a family, as its `# TYPE` line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
 struct Callback {
+    kind: Kind,
     help: String,
     label_names: Box<[String]>,
-    f: GaugeFn,
+    f: SeriesFn,
+    /// Set once a panic or a bad row (wrong arity, a negative counter) was logged.
     warned: AtomicBool,
+    /// Set once reaching the series limit was logged.
+    warned_limit: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -159,7 +232,7 @@ impl Metrics {
             name,
             help,
             label_names,
-            false,
+            Kind::Counter,
             Counter::default,
             Registered::Counter,
         )
@@ -176,7 +249,7 @@ impl Metrics {
             name,
             help,
             label_names,
-            false,
+            Kind::Gauge,
             Gauge::default,
             Registered::Gauge,
         )
@@ -193,7 +266,7 @@ impl Metrics {
             name,
             help,
             label_names,
-            false,
+            Kind::Gauge,
             IntGauge::default,
             Registered::IntGauge,
         )
@@ -231,13 +304,21 @@ impl Metrics {
         }
         let bounds: Arc<[f64]> = buckets.into();
         let make = move || Histogram::new(Arc::clone(&bounds));
-        self.register_family(name, help, label_names, true, make, Registered::Histogram)
+        self.register_family(
+            name,
+            help,
+            label_names,
+            Kind::Histogram,
+            make,
+            Registered::Histogram,
+        )
     }
 
-    /// Registers a gauge family whose series are produced by `f` at each scrape (e.g. child
-    /// states from the supervision snapshot, a queue depth). Rows whose label count does not
-    /// match `label_names` are skipped, duplicate label sets keep their first row, and a
-    /// panicking callback yields no series for that scrape (logged once per family).
+    /// Registers a gauge family whose series are produced by `f` at each scrape (e.g. actor
+    /// states from the status tree, a queue depth). Rows whose label count does not match
+    /// `label_names` are skipped, duplicate label sets keep their first row, rows past the
+    /// series limit are summed into the overflow series, and a panicking callback yields no
+    /// series for that scrape (each logged once per family).
     pub fn register_gauge_fn(
         &self,
         name: &str,
@@ -245,12 +326,39 @@ impl Metrics {
         label_names: &[&str],
         f: GaugeFn,
     ) -> Result<(), MetricsError> {
-        self.register(name, label_names, false, |label_names| {
+        self.register_callback(name, help, label_names, Kind::Gauge, f)
+    }
+
+    /// Registers a counter family whose series are produced by `f` at each scrape, for counts
+    /// kept elsewhere (an atomic, a breaker's totals, CPU time). The name must end in `_total`.
+    /// Rows are handled as by [`Metrics::register_gauge_fn`]; rows with a negative or `NaN`
+    /// value are skipped (and logged once).
+    pub fn register_counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        f: CounterFn,
+    ) -> Result<(), MetricsError> {
+        self.register_callback(name, help, label_names, Kind::Counter, f)
+    }
+
+    fn register_callback(
+        &self,
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        kind: Kind,
+        f: SeriesFn,
+    ) -> Result<(), MetricsError> {
+        self.register(name, help, label_names, kind, |label_names| {
             let cb = Callback {
+                kind,
                 help: help.to_owned(),
                 label_names,
                 f,
                 warned: AtomicBool::new(false),
+                warned_limit: AtomicBool::new(false),
             };
             ((), Registered::Callback(Arc::new(cb)))
         })
@@ -276,7 +384,9 @@ impl Metrics {
                     text::render_simple(&mut out, name, "gauge", f, |g| Value::Signed(g.get()))
                 }
                 Registered::Histogram(f) => text::render_histogram(&mut out, name, f),
-                Registered::Callback(cb) => text::render_callback(&mut out, name, cb),
+                Registered::Callback(cb) => {
+                    text::render_callback(&mut out, name, cb, self.series_limit)
+                }
             }
         }
         out
@@ -287,11 +397,11 @@ impl Metrics {
         name: &str,
         help: &str,
         label_names: &[&str],
-        histogram: bool,
+        kind: Kind,
         make: impl Fn() -> S + Send + Sync + 'static,
         wrap: fn(Family<S>) -> Registered,
     ) -> Result<Family<S>, MetricsError> {
-        self.register(name, label_names, histogram, |labels| {
+        self.register(name, help, label_names, kind, |labels| {
             let family = Family::new(name, help, labels, self.series_limit, Box::new(make));
             (family.clone(), wrap(family))
         })
@@ -300,11 +410,22 @@ impl Metrics {
     fn register<T>(
         &self,
         name: &str,
+        help: &str,
         label_names: &[&str],
-        histogram: bool,
+        kind: Kind,
         build: impl FnOnce(Box<[String]>) -> (T, Registered),
     ) -> Result<T, MetricsError> {
         validate_metric_name(name)?;
+        if name.ends_with("_total") != (kind == Kind::Counter) {
+            return Err(MetricsError::TotalSuffix {
+                name: name.to_owned(),
+                kind: kind.as_str(),
+            });
+        }
+        if help.trim().is_empty() {
+            return Err(MetricsError::EmptyHelp(name.to_owned()));
+        }
+        let histogram = kind == Kind::Histogram;
         let labels = validate_label_names(name, label_names, histogram)?;
         let mut families = self
             .families

@@ -171,6 +171,9 @@ pub struct ProcessSpec {
     pub readiness: Option<Readiness>,
     /// Optional liveness probe, run once ready.
     pub liveness: Option<Liveness>,
+    /// The command line logs and status details show (an MCP server's config form, masked);
+    /// `None` shows `program` and `args` masked by [`crate::redact::command_line`].
+    pub shown: Option<String>,
 }
 
 impl ProcessSpec {
@@ -188,15 +191,16 @@ impl ProcessSpec {
             stop_timeout: Duration::from_secs(5),
             readiness: None,
             liveness: None,
+            shown: None,
         }
     }
 
-    /// `program arg…` as one display string.
+    /// `program arg…` as logs and status details show it: [`Self::shown`], else the real
+    /// command line with secret-looking values masked ([`crate::redact`]).
     pub fn command_line(&self) -> String {
-        std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.shown
+            .clone()
+            .unwrap_or_else(|| crate::redact::command_line(&self.program, &self.args))
     }
 }
 

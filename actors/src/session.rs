@@ -13,10 +13,17 @@
 //!   expired), the session is removed from the table, its in-flight calls are cancelled and its
 //!   event streams end.
 //!
-//! One sweeper task for the whole table ends sessions idle for the idle timeout with no call in
-//! flight (a timer per session would cost every idle session a task and a timer entry). The
-//! table is capped: at the cap, creating a session evicts the longest-idle one. The event
-//! broadcaster is created on the first subscription, so an idle session costs little memory.
+//! A session is *in use* while it has a call in flight or an open event stream, and *idle*
+//! since its last authenticated request or the end of its last use, whichever is later. One
+//! sweeper task for the whole table ends sessions idle for the idle timeout and not in use (a
+//! timer per session would cost every idle session a task and a timer entry). The table is
+//! capped: at the cap, creating a session evicts the longest-idle session that is not in use
+//! and has been idle for at least the eviction floor; if there is none, the creation is
+//! refused ([`SessionError::Full`], with how long until a session could become evictable), so
+//! a flood of creations cannot push out a client that merely paused. A session is checked as
+//! not in use under the lock that registers calls, so a call can never be in flight in a
+//! session that is evicted or expired. The event broadcaster is created on the first
+//! subscription, so an idle session costs little memory.
 
 mod events;
 pub mod operator;
@@ -49,8 +56,11 @@ use crate::supervisor::{
 pub struct SessionLimits {
     /// A session unused for this long is ended.
     pub idle_timeout: Duration,
-    /// At most this many sessions; creating one more evicts the longest-idle.
+    /// At most this many sessions; creating one more evicts the longest-idle session that may
+    /// be evicted, or is refused.
     pub max_sessions: usize,
+    /// At the cap, only a session idle for at least this long (and not in use) may be evicted.
+    pub evict_idle_floor: Duration,
 }
 
 impl Default for SessionLimits {
@@ -58,6 +68,7 @@ impl Default for SessionLimits {
         Self {
             idle_timeout: Duration::from_secs(30 * 60),
             max_sessions: 1024,
+            evict_idle_floor: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -72,6 +83,22 @@ pub enum SessionError {
     /// The OS random source failed.
     #[error("cannot generate a session token: {0}")]
     Random(String),
+    /// The table is at its cap and no session may be evicted: each is in use or was used within
+    /// the eviction floor.
+    #[error(
+        "the session cap ({max}) is reached and every session is in use or was used in the last \
+         {}s; retry in {}s", .floor.as_secs(), .retry_after.as_secs()
+    )]
+    Full {
+        /// The cap.
+        max: usize,
+        /// The eviction floor.
+        floor: Duration,
+        /// How long until the first session could become evictable (at least a second): the
+        /// earliest, were it left alone from now on. A session in use needs the whole floor
+        /// once its use ends.
+        retry_after: Duration,
+    },
 }
 
 /// One session's shared state.
@@ -103,6 +130,10 @@ pub struct Session {
     ended: CancellationToken,
     /// The session's operator tools, once its operator was first asked for.
     operator_hub: std::sync::OnceLock<Arc<crate::mcp::hub::McpHub>>,
+    /// The id of the gateway token that created the session through the gateway's proxy, if
+    /// one did: that token alone may use the session through the gateway without presenting
+    /// the session's own token. Set once, right after creation.
+    proxy_owner: std::sync::OnceLock<Box<str>>,
 }
 
 impl Session {
@@ -139,13 +170,26 @@ impl Session {
         }
     }
 
-    /// The session's token, for the gateway's same-origin proxy only: the gateway has already
-    /// authenticated its caller with a gateway token, an owner-level credential.
+    /// The session's token, for the gateway's same-origin proxy only, which lends it to the
+    /// gateway token that created the session (see [`Session::proxy_owner`]).
     pub fn proxy_token(&self) -> String {
         hex(&self.token)
     }
 
-    /// Records activity (every authenticated request).
+    /// Records the gateway token (by id) that created this session through the gateway's
+    /// proxy. The first record wins; `false` if one was already made.
+    pub fn set_proxy_owner(&self, token_id: &str) -> bool {
+        self.proxy_owner.set(token_id.into()).is_ok()
+    }
+
+    /// The id of the gateway token that created this session through the gateway's proxy,
+    /// if one did.
+    pub fn proxy_owner(&self) -> Option<&str> {
+        self.proxy_owner.get().map(|id| &**id)
+    }
+
+    /// Records activity: every authenticated request, and the end of a use (a call, an event
+    /// stream), so that a session is idle only from then.
     pub fn touch(&self) {
         self.last_seen_us
             .fetch_max(micros_since(self.epoch), Ordering::Relaxed);
@@ -276,6 +320,24 @@ impl Session {
         self.events.subscribers()
     }
 
+    /// Whether the session has a call in flight or an open event stream: it is then never
+    /// evicted nor expired.
+    pub fn in_use(&self) -> bool {
+        self.inflight_calls() > 0 || self.subscribers() > 0
+    }
+
+    /// Ends the session if it is still not in use and has been idle for at least `idle`,
+    /// deciding under the lock that registers calls: a call registered after this has a
+    /// cancelled token. Returns whether it ended. The caller removes it from the table.
+    fn end_if_unused(&self, idle: Duration) -> bool {
+        let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        if !inflight.is_empty() || self.subscribers() > 0 || self.idle_for() < idle {
+            return false;
+        }
+        self.ended.cancel();
+        true
+    }
+
     /// Cancelled when the session ends.
     pub fn ended(&self) -> &CancellationToken {
         &self.ended
@@ -353,6 +415,8 @@ impl Drop for CallGuard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.request_id);
+        // A session in use is not idle: its idle time starts when the call ends.
+        self.session.touch();
     }
 }
 
@@ -414,22 +478,59 @@ impl Sessions {
         }
     }
 
-    /// Ends every session idle for the idle timeout with no call in flight.
+    /// Ends every session idle for the idle timeout and not in use.
     fn expire_idle(&self) {
         let limit = self.limits.idle_timeout;
-        let idle: Vec<(Arc<Session>, Duration)> = self
+        let idle: Vec<Arc<Session>> = self
             .map
             .iter()
-            .filter_map(|e| {
-                let session = e.value();
-                let idle = session.idle_for();
-                (idle >= limit && session.inflight_calls() == 0).then(|| (session.clone(), idle))
-            })
+            .filter(|e| e.value().idle_for() >= limit && !e.value().in_use())
+            .map(|e| e.value().clone())
             .collect();
-        for (session, idle) in idle {
-            self.expired.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(session = %session.id, idle_secs = idle.as_secs(), "session expired");
-            self.end(&session.id, &format!("idle for {}s", idle.as_secs()));
+        for session in idle {
+            let idle = session.idle_for();
+            if session.end_if_unused(limit) {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = %session.id, idle_secs = idle.as_secs(), "session expired");
+                self.end(&session.id, &format!("idle for {}s", idle.as_secs()));
+            }
+        }
+    }
+
+    /// Makes room for one session at the cap: ends the longest-idle session that is not in
+    /// use and has been idle for the eviction floor. `Err` is how long until one could be.
+    fn evict_one(&self) -> Result<(), SessionError> {
+        let floor = self.limits.evict_idle_floor;
+        loop {
+            let mut victim: Option<(Arc<Session>, Duration)> = None;
+            // A session in use needs the whole floor once its use ends.
+            let mut soonest = floor;
+            for entry in self.map.iter() {
+                let session = entry.value();
+                let idle = session.idle_for();
+                if session.in_use() {
+                    continue;
+                }
+                if idle < floor {
+                    soonest = soonest.min(floor - idle);
+                } else if victim.as_ref().is_none_or(|(_, longest)| idle > *longest) {
+                    victim = Some((session.clone(), idle));
+                }
+            }
+            let Some((victim, idle)) = victim else {
+                return Err(SessionError::Full {
+                    max: self.limits.max_sessions,
+                    floor,
+                    retry_after: soonest.max(Duration::from_secs(1)),
+                });
+            };
+            // Used since the scan: look again.
+            if victim.end_if_unused(floor) {
+                tracing::info!(session = %victim.id, idle_secs = idle.as_secs(), "session cap reached; evicting the longest-idle session");
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                self.end(&victim.id, "evicted: the session cap was reached");
+                return Ok(());
+            }
         }
     }
 
@@ -498,16 +599,13 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         while self.map.len() >= self.limits.max_sessions {
-            let Some(victim) = self
-                .all()
-                .into_iter()
-                .min_by_key(|s| s.last_seen_us.load(Ordering::Relaxed))
-            else {
-                break;
-            };
-            tracing::info!(session = %victim.id, idle_secs = victim.idle_for().as_secs(), "session cap reached; evicting the longest-idle session");
-            self.evicted.fetch_add(1, Ordering::Relaxed);
-            self.end(&victim.id, "evicted: the session cap was reached");
+            if let Err(full) = self.evict_one() {
+                tracing::warn!(
+                    sessions = self.map.len(),
+                    "session cap reached and no session may be evicted; refusing a new one"
+                );
+                return Err(full);
+            }
         }
         let mut id_bytes = [0u8; 16];
         let mut token = [0u8; 32];
@@ -531,6 +629,7 @@ impl Sessions {
             actor: Mutex::new(None),
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),
+            proxy_owner: std::sync::OnceLock::new(),
         });
         self.map.insert(id, session.clone());
         drop(admission);

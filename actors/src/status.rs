@@ -38,6 +38,16 @@ pub enum ActorState {
 }
 
 impl ActorState {
+    /// Every state, for one-hot state metrics.
+    pub const ALL: [Self; 6] = [
+        Self::Starting,
+        Self::Running,
+        Self::BackingOff,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
+
     /// The lowercase name used in snapshots, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +95,33 @@ struct NodeData {
     last_failure: Option<(String, SystemTime)>,
     started_at: Option<(SystemTime, Instant)>,
     next_restart_at: Option<Instant>,
+    /// The bounded wait the actor's handler is inside, if it declared one.
+    waiting: Option<Wait>,
+}
+
+/// A bounded wait an actor's handler declared (see [`StatusNode::begin_wait`]): while it
+/// lasts the actor's mailbox is not served, and that is expected until `deadline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// What the handler waits for, for people (`stopping root/mcp_servers`).
+    pub what: String,
+    /// When the wait ends at the latest (its own timeouts run out by then).
+    pub deadline: Instant,
+}
+
+/// Ends the wait declared by [`StatusNode::begin_wait`] when dropped, restoring the one that
+/// was declared before it (waits nest: a group restart stops one sibling after another).
+#[must_use = "the wait ends when the guard is dropped"]
+#[derive(Debug)]
+pub struct WaitGuard {
+    node: StatusNode,
+    previous: Option<Wait>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        lock(&self.node.inner.data).waiting = self.previous.take();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,6 +163,7 @@ impl StatusNode {
                     last_failure: None,
                     started_at: None,
                     next_restart_at: None,
+                    waiting: None,
                 }),
                 children: RwLock::new(Vec::new()),
                 details: RwLock::new(None),
@@ -231,6 +269,27 @@ impl StatusNode {
         lock(&self.inner.data)
             .next_restart_at
             .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Declares that this node's actor is about to wait, inside a handler, for something that
+    /// ends by `deadline` (a supervisor stopping a child by its shutdown policy). Readers
+    /// that probe the actor's mailbox (the systemd watchdog) use it to tell a busy actor from
+    /// a wedged one: past the deadline, an unanswered mailbox is a wedged actor.
+    pub fn begin_wait(&self, what: impl Into<String>, deadline: Instant) -> WaitGuard {
+        let wait = Wait {
+            what: what.into(),
+            deadline,
+        };
+        let previous = lock(&self.inner.data).waiting.replace(wait);
+        WaitGuard {
+            node: self.clone(),
+            previous,
+        }
+    }
+
+    /// The bounded wait the actor is inside, if any (its deadline may have passed).
+    pub fn waiting(&self) -> Option<Wait> {
+        lock(&self.inner.data).waiting.clone()
     }
 
     /// Installs the provider of this node's kind-specific details.
@@ -423,6 +482,41 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_actor_state_once() {
+        // Exhaustive: a new state does not compile here until it is numbered, and then fails
+        // until it is in `ALL` (one-hot metrics would no longer sum to 1 without it).
+        let index = |s: ActorState| match s {
+            ActorState::Starting => 0,
+            ActorState::Running => 1,
+            ActorState::BackingOff => 2,
+            ActorState::Stopping => 3,
+            ActorState::Stopped => 4,
+            ActorState::Failed => 5,
+        };
+        let mut seen: Vec<usize> = ActorState::ALL.iter().map(|&s| index(s)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn waits_nest_and_end_with_their_guard() {
+        let node = StatusNode::root("root", "supervisor");
+        assert_eq!(node.waiting(), None);
+        let deadline = Instant::now() + Duration::from_secs(65);
+        let outer = node.begin_wait("stopping root/mcp_servers", deadline);
+        let inner = node.begin_wait("stopping root/sidecars", deadline);
+        assert_eq!(node.waiting().unwrap().what, "stopping root/sidecars");
+        drop(inner);
+        let wait = node.waiting().unwrap();
+        assert_eq!(
+            (wait.what.as_str(), wait.deadline),
+            ("stopping root/mcp_servers", deadline)
+        );
+        drop(outer);
+        assert_eq!(node.waiting(), None);
+    }
 
     #[test]
     fn tree_paths_find_and_order() {

@@ -440,6 +440,15 @@ impl SupervisorState {
         child.node.set_state(ActorState::Stopping);
         let path = child.node.path().to_owned();
         info!(%path, reason, "stopping child");
+        // Our mailbox waits with us; say until when, so a probe of it can tell busy from
+        // wedged (the systemd watchdog does).
+        let bound = match child.spec.policy.shutdown {
+            Shutdown::Timeout(timeout) => timeout + KILL_WAIT,
+            Shutdown::BrutalKill => KILL_WAIT,
+        };
+        let _waiting = self
+            .node
+            .begin_wait(format!("stopping {path}"), Instant::now() + bound);
         match child.spec.policy.shutdown {
             Shutdown::Timeout(timeout) => {
                 match cell

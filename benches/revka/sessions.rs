@@ -56,7 +56,11 @@ async fn settled_rss(pid: i32) -> u64 {
 
 pub async fn run(n: usize) -> anyhow::Result<()> {
     println!("\n## sessions: {n} sessions created (POST /session + initialize) and held");
-    let extra = format!("\n[sessions]\nmax_sessions = {}\n", n * 2);
+    // As fast as they can be created: past the default rate limit of `POST /session`.
+    let extra = format!(
+        "\n[sessions]\nmax_sessions = {}\ncreate_burst = {n}\ncreate_per_minute = 1000000\n",
+        n * 2
+    );
     let daemon = Daemon::start(&daemon::config(&[], &extra))?;
     let addr = daemon.mcp_addr()?;
     let mut conn = HttpConn::connect(addr).await?;

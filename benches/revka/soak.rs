@@ -78,7 +78,7 @@ pub async fn run(length: Duration) -> anyhow::Result<()> {
             ("echo".into(), echo, vec![]),
             ("fault".into(), fault, vec![]),
         ],
-        "\n[sessions]\nmax_sessions = 100\n\n[supervisor]\nmax_restarts = 100000\nwindow_secs = 1\nreset_after_secs = 1\nintensity = 100000\nintensity_period_secs = 1\n",
+        "\n[sessions]\nmax_sessions = 100\ncreate_per_minute = 6000\n\n[supervisor]\nmax_restarts = 100000\nwindow_secs = 1\nreset_after_secs = 1\nintensity = 100000\nintensity_period_secs = 1\n",
     );
     let daemon = Daemon::start(&config)?;
     let addr = daemon.mcp_addr()?;

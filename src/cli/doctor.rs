@@ -7,14 +7,17 @@
 //! Python is 3.11+; Node is 18+ (a FAIL only when the session manager is enabled); the
 //! operator's venv, launcher and package are installed, and the operator answers an MCP
 //! handshake; the session manager answers `GET /health` on its socket; the daemon's gateway
-//! answers `GET /api/health`, with the session manager's breaker state; every configured MCP
-//! server answers a handshake; the discovery files name live processes.
+//! answers `GET /api/health`, with the session manager's breaker state; every program the
+//! daemon spawns (stdio servers, the operator's Python, the session manager) is found on the
+//! `PATH` the installed service runs with (read back from the unit or plist); every configured
+//! MCP server answers a handshake; the discovery files name live processes.
 //!
 //! [`diagnose`] returns the checks (tested against temporary homes, the environment passed in
 //! as a lookup); [`run`] is what the binary calls. Exit 1 if any check FAILs.
 
 mod live;
 mod local;
+mod service_path;
 
 #[cfg(test)]
 mod tests;
@@ -138,6 +141,7 @@ pub async fn diagnose(opts: DoctorOptions<'_>) -> Vec<Check> {
     checks.extend(live::session_manager(&config, daemon.running()).await);
     checks.push(daemon.check.clone());
     checks.push(live::breaker(&daemon).await);
+    checks.extend(service_path::checks(&config, opts.env));
     checks.extend(live::servers(&config).await);
     checks.extend(live::discovery_files(opts.home));
     checks

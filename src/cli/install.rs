@@ -4,8 +4,10 @@
 //! `operator_mcp/venv/` with the chosen Python (≥ 3.11), the package is `pip install`ed into
 //! it (pip's `PIP_*` environment is honoured, so an offline index or wheelhouse works), and
 //! the launcher `operator_mcp/run_operator_mcp.py` is written. With `--with-session-manager`
-//! the Node session manager is copied to `operator_mcp/session-manager/` (Node ≥ 18); its
-//! config (`[session_manager] enabled = true`) is printed, never written.
+//! the Node session manager is copied to `operator_mcp/session-manager/` (Node ≥ 18); then
+//! `[session_manager] enabled = true` is set in `config.toml` (comments kept, a running
+//! daemon reloaded) with `--enable`, offered as a question on a terminal, or printed as the
+//! command to run otherwise.
 //!
 //! Every step prints one line; `--dry-run` prints them as `would: …` and changes nothing.
 //! Installing is idempotent: a file is rewritten only when its contents or mode differ, the
@@ -48,6 +50,10 @@ pub struct InstallArgs {
     /// Also install the Node.js session manager (needs Node 18 or newer).
     #[arg(long)]
     pub with_session_manager: bool,
+    /// With --with-session-manager: set `[session_manager] enabled = true` in config.toml
+    /// without asking.
+    #[arg(long, requires = "with_session_manager")]
+    pub enable: bool,
     /// Do not install the operator MCP sidecar.
     #[arg(long)]
     pub skip_operator: bool,
@@ -105,8 +111,9 @@ pub struct Report {
     pub changes: usize,
 }
 
-/// Runs `revka install` for `home`, printing to stdout; the exit code.
-pub fn run(args: &InstallArgs, home: &Path) -> ExitCode {
+/// Runs `revka install` for `home`, printing to stdout; the exit code. `config` is the
+/// `--config` path (default `home/config.toml`), where `--enable` sets the session manager on.
+pub fn run(args: &InstallArgs, home: &Path, config: Option<PathBuf>) -> ExitCode {
     if !args.sidecars_only {
         eprintln!(
             "revka install: only `revka install --sidecars-only` is supported here; the full \
@@ -116,6 +123,11 @@ pub fn run(args: &InstallArgs, home: &Path) -> ExitCode {
     }
     let mut stdout = std::io::stdout().lock();
     match install(args, home, &mut stdout) {
+        Ok(_) if args.with_session_manager && !args.dry_run => {
+            drop(stdout);
+            let path = config.unwrap_or_else(|| home.join(crate::config::CONFIG_FILE_NAME));
+            enable_session_manager(&path, args.enable)
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(reason) => {
             let _ = stdout.flush();
@@ -204,13 +216,18 @@ impl Installer<'_> {
         }
     }
 
-    /// `REVKA_HOME` (if missing) and `operator_mcp/` exist, owner-only; checked once per run.
+    /// `REVKA_HOME` (if missing) and `operator_mcp/` exist, owner-only, and an existing home is
+    /// private (owned by this user, not group/world-writable); checked once per run.
     fn prepare(&mut self, layout: &Layout) -> Result<(), String> {
         if self.prepared {
             return Ok(());
         }
         self.prepared = true;
-        if !layout.home.is_dir() {
+        if layout.home.is_dir() {
+            // The daemon refuses a home others can write in; so does the installer, before it
+            // puts programs the daemon will run there.
+            revka_actors::fs::check_private_dir(&layout.home).map_err(|e| e.to_string())?;
+        } else {
             self.ensure_dir(&layout.home, 0o700)?;
         }
         self.ensure_dir(&layout.dir, 0o700)
@@ -352,12 +369,52 @@ impl Installer<'_> {
             &sources.session_manager,
             opts,
         )?;
-        self.line(
-            "session manager: to run it under the daemon, set in config.toml (not edited by \
-             revka install):\n    [session_manager]\n    enabled = true",
-        );
+        if self.dry_run {
+            self.line("would: set [session_manager] enabled = true in config.toml (if not set)");
+        }
         Ok(())
     }
+}
+
+/// After installing the session manager: `[session_manager] enabled = true` in the config at
+/// `path`, set when `enable`, offered on a terminal, or else printed as the command to run.
+fn enable_session_manager(path: &Path, enable: bool) -> ExitCode {
+    use std::io::IsTerminal;
+    let loaded = crate::config::edit::load_lenient(path, &crate::config::process_env);
+    if loaded.is_ok_and(|l| l.config.session_manager.enabled) {
+        println!("ok: [session_manager] enabled = true in {}", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let yes = enable
+        || (interactive && {
+            print!(
+                "Run the session manager under the daemon ([session_manager] enabled = true in \
+                 {})? [y/N] ",
+                path.display()
+            );
+            let _ = std::io::stdout().flush();
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok()
+                && matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+        });
+    if !yes {
+        println!(
+            "session manager: to run it under the daemon, set [session_manager] enabled = true \
+             in {} (`revka install --sidecars-only --with-session-manager --enable` does it)",
+            path.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut file = match crate::config::edit::ConfigFile::open(path) {
+        Ok(f) => f,
+        Err(e) => return super::mcp::refused(path, &e),
+    };
+    if let Err(e) = file.enable_session_manager() {
+        return super::mcp::refused(path, &e);
+    }
+    let done = format!("set [session_manager] enabled = true in {}", path.display());
+    super::mcp::save_and_reload(&file, &[], &done)
 }
 
 /// Options for a directory the installer owns: stale files are pruned.

@@ -1,28 +1,26 @@
-//! `revka mcp list | test | call`: talk to the configured MCP servers without a daemon.
+//! `revka mcp`: the configured MCP servers, without going through the daemon.
 //!
-//! `list` and `test` run a one-off handshake per server (the same `probe` the gateway's test
-//! endpoint uses). `call` starts the needed servers under a temporary supervisor, exactly as
-//! the daemon would (argument coercion, timeouts, progress), makes one call, prints the result
-//! JSON and stops everything again.
+//! - `list | test | call` (`probe`) connect to the servers themselves;
+//! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
+//!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
+//!   reload, so the change is live at once (or say it applies at the next start);
+//! - `get` (`get`) shows one server's entry as written, and its state in a running daemon.
 
-use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Subcommand;
-use ractor::Actor;
-use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::connection::{connection_spec, probe};
-use revka_actors::mcp::hub::{HubError, McpHub};
-use revka_actors::mcp::protocol::ProgressUpdate;
-use revka_actors::mcp::wrapper::result_is_error;
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
-use revka_actors::{ActorState, StatusNode};
-use serde_json::{Value, json};
 
-use crate::config::{Config, McpServerConfig};
-use crate::servers::{http_client, server_spec};
+use crate::config;
+
+mod edit;
+mod get;
+mod import;
+mod probe;
+
+pub use edit::AddArgs;
+pub(crate) use edit::{refused, save_and_reload};
+pub use import::ImportArgs;
 
 /// `revka mcp` actions.
 #[derive(Debug, Subcommand)]
@@ -49,305 +47,54 @@ pub enum McpAction {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
+    /// Add a server to config.toml: `add NAME -- COMMAND [ARGS...]`, or `add NAME URL`.
+    Add(AddArgs),
+    /// Remove a server from config.toml.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The server's name.
+        name: String,
+    },
+    /// Show one server's configuration and, if the daemon runs, its state.
+    Get {
+        /// The server's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy servers from another client's config: claude-desktop, cursor, vscode, or a file.
+    Import(ImportArgs),
 }
 
-/// Runs an `mcp` action; `config` is already validated.
-pub fn run(config: Config, action: McpAction) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("revka: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+/// Runs an `mcp` action against the config at `path` (`--config`; default
+/// `$REVKA_HOME/config.toml`).
+pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
+    let file = || path.clone().unwrap_or_else(config::default_config_path);
+    let probe = match action {
+        McpAction::Add(args) => return edit::add(&file(), args),
+        McpAction::Remove { name } => return edit::remove(&file(), &name),
+        McpAction::Import(args) => return import::run(&file(), args),
+        McpAction::Get { name, json } => return get::run(&file(), &name, json),
+        McpAction::List { json } => probe::Probe::List { json },
+        McpAction::Test { name } => probe::Probe::Test { name },
+        McpAction::Call {
+            tool,
+            args,
+            timeout,
+        } => probe::Probe::Call {
+            tool,
+            args,
+            timeout,
+        },
     };
-    let code = runtime.block_on(async move {
-        match action {
-            McpAction::List { json } => list(&config, json).await,
-            McpAction::Test { name } => test(&config, &name).await,
-            McpAction::Call {
-                tool,
-                args,
-                timeout,
-            } => call(&config, &tool, &args, timeout).await,
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    code
-}
-
-async fn list(config: &Config, as_json: bool) -> ExitCode {
-    let http = http_client();
-    let probes = config.mcp.servers.iter().map(|server| {
-        let spec = server_spec(server, &config.mcp);
-        let http = http.clone();
-        async move { (server, probe(&spec, &http).await) }
-    });
-    let results = futures::future::join_all(probes).await;
-    let invalid = &config.mcp.invalid_servers;
-    if as_json {
-        let mut rows: Vec<Value> = results
-            .iter()
-            .map(|(server, report)| {
-                let mut row = serde_json::to_value(report).unwrap_or_default();
-                row["name"] = json!(server.name);
-                row["transport"] = json!(server.transport.as_str());
-                row["auto_connect"] = json!(server.auto_connect);
-                row
-            })
-            .collect();
-        rows.extend(invalid.iter().map(|s| json!({ "name": s.name, "ok": false, "error": format!("invalid configuration: {}", s.reason) })));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
-    } else if results.is_empty() && invalid.is_empty() {
-        println!("no MCP servers configured ([[mcp.servers]] in config.toml)");
-    } else {
-        if !config.mcp.enabled {
-            println!("note: [mcp] enabled = false: the daemon does not connect to these servers\n");
-        }
-        for (server, report) in &results {
-            let auto = if server.auto_connect {
-                ""
-            } else {
-                " (auto_connect = false)"
-            };
-            let state = if report.ok {
-                format!(
-                    "ok, {} tools, {} ms",
-                    report.tool_count.unwrap_or(0),
-                    report.latency_ms
-                )
-            } else {
-                format!(
-                    "failed: {}",
-                    report.error.as_deref().unwrap_or("unknown error")
-                )
-            };
-            println!(
-                "{}  [{}]{auto}  {state}",
-                server.name,
-                server.transport.as_str()
-            );
-            for tool in report.tools.iter().flatten() {
-                println!("    {}__{tool}", server.name);
+    match super::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
             }
+            probe::run(loaded.config, probe)
         }
-        for server in invalid {
-            println!(
-                "{}  failed: invalid configuration: {}",
-                server.name, server.reason
-            );
-        }
-    }
-    if invalid.is_empty() && results.iter().all(|(_, r)| r.ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn find<'a>(config: &'a Config, name: &str) -> Result<&'a McpServerConfig, String> {
-    config
-        .mcp
-        .servers
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = config.mcp.servers.iter().map(|s| s.name.as_str()).collect();
-            format!(
-                "no server named `{name}` (configured: {})",
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            )
-        })
-}
-
-async fn test(config: &Config, name: &str) -> ExitCode {
-    let server = match find(config, name) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("revka: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = probe(&server_spec(server, &config.mcp), &http_client()).await;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> ExitCode {
-    let arguments: Value = match serde_json::from_str(args) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return usage("--args must be a JSON object"),
-        Err(e) => return usage(&format!("--args is not valid JSON: {e}")),
-    };
-    // `server__tool` starts only that server; a bare name needs all of them to resolve.
-    let servers: Vec<&McpServerConfig> = match tool
-        .split_once("__")
-        .and_then(|(s, _)| find(config, s).ok())
-    {
-        Some(server) => vec![server],
-        None => config.mcp.servers.iter().collect(),
-    };
-    if servers.is_empty() {
-        eprintln!("revka: no MCP servers configured");
-        return ExitCode::FAILURE;
-    }
-    let hub = McpHub::new();
-    let http = http_client();
-    let node = StatusNode::root("mcp_servers", "supervisor");
-    let children = servers
-        .iter()
-        .map(|s| {
-            let mut policy = s.policy(&config.supervisor);
-            policy.max_restarts = 0; // a one-shot call reports failures instead of retrying
-            connection_spec(
-                Arc::new(server_spec(s, &config.mcp)),
-                policy,
-                hub.clone(),
-                http.clone(),
-            )
-        })
-        .collect();
-    let args = SupervisorArgs {
-        node: node.clone(),
-        strategy: Strategy::OneForOne,
-        intensity: Intensity::default(),
-        children,
-    };
-    let sup = match Supervisor::spawn(None, Supervisor, args).await {
-        Ok((sup, _)) => sup,
-        Err(e) => {
-            eprintln!("revka: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    wait_settled(&node, config.mcp.handshake_timeout()).await;
-    let timeout = timeout
-        .map(Duration::from_secs)
-        .or_else(|| servers.first().map(|s| s.tool_timeout()));
-    let progress = ProgressBar::new();
-    let opts = CallOptions {
-        timeout: timeout.unwrap_or(Duration::from_secs(180)),
-        progress: Some(Arc::new(move |p| progress.show(&p))),
-        ..Default::default()
-    };
-    let outcome = hub.call(tool, arguments, &opts).await;
-    ProgressBar::finish();
-    let _ = sup.stop_and_wait(None, Some(Duration::from_secs(30))).await;
-    match outcome {
-        Ok(raw) => {
-            let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
-            if result_is_error(&value) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(HubError::UnknownTool(name)) => {
-            let failed: Vec<String> = node
-                .children()
-                .iter()
-                .filter_map(|c| c.last_failure().map(|f| format!("{}: {f}", c.id())))
-                .collect();
-            eprintln!("revka: unknown tool `{name}`");
-            for f in failed {
-                eprintln!("  (server {f})");
-            }
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("revka: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Waits until every server is connected or has failed (bounded by the handshake timeout).
-async fn wait_settled(node: &StatusNode, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(1);
-    while tokio::time::Instant::now() < deadline {
-        let children = node.children();
-        if !children.is_empty()
-            && children
-                .iter()
-                .all(|c| !matches!(c.state(), ActorState::Starting | ActorState::Stopped))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("revka: {message}");
-    ExitCode::from(2)
-}
-
-/// Upstream progress on stderr: a bar on a terminal, one line per update otherwise.
-struct ProgressBar {
-    tty: bool,
-}
-
-impl ProgressBar {
-    fn new() -> Self {
-        Self {
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, p: &ProgressUpdate) {
-        let done = p.progress.as_f64().unwrap_or(0.0);
-        let total = p.total.as_ref().and_then(Value::as_f64);
-        let message = p.message.as_deref().unwrap_or("");
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let bar = match total {
-                Some(t) if t > 0.0 => {
-                    let filled = ((done / t).clamp(0.0, 1.0) * 30.0).round() as usize;
-                    format!(
-                        "[{}{}] {done}/{t}",
-                        "#".repeat(filled),
-                        "-".repeat(30 - filled)
-                    )
-                }
-                _ => format!("[{done}]"),
-            };
-            let _ = write!(err, "\r\x1b[2K{bar} {message}");
-        } else {
-            match total {
-                Some(t) => {
-                    let _ = writeln!(err, "progress {done}/{t} {message}");
-                }
-                None => {
-                    let _ = writeln!(err, "progress {done} {message}");
-                }
-            }
-        }
-        let _ = err.flush();
-    }
-
-    fn finish() {
-        if std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K");
-        }
+        Err(code) => code,
     }
 }

@@ -4,7 +4,9 @@
 //! [`execute`] runs one [`Op`] against the daemon of a given home and returns an [`Outcome`]
 //! (what to print on stdout and stderr, and whether it succeeded), so every command is tested
 //! end to end against an in-test gateway; [`run`] is the thin blocking wrapper the binary calls.
-//! Any failure exits 1 with `revka: <reason>` on stderr.
+//! Any failure exits 1 with `revka: <reason>` on stderr. `reload` returns only once the
+//! daemon's reload is done (waiting up to [`crate::reload::RELOAD_WAIT`]), with its report, and
+//! exits 1 when the config was rejected or a change could not be applied.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -19,6 +21,7 @@ use serde_json::Value;
 
 use super::remote::{self, Gateway, RemoteError, TokenRow};
 use super::status::{human_duration, render_tree, use_color};
+use crate::gateway::auth::Role;
 
 /// `revka tokens` actions.
 #[derive(Debug, Subcommand)]
@@ -51,8 +54,11 @@ pub enum Op {
         /// The actor to restart.
         path: String,
     },
-    /// `revka pair`.
-    Pair,
+    /// `revka pair [--role R]`.
+    Pair {
+        /// The role of the token the code is traded for.
+        role: Role,
+    },
     /// `revka tokens list [--json]`.
     TokensList {
         /// Print JSON instead of a table.
@@ -134,7 +140,14 @@ pub fn run(home: &Path, op: Op) -> ExitCode {
 
 /// Runs `op` against the daemon of `home`; `color` applies to `status`.
 pub async fn execute(home: &Path, op: &Op, color: bool) -> Outcome {
-    let gateway = match Gateway::connect(home) {
+    // `revka reload` returns when the reload is done (a slow server stop takes its whole
+    // shutdown timeout), so it waits as long as the gateway does, and a little more to hear
+    // its 504 rather than time out itself.
+    let timeout = match op {
+        Op::Reload => crate::reload::RELOAD_WAIT + Duration::from_secs(30),
+        _ => remote::REQUEST_TIMEOUT,
+    };
+    let gateway = match Gateway::connect_with_timeout(home, timeout) {
         Ok(g) => g,
         Err(e) => return Outcome::failed(e),
     };
@@ -149,7 +162,7 @@ pub async fn execute_on(gateway: &Gateway, op: &Op, color: bool) -> Outcome {
             .restart(path)
             .await
             .map(|done| format!("restarted {done}\n")),
-        Op::Pair => pair(gateway).await,
+        Op::Pair { role } => pair(gateway, *role).await,
         Op::TokensList { json } => tokens_list(gateway, *json).await,
         Op::TokensRevoke { id } => gateway.revoke(id).await.map(|t| revoked(&t)),
         Op::Reload => return reload(gateway).await,
@@ -173,15 +186,25 @@ async fn status(
     }
 }
 
-async fn pair(gateway: &Gateway) -> Result<String, RemoteError> {
-    let code = gateway.pair_code().await?;
+async fn pair(gateway: &Gateway, role: Role) -> Result<String, RemoteError> {
+    let code = gateway.pair_code(role).await?;
     let valid = human_duration(Duration::from_secs(code.expires_in_secs));
     Ok(format!(
-        "pairing code: {code} (valid for {valid}, once)\n\
+        "pairing code: {code} (valid for {valid}, once) for a token with the {role} role\n\
          trade it for a token: POST {url}/pair with header X-Pairing-Code: {code}\n",
         code = code.code,
+        role = code.role.as_deref().map_or(role.as_str(), clean_str),
         url = gateway.url(),
     ))
+}
+
+/// `text` without control characters, for one line of output.
+fn clean_str(text: &str) -> &str {
+    if text.chars().any(char::is_control) {
+        "?"
+    } else {
+        text
+    }
 }
 
 async fn tokens_list(gateway: &Gateway, json: bool) -> Result<String, RemoteError> {
@@ -194,17 +217,18 @@ async fn tokens_list(gateway: &Gateway, json: bool) -> Result<String, RemoteErro
     Ok(tokens_table(&rows))
 }
 
-/// The `tokens list` table: id, label, created, last used, flags.
+/// The `tokens list` table: id, label, role, created, last used, flags (`gateway.token` for
+/// the token of that file, `revoked`).
 pub fn tokens_table(rows: &[TokenRow]) -> String {
     if rows.is_empty() {
         return "no gateway tokens\n".to_owned();
     }
-    let header = ["ID", "LABEL", "CREATED", "LAST USED", "FLAGS"].map(str::to_owned);
+    let header = ["ID", "LABEL", "ROLE", "CREATED", "LAST USED", "FLAGS"].map(str::to_owned);
     let mut table = vec![header];
     for row in rows {
         let mut flags = Vec::new();
-        if row.owner {
-            flags.push("owner");
+        if row.file_token {
+            flags.push("gateway.token");
         }
         if row.revoked {
             flags.push("revoked");
@@ -212,6 +236,7 @@ pub fn tokens_table(rows: &[TokenRow]) -> String {
         table.push([
             row.id.clone(),
             clean(&row.label),
+            row.role.as_deref().map_or("-".to_owned(), clean),
             clean(&row.created_at),
             row.last_used_at
                 .as_deref()
@@ -223,7 +248,7 @@ pub fn tokens_table(rows: &[TokenRow]) -> String {
             },
         ]);
     }
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for line in &table {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
@@ -248,9 +273,10 @@ pub fn tokens_table(rows: &[TokenRow]) -> String {
 
 fn revoked(token: &TokenRow) -> String {
     let mut out = format!("revoked token {} ({})\n", token.id, clean(&token.label));
-    if token.owner {
+    if token.file_token {
         out.push_str(
-            "note: it was an owner token; the daemon issues a new one when it next starts\n",
+            "note: it was the owner token of gateway.token; the daemon issues a new one when it \
+             next starts\n",
         );
     }
     out

@@ -2,23 +2,24 @@
 //! (`revka status`, `restart`, `pair`, `tokens`, `reload`).
 //!
 //! [`Gateway::connect`] finds the daemon through `$REVKA_HOME/gateway.json`
-//! (`{url, pid, started_at}`), checks that its pid is alive (`kill(pid, 0)`), and reads the
+//! (`{url, pid, started_at}`) once it has checked that the home is private (owned by this user,
+//! not group/world-writable), checks that its pid is alive (`kill(pid, 0)`), and reads the
 //! owner token from `$REVKA_HOME/gateway.token`; every request then carries
 //! `Authorization: Bearer <owner token>` and gives up after [`REQUEST_TIMEOUT`]. Failures are
 //! [`RemoteError`]s whose messages are meant to be printed as they are: a missing or stale
 //! discovery file, a gateway that does not answer, a stale owner token (401), or the `error`
 //! field of any other non-2xx answer.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::gateway::auth::{OWNER_TOKEN_FILE, StoreError, read_owner_token};
+use crate::gateway::auth::{OWNER_TOKEN_FILE, Role, StoreError, read_owner_token};
 
 mod discovery;
 
@@ -39,6 +40,10 @@ pub enum RemoteError {
         /// The missing `gateway.json`.
         path: PathBuf,
     },
+    /// `$REVKA_HOME` is not private (another owner, or group/world-writable): its discovery
+    /// file could send the owner token anywhere, so neither is used.
+    #[error(transparent)]
+    UnsafeHome(revka_actors::fs::FsError),
     /// The discovery file exists but cannot be read or parsed.
     #[error("cannot use {}: {reason}", path.display())]
     BadDiscovery {
@@ -196,9 +201,13 @@ impl Gateway {
         Ok(answer.restarted)
     }
 
-    /// `POST /api/pair/code`: a fresh one-time pairing code.
-    pub async fn pair_code(&self) -> Result<PairingCode, RemoteError> {
-        self.typed(Method::POST, "/api/pair/code").await
+    /// `POST /api/pair/code`: a fresh one-time pairing code for a token of `role`.
+    pub async fn pair_code(&self, role: Role) -> Result<PairingCode, RemoteError> {
+        let body = serde_json::json!({ "role": role });
+        let value = self
+            .request_with(Method::POST, "/api/pair/code", Some(body))
+            .await?;
+        decode(&format!("{}/api/pair/code", self.url), value)
     }
 
     /// `GET /api/tokens`, as JSON.
@@ -229,15 +238,28 @@ impl Gateway {
 
     /// One authenticated request; a 2xx JSON body, or the matching [`RemoteError`].
     async fn request(&self, method: Method, endpoint: &str) -> Result<Value, RemoteError> {
+        self.request_with(method, endpoint, None).await
+    }
+
+    /// [`Self::request`] with a JSON body.
+    async fn request_with(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: Option<Value>,
+    ) -> Result<Value, RemoteError> {
         let url = format!("{}{endpoint}", self.url);
-        let response = self
+        let mut request = self
             .http
             .request(method, &url)
             .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -288,6 +310,9 @@ impl Gateway {
 pub struct PairingCode {
     /// The one-time code, e.g. `7KQ4-MX2P`.
     pub code: String,
+    /// The role of the token it is traded for (absent from daemons before roles).
+    #[serde(default)]
+    pub role: Option<String>,
     /// How long it stays valid.
     pub expires_in_secs: u64,
 }
@@ -306,8 +331,13 @@ pub struct TokenRow {
     pub last_used_at: Option<String>,
     /// Whether it was revoked.
     pub revoked: bool,
-    /// Whether it is an owner token.
-    pub owner: bool,
+    /// What it may do: `viewer`, `operator` or `owner` (absent from daemons before roles).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Whether it is (or was) the token of `$REVKA_HOME/gateway.token` (`owner` from daemons
+    /// before roles).
+    #[serde(default, alias = "owner")]
+    pub file_token: bool,
 }
 
 /// The answer of `POST /api/reload`.
@@ -350,18 +380,17 @@ pub fn encode_actor_path(path: &str) -> Result<String, RemoteError> {
 
 /// Percent-encodes one path segment: everything but unreserved characters, `:` and `@`.
 pub fn encode_segment(segment: &str) -> String {
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'@');
     if segment == "." || segment == ".." {
         return segment.replace('.', "%2E");
     }
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(segment, KEEP).to_string()
 }
 
 /// The error's causes, `outer: inner: innermost`, without repeats. The outermost message is

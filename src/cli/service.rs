@@ -3,7 +3,9 @@
 //!
 //! `install [--dry-run] [--force]` renders the unit or plist from the templates in `config/`
 //! (binary = this executable, canonicalised; `REVKA_HOME`; `--config` when given; the stop
-//! timeouts from `[supervisor] shutdown_grace_secs`), writes it, creates `$REVKA_HOME/logs`
+//! timeouts from `[supervisor] shutdown_grace_secs`; this shell's `PATH`; for systemd,
+//! `Type=notify-reload` from systemd 253, else `Type=notify` with `ExecReload=revka reload`),
+//! writes it, creates `$REVKA_HOME/logs`
 //! (0700), and registers it (`systemctl --user daemon-reload` + `enable`, or `launchctl
 //! bootstrap`). `uninstall` stops, unregisters and removes it; `start | stop | restart |
 //! status` and `logs [-f] [-n N]` map onto `systemctl --user` / `journalctl --user` or
@@ -39,10 +41,11 @@ mod tests;
 
 pub use exec::{Captured, Cmd, Runner, SystemRunner};
 pub use manage::Service;
-pub use platform::{Host, Platform, Step, Verb};
+pub use platform::{Host, Platform, Step, Verb, parse_systemd_version, systemd_version_cmd};
 pub use render::{
-    LABEL, PLIST_TEMPLATE, RenderError, STOP_MARGIN_SECS, ServiceParams, UNIT_NAME, UNIT_TEMPLATE,
-    render_plist, render_unit, substitute,
+    FALLBACK_PATH, LABEL, NOTIFY_RELOAD_SINCE, PLIST_TEMPLATE, ReloadMode, RenderError,
+    STOP_MARGIN_SECS, ServiceParams, UNIT_NAME, UNIT_TEMPLATE, render_plist, render_unit,
+    service_path, substitute,
 };
 
 use crate::config;
@@ -119,11 +122,18 @@ pub fn run(action: ServiceAction, config_path: Option<PathBuf>) -> ExitCode {
     let stderr = io::stderr();
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
     let result = Host::detect(Platform::current(), &config::process_env, uid).and_then(|host| {
+        let mut runner = SystemRunner;
         let params = match action {
-            ServiceAction::Install { .. } => Some(install_params(&host, config_path, &mut err)?),
+            ServiceAction::Install { .. } => {
+                let systemd = (host.platform == Platform::Systemd)
+                    .then(|| runner.capture(&systemd_version_cmd()).ok())
+                    .flatten()
+                    .filter(Captured::success)
+                    .and_then(|c| parse_systemd_version(&c.output));
+                Some(install_params(&host, config_path, systemd, &mut err)?)
+            }
             _ => None,
         };
-        let mut runner = SystemRunner;
         let mut service = Service::new(&host, &mut runner, &mut out, &mut err);
         match (action, params) {
             (ServiceAction::Install { dry_run, force }, Some(params)) => {
@@ -151,10 +161,12 @@ pub fn run(action: ServiceAction, config_path: Option<PathBuf>) -> ExitCode {
 }
 
 /// What the installed service runs: this executable, the config (validated; it gives the
-/// shutdown grace) and `REVKA_HOME`.
+/// shutdown grace, and whether `revka reload` has a gateway to talk to), `REVKA_HOME`, this
+/// shell's `PATH`, and for systemd (`systemd`: its version, if known) the reload protocol.
 fn install_params(
     host: &Host,
     config_path: Option<PathBuf>,
+    systemd: Option<u32>,
     err: &mut dyn Write,
 ) -> Result<ServiceParams, ServiceError> {
     let loaded = config::load(config_path.as_deref(), &config::process_env).map_err(|e| {
@@ -182,11 +194,28 @@ fn install_params(
         ),
         None => None,
     };
+    let (path, dropped) = service_path(config::process_env("PATH").as_deref());
+    if !dropped.is_empty() {
+        let _ = writeln!(
+            err,
+            "warning: PATH entries left out of the service's PATH (not absolute, or \
+             unrepresentable): {dropped:?}"
+        );
+    }
+    if host.platform == Platform::Systemd && systemd.is_none() {
+        let _ = writeln!(
+            err,
+            "warning: cannot tell the systemd version (`systemctl --version`); writing a \
+             Type=notify unit, which every version supports"
+        );
+    }
     Ok(ServiceParams {
         binary,
         revka_home: host.revka_home.clone(),
         config,
         grace_secs: loaded.config.supervisor.shutdown_grace_secs,
+        path,
+        reload: ReloadMode::for_systemd(systemd, loaded.config.gateway.enabled),
     })
 }
 

@@ -32,11 +32,7 @@ const DIM: &str = "\x1b[2m";
 /// At most this many characters of a failure reason are shown (its first line).
 const MAX_REASON_CHARS: usize = 120;
 
-/// Whether to colour output: on a terminal, unless `NO_COLOR` is set to a non-empty value
-/// (<https://no-color.org>).
-pub fn use_color(is_terminal: bool, no_color: Option<&str>) -> bool {
-    is_terminal && no_color.is_none_or(str::is_empty)
-}
+pub use crate::logging::use_color;
 
 /// Renders `snapshot` and its subtree as an indented tree, one line per actor, each line
 /// ending in `\n`. `now` is the current wall-clock time (for "how long ago").

@@ -1,5 +1,6 @@
-//! Importing MCP servers from JSON: Revka's `{"servers": [...]}` and the common
-//! `{"mcpServers": {"<name>": {...}}}` (Claude Desktop, Cursor, …).
+//! Importing MCP servers from JSON: Revka's `{"servers": [...]}`, the common
+//! `{"mcpServers": {"<name>": {...}}}` (Claude Desktop, Cursor, …) and VS Code's
+//! `{"servers": {"<name>": {...}}}` (`.vscode/mcp.json`, the user profile's `mcp.json`).
 //!
 //! Part of the config layer. `[mcp] servers_file` points at such a file; its servers are
 //! appended after the TOML ones and then expanded and validated like them. Every server keeps a
@@ -10,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::ConfigError;
 use super::error::Location;
@@ -49,7 +50,8 @@ pub(crate) struct Imported {
     pub(crate) warnings: Vec<String>,
 }
 
-/// Parses a JSON servers file in either shape (both may appear; `servers` come first).
+/// Parses a JSON servers file in any of the shapes (`servers` and `mcpServers` may both appear;
+/// `servers` come first).
 ///
 /// `origin` is the file's path, named in errors. This only parses and converts: `${VAR}`
 /// expansion, path resolution and validation happen when a config that names the file in
@@ -87,39 +89,36 @@ pub(crate) fn import(text: &str, origin: &Path) -> Result<Imported, ConfigError>
         sources: Vec::new(),
         warnings,
     };
-    for (i, server) in file.servers.unwrap_or_default().into_iter().enumerate() {
-        out.servers.push(server);
-        out.sources.push(ServerSource {
-            file: origin.to_path_buf(),
-            base: KeyPath::keys(&["servers"]).index(i),
-            in_toml: false,
-            named_by_key: false,
-        });
+    let mut named = Vec::new();
+    match file.servers {
+        Some(Servers::List(list)) => {
+            for (i, server) in list.into_iter().enumerate() {
+                out.servers.push(server);
+                out.sources.push(ServerSource {
+                    file: origin.to_path_buf(),
+                    base: KeyPath::keys(&["servers"]).index(i),
+                    in_toml: false,
+                    named_by_key: false,
+                });
+            }
+        }
+        Some(Servers::Named(servers)) => named.push(("servers", servers)),
+        None => {}
     }
-    for (name, entry) in file.mcp_servers.map(|n| n.0).unwrap_or_default() {
-        let base = KeyPath::keys(&["mcpServers", &name]);
-        let transport = match entry.kind {
-            Some(kind) => kind.into(),
-            None if entry.command.is_none() && entry.url.is_some() => Transport::Http,
-            None => Transport::Stdio,
-        };
-        out.servers.push(McpServerConfig {
-            name,
-            transport,
-            command: entry.command,
-            args: entry.args,
-            url: entry.url,
-            env: entry.env,
-            headers: entry.headers,
-            auto_connect: !entry.disabled,
-            ..McpServerConfig::default()
-        });
-        out.sources.push(ServerSource {
-            file: origin.to_path_buf(),
-            base,
-            in_toml: false,
-            named_by_key: true,
-        });
+    if let Some(servers) = file.mcp_servers {
+        named.push(("mcpServers", servers));
+    }
+    for (key, servers) in named {
+        for (name, entry) in servers.0 {
+            let base = KeyPath::keys(&[key, &name]);
+            out.servers.push(entry.into_server(name));
+            out.sources.push(ServerSource {
+                file: origin.to_path_buf(),
+                base,
+                in_toml: false,
+                named_by_key: true,
+            });
+        }
     }
     Ok(out)
 }
@@ -150,38 +149,71 @@ fn json_error(origin: &Path, path: &KeyPath, inner: serde_json::Error) -> Config
 /// The top level of a servers file.
 #[derive(Deserialize)]
 struct ServersFile {
-    /// Revka's shape: an array of `[[mcp.servers]]`-like entries.
+    /// Revka's shape (an array of `[[mcp.servers]]`-like entries) or VS Code's (entries keyed
+    /// by name).
     #[serde(default)]
-    servers: Option<Vec<McpServerConfig>>,
+    servers: Option<Servers>,
     /// The Claude Desktop / Cursor shape: entries keyed by server name.
     #[serde(default, rename = "mcpServers")]
     mcp_servers: Option<NamedServers>,
 }
 
-/// `mcpServers`, in file order.
+/// `servers`: Revka's array, or VS Code's object of named entries.
+enum Servers {
+    List(Vec<McpServerConfig>),
+    Named(NamedServers),
+}
+
+impl<'de> Deserialize<'de> for Servers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = Servers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of servers, or an object of servers keyed by name")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(server) = seq.next_element::<McpServerConfig>()? {
+                    out.push(server);
+                }
+                Ok(Servers::List(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                InOrder.visit_map(map).map(Servers::Named)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+/// `mcpServers` (or VS Code's `servers`), in file order.
 struct NamedServers(Vec<(String, NamedServer)>);
+
+/// Visits an object of named servers, keeping their order.
+struct InOrder;
+
+impl<'de> Visitor<'de> for InOrder {
+    type Value = NamedServers;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of servers keyed by name")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(entry) = map.next_entry::<String, NamedServer>()? {
+            out.push(entry);
+        }
+        Ok(NamedServers(out))
+    }
+}
 
 impl<'de> Deserialize<'de> for NamedServers {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct InOrder;
-        impl<'de> Visitor<'de> for InOrder {
-            type Value = NamedServers;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of servers keyed by name")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, NamedServer>()? {
-                    out.push(entry);
-                }
-                Ok(NamedServers(out))
-            }
-        }
         deserializer.deserialize_map(InOrder)
     }
 }
 
-/// One `mcpServers` entry.
+/// One `mcpServers` (or VS Code `servers`) entry.
 #[derive(Deserialize)]
 struct NamedServer {
     #[serde(default)]
@@ -198,6 +230,28 @@ struct NamedServer {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     disabled: bool,
+}
+
+impl NamedServer {
+    /// The entry as a server called `name`; without a `type`, a `url` alone means HTTP.
+    fn into_server(self, name: String) -> McpServerConfig {
+        let transport = match self.kind {
+            Some(kind) => kind.into(),
+            None if self.command.is_none() && self.url.is_some() => Transport::Http,
+            None => Transport::Stdio,
+        };
+        McpServerConfig {
+            name,
+            transport,
+            command: self.command,
+            args: self.args,
+            url: self.url,
+            env: self.env,
+            headers: self.headers,
+            auto_connect: !self.disabled,
+            ..McpServerConfig::default()
+        }
+    }
 }
 
 /// `type` of an `mcpServers` entry.

@@ -14,7 +14,7 @@ use super::env::{self, EnvLookup, VarError};
 use super::error::{Location, Site};
 use super::import::{self, ServerSource};
 use super::keypath::{self, KeyPath};
-use super::schema::{Config, McpServerConfig};
+use super::schema::{Config, McpServerConfig, WrittenTarget};
 use super::sidecar::SessionManagerConfig;
 use super::validate;
 
@@ -267,7 +267,8 @@ fn resolve_roots(
     Ok(())
 }
 
-/// Expands `${VAR}` in a server's `args`, `url`, `env` values and `headers` values.
+/// Expands `${VAR}` in a server's `args`, `url`, `env` values and `headers` values, keeping
+/// `args` and `url` as written for display ([`McpServerConfig::written`]).
 fn expand_server(
     server: &mut McpServerConfig,
     site: Site<'_>,
@@ -286,6 +287,10 @@ fn expand_server(
         })?;
         Ok(())
     };
+    server.written = Some(WrittenTarget {
+        args: server.args.clone(),
+        url: server.url.clone(),
+    });
     for (i, arg) in server.args.iter_mut().enumerate() {
         expand(arg, KeyPath::keys(&["args"]).index(i))?;
     }

@@ -1,4 +1,5 @@
-//! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[gateway]`, `[operator]`.
+//! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[http]`, `[gateway]`,
+//! `[operator]`.
 //!
 //! Part of the config layer. These are plain serde types with documented defaults; the loader
 //! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
@@ -9,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use revka_actors::mcp::hub::ToolFilter;
+use revka_actors::mcp::hub::{PingPolicy, ToolFilter};
+use revka_actors::redact::Shown;
 use revka_actors::supervisor::RestartPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,8 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[sessions]`: client sessions of Revka's own MCP endpoint.
     pub sessions: SessionsConfig,
+    /// `[http]`: what the two HTTP listeners (MCP server, gateway) allow a client.
+    pub http: HttpConfig,
     /// `[gateway]`: the HTTP gateway (API, MCP proxy, introspection).
     pub gateway: GatewayConfig,
     /// `[operator]`: the Python operator MCP sidecar, one process per session.
@@ -52,6 +56,7 @@ impl Config {
         Self {
             mcp: McpConfig::default(),
             sessions: SessionsConfig::default(),
+            http: HttpConfig::default(),
             gateway: GatewayConfig::default(),
             operator: OperatorConfig::default_in(home),
             session_manager: SessionManagerConfig::default_in(home),
@@ -200,7 +205,8 @@ pub struct McpServerConfig {
     /// Default: none.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Overrides of `[supervisor]`'s restart policy for this server. Default: none.
+    /// Overrides of `[supervisor]`'s restart policy and liveness probe (`ping_interval_secs`,
+    /// `ping_failures`) for this server. Default: none.
     #[serde(default, skip_serializing_if = "RestartOverride::is_empty")]
     pub restart: RestartOverride,
     /// Only the server's tools matching one of these patterns are registered (listed,
@@ -212,6 +218,21 @@ pub struct McpServerConfig {
     /// wins over `allowed_tools`. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_tools: Vec<String>,
+    /// `args` and `url` as written, before `${VAR}` expansion: what logs, introspection and
+    /// error messages show (masked by `revka_actors::redact`), so a variable's value never
+    /// appears there. `None` for an entry built in code. Not a config key.
+    #[serde(skip)]
+    pub written: Option<WrittenTarget>,
+}
+
+/// A server's `args` and `url` as its config file wrote them (see
+/// [`McpServerConfig::written`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenTarget {
+    /// `args`, unexpanded.
+    pub args: Vec<String>,
+    /// `url`, unexpanded.
+    pub url: Option<String>,
 }
 
 impl Default for McpServerConfig {
@@ -232,11 +253,23 @@ impl Default for McpServerConfig {
             restart: RestartOverride::default(),
             allowed_tools: None,
             denied_tools: Vec::new(),
+            written: None,
         }
     }
 }
 
 impl McpServerConfig {
+    /// The target as logs, introspection and error messages show it: the unexpanded
+    /// [`written`](Self::written) form (else the values), masked by `revka_actors::redact`.
+    pub fn shown(&self) -> Shown {
+        let args = self.written.as_ref().map_or(&self.args, |w| &w.args);
+        let url = self.written.as_ref().map_or(&self.url, |w| &w.url);
+        match self.transport {
+            Transport::Stdio => Shown::command(self.command.as_deref().unwrap_or_default(), args),
+            _ => Shown::url(url.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// Which of this server's tools the hub registers (`allowed_tools`, `denied_tools`).
     pub fn tool_filter(&self) -> ToolFilter {
         ToolFilter {
@@ -248,6 +281,11 @@ impl McpServerConfig {
     /// This server's restart policy: `[supervisor]` with this server's overrides applied.
     pub fn policy(&self, defaults: &SupervisorConfig) -> RestartPolicy {
         self.restart.apply(defaults.policy())
+    }
+
+    /// This server's liveness probe: `[supervisor]`'s with this server's ping overrides.
+    pub fn ping(&self, defaults: &SupervisorConfig) -> PingPolicy {
+        self.restart.ping(defaults.ping())
     }
 
     /// [`Self::tool_timeout_secs`] as a duration.
@@ -275,8 +313,19 @@ fn default_true() -> bool {
 pub struct SessionsConfig {
     /// A session with no request for this long is closed, in seconds. Default `1800`.
     pub idle_timeout_secs: u64,
-    /// Live sessions at most; a new one beyond that is refused. Default `1024`.
+    /// Live sessions at most. Default `1024`. At the cap, `POST /session` ends the longest-idle
+    /// session that may be evicted (see `evict_idle_floor_secs`), or is refused with 503.
     pub max_sessions: u32,
+    /// At the cap, only a session unused for at least this many seconds (no request, no call in
+    /// flight, no open event stream) may be evicted to make room. Default `300`: a client that
+    /// paused for a few minutes keeps its session however many others are created.
+    pub evict_idle_floor_secs: u64,
+    /// `POST /session` requests one source may make at once before the rate below applies
+    /// (a token bucket; all of loopback is one source). Default `64`.
+    pub create_burst: u32,
+    /// `POST /session` requests per minute one source may sustain; past the burst, more are
+    /// answered 429 with `Retry-After`. Default `120`.
+    pub create_per_minute: u32,
 }
 
 impl Default for SessionsConfig {
@@ -284,6 +333,9 @@ impl Default for SessionsConfig {
         Self {
             idle_timeout_secs: 1800,
             max_sessions: 1024,
+            evict_idle_floor_secs: 300,
+            create_burst: 64,
+            create_per_minute: 120,
         }
     }
 }
@@ -292,6 +344,48 @@ impl SessionsConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::evict_idle_floor_secs`] as a duration.
+    pub fn evict_idle_floor(&self) -> Duration {
+        Duration::from_secs(self.evict_idle_floor_secs)
+    }
+}
+
+/// `[http]`: what the two HTTP listeners (the MCP server and the gateway) allow one client, so
+/// that a client that connects and stalls cannot hold connections open indefinitely. Long
+/// answers (SSE streams, WebSockets) are not bounded by these: they bound reading the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "an [http] table")]
+pub struct HttpConfig {
+    /// Seconds a client has to send a request's headers in full: counted from the accept for
+    /// a connection's first request, from the first byte of the request after that. Past it,
+    /// the connection is closed. Default `10`.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body has to arrive in full, counted from the first time the server
+    /// waits for it. Past it, the request is answered 408 and the connection closed.
+    /// Default `30`.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    /// Default `120`: longer than the idle timeouts of common client pools (reqwest's is 90 s,
+    /// and the gateway's own client to the MCP server uses it), so those close first and never
+    /// send a request down a connection the server is closing.
+    pub keepalive_idle_secs: u64,
+    /// Open connections from one source to one listener at most (IPv4 address, IPv6 /64, and
+    /// all of loopback counted as one source); a connection past it is answered 503 and closed.
+    /// Default `256`: room for every client on a machine at once, while both listeners
+    /// together stay well inside the common 1024 open-file limit.
+    pub max_connections_per_source: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            keepalive_idle_secs: 120,
+            max_connections_per_source: 256,
+        }
     }
 }
 
@@ -340,6 +434,11 @@ pub struct GatewayConfig {
     pub request_timeout_secs: u64,
     /// Ceiling of a proxied `tools/call` (`POST /api/mcp/call`), streamed or not. Default `120`.
     pub call_timeout_secs: u64,
+    /// Web origins besides the gateway's own (`http://<Host>:<bound port>`) whose pages may
+    /// call the gateway: exact `scheme://host[:port]` values, e.g. a dashboard served from
+    /// elsewhere or the public origin of a reverse proxy. Normalised at load (lowercase, no
+    /// default port). Default none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -351,6 +450,7 @@ impl Default for GatewayConfig {
             allow_public_bind: false,
             request_timeout_secs: 30,
             call_timeout_secs: 120,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `[supervisor]` and the per-child `restart` override tables, and their conversion into the
-//! supervisor's policy types.
+//! supervisor's policy types and the MCP servers' liveness probe ([`PingPolicy`]).
 //!
 //! Part of the config layer. `revka_actors::supervisor` consumes [`RestartPolicy`] and
 //! [`Intensity`]; this module is the only place that builds them from config, so the numbers an
@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use revka_actors::mcp::hub::PingPolicy;
 use revka_actors::supervisor::{Backoff, Intensity, RestartPolicy, RestartType, Shutdown};
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,19 @@ pub struct SupervisorConfig {
     /// Grace period of the daemon's whole-tree shutdown, in seconds, after which what is still
     /// running is killed; must be > 0. Default `30`.
     pub shutdown_grace_secs: u64,
+    /// An MCP server that sent no answer (and no progress) for this long is pinged, in
+    /// seconds; `0` turns the probe off; at most 3600. Default `30`.
+    pub ping_interval_secs: u64,
+    /// Failed pings in a row after which an MCP server is restarted as `unresponsive`;
+    /// 1 to 100. Default `3`.
+    pub ping_failures: u32,
 }
+
+/// The longest `ping_interval_secs`: an hour (a longer wait finds nothing in useful time; `0`
+/// turns the probe off).
+pub const MAX_PING_INTERVAL_SECS: u64 = 3600;
+/// The most `ping_failures`.
+pub const MAX_PING_FAILURES: u32 = 100;
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
@@ -57,6 +70,8 @@ impl Default for SupervisorConfig {
             intensity: 30,
             intensity_period_secs: 60,
             shutdown_grace_secs: 30,
+            ping_interval_secs: PingPolicy::standard().interval.as_secs(),
+            ping_failures: PingPolicy::standard().failures,
         }
     }
 }
@@ -88,6 +103,14 @@ impl SupervisorConfig {
     /// [`Self::shutdown_grace_secs`] as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The default liveness probe of MCP servers.
+    pub fn ping(&self) -> PingPolicy {
+        PingPolicy {
+            interval: Duration::from_secs(self.ping_interval_secs),
+            failures: self.ping_failures,
+        }
     }
 }
 
@@ -121,12 +144,36 @@ pub struct RestartOverride {
     /// stop with the timeout. Default: graceful.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brutal_kill: Option<bool>,
+    /// Replaces `supervisor.ping_interval_secs` (MCP servers only; `0` turns the probe off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ping_interval_secs: Option<u64>,
+    /// Replaces `supervisor.ping_failures` (MCP servers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ping_failures: Option<u32>,
 }
 
 impl RestartOverride {
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// The liveness probe `base` with the ping keys set here replaced.
+    pub fn ping(&self, base: PingPolicy) -> PingPolicy {
+        PingPolicy {
+            interval: self
+                .ping_interval_secs
+                .map_or(base.interval, Duration::from_secs),
+            failures: self.ping_failures.unwrap_or(base.failures),
+        }
+    }
+
+    /// The ping keys set here, as `(key, set)` (a sidecar's table must have none).
+    pub(crate) fn ping_keys(&self) -> [(&'static str, bool); 2] {
+        [
+            ("ping_interval_secs", self.ping_interval_secs.is_some()),
+            ("ping_failures", self.ping_failures.is_some()),
+        ]
     }
 
     /// `base` with every key set here replaced.
@@ -192,6 +239,31 @@ pub(crate) fn policy_problems(policy: &RestartPolicy) -> Vec<(&'static str, Stri
         ));
     }
     out
+}
+
+/// The problem of a ping key's value, if any, as `(key, message)`: an interval above
+/// [`MAX_PING_INTERVAL_SECS`], failures out of `1..=`[`MAX_PING_FAILURES`].
+pub(crate) fn ping_problem(
+    interval_secs: Option<u64>,
+    failures: Option<u32>,
+) -> Option<(&'static str, String)> {
+    if interval_secs.is_some_and(|s| s > MAX_PING_INTERVAL_SECS) {
+        return Some((
+            "ping_interval_secs",
+            format!("must be at most {MAX_PING_INTERVAL_SECS} (0 turns the probe off)"),
+        ));
+    }
+    match failures {
+        Some(0) => Some((
+            "ping_failures",
+            "must be at least 1 (ping_interval_secs = 0 turns the probe off)".to_owned(),
+        )),
+        Some(n) if n > MAX_PING_FAILURES => Some((
+            "ping_failures",
+            format!("must be at most {MAX_PING_FAILURES}"),
+        )),
+        _ => None,
+    }
 }
 
 /// The graceful timeout of `Shutdown::default()`, for an override that turns a brutal kill

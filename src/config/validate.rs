@@ -16,8 +16,9 @@ use super::import::ServerSource;
 use super::keypath::KeyPath;
 use super::loader::site_of;
 use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS};
-use super::supervision::{RestartOverride, policy_problems};
+use super::supervision::{RestartOverride, ping_problem, policy_problems};
 
+pub(crate) mod origin;
 pub(crate) mod server;
 
 use server::check_server;
@@ -36,7 +37,14 @@ pub(crate) fn validate(
     if let Some((key, message)) = policy_problems(&base_policy).into_iter().next() {
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
+    let sup = &config.supervisor;
+    if let Some((key, message)) =
+        ping_problem(Some(sup.ping_interval_secs), Some(sup.ping_failures))
+    {
+        return Err(site.invalid(&k(&["supervisor", key]), message));
+    }
     check_positive(config, site)?;
+    check_client_limits(config, site)?;
     if config.runtime.worker_threads > MAX_WORKER_THREADS {
         return Err(site.invalid(
             &k(&["runtime", "worker_threads"]),
@@ -104,6 +112,12 @@ pub(crate) fn validate(
             gw.host
         ));
     }
+    let origins = &mut config.gateway.allowed_origins;
+    for (i, origin) in origins.iter_mut().enumerate() {
+        let path = k(&["gateway", "allowed_origins"]).index(i);
+        *origin = origin::normalise_origin(origin)
+            .map_err(|m| site.invalid(&path, format!("invalid origin {origin:?}: {m}")))?;
+    }
 
     // [operator]
     let op = &mut config.operator;
@@ -119,6 +133,13 @@ pub(crate) fn validate(
         return Err(site.invalid(
             &k(&["session_manager", "command"]),
             "must name a program (e.g. [\"node\", \"session-manager.js\"])",
+        ));
+    }
+    if let Some((key, _)) = sm.restart.ping_keys().into_iter().find(|(_, set)| *set) {
+        return Err(site.invalid(
+            &k(&["session_manager", "restart", key]),
+            "applies to MCP servers only; the session manager's probe is \
+             session_manager.liveness_interval_secs and liveness_failures",
         ));
     }
     check_override(&sm.restart, base_policy, site, |key| {
@@ -238,6 +259,42 @@ fn check_positive(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
     }
 }
 
+/// The longest `[http]` timeout: a day (a timer past that could overflow the clock, and no
+/// client needs it).
+const MAX_HTTP_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+/// `[http]` and the session creation rate of `[sessions]`: what one client may hold or ask for.
+/// Zero would mean "never" (a timeout) or "nothing" (a cap or a rate), so it is refused.
+fn check_client_limits(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
+    let (http, sessions) = (&config.http, &config.sessions);
+    let timeouts: [(&str, u64); 3] = [
+        ("header_read_timeout_secs", http.header_read_timeout_secs),
+        ("body_read_timeout_secs", http.body_read_timeout_secs),
+        ("keepalive_idle_secs", http.keepalive_idle_secs),
+    ];
+    for (key, value) in timeouts {
+        if value == 0 || value > MAX_HTTP_TIMEOUT_SECS {
+            let message = format!("must be between 1 and {MAX_HTTP_TIMEOUT_SECS} (a day)");
+            return Err(site.invalid(&KeyPath::keys(&["http", key]), message));
+        }
+    }
+    let counts: [(&[&str], u32); 3] = [
+        (
+            &["http", "max_connections_per_source"],
+            http.max_connections_per_source,
+        ),
+        (&["sessions", "create_burst"], sessions.create_burst),
+        (
+            &["sessions", "create_per_minute"],
+            sessions.create_per_minute,
+        ),
+    ];
+    match counts.iter().find(|(_, value)| *value == 0) {
+        Some((keys, _)) => Err(site.invalid(&KeyPath::keys(keys), "must be greater than 0")),
+        None => Ok(()),
+    }
+}
+
 /// Rejects an override whose resulting policy is unusable; `path(key)` is the key path of a
 /// key of the override table.
 pub(super) fn check_override(
@@ -246,6 +303,9 @@ pub(super) fn check_override(
     site: Site<'_>,
     path: impl Fn(&str) -> KeyPath,
 ) -> Result<(), ConfigError> {
+    if let Some((key, message)) = ping_problem(ov.ping_interval_secs, ov.ping_failures) {
+        return Err(site.invalid(&path(key), message));
+    }
     let Some((key, message)) = policy_problems(&ov.apply(base)).into_iter().next() else {
         return Ok(());
     };

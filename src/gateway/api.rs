@@ -1,30 +1,38 @@
 //! The gateway's own routes: pairing and tokens, introspection of the supervision tree
-//! (`/api/actors`), `/api/health`, and `/metrics`.
+//! (`/api/actors`), `/api/health`, `/metrics`, `/api/reload`.
+//!
+//! Introspection hides the MCP sessions from every role but `owner`: session ids are the
+//! handles of other people's sessions and labels name their work. A viewer or operator sees
+//! the `sessions` supervisor with a count and no children, and a path below it is answered as
+//! an unknown one (`404 no actor at ...`), so ids cannot be probed.
 
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::metrics::CONTENT_TYPE;
 use revka_actors::supervisor::{RestartPathError, restart_path};
 use revka_actors::{ActorState, Snapshot};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError};
-use super::server::{Gateway, error};
+use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role};
+use super::server::{Caller, Gateway, error};
 
-/// `POST /pair`: trades the one-time code in `X-Pairing-Code` for a bearer token.
-/// `X-Pairing-Label` names the device (default `paired device`).
+/// The path of the supervisor of the MCP sessions.
+const SESSIONS_PATH: &str = "root/sessions";
+
+/// `POST /pair`: trades the one-time code in `X-Pairing-Code` for a bearer token of the role
+/// the code was minted for. `X-Pairing-Label` names the device (default `paired device`).
+/// A wrong code is answered after the failure delay of its source.
 pub(super) async fn pair(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = gw.check_rate(peer.ip()) {
-        return *response;
-    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -37,26 +45,59 @@ pub(super) async fn pair(
     };
     let label = header("x-pairing-label").unwrap_or("paired device");
     match gw.services().pairing.redeem(code, label) {
-        Ok(token) => {
-            tracing::info!(label, "device paired");
-            (
-                StatusCode::OK,
-                Json(json!({ "token": token, "label": label })),
-            )
+        Ok(redeemed) => {
+            tracing::info!(label, role = %redeemed.role, "device paired");
+            Json(json!({ "token": redeemed.token, "label": label, "role": redeemed.role }))
                 .into_response()
         }
         Err(PairError::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => {
-            gw.auth_failed(peer.ip());
+            if matches!(e, PairError::Invalid | PairError::Burned)
+                && let Err(response) = gw.failed_attempt(peer.ip()).await
+            {
+                return *response;
+            }
             error(StatusCode::UNAUTHORIZED, format!("pairing failed: {e}"))
         }
     }
 }
 
-/// `POST /api/pair/code`: a fresh one-time pairing code (for `revka pair`).
-pub(super) async fn pair_code(State(gw): State<Gateway>) -> Response {
-    let code = gw.services().pairing.issue(DEFAULT_PAIRING_TTL);
-    Json(json!({ "code": code, "expires_in_secs": DEFAULT_PAIRING_TTL.as_secs() })).into_response()
+/// The body of `POST /api/pair/code` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairCodeRequest {
+    /// The role of the token the code is traded for; default `viewer`.
+    #[serde(default)]
+    role: Role,
+}
+
+/// `POST /api/pair/code`: a fresh one-time pairing code (for `revka pair`), for a token of
+/// the body's `role` (`{"role": "operator"}`; no body: `viewer`).
+pub(super) async fn pair_code(State(gw): State<Gateway>, body: Bytes) -> Response {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        PairCodeRequest::default()
+    } else {
+        match serde_json::from_slice::<PairCodeRequest>(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "invalid body: {e} (expected {{\"role\": \"viewer\" | \"operator\" | \"owner\"}})"
+                    ),
+                );
+            }
+        }
+    };
+    let role = request.role;
+    let code = gw.services().pairing.issue_for(role, DEFAULT_PAIRING_TTL);
+    tracing::info!(%role, "pairing code issued");
+    Json(json!({
+        "code": code,
+        "role": role,
+        "expires_in_secs": DEFAULT_PAIRING_TTL.as_secs(),
+    }))
+    .into_response()
 }
 
 /// `GET /api/tokens`.
@@ -77,21 +118,70 @@ pub(super) async fn revoke(State(gw): State<Gateway>, Path(id): Path<String>) ->
     }
 }
 
-/// `GET /api/actors`: the whole supervision tree.
-pub(super) async fn actors(State(gw): State<Gateway>) -> Json<Snapshot> {
-    Json(gw.services().status_root.snapshot())
+/// Whether `caller` may see the node at `path` (a full path): everything for the owner, all
+/// but the sessions themselves for the others.
+fn visible(caller: &Caller, path: &str) -> bool {
+    caller.role == Role::Owner
+        || !path
+            .strip_prefix(SESSIONS_PATH)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `snapshot` as `caller` may see it: for a non-owner, the sessions supervisor keeps a count
+/// of its children and loses the children.
+fn redacted(caller: &Caller, mut snapshot: Snapshot) -> Snapshot {
+    fn redact(node: &mut Snapshot) {
+        if node.path == SESSIONS_PATH {
+            let count = node.children.len();
+            node.children.clear();
+            let mut details = match node.details.take() {
+                Some(Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            details.insert("sessions".into(), json!(count));
+            details.insert(
+                "redacted".into(),
+                json!("session ids and labels are shown to the owner role only"),
+            );
+            node.details = Some(Value::Object(details));
+        } else {
+            node.children.iter_mut().for_each(redact);
+        }
+    }
+    if caller.role != Role::Owner {
+        redact(&mut snapshot);
+    }
+    snapshot
+}
+
+/// `GET /api/actors`: the whole supervision tree (sessions redacted below the owner role).
+pub(super) async fn actors(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Snapshot> {
+    Json(redacted(&caller, gw.services().status_root.snapshot()))
 }
 
 /// `GET /api/actors/{path}`: one actor with its details and children.
-pub(super) async fn actor(State(gw): State<Gateway>, Path(path): Path<String>) -> Response {
+pub(super) async fn actor(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<String>,
+) -> Response {
     match gw.services().status_root.find(&path) {
-        Some(node) => Json(node.snapshot()).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no actor at `{path}`")),
+        Some(node) if visible(&caller, node.path()) => {
+            Json(redacted(&caller, node.snapshot())).into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no actor at `{path}`")),
     }
 }
 
 /// `POST /api/actors/{path}/restart`: restarts one child (also a `failed` one).
-pub(super) async fn restart(State(gw): State<Gateway>, Path(path): Path<String>) -> Response {
+pub(super) async fn restart(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<String>,
+) -> Response {
     let Some(path) = path.strip_suffix("/restart") else {
         return error(
             StatusCode::NOT_FOUND,
@@ -99,6 +189,13 @@ pub(super) async fn restart(State(gw): State<Gateway>, Path(path): Path<String>)
         );
     };
     let root = gw.services().status_root.clone();
+    if root
+        .find(path)
+        .is_some_and(|node| !visible(&caller, node.path()))
+    {
+        let hidden = RestartPathError::NotFound(path.trim_matches('/').to_owned());
+        return error(StatusCode::NOT_FOUND, hidden.to_string());
+    }
     // Bounded by the router's default timeout.
     match restart_path(&root, path).await {
         Ok(()) => Json(json!({ "restarted": path })).into_response(),
@@ -177,23 +274,35 @@ pub(super) async fn metrics(State(gw): State<Gateway>) -> Response {
         .into_response()
 }
 
-/// `POST /api/reload`: re-reads the config file and applies the difference (as SIGHUP does).
-/// 200 with the report, or 422 when the file is invalid (nothing changed).
+/// `POST /api/reload`: re-reads the config file and applies the difference (as SIGHUP does),
+/// after any reload already running. 200 with the report once the reload is done, or 422 when
+/// the file is invalid (nothing changed). The body is ignored, but capped like every other
+/// (413 past 64 KiB, before anything is reloaded).
 ///
 /// The reload runs in its own task: a client that disconnects or times out cannot cancel it
-/// halfway (a server stopped but not yet restarted).
+/// halfway (a server stopped but not yet restarted). It is waited for up to
+/// [`crate::reload::RELOAD_WAIT`], not the default request timeout: stopping a server that
+/// ignores SIGTERM takes its whole shutdown timeout.
 pub(super) async fn reload(State(gw): State<Gateway>) -> Response {
     let services = gw.services().clone();
     let task = tokio::spawn(async move { crate::reload::reload(&services).await });
-    match task.await {
-        Ok(Ok(report)) => Json(report).into_response(),
-        Ok(Err(e)) => error(
+    match tokio::time::timeout(crate::reload::RELOAD_WAIT, task).await {
+        Ok(Ok(Ok(report))) => Json(report).into_response(),
+        Ok(Ok(Err(e))) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("invalid configuration; nothing changed: {e}"),
         ),
-        Err(e) => error(
+        Ok(Err(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the reload failed: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the reload is still running after {} s; it carries on (its report goes to \
+                 the log and GET /api/actors/root)",
+                crate::reload::RELOAD_WAIT.as_secs()
+            ),
         ),
     }
 }

@@ -1,10 +1,10 @@
 //! Gateway authentication: who may call the gateway, and how they got their credential.
 //!
 //! Used by the gateway listener (`root/gateway`): every request passes through
-//! [`FailedAuthLimiter::check`], then [`extract_bearer`] (or, for WebSockets,
-//! [`bearer_from_subprotocols`] / the `?token=` query parameter), then
-//! [`TokenStore::verify`]. Everything here is plain Rust with no HTTP types, so it is tested
-//! without a listener.
+//! [`extract_bearer`] (or, for WebSockets, [`bearer_from_subprotocols`] / the `?token=` query
+//! parameter), then [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a
+//! wrong credential is answered after the delay [`FailureThrottle::record_failure`] gives it.
+//! Everything here is plain Rust with no HTTP types, so it is tested without a listener.
 //!
 //! - **Tokens** are `rvk_` followed by 64 lowercase hex digits (256 bits from the OS).
 //!   [`TokenStore`] keeps only their SHA-256 in memory and in
@@ -12,16 +12,19 @@
 //!   hashes in constant time and never touches the disk.
 //! - **The owner token** ([`TokenStore::ensure_owner_token`]) is written to
 //!   `$REVKA_HOME/gateway.token` (mode 0600) at each daemon start, replacing and revoking the
-//!   previous one, so the CLI of the same account needs no pairing.
-//! - **Pairing codes** ([`PairingCodes`]) are short one-time codes (`7KQ4-MX2P`) an operator
-//!   types into a browser or script to obtain a token of its own.
-//! - **[`FailedAuthLimiter`]** locks out a client address after too many failed attempts.
+//!   previous one, so the CLI of the same account needs no pairing. It has the `owner` role.
+//! - **Roles** ([`Role`]): `viewer < operator < owner`, stored with each token.
+//! - **Pairing codes** ([`PairingCodes`]) are short one-time codes (`7KQ4-MX2P`), each minted
+//!   for a role, that an operator types into a browser or script to obtain a token of its own.
+//! - **[`FailureThrottle`]** delays the answer to failed attempts, more for each failure of the
+//!   same source; it never sees, and so never refuses, a valid token.
 
 mod bearer;
 mod error;
 mod limiter;
 mod pairing;
 mod persist;
+mod role;
 mod store;
 mod token;
 
@@ -31,14 +34,16 @@ mod tests;
 pub use bearer::{bearer_from_subprotocols, extract_bearer, extract_bearer_bytes};
 pub use error::{RevokeError, StoreError};
 pub use limiter::{
-    DEFAULT_FAILURE_WINDOW, DEFAULT_LOCKOUT, DEFAULT_MAX_FAILURES, FailedAuthLimiter,
-    MAX_TRACKED_ADDRESSES,
+    FIRST_DELAY, FORGET_AFTER, FailureThrottle, MAX_DELAY, MAX_DELAYED_FAILURES,
+    MAX_TRACKED_SOURCES,
 };
 pub use pairing::{
-    DEFAULT_PAIRING_TTL, MAX_OUTSTANDING_CODES, MAX_PAIRING_TTL, PairError, PairingCodes,
+    DEFAULT_PAIRING_TTL, MAX_FAILED_REDEMPTIONS, MAX_OUTSTANDING_CODES, MAX_PAIRING_TTL, PairError,
+    PairingCodes, REDEMPTION_WINDOW, Redeemed,
 };
+pub use role::{Role, UnknownRole};
 pub use store::{
     LAST_USED_RESOLUTION, MAX_LABEL_CHARS, MAX_TOKENS, OWNER_LABEL, OWNER_TOKEN_FILE, TOKENS_FILE,
-    TokenInfo, TokenStore, read_owner_token,
+    TokenInfo, TokenStore, Verified, read_owner_token,
 };
 pub use token::{NewToken, TOKEN_PREFIX, TokenId};

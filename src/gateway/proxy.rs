@@ -6,9 +6,17 @@
 //! Upstream status, content type and body are passed back unchanged; `tools/call` streams are
 //! passed through as they arrive. One shared HTTP client serves every request.
 //!
-//! The MCP session token: the caller may send it in `X-Revka-Mcp-Token` (or `mcp_token` on the
-//! WebSocket). When it does not, the gateway, having already authenticated the caller with a
-//! gateway token (an owner-level credential), uses the session's token itself.
+//! Sessions through the proxy: a session is usable here with its own MCP token, sent in
+//! `X-Revka-Mcp-Token` (or `mcp_token` on the WebSocket) and checked by the MCP server; or
+//! without one by the gateway token that created it through `POST /api/mcp/session`, which the
+//! gateway records on the session. Any other caller without the session's token gets the
+//! answer of an unknown session, so session ids cannot be probed.
+//!
+//! `POST /api/mcp/servers/test` spawns the `command` of a stdio config: that needs the
+//! `owner` role; an `operator` may test http, sse and url configs.
+//!
+//! `/ws/mcp/events` selects the fixed subprotocol `revka`, never `bearer.<token>` (see
+//! [`ws::check_subprotocols`](super::ws::check_subprotocols)).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -16,10 +24,11 @@ use std::time::{Duration, SystemTime};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revka_actors::mcp::connection::probe;
 use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
 use revka_actors::mcp::jsonrpc::{self, ErrorObject, Id};
@@ -27,8 +36,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::server::{Gateway, MAX_BODY, error};
+use super::auth::Role;
+use super::server::{Caller, Gateway, MAX_BODY, error};
+use super::ws::WS_PROTOCOL;
 use crate::mcp_server::read_discovery_file;
+
+mod sessions;
+
+use sessions::{claim, mcp_token};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,8 +136,8 @@ where
     })
 }
 
-/// Passes an upstream response back: status, content type, and the body as a stream, cut at
-/// the call's ceiling if it has one.
+/// Passes an upstream response back: status, content type, `Retry-After`, and the body as a
+/// stream, cut at the call's ceiling if it has one.
 fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
@@ -132,6 +147,8 @@ fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
         .unwrap_or("application/json")
         .to_owned();
     let is_sse = content_type.starts_with("text/event-stream");
+    // When to retry a refusal (a full session table, a rate limit): the caller's to honour.
+    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).cloned();
     let stream = resp
         .bytes_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
@@ -147,6 +164,9 @@ fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
     let headers = response.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(v) = retry_after {
+        headers.insert(header::RETRY_AFTER, v);
     }
     if is_sse {
         headers.insert(
@@ -228,9 +248,11 @@ pub(super) async fn health(State(gw): State<Gateway>) -> Response {
     .await
 }
 
-/// `POST /api/mcp/session` (10 s): the body is forwarded verbatim.
+/// `POST /api/mcp/session` (10 s): the body is forwarded verbatim; the caller's gateway token
+/// is recorded as the session's owner.
 pub(super) async fn session(
     State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -247,12 +269,14 @@ pub(super) async fn session(
         .unwrap_or("application/json")
         .to_owned();
     let http = gw.services().http.clone();
+    let owner = gw.clone();
     gw.within(Some(SESSION_TIMEOUT), async move {
         let request = http
             .post(format!("http://{addr}/session"))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         match request.send().await {
+            Ok(resp) if resp.status().is_success() => claim(&owner, &caller, resp).await,
             Ok(resp) => pass_through(resp, None),
             Err(e) => upstream_error(&e),
         }
@@ -260,18 +284,11 @@ pub(super) async fn session(
     .await
 }
 
-/// The MCP token for session `id`: `X-Revka-Mcp-Token` if sent, else the session's own.
-fn mcp_token(gw: &Gateway, id: &str, presented: Option<&str>) -> Option<String> {
-    match presented.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => Some(t.to_owned()),
-        None => gw.services().sessions.get(id).map(|s| s.proxy_token()),
-    }
-}
-
 /// `POST /api/mcp/call` (120 s): forwards `X-Revka-Session` and the session's bearer to
 /// `POST /mcp`; an SSE answer is streamed through as it arrives.
 pub(super) async fn call(
     State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -286,7 +303,7 @@ pub(super) async fn call(
     let Some(session_id) = header("x-revka-session").map(str::to_owned) else {
         return error(StatusCode::BAD_REQUEST, "missing X-Revka-Session header");
     };
-    let Some(token) = mcp_token(&gw, &session_id, header("x-revka-mcp-token")) else {
+    let Some(token) = mcp_token(&gw, &caller, &session_id, header("x-revka-mcp-token")) else {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let limit = gw.services().config.get().gateway.call_timeout();
@@ -314,6 +331,7 @@ pub(super) async fn call(
 /// `GET /api/mcp/session/{id}/events`: SSE passthrough, no request timeout.
 pub(super) async fn events(
     State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -323,7 +341,7 @@ pub(super) async fn events(
     let presented = headers
         .get("x-revka-mcp-token")
         .and_then(|v| v.to_str().ok());
-    let Some(token) = mcp_token(&gw, &id, presented) else {
+    let Some(token) = mcp_token(&gw, &caller, &id, presented) else {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let url = format!("http://{addr}/session/{}/events", encode_segment(&id));
@@ -341,16 +359,14 @@ pub(super) async fn events(
     }
 }
 
+/// Percent-encodes a path segment: everything but ASCII letters, digits and `-_.~`.
 fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// The `/ws/mcp/events` query.
@@ -363,6 +379,7 @@ pub(super) struct WsQuery {
 /// `GET /ws/mcp/events`: relays a session's progress stream as WebSocket text frames.
 pub(super) async fn ws_events(
     State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -373,20 +390,12 @@ pub(super) async fn ws_events(
             "missing session_id query parameter",
         );
     };
-    // Echo the `bearer.<token>` subprotocol if the client authenticated with it.
-    let offered: Vec<String> = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| p.starts_with("bearer."))
-                .collect()
-        })
-        .unwrap_or_default();
-    let ws = ws.protocols(offered).max_message_size(64 * 1024);
+    if let Err(message) = super::ws::check_subprotocols(&headers) {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    let ws = ws.protocols([WS_PROTOCOL]).max_message_size(64 * 1024);
     let addr = mcp_addr(&gw);
-    let token = mcp_token(&gw, &session_id, q.mcp_token.as_deref());
+    let token = mcp_token(&gw, &caller, &session_id, q.mcp_token.as_deref());
     let http = gw.services().http.clone();
     ws.on_upgrade(move |mut socket| async move {
         let (Some(addr), Some(token)) = (addr, token) else {
@@ -514,16 +523,20 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         name: req.name,
         transport,
         tool_timeout,
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     })
 }
 
 /// `POST /api/mcp/servers/test`: a full handshake with a candidate server config; validation
-/// and connection failures are `ok: false` with HTTP 200; hard 10 s ceiling.
+/// and connection failures are `ok: false` with HTTP 200; hard 10 s ceiling. A stdio config
+/// (`transport` absent or `"stdio"`) spawns its command: 403 below the owner role.
 pub(super) async fn test_server(
     State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = SystemTime::now();
@@ -535,6 +548,19 @@ pub(super) async fn test_server(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
+    // What `test_spec` turns into a stdio spec: no transport (the default) or "stdio".
+    let spawns = matches!(request.transport.as_deref(), None | Some("stdio"));
+    if spawns && !caller.role.allows(Role::Owner) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "forbidden: testing a stdio server config spawns its command, which needs the \
+                 owner role; this token has the {} role (http, sse and url configs need \
+                 operator)",
+                caller.role
+            ),
+        );
+    }
     let filter = match request.tool_filter() {
         Ok(f) => f,
         Err(message) => return failed(message, 0),

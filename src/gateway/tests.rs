@@ -1,6 +1,17 @@
 //! The gateway router in-process: what the daemon cannot easily show end to end (the MCP
 //! server not being bound, an MCP server that accepts connections and never answers, an
 //! unhealthy tree), on tokio's paused clock where ceilings are long.
+//!
+//! - `roles`: the route table walked with a token of each role; the router has no route
+//!   outside it; spawning needs the owner; session redaction in introspection.
+//! - `throttle`: failed attempts are delayed, bounded, and never hold up a valid token.
+//! - `guards`: the exact-origin rule, `allowed_origins`, the body cap of every route.
+
+mod guards;
+mod roles;
+mod throttle;
+
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +24,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::Gateway;
+use super::auth::{Role, read_owner_token};
 use crate::config::Config;
 use crate::tree::Services;
 
@@ -20,7 +32,7 @@ use crate::tree::Services;
 async fn every_proxied_route_answers_503_when_the_mcp_server_is_not_bound() {
     let home = tempfile::tempdir().unwrap();
     let services = Services::new(Config::default_in(home.path()), home.path(), None).unwrap();
-    let token = services.tokens.issue("test").unwrap().token;
+    let token = services.tokens.issue("test", Role::Operator).unwrap().token;
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let app = Gateway::new(services, addr)
         .router()
@@ -135,10 +147,11 @@ impl Drop for Hanging {
     }
 }
 
-/// The gateway's router over fresh services in `home`, and an owner token.
+/// The gateway's router over fresh services in `home`, and the owner token.
 fn gateway_in(home: &std::path::Path, config: Config) -> (axum::Router, Services, String) {
     let services = Services::new(config, home, None).unwrap();
-    let token = services.tokens.issue("test").unwrap().token;
+    services.tokens.ensure_owner_token(home).unwrap();
+    let token = read_owner_token(home).unwrap();
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let app = Gateway::new(services.clone(), addr)
         .router()

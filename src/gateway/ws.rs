@@ -17,6 +17,11 @@
 //!   `{"error":"stream-ended","detail":"..."}` and a close 1000 (1011 if the stream broke).
 //! - **Read-only.** Client frames other than Close are ignored. A Close (or a vanished client)
 //!   ends the relay and drops the upstream request, so the MCP server sees its subscriber leave.
+//! - **Subprotocol.** The upgrade selects the fixed [`WS_PROTOCOL`], never the
+//!   `bearer.<token>` a browser authenticates with (that would echo the token). A server may
+//!   only select a protocol the client offered, and a browser fails a handshake that selects
+//!   none of those it offered, so a client offering `bearer.<token>` must offer [`WS_PROTOCOL`]
+//!   too: [`check_subprotocols`] refuses the upgrade otherwise (400, saying so).
 //! - **Bounded.** SSE events are parsed incrementally ([`SseParser`], which also handles UTF-8
 //!   split across chunks) with a limit of [`MAX_EVENT_BYTES`]; a larger event is skipped with a
 //!   warning. Each frame is written before the next chunk is read, so a slow client
@@ -38,6 +43,8 @@ use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
+/// The WebSocket subprotocol `GET /ws/mcp/events` selects.
+pub const WS_PROTOCOL: &str = "revka";
 /// The largest SSE event (and line) relayed, in bytes; a larger one is skipped.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// How long opening the upstream stream (up to its response headers) may take.
@@ -384,4 +391,28 @@ async fn error_message(mut response: reqwest::Response) -> Option<String> {
 /// The URL without its query or fragment, for messages and logs.
 fn shown_url(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// `Err(why)` when the `Sec-WebSocket-Protocol` offer of an upgrade cannot be answered: it
+/// offers `bearer.<token>` (any case) without [`WS_PROTOCOL`], the only one selected.
+pub fn check_subprotocols(headers: &axum::http::HeaderMap) -> Result<(), String> {
+    const BEARER: &str = "bearer.";
+    let offered: Vec<&str> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(str::trim))
+        .collect();
+    let bearer = offered.iter().any(|p| {
+        p.get(..BEARER.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(BEARER))
+    });
+    if bearer && !offered.contains(&WS_PROTOCOL) {
+        return Err(format!(
+            "the bearer.<token> subprotocol must be offered together with the \
+             {WS_PROTOCOL:?} subprotocol, which the gateway selects (it never echoes the \
+             token): new WebSocket(url, [\"{WS_PROTOCOL}\", \"bearer.<token>\"])"
+        ));
+    }
+    Ok(())
 }

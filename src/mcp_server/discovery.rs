@@ -1,16 +1,15 @@
 //! The discovery file `$REVKA_HOME/mcp.json` (seeds 001 and 003): `{url, pid, started_at}`.
 //!
-//! Written once the MCP server is bound: to a temporary file in the same directory, created
-//! owner-only (0600) from the start, synced, then renamed over the target, so a concurrent
-//! reader sees either the old document or the new one, never a partial one. Removed on a
+//! Written once the MCP server is bound, atomically with mode 0600
+//! ([`revka_actors::fs::write_atomic`]), so a concurrent reader sees either the old document
+//! or the new one, never a partial one, and a link planted at its path is replaced, never
+//! written through. Removed on a
 //! graceful stop, but only if it still names this process: another daemon's file is left alone.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
+use revka_actors::fs;
 use revka_actors::status::rfc3339;
 use serde::{Deserialize, Serialize};
 
@@ -43,30 +42,8 @@ pub fn write_discovery_file(path: &Path, url: &str) -> std::io::Result<()> {
         started_at: Some(rfc3339(SystemTime::now())),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-    write_atomic(path, &text)
-}
-
-/// Writes `path` atomically: a temporary sibling (0600 from creation), fsync, rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    fs::write_atomic(path, &text, fs::PRIVATE_FILE)?;
+    Ok(())
 }
 
 /// Reads `home/mcp.json`, if present and valid.
@@ -127,6 +104,30 @@ mod tests {
         write_discovery(dir.path(), "http://127.0.0.1:3/mcp").unwrap();
         remove_discovery(dir.path());
         assert!(!path.exists());
+    }
+
+    /// Links planted at the file and at a temporary name a writer could predict: none is
+    /// written through.
+    #[test]
+    fn links_planted_at_the_discovery_file_are_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim");
+        std::fs::write(&target, "precious").unwrap();
+        let path = dir.path().join(DISCOVERY_FILE);
+        let predictable = dir
+            .path()
+            .join(format!(".{DISCOVERY_FILE}.{}.tmp", std::process::id()));
+        for link in [&path, &predictable] {
+            std::os::unix::fs::symlink(&target, link).unwrap();
+        }
+        write_discovery(dir.path(), "http://127.0.0.1:1/mcp").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            read_discovery(dir.path()).unwrap().url,
+            "http://127.0.0.1:1/mcp"
+        );
     }
 
     #[test]

@@ -154,6 +154,13 @@ impl Subscriber {
     }
 }
 
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // An open stream keeps the session in use; its idle time starts when the stream ends.
+        self.session.touch();
+    }
+}
+
 /// The SSE frame of a received event (shared by all subscribers), or `None` once the channel
 /// is closed.
 fn frame(event: Result<Arc<Published>, broadcast::error::RecvError>) -> Option<Bytes> {

@@ -5,23 +5,27 @@
 //! matching, uses it as the client wrote it ([`Id`]), so a 60-digit or `1.0` id comes back as
 //! sent, not as a double.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
-use revka_actors::session::Session;
+use revka_actors::session::{Session, SessionError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::guard::{error, json_response, rpc_error, rpc_result};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
+use crate::http::Source;
 
 /// The session header of the two-header auth.
 /// (A `HeaderName`, not a `&str`: a `&str` key is parsed again on every lookup.)
@@ -229,12 +233,31 @@ struct NewSession {
     label: Option<String>,
 }
 
-/// `POST /session`.
+/// `POST /session`: rate-limited per source (429 past it); 503 when the table is full of
+/// sessions that may not be evicted. Both with `Retry-After`.
 pub(crate) async fn create_session(
     State(server): State<McpServer>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Without a client address (only in-process, never on the listener) the caller is local.
+    let source = peer.map_or(Source::Loopback, |Extension(ConnectInfo(peer))| {
+        Source::from(peer.ip())
+    });
+    if let Err(wait) = server.inner.creations.take(source) {
+        tracing::debug!(%source, "POST /session refused: too many from one source");
+        return retry_after(
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many sessions created from this client; retry in {}s",
+                    whole_secs(wait)
+                ),
+            ),
+            wait,
+        );
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -290,8 +313,27 @@ pub(crate) async fn create_session(
             StatusCode::OK,
             &json!({ "session_id": session.id(), "token": token, "cwd": &*cwd }),
         ),
+        Err(
+            e @ SessionError::Full {
+                retry_after: wait, ..
+            },
+        ) => retry_after(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()), wait),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// Whole seconds, rounded up, at least one: what `Retry-After` can say.
+fn whole_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// `response` with `Retry-After: <wait in whole seconds>`.
+fn retry_after(mut response: Response, wait: Duration) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(whole_secs(wait)),
+    );
+    response
 }
 
 /// Tilde-expands and canonicalises a requested working directory, which must exist.

@@ -1,6 +1,8 @@
 //! The MCP server in-process, with built-in test tools: a panicking tool gives an error result
 //! and the server stays up; built-in progress reaches the stream; the keep-alive comment.
 
+mod listener;
+
 use std::sync::Arc;
 use std::time::Duration;
 

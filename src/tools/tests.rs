@@ -35,9 +35,11 @@ fn hub_with(server: &str, instructions: Option<&str>, tools: &[(&str, &str)]) ->
             cwd: None,
         },
         tool_timeout: Duration::from_secs(1),
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(1),
         roots: vec![],
         reset_timeout_on_progress: false,
+        shown: None,
     });
     let entry = hub.register(spec, StatusNode::root("x", "mcp_connection"));
     let client = Arc::new(McpClient::new(

@@ -8,8 +8,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
-use super::{BreakerHandle, BreakerStatus};
-use crate::metrics::{Metrics, MetricsError};
+use super::{BreakerHandle, BreakerState, BreakerStatus};
+use crate::metrics::{Metrics, MetricsError, one_hot};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy};
 
@@ -160,32 +160,48 @@ impl BreakerRegistry {
             .collect()
     }
 
-    /// Registers the callback gauges, labelled `breaker` (the name), evaluated at scrape time:
-    /// `revka_breaker_state` (0 closed, 1 half open, 2 open), `revka_breaker_rejections_total`
-    /// and `revka_breaker_opens_total`. Call once per [`Metrics`]; a second call fails with
+    /// Registers the breaker families, labelled `breaker` (the name) and evaluated at scrape
+    /// time: `revka_breaker_state` (a gauge, one-hot over `state`: `closed`, `open`,
+    /// `half_open`), and the counters `revka_breaker_rejections_total` and
+    /// `revka_breaker_opens_total`. Call once per [`Metrics`]; a second call fails with
     /// [`MetricsError::AlreadyRegistered`].
     pub fn register_metrics(&self, metrics: &Metrics) -> Result<(), MetricsError> {
-        type Read = fn(&BreakerStatus) -> f64;
-        let families: [(&str, &str, Read); 3] = [
-            (
-                "revka_breaker_state",
-                "Circuit breaker state: 0 closed, 1 half open, 2 open.",
-                |s| s.state.gauge_value(),
-            ),
+        let registry = self.clone();
+        metrics.register_gauge_fn(
+            "revka_breaker_state",
+            "Circuit breaker state: 1 for the current state, 0 for the others.",
+            &["breaker", "state"],
+            Box::new(move || {
+                let mut rows = Vec::new();
+                for (name, handle) in registry.handles() {
+                    let current = handle.state();
+                    one_hot(
+                        &mut rows,
+                        &[&name],
+                        &BreakerState::ALL,
+                        current,
+                        BreakerState::as_str,
+                    );
+                }
+                rows
+            }),
+        )?;
+        type Read = fn(&BreakerStatus) -> u64;
+        let counters: [(&str, &str, Read); 2] = [
             (
                 "revka_breaker_rejections_total",
                 "Calls rejected by the circuit breaker.",
-                |s| s.total_rejections as f64,
+                |s| s.total_rejections,
             ),
             (
                 "revka_breaker_opens_total",
                 "Times the circuit breaker opened.",
-                |s| s.total_opens as f64,
+                |s| s.total_opens,
             ),
         ];
-        for (name, help, read) in families {
+        for (name, help, read) in counters {
             let registry = self.clone();
-            metrics.register_gauge_fn(
+            metrics.register_counter_fn(
                 name,
                 help,
                 &["breaker"],
@@ -193,7 +209,7 @@ impl BreakerRegistry {
                     registry
                         .handles()
                         .into_iter()
-                        .map(|(name, handle)| (vec![name], read(&handle.status())))
+                        .map(|(name, handle)| (vec![name], read(&handle.status()) as f64))
                         .collect()
                 }),
             )?;

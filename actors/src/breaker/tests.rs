@@ -525,6 +525,20 @@ async fn the_actor_answers_get_status_and_reset() {
     join.await.unwrap();
 }
 
+#[test]
+fn all_lists_every_breaker_state_once() {
+    // Exhaustive: a new state does not compile here until it is numbered, and then fails until
+    // it is in `ALL` (the one-hot `revka_breaker_state` would no longer sum to 1 without it).
+    let index = |s: BreakerState| match s {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    };
+    let mut seen: Vec<usize> = BreakerState::ALL.iter().map(|&s| index(s)).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn metrics_read_every_registered_breaker_at_scrape_time() {
     let metrics = Metrics::new();
@@ -545,10 +559,17 @@ async fn metrics_read_every_registered_breaker_at_scrape_time() {
         .await;
     let text = metrics.render();
     for line in [
-        "revka_breaker_state{breaker=\"session_manager\"} 2",
-        "revka_breaker_state{breaker=\"late\"} 0",
+        "# TYPE revka_breaker_state gauge",
+        "revka_breaker_state{breaker=\"session_manager\",state=\"closed\"} 0",
+        "revka_breaker_state{breaker=\"session_manager\",state=\"open\"} 1",
+        "revka_breaker_state{breaker=\"session_manager\",state=\"half_open\"} 0",
+        "revka_breaker_state{breaker=\"late\",state=\"closed\"} 1",
+        "revka_breaker_state{breaker=\"late\",state=\"open\"} 0",
+        "revka_breaker_state{breaker=\"late\",state=\"half_open\"} 0",
+        "# TYPE revka_breaker_rejections_total counter",
         "revka_breaker_rejections_total{breaker=\"session_manager\"} 1",
         "revka_breaker_rejections_total{breaker=\"late\"} 0",
+        "# TYPE revka_breaker_opens_total counter",
         "revka_breaker_opens_total{breaker=\"session_manager\"} 1",
     ] {
         assert!(
@@ -556,6 +577,18 @@ async fn metrics_read_every_registered_breaker_at_scrape_time() {
             "missing `{line}` in:\n{text}"
         );
     }
+    let samples = crate::metrics::parse_exposition(&text).unwrap();
+    let states = samples.iter().filter(|s| s.name == "revka_breaker_state");
+    assert_eq!(
+        states.clone().count(),
+        6,
+        "three states per breaker:\n{text}"
+    );
+    assert_eq!(
+        states.map(|s| s.value).sum::<f64>(),
+        2.0,
+        "one-hot:\n{text}"
+    );
     assert_eq!(registry.statuses()["late"].total_failures, 1);
 }
 

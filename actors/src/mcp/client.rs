@@ -12,7 +12,11 @@
 //!
 //! A call ends in exactly one way: its answer, a timeout, the connection closing (every pending
 //! call fails at once with the reason), or the caller dropping the future. Timeouts and drops
-//! send `notifications/cancelled` upstream and forget the pending entry.
+//! send `notifications/cancelled` upstream (pings excepted) and forget the pending entry.
+//!
+//! Every response, and every progress notification of a pending call, also marks the server
+//! as heard from: the connection's liveness probe pings only a server it has not heard from
+//! for a whole interval.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,6 +183,22 @@ struct Shared {
     invalid_lines: AtomicU64,
     /// The start of the last line that was not JSON-RPC (for introspection and errors).
     last_invalid: Mutex<Option<String>>,
+    /// Set by every response and by every progress notification of a pending call: the
+    /// server's request path is alive. The liveness probe takes it once per interval and pings
+    /// only when it was not set. Costs an answer one load (and a store once per interval),
+    /// no timer and no allocation.
+    heard: AtomicBool,
+}
+
+impl Shared {
+    /// Marks the server as heard from. Read first: on a busy server the flag is set nearly
+    /// always (the probe clears it once per interval), so the cache line it shares with the
+    /// fields every call reads is not written, and not bounced between cores, per answer.
+    fn heard(&self) {
+        if !self.heard.load(Ordering::Relaxed) {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The receiving half of a client: transports hand it every message the server sends.
@@ -221,6 +241,7 @@ impl Inbound {
             tools_changed_queued: AtomicBool::new(false),
             invalid_lines: AtomicU64::new(0),
             last_invalid: Mutex::new(None),
+            heard: AtomicBool::new(false),
         });
         (Self { shared }, rx)
     }
@@ -296,6 +317,8 @@ impl Inbound {
     }
 
     fn resolve(&self, resp: Response) {
+        // Any response is a sign of life, an error or a late answer included.
+        self.shared.heard();
         let Some(id) = resp.id.as_ref().and_then(Id::as_u64) else {
             tracing::warn!(server = %self.shared.server, path = %self.shared.path, id = ?resp.id, "response with an id we never sent; ignored");
             return;
@@ -356,6 +379,9 @@ impl Inbound {
             return;
         };
         if let Some(pending) = self.shared.pending.get(&token) {
+            // A server working on a call it reports progress for is alive, even while it
+            // reads nothing else.
+            self.shared.heard();
             if let Some(notify) = &pending.on_progress {
                 notify.notify_one();
             }
@@ -549,8 +575,34 @@ impl McpClient {
         params: Option<Value>,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, CallError> {
-        self.request_with(Cow::Owned(method.to_owned()), |_| params, opts)
+        self.request_with(Cow::Owned(method.to_owned()), |_| params, opts, true)
             .await
+    }
+
+    /// Sends `ping` and waits up to `timeout` for an answer; returns how long it took. An
+    /// error answer counts (a server without `ping` answers -32601, and that proves it reads
+    /// and replies). A ping that times out is forgotten without `notifications/cancelled`:
+    /// there is nothing to cancel, and a hung server would only have one more line to ignore.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, CallError> {
+        let start = Instant::now();
+        let opts = CallOptions {
+            timeout,
+            ..Default::default()
+        };
+        let no_params = |_| None::<()>;
+        match self
+            .request_with(Cow::Borrowed("ping"), no_params, &opts, false)
+            .await
+        {
+            Ok(_) | Err(CallError::Rpc { .. }) => Ok(start.elapsed()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a response, or progress of a pending call, arrived since the last time this
+    /// was asked (the liveness probe asks once per interval).
+    pub fn take_heard(&self) -> bool {
+        self.inbound.shared.heard.swap(false, Ordering::Relaxed)
     }
 
     /// Calls a tool: `tools/call {name, arguments}`, with a progress token (our request id)
@@ -586,15 +638,19 @@ impl McpClient {
                 })
             },
             opts,
+            true,
         )
         .await
     }
 
+    /// Sends a request and waits for its answer. `cancel_upstream`: whether a timeout or a
+    /// dropped future sends `notifications/cancelled` (always, but for pings).
     async fn request_with<P: Serialize>(
         &self,
         method: Cow<'static, str>,
         params: impl FnOnce(u64) -> Option<P>,
         opts: &CallOptions,
+        cancel_upstream: bool,
     ) -> Result<Box<RawValue>, CallError> {
         let shared = &self.inbound.shared;
         if let Some(reason) = self.inbound.closed_reason() {
@@ -623,6 +679,7 @@ impl McpClient {
             id,
             reason: "the caller went away",
             armed: true,
+            upstream: cancel_upstream,
         };
         let line = super::jsonrpc::request_line(id, &method, params(id).as_ref());
         if let Err(source) = self.transport.send(Outgoing::Request { id, line }) {
@@ -680,6 +737,8 @@ struct CancelOnDrop<'a> {
     id: u64,
     reason: &'static str,
     armed: bool,
+    /// Whether to tell the server (`false` only forgets the call).
+    upstream: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -688,8 +747,11 @@ impl Drop for CancelOnDrop<'_> {
             return;
         }
         let shared = &self.client.inbound.shared;
-        if shared.pending.remove(&self.id).is_none() || self.client.closed_reason().is_some() {
-            return; // already answered, or nobody to tell
+        if shared.pending.remove(&self.id).is_none()
+            || !self.upstream
+            || self.client.closed_reason().is_some()
+        {
+            return; // already answered, not to be told, or nobody to tell
         }
         let params = json!({ "requestId": self.id, "reason": self.reason });
         let line = Notification::new("notifications/cancelled", Some(to_raw(&params))).to_line();

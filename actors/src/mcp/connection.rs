@@ -7,12 +7,15 @@
 //! [`McpHub`]. Calls never pass through this actor: callers use the hub's client directly.
 //!
 //! The actor fails, and its supervisor restarts it by policy, when the connection ends: the
-//! process exits, the stream closes, a line is too long. On the way out every in-flight call
-//! fails at once with the reason, while the server's tools stay listed. On
+//! process exits, the stream closes, a line is too long; or when its liveness probe (a `ping`
+//! when the server has been silent for an interval, see [`liveness`]) finds the server
+//! `unresponsive`. On the way out every in-flight call fails at once with the reason, while
+//! the server's tools stay listed. On
 //! `notifications/tools/list_changed` it re-reads the tool list. A graceful stop follows the
 //! MCP shutdown sequence: close stdin, give the server a moment to exit, then SIGTERM and SIGKILL.
 
 mod connect;
+pub mod liveness;
 mod remote;
 
 use std::sync::Arc;
@@ -25,9 +28,11 @@ use tokio::task::JoinHandle;
 
 use connect::Connected;
 pub use connect::{ProbeReport, probe};
+pub use liveness::PingPolicy;
+use liveness::{ProbeStatus, Unresponsive};
 
 use super::client::{ClientEvent, McpClient};
-use super::hub::{McpHub, ServerEntry, ServerSpec, TransportSpec};
+use super::hub::{McpHub, ServerEntry, ServerSpec};
 use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
@@ -63,6 +68,14 @@ pub enum McpError {
         /// Why.
         reason: String,
     },
+    /// The server stopped answering: its liveness probe failed too many times in a row.
+    #[error("server `{server}`: {}", found.reason())]
+    Unresponsive {
+        /// The server.
+        server: String,
+        /// What the probe found.
+        found: Unresponsive,
+    },
 }
 
 /// The connection actor.
@@ -89,6 +102,8 @@ pub struct ConnectionArgs {
 pub enum ConnectionMsg {
     /// Something the client reported (tools changed, connection closed).
     Client(ClientEvent),
+    /// The liveness probe found the server unresponsive.
+    Unresponsive(Unresponsive),
 }
 
 /// State of [`McpConnection`]. Dropping it fails in-flight calls and withdraws the client.
@@ -100,12 +115,19 @@ pub struct ConnectionState {
     process: Option<ActorRef<ProcessMsg>>,
     exit: Option<watch::Receiver<Option<ExitInfo>>>,
     forwarder: Option<JoinHandle<()>>,
+    /// The liveness probe's task, while connected.
+    probe: Option<JoinHandle<()>>,
+    /// What the probe last did, for the details.
+    probe_status: Arc<ProbeStatus>,
 }
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
         if let Some(f) = self.forwarder.take() {
             f.abort();
+        }
+        if let Some(p) = self.probe.take() {
+            p.abort();
         }
         // Runs after a stop, a failure, a panic or a kill alike: nobody waits on a dead server.
         let reason = self
@@ -128,9 +150,10 @@ impl Actor for McpConnection {
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
         let entry = args.hub.register(args.spec.clone(), args.node.clone());
-        let details_entry = entry.clone();
+        let probe_status = Arc::new(ProbeStatus::default());
+        let (details_entry, details_probe) = (entry.clone(), probe_status.clone());
         args.node
-            .set_details(Arc::new(move || details(&details_entry)));
+            .set_details(Arc::new(move || details(&details_entry, &details_probe)));
         Ok(ConnectionState {
             args,
             entry,
@@ -138,6 +161,8 @@ impl Actor for McpConnection {
             process: None,
             exit: None,
             forwarder: None,
+            probe: None,
+            probe_status,
         })
     }
 
@@ -165,6 +190,17 @@ impl Actor for McpConnection {
             connected.hello,
             connected.tools,
         );
+        let probe = liveness::run(
+            state.entry.clone(),
+            client.clone(),
+            state.probe_status.clone(),
+        );
+        let me = myself.clone();
+        state.probe = Some(tokio::spawn(async move {
+            if let Some(found) = probe.await {
+                let _ = me.send_message(ConnectionMsg::Unresponsive(found));
+            }
+        }));
         state.client = Some(client);
         let mut events = connected.events;
         let me = myself.clone();
@@ -206,7 +242,22 @@ impl Actor for McpConnection {
         msg: ConnectionMsg,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
-        let ConnectionMsg::Client(event) = msg;
+        let event = match msg {
+            ConnectionMsg::Client(event) => event,
+            ConnectionMsg::Unresponsive(found) => {
+                let reason = found.reason();
+                tracing::warn!(server = %state.args.spec.name, path = %state.args.node.path(), %reason, "server unresponsive; failing its calls and restarting it");
+                // In-flight calls fail now, with the reason, instead of at their timeouts.
+                if let Some(client) = &state.client {
+                    client.close(&reason);
+                }
+                return Err(McpError::Unresponsive {
+                    server: state.args.spec.name.clone(),
+                    found,
+                }
+                .into());
+            }
+        };
         match event {
             ClientEvent::ToolsChanged => {
                 let Some(client) = state.client.clone() else {
@@ -257,14 +308,10 @@ impl Actor for McpConnection {
     }
 }
 
-fn details(entry: &ServerEntry) -> serde_json::Value {
+fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
     let spec = entry.spec();
-    let target = match &spec.transport {
-        TransportSpec::Stdio { command, args, .. } => json!({ "command": command, "args": args }),
-        TransportSpec::Http { url, .. }
-        | TransportSpec::Sse { url, .. }
-        | TransportSpec::Url { url, .. } => json!({ "url": url }),
-    };
+    // The config's unexpanded form, masked: never a secret's value (see `crate::redact`).
+    let target = spec.shown().to_json();
     let hello = entry.hello();
     let client = entry.client();
     json!({
@@ -281,6 +328,8 @@ fn details(entry: &ServerEntry) -> serde_json::Value {
         "invalid_lines": client.as_ref().map(|c| c.invalid_lines()),
         "last_invalid_line": client.as_ref().and_then(|c| c.last_invalid_line()),
         "tool_timeout_secs": spec.tool_timeout.as_secs(),
+        // The liveness probe: its policy, pings sent, and the last one's time and latency.
+        "liveness": probe.details(spec.ping),
     })
 }
 

@@ -21,8 +21,12 @@
 //! never a total request timeout, which would cut long event streams); the configured headers go
 //! on every request, with the protocol's own headers (`Accept`, `Content-Type`,
 //! `Mcp-Session-Id`, `MCP-Protocol-Version`) taking precedence; every body read from the network
-//! is size-capped ([`MAX_JSON_BODY`], [`MAX_SSE_EVENT`]) while it is read; errors name the URL
-//! (`connection refused to http://…`, `HTTP 401 from …: <body>`).
+//! is size-capped ([`MAX_JSON_BODY`], [`MAX_SSE_EVENT`]) while it is read; errors and log lines
+//! name the URL (`connection refused to http://…`, `HTTP 401 from …: <body>`) as shown: the
+//! config's unexpanded form for a configured endpoint ([`HttpEndpoint::shown`]), and always
+//! masked by [`crate::redact::url`] (userinfo and query values), since they become failure
+//! reasons in `/api/health`, the daemon log and the run log. reqwest's own ` for url (…)` is cut
+//! from its messages.
 //!
 //! # Message order
 //!
@@ -34,7 +38,6 @@
 pub mod discovery;
 pub mod legacy_sse;
 pub mod streamable;
-mod url;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +48,7 @@ use futures::FutureExt;
 use futures::future::Shared;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::oneshot;
+use url::Url;
 
 pub use discovery::{Discovered, discover, is_not_streamable};
 pub use legacy_sse::{LegacySse, connect as connect_legacy_sse};
@@ -53,6 +57,7 @@ pub use streamable::StreamableHttp;
 use super::client::{Inbound, Outgoing, TransportError};
 use super::jsonrpc::{Incoming, parse_message};
 use super::sse::{SseError, SseEvent, SseParser};
+use crate::redact;
 
 /// The cap on a JSON response body.
 pub const MAX_JSON_BODY: usize = 4 << 20;
@@ -68,14 +73,29 @@ pub struct HttpEndpoint {
     pub url: String,
     /// Headers sent on every request (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
+    /// How errors and log lines name the endpoint: for a configured server its config form
+    /// (`${VAR}` unexpanded), masked by [`crate::redact::url`]; never the URL's secrets.
+    pub shown: String,
 }
 
-/// Header values are redacted: they often carry credentials.
+impl HttpEndpoint {
+    /// An endpoint at `url`, shown as [`crate::redact::url`] shows it.
+    pub fn new(url: impl Into<String>, headers: Vec<(String, String)>) -> Self {
+        let url = url.into();
+        Self {
+            shown: redact::url(&url),
+            url,
+            headers,
+        }
+    }
+}
+
+/// Header values are never printed, nor the URL's secrets: only [`HttpEndpoint::shown`].
 impl std::fmt::Debug for HttpEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("HttpEndpoint")
-            .field("url", &self.url)
+            .field("url", &self.shown)
             .field("headers", &names)
             .finish()
     }
@@ -97,16 +117,60 @@ pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Tran
     Ok(map)
 }
 
-/// A network failure as a precise error naming the URL.
-pub(crate) fn net_error(url: &str, err: &reqwest::Error) -> TransportError {
+/// Parses an absolute `http`/`https` URL with a host, dropping its fragment (never sent over
+/// HTTP). Whitespace or control characters inside it are refused, not percent-encoded: they
+/// mean a malformed document or event, not a URL.
+pub(crate) fn parse_url(text: &str) -> Result<Url, String> {
+    http_url(text, Url::parse(text.trim()))
+}
+
+/// Resolves `reference` against `base` (RFC 3986 §5.2: absolute, scheme-relative, absolute
+/// and relative paths with dot segments removed, query-only, empty) into an absolute
+/// `http`/`https` URL without a fragment.
+pub(crate) fn resolve_url(base: &Url, reference: &str) -> Result<Url, String> {
+    http_url(reference, base.join(reference.trim()))
+}
+
+/// The checks of [`parse_url`] and [`resolve_url`] on a parse of `text`. Errors show `text`
+/// masked ([`crate::redact::url`]): it may be a configured URL.
+fn http_url(text: &str, parsed: Result<Url, url::ParseError>) -> Result<Url, String> {
+    let trimmed = text.trim();
+    let shown = || redact::url(trimmed);
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{}` contains whitespace or control characters",
+            shown()
+        ));
+    }
+    let mut url = parsed.map_err(|e| format!("`{}` is not a valid URL: {e}", shown()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "unsupported scheme `{}` in `{}` (expected http or https)",
+            url.scheme(),
+            shown()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{}` has no host", shown()));
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// A network failure as a precise error naming the URL as shown (`shown`: an
+/// [`HttpEndpoint::shown`], or a URL, which is masked here by [`crate::redact::url`]).
+pub(crate) fn net_error(shown: &str, err: &reqwest::Error) -> TransportError {
+    let url = redact::url(shown);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    let mut innermost = err.to_string();
+    let mut innermost = without_url(err);
     while let Some(e) = source {
         let io = e.downcast_ref::<std::io::Error>();
         if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
             return TransportError::Io(format!("connection refused to {url}"));
         }
-        innermost = e.to_string();
+        if !std::ptr::addr_eq(e, err) {
+            innermost = e.to_string();
+        }
         source = e.source();
     }
     TransportError::Io(if err.is_timeout() {
@@ -118,8 +182,19 @@ pub(crate) fn net_error(url: &str, err: &reqwest::Error) -> TransportError {
     })
 }
 
-/// An error status as [`TransportError::Http`], quoting the start of the body.
-pub(crate) async fn http_error(mut resp: reqwest::Response, url: &str) -> TransportError {
+/// A reqwest error's own message without the ` for url (…)` it appends: that is the real
+/// URL, secrets included.
+fn without_url(err: &reqwest::Error) -> String {
+    let text = err.to_string();
+    match err.url() {
+        Some(url) => text.replace(&format!(" for url ({url})"), ""),
+        None => text,
+    }
+}
+
+/// An error status as [`TransportError::Http`], quoting the start of the body; the URL is
+/// named as [`net_error`] names it.
+pub(crate) async fn http_error(mut resp: reqwest::Response, shown: &str) -> TransportError {
     let status = resp.status().as_u16();
     let mut body = Vec::new();
     while body.len() < 4 * ERROR_BODY_PREVIEW {
@@ -143,7 +218,7 @@ pub(crate) async fn http_error(mut resp: reqwest::Response, url: &str) -> Transp
     }
     TransportError::Http {
         status,
-        url: url.to_owned(),
+        url: redact::url(shown),
         body: text,
     }
 }
@@ -158,11 +233,14 @@ fn size(bytes: usize) -> String {
 }
 
 /// Reads a whole body, failing as soon as it exceeds `limit` (checked on `Content-Length` first).
+/// Errors name the URL as shown (`shown`, masked by [`crate::redact::url`]).
 pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     limit: usize,
-    url: &str,
+    shown: &str,
 ) -> Result<Vec<u8>, TransportError> {
+    let url = redact::url(shown);
+    let url = url.as_str();
     let too_large = || {
         TransportError::Protocol(format!(
             "response from {url} is larger than the {} limit",
@@ -182,13 +260,14 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
-fn read_error(url: &str, err: &reqwest::Error) -> TransportError {
-    let mut message = err.to_string();
+fn read_error(shown: &str, err: &reqwest::Error) -> TransportError {
+    let mut message = without_url(err);
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         message = e.to_string();
         source = e.source();
     }
+    let url = redact::url(shown);
     TransportError::Io(format!("reading the response from {url} failed: {message}"))
 }
 
@@ -212,12 +291,13 @@ pub(crate) struct EventStream {
 }
 
 impl EventStream {
-    /// Reads `resp` with `parser` (kept across reconnections for `Last-Event-ID`).
-    pub(crate) fn new(resp: reqwest::Response, parser: SseParser, url: &str) -> Self {
+    /// Reads `resp` with `parser` (kept across reconnections for `Last-Event-ID`); `shown`
+    /// names the URL in errors and log lines (masked by [`crate::redact::url`]).
+    pub(crate) fn new(resp: reqwest::Response, parser: SseParser, shown: &str) -> Self {
         Self {
             resp,
             parser,
-            url: url.to_owned(),
+            url: redact::url(shown),
             oversized: 0,
             done: false,
         }

@@ -30,9 +30,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::client::{CallError, CallOptions, McpClient};
+pub use super::connection::PingPolicy;
 use super::naming;
 use super::protocol::{Root, ServerHello};
 use super::wrapper::{self, Arguments};
+use crate::redact::Shown;
 use crate::status::{ActorState, StatusNode};
 
 /// How to reach one server.
@@ -82,6 +84,17 @@ impl TransportSpec {
             Self::Url { .. } => "url",
         }
     }
+
+    /// The target as logs and introspection show it, from these (expanded) values, masked by
+    /// [`crate::redact`]'s rule; the fallback of [`ServerSpec::shown`].
+    pub fn shown(&self) -> Shown {
+        match self {
+            Self::Stdio { command, args, .. } => Shown::command(command, args),
+            Self::Http { url, .. } | Self::Sse { url, .. } | Self::Url { url, .. } => {
+                Shown::url(url)
+            }
+        }
+    }
 }
 
 /// One external server, as the connection actor runs it.
@@ -93,12 +106,26 @@ pub struct ServerSpec {
     pub transport: TransportSpec,
     /// Per-call timeout (capped at 600 s by the config layer).
     pub tool_timeout: Duration,
+    /// The liveness probe: how often a silent server is pinged, and how many failed pings in
+    /// a row make it unresponsive. Applies live (a reload changes it without a reconnect).
+    pub ping: PingPolicy,
     /// Connect + initialize + tools/list timeout.
     pub handshake_timeout: Duration,
     /// Roots announced to the server.
     pub roots: Vec<Root>,
     /// Restart a call's timeout on each progress notification (capped at 600 s in total).
     pub reset_timeout_on_progress: bool,
+    /// What logs and introspection show of the target: the config's unexpanded form
+    /// (`${API_KEY}`, not its value), masked. `None` (a spec built in code) shows the
+    /// transport's own values, masked the same way.
+    pub shown: Option<Shown>,
+}
+
+impl ServerSpec {
+    /// The target as logs and introspection show it (see [`ServerSpec::shown`](Self::shown)).
+    pub fn shown(&self) -> Shown {
+        self.shown.clone().unwrap_or_else(|| self.transport.shown())
+    }
 }
 
 /// Which of a server's tools the hub registers: its config entry's `allowed_tools` and
@@ -183,6 +210,9 @@ pub struct ServerEntry {
     client: RwLock<Option<Arc<McpClient>>>,
     /// Bumped each time a client is published, for callers waiting on a (re)connect.
     ready: watch::Sender<u64>,
+    /// Bumped each time the spec is updated in place, so the liveness probe takes a new ping
+    /// policy at once instead of at the end of its current wait.
+    updated: watch::Sender<u64>,
     tools: RwLock<Vec<Value>>,
     hello: RwLock<Option<ServerHello>>,
 }
@@ -194,6 +224,11 @@ impl ServerEntry {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Wakes on every in-place update of the spec ([`McpHub::update_spec`]).
+    pub fn spec_updates(&self) -> watch::Receiver<u64> {
+        self.updated.subscribe()
     }
 
     /// Its status node.
@@ -393,6 +428,7 @@ impl McpHub {
             node,
             client: RwLock::new(None),
             ready: watch::channel(0).0,
+            updated: watch::channel(0).0,
             tools: RwLock::new(Vec::new()),
             hello: RwLock::new(None),
         });
@@ -402,11 +438,12 @@ impl McpHub {
     }
 
     /// Updates a registered server's spec in place (settings that apply without a reconnect,
-    /// such as the tool timeout). Returns whether the server was there.
+    /// such as the tool timeout or the ping policy). Returns whether the server was there.
     pub fn update_spec(&self, spec: Arc<ServerSpec>) -> bool {
         match self.servers.get(&spec.name) {
             Some(entry) => {
                 *entry.spec.write().unwrap_or_else(PoisonError::into_inner) = spec;
+                entry.updated.send_modify(|v| *v += 1);
                 true
             }
             None => false,
@@ -700,9 +737,11 @@ mod tests {
                 cwd: None,
             },
             tool_timeout: Duration::from_secs(1),
+            ping: PingPolicy::OFF,
             handshake_timeout: Duration::from_secs(1),
             roots: vec![],
             reset_timeout_on_progress: false,
+            shown: None,
         })
     }
 

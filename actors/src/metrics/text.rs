@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 
-use super::{Callback, Family, Histogram};
+use super::{Callback, Family, Histogram, Kind, OVERFLOW_LABEL_VALUE, Row};
 
 /// A sample value, formatted so Prometheus parses it.
 #[derive(Debug, Clone, Copy)]
@@ -135,30 +135,56 @@ pub(super) fn render_histogram(out: &mut String, name: &str, family: &Family<His
     }
 }
 
-pub(super) fn render_callback(out: &mut String, name: &str, cb: &Callback) {
-    header(out, name, &cb.help, "gauge");
+pub(super) fn render_callback(out: &mut String, name: &str, cb: &Callback, limit: usize) {
+    header(out, name, &cb.help, cb.kind.as_str());
+    let warn_once = |what: &str| {
+        if !cb.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(metric = name, "callback {} {what}", cb.kind.as_str());
+        }
+    };
     let rows = match std::panic::catch_unwind(AssertUnwindSafe(|| (cb.f)())) {
         Ok(rows) => rows,
         Err(_) => {
-            if !cb.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    metric = name,
-                    "callback gauge panicked; its series are left out"
-                );
-            }
+            warn_once("panicked; its series are left out");
             return;
         }
     };
     let arity = cb.label_names.len();
-    let (mut rows, bad): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(v, _)| v.len() == arity);
-    if !bad.is_empty() && !cb.warned.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            metric = name,
-            "callback gauge returned rows with the wrong number of labels; they are left out"
+    let counter = cb.kind == Kind::Counter;
+    let before = rows.len();
+    let mut rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|(v, x)| v.len() == arity && !(counter && (x.is_nan() || *x < 0.0)))
+        .collect();
+    if rows.len() != before {
+        warn_once(
+            "returned rows with the wrong number of labels or a negative count; they are left out",
         );
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows.dedup_by(|later, first| later.0 == first.0);
+    if rows.len() > limit {
+        // Past the limit, as for a handle family: the rows that sort last share the overflow
+        // series (the overflow row itself included, if the callback wrote one).
+        let overflow: f64 = rows.drain(limit..).map(|(_, v)| v).sum();
+        if let Some(i) = rows
+            .iter()
+            .position(|(v, _)| v.iter().all(|v| v == OVERFLOW_LABEL_VALUE))
+        {
+            rows[i].1 += overflow;
+        } else {
+            let labels = vec![OVERFLOW_LABEL_VALUE.to_owned(); arity];
+            let i = rows.partition_point(|(v, _)| *v < labels);
+            rows.insert(i, (labels, overflow));
+        }
+        if !cb.warned_limit.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                metric = name,
+                limit,
+                "callback metric reached its series limit; the rest are summed into the overflow series"
+            );
+        }
+    }
     for (values, v) in rows {
         sample(out, name, &cb.label_names, &values, None, Value::Float(v));
     }

@@ -32,6 +32,47 @@ pub fn validate_exposition(text: &str) -> Result<(), String> {
     parse_exposition(text).map(drop)
 }
 
+/// [`parse_exposition`], plus the naming rules `promtool check metrics` lints and the registry
+/// enforces: every family has a TYPE and a non-empty HELP, a counter's name ends in `_total`
+/// and no other family's does. Returns the samples; `Err` names the first offending family.
+pub fn lint_exposition(text: &str) -> Result<Vec<Sample>, String> {
+    let samples = parse_exposition(text)?;
+    let mut helps: HashMap<&str, &str> = HashMap::new();
+    let mut types: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((name, help)) = line.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')) {
+            helps.insert(name, help);
+        } else if let Some(name) = line.strip_prefix("# HELP ") {
+            helps.insert(name, "");
+        } else if let Some((name, kind)) =
+            line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' '))
+        {
+            types.insert(name, kind);
+        }
+    }
+    let typed: HashMap<String, String> = types
+        .iter()
+        .map(|(n, k)| ((*n).to_owned(), (*k).to_owned()))
+        .collect();
+    for s in &samples {
+        let family = family_of(&s.name, &typed);
+        if !types.contains_key(family.as_str()) {
+            return Err(format!("{family}: samples without a TYPE line"));
+        }
+    }
+    for (name, kind) in types {
+        if helps.get(name).is_none_or(|h| h.trim().is_empty()) {
+            return Err(format!("{name}: no help text"));
+        }
+        if name.ends_with("_total") != (kind == "counter") {
+            return Err(format!(
+                "{name}: a counter's name must end in `_total`, and only a counter's may ({kind})"
+            ));
+        }
+    }
+    Ok(samples)
+}
+
 /// Checks `text` line by line (comments, `name{labels} value` with valid names and escapes, one
 /// TYPE per family before its samples, families contiguous, no duplicate series, no negative
 /// counter) and every histogram (`le` strictly increasing and ending in `+Inf`, cumulative

@@ -15,17 +15,22 @@
 //! Loading replays the lines in order. A torn last line (a crash mid-write) is ignored with a
 //! warning, as is a corrupt line anywhere else; loading never panics. A compaction writes a
 //! snapshot (an `enq` per live operation, a `try` per operation in flight, an `enq` + `dead`
-//! pair per dead letter) to a temporary file, syncs it, renames it over the journal and syncs
-//! the directory, so a crash leaves either the old journal or the new one.
+//! pair per dead letter) through [`crate::fs::write_atomic_with`] (a temporary file, synced,
+//! renamed over the journal, the directory synced), so a crash leaves either the old journal
+//! or the new one. The journal and its inbox are opened in place by [`crate::fs::open_in_place`]:
+//! a link planted at their path is refused, never followed.
 
-use std::fs::{self, File, OpenOptions};
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{JournalStats, Operation};
+use crate::fs;
 
 /// Compaction is due when the journal holds more than `COMPACT_FACTOR` records per live one...
 const COMPACT_FACTOR: u64 = 4;
@@ -113,33 +118,25 @@ impl Journal {
     ) -> io::Result<(Self, LoadReport)> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
+            fs::ensure_private_dir(dir)?;
         }
-        let file = match OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let read_append = OpenOptions::new().read(true).append(true).clone();
+        let created =
+            fs::open_in_place(path, read_append.clone().create_new(true), fs::PRIVATE_FILE);
+        let file = match created {
             Ok(created) => {
                 if let Some(dir) = dir {
-                    off_worker(|| File::open(dir)?.sync_all())?;
+                    off_worker(|| Ok(fs::sync_dir(dir)?))?;
                 }
                 created
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                OpenOptions::new().read(true).append(true).open(path)?
+            Err(fs::FsError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                fs::open_in_place(path, &read_append, fs::PRIVATE_FILE)?
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
-        let meta = file.metadata()?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        }
         let mut report = LoadReport::default();
         let mut reader = BufReader::new(&file);
         let mut line = Vec::new();
@@ -276,22 +273,15 @@ impl Journal {
 
     /// Replaces the journal by a snapshot made of `records`.
     pub(super) fn compact(&mut self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
-        let mut name = self.path.file_name().unwrap_or_default().to_owned();
-        name.push(".tmp");
-        let tmp = self.path.with_file_name(name);
-        let written = off_worker(|| write_snapshot(&tmp, records));
-        let (bytes, count) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            off_worker(|| File::open(dir)?.sync_all())?;
-        }
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        let (bytes, count) = off_worker(|| {
+            Ok(fs::write_atomic_with(
+                &self.path,
+                fs::PRIVATE_FILE,
+                |file| write_snapshot(file, records),
+            )?)
+        })?;
+        let append = OpenOptions::new().append(true).clone();
+        self.file = fs::open_in_place(&self.path, &append, fs::PRIVATE_FILE)?;
         self.bytes = bytes;
         self.base_bytes = bytes;
         self.records = count;
@@ -311,9 +301,9 @@ pub(super) fn inbox_path(journal: &Path) -> PathBuf {
 
 /// Removes `path` and syncs its directory, so the removal survives a crash.
 pub(super) fn remove_synced(path: &Path) -> io::Result<()> {
-    fs::remove_file(path)?;
+    std::fs::remove_file(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        off_worker(|| File::open(dir)?.sync_all())?;
+        off_worker(|| Ok(fs::sync_dir(dir)?))?;
     }
     Ok(())
 }
@@ -333,15 +323,13 @@ pub(super) fn off_worker<T>(sync: impl FnOnce() -> io::Result<T>) -> io::Result<
     }
 }
 
-/// Writes and syncs a snapshot file; returns its size and record count.
-fn write_snapshot(tmp: &Path, records: impl IntoIterator<Item = Record>) -> io::Result<(u64, u64)> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)?;
-    let mut out = BufWriter::new(&file);
+/// Writes a snapshot into `file` (synced and renamed into place by the caller); returns its
+/// size and record count.
+fn write_snapshot(
+    file: &mut File,
+    records: impl IntoIterator<Item = Record>,
+) -> io::Result<(u64, u64)> {
+    let mut out = BufWriter::new(&*file);
     let mut count = 0u64;
     for r in records {
         serde_json::to_writer(&mut out, &r).map_err(io::Error::other)?;
@@ -350,6 +338,5 @@ fn write_snapshot(tmp: &Path, records: impl IntoIterator<Item = Record>) -> io::
     }
     out.flush()?;
     drop(out);
-    file.sync_all()?;
     Ok((file.metadata()?.len(), count))
 }

@@ -1,5 +1,7 @@
 //! Sessions under a real `sessions` supervisor: auth, expiry, the cap, ending, cancellation.
 
+mod eviction;
+
 use std::time::Duration;
 
 use ractor::Actor;
@@ -9,7 +11,9 @@ use crate::StatusNode;
 use crate::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
 use crate::testing::eventually;
 
-async fn table(limits: SessionLimits) -> (Arc<Sessions>, StatusNode, ActorRef<SupervisorMsg>) {
+pub(super) async fn table(
+    limits: SessionLimits,
+) -> (Arc<Sessions>, StatusNode, ActorRef<SupervisorMsg>) {
     let node = StatusNode::root("sessions", "supervisor");
     let args = SupervisorArgs {
         node: node.clone(),
@@ -64,6 +68,7 @@ async fn idle_sessions_expire_and_used_ones_do_not() {
     let limits = SessionLimits {
         idle_timeout: Duration::from_secs(60),
         max_sessions: 10,
+        ..SessionLimits::default()
     };
     let (sessions, node, sup) = table(limits).await;
     let (idle, idle_token) = sessions
@@ -100,6 +105,7 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
     let limits = SessionLimits {
         idle_timeout: Duration::from_secs(3600),
         max_sessions: 3,
+        evict_idle_floor: Duration::ZERO,
     };
     let (sessions, _node, sup) = table(limits).await;
     let mut created = Vec::new();
@@ -138,6 +144,7 @@ async fn concurrent_creates_never_overshoot_the_cap() {
     let limits = SessionLimits {
         idle_timeout: Duration::from_secs(3600),
         max_sessions: 5,
+        evict_idle_floor: Duration::ZERO,
     };
     let (sessions, _node, sup) = table(limits).await;
     let creates: Vec<_> = (0..40)

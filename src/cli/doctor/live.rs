@@ -167,9 +167,11 @@ pub async fn operator_handshake(config: &Config, home: &Path) -> Check {
             cwd: op.mcp_path.parent().map(Path::to_path_buf),
         },
         tool_timeout: op.tool_timeout(),
+        ping: revka_actors::mcp::hub::PingPolicy::OFF,
         handshake_timeout: OPERATOR_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,
+        shown: None,
     };
     let report = probe(&spec, &http_client()).await;
     if report.ok {

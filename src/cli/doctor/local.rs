@@ -1,8 +1,10 @@
 //! The checks of `revka doctor` that need no running daemon: `REVKA_HOME` and its secrets,
 //! the interpreters, and the operator's installation.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+
+use revka_actors::fs::{self, DirProblem};
 
 use super::Check;
 use crate::cli::install::{Layout, Sources};
@@ -14,7 +16,8 @@ pub const SECRET_FILES: [&str; 3] = ["gateway.token", "gateway_tokens.json", "mc
 
 const INSTALL_HINT: &str = "run: revka install --sidecars-only";
 
-/// `REVKA_HOME` exists and is not group/world-writable; its secret files are owner-only.
+/// `REVKA_HOME` exists, is owned by this user and is not group/world-writable (the rule the
+/// daemon enforces); its secret files are owner-only.
 pub fn home(home: &Path) -> Vec<Check> {
     let shown = home.display();
     let meta = match std::fs::metadata(home) {
@@ -41,16 +44,30 @@ pub fn home(home: &Path) -> Vec<Check> {
             format!("{shown} is not a directory"),
             "point REVKA_HOME at a directory",
         )
-    } else if mode & 0o022 != 0 {
-        Check::fail(
-            "REVKA_HOME",
-            format!(
-                "{shown} is group/world-writable (mode {mode:04o}): others could replace its config, tokens or sidecars"
-            ),
-            format!("chmod 700 {shown}"),
-        )
     } else {
-        Check::ok("REVKA_HOME", format!("{shown} (mode {mode:04o})"))
+        // The daemon's own rule ([`fs::check_private_dir`]), reported instead of refused.
+        let (owner, uid) = (meta.uid(), fs::current_uid());
+        match fs::dir_problem(owner, mode, uid) {
+            None => Check::ok("REVKA_HOME", format!("{shown} (mode {mode:04o})")),
+            Some(problem) => {
+                let what = match problem {
+                    DirProblem::Writable => format!("group/world-writable (mode {mode:04o})"),
+                    _ => format!("owned by uid {owner}, not by you (uid {uid}; mode {mode:04o})"),
+                };
+                let fix = match problem {
+                    DirProblem::Writable => format!("chmod 700 {shown}"),
+                    _ => format!("sudo chown {uid} {shown} && chmod 700 {shown}"),
+                };
+                Check::fail(
+                    "REVKA_HOME",
+                    format!(
+                        "{shown} is {what}: others could replace its config, tokens or \
+                         sidecars; the daemon refuses it"
+                    ),
+                    fix,
+                )
+            }
+        }
     }];
     for name in SECRET_FILES {
         let path = home.join(name);

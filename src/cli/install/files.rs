@@ -1,11 +1,11 @@
 //! Filesystem helpers of `revka install`: owner-only directories, files rewritten only when
-//! their contents or mode differ (atomically: a temporary sibling, then a rename), and stale
-//! files pruned from the package directories.
+//! their contents or mode differ (atomically, by [`revka_actors::fs::write_atomic`]: a link
+//! planted at their path is replaced, never written through), and stale files pruned from the
+//! package directories.
 
 use std::collections::BTreeSet;
-use std::fs::{DirBuilder, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{DirBuilder, Permissions};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::SourceFile;
@@ -58,27 +58,9 @@ pub(super) fn chmod(path: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
 }
 
-/// Writes `path` atomically with `mode` (a temporary sibling created with `mode`, then a rename).
+/// Writes `path` atomically with `mode` ([`revka_actors::fs::write_atomic`]).
 pub(super) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.set_permissions(Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    revka_actors::fs::write_atomic(path, contents, mode).map_err(|e| e.to_string())
 }
 
 /// What [`sync_files`] changes (or would).

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use revka_actors::fs::FsError;
 use serde::Deserialize;
 
 use super::RemoteError;
@@ -25,9 +26,18 @@ pub struct Discovery {
     pub started_at: Option<String>,
 }
 
-/// Reads `home/gateway.json` and checks that the process it names is alive.
+/// Reads `home/gateway.json` and checks that the process it names is alive. A home others can
+/// write in is refused first ([`RemoteError::UnsafeHome`]): whoever can replace this file
+/// chooses where the owner token is sent.
 pub fn read_gateway_file(home: &Path) -> Result<Discovery, RemoteError> {
     let path = home.join(GATEWAY_FILE);
+    match revka_actors::fs::check_private_dir(home) {
+        Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RemoteError::NotRunning { path });
+        }
+        Err(e) => return Err(RemoteError::UnsafeHome(e)),
+        Ok(()) => {}
+    }
     let text = match std::fs::read(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

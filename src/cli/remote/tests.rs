@@ -23,7 +23,7 @@ use tempfile::TempDir;
 
 use super::{Gateway, RemoteError, encode_actor_path, encode_segment, pid_alive};
 use crate::cli::ops::{Op, Outcome, execute, execute_on};
-use crate::gateway::auth::{PairingCodes, RevokeError, TokenStore, extract_bearer};
+use crate::gateway::auth::{PairingCodes, RevokeError, Role, TokenStore, extract_bearer};
 
 /// The fake daemon's state.
 struct Fake {
@@ -83,9 +83,10 @@ async fn restart(State(fake): State<Shared>, UrlPath(path): UrlPath<String>) -> 
     }
 }
 
-async fn pair_code(State(fake): State<Shared>) -> Json<Value> {
-    let code = fake.pairing.issue(Duration::from_secs(600));
-    Json(json!({ "code": code, "expires_in_secs": 600 }))
+async fn pair_code(State(fake): State<Shared>, Json(body): Json<Value>) -> Json<Value> {
+    let role: Role = body["role"].as_str().unwrap().parse().unwrap();
+    let code = fake.pairing.issue_for(role, Duration::from_secs(600));
+    Json(json!({ "code": code, "role": role, "expires_in_secs": 600 }))
 }
 
 async fn tokens(State(fake): State<Shared>) -> Response {
@@ -296,30 +297,40 @@ async fn restart_reports_success_unknown_paths_and_conflicts() {
 }
 
 #[tokio::test]
-async fn pair_prints_a_code_that_redeems() {
+async fn pair_prints_a_code_that_redeems_for_the_role_asked_for() {
     let daemon = Daemon::start().await;
-    let out = daemon.run(Op::Pair).await;
-    assert!(out.success, "{out:?}");
-    let first = out.stdout.lines().next().unwrap();
-    let code = first
-        .strip_prefix("pairing code: ")
-        .and_then(|rest| rest.split(' ').next())
-        .expect("a code");
-    assert_eq!(first, format!("pairing code: {code} (valid for 10m, once)"));
-    assert_eq!(
-        out.stdout.lines().nth(1).unwrap(),
-        format!(
-            "trade it for a token: POST {}/pair with header X-Pairing-Code: {code}",
-            daemon.url
-        )
-    );
-    daemon.fake.pairing.redeem(code, "phone").expect("redeems");
+    for role in Role::ALL {
+        let out = daemon.run(Op::Pair { role }).await;
+        assert!(out.success, "{out:?}");
+        let first = out.stdout.lines().next().unwrap();
+        let code = first
+            .strip_prefix("pairing code: ")
+            .and_then(|rest| rest.split(' ').next())
+            .expect("a code");
+        assert_eq!(
+            first,
+            format!("pairing code: {code} (valid for 10m, once) for a token with the {role} role")
+        );
+        assert_eq!(
+            out.stdout.lines().nth(1).unwrap(),
+            format!(
+                "trade it for a token: POST {}/pair with header X-Pairing-Code: {code}",
+                daemon.url
+            )
+        );
+        let redeemed = daemon.fake.pairing.redeem(code, "phone").expect("redeems");
+        assert_eq!(redeemed.role, role);
+    }
 }
 
 #[tokio::test]
 async fn tokens_list_and_revoke() {
     let daemon = Daemon::start().await;
-    let laptop = daemon.fake.store.issue("laptop").expect("issue");
+    let laptop = daemon
+        .fake
+        .store
+        .issue("laptop", Role::Operator)
+        .expect("issue");
     let out = daemon.run(Op::TokensList { json: false }).await;
     assert!(out.success, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -329,15 +340,22 @@ async fn tokens_list_and_revoke() {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
-    assert_eq!(header, ["ID", "LABEL", "CREATED", "LAST USED", "FLAGS"]);
+    assert_eq!(
+        header,
+        ["ID", "LABEL", "ROLE", "CREATED", "LAST USED", "FLAGS"]
+    );
     assert!(
-        lines[0].starts_with("ID        LABEL   CREATED "),
+        lines[0].starts_with("ID        LABEL   ROLE      CREATED "),
         "{}",
         lines[0]
     );
-    assert!(lines[1].contains(" owner "), "{}", lines[1]);
-    assert!(lines[1].ends_with("  owner"), "used just now: {}", lines[1]);
-    assert!(lines[2].starts_with(&format!("{}  laptop  ", laptop.id)));
+    assert!(lines[1].contains(" owner   owner "), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("  gateway.token"),
+        "used just now: {}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with(&format!("{}  laptop  operator  ", laptop.id)));
     assert!(lines[2].contains("  never  "), "{}", lines[2]);
     assert!(lines[2].ends_with("  -"), "{}", lines[2]);
 
@@ -410,7 +428,7 @@ async fn a_stale_owner_token_is_named_as_such() {
     let daemon = Daemon::start().await;
     let other = format!("rvk_{}", "ab".repeat(32));
     std::fs::write(daemon.home.path().join("gateway.token"), other).unwrap();
-    let out = daemon.run(Op::Pair).await;
+    let out = daemon.run(Op::Pair { role: Role::Viewer }).await;
     let token_file = daemon.home.path().join("gateway.token");
     assert_failed(
         &out,
@@ -447,7 +465,7 @@ async fn a_dead_pid_means_a_stale_gateway_file() {
     let pid = child.id();
     child.wait().expect("reaped");
     write_gateway_json(home.path(), "http://127.0.0.1:9", pid);
-    let out = execute(home.path(), &Op::Pair, false).await;
+    let out = execute(home.path(), &Op::Pair { role: Role::Viewer }, false).await;
     let file = home.path().join("gateway.json");
     assert_failed(
         &out,
@@ -459,7 +477,7 @@ async fn a_dead_pid_means_a_stale_gateway_file() {
 async fn a_missing_owner_token_is_reported() {
     let home = tempfile::tempdir().unwrap();
     write_gateway_json(home.path(), "http://127.0.0.1:9", std::process::id());
-    let out = execute(home.path(), &Op::Pair, false).await;
+    let out = execute(home.path(), &Op::Pair { role: Role::Viewer }, false).await;
     assert!(!out.success);
     assert!(
         out.stderr
@@ -508,9 +526,9 @@ async fn a_silent_gateway_times_out() {
     write_gateway_json(daemon.home.path(), &url, std::process::id());
     let gateway =
         Gateway::connect_with_timeout(daemon.home.path(), Duration::from_millis(200)).unwrap();
-    let err = gateway.pair_code().await.unwrap_err();
+    let err = gateway.pair_code(Role::Viewer).await.unwrap_err();
     assert!(matches!(err, RemoteError::Timeout { .. }), "{err:?}");
-    let out = execute_on(&gateway, &Op::Pair, false).await;
+    let out = execute_on(&gateway, &Op::Pair { role: Role::Viewer }, false).await;
     assert_failed(
         &out,
         &format!("the daemon's gateway at {url} did not answer within 0.2 s"),

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::exec::{Cmd, Runner};
@@ -72,6 +71,7 @@ impl<'a> Service<'a> {
             } else if differs {
                 self.say("note: a different file is installed; install would need --force");
             }
+            self.describe(params);
             self.say(format_args!("would create {} (mode 0700)", logs.display()));
             for step in &steps {
                 self.say(format_args!("would run: $ {}", step.cmd));
@@ -100,6 +100,7 @@ impl<'a> Service<'a> {
             .map_err(|e| ServiceError::new(1, e.to_string()))?;
         write_file(path, &content)?;
         self.say(format_args!("wrote {}", path.display()));
+        self.describe(params);
         self.steps(&steps)?;
         let name = self.host.platform.service_name();
         match (self.host.platform, existing.is_some()) {
@@ -114,6 +115,18 @@ impl<'a> Service<'a> {
             )),
         }
         Ok(())
+    }
+
+    /// What the file sets that the user should know about: the `PATH` and, for systemd, how
+    /// reloads work.
+    fn describe(&mut self, params: &ServiceParams) {
+        self.say(format_args!(
+            "the service's PATH (this shell's): {}",
+            params.path
+        ));
+        if self.host.platform == Platform::Systemd {
+            self.say(format_args!("reload: {}", params.reload.describe()));
+        }
     }
 
     /// `revka service uninstall`: stop, unregister, remove the file. Nothing to do when it is
@@ -272,31 +285,12 @@ fn spawn_error(cmd: &Cmd, e: &io::Error) -> ServiceError {
     )
 }
 
-/// Writes `content` to `path` atomically (a temporary file renamed over it), mode 0644,
+/// Writes `content` to `path` atomically ([`revka_actors::fs::write_atomic`]), mode 0644,
 /// creating the parent directories.
 fn write_file(path: &Path, content: &str) -> Result<(), ServiceError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| ServiceError::io("create", parent, &e))?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.set_permissions(fs::Permissions::from_mode(0o644))?;
-            f.write_all(content.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        ServiceError::io("write", path, &e)
-    })
+    revka_actors::fs::write_atomic(path, content.as_bytes(), 0o644)
+        .map_err(|e| ServiceError::io("write", path, &e.into_io()))
 }

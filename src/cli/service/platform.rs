@@ -246,6 +246,20 @@ impl Host {
     }
 }
 
+/// `systemctl --version`, whose first line names the systemd version.
+pub fn systemd_version_cmd() -> Cmd {
+    Cmd::new("systemctl", ["--version"])
+}
+
+/// The version in `systemctl --version`'s output (`systemd 252 (252.38-1~deb12u1)` → 252).
+pub fn parse_systemd_version(output: &str) -> Option<u32> {
+    output.lines().find_map(|line| {
+        let number = line.trim().strip_prefix("systemd ")?;
+        let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
 /// `systemctl --user <args>`.
 fn systemctl(args: &[&str]) -> Cmd {
     Cmd::new(

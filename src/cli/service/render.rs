@@ -1,6 +1,10 @@
 //! The service files, rendered from the templates in `config/` (`revka.service`,
 //! `com.revka.daemon.plist`), embedded with `include_str!`.
 //!
+//! Both files carry the installing shell's `PATH` ([`service_path`]) and the unit its
+//! hardening; the unit's `Type=` and reload command depend on the systemd version
+//! ([`ReloadMode`]).
+//!
 //! Part of `revka service`. Substitution is tiny and strict ([`substitute`]): every
 //! `{{name}}` in a template must have a value, every value must be used, and values are
 //! inserted verbatim (never re-scanned). Values are escaped for where they land: systemd
@@ -26,6 +30,54 @@ pub const LABEL: &str = "com.revka.daemon";
 /// what is left (`TimeoutStopSec`, `ExitTimeOut`).
 pub const STOP_MARGIN_SECS: u64 = 15;
 
+/// The first systemd with `Type=notify-reload`.
+pub const NOTIFY_RELOAD_SINCE: u32 = 253;
+
+/// How `systemctl --user reload revka` reaches the daemon and learns that it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadMode {
+    /// `Type=notify-reload` (systemd 253+): systemd sends SIGHUP and waits for the daemon's
+    /// `RELOADING=1` … `READY=1`.
+    NotifyReload,
+    /// `Type=notify` with `ExecReload=revka reload`: the command asks the daemon through its
+    /// gateway and returns when the reload is done, failing on a rejected config.
+    ExecReload,
+    /// `Type=notify` with `ExecReload=/bin/kill -HUP $MAINPID`, when the gateway is disabled:
+    /// the reload's outcome is only in the log.
+    Signal,
+}
+
+impl ReloadMode {
+    /// The mode for a systemd of `version` (`None`: unknown, assume old), with or without
+    /// the gateway that `revka reload` talks to.
+    pub fn for_systemd(version: Option<u32>, gateway_enabled: bool) -> Self {
+        match version {
+            Some(v) if v >= NOTIFY_RELOAD_SINCE => Self::NotifyReload,
+            _ if gateway_enabled => Self::ExecReload,
+            _ => Self::Signal,
+        }
+    }
+
+    /// A line for people: what `systemctl --user reload revka` will do.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NotifyReload => {
+                "Type=notify-reload: `systemctl --user reload revka` signals the daemon and \
+                 waits until its reload is done"
+            }
+            Self::ExecReload => {
+                "Type=notify with ExecReload=revka reload (this systemd has no \
+                 Type=notify-reload): `systemctl --user reload revka` waits until the reload is \
+                 done and fails on a rejected config"
+            }
+            Self::Signal => {
+                "Type=notify with ExecReload=kill -HUP (no Type=notify-reload, and the gateway \
+                 that `revka reload` needs is disabled): a reload's outcome is only in the log"
+            }
+        }
+    }
+}
+
 /// What a service file says about this installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceParams {
@@ -37,6 +89,38 @@ pub struct ServiceParams {
     pub config: Option<PathBuf>,
     /// `[supervisor] shutdown_grace_secs`.
     pub grace_secs: u64,
+    /// The `PATH` the service runs with (see [`service_path`]): the service manager's own is
+    /// minimal, and the servers' commands are looked up in it.
+    pub path: String,
+    /// How the unit reloads the daemon (systemd only).
+    pub reload: ReloadMode,
+}
+
+/// Used when the installing shell has no usable `PATH`.
+pub const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+/// The `PATH` to record in a service file, from the installing shell's `PATH`: its absolute
+/// entries in order, without duplicates. Returns it with the entries that were dropped (empty
+/// and relative ones mean "the current directory", which a service does not have; one with a
+/// control character cannot be written into the file). [`FALLBACK_PATH`] when nothing is
+/// left.
+pub fn service_path(shell_path: Option<&str>) -> (String, Vec<String>) {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut dropped = Vec::new();
+    for entry in shell_path.unwrap_or_default().split(':') {
+        if !entry.starts_with('/') || entry.chars().any(char::is_control) {
+            dropped.push(entry.to_owned());
+        } else if !kept.contains(&entry) {
+            kept.push(entry);
+        }
+    }
+    if shell_path.is_none_or(str::is_empty) {
+        dropped.clear();
+    }
+    if kept.is_empty() {
+        return (FALLBACK_PATH.to_owned(), dropped);
+    }
+    (kept.join(":"), dropped)
 }
 
 impl ServiceParams {
@@ -120,11 +204,40 @@ pub fn render_unit(params: &ServiceParams) -> Result<String, RenderError> {
         exec_start.push(systemd_word(arg, i == 0)?);
     }
     let home = text(&params.revka_home, "REVKA_HOME")?;
+    let (service_type, reload) = match params.reload {
+        ReloadMode::NotifyReload => (
+            "notify-reload",
+            "# `systemctl --user reload revka` sends SIGHUP and returns once the daemon has \
+             re-read its\n# config (RELOADING=1 … READY=1). A rejected config leaves the running \
+             one in place:\n# `systemctl --user status revka` shows it, `revka reload` exits 1 \
+             with the reason."
+                .to_owned(),
+        ),
+        ReloadMode::ExecReload => (
+            "notify",
+            format!(
+                "# This systemd has no Type=notify-reload: `revka reload` asks the daemon \
+                 (gateway, owner\n# token) and returns once the reload is done, failing on a \
+                 rejected config.\nExecReload={} reload",
+                systemd_word(&text(&params.binary, "the binary path")?, true)?
+            ),
+        ),
+        ReloadMode::Signal => (
+            "notify",
+            "# The daemon re-reads its config on SIGHUP; with the gateway disabled, the \
+             outcome is only\n# in the log (`journalctl --user -u revka`).\n\
+             ExecReload=/bin/kill -HUP $MAINPID"
+                .to_owned(),
+        ),
+    };
     substitute(
         UNIT_TEMPLATE,
         &[
+            ("service_type", service_type.to_owned()),
             ("exec_start", exec_start.join(" ")),
+            ("reload", reload),
             ("revka_home", systemd_quoted(&home)?),
+            ("path", systemd_quoted(&params.path)?),
             ("grace_secs", params.grace_secs.to_string()),
             ("timeout_stop_secs", params.stop_timeout_secs().to_string()),
         ],
@@ -143,8 +256,14 @@ pub fn render_plist(params: &ServiceParams) -> Result<String, RenderError> {
         &[
             ("program_arguments", program_arguments.join("\n")),
             ("revka_home", xml_escape(&home)?),
+            ("path", xml_escape(&params.path)?),
             ("grace_secs", params.grace_secs.to_string()),
             ("exit_timeout_secs", params.stop_timeout_secs().to_string()),
+            (
+                "rotate_mib",
+                (crate::logrotate::ROTATE_BYTES / (1024 * 1024)).to_string(),
+            ),
+            ("rotate_keep", crate::logrotate::KEEP.to_string()),
         ],
     )
 }

@@ -12,6 +12,8 @@ use std::process::Command;
 
 use super::*;
 
+mod hardening;
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
@@ -39,6 +41,8 @@ fn fixture(platform: Platform) -> Fixture {
         revka_home: host.revka_home.clone(),
         config: None,
         grace_secs: 30,
+        path: "/usr/bin:/bin".into(),
+        reload: ReloadMode::NotifyReload,
     };
     Fixture {
         _dir: dir,
@@ -111,12 +115,17 @@ fn install(f: &Fixture, runner: &mut Recorder, dry_run: bool, force: bool) -> Ou
     with_service(&f.host, runner, |s| s.install(&f.params, dry_run, force))
 }
 
+/// The `PATH` of the golden files: a version manager's Node first, as a real shell has it.
+const GOLDEN_PATH: &str = "/home/alice/.nvm/versions/node/v20.11.0/bin:/home/alice/.local/bin:/usr/local/bin:/usr/bin:/bin";
+
 fn golden_params() -> ServiceParams {
     ServiceParams {
         binary: "/opt/revka/bin/revka".into(),
         revka_home: "/home/alice/.revka".into(),
         config: None,
         grace_secs: 30,
+        path: GOLDEN_PATH.into(),
+        reload: ReloadMode::NotifyReload,
     }
 }
 
@@ -145,11 +154,10 @@ fn unit_matches_golden() {
     let unit = render_unit(&golden_params()).unwrap();
     assert_golden("revka.service", &unit);
     for line in [
-        "Type=notify",
+        "Type=notify-reload",
         "NotifyAccess=main",
         "WatchdogSec=30",
         "ExecStart=/opt/revka/bin/revka daemon",
-        "ExecReload=/bin/kill -HUP $MAINPID",
         "Environment=\"REVKA_HOME=/home/alice/.revka\"",
         "Environment=RUST_LOG=info",
         "Restart=on-failure",
@@ -200,6 +208,8 @@ fn awkward_params(root: &Path) -> ServiceParams {
         revka_home: root.join("home dir/50% \"off\" & <more>"),
         config: Some(root.join("conf %d/$HOME's.toml")),
         grace_secs: 30,
+        path: "/r/50% \"bin\"/$x & <y>:/usr/bin".into(),
+        reload: ReloadMode::ExecReload,
     }
 }
 
@@ -218,6 +228,14 @@ fn unit_escapes_spaces_percent_dollar_and_quotes() {
         unit.contains("\nEnvironment=\"REVKA_HOME=/r/home dir/50%% \\\"off\\\" & <more>\"\n"),
         "{unit}"
     );
+    assert!(
+        unit.contains("\nExecReload=\"/r/my apps/100%% $revka/bin/revka\" reload\n"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("\nEnvironment=\"PATH=/r/50%% \\\"bin\\\"/$x & <y>:/usr/bin\"\n"),
+        "{unit}"
+    );
 }
 
 #[test]
@@ -229,6 +247,7 @@ fn plist_escapes_xml() {
     assert!(plist.contains(
         "<string>/r/home dir/50% &quot;off&quot; &amp; &lt;more&gt;/logs/revka.out.log</string>"
     ));
+    assert!(plist.contains("<string>/r/50% &quot;bin&quot;/$x &amp; &lt;y&gt;:/usr/bin</string>"));
 }
 
 #[test]
@@ -344,6 +363,17 @@ fn systemd_verify(dir: &Path, unit: &str) -> Option<Result<(), String>> {
     None
 }
 
+/// The reload mode `revka service install` would pick for the systemd installed here, so
+/// `systemd-analyze verify` knows the unit's `Type=`.
+fn local_reload_mode() -> ReloadMode {
+    let version = Command::new("systemctl")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| parse_systemd_version(&String::from_utf8_lossy(&o.stdout)));
+    ReloadMode::for_systemd(version, true)
+}
+
 fn fake_binary(path: &Path) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, "#!/bin/sh\nexit 0\n").unwrap();
@@ -353,21 +383,36 @@ fn fake_binary(path: &Path) {
 #[test]
 fn systemd_analyze_verifies_the_unit() {
     let dir = tempfile::tempdir().unwrap();
-    let params = ServiceParams {
+    let mut params = ServiceParams {
         binary: dir.path().join("bin/revka"),
         revka_home: dir.path().join("home"),
         ..golden_params()
     };
     fake_binary(&params.binary);
-    if let Some(verdict) = systemd_verify(dir.path(), &render_unit(&params).unwrap()) {
-        verdict.unwrap();
+    let local = local_reload_mode();
+    for mode in [
+        ReloadMode::NotifyReload,
+        ReloadMode::ExecReload,
+        ReloadMode::Signal,
+    ] {
+        if mode == ReloadMode::NotifyReload && local != mode {
+            eprintln!("skipping Type=notify-reload: this systemd is older than 253");
+            continue;
+        }
+        params.reload = mode;
+        if let Some(verdict) = systemd_verify(dir.path(), &render_unit(&params).unwrap()) {
+            verdict.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        }
     }
 }
 
 #[test]
 fn systemd_analyze_finds_the_escaped_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let params = awkward_params(dir.path());
+    let params = ServiceParams {
+        reload: local_reload_mode(),
+        ..awkward_params(dir.path())
+    };
     fake_binary(&params.binary);
     let unit = render_unit(&params).unwrap();
     if let Some(verdict) = systemd_verify(dir.path(), &unit) {
@@ -384,6 +429,7 @@ fn systemd_analyze_rejects_a_bad_directive() {
     let dir = tempfile::tempdir().unwrap();
     let params = ServiceParams {
         binary: dir.path().join("revka"),
+        reload: local_reload_mode(),
         ..golden_params()
     };
     fake_binary(&params.binary);
@@ -503,6 +549,7 @@ fn check_plist(plist: &str, params: &ServiceParams) {
             "Label",
             "ProgramArguments",
             "EnvironmentVariables",
+            "Umask",
             "RunAtLoad",
             "KeepAlive",
             "ThrottleInterval",
@@ -522,6 +569,11 @@ fn check_plist(plist: &str, params: &ServiceParams) {
     let env = dict(value("EnvironmentVariables"));
     assert_eq!(env[0].0, "REVKA_HOME");
     assert_eq!(Path::new(&env[0].1.text), params.revka_home);
+    assert_eq!(env[1].0, "PATH");
+    assert_eq!(env[1].1.text, params.path);
+    let umask = value("Umask");
+    assert_eq!(umask.name, "integer");
+    assert_eq!(umask.text, 0o077.to_string(), "umask 0077, in decimal");
     assert_eq!(value("RunAtLoad").name, "true");
     let keep_alive = dict(value("KeepAlive"));
     assert_eq!(keep_alive[0].0, "SuccessfulExit");

@@ -111,6 +111,14 @@ const CASES: &[(&str, &str)] = &[
         "/home/u/.revka/config.toml:2:8: gateway.host: \"0.0.0.0\" is not a loopback address; set gateway.allow_public_bind = true to expose the gateway to the network",
     ),
     (
+        "[gateway]\nallowed_origins = [\"http://localhost:3000/\"]\n",
+        "/home/u/.revka/config.toml:2:20: gateway.allowed_origins[0]: invalid origin \"http://localhost:3000/\": an origin has no path, query or fragment (not even a trailing `/`)",
+    ),
+    (
+        "[gateway]\nallowed_origins = [\"https://a.example\", \"ftp://b.example\"]\n",
+        "/home/u/.revka/config.toml:2:41: gateway.allowed_origins[1]: invalid origin \"ftp://b.example\": scheme \"ftp\" is not http or https",
+    ),
+    (
         "[supervisor]\nbackoff_min_ms = 5000\nbackoff_max_ms = 100\n",
         "/home/u/.revka/config.toml:2:18: supervisor.backoff_min_ms: backoff_min_ms (5000 ms) is greater than backoff_max_ms (100 ms)",
     ),
@@ -133,6 +141,22 @@ const CASES: &[(&str, &str)] = &[
     (
         "[operator]\ntool_timeout_secs = 0\n",
         "/home/u/.revka/config.toml:2:21: operator.tool_timeout_secs: must be greater than 0",
+    ),
+    (
+        "[http]\nheader_read_timeout_secs = 0\n",
+        "/home/u/.revka/config.toml:2:28: http.header_read_timeout_secs: must be between 1 and 86400 (a day)",
+    ),
+    (
+        "[http]\nkeepalive_idle_secs = 100000\n",
+        "/home/u/.revka/config.toml:2:23: http.keepalive_idle_secs: must be between 1 and 86400 (a day)",
+    ),
+    (
+        "[http]\nmax_connections_per_source = 0\n",
+        "/home/u/.revka/config.toml:2:30: http.max_connections_per_source: must be greater than 0",
+    ),
+    (
+        "[sessions]\ncreate_per_minute = 0\n",
+        "/home/u/.revka/config.toml:2:21: sessions.create_per_minute: must be greater than 0",
     ),
     (
         "[mcp]\nservers_file = \"nope.json\"\n",

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use revka_actors::mcp::hub::{PingPolicy, ServerSpec};
 use revka_actors::supervisor::{Backoff, Intensity, RestartPolicy, RestartType, Shutdown};
 
 use super::*;
 use crate::config::{RestartOverride, SupervisorConfig};
+use crate::servers::{server_spec, supervised_spec};
 
 #[test]
 fn supervisor_defaults_are_the_standard_policy_and_intensity() {
@@ -165,5 +167,106 @@ fn servers_and_the_session_manager_get_their_overrides() {
     assert_eq!(
         config.session_manager.policy(&config.supervisor),
         base.with_shutdown(Shutdown::Timeout(Duration::from_secs(10)))
+    );
+}
+
+/// The liveness probe: `[supervisor]` sets every server's, a server's `restart` table overrides
+/// it key by key, `0` turns it off, and the daemon's spec carries it (a one-off probe's not).
+#[test]
+fn ping_keys_set_each_servers_liveness_probe() {
+    let secs = Duration::from_secs;
+    let defaults = SupervisorConfig::default();
+    assert_eq!(defaults.ping(), PingPolicy::standard());
+    assert_eq!(
+        (defaults.ping_interval_secs, defaults.ping_failures),
+        (30, 3)
+    );
+
+    let text = "[mcp]\nenabled = true\n[supervisor]\nping_interval_secs = 12\nping_failures = 5\n\
+                [[mcp.servers]]\nname = \"plain\"\ncommand = \"x\"\n\
+                [[mcp.servers]]\nname = \"slow\"\ncommand = \"x\"\n\
+                restart = { ping_interval_secs = 120 }\n\
+                [[mcp.servers]]\nname = \"quiet\"\ncommand = \"x\"\n\
+                restart = { ping_interval_secs = 0, max_restarts = 9 }\n\
+                [[mcp.servers]]\nname = \"strict\"\ncommand = \"x\"\n\
+                restart = { ping_failures = 1 }\n";
+    let config = ok(text).config;
+    let ping = |i: usize| config.mcp.servers[i].ping(&config.supervisor);
+    let policy = |interval, failures| PingPolicy { interval, failures };
+    assert_eq!(config.supervisor.ping(), policy(secs(12), 5));
+    assert_eq!(ping(0), policy(secs(12), 5));
+    assert_eq!(ping(1), policy(secs(120), 5));
+    assert_eq!(ping(2), policy(secs(0), 5));
+    assert!(ping(2).is_off());
+    assert_eq!(
+        config.mcp.servers[2]
+            .policy(&config.supervisor)
+            .max_restarts,
+        9
+    );
+    assert_eq!(ping(3), policy(secs(12), 1));
+
+    // The daemon runs the probe; a one-off handshake does not.
+    let server = &config.mcp.servers[1];
+    assert_eq!(supervised_spec(server, &config).ping, policy(secs(120), 5));
+    assert_eq!(server_spec(server, &config.mcp).ping, PingPolicy::OFF);
+    assert_eq!(
+        ServerSpec {
+            ping: PingPolicy::OFF,
+            ..supervised_spec(server, &config)
+        },
+        server_spec(server, &config.mcp)
+    );
+}
+
+/// Out-of-range ping keys are precise errors: in `[supervisor]` they fail the file, in a
+/// server's table that server only; the session manager has its own probe.
+#[test]
+fn ping_keys_out_of_range_are_precise_errors() {
+    for (text, want) in [
+        (
+            "[supervisor]\nping_interval_secs = 3601\n",
+            "supervisor.ping_interval_secs: must be at most 3600 (0 turns the probe off)",
+        ),
+        (
+            "[supervisor]\nping_failures = 0\n",
+            "supervisor.ping_failures: must be at least 1 (ping_interval_secs = 0 turns the \
+             probe off)",
+        ),
+        (
+            "[supervisor]\nping_failures = 101\n",
+            "supervisor.ping_failures: must be at most 100",
+        ),
+        (
+            "[[mcp.servers]]\nname = \"s\"\ncommand = \"x\"\nrestart = { ping_failures = 0 }\n",
+            "mcp.servers[0].restart.ping_failures: must be at least 1 (ping_interval_secs = 0 \
+             turns the probe off)",
+        ),
+        (
+            "[[mcp.servers]]\nname = \"s\"\ncommand = \"x\"\n\
+             restart = { ping_interval_secs = 86400 }\n",
+            "mcp.servers[0].restart.ping_interval_secs: must be at most 3600 (0 turns the \
+             probe off)",
+        ),
+        (
+            "[session_manager.restart]\nping_interval_secs = 5\n",
+            "session_manager.restart.ping_interval_secs: applies to MCP servers only; the \
+             session manager's probe is session_manager.liveness_interval_secs and \
+             liveness_failures",
+        ),
+        ("[supervisor]\nping_interval_secs = -1\n", "invalid value"),
+    ] {
+        let got = err(text);
+        assert!(got.contains(want), "{text}\n got: {got}\nwant: {want}");
+    }
+    // The bounds themselves are fine.
+    let config = ok("[supervisor]\nping_interval_secs = 3600\nping_failures = 100\n").config;
+    assert_eq!(config.supervisor.ping().interval, Duration::from_secs(3600));
+    assert!(
+        ok("[supervisor]\nping_interval_secs = 0\n")
+            .config
+            .supervisor
+            .ping()
+            .is_off()
     );
 }

@@ -241,6 +241,62 @@ fn printing_round_trips_and_display_masks_secrets() {
     assert!(!shown.contains("tok"), "{shown}");
 }
 
+/// What the config shows of `args` and `url` (in `config check`, in error messages, and to
+/// the daemon's logs and introspection through the server spec) is the file's own text,
+/// masked: never a variable's value.
+#[test]
+fn args_and_url_are_shown_as_written_never_expanded() {
+    let env = env_of(&[
+        ("HOME", "/home/u"),
+        ("K", "key-value-1"),
+        ("U", "pw-value-2"),
+    ]);
+    let text = "[[mcp.servers]]\nname = \"s\"\ncommand = \"srv\"\n\
+                args = [\"--api-key=${K}\", \"--token\", \"sk-4fGh7Jk2LmN9pQ3rS8tV\", \"plain\"]\n\
+                [[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\n\
+                url = \"https://x:${U}@e.com/mcp?key=${K}&sig=abc\"\n";
+    let config = parse_with(text, &env).unwrap().config;
+    let [s, r] = &config.mcp.servers[..] else {
+        panic!("two servers")
+    };
+    assert_eq!(s.args[0], "--api-key=key-value-1", "expanded for use");
+    assert_eq!(
+        s.shown().to_json(),
+        serde_json::json!({
+            "command": "srv",
+            "args": ["--api-key=${K}", "--token", "***", "plain"],
+        })
+    );
+    assert_eq!(
+        r.shown().as_url(),
+        Some("https://***@e.com/mcp?key=${K}&sig=***")
+    );
+    let spec = crate::servers::server_spec(r, &config.mcp);
+    assert_eq!(spec.shown(), r.shown());
+    let shown = config.display_toml();
+    assert!(shown.contains("--api-key=${K}"), "{shown}");
+    assert!(
+        shown.contains("https://***@e.com/mcp?key=${K}&sig=***"),
+        "{shown}"
+    );
+    for secret in ["key-value-1", "pw-value-2", "4fGh7Jk2", "abc"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    // An invalid URL is named as written, masked.
+    let bad = "[[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\n\
+               url = \"ftp://x:${U}@e.com/?key=${K}\"\n";
+    let loaded = parse_with(bad, &env).unwrap();
+    let reason = &loaded.config.mcp.invalid_servers[0].reason;
+    assert!(
+        reason.contains("invalid URL \"ftp://***@e.com/?key=${K}\""),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("pw-value-2") && !reason.contains("key-value-1"),
+        "{reason}"
+    );
+}
+
 #[test]
 fn tool_filters_take_names_and_trailing_star_prefixes() {
     let loaded = ok(&format!(

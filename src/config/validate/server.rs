@@ -49,8 +49,13 @@ pub(super) fn check_server(
                 format!("required for transport {:?}", transport.as_str()),
             ));
         }
-        check_url(url)
-            .map_err(|m| site.invalid(&at(&["url"]), format!("invalid URL {url:?}: {m}")))?;
+        // Named as written (`${VAR}` unexpanded) and masked: the message reaches logs and
+        // `/api/health` (an invalid entry's failure reason).
+        check_url(url).map_err(|m| {
+            let shown = server.shown();
+            let shown = shown.as_url().unwrap_or_default();
+            site.invalid(&at(&["url"]), format!("invalid URL {shown:?}: {m}"))
+        })?;
         for (key, set) in [
             ("command", server.command.is_some()),
             ("args", !server.args.is_empty()),
@@ -168,7 +173,7 @@ fn check_tool_pattern(pattern: &str) -> Result<(), String> {
 }
 
 /// Server names become tool-name prefixes (`<server>__<tool>`).
-pub(super) fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }

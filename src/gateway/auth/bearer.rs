@@ -4,7 +4,8 @@
 //! Part of the gateway's auth layer; the gateway listener (`root/gateway`) calls these on the
 //! raw header values before [`TokenStore::verify`](super::TokenStore::verify). Browsers cannot
 //! set headers on a WebSocket handshake, so the dashboard offers the token as a subprotocol
-//! `bearer.<token>` (the listener must then echo that subprotocol back) or as `?token=`.
+//! `bearer.<token>` next to the fixed subprotocol the listener selects (so the token is never
+//! echoed back), or as `?token=`.
 
 /// The token of an `Authorization: Bearer <token>` header value.
 ///

@@ -1,143 +1,126 @@
-//! [`FailedAuthLimiter`]: locks out client addresses that fail authentication too often.
+//! [`FailureThrottle`]: slows down failed authentication attempts, per source, without ever
+//! refusing a valid credential.
 //!
 //! Part of the gateway's auth layer. The gateway listener (`root/gateway`) keeps one behind a
-//! mutex: [`FailedAuthLimiter::check`] before looking at any credential (a locked-out client
-//! gets `429` with `Retry-After`), then [`FailedAuthLimiter::record_failure`] or
-//! [`FailedAuthLimiter::record_success`]. It is a plain data structure: the clock is passed
-//! in, so tests step time by hand.
+//! mutex and consults it only *after* a presented credential (a bearer token, a pairing code)
+//! turned out to be wrong: [`FailureThrottle::record_failure`] counts the failure and says how
+//! long to wait before answering it. A valid token is never looked up here, so no amount of
+//! failures from anyone can lock the owner out. The listener also bounds how many failures
+//! wait at once ([`MAX_DELAYED_FAILURES`]; past it, an immediate 429), so an attacker cannot
+//! tie up more than that many sleeping requests. Pairing codes are additionally protected by a
+//! global budget of failed redemptions (see [`PairingCodes`](super::PairingCodes)).
 //!
-//! Addresses are grouped the way an attacker gets them: an IPv4 address (or IPv4-mapped IPv6
-//! address) counts alone, an IPv6 address counts with its whole `/64`. Memory is bounded:
-//! expired entries are dropped, and at most [`MAX_TRACKED_ADDRESSES`] are tracked (the one
-//! with the oldest failure is evicted).
+//! The delay doubles with each failure of a source, from [`FIRST_DELAY`] up to [`MAX_DELAY`],
+//! and a source's failures are forgotten [`FORGET_AFTER`] after its latest one. It is a plain
+//! data structure: the clock is passed in, so tests step time by hand.
+//!
+//! Sources are grouped the way an attacker gets addresses: every loopback address (all of
+//! `127.0.0.0/8`, `::1`, and their IPv4-mapped forms) is one source, since on a loopback bind
+//! every local process is one of them; any other IPv4 address (or IPv4-mapped IPv6 address)
+//! counts alone; an IPv6 address counts with its whole `/64`. Memory is bounded: at most
+//! [`MAX_TRACKED_SOURCES`] are tracked (forgotten ones go first, then the one whose latest
+//! failure is oldest).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-/// Failures within a window that cause a lockout, by default.
-pub const DEFAULT_MAX_FAILURES: u32 = 10;
-/// The window failures are counted in, by default: 60 s from the first failure.
-pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a lockout lasts, by default: 5 minutes.
-pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(5 * 60);
-/// Client addresses tracked at most.
-pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
+/// The wait before answering a source's first failure.
+pub const FIRST_DELAY: Duration = Duration::from_millis(100);
+/// The longest wait before answering a failure (reached at the 6th failure in a row).
+pub const MAX_DELAY: Duration = Duration::from_millis(3200);
+/// A source's failures are forgotten this long after its latest one.
+pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// Sources tracked at most.
+pub const MAX_TRACKED_SOURCES: usize = 10_000;
+/// Failed attempts waiting out their delay at once, across all sources; past it the gateway
+/// answers 429 at once.
+pub const MAX_DELAYED_FAILURES: usize = 64;
 
-/// Failures of one client.
+/// Failures of one source.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// The first failure of the current window.
-    window_start: Instant,
-    /// Failures since `window_start`.
+    /// Failures since the source was last forgotten.
     failures: u32,
-    /// Locked out until then.
-    locked_until: Option<Instant>,
-    /// The latest failure (eviction order).
+    /// The latest failure.
     last_failure: Instant,
 }
 
-impl Entry {
-    /// Whether the entry no longer says anything: its lockout or its window is over.
-    fn expired(&self, now: Instant, window: Duration) -> bool {
-        match self.locked_until {
-            Some(until) => now >= until,
-            None => now.duration_since(self.window_start) >= window,
-        }
-    }
-}
-
-/// Failed authentication attempts per client, with lockouts. See the module docs.
+/// Failed attempts per source, and the delay each earns. See the module docs.
 #[derive(Debug, Clone)]
-pub struct FailedAuthLimiter {
-    max_failures: u32,
-    window: Duration,
-    lockout: Duration,
+pub struct FailureThrottle {
+    first: Duration,
+    max: Duration,
+    forget_after: Duration,
     entries: HashMap<IpAddr, Entry>,
 }
 
-impl Default for FailedAuthLimiter {
-    /// [`DEFAULT_MAX_FAILURES`] failures per [`DEFAULT_FAILURE_WINDOW`] lock a client out for
-    /// [`DEFAULT_LOCKOUT`].
+impl Default for FailureThrottle {
+    /// [`FIRST_DELAY`] doubling to [`MAX_DELAY`], forgotten after [`FORGET_AFTER`].
     fn default() -> Self {
-        Self::new(
-            DEFAULT_MAX_FAILURES,
-            DEFAULT_FAILURE_WINDOW,
-            DEFAULT_LOCKOUT,
-        )
+        Self::new(FIRST_DELAY, MAX_DELAY, FORGET_AFTER)
     }
 }
 
-impl FailedAuthLimiter {
-    /// `max_failures` (at least 1) failures within `window` of the first lock a client out
-    /// for `lockout`.
-    pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
+impl FailureThrottle {
+    /// A source's first failure waits `first`, each further one twice as long as the one
+    /// before, up to `max`; `forget_after` without a failure starts it over.
+    pub fn new(first: Duration, max: Duration, forget_after: Duration) -> Self {
         Self {
-            max_failures: max_failures.max(1),
-            window,
-            lockout,
+            first,
+            max: max.max(first),
+            forget_after,
             entries: HashMap::new(),
         }
     }
 
-    /// `Ok` if `ip` may try to authenticate at `now`; otherwise how long until it may.
-    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Counts a failed attempt by `ip` at `now`; how long to wait before answering it.
+    pub fn record_failure(&mut self, ip: IpAddr, now: Instant) -> Duration {
         let key = client_key(ip);
-        let Some(entry) = self.entries.get(&key) else {
-            return Ok(());
-        };
-        if entry.expired(now, self.window) {
-            self.entries.remove(&key);
-            return Ok(());
-        }
-        match entry.locked_until {
-            Some(until) => Err(until.duration_since(now)),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed attempt by `ip` at `now`; the one that reaches the limit starts the
-    /// lockout. Failures during a lockout do not extend it.
-    pub fn record_failure(&mut self, ip: IpAddr, now: Instant) {
-        let key = client_key(ip);
-        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_TRACKED_ADDRESSES {
+        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_TRACKED_SOURCES {
             self.make_room(now);
         }
-        let fresh = Entry {
-            window_start: now,
+        let forget_after = self.forget_after;
+        let entry = self.entries.entry(key).or_insert(Entry {
             failures: 0,
-            locked_until: None,
             last_failure: now,
-        };
-        let entry = self.entries.entry(key).or_insert(fresh);
-        if entry.expired(now, self.window) {
-            *entry = fresh;
-        }
-        if entry.locked_until.is_some() {
-            return;
+        });
+        if now.saturating_duration_since(entry.last_failure) >= forget_after {
+            entry.failures = 0;
         }
         entry.failures = entry.failures.saturating_add(1);
-        entry.last_failure = now;
-        if entry.failures >= self.max_failures {
-            entry.locked_until = Some(now + self.lockout);
-        }
+        entry.last_failure = entry.last_failure.max(now);
+        let failures = entry.failures;
+        self.delay(failures)
     }
 
-    /// Forgets `ip`'s failures after it authenticated.
-    pub fn record_success(&mut self, ip: IpAddr) {
-        self.entries.remove(&client_key(ip));
+    /// The failures `ip`'s source has to its name at `now`.
+    pub fn failures(&self, ip: IpAddr, now: Instant) -> u32 {
+        self.entries
+            .get(&client_key(ip))
+            .filter(|e| now.saturating_duration_since(e.last_failure) < self.forget_after)
+            .map_or(0, |e| e.failures)
     }
 
-    /// Client addresses (or IPv6 `/64`s) currently tracked.
+    /// Sources currently tracked.
     pub fn tracked(&self) -> usize {
         self.entries.len()
     }
 
-    /// Drops expired entries; if none was, evicts the entry with the oldest failure.
+    /// The wait for the `n`th failure in a row (`n` ≥ 1).
+    fn delay(&self, n: u32) -> Duration {
+        let doublings = n.saturating_sub(1).min(31);
+        self.first
+            .checked_mul(1 << doublings)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
+    /// Drops forgotten entries; if none was, evicts the entry whose latest failure is oldest.
     fn make_room(&mut self, now: Instant) {
-        let window = self.window;
-        self.entries.retain(|_, e| !e.expired(now, window));
-        if self.entries.len() >= MAX_TRACKED_ADDRESSES {
+        let forget_after = self.forget_after;
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.last_failure) < forget_after);
+        if self.entries.len() >= MAX_TRACKED_SOURCES {
             let oldest = self
                 .entries
                 .iter()
@@ -150,13 +133,18 @@ impl FailedAuthLimiter {
     }
 }
 
-/// What failures are counted against: the IPv4 address, or the IPv6 `/64`.
+/// What failures are counted against: one key for every loopback address, else the IPv4
+/// address, or the IPv6 `/64`.
 pub(super) fn client_key(ip: IpAddr) -> IpAddr {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    };
+    if ip.is_loopback() {
+        return IpAddr::V4(Ipv4Addr::LOCALHOST);
+    }
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 64))),
-        },
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 64))),
     }
 }

@@ -1,4 +1,4 @@
-//! The token store on disk: `$REVKA_HOME/gateway_tokens.json`, and atomic 0600 file writes.
+//! The token store on disk: `$REVKA_HOME/gateway_tokens.json`.
 //!
 //! Part of the gateway's auth layer (`root/gateway`); only [`super::store`] calls it, never on
 //! the request path. The file holds hashes, never tokens:
@@ -6,24 +6,31 @@
 //! ```json
 //! { "version": 1,
 //!   "tokens": [ { "hash": "<64 hex>", "label": "laptop", "created_at": "2026-06-18T00:00:00Z",
-//!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false, "owner": false } ] }
+//!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false,
+//!                 "role": "operator", "owner": false } ] }
 //! ```
 //!
-//! Every write goes to a temporary file created with mode 0600 in the same directory, is
-//! synced, then renamed over the target: readers see the old file or the new one, never a
-//! partial one, and the file never has wider permissions than 0600.
+//! `owner` marks the token of `$REVKA_HOME/gateway.token` (the one the next daemon start
+//! revokes), not its role. A record without `role` was written before tokens had roles; it is
+//! migrated on load to the least privilege that keeps it working: `owner` for the token of
+//! `gateway.token`, `operator` for a paired token.
+//!
+//! Every write replaces the file atomically with mode 0600 ([`revka_actors::fs::write_atomic`]):
+//! readers see the old file or the new one, never a partial one, and a link planted at its
+//! path is replaced, never written through. Loading refuses a link there
+//! ([`revka_actors::fs::read_in_place`]): the file decides who is let in, so it must be the
+//! daemon's own.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use revka_actors::fs;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+use super::role::Role;
 use super::store::Record;
 use super::token::{from_hex, to_hex};
 
@@ -47,15 +54,29 @@ struct StoredToken {
     last_used_at: Option<String>,
     #[serde(default)]
     revoked: bool,
-    #[serde(default)]
-    owner: bool,
+    /// Absent in files written before tokens had roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    /// The token of `gateway.token` (the key keeps the name older files use).
+    #[serde(default, rename = "owner")]
+    file_token: bool,
+}
+
+/// What [`load`] read.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    /// The records, in file order.
+    pub(super) records: Vec<Record>,
+    /// How many records had no role and were given one.
+    pub(super) migrated: usize,
 }
 
 /// The records in `path`; none when the file does not exist.
-pub(super) fn load(path: &Path) -> Result<Vec<Record>, StoreError> {
-    let bytes = match fs::read(path) {
+pub(super) fn load(path: &Path) -> Result<Loaded, StoreError> {
+    // Read without following a link: the file decides who is let in.
+    let bytes = match fs::read_in_place(path).map_err(fs::FsError::into_io) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(source) => {
             return Err(StoreError::Read {
                 path: path.to_path_buf(),
@@ -70,7 +91,7 @@ pub(super) fn load(path: &Path) -> Result<Vec<Record>, StoreError> {
 }
 
 /// The records in a file's contents, or why they are not a valid token store.
-fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
+fn parse(bytes: &[u8]) -> Result<Loaded, String> {
     let file: TokensFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if file.version != VERSION {
         return Err(format!(
@@ -80,6 +101,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
     }
     let mut seen = HashSet::new();
     let mut records = Vec::with_capacity(file.tokens.len());
+    let mut migrated = 0;
     for (index, stored) in file.tokens.into_iter().enumerate() {
         let at = |field: &str, problem: &str| format!("tokens[{index}].{field}: {problem}");
         let hash = from_hex::<32>(&stored.hash)
@@ -96,16 +118,25 @@ fn parse(bytes: &[u8]) -> Result<Vec<Record>, String> {
                     .map_err(|e| at("last_used_at", &format!("not an RFC 3339 time: {e}")))?,
             ),
         };
+        let role = stored.role.unwrap_or_else(|| {
+            migrated += 1;
+            if stored.file_token {
+                Role::Owner
+            } else {
+                Role::Operator
+            }
+        });
         records.push(Record {
             hash,
             label: stored.label,
             created_at,
             last_used_at,
             revoked: stored.revoked,
-            owner: stored.owner,
+            role,
+            file_token: stored.file_token,
         });
     }
-    Ok(records)
+    Ok(Loaded { records, migrated })
 }
 
 /// Writes `records` to `path` atomically, mode 0600.
@@ -120,68 +151,17 @@ pub(super) fn save(path: &Path, records: &[Record]) -> Result<(), StoreError> {
                 created_at: rfc3339(r.created_at),
                 last_used_at: r.last_used_at.map(rfc3339),
                 revoked: r.revoked,
-                owner: r.owner,
+                role: Some(r.role),
+                file_token: r.file_token,
             })
             .collect(),
     };
     let mut json = serde_json::to_vec_pretty(&file).expect("the token file always serialises");
     json.push(b'\n');
-    write_atomic(path, &json).map_err(|source| StoreError::Write {
+    fs::write_atomic(path, &json, fs::PRIVATE_FILE).map_err(|e| StoreError::Write {
         path: path.to_path_buf(),
-        source,
+        source: e.into_io(),
     })
-}
-
-/// Replaces `path` with `contents`: a temporary file (mode 0600 from creation) in the same
-/// directory, synced, then renamed over `path`. A failed write leaves `path` untouched.
-pub(super) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = temp_path(path)?;
-    let result = write_new(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename durable; some file systems refuse to sync a directory, and the new
-    // contents are already visible, so this is best effort.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
-}
-
-/// Creates `tmp` (which must not exist) with mode 0600 and writes `contents` to disk.
-fn write_new(tmp: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)?;
-    // The umask can only narrow 0600; make it exactly 0600 so the owner can rewrite it.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// A fresh temporary name next to `path`: `.<name>.<pid>.<n>.tmp`.
-fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let tmp = format!(
-        ".{}.{}.{n}.{nanos}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(path.with_file_name(tmp))
 }
 
 /// `t` as RFC 3339 in UTC, whole seconds (`2026-06-18T00:00:00Z`).

@@ -20,6 +20,7 @@ use subtle::{Choice, ConditionallySelectable};
 
 use super::error::{RevokeError, StoreError};
 use super::persist::{self, rfc3339, whole_seconds};
+use super::role::Role;
 use super::token::{
     NewToken, TOKEN_PREFIX, TokenHash, TokenId, constant_time_eq, generate_token, hash_token,
 };
@@ -45,7 +46,11 @@ pub(super) struct Record {
     pub(super) created_at: SystemTime,
     pub(super) last_used_at: Option<SystemTime>,
     pub(super) revoked: bool,
-    pub(super) owner: bool,
+    /// What the token may do.
+    pub(super) role: Role,
+    /// It is (or was) the token of `$REVKA_HOME/gateway.token`: the one the next rotation
+    /// revokes. Independent of `role`.
+    pub(super) file_token: bool,
 }
 
 impl Record {
@@ -60,7 +65,8 @@ impl Record {
             created_at: self.created_at,
             last_used_at: self.last_used_at,
             revoked: self.revoked,
-            owner: self.owner,
+            role: self.role,
+            file_token: self.file_token,
         }
     }
 }
@@ -82,8 +88,20 @@ pub struct TokenInfo {
     pub last_used_at: Option<SystemTime>,
     /// Whether it was revoked (it no longer authenticates anything).
     pub revoked: bool,
-    /// Whether it is an owner token (written to `$REVKA_HOME/gateway.token`).
-    pub owner: bool,
+    /// What it may do.
+    pub role: Role,
+    /// Whether it is (or was) the token written to `$REVKA_HOME/gateway.token` at a daemon
+    /// start, which the next start revokes.
+    pub file_token: bool,
+}
+
+/// A token that [`TokenStore::verify_caller`] accepted: who is calling, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's public id (what the gateway records as the owner of what it creates).
+    pub id: TokenId,
+    /// Its role.
+    pub role: Role,
 }
 
 fn serialize_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -119,14 +137,28 @@ pub struct TokenStore {
 impl TokenStore {
     /// Loads `home/gateway_tokens.json` (no file: no tokens). An unreadable or corrupt file
     /// is an error naming it; the caller decides whether to start without tokens.
+    ///
+    /// Records written before tokens had roles get one (see the file format's migration): the
+    /// token of `gateway.token` `owner`, every paired token `operator`, which keeps its tool
+    /// calls working but takes away anything that spawns a process. That is logged once: the
+    /// store is marked changed, so the next write records the roles.
     pub fn open(home: &Path) -> Result<Self, StoreError> {
         let path = home.join(TOKENS_FILE);
-        let records = persist::load(&path)?;
+        let loaded = persist::load(&path)?;
+        if loaded.migrated > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                tokens = loaded.migrated,
+                "gateway tokens from before roles: paired tokens become `operator` (tool calls, \
+                 restarts; no spawning, reloads or token management), the owner token `owner`; \
+                 pair again with `revka pair --role ...` for another role"
+            );
+        }
         Ok(Self {
             path,
             state: RwLock::new(State {
-                records,
-                dirty: false,
+                records: loaded.records,
+                dirty: loaded.migrated > 0,
             }),
             writer: Mutex::new(()),
         })
@@ -144,17 +176,16 @@ impl TokenStore {
     /// [`LAST_USED_RESOLUTION`], in memory only (see [`Self::flush`]).
     pub fn verify(&self, presented: &str) -> Option<TokenId> {
         self.verify_at(presented, SystemTime::now())
-            .map(|(id, _)| id)
+            .map(|verified| verified.id)
     }
 
-    /// [`Self::verify`], and whether the token is an owner token (the one written to
-    /// `$REVKA_HOME/gateway.token`), found in the same pass.
-    pub fn verify_caller(&self, presented: &str) -> Option<(TokenId, bool)> {
+    /// [`Self::verify`], with the token's role, found in the same pass.
+    pub fn verify_caller(&self, presented: &str) -> Option<Verified> {
         self.verify_at(presented, SystemTime::now())
     }
 
     /// [`Self::verify_caller`] at `now`.
-    pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<(TokenId, bool)> {
+    pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<Verified> {
         let hash = hash_token(presented);
         let (id, stale) = {
             let state = self.read();
@@ -170,7 +201,10 @@ impl TokenStore {
                 .records
                 .get(usize::try_from(found).ok()?.checked_sub(1)?)?;
             (
-                (record.id(), record.owner),
+                Verified {
+                    id: record.id(),
+                    role: record.role,
+                },
                 needs_touch(record.last_used_at, now),
             )
         };
@@ -186,24 +220,26 @@ impl TokenStore {
         Some(id)
     }
 
-    /// Issues a new token labelled `label` and persists it.
-    pub fn issue(&self, label: &str) -> Result<NewToken, StoreError> {
-        self.issue_with(label, false, SystemTime::now())
+    /// Issues a new token labelled `label` with `role` and persists it.
+    pub fn issue(&self, label: &str, role: Role) -> Result<NewToken, StoreError> {
+        self.issue_with(label, role, false, SystemTime::now())
     }
 
-    /// Issues a token; an owner token revokes the previous owner tokens in the same change.
+    /// Issues a token; the token of `gateway.token` (`file_token`) revokes the previous ones
+    /// in the same change.
     fn issue_with(
         &self,
         label: &str,
-        owner: bool,
+        role: Role,
+        file_token: bool,
         now: SystemTime,
     ) -> Result<NewToken, StoreError> {
         let label = validate_label(label)?;
         self.mutate(|records| {
-            if owner {
+            if file_token {
                 records
                     .iter_mut()
-                    .filter(|r| r.owner)
+                    .filter(|r| r.file_token)
                     .for_each(|r| r.revoked = true);
             }
             make_room(records)?;
@@ -221,7 +257,8 @@ impl TokenStore {
                 created_at: whole_seconds(now),
                 last_used_at: None,
                 revoked: false,
-                owner,
+                role,
+                file_token,
             });
             Ok(NewToken {
                 id: TokenId::of(&hash),
@@ -266,16 +303,20 @@ impl TokenStore {
         })
     }
 
-    /// Rotates the owner token: revokes every previous owner token, issues a new one labelled
-    /// [`OWNER_LABEL`], persists the store, then writes the token to `home/gateway.token`
+    /// Rotates the owner token: revokes every previous token of `gateway.token`, issues a new
+    /// one labelled [`OWNER_LABEL`] with the [`Role::Owner`] role, persists the store, then writes the token to `home/gateway.token`
     /// (mode 0600, atomically) so the CLI of the same account can authenticate without
     /// pairing. Called at each daemon start, with the store's own `$REVKA_HOME`, so an old
     /// leaked file is useless.
     pub fn ensure_owner_token(&self, home: &Path) -> Result<TokenId, StoreError> {
-        let new = self.issue_with(OWNER_LABEL, true, SystemTime::now())?;
+        let new = self.issue_with(OWNER_LABEL, Role::Owner, true, SystemTime::now())?;
         let path = home.join(OWNER_TOKEN_FILE);
-        persist::write_atomic(&path, format!("{}\n", new.token).as_bytes())
-            .map_err(|source| StoreError::Write { path, source })?;
+        let token = format!("{}\n", new.token);
+        revka_actors::fs::write_atomic(&path, token.as_bytes(), revka_actors::fs::PRIVATE_FILE)
+            .map_err(|e| StoreError::Write {
+                path,
+                source: e.into_io(),
+            })?;
         Ok(new.id)
     }
 

@@ -82,6 +82,7 @@ async fn connect_with(
                 reason,
             };
             let mut pspec = ProcessSpec::new(command.clone(), args.clone());
+            pspec.shown = Some(spec.shown().line());
             pspec.env = env.clone();
             pspec.cwd = cwd.clone();
             pspec.stdio = StdioMode::Piped;

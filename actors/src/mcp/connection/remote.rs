@@ -11,6 +11,7 @@ use super::{Connected, McpError};
 use crate::mcp::client::{Inbound, McpClient, Transport, TransportError};
 use crate::mcp::http::{self, HttpEndpoint, StreamableHttp};
 use crate::mcp::hub::{ServerSpec, TransportSpec};
+use crate::redact;
 
 /// Connects to a remote server and runs the handshake.
 pub(super) async fn connect(
@@ -23,32 +24,36 @@ pub(super) async fn connect(
         server: spec.name.clone(),
         reason,
     };
+    // The configured URL is named by its config form (masked); discovered ones by their own.
+    let shown = spec.shown();
+    let configured = |url: &str, headers: &[(String, String)]| HttpEndpoint {
+        shown: shown
+            .as_url()
+            .map_or_else(|| redact::url(url), str::to_owned),
+        ..HttpEndpoint::new(url, headers.to_vec())
+    };
     match &spec.transport {
         TransportSpec::Http { url, headers } => {
-            let opened = streamable(spec, path, endpoint(url, headers), http);
+            let opened = streamable(spec, path, configured(url, headers), http);
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
         TransportSpec::Sse { url, headers } => {
-            let opened = sse(spec, path, endpoint(url, headers), http, deadline)
+            let opened = sse(spec, path, configured(url, headers), http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
         TransportSpec::Url { url, headers } => {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let found = http::discover(url, headers, http, remaining)
+            let document = configured(url, headers);
+            let found = http::discover(&document, http, remaining)
                 .await
-                .map_err(|e| connect_err(format!("discovery at {url} failed: {e}")))?;
+                .map_err(|e| connect_err(format!("discovery at {} failed: {e}", document.shown)))?;
             let mut last = None;
             if let Some(target) = &found.streamable {
-                tracing::info!(server = %spec.name, %path, endpoint = %target, "discovered a Streamable HTTP endpoint");
-                match attempt(
-                    spec,
-                    streamable(spec, path, endpoint(target, headers), http),
-                    deadline,
-                )
-                .await
-                {
+                let endpoint = HttpEndpoint::new(target.as_str(), headers.clone());
+                tracing::info!(server = %spec.name, %path, endpoint = %endpoint.shown, "discovered a Streamable HTTP endpoint");
+                match attempt(spec, streamable(spec, path, endpoint, http), deadline).await {
                     Ok(connected) => return Ok(connected),
                     Err((e, false)) => return Err(e),
                     Err((e, true)) => {
@@ -60,23 +65,20 @@ pub(super) async fn connect(
             // An endpoint of unknown kind is also tried as SSE at the same URL.
             let Some(target) = found.sse.or(found.streamable) else {
                 return Err(last.unwrap_or_else(|| {
-                    connect_err(format!("discovery document at {url} names no endpoint"))
+                    connect_err(format!(
+                        "discovery document at {} names no endpoint",
+                        document.shown
+                    ))
                 }));
             };
-            tracing::info!(server = %spec.name, %path, endpoint = %target, "using the legacy SSE endpoint");
-            let opened = sse(spec, path, endpoint(&target, headers), http, deadline)
+            let endpoint = HttpEndpoint::new(target, headers.clone());
+            tracing::info!(server = %spec.name, %path, endpoint = %endpoint.shown, "using the legacy SSE endpoint");
+            let opened = sse(spec, path, endpoint, http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
         TransportSpec::Stdio { .. } => Err(connect_err("stdio is not a remote transport".into())),
-    }
-}
-
-fn endpoint(url: &str, headers: &[(String, String)]) -> HttpEndpoint {
-    HttpEndpoint {
-        url: url.to_owned(),
-        headers: headers.to_vec(),
     }
 }
 

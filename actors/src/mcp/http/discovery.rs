@@ -28,7 +28,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::Value;
 
-use super::{header_map, http_error, net_error, read_capped, url};
+use super::{HttpEndpoint, header_map, http_error, net_error, parse_url, read_capped, resolve_url};
 use crate::mcp::client::TransportError;
 
 /// The cap on the discovery document.
@@ -44,46 +44,56 @@ pub struct Discovered {
     pub sse: Option<String>,
 }
 
-/// Fetches and reads the discovery document at `url` (see the [module documentation](self)).
+/// Fetches and reads the discovery document of `endpoint` (see the
+/// [module documentation](self)); errors name it as [`HttpEndpoint::shown`] does.
 pub async fn discover(
-    url: &str,
-    headers: &[(String, String)],
+    endpoint: &HttpEndpoint,
     http: &reqwest::Client,
     timeout: Duration,
 ) -> Result<Discovered, TransportError> {
-    let doc_url = document_url(url).map_err(TransportError::Protocol)?;
-    let mut headers = header_map(headers)?;
+    let doc_url = document_url(&endpoint.url)
+        .map_err(|e| TransportError::Protocol(format!("invalid URL {}: {e}", endpoint.shown)))?;
+    let doc_shown = if doc_url == endpoint.url {
+        endpoint.shown.clone()
+    } else {
+        format!("{}{WELL_KNOWN}", endpoint.shown.trim_end_matches('/'))
+    };
+    let doc_shown = doc_shown.as_str();
+    let mut headers = header_map(&endpoint.headers)?;
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     let fetch = async {
         let resp = http.get(&doc_url).headers(headers).send().await;
-        let resp = resp.map_err(|e| net_error(&doc_url, &e))?;
+        let resp = resp.map_err(|e| net_error(doc_shown, &e))?;
         if !resp.status().is_success() {
-            return Err(http_error(resp, &doc_url).await);
+            return Err(http_error(resp, doc_shown).await);
         }
         let base = resp.url().to_string();
-        let body = read_capped(resp, MAX_DOCUMENT, &doc_url).await?;
+        let body = read_capped(resp, MAX_DOCUMENT, doc_shown).await?;
         Ok((base, body))
     };
     let (base, body) = tokio::time::timeout(timeout, fetch).await.map_err(|_| {
         TransportError::Io(format!(
-            "discovery document {doc_url} not read within {:.1}s",
+            "discovery document {doc_shown} not read within {:.1}s",
             timeout.as_secs_f64()
         ))
     })??;
     let doc: Value = serde_json::from_slice(&body).map_err(|e| {
-        TransportError::Protocol(format!("discovery document {doc_url} is not JSON: {e}"))
+        TransportError::Protocol(format!("discovery document {doc_shown} is not JSON: {e}"))
     })?;
     parse_document(&doc, &base)
-        .map_err(|e| TransportError::Protocol(format!("discovery document {doc_url}: {e}")))
+        .map_err(|e| TransportError::Protocol(format!("discovery document {doc_shown}: {e}")))
 }
+
+/// Where the document of a URL without a path is.
+const WELL_KNOWN: &str = "/.well-known/mcp";
 
 /// The document's URL: `url` itself, or its `/.well-known/mcp` when it has no path.
 fn document_url(url: &str) -> Result<String, String> {
-    let parts = url::parse(url)?;
-    if parts.path == "/" && parts.query.is_none() {
-        return url::resolve(url, "/.well-known/mcp");
+    let mut parsed = parse_url(url)?;
+    if parsed.path() == "/" && parsed.query().is_none() {
+        parsed.set_path(WELL_KNOWN);
     }
-    Ok(parts.to_string())
+    Ok(parsed.into())
 }
 
 /// A non-blank string member.
@@ -134,15 +144,17 @@ pub(crate) fn parse_document(doc: &Value, base: &str) -> Result<Discovered, Stri
                 .into(),
         );
     }
+    let base = parse_url(base)?;
     let resolve = |found: Option<&str>| -> Result<Option<String>, String> {
         let Some(found) = found else { return Ok(None) };
-        let resolved = url::resolve(base, found)?;
-        if base.starts_with("https:") && resolved.starts_with("http:") {
+        let resolved = resolve_url(&base, found)?;
+        if base.scheme() == "https" && resolved.scheme() == "http" {
             return Err(format!(
-                "refusing the plain-http endpoint {resolved} named by an https document"
+                "refusing the plain-http endpoint {} named by an https document",
+                crate::redact::url(resolved.as_str())
             ));
         }
-        Ok(Some(resolved))
+        Ok(Some(resolved.into()))
     };
     Ok(Discovered {
         streamable: resolve(streamable)?,

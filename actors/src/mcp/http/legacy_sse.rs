@@ -25,10 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     EventStream, HttpEndpoint, MAX_SSE_EVENT, Sequencer, content_type, hand_to_client, header_map,
-    http_error, is_message, net_error, read_capped, url,
+    http_error, is_message, net_error, parse_url, read_capped, resolve_url,
 };
 use crate::mcp::client::{Inbound, Outgoing, Transport, TransportError};
 use crate::mcp::sse::SseParser;
+use crate::redact;
 
 /// How much of a POST's answer body is read (and ignored) so the connection can be reused.
 const MAX_POST_ANSWER: usize = 64 * 1024;
@@ -41,8 +42,11 @@ pub struct LegacySse {
 
 #[derive(Debug)]
 struct Inner {
-    sse_url: String,
     post_url: String,
+    /// How errors and logs name the event stream ([`HttpEndpoint::shown`]).
+    sse_shown: String,
+    /// How they name the POST URL: masked by [`redact::url`].
+    post_shown: String,
     headers: HeaderMap,
     http: reqwest::Client,
     inbound: Inbound,
@@ -60,29 +64,37 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Arc<LegacySse>, TransportError> {
     let headers = header_map(&endpoint.headers)?;
-    let sse_url = url::parse(&endpoint.url)
-        .map_err(|e| TransportError::Protocol(format!("invalid SSE URL: {e}")))?
-        .to_string();
-    let opened = tokio::time::timeout(timeout, open(&http, &sse_url, &headers, &inbound)).await;
+    let sse = parse_url(&endpoint.url)
+        .map_err(|e| TransportError::Protocol(format!("invalid SSE URL: {e}")))?;
+    let sse_url = sse.to_string();
+    let sse_shown = endpoint.shown.clone();
+    let opened = tokio::time::timeout(
+        timeout,
+        open(&http, &sse_url, &sse_shown, &headers, &inbound),
+    )
+    .await;
     let (events, data) = opened.map_err(|_| {
         TransportError::Io(format!(
-            "no `endpoint` event from {sse_url} within {:.1}s",
+            "no `endpoint` event from {sse_shown} within {:.1}s",
             timeout.as_secs_f64()
         ))
     })??;
-    let post_url = url::resolve(&sse_url, &data).map_err(|e| {
-        TransportError::Protocol(format!("invalid `endpoint` event from {sse_url}: {e}"))
+    let post = resolve_url(&sse, &data).map_err(|e| {
+        TransportError::Protocol(format!("invalid `endpoint` event from {sse_shown}: {e}"))
     })?;
-    if !url::same_origin(&sse_url, &post_url) {
+    let post_url = post.to_string();
+    let post_shown = redact::url(&post_url);
+    if post.origin() != sse.origin() {
         return Err(TransportError::Protocol(format!(
-            "the `endpoint` event from {sse_url} points at another origin ({post_url}); refused, \
+            "the `endpoint` event from {sse_shown} points at another origin ({post_shown}); refused, \
              as the configured headers would be sent there"
         )));
     }
-    tracing::debug!(server = %inbound.server(), %sse_url, %post_url, "legacy SSE transport connected");
+    tracing::debug!(server = %inbound.server(), sse_url = %sse_shown, post_url = %post_shown, "legacy SSE transport connected");
     let inner = Arc::new(Inner {
-        sse_url,
         post_url,
+        sse_shown,
+        post_shown,
         headers,
         http,
         inbound,
@@ -105,23 +117,24 @@ pub async fn connect(
 async fn open(
     http: &reqwest::Client,
     sse_url: &str,
+    shown: &str,
     headers: &HeaderMap,
     inbound: &Inbound,
 ) -> Result<(EventStream, String), TransportError> {
     let mut headers = headers.clone();
     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
     let resp = http.get(sse_url).headers(headers).send().await;
-    let resp = resp.map_err(|e| net_error(sse_url, &e))?;
+    let resp = resp.map_err(|e| net_error(shown, &e))?;
     if !resp.status().is_success() {
-        return Err(http_error(resp, sse_url).await);
+        return Err(http_error(resp, shown).await);
     }
     let kind = content_type(&resp);
     if kind != "text/event-stream" {
         return Err(TransportError::Protocol(format!(
-            "unexpected content type {kind} from {sse_url} (expected text/event-stream)"
+            "unexpected content type {kind} from {shown} (expected text/event-stream)"
         )));
     }
-    let mut events = EventStream::new(resp, SseParser::new(MAX_SSE_EVENT), sse_url);
+    let mut events = EventStream::new(resp, SseParser::new(MAX_SSE_EVENT), shown);
     loop {
         match events.next().await? {
             Some(event) if event.event.as_deref() == Some("endpoint") => {
@@ -130,13 +143,13 @@ async fn open(
             // Nothing can be answered before the endpoint is known: replies are dropped.
             Some(event) if is_message(&event) => {
                 hand_to_client(inbound, event.data.as_bytes(), |_| {
-                    tracing::debug!(%sse_url, "server request before the `endpoint` event left unanswered");
+                    tracing::debug!(sse_url = %shown, "server request before the `endpoint` event left unanswered");
                 });
             }
             Some(_) => {}
             None => {
                 return Err(TransportError::Protocol(format!(
-                    "the event stream from {sse_url} ended before its `endpoint` event"
+                    "the event stream from {shown} ended before its `endpoint` event"
                 )));
             }
         }
@@ -212,12 +225,12 @@ impl Inner {
         let resp = request
             .send()
             .await
-            .map_err(|e| net_error(&self.post_url, &e))?;
+            .map_err(|e| net_error(&self.post_shown, &e))?;
         if !resp.status().is_success() {
-            return Err(http_error(resp, &self.post_url).await);
+            return Err(http_error(resp, &self.post_shown).await);
         }
         // The answer comes on the stream; the body ("Accepted") is drained for connection reuse.
-        let _ = read_capped(resp, MAX_POST_ANSWER, &self.post_url).await;
+        let _ = read_capped(resp, MAX_POST_ANSWER, &self.post_shown).await;
         Ok(())
     }
 
@@ -233,9 +246,9 @@ impl Inner {
                     });
                 }
                 Ok(Some(event)) => {
-                    tracing::debug!(url = %self.sse_url, event = ?event.event, "event ignored");
+                    tracing::debug!(url = %self.sse_shown, event = ?event.event, "event ignored");
                 }
-                Ok(None) => break format!("{} closed the stream", self.sse_url),
+                Ok(None) => break format!("{} closed the stream", self.sse_shown),
                 Err(e) => break e.to_string(),
             }
         };

@@ -60,6 +60,8 @@ pub struct StreamableHttp {
 #[derive(Debug)]
 struct Inner {
     url: String,
+    /// How errors and logs name the endpoint ([`HttpEndpoint::shown`]).
+    shown: String,
     /// The configured headers, or why they are invalid (every send then fails with it).
     headers: Result<HeaderMap, TransportError>,
     http: reqwest::Client,
@@ -111,6 +113,7 @@ impl StreamableHttp {
         let inner = Inner {
             headers: header_map(&endpoint.headers),
             url: endpoint.url,
+            shown: endpoint.shown,
             http,
             inbound,
             stop: CancellationToken::new(),
@@ -152,11 +155,14 @@ impl Transport for StreamableHttp {
         };
         let headers = self.inner.headers(Some(&session), None, true);
         let request = self.inner.http.delete(&self.inner.url).headers(headers);
-        let url = self.inner.url.clone();
+        let url = self.inner.shown.clone();
         runtime.spawn(async move {
             match request.timeout(DELETE_TIMEOUT).send().await {
                 Ok(resp) => tracing::debug!(%url, status = %resp.status(), "MCP session ended"),
-                Err(e) => tracing::debug!(%url, error = %e, "ending the MCP session failed"),
+                Err(e) => {
+                    let error = net_error(&url, &e);
+                    tracing::debug!(%url, %error, "ending the MCP session failed");
+                }
             }
         });
     }
@@ -285,7 +291,7 @@ impl Inner {
                     .await
                     .map_err(Failure::into_error),
                 Err(e) => {
-                    tracing::warn!(server = %self.inbound.server(), url = %self.url, error = %e, "MCP session expired and re-initializing failed");
+                    tracing::warn!(server = %self.inbound.server(), url = %self.shown, error = %e, "MCP session expired and re-initializing failed");
                     Err(e)
                 }
             },
@@ -323,14 +329,14 @@ impl Inner {
         let resp = request
             .send()
             .await
-            .map_err(|e| Failure::Other(net_error(&self.url, &e)))?;
+            .map_err(|e| Failure::Other(net_error(&self.shown, &e)))?;
         let status = resp.status();
         if let Some(stale) = session.filter(|_| status == StatusCode::NOT_FOUND) {
-            let error = http_error(resp, &self.url).await;
+            let error = http_error(resp, &self.shown).await;
             return Err(Failure::SessionExpired { stale, error });
         }
         if !status.is_success() {
-            return Err(Failure::Other(http_error(resp, &self.url).await));
+            return Err(Failure::Other(http_error(resp, &self.shown).await));
         }
         ticket.release(); // accepted: later messages may go
         self.capture_session(&resp, false);

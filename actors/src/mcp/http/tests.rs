@@ -34,13 +34,13 @@ async fn serve(router: Router) -> String {
 }
 
 fn endpoint(url: &str) -> HttpEndpoint {
-    HttpEndpoint {
-        url: url.to_owned(),
-        headers: vec![
+    HttpEndpoint::new(
+        url,
+        vec![
             ("X-Api-Key".into(), "k-123".into()),
             ("Authorization".into(), "Bearer t0k".into()),
         ],
-    }
+    )
 }
 
 fn opts() -> CallOptions {
@@ -678,6 +678,48 @@ async fn http_errors_are_precise() {
     );
 }
 
+/// Transport errors become failure reasons (`/api/health`, logs): they name the endpoint as
+/// shown, never its userinfo or query values, whatever reqwest says about the URL.
+#[tokio::test]
+async fn errors_name_the_endpoint_as_shown_never_its_secrets() {
+    let (_m, url) = start(Mock::default()).await;
+    let base = url.trim_start_matches("http://");
+    let secret = format!("http://u:pw-secret-1@{base}?api_key=key-secret-2");
+    let (c, _t) = streamable(&secret);
+    handshake(&c).await;
+    let err = c
+        .client
+        .call_tool("boom", json!({}), &opts())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "server `test`: HTTP 500 from http://***@{base}?api_key=***: boom: internal failure"
+        )
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = listener.local_addr().unwrap();
+    drop(listener);
+    for url in [
+        format!("http://u:pw-secret-1@{gone}/mcp?api_key=key-secret-2"),
+        format!("http://{gone}/mcp?api_key=key-secret-2"),
+    ] {
+        let (c, _t) = streamable(&url);
+        let err = transport_error(
+            c.client
+                .request("initialize", Some(initialize_params(false)), &opts())
+                .await,
+        );
+        let text = err.to_string();
+        assert!(text.contains("?api_key=***"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+    let shown = HttpEndpoint::new(secret, vec![]);
+    assert_eq!(shown.shown, format!("http://***@{base}?api_key=***"));
+    assert!(!format!("{shown:?}").contains("secret"), "{shown:?}");
+}
+
 #[tokio::test]
 async fn json_arrays_are_tolerated_and_missing_answers_fail() {
     let (_m, url) = start(Mock::default()).await;
@@ -714,10 +756,10 @@ async fn connection_refused_is_precise() {
 #[tokio::test]
 async fn invalid_configured_headers_fail_sends() {
     let (inbound, _events) = Inbound::new("test", vec![]);
-    let bad = HttpEndpoint {
-        url: "http://127.0.0.1:1/mcp".into(),
-        headers: vec![("X-Bad".into(), "line\nbreak".into())],
-    };
+    let bad = HttpEndpoint::new(
+        "http://127.0.0.1:1/mcp",
+        vec![("X-Bad".into(), "line\nbreak".into())],
+    );
     let t = StreamableHttp::new(bad, reqwest::Client::new(), inbound);
     let err = t
         .send(Outgoing::Notification {
@@ -980,8 +1022,7 @@ async fn discovery_reads_every_documented_shape() {
     let headers = endpoint("").headers;
     let find = async |path: &str| {
         discover(
-            &format!("{base}{path}"),
-            &headers,
+            &HttpEndpoint::new(format!("{base}{path}"), headers.clone()),
             &http,
             Duration::from_secs(5),
         )
@@ -1082,7 +1123,8 @@ fn fallback_rule() {
 
 #[test]
 fn urls_resolve_like_rfc_3986() {
-    let base = "http://a.example:8080/b/c/d?q#f";
+    let base = parse_url("http://a.example:8080/b/c/d?q#f").unwrap();
+    let resolve = |base: &Url, reference: &str| resolve_url(base, reference).map(String::from);
     for (reference, expected) in [
         (
             "/message?sessionId=1",
@@ -1100,44 +1142,58 @@ fn urls_resolve_like_rfc_3986() {
         ("#s", "http://a.example:8080/b/c/d?q"),
         ("g#s", "http://a.example:8080/b/c/g"),
         ("//other.example/x", "http://other.example/x"),
-        ("HTTPS://Other.example/x?y", "https://Other.example/x?y"),
+        // Scheme and host are case-insensitive: normalised to lower case.
+        ("HTTPS://Other.example/x?y", "https://other.example/x?y"),
         ("  /padded  ", "http://a.example:8080/padded"),
     ] {
         assert_eq!(
-            url::resolve(base, reference).unwrap(),
+            resolve(&base, reference).unwrap(),
             expected,
             "{reference:?}"
         );
     }
-    assert_eq!(url::resolve("http://h", "m").unwrap(), "http://h/m");
+    let h = parse_url("http://h").unwrap();
+    assert_eq!(resolve(&h, "m").unwrap(), "http://h/m");
+    let sse = parse_url("http://h/sse").unwrap();
+    assert_eq!(resolve(&sse, "messages").unwrap(), "http://h/messages");
+    for bad in [
+        "ftp://h/x",
+        "mailto:a@b",
+        "/a b",
+        "http://[::1/x",
+        "http://h:99999/",
+    ] {
+        assert!(resolve(&base, bad).is_err(), "{bad:?}");
+    }
+    for bad in [
+        "a.example/x",
+        "/relative",
+        "http://",
+        "file:///etc",
+        "http://exa mple/",
+        "http://h:99999/",
+    ] {
+        assert!(parse_url(bad).is_err(), "{bad:?}");
+    }
     assert_eq!(
-        url::resolve("http://h/sse", "messages").unwrap(),
-        "http://h/messages"
+        parse_url("ftp://h/x").unwrap_err(),
+        "unsupported scheme `ftp` in `ftp://h/x` (expected http or https)"
     );
-    for bad in ["ftp://h/x", "mailto:a@b", "/a b", "http:///x"] {
-        assert!(url::resolve(base, bad).is_err(), "{bad:?}");
-    }
-    for bad in ["a.example/x", "/relative", "http://", "file:///etc"] {
-        assert!(url::parse(bad).is_err(), "{bad:?}");
-    }
 }
 
 #[test]
 fn origins_compare_scheme_host_and_effective_port() {
-    assert!(url::same_origin(
-        "http://H.example/a",
-        "http://h.example:80/b?c"
-    ));
-    assert!(url::same_origin("https://u:p@h/a", "https://h:443/"));
-    assert!(url::same_origin("http://[::1]:9/a", "http://[::1]:9/b"));
-    assert!(!url::same_origin("http://[::1]:9/a", "http://[::1]/b"));
-    assert!(!url::same_origin("http://h/a", "https://h/a"));
-    assert!(!url::same_origin("http://h:1/a", "http://h:2/a"));
-    assert!(!url::same_origin("http://h/a", "not a url"));
-    assert_eq!(
-        url::origin("http://h:99999/").unwrap_err(),
-        "invalid port `99999` in `http://h:99999/`"
-    );
+    let same = |a: &str, b: &str| match (parse_url(a), parse_url(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    };
+    assert!(same("http://H.example/a", "http://h.example:80/b?c"));
+    assert!(same("https://u:p@h/a", "https://h:443/"));
+    assert!(same("http://[::1]:9/a", "http://[::1]:9/b"));
+    assert!(!same("http://[::1]:9/a", "http://[::1]/b"));
+    assert!(!same("http://h/a", "https://h/a"));
+    assert!(!same("http://h:1/a", "http://h:2/a"));
+    assert!(!same("http://h/a", "not a url"));
 }
 
 // ==== The official server (gated) ====

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use super::super::{OWNER_TOKEN_FILE, StoreError, read_owner_token};
+use super::super::{OWNER_TOKEN_FILE, Role, StoreError, Verified, read_owner_token};
 use super::{home, mode, open};
 
 #[test]
@@ -20,7 +20,7 @@ fn the_owner_token_is_rotated_at_each_start() {
     );
     assert_eq!(mode(&file), 0o600);
     assert_eq!(store.verify(&first), Some(first_id.clone()));
-    let paired = store.issue("browser").expect("issue");
+    let paired = store.issue("browser", Role::Operator).expect("issue");
     drop(store);
 
     // Second start: a new token; the old file's token is useless.
@@ -42,28 +42,34 @@ fn the_owner_token_is_rotated_at_each_start() {
         Some(paired.id.clone()),
         "others kept"
     );
-    // The owner flag comes with the verification: the gateway's owner-only routes use it.
+    // The role comes with the verification: the gateway's route table uses it.
     assert_eq!(
         store.verify_caller(&second),
-        Some((second_id.clone(), true))
+        Some(Verified {
+            id: second_id.clone(),
+            role: Role::Owner
+        })
     );
     assert_eq!(
         store.verify_caller(&paired.token),
-        Some((paired.id.clone(), false))
+        Some(Verified {
+            id: paired.id.clone(),
+            role: Role::Operator
+        })
     );
     assert_eq!(store.verify_caller(&first), None);
 
     let owners: Vec<_> = store
         .list()
         .into_iter()
-        .filter(|info| info.owner)
-        .map(|info| (info.id, info.label, info.revoked))
+        .filter(|info| info.file_token)
+        .map(|info| (info.id, info.label, info.revoked, info.role))
         .collect();
     assert_eq!(
         owners,
         [
-            (first_id, "owner".to_owned(), true),
-            (second_id.clone(), "owner".to_owned(), false)
+            (first_id, "owner".to_owned(), true, Role::Owner),
+            (second_id.clone(), "owner".to_owned(), false, Role::Owner)
         ]
     );
     // And persisted.

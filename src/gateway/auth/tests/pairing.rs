@@ -1,11 +1,13 @@
-//! Pairing codes: format, redemption, one use, expiry, normalisation, the outstanding bound.
+//! Pairing codes: format, redemption with the code's role, one use, expiry, normalisation, the
+//! outstanding bound, the global budget of failed guesses.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::pairing::{ALPHABET, normalise};
 use super::super::{
-    DEFAULT_PAIRING_TTL, MAX_OUTSTANDING_CODES, PairError, PairingCodes, StoreError, TokenStore,
+    DEFAULT_PAIRING_TTL, MAX_FAILED_REDEMPTIONS, MAX_OUTSTANDING_CODES, PairError, PairingCodes,
+    REDEMPTION_WINDOW, Role, StoreError, TokenStore,
 };
 use super::{home, open};
 
@@ -43,14 +45,22 @@ fn codes_are_8_unambiguous_symbols_with_a_dash() {
 fn a_code_is_redeemed_once_for_a_working_token() {
     let (_home, store, codes) = codes();
     let code = codes.issue(DEFAULT_PAIRING_TTL);
-    let token = codes.redeem(&code, " tablet ").expect("redeem");
-    let id = store.verify(&token).expect("the new token works");
+    let redeemed = codes.redeem(&code, " tablet ").expect("redeem");
+    assert_eq!(
+        redeemed.role,
+        Role::Viewer,
+        "a code is for a viewer by default"
+    );
+    let id = store.verify(&redeemed.token).expect("the new token works");
     let info = store
         .list()
         .into_iter()
         .find(|i| i.id == id)
         .expect("listed");
-    assert_eq!((info.label.as_str(), info.owner), ("tablet", false));
+    assert_eq!(
+        (info.label.as_str(), info.file_token, info.role),
+        ("tablet", false, Role::Viewer)
+    );
 
     assert!(matches!(
         codes.redeem(&code, "again"),
@@ -72,7 +82,7 @@ fn codes_expire_after_their_ttl() {
         (ttl + Duration::from_secs(3600), false),
     ];
     for (after, valid) in cases {
-        let code = codes.issue_at(ttl, t0);
+        let code = codes.issue_at(Role::Viewer, ttl, t0);
         let got = codes.redeem_at(&code, "x", t0 + after);
         match (got, valid) {
             (Ok(_), true) | (Err(PairError::Expired), false) => {}
@@ -88,7 +98,7 @@ fn codes_expire_after_their_ttl() {
     );
 
     // Huge TTLs are capped at 24 hours rather than overflowing.
-    let code = codes.issue_at(Duration::MAX, t0);
+    let code = codes.issue_at(Role::Viewer, Duration::MAX, t0);
     let late = codes.redeem_at(&code, "x", t0 + Duration::from_secs(25 * 3600));
     assert!(matches!(late, Err(PairError::Expired)), "{late:?}");
 }
@@ -122,8 +132,8 @@ fn codes_are_normalised_before_comparison() {
         |c: &str| format!("  {}  ", c.to_lowercase().replace('-', " - ")),
     ] {
         let code = codes.issue(DEFAULT_PAIRING_TTL);
-        let token = codes.redeem(&variant(&code), "x").expect(&code);
-        assert!(store.verify(&token).is_some());
+        let redeemed = codes.redeem(&variant(&code), "x").expect(&code);
+        assert!(store.verify(&redeemed.token).is_some());
     }
 }
 
@@ -164,7 +174,7 @@ fn at_most_8_codes_are_outstanding_and_the_oldest_is_dropped() {
     let (_home, _store, codes) = codes();
     let t0 = Instant::now();
     let issued: Vec<String> = (0..=MAX_OUTSTANDING_CODES)
-        .map(|_| codes.issue_at(DEFAULT_PAIRING_TTL, t0))
+        .map(|_| codes.issue_at(Role::Viewer, DEFAULT_PAIRING_TTL, t0))
         .collect();
     assert_eq!(codes.outstanding(), MAX_OUTSTANDING_CODES);
     assert!(matches!(
@@ -177,9 +187,81 @@ fn at_most_8_codes_are_outstanding_and_the_oldest_is_dropped() {
     assert_eq!(codes.outstanding(), 0);
 
     // Expired codes make room first.
-    codes.issue_at(Duration::from_secs(1), t0);
-    codes.issue_at(Duration::from_secs(1), t0);
-    codes.issue_at(DEFAULT_PAIRING_TTL, t0 + Duration::from_secs(2));
+    codes.issue_at(Role::Viewer, Duration::from_secs(1), t0);
+    codes.issue_at(Role::Viewer, Duration::from_secs(1), t0);
+    codes.issue_at(
+        Role::Viewer,
+        DEFAULT_PAIRING_TTL,
+        t0 + Duration::from_secs(2),
+    );
     assert_eq!(codes.outstanding(), 1);
     assert!(!format!("{codes:?}").contains('-'), "Debug shows no codes");
+}
+
+#[test]
+fn a_code_gives_its_token_the_role_it_was_minted_for() {
+    let (_home, store, codes) = codes();
+    for role in Role::ALL {
+        let code = codes.issue_for(role, DEFAULT_PAIRING_TTL);
+        let redeemed = codes.redeem(&code, "device").expect("redeem");
+        assert_eq!(redeemed.role, role);
+        let verified = store.verify_caller(&redeemed.token).expect("works");
+        assert_eq!(verified.role, role);
+        assert!(
+            !format!("{redeemed:?}").contains(&redeemed.token[4..]),
+            "Debug shows no token"
+        );
+    }
+}
+
+/// 40-bit codes stay out of reach of guessing from any number of sources: the 10th failed
+/// guess within a minute, from anywhere, burns every outstanding code, and later guesses are
+/// told so; fewer failures, spread out, burn nothing; a new code starts over.
+#[test]
+fn ten_failed_guesses_in_a_minute_burn_every_outstanding_code() {
+    let (_home, _store, codes) = codes();
+    let t0 = Instant::now();
+    let good = codes.issue_at(Role::Operator, DEFAULT_PAIRING_TTL, t0);
+    let other = codes.issue_at(Role::Viewer, DEFAULT_PAIRING_TTL, t0);
+    let wrong = |i: usize| {
+        // Well-formed codes that are not outstanding.
+        let c = char::from(b"23456789ABCDEFGH"[i % 16]);
+        let guess = format!("{c}{c}{c}{c}-{c}{c}{c}Z");
+        assert!(guess != good && guess != other);
+        guess
+    };
+    // Spread over more than a window: nothing is burned.
+    let step = REDEMPTION_WINDOW / u32::try_from(MAX_FAILED_REDEMPTIONS - 1).expect("small")
+        + Duration::from_millis(1);
+    for i in 0..MAX_FAILED_REDEMPTIONS + 5 {
+        let at = t0 + step * u32::try_from(i).expect("small");
+        let got = codes.redeem_at(&wrong(i), "x", at);
+        assert!(matches!(got, Err(PairError::Invalid)), "{i}: {got:?}");
+    }
+    assert_eq!(codes.outstanding(), 2, "spread-out failures burn nothing");
+
+    // Ten within a window: both codes are burned, with a message that says so.
+    let t1 = t0 + REDEMPTION_WINDOW * 10;
+    for i in 0..MAX_FAILED_REDEMPTIONS - 1 {
+        let got = codes.redeem_at(&wrong(i), "x", t1);
+        assert!(matches!(got, Err(PairError::Invalid)), "{i}: {got:?}");
+        assert_eq!(codes.outstanding(), 2);
+    }
+    let got = codes.redeem_at(&wrong(0), "x", t1);
+    assert!(matches!(got, Err(PairError::Burned)), "{got:?}");
+    assert_eq!(codes.outstanding(), 0);
+    let got = codes.redeem_at(&good, "x", t1);
+    assert!(
+        matches!(got, Err(PairError::Burned)),
+        "the right code is gone too"
+    );
+    assert!(got.unwrap_err().to_string().contains("`revka pair`"));
+
+    // A new code works, and failures count from zero again.
+    let fresh = codes.issue_at(Role::Viewer, DEFAULT_PAIRING_TTL, t1);
+    let got = codes.redeem_at(&wrong(1), "x", t1);
+    assert!(matches!(got, Err(PairError::Invalid)), "{got:?}");
+    codes
+        .redeem_at(&fresh, "x", t1)
+        .expect("the new code works");
 }

@@ -1,14 +1,12 @@
 //! The token file: round trip, 0600, atomic replacement, corrupt and unreadable files.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use super::super::persist::write_atomic;
 use super::super::token::{hash_token, to_hex};
-use super::super::{StoreError, TOKENS_FILE, TokenStore};
+use super::super::{Role, StoreError, TOKENS_FILE, TokenStore};
 use super::{hash_with_id, home, mode, open, write_tokens_file};
 
 #[test]
@@ -19,8 +17,8 @@ fn round_trip_keeps_everything_with_mode_0600_and_no_clear_tokens() {
     assert!(!file.exists(), "nothing written before the first change");
 
     let owner = store.ensure_owner_token(home.path()).expect("owner");
-    let a = store.issue("laptop").expect("issue");
-    let b = store.issue("phone").expect("issue");
+    let a = store.issue("laptop", Role::Viewer).expect("issue");
+    let b = store.issue("phone", Role::Owner).expect("issue");
     store.revoke(b.id.as_str()).expect("revoke");
     store.verify(&a.token).expect("verify");
     store.flush().expect("flush");
@@ -37,6 +35,19 @@ fn round_trip_keeps_everything_with_mode_0600_and_no_clear_tokens() {
 
     let reopened = open(home.path());
     assert_eq!(reopened.list(), store.list());
+    let roles: Vec<_> = reopened
+        .list()
+        .iter()
+        .map(|t| (t.role, t.file_token))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (Role::Owner, true),
+            (Role::Viewer, false),
+            (Role::Owner, false)
+        ]
+    );
     assert_eq!(reopened.verify(&a.token), Some(a.id));
     assert_eq!(reopened.verify(&b.token), None);
     assert_eq!(reopened.list()[0].id, owner);
@@ -49,54 +60,10 @@ fn round_trip_keeps_everything_with_mode_0600_and_no_clear_tokens() {
 }
 
 #[test]
-fn atomic_write_replaces_a_wider_file_with_0600() {
-    let home = home();
-    let path = home.path().join("f");
-    fs::write(&path, "old").expect("write");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-    write_atomic(&path, b"new").expect("write_atomic");
-    assert_eq!(fs::read_to_string(&path).expect("read"), "new");
-    assert_eq!(mode(&path), 0o600);
-}
-
-#[test]
-fn readers_never_see_a_partial_file() {
-    let home = home();
-    let path = Arc::new(home.path().join("big"));
-    let a = Arc::new(vec![b'a'; 256 * 1024]);
-    let b = Arc::new(vec![b'b'; 384 * 1024]);
-    write_atomic(&path, &a).expect("first write");
-    let done = Arc::new(AtomicBool::new(false));
-
-    let reader = {
-        let (path, a, b, done) = (path.clone(), a.clone(), b.clone(), done.clone());
-        thread::spawn(move || {
-            let mut reads = 0u32;
-            while !done.load(Ordering::Acquire) || reads < 10 {
-                let seen = fs::read(&*path).expect("the file always exists");
-                assert!(
-                    seen == *a || seen == *b,
-                    "partial read of {} bytes",
-                    seen.len()
-                );
-                reads += 1;
-            }
-            reads
-        })
-    };
-    for i in 0..100 {
-        write_atomic(&path, if i % 2 == 0 { &b } else { &a }).expect("write");
-    }
-    done.store(true, Ordering::Release);
-    let reads = reader.join().expect("reader panicked");
-    assert!(reads >= 10);
-}
-
-#[test]
 fn the_store_file_is_always_loadable_while_tokens_are_issued() {
     let home = home();
     let store = open(home.path());
-    store.issue("first").expect("issue");
+    store.issue("first", Role::Operator).expect("issue");
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let (dir, done) = (home.path().to_path_buf(), done.clone());
@@ -113,7 +80,9 @@ fn the_store_file_is_always_loadable_while_tokens_are_issued() {
         })
     };
     for i in 0..40 {
-        store.issue(&format!("t{i}")).expect("issue");
+        store
+            .issue(&format!("t{i}"), Role::Operator)
+            .expect("issue");
     }
     done.store(true, Ordering::Release);
     reader.join().expect("reader panicked");
@@ -176,7 +145,49 @@ fn a_valid_hand_written_file_loads() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].id.as_str(), "0123abcd");
     assert_eq!(list[0].last_used_at, None);
-    assert!(!list[0].owner);
+    assert!(!list[0].file_token);
+}
+
+/// A file written before tokens had roles: the token of `gateway.token` becomes `owner`, paired
+/// tokens `operator` (they keep calling tools, but cannot spawn anything); the roles reach the
+/// file with the next write, so the migration happens (and is logged) once.
+#[test]
+fn records_without_a_role_load_with_the_least_privilege_that_keeps_them_working() {
+    let home = home();
+    let file = home.path().join(TOKENS_FILE);
+    let record = |id: &str, label: &str, owner: bool| {
+        format!(
+            r#"{{"hash":"{}","label":"{label}","created_at":"2026-01-01T00:00:00Z","revoked":false,"owner":{owner}}}"#,
+            hash_with_id(id, '2')
+        )
+    };
+    let old = format!(
+        r#"{{"version":1,"tokens":[{},{}]}}"#,
+        record("0000aaaa", "owner", true),
+        record("0000bbbb", "laptop", false)
+    );
+    fs::write(&file, old).expect("write");
+    let store = open(home.path());
+    let roles: Vec<_> = store
+        .list()
+        .into_iter()
+        .map(|t| (t.label, t.role, t.file_token))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("owner".to_owned(), Role::Owner, true),
+            ("laptop".to_owned(), Role::Operator, false)
+        ]
+    );
+    assert!(store.flush().expect("flush"), "the migration is written");
+    let text = fs::read_to_string(&file).expect("read");
+    assert!(text.contains(r#""role": "operator""#), "{text}");
+    assert!(text.contains(r#""role": "owner""#), "{text}");
+    assert!(
+        !open(home.path()).flush().expect("flush"),
+        "nothing left to migrate"
+    );
 }
 
 #[test]
@@ -196,7 +207,9 @@ fn unreadable_and_unwritable_files_are_errors_naming_the_file() {
 
     let gone = home.path().join("missing");
     let store = TokenStore::open(&gone).expect("no file is no tokens");
-    let err = store.issue("x").expect_err("the directory does not exist");
+    let err = store
+        .issue("x", Role::Operator)
+        .expect_err("the directory does not exist");
     let expected = gone.join(TOKENS_FILE);
     assert!(
         matches!(&err, StoreError::Write { path, .. } if *path == expected),

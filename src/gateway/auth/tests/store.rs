@@ -3,15 +3,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::super::token::{hash_token, to_hex};
-use super::super::{MAX_TOKENS, RevokeError, StoreError, TokenStore};
+use super::super::{MAX_TOKENS, RevokeError, Role, StoreError, TokenStore, Verified};
 use super::{hash_with_id, home, open, write_tokens_file};
 
 #[test]
 fn verify_accepts_only_the_exact_live_token() {
     let home = home();
     let store = open(home.path());
-    let issued = store.issue("laptop").expect("issue");
-    let other = store.issue("phone").expect("issue");
+    let issued = store.issue("laptop", Role::Operator).expect("issue");
+    let other = store.issue("phone", Role::Operator).expect("issue");
     let token = issued.token.as_str();
 
     let flip = |i: usize| {
@@ -54,7 +54,7 @@ fn verify_accepts_only_the_exact_live_token() {
 fn last_used_at_moves_at_most_once_a_minute_and_reaches_disk_lazily() {
     let home = home();
     let store = open(home.path());
-    let issued = store.issue("cli").expect("issue");
+    let issued = store.issue("cli", Role::Operator).expect("issue");
     let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let last_used = |store: &TokenStore| store.list()[0].last_used_at;
 
@@ -75,7 +75,10 @@ fn last_used_at_moves_at_most_once_a_minute_and_reaches_disk_lazily() {
     for (now, expected) in steps {
         assert_eq!(
             store.verify_at(&issued.token, now),
-            Some((issued.id.clone(), false))
+            Some(Verified {
+                id: issued.id.clone(),
+                role: Role::Operator
+            })
         );
         assert_eq!(last_used(&store), Some(expected), "at {now:?}");
     }
@@ -97,7 +100,7 @@ fn last_used_at_moves_at_most_once_a_minute_and_reaches_disk_lazily() {
 
     // A change persists pending updates too.
     store.verify_at(&issued.token, t0 + Duration::from_secs(200));
-    store.issue("another").expect("issue");
+    store.issue("another", Role::Operator).expect("issue");
     assert!(!store.flush().expect("flush"), "the issue wrote it");
     assert_eq!(
         last_used(&open(home.path())),
@@ -112,7 +115,7 @@ fn list_never_exposes_tokens_or_hashes() {
     store.ensure_owner_token(home.path()).expect("owner");
     let issued: Vec<_> = ["laptop", "phone"]
         .iter()
-        .map(|label| store.issue(label).expect("issue"))
+        .map(|label| store.issue(label, Role::Operator).expect("issue"))
         .collect();
     store.verify(&issued[0].token);
     store.revoke(issued[1].id.as_str()).expect("revoke");
@@ -120,7 +123,7 @@ fn list_never_exposes_tokens_or_hashes() {
     let list = store.list();
     assert_eq!(
         list.iter()
-            .map(|i| (i.label.as_str(), i.revoked, i.owner))
+            .map(|i| (i.label.as_str(), i.revoked, i.file_token))
             .collect::<Vec<_>>(),
         [
             ("owner", false, true),
@@ -148,11 +151,12 @@ fn list_never_exposes_tokens_or_hashes() {
         keys,
         [
             "created_at",
+            "file_token",
             "id",
             "label",
             "last_used_at",
-            "owner",
-            "revoked"
+            "revoked",
+            "role"
         ]
     );
     assert_eq!(value[1]["id"], issued[0].id.as_str());
@@ -240,7 +244,9 @@ fn at_most_256_tokens_pruning_the_oldest_revoked_first() {
     write_tokens_file(home.path(), &records);
     let store = open(home.path());
 
-    let full = store.issue("one too many").expect_err("full");
+    let full = store
+        .issue("one too many", Role::Operator)
+        .expect_err("full");
     assert!(matches!(full, StoreError::Full), "{full:?}");
     assert_eq!(
         full.to_string(),
@@ -250,7 +256,9 @@ fn at_most_256_tokens_pruning_the_oldest_revoked_first() {
     for id in ["00000007", "00000003"] {
         store.revoke(id).expect("revoke");
     }
-    store.issue("fits").expect("issue after revoking");
+    store
+        .issue("fits", Role::Operator)
+        .expect("issue after revoking");
     let ids: Vec<String> = store.list().iter().map(|i| i.id.to_string()).collect();
     assert_eq!(ids.len(), MAX_TOKENS);
     assert!(
@@ -258,8 +266,11 @@ fn at_most_256_tokens_pruning_the_oldest_revoked_first() {
         "oldest revoked pruned"
     );
     assert!(ids.contains(&"00000007".to_owned()), "newer revoked kept");
-    store.issue("fits too").expect("issue");
-    assert!(matches!(store.issue("no room"), Err(StoreError::Full)));
+    store.issue("fits too", Role::Operator).expect("issue");
+    assert!(matches!(
+        store.issue("no room", Role::Operator),
+        Err(StoreError::Full)
+    ));
     assert_eq!(open(home.path()).list().len(), MAX_TOKENS);
 }
 
@@ -278,7 +289,7 @@ fn labels_are_trimmed_and_validated() {
         ("a\nb", Err("contains control characters")),
     ];
     for (label, expected) in cases {
-        match (store.issue(label), expected) {
+        match (store.issue(label, Role::Operator), expected) {
             (Ok(new), Ok(want)) => {
                 let info = store.list().into_iter().find(|i| i.id == new.id);
                 assert_eq!(info.expect("listed").label, *want);
@@ -297,7 +308,7 @@ fn created_at_is_whole_seconds_and_recent() {
     let home = home();
     let store = open(home.path());
     let before = SystemTime::now() - Duration::from_secs(1);
-    store.issue("t").expect("issue");
+    store.issue("t", Role::Operator).expect("issue");
     let created = store.list()[0].created_at;
     assert!(created >= before && created <= SystemTime::now());
     let since_epoch = created.duration_since(UNIX_EPOCH).expect("after epoch");

@@ -24,7 +24,7 @@ impl Inner {
         if matches!(resp.status(), StatusCode::ACCEPTED | StatusCode::NO_CONTENT) {
             return Ok(());
         }
-        let url = &self.url;
+        let url = &self.shown;
         let kind = content_type(&resp);
         let answered = match kind.as_str() {
             "text/event-stream" => return self.read_stream(resp, id, handle).await,
@@ -68,7 +68,7 @@ impl Inner {
         id: Option<u64>,
         handle: Handler<'_>,
     ) -> Result<(), TransportError> {
-        let url = &self.url;
+        let url = &self.shown;
         let mut events = EventStream::new(resp, SseParser::new(MAX_SSE_EVENT), url);
         while let Some(event) = events.next().await? {
             if is_message(&event) {

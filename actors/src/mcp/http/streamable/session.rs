@@ -27,16 +27,19 @@ impl Inner {
         let Some((init_id, init)) = lock(&self.initialize).clone() else {
             return Err(TransportError::Protocol(format!(
                 "{} expired a session that was never initialized",
-                self.url
+                self.shown
             )));
         };
-        tracing::info!(server = %self.inbound.server(), url = %self.url, "MCP session expired (HTTP 404): re-initializing");
+        tracing::info!(server = %self.inbound.server(), url = %self.shown, "MCP session expired (HTTP 404): re-initializing");
         let mut headers = self.headers(None, Some(POST_ACCEPT), false);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let request = self.http.post(&self.url).headers(headers).body(init);
-        let resp = request.send().await.map_err(|e| net_error(&self.url, &e))?;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| net_error(&self.shown, &e))?;
         if !resp.status().is_success() {
-            return Err(http_error(resp, &self.url).await);
+            return Err(http_error(resp, &self.shown).await);
         }
         self.capture_session(&resp, true);
         // Read the new initialize result without dispatching it; only its error matters.
@@ -54,7 +57,7 @@ impl Inner {
         if let Some(e) = rejected {
             return Err(TransportError::Protocol(format!(
                 "{} rejected the re-initialization: {e}",
-                self.url
+                self.shown
             )));
         }
         let initialized = Notification::new("notifications/initialized", None).to_line();
@@ -68,9 +71,9 @@ impl Inner {
             .body(initialized)
             .send()
             .await
-            .map_err(|e| net_error(&self.url, &e))?;
+            .map_err(|e| net_error(&self.shown, &e))?;
         if !resp.status().is_success() {
-            return Err(http_error(resp, &self.url).await);
+            return Err(http_error(resp, &self.shown).await);
         }
         Ok(())
     }
@@ -85,7 +88,7 @@ impl Inner {
             parser = back;
             match outcome {
                 None => {
-                    tracing::debug!(server = %self.inbound.server(), url = %self.url, "server offers no GET stream");
+                    tracing::debug!(server = %self.inbound.server(), url = %self.shown, "server offers no GET stream");
                     return;
                 }
                 Some(Ok(events)) => {
@@ -124,19 +127,19 @@ impl Inner {
         }
         let resp = match self.http.get(&self.url).headers(headers).send().await {
             Ok(resp) => resp,
-            Err(e) => return (parser, Some(Err(net_error(&self.url, &e)))),
+            Err(e) => return (parser, Some(Err(net_error(&self.shown, &e)))),
         };
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
             return (parser, None);
         }
         if !resp.status().is_success() {
-            return (parser, Some(Err(http_error(resp, &self.url).await)));
+            return (parser, Some(Err(http_error(resp, &self.shown).await)));
         }
         if content_type(&resp) != "text/event-stream" {
-            tracing::debug!(url = %self.url, content_type = %content_type(&resp), "GET did not open an event stream");
+            tracing::debug!(url = %self.shown, content_type = %content_type(&resp), "GET did not open an event stream");
             return (parser, None);
         }
-        let mut events = EventStream::new(resp, parser, &self.url);
+        let mut events = EventStream::new(resp, parser, &self.shown);
         let mut delivered = 0;
         let result = loop {
             match events.next().await {
