@@ -11,9 +11,11 @@ use crate::http::testing::{CLOSE_BOUND, Raw, one_second_timeouts, serve, service
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_closed_after_their_timeouts() {
     let (services, _home) = services(one_second_timeouts).await;
+    // An operator's: the stalled body goes to `POST /api/mcp/session`, which a viewer may not
+    // call (its 403 would come before the body is read).
     let token = services
         .tokens
-        .issue("test", crate::gateway::auth::Role::Viewer)
+        .issue("test", crate::gateway::auth::Role::Operator)
         .unwrap()
         .token;
     let (addr, stop) = serve(super::super::listener(&services).unwrap()).await;
