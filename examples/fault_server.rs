@@ -404,10 +404,10 @@ impl Server {
     /// Appends the line exactly as received; flushed at once (a `File` is
     /// unbuffered) so tests can read it while we run.
     fn record(&self, line: &[u8]) {
-        if let Some(mut file) = self.record.as_ref() {
-            if let Err(e) = file.write_all(line).and_then(|()| file.write_all(b"\n")) {
-                log(&format!("record: {e}"));
-            }
+        if let Some(mut file) = self.record.as_ref()
+            && let Err(e) = file.write_all(line).and_then(|()| file.write_all(b"\n"))
+        {
+            log(&format!("record: {e}"));
         }
     }
 
@@ -529,11 +529,11 @@ impl Server {
     /// for cancellation (before any cancel can be read), then runs the tool
     /// on its own thread so slow tools do not block other messages.
     fn start_call(self: &Arc<Self>, id: Value, params: &Value) {
-        if let Some(limit) = self.knobs.crash_after {
-            if self.completed_calls.load(Ordering::SeqCst) >= limit {
-                log(&format!("--crash-after {limit}: crashing mid-call"));
-                process::exit(self.knobs.exit_code);
-            }
+        if let Some(limit) = self.knobs.crash_after
+            && self.completed_calls.load(Ordering::SeqCst) >= limit
+        {
+            log(&format!("--crash-after {limit}: crashing mid-call"));
+            process::exit(self.knobs.exit_code);
         }
         let call = match Call::parse(id.clone(), params) {
             Ok(call) => call,

@@ -114,11 +114,10 @@ where
             biased;
             () = stop.cancelled() => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    if e.is_panic() {
+                if let Err(e) = done
+                    && e.is_panic() {
                         tracing::error!(error = %e, "a connection's task panicked");
                     }
-                }
                 continue;
             }
             accepted = listener.accept() => accepted,
@@ -154,10 +153,10 @@ where
     drop(listener);
     closing.stop();
     while let Some(done) = connections.join_next().await {
-        if let Err(e) = done {
-            if e.is_panic() {
-                tracing::error!(error = %e, "a connection's task panicked");
-            }
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "a connection's task panicked");
         }
     }
     Ok(())

@@ -136,13 +136,13 @@ pub fn spawn(home: &Path) -> Option<JoinHandle<()>> {
 fn rotate_all(logs: &mut [RotatedLog], limit: u64) {
     let mut rotated: Option<(PathBuf, File)> = None;
     for log in logs.iter_mut() {
-        if let Some((path, file)) = &rotated {
-            if *path == log.path {
-                if let Err(e) = log.target.redirect(file) {
-                    tracing::warn!(path = %log.path.display(), error = %e, "cannot follow the rotated log file");
-                }
-                continue;
+        if let Some((path, file)) = &rotated
+            && *path == log.path
+        {
+            if let Err(e) = log.target.redirect(file) {
+                tracing::warn!(path = %log.path.display(), error = %e, "cannot follow the rotated log file");
             }
+            continue;
         }
         match log.rotate_if_larger(limit) {
             Ok(true) => {

@@ -316,10 +316,10 @@ impl ToolRegistry {
         }
         // The common case, without building the whole served table: an exact external name
         // visible in this session (external names win a clash with the operator's anyway).
-        if let Some(route) = self.hub.tools().tools.get(name) {
-            if self.visible_in(session, name) {
-                return Ok(Resolved::External(route.clone()));
-            }
+        if let Some(route) = self.hub.tools().tools.get(name)
+            && self.visible_in(session, name)
+        {
+            return Ok(Resolved::External(route.clone()));
         }
         let mut served = self.served();
         let visible = served

@@ -143,9 +143,9 @@ async fn malformed_json_rpc_gets_its_exact_code_and_message() {
             r#"message's "id" must be a string or a number, got null"#,
         ),
         (
-            r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#.into(),
+            r#"{"jsonrpc":"2.0","id":"\ud800","method":"ping"}"#.into(),
             -32600,
-            r#"message's "id" must be a string or a number, got out-of-range number"#,
+            r#"message's "id" must be a string or a number, got a string with an invalid escape"#,
         ),
         (
             r#"{"jsonrpc":"2.0","id":1,"method":7}"#.into(),

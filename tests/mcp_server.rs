@@ -1150,12 +1150,12 @@ async fn hang_up_at(s: &Served, session: &Session, body: Value, mark: &str) -> S
     loop {
         let text = String::from_utf8_lossy(&seen);
         // The event is complete once the blank line after it is in.
-        if let Some(at) = text.find(mark) {
-            if text[at..].contains("\n\n") {
-                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-                // Returning drops `stream`: the client hangs up.
-                return text.into_owned();
-            }
+        if let Some(at) = text.find(mark)
+            && text[at..].contains("\n\n")
+        {
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            // Returning drops `stream`: the client hangs up.
+            return text.into_owned();
         }
         let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
             .await

@@ -179,10 +179,10 @@ impl TestDaemon {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 256];
         while Instant::now() < deadline {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                if &buf[..n] == want.as_bytes() {
-                    return;
-                }
+            if let Ok(n) = self.notify.recv(&mut buf)
+                && &buf[..n] == want.as_bytes()
+            {
+                return;
             }
         }
         panic!("no {want} within {timeout:?}; stderr:\n{}", self.stderr());
@@ -193,10 +193,10 @@ impl TestDaemon {
     pub fn expect_notification_starting(&self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(text) = self.next_notification(Duration::from_millis(100)) {
-                if text.starts_with(prefix) {
-                    return text;
-                }
+            if let Some(text) = self.next_notification(Duration::from_millis(100))
+                && text.starts_with(prefix)
+            {
+                return text;
             }
         }
         panic!(

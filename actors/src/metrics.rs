@@ -453,10 +453,10 @@ fn clash(families: &BTreeMap<String, Registered>, name: &str, histogram: bool) -
         if histogram && families.contains_key(&line_name) {
             return Some(line_name);
         }
-        if let Some(base) = name.strip_suffix(suffix) {
-            if matches!(families.get(base), Some(Registered::Histogram(_))) {
-                return Some(base.to_owned());
-            }
+        if let Some(base) = name.strip_suffix(suffix)
+            && matches!(families.get(base), Some(Registered::Histogram(_)))
+        {
+            return Some(base.to_owned());
         }
     }
     None

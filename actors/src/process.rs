@@ -566,16 +566,16 @@ impl ProcessState {
         });
         // The waiter owns the child, so it is always reaped, even if this actor is killed.
         let (exit_tx, exit_rx) = watch::channel(None);
-        if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) {
-            if let Some(tx) = self.io.take() {
-                let _ = tx.send(Ok(ChildIo {
-                    pid,
-                    stdin,
-                    stdout,
-                    exit: exit_rx.clone(),
-                    stderr: self.shared.stderr.clone(),
-                }));
-            }
+        if let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take())
+            && let Some(tx) = self.io.take()
+        {
+            let _ = tx.send(Ok(ChildIo {
+                pid,
+                stdin,
+                stdout,
+                exit: exit_rx.clone(),
+                stderr: self.shared.stderr.clone(),
+            }));
         }
         self.exit_rx = Some(exit_rx);
         let (swept_tx, swept_rx) = watch::channel(false);

@@ -346,14 +346,13 @@ impl Session {
     /// The hub of this session's operator tools, starting the operator on first use. The
     /// common case (operator connected) crosses no mailbox.
     pub async fn operator(&self) -> Result<Arc<crate::mcp::hub::McpHub>, String> {
-        if let Some(hub) = self.operator_hub.get() {
-            if hub
+        if let Some(hub) = self.operator_hub.get()
+            && hub
                 .server(OPERATOR_SERVER)
                 .and_then(|s| s.client())
                 .is_some()
-            {
-                return Ok(hub.clone());
-            }
+        {
+            return Ok(hub.clone());
         }
         let actor = self.actor().ok_or("the session is not running")?;
         match actor
@@ -759,15 +758,13 @@ impl Actor for SessionActor {
         // starts a fresh one.
         if let ractor::SupervisionEvent::ActorFailed(cell, _)
         | ractor::SupervisionEvent::ActorTerminated(cell, _, _) = &event
-        {
-            if state
+            && state
                 .operator
                 .as_ref()
                 .is_some_and(|o| o.get_id() == cell.get_id())
-            {
-                tracing::warn!(session = %state.session.id, "the session's operator stopped; it restarts on the next operator call");
-                state.operator = None;
-            }
+        {
+            tracing::warn!(session = %state.session.id, "the session's operator stopped; it restarts on the next operator call");
+            state.operator = None;
         }
         Ok(())
     }

@@ -654,10 +654,10 @@ impl SupervisorState {
             .map(|j| self.children[j].spec.id.clone())
             .collect();
         for id in ids {
-            if let Some(j) = self.index_of_id(&id) {
-                if self.children[j].state == ActorState::BackingOff {
-                    self.start_child(j, myself).await?;
-                }
+            if let Some(j) = self.index_of_id(&id)
+                && self.children[j].state == ActorState::BackingOff
+            {
+                self.start_child(j, myself).await?;
             }
         }
         Ok(())

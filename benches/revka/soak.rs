@@ -124,7 +124,7 @@ pub async fn run(length: Duration) -> anyhow::Result<()> {
                     |(k, s)| async move { s.call(base + k as u64, "echo__echo", ARGS).await },
                 )),
                 async {
-                    if round % 50 == 0 {
+                    if round.is_multiple_of(50) {
                         let args = r#"{"steps":100,"interval_ms":1}"#;
                         Some(progress.call(base + 9, "fault__progress", args).await)
                     } else {

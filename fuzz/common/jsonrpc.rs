@@ -1,10 +1,12 @@
 //! The JSON-RPC oracle shared by the framing and message targets: parsing never panics, every
-//! error maps to a JSON-RPC code, and every accepted message re-serialises to one line that
-//! parses back to the same message. Results and params are also run through the code that
+//! error maps to a JSON-RPC code, every accepted message re-serialises to one line that
+//! parses back to the same message, and its id is echoed with exactly the text the line had. Results and params are also run through the code that
 //! interprets them later (initialize and tools/list results, `isError`, progress params), all
 //! of which must stay within serde_json's recursion limit.
 
-use revka_actors::mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
+use std::collections::HashMap;
+
+use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_actors::mcp::protocol::{parse_initialize_result, parse_tools_page};
 use revka_actors::mcp::wrapper::raw_result_is_error;
 use serde_json::Value;
@@ -37,7 +39,28 @@ pub fn check_line(line: &[u8]) {
     });
     assert_same(&msg, &back);
     assert_eq!(to_line(&back), out, "serialising is stable");
+    if let Some(id) = id_of(&msg) {
+        assert_eq!(
+            Some(id.to_string()),
+            id_text(line),
+            "an id is echoed byte for byte"
+        );
+    }
     interpret(&msg);
+}
+
+fn id_of(msg: &Incoming) -> Option<&Id> {
+    match msg {
+        Incoming::Request(r) => Some(&r.id),
+        Incoming::Response(r) => r.id.as_ref(),
+        Incoming::Notification(_) => None,
+    }
+}
+
+/// The JSON text of the line's `id` member (an accepted message has at most one).
+fn id_text(line: &[u8]) -> Option<String> {
+    let members: HashMap<String, &RawValue> = serde_json::from_slice(line).ok()?;
+    members.get("id").map(|raw| raw.get().to_owned())
 }
 
 fn to_line(msg: &Incoming) -> Vec<u8> {

@@ -31,7 +31,9 @@ use futures::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revka_actors::mcp::connection::probe;
 use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
+use revka_actors::mcp::jsonrpc::{self, ErrorObject, Id};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::auth::Role;
@@ -76,38 +78,40 @@ fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Respons
 
 /// When a call's SSE stream is cut at its ceiling: how the stream ends, so a client waiting
 /// for the response gets one (a JSON-RPC error for the call's id) and then `done`.
-struct Ceiling {
+pub(super) struct Ceiling {
     /// When the stream is cut.
-    deadline: tokio::time::Instant,
+    pub(super) deadline: tokio::time::Instant,
     /// The request, kept (a reference count) to read its id only if the stream is cut.
-    request: Bytes,
+    pub(super) request: Bytes,
     /// The ceiling, for the message.
-    limit: Duration,
+    pub(super) limit: Duration,
 }
 
 impl Ceiling {
     /// The error response for the request's JSON-RPC id (`null` if it has none readable),
     /// and `done`, as SSE frames.
-    fn frames(&self) -> Bytes {
+    pub(super) fn frames(&self) -> Bytes {
         #[derive(Deserialize)]
-        struct Id {
-            #[serde(default)]
-            id: Value,
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            id: Option<&'a RawValue>,
         }
-        let id = serde_json::from_slice::<Id>(&self.request).map_or(Value::Null, |r| r.id);
-        let error = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": -32001,
-                "message": format!(
-                    "the call ran past the gateway's ceiling of {}s ([gateway] call_timeout_secs) \
-                     and was cancelled",
-                    self.limit.as_secs()
-                ),
-            },
-        });
-        Bytes::from(format!("data: {error}\n\nevent: done\ndata: {{}}\n\n"))
+        // The id exactly as the client wrote it (see `jsonrpc::Id`).
+        let id = serde_json::from_slice::<Head<'_>>(&self.request)
+            .ok()
+            .and_then(|head| head.id)
+            .and_then(Id::from_json);
+        let message = format!(
+            "the call ran past the gateway's ceiling of {}s ([gateway] call_timeout_secs) and was \
+             cancelled",
+            self.limit.as_secs()
+        );
+        let error = jsonrpc::Response::error(id, ErrorObject::new(-32001, message)).to_line();
+        let mut frames = Vec::with_capacity(error.len() + 32);
+        frames.extend_from_slice(b"data: ");
+        frames.extend_from_slice(&error);
+        frames.extend_from_slice(b"\n\nevent: done\ndata: {}\n\n");
+        Bytes::from(frames)
     }
 }
 

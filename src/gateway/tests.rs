@@ -399,3 +399,39 @@ async fn a_call_stream_cut_at_the_ceiling_ends_with_an_error_for_its_id_then_don
         "upstream hung up"
     );
 }
+
+/// The error that ends a call cut at the ceiling carries the call's id exactly as the client
+/// wrote it (`null` when the request has no id to read).
+#[test]
+fn a_call_cut_at_the_ceiling_is_answered_with_its_id_byte_for_byte() {
+    use std::time::Duration;
+    let sixty_digits = "123456789012345678901234567890123456789012345678901234567890";
+    for (id, echoed) in [
+        (sixty_digits, sixty_digits),
+        ("1.0", "1.0"),
+        ("-0", "-0"),
+        (r#""call-\u0037""#, r#""call-\u0037""#),
+        ("7", "7"),
+    ] {
+        let ceiling = super::proxy::Ceiling {
+            deadline: tokio::time::Instant::now(),
+            request: format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#).into(),
+            limit: Duration::from_secs(1),
+        };
+        let frames = ceiling.frames();
+        let text = std::str::from_utf8(&frames).unwrap();
+        assert!(text.contains(&format!(r#""id":{echoed},"#)), "{id}: {text}");
+        assert!(text.ends_with("event: done\ndata: {}\n\n"), "{text}");
+    }
+    let no_id = super::proxy::Ceiling {
+        deadline: tokio::time::Instant::now(),
+        request: r#"{"jsonrpc":"2.0","method":"tools/call"}"#.into(),
+        limit: Duration::from_secs(1),
+    };
+    let frames = no_id.frames();
+    assert!(
+        std::str::from_utf8(&frames)
+            .unwrap()
+            .contains(r#""id":null,"#)
+    );
+}

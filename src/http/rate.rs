@@ -107,15 +107,14 @@ impl Inner {
         self.buckets.retain(|_, b| {
             b.tokens + now.duration_since(b.at).as_secs_f64() * rate.per_sec() < rate.burst()
         });
-        if self.buckets.len() == before {
-            if let Some(stalest) = self
+        if self.buckets.len() == before
+            && let Some(stalest) = self
                 .buckets
                 .iter()
                 .min_by_key(|(_, b)| b.at)
                 .map(|(source, _)| *source)
-            {
-                self.buckets.remove(&stalest);
-            }
+        {
+            self.buckets.remove(&stalest);
         }
     }
 }

@@ -8,6 +8,9 @@
 //! `notifications/cancelled` for its id, or when the session ends. A client that hangs up
 //! right after the result is not an error. A built-in tool that panics gives an error result;
 //! the server stays up. Long calls get a keep-alive comment every 15 s.
+//!
+//! The call's id and the caller's progress token are echoed exactly as the caller wrote them
+//! ([`Id`]); the call is registered for cancellation under [`Id::key`].
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use axum::response::Response;
 use futures::FutureExt;
 use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{HubError, MAX_CALL, McpHub};
-use revka_actors::mcp::jsonrpc::{ErrorObject, json_string};
+use revka_actors::mcp::jsonrpc::{ErrorObject, Id, json_string};
 use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
 use revka_actors::session::{CallGuard, ProgressEvent, Session, SessionEvent};
 use revka_actors::status::rfc3339;
@@ -45,7 +48,7 @@ static MINTED: AtomicU64 = AtomicU64::new(1);
 pub(crate) async fn tools_call(
     server: McpServer,
     session: Arc<Session>,
-    id: Value,
+    id: Id,
     params: Option<&RawValue>,
 ) -> Response {
     let CallParams {
@@ -74,7 +77,8 @@ pub(crate) async fn tools_call(
             );
         }
     };
-    let guard = match session.begin_call(&id.to_string()) {
+    // Registered under the id's key, which `notifications/cancelled` matches (`Id::key`).
+    let guard = match session.begin_call(&id.key()) {
         Ok(guard) => guard,
         Err(e) => {
             return rpc_error(
@@ -147,8 +151,8 @@ pub(crate) async fn tools_call(
 struct CallParams {
     name: String,
     arguments: RawArguments,
-    /// The caller's `_meta.progressToken`, if it is a number or a string.
-    progress_token: Option<Value>,
+    /// The caller's `_meta.progressToken`, if it is a number or a string, kept as it wrote it.
+    progress_token: Option<Id>,
 }
 
 impl CallParams {
@@ -164,9 +168,9 @@ impl CallParams {
             meta: Option<&'a RawValue>,
         }
         #[derive(serde::Deserialize)]
-        struct Meta {
-            #[serde(rename = "progressToken", default)]
-            progress_token: Option<Value>,
+        struct Meta<'a> {
+            #[serde(borrow, rename = "progressToken", default)]
+            progress_token: Option<&'a RawValue>,
         }
         const NEEDS_NAME: &str = "tools/call needs params.name (a string)";
         let text = params.map_or("null", RawValue::get);
@@ -190,9 +194,9 @@ impl CallParams {
         };
         let progress_token = fields
             .meta
-            .and_then(|raw| serde_json::from_str::<Meta>(raw.get()).ok())
+            .and_then(|raw| serde_json::from_str::<Meta<'_>>(raw.get()).ok())
             .and_then(|meta| meta.progress_token)
-            .filter(|t| t.is_number() || t.is_string());
+            .and_then(Id::from_json);
         Ok(CallParams {
             name,
             arguments,
@@ -233,25 +237,46 @@ struct ToolCallRecord<'a> {
 #[derive(Clone)]
 enum ProgressToken {
     /// The caller's `_meta.progressToken`.
-    Given(Value),
+    Given(Id),
     /// One Revka drew for a caller that sent none: `"revka-<n>"`, spelled out only if the
     /// call reports progress.
     Minted(u64),
 }
 
 impl ProgressToken {
-    fn to_value(&self) -> Value {
+    fn to_id(&self) -> Id {
         match self {
             Self::Given(token) => token.clone(),
-            Self::Minted(n) => Value::String(format!("revka-{n}")),
+            Self::Minted(n) => Id::from(format!("revka-{n}")),
         }
     }
+}
+
+/// A `notifications/progress` for the caller, written with its token exactly as given (not
+/// through a `Value`, whose numbers are doubles).
+#[derive(serde::Serialize)]
+struct ProgressNote<'a> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: ProgressParams<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ProgressParams<'a> {
+    #[serde(rename = "progressToken")]
+    progress_token: &'a Id,
+    progress: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
 }
 
 struct Call {
     server: McpServer,
     session: Arc<Session>,
-    id: Value,
+    /// The request's id, echoed byte for byte in the response.
+    id: Id,
     name: String,
     token: ProgressToken,
     tx: mpsc::Sender<Bytes>,
@@ -449,17 +474,20 @@ impl Call {
         let session = self.session.clone();
         let tool = self.name.clone();
         Arc::new(move |p: ProgressUpdate| {
-            let token = token.to_value();
-            let mut params = json!({ "progressToken": token, "progress": p.progress });
-            if let Some(total) = &p.total {
-                params["total"] = total.clone();
-            }
-            if let Some(message) = &p.message {
-                params["message"] = Value::String(message.clone());
-            }
-            let note =
-                json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": params });
-            let _ = tx.try_send(sse::event(None, &note.to_string()));
+            let token = token.to_id();
+            let note = ProgressNote {
+                jsonrpc: "2.0",
+                method: "notifications/progress",
+                params: ProgressParams {
+                    progress_token: &token,
+                    progress: &p.progress,
+                    total: p.total.as_ref(),
+                    message: p.message.as_deref(),
+                },
+            };
+            // Cannot fail: an id and `Value`s always serialise.
+            let note = serde_json::to_string(&note).unwrap_or_default();
+            let _ = tx.try_send(sse::event(None, &note));
             session.publish(SessionEvent::Progress(ProgressEvent {
                 token,
                 progress: p.progress,

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::{Either, Map};
+use revka_actors::mcp::jsonrpc::{self, ErrorObject, Id};
 use serde_json::{Value, json};
 use tower_service::Service;
 
@@ -168,14 +169,42 @@ pub(crate) fn rpc_error_body(id: Option<&Value>, code: i64, message: &str) -> Va
     json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": { "code": code, "message": message } })
 }
 
-/// A JSON-RPC error response with an HTTP status.
-pub(crate) fn rpc_error(
-    status: StatusCode,
-    id: Option<&Value>,
-    code: i64,
-    message: &str,
-) -> Response {
-    json_response(status, &rpc_error_body(id, code, message))
+/// A JSON-RPC error response with an HTTP status; `id` (`null` when `None`) is written exactly
+/// as the request had it.
+pub(crate) fn rpc_error(status: StatusCode, id: Option<&Id>, code: i64, message: &str) -> Response {
+    let answer = jsonrpc::Response::error(id.cloned(), ErrorObject::new(code, message));
+    json_bytes(status, answer.to_line())
+}
+
+/// A JSON-RPC result `{"jsonrpc", "id", "result"}`, the id written exactly as the request had
+/// it (not through a `Value`, whose numbers are doubles).
+pub(crate) fn rpc_result(id: &Id, result: &Value) -> Response {
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        jsonrpc: &'static str,
+        id: &'a Id,
+        result: &'a Value,
+    }
+    let answer = Answer {
+        jsonrpc: jsonrpc::VERSION,
+        id,
+        result,
+    };
+    // Cannot fail: an id and a `Value` always serialise.
+    json_bytes(
+        StatusCode::OK,
+        serde_json::to_vec(&answer).unwrap_or_default(),
+    )
+}
+
+/// A JSON response of bytes already serialised.
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! `POST /mcp` (JSON-RPC dispatch), `POST /session`, `DELETE /session/{id}`, and the
 //! two-header auth.
+//!
+//! A request's id is never made a `Value`: every answer, and `notifications/cancelled`
+//! matching, uses it as the client wrote it ([`Id`]), so a 60-digit or `1.0` id comes back as
+//! sent, not as a double.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,13 +16,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use revka_actors::mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
+use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
 use revka_actors::session::{Session, SessionError};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::guard::{error, json_response, rpc_error};
+use super::guard::{error, json_response, rpc_error, rpc_result};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
 use crate::http::Source;
 
@@ -123,7 +128,8 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
     };
     match message {
         Incoming::Request(req) => {
-            let id = serde_json::to_value(&req.id).unwrap_or(Value::Null);
+            // Kept as sent and echoed byte for byte (`jsonrpc::Id`), never made a `Value`.
+            let id = req.id;
             if req.method == "tools/call" {
                 // Its arguments stay raw: most are forwarded as they came.
                 return call::tools_call(server, session, id, req.params.as_deref()).await;
@@ -142,12 +148,12 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
                 }
             };
             match req.method.as_ref() {
-                "initialize" => ok(&id, initialize(&server, &params)),
-                "ping" => ok(&id, json!({})),
+                "initialize" => rpc_result(&id, &initialize(&server, &params)),
+                "ping" => rpc_result(&id, &json!({})),
                 "tools/list" => {
                     let registry = &server.inner.registry;
                     session.note_listed(registry.hub().tools().version);
-                    ok(&id, json!({ "tools": registry.list(&session) }))
+                    rpc_result(&id, &json!({ "tools": registry.list(&session) }))
                 }
                 other => rpc_error(
                     StatusCode::OK,
@@ -159,13 +165,9 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
         }
         Incoming::Notification(n) => {
             if n.method == "notifications/cancelled" {
-                let request_id = n
-                    .params
-                    .as_deref()
-                    .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
-                    .and_then(|p| p.get("requestId").cloned());
+                let request_id = n.params.as_deref().and_then(cancelled_request_id);
                 if let Some(request_id) = request_id {
-                    let cancelled = session.cancel_call(&request_id.to_string());
+                    let cancelled = session.cancel_call(&request_id.key());
                     tracing::debug!(session = %session.id(), %request_id, cancelled, "client cancelled a call");
                 }
             }
@@ -176,11 +178,16 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
     }
 }
 
-fn ok(id: &Value, result: Value) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-    )
+/// The `requestId` of `notifications/cancelled` params, if it is a string or a number; matched
+/// against calls in flight by [`Id::key`], as `tools/call` registers them.
+fn cancelled_request_id(params: &RawValue) -> Option<Id> {
+    #[derive(Deserialize)]
+    struct Cancelled<'a> {
+        #[serde(borrow, default, rename = "requestId")]
+        request_id: Option<&'a RawValue>,
+    }
+    let cancelled: Cancelled<'_> = serde_json::from_str(params.get()).ok()?;
+    Id::from_json(cancelled.request_id?)
 }
 
 fn initialize(server: &McpServer, params: &Value) -> Value {

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde_json::Value;
+use revka_actors::mcp::jsonrpc::Id;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
 use tokio::sync::mpsc;
@@ -37,8 +37,8 @@ pub(crate) fn event(name: Option<&str>, data: &str) -> Bytes {
 /// A call's last frames in one buffer: its JSON-RPC response `{"jsonrpc","id","result"}`, then
 /// `event: done`. Line breaks in `result` can only be insignificant whitespace in valid JSON
 /// (a string cannot hold a raw one), so they become spaces and the response stays one `data:`
-/// line.
-pub(crate) fn final_frames(id: &Value, result: &RawValue) -> Bytes {
+/// line. The id is written exactly as the request had it.
+pub(crate) fn final_frames(id: &Id, result: &RawValue) -> Bytes {
     const HEAD: &[u8] = br#"data: {"jsonrpc":"2.0","id":"#;
     const TAIL: &[u8] = b"}\n\nevent: done\ndata: {}\n\n";
     let result = result.get().as_bytes();

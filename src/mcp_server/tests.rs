@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::McpServer;
 use crate::tools::{BuiltinTool, ToolContext, ToolRegistry};
 
+mod ids;
+
 struct Panics;
 
 impl BuiltinTool for Panics {
@@ -65,10 +67,21 @@ async fn sessions() -> Arc<Sessions> {
 }
 
 async fn serve(keepalive: Duration) -> (String, String, String) {
+    serve_with(keepalive, Vec::new()).await
+}
+
+/// A server with the test tools and `extra`: its `/mcp` URL, and a session's id and token.
+async fn serve_with(
+    keepalive: Duration,
+    extra: Vec<Arc<dyn BuiltinTool>>,
+) -> (String, String, String) {
     let sessions = sessions().await;
     let mut registry = ToolRegistry::new(McpHub::new(), true);
     registry.register(Arc::new(Panics));
     registry.register(Arc::new(Slow));
+    for tool in extra {
+        registry.register(tool);
+    }
     let telemetry =
         crate::telemetry::Telemetry::new(&StatusNode::root("root", "supervisor"), &sessions)
             .unwrap();
@@ -161,7 +174,7 @@ async fn subscribed() -> (
 fn publish_big(session: &revka_actors::session::Session, n: usize) {
     use revka_actors::session::{ProgressEvent, SessionEvent};
     let big = ProgressEvent {
-        token: json!(1),
+        token: revka_actors::mcp::jsonrpc::Id::from(1u64),
         progress: json!(1),
         total: None,
         message: Some("x".repeat(8 * 1024)),

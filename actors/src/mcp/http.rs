@@ -225,7 +225,7 @@ pub(crate) async fn http_error(mut resp: reqwest::Response, shown: &str) -> Tran
 
 /// `4 MiB` for a power-of-two-ish size, else bytes.
 fn size(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -306,10 +306,10 @@ impl ServerEntry {
         let deadline = Instant::now() + wait;
         let mut ready = self.ready.subscribe();
         loop {
-            if let Some(client) = self.client() {
-                if client.closed_reason().is_none() {
-                    return Ok(client);
-                }
+            if let Some(client) = self.client()
+                && client.closed_reason().is_none()
+            {
+                return Ok(client);
             }
             if let Some(reason) = self.unavailable() {
                 return Err(reason);
@@ -417,10 +417,11 @@ impl McpHub {
 
     /// Registers (or replaces, when its spec changed) a server. Called by its connection actor.
     pub fn register(&self, spec: Arc<ServerSpec>, node: StatusNode) -> Arc<ServerEntry> {
-        if let Some(existing) = self.servers.get(&spec.name) {
-            if *existing.spec() == *spec && existing.node.path() == node.path() {
-                return existing.clone();
-            }
+        if let Some(existing) = self.servers.get(&spec.name)
+            && *existing.spec() == *spec
+            && existing.node.path() == node.path()
+        {
+            return existing.clone();
         }
         let entry = Arc::new(ServerEntry {
             spec: RwLock::new(spec.clone()),

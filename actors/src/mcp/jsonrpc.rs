@@ -5,6 +5,9 @@
 //! [`parse_message`] in one pass; `params` and `result` stay raw JSON ([`RawValue`]) so a result
 //! can be forwarded to a client without ever building a [`Value`] tree.
 //!
+//! Request ids ([`Id`]) keep the exact JSON text they came as, so that every answer carries its
+//! request's id byte for byte (a 60-digit number is not turned into a double).
+//!
 //! Leniencies, each deliberate: `"params": null` is read as no params and `"error": null` as no
 //! error (some servers send `"error": null` next to a result); unknown members are ignored; a
 //! response's id may be `null` (the JSON-RPC reply to a request whose id could not be read).
@@ -16,127 +19,22 @@
 //! opaque: arbitrarily deep values there are accepted without recursion, and whoever later
 //! deserialises them gets serde_json's recursion limit error.
 
+mod id;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 use std::borrow::Cow;
-use std::fmt;
-use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Number, Value};
 
+pub use id::Id;
 pub use parse::{ParseError, json_string, parse_message, plain_string};
 
 /// The JSON-RPC protocol version: the value of every message's `jsonrpc` member.
 pub const VERSION: &str = "2.0";
-
-/// A request id: a JSON number or string, kept with its JSON type so it is echoed back as sent.
-///
-/// Numbers are kept as a [`serde_json::Number`] rather than an `i64`: every integer in
-/// `i64::MIN..=u64::MAX` round-trips exactly, and a fractional or larger id (JSON-RPC
-/// discourages both) is accepted as an `f64` instead of being rejected or panicking. Such an
-/// `f64` echoes the same value, though not necessarily the same text (`1e2` comes back as
-/// `100.0`). `1` and `1.0` are different ids, as their JSON types differ.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Id {
-    /// A numeric id.
-    Num(Number),
-    /// A string id.
-    Str(Arc<str>),
-}
-
-impl Id {
-    /// The id as a `u64`, if it is a non-negative integer.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Id::Num(n) => n.as_u64(),
-            Id::Str(_) => None,
-        }
-    }
-
-    /// The id as an `i64`, if it is an integer in range.
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Id::Num(n) => n.as_i64(),
-            Id::Str(_) => None,
-        }
-    }
-
-    /// The id as a string, if it is a string id.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Id::Num(_) => None,
-            Id::Str(s) => Some(s),
-        }
-    }
-}
-
-impl From<u64> for Id {
-    fn from(n: u64) -> Self {
-        Id::Num(n.into())
-    }
-}
-
-impl From<i64> for Id {
-    fn from(n: i64) -> Self {
-        Id::Num(n.into())
-    }
-}
-
-impl From<&str> for Id {
-    fn from(s: &str) -> Self {
-        Id::Str(s.into())
-    }
-}
-
-impl From<String> for Id {
-    fn from(s: String) -> Self {
-        Id::Str(s.into())
-    }
-}
-
-impl From<Arc<str>> for Id {
-    fn from(s: Arc<str>) -> Self {
-        Id::Str(s)
-    }
-}
-
-/// Writes the id as JSON: `7`, or `"abc"` quoted and escaped, so the two kinds stay apart.
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Id::Num(n) => fmt::Display::fmt(n, f),
-            Id::Str(s) => f.write_str(&serde_json::to_string(&**s).map_err(|_| fmt::Error)?),
-        }
-    }
-}
-
-impl Serialize for Id {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Id::Num(n) => n.serialize(serializer),
-            Id::Str(s) => serializer.serialize_str(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged, expecting = "a JSON-RPC id (a string or a number)")]
-        enum Repr {
-            Num(Number),
-            Str(String),
-        }
-        Ok(match Repr::deserialize(deserializer)? {
-            Repr::Num(n) => Id::Num(n),
-            Repr::Str(s) => Id::from(s),
-        })
-    }
-}
 
 /// A JSON-RPC error object: the `error` member of a failed [`Response`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]

@@ -11,7 +11,11 @@
 //!
 //! Arguments may stay raw JSON text ([`Arguments::Raw`], as a client sent them): [`prepare`]
 //! forwards them untouched when there is no `approved` to strip and nothing in the schema could
-//! convert, and parses them only otherwise.
+//! convert, and parses them only otherwise. A parsed value holds a number as a 64-bit integer
+//! or a double, so raw arguments holding a number that would not survive that (an integer
+//! beyond 64 bits, more digits than a double keeps, `1e400`) are not parsed: they are
+//! forwarded as sent, unconverted, less a top-level `approved`. No number changes on its way
+//! through Revka.
 //!
 //! Coercion is best effort and never fails the call: a value that already has an accepted type
 //! is left alone, and a string that does not convert is forwarded as-is for the server to
@@ -22,12 +26,24 @@
 //!
 //! | declared type | accepted strings                                   | result            |
 //! |---------------|----------------------------------------------------|-------------------|
-//! | `integer`     | an `i64` or `u64` in decimal (`"5"`, `"-3"`, `"+7"`); not `"5.0"`, `"5e0"` | integer |
-//! | `number`      | as for `integer`, else a finite float (`"2.5"`, `"1e3"`) | integer or float |
+//! | `integer`     | an `i64` or `u64` in decimal (`"5"`, `"-3"`, `"+7"`, `"007"`); not `"5.0"`, `"5e0"` | integer |
+//! | `number`      | as for `integer`, else a decimal number whose value a double holds exactly (below) | integer or float |
 //! | `boolean`     | `true` / `false`, any case; not `"1"` / `"0"`      | boolean           |
 //! | `null`        | `null`, any case                                    | `null`            |
 //! | `array`       | JSON text of an array                               | the array         |
 //! | `object`      | JSON text of an object                              | the object        |
+//!
+//! A string converts to a number only with exactly the value it wrote; otherwise it is
+//! forwarded unchanged for the server to judge. For `integer` that means an integer that fits
+//! 64 bits (leading zeros carry no value; `"-0"` is `0`, an integer has one zero). For `number`
+//! it means: an integer that fits 64 bits is that integer; any other decimal
+//! (`[+-]digits.digits[eE][+-]digits`, either side of the point may be empty) becomes the
+//! nearest double, but only if the text serde_json writes for that double has the same decimal
+//! value as the string, digit for digit, zero's sign included. So `"0.1"`, `"1.50"`, `"1e3"`
+//! and `"-0"` convert (to `0.1`, `1.5`, `1000.0`, `-0.0`), and `"1.0000000000000000000001"`,
+//! `"99999999999999999999"` (beyond 64 bits, and the double is `1e20`), `"1e-400"` (the double
+//! is `0.0`), `"1e400"`, `"NaN"` and `"inf"` stay strings. Likewise a string of JSON text
+//! becomes the array or object only if every number in it keeps its value when parsed.
 //!
 //! # Where coercion looks
 //!
@@ -56,6 +72,7 @@
 //! and the value is forwarded exactly as it came. All or nothing, so that the outcome never
 //! depends on where the budget happened to run out.
 
+mod exact;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -313,10 +330,10 @@ impl Coercer<'_> {
         }
         if let Value::String(s) = &value {
             let types = declared_types(node);
-            if let Some(types) = types.filter(|types| !types.contains(&Type::String)) {
-                if let Some(parsed) = types.iter().find_map(|t| t.parse(s)) {
-                    value = parsed;
-                }
+            if let Some(types) = types.filter(|types| !types.contains(&Type::String))
+                && let Some(parsed) = types.iter().find_map(|t| t.parse(s))
+            {
+                value = parsed;
             }
         }
         for key in ["anyOf", "oneOf"] {

@@ -348,7 +348,7 @@ fn concurrent_updates_are_exact() {
                 for i in 0..PER_THREAD {
                     held.inc();
                     calls
-                        .with(&[if (i + t as u64) % 2 == 0 {
+                        .with(&[if (i + t as u64).is_multiple_of(2) {
                             "even"
                         } else {
                             "odd"

@@ -156,10 +156,10 @@ pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
 
 fn family_of(name: &str, types: &HashMap<String, String>) -> String {
     for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if types.get(base).is_some_and(|t| t == "histogram") {
-                return base.to_owned();
-            }
+        if let Some(base) = name.strip_suffix(suffix)
+            && types.get(base).is_some_and(|t| t == "histogram")
+        {
+            return base.to_owned();
         }
     }
     name.to_owned()

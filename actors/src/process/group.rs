@@ -53,10 +53,10 @@ fn descendants(root: i32) -> Vec<i32> {
     // (pid, ppid, pgrp) of every process we can read.
     let mut procs: Vec<(i32, i32, i32)> = Vec::new();
     for pid in super::reaper::proc_pids() {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some((ppid, pgrp)) = parse_stat(&stat) {
-                procs.push((pid, ppid, pgrp));
-            }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((ppid, pgrp)) = parse_stat(&stat)
+        {
+            procs.push((pid, ppid, pgrp));
         }
     }
     let mut found = Vec::new();

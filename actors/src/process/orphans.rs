@@ -375,10 +375,11 @@ mod imp {
         // Our zombie children in the tree: reap them (their own children were re-parented to
         // us, and appear at the next step).
         for &pid in &roots {
-            if !snapshot.procs[&pid].alive() && !super::is_leader(pid) {
-                if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                    tracing::debug!(path = %sweep.path, pid, ?status, "reaped an orphan");
-                }
+            if !snapshot.procs[&pid].alive()
+                && !super::is_leader(pid)
+                && let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            {
+                tracing::debug!(path = %sweep.path, pid, ?status, "reaped an orphan");
             }
         }
         if live.is_empty() {

@@ -14,14 +14,17 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::mcp::jsonrpc::Id;
+
 /// Events buffered per session before slow subscribers start losing them.
 pub const EVENT_BUFFER: usize = 256;
 
 /// Progress of one tool call, as published on the session stream (seed 001).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProgressEvent {
-    /// The call's progress token (the caller's, integer or string, or one Revka minted).
-    pub token: Value,
+    /// The call's progress token: the caller's (a number or a string, exactly as it wrote it),
+    /// or one Revka minted.
+    pub token: Id,
     /// Progress so far.
     pub progress: Value,
     /// Total, when known.
@@ -92,15 +95,15 @@ pub(crate) struct Broadcaster {
 
 impl Broadcaster {
     pub(crate) fn publish(&self, event: SessionEvent) {
-        if let Some(tx) = self.tx.get() {
-            if tx.receiver_count() > 0 {
-                let _ = tx.send(Arc::new(Published {
-                    event,
-                    json: OnceLock::new(),
-                    frame: OnceLock::new(),
-                }));
-                self.published.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(tx) = self.tx.get()
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(Arc::new(Published {
+                event,
+                json: OnceLock::new(),
+                frame: OnceLock::new(),
+            }));
+            self.published.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -233,7 +233,7 @@ async fn events_fan_out_and_slow_subscribers_lag() {
     let total = events::EVENT_BUFFER + 10;
     for i in 0..total {
         s.publish(SessionEvent::Progress(ProgressEvent {
-            token: serde_json::json!(1),
+            token: crate::mcp::jsonrpc::Id::from(1u64),
             progress: serde_json::json!(i),
             total: None,
             message: None,

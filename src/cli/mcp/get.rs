@@ -81,12 +81,11 @@ fn find_written(
     loaded: Option<&Config>,
     name: &str,
 ) -> Option<(McpServerConfig, PathBuf)> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Ok(raw) = toml::from_str::<Config>(&text) {
-            if let Some(server) = raw.mcp.servers.into_iter().find(|s| s.name == name) {
-                return Some((server, path.to_path_buf()));
-            }
-        }
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(raw) = toml::from_str::<Config>(&text)
+        && let Some(server) = raw.mcp.servers.into_iter().find(|s| s.name == name)
+    {
+        return Some((server, path.to_path_buf()));
     }
     let json = loaded?.mcp.servers_file.clone()?;
     let text = std::fs::read_to_string(&json).ok()?;

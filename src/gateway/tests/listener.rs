@@ -145,7 +145,7 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
         idle.until_closed(CLOSE_BOUND, "an idle connection").await;
     }
     session.publish(SessionEvent::Progress(ProgressEvent {
-        token: serde_json::json!("t"),
+        token: revka_actors::mcp::jsonrpc::Id::from("t"),
         progress: serde_json::json!(1),
         total: None,
         message: Some("still relaying".into()),

@@ -130,7 +130,7 @@ async fn an_event_stream_outlives_the_read_timeouts() {
     }
     let live = services.sessions.get(id).expect("the session is alive");
     live.publish(SessionEvent::Progress(ProgressEvent {
-        token: json!("t"),
+        token: revka_actors::mcp::jsonrpc::Id::from("t"),
         progress: json!(1),
         total: None,
         message: Some("still streaming".into()),

@@ -286,3 +286,25 @@ async fn list_changed_storms_coalesce_and_garbage_is_skipped() {
     assert!(h.inbound.dispatch_line(&[0xff, 0xfe, b'{']).is_none());
     assert_eq!(h.inbound.invalid_lines(), 2);
 }
+
+/// A server's request is answered with its id exactly as the server wrote it: a number beyond
+/// double precision, a fraction, a string with escapes.
+#[tokio::test]
+async fn server_requests_are_answered_with_their_id_byte_for_byte() {
+    let h = harness();
+    for id in [
+        "123456789012345678901234567890123456789012345678901234567890",
+        "1.0",
+        "-0",
+        r#""r\u0041\/7""#,
+    ] {
+        let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+        let out = h.inbound.dispatch_line(line.as_bytes()).expect("a reply");
+        let answer = std::str::from_utf8(out.line()).unwrap();
+        assert_eq!(
+            answer,
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+            "{id}"
+        );
+    }
+}

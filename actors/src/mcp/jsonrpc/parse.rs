@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
-use serde_json::Number;
 use serde_json::value::RawValue;
 
 use super::{ErrorObject, Id, Incoming, Notification, Request, Response, VERSION};
@@ -37,7 +36,7 @@ pub enum ParseError {
     /// The `id` is not a string or a number (or is `null` on a request).
     #[error("message's \"id\" must be a string or a number, got {kind}")]
     InvalidId {
-        /// The JSON type found (or "out-of-range number").
+        /// The JSON type found (or "a string with an invalid escape").
         kind: &'static str,
     },
     /// The `method` is not a string.
@@ -207,19 +206,14 @@ pub fn plain_string(literal: &str) -> Option<&str> {
     (!inner.contains(['\\', '"'])).then_some(inner)
 }
 
-/// `Ok(None)` for `null`.
+/// `Ok(None)` for `null`. A number or a string is kept as its exact text ([`Id`]); a string
+/// whose escapes do not decode to text (a lone surrogate, `"\ud800"`) is refused.
 fn parse_id(raw: &RawValue) -> Result<Option<Id>, ParseError> {
     match kind(raw.get()) {
         "null" => Ok(None),
-        "number" => match raw.get().parse::<Number>() {
-            Ok(n) => Ok(Some(Id::Num(n))),
-            Err(_) => Err(ParseError::InvalidId {
-                kind: "out-of-range number",
-            }),
-        },
-        "string" => json_string(raw)
-            .map(|s| Some(Id::from(s)))
-            .map_err(ParseError::Json),
+        "number" | "string" => Id::from_json(raw).map(Some).ok_or(ParseError::InvalidId {
+            kind: "a string with an invalid escape",
+        }),
         kind => Err(ParseError::InvalidId { kind }),
     }
 }

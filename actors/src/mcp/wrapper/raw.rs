@@ -2,7 +2,9 @@
 //! preparation changes nothing, is forwarded without building a JSON tree and serialising it
 //! again. Part of the wrapper: [`prepare`] is [`prepare_arguments`] for
 //! either form, and falls back to parsing only when stripping `approved` or coercion has work to
-//! do.
+//! do, and only when parsing keeps every number in the arguments as it is (a parsed value holds
+//! numbers as 64-bit integers or doubles): arguments with a number no double holds are
+//! forwarded as sent, less a top-level `approved`.
 
 use std::fmt;
 
@@ -11,6 +13,7 @@ use serde::{Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::exact::has_inexact_number;
 use super::{APPROVED_FIELD, ArgumentError, declares_property, may_convert, prepare_arguments};
 
 /// How deep raw arguments may nest (the arguments object itself is level 1): the most that
@@ -99,8 +102,37 @@ impl RawArguments {
     }
 
     fn to_value(&self) -> Value {
-        // Checked in `new`: an object within serde_json's recursion limit always parses.
+        // Checked in `new`: an object within serde_json's recursion limit parses, unless it
+        // holds a number beyond a double's range (`prepare` forwards those raw).
         serde_json::from_str(self.raw.get()).unwrap_or_else(|_| Value::Object(Map::new()))
+    }
+
+    /// These arguments without their top-level `name` members; every other member's value is
+    /// kept as its exact text.
+    fn without(self, name: &str) -> Self {
+        let mut de = serde_json::Deserializer::from_str(self.raw.get());
+        // Checked in `new`: an object, so its members read.
+        let Ok(members) = de.deserialize_map(Members) else {
+            return self;
+        };
+        let mut text = String::with_capacity(self.raw.get().len());
+        text.push('{');
+        for (key, value) in members.iter().filter(|(key, _)| key != name) {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(key).unwrap_or_default());
+            text.push(':');
+            text.push_str(value.get());
+        }
+        text.push('}');
+        match RawValue::from_string(text) {
+            Ok(raw) => RawArguments {
+                raw,
+                has_approved: self.has_approved && name != APPROVED_FIELD,
+            },
+            Err(_) => self,
+        }
     }
 }
 
@@ -146,7 +178,34 @@ pub fn prepare_with(
     if !strips && !traits.may_convert {
         return Ok(Arguments::Raw(raw));
     }
+    if has_inexact_number(raw.get()) {
+        // Parsing would change a number: forwarded as sent, unconverted, less `approved`.
+        return Ok(Arguments::Raw(if strips {
+            raw.without(APPROVED_FIELD)
+        } else {
+            raw
+        }));
+    }
     prepare_arguments(schema, raw.to_value()).map(Arguments::Value)
+}
+
+/// Reads an object's top-level members, each value as its raw text.
+struct Members;
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Vec<(String, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry()? {
+            members.push(member);
+        }
+        Ok(members)
+    }
 }
 
 /// [`result_is_error`](super::result_is_error) on a result kept as raw JSON: whether its

@@ -760,13 +760,14 @@ proptest! {
     }
 
     /// The shortcut that skips coercion is exact: when it says nothing can convert, coercion
-    /// indeed leaves the value as it is.
+    /// indeed leaves the arguments (an object: the shortcut is taken for nothing else) as
+    /// they are.
     #[test]
     fn skipped_coercion_would_have_changed_nothing(
         schema in prop_oneof![sensible_schema(), string_schema(), any_json()],
         args in prop_oneof![args_like(), any_json()],
     ) {
-        if !may_convert(&schema) {
+        if !may_convert(&schema) && args.is_object() {
             prop_assert_eq!(coerce(&schema, args.clone()), args);
         }
     }

@@ -4,6 +4,8 @@
 
 use serde_json::{Number, Value};
 
+use super::exact::{has_inexact_number, parse_integer, parse_number};
+
 /// A JSON Schema primitive type, as far as coercion cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Type {
@@ -63,30 +65,26 @@ impl Type {
                 }
             }
             Type::Integer => parse_integer(s),
-            Type::Number => {
-                parse_integer(s).or_else(|| Number::from_f64(s.parse().ok()?).map(Value::Number))
-            }
+            Type::Number => parse_number(s),
             Type::String => None,
             Type::Array => s
                 .starts_with('[')
-                .then(|| serde_json::from_str(s).ok())
+                .then(|| parse_exact(s))
                 .flatten()
                 .filter(Value::is_array),
             Type::Object => s
                 .starts_with('{')
-                .then(|| serde_json::from_str(s).ok())
+                .then(|| parse_exact(s))
                 .flatten()
                 .filter(Value::is_object),
         }
     }
 }
 
-/// A decimal `i64` or `u64`.
-fn parse_integer(s: &str) -> Option<Value> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n.into());
-    }
-    s.parse::<u64>().ok().map(Value::from)
+/// JSON text as a value, if it parses and every number in it keeps its value in a [`Value`].
+fn parse_exact(s: &str) -> Option<Value> {
+    let value = serde_json::from_str(s).ok()?;
+    (!has_inexact_number(s)).then_some(value)
 }
 
 /// Whether a JSON number is an integer (`1.0` is, as in JSON Schema).
