@@ -3,8 +3,8 @@
 //! Part of the gateway's auth layer. The operator asks the daemon for a code (`revka pair`,
 //! authenticated by the owner token) and types it where the new client asks for it; the
 //! gateway listener (`root/gateway`) redeems it through [`PairingCodes::redeem`] and hands the
-//! client a fresh token from the [`TokenStore`]. Redemption attempts should go through the
-//! [`FailedAuthLimiter`](super::FailedAuthLimiter) like any other credential.
+//! client a fresh token from the [`TokenStore`]. A wrong code is answered after the delay of the
+//! [`FailureThrottle`](super::FailureThrottle), like any other wrong credential.
 //!
 //! Codes are 8 characters from an alphabet without the look-alikes `0 O 1 I L` (31 symbols,
 //! about 40 bits), shown as `7KQ4-MX2P`. They are valid for a TTL, usable once, and at most
