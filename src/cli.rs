@@ -221,16 +221,9 @@ fn run_daemon(path: Option<PathBuf>) -> ExitCode {
     // The CPUs this process may run on: its affinity mask and cgroup quota, not the machine's.
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let workers = loaded.config.runtime.worker_threads(cpus);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Threads::Workers(workers)) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("revka: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let notifier = Notifier::from_env(&config::process_env);
     let result = runtime.block_on(crate::daemon::run(loaded, path, home, notifier));
@@ -244,4 +237,37 @@ fn run_daemon(path: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The threads of a command's tokio runtime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Threads {
+    /// The calling thread only: a one-shot request to the daemon.
+    Current,
+    /// tokio's default, one worker per CPU: commands that run servers and probes themselves.
+    PerCpu,
+    /// Exactly this many workers (at least 1): the daemon, from `[runtime] worker_threads`.
+    Workers(usize),
+}
+
+/// Builds the tokio runtime a command runs on.
+pub(crate) fn build_runtime(threads: Threads) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Threads::Current => tokio::runtime::Builder::new_current_thread(),
+        Threads::PerCpu => tokio::runtime::Builder::new_multi_thread(),
+        Threads::Workers(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.max(1));
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
+/// [`build_runtime`], or the exit code of a command that cannot start (the reason printed).
+pub(crate) fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
+    build_runtime(threads).map_err(|e| {
+        eprintln!("revka: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }

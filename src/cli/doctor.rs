@@ -220,15 +220,9 @@ pub fn failed(checks: &[Check]) -> bool {
 /// `revka doctor [--json]` for the process environment's `REVKA_HOME`.
 pub fn run(config_path: Option<&Path>, json: bool) -> ExitCode {
     let home = config::revka_home();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime(crate::cli::Threads::PerCpu) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("revka: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let opts = DoctorOptions {
         home: &home,

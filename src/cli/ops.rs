@@ -113,15 +113,9 @@ impl Outcome {
 
 /// Runs `op` against the daemon of `home` and prints the outcome.
 pub fn run(home: &Path, op: Op) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime(crate::cli::Threads::Current) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("revka: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let color = use_color(
         std::io::stdout().is_terminal(),

@@ -269,10 +269,7 @@ fn reload_daemon(home: &Path) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::build_runtime(crate::cli::Threads::Current) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warning: cannot reload the daemon ({e}); run `revka reload`");

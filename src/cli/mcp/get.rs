@@ -106,10 +106,8 @@ fn daemon_state(name: &str) -> Result<revka_actors::Snapshot, String> {
         }
         Err(e) => return Err(e.to_string()),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime =
+        crate::cli::build_runtime(crate::cli::Threads::Current).map_err(|e| e.to_string())?;
     let path = format!("root/mcp_servers/mcp:{name}");
     let result = runtime.block_on(gateway.actors(Some(&path)));
     runtime.shutdown_timeout(Duration::from_secs(1));

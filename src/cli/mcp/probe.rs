@@ -49,15 +49,9 @@ pub(super) enum Probe {
 
 /// Runs a [`Probe`]; `config` is already validated.
 pub(super) fn run(config: Config, action: Probe) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime(crate::cli::Threads::PerCpu) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("revka: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(async move {
         match action {
