@@ -59,35 +59,18 @@ fn survives_parsing(token: &str) -> bool {
 /// Whether JSON text holds a number that parsing it into a [`Value`] would change (see
 /// [`survives_parsing`]), in one pass over its bytes (digits inside strings do not count).
 pub(super) fn has_inexact_number(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        i += 1;
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'-' | b'0'..=b'9' => {
-                let start = i - 1;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                {
-                    i += 1;
-                }
-                if !survives_parsing(&text[start..i]) {
+    // Where the number being read started, while one is.
+    let mut start = None;
+    for (at, byte) in super::raw::outside_strings(text).chain([(text.len(), b' ')]) {
+        let in_number = matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
+        match start {
+            Some(from) if !in_number => {
+                if !survives_parsing(&text[from..at]) {
                     return true;
                 }
+                start = None;
             }
+            None if matches!(byte, b'-' | b'0'..=b'9') => start = Some(at),
             _ => {}
         }
     }

@@ -279,20 +279,8 @@ fn raw_kind(text: &str) -> &'static str {
 /// bytes (brackets inside strings do not count).
 fn nesting_exceeds(text: &str, limit: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for byte in text.bytes() {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    for (_, byte) in outside_strings(text) {
         match byte {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > limit {
@@ -304,6 +292,27 @@ fn nesting_exceeds(text: &str, limit: usize) -> bool {
         }
     }
     false
+}
+
+/// The bytes of valid JSON text that are outside its strings, with their offsets: a string's
+/// quotes and everything between them (escaped quotes included) are skipped.
+pub(super) fn outside_strings(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut in_string = false;
+    let mut escaped = false;
+    text.bytes().enumerate().filter(move |&(_, byte)| {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            false
+        } else {
+            in_string = byte == b'"';
+            !in_string
+        }
+    })
 }
 
 /// Walks an object's top-level keys (values are skipped unparsed): whether `approved` is one.
