@@ -125,8 +125,8 @@ pub(crate) fn expand_vars(input: &str, env: EnvLookup<'_>) -> Result<String, Var
     Ok(out)
 }
 
-/// `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_var_name(name: &str) -> bool {
+/// `[A-Za-z_][A-Za-z0-9_]*`: the names `${VAR}` accepts.
+pub(crate) fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

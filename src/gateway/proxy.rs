@@ -136,9 +136,9 @@ where
     })
 }
 
-/// Passes an upstream response back: status, content type, `Retry-After`, and the body as a
-/// stream, cut at the call's ceiling if it has one.
-fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
+/// An upstream answer's status (502 if it is not one axum knows) and content type (JSON if it
+/// names none), to pass back.
+fn status_and_type(resp: &reqwest::Response) -> (StatusCode, String) {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()
@@ -146,6 +146,13 @@ fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
+    (status, content_type)
+}
+
+/// Passes an upstream response back: status, content type, `Retry-After`, and the body as a
+/// stream, cut at the call's ceiling if it has one.
+fn pass_through(resp: reqwest::Response, ceiling: Option<Ceiling>) -> Response {
+    let (status, content_type) = status_and_type(&resp);
     let is_sse = content_type.starts_with("text/event-stream");
     // When to retry a refusal (a full session table, a rate limit): the caller's to honour.
     let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).cloned();

@@ -27,13 +27,7 @@ pub(super) async fn claim(gw: &Gateway, caller: &Caller, mut resp: reqwest::Resp
     struct Minted {
         session_id: String,
     }
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
+    let (status, content_type) = super::status_and_type(&resp);
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {

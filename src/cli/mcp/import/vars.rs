@@ -6,6 +6,7 @@
 //! loads, so `${env:NAME}` becomes `${NAME}`, the folders are written out, and what only an
 //! editor can supply makes the server unimportable, with the reason.
 
+use crate::config::is_var_name;
 use std::path::Path;
 
 /// What the editor's variables resolve to for one source file.
@@ -68,15 +69,6 @@ pub(super) fn translate(value: &str, context: &Context<'_>) -> Result<String, St
 /// Text written into a value as is: a `${` in it must not read as a reference.
 fn literal(text: &str) -> String {
     text.replace("${", "$${")
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`, the names Revka's `${VAR}` accepts.
-fn is_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
