@@ -116,3 +116,50 @@ pub(crate) fn one_second_timeouts(config: &mut Config) {
     config.http.body_read_timeout_secs = 1;
     config.http.keepalive_idle_secs = 1;
 }
+
+/// What a listener's slow-client test sends, to a route of that listener.
+pub(crate) struct SlowRequests<'a> {
+    /// A request head that stops in the middle.
+    pub(crate) partial_head: &'a [u8],
+    /// A whole head announcing a body of 100 bytes, and the start of that body.
+    pub(crate) partial_body: &'a [u8],
+    /// A whole request, answered, after which the connection stays idle.
+    pub(crate) whole: &'a [u8],
+}
+
+/// What the slow clients that get an answer read before their connection was closed (the
+/// other two read nothing, as [`slow_clients`] checks).
+pub(crate) struct SlowClients {
+    /// The one that stopped in the middle of its body.
+    pub(crate) partial_body: String,
+    /// The one kept alive, idle after its answer.
+    pub(crate) idle: String,
+}
+
+/// Runs the four slow clients against `addr` at once, each until its connection is closed
+/// (at most [`CLOSE_BOUND`]), and checks what every listener must do: the silent and the
+/// partial-head clients are closed without an answer, the partial-body one is answered 408.
+pub(crate) async fn slow_clients(addr: SocketAddr, requests: SlowRequests<'_>) -> SlowClients {
+    let (silent, partial_head, partial_body, idle) = tokio::join!(
+        slow_client(addr, b"", "a connection that sends nothing"),
+        slow_client(addr, requests.partial_head, "a request head that stops"),
+        slow_client(addr, requests.partial_body, "a request body that stops"),
+        slow_client(addr, requests.whole, "an idle kept-alive connection"),
+    );
+    assert_eq!(silent, "", "closed without an answer");
+    assert_eq!(partial_head, "", "closed without an answer");
+    assert!(
+        partial_body.starts_with("HTTP/1.1 408 "),
+        "a stalled body is answered 408: {partial_body}"
+    );
+    SlowClients { partial_body, idle }
+}
+
+/// One slow client: connects, sends `bytes` (if any), and reads until the server closes.
+async fn slow_client(addr: SocketAddr, bytes: &[u8], what: &str) -> String {
+    let mut c = Raw::connect(addr).await;
+    if !bytes.is_empty() {
+        c.send(bytes).await;
+    }
+    c.until_closed(CLOSE_BOUND, what).await
+}

@@ -2,7 +2,9 @@
 //! clients are closed after the `[http]` timeouts, and the MCP server's refusal of a session at
 //! its cap (503 with `Retry-After`) passes through the proxy.
 
-use crate::http::testing::{CLOSE_BOUND, Raw, one_second_timeouts, serve, services};
+use crate::http::testing::{
+    CLOSE_BOUND, Raw, SlowClients, SlowRequests, one_second_timeouts, serve, services, slow_clients,
+};
 
 /// Each kind of slow client is closed after its timeout (one second each here): one that sends
 /// nothing, one that stops in the middle of its headers, one that stops in the middle of its
@@ -20,45 +22,22 @@ async fn slow_clients_are_closed_after_their_timeouts() {
         .token;
     let (addr, stop) = serve(super::super::listener(&services).unwrap()).await;
 
-    let silent = async {
-        let mut c = Raw::connect(addr).await;
-        c.until_closed(CLOSE_BOUND, "a connection that sends nothing")
-            .await
-    };
-    let partial_head = async {
-        let mut c = Raw::connect(addr).await;
-        c.send(b"POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz")
-            .await;
-        c.until_closed(CLOSE_BOUND, "a request head that stops")
-            .await
-    };
-    let partial_body = async {
-        let mut c = Raw::connect(addr).await;
-        let head = format!(
-            "POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"label\":"
-        );
-        c.send(head.as_bytes()).await;
-        c.until_closed(CLOSE_BOUND, "a request body that stops")
-            .await
-    };
-    let idle = async {
-        let mut c = Raw::connect(addr).await;
-        let request = format!(
-            "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
-        );
-        c.send(request.as_bytes()).await;
-        c.until_closed(CLOSE_BOUND, "an idle kept-alive connection")
-            .await
-    };
-    let (silent, partial_head, partial_body, idle) =
-        tokio::join!(silent, partial_head, partial_body, idle);
-    assert_eq!(silent, "", "closed without an answer");
-    assert_eq!(partial_head, "", "closed without an answer");
-    assert!(
-        partial_body.starts_with("HTTP/1.1 408 "),
-        "a stalled body is answered 408: {partial_body}"
+    let partial_body = format!(
+        "POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"label\":"
     );
+    let whole = format!(
+        "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    let SlowClients { idle, .. } = slow_clients(
+        addr,
+        SlowRequests {
+            partial_head: b"POST /api/mcp/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz",
+            partial_body: partial_body.as_bytes(),
+            whole: whole.as_bytes(),
+        },
+    )
+    .await;
     // Whatever the route answers (the roles are not under test here), the connection stays
     // open for another request until it has been idle for the timeout.
     assert!(

@@ -8,7 +8,9 @@ use std::time::Duration;
 use revka_actors::session::{ProgressEvent, SessionEvent};
 use serde_json::{Value, json};
 
-use crate::http::testing::{CLOSE_BOUND, Raw, one_second_timeouts, serve, services};
+use crate::http::testing::{
+    CLOSE_BOUND, Raw, SlowClients, SlowRequests, one_second_timeouts, serve, services, slow_clients,
+};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -54,43 +56,18 @@ async fn slow_clients_are_closed_after_their_timeouts() {
     let (services, _home) = services(one_second_timeouts).await;
     let (addr, stop) = serve(crate::mcp_server::listener(&services)).await;
 
-    let silent = async {
-        let mut c = Raw::connect(addr).await;
-        c.until_closed(CLOSE_BOUND, "a connection that sends nothing")
-            .await
-    };
-    let partial_head = async {
-        let mut c = Raw::connect(addr).await;
-        c.send(b"POST /session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
-            .await;
-        c.until_closed(CLOSE_BOUND, "a request head that stops")
-            .await
-    };
-    let partial_body = async {
-        let mut c = Raw::connect(addr).await;
-        c.send(
-            b"POST /session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"label\":",
-        )
-        .await;
-        c.until_closed(CLOSE_BOUND, "a request body that stops")
-            .await
-    };
-    let idle = async {
-        let mut c = Raw::connect(addr).await;
-        c.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .await;
-        c.until_closed(CLOSE_BOUND, "an idle kept-alive connection")
-            .await
-    };
-    let (silent, partial_head, partial_body, idle) =
-        tokio::join!(silent, partial_head, partial_body, idle);
-    assert_eq!(silent, "", "closed without an answer");
-    assert_eq!(partial_head, "", "closed without an answer");
-    assert!(
-        partial_body.starts_with("HTTP/1.1 408 "),
-        "a stalled body is answered 408: {partial_body}"
-    );
+    let SlowClients {
+        partial_body, idle, ..
+    } = slow_clients(
+        addr,
+        SlowRequests {
+            partial_head: b"POST /session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le",
+            partial_body: b"POST /session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \
+                application/json\r\nContent-Length: 100\r\n\r\n{\"label\":",
+            whole: b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        },
+    )
+    .await;
     assert!(
         partial_body.contains("did not arrive in full within 1s"),
         "{partial_body}"
