@@ -88,12 +88,18 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
 
     /// A new session.
     pub async fn session(&self) -> Session {
-        let resp = self
-            .http
-            .post(format!("{}/session", self.base))
-            .send()
-            .await
-            .unwrap();
+        self.session_with(None).await
+    }
+
+    /// A session minted by `POST /session`, with `label` if one is given.
+    pub async fn session_with(&self, label: Option<&str>) -> Session {
+        let mut request = self.http.post(format!("{}/session", self.base));
+        if let Some(label) = label {
+            request = request
+                .header("content-type", "application/json")
+                .body(json!({ "label": label }).to_string());
+        }
+        let resp = request.send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
         Session {

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use revka_actors::metrics::{Sample, lint_exposition};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::mcp_server::{Served, Session};
+use crate::mcp_server::Served;
 
 /// A session manager that cannot start (no such program), and a breaker that opens on the
 /// first failure: the cheapest way to a breaker with an open state and rejections.
@@ -72,26 +72,6 @@ fn promtool_check(promtool: &str, text: &str) -> (Option<i32>, String) {
     (out.status.code(), said)
 }
 
-/// A session minted with `label` by `POST /session`.
-async fn labelled_session(s: &Served, label: &str) -> Session {
-    let resp = s
-        .http
-        .post(format!("{}/session", s.base))
-        .header("content-type", "application/json")
-        .body(json!({ "label": label }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let body: Value = resp.json().await.unwrap();
-    Session {
-        url: s.url.clone(),
-        id: body["session_id"].as_str().unwrap().to_owned(),
-        token: body["token"].as_str().unwrap().to_owned(),
-        http: s.http.clone(),
-    }
-}
-
 async fn scrape(s: &Served) -> String {
     let (gateway, token) = s.gateway();
     let resp = s
@@ -118,7 +98,7 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
     let s = Served::start(BROKEN_SIDECAR).await;
     let mut sessions = Vec::new();
     for label in LABELS {
-        sessions.push(labelled_session(&s, label).await);
+        sessions.push(s.session_with(Some(label)).await);
     }
     let a = &sessions[0];
     a.call_text(
