@@ -320,5 +320,6 @@ mod tests {
         );
         assert!(!use_color(true, Some("1")));
         assert!(!use_color(false, None));
+        assert!(!use_color(false, Some("1")));
     }
 }

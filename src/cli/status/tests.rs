@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use revka_actors::status::{Failure, rfc3339};
 use revka_actors::{ActorState, Snapshot};
 
-use super::{human_duration, precise_duration, render_tree, use_color};
+use super::{human_duration, precise_duration, render_tree};
 
 /// A fixed "now": 2025-06-01T12:00:00Z.
 fn now() -> SystemTime {
@@ -155,18 +155,6 @@ fn colour_on_wraps_states_in_ansi_codes() {
     // Stripping the codes gives exactly the uncoloured rendering.
     let plain = render_tree(&tree, now(), false);
     assert_eq!(strip_ansi(&text), plain);
-}
-
-#[test]
-fn colour_only_on_a_terminal_and_without_no_color() {
-    assert!(use_color(true, None));
-    assert!(
-        use_color(true, Some("")),
-        "an empty NO_COLOR does not count"
-    );
-    assert!(!use_color(true, Some("1")));
-    assert!(!use_color(false, None));
-    assert!(!use_color(false, Some("1")));
 }
 
 #[test]

@@ -6,21 +6,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::*;
-
-/// Records what the client sends; the test answers through the `Inbound`.
-struct Wire {
-    sent: mpsc::UnboundedSender<Value>,
-}
-
-impl Transport for Wire {
-    fn send(&self, msg: Outgoing) -> Result<(), TransportError> {
-        let v: Value = serde_json::from_slice(msg.line()).expect("client sends JSON");
-        self.sent
-            .send(v)
-            .map_err(|_| TransportError::Closed("test over".into()))
-    }
-    fn close(&self) {}
-}
+use crate::testing::Wire;
 
 struct Harness {
     client: Arc<McpClient>,

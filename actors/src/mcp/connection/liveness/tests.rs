@@ -9,25 +9,9 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::StatusNode;
-use crate::mcp::client::{
-    CallOptions, Inbound, McpClient, Outgoing, ProgressSink, Transport, TransportError,
-};
+use crate::mcp::client::{CallOptions, Inbound, McpClient, ProgressSink};
 use crate::mcp::hub::{McpHub, ServerSpec, TransportSpec};
-
-/// Records what the client sends.
-struct Wire {
-    sent: mpsc::UnboundedSender<Value>,
-}
-
-impl Transport for Wire {
-    fn send(&self, msg: Outgoing) -> Result<(), TransportError> {
-        let v: Value = serde_json::from_slice(msg.line()).expect("client sends JSON");
-        self.sent
-            .send(v)
-            .map_err(|_| TransportError::Closed("test over".into()))
-    }
-    fn close(&self) {}
-}
+use crate::testing::Wire;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
