@@ -126,7 +126,7 @@ pub enum ClientError {
     #[error(transparent)]
     File(#[from] FileError),
     /// The JSON file is invalid or has an unexpected shape.
-    #[error("{}: {source}; fix the file first", path.display())]
+    #[error("{}: {source}; fix it first (nothing was changed)", path.display())]
     Json {
         /// The file.
         path: PathBuf,
@@ -135,7 +135,7 @@ pub enum ClientError {
         source: SpliceError,
     },
     /// The TOML file is invalid or has an unexpected shape.
-    #[error("{}: {source}; fix the file first", path.display())]
+    #[error("{}: {source}; fix it first (nothing was changed)", path.display())]
     Toml {
         /// The file.
         path: PathBuf,

@@ -1,10 +1,11 @@
 //! Codex's `config.toml`: the `[mcp_servers.revka]` table, edited with toml_edit so every
 //! comment, blank line and key order of the rest of the file stays.
 //!
-//! Part of `revka client` ([`super`]). A new table goes after everything else in the file
-//! (before the comments that end it, which stay last); a replaced one keeps its header, its
-//! place and the comments above it; a removed one takes only itself, so adding then removing
-//! gives back the original. `mcp_servers` written as an inline table is edited as one.
+//! Part of `revka client` ([`super`]). A new table goes right after the last
+//! `[mcp_servers.*]` table, or after everything else when there is none (before the comments
+//! that end the file, which stay last); a replaced one keeps its header, its place and the
+//! comments above it; a removed one takes only itself, so adding then removing gives back the
+//! original. `mcp_servers` written as an inline table is edited as one.
 
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 
@@ -54,7 +55,13 @@ impl TomlDocument {
         key: &str,
         entry: &Json,
     ) -> Result<String, TomlError> {
-        let next = last_position(self.doc.as_table()) + 1;
+        let after = match self.doc.get(servers).and_then(Item::as_table) {
+            Some(t) if last_position(t) > 0 => last_position(t),
+            _ => last_position(self.doc.as_table()),
+        };
+        if self.doc.get(servers).and_then(|s| s.get(key)).is_none() {
+            make_room(self.doc.as_table_mut(), after);
+        }
         if !self.doc.contains_key(servers) {
             let mut table = Table::new();
             table.set_implicit(true);
@@ -71,7 +78,7 @@ impl TomlDocument {
                 None => {
                     let mut table = Table::new();
                     fill(&mut table, entry);
-                    table.set_position(Some(next));
+                    table.set_position(Some(after + 1));
                     parent.insert(key, Item::Table(table));
                 }
             },
@@ -98,6 +105,24 @@ impl TomlDocument {
             Some(_) => return Err(TomlError::NotATable(servers.to_owned())),
         };
         Ok(removed.then(|| self.doc.to_string()))
+    }
+}
+
+/// Moves every table positioned after `after` one place down, so a table given
+/// `after + 1` is rendered right after the one at `after`.
+fn make_room(table: &mut Table, after: isize) {
+    let mut shift = |t: &mut Table| {
+        if let Some(p) = t.position().filter(|p| *p > after) {
+            t.set_position(Some(p + 1));
+        }
+        make_room(t, after);
+    };
+    for (_, item) in table.iter_mut() {
+        match item {
+            Item::Table(t) => shift(t),
+            Item::ArrayOfTables(tables) => tables.iter_mut().for_each(&mut shift),
+            _ => {}
+        }
     }
 }
 
@@ -168,10 +193,10 @@ mod tests {
     }
 
     #[test]
-    fn a_table_goes_last_before_the_closing_comments_and_comes_out_again() {
+    fn a_table_goes_after_the_other_servers_or_last_and_comes_out_again() {
         round_trip(
             "# Codex\nmodel = \"o3\" # the model\n\n[mcp_servers.docs]\ncommand = \"npx\"\n\n[profiles.fast]\nmodel = \"mini\"\n\n# [mcp_servers.off]\n# command = \"x\"\n",
-            "# Codex\nmodel = \"o3\" # the model\n\n[mcp_servers.docs]\ncommand = \"npx\"\n\n[profiles.fast]\nmodel = \"mini\"\n\n[mcp_servers.revka]\ncommand = \"/bin/revka\"\nargs = [\"mcp\", \"serve\", \"--stdio\"]\n\n# [mcp_servers.off]\n# command = \"x\"\n",
+            "# Codex\nmodel = \"o3\" # the model\n\n[mcp_servers.docs]\ncommand = \"npx\"\n\n[mcp_servers.revka]\ncommand = \"/bin/revka\"\nargs = [\"mcp\", \"serve\", \"--stdio\"]\n\n[profiles.fast]\nmodel = \"mini\"\n\n# [mcp_servers.off]\n# command = \"x\"\n",
         );
         round_trip(
             "model = \"o3\"\n",

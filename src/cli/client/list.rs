@@ -108,22 +108,27 @@ fn row(client: Client, scope: &Scope, wanted: Option<&Entry>, env: EnvLookup<'_>
     row
 }
 
-/// The rows as an aligned table.
+/// The rows as an aligned table, then the errors in full.
 fn table(rows: &[Row]) -> String {
     let states: Vec<String> = rows.iter().map(state).collect();
     let width = states.iter().map(String::len).max().unwrap_or(0).max(12);
-    let mut out = format!("{:<15} {:<width$} CONFIG FILE\n", "CLIENT", "REVKA SERVER");
+    let mut out = format!("{:<15} {:<width$}  CONFIG FILE\n", "CLIENT", "REVKA SERVER");
     for (row, state) in rows.iter().zip(&states) {
         let file = row.file.as_deref().unwrap_or("-");
-        out.push_str(&format!("{:<15} {state:<width$} {file}\n", row.client));
+        out.push_str(&format!("{:<15} {state:<width$}  {file}\n", row.client));
+    }
+    for row in rows {
+        if let Some(error) = &row.error {
+            out.push_str(&format!("{}: {error}\n", row.client));
+        }
     }
     out
 }
 
 /// What the table says about a client.
 fn state(row: &Row) -> String {
-    if let Some(error) = &row.error {
-        return format!("error: {error}");
+    if row.error.is_some() {
+        return "unknown (error below)".to_owned();
     }
     match &row.entry {
         Some(found) if found.current => "yes".to_owned(),
