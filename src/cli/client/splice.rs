@@ -4,8 +4,9 @@
 //!
 //! Part of `revka client` ([`super`]). A [`Document`] is the original text, the same text
 //! with comments blanked, and with trailing commas blanked too ([`crate::cli::jsonc`]: every
-//! byte offset is unchanged), plus the spans of its objects and members ([`parse`]). An edit
-//! is a few replacements of byte ranges of the original:
+//! byte offset is unchanged), plus the spans of its objects and members ([`parse`]); new
+//! values are rendered in the file's own style ([`render`]). An edit is a few replacements of
+//! byte ranges of the original:
 //!
 //! - a new member goes after the last one, on its own line at the last one's indentation,
 //!   rendered in the file's indentation unit and line ending; the comma goes where the file
@@ -22,10 +23,13 @@
 use super::clients::Format;
 
 mod parse;
+mod render;
 #[cfg(test)]
 mod tests;
 
 use parse::{Member, Object};
+pub(super) use render::{Json, new_document};
+use render::{Style, compact, indent_unit, pretty, quote};
 
 /// Why a JSON file cannot be edited.
 #[derive(Debug, thiserror::Error)]
@@ -47,45 +51,6 @@ pub enum SpliceError {
     /// client uses is not certain, so neither is touched.
     #[error("`{0}` appears more than once; remove the duplicate by hand")]
     Duplicate(String),
-}
-
-/// A value as it is written: objects keep the order given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Json {
-    /// A string.
-    Str(String),
-    /// An array of strings.
-    List(Vec<String>),
-    /// An object, in this order.
-    Map(Vec<(String, Json)>),
-}
-
-#[cfg(test)]
-impl Json {
-    /// The same value as serde_json's (for comparing with what a file holds).
-    pub(super) fn to_value(&self) -> serde_json::Value {
-        match self {
-            Json::Str(s) => s.as_str().into(),
-            Json::List(items) => items.iter().map(String::as_str).collect(),
-            Json::Map(members) => members
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_value()))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-        }
-    }
-}
-
-/// How the file writes what it writes.
-#[derive(Debug)]
-struct Style {
-    /// `\r\n` when the file uses it, else `\n`.
-    nl: &'static str,
-    /// One level of indentation: a tab, or the file's smallest indentation in spaces.
-    unit: String,
-    /// The whole file, with members, is on one line: added values are compact, without
-    /// spaces.
-    minified: bool,
 }
 
 /// One replacement of a byte range of the original text.
@@ -397,20 +362,6 @@ impl<'t> Document<'t> {
     }
 }
 
-/// The file for a new or empty one: `{ path…: { key: value } }`, two-space indented.
-pub(super) fn new_document(path: &[&str], key: &str, value: &Json) -> String {
-    let mut doc = Json::Map(vec![(key.to_owned(), value.clone())]);
-    for name in path.iter().rev() {
-        doc = Json::Map(vec![((*name).to_owned(), doc)]);
-    }
-    let style = Style {
-        nl: "\n",
-        unit: "  ".to_owned(),
-        minified: false,
-    };
-    format!("{}\n", pretty(&doc, "", &style))
-}
-
 /// The member named `key`, with its index; an error when there are several.
 fn find<'o>(object: &'o Object, key: &str) -> Result<Option<(usize, &'o Member)>, SpliceError> {
     let mut found = object
@@ -458,65 +409,4 @@ fn line_start(text: &str, pos: usize) -> usize {
 fn line_indent(text: &str, pos: usize) -> &str {
     let line = &text[line_start(text, pos)..];
     &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
-}
-
-/// A tab when the file indents with tabs, else its smallest indentation in spaces (two when
-/// nothing is indented).
-fn indent_unit(plain: &str) -> String {
-    let mut smallest: Option<usize> = None;
-    for line in plain.lines() {
-        let content = line.trim_start_matches([' ', '\t']);
-        if content.trim().is_empty() {
-            continue;
-        }
-        let indent = &line[..line.len() - content.len()];
-        if indent.starts_with('\t') {
-            return "\t".to_owned();
-        }
-        if !indent.is_empty() {
-            smallest = Some(smallest.map_or(indent.len(), |s| s.min(indent.len())));
-        }
-    }
-    " ".repeat(smallest.unwrap_or(2))
-}
-
-/// A JSON string literal.
-fn quote(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
-
-/// `value` on several lines, its inner lines indented one unit more than `indent` (the
-/// indentation of the line it starts on). Arrays of strings stay on one line.
-fn pretty(value: &Json, indent: &str, style: &Style) -> String {
-    match value {
-        Json::Map(members) if !members.is_empty() => {
-            let inner = format!("{indent}{}", style.unit);
-            let lines: Vec<String> = members
-                .iter()
-                .map(|(k, v)| format!("{inner}{}: {}", quote(k), pretty(v, &inner, style)))
-                .collect();
-            let nl = style.nl;
-            format!("{{{nl}{}{nl}{indent}}}", lines.join(&format!(",{nl}")))
-        }
-        other => compact(other, false),
-    }
-}
-
-/// `value` on one line: `{"a": ["b", "c"]}`, or without spaces when `tight`.
-fn compact(value: &Json, tight: bool) -> String {
-    let (colon, comma) = if tight { (":", ",") } else { (": ", ", ") };
-    match value {
-        Json::Str(s) => quote(s),
-        Json::List(items) => {
-            let items: Vec<String> = items.iter().map(|s| quote(s)).collect();
-            format!("[{}]", items.join(comma))
-        }
-        Json::Map(members) => {
-            let members: Vec<String> = members
-                .iter()
-                .map(|(k, v)| format!("{}{colon}{}", quote(k), compact(v, tight)))
-                .collect();
-            format!("{{{}}}", members.join(comma))
-        }
-    }
 }
