@@ -66,11 +66,11 @@ pub(crate) fn blank_comments(text: &str) -> String {
     out
 }
 
-/// Pushes a character of a comment as it is blanked: newlines stay, the rest become as many
-/// spaces as the character has bytes, so byte offsets after it are unchanged.
+/// Pushes a character of a comment as it is blanked: line breaks (`\n`, `\r`) stay, the rest
+/// become as many spaces as the character has bytes, so byte offsets after it are unchanged.
 fn blank(out: &mut String, c: char) {
-    if c == '\n' {
-        out.push('\n');
+    if matches!(c, '\n' | '\r') {
+        out.push(c);
     } else {
         out.extend(std::iter::repeat_n(' ', c.len_utf8()));
     }

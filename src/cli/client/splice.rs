@@ -304,13 +304,19 @@ impl<'t> Document<'t> {
                     };
                 line_start
             }
-            None => {
-                if next.is_some() {
-                    end += self.text[end..].len()
-                        - self.text[end..].trim_start_matches([' ', '\t']).len();
-                }
+            // Something follows on the line: a member after this one keeps its place on it...
+            None if next.is_some() => {
+                end +=
+                    self.text[end..].len() - self.text[end..].trim_start_matches([' ', '\t']).len();
                 member.key_start
             }
+            // ...and the last one, alone at the start of its line before the `}`, goes with
+            // the line break before it.
+            None if own_line && line_start > 0 => {
+                let crlf = self.text[..line_start].ends_with("\r\n");
+                line_start - if crlf { 2 } else { 1 }
+            }
+            None => member.key_start,
         };
         let mut edits = Vec::new();
         // The last member without a trailing comma: the comma before it was its own.
@@ -352,13 +358,19 @@ impl<'t> Document<'t> {
     /// comments follow `pos` on it, it ends before `limit`, and the line break is not inside a
     /// block comment.
     fn line_end(&self, pos: usize, limit: usize) -> Option<usize> {
-        let rest = &self.uncommented[pos..limit];
-        let newline = rest.find('\n')?;
-        let content = rest[..newline].trim_end_matches('\r');
-        if !content.trim().is_empty() || !ends_outside_comment(&self.text[pos..pos + newline]) {
+        let newline = pos + self.uncommented[pos..limit].find('\n')?;
+        // Read `\r` from the original: in a line comment it was blanked with the comment.
+        let end = if newline > pos && self.text.as_bytes()[newline - 1] == b'\r' {
+            newline - 1
+        } else {
+            newline
+        };
+        if !self.uncommented[pos..end].trim().is_empty()
+            || !ends_outside_comment(&self.text[pos..newline])
+        {
             return None;
         }
-        Some(pos + content.len())
+        Some(end)
     }
 }
 

@@ -192,6 +192,27 @@ fn crlf_files_get_crlf_lines() {
 }
 
 #[test]
+fn a_line_comment_before_a_crlf_keeps_its_line_ending() {
+    round_trip(
+        Format::Jsonc,
+        &["s"],
+        "{\r\n  \"s\": {\r\n    \"a\": 1 // one\r\n  }\r\n}\r\n",
+        "{\r\n  \"s\": {\r\n    \"a\": 1, // one\r\n    \"revka\": {\r\n      \"command\": \"/bin/revka\",\r\n      \"args\": [\"mcp\", \"serve\", \"--stdio\"]\r\n    }\r\n  }\r\n}\r\n",
+    );
+}
+
+#[test]
+fn a_trailing_comma_right_before_the_closing_brace() {
+    round_trip(
+        Format::Jsonc,
+        &["s"],
+        "{\"s\": {\"a\": {\n  \"x\": 1\n},}}",
+        // At the indentation of the line the last member's key is on.
+        "{\"s\": {\"a\": {\n  \"x\": 1\n},\n\"revka\": {\n  \"command\": \"/bin/revka\",\n  \"args\": [\"mcp\", \"serve\", \"--stdio\"]\n},}}",
+    );
+}
+
+#[test]
 fn tab_indented_files_get_tabs() {
     round_trip(
         Format::Jsonc,
@@ -306,4 +327,161 @@ fn a_new_file_is_two_space_json() {
         new_document(&["mcpServers"], "revka", &entry()),
         "{\n  \"mcpServers\": {\n    \"revka\": {\n      \"command\": \"/bin/revka\",\n      \"args\": [\"mcp\", \"serve\", \"--stdio\"]\n    }\n  }\n}\n"
     );
+}
+
+/// Writes random JSON(C) documents in random styles, for [`random_documents_round_trip`].
+struct Gen {
+    rng: fastrand::Rng,
+    jsonc: bool,
+    unit: &'static str,
+    nl: &'static str,
+}
+
+impl Gen {
+    fn string(&mut self) -> String {
+        const PIECES: [&str; 8] = ["a", "revka", "//", "/*", "*/", "\\\"", "{,}", "é☕"];
+        let n = self.rng.usize(0..4);
+        let s: String = (0..n)
+            .map(|_| PIECES[self.rng.usize(..PIECES.len())])
+            .collect();
+        format!("\"{s}\"")
+    }
+
+    fn comment(&mut self, line_ok: bool) -> String {
+        if !self.jsonc || self.rng.u8(..4) != 0 {
+            return String::new();
+        }
+        if line_ok && self.rng.bool() {
+            format!(" // note {}{}", self.rng.u8(..), "☕")
+        } else {
+            " /* note, } */".to_owned()
+        }
+    }
+
+    fn value(&mut self, depth: usize, indent: &str) -> String {
+        match self.rng.u8(..if depth > 3 { 4 } else { 6 }) {
+            0 => self.rng.i32(..).to_string(),
+            1 => self.string(),
+            2 => ["true", "false", "null"][self.rng.usize(..3)].to_owned(),
+            3 => {
+                let items: Vec<String> = (0..self.rng.usize(0..3)).map(|_| self.string()).collect();
+                format!("[{}]", items.join(", "))
+            }
+            _ => {
+                let n = self.rng.usize(0..4);
+                let members: Vec<(String, String)> = (0..n)
+                    .map(|i| (format!("\"k{i}\""), String::new()))
+                    .collect();
+                self.object(members, depth + 1, indent)
+            }
+        }
+    }
+
+    /// An object of `members` (key, value; an empty value is drawn at random).
+    fn object(&mut self, members: Vec<(String, String)>, depth: usize, indent: &str) -> String {
+        let one_line = self.rng.u8(..4) == 0;
+        let inner = format!("{indent}{}", self.unit);
+        let mut out = String::from("{");
+        let n = members.len();
+        for (i, (key, value)) in members.into_iter().enumerate() {
+            let value = if value.is_empty() {
+                self.value(depth, &inner)
+            } else {
+                value
+            };
+            let last = i + 1 == n;
+            let comma = if !last || (self.jsonc && self.rng.u8(..3) == 0) {
+                ","
+            } else {
+                ""
+            };
+            if one_line {
+                let c = self.comment(false);
+                out.push_str(&format!(
+                    "{}{key}: {value}{comma}{c}",
+                    if i == 0 { "" } else { " " }
+                ));
+            } else {
+                let c = self.comment(true);
+                out.push_str(&format!("{}{inner}{key}: {value}{comma}{c}", self.nl));
+            }
+        }
+        if !one_line && n > 0 {
+            out.push_str(&format!("{}{indent}", self.nl));
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// Random documents in random styles (indentation, line endings, one-line objects, comments,
+/// trailing commas, the servers object missing, empty or full): adding the entry changes
+/// nothing else, adding it again changes nothing, and removing it gives back the original,
+/// byte for byte when the servers object had members.
+#[test]
+fn random_documents_round_trip() {
+    let mut rng = fastrand::Rng::with_seed(0x7265_766b_61);
+    for round in 0..1000 {
+        let mut g = Gen {
+            jsonc: rng.bool(),
+            unit: ["  ", "    ", "\t"][rng.usize(..3)],
+            nl: if rng.u8(..4) == 0 { "\r\n" } else { "\n" },
+            rng: fastrand::Rng::with_seed(rng.u64(..)),
+        };
+        let servers = g.rng.u8(..3);
+        let mut members: Vec<(String, String)> = (0..g.rng.usize(0..4))
+            .map(|i| (format!("\"top{i}\""), String::new()))
+            .collect();
+        if servers > 0 {
+            let inner: Vec<(String, String)> =
+                (0..if servers == 1 { 0 } else { g.rng.usize(1..4) })
+                    .map(|i| (format!("\"s{i}\""), String::new()))
+                    .collect();
+            let unit = g.unit;
+            let servers_object = g.object(inner, 1, unit);
+            let at = g.rng.usize(..=members.len());
+            members.insert(at, ("\"mcpServers\"".to_owned(), servers_object));
+        }
+        let lead = g.comment(true);
+        let root = g.object(members, 0, "");
+        let text = format!("{lead}{nl}{root}{nl}", nl = g.nl);
+        let format = if g.jsonc { Format::Jsonc } else { Format::Json };
+        let context = format!("round {round}:\n{text}");
+
+        let doc = Document::parse(&text, format).unwrap_or_else(|e| panic!("{e}\n{context}"));
+        let mut expected = doc.value.clone();
+        if expected.get("mcpServers").is_none() {
+            expected["mcpServers"] = serde_json::json!({});
+        }
+        assert_eq!(
+            doc.remove(&["mcpServers"], "revka").unwrap(),
+            None,
+            "{context}"
+        );
+        let added = doc.upsert(&["mcpServers"], "revka", &entry()).unwrap();
+        let context = format!("{context}\n--- added:\n{added}");
+        let after = Document::parse(&added, format).unwrap_or_else(|e| panic!("{e}\n{context}"));
+        let mut without = after.value.clone();
+        assert_eq!(
+            without["mcpServers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("revka"),
+            Some(entry().to_value()),
+            "{context}"
+        );
+        assert_eq!(without, expected, "nothing else changed\n{context}");
+        assert_eq!(
+            after.upsert(&["mcpServers"], "revka", &entry()).unwrap(),
+            added,
+            "twice = once\n{context}"
+        );
+        let removed = after.remove(&["mcpServers"], "revka").unwrap().unwrap();
+        let context = format!("{context}\n--- removed:\n{removed}");
+        let back = Document::parse(&removed, format).unwrap_or_else(|e| panic!("{e}\n{context}"));
+        assert_eq!(back.value, expected, "{context}");
+        if servers == 2 {
+            assert_eq!(removed, text, "byte for byte\n{context}");
+        }
+    }
 }
