@@ -524,7 +524,7 @@ fn project_files_are_written_in_the_project_and_shareable() {
     let mut cmd = home.command();
     let out = cmd
         .current_dir(&project)
-        .args(["client", "install", "vscode", "claude-code", "--project"])
+        .args(["client", "install", "--project", "vscode", "claude-code"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -547,25 +547,14 @@ fn project_files_are_written_in_the_project_and_shareable() {
     assert_eq!(mode, 0o644, "a project file is meant to be shared");
     assert!(project.join(".mcp.json").exists());
 
-    let (code, _, err) = home.revka(&[
-        "client",
-        "install",
-        "claude-desktop",
-        "--project",
-        project.to_str().unwrap(),
-    ]);
+    let in_project = format!("--project={}", project.display());
+    let (code, _, err) = home.revka(&["client", "install", "claude-desktop", &in_project]);
     assert_eq!(code, Some(1));
     assert!(
         err.contains("Claude Desktop has no project-level config file"),
         "{err}"
     );
-    let (code, _, err) = home.revka(&[
-        "client",
-        "install",
-        "cursor",
-        "--project",
-        "/nonexistent/dir",
-    ]);
+    let (code, _, err) = home.revka(&["client", "install", "cursor", "--project=/nonexistent/dir"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("project directory /nonexistent/dir"), "{err}");
 }

@@ -68,10 +68,16 @@ pub enum ClientAction {
 /// The user's config files, or a project's.
 #[derive(Debug, Clone, Args)]
 pub struct Scope {
-    /// Use the project files in DIR (default: the current directory) instead of the user's:
-    /// .mcp.json (Claude Code), .cursor/mcp.json, .vscode/mcp.json, .codex/config.toml,
-    /// .gemini/settings.json.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
+    /// Use the project files in DIR (`--project=DIR`; default: the current directory) instead
+    /// of the user's: .mcp.json (Claude Code), .cursor/mcp.json, .vscode/mcp.json,
+    /// .codex/config.toml, .gemini/settings.json.
+    #[arg(
+        long,
+        value_name = "DIR",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "."
+    )]
     pub project: Option<PathBuf>,
 }
 
