@@ -1,7 +1,8 @@
 //! The `revka` command line: parsing, logging set-up, and dispatch to the daemon and tools.
 //!
 //! `daemon`, `config` and `mcp` work from the config file (`mcp add | remove | import` edit it,
-//! then reload a running daemon); `status`, `restart`, `pair`, `tokens` and `reload` talk to
+//! then reload a running daemon); `client install | uninstall | list` edit other MCP clients'
+//! config files to run `revka mcp serve --stdio`; `status`, `restart`, `pair`, `tokens` and `reload` talk to
 //! the running daemon of `$REVKA_HOME` through its gateway; `install --sidecars-only` installs
 //! the sidecars under `$REVKA_HOME/operator_mcp`, and `doctor` checks the installation, the
 //! config and the running daemon; `service` installs and drives it as a systemd user service
@@ -19,9 +20,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod doctor;
 mod furniture;
 pub mod install;
+mod jsonc;
 mod mcp;
 mod ops;
 pub mod remote;
@@ -71,6 +74,13 @@ pub enum Command {
         /// The MCP action.
         #[command(subcommand)]
         action: mcp::McpAction,
+    },
+    /// Connect MCP clients (Claude Code, Claude Desktop, Cursor, VS Code, Codex, Gemini CLI)
+    /// to Revka: add or remove a `revka` server in their own config files, or list them.
+    Client {
+        /// The client action.
+        #[command(subcommand)]
+        action: client::ClientAction,
     },
     /// Show the running daemon's supervision tree (exit 1 if the daemon does not answer).
     Status {
@@ -156,6 +166,7 @@ pub fn main() -> ExitCode {
             action: ConfigAction::Check,
         } => config_check(cli.config),
         Command::Mcp { action } => mcp::run(cli.config, action),
+        Command::Client { action } => client::run(action),
         Command::Status { json, path } => remote_op(ops::Op::Status { json, path }),
         Command::Restart { path } => remote_op(ops::Op::Restart { path }),
         Command::Pair { role } => remote_op(ops::Op::Pair { role }),

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod chaos;
+mod cli_client;
 mod cli_edit;
 mod cli_mcp;
 mod cli_ops;

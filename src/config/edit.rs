@@ -26,7 +26,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 use super::schema::Transport;
 use super::{ConfigError, EnvLookup, Loaded};
 
-mod layout;
+pub(crate) mod layout;
 #[cfg(test)]
 mod tests;
 

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::edit::{refused, save_and_reload};
+use crate::cli::client::Client;
+use crate::cli::jsonc;
 use crate::config::edit::{ConfigFile, EditError, NewServer};
 use crate::config::{self, McpServerConfig};
 
-mod jsonc;
 mod vars;
 
 /// `revka mcp import` arguments.
@@ -43,33 +44,19 @@ struct Source {
     workspace: Option<PathBuf>,
 }
 
-/// The file `source` names: a client's user-level config (from `HOME`, and `XDG_CONFIG_HOME`
-/// off macOS), or a path, whose project a `.vscode/` or `.cursor/` parent names.
+/// The file `source` names: a client's user-level config (where `revka client` finds it), or
+/// a path, whose project a `.vscode/` or `.cursor/` parent names.
 fn resolve(source: &str, env: config::EnvLookup<'_>) -> Result<Source, String> {
-    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    let app_config = |app: &str| -> Result<PathBuf, String> {
-        let home = home.clone().ok_or("HOME is not set")?;
-        Ok(if cfg!(target_os = "macos") {
-            home.join("Library/Application Support").join(app)
-        } else {
-            env("XDG_CONFIG_HOME")
-                .filter(|x| !x.is_empty())
-                .map_or_else(|| home.join(".config"), PathBuf::from)
-                .join(app)
-        })
-    };
     let named = match source {
-        "claude-desktop" | "claude" => {
-            Some(app_config("Claude")?.join("claude_desktop_config.json"))
-        }
-        "cursor" => Some(home.ok_or("HOME is not set")?.join(".cursor/mcp.json")),
-        "vscode" | "code" => Some(app_config("Code/User")?.join("mcp.json")),
+        "claude-desktop" | "claude" => Some(Client::ClaudeDesktop),
+        "cursor" => Some(Client::Cursor),
+        "vscode" | "code" => Some(Client::Vscode),
         _ => None,
     };
-    if let Some(path) = named {
+    if let Some(client) = named {
         // A user-level file: no workspace.
         return Ok(Source {
-            path,
+            path: client.user_file(env).map_err(|e| e.to_string())?,
             workspace: None,
         });
     }

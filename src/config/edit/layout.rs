@@ -34,8 +34,10 @@ pub(super) fn ensure_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'
     doc.get_mut(key)?.as_table_mut()
 }
 
-/// The largest position of any table in `table`'s tree (0 when none has one).
-fn last_position(table: &Table) -> isize {
+/// The largest position of any table in `table`'s tree (0 when none has one): a table given
+/// the next position is rendered after everything else (also used by `revka client` for
+/// Codex's config.toml).
+pub(crate) fn last_position(table: &Table) -> isize {
     let mut last = table.position().unwrap_or(0);
     for (_, item) in table.iter() {
         match item {

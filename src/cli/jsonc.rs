@@ -1,17 +1,21 @@
-//! JSON with comments and trailing commas (VS Code's and Cursor's config files) made plain
-//! JSON for the importer.
+//! JSON with comments and trailing commas (the config files of VS Code, Cursor and Gemini CLI)
+//! made plain JSON.
 //!
-//! Part of `revka mcp import` ([`super`]). Comments and trailing commas become spaces, so
-//! every line and column stays where it was and a parse error still points at the right spot.
+//! Shared by the command line's readers of other clients' files: `revka mcp import` reads
+//! servers from them, `revka client` edits them in place. Comments and trailing commas become
+//! spaces of the same width in bytes, so every byte offset, line and column stays where it
+//! was: a parse error still points at the right spot, and a position found in the plain text
+//! is the same position in the original.
 
 /// `text` with `//` and `/* */` comments and trailing commas blanked out (strings untouched).
-pub(super) fn strip(text: &str) -> String {
+pub(crate) fn strip(text: &str) -> String {
     let uncommented = blank_comments(text);
     blank_trailing_commas(&uncommented)
 }
 
-/// Replaces comments with spaces (newlines kept).
-fn blank_comments(text: &str) -> String {
+/// Replaces comments with spaces (newlines kept, strings and commas untouched): the text in
+/// which a trailing comma can still be told from a comma inside a comment.
+pub(crate) fn blank_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut in_string = false;
@@ -41,7 +45,7 @@ fn blank_comments(text: &str) -> String {
                         out.push('\n');
                         break;
                     }
-                    out.push(blank(c));
+                    blank(&mut out, c);
                 }
             }
             ('/', Some('*')) => {
@@ -49,7 +53,7 @@ fn blank_comments(text: &str) -> String {
                 out.push_str("  ");
                 let mut last = ' ';
                 for c in chars.by_ref() {
-                    out.push(blank(c));
+                    blank(&mut out, c);
                     if last == '*' && c == '/' {
                         break;
                     }
@@ -62,10 +66,14 @@ fn blank_comments(text: &str) -> String {
     out
 }
 
-/// A character of a comment as it is blanked: newlines stay, the rest become spaces of the
-/// same width in bytes (columns stay put for ASCII; multi-byte characters shrink to one).
-fn blank(c: char) -> char {
-    if c == '\n' { '\n' } else { ' ' }
+/// Pushes a character of a comment as it is blanked: line breaks (`\n`, `\r`) stay, the rest
+/// become as many spaces as the character has bytes, so byte offsets after it are unchanged.
+fn blank(out: &mut String, c: char) {
+    if matches!(c, '\n' | '\r') {
+        out.push(c);
+    } else {
+        out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+    }
 }
 
 /// Replaces a `,` followed (after whitespace) by `}` or `]` with a space.
@@ -125,5 +133,16 @@ mod tests {
         assert_eq!(value["servers"]["b"]["url"], "http://x/\"//\"");
         assert_eq!(json.lines().count(), jsonc.lines().count(), "lines kept");
         assert_eq!(strip("{\"a\": [1, 2 , ] }"), "{\"a\": [1, 2   ] }");
+    }
+
+    #[test]
+    fn byte_offsets_survive_multibyte_characters_in_comments() {
+        let jsonc = "{ // café ☕\n  \"a\": /* é */ 1, }";
+        let json = strip(jsonc);
+        assert_eq!(json.len(), jsonc.len());
+        assert_eq!(json.find("\"a\""), jsonc.find("\"a\""));
+        assert_eq!(json.find('1'), jsonc.find('1'));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["a"], 1);
     }
 }
