@@ -372,10 +372,7 @@ async fn tokens_list_and_revoke() {
         format!("revoked token {} (laptop)\n", laptop.id)
     );
     let out = daemon.run(revoke(laptop.id.as_str())).await;
-    assert_failed(
-        &out,
-        &format!("gateway token {} is already revoked", laptop.id),
-    );
+    assert_failed(&out, &format!("token {} is already revoked", laptop.id));
     let out = daemon.run(Op::TokensList { json: false }).await;
     assert!(out.stdout.lines().nth(2).unwrap().ends_with("  revoked"));
     let owner = &daemon.fake.store.list()[0].id;
@@ -386,7 +383,7 @@ async fn tokens_list_and_revoke() {
     let out = daemon.run(revoke(unknown)).await;
     assert_failed(
         &out,
-        &format!("no gateway token has an id starting with \"{unknown}\""),
+        &format!("no token has an id starting with \"{unknown}\""),
     );
 }
 
