@@ -36,7 +36,7 @@ pub struct TokenInfo {
     /// When it was issued (whole seconds).
     #[serde(serialize_with = "serialize_time")]
     pub created_at: SystemTime,
-    /// When it last authenticated a request, to within [`LAST_USED_RESOLUTION`].
+    /// When it last authenticated a request, to within [`LAST_USED_RESOLUTION`](super::LAST_USED_RESOLUTION).
     #[serde(serialize_with = "serialize_opt_time")]
     pub last_used_at: Option<SystemTime>,
     /// Whether it was revoked (it no longer authenticates anything).

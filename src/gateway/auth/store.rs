@@ -167,9 +167,9 @@ impl TokenStore {
         &self.path
     }
 
-    /// The id of the live token `presented` is, if any.
+    /// The id of the live gateway token `presented` is, if any: never a client token (see
+    /// [`Self::verify_client`]), a revoked or an expired one.
     ///
-    /// Only a live gateway token is: never a client token, a revoked or an expired one.
     /// Hashes `presented` and compares the hash with every stored hash in constant time (all
     /// of them, whatever matches); no disk I/O. Records the use at most once a
     /// [`LAST_USED_RESOLUTION`], in memory only (see [`Self::flush`]).
