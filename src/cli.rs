@@ -104,7 +104,7 @@ pub enum Command {
         #[arg(long, value_name = "ROLE", default_value = "viewer")]
         role: crate::gateway::auth::Role,
     },
-    /// List or revoke the gateway's tokens.
+    /// List, create or revoke tokens: the gateway's, and client tokens for MCP clients.
     Tokens {
         /// The tokens action.
         #[command(subcommand)]

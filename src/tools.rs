@@ -10,6 +10,16 @@
 //! `tool_search`. Everything else is listed by name in the `initialize` instructions
 //! (`<available-deferred-tools>`) and must be activated before it can be called. With deferred
 //! loading off, every tool is listed and callable.
+//!
+//! A session opened with a scoped client token ([`Session::scope`]) sees only the tools its
+//! scope names, by the names it sees them under: built-in tools (`health`, the agent tools),
+//! external `<server>__<tool>` and the operator's `revka-operator__<tool>` alike. A tool
+//! outside the scope is not listed, not named in the instructions, not found by `tool_search`
+//! (`select:` of it answers `Not found`, as for an unknown name, and activates nothing), and a
+//! call to it fails with exactly the unknown-tool error: nothing tells the client it exists.
+//! The one exception is `tool_search` itself, which stays available to every session (it
+//! only ever shows the session's in-scope tools). The scope is applied here, on every list,
+//! search and resolution, so no path serves a session a tool its scope leaves out.
 
 pub mod agents;
 pub mod health;
@@ -45,6 +55,8 @@ const EAGER_SUFFIXES: [&str; 11] = [
     "recall_plans",
     "compact_conversation",
 ];
+/// The built-in tool every session keeps, whatever its scope: it only ever shows in-scope tools.
+const TOOL_SEARCH: &str = "tool_search";
 /// Full names kept eager under deferred loading: the memory reflexes.
 const EAGER_NAMES: [&str; 2] = [
     "kumiho-memory__kumiho_memory_engage",
@@ -202,10 +214,26 @@ impl ToolRegistry {
             || naming::bare_suffix(name).is_some_and(|bare| EAGER_SUFFIXES.contains(&bare))
     }
 
-    /// Whether `session` can see (list and call) the served tool `name`: no deferred loading,
-    /// an eager tool, or one it activated.
+    /// Whether `session` can see (list and call) the served tool `name`: within its scope,
+    /// and no deferred loading, an eager tool, or one it activated.
     pub fn visible_in(&self, session: &Session, name: &str) -> bool {
-        !self.deferred_loading || Self::is_eager(name) || session.is_activated(name)
+        session.in_scope(name)
+            && (!self.deferred_loading || Self::is_eager(name) || session.is_activated(name))
+    }
+
+    /// Whether `session` may list and call the built-in tool `name`: `tool_search` always,
+    /// the others when in its scope.
+    fn builtin_in_scope(session: &Session, name: &str) -> bool {
+        name == TOOL_SEARCH || session.in_scope(name)
+    }
+
+    /// [`Self::served`] without the tools outside `session`'s scope: all that exists for it.
+    fn served_in(&self, session: &Session) -> BTreeMap<String, Served> {
+        let mut all = self.served();
+        if session.scope().is_some() {
+            all.retain(|name, _| session.in_scope(name));
+        }
+        all
     }
 
     /// Every tool that is not built in: each external server's, then the operator's (named
@@ -260,6 +288,7 @@ impl ToolRegistry {
         let mut all: BTreeMap<String, Value> = self
             .builtins
             .iter()
+            .filter(|(n, _)| Self::builtin_in_scope(session, n))
             .map(|(n, t)| (n.clone(), t.definition()))
             .collect();
         for (name, served) in self.served() {
@@ -270,31 +299,33 @@ impl ToolRegistry {
         all.into_values().collect()
     }
 
-    /// Tools still deferred for this session (what `tool_search`'s keyword mode ranks).
+    /// Tools still deferred for this session (what `tool_search`'s keyword mode ranks), within
+    /// its scope.
     pub fn deferred(&self, session: &Session) -> Vec<DeferredTool> {
         if !self.deferred_loading {
             return Vec::new();
         }
-        self.served()
+        self.served_in(session)
             .into_iter()
             .filter(|(name, _)| !self.visible_in(session, name))
             .map(|(name, served)| DeferredTool::from_definition(name, (*served.def).clone()))
             .collect()
     }
 
-    /// Every external and operator tool, the ones a session can already see (eager or
-    /// activated) too: what `tool_search` searches, so that selecting a visible one again
-    /// returns its schema instead of `Not found` (the model may have lost it from its context).
-    /// Its keyword mode ranks only the still-deferred ones ([`Self::visible_in`] is false).
-    pub fn searchable(&self) -> Vec<DeferredTool> {
-        self.served()
+    /// Every external and operator tool within `session`'s scope, the ones it can already see
+    /// (eager or activated) too: what `tool_search` searches, so that selecting a visible one
+    /// again returns its schema instead of `Not found` (the model may have lost it from its
+    /// context). Its keyword mode ranks only the still-deferred ones ([`Self::visible_in`] is
+    /// false). A tool outside the scope is not here, so selecting it is `Not found`.
+    pub fn searchable(&self, session: &Session) -> Vec<DeferredTool> {
+        self.served_in(session)
             .into_iter()
             .map(|(name, served)| DeferredTool::from_definition(name, (*served.def).clone()))
             .collect()
     }
 
-    /// Activates `names` in `session`, leaving out those it can already see; returns whether
-    /// any was new (the session's tool list changed).
+    /// Activates `names` in `session`, leaving out those it can already see and those outside
+    /// its scope; returns whether any was new (the session's tool list changed).
     pub fn activate<'a>(
         &self,
         session: &Session,
@@ -303,15 +334,19 @@ impl ToolRegistry {
         // Collected first: `Session::activate` holds its lock while it reads the names.
         let hidden: Vec<&str> = names
             .into_iter()
-            .filter(|n| !self.visible_in(session, n))
+            .filter(|n| session.in_scope(n) && !self.visible_in(session, n))
             .collect();
         session.activate(hidden)
     }
 
     /// Resolves a name for a call in `session`: a built-in, or a visible external or operator
-    /// tool (exact name, or a unique bare suffix among the visible tools).
+    /// tool (exact name, or a unique bare suffix among the visible tools). Only tools within
+    /// the session's scope exist for it: any other name is [`ToolError::Unknown`], never
+    /// `NotActivated` or a candidate of `Ambiguous`.
     pub fn resolve(&self, session: &Session, name: &str) -> Result<Resolved, ToolError> {
-        if let Some(tool) = self.builtins.get(name) {
+        if let Some(tool) = self.builtins.get(name)
+            && Self::builtin_in_scope(session, name)
+        {
             return Ok(Resolved::Builtin(tool.clone()));
         }
         // The common case, without building the whole served table: an exact external name
@@ -321,7 +356,7 @@ impl ToolRegistry {
         {
             return Ok(Resolved::External(route.clone()));
         }
-        let mut served = self.served();
+        let mut served = self.served_in(session);
         let visible = served
             .keys()
             .map(String::as_str)
@@ -349,15 +384,20 @@ impl ToolRegistry {
         }
     }
 
-    /// The `instructions` of the `initialize` result: seed 002's deferred-tools section, per
-    /// server its own instructions then `<available-deferred-tools>` with one `name -
-    /// description` line per deferred tool. `None` when there is nothing to say.
-    pub fn instructions(&self) -> Option<String> {
-        let served = self.served();
+    /// The `instructions` of `session`'s `initialize` result: seed 002's deferred-tools
+    /// section, per server its own instructions then `<available-deferred-tools>` with one
+    /// `name - description` line per deferred tool. `None` when there is nothing to say. A
+    /// scoped session hears only of its in-scope tools, and only of the servers that offer it
+    /// one.
+    pub fn instructions(&self, session: &Session) -> Option<String> {
+        let served = self.served_in(session);
         let own: BTreeMap<String, String> = self
             .hub
             .servers()
             .iter()
+            .filter(|s| {
+                session.scope().is_none() || served.values().any(|t| t.group == s.spec().name)
+            })
             .filter_map(|s| {
                 s.hello()
                     .and_then(|h| h.instructions)

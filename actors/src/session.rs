@@ -6,7 +6,10 @@
 //! - [`Session`], shared state in the [`Sessions`] table: the auth check on the hot path is a
 //!   concurrent-map lookup plus a constant-time token comparison, and never waits on a mailbox.
 //!   It also holds the session's activated tools, its in-flight calls (so
-//!   `notifications/cancelled` and session end can cancel them) and its event broadcaster.
+//!   `notifications/cancelled` and session end can cancel them), its event broadcaster, and,
+//!   for a session opened with a client token, the token's id and [`ToolScope`] (fixed at
+//!   creation, [`NewSession`]), which the tool registry applies to everything it shows and
+//!   resolves for the session.
 //! - [`SessionActor`], a `temporary` child of the `sessions` supervisor: it owns the session's
 //!   lifetime and supervises the children that belong to the session (its operator, started on
 //!   first use; see `operator`). When it stops, for any reason (ended on request, evicted,
@@ -27,6 +30,7 @@
 
 mod events;
 pub mod operator;
+mod scope;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
+pub use scope::{MAX_SCOPE_PATTERNS, ScopeError, ToolScope};
 
 use crate::status::rfc3339;
 use crate::supervisor::{
@@ -134,6 +139,43 @@ pub struct Session {
     /// one did: that token alone may use the session through the gateway without presenting
     /// the session's own token. Set once, right after creation.
     proxy_owner: std::sync::OnceLock<Box<str>>,
+    /// The tools this session may see and call, when its client token has a scope; `None`
+    /// allows every tool. Fixed at creation: revoking the token ends its use, not its scope.
+    scope: Option<Arc<ToolScope>>,
+    /// The id of the client token the session was opened with (standard MCP flow), if any:
+    /// later requests must present that same token.
+    client: Option<Box<str>>,
+}
+
+/// What a session is created with ([`Sessions::create`]).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The working directory (canonical; the caller resolved it).
+    pub cwd: Arc<Path>,
+    /// A label shown to the owner in introspection.
+    pub label: Option<String>,
+    /// The tools the session may use; `None` for all.
+    pub scope: Option<Arc<ToolScope>>,
+    /// The id of the client token the session belongs to, if any.
+    pub client: Option<String>,
+}
+
+impl NewSession {
+    /// A session in `cwd`, without a label, scope or client token.
+    pub fn new(cwd: Arc<Path>) -> Self {
+        Self {
+            cwd,
+            label: None,
+            scope: None,
+            client: None,
+        }
+    }
+
+    /// With the label `label`.
+    pub fn with_label(mut self, label: Option<String>) -> Self {
+        self.label = label;
+        self
+    }
 }
 
 impl Session {
@@ -150,6 +192,22 @@ impl Session {
     /// Its label, if any.
     pub fn label(&self) -> Option<&str> {
         self.label.as_deref()
+    }
+
+    /// The tools it may see and call, if its client token limits them.
+    pub fn scope(&self) -> Option<&ToolScope> {
+        self.scope.as_deref()
+    }
+
+    /// Whether the tool the client sees as `name` is within the session's scope (always,
+    /// without one).
+    pub fn in_scope(&self, name: &str) -> bool {
+        self.scope.as_ref().is_none_or(|scope| scope.allows(name))
+    }
+
+    /// The id of the client token the session was opened with, if any.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 
     /// Whether `presented` is this session's token (constant-time).
@@ -383,6 +441,8 @@ impl Session {
             "inflight_calls": self.inflight_calls(),
             "calls_total": self.calls_total.load(Ordering::Relaxed),
             "activated_tools": self.activated(),
+            "client_token": self.client,
+            "tool_scope": self.scope.as_deref().map(ToolScope::patterns),
             "event_subscribers": self.subscribers(),
         })
     }
@@ -583,9 +643,14 @@ impl Sessions {
     /// Creates a session and starts its actor. Returns the session and its token (shown once).
     pub async fn create(
         self: &Arc<Self>,
-        cwd: Arc<Path>,
-        label: Option<String>,
+        new: NewSession,
     ) -> Result<(Arc<Session>, String), SessionError> {
+        let NewSession {
+            cwd,
+            label,
+            scope,
+            client,
+        } = new;
         let sup = self
             .supervisor
             .read()
@@ -630,6 +695,8 @@ impl Sessions {
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),
             proxy_owner: std::sync::OnceLock::new(),
+            scope,
+            client: client.map(String::into_boxed_str),
         });
         self.map.insert(id, session.clone());
         drop(admission);

@@ -1,5 +1,5 @@
 //! The operator commands that talk to the running daemon through its gateway: `status`,
-//! `restart`, `pair`, `tokens list | revoke`, `reload`.
+//! `restart`, `pair`, `tokens list | create | revoke`, `reload`.
 //!
 //! [`execute`] runs one [`Op`] against the daemon of a given home and returns an [`Outcome`]
 //! (what to print on stdout and stderr, and whether it succeeded), so every command is tested
@@ -26,13 +26,30 @@ use crate::gateway::auth::Role;
 /// `revka tokens` actions.
 #[derive(Debug, Subcommand)]
 pub enum TokensAction {
-    /// List the gateway tokens (never the secrets).
+    /// List the tokens, gateway and client (never the secrets).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by id (4 to 8 leading hex digits of it).
+    /// Create a client token for an MCP client of the standard Streamable HTTP flow (`/mcp`),
+    /// printed once.
+    Create {
+        /// Who will hold it, e.g. `zed` or `ci` (a label, at most 64 characters).
+        name: String,
+        /// Limit the client to these tools: an exposed name (`time__get_current_time`,
+        /// `health`) or a prefix ending in `*` (`fs__*`); repeat or separate with commas.
+        /// Default: every tool.
+        #[arg(long = "tools", value_name = "PATTERN", value_delimiter = ',')]
+        tools: Vec<String>,
+        /// Expire it after this long, e.g. `30d`, `12h`, `90min` (default: never).
+        #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+        expires: Option<Duration>,
+        /// Print the answer as JSON (with the token) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token (gateway or client) by id (4 to 8 leading hex digits of it).
     Revoke {
         /// The token id, or an unambiguous prefix of it.
         id: String,
@@ -64,6 +81,17 @@ pub enum Op {
         /// Print JSON instead of a table.
         json: bool,
     },
+    /// `revka tokens create <name> [--tools P]... [--expires D] [--json]`.
+    TokensCreate {
+        /// The label.
+        name: String,
+        /// The tool scope's patterns; none: every tool.
+        tools: Vec<String>,
+        /// The lifetime; `None`: never expires.
+        expires: Option<Duration>,
+        /// Print JSON instead of text.
+        json: bool,
+    },
     /// `revka tokens revoke <id>`.
     TokensRevoke {
         /// The token id or prefix.
@@ -77,6 +105,17 @@ impl From<TokensAction> for Op {
     fn from(action: TokensAction) -> Self {
         match action {
             TokensAction::List { json } => Self::TokensList { json },
+            TokensAction::Create {
+                name,
+                tools,
+                expires,
+                json,
+            } => Self::TokensCreate {
+                name,
+                tools,
+                expires,
+                json,
+            },
             TokensAction::Revoke { id } => Self::TokensRevoke { id },
         }
     }
@@ -158,6 +197,12 @@ pub async fn execute_on(gateway: &Gateway, op: &Op, color: bool) -> Outcome {
             .map(|done| format!("restarted {done}\n")),
         Op::Pair { role } => pair(gateway, *role).await,
         Op::TokensList { json } => tokens_list(gateway, *json).await,
+        Op::TokensCreate {
+            name,
+            tools,
+            expires,
+            json,
+        } => tokens_create(gateway, name, tools, *expires, *json).await,
         Op::TokensRevoke { id } => gateway.revoke(id).await.map(|t| revoked(&t)),
         Op::Reload => return reload(gateway).await,
     };
@@ -211,15 +256,81 @@ async fn tokens_list(gateway: &Gateway, json: bool) -> Result<String, RemoteErro
     Ok(tokens_table(&rows))
 }
 
-/// The `tokens list` table: id, label, role, created, last used, flags (`gateway.token` for
-/// the token of that file, `revoked`).
+/// A `--expires` value: a humantime duration (`30d`, `12h`, `1h 30m`) of at least a second
+/// (a fraction of a second is dropped; the daemon checks the upper bound).
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e} (expected a duration like 30d, 12h or 90min)"))?;
+    if lifetime < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(lifetime)
+}
+
+async fn tokens_create(
+    gateway: &Gateway,
+    name: &str,
+    tools: &[String],
+    expires: Option<Duration>,
+    json: bool,
+) -> Result<String, RemoteError> {
+    let tools = (!tools.is_empty()).then_some(tools);
+    let (value, created) = gateway.create_token(name, tools, expires).await?;
+    if json {
+        return Ok(pretty(&value));
+    }
+    let mut out = format!(
+        "created client token {} ({})\n  tools:   {}\n  expires: {}\n\n{}\n\n",
+        created.row.id,
+        clean(&created.row.label),
+        created
+            .row
+            .tools
+            .as_deref()
+            .map_or("every tool".to_owned(), |t| clean(&t.join(", "))),
+        created
+            .row
+            .expires_at
+            .as_deref()
+            .map_or("never".to_owned(), clean),
+        clean(&created.token),
+    );
+    let url = created
+        .mcp_url
+        .as_deref()
+        .map_or("the url in $REVKA_HOME/mcp.json".to_owned(), clean);
+    let _ = writeln!(
+        out,
+        "This is the only time it is shown (only its hash is kept). An MCP client sends it to\n\
+         {url} as the header\n  Authorization: Bearer {token}\n\
+         Revoke it with `revka tokens revoke {id}`.",
+        token = clean(&created.token),
+        id = created.row.id,
+    );
+    Ok(out)
+}
+
+/// The `tokens list` table: id, label, kind (the role of a gateway token, `client` for a client
+/// token), tools (a client token's scope), created, last used, expires, flags (`gateway.token`
+/// for the token of that file, `revoked`, `expired`).
 pub fn tokens_table(rows: &[TokenRow]) -> String {
     if rows.is_empty() {
-        return "no gateway tokens\n".to_owned();
+        return "no tokens\n".to_owned();
     }
-    let header = ["ID", "LABEL", "ROLE", "CREATED", "LAST USED", "FLAGS"].map(str::to_owned);
+    let header = [
+        "ID",
+        "LABEL",
+        "KIND",
+        "TOOLS",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "FLAGS",
+    ]
+    .map(str::to_owned);
     let mut table = vec![header];
     for row in rows {
+        let client = row.kind.as_deref() == Some("client");
         let mut flags = Vec::new();
         if row.file_token {
             flags.push("gateway.token");
@@ -227,14 +338,29 @@ pub fn tokens_table(rows: &[TokenRow]) -> String {
         if row.revoked {
             flags.push("revoked");
         }
+        if row.expired {
+            flags.push("expired");
+        }
+        let kind = if client {
+            "client".to_owned()
+        } else {
+            row.role.as_deref().map_or("-".to_owned(), clean)
+        };
+        let tools = match (&row.tools, client) {
+            (Some(tools), _) => clean(&tools.join(",")),
+            (None, true) => "*".to_owned(),
+            (None, false) => "-".to_owned(),
+        };
         table.push([
             row.id.clone(),
             clean(&row.label),
-            row.role.as_deref().map_or("-".to_owned(), clean),
+            kind,
+            tools,
             clean(&row.created_at),
             row.last_used_at
                 .as_deref()
                 .map_or("never".to_owned(), clean),
+            row.expires_at.as_deref().map_or("never".to_owned(), clean),
             if flags.is_empty() {
                 "-".to_owned()
             } else {
@@ -242,7 +368,7 @@ pub fn tokens_table(rows: &[TokenRow]) -> String {
             },
         ]);
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 8];
     for line in &table {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());

@@ -1,5 +1,5 @@
 //! A small async client for the running daemon's gateway, used by the operator commands
-//! (`revka status`, `restart`, `pair`, `tokens`, `reload`).
+//! (`revka status`, `restart`, `pair`, `tokens list | create | revoke`, `reload`).
 //!
 //! [`Gateway::connect`] finds the daemon through `$REVKA_HOME/gateway.json`
 //! (`{url, pid, started_at}`) once it has checked that the home is private (owned by this user,
@@ -215,6 +215,26 @@ impl Gateway {
         self.request(Method::GET, "/api/tokens").await
     }
 
+    /// `POST /api/tokens`: a new client token named `name`, limited to `tools` if given,
+    /// expiring after `expires` if given. The answer as JSON, and decoded.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        tools: Option<&[String]>,
+        expires: Option<Duration>,
+    ) -> Result<(Value, CreatedToken), RemoteError> {
+        let body = serde_json::json!({
+            "name": name,
+            "tools": tools,
+            "expires_secs": expires.map(|d| d.as_secs()),
+        });
+        let value = self
+            .request_with(Method::POST, "/api/tokens", Some(body))
+            .await?;
+        let created = decode(&format!("{}/api/tokens", self.url), value.clone())?;
+        Ok((value, created))
+    }
+
     /// `DELETE /api/tokens/{id_prefix}`: the revoked token.
     pub async fn revoke(&self, id_prefix: &str) -> Result<TokenRow, RemoteError> {
         let endpoint = format!("/api/tokens/{}", encode_segment(id_prefix.trim()));
@@ -338,6 +358,31 @@ pub struct TokenRow {
     /// before roles).
     #[serde(default, alias = "owner")]
     pub file_token: bool,
+    /// `gateway` or `client` (absent from daemons before client tokens: `gateway`).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A client token's tool scope; absent: every tool (or a gateway token).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// When it expires (RFC 3339); absent: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Whether it had expired when listed.
+    #[serde(default)]
+    pub expired: bool,
+}
+
+/// The answer of `POST /api/tokens`: the token as listed, plus its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CreatedToken {
+    /// The new token as `GET /api/tokens` lists it.
+    #[serde(flatten)]
+    pub row: TokenRow,
+    /// The token itself, shown this once.
+    pub token: String,
+    /// The MCP endpoint to use it on, if the MCP server is bound.
+    #[serde(default)]
+    pub mcp_url: Option<String>,
 }
 
 /// The answer of `POST /api/reload`.

@@ -1,4 +1,5 @@
-//! The gateway's own routes: pairing and tokens, introspection of the supervision tree
+//! The gateway's own routes: pairing and tokens (gateway and client tokens), introspection of
+//! the supervision tree
 //! (`/api/actors`), `/api/health`, `/metrics`, `/api/reload`.
 //!
 //! Introspection hides the MCP sessions from every role but `owner`: session ids are the
@@ -19,7 +20,7 @@ use revka_actors::{ActorState, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role};
+use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
 use super::server::{Caller, Gateway, error};
 
 /// The path of the supervisor of the MCP sessions.
@@ -103,6 +104,81 @@ pub(super) async fn pair_code(State(gw): State<Gateway>, body: Bytes) -> Respons
 /// `GET /api/tokens`.
 pub(super) async fn tokens(State(gw): State<Gateway>) -> Response {
     Json(gw.services().tokens.list()).into_response()
+}
+
+/// The body of `POST /api/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClientToken {
+    /// Who holds it (a label, as for paired tokens).
+    name: String,
+    /// Its tool scope; absent or `null`: every tool.
+    #[serde(default)]
+    tools: Option<Vec<String>>,
+    /// Its lifetime in seconds; absent or `null`: it never expires.
+    #[serde(default)]
+    expires_secs: Option<u64>,
+}
+
+/// What `POST /api/tokens` expects, for its 400s.
+const NEW_CLIENT_TOKEN_SHAPE: &str =
+    r#"{"name": "<label>", "tools": ["<pattern>", ...] (optional), "expires_secs": N (optional)}"#;
+
+/// `POST /api/tokens`: a new client token for the MCP server's standard flow. 201 with the
+/// token as `GET /api/tokens` lists it (`id`, `label`, `kind`, `tools`, `expires_at`, ...)
+/// plus `token`, the only time it is shown, and `mcp_url`, the MCP endpoint of `mcp.json`
+/// (`null` while it is not bound). 400 for an invalid name, scope or lifetime; 409 when the
+/// store is full of live tokens.
+pub(super) async fn create_token(State(gw): State<Gateway>, body: Bytes) -> Response {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("missing body: expected {NEW_CLIENT_TOKEN_SHAPE}"),
+        );
+    }
+    let request = match serde_json::from_slice::<NewClientToken>(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid body: {e} (expected {NEW_CLIENT_TOKEN_SHAPE})"),
+            );
+        }
+    };
+    let scope = match request.tools.map(ToolScope::new).transpose() {
+        Ok(scope) => scope,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let expires_in = request.expires_secs.map(std::time::Duration::from_secs);
+    let services = gw.services();
+    match services
+        .tokens
+        .issue_client(&request.name, scope.clone(), expires_in)
+    {
+        Ok(new) => {
+            tracing::info!(id = %new.id, name = request.name.trim(), tools = ?scope.as_ref().map(ToolScope::patterns), "client token created");
+            let info = services.tokens.list().into_iter().find(|t| t.id == new.id);
+            let Some(Value::Object(mut body)) = info.and_then(|i| serde_json::to_value(i).ok())
+            else {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("client token {} was created but is gone", new.id),
+                );
+            };
+            let mcp_url = crate::mcp_server::read_discovery_file(
+                &services.home.join(crate::mcp_server::DISCOVERY_FILE),
+            )
+            .map(|d| d.url);
+            body.insert("token".into(), Value::String(new.token));
+            body.insert("mcp_url".into(), json!(mcp_url));
+            (StatusCode::CREATED, Json(Value::Object(body))).into_response()
+        }
+        Err(e @ (StoreError::InvalidLabel { .. } | StoreError::InvalidExpiry { .. })) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e @ StoreError::Full) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// `DELETE /api/tokens/{id}`.

@@ -1,15 +1,20 @@
-//! Gateway authentication: who may call the gateway, and how they got their credential.
+//! Bearer-token authentication: who may call the gateway, which MCP clients may use the MCP
+//! server's standard flow, and how they got their credential.
 //!
 //! Used by the gateway listener (`root/gateway`): every request passes through
 //! [`extract_bearer`] (or, for WebSockets, [`bearer_from_subprotocols`] / the `?token=` query
 //! parameter), then [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a
 //! wrong credential is answered after the delay [`FailureThrottle::record_failure`] gives it.
+//! The MCP server's standard flow checks client tokens with [`TokenStore::verify_client`].
 //! Everything here is plain Rust with no HTTP types, so it is tested without a listener.
 //!
-//! - **Tokens** are `rvk_` followed by 64 lowercase hex digits (256 bits from the OS).
+//! - **Gateway tokens** are `rvk_` followed by 64 lowercase hex digits (256 bits from the OS).
 //!   [`TokenStore`] keeps only their SHA-256 in memory and in
 //!   `$REVKA_HOME/gateway_tokens.json` (mode 0600, replaced atomically); verification compares
 //!   hashes in constant time and never touches the disk.
+//! - **Client tokens** (`rvkc_` + 64 hex digits, see `client`) live in the same store, for the
+//!   MCP server only, each with an optional tool scope ([`ToolScope`]) and expiry. Neither kind
+//!   is ever accepted where the other is expected.
 //! - **The owner token** ([`TokenStore::ensure_owner_token`]) is written to
 //!   `$REVKA_HOME/gateway.token` (mode 0600) at each daemon start, replacing and revoking the
 //!   previous one, so the CLI of the same account needs no pairing. It has the `owner` role.
@@ -20,7 +25,9 @@
 //!   same source; it never sees, and so never refuses, a valid token.
 
 mod bearer;
+mod client;
 mod error;
+mod info;
 mod limiter;
 mod pairing;
 mod persist;
@@ -32,7 +39,9 @@ mod token;
 mod tests;
 
 pub use bearer::{bearer_from_subprotocols, extract_bearer, extract_bearer_bytes};
+pub use client::{ClientGrant, MAX_CLIENT_TOKEN_TTL};
 pub use error::{RevokeError, StoreError};
+pub use info::{TokenInfo, TokenKind, Verified};
 pub use limiter::{
     FIRST_DELAY, FORGET_AFTER, FailureThrottle, MAX_DELAY, MAX_DELAYED_FAILURES,
     MAX_TRACKED_SOURCES,
@@ -44,6 +53,8 @@ pub use pairing::{
 pub use role::{Role, UnknownRole};
 pub use store::{
     LAST_USED_RESOLUTION, MAX_LABEL_CHARS, MAX_TOKENS, OWNER_LABEL, OWNER_TOKEN_FILE, TOKENS_FILE,
-    TokenInfo, TokenStore, Verified, read_owner_token,
+    TokenStore, read_owner_token,
 };
-pub use token::{NewToken, TOKEN_PREFIX, TokenId};
+pub use token::{CLIENT_TOKEN_PREFIX, NewToken, TOKEN_PREFIX, TokenId};
+
+pub use revka_actors::session::{ScopeError, ToolScope};

@@ -16,7 +16,10 @@
 //! |---|---|
 //! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, create MCP sessions and call tools, test http/sse/url server configs |
-//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens; sees session ids and labels |
+//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels |
+//!
+//! A client token (for the MCP server's standard flow) is no gateway token: every route but
+//! `POST /pair` answers it 401, as any unknown token.
 
 use axum::extract::{Request, State};
 use axum::handler::Handler;
@@ -164,6 +167,13 @@ pub(crate) fn table() -> Vec<Route> {
             Token(Owner),
             Default,
             api::tokens,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/tokens",
+            Token(Owner),
+            Default,
+            api::create_token,
         ),
         Route::new(
             delete,

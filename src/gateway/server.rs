@@ -29,7 +29,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::auth::{
-    FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId, bearer_from_subprotocols, extract_bearer,
+    CLIENT_TOKEN_PREFIX, FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId,
+    bearer_from_subprotocols, extract_bearer,
 };
 use super::{origin, routes};
 use crate::mcp_server::{Discovery, remove_discovery_file, write_discovery_file};
@@ -211,10 +212,18 @@ pub(super) async fn authenticate(
             return *response;
         }
     }
-    let mut response = error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized: a valid gateway bearer token is required",
-    );
+    // Told by its prefix alone, never by the store: the answer is the same whether or not the
+    // client token exists.
+    let message = if presented
+        .as_deref()
+        .is_some_and(|t| t.starts_with(CLIENT_TOKEN_PREFIX))
+    {
+        "unauthorized: a valid gateway bearer token is required (an `rvkc_` client token is for \
+         the MCP endpoint of mcp.json only)"
+    } else {
+        "unauthorized: a valid gateway bearer token is required"
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),

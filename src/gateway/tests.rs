@@ -6,7 +6,10 @@
 //!   outside it; spawning needs the owner; session redaction in introspection.
 //! - `throttle`: failed attempts are delayed, bounded, and never hold up a valid token.
 //! - `guards`: the exact-origin rule, `allowed_origins`, the body cap of every route.
+//! - `client_tokens`: a client token opens no gateway route; the owner creates, lists and
+//!   revokes client tokens through `/api/tokens`.
 
+mod client_tokens;
 mod guards;
 mod roles;
 mod throttle;

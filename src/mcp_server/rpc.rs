@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
-use revka_actors::session::{Session, SessionError};
+use revka_actors::session::{NewSession as SessionOptions, Session, SessionError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -148,7 +148,7 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
                 }
             };
             match req.method.as_ref() {
-                "initialize" => rpc_result(&id, &initialize(&server, &params)),
+                "initialize" => rpc_result(&id, &initialize(&server, &session, &params)),
                 "ping" => rpc_result(&id, &json!({})),
                 "tools/list" => {
                     let registry = &server.inner.registry;
@@ -190,7 +190,8 @@ fn cancelled_request_id(params: &RawValue) -> Option<Id> {
     Id::from_json(cancelled.request_id?)
 }
 
-fn initialize(server: &McpServer, params: &Value) -> Value {
+/// The `initialize` result for `session` (its instructions name only its in-scope tools).
+fn initialize(server: &McpServer, session: &Session, params: &Value) -> Value {
     let asked = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -205,7 +206,7 @@ fn initialize(server: &McpServer, params: &Value) -> Value {
         "capabilities": { "tools": { "listChanged": true } },
         "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
     });
-    if let Some(instructions) = server.inner.registry.instructions() {
+    if let Some(instructions) = server.inner.registry.instructions(session) {
         result["instructions"] = Value::String(instructions);
     }
     result
@@ -303,12 +304,8 @@ pub(crate) async fn create_session(
             "label is longer than 200 characters",
         );
     }
-    match server
-        .inner
-        .sessions
-        .create(cwd.clone(), request.label)
-        .await
-    {
+    let options = SessionOptions::new(cwd.clone()).with_label(request.label);
+    match server.inner.sessions.create(options).await {
         Ok((session, token)) => json_response(
             StatusCode::OK,
             &json!({ "session_id": session.id(), "token": token, "cwd": &*cwd }),

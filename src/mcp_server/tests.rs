@@ -102,7 +102,9 @@ async fn serve_with(
         .await
     });
     let (session, token) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(revka_actors::session::NewSession::new(
+            std::path::Path::new("/").into(),
+        ))
         .await
         .unwrap();
     (format!("http://{addr}/mcp"), session.id().to_owned(), token)
@@ -159,7 +161,9 @@ async fn subscribed() -> (
 ) {
     let sessions = sessions().await;
     let (session, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(revka_actors::session::NewSession::new(
+            std::path::Path::new("/").into(),
+        ))
         .await
         .unwrap();
     let subscriber = super::events::Subscriber::new(

@@ -50,7 +50,10 @@ async fn daemon_like() -> (StatusNode, Arc<Sessions>, Vec<(String, String)>) {
     let mut made = Vec::new();
     for label in ["alice-laptop", "ci runner 7", "dashboard"] {
         let (session, _token) = sessions
-            .create(Path::new("/").into(), Some(label.to_owned()))
+            .create(
+                revka_actors::session::NewSession::new(Path::new("/").into())
+                    .with_label(Some(label.to_owned())),
+            )
             .await
             .unwrap();
         made.push((session.id().to_owned(), label.to_owned()));

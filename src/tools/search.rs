@@ -2,7 +2,8 @@
 //! (seed 002). `select:a,b` returns exact names (any served tool: one already visible gets its
 //! schema again) and activates the deferred ones; keywords rank the still-deferred tools by
 //! matching terms. The answer is a `<functions>` block with each tool's full schema, plus a
-//! `Not found:` line for names that matched nothing.
+//! `Not found:` line for names that matched nothing. A scoped session searches, and so can
+//! activate, only the tools of its scope.
 
 use futures::future::BoxFuture;
 use revka_actors::mcp::search::{self, DeferredTool};
@@ -18,7 +19,7 @@ pub struct ToolSearch;
 impl BuiltinTool for ToolSearch {
     fn definition(&self) -> Value {
         json!({
-            "name": "tool_search",
+            "name": super::TOOL_SEARCH,
             "description": "Load the full schemas of deferred MCP tools and activate them for this session. \
                 Use \"select:<name>[,<name>...]\" for exact names (as listed in <available-deferred-tools>), \
                 or keywords for a ranked search. Activated tools can then be called by name.",
@@ -44,7 +45,8 @@ impl BuiltinTool for ToolSearch {
             // table, so out of `tools`: they never reach the cut. `select:` sees every tool
             // (a visible one returns its schema again); keywords rank only the deferred ones,
             // so the eager and activated tools take no `max_results` slot.
-            let tools: Vec<DeferredTool> = ctx.registry.searchable();
+            // Only the session's in-scope tools: one outside its scope is `Not found`.
+            let tools: Vec<DeferredTool> = ctx.registry.searchable(&ctx.session);
             let selecting = matches!(args.query, search::Query::Select(_));
             let outcome = search::search(
                 &tools,

@@ -1,5 +1,7 @@
 //! Tool tiers: the eager subset, per-session visibility and resolution, and the deferred-tools
-//! section of the `initialize` instructions.
+//! section of the `initialize` instructions; `scope`: a scoped session's view of all of it.
+
+mod scope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,12 @@ impl Transport for Nowhere {
 
 fn hub_with(server: &str, instructions: Option<&str>, tools: &[(&str, &str)]) -> Arc<McpHub> {
     let hub = McpHub::new();
+    add_server(&hub, server, instructions, tools);
+    hub
+}
+
+/// Registers `server` in `hub`, connected, with `tools` (`(name, description)`).
+fn add_server(hub: &McpHub, server: &str, instructions: Option<&str>, tools: &[(&str, &str)]) {
     let spec = Arc::new(ServerSpec {
         name: server.into(),
         transport: TransportSpec::Stdio {
@@ -55,10 +63,14 @@ fn hub_with(server: &str, instructions: Option<&str>, tools: &[(&str, &str)]) ->
         .map(|(n, d)| json!({ "name": n, "description": d, "inputSchema": { "type": "object" } }))
         .collect();
     hub.connected(&entry, client, hello, defs);
-    hub
 }
 
 async fn session() -> Arc<Session> {
+    session_with(None).await
+}
+
+/// A session of its own table, limited to `scope` if given.
+async fn session_with(scope: Option<revka_actors::session::ToolScope>) -> Arc<Session> {
     let node = StatusNode::root("sessions", "supervisor");
     let args = SupervisorArgs {
         node,
@@ -70,7 +82,10 @@ async fn session() -> Arc<Session> {
     let sessions = Sessions::new(SessionLimits::default());
     sessions.attach_supervisor(sup);
     sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(revka_actors::session::NewSession {
+            scope: scope.map(Arc::new),
+            ..revka_actors::session::NewSession::new(std::path::Path::new("/").into())
+        })
         .await
         .unwrap()
         .0
@@ -144,12 +159,16 @@ async fn deferred_tools_are_listed_and_callable_only_once_activated() {
     assert!(registry.deferred(&s).is_empty());
     // Visible tools stay searchable: a second `select:` returns the schema again, and an eager
     // tool is not "activated" (no spurious list change).
-    let searchable: Vec<String> = registry.searchable().into_iter().map(|t| t.name).collect();
+    let searchable: Vec<String> = registry
+        .searchable(&s)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(searchable, ["ops__create_agent", "ops__read_log"]);
     assert!(!registry.activate(&s, ["ops__read_log", "ops__create_agent"]));
     assert!(!s.is_activated("ops__create_agent"));
 
-    let text = registry.instructions().unwrap();
+    let text = registry.instructions(&s).unwrap();
     assert!(text.contains("## MCP server `ops`\nOperate agents.\n\n<available-deferred-tools>\nops__read_log - Read a log\n</available-deferred-tools>"), "{text}");
     assert!(
         !text.contains("ops__create_agent -"),
@@ -168,5 +187,5 @@ async fn without_deferred_loading_everything_is_listed() {
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["fs__read", "fs__write"]);
-    assert!(registry.instructions().is_none());
+    assert!(registry.instructions(&s).is_none());
 }

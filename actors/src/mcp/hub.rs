@@ -171,6 +171,40 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// Why a tool pattern (of `allowed_tools`, `denied_tools` or a client token's tool scope) is
+/// not one [`pattern_matches`] understands. The messages are shown as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// The empty string.
+    #[error("must not be empty (use \"*\" to match every tool)")]
+    Empty,
+    /// Leading or trailing whitespace, or a control character.
+    #[error("invalid pattern {0:?}: no leading or trailing spaces, no control characters")]
+    Spaces(String),
+    /// A `*` anywhere but once at the end.
+    #[error(
+        "invalid pattern {0:?}: `*` is only allowed once, at the end (a prefix match, e.g. \
+         \"read_*\")"
+    )]
+    Star(String),
+}
+
+/// Checks that `pattern` is a tool name or a prefix ending in `*`: the only syntax
+/// [`pattern_matches`] has, so that no other glob is silently taken literally.
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
+    if pattern.is_empty() {
+        return Err(PatternError::Empty);
+    }
+    if pattern.trim() != pattern || pattern.chars().any(char::is_control) {
+        return Err(PatternError::Spaces(pattern.to_owned()));
+    }
+    if pattern.trim_end_matches('*').contains('*') || pattern.ends_with("**") {
+        return Err(PatternError::Star(pattern.to_owned()));
+    }
+    Ok(())
+}
+
 /// A tool a server's [`ToolFilter`] kept out of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilteredTool {

@@ -31,11 +31,11 @@ pub(super) async fn table(
 async fn tokens_authenticate_only_their_session() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
     let (a, token_a) = sessions
-        .create(std::path::Path::new("/tmp").into(), Some("a".into()))
+        .create(NewSession::new(std::path::Path::new("/tmp").into()).with_label(Some("a".into())))
         .await
         .unwrap();
     let (b, token_b) = sessions
-        .create(std::path::Path::new("/tmp").into(), None)
+        .create(NewSession::new(std::path::Path::new("/tmp").into()))
         .await
         .unwrap();
     assert_eq!(token_a.len(), 64, "256 bits, hex");
@@ -72,11 +72,11 @@ async fn idle_sessions_expire_and_used_ones_do_not() {
     };
     let (sessions, node, sup) = table(limits).await;
     let (idle, idle_token) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     let (busy, busy_token) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     for _ in 0..10 {
@@ -112,7 +112,7 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
     for _ in 0..3 {
         created.push(
             sessions
-                .create(std::path::Path::new("/").into(), None)
+                .create(NewSession::new(std::path::Path::new("/").into()))
                 .await
                 .unwrap(),
         );
@@ -125,7 +125,7 @@ async fn the_longest_idle_session_is_evicted_at_the_cap() {
             .is_some()
     );
     let (_fourth, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     assert_eq!(sessions.len(), 3);
@@ -152,7 +152,7 @@ async fn concurrent_creates_never_overshoot_the_cap() {
             let sessions = sessions.clone();
             tokio::spawn(async move {
                 sessions
-                    .create(std::path::Path::new("/").into(), None)
+                    .create(NewSession::new(std::path::Path::new("/").into()))
                     .await
                     .unwrap();
                 sessions.len()
@@ -173,7 +173,7 @@ async fn concurrent_creates_never_overshoot_the_cap() {
 async fn ending_a_session_cancels_its_calls_and_streams() {
     let (sessions, node, sup) = table(SessionLimits::default()).await;
     let (s, token) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     let mut events = s.subscribe();
@@ -223,7 +223,7 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
 async fn events_fan_out_and_slow_subscribers_lag() {
     let (sessions, _node, sup) = table(SessionLimits::default()).await;
     let (s, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     s.publish(SessionEvent::ToolsChanged); // nobody listening: dropped, no channel built
@@ -255,11 +255,11 @@ async fn events_fan_out_and_slow_subscribers_lag() {
 async fn activation_is_per_session() {
     let (sessions, _node, sup) = table(SessionLimits::default()).await;
     let (a, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     let (b, _) = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
     assert!(a.activate(["fs__read_file"]));
@@ -273,7 +273,7 @@ async fn activation_is_per_session() {
 async fn creating_without_the_supervisor_fails_clearly() {
     let sessions = Sessions::new(SessionLimits::default());
     let err = sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not running"));
@@ -292,7 +292,7 @@ async fn an_ended_session_leaves_no_task_behind() {
     let baseline = alive();
     for _ in 0..20 {
         let (s, _) = sessions
-            .create(std::path::Path::new("/").into(), None)
+            .create(NewSession::new(std::path::Path::new("/").into()))
             .await
             .unwrap();
         assert!(sessions.end(s.id(), "ended by the test"));
@@ -327,4 +327,59 @@ fn the_token_decoder_takes_64_hex_digits_of_either_case_and_nothing_else() {
     let mut multibyte = text[..62].to_owned();
     multibyte.push('é');
     assert_eq!(decode_hex32(&multibyte), None);
+}
+
+/// A session keeps the scope and client token it was created with, for its whole life, and
+/// shows them in its details; a session without a scope has every tool in scope.
+#[tokio::test(start_paused = true)]
+async fn a_session_carries_the_scope_and_client_token_it_was_created_with() {
+    let (sessions, node, sup) = table(SessionLimits::default()).await;
+    let scope = Arc::new(ToolScope::new(["fs__*", "health"]).unwrap());
+    let new = NewSession {
+        scope: Some(scope.clone()),
+        client: Some("3f9a0c1e".into()),
+        ..NewSession::new(std::path::Path::new("/").into())
+    };
+    let (scoped, token) = sessions.create(new).await.unwrap();
+    let (open, _) = sessions
+        .create(NewSession::new(std::path::Path::new("/").into()))
+        .await
+        .unwrap();
+
+    let scoped = sessions.authenticate(scoped.id(), &token).unwrap();
+    assert_eq!(scoped.scope(), Some(&*scope));
+    assert_eq!(scoped.client(), Some("3f9a0c1e"));
+    for (name, allowed) in [
+        ("fs__read_file", true),
+        ("health", true),
+        ("time__get_current_time", false),
+        ("tool_search", false),
+    ] {
+        assert_eq!(scoped.in_scope(name), allowed, "{name}");
+        assert!(open.in_scope(name), "{name}: no scope, everything in scope");
+    }
+    assert_eq!(open.scope(), None);
+    assert_eq!(open.client(), None);
+
+    eventually("actors in the tree", Duration::from_secs(5), || {
+        node.children().len() == 2
+    })
+    .await;
+    let details: Vec<serde_json::Value> = node
+        .children()
+        .iter()
+        .map(|c| c.snapshot().details.unwrap())
+        .collect();
+    let shown = details
+        .iter()
+        .find(|d| d["session_id"] == scoped.id())
+        .unwrap();
+    assert_eq!(shown["tool_scope"], serde_json::json!(["fs__*", "health"]));
+    assert_eq!(shown["client_token"], "3f9a0c1e");
+    let unscoped = details
+        .iter()
+        .find(|d| d["session_id"] == open.id())
+        .unwrap();
+    assert_eq!(unscoped["tool_scope"], serde_json::Value::Null);
+    sup.stop_and_wait(None, None).await.unwrap();
 }

@@ -4,6 +4,10 @@
 //! pieces: a [`TokenStore`] in a temporary `$REVKA_HOME` that writes the owner token file,
 //! [`PairingCodes`], and a status tree built from [`StatusNode`]s. Every test passes its home
 //! explicitly; nothing touches the process environment.
+//!
+//! `tokens`: `revka tokens list | create | revoke`.
+
+mod tokens;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,7 +27,9 @@ use tempfile::TempDir;
 
 use super::{Gateway, RemoteError, encode_actor_path, encode_segment, pid_alive};
 use crate::cli::ops::{Op, Outcome, execute, execute_on};
-use crate::gateway::auth::{PairingCodes, RevokeError, Role, TokenStore, extract_bearer};
+use crate::gateway::auth::{
+    PairingCodes, RevokeError, Role, TokenStore, ToolScope, extract_bearer,
+};
 
 /// The fake daemon's state.
 struct Fake {
@@ -91,6 +97,27 @@ async fn pair_code(State(fake): State<Shared>, Json(body): Json<Value>) -> Json<
 
 async fn tokens(State(fake): State<Shared>) -> Response {
     Json(fake.store.list()).into_response()
+}
+
+/// `POST /api/tokens` as the daemon answers it, recording the body it was sent.
+async fn create_token(State(fake): State<Shared>, Json(body): Json<Value>) -> Response {
+    fake.seen.lock().unwrap().push(body.to_string());
+    let tools = body["tools"].as_array().map(|tools| {
+        let patterns = tools.iter().map(|t| t.as_str().unwrap().to_owned());
+        ToolScope::new(patterns).unwrap()
+    });
+    let expires = body["expires_secs"].as_u64().map(Duration::from_secs);
+    let name = body["name"].as_str().unwrap();
+    match fake.store.issue_client(name, tools, expires) {
+        Ok(new) => {
+            let info = fake.store.list().into_iter().find(|t| t.id == new.id);
+            let mut answer = serde_json::to_value(info.unwrap()).unwrap();
+            answer["token"] = json!(new.token);
+            answer["mcp_url"] = json!("http://127.0.0.1:4242/mcp");
+            (StatusCode::CREATED, Json(answer)).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }
 
 async fn revoke(State(fake): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
@@ -162,7 +189,7 @@ impl Daemon {
             .route("/api/actors", get(tree))
             .route("/api/actors/{*path}", get(actor).post(restart))
             .route("/api/pair/code", post(pair_code))
-            .route("/api/tokens", get(tokens))
+            .route("/api/tokens", get(tokens).post(create_token))
             .route("/api/tokens/{id}", delete(revoke))
             .route("/api/reload", post(reload))
             .layer(middleware::from_fn_with_state(fake.clone(), auth))
@@ -321,73 +348,6 @@ async fn pair_prints_a_code_that_redeems_for_the_role_asked_for() {
         let redeemed = daemon.fake.pairing.redeem(code, "phone").expect("redeems");
         assert_eq!(redeemed.role, role);
     }
-}
-
-#[tokio::test]
-async fn tokens_list_and_revoke() {
-    let daemon = Daemon::start().await;
-    let laptop = daemon
-        .fake
-        .store
-        .issue("laptop", Role::Operator)
-        .expect("issue");
-    let out = daemon.run(Op::TokensList { json: false }).await;
-    assert!(out.success, "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", out.stdout);
-    let header: Vec<&str> = lines[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
-    assert_eq!(
-        header,
-        ["ID", "LABEL", "ROLE", "CREATED", "LAST USED", "FLAGS"]
-    );
-    assert!(
-        lines[0].starts_with("ID        LABEL   ROLE      CREATED "),
-        "{}",
-        lines[0]
-    );
-    assert!(lines[1].contains(" owner   owner "), "{}", lines[1]);
-    assert!(
-        lines[1].ends_with("  gateway.token"),
-        "used just now: {}",
-        lines[1]
-    );
-    assert!(lines[2].starts_with(&format!("{}  laptop  operator  ", laptop.id)));
-    assert!(lines[2].contains("  never  "), "{}", lines[2]);
-    assert!(lines[2].ends_with("  -"), "{}", lines[2]);
-
-    let out = daemon.run(Op::TokensList { json: true }).await;
-    let rows: Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(rows.as_array().map(Vec::len), Some(2));
-    assert_eq!(rows[1]["label"], "laptop");
-
-    let revoke = |id: &str| Op::TokensRevoke { id: id.to_owned() };
-    let out = daemon.run(revoke(laptop.id.as_str())).await;
-    assert!(out.success, "{out:?}");
-    assert_eq!(
-        out.stdout,
-        format!("revoked token {} (laptop)\n", laptop.id)
-    );
-    let out = daemon.run(revoke(laptop.id.as_str())).await;
-    assert_failed(
-        &out,
-        &format!("gateway token {} is already revoked", laptop.id),
-    );
-    let out = daemon.run(Op::TokensList { json: false }).await;
-    assert!(out.stdout.lines().nth(2).unwrap().ends_with("  revoked"));
-    let owner = &daemon.fake.store.list()[0].id;
-    let unknown = ["0000", "1111"]
-        .into_iter()
-        .find(|p| !owner.as_str().starts_with(p) && !laptop.id.as_str().starts_with(p))
-        .unwrap();
-    let out = daemon.run(revoke(unknown)).await;
-    assert_failed(
-        &out,
-        &format!("no gateway token has an id starting with \"{unknown}\""),
-    );
 }
 
 #[tokio::test]

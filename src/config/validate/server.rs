@@ -155,21 +155,7 @@ pub(crate) fn tool_filter_problem(filter: &ToolFilter) -> Option<(&'static str, 
 
 /// A pattern of `allowed_tools` / `denied_tools`: a tool name, or a prefix ending in `*`.
 fn check_tool_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() {
-        return Err("must not be empty (use \"*\" to match every tool)".to_owned());
-    }
-    if pattern.trim() != pattern || pattern.chars().any(char::is_control) {
-        return Err(format!(
-            "invalid pattern {pattern:?}: no leading or trailing spaces, no control characters"
-        ));
-    }
-    if pattern.trim_end_matches('*').contains('*') || pattern.ends_with("**") {
-        return Err(format!(
-            "invalid pattern {pattern:?}: `*` is only allowed once, at the end (a prefix match, \
-             e.g. \"read_*\")"
-        ));
-    }
-    Ok(())
+    revka_actors::mcp::hub::check_pattern(pattern).map_err(|e| e.to_string())
 }
 
 /// Server names become tool-name prefixes (`<server>__<tool>`).

@@ -40,14 +40,23 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// [`MAX_TOKENS`] tokens exist and none is revoked.
-    #[error("too many gateway tokens: {MAX_TOKENS} live tokens exist; revoke one first")]
+    /// [`MAX_TOKENS`] tokens exist and none is revoked or expired.
+    #[error("too many tokens: {MAX_TOKENS} live tokens exist; revoke one first")]
     Full,
     /// A label that is empty, too long, or contains control characters.
     #[error("invalid token label {label:?}: {reason}")]
     InvalidLabel {
         /// The label as given.
         label: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A client token lifetime of zero, or longer than
+    /// [`MAX_CLIENT_TOKEN_TTL`](super::MAX_CLIENT_TOKEN_TTL).
+    #[error("invalid expiry {given}: {reason}")]
+    InvalidExpiry {
+        /// The lifetime asked for, e.g. `11years`.
+        given: String,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -64,7 +73,7 @@ pub enum RevokeError {
     #[error("invalid token id {0:?}: expected 4 to 8 hex digits")]
     InvalidPrefix(String),
     /// No token's id starts with the prefix.
-    #[error("no gateway token has an id starting with {0:?}")]
+    #[error("no token has an id starting with {0:?}")]
     Unknown(String),
     /// Several live tokens' ids start with the prefix.
     #[error("token id {prefix:?} is ambiguous: it matches {}", join_ids(matches))]
@@ -75,7 +84,7 @@ pub enum RevokeError {
         matches: Vec<TokenId>,
     },
     /// The only matching token is already revoked.
-    #[error("gateway token {0} is already revoked")]
+    #[error("token {0} is already revoked")]
     AlreadyRevoked(TokenId),
     /// The change could not be persisted.
     #[error(transparent)]

@@ -4,16 +4,26 @@
 //! the request path. The file holds hashes, never tokens:
 //!
 //! ```json
-//! { "version": 1,
+//! { "version": 2,
 //!   "tokens": [ { "hash": "<64 hex>", "label": "laptop", "created_at": "2026-06-18T00:00:00Z",
 //!                 "last_used_at": "2026-06-18T00:05:00Z", "revoked": false,
-//!                 "role": "operator", "owner": false } ] }
+//!                 "role": "operator", "owner": false },
+//!               { "hash": "<64 hex>", "label": "editor", "created_at": "2026-06-18T00:00:00Z",
+//!                 "revoked": false, "kind": "client", "tools": ["fs__*"],
+//!                 "expires_at": "2026-07-18T00:00:00Z" } ] }
 //! ```
 //!
 //! `owner` marks the token of `$REVKA_HOME/gateway.token` (the one the next daemon start
 //! revokes), not its role. A record without `role` was written before tokens had roles; it is
 //! migrated on load to the least privilege that keeps it working: `owner` for the token of
 //! `gateway.token`, `operator` for a paired token.
+//!
+//! A record with `"kind": "client"` is a client token: no `role`, an optional `tools` scope
+//! and `expires_at`; a record without `kind` is a gateway token. A file holding a client
+//! token is written as version 2, every other file as version 1 (the format before client
+//! tokens, byte for byte): an older daemon refuses a version-2 file whole, rather than reading
+//! a client token, which has no role, as a paired gateway token and migrating it to
+//! `operator`. Both versions are read.
 //!
 //! Every write replaces the file atomically with mode 0600 ([`revka_actors::fs::write_atomic`]):
 //! readers see the old file or the new one, never a partial one, and a link planted at its
@@ -29,13 +39,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use revka_actors::fs;
 use serde::{Deserialize, Serialize};
 
+use revka_actors::session::ToolScope;
+
 use super::error::StoreError;
 use super::role::Role;
-use super::store::Record;
+use super::store::{Kind, Record};
 use super::token::{from_hex, to_hex};
 
-/// The file format version this code reads and writes.
+/// The file format of files without client tokens, the only one older daemons read.
 const VERSION: u32 = 1;
+/// The file format of files with client tokens.
+const CLIENT_VERSION: u32 = 2;
+
+/// The `kind` of a client token's record.
+const CLIENT_KIND: &str = "client";
+/// The `kind` of a gateway token's record, also the meaning of no `kind`.
+const GATEWAY_KIND: &str = "gateway";
 
 /// The whole file.
 #[derive(Serialize, Deserialize)]
@@ -60,6 +79,15 @@ struct StoredToken {
     /// The token of `gateway.token` (the key keeps the name older files use).
     #[serde(default, rename = "owner")]
     file_token: bool,
+    /// `client` for a client token; absent (or `gateway`) for a gateway token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    /// A client token's tool scope; absent: every tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<String>>,
+    /// When it expires; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
 }
 
 /// What [`load`] read.
@@ -93,9 +121,9 @@ pub(super) fn load(path: &Path) -> Result<Loaded, StoreError> {
 /// The records in a file's contents, or why they are not a valid token store.
 fn parse(bytes: &[u8]) -> Result<Loaded, String> {
     let file: TokensFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if file.version != VERSION {
+    if file.version != VERSION && file.version != CLIENT_VERSION {
         return Err(format!(
-            "unsupported version {} (expected {VERSION})",
+            "unsupported version {} (expected {VERSION} or {CLIENT_VERSION})",
             file.version
         ));
     }
@@ -118,22 +146,59 @@ fn parse(bytes: &[u8]) -> Result<Loaded, String> {
                     .map_err(|e| at("last_used_at", &format!("not an RFC 3339 time: {e}")))?,
             ),
         };
-        let role = stored.role.unwrap_or_else(|| {
-            migrated += 1;
-            if stored.file_token {
-                Role::Owner
-            } else {
-                Role::Operator
+        let expires_at = match stored.expires_at.as_deref() {
+            None => None,
+            Some(t) => Some(
+                parse_time(t)
+                    .map_err(|e| at("expires_at", &format!("not an RFC 3339 time: {e}")))?,
+            ),
+        };
+        let kind = match stored.kind.as_deref() {
+            None | Some(GATEWAY_KIND) => {
+                if stored.tools.is_some() {
+                    return Err(at("tools", "only a client token has a tool scope"));
+                }
+                Kind::Gateway(stored.role.unwrap_or_else(|| {
+                    migrated += 1;
+                    if stored.file_token {
+                        Role::Owner
+                    } else {
+                        Role::Operator
+                    }
+                }))
             }
-        });
+            Some(CLIENT_KIND) => {
+                if stored.role.is_some() {
+                    return Err(at("role", "a client token has no role"));
+                }
+                if stored.file_token {
+                    return Err(at("owner", "a client token is never the owner token"));
+                }
+                let scope = stored
+                    .tools
+                    .map(ToolScope::new)
+                    .transpose()
+                    .map_err(|e| at("tools", &e.to_string()))?;
+                Kind::Client(scope)
+            }
+            Some(other) => {
+                return Err(at(
+                    "kind",
+                    &format!(
+                        "unknown kind {other:?} (expected {GATEWAY_KIND:?} or {CLIENT_KIND:?})"
+                    ),
+                ));
+            }
+        };
         records.push(Record {
             hash,
             label: stored.label,
             created_at,
             last_used_at,
             revoked: stored.revoked,
-            role,
+            kind,
             file_token: stored.file_token,
+            expires_at,
         });
     }
     Ok(Loaded { records, migrated })
@@ -141,18 +206,32 @@ fn parse(bytes: &[u8]) -> Result<Loaded, String> {
 
 /// Writes `records` to `path` atomically, mode 0600.
 pub(super) fn save(path: &Path, records: &[Record]) -> Result<(), StoreError> {
+    let clients = records.iter().any(|r| matches!(r.kind, Kind::Client(_)));
     let file = TokensFile {
-        version: VERSION,
+        version: if clients { CLIENT_VERSION } else { VERSION },
         tokens: records
             .iter()
-            .map(|r| StoredToken {
-                hash: to_hex(&r.hash),
-                label: r.label.clone(),
-                created_at: rfc3339(r.created_at),
-                last_used_at: r.last_used_at.map(rfc3339),
-                revoked: r.revoked,
-                role: Some(r.role),
-                file_token: r.file_token,
+            .map(|r| {
+                let (role, kind, tools) = match &r.kind {
+                    Kind::Gateway(role) => (Some(*role), None, None),
+                    Kind::Client(scope) => (
+                        None,
+                        Some(CLIENT_KIND.to_owned()),
+                        scope.clone().map(Vec::from),
+                    ),
+                };
+                StoredToken {
+                    hash: to_hex(&r.hash),
+                    label: r.label.clone(),
+                    created_at: rfc3339(r.created_at),
+                    last_used_at: r.last_used_at.map(rfc3339),
+                    revoked: r.revoked,
+                    role,
+                    file_token: r.file_token,
+                    kind,
+                    tools,
+                    expires_at: r.expires_at.map(rfc3339),
+                }
             })
             .collect(),
     };

@@ -1,8 +1,12 @@
-//! [`TokenStore`]: the gateway's bearer tokens, hashed, in memory and in
+//! [`TokenStore`]: the daemon's bearer tokens, hashed, in memory and in
 //! `$REVKA_HOME/gateway_tokens.json`.
 //!
-//! Part of the gateway's auth layer; the gateway listener (`root/gateway`) calls
-//! [`TokenStore::verify`] on every request, and the pairing flow and the CLI's token commands
+//! Part of the gateway's auth layer. Two kinds of token share the store, its file, its cap and
+//! its listing and revocation, and never stand in for each other: **gateway** tokens (with a
+//! [`Role`]), which the gateway listener (`root/gateway`) checks on every request with
+//! [`TokenStore::verify_caller`], and **client** tokens (with an optional tool scope and
+//! expiry), which the MCP server checks on its standard flow with
+//! [`TokenStore::verify_client`] (see `client`). The pairing flow and the CLI's token commands
 //! call the rest. The records live behind a `RwLock`: verification takes a read lock and never
 //! touches the disk. Changes (issue, revoke, owner rotation) are written to a copy, persisted,
 //! then swapped in, serialised by a separate writer lock so the disk write never holds up
@@ -15,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use serde::{Serialize, Serializer};
+use revka_actors::session::ToolScope;
 use subtle::{Choice, ConditionallySelectable};
 
 use super::error::{RevokeError, StoreError};
-use super::persist::{self, rfc3339, whole_seconds};
+use super::info::{TokenInfo, TokenKind, Verified};
+use super::persist::{self, whole_seconds};
 use super::role::Role;
 use super::token::{
     NewToken, TOKEN_PREFIX, TokenHash, TokenId, constant_time_eq, generate_token, hash_token,
@@ -31,7 +36,8 @@ pub const TOKENS_FILE: &str = "gateway_tokens.json";
 pub const OWNER_TOKEN_FILE: &str = "gateway.token";
 /// The label of the owner token.
 pub const OWNER_LABEL: &str = "owner";
-/// Tokens kept at most, revoked ones included (the oldest revoked ones are pruned first).
+/// Tokens kept at most, of both kinds, revoked and expired ones included (the oldest of those
+/// are pruned first).
 pub const MAX_TOKENS: usize = 256;
 /// Characters in a label at most.
 pub const MAX_LABEL_CHARS: usize = 64;
@@ -46,73 +52,65 @@ pub(super) struct Record {
     pub(super) created_at: SystemTime,
     pub(super) last_used_at: Option<SystemTime>,
     pub(super) revoked: bool,
-    /// What the token may do.
-    pub(super) role: Role,
+    /// Which kind of token it is, and so what it may do.
+    pub(super) kind: Kind,
     /// It is (or was) the token of `$REVKA_HOME/gateway.token`: the one the next rotation
-    /// revokes. Independent of `role`.
+    /// revokes. Independent of the role; never set on a client token.
     pub(super) file_token: bool,
+    /// From this time on it authenticates nothing (whole seconds); `None`: never.
+    pub(super) expires_at: Option<SystemTime>,
+}
+
+/// What a token is for. A token of one kind is refused wherever the other is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A gateway token with its role.
+    Gateway(Role),
+    /// A client token for the MCP server's standard flow, limited to a tool scope if it has
+    /// one.
+    Client(Option<ToolScope>),
 }
 
 impl Record {
-    fn id(&self) -> TokenId {
+    pub(super) fn id(&self) -> TokenId {
         TokenId::of(&self.hash)
     }
 
-    fn info(&self) -> TokenInfo {
+    /// Whether it still authenticates at `now`: neither revoked nor expired.
+    pub(super) fn live_at(&self, now: SystemTime) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|t| now < t)
+    }
+
+    fn info(&self, now: SystemTime) -> TokenInfo {
+        let (kind, role, tools) = match &self.kind {
+            Kind::Gateway(role) => (TokenKind::Gateway, Some(*role), None),
+            Kind::Client(scope) => (TokenKind::Client, None, scope.clone()),
+        };
         TokenInfo {
             id: self.id(),
             label: self.label.clone(),
             created_at: self.created_at,
             last_used_at: self.last_used_at,
             revoked: self.revoked,
-            role: self.role,
+            kind,
+            role,
             file_token: self.file_token,
+            tools,
+            expires_at: self.expires_at,
+            expired: self.expires_at.is_some_and(|t| t <= now),
         }
     }
 }
 
-/// What may be shown about a token: never the token, never its hash.
-///
-/// Serialises with RFC 3339 times (whole seconds, UTC).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenInfo {
-    /// The public id (first 8 hex digits of the hash).
-    pub id: TokenId,
-    /// Who or what holds it (`owner`, or the label given when pairing).
-    pub label: String,
-    /// When it was issued (whole seconds).
-    #[serde(serialize_with = "serialize_time")]
-    pub created_at: SystemTime,
-    /// When it last authenticated a request, to within [`LAST_USED_RESOLUTION`].
-    #[serde(serialize_with = "serialize_opt_time")]
-    pub last_used_at: Option<SystemTime>,
-    /// Whether it was revoked (it no longer authenticates anything).
-    pub revoked: bool,
-    /// What it may do.
-    pub role: Role,
-    /// Whether it is (or was) the token written to `$REVKA_HOME/gateway.token` at a daemon
-    /// start, which the next start revokes.
-    pub file_token: bool,
-}
-
-/// A token that [`TokenStore::verify_caller`] accepted: who is calling, and what it may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    /// The token's public id (what the gateway records as the owner of what it creates).
-    pub id: TokenId,
-    /// Its role.
-    pub role: Role,
-}
-
-fn serialize_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*t))
-}
-
-fn serialize_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_some(&rfc3339(*t)),
-        None => s.serialize_none(),
-    }
+/// What a new token is, besides its label and secret.
+#[derive(Debug)]
+pub(super) struct Template {
+    /// Its kind.
+    pub(super) kind: Kind,
+    /// It is the token of `gateway.token`.
+    pub(super) file_token: bool,
+    /// When it expires (whole seconds).
+    pub(super) expires_at: Option<SystemTime>,
 }
 
 /// The in-memory state.
@@ -169,7 +167,8 @@ impl TokenStore {
         &self.path
     }
 
-    /// The id of the live token `presented` is, if any.
+    /// The id of the live gateway token `presented` is, if any: never a client token (see
+    /// [`Self::verify_client`]), a revoked or an expired one.
     ///
     /// Hashes `presented` and compares the hash with every stored hash in constant time (all
     /// of them, whatever matches); no disk I/O. Records the use at most once a
@@ -186,27 +185,45 @@ impl TokenStore {
 
     /// [`Self::verify_caller`] at `now`.
     pub(crate) fn verify_at(&self, presented: &str, now: SystemTime) -> Option<Verified> {
+        let gateway = |kind: &Kind| matches!(kind, Kind::Gateway(_));
+        self.find_live(presented, now, gateway, |record| match record.kind {
+            Kind::Gateway(role) => Some(Verified {
+                id: record.id(),
+                role,
+            }),
+            Kind::Client(_) => None,
+        })
+    }
+
+    /// What `grant` makes of the live record of a kind `accepts` whose token `presented` is;
+    /// records the use (see [`Self::verify`]).
+    ///
+    /// Every record is compared, in constant time, whatever matches: whether a record is live
+    /// and of the wanted kind is no secret, but is folded in without a branch on the
+    /// comparison all the same, so the time taken depends only on the records, not on the
+    /// presented token.
+    pub(super) fn find_live<T>(
+        &self,
+        presented: &str,
+        now: SystemTime,
+        accepts: impl Fn(&Kind) -> bool,
+        grant: impl FnOnce(&Record) -> Option<T>,
+    ) -> Option<T> {
         let hash = hash_token(presented);
-        let (id, stale) = {
+        let (granted, stale) = {
             let state = self.read();
             // 1-based index of the match; 0 for none. Selected without branching on secrets.
             let mut found = 0u32;
             for (i, record) in state.records.iter().enumerate() {
-                let hit =
-                    constant_time_eq(&record.hash, &hash) & Choice::from(u8::from(!record.revoked));
+                let usable = record.live_at(now) && accepts(&record.kind);
+                let hit = constant_time_eq(&record.hash, &hash) & Choice::from(u8::from(usable));
                 let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 found.conditional_assign(&position, hit);
             }
             let record = state
                 .records
                 .get(usize::try_from(found).ok()?.checked_sub(1)?)?;
-            (
-                Verified {
-                    id: record.id(),
-                    role: record.role,
-                },
-                needs_touch(record.last_used_at, now),
-            )
+            (grant(record)?, needs_touch(record.last_used_at, now))
         };
         if stale {
             let mut state = self.write();
@@ -217,35 +234,40 @@ impl TokenStore {
                 state.dirty = true;
             }
         }
-        Some(id)
+        Some(granted)
     }
 
-    /// Issues a new token labelled `label` with `role` and persists it.
+    /// Issues a new gateway token labelled `label` with `role` and persists it.
     pub fn issue(&self, label: &str, role: Role) -> Result<NewToken, StoreError> {
-        self.issue_with(label, role, false, SystemTime::now())
+        let template = Template {
+            kind: Kind::Gateway(role),
+            file_token: false,
+            expires_at: None,
+        };
+        self.issue_with(label, TOKEN_PREFIX, template, SystemTime::now())
     }
 
-    /// Issues a token; the token of `gateway.token` (`file_token`) revokes the previous ones
-    /// in the same change.
-    fn issue_with(
+    /// Issues a token starting with `prefix`; the token of `gateway.token` (`file_token`)
+    /// revokes the previous ones in the same change.
+    pub(super) fn issue_with(
         &self,
         label: &str,
-        role: Role,
-        file_token: bool,
+        prefix: &str,
+        template: Template,
         now: SystemTime,
     ) -> Result<NewToken, StoreError> {
         let label = validate_label(label)?;
         self.mutate(|records| {
-            if file_token {
+            if template.file_token {
                 records
                     .iter_mut()
                     .filter(|r| r.file_token)
                     .for_each(|r| r.revoked = true);
             }
-            make_room(records)?;
+            make_room(records, now)?;
             // Ids are 32 bits of the hash; draw again on the rare collision so ids stay unique.
             let (token, hash) = loop {
-                let token = generate_token().map_err(StoreError::Random)?;
+                let token = generate_token(prefix).map_err(StoreError::Random)?;
                 let hash = hash_token(&token);
                 if !records.iter().any(|r| r.hash[..4] == hash[..4]) {
                     break (token, hash);
@@ -257,8 +279,9 @@ impl TokenStore {
                 created_at: whole_seconds(now),
                 last_used_at: None,
                 revoked: false,
-                role,
-                file_token,
+                kind: template.kind,
+                file_token: template.file_token,
+                expires_at: template.expires_at,
             });
             Ok(NewToken {
                 id: TokenId::of(&hash),
@@ -269,11 +292,16 @@ impl TokenStore {
 
     /// Every token, oldest first, as [`TokenInfo`] (no secrets).
     pub fn list(&self) -> Vec<TokenInfo> {
-        self.read().records.iter().map(Record::info).collect()
+        self.list_at(SystemTime::now())
     }
 
-    /// Revokes the live token whose id starts with `id_prefix` (4 to 8 hex digits, any case)
-    /// and persists the change.
+    /// [`Self::list`] at `now` (which decides `expired`).
+    pub(crate) fn list_at(&self, now: SystemTime) -> Vec<TokenInfo> {
+        self.read().records.iter().map(|r| r.info(now)).collect()
+    }
+
+    /// Revokes the token (of either kind, expired or not) whose id starts with `id_prefix` (4
+    /// to 8 hex digits, any case) and persists the change.
     pub fn revoke(&self, id_prefix: &str) -> Result<TokenInfo, RevokeError> {
         let prefix = id_prefix.trim().to_ascii_lowercase();
         if !(4..=8).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -291,7 +319,7 @@ impl TokenStore {
             match (live.as_slice(), matching.first()) {
                 ([i], _) => {
                     records[*i].revoked = true;
-                    Ok(records[*i].info())
+                    Ok(records[*i].info(SystemTime::now()))
                 }
                 ([], Some(&i)) => Err(RevokeError::AlreadyRevoked(records[i].id())),
                 ([], None) => Err(RevokeError::Unknown(prefix.clone())),
@@ -309,7 +337,12 @@ impl TokenStore {
     /// pairing. Called at each daemon start, with the store's own `$REVKA_HOME`, so an old
     /// leaked file is useless.
     pub fn ensure_owner_token(&self, home: &Path) -> Result<TokenId, StoreError> {
-        let new = self.issue_with(OWNER_LABEL, Role::Owner, true, SystemTime::now())?;
+        let template = Template {
+            kind: Kind::Gateway(Role::Owner),
+            file_token: true,
+            expires_at: None,
+        };
+        let new = self.issue_with(OWNER_LABEL, TOKEN_PREFIX, template, SystemTime::now())?;
         let path = home.join(OWNER_TOKEN_FILE);
         let token = format!("{}\n", new.token);
         revka_actors::fs::write_atomic(&path, token.as_bytes(), revka_actors::fs::PRIVATE_FILE)
@@ -406,12 +439,12 @@ fn needs_touch(last_used_at: Option<SystemTime>, now: SystemTime) -> bool {
     })
 }
 
-/// Prunes the oldest revoked tokens until a new one fits; [`StoreError::Full`] if none is
-/// revoked.
-fn make_room(records: &mut Vec<Record>) -> Result<(), StoreError> {
+/// Prunes the oldest revoked or expired tokens until a new one fits; [`StoreError::Full`] if
+/// every token is live at `now`.
+fn make_room(records: &mut Vec<Record>, now: SystemTime) -> Result<(), StoreError> {
     while records.len() >= MAX_TOKENS {
-        let oldest_revoked = records.iter().position(|r| r.revoked);
-        records.remove(oldest_revoked.ok_or(StoreError::Full)?);
+        let oldest_dead = records.iter().position(|r| !r.live_at(now));
+        records.remove(oldest_dead.ok_or(StoreError::Full)?);
     }
     Ok(())
 }

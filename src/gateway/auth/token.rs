@@ -9,8 +9,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-/// What every token starts with, so leaked tokens are recognisable (secret scanners, logs).
+/// What every gateway token starts with, so leaked tokens are recognisable (secret scanners,
+/// logs).
 pub const TOKEN_PREFIX: &str = "rvk_";
+
+/// What every client token starts with: recognisable like a gateway token, and told apart
+/// from one at a glance (which endpoint it is for). Only a recognition aid: the store checks
+/// a token's kind by its record, never by its prefix.
+pub const CLIENT_TOKEN_PREFIX: &str = "rvkc_";
 
 /// Random bytes in a token (256 bits).
 const TOKEN_BYTES: usize = 32;
@@ -56,7 +62,7 @@ impl fmt::Display for TokenId {
 pub struct NewToken {
     /// The token's public id.
     pub id: TokenId,
-    /// The token itself (`rvk_` + 64 hex digits), to hand to the client once.
+    /// The token itself (`rvk_` or `rvkc_`, then 64 hex digits), to hand to the client once.
     pub token: String,
 }
 
@@ -64,16 +70,17 @@ impl fmt::Debug for NewToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewToken")
             .field("id", &self.id)
-            .field("token", &"rvk_<redacted>")
+            .field("token", &"<redacted>")
             .finish()
     }
 }
 
-/// A new random token, `rvk_` + 64 lowercase hex digits, from the OS random number generator.
-pub(super) fn generate_token() -> Result<String, getrandom::Error> {
+/// A new random token, `prefix` + 64 lowercase hex digits, from the OS random number
+/// generator.
+pub(super) fn generate_token(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("{TOKEN_PREFIX}{}", to_hex(&bytes)))
+    Ok(format!("{prefix}{}", to_hex(&bytes)))
 }
 
 /// The SHA-256 of a presented or issued token.

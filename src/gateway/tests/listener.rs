@@ -103,7 +103,9 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
     let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
     let (session, mcp_token) = services
         .sessions
-        .create(std::path::Path::new("/").into(), None)
+        .create(revka_actors::session::NewSession::new(
+            std::path::Path::new("/").into(),
+        ))
         .await
         .unwrap();
     let url = format!(

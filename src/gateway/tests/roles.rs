@@ -21,16 +21,16 @@ use crate::config::Config;
 use crate::tree::Services;
 
 /// A gateway over fresh services, with a token of each role.
-struct Fixture {
-    home: TempDir,
+pub(super) struct Fixture {
+    pub(super) home: TempDir,
     app: Router,
-    services: Services,
+    pub(super) services: Services,
     /// `(role, token)`, lowest role first; the owner's is the token of `gateway.token`.
     tokens: Vec<(Role, String)>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let home = tempfile::tempdir().unwrap();
         // A config file of its own, so a reload reads nothing outside the test's home.
         let config_path = home.path().join("config.toml");
@@ -56,12 +56,12 @@ impl Fixture {
         }
     }
 
-    fn token(&self, role: Role) -> &str {
+    pub(super) fn token(&self, role: Role) -> &str {
         &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
     }
 
     /// `method path` with `token` (if any) and `body`: the status and the body as JSON.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &Method,
         path: &str,
@@ -90,7 +90,7 @@ impl Fixture {
 }
 
 /// A request path for a route pattern: each `{param}` filled in.
-fn concrete(pattern: &str) -> String {
+pub(super) fn concrete(pattern: &str) -> String {
     pattern
         .split('/')
         .map(|segment| match segment {
@@ -189,6 +189,7 @@ async fn every_route_of_the_table_refuses_lower_roles_with_403_and_a_clear_messa
         (Method::POST, "/api/reload", Access::Token(Role::Owner)),
         (Method::POST, "/api/pair/code", Access::Token(Role::Owner)),
         (Method::GET, "/api/tokens", Access::Token(Role::Owner)),
+        (Method::POST, "/api/tokens", Access::Token(Role::Owner)),
         (
             Method::DELETE,
             "/api/tokens/{id}",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::table;
-use crate::session::{SessionError, SessionLimits};
+use crate::session::{NewSession, SessionError, SessionLimits};
 
 fn limits(max_sessions: usize, floor_secs: u64) -> SessionLimits {
     SessionLimits {
@@ -27,12 +27,12 @@ fn retry_after(err: SessionError) -> Duration {
 async fn at_the_cap_only_a_session_idle_for_the_floor_is_evicted() {
     let (sessions, _node, sup) = table(limits(2, 300)).await;
     let root = || std::path::Path::new("/").into();
-    let (first, _) = sessions.create(root(), None).await.unwrap();
+    let (first, _) = sessions.create(NewSession::new(root())).await.unwrap();
     tokio::time::advance(Duration::from_secs(20)).await;
-    let (second, _) = sessions.create(root(), None).await.unwrap();
+    let (second, _) = sessions.create(NewSession::new(root())).await.unwrap();
     tokio::time::advance(Duration::from_secs(100)).await;
 
-    let err = sessions.create(root(), None).await.unwrap_err();
+    let err = sessions.create(NewSession::new(root())).await.unwrap_err();
     assert!(
         err.to_string()
             .starts_with("the session cap (2) is reached and every session is in use or was used in the last 300s"),
@@ -49,7 +49,10 @@ async fn at_the_cap_only_a_session_idle_for_the_floor_is_evicted() {
     assert_eq!(sessions.counters().2, 0, "nothing evicted");
 
     tokio::time::advance(wait).await;
-    sessions.create(root(), None).await.expect("room made");
+    sessions
+        .create(NewSession::new(root()))
+        .await
+        .expect("room made");
     assert!(
         first.ended().is_cancelled(),
         "the longest idle, past the floor, evicted"
@@ -66,13 +69,13 @@ async fn at_the_cap_only_a_session_idle_for_the_floor_is_evicted() {
 async fn at_the_cap_a_session_in_use_is_never_evicted() {
     let (sessions, _node, sup) = table(limits(2, 60)).await;
     let root = || std::path::Path::new("/").into();
-    let (calling, _) = sessions.create(root(), None).await.unwrap();
-    let (watched, _) = sessions.create(root(), None).await.unwrap();
+    let (calling, _) = sessions.create(NewSession::new(root())).await.unwrap();
+    let (watched, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let call = calling.begin_call("1").unwrap();
     let stream = watched.subscribe();
     tokio::time::advance(Duration::from_secs(3600)).await;
 
-    let wait = retry_after(sessions.create(root(), None).await.unwrap_err());
+    let wait = retry_after(sessions.create(NewSession::new(root())).await.unwrap_err());
     assert_eq!(
         wait,
         Duration::from_secs(60),
@@ -83,14 +86,17 @@ async fn at_the_cap_a_session_in_use_is_never_evicted() {
 
     drop(call);
     assert!(!calling.in_use());
-    let wait = retry_after(sessions.create(root(), None).await.unwrap_err());
+    let wait = retry_after(sessions.create(NewSession::new(root())).await.unwrap_err());
     assert_eq!(
         wait,
         Duration::from_secs(60),
         "idle from the end of its call"
     );
     tokio::time::advance(wait).await;
-    sessions.create(root(), None).await.expect("room made");
+    sessions
+        .create(NewSession::new(root()))
+        .await
+        .expect("room made");
     assert!(
         calling.ended().is_cancelled(),
         "evicted once idle for the floor"
@@ -113,8 +119,8 @@ async fn the_sweeper_never_expires_a_session_in_use() {
     };
     let (sessions, _node, sup) = table(limits).await;
     let root = || std::path::Path::new("/").into();
-    let (calling, _) = sessions.create(root(), None).await.unwrap();
-    let (watched, _) = sessions.create(root(), None).await.unwrap();
+    let (calling, _) = sessions.create(NewSession::new(root())).await.unwrap();
+    let (watched, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let call = calling.begin_call("1").unwrap();
     let stream = watched.subscribe();
     tokio::time::sleep(Duration::from_secs(600)).await;

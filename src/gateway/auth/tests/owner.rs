@@ -68,8 +68,13 @@ fn the_owner_token_is_rotated_at_each_start() {
     assert_eq!(
         owners,
         [
-            (first_id, "owner".to_owned(), true, Role::Owner),
-            (second_id.clone(), "owner".to_owned(), false, Role::Owner)
+            (first_id, "owner".to_owned(), true, Some(Role::Owner)),
+            (
+                second_id.clone(),
+                "owner".to_owned(),
+                false,
+                Some(Role::Owner)
+            )
         ]
     );
     // And persisted.

@@ -59,7 +59,7 @@ fn a_code_is_redeemed_once_for_a_working_token() {
         .expect("listed");
     assert_eq!(
         (info.label.as_str(), info.file_token, info.role),
-        ("tablet", false, Role::Viewer)
+        ("tablet", false, Some(Role::Viewer))
     );
 
     assert!(matches!(

@@ -43,9 +43,9 @@ fn round_trip_keeps_everything_with_mode_0600_and_no_clear_tokens() {
     assert_eq!(
         roles,
         [
-            (Role::Owner, true),
-            (Role::Viewer, false),
-            (Role::Owner, false)
+            (Some(Role::Owner), true),
+            (Some(Role::Viewer), false),
+            (Some(Role::Owner), false)
         ]
     );
     assert_eq!(reopened.verify(&a.token), Some(a.id));
@@ -97,7 +97,7 @@ fn corrupt_files_are_errors_naming_the_file() {
         ("{".to_owned(), "EOF while parsing"),
         ("not json".to_owned(), "expected ident"),
         (r#"{"tokens":[]}"#.to_owned(), "missing field `version`"),
-        (r#"{"version":2,"tokens":[]}"#.to_owned(), "unsupported version 2 (expected 1)"),
+        (r#"{"version":3,"tokens":[]}"#.to_owned(), "unsupported version 3 (expected 1 or 2)"),
         (
             format!(r#"{{"version":1,"tokens":[{{"hash":"{}","label":"x","created_at":"2026-01-01T00:00:00Z"}}]}}"#, good.to_uppercase()),
             "tokens[0].hash: expected 64 lowercase hex digits",
@@ -176,8 +176,8 @@ fn records_without_a_role_load_with_the_least_privilege_that_keeps_them_working(
     assert_eq!(
         roles,
         [
-            ("owner".to_owned(), Role::Owner, true),
-            ("laptop".to_owned(), Role::Operator, false)
+            ("owner".to_owned(), Some(Role::Owner), true),
+            ("laptop".to_owned(), Some(Role::Operator), false)
         ]
     );
     assert!(store.flush().expect("flush"), "the migration is written");

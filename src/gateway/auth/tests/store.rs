@@ -151,8 +151,11 @@ fn list_never_exposes_tokens_or_hashes() {
         keys,
         [
             "created_at",
+            "expired",
+            "expires_at",
             "file_token",
             "id",
+            "kind",
             "label",
             "last_used_at",
             "revoked",
@@ -201,13 +204,10 @@ fn revoke_takes_a_unique_prefix_of_at_least_4_hex_digits() {
             Err("invalid token id \"abcg\": expected 4 to 8 hex digits"),
         ),
         ("", Err("invalid token id \"\": expected 4 to 8 hex digits")),
-        (
-            "1234",
-            Err("no gateway token has an id starting with \"1234\""),
-        ),
-        ("9999", Err("gateway token 99990000 is already revoked")),
+        ("1234", Err("no token has an id starting with \"1234\"")),
+        ("9999", Err("token 99990000 is already revoked")),
         ("ABCD1", Ok("abcd1111")),
-        ("abcd1111", Err("gateway token abcd1111 is already revoked")),
+        ("abcd1111", Err("token abcd1111 is already revoked")),
         // Only one live token matches now.
         ("abcd", Ok("abcd2222")),
         (" ef01 ", Ok("ef012345")),
@@ -250,7 +250,7 @@ fn at_most_256_tokens_pruning_the_oldest_revoked_first() {
     assert!(matches!(full, StoreError::Full), "{full:?}");
     assert_eq!(
         full.to_string(),
-        "too many gateway tokens: 256 live tokens exist; revoke one first"
+        "too many tokens: 256 live tokens exist; revoke one first"
     );
 
     for id in ["00000007", "00000003"] {

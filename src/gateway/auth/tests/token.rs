@@ -10,7 +10,7 @@ use super::super::token::{
 #[test]
 fn tokens_are_rvk_and_64_lowercase_hex_digits_and_never_repeat() {
     let tokens: Vec<String> = (0..1000)
-        .map(|_| generate_token().expect("OS randomness"))
+        .map(|_| generate_token("rvk_").expect("OS randomness"))
         .collect();
     for token in &tokens {
         let hex = token.strip_prefix("rvk_").expect("rvk_ prefix");
@@ -78,7 +78,7 @@ fn hex_round_trips_and_rejects_everything_else() {
 
 #[test]
 fn new_token_debug_does_not_print_the_token() {
-    let token = generate_token().expect("OS randomness");
+    let token = generate_token("rvk_").expect("OS randomness");
     let new = NewToken {
         id: TokenId::of(&hash_token(&token)),
         token: token.clone(),
