@@ -25,8 +25,10 @@
 //! session that is evicted or expired. The event broadcaster is created on the first
 //! subscription, so an idle session costs little memory.
 
+mod binding;
 mod events;
 pub mod operator;
+mod outbound;
 #[cfg(test)]
 mod tests;
 
@@ -43,8 +45,13 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use binding::ClientBinding;
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
+pub use outbound::{
+    Batch, ClientStream, Gap, MessageTooLarge, OUTBOUND_BYTES, OUTBOUND_CHUNK, OUTBOUND_EVENTS,
+    Resume, TOOLS_LIST_CHANGED,
+};
 
 use crate::status::rfc3339;
 use crate::supervisor::{
@@ -134,6 +141,11 @@ pub struct Session {
     /// one did: that token alone may use the session through the gateway without presenting
     /// the session's own token. Set once, right after creation.
     proxy_owner: std::sync::OnceLock<Box<str>>,
+    /// The client that created the session on the standard Streamable HTTP path (`binding`);
+    /// unset for sessions minted by `POST /session`. Set once, right after creation.
+    client: std::sync::OnceLock<ClientBinding>,
+    /// Messages for the client's `GET /mcp` stream and their replay ring (`outbound`).
+    outbound: outbound::Outbound,
 }
 
 impl Session {
@@ -305,8 +317,12 @@ impl Session {
             .len()
     }
 
-    /// Publishes an event to the session's subscribers (if any; never blocks).
+    /// Publishes an event to the session's subscribers (if any; never blocks). A tool-list
+    /// change is also queued for the client's `GET /mcp` stream.
     pub fn publish(&self, event: SessionEvent) {
+        if event == SessionEvent::ToolsChanged {
+            self.outbound.send_list_changed();
+        }
         self.events.publish(event);
     }
 
@@ -320,10 +336,10 @@ impl Session {
         self.events.subscribers()
     }
 
-    /// Whether the session has a call in flight or an open event stream: it is then never
-    /// evicted nor expired.
+    /// Whether the session has a call in flight or an open event stream (its progress stream or
+    /// its `GET /mcp` stream): it is then never evicted nor expired.
     pub fn in_use(&self) -> bool {
-        self.inflight_calls() > 0 || self.subscribers() > 0
+        self.inflight_calls() > 0 || self.subscribers() > 0 || self.client_streams() > 0
     }
 
     /// Ends the session if it is still not in use and has been idle for at least `idle`,
@@ -331,7 +347,11 @@ impl Session {
     /// cancelled token. Returns whether it ended. The caller removes it from the table.
     fn end_if_unused(&self, idle: Duration) -> bool {
         let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-        if !inflight.is_empty() || self.subscribers() > 0 || self.idle_for() < idle {
+        if !inflight.is_empty()
+            || self.subscribers() > 0
+            || self.client_streams() > 0
+            || self.idle_for() < idle
+        {
             return false;
         }
         self.ended.cancel();
@@ -384,6 +404,8 @@ impl Session {
             "calls_total": self.calls_total.load(Ordering::Relaxed),
             "activated_tools": self.activated(),
             "event_subscribers": self.subscribers(),
+            "client_streams": self.client_streams(),
+            "client": self.client.get().map(|b| &*b.owner),
         })
     }
 }
@@ -630,6 +652,8 @@ impl Sessions {
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),
             proxy_owner: std::sync::OnceLock::new(),
+            client: std::sync::OnceLock::new(),
+            outbound: outbound::Outbound::default(),
         });
         self.map.insert(id, session.clone());
         drop(admission);

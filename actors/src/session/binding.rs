@@ -1,0 +1,79 @@
+//! Sessions of the standard Streamable HTTP path: bound to the client credential that created
+//! them.
+//!
+//! Part of the session's shared state ([`Session`]). `POST /session` hands out a session token,
+//! which the two-header flow presents on every request. A session created by a standard
+//! `initialize` hands out no token: its client presents the same client token on every request,
+//! so the session records which client created it (the grant's id, shown in introspection and
+//! used to end its sessions when the grant goes) and a digest of the credential it presented,
+//! compared in constant time on every request. A session bound without a credential (the
+//! `require_token = false` mode) admits any request that names it; a session that was never
+//! bound (minted by `POST /session`) admits none on the standard path.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use super::{Session, Sessions};
+
+/// Who created a standard-path session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientBinding {
+    /// The id of the client grant (token) that created the session; `local` when no token is
+    /// required.
+    pub owner: Box<str>,
+    /// A digest (SHA-256) of the credential presented at creation, which every later request
+    /// must present again; `None` when no token is required.
+    pub credential: Option<[u8; 32]>,
+}
+
+impl Session {
+    /// Binds this session to the client that created it. The first binding wins; `false` if the
+    /// session was already bound.
+    pub fn bind_client(&self, binding: ClientBinding) -> bool {
+        self.client.set(binding).is_ok()
+    }
+
+    /// The client binding, for a session created on the standard path.
+    pub fn client_binding(&self) -> Option<&ClientBinding> {
+        self.client.get()
+    }
+
+    /// Whether a standard-path request presenting `credential` (its digest; `None` when it
+    /// presented none) may use this session: the session was created on the standard path, and
+    /// the credential is the one that created it (compared in constant time), or none is
+    /// required. Touches the session when it may.
+    pub fn admits_client(&self, credential: Option<&[u8; 32]>) -> bool {
+        let admitted = match self.client.get() {
+            None => false,
+            Some(ClientBinding {
+                credential: None, ..
+            }) => true,
+            Some(ClientBinding {
+                credential: Some(expected),
+                ..
+            }) => credential.is_some_and(|presented| bool::from(presented.ct_eq(&expected[..]))),
+        };
+        if admitted {
+            self.touch();
+        }
+        admitted
+    }
+}
+
+impl Sessions {
+    /// Ends every session created by the client grant `owner` (its token was revoked or
+    /// expired); returns how many.
+    pub fn end_bound_to(&self, owner: &str, reason: &str) -> usize {
+        let bound: Vec<Arc<Session>> = self
+            .map
+            .iter()
+            .filter(|e| e.value().client.get().is_some_and(|b| &*b.owner == owner))
+            .map(|e| e.value().clone())
+            .collect();
+        for session in &bound {
+            self.end(&session.id, reason);
+        }
+        bound.len()
+    }
+}
