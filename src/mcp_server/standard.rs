@@ -1,0 +1,359 @@
+//! The standard Streamable HTTP path of `/mcp`, beside seed 001's two-header flow, and which
+//! of the two a request takes.
+//!
+//! Part of the MCP server (`root/mcp_http`). Every `/mcp` request (`POST`, `GET`, `DELETE`) is
+//! resolved by [`caller`]:
+//!
+//! - `X-Revka-Session` present: the two-header flow, unchanged (the session's own token in
+//!   `Authorization`, 401 otherwise).
+//! - else `Mcp-Session-Id` present: the session must exist, have been created on this path,
+//!   and the request must carry the client token that created it (compared by digest, in
+//!   constant time). A request without a valid client token is 401 (when tokens are
+//!   required); a session that does not exist, expired, or belongs to another client (or to
+//!   the two-header flow) is 404, the same answer in each case, which tells a client to
+//!   `initialize` again. A present `MCP-Protocol-Version` must be a version Revka speaks (400).
+//! - else no session: a client token is verified (401 without one, unless `[mcp_server]
+//!   require_token = false`); only `initialize` then creates a session ([`initialize`]: the
+//!   same supervised `session:<id>` actor, table, cap, eviction floor and per-source creation
+//!   rate as `POST /session`), answered as JSON with `Mcp-Session-Id`; anything else is 400.
+//!
+//! A standard request must also `Accept` what it will be answered with (406): both
+//! `application/json` and `text/event-stream` on a `POST`, `text/event-stream` on a `GET`.
+//! `DELETE /mcp` ends the session (204).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Request as RpcRequest};
+use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
+use revka_actors::session::{ClientBinding, Session, SessionError};
+use serde_json::Value;
+
+use super::client_auth::{ClientGrant, credential_digest};
+use super::guard::{rpc_error, rpc_result};
+use super::rpc::{SESSION_HEADER, bearer, retry_after, unauthorized, whole_secs};
+use super::{McpServer, rpc};
+use crate::http::Source;
+
+/// The session header of the standard path.
+pub(crate) const MCP_SESSION_ID: header::HeaderName =
+    header::HeaderName::from_static("mcp-session-id");
+/// The protocol version a standard client sends after `initialize`.
+const PROTOCOL_VERSION: header::HeaderName =
+    header::HeaderName::from_static("mcp-protocol-version");
+
+/// JSON-RPC error code of a request the standard path cannot take without a session (400), or
+/// of a session it cannot create now (429, 503: `Retry-After` says when to try again).
+const NO_SESSION: i64 = -32000;
+/// JSON-RPC error code of an unknown or expired `Mcp-Session-Id` (404).
+const SESSION_NOT_FOUND: i64 = -32001;
+
+/// Who sent a `/mcp` request.
+pub(crate) enum Caller {
+    /// A live session, reached by either path; the request was authenticated.
+    Session(Arc<Session>),
+    /// No session header: an `initialize` creates a session for this client.
+    New(NewClient),
+}
+
+/// A client with no session yet, whose token (if one is required) verified.
+pub(crate) struct NewClient {
+    /// The grant of its token; `None` when no token is required.
+    grant: Option<ClientGrant>,
+    /// The digest of its token, which its session will require.
+    credential: Option<[u8; 32]>,
+}
+
+/// What a `POST /mcp` may be answered with: JSON, or an SSE stream (`tools/call`).
+pub(crate) const POST_ANSWERS: &[&str] = &["application/json", "text/event-stream"];
+/// What `GET /mcp` is answered with.
+pub(crate) const GET_ANSWERS: &[&str] = &["text/event-stream"];
+/// What `DELETE /mcp` is answered with (no body).
+pub(crate) const NO_ANSWER: &[&str] = &[];
+
+/// Resolves a `/mcp` request to its caller (module docs); on the standard path, its `Accept`
+/// must admit each of `answers`. `Err` is the refusal to send.
+pub(crate) fn caller(
+    server: &McpServer,
+    headers: &HeaderMap,
+    answers: &[&str],
+) -> Result<Caller, Response> {
+    if let Some(session_id) = headers.get(&SESSION_HEADER) {
+        return rpc::authenticate(server, headers, session_id)
+            .map(Caller::Session)
+            .map_err(unauthorized);
+    }
+    check_accept(headers, answers)?;
+    let inner = &server.inner;
+    let token = bearer(headers);
+    let Some(session_id) = headers.get(&MCP_SESSION_ID) else {
+        if !inner.require_token {
+            return Ok(Caller::New(NewClient {
+                grant: None,
+                credential: None,
+            }));
+        }
+        let token = token.ok_or_else(|| unauthorized(MISSING_CLIENT_TOKEN))?;
+        let grant = inner
+            .client_auth
+            .verify_client(token)
+            .ok_or_else(|| unauthorized(NOT_A_CLIENT_TOKEN))?;
+        return Ok(Caller::New(NewClient {
+            grant: Some(grant),
+            credential: Some(credential_digest(token)),
+        }));
+    };
+    check_protocol_version(headers)?;
+    let credential = token.map(credential_digest);
+    let session = std::str::from_utf8(session_id.as_bytes())
+        .ok()
+        .and_then(|id| inner.sessions.get(id.trim_ascii()));
+    if let Some(session) = session
+        && session.admits_client(credential.as_ref())
+    {
+        return Ok(Caller::Session(session));
+    }
+    // Refused. Without a valid client token, say so; with one, the session is not its own, or
+    // not there: the same 404 either way.
+    if inner.require_token {
+        let token = token.ok_or_else(|| unauthorized(MISSING_CLIENT_TOKEN))?;
+        if inner.client_auth.verify_client(token).is_none() {
+            return Err(unauthorized(NOT_A_CLIENT_TOKEN));
+        }
+    }
+    Err(session_not_found())
+}
+
+const MISSING_CLIENT_TOKEN: &str = "missing or empty `Authorization: Bearer <token>` header: \
+     send a client token (`revka tokens create <name>`), or mint a session with POST /session \
+     and send its token with X-Revka-Session";
+const NOT_A_CLIENT_TOKEN: &str = "the bearer token is not a client token of this daemon (a \
+     session's token needs X-Revka-Session; gateway tokens are not accepted here)";
+
+/// 404 for an unknown, expired or foreign `Mcp-Session-Id`: the client starts over.
+fn session_not_found() -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        SESSION_NOT_FOUND,
+        "session not found: unknown or expired Mcp-Session-Id; send initialize without it to \
+         start a new session",
+    )
+}
+
+/// 400 for a request the standard path cannot take without a session.
+pub(crate) fn no_session(id: Option<&Id>, what: &str) -> Response {
+    let message = format!(
+        "no session: {what} needs Mcp-Session-Id; send initialize first (its answer carries \
+         Mcp-Session-Id), or use X-Revka-Session"
+    );
+    rpc_error(StatusCode::BAD_REQUEST, id, NO_SESSION, &message)
+}
+
+/// 400 unless a present `MCP-Protocol-Version` is one Revka speaks.
+fn check_protocol_version(headers: &HeaderMap) -> Result<(), Response> {
+    let Some(version) = headers.get(&PROTOCOL_VERSION) else {
+        return Ok(());
+    };
+    let version = version.as_bytes();
+    if SUPPORTED_PROTOCOL_VERSIONS
+        .iter()
+        .any(|v| v.as_bytes() == version)
+    {
+        return Ok(());
+    }
+    let message = format!(
+        "unsupported MCP-Protocol-Version {:?} (supported: {})",
+        String::from_utf8_lossy(version),
+        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+    );
+    Err(rpc_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorObject::INVALID_REQUEST,
+        &message,
+    ))
+}
+
+/// Whether `Accept` (absent: anything) admits every type of `wanted`.
+fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).filter(|_| !wanted.is_empty()) else {
+        return true;
+    };
+    let accept = String::from_utf8_lossy(accept.as_bytes());
+    let ranges: Vec<&str> = accept
+        .split(',')
+        .map(|range| range.split(';').next().unwrap_or("").trim())
+        .collect();
+    wanted.iter().all(|wanted| {
+        let kind = wanted.split('/').next().unwrap_or("");
+        ranges.iter().any(|range| {
+            range.eq_ignore_ascii_case(wanted)
+                || *range == "*/*"
+                || range
+                    .strip_suffix("/*")
+                    .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+        })
+    })
+}
+
+/// 406 unless `Accept` admits `wanted` (module docs).
+fn check_accept(headers: &HeaderMap, wanted: &[&str]) -> Result<(), Response> {
+    if accepts(headers, wanted) {
+        return Ok(());
+    }
+    let message = format!("Accept must admit {}", wanted.join(" and "));
+    Err(rpc_error(
+        StatusCode::NOT_ACCEPTABLE,
+        None,
+        ErrorObject::INVALID_REQUEST,
+        &message,
+    ))
+}
+
+/// `initialize` without a session: creates one for `client` (rate-limited per source, like
+/// `POST /session`), bound to its token, and answers with its id in `Mcp-Session-Id`.
+pub(crate) async fn initialize(
+    server: &McpServer,
+    client: NewClient,
+    request: RpcRequest,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let id = request.id;
+    let params: Value = match request
+        .params
+        .as_deref()
+        .map(|p| serde_json::from_str(p.get()))
+    {
+        None => Value::Null,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            let message = format!("invalid params: {e}");
+            return rpc_error(
+                StatusCode::OK,
+                Some(&id),
+                ErrorObject::INVALID_PARAMS,
+                &message,
+            );
+        }
+    };
+    if !params
+        .get("protocolVersion")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        return rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            ErrorObject::INVALID_PARAMS,
+            "initialize needs params.protocolVersion (a string)",
+        );
+    }
+    let inner = &server.inner;
+    // Without a client address (only in-process, never on the listener) the caller is local.
+    let source = peer.map_or(Source::Loopback, |peer| Source::from(peer.ip()));
+    if let Err(wait) = inner.creations.take(source) {
+        tracing::debug!(%source, "initialize refused: too many sessions created from one source");
+        let message = format!(
+            "too many sessions created from this client; retry in {}s",
+            whole_secs(wait)
+        );
+        let refused = rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&id),
+            NO_SESSION,
+            &message,
+        );
+        return retry_after(refused, wait);
+    }
+    // A label for introspection: what the client calls itself.
+    let label = params
+        .pointer("/clientInfo/name")
+        .and_then(Value::as_str)
+        .map(|name| name.chars().take(200).collect::<String>());
+    let session = match inner
+        .sessions
+        .create(inner.default_cwd.clone(), label)
+        .await
+    {
+        Ok((session, _)) => session,
+        Err(e) => {
+            let wait = match &e {
+                SessionError::Full { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            };
+            let refused = rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&id),
+                NO_SESSION,
+                &e.to_string(),
+            );
+            return match wait {
+                Some(wait) => retry_after(refused, wait),
+                None => refused,
+            };
+        }
+    };
+    let owner = client.grant.as_ref().map_or("local", |g| g.id.as_str());
+    session.bind_client(ClientBinding {
+        owner: owner.into(),
+        credential: client.credential,
+    });
+    tracing::info!(
+        session = %session.id(),
+        client = owner,
+        grant = client.grant.as_ref().map(|g| g.name.as_str()),
+        "session created by a standard initialize"
+    );
+    let mut response = rpc_result(&id, &rpc::initialize(server, &params));
+    if let Ok(value) = HeaderValue::from_str(session.id()) {
+        response.headers_mut().insert(MCP_SESSION_ID, value);
+    }
+    response
+}
+
+/// `DELETE /mcp`: ends the caller's session (either path), 204.
+pub(crate) async fn mcp_delete(State(server): State<McpServer>, headers: HeaderMap) -> Response {
+    match caller(&server, &headers, NO_ANSWER) {
+        Ok(Caller::Session(session)) => {
+            server
+                .inner
+                .sessions
+                .end(session.id(), "ended by the client (DELETE /mcp)");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Caller::New(_)) => no_session(None, "DELETE /mcp"),
+        Err(refused) => refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn accept_must_admit_every_answer_type() {
+        let both = ["application/json", "text/event-stream"];
+        assert!(accepts(&HeaderMap::new(), &both), "absent: anything");
+        for ok in [
+            "application/json, text/event-stream",
+            "text/event-stream;q=0.9, Application/JSON",
+            "*/*",
+            "application/*, text/*",
+        ] {
+            assert!(accepts(&with_accept(ok), &both), "{ok}");
+        }
+        for bad in ["application/json", "text/event-stream", "text/html", ""] {
+            assert!(!accepts(&with_accept(bad), &both), "{bad}");
+        }
+        assert!(accepts(&with_accept("text/event-stream"), &both[1..]));
+    }
+}
