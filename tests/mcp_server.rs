@@ -110,6 +110,11 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
         }
     }
 
+    /// A client token for the standard Streamable HTTP path (`Authorization: Bearer`).
+    pub fn client_token(&self) -> String {
+        self.home.client_token()
+    }
+
     /// `GET /health` of the MCP server, as JSON.
     pub async fn health(&self) -> Value {
         json_of(self.http.get(format!("{}/health", self.base))).await
@@ -851,8 +856,13 @@ async fn methods_negotiation_and_bad_input() {
     .await
     .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // GET /mcp is a session's server-to-client stream: without credentials, 401. Methods
+    // /mcp does not take are 405.
     let resp = s.http.get(&s.url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s.http.put(&s.url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "GET, POST, DELETE");
 
     // POST /session validation.
     let resp = s

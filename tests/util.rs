@@ -117,10 +117,21 @@ impl TestHome {
         path
     }
 
-    /// A `revka` command with this home and a clean logging environment.
+    /// The client token a daemon of this home accepts on the standard MCP path (given to it in
+    /// `REVKA_MCP_CLIENT_TOKENS` by [`TestHome::command`]).
+    pub fn client_token(&self) -> String {
+        let name = self.path().file_name().unwrap_or_default();
+        format!(
+            "rvk_test_{}",
+            name.to_string_lossy().trim_start_matches('.')
+        )
+    }
+
+    /// A `revka` command with this home, its client token, and a clean logging environment.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(revka_bin());
         cmd.env("REVKA_HOME", self.path())
+            .env("REVKA_MCP_CLIENT_TOKENS", self.client_token())
             .env_remove("REVKA_CONFIG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
