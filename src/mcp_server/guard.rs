@@ -271,4 +271,38 @@ mod tests {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
     }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    /// On a public bind clients name the machine as they reach it: any `Host` passes, but no
+    /// web page from elsewhere may call the endpoint.
+    #[test]
+    fn a_public_bind_takes_any_host_but_only_loopback_origins() {
+        let lan = headers(&[(header::HOST, "192.168.1.5:8765")]);
+        assert!(check_loopback(&lan, Hosts::Any).is_ok());
+        assert_eq!(
+            check_loopback(&lan, Hosts::Loopback).unwrap_err(),
+            "Host \"192.168.1.5:8765\" is not a loopback name"
+        );
+        let page = headers(&[
+            (header::HOST, "192.168.1.5:8765"),
+            (header::ORIGIN, "http://192.168.1.5:8765"),
+        ]);
+        assert!(check_loopback(&page, Hosts::Any).is_err());
+        let local = headers(&[
+            (header::HOST, "192.168.1.5:8765"),
+            (header::ORIGIN, "http://localhost:3000"),
+        ]);
+        assert!(check_loopback(&local, Hosts::Any).is_ok());
+        assert!(
+            check_loopback(&HeaderMap::new(), Hosts::Any).is_err(),
+            "a Host is needed"
+        );
+    }
 }
