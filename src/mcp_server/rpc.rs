@@ -101,7 +101,7 @@ pub(crate) async fn mcp_post(
     let headers = &parts.headers;
     let caller = match standard::caller(&server, headers, standard::POST_ANSWERS) {
         Ok(caller) => caller,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if !is_json(headers) {
         return rpc_error(

@@ -74,17 +74,49 @@ pub(crate) const GET_ANSWERS: &[&str] = &["text/event-stream"];
 /// What `DELETE /mcp` is answered with (no body).
 pub(crate) const NO_ANSWER: &[&str] = &[];
 
+/// Why a `/mcp` request is refused before its body is read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// No valid credential: 401.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// An unknown, expired or foreign `Mcp-Session-Id`: 404.
+    #[error(
+        "session not found: unknown or expired Mcp-Session-Id; send initialize without it to \
+         start a new session"
+    )]
+    SessionNotFound,
+    /// An `MCP-Protocol-Version` Revka does not speak: 400.
+    #[error("unsupported MCP-Protocol-Version {0:?} (supported: {supported})", supported = SUPPORTED_PROTOCOL_VERSIONS.join(", "))]
+    UnsupportedVersion(String),
+    /// An `Accept` that does not admit the answer: 406.
+    #[error("Accept must admit {}", .0.join(" and "))]
+    NotAcceptable(&'static [&'static str]),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthorized(reason) => return unauthorized(reason),
+            Self::SessionNotFound => (StatusCode::NOT_FOUND, SESSION_NOT_FOUND),
+            Self::UnsupportedVersion(_) => (StatusCode::BAD_REQUEST, ErrorObject::INVALID_REQUEST),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, ErrorObject::INVALID_REQUEST),
+        };
+        rpc_error(status, None, code, &self.to_string())
+    }
+}
+
 /// Resolves a `/mcp` request to its caller (module docs); on the standard path, its `Accept`
-/// must admit each of `answers`. `Err` is the refusal to send.
+/// must admit each of `answers`.
 pub(crate) fn caller(
     server: &McpServer,
     headers: &HeaderMap,
-    answers: &[&str],
-) -> Result<Caller, Response> {
+    answers: &'static [&'static str],
+) -> Result<Caller, Refusal> {
     if let Some(session_id) = headers.get(&SESSION_HEADER) {
         return rpc::authenticate(server, headers, session_id)
             .map(Caller::Session)
-            .map_err(unauthorized);
+            .map_err(Refusal::Unauthorized);
     }
     check_accept(headers, answers)?;
     let inner = &server.inner;
@@ -96,11 +128,11 @@ pub(crate) fn caller(
                 credential: None,
             }));
         }
-        let token = token.ok_or_else(|| unauthorized(MISSING_CLIENT_TOKEN))?;
+        let token = token.ok_or(Refusal::Unauthorized(MISSING_CLIENT_TOKEN))?;
         let grant = inner
             .client_auth
             .verify_client(token)
-            .ok_or_else(|| unauthorized(NOT_A_CLIENT_TOKEN))?;
+            .ok_or(Refusal::Unauthorized(NOT_A_CLIENT_TOKEN))?;
         return Ok(Caller::New(NewClient {
             grant: Some(grant),
             credential: Some(credential_digest(token)),
@@ -119,12 +151,12 @@ pub(crate) fn caller(
     // Refused. Without a valid client token, say so; with one, the session is not its own, or
     // not there: the same 404 either way.
     if inner.require_token {
-        let token = token.ok_or_else(|| unauthorized(MISSING_CLIENT_TOKEN))?;
+        let token = token.ok_or(Refusal::Unauthorized(MISSING_CLIENT_TOKEN))?;
         if inner.client_auth.verify_client(token).is_none() {
-            return Err(unauthorized(NOT_A_CLIENT_TOKEN));
+            return Err(Refusal::Unauthorized(NOT_A_CLIENT_TOKEN));
         }
     }
-    Err(session_not_found())
+    Err(Refusal::SessionNotFound)
 }
 
 const MISSING_CLIENT_TOKEN: &str = "missing or empty `Authorization: Bearer <token>` header: \
@@ -132,17 +164,6 @@ const MISSING_CLIENT_TOKEN: &str = "missing or empty `Authorization: Bearer <tok
      and send its token with X-Revka-Session";
 const NOT_A_CLIENT_TOKEN: &str = "the bearer token is not a client token of this daemon (a \
      session's token needs X-Revka-Session; gateway tokens are not accepted here)";
-
-/// 404 for an unknown, expired or foreign `Mcp-Session-Id`: the client starts over.
-fn session_not_found() -> Response {
-    rpc_error(
-        StatusCode::NOT_FOUND,
-        None,
-        SESSION_NOT_FOUND,
-        "session not found: unknown or expired Mcp-Session-Id; send initialize without it to \
-         start a new session",
-    )
-}
 
 /// 400 for a request the standard path cannot take without a session.
 pub(crate) fn no_session(id: Option<&Id>, what: &str) -> Response {
@@ -153,8 +174,8 @@ pub(crate) fn no_session(id: Option<&Id>, what: &str) -> Response {
     rpc_error(StatusCode::BAD_REQUEST, id, NO_SESSION, &message)
 }
 
-/// 400 unless a present `MCP-Protocol-Version` is one Revka speaks.
-fn check_protocol_version(headers: &HeaderMap) -> Result<(), Response> {
+/// Refused unless a present `MCP-Protocol-Version` is one Revka speaks.
+fn check_protocol_version(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(version) = headers.get(&PROTOCOL_VERSION) else {
         return Ok(());
     };
@@ -165,16 +186,8 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), Response> {
     {
         return Ok(());
     }
-    let message = format!(
-        "unsupported MCP-Protocol-Version {:?} (supported: {})",
-        String::from_utf8_lossy(version),
-        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-    );
-    Err(rpc_error(
-        StatusCode::BAD_REQUEST,
-        None,
-        ErrorObject::INVALID_REQUEST,
-        &message,
+    Err(Refusal::UnsupportedVersion(
+        String::from_utf8_lossy(version).into_owned(),
     ))
 }
 
@@ -200,18 +213,13 @@ fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
     })
 }
 
-/// 406 unless `Accept` admits `wanted` (module docs).
-fn check_accept(headers: &HeaderMap, wanted: &[&str]) -> Result<(), Response> {
+/// Refused unless `Accept` admits `wanted` (module docs).
+fn check_accept(headers: &HeaderMap, wanted: &'static [&'static str]) -> Result<(), Refusal> {
     if accepts(headers, wanted) {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(Refusal::NotAcceptable(wanted))
     }
-    let message = format!("Accept must admit {}", wanted.join(" and "));
-    Err(rpc_error(
-        StatusCode::NOT_ACCEPTABLE,
-        None,
-        ErrorObject::INVALID_REQUEST,
-        &message,
-    ))
 }
 
 /// `initialize` without a session: creates one for `client` (rate-limited per source, like
@@ -325,7 +333,7 @@ pub(crate) async fn mcp_delete(State(server): State<McpServer>, headers: HeaderM
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Caller::New(_)) => no_session(None, "DELETE /mcp"),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -30,7 +30,7 @@ use std::convert::Infallible;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use revka_actors::session::{Batch, ClientStream, Gap, Resume};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ pub(crate) async fn mcp_get(State(server): State<McpServer>, headers: HeaderMap)
     let session = match standard::caller(&server, &headers, standard::GET_ANSWERS) {
         Ok(Caller::Session(session)) => session,
         Ok(Caller::New(_)) => return standard::no_session(None, "GET /mcp"),
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let last_event_id = headers
         .get(header::HeaderName::from_static("last-event-id"))
