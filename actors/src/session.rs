@@ -45,7 +45,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use binding::ClientBinding;
+pub use binding::{ClientBinding, Credential};
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
 pub use outbound::{

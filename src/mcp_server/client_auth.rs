@@ -3,9 +3,9 @@
 //! Part of the MCP server (`root/mcp_http`). A standard client (one that does not mint its
 //! session with `POST /session`) presents a client token in `Authorization: Bearer` on its
 //! `initialize` and on every request after. The server asks a [`ClientAuth`] once, at
-//! `initialize`; the session then keeps the token's digest ([`credential_digest`]) and compares
-//! later requests with it in constant time, so the per-request cost is one SHA-256 and one
-//! comparison whatever the number of tokens.
+//! `initialize`; the session then keeps the token and compares later requests with it in
+//! constant time (`revka_actors::session::Credential`), so a request costs one comparison
+//! whatever the number of tokens, and no hashing.
 //!
 //! Every check goes through [`ClientAuth::verify_client`]: the daemon's token store implements
 //! it where client tokens are kept. Until then, [`ListedClientTokens`] holds tokens given to
@@ -37,8 +37,8 @@ pub trait ClientAuth: Send + Sync + 'static {
     fn verify_client(&self, presented: &str) -> Option<ClientGrant>;
 }
 
-/// The digest a session keeps of the credential that created it (SHA-256, as the token store
-/// keeps tokens).
+/// The digest a token is kept as (SHA-256, as the token store keeps tokens); its first 4 bytes,
+/// in hex, are the token's public id.
 pub fn credential_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }

@@ -7,11 +7,13 @@
 //! - `X-Revka-Session` present: the two-header flow, unchanged (the session's own token in
 //!   `Authorization`, 401 otherwise).
 //! - else `Mcp-Session-Id` present: the session must exist, have been created on this path,
-//!   and the request must carry the client token that created it (compared by digest, in
-//!   constant time). A request without a valid client token is 401 (when tokens are
+//!   and the request must carry the client token that created it (compared in constant
+//!   time). A request without a valid client token is 401 (when tokens are
 //!   required); a session that does not exist, expired, or belongs to another client (or to
 //!   the two-header flow) is 404, the same answer in each case, which tells a client to
 //!   `initialize` again. A present `MCP-Protocol-Version` must be a version Revka speaks (400).
+//!   The token is compared with the one the session keeps (`ClientBinding`), so a request on a
+//!   session costs no more than one of the two-header flow.
 //! - else no session: a client token is verified (401 without one, unless `[mcp_server]
 //!   require_token = false`); only `initialize` then creates a session ([`initialize`]: the
 //!   same supervised `session:<id>` actor, table, cap, eviction floor and per-source creation
@@ -29,10 +31,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Request as RpcRequest};
 use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
-use revka_actors::session::{ClientBinding, Session, SessionError};
+use revka_actors::session::{ClientBinding, Credential, Session, SessionError};
 use serde_json::Value;
 
-use super::client_auth::{ClientGrant, credential_digest};
+use super::client_auth::ClientGrant;
 use super::guard::{rpc_error, rpc_result};
 use super::rpc::{SESSION_HEADER, bearer, retry_after, unauthorized, whole_secs};
 use super::{McpServer, rpc};
@@ -63,8 +65,8 @@ pub(crate) enum Caller {
 pub(crate) struct NewClient {
     /// The grant of its token; `None` when no token is required.
     grant: Option<ClientGrant>,
-    /// The digest of its token, which its session will require.
-    credential: Option<[u8; 32]>,
+    /// Its token, which its session will require.
+    credential: Option<Credential>,
 }
 
 /// What a `POST /mcp` may be answered with: JSON, or an SSE stream (`tools/call`).
@@ -135,16 +137,15 @@ pub(crate) fn caller(
             .ok_or(Refusal::Unauthorized(NOT_A_CLIENT_TOKEN))?;
         return Ok(Caller::New(NewClient {
             grant: Some(grant),
-            credential: Some(credential_digest(token)),
+            credential: Some(Credential::new(token)),
         }));
     };
     check_protocol_version(headers)?;
-    let credential = token.map(credential_digest);
     let session = std::str::from_utf8(session_id.as_bytes())
         .ok()
         .and_then(|id| inner.sessions.get(id.trim_ascii()));
     if let Some(session) = session
-        && session.admits_client(credential.as_ref())
+        && session.admits_client(token)
     {
         return Ok(Caller::Session(session));
     }
@@ -191,23 +192,32 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), Refusal> {
     ))
 }
 
-/// Whether `Accept` (absent: anything) admits every type of `wanted`.
+/// What the SDK clients send: checked first, as one comparison.
+const SDK_ACCEPT: &[u8] = b"application/json, text/event-stream";
+
+/// Whether `Accept` (absent: anything) admits every type of `wanted`. Read as bytes, without
+/// allocating: it is on every standard request.
 fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).filter(|_| !wanted.is_empty()) else {
         return true;
     };
-    let accept = String::from_utf8_lossy(accept.as_bytes());
-    let ranges: Vec<&str> = accept
-        .split(',')
-        .map(|range| range.split(';').next().unwrap_or("").trim())
-        .collect();
+    let accept = accept.as_bytes();
+    if accept == SDK_ACCEPT {
+        return true;
+    }
     wanted.iter().all(|wanted| {
-        let kind = wanted.split('/').next().unwrap_or("");
-        ranges.iter().any(|range| {
+        let wanted = wanted.as_bytes();
+        let kind = wanted.split(|&b| b == b'/').next().unwrap_or_default();
+        accept.split(|&b| b == b',').any(|range| {
+            let range = range
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             range.eq_ignore_ascii_case(wanted)
-                || *range == "*/*"
+                || range == b"*/*"
                 || range
-                    .strip_suffix("/*")
+                    .strip_suffix(b"/*")
                     .is_some_and(|k| k.eq_ignore_ascii_case(kind))
         })
     })

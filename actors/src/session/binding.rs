@@ -5,8 +5,11 @@
 //! which the two-header flow presents on every request. A session created by a standard
 //! `initialize` hands out no token: its client presents the same client token on every request,
 //! so the session records which client created it (the grant's id, shown in introspection and
-//! used to end its sessions when the grant goes) and a digest of the credential it presented,
-//! compared in constant time on every request. A session bound without a credential (the
+//! used to end its sessions when the grant goes) and the token it presented, compared in
+//! constant time with every request's. The token is kept as the session keeps its own token: in
+//! the daemon's memory only, for the session's life, never printed ([`Credential`]); comparing
+//! it costs a hundred instructions, where hashing each request's token would cost thousands on
+//! a CPU without SHA instructions. A session bound without a credential (the
 //! `require_token = false` mode) admits any request that names it; a session that was never
 //! bound (minted by `POST /session`) admits none on the standard path.
 
@@ -22,9 +25,33 @@ pub struct ClientBinding {
     /// The id of the client grant (token) that created the session; `local` when no token is
     /// required.
     pub owner: Box<str>,
-    /// A digest (SHA-256) of the credential presented at creation, which every later request
-    /// must present again; `None` when no token is required.
-    pub credential: Option<[u8; 32]>,
+    /// The token presented at creation, which every later request must present again; `None`
+    /// when no token is required.
+    pub credential: Option<Credential>,
+}
+
+/// A client token a session holds: compared in constant time, never shown (`Debug` prints
+/// no byte of it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(Box<[u8]>);
+
+impl Credential {
+    /// The credential `token`.
+    pub fn new(token: &str) -> Self {
+        Self(token.as_bytes().into())
+    }
+
+    /// Whether `presented` is this credential: constant time in the bytes (a length that
+    /// differs, which is no secret, answers at once).
+    pub fn matches(&self, presented: &str) -> bool {
+        bool::from(self.0.ct_eq(presented.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
 }
 
 impl Session {
@@ -39,11 +66,11 @@ impl Session {
         self.client.get()
     }
 
-    /// Whether a standard-path request presenting `credential` (its digest; `None` when it
+    /// Whether a standard-path request presenting the token `presented` (`None` when it
     /// presented none) may use this session: the session was created on the standard path, and
-    /// the credential is the one that created it (compared in constant time), or none is
-    /// required. Touches the session when it may.
-    pub fn admits_client(&self, credential: Option<&[u8; 32]>) -> bool {
+    /// the token is the one that created it (compared in constant time), or none is required.
+    /// Touches the session when it may.
+    pub fn admits_client(&self, presented: Option<&str>) -> bool {
         let admitted = match self.client.get() {
             None => false,
             Some(ClientBinding {
@@ -52,7 +79,7 @@ impl Session {
             Some(ClientBinding {
                 credential: Some(expected),
                 ..
-            }) => credential.is_some_and(|presented| bool::from(presented.ct_eq(&expected[..]))),
+            }) => presented.is_some_and(|presented| expected.matches(presented)),
         };
         if admitted {
             self.touch();

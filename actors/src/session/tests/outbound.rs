@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::table;
 use crate::session::{
-    Batch, ClientBinding, Gap, MessageTooLarge, OUTBOUND_BYTES, OUTBOUND_EVENTS, Resume, Session,
-    SessionEvent, SessionLimits, TOOLS_LIST_CHANGED,
+    Batch, ClientBinding, Credential, Gap, MessageTooLarge, OUTBOUND_BYTES, OUTBOUND_EVENTS,
+    Resume, Session, SessionEvent, SessionLimits, TOOLS_LIST_CHANGED,
 };
 
 async fn one_session() -> (Arc<Session>, impl FnOnce()) {
@@ -222,28 +222,34 @@ async fn standard_sessions_admit_only_the_credential_that_created_them() {
     let (minted, _) = sessions.create(root(), None).await.unwrap();
     let (bound, _) = sessions.create(root(), None).await.unwrap();
     let (open, _) = sessions.create(root(), None).await.unwrap();
-    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let (a, b) = ("rvk_a", "rvk_b");
     assert!(bound.bind_client(ClientBinding {
         owner: "aaaa".into(),
-        credential: Some(a),
+        credential: Some(Credential::new(a)),
     }));
     assert!(
         !bound.bind_client(ClientBinding {
             owner: "bbbb".into(),
-            credential: Some(b),
+            credential: Some(Credential::new(b)),
         }),
         "the first binding wins"
+    );
+    assert_eq!(
+        format!("{:?}", bound.client_binding().unwrap()),
+        r#"ClientBinding { owner: "aaaa", credential: Some(Credential(<redacted>)) }"#,
+        "never printed"
     );
     assert!(open.bind_client(ClientBinding {
         owner: "local".into(),
         credential: None,
     }));
-    assert!(bound.admits_client(Some(&a)));
-    assert!(!bound.admits_client(Some(&b)));
+    assert!(bound.admits_client(Some(a)));
+    assert!(!bound.admits_client(Some(b)));
+    assert!(!bound.admits_client(Some("rvk_a ")));
     assert!(!bound.admits_client(None));
-    assert!(open.admits_client(None) && open.admits_client(Some(&b)));
+    assert!(open.admits_client(None) && open.admits_client(Some(b)));
     assert!(
-        !minted.admits_client(Some(&a)) && !minted.admits_client(None),
+        !minted.admits_client(Some(a)) && !minted.admits_client(None),
         "a POST /session session is not reachable on the standard path"
     );
     assert_eq!(sessions.end_bound_to("aaaa", "token revoked"), 1);
