@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// The environment variable that gives the daemon its client tokens (the standard path's).
+const CLIENT_TOKENS_ENV: &str = "REVKA_MCP_CLIENT_TOKENS";
+/// The client token every benchmarked daemon accepts on its standard path.
+pub const CLIENT_TOKEN: &str = "rvk_bench_client_token";
+
 /// A running daemon.
 pub struct Daemon {
     pub child: Child,
@@ -32,6 +37,7 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("REVKA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .env(CLIENT_TOKENS_ENV, CLIENT_TOKEN)
             .env_remove("REVKA_CONFIG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
