@@ -22,6 +22,8 @@
 //!
 //! - `schema`: [`Config`] and the `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[gateway]`,
 //!   `[operator]` sections.
+//! - `mcp_server`: `[mcp_server]`, where Revka's own MCP endpoint listens and whether its
+//!   standard path needs a client token.
 //! - `sidecar`: `[session_manager]` with its breaker and retry queue.
 //! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
 //!   `revka_actors::supervisor` policies.
@@ -38,6 +40,7 @@ mod error;
 mod import;
 mod keypath;
 mod loader;
+mod mcp_server;
 mod schema;
 mod sidecar;
 mod supervision;
@@ -57,6 +60,7 @@ pub use env::{EnvLookup, default_config_path, process_env, revka_home, revka_hom
 pub use error::{ConfigError, Location};
 pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
+pub use mcp_server::McpEndpointConfig;
 pub use schema::{
     Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
     MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,

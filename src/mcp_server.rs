@@ -1,36 +1,48 @@
-//! Revka's in-process MCP server (seed 001): `root/mcp_http`, on `127.0.0.1:<ephemeral>`.
+//! Revka's in-process MCP server (seed 001): `root/mcp_http`, on `[mcp_server] host:port`
+//! (`127.0.0.1:<ephemeral>` by default).
 //!
 //! Endpoints:
 //! - `GET /health`: liveness, no auth.
 //! - `POST /session`: mint a session (`{cwd?, label?}` → `{session_id, token, cwd}`).
 //! - `DELETE /session/{id}`: end a session (Bearer token of that session).
-//! - `POST /mcp`: JSON-RPC 2.0 with the two-header auth (`Authorization: Bearer <token>` and
-//!   `X-Revka-Session: <id>`): `initialize`, `ping`, `tools/list` as JSON; `tools/call` as an SSE
-//!   stream of progress, one response, then `event: done`; notifications get 202.
+//! - `POST /mcp`: JSON-RPC 2.0, by two paths (`standard` decides which):
+//!   - seed 001's two-header flow (`Authorization: Bearer <token>` and `X-Revka-Session: <id>`);
+//!   - standard Streamable HTTP: an `initialize` without a session header creates a session and
+//!     answers with `Mcp-Session-Id`; later requests carry it and the client token
+//!     (`client_auth`).
+//!
+//!   `initialize`, `ping`, `tools/list` are answered as JSON; `tools/call` as an SSE stream of
+//!   progress, one response, then `event: done`; notifications get 202.
+//! - `GET /mcp`: the session's server-to-client stream (`stream`), for either path.
+//! - `DELETE /mcp`: end the session, for either path.
 //! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
 //!
-//! Every request must carry a loopback `Host` and, if present, a loopback `Origin` (DNS
-//! rebinding protection). Bodies are capped (4 MiB on `/mcp`). Connections are served by the
-//! shared serve loop ([`crate::http`]): slow clients are closed after the `[http]` timeouts,
-//! and one source holds a bounded number of connections. `POST /session` is rate-limited per
+//! On a loopback bind every request must carry a loopback `Host`, and on any bind a present
+//! `Origin` must be a loopback one (DNS rebinding protection). Bodies are capped (4 MiB on
+//! `/mcp`). Connections are served by the shared serve loop ([`crate::http`]): slow clients
+//! are closed after the `[http]` timeouts, and one source holds a bounded number of
+//! connections. Session creation (`POST /session`, a standard `initialize`) is rate-limited per
 //! source (`[sessions] create_burst`, `create_per_minute`: 429 with `Retry-After` past it), and
 //! at the session cap it evicts only a session unused for the eviction floor, else answers 503
-//! with `Retry-After`. Once bound, the server writes
-//! `$REVKA_HOME/mcp.json` (`{url, pid, started_at}`) atomically and owner-only, and removes it on
-//! a graceful stop if it still names this process.
+//! with `Retry-After`. Once bound, the server writes `$REVKA_HOME/mcp.json`
+//! (`{url, pid, started_at}`) atomically and owner-only, and removes it on a graceful stop if it
+//! still names this process.
 
 mod call;
+pub mod client_auth;
 mod discovery;
 mod events;
 mod guard;
 mod rpc;
 mod sse;
+mod standard;
+mod stream;
 
 #[cfg(test)]
 mod tests;
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -52,11 +64,12 @@ pub use discovery::{
 
 pub(crate) use guard::{close_if_body_refused, is_loopback_host};
 
-use crate::config::SessionsConfig;
+use crate::config::{McpEndpointConfig, SessionsConfig};
 use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::tree::Services;
+use client_auth::{ClientAuth, NoClientTokens};
 
 /// The `POST /session` rate of `[sessions]`.
 fn creation_rate(sessions: &SessionsConfig) -> Rate {
@@ -92,9 +105,32 @@ struct Inner {
     /// Shared by every session created without a `cwd`.
     default_cwd: Arc<std::path::Path>,
     telemetry: Telemetry,
-    /// `POST /session` per source: a flood of creations would fill the table and cost a
-    /// session actor each.
+    /// `POST /session` and standard `initialize`s per source: a flood of creations would fill
+    /// the table and cost a session actor each.
     creations: PerSource,
+    /// Verifies the client tokens of the standard path.
+    client_auth: Arc<dyn ClientAuth>,
+    /// Whether the standard path needs a client token (`[mcp_server] require_token`).
+    require_token: bool,
+}
+
+/// How the standard Streamable HTTP path authenticates its clients.
+#[derive(Clone)]
+pub struct StandardPath {
+    /// Verifies client tokens.
+    pub client_auth: Arc<dyn ClientAuth>,
+    /// Whether a client token is needed (`[mcp_server] require_token`).
+    pub require_token: bool,
+}
+
+impl Default for StandardPath {
+    /// Client tokens required, and none verifies: only the two-header flow is open.
+    fn default() -> Self {
+        Self {
+            client_auth: Arc::new(NoClientTokens),
+            require_token: true,
+        }
+    }
 }
 
 impl McpServer {
@@ -104,6 +140,23 @@ impl McpServer {
         registry: Arc<ToolRegistry>,
         telemetry: Telemetry,
         shutdown: CancellationToken,
+    ) -> Self {
+        Self::with_standard_path(
+            sessions,
+            registry,
+            telemetry,
+            shutdown,
+            StandardPath::default(),
+        )
+    }
+
+    /// [`McpServer::new`], with the standard path's client authentication.
+    pub fn with_standard_path(
+        sessions: Arc<Sessions>,
+        registry: Arc<ToolRegistry>,
+        telemetry: Telemetry,
+        shutdown: CancellationToken,
+        standard: StandardPath,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -118,6 +171,8 @@ impl McpServer {
                     .into(),
                 telemetry,
                 creations: PerSource::new(creation_rate(&SessionsConfig::default())),
+                client_auth: standard.client_auth,
+                require_token: standard.require_token,
             }),
         }
     }
@@ -140,7 +195,9 @@ impl McpServer {
             .route(
                 "/mcp",
                 // `POST /mcp` never reaches the router: [`Dispatch`] sends it to its handler.
-                get(rpc::mcp_method_not_allowed).delete(rpc::mcp_method_not_allowed),
+                get(stream::mcp_get)
+                    .delete(standard::mcp_delete)
+                    .fallback(rpc::mcp_method_not_allowed),
             )
             .fallback(guard::not_found)
             .with_state(self)
@@ -148,13 +205,16 @@ impl McpServer {
 
     /// What the listener serves: the router behind its guard ([`guard::Guarded`]), with
     /// `POST /mcp` dispatched straight to its handler; `for_peer` makes the service of one
-    /// connection from it.
-    pub(crate) fn service(self) -> guard::Guarded<Dispatch> {
-        guard::Guarded(Dispatch {
-            router: self.clone().router(),
-            server: self,
-            peer: None,
-        })
+    /// connection from it. `hosts` is what the guard asks of `Host`.
+    pub(crate) fn service(self, hosts: guard::Hosts) -> guard::Guarded<Dispatch> {
+        guard::Guarded {
+            service: Dispatch {
+                router: self.clone().router(),
+                server: self,
+                peer: None,
+            },
+            hosts,
+        }
     }
 
     fn health_body(&self) -> Value {
@@ -174,9 +234,9 @@ impl McpServer {
 pub(crate) struct Dispatch {
     server: McpServer,
     router: Router,
-    /// The client of this connection, handed to the routed handlers as axum's `ConnectInfo`
-    /// (`POST /session` limits creations per source). `POST /mcp` does not need it, and an
-    /// extension costs allocations per request.
+    /// The client of this connection: handed to the routed handlers as axum's `ConnectInfo`
+    /// (`POST /session` limits creations per source), and to `POST /mcp` as is (a standard
+    /// `initialize` is limited the same way; an extension would cost allocations per request).
     peer: Option<SocketAddr>,
 }
 
@@ -184,7 +244,7 @@ impl guard::Guarded<Dispatch> {
     /// The service of a connection from `peer`.
     pub(crate) fn for_peer(&self, peer: SocketAddr) -> Self {
         let mut service = self.clone();
-        service.0.peer = Some(peer);
+        service.service.peer = Some(peer);
         service
     }
 }
@@ -209,8 +269,9 @@ impl tower_service::Service<axum::extract::Request> for Dispatch {
     fn call(&mut self, request: axum::extract::Request) -> Self::Future {
         if request.method() == axum::http::Method::POST && request.uri().path() == "/mcp" {
             let server = self.server.clone();
+            let peer = self.peer;
             futures::future::Either::Left(Box::pin(async move {
-                Ok(rpc::mcp_post(State(server), request).await)
+                Ok(rpc::mcp_post(server, request, peer).await)
             }))
         } else {
             let mut request = request;
@@ -239,20 +300,37 @@ async fn health(State(server): State<McpServer>) -> axum::Json<Value> {
     axum::Json(body)
 }
 
-/// The listener spec of `root/mcp_http`: binds `127.0.0.1:0`, writes the discovery file into
-/// `$REVKA_HOME`, publishes the bound address on `services.mcp_bound`.
-pub fn listener(services: &Services) -> ListenerSpec {
+/// The listener spec of `root/mcp_http`: binds `[mcp_server] host:port` (`127.0.0.1:0` by
+/// default), writes the discovery file into `$REVKA_HOME`, publishes the bound address on
+/// `services.mcp_bound`. `Err` if the configured host is not an address (config validation
+/// refuses that first).
+pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
     let (sessions, registry) = (services.sessions.clone(), services.tools.clone());
     let telemetry = services.telemetry.clone();
     let home = services.home.as_path();
     let bound = services.mcp_bound.clone();
     let config = services.config.clone();
+    // `[mcp_server]` needs a restart to change (the running values stay until then).
+    let endpoint: McpEndpointConfig = config.get().mcp_server.clone();
+    let addr = endpoint
+        .bind_addr()
+        .map_err(|e| anyhow::anyhow!("mcp_server.host: {e}"))?;
+    let hosts = if addr.ip().is_loopback() {
+        guard::Hosts::Loopback
+    } else {
+        guard::Hosts::Any
+    };
+    let standard = StandardPath {
+        client_auth: services.tokens.clone(),
+        require_token: endpoint.require_token,
+    };
     let serve: ServeFn = Arc::new(move |listener, stop| {
-        let server = McpServer::new(
+        let server = McpServer::with_standard_path(
             sessions.clone(),
             registry.clone(),
             telemetry.clone(),
             stop.clone(),
+            standard.clone(),
         );
         // `[sessions]` needs a restart to change (the running values stay until then).
         server.set_creation_rate(creation_rate(&config.get().sessions));
@@ -260,7 +338,7 @@ pub fn listener(services: &Services) -> ListenerSpec {
         let config = config.clone();
         Box::pin(async move {
             let task = tokio::spawn(announcer);
-            let service = server.service();
+            let service = server.service(hosts);
             let result = crate::http::serve(
                 listener,
                 move || crate::http::Limits::from(&config.get().http),
@@ -274,8 +352,8 @@ pub fn listener(services: &Services) -> ListenerSpec {
     });
     let write_home = home.to_owned();
     let remove_home = home.to_owned();
-    ListenerSpec {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    Ok(ListenerSpec {
+        addr,
         serve,
         on_bound: Some(Arc::new(move |addr| {
             write_discovery(&write_home, &format!("http://{addr}/mcp"))
@@ -284,5 +362,5 @@ pub fn listener(services: &Services) -> ListenerSpec {
         on_stop: Some(Arc::new(move || remove_discovery(&remove_home))),
         grace: Duration::from_secs(5),
         bound,
-    }
+    })
 }

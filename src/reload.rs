@@ -353,6 +353,7 @@ fn running_config(old: &Config, mut new: Config) -> Config {
     ng.host.clone_from(&og.host);
     ng.port = og.port;
     ng.allow_public_bind = og.allow_public_bind;
+    new.mcp_server = old.mcp_server.clone();
     new.sessions = old.sessions.clone();
     new.runtime = old.runtime;
     new.session_manager = old.session_manager.clone();
@@ -378,6 +379,7 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
             || og.allow_public_bind != ng.allow_public_bind,
         "[gateway] enabled/host/port/allow_public_bind",
     );
+    needs_restart(old.mcp_server != new.mcp_server, "[mcp_server]");
     needs_restart(old.sessions != new.sessions, "[sessions]");
     needs_restart(old.runtime != new.runtime, "[runtime]");
     needs_restart(
@@ -446,5 +448,21 @@ mod tests {
             running.sessions.evict_idle_floor_secs, 300,
             "until a restart"
         );
+    }
+
+    /// `[mcp_server]` (the endpoint's address and whether its standard path needs a token) is
+    /// read when the listener starts: a reload reports it and keeps the running values.
+    #[test]
+    fn mcp_server_settings_need_a_restart() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let old = Config::default_in(home);
+        let mut new = old.clone();
+        new.mcp_server.port = 8765;
+        new.mcp_server.require_token = false;
+        let mut report = ReloadReport::default();
+        compare_rest(&old, &new, &mut report);
+        assert_eq!(report.restart_required, ["[mcp_server]"]);
+        let running = running_config(&old, new);
+        assert_eq!(running.mcp_server, old.mcp_server, "until a restart");
     }
 }

@@ -258,7 +258,7 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
         sessions_spec(services.sessions.clone(), supervisor_policy),
         listener_spec(
             "mcp_http",
-            mcp_server::listener(services),
+            mcp_server::listener(services)?,
             config
                 .supervisor
                 .policy()

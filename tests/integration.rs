@@ -15,6 +15,7 @@ mod interop;
 mod liveness;
 mod mcp_client;
 mod mcp_server;
+mod mcp_standard;
 mod metrics;
 mod operator;
 mod orphans;

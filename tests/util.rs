@@ -98,12 +98,14 @@ pub fn revka_bin() -> &'static str {
 /// A temporary `REVKA_HOME`, optionally with a config file.
 pub struct TestHome {
     pub dir: tempfile::TempDir,
+    client_token: std::sync::OnceLock<String>,
 }
 
 impl TestHome {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            client_token: std::sync::OnceLock::new(),
         }
     }
 
@@ -115,6 +117,20 @@ impl TestHome {
         let path = self.path().join("config.toml");
         std::fs::write(&path, toml).expect("write config");
         path
+    }
+
+    /// A client token a daemon of this home accepts on the standard MCP path: issued into the
+    /// home's token store on first use, as `revka tokens create test` would (a daemon loads the
+    /// store at start: call this before starting the daemon).
+    pub fn client_token(&self) -> String {
+        self.client_token
+            .get_or_init(|| {
+                revka::gateway::auth::TokenStore::open(self.path())
+                    .and_then(|store| store.issue_client("test", None, None))
+                    .expect("issue a client token")
+                    .token
+            })
+            .clone()
     }
 
     /// A `revka` command with this home and a clean logging environment.

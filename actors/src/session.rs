@@ -1,14 +1,15 @@
 //! Sessions of Revka's MCP server: `root/sessions/session:<id>`.
 //!
 //! A session is minted by `POST /session` and authenticates every `/mcp` request with its
-//! token. Two halves:
+//! token, or created by a standard `initialize` and bound to the client token that created it
+//! (`binding`). Two halves:
 //!
 //! - [`Session`], shared state in the [`Sessions`] table: the auth check on the hot path is a
 //!   concurrent-map lookup plus a constant-time token comparison, and never waits on a mailbox.
 //!   It also holds the session's activated tools, its in-flight calls (so
 //!   `notifications/cancelled` and session end can cancel them), its event broadcaster, and,
-//!   for a session opened with a client token, the token's id and [`ToolScope`] (fixed at
-//!   creation, [`NewSession`]), which the tool registry applies to everything it shows and
+//!   for a session opened with a client token, its [`ClientBinding`] and [`ToolScope`] (fixed
+//!   at creation, [`NewSession`]), its server-to-client queue for `GET /mcp` (`outbound`), which the tool registry applies to everything it shows and
 //!   resolves for the session.
 //! - [`SessionActor`], a `temporary` child of the `sessions` supervisor: it owns the session's
 //!   lifetime and supervises the children that belong to the session (its operator, started on
@@ -28,8 +29,10 @@
 //! session that is evicted or expired. The event broadcaster is created on the first
 //! subscription, so an idle session costs little memory.
 
+mod binding;
 mod events;
 pub mod operator;
+mod outbound;
 mod scope;
 #[cfg(test)]
 mod tests;
@@ -47,8 +50,13 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use binding::{ClientBinding, Credential};
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OperatorTemplate};
+pub use outbound::{
+    Batch, ClientStream, Gap, MessageTooLarge, OUTBOUND_BYTES, OUTBOUND_CHUNK, OUTBOUND_EVENTS,
+    Resume, TOOLS_LIST_CHANGED,
+};
 pub use scope::{MAX_SCOPE_PATTERNS, ScopeError, ToolScope};
 
 use crate::status::rfc3339;
@@ -140,11 +148,14 @@ pub struct Session {
     /// the session's own token. Set once, right after creation.
     proxy_owner: std::sync::OnceLock<Box<str>>,
     /// The tools this session may see and call, when its client token has a scope; `None`
-    /// allows every tool. Fixed at creation: revoking the token ends its use, not its scope.
+    /// allows every tool. Fixed at creation: revoking the token ends its sessions, not its
+    /// scope.
     scope: Option<Arc<ToolScope>>,
-    /// The id of the client token the session was opened with (standard MCP flow), if any:
-    /// later requests must present that same token.
-    client: Option<Box<str>>,
+    /// The client that created the session on the standard Streamable HTTP path (`binding`);
+    /// unset for sessions minted by `POST /session`. Set once, at creation.
+    client: std::sync::OnceLock<ClientBinding>,
+    /// Messages for the client's `GET /mcp` stream and their replay ring (`outbound`).
+    outbound: outbound::Outbound,
 }
 
 /// What a session is created with ([`Sessions::create`]).
@@ -156,12 +167,13 @@ pub struct NewSession {
     pub label: Option<String>,
     /// The tools the session may use; `None` for all.
     pub scope: Option<Arc<ToolScope>>,
-    /// The id of the client token the session belongs to, if any.
-    pub client: Option<String>,
+    /// The client that creates it on the standard path, and the credential its later requests
+    /// must present; `None` for a session minted by `POST /session`.
+    pub client: Option<ClientBinding>,
 }
 
 impl NewSession {
-    /// A session in `cwd`, without a label, scope or client token.
+    /// A session in `cwd`, without a label, scope or client.
     pub fn new(cwd: Arc<Path>) -> Self {
         Self {
             cwd,
@@ -207,7 +219,7 @@ impl Session {
 
     /// The id of the client token the session was opened with, if any.
     pub fn client(&self) -> Option<&str> {
-        self.client.as_deref()
+        self.client.get().map(|b| &*b.owner)
     }
 
     /// Whether `presented` is this session's token (constant-time).
@@ -363,8 +375,12 @@ impl Session {
             .len()
     }
 
-    /// Publishes an event to the session's subscribers (if any; never blocks).
+    /// Publishes an event to the session's subscribers (if any; never blocks). A tool-list
+    /// change is also queued for the client's `GET /mcp` stream.
     pub fn publish(&self, event: SessionEvent) {
+        if event == SessionEvent::ToolsChanged {
+            self.outbound.send_list_changed();
+        }
         self.events.publish(event);
     }
 
@@ -378,10 +394,10 @@ impl Session {
         self.events.subscribers()
     }
 
-    /// Whether the session has a call in flight or an open event stream: it is then never
-    /// evicted nor expired.
+    /// Whether the session has a call in flight or an open event stream (its progress stream or
+    /// its `GET /mcp` stream): it is then never evicted nor expired.
     pub fn in_use(&self) -> bool {
-        self.inflight_calls() > 0 || self.subscribers() > 0
+        self.inflight_calls() > 0 || self.subscribers() > 0 || self.client_streams() > 0
     }
 
     /// Ends the session if it is still not in use and has been idle for at least `idle`,
@@ -389,7 +405,11 @@ impl Session {
     /// cancelled token. Returns whether it ended. The caller removes it from the table.
     fn end_if_unused(&self, idle: Duration) -> bool {
         let inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-        if !inflight.is_empty() || self.subscribers() > 0 || self.idle_for() < idle {
+        if !inflight.is_empty()
+            || self.subscribers() > 0
+            || self.client_streams() > 0
+            || self.idle_for() < idle
+        {
             return false;
         }
         self.ended.cancel();
@@ -441,9 +461,10 @@ impl Session {
             "inflight_calls": self.inflight_calls(),
             "calls_total": self.calls_total.load(Ordering::Relaxed),
             "activated_tools": self.activated(),
-            "client_token": self.client,
+            "client": self.client(),
             "tool_scope": self.scope.as_deref().map(ToolScope::patterns),
             "event_subscribers": self.subscribers(),
+            "client_streams": self.client_streams(),
         })
     }
 }
@@ -696,7 +717,8 @@ impl Sessions {
             operator_hub: std::sync::OnceLock::new(),
             proxy_owner: std::sync::OnceLock::new(),
             scope,
-            client: client.map(String::into_boxed_str),
+            client: client.map(std::sync::OnceLock::from).unwrap_or_default(),
+            outbound: outbound::Outbound::default(),
         });
         self.map.insert(id, session.clone());
         drop(admission);

@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 pub struct Daemon {
     pub child: Child,
     pub home: tempfile::TempDir,
+    /// A client token of the daemon's token store, for its standard MCP path.
+    pub client_token: String,
     /// When `exec` was called.
     pub spawned_at: Instant,
 }
@@ -24,6 +26,10 @@ impl Daemon {
         let home = tempfile::tempdir()?;
         std::fs::write(home.path().join("config.toml"), config)?;
         let log = std::fs::File::create(home.path().join("daemon.log"))?;
+        // Issued into the store the daemon loads at start, as `revka tokens create` would.
+        let client_token = revka::gateway::auth::TokenStore::open(home.path())?
+            .issue_client("bench", None, None)?
+            .token;
         let spawned_at = Instant::now();
         let child = Command::new(crate::env::revka_bin())
             .arg("daemon")
@@ -44,6 +50,7 @@ impl Daemon {
         Ok(Self {
             child,
             home,
+            client_token,
             spawned_at,
         })
     }

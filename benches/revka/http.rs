@@ -1,6 +1,6 @@
 //! The load generator's HTTP side: one keep-alive HTTP/1.1 connection per MCP session (hyper's
 //! client connection, no pool), speaking Revka's own session API or plain Streamable HTTP (for
-//! supergateway and mcp-proxy).
+//! Revka's standard path, supergateway and mcp-proxy).
 
 use std::net::SocketAddr;
 
@@ -91,6 +91,10 @@ pub enum McpSession {
         conn: HttpConn,
         path: String,
         session: Option<String>,
+        /// `Bearer <client token>`, sent on every request, when the server needs one.
+        auth: Option<String>,
+        /// Whether later requests carry `MCP-Protocol-Version`, as the SDK clients send it.
+        versioned: bool,
     },
 }
 
@@ -111,22 +115,53 @@ impl McpSession {
         let auth = format!("Bearer {}", v["token"].as_str().context("token")?);
         let mut session = Self::Revka { conn, id, auth };
         if !tools.is_empty() {
-            let query = format!("select:{}", tools.join(","));
-            let args = serde_json::json!({ "query": query }).to_string();
-            let body = session.call_raw(0, "tool_search", &args).await?;
-            if !is_success(&body) || String::from_utf8_lossy(&body).contains("Not found") {
-                bail!(
-                    "cannot activate {tools:?}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
+            session.activate(tools).await?;
         }
         Ok(session)
     }
 
+    /// Activates deferred `tools` with `tool_search`.
+    async fn activate(&mut self, tools: &[&str]) -> anyhow::Result<()> {
+        let query = format!("select:{}", tools.join(","));
+        let args = serde_json::json!({ "query": query }).to_string();
+        let body = self.call_raw(0, "tool_search", &args).await?;
+        if !is_success(&body) || String::from_utf8_lossy(&body).contains("Not found") {
+            bail!(
+                "cannot activate {tools:?}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(())
+    }
+
     /// A new Streamable HTTP session at `path`, initialised.
     pub async fn streamable(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
+        Self::streamable_with(addr, path, None).await
+    }
+
+    /// A session on Revka's standard path (`initialize` with a client token, then
+    /// `Mcp-Session-Id`, `MCP-Protocol-Version` and the token on each request, as the SDK
+    /// clients do), with `tools` activated.
+    pub async fn revka_standard(
+        addr: SocketAddr,
+        token: &str,
+        tools: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut session = Self::streamable_with(addr, "/mcp", Some(token)).await?;
+        if !tools.is_empty() {
+            session.activate(tools).await?;
+        }
+        Ok(session)
+    }
+
+    /// A Streamable HTTP session at `path`, with the client token `token` if given.
+    async fn streamable_with(
+        addr: SocketAddr,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut conn = HttpConn::connect(addr).await?;
+        let auth = token.map(|t| format!("Bearer {t}"));
         let init = serde_json::json!({
             "jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {
@@ -135,8 +170,12 @@ impl McpSession {
                 "clientInfo": { "name": "revka-bench", "version": env!("CARGO_PKG_VERSION") },
             },
         });
+        let mut headers = vec![ACCEPT];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth));
+        }
         let (status, headers, body) = conn
-            .request(Method::POST, path, &[ACCEPT], Bytes::from(init.to_string()))
+            .request(Method::POST, path, &headers, Bytes::from(init.to_string()))
             .await?;
         if status != StatusCode::OK || !is_success(&body) {
             bail!(
@@ -152,6 +191,8 @@ impl McpSession {
             conn,
             path: path.to_owned(),
             session,
+            versioned: auth.is_some(),
+            auth,
         };
         let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         let (status, _, _) = session.post(note).await?;
@@ -174,10 +215,18 @@ impl McpSession {
                 conn,
                 path,
                 session,
+                auth,
+                versioned,
             } => {
                 let mut headers = vec![ACCEPT];
                 if let Some(s) = session {
                     headers.push(("mcp-session-id", s.as_str()));
+                    if *versioned {
+                        headers.push(("mcp-protocol-version", "2025-06-18"));
+                    }
+                }
+                if let Some(auth) = auth {
+                    headers.push(("authorization", auth.as_str()));
                 }
                 conn.request(Method::POST, path, &headers, body).await
             }

@@ -36,7 +36,7 @@ pub struct Options {
     pub sessions: usize,
     /// Length of the soak.
     pub soak_secs: u64,
-    /// Throughput targets to run (`direct,revka,supergateway,mcp-proxy`; default all).
+    /// Throughput targets to run (`direct,revka,revka-std,supergateway,mcp-proxy`; default all).
     pub targets: Vec<String>,
 }
 
@@ -88,7 +88,7 @@ fn parse() -> anyhow::Result<(Vec<String>, Options)> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo bench --bench revka -- [{}|soak ...] [--secs N] [--kills N] [--sessions N] [--soak-secs N] [--targets direct,revka,supergateway,mcp-proxy]",
+                    "usage: cargo bench --bench revka -- [{}|soak ...] [--secs N] [--kills N] [--sessions N] [--soak-secs N] [--targets direct,revka,revka-std,supergateway,mcp-proxy]",
                     ALL.join("|")
                 );
                 std::process::exit(0);

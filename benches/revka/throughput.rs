@@ -1,6 +1,8 @@
 //! Tool-call throughput and latency: the same `echo` calls made directly to the echo server
-//! over stdio, through Revka's `/mcp`, and through supergateway and mcp-proxy in front of the
-//! same echo server, with 1 and 8 concurrent sessions, in one run.
+//! over stdio, through Revka's `/mcp` (`revka`: seed 001's two-header sessions; `revka-std`:
+//! the standard Streamable HTTP path, `initialize` with a client token then `Mcp-Session-Id`),
+//! and through supergateway and mcp-proxy in front of the same echo server, with 1 and 8
+//! concurrent sessions, in one run.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,13 +20,16 @@ use crate::stdio::StdioServer;
 const ARGS: &str = r#"{"text":"hello"}"#;
 
 /// The targets measured, in order (`--targets` picks some).
-pub const TARGETS: &[&str] = &["direct", "revka", "supergateway", "mcp-proxy"];
+pub const TARGETS: &[&str] = &["direct", "revka", "revka-std", "supergateway", "mcp-proxy"];
 
 /// One measured run.
 pub struct Row {
     pub target: String,
     pub sessions: usize,
     pub calls: usize,
+    /// Calls made in all, the warm-up's included (the instruction counts of a profiled daemon
+    /// cover them too).
+    pub all_calls: usize,
     pub errors: u64,
     pub lat: Summary,
     pub cpu: CpuUse,
@@ -47,7 +52,7 @@ impl Row {
 
 pub fn header() {
     println!(
-        "{:<14} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9} {:>6}",
+        "{:<14} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>9} {:>6} {:>9}",
         "target",
         "sess",
         "calls/s",
@@ -58,13 +63,14 @@ pub fn header() {
         "CPU µs/call",
         "runs/call",
         "loadgen",
-        "errors"
+        "errors",
+        "all calls"
     );
 }
 
 pub fn print(row: &Row) {
     println!(
-        "{:<14} {:>4} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>12.1} {:>9.2} {:>8.0}% {:>6}",
+        "{:<14} {:>4} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>12.1} {:>9.2} {:>8.0}% {:>6} {:>9}",
         row.target,
         row.sessions,
         row.rate(),
@@ -76,6 +82,7 @@ pub fn print(row: &Row) {
         row.runs_per_call(),
         row.cpu.load.as_secs_f64() * 100.0 / row.cpu.wall.as_secs_f64(),
         row.errors,
+        row.all_calls,
     );
 }
 
@@ -88,28 +95,32 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// A gateway under test, started in front of the echo server.
 enum Gateway {
-    Revka(Daemon),
+    /// Revka, its sessions on the two-header flow (`false`) or the standard path (`true`).
+    Revka(Daemon, bool),
     Other(Child, SocketAddr, &'static str),
 }
 
 impl Gateway {
     fn pid(&self) -> i32 {
         match self {
-            Self::Revka(d) => d.pid(),
+            Self::Revka(d, _) => d.pid(),
             Self::Other(c, ..) => c.id() as i32,
         }
     }
 
     async fn session(&self) -> anyhow::Result<McpSession> {
         match self {
-            Self::Revka(d) => McpSession::revka(d.mcp_addr()?, &["echo__echo"]).await,
+            Self::Revka(d, false) => McpSession::revka(d.mcp_addr()?, &["echo__echo"]).await,
+            Self::Revka(d, true) => {
+                McpSession::revka_standard(d.mcp_addr()?, &d.client_token, &["echo__echo"]).await
+            }
             Self::Other(_, addr, path) => McpSession::streamable(*addr, path).await,
         }
     }
 
     fn tool(&self) -> &'static str {
         match self {
-            Self::Revka(_) => "echo__echo",
+            Self::Revka(..) => "echo__echo",
             Self::Other(..) => "echo",
         }
     }
@@ -123,7 +134,8 @@ impl Drop for Gateway {
     }
 }
 
-async fn start_revka(echo: &Path) -> anyhow::Result<Gateway> {
+/// Revka in front of the echo server; `standard`: its sessions on the standard path.
+async fn start_revka(echo: &Path, standard: bool) -> anyhow::Result<Gateway> {
     let config = daemon::config(
         &[("echo".into(), echo.to_owned(), vec![])],
         "\n[sessions]\nmax_sessions = 100\n",
@@ -138,7 +150,7 @@ async fn start_revka(echo: &Path) -> anyhow::Result<Gateway> {
     )
     .await
     .with_context(|| format!("echo never became callable:\n{}", daemon.log()))?;
-    Ok(Gateway::Revka(daemon))
+    Ok(Gateway::Revka(daemon, standard))
 }
 
 /// Spawns another gateway's command and waits until an MCP session can be initialised.
@@ -218,7 +230,11 @@ async fn measure_gateway(
         all.push(gw.session().await?);
     }
     let tool = gw.tool();
-    closed_loop(&mut all, tool, Instant::now() + warmup).await;
+    let warm: usize = closed_loop(&mut all, tool, Instant::now() + warmup)
+        .await
+        .iter()
+        .map(|(l, e)| l.len() + *e as usize)
+        .sum();
     let meter = CpuMeter::start(gw.pid());
     let results = closed_loop(&mut all, tool, Instant::now() + secs).await;
     let cpu = meter.stop();
@@ -232,6 +248,7 @@ async fn measure_gateway(
         target: name.into(),
         sessions,
         calls: lat.len(),
+        all_calls: warm + lat.len() + errors as usize,
         errors,
         lat: lat.summary(),
         cpu,
@@ -258,6 +275,7 @@ async fn measure_direct(
         target: "direct stdio".into(),
         sessions: window,
         calls: lat.len(),
+        all_calls: lat.len(),
         errors,
         lat: lat.summary(),
         cpu,
@@ -287,11 +305,13 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
             print(&row);
             rows.push(row);
         }
-        if on("revka") {
-            let gw = start_revka(&echo).await?;
-            let row = measure_gateway("revka", &gw, sessions, warmup, secs).await?;
-            print(&row);
-            rows.push(row);
+        for (target, standard) in [("revka", false), ("revka-std", true)] {
+            if on(target) {
+                let gw = start_revka(&echo, standard).await?;
+                let row = measure_gateway(target, &gw, sessions, warmup, secs).await?;
+                print(&row);
+                rows.push(row);
+            }
         }
         match crate::env::supergateway().filter(|_| on("supergateway")) {
             Some((bin, _)) => {
@@ -346,6 +366,22 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
             }
         }
         println!("{line}");
+    }
+    for sessions in [1, 8] {
+        let find = |t: &str| {
+            rows.iter()
+                .find(|r| r.target == t && r.sessions == sessions)
+        };
+        if let (Some(two), Some(std)) = (find("revka"), find("revka-std")) {
+            println!(
+                "{sessions} session(s): the standard path used {:.1} CPU µs per call against {:.1} on the two-header path ({:+.1}%), p50 {} vs {} µs",
+                std.cpu_per_call_us(),
+                two.cpu_per_call_us(),
+                (std.cpu_per_call_us() / two.cpu_per_call_us() - 1.0) * 100.0,
+                us(std.lat.p50),
+                us(two.lat.p50),
+            );
+        }
     }
     Ok(())
 }

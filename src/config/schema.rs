@@ -3,8 +3,8 @@
 //!
 //! Part of the config layer. These are plain serde types with documented defaults; the loader
 //! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
-//! the daemon is final. `[session_manager]` lives in `sidecar.rs`, `[supervisor]` and the
-//! per-child `restart` tables in `supervision.rs`.
+//! the daemon is final. `[mcp_server]` lives in `mcp_server.rs`, `[session_manager]` in
+//! `sidecar.rs`, `[supervisor]` and the per-child `restart` tables in `supervision.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use revka_actors::redact::Shown;
 use revka_actors::supervisor::RestartPolicy;
 use serde::{Deserialize, Serialize};
 
+use super::mcp_server::McpEndpointConfig;
 use super::sidecar::SessionManagerConfig;
 use super::supervision::{RestartOverride, SupervisorConfig};
 
@@ -27,6 +28,9 @@ pub const MAX_TOOL_TIMEOUT_SECS: u64 = 600;
 pub struct Config {
     /// `[mcp]`: the MCP client and the external servers it connects to.
     pub mcp: McpConfig,
+    /// `[mcp_server]`: where Revka's own MCP endpoint listens, and whether its standard path
+    /// needs a client token.
+    pub mcp_server: McpEndpointConfig,
     /// `[sessions]`: client sessions of Revka's own MCP endpoint.
     pub sessions: SessionsConfig,
     /// `[http]`: what the two HTTP listeners (MCP server, gateway) allow a client.
@@ -55,6 +59,7 @@ impl Config {
     pub fn default_in(home: &Path) -> Self {
         Self {
             mcp: McpConfig::default(),
+            mcp_server: McpEndpointConfig::default(),
             sessions: SessionsConfig::default(),
             http: HttpConfig::default(),
             gateway: GatewayConfig::default(),

@@ -119,6 +119,8 @@ pub(crate) fn validate(
             .map_err(|m| site.invalid(&path, format!("invalid origin {origin:?}: {m}")))?;
     }
 
+    check_mcp_endpoint(config, site, warnings)?;
+
     // [operator]
     let op = &mut config.operator;
     if op.python.trim().is_empty() {
@@ -161,6 +163,51 @@ pub(crate) fn validate(
             &k(&["session_manager", "retry_queue", "backoff_min_secs"]),
             format!("must not exceed backoff_max_secs ({})", q.backoff_max_secs),
         ));
+    }
+    Ok(())
+}
+
+/// `[mcp_server]`: a host that parses; a public bind only with `allow_public_bind`; no
+/// `require_token = false` unless the bind is loopback (and then a warning, logged at start).
+fn check_mcp_endpoint(
+    config: &Config,
+    site: Site<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let k = KeyPath::keys;
+    let endpoint = &config.mcp_server;
+    let addr = endpoint
+        .bind_addr()
+        .map_err(|m| site.invalid(&k(&["mcp_server", "host"]), m))?;
+    let loopback = addr.ip().is_loopback();
+    if !loopback && !endpoint.allow_public_bind {
+        let message = format!(
+            "{:?} is not a loopback address; set mcp_server.allow_public_bind = true to expose \
+             every tool to the network",
+            endpoint.host
+        );
+        return Err(site.invalid(&k(&["mcp_server", "host"]), message));
+    }
+    if !loopback && !endpoint.require_token {
+        let message = format!(
+            "must be true when mcp_server.host ({:?}) is not a loopback address: without a token \
+             anyone on the network could call every tool",
+            endpoint.host
+        );
+        return Err(site.invalid(&k(&["mcp_server", "require_token"]), message));
+    }
+    if !loopback {
+        warnings.push(format!(
+            "mcp_server.host: binding the non-loopback address {:?} (allow_public_bind = true)",
+            endpoint.host
+        ));
+    }
+    if !endpoint.require_token {
+        warnings.push(
+            "mcp_server.require_token = false: any local process can open a session on /mcp \
+             without a token and call every tool, as with a stdio server"
+                .to_owned(),
+        );
     }
     Ok(())
 }

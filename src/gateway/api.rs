@@ -181,10 +181,20 @@ pub(super) async fn create_token(State(gw): State<Gateway>, body: Bytes) -> Resp
     }
 }
 
-/// `DELETE /api/tokens/{id}`.
+/// `DELETE /api/tokens/{id}`. A client token's sessions end with it: they compare each
+/// request with the token they were opened with, not with the store.
 pub(super) async fn revoke(State(gw): State<Gateway>, Path(id): Path<String>) -> Response {
-    match gw.services().tokens.revoke(&id) {
-        Ok(info) => Json(info).into_response(),
+    let services = gw.services();
+    match services.tokens.revoke(&id) {
+        Ok(info) => {
+            let ended = services
+                .sessions
+                .end_bound_to(info.id.as_str(), "its client token was revoked");
+            if ended > 0 {
+                tracing::info!(token = %info.id, sessions = ended, "ended the sessions of a revoked client token");
+            }
+            Json(info).into_response()
+        }
         Err(e @ RevokeError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ (RevokeError::Ambiguous { .. } | RevokeError::AlreadyRevoked(_))) => {
             error(StatusCode::CONFLICT, e.to_string())

@@ -1,8 +1,11 @@
 //! Request guards and error responses of the MCP server.
 //!
 //! DNS-rebinding protection: a browser tricked into resolving `evil.example` to 127.0.0.1 still
-//! sends `Host: evil.example` and `Origin: http://evil.example`, so every request must name a
-//! loopback host, and a present `Origin` must be a loopback origin; otherwise 403.
+//! sends `Host: evil.example` and `Origin: http://evil.example`, so on a loopback bind every
+//! request must name a loopback host, and a present `Origin` must be a loopback origin;
+//! otherwise 403. On a public bind (`[mcp_server] allow_public_bind`), where clients name the
+//! machine as they reach it, any `Host` is taken, and a present `Origin` must still be a
+//! loopback one: no web page elsewhere may call the endpoint.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -55,14 +58,23 @@ pub(crate) fn is_loopback_origin(origin: &str) -> bool {
     }
 }
 
+/// What the guard asks of a request's `Host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hosts {
+    /// A loopback name: the server is bound to a loopback address.
+    Loopback,
+    /// Any (present) `Host`: the server is bound to a public address.
+    Any,
+}
+
 /// Checks `Host` and `Origin` of a request; `Err` is the reason to refuse it.
-pub(crate) fn check_loopback(headers: &HeaderMap) -> Result<(), String> {
+pub(crate) fn check_loopback(headers: &HeaderMap, hosts: Hosts) -> Result<(), String> {
     // `from_utf8`, not `to_str`: a non-ASCII byte fails the loopback test below either way.
     let host = headers
         .get(header::HOST)
         .and_then(|h| std::str::from_utf8(h.as_bytes()).ok());
     match host {
-        Some(h) if is_loopback_host(h) => {}
+        Some(h) if hosts == Hosts::Any || is_loopback_host(h) => {}
         Some(h) => return Err(format!("Host {h:?} is not a loopback name")),
         None => return Err("missing Host header".into()),
     }
@@ -93,13 +105,18 @@ fn close_on_413(mut response: Response) -> Response {
     response
 }
 
-/// The MCP server's outer layer around its router: 403 unless `Host` and `Origin` are loopback,
-/// and `Connection: close` on a 413 (see [`close_if_body_refused`]).
+/// The MCP server's outer layer around its router: 403 unless `Host` and `Origin` pass
+/// [`check_loopback`], and `Connection: close` on a 413 (see [`close_if_body_refused`]).
 ///
 /// A plain [`Service`] rather than axum middleware: axum boxes and clones every middleware
 /// layer on each request, and this one is on every tool call.
 #[derive(Clone)]
-pub(crate) struct Guarded<S>(pub(crate) S);
+pub(crate) struct Guarded<S> {
+    /// What it guards.
+    pub(crate) service: S,
+    /// What it asks of `Host`.
+    pub(crate) hosts: Hosts,
+}
 
 type Answer = Result<Response, Infallible>;
 
@@ -112,13 +129,13 @@ where
     type Future = Either<Ready<Answer>, Map<S::Future, fn(Answer) -> Answer>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
+        self.service.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        match check_loopback(request.headers()) {
+        match check_loopback(request.headers(), self.hosts) {
             Ok(()) => Either::Right(
-                self.0
+                self.service
                     .call(request)
                     .map(mark_refused as fn(Answer) -> Answer),
             ),
@@ -253,5 +270,39 @@ mod tests {
         ] {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    /// On a public bind clients name the machine as they reach it: any `Host` passes, but no
+    /// web page from elsewhere may call the endpoint.
+    #[test]
+    fn a_public_bind_takes_any_host_but_only_loopback_origins() {
+        let lan = headers(&[(header::HOST, "192.168.1.5:8765")]);
+        assert!(check_loopback(&lan, Hosts::Any).is_ok());
+        assert_eq!(
+            check_loopback(&lan, Hosts::Loopback).unwrap_err(),
+            "Host \"192.168.1.5:8765\" is not a loopback name"
+        );
+        let page = headers(&[
+            (header::HOST, "192.168.1.5:8765"),
+            (header::ORIGIN, "http://192.168.1.5:8765"),
+        ]);
+        assert!(check_loopback(&page, Hosts::Any).is_err());
+        let local = headers(&[
+            (header::HOST, "192.168.1.5:8765"),
+            (header::ORIGIN, "http://localhost:3000"),
+        ]);
+        assert!(check_loopback(&local, Hosts::Any).is_ok());
+        assert!(
+            check_loopback(&HeaderMap::new(), Hosts::Any).is_err(),
+            "a Host is needed"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /mcp` (JSON-RPC dispatch), `POST /session`, `DELETE /session/{id}`, and the
-//! two-header auth.
+//! two-header auth. Which path a `/mcp` request takes, and the standard path's own rules, are
+//! in `standard`.
 //!
 //! A request's id is never made a `Value`: every answer, and `notifications/cancelled`
 //! matching, uses it as the client wrote it ([`Id`]), so a 60-digit or `1.0` id comes back as
@@ -24,6 +25,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::guard::{error, json_response, rpc_error, rpc_result};
+use super::standard::{self, Caller};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
 use crate::http::Source;
 
@@ -37,7 +39,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     crate::gateway::auth::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
-fn unauthorized(message: &str) -> Response {
+/// 401 with a JSON-RPC error and `WWW-Authenticate: Bearer`.
+pub(crate) fn unauthorized(message: &str) -> Response {
     let mut response = rpc_error(
         StatusCode::UNAUTHORIZED,
         None,
@@ -51,13 +54,16 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
-/// The two-header auth: both headers present and non-empty, naming a live session whose token
-/// matches (constant-time). No mailbox is involved. `Err` is the reason for a 401.
-fn authenticate(server: &McpServer, headers: &HeaderMap) -> Result<Arc<Session>, &'static str> {
+/// The two-header auth, given the request's `X-Revka-Session` value: both headers present and
+/// non-empty, naming a live session whose token matches (constant-time). No mailbox is
+/// involved. `Err` is the reason for a 401.
+pub(crate) fn authenticate(
+    server: &McpServer,
+    headers: &HeaderMap,
+    session_id: &header::HeaderValue,
+) -> Result<Arc<Session>, &'static str> {
     let token = bearer(headers).ok_or("missing or empty `Authorization: Bearer <token>` header")?;
-    let session_id = headers
-        .get(&SESSION_HEADER)
-        .map_or(&b""[..], |v| v.as_bytes().trim_ascii());
+    let session_id = session_id.as_bytes().trim_ascii();
     if session_id.is_empty() {
         return Err("missing or empty `X-Revka-Session` header");
     }
@@ -84,13 +90,18 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// `POST /mcp`. The request is taken whole: its headers are read in place (the `HeaderMap`
 /// extractor would copy them), checked (auth, content type) before any of the body is read,
-/// and the body is capped here, at [`MAX_MCP_BODY`].
-pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) -> Response {
+/// and the body is capped here, at [`MAX_MCP_BODY`]. `peer` is the client's address (a
+/// standard `initialize` is rate-limited per source).
+pub(crate) async fn mcp_post(
+    server: McpServer,
+    request: Request,
+    peer: Option<SocketAddr>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let session = match authenticate(&server, headers) {
-        Ok(s) => s,
-        Err(reason) => return unauthorized(reason),
+    let caller = match standard::caller(&server, headers, standard::POST_ANSWERS) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
     };
     if !is_json(headers) {
         return rpc_error(
@@ -126,6 +137,21 @@ pub(crate) async fn mcp_post(State(server): State<McpServer>, request: Request) 
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string()),
     };
+    match caller {
+        Caller::Session(session) => answer(server, session, message).await,
+        Caller::New(client) => match message {
+            Incoming::Request(req) if req.method == "initialize" => {
+                standard::initialize(&server, client, req, peer).await
+            }
+            Incoming::Request(req) => standard::no_session(Some(&req.id), &req.method),
+            Incoming::Notification(n) => standard::no_session(None, &n.method),
+            Incoming::Response(_) => standard::no_session(None, "a response"),
+        },
+    }
+}
+
+/// Answers a JSON-RPC message of `session`'s client.
+async fn answer(server: McpServer, session: Arc<Session>, message: Incoming) -> Response {
     match message {
         Incoming::Request(req) => {
             // Kept as sent and echoed byte for byte (`jsonrpc::Id`), never made a `Value`.
@@ -190,8 +216,9 @@ fn cancelled_request_id(params: &RawValue) -> Option<Id> {
     Id::from_json(cancelled.request_id?)
 }
 
-/// The `initialize` result for `session` (its instructions name only its in-scope tools).
-fn initialize(server: &McpServer, session: &Session, params: &Value) -> Value {
+/// The `initialize` result for `session`: the version negotiated from the client's,
+/// `tools.listChanged`, and instructions naming only its in-scope tools.
+pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) -> Value {
     let asked = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -212,17 +239,19 @@ fn initialize(server: &McpServer, session: &Session, params: &Value) -> Value {
     result
 }
 
-/// `GET` and `DELETE /mcp`: this server has no standalone stream and no MCP-level sessions.
+/// Any method of `/mcp` but `GET`, `POST` and `DELETE`.
 pub(crate) async fn mcp_method_not_allowed() -> Response {
     let mut response = rpc_error(
         StatusCode::METHOD_NOT_ALLOWED,
         None,
         ErrorObject::INVALID_REQUEST,
-        "method not allowed: use POST /mcp (progress streams are at GET /session/{id}/events)",
+        "method not allowed: /mcp takes POST (JSON-RPC), GET (the session's stream) and DELETE \
+         (end the session)",
     );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response.headers_mut().insert(
+        header::ALLOW,
+        header::HeaderValue::from_static("GET, POST, DELETE"),
+    );
     response
 }
 
@@ -320,12 +349,12 @@ pub(crate) async fn create_session(
 }
 
 /// Whole seconds, rounded up, at least one: what `Retry-After` can say.
-fn whole_secs(wait: Duration) -> u64 {
+pub(super) fn whole_secs(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// `response` with `Retry-After: <wait in whole seconds>`.
-fn retry_after(mut response: Response, wait: Duration) -> Response {
+pub(super) fn retry_after(mut response: Response, wait: Duration) -> Response {
     response.headers_mut().insert(
         header::RETRY_AFTER,
         header::HeaderValue::from(whole_secs(wait)),

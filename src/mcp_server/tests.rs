@@ -20,6 +20,8 @@ use super::McpServer;
 use crate::tools::{BuiltinTool, ToolContext, ToolRegistry};
 
 mod ids;
+mod standard;
+mod stream;
 
 struct Panics;
 
@@ -53,6 +55,11 @@ impl BuiltinTool for Slow {
 
 /// A session table under a running `sessions` supervisor.
 async fn sessions() -> Arc<Sessions> {
+    sessions_with(SessionLimits::default()).await
+}
+
+/// A session table with `limits` under a running `sessions` supervisor.
+async fn sessions_with(limits: SessionLimits) -> Arc<Sessions> {
     let node = StatusNode::root("sessions", "supervisor");
     let args = SupervisorArgs {
         node,
@@ -61,7 +68,7 @@ async fn sessions() -> Arc<Sessions> {
         children: Vec::new(),
     };
     let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
-    let sessions = Sessions::new(SessionLimits::default());
+    let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup);
     sessions
 }
@@ -97,7 +104,9 @@ async fn serve_with(
     tokio::spawn(async move {
         axum::serve(
             listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(server.service()),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(
+                server.service(super::guard::Hosts::Loopback),
+            ),
         )
         .await
     });

@@ -1,6 +1,7 @@
 //! Sessions under a real `sessions` supervisor: auth, expiry, the cap, ending, cancellation.
 
 mod eviction;
+mod outbound;
 
 use std::time::Duration;
 
@@ -337,7 +338,11 @@ async fn a_session_carries_the_scope_and_client_token_it_was_created_with() {
     let scope = Arc::new(ToolScope::new(["fs__*", "health"]).unwrap());
     let new = NewSession {
         scope: Some(scope.clone()),
-        client: Some("3f9a0c1e".into()),
+        client: Some(ClientBinding {
+            owner: "3f9a0c1e".into(),
+            credential: Some(Credential::new("rvkc_secret")),
+            expires_at: None,
+        }),
         ..NewSession::new(std::path::Path::new("/").into())
     };
     let (scoped, token) = sessions.create(new).await.unwrap();
@@ -375,7 +380,8 @@ async fn a_session_carries_the_scope_and_client_token_it_was_created_with() {
         .find(|d| d["session_id"] == scoped.id())
         .unwrap();
     assert_eq!(shown["tool_scope"], serde_json::json!(["fs__*", "health"]));
-    assert_eq!(shown["client_token"], "3f9a0c1e");
+    assert_eq!(shown["client"], "3f9a0c1e");
+    assert!(!shown.to_string().contains("rvkc_secret"), "{shown}");
     let unscoped = details
         .iter()
         .find(|d| d["session_id"] == open.id())

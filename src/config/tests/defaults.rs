@@ -135,6 +135,7 @@ fn documented_defaults() {
             1024,
         ),
         ("gateway.port", c.gateway.port.into(), 0),
+        ("mcp_server.port", c.mcp_server.port.into(), 0),
         (
             "gateway.request_timeout_secs",
             c.gateway.request_timeout_secs,
@@ -275,6 +276,12 @@ fn documented_defaults() {
             c.gateway.allow_public_bind,
             false,
         ),
+        (
+            "mcp_server.allow_public_bind",
+            c.mcp_server.allow_public_bind,
+            false,
+        ),
+        ("mcp_server.require_token", c.mcp_server.require_token, true),
         ("operator.enabled", c.operator.enabled, true),
         ("session_manager.enabled", c.session_manager.enabled, false),
     ];
@@ -282,6 +289,7 @@ fn documented_defaults() {
         assert_eq!(got, want, "{key}");
     }
     assert_eq!(c.gateway.host, "127.0.0.1");
+    assert_eq!(c.mcp_server.host, "127.0.0.1");
     assert_eq!(c.operator.python, "python3");
     assert_eq!(c.session_manager.retry_queue.on_full, OnFull::Reject);
     assert!(c.mcp.roots.is_empty() && c.mcp.servers.is_empty() && c.mcp.servers_file.is_none());
@@ -441,4 +449,38 @@ fn runtime_workers_default_to_half_the_cpus() {
     assert_eq!(picks, [1, 1, 1, 2, 2, 4, 32]);
     let fixed = RuntimeConfig { worker_threads: 3 };
     assert_eq!(fixed.worker_threads(64), 3);
+}
+
+/// `require_token = false` on a loopback bind is accepted, with a warning that says what it
+/// means; a fixed port and `localhost` are kept as given.
+#[test]
+fn an_mcp_endpoint_without_tokens_is_loopback_only_and_warned_about() {
+    let loaded = ok("[mcp_server]\nhost = \"localhost\"\nport = 8765\nrequire_token = false\n");
+    assert_eq!(
+        loaded.warnings,
+        [
+            "mcp_server.require_token = false: any local process can open a session on /mcp \
+             without a token and call every tool, as with a stdio server"
+        ]
+    );
+    let endpoint = &loaded.config.mcp_server;
+    assert_eq!(
+        endpoint.bind_addr().unwrap(),
+        "127.0.0.1:8765".parse().unwrap()
+    );
+    assert_eq!(
+        ok("[mcp_server]\nhost = \"[::1]\"\n")
+            .config
+            .mcp_server
+            .bind_addr()
+            .unwrap(),
+        "[::1]:0".parse().unwrap()
+    );
+    let public = ok("[mcp_server]\nhost = \"0.0.0.0\"\nallow_public_bind = true\n");
+    assert_eq!(
+        public.warnings,
+        [
+            "mcp_server.host: binding the non-loopback address \"0.0.0.0\" (allow_public_bind = true)"
+        ]
+    );
 }

@@ -111,6 +111,18 @@ const CASES: &[(&str, &str)] = &[
         "/home/u/.revka/config.toml:2:8: gateway.host: \"0.0.0.0\" is not a loopback address; set gateway.allow_public_bind = true to expose the gateway to the network",
     ),
     (
+        "[mcp_server]\nhost = \"0.0.0.0\"\n",
+        "/home/u/.revka/config.toml:2:8: mcp_server.host: \"0.0.0.0\" is not a loopback address; set mcp_server.allow_public_bind = true to expose every tool to the network",
+    ),
+    (
+        "[mcp_server]\nhost = \"0.0.0.0\"\nallow_public_bind = true\nrequire_token = false\n",
+        "/home/u/.revka/config.toml:4:17: mcp_server.require_token: must be true when mcp_server.host (\"0.0.0.0\") is not a loopback address: without a token anyone on the network could call every tool",
+    ),
+    (
+        "[mcp_server]\nhost = \"my-laptop\"\n",
+        "/home/u/.revka/config.toml:2:8: mcp_server.host: \"my-laptop\" is not an IP address (or localhost)",
+    ),
+    (
         "[gateway]\nallowed_origins = [\"http://localhost:3000/\"]\n",
         "/home/u/.revka/config.toml:2:20: gateway.allowed_origins[0]: invalid origin \"http://localhost:3000/\": an origin has no path, query or fragment (not even a trailing `/`)",
     ),

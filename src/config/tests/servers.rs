@@ -217,7 +217,8 @@ fn the_environment_overrides_the_gateway_timeout() {
 
 #[test]
 fn printing_round_trips_and_display_masks_secrets() {
-    let env = env_of(&[("HOME", "/home/u"), ("T", "tok")]);
+    // A value no key name contains (`require_token` contains `tok`).
+    let env = env_of(&[("HOME", "/home/u"), ("T", "t0k-s3cret")]);
     let text = "[mcp]\nenabled = true\nroots = [\"/w\"]\n\
                 [[mcp.servers]]\nname = \"gh\"\ncommand = \"npx\"\nargs = [\"-y\"]\n\
                 env = { GITHUB_TOKEN = \"${T}\", API_KEY = \"k\", db_password = \"p\", LOG = \"debug\" }\n\
@@ -238,7 +239,7 @@ fn printing_round_trips_and_display_masks_secrets() {
     assert_eq!(gh.env["db_password"], "***");
     assert_eq!(gh.env["LOG"], "debug");
     assert_eq!(r.headers["Authorization"], "***");
-    assert!(!shown.contains("tok"), "{shown}");
+    assert!(!shown.contains("t0k-s3cret"), "{shown}");
 }
 
 /// What the config shows of `args` and `url` (in `config check`, in error messages, and to

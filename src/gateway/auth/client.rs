@@ -37,6 +37,8 @@ pub struct ClientGrant {
     pub name: String,
     /// The tools it may see and call; `None`: every tool.
     pub scope: Option<ToolScope>,
+    /// When it stops authenticating, if it expires: the sessions it opened end then too.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl TokenStore {
@@ -58,6 +60,7 @@ impl TokenStore {
                 id: record.id(),
                 name: record.label.clone(),
                 scope: scope.clone(),
+                expires_at: record.expires_at,
             }),
             Kind::Gateway(_) => None,
         })

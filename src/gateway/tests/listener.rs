@@ -57,7 +57,7 @@ async fn a_full_session_table_answers_503_with_retry_after_through_the_gateway()
         .issue("test", crate::gateway::auth::Role::Operator)
         .unwrap()
         .token;
-    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services)).await;
+    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;
     services.mcp_bound.send_replace(Some(mcp));
     let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -98,7 +98,7 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
         .issue("test", crate::gateway::auth::Role::Viewer)
         .unwrap()
         .token;
-    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services)).await;
+    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;
     services.mcp_bound.send_replace(Some(mcp));
     let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
     let (session, mcp_token) = services

@@ -68,6 +68,7 @@ fn client_and_gateway_tokens_never_stand_in_for_each_other() {
                 id: new.id.clone(),
                 name: name.to_owned(),
                 scope: tools,
+                expires_at: None,
             })
         );
     }
