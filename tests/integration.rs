@@ -5,6 +5,7 @@ mod chaos;
 mod cli_edit;
 mod cli_mcp;
 mod cli_ops;
+mod conformance;
 mod daemon;
 mod first_run;
 mod fixtures;
