@@ -274,7 +274,8 @@ async fn the_conformance_suite_runs_directly_against_revka() {
     );
 
     let report = suite.run(&url).await;
-    println!("{}", report.output);
+    // The suite's summary, then each scenario's outcome with the failed checks' messages.
+    println!("{}\n{}", report.output, report.summary());
     let no_verdict: Vec<&str> = NO_VERDICT.iter().map(|(n, _)| *n).collect();
     let problems = report.problems(&EXPECTED_PASS, &EXPECTED_FAIL, &no_verdict);
     let reasons: String = EXPECTED_FAIL
