@@ -6,6 +6,7 @@ mod cli_client;
 mod cli_edit;
 mod cli_mcp;
 mod cli_ops;
+mod conformance;
 mod daemon;
 mod first_run;
 mod fixtures;
