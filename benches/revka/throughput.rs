@@ -1,6 +1,7 @@
 //! Tool-call throughput and latency: the same `echo` calls made directly to the echo server
-//! over stdio, through Revka's `/mcp`, and through supergateway and mcp-proxy in front of the
-//! same echo server, with 1 and 8 concurrent sessions, in one run.
+//! over stdio, through Revka's `/mcp`, through `revka mcp serve --stdio` in front of that
+//! daemon (driven over its pipes like the echo server), and through supergateway and mcp-proxy
+//! in front of the same echo server, with 1 and 8 concurrent sessions, in one run.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +19,13 @@ use crate::stdio::StdioServer;
 const ARGS: &str = r#"{"text":"hello"}"#;
 
 /// The targets measured, in order (`--targets` picks some).
-pub const TARGETS: &[&str] = &["direct", "revka", "supergateway", "mcp-proxy"];
+pub const TARGETS: &[&str] = &[
+    "direct",
+    "revka",
+    "revka-stdio",
+    "supergateway",
+    "mcp-proxy",
+];
 
 /// One measured run.
 pub struct Row {
@@ -264,6 +271,56 @@ async fn measure_direct(
     })
 }
 
+/// `revka mcp serve --stdio` in front of the daemon of `gw`, driven over its pipes exactly as
+/// the echo server is driven directly, `window` calls in flight. The row's CPU is the bridge's,
+/// the daemon's and the echo server's; the second figure is the bridge's own CPU per call.
+async fn measure_bridge(
+    gw: &Gateway,
+    window: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> anyhow::Result<(Row, f64)> {
+    let Gateway::Revka(daemon) = gw else {
+        anyhow::bail!("the stdio bridge needs a Revka daemon");
+    };
+    let args = ["mcp", "serve", "--stdio"];
+    let env = [("REVKA_HOME", daemon.home.path())];
+    let mut bridge = StdioServer::start_with_env(&crate::env::revka_bin(), &args, &env).await?;
+    let activate = serde_json::json!({ "query": "select:echo__echo" }).to_string();
+    let answer = bridge.call_through(0, "tool_search", &activate).await?;
+    anyhow::ensure!(
+        answer.contains("echo__echo") && !answer.contains("Not found"),
+        "cannot activate echo__echo through the bridge: {answer}"
+    );
+    let tool = gw.tool();
+    bridge
+        .closed_loop(window, Instant::now() + warmup, tool, ARGS)
+        .await?;
+    let own_meter = CpuMeter::start(bridge.pid());
+    let daemon_meter = CpuMeter::start(gw.pid());
+    let (lat, errors) = bridge
+        .closed_loop(window, Instant::now() + secs, tool, ARGS)
+        .await?;
+    let own = own_meter.stop();
+    let daemon = daemon_meter.stop();
+    bridge.stop().await;
+    let calls = lat.len();
+    let row = Row {
+        target: "revka stdio".into(),
+        sessions: window,
+        calls,
+        errors,
+        lat: lat.summary(),
+        cpu: CpuUse {
+            tree: own.tree + daemon.tree,
+            runs: own.runs + daemon.runs,
+            load: own.load,
+            wall: own.wall,
+        },
+    };
+    Ok((row, own.tree.as_secs_f64() * 1e6 / calls.max(1) as f64))
+}
+
 /// The whole comparison.
 pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     let on = |t: &str| targets.iter().any(|x| x == t);
@@ -281,17 +338,27 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     );
     header();
     let mut rows: Vec<Row> = Vec::new();
+    // The stdio bridge's own CPU per call, by calls in flight.
+    let mut bridge_own: Vec<(usize, f64)> = Vec::new();
     for sessions in [1, 8] {
         if on("direct") {
             let row = measure_direct(&echo, sessions, warmup, secs).await?;
             print(&row);
             rows.push(row);
         }
-        if on("revka") {
+        if on("revka") || on("revka-stdio") {
             let gw = start_revka(&echo).await?;
-            let row = measure_gateway("revka", &gw, sessions, warmup, secs).await?;
-            print(&row);
-            rows.push(row);
+            if on("revka") {
+                let row = measure_gateway("revka", &gw, sessions, warmup, secs).await?;
+                print(&row);
+                rows.push(row);
+            }
+            if on("revka-stdio") {
+                let (row, own) = measure_bridge(&gw, sessions, warmup, secs).await?;
+                print(&row);
+                rows.push(row);
+                bridge_own.push((sessions, own));
+            }
         }
         match crate::env::supergateway().filter(|_| on("supergateway")) {
             Some((bin, _)) => {
@@ -326,6 +393,20 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
             rows.iter()
                 .find(|r| r.target == t && r.sessions == sessions)
         };
+        if let Some(&(_, own)) = bridge_own.iter().find(|(s, _)| *s == sessions) {
+            let mut line = format!(
+                "{sessions} in flight: the stdio bridge used {own:.1} CPU µs per call of its own"
+            );
+            if let (Some(http), Some(stdio)) = (find("revka"), find("revka stdio")) {
+                line.push_str(&format!(
+                    "; revka over stdio adds {} µs at p50 to revka over HTTP ({} vs {})",
+                    us(stdio.lat.p50 - http.lat.p50),
+                    us(stdio.lat.p50),
+                    us(http.lat.p50),
+                ));
+            }
+            println!("{line}");
+        }
         let (Some(direct), Some(revka)) = (find("direct stdio"), find("revka")) else {
             continue;
         };

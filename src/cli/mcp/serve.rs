@@ -52,6 +52,7 @@
 
 mod answer;
 mod batch;
+mod http1;
 mod io;
 mod relay;
 mod spawn;

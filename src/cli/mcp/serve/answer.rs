@@ -27,9 +27,10 @@ use revka_actors::mcp::sse::{SseError, SseParser};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Slot;
+use super::http1::{Answer, PostError};
 use super::io::{Output, one_line};
 use super::relay::{EntryGuard, error_line};
-use super::upstream::{NO_DAEMON, PostError, Purpose, Upstream};
+use super::upstream::{NO_DAEMON, Purpose, Upstream};
 
 /// The largest answer (a JSON body, or one SSE event) relayed.
 pub(super) const MAX_ANSWER: usize = 32 * 1024 * 1024;
@@ -99,10 +100,10 @@ impl RequestTask {
             let outcome = match self.up.post(&link, self.line.clone()).await {
                 Ok(answer) => self.deliver(answer).await,
                 Err(PostError::Unreached(e)) => {
-                    tracing::debug!(error = %error_text(&e), "the daemon does not answer");
+                    tracing::debug!(error = %e, "the daemon does not answer");
                     Outcome::Again
                 }
-                Err(PostError::Broken(e)) => Outcome::Broken(error_text(&e)),
+                Err(PostError::Broken(e)) => Outcome::Broken(e),
             };
             let reconnect = match outcome {
                 Outcome::Done => return,
@@ -137,15 +138,15 @@ impl RequestTask {
     }
 
     /// Relays the daemon's answer.
-    async fn deliver(&mut self, answer: reqwest::Response) -> Outcome {
-        let status = answer.status();
+    async fn deliver(&mut self, answer: Answer) -> Outcome {
+        let status = answer.status;
         if status == StatusCode::UNAUTHORIZED {
-            drop(answer.bytes().await);
+            answer.drain().await;
             return Outcome::Again;
         }
         let stream = status == StatusCode::OK
             && answer
-                .headers()
+                .headers
                 .get(reqwest::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if stream {
@@ -162,7 +163,7 @@ impl RequestTask {
         };
         if status == StatusCode::OK && !body.trim_ascii().is_empty() {
             if self.purpose == Purpose::Initialize {
-                self.up.set_version(protocol_version(&body));
+                self.up.initialized(protocol_version(&body));
             }
             self.reply.answer(&self.out, one_line(body)).await;
             return Outcome::Done;
@@ -185,7 +186,7 @@ impl RequestTask {
     }
 
     /// Relays an SSE answer, event by event.
-    async fn stream(&mut self, mut answer: reqwest::Response) -> Outcome {
+    async fn stream(&mut self, mut answer: Answer) -> Outcome {
         let mut parser = SseParser::new(MAX_ANSWER);
         let mut answered = false;
         let mut done = false;
@@ -248,13 +249,15 @@ impl RequestTask {
 }
 
 /// Why [`read_capped`] failed.
-enum Capped {
+pub(super) enum Capped {
+    /// The body is larger than the cap.
     TooLarge,
+    /// The connection broke: why.
     Broken(String),
 }
 
 /// A whole body of at most `cap` bytes.
-async fn read_capped(mut answer: reqwest::Response, cap: usize) -> Result<Bytes, Capped> {
+pub(super) async fn read_capped(mut answer: Answer, cap: usize) -> Result<Bytes, Capped> {
     if answer.content_length().is_some_and(|n| n > cap as u64) {
         return Err(Capped::TooLarge);
     }
@@ -332,7 +335,7 @@ fn token_end(text: &[u8]) -> Option<usize> {
     text.iter().position(|&b| b == b',' || b == b'}')
 }
 
-/// An HTTP error with its causes (reqwest's own message only names the URL).
-fn error_text(e: &reqwest::Error) -> String {
+/// An HTTP error with its causes.
+fn error_text(e: &hyper::Error) -> String {
     crate::cli::remote::error_chain(e)
 }

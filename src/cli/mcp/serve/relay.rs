@@ -32,9 +32,10 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::answer::{Reply, RequestTask};
+use super::answer::{Capped, Reply, RequestTask, read_capped};
+use super::http1::PostError;
 use super::io::{self, Input, Output, OutputStream};
-use super::upstream::{BridgeConfig, PostError, Purpose, Upstream};
+use super::upstream::{BridgeConfig, Purpose, Upstream};
 
 /// How long what is queued for stdout may take to be written once the bridge stops.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
@@ -318,14 +319,17 @@ async fn send_one_way(up: &Arc<Upstream>, line: Bytes, retry: bool) {
     };
     for attempt in 0..2 {
         match up.post(&link, line.clone()).await {
-            Ok(answer) if answer.status() == reqwest::StatusCode::UNAUTHORIZED => {}
+            Ok(answer) if answer.status == reqwest::StatusCode::UNAUTHORIZED => {
+                answer.drain().await
+            }
+            Ok(answer) if answer.status.is_success() => return answer.drain().await,
             Ok(answer) => {
-                let status = answer.status();
-                let body = answer.bytes().await.unwrap_or_default();
-                if !status.is_success() {
-                    let text = String::from_utf8_lossy(&body);
-                    tracing::warn!(%status, answer = %text.chars().take(200).collect::<String>(), "the daemon refused a notification");
-                }
+                let status = answer.status;
+                let body = match read_capped(answer, 64 * 1024).await {
+                    Ok(body) => String::from_utf8_lossy(&body).chars().take(200).collect(),
+                    Err(Capped::TooLarge | Capped::Broken(_)) => String::new(),
+                };
+                tracing::warn!(%status, answer = %body, "the daemon refused a notification");
                 return;
             }
             Err(PostError::Unreached(_)) => {}

@@ -1,7 +1,8 @@
 //! The session's server-to-client stream, `GET /mcp`, relayed to the client. Part of
 //! [`super`].
 //!
-//! Opened when a link is made, with the session's two headers. Every event whose data is a
+//! Opened when a link is made, with the session's two headers, once a daemon answered the
+//! client's `initialize` (a server message must not reach the client before that). Every event whose data is a
 //! JSON-RPC message (a notification such as `tools/list_changed`, or a server request such as
 //! `sampling/createMessage`, whose answer the client writes on stdin and the bridge POSTs like
 //! any message) goes to stdout as one line; anything else is logged and dropped. Keep-alive
@@ -12,7 +13,9 @@
 //!
 //! A daemon without the stream answers 405 (or 404): the task ends and the bridge goes on
 //! without it. A refused connection or a 401 (the session is gone) is reported as a lost link
-//! ([`Upstream::report_lost`]); the task ends and the next link opens its own stream.
+//! ([`Upstream::report_lost`]) and tried again after the backoff: the keeper's reconnection
+//! replaces the link (aborting this task, the next link opens its own stream), or finds the
+//! daemon there after all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,7 @@ const STREAM_IDLE: Duration = Duration::from_secs(90);
 
 /// Relays the server stream of `link` until the link is dropped (the task is aborted) or lost.
 pub(super) async fn listen(up: Arc<Upstream>, link: Arc<Link>, out: Output) {
+    up.handshake_done().await;
     let mut parser = SseParser::new(MAX_ANSWER);
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -54,7 +58,7 @@ pub(super) async fn listen(up: Arc<Upstream>, link: Arc<Link>, out: Output) {
         let wait = match request.send().await {
             Err(e) if e.is_connect() => {
                 up.report_lost(link.generation);
-                return;
+                backoff
             }
             Err(e) => {
                 tracing::debug!(error = %e, "the server stream could not be opened");
@@ -67,7 +71,7 @@ pub(super) async fn listen(up: Arc<Upstream>, link: Arc<Link>, out: Output) {
                 }
                 StatusCode::UNAUTHORIZED => {
                     up.report_lost(link.generation);
-                    return;
+                    backoff
                 }
                 StatusCode::OK => {
                     if relay(answer, &mut parser, &out).await > 0 {

@@ -82,6 +82,7 @@ impl Client {
         let hello = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "tester", "version": "1" } } });
         self.send(&hello.to_string()).await;
+        // The first line: nothing (e.g. a server stream's message) comes before it.
         let answer = self.next().await;
         self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
             .await;
@@ -342,8 +343,9 @@ async fn a_call_cut_mid_stream_is_answered_not_retried() {
     client.close().await;
 }
 
-/// The server stream: each message relayed, reopened with `Last-Event-ID` after it ends, and
-/// anything that is not a JSON-RPC message dropped.
+/// The server stream: opened only once `initialize` is answered, each message relayed,
+/// reopened with `Last-Event-ID` after it ends, and anything that is not a JSON-RPC message
+/// dropped.
 #[tokio::test]
 async fn the_server_stream_is_relayed_and_resumed_with_last_event_id() {
     let home = tempfile::tempdir().unwrap();

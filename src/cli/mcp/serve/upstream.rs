@@ -19,11 +19,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Uri};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 
+use super::http1::{Answer, Pool, PostError};
 use super::io::Output;
 use super::spawn::Starter;
 use crate::mcp_server::read_discovery;
@@ -141,8 +145,12 @@ pub(crate) enum UpstreamError {
 pub(super) struct Link {
     /// Which link this is: 1 for the first, one more for each reconnection.
     pub(super) generation: u64,
-    /// `http://127.0.0.1:<port>/mcp`.
+    /// `http://127.0.0.1:<port>/mcp`, for the server stream.
     pub(super) mcp: reqwest::Url,
+    /// Its path, the target of every POST.
+    path: Uri,
+    /// The connections every POST goes on.
+    pool: Arc<Pool>,
     /// `http://127.0.0.1:<port>`, for `/session`.
     base: String,
     /// The session id, for `DELETE /session/{id}`.
@@ -155,23 +163,56 @@ pub(super) struct Link {
 
 impl Link {
     /// A `POST /mcp` of `body` with the session's headers.
-    pub(super) fn post(&self, http: &reqwest::Client, body: Bytes) -> reqwest::RequestBuilder {
-        http.post(self.mcp.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(SESSION_HEADER, self.session.clone())
-            .header(CONTENT_TYPE, JSON)
-            .header(ACCEPT, POST_ACCEPT)
-            .body(body)
+    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, self.auth.clone());
+        headers.insert(SESSION_HEADER, self.session.clone());
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, POST_ACCEPT);
+        request
+    }
+
+    /// POSTs `body`; the answer's body is the caller's to read.
+    pub(super) async fn post(&self, body: Bytes) -> Result<Answer, PostError> {
+        self.pool.send(self.request(body)).await
+    }
+
+    /// POSTs a small message and reads the whole answer: its status, `None` on a failure or
+    /// after [`SMALL_REQUEST_TIMEOUT`].
+    async fn post_small(&self, body: Bytes) -> Option<reqwest::StatusCode> {
+        let exchange = async {
+            let answer = self.post(body).await.ok()?;
+            let status = answer.status;
+            answer.drain().await;
+            Some(status)
+        };
+        tokio::time::timeout(SMALL_REQUEST_TIMEOUT, exchange)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
-/// How a POST to the daemon failed.
-#[derive(Debug)]
-pub(super) enum PostError {
-    /// No connection could be made: the request was not sent, so a retry is safe.
-    Unreached(reqwest::Error),
-    /// The connection broke after the request may have been sent.
-    Broken(reqwest::Error),
+/// Whether the keep-alive finds the link gone: the daemon refused the connection, or no
+/// longer knows the session.
+async fn link_gone(link: &Link) -> bool {
+    let exchange = async {
+        match link.post(Bytes::from_static(PING)).await {
+            Ok(answer) => {
+                let status = answer.status;
+                answer.drain().await;
+                status == reqwest::StatusCode::UNAUTHORIZED
+            }
+            Err(PostError::Unreached(_)) => true,
+            Err(PostError::Broken(_)) => false,
+        }
+    };
+    tokio::time::timeout(SMALL_REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or(false)
 }
 
 /// Who asks for a link: the client's `initialize` is itself the handshake, so a new link made
@@ -213,6 +254,9 @@ pub(super) struct Upstream {
     label: Mutex<String>,
     /// The protocol version the daemon agreed with the client.
     version: Mutex<Option<String>>,
+    /// Cancelled once a daemon answered the client's `initialize`: server streams open only
+    /// then (a server message must not reach the client before its handshake's answer).
+    initialized: CancellationToken,
     /// When a request last went to the daemon (ms since `epoch`), for the keep-alive.
     last_post: AtomicU64,
     epoch: Instant,
@@ -250,6 +294,7 @@ impl Upstream {
             hello: Mutex::new(None),
             label: Mutex::new("stdio bridge".to_owned()),
             version: Mutex::new(None),
+            initialized: CancellationToken::new(),
             last_post: AtomicU64::new(0),
             epoch: Instant::now(),
             lost,
@@ -389,6 +434,10 @@ impl Upstream {
             path: path.display().to_string(),
             url: doc.url.clone(),
         })?;
+        let addr = socket_addr(&mcp).ok_or_else(|| UpstreamError::NotLoopback {
+            path: path.display().to_string(),
+            url: doc.url.clone(),
+        })?;
         let base = doc
             .url
             .trim_end_matches("/mcp")
@@ -448,8 +497,11 @@ impl Upstream {
         let session = HeaderValue::try_from(minted.session_id.as_str())
             .map_err(|_| refused("the session id is not a valid header value".into()))?;
         tracing::debug!(generation, url = %doc.url, "session opened");
+        let path = Uri::try_from(mcp.path()).unwrap_or_else(|_| Uri::from_static("/mcp"));
         Ok(Link {
             generation,
+            pool: Pool::new(addr),
+            path,
             mcp,
             base,
             session_id: minted.session_id,
@@ -462,49 +514,21 @@ impl Upstream {
     async fn replay(&self, link: &Link, hello: Bytes) {
         const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         for body in [hello, Bytes::from_static(INITIALIZED)] {
-            let sent = link
-                .post(&self.http, body)
-                .timeout(SMALL_REQUEST_TIMEOUT)
-                .send()
-                .await;
-            match sent {
-                Ok(r) => drop(r.bytes().await),
-                Err(e) => tracing::debug!(error = %e, "replaying the handshake failed"),
+            if link.post_small(body).await.is_none() {
+                tracing::debug!("replaying the handshake failed");
             }
         }
     }
 
     /// POSTs one message on `link`; the answer's body is the caller's to read.
-    pub(super) async fn post(
-        &self,
-        link: &Link,
-        body: Bytes,
-    ) -> Result<reqwest::Response, PostError> {
+    pub(super) async fn post(&self, link: &Link, body: Bytes) -> Result<Answer, PostError> {
         self.touch();
-        link.post(&self.http, body).send().await.map_err(|e| {
-            if e.is_connect() {
-                PostError::Unreached(e)
-            } else {
-                PostError::Broken(e)
-            }
-        })
+        link.post(body).await
     }
 
     /// Whether the daemon still answers on `link`: a `ping` answered 200.
     pub(super) async fn check(&self, link: &Link) -> bool {
-        let answer = link
-            .post(&self.http, Bytes::from_static(PING))
-            .timeout(SMALL_REQUEST_TIMEOUT)
-            .send()
-            .await;
-        match answer {
-            Ok(r) => {
-                let alive = r.status() == reqwest::StatusCode::OK;
-                drop(r.bytes().await);
-                alive
-            }
-            Err(_) => false,
-        }
+        link.post_small(Bytes::from_static(PING)).await == Some(reqwest::StatusCode::OK)
     }
 
     /// Notes traffic on the link (for the keep-alive).
@@ -529,9 +553,15 @@ impl Upstream {
         }
     }
 
-    /// Keeps the protocol version the daemon agreed on.
-    pub(super) fn set_version(&self, version: Option<String>) {
+    /// A daemon answered the client's `initialize`, agreeing on `version`.
+    pub(super) fn initialized(&self, version: Option<String>) {
         *lock(&self.version) = version;
+        self.initialized.cancel();
+    }
+
+    /// Resolves once a daemon answered the client's `initialize`.
+    pub(super) async fn handshake_done(&self) {
+        self.initialized.cancelled().await;
     }
 
     /// The protocol version the daemon agreed on, if `initialize` was answered.
@@ -584,7 +614,8 @@ impl Upstream {
 }
 
 /// Pings the daemon whenever the link has been idle for the keep-alive period; a daemon that
-/// is gone (or no longer knows the session) is reported.
+/// is gone (or no longer knows the session) is reported, every period until the link is
+/// replaced.
 async fn keepalive(up: Arc<Upstream>, link: Arc<Link>) {
     let every = up.config.keepalive;
     loop {
@@ -594,22 +625,11 @@ async fn keepalive(up: Arc<Upstream>, link: Arc<Link>) {
             continue;
         }
         up.touch();
-        let answer = link
-            .post(&up.http, Bytes::from_static(PING))
-            .timeout(SMALL_REQUEST_TIMEOUT)
-            .send()
-            .await;
-        let gone = match answer {
-            Ok(r) => {
-                let status = r.status();
-                drop(r.bytes().await);
-                status == reqwest::StatusCode::UNAUTHORIZED
-            }
-            Err(e) => e.is_connect(),
-        };
+        let gone = link_gone(&link).await;
         if gone {
+            // The keeper looks again and reconnects, which aborts this task; if the daemon
+            // answers it after all, pinging goes on.
             up.report_lost(link.generation);
-            return;
         }
     }
 }
@@ -631,4 +651,16 @@ fn loopback_url(text: &str) -> Option<reqwest::Url> {
         }
     };
     (url.scheme() == "http" && loopback).then_some(url)
+}
+
+/// The address of a loopback URL (`localhost` is 127.0.0.1).
+fn socket_addr(url: &reqwest::Url) -> Option<std::net::SocketAddr> {
+    let port = url.port_or_known_default()?;
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse().ok()?,
+        None if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
+        None => host.parse().ok()?,
+    };
+    Some((ip, port).into())
 }
