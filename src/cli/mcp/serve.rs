@@ -45,6 +45,9 @@
 //!   responses are written back as one array, only when the negotiated protocol version is
 //!   2025-03-26 (the only one with JSON-RPC batching: 2025-06-18 removed it); otherwise it is
 //!   answered with -32600.
+//! - **HTTP** (`http1`): every `POST /mcp` goes on the bridge's own small pool of hyper
+//!   HTTP/1.1 connections to the daemon (the per-call path); `POST /session`, `DELETE` and
+//!   the server stream use reqwest (no proxy, no redirects).
 //! - **Output** (`io`): stdout carries only protocol lines, written by one task (so lines never
 //!   interleave); logs go to stderr, at `warn` unless `--log-level`/`RUST_LOG` say otherwise.
 //!   Stdin and stdout are read and written without a blocking thread when they are pipes or
@@ -54,6 +57,7 @@ mod answer;
 mod batch;
 mod http1;
 mod io;
+mod link;
 mod relay;
 mod spawn;
 mod stream;

@@ -28,7 +28,8 @@ use revka_actors::mcp::sse::SseParser;
 
 use super::answer::MAX_ANSWER;
 use super::io::{Output, one_line};
-use super::upstream::{Link, SESSION_HEADER, Upstream};
+use super::link::{Link, SESSION_HEADER};
+use super::upstream::Upstream;
 
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
