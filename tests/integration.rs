@@ -25,5 +25,6 @@ mod secrets;
 mod sidecar_faults;
 mod sidecar_tools;
 mod sidecars;
+mod stdio_bridge;
 mod util;
 mod watchdog;

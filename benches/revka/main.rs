@@ -1,7 +1,8 @@
 //! Revka's benchmark harness: `cargo bench --bench revka -- [scenario...] [--secs N]`
 //! (or `.ci/bench`, which first installs supergateway and mcp-proxy and builds the examples).
 //!
-//! Scenarios: `throughput` (Revka against direct stdio, supergateway and mcp-proxy), `restart`
+//! Scenarios: `throughput` (Revka over HTTP and through its stdio bridge, against direct stdio,
+//! supergateway and mcp-proxy), `restart`
 //! (kill -9 of a stdio server to the first successful call again), `sessions` (RSS per idle
 //! session), `fanout` (progress to 100 subscribers while other sessions call), `startup`
 //! (exec to `mcp.json`, with 0 and 20 servers; idle RSS), `soak` (mixed load for
@@ -36,7 +37,8 @@ pub struct Options {
     pub sessions: usize,
     /// Length of the soak.
     pub soak_secs: u64,
-    /// Throughput targets to run (`direct,revka,revka-std,supergateway,mcp-proxy`; default all).
+    /// Throughput targets to run (`direct,revka,revka-std,revka-stdio,supergateway,mcp-proxy`;
+    /// default all).
     pub targets: Vec<String>,
 }
 
@@ -88,7 +90,7 @@ fn parse() -> anyhow::Result<(Vec<String>, Options)> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo bench --bench revka -- [{}|soak ...] [--secs N] [--kills N] [--sessions N] [--soak-secs N] [--targets direct,revka,revka-std,supergateway,mcp-proxy]",
+                    "usage: cargo bench --bench revka -- [{}|soak ...] [--secs N] [--kills N] [--sessions N] [--soak-secs N] [--targets direct,revka,revka-std,revka-stdio,supergateway,mcp-proxy]",
                     ALL.join("|")
                 );
                 std::process::exit(0);

@@ -25,8 +25,19 @@ const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialize
 impl StdioServer {
     /// Spawns `program` and completes the handshake.
     pub async fn start(program: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(program, args, &[]).await
+    }
+
+    /// [`StdioServer::start`] with extra environment variables (`revka mcp serve --stdio`
+    /// needs the daemon's `REVKA_HOME`).
+    pub async fn start_with_env(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,6 +83,23 @@ impl StdioServer {
             bail!("call failed: {answer}");
         }
         Ok(())
+    }
+
+    /// One `tools/call`, answered, the notifications before its answer skipped (a tool
+    /// activation is preceded by `tools/list_changed`).
+    pub async fn call_through(
+        &mut self,
+        id: u64,
+        tool: &str,
+        arguments: &str,
+    ) -> anyhow::Result<String> {
+        self.send(&call_line(id, tool, arguments)).await?;
+        loop {
+            let line = self.recv().await?;
+            if answer_id(line) == Some(id) {
+                return Ok(line.to_owned());
+            }
+        }
     }
 
     /// Calls in a closed loop with `window` requests in flight on the one pipe, until

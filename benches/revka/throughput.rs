@@ -1,8 +1,9 @@
 //! Tool-call throughput and latency: the same `echo` calls made directly to the echo server
 //! over stdio, through Revka's `/mcp` (`revka`: seed 001's two-header sessions; `revka-std`:
 //! the standard Streamable HTTP path, `initialize` with a client token then `Mcp-Session-Id`),
-//! and through supergateway and mcp-proxy in front of the same echo server, with 1 and 8
-//! concurrent sessions, in one run.
+//! through `revka mcp serve --stdio` in front of that daemon (`revka-stdio`, driven over its
+//! pipes like the echo server), and through supergateway and mcp-proxy in front of the same
+//! echo server, with 1 and 8 concurrent sessions, in one run.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +21,14 @@ use crate::stdio::StdioServer;
 const ARGS: &str = r#"{"text":"hello"}"#;
 
 /// The targets measured, in order (`--targets` picks some).
-pub const TARGETS: &[&str] = &["direct", "revka", "revka-std", "supergateway", "mcp-proxy"];
+pub const TARGETS: &[&str] = &[
+    "direct",
+    "revka",
+    "revka-std",
+    "revka-stdio",
+    "supergateway",
+    "mcp-proxy",
+];
 
 /// One measured run.
 pub struct Row {
@@ -282,6 +290,57 @@ async fn measure_direct(
     })
 }
 
+/// `revka mcp serve --stdio` in front of the daemon of `gw`, driven over its pipes exactly as
+/// the echo server is driven directly, `window` calls in flight. The row's CPU is the bridge's,
+/// the daemon's and the echo server's; the second figure is the bridge's own CPU per call.
+async fn measure_bridge(
+    gw: &Gateway,
+    window: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> anyhow::Result<(Row, f64)> {
+    let Gateway::Revka(daemon, _) = gw else {
+        anyhow::bail!("the stdio bridge needs a Revka daemon");
+    };
+    let args = ["mcp", "serve", "--stdio"];
+    let env = [("REVKA_HOME", daemon.home.path())];
+    let mut bridge = StdioServer::start_with_env(&crate::env::revka_bin(), &args, &env).await?;
+    let activate = serde_json::json!({ "query": "select:echo__echo" }).to_string();
+    let answer = bridge.call_through(0, "tool_search", &activate).await?;
+    anyhow::ensure!(
+        answer.contains("echo__echo") && !answer.contains("Not found"),
+        "cannot activate echo__echo through the bridge: {answer}"
+    );
+    let tool = gw.tool();
+    bridge
+        .closed_loop(window, Instant::now() + warmup, tool, ARGS)
+        .await?;
+    let own_meter = CpuMeter::start(bridge.pid());
+    let daemon_meter = CpuMeter::start(gw.pid());
+    let (lat, errors) = bridge
+        .closed_loop(window, Instant::now() + secs, tool, ARGS)
+        .await?;
+    let own = own_meter.stop();
+    let daemon = daemon_meter.stop();
+    bridge.stop().await;
+    let calls = lat.len();
+    let row = Row {
+        target: "revka stdio".into(),
+        sessions: window,
+        calls,
+        all_calls: calls,
+        errors,
+        lat: lat.summary(),
+        cpu: CpuUse {
+            tree: own.tree + daemon.tree,
+            runs: own.runs + daemon.runs,
+            load: own.load,
+            wall: own.wall,
+        },
+    };
+    Ok((row, own.tree.as_secs_f64() * 1e6 / calls.max(1) as f64))
+}
+
 /// The whole comparison.
 pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     let on = |t: &str| targets.iter().any(|x| x == t);
@@ -299,19 +358,33 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     );
     header();
     let mut rows: Vec<Row> = Vec::new();
+    // The stdio bridge's own CPU per call, by calls in flight.
+    let mut bridge_own: Vec<(usize, f64)> = Vec::new();
     for sessions in [1, 8] {
         if on("direct") {
             let row = measure_direct(&echo, sessions, warmup, secs).await?;
             print(&row);
             rows.push(row);
         }
-        for (target, standard) in [("revka", false), ("revka-std", true)] {
-            if on(target) {
-                let gw = start_revka(&echo, standard).await?;
-                let row = measure_gateway(target, &gw, sessions, warmup, secs).await?;
+        if on("revka") || on("revka-stdio") {
+            let gw = start_revka(&echo, false).await?;
+            if on("revka") {
+                let row = measure_gateway("revka", &gw, sessions, warmup, secs).await?;
                 print(&row);
                 rows.push(row);
             }
+            if on("revka-stdio") {
+                let (row, own) = measure_bridge(&gw, sessions, warmup, secs).await?;
+                print(&row);
+                rows.push(row);
+                bridge_own.push((sessions, own));
+            }
+        }
+        if on("revka-std") {
+            let gw = start_revka(&echo, true).await?;
+            let row = measure_gateway("revka-std", &gw, sessions, warmup, secs).await?;
+            print(&row);
+            rows.push(row);
         }
         match crate::env::supergateway().filter(|_| on("supergateway")) {
             Some((bin, _)) => {
@@ -346,6 +419,20 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
             rows.iter()
                 .find(|r| r.target == t && r.sessions == sessions)
         };
+        if let Some(&(_, own)) = bridge_own.iter().find(|(s, _)| *s == sessions) {
+            let mut line = format!(
+                "{sessions} in flight: the stdio bridge used {own:.1} CPU µs per call of its own"
+            );
+            if let (Some(http), Some(stdio)) = (find("revka"), find("revka stdio")) {
+                line.push_str(&format!(
+                    "; revka over stdio adds {} µs at p50 to revka over HTTP ({} vs {})",
+                    us(stdio.lat.p50 - http.lat.p50),
+                    us(stdio.lat.p50),
+                    us(http.lat.p50),
+                ));
+            }
+            println!("{line}");
+        }
         let (Some(direct), Some(revka)) = (find("direct stdio"), find("revka")) else {
             continue;
         };

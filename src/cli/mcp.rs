@@ -4,7 +4,9 @@
 //! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
 //!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
 //!   reload, so the change is live at once (or say it applies at the next start);
-//! - `get` (`get`) shows one server's entry as written, and its state in a running daemon.
+//! - `get` (`get`) shows one server's entry as written, and its state in a running daemon;
+//! - `serve --stdio` (`serve`) is a stdio MCP server relaying to the running daemon, for
+//!   clients that only spawn stdio servers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,10 +19,12 @@ mod edit;
 mod get;
 mod import;
 mod probe;
+mod serve;
 
 pub use edit::AddArgs;
 pub(crate) use edit::{refused, save_and_reload};
 pub use import::ImportArgs;
+pub use serve::ServeArgs;
 
 /// `revka mcp` actions.
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,9 @@ pub enum McpAction {
     },
     /// Copy servers from another client's config: claude-desktop, cursor, vscode, or a file.
     Import(ImportArgs),
+    /// Serve the running daemon's tools on stdin/stdout, for clients that only spawn stdio
+    /// servers: `command = "revka", args = ["mcp", "serve", "--stdio"]`.
+    Serve(ServeArgs),
 }
 
 /// Runs an `mcp` action against the config at `path` (`--config`; default
@@ -76,6 +83,7 @@ pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
         McpAction::Remove { name } => return edit::remove(&file(), &name),
         McpAction::Import(args) => return import::run(&file(), args),
         McpAction::Get { name, json } => return get::run(&file(), &name, json),
+        McpAction::Serve(args) => return serve::run(path, args),
         McpAction::List { json } => probe::Probe::List { json },
         McpAction::Test { name } => probe::Probe::Test { name },
         McpAction::Call {

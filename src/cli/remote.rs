@@ -440,7 +440,7 @@ pub fn encode_segment(segment: &str) -> String {
 
 /// The error's causes, `outer: inner: innermost`, without repeats. The outermost message is
 /// left out when there are causes: for reqwest it only repeats the URL.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = e.source().or(Some(e));
     while let Some(err) = next {

@@ -1,0 +1,260 @@
+//! One session with one daemon: minting it from `mcp.json`, its POSTs, ending it. Part of
+//! [`super`]; [`super::upstream`] decides when a link is made and replaced.
+//!
+//! `mcp.json` must name an `http` URL on a loopback address (what the daemon binds): the bridge
+//! sends the client's messages and the session token there, and nowhere else. The session is
+//! minted with `POST /session` (its `cwd`, its label), and every message is then POSTed with the
+//! two headers on the link's own connections ([`super::http1`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Uri};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use serde_json::json;
+
+use super::http1::{Answer, Pool, PostError};
+use super::upstream::UpstreamError;
+use crate::mcp_server::read_discovery;
+
+/// The session's `DELETE` when the bridge stops.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `POST /session`, the replayed handshake, the keep-alive: small requests, answered at once.
+const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The keep-alive and the liveness check.
+const PING: &[u8] = br#"{"jsonrpc":"2.0","id":"revka-bridge-ping","method":"ping"}"#;
+
+/// The session header of the two-header flow.
+pub(super) const SESSION_HEADER: HeaderName = HeaderName::from_static("x-revka-session");
+/// What every `POST /mcp` accepts: JSON, or an SSE stream (a `tools/call`).
+pub(super) const POST_ACCEPT: HeaderValue =
+    HeaderValue::from_static("application/json, text/event-stream");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// One session with one daemon.
+#[derive(Debug)]
+pub(super) struct Link {
+    /// Which link this is: 1 for the first, one more for each reconnection.
+    pub(super) generation: u64,
+    /// `http://127.0.0.1:<port>/mcp`, for the server stream.
+    pub(super) mcp: reqwest::Url,
+    /// Its path, the target of every POST.
+    path: Uri,
+    /// The connections every POST goes on.
+    pool: Arc<Pool>,
+    /// `http://127.0.0.1:<port>`, for `/session`.
+    base: String,
+    /// The session id, for `DELETE /session/{id}`.
+    session_id: String,
+    /// `Bearer <token>`, marked sensitive (never logged).
+    pub(super) auth: HeaderValue,
+    /// The session id as the `X-Revka-Session` value.
+    pub(super) session: HeaderValue,
+}
+
+impl Link {
+    /// Reads `home/mcp.json` and mints a session (labelled `label`, in `cwd`) with the
+    /// daemon it names.
+    pub(super) async fn open(
+        http: &reqwest::Client,
+        home: &Path,
+        cwd: Option<&Path>,
+        label: &str,
+        generation: u64,
+    ) -> Result<Link, UpstreamError> {
+        let shown = home.display().to_string();
+        let Some(doc) = read_discovery(home) else {
+            return Err(UpstreamError::NoDaemon {
+                home: shown,
+                detail: String::new(),
+            });
+        };
+        let path = home.join(crate::mcp_server::DISCOVERY_FILE);
+        let mcp = loopback_url(&doc.url).ok_or_else(|| UpstreamError::NotLoopback {
+            path: path.display().to_string(),
+            url: doc.url.clone(),
+        })?;
+        let addr = socket_addr(&mcp).ok_or_else(|| UpstreamError::NotLoopback {
+            path: path.display().to_string(),
+            url: doc.url.clone(),
+        })?;
+        let base = doc
+            .url
+            .trim_end_matches("/mcp")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut body = json!({ "label": label });
+        if let Some(cwd) = cwd {
+            body["cwd"] = json!(cwd);
+        }
+        let answer = http
+            .post(format!("{base}/session"))
+            .header(CONTENT_TYPE, JSON)
+            .body(body.to_string())
+            .timeout(SMALL_REQUEST_TIMEOUT)
+            .send()
+            .await;
+        let response = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                let pid = doc.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                return Err(UpstreamError::NoDaemon {
+                    home: shown,
+                    detail: format!(
+                        " ({} names {}{pid}, which does not answer: {})",
+                        path.display(),
+                        doc.url,
+                        crate::cli::remote::error_chain(&e)
+                    ),
+                });
+            }
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let refused = |message: String| UpstreamError::Refused {
+            url: base.clone(),
+            status: status.as_u16(),
+            message,
+        };
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(refused(message));
+        }
+        #[derive(serde::Deserialize)]
+        struct Minted {
+            session_id: String,
+            token: String,
+        }
+        let minted: Minted = serde_json::from_str(&text)
+            .map_err(|e| refused(format!("unexpected answer to POST /session: {e}")))?;
+        let mut auth = HeaderValue::try_from(format!("Bearer {}", minted.token))
+            .map_err(|_| refused("the session token is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        let session = HeaderValue::try_from(minted.session_id.as_str())
+            .map_err(|_| refused("the session id is not a valid header value".into()))?;
+        tracing::debug!(generation, url = %doc.url, "session opened");
+        let path = Uri::try_from(mcp.path()).unwrap_or_else(|_| Uri::from_static("/mcp"));
+        Ok(Link {
+            generation,
+            pool: Pool::new(addr),
+            path,
+            mcp,
+            base,
+            session_id: minted.session_id,
+            auth,
+            session,
+        })
+    }
+
+    /// Ends the session (best effort, [`DELETE_TIMEOUT`] at most).
+    pub(super) async fn end(&self, http: &reqwest::Client) {
+        let url = format!("{}/session/{}", self.base, self.session_id);
+        let deleted = http
+            .delete(url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(DELETE_TIMEOUT)
+            .send()
+            .await;
+        match deleted {
+            Ok(r) => tracing::debug!(status = %r.status(), "session ended"),
+            Err(e) => tracing::debug!(error = %e, "could not end the session"),
+        }
+    }
+
+    /// A `POST /mcp` of `body` with the session's headers.
+    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, self.auth.clone());
+        headers.insert(SESSION_HEADER, self.session.clone());
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, POST_ACCEPT);
+        request
+    }
+
+    /// POSTs `body`; the answer's body is the caller's to read.
+    pub(super) async fn post(&self, body: Bytes) -> Result<Answer, PostError> {
+        self.pool.send(self.request(body)).await
+    }
+
+    /// POSTs a small message and reads the whole answer: its status, `None` on a failure or
+    /// after [`SMALL_REQUEST_TIMEOUT`].
+    pub(super) async fn post_small(&self, body: Bytes) -> Option<reqwest::StatusCode> {
+        let exchange = async {
+            let answer = self.post(body).await.ok()?;
+            let status = answer.status;
+            answer.drain().await;
+            Some(status)
+        };
+        tokio::time::timeout(SMALL_REQUEST_TIMEOUT, exchange)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+impl Link {
+    /// Whether the daemon still answers on this link: a `ping` answered 200.
+    pub(super) async fn alive(&self) -> bool {
+        self.post_small(Bytes::from_static(PING)).await == Some(reqwest::StatusCode::OK)
+    }
+}
+
+/// Whether the keep-alive finds the link gone: the daemon refused the connection, or no
+/// longer knows the session.
+pub(super) async fn link_gone(link: &Link) -> bool {
+    let exchange = async {
+        match link.post(Bytes::from_static(PING)).await {
+            Ok(answer) => {
+                let status = answer.status;
+                answer.drain().await;
+                status == reqwest::StatusCode::UNAUTHORIZED
+            }
+            Err(PostError::Unreached(_)) => true,
+            Err(PostError::Broken(_)) => false,
+        }
+    };
+    tokio::time::timeout(SMALL_REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or(false)
+}
+
+/// The URL of a discovery document, if it is `http` on a loopback address (what the daemon
+/// binds): the bridge sends the client's messages and its session token there.
+fn loopback_url(text: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(text).ok()?;
+    let host = url.host_str()?;
+    let loopback = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    (url.scheme() == "http" && loopback).then_some(url)
+}
+
+/// The address of a loopback URL (`localhost` is 127.0.0.1).
+fn socket_addr(url: &reqwest::Url) -> Option<std::net::SocketAddr> {
+    let port = url.port_or_known_default()?;
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse().ok()?,
+        None if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
+        None => host.parse().ok()?,
+    };
+    Some((ip, port).into())
+}
