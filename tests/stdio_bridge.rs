@@ -362,3 +362,53 @@ fn alive(pid: i32) -> bool {
         })
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
+
+/// A change of the daemon's tools that no request of the bridge caused (a server replaced its
+/// tools, asked by another session) reaches the stdio client as
+/// `notifications/tools/list_changed`: the daemon queues it on the bridge session's `GET /mcp`
+/// stream, and the bridge relays that stream to stdout while the client sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_change_reaches_the_stdio_client_through_the_session_stream() {
+    let served = Served::start("").await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut bridge = BridgeProcess::start(&served.home, &[], workdir.path());
+    bridge.handshake().await;
+    let listed = bridge.request(1, "tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    // The stream is open once the daemon shows it on the bridge's session.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bridge_sessions(&served)
+        .await
+        .first()
+        .is_none_or(|s| s["client_streams"] != 1)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bridge never opened GET /mcp: {:?}",
+            bridge_sessions(&served).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let other = served.session().await;
+    let activated = other
+        .call_text("tool_search", json!({ "query": "select:fault__set_tools" }))
+        .await;
+    assert!(activated.contains("fault__set_tools"), "{activated}");
+    let replaced = other
+        .call_text("fault__set_tools", json!({ "count": 2 }))
+        .await;
+    assert_eq!(replaced, "now 2 dynamic tools");
+
+    let note = bridge.next().await;
+    assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
+    let search = json!({ "name": "tool_search", "arguments": { "query": "dyn" } });
+    let found = bridge.request(2, "tools/call", search).await;
+    assert!(
+        found["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("fault__dyn")),
+        "{found}"
+    );
+    bridge.close().await;
+}
