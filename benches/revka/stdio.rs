@@ -129,6 +129,11 @@ impl StdioServer {
         while in_flight > 0 {
             let answer = self.recv().await?;
             let now = Instant::now();
+            // A notification (the bridge relays its session's `GET /mcp` stream, e.g. the
+            // `tools/list_changed` of the activation) answers nothing.
+            if answer_id(answer).is_none() && answer.contains("\"method\":") {
+                continue;
+            }
             let slot = answer_id(answer).context("answer without an id")? >> 32;
             if !crate::http::is_success(answer.as_bytes()) {
                 errors += 1;
