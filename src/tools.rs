@@ -9,7 +9,10 @@
 //! matched by name suffix), `tool_search`, and what that session has activated through
 //! `tool_search`. Everything else is listed by name in the `initialize` instructions
 //! (`<available-deferred-tools>`) and must be activated before it can be called. With deferred
-//! loading off, every tool is listed and callable.
+//! loading off, every tool is listed and callable. A session whose client is another Revka
+//! federating this one ([`Session::federated`]: it declared
+//! `capabilities.experimental.revka.federation` in `initialize`) is served as if deferred
+//! loading were off, without `tool_search`: the near Revka defers the tools on its own side.
 //!
 //! A session opened with a scoped client token ([`Session::scope`]) sees only the tools its
 //! scope names, by the names it sees them under: built-in tools (`health`, the agent tools),
@@ -218,13 +221,23 @@ impl ToolRegistry {
     /// and no deferred loading, an eager tool, or one it activated.
     pub fn visible_in(&self, session: &Session, name: &str) -> bool {
         session.in_scope(name)
-            && (!self.deferred_loading || Self::is_eager(name) || session.is_activated(name))
+            && (!self.defers_for(session) || Self::is_eager(name) || session.is_activated(name))
     }
 
-    /// Whether `session` may list and call the built-in tool `name`: `tool_search` always,
-    /// the others when in its scope.
-    fn builtin_in_scope(session: &Session, name: &str) -> bool {
-        name == TOOL_SEARCH || session.in_scope(name)
+    /// Whether external tools are deferred for `session`: under deferred loading, unless its
+    /// client is a federating Revka, which defers on its own side.
+    fn defers_for(&self, session: &Session) -> bool {
+        self.deferred_loading && !session.federated()
+    }
+
+    /// Whether `session` may list and call the built-in tool `name`: `tool_search` whenever
+    /// anything is deferred for it, the others when in its scope.
+    fn builtin_in_scope(&self, session: &Session, name: &str) -> bool {
+        if name == TOOL_SEARCH {
+            self.defers_for(session)
+        } else {
+            session.in_scope(name)
+        }
     }
 
     /// [`Self::served`] without the tools outside `session`'s scope: all that exists for it.
@@ -288,7 +301,7 @@ impl ToolRegistry {
         let mut all: BTreeMap<String, Value> = self
             .builtins
             .iter()
-            .filter(|(n, _)| Self::builtin_in_scope(session, n))
+            .filter(|(n, _)| self.builtin_in_scope(session, n))
             .map(|(n, t)| (n.clone(), t.definition()))
             .collect();
         for (name, served) in self.served() {
@@ -302,7 +315,7 @@ impl ToolRegistry {
     /// Tools still deferred for this session (what `tool_search`'s keyword mode ranks), within
     /// its scope.
     pub fn deferred(&self, session: &Session) -> Vec<DeferredTool> {
-        if !self.deferred_loading {
+        if !self.defers_for(session) {
             return Vec::new();
         }
         self.served_in(session)
@@ -345,7 +358,7 @@ impl ToolRegistry {
     /// `NotActivated` or a candidate of `Ambiguous`.
     pub fn resolve(&self, session: &Session, name: &str) -> Result<Resolved, ToolError> {
         if let Some(tool) = self.builtins.get(name)
-            && Self::builtin_in_scope(session, name)
+            && self.builtin_in_scope(session, name)
         {
             return Ok(Resolved::Builtin(tool.clone()));
         }
@@ -413,7 +426,7 @@ impl ToolRegistry {
             let deferred: Vec<(&String, &Served)> = served
                 .iter()
                 .filter(|(name, s)| {
-                    &s.group == group && self.deferred_loading && !Self::is_eager(name)
+                    &s.group == group && self.defers_for(session) && !Self::is_eager(name)
                 })
                 .collect();
             if !own.contains_key(group) && deferred.is_empty() {
@@ -441,7 +454,7 @@ impl ToolRegistry {
             return None;
         }
         let mut text = String::new();
-        if self.deferred_loading && served.keys().any(|n| !Self::is_eager(n)) {
+        if self.defers_for(session) && served.keys().any(|n| !Self::is_eager(n)) {
             text.push_str(
                 "Revka serves the tools of external MCP servers. Tools listed under \
                  <available-deferred-tools> are deferred: call `tool_search` with \

@@ -8,6 +8,7 @@ mod cli_mcp;
 mod cli_ops;
 mod conformance;
 mod daemon;
+mod federation;
 mod first_run;
 mod fixtures;
 mod gateway;

@@ -156,6 +156,10 @@ pub struct Session {
     client: std::sync::OnceLock<ClientBinding>,
     /// Messages for the client's `GET /mcp` stream and their replay ring (`outbound`).
     outbound: outbound::Outbound,
+    /// Set when the client is another Revka that declared federation in its `initialize`
+    /// (`revka_actors::mcp::protocol::declares_federation`): it defers tools on its own side,
+    /// so this session is served every tool in its scope without deferral. Never unset.
+    federated: AtomicBool,
 }
 
 /// What a session is created with ([`Sessions::create`]).
@@ -215,6 +219,17 @@ impl Session {
     /// without one).
     pub fn in_scope(&self, name: &str) -> bool {
         self.scope.as_ref().is_none_or(|scope| scope.allows(name))
+    }
+
+    /// Marks the session's client as a federating Revka (it declared federation in its
+    /// `initialize`): from now on it is served every tool in its scope without deferral.
+    pub fn set_federated(&self) {
+        self.federated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the session's client is a federating Revka ([`Session::set_federated`]).
+    pub fn federated(&self) -> bool {
+        self.federated.load(Ordering::Relaxed)
     }
 
     /// The id of the client token the session was opened with, if any.
@@ -719,6 +734,7 @@ impl Sessions {
             scope,
             client: client.map(std::sync::OnceLock::from).unwrap_or_default(),
             outbound: outbound::Outbound::default(),
+            federated: AtomicBool::new(false),
         });
         self.map.insert(id, session.clone());
         drop(admission);

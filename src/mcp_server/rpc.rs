@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
-use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
+use revka_actors::mcp::protocol::{self, SUPPORTED_PROTOCOL_VERSIONS};
 use revka_actors::session::{NewSession as SessionOptions, Session, SessionError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -217,7 +217,9 @@ fn cancelled_request_id(params: &RawValue) -> Option<Id> {
 }
 
 /// The `initialize` result for `session`: the version negotiated from the client's,
-/// `tools.listChanged`, and instructions naming only its in-scope tools.
+/// `tools.listChanged`, and instructions naming only its in-scope tools. A client declaring
+/// federation (`capabilities.experimental.revka.federation`) marks the session federated
+/// ([`Session::set_federated`]) and is answered with the same capability.
 pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) -> Value {
     let asked = params
         .get("protocolVersion")
@@ -233,6 +235,16 @@ pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) 
         "capabilities": { "tools": { "listChanged": true } },
         "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
     });
+    // Another Revka federating this one: it defers on its own side, so it is served every
+    // tool of its scope, and told so.
+    if params
+        .get("capabilities")
+        .is_some_and(protocol::declares_federation)
+    {
+        session.set_federated();
+        result["capabilities"]["experimental"] = protocol::federation_capability();
+        tracing::info!(session = %session.id(), "session opened by a federating Revka: no deferred loading");
+    }
     if let Some(instructions) = server.inner.registry.instructions(session) {
         result["instructions"] = Value::String(instructions);
     }

@@ -40,9 +40,39 @@ impl Root {
     }
 }
 
-/// The `initialize` params Revka sends.
+/// The key of Revka's extension under `capabilities.experimental` (the spec's extension point).
+pub const REVKA_EXTENSION: &str = "revka";
+
+/// The version of federation Revka speaks: `capabilities.experimental.revka.federation`.
+///
+/// Revka's MCP client declares it in every `initialize`; a Revka serving that session answers
+/// with the same key in its own `capabilities.experimental`, and serves the session its whole
+/// tool list (within the client token's scope) without deferral behind `tool_search`, since
+/// the near Revka defers on its own side. Any other server ignores it, as the spec says
+/// unknown experimental capabilities are ignored.
+pub const FEDERATION_VERSION: u64 = 1;
+
+/// The `capabilities.experimental` entry declaring federation.
+pub fn federation_capability() -> Value {
+    json!({ REVKA_EXTENSION: { "federation": FEDERATION_VERSION } })
+}
+
+/// Whether `capabilities` (of an `initialize`'s params or result) declare a federation
+/// version Revka speaks (`capabilities.experimental.revka.federation`, an integer from 1 to
+/// [`FEDERATION_VERSION`]).
+pub fn declares_federation(capabilities: &Value) -> bool {
+    capabilities
+        .get("experimental")
+        .and_then(|e| e.get(REVKA_EXTENSION))
+        .and_then(|r| r.get("federation"))
+        .and_then(Value::as_u64)
+        .is_some_and(|v| (1..=FEDERATION_VERSION).contains(&v))
+}
+
+/// The `initialize` params Revka sends: its roots capability when it has roots, and the
+/// federation extension ([`FEDERATION_VERSION`]).
 pub fn initialize_params(roots: bool) -> Value {
-    let mut capabilities = json!({});
+    let mut capabilities = json!({ "experimental": federation_capability() });
     if roots {
         capabilities["roots"] = json!({ "listChanged": false });
     }
@@ -181,6 +211,23 @@ mod tests {
 
     fn raw(v: Value) -> Box<RawValue> {
         to_raw(&v)
+    }
+
+    #[test]
+    fn initialize_declares_federation_and_only_known_versions_count() {
+        let params = initialize_params(true);
+        assert!(declares_federation(&params["capabilities"]));
+        assert_eq!(params["capabilities"]["roots"]["listChanged"], false);
+        for other in [
+            json!({}),
+            json!({ "experimental": {} }),
+            json!({ "experimental": { "revka": { "federation": 0 } } }),
+            json!({ "experimental": { "revka": { "federation": 2 } } }),
+            json!({ "experimental": { "revka": { "federation": "1" } } }),
+            json!({ "experimental": { "other": { "federation": 1 } } }),
+        ] {
+            assert!(!declares_federation(&other), "{other}");
+        }
     }
 
     #[test]

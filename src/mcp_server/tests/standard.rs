@@ -215,6 +215,54 @@ async fn initialize_creates_a_session_bound_to_the_client_token() {
     );
 }
 
+/// A client declaring `capabilities.experimental.revka.federation` is answered with the same
+/// capability and its session is federated: no `tool_search`, nothing deferred. A client
+/// without it (or with an unknown version) keeps deferred loading and hears of no federation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_federating_client_is_answered_with_the_capability_and_served_undeferred() {
+    let s = Standard::start(true, SessionLimits::default()).await;
+    let open = |federation: Value| {
+        let mut init = initialize(1);
+        init["params"]["capabilities"] =
+            json!({ "experimental": { "revka": { "federation": federation } } });
+        let s = &s;
+        async move {
+            let response = s.post(Some(TOKEN_A), None, init).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let id = response.headers()["mcp-session-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body: Value = response.json().await.unwrap();
+            let (_, listed) = answer(s.post(Some(TOKEN_A), Some(&id), list(2))).await;
+            let names: Vec<String> = listed["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
+            (id, body, names)
+        }
+    };
+    let (id, body, names) = open(json!(1)).await;
+    assert_eq!(
+        body["result"]["capabilities"]["experimental"]["revka"]["federation"], 1,
+        "{body}"
+    );
+    assert!(s.sessions.get(&id).unwrap().federated());
+    assert_eq!(names, ["slow"]);
+
+    for other in [json!(99), json!("1"), Value::Null] {
+        let (id, body, names) = open(other.clone()).await;
+        assert!(
+            body["result"]["capabilities"].get("experimental").is_none(),
+            "{other}: {body}"
+        );
+        assert!(!s.sessions.get(&id).unwrap().federated());
+        assert_eq!(names, ["slow", "tool_search"], "{other}");
+    }
+}
+
 /// Another client's token on a live session, an unknown id, and the id of a `POST /session`
 /// session all get the same 404; a request without a valid client token gets 401.
 #[tokio::test(flavor = "multi_thread")]

@@ -301,3 +301,58 @@ async fn a_scoped_session_sees_only_its_tools_without_deferred_loading() {
         ]
     );
 }
+
+/// A federating Revka's session (it declared federation in `initialize`) is served every tool
+/// of its scope without deferral and without `tool_search`, callable at once; its scope still
+/// holds, and other sessions of the same daemon keep deferred loading.
+#[tokio::test]
+async fn a_federated_session_gets_every_tool_of_its_scope_without_deferral() {
+    let registry = registry(true);
+    let federated = session().await;
+    federated.set_federated();
+    let scoped = session_with(Some(scope())).await;
+    scoped.set_federated();
+    let plain = session().await;
+
+    assert_eq!(
+        names(&registry.list(&federated)),
+        [
+            "backup__read_file",
+            "echo",
+            "fs__read_file",
+            "fs__write_file",
+            "health",
+            "ops__create_agent",
+            "revka-operator__list_files",
+            "time__get_current_time",
+        ]
+    );
+    assert!(registry.deferred(&federated).is_empty());
+    assert!(matches!(
+        registry.resolve(&federated, "time__get_current_time"),
+        Ok(Resolved::External(_))
+    ));
+    assert_eq!(
+        error_of(registry.resolve(&federated, "tool_search")),
+        "unknown tool: tool_search"
+    );
+    let text = registry.instructions(&federated).unwrap_or_default();
+    assert!(!text.contains("available-deferred-tools"), "{text}");
+    assert!(!text.contains("tool_search"), "{text}");
+
+    // The scope still applies.
+    assert_eq!(
+        names(&registry.list(&scoped)),
+        ["fs__read_file", "health", "revka-operator__list_files"]
+    );
+    assert_eq!(
+        error_of(registry.resolve(&scoped, "fs__write_file")),
+        "unknown tool: fs__write_file"
+    );
+
+    // The daemon's other sessions still defer.
+    assert_eq!(
+        names(&registry.list(&plain)),
+        ["echo", "health", "ops__create_agent", "tool_search"]
+    );
+}

@@ -16,11 +16,16 @@
 //!   kept. HTTP 404 on a request carrying it means the session expired: the original
 //!   `initialize` line is POSTed again (its result is not dispatched: the caller had its answer
 //!   long ago), the new session id kept, `notifications/initialized` POSTed, and the message
-//!   retried once; a second 404 fails it. Concurrent 404s re-initialize once.
+//!   retried once; a second 404 fails it. Concurrent 404s re-initialize once. A new session
+//!   may serve other tools (the server may have restarted), so after a re-initialization the
+//!   client is handed `notifications/tools/list_changed` and its connection re-reads the list.
 //! - **Server stream**: after `negotiated`, a GET opens the stream of server-initiated messages
 //!   (`notifications/tools/list_changed`); 405 means the server has none. When it ends it is
 //!   reopened with backoff (1 s doubling to 30 s, back to 1 s after a stream that delivered
-//!   events), with `Last-Event-ID`.
+//!   events), with the `Last-Event-ID` of the same session (never an old session's). A 404
+//!   on it re-initializes the session as a POST's does, and the new session's stream opens at
+//!   once; once a stream opens after one that failed, the tool list is re-read (a change may
+//!   have been announced while it was down).
 //! - **Close**: every task is cancelled; a known session is ended with a best-effort `DELETE`
 //!   (2 s timeout). Dropping the transport closes it.
 //!

@@ -176,6 +176,8 @@ struct Mock {
     replies: Mutex<Vec<Value>>,
     gets: Mutex<Vec<HeaderMap>>,
     deletes: Mutex<Vec<HeaderMap>>,
+    /// Cancelled to end every held GET stream (as a server restart would).
+    end_streams: tokio_util::sync::CancellationToken,
 }
 
 impl Mock {
@@ -348,9 +350,23 @@ async fn mock_get(State(m): State<Arc<Mock>>, headers: HeaderMap) -> Response {
     if m.get_mode == GetMode::NotAllowed {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
+    let sid = header(&m.gets.lock().unwrap()[n - 1], "mcp-session-id").map(str::to_owned);
+    if !sid.is_some_and(|sid| m.sessions.lock().unwrap().contains(&sid)) {
+        return (StatusCode::NOT_FOUND, "session not found").into_response();
+    }
     let changed = json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" });
     let event = format!("id: e{n}\n{}", data(&changed));
-    sse_body(vec![event], Duration::ZERO, n > 1)
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let end = m.end_streams.clone();
+    tokio::spawn(async move {
+        if tx.send(Bytes::from(event)).await.is_ok() && n > 1 {
+            tokio::select! {
+                () = tx.closed() => {}
+                () = end.cancelled() => {}
+            }
+        }
+    });
+    sse_response(rx)
 }
 
 async fn mock_delete(State(m): State<Arc<Mock>>, headers: HeaderMap) -> StatusCode {
@@ -454,7 +470,7 @@ async fn an_expired_session_is_reinitialized_once_and_the_request_retried() {
         ..Default::default()
     })
     .await;
-    let (c, t) = streamable(&url);
+    let (mut c, t) = streamable(&url);
     handshake(&c).await;
     eventually("notifications/initialized", || {
         m.count("initialized-done") == 1
@@ -484,6 +500,59 @@ async fn an_expired_session_is_reinitialized_once_and_the_request_retried() {
     // The replayed initialize is the original line, without a session header.
     let inits: Vec<_> = log.iter().filter(|(m, _)| m == "initialize").collect();
     assert!(inits[1].1.get("mcp-session-id").is_none());
+    assert_eq!(echo(&c, "after").await.unwrap(), "after");
+    // A new session may serve other tools: the client is told to re-read them, once.
+    let event = tokio::time::timeout(Duration::from_secs(5), c.events.recv()).await;
+    assert_eq!(event.unwrap(), Some(ClientEvent::ToolsChanged));
+    assert!(c.events.try_recv().is_err());
+}
+
+/// A server that restarted answers the GET stream of the old session with 404: the client
+/// re-initializes (as after a POST's 404), re-reads the tools, and opens the new session's
+/// stream without the old session's `Last-Event-ID`.
+#[tokio::test]
+async fn a_404_on_the_get_stream_reinitializes_and_the_new_stream_starts_fresh() {
+    let (m, url) = start(Mock {
+        get_mode: GetMode::Stream,
+        ..Default::default()
+    })
+    .await;
+    let (mut c, t) = streamable(&url);
+    handshake(&c).await;
+    let next = async |c: &mut Conn| {
+        tokio::time::timeout(Duration::from_secs(5), c.events.recv())
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(next(&mut c).await, Some(ClientEvent::ToolsChanged));
+        c.inbound.tools_changed_handled();
+    }
+    // The server restarts: it forgets the session and its streams end.
+    m.sessions.lock().unwrap().clear();
+    m.end_streams.cancel();
+    assert_eq!(next(&mut c).await, Some(ClientEvent::ToolsChanged));
+    assert_eq!(t.session_id().as_deref(), Some("s2"));
+    assert_eq!(m.count("initialize"), 2);
+    eventually("a GET on the new session", || {
+        m.gets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| header(h, "mcp-session-id") == Some("s2"))
+    })
+    .await;
+    let gets = m.gets.lock().unwrap().clone();
+    let stale = gets
+        .iter()
+        .filter(|h| header(h, "mcp-session-id") == Some("s1"))
+        .count();
+    assert_eq!(stale, 3, "two streams, then the 404");
+    let fresh = gets
+        .iter()
+        .find(|h| header(h, "mcp-session-id") == Some("s2"))
+        .unwrap();
+    assert!(fresh.get("last-event-id").is_none(), "{fresh:?}");
     assert_eq!(echo(&c, "after").await.unwrap(), "after");
 }
 

@@ -313,3 +313,32 @@ proptest! {
         prop_assert_eq!(rebuilt.collisions(), names.collisions());
     }
 }
+
+/// A federated Revka's tools arrive already named `<server>__<tool>` and are prefixed again:
+/// `far__fault__echo`. The name stays as is within 64 characters, is hashed (and routed back to
+/// the far's name) beyond, and its bare suffix is the far's own name.
+#[test]
+fn a_federated_double_prefix_is_kept_bounded_and_routed_back() {
+    assert_eq!(exposed_name("far", "fault__echo"), "far__fault__echo");
+    assert_eq!(bare_suffix("far__fault__echo"), Some("fault__echo"));
+    assert_eq!(
+        resolve_bare("fault__echo", ["far__fault__echo", "near__echo"]),
+        Resolution::Unique("far__fault__echo".into())
+    );
+    assert_eq!(
+        resolve_bare("echo", ["far__fault__echo"]),
+        Resolution::NotFound
+    );
+
+    let long = format!("kumiho-memory__{}", "t".repeat(50));
+    let names = ToolNames::build([("far", long.as_str()), ("far", "fault__echo")]);
+    let exposed = names.exposed("far", &long).unwrap().to_owned();
+    assert_eq!(exposed.len(), MAX_NAME_LEN);
+    assert!(exposed.starts_with("far__kumiho-memory__t"), "{exposed}");
+    assert_eq!(names.original(&exposed), Some(("far", long.as_str())));
+    assert_eq!(
+        names.original("far__fault__echo"),
+        Some(("far", "fault__echo"))
+    );
+    assert!(names.collisions().is_empty());
+}

@@ -75,50 +75,86 @@ impl Inner {
         if !resp.status().is_success() {
             return Err(http_error(resp, &self.shown).await);
         }
+        // A new session of a server that may have restarted: its tools may differ, and any
+        // change announced meanwhile went to the old session.
+        self.tools_may_have_changed();
         Ok(())
     }
 
+    /// Has the client re-read the tool list, as if the server had sent `list_changed`.
+    fn tools_may_have_changed(self: &Arc<Self>) {
+        hand_to_client(&self.inbound, LIST_CHANGED.as_bytes(), |reply| {
+            self.reply(reply)
+        });
+    }
+
     /// Keeps the server's GET stream open until the transport closes or the server has none.
+    ///
+    /// Reconnections send `Last-Event-ID` of the same session only: after a re-initialization
+    /// the old session's ids mean nothing. A 404 on the stream means the session expired (the
+    /// server restarted): the session is re-established, as a POST's 404 would. After a
+    /// stream that failed, the tool list is re-read, since a change may have been announced
+    /// while it was down.
     pub(super) async fn listen(self: Arc<Self>) {
         let mut parser = SseParser::new(MAX_SSE_EVENT);
+        let mut parser_session = self.session();
         let mut delay = MIN_BACKOFF;
         let mut failures = 0u32;
         loop {
-            let (back, outcome) = self.listen_once(parser).await;
+            let session = self.session();
+            if session != parser_session {
+                parser = SseParser::new(MAX_SSE_EVENT);
+                parser_session = session;
+            }
+            let (back, outcome) = self.listen_once(parser, failures > 0).await;
             parser = back;
             match outcome {
-                None => {
+                Listened::NoStream => {
                     tracing::debug!(server = %self.inbound.server(), url = %self.shown, "server offers no GET stream");
                     return;
                 }
-                Some(Ok(events)) => {
+                Listened::Ended(events) => {
                     failures = 0;
                     if events > 0 {
                         delay = MIN_BACKOFF;
                     }
                     tracing::debug!(server = %self.inbound.server(), events, "server stream ended; reopening");
                 }
-                Some(Err(error)) => {
-                    failures += 1;
-                    if failures == 1 {
-                        tracing::warn!(server = %self.inbound.server(), %error, "server stream failed; retrying with backoff");
-                    } else {
-                        tracing::debug!(server = %self.inbound.server(), %error, failures, "server stream failed again");
+                Listened::Expired(stale) => match self.reinitialize(&stale).await {
+                    // The new session's stream opens at once.
+                    Ok(()) => {
+                        failures = 0;
+                        delay = MIN_BACKOFF;
+                        continue;
                     }
-                }
+                    Err(error) => self.stream_failed(&mut failures, &error),
+                },
+                Listened::Failed(error) => self.stream_failed(&mut failures, &error),
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
 
-    /// One GET stream: `None` if the server has none, else the events it delivered or why it
-    /// failed.
+    /// Logs a failed stream: a warning for the first failure in a row, then at debug.
+    fn stream_failed(&self, failures: &mut u32, error: &TransportError) {
+        *failures += 1;
+        if *failures == 1 {
+            tracing::warn!(server = %self.inbound.server(), %error, "server stream failed; retrying with backoff");
+        } else {
+            tracing::debug!(server = %self.inbound.server(), %error, failures = *failures, "server stream failed again");
+        }
+    }
+
+    /// One GET stream, with the events it delivered or why it ended. `recovering`: the last
+    /// one failed, so once this one opens, the tool list is re-read.
     async fn listen_once(
         self: &Arc<Self>,
         parser: SseParser,
-    ) -> (SseParser, Option<Result<u64, TransportError>>) {
-        let mut headers = self.headers(self.session().as_ref(), Some("text/event-stream"), true);
+        recovering: bool,
+    ) -> (SseParser, Listened) {
+        let session = self.session();
+        let mut headers = self.headers(session.as_ref(), Some("text/event-stream"), true);
         if let Some(id) = parser
             .last_event_id()
             .and_then(|id| HeaderValue::from_str(id).ok())
@@ -127,17 +163,25 @@ impl Inner {
         }
         let resp = match self.http.get(&self.url).headers(headers).send().await {
             Ok(resp) => resp,
-            Err(e) => return (parser, Some(Err(net_error(&self.shown, &e)))),
+            Err(e) => return (parser, Listened::Failed(net_error(&self.shown, &e))),
         };
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-            return (parser, None);
+            return (parser, Listened::NoStream);
+        }
+        if let Some(stale) = session.filter(|_| resp.status() == StatusCode::NOT_FOUND) {
+            tracing::debug!(server = %self.inbound.server(), url = %self.shown, "server stream: session expired (HTTP 404)");
+            return (parser, Listened::Expired(stale));
         }
         if !resp.status().is_success() {
-            return (parser, Some(Err(http_error(resp, &self.shown).await)));
+            let error = http_error(resp, &self.shown).await;
+            return (parser, Listened::Failed(error));
         }
         if content_type(&resp) != "text/event-stream" {
             tracing::debug!(url = %self.shown, content_type = %content_type(&resp), "GET did not open an event stream");
-            return (parser, None);
+            return (parser, Listened::NoStream);
+        }
+        if recovering {
+            self.tools_may_have_changed();
         }
         let mut events = EventStream::new(resp, parser, &self.shown);
         let mut delivered = 0;
@@ -150,10 +194,25 @@ impl Inner {
                     });
                 }
                 Ok(Some(_)) => {}
-                Ok(None) => break Ok(delivered),
-                Err(e) => break Err(e),
+                Ok(None) => break Listened::Ended(delivered),
+                Err(e) => break Listened::Failed(e),
             }
         };
-        (events.into_parser(), Some(result))
+        (events.into_parser(), result)
     }
 }
+
+/// How one GET stream ended.
+enum Listened {
+    /// The server has no GET stream (405, or not an event stream).
+    NoStream,
+    /// It ended after delivering this many messages.
+    Ended(u64),
+    /// HTTP 404 on this session id: the session expired.
+    Expired(HeaderValue),
+    /// It could not be opened, or failed while read.
+    Failed(TransportError),
+}
+
+/// What the client is handed when the tool list may have changed unannounced.
+const LIST_CHANGED: &str = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
