@@ -33,12 +33,15 @@
 //! - [`http`]: the serve loop both listeners run (hyper HTTP/1.1): header-read, body-read and
 //!   keep-alive idle timeouts, the per-source connection cap, graceful stop; and the
 //!   per-source rate limit of `POST /session`.
+//! - [`auth`]: the credentials both HTTP faces and the CLI share: bearer tokens in
+//!   `$REVKA_HOME/gateway_tokens.json` (gateway tokens with their roles, MCP client tokens), the
+//!   owner token file, pairing codes, the failure throttle.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
-//!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
-//!   token roles, pairing codes, the failure throttle), the introspection and health API, the
-//!   `/api/mcp` proxy and the WebSocket progress relay.
+//!   bearer auth (over [`auth`]), the introspection and health API, the `/api/mcp` proxy and
+//!   the WebSocket progress relay.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod banner;
 pub mod cli;
 pub mod config;

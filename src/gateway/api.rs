@@ -20,8 +20,8 @@ use revka_actors::{ActorState, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
 use super::server::{Caller, Gateway, error};
+use crate::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
 
 /// The path of the supervisor of the MCP sessions.
 const SESSIONS_PATH: &str = "root/sessions";

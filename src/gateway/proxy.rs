@@ -36,9 +36,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::auth::Role;
 use super::server::{Caller, Gateway, MAX_BODY, error};
 use super::ws::WS_PROTOCOL;
+use crate::auth::Role;
 use crate::mcp_server::read_discovery_file;
 
 mod sessions;

@@ -28,11 +28,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::auth::{
+use super::{origin, routes};
+use crate::auth::{
     CLIENT_TOKEN_PREFIX, FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId,
     bearer_from_subprotocols, extract_bearer,
 };
-use super::{origin, routes};
 use crate::mcp_server::{Discovery, remove_discovery_file, write_discovery_file};
 use crate::tree::Services;
 

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::Gateway;
-use super::auth::{Role, read_owner_token};
+use crate::auth::{Role, read_owner_token};
 use crate::config::Config;
 use crate::tree::Services;
 

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use revka_actors::session::ToolScope;
 
-use crate::gateway::auth::TokenStore;
+use crate::auth::TokenStore;
 
 /// A client token that verified: who the client is and what it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]

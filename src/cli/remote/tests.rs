@@ -26,10 +26,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::{Gateway, RemoteError, encode_actor_path, encode_segment, pid_alive};
+use crate::auth::{PairingCodes, RevokeError, Role, TokenStore, ToolScope, extract_bearer};
 use crate::cli::ops::{Op, Outcome, execute, execute_on};
-use crate::gateway::auth::{
-    PairingCodes, RevokeError, Role, TokenStore, ToolScope, extract_bearer,
-};
 
 /// The fake daemon's state.
 struct Fake {

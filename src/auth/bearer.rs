@@ -1,7 +1,7 @@
 //! Where a request carries its token: the `Authorization` header and the WebSocket
 //! subprotocol list.
 //!
-//! Part of the gateway's auth layer; the gateway listener (`root/gateway`) calls these on the
+//! Part of the daemon's auth layer; the gateway listener (`root/gateway`) calls these on the
 //! raw header values before [`TokenStore::verify`](super::TokenStore::verify). Browsers cannot
 //! set headers on a WebSocket handshake, so the dashboard offers the token as a subprotocol
 //! `bearer.<token>` next to the fixed subprotocol the listener selects (so the token is never

@@ -1,12 +1,14 @@
 //! Bearer-token authentication: who may call the gateway, which MCP clients may use the MCP
 //! server's standard flow, and how they got their credential.
 //!
-//! Used by the gateway listener (`root/gateway`): every request passes through
-//! [`extract_bearer`] (or, for WebSockets, [`bearer_from_subprotocols`] / the `?token=` query
-//! parameter), then [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a
-//! wrong credential is answered after the delay [`FailureThrottle::record_failure`] gives it.
-//! The MCP server's standard flow checks client tokens with [`TokenStore::verify_client`].
-//! Everything here is plain Rust with no HTTP types, so it is tested without a listener.
+//! Shared by both HTTP faces and the CLI, and part of neither face: the daemon builds one
+//! [`TokenStore`] and [`PairingCodes`] into its services (`crate::tree`). The gateway listener
+//! (`root/gateway`) passes every request's bearer token (taken by [`extract_bearer`]) to
+//! [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a wrong credential
+//! is answered after the delay [`FailureThrottle::record_failure`] gives it. The MCP server
+//! (`root/mcp_http`) checks the client tokens of its standard flow with
+//! [`TokenStore::verify_client`]. The CLI reads the owner token file. Everything here is plain
+//! Rust with no HTTP types, so it is tested without a listener.
 //!
 //! - **Gateway tokens** are `rvk_` followed by 64 lowercase hex digits (256 bits from the OS).
 //!   [`TokenStore`] keeps only their SHA-256 in memory and in

@@ -1,4 +1,4 @@
-//! Tests of the gateway's auth layer: tokens, the store and its file, the owner token, client
+//! Tests of the daemon's auth layer: tokens, the store and its file, the owner token, client
 //! tokens, pairing codes, the failed-attempt limiter, bearer extraction.
 //!
 //! Every test works in its own temporary `$REVKA_HOME`; time is injected (`verify_at`,
