@@ -3,7 +3,7 @@
 //!
 //! Shared by both HTTP faces and the CLI, and part of neither face: the daemon builds one
 //! [`TokenStore`] and [`PairingCodes`] into its services (`crate::tree`). The gateway listener
-//! (`root/gateway`) passes every request's bearer token (taken by [`extract_bearer`]) to
+//! (`root/gateway`) passes every request's bearer token (taken by [`crate::http::bearer`]) to
 //! [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a wrong credential
 //! is answered after the delay [`FailureThrottle::record_failure`] gives it. The MCP server
 //! (`root/mcp_http`) checks the client tokens of its standard flow with
@@ -26,7 +26,6 @@
 //! - **[`FailureThrottle`]** delays the answer to failed attempts, more for each failure of the
 //!   same source; it never sees, and so never refuses, a valid token.
 
-mod bearer;
 mod client;
 mod error;
 mod info;
@@ -40,7 +39,6 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-pub use bearer::{bearer_from_subprotocols, extract_bearer, extract_bearer_bytes};
 pub use client::{ClientGrant, MAX_CLIENT_TOKEN_TTL};
 pub use error::{RevokeError, StoreError};
 pub use info::{TokenInfo, TokenKind, Verified};

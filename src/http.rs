@@ -32,6 +32,7 @@
 //! request and response bodies and the service, [`source`] counts connections per source,
 //! [`rate`] is the per-source token bucket behind `POST /session`'s rate limit.
 
+pub mod bearer;
 mod body;
 mod conn;
 pub mod rate;

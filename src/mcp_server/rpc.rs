@@ -36,7 +36,7 @@ pub(crate) const SESSION_HEADER: header::HeaderName =
 
 /// The bearer token of an `Authorization` header, if well formed and non-empty.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    crate::auth::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
+    crate::http::bearer::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 /// 401 with a JSON-RPC error and `WWW-Authenticate: Bearer`.
