@@ -35,6 +35,7 @@
 pub mod bearer;
 mod body;
 mod conn;
+pub mod discovery;
 pub mod rate;
 pub mod source;
 #[cfg(test)]

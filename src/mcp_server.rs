@@ -25,12 +25,11 @@
 //! source (`[sessions] create_burst`, `create_per_minute`: 429 with `Retry-After` past it), and
 //! at the session cap it evicts only a session unused for the eviction floor, else answers 503
 //! with `Retry-After`. Once bound, the server writes `$REVKA_HOME/mcp.json`
-//! (`{url, pid, started_at}`) atomically and owner-only, and removes it on a graceful stop if it
+//! ([`crate::http::discovery`]) atomically and owner-only, and removes it on a graceful stop if it
 //! still names this process.
 
 mod call;
 pub mod client_auth;
-mod discovery;
 mod events;
 mod guard;
 mod rpc;
@@ -57,14 +56,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use discovery::{
-    DISCOVERY_FILE, Discovery, read_discovery, read_discovery_file, remove_discovery,
-    remove_discovery_file, write_discovery, write_discovery_file,
-};
-
 pub(crate) use guard::{close_if_body_refused, is_loopback_host};
 
 use crate::config::{McpEndpointConfig, SessionsConfig};
+use crate::http::discovery::{remove_discovery, write_discovery};
 use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;

@@ -165,8 +165,8 @@ pub(super) async fn create_token(State(gw): State<Gateway>, body: Bytes) -> Resp
                     format!("client token {} was created but is gone", new.id),
                 );
             };
-            let mcp_url = crate::mcp_server::read_discovery_file(
-                &services.home.join(crate::mcp_server::DISCOVERY_FILE),
+            let mcp_url = crate::http::discovery::read_discovery_file(
+                &services.home.join(crate::http::discovery::DISCOVERY_FILE),
             )
             .map(|d| d.url);
             body.insert("token".into(), Value::String(new.token));

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::{origin, routes};
 use crate::auth::{CLIENT_TOKEN_PREFIX, FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId};
 use crate::http::bearer::{bearer_from_subprotocols, extract_bearer};
-use crate::mcp_server::{Discovery, remove_discovery_file, write_discovery_file};
+use crate::http::discovery::{Discovery, remove_discovery_file, write_discovery_file};
 use crate::tree::Services;
 
 /// The gateway's discovery file in `$REVKA_HOME`.
