@@ -36,7 +36,9 @@ pub mod bearer;
 mod body;
 mod conn;
 pub mod discovery;
+pub mod loopback;
 pub mod rate;
+pub mod response;
 pub mod source;
 #[cfg(test)]
 pub(crate) mod testing;

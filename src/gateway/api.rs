@@ -20,8 +20,9 @@ use revka_actors::{ActorState, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::server::{Caller, Gateway, error};
+use super::server::{Caller, Gateway};
 use crate::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
+use crate::http::response::error;
 
 /// The path of the supervisor of the MCP sessions.
 const SESSIONS_PATH: &str = "root/sessions";

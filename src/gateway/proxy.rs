@@ -36,10 +36,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::server::{Caller, Gateway, MAX_BODY, error};
+use super::server::{Caller, Gateway, MAX_BODY};
 use super::ws::WS_PROTOCOL;
 use crate::auth::Role;
 use crate::http::discovery::{DISCOVERY_FILE, read_discovery_file};
+use crate::http::response::error;
 
 mod sessions;
 

@@ -24,10 +24,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::guard::{error, json_response, rpc_error, rpc_result};
+use super::guard::{rpc_error, rpc_result};
 use super::standard::{self, Caller};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
 use crate::http::Source;
+use crate::http::response::{error, json_response};
 
 /// The session header of the two-header auth.
 /// (A `HeaderName`, not a `&str`: a `&str` key is parsed again on every lookup.)
