@@ -24,5 +24,4 @@ mod server;
 mod tests;
 pub mod ws;
 
-pub(crate) use api::health_report;
 pub use server::{GATEWAY_FILE, Gateway, MAX_BODY, listener};

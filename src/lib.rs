@@ -23,6 +23,8 @@
 //! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
+//! - [`health`]: the daemon's health verdict over the status tree (`/api/health`, the
+//!   `system_dashboard` tool).
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal without `NO_COLOR`,
 //!   syslog priorities for journald) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
@@ -47,6 +49,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod logrotate;
