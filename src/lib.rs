@@ -63,3 +63,6 @@ pub mod telemetry;
 pub mod tools;
 pub mod tree;
 pub mod watchdog;
+
+#[cfg(test)]
+mod layout;

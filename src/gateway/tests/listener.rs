@@ -1,6 +1,10 @@
 //! The gateway's real listener (`listener()`, as `root/gateway` runs it) on a real socket: slow
 //! clients are closed after the `[http]` timeouts, and the MCP server's refusal of a session at
 //! its cap (503 with `Retry-After`) passes through the proxy.
+//!
+//! The one place the gateway names the MCP server (an exception the layout check,
+//! `crate::layout`, lists): the proxy's end-to-end tests here serve the real MCP server
+//! listener behind the gateway.
 
 use crate::http::testing::{
     CLOSE_BOUND, Raw, SlowClients, SlowRequests, one_second_timeouts, serve, services, slow_clients,
