@@ -102,7 +102,7 @@ pub enum Command {
         /// tools, tests http/sse/url servers) or owner (everything, also spawning processes,
         /// reloads, pairing and tokens).
         #[arg(long, value_name = "ROLE", default_value = "viewer")]
-        role: crate::gateway::auth::Role,
+        role: crate::auth::Role,
     },
     /// List, create or revoke tokens: the gateway's, and client tokens for MCP clients.
     Tokens {

@@ -73,7 +73,7 @@ impl Daemon {
                 .tokens
                 .ensure_owner_token(home)
                 .context("cannot write the owner token")?;
-            let ttl = crate::gateway::auth::DEFAULT_PAIRING_TTL;
+            let ttl = crate::auth::DEFAULT_PAIRING_TTL;
             pairing = Some((services.pairing.issue(ttl), ttl)); // shown in the banner
         }
         let status = services.status_root.clone();

@@ -2,10 +2,9 @@
 //!
 //! It serves the `/api/*` routes and the WebSocket on one origin. Every route requires a
 //! bearer token of a role (`viewer < operator < owner`), except `POST /pair`, which trades a
-//! one-time code for one.
+//! one-time code for one. Tokens, roles and pairing codes live in [`crate::auth`], shared with
+//! the MCP server and the CLI.
 //!
-//! - [`auth`]: token store, roles, owner token, pairing codes, failure throttle, bearer
-//!   extraction.
 //! - `routes`: the route table, every route with the role it needs; the router is built from
 //!   it alone.
 //! - `server`: the listener, router, bearer auth, timeouts.
@@ -17,7 +16,6 @@
 //!   stream (SSE) to a WebSocket.
 
 mod api;
-pub mod auth;
 mod origin;
 mod proxy;
 mod routes;
@@ -26,5 +24,4 @@ mod server;
 mod tests;
 pub mod ws;
 
-pub(crate) use api::health_report;
 pub use server::{GATEWAY_FILE, Gateway, MAX_BODY, listener};

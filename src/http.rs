@@ -32,9 +32,13 @@
 //! request and response bodies and the service, [`source`] counts connections per source,
 //! [`rate`] is the per-source token bucket behind `POST /session`'s rate limit.
 
+pub mod bearer;
 mod body;
 mod conn;
+pub mod discovery;
+pub mod loopback;
 pub mod rate;
+pub mod response;
 pub mod source;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -23,6 +23,8 @@
 //! - [`telemetry`]: the Prometheus metrics (`GET /metrics`).
 //! - [`tools`]: the MCP server's tool tiers: built-in tools, `tool_search`, deferred loading.
 //! - [`tree`]: which supervisors sit under `root`, in which order.
+//! - [`health`]: the daemon's health verdict over the status tree (`/api/health`, the
+//!   `system_dashboard` tool).
 //! - [`logging`]: tracing set-up (text or JSON, ANSI only on a terminal without `NO_COLOR`,
 //!   syslog priorities for journald) and the panic hook.
 //! - [`mcp_server`]: the in-process MCP server (`root/mcp_http`): sessions, two-header auth,
@@ -33,17 +35,21 @@
 //! - [`http`]: the serve loop both listeners run (hyper HTTP/1.1): header-read, body-read and
 //!   keep-alive idle timeouts, the per-source connection cap, graceful stop; and the
 //!   per-source rate limit of `POST /session`.
+//! - [`auth`]: the credentials both HTTP faces and the CLI share: bearer tokens in
+//!   `$REVKA_HOME/gateway_tokens.json` (gateway tokens with their roles, MCP client tokens), the
+//!   owner token file, pairing codes, the failure throttle.
 //! - [`gateway`]: the browser/script/operator-facing HTTP surface under `root/gateway`: its
-//!   authentication (bearer tokens in `$REVKA_HOME/gateway_tokens.json`, the owner token file,
-//!   token roles, pairing codes, the failure throttle), the introspection and health API, the
-//!   `/api/mcp` proxy and the WebSocket progress relay.
+//!   bearer auth (over [`auth`]), the introspection and health API, the `/api/mcp` proxy and
+//!   the WebSocket progress relay.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod logrotate;
@@ -57,3 +63,6 @@ pub mod telemetry;
 pub mod tools;
 pub mod tree;
 pub mod watchdog;
+
+#[cfg(test)]
+mod layout;

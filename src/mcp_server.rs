@@ -25,12 +25,11 @@
 //! source (`[sessions] create_burst`, `create_per_minute`: 429 with `Retry-After` past it), and
 //! at the session cap it evicts only a session unused for the eviction floor, else answers 503
 //! with `Retry-After`. Once bound, the server writes `$REVKA_HOME/mcp.json`
-//! (`{url, pid, started_at}`) atomically and owner-only, and removes it on a graceful stop if it
+//! ([`crate::http::discovery`]) atomically and owner-only, and removes it on a graceful stop if it
 //! still names this process.
 
 mod call;
 pub mod client_auth;
-mod discovery;
 mod events;
 mod guard;
 mod rpc;
@@ -57,14 +56,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use discovery::{
-    DISCOVERY_FILE, Discovery, read_discovery, read_discovery_file, remove_discovery,
-    remove_discovery_file, write_discovery, write_discovery_file,
-};
-
-pub(crate) use guard::{close_if_body_refused, is_loopback_host};
-
 use crate::config::{McpEndpointConfig, SessionsConfig};
+use crate::http::discovery::{remove_discovery, write_discovery};
+use crate::http::loopback::Hosts;
 use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
@@ -206,7 +200,7 @@ impl McpServer {
     /// What the listener serves: the router behind its guard ([`guard::Guarded`]), with
     /// `POST /mcp` dispatched straight to its handler; `for_peer` makes the service of one
     /// connection from it. `hosts` is what the guard asks of `Host`.
-    pub(crate) fn service(self, hosts: guard::Hosts) -> guard::Guarded<Dispatch> {
+    pub(crate) fn service(self, hosts: Hosts) -> guard::Guarded<Dispatch> {
         guard::Guarded {
             service: Dispatch {
                 router: self.clone().router(),
@@ -316,9 +310,9 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
         .bind_addr()
         .map_err(|e| anyhow::anyhow!("mcp_server.host: {e}"))?;
     let hosts = if addr.ip().is_loopback() {
-        guard::Hosts::Loopback
+        Hosts::Loopback
     } else {
-        guard::Hosts::Any
+        Hosts::Any
     };
     let standard = StandardPath {
         client_auth: services.tokens.clone(),

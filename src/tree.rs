@@ -26,8 +26,8 @@ use revka_actors::supervisor::{
 };
 use tokio::sync::watch;
 
+use crate::auth::{PairingCodes, TokenStore};
 use crate::config::Config;
-use crate::gateway::auth::{PairingCodes, TokenStore};
 use crate::sidecars::SidecarServices;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;

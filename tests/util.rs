@@ -125,7 +125,7 @@ impl TestHome {
     pub fn client_token(&self) -> String {
         self.client_token
             .get_or_init(|| {
-                revka::gateway::auth::TokenStore::open(self.path())
+                revka::auth::TokenStore::open(self.path())
                     .and_then(|store| store.issue_client("test", None, None))
                     .expect("issue a client token")
                     .token

@@ -27,7 +27,7 @@ impl Daemon {
         std::fs::write(home.path().join("config.toml"), config)?;
         let log = std::fs::File::create(home.path().join("daemon.log"))?;
         // Issued into the store the daemon loads at start, as `revka tokens create` would.
-        let client_token = revka::gateway::auth::TokenStore::open(home.path())?
+        let client_token = revka::auth::TokenStore::open(home.path())?
             .issue_client("bench", None, None)?
             .token;
         let spawned_at = Instant::now();

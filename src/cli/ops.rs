@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::remote::{self, Gateway, RemoteError, TokenRow};
 use super::status::{human_duration, render_tree, use_color};
-use crate::gateway::auth::Role;
+use crate::auth::Role;
 
 /// `revka tokens` actions.
 #[derive(Debug, Subcommand)]

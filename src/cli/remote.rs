@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::gateway::auth::{OWNER_TOKEN_FILE, Role, StoreError, read_owner_token};
+use crate::auth::{OWNER_TOKEN_FILE, Role, StoreError, read_owner_token};
 
 mod discovery;
 

@@ -14,14 +14,15 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use revka_actors::Snapshot;
 use revka_actors::metrics::CONTENT_TYPE;
 use revka_actors::supervisor::{RestartPathError, restart_path};
-use revka_actors::{ActorState, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
-use super::server::{Caller, Gateway, error};
+use super::server::{Caller, Gateway};
+use crate::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
+use crate::http::response::error;
 
 /// The path of the supervisor of the MCP sessions.
 const SESSIONS_PATH: &str = "root/sessions";
@@ -165,8 +166,8 @@ pub(super) async fn create_token(State(gw): State<Gateway>, body: Bytes) -> Resp
                     format!("client token {} was created but is gone", new.id),
                 );
             };
-            let mcp_url = crate::mcp_server::read_discovery_file(
-                &services.home.join(crate::mcp_server::DISCOVERY_FILE),
+            let mcp_url = crate::http::discovery::read_discovery_file(
+                &services.home.join(crate::http::discovery::DISCOVERY_FILE),
             )
             .map(|d| d.url);
             body.insert("token".into(), Value::String(new.token));
@@ -291,57 +292,9 @@ pub(super) async fn restart(
     }
 }
 
-/// The health verdict over the status tree.
-pub(crate) fn health_report(root: &revka_actors::StatusNode) -> (&'static str, Value) {
-    let snapshot = root.snapshot();
-    let component = |id: &str| snapshot.children.iter().find(|c| c.id == id);
-    let states = |parent: Option<&Snapshot>| -> Vec<Value> {
-        parent
-            .map(|p| {
-                p.children
-                    .iter()
-                    .map(|c| {
-                        json!({
-                            "name": c.id, "path": c.path, "state": c.state, "restarts": c.restarts,
-                            "last_failure": c.last_failure,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let servers = states(component("mcp_servers"));
-    let sidecars = states(component("sidecars"));
-    let core_down = snapshot.state != ActorState::Running
-        || component("mcp_http").is_none_or(|c| c.state != ActorState::Running);
-    // A server configured with auto_connect = false sits `stopped`: that is not a problem.
-    let unwell = |v: &Value| {
-        matches!(
-            v["state"].as_str(),
-            Some("failed" | "backing_off" | "starting" | "stopping")
-        )
-    };
-    let status = if core_down {
-        "unhealthy"
-    } else if servers.iter().chain(&sidecars).any(unwell) {
-        "degraded"
-    } else {
-        "healthy"
-    };
-    let core: serde_json::Map<String, Value> = snapshot
-        .children
-        .iter()
-        .map(|c| (c.id.clone(), json!(c.state)))
-        .collect();
-    (
-        status,
-        json!({ "status": status, "components": core, "mcp_servers": servers, "sidecars": sidecars }),
-    )
-}
-
 /// `GET /api/health`: `healthy | degraded | unhealthy` (503 when unhealthy).
 pub(super) async fn health(State(gw): State<Gateway>) -> Response {
-    let (status, mut body) = health_report(&gw.services().status_root);
+    let (status, mut body) = crate::health::report(&gw.services().status_root);
     body["sessions"] = json!(gw.services().sessions.len());
     let code = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE

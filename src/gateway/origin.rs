@@ -19,9 +19,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::server::{Gateway, error};
+use super::server::Gateway;
 use crate::config::normalise_origin;
-use crate::mcp_server::is_loopback_host;
+use crate::http::loopback::is_loopback_host;
+use crate::http::response::error;
 
 /// Middleware: 403 unless [`check`] passes.
 pub(super) async fn same_origin(

@@ -36,10 +36,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::auth::Role;
-use super::server::{Caller, Gateway, MAX_BODY, error};
+use super::server::{Caller, Gateway, MAX_BODY};
 use super::ws::WS_PROTOCOL;
-use crate::mcp_server::read_discovery_file;
+use crate::auth::Role;
+use crate::http::discovery::{DISCOVERY_FILE, read_discovery_file};
+use crate::http::response::error;
 
 mod sessions;
 
@@ -198,7 +199,7 @@ fn upstream_error(e: &reqwest::Error) -> Response {
 /// `GET /api/mcp/discovery`: reads `mcp.json` (cached by modification time), probes `/health`
 /// with 500 ms; always 200 with `available`.
 pub(super) async fn discovery(State(gw): State<Gateway>) -> Response {
-    let path = gw.services().home.join(crate::mcp_server::DISCOVERY_FILE);
+    let path = gw.services().home.join(DISCOVERY_FILE);
     let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
     let doc = {
         let mut cache = gw

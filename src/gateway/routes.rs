@@ -28,9 +28,10 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::auth::Role;
-use super::server::{Caller, Gateway, MAX_BODY, authenticate, error, within_default};
+use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
 use super::{api, proxy};
+use crate::auth::Role;
+use crate::http::response::error;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

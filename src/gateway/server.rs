@@ -22,18 +22,16 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use revka_actors::listener::{ListenerSpec, ServeFn};
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::auth::{
-    CLIENT_TOKEN_PREFIX, FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId,
-    bearer_from_subprotocols, extract_bearer,
-};
 use super::{origin, routes};
-use crate::mcp_server::{Discovery, remove_discovery_file, write_discovery_file};
+use crate::auth::{CLIENT_TOKEN_PREFIX, FailureThrottle, MAX_DELAYED_FAILURES, Role, TokenId};
+use crate::http::bearer::{bearer_from_subprotocols, extract_bearer};
+use crate::http::discovery::{Discovery, remove_discovery_file, write_discovery_file};
+use crate::http::response::error;
 use crate::tree::Services;
 
 /// The gateway's discovery file in `$REVKA_HOME`.
@@ -91,7 +89,7 @@ impl Gateway {
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(from_fn_with_state(self.clone(), origin::same_origin))
             .layer(axum::middleware::map_response(
-                crate::mcp_server::close_if_body_refused,
+                crate::http::response::close_if_body_refused,
             ))
             .with_state(self)
     }
@@ -142,11 +140,6 @@ impl Gateway {
         tokio::time::sleep(delay).await;
         Ok(())
     }
-}
-
-/// A JSON error `{"error": message}`.
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// The bearer token of a request: `Authorization`, or for WebSockets the `bearer.<token>`

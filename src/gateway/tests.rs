@@ -27,7 +27,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::Gateway;
-use super::auth::{Role, read_owner_token};
+use crate::auth::{Role, read_owner_token};
 use crate::config::Config;
 use crate::tree::Services;
 
@@ -196,7 +196,7 @@ async fn each_proxied_route_gives_up_on_a_hanging_mcp_server_at_its_own_ceiling(
     // The MCP server "is bound" at the hanging listener, and mcp.json names it.
     services.mcp_bound.send_replace(Some(upstream.addr));
     let url = format!("http://{}/mcp", upstream.addr);
-    crate::mcp_server::write_discovery(home.path(), &url).unwrap();
+    crate::http::discovery::write_discovery(home.path(), &url).unwrap();
 
     let get = |path: &str| Request::builder().method("GET").uri(path);
     let post = |path: &str| Request::builder().method("POST").uri(path);

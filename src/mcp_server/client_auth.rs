@@ -9,15 +9,16 @@
 //! revocation (`gateway::api::revoke`); an expiring token's session stops admitting it at the
 //! expiry it was granted with.
 //!
-//! The daemon's [`TokenStore`] (the gateway's, where `revka tokens create` puts client tokens)
-//! is the [`ClientAuth`] of the running server; [`NoClientTokens`] verifies none.
+//! The daemon's [`TokenStore`] ([`crate::auth`], shared with the gateway; `revka tokens create`
+//! puts client tokens there) is the [`ClientAuth`] of the running server; [`NoClientTokens`]
+//! verifies none.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use revka_actors::session::ToolScope;
 
-use crate::gateway::auth::TokenStore;
+use crate::auth::TokenStore;
 
 /// A client token that verified: who the client is and what it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,9 +32,9 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::error;
 use super::rpc::bearer;
 use super::{McpServer, sse};
+use crate::http::response::error;
 
 /// `GET /session/{id}/events`.
 pub(crate) async fn session_events(

@@ -24,10 +24,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::guard::{error, json_response, rpc_error, rpc_result};
+use super::guard::{rpc_error, rpc_result};
 use super::standard::{self, Caller};
 use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
 use crate::http::Source;
+use crate::http::response::{error, json_response};
 
 /// The session header of the two-header auth.
 /// (A `HeaderName`, not a `&str`: a `&str` key is parsed again on every lookup.)
@@ -36,7 +37,7 @@ pub(crate) const SESSION_HEADER: header::HeaderName =
 
 /// The bearer token of an `Authorization` header, if well formed and non-empty.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    crate::gateway::auth::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
+    crate::http::bearer::extract_bearer_bytes(headers.get(header::AUTHORIZATION)?.as_bytes())
 }
 
 /// 401 with a JSON-RPC error and `WWW-Authenticate: Bearer`.

@@ -105,7 +105,7 @@ async fn serve_with(
         axum::serve(
             listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(
-                server.service(super::guard::Hosts::Loopback),
+                server.service(crate::http::loopback::Hosts::Loopback),
             ),
         )
         .await

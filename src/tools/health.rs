@@ -84,7 +84,7 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>
     Box::pin(async move {
         let mut out = json!({ "generated_at": revka_actors::status::rfc3339(SystemTime::now()) });
         if flag(&args, "include_health") {
-            let (status, report) = crate::gateway::health_report(&h.root);
+            let (status, report) = crate::health::report(&h.root);
             out["health"] = report;
             out["health"]["status"] = json!(status);
             out["health"]["circuit_breaker"] =

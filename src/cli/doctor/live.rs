@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{Check, OPERATOR_HANDSHAKE_TIMEOUT};
 use crate::cli::remote::{GATEWAY_FILE, Gateway, RemoteError, pid_alive, read_gateway_file};
 use crate::config::Config;
-use crate::mcp_server::{DISCOVERY_FILE, read_discovery_file};
+use crate::http::discovery::{DISCOVERY_FILE, read_discovery_file};
 use crate::servers::{http_client, server_spec};
 
 /// The actor path of the session manager's circuit breaker.

@@ -14,7 +14,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{Check, DoctorOptions, Status, diagnose, failed, render_text};
-use crate::gateway::auth::TokenStore;
+use crate::auth::TokenStore;
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");

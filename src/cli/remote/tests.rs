@@ -26,10 +26,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::{Gateway, RemoteError, encode_actor_path, encode_segment, pid_alive};
+use crate::auth::{PairingCodes, RevokeError, Role, TokenStore, ToolScope};
 use crate::cli::ops::{Op, Outcome, execute, execute_on};
-use crate::gateway::auth::{
-    PairingCodes, RevokeError, Role, TokenStore, ToolScope, extract_bearer,
-};
+use crate::http::bearer::extract_bearer;
 
 /// The fake daemon's state.
 struct Fake {

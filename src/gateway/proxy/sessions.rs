@@ -15,7 +15,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::upstream_error;
-use crate::gateway::server::{Caller, Gateway, error};
+use crate::gateway::server::{Caller, Gateway};
+use crate::http::response::error;
 
 /// The largest answer of the MCP server's `POST /session` read to learn the session's id.
 const MAX_SESSION_ANSWER: usize = 64 * 1024;

@@ -5,9 +5,9 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::super::auth::{Role, ToolScope};
 use super::super::routes::{Access, table};
 use super::roles::{Fixture, concrete};
+use crate::auth::{Role, ToolScope};
 
 /// Every route of the table, with a client token (scoped or not), answers 401 as to a token it
 /// does not know, saying what a client token is for; `POST /pair` needs no token at all.

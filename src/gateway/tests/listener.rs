@@ -1,6 +1,10 @@
 //! The gateway's real listener (`listener()`, as `root/gateway` runs it) on a real socket: slow
 //! clients are closed after the `[http]` timeouts, and the MCP server's refusal of a session at
 //! its cap (503 with `Retry-After`) passes through the proxy.
+//!
+//! The one place the gateway names the MCP server (an exception the layout check,
+//! `crate::layout`, lists): the proxy's end-to-end tests here serve the real MCP server
+//! listener behind the gateway.
 
 use crate::http::testing::{
     CLOSE_BOUND, Raw, SlowClients, SlowRequests, one_second_timeouts, serve, services, slow_clients,
@@ -17,7 +21,7 @@ async fn slow_clients_are_closed_after_their_timeouts() {
     // call (its 403 would come before the body is read).
     let token = services
         .tokens
-        .issue("test", crate::gateway::auth::Role::Operator)
+        .issue("test", crate::auth::Role::Operator)
         .unwrap()
         .token;
     let (addr, stop) = serve(super::super::listener(&services).unwrap()).await;
@@ -54,7 +58,7 @@ async fn a_full_session_table_answers_503_with_retry_after_through_the_gateway()
     let (services, _home) = services(|c| c.sessions.max_sessions = 1).await;
     let token = services
         .tokens
-        .issue("test", crate::gateway::auth::Role::Operator)
+        .issue("test", crate::auth::Role::Operator)
         .unwrap()
         .token;
     let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;
@@ -95,7 +99,7 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
     let (services, _home) = services(one_second_timeouts).await;
     let token = services
         .tokens
-        .issue("test", crate::gateway::auth::Role::Viewer)
+        .issue("test", crate::auth::Role::Viewer)
         .unwrap()
         .token;
     let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;

@@ -15,8 +15,8 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 use super::super::Gateway;
-use super::super::auth::{Role, read_owner_token};
 use super::super::routes::{Access, table};
+use crate::auth::{Role, read_owner_token};
 use crate::config::Config;
 use crate::tree::Services;
 

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::super::Gateway;
-use super::super::auth::{MAX_DELAYED_FAILURES, read_owner_token};
+use crate::auth::{MAX_DELAYED_FAILURES, read_owner_token};
 use crate::config::Config;
 use crate::tree::Services;
 

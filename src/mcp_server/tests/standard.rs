@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::super::client_auth::{ClientAuth, ClientGrant};
-use super::super::guard::Hosts;
 use super::super::{McpServer, StandardPath};
 use super::{Slow, sessions_with};
+use crate::http::loopback::Hosts;
 use crate::http::rate::Rate;
 use crate::tools::ToolRegistry;
 

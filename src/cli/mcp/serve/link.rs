@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::http1::{Answer, Pool, PostError};
 use super::upstream::UpstreamError;
-use crate::mcp_server::read_discovery;
+use crate::http::discovery::read_discovery;
 
 /// The session's `DELETE` when the bridge stops.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,7 +73,7 @@ impl Link {
                 detail: String::new(),
             });
         };
-        let path = home.join(crate::mcp_server::DISCOVERY_FILE);
+        let path = home.join(crate::http::discovery::DISCOVERY_FILE);
         let mcp = loopback_url(&doc.url).ok_or_else(|| UpstreamError::NotLoopback {
             path: path.display().to_string(),
             url: doc.url.clone(),

@@ -432,7 +432,7 @@ async fn batches_are_relayed_in_2025_03_26() {
 #[tokio::test]
 async fn a_discovery_file_naming_a_remote_host_is_refused() {
     let home = tempfile::tempdir().unwrap();
-    crate::mcp_server::write_discovery(home.path(), "http://192.0.2.1:80/mcp").unwrap();
+    crate::http::discovery::write_discovery(home.path(), "http://192.0.2.1:80/mcp").unwrap();
     let mut client = Client::start(home.path());
     let hello = client.handshake("2025-06-18").await;
     let message = hello["error"]["message"].as_str().unwrap();

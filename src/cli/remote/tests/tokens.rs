@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Daemon, assert_failed};
+use crate::auth::Role;
 use crate::cli::ops::Op;
-use crate::gateway::auth::Role;
 
 #[tokio::test]
 async fn tokens_list_and_revoke() {

@@ -94,7 +94,8 @@ impl Fake {
 
     /// Writes `mcp.json` naming this fake into `home`.
     pub(super) fn advertise(&self, home: &Path) {
-        crate::mcp_server::write_discovery(home, &format!("http://{}/mcp", self.addr)).unwrap();
+        crate::http::discovery::write_discovery(home, &format!("http://{}/mcp", self.addr))
+            .unwrap();
     }
 
     /// Every request received so far.

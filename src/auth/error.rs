@@ -1,7 +1,7 @@
 //! The auth layer's errors: [`StoreError`] (the token store and its files) and
 //! [`RevokeError`].
 //!
-//! Part of the gateway's auth layer (`root/gateway`). Every message names the file or the
+//! Part of the daemon's auth layer ([`crate::auth`]). Every message names the file or the
 //! token id concerned, since the CLI prints it as is.
 
 use std::io;

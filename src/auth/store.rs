@@ -1,7 +1,7 @@
 //! [`TokenStore`]: the daemon's bearer tokens, hashed, in memory and in
 //! `$REVKA_HOME/gateway_tokens.json`.
 //!
-//! Part of the gateway's auth layer. Two kinds of token share the store, its file, its cap and
+//! Part of the daemon's auth layer. Two kinds of token share the store, its file, its cap and
 //! its listing and revocation, and never stand in for each other: **gateway** tokens (with a
 //! [`Role`]), which the gateway listener (`root/gateway`) checks on every request with
 //! [`TokenStore::verify_caller`], and **client** tokens (with an optional tool scope and

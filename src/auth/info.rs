@@ -1,7 +1,7 @@
 //! What the token store shows of its tokens ([`TokenInfo`], [`TokenKind`]) and what a
 //! verified gateway token is ([`Verified`]).
 //!
-//! Part of the gateway's auth layer (`root/gateway`): `GET /api/tokens` and `revka tokens
+//! Part of the daemon's auth layer ([`crate::auth`]): `GET /api/tokens` and `revka tokens
 //! list` show [`TokenInfo`]s; the gateway listener attaches a [`Verified`] to each request.
 //! Nothing here holds a token or its hash.
 

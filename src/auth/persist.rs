@@ -1,6 +1,6 @@
 //! The token store on disk: `$REVKA_HOME/gateway_tokens.json`.
 //!
-//! Part of the gateway's auth layer (`root/gateway`); only [`super::store`] calls it, never on
+//! Part of the daemon's auth layer ([`crate::auth`]); only [`super::store`] calls it, never on
 //! the request path. The file holds hashes, never tokens:
 //!
 //! ```json

@@ -1,10 +1,14 @@
-//! The discovery file `$REVKA_HOME/mcp.json` (seeds 001 and 003): `{url, pid, started_at}`.
+//! Discovery files (seeds 001 and 003): `{url, pid, started_at}` documents in `$REVKA_HOME`
+//! that say where a listener of the running daemon is bound.
 //!
-//! Written once the MCP server is bound, atomically with mode 0600
+//! Part of the shared HTTP plumbing ([`crate::http`]). The MCP server (`root/mcp_http`) writes
+//! `mcp.json` ([`DISCOVERY_FILE`]) once bound, the gateway (`root/gateway`) writes
+//! `gateway.json`; the gateway's proxy and the CLI (`revka doctor`, `revka mcp serve`) read
+//! `mcp.json` to find the MCP endpoint. Written atomically with mode 0600
 //! ([`revka_actors::fs::write_atomic`]), so a concurrent reader sees either the old document
 //! or the new one, never a partial one, and a link planted at its path is replaced, never
-//! written through. Removed on a
-//! graceful stop, but only if it still names this process: another daemon's file is left alone.
+//! written through. Removed on a graceful stop, but only if it still names this process:
+//! another daemon's file is left alone.
 
 use std::path::Path;
 use std::time::SystemTime;

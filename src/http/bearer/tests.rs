@@ -1,6 +1,6 @@
 //! `Authorization: Bearer` and `Sec-WebSocket-Protocol: bearer.<token>` extraction.
 
-use super::super::{bearer_from_subprotocols, extract_bearer};
+use super::{bearer_from_subprotocols, extract_bearer};
 
 #[test]
 fn extract_bearer_cases() {

@@ -1,11 +1,17 @@
 //! Where a request carries its token: the `Authorization` header and the WebSocket
 //! subprotocol list.
 //!
-//! Part of the gateway's auth layer; the gateway listener (`root/gateway`) calls these on the
-//! raw header values before [`TokenStore::verify`](super::TokenStore::verify). Browsers cannot
-//! set headers on a WebSocket handshake, so the dashboard offers the token as a subprotocol
-//! `bearer.<token>` next to the fixed subprotocol the listener selects (so the token is never
-//! echoed back), or as `?token=`.
+//! Part of the shared HTTP plumbing ([`crate::http`]): the gateway listener (`root/gateway`)
+//! calls these on the raw header values before [`TokenStore::verify_caller`], and the MCP
+//! server (`root/mcp_http`) takes the session or client token of every `/mcp` request with
+//! [`extract_bearer_bytes`]. Browsers cannot set headers on a WebSocket handshake, so the
+//! dashboard offers the token as a subprotocol `bearer.<token>` next to the fixed subprotocol
+//! the listener selects (so the token is never echoed back), or as `?token=`.
+//!
+//! [`TokenStore::verify_caller`]: crate::auth::TokenStore::verify_caller
+
+#[cfg(test)]
+mod tests;
 
 /// The token of an `Authorization: Bearer <token>` header value.
 ///

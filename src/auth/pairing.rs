@@ -1,6 +1,6 @@
 //! [`PairingCodes`]: short one-time codes that a browser or script trades for a token.
 //!
-//! Part of the gateway's auth layer. The operator asks the daemon for a code (`revka pair`,
+//! Part of the daemon's auth layer. The operator asks the daemon for a code (`revka pair`,
 //! authenticated by the owner token) and types it where the new client asks for it; the
 //! gateway listener (`root/gateway`) redeems it through [`PairingCodes::redeem`] and hands the
 //! client a fresh token from the [`TokenStore`]. A wrong code is answered after the delay of the

@@ -1,7 +1,7 @@
 //! [`FailureThrottle`]: slows down failed authentication attempts, per source, without ever
 //! refusing a valid credential.
 //!
-//! Part of the gateway's auth layer. The gateway listener (`root/gateway`) keeps one behind a
+//! Part of the daemon's auth layer. The gateway listener (`root/gateway`) keeps one behind a
 //! mutex and consults it only *after* a presented credential (a bearer token, a pairing code)
 //! turned out to be wrong: [`FailureThrottle::record_failure`] counts the failure and says how
 //! long to wait before answering it. A valid token is never looked up here, so no amount of

@@ -1,6 +1,6 @@
 //! [`Role`]: what a gateway token may do, `viewer < operator < owner`.
 //!
-//! Part of the gateway's auth layer (`root/gateway`). Every token in the [`TokenStore`]
+//! Part of the daemon's auth layer ([`crate::auth`]). Every token in the [`TokenStore`]
 //! carries one, every pairing code is minted for one, and every route of the gateway's route
 //! table names the least role it needs. The role is independent of whether a token is the
 //! owner token of `$REVKA_HOME/gateway.token` (the one rotated at each start): that token has

@@ -1,6 +1,6 @@
 //! Token primitives: generation, hashing, ids, and the one constant-time comparison.
 //!
-//! Part of the gateway's auth layer (`root/gateway`). Every secret comparison in the layer
+//! Part of the daemon's auth layer ([`crate::auth`]). Every secret comparison in the layer
 //! (token hashes in the store, pairing codes) goes through [`constant_time_eq`].
 
 use std::fmt;

@@ -1,12 +1,14 @@
 //! Bearer-token authentication: who may call the gateway, which MCP clients may use the MCP
 //! server's standard flow, and how they got their credential.
 //!
-//! Used by the gateway listener (`root/gateway`): every request passes through
-//! [`extract_bearer`] (or, for WebSockets, [`bearer_from_subprotocols`] / the `?token=` query
-//! parameter), then [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a
-//! wrong credential is answered after the delay [`FailureThrottle::record_failure`] gives it.
-//! The MCP server's standard flow checks client tokens with [`TokenStore::verify_client`].
-//! Everything here is plain Rust with no HTTP types, so it is tested without a listener.
+//! Shared by both HTTP faces and the CLI, and part of neither face: the daemon builds one
+//! [`TokenStore`] and [`PairingCodes`] into its services (`crate::tree`). The gateway listener
+//! (`root/gateway`) passes every request's bearer token (taken by [`crate::http::bearer`]) to
+//! [`TokenStore::verify_caller`], which says which [`Role`] the caller has; a wrong credential
+//! is answered after the delay [`FailureThrottle::record_failure`] gives it. The MCP server
+//! (`root/mcp_http`) checks the client tokens of its standard flow with
+//! [`TokenStore::verify_client`]. The CLI reads the owner token file. Everything here is plain
+//! Rust with no HTTP types, so it is tested without a listener.
 //!
 //! - **Gateway tokens** are `rvk_` followed by 64 lowercase hex digits (256 bits from the OS).
 //!   [`TokenStore`] keeps only their SHA-256 in memory and in
@@ -24,7 +26,6 @@
 //! - **[`FailureThrottle`]** delays the answer to failed attempts, more for each failure of the
 //!   same source; it never sees, and so never refuses, a valid token.
 
-mod bearer;
 mod client;
 mod error;
 mod info;
@@ -38,7 +39,6 @@ mod token;
 #[cfg(test)]
 mod tests;
 
-pub use bearer::{bearer_from_subprotocols, extract_bearer, extract_bearer_bytes};
 pub use client::{ClientGrant, MAX_CLIENT_TOKEN_TTL};
 pub use error::{RevokeError, StoreError};
 pub use info::{TokenInfo, TokenKind, Verified};

@@ -1,10 +1,9 @@
-//! Tests of the gateway's auth layer: tokens, the store and its file, the owner token, client
-//! tokens, pairing codes, the failed-attempt limiter, bearer extraction.
+//! Tests of the daemon's auth layer: tokens, the store and its file, the owner token, client
+//! tokens, pairing codes, the failed-attempt limiter.
 //!
 //! Every test works in its own temporary `$REVKA_HOME`; time is injected (`verify_at`,
 //! `issue_at`, `redeem_at`, the limiter's `now`) so nothing sleeps.
 
-mod bearer;
 mod client;
 mod limiter;
 mod owner;

@@ -1,7 +1,7 @@
 //! Client tokens: bearer tokens for the MCP server's standard Streamable HTTP flow (`/mcp`
 //! with `Mcp-Session-Id`), for MCP clients that cannot run the two-header flow.
 //!
-//! Part of the gateway's auth layer, in the same [`TokenStore`] (and file, cap, listing and
+//! Part of the daemon's auth layer, in the same [`TokenStore`] (and file, cap, listing and
 //! revocation) as the gateway's tokens, but a kind apart: [`TokenStore::verify_client`]
 //! accepts only client tokens and [`TokenStore::verify_caller`] only gateway tokens, so a
 //! client token opens no gateway route and a gateway token, even the owner's, is no client
