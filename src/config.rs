@@ -28,6 +28,8 @@
 //! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
 //!   `revka_actors::supervisor` policies.
 //! - `loader`: [`load`] / [`parse`], the pipeline.
+//! - `plan`: the second stage, [`DaemonPlan`]: a loaded config in the types the actors take,
+//!   and the supervision tree's shape.
 //! - `import`: JSON servers files in the common shapes.
 //! - `edit`: format-preserving edits of the file (`revka mcp add | remove | import`).
 //! - `validate`: semantic checks, caps and warnings.
@@ -41,6 +43,7 @@ mod import;
 mod keypath;
 mod loader;
 mod mcp_server;
+pub mod plan;
 mod schema;
 mod sidecar;
 mod supervision;
@@ -61,10 +64,11 @@ pub use error::{ConfigError, Location};
 pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use mcp_server::McpEndpointConfig;
+pub use plan::{DaemonPlan, server_spec};
 pub use schema::{
     Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
     MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,
-    RuntimeConfig, SessionsConfig, Transport, WrittenTarget,
+    RuntimeConfig, SessionsConfig, Transport, TransportSetting, WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};
