@@ -1,4 +1,9 @@
-//! The daemon's configuration: `$REVKA_HOME/config.toml` as one typed, validated [`Config`].
+//! The daemon's configuration: `$REVKA_HOME/config.toml` as one typed, validated [`Config`],
+//! then as the [`DaemonPlan`] the daemon runs.
+//!
+//! Two stages: [`Config`] is the file as read (serde types with their defaults, expanded and
+//! validated, the server entries that failed validation set aside); [`DaemonPlan::new`] turns
+//! it, in one place, into the actors' own types and the supervision tree's shape.
 //!
 //! The daemon calls [`load`] once at boot, before it binds a port or spawns a child, and exits
 //! 64 on a [`ConfigError`]; `revka config check` prints [`Config::display_toml`] and the
