@@ -1,4 +1,9 @@
-//! The daemon's configuration: `$REVKA_HOME/config.toml` as one typed, validated [`Config`].
+//! The daemon's configuration: `$REVKA_HOME/config.toml` as one typed, validated [`Config`],
+//! then as the [`DaemonPlan`] the daemon runs.
+//!
+//! Two stages: [`Config`] is the file as read (serde types with their defaults, expanded and
+//! validated, the server entries that failed validation set aside); [`DaemonPlan::new`] turns
+//! it, in one place, into the actors' own types and the supervision tree's shape.
 //!
 //! The daemon calls [`load`] once at boot, before it binds a port or spawns a child, and exits
 //! 64 on a [`ConfigError`]; `revka config check` prints [`Config::display_toml`] and the
@@ -28,6 +33,8 @@
 //! - `supervision`: `[supervisor]`, per-child `restart` overrides, and their conversion into
 //!   `revka_actors::supervisor` policies.
 //! - `loader`: [`load`] / [`parse`], the pipeline.
+//! - `plan`: the second stage, [`DaemonPlan`]: a loaded config in the types the actors take,
+//!   and the supervision tree's shape.
 //! - `import`: JSON servers files in the common shapes.
 //! - `edit`: format-preserving edits of the file (`revka mcp add | remove | import`).
 //! - `validate`: semantic checks, caps and warnings.
@@ -41,6 +48,7 @@ mod import;
 mod keypath;
 mod loader;
 mod mcp_server;
+pub mod plan;
 mod schema;
 mod sidecar;
 mod supervision;
@@ -61,10 +69,11 @@ pub use error::{ConfigError, Location};
 pub use import::import_servers_json;
 pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use mcp_server::McpEndpointConfig;
+pub use plan::{DaemonPlan, server_spec};
 pub use schema::{
     Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
     MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,
-    RuntimeConfig, SessionsConfig, Transport, WrittenTarget,
+    RuntimeConfig, SessionsConfig, Transport, TransportSetting, WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

@@ -55,7 +55,7 @@ impl Daemon {
         crate::runlog::install(home);
         // Learn the operator's tools in the background (sessions start their own operators).
         if let Some(template) =
-            crate::tree::operator_template(&services.config.get(), home, &services.http)
+            crate::tree::operator_template(&services.config.plan(), &services.http)
         {
             let tools = services.tools.clone();
             let http = services.http.clone();
@@ -80,7 +80,7 @@ impl Daemon {
         let args = SupervisorArgs {
             node: status.clone(),
             strategy: Strategy::OneForOne,
-            intensity: services.config.get().supervisor.intensity(),
+            intensity: services.config.plan().supervision.intensity,
             children: tree::root_children(&services)?,
         };
         let (root, root_task) = Supervisor::spawn(None, Supervisor, args)

@@ -39,13 +39,14 @@ use std::sync::Arc;
 
 use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::ServerSpec;
-use revka_actors::supervisor::{RestartPolicy, start_child, terminate_child, update_child};
+use revka_actors::supervisor::{start_child, terminate_child, update_child};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, ConfigError, McpServerConfig};
-use crate::servers::{invalid_server_child, supervised_spec};
+use crate::config::plan::{McpPlan, ServerPlan, invalid_server_policy};
+use crate::config::{self, Config, ConfigError, DaemonPlan};
+use crate::servers::invalid_server_child;
 use crate::tree::Services;
 
 /// How long `POST /api/reload` (and so `revka reload`) waits for its reload. A reload stops
@@ -137,10 +138,17 @@ async fn apply(services: &Services) -> Result<ReloadReport, ReloadError> {
     let mut new = loaded.config;
     let mut report = ReloadReport::default();
     keep_running_entries(&old, &mut new, &mut report);
-    apply_servers(services, &old, &new, &mut report).await; // logs each change with its path
+    let (old_plan, new_plan) = (
+        services.config.plan(),
+        DaemonPlan::new(&new, &services.home),
+    );
+    // Logs each change with its path.
+    apply_servers(services, &old_plan.mcp, &new_plan.mcp, &mut report).await;
     let (applied, failed) = (report.applied.len(), report.failed.len());
     compare_rest(&old, &new, &mut report);
-    services.config.set(running_config(&old, new));
+    let running = running_config(&old, new);
+    let plan = DaemonPlan::new(&running, &services.home);
+    services.config.set(running, plan);
     for line in &report.applied[applied..] {
         tracing::info!(change = %line, "reload: applied");
     }
@@ -195,23 +203,21 @@ fn server_path(name: &str) -> String {
     format!("root/mcp_servers/mcp:{name}")
 }
 
-/// The servers the daemon runs under `config`, by name: their spec, policy and autostart.
-fn running_servers(
-    config: &Config,
-) -> BTreeMap<String, (ServerSpec, RestartPolicy, &McpServerConfig)> {
-    if !config.mcp.enabled {
-        return BTreeMap::new();
-    }
-    config
-        .mcp
-        .servers
+/// The servers the daemon runs under `plan`, by name (none while `[mcp] enabled = false`).
+fn running_servers(plan: &McpPlan) -> BTreeMap<&str, &ServerPlan> {
+    plan.running()
+        .filter_map(|s| s.as_ref().ok())
+        .map(|s| (s.name(), s))
+        .collect()
+}
+
+/// The names of the entries that failed validation (shown as failed children while `[mcp]
+/// enabled`).
+fn invalid_names(plan: &McpPlan) -> Vec<&str> {
+    plan.servers
         .iter()
-        .map(|s| {
-            (
-                s.name.clone(),
-                (supervised_spec(s, config), s.policy(&config.supervisor), s),
-            )
-        })
+        .filter_map(|s| s.as_ref().err())
+        .map(|s| s.name.as_str())
         .collect()
 }
 
@@ -224,7 +230,14 @@ fn live_changeable(a: &ServerSpec, b: &ServerSpec) -> bool {
     *a == b
 }
 
-async fn apply_servers(services: &Services, old: &Config, new: &Config, report: &mut ReloadReport) {
+/// Applies the difference between the running servers (`old`) and the new plan's to
+/// `root/mcp_servers`.
+async fn apply_servers(
+    services: &Services,
+    old: &McpPlan,
+    new: &McpPlan,
+    report: &mut ReloadReport,
+) {
     let Some(sup) = services
         .status_root
         .find("root/mcp_servers")
@@ -237,14 +250,14 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
         return;
     };
     let (before, after) = (running_servers(old), running_servers(new));
-    let child = |spec: &ServerSpec, policy: RestartPolicy, cfg: &McpServerConfig| {
+    let child = |server: &ServerPlan| {
         let spec = connection_spec(
-            Arc::new(spec.clone()),
-            policy,
+            Arc::new(server.spec.clone()),
+            server.policy,
             services.hub.clone(),
             services.http.clone(),
         );
-        if cfg.auto_connect {
+        if server.auto_connect {
             spec
         } else {
             spec.manual()
@@ -260,11 +273,16 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
         }
         services.hub.remove(name);
     }
-    for (name, (spec, policy, cfg)) in &after {
+    for (name, server) in &after {
+        let (name, spec) = (*name, &server.spec);
         let id = format!("mcp:{name}");
         let path = server_path(name);
         // The tool filter applies to the published tools at once, with no reconnect.
-        if services.hub.set_tool_filter(name, cfg.tool_filter()) && before.contains_key(name) {
+        if services
+            .hub
+            .set_tool_filter(name, server.tool_filter.clone())
+            && before.contains_key(name)
+        {
             let table = services.hub.tools();
             let filtered = table.filtered.iter().filter(|t| t.server == *name).count();
             report.server_applied(
@@ -273,23 +291,21 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
             );
         }
         match before.get(name) {
-            None => match start_child(&sup, child(spec, *policy, cfg)).await {
+            None => match start_child(&sup, child(server)).await {
                 Ok(()) => {
                     report.server_applied(&path, format!("started {id} (added to the config)"))
                 }
                 Err(e) => report.server_failed(&path, format!("start {id}: {e}")),
             },
-            Some((old_spec, old_policy, old_cfg)) => {
-                if old_spec == spec
-                    && old_policy == policy
-                    && old_cfg.auto_connect == cfg.auto_connect
-                {
+            Some(previous) => {
+                let same_autostart = previous.auto_connect == server.auto_connect;
+                if previous.spec == *spec && previous.policy == server.policy && same_autostart {
                     continue; // untouched: keeps its process and its in-flight calls
                 }
-                if live_changeable(old_spec, spec) && old_cfg.auto_connect == cfg.auto_connect {
+                if live_changeable(&previous.spec, spec) && same_autostart {
                     // Same connection: update in place, no restart.
                     services.hub.update_spec(Arc::new(spec.clone()));
-                    match update_child(&sup, child(spec, *policy, cfg)).await {
+                    match update_child(&sup, child(server)).await {
                         Ok(()) => report.server_applied(
                             &path,
                             format!("updated {id} in place (tool timeout, liveness probe or restart policy)"),
@@ -300,7 +316,7 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
                 }
                 let restarted = async {
                     terminate_child(&sup, &id).await?;
-                    start_child(&sup, child(spec, *policy, cfg)).await
+                    start_child(&sup, child(server)).await
                 };
                 match restarted.await {
                     Ok(()) => report.server_applied(
@@ -313,30 +329,25 @@ async fn apply_servers(services: &Services, old: &Config, new: &Config, report: 
         }
     }
     // Entries that failed validation are shown as failed children; refresh them.
-    let invalid_before: Vec<&str> = old
-        .mcp
-        .invalid_servers
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    for invalid in &new.mcp.invalid_servers {
+    let invalid_before = invalid_names(old);
+    for invalid in new.servers.iter().filter_map(|s| s.as_ref().err()) {
         let id = format!("mcp:{}", invalid.name);
         let path = server_path(&invalid.name);
-        if !invalid_before.contains(&invalid.name.as_str()) && before.contains_key(&invalid.name) {
+        if !invalid_before.contains(&invalid.name.as_str())
+            && before.contains_key(invalid.name.as_str())
+        {
             let _ = terminate_child(&sup, &id).await;
         }
-        if !invalid_before.contains(&invalid.name.as_str()) && new.mcp.enabled {
-            match start_child(&sup, invalid_server_child(invalid)).await {
+        if !invalid_before.contains(&invalid.name.as_str()) && new.enabled {
+            match start_child(&sup, invalid_server_child(invalid, invalid_server_policy())).await {
                 Ok(()) => report
                     .server_applied(&path, format!("marked {id} failed: invalid configuration")),
                 Err(e) => report.server_failed(&path, format!("{id}: {e}")),
             }
         }
     }
-    for name in invalid_before
-        .iter()
-        .filter(|n| !new.mcp.invalid_servers.iter().any(|s| &s.name == *n))
-    {
+    let invalid_after = invalid_names(new);
+    for name in invalid_before.iter().filter(|n| !invalid_after.contains(n)) {
         if !after.contains_key(*name) {
             let _ = terminate_child(&sup, &format!("mcp:{name}")).await;
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use revka_actors::breaker::{
-    BreakerConfig, BreakerError, BreakerHandle, BreakerRegistry, BreakerState, breaker_spec,
+    BreakerError, BreakerHandle, BreakerRegistry, BreakerState, breaker_spec,
 };
 use revka_actors::mcp::wrapper::json_kind;
 use revka_actors::process::child_spec;
@@ -27,11 +27,11 @@ use revka_actors::retry_queue::{
 use revka_actors::sidecar::{
     SessionManagerSpec, SidecarClient, SidecarError, session_manager_process,
 };
-use revka_actors::supervisor::{ChildContext, ChildSpec, RestartType};
+use revka_actors::supervisor::{ChildContext, ChildSpec, RestartPolicy};
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
-use crate::config::{Config, OnFull};
+use crate::config::plan::SidecarPlan;
 
 /// Default deadline of one sidecar request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,29 +131,18 @@ pub struct SidecarServices {
 }
 
 impl SidecarServices {
-    /// Handles for the configured session manager.
-    pub fn new(config: &Config) -> Self {
-        let sm = &config.session_manager;
-        let b = &sm.breaker;
-        let breaker = BreakerHandle::new(
-            "session_manager",
-            BreakerConfig {
-                failure_threshold: b.failure_threshold,
-                recovery_timeout: Duration::from_secs(b.recovery_timeout_secs),
-                max_recovery_timeout: Duration::from_secs(b.max_recovery_timeout_secs),
-                half_open_max_calls: b.half_open_max_calls,
-                probe_timeout: Duration::from_secs(b.probe_timeout_secs),
-            },
-        );
+    /// Handles for the planned session manager.
+    pub fn new(plan: &SidecarPlan) -> Self {
+        let breaker = BreakerHandle::new("session_manager", plan.breaker);
         let breakers = BreakerRegistry::new();
         breakers.insert("session_manager", breaker.clone());
         Self {
-            enabled: sm.enabled,
-            client: SidecarClient::new(&sm.socket_path, REQUEST_TIMEOUT),
+            enabled: plan.enabled,
+            client: SidecarClient::new(&plan.process.socket, REQUEST_TIMEOUT),
             breaker,
             queue: RetryQueueHandle::new(),
             breakers,
-            command: Arc::new(sm.command.clone()),
+            command: Arc::new(plan.process.command.clone()),
             process: Arc::new(RwLock::new(None)),
         }
     }
@@ -327,59 +316,37 @@ impl SidecarServices {
         }
     }
 
-    /// The children of `root/sidecars`, in start order; none when the session manager is off.
-    pub fn children(&self, config: &Config, home: &Path) -> Vec<ChildSpec> {
-        if !self.enabled {
-            return Vec::new();
-        }
-        let sm = &config.session_manager;
-        let process = session_manager_process(&SessionManagerSpec {
-            command: sm.command.clone(),
-            socket: sm.socket_path.clone(),
-            home: home.to_owned(),
-            startup_timeout: sm.startup_timeout(),
-            liveness_interval: sm.liveness_interval(),
-            liveness_failures: sm.liveness_failures,
-        });
-        let policy = sm.policy(&config.supervisor);
-        let q = &sm.retry_queue;
-        let queue_config = QueueConfig {
-            capacity: q.capacity as usize,
-            max_retries: q.max_retries,
-            backoff_min: Duration::from_secs(q.backoff_min_secs),
-            backoff_max: Duration::from_secs(q.backoff_max_secs),
-            attempt_timeout: Duration::from_secs(q.attempt_timeout_secs),
-            concurrency: q.concurrency as usize,
-            on_full: match q.on_full {
-                OnFull::Reject => revka_actors::retry_queue::OnFull::Reject,
-                OnFull::DeadLetterOldest => revka_actors::retry_queue::OnFull::DeadLetterOldest,
-            },
-            dead_letter_capacity: q.dead_letter_capacity as usize,
-            ..QueueConfig::new(home.join("operator_mcp").join("retry_queue.jsonl"))
-        };
-        let executor: Arc<dyn Executor> = Arc::new(SidecarExecutor(self.clone()));
-        let support = config
-            .supervisor
-            .policy()
-            .with_restart(RestartType::Permanent);
-        // The start function records the process's status node, for `process_problem`.
-        let mut sidecar = child_spec("session_manager", process, policy);
+    /// The session manager's process, `root/sidecars/<id>`. Its start records the process's
+    /// status node, for [`Self::process_problem`].
+    pub fn process_child(
+        &self,
+        id: &str,
+        process: &SessionManagerSpec,
+        policy: RestartPolicy,
+    ) -> ChildSpec {
+        let mut sidecar = child_spec(id, session_manager_process(process), policy);
         let (start, slot) = (sidecar.start.clone(), self.process.clone());
         sidecar.start = Arc::new(move |ctx: ChildContext| {
             *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(ctx.node.clone());
             start(ctx)
         });
-        vec![
-            sidecar,
-            breaker_spec("breaker:session_manager", self.breaker.clone(), support),
-            retry_queue_spec(
-                "retry:session_manager",
-                queue_config,
-                executor,
-                self.queue.clone(),
-                support,
-            ),
-        ]
+        sidecar
+    }
+
+    /// The breaker's actor, `root/sidecars/<id>`: its state lives in [`Self::breaker`].
+    pub fn breaker_child(&self, id: &str, policy: RestartPolicy) -> ChildSpec {
+        breaker_spec(id, self.breaker.clone(), policy)
+    }
+
+    /// The retry queue's actor, `root/sidecars/<id>`, replaying through [`Self::request_keyed`].
+    pub fn retry_queue_child(
+        &self,
+        id: &str,
+        queue: QueueConfig,
+        policy: RestartPolicy,
+    ) -> ChildSpec {
+        let executor: Arc<dyn Executor> = Arc::new(SidecarExecutor(self.clone()));
+        retry_queue_spec(id, queue, executor, self.queue.clone(), policy)
     }
 }
 
@@ -449,6 +416,7 @@ fn unique_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, DaemonPlan};
 
     #[test]
     fn a_process_that_is_down_is_described_with_its_failure_and_missing_script() {
@@ -456,7 +424,7 @@ mod tests {
         let mut config = Config::default_in(home.path());
         let script = home.path().join("gone/session-manager.js");
         config.session_manager.command = vec!["node".into(), script.display().to_string()];
-        let services = SidecarServices::new(&config);
+        let services = SidecarServices::new(&DaemonPlan::new(&config, home.path()).sidecars);
         assert_eq!(services.process_problem(), None, "not started yet");
         let node = StatusNode::root("session_manager", "process");
         *services.process.write().unwrap() = Some(node.clone());
@@ -532,7 +500,7 @@ mod tests {
         config.session_manager.enabled = true;
         config.session_manager.socket_path = socket.clone();
         breaker(&mut config.session_manager.breaker);
-        let services = SidecarServices::new(&config);
+        let services = SidecarServices::new(&DaemonPlan::new(&config, home).sidecars);
         let seen = fake_sidecar(&socket).await;
         (services, seen)
     }

@@ -1,10 +1,13 @@
-//! The daemon's supervision tree: which actors sit under `root`, in which order, with which
-//! strategy.
+//! The daemon's supervision tree: the shared [`Services`], and the actors the plan's tree
+//! ([`DaemonPlan::tree`], which says which actors sit under `root`, in which order, with which
+//! strategy) is made of.
 //!
 //! `root` (`one_for_one`) gets, in this order: `mcp_servers` (one child per `[[mcp.servers]]`
 //! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
-//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. The
-//! whole tree, down to processes, is drawn once in `docs/architecture.md`.
+//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. This
+//! module converts no config: each [`NodePlan`] becomes one child spec here, and a nested
+//! supervisor takes its children from the current plan each time it starts. The whole tree,
+//! down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
 //! first, then sessions end (cancelling their calls), then sidecars and servers stop.
@@ -18,52 +21,75 @@ use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
-use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
-use revka_actors::session::{OperatorTemplate, SessionLimits, Sessions};
+use revka_actors::session::{OperatorTemplate, Sessions};
 use revka_actors::supervisor::{
-    ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor,
-    SupervisorArgs, supervisor_spec,
+    ChildContext, ChildSpec, Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs,
+    supervisor_spec,
 };
 use tokio::sync::watch;
 
 use crate::auth::{PairingCodes, TokenStore};
-use crate::config::Config;
+use crate::config::plan::{NodeKind, NodePlan};
+use crate::config::{Config, DaemonPlan};
 use crate::sidecars::SidecarServices;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 use crate::{mcp_server, servers};
 
-/// The current configuration: swapped as a whole by a live reload, read at use time.
+/// The current configuration and its plan: swapped together by a live reload, read at use
+/// time.
 #[derive(Debug)]
 pub struct ConfigCell {
-    current: std::sync::RwLock<Arc<Config>>,
+    current: std::sync::RwLock<Running>,
     /// The `--config` path the daemon was started with (reloads re-read the same file).
     path: Option<PathBuf>,
 }
 
+/// A configuration and the plan built from it.
+#[derive(Debug, Clone)]
+struct Running {
+    config: Arc<Config>,
+    plan: Arc<DaemonPlan>,
+}
+
 impl ConfigCell {
-    /// A cell holding `config`, loaded from `path` (`None`: the default location).
-    pub fn new(config: Config, path: Option<PathBuf>) -> Self {
+    /// A cell holding `config` and its `plan`, loaded from `path` (`None`: the default
+    /// location).
+    pub fn new(config: Config, plan: DaemonPlan, path: Option<PathBuf>) -> Self {
         Self {
-            current: std::sync::RwLock::new(Arc::new(config)),
+            current: std::sync::RwLock::new(Running {
+                config: Arc::new(config),
+                plan: Arc::new(plan),
+            }),
             path,
         }
     }
 
-    /// The current configuration.
-    pub fn get(&self) -> Arc<Config> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Running> {
         self.current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
-    /// Replaces the configuration (after a validated reload).
-    pub fn set(&self, config: Config) {
+    /// The current configuration.
+    pub fn get(&self) -> Arc<Config> {
+        self.read().config.clone()
+    }
+
+    /// The plan of the current configuration.
+    pub fn plan(&self) -> Arc<DaemonPlan> {
+        self.read().plan.clone()
+    }
+
+    /// Replaces the configuration and its plan (after a validated reload).
+    pub fn set(&self, config: Config, plan: DaemonPlan) {
         *self
             .current
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Running {
+            config: Arc::new(config),
+            plan: Arc::new(plan),
+        };
     }
 
     /// The path given with `--config`, if any.
@@ -111,25 +137,21 @@ pub struct Services {
 impl Services {
     /// Fresh services for `config` (loaded from `path`), rooted at `home`.
     pub fn new(config: Config, home: &Path, path: Option<PathBuf>) -> anyhow::Result<Self> {
+        let plan = DaemonPlan::new(&config, home);
         let hub = McpHub::new();
-        let limits = SessionLimits {
-            idle_timeout: config.sessions.idle_timeout(),
-            max_sessions: config.sessions.max_sessions as usize,
-            evict_idle_floor: config.sessions.evict_idle_floor(),
-        };
-        let mut tools = ToolRegistry::new(hub.clone(), config.mcp.deferred_loading);
+        let mut tools = ToolRegistry::new(hub.clone(), plan.mcp.deferred_loading);
         let http = servers::http_client();
-        let operator = operator_template(&config, home, &http);
-        if operator.is_none() && config.operator.enabled {
+        let operator = operator_template(&plan, &http);
+        if operator.is_none() && plan.operator.enabled {
             let reason = format!(
                 "the operator is not installed ({} missing: run `revka install --sidecars-only`)",
-                config.operator.mcp_path.display()
+                plan.operator.launcher.display()
             );
             tools.skip("revka-operator__*", &reason);
         }
-        let sessions = Sessions::with_operator(limits, operator);
+        let sessions = Sessions::with_operator(plan.sessions.limits(), operator);
         let status_root = StatusNode::root("root", "supervisor");
-        let sidecar = SidecarServices::new(&config);
+        let sidecar = SidecarServices::new(&plan.sidecars);
         crate::tools::agents::register(&mut tools, &sidecar);
         crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
@@ -146,7 +168,7 @@ impl Services {
             serde_json::json!({ "reloads": *reloads })
         }));
         Ok(Self {
-            config: Arc::new(ConfigCell::new(config, path)),
+            config: Arc::new(ConfigCell::new(config, plan, path)),
             home: home.to_owned(),
             hub,
             http,
@@ -183,100 +205,89 @@ impl Services {
     }
 }
 
-/// How sessions run their operator: `[operator] python` with the `mcp_path` launcher, when the
-/// operator is enabled and installed.
-pub fn operator_template(
-    config: &Config,
-    home: &Path,
-    http: &reqwest::Client,
-) -> Option<OperatorTemplate> {
-    let op = &config.operator;
-    if !op.enabled || !op.mcp_path.exists() {
+/// How sessions run their operator: the plan's, when the operator is enabled and installed
+/// (its launcher exists).
+pub fn operator_template(plan: &DaemonPlan, http: &reqwest::Client) -> Option<OperatorTemplate> {
+    let op = &plan.operator;
+    if !op.enabled || !op.launcher.exists() {
         return None;
     }
     Some(OperatorTemplate {
-        spec: ServerSpec {
-            name: revka_actors::session::OPERATOR_SERVER.to_owned(),
-            transport: TransportSpec::Stdio {
-                command: op.python.clone(),
-                args: vec![op.mcp_path.display().to_string()],
-                env: op.process_env(home),
-                cwd: None,
-            },
-            tool_timeout: op.tool_timeout(),
-            // Off: operator tools may run ~100 s without answering anything else.
-            ping: revka_actors::mcp::hub::PingPolicy::OFF,
-            handshake_timeout: config.mcp.handshake_timeout(),
-            roots: Vec::new(),
-            reset_timeout_on_progress: false,
-            shown: None,
-        },
-        policy: config.supervisor.policy(),
+        spec: op.spec.clone(),
+        policy: op.policy,
         http: http.clone(),
     })
 }
 
-/// Shutdown budget of a nested supervisor: its children's timeouts run inside it.
-const SUPERVISOR_SHUTDOWN: Duration = Duration::from_secs(60);
-
-/// The children of `root`, in start order.
+/// The children of `root`, in start order: the plan's ([`DaemonPlan::tree`]).
 pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
-    let config = services.config.get();
-    let intensity = config.supervisor.intensity();
-    // A supervisor that escalated is restarted by root within the configured limits.
-    let supervisor_policy = config
-        .supervisor
-        .policy()
-        .with_restart(RestartType::Permanent)
-        .with_shutdown(Shutdown::Timeout(SUPERVISOR_SHUTDOWN));
-    let mcp_servers = {
-        let services = services.clone();
-        move || servers::server_children(&services.config.get(), &services.hub, &services.http)
+    let tree = services.config.plan().tree();
+    tree.children()
+        .iter()
+        .map(|node| child_spec(services, node))
+        .collect()
+}
+
+/// The child spec that runs `node`. A supervisor asks the current plan for its children each
+/// time it starts, so a reload's plan is what a restarted subtree runs.
+fn child_spec(services: &Services, node: &NodePlan) -> anyhow::Result<ChildSpec> {
+    let spec = match &node.kind {
+        NodeKind::Supervisor {
+            strategy,
+            intensity,
+            ..
+        } => {
+            let (services, id) = (services.clone(), node.id.clone());
+            supervisor_spec(&node.id, node.policy, *strategy, *intensity, move || {
+                nested_children(&services, &id)
+            })
+        }
+        NodeKind::Sessions => sessions_spec(services.sessions.clone(), node.policy),
+        NodeKind::Listener => {
+            let listener = match node.id.as_str() {
+                "mcp_http" => mcp_server::listener(services)?,
+                "gateway" => crate::gateway::listener(services)?,
+                other => anyhow::bail!("no listener is called {other}"),
+            };
+            listener_spec(&node.id, listener, node.policy)
+        }
+        NodeKind::McpConnection(server) => {
+            servers::connection_child(server, node.policy, &services.hub, &services.http)
+        }
+        NodeKind::InvalidServer(invalid) => servers::invalid_server_child(invalid, node.policy),
+        NodeKind::SessionManager(process) => {
+            services
+                .sidecar
+                .process_child(&node.id, process, node.policy)
+        }
+        NodeKind::Breaker => services.sidecar.breaker_child(&node.id, node.policy),
+        NodeKind::RetryQueue(queue) => {
+            services
+                .sidecar
+                .retry_queue_child(&node.id, queue.clone(), node.policy)
+        }
     };
-    let mut children = vec![
-        supervisor_spec(
-            "mcp_servers",
-            supervisor_policy,
-            Strategy::OneForOne,
-            intensity,
-            mcp_servers,
-        ),
-        supervisor_spec(
-            "sidecars",
-            supervisor_policy,
-            Strategy::RestForOne,
-            intensity,
-            {
-                let services = services.clone();
-                move || {
-                    services
-                        .sidecar
-                        .children(&services.config.get(), &services.home)
-                }
-            },
-        ),
-        sessions_spec(services.sessions.clone(), supervisor_policy),
-        listener_spec(
-            "mcp_http",
-            mcp_server::listener(services)?,
-            config
-                .supervisor
-                .policy()
-                .with_restart(RestartType::Permanent),
-        ),
-    ];
-    if config.gateway.enabled {
-        let policy = config
-            .supervisor
-            .policy()
-            .with_restart(RestartType::Permanent);
-        children.push(listener_spec(
-            "gateway",
-            crate::gateway::listener(services)?,
-            policy,
-        ));
-    }
-    Ok(children)
+    Ok(if node.manual { spec.manual() } else { spec })
+}
+
+/// The children of the supervisor `root/<id>` in the current plan. (A node that cannot be
+/// built is logged and left out; only listeners can fail to build, and they sit under root.)
+fn nested_children(services: &Services, id: &str) -> Vec<ChildSpec> {
+    let tree = services.config.plan().tree();
+    let Some(node) = tree.child(id) else {
+        tracing::error!(supervisor = %id, "the plan has no such supervisor; it runs no children");
+        return Vec::new();
+    };
+    node.children()
+        .iter()
+        .filter_map(|child| match child_spec(services, child) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                tracing::error!(supervisor = %id, child = %child.id, error = %e, "cannot build the child");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The `sessions` supervisor: session actors are its temporary children. Each time it starts,
@@ -306,4 +317,76 @@ fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use revka_actors::supervisor::RestartType;
+
+    use super::*;
+
+    /// A child's id, kind, restart type, restart limit and autostart. (Not its shutdown: a
+    /// listener's spec adds its drain time to the plan's.)
+    type Summary = (String, &'static str, RestartType, u32, bool);
+
+    fn summary(specs: &[ChildSpec]) -> Vec<Summary> {
+        let of = |s: &ChildSpec| {
+            let p = s.policy;
+            (s.id.clone(), s.kind, p.restart, p.max_restarts, s.autostart)
+        };
+        specs.iter().map(of).collect()
+    }
+
+    fn planned(nodes: &[NodePlan]) -> Vec<Summary> {
+        let of = |n: &NodePlan| {
+            let p = n.policy;
+            (
+                n.id.clone(),
+                n.kind.name(),
+                p.restart,
+                p.max_restarts,
+                !n.manual,
+            )
+        };
+        nodes.iter().map(of).collect()
+    }
+
+    /// The child specs the daemon starts are the plan's nodes, at root and in each nested
+    /// supervisor: the plan's tree is the tree that runs.
+    #[tokio::test]
+    async fn the_children_built_are_the_plans_nodes() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::default_in(home.path());
+        config.mcp.enabled = true;
+        config.session_manager.enabled = true;
+        config.gateway.enabled = false;
+        config.mcp.servers = vec![crate::config::McpServerConfig {
+            name: "a".into(),
+            command: Some("true".into()),
+            auto_connect: false,
+            ..Default::default()
+        }];
+        config.mcp.invalid_servers = vec![crate::config::InvalidServer {
+            name: "b".into(),
+            reason: "no".into(),
+        }];
+        let services = Services::new(config, home.path(), None).unwrap();
+        let tree = services.config.plan().tree();
+        assert_eq!(
+            summary(&root_children(&services).unwrap()),
+            planned(tree.children())
+        );
+        for id in ["mcp_servers", "sidecars"] {
+            let node = tree.child(id).unwrap();
+            assert_eq!(
+                node.children().len(),
+                if id == "mcp_servers" { 2 } else { 3 }
+            );
+            assert_eq!(
+                summary(&nested_children(&services, id)),
+                planned(node.children()),
+                "{id}"
+            );
+        }
+    }
 }

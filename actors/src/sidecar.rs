@@ -227,7 +227,7 @@ impl SidecarClient {
 }
 
 /// What the session manager needs to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionManagerSpec {
     /// The program and its arguments (`["node", ".../session-manager.js"]`).
     pub command: Vec<String>,

@@ -242,7 +242,7 @@ impl NamedServer {
         };
         McpServerConfig {
             name,
-            transport,
+            transport: transport.into(),
             command: self.command,
             args: self.args,
             url: self.url,

@@ -144,12 +144,12 @@ pub enum Transport {
     Sse,
     /// HTTP with the endpoint discovered from a well-known URL.
     Url,
-    /// Any other value: the entry is reported as an invalid server (never serialised).
-    #[serde(other)]
-    Unknown,
 }
 
 impl Transport {
+    /// Every transport, by its config spelling.
+    pub const ALL: [Self; 4] = [Self::Stdio, Self::Http, Self::Sse, Self::Url];
+
     /// Whether the server is reached over the network (needs `url`, may use `headers`).
     pub fn is_remote(self) -> bool {
         !matches!(self, Self::Stdio)
@@ -162,8 +162,85 @@ impl Transport {
             Self::Http => "http",
             Self::Sse => "sse",
             Self::Url => "url",
-            Self::Unknown => "unknown",
         }
+    }
+}
+
+/// `transport` as the file wrote it. A value that names no [`Transport`] is kept, not refused
+/// by the parser, so that validation fails that one entry (shown as an invalid server) while
+/// the rest of the file loads; past validation every entry's setting is [`Self::Known`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TransportSetting {
+    /// One of the transports.
+    Known(Transport),
+    /// Anything else, as written.
+    Other(String),
+}
+
+impl Default for TransportSetting {
+    fn default() -> Self {
+        Self::Known(Transport::default())
+    }
+}
+
+impl From<Transport> for TransportSetting {
+    fn from(transport: Transport) -> Self {
+        Self::Known(transport)
+    }
+}
+
+impl PartialEq<Transport> for TransportSetting {
+    fn eq(&self, other: &Transport) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+impl TransportSetting {
+    /// The transport, unless the value names none.
+    pub fn known(&self) -> Option<Transport> {
+        match self {
+            Self::Known(t) => Some(*t),
+            Self::Other(_) => None,
+        }
+    }
+
+    /// The value as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(t) => t.as_str(),
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for TransportSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TransportSetting {
+    /// Read as an enum, the way `Transport`'s own derive reads it (a value that is not a
+    /// string gets the same error), with any name accepted.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{EnumAccess, VariantAccess, Visitor};
+        struct Setting;
+        impl<'de> Visitor<'de> for Setting {
+            type Value = TransportSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("enum Transport")
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+                let (name, variant): (String, _) = data.variant()?;
+                variant.unit_variant()?;
+                Ok(Transport::ALL
+                    .into_iter()
+                    .find(|t| t.as_str() == name)
+                    .map_or(TransportSetting::Other(name), TransportSetting::Known))
+            }
+        }
+        const NAMES: &[&str] = &["stdio", "http", "sse", "url"];
+        deserializer.deserialize_enum("Transport", NAMES, Setting)
     }
 }
 
@@ -177,7 +254,7 @@ pub struct McpServerConfig {
     pub name: String,
     /// `stdio`, `http`, `sse` or `url`. Default `stdio`.
     #[serde(default)]
-    pub transport: Transport,
+    pub transport: TransportSetting,
     /// The executable to spawn (stdio only; required there). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
@@ -245,7 +322,7 @@ impl Default for McpServerConfig {
     fn default() -> Self {
         Self {
             name: String::new(),
-            transport: Transport::Stdio,
+            transport: Transport::Stdio.into(),
             command: None,
             args: Vec::new(),
             url: None,
@@ -269,8 +346,10 @@ impl McpServerConfig {
     pub fn shown(&self) -> Shown {
         let args = self.written.as_ref().map_or(&self.args, |w| &w.args);
         let url = self.written.as_ref().map_or(&self.url, |w| &w.url);
-        match self.transport {
-            Transport::Stdio => Shown::command(self.command.as_deref().unwrap_or_default(), args),
+        match self.transport.known() {
+            Some(Transport::Stdio) => {
+                Shown::command(self.command.as_deref().unwrap_or_default(), args)
+            }
             _ => Shown::url(url.as_deref().unwrap_or_default()),
         }
     }

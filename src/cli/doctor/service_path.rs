@@ -199,7 +199,9 @@ fn programs(config: &Config) -> Vec<(String, String, Option<String>)> {
     let mut out = Vec::new();
     if config.mcp.enabled {
         for server in &config.mcp.servers {
-            if let (Transport::Stdio, Some(command)) = (&server.transport, &server.command) {
+            if let (Some(Transport::Stdio), Some(command)) =
+                (server.transport.known(), &server.command)
+            {
                 out.push((
                     format!("server `{}`", server.name),
                     command.clone(),

@@ -236,7 +236,7 @@ mod tests {
     fn literal_secrets_are_masked_and_references_shown() {
         let server = McpServerConfig {
             name: "gh".to_owned(),
-            transport: Transport::Stdio,
+            transport: Transport::Stdio.into(),
             command: Some("npx".to_owned()),
             args: vec!["-y".to_owned(), "a b".to_owned()],
             env: BTreeMap::from([

@@ -216,7 +216,10 @@ fn translate(server: McpServerConfig, context: &vars::Context<'_>) -> Result<New
     }
     Ok(NewServer {
         name: server.name,
-        transport: server.transport,
+        transport: server
+            .transport
+            .known()
+            .ok_or_else(|| format!("unknown transport {:?}", server.transport.as_str()))?,
         command: server.command.as_deref().map(convert).transpose()?,
         args: server
             .args

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ractor::Actor;
 use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::connection::{connection_spec, probe};
+use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::{HubError, McpHub};
 use revka_actors::mcp::protocol::ProgressUpdate;
 use revka_actors::mcp::wrapper::result_is_error;
@@ -20,8 +20,8 @@ use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
-use crate::config::{Config, McpServerConfig};
-use crate::servers::{http_client, server_spec};
+use crate::config::{Config, McpServerConfig, server_spec};
+use crate::servers::{http_client, probe_server};
 
 /// The actions that talk to the servers.
 #[derive(Debug)]
@@ -71,9 +71,8 @@ pub(super) fn run(config: Config, action: Probe) -> ExitCode {
 async fn list(config: &Config, as_json: bool) -> ExitCode {
     let http = http_client();
     let probes = config.mcp.servers.iter().map(|server| {
-        let spec = server_spec(server, &config.mcp);
         let http = http.clone();
-        async move { (server, probe(&spec, &http).await) }
+        async move { (server, probe_server(server, &config.mcp, &http).await) }
     });
     let results = futures::future::join_all(probes).await;
     let invalid = &config.mcp.invalid_servers;
@@ -167,7 +166,7 @@ async fn test(config: &Config, name: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = probe(&server_spec(server, &config.mcp), &http_client()).await;
+    let report = probe_server(server, &config.mcp, &http_client()).await;
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -200,19 +199,27 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
     let hub = McpHub::new();
     let http = http_client();
     let node = StatusNode::root("mcp_servers", "supervisor");
-    let children = servers
-        .iter()
-        .map(|s| {
-            let mut policy = s.policy(&config.supervisor);
-            policy.max_restarts = 0; // a one-shot call reports failures instead of retrying
-            connection_spec(
-                Arc::new(server_spec(s, &config.mcp)),
-                policy,
-                hub.clone(),
-                http.clone(),
-            )
-        })
-        .collect();
+    let mut children = Vec::with_capacity(servers.len());
+    for s in &servers {
+        let spec = match server_spec(s, &config.mcp) {
+            Ok(spec) => spec,
+            Err(invalid) => {
+                eprintln!(
+                    "revka: {}: invalid configuration: {}",
+                    invalid.name, invalid.reason
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut policy = s.policy(&config.supervisor);
+        policy.max_restarts = 0; // a one-shot call reports failures instead of retrying
+        children.push(connection_spec(
+            Arc::new(spec),
+            policy,
+            hub.clone(),
+            http.clone(),
+        ));
+    }
     let args = SupervisorArgs {
         node: node.clone(),
         strategy: Strategy::OneForOne,

@@ -296,7 +296,7 @@ fn documented_defaults() {
     let server = McpServerConfig::default();
     assert_eq!(
         (
-            server.transport,
+            server.transport.known().unwrap(),
             server.tool_timeout_secs,
             server.auto_connect
         ),

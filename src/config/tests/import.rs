@@ -52,7 +52,7 @@ fn the_seed_shape_imports_as_is() {
             },
             McpServerConfig {
                 name: "remote-tools".into(),
-                transport: Transport::Http,
+                transport: Transport::Http.into(),
                 url: Some("https://mcp.example.com/tools".into()),
                 auto_connect: false,
                 ..McpServerConfig::default()
@@ -66,7 +66,13 @@ fn the_mcp_servers_shape_imports_in_file_order() {
     let servers = import_servers_json(NAMED_SHAPE, Path::new("/x/claude.json")).unwrap();
     let summary: Vec<(&str, Transport, bool)> = servers
         .iter()
-        .map(|s| (s.name.as_str(), s.transport, s.auto_connect))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.transport.known().unwrap(),
+                s.auto_connect,
+            )
+        })
         .collect();
     assert_eq!(
         summary,

@@ -6,8 +6,8 @@ use revka_actors::mcp::hub::{PingPolicy, ServerSpec};
 use revka_actors::supervisor::{Backoff, Intensity, RestartPolicy, RestartType, Shutdown};
 
 use super::*;
+use crate::config::{DaemonPlan, server_spec};
 use crate::config::{RestartOverride, SupervisorConfig};
-use crate::servers::{server_spec, supervised_spec};
 
 #[test]
 fn supervisor_defaults_are_the_standard_policy_and_intensity() {
@@ -208,14 +208,19 @@ fn ping_keys_set_each_servers_liveness_probe() {
 
     // The daemon runs the probe; a one-off handshake does not.
     let server = &config.mcp.servers[1];
-    assert_eq!(supervised_spec(server, &config).ping, policy(secs(120), 5));
-    assert_eq!(server_spec(server, &config.mcp).ping, PingPolicy::OFF);
+    let plan = DaemonPlan::new(&config, Path::new("/home/u/.revka"));
+    let supervised = &plan.mcp.servers[1].as_ref().unwrap().spec;
+    assert_eq!(supervised.ping, policy(secs(120), 5));
+    assert_eq!(
+        server_spec(server, &config.mcp).unwrap().ping,
+        PingPolicy::OFF
+    );
     assert_eq!(
         ServerSpec {
             ping: PingPolicy::OFF,
-            ..supervised_spec(server, &config)
+            ..supervised.clone()
         },
-        server_spec(server, &config.mcp)
+        server_spec(server, &config.mcp).unwrap()
     );
 }
 

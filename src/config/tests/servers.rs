@@ -272,7 +272,7 @@ fn args_and_url_are_shown_as_written_never_expanded() {
         r.shown().as_url(),
         Some("https://***@e.com/mcp?key=${K}&sig=***")
     );
-    let spec = crate::servers::server_spec(r, &config.mcp);
+    let spec = crate::config::server_spec(r, &config.mcp).unwrap();
     assert_eq!(spec.shown(), r.shown());
     let shown = config.display_toml();
     assert!(shown.contains("--api-key=${K}"), "{shown}");

@@ -15,7 +15,7 @@ use crate::config::ConfigError;
 use crate::config::error::Site;
 use crate::config::import::ServerSource;
 use crate::config::keypath::KeyPath;
-use crate::config::schema::{McpServerConfig, Transport};
+use crate::config::schema::McpServerConfig;
 
 /// Checks one server entry.
 pub(super) fn check_server(
@@ -27,13 +27,12 @@ pub(super) fn check_server(
 ) -> Result<(), ConfigError> {
     let at = |keys: &[&str]| source.path(&KeyPath::keys(keys));
     check_name(&server.name).map_err(|m| site.invalid(&at(&["name"]), m))?;
-    let transport = server.transport;
-    if transport == Transport::Unknown {
+    let Some(transport) = server.transport.known() else {
         return Err(site.invalid(
             &at(&["transport"]),
             "unknown transport; expected one of \"stdio\", \"http\", \"sse\", \"url\"",
         ));
-    }
+    };
     let mut ignored = |key: &str| {
         let where_ = describe(site, source, &at(&[key]));
         warnings.push(format!(
