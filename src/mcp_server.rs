@@ -50,6 +50,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use revka_actors::listener::{ListenerSpec, ServeFn};
+use revka_actors::mcp::hub::ToolsListener;
 use revka_actors::session::Sessions;
 use revka_actors::status::rfc3339;
 use serde_json::{Value, json};
@@ -152,6 +153,13 @@ impl McpServer {
         shutdown: CancellationToken,
         standard: StandardPath,
     ) -> Self {
+        // The operator tools are listed from the tools an operator publishes when it connects.
+        let catalog = Arc::downgrade(&registry);
+        sessions.on_operator_tools(ToolsListener::new(move |_, tools| {
+            if let Some(registry) = catalog.upgrade() {
+                registry.set_operator_catalog(tools.to_vec());
+            }
+        }));
         Self {
             inner: Arc::new(Inner {
                 sessions,

@@ -25,6 +25,7 @@
 //! search and resolution, so no path serves a session a tool its scope leaves out.
 
 pub mod agents;
+mod dispatch;
 pub mod health;
 mod search;
 #[cfg(test)]

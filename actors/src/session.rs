@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use binding::{ClientBinding, Credential};
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
-pub use operator::{OPERATOR_SERVER, OperatorTemplate};
+pub use operator::{OPERATOR_SERVER, OPERATOR_WAIT, OperatorError, OperatorTemplate};
 pub use outbound::{
     Batch, ClientStream, Gap, MessageTooLarge, OUTBOUND_BYTES, OUTBOUND_CHUNK, OUTBOUND_EVENTS,
     Resume, TOOLS_LIST_CHANGED,
@@ -436,28 +436,6 @@ impl Session {
         &self.ended
     }
 
-    /// The hub of this session's operator tools, starting the operator on first use. The
-    /// common case (operator connected) crosses no mailbox.
-    pub async fn operator(&self) -> Result<Arc<crate::mcp::hub::McpHub>, String> {
-        if let Some(hub) = self.operator_hub.get()
-            && hub
-                .server(OPERATOR_SERVER)
-                .and_then(|s| s.client())
-                .is_some()
-        {
-            return Ok(hub.clone());
-        }
-        let actor = self.actor().ok_or("the session is not running")?;
-        match actor
-            .call(SessionMsg::EnsureOperator, Some(Duration::from_secs(30)))
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(_) => Err("the session did not answer".into()),
-            Err(e) => Err(format!("the session is gone: {e}")),
-        }
-    }
-
     /// The session actor, once started.
     pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
         self.actor
@@ -523,6 +501,9 @@ pub struct Sessions {
     map: DashMap<Arc<str>, Arc<Session>, rustc_hash::FxBuildHasher>,
     limits: SessionLimits,
     operator: Option<OperatorTemplate>,
+    /// Told of the tools each session's operator publishes when it connects (the MCP server's
+    /// catalog of operator tools); set once the server is up ([`Sessions::on_operator_tools`]).
+    operator_tools: RwLock<Option<crate::mcp::hub::ToolsListener>>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
     created: AtomicU64,
     expired: AtomicU64,
@@ -552,6 +533,7 @@ impl Sessions {
             map: DashMap::with_hasher(rustc_hash::FxBuildHasher),
             limits,
             operator,
+            operator_tools: RwLock::new(None),
             supervisor: RwLock::new(None),
             created: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -790,7 +772,7 @@ pub struct SessionActor;
 #[derive(Debug)]
 pub enum SessionMsg {
     /// Start the session's operator if it is not running; reply with its hub.
-    EnsureOperator(ractor::RpcReplyPort<Result<Arc<crate::mcp::hub::McpHub>, String>>),
+    EnsureOperator(ractor::RpcReplyPort<Result<Arc<crate::mcp::hub::McpHub>, OperatorError>>),
 }
 
 /// State of [`SessionActor`]; dropping it ends the session.
@@ -883,15 +865,12 @@ impl Actor for SessionActor {
         match msg {
             SessionMsg::EnsureOperator(reply) => {
                 let result = match &state.sessions.operator {
-                    None => Err(
-                        "the operator is not available ([operator] disabled or not installed)"
-                            .to_owned(),
-                    ),
+                    None => Err(OperatorError::Disabled),
                     Some(template) => {
                         let hub = state
                             .session
                             .operator_hub
-                            .get_or_init(crate::mcp::hub::McpHub::new)
+                            .get_or_init(|| state.sessions.operator_hub())
                             .clone();
                         if state.operator.is_none() {
                             match Box::pin(operator::start(
@@ -905,8 +884,7 @@ impl Actor for SessionActor {
                             {
                                 Ok(sup) => state.operator = Some(sup),
                                 Err(e) => {
-                                    let _ =
-                                        reply.send(Err(format!("cannot start the operator: {e}")));
+                                    let _ = reply.send(Err(OperatorError::Start(e)));
                                     return Ok(());
                                 }
                             }

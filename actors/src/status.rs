@@ -11,10 +11,11 @@
 //! `parent/child`, e.g. `root/mcp_servers/mcp:fs`. [`StatusNode::snapshot`] returns the whole
 //! subtree as serde data, which the gateway serves and `revka status` prints.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::supervisor::RestartType;
@@ -86,6 +87,10 @@ struct Inner {
     details: RwLock<Option<DetailsFn>>,
     /// The supervisor running at this node, so a child can be restarted by path.
     supervisor: RwLock<Option<ractor::ActorRef<crate::supervisor::SupervisorMsg>>>,
+    /// Told of every state change, for tasks that wait on the actor (a caller waiting for a
+    /// server to connect fails at once when it starts backing off). Created by the first
+    /// [`StatusNode::state_changes`], so a node nobody waits on costs no channel.
+    changes: OnceLock<watch::Sender<ActorState>>,
 }
 
 struct NodeData {
@@ -168,6 +173,7 @@ impl StatusNode {
                 children: RwLock::new(Vec::new()),
                 details: RwLock::new(None),
                 supervisor: RwLock::new(None),
+                changes: OnceLock::new(),
             }),
         }
     }
@@ -250,6 +256,19 @@ impl StatusNode {
         if state != ActorState::BackingOff {
             d.next_restart_at = None;
         }
+        drop(d);
+        if let Some(changes) = self.inner.changes.get() {
+            changes.send_replace(state);
+        }
+    }
+
+    /// Wakes on every [`StatusNode::set_state`] from now on (the value is the new state; the
+    /// restart time and the failure reason are recorded before it, see the supervisor).
+    pub fn state_changes(&self) -> watch::Receiver<ActorState> {
+        self.inner
+            .changes
+            .get_or_init(|| watch::channel(self.state()).0)
+            .subscribe()
     }
 
     /// Records an abnormal exit reason.

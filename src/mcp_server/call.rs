@@ -6,13 +6,13 @@
 //! then, or from its first progress report, in its own task. It ends early, cancelling the tool (external servers get
 //! `notifications/cancelled`), when the client hangs up mid-call, when the client sends
 //! `notifications/cancelled` for its id, or when the session ends. A client that hangs up
-//! right after the result is not an error. A built-in tool that panics gives an error result;
-//! the server stays up. Long calls get a keep-alive comment every 15 s.
+//! right after the result is not an error. Long calls get a keep-alive comment every 15 s.
+//! Running the tool itself (built-in, external or operator, with its panic guard and
+//! ceiling) is the registry's ([`ToolRegistry::execute`]): this module only frames it.
 //!
 //! The call's id and the caller's progress token are echoed exactly as the caller wrote them
 //! ([`Id`]); the call is registered for cancellation under [`Id::key`].
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -20,9 +20,6 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::FutureExt;
-use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::hub::{HubError, MAX_CALL, McpHub};
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, json_string};
 use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
 use revka_actors::session::{CallGuard, ProgressEvent, Session, SessionEvent};
@@ -37,8 +34,8 @@ use super::guard::rpc_error;
 const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
-use crate::tools::{Resolved, ToolContext};
-use revka_actors::mcp::wrapper::{ArgumentError, Arguments, RawArguments, raw_result_is_error};
+use crate::tools::{Resolved, ToolContext, ToolRegistry};
+use revka_actors::mcp::wrapper::{ArgumentError, RawArguments, raw_result_is_error};
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);
@@ -372,98 +369,15 @@ impl Call {
         }
     }
 
-    /// Runs the tool to its result. Failures become error results.
+    /// Runs the tool to its result ([`ToolRegistry::execute`]), reporting progress on this
+    /// call's stream. Failures become error results.
     async fn execute(&self, resolved: Resolved, arguments: RawArguments) -> Box<RawValue> {
-        let progress = self.progress_sink();
-        match resolved {
-            Resolved::External(route) => {
-                let opts = CallOptions {
-                    timeout: std::time::Duration::ZERO, // the server's tool_timeout_secs
-                    progress: Some(progress),
-                    ..Default::default()
-                };
-                match McpHub::call_route(&route, Arguments::Raw(arguments), &opts).await {
-                    Ok(result) => result,
-                    Err(HubError::Call(e)) => tool_error_result(&e.to_string()),
-                    Err(e) => tool_error_result(&e.to_string()),
-                }
-            }
-            Resolved::Operator(tool) => {
-                match self.operator_call(&tool, arguments, progress).await {
-                    Ok(result) => result,
-                    Err(message) => tool_error_result(&message),
-                }
-            }
-            Resolved::Builtin(tool) => {
-                let ctx = ToolContext {
-                    session: self.session.clone(),
-                    registry: self.server.inner.registry.clone(),
-                    progress,
-                };
-                let arguments = Arguments::Raw(arguments).into_value();
-                let run = AssertUnwindSafe(tool.call(ctx, arguments)).catch_unwind();
-                match tokio::time::timeout(MAX_CALL, run).await {
-                    Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string())
-                        .unwrap_or_else(|_| tool_error_result("invalid tool result")),
-                    Ok(Ok(Err(message))) => tool_error_result(&message),
-                    Ok(Err(panic)) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        tracing::error!(tool = %self.name, panic = %what, "built-in tool panicked");
-                        tool_error_result(&format!(
-                            "tool `{}` failed internally: {what}",
-                            self.name
-                        ))
-                    }
-                    Err(_) => tool_error_result(&format!(
-                        "tool `{}` did not finish within {}s",
-                        self.name,
-                        MAX_CALL.as_secs()
-                    )),
-                }
-            }
-        }
-    }
-
-    /// Calls a tool of this session's operator, starting it on first use and waiting (bounded)
-    /// for it to be connected. Its tool list refreshes the registry's catalog.
-    async fn operator_call(
-        &self,
-        tool: &str,
-        arguments: RawArguments,
-        progress: Arc<dyn Fn(ProgressUpdate) + Send + Sync>,
-    ) -> Result<Box<RawValue>, String> {
-        use revka_actors::session::OPERATOR_SERVER;
-        let hub = self.session.operator().await?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let entry = loop {
-            if let Some(entry) = hub.server(OPERATOR_SERVER) {
-                break entry;
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err("the operator did not start in time".into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let ctx = ToolContext {
+            session: self.session.clone(),
+            registry: self.server.inner.registry.clone(),
+            progress: self.progress_sink(),
         };
-        entry
-            .connected_client(deadline.saturating_duration_since(std::time::Instant::now()))
-            .await?;
-        self.server
-            .inner
-            .registry
-            .set_operator_catalog(entry.tools());
-        let opts = CallOptions {
-            timeout: std::time::Duration::ZERO,
-            progress: Some(progress),
-            ..Default::default()
-        };
-        let exposed = revka_actors::mcp::naming::exposed_name(OPERATOR_SERVER, tool);
-        hub.call(&exposed, Arguments::Raw(arguments), &opts)
-            .await
-            .map_err(|e| e.to_string())
+        ToolRegistry::execute(resolved, ctx, arguments).await
     }
 
     /// Progress goes to this call's stream (keyed to the caller's token) and to the session's

@@ -1,6 +1,7 @@
 //! Tool tiers: the eager subset, per-session visibility and resolution, and the deferred-tools
 //! section of the `initialize` instructions; `scope`: a scoped session's view of all of it.
 
+mod dispatch;
 mod scope;
 
 use std::sync::Arc;

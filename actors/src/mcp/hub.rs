@@ -335,10 +335,12 @@ impl ServerEntry {
     }
 
     /// The live client, waiting up to `wait` for a (re)connect in progress. Fails fast when
-    /// the server is backing off, failed or stopped.
+    /// the server is backing off, failed or stopped. Waits without polling: woken by a client
+    /// being published or by the supervisor changing the server's state.
     pub async fn connected_client(&self, wait: Duration) -> Result<Arc<McpClient>, String> {
         let deadline = Instant::now() + wait;
         let mut ready = self.ready.subscribe();
+        let mut state = self.node.state_changes();
         loop {
             if let Some(client) = self.client()
                 && client.closed_reason().is_none()
@@ -354,9 +356,13 @@ impl ServerEntry {
                     self.spec().name
                 ));
             }
-            // Woken by a publish; re-check the supervisor's state every 50 ms meanwhile.
-            let tick = deadline.min(Instant::now() + Duration::from_millis(50));
-            let _ = tokio::time::timeout_at(tick, ready.changed()).await;
+            let woken = async {
+                tokio::select! {
+                    _ = ready.changed() => {}
+                    _ = state.changed() => {}
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, woken).await;
         }
     }
 }
@@ -374,6 +380,15 @@ pub struct ToolRoute {
     pub def: Arc<Value>,
     /// What preparing arguments under its `inputSchema` can do.
     pub schema_traits: wrapper::SchemaTraits,
+}
+
+impl ToolRoute {
+    /// Prepares `arguments` for this tool under its `inputSchema`: strips an `approved` it
+    /// does not declare, coerces string-encoded values.
+    pub fn prepare(&self, arguments: Arguments) -> Result<Arguments, HubError> {
+        wrapper::prepare_with(input_schema(&self.def), self.schema_traits, arguments)
+            .map_err(|e| HubError::Arguments(e.to_string()))
+    }
 }
 
 /// An immutable snapshot of every external tool, sorted by exposed name.
@@ -428,6 +443,33 @@ pub struct McpHub {
     rebuilding: Mutex<()>,
     version: AtomicU64,
     changes: broadcast::Sender<u64>,
+    /// Bumped each time a server is registered, for callers waiting for a server that is
+    /// being started (a session's operator) to appear.
+    registered: watch::Sender<u64>,
+    /// Told of each new tool list a server publishes, if the hub was created with one.
+    tools_listener: Option<ToolsListener>,
+}
+
+/// Told of a server's tool list, as the server defines it, each time it changes: when the
+/// server connects with tools it did not have, and on its `list_changed`. Called on the
+/// connection actor's task, so it must not block.
+#[derive(Clone)]
+pub struct ToolsListener(Arc<ToolsFn>);
+
+/// What a [`ToolsListener`] calls: the server's name, then its tools.
+type ToolsFn = dyn Fn(&str, &[Value]) + Send + Sync;
+
+impl ToolsListener {
+    /// A listener calling `f` with the server's name and its tools.
+    pub fn new(f: impl Fn(&str, &[Value]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ToolsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolsListener")
+    }
 }
 
 impl Default for McpHub {
@@ -439,6 +481,8 @@ impl Default for McpHub {
             rebuilding: Mutex::new(()),
             version: AtomicU64::new(0),
             changes: broadcast::channel(16).0,
+            registered: watch::channel(0).0,
+            tools_listener: None,
         }
     }
 }
@@ -447,6 +491,14 @@ impl McpHub {
     /// An empty hub.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// An empty hub that tells `listener` of every new tool list its servers publish.
+    pub fn with_tools_listener(listener: ToolsListener) -> Arc<Self> {
+        Arc::new(Self {
+            tools_listener: Some(listener),
+            ..Self::default()
+        })
     }
 
     /// Registers (or replaces, when its spec changed) a server. Called by its connection actor.
@@ -468,7 +520,13 @@ impl McpHub {
         });
         self.servers.insert(spec.name.clone(), entry.clone());
         self.rebuild();
+        self.registered.send_modify(|v| *v += 1);
         entry
+    }
+
+    /// Wakes each time a server is registered (see [`McpHub::register`]).
+    pub fn registrations(&self) -> watch::Receiver<u64> {
+        self.registered.subscribe()
     }
 
     /// Updates a registered server's spec in place (settings that apply without a reconnect,
@@ -568,15 +626,21 @@ impl McpHub {
 
     /// Replaces a server's tool list (after `list_changed` or a reconnect).
     pub fn set_tools(&self, entry: &ServerEntry, tools: Vec<Value>) {
-        let changed = {
+        let published = {
             let mut current = entry.tools.write().unwrap_or_else(PoisonError::into_inner);
-            let changed = *current != tools;
+            if *current == tools {
+                return;
+            }
             *current = tools;
-            changed
+            // A copy only for a listener, which is told outside the lock.
+            self.tools_listener
+                .as_ref()
+                .map(|l| (l.clone(), current.clone()))
         };
-        if changed {
-            self.rebuild();
+        if let Some((listener, tools)) = published {
+            (listener.0)(&entry.spec().name, &tools);
         }
+        self.rebuild();
     }
 
     /// A server by name.
@@ -642,9 +706,7 @@ impl McpHub {
         arguments: Arguments,
         opts: &CallOptions,
     ) -> Result<Box<RawValue>, HubError> {
-        let arguments =
-            wrapper::prepare_with(input_schema(&route.def), route.schema_traits, arguments)
-                .map_err(|e| HubError::Arguments(e.to_string()))?;
+        let arguments = route.prepare(arguments)?;
         let mut opts = effective_options(opts, &route.server.spec());
         let started = std::time::Instant::now();
         let client = route

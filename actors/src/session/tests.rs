@@ -1,6 +1,7 @@
 //! Sessions under a real `sessions` supervisor: auth, expiry, the cap, ending, cancellation.
 
 mod eviction;
+mod operator;
 mod outbound;
 
 use std::time::Duration;
