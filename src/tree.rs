@@ -1,13 +1,15 @@
 //! The daemon's supervision tree: which actors sit under `root`, in which order, with which
 //! strategy.
 //!
-//! `root` (`one_for_one`) gets, in this order: `mcp_servers` (one child per `[[mcp.servers]]`
-//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
-//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. The
+//! `root` (`one_for_one`) gets, in this order: `progress` (the sessions' progress broadcaster),
+//! `mcp_servers` (one child per `[[mcp.servers]]` entry), `sidecars` (`rest_for_one`),
+//! `sessions` (temporary session children), `mcp_http` (the MCP server's listener and
+//! `mcp.json`) and, when `[gateway] enabled`, `gateway`. The
 //! whole tree, down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
-//! first, then sessions end (cancelling their calls), then sidecars and servers stop.
+//! first, then sessions end (cancelling their calls), then sidecars and servers stop, and the
+//! broadcaster last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use revka_actors::StatusNode;
 use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
 use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
+use revka_actors::progress::progress_spec;
 use revka_actors::session::{OperatorTemplate, SessionLimits, Sessions};
 use revka_actors::supervisor::{
     ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor,
@@ -234,6 +237,13 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
         move || servers::server_children(&services.config.get(), &services.hub, &services.http)
     };
     let mut children = vec![
+        progress_spec(
+            services.sessions.progress().clone(),
+            config
+                .supervisor
+                .policy()
+                .with_restart(RestartType::Permanent),
+        ),
         supervisor_spec(
             "mcp_servers",
             supervisor_policy,
