@@ -2,7 +2,8 @@
 //! ([`DaemonPlan::tree`], which says which actors sit under `root`, in which order, with which
 //! strategy) is made of.
 //!
-//! `root` (`one_for_one`) gets, in this order: `mcp_servers` (one child per `[[mcp.servers]]`
+//! `root` (`one_for_one`) gets, in this order: `progress` (the sessions' progress
+//! broadcaster), `mcp_servers` (one child per `[[mcp.servers]]`
 //! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
 //! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. This
 //! module converts no config: each [`NodePlan`] becomes one child spec here, and a nested
@@ -10,7 +11,8 @@
 //! down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
-//! first, then sessions end (cancelling their calls), then sidecars and servers stop.
+//! first, then sessions end (cancelling their calls), then sidecars and servers stop, and the
+//! broadcaster last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::listener::listener_spec;
 use revka_actors::mcp::hub::McpHub;
+use revka_actors::progress::progress_spec;
 use revka_actors::session::{OperatorTemplate, Sessions};
 use revka_actors::supervisor::{
     ChildContext, ChildSpec, Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs,
@@ -243,6 +246,7 @@ fn child_spec(services: &Services, node: &NodePlan) -> anyhow::Result<ChildSpec>
             })
         }
         NodeKind::Sessions => sessions_spec(services.sessions.clone(), node.policy),
+        NodeKind::Progress => progress_spec(services.sessions.progress().clone(), node.policy),
         NodeKind::Listener => {
             let listener = match node.id.as_str() {
                 "mcp_http" => mcp_server::listener(services)?,

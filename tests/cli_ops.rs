@@ -25,6 +25,7 @@ async fn operating_the_running_daemon_from_the_cli() {
     assert_eq!(code, Some(0), "{err}");
     for line in [
         "root",
+        "progress",
         "mcp_servers",
         "mcp:fault",
         "sessions",

@@ -179,7 +179,14 @@ async fn introspection_restarts_and_their_errors() {
         .collect();
     assert_eq!(
         ids,
-        ["mcp_servers", "sidecars", "sessions", "mcp_http", "gateway"]
+        [
+            "progress",
+            "mcp_servers",
+            "sidecars",
+            "sessions",
+            "mcp_http",
+            "gateway"
+        ]
     );
     let (status, fault) = gw
         .json(gw.get("/api/actors/root/mcp_servers/mcp:fault"))

@@ -17,6 +17,9 @@
 //!   introspection (userinfo, query values and secret-looking argument values masked).
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
+//! - [`progress`]: the progress broadcaster (`root/progress`): owns the sessions' event
+//!   channels and registers their subscribers; publishers send without crossing its mailbox,
+//!   and subscribers survive its restart with an explicit reset.
 //! - [`fs`]: the files the daemon writes in its home: atomic replacement (temporary file,
 //!   fsync, rename, directory fsync), in-place opens that never follow a planted link, and the
 //!   private-directory rule (owned by this user, not group/world-writable).
@@ -40,6 +43,7 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod progress;
 #[cfg(test)]
 mod ractor_patch;
 pub mod redact;

@@ -7,7 +7,9 @@
 //! - [`Session`], shared state in the [`Sessions`] table: the auth check on the hot path is a
 //!   concurrent-map lookup plus a constant-time token comparison, and never waits on a mailbox.
 //!   It also holds the session's activated tools, its in-flight calls (so
-//!   `notifications/cancelled` and session end can cancel them), its event broadcaster, and,
+//!   `notifications/cancelled` and session end can cancel them), its end of the progress
+//!   broadcaster (`events`: publishers send into the session's channel, which the
+//!   `root/progress` actor owns; see [`crate::progress`]), and,
 //!   for a session opened with a client token, its [`ClientBinding`] and [`ToolScope`] (fixed
 //!   at creation, [`NewSession`]), its server-to-client queue for `GET /mcp` (`outbound`), which the tool registry applies to everything it shows and
 //!   resolves for the session.
@@ -26,7 +28,7 @@
 //! refused ([`SessionError::Full`], with how long until a session could become evictable), so
 //! a flood of creations cannot push out a client that merely paused. A session is checked as
 //! not in use under the lock that registers calls, so a call can never be in flight in a
-//! session that is evicted or expired. The event broadcaster is created on the first
+//! session that is evicted or expired. A session's event channel is created on its first
 //! subscription, so an idle session costs little memory.
 
 mod binding;
@@ -51,6 +53,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use binding::{ClientBinding, Credential};
+pub(crate) use events::{Channel, Feed};
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OPERATOR_WAIT, OperatorError, OperatorTemplate};
 pub use outbound::{
@@ -59,6 +62,7 @@ pub use outbound::{
 };
 pub use scope::{MAX_SCOPE_PATTERNS, ScopeError, ToolScope};
 
+use crate::progress::{Progress, ProgressError, SUBSCRIBE_WAIT, Subscription};
 use crate::status::rfc3339;
 use crate::supervisor::{
     self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg,
@@ -137,7 +141,7 @@ pub struct Session {
     /// Keyed by the client's request ids, so SipHash stays; the key is shared with the call's
     /// guard.
     inflight: Mutex<HashMap<Arc<str>, CancellationToken>>,
-    events: events::Broadcaster,
+    events: events::Feed,
     actor: Mutex<Option<ActorRef<SessionMsg>>>,
     /// Cancelled when the session ends: calls and event streams stop.
     ended: CancellationToken,
@@ -399,12 +403,23 @@ impl Session {
         self.events.publish(event);
     }
 
-    /// Subscribes to the session's events.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
-        self.events.subscribe()
+    /// Subscribes to the session's events through the progress broadcaster, waiting up to
+    /// [`SUBSCRIBE_WAIT`] for it (it may be restarting).
+    pub async fn subscribe(self: &Arc<Self>) -> Result<Subscription, ProgressError> {
+        Subscription::open(self.clone(), SUBSCRIBE_WAIT).await
     }
 
-    /// Current subscribers.
+    /// The session id, shared.
+    pub(crate) fn id_arc(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
+    /// The session's end of the progress broadcaster.
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.events
+    }
+
+    /// Open event subscriptions (including one waiting for a restarted broadcaster).
     pub fn subscribers(&self) -> usize {
         self.events.subscribers()
     }
@@ -505,6 +520,8 @@ pub struct Sessions {
     /// catalog of operator tools); set once the server is up ([`Sessions::on_operator_tools`]).
     operator_tools: RwLock<Option<crate::mcp::hub::ToolsListener>>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    /// The progress broadcaster the sessions' subscriptions register with.
+    progress: Arc<Progress>,
     created: AtomicU64,
     expired: AtomicU64,
     evicted: AtomicU64,
@@ -535,6 +552,7 @@ impl Sessions {
             operator,
             operator_tools: RwLock::new(None),
             supervisor: RwLock::new(None),
+            progress: Progress::new(),
             created: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -610,6 +628,12 @@ impl Sessions {
                 return Ok(());
             }
         }
+    }
+
+    /// The progress broadcaster of these sessions: start its actor with
+    /// [`crate::progress::progress_spec`].
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// The limits.
@@ -708,7 +732,7 @@ impl Sessions {
             activation_gen: AtomicU64::new(0),
             listed: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
-            events: events::Broadcaster::default(),
+            events: events::Feed::new(self.progress.clone()),
             actor: Mutex::new(None),
             ended: CancellationToken::new(),
             operator_hub: std::sync::OnceLock::new(),

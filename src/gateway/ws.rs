@@ -7,7 +7,9 @@
 //!
 //! - **Frames.** Each SSE event becomes one text frame. Progress events (unnamed or `message`)
 //!   and `tools_changed` are sent as their data, exactly (multi-line `data:` joined with `\n`);
-//!   `lagged` (`{"dropped": n}`) is sent as `{"event":"lagged","dropped":n}`. Comments
+//!   `lagged` (`{"dropped": n}`) is sent as `{"event":"lagged","dropped":n}`, and `reset`
+//!   (`{"missed": n}`, after a restart of the progress broadcaster) as
+//!   `{"event":"reset","missed":n}`. Comments
 //!   (keep-alives) and unknown event types are not forwarded; a Ping is sent every
 //!   [`PING_INTERVAL`] instead, for intermediaries that close idle sockets.
 //! - **Errors.** If the upstream cannot be opened (connect error or refusal, no response within
@@ -225,6 +227,13 @@ fn frame_text(event: SseEvent) -> Option<String> {
                 .and_then(|v| v.get("dropped").cloned())
                 .unwrap_or(Value::Null);
             Some(json!({ "event": "lagged", "dropped": dropped }).to_string())
+        }
+        Some("reset") => {
+            let missed = serde_json::from_str::<Value>(&event.data)
+                .ok()
+                .and_then(|v| v.get("missed").cloned())
+                .unwrap_or(Value::Null);
+            Some(json!({ "event": "reset", "missed": missed }).to_string())
         }
         Some(other) => {
             tracing::debug!(

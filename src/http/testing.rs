@@ -77,7 +77,7 @@ impl Raw {
 }
 
 /// Services over `config` in a fresh `$REVKA_HOME`, with a running `sessions` supervisor (so
-/// `POST /session` works). Keep the returned directory alive as long as the services.
+/// `POST /session` works) and progress broadcaster (so event streams open). Keep the returned directory alive as long as the services.
 pub(crate) async fn services(config: impl FnOnce(&mut Config)) -> (Services, tempfile::TempDir) {
     let home = tempfile::tempdir().expect("tempdir");
     let mut cfg = Config::default_in(home.path());
@@ -93,6 +93,20 @@ pub(crate) async fn services(config: impl FnOnce(&mut Config)) -> (Services, tem
         .await
         .expect("sessions supervisor");
     services.sessions.attach_supervisor(sup);
+    // The broadcaster under a supervisor on the services' root node, as in the daemon
+    // (`root/progress`).
+    let args = SupervisorArgs {
+        node: services.status_root.clone(),
+        strategy: Strategy::OneForOne,
+        intensity: Intensity::default(),
+        children: vec![revka_actors::progress::progress_spec(
+            services.sessions.progress().clone(),
+            revka_actors::supervisor::RestartPolicy::standard(),
+        )],
+    };
+    Supervisor::spawn(None, Supervisor, args)
+        .await
+        .expect("a supervisor of the progress broadcaster");
     (services, home)
 }
 

@@ -3,10 +3,13 @@
 //! Each progress event is an unnamed SSE event whose data is a `ProgressEvent`. A change of the
 //! session's tool list is an `event: tools_changed` carrying `notifications/tools/list_changed`.
 //! A subscriber that falls behind gets `event: lagged` with `{"dropped": n}` and continues with
-//! newer events. The stream ends when the client disconnects, the session ends or the server
-//! stops; a keep-alive comment is sent every 15 s. The connection's own task reads the
-//! session's broadcast channel: no task per subscriber, and events that are waiting go out
-//! together in one write.
+//! newer events. When the progress broadcaster (`root/progress`) crashes and is restarted, the
+//! stream stays open: it gets `event: reset` with `{"missed": n}` (the events published while
+//! it was re-registering, which it could not receive) and continues with newer events. The
+//! stream ends when the client disconnects, the session ends or the server stops; a keep-alive
+//! comment is sent every 15 s. The connection's own task reads the session's broadcast channel:
+//! no task per subscriber, and events that are waiting go out together in one write. Opening a
+//! stream while the broadcaster is down waits for it up to 5 s, then answers 503.
 //!
 //! **Pacing.** An event that follows the stream's last write by less than about [`PACE`] waits
 //! for the rest of that time and goes out with whatever else arrived meanwhile: a busy session
@@ -19,14 +22,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use revka_actors::session::{EVENT_BUFFER, Published, Session, SessionEvent};
+use revka_actors::progress::{Received, Subscription};
+use revka_actors::session::{EVENT_BUFFER, SessionEvent};
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -49,8 +52,12 @@ pub(crate) async fn session_events(
             "unauthorized: unknown session or wrong token",
         );
     };
+    let subscription = match session.subscribe().await {
+        Ok(subscription) => subscription,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     let subscriber = Subscriber::new(
-        session,
+        subscription,
         server.inner.shutdown.clone(),
         server.inner.keepalive,
     );
@@ -79,8 +86,7 @@ const BUSY: usize = EVENT_BUFFER / 4;
 /// when the stream is polled go out in one write. A client that reads too slowly falls behind
 /// the broadcast channel and is told how many events it lost; it never holds up the session.
 pub(super) struct Subscriber {
-    session: Arc<Session>,
-    events: broadcast::Receiver<Arc<Published>>,
+    events: Subscription,
     shutdown: CancellationToken,
     keepalive: tokio::time::Interval,
     /// Events are held until then: set by a write of events ([`PACE`]).
@@ -88,16 +94,15 @@ pub(super) struct Subscriber {
 }
 
 impl Subscriber {
-    /// Subscribes to `session`'s events; the stream ends when the session ends or `shutdown`
-    /// is cancelled, and sends a keep-alive comment every `keepalive`.
+    /// The stream of a subscription to a session's events; it ends when the session ends or
+    /// `shutdown` is cancelled, and sends a keep-alive comment every `keepalive`.
     pub(super) fn new(
-        session: Arc<Session>,
+        events: Subscription,
         shutdown: CancellationToken,
         keepalive: std::time::Duration,
     ) -> Self {
         Self {
-            events: session.subscribe(),
-            session,
+            events,
             shutdown,
             // The first keep-alive is one period from now. (Not `interval()` plus an awaited
             // first tick: that tick waits for the timer wheel's next 1 ms turn.)
@@ -106,37 +111,31 @@ impl Subscriber {
         }
     }
 
-    /// The next chunk to write, or `None` when the stream ends (the session ended, the server
-    /// is stopping, or the channel closed). Events published before the end are still sent.
-    /// Cancel safe.
+    /// The next chunk to write, or `None` when the stream ends (the session ended or the
+    /// server is stopping). Events published before the end are still sent. Cancel safe.
     pub(super) async fn next_chunk(&mut self) -> Option<Bytes> {
         if let Some(until) = self.hold_until {
             // The end cuts the hold short; what is waiting then goes out before the stream ends.
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
-                () = self.session.ended().cancelled() => {}
+                () = self.events.session().ended().cancelled() => {}
                 () = self.shutdown.cancelled() => {}
             }
             self.hold_until = None;
         }
         let first = tokio::select! {
             biased;
-            event = self.events.recv() => frame(event)?,
-            () = self.session.ended().cancelled() => return None,
+            // `None` once the session ended.
+            event = self.events.recv() => frame(event?),
             () = self.shutdown.cancelled() => return None,
             _ = self.keepalive.tick() => return Some(sse::comment("keep-alive")),
         };
         let mut chunk: Option<Vec<u8>> = None;
         let mut events = 1;
         while chunk.as_ref().map_or(first.len(), Vec::len) < MAX_CHUNK {
-            let next = match self.events.try_recv() {
-                Ok(published) => frame(Ok(published)),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    frame(Err(broadcast::error::RecvError::Lagged(n)))
-                }
-                Err(_) => None,
+            let Some(next) = self.events.try_recv().map(frame) else {
+                break;
             };
-            let Some(next) = next else { break };
             events += 1;
             chunk
                 .get_or_insert_with(|| first.to_vec())
@@ -154,26 +153,20 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        // An open stream keeps the session in use; its idle time starts when the stream ends.
-        self.session.touch();
-    }
-}
-
-/// The SSE frame of a received event (shared by all subscribers), or `None` once the channel
-/// is closed.
-fn frame(event: Result<Arc<Published>, broadcast::error::RecvError>) -> Option<Bytes> {
-    match event {
-        Ok(published) => Some(published.frame(|event, json| match event {
+/// The SSE frame of a received event (an event's is made once, shared by all subscribers). An
+/// open stream keeps the session in use, and its end touches it (the subscription's drop).
+fn frame(received: Received) -> Bytes {
+    match received {
+        Received::Event(published) => published.frame(|event, json| match event {
             SessionEvent::Progress(_) => sse::event(None, json),
             SessionEvent::ToolsChanged => sse::event(Some("tools_changed"), json),
-        })),
-        Err(broadcast::error::RecvError::Lagged(dropped)) => Some(sse::event(
-            Some("lagged"),
-            &json!({ "dropped": dropped }).to_string(),
-        )),
-        Err(broadcast::error::RecvError::Closed) => None,
+        }),
+        Received::Lagged(dropped) => {
+            sse::event(Some("lagged"), &json!({ "dropped": dropped }).to_string())
+        }
+        Received::Reset { missed } => {
+            sse::event(Some("reset"), &json!({ "missed": missed }).to_string())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The MCP server in-process, with built-in test tools: a panicking tool gives an error result
 //! and the server stays up; built-in progress reaches the stream; the keep-alive comment.
 
+mod broadcaster;
 mod listener;
 
 use std::sync::Arc;
@@ -70,7 +71,20 @@ async fn sessions_with(limits: SessionLimits) -> Arc<Sessions> {
     let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup);
+    start_progress(&sessions).await;
     sessions
+}
+
+/// Starts the progress broadcaster of `sessions` (unsupervised).
+async fn start_progress(sessions: &Sessions) {
+    use revka_actors::progress::{ProgressActor, ProgressArguments};
+    let args = ProgressArguments {
+        progress: sessions.progress().clone(),
+        node: StatusNode::root("progress", "broadcaster"),
+    };
+    ProgressActor::spawn(None, ProgressActor, args)
+        .await
+        .expect("progress broadcaster");
 }
 
 async fn serve(keepalive: Duration) -> (String, String, String) {
@@ -176,7 +190,7 @@ async fn subscribed() -> (
         .await
         .unwrap();
     let subscriber = super::events::Subscriber::new(
-        session.clone(),
+        session.subscribe().await.unwrap(),
         CancellationToken::new(),
         Duration::from_secs(3600),
     );

@@ -2,19 +2,22 @@
 //! fanned out to any number of subscribers (`GET /session/{id}/events`, the gateway's
 //! WebSocket relay).
 //!
-//! Publishing never blocks a tool call: a subscriber that falls behind loses the oldest events
-//! and is told how many (tokio's broadcast `Lagged`). The channel is created on the first
-//! subscription, so sessions nobody watches cost nothing.
+//! The channels belong to the progress broadcaster, `root/progress` (`crate::progress`), which
+//! registers subscribers; this module holds the events and the session's end of it ([`Feed`]).
+//! Publishing never blocks a tool call and crosses no mailbox: a send into the session's
+//! broadcast channel. A subscriber that falls behind loses the oldest events and is told how
+//! many (tokio's broadcast `Lagged`). The channel is created on the first subscription, so
+//! sessions nobody watches cost nothing.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::mcp::jsonrpc::Id;
+use crate::progress::Progress;
 
 /// Events buffered per session before slow subscribers start losing them.
 pub const EVENT_BUFFER: usize = 256;
@@ -86,34 +89,73 @@ impl Published {
     }
 }
 
-/// The lazily created broadcast channel of one session.
-#[derive(Debug, Default)]
-pub(crate) struct Broadcaster {
-    tx: OnceLock<broadcast::Sender<Arc<Published>>>,
+/// A session's broadcast channel, owned by the progress broadcaster (`crate::progress`).
+pub(crate) type Channel = broadcast::Sender<Arc<Published>>;
+
+/// A session's end of the progress broadcaster: where its publishers send, and how its
+/// subscriptions are counted.
+///
+/// The channel itself belongs to the broadcaster actor; the session only holds a weak
+/// reference to it, so a publisher sends straight into the channel (no mailbox) and a crash of
+/// the broadcaster closes the channel for its subscribers, who then subscribe again and are
+/// told how many events they missed ([`crate::progress::Received::Reset`]).
+#[derive(Debug)]
+pub(crate) struct Feed {
+    /// The broadcaster the session's subscriptions register with.
+    pub(crate) progress: Arc<Progress>,
+    /// The session's channel while the broadcaster holds one for it (dead before the first
+    /// subscription, and from a crash of the broadcaster until the next subscription). Its lock
+    /// orders publishing against subscribing, which makes the counts of missed events exact.
+    channel: RwLock<Weak<Channel>>,
+    /// Events published while the session had a subscription, delivered or not.
     published: AtomicU64,
+    /// Open subscriptions, including one waiting for the broadcaster to come back: the
+    /// session is in use meanwhile.
+    pub(crate) subscriptions: AtomicUsize,
 }
 
-impl Broadcaster {
+impl Feed {
+    pub(crate) fn new(progress: Arc<Progress>) -> Self {
+        Self {
+            progress,
+            channel: RwLock::new(Weak::new()),
+            published: AtomicU64::new(0),
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sends `event` to the session's channel, if anyone subscribed. Never blocks: a
+    /// read lock that only a subscription being registered takes for writing, and a
+    /// broadcast send.
     pub(crate) fn publish(&self, event: SessionEvent) {
-        if let Some(tx) = self.tx.get()
-            && tx.receiver_count() > 0
-        {
+        let channel = self.channel.read().unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock: a subscription counted before its receiver was made is seen.
+        if self.subscriptions.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        self.published.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = channel.upgrade() {
             let _ = tx.send(Arc::new(Published {
                 event,
                 json: OnceLock::new(),
                 frame: OnceLock::new(),
             }));
-            self.published.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.tx
-            .get_or_init(|| broadcast::channel(EVENT_BUFFER).0)
-            .subscribe()
+    /// Points the session at `channel` and subscribes to it; also returns how many events had
+    /// been published before the receiver, so that a subscriber can count what it missed.
+    /// Called by the broadcaster.
+    pub(crate) fn attach(
+        &self,
+        channel: &Arc<Channel>,
+    ) -> (broadcast::Receiver<Arc<Published>>, u64) {
+        let mut slot = self.channel.write().unwrap_or_else(PoisonError::into_inner);
+        *slot = Arc::downgrade(channel);
+        (channel.subscribe(), self.published.load(Ordering::Relaxed))
     }
 
     pub(crate) fn subscribers(&self) -> usize {
-        self.tx.get().map_or(0, broadcast::Sender::receiver_count)
+        self.subscriptions.load(Ordering::Relaxed)
     }
 }

@@ -26,6 +26,13 @@ pub(super) async fn table(
     let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup.clone());
+    let progress = crate::progress::ProgressArguments {
+        progress: sessions.progress().clone(),
+        node: StatusNode::root("progress", "broadcaster"),
+    };
+    crate::progress::ProgressActor::spawn(None, crate::progress::ProgressActor, progress)
+        .await
+        .unwrap();
     (sessions, node, sup)
 }
 
@@ -178,7 +185,7 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
         .create(NewSession::new(std::path::Path::new("/").into()))
         .await
         .unwrap();
-    let mut events = s.subscribe();
+    let mut events = s.subscribe().await.unwrap();
     let call = s.begin_call("7").unwrap();
     let other = s.begin_call("\"x\"").unwrap();
     assert_eq!(s.inflight_calls(), 2);
@@ -212,12 +219,9 @@ async fn ending_a_session_cancels_its_calls_and_streams() {
     })
     .await;
     drop(other);
-    // The stream ends once the session's sender is gone.
+    // The stream ends with the session.
     drop(s);
-    assert!(matches!(
-        events.recv().await,
-        Err(tokio::sync::broadcast::error::RecvError::Closed)
-    ));
+    assert!(events.recv().await.is_none());
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
@@ -230,8 +234,8 @@ async fn events_fan_out_and_slow_subscribers_lag() {
         .unwrap();
     s.publish(SessionEvent::ToolsChanged); // nobody listening: dropped, no channel built
     assert_eq!(s.subscribers(), 0);
-    let mut fast = s.subscribe();
-    let mut slow = s.subscribe();
+    let mut fast = s.subscribe().await.unwrap();
+    let mut slow = s.subscribe().await.unwrap();
     let total = events::EVENT_BUFFER + 10;
     for i in 0..total {
         s.publish(SessionEvent::Progress(ProgressEvent {
@@ -243,11 +247,14 @@ async fn events_fan_out_and_slow_subscribers_lag() {
             timestamp: String::new(),
         }));
         if i < 5 {
-            assert!(fast.recv().await.is_ok());
+            assert!(matches!(
+                fast.recv().await,
+                Some(crate::progress::Received::Event(_))
+            ));
         }
     }
     match slow.recv().await {
-        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
+        Some(crate::progress::Received::Lagged(n)) => assert_eq!(n, 10),
         other => panic!("expected a lag, got {other:?}"),
     }
     sup.stop_and_wait(None, None).await.unwrap();

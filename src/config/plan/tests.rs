@@ -30,6 +30,7 @@ fn the_default_config_runs_empty_subtrees_and_both_listeners() {
     assert_eq!(
         plan.tree().render(),
         "root (supervisor, one_for_one)
+  progress (broadcaster, permanent)
   mcp_servers (supervisor, one_for_one, permanent)
   sidecars (supervisor, rest_for_one, permanent)
   sessions (supervisor, one_for_one, permanent, temporary session children)
@@ -104,6 +105,7 @@ intensity = 7
     assert_eq!(
         plan.tree().render(),
         "root (supervisor, one_for_one)
+  progress (broadcaster, permanent)
   mcp_servers (supervisor, one_for_one, permanent)
     mcp:files (mcp_connection, temporary)
     mcp:web (mcp_connection, transient, manual, brutal_kill)

@@ -46,6 +46,8 @@ pub enum NodeKind {
     /// `root/sessions`: a `one_for_one` supervisor whose temporary children, the sessions (and
     /// their operators), are started at run time.
     Sessions,
+    /// `root/progress`: the broadcaster of the sessions' progress events.
+    Progress,
     /// An HTTP listener: `mcp_http` or `gateway`.
     Listener,
     /// A valid MCP server's connection actor.
@@ -66,6 +68,7 @@ impl NodeKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Supervisor { .. } | Self::Sessions => "supervisor",
+            Self::Progress => "broadcaster",
             Self::Listener => "listener",
             Self::McpConnection(_) | Self::InvalidServer(_) => "mcp_connection",
             Self::SessionManager(_) => "process",
@@ -140,6 +143,12 @@ impl DaemonPlan {
     pub fn tree(&self) -> NodePlan {
         let sup = &self.supervision;
         let mut children = vec![
+            NodePlan {
+                id: "progress".into(),
+                policy: sup.permanent(),
+                manual: false,
+                kind: NodeKind::Progress,
+            },
             self.mcp_servers(),
             self.sidecars_node(),
             NodePlan {

@@ -245,6 +245,11 @@ async fn events_become_text_frames_and_the_end_closes_normally() {
         json_frame(&mut ws).await,
         json!({ "event": "lagged", "dropped": 3 })
     );
+    feed(&up.tx, b"event: reset\ndata: {\"missed\": 2}\n\n").await;
+    assert_eq!(
+        json_frame(&mut ws).await,
+        json!({ "event": "reset", "missed": 2 })
+    );
 
     drop(up.tx);
     let ended = json_frame(&mut ws).await;

@@ -72,7 +72,7 @@ async fn at_the_cap_a_session_in_use_is_never_evicted() {
     let (calling, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let (watched, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let call = calling.begin_call("1").unwrap();
-    let stream = watched.subscribe();
+    let stream = watched.subscribe().await.unwrap();
     tokio::time::advance(Duration::from_secs(3600)).await;
 
     let wait = retry_after(sessions.create(NewSession::new(root())).await.unwrap_err());
@@ -122,7 +122,7 @@ async fn the_sweeper_never_expires_a_session_in_use() {
     let (calling, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let (watched, _) = sessions.create(NewSession::new(root())).await.unwrap();
     let call = calling.begin_call("1").unwrap();
-    let stream = watched.subscribe();
+    let stream = watched.subscribe().await.unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(
         sessions.len(),
