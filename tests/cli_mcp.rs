@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{TestHome, example_path};
+use crate::harness::{TestHome, example_path};
 
 fn home_with_servers() -> TestHome {
     let home = TestHome::new();

@@ -179,7 +179,7 @@ async fn a_client_token_is_created_listed_and_revoked_from_the_cli_and_refused_b
 
 #[test]
 fn without_a_daemon_the_cli_says_so() {
-    let home = crate::util::TestHome::new();
+    let home = crate::harness::TestHome::new();
     let out = home.command().args(["status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{TestDaemon, TestHome, venv_bin};
+use crate::harness::{TestDaemon, TestHome, venv_bin};
 use http::{HttpFixture, assert_schema_kept, fixture_script, list_tools};
 use suite::{ExpectedFailure, Suite};
 

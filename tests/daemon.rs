@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
 
 const EXIT: Duration = Duration::from_secs(30);
 

@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use serde_json::{Value, json};
 
-use crate::util::example_path;
+use crate::harness::example_path;
 
 /// Upper bound for anything the servers should do promptly.
 const TIMEOUT: Duration = Duration::from_secs(5);

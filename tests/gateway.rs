@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::example_path;
 use crate::mcp_server::{Served, parse_sse};
-use crate::util::example_path;
 
 struct Gw {
     served: Served,

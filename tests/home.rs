@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually};
+use crate::harness::{TestDaemon, TestHome, eventually};
 
 const EXIT: Duration = Duration::from_secs(30);
 

@@ -16,7 +16,7 @@ use revka_actors::supervisor::{
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
-use crate::util::example_path;
+use crate::harness::example_path;
 
 /// A running `mcp_servers` supervisor with its hub.
 pub struct Fleet {
@@ -305,7 +305,7 @@ async fn a_hung_call_times_out_and_the_server_is_told_to_cancel() {
         .to_string();
     assert!(err.contains("did not answer tools/call within"), "{err}");
     let mut cancelled = None;
-    crate::util::eventually(Duration::from_secs(10), || {
+    crate::harness::eventually(Duration::from_secs(10), || {
         let text = std::fs::read_to_string(&record).unwrap_or_default();
         cancelled = text
             .lines()
@@ -412,7 +412,7 @@ async fn paged_tool_lists_are_read_to_the_end_and_list_changed_updates_the_regis
         .await
         .expect("a change")
         .unwrap();
-    crate::util::eventually(Duration::from_secs(10), || {
+    crate::harness::eventually(Duration::from_secs(10), || {
         fleet.hub.tools().tools.contains_key("f__dyn_002")
     });
     let table = fleet.hub.tools();
@@ -603,8 +603,8 @@ async fn servers_connect_in_parallel_a_slow_or_hung_one_delays_no_sibling() {
     fleet.stop().await;
     for pid in pids {
         assert!(
-            crate::util::eventually(Duration::from_secs(30), || {
-                !crate::util::process_exists(pid as i32)
+            crate::harness::eventually(Duration::from_secs(30), || {
+                !crate::harness::process_exists(pid as i32)
             }),
             "process {pid} left behind"
         );

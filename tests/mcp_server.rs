@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{TestDaemon, TestHome, eventually, example_path};
 
 /// A running daemon with the fault fixture as server `fault`, and an HTTP client.
 pub struct Served {

@@ -12,9 +12,9 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{eventually, process_exists, test_cache, venv_bin};
 use crate::mcp_server::{Served, Session};
 use crate::reload::call;
-use crate::util::{eventually, process_exists, test_cache, venv_bin};
 
 /// A launcher that runs the checkout's operator package on the interpreter it is started with
 /// (the daemon's `[operator] python`), instead of the installed venv.

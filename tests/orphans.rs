@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
 
 const EXIT: Duration = Duration::from_secs(30);
 /// Generous: a sweep needs the stop timeout (1 s here) plus a few scheduling delays.

@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{eventually, example_path};
 use crate::mcp_server::{Served, Session};
-use crate::util::{eventually, example_path};
 
 /// Extra `[[mcp.servers]]` entries using the fault fixture; `fault_keys` lands in the table of
 /// `fault` itself (it comes right after its `args`).
@@ -221,7 +221,7 @@ async fn a_reload_applies_the_difference_and_restarts_only_what_changed() {
     let changed = r.wait_for_pid("change").await;
     assert_ne!(changed, change, "mcp:change was restarted");
     let added = r.wait_for_pid("added").await;
-    assert!(crate::util::process_exists(added as i32));
+    assert!(crate::harness::process_exists(added as i32));
     let ids = r.server_ids().await;
     assert!(!ids.contains(&"mcp:gone".to_owned()), "{ids:?}");
     assert!(ids.contains(&"mcp:added".to_owned()), "{ids:?}");
@@ -392,7 +392,7 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
         .expect_notification_starting("READY=1\nSTATUS=reloaded: ", Duration::from_secs(30));
     assert!(!r.server_ids().await.contains(&"mcp:keep".to_owned()));
     assert!(
-        eventually(Duration::from_secs(10), || !crate::util::process_exists(
+        eventually(Duration::from_secs(10), || !crate::harness::process_exists(
             keep as i32
         )),
         "the removed server's process is gone"

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::{TestDaemon, TestHome, eventually};
 use crate::mcp_server::{Served, Session};
 use crate::sidecars::{text, tool};
-use crate::util::{TestDaemon, TestHome, eventually};
 
 /// The fake sidecar (Node, no dependencies): raw HTTP/1.1 on the socket given as `--socket`,
 /// one request per connection. `GET /health` is healthy; every other route has its own fault.

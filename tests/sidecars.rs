@@ -9,8 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
+use crate::harness::{TestDaemon, eventually, test_cache, venv_bin};
 use crate::mcp_server::{Served, Session};
-use crate::util::{TestDaemon, eventually, test_cache, venv_bin};
 
 pub(crate) fn sidecar_config(home: &Path, command: &str) -> String {
     sidecar_config_with(home, command, 10)

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use crate::harness::{TestDaemon, TestHome, eventually, revka_bin, test_cache, venv_bin};
 use crate::mcp_server::{Served, served_only};
-use crate::util::{TestDaemon, TestHome, eventually, revka_bin, test_cache, venv_bin};
 
 /// Every wait here: generous, so only a lost answer fails a test.
 const WAIT: Duration = Duration::from_secs(30);
@@ -285,7 +285,7 @@ async fn stdin_closing_mid_call_cancels_it_upstream_and_ends_the_session() {
 
     let pid = bridge.pid();
     bridge.close().await;
-    assert!(!crate::util::process_exists(pid), "the bridge is gone");
+    assert!(!crate::harness::process_exists(pid), "the bridge is gone");
     let id = hang_id().unwrap();
     let cancelled = || {
         served

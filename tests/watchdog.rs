@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
 
 /// `WATCHDOG_USEC` of these tests: pings every second.
 const WATCHDOG: Duration = Duration::from_secs(2);
@@ -75,7 +75,7 @@ fn start(home: &TestHome) -> (TestDaemon, i32) {
 
 /// `revka reload` in a thread: its output, and when it returned.
 fn cli_reload(home: &Path) -> JoinHandle<(Output, Instant)> {
-    let mut cmd = std::process::Command::new(crate::util::revka_bin());
+    let mut cmd = std::process::Command::new(crate::harness::revka_bin());
     cmd.env("REVKA_HOME", home)
         .env_remove("REVKA_CONFIG")
         .env_remove("NOTIFY_SOCKET")

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::START_TIMEOUT;
-use crate::util::venv_bin;
+use crate::harness::venv_bin;
 
 pub(super) fn fixture_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/conformance_fixture.py")

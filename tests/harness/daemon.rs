@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: locating the example fixtures and running the real
+//! The daemon fixture: locating the example fixtures and running the real
 //! `revka` binary against a temporary `REVKA_HOME`.
 
 use std::collections::BTreeSet;
