@@ -45,7 +45,10 @@ fn mcp_test_reports_the_handshake_as_json() {
     assert_eq!(code, Some(0));
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["tool_count"], crate::fixtures::BUILTIN_TOOLS.len());
+    assert_eq!(
+        report["tool_count"],
+        crate::fixture_servers::BUILTIN_TOOLS.len()
+    );
     assert!(report["latency_ms"].is_u64());
 
     let (code, out, _) = run(&home, &["mcp", "test", "broken"]);

@@ -541,7 +541,10 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     let (status, ok) = gw.json(test(json!({ "name": "t", "transport": "stdio", "command": server, "args": ["--tools", "2"], "timeout_ms": 500 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(ok["tool_count"], crate::fixtures::BUILTIN_TOOLS.len() + 2);
+    assert_eq!(
+        ok["tool_count"],
+        crate::fixture_servers::BUILTIN_TOOLS.len() + 2
+    );
     // With a tool filter, as in the config: `tools` are those the daemon would register.
     let (_, filtered) = gw
         .json(test(json!({
@@ -555,7 +558,7 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     let out = filtered["filtered"].as_array().unwrap();
     assert_eq!(
         out.len(),
-        crate::fixtures::BUILTIN_TOOLS.len(),
+        crate::fixture_servers::BUILTIN_TOOLS.len(),
         "{filtered}"
     );
     assert!(out.contains(&json!("tool_001")) && out.contains(&json!("sleep")));

@@ -9,7 +9,7 @@ mod cli_ops;
 mod conformance;
 mod daemon;
 mod first_run;
-mod fixtures;
+mod fixture_servers;
 mod gateway;
 mod harness;
 mod home;
