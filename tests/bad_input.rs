@@ -19,8 +19,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session};
 use crate::harness::{TestDaemon, TestHome, example_path};
-use crate::mcp_server::{Served, Session};
 
 /// The frame cap of a stdio server's stdout line.
 const MAX_LINE: usize = 4 * 1024 * 1024;

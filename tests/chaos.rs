@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session, parse_sse};
 use crate::harness::{TestDaemon, TestHome, eventually, example_path};
-use crate::mcp_server::{Served, Session, parse_sse};
 
 /// The marker variable given to the daemon (and so inherited by every process it spawns).
 const MARK_VAR: &str = "REVKA_CHAOS_MARK";

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::harness::Served;
 use crate::harness::{TestHome, eventually, example_path};
-use crate::mcp_server::Served;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/mcp-edit");
 

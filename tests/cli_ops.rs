@@ -1,6 +1,6 @@
 //! `revka status | restart | pair | tokens` against the real daemon, through its gateway.
 
-use crate::mcp_server::Served;
+use crate::harness::Served;
 
 fn revka(served: &Served, args: &[&str]) -> (Option<i32>, String, String) {
     let out = served

@@ -455,7 +455,7 @@ fn text_logs_without_a_terminal_have_no_colour_and_carry_the_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_invalid_server_entry_is_a_failed_child_with_its_reason_and_the_good_one_serves() {
     // `fault` (good) comes first in the file, these after it: entries 1 to 4.
-    let served = crate::mcp_server::Served::start(
+    let served = crate::harness::Served::start(
         r#"
 [[mcp.servers]]
 name = "pigeon"

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::example_path;
-use crate::mcp_server::{Served, parse_sse};
+use crate::harness::{Served, parse_sse};
 
 struct Gw {
     served: Served,
@@ -405,7 +405,7 @@ async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
             json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
         ))
         .await;
-    let names = crate::mcp_server::served_only(
+    let names = crate::harness::served_only(
         listed["result"]["tools"]
             .as_array()
             .unwrap()

@@ -1,9 +1,12 @@
 //! The integration tests' harness: the real daemon in a temporary home ([`TestHome`],
-//! [`TestDaemon`]) and the binaries the tests run.
+//! [`TestDaemon`]), the binaries the tests run, and a daemon serving the fault fixture with
+//! its MCP sessions ([`Served`], [`Session`]).
 //!
 //! Every test module imports what it needs from here (`use crate::harness::…`); nothing in
 //! here is a test.
 
 mod daemon;
+mod served;
 
 pub use daemon::*;
+pub use served::*;

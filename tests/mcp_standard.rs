@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
+use crate::harness::{Served, next_id, parse_sse, served_only};
 use crate::harness::{TestDaemon, TestHome, eventually, example_path};
-use crate::mcp_server::{Served, next_id, parse_sse, served_only};
 
 const BOTH: &str = "application/json, text/event-stream";
 

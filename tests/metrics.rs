@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use revka_actors::metrics::{Sample, lint_exposition};
 use serde_json::json;
 
-use crate::mcp_server::Served;
+use crate::harness::Served;
 
 /// A session manager that cannot start (no such program), and a breaker that opens on the
 /// first failure: the cheapest way to a breaker with an open state and rejections.

@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session};
 use crate::harness::{eventually, process_exists, test_cache, venv_bin};
-use crate::mcp_server::{Served, Session};
 use crate::reload::call;
 
 /// A launcher that runs the checkout's operator package on the interpreter it is started with

@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session};
 use crate::harness::{eventually, example_path};
-use crate::mcp_server::{Served, Session};
 
 /// Extra `[[mcp.servers]]` entries using the fault fixture; `fault_keys` lands in the table of
 /// `fault` itself (it comes right after its `args`).
@@ -136,7 +136,7 @@ pub async fn call(session: &Session, name: &str, arguments: Value) -> (bool, Str
         .call_text("tool_search", json!({ "query": format!("select:{name}") }))
         .await;
     let events = session
-        .call(crate::mcp_server::next_id(), name, arguments, None)
+        .call(crate::harness::next_id(), name, arguments, None)
         .await;
     let last: Value = events
         .iter()

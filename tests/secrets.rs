@@ -8,8 +8,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+use crate::harness::Served;
 use crate::harness::{eventually, example_path};
-use crate::mcp_server::Served;
 
 /// Values of the variables the config refers to, and a secret written in the config itself:
 /// none may appear anywhere the daemon shows.

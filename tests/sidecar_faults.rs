@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session};
 use crate::harness::{TestDaemon, TestHome, eventually};
-use crate::mcp_server::{Served, Session};
 use crate::sidecars::{text, tool};
 
 /// The fake sidecar (Node, no dependencies): raw HTTP/1.1 on the socket given as `--socket`,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
+use crate::harness::{Served, Session};
 use crate::sidecars::{breaker_state, node_command, sidecar_config, text, tool};
 
 /// Polls `list_agents` until the session manager answers.

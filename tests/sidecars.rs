@@ -9,8 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
+use crate::harness::{Served, Session};
 use crate::harness::{TestDaemon, eventually, test_cache, venv_bin};
-use crate::mcp_server::{Served, Session};
 
 pub(crate) fn sidecar_config(home: &Path, command: &str) -> String {
     sidecar_config_with(home, command, 10)
@@ -51,7 +51,7 @@ pub(crate) fn node_command() -> String {
 
 pub(crate) async fn tool(session: &Session, name: &str, args: Value) -> Value {
     let events = session
-        .call(crate::mcp_server::next_id(), name, args, None)
+        .call(crate::harness::next_id(), name, args, None)
         .await;
     let result = events
         .iter()

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use crate::harness::{Served, served_only};
 use crate::harness::{TestDaemon, TestHome, eventually, revka_bin, test_cache, venv_bin};
-use crate::mcp_server::{Served, served_only};
 
 /// Every wait here: generous, so only a lost answer fails a test.
 const WAIT: Duration = Duration::from_secs(30);

@@ -130,7 +130,7 @@ async fn answer(resp: reqwest::Response, id: u64) -> Value {
     let body = resp.bytes().await.unwrap();
     assert!(status.is_success(), "{status}: {body:?}");
     let messages: Vec<Value> = if sse {
-        crate::mcp_server::parse_sse(&body)
+        crate::harness::parse_sse(&body)
             .into_iter()
             .filter_map(|e| serde_json::from_str(&e.data).ok())
             .collect()
