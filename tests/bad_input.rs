@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Served, Session};
-use crate::harness::{TestDaemon, TestHome, example_path};
+use crate::harness::{TestDaemon, TestHome, fixture_server};
 
 /// The frame cap of a stdio server's stdout line.
 const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -572,7 +572,7 @@ async fn gateway_bodies_over_64_kib_get_413() {
 async fn garbage_invalid_utf8_and_overlong_lines_from_a_stdio_server() {
     let noisy = format!(
         "\n[[mcp.servers]]\nname = \"noisy\"\ncommand = \"{}\"\nargs = [\"--garbage-stdout\"]\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     );
     let served = Served::start(&noisy).await;
     served.wait_for_tool("noisy__echo").await;

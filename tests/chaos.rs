@@ -29,7 +29,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Served, Session, parse_sse};
-use crate::harness::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{TestDaemon, TestHome, eventually, fixture_server};
 
 /// The marker variable given to the daemon (and so inherited by every process it spawns).
 const MARK_VAR: &str = "REVKA_CHAOS_MARK";
@@ -238,7 +238,7 @@ intensity_period_secs = 60
 fn server(name: &str, args: &str, restart: &str) -> String {
     format!(
         "\n[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\nargs = {args}\ntool_timeout_secs = {}\n{restart}\n",
-        example_path("fault_server").display(),
+        fixture_server("fault_server").display(),
         TOOL_TIMEOUT.as_secs()
     )
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::harness::Served;
-use crate::harness::{TestHome, eventually, example_path};
+use crate::harness::{TestHome, eventually, fixture_server};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/mcp-edit");
 
@@ -138,7 +138,7 @@ fn mcp_import_reads_claude_desktops_config_from_the_users_home() {
         user.join(".config/Claude")
     };
     std::fs::create_dir_all(&dir).unwrap();
-    let fault = example_path("fault_server");
+    let fault = fixture_server("fault_server");
     let desktop = serde_json::json!({
         "globalShortcut": "",
         "mcpServers": {
@@ -254,7 +254,7 @@ fn mcp_add_refuses_an_invalid_entry_without_touching_the_file() {
 async fn mcp_add_and_remove_reload_a_running_daemon() {
     let served = Served::start("").await;
     let status = |served: &Served| revka(&served.home, None, &["status"]).1;
-    let server = example_path("fault_server").display().to_string();
+    let server = fixture_server("fault_server").display().to_string();
     let (code, out, err) = revka(&served.home, None, &["mcp", "add", "extra", "--", &server]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("reloaded the running daemon:"), "{out}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, fixture_server, process_exists};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -177,7 +177,7 @@ args = ["--pid-file", "{pid}", "--fork-grandchild", "{grandchild}", "--ignore-si
 [mcp.servers.restart]
 shutdown_timeout_ms = 500
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         pid = pid_file.display(),
         grandchild = grandchild_file.display(),
     ));
@@ -249,7 +249,7 @@ transport = "http"
 url = "https://example.com/mcp"
 headers = {{ "X-Token" = "a\nb" }}
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         pid = pid_file.display(),
     ));
     let out = home.command().args(["config", "check"]).output().unwrap();
@@ -363,7 +363,7 @@ max_restarts = 1
 backoff_min_ms = 50
 backoff_max_ms = 100
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
     ));
 }
 
@@ -584,7 +584,7 @@ fn a_second_sigterm_during_a_stuck_shutdown_forces_the_stop_and_leaves_no_child(
             "trap '' TERM\necho $$ > {dir}/leader.pid\n{server}\nsleep 600 &\necho $! > \
              {dir}/sleeper.pid\nwait\n",
             dir = dir.display(),
-            server = example_path("fault_server").display(),
+            server = fixture_server("fault_server").display(),
         ),
     )
     .unwrap();
@@ -669,7 +669,7 @@ fn log_level_filters_by_level_and_target_over_rust_log() {
     let home = TestHome::new();
     home.write_config(&format!(
         "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"quiet\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     ));
     // `RUST_LOG=info` is set too (TestHome::command); --log-level wins.
     let filter = "warn,revka_actors::process=debug";

@@ -1,10 +1,5 @@
-//! Integration tests for the `fault_server` and `echo_server` example fixtures.
-//!
-//! Examples are not `[[bin]]` targets, so cargo defines no `CARGO_BIN_EXE_*`
-//! for them. `example_path` finds them next to this test binary
-//! (`target/<profile>/deps/fixtures-*` → `target/<profile>/examples/<name>`)
-//! and runs `cargo build --example <name>` once per name and test process,
-//! which builds a missing example and is a quick no-op for a fresh one.
+//! Integration tests of the fixture servers, `fault_server` and `echo_server` (the binaries
+//! cargo builds for the tests, [`fixture_server`]).
 //!
 //! Each test spawns a server and talks raw JSON lines over its stdin/stdout,
 //! asserting on the bytes and JSON the daemon's client would see.
@@ -23,7 +18,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use serde_json::{Value, json};
 
-use crate::harness::example_path;
+use crate::harness::{BUILTIN_TOOLS, fixture_server};
 
 /// Upper bound for anything the servers should do promptly.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,28 +26,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-/// The fault server's own tools (before `--tools N` adds `tool_000`…); other tests count by it.
-pub(crate) const BUILTIN_TOOLS: [&str; 19] = [
-    "echo",
-    "add",
-    "typed",
-    "sleep",
-    "hang",
-    "hang_stdin",
-    "progress",
-    "crash",
-    "garbage",
-    "oversized",
-    "invalid_utf8",
-    "flood_stderr",
-    "set_tools",
-    "spawn_grandchild",
-    "roots",
-    "sample",
-    "elicit",
-    "ping_client",
-    "slow_echo",
-];
 
 // ---------------------------------------------------------------------------
 // A spawned server
@@ -76,7 +49,7 @@ impl Server {
     /// Spawns `name` with flags and env vars, in its own process group so
     /// tests can signal the group without hitting the test runner.
     fn start_with(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example_path(name))
+        let mut child = Command::new(fixture_server(name))
             .args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())

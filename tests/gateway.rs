@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::example_path;
+use crate::harness::fixture_server;
 use crate::harness::{Served, parse_sse};
 
 struct Gw {
@@ -537,14 +537,11 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
             .header("content-type", "application/json")
             .body(body.to_string())
     };
-    let server = example_path("fault_server").display().to_string();
+    let server = fixture_server("fault_server").display().to_string();
     let (status, ok) = gw.json(test(json!({ "name": "t", "transport": "stdio", "command": server, "args": ["--tools", "2"], "timeout_ms": 500 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(
-        ok["tool_count"],
-        crate::fixture_servers::BUILTIN_TOOLS.len() + 2
-    );
+    assert_eq!(ok["tool_count"], crate::harness::BUILTIN_TOOLS.len() + 2);
     // With a tool filter, as in the config: `tools` are those the daemon would register.
     let (_, filtered) = gw
         .json(test(json!({
@@ -556,11 +553,7 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     assert_eq!(filtered["tools"], json!(["echo", "tool_000"]), "{filtered}");
     assert_eq!(filtered["tool_count"], 2);
     let out = filtered["filtered"].as_array().unwrap();
-    assert_eq!(
-        out.len(),
-        crate::fixture_servers::BUILTIN_TOOLS.len(),
-        "{filtered}"
-    );
+    assert_eq!(out.len(), crate::harness::BUILTIN_TOOLS.len(), "{filtered}");
     assert!(out.contains(&json!("tool_001")) && out.contains(&json!("sleep")));
     for (body, error) in [
         (json!({ "name": "", "command": "x" }), "name is required"),

@@ -7,6 +7,8 @@
 
 mod daemon;
 mod served;
+mod servers;
 
 pub use daemon::*;
 pub use served::*;
+pub use servers::*;

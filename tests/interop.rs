@@ -493,7 +493,7 @@ fn start_standard(
     home.write_config(&format!(
         "[mcp_server]\nport = {port}\n[mcp]\nenabled = true\n{extra_mcp}\n\
          [[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        crate::harness::example_path("fault_server").display()
+        crate::harness::fixture_server("fault_server").display()
     ));
     let url = format!("http://127.0.0.1:{port}/mcp");
     home.client_token();

@@ -25,7 +25,7 @@ use revka_actors::mcp::hub::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
 use crate::harness::Served;
-use crate::harness::{eventually, example_path, npm_bin, process_exists, test_cache, venv_bin};
+use crate::harness::{eventually, fixture_server, npm_bin, process_exists, test_cache, venv_bin};
 use crate::mcp_client::{Fleet, fault, opts, policy, stdio, text};
 
 /// Ping after a silent second; two failed pings in a row make a server unresponsive.
@@ -401,7 +401,7 @@ restart = {{ ping_interval_secs = 0 }}
 ping_interval_secs = 1
 ping_failures = 2
 "#,
-        fault = example_path("fault_server").display()
+        fault = fixture_server("fault_server").display()
     );
     let s = Served::start(&extra).await;
     let (fault, quiet) = ("root/mcp_servers/mcp:fault", "root/mcp_servers/mcp:quiet");

@@ -16,7 +16,7 @@ use revka_actors::supervisor::{
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
-use crate::harness::example_path;
+use crate::harness::fixture_server;
 
 /// A running `mcp_servers` supervisor with its hub.
 pub struct Fleet {
@@ -146,7 +146,11 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
 }
 
 pub fn fault(name: &str, knobs: &[&str]) -> ServerSpec {
-    stdio(name, example_path("fault_server").to_str().unwrap(), knobs)
+    stdio(
+        name,
+        fixture_server("fault_server").to_str().unwrap(),
+        knobs,
+    )
 }
 
 pub fn text(result: &Value) -> String {

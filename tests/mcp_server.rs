@@ -11,7 +11,7 @@ use revka_actors::mcp::sse::SseEvent;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    EventStream, Served, Session, TestDaemon, TestHome, eventually, example_path, parse_sse,
+    EventStream, Served, Session, TestDaemon, TestHome, eventually, fixture_server, parse_sse,
 };
 
 fn messages(events: &[SseEvent]) -> Vec<Value> {
@@ -54,7 +54,7 @@ async fn discovery_file_and_health() {
 async fn health_records_why_each_tool_could_not_register() {
     // Two more fault servers whose names sanitise alike: `f.a__echo` and `f_a__echo` are both
     // `f_a__echo`, so every tool of `f_a` (the later in sorted order) loses to `f.a`'s.
-    let fault = example_path("fault_server").display().to_string();
+    let fault = fixture_server("fault_server").display().to_string();
     let s = Served::start(&format!(
         "[[mcp.servers]]\nname = \"f.a\"\ncommand = \"{fault}\"\n\
          [[mcp.servers]]\nname = \"f_a\"\ncommand = \"{fault}\"\n"
@@ -1047,7 +1047,7 @@ async fn without_deferred_loading_every_tool_is_listed() {
     let home = TestHome::new();
     home.write_config(&format!(
         "[mcp]\nenabled = true\ndeferred_loading = false\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     ));
     let _daemon = TestDaemon::start(&home, &[]);
     let discovery = home.path().join("mcp.json");

@@ -10,7 +10,7 @@ use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
 use crate::harness::{Served, next_id, parse_sse, served_only};
-use crate::harness::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{TestDaemon, TestHome, eventually, fixture_server};
 
 const BOTH: &str = "application/json, text/event-stream";
 
@@ -350,7 +350,7 @@ async fn a_fixed_port_keeps_the_url_across_restarts() {
     let token = home.client_token();
     let config = format!(
         "[mcp_server]\nport = {port}\n[mcp]\nenabled = true\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     );
     let url = format!("http://127.0.0.1:{port}/mcp");
     let mut daemon = start(&home, &config);

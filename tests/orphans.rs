@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, fixture_server, process_exists};
 
 const EXIT: Duration = Duration::from_secs(30);
 /// Generous: a sweep needs the stop timeout (1 s here) plus a few scheduling delays.
@@ -101,7 +101,7 @@ fn a_detached_grandchild_of_a_sigkilled_server_is_gone() {
     let script = format!(
         "setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo $! > {g}; exec {server} --pid-file {p}",
         g = grandchild_file.display(),
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         p = pid_file.display(),
     );
     home.write_config(&format!(

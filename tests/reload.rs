@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Served, Session};
-use crate::harness::{eventually, example_path};
+use crate::harness::{eventually, fixture_server};
 
 /// Extra `[[mcp.servers]]` entries using the fault fixture; `fault_keys` lands in the table of
 /// `fault` itself (it comes right after its `args`).
@@ -20,7 +20,7 @@ fn extra(fault_keys: &str, servers: &[(&str, &str)]) -> String {
     for (name, args) in servers {
         out.push_str(&format!(
             "\n[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\nargs = {args}\n",
-            example_path("fault_server").display()
+            fixture_server("fault_server").display()
         ));
     }
     out
@@ -524,7 +524,7 @@ async fn a_running_server_whose_entry_turns_invalid_keeps_its_previous_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // `keep` gets a zero timeout (invalid); `broken` is new and invalid too.
-    let fault = example_path("fault_server").display().to_string();
+    let fault = fixture_server("fault_server").display().to_string();
     let invalid = extra("", &[("keep", "[]")])
         .replace("name = \"keep\"", "name = \"keep\"\ntool_timeout_secs = 0")
         + &format!(

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::harness::Served;
-use crate::harness::{eventually, example_path};
+use crate::harness::{eventually, fixture_server};
 
 /// Values of the variables the config refers to, and a secret written in the config itself:
 /// none may appear anywhere the daemon shows.
@@ -42,7 +42,7 @@ fn node<'a>(tree: &'a Value, path: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_health_and_logs_show_the_config_form_never_a_secret() {
-    let server = example_path("fault_server");
+    let server = fixture_server("fault_server");
     // `sh -c 'exec …'` runs the fault server; the arguments after the script only sit on the
     // command line, which is what is shown.
     let extra = format!(

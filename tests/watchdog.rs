@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, eventually, fixture_server, process_exists};
 
 /// `WATCHDOG_USEC` of these tests: pings every second.
 const WATCHDOG: Duration = Duration::from_secs(2);
@@ -35,7 +35,7 @@ args = ["--ignore-sigterm", "--slow-exit", "600000", "--pid-file", "{pid}"]
 [mcp.servers.restart]
 shutdown_timeout_ms = {SLOW_STOP_MS}
 "#,
-            server = example_path("fault_server").display(),
+            server = fixture_server("fault_server").display(),
             pid = pid_file(home).display(),
         )
     };
@@ -49,7 +49,7 @@ fn pid_file(home: &TestHome) -> PathBuf {
 fn quick_server(name: &str) -> String {
     format!(
         "[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     )
 }
 

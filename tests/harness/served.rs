@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
-use super::{TestDaemon, TestHome, eventually, example_path};
+use super::{TestDaemon, TestHome, eventually, fixture_server};
 
 /// A running daemon with the fault fixture as server `fault`, and an HTTP client.
 pub struct Served {
@@ -42,7 +42,7 @@ command = "{server}"
 args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
 {extra}
 "#,
-            server = example_path("fault_server").display(),
+            server = fixture_server("fault_server").display(),
             record = record.display(),
         ));
         // A client token for the standard path, in the store the daemon loads at start.
