@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::Served;
-use crate::harness::{TestHome, eventually, fixture_server};
+use crate::harness::{Served, TestHome, fixture_server, try_within_async};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/mcp-edit");
 
@@ -263,11 +262,13 @@ async fn mcp_add_and_remove_reload_a_running_daemon() {
         "the reload report names it: {out}"
     );
     assert!(
-        eventually(Duration::from_secs(30), || {
+        try_within_async(Duration::from_secs(30), async || {
             status(&served)
                 .lines()
                 .any(|l| l.contains("mcp:extra") && l.contains("running"))
-        }),
+        })
+        .await
+        .is_some(),
         "{}",
         status(&served)
     );
@@ -282,8 +283,10 @@ async fn mcp_add_and_remove_reload_a_running_daemon() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("reloaded the running daemon:"), "{out}");
     assert!(
-        eventually(Duration::from_secs(30), || !status(&served)
-            .contains("mcp:extra")),
+        try_within_async(Duration::from_secs(30), async || !status(&served)
+            .contains("mcp:extra"))
+        .await
+        .is_some(),
         "{}",
         status(&served)
     );

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::fixture_server;
-use crate::harness::{Served, parse_sse};
+use crate::harness::{DEADLINE, Served, fixture_server, parse_sse, try_within_async};
 
 struct Gw {
     served: Served,
@@ -238,24 +237,20 @@ async fn health_turns_degraded_when_a_server_is_down_and_healthy_after_its_resta
     )
     .unwrap();
     let mut health = Value::Null;
-    for _ in 0..200 {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         health = gw.json(gw.get("/api/health")).await.1;
-        if health["status"] == "degraded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        health["status"] == "degraded"
+    })
+    .await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["mcp_servers"][0]["state"], "failed");
     gw.json(gw.post("/api/actors/root/mcp_servers/mcp:fault/restart"))
         .await;
-    for _ in 0..200 {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         health = gw.json(gw.get("/api/health")).await.1;
-        if health["status"] == "healthy" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        health["status"] == "healthy"
+    })
+    .await;
     assert_eq!(health["status"], "healthy", "{health}");
 }
 
@@ -288,25 +283,24 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     // server is running again (each scrape validated).
     let running = [("path", "root/mcp_servers/mcp:fault"), ("state", "running")];
     let mut text = resp.text().await.unwrap();
-    let mut polls = 0;
-    let samples = loop {
+    let mut first = true;
+    let running_again = try_within_async(DEADLINE, async || {
+        if !std::mem::take(&mut first) {
+            text = gw
+                .get("/metrics")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
         let samples = revka_actors::metrics::parse_exposition(&text)
             .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
-        if value_of(&samples, "revka_actor_state", &running) == Some(1.0) {
-            break samples;
-        }
-        polls += 1;
-        assert!(polls < 300, "mcp:fault never running again:\n{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        text = gw
-            .get("/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    };
+        (value_of(&samples, "revka_actor_state", &running) == Some(1.0)).then_some(samples)
+    })
+    .await;
+    let samples = running_again.unwrap_or_else(|| panic!("mcp:fault never running again:\n{text}"));
     let value = |name: &str, labels: &[(&str, &str)]| value_of(&samples, name, labels);
     let calls = |tool: &str, outcome: &str| {
         value(

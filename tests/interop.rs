@@ -9,7 +9,7 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::TransportSpec;
 use serde_json::{Value, json};
 
-use crate::harness::{npm_bin, test_cache, venv_bin};
+use crate::harness::{npm_bin, test_cache, try_within, try_within_async, venv_bin};
 use crate::mcp_client::{Fleet, policy, stdio, text};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,9 +141,10 @@ impl HttpEverything {
             .process_group(0)
             .spawn()
             .unwrap();
-        let up = crate::harness::eventually(Duration::from_secs(30), || {
+        let up = try_within(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        })
+        .is_some();
         assert!(up, "server-everything {mode} did not listen on {port}");
         Self { child, port }
     }
@@ -504,12 +505,13 @@ fn start_standard(
 /// Starts the daemon of `home` and waits until it serves `url` (`mcp.json` names it).
 fn restart_standard(home: &crate::harness::TestHome, url: &str) -> crate::harness::TestDaemon {
     let daemon = crate::harness::TestDaemon::start(home, &[]);
-    let named = crate::harness::eventually(Duration::from_secs(30), || {
+    let named = try_within(Duration::from_secs(30), || {
         std::fs::read(home.path().join("mcp.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .is_some_and(|doc| doc["url"] == url)
-    });
+    })
+    .is_some();
     assert!(named, "mcp.json names {url}:\n{}", daemon.stderr());
     daemon
 }
@@ -651,10 +653,12 @@ async fn the_official_typescript_sdk_client_on_the_standard_path() {
     assert_eq!(seen["session_after_delete"], Value::Null);
     assert_eq!(seen["transport_errors"], json!([]), "{seen}");
     // DELETE ended it in the daemon.
-    let ended = crate::harness::eventually(Duration::from_secs(10), || {
+    let ended = try_within_async(Duration::from_secs(10), async || {
         let stderr = std::fs::read_to_string(home.path().join("daemon.stderr")).unwrap_or_default();
         stderr.contains("ended by the client (DELETE /mcp)")
-    });
+    })
+    .await
+    .is_some();
     assert!(ended, "the session ended on DELETE");
 }
 

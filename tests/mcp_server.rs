@@ -11,7 +11,8 @@ use revka_actors::mcp::sse::SseEvent;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    EventStream, Served, Session, TestDaemon, TestHome, eventually, fixture_server, parse_sse,
+    EventStream, Served, Session, TestDaemon, TestHome, eventually_async, fixture_server,
+    parse_sse, try_within, try_within_async,
 };
 
 fn messages(events: &[SseEvent]) -> Vec<Value> {
@@ -63,14 +64,11 @@ async fn health_records_why_each_tool_could_not_register() {
     let health = || s.health();
     let collision = "tool `echo` of server `f_a` maps to `f_a__echo`, already used by `echo` of \
                      `f.a`: not registered";
-    let mut body = Value::Null;
-    for _ in 0..300 {
-        body = health().await;
-        if body.to_string().contains(collision) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = eventually_async("the collision in /health", async || {
+        let body = health().await;
+        body.to_string().contains(collision).then_some(body)
+    })
+    .await;
     assert_eq!(body["status"], "ok", "{body}");
     let skipped = body["skipped_tools"].as_array().expect("skipped_tools");
     let reason = |tool: &str| {
@@ -242,27 +240,27 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
     // A reader has seen a document naming `pid` (its thread may be descheduled for a while on a
     // loaded machine: wait for it rather than assume it).
     let seen_pid = |reads: &std::sync::Mutex<DiscoveryReads>, pid: u64| {
-        eventually(Duration::from_secs(60), || {
+        try_within(Duration::from_secs(60), || {
             reads.lock().unwrap().pids.contains(&pid)
         })
+        .is_some()
     };
     let seen_url = |url: &Value| {
         let url = url.as_str().unwrap().to_owned();
-        eventually(Duration::from_secs(60), || {
+        try_within(Duration::from_secs(60), || {
             reads.lock().unwrap().urls.contains(&url)
         })
+        .is_some()
     };
 
     // The daemon starts, stops and starts again on the same home while the readers poll.
     for _ in 0..3 {
         let mut daemon = TestDaemon::start(&home, &[]);
         let pid = u64::from(daemon.child.id());
-        assert!(
-            eventually(Duration::from_secs(30), || {
-                read_json(&path).is_some_and(|doc| doc["pid"] == pid)
-            }),
-            "mcp.json names the new daemon"
-        );
+        eventually_async("mcp.json names the new daemon", async || {
+            read_json(&path).is_some_and(|doc| doc["pid"] == pid)
+        })
+        .await;
         assert!(seen_pid(&reads, pid), "the reader saw mcp.json");
         assert!(seen_pid(&gateway_reads, pid), "the reader saw gateway.json");
         daemon.signal(Signal::SIGTERM);
@@ -277,7 +275,7 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
     // The MCP server restarts inside one daemon, on a new port: the gateway's discovery,
     // cached by the file's mtime, follows.
     let daemon = TestDaemon::start(&home, &[]);
-    assert!(eventually(Duration::from_secs(30), || read_json(&path).is_some()));
+    eventually_async("mcp.json readable", async || read_json(&path).is_some()).await;
     let served = read_json(&path).unwrap();
     let doc: Value =
         serde_json::from_slice(&std::fs::read(home.path().join("gateway.json")).unwrap()).unwrap();
@@ -312,17 +310,23 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        let rewritten = eventually_async(|| mtime().is_some_and(|m| Some(m) != written)).await;
+        let rewritten = try_within_async(Duration::from_secs(10), async || {
+            mtime().is_some_and(|m| Some(m) != written)
+        })
+        .await
+        .is_some();
         assert!(rewritten, "mcp.json written again after the restart");
         let current = read_json(&path).expect("a complete document");
         // The restarted server may take a moment to answer the gateway's health probe.
-        for _ in 0..300 {
-            after = discovery().await;
-            if after["available"] == true && after["url"] == current["url"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        after = match try_within_async(Duration::from_secs(30), async || {
+            let after = discovery().await;
+            (after["available"] == true && after["url"] == current["url"]).then_some(after)
+        })
+        .await
+        {
+            Some(after) => after,
+            None => discovery().await,
+        };
         assert_eq!(
             after["url"], current["url"],
             "the gateway re-read it: {after}"
@@ -720,7 +724,12 @@ async fn cancellation_by_notification_reaches_the_upstream_server() {
         async move { a.call(json!(77), "fault__hang", json!({}), None).await }
     });
     assert!(
-        eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await,
+        try_within_async(Duration::from_secs(10), async || s
+            .recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "hang"))
+        .await
+        .is_some(),
         "the call reached the server"
     );
     let resp = a
@@ -739,11 +748,12 @@ async fn cancellation_by_notification_reaches_the_upstream_server() {
         "no response to a cancelled call"
     );
     assert!(
-        eventually_async(|| s
+        try_within_async(Duration::from_secs(10), async || s
             .recorded()
             .iter()
             .any(|m| m["method"] == "notifications/cancelled"))
-        .await,
+        .await
+        .is_some(),
         "upstream told"
     );
 }
@@ -757,14 +767,22 @@ async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
     let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "fault__hang", "arguments": {} } });
     let resp = a.post().body(body.to_string()).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await);
+    assert!(
+        try_within_async(Duration::from_secs(10), async || s
+            .recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "hang"))
+        .await
+        .is_some()
+    );
     drop(resp); // hang up
     assert!(
-        eventually_async(|| s
+        try_within_async(Duration::from_secs(10), async || s
             .recorded()
             .iter()
             .any(|m| m["method"] == "notifications/cancelled"))
-        .await,
+        .await
+        .is_some(),
         "the upstream server was told"
     );
 }
@@ -875,21 +893,14 @@ async fn a_client_that_hangs_up_right_after_the_result_is_not_an_error() {
         "notifications/progress",
     )
     .await;
-    assert!(
-        eventually(Duration::from_secs(30), || s
-            .daemon
-            .stderr()
-            .contains("call abandoned")),
-        "an abandoned call is logged at debug"
-    );
-    let mut cancelled = None;
-    for _ in 0..300 {
-        cancelled = count(&scrape().await, "fault__progress", "cancelled");
-        if cancelled.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async("an abandoned call is logged at debug", async || {
+        s.daemon.stderr().contains("call abandoned")
+    })
+    .await;
+    let cancelled = try_within_async(Duration::from_secs(30), async || {
+        count(&scrape().await, "fault__progress", "cancelled")
+    })
+    .await;
     assert_eq!(cancelled, Some(1.0));
 }
 
@@ -1051,7 +1062,7 @@ async fn without_deferred_loading_every_tool_is_listed() {
     ));
     let _daemon = TestDaemon::start(&home, &[]);
     let discovery = home.path().join("mcp.json");
-    assert!(eventually(Duration::from_secs(30), || discovery.exists()));
+    eventually_async("mcp.json written", async || discovery.exists()).await;
     let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
     let url = doc["url"].as_str().unwrap().to_owned();
     let http = reqwest::Client::new();
@@ -1069,14 +1080,11 @@ async fn without_deferred_loading_every_tool_is_listed() {
         token: body["token"].as_str().unwrap().into(),
         http,
     };
-    let mut names = Vec::new();
-    for _ in 0..100 {
-        names = session.tool_names().await;
-        if names.contains(&"fault__echo".to_owned()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let names = eventually_async("fault__echo listed", async || {
+        let names = session.tool_names().await;
+        names.contains(&"fault__echo".to_owned()).then_some(names)
+    })
+    .await;
     assert!(
         names.contains(&"fault__echo".to_owned()) && !names.contains(&"tool_search".to_owned()),
         "{names:?}"
@@ -1336,16 +1344,6 @@ async fn read_until_lagged(stream: &mut tokio::net::TcpStream) -> Value {
             seen.drain(..seen.len() - 4096);
         }
     }
-}
-
-async fn eventually_async(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 /// A second `tools/call` with the id of one still in flight in the session is refused with

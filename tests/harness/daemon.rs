@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use super::try_within;
+
 // ---------------------------------------------------------------------------
 // The real daemon
 // ---------------------------------------------------------------------------
@@ -167,17 +169,12 @@ impl TestDaemon {
 
     /// Waits for the daemon to exit (generous timeout).
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
+        match try_within(timeout, || self.child.try_wait().expect("try_wait")) {
+            Some(status) => status,
+            None => panic!(
                 "daemon did not exit within {timeout:?}; stderr:\n{}",
                 self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            ),
         }
     }
 }
@@ -188,20 +185,6 @@ impl Drop for TestDaemon {
             let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
-use super::{TestDaemon, TestHome, eventually, fixture_server};
+use super::{TestDaemon, TestHome, eventually_async, fixture_server};
 
 /// A running daemon with the fault fixture as server `fault`, and an HTTP client.
 pub struct Served {
@@ -49,10 +49,7 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
         home.client_token();
         let daemon = TestDaemon::start(&home, env);
         let discovery = home.path().join("mcp.json");
-        assert!(
-            eventually(Duration::from_secs(30), || discovery.exists()),
-            "mcp.json written"
-        );
+        eventually_async("mcp.json written", async || discovery.exists()).await;
         let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
         let url = doc["url"].as_str().unwrap().to_owned();
         let base = url.trim_end_matches("/mcp").to_owned();
@@ -75,16 +72,12 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
     /// Waits until the daemon has connected `fault` (its tools appear in a fresh session).
     pub async fn wait_for_tool(&self, tool: &str) {
         let session = self.session().await;
-        for _ in 0..300 {
-            let text = session
-                .call_text("tool_search", json!({ "query": format!("select:{tool}") }))
-                .await;
-            if !text.contains("Not found") && text.contains(tool) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{tool} never became available");
+        let query = json!({ "query": format!("select:{tool}") });
+        eventually_async(format!("{tool} available"), async || {
+            let text = session.call_text("tool_search", query.clone()).await;
+            !text.contains("Not found") && text.contains(tool)
+        })
+        .await;
     }
 
     /// A new session.
