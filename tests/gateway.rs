@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{DEADLINE, Served, fixture_server, parse_sse, try_within_async};
+use crate::harness::{
+    DEADLINE, Served, eventually_async, fixture_server, parse_sse, try_within_async,
+};
 
 struct Gw {
     served: Served,
@@ -359,6 +361,21 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     }
 }
 
+/// Subscribers of every session's event stream, as the gateway's `/metrics` counts them.
+async fn progress_subscribers(gw: &Gw) -> f64 {
+    let text = gw
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = revka_actors::metrics::parse_exposition(&text)
+        .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
+    value_of(&samples, "revka_progress_subscribers", &[]).unwrap_or(0.0)
+}
+
 /// The value of the first sample named `name` that has every one of `labels`.
 fn value_of(
     samples: &[revka_actors::metrics::Sample],
@@ -662,6 +679,11 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
         ("subprotocol", subprotocol),
         ("query", param),
     ] {
+        // The previous carrier's relay has let go of the session's stream.
+        eventually_async("no subscriber left", async || {
+            progress_subscribers(&gw).await == 0.0
+        })
+        .await;
         let (mut socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("{carrier}: {e}"));
@@ -672,8 +694,11 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
                 "the fixed protocol, never the token"
             );
         }
-        // Give the relay a moment to subscribe, then make progress.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the relay has subscribed, make progress.
+        eventually_async(format!("{carrier}: the relay subscribed"), async || {
+            progress_subscribers(&gw).await == 1.0
+        })
+        .await;
         session
             .call(
                 json!(1),

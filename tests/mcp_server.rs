@@ -1364,7 +1364,13 @@ async fn a_request_id_already_in_flight_is_refused() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight once the fault server has it.
+    eventually_async("the first call at the server", async || {
+        s.recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "sleep" && m["params"]["arguments"]["ms"] == 1500)
+    })
+    .await;
     let request = json!({
         "jsonrpc": "2.0", "id": 42, "method": "tools/call",
         "params": { "name": "fault__sleep", "arguments": { "ms": 1 } },

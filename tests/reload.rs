@@ -125,6 +125,15 @@ impl Reloading {
         )
         .await
     }
+
+    /// Waits until `n` calls are in flight to server `name` (its connection's pending calls).
+    async fn wait_in_flight(&self, name: &str, n: u64) {
+        let path = format!("/api/actors/root/mcp_servers/mcp:{name}");
+        eventually_async(format!("{n} calls in flight to mcp:{name}"), async || {
+            self.api(reqwest::Method::GET, &path).await.1["details"]["pending_calls"] == n
+        })
+        .await;
+    }
 }
 
 /// The text of a call's result and whether it is an error (a tool error or a JSON-RPC error).
@@ -181,7 +190,8 @@ async fn a_reload_applies_the_difference_and_restarts_only_what_changed() {
         let session = session.clone();
         async move { call(&session, "fault__sleep", json!({ "ms": 2500 })).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.wait_in_flight("keep", 1).await;
+    r.wait_in_flight("fault", 1).await;
 
     // fault: tool timeout 1 s (in place); change: new args (restart); gone: removed; added: new.
     r.rewrite(&extra(
@@ -499,7 +509,7 @@ async fn a_running_server_whose_entry_turns_invalid_keeps_its_previous_one() {
         let session = session.clone();
         async move { call(&session, "keep__sleep", json!({ "ms": 2000 })).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.wait_in_flight("keep", 1).await;
 
     // `keep` gets a zero timeout (invalid); `broken` is new and invalid too.
     let fault = fixture_server("fault_server").display().to_string();
