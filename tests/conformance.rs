@@ -43,8 +43,8 @@
 //! it directly over Streamable HTTP (the first test here): a scenario that fails through Revka
 //! fails because of Revka.
 //!
-//! Run alone: `cargo build --workspace --examples && REVKA_TEST_CACHE=… cargo test --test
-//! integration conformance:: -- --nocapture` (the suite's report is printed). Without the test
+//! Run alone: `REVKA_TEST_CACHE=… cargo test --test integration conformance:: -- --nocapture`
+//! (the suite's report is printed). Without the test
 //! dependencies (`.ci/test` installs them) the tests are skipped, or fail under
 //! `REVKA_REQUIRE_INTEROP=1`.
 
