@@ -19,8 +19,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
-use crate::util::{TestDaemon, TestHome, example_path};
+use crate::harness::{Served, Session, TestDaemon, TestHome, fixture_server, try_within_async};
 
 /// The frame cap of a stdio server's stdout line.
 const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -572,7 +571,7 @@ async fn gateway_bodies_over_64_kib_get_413() {
 async fn garbage_invalid_utf8_and_overlong_lines_from_a_stdio_server() {
     let noisy = format!(
         "\n[[mcp.servers]]\nname = \"noisy\"\ncommand = \"{}\"\nargs = [\"--garbage-stdout\"]\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     );
     let served = Served::start(&noisy).await;
     served.wait_for_tool("noisy__echo").await;
@@ -645,17 +644,15 @@ async fn garbage_invalid_utf8_and_overlong_lines_from_a_stdio_server() {
         text(&result),
         "server `fault` failed: server wrote a stdout line longer than 4194304 bytes"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let usable = async || {
+        call_result(&s, json!(6), "fault__echo", json!({ "b": 2 })).await["isError"] == false
+    };
+    if try_within_async(Duration::from_secs(60), usable)
+        .await
+        .is_none()
+    {
         let result = call_result(&s, json!(6), "fault__echo", json!({ "b": 2 })).await;
-        if result["isError"] == false {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never usable again: {result}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("never usable again: {result}");
     }
     assert_eq!(restarts("fault").await, 1);
     assert_eq!(restarts("noisy").await, 0);

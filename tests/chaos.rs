@@ -28,8 +28,10 @@ use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session, parse_sse};
-use crate::util::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{
+    Served, Session, TestDaemon, TestHome, eventually_async, fixture_server, parse_sse,
+    try_within_async, within,
+};
 
 /// The marker variable given to the daemon (and so inherited by every process it spawns).
 const MARK_VAR: &str = "REVKA_CHAOS_MARK";
@@ -78,8 +80,10 @@ intensity_period_secs = 60
             home.path().join("gateway.json"),
         );
         assert!(
-            eventually(Duration::from_secs(30), || mcp_json.exists()
-                && gateway_json.exists()),
+            try_within_async(Duration::from_secs(30), async || mcp_json.exists()
+                && gateway_json.exists())
+            .await
+            .is_some(),
             "mcp.json and gateway.json written; stderr:\n{}",
             daemon.stderr()
         );
@@ -218,10 +222,12 @@ intensity_period_secs = 60
         );
         // PID 1 of this sandbox reaps lazily; anything that slipped to it may linger briefly.
         let mut leftovers = Vec::new();
-        let clean = eventually(Duration::from_secs(20), || {
+        let clean = try_within_async(Duration::from_secs(20), async || {
             leftovers = self.tracker.leftovers();
             leftovers.is_empty()
-        });
+        })
+        .await
+        .is_some();
         assert!(
             clean,
             "left after the daemon stopped (marker {}): {leftovers:#?}",
@@ -238,7 +244,7 @@ intensity_period_secs = 60
 fn server(name: &str, args: &str, restart: &str) -> String {
     format!(
         "\n[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\nargs = {args}\ntool_timeout_secs = {}\n{restart}\n",
-        example_path("fault_server").display(),
+        fixture_server("fault_server").display(),
         TOOL_TIMEOUT.as_secs()
     )
 }
@@ -762,17 +768,13 @@ async fn sigkill_chaos_never_hangs_a_call_and_every_kill_is_one_restart() {
     let kills = killed.len() as u64;
 
     // The victim is up again with a process we did not kill, and its restarts are our kills.
-    let mut settled = None;
-    for _ in 0..300 {
+    let node = eventually_async("the victim running again after the chaos", async || {
         let node = chaos.server_node("victim").await;
         let pid = chaos.server_pid("victim").await;
-        if node["state"] == "running" && pid.is_some_and(|p| killed.iter().all(|&(k, _)| k != p)) {
-            settled = Some(node);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let node = settled.expect("the victim runs again after the chaos");
+        (node["state"] == "running" && pid.is_some_and(|p| killed.iter().all(|&(k, _)| k != p)))
+            .then_some(node)
+    })
+    .await;
     let restarts = node["restarts"].as_u64().unwrap();
     eprintln!(
         "chaos: {secs} s, {ticks} killer ticks, {kills} kills ({early} mid-handshake), {missed} kills that found no process, {restarts} restarts"
@@ -866,17 +868,12 @@ async fn a_crash_looping_server_fails_while_the_other_keeps_serving() {
     let stop = Arc::new(AtomicBool::new(false));
     let callers = spawn_callers(sessions, TARGETS, stop.clone());
 
-    let mut failed = None;
-    for _ in 0..300 {
+    let node = eventually_async("crashy `failed`", async || {
         chaos.tracker.scan();
         let node = chaos.server_node("crashy").await;
-        if node["state"] == "failed" {
-            failed = Some(node);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let node = failed.expect("crashy reaches `failed`");
+        (node["state"] == "failed").then_some(node)
+    })
+    .await;
     // The healthy server keeps serving a while after that, with the failed one in the mix.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
@@ -954,20 +951,18 @@ fn the_tracker_finds_a_marked_process_and_its_zombie() {
         .spawn()
         .expect("spawn sleep");
     let pid = child.id() as i32;
-    assert!(
-        eventually(Duration::from_secs(5), || tracker.scan().contains(&pid)),
-        "the marked process is seen"
-    );
+    within(Duration::from_secs(5), "the marked process is seen", || {
+        tracker.scan().contains(&pid)
+    });
     assert!(tracker.leftovers().iter().any(|(p, _)| *p == pid));
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     // Not reaped yet: a zombie, found by pid and start time although its environ is empty.
-    assert!(
-        eventually(Duration::from_secs(5), || tracker
+    within(Duration::from_secs(5), "the zombie is found", || {
+        tracker
             .leftovers()
             .iter()
-            .any(|(p, s)| *p == pid && s.state == 'Z')),
-        "the zombie is found"
-    );
+            .any(|(p, s)| *p == pid && s.state == 'Z')
+    });
     child.wait().unwrap();
     assert!(tracker.leftovers().is_empty(), "{:?}", tracker.leftovers());
 }

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::mcp_server::Served;
-use crate::util::{TestHome, eventually, example_path};
+use crate::harness::{Served, TestHome, fixture_server, try_within_async};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/mcp-edit");
 
@@ -138,7 +137,7 @@ fn mcp_import_reads_claude_desktops_config_from_the_users_home() {
         user.join(".config/Claude")
     };
     std::fs::create_dir_all(&dir).unwrap();
-    let fault = example_path("fault_server");
+    let fault = fixture_server("fault_server");
     let desktop = serde_json::json!({
         "globalShortcut": "",
         "mcpServers": {
@@ -254,7 +253,7 @@ fn mcp_add_refuses_an_invalid_entry_without_touching_the_file() {
 async fn mcp_add_and_remove_reload_a_running_daemon() {
     let served = Served::start("").await;
     let status = |served: &Served| revka(&served.home, None, &["status"]).1;
-    let server = example_path("fault_server").display().to_string();
+    let server = fixture_server("fault_server").display().to_string();
     let (code, out, err) = revka(&served.home, None, &["mcp", "add", "extra", "--", &server]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("reloaded the running daemon:"), "{out}");
@@ -263,11 +262,13 @@ async fn mcp_add_and_remove_reload_a_running_daemon() {
         "the reload report names it: {out}"
     );
     assert!(
-        eventually(Duration::from_secs(30), || {
+        try_within_async(Duration::from_secs(30), async || {
             status(&served)
                 .lines()
                 .any(|l| l.contains("mcp:extra") && l.contains("running"))
-        }),
+        })
+        .await
+        .is_some(),
         "{}",
         status(&served)
     );
@@ -282,8 +283,10 @@ async fn mcp_add_and_remove_reload_a_running_daemon() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("reloaded the running daemon:"), "{out}");
     assert!(
-        eventually(Duration::from_secs(30), || !status(&served)
-            .contains("mcp:extra")),
+        try_within_async(Duration::from_secs(30), async || !status(&served)
+            .contains("mcp:extra"))
+        .await
+        .is_some(),
         "{}",
         status(&served)
     );

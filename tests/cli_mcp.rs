@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{TestHome, example_path};
+use crate::harness::{TestHome, fixture_server};
 
 fn home_with_servers() -> TestHome {
     let home = TestHome::new();
@@ -19,7 +19,7 @@ command = "{server}"
 name = "broken"
 command = "/nonexistent/server"
 "#,
-        server = example_path("fault_server").display()
+        server = fixture_server("fault_server").display()
     ));
     home
 }
@@ -45,7 +45,7 @@ fn mcp_test_reports_the_handshake_as_json() {
     assert_eq!(code, Some(0));
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["tool_count"], crate::fixtures::BUILTIN_TOOLS.len());
+    assert_eq!(report["tool_count"], crate::harness::BUILTIN_TOOLS.len());
     assert!(report["latency_ms"].is_u64());
 
     let (code, out, _) = run(&home, &["mcp", "test", "broken"]);

@@ -1,6 +1,6 @@
 //! `revka status | restart | pair | tokens` against the real daemon, through its gateway.
 
-use crate::mcp_server::Served;
+use crate::harness::Served;
 
 fn revka(served: &Served, args: &[&str]) -> (Option<i32>, String, String) {
     let out = served
@@ -180,7 +180,7 @@ async fn a_client_token_is_created_listed_and_revoked_from_the_cli_and_refused_b
 
 #[test]
 fn without_a_daemon_the_cli_says_so() {
-    let home = crate::util::TestHome::new();
+    let home = crate::harness::TestHome::new();
     let out = home.command().args(["status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(

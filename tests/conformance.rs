@@ -43,8 +43,8 @@
 //! it directly over Streamable HTTP (the first test here): a scenario that fails through Revka
 //! fails because of Revka.
 //!
-//! Run alone: `cargo build --workspace --examples && REVKA_TEST_CACHE=… cargo test --test
-//! integration conformance:: -- --nocapture` (the suite's report is printed). Without the test
+//! Run alone: `REVKA_TEST_CACHE=… cargo test --test integration conformance:: -- --nocapture`
+//! (the suite's report is printed). Without the test
 //! dependencies (`.ci/test` installs them) the tests are skipped, or fail under
 //! `REVKA_REQUIRE_INTEROP=1`.
 
@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{TestDaemon, TestHome, venv_bin};
+use crate::harness::{TestDaemon, TestHome, try_within_async, venv_bin};
 use http::{HttpFixture, assert_schema_kept, fixture_script, list_tools};
 use suite::{ExpectedFailure, Suite};
 
@@ -235,22 +235,19 @@ args = ["{script}"]
     let token = std::fs::read_to_string(home.path().join("gateway.token")).unwrap();
     let http = reqwest::Client::new();
     let node = format!("{gateway}/api/actors/root/mcp_servers/mcp:{SERVER}");
-    let connected = tokio::time::timeout(START_TIMEOUT, async {
-        loop {
-            let resp = http.get(&node).bearer_auth(token.trim()).send().await;
-            if let Ok(resp) = resp
-                && let Ok(node) = resp.json::<Value>().await
-                && node["state"] == "running"
-                && node["details"]["tools"].as_u64().unwrap_or(0) > 0
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let connected = try_within_async(START_TIMEOUT, async || {
+        let resp = http.get(&node).bearer_auth(token.trim()).send().await;
+        if let Ok(resp) = resp
+            && let Ok(node) = resp.json::<Value>().await
+        {
+            node["state"] == "running" && node["details"]["tools"].as_u64().unwrap_or(0) > 0
+        } else {
+            false
         }
     })
     .await;
     assert!(
-        connected.is_ok(),
+        connected.is_some(),
         "the fixture never connected; stderr:\n{}",
         daemon.stderr()
     );

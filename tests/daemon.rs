@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{
+    TestDaemon, TestHome, eventually, fixture_server, process_exists, try_within, try_within_async,
+    within,
+};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -177,15 +180,15 @@ args = ["--pid-file", "{pid}", "--fork-grandchild", "{grandchild}", "--ignore-si
 [mcp.servers.restart]
 shutdown_timeout_ms = 500
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         pid = pid_file.display(),
         grandchild = grandchild_file.display(),
     ));
     let mut daemon = TestDaemon::start(&home, &[]);
     let read = |p: &std::path::Path| -> i32 {
-        assert!(eventually(Duration::from_secs(30), || {
+        eventually(format_args!("a pid in {}", p.display()), || {
             std::fs::read_to_string(p).is_ok_and(|s| !s.trim().is_empty())
-        }));
+        });
         std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
     };
     let (server, grandchild) = (read(&pid_file), read(&grandchild_file));
@@ -197,13 +200,13 @@ shutdown_timeout_ms = 500
         "stderr:\n{}",
         daemon.stderr()
     );
-    assert!(
-        eventually(Duration::from_secs(10), || !process_exists(server)),
-        "server reaped"
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || !process_exists(grandchild)),
-        "grandchild gone, no zombie"
+    within(Duration::from_secs(10), "server reaped", || {
+        !process_exists(server)
+    });
+    within(
+        Duration::from_secs(10),
+        "grandchild gone, no zombie",
+        || !process_exists(grandchild),
     );
     let log = daemon.stderr();
     assert!(
@@ -249,7 +252,7 @@ transport = "http"
 url = "https://example.com/mcp"
 headers = {{ "X-Token" = "a\nb" }}
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         pid = pid_file.display(),
     ));
     let out = home.command().args(["config", "check"]).output().unwrap();
@@ -262,13 +265,10 @@ headers = {{ "X-Token" = "a\nb" }}
     );
 
     let mut daemon = TestDaemon::start(&home, &[]);
-    assert!(
-        eventually(Duration::from_secs(30), || pid_file.exists()),
-        "the good server started"
-    );
-    assert!(eventually(Duration::from_secs(10), || daemon
-        .stderr()
-        .contains("invalid MCP server entry")));
+    eventually("the good server started", || pid_file.exists());
+    within(Duration::from_secs(10), "the invalid entry logged", || {
+        daemon.stderr().contains("invalid MCP server entry")
+    });
     let log = daemon.stderr();
     assert!(
         log.contains("server=bad") && log.contains("invalid HTTP header value"),
@@ -307,7 +307,7 @@ impl Launched {
             .expect("spawn revka daemon");
         let launched = Self { child, stderr };
         assert!(
-            eventually(Duration::from_secs(60), || launched.log().contains(ready)),
+            try_within(Duration::from_secs(60), || launched.log().contains(ready)).is_some(),
             "`{ready}` never logged:\n{}",
             launched.log()
         );
@@ -326,7 +326,7 @@ impl Launched {
     /// Waits (generously) for the daemon to exit.
     fn wait(&mut self) -> std::process::ExitStatus {
         assert!(
-            eventually(EXIT, || self.child.try_wait().unwrap().is_some()),
+            try_within(EXIT, || self.child.try_wait().unwrap().is_some()).is_some(),
             "the daemon did not exit within {EXIT:?}:\n{}",
             self.log()
         );
@@ -363,7 +363,7 @@ max_restarts = 1
 backoff_min_ms = 50
 backoff_max_ms = 100
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
     ));
 }
 
@@ -373,9 +373,10 @@ fn json_log_lines_about_a_server_carry_its_supervision_path() {
     noisy_server_config(&home);
     let mut daemon = Launched::start(&home, &["--log-format", "json"], "daemon started");
     assert!(
-        eventually(Duration::from_secs(60), || daemon
+        try_within(Duration::from_secs(60), || daemon
             .log()
-            .contains("child exceeded its restart limit")),
+            .contains("child exceeded its restart limit"))
+        .is_some(),
         "{}",
         daemon.log()
     );
@@ -455,7 +456,7 @@ fn text_logs_without_a_terminal_have_no_colour_and_carry_the_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_invalid_server_entry_is_a_failed_child_with_its_reason_and_the_good_one_serves() {
     // `fault` (good) comes first in the file, these after it: entries 1 to 4.
-    let served = crate::mcp_server::Served::start(
+    let served = crate::harness::Served::start(
         r#"
 [[mcp.servers]]
 name = "pigeon"
@@ -500,7 +501,7 @@ headers = { "X-Token" = "a\nb" }
     // The tree, as the gateway serves it, once every invalid entry has been given up.
     let (gateway, token) = served.gateway();
     let mut servers = serde_json::Value::Null;
-    for _ in 0..600 {
+    let _ = try_within_async(Duration::from_secs(60), async || {
         let tree: serde_json::Value = reqwest::Client::new()
             .get(format!("{gateway}/api/actors"))
             .bearer_auth(&token)
@@ -523,11 +524,9 @@ headers = { "X-Token" = "a\nb" }
             .iter()
             .filter(|c| c["state"] == "failed")
             .count();
-        if failed == want.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        failed == want.len()
+    })
+    .await;
     let child = |name: &str| {
         servers["children"]
             .as_array()
@@ -584,7 +583,7 @@ fn a_second_sigterm_during_a_stuck_shutdown_forces_the_stop_and_leaves_no_child(
             "trap '' TERM\necho $$ > {dir}/leader.pid\n{server}\nsleep 600 &\necho $! > \
              {dir}/sleeper.pid\nwait\n",
             dir = dir.display(),
-            server = example_path("fault_server").display(),
+            server = fixture_server("fault_server").display(),
         ),
     )
     .unwrap();
@@ -609,18 +608,20 @@ shutdown_timeout_ms = 600000
     ));
     let mut daemon = TestDaemon::start(&home, &[]);
     assert!(
-        eventually(Duration::from_secs(60), || daemon
+        try_within(Duration::from_secs(60), || daemon
             .stderr()
-            .contains("MCP server connected")),
+            .contains("MCP server connected"))
+        .is_some(),
         "{}",
         daemon.stderr()
     );
     let pid = |name: &str| -> i32 {
         let path = dir.join(name);
         assert!(
-            eventually(Duration::from_secs(60), || {
+            try_within(Duration::from_secs(60), || {
                 std::fs::read_to_string(&path).is_ok_and(|s| s.ends_with('\n'))
-            }),
+            })
+            .is_some(),
             "{name} never written:\n{}",
             daemon.stderr()
         );
@@ -658,7 +659,7 @@ shutdown_timeout_ms = 600000
     assert!(log.contains("daemon stopped"), "{log}");
     for pid in [leader, sleeper] {
         assert!(
-            eventually(Duration::from_secs(10), || !process_exists(pid)),
+            try_within(Duration::from_secs(10), || !process_exists(pid)).is_some(),
             "process {pid} left behind:\n{log}"
         );
     }
@@ -669,7 +670,7 @@ fn log_level_filters_by_level_and_target_over_rust_log() {
     let home = TestHome::new();
     home.write_config(&format!(
         "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"quiet\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     ));
     // `RUST_LOG=info` is set too (TestHome::command); --log-level wins.
     let filter = "warn,revka_actors::process=debug";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, example_path};
+use crate::harness::{TestDaemon, TestHome, fixture_server};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -137,7 +137,7 @@ fn home_with_fault_server() -> TestHome {
     let home = TestHome::new();
     home.write_config(&format!(
         "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     ));
     home
 }
@@ -177,7 +177,7 @@ fn on_a_terminal(home: &TestHome, env: &[(&str, &str)]) -> String {
     cmd.args([
         "-c",
         "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
-        crate::util::revka_bin(),
+        crate::harness::revka_bin(),
         "--log-level",
         "info",
         "mcp",

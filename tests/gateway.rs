@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, parse_sse};
-use crate::util::example_path;
+use crate::harness::{
+    DEADLINE, Served, eventually_async, fixture_server, parse_sse, try_within_async,
+};
 
 struct Gw {
     served: Served,
@@ -245,24 +246,20 @@ async fn health_turns_degraded_when_a_server_is_down_and_healthy_after_its_resta
     )
     .unwrap();
     let mut health = Value::Null;
-    for _ in 0..200 {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         health = gw.json(gw.get("/api/health")).await.1;
-        if health["status"] == "degraded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        health["status"] == "degraded"
+    })
+    .await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["mcp_servers"][0]["state"], "failed");
     gw.json(gw.post("/api/actors/root/mcp_servers/mcp:fault/restart"))
         .await;
-    for _ in 0..200 {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         health = gw.json(gw.get("/api/health")).await.1;
-        if health["status"] == "healthy" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        health["status"] == "healthy"
+    })
+    .await;
     assert_eq!(health["status"], "healthy", "{health}");
 }
 
@@ -295,25 +292,24 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     // server is running again (each scrape validated).
     let running = [("path", "root/mcp_servers/mcp:fault"), ("state", "running")];
     let mut text = resp.text().await.unwrap();
-    let mut polls = 0;
-    let samples = loop {
+    let mut first = true;
+    let running_again = try_within_async(DEADLINE, async || {
+        if !std::mem::take(&mut first) {
+            text = gw
+                .get("/metrics")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
         let samples = revka_actors::metrics::parse_exposition(&text)
             .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
-        if value_of(&samples, "revka_actor_state", &running) == Some(1.0) {
-            break samples;
-        }
-        polls += 1;
-        assert!(polls < 300, "mcp:fault never running again:\n{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        text = gw
-            .get("/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    };
+        (value_of(&samples, "revka_actor_state", &running) == Some(1.0)).then_some(samples)
+    })
+    .await;
+    let samples = running_again.unwrap_or_else(|| panic!("mcp:fault never running again:\n{text}"));
     let value = |name: &str, labels: &[(&str, &str)]| value_of(&samples, name, labels);
     let calls = |tool: &str, outcome: &str| {
         value(
@@ -372,6 +368,21 @@ async fn metrics_are_valid_prometheus_exposition_with_calls_restarts_and_session
     }
 }
 
+/// Subscribers of every session's event stream, as the gateway's `/metrics` counts them.
+async fn progress_subscribers(gw: &Gw) -> f64 {
+    let text = gw
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = revka_actors::metrics::parse_exposition(&text)
+        .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
+    value_of(&samples, "revka_progress_subscribers", &[]).unwrap_or(0.0)
+}
+
 /// The value of the first sample named `name` that has every one of `labels`.
 fn value_of(
     samples: &[revka_actors::metrics::Sample],
@@ -412,7 +423,7 @@ async fn the_mcp_proxy_passes_through_and_streams_calls_as_they_run() {
             json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
         ))
         .await;
-    let names = crate::mcp_server::served_only(
+    let names = crate::harness::served_only(
         listed["result"]["tools"]
             .as_array()
             .unwrap()
@@ -544,11 +555,11 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
             .header("content-type", "application/json")
             .body(body.to_string())
     };
-    let server = example_path("fault_server").display().to_string();
+    let server = fixture_server("fault_server").display().to_string();
     let (status, ok) = gw.json(test(json!({ "name": "t", "transport": "stdio", "command": server, "args": ["--tools", "2"], "timeout_ms": 500 }))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(ok["tool_count"], crate::fixtures::BUILTIN_TOOLS.len() + 2);
+    assert_eq!(ok["tool_count"], crate::harness::BUILTIN_TOOLS.len() + 2);
     // With a tool filter, as in the config: `tools` are those the daemon would register.
     let (_, filtered) = gw
         .json(test(json!({
@@ -560,11 +571,7 @@ async fn the_server_config_test_validates_probes_and_is_bounded() {
     assert_eq!(filtered["tools"], json!(["echo", "tool_000"]), "{filtered}");
     assert_eq!(filtered["tool_count"], 2);
     let out = filtered["filtered"].as_array().unwrap();
-    assert_eq!(
-        out.len(),
-        crate::fixtures::BUILTIN_TOOLS.len(),
-        "{filtered}"
-    );
+    assert_eq!(out.len(), crate::harness::BUILTIN_TOOLS.len(), "{filtered}");
     assert!(out.contains(&json!("tool_001")) && out.contains(&json!("sleep")));
     for (body, error) in [
         (json!({ "name": "", "command": "x" }), "name is required"),
@@ -679,6 +686,11 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
         ("subprotocol", subprotocol),
         ("query", param),
     ] {
+        // The previous carrier's relay has let go of the session's stream.
+        eventually_async("no subscriber left", async || {
+            progress_subscribers(&gw).await == 0.0
+        })
+        .await;
         let (mut socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("{carrier}: {e}"));
@@ -689,8 +701,11 @@ async fn the_websocket_relays_progress_with_every_token_carrier_and_checks_the_o
                 "the fixed protocol, never the token"
             );
         }
-        // Give the relay a moment to subscribe, then make progress.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the relay has subscribed, make progress.
+        eventually_async(format!("{carrier}: the relay subscribed"), async || {
+            progress_subscribers(&gw).await == 1.0
+        })
+        .await;
         session
             .call(
                 json!(1),

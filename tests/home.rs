@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually};
+use crate::harness::{TestDaemon, TestHome, try_within};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -101,8 +101,9 @@ fn links_planted_at_the_files_the_daemon_writes_are_never_written_through() {
     for name in replaced {
         let path = home.path().join(name);
         assert!(
-            eventually(Duration::from_secs(10), || std::fs::symlink_metadata(&path)
-                .is_ok_and(|m| m.is_file())),
+            try_within(Duration::from_secs(10), || std::fs::symlink_metadata(&path)
+                .is_ok_and(|m| m.is_file()))
+            .is_some(),
             "{name} still a link"
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

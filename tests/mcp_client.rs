@@ -16,7 +16,7 @@ use revka_actors::supervisor::{
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
-use crate::util::example_path;
+use crate::harness::{eventually_async, fixture_server, try_within_async, within_async};
 
 /// A running `mcp_servers` supervisor with its hub.
 pub struct Fleet {
@@ -57,14 +57,11 @@ impl Fleet {
 
     pub async fn wait_state(&self, server: &str, state: ActorState) {
         let node = self.node(server);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while node.state() != state {
-            assert!(
-                Instant::now() < deadline,
-                "{server} never reached {state}: {:?}",
-                node.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if try_within_async(Duration::from_secs(60), async || node.state() == state)
+            .await
+            .is_none()
+        {
+            panic!("{server} never reached {state}: {:?}", node.snapshot());
         }
     }
 
@@ -73,14 +70,15 @@ impl Fleet {
     /// yet, so waiting for the state alone can return before the restart.)
     pub async fn wait_restarted(&self, server: &str, restarts: u64) {
         let node = self.node(server);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while node.restarts() < restarts || node.state() != ActorState::Running {
-            assert!(
-                Instant::now() < deadline,
+        let restarted = async || node.restarts() >= restarts && node.state() == ActorState::Running;
+        if try_within_async(Duration::from_secs(60), restarted)
+            .await
+            .is_none()
+        {
+            panic!(
                 "{server} was never restarted {restarts} times: {:?}",
                 node.snapshot()
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -146,7 +144,11 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
 }
 
 pub fn fault(name: &str, knobs: &[&str]) -> ServerSpec {
-    stdio(name, example_path("fault_server").to_str().unwrap(), knobs)
+    stdio(
+        name,
+        fixture_server("fault_server").to_str().unwrap(),
+        knobs,
+    )
 }
 
 pub fn text(result: &Value) -> String {
@@ -179,14 +181,10 @@ async fn a_crash_mid_call_fails_in_flight_calls_at_once_restarts_and_keeps_tools
     // Both hangs must reach the server before the echoes: one arriving after them would be
     // the call that crashes it.
     let node = fleet.node("f");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while node.snapshot().details.map(|d| d["pending_calls"].clone()) != Some(json!(2)) {
-        assert!(
-            Instant::now() < deadline,
-            "the hangs never reached the server"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("the hangs at the server", async || {
+        node.snapshot().details.map(|d| d["pending_calls"].clone()) == Some(json!(2))
+    })
+    .await;
     for i in 0..2 {
         fleet.call("f__echo", json!({ "i": i })).await.unwrap();
     }
@@ -304,16 +302,17 @@ async fn a_hung_call_times_out_and_the_server_is_told_to_cancel() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("did not answer tools/call within"), "{err}");
-    let mut cancelled = None;
-    crate::util::eventually(Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&record).unwrap_or_default();
-        cancelled = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|m| m["method"] == "notifications/cancelled");
-        cancelled.is_some()
-    });
-    let cancelled = cancelled.expect("notifications/cancelled reached the server");
+    let cancelled = within_async(
+        Duration::from_secs(10),
+        "notifications/cancelled at the server",
+        async || {
+            let text = std::fs::read_to_string(&record).unwrap_or_default();
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .find(|m| m["method"] == "notifications/cancelled")
+        },
+    )
+    .await;
     assert_eq!(cancelled["params"]["reason"], "timeout");
     // The server is still healthy.
     assert!(fleet.call("f__echo", json!({})).await.is_ok());
@@ -412,9 +411,10 @@ async fn paged_tool_lists_are_read_to_the_end_and_list_changed_updates_the_regis
         .await
         .expect("a change")
         .unwrap();
-    crate::util::eventually(Duration::from_secs(10), || {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         fleet.hub.tools().tools.contains_key("f__dyn_002")
-    });
+    })
+    .await;
     let table = fleet.hub.tools();
     assert!(table.tools.contains_key("f__dyn_002"));
     assert!(
@@ -586,26 +586,26 @@ async fn servers_connect_in_parallel_a_slow_or_hung_one_delays_no_sibling() {
         let node = fleet.node(server);
         assert_eq!(node.state(), ActorState::Starting, "{:?}", node.snapshot());
         // Their processes run: they are handshaking, not waiting for a turn.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let pid = || {
+        let pid = async || {
             node.find("process")
                 .and_then(|p| p.snapshot().details)
                 .and_then(|d| d["pid"].as_u64())
         };
-        while pid().is_none() {
-            assert!(Instant::now() < deadline, "{:?}", node.snapshot());
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        match try_within_async(Duration::from_secs(60), pid).await {
+            Some(pid) => pids.push(pid),
+            None => panic!("{:?}", node.snapshot()),
         }
-        pids.extend(pid());
     }
     assert_eq!(fleet.node("slow").state(), ActorState::Starting);
     // Stopping mid-handshake leaves no process behind.
     fleet.stop().await;
     for pid in pids {
         assert!(
-            crate::util::eventually(Duration::from_secs(30), || {
-                !crate::util::process_exists(pid as i32)
-            }),
+            try_within_async(Duration::from_secs(30), async || {
+                !crate::harness::process_exists(pid as i32)
+            })
+            .await
+            .is_some(),
             "process {pid} left behind"
         );
     }

@@ -7,261 +7,13 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
-use revka_actors::mcp::sse::{SseEvent, SseParser};
+use revka_actors::mcp::sse::SseEvent;
 use serde_json::{Value, json};
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path};
-
-/// A running daemon with the fault fixture as server `fault`, and an HTTP client.
-pub struct Served {
-    pub home: TestHome,
-    pub daemon: TestDaemon,
-    pub url: String,
-    pub base: String,
-    pub http: reqwest::Client,
-    pub record: PathBuf,
-}
-
-impl Served {
-    /// Starts the daemon; `extra` is appended to the config (e.g. a `[sessions]` table).
-    pub async fn start(extra: &str) -> Self {
-        Self::start_with_env(extra, &[]).await
-    }
-
-    /// [`Served::start`] with extra environment variables for the daemon (e.g. `RUST_LOG`).
-    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
-        let home = TestHome::new();
-        let record = home.path().join("record.jsonl");
-        home.write_config(&format!(
-            r#"
-[mcp]
-enabled = true
-
-[[mcp.servers]]
-name = "fault"
-command = "{server}"
-args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
-{extra}
-"#,
-            server = example_path("fault_server").display(),
-            record = record.display(),
-        ));
-        // A client token for the standard path, in the store the daemon loads at start.
-        home.client_token();
-        let daemon = TestDaemon::start(&home, env);
-        let discovery = home.path().join("mcp.json");
-        assert!(
-            eventually(Duration::from_secs(30), || discovery.exists()),
-            "mcp.json written"
-        );
-        let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
-        let url = doc["url"].as_str().unwrap().to_owned();
-        let base = url.trim_end_matches("/mcp").to_owned();
-        let served = Self {
-            home,
-            daemon,
-            url,
-            base,
-            // A generous ceiling, so a lost answer fails its test instead of hanging the suite.
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap(),
-            record,
-        };
-        served.wait_for_tool("fault__echo").await;
-        served
-    }
-
-    /// Waits until the daemon has connected `fault` (its tools appear in a fresh session).
-    pub async fn wait_for_tool(&self, tool: &str) {
-        let session = self.session().await;
-        for _ in 0..300 {
-            let text = session
-                .call_text("tool_search", json!({ "query": format!("select:{tool}") }))
-                .await;
-            if !text.contains("Not found") && text.contains(tool) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{tool} never became available");
-    }
-
-    /// A new session.
-    pub async fn session(&self) -> Session {
-        self.session_with(None).await
-    }
-
-    /// A session minted by `POST /session`, with `label` if one is given.
-    pub async fn session_with(&self, label: Option<&str>) -> Session {
-        let mut request = self.http.post(format!("{}/session", self.base));
-        if let Some(label) = label {
-            request = request
-                .header("content-type", "application/json")
-                .body(json!({ "label": label }).to_string());
-        }
-        let resp = request.send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.unwrap();
-        Session {
-            url: self.url.clone(),
-            id: body["session_id"].as_str().unwrap().to_owned(),
-            token: body["token"].as_str().unwrap().to_owned(),
-            http: self.http.clone(),
-        }
-    }
-
-    /// A client token for the standard Streamable HTTP path (`Authorization: Bearer`).
-    pub fn client_token(&self) -> String {
-        self.home.client_token()
-    }
-
-    /// `GET /health` of the MCP server, as JSON.
-    pub async fn health(&self) -> Value {
-        json_of(self.http.get(format!("{}/health", self.base))).await
-    }
-
-    /// The gateway's URL and the owner token.
-    pub fn gateway(&self) -> (String, String) {
-        let doc: Value =
-            serde_json::from_slice(&std::fs::read(self.home.path().join("gateway.json")).unwrap())
-                .unwrap();
-        let token = std::fs::read_to_string(self.home.path().join("gateway.token")).unwrap();
-        (
-            doc["url"].as_str().unwrap().to_owned(),
-            token.trim().to_owned(),
-        )
-    }
-
-    /// `GET path` on the daemon's gateway with the owner token, as JSON.
-    pub async fn api(&self, path: &str) -> Value {
-        let (gateway, token) = self.gateway();
-        json_of(
-            self.http
-                .get(format!("{gateway}{path}"))
-                .bearer_auth(&token),
-        )
-        .await
-    }
-
-    /// Messages the fault server received.
-    pub fn recorded(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-/// A session's credentials and requests.
-#[derive(Clone)]
-pub struct Session {
-    pub url: String,
-    pub id: String,
-    pub token: String,
-    pub http: reqwest::Client,
-}
-
-impl Session {
-    pub fn post(&self) -> reqwest::RequestBuilder {
-        self.http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("X-Revka-Session", &self.id)
-            .header("content-type", "application/json")
-    }
-
-    /// A JSON-RPC request answered with JSON: (status, body).
-    pub async fn rpc(&self, body: Value) -> (StatusCode, Value) {
-        let resp = self.post().body(body.to_string()).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// A `tools/call`, its whole SSE stream parsed.
-    pub async fn call(
-        &self,
-        id: Value,
-        name: &str,
-        arguments: Value,
-        progress_token: Option<Value>,
-    ) -> Vec<SseEvent> {
-        let mut params = json!({ "name": name, "arguments": arguments });
-        if let Some(t) = progress_token {
-            params["_meta"] = json!({ "progressToken": t });
-        }
-        let resp = self
-            .post()
-            .body(
-                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params })
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        parse_sse(&resp.bytes().await.unwrap())
-    }
-
-    /// The text of a tool call's result.
-    pub async fn call_text(&self, name: &str, arguments: Value) -> String {
-        let events = self.call(next_id(), name, arguments, None).await;
-        let result = events
-            .iter()
-            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
-            .find(|m| m.get("result").is_some());
-        result
-            .map(|r| {
-                r["result"]["content"][0]["text"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .unwrap_or_default()
-    }
-
-    /// `tool_search` and the external tools listed (the always-listed built-in health and
-    /// dashboard tools left out).
-    pub async fn served_tool_names(&self) -> Vec<String> {
-        served_only(self.tool_names().await)
-    }
-
-    pub async fn tool_names(&self) -> Vec<String> {
-        let (_, body) = self
-            .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
-            .await;
-        body["result"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-/// Sends `request` and reads its answer as JSON.
-async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
-}
-
-/// A JSON-RPC id not used before in this test process: MCP ids must be unique in a session,
-/// and Revka refuses one already in flight.
-pub fn next_id() -> Value {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000);
-    json!(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-}
-
-pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
-    let mut parser = SseParser::new(16 << 20);
-    parser.push(bytes);
-    let mut out = Vec::new();
-    while let Some(e) = parser.next_event() {
-        out.push(e.unwrap());
-    }
-    out
-}
+use crate::harness::{
+    EventStream, Served, Session, TestDaemon, TestHome, eventually_async, fixture_server,
+    parse_sse, try_within, try_within_async,
+};
 
 fn messages(events: &[SseEvent]) -> Vec<Value> {
     events
@@ -303,7 +55,7 @@ async fn discovery_file_and_health() {
 async fn health_records_why_each_tool_could_not_register() {
     // Two more fault servers whose names sanitise alike: `f.a__echo` and `f_a__echo` are both
     // `f_a__echo`, so every tool of `f_a` (the later in sorted order) loses to `f.a`'s.
-    let fault = example_path("fault_server").display().to_string();
+    let fault = fixture_server("fault_server").display().to_string();
     let s = Served::start(&format!(
         "[[mcp.servers]]\nname = \"f.a\"\ncommand = \"{fault}\"\n\
          [[mcp.servers]]\nname = \"f_a\"\ncommand = \"{fault}\"\n"
@@ -312,14 +64,11 @@ async fn health_records_why_each_tool_could_not_register() {
     let health = || s.health();
     let collision = "tool `echo` of server `f_a` maps to `f_a__echo`, already used by `echo` of \
                      `f.a`: not registered";
-    let mut body = Value::Null;
-    for _ in 0..300 {
-        body = health().await;
-        if body.to_string().contains(collision) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = eventually_async("the collision in /health", async || {
+        let body = health().await;
+        body.to_string().contains(collision).then_some(body)
+    })
+    .await;
     assert_eq!(body["status"], "ok", "{body}");
     let skipped = body["skipped_tools"].as_array().expect("skipped_tools");
     let reason = |tool: &str| {
@@ -491,27 +240,27 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
     // A reader has seen a document naming `pid` (its thread may be descheduled for a while on a
     // loaded machine: wait for it rather than assume it).
     let seen_pid = |reads: &std::sync::Mutex<DiscoveryReads>, pid: u64| {
-        eventually(Duration::from_secs(60), || {
+        try_within(Duration::from_secs(60), || {
             reads.lock().unwrap().pids.contains(&pid)
         })
+        .is_some()
     };
     let seen_url = |url: &Value| {
         let url = url.as_str().unwrap().to_owned();
-        eventually(Duration::from_secs(60), || {
+        try_within(Duration::from_secs(60), || {
             reads.lock().unwrap().urls.contains(&url)
         })
+        .is_some()
     };
 
     // The daemon starts, stops and starts again on the same home while the readers poll.
     for _ in 0..3 {
         let mut daemon = TestDaemon::start(&home, &[]);
         let pid = u64::from(daemon.child.id());
-        assert!(
-            eventually(Duration::from_secs(30), || {
-                read_json(&path).is_some_and(|doc| doc["pid"] == pid)
-            }),
-            "mcp.json names the new daemon"
-        );
+        eventually_async("mcp.json names the new daemon", async || {
+            read_json(&path).is_some_and(|doc| doc["pid"] == pid)
+        })
+        .await;
         assert!(seen_pid(&reads, pid), "the reader saw mcp.json");
         assert!(seen_pid(&gateway_reads, pid), "the reader saw gateway.json");
         daemon.signal(Signal::SIGTERM);
@@ -526,7 +275,7 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
     // The MCP server restarts inside one daemon, on a new port: the gateway's discovery,
     // cached by the file's mtime, follows.
     let daemon = TestDaemon::start(&home, &[]);
-    assert!(eventually(Duration::from_secs(30), || read_json(&path).is_some()));
+    eventually_async("mcp.json readable", async || read_json(&path).is_some()).await;
     let served = read_json(&path).unwrap();
     let doc: Value =
         serde_json::from_slice(&std::fs::read(home.path().join("gateway.json")).unwrap()).unwrap();
@@ -561,17 +310,23 @@ async fn the_discovery_file_is_atomic_owner_only_and_re_read_by_the_gateway() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        let rewritten = eventually_async(|| mtime().is_some_and(|m| Some(m) != written)).await;
+        let rewritten = try_within_async(Duration::from_secs(10), async || {
+            mtime().is_some_and(|m| Some(m) != written)
+        })
+        .await
+        .is_some();
         assert!(rewritten, "mcp.json written again after the restart");
         let current = read_json(&path).expect("a complete document");
         // The restarted server may take a moment to answer the gateway's health probe.
-        for _ in 0..300 {
-            after = discovery().await;
-            if after["available"] == true && after["url"] == current["url"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        after = match try_within_async(Duration::from_secs(30), async || {
+            let after = discovery().await;
+            (after["available"] == true && after["url"] == current["url"]).then_some(after)
+        })
+        .await
+        {
+            Some(after) => after,
+            None => discovery().await,
+        };
         assert_eq!(
             after["url"], current["url"],
             "the gateway re-read it: {after}"
@@ -969,7 +724,12 @@ async fn cancellation_by_notification_reaches_the_upstream_server() {
         async move { a.call(json!(77), "fault__hang", json!({}), None).await }
     });
     assert!(
-        eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await,
+        try_within_async(Duration::from_secs(10), async || s
+            .recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "hang"))
+        .await
+        .is_some(),
         "the call reached the server"
     );
     let resp = a
@@ -988,11 +748,12 @@ async fn cancellation_by_notification_reaches_the_upstream_server() {
         "no response to a cancelled call"
     );
     assert!(
-        eventually_async(|| s
+        try_within_async(Duration::from_secs(10), async || s
             .recorded()
             .iter()
             .any(|m| m["method"] == "notifications/cancelled"))
-        .await,
+        .await
+        .is_some(),
         "upstream told"
     );
 }
@@ -1006,14 +767,22 @@ async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
     let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "fault__hang", "arguments": {} } });
     let resp = a.post().body(body.to_string()).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(eventually_async(|| s.recorded().iter().any(|m| m["params"]["name"] == "hang")).await);
+    assert!(
+        try_within_async(Duration::from_secs(10), async || s
+            .recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "hang"))
+        .await
+        .is_some()
+    );
     drop(resp); // hang up
     assert!(
-        eventually_async(|| s
+        try_within_async(Duration::from_secs(10), async || s
             .recorded()
             .iter()
             .any(|m| m["method"] == "notifications/cancelled"))
-        .await,
+        .await
+        .is_some(),
         "the upstream server was told"
     );
 }
@@ -1124,21 +893,14 @@ async fn a_client_that_hangs_up_right_after_the_result_is_not_an_error() {
         "notifications/progress",
     )
     .await;
-    assert!(
-        eventually(Duration::from_secs(30), || s
-            .daemon
-            .stderr()
-            .contains("call abandoned")),
-        "an abandoned call is logged at debug"
-    );
-    let mut cancelled = None;
-    for _ in 0..300 {
-        cancelled = count(&scrape().await, "fault__progress", "cancelled");
-        if cancelled.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async("an abandoned call is logged at debug", async || {
+        s.daemon.stderr().contains("call abandoned")
+    })
+    .await;
+    let cancelled = try_within_async(Duration::from_secs(30), async || {
+        count(&scrape().await, "fault__progress", "cancelled")
+    })
+    .await;
     assert_eq!(cancelled, Some(1.0));
 }
 
@@ -1296,11 +1058,11 @@ async fn without_deferred_loading_every_tool_is_listed() {
     let home = TestHome::new();
     home.write_config(&format!(
         "[mcp]\nenabled = true\ndeferred_loading = false\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     ));
     let _daemon = TestDaemon::start(&home, &[]);
     let discovery = home.path().join("mcp.json");
-    assert!(eventually(Duration::from_secs(30), || discovery.exists()));
+    eventually_async("mcp.json written", async || discovery.exists()).await;
     let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
     let url = doc["url"].as_str().unwrap().to_owned();
     let http = reqwest::Client::new();
@@ -1318,14 +1080,11 @@ async fn without_deferred_loading_every_tool_is_listed() {
         token: body["token"].as_str().unwrap().into(),
         http,
     };
-    let mut names = Vec::new();
-    for _ in 0..100 {
-        names = session.tool_names().await;
-        if names.contains(&"fault__echo".to_owned()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let names = eventually_async("fault__echo listed", async || {
+        let names = session.tool_names().await;
+        names.contains(&"fault__echo".to_owned()).then_some(names)
+    })
+    .await;
     assert!(
         names.contains(&"fault__echo".to_owned()) && !names.contains(&"tool_search".to_owned()),
         "{names:?}"
@@ -1539,49 +1298,6 @@ async fn an_activation_sends_list_changed_to_that_session_only() {
     );
 }
 
-/// A session's `GET /session/{id}/events`, read event by event (comments skipped).
-pub struct EventStream {
-    resp: reqwest::Response,
-    parser: SseParser,
-}
-
-impl EventStream {
-    pub async fn open(s: &Served, session: &Session) -> Self {
-        let mut resp = s
-            .http
-            .get(format!("{}/session/{}/events", s.base, session.id))
-            .bearer_auth(&session.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let mut parser = SseParser::new(1 << 20);
-        // Subscribed once the first bytes (the `connected` comment) are in.
-        let first = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
-            .await
-            .expect("the event stream answers")
-            .unwrap()
-            .expect("the event stream is open");
-        parser.push(&first);
-        Self { resp, parser }
-    }
-
-    /// The next event (generous deadline).
-    pub async fn next(&mut self) -> SseEvent {
-        loop {
-            if let Some(event) = self.parser.next_event() {
-                return event.unwrap();
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
-                .await
-                .expect("an event within 30 s")
-                .unwrap()
-                .expect("the event stream ended");
-            self.parser.push(&chunk);
-        }
-    }
-}
-
 /// `GET /session/{id}/events` on a socket whose receive buffer is 4 KiB, not read from yet.
 async fn stalled_subscriber(base: &str, id: &str, token: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
@@ -1630,24 +1346,6 @@ async fn read_until_lagged(stream: &mut tokio::net::TcpStream) -> Value {
     }
 }
 
-async fn eventually_async(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-/// `tool_search` and external (`server__tool`) names only, in their order.
-pub fn served_only(names: impl IntoIterator<Item = String>) -> Vec<String> {
-    names
-        .into_iter()
-        .filter(|n| n == "tool_search" || n.contains("__"))
-        .collect()
-}
-
 /// A second `tools/call` with the id of one still in flight in the session is refused with
 /// `-32600` (JSON-RPC ids are unique among pending requests); the first runs on, and the id
 /// is free again once it answered.
@@ -1666,7 +1364,13 @@ async fn a_request_id_already_in_flight_is_refused() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight once the fault server has it.
+    eventually_async("the first call at the server", async || {
+        s.recorded()
+            .iter()
+            .any(|m| m["params"]["name"] == "sleep" && m["params"]["arguments"]["ms"] == 1500)
+    })
+    .await;
     let request = json!({
         "jsonrpc": "2.0", "id": 42, "method": "tools/call",
         "params": { "name": "fault__sleep", "arguments": { "ms": 1 } },

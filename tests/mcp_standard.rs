@@ -9,8 +9,10 @@ use reqwest::StatusCode;
 use revka_actors::mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, next_id, parse_sse, served_only};
-use crate::util::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{
+    Served, TestDaemon, TestHome, eventually_async, fixture_server, next_id, parse_sse,
+    served_only, try_within_async,
+};
 
 const BOTH: &str = "application/json, text/event-stream";
 
@@ -350,20 +352,22 @@ async fn a_fixed_port_keeps_the_url_across_restarts() {
     let token = home.client_token();
     let config = format!(
         "[mcp_server]\nport = {port}\n[mcp]\nenabled = true\n[[mcp.servers]]\nname = \"fault\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     );
     let url = format!("http://127.0.0.1:{port}/mcp");
     let mut daemon = start(&home, &config);
-    assert!(eventually(Duration::from_secs(30), || discovery_url(&home)
-        .as_deref()
-        == Some(&url)));
+    eventually_async("mcp.json names the daemon", async || {
+        discovery_url(&home).as_deref() == Some(&url)
+    })
+    .await;
     let old = StdSession::open(&url, Some(&token)).await;
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(daemon.wait(Duration::from_secs(30)).code(), Some(0));
     let _daemon = start(&home, &config);
-    assert!(eventually(Duration::from_secs(30), || discovery_url(&home)
-        .as_deref()
-        == Some(&url)));
+    eventually_async("mcp.json names the restarted daemon", async || {
+        discovery_url(&home).as_deref() == Some(&url)
+    })
+    .await;
     let (status, body) = old.rpc("tools/list", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let new = StdSession::open(&url, Some(&token)).await;
@@ -381,9 +385,11 @@ async fn a_taken_port_fails_the_listener_visibly_until_it_is_free() {
     let daemon = start(&home, &config);
     let reason = format!("cannot listen on 127.0.0.1:{port}");
     assert!(
-        eventually(Duration::from_secs(30), || daemon
+        try_within_async(Duration::from_secs(30), async || daemon
             .stderr()
-            .contains(&reason)),
+            .contains(&reason))
+        .await
+        .is_some(),
         "{}",
         daemon.stderr()
     );
@@ -407,8 +413,11 @@ async fn a_taken_port_fails_the_listener_visibly_until_it_is_free() {
     assert!(restarted.status.success(), "{restarted:?}");
     let url = format!("http://127.0.0.1:{port}/mcp");
     assert!(
-        eventually(Duration::from_secs(30), || discovery_url(&home).as_deref()
-            == Some(&url)),
+        try_within_async(Duration::from_secs(30), async || discovery_url(&home)
+            .as_deref()
+            == Some(&url))
+        .await
+        .is_some(),
         "{}",
         daemon.stderr()
     );
@@ -420,7 +429,7 @@ async fn a_taken_port_fails_the_listener_visibly_until_it_is_free() {
 async fn without_require_token_a_loopback_endpoint_serves_local_clients_without_a_token() {
     let home = TestHome::new();
     let daemon = start(&home, "[mcp_server]\nrequire_token = false\n");
-    assert!(eventually(Duration::from_secs(30), || discovery_url(&home).is_some()));
+    eventually_async("mcp.json written", async || discovery_url(&home).is_some()).await;
     assert!(
         daemon
             .stderr()

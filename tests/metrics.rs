@@ -4,13 +4,13 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use revka_actors::metrics::{Sample, lint_exposition};
 use serde_json::json;
 
-use crate::mcp_server::Served;
+use crate::harness::{DEADLINE, Served, try_within_async};
 
 /// A session manager that cannot start (no such program), and a breaker that opens on the
 /// first failure: the cheapest way to a breaker with an open state and rejections.
@@ -128,18 +128,14 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
 
     // Scrape until the restart shows, every scrape checked by the in-house lint.
     let restarted = [("path", "root/mcp_servers/mcp:fault")];
-    let mut text = scrape(&s).await;
-    let mut polls = 0;
-    let samples = loop {
-        let samples = lint_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        if value(&samples, "revka_actor_restarts_total", &restarted) == Some(1.0) {
-            break samples;
-        }
-        polls += 1;
-        assert!(polls < 300, "the restart never showed:\n{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut text = String::new();
+    let restart_shown = try_within_async(DEADLINE, async || {
         text = scrape(&s).await;
-    };
+        let samples = lint_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        (value(&samples, "revka_actor_restarts_total", &restarted) == Some(1.0)).then_some(samples)
+    })
+    .await;
+    let samples = restart_shown.unwrap_or_else(|| panic!("the restart never showed:\n{text}"));
 
     // Nothing per session: no id, no label, no session path.
     for session in &sessions {

@@ -12,9 +12,10 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
+use crate::harness::{
+    Served, Session, process_exists, test_cache, try_within_async, venv_bin, within_async,
+};
 use crate::reload::call;
-use crate::util::{eventually, process_exists, test_cache, venv_bin};
 
 /// A launcher that runs the checkout's operator package on the interpreter it is started with
 /// (the daemon's `[operator] python`), instead of the installed venv.
@@ -126,16 +127,17 @@ async fn a_session_operator_is_lazy_restarted_after_a_crash_and_stopped_with_its
     .await;
     assert!(!is_error, "{text}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let mut restarted = None;
-    for _ in 0..200 {
-        let (is_error, text) = call(&session, "revka-operator__operator_status", json!({})).await;
-        if !is_error {
-            let status: Value = serde_json::from_str(&text).unwrap();
-            restarted = status["pid"].as_i64().map(|p| p as i32);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let answered = within_async(
+        Duration::from_secs(10),
+        "the operator answering again after its crash",
+        async || {
+            let (is_error, text) =
+                call(&session, "revka-operator__operator_status", json!({})).await;
+            (!is_error).then(|| serde_json::from_str::<Value>(&text).unwrap())
+        },
+    )
+    .await;
+    let restarted = answered["pid"].as_i64().map(|p| p as i32);
     let restarted = restarted.expect("the operator answered again after its crash");
     assert_ne!(restarted, pid);
     let conn = format!("{}/mcp:revka-operator", operator_path(&session));
@@ -157,10 +159,12 @@ async fn a_session_operator_is_lazy_restarted_after_a_crash_and_stopped_with_its
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    assert!(
-        eventually(Duration::from_secs(20), || !process_exists(restarted)),
-        "the ended session's operator process is gone"
-    );
+    within_async(
+        Duration::from_secs(20),
+        "the ended session's operator process is gone",
+        async || !process_exists(restarted),
+    )
+    .await;
     let (status, _) = op.node(&operator_path(&session)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let other_pid = op.operator_pid(&other).await;
@@ -262,19 +266,16 @@ async fn invalid_operator_output_restarts_its_connection_and_the_session_survive
     .unwrap()
     .unwrap()
     .ok();
-    let mut new_pid = None;
-    for _ in 0..200 {
+    let new_pid = try_within_async(Duration::from_secs(10), async || {
         let (is_error, text) = call(&session, "revka-operator__operator_status", json!({})).await;
-        if !is_error {
-            let status: Value = serde_json::from_str(&text).unwrap();
-            let p = status["pid"].as_i64().unwrap() as i32;
-            if p != pid {
-                new_pid = Some(p);
-                break;
-            }
+        if is_error {
+            return None;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let status: Value = serde_json::from_str(&text).unwrap();
+        let p = status["pid"].as_i64().unwrap() as i32;
+        (p != pid).then_some(p)
+    })
+    .await;
     assert!(
         new_pid.is_some(),
         "the operator was restarted with a new process; daemon log:\n{}",

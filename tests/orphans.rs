@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, fixture_server, process_exists, try_within, within};
 
 const EXIT: Duration = Duration::from_secs(30);
 /// Generous: a sweep needs the stop timeout (1 s here) plus a few scheduling delays.
@@ -23,12 +23,13 @@ const GONE: Duration = Duration::from_secs(30);
 fn read_pid(path: &Path) -> i32 {
     let mut pid = None;
     assert!(
-        eventually(Duration::from_secs(30), || {
+        try_within(Duration::from_secs(30), || {
             pid = std::fs::read_to_string(path)
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
             pid.is_some()
-        }),
+        })
+        .is_some(),
         "no pid in {}",
         path.display()
     );
@@ -46,7 +47,7 @@ fn wait_detached(pid: i32) {
         fields.get(3)?.parse::<i32>().ok()
     };
     assert!(
-        eventually(Duration::from_secs(30), || session() == Some(pid)),
+        try_within(Duration::from_secs(30), || session() == Some(pid)).is_some(),
         "pid {pid} never became a session leader (session {:?})",
         session()
     );
@@ -85,7 +86,7 @@ impl Drop for Cleanup {
 fn assert_all_gone(what: &str, pids: &[i32], daemon: &TestDaemon) {
     for &pid in pids {
         assert!(
-            eventually(GONE, || !process_exists(pid)),
+            try_within(GONE, || !process_exists(pid)).is_some(),
             "{what}: pid {pid} still exists (running or a zombie); daemon stderr:\n{}",
             daemon.stderr()
         );
@@ -101,7 +102,7 @@ fn a_detached_grandchild_of_a_sigkilled_server_is_gone() {
     let script = format!(
         "setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo $! > {g}; exec {server} --pid-file {p}",
         g = grandchild_file.display(),
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
         p = pid_file.display(),
     );
     home.write_config(&format!(
@@ -175,9 +176,10 @@ shutdown_timeout_ms = 1000
     ));
     let daemon = TestDaemon::start(home, &[]);
     assert!(
-        eventually(Duration::from_secs(30), || {
+        try_within(Duration::from_secs(30), || {
             request(&socket, "GET", "/health", None).is_ok_and(|(s, _)| s == 200)
-        }),
+        })
+        .is_some(),
         "the sidecar answers /health; daemon stderr:\n{}",
         daemon.stderr()
     );
@@ -262,10 +264,11 @@ fn a_sigkilled_sidecar_leaves_no_agent_behind() {
 
     // The sidecar was restarted and serves again; the daemon still stops cleanly.
     assert!(
-        eventually(Duration::from_secs(30), || {
+        try_within(Duration::from_secs(30), || {
             request(&socket, "GET", "/health", None)
                 .is_ok_and(|(s, h)| s == 200 && h["pid"].as_i64() != Some(i64::from(sidecar)))
-        }),
+        })
+        .is_some(),
         "the sidecar restarted; daemon stderr:\n{}",
         daemon.stderr()
     );
@@ -288,7 +291,9 @@ fn the_daemons_sigterm_leaves_no_agent_behind() {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait(EXIT).code(), Some(0), "{}", daemon.stderr());
     assert_all_gone("after the daemon's SIGTERM", &agents, &daemon);
-    assert!(eventually(GONE, || !process_exists(sidecar)));
+    within(GONE, "the sidecar process gone", || {
+        !process_exists(sidecar)
+    });
     let log = daemon.stderr();
     assert!(!log.contains("not reaped"), "{log}");
 }

@@ -9,8 +9,9 @@ use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
-use crate::util::{eventually, example_path};
+use crate::harness::{
+    DEADLINE, Served, Session, eventually_async, fixture_server, try_within_async, within_async,
+};
 
 /// Extra `[[mcp.servers]]` entries using the fault fixture; `fault_keys` lands in the table of
 /// `fault` itself (it comes right after its `args`).
@@ -20,7 +21,7 @@ fn extra(fault_keys: &str, servers: &[(&str, &str)]) -> String {
     for (name, args) in servers {
         out.push_str(&format!(
             "\n[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\nargs = {args}\n",
-            example_path("fault_server").display()
+            fixture_server("fault_server").display()
         ));
     }
     out
@@ -107,25 +108,31 @@ impl Reloading {
     /// Waits until server `name`'s actor is in `state` (as the gateway spells it).
     async fn wait_state(&self, name: &str, state: &str) {
         let path = format!("/api/actors/root/mcp_servers/mcp:{name}");
-        let mut node = Value::Null;
-        for _ in 0..600 {
-            node = self.api(reqwest::Method::GET, &path).await.1;
-            if node["state"] == state {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let node = async || self.api(reqwest::Method::GET, &path).await.1;
+        if try_within_async(DEADLINE, async || node().await["state"] == state)
+            .await
+            .is_none()
+        {
+            panic!("mcp:{name} never became {state}: {}", node().await);
         }
-        panic!("mcp:{name} never became {state}: {node}");
     }
 
     async fn wait_for_pid(&self, name: &str) -> u64 {
-        for _ in 0..300 {
-            if let Some(pid) = self.pid(name).await {
-                return pid;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("mcp:{name} never got a process");
+        within_async(
+            Duration::from_secs(15),
+            format!("a process of mcp:{name}"),
+            async || self.pid(name).await,
+        )
+        .await
+    }
+
+    /// Waits until `n` calls are in flight to server `name` (its connection's pending calls).
+    async fn wait_in_flight(&self, name: &str, n: u64) {
+        let path = format!("/api/actors/root/mcp_servers/mcp:{name}");
+        eventually_async(format!("{n} calls in flight to mcp:{name}"), async || {
+            self.api(reqwest::Method::GET, &path).await.1["details"]["pending_calls"] == n
+        })
+        .await;
     }
 }
 
@@ -136,7 +143,7 @@ pub async fn call(session: &Session, name: &str, arguments: Value) -> (bool, Str
         .call_text("tool_search", json!({ "query": format!("select:{name}") }))
         .await;
     let events = session
-        .call(crate::mcp_server::next_id(), name, arguments, None)
+        .call(crate::harness::next_id(), name, arguments, None)
         .await;
     let last: Value = events
         .iter()
@@ -183,7 +190,8 @@ async fn a_reload_applies_the_difference_and_restarts_only_what_changed() {
         let session = session.clone();
         async move { call(&session, "fault__sleep", json!({ "ms": 2500 })).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.wait_in_flight("keep", 1).await;
+    r.wait_in_flight("fault", 1).await;
 
     // fault: tool timeout 1 s (in place); change: new args (restart); gone: removed; added: new.
     r.rewrite(&extra(
@@ -221,7 +229,7 @@ async fn a_reload_applies_the_difference_and_restarts_only_what_changed() {
     let changed = r.wait_for_pid("change").await;
     assert_ne!(changed, change, "mcp:change was restarted");
     let added = r.wait_for_pid("added").await;
-    assert!(crate::util::process_exists(added as i32));
+    assert!(crate::harness::process_exists(added as i32));
     let ids = r.server_ids().await;
     assert!(!ids.contains(&"mcp:gone".to_owned()), "{ids:?}");
     assert!(ids.contains(&"mcp:added".to_owned()), "{ids:?}");
@@ -277,21 +285,7 @@ async fn a_restart_policy_changes_in_place_and_applies_to_the_next_crash() {
 
     // With no restarts allowed any more, a crash leaves the server failed.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-    let mut state = Value::Null;
-    for _ in 0..200 {
-        let (_, node) = r
-            .api(
-                reqwest::Method::GET,
-                "/api/actors/root/mcp_servers/mcp:fault",
-            )
-            .await;
-        state = node["state"].clone();
-        if state == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(state, "failed");
+    r.wait_state("fault", "failed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,18 +319,10 @@ async fn a_new_default_policy_applies_to_servers_that_inherit_it_and_the_rest_is
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     }
     r.wait_state("fault", "failed").await;
-    let mut renewed = None;
-    for _ in 0..600 {
-        renewed = r.pid("own").await.filter(|&p| p != own);
-        if renewed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        renewed.is_some(),
-        "mcp:own was restarted with a new process"
-    );
+    eventually_async("mcp:own restarted with a new process", async || {
+        r.pid("own").await.is_some_and(|p| p != own)
+    })
+    .await;
     r.wait_state("own", "running").await;
 }
 
@@ -371,11 +357,13 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
     // SIGHUP with the file still invalid: logged, nothing changes, the daemon carries on.
     r.served.daemon.signal(Signal::SIGHUP);
     assert!(
-        eventually(Duration::from_secs(10), || r
+        try_within_async(Duration::from_secs(10), async || r
             .served
             .daemon
             .stderr()
-            .contains("reload rejected")),
+            .contains("reload rejected"))
+        .await
+        .is_some(),
         "{}",
         r.served.daemon.stderr()
     );
@@ -391,12 +379,12 @@ async fn an_invalid_config_changes_nothing_and_sighup_and_the_cli_reload_too() {
         .daemon
         .expect_notification_starting("READY=1\nSTATUS=reloaded: ", Duration::from_secs(30));
     assert!(!r.server_ids().await.contains(&"mcp:keep".to_owned()));
-    assert!(
-        eventually(Duration::from_secs(10), || !crate::util::process_exists(
-            keep as i32
-        )),
-        "the removed server's process is gone"
-    );
+    within_async(
+        Duration::from_secs(10),
+        "the removed server's process is gone",
+        async || !crate::harness::process_exists(keep as i32),
+    )
+    .await;
     let log = r.served.daemon.stderr();
     assert!(
         log.lines().any(|l| l.contains("reload: applied")
@@ -521,10 +509,10 @@ async fn a_running_server_whose_entry_turns_invalid_keeps_its_previous_one() {
         let session = session.clone();
         async move { call(&session, "keep__sleep", json!({ "ms": 2000 })).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.wait_in_flight("keep", 1).await;
 
     // `keep` gets a zero timeout (invalid); `broken` is new and invalid too.
-    let fault = example_path("fault_server").display().to_string();
+    let fault = fixture_server("fault_server").display().to_string();
     let invalid = extra("", &[("keep", "[]")])
         .replace("name = \"keep\"", "name = \"keep\"\ntool_timeout_secs = 0")
         + &format!(

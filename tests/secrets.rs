@@ -8,8 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::mcp_server::Served;
-use crate::util::{eventually, example_path};
+use crate::harness::{DEADLINE, Served, fixture_server, try_within_async};
 
 /// Values of the variables the config refers to, and a secret written in the config itself:
 /// none may appear anywhere the daemon shows.
@@ -42,7 +41,7 @@ fn node<'a>(tree: &'a Value, path: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_health_and_logs_show_the_config_form_never_a_secret() {
-    let server = example_path("fault_server");
+    let server = fixture_server("fault_server");
     // `sh -c 'exec …'` runs the fault server; the arguments after the script only sit on the
     // command line, which is what is shown.
     let extra = format!(
@@ -104,13 +103,11 @@ url = "http://u:${{PASS}}@127.0.0.1:1/mcp?api_key=${{API}}&mode={inline}"
             .flatten()
             .any(|s| s["name"] == "mcp:remote" && s["last_failure"]["reason"].is_string())
     };
-    for _ in 0..600 {
+    let _ = try_within_async(DEADLINE, async || {
         health = served.api("/api/health").await;
-        if failed(&health) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        failed(&health)
+    })
+    .await;
     assert!(failed(&health), "{health}");
     assert_no_secret("/api/health", &health.to_string());
     assert!(health.to_string().contains(shown_url), "{health}");
@@ -130,10 +127,12 @@ url = "http://u:${{PASS}}@127.0.0.1:1/mcp?api_key=${{API}}&mode={inline}"
     served.daemon.signal(Signal::SIGTERM);
     let log = served.daemon.stderr();
     assert!(
-        eventually(Duration::from_secs(30), || served
+        try_within_async(Duration::from_secs(30), async || served
             .daemon
             .stderr()
-            .contains("daemon stopped")),
+            .contains("daemon stopped"))
+        .await
+        .is_some(),
         "{log}"
     );
     let log = served.daemon.stderr();

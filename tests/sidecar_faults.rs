@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
+use crate::harness::{
+    DEADLINE, Served, Session, TestDaemon, TestHome, eventually_async, try_within_async,
+};
 use crate::sidecars::{text, tool};
-use crate::util::{TestDaemon, TestHome, eventually};
 
 /// The fake sidecar (Node, no dependencies): raw HTTP/1.1 on the socket given as `--socket`,
 /// one request per connection. `GET /health` is healthy; every other route has its own fault.
@@ -106,16 +107,14 @@ async fn malformed_sidecar_answers_are_precise_errors_that_open_the_breaker() {
     let session = served.session().await;
     // Ready (its health checks pass) before any tool is tried.
     let mut state = Value::Null;
-    for _ in 0..300 {
+    let _ = try_within_async(DEADLINE, async || {
         let sm: Value = served
             .api("/api/actors/root/sidecars/session_manager")
             .await;
         state = sm["state"].clone();
-        if state == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        state == "running"
+    })
+    .await;
     assert_eq!(
         state, "running",
         "the fake sidecar passes its health checks"
@@ -238,16 +237,17 @@ async fn malformed_sidecar_answers_are_precise_errors_that_open_the_breaker() {
 /// Polls the session manager's introspection node until its supervisor gives up on it.
 async fn until_sidecar_failed(served: &Served) -> Value {
     let mut node = Value::Null;
-    for _ in 0..600 {
+    let failed = try_within_async(Duration::from_secs(60), async || {
         node = served
             .api("/api/actors/root/sidecars/session_manager")
             .await;
-        if node["state"] == "failed" {
-            return node;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        node["state"] == "failed"
+    })
+    .await;
+    match failed {
+        Some(()) => node,
+        None => panic!("the session manager never reached `failed`: {node}"),
     }
-    panic!("the session manager never reached `failed`: {node}");
 }
 
 /// Starts the daemon on `home` with extra environment, like [`Served::start`] but without an
@@ -255,10 +255,7 @@ async fn until_sidecar_failed(served: &Served) -> Value {
 async fn serve(home: TestHome, env: &[(&str, &str)]) -> Served {
     let daemon = TestDaemon::start(&home, env);
     let discovery = home.path().join("mcp.json");
-    assert!(
-        eventually(Duration::from_secs(30), || discovery.exists()),
-        "mcp.json written"
-    );
+    eventually_async("mcp.json written", async || discovery.exists()).await;
     let doc: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
     let url = doc["url"].as_str().unwrap().to_owned();
     Served {

@@ -4,24 +4,18 @@
 //! becomes a prompt, read with `limit`/`since`, long-poll wait, delete), `get_agent_health`,
 //! `get_journal_health`, every `system_dashboard` flag, and `reset_circuit_breaker`.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
+use crate::harness::{DEADLINE, Served, Session, eventually_async, try_within_async};
 use crate::sidecars::{breaker_state, node_command, sidecar_config, text, tool};
 
 /// Polls `list_agents` until the session manager answers.
 pub(crate) async fn until_sidecar_answers(session: &Session) {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = tool(session, "list_agents", json!({})).await;
-        if last["isError"] == false {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let answers = async || tool(session, "list_agents", json!({})).await["isError"] == false;
+    if try_within_async(DEADLINE, answers).await.is_none() {
+        let last = tool(session, "list_agents", json!({})).await;
+        panic!("the session manager never answered: {last}");
     }
-    panic!("the session manager never answered: {last}");
 }
 
 /// The structured content of a successful tool call.
@@ -157,19 +151,16 @@ async fn every_agent_and_chat_tool_answers_with_the_sidecars_state() {
     );
     assert_eq!(healthy["stuck_after_secs"], 300);
     assert_eq!(healthy["stuck"], json!([]), "{healthy}");
-    let mut stuck = Value::Null;
-    for _ in 0..300 {
-        stuck = ok(
+    let stuck = eventually_async("a stuck agent reported", async || {
+        let stuck = ok(
             &session,
             "get_agent_health",
             json!({ "stuck_after_secs": 0 }),
         )
         .await;
-        if !stuck["stuck"].as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (!stuck["stuck"].as_array().unwrap().is_empty()).then_some(stuck)
+    })
+    .await;
     let entry = &stuck["stuck"][0];
     assert_eq!(
         (entry["id"].as_str(), entry["name"].as_str()),

@@ -9,8 +9,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::mcp_server::{Served, Session};
-use crate::util::{TestDaemon, eventually, test_cache, venv_bin};
+use crate::harness::{
+    DEADLINE, Served, Session, TestDaemon, eventually_async, test_cache, try_within_async,
+    venv_bin, within_async,
+};
 
 pub(crate) fn sidecar_config(home: &Path, command: &str) -> String {
     sidecar_config_with(home, command, 10)
@@ -51,7 +53,7 @@ pub(crate) fn node_command() -> String {
 
 pub(crate) async fn tool(session: &Session, name: &str, args: Value) -> Value {
     let events = session
-        .call(crate::mcp_server::next_id(), name, args, None)
+        .call(crate::harness::next_id(), name, args, None)
         .await;
     let result = events
         .iter()
@@ -87,14 +89,11 @@ pub(crate) async fn kill_sidecar_until_the_breaker_opens(served: &Served, sessio
         .await;
     let pid = sm["details"]["pid"].as_i64().unwrap() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    for _ in 0..400 {
+    eventually_async("the breaker open during the outage", async || {
         let _ = tool(session, "list_agents", json!({})).await;
-        if breaker_state(session).await == "open" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the breaker never opened during the outage");
+        breaker_state(session).await == "open"
+    })
+    .await;
 }
 
 pub(crate) async fn breaker_state(session: &Session) -> String {
@@ -112,18 +111,16 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
     let session = served.session().await;
     // The native tools work through the sidecar.
     let mut created = Value::Null;
-    for _ in 0..100 {
+    let _ = try_within_async(Duration::from_secs(10), async || {
         created = tool(
             &session,
             "create_agent",
             json!({ "backend": "echo", "name": "a1" }),
         )
         .await;
-        if created["isError"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        created["isError"] == false
+    })
+    .await;
     assert_eq!(created["isError"], false, "{created}");
     assert_eq!(created["structuredContent"]["name"], "a1");
     let listed = tool(&session, "list_agents", json!({})).await;
@@ -133,16 +130,15 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
     // Kill the sidecar; calls during the outage fail and open the breaker.
     kill_sidecar_until_the_breaker_opens(&served, &session).await;
     // After the restart and the recovery timeout, a probe succeeds and the breaker closes.
-    let mut closed = false;
-    for _ in 0..100 {
-        let _ = tool(&session, "list_agents", json!({})).await;
-        if breaker_state(&session).await == "closed" {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(closed, "the breaker closed after the sidecar came back");
+    within_async(
+        Duration::from_secs(20),
+        "the breaker closed after the sidecar came back",
+        async || {
+            let _ = tool(&session, "list_agents", json!({})).await;
+            breaker_state(&session).await == "closed"
+        },
+    )
+    .await;
     let sm: Value = served
         .api("/api/actors/root/sidecars/session_manager")
         .await;
@@ -192,17 +188,15 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
                 && r["reason"] == "failure_threshold"
         }) && has(&|r| r["kind"] == "breaker" && r["from"] == "half_open" && r["to"] == "closed")
     };
-    for _ in 0..300 {
+    let _ = try_within_async(DEADLINE, async || {
         records = std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .collect();
-        if complete(&records) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        complete(&records)
+    })
+    .await;
     assert!(complete(&records), "run log lacks records: {records:#?}");
     assert!(
         records
@@ -247,33 +241,35 @@ async fn queued_operations_survive_a_kill_9_of_the_daemon() {
     let sock = home.path().join("sm.sock");
     let client = revka_actors::sidecar::SidecarClient::new(&sock, Duration::from_secs(5));
     let mut rooms = 0;
-    for _ in 0..600 {
+    let _ = try_within_async(Duration::from_secs(60), async || {
         if let Ok(listed) = client.get("/chat/rooms").await {
             rooms = listed["rooms"]
                 .as_array()
                 .or_else(|| listed.as_array())
                 .map_or(0, |r| r.len());
-            if rooms == 100 {
-                break;
-            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        rooms == 100
+    })
+    .await;
     assert_eq!(rooms, 100, "every queued operation was replayed, none lost");
-    assert!(eventually(Duration::from_secs(5), || sock.exists()));
+    within_async(Duration::from_secs(5), "the sidecar's socket", async || {
+        sock.exists()
+    })
+    .await;
 }
 
 /// Polls `get_retry_queue_status` until `cond` holds; returns that status.
 async fn queue_status_until(session: &Session, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let mut status = Value::Null;
-    for _ in 0..600 {
+    let reached = try_within_async(Duration::from_secs(60), async || {
         status = tool(session, "get_retry_queue_status", json!({ "limit": 100 })).await;
-        if cond(&status["structuredContent"]) {
-            return status["structuredContent"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        cond(&status["structuredContent"])
+    })
+    .await;
+    match reached {
+        Some(()) => status["structuredContent"].clone(),
+        None => panic!("retry queue never reached: {what}; last status: {status}"),
     }
-    panic!("retry queue never reached: {what}; last status: {status}");
 }
 
 async fn room_names(session: &Session) -> Vec<String> {
@@ -401,15 +397,10 @@ async fn dead_letters_are_listed_replayed_and_dropped_through_the_tools() {
 
     // Let the sidecar start; once it answers, a replayed dead letter is delivered.
     std::fs::write(&flag, b"").unwrap();
-    let mut up = false;
-    for _ in 0..300 {
-        if tool(&session, "list_chat_rooms", json!({})).await["isError"] == false {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the session manager came up");
+    eventually_async("the session manager up", async || {
+        tool(&session, "list_chat_rooms", json!({})).await["isError"] == false
+    })
+    .await;
     let r = tool(&session, "replay_dead_letters", json!({ "ids": [ids[0]] })).await;
     assert_eq!(r["isError"], false, "{r}");
     assert_eq!(r["structuredContent"]["replayed"], json!([ids[0]]));

@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::mcp_server::{Served, served_only};
-use crate::util::{TestDaemon, TestHome, eventually, revka_bin, test_cache, venv_bin};
+use crate::harness::{
+    Served, TestDaemon, TestHome, revka_bin, served_only, test_cache, try_within, try_within_async,
+    venv_bin, within, within_async,
+};
 
 /// Every wait here: generous, so only a lost answer fails a test.
 const WAIT: Duration = Duration::from_secs(30);
@@ -149,14 +151,18 @@ async fn the_python_sdk_stdio_client_calls_cancels_and_rides_a_daemon_restart() 
         .output();
     let restart = async {
         let marker = markers.path().join("restart-now");
-        while !marker.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        within_async(
+            Duration::from_secs(300),
+            "the client's restart-now marker",
+            async || marker.exists(),
+        )
+        .await;
         tokio::task::block_in_place(|| {
-            let slow_arrived = eventually(WAIT, || {
+            let slow_arrived = try_within(WAIT, || {
                 let seen = served.recorded();
                 seen.iter().any(|m| m["params"]["name"] == "slow_echo")
-            });
+            })
+            .is_some();
             assert!(slow_arrived, "the slow call reached the server");
             served.daemon.signal(Signal::SIGTERM);
             served.daemon.wait(WAIT);
@@ -204,7 +210,11 @@ async fn the_python_sdk_stdio_client_calls_cancels_and_rides_a_daemon_restart() 
             .iter()
             .any(|m| m["method"] == "notifications/cancelled")
     };
-    assert!(eventually(WAIT, cancelled), "{:?}", served.recorded());
+    assert!(
+        try_within_async(WAIT, async || cancelled()).await.is_some(),
+        "{:?}",
+        served.recorded()
+    );
     // The call in flight at the restart was answered (the stopping daemon says so).
     assert_eq!(seen["interrupted"]["is_error"], true, "{seen}");
     assert!(
@@ -222,14 +232,10 @@ async fn the_python_sdk_stdio_client_calls_cancels_and_rides_a_daemon_restart() 
             .contains("fault__progress")
     );
     // The SDK closed the bridge's stdin on exit: its session on the new daemon was ended.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bridge_sessions(&served).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session was not ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    within_async(WAIT, "the bridge's session ended", async || {
+        bridge_sessions(&served).await.is_empty()
+    })
+    .await;
 }
 
 /// Without a daemon, `initialize` is answered with an error that says how to start one, and
@@ -272,10 +278,10 @@ async fn stdin_closing_mid_call_cancels_it_upstream_and_ends_the_session() {
             .find(|m| m["params"]["name"] == "hang")
             .map(|m| m["id"].clone())
     };
-    assert!(
-        eventually(WAIT, || hang_id().is_some()),
-        "the call reached the server"
-    );
+    within_async(WAIT, "the call reached the server", async || {
+        hang_id().is_some()
+    })
+    .await;
     let sessions = bridge_sessions(&served).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0]["label"], "stdio bridge (rust-test)");
@@ -285,7 +291,7 @@ async fn stdin_closing_mid_call_cancels_it_upstream_and_ends_the_session() {
 
     let pid = bridge.pid();
     bridge.close().await;
-    assert!(!crate::util::process_exists(pid), "the bridge is gone");
+    assert!(!crate::harness::process_exists(pid), "the bridge is gone");
     let id = hang_id().unwrap();
     let cancelled = || {
         served
@@ -293,15 +299,15 @@ async fn stdin_closing_mid_call_cancels_it_upstream_and_ends_the_session() {
             .iter()
             .any(|m| m["method"] == "notifications/cancelled" && m["params"]["requestId"] == id)
     };
-    assert!(eventually(WAIT, cancelled), "{:?}", served.recorded());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !bridge_sessions(&served).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session was not ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        try_within_async(WAIT, async || cancelled()).await.is_some(),
+        "{:?}",
+        served.recorded()
+    );
+    within_async(WAIT, "the bridge's session ended", async || {
+        bridge_sessions(&served).await.is_empty()
+    })
+    .await;
 }
 
 /// `--start-daemon` with no daemon running starts one, in a session of its own with its output
@@ -345,10 +351,7 @@ async fn start_daemon_starts_a_detached_daemon_that_outlives_the_bridge() {
         "the daemon logged into logs/revka.err.log"
     );
     kill(Pid::from_raw(daemon), Signal::SIGTERM).unwrap();
-    assert!(
-        eventually(WAIT, || !alive(daemon)),
-        "the daemon stops on SIGTERM"
-    );
+    within(WAIT, "the daemon stops on SIGTERM", || !alive(daemon));
     reap.0 = None;
 }
 
@@ -376,18 +379,16 @@ async fn a_tool_change_reaches_the_stdio_client_through_the_session_stream() {
     let listed = bridge.request(1, "tools/list", json!({})).await;
     assert!(listed["result"]["tools"].is_array(), "{listed}");
     // The stream is open once the daemon shows it on the bridge's session.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while bridge_sessions(&served)
-        .await
-        .first()
-        .is_none_or(|s| s["client_streams"] != 1)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
+    let opened = async || {
+        (bridge_sessions(&served).await)
+            .first()
+            .is_some_and(|s| s["client_streams"] == 1)
+    };
+    if try_within_async(WAIT, opened).await.is_none() {
+        panic!(
             "the bridge never opened GET /mcp: {:?}",
             bridge_sessions(&served).await
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let other = served.session().await;

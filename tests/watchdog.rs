@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{TestDaemon, TestHome, eventually, example_path, process_exists};
+use crate::harness::{TestDaemon, TestHome, fixture_server, process_exists, try_within, within};
 
 /// `WATCHDOG_USEC` of these tests: pings every second.
 const WATCHDOG: Duration = Duration::from_secs(2);
@@ -35,7 +35,7 @@ args = ["--ignore-sigterm", "--slow-exit", "600000", "--pid-file", "{pid}"]
 [mcp.servers.restart]
 shutdown_timeout_ms = {SLOW_STOP_MS}
 "#,
-            server = example_path("fault_server").display(),
+            server = fixture_server("fault_server").display(),
             pid = pid_file(home).display(),
         )
     };
@@ -49,7 +49,7 @@ fn pid_file(home: &TestHome) -> PathBuf {
 fn quick_server(name: &str) -> String {
     format!(
         "[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\n",
-        example_path("fault_server").display()
+        fixture_server("fault_server").display()
     )
 }
 
@@ -60,8 +60,9 @@ fn start(home: &TestHome) -> (TestDaemon, i32) {
     let daemon = TestDaemon::start(home, &[("WATCHDOG_USEC", &usec)]);
     let path = pid_file(home);
     assert!(
-        eventually(LONG, || std::fs::read_to_string(&path)
-            .is_ok_and(|s| s.ends_with('\n'))),
+        try_within(LONG, || std::fs::read_to_string(&path)
+            .is_ok_and(|s| s.ends_with('\n')))
+        .is_some(),
         "the slow server never started:\n{}",
         daemon.stderr()
     );
@@ -75,7 +76,7 @@ fn start(home: &TestHome) -> (TestDaemon, i32) {
 
 /// `revka reload` in a thread: its output, and when it returned.
 fn cli_reload(home: &Path) -> JoinHandle<(Output, Instant)> {
-    let mut cmd = std::process::Command::new(crate::util::revka_bin());
+    let mut cmd = std::process::Command::new(crate::harness::revka_bin());
     cmd.env("REVKA_HOME", home)
         .env_remove("REVKA_CONFIG")
         .env_remove("NOTIFY_SOCKET")
@@ -183,9 +184,10 @@ fn a_sighup_reload_slower_than_the_watchdog_keeps_the_pings_going() {
     );
     let pings = assert_pinged_throughout(&daemon, &seen, asked, ready.at);
     assert!(pings >= 3, "pinged all along: {pings} pings");
-    assert!(
-        eventually(Duration::from_secs(10), || !process_exists(slow_pid)),
-        "the slow server was killed and reaped"
+    within(
+        Duration::from_secs(10),
+        "the slow server was killed and reaped",
+        || !process_exists(slow_pid),
     );
     // The daemon lives on, still pinging.
     assert_eq!(
@@ -212,8 +214,9 @@ fn revka_reload_waits_for_a_slow_reload_past_the_gateway_request_timeout() {
     );
     let path = pid_file(&home);
     assert!(
-        eventually(LONG, || std::fs::read_to_string(&path)
-            .is_ok_and(|s| s.ends_with('\n'))),
+        try_within(LONG, || std::fs::read_to_string(&path)
+            .is_ok_and(|s| s.ends_with('\n')))
+        .is_some(),
         "{}",
         daemon.stderr()
     );
@@ -285,9 +288,10 @@ fn a_sighup_during_a_reload_runs_one_more_reload_after_it() {
     // Once the reload has read the file and is stopping the slow server, the file changes
     // again and two more signals come (they fold into one).
     assert!(
-        eventually(LONG, || daemon.stderr().lines().any(|l| l
+        try_within(LONG, || daemon.stderr().lines().any(|l| l
             .contains("stopping child")
-            && l.contains("path=root/mcp_servers/mcp:slow "))),
+            && l.contains("path=root/mcp_servers/mcp:slow ")))
+        .is_some(),
         "{}",
         daemon.stderr()
     );
@@ -304,9 +308,10 @@ fn a_sighup_during_a_reload_runs_one_more_reload_after_it() {
         first.last().map(|s| &s.text)
     );
     assert!(
-        eventually(Duration::from_secs(30), || daemon
+        try_within(Duration::from_secs(30), || daemon
             .stderr()
-            .contains("started mcp:late (added to the config)")),
+            .contains("started mcp:late (added to the config)"))
+        .is_some(),
         "{}",
         daemon.stderr()
     );
@@ -332,8 +337,7 @@ fn sigterm_during_a_slow_reload_stops_the_daemon_at_once() {
         seen.iter().map(|s| &s.text).collect::<Vec<_>>()
     );
     assert_eq!(daemon.wait(LONG).code(), Some(0), "{}", daemon.stderr());
-    assert!(
-        eventually(Duration::from_secs(10), || !process_exists(slow_pid)),
-        "no server left behind"
-    );
+    within(Duration::from_secs(10), "no server left behind", || {
+        !process_exists(slow_pid)
+    });
 }

@@ -1,7 +1,7 @@
-//! Where the harness finds its binaries (the daemon, the example servers, the other gateways)
+//! Where the harness finds its binaries (the daemon, the fixture servers, the other gateways)
 //! and what it prints about the machine before any figure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The `revka` binary cargo built for this benchmark, or `REVKA_BENCH_BIN`.
@@ -11,25 +11,15 @@ pub fn revka_bin() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_revka")), PathBuf::from)
 }
 
-/// `target/<profile>`: this binary is `target/<profile>/deps/revka-<hash>`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the bench binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// An example binary (`echo_server`, `fault_server`), built with `cargo build --release
-/// --examples` (`.ci/bench` does it).
+/// A fixture server (`echo_server`, `fault_server`): `[[bin]]` targets that cargo builds for
+/// the benchmark with the same profile (the `fixtures` feature, on for benchmarks).
 pub fn example(name: &str) -> anyhow::Result<PathBuf> {
-    let path = profile_dir().join("examples").join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: run `cargo build --release --examples` (or use .ci/bench)",
-        path.display()
-    );
-    Ok(path)
+    let path = match name {
+        "echo_server" => env!("CARGO_BIN_EXE_echo_server"),
+        "fault_server" => env!("CARGO_BIN_EXE_fault_server"),
+        other => anyhow::bail!("no fixture server named {other:?}"),
+    };
+    Ok(PathBuf::from(path))
 }
 
 /// Where `.ci/bench` installed supergateway and mcp-proxy (`REVKA_BENCH_DEPS`, default

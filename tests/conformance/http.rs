@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::START_TIMEOUT;
-use crate::util::venv_bin;
+use crate::harness::venv_bin;
 
 pub(super) fn fixture_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/conformance_fixture.py")
@@ -130,7 +130,7 @@ async fn answer(resp: reqwest::Response, id: u64) -> Value {
     let body = resp.bytes().await.unwrap();
     assert!(status.is_success(), "{status}: {body:?}");
     let messages: Vec<Value> = if sse {
-        crate::mcp_server::parse_sse(&body)
+        crate::harness::parse_sse(&body)
             .into_iter()
             .filter_map(|e| serde_json::from_str(&e.data).ok())
             .collect()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::util::test_cache;
+use crate::harness::test_cache;
 
 /// A scenario expected to fail against Revka for now.
 pub(super) struct ExpectedFailure {

@@ -1,10 +1,5 @@
-//! Integration tests for the `fault_server` and `echo_server` example fixtures.
-//!
-//! Examples are not `[[bin]]` targets, so cargo defines no `CARGO_BIN_EXE_*`
-//! for them. `example_path` finds them next to this test binary
-//! (`target/<profile>/deps/fixtures-*` → `target/<profile>/examples/<name>`)
-//! and runs `cargo build --example <name>` once per name and test process,
-//! which builds a missing example and is a quick no-op for a fresh one.
+//! Integration tests of the fixture servers, `fault_server` and `echo_server` (the binaries
+//! cargo builds for the tests, [`fixture_server`]).
 //!
 //! Each test spawns a server and talks raw JSON lines over its stdin/stdout,
 //! asserting on the bytes and JSON the daemon's client would see.
@@ -23,7 +18,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid};
 use serde_json::{Value, json};
 
-use crate::util::example_path;
+use crate::harness::{BUILTIN_TOOLS, fixture_server, try_within, within};
 
 /// Upper bound for anything the servers should do promptly.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,28 +26,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-/// The fault server's own tools (before `--tools N` adds `tool_000`…); other tests count by it.
-pub(crate) const BUILTIN_TOOLS: [&str; 19] = [
-    "echo",
-    "add",
-    "typed",
-    "sleep",
-    "hang",
-    "hang_stdin",
-    "progress",
-    "crash",
-    "garbage",
-    "oversized",
-    "invalid_utf8",
-    "flood_stderr",
-    "set_tools",
-    "spawn_grandchild",
-    "roots",
-    "sample",
-    "elicit",
-    "ping_client",
-    "slow_echo",
-];
 
 // ---------------------------------------------------------------------------
 // A spawned server
@@ -76,7 +49,7 @@ impl Server {
     /// Spawns `name` with flags and env vars, in its own process group so
     /// tests can signal the group without hitting the test runner.
     fn start_with(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example_path(name))
+        let mut child = Command::new(fixture_server(name))
             .args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())
@@ -213,16 +186,7 @@ impl Server {
     }
 
     fn try_wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        try_within(timeout, || self.child.try_wait().expect("try_wait"))
     }
 
     fn wait(&mut self) -> ExitStatus {
@@ -248,7 +212,7 @@ impl Server {
     }
 
     fn wait_for_stderr(&self, needle: &str) {
-        let found = eventually(|| self.stderr_text().contains(needle));
+        let found = try_within(TIMEOUT, || self.stderr_text().contains(needle)).is_some();
         assert!(
             found,
             "stderr never contained {needle:?}: {}",
@@ -265,18 +229,6 @@ impl Drop for Server {
     }
 }
 
-/// Polls `condition` until it holds or `TIMEOUT` passes.
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    condition()
-}
-
 fn text_of(result: &Value) -> &str {
     result["content"][0]["text"]
         .as_str()
@@ -289,10 +241,10 @@ fn is_error(result: &Value) -> bool {
 
 fn read_pid(path: &Path) -> Pid {
     let mut text = String::new();
-    assert!(eventually(|| {
+    within(TIMEOUT, format_args!("a pid in {}", path.display()), || {
         text = std::fs::read_to_string(path).unwrap_or_default();
         text.ends_with('\n')
-    }));
+    });
     Pid::from_raw(text.trim().parse().expect("pid file holds a number"))
 }
 
@@ -561,10 +513,9 @@ fn ignore_sigterm_survives_sigterm_but_children_do_not() {
     assert_eq!(server.request("ping", json!({}))["result"], json!({}));
     // The blocked mask is not inherited by spawned children.
     kill(grandchild, Signal::SIGTERM).unwrap();
-    assert!(
-        eventually(|| !process_alive(grandchild)),
-        "grandchild ignored SIGTERM"
-    );
+    within(TIMEOUT, "the grandchild killed by SIGTERM", || {
+        !process_alive(grandchild)
+    });
     kill(server.pid(), Signal::SIGKILL).unwrap();
     assert_eq!(server.wait().signal(), Some(Signal::SIGKILL as i32));
 
@@ -598,10 +549,9 @@ fn fork_grandchild_and_pid_file() {
     // Killing the group takes the grandchild down too.
     killpg(server.pid(), Signal::SIGKILL).unwrap();
     server.wait();
-    assert!(
-        eventually(|| !process_alive(grandchild)),
-        "grandchild survived its group"
-    );
+    within(TIMEOUT, "the grandchild killed with its group", || {
+        !process_alive(grandchild)
+    });
 }
 
 #[test]
@@ -701,7 +651,7 @@ fn flood_stderr_knob_writes_exactly_that_many_flood_bytes() {
             .sum()
     };
     assert!(
-        eventually(|| flood_bytes(&server.stderr_text()) == 300_000),
+        try_within(TIMEOUT, || flood_bytes(&server.stderr_text()) == 300_000).is_some(),
         "got {}",
         flood_bytes(&server.stderr_text())
     );
@@ -880,7 +830,11 @@ fn flood_stderr_tool_writes_and_answers() {
     assert!(!is_error(&result));
     // 500 000 bytes of ~81-byte lines.
     let floods = || server.stderr_text().matches("flood line").count();
-    assert!(eventually(|| floods() > 6000), "{} flood lines", floods());
+    assert!(
+        try_within(TIMEOUT, || floods() > 6000).is_some(),
+        "{} flood lines",
+        floods()
+    );
 }
 
 #[test]
@@ -924,7 +878,7 @@ fn spawn_grandchild_tool_shares_the_process_group() {
     assert_eq!(getpgid(Some(pid)).unwrap(), server.pid());
     killpg(server.pid(), Signal::SIGKILL).unwrap();
     server.wait();
-    assert!(eventually(|| !process_alive(pid)));
+    within(TIMEOUT, "the grandchild gone", || !process_alive(pid));
 }
 
 /// Calls `tool`, answers the server→client request it sends with `reply`

@@ -1,90 +1,16 @@
-//! Helpers shared by the integration tests: locating the example fixtures and running the real
-//! `revka` binary against a temporary `REVKA_HOME`.
+//! The daemon fixture: the real `revka` binary run against a temporary `REVKA_HOME`.
 
-use std::collections::BTreeSet;
 use std::env;
-use std::ffi::OsString;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-// ---------------------------------------------------------------------------
-// Locating and building the examples
-// ---------------------------------------------------------------------------
-
-/// Path of the built example `name`, building it first (once per process).
-pub fn example_path(name: &str) -> PathBuf {
-    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    let profile_dir = profile_dir();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", env::consts::EXE_SUFFIX));
-    // Held across the build so parallel tests wait instead of racing cargo.
-    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    if built.insert(name.to_owned()) {
-        build_example(name, &profile_dir, &path);
-    }
-    path
-}
-
-/// `target/<profile>`: this test binary is `target/<profile>/deps/fixtures-<hash>`.
-fn profile_dir() -> PathBuf {
-    let exe = env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary has a parent dir");
-    deps.parent()
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Runs `cargo build --example name` with the same target dir and profile as this test.
-fn build_example(name: &str, profile_dir: &Path, path: &Path) {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let target_dir = profile_dir.parent().expect("target dir");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--example", name, "--profile", profile])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir);
-    // Drop what `cargo test` set for this test binary. A build script that says
-    // `rerun-if-env-changed=CARGO_MANIFEST_DIR` (ring's) would otherwise see a change, and this
-    // build and the next `cargo build`/`cargo test` would each rebuild half the tree (~30 s).
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_BIN_")
-            || matches!(
-                &*key,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_MANIFEST_LINKS"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-            )
-        {
-            cmd.env_remove(&*key);
-        }
-    }
-    let status = cmd.status();
-    match status {
-        Ok(status) if status.success() => {}
-        // Without a working cargo (e.g. the test binary run by hand), use what is there.
-        _ if path.exists() => eprintln!("warning: could not build {name}; using {path:?}"),
-        other => panic!("cargo build --example {name} failed: {other:?}"),
-    }
-    assert!(path.exists(), "{path:?} missing after cargo build");
-}
+use super::try_within;
 
 // ---------------------------------------------------------------------------
 // The real daemon
@@ -243,17 +169,12 @@ impl TestDaemon {
 
     /// Waits for the daemon to exit (generous timeout).
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
+        match try_within(timeout, || self.child.try_wait().expect("try_wait")) {
+            Some(status) => status,
+            None => panic!(
                 "daemon did not exit within {timeout:?}; stderr:\n{}",
                 self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            ),
         }
     }
 }
@@ -265,49 +186,6 @@ impl Drop for TestDaemon {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Where `.ci/test` installed the official MCP servers and clients (`REVKA_TEST_CACHE`, else
-/// `.cache/test-deps`). `None` when absent, unless `REVKA_REQUIRE_INTEROP=1` (set by `.ci/test`),
-/// in which case a missing install fails the test instead of skipping it.
-pub fn test_cache() -> Option<PathBuf> {
-    let dir = env::var_os("REVKA_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/test-deps"));
-    let installed = dir.join("npm/node_modules/.bin").exists() && dir.join("venv/bin").exists();
-    if installed {
-        return Some(dir);
-    }
-    assert!(
-        env::var("REVKA_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "interop dependencies missing in {dir:?}; run .ci/test"
-    );
-    eprintln!("skipping: interop dependencies not installed (run .ci/test)");
-    None
-}
-
-/// An installed npm binary (`mcp-server-everything`, ...).
-pub fn npm_bin(cache: &Path, name: &str) -> PathBuf {
-    cache.join("npm/node_modules/.bin").join(name)
-}
-
-/// An installed Python console script (`mcp-server-time`, ...).
-pub fn venv_bin(cache: &Path, name: &str) -> PathBuf {
-    cache.join("venv/bin").join(name)
 }
 
 /// Whether a process (or its zombie) exists.
