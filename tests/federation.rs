@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::mcp_standard::StdSession;
-use crate::util::{TestDaemon, TestHome, eventually, example_path};
+use crate::harness::{TestDaemon, TestHome, fixture_server, within};
 
 /// A daemon, its home, and its gateway (URL, owner token).
 struct Revka {
@@ -40,18 +40,12 @@ impl Revka {
     /// The URL of its MCP endpoint, once `mcp.json` names it.
     fn mcp_url(&self) -> String {
         let path = self.home.path().join("mcp.json");
-        let mut url = None;
-        assert!(
-            eventually(Duration::from_secs(30), || {
-                url = std::fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .and_then(|d| d["url"].as_str().map(str::to_owned));
-                url.is_some()
-            }),
-            "mcp.json written"
-        );
-        url.unwrap()
+        within(Duration::from_secs(30), "mcp.json written", || {
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|d| d["url"].as_str().map(str::to_owned))
+        })
     }
 
     /// `GET path` on its gateway with the owner token: (status, JSON).
@@ -116,7 +110,7 @@ name = "fault"
 command = "{server}"
 restart = {{ backoff_min_ms = 4000, backoff_max_ms = 4000, reset_after_secs = 3600, max_restarts = 20 }}
 "#,
-        server = example_path("fault_server").display(),
+        server = fixture_server("fault_server").display(),
     )
 }
 
