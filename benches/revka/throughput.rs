@@ -292,13 +292,14 @@ async fn measure_direct(
 
 /// `revka mcp serve --stdio` in front of the daemon of `gw`, driven over its pipes exactly as
 /// the echo server is driven directly, `window` calls in flight. The row's CPU is the bridge's,
-/// the daemon's and the echo server's; the second figure is the bridge's own CPU per call.
+/// the daemon's and the echo server's; the second figure is the bridge's own use per call
+/// (CPU µs, and times one of its threads was put on a CPU).
 async fn measure_bridge(
     gw: &Gateway,
     window: usize,
     warmup: Duration,
     secs: Duration,
-) -> anyhow::Result<(Row, f64)> {
+) -> anyhow::Result<(Row, Own)> {
     let Gateway::Revka(daemon, _) = gw else {
         anyhow::bail!("the stdio bridge needs a Revka daemon");
     };
@@ -338,7 +339,21 @@ async fn measure_bridge(
             wall: own.wall,
         },
     };
-    Ok((row, own.tree.as_secs_f64() * 1e6 / calls.max(1) as f64))
+    let per_call = calls.max(1) as f64;
+    let own = Own {
+        cpu_us: own.tree.as_secs_f64() * 1e6 / per_call,
+        runs: own.runs as f64 / per_call,
+    };
+    Ok((row, own))
+}
+
+/// The stdio bridge's own use per call.
+#[derive(Clone, Copy)]
+struct Own {
+    /// CPU µs per call.
+    cpu_us: f64,
+    /// Times a thread of the bridge was put on a CPU, per call.
+    runs: f64,
 }
 
 /// The whole comparison.
@@ -359,7 +374,7 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
     header();
     let mut rows: Vec<Row> = Vec::new();
     // The stdio bridge's own CPU per call, by calls in flight.
-    let mut bridge_own: Vec<(usize, f64)> = Vec::new();
+    let mut bridge_own: Vec<(usize, Own)> = Vec::new();
     for sessions in [1, 8] {
         if on("direct") {
             let row = measure_direct(&echo, sessions, warmup, secs).await?;
@@ -421,7 +436,8 @@ pub async fn run(secs: Duration, targets: &[String]) -> anyhow::Result<()> {
         };
         if let Some(&(_, own)) = bridge_own.iter().find(|(s, _)| *s == sessions) {
             let mut line = format!(
-                "{sessions} in flight: the stdio bridge used {own:.1} CPU µs per call of its own"
+                "{sessions} in flight: the stdio bridge used {:.1} CPU µs per call of its own ({:.2} runs/call)",
+                own.cpu_us, own.runs
             );
             if let (Some(http), Some(stdio)) = (find("revka"), find("revka stdio")) {
                 line.push_str(&format!(

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use reqwest::StatusCode;
 use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_actors::mcp::sse::{SseError, SseParser};
@@ -191,8 +192,18 @@ impl RequestTask {
         let mut answered = false;
         let mut done = false;
         let mut oversized = false;
+        // Whether every chunk so far was whole events read by `whole_events` (the parser has
+        // seen nothing): then the next one may be too.
+        let mut pristine = true;
+        let mut fast_chunks = 0u64;
         loop {
-            let chunk = match tokio::time::timeout(STREAM_IDLE, answer.chunk()).await {
+            // A chunk that is already there (a short call's whole answer comes with its head)
+            // is taken without arming the idle timer.
+            let next = match answer.chunk().now_or_never() {
+                Some(next) => Ok(next),
+                None => tokio::time::timeout(STREAM_IDLE, answer.chunk()).await,
+            };
+            let chunk = match next {
                 Ok(Ok(Some(chunk))) => chunk,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) if !answered => return Outcome::Broken(error_text(&e)),
@@ -202,6 +213,29 @@ impl RequestTask {
                 }
                 Ok(Err(_)) | Err(_) => break,
             };
+            if pristine && let Some(events) = whole_events(&chunk) {
+                for (name, data) in events {
+                    match name {
+                        Some(b"done") => done = true,
+                        None | Some(b"message") => {
+                            if !answered && is_response(&data) {
+                                answered = true;
+                                self.reply.answer(&self.out, data).await;
+                            } else {
+                                self.out.send(data).await;
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+                fast_chunks += 1;
+                continue;
+            }
+            if pristine && fast_chunks > 0 {
+                // Past the stream's start: a byte-order mark here is not one to skip.
+                parser.push(b"\n");
+            }
+            pristine = false;
             parser.push(&chunk);
             while let Some(event) = parser.next_event() {
                 let event = match event {
@@ -246,6 +280,52 @@ impl RequestTask {
         }
         Outcome::Broken("the answer stream ended early".into())
     }
+}
+
+/// One event of an answer: its name (`None` for the default) and its data.
+pub(super) type Event<'a> = (Option<&'a [u8]>, Bytes);
+
+/// The events of `chunk` when it holds whole events in the daemon's plain form, as slices of
+/// it (no copy): `event:` and single `data:` lines and comments, LF line ends, no byte-order
+/// mark (a line starting with one is no field), valid UTF-8, ending with a blank line. `None`
+/// for anything else, which then goes through the full [`SseParser`].
+pub(super) fn whole_events(chunk: &Bytes) -> Option<Vec<Event<'_>>> {
+    if !chunk.ends_with(b"\n\n") || chunk.contains(&b'\r') {
+        return None;
+    }
+    std::str::from_utf8(chunk).ok()?;
+    let mut events = Vec::new();
+    let mut name: Option<&[u8]> = None;
+    let mut data: Option<Bytes> = None;
+    let mut at = 0;
+    while at < chunk.len() {
+        let end = at + chunk[at..].iter().position(|&b| b == b'\n')?;
+        let line = &chunk[at..end];
+        if line.is_empty() {
+            if let Some(data) = data.take() {
+                events.push((name, data));
+            }
+            name = None;
+        } else if let Some(value) = field(line, b"data") {
+            if data.is_some() || value.len() > MAX_ANSWER {
+                return None;
+            }
+            let start = end - value.len();
+            data = Some(chunk.slice(start..end));
+        } else if let Some(value) = field(line, b"event") {
+            name = Some(value).filter(|v| !v.is_empty());
+        } else if line[0] != b':' {
+            return None;
+        }
+        at = end + 1;
+    }
+    Some(events)
+}
+
+/// The value of the SSE field `name` on `line` (one space after the colon stripped).
+fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let value = line.strip_prefix(name)?.strip_prefix(b":")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
 }
 
 /// Why [`read_capped`] failed.

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
@@ -65,13 +65,17 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `request` (its `Host` is set here) and returns the answer's head; its body is read
-    /// from the [`Answer`].
+    /// `127.0.0.1:<port>`: the `Host` its requests must carry.
+    pub(super) fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Sends `request` (whose headers include [`Pool::host`]) and returns the answer's head; its
+    /// body is read from the [`Answer`].
     pub(super) async fn send(
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Answer, PostError> {
-        request.headers_mut().insert(HOST, self.host.clone());
         loop {
             let pooled = self.idle().pop();
             let fresh = pooled.is_none();

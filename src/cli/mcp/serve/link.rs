@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Uri};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
+};
 use serde_json::json;
 
 use super::http1::{Answer, Pool, PostError};
@@ -54,6 +56,8 @@ pub(super) struct Link {
     pub(super) auth: HeaderValue,
     /// The session id as the `X-Revka-Session` value.
     pub(super) session: HeaderValue,
+    /// The headers of every POST, made once: cloning them costs less than building them.
+    headers: HeaderMap,
 }
 
 impl Link {
@@ -141,9 +145,17 @@ impl Link {
             .map_err(|_| refused("the session id is not a valid header value".into()))?;
         tracing::debug!(generation, url = %doc.url, "session opened");
         let path = Uri::try_from(mcp.path()).unwrap_or_else(|_| Uri::from_static("/mcp"));
+        let pool = Pool::new(addr);
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(HOST, pool.host().clone());
+        headers.insert(AUTHORIZATION, auth.clone());
+        headers.insert(SESSION_HEADER, session.clone());
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, POST_ACCEPT);
         Ok(Link {
             generation,
-            pool: Pool::new(addr),
+            pool,
+            headers,
             path,
             mcp,
             base,
@@ -173,11 +185,7 @@ impl Link {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.path.clone();
-        let headers = request.headers_mut();
-        headers.insert(AUTHORIZATION, self.auth.clone());
-        headers.insert(SESSION_HEADER, self.session.clone());
-        headers.insert(CONTENT_TYPE, JSON);
-        headers.insert(ACCEPT, POST_ACCEPT);
+        *request.headers_mut() = self.headers.clone();
         request
     }
 

@@ -51,10 +51,19 @@ impl Bridge {
         config: BridgeConfig,
         input: Input,
         output: OutputStream,
-        shutdown: impl Future<Output = ()>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let (out, rx) = Output::new();
+        // Stdout closing and the shutdown future both cancel `gone`: the loop below polls one
+        // token, not the signal streams, each time it wakes.
         let gone = CancellationToken::new();
+        let stop = gone.clone();
+        let signals = tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        });
         let writer = tokio::spawn(io::write_lines(output, rx, gone.clone()));
         let (up, lost) = Upstream::new(config, out.clone());
         let up = Arc::new(up);
@@ -70,7 +79,6 @@ impl Bridge {
         // Boxed, not pinned on the stack: it holds the upstream (and with it a sender of the
         // output queue), so it must be dropped before the writer can finish.
         let mut keeper = Box::pin(keeper(up.clone(), lost));
-        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 line = reader.next_line() => match line {
@@ -87,10 +95,10 @@ impl Bridge {
                 },
                 Some(_) = relay.tasks.join_next(), if !relay.tasks.is_empty() => {}
                 () = &mut keeper => {}
-                () = &mut shutdown => break,
                 () = gone.cancelled() => break,
             }
         }
+        signals.abort();
         relay.tasks.abort_all();
         while relay.tasks.join_next().await.is_some() {}
         drop(relay);
@@ -244,7 +252,8 @@ impl Relay {
                 serial,
             },
         };
-        let abort = self.tasks.spawn(task.run());
+        // Boxed: the task's future is large, and the spawn would copy it several times.
+        let abort = self.tasks.spawn(Box::pin(task.run()));
         if let Some(entry) = lock(&self.inflight)
             .get_mut(&key)
             .filter(|e| e.serial == serial)

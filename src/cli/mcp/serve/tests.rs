@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use self::fake::Fake;
-use super::answer::is_response;
+use super::answer::{is_response, whole_events};
 use super::{Bridge, BridgeConfig};
 
 /// Every wait of these tests: generous, so only a lost message fails them.
@@ -461,5 +461,63 @@ fn responses_are_told_from_notifications_and_requests() {
         (r#"{ "jsonrpc": "2.0", "method": "x" }"#, false),
     ] {
         assert_eq!(is_response(message.as_bytes()), response, "{message}");
+    }
+}
+
+/// The answer's fast path reads exactly what the full SSE parser reads, or declines.
+#[test]
+fn the_fast_path_of_an_answer_reads_what_the_sse_parser_reads_or_declines() {
+    use bytes::Bytes;
+    use revka_actors::mcp::sse::SseParser;
+
+    let full = |chunk: &[u8]| {
+        let mut parser = SseParser::new(1 << 20);
+        parser.push(chunk);
+        let mut events = Vec::new();
+        while let Some(Ok(e)) = parser.next_event() {
+            events.push((e.event, e.data));
+        }
+        events
+    };
+    let taken = [
+        "event: message\ndata: {\"id\":1}\n\n",
+        "data: {\"a\":1}\n\nevent: done\ndata: {}\n\n",
+        ": keep-alive\n\ndata:no-space\n\n",
+        "event:\ndata: x\n\n",
+        "data: é\n\n",
+    ];
+    for text in taken {
+        let chunk = Bytes::from(text);
+        let fast = whole_events(&chunk).unwrap_or_else(|| panic!("declined {text:?}"));
+        let fast: Vec<_> = fast
+            .into_iter()
+            .map(|(name, data)| {
+                let name = name.map(|n| String::from_utf8(n.to_vec()).unwrap());
+                (name, String::from_utf8(data.to_vec()).unwrap())
+            })
+            .collect();
+        let mut slow = full(text.as_bytes());
+        for (name, _) in &mut slow {
+            if name.as_deref() == Some("") {
+                *name = None;
+            }
+        }
+        assert_eq!(fast, slow, "{text:?}");
+    }
+    let declined: [&[u8]; 7] = [
+        b"data: a\n",               // not a whole event
+        b"data: a\r\n\r\n",         // CR line ends
+        b"data: a\ndata: b\n\n",    // two data lines
+        b"id: 7\ndata: a\n\n",      // a field it does not read
+        b"\xEF\xBB\xBFdata: a\n\n", // a byte-order mark
+        b"data: \xFF\n\n",          // not UTF-8
+        b"retry: 10\n\n",           // a field it does not read
+    ];
+    for chunk in declined {
+        assert!(
+            whole_events(&Bytes::copy_from_slice(chunk)).is_none(),
+            "{:?}",
+            String::from_utf8_lossy(chunk)
+        );
     }
 }
