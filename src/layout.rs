@@ -1,6 +1,6 @@
 //! The crate's layout rule, checked: the faces do not import each other.
 //!
-//! The MCP server (`mcp_server`, `root/mcp_http`) and the gateway (`gateway`, `root/gateway`)
+//! The MCP server (`mcp_http`, `root/mcp_http`) and the gateway (`gateway`, `root/gateway`)
 //! are two faces of the daemon, and `tools` is the registry the MCP server serves. Each depends
 //! on the shared plumbing (`http`, `auth`, `health`) and on `tree`, never on another face: the
 //! MCP server never names the gateway, the gateway never names the MCP server, and the tools
@@ -16,16 +16,16 @@ use std::path::{Path, PathBuf};
 
 /// Which module may not name which.
 const FORBIDDEN: &[(&str, &str)] = &[
-    ("mcp_server", "gateway"),
-    ("gateway", "mcp_server"),
+    ("mcp_http", "gateway"),
+    ("gateway", "mcp_http"),
     ("tools", "gateway"),
-    ("tools", "mcp_server"),
+    ("tools", "mcp_http"),
 ];
 
 /// Files allowed to name a module they otherwise may not: (file, module, why).
 const EXCEPTIONS: &[(&str, &str, &str)] = &[(
     "src/gateway/tests/listener.rs",
-    "mcp_server",
+    "mcp_http",
     "test code only: the proxy's end-to-end tests serve the real MCP server listener behind \
      the gateway (in the daemon the proxy reaches it over HTTP, through mcp.json)",
 )];

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::plan::{McpPlan, ServerPlan, invalid_server_policy};
 use crate::config::{self, Config, ConfigError, DaemonPlan};
-use crate::servers::invalid_server_child;
+use crate::mcp_servers::invalid_server_child;
 use crate::tree::Services;
 
 /// How long `POST /api/reload` (and so `revka reload`) waits for its reload. A reload stops

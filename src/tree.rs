@@ -37,7 +37,7 @@ use crate::config::{Config, DaemonPlan};
 use crate::sidecars::SidecarServices;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
-use crate::{mcp_server, servers};
+use crate::{mcp_http, mcp_servers};
 
 /// The current configuration and its plan: swapped together by a live reload, read at use
 /// time.
@@ -143,7 +143,7 @@ impl Services {
         let plan = DaemonPlan::new(&config, home);
         let hub = McpHub::new();
         let mut tools = ToolRegistry::new(hub.clone(), plan.mcp.deferred_loading);
-        let http = servers::http_client();
+        let http = mcp_servers::http_client();
         let operator = operator_template(&plan, &http);
         if operator.is_none() && plan.operator.enabled {
             let reason = format!(
@@ -249,16 +249,16 @@ fn child_spec(services: &Services, node: &NodePlan) -> anyhow::Result<ChildSpec>
         NodeKind::Progress => progress_spec(services.sessions.progress().clone(), node.policy),
         NodeKind::Listener => {
             let listener = match node.id.as_str() {
-                "mcp_http" => mcp_server::listener(services)?,
+                "mcp_http" => mcp_http::listener(services)?,
                 "gateway" => crate::gateway::listener(services)?,
                 other => anyhow::bail!("no listener is called {other}"),
             };
             listener_spec(&node.id, listener, node.policy)
         }
         NodeKind::McpConnection(server) => {
-            servers::connection_child(server, node.policy, &services.hub, &services.http)
+            mcp_servers::connection_child(server, node.policy, &services.hub, &services.http)
         }
-        NodeKind::InvalidServer(invalid) => servers::invalid_server_child(invalid, node.policy),
+        NodeKind::InvalidServer(invalid) => mcp_servers::invalid_server_child(invalid, node.policy),
         NodeKind::SessionManager(process) => {
             services
                 .sidecar

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::mcp_standard::StdSession;
 use crate::harness::{TestDaemon, TestHome, fixture_server, within};
+use crate::mcp_standard::StdSession;
 
 /// A daemon, its home, and its gateway (URL, owner token).
 struct Revka {

@@ -1,5 +1,5 @@
 //! Running a resolved tool to its result: [`ToolRegistry::execute`], the one place a call
-//! leaves the MCP server's framing (`mcp_server::call`) for the tool that answers it.
+//! leaves the MCP server's framing (`mcp_http::call`) for the tool that answers it.
 //!
 //! Every route ends in an MCP tool result, never an error or a panic reaching the caller:
 //! - a **built-in** tool runs in the caller's task, behind a panic guard (a panic is an error

@@ -14,7 +14,7 @@ use super::{Check, OPERATOR_HANDSHAKE_TIMEOUT};
 use crate::cli::remote::{GATEWAY_FILE, Gateway, RemoteError, pid_alive, read_gateway_file};
 use crate::config::Config;
 use crate::http::discovery::{DISCOVERY_FILE, read_discovery_file};
-use crate::servers::{http_client, probe_server};
+use crate::mcp_servers::{http_client, probe_server};
 
 /// The actor path of the session manager's circuit breaker.
 pub const BREAKER_PATH: &str = "root/sidecars/breaker:session_manager";

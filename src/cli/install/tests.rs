@@ -17,7 +17,7 @@ use revka_actors::sidecar::SidecarClient;
 
 use super::{InstallArgs, Layout, Report, Sources, install, run};
 use crate::cli::doctor::{self, Check, DoctorOptions, Status};
-use crate::servers::http_client;
+use crate::mcp_servers::http_client;
 
 fn args() -> InstallArgs {
     InstallArgs {

@@ -21,7 +21,7 @@ use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
 use crate::config::{Config, McpServerConfig, server_spec};
-use crate::servers::{http_client, probe_server};
+use crate::mcp_servers::{http_client, probe_server};
 
 /// The actions that talk to the servers.
 #[derive(Debug)]

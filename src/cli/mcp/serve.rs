@@ -3,7 +3,7 @@
 //! For clients that only spawn stdio servers (`command = "revka", args = ["mcp", "serve",
 //! "--stdio"]`). Part of `revka mcp` ([`super`]); it runs in the client's process tree, not in
 //! the daemon's supervision tree, and holds one session of the daemon's MCP server
-//! ([`crate::mcp_server`]) for as long as the client keeps its stdin open.
+//! ([`crate::mcp_http`]) for as long as the client keeps its stdin open.
 //!
 //! - **Finding the daemon** (`upstream`): `$REVKA_HOME/mcp.json` names the endpoint (it must be
 //!   a loopback `http` URL); `POST /session` with the bridge's working directory mints the

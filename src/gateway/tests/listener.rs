@@ -61,7 +61,7 @@ async fn a_full_session_table_answers_503_with_retry_after_through_the_gateway()
         .issue("test", crate::auth::Role::Operator)
         .unwrap()
         .token;
-    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (mcp, stop_mcp) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     services.mcp_bound.send_replace(Some(mcp));
     let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -102,7 +102,7 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
         .issue("test", crate::auth::Role::Viewer)
         .unwrap()
         .token;
-    let (mcp, stop_mcp) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (mcp, stop_mcp) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     services.mcp_bound.send_replace(Some(mcp));
     let (gateway, stop) = serve(super::super::listener(&services).unwrap()).await;
     let (session, mcp_token) = services

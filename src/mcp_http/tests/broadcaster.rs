@@ -63,7 +63,7 @@ fn progress(i: u64) -> SessionEvent {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_broadcaster_is_restarted_and_an_open_stream_gets_a_reset_then_later_events() {
     let (services, _home) = services(|_| {}).await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     let base = format!("http://{addr}");
     let session: Value = client()
         .post(format!("{base}/session"))

@@ -54,7 +54,7 @@ async fn ping(base: &str, session: &Value) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_closed_after_their_timeouts() {
     let (services, _home) = services(one_second_timeouts).await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
 
     let SlowClients {
         partial_body, idle, ..
@@ -85,7 +85,7 @@ async fn slow_clients_are_closed_after_their_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_stream_outlives_the_read_timeouts() {
     let (services, _home) = services(one_second_timeouts).await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     let base = format!("http://{addr}");
     let (status, _, session) = create_session(&base).await;
     assert_eq!(status, 200, "{session}");
@@ -131,7 +131,7 @@ async fn an_event_stream_outlives_the_read_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_per_source_cap_are_refused() {
     let (services, _home) = services(|c| c.http.max_connections_per_source = 2).await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     let mut first = Raw::connect(addr).await;
     let _second = Raw::connect(addr).await;
     // 127.0.0.2 is another loopback address, but the same source.
@@ -177,7 +177,7 @@ async fn connections_past_the_per_source_cap_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn post_session_at_the_cap_refuses_instead_of_evicting_a_live_session() {
     let (services, _home) = services(|c| c.sessions.max_sessions = 2).await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     let base = format!("http://{addr}");
     let (_, _, a) = create_session(&base).await;
     let (_, _, b) = create_session(&base).await;
@@ -205,7 +205,7 @@ async fn post_session_is_rate_limited_per_source() {
         c.sessions.create_per_minute = 1;
     })
     .await;
-    let (addr, stop) = serve(crate::mcp_server::listener(&services).unwrap()).await;
+    let (addr, stop) = serve(crate::mcp_http::listener(&services).unwrap()).await;
     let base = format!("http://{addr}");
     assert_eq!(create_session(&base).await.0, 200);
     assert_eq!(create_session(&base).await.0, 200);
