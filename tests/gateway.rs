@@ -840,11 +840,18 @@ async fn a_paired_token_cannot_spawn_a_process_unless_paired_as_owner() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(marker.exists(), "the owner's test ran its command");
-    // The roles are listed.
+    // The roles of the gateway tokens are listed; the harness's client token has none.
     let (_, list) = gw.json(gw.get("/api/tokens")).await;
-    let roles: Vec<(&str, &str)> = list
+    let (gateway, client): (Vec<&Value>, Vec<&Value>) = list
         .as_array()
         .unwrap()
+        .iter()
+        .partition(|t| t["kind"] == "gateway");
+    assert!(
+        client.len() == 1 && client[0]["kind"] == "client" && client[0].get("role").is_none(),
+        "{list}"
+    );
+    let roles: Vec<(&str, &str)> = gateway
         .iter()
         .map(|t| (t["label"].as_str().unwrap(), t["role"].as_str().unwrap()))
         .collect();
