@@ -36,9 +36,9 @@ pub mod bearer;
 mod body;
 mod conn;
 pub mod discovery;
-pub mod loopback;
+pub(crate) mod loopback;
 pub mod rate;
-pub mod response;
+pub(crate) mod response;
 pub mod source;
 #[cfg(test)]
 pub(crate) mod testing;
