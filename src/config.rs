@@ -62,7 +62,7 @@ pub(crate) use validate::server::{check_url, tool_filter_problem};
 #[cfg(test)]
 mod tests;
 
-use revka_actors::redact::{self, MASK};
+use revka_mcp::redact::{self, MASK};
 
 pub use env::{EnvLookup, default_config_path, process_env, revka_home, revka_home_with};
 pub use error::{ConfigError, Location};
@@ -91,9 +91,9 @@ impl Config {
     }
 
     /// The config as TOML for people: every header value, and every server `env` value whose
-    /// name looks secret (`revka_actors::redact::is_secret_name`: `TOKEN`, `KEY`, `SECRET`,
+    /// name looks secret (`revka_mcp::redact::is_secret_name`: `TOKEN`, `KEY`, `SECRET`,
     /// `PASSWORD`, ...), is shown as `"***"`; `args` and `url` are shown as written (`${VAR}`
-    /// unexpanded) and masked by the rule logs and introspection use (`revka_actors::redact`).
+    /// unexpanded) and masked by the rule logs and introspection use (`revka_mcp::redact`).
     pub fn display_toml(&self) -> String {
         let mut shown = self.clone();
         for server in &mut shown.mcp.servers {

@@ -2,8 +2,8 @@
 //! library so tests can drive it in-process.
 //!
 //! Revka supervises a fleet of MCP servers and agent sidecars in one OTP-style supervision tree
-//! (the actors live in the `revka-actors` crate) and serves all their tools through one
-//! endpoint.
+//! (the actors live in the `revka-actors` crate, the MCP protocol they speak in `revka-mcp`) and
+//! serves all their tools through one endpoint.
 //!
 //! # Layout
 //!

@@ -38,8 +38,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use revka_actors::mcp::connection::connection_spec;
-use revka_actors::mcp::hub::ServerSpec;
 use revka_actors::supervisor::{start_child, terminate_child, update_child};
+use revka_mcp::spec::ServerSpec;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

@@ -19,7 +19,6 @@ use futures::future::BoxFuture;
 use revka_actors::breaker::{
     BreakerError, BreakerHandle, BreakerRegistry, BreakerState, breaker_spec,
 };
-use revka_actors::mcp::wrapper::json_kind;
 use revka_actors::process::child_spec;
 use revka_actors::retry_queue::{
     Executor, Operation, QueueConfig, RetryQueueHandle, retry_queue_spec,
@@ -29,6 +28,7 @@ use revka_actors::sidecar::{
 };
 use revka_actors::supervisor::{ChildContext, ChildSpec, RestartPolicy};
 use revka_actors::{ActorState, StatusNode};
+use revka_mcp::wrapper::json_kind;
 use serde_json::{Value, json};
 
 use crate::config::plan::SidecarPlan;

@@ -36,14 +36,14 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use revka_actors::mcp::hub::{McpHub, ToolRoute};
-use revka_actors::mcp::naming;
-use revka_actors::mcp::protocol::ProgressUpdate;
-use revka_actors::mcp::search::DeferredTool;
 use revka_actors::session::OPERATOR_SERVER;
 use revka_actors::session::Session;
+use revka_mcp::naming;
+use revka_mcp::protocol::ProgressUpdate;
 use serde_json::Value;
 
 pub use search::ToolSearch;
+use search::engine::DeferredTool;
 
 /// Bare tool names kept eager under deferred loading (seed 002): the agent-lifecycle subset.
 const EAGER_SUFFIXES: [&str; 11] = [

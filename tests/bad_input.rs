@@ -11,8 +11,9 @@
 //! - Config files with wrong types, unknown enum values, negative or out-of-range numbers:
 //!   `config check` and `daemon` exit 64 naming `file:line:column`, the key and the problem.
 //!
-//! The unit-level and property tests of the parsers live next to them in `revka-actors`
-//! (`mcp/{framing,jsonrpc,sse,wrapper}/tests.rs`); coverage-guided fuzz targets are in `fuzz/`.
+//! The unit-level and property tests of the parsers live next to them in `revka-mcp`
+//! (`mcp/src/{framing,jsonrpc,sse,wrapper}/tests.rs`); coverage-guided fuzz targets are in
+//! `fuzz/`.
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use revka_actors::ActorState;
-use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::hub::TransportSpec;
+use revka_mcp::client::CallOptions;
+use revka_mcp::spec::TransportSpec;
 use serde_json::{Value, json};
 
 use crate::harness::{npm_bin, test_cache, try_within, try_within_async, venv_bin};
@@ -164,7 +164,7 @@ impl Drop for HttpEverything {
     }
 }
 
-fn remote(name: &str, transport: TransportSpec) -> revka_actors::mcp::hub::ServerSpec {
+fn remote(name: &str, transport: TransportSpec) -> revka_mcp::spec::ServerSpec {
     let mut spec = stdio(name, "unused", &[]);
     spec.transport = transport;
     spec

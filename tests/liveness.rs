@@ -20,8 +20,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use revka_actors::ActorState;
-use revka_actors::mcp::client::CallOptions;
-use revka_actors::mcp::hub::{PingPolicy, ServerSpec, TransportSpec};
+use revka_mcp::client::CallOptions;
+use revka_mcp::spec::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
 use crate::harness::{

@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
-use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::connection::{connection_spec, probe};
-use revka_actors::mcp::hub::{HubError, McpHub, ServerSpec, TransportSpec};
-use revka_actors::mcp::protocol::Root;
+use revka_actors::mcp::hub::{HubError, McpHub};
 use revka_actors::supervisor::{
     Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor, SupervisorArgs,
     SupervisorMsg,
 };
 use revka_actors::{ActorState, StatusNode};
+use revka_mcp::client::CallOptions;
+use revka_mcp::protocol::Root;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
 use crate::harness::{eventually_async, fixture_server, try_within_async, within_async};
@@ -135,7 +136,7 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
             cwd: None,
         },
         tool_timeout: Duration::from_secs(30),
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,

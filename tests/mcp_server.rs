@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
-use revka_actors::mcp::sse::SseEvent;
+use revka_mcp::sse::SseEvent;
 use serde_json::{Value, json};
 
 use crate::harness::{

@@ -1,7 +1,9 @@
 //! Revka's supervised actors.
 //!
 //! Everything stateful in the daemon is an actor in one supervision tree with OTP semantics;
-//! this crate holds the actors, the daemon crate (`revka`) wires them together.
+//! this crate holds the actors, the daemon crate (`revka`) wires them together. The MCP protocol
+//! they run (messages, transports, the client core, server specs) is the `revka-mcp` crate,
+//! which has no actor runtime.
 //!
 //! # Layout
 //!
@@ -11,10 +13,9 @@
 //!   MCP server and the gateway.
 //! - [`process`]: a supervised OS process in its own process group: stdio hand-off, a bounded
 //!   stderr ring, exit classification, SIGTERM-then-SIGKILL of the whole group, no zombies.
-//! - [`mcp`]: the MCP client protocol layer: JSON-RPC 2.0 messages, newline framing for stdio
-//!   with a bounded line length, and an incremental bounded Server-Sent Events parser.
-//! - [`redact`]: the one rule for showing a server's URL and command line in logs and
-//!   introspection (userinfo, query values and secret-looking argument values masked).
+//! - [`mcp`]: the MCP servers under supervision: the connection actor `mcp:<name>` (process or
+//!   HTTP transport, handshake, liveness probe, restart) and the hub (the registry of servers,
+//!   the merged tool table, the call path).
 //! - [`session`]: MCP-server sessions: the shared table the auth hot path reads, and the
 //!   `temporary` session actors under `root/sessions` (idle expiry, cap, cleanup).
 //! - [`progress`]: the progress broadcaster (`root/progress`): owns the sessions' event
@@ -46,7 +47,6 @@ pub mod process;
 pub mod progress;
 #[cfg(test)]
 mod ractor_patch;
-pub mod redact;
 pub mod retry_queue;
 pub mod session;
 pub mod sidecar;

@@ -172,7 +172,7 @@ pub struct ProcessSpec {
     /// Optional liveness probe, run once ready.
     pub liveness: Option<Liveness>,
     /// The command line logs and status details show (an MCP server's config form, masked);
-    /// `None` shows `program` and `args` masked by [`crate::redact::command_line`].
+    /// `None` shows `program` and `args` masked by [`revka_mcp::redact::command_line`].
     pub shown: Option<String>,
 }
 
@@ -196,11 +196,11 @@ impl ProcessSpec {
     }
 
     /// `program arg…` as logs and status details show it: [`Self::shown`], else the real
-    /// command line with secret-looking values masked ([`crate::redact`]).
+    /// command line with secret-looking values masked ([`revka_mcp::redact`]).
     pub fn command_line(&self) -> String {
         self.shown
             .clone()
-            .unwrap_or_else(|| crate::redact::command_line(&self.program, &self.args))
+            .unwrap_or_else(|| revka_mcp::redact::command_line(&self.program, &self.args))
     }
 }
 

@@ -161,7 +161,7 @@ pub struct Session {
     /// Messages for the client's `GET /mcp` stream and their replay ring (`outbound`).
     outbound: outbound::Outbound,
     /// Set when the client is another Revka that declared federation in its `initialize`
-    /// (`revka_actors::mcp::protocol::declares_federation`): it defers tools on its own side,
+    /// (`revka_mcp::protocol::declares_federation`): it defers tools on its own side,
     /// so this session is served every tool in its scope without deferral. Never unset.
     federated: AtomicBool,
 }

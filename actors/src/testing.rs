@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::mcp::client::{Outgoing, Transport, TransportError};
+use revka_mcp::client::{Outgoing, Transport, TransportError};
 
 /// An in-memory transport that records what an `McpClient` sends; the test plays the server and
 /// answers through the client's `Inbound`.

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
-use revka_actors::mcp::protocol::{parse_initialize_result, parse_tools_page};
-use revka_actors::mcp::wrapper::raw_result_is_error;
+use revka_mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
+use revka_mcp::protocol::{parse_initialize_result, parse_tools_page};
+use revka_mcp::wrapper::raw_result_is_error;
 use serde_json::Value;
 use serde_json::value::RawValue;
 

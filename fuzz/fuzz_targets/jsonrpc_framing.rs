@@ -18,7 +18,7 @@ use std::io;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
-use revka_actors::mcp::framing::{FramingError, LineReader, READ_CHUNK};
+use revka_mcp::framing::{FramingError, LineReader, READ_CHUNK};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Hands out `stream` following the plan, returning `Pending` where it says.

@@ -10,7 +10,7 @@
 #[path = "../common/plan.rs"]
 mod plan;
 
-use revka_actors::mcp::sse::{SseError, SseEvent, SseParser};
+use revka_mcp::sse::{SseError, SseEvent, SseParser};
 
 fn drain(parser: &mut SseParser, out: &mut Vec<Result<SseEvent, SseError>>) {
     while let Some(event) = parser.next_event() {

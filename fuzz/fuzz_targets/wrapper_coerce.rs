@@ -9,8 +9,14 @@
 
 #![no_main]
 
-use revka_actors::mcp::search::{DeferredTool, parse_args, render, search};
-use revka_actors::mcp::wrapper::{coerce, prepare_arguments};
+// `tool_search`'s pure part lives in the daemon crate (src/tools/search/engine.rs); it needs only
+// revka-mcp and serde_json, so it is compiled in here rather than pulling in the daemon.
+#[path = "../../src/tools/search/engine.rs"]
+#[allow(dead_code)]
+mod engine;
+
+use engine::{DeferredTool, parse_args, render, search};
+use revka_mcp::wrapper::{coerce, prepare_arguments};
 use serde_json::{Number, Value, json};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use revka_actors::breaker::BreakerConfig;
-use revka_actors::mcp::hub::{PingPolicy, ServerSpec, ToolFilter, TransportSpec};
-use revka_actors::mcp::protocol::Root;
+use revka_actors::mcp::hub::ToolFilter;
 use revka_actors::retry_queue::{self, QueueConfig};
 use revka_actors::session::{OPERATOR_SERVER, SessionLimits};
 use revka_actors::sidecar::SessionManagerSpec;
 use revka_actors::supervisor::{Intensity, RestartPolicy, RestartType, Shutdown};
+use revka_mcp::protocol::Root;
+use revka_mcp::spec::{PingPolicy, ServerSpec, TransportSpec};
 
 use super::schema::{
     Config, GatewayConfig, HttpConfig, InvalidServer, McpConfig, McpServerConfig, RuntimeConfig,

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use revka_actors::mcp::hub::{PingPolicy, ToolFilter};
-use revka_actors::redact::Shown;
+use revka_actors::mcp::hub::ToolFilter;
 use revka_actors::supervisor::RestartPolicy;
+use revka_mcp::redact::Shown;
+use revka_mcp::spec::PingPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::mcp_server::McpEndpointConfig;
@@ -301,7 +302,7 @@ pub struct McpServerConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_tools: Vec<String>,
     /// `args` and `url` as written, before `${VAR}` expansion: what logs, introspection and
-    /// error messages show (masked by `revka_actors::redact`), so a variable's value never
+    /// error messages show (masked by `revka_mcp::redact`), so a variable's value never
     /// appears there. `None` for an entry built in code. Not a config key.
     #[serde(skip)]
     pub written: Option<WrittenTarget>,
@@ -342,7 +343,7 @@ impl Default for McpServerConfig {
 
 impl McpServerConfig {
     /// The target as logs, introspection and error messages show it: the unexpanded
-    /// [`written`](Self::written) form (else the values), masked by `revka_actors::redact`.
+    /// [`written`](Self::written) form (else the values), masked by `revka_mcp::redact`.
     pub fn shown(&self) -> Shown {
         let args = self.written.as_ref().map_or(&self.args, |w| &w.args);
         let url = self.written.as_ref().map_or(&self.url, |w| &w.url);

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use revka_actors::mcp::hub::PingPolicy;
 use revka_actors::supervisor::{Backoff, Intensity, RestartPolicy, RestartType, Shutdown};
+use revka_mcp::spec::PingPolicy;
 use serde::{Deserialize, Serialize};
 
 /// `[supervisor]`: the default restart policy of every supervised child, and the restart

@@ -30,8 +30,9 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revka_actors::mcp::connection::probe;
-use revka_actors::mcp::hub::{ServerSpec, ToolFilter, TransportSpec};
-use revka_actors::mcp::jsonrpc::{self, ErrorObject, Id};
+use revka_actors::mcp::hub::ToolFilter;
+use revka_mcp::jsonrpc::{self, ErrorObject, Id};
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -531,7 +532,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         name: req.name,
         transport,
         tool_timeout,
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: TEST_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use revka_actors::mcp::sse::{SseEvent, SseParser};
+use revka_mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 

@@ -3,11 +3,11 @@
 //! Part of the shared HTTP plumbing ([`crate::http`]). A browser tricked into resolving
 //! `evil.example` to 127.0.0.1 still sends `Host: evil.example` and
 //! `Origin: http://evil.example`, so on a loopback bind every request must name a loopback
-//! host. The MCP server (`root/mcp_http`) runs [`check_loopback`] on every request (its guard
+//! host. The MCP server (`root/mcp_http`) runs `check_loopback` on every request (its guard
 //! answers 403): a present `Origin` must be a loopback origin; on a public bind
 //! (`[mcp_server] allow_public_bind`), where clients name the machine as they reach it, any
 //! `Host` is taken, and a present `Origin` must still be a loopback one: no web page elsewhere
-//! may call the endpoint. The gateway (`root/gateway`) asks [`is_loopback_host`] of `Host` on a
+//! may call the endpoint. The gateway (`root/gateway`) asks `is_loopback_host` of `Host` on a
 //! loopback bind and holds `Origin` to its own origin instead.
 
 use axum::http::{HeaderMap, header};

@@ -2,9 +2,9 @@
 //! body, and `Connection: close` on a 413.
 //!
 //! Part of the shared HTTP plumbing ([`crate::http`]). The MCP server (`root/mcp_http`) answers
-//! its non-JSON-RPC errors (`/session`, `/health`, unknown routes) with [`error`] and wraps its
-//! router with [`close_on_413`]; the gateway (`root/gateway`) answers every error with
-//! [`error`] and layers [`close_if_body_refused`] on its router.
+//! its non-JSON-RPC errors (`/session`, `/health`, unknown routes) with `error` and wraps its
+//! router with `close_on_413`; the gateway (`root/gateway`) answers every error with
+//! `error` and layers `close_if_body_refused` on its router.
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};

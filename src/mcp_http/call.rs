@@ -20,10 +20,10 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
-use revka_actors::mcp::jsonrpc::{ErrorObject, Id, json_string};
-use revka_actors::mcp::protocol::{ProgressUpdate, tool_error_result};
 use revka_actors::session::{CallGuard, ProgressEvent, Session, SessionEvent};
 use revka_actors::status::rfc3339;
+use revka_mcp::jsonrpc::{ErrorObject, Id, json_string};
+use revka_mcp::protocol::{ProgressUpdate, tool_error_result};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -32,10 +32,11 @@ use super::guard::rpc_error;
 
 /// How long a call may run in the connection's task before its headers are sent.
 const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
+use revka_mcp::wrapper::{ArgumentError, RawArguments, raw_result_is_error};
+
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext, ToolRegistry};
-use revka_actors::mcp::wrapper::{ArgumentError, RawArguments, raw_result_is_error};
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);

@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::{Either, Map};
-use revka_actors::mcp::jsonrpc::{self, ErrorObject, Id};
+use revka_mcp::jsonrpc::{self, ErrorObject, Id};
 use serde_json::{Value, json};
 use tower_service::Service;
 

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use revka_actors::mcp::jsonrpc::Id;
+use revka_mcp::jsonrpc::Id;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
 use tokio::sync::mpsc;

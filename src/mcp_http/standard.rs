@@ -29,9 +29,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Request as RpcRequest};
-use revka_actors::mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
 use revka_actors::session::{ClientBinding, Credential, NewSession, Session, SessionError};
+use revka_mcp::jsonrpc::{ErrorObject, Id, Request as RpcRequest};
+use revka_mcp::protocol::SUPPORTED_PROTOCOL_VERSIONS;
 use serde_json::Value;
 
 use super::client_auth::ClientGrant;

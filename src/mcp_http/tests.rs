@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::mcp::hub::McpHub;
-use revka_actors::mcp::protocol::ProgressUpdate;
 use revka_actors::session::{SessionLimits, Sessions};
 use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_mcp::protocol::ProgressUpdate;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -201,7 +201,7 @@ async fn subscribed() -> (
 fn publish_big(session: &revka_actors::session::Session, n: usize) {
     use revka_actors::session::{ProgressEvent, SessionEvent};
     let big = ProgressEvent {
-        token: revka_actors::mcp::jsonrpc::Id::from(1u64),
+        token: revka_mcp::jsonrpc::Id::from(1u64),
         progress: json!(1),
         total: None,
         message: Some("x".repeat(8 * 1024)),

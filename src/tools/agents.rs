@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use revka_actors::mcp::protocol::ProgressUpdate;
+use revka_mcp::protocol::ProgressUpdate;
 use serde_json::{Value, json};
 
 use super::{BuiltinTool, ToolContext, ToolRegistry};

@@ -19,10 +19,10 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
-use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::hub::{MAX_CALL, McpHub};
-use revka_actors::mcp::protocol::tool_error_result;
-use revka_actors::mcp::wrapper::{Arguments, RawArguments};
+use revka_mcp::client::CallOptions;
+use revka_mcp::protocol::tool_error_result;
+use revka_mcp::wrapper::{Arguments, RawArguments};
 use serde_json::Value;
 use serde_json::value::RawValue;
 

@@ -4,12 +4,17 @@
 //! matching terms. The answer is a `<functions>` block with each tool's full schema, plus a
 //! `Not found:` line for names that matched nothing. A scoped session searches, and so can
 //! activate, only the tools of its scope.
+//!
+//! [`engine`] is the pure part (arguments, `select:` and keyword search, the `<functions>`
+//! block); this module runs it over a session's tools and activates what it returns.
+
+pub(crate) mod engine;
 
 use futures::future::BoxFuture;
-use revka_actors::mcp::search::{self, DeferredTool};
 use revka_actors::session::SessionEvent;
 use serde_json::{Value, json};
 
+use self::engine::{self as search, DeferredTool};
 use super::{BuiltinTool, ToolContext};
 
 /// The `tool_search` built-in tool.

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use ractor::Actor;
 use revka_actors::StatusNode;
-use revka_actors::mcp::client::{Inbound, McpClient, Outgoing, Transport, TransportError};
-use revka_actors::mcp::hub::{McpHub, ServerSpec, TransportSpec};
-use revka_actors::mcp::protocol::ServerHello;
+use revka_actors::mcp::hub::McpHub;
 use revka_actors::session::{SessionLimits, Sessions};
 use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_mcp::client::{Inbound, McpClient, Outgoing, Transport, TransportError};
+use revka_mcp::protocol::ServerHello;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use serde_json::json;
 
 use super::*;
@@ -44,7 +45,7 @@ fn add_server(hub: &McpHub, server: &str, instructions: Option<&str>, tools: &[(
             cwd: None,
         },
         tool_timeout: Duration::from_secs(1),
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(1),
         roots: vec![],
         reset_timeout_on_progress: false,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use revka_actors::mcp::sse::{SseEvent, SseParser};
+use revka_mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
 use super::{TestDaemon, TestHome, eventually_async, fixture_server};

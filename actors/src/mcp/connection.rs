@@ -28,11 +28,11 @@ use tokio::task::JoinHandle;
 
 use connect::Connected;
 pub use connect::{ProbeReport, probe};
-pub use liveness::PingPolicy;
 use liveness::{ProbeStatus, Unresponsive};
+use revka_mcp::client::{ClientEvent, McpClient};
+use revka_mcp::spec::ServerSpec;
 
-use super::client::{ClientEvent, McpClient};
-use super::hub::{McpHub, ServerEntry, ServerSpec};
+use super::hub::{McpHub, ServerEntry};
 use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
@@ -310,7 +310,7 @@ impl Actor for McpConnection {
 
 fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
     let spec = entry.spec();
-    // The config's unexpanded form, masked: never a secret's value (see `crate::redact`).
+    // The config's unexpanded form, masked: never a secret's value (see `revka_mcp::redact`).
     let target = spec.shown().to_json();
     let hello = entry.hello();
     let client = entry.client();

@@ -24,109 +24,17 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use revka_mcp::client::{CallError, CallOptions, McpClient};
+use revka_mcp::naming;
+use revka_mcp::protocol::ServerHello;
+use revka_mcp::spec::ServerSpec;
+use revka_mcp::wrapper::{self, Arguments};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use super::client::{CallError, CallOptions, McpClient};
-pub use super::connection::PingPolicy;
-use super::naming;
-use super::protocol::{Root, ServerHello};
-use super::wrapper::{self, Arguments};
-use crate::redact::Shown;
 use crate::status::{ActorState, StatusNode};
-
-/// How to reach one server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportSpec {
-    /// A child process speaking newline-delimited JSON-RPC on stdio.
-    Stdio {
-        /// Program.
-        command: String,
-        /// Arguments.
-        args: Vec<String>,
-        /// Environment overrides.
-        env: Vec<(String, String)>,
-        /// Working directory.
-        cwd: Option<std::path::PathBuf>,
-    },
-    /// Streamable HTTP.
-    Http {
-        /// Endpoint URL.
-        url: String,
-        /// Headers sent on every request.
-        headers: Vec<(String, String)>,
-    },
-    /// Legacy HTTP+SSE.
-    Sse {
-        /// The SSE stream URL.
-        url: String,
-        /// Headers sent on every request.
-        headers: Vec<(String, String)>,
-    },
-    /// A well-known discovery document naming the endpoint.
-    Url {
-        /// The document URL.
-        url: String,
-        /// Headers sent on every request.
-        headers: Vec<(String, String)>,
-    },
-}
-
-impl TransportSpec {
-    /// `stdio`, `http`, `sse` or `url`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Stdio { .. } => "stdio",
-            Self::Http { .. } => "http",
-            Self::Sse { .. } => "sse",
-            Self::Url { .. } => "url",
-        }
-    }
-
-    /// The target as logs and introspection show it, from these (expanded) values, masked by
-    /// [`crate::redact`]'s rule; the fallback of [`ServerSpec::shown`].
-    pub fn shown(&self) -> Shown {
-        match self {
-            Self::Stdio { command, args, .. } => Shown::command(command, args),
-            Self::Http { url, .. } | Self::Sse { url, .. } | Self::Url { url, .. } => {
-                Shown::url(url)
-            }
-        }
-    }
-}
-
-/// One external server, as the connection actor runs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerSpec {
-    /// Server name; the `<name>__` prefix of its tools.
-    pub name: String,
-    /// How to reach it.
-    pub transport: TransportSpec,
-    /// Per-call timeout (capped at 600 s by the config layer).
-    pub tool_timeout: Duration,
-    /// The liveness probe: how often a silent server is pinged, and how many failed pings in
-    /// a row make it unresponsive. Applies live (a reload changes it without a reconnect).
-    pub ping: PingPolicy,
-    /// Connect + initialize + tools/list timeout.
-    pub handshake_timeout: Duration,
-    /// Roots announced to the server.
-    pub roots: Vec<Root>,
-    /// Restart a call's timeout on each progress notification (capped at 600 s in total).
-    pub reset_timeout_on_progress: bool,
-    /// What logs and introspection show of the target: the config's unexpanded form
-    /// (`${API_KEY}`, not its value), masked. `None` (a spec built in code) shows the
-    /// transport's own values, masked the same way.
-    pub shown: Option<Shown>,
-}
-
-impl ServerSpec {
-    /// The target as logs and introspection show it (see [`ServerSpec::shown`](Self::shown)).
-    pub fn shown(&self) -> Shown {
-        self.shown.clone().unwrap_or_else(|| self.transport.shown())
-    }
-}
 
 /// Which of a server's tools the hub registers: its config entry's `allowed_tools` and
 /// `denied_tools`. Patterns name the server's own tool names (before the `<server>__` prefix);
@@ -821,6 +729,8 @@ fn input_schema(def: &Value) -> &Value {
 
 #[cfg(test)]
 mod tests {
+    use revka_mcp::spec::{PingPolicy, TransportSpec};
+
     use super::*;
 
     fn spec(name: &str) -> Arc<ServerSpec> {

@@ -39,7 +39,7 @@ async fn tree() -> (Arc<Sessions>, StatusNode, Vec<ActorRef<SupervisorMsg>>) {
 
 fn progress(i: u64) -> SessionEvent {
     SessionEvent::Progress(ProgressEvent {
-        token: crate::mcp::jsonrpc::Id::from(1u64),
+        token: revka_mcp::jsonrpc::Id::from(1u64),
         progress: serde_json::json!(i),
         total: None,
         message: None,

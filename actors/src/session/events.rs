@@ -12,11 +12,11 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
+use revka_mcp::jsonrpc::Id;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::mcp::jsonrpc::Id;
 use crate::progress::Progress;
 
 /// Events buffered per session before slow subscribers start losing them.

@@ -19,16 +19,15 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
+use revka_mcp::client::{CallOptions, McpClient};
+use revka_mcp::naming;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
+use revka_mcp::wrapper::Arguments;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::mcp::client::{CallOptions, McpClient};
 use crate::mcp::connection::connection_spec;
-use crate::mcp::hub::{
-    HubError, McpHub, ServerEntry, ServerSpec, ToolsListener, TransportSpec, effective_options,
-};
-use crate::mcp::naming;
-use crate::mcp::wrapper::Arguments;
+use crate::mcp::hub::{HubError, McpHub, ServerEntry, ToolsListener, effective_options};
 use crate::status::StatusNode;
 use crate::supervisor::{
     Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorMsg,

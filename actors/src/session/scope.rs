@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 
+use revka_mcp::naming::MAX_NAME_LEN;
 use serde::{Deserialize, Serialize};
 
 use crate::mcp::hub::{PatternError, check_pattern, pattern_matches};
-use crate::mcp::naming::MAX_NAME_LEN;
 
 /// Patterns in one scope at most.
 pub const MAX_SCOPE_PATTERNS: usize = 64;

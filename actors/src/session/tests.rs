@@ -239,7 +239,7 @@ async fn events_fan_out_and_slow_subscribers_lag() {
     let total = events::EVENT_BUFFER + 10;
     for i in 0..total {
         s.publish(SessionEvent::Progress(ProgressEvent {
-            token: crate::mcp::jsonrpc::Id::from(1u64),
+            token: revka_mcp::jsonrpc::Id::from(1u64),
             progress: serde_json::json!(i),
             total: None,
             message: None,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use revka_actors::mcp::connection::probe;
-use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
 use revka_actors::sidecar::SidecarClient;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use serde_json::Value;
 
 use super::{Check, OPERATOR_HANDSHAKE_TIMEOUT};
@@ -167,7 +167,7 @@ pub async fn operator_handshake(config: &Config, home: &Path) -> Check {
             cwd: op.mcp_path.parent().map(Path::to_path_buf),
         },
         tool_timeout: op.tool_timeout(),
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: OPERATOR_HANDSHAKE_TIMEOUT,
         roots: Vec::new(),
         reset_timeout_on_progress: false,

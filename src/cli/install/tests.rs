@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use revka_actors::mcp::connection::probe;
-use revka_actors::mcp::hub::{ServerSpec, TransportSpec};
 use revka_actors::sidecar::SidecarClient;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 
 use super::{InstallArgs, Layout, Report, Sources, install, run};
 use crate::cli::doctor::{self, Check, DoctorOptions, Status};
@@ -389,7 +389,7 @@ async fn slow_real_install_doctor_and_idempotence() {
             cwd: None,
         },
         tool_timeout: Duration::from_secs(30),
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(30),
         roots: Vec::new(),
         reset_timeout_on_progress: false,

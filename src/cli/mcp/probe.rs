@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use revka_actors::mcp::client::CallOptions;
 use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::{HubError, McpHub};
-use revka_actors::mcp::protocol::ProgressUpdate;
-use revka_actors::mcp::wrapper::result_is_error;
 use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
 use revka_actors::{ActorState, StatusNode};
+use revka_mcp::client::CallOptions;
+use revka_mcp::protocol::ProgressUpdate;
+use revka_mcp::wrapper::result_is_error;
 use serde_json::{Value, json};
 
 use crate::config::{Config, McpServerConfig, server_spec};

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use revka_actors::mcp::hub::{PingPolicy, TransportSpec};
 use revka_actors::supervisor::{Intensity, RestartType, Shutdown, Strategy};
+use revka_mcp::spec::{PingPolicy, TransportSpec};
 
 use super::{DaemonPlan, NodeKind, SUPERVISOR_SHUTDOWN};
 use crate::config::{Config, parse};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use revka_actors::mcp::hub::{PingPolicy, ServerSpec};
 use revka_actors::supervisor::{Backoff, Intensity, RestartPolicy, RestartType, Shutdown};
+use revka_mcp::spec::{PingPolicy, ServerSpec};
 
 use super::*;
 use crate::config::{DaemonPlan, server_spec};

@@ -130,7 +130,7 @@ async fn a_websocket_relay_outlives_the_read_timeouts() {
         idle.until_closed(CLOSE_BOUND, "an idle connection").await;
     }
     session.publish(SessionEvent::Progress(ProgressEvent {
-        token: revka_actors::mcp::jsonrpc::Id::from("t"),
+        token: revka_mcp::jsonrpc::Id::from("t"),
         progress: serde_json::json!(1),
         total: None,
         message: Some("still relaying".into()),

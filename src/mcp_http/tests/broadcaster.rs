@@ -51,7 +51,7 @@ impl Frames {
 
 fn progress(i: u64) -> SessionEvent {
     SessionEvent::Progress(ProgressEvent {
-        token: revka_actors::mcp::jsonrpc::Id::from("t"),
+        token: revka_mcp::jsonrpc::Id::from("t"),
         progress: json!(i),
         total: None,
         message: None,

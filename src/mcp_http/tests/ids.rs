@@ -109,7 +109,7 @@ impl BuiltinTool for Waits {
     fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
         let release = self.0.clone();
         Box::pin(async move {
-            (ctx.progress)(revka_actors::mcp::protocol::ProgressUpdate {
+            (ctx.progress)(revka_mcp::protocol::ProgressUpdate {
                 progress: json!(0),
                 total: None,
                 message: None,

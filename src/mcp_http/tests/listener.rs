@@ -107,7 +107,7 @@ async fn an_event_stream_outlives_the_read_timeouts() {
     }
     let live = services.sessions.get(id).expect("the session is alive");
     live.publish(SessionEvent::Progress(ProgressEvent {
-        token: revka_actors::mcp::jsonrpc::Id::from("t"),
+        token: revka_mcp::jsonrpc::Id::from("t"),
         progress: json!(1),
         total: None,
         message: Some("still streaming".into()),

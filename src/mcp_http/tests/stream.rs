@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use revka_actors::mcp::sse::{SseEvent, SseParser};
 use revka_actors::session::{OUTBOUND_EVENTS, SessionEvent, SessionLimits, TOOLS_LIST_CHANGED};
+use revka_mcp::sse::{SseEvent, SseParser};
 use serde_json::Value;
 
 use super::standard::{Standard, TOKEN_A, TOKEN_B};

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use revka_actors::mcp::hub::MAX_CALL;
-use revka_actors::mcp::wrapper::RawArguments;
+use revka_mcp::wrapper::RawArguments;
 use serde_json::value::RawValue;
 
 use super::*;
@@ -168,7 +168,7 @@ async fn an_external_tool_goes_to_its_server_with_its_progress() {
             cwd: None,
         },
         tool_timeout: Duration::from_secs(5),
-        ping: revka_actors::mcp::hub::PingPolicy::OFF,
+        ping: revka_mcp::spec::PingPolicy::OFF,
         handshake_timeout: Duration::from_secs(1),
         roots: vec![],
         reset_timeout_on_progress: false,

@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef};
+use revka_mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Transport};
+use revka_mcp::http::is_not_streamable;
+use revka_mcp::jsonrpc::ErrorObject;
+use revka_mcp::protocol::{
+    ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
+};
+use revka_mcp::spec::{ServerSpec, TransportSpec};
+use revka_mcp::stdio::{StdioIo, StdioTransport};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{ConnectionArgs, ConnectionMsg, McpError, spawn_process};
-use crate::mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Transport};
-use crate::mcp::http::is_not_streamable;
-use crate::mcp::hub::{ServerSpec, TransportSpec};
-use crate::mcp::jsonrpc::ErrorObject;
-use crate::mcp::protocol::{
-    ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
-};
-use crate::mcp::stdio::StdioTransport;
-use crate::process::{ExitInfo, ProcessMsg, ProcessSpec, StdioMode};
+use crate::process::{ChildIo, ExitInfo, ProcessMsg, ProcessSpec, StdioMode};
 use crate::status::{ActorState, StatusNode};
 
 /// `tools/list` pages read before giving up on a server that never ends its list.
@@ -106,7 +106,8 @@ async fn connect_with(
                 .set_state(ActorState::Running);
             let exit = io.exit.clone();
             let (inbound, events) = Inbound::at(&spec.name, node.path(), spec.roots.clone());
-            let transport: Arc<dyn Transport> = StdioTransport::start(io, inbound.clone());
+            let transport: Arc<dyn Transport> =
+                StdioTransport::start(stdio_io(io), inbound.clone());
             let opened = Opened {
                 client: Arc::new(McpClient::new(inbound, transport.clone())),
                 transport,
@@ -117,6 +118,28 @@ async fn connect_with(
             attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
         }
         _ => super::remote::connect(spec, http, node.path(), deadline).await,
+    }
+}
+
+/// What the stdio transport takes of a started child: its pipes, and its exit as a future of
+/// how it ended (`exited with status 1 (stderr: …)`), read when the process actor publishes the
+/// exit; `None` if the process actor goes away without one.
+fn stdio_io(io: ChildIo) -> StdioIo {
+    let ChildIo {
+        pid,
+        stdin,
+        stdout,
+        mut exit,
+        stderr,
+    } = io;
+    StdioIo {
+        pid,
+        stdin: Box::new(stdin),
+        stdout: Box::new(stdout),
+        exit: Box::pin(async move {
+            let _ = exit.wait_for(Option::is_some).await;
+            ChildIo::describe_exit(&exit, &stderr)
+        }),
     }
 }
 

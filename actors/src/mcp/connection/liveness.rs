@@ -24,49 +24,12 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use revka_mcp::client::{CallError, McpClient};
+use revka_mcp::spec::PingPolicy;
 use serde_json::{Value, json};
 
-use crate::mcp::client::{CallError, McpClient};
 use crate::mcp::hub::ServerEntry;
 use crate::status::rfc3339;
-
-/// The longest a ping may take to be answered, whatever the interval.
-pub const MAX_PING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How a connection probes its server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PingPolicy {
-    /// A server not heard from for this long is pinged; zero turns the probe off.
-    pub interval: Duration,
-    /// Failed pings in a row that make the server unresponsive; zero turns the probe off.
-    pub failures: u32,
-}
-
-impl PingPolicy {
-    /// No probe.
-    pub const OFF: Self = Self {
-        interval: Duration::ZERO,
-        failures: 0,
-    };
-
-    /// The defaults of `[supervisor]`: every 30 s, unresponsive after 3 failed pings.
-    pub const fn standard() -> Self {
-        Self {
-            interval: Duration::from_secs(30),
-            failures: 3,
-        }
-    }
-
-    /// Whether the probe is off.
-    pub fn is_off(&self) -> bool {
-        self.interval.is_zero() || self.failures == 0
-    }
-
-    /// How long one ping may wait for its answer: the interval, at most [`MAX_PING_TIMEOUT`].
-    pub fn timeout(&self) -> Duration {
-        self.interval.min(MAX_PING_TIMEOUT)
-    }
-}
 
 /// What the probe found: the server did not answer `failures` pings in a row.
 #[derive(Debug, Clone, PartialEq, Eq)]

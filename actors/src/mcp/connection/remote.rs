@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
+use revka_mcp::client::{Inbound, McpClient, Transport, TransportError};
+use revka_mcp::http::{self, HttpEndpoint, StreamableHttp};
+use revka_mcp::redact;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use tokio::time::Instant;
 
 use super::connect::{Opened, attempt};
 use super::{Connected, McpError};
-use crate::mcp::client::{Inbound, McpClient, Transport, TransportError};
-use crate::mcp::http::{self, HttpEndpoint, StreamableHttp};
-use crate::mcp::hub::{ServerSpec, TransportSpec};
-use crate::redact;
 
 /// Connects to a remote server and runs the handshake.
 pub(super) async fn connect(

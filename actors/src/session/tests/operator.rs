@@ -9,15 +9,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
+use revka_mcp::client::{CallOptions, Inbound, McpClient, Outgoing, Transport, TransportError};
+use revka_mcp::protocol::ServerHello;
+use revka_mcp::spec::{PingPolicy, ServerSpec, TransportSpec};
+use revka_mcp::wrapper::Arguments;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::*;
 use crate::ActorState;
-use crate::mcp::client::{CallOptions, Inbound, McpClient, Outgoing, Transport, TransportError};
-use crate::mcp::hub::{McpHub, PingPolicy, ServerSpec, ToolsListener, TransportSpec};
-use crate::mcp::protocol::ServerHello;
-use crate::mcp::wrapper::Arguments;
+use crate::mcp::hub::{McpHub, ToolsListener};
 use crate::session::operator::operator_client;
 
 /// Counts the wake-ups of a future polled by hand: a waiter that polls would be woken by its

@@ -23,8 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use reqwest::StatusCode;
-use revka_actors::mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
-use revka_actors::mcp::sse::{SseError, SseParser};
+use revka_mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
+use revka_mcp::sse::{SseError, SseParser};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Slot;
@@ -179,7 +179,7 @@ impl RequestTask {
             let text: String = text.chars().take(300).collect();
             ErrorObject::internal_error(format!("the Revka daemon answered HTTP {status}: {text}"))
         });
-        let line = revka_actors::mcp::jsonrpc::Response::error(Some(self.id.clone()), error);
+        let line = revka_mcp::jsonrpc::Response::error(Some(self.id.clone()), error);
         self.reply
             .answer(&self.out, Bytes::from(line.to_line()))
             .await;

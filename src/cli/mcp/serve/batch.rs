@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use revka_actors::mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
+use revka_mcp::jsonrpc::{ErrorObject, Incoming, parse_message};
 use serde_json::value::RawValue;
 
 use super::answer::Reply;

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use revka_actors::mcp::framing::{DEFAULT_MAX_LINE_LEN, FramingError, LineReader};
-use revka_actors::mcp::jsonrpc::{
+use revka_mcp::framing::{DEFAULT_MAX_LINE_LEN, FramingError, LineReader};
+use revka_mcp::jsonrpc::{
     ErrorObject, Id, Incoming, Notification, ParseError, Response, parse_message,
 };
 use serde::Deserialize;

@@ -23,8 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
-use revka_actors::mcp::jsonrpc::parse_message;
-use revka_actors::mcp::sse::SseParser;
+use revka_mcp::jsonrpc::parse_message;
+use revka_mcp::sse::SseParser;
 
 use super::answer::MAX_ANSWER;
 use super::io::{Output, one_line};

@@ -468,7 +468,7 @@ fn responses_are_told_from_notifications_and_requests() {
 #[test]
 fn the_fast_path_of_an_answer_reads_what_the_sse_parser_reads_or_declines() {
     use bytes::Bytes;
-    use revka_actors::mcp::sse::SseParser;
+    use revka_mcp::sse::SseParser;
 
     let full = |chunk: &[u8]| {
         let mut parser = SseParser::new(1 << 20);

@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
+use revka_mcp::client::{CallOptions, Inbound, McpClient, ProgressSink};
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
 use crate::StatusNode;
-use crate::mcp::client::{CallOptions, Inbound, McpClient, ProgressSink};
-use crate::mcp::hub::{McpHub, ServerSpec, TransportSpec};
+use crate::mcp::hub::McpHub;
 use crate::testing::Wire;
 
 const INTERVAL: Duration = Duration::from_secs(1);

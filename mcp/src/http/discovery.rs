@@ -29,7 +29,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::Value;
 
 use super::{HttpEndpoint, header_map, http_error, net_error, parse_url, read_capped, resolve_url};
-use crate::mcp::client::TransportError;
+use crate::client::TransportError;
 
 /// The cap on the discovery document.
 pub const MAX_DOCUMENT: usize = 1 << 20;

@@ -43,7 +43,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use super::{HttpEndpoint, Sequencer, Ticket, hand_to_client, header_map, http_error, net_error};
-use crate::mcp::client::{Inbound, Outgoing, Transport, TransportError};
+use crate::client::{Inbound, Outgoing, Transport, TransportError};
 
 mod answer;
 mod session;

@@ -1,12 +1,12 @@
 //! The HTTP transports of the MCP client: Streamable HTTP, legacy HTTP+SSE, and `url`
 //! discovery.
 //!
-//! They are siblings of the [stdio transport](super::stdio): each implements
-//! [`Transport`](super::client::Transport) and hands everything the server sends to the
+//! They are siblings of the [stdio transport](crate::stdio): each implements
+//! [`Transport`](crate::client::Transport) and hands everything the server sends to the
 //! client's [`Inbound`]. A transport is owned by the MCP connection actor of its server, under
 //! `root/mcp_servers/mcp:<name>`; the actor creates it, drives `initialize` through an
-//! [`McpClient`](super::client::McpClient), calls
-//! [`Transport::negotiated`](super::client::Transport::negotiated), and closes it on stop.
+//! [`McpClient`](crate::client::McpClient), calls
+//! [`Transport::negotiated`](crate::client::Transport::negotiated), and closes it on stop.
 //!
 //! - [`streamable`]: Streamable HTTP (MCP 2025-03-26 and later): one POST per message, answers
 //!   as JSON or as a per-request event stream, an `Mcp-Session-Id` session re-established once
@@ -54,10 +54,10 @@ pub use discovery::{Discovered, discover, is_not_streamable};
 pub use legacy_sse::{LegacySse, connect as connect_legacy_sse};
 pub use streamable::StreamableHttp;
 
-use super::client::{Inbound, Outgoing, TransportError};
-use super::jsonrpc::{Incoming, parse_message};
-use super::sse::{SseError, SseEvent, SseParser};
+use crate::client::{Inbound, Outgoing, TransportError};
+use crate::jsonrpc::{Incoming, parse_message};
 use crate::redact;
+use crate::sse::{SseError, SseEvent, SseParser};
 
 /// The cap on a JSON response body.
 pub const MAX_JSON_BODY: usize = 4 << 20;

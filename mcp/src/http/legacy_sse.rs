@@ -27,9 +27,9 @@ use super::{
     EventStream, HttpEndpoint, MAX_SSE_EVENT, Sequencer, content_type, hand_to_client, header_map,
     http_error, is_message, net_error, parse_url, read_capped, resolve_url,
 };
-use crate::mcp::client::{Inbound, Outgoing, Transport, TransportError};
-use crate::mcp::sse::SseParser;
+use crate::client::{Inbound, Outgoing, Transport, TransportError};
 use crate::redact;
+use crate::sse::SseParser;
 
 /// How much of a POST's answer body is read (and ignored) so the connection can be reused.
 const MAX_POST_ANSWER: usize = 64 * 1024;

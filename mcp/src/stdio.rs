@@ -10,6 +10,10 @@
 //! connection), skips non-JSON lines, and hands every message to the client's [`Inbound`].
 //! When stdout ends, the reader waits briefly for the process's exit status so that pending
 //! calls fail with the real reason (`exited with status 1 (stderr: …)`).
+//!
+//! The transport does not spawn or own the process: it takes its pipes as an async writer and
+//! reader, and its exit as a future ([`StdioIo`]). In the daemon, `revka-actors`' connection
+//! actor builds these from the process actor's `ChildIo`.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -17,14 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::process::ChildStdin;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Inbound, Outgoing, Transport, TransportError};
-use super::framing::{FramingError, LineReader};
-use crate::process::ChildIo;
+use crate::client::{Inbound, Outgoing, Transport, TransportError};
+use crate::framing::{FramingError, LineReader};
 
 /// The stdout line cap (seed 002: "each response line is capped at 4 MB").
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -34,6 +38,35 @@ pub const QUEUE: usize = 4096;
 const GATHER: usize = 64 * 1024;
 /// How long to wait for the exit status after stdout closes.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// The child's stdin, as the transport writes it.
+pub type StdinPipe = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The child's stdout, as the transport reads it.
+pub type StdoutPipe = Box<dyn AsyncRead + Send + Unpin>;
+
+/// What a stdio transport runs over: a started child's pipes, and how to learn how it ended.
+pub struct StdioIo {
+    /// The child's pid (named when it closes its stdout without exiting).
+    pub pid: u32,
+    /// Its stdin.
+    pub stdin: StdinPipe,
+    /// Its stdout.
+    pub stdout: StdoutPipe,
+    /// Resolves once the child has exited, to how it ended as errors name it (`exited with
+    /// status 1 (stderr: …)`); to `None` if that will never be known (its owner is gone). The
+    /// transport awaits it briefly when stdout ends or stdin breaks, so that pending calls fail
+    /// with the real reason.
+    pub exit: BoxFuture<'static, Option<String>>,
+}
+
+impl std::fmt::Debug for StdioIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioIo")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A running stdio transport.
 #[derive(Debug)]
@@ -55,11 +88,10 @@ struct Stdin {
     queued: Notify,
 }
 
-#[derive(Debug)]
 struct StdinState {
     /// The pipe, when nobody is writing to it; `None` while a write is under way, and for good
     /// once `failed` is set.
-    pipe: Option<ChildStdin>,
+    pipe: Option<StdinPipe>,
     /// Bytes not yet written, in order: whole lines, the first maybe partly written already.
     queue: VecDeque<Vec<u8>>,
     /// How much of the first queued line is written.
@@ -69,6 +101,18 @@ struct StdinState {
     /// The pipe broke on a write (not closed by us): the writer task is closing the connection
     /// through the [`Closer`], with the process's exit as the reason.
     broken: bool,
+}
+
+impl std::fmt::Debug for StdinState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdinState")
+            .field("pipe", &self.pipe.is_some())
+            .field("queue", &self.queue.len())
+            .field("written", &self.written)
+            .field("failed", &self.failed)
+            .field("broken", &self.broken)
+            .finish()
+    }
 }
 
 /// Batches a sender writes itself, after its own line, before it leaves the rest of the queue
@@ -134,7 +178,7 @@ impl Stdin {
     fn write_out<'a>(
         &'a self,
         mut state: MutexGuard<'a, StdinState>,
-        mut pipe: ChildStdin,
+        mut pipe: StdinPipe,
         cx: &mut Context<'_>,
         mut rounds: usize,
     ) -> Poll<Result<(), String>> {
@@ -231,7 +275,7 @@ impl Stdin {
 
     /// Stops all writing; returns the pipe for a polite close, if it is still usable. (A
     /// sender writing at this moment finds `failed` set and drops the pipe instead.)
-    fn take_pipe(&self, reason: &str) -> Option<ChildStdin> {
+    fn take_pipe(&self, reason: &str) -> Option<StdinPipe> {
         let mut state = self.lock();
         state.failed.get_or_insert_with(|| reason.to_owned());
         state.queue.clear();
@@ -241,13 +285,12 @@ impl Stdin {
 
 impl StdioTransport {
     /// Starts the reader and writer tasks over the child's pipes.
-    pub fn start(io: ChildIo, inbound: Inbound) -> Arc<Self> {
+    pub fn start(io: StdioIo, inbound: Inbound) -> Arc<Self> {
         let stop = CancellationToken::new();
-        let ChildIo {
+        let StdioIo {
             stdin,
             stdout,
             exit,
-            stderr,
             pid,
         } = io;
         let stdin = Arc::new(Stdin {
@@ -262,8 +305,7 @@ impl StdioTransport {
         });
         let closer = Closer {
             inbound: inbound.clone(),
-            exit,
-            stderr,
+            exit: exit.shared(),
             pid,
         };
         let writer_closer = closer.clone();
@@ -293,15 +335,17 @@ impl StdioTransport {
 #[derive(Clone)]
 struct Closer {
     inbound: Inbound,
-    exit: tokio::sync::watch::Receiver<Option<crate::process::ExitInfo>>,
-    stderr: Arc<std::sync::Mutex<crate::process::StderrRing>>,
+    exit: Shared<BoxFuture<'static, Option<String>>>,
     pid: u32,
 }
 
 impl Closer {
-    async fn close(mut self, symptom: Option<String>) {
-        let _ = tokio::time::timeout(EXIT_GRACE, self.exit.wait_for(Option::is_some)).await;
-        let reason = match (ChildIo::describe_exit(&self.exit, &self.stderr), symptom) {
+    async fn close(self, symptom: Option<String>) {
+        let exit = tokio::time::timeout(EXIT_GRACE, self.exit)
+            .await
+            .ok()
+            .flatten();
+        let reason = match (exit, symptom) {
             (Some(exit), _) => format!("process {exit}"),
             (None, Some(symptom)) => symptom,
             (None, None) => format!("process {} closed its stdout", self.pid),
@@ -327,7 +371,7 @@ impl Transport for StdioTransport {
 
 /// Reads stdout until it ends. Returns `Some(reason)` for a protocol failure, `None` for EOF.
 async fn read_loop(
-    stdout: impl tokio::io::AsyncRead + Unpin,
+    stdout: impl AsyncRead + Unpin,
     inbound: &Inbound,
     stdin: &Stdin,
 ) -> Option<String> {
@@ -386,14 +430,10 @@ async fn write_loop(stdin: &Stdin, stop: CancellationToken) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::process::Stdio;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use super::{QUEUE, StdioTransport};
-    use crate::mcp::client::{
-        CallOptions, Inbound, McpClient, Outgoing, Transport, TransportError,
-    };
-    use crate::process::{ChildIo, ExitInfo, StderrRing};
+    use super::{QUEUE, StdioIo, StdioTransport};
+    use crate::client::{CallOptions, Inbound, McpClient, Outgoing, Transport, TransportError};
 
     /// A write that finds the pipe already broken (the server closed its stdin, as a dying
     /// process does) fails the request with the process's exit, once known, not with the
@@ -423,10 +463,7 @@ mod tests {
         };
         let exited = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            exit_tx.send_replace(Some(ExitInfo {
-                code: Some(3),
-                signal: None,
-            }));
+            exit_tx.send_replace(Some("exited with status 3".to_owned()));
         };
         let (first, second, ()) = tokio::join!(first, second, exited);
         for error in [first.unwrap_err(), second.unwrap_err()] {
@@ -439,17 +476,17 @@ mod tests {
         let _ = child.kill().await;
     }
 
-    /// The pipes of `child` as the transport takes them, and the sender of its exit.
+    /// The pipes of `child` as the transport takes them, and the sender of how it exited (as
+    /// the process actor reports it in the daemon).
     fn child_io(
         child: &mut tokio::process::Child,
-    ) -> (ChildIo, tokio::sync::watch::Sender<Option<ExitInfo>>) {
-        let (exit_tx, exit) = tokio::sync::watch::channel(None);
-        let io = ChildIo {
+    ) -> (StdioIo, tokio::sync::watch::Sender<Option<String>>) {
+        let (exit_tx, mut exit) = tokio::sync::watch::channel(None);
+        let io = StdioIo {
             pid: child.id().unwrap(),
-            stdin: child.stdin.take().unwrap(),
-            stdout: child.stdout.take().unwrap(),
-            exit,
-            stderr: Arc::new(Mutex::new(StderrRing::default())),
+            stdin: Box::new(child.stdin.take().unwrap()),
+            stdout: Box::new(child.stdout.take().unwrap()),
+            exit: Box::pin(async move { exit.wait_for(Option::is_some).await.ok()?.clone() }),
         };
         (io, exit_tx)
     }

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::mcp::wrapper::{Arguments, RawArguments, prepare, prepare_arguments};
+use crate::wrapper::{Arguments, RawArguments, prepare, prepare_arguments};
 
 /// What `{"v": "<text>"}` becomes under a schema whose `v` is of type `ty`, as forwarded text.
 fn coerced(ty: &str, text: &str) -> String {

@@ -10,8 +10,8 @@
 //! unique.
 //!
 //! This is pure logic: the connection actor feeds it the server names from config and the tool
-//! names from `tools/list`; [`search`](super::search) resolves `select:` names with
-//! [`resolve_bare`].
+//! names from `tools/list`; the daemon's `tool_search` (in the `revka` crate) resolves `select:`
+//! names with [`resolve_bare`].
 
 #[cfg(test)]
 mod tests;

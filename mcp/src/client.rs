@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::jsonrpc::{ErrorObject, Id, Incoming, Notification, Request, Response, parse_message};
-use super::protocol::{ProgressUpdate, Root, to_raw};
+use crate::jsonrpc::{ErrorObject, Id, Incoming, Notification, Request, Response, parse_message};
+use crate::protocol::{ProgressUpdate, Root, to_raw};
 
 /// Receives a call's progress, already re-keyed to the caller's token by whoever built it.
 pub type ProgressSink = Arc<dyn Fn(ProgressUpdate) + Send + Sync>;
@@ -681,7 +681,7 @@ impl McpClient {
             armed: true,
             upstream: cancel_upstream,
         };
-        let line = super::jsonrpc::request_line(id, &method, params(id).as_ref());
+        let line = crate::jsonrpc::request_line(id, &method, params(id).as_ref());
         if let Err(source) = self.transport.send(Outgoing::Request { id, line }) {
             guard.armed = false;
             shared.pending.remove(&id);

@@ -7,12 +7,12 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock};
-use crate::mcp::client::TransportError;
-use crate::mcp::http::{
+use crate::client::TransportError;
+use crate::http::{
     EventStream, MAX_SSE_EVENT, content_type, hand_to_client, http_error, is_message, net_error,
 };
-use crate::mcp::jsonrpc::{Incoming, Notification, parse_message};
-use crate::mcp::sse::SseParser;
+use crate::jsonrpc::{Incoming, Notification, parse_message};
+use crate::sse::SseParser;
 
 impl Inner {
     /// Re-establishes an expired session (unless another task already did).

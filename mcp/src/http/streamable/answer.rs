@@ -6,11 +6,11 @@ use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
 use super::{Handler, Inner};
-use crate::mcp::client::TransportError;
-use crate::mcp::http::{
+use crate::client::TransportError;
+use crate::http::{
     EventStream, MAX_JSON_BODY, MAX_SSE_EVENT, content_type, is_message, read_capped,
 };
-use crate::mcp::sse::SseParser;
+use crate::sse::SseParser;
 
 impl Inner {
     /// Reads the answer to a POST, handing each message to `handle`; fails when a request's

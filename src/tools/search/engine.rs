@@ -4,8 +4,10 @@
 //! sees only their names and calls the built-in `tool_search` tool to fetch full definitions.
 //! Every tool it returns is activated for the rest of the conversation. This module is the pure
 //! part of that tool: [`parse_args`] reads its arguments, [`search`] picks tools from those it
-//! is given, and [`SearchOutcome::text`] / [`render`] produce the answer. The session that
-//! owns the deferred set calls these and activates [`SearchOutcome::activated`].
+//! is given, and [`SearchOutcome::text`] / [`render`] produce the answer. The built-in tool
+//! (`ToolSearch`, the parent module) calls these over the calling session's tools and activates
+//! [`SearchOutcome::activated`] in that session. It is pure logic over `revka_mcp`'s names and
+//! schemas, so the `wrapper_coerce` fuzz target compiles this file in as it is.
 //!
 //! # Queries
 //!
@@ -33,8 +35,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::naming::{Resolution, bare_suffix, resolve_bare};
-use super::wrapper::json_kind;
+use revka_mcp::naming::{Resolution, bare_suffix, resolve_bare};
+use revka_mcp::wrapper::json_kind;
 
 /// `max_results` when the arguments do not give it.
 pub const DEFAULT_MAX_RESULTS: usize = 5;

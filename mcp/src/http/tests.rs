@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::discovery::parse_document;
 use super::*;
-use crate::mcp::client::{CallError, CallOptions, ClientEvent, McpClient, Transport};
-use crate::mcp::protocol::{
+use crate::client::{CallError, CallOptions, ClientEvent, McpClient, Transport};
+use crate::protocol::{
     ProgressUpdate, initialize_params, parse_initialize_result, parse_tools_page,
 };
 
@@ -1314,8 +1314,12 @@ impl NodeServer {
 impl Drop for NodeServer {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let group = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            // SIGKILL to its whole process group (npx and node), with kill(1): this crate does
+            // not link nix.
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
