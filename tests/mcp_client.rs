@@ -10,8 +10,8 @@ use revka_actors::mcp::connection::{connection_spec, probe};
 use revka_actors::mcp::hub::{HubError, McpHub, ServerSpec, TransportSpec};
 use revka_actors::mcp::protocol::Root;
 use revka_actors::supervisor::{
-    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor, SupervisorArgs,
-    SupervisorMsg,
+    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, SupervisorActor,
+    SupervisorArguments, SupervisorMessage,
 };
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use crate::harness::{eventually_async, fixture_server, try_within_async, within_
 pub struct Fleet {
     pub hub: Arc<McpHub>,
     pub root: StatusNode,
-    pub sup: ActorRef<SupervisorMsg>,
+    pub sup: ActorRef<SupervisorMessage>,
 }
 
 impl Fleet {
@@ -36,7 +36,7 @@ impl Fleet {
                 connection_spec(Arc::new(spec), policy, hub.clone(), http.clone())
             })
             .collect();
-        let args = SupervisorArgs {
+        let args = SupervisorArguments {
             node: root.clone(),
             strategy: Strategy::OneForOne,
             intensity: Intensity {
@@ -45,7 +45,9 @@ impl Fleet {
             },
             children,
         };
-        let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+        let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+            .await
+            .unwrap();
         Self { hub, root, sup }
     }
 

@@ -65,7 +65,7 @@ pub use scope::{MAX_SCOPE_PATTERNS, ScopeError, ToolScope};
 use crate::progress::{Progress, ProgressError, SUBSCRIBE_WAIT, Subscription};
 use crate::status::rfc3339;
 use crate::supervisor::{
-    self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg,
+    self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMessage,
 };
 
 /// Limits of the session table.
@@ -519,7 +519,7 @@ pub struct Sessions {
     /// Told of the tools each session's operator publishes when it connects (the MCP server's
     /// catalog of operator tools); set once the server is up ([`Sessions::on_operator_tools`]).
     operator_tools: RwLock<Option<crate::mcp::hub::ToolsListener>>,
-    supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    supervisor: RwLock<Option<ActorRef<SupervisorMessage>>>,
     /// The progress broadcaster the sessions' subscriptions register with.
     progress: Arc<Progress>,
     created: AtomicU64,
@@ -564,7 +564,7 @@ impl Sessions {
 
     /// Called by the `sessions` supervisor when it starts: session actors go under it. Starts
     /// the idle sweeper (once).
-    pub fn attach_supervisor(self: &Arc<Self>, sup: ActorRef<SupervisorMsg>) {
+    pub fn attach_supervisor(self: &Arc<Self>, sup: ActorRef<SupervisorMessage>) {
         *self
             .supervisor
             .write()
@@ -805,7 +805,7 @@ pub struct SessionState {
     session: Arc<Session>,
     sessions: Arc<Sessions>,
     node: crate::status::StatusNode,
-    operator: Option<ActorRef<SupervisorMsg>>,
+    operator: Option<ActorRef<SupervisorMessage>>,
 }
 
 impl Drop for SessionState {

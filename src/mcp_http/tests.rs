@@ -13,7 +13,7 @@ use revka_actors::StatusNode;
 use revka_actors::mcp::hub::McpHub;
 use revka_actors::mcp::protocol::ProgressUpdate;
 use revka_actors::session::{SessionLimits, Sessions};
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -62,13 +62,15 @@ async fn sessions() -> Arc<Sessions> {
 /// A session table with `limits` under a running `sessions` supervisor.
 async fn sessions_with(limits: SessionLimits) -> Arc<Sessions> {
     let node = StatusNode::root("sessions", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup);
     start_progress(&sessions).await;

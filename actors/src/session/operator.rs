@@ -31,7 +31,7 @@ use crate::mcp::naming;
 use crate::mcp::wrapper::Arguments;
 use crate::status::StatusNode;
 use crate::supervisor::{
-    Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorMsg,
+    Intensity, RestartPolicy, Strategy, SupervisorActor, SupervisorArguments, SupervisorMessage,
 };
 
 use super::{Session, SessionMsg, Sessions};
@@ -206,12 +206,12 @@ pub(super) async fn start(
     template: &OperatorTemplate,
     session: &Session,
     hub: Arc<McpHub>,
-) -> Result<ActorRef<SupervisorMsg>, String> {
+) -> Result<ActorRef<SupervisorMessage>, String> {
     let spec = Arc::new(template.for_session(session));
     let child = connection_spec(spec, template.policy, hub, template.http.clone());
     let node = node.child("operator", "supervisor", None);
     let path = node.path().to_owned();
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity {
@@ -220,7 +220,7 @@ pub(super) async fn start(
         },
         children: vec![child],
     };
-    let (sup, _) = Supervisor::spawn_linked(None, Supervisor, args, owner)
+    let (sup, _) = SupervisorActor::spawn_linked(None, SupervisorActor, args, owner)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(session = %session.id(), %path, "operator started");

@@ -16,7 +16,7 @@ use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::{HubError, McpHub};
 use revka_actors::mcp::protocol::ProgressUpdate;
 use revka_actors::mcp::wrapper::result_is_error;
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use revka_actors::{ActorState, StatusNode};
 use serde_json::{Value, json};
 
@@ -220,13 +220,13 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
             http.clone(),
         ));
     }
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children,
     };
-    let sup = match Supervisor::spawn(None, Supervisor, args).await {
+    let sup = match SupervisorActor::spawn(None, SupervisorActor, args).await {
         Ok((sup, _)) => sup,
         Err(e) => {
             eprintln!("revka: cannot start: {e}");
