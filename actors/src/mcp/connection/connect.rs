@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{ConnectionArgs, ConnectionMsg, McpError, spawn_process};
+use super::{McpConnectionArguments, McpConnectionMessage, McpError, spawn_process};
 use crate::mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Transport};
 use crate::mcp::http::is_not_streamable;
 use crate::mcp::hub::{ServerSpec, TransportSpec};
@@ -49,8 +49,8 @@ pub(super) struct Opened {
 
 /// Connects and runs the handshake for the connection actor.
 pub(super) async fn connect(
-    args: &ConnectionArgs,
-    myself: &ActorRef<ConnectionMsg>,
+    args: &McpConnectionArguments,
+    myself: &ActorRef<McpConnectionMessage>,
 ) -> Result<Connected, McpError> {
     connect_with(
         &args.spec,
