@@ -33,7 +33,7 @@ use liveness::{ProbeStatus, Unresponsive};
 
 use super::client::{ClientEvent, McpClient};
 use super::hub::{McpHub, ServerEntry, ServerSpec};
-use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
+use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
 
@@ -112,7 +112,7 @@ pub struct McpConnectionState {
     args: McpConnectionArguments,
     entry: Arc<ServerEntry>,
     client: Option<Arc<McpClient>>,
-    process: Option<ActorRef<ProcessMsg>>,
+    process: Option<ActorRef<ProcessMessage>>,
     exit: Option<watch::Receiver<Option<ExitInfo>>>,
     forwarder: Option<JoinHandle<()>>,
     /// The liveness probe's task, while connected.
@@ -377,13 +377,13 @@ pub(crate) async fn spawn_process(
     spec: crate::process::ProcessSpec,
 ) -> Result<
     (
-        ActorRef<ProcessMsg>,
+        ActorRef<ProcessMessage>,
         tokio::sync::oneshot::Receiver<Result<crate::process::ChildIo, String>>,
     ),
     String,
 > {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let args = crate::process::ProcessArgs {
+    let args = crate::process::ProcessArguments {
         spec: Arc::new(spec),
         node: node.child("process", "process", None),
         io: Some(tx),

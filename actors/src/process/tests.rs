@@ -239,7 +239,7 @@ impl Actor for Owner {
         myself: ActorRef<OwnerMsg>,
         spec: ProcessSpec,
     ) -> Result<(), ActorProcessingErr> {
-        let args = ProcessArgs {
+        let args = ProcessArguments {
             spec: Arc::new(spec),
             node: StatusNode::root("owned", "process"),
             io: None,
@@ -485,7 +485,7 @@ async fn piped_stdio_is_handed_to_the_owner() {
     let mut spec = ProcessSpec::new("cat", Vec::<String>::new());
     spec.stdio = StdioMode::Piped;
     let (tx, rx) = oneshot::channel();
-    let args = ProcessArgs {
+    let args = ProcessArguments {
         spec: Arc::new(spec),
         node: StatusNode::root("cat", "process"),
         io: Some(tx),

@@ -20,7 +20,7 @@ use crate::mcp::protocol::{
     ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
 };
 use crate::mcp::stdio::StdioTransport;
-use crate::process::{ExitInfo, ProcessMsg, ProcessSpec, StdioMode};
+use crate::process::{ExitInfo, ProcessMessage, ProcessSpec, StdioMode};
 use crate::status::{ActorState, StatusNode};
 
 /// `tools/list` pages read before giving up on a server that never ends its list.
@@ -34,7 +34,7 @@ pub(super) struct Connected {
     pub(super) hello: ServerHello,
     pub(super) tools: Vec<Value>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
-    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
@@ -43,7 +43,7 @@ pub(super) struct Opened {
     pub(super) client: Arc<McpClient>,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
-    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
