@@ -34,7 +34,7 @@ use crate::supervisor::{
     Intensity, RestartPolicy, Strategy, SupervisorActor, SupervisorArguments, SupervisorMessage,
 };
 
-use super::{Session, SessionMsg, Sessions};
+use super::{Session, SessionMessage, Sessions};
 
 /// How long an operator call waits for the operator to start and connect.
 pub const OPERATOR_WAIT: Duration = Duration::from_secs(60);
@@ -137,7 +137,7 @@ impl Session {
         }
         let actor = self.actor().ok_or(OperatorError::SessionNotRunning)?;
         match actor
-            .call(SessionMsg::EnsureOperator, Some(ENSURE_WAIT))
+            .call(SessionMessage::EnsureOperator, Some(ENSURE_WAIT))
             .await
         {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
