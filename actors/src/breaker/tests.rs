@@ -511,12 +511,19 @@ async fn the_actor_ticks_open_to_half_open_without_traffic_and_survives_a_restar
 async fn the_actor_answers_get_status_and_reset() {
     let handle = opened_handle(BreakerConfig::default());
     let node = StatusNode::root("breaker:test", "breaker");
-    let (actor, join) = BreakerActor::spawn(None, BreakerActor, (handle.clone(), node))
-        .await
-        .unwrap();
-    let status = ractor::call!(actor, BreakerMsg::GetStatus).unwrap();
+    let (actor, join) = BreakerActor::spawn(
+        None,
+        BreakerActor,
+        BreakerArguments {
+            handle: handle.clone(),
+            node,
+        },
+    )
+    .await
+    .unwrap();
+    let status = ractor::call!(actor, BreakerMessage::GetStatus).unwrap();
     assert_eq!(status.state, BreakerState::Open);
-    let status = ractor::call!(actor, BreakerMsg::Reset).unwrap();
+    let status = ractor::call!(actor, BreakerMessage::Reset).unwrap();
     assert_eq!(status.state, BreakerState::Closed);
     assert_eq!(
         status.last_transition.unwrap().reason,
