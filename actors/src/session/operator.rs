@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use crate::mcp::client::{CallOptions, McpClient};
 use crate::mcp::connection::connection_spec;
 use crate::mcp::hub::{
-    HubError, McpHub, ServerEntry, ServerSpec, ToolsListener, TransportSpec, effective_options,
+    HubError, McpHub, ServerEntry, ServerSpec, ServerUnavailable, ToolsListener, TransportSpec,
+    effective_options,
 };
 use crate::mcp::naming;
 use crate::mcp::wrapper::Arguments;
@@ -59,13 +60,13 @@ pub enum OperatorError {
     SessionGone(String),
     /// The operator's supervisor could not be spawned.
     #[error("cannot start the operator: {0}")]
-    Start(String),
+    Start(ractor::SpawnErr),
     /// The operator's server was not registered within [`OPERATOR_WAIT`].
     #[error("the operator did not start in time")]
     NotStarted,
     /// The operator is restarting, failed, or did not connect within [`OPERATOR_WAIT`].
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(ServerUnavailable),
     /// The call reached the operator's hub and failed there (unknown tool, bad arguments) or
     /// at the operator.
     #[error(transparent)]
@@ -206,7 +207,7 @@ pub(super) async fn start(
     template: &OperatorTemplate,
     session: &Session,
     hub: Arc<McpHub>,
-) -> Result<ActorRef<SupervisorMessage>, String> {
+) -> Result<ActorRef<SupervisorMessage>, ractor::SpawnErr> {
     let spec = Arc::new(template.for_session(session));
     let child = connection_spec(spec, template.policy, hub, template.http.clone());
     let node = node.child("operator", "supervisor", None);
@@ -220,9 +221,7 @@ pub(super) async fn start(
         },
         children: vec![child],
     };
-    let (sup, _) = SupervisorActor::spawn_linked(None, SupervisorActor, args, owner)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sup, _) = SupervisorActor::spawn_linked(None, SupervisorActor, args, owner).await?;
     tracing::info!(session = %session.id(), %path, "operator started");
     Ok(sup)
 }
