@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::McpServer;
-use crate::tools::{BuiltinTool, ToolContext, ToolRegistry};
+use crate::tools::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 
 mod ids;
 mod standard;
@@ -30,7 +30,7 @@ impl BuiltinTool for Panics {
     fn definition(&self) -> Value {
         json!({ "name": "panics", "description": "always panics", "inputSchema": { "type": "object" } })
     }
-    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async { panic!("boom on purpose") })
     }
 }
@@ -41,7 +41,7 @@ impl BuiltinTool for Slow {
     fn definition(&self) -> Value {
         json!({ "name": "slow", "description": "reports progress, then sleeps", "inputSchema": { "type": "object" } })
     }
-    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async move {
             (ctx.progress)(ProgressUpdate {
                 progress: json!(1),
