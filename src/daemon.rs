@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
 use ractor::{Actor, ActorRef, RactorErr};
-use revka_actors::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
+use revka_actors::supervisor::{Strategy, SupervisorActor, SupervisorArguments, SupervisorMessage};
 use revka_actors::{ActorState, Snapshot, StatusNode};
 use revka_actors::{fs, process};
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,7 +36,7 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 pub struct Daemon {
     services: Services,
     status: StatusNode,
-    root: ActorRef<SupervisorMsg>,
+    root: ActorRef<SupervisorMessage>,
     root_task: JoinHandle<()>,
     home: PathBuf,
     _lock: Flock<File>,
@@ -77,13 +77,13 @@ impl Daemon {
             pairing = Some((services.pairing.issue(ttl), ttl)); // shown in the banner
         }
         let status = services.status_root.clone();
-        let args = SupervisorArgs {
+        let args = SupervisorArguments {
             node: status.clone(),
             strategy: Strategy::OneForOne,
             intensity: services.config.plan().supervision.intensity,
             children: tree::root_children(&services)?,
         };
-        let (root, root_task) = Supervisor::spawn(None, Supervisor, args)
+        let (root, root_task) = SupervisorActor::spawn(None, SupervisorActor, args)
             .await
             .context("cannot start the supervision tree")?;
         status.set_state(ActorState::Running);
@@ -131,7 +131,7 @@ impl Daemon {
     }
 
     /// The root supervisor.
-    pub fn root(&self) -> &ActorRef<SupervisorMsg> {
+    pub fn root(&self) -> &ActorRef<SupervisorMessage> {
         &self.root
     }
 

@@ -42,8 +42,10 @@ use revka_mcp::naming;
 use revka_mcp::protocol::ProgressUpdate;
 use serde_json::Value;
 
+use crate::sidecars::SidecarCallError;
+
 pub use search::ToolSearch;
-use search::engine::DeferredTool;
+use search::engine::{DeferredTool, SearchError};
 
 /// Bare tool names kept eager under deferred loading (seed 002): the agent-lifecycle subset.
 const EAGER_SUFFIXES: [&str; 11] = [
@@ -82,9 +84,34 @@ pub trait BuiltinTool: Send + Sync + 'static {
     /// The tool's MCP definition (`name`, `description`, `inputSchema`, ...).
     fn definition(&self) -> Value;
     /// Runs the tool. `Ok` is an MCP tool result (`{content, isError?}`); `Err` becomes an
-    /// error result with that text.
-    fn call(&self, ctx: ToolContext, arguments: Value)
-    -> BoxFuture<'static, Result<Value, String>>;
+    /// error result with its text.
+    fn call(
+        &self,
+        ctx: ToolContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>>;
+}
+
+/// Why a built-in tool call failed; the caller gets an error result with its text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuiltinError {
+    /// The arguments are not what the tool takes (a field missing, of the wrong type or out of
+    /// range); the text names the field.
+    #[error("{0}")]
+    Arguments(String),
+    /// `tool_search`'s arguments are invalid.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// A session-manager mutation found the sidecar unavailable and could not be queued for a
+    /// retry either.
+    #[error("{call}; and it could not be queued: {queue}")]
+    NotQueued {
+        /// Why the call failed.
+        call: SidecarCallError,
+        /// Why the retry queue refused it.
+        queue: String,
+    },
 }
 
 /// A resolved tool.

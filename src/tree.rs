@@ -26,8 +26,8 @@ use revka_actors::mcp::hub::McpHub;
 use revka_actors::progress::progress_spec;
 use revka_actors::session::{OperatorTemplate, Sessions};
 use revka_actors::supervisor::{
-    ChildContext, ChildSpec, Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs,
-    supervisor_spec,
+    ChildContext, ChildSpec, Intensity, RestartPolicy, Strategy, SupervisorActor,
+    SupervisorArguments, supervisor_spec,
 };
 use tokio::sync::watch;
 
@@ -304,7 +304,7 @@ fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
         move |ctx: ChildContext| {
             let sessions = sessions.clone();
             async move {
-                let args = SupervisorArgs {
+                let args = SupervisorArguments {
                     node: ctx.node,
                     strategy: Strategy::OneForOne,
                     // Temporary children are never restarted, so they never count toward this.
@@ -315,7 +315,8 @@ fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
                     children: Vec::new(),
                 };
                 let (sup, _) =
-                    Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
+                    SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
+                        .await?;
                 sessions.attach_supervisor(sup.clone());
                 Ok(sup.get_cell())
             }

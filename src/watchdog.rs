@@ -9,7 +9,7 @@
 //! # When it pings
 //!
 //! Every half of `WATCHDOG_USEC` the task probes the root supervisor's mailbox with a
-//! read-only request (`ListChildren`). The ping goes out when:
+//! read-only request (`GetChildren`). The ping goes out when:
 //! - the root **answers** within a quarter of `WATCHDOG_USEC`: the runtime schedules tasks and
 //!   the root's mailbox is served; or
 //! - the root is **busy**: it has not answered, but it declared a bounded wait on its status
@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use revka_actors::StatusNode;
-use revka_actors::supervisor::{ChildInfo, SupervisorMsg};
+use revka_actors::supervisor::{ChildInfo, SupervisorMessage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -73,7 +73,7 @@ impl Liveness {
 /// Probes the root supervisor's mailbox, with at most one request in flight.
 #[derive(Debug)]
 pub struct RootProbe {
-    root: ActorRef<SupervisorMsg>,
+    root: ActorRef<SupervisorMessage>,
     node: StatusNode,
     /// The answer the last probe is still owed, when the root was too slow for it: the next
     /// check waits on it instead of queueing another request behind it.
@@ -82,7 +82,7 @@ pub struct RootProbe {
 
 impl RootProbe {
     /// A probe of `root`, whose status node (where it declares its waits) is `node`.
-    pub fn new(root: ActorRef<SupervisorMsg>, node: StatusNode) -> Self {
+    pub fn new(root: ActorRef<SupervisorMessage>, node: StatusNode) -> Self {
         Self {
             root,
             node,
@@ -96,7 +96,7 @@ impl RootProbe {
             Some(answer) => answer,
             None => {
                 let (port, answer) = ractor::concurrency::oneshot();
-                if let Err(e) = self.root.cast(SupervisorMsg::ListChildren(port.into())) {
+                if let Err(e) = self.root.cast(SupervisorMessage::GetChildren(port.into())) {
                     return Liveness::Wedged(format!("the root supervisor is gone ({e})"));
                 }
                 answer
@@ -131,7 +131,7 @@ impl RootProbe {
 /// Starts the watchdog task if systemd armed a watchdog for us (`None` otherwise).
 pub fn spawn(
     notifier: Arc<Notifier>,
-    root: ActorRef<SupervisorMsg>,
+    root: ActorRef<SupervisorMessage>,
     node: StatusNode,
 ) -> Option<JoinHandle<()>> {
     let interval = notifier.watchdog_interval()?;

@@ -8,8 +8,8 @@ use ractor::{Actor, ActorRef};
 use revka_actors::mcp::connection::{connection_spec, probe};
 use revka_actors::mcp::hub::{HubError, McpHub};
 use revka_actors::supervisor::{
-    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor, SupervisorArgs,
-    SupervisorMsg,
+    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, SupervisorActor,
+    SupervisorArguments, SupervisorMessage,
 };
 use revka_actors::{ActorState, StatusNode};
 use revka_mcp::client::CallOptions;
@@ -23,7 +23,7 @@ use crate::harness::{eventually_async, fixture_server, try_within_async, within_
 pub struct Fleet {
     pub hub: Arc<McpHub>,
     pub root: StatusNode,
-    pub sup: ActorRef<SupervisorMsg>,
+    pub sup: ActorRef<SupervisorMessage>,
 }
 
 impl Fleet {
@@ -37,7 +37,7 @@ impl Fleet {
                 connection_spec(Arc::new(spec), policy, hub.clone(), http.clone())
             })
             .collect();
-        let args = SupervisorArgs {
+        let args = SupervisorArguments {
             node: root.clone(),
             strategy: Strategy::OneForOne,
             intensity: Intensity {
@@ -46,7 +46,9 @@ impl Fleet {
             },
             children,
         };
-        let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+        let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+            .await
+            .unwrap();
         Self { hub, root, sup }
     }
 

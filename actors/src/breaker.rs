@@ -49,7 +49,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub use actor::{BreakerActor, BreakerActorState, BreakerMsg, BreakerRegistry, TICK, breaker_spec};
+pub use actor::{
+    BreakerActor, BreakerActorState, BreakerArguments, BreakerMessage, BreakerRegistry, TICK,
+    breaker_spec,
+};
 pub use handle::{BreakerError, BreakerHandle};
 pub use machine::{BreakerCore, Outcome, Permit, PermitKind};
 

@@ -1,6 +1,6 @@
 //! A supervised TCP listener: the MCP server (`root/mcp_http`) and the gateway (`root/gateway`).
 //!
-//! [`HttpListener`] binds its address in `post_start` (a bind error is an abnormal start, so it
+//! [`ListenerActor`] binds its address in `post_start` (a bind error is an abnormal start, so it
 //! is retried with backoff and visible in introspection). It then announces the bound address
 //! (the MCP server writes its discovery file there) and runs the serve function until it is
 //! stopped. Serving that ends by itself is a failure, so the listener is restarted. A stop
@@ -63,16 +63,25 @@ impl std::fmt::Debug for ListenerSpec {
 
 /// The listener actor.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct HttpListener;
+pub struct ListenerActor;
 
-/// Messages of [`HttpListener`].
+/// Arguments of [`ListenerActor`].
 #[derive(Debug)]
-pub enum ListenerMsg {
+pub struct ListenerArguments {
+    /// What to bind and serve.
+    pub spec: ListenerSpec,
+    /// The actor's status node (details: the bound address).
+    pub node: StatusNode,
+}
+
+/// Messages of [`ListenerActor`].
+#[derive(Debug)]
+pub enum ListenerMessage {
     /// Internal: the serve function returned by itself.
     ServingEnded(String),
 }
 
-/// State of [`HttpListener`]. Dropping it cuts the server off at once.
+/// State of [`ListenerActor`]. Dropping it cuts the server off at once.
 #[derive(Debug)]
 pub struct ListenerState {
     spec: ListenerSpec,
@@ -92,15 +101,15 @@ impl Drop for ListenerState {
     }
 }
 
-impl Actor for HttpListener {
-    type Msg = ListenerMsg;
+impl Actor for ListenerActor {
+    type Msg = ListenerMessage;
     type State = ListenerState;
-    type Arguments = (ListenerSpec, StatusNode);
+    type Arguments = ListenerArguments;
 
     async fn pre_start(
         &self,
-        _: ActorRef<ListenerMsg>,
-        (spec, node): Self::Arguments,
+        _: ActorRef<ListenerMessage>,
+        ListenerArguments { spec, node }: ListenerArguments,
     ) -> Result<ListenerState, ActorProcessingErr> {
         let bound: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let shown = bound.clone();
@@ -119,7 +128,7 @@ impl Actor for HttpListener {
 
     async fn post_start(
         &self,
-        myself: ActorRef<ListenerMsg>,
+        myself: ActorRef<ListenerMessage>,
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         let listener = tokio::net::TcpListener::bind(state.spec.addr)
@@ -141,7 +150,7 @@ impl Actor for HttpListener {
                     Ok(()) => "the server stopped serving".to_owned(),
                     Err(e) => format!("the server failed: {e}"),
                 };
-                let _ = myself.send_message(ListenerMsg::ServingEnded(reason));
+                let _ = myself.send_message(ListenerMessage::ServingEnded(reason));
             }
         }));
         Ok(())
@@ -149,7 +158,7 @@ impl Actor for HttpListener {
 
     async fn post_stop(
         &self,
-        _: ActorRef<ListenerMsg>,
+        _: ActorRef<ListenerMessage>,
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         state.stop.cancel();
@@ -170,12 +179,12 @@ impl Actor for HttpListener {
 
     async fn handle(
         &self,
-        _: ActorRef<ListenerMsg>,
-        msg: ListenerMsg,
+        _: ActorRef<ListenerMessage>,
+        msg: ListenerMessage,
         _: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ListenerMsg::ServingEnded(reason) => Err(reason.into()),
+            ListenerMessage::ServingEnded(reason) => Err(reason.into()),
         }
     }
 }
@@ -187,9 +196,12 @@ pub fn listener_spec(id: &str, spec: ListenerSpec, policy: RestartPolicy) -> Chi
     ChildSpec::new(id, "listener", policy, move |ctx: ChildContext| {
         let spec = spec.clone();
         async move {
+            let args = ListenerArguments {
+                spec,
+                node: ctx.node,
+            };
             let (actor, _) =
-                HttpListener::spawn_linked(None, HttpListener, (spec, ctx.node), ctx.supervisor)
-                    .await?;
+                ListenerActor::spawn_linked(None, ListenerActor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())
         }
     })

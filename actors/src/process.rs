@@ -100,7 +100,7 @@ pub fn unreaped_children() -> usize {
 /// What happens to the child's stdin and stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StdioMode {
-    /// Both are piped and handed to the owner through [`ProcessArgs::io`].
+    /// Both are piped and handed to the owner through [`ProcessArguments::io`].
     Piped,
     /// Both are connected to `/dev/null`.
     #[default]
@@ -247,7 +247,7 @@ pub type IoSender = oneshot::Sender<Result<ChildIo, String>>;
 
 /// Arguments of [`ProcessActor`].
 #[derive(Debug)]
-pub struct ProcessArgs {
+pub struct ProcessArguments {
     /// What to run.
     pub spec: Arc<ProcessSpec>,
     /// The actor's status node (pid, exit status and stderr tail are published here).
@@ -371,13 +371,13 @@ pub struct ProcessActor;
 
 /// Messages of [`ProcessActor`].
 #[derive(Debug)]
-pub enum ProcessMsg {
+pub enum ProcessMessage {
     /// Internal: the child exited.
     Exited(ExitInfo),
     /// Internal: time for a liveness check.
     CheckLiveness,
     /// Internal: the outcome of a liveness check.
-    Liveness(bool),
+    LivenessChecked(bool),
 }
 
 /// State of [`ProcessActor`]. Dropping it SIGKILLs the process group.
@@ -398,14 +398,14 @@ pub struct ProcessState {
 }
 
 impl Actor for ProcessActor {
-    type Msg = ProcessMsg;
+    type Msg = ProcessMessage;
     type State = ProcessState;
-    type Arguments = ProcessArgs;
+    type Arguments = ProcessArguments;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ProcessMsg>,
-        args: ProcessArgs,
+        _myself: ActorRef<ProcessMessage>,
+        args: ProcessArguments,
     ) -> Result<ProcessState, ActorProcessingErr> {
         let shared = Arc::new(Shared::default());
         let details_shared = shared.clone();
@@ -426,7 +426,7 @@ impl Actor for ProcessActor {
 
     async fn post_start(
         &self,
-        myself: ActorRef<ProcessMsg>,
+        myself: ActorRef<ProcessMessage>,
         state: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
         if let Err(e) = state.spawn(myself.clone()) {
@@ -439,14 +439,14 @@ impl Actor for ProcessActor {
             state.await_ready(&readiness).await?;
         }
         if let Some(liveness) = &state.spec.liveness {
-            myself.send_after(liveness.interval, || ProcessMsg::CheckLiveness);
+            myself.send_after(liveness.interval, || ProcessMessage::CheckLiveness);
         }
         Ok(())
     }
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<ProcessMsg>,
+        _myself: ActorRef<ProcessMessage>,
         state: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
         state.terminate().await;
@@ -455,12 +455,12 @@ impl Actor for ProcessActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<ProcessMsg>,
-        message: ProcessMsg,
+        myself: ActorRef<ProcessMessage>,
+        message: ProcessMessage,
         state: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProcessMsg::Exited(exit) => {
+            ProcessMessage::Exited(exit) => {
                 // Grandchildren left in the group go with their parent.
                 if let Some(guard) = state.guard.take() {
                     drop(guard);
@@ -472,7 +472,7 @@ impl Actor for ProcessActor {
                     Err(state.exit_error(exit).into())
                 }
             }
-            ProcessMsg::CheckLiveness => {
+            ProcessMessage::CheckLiveness => {
                 // The probe runs in its own task: a hung probe never blocks this actor.
                 if let Some(liveness) = state.spec.liveness.clone() {
                     let me = myself.clone();
@@ -481,12 +481,12 @@ impl Actor for ProcessActor {
                             tokio::time::timeout(liveness.interval, (liveness.probe)()).await,
                             Ok(true)
                         );
-                        let _ = me.send_message(ProcessMsg::Liveness(ok));
+                        let _ = me.send_message(ProcessMessage::LivenessChecked(ok));
                     });
                 }
                 Ok(())
             }
-            ProcessMsg::Liveness(ok) => {
+            ProcessMessage::LivenessChecked(ok) => {
                 let Some(liveness) = state.spec.liveness.clone() else {
                     return Ok(());
                 };
@@ -508,7 +508,7 @@ impl Actor for ProcessActor {
                         .into());
                     }
                 }
-                myself.send_after(liveness.interval, || ProcessMsg::CheckLiveness);
+                myself.send_after(liveness.interval, || ProcessMessage::CheckLiveness);
                 Ok(())
             }
         }
@@ -516,7 +516,7 @@ impl Actor for ProcessActor {
 }
 
 impl ProcessState {
-    fn spawn(&mut self, myself: ActorRef<ProcessMsg>) -> Result<(), ProcessError> {
+    fn spawn(&mut self, myself: ActorRef<ProcessMessage>) -> Result<(), ProcessError> {
         let spec = &self.spec;
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
@@ -609,7 +609,7 @@ impl ProcessState {
             *shared.exit.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((exit, SystemTime::now()));
             let _ = exit_tx.send(Some(exit));
-            let _ = myself.send_message(ProcessMsg::Exited(exit));
+            let _ = myself.send_message(ProcessMessage::Exited(exit));
             let _ = swept.await;
             let _ = swept_tx.send(true);
         });
@@ -751,7 +751,7 @@ pub fn child_spec(id: impl Into<String>, spec: ProcessSpec, policy: RestartPolic
     ChildSpec::new(id, "process", policy, move |ctx: ChildContext| {
         let spec = spec.clone();
         async move {
-            let args = ProcessArgs {
+            let args = ProcessArguments {
                 spec,
                 node: ctx.node,
                 io: None,

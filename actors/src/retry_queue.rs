@@ -57,7 +57,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use actor::{
-    RetryQueueActor, RetryQueueArgs, RetryQueueMsg, RetryQueueState, retry_queue_spec,
+    RetryQueueActor, RetryQueueArguments, RetryQueueMessage, RetryQueueState, retry_queue_spec,
 };
 pub use handle::RetryQueueHandle;
 

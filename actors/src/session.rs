@@ -65,7 +65,7 @@ pub use scope::{MAX_SCOPE_PATTERNS, ScopeError, ToolScope};
 use crate::progress::{Progress, ProgressError, SUBSCRIBE_WAIT, Subscription};
 use crate::status::rfc3339;
 use crate::supervisor::{
-    self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMsg,
+    self, ChildContext, ChildSpec, RestartPolicy, RestartType, Shutdown, SupervisorMessage,
 };
 
 /// Limits of the session table.
@@ -142,7 +142,7 @@ pub struct Session {
     /// guard.
     inflight: Mutex<HashMap<Arc<str>, CancellationToken>>,
     events: events::Feed,
-    actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    actor: Mutex<Option<ActorRef<SessionMessage>>>,
     /// Cancelled when the session ends: calls and event streams stop.
     ended: CancellationToken,
     /// The session's operator tools, once its operator was first asked for.
@@ -452,7 +452,7 @@ impl Session {
     }
 
     /// The session actor, once started.
-    pub fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+    pub fn actor(&self) -> Option<ActorRef<SessionMessage>> {
         self.actor
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -519,7 +519,7 @@ pub struct Sessions {
     /// Told of the tools each session's operator publishes when it connects (the MCP server's
     /// catalog of operator tools); set once the server is up ([`Sessions::on_operator_tools`]).
     operator_tools: RwLock<Option<crate::mcp::hub::ToolsListener>>,
-    supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    supervisor: RwLock<Option<ActorRef<SupervisorMessage>>>,
     /// The progress broadcaster the sessions' subscriptions register with.
     progress: Arc<Progress>,
     created: AtomicU64,
@@ -564,7 +564,7 @@ impl Sessions {
 
     /// Called by the `sessions` supervisor when it starts: session actors go under it. Starts
     /// the idle sweeper (once).
-    pub fn attach_supervisor(self: &Arc<Self>, sup: ActorRef<SupervisorMsg>) {
+    pub fn attach_supervisor(self: &Arc<Self>, sup: ActorRef<SupervisorMessage>) {
         *self
             .supervisor
             .write()
@@ -794,9 +794,20 @@ pub struct SessionActor;
 
 /// Messages of [`SessionActor`].
 #[derive(Debug)]
-pub enum SessionMsg {
+pub enum SessionMessage {
     /// Start the session's operator if it is not running; reply with its hub.
     EnsureOperator(ractor::RpcReplyPort<Result<Arc<crate::mcp::hub::McpHub>, OperatorError>>),
+}
+
+/// Arguments of [`SessionActor`].
+#[derive(Debug)]
+pub struct SessionArguments {
+    /// The session.
+    pub session: Arc<Session>,
+    /// The table it is in (removed from it when the actor stops).
+    pub sessions: Arc<Sessions>,
+    /// The actor's status node.
+    pub node: crate::status::StatusNode,
 }
 
 /// State of [`SessionActor`]; dropping it ends the session.
@@ -805,7 +816,7 @@ pub struct SessionState {
     session: Arc<Session>,
     sessions: Arc<Sessions>,
     node: crate::status::StatusNode,
-    operator: Option<ActorRef<SupervisorMsg>>,
+    operator: Option<ActorRef<SupervisorMessage>>,
 }
 
 impl Drop for SessionState {
@@ -823,14 +834,18 @@ impl Drop for SessionState {
 }
 
 impl Actor for SessionActor {
-    type Msg = SessionMsg;
+    type Msg = SessionMessage;
     type State = SessionState;
-    type Arguments = (Arc<Session>, Arc<Sessions>, crate::status::StatusNode);
+    type Arguments = SessionArguments;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<SessionMsg>,
-        (session, sessions, node): Self::Arguments,
+        myself: ActorRef<SessionMessage>,
+        SessionArguments {
+            session,
+            sessions,
+            node,
+        }: SessionArguments,
     ) -> Result<SessionState, ActorProcessingErr> {
         *session.actor.lock().unwrap_or_else(PoisonError::into_inner) = Some(myself);
         Ok(SessionState {
@@ -843,7 +858,7 @@ impl Actor for SessionActor {
 
     async fn post_stop(
         &self,
-        _: ActorRef<SessionMsg>,
+        _: ActorRef<SessionMessage>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         // Stop the operator gracefully (stdin closed, then SIGTERM, then SIGKILL) before ractor
@@ -861,7 +876,7 @@ impl Actor for SessionActor {
 
     async fn handle_supervisor_evt(
         &self,
-        _: ActorRef<SessionMsg>,
+        _: ActorRef<SessionMessage>,
         event: ractor::SupervisionEvent,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
@@ -882,12 +897,12 @@ impl Actor for SessionActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<SessionMsg>,
-        msg: SessionMsg,
+        myself: ActorRef<SessionMessage>,
+        msg: SessionMessage,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::EnsureOperator(reply) => {
+            SessionMessage::EnsureOperator(reply) => {
                 let result = match &state.sessions.operator {
                     None => Err(OperatorError::Disabled),
                     Some(template) => {
@@ -935,7 +950,11 @@ fn session_spec(session: Arc<Session>, sessions: Arc<Sessions>) -> ChildSpec {
         async move {
             let details = session.clone();
             ctx.node.set_details(Arc::new(move || details.details()));
-            let args = (session, sessions, ctx.node);
+            let args = SessionArguments {
+                session,
+                sessions,
+                node: ctx.node,
+            };
             let (actor, _) =
                 SessionActor::spawn_linked(None, SessionActor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())

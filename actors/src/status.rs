@@ -86,7 +86,7 @@ struct Inner {
     children: RwLock<Vec<StatusNode>>,
     details: RwLock<Option<DetailsFn>>,
     /// The supervisor running at this node, so a child can be restarted by path.
-    supervisor: RwLock<Option<ractor::ActorRef<crate::supervisor::SupervisorMsg>>>,
+    supervisor: RwLock<Option<ractor::ActorRef<crate::supervisor::SupervisorMessage>>>,
     /// Told of every state change, for tasks that wait on the actor (a caller waiting for a
     /// server to connect fails at once when it starts backing off). Created by the first
     /// [`StatusNode::state_changes`], so a node nobody waits on costs no channel.
@@ -330,7 +330,7 @@ impl StatusNode {
     }
 
     /// Registers the supervisor running at this node (done by the supervisor itself).
-    pub fn set_supervisor(&self, sup: ractor::ActorRef<crate::supervisor::SupervisorMsg>) {
+    pub fn set_supervisor(&self, sup: ractor::ActorRef<crate::supervisor::SupervisorMessage>) {
         *self
             .inner
             .supervisor
@@ -339,7 +339,7 @@ impl StatusNode {
     }
 
     /// The supervisor running at this node, if it is a supervisor.
-    pub fn supervisor(&self) -> Option<ractor::ActorRef<crate::supervisor::SupervisorMsg>> {
+    pub fn supervisor(&self) -> Option<ractor::ActorRef<crate::supervisor::SupervisorMessage>> {
         self.inner
             .supervisor
             .read()

@@ -1,6 +1,6 @@
 //! The OTP-style supervisor actor.
 //!
-//! A [`Supervisor`] owns an ordered list of children ([`ChildSpec`]s), starts them in order,
+//! A [`SupervisorActor`] owns an ordered list of children ([`ChildSpec`]s), starts them in order,
 //! restarts them by their [`RestartPolicy`] and its [`Strategy`], and stops them in reverse
 //! order. It is itself a child of another supervisor (except the daemon's root), so the
 //! supervision tree is built from this one actor type plus the leaves.
@@ -90,11 +90,11 @@ pub fn classify_termination(reason: Option<&str>) -> ExitKind {
 
 /// The supervisor actor.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Supervisor;
+pub struct SupervisorActor;
 
-/// Arguments of [`Supervisor`].
+/// Arguments of [`SupervisorActor`].
 #[derive(Debug)]
-pub struct SupervisorArgs {
+pub struct SupervisorArguments {
     /// The supervisor's own status node (children's nodes are created below it).
     pub node: StatusNode,
     /// Restart strategy.
@@ -105,7 +105,7 @@ pub struct SupervisorArgs {
     pub children: Vec<ChildSpec>,
 }
 
-/// A child as reported by [`SupervisorMsg::ListChildren`].
+/// A child as reported by [`SupervisorMessage::GetChildren`].
 #[derive(Debug, Clone)]
 pub struct ChildInfo {
     /// The child's id.
@@ -116,8 +116,8 @@ pub struct ChildInfo {
     pub cell: Option<ActorCell>,
 }
 
-/// Messages of [`Supervisor`].
-pub enum SupervisorMsg {
+/// Messages of [`SupervisorActor`].
+pub enum SupervisorMessage {
     /// Add a child at the end and start it.
     StartChild(ChildSpec, RpcReplyPort<Result<(), SupervisorError>>),
     /// Stop a child (by its shutdown policy) and remove it.
@@ -130,7 +130,7 @@ pub enum SupervisorMsg {
     /// not need a restart.
     UpdateChild(ChildSpec, RpcReplyPort<Result<(), SupervisorError>>),
     /// The children in start order.
-    ListChildren(RpcReplyPort<Vec<ChildInfo>>),
+    GetChildren(RpcReplyPort<Vec<ChildInfo>>),
     /// Internal: a backoff delay ran out.
     RestartDue {
         /// The child whose timer fired.
@@ -140,14 +140,14 @@ pub enum SupervisorMsg {
     },
 }
 
-impl std::fmt::Debug for SupervisorMsg {
+impl std::fmt::Debug for SupervisorMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::StartChild(spec, _) => write!(f, "StartChild({})", spec.id),
             Self::TerminateChild(id, _) => write!(f, "TerminateChild({id})"),
             Self::RestartChild(id, _) => write!(f, "RestartChild({id})"),
             Self::UpdateChild(spec, _) => write!(f, "UpdateChild({})", spec.id),
-            Self::ListChildren(_) => f.write_str("ListChildren"),
+            Self::GetChildren(_) => f.write_str("GetChildren"),
             Self::RestartDue { id, generation } => write!(f, "RestartDue({id}, {generation})"),
         }
     }
@@ -170,7 +170,7 @@ struct Child {
     running_since: Option<Instant>,
 }
 
-/// State of [`Supervisor`].
+/// State of [`SupervisorActor`].
 pub struct SupervisorState {
     node: StatusNode,
     strategy: Strategy,
@@ -189,15 +189,15 @@ impl std::fmt::Debug for SupervisorState {
     }
 }
 
-impl Actor for Supervisor {
-    type Msg = SupervisorMsg;
+impl Actor for SupervisorActor {
+    type Msg = SupervisorMessage;
     type State = SupervisorState;
-    type Arguments = SupervisorArgs;
+    type Arguments = SupervisorArguments;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: SupervisorArgs,
+        args: SupervisorArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         args.node.set_supervisor(myself);
         // Trivial on purpose: spawn_linked awaits pre_start inside our parent's handler.
@@ -254,7 +254,7 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::StartChild(spec, reply) => {
+            SupervisorMessage::StartChild(spec, reply) => {
                 let result = match state.push_child(spec) {
                     Ok(idx) => {
                         if state.children[idx].spec.autostart {
@@ -266,7 +266,7 @@ impl Actor for Supervisor {
                 };
                 let _ = reply.send(result);
             }
-            SupervisorMsg::TerminateChild(id, reply) => {
+            SupervisorMessage::TerminateChild(id, reply) => {
                 let result = match state.index_of_id(&id) {
                     Some(idx) => {
                         state.stop_child(idx, "terminated on request").await;
@@ -279,11 +279,11 @@ impl Actor for Supervisor {
                 };
                 let _ = reply.send(result);
             }
-            SupervisorMsg::RestartChild(id, reply) => {
+            SupervisorMessage::RestartChild(id, reply) => {
                 let result = state.restart_on_request(&id, &myself).await?;
                 let _ = reply.send(result);
             }
-            SupervisorMsg::UpdateChild(spec, reply) => {
+            SupervisorMessage::UpdateChild(spec, reply) => {
                 let result = match state.index_of_id(&spec.id) {
                     Some(idx) => {
                         let child = &mut state.children[idx];
@@ -295,7 +295,7 @@ impl Actor for Supervisor {
                 };
                 let _ = reply.send(result);
             }
-            SupervisorMsg::ListChildren(reply) => {
+            SupervisorMessage::GetChildren(reply) => {
                 let list = state
                     .children
                     .iter()
@@ -307,7 +307,7 @@ impl Actor for Supervisor {
                     .collect();
                 let _ = reply.send(list);
             }
-            SupervisorMsg::RestartDue { id, generation } => {
+            SupervisorMessage::RestartDue { id, generation } => {
                 state.restart_due(&id, generation, &myself).await?;
             }
         }
@@ -399,7 +399,7 @@ impl SupervisorState {
     async fn start_child(
         &mut self,
         idx: usize,
-        myself: &ActorRef<SupervisorMsg>,
+        myself: &ActorRef<SupervisorMessage>,
     ) -> Result<(), ActorProcessingErr> {
         let child = &mut self.children[idx];
         child.generation += 1;
@@ -490,7 +490,7 @@ impl SupervisorState {
         &mut self,
         idx: usize,
         exit: ExitKind,
-        myself: &ActorRef<SupervisorMsg>,
+        myself: &ActorRef<SupervisorMessage>,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
         let child = &mut self.children[idx];
@@ -611,9 +611,12 @@ impl SupervisorState {
         }
 
         if delay.is_zero() {
-            myself.send_message(SupervisorMsg::RestartDue { id, generation })?;
+            myself.send_message(SupervisorMessage::RestartDue { id, generation })?;
         } else {
-            myself.send_after(delay, move || SupervisorMsg::RestartDue { id, generation });
+            myself.send_after(delay, move || SupervisorMessage::RestartDue {
+                id,
+                generation,
+            });
         }
         Ok(())
     }
@@ -624,7 +627,7 @@ impl SupervisorState {
         &mut self,
         id: &str,
         generation: u64,
-        myself: &ActorRef<SupervisorMsg>,
+        myself: &ActorRef<SupervisorMessage>,
     ) -> Result<(), ActorProcessingErr> {
         let Some(idx) = self.index_of_id(id) else {
             return Ok(());
@@ -666,7 +669,7 @@ impl SupervisorState {
     async fn restart_on_request(
         &mut self,
         id: &str,
-        myself: &ActorRef<SupervisorMsg>,
+        myself: &ActorRef<SupervisorMessage>,
     ) -> Result<Result<(), SupervisorError>, ActorProcessingErr> {
         let Some(idx) = self.index_of_id(id) else {
             return Ok(Err(SupervisorError::NoSuchChild(id.to_owned())));
@@ -693,8 +696,8 @@ impl SupervisorState {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn request<T: Send + 'static>(
-    sup: &ActorRef<SupervisorMsg>,
-    msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
+    sup: &ActorRef<SupervisorMessage>,
+    msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMessage,
 ) -> Result<T, SupervisorError> {
     match sup.call(msg, Some(REQUEST_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
@@ -710,25 +713,28 @@ async fn request<T: Send + 'static>(
 
 /// Adds a child to a running supervisor and starts it.
 pub async fn start_child(
-    sup: &ActorRef<SupervisorMsg>,
+    sup: &ActorRef<SupervisorMessage>,
     spec: ChildSpec,
 ) -> Result<(), SupervisorError> {
-    request(sup, |r| SupervisorMsg::StartChild(spec, r)).await?
+    request(sup, |r| SupervisorMessage::StartChild(spec, r)).await?
 }
 
 /// Stops a child by its shutdown policy and removes it.
 pub async fn terminate_child(
-    sup: &ActorRef<SupervisorMsg>,
+    sup: &ActorRef<SupervisorMessage>,
     id: &str,
 ) -> Result<(), SupervisorError> {
     let id = id.to_owned();
-    request(sup, |r| SupervisorMsg::TerminateChild(id, r)).await?
+    request(sup, |r| SupervisorMessage::TerminateChild(id, r)).await?
 }
 
 /// Restarts a child (also one marked `failed`).
-pub async fn restart_child(sup: &ActorRef<SupervisorMsg>, id: &str) -> Result<(), SupervisorError> {
+pub async fn restart_child(
+    sup: &ActorRef<SupervisorMessage>,
+    id: &str,
+) -> Result<(), SupervisorError> {
     let id = id.to_owned();
-    request(sup, |r| SupervisorMsg::RestartChild(id, r)).await?
+    request(sup, |r| SupervisorMessage::RestartChild(id, r)).await?
 }
 
 /// Why a restart by path was refused.
@@ -795,17 +801,17 @@ pub async fn restart_path(root: &StatusNode, path: &str) -> Result<(), RestartPa
 
 /// Replaces a child's spec without restarting it.
 pub async fn update_child(
-    sup: &ActorRef<SupervisorMsg>,
+    sup: &ActorRef<SupervisorMessage>,
     spec: ChildSpec,
 ) -> Result<(), SupervisorError> {
-    request(sup, |r| SupervisorMsg::UpdateChild(spec, r)).await?
+    request(sup, |r| SupervisorMessage::UpdateChild(spec, r)).await?
 }
 
 /// Lists the children in start order.
-pub async fn list_children(
-    sup: &ActorRef<SupervisorMsg>,
+pub async fn get_children(
+    sup: &ActorRef<SupervisorMessage>,
 ) -> Result<Vec<ChildInfo>, SupervisorError> {
-    request(sup, SupervisorMsg::ListChildren).await
+    request(sup, SupervisorMessage::GetChildren).await
 }
 
 /// A child spec that runs a nested supervisor. Supervisors get a long shutdown timeout (their
@@ -821,14 +827,14 @@ pub fn supervisor_spec(
     ChildSpec::new(id, "supervisor", policy, move |ctx: ChildContext| {
         let children = children.clone();
         async move {
-            let args = SupervisorArgs {
+            let args = SupervisorArguments {
                 node: ctx.node,
                 strategy,
                 intensity,
                 children: children(),
             };
             let (actor, _) =
-                Supervisor::spawn_linked(None, Supervisor, args, ctx.supervisor).await?;
+                SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())
         }
     })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ractor::Actor;
 use revka_actors::StatusNode;
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -83,19 +83,19 @@ pub(crate) async fn services(config: impl FnOnce(&mut Config)) -> (Services, tem
     let mut cfg = Config::default_in(home.path());
     config(&mut cfg);
     let services = Services::new(cfg, home.path(), None).expect("services");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: StatusNode::root("sessions", "supervisor"),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args)
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
         .await
         .expect("sessions supervisor");
     services.sessions.attach_supervisor(sup);
     // The broadcaster under a supervisor on the services' root node, as in the daemon
     // (`root/progress`).
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: services.status_root.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
@@ -104,7 +104,7 @@ pub(crate) async fn services(config: impl FnOnce(&mut Config)) -> (Services, tem
             revka_actors::supervisor::RestartPolicy::standard(),
         )],
     };
-    Supervisor::spawn(None, Supervisor, args)
+    SupervisorActor::spawn(None, SupervisorActor, args)
         .await
         .expect("a supervisor of the progress broadcaster");
     (services, home)

@@ -12,13 +12,13 @@ use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::mcp::hub::McpHub;
 use revka_actors::session::{SessionLimits, Sessions};
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use revka_mcp::protocol::ProgressUpdate;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::McpServer;
-use crate::tools::{BuiltinTool, ToolContext, ToolRegistry};
+use crate::tools::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 
 mod ids;
 mod standard;
@@ -30,7 +30,7 @@ impl BuiltinTool for Panics {
     fn definition(&self) -> Value {
         json!({ "name": "panics", "description": "always panics", "inputSchema": { "type": "object" } })
     }
-    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async { panic!("boom on purpose") })
     }
 }
@@ -41,7 +41,7 @@ impl BuiltinTool for Slow {
     fn definition(&self) -> Value {
         json!({ "name": "slow", "description": "reports progress, then sleeps", "inputSchema": { "type": "object" } })
     }
-    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async move {
             (ctx.progress)(ProgressUpdate {
                 progress: json!(1),
@@ -62,13 +62,15 @@ async fn sessions() -> Arc<Sessions> {
 /// A session table with `limits` under a running `sessions` supervisor.
 async fn sessions_with(limits: SessionLimits) -> Arc<Sessions> {
     let node = StatusNode::root("sessions", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup);
     start_progress(&sessions).await;

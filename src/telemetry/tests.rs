@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ractor::Actor;
 use revka_actors::metrics::{Sample, lint_exposition};
 use revka_actors::session::SessionLimits;
-use revka_actors::supervisor::{Intensity, RestartType, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{
+    Intensity, RestartType, Strategy, SupervisorActor, SupervisorArguments,
+};
 use revka_actors::{ActorState, StatusNode};
 
 use super::*;
@@ -38,13 +40,15 @@ async fn daemon_like() -> (StatusNode, Arc<Sessions>, Vec<(String, String)>) {
     fs.record_restart(Duration::from_secs(2));
     let node = root.child("sessions", "supervisor", Some(RestartType::Permanent));
     node.set_state(ActorState::Running);
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let sessions = Sessions::new(SessionLimits::default());
     sessions.attach_supervisor(sup);
     let mut made = Vec::new();

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use revka_mcp::protocol::ProgressUpdate;
 use serde_json::{Value, json};
 
-use super::{BuiltinTool, ToolContext, ToolRegistry};
+use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 use crate::sidecars::{Field, SidecarServices};
 
 /// A tool result with one text item.
@@ -78,14 +78,18 @@ impl BuiltinTool for RestTool {
         json!({ "name": self.name, "description": self.description, "inputSchema": schema })
     }
 
-    fn call(&self, ctx: ToolContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        ctx: ToolContext,
+        args: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         let request = (self.mapper)(&args, &ctx);
         let sidecar = self.sidecar.clone();
         let shape = self.shape;
         let queue = self.mutation
             && args.get("queue_if_unavailable").and_then(Value::as_bool) == Some(true);
         Box::pin(async move {
-            let (method, path, body) = request?;
+            let (method, path, body) = request.map_err(BuiltinError::Arguments)?;
             // A mutation that may be queued is keyed from its first attempt: if that one
             // timed out after the sidecar acted, the queued retries are answered, not re-run.
             let key = queue.then(SidecarServices::operation_id);
@@ -95,10 +99,10 @@ impl BuiltinTool for RestTool {
             match (answer, key) {
                 (Ok(value), _) => Ok(json_result(value)),
                 (Err(e), Some(id)) if e.is_unavailable() => {
-                    let id = sidecar
-                        .enqueue(id, method, &path, body)
-                        .await
-                        .map_err(|q| format!("{e}; and it could not be queued: {q}"))?;
+                    let id = match sidecar.enqueue(id, method, &path, body).await {
+                        Ok(id) => id,
+                        Err(queue) => return Err(BuiltinError::NotQueued { call: e, queue }),
+                    };
                     Ok(json_result(
                         json!({ "queued": true, "operation_id": id, "reason": e.to_string() }),
                     ))
@@ -128,10 +132,16 @@ impl BuiltinTool for WaitForAgent {
         })
     }
 
-    fn call(&self, ctx: ToolContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        ctx: ToolContext,
+        args: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         let sidecar = self.0.clone();
         Box::pin(async move {
-            let id = arg_str(&args, "agent_id")?.to_owned();
+            let id = arg_str(&args, "agent_id")
+                .map_err(BuiltinError::Arguments)?
+                .to_owned();
             let limit = Duration::from_secs(
                 args.get("timeout_secs")
                     .and_then(Value::as_u64)
@@ -208,10 +218,14 @@ impl BuiltinTool for WaitForChatMessage {
         })
     }
 
-    fn call(&self, _ctx: ToolContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        _ctx: ToolContext,
+        args: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         let sidecar = self.0.clone();
         Box::pin(async move {
-            let room = arg_str(&args, "room_id")?;
+            let room = arg_str(&args, "room_id").map_err(BuiltinError::Arguments)?;
             let since = args.get("since").and_then(Value::as_u64).unwrap_or(0);
             let wait = args
                 .get("timeout_secs")

@@ -79,7 +79,7 @@ async fn run_builtin(
     match tokio::time::timeout(MAX_CALL, run).await {
         Ok(Ok(Ok(result))) => RawValue::from_string(result.to_string())
             .unwrap_or_else(|_| tool_error_result("invalid tool result")),
-        Ok(Ok(Err(message))) => tool_error_result(&message),
+        Ok(Ok(Err(e))) => tool_error_result(&e.to_string()),
         Ok(Err(panic)) => {
             let what = panic
                 .downcast_ref::<&str>()

@@ -15,7 +15,7 @@ use revka_actors::retry_queue::{OpStatus, QueueStatus, STATUS_OPS_LIMIT, Selecti
 use serde_json::{Value, json};
 
 use super::agents::{json_result, text_result};
-use super::{BuiltinTool, ToolContext, ToolRegistry};
+use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 use crate::sidecars::{Field, SidecarServices};
 
 /// What the health tools look at.
@@ -51,7 +51,7 @@ impl Health {
 }
 
 /// What a health tool runs.
-type Runner = fn(Health, Value) -> BoxFuture<'static, Result<Value, String>>;
+type Runner = fn(Health, Value) -> BoxFuture<'static, Result<Value, BuiltinError>>;
 
 /// A health tool: a name, a description, its parameters, and what it does.
 struct HealthTool {
@@ -71,7 +71,11 @@ impl BuiltinTool for HealthTool {
         })
     }
 
-    fn call(&self, _ctx: ToolContext, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        _ctx: ToolContext,
+        args: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         (self.run)(self.health.clone(), args)
     }
 }
@@ -80,7 +84,7 @@ fn flag(args: &Value, name: &str) -> bool {
     args.get(name).and_then(Value::as_bool).unwrap_or(true)
 }
 
-fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
         let mut out = json!({ "generated_at": revka_actors::status::rfc3339(SystemTime::now()) });
         if flag(&args, "include_health") {
@@ -108,7 +112,7 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>
     })
 }
 
-fn breaker_status(h: Health, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn breaker_status(h: Health, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
         Ok(json_result(
             serde_json::to_value(h.sidecar.breaker.status()).unwrap_or_default(),
@@ -116,7 +120,7 @@ fn breaker_status(h: Health, _: Value) -> BoxFuture<'static, Result<Value, Strin
     })
 }
 
-fn breaker_reset(h: Health, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn breaker_reset(h: Health, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
         h.sidecar.breaker.reset();
         tracing::info!("circuit breaker of the session manager reset by a tool call");
@@ -152,9 +156,9 @@ fn list_limit(args: &Value) -> Result<usize, String> {
     }
 }
 
-fn queue_status(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn queue_status(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
-        let limit = list_limit(&args)?;
+        let limit = list_limit(&args).map_err(BuiltinError::Arguments)?;
         let shown = |mut status: QueueStatus| {
             trim(
                 &mut status.operations,
@@ -227,9 +231,9 @@ fn dead_letter_tool(
     h: Health,
     args: Value,
     replay: bool,
-) -> BoxFuture<'static, Result<Value, String>> {
+) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
-        let which = selection(&args)?;
+        let which = selection(&args).map_err(BuiltinError::Arguments)?;
         if !h.sidecar.enabled {
             return Ok(text_result(
                 "the retry queue is not running: the session manager is not enabled ([session_manager] enabled = false)",
@@ -261,15 +265,15 @@ fn dead_letter_tool(
     })
 }
 
-fn replay_dead(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn replay_dead(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     dead_letter_tool(h, args, true)
 }
 
-fn drop_dead(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn drop_dead(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     dead_letter_tool(h, args, false)
 }
 
-fn agent_health(h: Health, args: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn agent_health(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
         let stuck_after = args
             .get("stuck_after_secs")
@@ -303,7 +307,7 @@ fn agent_health(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Stri
     })
 }
 
-fn journal_health(h: Health, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+fn journal_health(h: Health, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move { Ok(json_result(h.journal())) })
 }
 

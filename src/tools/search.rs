@@ -15,7 +15,7 @@ use revka_actors::session::SessionEvent;
 use serde_json::{Value, json};
 
 use self::engine::{self as search, DeferredTool};
-use super::{BuiltinTool, ToolContext};
+use super::{BuiltinError, BuiltinTool, ToolContext};
 
 /// The `tool_search` built-in tool.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +43,9 @@ impl BuiltinTool for ToolSearch {
         &self,
         ctx: ToolContext,
         arguments: Value,
-    ) -> BoxFuture<'static, Result<Value, String>> {
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async move {
-            let args = search::parse_args(&arguments).map_err(|e| e.to_string())?;
+            let args = search::parse_args(&arguments)?;
             // `allowed_tools` / `denied_tools` already kept filtered tools out of the hub's
             // table, so out of `tools`: they never reach the cut. `select:` sees every tool
             // (a visible one returns its schema again); keywords rank only the deferred ones,

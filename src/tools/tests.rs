@@ -11,7 +11,7 @@ use ractor::Actor;
 use revka_actors::StatusNode;
 use revka_actors::mcp::hub::McpHub;
 use revka_actors::session::{SessionLimits, Sessions};
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use revka_mcp::client::{Inbound, McpClient, Outgoing, Transport, TransportError};
 use revka_mcp::protocol::ServerHello;
 use revka_mcp::spec::{ServerSpec, TransportSpec};
@@ -74,13 +74,15 @@ async fn session() -> Arc<Session> {
 /// A session of its own table, limited to `scope` if given.
 async fn session_with(scope: Option<revka_actors::session::ToolScope>) -> Arc<Session> {
     let node = StatusNode::root("sessions", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: vec![],
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let sessions = Sessions::new(SessionLimits::default());
     sessions.attach_supervisor(sup);
     sessions

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use revka_actors::supervisor::{
-    ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor,
-    SupervisorArgs, terminate_child,
+    ChildContext, ChildSpec, Intensity, RestartPolicy, RestartType, Shutdown, Strategy,
+    SupervisorActor, SupervisorArguments, terminate_child,
 };
 use tokio::net::UnixDatagram;
 
@@ -16,7 +16,7 @@ use super::*;
 /// A root supervisor with `children`, its status node, and the notify socket of a watchdog of
 /// `timeout` (`WATCHDOG_USEC`) on it.
 struct Rig {
-    root: ActorRef<SupervisorMsg>,
+    root: ActorRef<SupervisorMessage>,
     node: StatusNode,
     listener: UnixDatagram,
     notifier: Arc<Notifier>,
@@ -25,13 +25,15 @@ struct Rig {
 
 async fn rig(children: Vec<ChildSpec>, timeout: Duration) -> Rig {
     let node = StatusNode::root("root", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children,
     };
-    let (root, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (root, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify").display().to_string();
     let listener = UnixDatagram::bind(&path).unwrap();
@@ -83,7 +85,7 @@ impl Rig {
         );
         let (port, answer) = ractor::concurrency::oneshot();
         self.root
-            .cast(SupervisorMsg::StartChild(spec, port.into()))
+            .cast(SupervisorMessage::StartChild(spec, port.into()))
             .unwrap();
         answer
     }

@@ -25,9 +25,18 @@ pub const TICK: Duration = Duration::from_millis(250);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BreakerActor;
 
+/// Arguments of [`BreakerActor`].
+#[derive(Debug)]
+pub struct BreakerArguments {
+    /// The breaker whose timers the actor runs.
+    pub handle: BreakerHandle,
+    /// The actor's status node (details: the breaker's status).
+    pub node: StatusNode,
+}
+
 /// Messages of [`BreakerActor`].
 #[derive(Debug)]
-pub enum BreakerMsg {
+pub enum BreakerMessage {
     /// Internal: run the time-driven transitions.
     Tick,
     /// Close the breaker (the `reset_circuit_breaker` tool); replies with the new status.
@@ -52,24 +61,24 @@ impl Drop for BreakerActorState {
 }
 
 impl Actor for BreakerActor {
-    type Msg = BreakerMsg;
+    type Msg = BreakerMessage;
     type State = BreakerActorState;
-    type Arguments = (BreakerHandle, StatusNode);
+    type Arguments = BreakerArguments;
 
     /// Attaches the node's path to the handle (for logs), installs the status as the node's
     /// details (they stay installed after a stop: they read the handle, which outlives the
     /// actor) and starts the ticker.
     async fn pre_start(
         &self,
-        myself: ActorRef<BreakerMsg>,
-        (handle, node): Self::Arguments,
+        myself: ActorRef<BreakerMessage>,
+        BreakerArguments { handle, node }: BreakerArguments,
     ) -> Result<BreakerActorState, ActorProcessingErr> {
         handle.set_path(node.path());
         let shown = handle.clone();
         node.set_details(Arc::new(move || {
             serde_json::to_value(shown.status()).unwrap_or(serde_json::Value::Null)
         }));
-        let ticker = myself.send_interval(TICK, || BreakerMsg::Tick);
+        let ticker = myself.send_interval(TICK, || BreakerMessage::Tick);
         Ok(BreakerActorState {
             handle,
             ticker: Some(ticker),
@@ -78,17 +87,17 @@ impl Actor for BreakerActor {
 
     async fn handle(
         &self,
-        _: ActorRef<BreakerMsg>,
-        msg: BreakerMsg,
+        _: ActorRef<BreakerMessage>,
+        msg: BreakerMessage,
         state: &mut BreakerActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            BreakerMsg::Tick => state.handle.advance(),
-            BreakerMsg::Reset(reply) => {
+            BreakerMessage::Tick => state.handle.advance(),
+            BreakerMessage::Reset(reply) => {
                 state.handle.reset();
                 let _ = reply.send(state.handle.status());
             }
-            BreakerMsg::GetStatus(reply) => {
+            BreakerMessage::GetStatus(reply) => {
                 state.handle.advance();
                 let _ = reply.send(state.handle.status());
             }
@@ -103,9 +112,12 @@ pub fn breaker_spec(id: &str, handle: BreakerHandle, policy: RestartPolicy) -> C
     ChildSpec::new(id, "breaker", policy, move |ctx: ChildContext| {
         let handle = handle.clone();
         async move {
+            let args = BreakerArguments {
+                handle,
+                node: ctx.node,
+            };
             let (actor, _) =
-                BreakerActor::spawn_linked(None, BreakerActor, (handle, ctx.node), ctx.supervisor)
-                    .await?;
+                BreakerActor::spawn_linked(None, BreakerActor, args, ctx.supervisor).await?;
             Ok(actor.get_cell())
         }
     })

@@ -14,7 +14,7 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::status::StatusNode;
 use crate::supervisor::{
-    Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs, list_children,
+    Intensity, RestartPolicy, Strategy, SupervisorActor, SupervisorArguments, get_children,
 };
 use crate::testing::eventually;
 
@@ -460,13 +460,15 @@ async fn the_actor_ticks_open_to_half_open_without_traffic_and_survives_a_restar
         handle.clone(),
         RestartPolicy::standard(),
     );
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: sidecars.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: vec![spec],
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let node = sidecars.find("breaker:session_manager").unwrap();
     eventually("actor running", 5 * S, || {
         details(&node)["state"] == "closed"
@@ -494,7 +496,7 @@ async fn the_actor_ticks_open_to_half_open_without_traffic_and_survives_a_restar
     assert_eq!(*states.borrow_and_update(), BreakerState::HalfOpen);
 
     // A restart of the actor keeps the breaker's state (it lives in the handle).
-    let children = list_children(&sup).await.unwrap();
+    let children = get_children(&sup).await.unwrap();
     children[0].cell.as_ref().unwrap().kill();
     eventually("restarted", 5 * S, || {
         node.restarts() == 1 && node.state() == crate::ActorState::Running
@@ -509,12 +511,19 @@ async fn the_actor_ticks_open_to_half_open_without_traffic_and_survives_a_restar
 async fn the_actor_answers_get_status_and_reset() {
     let handle = opened_handle(BreakerConfig::default());
     let node = StatusNode::root("breaker:test", "breaker");
-    let (actor, join) = BreakerActor::spawn(None, BreakerActor, (handle.clone(), node))
-        .await
-        .unwrap();
-    let status = ractor::call!(actor, BreakerMsg::GetStatus).unwrap();
+    let (actor, join) = BreakerActor::spawn(
+        None,
+        BreakerActor,
+        BreakerArguments {
+            handle: handle.clone(),
+            node,
+        },
+    )
+    .await
+    .unwrap();
+    let status = ractor::call!(actor, BreakerMessage::GetStatus).unwrap();
     assert_eq!(status.state, BreakerState::Open);
-    let status = ractor::call!(actor, BreakerMsg::Reset).unwrap();
+    let status = ractor::call!(actor, BreakerMessage::Reset).unwrap();
     assert_eq!(status.state, BreakerState::Closed);
     assert_eq!(
         status.last_transition.unwrap().reason,

@@ -33,7 +33,7 @@ use revka_mcp::client::{ClientEvent, McpClient};
 use revka_mcp::spec::ServerSpec;
 
 use super::hub::{McpHub, ServerEntry};
-use crate::process::{ExitInfo, ProcessActor, ProcessMsg};
+use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
 
@@ -80,11 +80,11 @@ pub enum McpError {
 
 /// The connection actor.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct McpConnection;
+pub struct McpConnectionActor;
 
-/// Arguments of [`McpConnection`].
+/// Arguments of [`McpConnectionActor`].
 #[derive(Debug, Clone)]
-pub struct ConnectionArgs {
+pub struct McpConnectionArguments {
     /// The server.
     pub spec: Arc<ServerSpec>,
     /// The actor's status node.
@@ -97,22 +97,22 @@ pub struct ConnectionArgs {
     pub stop_timeout: Duration,
 }
 
-/// Messages of [`McpConnection`].
+/// Messages of [`McpConnectionActor`].
 #[derive(Debug)]
-pub enum ConnectionMsg {
-    /// Something the client reported (tools changed, connection closed).
-    Client(ClientEvent),
+pub enum McpConnectionMessage {
+    /// The client reported something (tools changed, connection closed).
+    ClientReported(ClientEvent),
     /// The liveness probe found the server unresponsive.
-    Unresponsive(Unresponsive),
+    LivenessFailed(Unresponsive),
 }
 
-/// State of [`McpConnection`]. Dropping it fails in-flight calls and withdraws the client.
+/// State of [`McpConnectionActor`]. Dropping it fails in-flight calls and withdraws the client.
 #[derive(Debug)]
-pub struct ConnectionState {
-    args: ConnectionArgs,
+pub struct McpConnectionState {
+    args: McpConnectionArguments,
     entry: Arc<ServerEntry>,
     client: Option<Arc<McpClient>>,
-    process: Option<ActorRef<ProcessMsg>>,
+    process: Option<ActorRef<ProcessMessage>>,
     exit: Option<watch::Receiver<Option<ExitInfo>>>,
     forwarder: Option<JoinHandle<()>>,
     /// The liveness probe's task, while connected.
@@ -121,7 +121,7 @@ pub struct ConnectionState {
     probe_status: Arc<ProbeStatus>,
 }
 
-impl Drop for ConnectionState {
+impl Drop for McpConnectionState {
     fn drop(&mut self) {
         if let Some(f) = self.forwarder.take() {
             f.abort();
@@ -139,22 +139,22 @@ impl Drop for ConnectionState {
     }
 }
 
-impl Actor for McpConnection {
-    type Msg = ConnectionMsg;
-    type State = ConnectionState;
-    type Arguments = ConnectionArgs;
+impl Actor for McpConnectionActor {
+    type Msg = McpConnectionMessage;
+    type State = McpConnectionState;
+    type Arguments = McpConnectionArguments;
 
     async fn pre_start(
         &self,
-        _: ActorRef<ConnectionMsg>,
-        args: ConnectionArgs,
-    ) -> Result<ConnectionState, ActorProcessingErr> {
+        _: ActorRef<McpConnectionMessage>,
+        args: McpConnectionArguments,
+    ) -> Result<McpConnectionState, ActorProcessingErr> {
         let entry = args.hub.register(args.spec.clone(), args.node.clone());
         let probe_status = Arc::new(ProbeStatus::default());
         let (details_entry, details_probe) = (entry.clone(), probe_status.clone());
         args.node
             .set_details(Arc::new(move || details(&details_entry, &details_probe)));
-        Ok(ConnectionState {
+        Ok(McpConnectionState {
             args,
             entry,
             client: None,
@@ -168,8 +168,8 @@ impl Actor for McpConnection {
 
     async fn post_start(
         &self,
-        myself: ActorRef<ConnectionMsg>,
-        state: &mut ConnectionState,
+        myself: ActorRef<McpConnectionMessage>,
+        state: &mut McpConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         let args = &state.args;
         let name = args.spec.name.clone();
@@ -198,7 +198,7 @@ impl Actor for McpConnection {
         let me = myself.clone();
         state.probe = Some(tokio::spawn(async move {
             if let Some(found) = probe.await {
-                let _ = me.send_message(ConnectionMsg::Unresponsive(found));
+                let _ = me.send_message(McpConnectionMessage::LivenessFailed(found));
             }
         }));
         state.client = Some(client);
@@ -206,7 +206,10 @@ impl Actor for McpConnection {
         let me = myself.clone();
         state.forwarder = Some(tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                if me.send_message(ConnectionMsg::Client(event)).is_err() {
+                if me
+                    .send_message(McpConnectionMessage::ClientReported(event))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -216,8 +219,8 @@ impl Actor for McpConnection {
 
     async fn post_stop(
         &self,
-        _: ActorRef<ConnectionMsg>,
-        state: &mut ConnectionState,
+        _: ActorRef<McpConnectionMessage>,
+        state: &mut McpConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(client) = &state.client {
             client.close("connection stopped"); // closes a stdio server's stdin
@@ -238,13 +241,13 @@ impl Actor for McpConnection {
 
     async fn handle(
         &self,
-        _: ActorRef<ConnectionMsg>,
-        msg: ConnectionMsg,
-        state: &mut ConnectionState,
+        _: ActorRef<McpConnectionMessage>,
+        msg: McpConnectionMessage,
+        state: &mut McpConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         let event = match msg {
-            ConnectionMsg::Client(event) => event,
-            ConnectionMsg::Unresponsive(found) => {
+            McpConnectionMessage::ClientReported(event) => event,
+            McpConnectionMessage::LivenessFailed(found) => {
                 let reason = found.reason();
                 tracing::warn!(server = %state.args.spec.name, path = %state.args.node.path(), %reason, "server unresponsive; failing its calls and restarting it");
                 // In-flight calls fail now, with the reason, instead of at their timeouts.
@@ -285,9 +288,9 @@ impl Actor for McpConnection {
 
     async fn handle_supervisor_evt(
         &self,
-        _: ActorRef<ConnectionMsg>,
+        _: ActorRef<McpConnectionMessage>,
         event: SupervisionEvent,
-        state: &mut ConnectionState,
+        state: &mut McpConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         let reason = match event {
             SupervisionEvent::ActorFailed(_, err) => error_chain(err.as_ref()),
@@ -351,7 +354,7 @@ pub fn connection_spec(
     }
     let id = format!("mcp:{}", spec.name);
     ChildSpec::new(id, "mcp_connection", policy, move |ctx: ChildContext| {
-        let args = ConnectionArgs {
+        let args = McpConnectionArguments {
             spec: spec.clone(),
             node: ctx.node,
             hub: hub.clone(),
@@ -360,7 +363,8 @@ pub fn connection_spec(
         };
         async move {
             let (actor, _) =
-                McpConnection::spawn_linked(None, McpConnection, args, ctx.supervisor).await?;
+                McpConnectionActor::spawn_linked(None, McpConnectionActor, args, ctx.supervisor)
+                    .await?;
             Ok(actor.get_cell())
         }
     })
@@ -373,13 +377,13 @@ pub(crate) async fn spawn_process(
     spec: crate::process::ProcessSpec,
 ) -> Result<
     (
-        ActorRef<ProcessMsg>,
+        ActorRef<ProcessMessage>,
         tokio::sync::oneshot::Receiver<Result<crate::process::ChildIo, String>>,
     ),
     String,
 > {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let args = crate::process::ProcessArgs {
+    let args = crate::process::ProcessArguments {
         spec: Arc::new(spec),
         node: node.child("process", "process", None),
         io: Some(tx),

@@ -209,8 +209,8 @@ impl ServerEntry {
 
     /// Why a call cannot be made right now, from the supervisor's view of the server: `None`
     /// while it is running, starting, or due to start.
-    fn unavailable(&self) -> Option<String> {
-        let name = &self.spec().name;
+    fn unavailable(&self) -> Option<ServerUnavailable> {
+        let server = self.spec().name.clone();
         match self.node.state() {
             ActorState::BackingOff => {
                 // An attempt that is due is being made: the state is about to be `Starting`,
@@ -218,11 +218,8 @@ impl ServerEntry {
                 // was stopped to restart with a failed sibling, whose delay decides.)
                 match self.node.next_restart_in() {
                     Some(next) if next.is_zero() => None,
-                    Some(next) => Some(format!(
-                        "server `{name}` is restarting, next attempt in {} s",
-                        next.as_secs_f64().ceil() as u64
-                    )),
-                    None => Some(format!("server `{name}` is restarting")),
+                    Some(next) => Some(ServerUnavailable::BackingOff { server, next }),
+                    None => Some(ServerUnavailable::Restarting { server }),
                 }
             }
             ActorState::Failed => {
@@ -231,12 +228,14 @@ impl ServerEntry {
                     .last_failure()
                     .unwrap_or_else(|| "gave up restarting".into());
                 // A connection's failure (`McpError`) names the server already.
-                let prefix = format!("server `{name}`: ");
-                let reason = reason.strip_prefix(&prefix).unwrap_or(&reason);
-                Some(format!("server `{name}` failed: {reason}"))
+                let prefix = format!("server `{server}`: ");
+                let reason = reason
+                    .strip_prefix(&prefix)
+                    .map_or(reason.clone(), str::to_owned);
+                Some(ServerUnavailable::Failed { server, reason })
             }
             ActorState::Stopped | ActorState::Stopping => {
-                Some(format!("server `{name}` is stopped"))
+                Some(ServerUnavailable::Stopped { server })
             }
             ActorState::Starting | ActorState::Running => None,
         }
@@ -245,7 +244,10 @@ impl ServerEntry {
     /// The live client, waiting up to `wait` for a (re)connect in progress. Fails fast when
     /// the server is backing off, failed or stopped. Waits without polling: woken by a client
     /// being published or by the supervisor changing the server's state.
-    pub async fn connected_client(&self, wait: Duration) -> Result<Arc<McpClient>, String> {
+    pub async fn connected_client(
+        &self,
+        wait: Duration,
+    ) -> Result<Arc<McpClient>, ServerUnavailable> {
         let deadline = Instant::now() + wait;
         let mut ready = self.ready.subscribe();
         let mut state = self.node.state_changes();
@@ -259,10 +261,9 @@ impl ServerEntry {
                 return Err(reason);
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "server `{}` is not connected yet",
-                    self.spec().name
-                ));
+                return Err(ServerUnavailable::NotConnected {
+                    server: self.spec().name.clone(),
+                });
             }
             let woken = async {
                 tokio::select! {
@@ -312,6 +313,46 @@ pub struct ToolTable {
     pub version: u64,
 }
 
+/// Why a server cannot take calls now ([`ServerEntry::connected_client`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerUnavailable {
+    /// The server is waiting out its restart backoff.
+    #[error("server `{server}` is restarting, next attempt in {} s", next.as_secs_f64().ceil() as u64)]
+    BackingOff {
+        /// The server.
+        server: String,
+        /// How long until its next attempt.
+        next: Duration,
+    },
+    /// The server is restarting, with no attempt scheduled yet.
+    #[error("server `{server}` is restarting")]
+    Restarting {
+        /// The server.
+        server: String,
+    },
+    /// The server's supervisor gave up restarting it.
+    #[error("server `{server}` failed: {reason}")]
+    Failed {
+        /// The server.
+        server: String,
+        /// Its last failure, without the server's name.
+        reason: String,
+    },
+    /// The server is stopped (or stopping).
+    #[error("server `{server}` is stopped")]
+    Stopped {
+        /// The server.
+        server: String,
+    },
+    /// The server did not connect within the wait.
+    #[error("server `{server}` is not connected yet")]
+    NotConnected {
+        /// The server.
+        server: String,
+    },
+}
+
 /// Why a hub call failed before reaching the server's tool.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -331,8 +372,8 @@ pub enum HubError {
     #[error("{0}")]
     Arguments(String),
     /// The server cannot take calls now (restarting, failed, stopped).
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] ServerUnavailable),
     /// The call reached the server and failed.
     #[error(transparent)]
     Call(#[from] CallError),
@@ -617,11 +658,7 @@ impl McpHub {
         let arguments = route.prepare(arguments)?;
         let mut opts = effective_options(opts, &route.server.spec());
         let started = std::time::Instant::now();
-        let client = route
-            .server
-            .connected_client(opts.timeout)
-            .await
-            .map_err(HubError::Unavailable)?;
+        let client = route.server.connected_client(opts.timeout).await?;
         // Waiting for a (re)connect comes out of the call's budget: a call never takes more
         // than its timeout in all.
         let waited = started.elapsed();
@@ -956,7 +993,7 @@ mod tests {
         entry.node().record_restart(Duration::from_secs(5));
         entry.node().set_state(ActorState::BackingOff);
         let started = Instant::now();
-        let err = entry.connected_client(wait).await.unwrap_err();
+        let err = entry.connected_client(wait).await.unwrap_err().to_string();
         assert_eq!(err, "server `f` is restarting, next attempt in 5 s");
         assert!(started.elapsed() < wait, "failed fast");
 
@@ -964,7 +1001,7 @@ mod tests {
         entry.node().record_restart(Duration::ZERO);
         entry.node().set_state(ActorState::BackingOff);
         let started = Instant::now();
-        let err = entry.connected_client(wait).await.unwrap_err();
+        let err = entry.connected_client(wait).await.unwrap_err().to_string();
         assert_eq!(
             err, "server `f` is not connected yet",
             "waited for the connect"
@@ -973,7 +1010,7 @@ mod tests {
 
         entry.node().set_state(ActorState::Starting);
         entry.node().set_state(ActorState::BackingOff);
-        let err = entry.connected_client(wait).await.unwrap_err();
+        let err = entry.connected_client(wait).await.unwrap_err().to_string();
         assert_eq!(err, "server `f` is restarting");
     }
 }

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::*;
 use crate::status::ActorState;
 use crate::supervisor::{
-    Backoff, Intensity, RestartType, Strategy, Supervisor, SupervisorArgs, SupervisorMsg,
-    terminate_child,
+    Backoff, Intensity, RestartType, Strategy, SupervisorActor, SupervisorArguments,
+    SupervisorMessage, terminate_child,
 };
 use crate::testing::{eventually, process_exists, read_pid};
 
@@ -35,15 +35,17 @@ fn policy(restart: RestartType, max_restarts: u32) -> RestartPolicy {
     }
 }
 
-async fn supervise(children: Vec<ChildSpec>) -> (ActorRef<SupervisorMsg>, StatusNode) {
+async fn supervise(children: Vec<ChildSpec>) -> (ActorRef<SupervisorMessage>, StatusNode) {
     let node = StatusNode::root("root", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children,
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     (sup, node)
 }
 
@@ -237,7 +239,7 @@ impl Actor for Owner {
         myself: ActorRef<OwnerMsg>,
         spec: ProcessSpec,
     ) -> Result<(), ActorProcessingErr> {
-        let args = ProcessArgs {
+        let args = ProcessArguments {
             spec: Arc::new(spec),
             node: StatusNode::root("owned", "process"),
             io: None,
@@ -483,7 +485,7 @@ async fn piped_stdio_is_handed_to_the_owner() {
     let mut spec = ProcessSpec::new("cat", Vec::<String>::new());
     spec.stdio = StdioMode::Piped;
     let (tx, rx) = oneshot::channel();
-    let args = ProcessArgs {
+    let args = ProcessArguments {
         spec: Arc::new(spec),
         node: StatusNode::root("cat", "process"),
         io: Some(tx),

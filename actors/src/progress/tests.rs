@@ -9,14 +9,16 @@ use ractor::{Actor, ActorRef};
 
 use super::*;
 use crate::session::{NewSession, ProgressEvent, SessionEvent, SessionLimits, Sessions};
-use crate::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::supervisor::{
+    Intensity, Strategy, SupervisorActor, SupervisorArguments, SupervisorMessage,
+};
 use crate::testing::eventually;
 
 /// A session table under a `sessions` supervisor, and a `root` with the broadcaster.
-async fn tree() -> (Arc<Sessions>, StatusNode, Vec<ActorRef<SupervisorMsg>>) {
+async fn tree() -> (Arc<Sessions>, StatusNode, Vec<ActorRef<SupervisorMessage>>) {
     let sessions = Sessions::new(SessionLimits::default());
     let root = StatusNode::root("root", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: root.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
@@ -25,14 +27,18 @@ async fn tree() -> (Arc<Sessions>, StatusNode, Vec<ActorRef<SupervisorMsg>>) {
             RestartPolicy::standard(),
         )],
     };
-    let (root_sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
-    let args = SupervisorArgs {
+    let (root_sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
+    let args = SupervisorArguments {
         node: StatusNode::root("sessions", "supervisor"),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sessions_sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sessions_sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     sessions.attach_supervisor(sessions_sup.clone());
     (sessions, root, vec![root_sup, sessions_sup])
 }
@@ -149,13 +155,15 @@ async fn a_killed_broadcaster_restarts_and_its_subscribers_see_a_reset_then_late
 #[tokio::test(start_paused = true)]
 async fn a_subscription_waits_for_the_broadcaster_and_is_refused_after_the_wait() {
     let sessions = Sessions::new(SessionLimits::default());
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: StatusNode::root("sessions", "supervisor"),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     sessions.attach_supervisor(sup.clone());
     let (session, _) = sessions
         .create(NewSession::new(std::path::Path::new("/").into()))

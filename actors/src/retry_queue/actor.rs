@@ -2,7 +2,7 @@
 //!
 //! Every change is journaled before it is applied in memory. Attempts run as spawned tasks
 //! (at most `concurrency`), each bounded by `attempt_timeout`, and report back with
-//! [`RetryQueueMsg::AttemptDone`]; one timer task wakes the actor when the next pending
+//! [`RetryQueueMessage::AttemptFinished`]; one timer task wakes the actor when the next pending
 //! operation is due. Dropping the state (a stop, a kill, a failure) aborts the attempts and
 //! the timers: the journal says what was in flight, and the next start counts those attempts
 //! as failed.
@@ -38,7 +38,7 @@ pub struct RetryQueueActor;
 
 /// Arguments of [`RetryQueueActor`].
 #[derive(Clone)]
-pub struct RetryQueueArgs {
+pub struct RetryQueueArguments {
     /// Settings (normalized on start).
     pub config: QueueConfig,
     /// Runs the operations.
@@ -49,9 +49,9 @@ pub struct RetryQueueArgs {
     pub handle: RetryQueueHandle,
 }
 
-impl std::fmt::Debug for RetryQueueArgs {
+impl std::fmt::Debug for RetryQueueArguments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetryQueueArgs")
+        f.debug_struct("RetryQueueArguments")
             .field("config", &self.config)
             .field("node", &self.node)
             .finish_non_exhaustive()
@@ -60,19 +60,19 @@ impl std::fmt::Debug for RetryQueueArgs {
 
 /// Messages of [`RetryQueueActor`].
 #[derive(Debug)]
-pub enum RetryQueueMsg {
+pub enum RetryQueueMessage {
     /// Queue an operation (replied once durable).
     Enqueue(Operation, RpcReplyPort<Result<Enqueued, EnqueueError>>),
     /// The full status.
-    Status(RpcReplyPort<QueueStatus>),
+    GetStatus(RpcReplyPort<QueueStatus>),
     /// The dead letters, oldest first.
-    ListDeadLetters(RpcReplyPort<Vec<Operation>>),
+    GetDeadLetters(RpcReplyPort<Vec<Operation>>),
     /// Move dead letters back to pending, attempts reset; replies with the ids moved.
     Replay(Selection, RpcReplyPort<Result<Vec<String>, QueueError>>),
     /// Discard dead letters; replies with the ids discarded.
     DropDeadLetters(Selection, RpcReplyPort<Result<Vec<String>, QueueError>>),
     /// Internal: an attempt finished (or timed out, or panicked).
-    AttemptDone {
+    AttemptFinished {
         /// The operation.
         id: String,
         /// Which attempt (stale reports are ignored).
@@ -123,14 +123,14 @@ impl Drop for RetryQueueState {
 }
 
 impl Actor for RetryQueueActor {
-    type Msg = RetryQueueMsg;
+    type Msg = RetryQueueMessage;
     type State = RetryQueueState;
-    type Arguments = RetryQueueArgs;
+    type Arguments = RetryQueueArguments;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<RetryQueueMsg>,
-        args: RetryQueueArgs,
+        myself: ActorRef<RetryQueueMessage>,
+        args: RetryQueueArguments,
     ) -> Result<RetryQueueState, ActorProcessingErr> {
         let shown = args.handle.clone();
         args.node.set_details(Arc::new(move || {
@@ -155,7 +155,7 @@ impl Actor for RetryQueueActor {
 
     async fn post_start(
         &self,
-        myself: ActorRef<RetryQueueMsg>,
+        myself: ActorRef<RetryQueueMessage>,
         state: &mut RetryQueueState,
     ) -> Result<(), ActorProcessingErr> {
         state.load()?;
@@ -171,7 +171,7 @@ impl Actor for RetryQueueActor {
 
     async fn post_stop(
         &self,
-        _: ActorRef<RetryQueueMsg>,
+        _: ActorRef<RetryQueueMessage>,
         state: &mut RetryQueueState,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(j) = state.journal.as_mut()
@@ -187,33 +187,33 @@ impl Actor for RetryQueueActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<RetryQueueMsg>,
-        msg: RetryQueueMsg,
+        myself: ActorRef<RetryQueueMessage>,
+        msg: RetryQueueMessage,
         state: &mut RetryQueueState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RetryQueueMsg::Enqueue(op, reply) => {
+            RetryQueueMessage::Enqueue(op, reply) => {
                 let _ = reply.send(state.enqueue(op));
             }
-            RetryQueueMsg::Status(reply) => {
+            RetryQueueMessage::GetStatus(reply) => {
                 let _ = reply.send(state.status());
             }
-            RetryQueueMsg::ListDeadLetters(reply) => {
+            RetryQueueMessage::GetDeadLetters(reply) => {
                 let _ = reply.send(state.queue.dead_letters().iter().cloned().collect());
             }
-            RetryQueueMsg::Replay(id, reply) => {
+            RetryQueueMessage::Replay(id, reply) => {
                 let _ = reply.send(state.replay(id));
             }
-            RetryQueueMsg::DropDeadLetters(id, reply) => {
+            RetryQueueMessage::DropDeadLetters(id, reply) => {
                 let _ = reply.send(state.drop_dead(id));
             }
-            RetryQueueMsg::AttemptDone {
+            RetryQueueMessage::AttemptFinished {
                 id,
                 attempt,
                 outcome,
             } => state.attempt_done(&myself, id, attempt, outcome),
-            RetryQueueMsg::Wake => {}
-            RetryQueueMsg::SyncDue => {
+            RetryQueueMessage::Wake => {}
+            RetryQueueMessage::SyncDue => {
                 state.sync_timer = None;
                 if let Some(Err(e)) = state.journal.as_mut().map(Journal::sync) {
                     tracing::warn!(path = %state.node.path(), error = %e, "retry queue journal: sync failed");
@@ -239,7 +239,7 @@ impl RetryQueueState {
 
     fn attempt_done(
         &mut self,
-        myself: &ActorRef<RetryQueueMsg>,
+        myself: &ActorRef<RetryQueueMessage>,
         id: String,
         attempt: u32,
         outcome: Result<(), String>,
@@ -273,7 +273,7 @@ impl RetryQueueState {
     }
 
     /// Writes progress records (synced lazily, within [`LAZY_SYNC`]).
-    fn progress(&mut self, myself: &ActorRef<RetryQueueMsg>, records: &[Record]) {
+    fn progress(&mut self, myself: &ActorRef<RetryQueueMessage>, records: &[Record]) {
         let path = self.node.path().to_owned();
         let Some(journal) = self.journal.as_mut() else {
             return;
@@ -286,13 +286,13 @@ impl RetryQueueState {
             let me = myself.clone();
             self.sync_timer = Some(tokio::spawn(async move {
                 tokio::time::sleep(LAZY_SYNC).await;
-                let _ = me.send_message(RetryQueueMsg::SyncDue);
+                let _ = me.send_message(RetryQueueMessage::SyncDue);
             }));
         }
     }
 
     /// Starts due attempts, re-arms the timer, compacts if due, publishes the status.
-    fn pump(&mut self, myself: &ActorRef<RetryQueueMsg>) {
+    fn pump(&mut self, myself: &ActorRef<RetryQueueMessage>) {
         let paused = self.executor.unavailable_for();
         if paused.is_none() {
             let free = self
@@ -327,7 +327,7 @@ impl RetryQueueState {
         self.publish();
     }
 
-    fn start_attempt(&mut self, myself: &ActorRef<RetryQueueMsg>, id: &str) {
+    fn start_attempt(&mut self, myself: &ActorRef<RetryQueueMessage>, id: &str) {
         let Some(op) = self.queue.start(id) else {
             return;
         };
@@ -352,7 +352,7 @@ impl RetryQueueState {
                     }
                 }
             };
-            let _ = me.send_message(RetryQueueMsg::AttemptDone {
+            let _ = me.send_message(RetryQueueMessage::AttemptFinished {
                 id: op.id,
                 attempt: op.attempts,
                 outcome,
@@ -362,7 +362,11 @@ impl RetryQueueState {
     }
 
     /// Arms the wake-up for the next due operation, not before `paused` has passed.
-    fn arm_timer(&mut self, myself: &ActorRef<RetryQueueMsg>, paused: Option<std::time::Duration>) {
+    fn arm_timer(
+        &mut self,
+        myself: &ActorRef<RetryQueueMessage>,
+        paused: Option<std::time::Duration>,
+    ) {
         let next = if self.queue.in_flight() < self.config.concurrency {
             self.queue.next_due()
         } else {
@@ -390,7 +394,7 @@ impl RetryQueueState {
             let me = myself.clone();
             let task = tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
-                let _ = me.send_message(RetryQueueMsg::Wake);
+                let _ = me.send_message(RetryQueueMessage::Wake);
             });
             self.timer = Some((at, task));
         }
@@ -435,7 +439,7 @@ pub fn retry_queue_spec(
     policy: RestartPolicy,
 ) -> ChildSpec {
     ChildSpec::new(id, "retry_queue", policy, move |ctx: ChildContext| {
-        let args = RetryQueueArgs {
+        let args = RetryQueueArguments {
             config: config.clone(),
             executor: executor.clone(),
             node: ctx.node,

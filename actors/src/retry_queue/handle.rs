@@ -30,7 +30,7 @@ use super::journal::{Journal, Record};
 use super::state::Listed;
 use super::{
     EnqueueError, Enqueued, JournalStats, OnFull, OpState, Operation, QueueError, QueueStatus,
-    RetryQueueMsg, Selection, check_id, check_size, now_ms,
+    RetryQueueMessage, Selection, check_id, check_size, now_ms,
 };
 
 /// How long a request waits for the actor by default (an enqueue includes an `fdatasync`).
@@ -98,7 +98,7 @@ struct Inbox {
 
 #[derive(Debug)]
 struct Shared {
-    actor: RwLock<Option<ActorRef<RetryQueueMsg>>>,
+    actor: RwLock<Option<ActorRef<RetryQueueMessage>>>,
     /// Taken before `actor` whenever both are.
     inbox: Mutex<Inbox>,
     /// Woken on every attach and detach.
@@ -113,7 +113,7 @@ struct Shared {
 }
 
 /// A retry queue, as the rest of the daemon sees it. Create one, pass a clone to
-/// [`retry_queue_spec`](super::retry_queue_spec) (or [`RetryQueueArgs`](super::RetryQueueArgs)),
+/// [`retry_queue_spec`](super::retry_queue_spec) (or [`RetryQueueArguments`](super::RetryQueueArguments)),
 /// and keep the others. Once its actor has started, the handle takes enqueues even while the
 /// actor is down (see [`Self::enqueue`]).
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ impl RetryQueueHandle {
     }
 
     /// The running actor, if any.
-    pub fn actor(&self) -> Option<ActorRef<RetryQueueMsg>> {
+    pub fn actor(&self) -> Option<ActorRef<RetryQueueMessage>> {
         self.shared
             .actor
             .read()
@@ -170,7 +170,7 @@ impl RetryQueueHandle {
 
     /// Attaches a starting actor: from now on enqueues go to its mailbox, and the inbox file
     /// is the actor's to load.
-    pub(super) fn attach(&self, actor: ActorRef<RetryQueueMsg>) {
+    pub(super) fn attach(&self, actor: ActorRef<RetryQueueMessage>) {
         let mut inbox = self.inbox();
         inbox.open = None;
         *self
@@ -278,7 +278,7 @@ impl RetryQueueHandle {
 
     async fn call<T: Send + 'static>(
         &self,
-        msg: impl FnOnce(RpcReplyPort<T>) -> RetryQueueMsg,
+        msg: impl FnOnce(RpcReplyPort<T>) -> RetryQueueMessage,
     ) -> Result<T, String> {
         let actor = self.actor().ok_or("the retry queue is not running")?;
         match actor.call(msg, Some(self.call_timeout)).await {
@@ -338,7 +338,7 @@ impl RetryQueueHandle {
                 }
             };
             let wait = deadline.saturating_duration_since(Instant::now());
-            let call = actor.call(|r| RetryQueueMsg::Enqueue(op.clone(), r), Some(wait));
+            let call = actor.call(|r| RetryQueueMessage::Enqueue(op.clone(), r), Some(wait));
             match call.await {
                 Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::Timeout) => {
@@ -446,14 +446,14 @@ impl RetryQueueHandle {
 
     /// The full status (up to [`STATUS_OPS_LIMIT`](super::STATUS_OPS_LIMIT) operations).
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
-        self.call(RetryQueueMsg::Status)
+        self.call(RetryQueueMessage::GetStatus)
             .await
             .map_err(QueueError::Unavailable)
     }
 
     /// The dead letters, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<Operation>, QueueError> {
-        self.call(RetryQueueMsg::ListDeadLetters)
+        self.call(RetryQueueMessage::GetDeadLetters)
             .await
             .map_err(QueueError::Unavailable)
     }
@@ -474,14 +474,14 @@ impl RetryQueueHandle {
     /// Moves the selected dead letters back to pending with attempts reset (see [`Selection`]
     /// for what is all or nothing); returns the ids that moved, in the order they were queued.
     pub async fn replay_selected(&self, which: Selection) -> Result<Vec<String>, QueueError> {
-        self.call(|r| RetryQueueMsg::Replay(which, r))
+        self.call(|r| RetryQueueMessage::Replay(which, r))
             .await
             .map_err(QueueError::Unavailable)?
     }
 
     /// Discards the selected dead letters; returns the ids that went.
     pub async fn drop_selected(&self, which: Selection) -> Result<Vec<String>, QueueError> {
-        self.call(|r| RetryQueueMsg::DropDeadLetters(which, r))
+        self.call(|r| RetryQueueMessage::DropDeadLetters(which, r))
             .await
             .map_err(QueueError::Unavailable)?
     }

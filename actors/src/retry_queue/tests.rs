@@ -137,7 +137,7 @@ fn config(dir: &Path) -> QueueConfig {
 }
 
 struct TestQueue {
-    actor: ActorRef<RetryQueueMsg>,
+    actor: ActorRef<RetryQueueMessage>,
     task: tokio::task::JoinHandle<()>,
     handle: RetryQueueHandle,
     node: StatusNode,
@@ -146,7 +146,7 @@ struct TestQueue {
 async fn start(config: &QueueConfig, exec: &Exec) -> TestQueue {
     let handle = RetryQueueHandle::new();
     let node = StatusNode::root("retry:test", "retry_queue");
-    let args = RetryQueueArgs {
+    let args = RetryQueueArguments {
         config: config.clone(),
         executor: Arc::new(exec.clone()),
         node: node.clone(),
@@ -362,7 +362,7 @@ async fn a_panicking_executor_is_a_failed_attempt() {
 async fn start_with(config: &QueueConfig, executor: impl Executor) -> TestQueue {
     let handle = RetryQueueHandle::new();
     let node = StatusNode::root("retry:test", "retry_queue");
-    let args = RetryQueueArgs {
+    let args = RetryQueueArguments {
         config: config.clone(),
         executor: Arc::new(executor),
         node: node.clone(),
@@ -1198,7 +1198,7 @@ async fn start_on_with(
     executor: Arc<dyn Executor>,
 ) -> TestQueue {
     let node = StatusNode::root("retry:test", "retry_queue");
-    let args = RetryQueueArgs {
+    let args = RetryQueueArguments {
         config: config.clone(),
         executor,
         node: node.clone(),

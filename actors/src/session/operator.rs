@@ -27,13 +27,15 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::mcp::connection::connection_spec;
-use crate::mcp::hub::{HubError, McpHub, ServerEntry, ToolsListener, effective_options};
+use crate::mcp::hub::{
+    HubError, McpHub, ServerEntry, ServerUnavailable, ToolsListener, effective_options,
+};
 use crate::status::StatusNode;
 use crate::supervisor::{
-    Intensity, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorMsg,
+    Intensity, RestartPolicy, Strategy, SupervisorActor, SupervisorArguments, SupervisorMessage,
 };
 
-use super::{Session, SessionMsg, Sessions};
+use super::{Session, SessionMessage, Sessions};
 
 /// How long an operator call waits for the operator to start and connect.
 pub const OPERATOR_WAIT: Duration = Duration::from_secs(60);
@@ -58,13 +60,13 @@ pub enum OperatorError {
     SessionGone(String),
     /// The operator's supervisor could not be spawned.
     #[error("cannot start the operator: {0}")]
-    Start(String),
+    Start(ractor::SpawnErr),
     /// The operator's server was not registered within [`OPERATOR_WAIT`].
     #[error("the operator did not start in time")]
     NotStarted,
     /// The operator is restarting, failed, or did not connect within [`OPERATOR_WAIT`].
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(ServerUnavailable),
     /// The call reached the operator's hub and failed there (unknown tool, bad arguments) or
     /// at the operator.
     #[error(transparent)]
@@ -136,7 +138,7 @@ impl Session {
         }
         let actor = self.actor().ok_or(OperatorError::SessionNotRunning)?;
         match actor
-            .call(SessionMsg::EnsureOperator, Some(ENSURE_WAIT))
+            .call(SessionMessage::EnsureOperator, Some(ENSURE_WAIT))
             .await
         {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
@@ -205,12 +207,12 @@ pub(super) async fn start(
     template: &OperatorTemplate,
     session: &Session,
     hub: Arc<McpHub>,
-) -> Result<ActorRef<SupervisorMsg>, String> {
+) -> Result<ActorRef<SupervisorMessage>, ractor::SpawnErr> {
     let spec = Arc::new(template.for_session(session));
     let child = connection_spec(spec, template.policy, hub, template.http.clone());
     let node = node.child("operator", "supervisor", None);
     let path = node.path().to_owned();
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node,
         strategy: Strategy::OneForOne,
         intensity: Intensity {
@@ -219,9 +221,7 @@ pub(super) async fn start(
         },
         children: vec![child],
     };
-    let (sup, _) = Supervisor::spawn_linked(None, Supervisor, args, owner)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sup, _) = SupervisorActor::spawn_linked(None, SupervisorActor, args, owner).await?;
     tracing::info!(session = %session.id(), %path, "operator started");
     Ok(sup)
 }

@@ -10,20 +10,22 @@ use ractor::Actor;
 
 use super::*;
 use crate::StatusNode;
-use crate::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use crate::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use crate::testing::eventually;
 
 pub(super) async fn table(
     limits: SessionLimits,
-) -> (Arc<Sessions>, StatusNode, ActorRef<SupervisorMsg>) {
+) -> (Arc<Sessions>, StatusNode, ActorRef<SupervisorMessage>) {
     let node = StatusNode::root("sessions", "supervisor");
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children: Vec::new(),
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     let sessions = Sessions::new(limits);
     sessions.attach_supervisor(sup.clone());
     let progress = crate::progress::ProgressArguments {

@@ -11,8 +11,8 @@ use super::*;
 use crate::process::child_spec;
 use crate::status::{ActorState, StatusNode};
 use crate::supervisor::{
-    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, Supervisor, SupervisorArgs,
-    SupervisorMsg,
+    Backoff, Intensity, RestartPolicy, RestartType, Shutdown, Strategy, SupervisorActor,
+    SupervisorArguments, SupervisorMessage,
 };
 use crate::testing::eventually;
 
@@ -31,7 +31,7 @@ fn spec(home: &std::path::Path) -> SessionManagerSpec {
     }
 }
 
-async fn supervise(home: &std::path::Path) -> (ActorRef<SupervisorMsg>, StatusNode) {
+async fn supervise(home: &std::path::Path) -> (ActorRef<SupervisorMessage>, StatusNode) {
     let node = StatusNode::root("sidecars", "supervisor");
     let policy = RestartPolicy {
         restart: RestartType::Permanent,
@@ -49,13 +49,15 @@ async fn supervise(home: &std::path::Path) -> (ActorRef<SupervisorMsg>, StatusNo
         session_manager_process(&spec(home)),
         policy,
     );
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::RestForOne,
         intensity: Intensity::default(),
         children: vec![child],
     };
-    let (sup, _) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
+    let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
+        .await
+        .unwrap();
     (sup, node)
 }
 

@@ -157,14 +157,14 @@ impl Harness {
         strategy: Strategy,
         intensity: Intensity,
         children: Vec<ChildSpec>,
-    ) -> ActorRef<SupervisorMsg> {
-        let args = SupervisorArgs {
+    ) -> ActorRef<SupervisorMessage> {
+        let args = SupervisorArguments {
             node: self.root.clone(),
             strategy,
             intensity,
             children,
         };
-        let (sup, _) = Supervisor::spawn(None, Supervisor, args)
+        let (sup, _) = SupervisorActor::spawn(None, SupervisorActor, args)
             .await
             .expect("supervisor starts");
         sup
@@ -389,7 +389,7 @@ async fn a_stuck_actor_stays_visible_and_its_supervisor_answers() {
         .expect("w in the tree");
     assert_eq!(w.state, ActorState::Running);
     assert_eq!(w.state_since, since, "running since it started, not reset");
-    let listed = list_children(&sup).await.unwrap();
+    let listed = get_children(&sup).await.unwrap();
     assert_eq!(listed.len(), 1, "its supervisor answers");
     // A stop does not wait on the stuck handler past the shutdown timeout.
     let started = std::time::Instant::now();
@@ -721,7 +721,7 @@ async fn dynamic_children_by_message() {
         h.state("x") == Some(ActorState::Running)
     })
     .await;
-    let ids: Vec<String> = list_children(&sup)
+    let ids: Vec<String> = get_children(&sup)
         .await
         .unwrap()
         .into_iter()
@@ -746,7 +746,7 @@ async fn dynamic_children_by_message() {
         terminate_child(&sup, "x").await,
         Err(SupervisorError::NoSuchChild(_))
     ));
-    let ids: Vec<String> = list_children(&sup)
+    let ids: Vec<String> = get_children(&sup)
         .await
         .unwrap()
         .into_iter()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ractor::Actor;
 use revka_actors::mcp::connection::connection_spec;
 use revka_actors::mcp::hub::{HubError, McpHub};
-use revka_actors::supervisor::{Intensity, Strategy, Supervisor, SupervisorArgs};
+use revka_actors::supervisor::{Intensity, Strategy, SupervisorActor, SupervisorArguments};
 use revka_actors::{ActorState, StatusNode};
 use revka_mcp::client::CallOptions;
 use revka_mcp::protocol::ProgressUpdate;
@@ -220,13 +220,13 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
             http.clone(),
         ));
     }
-    let args = SupervisorArgs {
+    let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,
         intensity: Intensity::default(),
         children,
     };
-    let sup = match Supervisor::spawn(None, Supervisor, args).await {
+    let sup = match SupervisorActor::spawn(None, SupervisorActor, args).await {
         Ok((sup, _)) => sup,
         Err(e) => {
             eprintln!("revka: cannot start: {e}");

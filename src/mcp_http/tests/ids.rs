@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{serve, serve_with};
-use crate::tools::{BuiltinTool, ToolContext};
+use crate::tools::{BuiltinError, BuiltinTool, ToolContext};
 
 /// Sixty digits: no double holds this integer.
 const SIXTY_DIGITS: &str = "123456789012345678901234567890123456789012345678901234567890";
@@ -106,7 +106,7 @@ impl BuiltinTool for Waits {
     fn definition(&self) -> Value {
         json!({ "name": "waits", "description": "waits to be released", "inputSchema": { "type": "object" } })
     }
-    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, ctx: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         let release = self.0.clone();
         Box::pin(async move {
             (ctx.progress)(revka_mcp::protocol::ProgressUpdate {

@@ -18,7 +18,7 @@ impl BuiltinTool for Panics {
         json!({ "name": "boom", "inputSchema": { "type": "object" } })
     }
 
-    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         let message = self.0.to_owned();
         Box::pin(async move { panic!("{message}") })
     }
@@ -32,7 +32,7 @@ impl BuiltinTool for Forever {
         json!({ "name": "forever", "inputSchema": { "type": "object" } })
     }
 
-    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(std::future::pending())
     }
 }
@@ -45,7 +45,11 @@ impl BuiltinTool for Echo {
         json!({ "name": "echo", "inputSchema": { "type": "object" } })
     }
 
-    fn call(&self, _: ToolContext, arguments: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(
+        &self,
+        _: ToolContext,
+        arguments: Value,
+    ) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async move {
             Ok(json!({ "content": [{ "type": "text", "text": arguments.to_string() }] }))
         })

@@ -14,7 +14,7 @@ impl BuiltinTool for Named {
         json!({ "name": self.0, "description": "test", "inputSchema": { "type": "object" } })
     }
 
-    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, String>> {
+    fn call(&self, _: ToolContext, _: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
         Box::pin(async { Ok(json!({ "content": [] })) })
     }
 }

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{ConnectionArgs, ConnectionMsg, McpError, spawn_process};
-use crate::process::{ChildIo, ExitInfo, ProcessMsg, ProcessSpec, StdioMode};
+use super::{McpConnectionArguments, McpConnectionMessage, McpError, spawn_process};
+use crate::process::{ChildIo, ExitInfo, ProcessMessage, ProcessSpec, StdioMode};
 use crate::status::{ActorState, StatusNode};
 
 /// `tools/list` pages read before giving up on a server that never ends its list.
@@ -34,7 +34,7 @@ pub(super) struct Connected {
     pub(super) hello: ServerHello,
     pub(super) tools: Vec<Value>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
-    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
@@ -43,14 +43,14 @@ pub(super) struct Opened {
     pub(super) client: Arc<McpClient>,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
-    pub(super) process: Option<ActorRef<ProcessMsg>>,
+    pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
 /// Connects and runs the handshake for the connection actor.
 pub(super) async fn connect(
-    args: &ConnectionArgs,
-    myself: &ActorRef<ConnectionMsg>,
+    args: &McpConnectionArguments,
+    myself: &ActorRef<McpConnectionMessage>,
 ) -> Result<Connected, McpError> {
     connect_with(
         &args.spec,
