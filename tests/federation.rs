@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestDaemon, TestHome, fixture_server, within};
+use crate::harness::{TestDaemon, TestHome, fixture_server, within, within_async};
 use crate::mcp_standard::StdSession;
 
 /// A daemon, its home, and its gateway (URL, owner token).
@@ -187,22 +187,20 @@ async fn activate(session: &StdSession, tools: &[&str]) -> String {
 /// Polls until `far__fault__echo` is activatable and answers in a fresh near session; returns
 /// that session.
 async fn near_session_with_echo(url: &str, token: &str) -> StdSession {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let session = StdSession::open(url, Some(token)).await;
-        let found = activate(&session, &["far__fault__echo"]).await;
-        if !found.contains("Not found") && found.contains("far__fault__echo") {
-            let (answer, _) = call(&session, "far__fault__echo", json!({ "text": "hi" })).await;
-            if answer.ok() {
-                return session;
+    within_async(
+        Duration::from_secs(60),
+        "far__fault__echo to become callable",
+        async || {
+            let session = StdSession::open(url, Some(token)).await;
+            let found = activate(&session, &["far__fault__echo"]).await;
+            if found.contains("Not found") || !found.contains("far__fault__echo") {
+                return None;
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "far__fault__echo never became callable: {found}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            let (answer, _) = call(&session, "far__fault__echo", json!({ "text": "hi" })).await;
+            answer.ok().then_some(session)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,29 +243,21 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
         .await
         .expect("fault runs on the far");
     kill(first);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let pid = loop {
-        match far.server_pid("fault").await {
-            Some(pid) if pid != first => break pid,
-            _ => {
-                assert!(Instant::now() < deadline, "fault never restarted");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let pid = within_async(Duration::from_secs(30), "fault to restart", async || {
+        far.server_pid("fault").await.filter(|&pid| pid != first)
+    })
+    .await;
     kill(pid);
     // ...and meanwhile calls through the near fail fast, naming the server and its state.
-    let mut failed = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while failed.is_none() && Instant::now() < deadline {
-        let (answer, took) = call(&session, "far__fault__echo", json!({ "text": "x" })).await;
-        if !answer.ok() {
-            failed = Some((answer, took));
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let (answer, took) = failed.expect("a call met the far server down");
+    let (answer, took) = within_async(
+        Duration::from_secs(30),
+        "a call to meet the far server down",
+        async || {
+            let (answer, took) = call(&session, "far__fault__echo", json!({ "text": "x" })).await;
+            (!answer.ok()).then_some((answer, took))
+        },
+    )
+    .await;
     assert!(took < Duration::from_secs(10), "took {took:?}: {answer:?}");
     let message = answer.text();
     assert!(message.contains("fault"), "{message}");
@@ -275,15 +265,17 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
     assert_eq!(near.server_node("far").await["state"], "running");
 
     // ...and work again once the far repaired it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (answer, _) = call(&session, "far__fault__echo", json!({ "text": "back" })).await;
-        if answer.ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never repaired: {answer:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    within_async(
+        Duration::from_secs(60),
+        "the far to repair fault",
+        async || {
+            call(&session, "far__fault__echo", json!({ "text": "back" }))
+                .await
+                .0
+                .ok()
+        },
+    )
+    .await;
     assert_ne!(far.server_pid("fault").await, Some(pid));
 
     // A change of the far's tool table reaches the near live, through the far session's
@@ -295,14 +287,12 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
     // Whether the near's table has `tool` (`select:` finds only tools that exist).
     let probe = StdSession::open(&near_url, Some(&near_token)).await;
     let near_has = async |tool: &str| !activate(&probe, &[tool]).await.contains("Not found");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !near_has("far__fault__dyn_001").await {
-        assert!(
-            Instant::now() < deadline,
-            "far__fault__dyn_001 never reached the near"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within_async(
+        Duration::from_secs(30),
+        "far__fault__dyn_001 to reach the near",
+        async || near_has("far__fault__dyn_001").await,
+    )
+    .await;
 
     // A restart of the far daemon: its sessions are gone, the near re-initialises (a 404 on
     // the old session), and calls through the same near session work again.
@@ -312,26 +302,23 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
     assert_eq!(far.mcp_url(), far_url);
     // Without a call through it, the near notices on its GET stream (404), re-initialises and
     // re-reads the tools: the restarted fault server has no `dyn_*` tools.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while near_has("far__fault__dyn_001").await {
-        assert!(
-            Instant::now() < deadline,
-            "the near never re-read the far's tools after its restart"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (answer, _) = call(&session, "far__fault__echo", json!({ "text": "again" })).await;
-        if answer.ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never recovered after the far restart: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    within_async(
+        Duration::from_secs(60),
+        "the near to re-read the far's tools after its restart",
+        async || !near_has("far__fault__dyn_001").await,
+    )
+    .await;
+    within_async(
+        Duration::from_secs(60),
+        "calls to recover after the far restart",
+        async || {
+            call(&session, "far__fault__echo", json!({ "text": "again" }))
+                .await
+                .0
+                .ok()
+        },
+    )
+    .await;
 }
 
 /// A wrong client token in `headers`: the near shows `far` failing with the far's 401, retries
@@ -346,17 +333,13 @@ async fn a_wrong_federation_token_shows_the_far_server_unauthorized_without_a_ho
         TestHome::new(),
         &near_config(&far_url, "rvkc_not_a_token_of_the_far_daemon"),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let node = loop {
+    let node = within_async(Duration::from_secs(60), "far to be failed", async || {
         let node = near.server_node("far").await;
-        if node["state"] == "failed" {
-            break node;
-        }
-        assert!(Instant::now() < deadline, "{node}");
         // Never failing any faster than its backoff allows.
         assert!(node["restarts"].as_u64().unwrap_or(0) <= 5, "{node}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (node["state"] == "failed").then_some(node)
+    })
+    .await;
     let reason = node["last_failure"]["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("HTTP 401") && reason.contains("unauthorized"),
