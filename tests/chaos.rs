@@ -29,7 +29,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Served, Session, TestDaemon, TestHome, eventually_async, fixture_server, parse_sse,
+    Gateway, Served, Session, TestDaemon, TestHome, eventually_async, fixture_server, parse_sse,
     try_within_async, within,
 };
 
@@ -49,8 +49,7 @@ const HANG_LIMIT: Duration = Duration::from_secs(15);
 struct Chaos {
     served: Served,
     mark: String,
-    gateway: String,
-    token: String,
+    gateway: Gateway,
     tracker: ProcTracker,
 }
 
@@ -100,14 +99,13 @@ intensity_period_secs = 60
         for tool in tools {
             served.wait_for_tool(tool).await;
         }
-        let (gateway, token) = served.gateway();
+        let gateway = Gateway::of(served.home.path());
         let tracker = ProcTracker::new(&mark);
         tracker.add(served.daemon.child.id() as i32);
         let chaos = Self {
             served,
             mark,
             gateway,
-            token,
             tracker,
         };
         chaos.tracker.scan();
@@ -116,39 +114,6 @@ intensity_period_secs = 60
 
     fn daemon_pid(&self) -> u32 {
         self.served.daemon.child.id()
-    }
-
-    async fn api(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .served
-            .http
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("gateway answers");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// The introspection node of server `name`.
-    async fn server_node(&self, name: &str) -> Value {
-        let (status, node) = self
-            .api(&format!("/api/actors/root/mcp_servers/mcp:{name}"))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{node}");
-        node
-    }
-
-    /// The pid introspection shows for server `name`'s process, if any.
-    async fn server_pid(&self, name: &str) -> Option<i32> {
-        let (status, node) = self
-            .api(&format!("/api/actors/root/mcp_servers/mcp:{name}/process"))
-            .await;
-        (status == StatusCode::OK)
-            .then(|| node["details"]["pid"].as_i64())
-            .flatten()
-            .map(|p| p as i32)
     }
 
     /// A new session with `tools` activated.
@@ -186,7 +151,7 @@ intensity_period_secs = 60
             .await
             .unwrap();
         assert_eq!(health["pid"], self.daemon_pid(), "same daemon process");
-        let (status, body) = self.api("/api/health").await;
+        let (status, body) = self.gateway.api("/api/health").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
@@ -198,7 +163,12 @@ intensity_period_secs = 60
     async fn stop_and_assert_nothing_left(mut self, running: &[&str]) {
         let mut expected = vec![self.daemon_pid() as i32];
         for name in running {
-            expected.push(self.server_pid(name).await.expect("a running server's pid"));
+            expected.push(
+                self.gateway
+                    .server_pid(name)
+                    .await
+                    .expect("a running server's pid"),
+            );
         }
         let marked = self.tracker.scan();
         for pid in &expected {
@@ -668,7 +638,7 @@ async fn sigkill_chaos_never_hangs_a_call_and_every_kill_is_one_restart() {
     let mut chaos = Chaos::start(&servers, &tools).await;
     let health = chaos.assert_daemon_alive().await;
     assert_eq!(health["status"], "healthy", "{health}");
-    let restarts_before = chaos.server_node("victim").await["restarts"]
+    let restarts_before = chaos.gateway.server_node("victim").await["restarts"]
         .as_u64()
         .unwrap();
     assert_eq!(restarts_before, 0);
@@ -698,21 +668,8 @@ async fn sigkill_chaos_never_hangs_a_call_and_every_kill_is_one_restart() {
     //   the start time from /proc is recorded for the zombie scan.
     let killer = {
         let gateway = chaos.gateway.clone();
-        let token = chaos.token.clone();
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let current_pid = || async {
-                let resp = http
-                    .get(format!(
-                        "{gateway}/api/actors/root/mcp_servers/mcp:victim/process"
-                    ))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .ok()?;
-                let node: Value = resp.json().await.ok()?;
-                node["details"]["pid"].as_i64().map(|p| p as i32)
-            };
+            let current_pid = || gateway.server_pid("victim");
             let deadline = Instant::now() + Duration::from_secs(secs);
             let mut k = Killer::default();
             let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -769,8 +726,8 @@ async fn sigkill_chaos_never_hangs_a_call_and_every_kill_is_one_restart() {
 
     // The victim is up again with a process we did not kill, and its restarts are our kills.
     let node = eventually_async("the victim running again after the chaos", async || {
-        let node = chaos.server_node("victim").await;
-        let pid = chaos.server_pid("victim").await;
+        let node = chaos.gateway.server_node("victim").await;
+        let pid = chaos.gateway.server_pid("victim").await;
         (node["state"] == "running" && pid.is_some_and(|p| killed.iter().all(|&(k, _)| k != p)))
             .then_some(node)
     })
@@ -803,7 +760,7 @@ async fn sigkill_chaos_never_hangs_a_call_and_every_kill_is_one_restart() {
         kills >= (secs / 2).max(1),
         "the chaos happened: {kills} kills in {secs} s"
     );
-    let steady_node = chaos.server_node("steady").await;
+    let steady_node = chaos.gateway.server_node("steady").await;
     assert_eq!(
         (&steady_node["state"], &steady_node["restarts"]),
         (&json!("running"), &json!(0))
@@ -870,7 +827,7 @@ async fn a_crash_looping_server_fails_while_the_other_keeps_serving() {
 
     let node = eventually_async("crashy `failed`", async || {
         chaos.tracker.scan();
-        let node = chaos.server_node("crashy").await;
+        let node = chaos.gateway.server_node("crashy").await;
         (node["state"] == "failed").then_some(node)
     })
     .await;
@@ -925,7 +882,7 @@ async fn a_crash_looping_server_fails_while_the_other_keeps_serving() {
         .collect();
     assert_eq!(states["mcp:crashy"], "failed", "{health}");
     assert_eq!(states["mcp:steady"], "running", "{health}");
-    let steady_node = chaos.server_node("steady").await;
+    let steady_node = chaos.gateway.server_node("steady").await;
     assert_eq!(steady_node["restarts"], 0);
 
     chaos.stop_and_assert_nothing_left(&["steady"]).await;

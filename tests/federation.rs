@@ -7,17 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestDaemon, TestHome, fixture_server, within, within_async};
+use crate::harness::{Gateway, TestDaemon, TestHome, fixture_server, within, within_async};
 use crate::mcp_standard::StdSession;
 
-/// A daemon, its home, and its gateway (URL, owner token).
+/// A daemon and its home.
 struct Revka {
     home: TestHome,
     daemon: TestDaemon,
-    http: reqwest::Client,
 }
 
 impl Revka {
@@ -27,14 +25,7 @@ impl Revka {
         // The store is loaded at start: issue the token first.
         home.client_token();
         let daemon = TestDaemon::start(&home, &[]);
-        Self {
-            home,
-            daemon,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        }
+        Self { home, daemon }
     }
 
     /// The URL of its MCP endpoint, once `mcp.json` names it.
@@ -48,41 +39,9 @@ impl Revka {
         })
     }
 
-    /// `GET path` on its gateway with the owner token: (status, JSON).
-    async fn api(&self, path: &str) -> (StatusCode, Value) {
-        let doc: Value =
-            serde_json::from_slice(&std::fs::read(self.home.path().join("gateway.json")).unwrap())
-                .unwrap();
-        let token = std::fs::read_to_string(self.home.path().join("gateway.token")).unwrap();
-        let response = self
-            .http
-            .get(format!("{}{path}", doc["url"].as_str().unwrap()))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// The introspection node of its server `name`.
-    async fn server_node(&self, name: &str) -> Value {
-        let (status, node) = self
-            .api(&format!("/api/actors/root/mcp_servers/mcp:{name}"))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{node}");
-        node
-    }
-
-    /// The pid of its server `name`'s process, if it runs.
-    async fn server_pid(&self, name: &str) -> Option<i32> {
-        let (status, node) = self
-            .api(&format!("/api/actors/root/mcp_servers/mcp:{name}/process"))
-            .await;
-        (status == StatusCode::OK)
-            .then(|| node["details"]["pid"].as_i64())
-            .flatten()
-            .map(|p| p as i32)
+    /// Its gateway, with the owner token.
+    fn gateway(&self) -> Gateway {
+        Gateway::of(self.home.path())
     }
 }
 
@@ -227,7 +186,7 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
     );
     let found = activate(&session, &["far__tool_search"]).await;
     assert!(found.contains("Not found"), "{found}");
-    assert_eq!(near.server_node("far").await["state"], "running");
+    assert_eq!(near.gateway().server_node("far").await["state"], "running");
 
     // kill -9 of the far's fault server, twice: the far supervisor restarts it at once after
     // the first (its run was stable), and waits out its 4 s backoff after the second...
@@ -239,12 +198,16 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
         .unwrap()
     };
     let first = far
+        .gateway()
         .server_pid("fault")
         .await
         .expect("fault runs on the far");
     kill(first);
     let pid = within_async(Duration::from_secs(30), "fault to restart", async || {
-        far.server_pid("fault").await.filter(|&pid| pid != first)
+        far.gateway()
+            .server_pid("fault")
+            .await
+            .filter(|&pid| pid != first)
     })
     .await;
     kill(pid);
@@ -262,7 +225,7 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
     let message = answer.text();
     assert!(message.contains("fault"), "{message}");
     // The near's connection to the far is not what failed.
-    assert_eq!(near.server_node("far").await["state"], "running");
+    assert_eq!(near.gateway().server_node("far").await["state"], "running");
 
     // ...and work again once the far repaired it.
     within_async(
@@ -276,7 +239,7 @@ async fn federated_revkas_fail_fast_while_a_far_server_is_down_and_recover_from_
         },
     )
     .await;
-    assert_ne!(far.server_pid("fault").await, Some(pid));
+    assert_ne!(far.gateway().server_pid("fault").await, Some(pid));
 
     // A change of the far's tool table reaches the near live, through the far session's
     // GET stream: `set_tools` makes the fault server announce `dyn_*` tools.
@@ -334,7 +297,7 @@ async fn a_wrong_federation_token_shows_the_far_server_unauthorized_without_a_ho
         &near_config(&far_url, "rvkc_not_a_token_of_the_far_daemon"),
     );
     let node = within_async(Duration::from_secs(60), "far to be failed", async || {
-        let node = near.server_node("far").await;
+        let node = near.gateway().server_node("far").await;
         // Never failing any faster than its backoff allows.
         assert!(node["restarts"].as_u64().unwrap_or(0) <= 5, "{node}");
         (node["state"] == "failed").then_some(node)

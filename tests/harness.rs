@@ -1,5 +1,6 @@
 //! The integration tests' harness: the real daemon in a temporary home ([`TestHome`],
-//! [`TestDaemon`]), the binaries the tests run, and a daemon serving the fault fixture with
+//! [`TestDaemon`]), its gateway ([`Gateway`]: the owner token, a server's actors), the binaries
+//! the tests run, and a daemon serving the fault fixture with
 //! its MCP sessions ([`Served`], [`Session`]), and the one way to wait for something
 //! ([`eventually`]).
 //!
@@ -7,11 +8,13 @@
 //! here is a test.
 
 mod daemon;
+mod gateway;
 mod poll;
 mod served;
 mod servers;
 
 pub use daemon::*;
+pub use gateway::*;
 pub use poll::*;
 pub use served::*;
 pub use servers::*;

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use revka_mcp::sse::{SseEvent, SseParser};
 use serde_json::{Value, json};
 
-use super::{TestDaemon, TestHome, eventually_async, fixture_server};
+use super::{Gateway, TestDaemon, TestHome, eventually_async, fixture_server};
 
 /// A running daemon with the fault fixture as server `fault`, and an HTTP client.
 pub struct Served {
@@ -116,14 +116,8 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
 
     /// The gateway's URL and the owner token.
     pub fn gateway(&self) -> (String, String) {
-        let doc: Value =
-            serde_json::from_slice(&std::fs::read(self.home.path().join("gateway.json")).unwrap())
-                .unwrap();
-        let token = std::fs::read_to_string(self.home.path().join("gateway.token")).unwrap();
-        (
-            doc["url"].as_str().unwrap().to_owned(),
-            token.trim().to_owned(),
-        )
+        let gateway = Gateway::of(self.home.path());
+        (gateway.url, gateway.token)
     }
 
     /// `GET path` on the daemon's gateway with the owner token, as JSON.
