@@ -42,7 +42,7 @@ mod tests;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -529,6 +529,11 @@ pub struct Sessions {
     sweeping: AtomicBool,
     /// Held from the cap check to the insert, so concurrent creates cannot overshoot the cap.
     admission: Mutex<()>,
+    /// How many sessions the table holds: raised after an insert (under `admission`), lowered
+    /// after a removal. `DashMap::len` sums its shards one after another, so beside an insert
+    /// in one shard and a removal in another it can count one session too many; this count
+    /// never exceeds the cap.
+    live: AtomicUsize,
     /// The clock origin of its sessions' last-seen times.
     epoch: Instant,
 }
@@ -558,6 +563,7 @@ impl Sessions {
             evicted: AtomicU64::new(0),
             sweeping: AtomicBool::new(false),
             admission: Mutex::new(()),
+            live: AtomicUsize::new(0),
             epoch: Instant::now(),
         })
     }
@@ -643,12 +649,12 @@ impl Sessions {
 
     /// Live sessions.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.live.load(Ordering::Acquire)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Sessions created, expired by idleness, and evicted at the cap, since start.
@@ -705,10 +711,10 @@ impl Sessions {
             .admission
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        while self.map.len() >= self.limits.max_sessions {
+        while self.len() >= self.limits.max_sessions {
             if let Err(full) = self.evict_one() {
                 tracing::warn!(
-                    sessions = self.map.len(),
+                    sessions = self.len(),
                     "session cap reached and no session may be evicted; refusing a new one"
                 );
                 return Err(full);
@@ -743,6 +749,7 @@ impl Sessions {
             federated: AtomicBool::new(false),
         });
         self.map.insert(id, session.clone());
+        self.live.fetch_add(1, Ordering::AcqRel);
         drop(admission);
         self.created.fetch_add(1, Ordering::Relaxed);
         let spec = session_spec(session.clone(), self.clone());
@@ -769,8 +776,13 @@ impl Sessions {
     }
 
     fn remove(&self, session: &Arc<Session>) {
-        self.map
-            .remove_if(&*session.id, |_, s| Arc::ptr_eq(s, session));
+        if self
+            .map
+            .remove_if(&*session.id, |_, s| Arc::ptr_eq(s, session))
+            .is_some()
+        {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+        }
         session.ended.cancel();
     }
 }
