@@ -141,6 +141,7 @@ pub fn effective_options(opts: &CallOptions, spec: &ServerSpec) -> CallOptions {
         progress: opts.progress.clone(),
         reset_timeout_on_progress: opts.reset_timeout_on_progress || spec.reset_timeout_on_progress,
         max_total: Some(opts.max_total.unwrap_or(MAX_CALL).min(MAX_CALL)),
+        relay: opts.relay.clone(),
     }
 }
 
