@@ -838,6 +838,11 @@ impl McpClient {
         self.inbound.server()
     }
 
+    /// Sends what no call relates to to `peer` (see [`Inbound::set_peer`]).
+    pub fn set_peer(&self, peer: Arc<dyn Peer>) {
+        self.inbound.set_peer(peer);
+    }
+
     /// Calls currently waiting for an answer.
     pub fn pending_calls(&self) -> usize {
         self.inbound.shared.pending.len()
