@@ -32,10 +32,13 @@ mod call;
 pub mod client_auth;
 mod events;
 mod guard;
+mod logging;
+mod relay;
 mod rpc;
 mod sse;
 mod standard;
 mod stream;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,9 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     calls: Family<Counter>,
     latency: Family<Histogram>,
+    relayed: Family<Counter>,
+    relay_latency: Family<Histogram>,
+    server_logs: Family<Counter>,
 }
 
 /// How a tool call ended, for the `outcome` label.
@@ -55,6 +58,21 @@ impl Telemetry {
             "revka_tool_call_duration_seconds",
             "Wall time of tool calls through the MCP server, by server.",
             &["server"],
+        )?;
+        let relayed = metrics.counter(
+            "revka_relayed_requests_total",
+            "Requests upstream servers sent to Revka's clients (sampling, elicitation, roots), by server, method and outcome (result, error, cancelled).",
+            &["server", "method", "outcome"],
+        )?;
+        let relay_latency = metrics.histogram(
+            "revka_relayed_request_duration_seconds",
+            "Time from an upstream server's request to the answer Revka sent back, by server.",
+            &["server"],
+        )?;
+        let server_logs = metrics.counter(
+            "revka_server_log_messages_total",
+            "Log messages (notifications/message) of upstream servers that no call relates to, by server and outcome (delivered, dropped by the flood limit).",
+            &["server", "outcome"],
         )?;
         metrics
             .gauge(
@@ -107,6 +125,9 @@ impl Telemetry {
             metrics,
             calls,
             latency,
+            relayed,
+            relay_latency,
+            server_logs,
         })
     }
 
@@ -142,6 +163,35 @@ impl Telemetry {
         };
         self.calls.with(&[server, tool, outcome]).inc();
         self.latency.with(&[server]).observe_duration(took);
+    }
+
+    /// Records one request of an upstream server relayed to a client (or answered for it).
+    /// The method label is one of a fixed set: a server's own method names are not labels.
+    pub fn record_relay(
+        &self,
+        server: &str,
+        method: &str,
+        outcome: revka_mcp::client::Outcome,
+        took: Duration,
+    ) {
+        let method = match method {
+            "sampling/createMessage" | "elicitation/create" | "roots/list" => method,
+            _ => "other",
+        };
+        let outcome = match outcome {
+            revka_mcp::client::Outcome::Result => "result",
+            revka_mcp::client::Outcome::Error => "error",
+            revka_mcp::client::Outcome::Cancelled => "cancelled",
+        };
+        self.relayed.with(&[server, method, outcome]).inc();
+        self.relay_latency.with(&[server]).observe_duration(took);
+    }
+
+    /// Records one unrelated log message of an upstream server: delivered, or dropped by the
+    /// flood limit.
+    pub fn record_server_log(&self, server: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "dropped" };
+        self.server_logs.with(&[server, outcome]).inc();
     }
 
     /// The exposition text.

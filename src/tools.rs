@@ -77,6 +77,9 @@ pub struct ToolContext {
     pub registry: Arc<ToolRegistry>,
     /// Reports progress (already keyed to the caller's token).
     pub progress: Arc<dyn Fn(ProgressUpdate) + Send + Sync>,
+    /// Where an external server's requests and log messages about the call go (the caller's
+    /// client), if anywhere.
+    pub relay: Option<Arc<dyn revka_mcp::client::CallRelay>>,
 }
 
 /// A tool implemented inside the daemon.

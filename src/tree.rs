@@ -159,6 +159,12 @@ impl Services {
         crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
         telemetry.register_sidecar(&sidecar)?;
+        // What servers send that no call relates to reaches the sessions through this.
+        hub.set_peer(Arc::new(crate::mcp_http::upstream::UpstreamPeer::new(
+            sessions.clone(),
+            &hub,
+            telemetry.clone(),
+        )));
         let tokens = Arc::new(TokenStore::open(home)?);
         let pairing = Arc::new(PairingCodes::new(tokens.clone()));
         let reloads: Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>> =

@@ -7,6 +7,8 @@
 //!   starts a [`ProcessActor`](crate::process::ProcessActor) and hands the child's pipes and
 //!   exit to `revka_mcp::stdio`.
 //! - [`hub`]: the registry of servers and the merged tool table; the call path.
+//! - [`log_level`]: the log level asked of upstream servers, the most verbose any session wants.
 
 pub mod connection;
 pub mod hub;
+pub mod log_level;

@@ -32,6 +32,7 @@
 //! subscription, so an idle session costs little memory.
 
 mod binding;
+mod client_side;
 mod events;
 pub mod operator;
 mod outbound;
@@ -53,6 +54,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use binding::{ClientBinding, Credential};
+pub use client_side::{
+    ClientAnswer, ClientCapabilities, ClientSide, MAX_CLIENT_REQUESTS, RelayRefused, Waiting,
+};
 pub(crate) use events::{Channel, Feed};
 pub use events::{EVENT_BUFFER, ProgressEvent, Published, SessionEvent};
 pub use operator::{OPERATOR_SERVER, OPERATOR_WAIT, OperatorError, OperatorTemplate};
@@ -164,6 +168,8 @@ pub struct Session {
     /// (`revka_mcp::protocol::declares_federation`): it defers tools on its own side,
     /// so this session is served every tool in its scope without deferral. Never unset.
     federated: AtomicBool,
+    /// The client as servers' peer: its capabilities, log level, relayed requests.
+    client_side: ClientSide,
 }
 
 /// What a session is created with ([`Sessions::create`]).
@@ -234,6 +240,12 @@ impl Session {
     /// Whether the session's client is a federating Revka ([`Session::set_federated`]).
     pub fn federated(&self) -> bool {
         self.federated.load(Ordering::Relaxed)
+    }
+
+    /// The session's client as the peer servers talk to: its capabilities, the log level it
+    /// asked for, the requests relayed to it.
+    pub fn client_side(&self) -> &ClientSide {
+        &self.client_side
     }
 
     /// The id of the client token the session was opened with, if any.
@@ -759,6 +771,7 @@ impl Sessions {
             client: client.map(std::sync::OnceLock::from).unwrap_or_default(),
             outbound: outbound::Outbound::default(),
             federated: AtomicBool::new(false),
+            client_side: ClientSide::default(),
         });
         self.map.insert(id, session.clone());
         self.live.fetch_add(1, Ordering::AcqRel);

@@ -145,8 +145,8 @@ pub trait CallRelay: Send + Sync + 'static {
     /// A request the server sent while serving the call (`sampling/createMessage`,
     /// `elicitation/create`, `roots/list`, ...). The answer goes back under the server's id.
     fn request(&self, method: &str, params: Option<Box<RawValue>>) -> PeerAnswer;
-    /// A notification the server sent while serving the call (`notifications/message`).
-    /// Called on the transport's task: must not block.
+    /// A `notifications/message` the server sent while serving the call (the only
+    /// notification relayed per call). Called on the transport's task: must not block.
     fn notification(&self, method: &str, params: Option<&RawValue>);
 }
 
@@ -519,12 +519,17 @@ impl Inbound {
             }
             "notifications/cancelled" => self.server_cancelled(params),
             other => {
-                if other == "notifications/message" {
+                // A log message while serving a call belongs to that call's client; anything
+                // else (a resource update, an unrelated log message) to the peer.
+                let related = if other == "notifications/message" {
                     // Revka's own log keeps a copy.
                     let text = params.map(RawValue::get).unwrap_or("");
                     tracing::debug!(server = %self.shared.server, path = %self.shared.path, message = %text.chars().take(1000).collect::<String>(), "server log");
-                }
-                match self.related(relation) {
+                    self.related(relation)
+                } else {
+                    Related::None
+                };
+                match related {
                     Related::Call(relay) => relay.notification(other, params),
                     Related::None | Related::Ambiguous => match self.shared.peer.get() {
                         Some(peer) => peer.notification(&self.shared.server, other, params),

@@ -88,6 +88,82 @@ pub fn initialize_params(roots: bool) -> Value {
     })
 }
 
+/// A log level of MCP logging (`logging/setLevel`, `notifications/message`): the syslog
+/// severities of RFC 5424, ordered from the most verbose (`Debug`) to the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Detailed debugging information.
+    Debug,
+    /// General information.
+    Info,
+    /// Normal but significant events.
+    Notice,
+    /// Warning conditions.
+    Warning,
+    /// Error conditions.
+    Error,
+    /// Critical conditions.
+    Critical,
+    /// Action must be taken immediately.
+    Alert,
+    /// The system is unusable.
+    Emergency,
+}
+
+impl LogLevel {
+    /// Every level, most verbose first.
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ];
+
+    /// The level's name on the wire (`"warning"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+
+    /// The level named `name` (exactly as on the wire), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
+    /// The level's rank, 0 (`Debug`) to 7 (`Emergency`).
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The level of rank `rank` ([`LogLevel::rank`]).
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(rank)).copied()
+    }
+
+    /// The level of a `notifications/message`'s params, if they name one.
+    pub fn of_message(params: Option<&RawValue>) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Message<'a> {
+            #[serde(borrow)]
+            level: Option<&'a str>,
+        }
+        let message: Message<'_> = serde_json::from_str(params?.get()).ok()?;
+        Self::parse(message.level?)
+    }
+}
+
 /// What a server told us in its `initialize` result.
 #[derive(Debug, Clone, Default)]
 pub struct ServerHello {

@@ -34,9 +34,12 @@ use super::guard::rpc_error;
 const HOLD_HEADERS: std::time::Duration = std::time::Duration::from_millis(50);
 use revka_mcp::wrapper::{ArgumentError, RawArguments, raw_result_is_error};
 
+use super::relay::SessionRelay;
 use super::{McpServer, sse};
 use crate::telemetry::CallOutcome;
 use crate::tools::{Resolved, ToolContext, ToolRegistry};
+use revka_mcp::client::CallRelay;
+use tokio_util::sync::CancellationToken;
 
 /// Mints progress tokens for callers that did not send one.
 static MINTED: AtomicU64 = AtomicU64::new(1);
@@ -308,8 +311,22 @@ impl Call {
             _ => "builtin",
         };
         let session = self.session.clone();
+        // Whatever the server asked the client about this call stops waiting when it ends.
+        let ended = CancellationToken::new();
+        let _end_relay = ended.clone().drop_guard();
+        // Only a server can ask the client anything: a built-in tool's call makes no relay.
+        let relay = match &resolved {
+            Resolved::Builtin(_) => None,
+            Resolved::External(_) | Resolved::Operator(_) => Some(Arc::new(SessionRelay::new(
+                session.clone(),
+                self.tx.clone(),
+                ended,
+                spec.as_ref().map(|s| s.roots.clone()).unwrap_or_default(),
+            ))
+                as Arc<dyn CallRelay>),
+        };
         // Boxed so that dropping it below really cancels a call still running.
-        let mut work = Box::pin(self.execute(resolved, arguments));
+        let mut work = Box::pin(self.execute(resolved, arguments, relay));
         let outcome = tokio::select! {
             result = &mut work => Outcome::Result(result),
             () = guard.cancelled().cancelled() => Outcome::Abandoned("cancelled"),
@@ -372,11 +389,17 @@ impl Call {
 
     /// Runs the tool to its result ([`ToolRegistry::execute`]), reporting progress on this
     /// call's stream. Failures become error results.
-    async fn execute(&self, resolved: Resolved, arguments: RawArguments) -> Box<RawValue> {
+    async fn execute(
+        &self,
+        resolved: Resolved,
+        arguments: RawArguments,
+        relay: Option<Arc<dyn CallRelay>>,
+    ) -> Box<RawValue> {
         let ctx = ToolContext {
             session: self.session.clone(),
             registry: self.server.inner.registry.clone(),
             progress: self.progress_sink(),
+            relay,
         };
         ToolRegistry::execute(resolved, ctx, arguments).await
     }

@@ -17,7 +17,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use revka_actors::session::{NewSession as SessionOptions, Session, SessionError};
+use revka_actors::session::{
+    ClientCapabilities, NewSession as SessionOptions, Session, SessionError,
+};
 use revka_mcp::jsonrpc::{ErrorObject, Id, Incoming, parse_message};
 use revka_mcp::protocol::{self, SUPPORTED_PROTOCOL_VERSIONS};
 use serde::Deserialize;
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::guard::{rpc_error, rpc_result};
 use super::standard::{self, Caller};
-use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
+use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call, logging};
 use crate::http::Source;
 use crate::http::response::{error, json_response};
 
@@ -182,6 +184,7 @@ async fn answer(server: McpServer, session: Arc<Session>, message: Incoming) -> 
                     session.note_listed(registry.hub().tools().version);
                     rpc_result(&id, &json!({ "tools": registry.list(&session) }))
                 }
+                "logging/setLevel" => logging::set_level(&server, &session, &id, &params),
                 other => rpc_error(
                     StatusCode::OK,
                     Some(&id),
@@ -200,8 +203,14 @@ async fn answer(server: McpServer, session: Arc<Session>, message: Incoming) -> 
             }
             StatusCode::ACCEPTED.into_response()
         }
-        // We send no requests, so a response is unexpected, but harmless.
-        Incoming::Response(_) => StatusCode::ACCEPTED.into_response(),
+        // The client's answer to a request an upstream server sent it through Revka.
+        Incoming::Response(resp) => {
+            let answered = session.client_side().answer(resp.id.as_ref(), resp.result);
+            if !answered {
+                tracing::debug!(session = %session.id(), id = ?resp.id, "client answer matches no waiting request (wrong id, a repeat, or after its call ended); ignored");
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
     }
 }
 
@@ -231,9 +240,13 @@ pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) 
     } else {
         BASE_PROTOCOL_VERSION
     };
+    // What the client can do for servers: relayed sampling and elicitation need it declared.
+    session
+        .client_side()
+        .set_capabilities(ClientCapabilities::of(params.get("capabilities")));
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": true } },
+        "capabilities": { "tools": { "listChanged": true }, "logging": {} },
         "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
     });
     // Another Revka federating this one: it defers on its own side, so it is served every

@@ -41,6 +41,7 @@ impl ToolRegistry {
                 let opts = CallOptions {
                     timeout: Duration::ZERO, // the server's tool_timeout_secs
                     progress: Some(ctx.progress),
+                    relay: ctx.relay,
                     ..Default::default()
                 };
                 match McpHub::call_route(&route, Arguments::Raw(arguments), &opts).await {
@@ -52,6 +53,7 @@ impl ToolRegistry {
                 let opts = CallOptions {
                     timeout: Duration::ZERO, // the operator's tool_timeout_secs
                     progress: Some(ctx.progress),
+                    relay: ctx.relay.clone(),
                     ..Default::default()
                 };
                 match ctx

@@ -400,6 +400,8 @@ pub struct McpHub {
     tools_listener: Option<ToolsListener>,
     /// Where what servers send that no call relates to goes ([`McpHub::set_peer`]).
     peer: std::sync::OnceLock<PeerSlot>,
+    /// The log level asked of the servers (`logging/setLevel`).
+    log_level: crate::mcp::log_level::UpstreamLogLevel,
 }
 
 /// The hub's peer, which is not `Debug`.
@@ -445,6 +447,7 @@ impl Default for McpHub {
             registered: watch::channel(0).0,
             tools_listener: None,
             peer: std::sync::OnceLock::new(),
+            log_level: Default::default(),
         }
     }
 }
@@ -468,6 +471,11 @@ impl McpHub {
     /// servers); later calls are ignored.
     pub fn set_peer(&self, peer: Arc<dyn Peer>) {
         let _ = self.peer.set(PeerSlot(peer));
+    }
+
+    /// The log level asked of the servers: sessions' wishes go here.
+    pub fn log_level(&self) -> &crate::mcp::log_level::UpstreamLogLevel {
+        &self.log_level
     }
 
     /// The peer connections take ([`McpHub::set_peer`]).
@@ -581,7 +589,8 @@ impl McpHub {
         tools: Vec<Value>,
     ) {
         *entry.hello.write().unwrap_or_else(PoisonError::into_inner) = Some(hello);
-        *entry.client.write().unwrap_or_else(PoisonError::into_inner) = Some(client);
+        *entry.client.write().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
+        self.log_level.connected(entry, client);
         self.set_tools(entry, tools);
         entry.ready.send_modify(|v| *v += 1);
     }

@@ -61,6 +61,7 @@ fn context(registry: &Arc<ToolRegistry>, session: &Arc<Session>) -> ToolContext 
         session: session.clone(),
         registry: registry.clone(),
         progress: Arc::new(|_| {}),
+        relay: None,
     }
 }
 

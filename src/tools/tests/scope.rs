@@ -76,6 +76,7 @@ async fn tool_search(registry: &Arc<ToolRegistry>, session: &Arc<Session>, query
         session: session.clone(),
         registry: registry.clone(),
         progress: Arc::new(|_| {}),
+        relay: None,
     };
     let result = search
         .call(ctx, json!({ "query": query }))
