@@ -189,3 +189,100 @@ async fn the_get_stream_is_reopened_after_the_servers_retry() {
         );
     }
 }
+
+// ==== Legacy SSE ====
+
+/// A 2024-11-05 server whose stream carries event ids: the first stream (endpoint
+/// `?s=1`) ends when `end_first` is cancelled; a reopened one names endpoint `?s=2`.
+#[derive(Default)]
+struct Reopenable {
+    stream: Mutex<Option<mpsc::Sender<Bytes>>>,
+    /// `Last-Event-ID` of each GET.
+    gets: Mutex<Vec<Option<String>>>,
+    /// The query of each POST.
+    posts: Mutex<Vec<String>>,
+    end_first: tokio_util::sync::CancellationToken,
+}
+
+async fn reopenable_get(State(r): State<Arc<Reopenable>>, headers: HeaderMap) -> Response {
+    let n = {
+        let mut gets = r.gets.lock().unwrap();
+        gets.push(header(&headers, "last-event-id").map(str::to_owned));
+        gets.len()
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let hello = format!("id: L{n}\nretry: 100\nevent: endpoint\ndata: /messages?s={n}\n\n");
+    tx.send(Bytes::from(hello)).await.unwrap();
+    *r.stream.lock().unwrap() = Some(tx.clone());
+    if n == 1 {
+        let end = r.end_first.clone();
+        let r = r.clone();
+        tokio::spawn(async move {
+            end.cancelled().await;
+            r.stream.lock().unwrap().take();
+            drop(tx);
+        });
+    }
+    sse_response(rx)
+}
+
+async fn reopenable_post(
+    State(r): State<Arc<Reopenable>>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    r.posts
+        .lock()
+        .unwrap()
+        .push(uri.query().unwrap_or("").to_owned());
+    let msg: Value = serde_json::from_slice(&body).unwrap();
+    let result = match msg["method"].as_str().unwrap_or("") {
+        "initialize" => Some(json!({ "protocolVersion": "2024-11-05", "capabilities": {},
+            "serverInfo": { "name": "legacy", "version": "1" } })),
+        "tools/call" => Some(
+            json!({ "content": [{ "type": "text", "text": msg["params"]["arguments"]["text"] }] }),
+        ),
+        _ => None,
+    };
+    if let Some(result) = result {
+        let answer = json!({ "jsonrpc": "2.0", "id": msg["id"], "result": result });
+        let tx = r.stream.lock().unwrap().clone().unwrap();
+        tx.send(Bytes::from(data(&answer))).await.unwrap();
+    }
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}
+
+/// The legacy event stream ends after carrying an event id: it is reopened with
+/// `Last-Event-ID`, the new `endpoint` event moves the POSTs, and calls go on working.
+#[tokio::test]
+async fn a_legacy_sse_stream_with_event_ids_is_reopened_and_follows_its_new_endpoint() {
+    let r = Arc::new(Reopenable::default());
+    let router = Router::new()
+        .route("/sse", get(reopenable_get))
+        .route("/messages", post(reopenable_post))
+        .with_state(r.clone());
+    let base = serve(router).await;
+    let (inbound, events) = Inbound::new("test", vec![]);
+    let t = connect_legacy_sse(
+        endpoint(&format!("{base}/sse")),
+        reqwest::Client::new(),
+        inbound.clone(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let c = conn(inbound, events, t.clone());
+    handshake(&c).await;
+    assert_eq!(echo(&c, "one").await.unwrap(), "one");
+    r.end_first.cancel();
+    eventually("the reopened stream", || t.post_url().ends_with("s=2")).await;
+    assert_eq!(echo(&c, "two").await.unwrap(), "two");
+    assert_eq!(
+        *r.gets.lock().unwrap(),
+        [None, Some("L1".to_owned())],
+        "reopened once, after the last event id"
+    );
+    let posts = r.posts.lock().unwrap().clone();
+    assert_eq!(posts.last().map(String::as_str), Some("s=2"), "{posts:?}");
+    assert!(c.client.closed_reason().is_none());
+}
