@@ -48,6 +48,7 @@
 //! dependencies (`.ci/test` installs them) the tests are skipped, or fail under
 //! `REVKA_REQUIRE_INTEROP=1`.
 
+mod client;
 mod http;
 mod suite;
 

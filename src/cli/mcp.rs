@@ -1,6 +1,7 @@
 //! `revka mcp`: the configured MCP servers, without going through the daemon.
 //!
-//! - `list | test | call` (`probe`) connect to the servers themselves;
+//! - `list | test | call` (`probe`) connect to the servers themselves (`list` and `call` to
+//!   one server given by `--url` instead, if asked);
 //! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
 //!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
 //!   reload, so the change is live at once (or say it applies at the next start);
@@ -34,6 +35,9 @@ pub enum McpAction {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Connect to the Streamable HTTP server at this URL instead of the configured ones.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
     /// Run the handshake with one server and print a JSON report.
     Test {
@@ -50,6 +54,9 @@ pub enum McpAction {
         /// Give up after this many seconds (default: the server's tool_timeout_secs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Call the Streamable HTTP server at this URL instead of the configured ones.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
     /// Add a server to config.toml: `add NAME -- COMMAND [ARGS...]`, or `add NAME URL`.
     Add(AddArgs),
@@ -84,22 +91,31 @@ pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
         McpAction::Import(args) => return import::run(&file(), args),
         McpAction::Get { name, json } => return get::run(&file(), &name, json),
         McpAction::Serve(args) => return serve::run(path, args),
-        McpAction::List { json } => probe::Probe::List { json },
-        McpAction::Test { name } => probe::Probe::Test { name },
+        McpAction::List { json, url } => (probe::Probe::List { json }, url),
+        McpAction::Test { name } => (probe::Probe::Test { name }, None),
         McpAction::Call {
             tool,
             args,
             timeout,
-        } => probe::Probe::Call {
-            tool,
-            args,
-            timeout,
-        },
+            url,
+        } => (
+            probe::Probe::Call {
+                tool,
+                args,
+                timeout,
+            },
+            url,
+        ),
     };
+    let (probe, url) = probe;
     match super::load(path) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
+            }
+            if let Some(url) = url {
+                loaded.config.mcp.servers = vec![probe::url_server(&url)];
+                loaded.config.mcp.invalid_servers.clear();
             }
             probe::run(loaded.config, probe)
         }

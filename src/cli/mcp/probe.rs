@@ -20,7 +20,7 @@ use revka_mcp::protocol::ProgressUpdate;
 use revka_mcp::wrapper::result_is_error;
 use serde_json::{Value, json};
 
-use crate::config::{Config, McpServerConfig, server_spec};
+use crate::config::{Config, McpServerConfig, Transport, server_spec};
 use crate::mcp_servers::{http_client, probe_server};
 
 /// The actions that talk to the servers.
@@ -45,6 +45,32 @@ pub(super) enum Probe {
         /// The timeout override, in seconds.
         timeout: Option<u64>,
     },
+}
+
+/// The server a `--url` names, in place of the configured ones: Streamable HTTP, every
+/// default, named after the URL's host (so its tools are `<host>__<tool>`; bare names
+/// resolve).
+pub(super) fn url_server(url: &str) -> McpServerConfig {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut name: String = host
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' => c,
+            _ => '-',
+        })
+        .collect();
+    if name.is_empty() {
+        name.push_str("url");
+    }
+    McpServerConfig {
+        name,
+        transport: Transport::Http.into(),
+        url: Some(url.to_owned()),
+        ..McpServerConfig::default()
+    }
 }
 
 /// Runs a [`Probe`]; `config` is already validated.
