@@ -403,6 +403,18 @@ impl Session {
         self.events.publish(event);
     }
 
+    /// Delivers a JSON-RPC message from a server that no call of the session relates to (a log
+    /// message, a resource update, a list change): queued for the client's `GET /mcp` stream
+    /// and published to the session's event subscribers (`GET /session/{id}/events`, where a
+    /// two-header client reads it, as event `message`). Never blocks; a message larger than the
+    /// replay ring is dropped from the stream, with a debug line.
+    pub fn deliver(&self, message: Arc<str>) {
+        if let Err(e) = self.send_to_client(message.clone()) {
+            tracing::debug!(session = %self.id(), error = %e, "message for the client dropped");
+        }
+        self.events.publish(SessionEvent::Message(message));
+    }
+
     /// Subscribes to the session's events through the progress broadcaster, waiting up to
     /// [`SUBSCRIBE_WAIT`] for it (it may be restarting).
     pub async fn subscribe(self: &Arc<Self>) -> Result<Subscription, ProgressError> {

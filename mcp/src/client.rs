@@ -5,10 +5,16 @@
 //! connection, no lock is held across a call, and no actor mailbox is on the call path.
 //!
 //! The transport feeds everything the server sends to an [`Inbound`], which resolves pending
-//! calls, routes `notifications/progress` to the caller's sink, answers the server's own
-//! requests (`ping`, `roots/list`; `sampling/createMessage` and `elicitation/create` are refused)
-//! and reports `notifications/tools/list_changed` and the end of the connection as
-//! [`ClientEvent`]s to the owning connection actor.
+//! calls, routes `notifications/progress` to the caller's sink, and reports the
+//! `*/list_changed` notifications (tools, resources, prompts; coalesced) and the end of the
+//! connection as [`ClientEvent`]s to the owning connection actor.
+//!
+//! The server's own requests and its other notifications are relayed: `ping` is answered at
+//! once; a request or `notifications/message` that relates to one of our calls ([`Relation`])
+//! goes to that call's [`CallRelay`] (the session that made it), anything else to the
+//! connection's [`Peer`]. Answers that take time (a person answering an elicitation) are sent
+//! through the transport when ready, at most [`MAX_SERVER_REQUESTS`] at once; the server's
+//! `notifications/cancelled` abandons one, and the connection closing abandons them all.
 //!
 //! A call ends in exactly one way: its answer, a timeout, the connection closing (every pending
 //! call fails at once with the reason), or the caller dropping the future. Timeouts and drops
@@ -20,10 +26,11 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -117,9 +124,78 @@ pub trait Transport: Send + Sync + 'static {
 pub enum ClientEvent {
     /// The server announced `notifications/tools/list_changed`.
     ToolsChanged,
+    /// The server announced `notifications/resources/list_changed`.
+    ResourcesChanged,
+    /// The server announced `notifications/prompts/list_changed`.
+    PromptsChanged,
     /// The connection ended.
     Closed(String),
 }
+
+/// The answer to a request a server sent us: its `result`, or the error to send back.
+pub type PeerAnswer = BoxFuture<'static, Result<Box<RawValue>, ErrorObject>>;
+
+/// Where the server-to-client traffic of one call goes: the session that made the call. Set
+/// per call in [`CallOptions::relay`]; a request or a `notifications/message` the server sends
+/// while serving that call goes here (see [`Relation`] for how "while serving" is told).
+pub trait CallRelay: Send + Sync + 'static {
+    /// Who made the call (a session id). Calls of the same owner may share a relayed request
+    /// when the transport cannot tell them apart.
+    fn owner(&self) -> &str;
+    /// A request the server sent while serving the call (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`, ...). The answer goes back under the server's id.
+    fn request(&self, method: &str, params: Option<Box<RawValue>>) -> PeerAnswer;
+    /// A notification the server sent while serving the call (`notifications/message`).
+    /// Called on the transport's task: must not block.
+    fn notification(&self, method: &str, params: Option<&RawValue>);
+}
+
+/// Where a connection's server-to-client traffic goes when no call relates to it
+/// ([`Inbound::set_peer`]). Without one, `roots/list` is answered from the client's roots,
+/// `sampling/createMessage` and `elicitation/create` are refused, and notifications are logged.
+pub trait Peer: Send + Sync + 'static {
+    /// A request the server sent that no call relates to (`ping` is answered by the client
+    /// itself).
+    fn request(&self, server: &str, method: &str, params: Option<Box<RawValue>>) -> PeerAnswer;
+    /// A notification the client does not handle itself (anything but progress,
+    /// `*/list_changed` and `notifications/cancelled`), when no call relates to it. Called on
+    /// the transport's task: must not block.
+    fn notification(&self, server: &str, method: &str, params: Option<&RawValue>);
+    /// A server request was answered (by a call's relay or by this peer): its method, whether
+    /// the answer was a result, and how long it took. For metrics; the default does nothing.
+    fn answered(&self, _server: &str, _method: &str, _outcome: Outcome, _took: Duration) {}
+}
+
+/// How a server request ended ([`Peer::answered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with a result.
+    Result,
+    /// Answered with an error (refused, declined by the transport, timed out downstream).
+    Error,
+    /// The server cancelled it (`notifications/cancelled`) or the connection ended first.
+    Cancelled,
+}
+
+/// Which of our requests a message from the server relates to. Streamable HTTP knows: a
+/// message on a POST's event stream relates to that POST's request. Over stdio and legacy SSE
+/// every message shares one stream, so the relation is inferred: the calls pending with a
+/// relay, if they all belong to one owner (the most recent of them is taken); none when calls
+/// of several owners are pending (a request is then refused rather than shown to the wrong
+/// session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// It came on the stream of our request with this id.
+    Call(u64),
+    /// The transport cannot tell: infer it from the pending calls.
+    Infer,
+    /// It relates to no request (Streamable HTTP's GET stream).
+    None,
+}
+
+/// Server requests answered at once: past this many in flight on a connection, more are
+/// refused with an error.
+pub const MAX_SERVER_REQUESTS: usize = 64;
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -166,6 +242,8 @@ struct Pending {
     progress: Option<ProgressSink>,
     /// Signalled on each progress notification (timeout reset), when enabled.
     on_progress: Option<Arc<Notify>>,
+    /// Where the server's requests and log messages about this call go.
+    relay: Option<Arc<dyn CallRelay>>,
 }
 
 struct Shared {
@@ -178,8 +256,17 @@ struct Shared {
     is_closed: AtomicBool,
     roots: Vec<Root>,
     events: mpsc::UnboundedSender<ClientEvent>,
-    /// Coalesces list_changed storms into one pending event.
+    /// Coalesce list_changed storms into one pending event each.
     tools_changed_queued: AtomicBool,
+    resources_changed_queued: AtomicBool,
+    prompts_changed_queued: AtomicBool,
+    /// Where requests and notifications no call relates to go.
+    peer: OnceLock<Arc<dyn Peer>>,
+    /// The transport, to answer server requests that take time (set by [`McpClient::new`]).
+    responder: OnceLock<Weak<dyn Transport>>,
+    /// Server requests being answered, by the key of their id: `notifications/cancelled` from
+    /// the server aborts one.
+    server_requests: DashMap<String, (String, tokio::task::AbortHandle)>,
     invalid_lines: AtomicU64,
     /// The start of the last line that was not JSON-RPC (for introspection and errors).
     last_invalid: Mutex<Option<String>>,
@@ -239,6 +326,11 @@ impl Inbound {
             roots,
             events,
             tools_changed_queued: AtomicBool::new(false),
+            resources_changed_queued: AtomicBool::new(false),
+            prompts_changed_queued: AtomicBool::new(false),
+            peer: OnceLock::new(),
+            responder: OnceLock::new(),
+            server_requests: DashMap::new(),
             invalid_lines: AtomicU64::new(0),
             last_invalid: Mutex::new(None),
             heard: AtomicBool::new(false),
@@ -256,8 +348,15 @@ impl Inbound {
         &self.shared.path
     }
 
-    /// Handles one line from the server. Returns a reply to send back, if any. Lines that are
-    /// not JSON-RPC are logged and skipped.
+    /// Sends what no call relates to (see [`Peer`]) to `peer`. Set once, before the handshake;
+    /// later calls are ignored.
+    pub fn set_peer(&self, peer: Arc<dyn Peer>) {
+        let _ = self.shared.peer.set(peer);
+    }
+
+    /// Handles one line from a stream shared by every message (stdio): the relation of a
+    /// server message to our calls is inferred ([`Relation::Infer`]). Returns a reply to send
+    /// back, if any. Lines that are not JSON-RPC are logged and skipped.
     pub fn dispatch_line(&self, line: &[u8]) -> Option<Outgoing> {
         match parse_message(line) {
             Ok(msg) => self.dispatch(msg),
@@ -287,6 +386,20 @@ impl Inbound {
             .store(false, Ordering::Release);
     }
 
+    /// [`Inbound::tools_changed_handled`], for the resource list.
+    pub fn resources_changed_handled(&self) {
+        self.shared
+            .resources_changed_queued
+            .store(false, Ordering::Release);
+    }
+
+    /// [`Inbound::tools_changed_handled`], for the prompt list.
+    pub fn prompts_changed_handled(&self) {
+        self.shared
+            .prompts_changed_queued
+            .store(false, Ordering::Release);
+    }
+
     /// Lines skipped because they were not JSON-RPC.
     pub fn invalid_lines(&self) -> u64 {
         self.shared.invalid_lines.load(Ordering::Relaxed)
@@ -301,18 +414,26 @@ impl Inbound {
             .clone()
     }
 
-    /// Handles one message from the server. Returns a reply to send back, if any.
+    /// Handles one message from a stream shared by every message ([`Relation::Infer`]).
+    /// Returns a reply to send back, if any.
     pub fn dispatch(&self, msg: Incoming) -> Option<Outgoing> {
+        self.dispatch_on(msg, Relation::Infer)
+    }
+
+    /// Handles one message from the server, which relates to our requests as `relation` says.
+    /// Returns a reply to send back at once, if any; an answer that takes time (a request
+    /// relayed to a session's client) is sent through the transport when it is ready.
+    pub fn dispatch_on(&self, msg: Incoming, relation: Relation) -> Option<Outgoing> {
         match msg {
             Incoming::Response(resp) => {
                 self.resolve(resp);
                 None
             }
             Incoming::Notification(n) => {
-                self.notification(&n.method, n.params.as_deref());
+                self.notification(&n.method, n.params.as_deref(), relation);
                 None
             }
-            Incoming::Request(req) => Some(self.answer(req)),
+            Incoming::Request(req) => self.server_request(req, relation),
         }
     }
 
@@ -338,25 +459,109 @@ impl Inbound {
         }
     }
 
-    fn notification(&self, method: &str, params: Option<&RawValue>) {
+    /// The relay of the call a server message relates to.
+    fn related(&self, relation: Relation) -> Related {
+        match relation {
+            Relation::None => Related::None,
+            Relation::Call(id) => match self.shared.pending.get(&id) {
+                Some(p) => p.relay.clone().map_or(Related::None, Related::Call),
+                None => Related::None,
+            },
+            Relation::Infer => {
+                let mut newest: Option<(u64, Arc<dyn CallRelay>)> = None;
+                let mut owners = 0usize;
+                for entry in &self.shared.pending {
+                    let Some(relay) = &entry.relay else { continue };
+                    match &newest {
+                        None => {
+                            owners = 1;
+                            newest = Some((*entry.key(), relay.clone()));
+                        }
+                        Some((id, current)) => {
+                            if current.owner() != relay.owner() {
+                                owners += 1;
+                            }
+                            if *entry.key() > *id {
+                                newest = Some((*entry.key(), relay.clone()));
+                            }
+                        }
+                    }
+                }
+                match newest {
+                    None => Related::None,
+                    Some(_) if owners > 1 => Related::Ambiguous,
+                    Some((_, relay)) => Related::Call(relay),
+                }
+            }
+        }
+    }
+
+    fn notification(&self, method: &str, params: Option<&RawValue>, relation: Relation) {
+        let changed = |flag: &AtomicBool, event: ClientEvent| {
+            if !flag.swap(true, Ordering::AcqRel) {
+                let _ = self.shared.events.send(event);
+            }
+        };
         match method {
             "notifications/progress" => self.progress(params),
             "notifications/tools/list_changed" => {
-                if !self
-                    .shared
-                    .tools_changed_queued
-                    .swap(true, Ordering::AcqRel)
-                {
-                    let _ = self.shared.events.send(ClientEvent::ToolsChanged);
+                changed(&self.shared.tools_changed_queued, ClientEvent::ToolsChanged);
+            }
+            "notifications/resources/list_changed" => changed(
+                &self.shared.resources_changed_queued,
+                ClientEvent::ResourcesChanged,
+            ),
+            "notifications/prompts/list_changed" => {
+                changed(
+                    &self.shared.prompts_changed_queued,
+                    ClientEvent::PromptsChanged,
+                );
+            }
+            "notifications/cancelled" => self.server_cancelled(params),
+            other => {
+                if other == "notifications/message" {
+                    // Revka's own log keeps a copy.
+                    let text = params.map(RawValue::get).unwrap_or("");
+                    tracing::debug!(server = %self.shared.server, path = %self.shared.path, message = %text.chars().take(1000).collect::<String>(), "server log");
+                }
+                match self.related(relation) {
+                    Related::Call(relay) => relay.notification(other, params),
+                    Related::None | Related::Ambiguous => match self.shared.peer.get() {
+                        Some(peer) => peer.notification(&self.shared.server, other, params),
+                        None => {
+                            tracing::debug!(server = %self.shared.server, path = %self.shared.path, method = other, "notification ignored")
+                        }
+                    },
                 }
             }
-            "notifications/message" => {
-                let text = params.map(RawValue::get).unwrap_or("");
-                tracing::info!(server = %self.shared.server, path = %self.shared.path, message = %text.chars().take(1000).collect::<String>(), "server log");
+        }
+    }
+
+    /// `notifications/cancelled` from the server, for a request it sent us: its answer is
+    /// abandoned (and, per the spec, not sent).
+    fn server_cancelled(&self, params: Option<&RawValue>) {
+        #[derive(Deserialize)]
+        struct Cancelled<'a> {
+            #[serde(borrow, default, rename = "requestId")]
+            request_id: Option<&'a RawValue>,
+        }
+        let id = params
+            .and_then(|p| serde_json::from_str::<Cancelled<'_>>(p.get()).ok())
+            .and_then(|c| c.request_id)
+            .and_then(Id::from_json);
+        if let Some((_, (method, task))) =
+            id.and_then(|id| self.shared.server_requests.remove(id.key().as_ref()))
+        {
+            task.abort();
+            if let Some(peer) = self.shared.peer.get() {
+                peer.answered(
+                    &self.shared.server,
+                    &method,
+                    Outcome::Cancelled,
+                    Duration::ZERO,
+                );
             }
-            other => {
-                tracing::debug!(server = %self.shared.server, path = %self.shared.path, method = other, "notification ignored")
-            }
+            tracing::debug!(server = %self.shared.server, path = %self.shared.path, %method, "server cancelled its request");
         }
     }
 
@@ -396,22 +601,107 @@ impl Inbound {
         }
     }
 
-    fn answer(&self, req: Request) -> Outgoing {
-        let result = match req.method.as_ref() {
-            "ping" => Ok(json!({})),
-            "roots/list" => Ok(json!({ "roots": self.shared.roots })),
-            m @ ("sampling/createMessage" | "elicitation/create") => Err(ErrorObject::new(
+    /// A request from the server: `ping` is answered at once; the rest go to the relay of the
+    /// call they relate to, else to the peer, else get the default answer.
+    fn server_request(&self, req: Request, relation: Relation) -> Option<Outgoing> {
+        let reply = |result: Result<Box<RawValue>, ErrorObject>| {
+            let resp = match result {
+                Ok(v) => Response::success(req.id.clone(), v),
+                Err(e) => Response::error(Some(req.id.clone()), e),
+            };
+            Some(Outgoing::Response {
+                line: resp.to_line(),
+            })
+        };
+        if req.method == "ping" {
+            return reply(Ok(to_raw(&json!({}))));
+        }
+        let responder = self.shared.responder.get().and_then(Weak::upgrade);
+        let method = req.method.to_string();
+        let answer = match self.related(relation) {
+            Related::Call(relay) => relay.request(&method, req.params),
+            Related::Ambiguous if is_client_facing(&method) => {
+                return reply(Err(ErrorObject::new(
+                    ErrorObject::INTERNAL_ERROR,
+                    format!(
+                        "Revka cannot tell which session's call this {method} belongs to: calls                          of several sessions are in flight on this server, whose transport does                          not say which one a request serves"
+                    ),
+                )));
+            }
+            Related::None | Related::Ambiguous => match self.shared.peer.get() {
+                Some(peer) => peer.request(&self.shared.server, &method, req.params),
+                None => return reply(self.default_answer(&method)),
+            },
+        };
+        let Some(transport) = responder else {
+            // No transport to answer through later (an inbound half used alone).
+            return reply(Err(ErrorObject::new(
+                ErrorObject::INTERNAL_ERROR,
+                format!("Revka cannot answer {method} on this connection"),
+            )));
+        };
+        if self.shared.server_requests.len() >= MAX_SERVER_REQUESTS {
+            return reply(Err(ErrorObject::new(
+                ErrorObject::INTERNAL_ERROR,
+                format!(
+                    "too many requests from this server in flight ({MAX_SERVER_REQUESTS}); {method} refused"
+                ),
+            )));
+        }
+        let key = req.id.key().into_owned();
+        let id = req.id;
+        let shared = self.shared.clone();
+        let done_key = key.clone();
+        // The task starts once it is recorded, so that it always finds itself there.
+        let (go, recorded) = oneshot::channel::<()>();
+        let task_method = method.clone();
+        let task = tokio::spawn(async move {
+            let method = task_method;
+            let _ = recorded.await;
+            let start = Instant::now();
+            let result = answer.await;
+            let outcome = if result.is_ok() {
+                Outcome::Result
+            } else {
+                Outcome::Error
+            };
+            if shared.server_requests.remove(done_key.as_str()).is_none() {
+                return; // cancelled by the server meanwhile
+            }
+            if let Some(peer) = shared.peer.get() {
+                peer.answered(&shared.server, &method, outcome, start.elapsed());
+            }
+            let resp = match result {
+                Ok(v) => Response::success(id, v),
+                Err(e) => Response::error(Some(id), e),
+            };
+            if let Err(e) = transport.send(Outgoing::Response {
+                line: resp.to_line(),
+            }) {
+                tracing::debug!(server = %shared.server, path = %shared.path, %method, error = %e, "answer to a server request not delivered");
+            }
+        });
+        if let Some((_, earlier)) = self
+            .shared
+            .server_requests
+            .insert(key, (method, task.abort_handle()))
+        {
+            // The server reused the id of a request still in flight: the earlier one is dropped.
+            earlier.abort();
+        }
+        let _ = go.send(());
+        None
+    }
+
+    /// The answer to a server request when nothing relays it.
+    fn default_answer(&self, method: &str) -> Result<Box<RawValue>, ErrorObject> {
+        match method {
+            "roots/list" => Ok(to_raw(&json!({ "roots": self.shared.roots }))),
+            m if is_client_facing(m) => Err(ErrorObject::new(
                 ErrorObject::METHOD_NOT_FOUND,
-                format!("Revka does not support {m}"),
+                format!("{m} is not available: no client of Revka takes it here"),
             )),
             m => Err(ErrorObject::method_not_found(m)),
-        };
-        let resp = match result {
-            Ok(v) => Response::success(req.id, to_raw(&v)),
-            Err(e) => Response::error(Some(req.id), e),
-        };
-        Outgoing::Response {
-            line: resp.to_line(),
         }
     }
 
@@ -440,6 +730,11 @@ impl Inbound {
             *closed = Some(reason.to_owned());
             self.shared.is_closed.store(true, Ordering::Release);
         }
+        // Requests of the server's being answered have nobody to answer any more.
+        self.shared.server_requests.retain(|_, (_, task)| {
+            task.abort();
+            false
+        });
         let ids: Vec<u64> = self.shared.pending.iter().map(|e| *e.key()).collect();
         for id in ids {
             if let Some((_, pending)) = self.shared.pending.remove(&id) {
@@ -472,6 +767,19 @@ impl Inbound {
     }
 }
 
+/// The call a server message relates to ([`Inbound::related`]).
+enum Related {
+    Call(Arc<dyn CallRelay>),
+    /// Calls of several owners are pending and the transport does not say which one.
+    Ambiguous,
+    None,
+}
+
+/// Requests only a person or a model on the client's side can answer.
+fn is_client_facing(method: &str) -> bool {
+    matches!(method, "sampling/createMessage" | "elicitation/create")
+}
+
 /// Options of one call.
 #[derive(Clone, Default)]
 pub struct CallOptions {
@@ -483,6 +791,8 @@ pub struct CallOptions {
     pub reset_timeout_on_progress: bool,
     /// Hard cap on the whole call when the timeout is reset by progress.
     pub max_total: Option<Duration>,
+    /// Where the server's requests and log messages about this call go (see [`CallRelay`]).
+    pub relay: Option<Arc<dyn CallRelay>>,
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -491,6 +801,7 @@ impl std::fmt::Debug for CallOptions {
             .field("timeout", &self.timeout)
             .field("progress", &self.progress.is_some())
             .field("reset_timeout_on_progress", &self.reset_timeout_on_progress)
+            .field("relay", &self.relay.as_ref().map(|r| r.owner().to_owned()))
             .finish()
     }
 }
@@ -514,6 +825,7 @@ impl std::fmt::Debug for McpClient {
 impl McpClient {
     /// A client sending through `transport` and receiving through `inbound`.
     pub fn new(inbound: Inbound, transport: Arc<dyn Transport>) -> Self {
+        let _ = inbound.shared.responder.set(Arc::downgrade(&transport));
         Self {
             inbound,
             transport,
@@ -524,6 +836,11 @@ impl McpClient {
     /// The server's name.
     pub fn server(&self) -> &str {
         self.inbound.server()
+    }
+
+    /// Sends what no call relates to to `peer` (see [`Inbound::set_peer`]).
+    pub fn set_peer(&self, peer: Arc<dyn Peer>) {
+        self.inbound.set_peer(peer);
     }
 
     /// Calls currently waiting for an answer.
@@ -667,6 +984,7 @@ impl McpClient {
                 tx,
                 progress: opts.progress.clone(),
                 on_progress: on_progress.clone(),
+                relay: opts.relay.clone(),
             },
         );
         // The connection may have closed between the check and the insert.

@@ -55,7 +55,7 @@ pub use discovery::{Discovered, discover, is_not_streamable};
 pub use legacy_sse::{LegacySse, connect as connect_legacy_sse};
 pub use streamable::StreamableHttp;
 
-use crate::client::{Inbound, Outgoing, TransportError};
+use crate::client::{Inbound, Outgoing, Relation, TransportError};
 use crate::jsonrpc::{Incoming, parse_message};
 use crate::redact;
 use crate::sse::{SseError, SseEvent, SseParser};
@@ -364,11 +364,13 @@ pub(crate) fn retry_delay(parser: &SseParser, otherwise: Duration) -> Duration {
         .map_or(otherwise, |ms| Duration::from_millis(ms).min(MAX_RETRY))
 }
 
-/// Hands one JSON-RPC message to the client; a reply (the answer to a server request) goes to
-/// `reply`. Returns the id of the response the message carried, if it was one.
+/// Hands one JSON-RPC message to the client, which relates to our requests as `relation` says;
+/// a reply (the answer to a server request) goes to `reply`. Returns the id of the response the
+/// message carried, if it was one.
 pub(crate) fn hand_to_client(
     inbound: &Inbound,
     bytes: &[u8],
+    relation: Relation,
     reply: impl FnOnce(Outgoing),
 ) -> Option<u64> {
     match parse_message(bytes) {
@@ -377,7 +379,7 @@ pub(crate) fn hand_to_client(
                 Incoming::Response(r) => r.id.as_ref().and_then(|id| id.as_u64()),
                 _ => None,
             };
-            if let Some(out) = inbound.dispatch(msg) {
+            if let Some(out) = inbound.dispatch_on(msg, relation) {
                 reply(out);
             }
             answered

@@ -69,10 +69,15 @@ pub fn declares_federation(capabilities: &Value) -> bool {
         .is_some_and(|v| (1..=FEDERATION_VERSION).contains(&v))
 }
 
-/// The `initialize` params Revka sends: its roots capability when it has roots, and the
-/// federation extension ([`FEDERATION_VERSION`]).
+/// The `initialize` params Revka sends: `sampling` and `elicitation` (relayed to the client of
+/// the session whose call a request serves), `roots` when it has roots to tell (configured, or
+/// a session's working directory), and the federation extension ([`FEDERATION_VERSION`]).
 pub fn initialize_params(roots: bool) -> Value {
-    let mut capabilities = json!({ "experimental": federation_capability() });
+    let mut capabilities = json!({
+        "sampling": {},
+        "elicitation": {},
+        "experimental": federation_capability(),
+    });
     if roots {
         capabilities["roots"] = json!({ "listChanged": false });
     }

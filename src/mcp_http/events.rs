@@ -160,6 +160,7 @@ fn frame(received: Received) -> Bytes {
         Received::Event(published) => published.frame(|event, json| match event {
             SessionEvent::Progress(_) => sse::event(None, json),
             SessionEvent::ToolsChanged => sse::event(Some("tools_changed"), json),
+            SessionEvent::Message(_) => sse::event(Some("message"), json),
         }),
         Received::Lagged(dropped) => {
             sse::event(Some("lagged"), &json!({ "dropped": dropped }).to_string())

@@ -278,6 +278,8 @@ impl Actor for McpConnectionActor {
                 }
                 Ok(())
             }
+            // Resources and prompts are not catalogued yet: nothing to re-read.
+            ClientEvent::ResourcesChanged | ClientEvent::PromptsChanged => Ok(()),
             ClientEvent::Closed(reason) => Err(McpError::Disconnected {
                 server: state.args.spec.name.clone(),
                 reason,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use revka_mcp::client::{CallError, CallOptions, McpClient};
+use revka_mcp::client::{CallError, CallOptions, McpClient, Peer};
 use revka_mcp::naming;
 use revka_mcp::protocol::ServerHello;
 use revka_mcp::spec::ServerSpec;
@@ -141,6 +141,7 @@ pub fn effective_options(opts: &CallOptions, spec: &ServerSpec) -> CallOptions {
         progress: opts.progress.clone(),
         reset_timeout_on_progress: opts.reset_timeout_on_progress || spec.reset_timeout_on_progress,
         max_total: Some(opts.max_total.unwrap_or(MAX_CALL).min(MAX_CALL)),
+        relay: opts.relay.clone(),
     }
 }
 
@@ -397,6 +398,17 @@ pub struct McpHub {
     registered: watch::Sender<u64>,
     /// Told of each new tool list a server publishes, if the hub was created with one.
     tools_listener: Option<ToolsListener>,
+    /// Where what servers send that no call relates to goes ([`McpHub::set_peer`]).
+    peer: std::sync::OnceLock<PeerSlot>,
+}
+
+/// The hub's peer, which is not `Debug`.
+struct PeerSlot(Arc<dyn Peer>);
+
+impl std::fmt::Debug for PeerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Peer")
+    }
 }
 
 /// Told of a server's tool list, as the server defines it, each time it changes: when the
@@ -432,6 +444,7 @@ impl Default for McpHub {
             changes: broadcast::channel(16).0,
             registered: watch::channel(0).0,
             tools_listener: None,
+            peer: std::sync::OnceLock::new(),
         }
     }
 }
@@ -448,6 +461,18 @@ impl McpHub {
             tools_listener: Some(listener),
             ..Self::default()
         })
+    }
+
+    /// Sets where the servers' requests and notifications that no call relates to go: every
+    /// connection made after this takes it. Set once (the daemon does, before starting the
+    /// servers); later calls are ignored.
+    pub fn set_peer(&self, peer: Arc<dyn Peer>) {
+        let _ = self.peer.set(PeerSlot(peer));
+    }
+
+    /// The peer connections take ([`McpHub::set_peer`]).
+    pub fn peer(&self) -> Option<Arc<dyn Peer>> {
+        self.peer.get().map(|slot| slot.0.clone())
     }
 
     /// Registers (or replaces, when its spec changed) a server. Called by its connection actor.

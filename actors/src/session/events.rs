@@ -50,6 +50,9 @@ pub enum SessionEvent {
     Progress(ProgressEvent),
     /// The session's tool list changed (`notifications/tools/list_changed`).
     ToolsChanged,
+    /// A JSON-RPC message for the session's client from a server (a log message, a resource
+    /// update, a list change), as the client receives it ([`crate::session::Session::deliver`]).
+    Message(Arc<str>),
 }
 
 /// An event as subscribers receive it: shared, with its JSON made once for all of them (a
@@ -77,14 +80,15 @@ impl Published {
             .clone()
     }
 
-    /// Its JSON: the [`ProgressEvent`] object, or the `notifications/tools/list_changed`
-    /// notification. Serialized by the first subscriber that asks.
+    /// Its JSON: the [`ProgressEvent`] object, the `notifications/tools/list_changed`
+    /// notification, or the message. Serialized by the first subscriber that asks.
     pub fn json(&self) -> &str {
         self.json.get_or_init(|| match &self.event {
             SessionEvent::Progress(p) => serde_json::to_string(p).unwrap_or_default(),
             SessionEvent::ToolsChanged => {
                 r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#.to_owned()
             }
+            SessionEvent::Message(message) => message.to_string(),
         })
     }
 }

@@ -193,6 +193,7 @@ async fn progress_resets_the_timeout_when_asked_up_to_the_cap() {
         progress: Some(Arc::new(|_| {})),
         reset_timeout_on_progress: true,
         max_total: Some(Duration::from_secs(5)),
+        relay: None,
     };
     let c = h.client.clone();
     let start = Instant::now();
@@ -239,7 +240,7 @@ async fn server_requests_are_answered() {
         sampling["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("Revka does not support sampling/createMessage")
+            .contains("sampling/createMessage is not available")
     );
     assert!(
         ask(4, "elicitation/create")["error"]["message"]
@@ -293,4 +294,244 @@ async fn server_requests_are_answered_with_their_id_byte_for_byte() {
             "{id}"
         );
     }
+}
+
+/// A relay that answers requests with their method and remembers notifications.
+struct Recorder {
+    owner: String,
+    notes: Mutex<Vec<String>>,
+    /// When set, requests never answer (until the test drops them).
+    hang: bool,
+}
+
+impl Recorder {
+    fn new(owner: &str, hang: bool) -> Arc<Self> {
+        Arc::new(Self {
+            owner: owner.into(),
+            notes: Mutex::new(Vec::new()),
+            hang,
+        })
+    }
+}
+
+impl CallRelay for Recorder {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn request(&self, method: &str, _: Option<Box<RawValue>>) -> PeerAnswer {
+        let answer = json!({ "by": self.owner, "method": method });
+        let hang = self.hang;
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(to_raw(&answer))
+        })
+    }
+    fn notification(&self, method: &str, params: Option<&RawValue>) {
+        self.notes.lock().unwrap().push(format!(
+            "{method} {}",
+            params.map(RawValue::get).unwrap_or("")
+        ));
+    }
+}
+
+impl Peer for Recorder {
+    fn request(&self, server: &str, method: &str, params: Option<Box<RawValue>>) -> PeerAnswer {
+        assert_eq!(server, "fake");
+        CallRelay::request(self, method, params)
+    }
+    fn notification(&self, _: &str, method: &str, params: Option<&RawValue>) {
+        CallRelay::notification(self, method, params);
+    }
+}
+
+fn relayed(relay: &Arc<Recorder>) -> CallOptions {
+    CallOptions {
+        timeout: Duration::from_secs(5),
+        relay: Some(relay.clone() as Arc<dyn CallRelay>),
+        ..Default::default()
+    }
+}
+
+/// The next message the client sent that is a response (skipping requests).
+async fn next_response(h: &mut Harness) -> Value {
+    loop {
+        let v = h.sent.recv().await.expect("the client sent something");
+        if v.get("method").is_none() {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_during_a_call_goes_to_that_calls_relay_and_back_under_the_servers_id() {
+    let mut h = harness();
+    let alice = Recorder::new("alice", false);
+    let c = h.client.clone();
+    let o = relayed(&alice);
+    let call = tokio::spawn(async move { c.call_tool("ask", json!({}), &o).await });
+    let sent = h.sent.recv().await.unwrap();
+    // Over a shared stream (stdio) the relation is inferred: one owner's call is pending.
+    let line =
+        json!({"jsonrpc": "2.0", "id": "s-1", "method": "sampling/createMessage", "params": {}});
+    assert!(
+        h.inbound
+            .dispatch_line(line.to_string().as_bytes())
+            .is_none(),
+        "answered later"
+    );
+    let answer = next_response(&mut h).await;
+    assert_eq!(answer["id"], "s-1");
+    assert_eq!(
+        answer["result"],
+        json!({"by": "alice", "method": "sampling/createMessage"})
+    );
+    // A log message during the call goes to the same relay.
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "hi"}}),
+    );
+    assert_eq!(alice.notes.lock().unwrap().len(), 1);
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"content": []}}),
+    );
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_explicit_relation_picks_the_call_even_with_several_owners() {
+    let mut h = harness();
+    let (alice, bob) = (Recorder::new("alice", false), Recorder::new("bob", false));
+    let mut ids = Vec::new();
+    for relay in [&alice, &bob] {
+        let c = h.client.clone();
+        let o = relayed(relay);
+        tokio::spawn(async move { c.call_tool("ask", json!({}), &o).await });
+        ids.push(h.sent.recv().await.unwrap()["id"].as_u64().unwrap());
+    }
+    let msg = |id: u64| {
+        parse_message(
+            json!({"jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": {}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    assert!(
+        h.inbound
+            .dispatch_on(msg(70), Relation::Call(ids[0]))
+            .is_none()
+    );
+    assert_eq!(next_response(&mut h).await["result"]["by"], "alice");
+    assert!(
+        h.inbound
+            .dispatch_on(msg(71), Relation::Call(ids[1]))
+            .is_none()
+    );
+    assert_eq!(next_response(&mut h).await["result"]["by"], "bob");
+    // Inferred with two owners pending: refused at once, never shown to the wrong session.
+    let refused = h
+        .inbound
+        .dispatch_on(msg(72), Relation::Infer)
+        .expect("an answer at once");
+    let refused: Value = serde_json::from_slice(refused.line()).unwrap();
+    assert_eq!(refused["id"], 72);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("several sessions"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn unrelated_traffic_goes_to_the_peer_and_without_one_gets_the_default() {
+    let mut h = harness();
+    // No peer: roots from the client's own, sampling refused.
+    let out = reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "roots/list"}),
+    )
+    .unwrap();
+    let out: Value = serde_json::from_slice(out.line()).unwrap();
+    assert_eq!(out["result"]["roots"][0]["uri"], "file:///work");
+    let peer = Recorder::new("peer", false);
+    h.inbound.set_peer(peer.clone());
+    let line = json!({"jsonrpc": "2.0", "id": 2, "method": "sampling/createMessage"});
+    let none = h.inbound.dispatch_on(
+        parse_message(line.to_string().as_bytes()).unwrap(),
+        Relation::None,
+    );
+    assert!(none.is_none());
+    assert_eq!(next_response(&mut h).await["result"]["by"], "peer");
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "x:/a"}}),
+    );
+    assert_eq!(
+        peer.notes.lock().unwrap().as_slice(),
+        [r#"notifications/resources/updated {"uri":"x:/a"}"#]
+    );
+    // list_changed of resources and prompts are the connection's events, coalesced.
+    for _ in 0..3 {
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"}),
+        );
+        reply(
+            &h.inbound,
+            json!({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"}),
+        );
+    }
+    assert_eq!(h.events.recv().await, Some(ClientEvent::ResourcesChanged));
+    assert_eq!(h.events.recv().await, Some(ClientEvent::PromptsChanged));
+    assert!(h.events.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_request_the_server_cancels_or_that_outlives_the_connection_is_dropped() {
+    let mut h = harness();
+    let peer = Recorder::new("peer", true);
+    h.inbound.set_peer(peer);
+    for id in 1..=MAX_SERVER_REQUESTS as u64 {
+        assert!(
+            reply(
+                &h.inbound,
+                json!({"jsonrpc": "2.0", "id": id, "method": "elicitation/create"})
+            )
+            .is_none()
+        );
+    }
+    // Past the bound: refused at once.
+    let over = reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "id": 999, "method": "elicitation/create"}),
+    )
+    .expect("refused");
+    let over: Value = serde_json::from_slice(over.line()).unwrap();
+    assert!(
+        over["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many"),
+        "{over}"
+    );
+    reply(
+        &h.inbound,
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}),
+    );
+    assert_eq!(
+        h.inbound.shared.server_requests.len(),
+        MAX_SERVER_REQUESTS - 1
+    );
+    h.client.close("gone");
+    assert!(h.inbound.shared.server_requests.is_empty());
+    tokio::task::yield_now().await;
+    assert!(
+        h.sent.try_recv().is_err(),
+        "nothing answered after a cancel or the end"
+    );
 }

@@ -32,7 +32,7 @@ use super::{
     EventStream, HttpEndpoint, MAX_SSE_EVENT, Sequencer, content_type, hand_to_client, header_map,
     http_error, is_message, net_error, parse_url, read_capped, resolve_url, retry_delay,
 };
-use crate::client::{Inbound, Outgoing, Transport, TransportError};
+use crate::client::{Inbound, Outgoing, Relation, Transport, TransportError};
 use crate::redact;
 use crate::sse::SseParser;
 
@@ -165,7 +165,7 @@ async fn open(
             }
             // Nothing can be answered before the endpoint is known: replies are dropped.
             Some(event) if is_message(&event) => {
-                hand_to_client(inbound, event.data.as_bytes(), |_| {
+                hand_to_client(inbound, event.data.as_bytes(), Relation::Infer, |_| {
                     tracing::debug!(sse_url = %shown, "server request before the `endpoint` event left unanswered");
                 });
             }
@@ -296,11 +296,17 @@ impl Inner {
             match events.next().await {
                 Ok(Some(event)) if is_message(&event) => {
                     delivered += 1;
-                    hand_to_client(&self.inbound, event.data.as_bytes(), |reply| {
-                        if let Err(e) = self.enqueue(reply) {
-                            tracing::debug!(server = %self.inbound.server(), error = %e, "reply to a server request dropped");
-                        }
-                    });
+                    // One stream carries everything: which call a request serves is inferred.
+                    hand_to_client(
+                        &self.inbound,
+                        event.data.as_bytes(),
+                        Relation::Infer,
+                        |reply| {
+                            if let Err(e) = self.enqueue(reply) {
+                                tracing::debug!(server = %self.inbound.server(), error = %e, "reply to a server request dropped");
+                            }
+                        },
+                    );
                 }
                 Ok(Some(event)) if event.event.as_deref() == Some("endpoint") => {
                     match post_endpoint(&self.sse_url, &self.sse_shown, &event.data) {

@@ -48,7 +48,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use super::{HttpEndpoint, Sequencer, Ticket, hand_to_client, header_map, http_error, net_error};
-use crate::client::{Inbound, Outgoing, Transport, TransportError};
+use crate::client::{Inbound, Outgoing, Relation, Transport, TransportError};
 
 mod answer;
 mod session;
@@ -351,8 +351,11 @@ impl Inner {
         ticket.release(); // accepted: later messages may go
         self.capture_session(&resp, false);
         let this = self.clone();
-        let mut dispatch =
-            move |bytes: &[u8]| hand_to_client(&this.inbound, bytes, |reply| this.reply(reply));
+        // What this POST's stream carries besides its answer serves the request it carried.
+        let relation = id.map_or(Relation::None, Relation::Call);
+        let mut dispatch = move |bytes: &[u8]| {
+            hand_to_client(&this.inbound, bytes, relation, |reply| this.reply(reply))
+        };
         self.read_answer(resp, id, &mut dispatch)
             .await
             .map_err(Failure::Other)

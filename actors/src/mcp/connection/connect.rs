@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef};
-use revka_mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Transport};
+use revka_mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Peer, Transport};
 use revka_mcp::http::is_not_streamable;
 use revka_mcp::jsonrpc::ErrorObject;
 use revka_mcp::protocol::{
@@ -58,16 +58,20 @@ pub(super) async fn connect(
         &args.node,
         Some(myself.get_cell()),
         args.stop_timeout,
+        args.hub.peer(),
     )
     .await
 }
 
+/// Opens the transport of `spec` and runs the handshake; what the server sends that no call
+/// relates to goes to `peer` (see [`revka_mcp::client::Peer`]).
 async fn connect_with(
     spec: &ServerSpec,
     http: &reqwest::Client,
     node: &StatusNode,
     owner: Option<ActorCell>,
     stop_timeout: Duration,
+    peer: Option<Arc<dyn Peer>>,
 ) -> Result<Connected, McpError> {
     let deadline = Instant::now() + spec.handshake_timeout;
     match &spec.transport {
@@ -115,9 +119,11 @@ async fn connect_with(
                 process: Some(process),
                 exit: Some(exit),
             };
-            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+            attempt(spec, opened, deadline, peer)
+                .await
+                .map_err(|(e, _)| e)
         }
-        _ => super::remote::connect(spec, http, node.path(), deadline).await,
+        _ => super::remote::connect(spec, http, node.path(), deadline, peer).await,
     }
 }
 
@@ -149,7 +155,11 @@ pub(super) async fn attempt(
     spec: &ServerSpec,
     opened: Opened,
     deadline: Instant,
+    peer: Option<Arc<dyn Peer>>,
 ) -> Result<Connected, (McpError, bool)> {
+    if let Some(peer) = peer {
+        opened.client.set_peer(peer);
+    }
     let remaining = deadline.saturating_duration_since(Instant::now());
     let handshake = handshake(
         &opened.client,
@@ -368,6 +378,7 @@ pub async fn probe(spec: &ServerSpec, http: &reqwest::Client) -> ProbeReport {
         &node,
         Some(owner.0.get_cell()),
         Duration::from_secs(2),
+        None,
     )
     .await;
     let latency_ms = start.elapsed().as_millis() as u64;

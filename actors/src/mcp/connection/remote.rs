@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use revka_mcp::client::{Inbound, McpClient, Transport, TransportError};
+use revka_mcp::client::{Inbound, McpClient, Peer, Transport, TransportError};
 use revka_mcp::http::{self, HttpEndpoint, StreamableHttp};
 use revka_mcp::redact;
 use revka_mcp::spec::{ServerSpec, TransportSpec};
@@ -19,6 +19,7 @@ pub(super) async fn connect(
     http: &reqwest::Client,
     path: &str,
     deadline: Instant,
+    peer: Option<Arc<dyn Peer>>,
 ) -> Result<Connected, McpError> {
     let connect_err = |reason: String| McpError::Connect {
         server: spec.name.clone(),
@@ -35,13 +36,17 @@ pub(super) async fn connect(
     match &spec.transport {
         TransportSpec::Http { url, headers } => {
             let opened = streamable(spec, path, configured(url, headers), http);
-            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+            attempt(spec, opened, deadline, peer.clone())
+                .await
+                .map_err(|(e, _)| e)
         }
         TransportSpec::Sse { url, headers } => {
             let opened = sse(spec, path, configured(url, headers), http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
-            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+            attempt(spec, opened, deadline, peer.clone())
+                .await
+                .map_err(|(e, _)| e)
         }
         TransportSpec::Url { url, headers } => {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -53,7 +58,14 @@ pub(super) async fn connect(
             if let Some(target) = &found.streamable {
                 let endpoint = HttpEndpoint::new(target.as_str(), headers.clone());
                 tracing::info!(server = %spec.name, %path, endpoint = %endpoint.shown, "discovered a Streamable HTTP endpoint");
-                match attempt(spec, streamable(spec, path, endpoint, http), deadline).await {
+                match attempt(
+                    spec,
+                    streamable(spec, path, endpoint, http),
+                    deadline,
+                    peer.clone(),
+                )
+                .await
+                {
                     Ok(connected) => return Ok(connected),
                     Err((e, false)) => return Err(e),
                     Err((e, true)) => {
@@ -76,7 +88,9 @@ pub(super) async fn connect(
             let opened = sse(spec, path, endpoint, http, deadline)
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
-            attempt(spec, opened, deadline).await.map_err(|(e, _)| e)
+            attempt(spec, opened, deadline, peer.clone())
+                .await
+                .map_err(|(e, _)| e)
         }
         TransportSpec::Stdio { .. } => Err(connect_err("stdio is not a remote transport".into())),
     }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock};
-use crate::client::TransportError;
+use crate::client::{Relation, TransportError};
 use crate::http::{
     EventStream, MAX_SSE_EVENT, content_type, hand_to_client, http_error, is_message, net_error,
     retry_delay,
@@ -84,9 +84,12 @@ impl Inner {
 
     /// Has the client re-read the tool list, as if the server had sent `list_changed`.
     fn tools_may_have_changed(self: &Arc<Self>) {
-        hand_to_client(&self.inbound, LIST_CHANGED.as_bytes(), |reply| {
-            self.reply(reply)
-        });
+        hand_to_client(
+            &self.inbound,
+            LIST_CHANGED.as_bytes(),
+            Relation::None,
+            |reply| self.reply(reply),
+        );
     }
 
     /// Keeps the server's GET stream open until the transport closes or the server has none.
@@ -196,9 +199,13 @@ impl Inner {
             match events.next().await {
                 Ok(Some(event)) if is_message(&event) => {
                     delivered += 1;
-                    hand_to_client(&self.inbound, event.data.as_bytes(), |reply| {
-                        self.reply(reply)
-                    });
+                    // The GET stream relates to no request of ours.
+                    hand_to_client(
+                        &self.inbound,
+                        event.data.as_bytes(),
+                        Relation::None,
+                        |reply| self.reply(reply),
+                    );
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break Listened::Ended(delivered),
