@@ -1,7 +1,8 @@
 //! `revka mcp`: the configured MCP servers, without going through the daemon.
 //!
 //! - `list | test | call` (`probe`) connect to the servers themselves (`list` and `call` to
-//!   one server given by `--url` instead, if asked);
+//!   one server given by `--url` instead, if asked); `call` answers what the servers ask of
+//!   their client through the terminal (`peer`, `elicit`);
 //! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
 //!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
 //!   reload, so the change is live at once (or say it applies at the next start);
@@ -17,13 +18,16 @@ use clap::Subcommand;
 use crate::config;
 
 mod edit;
+mod elicit;
 mod get;
 mod import;
+mod peer;
 mod probe;
 mod serve;
 
 pub use edit::AddArgs;
 pub(crate) use edit::{refused, save_and_reload};
+pub use elicit::ElicitMode;
 pub use import::ImportArgs;
 pub use serve::ServeArgs;
 
@@ -57,6 +61,10 @@ pub enum McpAction {
         /// Call the Streamable HTTP server at this URL instead of the configured ones.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+        /// How to answer a server's request for user input: ask on the terminal (declined
+        /// when stdin is not one), accept its defaults without asking, or decline.
+        #[arg(long, value_enum, default_value_t, value_name = "HOW")]
+        elicitation: ElicitMode,
     },
     /// Add a server to config.toml: `add NAME -- COMMAND [ARGS...]`, or `add NAME URL`.
     Add(AddArgs),
@@ -98,11 +106,13 @@ pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
             args,
             timeout,
             url,
+            elicitation,
         } => (
             probe::Probe::Call {
                 tool,
                 args,
                 timeout,
+                elicitation,
             },
             url,
         ),

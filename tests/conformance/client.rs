@@ -9,10 +9,14 @@
 //! | `initialize`                          | `revka mcp list --url`                           |
 //! | `tools_call`                          | `revka mcp call add_numbers --args … --url`      |
 //! | `sse-retry`                           | `revka mcp call test_reconnection --url`         |
+//! | `elicitation-sep1034-client-defaults` | `revka mcp call … --elicitation defaults --url`  |
 //!
 //! `sse-retry` closes the call's event stream after a priming event with `retry: 500` and
 //! answers on the GET that resumes it: it checks that the client waits the `retry` and sends
-//! `Last-Event-ID`.
+//! `Last-Event-ID`. The elicitation scenario asks for five fields that all have defaults and
+//! checks that the accepted content carries each default; `--elicitation defaults` accepts
+//! them without asking (the suite's stdin is not a terminal, where the default, `ask`, would
+//! decline).
 //!
 //! A scenario passes when its checks hold at least one SUCCESS and no FAILURE.
 
@@ -22,13 +26,17 @@ use super::suite::{Outcome, Suite};
 use crate::harness::revka_bin;
 
 /// Each scenario and the `revka` arguments that play the client in it (the URL is appended).
-const CLIENT_SCENARIOS: [(&str, &str); 3] = [
+const CLIENT_SCENARIOS: [(&str, &str); 4] = [
     ("initialize", "mcp list --url"),
     (
         "tools_call",
         r#"mcp call add_numbers --args '{"a":5,"b":3}' --url"#,
     ),
     ("sse-retry", "mcp call test_reconnection --timeout 20 --url"),
+    (
+        "elicitation-sep1034-client-defaults",
+        "mcp call test_client_elicitation_defaults --elicitation defaults --url",
+    ),
 ];
 
 /// Every client scenario above passes with `revka mcp` as the client.
