@@ -43,6 +43,7 @@ pub mod streamable;
 mod tests;
 
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::Shared;
@@ -345,9 +346,22 @@ impl EventStream {
     }
 }
 
-/// Whether an event carries a JSON-RPC message (`event` absent or `message`).
+/// Whether an event carries a JSON-RPC message (`event` absent or `message`, and data that is
+/// not blank: an event with empty data is a priming event, sent to hand the client an event id
+/// and a `retry` before anything else).
 pub(crate) fn is_message(event: &SseEvent) -> bool {
-    matches!(event.event.as_deref(), None | Some("message"))
+    matches!(event.event.as_deref(), None | Some("message")) && !event.data.trim().is_empty()
+}
+
+/// The longest a server's `retry` is honoured: a larger one is cut to this.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// How long to wait before reconnecting an event stream: the server's last `retry` (capped at
+/// [`MAX_RETRY`]), or `otherwise` when it sent none.
+pub(crate) fn retry_delay(parser: &SseParser, otherwise: Duration) -> Duration {
+    parser
+        .retry()
+        .map_or(otherwise, |ms| Duration::from_millis(ms).min(MAX_RETRY))
 }
 
 /// Hands one JSON-RPC message to the client, which relates to our requests as `relation` says;

@@ -1,6 +1,8 @@
 //! `revka mcp`: the configured MCP servers, without going through the daemon.
 //!
-//! - `list | test | call` (`probe`) connect to the servers themselves;
+//! - `list | test | call` (`probe`) connect to the servers themselves (`list` and `call` to
+//!   one server given by `--url` instead, if asked); `call` answers what the servers ask of
+//!   their client through the terminal (`peer`, `elicit`);
 //! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
 //!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
 //!   reload, so the change is live at once (or say it applies at the next start);
@@ -16,13 +18,16 @@ use clap::Subcommand;
 use crate::config;
 
 mod edit;
+mod elicit;
 mod get;
 mod import;
+mod peer;
 mod probe;
 mod serve;
 
 pub use edit::AddArgs;
 pub(crate) use edit::{refused, save_and_reload};
+pub use elicit::ElicitMode;
 pub use import::ImportArgs;
 pub use serve::ServeArgs;
 
@@ -34,6 +39,9 @@ pub enum McpAction {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Connect to the Streamable HTTP server at this URL instead of the configured ones.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
     /// Run the handshake with one server and print a JSON report.
     Test {
@@ -50,6 +58,13 @@ pub enum McpAction {
         /// Give up after this many seconds (default: the server's tool_timeout_secs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Call the Streamable HTTP server at this URL instead of the configured ones.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// How to answer a server's request for user input: ask on the terminal (declined
+        /// when stdin is not one), accept its defaults without asking, or decline.
+        #[arg(long, value_enum, default_value_t, value_name = "HOW")]
+        elicitation: ElicitMode,
     },
     /// Add a server to config.toml: `add NAME -- COMMAND [ARGS...]`, or `add NAME URL`.
     Add(AddArgs),
@@ -84,22 +99,33 @@ pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
         McpAction::Import(args) => return import::run(&file(), args),
         McpAction::Get { name, json } => return get::run(&file(), &name, json),
         McpAction::Serve(args) => return serve::run(path, args),
-        McpAction::List { json } => probe::Probe::List { json },
-        McpAction::Test { name } => probe::Probe::Test { name },
+        McpAction::List { json, url } => (probe::Probe::List { json }, url),
+        McpAction::Test { name } => (probe::Probe::Test { name }, None),
         McpAction::Call {
             tool,
             args,
             timeout,
-        } => probe::Probe::Call {
-            tool,
-            args,
-            timeout,
-        },
+            url,
+            elicitation,
+        } => (
+            probe::Probe::Call {
+                tool,
+                args,
+                timeout,
+                elicitation,
+            },
+            url,
+        ),
     };
+    let (probe, url) = probe;
     match super::load(path) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
+            }
+            if let Some(url) = url {
+                loaded.config.mcp.servers = vec![probe::url_server(&url)];
+                loaded.config.mcp.invalid_servers.clear();
             }
             probe::run(loaded.config, probe)
         }

@@ -38,7 +38,8 @@ Scenario -> what it calls here:
 | resources-list, -read-text,     | `test://static-text`, `test://static-binary`,                |
 |   -read-binary, -templates-read |   template `test://template/{id}/data`                       |
 | resources-subscribe/unsubscribe | `resources/subscribe` and `/unsubscribe` of                  |
-|                                 |   `test://watched-resource`                                  |
+|                                 |   `test://watched-resource`; tool `test_update_resource(uri)`|
+|                                 |   sends `notifications/resources/updated` to its subscribers |
 | prompts-list, prompts-get-*     | prompts `test_simple_prompt`, `test_prompt_with_arguments`,  |
 |                                 |   `test_prompt_with_embedded_resource`,                      |
 |                                 |   `test_prompt_with_image`                                   |
@@ -360,17 +361,40 @@ def watched_resource() -> str:
     return "Watched resource content"
 
 
-SUBSCRIBED: set[str] = set()
+# The connections (one per client) subscribed to each URI. The SDK makes a session per request;
+# updates go on the connection's own channel (for HTTP, the client's GET stream), as no
+# request of the client's is theirs.
+SUBSCRIBED: dict[str, list[Any]] = {}
 
 
-async def _subscribe(_ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
-    SUBSCRIBED.add(str(params.uri))
+def _connection(ctx: Any) -> Any:
+    return ctx.session._connection  # noqa: SLF001 - the SDK exposes no public accessor here
+
+
+async def _subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    connections = SUBSCRIBED.setdefault(str(params.uri), [])
+    if all(c is not _connection(ctx) for c in connections):
+        connections.append(_connection(ctx))
     return types.EmptyResult()
 
 
-async def _unsubscribe(_ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-    SUBSCRIBED.discard(str(params.uri))
+async def _unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    connections = SUBSCRIBED.get(str(params.uri), [])
+    connections[:] = [c for c in connections if c is not _connection(ctx)]
     return types.EmptyResult()
+
+
+@server.tool()
+async def test_update_resource(uri: str = "test://watched-resource") -> str:
+    """Sends notifications/resources/updated for `uri` to every client subscribed to it."""
+    sent = 0
+    for connection in list(SUBSCRIBED.get(uri, [])):
+        try:
+            await connection.send_resource_updated(uri)
+            sent += 1
+        except Exception:  # noqa: BLE001 - a client that went away is forgotten
+            SUBSCRIBED[uri] = [c for c in SUBSCRIBED[uri] if c is not connection]
+    return f"notified {sent} subscriber(s) of {uri}"
 
 
 async def _set_level(_ctx: Any, _params: types.SetLevelRequestParams) -> types.EmptyResult:

@@ -1,5 +1,6 @@
-//! Running the conformance suite's CLI and reading what it found: one [`Report`] per run,
-//! an [`Outcome`] per scenario, compared with the expectation lists of [`super`].
+//! Running the conformance suite's CLI and reading what it found: in server mode one
+//! [`Report`] per run, an [`Outcome`] per scenario, compared with the expectation lists of
+//! [`super`]; in client mode one [`Outcome`] per scenario run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,55 @@ impl Suite {
             outcomes.insert(scenario_of(&dir_name).to_owned(), Outcome::of(&checks));
         }
         Report { outcomes, output }
+    }
+}
+
+impl Suite {
+    /// Runs one client scenario (`client --scenario`): the suite starts its test server and
+    /// runs `command` with the server's URL appended (through a shell, so `command` may quote)
+    /// and `envs` set; what the scenario's checks came to, and what the suite and the client
+    /// printed.
+    pub(super) async fn run_client(
+        &self,
+        scenario: &str,
+        command: &str,
+        envs: &[(&str, &Path)],
+    ) -> (Outcome, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        let mut cmd = self.command(dir.path());
+        cmd.args(["client", "--scenario", scenario, "--command", command])
+            .arg("--output-dir")
+            .arg(&results)
+            .envs(envs.iter().copied());
+        let out = tokio::time::timeout(SUITE_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("the conformance suite ran over {SUITE_TIMEOUT:?}"))
+            .unwrap();
+        let mut output = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entries: Vec<_> = std::fs::read_dir(&results)
+            .unwrap_or_else(|e| {
+                panic!("no results in {results:?} ({e}); the suite said:\n{output}")
+            })
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(
+            entries.len(),
+            1,
+            "one result directory per scenario: {entries:?}"
+        );
+        let checks: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(entries[0].join("checks.json")).unwrap())
+                .unwrap();
+        for file in ["stdout.txt", "stderr.txt"] {
+            let text = std::fs::read_to_string(entries[0].join(file)).unwrap_or_default();
+            output.push_str(&format!("\n--- the client's {file}:\n{text}"));
+        }
+        (Outcome::of(&checks), output)
     }
 }
 

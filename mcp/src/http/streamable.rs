@@ -10,8 +10,12 @@
 //! - **Answers**: 202/204 carry nothing. A 200 `application/json` body (≤ 4 MiB) holds one
 //!   message, or an array of them (tolerated). A 200 `text/event-stream` body is read event by
 //!   event (each ≤ 4 MiB) as it arrives, so progress notifications reach the caller before the
-//!   result; reading stops at the answer to our request. A body that ends without the answer
-//!   fails the call. Answers to server requests (`ping`, `roots/list`) are POSTed back.
+//!   result; reading stops at the answer to our request. Events with empty data (priming
+//!   events) only carry an id and a `retry`. A stream that ends or breaks before the answer is
+//!   resumed (MCP 2025-11-25) if it carried an event id: after the server's `retry` (capped at
+//!   30 s; 1 s without one), a GET with `Last-Event-ID` continues it, at most 5 times in a row
+//!   without a message; the call's own timeout still ends the call. Without an event id the
+//!   call fails. Answers to server requests (`ping`, `roots/list`) are POSTed back.
 //! - **Session**: the first `Mcp-Session-Id` response header (on the `initialize` answer) is
 //!   kept. HTTP 404 on a request carrying it means the session expired: the original
 //!   `initialize` line is POSTed again (its result is not dispatched: the caller had its answer
@@ -20,9 +24,10 @@
 //!   may serve other tools (the server may have restarted), so after a re-initialization the
 //!   client is handed `notifications/tools/list_changed` and its connection re-reads the list.
 //! - **Server stream**: after `negotiated`, a GET opens the stream of server-initiated messages
-//!   (`notifications/tools/list_changed`); 405 means the server has none. When it ends it is
-//!   reopened with backoff (1 s doubling to 30 s, back to 1 s after a stream that delivered
-//!   events), with the `Last-Event-ID` of the same session (never an old session's). A 404
+//!   (`notifications/tools/list_changed`); 405 means the server has none. When the server
+//!   ends it, it is reopened after the server's `retry` (capped at 30 s), or without one with
+//!   backoff (1 s doubling to 30 s, back to 1 s after a stream that delivered events), as when
+//!   it fails, with the `Last-Event-ID` of the same session (never an old session's). A 404
 //!   on it re-initializes the session as a POST's does, and the new session's stream opens at
 //!   once; once a stream opens after one that failed, the tool list is re-read (a change may
 //!   have been announced while it was down).

@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod resume;
+
 use super::discovery::parse_document;
 use super::*;
 use crate::client::{CallError, CallOptions, ClientEvent, McpClient, Transport};
@@ -720,8 +722,8 @@ async fn messy_event_streams_are_read_per_the_standard() {
     assert_eq!(result["content"][0]["text"], "é€😀");
     assert_eq!(
         c.inbound.invalid_lines(),
-        2,
-        "the empty and the `{{}}` data"
+        1,
+        "the `{{}}` data (empty data is a priming event)"
     );
     assert_eq!(echo(&c, "still here").await.unwrap(), "still here");
 }

@@ -3,8 +3,10 @@
 //! Part of `revka mcp` ([`super`]). `list` and `test` run a one-off handshake per server (the
 //! same `probe` the gateway's test endpoint uses). `call` starts the needed servers under a
 //! temporary supervisor, exactly as the daemon would (argument coercion, timeouts, progress),
-//! makes one call, prints the result JSON and stops everything again.
+//! makes one call, prints the result JSON and stops everything again; what the servers ask
+//! of their client meanwhile is answered through the terminal ([`super::peer`]).
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +22,9 @@ use revka_mcp::protocol::ProgressUpdate;
 use revka_mcp::wrapper::result_is_error;
 use serde_json::{Value, json};
 
-use crate::config::{Config, McpServerConfig, server_spec};
+use super::elicit::ElicitMode;
+use super::peer::TerminalPeer;
+use crate::config::{Config, McpServerConfig, Transport, server_spec};
 use crate::mcp_servers::{http_client, probe_server};
 
 /// The actions that talk to the servers.
@@ -44,7 +48,35 @@ pub(super) enum Probe {
         args: String,
         /// The timeout override, in seconds.
         timeout: Option<u64>,
+        /// How elicitation requests are answered.
+        elicitation: ElicitMode,
     },
+}
+
+/// The server a `--url` names, in place of the configured ones: Streamable HTTP, every
+/// default, named after the URL's host (so its tools are `<host>__<tool>`; bare names
+/// resolve).
+pub(super) fn url_server(url: &str) -> McpServerConfig {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut name: String = host
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' => c,
+            _ => '-',
+        })
+        .collect();
+    if name.is_empty() {
+        name.push_str("url");
+    }
+    McpServerConfig {
+        name,
+        transport: Transport::Http.into(),
+        url: Some(url.to_owned()),
+        ..McpServerConfig::default()
+    }
 }
 
 /// Runs a [`Probe`]; `config` is already validated.
@@ -61,7 +93,8 @@ pub(super) fn run(config: Config, action: Probe) -> ExitCode {
                 tool,
                 args,
                 timeout,
-            } => call(&config, &tool, &args, timeout).await,
+                elicitation,
+            } => call(&config, &tool, &args, timeout, elicitation).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -178,7 +211,13 @@ async fn test(config: &Config, name: &str) -> ExitCode {
     }
 }
 
-async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> ExitCode {
+async fn call(
+    config: &Config,
+    tool: &str,
+    args: &str,
+    timeout: Option<u64>,
+    elicitation: ElicitMode,
+) -> ExitCode {
     let arguments: Value = match serde_json::from_str(args) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return usage("--args must be a JSON object"),
@@ -200,6 +239,7 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
     let http = http_client();
     let node = StatusNode::root("mcp_servers", "supervisor");
     let mut children = Vec::with_capacity(servers.len());
+    let mut roots = HashMap::new();
     for s in &servers {
         let spec = match server_spec(s, &config.mcp) {
             Ok(spec) => spec,
@@ -211,6 +251,7 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
                 return ExitCode::FAILURE;
             }
         };
+        roots.insert(spec.name.clone(), spec.roots.clone());
         let mut policy = s.policy(&config.supervisor);
         policy.max_restarts = 0; // a one-shot call reports failures instead of retrying
         children.push(connection_spec(
@@ -220,6 +261,8 @@ async fn call(config: &Config, tool: &str, args: &str, timeout: Option<u64>) -> 
             http.clone(),
         ));
     }
+    // Before any connection is made: each takes the peer when it connects.
+    hub.set_peer(Arc::new(TerminalPeer::new(elicitation, roots)));
     let args = SupervisorArguments {
         node: node.clone(),
         strategy: Strategy::OneForOne,

@@ -10,6 +10,7 @@ use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock};
 use crate::client::{Relation, TransportError};
 use crate::http::{
     EventStream, MAX_SSE_EVENT, content_type, hand_to_client, http_error, is_message, net_error,
+    retry_delay,
 };
 use crate::jsonrpc::{Incoming, Notification, parse_message};
 use crate::sse::SseParser;
@@ -93,6 +94,9 @@ impl Inner {
 
     /// Keeps the server's GET stream open until the transport closes or the server has none.
     ///
+    /// A stream the server ends is reopened after the server's `retry` (capped), or with
+    /// backoff when it sent none; a stream that failed is reopened with backoff.
+    ///
     /// Reconnections send `Last-Event-ID` of the same session only: after a re-initialization
     /// the old session's ids mean nothing. A 404 on the stream means the session expired (the
     /// server restarted): the session is re-established, as a POST's 404 would. After a
@@ -111,6 +115,8 @@ impl Inner {
             }
             let (back, outcome) = self.listen_once(parser, failures > 0).await;
             parser = back;
+            // A stream the server ended is reopened after its `retry`, if it sent one.
+            let mut wait = delay;
             match outcome {
                 Listened::NoStream => {
                     tracing::debug!(server = %self.inbound.server(), url = %self.shown, "server offers no GET stream");
@@ -121,7 +127,8 @@ impl Inner {
                     if events > 0 {
                         delay = MIN_BACKOFF;
                     }
-                    tracing::debug!(server = %self.inbound.server(), events, "server stream ended; reopening");
+                    wait = retry_delay(&parser, delay);
+                    tracing::debug!(server = %self.inbound.server(), events, ?wait, "server stream ended; reopening");
                 }
                 Listened::Expired(stale) => match self.reinitialize(&stale).await {
                     // The new session's stream opens at once.
@@ -134,7 +141,7 @@ impl Inner {
                 },
                 Listened::Failed(error) => self.stream_failed(&mut failures, &error),
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(wait).await;
             delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
