@@ -17,18 +17,16 @@
 //! Expected to pass ([`EXPECTED_PASS`]): `server-initialize`, `ping`, `tools-list`,
 //! `tools-call-simple-text`, `tools-call-image`, `tools-call-audio`,
 //! `tools-call-embedded-resource`, `tools-call-mixed-content`, `tools-call-error`,
-//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`.
+//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`;
+//! and, relayed between the fixture and the suite's client, `logging-set-level`,
+//! `tools-call-with-logging`, `tools-call-sampling`, `tools-call-elicitation`,
+//! `elicitation-sep1034-defaults`, `elicitation-sep1330-enums`.
 //!
 //! Expected to fail for now ([`EXPECTED_FAIL`]; the test fails if one passes, so that the list
 //! is shortened when Revka learns what it needs, and if one fails without showing its reason
 //! in a failed check, so that a new fault does not hide behind an expected failure):
-//! - Revka's MCP server answers only `initialize`, `ping`, `tools/list` and `tools/call`:
-//!   `logging-set-level`, `completion-complete`, every `resources-*` and `prompts-*`.
-//! - Revka does not relay an upstream server's requests to the client (it refuses
-//!   `sampling/createMessage` and `elicitation/create`) nor its `notifications/message`:
-//!   `tools-call-sampling`, `tools-call-elicitation`, `elicitation-sep1034-defaults`,
-//!   `elicitation-sep1330-enums`, `tools-call-with-logging` (which also needs
-//!   `logging/setLevel`).
+//! - Revka's MCP server does not serve resources, prompts and completion yet:
+//!   `completion-complete`, every `resources-*` and `prompts-*`.
 //! - By design: `json-schema-2020-12` finds no tool named `json_schema_2020_12_tool` in
 //!   `tools/list`, where Revka names it `conformance__json_schema_2020_12_tool`. That Revka
 //!   keeps the tool's 2020-12 `inputSchema` (`$schema`, `$defs`, `additionalProperties`) as the
@@ -71,7 +69,7 @@ use http::{HttpFixture, assert_schema_kept, fixture_script, list_tools};
 use suite::{ExpectedFailure, Suite};
 
 /// Scenarios that must pass against Revka.
-const EXPECTED_PASS: [&str; 12] = [
+const EXPECTED_PASS: [&str; 18] = [
     "server-initialize",
     "ping",
     "tools-list",
@@ -84,14 +82,17 @@ const EXPECTED_PASS: [&str; 12] = [
     "tools-call-with-progress",
     "server-sse-multiple-streams",
     "dns-rebinding-protection",
+    "logging-set-level",
+    "tools-call-with-logging",
+    "tools-call-sampling",
+    "tools-call-elicitation",
+    "elicitation-sep1034-defaults",
+    "elicitation-sep1330-enums",
 ];
 
 const UNSERVED: &str = "Revka's MCP server does not serve this method";
-const NOT_RELAYED: &str =
-    "Revka does not relay an upstream server's requests and log messages to the client";
 /// The TS SDK's error for a JSON-RPC "method not found".
 const METHOD_NOT_FOUND: &[&str] = &["-32601"];
-const NO_ELICITATION: &[&str] = &["Server did not request elicitation from client"];
 
 const fn unserved(scenario: &'static str) -> ExpectedFailure {
     ExpectedFailure {
@@ -103,8 +104,7 @@ const fn unserved(scenario: &'static str) -> ExpectedFailure {
 
 /// Scenarios that fail against Revka for now, and why. One that passes, or fails for another
 /// reason, fails the test.
-const EXPECTED_FAIL: [ExpectedFailure; 19] = [
-    unserved("logging-set-level"),
+const EXPECTED_FAIL: [ExpectedFailure; 13] = [
     unserved("completion-complete"),
     unserved("resources-list"),
     unserved("resources-read-text"),
@@ -117,32 +117,6 @@ const EXPECTED_FAIL: [ExpectedFailure; 19] = [
     unserved("prompts-get-with-args"),
     unserved("prompts-get-embedded-resource"),
     unserved("prompts-get-with-image"),
-    ExpectedFailure {
-        scenario: "tools-call-with-logging",
-        why: NOT_RELAYED,
-        // `logging/setLevel` comes first; once it is served, the messages must arrive.
-        shows: &["-32601", "No log notifications received"],
-    },
-    ExpectedFailure {
-        scenario: "tools-call-sampling",
-        why: NOT_RELAYED,
-        shows: &["Server did not request sampling from client"],
-    },
-    ExpectedFailure {
-        scenario: "tools-call-elicitation",
-        why: NOT_RELAYED,
-        shows: NO_ELICITATION,
-    },
-    ExpectedFailure {
-        scenario: "elicitation-sep1034-defaults",
-        why: NOT_RELAYED,
-        shows: NO_ELICITATION,
-    },
-    ExpectedFailure {
-        scenario: "elicitation-sep1330-enums",
-        why: NOT_RELAYED,
-        shows: NO_ELICITATION,
-    },
     ExpectedFailure {
         scenario: "json-schema-2020-12",
         why: "Revka lists the tool as conformance__json_schema_2020_12_tool (by design)",
