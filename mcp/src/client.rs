@@ -267,6 +267,8 @@ struct Shared {
     /// Server requests being answered, by the key of their id: `notifications/cancelled` from
     /// the server aborts one.
     server_requests: DashMap<String, (String, tokio::task::AbortHandle)>,
+    /// What became of the server's requests on this connection.
+    relayed: RelayCounters,
     invalid_lines: AtomicU64,
     /// The start of the last line that was not JSON-RPC (for introspection and errors).
     last_invalid: Mutex<Option<String>>,
@@ -331,6 +333,7 @@ impl Inbound {
             peer: OnceLock::new(),
             responder: OnceLock::new(),
             server_requests: DashMap::new(),
+            relayed: RelayCounters::default(),
             invalid_lines: AtomicU64::new(0),
             last_invalid: Mutex::new(None),
             heard: AtomicBool::new(false),
@@ -403,6 +406,12 @@ impl Inbound {
     /// Lines skipped because they were not JSON-RPC.
     pub fn invalid_lines(&self) -> u64 {
         self.shared.invalid_lines.load(Ordering::Relaxed)
+    }
+
+    /// Whether our request `id` still waits for its answer (a transport resuming a stream for
+    /// it can stop once it does not).
+    pub fn is_pending(&self, id: u64) -> bool {
+        self.shared.pending.contains_key(&id)
     }
 
     /// The start (at most 120 bytes) of the last line skipped because it was not JSON-RPC.
@@ -558,6 +567,10 @@ impl Inbound {
             id.and_then(|id| self.shared.server_requests.remove(id.key().as_ref()))
         {
             task.abort();
+            self.shared
+                .relayed
+                .cancelled
+                .fetch_add(1, Ordering::Relaxed);
             if let Some(peer) = self.shared.peer.get() {
                 peer.answered(
                     &self.shared.server,
@@ -626,6 +639,7 @@ impl Inbound {
         let answer = match self.related(relation) {
             Related::Call(relay) => relay.request(&method, req.params),
             Related::Ambiguous if is_client_facing(&method) => {
+                self.shared.relayed.errors.fetch_add(1, Ordering::Relaxed);
                 return reply(Err(ErrorObject::new(
                     ErrorObject::INTERNAL_ERROR,
                     format!(
@@ -646,6 +660,7 @@ impl Inbound {
             )));
         };
         if self.shared.server_requests.len() >= MAX_SERVER_REQUESTS {
+            self.shared.relayed.errors.fetch_add(1, Ordering::Relaxed);
             return reply(Err(ErrorObject::new(
                 ErrorObject::INTERNAL_ERROR,
                 format!(
@@ -673,6 +688,13 @@ impl Inbound {
             if shared.server_requests.remove(done_key.as_str()).is_none() {
                 return; // cancelled by the server meanwhile
             }
+            let counter = match outcome {
+                Outcome::Result => &shared.relayed.results,
+                _ => &shared.relayed.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared.relayed.latency_us.fetch_add(took, Ordering::Relaxed);
             if let Some(peer) = shared.peer.get() {
                 peer.answered(&shared.server, &method, outcome, start.elapsed());
             }
@@ -738,6 +760,10 @@ impl Inbound {
         // Requests of the server's being answered have nobody to answer any more.
         self.shared.server_requests.retain(|_, (_, task)| {
             task.abort();
+            self.shared
+                .relayed
+                .cancelled
+                .fetch_add(1, Ordering::Relaxed);
             false
         });
         let ids: Vec<u64> = self.shared.pending.iter().map(|e| *e.key()).collect();
@@ -770,6 +796,31 @@ impl Inbound {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// Counts of a connection's server requests (all but `ping`), kept per connection.
+#[derive(Debug, Default)]
+struct RelayCounters {
+    results: AtomicU64,
+    errors: AtomicU64,
+    cancelled: AtomicU64,
+    /// Summed over answered requests, in microseconds.
+    latency_us: AtomicU64,
+}
+
+/// What became of the requests a server sent on one connection ([`McpClient::relayed`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RelayedCounts {
+    /// Answered with a result.
+    pub results: u64,
+    /// Answered with an error (refused at once included).
+    pub errors: u64,
+    /// Cancelled by the server, or abandoned when the connection ended.
+    pub cancelled: u64,
+    /// Being answered now.
+    pub in_flight: u64,
+    /// Mean time to an answer, in milliseconds (0 before any).
+    pub mean_ms: u64,
 }
 
 /// The call a server message relates to ([`Inbound::related`]).
@@ -841,6 +892,23 @@ impl McpClient {
     /// The server's name.
     pub fn server(&self) -> &str {
         self.inbound.server()
+    }
+
+    /// What became of the requests the server sent on this connection (for introspection).
+    pub fn relayed(&self) -> RelayedCounts {
+        let r = &self.inbound.shared.relayed;
+        let (results, errors) = (
+            r.results.load(Ordering::Relaxed),
+            r.errors.load(Ordering::Relaxed),
+        );
+        let answered = results + errors;
+        RelayedCounts {
+            results,
+            errors,
+            cancelled: r.cancelled.load(Ordering::Relaxed),
+            in_flight: self.inbound.shared.server_requests.len() as u64,
+            mean_ms: (r.latency_us.load(Ordering::Relaxed) / answered.max(1)) / 1000,
+        }
     }
 
     /// Sends what no call relates to to `peer` (see [`Inbound::set_peer`]).

@@ -332,6 +332,9 @@ fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
         // Lines of the current connection that were not JSON-RPC (skipped), and the last one.
         "invalid_lines": client.as_ref().map(|c| c.invalid_lines()),
         "last_invalid_line": client.as_ref().and_then(|c| c.last_invalid_line()),
+        // The server's own requests on this connection (sampling, elicitation, roots): how
+        // they ended and how long the answers took.
+        "relayed_requests": client.as_ref().map(|c| c.relayed()),
         "tool_timeout_secs": spec.tool_timeout.as_secs(),
         // The liveness probe: its policy, pings sent, and the last one's time and latency.
         "liveness": probe.details(spec.ping),

@@ -118,6 +118,10 @@ impl Inner {
             let reason = broke.map(|e| e.to_string());
             tracing::debug!(server = %self.inbound.server(), %url, id, ?delay, ?reason, "event stream ended before the answer; resuming it");
             tokio::time::sleep(delay).await;
+            // The call may have timed out or been dropped meanwhile: nobody waits any more.
+            if !self.inbound.is_pending(id) {
+                return Ok(());
+            }
             events = self.resume(parser, url).await?;
         }
     }
