@@ -11,8 +11,11 @@
 //!     answers with `Mcp-Session-Id`; later requests carry it and the client token
 //!     (`client_auth`).
 //!
-//!   `initialize`, `ping`, `tools/list` are answered as JSON; `tools/call` as an SSE stream of
-//!   progress, one response, then `event: done`; notifications get 202.
+//!   `initialize`, `ping`, `tools/list`, `logging/setLevel` (`logging`) are answered as JSON;
+//!   `tools/call` as an SSE stream of progress, the upstream server's requests and log messages
+//!   about the call (`relay`), one response, then `event: done`; notifications and the
+//!   client's answers to relayed requests get 202. What servers send that relates to no call
+//!   reaches sessions through `upstream`.
 //! - `GET /mcp`: the session's server-to-client stream (`stream`), for either path.
 //! - `DELETE /mcp`: end the session, for either path.
 //! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
