@@ -89,3 +89,27 @@ fn apply(entry: &ServerEntry, client: std::sync::Arc<McpClient>, level: LogLevel
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_follows_the_sessions_and_rests_when_none_asks() {
+        let levels = UpstreamLogLevel::default();
+        assert!(
+            !levels.want(None, &[]),
+            "nothing to put back before anyone asked"
+        );
+        assert_eq!(levels.current(), None);
+        assert!(levels.want(Some(LogLevel::Debug), &[]));
+        assert!(
+            !levels.want(Some(LogLevel::Debug), &[]),
+            "no change, nothing sent"
+        );
+        assert!(levels.want(Some(LogLevel::Error), &[]));
+        assert!(levels.want(None, &[]));
+        assert_eq!(levels.current(), Some(RESTING_LEVEL));
+        assert!(!levels.want(None, &[]));
+    }
+}

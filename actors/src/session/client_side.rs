@@ -195,3 +195,52 @@ impl super::Session {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_read_from_initialize() {
+        let caps = ClientCapabilities::of(Some(
+            &serde_json::json!({ "sampling": {}, "roots": { "listChanged": true } }),
+        ));
+        assert!(caps.allows("sampling/createMessage"));
+        assert!(!caps.allows("elicitation/create"));
+        assert!(caps.allows("roots/list"));
+        assert!(!caps.allows("something/else"));
+        // `true` or `null` is not a declared capability object.
+        let odd = ClientCapabilities::of(Some(&serde_json::json!({ "sampling": true })));
+        assert!(!odd.sampling);
+        assert_eq!(ClientCapabilities::of(None), ClientCapabilities::default());
+    }
+
+    #[test]
+    fn a_level_filters_messages_and_unasked_clients_get_only_what_is_theirs() {
+        let side = ClientSide::default();
+        assert_eq!(side.level(), None);
+        assert!(side.wants(Some(LogLevel::Debug), true));
+        assert!(!side.wants(Some(LogLevel::Emergency), false));
+        side.set_level(LogLevel::Warning);
+        assert_eq!(side.level(), Some(LogLevel::Warning));
+        assert!(!side.wants(Some(LogLevel::Info), true));
+        assert!(side.wants(Some(LogLevel::Warning), false));
+        assert!(side.wants(Some(LogLevel::Critical), false));
+        assert!(
+            !side.wants(None, true),
+            "no level: only for a client that asked for all"
+        );
+        side.set_level(LogLevel::Debug);
+        assert!(side.wants(None, false));
+    }
+
+    #[test]
+    fn answers_nobody_waits_for_are_counted_and_dropped() {
+        let side = ClientSide::default();
+        let id = Id::from("revka-rq-1".to_owned());
+        assert!(!side.answer(Some(&id), Ok(RawValue::from_string("{}".into()).unwrap())));
+        assert!(!side.answer(None, Ok(RawValue::from_string("{}".into()).unwrap())));
+        assert_eq!(side.ignored(), 2);
+        assert_eq!(side.waiting(), 0);
+    }
+}
