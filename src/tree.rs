@@ -142,6 +142,8 @@ impl Services {
     pub fn new(config: Config, home: &Path, path: Option<PathBuf>) -> anyhow::Result<Self> {
         let plan = DaemonPlan::new(&config, home);
         let hub = McpHub::new();
+        // Before any server starts: every connection takes it at its handshake.
+        hub.set_peer(Arc::new(revka_actors::mcp::peer::DaemonPeer::new(&hub)));
         let mut tools = ToolRegistry::new(hub.clone(), plan.mcp.deferred_loading);
         let http = mcp_servers::http_client();
         let operator = operator_template(&plan, &http);

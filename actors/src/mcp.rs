@@ -6,7 +6,10 @@
 //!   liveness probe, restart on failure) and the unsupervised `probe`. For a stdio server it
 //!   starts a [`ProcessActor`](crate::process::ProcessActor) and hands the child's pipes and
 //!   exit to `revka_mcp::stdio`.
-//! - [`hub`]: the registry of servers and the merged tool table; the call path.
+//! - [`hub`]: the registry of servers, the merged tool table and the merged resources,
+//!   templates and prompts; the call path.
+//! - [`peer`]: where a server's requests and notifications go when no call relates to them.
 
 pub mod connection;
 pub mod hub;
+pub mod peer;
