@@ -12,7 +12,8 @@
 //!     (`client_auth`).
 //!
 //!   `initialize`, `ping`, `tools/list` are answered as JSON; `tools/call` as an SSE stream of
-//!   progress, one response, then `event: done`; notifications get 202.
+//!   progress, one response, then `event: done`; the resources, prompts and completion of the
+//!   upstream servers (`surface`) as JSON; notifications get 202.
 //! - `GET /mcp`: the session's server-to-client stream (`stream`), for either path.
 //! - `DELETE /mcp`: end the session, for either path.
 //! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
@@ -36,6 +37,7 @@ mod rpc;
 mod sse;
 mod standard;
 mod stream;
+mod surface;
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::guard::{rpc_error, rpc_result};
 use super::standard::{self, Caller};
-use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call};
+use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call, surface};
 use crate::http::Source;
 use crate::http::response::{error, json_response};
 
@@ -182,6 +182,9 @@ async fn answer(server: McpServer, session: Arc<Session>, message: Incoming) -> 
                     session.note_listed(registry.hub().tools().version);
                     rpc_result(&id, &json!({ "tools": registry.list(&session) }))
                 }
+                m if surface::handles(m) => {
+                    surface::answer(&server, &session, &id, m, &params).await
+                }
                 other => rpc_error(
                     StatusCode::OK,
                     Some(&id),
@@ -233,7 +236,12 @@ pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) 
     };
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": true } },
+        "capabilities": {
+            "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": true },
+            "completions": {},
+        },
         "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
     });
     // Another Revka federating this one: it defers on its own side, so it is served every
