@@ -17,13 +17,13 @@
 //! Expected to pass ([`EXPECTED_PASS`]): `server-initialize`, `ping`, `tools-list`,
 //! `tools-call-simple-text`, `tools-call-image`, `tools-call-audio`,
 //! `tools-call-embedded-resource`, `tools-call-mixed-content`, `tools-call-error`,
-//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`.
+//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`,
+//! `completion-complete`, every `resources-*` and `prompts-*`.
 //!
 //! Expected to fail for now ([`EXPECTED_FAIL`]; the test fails if one passes, so that the list
 //! is shortened when Revka learns what it needs, and if one fails without showing its reason
 //! in a failed check, so that a new fault does not hide behind an expected failure):
-//! - Revka's MCP server answers only `initialize`, `ping`, `tools/list` and `tools/call`:
-//!   `logging-set-level`, `completion-complete`, every `resources-*` and `prompts-*`.
+//! - Revka's MCP server does not serve `logging/setLevel`: `logging-set-level`.
 //! - Revka does not relay an upstream server's requests to the client (it refuses
 //!   `sampling/createMessage` and `elicitation/create`) nor its `notifications/message`:
 //!   `tools-call-sampling`, `tools-call-elicitation`, `elicitation-sep1034-defaults`,
@@ -62,7 +62,7 @@ use http::{HttpFixture, assert_schema_kept, fixture_script, list_tools};
 use suite::{ExpectedFailure, Suite};
 
 /// Scenarios that must pass against Revka.
-const EXPECTED_PASS: [&str; 12] = [
+const EXPECTED_PASS: [&str; 24] = [
     "server-initialize",
     "ping",
     "tools-list",
@@ -75,6 +75,18 @@ const EXPECTED_PASS: [&str; 12] = [
     "tools-call-with-progress",
     "server-sse-multiple-streams",
     "dns-rebinding-protection",
+    "completion-complete",
+    "resources-list",
+    "resources-read-text",
+    "resources-read-binary",
+    "resources-templates-read",
+    "resources-subscribe",
+    "resources-unsubscribe",
+    "prompts-list",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-embedded-resource",
+    "prompts-get-with-image",
 ];
 
 const UNSERVED: &str = "Revka's MCP server does not serve this method";
@@ -94,20 +106,8 @@ const fn unserved(scenario: &'static str) -> ExpectedFailure {
 
 /// Scenarios that fail against Revka for now, and why. One that passes, or fails for another
 /// reason, fails the test.
-const EXPECTED_FAIL: [ExpectedFailure; 19] = [
+const EXPECTED_FAIL: [ExpectedFailure; 7] = [
     unserved("logging-set-level"),
-    unserved("completion-complete"),
-    unserved("resources-list"),
-    unserved("resources-read-text"),
-    unserved("resources-read-binary"),
-    unserved("resources-templates-read"),
-    unserved("resources-subscribe"),
-    unserved("resources-unsubscribe"),
-    unserved("prompts-list"),
-    unserved("prompts-get-simple"),
-    unserved("prompts-get-with-args"),
-    unserved("prompts-get-embedded-resource"),
-    unserved("prompts-get-with-image"),
     ExpectedFailure {
         scenario: "tools-call-with-logging",
         why: NOT_RELAYED,
