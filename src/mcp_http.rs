@@ -13,9 +13,10 @@
 //!
 //!   `initialize`, `ping`, `tools/list`, `logging/setLevel` (`logging`) are answered as JSON;
 //!   `tools/call` as an SSE stream of progress, the upstream server's requests and log messages
-//!   about the call (`relay`), one response, then `event: done`; notifications and the
-//!   client's answers to relayed requests get 202. What servers send that relates to no call
-//!   reaches sessions through `upstream`.
+//!   about the call (`relay`), one response, then `event: done`; the resources, prompts and
+//!   completion of the upstream servers (`surface`) as JSON; notifications and the client's
+//!   answers to relayed requests get 202. What servers send that relates to no call reaches
+//!   sessions through `upstream`.
 //! - `GET /mcp`: the session's server-to-client stream (`stream`), for either path.
 //! - `DELETE /mcp`: end the session, for either path.
 //! - `GET /session/{id}/events`: the session's progress stream (Bearer only).
@@ -41,6 +42,7 @@ mod rpc;
 mod sse;
 mod standard;
 mod stream;
+mod surface;
 pub mod upstream;
 
 #[cfg(test)]

@@ -159,7 +159,8 @@ impl Services {
         crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
         telemetry.register_sidecar(&sidecar)?;
-        // What servers send that no call relates to reaches the sessions through this.
+        // What servers send that no call relates to reaches the sessions through this. Set
+        // before any server starts: every connection takes it at its handshake.
         hub.set_peer(Arc::new(crate::mcp_http::upstream::UpstreamPeer::new(
             sessions.clone(),
             &hub,

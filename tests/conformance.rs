@@ -17,16 +17,15 @@
 //! Expected to pass ([`EXPECTED_PASS`]): `server-initialize`, `ping`, `tools-list`,
 //! `tools-call-simple-text`, `tools-call-image`, `tools-call-audio`,
 //! `tools-call-embedded-resource`, `tools-call-mixed-content`, `tools-call-error`,
-//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`;
-//! and, relayed between the fixture and the suite's client, `logging-set-level`,
-//! `tools-call-with-logging`, `tools-call-sampling`, `tools-call-elicitation`,
-//! `elicitation-sep1034-defaults`, `elicitation-sep1330-enums`.
+//! `tools-call-with-progress`, `server-sse-multiple-streams`, `dns-rebinding-protection`,
+//! `completion-complete`, every `resources-*` and `prompts-*`; and, relayed between the
+//! fixture and the suite's client, `logging-set-level`, `tools-call-with-logging`,
+//! `tools-call-sampling`, `tools-call-elicitation`, `elicitation-sep1034-defaults`,
+//! `elicitation-sep1330-enums`.
 //!
 //! Expected to fail for now ([`EXPECTED_FAIL`]; the test fails if one passes, so that the list
 //! is shortened when Revka learns what it needs, and if one fails without showing its reason
 //! in a failed check, so that a new fault does not hide behind an expected failure):
-//! - Revka's MCP server does not serve resources, prompts and completion yet:
-//!   `completion-complete`, every `resources-*` and `prompts-*`.
 //! - By design: `json-schema-2020-12` finds no tool named `json_schema_2020_12_tool` in
 //!   `tools/list`, where Revka names it `conformance__json_schema_2020_12_tool`. That Revka
 //!   keeps the tool's 2020-12 `inputSchema` (`$schema`, `$defs`, `additionalProperties`) as the
@@ -41,13 +40,12 @@
 //! it directly over Streamable HTTP (the first test here): a scenario that fails through Revka
 //! fails because of Revka.
 //!
-//! How the lists shrink: [`EXPECTED_FAIL`] holds only what Revka cannot do yet, each entry
-//! with the failed check that shows why. When Revka learns it (serving resources, prompts,
-//! completion and `logging/setLevel`; relaying sampling, elicitation and log messages), the
-//! run through Revka reports "passed but is listed as expected to fail", and the entry moves to
-//! [`EXPECTED_PASS`] in the same change. The goal is an empty [`EXPECTED_FAIL`] but for
-//! `json-schema-2020-12` (by design, above); a scenario is never added to it to make a
-//! regression pass. The client side (`revka mcp` as the suite's client) is in [`client`].
+//! How the lists work: [`EXPECTED_FAIL`] holds only what Revka does not do, each entry with
+//! the failed check that shows why; a scenario that starts passing reports "passed but is
+//! listed as expected to fail" and moves to [`EXPECTED_PASS`]. Since Revka serves resources,
+//! prompts, completion and logging and relays sampling, elicitation and log messages, the list
+//! holds only `json-schema-2020-12` (by design, above); a scenario is never added to it to make
+//! a regression pass. The client side (`revka mcp` as the suite's client) is in [`client`].
 //!
 //! Run alone: `REVKA_TEST_CACHE=… cargo test --test integration conformance:: -- --nocapture`
 //! (the suite's report is printed). Without the test
@@ -69,7 +67,7 @@ use http::{HttpFixture, assert_schema_kept, fixture_script, list_tools};
 use suite::{ExpectedFailure, Suite};
 
 /// Scenarios that must pass against Revka.
-const EXPECTED_PASS: [&str; 18] = [
+const EXPECTED_PASS: [&str; 30] = [
     "server-initialize",
     "ping",
     "tools-list",
@@ -88,41 +86,27 @@ const EXPECTED_PASS: [&str; 18] = [
     "tools-call-elicitation",
     "elicitation-sep1034-defaults",
     "elicitation-sep1330-enums",
+    "completion-complete",
+    "resources-list",
+    "resources-read-text",
+    "resources-read-binary",
+    "resources-templates-read",
+    "resources-subscribe",
+    "resources-unsubscribe",
+    "prompts-list",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-embedded-resource",
+    "prompts-get-with-image",
 ];
-
-const UNSERVED: &str = "Revka's MCP server does not serve this method";
-/// The TS SDK's error for a JSON-RPC "method not found".
-const METHOD_NOT_FOUND: &[&str] = &["-32601"];
-
-const fn unserved(scenario: &'static str) -> ExpectedFailure {
-    ExpectedFailure {
-        scenario,
-        why: UNSERVED,
-        shows: METHOD_NOT_FOUND,
-    }
-}
 
 /// Scenarios that fail against Revka for now, and why. One that passes, or fails for another
 /// reason, fails the test.
-const EXPECTED_FAIL: [ExpectedFailure; 13] = [
-    unserved("completion-complete"),
-    unserved("resources-list"),
-    unserved("resources-read-text"),
-    unserved("resources-read-binary"),
-    unserved("resources-templates-read"),
-    unserved("resources-subscribe"),
-    unserved("resources-unsubscribe"),
-    unserved("prompts-list"),
-    unserved("prompts-get-simple"),
-    unserved("prompts-get-with-args"),
-    unserved("prompts-get-embedded-resource"),
-    unserved("prompts-get-with-image"),
-    ExpectedFailure {
-        scenario: "json-schema-2020-12",
-        why: "Revka lists the tool as conformance__json_schema_2020_12_tool (by design)",
-        shows: &["Tool 'json_schema_2020_12_tool' not found"],
-    },
-];
+const EXPECTED_FAIL: [ExpectedFailure; 1] = [ExpectedFailure {
+    scenario: "json-schema-2020-12",
+    why: "Revka lists the tool as conformance__json_schema_2020_12_tool (by design)",
+    shows: &["Tool 'json_schema_2020_12_tool' not found"],
+}];
 
 /// Scenarios whose checks are only warnings and notes: they must not fail.
 const NO_VERDICT: [(&str, &str); 1] = [(

@@ -19,6 +19,7 @@ mod liveness;
 mod mcp_client;
 mod mcp_server;
 mod mcp_standard;
+mod mcp_surface;
 mod metrics;
 mod operator;
 mod orphans;

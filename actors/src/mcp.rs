@@ -6,7 +6,8 @@
 //!   liveness probe, restart on failure) and the unsupervised `probe`. For a stdio server it
 //!   starts a [`ProcessActor`](crate::process::ProcessActor) and hands the child's pipes and
 //!   exit to `revka_mcp::stdio`.
-//! - [`hub`]: the registry of servers and the merged tool table; the call path.
+//! - [`hub`]: the registry of servers, the merged tool table and the merged resources,
+//!   templates and prompts; the call path.
 //! - [`log_level`]: the log level asked of upstream servers, the most verbose any session wants.
 
 pub mod connection;

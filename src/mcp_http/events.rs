@@ -22,12 +22,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use revka_actors::mcp::hub::CatalogPart;
 use revka_actors::progress::{Received, Subscription};
 use revka_actors::session::{EVENT_BUFFER, SessionEvent};
 use serde_json::json;
@@ -172,12 +174,17 @@ fn frame(received: Received) -> Bytes {
 }
 
 /// Tells every session when the external tool table changes (a server connected, restarted,
-/// or announced `list_changed`). Runs until `stop`.
+/// or announced `list_changed`), and when what it can list of resources or prompts changes
+/// (`notifications/resources/list_changed`, `notifications/prompts/list_changed`, delivered
+/// with [`Session::deliver`](revka_actors::session::Session::deliver): on the `GET /mcp`
+/// stream, or as event `message` here). Runs until `stop`.
 pub(crate) fn announce_tool_changes(
     server: McpServer,
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut changes = server.inner.registry.hub().subscribe();
+    let hub = server.inner.registry.hub();
+    let mut changes = hub.subscribe();
+    let mut surface = hub.surface_changes();
     async move {
         loop {
             tokio::select! {
@@ -190,6 +197,27 @@ pub(crate) fn announce_tool_changes(
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                change = surface.recv() => {
+                    let parts: &[CatalogPart] = match change {
+                        Ok(part) => &[part],
+                        // Some were missed: say both may have changed.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            &[CatalogPart::Resources, CatalogPart::Prompts]
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    for part in parts {
+                        let method = match part {
+                            CatalogPart::Resources => "notifications/resources/list_changed",
+                            CatalogPart::Prompts => "notifications/prompts/list_changed",
+                        };
+                        let message: Arc<str> =
+                            json!({ "jsonrpc": "2.0", "method": method }).to_string().into();
+                        for session in server.inner.sessions.all() {
+                            session.deliver(message.clone());
+                        }
+                    }
+                }
             }
         }
     }

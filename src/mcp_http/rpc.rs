@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::guard::{rpc_error, rpc_result};
 use super::standard::{self, Caller};
-use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call, logging};
+use super::{BASE_PROTOCOL_VERSION, MAX_MCP_BODY, McpServer, call, logging, surface};
 use crate::http::Source;
 use crate::http::response::{error, json_response};
 
@@ -185,6 +185,9 @@ async fn answer(server: McpServer, session: Arc<Session>, message: Incoming) -> 
                     rpc_result(&id, &json!({ "tools": registry.list(&session) }))
                 }
                 "logging/setLevel" => logging::set_level(&server, &session, &id, &params),
+                m if surface::handles(m) => {
+                    surface::answer(&server, &session, &id, m, &params).await
+                }
                 other => rpc_error(
                     StatusCode::OK,
                     Some(&id),
@@ -246,7 +249,13 @@ pub(super) fn initialize(server: &McpServer, session: &Session, params: &Value) 
         .set_capabilities(ClientCapabilities::of(params.get("capabilities")));
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": true }, "logging": {} },
+        "capabilities": {
+            "tools": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "prompts": { "listChanged": true },
+            "completions": {},
+            "logging": {},
+        },
         "serverInfo": { "name": "revka-mcp", "version": env!("CARGO_PKG_VERSION") },
     });
     // Another Revka federating this one: it defers on its own side, so it is served every

@@ -13,6 +13,8 @@
 //!   stdio server while calls of several sessions are in flight is refused by the client core
 //!   for the same reason.)
 //! - `roots/list` with no related call: the server's configured roots (`[mcp] roots`).
+//! - `notifications/resources/updated`: to the sessions that follow the resource
+//!   ([`McpHub::resource_updated`]).
 //! - Every relayed request's outcome and latency go to the metrics ([`Telemetry`]).
 
 use std::collections::HashMap;
@@ -135,6 +137,12 @@ impl Peer for UpstreamPeer {
     fn notification(&self, server: &str, method: &str, params: Option<&RawValue>) {
         match method {
             "notifications/message" => self.log_message(server, method, params),
+            "notifications/resources/updated" => {
+                if let Some(hub) = self.hub.upgrade() {
+                    let told = hub.resource_updated(server, params);
+                    tracing::debug!(server, told, "resource updated");
+                }
+            }
             other => {
                 tracing::debug!(server, method = other, "server notification not relayed")
             }

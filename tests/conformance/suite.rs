@@ -297,7 +297,11 @@ fn the_report_flags_every_departure_from_the_lists() {
         outcomes,
         output: String::new(),
     };
-    let fail = ["f-ok", "f-passed", "f-other"].map(super::unserved);
+    let fail = ["f-ok", "f-passed", "f-other"].map(|scenario| super::ExpectedFailure {
+        scenario,
+        why: "Revka does not serve this method",
+        shows: &["-32601"],
+    });
     let problems = report.problems(
         &["p-ok", "p-failed", "p-silent", "p-missing"],
         &fail,
@@ -310,8 +314,8 @@ fn the_report_flags_every_departure_from_the_lists() {
             "p-silent: no verdict",
             "p-missing: no result",
             "f-passed: passed but is listed as expected to fail: move it to EXPECTED_PASS",
-            "f-other: failed (x: 401 unauthorized), not for its listed reason (Revka's MCP server \
-             does not serve this method; expected one of [\"-32601\"])",
+            "f-other: failed (x: 401 unauthorized), not for its listed reason (Revka does not \
+             serve this method; expected one of [\"-32601\"])",
             "n-failed: failed (x: broken)",
         ]
     );

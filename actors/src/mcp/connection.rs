@@ -11,7 +11,13 @@
 //! when the server has been silent for an interval, see [`liveness`]) finds the server
 //! `unresponsive`. On the way out every in-flight call fails at once with the reason, while
 //! the server's tools stay listed. On
-//! `notifications/tools/list_changed` it re-reads the tool list. A graceful stop follows the
+//! `notifications/tools/list_changed` it re-reads the tool list.
+//!
+//! When the server declares `resources` or `prompts`, the handshake is followed by
+//! `resources/list`, `resources/templates/list` and `prompts/list` (every page, bounded), published
+//! as the server's catalog in the hub; `notifications/resources/list_changed` and
+//! `notifications/prompts/list_changed` re-read that part. After a reconnect the server is sent
+//! `resources/subscribe` again for every resource sessions follow. A graceful stop follows the
 //! MCP shutdown sequence: close stdin, give the server a moment to exit, then SIGTERM and SIGKILL.
 
 mod connect;
@@ -29,10 +35,11 @@ use tokio::task::JoinHandle;
 use connect::Connected;
 pub use connect::{ProbeReport, probe};
 use liveness::{ProbeStatus, Unresponsive};
-use revka_mcp::client::{ClientEvent, McpClient};
+use revka_mcp::client::{ClientEvent, Inbound, McpClient};
+use revka_mcp::protocol::ServerHello;
 use revka_mcp::spec::ServerSpec;
 
-use super::hub::{McpHub, ServerEntry};
+use super::hub::{CatalogPart, McpHub, ServerEntry};
 use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
 use crate::status::StatusNode;
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
@@ -112,6 +119,8 @@ pub struct McpConnectionState {
     args: McpConnectionArguments,
     entry: Arc<ServerEntry>,
     client: Option<Arc<McpClient>>,
+    /// The client's receiving half, to re-arm list_changed coalescing; with the server's hello.
+    inbound: Option<(Inbound, ServerHello)>,
     process: Option<ActorRef<ProcessMessage>>,
     exit: Option<watch::Receiver<Option<ExitInfo>>>,
     forwarder: Option<JoinHandle<()>>,
@@ -158,6 +167,7 @@ impl Actor for McpConnectionActor {
             args,
             entry,
             client: None,
+            inbound: None,
             process: None,
             exit: None,
             forwarder: None,
@@ -184,12 +194,18 @@ impl Actor for McpConnectionActor {
             tools = connected.tools.len(),
             "MCP server connected"
         );
+        args.hub.set_catalog(&state.entry, connected.catalog, None);
+        state.inbound = Some((connected.inbound, connected.hello.clone()));
         args.hub.connected(
             &state.entry,
             client.clone(),
             connected.hello,
             connected.tools,
         );
+        if !args.hub.subscribed_uris(&name).is_empty() {
+            let (hub, entry, client) = (args.hub.clone(), state.entry.clone(), client.clone());
+            tokio::spawn(async move { hub.resubscribe(&entry, &client).await });
+        }
         let probe = liveness::run(
             state.entry.clone(),
             client.clone(),
@@ -278,8 +294,31 @@ impl Actor for McpConnectionActor {
                 }
                 Ok(())
             }
-            // Resources and prompts are not catalogued yet: nothing to re-read.
-            ClientEvent::ResourcesChanged | ClientEvent::PromptsChanged => Ok(()),
+            ClientEvent::ResourcesChanged | ClientEvent::PromptsChanged => {
+                let (Some(client), Some((inbound, hello))) = (&state.client, &state.inbound) else {
+                    return Ok(());
+                };
+                let part = if event == ClientEvent::ResourcesChanged {
+                    inbound.resources_changed_handled();
+                    CatalogPart::Resources
+                } else {
+                    inbound.prompts_changed_handled();
+                    CatalogPart::Prompts
+                };
+                let timeout = state.args.spec.handshake_timeout;
+                let (catalog, complete) =
+                    connect::read_catalog(client, hello, Some(part), timeout).await;
+                if !complete {
+                    tracing::warn!(server = %state.args.spec.name, path = %state.args.node.path(), ?part, "re-reading the list failed; keeping the old one");
+                    return Ok(());
+                }
+                tracing::info!(server = %state.args.spec.name, path = %state.args.node.path(), ?part, resources = catalog.resources.len(), templates = catalog.templates.len(), prompts = catalog.prompts.len(), "list changed");
+                state
+                    .args
+                    .hub
+                    .set_catalog(&state.entry, catalog, Some(part));
+                Ok(())
+            }
             ClientEvent::Closed(reason) => Err(McpError::Disconnected {
                 server: state.args.spec.name.clone(),
                 reason,
@@ -319,6 +358,7 @@ fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
     let target = spec.shown().to_json();
     let hello = entry.hello();
     let client = entry.client();
+    let catalog = entry.catalog();
     json!({
         "server": spec.name,
         "transport": spec.transport.kind(),
@@ -328,6 +368,9 @@ fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
         "server_info": hello.as_ref().map(|h| h.server_info.clone()),
         "has_instructions": hello.as_ref().is_some_and(|h| h.instructions.is_some()),
         "tools": entry.tools().len(),
+        "resources": catalog.resources.len(),
+        "resource_templates": catalog.templates.len(),
+        "prompts": catalog.prompts.len(),
         "pending_calls": entry.pending_calls(),
         // Lines of the current connection that were not JSON-RPC (skipped), and the last one.
         "invalid_lines": client.as_ref().map(|c| c.invalid_lines()),

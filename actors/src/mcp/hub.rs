@@ -17,6 +17,26 @@
 //! it: a rejected tool is never routed, listed or searched by any consumer of the table, and is
 //! kept in [`ToolTable::filtered`] with the reason. Filters live beside the servers, not in
 //! their [`ServerSpec`], so changing one re-filters the table without touching the connection.
+//!
+//! Beside tools, each server keeps its resources, resource templates and prompts ([`Catalog`]),
+//! merged into a second snapshot, the [`SurfaceTable`] (`catalog`: naming and the URI scheme;
+//! `uri`: the explicit form `revka://<server>/<uri>` and template matching). Requests for them
+//! are routed to the owning server with the guarantees of a tool call (`routing`), and resource
+//! subscriptions are shared per (server, URI) among the sessions that follow it
+//! (`subscriptions`).
+
+mod catalog;
+mod routing;
+mod subscriptions;
+#[cfg(test)]
+mod surface_tests;
+pub mod uri;
+
+pub use catalog::{
+    Catalog, CatalogPart, PromptRoute, ResourceRoute, SurfaceChange, SurfaceTable,
+    scope_names_server,
+};
+pub use routing::{RESOURCE_NOT_FOUND, SurfaceError, UriRoute};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +177,8 @@ pub struct ServerEntry {
     /// policy at once instead of at the end of its current wait.
     updated: watch::Sender<u64>,
     tools: RwLock<Vec<Value>>,
+    /// Its resources, templates and prompts (kept while it restarts, like its tools).
+    catalog: RwLock<Catalog>,
     hello: RwLock<Option<ServerHello>>,
 }
 
@@ -193,6 +215,25 @@ impl ServerEntry {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Its resources, templates and prompts as the server defines them (kept while it
+    /// restarts).
+    pub fn catalog(&self) -> Catalog {
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether its `initialize` declared the capability `name` (`resources`, `prompts`,
+    /// `completions`, ...). False before its first handshake.
+    pub fn declares(&self, name: &str) -> bool {
+        self.hello
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|h| h.capabilities.get(name).is_some_and(|c| !c.is_null()))
     }
 
     /// What it said in `initialize` (kept while it restarts).
@@ -402,6 +443,10 @@ pub struct McpHub {
     peer: std::sync::OnceLock<PeerSlot>,
     /// The log level asked of the servers (`logging/setLevel`).
     log_level: crate::mcp::log_level::UpstreamLogLevel,
+    /// The merged resources, templates and prompts.
+    surface: catalog::Surface,
+    /// Which sessions follow which resources.
+    subscriptions: subscriptions::Subscriptions,
 }
 
 /// The hub's peer, which is not `Debug`.
@@ -448,6 +493,8 @@ impl Default for McpHub {
             tools_listener: None,
             peer: std::sync::OnceLock::new(),
             log_level: Default::default(),
+            surface: catalog::Surface::default(),
+            subscriptions: subscriptions::Subscriptions::default(),
         }
     }
 }
@@ -498,10 +545,12 @@ impl McpHub {
             ready: watch::channel(0).0,
             updated: watch::channel(0).0,
             tools: RwLock::new(Vec::new()),
+            catalog: RwLock::new(Catalog::default()),
             hello: RwLock::new(None),
         });
         self.servers.insert(spec.name.clone(), entry.clone());
         self.rebuild();
+        self.rebuild_surface();
         self.registered.send_modify(|v| *v += 1);
         entry
     }
@@ -577,6 +626,7 @@ impl McpHub {
                 client.close(&format!("server `{name}` was removed"));
             }
             self.rebuild();
+            self.rebuild_surface();
         }
     }
 
@@ -624,6 +674,48 @@ impl McpHub {
             (listener.0)(&entry.spec().name, &tools);
         }
         self.rebuild();
+    }
+
+    /// Replaces a server's catalog: every part (at connect), or the part it re-read after a
+    /// `list_changed`.
+    pub fn set_catalog(&self, entry: &ServerEntry, catalog: Catalog, part: Option<CatalogPart>) {
+        {
+            let mut current = entry
+                .catalog
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let next = match part {
+                None => catalog,
+                Some(CatalogPart::Resources) => Catalog {
+                    prompts: current.prompts.clone(),
+                    ..catalog
+                },
+                Some(CatalogPart::Prompts) => Catalog {
+                    prompts: catalog.prompts,
+                    ..current.clone()
+                },
+            };
+            if *current == next {
+                return;
+            }
+            *current = next;
+        }
+        self.rebuild_surface();
+    }
+
+    /// The current table of resources, templates and prompts.
+    pub fn surface(&self) -> Arc<SurfaceTable> {
+        self.surface.table()
+    }
+
+    /// Changes of what clients see of resources or of prompts, for `list_changed`
+    /// announcements.
+    pub fn surface_changes(&self) -> broadcast::Receiver<SurfaceChange> {
+        self.surface.subscribe()
+    }
+
+    fn rebuild_surface(&self) {
+        self.surface.rebuild(&self.servers());
     }
 
     /// A server by name.

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::super::hub::{Catalog, CatalogPart};
 use super::{McpConnectionArguments, McpConnectionMessage, McpError, spawn_process};
 use crate::process::{ChildIo, ExitInfo, ProcessMessage, ProcessSpec, StdioMode};
 use crate::status::{ActorState, StatusNode};
@@ -27,12 +28,22 @@ use crate::status::{ActorState, StatusNode};
 const MAX_PAGES: usize = 1000;
 /// Tools accepted from one server.
 const MAX_TOOLS: usize = 10_000;
+/// Resources, templates or prompts accepted from one server, each.
+const MAX_ENTRIES: usize = 10_000;
+/// Bytes of one list (resources, templates or prompts) accepted from one server, all pages
+/// together.
+const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 /// A connected, initialized server.
 pub(super) struct Connected {
     pub(super) client: Arc<McpClient>,
     pub(super) hello: ServerHello,
     pub(super) tools: Vec<Value>,
+    /// Its resources, templates and prompts (empty parts it does not declare or failed to
+    /// list).
+    pub(super) catalog: Catalog,
+    /// The client's receiving half, to re-arm list_changed coalescing.
+    pub(super) inbound: Inbound,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
     pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
@@ -41,6 +52,7 @@ pub(super) struct Connected {
 /// An open transport, before the handshake.
 pub(super) struct Opened {
     pub(super) client: Arc<McpClient>,
+    pub(super) inbound: Inbound,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
     pub(super) process: Option<ActorRef<ProcessMessage>>,
@@ -113,7 +125,8 @@ async fn connect_with(
             let transport: Arc<dyn Transport> =
                 StdioTransport::start(stdio_io(io), inbound.clone());
             let opened = Opened {
-                client: Arc::new(McpClient::new(inbound, transport.clone())),
+                client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
+                inbound,
                 transport,
                 events,
                 process: Some(process),
@@ -175,14 +188,22 @@ pub(super) async fn attempt(
         ))),
     };
     match result {
-        Ok((hello, tools)) => Ok(Connected {
-            client: opened.client,
-            hello,
-            tools,
-            events: opened.events,
-            process: opened.process,
-            exit: opened.exit,
-        }),
+        Ok((hello, tools)) => {
+            let remaining = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            let (catalog, _) = read_catalog(&opened.client, &hello, None, remaining).await;
+            Ok(Connected {
+                client: opened.client,
+                hello,
+                tools,
+                catalog,
+                inbound: opened.inbound,
+                events: opened.events,
+                process: opened.process,
+                exit: opened.exit,
+            })
+        }
         Err(e) => {
             let not_streamable = matches!(&e, HandshakeError::Call(CallError::Transport { source, .. }) if is_not_streamable(source));
             let mut reason = e.to_string();
@@ -327,6 +348,93 @@ pub(super) async fn list_tools(
         }
     }
     Err(format!("tools/list did not end within {MAX_PAGES} pages"))
+}
+
+/// Reads what the server declares of resources, resource templates and prompts (`part`: only
+/// that part; `None`: all), every page, within `timeout` for each list. A list that fails is
+/// logged and left empty (at connect the server's tools are served all the same), and the
+/// flag returned is false.
+pub(super) async fn read_catalog(
+    client: &McpClient,
+    hello: &ServerHello,
+    part: Option<CatalogPart>,
+    timeout: Duration,
+) -> (Catalog, bool) {
+    let complete = std::sync::atomic::AtomicBool::new(true);
+    let declares = |name: &str| hello.capabilities.get(name).is_some_and(|c| !c.is_null());
+    let read =
+        async |method: &str, field: &str| match list_all(client, method, field, timeout).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(server = %client.server(), %method, error = %e, "listing failed");
+                complete.store(false, std::sync::atomic::Ordering::Relaxed);
+                Vec::new()
+            }
+        };
+    let mut catalog = Catalog::default();
+    let resources = part.is_none_or(|p| p == CatalogPart::Resources) && declares("resources");
+    if resources {
+        catalog.resources = read("resources/list", "resources").await;
+        catalog.templates = read("resources/templates/list", "resourceTemplates").await;
+    }
+    if part.is_none_or(|p| p == CatalogPart::Prompts) && declares("prompts") {
+        catalog.prompts = read("prompts/list", "prompts").await;
+    }
+    (catalog, complete.into_inner())
+}
+
+/// Reads a paginated list (`resources/list`, `prompts/list`, ...) to its last page: the
+/// entries of every page's `field`. Bounded in pages, entries and bytes; a server without the
+/// method lists nothing.
+async fn list_all(
+    client: &McpClient,
+    method: &str,
+    field: &str,
+    timeout: Duration,
+) -> Result<Vec<Value>, String> {
+    let opts = CallOptions {
+        timeout,
+        ..Default::default()
+    };
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
+        let raw = match client.request(method, params, &opts).await {
+            Ok(raw) => raw,
+            Err(CallError::Rpc { error, .. }) if error.code == ErrorObject::METHOD_NOT_FOUND => {
+                return Ok(entries);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        bytes += raw.get().len();
+        if bytes > MAX_LIST_BYTES {
+            return Err(format!(
+                "{method} is larger than {} MiB",
+                MAX_LIST_BYTES >> 20
+            ));
+        }
+        let mut page: Value =
+            serde_json::from_str(raw.get()).map_err(|e| format!("invalid {method} result: {e}"))?;
+        match page.get_mut(field).map(Value::take) {
+            Some(Value::Array(items)) => entries.extend(items),
+            None | Some(Value::Null) => {}
+            Some(_) => return Err(format!("{method} result: `{field}` is not an array")),
+        }
+        if entries.len() > MAX_ENTRIES {
+            return Err(format!("{method} lists more than {MAX_ENTRIES} entries"));
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            None => return Ok(entries),
+            Some(next) if !seen.insert(next.to_owned()) => {
+                return Err(format!("server repeated the {method} cursor `{next}`"));
+            }
+            Some(next) => cursor = Some(next.to_owned()),
+        }
+    }
+    Err(format!("{method} did not end within {MAX_PAGES} pages"))
 }
 
 /// The result of a one-off handshake with a server that is not (yet) supervised.

@@ -106,7 +106,8 @@ fn streamable(
     let transport: Arc<dyn Transport> =
         StreamableHttp::new(endpoint, http.clone(), inbound.clone());
     Opened {
-        client: Arc::new(McpClient::new(inbound, transport.clone())),
+        client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
+        inbound,
         transport,
         events,
         process: None,
@@ -126,7 +127,8 @@ async fn sse(
     let transport: Arc<dyn Transport> =
         http::connect_legacy_sse(endpoint, http.clone(), inbound.clone(), remaining).await?;
     Ok(Opened {
-        client: Arc::new(McpClient::new(inbound, transport.clone())),
+        client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
+        inbound,
         transport,
         events,
         process: None,
