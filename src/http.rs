@@ -23,7 +23,11 @@
 //!   progress finish; the listener's grace period bounds that, and when it cuts the serve
 //!   future short, every connection goes with it.
 //!
-//! Every accepted socket gets `TCP_NODELAY`: answers are written in several small pieces
+//! The loop serves a TCP listener or a Unix socket ([`Accept`]); the MCP server also listens on
+//! an owner-only Unix socket for local clients ([`unix`]), whose peers count as
+//! loopback ([`UNIX_PEER`]).
+//!
+//! Every accepted TCP socket gets `TCP_NODELAY`: answers are written in several small pieces
 //! (headers, then each SSE event), and with Nagle's algorithm on each piece after the first
 //! waits for the client's delayed ACK (up to 40 ms on Linux), which turns a sub-millisecond
 //! call into a 40 ms one.
@@ -44,16 +48,19 @@ pub mod source;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub mod unix;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -92,19 +99,75 @@ impl Default for Limits {
     }
 }
 
+/// A bound socket the serve loop takes connections from: a TCP listener, or the MCP server's
+/// owner-only Unix socket.
+pub trait Accept: Send + 'static {
+    /// An accepted connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection, ready to serve, and its client's address.
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<(Self::Stream, SocketAddr)>>;
+
+    /// Writes what the socket takes of `bytes` at once, without waiting.
+    fn try_write(stream: &Self::Stream, bytes: &[u8]);
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<(Self::Stream, SocketAddr)>> {
+        let (stream, peer) = ready!(TcpListener::poll_accept(self, cx))?;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        Poll::Ready(Ok((stream, peer)))
+    }
+
+    fn try_write(stream: &Self::Stream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+/// The address a Unix socket's peer is given: it is on this machine, so it is a loopback
+/// client (one source with every other, [`Source::Loopback`]). Port 0: it has none.
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<(Self::Stream, SocketAddr)>> {
+        let (stream, _) = ready!(UnixListener::poll_accept(self, cx))?;
+        Poll::Ready(Ok((stream, UNIX_PEER)))
+    }
+
+    fn try_write(stream: &Self::Stream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
 /// Serves `listener` until `stop` is cancelled, then until its open connections have finished.
 ///
 /// `limits` is read for each accepted connection (a reload applies to new connections);
 /// `make` builds the service of a connection from the client's address. The service must be
 /// always ready (axum's routers are): it is called without `poll_ready`. Returns only after
 /// `stop`, or with an error the listener cannot recover from.
-pub async fn serve<M, S>(
-    listener: TcpListener,
+pub async fn serve<L, M, S>(
+    listener: L,
     limits: impl Fn() -> Limits,
     make: M,
     stop: CancellationToken,
 ) -> std::io::Result<()>
 where
+    L: Accept,
     M: Fn(SocketAddr) -> S,
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
@@ -124,7 +187,7 @@ where
                     }
                 continue;
             }
-            accepted = listener.accept() => accepted,
+            accepted = std::future::poll_fn(|cx| listener.poll_accept(cx)) => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -143,13 +206,10 @@ where
         let slot = match sources.admit(peer.ip(), limits.max_connections_per_source) {
             Ok(slot) => slot,
             Err(refused) => {
-                source::refuse(stream, peer, refused, limits.max_connections_per_source);
+                source::refuse::<L>(stream, peer, refused, limits.max_connections_per_source);
                 continue;
             }
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
         let service = make(peer);
         connections.spawn(conn::drive(stream, slot, service, limits, closing.clone()));
     }

@@ -66,7 +66,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{McpEndpointConfig, SessionsConfig};
-use crate::http::discovery::{remove_discovery, write_discovery};
+use crate::http::discovery::{remove_discovery, write_mcp_discovery};
 use crate::http::loopback::Hosts;
 use crate::http::rate::{PerSource, Rate};
 use crate::telemetry::Telemetry;
@@ -311,9 +311,11 @@ async fn health(State(server): State<McpServer>) -> axum::Json<Value> {
 }
 
 /// The listener spec of `root/mcp_http`: binds `[mcp_server] host:port` (`127.0.0.1:0` by
-/// default), writes the discovery file into `$REVKA_HOME`, publishes the bound address on
-/// `services.mcp_bound`. `Err` if the configured host is not an address (config validation
-/// refuses that first).
+/// default) and the owner-only Unix socket `$REVKA_HOME/mcp.sock` ([`crate::http::unix`]; a
+/// socket that cannot be bound is logged and done without), writes the discovery file naming
+/// both into `$REVKA_HOME`, publishes the bound address on `services.mcp_bound`, and serves the
+/// same service on both (on the socket, held to the loopback `Host` checks whatever the bind).
+/// `Err` if the configured host is not an address (config validation refuses that first).
 pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
     let (sessions, registry) = (services.sessions.clone(), services.tools.clone());
     let telemetry = services.telemetry.clone();
@@ -334,6 +336,11 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
         client_auth: services.tokens.clone(),
         require_token: endpoint.require_token,
     };
+    // Bound by `on_bound`, which runs just before `serve`, and taken by it.
+    let unix: Arc<std::sync::Mutex<Option<std::os::unix::net::UnixListener>>> = Arc::default();
+    // The socket's file, removed on a graceful stop.
+    let unix_file: Arc<std::sync::Mutex<Option<crate::http::unix::SocketFile>>> = Arc::default();
+    let unix_taken = unix.clone();
     let serve: ServeFn = Arc::new(move |listener, stop| {
         let server = McpServer::with_standard_path(
             sessions.clone(),
@@ -346,30 +353,83 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
         server.set_creation_rate(creation_rate(&config.get().sessions));
         let announcer = events::announce_tool_changes(server.clone(), stop.clone());
         let config = config.clone();
+        let local = unix_taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         Box::pin(async move {
             let task = tokio::spawn(announcer);
+            let limits = move || crate::http::Limits::from(&config.get().http);
+            let local = local.map(|socket| {
+                let service = server.clone().service(Hosts::Loopback);
+                let serve = tokio::net::UnixListener::from_std(socket).map(|socket| {
+                    crate::http::serve(
+                        socket,
+                        limits.clone(),
+                        move |peer| service.for_peer(peer),
+                        stop.clone(),
+                    )
+                });
+                if let Err(e) = &serve {
+                    tracing::warn!(error = %e, "cannot serve the MCP socket; TCP only");
+                }
+                serve.ok()
+            });
             let service = server.service(hosts);
-            let result = crate::http::serve(
-                listener,
-                move || crate::http::Limits::from(&config.get().http),
-                move |peer| service.for_peer(peer),
-                stop,
-            )
-            .await;
+            let tcp =
+                crate::http::serve(listener, limits, move |peer| service.for_peer(peer), stop);
+            let result = match local.flatten() {
+                Some(local) => {
+                    let (tcp, local) = tokio::join!(tcp, local);
+                    tcp.and(local)
+                }
+                None => tcp.await,
+            };
             task.abort();
             result
         })
     });
     let write_home = home.to_owned();
     let remove_home = home.to_owned();
+    let socket_path = home.join(crate::http::unix::SOCKET_FILE);
+    let bound_file = unix_file.clone();
     Ok(ListenerSpec {
         addr,
         serve,
         on_bound: Some(Arc::new(move |addr| {
-            write_discovery(&write_home, &format!("http://{addr}/mcp"))
-                .map_err(|e| format!("cannot write the discovery file: {e}"))
+            let socket = match crate::http::unix::bind_private(&socket_path) {
+                Ok((socket, file)) => {
+                    let path = file.path().to_owned();
+                    *unix
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(socket);
+                    *bound_file
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
+                    Some(path)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %socket_path.display(), "cannot bind the MCP socket; serving TCP only");
+                    None
+                }
+            };
+            write_mcp_discovery(
+                &write_home,
+                &format!("http://{addr}/mcp"),
+                socket.as_deref(),
+            )
+            .map_err(|e| format!("cannot write the discovery file: {e}"))
         })),
-        on_stop: Some(Arc::new(move || remove_discovery(&remove_home))),
+        on_stop: Some(Arc::new(move || {
+            remove_discovery(&remove_home);
+            let file = unix_file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(file) = file {
+                file.remove();
+            }
+        })),
         grace: Duration::from_secs(5),
         bound,
     })

@@ -413,3 +413,68 @@ async fn a_tool_change_reaches_the_stdio_client_through_the_session_stream() {
     );
     bridge.close().await;
 }
+
+/// Sockets open on the daemon's Unix socket in `home`: the listener and every accepted
+/// connection show in `/proc/net/unix` with the path it was bound at (a temporary name, before
+/// the daemon renamed it `mcp.sock`).
+fn daemon_unix_sockets(home: &Path) -> usize {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let bound = format!("{}/.mcp.sock.", home.display());
+    table
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(7)
+                .is_some_and(|path| path.starts_with(&bound))
+        })
+        .count()
+}
+
+/// The daemon listens on an owner-only Unix socket named in `mcp.json` (removed when it stops),
+/// and the bridge sends its messages there; with the socket gone, it uses the TCP port.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bridge_uses_the_daemons_unix_socket_and_tcp_without_it() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut served = Served::start("").await;
+    let socket = served.home.path().join("mcp.sock");
+    let meta = std::fs::symlink_metadata(&socket).expect("the daemon binds mcp.sock");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(served.home.path().join("mcp.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["socket"], json!(socket), "{doc}");
+    let home = served.home.path().to_owned();
+    assert_eq!(daemon_unix_sockets(&home), 1, "the listener alone");
+
+    let workdir = tempfile::tempdir().unwrap();
+    let mut bridge = BridgeProcess::start(&served.home, &[], workdir.path());
+    bridge.handshake().await;
+    let listed = bridge.request(1, "tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    assert!(
+        daemon_unix_sockets(&home) > 1,
+        "the bridge's connection is on the socket"
+    );
+    bridge.close().await;
+
+    // Moved away (the same file, kept to be put back): the next bridge goes over TCP.
+    let aside = served.home.path().join("mcp.sock.aside");
+    std::fs::rename(&socket, &aside).unwrap();
+    let mut bridge = BridgeProcess::start(&served.home, &[], workdir.path());
+    bridge.handshake().await;
+    let echo = json!({ "name": "tool_search", "arguments": { "query": "echo" } });
+    let found = bridge.request(2, "tools/call", echo).await;
+    assert!(found["result"]["content"].is_array(), "{found}");
+    // The first bridge's connections close; this one's, still open, are not on the socket.
+    let alone = try_within(WAIT, || daemon_unix_sockets(&home) == 1);
+    assert!(alone.is_some(), "the second bridge is on the socket");
+    bridge.close().await;
+
+    // A graceful stop removes the socket it bound.
+    std::fs::rename(&aside, &socket).unwrap();
+    served.daemon.signal(Signal::SIGTERM);
+    served.daemon.wait(WAIT);
+    assert!(!served.home.path().join("mcp.json").exists());
+    assert!(!socket.exists(), "mcp.sock removed on a graceful stop");
+}

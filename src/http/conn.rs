@@ -21,7 +21,6 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -89,13 +88,13 @@ struct Phase {
 /// The socket as hyper reads and writes it: notes arriving bytes in the [`ConnState`], and
 /// holds the connection's place in its source's count until the socket is closed (after an
 /// upgrade too: the upgraded stream owns this).
-pub(super) struct Io {
-    stream: TcpStream,
+pub(super) struct Io<T> {
+    stream: T,
     state: Arc<ConnState>,
     _slot: Slot,
 }
 
-impl AsyncRead for Io {
+impl<T: AsyncRead + Unpin> AsyncRead for Io<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -111,7 +110,7 @@ impl AsyncRead for Io {
     }
 }
 
-impl AsyncWrite for Io {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Io<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -245,15 +244,11 @@ enum End {
 
 /// Serves one accepted connection until it closes, is upgraded, or times out; `stop` starts a
 /// graceful close (an idle connection closes at once, a busy one after its answer).
-pub(super) async fn drive<S>(
-    stream: TcpStream,
-    slot: Slot,
-    service: S,
-    limits: Limits,
-    stop: Arc<Stop>,
-) where
+pub(super) async fn drive<T, S>(stream: T, slot: Slot, service: S, limits: Limits, stop: Arc<Stop>)
+where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let accepted = Instant::now();
     let state = Arc::new(ConnState::default());

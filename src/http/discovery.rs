@@ -1,5 +1,6 @@
 //! Discovery files (seeds 001 and 003): `{url, pid, started_at}` documents in `$REVKA_HOME`
-//! that say where a listener of the running daemon is bound.
+//! that say where a listener of the running daemon is bound; `mcp.json` also names the MCP
+//! server's owner-only Unix socket (`socket`, [`super::unix`]) when it has one.
 //!
 //! Part of the shared HTTP plumbing ([`crate::http`]). The MCP server (`root/mcp_http`) writes
 //! `mcp.json` ([`DISCOVERY_FILE`]) once bound, the gateway (`root/gateway`) writes
@@ -10,7 +11,7 @@
 //! written through. Removed on a graceful stop, but only if it still names this process:
 //! another daemon's file is left alone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use revka_actors::fs;
@@ -31,19 +32,33 @@ pub struct Discovery {
     /// When the daemon started serving (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// The MCP server's Unix socket, serving what `url` serves, to local clients: an absolute
+    /// path. Absent when the socket could not be bound, and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
 }
 
 /// Writes `home/mcp.json` atomically with mode 0600.
 pub fn write_discovery(home: &Path, url: &str) -> std::io::Result<()> {
-    write_discovery_file(&home.join(DISCOVERY_FILE), url)
+    write_mcp_discovery(home, url, None)
+}
+
+/// Writes `home/mcp.json` atomically with mode 0600, naming the Unix socket too, if any.
+pub fn write_mcp_discovery(home: &Path, url: &str, socket: Option<&Path>) -> std::io::Result<()> {
+    write_document(&home.join(DISCOVERY_FILE), url, socket)
 }
 
 /// Writes a discovery document (`mcp.json`, `gateway.json`) at `path`, atomically, mode 0600.
 pub fn write_discovery_file(path: &Path, url: &str) -> std::io::Result<()> {
+    write_document(path, url, None)
+}
+
+fn write_document(path: &Path, url: &str, socket: Option<&Path>) -> std::io::Result<()> {
     let doc = Discovery {
         url: url.to_owned(),
         pid: Some(std::process::id()),
         started_at: Some(rfc3339(SystemTime::now())),
+        socket: socket.map(Path::to_owned),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
     fs::write_atomic(path, &text, fs::PRIVATE_FILE)?;
@@ -101,6 +116,10 @@ mod tests {
         assert_eq!(doc.url, "http://127.0.0.1:1/mcp");
         assert_eq!(doc.pid, Some(std::process::id()));
         assert!(doc.started_at.unwrap().ends_with('Z'));
+        assert_eq!(doc.socket, None, "no socket unless named");
+        let socket = dir.path().join("mcp.sock");
+        write_mcp_discovery(dir.path(), "http://127.0.0.1:1/mcp", Some(&socket)).unwrap();
+        assert_eq!(read_discovery(dir.path()).unwrap().socket, Some(socket));
 
         std::fs::write(&path, r#"{"url":"http://127.0.0.1:2/mcp","pid":1}"#).unwrap();
         remove_discovery(dir.path());

@@ -114,14 +114,19 @@ retry-after: 1\r\nconnection: close\r\ncontent-length: 62\r\n\r\n\
 /// Answers 503 to a connection past its source's cap (if the socket takes it at once: this
 /// never waits on the client) and closes it. `refused` is how many in a row its source had
 /// refused.
-pub(super) fn refuse(stream: tokio::net::TcpStream, peer: SocketAddr, refused: u64, cap: u32) {
+pub(super) fn refuse<L: super::Accept>(
+    stream: L::Stream,
+    peer: SocketAddr,
+    refused: u64,
+    cap: u32,
+) {
     let source = Source::from(peer.ip());
     if refused == 1 {
         tracing::warn!(%source, %peer, cap, "too many open connections from one source; refusing more until some close");
     } else {
         tracing::debug!(%source, %peer, refused, "connection refused: too many open from its source");
     }
-    let _ = stream.try_write(REFUSED);
+    L::try_write(&stream, REFUSED);
 }
 
 #[cfg(test)]

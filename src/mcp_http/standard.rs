@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::client_auth::ClientGrant;
 use super::guard::{rpc_error, rpc_result};
-use super::rpc::{SESSION_HEADER, bearer, retry_after, unauthorized, whole_secs};
+use super::rpc::{SESSION_HEADER, retry_after, unauthorized, whole_secs};
 use super::{McpServer, rpc};
 use crate::http::Source;
 
@@ -120,10 +120,13 @@ pub(crate) fn caller(
             .map(Caller::Session)
             .map_err(Refusal::Unauthorized);
     }
-    check_accept(headers, answers)?;
+    let picked = Picked::from(headers);
+    check_accept(picked.accept, answers)?;
     let inner = &server.inner;
-    let token = bearer(headers);
-    let Some(session_id) = headers.get(&MCP_SESSION_ID) else {
+    let token = picked
+        .authorization
+        .and_then(|v| crate::http::bearer::extract_bearer_bytes(v.as_bytes()));
+    let Some(session_id) = picked.session else {
         if !inner.require_token {
             return Ok(Caller::New(NewClient {
                 grant: None,
@@ -140,7 +143,7 @@ pub(crate) fn caller(
             credential: Some(Credential::new(token)),
         }));
     };
-    check_protocol_version(headers)?;
+    check_protocol_version(picked.protocol_version)?;
     let session = std::str::from_utf8(session_id.as_bytes())
         .ok()
         .and_then(|id| inner.sessions.get(id.trim_ascii()));
@@ -160,6 +163,40 @@ pub(crate) fn caller(
     Err(Refusal::SessionNotFound)
 }
 
+/// The headers the standard path reads, each the first of its name (as `HeaderMap::get`
+/// gives it), picked in one pass over the request's headers: a request carries a handful, and
+/// comparing each name costs less than hashing the three custom names for a lookup apiece.
+#[derive(Default)]
+struct Picked<'a> {
+    /// `Mcp-Session-Id`.
+    session: Option<&'a HeaderValue>,
+    authorization: Option<&'a HeaderValue>,
+    accept: Option<&'a HeaderValue>,
+    /// `MCP-Protocol-Version`.
+    protocol_version: Option<&'a HeaderValue>,
+}
+
+impl<'a> Picked<'a> {
+    fn from(headers: &'a HeaderMap) -> Self {
+        let mut picked = Self::default();
+        for (name, value) in headers {
+            let slot = if name == header::AUTHORIZATION {
+                &mut picked.authorization
+            } else if name == header::ACCEPT {
+                &mut picked.accept
+            } else if name == MCP_SESSION_ID {
+                &mut picked.session
+            } else if name == PROTOCOL_VERSION {
+                &mut picked.protocol_version
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        picked
+    }
+}
+
 const MISSING_CLIENT_TOKEN: &str = "missing or empty `Authorization: Bearer <token>` header: \
      send a client token (`revka tokens create <name>`), or mint a session with POST /session \
      and send its token with X-Revka-Session";
@@ -176,8 +213,8 @@ pub(crate) fn no_session(id: Option<&Id>, what: &str) -> Response {
 }
 
 /// Refused unless a present `MCP-Protocol-Version` is one Revka speaks.
-fn check_protocol_version(headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(version) = headers.get(&PROTOCOL_VERSION) else {
+fn check_protocol_version(version: Option<&HeaderValue>) -> Result<(), Refusal> {
+    let Some(version) = version else {
         return Ok(());
     };
     let version = version.as_bytes();
@@ -197,8 +234,8 @@ const SDK_ACCEPT: &[u8] = b"application/json, text/event-stream";
 
 /// Whether `Accept` (absent: anything) admits every type of `wanted`. Read as bytes, without
 /// allocating: it is on every standard request.
-fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).filter(|_| !wanted.is_empty()) else {
+fn accepts(accept: Option<&HeaderValue>, wanted: &[&str]) -> bool {
+    let Some(accept) = accept.filter(|_| !wanted.is_empty()) else {
         return true;
     };
     let accept = accept.as_bytes();
@@ -224,8 +261,11 @@ fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
 }
 
 /// Refused unless `Accept` admits `wanted` (module docs).
-fn check_accept(headers: &HeaderMap, wanted: &'static [&'static str]) -> Result<(), Refusal> {
-    if accepts(headers, wanted) {
+fn check_accept(
+    accept: Option<&HeaderValue>,
+    wanted: &'static [&'static str],
+) -> Result<(), Refusal> {
+    if accepts(accept, wanted) {
         Ok(())
     } else {
         Err(Refusal::NotAcceptable(wanted))
@@ -353,27 +393,28 @@ pub(crate) async fn mcp_delete(State(server): State<McpServer>, headers: HeaderM
 mod tests {
     use super::*;
 
-    fn with_accept(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
-        headers
+    fn with_accept(value: &str) -> Option<HeaderValue> {
+        Some(HeaderValue::from_str(value).unwrap())
     }
 
     #[test]
     fn accept_must_admit_every_answer_type() {
         let both = ["application/json", "text/event-stream"];
-        assert!(accepts(&HeaderMap::new(), &both), "absent: anything");
+        assert!(accepts(None, &both), "absent: anything");
         for ok in [
             "application/json, text/event-stream",
             "text/event-stream;q=0.9, Application/JSON",
             "*/*",
             "application/*, text/*",
         ] {
-            assert!(accepts(&with_accept(ok), &both), "{ok}");
+            assert!(accepts(with_accept(ok).as_ref(), &both), "{ok}");
         }
         for bad in ["application/json", "text/event-stream", "text/html", ""] {
-            assert!(!accepts(&with_accept(bad), &both), "{bad}");
+            assert!(!accepts(with_accept(bad).as_ref(), &both), "{bad}");
         }
-        assert!(accepts(&with_accept("text/event-stream"), &both[1..]));
+        assert!(accepts(
+            with_accept("text/event-stream").as_ref(),
+            &both[1..]
+        ));
     }
 }

@@ -8,7 +8,7 @@
 //! used to end its sessions when the grant goes) and the token it presented, compared in
 //! constant time with every request's. The token is kept as the session keeps its own token: in
 //! the daemon's memory only, for the session's life, never printed ([`Credential`]); comparing
-//! it costs a hundred instructions, where hashing each request's token would cost thousands on
+//! it costs about fifty instructions, where hashing each request's token would cost thousands on
 //! a CPU without SHA instructions. The binding also keeps the token's expiry, past which the
 //! session admits nothing; a revoked token's sessions are ended by whoever revokes it
 //! ([`Sessions::end_bound_to`]). A session bound without a credential (the
@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use super::{Session, Sessions};
 
@@ -49,9 +49,32 @@ impl Credential {
 
     /// Whether `presented` is this credential: constant time in the bytes (a length that
     /// differs, which is no secret, answers at once).
+    ///
+    /// Compared eight bytes at a time: each word's comparison is `subtle`'s (an optimisation
+    /// barrier on every result, no branch on the bytes), and the results are combined with
+    /// `Choice`'s `&`. A byte-by-byte `ct_eq` costs a barrier per byte, ~300 instructions for
+    /// a client token on every standard-path request; this costs a sixth of that. The last
+    /// partial word is zero-padded on both sides, which two slices of one length share.
     pub fn matches(&self, presented: &str) -> bool {
-        bool::from(self.0.ct_eq(presented.as_bytes()))
+        let (expected, presented) = (&*self.0, presented.as_bytes());
+        if expected.len() != presented.len() {
+            return false;
+        }
+        let mut same = Choice::from(1);
+        let (mut a, mut b) = (expected.chunks_exact(8), presented.chunks_exact(8));
+        for (x, y) in (&mut a).zip(&mut b) {
+            same &= word(x).ct_eq(&word(y));
+        }
+        same &= word(a.remainder()).ct_eq(&word(b.remainder()));
+        bool::from(same)
     }
+}
+
+/// Up to eight bytes as one word, zero-padded.
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 impl std::fmt::Debug for Credential {
@@ -106,5 +129,34 @@ impl Sessions {
             self.end(&session.id, reason);
         }
         bound.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credential;
+
+    /// Every length around the word boundaries, and a difference in every byte (the last
+    /// partial word included) is told apart.
+    #[test]
+    fn a_credential_matches_itself_only() {
+        for len in 0..=27 {
+            let token: String = (0..len).map(|i| char::from(b'a' + i as u8 % 26)).collect();
+            let credential = Credential::new(&token);
+            assert!(credential.matches(&token), "len {len}");
+            assert!(
+                !credential.matches(&format!("{token}a")),
+                "longer, len {len}"
+            );
+            if len > 0 {
+                assert!(!credential.matches(&token[1..]), "shorter, len {len}");
+            }
+            for at in 0..len {
+                let mut other = token.clone().into_bytes();
+                other[at] ^= 0x01;
+                let other = String::from_utf8(other).unwrap();
+                assert!(!credential.matches(&other), "byte {at} of {len}");
+            }
+        }
     }
 }

@@ -2,12 +2,17 @@
 //! [`super`].
 //!
 //! A pool of hyper client connections to one daemon (one [`Pool`] per link): a POST takes an
-//! idle connection or opens one (`TCP_NODELAY`, 2 s to connect), and the connection goes
+//! idle connection or opens one (2 s to connect), and the connection goes
 //! back to the pool only once the answer's body has been read to its end. An answer dropped
 //! before that (a cancelled call, the bridge stopping) takes its connection with it: the
 //! connection is closed, which the daemon reads as the client hanging up, and it cancels the
 //! call. A pooled connection that the daemon closed meanwhile is noticed before the request
 //! is written (hyper hands the request back), and the request goes out on a new one.
+//!
+//! Connections go to the daemon's Unix socket when `mcp.json` names one: the same service as
+//! its TCP port, for less CPU per message on both sides (no TCP stack on the way). A socket
+//! that refuses a connection (removed, or a daemon that no longer listens there) is given up
+//! for the link's life, and connections go to the TCP port (`TCP_NODELAY`) instead.
 //!
 //! reqwest does the same for the bridge's other requests (`POST /session`, `DELETE`, the
 //! server stream); here, on the per-call path, its general machinery (a URL turned into a
@@ -15,6 +20,8 @@
 //! than the rest of the bridge together.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,18 +51,25 @@ pub(super) enum PostError {
 #[derive(Debug)]
 pub(super) struct Pool {
     addr: SocketAddr,
+    /// The daemon's Unix socket, tried first while [`Pool::socket_works`].
+    socket: Option<PathBuf>,
+    /// Cleared when the socket refuses a connection: TCP from then on.
+    socket_works: AtomicBool,
     /// `127.0.0.1:<port>`, the `Host` of every request.
     host: HeaderValue,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl Pool {
-    /// A pool of connections to `addr`.
-    pub(super) fn new(addr: SocketAddr) -> Arc<Self> {
+    /// A pool of connections to the Unix socket `socket`, if given and while it answers, else
+    /// to `addr`.
+    pub(super) fn new(addr: SocketAddr, socket: Option<PathBuf>) -> Arc<Self> {
         let host = HeaderValue::try_from(addr.to_string())
             .unwrap_or(HeaderValue::from_static("localhost"));
         Arc::new(Self {
             addr,
+            socket_works: AtomicBool::new(socket.is_some()),
+            socket,
             host,
             idle: Mutex::new(Vec::new()),
         })
@@ -110,6 +124,24 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, PostError> {
+        let socket = self
+            .socket
+            .as_ref()
+            .filter(|_| self.socket_works.load(Ordering::Relaxed));
+        if let Some(path) = socket {
+            let connected =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await;
+            match connected {
+                Ok(Ok(stream)) => return self.handshake(stream).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, path = %path.display(), "the daemon's socket refused a connection; using TCP");
+                }
+                Err(_) => {
+                    tracing::debug!(path = %path.display(), "the daemon's socket did not answer; using TCP")
+                }
+            }
+            self.socket_works.store(false, Ordering::Relaxed);
+        }
         let unreached =
             |e: &dyn std::fmt::Display| PostError::Unreached(format!("{}: {e}", self.addr));
         let stream =
@@ -118,9 +150,17 @@ impl Pool {
                 .map_err(|_| unreached(&"connection timed out"))?
                 .map_err(|e| unreached(&e))?;
         stream.set_nodelay(true).map_err(|e| unreached(&e))?;
+        self.handshake(stream).await
+    }
+
+    /// Starts HTTP/1.1 on a new connection.
+    async fn handshake<T>(&self, stream: T) -> Result<SendRequest<Full<Bytes>>, PostError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| unreached(&e))?;
+            .map_err(|e| PostError::Unreached(format!("{}: {e}", self.addr)))?;
         // Ends when the connection closes, or once its sender is dropped and it is idle.
         tokio::spawn(async move {
             if let Err(e) = connection.await {

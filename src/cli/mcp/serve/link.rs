@@ -4,7 +4,9 @@
 //! `mcp.json` must name an `http` URL on a loopback address (what the daemon binds): the bridge
 //! sends the client's messages and the session token there, and nowhere else. The session is
 //! minted with `POST /session` (its `cwd`, its label), and every message is then POSTed with the
-//! two headers on the link's own connections ([`super::http1`]).
+//! two headers on the link's own connections ([`super::http1`]): to the daemon's Unix socket
+//! when `mcp.json` names one the bridge trusts (a socket owned by the user who wrote
+//! `mcp.json`), else to its TCP port.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -77,13 +79,13 @@ impl Link {
                 detail: String::new(),
             });
         };
-        let path = home.join(crate::http::discovery::DISCOVERY_FILE);
+        let discovery = home.join(crate::http::discovery::DISCOVERY_FILE);
         let mcp = loopback_url(&doc.url).ok_or_else(|| UpstreamError::NotLoopback {
-            path: path.display().to_string(),
+            path: discovery.display().to_string(),
             url: doc.url.clone(),
         })?;
         let addr = socket_addr(&mcp).ok_or_else(|| UpstreamError::NotLoopback {
-            path: path.display().to_string(),
+            path: discovery.display().to_string(),
             url: doc.url.clone(),
         })?;
         let base = doc
@@ -110,7 +112,7 @@ impl Link {
                     home: shown,
                     detail: format!(
                         " ({} names {}{pid}, which does not answer: {})",
-                        path.display(),
+                        discovery.display(),
                         doc.url,
                         crate::cli::remote::error_chain(&e)
                     ),
@@ -145,7 +147,10 @@ impl Link {
             .map_err(|_| refused("the session id is not a valid header value".into()))?;
         tracing::debug!(generation, url = %doc.url, "session opened");
         let path = Uri::try_from(mcp.path()).unwrap_or_else(|_| Uri::from_static("/mcp"));
-        let pool = Pool::new(addr);
+        let socket = doc
+            .socket
+            .filter(|socket| trusted_socket(socket, &discovery));
+        let pool = Pool::new(addr, socket);
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(HOST, pool.host().clone());
         headers.insert(AUTHORIZATION, auth.clone());
@@ -253,6 +258,20 @@ fn loopback_url(text: &str) -> Option<reqwest::Url> {
         }
     };
     (url.scheme() == "http" && loopback).then_some(url)
+}
+
+/// Whether the Unix socket `mcp.json` (at `discovery`) names may be sent the session: an
+/// absolute path to a socket owned by the owner of `mcp.json` (the daemon's user, who made it
+/// mode 0600). Anything else is ignored, and the TCP port used.
+fn trusted_socket(socket: &Path, discovery: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (Ok(meta), Ok(doc)) = (
+        std::fs::symlink_metadata(socket),
+        std::fs::metadata(discovery),
+    ) else {
+        return false;
+    };
+    socket.is_absolute() && meta.file_type().is_socket() && meta.uid() == doc.uid()
 }
 
 /// The address of a loopback URL (`localhost` is 127.0.0.1).

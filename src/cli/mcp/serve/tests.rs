@@ -283,6 +283,43 @@ async fn without_a_daemon_requests_say_how_to_start_one_until_one_runs() {
     client.close().await;
 }
 
+/// A daemon that names its Unix socket in `mcp.json` is sent every message there; with the
+/// socket gone (or not one the bridge trusts), the bridge uses the TCP port.
+#[tokio::test]
+async fn messages_go_to_the_daemons_socket_and_to_tcp_without_it() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = Fake::start_with_socket(home.path()).await;
+    let mut client = Client::start(home.path());
+    client.handshake("2025-06-18").await;
+    client.send(&call("1", "echo", json!({}))).await;
+    assert_eq!(client.answer().await["id"], 1);
+    let posts = fake.posted().len() as u64;
+    assert!(
+        fake.on_socket() >= posts,
+        "{} requests on the socket, {posts} POSTs",
+        fake.on_socket()
+    );
+    client.close().await;
+
+    // The socket file removed: the next bridge's link goes to TCP.
+    std::fs::remove_file(home.path().join(crate::http::unix::SOCKET_FILE)).unwrap();
+    let before = fake.on_socket();
+    let mut client = Client::start(home.path());
+    client.handshake("2025-06-18").await;
+    client.send(&call("2", "echo", json!({}))).await;
+    assert_eq!(client.answer().await["id"], 2);
+    assert_eq!(fake.on_socket(), before, "nothing more on the socket");
+    client.close().await;
+
+    // A regular file where the socket should be is not connected to.
+    std::fs::write(home.path().join(crate::http::unix::SOCKET_FILE), "").unwrap();
+    let mut client = Client::start(home.path());
+    client.handshake("2025-06-18").await;
+    client.send(&call("3", "echo", json!({}))).await;
+    assert_eq!(client.answer().await["id"], 3);
+    client.close().await;
+}
+
 /// A session the daemon no longer knows (a restarted daemon) is replaced: the handshake is
 /// replayed on a new one, the client is told the tools may have changed, and the request that
 /// found out is sent again.

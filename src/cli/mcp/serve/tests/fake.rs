@@ -12,13 +12,16 @@
 //! - `tools/call` of `abandon`: `event: done` with no response (as when a session ends);
 //! - any other request: `{"method": <method>}` as JSON; notifications and responses: 202.
 //!
+//! It can also serve the same on a Unix socket named in `mcp.json` ([`Fake::start_with_socket`]),
+//! counting the requests that come there.
+//!
 //! `GET /mcp` answers 405, or, with a script ([`Fake::stream`]), plays one body per
 //! connection (the last one is replayed after the script runs out, and stays open).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +56,8 @@ struct Shared {
     /// Bodies for successive `GET /mcp` connections; `None`: 405.
     script: Mutex<Option<Vec<String>>>,
     gets: AtomicU64,
+    /// Requests that came on the Unix socket.
+    on_socket: AtomicU64,
 }
 
 /// The fake daemon; stops when dropped.
@@ -60,11 +65,16 @@ pub(super) struct Fake {
     pub(super) addr: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    /// Serving the Unix socket, if any.
+    socket: Option<(PathBuf, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for Fake {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((_, task)) = &self.socket {
+            task.abort();
+        }
     }
 }
 
@@ -79,23 +89,51 @@ impl Fake {
     /// Starts a fake daemon without writing `mcp.json`.
     pub(super) async fn start_unlisted() -> Self {
         let shared = Arc::new(Shared::default());
-        let app = Router::new()
-            .route("/session", post(create_session))
-            .route("/session/{id}", delete(delete_session))
-            .route("/mcp", post(mcp_post).get(mcp_get))
-            .with_state(shared.clone());
+        let app = app(&shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { addr, shared, task }
+        Self {
+            addr,
+            shared,
+            task,
+            socket: None,
+        }
     }
 
-    /// Writes `mcp.json` naming this fake into `home`.
+    /// Starts a fake daemon that also serves `home/mcp.sock`, and writes its `mcp.json`
+    /// naming both into `home`.
+    pub(super) async fn start_with_socket(home: &Path) -> Self {
+        let mut fake = Self::start_unlisted().await;
+        let path = home.join(crate::http::unix::SOCKET_FILE);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let counted = fake.shared.clone();
+        let app = app(&fake.shared).layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                counted.on_socket.fetch_add(1, Ordering::SeqCst);
+                next.run(request)
+            },
+        ));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        fake.socket = Some((path, task));
+        fake.advertise(home);
+        fake
+    }
+
+    /// Writes `mcp.json` naming this fake (and its socket, if it has one) into `home`.
     pub(super) fn advertise(&self, home: &Path) {
-        crate::http::discovery::write_discovery(home, &format!("http://{}/mcp", self.addr))
-            .unwrap();
+        let socket = self.socket.as_ref().map(|(path, _)| path.as_path());
+        let url = format!("http://{}/mcp", self.addr);
+        crate::http::discovery::write_mcp_discovery(home, &url, socket).unwrap();
+    }
+
+    /// How many requests came on the Unix socket.
+    pub(super) fn on_socket(&self) -> u64 {
+        self.shared.on_socket.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -132,6 +170,14 @@ impl Fake {
         *self.shared.script.lock().unwrap() =
             Some(bodies.iter().map(|b| (*b).to_owned()).collect());
     }
+}
+
+fn app(shared: &Arc<Shared>) -> Router {
+    Router::new()
+        .route("/session", post(create_session))
+        .route("/session/{id}", delete(delete_session))
+        .route("/mcp", post(mcp_post).get(mcp_get))
+        .with_state(shared.clone())
 }
 
 fn record(shared: &Shared, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) {
