@@ -523,7 +523,7 @@ async fn server_requests_get_roots_and_refusals() {
     assert!(text(&roots).contains("file:///srv/project"), "{roots}");
     let sample = fleet.call("f__sample", json!({})).await.unwrap();
     assert!(
-        text(&sample).contains("Revka does not support sampling/createMessage"),
+        text(&sample).contains("sampling/createMessage is not available"),
         "{sample}"
     );
     let elicit = fleet.call("f__elicit", json!({})).await.unwrap();

@@ -544,7 +544,7 @@ async fn methods_negotiation_and_bad_input() {
         assert!(instructions.contains("fault__echo - "), "{instructions}");
     }
     let (_, body) = a
-        .rpc(json!({ "jsonrpc": "2.0", "id": "x", "method": "resources/list" }))
+        .rpc(json!({ "jsonrpc": "2.0", "id": "x", "method": "no/such_method" }))
         .await;
     assert_eq!(
         (&body["error"]["code"], &body["id"]),

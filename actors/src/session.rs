@@ -497,6 +497,17 @@ impl Session {
             "tool_scope": self.scope.as_deref().map(ToolScope::patterns),
             "event_subscribers": self.subscribers(),
             "client_streams": self.client_streams(),
+            // The client as servers' peer: what it declared, its log level, the requests of
+            // servers waiting for its answer, and answers that matched none (wrong id, repeats,
+            // late).
+            "client_capabilities": {
+                "sampling": self.client_side.capabilities().sampling,
+                "elicitation": self.client_side.capabilities().elicitation,
+                "roots": self.client_side.capabilities().roots,
+            },
+            "log_level": self.client_side.level().map(|l| l.as_str()),
+            "relayed_requests_waiting": self.client_side.waiting(),
+            "client_answers_ignored": self.client_side.ignored(),
         })
     }
 }

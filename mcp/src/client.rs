@@ -164,6 +164,9 @@ pub trait Peer: Send + Sync + 'static {
     /// A server request was answered (by a call's relay or by this peer): its method, whether
     /// the answer was a result, and how long it took. For metrics; the default does nothing.
     fn answered(&self, _server: &str, _method: &str, _outcome: Outcome, _took: Duration) {}
+    /// A log message of the server was dropped by the flood limit ([`LOG_PER_SEC`]). For
+    /// metrics; the default does nothing.
+    fn log_dropped(&self, _server: &str) {}
 }
 
 /// How a server request ended ([`Peer::answered`]).
@@ -196,6 +199,13 @@ pub enum Relation {
 /// Server requests answered at once: past this many in flight on a connection, more are
 /// refused with an error.
 pub const MAX_SERVER_REQUESTS: usize = 64;
+
+/// Log messages (`notifications/message`) a server may send at once before it is limited.
+pub const LOG_BURST: f64 = 200.0;
+/// Log messages a server may send per second, past the burst. The rest are dropped before
+/// they are routed (to a call's client or to the peer), counted ([`McpClient::dropped_logs`])
+/// and reported to the peer ([`Peer::log_dropped`]).
+pub const LOG_PER_SEC: f64 = 100.0;
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -269,6 +279,9 @@ struct Shared {
     server_requests: DashMap<String, (String, tokio::task::AbortHandle)>,
     /// What became of the server's requests on this connection.
     relayed: RelayCounters,
+    /// The log-message bucket: tokens, and when it was last filled.
+    log_bucket: Mutex<(f64, Instant)>,
+    dropped_logs: AtomicU64,
     invalid_lines: AtomicU64,
     /// The start of the last line that was not JSON-RPC (for introspection and errors).
     last_invalid: Mutex<Option<String>>,
@@ -334,6 +347,8 @@ impl Inbound {
             responder: OnceLock::new(),
             server_requests: DashMap::new(),
             relayed: RelayCounters::default(),
+            log_bucket: Mutex::new((LOG_BURST, Instant::now())),
+            dropped_logs: AtomicU64::new(0),
             invalid_lines: AtomicU64::new(0),
             last_invalid: Mutex::new(None),
             heard: AtomicBool::new(false),
@@ -530,6 +545,9 @@ impl Inbound {
             other => {
                 // A log message while serving a call belongs to that call's client; anything
                 // else (a resource update, an unrelated log message) to the peer.
+                if other == "notifications/message" && !self.admit_log() {
+                    return;
+                }
                 let related = if other == "notifications/message" {
                     // Revka's own log keeps a copy.
                     let text = params.map(RawValue::get).unwrap_or("");
@@ -549,6 +567,33 @@ impl Inbound {
                 }
             }
         }
+    }
+
+    /// Takes a token of the log-message bucket; `false` when the server floods (the message is
+    /// dropped, counted, and reported to the peer).
+    fn admit_log(&self) -> bool {
+        {
+            let mut bucket = self
+                .shared
+                .log_bucket
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let refill = now.duration_since(bucket.1).as_secs_f64() * LOG_PER_SEC;
+            *bucket = ((bucket.0 + refill).min(LOG_BURST), now);
+            if bucket.0 >= 1.0 {
+                bucket.0 -= 1.0;
+                return true;
+            }
+        }
+        let n = self.shared.dropped_logs.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(server = %self.shared.server, path = %self.shared.path, dropped = n, "server floods log messages; dropping past {LOG_PER_SEC}/s");
+        }
+        if let Some(peer) = self.shared.peer.get() {
+            peer.log_dropped(&self.shared.server);
+        }
+        false
     }
 
     /// `notifications/cancelled` from the server, for a request it sent us: its answer is
@@ -909,6 +954,11 @@ impl McpClient {
             in_flight: self.inbound.shared.server_requests.len() as u64,
             mean_ms: (r.latency_us.load(Ordering::Relaxed) / answered.max(1)) / 1000,
         }
+    }
+
+    /// Log messages of the server dropped by the flood limit on this connection.
+    pub fn dropped_logs(&self) -> u64 {
+        self.inbound.shared.dropped_logs.load(Ordering::Relaxed)
     }
 
     /// Sends what no call relates to to `peer` (see [`Inbound::set_peer`]).

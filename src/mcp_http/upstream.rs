@@ -6,7 +6,8 @@
 //!   message's (`logging/setLevel`; a session that never set one gets only the messages of its
 //!   own calls, see `relay`), on its `GET /mcp` stream or, for a two-header session, its events
 //!   stream ([`Session::deliver`]). A server may send [`LOG_BURST`] messages at once and
-//!   [`LOG_PER_SEC`] a second after that; the rest are dropped, counted per server and logged.
+//!   [`LOG_PER_SEC`] a second after that, whether they relate to a call or not: the client core
+//!   drops the rest before they are routed, and they are counted here per server.
 //! - `sampling/createMessage` and `elicitation/create` with no related call are refused with an
 //!   error that says why: Revka relays them only while serving a session's call, so that a
 //!   person is only ever asked for something one of their own calls needs. (A request from a
@@ -17,8 +18,7 @@
 //!   ([`McpHub::resource_updated`]).
 //! - Every relayed request's outcome and latency go to the metrics ([`Telemetry`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use revka_actors::mcp::hub::McpHub;
@@ -27,29 +27,17 @@ use revka_mcp::client::{Outcome, Peer, PeerAnswer};
 use revka_mcp::jsonrpc::ErrorObject;
 use revka_mcp::protocol::LogLevel;
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
 use super::relay::{Note, roots_result};
 use crate::telemetry::Telemetry;
 
-/// Log messages a server may send at once before it is limited.
-pub const LOG_BURST: f64 = 200.0;
-/// Log messages a server may send per second, past the burst.
-pub const LOG_PER_SEC: f64 = 100.0;
+pub use revka_mcp::client::{LOG_BURST, LOG_PER_SEC};
 
 /// The daemon's peer (see the module doc).
 pub struct UpstreamPeer {
     sessions: Arc<Sessions>,
     hub: std::sync::Weak<McpHub>,
     telemetry: Telemetry,
-    /// Per server: the log-message bucket.
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    dropped: u64,
 }
 
 impl UpstreamPeer {
@@ -59,42 +47,10 @@ impl UpstreamPeer {
             sessions,
             hub: Arc::downgrade(hub),
             telemetry,
-            buckets: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Takes a token of `server`'s bucket; `false` (and the message is dropped) when empty.
-    fn admit(&self, server: &str) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let bucket = buckets.entry(server.to_owned()).or_insert(Bucket {
-            tokens: LOG_BURST,
-            at: now,
-            dropped: 0,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * LOG_PER_SEC;
-        bucket.tokens = (bucket.tokens + refill).min(LOG_BURST);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return true;
-        }
-        bucket.dropped += 1;
-        if bucket.dropped.is_power_of_two() {
-            tracing::warn!(
-                server,
-                dropped = bucket.dropped,
-                "server floods log messages; dropping past {LOG_PER_SEC}/s"
-            );
-        }
-        false
     }
 
     fn log_message(&self, server: &str, method: &str, params: Option<&RawValue>) {
-        if !self.admit(server) {
-            self.telemetry.record_server_log(server, false);
-            return;
-        }
         self.telemetry.record_server_log(server, true);
         let level = LogLevel::of_message(params);
         let mut line: Option<Arc<str>> = None;
@@ -151,5 +107,9 @@ impl Peer for UpstreamPeer {
 
     fn answered(&self, server: &str, method: &str, outcome: Outcome, took: Duration) {
         self.telemetry.record_relay(server, method, outcome, took);
+    }
+
+    fn log_dropped(&self, server: &str) {
+        self.telemetry.record_server_log(server, false);
     }
 }

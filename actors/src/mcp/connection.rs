@@ -378,6 +378,8 @@ fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
         // The server's own requests on this connection (sampling, elicitation, roots): how
         // they ended and how long the answers took.
         "relayed_requests": client.as_ref().map(|c| c.relayed()),
+        // Log messages dropped by the flood limit on this connection.
+        "log_messages_dropped": client.as_ref().map(|c| c.dropped_logs()),
         "tool_timeout_secs": spec.tool_timeout.as_secs(),
         // The liveness probe: its policy, pings sent, and the last one's time and latency.
         "liveness": probe.details(spec.ping),

@@ -535,3 +535,25 @@ async fn a_request_the_server_cancels_or_that_outlives_the_connection_is_dropped
         "nothing answered after a cancel or the end"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_log_flood_is_cut_to_the_bucket_before_it_is_routed() {
+    let h = harness();
+    let peer = Recorder::new("peer", false);
+    h.inbound.set_peer(peer.clone());
+    let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}});
+    for _ in 0..1000 {
+        reply(&h.inbound, log.clone());
+    }
+    assert_eq!(peer.notes.lock().unwrap().len(), LOG_BURST as usize);
+    assert_eq!(h.client.dropped_logs(), 1000 - LOG_BURST as u64);
+    // A second later the bucket has refilled by its rate.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for _ in 0..1000 {
+        reply(&h.inbound, log.clone());
+    }
+    assert_eq!(
+        peer.notes.lock().unwrap().len(),
+        (LOG_BURST + LOG_PER_SEC) as usize
+    );
+}
