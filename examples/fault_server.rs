@@ -4,8 +4,8 @@
 //! provoke what misbehaving real-world servers do: crash mid-call, answer the
 //! handshake slowly or with an unsupported protocol version, print garbage,
 //! oversized or non-UTF-8 lines on stdout, flood stderr, shrug off SIGTERM,
-//! leak grandchild processes, send server→client requests, refuse `ping`, and
-//! stop reading stdin while staying alive (a hung server).
+//! leak grandchild processes, send server→client requests, refuse `ping`, flood
+//! log messages, and stop reading stdin while staying alive (a hung server).
 //!
 //! Protocol: newline-delimited JSON-RPC 2.0 on stdin/stdout; logs go to stderr
 //! only. Knobs are CLI flags, or `FAULT_<FLAG_IN_UPPER_SNAKE>` environment
@@ -44,7 +44,7 @@ const INVALID_PARAMS: i64 = -32602;
 const USAGE: &str = "usage: fault_server [--crash-after N] [--exit-code C] [--exit-on-start C]
     [--exit-after MS] [--slow-init MS] [--slow-exit MS] [--protocol-version V] [--instructions TEXT]
     [--tools N] [--page-size M] [--garbage-stdout] [--ignore-sigterm] [--fork-grandchild PIDFILE]
-    [--pid-file PATH] [--record PATH] [--flood-stderr BYTES] [--refuse-ping]
+    [--pid-file PATH] [--record PATH] [--flood-stderr BYTES] [--refuse-ping] [--logging]
 Every flag can also be set as env var FAULT_<FLAG_IN_UPPER_SNAKE>; flags win.";
 
 // ---------------------------------------------------------------------------
@@ -70,6 +70,7 @@ const KNOB_FLAGS: &[(&str, bool)] = &[
     ("record", true),
     ("flood-stderr", true),
     ("refuse-ping", false),
+    ("logging", false),
 ];
 
 /// The fault-injection configuration, fixed at start.
@@ -110,6 +111,8 @@ struct Knobs {
     flood_stderr: u64,
     /// Answer `ping` with -32601 (method not found), like a server without it.
     refuse_ping: bool,
+    /// Declare the `logging` capability and answer `logging/setLevel` (which `--record` shows).
+    logging: bool,
 }
 
 impl Knobs {
@@ -138,6 +141,7 @@ impl Knobs {
             record: s.get("record").map(PathBuf::from),
             flood_stderr: number(s, "flood-stderr")?.unwrap_or(0),
             refuse_ping: boolean(s, "refuse-ping")?,
+            logging: boolean(s, "logging")?,
         })
     }
 }
@@ -437,6 +441,7 @@ impl Server {
                 self.respond_error(id, METHOD_NOT_FOUND, "method not found: ping")
             }
             "ping" => self.respond(id, json!({})),
+            "logging/setLevel" if self.knobs.logging => self.respond(id, json!({})),
             "tools/list" => self.list_tools(id, params),
             "tools/call" => self.start_call(id, params),
             other => {
@@ -508,6 +513,9 @@ impl Server {
             "capabilities": {"tools": {"listChanged": true}},
             "serverInfo": {"name": "fault_server", "version": env!("CARGO_PKG_VERSION")},
         });
+        if self.knobs.logging {
+            result["capabilities"]["logging"] = json!({});
+        }
         if let Some(instructions) = &self.knobs.instructions {
             result["instructions"] = json!(instructions);
         }
@@ -550,6 +558,10 @@ impl Server {
     }
 
     fn finish_call(&self, call: Call, cancelled: &Receiver<()>) {
+        if call.name == "flood_logs" {
+            lock(&self.in_flight).remove(&call.id.to_string());
+            return self.flood_logs(call);
+        }
         let reply = self.run_tool(&call, cancelled);
         lock(&self.in_flight).remove(&call.id.to_string());
         match reply {
@@ -704,6 +716,25 @@ impl Server {
         Ok(text(&format!("now {count} dynamic tools")))
     }
 
+    /// Answers first, then sends `count` log messages (`notifications/message` at `level`,
+    /// numbered in `data`) as fast as stdout takes them: once the answer is out they relate
+    /// to no call, as a server's own background logging does.
+    fn flood_logs(&self, call: Call) {
+        let args = flood_logs_args(&call.args);
+        let (count, level) = match args {
+            Ok(args) => args,
+            Err(message) => return self.respond(call.id, tool_result(&message, true)),
+        };
+        self.count_success();
+        let answer = format!("flooding {count} log messages at {level}");
+        self.respond(call.id, tool_result(&answer, false));
+        for i in 0..count {
+            let params =
+                json!({"level": level, "logger": "fault_server", "data": format!("flood {i}")});
+            self.notify("notifications/message", params);
+        }
+    }
+
     /// Sends a server→client request and answers with the JSON of the
     /// client's `result` (or `error`). The reader thread routes the response.
     fn ask_client(&self, method: &str, params: Value) -> Result<Reply, String> {
@@ -784,6 +815,8 @@ const BUILTIN_TOOLS: &[(&str, &str, &str, &[&str])] = &[
     ("ping_client", "Sends ping to the client; answers the JSON of its reply.", "{}", &[]),
     ("slow_echo", "Sleeps ms milliseconds, then answers text.",
         r#"{"text": {"type": "string"}, "ms": {"type": "integer"}}"#, &["text", "ms"]),
+    ("flood_logs", "Answers, then sends count (default 1000) log messages at level (default info) as fast as it can.",
+        r#"{"count": {"type": "integer"}, "level": {"type": "string"}}"#, &[]),
 ];
 
 fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
@@ -1051,6 +1084,17 @@ fn flood_stderr_tool(args: &Value) -> Result<Reply, String> {
 fn spawn_grandchild_tool() -> Result<Reply, String> {
     let pid = spawn_sleeper().map_err(|e| format!("spawn sleep: {e}"))?;
     Ok(text(&pid.to_string()))
+}
+
+/// `flood_logs`'s `count` and `level`.
+fn flood_logs_args(args: &Value) -> Result<(u64, String), String> {
+    let count = u64_arg(args, "count", Some(1000))?;
+    let level = match args.get("level") {
+        None => "info".to_owned(),
+        Some(Value::String(level)) => level.clone(),
+        Some(other) => return Err(format!("level must be a string, got {other}")),
+    };
+    Ok((count, level))
 }
 
 fn sample_params() -> Value {

@@ -17,6 +17,7 @@ mod home;
 mod interop;
 mod liveness;
 mod mcp_client;
+mod mcp_relay;
 mod mcp_server;
 mod mcp_standard;
 mod mcp_surface;

@@ -29,17 +29,30 @@ impl Served {
 
     /// [`Served::start`] with extra environment variables for the daemon (e.g. `RUST_LOG`).
     pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_configured("", &[], extra, env).await
+    }
+
+    /// [`Served::start_with_env`] with `mcp` added to the `[mcp]` table (e.g.
+    /// `deferred_loading = false`) and `args` to the fault server's own.
+    pub async fn start_configured(
+        mcp: &str,
+        args: &[&str],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let home = TestHome::new();
         let record = home.path().join("record.jsonl");
+        let args: String = args.iter().map(|a| format!(", {a:?}")).collect();
         home.write_config(&format!(
             r#"
 [mcp]
 enabled = true
+{mcp}
 
 [[mcp.servers]]
 name = "fault"
 command = "{server}"
-args = ["--record", "{record}", "--instructions", "Fault tools for tests."]
+args = ["--record", "{record}", "--instructions", "Fault tools for tests."{args}]
 {extra}
 "#,
             server = fixture_server("fault_server").display(),

@@ -18,7 +18,7 @@ pub fn fixture_server(name: &str) -> &'static Path {
 }
 
 /// The fault server's own tools (before `--tools N` adds `tool_000`…); other tests count by it.
-pub const BUILTIN_TOOLS: [&str; 19] = [
+pub const BUILTIN_TOOLS: [&str; 20] = [
     "echo",
     "add",
     "typed",
@@ -38,6 +38,7 @@ pub const BUILTIN_TOOLS: [&str; 19] = [
     "elicit",
     "ping_client",
     "slow_echo",
+    "flood_logs",
 ];
 
 /// Where `.ci/test` installed the official MCP servers and clients (`REVKA_TEST_CACHE`, else
