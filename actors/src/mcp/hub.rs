@@ -896,7 +896,7 @@ mod tests {
 
     use super::*;
 
-    fn spec(name: &str) -> Arc<ServerSpec> {
+    pub(super) fn spec(name: &str) -> Arc<ServerSpec> {
         Arc::new(ServerSpec {
             name: name.to_owned(),
             transport: TransportSpec::Stdio {

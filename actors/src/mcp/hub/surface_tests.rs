@@ -5,29 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revka_mcp::protocol::ServerHello;
-use revka_mcp::spec::{PingPolicy, ServerSpec, TransportSpec};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::status::{ActorState, StatusNode};
 
-fn spec(name: &str) -> Arc<ServerSpec> {
-    Arc::new(ServerSpec {
-        name: name.to_owned(),
-        transport: TransportSpec::Stdio {
-            command: "true".into(),
-            args: vec![],
-            env: vec![],
-            cwd: None,
-        },
-        tool_timeout: Duration::from_secs(1),
-        ping: PingPolicy::OFF,
-        handshake_timeout: Duration::from_secs(1),
-        roots: vec![],
-        reset_timeout_on_progress: false,
-        shown: None,
-    })
-}
+use super::tests::spec;
 
 /// A registered server that declared `capabilities` and offers `catalog`.
 fn server(hub: &McpHub, root: &StatusNode, name: &str, catalog: Catalog) -> Arc<ServerEntry> {
