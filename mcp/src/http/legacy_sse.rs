@@ -144,20 +144,15 @@ async fn open(
     headers: &HeaderMap,
     inbound: &Inbound,
 ) -> Result<(EventStream, String), TransportError> {
-    let mut headers = headers.clone();
-    headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-    let resp = http.get(sse_url).headers(headers).send().await;
-    let resp = resp.map_err(|e| net_error(shown, &e))?;
-    if !resp.status().is_success() {
-        return Err(http_error(resp, shown).await);
-    }
-    let kind = content_type(&resp);
-    if kind != "text/event-stream" {
-        return Err(TransportError::Protocol(format!(
-            "unexpected content type {kind} from {shown} (expected text/event-stream)"
-        )));
-    }
-    let mut events = EventStream::new(resp, SseParser::new(MAX_SSE_EVENT), shown);
+    let mut events = get_stream(
+        http,
+        sse_url,
+        shown,
+        headers,
+        None,
+        SseParser::new(MAX_SSE_EVENT),
+    )
+    .await?;
     loop {
         match events.next().await? {
             Some(event) if event.event.as_deref() == Some("endpoint") => {
@@ -325,28 +320,43 @@ impl Inner {
 
     /// GETs the stream again with `Last-Event-ID`.
     async fn reopen(&self, parser: SseParser, last: &str) -> Result<EventStream, TransportError> {
-        let shown = &self.sse_shown;
-        let mut headers = self.headers.clone();
-        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        if let Ok(last) = HeaderValue::from_str(last) {
-            headers.insert(LAST_EVENT_ID, last);
-        }
-        let resp = self
-            .http
-            .get(self.sse_url.as_str())
-            .headers(headers)
-            .send()
-            .await;
-        let resp = resp.map_err(|e| net_error(shown, &e))?;
-        if !resp.status().is_success() {
-            return Err(http_error(resp, shown).await);
-        }
-        let kind = content_type(&resp);
-        if kind != "text/event-stream" {
-            return Err(TransportError::Protocol(format!(
-                "unexpected content type {kind} from {shown} (expected text/event-stream)"
-            )));
-        }
-        Ok(EventStream::new(resp, parser, shown))
+        get_stream(
+            &self.http,
+            self.sse_url.as_str(),
+            &self.sse_shown,
+            &self.headers,
+            Some(last),
+            parser,
+        )
+        .await
     }
+}
+
+/// GETs the event stream at `sse_url` (with `Last-Event-ID: last`, when given), read by
+/// `parser`: refused unless the answer is a success with `text/event-stream`.
+async fn get_stream(
+    http: &reqwest::Client,
+    sse_url: &str,
+    shown: &str,
+    headers: &HeaderMap,
+    last: Option<&str>,
+    parser: SseParser,
+) -> Result<EventStream, TransportError> {
+    let mut headers = headers.clone();
+    headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+    if let Some(last) = last.and_then(|l| HeaderValue::from_str(l).ok()) {
+        headers.insert(LAST_EVENT_ID, last);
+    }
+    let resp = http.get(sse_url).headers(headers).send().await;
+    let resp = resp.map_err(|e| net_error(shown, &e))?;
+    if !resp.status().is_success() {
+        return Err(http_error(resp, shown).await);
+    }
+    let kind = content_type(&resp);
+    if kind != "text/event-stream" {
+        return Err(TransportError::Protocol(format!(
+            "unexpected content type {kind} from {shown} (expected text/event-stream)"
+        )));
+    }
+    Ok(EventStream::new(resp, parser, shown))
 }

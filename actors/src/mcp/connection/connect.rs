@@ -15,6 +15,7 @@ use revka_mcp::protocol::{
 use revka_mcp::spec::{ServerSpec, TransportSpec};
 use revka_mcp::stdio::{StdioIo, StdioTransport};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -318,36 +319,11 @@ pub(super) async fn list_tools(
     client: &McpClient,
     timeout: Duration,
 ) -> Result<Vec<Value>, String> {
-    let opts = CallOptions {
-        timeout,
-        ..Default::default()
+    let page = |raw: &RawValue| {
+        let page = parse_tools_page(raw).map_err(|e| e.to_string())?;
+        Ok((page.tools, page.next_cursor))
     };
-    let mut tools = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
-        let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
-        let raw = match client.request("tools/list", params, &opts).await {
-            Ok(raw) => raw,
-            Err(CallError::Rpc { error, .. }) if error.code == ErrorObject::METHOD_NOT_FOUND => {
-                return Ok(tools);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let page = parse_tools_page(&raw).map_err(|e| e.to_string())?;
-        tools.extend(page.tools);
-        if tools.len() > MAX_TOOLS {
-            return Err(format!("server lists more than {MAX_TOOLS} tools"));
-        }
-        match page.next_cursor {
-            None => return Ok(tools),
-            Some(next) if !seen.insert(next.clone()) => {
-                return Err(format!("server repeated the tools/list cursor `{next}`"));
-            }
-            Some(next) => cursor = Some(next),
-        }
-    }
-    Err(format!("tools/list did not end within {MAX_PAGES} pages"))
+    every_page(client, "tools/list", timeout, MAX_TOOLS, page).await
 }
 
 /// Reads what the server declares of resources, resource templates and prompts (`part`: only
@@ -392,12 +368,46 @@ async fn list_all(
     field: &str,
     timeout: Duration,
 ) -> Result<Vec<Value>, String> {
+    let mut bytes = 0;
+    let page = |raw: &RawValue| {
+        bytes += raw.get().len();
+        if bytes > MAX_LIST_BYTES {
+            return Err(format!(
+                "{method} is larger than {} MiB",
+                MAX_LIST_BYTES >> 20
+            ));
+        }
+        let mut page: Value =
+            serde_json::from_str(raw.get()).map_err(|e| format!("invalid {method} result: {e}"))?;
+        let entries = match page.get_mut(field).map(Value::take) {
+            Some(Value::Array(items)) => items,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err(format!("{method} result: `{field}` is not an array")),
+        };
+        let next = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok((entries, next))
+    };
+    every_page(client, method, timeout, MAX_ENTRIES, page).await
+}
+
+/// Calls the paginated `method` page after page (`page` reads one: its entries and the next
+/// cursor) until the last, at most [`MAX_PAGES`] pages and `max_entries` entries, refusing a
+/// repeated cursor. A server without the method (`-32601`) lists nothing.
+async fn every_page(
+    client: &McpClient,
+    method: &str,
+    timeout: Duration,
+    max_entries: usize,
+    mut page: impl FnMut(&RawValue) -> Result<(Vec<Value>, Option<String>), String>,
+) -> Result<Vec<Value>, String> {
     let opts = CallOptions {
         timeout,
         ..Default::default()
     };
     let mut entries = Vec::new();
-    let mut bytes = 0;
     let mut cursor: Option<String> = None;
     let mut seen = HashSet::new();
     for _ in 0..MAX_PAGES {
@@ -409,29 +419,17 @@ async fn list_all(
             }
             Err(e) => return Err(e.to_string()),
         };
-        bytes += raw.get().len();
-        if bytes > MAX_LIST_BYTES {
-            return Err(format!(
-                "{method} is larger than {} MiB",
-                MAX_LIST_BYTES >> 20
-            ));
+        let (items, next) = page(&raw)?;
+        entries.extend(items);
+        if entries.len() > max_entries {
+            return Err(format!("{method} lists more than {max_entries} entries"));
         }
-        let mut page: Value =
-            serde_json::from_str(raw.get()).map_err(|e| format!("invalid {method} result: {e}"))?;
-        match page.get_mut(field).map(Value::take) {
-            Some(Value::Array(items)) => entries.extend(items),
-            None | Some(Value::Null) => {}
-            Some(_) => return Err(format!("{method} result: `{field}` is not an array")),
-        }
-        if entries.len() > MAX_ENTRIES {
-            return Err(format!("{method} lists more than {MAX_ENTRIES} entries"));
-        }
-        match page.get("nextCursor").and_then(Value::as_str) {
+        match next {
             None => return Ok(entries),
-            Some(next) if !seen.insert(next.to_owned()) => {
+            Some(next) if !seen.insert(next.clone()) => {
                 return Err(format!("server repeated the {method} cursor `{next}`"));
             }
-            Some(next) => cursor = Some(next.to_owned()),
+            Some(next) => cursor = Some(next),
         }
     }
     Err(format!("{method} did not end within {MAX_PAGES} pages"))
