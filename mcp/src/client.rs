@@ -167,6 +167,11 @@ pub trait Peer: Send + Sync + 'static {
     /// A log message of the server was dropped by the flood limit ([`LOG_PER_SEC`]). For
     /// metrics; the default does nothing.
     fn log_dropped(&self, _server: &str) {}
+    /// What the connection may offer the server in `initialize`: only what this peer (or the
+    /// calls' relays) can answer. The default offers nothing.
+    fn offers(&self) -> crate::protocol::Offers {
+        crate::protocol::Offers::NONE
+    }
 }
 
 /// How a server request ended ([`Peer::answered`]).

@@ -69,16 +69,38 @@ pub fn declares_federation(capabilities: &Value) -> bool {
         .is_some_and(|v| (1..=FEDERATION_VERSION).contains(&v))
 }
 
-/// The `initialize` params Revka sends: `sampling` and `elicitation` (relayed to the client of
-/// the session whose call a request serves), `roots` when it has roots to tell (configured, or
-/// a session's working directory), and the federation extension ([`FEDERATION_VERSION`]).
-pub fn initialize_params(roots: bool) -> Value {
-    let mut capabilities = json!({
-        "sampling": {},
-        "elicitation": {},
-        "experimental": federation_capability(),
-    });
-    if roots {
+/// What Revka offers a server in its `initialize` capabilities: the requests it can have
+/// answered ([`crate::client::Peer::offers`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// `roots`: it answers `roots/list` (configured roots, a session's working directory).
+    pub roots: bool,
+    /// `sampling`: it relays `sampling/createMessage` to a client that can answer it.
+    pub sampling: bool,
+    /// `elicitation`: it relays `elicitation/create` to a client (or a person) that can answer.
+    pub elicitation: bool,
+}
+
+impl Offers {
+    /// Nothing beyond the base protocol.
+    pub const NONE: Offers = Offers {
+        roots: false,
+        sampling: false,
+        elicitation: false,
+    };
+}
+
+/// The `initialize` params Revka sends: the capabilities it `offers`, and the federation
+/// extension ([`FEDERATION_VERSION`]).
+pub fn initialize_params(offers: Offers) -> Value {
+    let mut capabilities = json!({ "experimental": federation_capability() });
+    if offers.sampling {
+        capabilities["sampling"] = json!({});
+    }
+    if offers.elicitation {
+        capabilities["elicitation"] = json!({});
+    }
+    if offers.roots {
         capabilities["roots"] = json!({ "listChanged": false });
     }
     json!({
@@ -296,7 +318,10 @@ mod tests {
 
     #[test]
     fn initialize_declares_federation_and_only_known_versions_count() {
-        let params = initialize_params(true);
+        let params = initialize_params(Offers {
+            roots: true,
+            ..Offers::NONE
+        });
         assert!(declares_federation(&params["capabilities"]));
         assert_eq!(params["capabilities"]["roots"]["listChanged"], false);
         for other in [

@@ -25,7 +25,7 @@ use revka_actors::mcp::hub::McpHub;
 use revka_actors::session::Sessions;
 use revka_mcp::client::{Outcome, Peer, PeerAnswer};
 use revka_mcp::jsonrpc::ErrorObject;
-use revka_mcp::protocol::LogLevel;
+use revka_mcp::protocol::{LogLevel, Offers};
 use serde_json::value::RawValue;
 
 use super::relay::{Note, roots_result};
@@ -111,5 +111,14 @@ impl Peer for UpstreamPeer {
 
     fn log_dropped(&self, server: &str) {
         self.telemetry.record_server_log(server, false);
+    }
+
+    /// Calls' relays answer roots and relay sampling and elicitation to clients that can.
+    fn offers(&self) -> Offers {
+        Offers {
+            roots: true,
+            sampling: true,
+            elicitation: true,
+        }
     }
 }

@@ -23,7 +23,7 @@ use super::discovery::parse_document;
 use super::*;
 use crate::client::{CallError, CallOptions, ClientEvent, McpClient, Transport};
 use crate::protocol::{
-    ProgressUpdate, initialize_params, parse_initialize_result, parse_tools_page,
+    Offers, ProgressUpdate, initialize_params, parse_initialize_result, parse_tools_page,
 };
 
 // ==== Harness ====
@@ -82,7 +82,7 @@ fn conn(
 async fn handshake(c: &Conn) -> String {
     let raw = c
         .client
-        .request("initialize", Some(initialize_params(false)), &opts())
+        .request("initialize", Some(initialize_params(Offers::NONE)), &opts())
         .await
         .unwrap();
     let hello = parse_initialize_result(&raw).unwrap();
@@ -619,7 +619,7 @@ async fn a_notification_is_delivered_before_later_messages() {
     .await;
     let (c, _t) = streamable(&url);
     c.client
-        .request("initialize", Some(initialize_params(false)), &opts())
+        .request("initialize", Some(initialize_params(Offers::NONE)), &opts())
         .await
         .unwrap();
     c.client.notify("notifications/initialized", None).unwrap();
@@ -779,7 +779,7 @@ async fn errors_name_the_endpoint_as_shown_never_its_secrets() {
         let (c, _t) = streamable(&url);
         let err = transport_error(
             c.client
-                .request("initialize", Some(initialize_params(false)), &opts())
+                .request("initialize", Some(initialize_params(Offers::NONE)), &opts())
                 .await,
         );
         let text = err.to_string();
@@ -817,7 +817,7 @@ async fn connection_refused_is_precise() {
     let (c, _t) = streamable(&url);
     let err = transport_error(
         c.client
-            .request("initialize", Some(initialize_params(false)), &opts())
+            .request("initialize", Some(initialize_params(Offers::NONE)), &opts())
             .await,
     );
     assert_eq!(err.to_string(), format!("connection refused to {url}"));
@@ -1014,7 +1014,7 @@ async fn streamable_falls_back_to_legacy_sse_on_an_sse_only_server() {
     let (c, _t) = streamable(&url);
     let err = transport_error(
         c.client
-            .request("initialize", Some(initialize_params(false)), &opts())
+            .request("initialize", Some(initialize_params(Offers::NONE)), &opts())
             .await,
     );
     assert!(is_not_streamable(&err), "{err:?}");

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::FutureExt;
 use revka_mcp::client::{Peer, PeerAnswer};
 use revka_mcp::jsonrpc::ErrorObject;
-use revka_mcp::protocol::{Root, to_raw};
+use revka_mcp::protocol::{Offers, Root, to_raw};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -80,6 +80,14 @@ impl Peer for TerminalPeer {
             )))
             .boxed(),
             other => futures::future::ready(Err(ErrorObject::method_not_found(other))).boxed(),
+        }
+    }
+
+    /// Elicitation is asked of the person at the terminal; there is no model to sample with.
+    fn offers(&self) -> Offers {
+        Offers {
+            elicitation: true,
+            ..Offers::NONE
         }
     }
 

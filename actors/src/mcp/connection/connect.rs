@@ -10,7 +10,7 @@ use revka_mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient,
 use revka_mcp::http::is_not_streamable;
 use revka_mcp::jsonrpc::ErrorObject;
 use revka_mcp::protocol::{
-    ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
+    Offers, ServerHello, initialize_params, parse_initialize_result, parse_tools_page,
 };
 use revka_mcp::spec::{ServerSpec, TransportSpec};
 use revka_mcp::stdio::{StdioIo, StdioTransport};
@@ -171,16 +171,15 @@ pub(super) async fn attempt(
     deadline: Instant,
     peer: Option<Arc<dyn Peer>>,
 ) -> Result<Connected, (McpError, bool)> {
+    // Offer only what can be answered: the peer's (and its calls' relays') abilities, and
+    // roots when the server has configured ones.
+    let mut offers = peer.as_ref().map_or(Offers::NONE, |p| p.offers());
+    offers.roots |= !spec.roots.is_empty();
     if let Some(peer) = peer {
         opened.client.set_peer(peer);
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let handshake = handshake(
-        &opened.client,
-        opened.transport.as_ref(),
-        remaining,
-        !spec.roots.is_empty(),
-    );
+    let handshake = handshake(&opened.client, opened.transport.as_ref(), remaining, offers);
     let result = match tokio::time::timeout(remaining, handshake).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeError::Other(format!(
@@ -292,14 +291,14 @@ pub(super) async fn handshake(
     client: &McpClient,
     transport: &dyn Transport,
     timeout: Duration,
-    roots: bool,
+    offers: Offers,
 ) -> Result<(ServerHello, Vec<Value>), HandshakeError> {
     let opts = CallOptions {
         timeout,
         ..Default::default()
     };
     let raw = client
-        .request("initialize", Some(initialize_params(roots)), &opts)
+        .request("initialize", Some(initialize_params(offers)), &opts)
         .await?;
     let hello = parse_initialize_result(&raw).map_err(|e| HandshakeError::Other(e.to_string()))?;
     transport.negotiated(&hello.protocol_version);
