@@ -88,7 +88,8 @@ impl Server {
             }
             "resources/subscribe" | "resources/unsubscribe" => {
                 let kind = method.trim_start_matches("resources/");
-                self.subscriptions.push((kind.to_owned(), arg("uri").to_owned()));
+                self.subscriptions
+                    .push((kind.to_owned(), arg("uri").to_owned()));
                 Ok(json!({}))
             }
             "prompts/list" => Ok(json!({
