@@ -3,7 +3,10 @@
 //! (official Python SDK) behind Revka. Lists, reads (by URI, by the shared-URI form
 //! `revka://<server>/<uri>`, by template), prompts with arguments, completion by prompt and by
 //! template, subscriptions delivered to exactly the sessions that follow a URI, a 4 MiB+
-//! resource, and fail-fast while a server restarts.
+//! resource, and fail-fast while a server restarts. `live`: the same against the Rust fixture
+//! `surface_server`, while its lists and processes change.
+
+mod live;
 
 use std::time::{Duration, Instant};
 

@@ -19,7 +19,8 @@
 //! the prompt's exposed name (`fs__*` allows the prompts of `fs` as it allows its tools), and
 //! the resources and templates of a server when one of its patterns could match a tool of that
 //! server ([`scope_names_server`]: `fs__*`, `fs__read_file`, `*`). What a session cannot see is
-//! unknown to it on every method: `-32602` for a prompt, `-32002` for a resource.
+//! unknown to it on every method: `-32602` for a prompt, `-32002` for a resource; a bare prompt
+//! name resolves among the prompts it sees.
 
 use std::sync::Arc;
 
@@ -259,10 +260,9 @@ async fn get_prompt(hub: &McpHub, session: &Session, params: &Value) -> Result<V
             "prompts/get arguments must be an object",
         ));
     }
-    let route = hub.route_prompt(name).map_err(to_error)?;
-    if !session.in_scope(&route.name) {
-        return Err(to_error(SurfaceError::UnknownPrompt(name.to_owned())));
-    }
+    let route = hub
+        .route_visible_prompt(name, |n| session.in_scope(n))
+        .map_err(to_error)?;
     let mut forwarded = params.clone();
     forwarded["name"] = Value::String(route.prompt.clone());
     let raw = McpHub::request(&route.server, "prompts/get", forwarded)
@@ -288,10 +288,9 @@ async fn complete(hub: &McpHub, session: &Session, params: &Value) -> Result<Val
         Some("ref/prompt") => {
             let name = required(reference, METHOD, "name")
                 .map_err(|_| ErrorObject::invalid_params("ref/prompt needs a name (a string)"))?;
-            let route = hub.route_prompt(name).map_err(to_error)?;
-            if !session.in_scope(&route.name) {
-                return Err(to_error(SurfaceError::UnknownPrompt(name.to_owned())));
-            }
+            let route = hub
+                .route_visible_prompt(name, |n| session.in_scope(n))
+                .map_err(to_error)?;
             forwarded["ref"]["name"] = Value::String(route.prompt.clone());
             route.server.clone()
         }

@@ -90,11 +90,25 @@ impl UriRoute {
 impl McpHub {
     /// Resolves a prompt name: the exact exposed name, or a bare name one server has.
     pub fn route_prompt(&self, name: &str) -> Result<Arc<PromptRoute>, SurfaceError> {
+        self.route_visible_prompt(name, |_| true)
+    }
+
+    /// [`Self::route_prompt`] among the prompts whose exposed names `visible` lets through (a
+    /// session's scope): a hidden prompt is unknown, and a bare name resolves, or is
+    /// ambiguous, among the visible ones only, so no answer names a hidden prompt.
+    pub fn route_visible_prompt(
+        &self,
+        name: &str,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Arc<PromptRoute>, SurfaceError> {
         let table = self.surface();
-        if let Some(route) = table.prompts.get(name) {
+        if let Some(route) = table.prompts.get(name)
+            && visible(name)
+        {
             return Ok(route.clone());
         }
-        match naming::resolve_bare(name, table.prompts.keys().map(String::as_str)) {
+        let names = table.prompts.keys().map(String::as_str);
+        match naming::resolve_bare(name, names.filter(|n| visible(n))) {
             naming::Resolution::Exact(n) | naming::Resolution::Unique(n) => {
                 Ok(table.prompts[&n].clone())
             }

@@ -8,6 +8,14 @@
 //! when the first session subscribes to a URI and `resources/unsubscribe` when the last one
 //! leaves, by request or because its session ended; a server that reconnects is sent
 //! `resources/subscribe` again for every URI still followed ([`McpHub::resubscribe`]).
+//!
+//! Invariant: a session is recorded as following a resource only while the server holds (or
+//! is being sent) the subscription. Changes of one resource's followers that send the server a
+//! request take turns ([`Subscriptions::turn`]): a session that subscribes while another
+//! one's `resources/subscribe` is in flight waits for its outcome, and sends its own if that
+//! failed, instead of being recorded on a subscription the server never took. The first
+//! follower is recorded before the request goes out, so an update the server sends before it
+//! answers still reaches it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -16,6 +24,7 @@ use revka_mcp::client::CallOptions;
 use revka_mcp::client::McpClient;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::routing::SurfaceError;
 use super::{McpHub, ServerEntry};
@@ -39,18 +48,67 @@ pub(super) struct Subscriptions {
     table: Mutex<HashMap<Key, BTreeMap<Arc<str>, Follower>>>,
     /// Sessions whose end is watched (to drop their subscriptions).
     watched: Mutex<HashSet<Arc<str>>>,
+    /// The turn of each resource whose followers are being changed ([`Self::turn`]); an
+    /// entry lives while someone holds or waits for it.
+    turns: Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>,
 }
 
 impl Subscriptions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, BTreeMap<Arc<str>, Follower>>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Waits for the turn to change `key`'s followers: held across the `resources/subscribe`
+    /// or `resources/unsubscribe` such a change sends, so that the server is told in the
+    /// order the table changed and the table never records followers on a subscription the
+    /// server refused (module docs).
+    async fn turn(&self, key: &Key) -> Turn<'_> {
+        let lock = self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let guard = lock.clone().lock_owned().await;
+        Turn {
+            subscriptions: self,
+            key: key.clone(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+/// A resource's turn ([`Subscriptions::turn`]); dropping it passes the turn on, and forgets the
+/// resource's entry when nobody waits for it.
+struct Turn<'a> {
+    subscriptions: &'a Subscriptions,
+    key: Key,
+    lock: Arc<AsyncMutex<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut turns = self
+            .subscriptions
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's and ours: nobody else holds or waits (a waiter clones under this lock).
+        if Arc::strong_count(&self.lock) == 2 {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 impl McpHub {
     /// Subscribes `session` to the resource it sees as `shown`: the server is sent
     /// `resources/subscribe` if no session followed it yet (and the subscription is not kept
-    /// when that fails).
+    /// when that fails). While another session's `resources/subscribe` of the same resource is
+    /// in flight, waits for its outcome.
     pub async fn subscribe_resource(
         self: &Arc<Self>,
         session: &Arc<Session>,
@@ -59,6 +117,7 @@ impl McpHub {
         let route = self.route_uri(shown)?;
         let key = (route.server.spec().name.clone(), route.original.clone());
         let id = session.id_arc();
+        let _turn = self.subscriptions.turn(&key).await;
         let first = {
             let mut table = self.subscriptions.lock();
             let followers = table.entry(key.clone()).or_default();
@@ -93,6 +152,7 @@ impl McpHub {
     ) -> Result<(), SurfaceError> {
         let route = self.route_uri(shown)?;
         let key = (route.server.spec().name.clone(), route.original.clone());
+        let _turn = self.subscriptions.turn(&key).await;
         if self.forget(&key, session.id()) {
             let params = json!({ "uri": route.original });
             Self::request(&route.server, "resources/unsubscribe", params).await?;
@@ -147,20 +207,20 @@ impl McpHub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
-        let left: Vec<Key> = {
-            let mut table = self.subscriptions.lock();
-            let mut left = Vec::new();
-            table.retain(|key, followers| {
-                if followers.remove(id).is_some() && followers.is_empty() {
-                    left.push(key.clone());
-                    return false;
-                }
-                true
-            });
-            left
-        };
-        for (server, uri) in left {
-            let Some(entry) = self.server(&server) else {
+        let followed: Vec<Key> = self
+            .subscriptions
+            .lock()
+            .iter()
+            .filter(|(_, followers)| followers.contains_key(id))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in followed {
+            let _turn = self.subscriptions.turn(&key).await;
+            if !self.forget(&key, id) {
+                continue;
+            }
+            let (server, uri) = &key;
+            let Some(entry) = self.server(server) else {
                 continue;
             };
             // Only a connected server is told: one that reconnects is not re-subscribed.
@@ -195,6 +255,13 @@ impl McpHub {
         let server = entry.spec().name.clone();
         let opts = call_options(entry);
         for uri in self.subscribed_uris(&server) {
+            let key = (server.clone(), uri);
+            let _turn = self.subscriptions.turn(&key).await;
+            // The last follower may have left meanwhile (and the server was told).
+            if !self.subscriptions.lock().contains_key(&key) {
+                continue;
+            }
+            let uri = key.1.as_str();
             match client
                 .request("resources/subscribe", Some(json!({ "uri": uri })), &opts)
                 .await
@@ -252,3 +319,6 @@ fn call_options(entry: &ServerEntry) -> CallOptions {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

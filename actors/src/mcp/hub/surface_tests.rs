@@ -85,6 +85,18 @@ fn prompts_are_named_and_resolved_like_tools() {
         Err(SurfaceError::UnknownPrompt(name)) if name == "nope"
     ));
 
+    // Among the prompts a scope shows: a bare name resolves among them, a hidden one is
+    // unknown.
+    let only_a = |n: &str| n.starts_with("a__");
+    assert_eq!(
+        hub.route_visible_prompt("greet", only_a).unwrap().name,
+        "a__greet"
+    );
+    assert!(matches!(
+        hub.route_visible_prompt("b__greet", only_a),
+        Err(SurfaceError::UnknownPrompt(name)) if name == "b__greet"
+    ));
+
     // `c.d` and `c_d` both sanitise to `c_d__p`: the first in (server, prompt) order stays.
     server(&hub, &root, "c.d", catalog(&["p"]));
     server(&hub, &root, "c_d", catalog(&["p"]));
