@@ -192,10 +192,11 @@ fn route_uri(
     uri: &str,
     template: bool,
 ) -> Result<UriRoute, ErrorObject> {
+    let visible = |server: &ServerEntry| sees_server(session, server);
     let route = if template {
-        hub.route_template(uri)
+        hub.route_template_among(uri, &visible)
     } else {
-        hub.route_uri(uri)
+        hub.route_uri_among(uri, &visible)
     }
     .map_err(to_error)?;
     if !sees_server(session, &route.server) {

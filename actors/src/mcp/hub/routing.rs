@@ -122,6 +122,17 @@ impl McpHub {
 
     /// Where a resource URI goes (the module docs list the rules, in order).
     pub fn route_uri(&self, requested: &str) -> Result<UriRoute, SurfaceError> {
+        self.route_uri_among(requested, &|_| true)
+    }
+
+    /// [`McpHub::route_uri`] for a session that sees only the servers `visible` admits: the
+    /// templates and the "only server with resources" rule count only those, so a hidden
+    /// server is never named nor chosen.
+    pub fn route_uri_among(
+        &self,
+        requested: &str,
+        visible: &dyn Fn(&ServerEntry) -> bool,
+    ) -> Result<UriRoute, SurfaceError> {
         let table = self.surface();
         if let Some(route) = table.resource(requested) {
             return Ok(UriRoute {
@@ -133,13 +144,23 @@ impl McpHub {
         if let Some(route) = self.explicit_route(requested) {
             return Ok(route);
         }
-        self.route_by_templates(&table, requested)
+        self.route_by_templates(&table, requested, visible)
     }
 
     /// Where a completion's `ref/resource` goes: a template (or URI) as a list shows it, its
     /// explicit form, or the templates that match it. `original` is the template in the
     /// server's terms.
     pub fn route_template(&self, requested: &str) -> Result<UriRoute, SurfaceError> {
+        self.route_template_among(requested, &|_| true)
+    }
+
+    /// [`McpHub::route_template`] among the servers `visible` admits (see
+    /// [`McpHub::route_uri_among`]).
+    pub fn route_template_among(
+        &self,
+        requested: &str,
+        visible: &dyn Fn(&ServerEntry) -> bool,
+    ) -> Result<UriRoute, SurfaceError> {
         let table = self.surface();
         if let Some(route) = table.template(requested) {
             return Ok(UriRoute {
@@ -148,7 +169,7 @@ impl McpHub {
                 explicit: route.exposed != route.original,
             });
         }
-        self.route_uri(requested)
+        self.route_uri_among(requested, visible)
     }
 
     /// `revka://<server>/<uri>` of a registered server.
@@ -167,10 +188,12 @@ impl McpHub {
         &self,
         table: &SurfaceTable,
         requested: &str,
+        visible: &dyn Fn(&ServerEntry) -> bool,
     ) -> Result<UriRoute, SurfaceError> {
         let mut matching: Vec<Arc<ServerEntry>> = Vec::new();
         for template in &table.templates {
-            if uri::template_matches(&template.original, requested)
+            if visible(&template.server)
+                && uri::template_matches(&template.original, requested)
                 && !matching.iter().any(|s| Arc::ptr_eq(s, &template.server))
             {
                 matching.push(template.server.clone());
@@ -195,7 +218,7 @@ impl McpHub {
         let mut with_resources = self
             .servers()
             .into_iter()
-            .filter(|s| s.declares("resources"));
+            .filter(|s| s.declares("resources") && visible(s));
         match (with_resources.next(), with_resources.next()) {
             (Some(server), None) => Ok(UriRoute {
                 server,

@@ -183,6 +183,15 @@ fn shared_uris_take_the_explicit_form_and_route_back() {
         hub.route_uri("x://7"),
         Err(SurfaceError::AmbiguousResource { servers, .. }) if servers == ["one", "two"]
     ));
+    // A session that sees only `one` is routed among `one`'s templates, and never told of
+    // `two`; one that sees neither finds nothing.
+    let only_one = |s: &ServerEntry| s.spec().name == "one";
+    let r = hub.route_uri_among("x://7", &only_one).unwrap();
+    assert_eq!(r.server.spec().name, "one");
+    assert!(matches!(
+        hub.route_uri_among("x://7", &|_| false),
+        Err(SurfaceError::ResourceNotFound(_))
+    ));
     let err = hub.route_uri("file:///shared").unwrap_err();
     assert!(matches!(&err, SurfaceError::ResourceNotFound(u) if u == "file:///shared"));
     assert_eq!(err.to_string(), "Resource not found: file:///shared");
