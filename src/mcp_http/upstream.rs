@@ -5,7 +5,7 @@
 //! - `notifications/message`: to every session whose client set a log level at or below the
 //!   message's (`logging/setLevel`; a session that never set one gets only the messages of its
 //!   own calls, see `relay`), on its `GET /mcp` stream or, for a two-header session, its events
-//!   stream ([`Session::deliver`]). A server may send [`LOG_BURST`] messages at once and
+//!   stream ([`Session::deliver`](revka_actors::session::Session::deliver)). A server may send [`LOG_BURST`] messages at once and
 //!   [`LOG_PER_SEC`] a second after that, whether they relate to a call or not: the client core
 //!   drops the rest before they are routed, and they are counted here per server.
 //! - `sampling/createMessage` and `elicitation/create` with no related call are refused with an
