@@ -125,23 +125,27 @@ impl McpHub {
         self.route_uri_among(requested, &|_| true)
     }
 
-    /// [`McpHub::route_uri`] for a session that sees only the servers `visible` admits: the
-    /// templates and the "only server with resources" rule count only those, so a hidden
-    /// server is never named nor chosen.
+    /// [`McpHub::route_uri`] for a session that sees only the servers `visible` admits: every
+    /// rule counts only those (a hidden server's URI is routed as if it were listed nowhere),
+    /// so a hidden server is never named nor chosen, and what it serves is, to the session,
+    /// exactly as unknown as a URI nobody serves.
     pub fn route_uri_among(
         &self,
         requested: &str,
         visible: &dyn Fn(&ServerEntry) -> bool,
     ) -> Result<UriRoute, SurfaceError> {
         let table = self.surface();
-        if let Some(route) = table.resource(requested) {
+        if let Some(route) = table.resource(requested).filter(|r| visible(&r.server)) {
             return Ok(UriRoute {
                 server: route.server.clone(),
                 original: route.original.clone(),
                 explicit: route.exposed != route.original,
             });
         }
-        if let Some(route) = self.explicit_route(requested) {
+        if let Some(route) = self
+            .explicit_route(requested)
+            .filter(|r| visible(&r.server))
+        {
             return Ok(route);
         }
         self.route_by_templates(&table, requested, visible)
@@ -162,7 +166,7 @@ impl McpHub {
         visible: &dyn Fn(&ServerEntry) -> bool,
     ) -> Result<UriRoute, SurfaceError> {
         let table = self.surface();
-        if let Some(route) = table.template(requested) {
+        if let Some(route) = table.template(requested).filter(|r| visible(&r.server)) {
             return Ok(UriRoute {
                 server: route.server.clone(),
                 original: route.original.clone(),
@@ -218,9 +222,11 @@ impl McpHub {
         let mut with_resources = self
             .servers()
             .into_iter()
-            .filter(|s| s.declares("resources") && visible(s));
+            .filter(|s| s.declares("resources"));
+        // Only when it is the only server of all, and one the session sees: a session that
+        // sees one of several is not sent there for URIs nobody lists.
         match (with_resources.next(), with_resources.next()) {
-            (Some(server), None) => Ok(UriRoute {
+            (Some(server), None) if visible(&server) => Ok(UriRoute {
                 server,
                 original: requested.to_owned(),
                 explicit: false,
