@@ -996,6 +996,16 @@ impl McpClient {
         self.inbound.tools_changed_handled();
     }
 
+    /// [`McpClient::tools_changed_handled`], for the resource list.
+    pub fn resources_changed_handled(&self) {
+        self.inbound.resources_changed_handled();
+    }
+
+    /// [`McpClient::tools_changed_handled`], for the prompt list.
+    pub fn prompts_changed_handled(&self) {
+        self.inbound.prompts_changed_handled();
+    }
+
     /// Ends the connection: pending calls fail with `reason` and the transport shuts down.
     pub fn close(&self, reason: &str) {
         self.inbound.close(reason);

@@ -35,8 +35,7 @@ use tokio::task::JoinHandle;
 use connect::Connected;
 pub use connect::{ProbeReport, probe};
 use liveness::{ProbeStatus, Unresponsive};
-use revka_mcp::client::{ClientEvent, Inbound, McpClient};
-use revka_mcp::protocol::ServerHello;
+use revka_mcp::client::{ClientEvent, McpClient};
 use revka_mcp::spec::ServerSpec;
 
 use super::hub::{CatalogPart, McpHub, ServerEntry};
@@ -119,8 +118,6 @@ pub struct McpConnectionState {
     args: McpConnectionArguments,
     entry: Arc<ServerEntry>,
     client: Option<Arc<McpClient>>,
-    /// The client's receiving half, to re-arm list_changed coalescing; with the server's hello.
-    inbound: Option<(Inbound, ServerHello)>,
     process: Option<ActorRef<ProcessMessage>>,
     exit: Option<watch::Receiver<Option<ExitInfo>>>,
     forwarder: Option<JoinHandle<()>>,
@@ -167,7 +164,6 @@ impl Actor for McpConnectionActor {
             args,
             entry,
             client: None,
-            inbound: None,
             process: None,
             exit: None,
             forwarder: None,
@@ -195,7 +191,6 @@ impl Actor for McpConnectionActor {
             "MCP server connected"
         );
         args.hub.set_catalog(&state.entry, connected.catalog, None);
-        state.inbound = Some((connected.inbound, connected.hello.clone()));
         args.hub.connected(
             &state.entry,
             client.clone(),
@@ -295,19 +290,19 @@ impl Actor for McpConnectionActor {
                 Ok(())
             }
             ClientEvent::ResourcesChanged | ClientEvent::PromptsChanged => {
-                let (Some(client), Some((inbound, hello))) = (&state.client, &state.inbound) else {
+                let (Some(client), Some(hello)) = (&state.client, state.entry.hello()) else {
                     return Ok(());
                 };
                 let part = if event == ClientEvent::ResourcesChanged {
-                    inbound.resources_changed_handled();
+                    client.resources_changed_handled();
                     CatalogPart::Resources
                 } else {
-                    inbound.prompts_changed_handled();
+                    client.prompts_changed_handled();
                     CatalogPart::Prompts
                 };
                 let timeout = state.args.spec.handshake_timeout;
                 let (catalog, complete) =
-                    connect::read_catalog(client, hello, Some(part), timeout).await;
+                    connect::read_catalog(client, &hello, Some(part), timeout).await;
                 if !complete {
                     tracing::warn!(server = %state.args.spec.name, path = %state.args.node.path(), ?part, "re-reading the list failed; keeping the old one");
                     return Ok(());

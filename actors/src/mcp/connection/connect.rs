@@ -43,8 +43,6 @@ pub(super) struct Connected {
     /// Its resources, templates and prompts (empty parts it does not declare or failed to
     /// list).
     pub(super) catalog: Catalog,
-    /// The client's receiving half, to re-arm list_changed coalescing.
-    pub(super) inbound: Inbound,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
     pub(super) process: Option<ActorRef<ProcessMessage>>,
     pub(super) exit: Option<watch::Receiver<Option<ExitInfo>>>,
@@ -53,7 +51,6 @@ pub(super) struct Connected {
 /// An open transport, before the handshake.
 pub(super) struct Opened {
     pub(super) client: Arc<McpClient>,
-    pub(super) inbound: Inbound,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) events: mpsc::UnboundedReceiver<ClientEvent>,
     pub(super) process: Option<ActorRef<ProcessMessage>>,
@@ -126,8 +123,7 @@ async fn connect_with(
             let transport: Arc<dyn Transport> =
                 StdioTransport::start(stdio_io(io), inbound.clone());
             let opened = Opened {
-                client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
-                inbound,
+                client: Arc::new(McpClient::new(inbound, transport.clone())),
                 transport,
                 events,
                 process: Some(process),
@@ -198,7 +194,6 @@ pub(super) async fn attempt(
                 hello,
                 tools,
                 catalog,
-                inbound: opened.inbound,
                 events: opened.events,
                 process: opened.process,
                 exit: opened.exit,

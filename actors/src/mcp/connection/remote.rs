@@ -106,8 +106,7 @@ fn streamable(
     let transport: Arc<dyn Transport> =
         StreamableHttp::new(endpoint, http.clone(), inbound.clone());
     Opened {
-        client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
-        inbound,
+        client: Arc::new(McpClient::new(inbound, transport.clone())),
         transport,
         events,
         process: None,
@@ -127,8 +126,7 @@ async fn sse(
     let transport: Arc<dyn Transport> =
         http::connect_legacy_sse(endpoint, http.clone(), inbound.clone(), remaining).await?;
     Ok(Opened {
-        client: Arc::new(McpClient::new(inbound.clone(), transport.clone())),
-        inbound,
+        client: Arc::new(McpClient::new(inbound, transport.clone())),
         transport,
         events,
         process: None,
