@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::{
-    Gateway, Served, Session, TestDaemon, TestHome, eventually_async, next_id, npm_bin, test_cache,
-    venv_bin,
+    Gateway, Served, Session, TestDaemon, TestHome, eventually_async, metric_value, next_id,
+    npm_bin, test_cache, venv_bin,
 };
 use crate::mcp_standard::StdSession;
 
@@ -176,22 +176,7 @@ async fn end(session: &StdSession) {
 
 /// The gateway's `/metrics`, value of the sample `name` with `labels` (0 when absent).
 async fn metric(served: &Served, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (gateway, token) = served.gateway();
-    let text = served
-        .http
-        .get(format!("{gateway}/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let samples = revka_actors::metrics::parse_exposition(&text).unwrap();
-    samples
-        .iter()
-        .find(|s| s.name == name && labels.iter().all(|&(l, v)| s.label(l) == Some(v)))
-        .map_or(0.0, |s| s.value)
+    metric_value(&served.metrics().await, name, labels).unwrap_or(0.0)
 }
 
 // ==== server-everything and the official Python SDK client ====

@@ -834,20 +834,7 @@ async fn a_client_that_hangs_up_right_after_the_result_is_not_an_error() {
         "the server was not restarted"
     );
     // Every hung-up call counts as ok, none as cancelled.
-    let (gateway, token) = s.gateway();
-    let scrape = || async {
-        let text = s
-            .http
-            .get(format!("{gateway}/metrics"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        revka_actors::metrics::parse_exposition(&text).unwrap()
-    };
+    let scrape = || s.metrics();
     let count = |samples: &[revka_actors::metrics::Sample], tool: &str, outcome: &str| {
         samples
             .iter()

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use revka_actors::metrics::{Sample, lint_exposition};
 use serde_json::json;
 
-use crate::harness::{DEADLINE, Served, try_within_async};
+use crate::harness::{DEADLINE, Served, metric_value, try_within_async};
 
 /// A session manager that cannot start (no such program), and a breaker that opens on the
 /// first failure: the cheapest way to a breaker with an open state and rejections.
@@ -72,26 +72,6 @@ fn promtool_check(promtool: &str, text: &str) -> (Option<i32>, String) {
     (out.status.code(), said)
 }
 
-async fn scrape(s: &Served) -> String {
-    let (gateway, token) = s.gateway();
-    let resp = s
-        .http
-        .get(format!("{gateway}/metrics"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.text().await.unwrap()
-}
-
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| s.name == name && labels.iter().all(|&(l, v)| s.label(l) == Some(v)))
-        .map(|s| s.value)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() {
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -130,9 +110,10 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
     let restarted = [("path", "root/mcp_servers/mcp:fault")];
     let mut text = String::new();
     let restart_shown = try_within_async(DEADLINE, async || {
-        text = scrape(&s).await;
+        text = s.metrics_text().await;
         let samples = lint_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        (value(&samples, "revka_actor_restarts_total", &restarted) == Some(1.0)).then_some(samples)
+        (metric_value(&samples, "revka_actor_restarts_total", &restarted) == Some(1.0))
+            .then_some(samples)
     })
     .await;
     let samples = restart_shown.unwrap_or_else(|| panic!("the restart never showed:\n{text}"));
@@ -160,7 +141,7 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
 
     // What was exercised is there, honestly typed.
     let breaker = |state: &str| {
-        value(
+        metric_value(
             &samples,
             "revka_breaker_state",
             &[("breaker", "session_manager"), ("state", state)],
@@ -172,13 +153,16 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
         "{text}"
     );
     assert_eq!(
-        value(&samples, "revka_breaker_rejections_total", &[]),
+        metric_value(&samples, "revka_breaker_rejections_total", &[]),
         Some(1.0),
         "{text}"
     );
-    assert_eq!(value(&samples, "revka_breaker_opens_total", &[]), Some(1.0));
     assert_eq!(
-        value(
+        metric_value(&samples, "revka_breaker_opens_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
             &samples,
             "revka_tool_calls_total",
             &[("tool", "fault__typed"), ("outcome", "error")]
@@ -186,9 +170,13 @@ async fn promtool_accepts_the_live_metrics_and_no_session_id_or_label_appears() 
         Some(1.0)
     );
     // Three labelled sessions, and the one `Served::start` used to wait for the server.
-    assert_eq!(value(&samples, "revka_sessions", &[]), Some(4.0), "{text}");
     assert_eq!(
-        value(
+        metric_value(&samples, "revka_sessions", &[]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
             &samples,
             "revka_session_actors",
             &[("kind", "session"), ("state", "running")]
@@ -236,7 +224,8 @@ fn process_families_describe_the_daemon(
     spawned_after: f64,
     text: &str,
 ) {
-    let get = |name: &str| value(samples, name, &[]).unwrap_or_else(|| panic!("{name}:\n{text}"));
+    let get =
+        |name: &str| metric_value(samples, name, &[]).unwrap_or_else(|| panic!("{name}:\n{text}"));
     let start = get("process_start_time_seconds");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -133,6 +133,25 @@ args = ["--record", "{record}", "--instructions", "Fault tools for tests."{args}
         (gateway.url, gateway.token)
     }
 
+    /// The gateway's `/metrics` exposition text (owner token); panics unless it answers 200.
+    pub async fn metrics_text(&self) -> String {
+        let (gateway, token) = self.gateway();
+        let resp = self
+            .http
+            .get(format!("{gateway}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
+
+    /// The gateway's `/metrics`, parsed.
+    pub async fn metrics(&self) -> Vec<revka_actors::metrics::Sample> {
+        revka_actors::metrics::parse_exposition(&self.metrics_text().await).unwrap()
+    }
+
     /// `GET path` on the daemon's gateway with the owner token, as JSON.
     pub async fn api(&self, path: &str) -> Value {
         let (gateway, token) = self.gateway();
@@ -311,4 +330,16 @@ impl EventStream {
             self.parser.push(&chunk);
         }
     }
+}
+
+/// The value of the sample `name` with `labels` among `samples`, if there is one.
+pub fn metric_value(
+    samples: &[revka_actors::metrics::Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|&(l, v)| s.label(l) == Some(v)))
+        .map(|s| s.value)
 }
