@@ -240,11 +240,12 @@ async fn subscribe(
         "resources/unsubscribe"
     };
     let uri = required(params, method, "uri")?;
-    route_uri(hub, session, uri, false)?;
+    // Routed once, as this session sees the servers, and followed by that route.
+    let route = route_uri(hub, session, uri, false)?;
     let done = if on {
-        hub.subscribe_resource(session, uri).await
+        hub.subscribe_resource(session, uri, &route).await
     } else {
-        hub.unsubscribe_resource(session, uri).await
+        hub.unsubscribe_resource(session, &route).await
     };
     done.map_err(to_error)?;
     Ok(json!({}))
@@ -329,6 +330,9 @@ fn to_error(e: SurfaceError) -> ErrorObject {
         SurfaceError::Call(CallError::Rpc { error, .. }) => error,
         SurfaceError::UnknownPrompt(_) | SurfaceError::AmbiguousPrompt { .. } => {
             ErrorObject::invalid_params(e.to_string())
+        }
+        SurfaceError::TooManySubscriptions(_) => {
+            ErrorObject::new(ErrorObject::INVALID_REQUEST, e.to_string())
         }
         SurfaceError::ResourceNotFound(ref uri)
         | SurfaceError::AmbiguousResource { ref uri, .. } => {

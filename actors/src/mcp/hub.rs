@@ -37,6 +37,7 @@ pub use catalog::{
     scope_names_server,
 };
 pub use routing::{RESOURCE_NOT_FOUND, SurfaceError, UriRoute};
+pub use subscriptions::{MAX_SESSION_SUBSCRIPTIONS, MAX_SUBSCRIPTIONS};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -56,6 +56,9 @@ pub enum SurfaceError {
         /// The servers whose templates match.
         servers: Vec<String>,
     },
+    /// A subscription past the bounds of the subscription table.
+    #[error("too many subscriptions: {0}")]
+    TooManySubscriptions(String),
     /// The server cannot take requests now (restarting, failed, stopped).
     #[error(transparent)]
     Unavailable(#[from] ServerUnavailable),

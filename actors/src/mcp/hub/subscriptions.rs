@@ -9,6 +9,9 @@
 //! leaves, by request or because its session ended; a server that reconnects is sent
 //! `resources/subscribe` again for every URI still followed ([`McpHub::resubscribe`]).
 //!
+//! Bounded: a session follows at most [`MAX_SESSION_SUBSCRIPTIONS`] resources and all sessions
+//! together [`MAX_SUBSCRIPTIONS`]; past either, `resources/subscribe` is refused with the reason.
+//!
 //! Invariant: a session is recorded as following a resource only while the server holds (or
 //! is being sent) the subscription. Changes of one resource's followers that send the server a
 //! request take turns ([`Subscriptions::turn`]): a session that subscribes while another
@@ -26,12 +29,17 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::routing::SurfaceError;
+use super::routing::{SurfaceError, UriRoute};
 use super::{McpHub, ServerEntry};
 use crate::session::Session;
 
 /// (server name, the server's URI).
 type Key = (String, String);
+
+/// Resources one session may follow at once.
+pub const MAX_SESSION_SUBSCRIPTIONS: usize = 256;
+/// Resources followed at once for all sessions together.
+pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 /// A session following a resource.
 #[derive(Debug)]
@@ -113,13 +121,28 @@ impl McpHub {
         self: &Arc<Self>,
         session: &Arc<Session>,
         shown: &str,
+        route: &UriRoute,
     ) -> Result<(), SurfaceError> {
-        let route = self.route_uri(shown)?;
         let key = (route.server.spec().name.clone(), route.original.clone());
         let id = session.id_arc();
         let _turn = self.subscriptions.turn(&key).await;
         let first = {
             let mut table = self.subscriptions.lock();
+            let follows = |t: &HashMap<Key, BTreeMap<Arc<str>, Follower>>| {
+                t.values().filter(|f| f.contains_key(&id)).count()
+            };
+            let new = table.get(&key).is_none_or(|f| !f.contains_key(&id));
+            if new && follows(&table) >= MAX_SESSION_SUBSCRIPTIONS {
+                return Err(SurfaceError::TooManySubscriptions(format!(
+                    "this session already follows {MAX_SESSION_SUBSCRIPTIONS} resources; \
+                     unsubscribe from one first"
+                )));
+            }
+            if new && !table.contains_key(&key) && table.len() >= MAX_SUBSCRIPTIONS {
+                return Err(SurfaceError::TooManySubscriptions(format!(
+                    "Revka already follows {MAX_SUBSCRIPTIONS} resources for its sessions"
+                )));
+            }
             let followers = table.entry(key.clone()).or_default();
             let first = followers.is_empty();
             followers.insert(
@@ -148,9 +171,8 @@ impl McpHub {
     pub async fn unsubscribe_resource(
         &self,
         session: &Session,
-        shown: &str,
+        route: &UriRoute,
     ) -> Result<(), SurfaceError> {
-        let route = self.route_uri(shown)?;
         let key = (route.server.spec().name.clone(), route.original.clone());
         let _turn = self.subscriptions.turn(&key).await;
         if self.forget(&key, session.id()) {

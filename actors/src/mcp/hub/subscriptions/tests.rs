@@ -79,7 +79,10 @@ async fn two_sessions() -> (Arc<Session>, Arc<Session>) {
 
 fn subscribe(hub: &Arc<McpHub>, session: &Arc<Session>) -> JoinHandle<Result<(), SurfaceError>> {
     let (hub, session) = (hub.clone(), session.clone());
-    tokio::spawn(async move { hub.subscribe_resource(&session, URI).await })
+    tokio::spawn(async move {
+        let route = hub.route_uri(URI)?;
+        hub.subscribe_resource(&session, URI, &route).await
+    })
 }
 
 /// The next request the client sends (within a generous deadline).
@@ -149,15 +152,56 @@ async fn sessions_subscribing_at_once_while_the_server_refuses_are_not_left_reco
     assert_eq!(hub.resource_updated("s", Some(&update)), 2);
 
     // The first to leave sends nothing; the last sends `resources/unsubscribe`.
-    hub.unsubscribe_resource(&a, URI).await.unwrap();
+    hub.unsubscribe_resource(&a, &hub.route_uri(URI).unwrap())
+        .await
+        .unwrap();
     nothing_sent(&mut sent);
     let leaving = {
         let (hub, b) = (hub.clone(), b.clone());
-        tokio::spawn(async move { hub.unsubscribe_resource(&b, URI).await })
+        tokio::spawn(async move {
+            let route = hub.route_uri(URI)?;
+            hub.unsubscribe_resource(&b, &route).await
+        })
     };
     let request = next_request(&mut sent).await;
     assert_eq!(request["method"], "resources/unsubscribe");
     answer(&inbound, &request, json!({}));
     leaving.await.unwrap().unwrap();
     assert!(hub.subscribed_uris("s").is_empty());
+}
+
+/// A session follows at most `MAX_SESSION_SUBSCRIPTIONS` resources: one more is refused with
+/// the reason, following one it already follows again is not one more, and another session is
+/// not held back.
+#[tokio::test]
+async fn a_session_follows_a_bounded_number_of_resources() {
+    use super::super::MAX_SESSION_SUBSCRIPTIONS;
+    let (hub, inbound, mut sent) = hub();
+    // The server answers every request at once.
+    tokio::spawn(async move {
+        while let Some(request) = sent.recv().await {
+            let answer = json!({ "jsonrpc": "2.0", "id": request["id"], "result": {} });
+            inbound.dispatch_line(answer.to_string().as_bytes());
+        }
+    });
+    let (a, b) = two_sessions().await;
+    let follow = async |session: &Arc<Session>, n: usize| {
+        let uri = format!("revka://s/r://{n}");
+        let route = hub.route_uri(&uri)?;
+        hub.subscribe_resource(session, &uri, &route).await
+    };
+    for n in 0..MAX_SESSION_SUBSCRIPTIONS {
+        follow(&a, n).await.unwrap();
+    }
+    let refused = follow(&a, MAX_SESSION_SUBSCRIPTIONS).await.unwrap_err();
+    assert!(
+        matches!(refused, SurfaceError::TooManySubscriptions(_)),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("unsubscribe from one first"),
+        "{refused}"
+    );
+    follow(&a, 0).await.unwrap();
+    follow(&b, MAX_SESSION_SUBSCRIPTIONS).await.unwrap();
 }
