@@ -10,12 +10,15 @@
 //! - `server`: the listener, router, bearer auth, timeouts.
 //! - `origin`: the `Host`/`Origin` guard.
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
+//! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
+//!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
 mod api;
+mod fleet;
 mod origin;
 mod proxy;
 mod routes;
