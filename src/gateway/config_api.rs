@@ -73,8 +73,8 @@ pub(super) async fn servers(State(gw): State<Gateway>) -> Response {
     tagged(Json(body).into_response(), file.version())
 }
 
-/// `PUT /api/config/servers/{name}`: adds the entry (after the last one) or changes it in
-/// place, then reloads.
+/// `PUT /api/config/servers/{name}`: adds the entry (after the last one, turning `[mcp]
+/// enabled` on unless the file sets it) or changes it in place, then reloads.
 pub(super) async fn put_server(
     State(gw): State<Gateway>,
     Path(name): Path<String>,
@@ -100,7 +100,12 @@ pub(super) async fn put_server(
         );
     }
     write(&gw, &headers, &name, |file| {
-        file.put_server(&name, &edit).map(|_| ())
+        if file.put_server(&name, &edit)? {
+            // As `revka mcp add`: a server added to a client that is off by default would do
+            // nothing; an explicit `enabled = false` is left alone.
+            file.enable_mcp_client()?;
+        }
+        Ok(())
     })
     .await
 }
