@@ -326,8 +326,8 @@ impl Drop for Sampler {
     }
 }
 
-/// Starts sampling `telemetry`'s counters for the servers `config` lists, every [`INTERVAL`]
-/// (or [`INTERVAL_ENV`]), until the returned guard is dropped.
+/// Starts sampling `telemetry`'s counters for the servers `config` lists, at once and then
+/// every [`INTERVAL`] (or [`INTERVAL_ENV`]), until the returned guard is dropped.
 pub fn spawn_sampler(telemetry: Telemetry, config: Arc<ConfigCell>) -> Sampler {
     let interval = std::env::var(INTERVAL_ENV)
         .ok()
@@ -337,7 +337,7 @@ pub fn spawn_sampler(telemetry: Telemetry, config: Arc<ConfigCell>) -> Sampler {
     Sampler(tokio::spawn(async move {
         let mut every = tokio::time::interval(interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        every.tick().await; // the first tick is immediate
+        // The first tick is immediate: the servers are listed from the start.
         loop {
             every.tick().await;
             let config = config.get();
@@ -466,5 +466,37 @@ mod tests {
         assert_eq!(minute["p50_ms"], 100.0);
         let p99 = minute["p99_ms"].as_f64().unwrap();
         assert!((p99 - 990.0).abs() < 1e-9, "{p99}");
+    }
+
+    #[tokio::test]
+    async fn the_sampler_lists_the_servers_at_once_and_stops_with_its_guard() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default_in(home.path());
+        config.mcp.servers = vec![crate::config::McpServerConfig {
+            name: "a".into(),
+            command: Some("true".into()),
+            ..Default::default()
+        }];
+        let services = crate::tree::Services::new(config, home.path(), None).unwrap();
+        let sampler = spawn_sampler(services.telemetry.clone(), services.config.clone());
+        let task = sampler.0.abort_handle();
+        let history = services.telemetry.history();
+        for _ in 0..200 {
+            if history.render()["servers"]["a"].is_object() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let body = history.render();
+        assert_eq!(body["servers"]["a"]["points"], json!([]), "{body}");
+        assert_eq!(body["servers"]["a"]["total_calls"], 0, "{body}");
+        drop(sampler);
+        for _ in 0..200 {
+            if task.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(task.is_finished(), "the task stops with its guard");
     }
 }
