@@ -9,20 +9,26 @@
 //!   it alone.
 //! - `server`: the listener, router, bearer auth, timeouts.
 //! - `origin`: the `Host`/`Origin` guard.
+//! - `config_api`: the config editor (`/api/config/servers`): `[[mcp.servers]]` entries read,
+//!   written with comments kept, then reloaded.
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
 //!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
+//! - `stats`: `/api/servers/stats`, per-server calls/s, error rate and latency of the last
+//!   minutes (the listener runs their sampler, [`crate::telemetry::history`]).
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
 mod api;
+mod config_api;
 mod fleet;
 mod origin;
 mod proxy;
 mod routes;
 mod server;
+mod stats;
 #[cfg(test)]
 mod tests;
 pub mod ws;
