@@ -10,12 +10,14 @@
 //! - `server`: the listener, router, bearer auth, timeouts.
 //! - `origin`: the `Host`/`Origin` guard.
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
+//! - `events`: `/api/events`, the supervision event log by page or as a live SSE stream.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
 mod api;
+mod events;
 mod origin;
 mod proxy;
 mod routes;

@@ -14,7 +14,7 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the progress events of a session it holds the token of |
+//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, MCP discovery and health, the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, create MCP sessions and call tools, test http/sse/url server configs |
 //! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels |
 //!
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, proxy};
+use super::{api, events, proxy};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -142,6 +142,14 @@ pub(crate) fn table() -> Vec<Route> {
             Token(Viewer),
             Default,
             api::actor,
+        ),
+        // The supervision event log; its stream runs until the client or the daemon goes.
+        Route::new(
+            get.clone(),
+            "/api/events",
+            Token(Viewer),
+            Own,
+            events::events,
         ),
         // `POST /api/actors/{path}/restart`.
         Route::new(
