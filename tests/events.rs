@@ -259,18 +259,11 @@ async fn a_kill_9_is_logged_as_exited_restart_scheduled_started_in_json_sse_and_
         .env("RUST_LOG", "off")
         .args(["events", "-f", "--json", "--path", SERVER])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut rx = line_reader(follower.stdout.take().unwrap());
+    let mut said = line_reader(follower.stderr.take().unwrap());
     // The backlog ends with the restart above.
     let mut backlog = Vec::new();
     while kinds_at(&backlog, SERVER)
@@ -298,8 +291,6 @@ async fn a_kill_9_is_logged_as_exited_restart_scheduled_started_in_json_sse_and_
         ["restart_requested", "stopped", "started"],
         "{live:#?}"
     );
-    let _ = follower.kill();
-    let _ = follower.wait();
 
     // The stream ends when the daemon stops (it does not hold up the shutdown).
     let mut served = served;
@@ -311,6 +302,56 @@ async fn a_kill_9_is_logged_as_exited_restart_scheduled_started_in_json_sse_and_
     assert!(ended.is_ok(), "the stream ended with the daemon");
     let status = served.daemon.wait(Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
+
+    // `revka events -f` says so, waits, and carries on with the next daemon's log from its
+    // start (its sequence numbers start over).
+    said_line(&mut said, "the daemon's event stream ended; reconnecting").await;
+    served.daemon = crate::harness::TestDaemon::start(&served.home, &[]);
+    let restarted = said_line(&mut said, "the daemon restarted (pid ").await;
+    assert!(
+        restarted.ends_with("its event log starts over"),
+        "{restarted}"
+    );
+    said_line(&mut said, "reconnected to the daemon's event stream").await;
+    let mut again = Vec::new();
+    while !kinds_at(&again, SERVER).contains(&"started".to_owned()) {
+        again.push(next_line(&mut rx).await);
+    }
+    let added = again
+        .iter()
+        .find(|e| e["path"] == SERVER && e["kind"] == "added")
+        .unwrap_or_else(|| panic!("the new daemon's log from its start: {again:#?}"));
+    assert!(added["seq"].as_u64().unwrap() < cursor, "{added}");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+/// Skips what `revka events -f` said on stderr up to a line containing `what` (within 30 s).
+async fn said_line(said: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), said.recv())
+            .await
+            .unwrap_or_else(|_| panic!("`{what}` within 30 s"))
+            .expect("revka events -f is running");
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+/// The lines a child process writes to `pipe`, as they come.
+fn line_reader(
+    pipe: impl std::io::Read + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[tokio::test(flavor = "multi_thread")]
