@@ -447,4 +447,28 @@ async fn session_events_are_the_owners_and_bad_input_is_a_400() {
     );
     let (status, _) = events(&gateway, "not-a-token", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A live reload is a `reloaded` event on the root, saying what it did.
+    let (_, page) = events(&gateway, &owner, "limit=1").await;
+    let before = page["oldest"].as_u64().unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/reload", gateway.url))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, page) = events(&gateway, &viewer, &format!("since={before}&limit=4096")).await;
+    let reloaded: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == "root" && e["kind"] == "reloaded")
+        .collect();
+    assert_eq!(reloaded.len(), 1, "{page}");
+    assert_eq!(
+        reloaded[0]["detail"],
+        "0 applied, 0 need a restart, 0 failed"
+    );
+    assert_eq!(reloaded[0]["state"], "running");
 }
