@@ -14,6 +14,7 @@
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
 //!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
+//! - `events`: `/api/events`, the supervision event log by page or as a live SSE stream.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - `stats`: `/api/servers/stats`, per-server calls/s, error rate and latency of the last
@@ -24,6 +25,7 @@
 mod api;
 mod config_api;
 mod fleet;
+mod events;
 mod origin;
 mod proxy;
 mod routes;
