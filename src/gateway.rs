@@ -12,6 +12,8 @@
 //! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
+//! - `terminal`: `GET /ws/terminal` and `GET /api/terminal/launchers`, the Code tab's
+//!   terminals (`root/terminals`).
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
@@ -20,6 +22,7 @@ mod origin;
 mod proxy;
 mod routes;
 mod server;
+mod terminal;
 #[cfg(test)]
 mod tests;
 pub mod ws;

@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, create MCP sessions and call tools, test http/sse/url server configs |
-//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels |
+//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), terminals (`/ws/terminal`) and their launchers, reload, pairing codes, tokens (gateway and client); sees session ids and labels |
 //!
 //! A client token (for the MCP server's standard flow) is no gateway token: every route but
 //! `POST /pair` answers it 401, as any unknown token.
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, proxy};
+use super::{api, proxy, terminal};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -227,7 +227,22 @@ pub(crate) fn table() -> Vec<Route> {
             Own,
             proxy::test_server,
         ),
-        Route::new(get, "/ws/mcp/events", Token(Viewer), Own, proxy::ws_events),
+        Route::new(
+            get.clone(),
+            "/ws/mcp/events",
+            Token(Viewer),
+            Own,
+            proxy::ws_events,
+        ),
+        // The Code tab: a terminal runs any command as the daemon's user.
+        Route::new(
+            get.clone(),
+            "/api/terminal/launchers",
+            Token(Owner),
+            Default,
+            terminal::launchers,
+        ),
+        Route::new(get, "/ws/terminal", Token(Owner), Own, terminal::ws_terminal),
     ]
 }
 
