@@ -72,9 +72,9 @@ pub use mcp_server::McpEndpointConfig;
 pub use plan::{DaemonPlan, server_spec};
 pub use schema::{
     Config, GatewayConfig, HttpConfig, InvalidServer, LAUNCHER_PLACEHOLDERS, LauncherConfig,
-    MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig,
-    McpServerConfig, OperatorConfig, RuntimeConfig, SessionsConfig, TerminalConfig, Transport,
-    TransportSetting, WrittenTarget,
+    MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig,
+    OperatorConfig, RuntimeConfig, SessionsConfig, TerminalConfig, Transport, TransportSetting,
+    WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

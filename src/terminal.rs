@@ -5,10 +5,10 @@
 //! terminal and then only moves bytes: [`TerminalIo`] carries the output (bounded: the PTY is
 //! not read while the queue is full, so nothing is dropped and a flood stalls the process, not
 //! the daemon), the input (bounded: the socket is not read while the queue is full) and the
-//! resizes. The actor ([`actor::TerminalActor`]) owns the rest:
+//! resizes. The actor (`actor::TerminalActor`) owns the rest:
 //!
 //! - **Process.** Spawned on a fresh PTY as the leader of a session of its own, with the PTY as
-//!   its controlling terminal ([`pty`]); its environment is the daemon's without its secrets,
+//!   its controlling terminal (`pty`); its environment is the daemon's without its secrets,
 //!   plus what its launcher adds ([`launcher`]).
 //! - **Session.** Every launcher but `shell` gets a fresh MCP session (label
 //!   `code:<launcher>`, the terminal's cwd), owned by the gateway token that opened the
@@ -20,7 +20,7 @@
 //!   the [`Opened`] stops the actor), when the actor is stopped (a restart is refused: it is
 //!   temporary) and when the daemon stops (the tree stops it). Each way, every process of the
 //!   terminal gets SIGHUP and SIGTERM, then SIGKILL after `[terminal] stop_grace_ms`
-//!   ([`kill`]); a killed or panicked actor SIGKILLs them as its state is dropped.
+//!   (`kill`); a killed or panicked actor SIGKILLs them as its state is dropped.
 //! - **Cap.** At most `[terminal] max_terminals` live at once ([`OpenError::TooMany`]).
 //!
 //! Its status node's details: pid, command, launcher, cwd, session_id, cols, rows,
@@ -212,10 +212,13 @@ impl Terminals {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| OpenError::Unavailable("the terminals supervisor is not running".into()))?;
+            .ok_or_else(|| {
+                OpenError::Unavailable("the terminals supervisor is not running".into())
+            })?;
         let id = new_id().map_err(|e| OpenError::Unavailable(format!("no randomness: {e}")))?;
-        let dir = actor::TerminalDir::create(&services.home, &id)
-            .map_err(|e| OpenError::Unavailable(format!("cannot create the terminal's directory: {e}")))?;
+        let dir = actor::TerminalDir::create(&services.home, &id).map_err(|e| {
+            OpenError::Unavailable(format!("cannot create the terminal's directory: {e}"))
+        })?;
 
         // The session, for every launcher but the shell.
         let mut session = None;
@@ -227,11 +230,9 @@ impl Terminals {
             })?;
             let new = NewSession::new(request.cwd.clone().into())
                 .with_label(Some(format!("code:{}", chosen.name)));
-            let (s, token) = services
-                .sessions
-                .create(new)
-                .await
-                .map_err(|e| OpenError::Unavailable(format!("cannot create its MCP session: {e}")))?;
+            let (s, token) = services.sessions.create(new).await.map_err(|e| {
+                OpenError::Unavailable(format!("cannot create its MCP session: {e}"))
+            })?;
             s.set_proxy_owner(&request.owner);
             injected = Some(Injected {
                 mcp_url: format!("http://{addr}/mcp"),
@@ -319,9 +320,13 @@ fn term_spec(id: &str, spec: actor::TerminalSpec) -> ChildSpec {
                 spec: Box::new(spec),
                 node: ctx.node,
             };
-            let (actor, _) =
-                actor::TerminalActor::spawn_linked(None, actor::TerminalActor, args, ctx.supervisor)
-                    .await?;
+            let (actor, _) = actor::TerminalActor::spawn_linked(
+                None,
+                actor::TerminalActor,
+                args,
+                ctx.supervisor,
+            )
+            .await?;
             Ok(actor.get_cell())
         }
     })
@@ -330,23 +335,29 @@ fn term_spec(id: &str, spec: actor::TerminalSpec) -> ChildSpec {
 /// The `terminals` supervisor: terminal actors are its temporary children. Each time it
 /// starts, it is attached to the terminal table, which starts new terminals under it.
 pub fn supervisor_spec(terminals: Arc<Terminals>, policy: RestartPolicy) -> ChildSpec {
-    ChildSpec::new(SUPERVISOR_ID, "supervisor", policy, move |ctx: ChildContext| {
-        let terminals = terminals.clone();
-        async move {
-            let args = SupervisorArguments {
-                node: ctx.node,
-                strategy: Strategy::OneForOne,
-                // Temporary children are never restarted, so they never count toward this.
-                intensity: Intensity {
-                    max_restarts: u32::MAX,
-                    period: Duration::from_secs(60),
-                },
-                children: Vec::new(),
-            };
-            let (sup, _) =
-                SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor).await?;
-            terminals.attach_supervisor(sup.clone());
-            Ok(sup.get_cell())
-        }
-    })
+    ChildSpec::new(
+        SUPERVISOR_ID,
+        "supervisor",
+        policy,
+        move |ctx: ChildContext| {
+            let terminals = terminals.clone();
+            async move {
+                let args = SupervisorArguments {
+                    node: ctx.node,
+                    strategy: Strategy::OneForOne,
+                    // Temporary children are never restarted, so they never count toward this.
+                    intensity: Intensity {
+                        max_restarts: u32::MAX,
+                        period: Duration::from_secs(60),
+                    },
+                    children: Vec::new(),
+                };
+                let (sup, _) =
+                    SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
+                        .await?;
+                terminals.attach_supervisor(sup.clone());
+                Ok(sup.get_cell())
+            }
+        },
+    )
 }

@@ -35,8 +35,7 @@ args = ["--mcp-config", "{{mcp_config}}", "--args", "{{\"steps\":3,\"interval_ms
 "#,
         cli = fake_cli()
     );
-    Served::start_configured("", &[], &extra, &[("SHELL", "/bin/sh")])
-        .await
+    Served::start_configured("", &[], &extra, &[("SHELL", "/bin/sh")]).await
 }
 
 /// `/ws/terminal?query` with `token` in the subprotocol (and `origin`, if any).
@@ -172,7 +171,11 @@ async fn a_shell_echoes_resizes_and_refuses_absurd_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut ws, ready) = open(&gw, "shell", dir.path()).await;
     assert_eq!(ready["launcher"], "shell");
-    assert_eq!(ready["session_id"], Value::Null, "the shell gets no session");
+    assert_eq!(
+        ready["session_id"],
+        Value::Null,
+        "the shell gets no session"
+    );
     assert_eq!(ready["command"], json!(["/bin/sh", "-l"]));
     let path = ready["path"].as_str().unwrap().to_owned();
     assert!(path.starts_with("root/terminals/term:"), "{path}");
@@ -199,7 +202,10 @@ async fn a_shell_echoes_resizes_and_refuses_absurd_sizes() {
         .await;
         let error = seen.texts.iter().find(|t| t["type"] == "error").unwrap();
         assert!(
-            error["message"].as_str().unwrap().contains("resize refused"),
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("resize refused"),
             "{error}"
         );
     }
@@ -216,8 +222,14 @@ async fn a_shell_echoes_resizes_and_refuses_absurd_sizes() {
     // The status node: a temporary child with its details.
     let d = details(&gw, &path).await;
     assert_eq!(d["launcher"], "shell");
-    assert_eq!((d["cols"].as_u64(), d["rows"].as_u64()), (Some(120), Some(40)));
-    assert_eq!(d["cwd"], dir.path().canonicalize().unwrap().display().to_string());
+    assert_eq!(
+        (d["cols"].as_u64(), d["rows"].as_u64()),
+        (Some(120), Some(40))
+    );
+    assert_eq!(
+        d["cwd"],
+        dir.path().canonicalize().unwrap().display().to_string()
+    );
     assert!(d["pid"].as_i64().unwrap() > 0);
     assert!(d["bytes_in"].as_u64().unwrap() > 0 && d["bytes_out"].as_u64().unwrap() > 0);
     assert!(d["started_at"].is_string());
@@ -307,7 +319,8 @@ async fn foreign_origins_lesser_roles_and_bad_queries_are_refused_before_the_upg
     let dir = tempfile::tempdir().unwrap();
     let query = format!("cwd={}", dir.path().display());
 
-    let (status, _) = http_status(connect(&gw, &gw.token, &query, Some("http://evil.example")).await);
+    let (status, _) =
+        http_status(connect(&gw, &gw.token, &query, Some("http://evil.example")).await);
     assert_eq!(status, 403, "a foreign Origin");
     for role in ["viewer", "operator"] {
         let token = paired(&gw, role).await;
@@ -320,14 +333,19 @@ async fn foreign_origins_lesser_roles_and_bad_queries_are_refused_before_the_upg
         ("cwd=/no/such/dir".to_owned(), "No such file"),
         (format!("{query}&cols=0"), "cols must be"),
         (format!("{query}&rows=1001"), "rows must be"),
-        (format!("{query}&launcher=nope"), "unknown launcher \\\"nope\\\""),
+        (
+            format!("{query}&launcher=nope"),
+            "unknown launcher \\\"nope\\\"",
+        ),
     ] {
         let (status, body) = http_status(connect(&gw, &gw.token, &query, None).await);
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body.contains(want), "{query}: {body}");
     }
     // The same Origin as the gateway's own is welcome.
-    let (ws, _) = connect(&gw, &gw.token, &query, Some(&gw.url)).await.unwrap();
+    let (ws, _) = connect(&gw, &gw.token, &query, Some(&gw.url))
+        .await
+        .unwrap();
     drop(ws);
 
     // The launchers: owner only; built-ins and the configured one.
@@ -374,7 +392,11 @@ async fn a_ten_megabyte_paste_completes_without_the_daemon_buffering_it() {
     let gw = Gateway::of(served.home.path());
     let dir = tempfile::tempdir().unwrap();
     let (mut ws, _) = open(&gw, "shell", dir.path()).await;
-    input(&mut ws, "stty -echo; echo STARTED; wc -c | sed 's/^ */COUNT=/'\n").await;
+    input(
+        &mut ws,
+        "stty -echo; echo STARTED; wc -c | sed 's/^ */COUNT=/'\n",
+    )
+    .await;
     read_output(&mut ws, "STARTED\r\n").await;
     let daemon = served.daemon.child.id();
     let before = rss_kib(daemon);
@@ -474,7 +496,12 @@ async fn the_fake_cli_calls_a_tool_through_its_session_and_the_progress_reaches_
     let (mut ws, ready) = open(&gw, "fake", dir.path()).await;
     let session_id = ready["session_id"].as_str().expect("a session").to_owned();
     assert!(
-        !ready.to_string().contains(&std::fs::read_to_string(served.home.path().join("gateway.token")).unwrap().trim().to_string()),
+        !ready.to_string().contains(
+            &std::fs::read_to_string(served.home.path().join("gateway.token"))
+                .unwrap()
+                .trim()
+                .to_string()
+        ),
         "no gateway token in the ready frame"
     );
     let out = read_output(&mut ws, "READY").await;
@@ -494,9 +521,14 @@ async fn the_fake_cli_calls_a_tool_through_its_session_and_the_progress_reaches_
             .unwrap()
             .starts_with("Bearer ")
     );
-    assert!(out.contains(&format!("ENV REVKA_SESSION_ID={session_id}")), "{out}");
+    assert!(
+        out.contains(&format!("ENV REVKA_SESSION_ID={session_id}")),
+        "{out}"
+    );
     // The session: labelled, in the terminal's cwd.
-    let (_, node) = gw.api(&format!("/api/actors/root/sessions/session:{session_id}")).await;
+    let (_, node) = gw
+        .api(&format!("/api/actors/root/sessions/session:{session_id}"))
+        .await;
     assert_eq!(node["details"]["label"], "code:fake", "{node}");
 
     // The page follows the session's progress with the same gateway token, no MCP token.
@@ -539,9 +571,17 @@ async fn the_fake_cli_calls_a_tool_through_its_session_and_the_progress_reaches_
 
     // Its config files are owner-only while it runs, and go with it; so does the session.
     let terminals = served.home.path().join("terminals");
-    let term_dir = std::fs::read_dir(&terminals).unwrap().next().unwrap().unwrap().path();
+    let term_dir = std::fs::read_dir(&terminals)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(term_dir.join("mcp.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(term_dir.join("mcp.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     input(&mut ws, "quit\n").await;
     let mut seen = Seen::default();

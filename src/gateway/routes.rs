@@ -242,7 +242,13 @@ pub(crate) fn table() -> Vec<Route> {
             Default,
             terminal::launchers,
         ),
-        Route::new(get, "/ws/terminal", Token(Owner), Own, terminal::ws_terminal),
+        Route::new(
+            get,
+            "/ws/terminal",
+            Token(Owner),
+            Own,
+            terminal::ws_terminal,
+        ),
     ]
 }
 

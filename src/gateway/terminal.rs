@@ -136,11 +136,19 @@ fn parse(q: TerminalQuery, owner: &str) -> Result<OpenRequest, String> {
             .unwrap_or_else(|| PathBuf::from("/")),
     };
     if !cwd.is_absolute() {
-        return Err(format!("cwd must be an absolute path, got {:?}", cwd.display().to_string()));
+        return Err(format!(
+            "cwd must be an absolute path, got {:?}",
+            cwd.display().to_string()
+        ));
     }
     let cwd = match std::fs::canonicalize(&cwd) {
         Ok(c) if c.is_dir() => c,
-        Ok(_) => return Err(format!("cwd {:?} is not a directory", cwd.display().to_string())),
+        Ok(_) => {
+            return Err(format!(
+                "cwd {:?} is not a directory",
+                cwd.display().to_string()
+            ));
+        }
         Err(e) => return Err(format!("cwd {:?}: {e}", cwd.display().to_string())),
     };
     Ok(OpenRequest {
@@ -304,12 +312,13 @@ async fn pump(socket: &mut WebSocket, opened: &mut Opened) -> End {
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|e| *e));
-        let signal = status
-            .and_then(|e| e.signal)
-            .map(|s| match nix::sys::signal::Signal::try_from(s) {
-                Ok(sig) => sig.as_str().to_owned(),
-                Err(_) => format!("signal {s}"),
-            });
+        let signal =
+            status
+                .and_then(|e| e.signal)
+                .map(|s| match nix::sys::signal::Signal::try_from(s) {
+                    Ok(sig) => sig.as_str().to_owned(),
+                    Err(_) => format!("signal {s}"),
+                });
         let frame = json!({
             "type": "exit",
             "code": status.and_then(|e| e.code),

@@ -266,7 +266,11 @@ impl Actor for TerminalActor {
                         reader_shared
                             .bytes_out
                             .fetch_add(n as u64, Ordering::Relaxed);
-                        if out_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        if out_tx
+                            .send(Bytes::copy_from_slice(&buf[..n]))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -319,7 +323,8 @@ impl Actor for TerminalActor {
         // The session must not idle out while its terminal lives.
         let toucher = spec.session.as_ref().map(|guard| {
             let session = guard.session.clone();
-            let every = (spec.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            let every =
+                (spec.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
             tokio::spawn(async move {
                 loop {
                     session.touch();

@@ -31,7 +31,11 @@ const AFTER_KILL: Duration = Duration::from_secs(3);
 
 /// SIGHUP + SIGTERM to every process of the terminal led by `leader`, SIGKILL from `grace`
 /// on; returns once none is left (or [`AFTER_KILL`] after the SIGKILL). `exit` is the leader's.
-pub(crate) async fn terminate(leader: i32, grace: Duration, exit: &watch::Receiver<Option<ExitInfo>>) {
+pub(crate) async fn terminate(
+    leader: i32,
+    grace: Duration,
+    exit: &watch::Receiver<Option<ExitInfo>>,
+) {
     let leader_alive = || exit.borrow().is_none();
     for sig in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGCONT] {
         signal_all(leader, sig, leader_alive());
@@ -43,7 +47,11 @@ pub(crate) async fn terminate(leader: i32, grace: Duration, exit: &watch::Receiv
         }
         tokio::time::sleep(POLL).await;
     }
-    tracing::info!(pid = leader, grace_ms = grace.as_millis() as u64, "terminal processes outlived SIGTERM; sending SIGKILL");
+    tracing::info!(
+        pid = leader,
+        grace_ms = grace.as_millis() as u64,
+        "terminal processes outlived SIGTERM; sending SIGKILL"
+    );
     let deadline = Instant::now() + AFTER_KILL;
     loop {
         signal_all(leader, Signal::SIGKILL, leader_alive());
@@ -126,7 +134,11 @@ mod imp {
         };
         let mut all = Vec::new();
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -232,7 +232,9 @@ impl Launcher {
                             "-c".to_owned(),
                             "mcp_servers.revka.bearer_token_env_var=\"REVKA_MCP_TOKEN\"".to_owned(),
                             "-c".to_owned(),
-                            format!("mcp_servers.revka.http_headers={{\"X-Revka-Session\"={session}}}"),
+                            format!(
+                                "mcp_servers.revka.http_headers={{\"X-Revka-Session\"={session}}}"
+                            ),
                         ],
                     );
                 }
@@ -306,12 +308,16 @@ fn scrubbed(name: &str) -> bool {
         || upper == revka_actors::process::TREE_VAR
         || matches!(
             upper.as_str(),
-            "NOTIFY_SOCKET" | "WATCHDOG_USEC" | "WATCHDOG_PID" | "LISTEN_FDS" | "LISTEN_PID"
+            "NOTIFY_SOCKET"
+                | "WATCHDOG_USEC"
+                | "WATCHDOG_PID"
+                | "LISTEN_FDS"
+                | "LISTEN_PID"
                 | "LISTEN_FDNAMES"
         )
 }
 
-/// A terminal's environment: the daemon's without what [`scrubbed`] names, with `TERM` and
+/// A terminal's environment: the daemon's without its secrets (`scrubbed`), with `TERM` and
 /// `COLORTERM` set, then `extra` (the launcher's and the injected session's, which win).
 pub fn child_env(extra: &[(String, String)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars_os()
@@ -396,11 +402,24 @@ mod tests {
         assert_eq!(claude.args, ["--mcp-config", &*file.display().to_string()]);
         let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(doc["mcpServers"]["revka"]["type"], "http");
-        assert_eq!(doc["mcpServers"]["revka"]["headers"]["Authorization"], "Bearer tok");
-        assert_eq!(doc["mcpServers"]["revka"]["headers"]["X-Revka-Session"], "abc");
+        assert_eq!(
+            doc["mcpServers"]["revka"]["headers"]["Authorization"],
+            "Bearer tok"
+        );
+        assert_eq!(
+            doc["mcpServers"]["revka"]["headers"]["X-Revka-Session"],
+            "abc"
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(claude.env.contains(&("REVKA_MCP_TOKEN".into(), "tok".into())));
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            claude
+                .env
+                .contains(&("REVKA_MCP_TOKEN".into(), "tok".into()))
+        );
 
         let codex = get("codex").prepare(&sub("codex"), Some(&inj)).unwrap();
         assert_eq!(
@@ -418,7 +437,11 @@ mod tests {
         let d = sub("gemini");
         let gemini = get("gemini").prepare(&d, Some(&inj)).unwrap();
         let path = d.join("gemini-settings.json").display().to_string();
-        assert!(gemini.env.contains(&("GEMINI_CLI_SYSTEM_DEFAULTS_PATH".into(), path)));
+        assert!(
+            gemini
+                .env
+                .contains(&("GEMINI_CLI_SYSTEM_DEFAULTS_PATH".into(), path))
+        );
 
         let d = sub("opencode");
         let opencode = get("opencode").prepare(&d, Some(&inj)).unwrap();

@@ -30,9 +30,8 @@ impl Pty {
     /// A new pseudo-terminal of `cols` × `rows`: the master, and the slave to hand the child.
     #[allow(unsafe_code)]
     pub(crate) fn open(cols: u16, rows: u16) -> io::Result<(Self, OwnedFd)> {
-        let master = rustix::pty::openpt(
-            OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
-        )?;
+        let master =
+            rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
         rustix::pty::grantpt(&master)?;
         rustix::pty::unlockpt(&master)?;
         let name = rustix::pty::ptsname(&master, Vec::new())?;
@@ -46,8 +45,9 @@ impl Pty {
         // SAFETY: `register_with_interest` needs the descriptor to stay open and the same while
         // registered; the `OwnedFd` owns it, is never replaced, and is closed only when the
         // `AsyncFd` (which deregisters it first) is dropped.
-        let master =
-            unsafe { AsyncFd::register_with_interest(master, Interest::READABLE | Interest::WRITABLE)? };
+        let master = unsafe {
+            AsyncFd::register_with_interest(master, Interest::READABLE | Interest::WRITABLE)?
+        };
         Ok((Self { master }, slave))
     }
 
@@ -55,8 +55,7 @@ impl Pty {
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.master.readable().await?;
-            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(Into::into))
-            {
+            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(Into::into)) {
                 Ok(Ok(n)) => return Ok(n),
                 // Linux answers EIO when the last slave descriptor is closed.
                 Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
