@@ -115,6 +115,42 @@ fn check_placeholders(value: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn error_of(text: &str) -> String {
+        let env = |name: &str| (name == "HOME").then(|| "/home/u".to_owned());
+        match crate::config::parse(text, std::path::Path::new("/h/config.toml"), &env) {
+            Ok(_) => panic!("expected an error for {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_launchers_are_config_errors_at_their_key() {
+        let launcher = |rest: &str| format!("[[terminal.launchers]]\nname = \"x\"\n{rest}");
+        assert_eq!(
+            error_of(&launcher(
+                "command = \"x\"\nargs = [\"--url\", \"{mcp_uri}\"]\n"
+            )),
+            "/h/config.toml:4:18: terminal.launchers[0].args[1]: unknown placeholder {mcp_uri} \
+             (known: {mcp_url}, {session_id}, {token}, {mcp_config})"
+        );
+        assert!(
+            error_of(&launcher("command = \"x\"\nenv = { A = \"{nope}\" }\n"))
+                .contains("terminal.launchers[0].env.A: unknown placeholder {nope}")
+        );
+        assert!(error_of(&launcher("command = \" \"\n")).contains("command: must not be empty"));
+        assert!(
+            error_of("[[terminal.launchers]]\nname = \"a b\"\ncommand = \"x\"\n")
+                .contains("invalid launcher name")
+        );
+        let twice = "[[terminal.launchers]]\nname = \"x\"\ncommand = \"x\"\n".repeat(2);
+        assert!(error_of(&twice).contains("duplicate launcher name"));
+        assert!(error_of("[terminal]\nmax_terminals = 0\n").contains("terminal.max_terminals"));
+        let ok = "[terminal]\nmax_terminals = 4\n[[terminal.launchers]]\nname = \"j\"\n\
+                  command = \"j\"\nargs = [\"{\\\"a\\\":1}\", \"{token}\"]\n";
+        let env = |_: &str| None;
+        crate::config::parse(ok, std::path::Path::new("/h/config.toml"), &env).unwrap();
+    }
+
     #[test]
     fn placeholders_are_words_in_braces() {
         let found: Vec<&str> = placeholders(r#"--x={mcp_url}&{"a":1}{token}{}{a b}"#)
