@@ -423,8 +423,26 @@ async fn a_ten_megabyte_paste_completes_without_the_daemon_buffering_it() {
         peak < before + 32 * 1024,
         "the daemon's RSS went from {before} KiB to {peak} KiB during a 10 MB paste"
     );
-    let d = details(&gw, ws_path(&mut ws, &gw).await.as_str()).await;
+    let path = ws_path(&mut ws, &gw).await;
+    let d = details(&gw, &path).await;
     assert!(d["bytes_in"].as_u64().unwrap() >= 10 * 1024 * 1024, "{d}");
+
+    // One frame over 64 KiB is refused: the socket closes (1009), and the terminal ends.
+    let big = bytes::Bytes::from(vec![b'a'; 64 * 1024 + 1]);
+    let _ = ws.send(Message::Binary(big)).await;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break None,
+            Err(_) => panic!("the socket stayed open after an oversized frame"),
+        }
+    };
+    assert!(matches!(closed, Some(1009) | None), "{closed:?}");
+    eventually_async("the terminal ended", async || {
+        gw.api(&format!("/api/actors/{path}")).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
 }
 
 /// The path of the only terminal.
