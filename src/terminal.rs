@@ -20,7 +20,8 @@
 //!   the [`Opened`] stops the actor), when the actor is stopped (a restart is refused: it is
 //!   temporary) and when the daemon stops (the tree stops it). Each way, every process of the
 //!   terminal gets SIGHUP and SIGTERM, then SIGKILL after `[terminal] stop_grace_ms`
-//!   (`kill`); a killed or panicked actor SIGKILLs them as its state is dropped.
+//!   (`kill`); a killed or panicked actor SIGKILLs them as its state is dropped, and a
+//!   forced exit of the daemon (a second signal) calls [`kill_all_now`].
 //! - **Cap.** At most `[terminal] max_terminals` live at once ([`OpenError::TooMany`]).
 //!
 //! Its status node's details: pid, command, launcher, cwd, session_id, cols, rows,
@@ -28,6 +29,7 @@
 
 pub(crate) mod actor;
 mod kill;
+pub use kill::kill_all_now;
 pub mod launcher;
 mod pty;
 

@@ -205,6 +205,7 @@ impl Drop for TerminalState {
             kill::kill_now(self.leader, alive);
             tracing::warn!(path = %self.path, pid = self.leader, "terminal dropped without a stop; its processes were SIGKILLed");
         }
+        kill::unregister(self.leader);
         if let Some(reader) = self.reader.take() {
             reader.abort();
         }
@@ -238,6 +239,8 @@ impl Actor for TerminalActor {
         let mut child = pty::spawn(&command, slave)
             .map_err(|e| format!("cannot start `{}`: {e}", spec.program))?;
         let pid = child.id().unwrap_or(0);
+        let reaped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        kill::register(pid as i32, reaped.clone());
         let shared = Arc::new(Shared {
             launcher: spec.launcher.clone(),
             command: spec.shown.clone(),
@@ -312,6 +315,7 @@ impl Actor for TerminalActor {
                     signal: None,
                 },
             };
+            reaped.store(true, Ordering::SeqCst);
             *waiter_shared
                 .exit
                 .lock()

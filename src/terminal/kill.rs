@@ -14,6 +14,9 @@
 //! [`kill_now`] is the synchronous `SIGKILL` for a terminal actor that is dropped without a
 //! graceful stop (killed, or panicked).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -23,6 +26,33 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use revka_actors::process::ExitInfo;
+
+/// The leaders of the live terminals, each with whether it has been reaped: for a forced exit
+/// ([`kill_all_now`]), where no actor state is dropped.
+static LIVE: Mutex<BTreeMap<i32, Arc<AtomicBool>>> = Mutex::new(BTreeMap::new());
+
+/// Registers a terminal's leader; `reaped` is set by its waiter.
+pub(crate) fn register(leader: i32, reaped: Arc<AtomicBool>) {
+    LIVE.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(leader, reaped);
+}
+
+/// Forgets a terminal's leader (its processes are gone, or are being killed).
+pub(crate) fn unregister(leader: i32) {
+    LIVE.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&leader);
+}
+
+/// SIGKILLs every process of every live terminal at once: for a forced exit, where the
+/// terminal actors are not stopped.
+pub fn kill_all_now() {
+    let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    for (leader, reaped) in live {
+        kill_now(leader, !reaped.load(Ordering::SeqCst));
+    }
+}
 
 /// How often the processes are looked for while waiting.
 const POLL: Duration = Duration::from_millis(20);
