@@ -618,3 +618,31 @@ async fn the_fake_cli_calls_a_tool_through_its_session_and_the_progress_reaches_
     .await;
     eventually_async("the terminal's files are gone", async || !term_dir.exists()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_exit_kills_terminals_that_ignore_sigterm() {
+    let home = TestHome::new();
+    // A grace far longer than the test waits: only the forced path can end the terminal.
+    home.write_config("[terminal]\nstop_grace_ms = 60000\n");
+    let mut daemon = TestDaemon::start(&home, &[("SHELL", "/bin/sh")]);
+    eventually_async("gateway.json written", async || {
+        home.path().join("gateway.json").exists()
+    })
+    .await;
+    let gw = Gateway::of(home.path());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ws, ready) = open(&gw, "shell", dir.path()).await;
+    let path = ready["path"].as_str().unwrap().to_owned();
+    let shell = details(&gw, &path).await["pid"].as_i64().unwrap() as i32;
+    // The shell and what it starts ignore SIGHUP and SIGTERM.
+    input(&mut ws, "trap '' HUP TERM\n").await;
+    let (job, orphan) = start_descendants(&mut ws).await;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(alive(shell) && alive(job), "SIGTERM is ignored for now");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait(Duration::from_secs(30));
+    for (what, pid) in [("shell", shell), ("job", job), ("orphan", orphan)] {
+        eventually_async(format!("the {what} ({pid}) is dead"), async || !alive(pid)).await;
+    }
+}
