@@ -233,6 +233,9 @@ async fn serve(mut socket: WebSocket, opened: Opened) {
 async fn pump(socket: &mut WebSocket, opened: &mut Opened) -> End {
     let input = opened.io.input.clone();
     let mut permit: Option<tokio::sync::mpsc::OwnedPermit<Bytes>> = None;
+    // Set once the PTY's writer has stopped: input is dropped from then on, while the output
+    // drains and the socket is still read (for a close, a resize).
+    let mut writer_gone = false;
     let end = loop {
         tokio::select! {
             chunk = opened.io.output.recv() => match chunk {
@@ -244,15 +247,14 @@ async fn pump(socket: &mut WebSocket, opened: &mut Opened) -> End {
                 None => break End::Output,
             },
             // Room in the input queue first: the socket is read only when a frame can go on.
-            reserved = input.clone().reserve_owned(), if permit.is_none() => match reserved {
-                Ok(p) => permit = Some(p),
-                // The writer stopped (the PTY is gone): the output is about to end.
-                Err(_) => {
-                    let _ = opened.io.output.recv().await;
-                    break End::Output;
+            reserved = input.clone().reserve_owned(), if permit.is_none() && !writer_gone => {
+                match reserved {
+                    Ok(p) => permit = Some(p),
+                    // The writer stopped (the PTY is gone): the output is about to end.
+                    Err(_) => writer_gone = true,
                 }
             },
-            message = socket.recv(), if permit.is_some() => match message {
+            message = socket.recv(), if permit.is_some() || writer_gone => match message {
                 Some(Ok(Message::Binary(data))) => {
                     if !data.is_empty()
                         && let Some(p) = permit.take()
