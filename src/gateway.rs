@@ -26,8 +26,8 @@
 
 mod api;
 mod config_api;
-mod fleet;
 mod events;
+mod fleet;
 mod origin;
 mod proxy;
 mod routes;

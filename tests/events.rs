@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 use revka_mcp::sse::{SseEvent, SseParser};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::{Gateway, Served, eventually_async};
 
@@ -74,32 +74,6 @@ async fn events(gateway: &Gateway, token: &str, query: &str) -> (StatusCode, Val
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// A token of `role` paired through `POST /api/pair/code` and `/pair`.
-async fn paired(gateway: &Gateway, role: &str) -> String {
-    let http = reqwest::Client::new();
-    let code: Value = http
-        .post(format!("{}/api/pair/code", gateway.url))
-        .bearer_auth(&gateway.token)
-        .header("content-type", "application/json")
-        .body(json!({ "role": role }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token: Value = http
-        .post(format!("{}/pair", gateway.url))
-        .header("X-Pairing-Code", code["code"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    token["token"].as_str().unwrap().to_owned()
 }
 
 /// The next line `revka events -f --json` printed, parsed.
@@ -367,7 +341,7 @@ async fn session_events_are_the_owners_and_bad_input_is_a_400() {
     })
     .await;
 
-    let viewer = paired(&gateway, "viewer").await;
+    let viewer = gateway.paired("viewer").await;
     let (status, page) = events(&gateway, &viewer, "limit=4096").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let seen = page["events"].as_array().unwrap();

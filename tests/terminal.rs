@@ -233,6 +233,13 @@ async fn a_shell_echoes_resizes_and_refuses_absurd_sizes() {
     assert!(d["pid"].as_i64().unwrap() > 0);
     assert!(d["bytes_in"].as_u64().unwrap() > 0 && d["bytes_out"].as_u64().unwrap() > 0);
     assert!(d["started_at"].is_string());
+    // Below the owner, terminals are a count (their details name a session and a command).
+    let viewer = gw.paired("viewer").await;
+    let (status, _) = gw.api_as(&viewer, &format!("/api/actors/{path}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, terminals) = gw.api_as(&viewer, "/api/actors/root/terminals").await;
+    assert_eq!(terminals["children"], json!([]), "{terminals}");
+    assert_eq!(terminals["details"]["terminals"], 1, "{terminals}");
 
     // A restart of a terminal is refused: it is temporary.
     let resp = reqwest::Client::new()
@@ -271,32 +278,6 @@ async fn a_shell_echoes_resizes_and_refuses_absurd_sizes() {
     .await;
 }
 
-/// A token of `role`, paired through a code the owner mints.
-async fn paired(gw: &Gateway, role: &str) -> String {
-    let http = reqwest::Client::new();
-    let code: Value = http
-        .post(format!("{}/api/pair/code", gw.url))
-        .bearer_auth(&gw.token)
-        .json(&json!({ "role": role }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token: Value = http
-        .post(format!("{}/pair", gw.url))
-        .header("X-Pairing-Code", code["code"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(token["role"], role);
-    token["token"].as_str().unwrap().to_owned()
-}
-
 fn http_status(result: Result<(Ws, Value), WsError>) -> (u16, String) {
     match result {
         Err(WsError::Http(resp)) => {
@@ -323,7 +304,7 @@ async fn foreign_origins_lesser_roles_and_bad_queries_are_refused_before_the_upg
         http_status(connect(&gw, &gw.token, &query, Some("http://evil.example")).await);
     assert_eq!(status, 403, "a foreign Origin");
     for role in ["viewer", "operator"] {
-        let token = paired(&gw, role).await;
+        let token = gw.paired(role).await;
         let (status, body) = http_status(connect(&gw, &token, &query, None).await);
         assert_eq!(status, 403, "{role}: {body}");
         assert!(body.contains("needs the owner role"), "{body}");
@@ -349,7 +330,7 @@ async fn foreign_origins_lesser_roles_and_bad_queries_are_refused_before_the_upg
     drop(ws);
 
     // The launchers: owner only; built-ins and the configured one.
-    let viewer = paired(&gw, "viewer").await;
+    let viewer = gw.paired("viewer").await;
     let resp = reqwest::Client::new()
         .get(format!("{}/api/terminal/launchers", gw.url))
         .bearer_auth(&viewer)

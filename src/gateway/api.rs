@@ -2,10 +2,11 @@
 //! the supervision tree
 //! (`/api/actors`), `/api/health`, `/metrics`, `/api/reload`.
 //!
-//! Introspection hides the MCP sessions from every role but `owner`: session ids are the
-//! handles of other people's sessions and labels name their work. A viewer or operator sees
-//! the `sessions` supervisor with a count and no children, and a path below it is answered as
-//! an unknown one (`404 no actor at ...`), so ids cannot be probed.
+//! Introspection hides the MCP sessions and the Code tab's terminals from every role but
+//! `owner`: session ids are the handles of other people's sessions, labels name their work,
+//! and a terminal's details name its session, command and directory. A viewer or operator
+//! sees the `sessions` and `terminals` supervisors with a count and no children, and a path
+//! below them is answered as an unknown one (`404 no actor at ...`), so ids cannot be probed.
 
 use std::net::SocketAddr;
 
@@ -24,8 +25,21 @@ use super::server::{Caller, Gateway};
 use crate::auth::{DEFAULT_PAIRING_TTL, PairError, RevokeError, Role, StoreError, ToolScope};
 use crate::http::response::error;
 
-/// The path of the supervisor of the MCP sessions.
-const SESSIONS_PATH: &str = "root/sessions";
+/// The supervisors whose children only the owner sees (MCP sessions and terminals), and the
+/// count each shows the others.
+const OWNER_ONLY: [(&str, &str); 2] = [
+    ("root/sessions", "sessions"),
+    ("root/terminals", "terminals"),
+];
+
+/// Whether the node at `path` is one only the owner sees: a child (or deeper) of a supervisor
+/// of [`OWNER_ONLY`]. Also the rule of the event log (`events`).
+pub(super) fn owner_only(path: &str) -> bool {
+    OWNER_ONLY.iter().any(|(sup, _)| {
+        path.strip_prefix(sup)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
 
 /// `POST /pair`: trades the one-time code in `X-Pairing-Code` for a bearer token of the role
 /// the code was minted for. `X-Pairing-Label` names the device (default `paired device`).
@@ -206,29 +220,28 @@ pub(super) async fn revoke(State(gw): State<Gateway>, Path(id): Path<String>) ->
 }
 
 /// Whether `caller` may see the node at `path` (a full path): everything for the owner, all
-/// but the sessions themselves for the others.
+/// but the sessions and terminals themselves for the others.
 fn visible(caller: &Caller, path: &str) -> bool {
-    caller.role == Role::Owner
-        || !path
-            .strip_prefix(SESSIONS_PATH)
-            .is_some_and(|rest| rest.starts_with('/'))
+    caller.role == Role::Owner || !owner_only(path)
 }
 
-/// `snapshot` as `caller` may see it: for a non-owner, the sessions supervisor keeps a count
-/// of its children and loses the children.
+/// `snapshot` as `caller` may see it: for a non-owner, the sessions and terminals supervisors
+/// keep a count of their children and lose the children.
 fn redacted(caller: &Caller, mut snapshot: Snapshot) -> Snapshot {
     fn redact(node: &mut Snapshot) {
-        if node.path == SESSIONS_PATH {
+        if let Some((_, what)) = OWNER_ONLY.iter().find(|(sup, _)| node.path == *sup) {
             let count = node.children.len();
             node.children.clear();
             let mut details = match node.details.take() {
                 Some(Value::Object(map)) => map,
                 _ => serde_json::Map::new(),
             };
-            details.insert("sessions".into(), json!(count));
+            details.insert((*what).into(), json!(count));
             details.insert(
                 "redacted".into(),
-                json!("session ids and labels are shown to the owner role only"),
+                json!(format!(
+                    "the {what} themselves are shown to the owner role only"
+                )),
             );
             node.details = Some(Value::Object(details));
         } else {

@@ -24,8 +24,9 @@
 //! ends when the client goes, or when the daemon (or the gateway) stops. While no stream is
 //! open, the event log does no work for streams at all.
 //!
-//! Redaction follows `GET /api/actors`: the events of the MCP sessions (`root/sessions/<id>`
-//! and below) are shown to the owner role only; others see those of the `sessions` supervisor.
+//! Redaction follows `GET /api/actors`: the events of the MCP sessions and terminals
+//! (`root/sessions/<id>`, `root/terminals/<id>` and below) are shown to the owner role only;
+//! others see those of their supervisors.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,8 +60,6 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 const RETRY_MS: u64 = 2_000;
 /// Ready events are gathered into one write until it holds at least this many bytes.
 const MAX_CHUNK: usize = 64 * 1024;
-/// The supervisor of the MCP sessions, whose children only the owner sees (as in `api.rs`).
-const SESSIONS_PATH: &str = "root/sessions";
 
 /// The query of `GET /api/events`, as given (parsed by [`Request::parse`]).
 #[derive(Debug, Default, Deserialize)]
@@ -164,12 +163,9 @@ impl Filter {
 }
 
 /// Whether a caller sees the events of the node at `path`: the owner all, the others all but
-/// those of the sessions themselves (the rule of `GET /api/actors`).
+/// those of the sessions and terminals themselves (the rule of `GET /api/actors`).
 fn visible(owner: bool, path: &str) -> bool {
-    owner
-        || !path
-            .strip_prefix(SESSIONS_PATH)
-            .is_some_and(|rest| rest.starts_with('/'))
+    owner || !super::api::owner_only(path)
 }
 
 /// `GET /api/events`.
@@ -450,6 +446,8 @@ mod tests {
         assert!(!visible(false, "root/sessions/abc/operator"));
         assert!(visible(false, "root/sessions2/abc"));
         assert!(visible(true, "root/sessions/abc"));
+        assert!(!visible(false, "root/terminals/term:1"));
+        assert!(visible(false, "root/terminals"));
     }
 
     #[test]

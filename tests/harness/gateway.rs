@@ -37,10 +37,43 @@ impl Gateway {
 
     /// `GET path` with the owner token: (status, JSON body, `null` if it is not JSON).
     pub async fn api(&self, path: &str) -> (StatusCode, Value) {
+        self.api_as(&self.token, path).await
+    }
+
+    /// A fresh gateway token of `role` (`viewer`, `operator`, `owner`), paired through a code
+    /// the owner token mints, as `revka pair --role` does.
+    pub async fn paired(&self, role: &str) -> String {
+        let code: Value = self
+            .http
+            .post(format!("{}/api/pair/code", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "role": role }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token: Value = self
+            .http
+            .post(format!("{}/pair", self.url))
+            .header("X-Pairing-Code", code["code"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(token["role"], role, "{token}");
+        token["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET path` with `token`: (status, JSON body, `null` if it is not JSON).
+    pub async fn api_as(&self, token: &str, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .send()
             .await
             .expect("the gateway answers");
