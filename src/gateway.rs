@@ -1,21 +1,25 @@
 //! The gateway: Revka's browser-, script- and operator-facing HTTP surface, `root/gateway`.
 //!
-//! It serves the `/api/*` routes and the WebSocket on one origin. Every route requires a
-//! bearer token of a role (`viewer < operator < owner`), except `POST /pair`, which trades a
-//! one-time code for one. Tokens, roles and pairing codes live in [`crate::auth`], shared with
+//! It serves the `/api/*` routes, the WebSocket and the dashboard (the page at `/`) on one
+//! origin. Every route requires a bearer token of a role (`viewer < operator < owner`), except
+//! `POST /pair`, which trades a one-time code for one, and the dashboard's files, which carry
+//! no data. Tokens, roles and pairing codes live in [`crate::auth`], shared with
 //! the MCP server and the CLI.
 //!
 //! - `routes`: the route table, every route with the role it needs; the router is built from
 //!   it alone.
 //! - `server`: the listener, router, bearer auth, timeouts.
 //! - `origin`: the `Host`/`Origin` guard.
-//! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
+//! - `assets`: the dashboard, `GET /` and `GET /assets/...` (embedded files, public: they
+//!   carry no data).
+//! - `api`: pairing and tokens (`/api/whoami`, `/api/logout` for the caller's own), introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
 mod api;
+mod assets;
 mod origin;
 mod proxy;
 mod routes;

@@ -8,6 +8,7 @@ mod cli_mcp;
 mod cli_ops;
 mod conformance;
 mod daemon;
+mod dashboard;
 mod federation;
 mod first_run;
 mod fixture_servers;
