@@ -46,7 +46,8 @@ struct Dash {
 const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 
 impl Dash {
-    async fn start(servers: usize) -> Self {
+    /// `extra` is appended to the config.
+    async fn start(servers: usize, extra: &str) -> Self {
         let home = TestHome::new();
         let mut config = String::from(
             "[mcp]\nenabled = true\n\n[supervisor]\n# Long enough for the page to show it.\nbackoff_min_ms = 400\n",
@@ -60,6 +61,7 @@ impl Dash {
                 fixture_server("echo_server").display()
             ));
         }
+        config.push_str(extra);
         home.write_config(&config);
         let daemon = TestDaemon::start(&home, &[]);
         let file = home.path().join("gateway.json");
@@ -131,7 +133,7 @@ async fn dashboard_sign_in_live_tree_restart_and_sign_out() {
     let Some(python) = browser_python() else {
         return;
     };
-    let dash = Dash::start(3).await;
+    let dash = Dash::start(3, "").await;
     dash.wait_running(3).await;
     let events = if dash.has_events().await { "1" } else { "0" };
     if events == "0" {
@@ -147,7 +149,7 @@ async fn dashboard_test_button_good_and_bad() {
     let Some(python) = browser_python() else {
         return;
     };
-    let dash = Dash::start(1).await;
+    let dash = Dash::start(1, "").await;
     dash.wait_running(1).await;
     dash.run(&python, "test_button", &[]);
 }
@@ -160,7 +162,7 @@ async fn dashboard_other_origin_cannot_read_the_token_or_drive_the_api() {
     let Some(python) = browser_python() else {
         return;
     };
-    let dash = Dash::start(1).await;
+    let dash = Dash::start(1, "").await;
     dash.run(&python, "other_origin", &[]);
 }
 
@@ -171,9 +173,12 @@ async fn dashboard_first_load_is_small_and_strict() {
     let Some(python) = browser_python() else {
         return;
     };
-    let dash = Dash::start(1).await;
+    let dash = Dash::start(1, "").await;
     dash.run(&python, "first_load", &[]);
 }
+
+/// Room for 1,000 sessions created at once from one source.
+const SCALE: &str = "\n[sessions]\nmax_sessions = 2000\ncreate_burst = 2000\ncreate_per_minute = 100000\n";
 
 /// The tree with 200 servers and 1,000 sessions: the renderer module (the one the page uses)
 /// driven in the signed-in page with a snapshot of that size and a burst of events, and the
@@ -183,7 +188,7 @@ async fn dashboard_tree_with_200_servers_and_1000_sessions() {
     let Some(python) = browser_python() else {
         return;
     };
-    let dash = Dash::start(3).await;
+    let dash = Dash::start(3, SCALE).await;
     dash.wait_running(3).await;
     dash.run(&python, "scale", &[]);
 }
