@@ -302,6 +302,7 @@ def scenario_test_button(run):
         d.find_element(By.ID, "editor-result").text), timeout=20)
     check("1 tool" in result and "echo" in result, f"ok with one tool: {result!r}")
     print(f"good config: {result!r}")
+    d.execute_script("document.getElementById('editor-result').scrollIntoView({block: 'center'})")
     run.shot(d, "good")
 
     fill("bad", "/nonexistent/mcp-server")
@@ -311,6 +312,7 @@ def scenario_test_button(run):
     check("nonexistent" in result or "No such file" in result or "not found" in result.lower(),
           f"the error names the problem: {result!r}")
     print(f"bad config: {result!r}")
+    d.execute_script("document.getElementById('editor-result').scrollIntoView({block: 'center'})")
     run.shot(d)
 
 
