@@ -192,3 +192,17 @@ async fn dashboard_tree_with_200_servers_and_1000_sessions() {
     dash.wait_running(3).await;
     dash.run(&python, "scale", &[]);
 }
+
+/// The MCP editor's Save, its `file:line:col` refusal and the two-tab conflict (needs
+/// `GET/PUT /api/config/servers`; skipped with a note while this build has none).
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_config_editor_saves_refuses_and_reports_conflicts() {
+    let Some(python) = browser_python() else { return };
+    let dash = Dash::start(1, "").await;
+    if dash.gateway.api("/api/config/servers").await.0 != reqwest::StatusCode::OK {
+        eprintln!("skipping: GET /api/config/servers is not served by this build");
+        return;
+    }
+    dash.wait_running(1).await;
+    dash.run(&python, "config_editor", &[]);
+}

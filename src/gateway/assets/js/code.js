@@ -104,6 +104,10 @@ export class CodeTab {
     const ws = socket(`/ws/terminal?${q}`, 'revka.terminal.v1');
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+    };
     this.info.textContent = 'Starting…';
     this.start.disabled = true;
     this.stop.disabled = false;
@@ -132,7 +136,8 @@ export class CodeTab {
       this.ws = null;
       this.start.disabled = false;
       this.stop.disabled = true;
-      if (!/ended|Error/.test(this.info.textContent)) this.info.textContent = `The terminal closed (${e.code}${e.reason ? `: ${e.reason}` : ''}).`;
+      if (!opened) this.info.textContent = 'The terminal could not be opened: the daemon refused the connection (see its log), or it is unreachable.';
+      else if (!/ended|Error/.test(this.info.textContent)) this.info.textContent = `The terminal closed (${e.code}${e.reason ? `: ${e.reason}` : ''}).`;
     };
     ws.onerror = () => {
       if (this.ws === ws) this.info.textContent = 'The terminal could not be opened (refused or unreachable).';
