@@ -13,6 +13,8 @@
 //! - `assets`: the dashboard, `GET /` and `GET /assets/...` (embedded files, public: they
 //!   carry no data).
 //! - `api`: pairing and tokens (`/api/whoami`, `/api/logout` for the caller's own), introspection (`/api/actors`), `/api/health`, `/metrics`.
+//! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
+//!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
@@ -20,6 +22,7 @@
 
 mod api;
 mod assets;
+mod fleet;
 mod origin;
 mod proxy;
 mod routes;

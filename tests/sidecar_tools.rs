@@ -494,3 +494,124 @@ async fn the_dashboard_journal_health_and_breaker_reset_report_the_daemons_state
     until_sidecar_answers(&session).await;
     assert_eq!(breaker_state(&session).await, "closed");
 }
+
+/// The dashboard's Sidecars view: `GET /api/sidecars` shows the process, breaker, queue,
+/// agents and rooms; an agent's timeline is readable page by page and live (the session
+/// manager's SSE stream relayed by the gateway); the breaker's reset needs the operator role;
+/// bad ids and unknown agents get precise answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidecars_view_reads_the_session_manager_through_the_gateway() {
+    use futures::StreamExt;
+    let home = tempfile::tempdir().unwrap();
+    let served = Served::start(&sidecar_config(home.path(), &node_command())).await;
+    let session = served.session().await;
+    until_sidecar_answers(&session).await;
+    let created = ok(
+        &session,
+        "create_agent",
+        json!({ "backend": "echo", "name": "viewed", "prompt": "first" }),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    ok(
+        &session,
+        "wait_for_agent",
+        json!({ "agent_id": id, "timeout_secs": 60 }),
+    )
+    .await;
+
+    let view = served.api("/api/sidecars").await;
+    assert_eq!(view["session_manager"]["enabled"], true, "{view}");
+    assert_eq!(
+        view["session_manager"]["process"]["state"], "running",
+        "{view}"
+    );
+    assert_eq!(view["breaker"]["state"], "closed", "{view}");
+    assert!(view["queue"]["pending"].is_u64(), "{view}");
+    assert!(view["queue"]["dead_letter_list"].is_array(), "{view}");
+    let agents = view["agents"].as_array().expect("agents listed");
+    assert!(agents.iter().any(|a| a["id"] == id.as_str()), "{view}");
+    assert!(view["rooms"].is_array(), "{view}");
+
+    let page = served
+        .api(&format!("/api/sidecars/agents/{id}/events?since=0"))
+        .await;
+    let texts: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(texts.contains(&"echo: first"), "{page}");
+
+    // Live: the stream relays what the agent does after it was opened.
+    let (gateway, owner) = served.gateway();
+    let http = reqwest::Client::new();
+    let last = page["last_seq"].as_u64().unwrap();
+    let resp = http
+        .get(format!("{gateway}/api/sidecars/agents/{id}/stream"))
+        .header("Last-Event-ID", last.to_string())
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    ok(
+        &session,
+        "send_agent_prompt",
+        json!({ "agent_id": id, "prompt": "second" }),
+    )
+    .await;
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    let relayed = tokio::time::timeout(crate::harness::DEADLINE, async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("echo: second") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(relayed, Ok(true), "relayed so far: {seen}");
+    assert!(
+        !seen.contains("echo: first"),
+        "resumed after {last}: {seen}"
+    );
+
+    // Precise answers for bad input.
+    let get = |path: String| http.get(format!("{gateway}{path}")).bearer_auth(&owner);
+    let resp = get("/api/sidecars/agents/no-such-agent/events".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "{}", resp.text().await.unwrap());
+    let resp = get("/api/sidecars/agents/a%20b/stream".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = get("/api/sidecars/agents/x/events?since=minus".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // The breaker's reset: operator and up.
+    let reset = http
+        .post(format!("{gateway}/api/sidecars/breaker/reset"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    let body: Value = reset.json().await.unwrap();
+    assert_eq!(body["breaker"]["state"], "closed", "{body}");
+}

@@ -146,6 +146,87 @@ impl SidecarClient {
         }
     }
 
+    /// `GET path` of an event stream (`text/event-stream`): the response body as it arrives,
+    /// for a relay that passes it on unbuffered. The connection lives as long as the body;
+    /// `timeout` bounds only the connection and the response head. A non-2xx answer is read
+    /// (bounded) and returned as [`SidecarError::Status`].
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<SidecarStream, SidecarError> {
+        let head = async {
+            let stream = tokio::net::UnixStream::connect(self.socket.as_path())
+                .await
+                .map_err(|e| SidecarError::Unreachable {
+                    socket: self.socket.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            let protocol = |reason: String| SidecarError::Protocol {
+                method: "GET".into(),
+                path: path.to_owned(),
+                reason,
+            };
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| protocol(e.to_string()))?;
+            let driver = AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            }));
+            let mut request = Request::builder()
+                .method("GET")
+                .uri(path)
+                .header("host", "session-manager")
+                .header("accept", "text/event-stream");
+            if let Some(id) = last_event_id {
+                request = request.header("last-event-id", id);
+            }
+            let request = request
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| protocol(e.to_string()))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                let bytes = Limited::new(response.into_body(), 64 * 1024)
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let message = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/error/message")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| "no message".into());
+                return Err(SidecarError::Status {
+                    method: "GET".into(),
+                    path: path.to_owned(),
+                    status,
+                    message,
+                });
+            }
+            Ok(SidecarStream {
+                body: response.into_body(),
+                _driver: driver,
+            })
+        };
+        match tokio::time::timeout(timeout, head).await {
+            Ok(result) => result,
+            Err(_) => Err(SidecarError::Timeout {
+                method: "GET".into(),
+                path: path.to_owned(),
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
     async fn exchange(
         &self,
         method: &str,
@@ -223,6 +304,25 @@ impl SidecarClient {
         };
         driver.abort();
         result
+    }
+}
+
+/// An event stream of the sidecar, open ([`SidecarClient::stream`]): its body, and the task
+/// driving its connection (ended with it).
+#[derive(Debug)]
+pub struct SidecarStream {
+    /// The response body, read frame by frame.
+    pub body: hyper::body::Incoming,
+    _driver: AbortOnDrop,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

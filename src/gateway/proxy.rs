@@ -45,7 +45,7 @@ use crate::http::response::error;
 
 mod sessions;
 
-use sessions::{claim, mcp_token};
+use sessions::{Use, claim, mcp_token};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -312,7 +312,13 @@ pub(super) async fn call(
     let Some(session_id) = header("x-revka-session").map(str::to_owned) else {
         return error(StatusCode::BAD_REQUEST, "missing X-Revka-Session header");
     };
-    let Some(token) = mcp_token(&gw, &caller, &session_id, header("x-revka-mcp-token")) else {
+    let Some(token) = mcp_token(
+        &gw,
+        &caller,
+        &session_id,
+        header("x-revka-mcp-token"),
+        Use::Call,
+    ) else {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let limit = gw.services().config.get().gateway.call_timeout();
@@ -350,7 +356,7 @@ pub(super) async fn events(
     let presented = headers
         .get("x-revka-mcp-token")
         .and_then(|v| v.to_str().ok());
-    let Some(token) = mcp_token(&gw, &caller, &id, presented) else {
+    let Some(token) = mcp_token(&gw, &caller, &id, presented, Use::Watch) else {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired MCP session");
     };
     let url = format!("http://{addr}/session/{}/events", encode_segment(&id));
@@ -404,7 +410,13 @@ pub(super) async fn ws_events(
     }
     let ws = ws.protocols([WS_PROTOCOL]).max_message_size(64 * 1024);
     let addr = mcp_addr(&gw);
-    let token = mcp_token(&gw, &caller, &session_id, q.mcp_token.as_deref());
+    let token = mcp_token(
+        &gw,
+        &caller,
+        &session_id,
+        q.mcp_token.as_deref(),
+        Use::Watch,
+    );
     let http = gw.services().http.clone();
     ws.on_upgrade(move |mut socket| async move {
         let (Some(addr), Some(token)) = (addr, token) else {

@@ -14,9 +14,9 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the progress events of a session it holds the token of |
-//! | `operator` | also act: restart actors, create MCP sessions and call tools, test http/sse/url server configs |
-//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels |
+//! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
+//! | `operator` | also act: restart actors, reset the session manager's breaker, create MCP sessions and call tools, test http/sse/url server configs |
+//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
 //!
 //! A client token (for the MCP server's standard flow) is no gateway token: every route but
 //! `POST /pair` answers it 401, as any unknown token.
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, assets, proxy};
+use super::{api, assets, fleet, proxy};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -208,6 +208,42 @@ pub(crate) fn table() -> Vec<Route> {
             Token(Owner),
             Default,
             api::revoke,
+        ),
+        // The session manager (the dashboard's Sidecars view).
+        Route::new(
+            get.clone(),
+            "/api/sidecars",
+            Token(Viewer),
+            Default,
+            fleet::sidecars,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/sidecars/breaker/reset",
+            Token(Operator),
+            Default,
+            fleet::reset_breaker,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/sidecars/agents/{id}/events",
+            Token(Viewer),
+            Default,
+            fleet::agent_events,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/sidecars/agents/{id}/stream",
+            Token(Viewer),
+            Own,
+            fleet::agent_stream,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/sidecars/rooms/{id}/messages",
+            Token(Viewer),
+            Default,
+            fleet::room_messages,
         ),
         // The MCP proxy.
         Route::new(

@@ -159,27 +159,34 @@ fn list_limit(args: &Value) -> Result<usize, String> {
 fn queue_status(h: Health, args: Value) -> BoxFuture<'static, Result<Value, BuiltinError>> {
     Box::pin(async move {
         let limit = list_limit(&args).map_err(BuiltinError::Arguments)?;
-        let shown = |mut status: QueueStatus| {
-            trim(
-                &mut status.operations,
-                &mut status.operations_omitted,
-                limit,
-            );
-            trim(
-                &mut status.dead_letter_list,
-                &mut status.dead_letters_omitted,
-                limit,
-            );
-            serde_json::to_value(status).unwrap_or_default()
-        };
-        match h.sidecar.queue.status().await {
-            Ok(status) => Ok(json_result(shown(status))),
-            // The queue actor is restarting or not running: its last published status.
-            Err(e) => Ok(json_result(
-                json!({ "unavailable": e.to_string(), "last_known": shown(h.sidecar.queue.published()) }),
-            )),
-        }
+        Ok(json_result(queue_view(&h.sidecar, limit).await))
     })
+}
+
+/// The retry queue's status with at most `limit` operations and dead letters listed (the rest
+/// counted as omitted): what `get_retry_queue_status` answers and the dashboard shows. While
+/// the queue actor is restarting or not running: `{"unavailable": why, "last_known": ...}`,
+/// its last published status.
+pub(crate) async fn queue_view(sidecar: &SidecarServices, limit: usize) -> Value {
+    let shown = |mut status: QueueStatus| {
+        trim(
+            &mut status.operations,
+            &mut status.operations_omitted,
+            limit,
+        );
+        trim(
+            &mut status.dead_letter_list,
+            &mut status.dead_letters_omitted,
+            limit,
+        );
+        serde_json::to_value(status).unwrap_or_default()
+    };
+    match sidecar.queue.status().await {
+        Ok(status) => shown(status),
+        Err(e) => {
+            json!({ "unavailable": e.to_string(), "last_known": shown(sidecar.queue.published()) })
+        }
+    }
 }
 
 /// The dead letters a replay or drop names: `ids` (a list) or `all: true`.

@@ -4,7 +4,8 @@
 //! `/ws/mcp/events` with its own MCP token (the MCP server checks it), or without one by the
 //! gateway token that created it through `POST /api/mcp/session`: [`claim`] records that
 //! token's id on the session ([`Session::set_proxy_owner`]), and [`mcp_token`] lends the
-//! session's token to that caller alone. An unknown session and another's get the same answer,
+//! session's token to that caller; the owner role (who sees every session anyway) may also
+//! watch any session's progress, not call in it. An unknown session and another's get the same answer,
 //! so session ids cannot be probed.
 //!
 //! [`Session::set_proxy_owner`]: revka_actors::session::Session::set_proxy_owner
@@ -15,6 +16,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::upstream_error;
+use crate::auth::Role;
 use crate::gateway::server::{Caller, Gateway};
 use crate::http::response::error;
 
@@ -68,14 +70,26 @@ pub(super) async fn claim(gw: &Gateway, caller: &Caller, mut resp: reqwest::Resp
     response
 }
 
+/// What a gateway caller does with a session it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// Calls in it (`/api/mcp/call`): the creator only, or with the session's token.
+    Call,
+    /// Watches its progress stream: also the owner role, which sees every session in
+    /// `/api/actors` already (the dashboard's Sessions view).
+    Watch,
+}
+
 /// The MCP token to forward for session `id`: the caller's own `presented` one (the MCP server
-/// checks it); else the session's, lent only to the gateway token that created the session
-/// through this proxy. `None` for an unknown session and another's alike.
+/// checks it); else the session's, lent to the gateway token that created the session through
+/// this proxy and, to watch it, to the owner role. `None` for an unknown session and another's
+/// alike.
 pub(super) fn mcp_token(
     gw: &Gateway,
     caller: &Caller,
     id: &str,
     presented: Option<&str>,
+    usage: Use,
 ) -> Option<String> {
     match presented.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => Some(t.to_owned()),
@@ -83,7 +97,10 @@ pub(super) fn mcp_token(
             .services()
             .sessions
             .get(id)
-            .filter(|s| s.proxy_owner() == Some(caller.id.as_str()))
+            .filter(|s| {
+                (usage == Use::Watch && caller.role == Role::Owner)
+                    || s.proxy_owner() == Some(caller.id.as_str())
+            })
             .map(|s| s.proxy_token()),
     }
 }

@@ -1,0 +1,239 @@
+//! The session manager as the dashboard's Sidecars view sees it (`root/gateway`): its
+//! process, breaker and retry queue in one read, the breaker's reset, and its agents' and
+//! chat rooms' events relayed from its Unix socket to the browser's origin.
+//!
+//! Reads of the sidecar's own state (agents, rooms, events) go through the breaker like every
+//! other daemon → sidecar request, with a short deadline: a view must not hang on a wedged
+//! sidecar. The agent event stream is passed through as the sidecar writes it (SSE, one
+//! connection per viewer, nothing buffered in the daemon beyond hyper's frames).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use revka_actors::breaker::BreakerState;
+use revka_actors::sidecar::SidecarError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::server::Gateway;
+use crate::http::response::error;
+use crate::sidecars::{Field, SidecarCallError};
+
+/// The session manager's node in the tree.
+const PROCESS_PATH: &str = "root/sidecars/session_manager";
+/// Deadline of the sidecar reads of one view.
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline to open an agent's event stream (its head; the stream itself has none).
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Operations and dead letters listed by `GET /api/sidecars`.
+const QUEUE_LIST: usize = 50;
+
+/// `GET /api/sidecars`: the session manager's process (state, restarts, last failure), its
+/// breaker, its retry queue (depth, in flight, dead letters with their last error) and, when
+/// it runs, its agents and chat rooms (each `{"error": ...}` instead when the read failed).
+pub(super) async fn sidecars(State(gw): State<Gateway>) -> Response {
+    let services = gw.services();
+    let sidecar = &services.sidecar;
+    let process = services.status_root.find(PROCESS_PATH).map(|node| {
+        json!({
+            "path": node.path(),
+            "state": node.state(),
+            "restarts": node.restarts(),
+            "last_failure": node.last_failure(),
+        })
+    });
+    let queue = crate::tools::health::queue_view(sidecar, QUEUE_LIST).await;
+    let (agents, rooms) = if sidecar.enabled {
+        let (agents, rooms) = tokio::join!(
+            list(&gw, "/agents", "agents"),
+            list(&gw, "/chat/rooms", "rooms")
+        );
+        (agents, rooms)
+    } else {
+        (Value::Null, Value::Null)
+    };
+    axum::Json(json!({
+        "session_manager": {
+            "enabled": sidecar.enabled,
+            "process": process,
+        },
+        "breaker": sidecar.breaker.status(),
+        "queue": queue,
+        "agents": agents,
+        "rooms": rooms,
+    }))
+    .into_response()
+}
+
+/// The array `field` of the sidecar's answer to `GET path`, or `{"error": ...}`.
+async fn list(gw: &Gateway, path: &str, field: &'static str) -> Value {
+    match gw
+        .services()
+        .sidecar
+        .request_shaped(
+            "GET",
+            path,
+            None,
+            Some(READ_TIMEOUT),
+            &[Field::Array(field)],
+        )
+        .await
+    {
+        Ok(mut answer) => answer[field].take(),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+/// `POST /api/sidecars/breaker/reset`: closes the session manager's breaker (as the
+/// `reset_circuit_breaker` tool does) and answers its status.
+pub(super) async fn reset_breaker(State(gw): State<Gateway>) -> Response {
+    let breaker = &gw.services().sidecar.breaker;
+    breaker.reset();
+    tracing::info!("circuit breaker of the session manager reset from the gateway");
+    axum::Json(json!({ "breaker": breaker.status() })).into_response()
+}
+
+/// The query of the event reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Since {
+    /// Events after this sequence number.
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+/// Whether `id` may be put in a sidecar path as it is (the sidecar's ids are short tokens).
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// `GET /api/sidecars/agents/{id}/events?since=N`: one page of an agent's timeline.
+pub(super) async fn agent_events(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Response {
+    read_page(&gw, "agent", &id, "events", q.since).await
+}
+
+/// `GET /api/sidecars/rooms/{id}/messages?since=N`: one page of a chat room's messages.
+pub(super) async fn room_messages(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Response {
+    read_page(&gw, "room", &id, "messages", q.since).await
+}
+
+async fn read_page(gw: &Gateway, what: &str, id: &str, tail: &str, since: Option<u64>) -> Response {
+    if !plain_id(id) {
+        return error(StatusCode::BAD_REQUEST, format!("invalid {what} id `{id}`"));
+    }
+    let base = if what == "agent" {
+        "/agents"
+    } else {
+        "/chat/rooms"
+    };
+    let path = format!("{base}/{id}/{tail}?since={}", since.unwrap_or(0));
+    match gw
+        .services()
+        .sidecar
+        .request("GET", &path, None, Some(READ_TIMEOUT))
+        .await
+    {
+        Ok(page) => axum::Json(page).into_response(),
+        Err(e) => sidecar_error(what, id, &e),
+    }
+}
+
+/// The HTTP answer of a failed sidecar read: the sidecar's own 4xx passed on (an unknown
+/// agent is a 404), 503 when it is off or unreachable.
+fn sidecar_error(what: &str, id: &str, e: &SidecarCallError) -> Response {
+    match e {
+        SidecarCallError::Sidecar(SidecarError::Status { status, .. })
+            if (400..500).contains(status) =>
+        {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
+            error(code, format!("{what} `{id}`: {e}"))
+        }
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `GET /api/sidecars/agents/{id}/stream`: the agent's live event stream (SSE), relayed from
+/// the session manager as it writes it; `Last-Event-ID` (or `?since=`) resumes after an event.
+/// 503 while the session manager is off, down or its breaker open; the sidecar's 404 for an
+/// unknown agent.
+pub(super) async fn agent_stream(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+    headers: HeaderMap,
+) -> Response {
+    if !plain_id(&id) {
+        return error(StatusCode::BAD_REQUEST, format!("invalid agent id `{id}`"));
+    }
+    let sidecar = &gw.services().sidecar;
+    if !sidecar.enabled {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SidecarCallError::Disabled.to_string(),
+        );
+    }
+    if sidecar.breaker.state() == BreakerState::Open {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the session manager's circuit breaker is open (it failed recently); \
+             POST /api/sidecars/breaker/reset to try it now",
+        );
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .or_else(|| q.since.map(|n| n.to_string()));
+    let path = format!("/agents/{id}/stream");
+    match sidecar
+        .client
+        .stream(&path, last.as_deref(), STREAM_OPEN_TIMEOUT)
+        .await
+    {
+        Ok(stream) => {
+            // Data frames as they arrive; the stream (and its connection) lives as long as the
+            // body, and ends with the sidecar's stream or the viewer.
+            let frames = futures::stream::unfold(stream, |mut stream| async move {
+                loop {
+                    match stream.body.frame().await? {
+                        Ok(frame) => match frame.into_data() {
+                            Ok(data) => return Some((Ok::<_, hyper::Error>(data), stream)),
+                            Err(_) => continue, // trailers
+                        },
+                        Err(e) => return Some((Err(e), stream)),
+                    }
+                }
+            });
+            let mut response = Response::new(Body::from_stream(frames));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache, no-transform"),
+            );
+            response
+        }
+        Err(e) => sidecar_error("agent", &id, &SidecarCallError::Sidecar(e)),
+    }
+}
