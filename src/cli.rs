@@ -2,7 +2,7 @@
 //!
 //! `daemon`, `config` and `mcp` work from the config file (`mcp add | remove | import` edit it,
 //! then reload a running daemon); `client install | uninstall | list` edit other MCP clients'
-//! config files to run `revka mcp serve --stdio`; `status`, `restart`, `pair`, `tokens` and `reload` talk to
+//! config files to run `revka mcp serve --stdio`; `status`, `events`, `restart`, `pair`, `tokens` and `reload` talk to
 //! the running daemon of `$REVKA_HOME` through its gateway; `install --sidecars-only` installs
 //! the sidecars under `$REVKA_HOME/operator_mcp`, and `doctor` checks the installation, the
 //! config and the running daemon; `service` installs and drives it as a systemd user service
@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod doctor;
+mod events;
 mod furniture;
 pub mod install;
 mod jsonc;
@@ -91,6 +92,9 @@ pub enum Command {
         #[arg(long, value_name = "P")]
         path: Option<String>,
     },
+    /// Print the running daemon's supervision events (started, exited, restart scheduled,
+    /// gave up, escalated, reloaded, ...); `-f` keeps following them.
+    Events(events::EventsArgs),
     /// Restart one actor of the running daemon, e.g. `root/mcp_servers/mcp:fs`.
     Restart {
         /// The actor's path.
@@ -168,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Mcp { action } => mcp::run(cli.config, action),
         Command::Client { action } => client::run(action),
         Command::Status { json, path } => remote_op(ops::Op::Status { json, path }),
+        Command::Events(args) => events::run(&config::revka_home(), &args),
         Command::Restart { path } => remote_op(ops::Op::Restart { path }),
         Command::Pair { role } => remote_op(ops::Op::Pair { role }),
         Command::Tokens { action } => remote_op(action.into()),

@@ -15,6 +15,7 @@
 //! - `api`: pairing and tokens (`/api/whoami`, `/api/logout` for the caller's own), introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
 //!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
+//! - `events`: `/api/events`, the supervision event log by page or as a live SSE stream.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
@@ -22,6 +23,7 @@
 
 mod api;
 mod assets;
+mod events;
 mod fleet;
 mod origin;
 mod proxy;

@@ -17,6 +17,8 @@
 //! its previous entry, and the reason is reported under `failed`.
 //!
 //! Every applied change is logged, and the report is kept in the root's introspection details.
+//! Each reload is also a `reloaded` event on `root` in the supervision event log
+//! ([`revka_actors::events`]), its `detail` saying what changed or why the file was rejected.
 //!
 //! # Who reloads, one at a time
 //!
@@ -87,8 +89,52 @@ pub async fn reload(services: &Services) -> Result<ReloadReport, ReloadError> {
     if let Some(Err(e)) = notifier.map(|n| n.notify_reloaded(&status_line(&result))) {
         tracing::warn!(error = %e, "cannot notify systemd that the reload is done");
     }
+    services.status_root.record_event(
+        revka_actors::events::Note::new(revka_actors::EventKind::Reloaded)
+            .detail(event_detail(&result)),
+    );
     result
 }
+
+/// The `detail` of the `reloaded` supervision event: the counts and the changes, or why the
+/// file was rejected, at most [`EVENT_DETAIL_MAX`] bytes.
+fn event_detail(result: &Result<ReloadReport, ReloadError>) -> String {
+    let mut detail = match result {
+        Ok(r) => {
+            let mut detail = format!(
+                "{} applied, {} need a restart, {} failed",
+                r.applied.len(),
+                r.restart_required.len(),
+                r.failed.len()
+            );
+            let changes: Vec<&str> = r
+                .applied
+                .iter()
+                .chain(&r.restart_required)
+                .chain(&r.failed)
+                .map(String::as_str)
+                .collect();
+            if !changes.is_empty() {
+                detail.push_str(": ");
+                detail.push_str(&changes.join("; "));
+            }
+            detail
+        }
+        Err(e) => format!("rejected, running configuration unchanged: {e}"),
+    };
+    if detail.len() > EVENT_DETAIL_MAX {
+        let mut end = EVENT_DETAIL_MAX;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+        detail.push('…');
+    }
+    detail
+}
+
+/// The longest `detail` of a `reloaded` event, in bytes.
+const EVENT_DETAIL_MAX: usize = 400;
 
 /// The unit's `STATUS=` after a reload.
 fn status_line(result: &Result<ReloadReport, ReloadError>) -> String {
@@ -475,5 +521,34 @@ mod tests {
         assert_eq!(report.restart_required, ["[mcp_server]"]);
         let running = running_config(&old, new);
         assert_eq!(running.mcp_server, old.mcp_server, "until a restart");
+    }
+
+    /// The `reloaded` event says what changed in one bounded line.
+    #[test]
+    fn the_reloaded_event_summarises_the_report_in_bounded_text() {
+        let report = ReloadReport {
+            applied: vec!["added mcp:a".into(), "restarted mcp:b".into()],
+            restart_required: vec!["[sessions]".into()],
+            failed: vec![],
+        };
+        assert_eq!(
+            event_detail(&Ok(report)),
+            "2 applied, 1 need a restart, 0 failed: added mcp:a; restarted mcp:b; [sessions]"
+        );
+        assert_eq!(
+            event_detail(&Ok(ReloadReport::default())),
+            "0 applied, 0 need a restart, 0 failed"
+        );
+        let long = ReloadReport {
+            applied: vec!["é".repeat(400)],
+            ..ReloadReport::default()
+        };
+        let detail = event_detail(&Ok(long));
+        assert!(
+            detail.len() <= EVENT_DETAIL_MAX + '…'.len_utf8(),
+            "{}",
+            detail.len()
+        );
+        assert!(detail.ends_with('…'));
     }
 }

@@ -36,9 +36,13 @@
 //!   Unix socket) and the daemon's HTTP client for that socket.
 //! - [`status`]: the introspection model: every actor's live status, readable without its
 //!   mailbox, as a tree of serde snapshots.
+//! - [`events`]: the supervision event log: a bounded ring of what happened to the actors of a
+//!   status tree (started, exited, restart scheduled, gave up, escalated, reloaded, ...),
+//!   shared by its nodes, read by page or by a live subscription that costs nothing unused.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod breaker;
+pub mod events;
 pub mod fs;
 pub mod listener;
 pub mod mcp;
@@ -55,4 +59,5 @@ pub mod supervisor;
 #[cfg(test)]
 mod testing;
 
+pub use events::{Event, EventKind, EventLog};
 pub use status::{ActorState, Snapshot, StatusNode};

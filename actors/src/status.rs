@@ -10,6 +10,11 @@
 //! when it adds the child spec, and removes it when the child is removed for good. Paths are
 //! `parent/child`, e.g. `root/mcp_servers/mcp:fs`. [`StatusNode::snapshot`] returns the whole
 //! subtree as serde data, which the gateway serves and `revka status` prints.
+//!
+//! The nodes of one tree share its supervision event log ([`crate::events`]): a node records
+//! its own events as it changes (added, removed, and each state change), so every actor kind
+//! is covered whoever moves its state, and the supervisor adds the why
+//! ([`StatusNode::set_state_with`], [`StatusNode::record_event`]).
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -18,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::events::{EventKind, EventLog, Note, millis};
 use crate::supervisor::RestartType;
 
 /// Lifecycle state of a supervised actor, as its supervisor sees it.
@@ -91,6 +97,8 @@ struct Inner {
     /// server to connect fails at once when it starts backing off). Created by the first
     /// [`StatusNode::state_changes`], so a node nobody waits on costs no channel.
     changes: OnceLock<watch::Sender<ActorState>>,
+    /// The tree's supervision event log, shared by all its nodes.
+    events: Arc<EventLog>,
 }
 
 struct NodeData {
@@ -102,6 +110,9 @@ struct NodeData {
     next_restart_at: Option<Instant>,
     /// The bounded wait the actor's handler is inside, if it declared one.
     waiting: Option<Wait>,
+    /// Since when the actor is down (its last exit or stop), for the `after_ms` of its next
+    /// `started` event.
+    down_since: Option<Instant>,
 }
 
 /// A bounded wait an actor's handler declared (see [`StatusNode::begin_wait`]): while it
@@ -143,9 +154,16 @@ impl std::fmt::Debug for StatusNode {
 }
 
 impl StatusNode {
-    /// Creates the root of a status tree.
+    /// Creates the root of a status tree, with the tree's event log (keeping
+    /// [`crate::events::CAPACITY`] events).
     pub fn root(id: &str, kind: &'static str) -> Self {
-        Self::new(id.to_owned(), id.to_owned(), kind, None)
+        Self::new(
+            id.to_owned(),
+            id.to_owned(),
+            kind,
+            None,
+            Arc::new(EventLog::default()),
+        )
     }
 
     fn new(
@@ -153,6 +171,7 @@ impl StatusNode {
         path: String,
         kind: &'static str,
         restart_type: Option<RestartType>,
+        events: Arc<EventLog>,
     ) -> Self {
         let now = (SystemTime::now(), Instant::now());
         Self {
@@ -169,16 +188,19 @@ impl StatusNode {
                     started_at: None,
                     next_restart_at: None,
                     waiting: None,
+                    down_since: None,
                 }),
                 children: RwLock::new(Vec::new()),
                 details: RwLock::new(None),
                 supervisor: RwLock::new(None),
                 changes: OnceLock::new(),
+                events,
             }),
         }
     }
 
-    /// Returns the child node `id`, creating it (appended after its siblings) if absent.
+    /// Returns the child node `id`, creating it (appended after its siblings) if absent; a new
+    /// node is recorded as `added`.
     pub fn child(&self, id: &str, kind: &'static str, restart_type: Option<RestartType>) -> Self {
         let mut children = self
             .inner
@@ -193,18 +215,31 @@ impl StatusNode {
             format!("{}/{}", self.inner.path, id),
             kind,
             restart_type,
+            self.inner.events.clone(),
         );
         children.push(node.clone());
+        node.record_event(Note::new(EventKind::Added));
         node
     }
 
-    /// Removes the child node `id` (a child removed from its supervisor for good).
+    /// Removes the child node `id` (a child removed from its supervisor for good), with its
+    /// subtree; recorded as `removed`.
     pub fn remove_child(&self, id: &str) {
-        self.inner
+        let mut children = self
+            .inner
             .children
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|c| c.inner.id != id);
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = children.iter().position(|c| c.inner.id == id) else {
+            return;
+        };
+        let removed = children.remove(at);
+        removed.record_event(Note::new(EventKind::Removed));
+    }
+
+    /// The supervision event log of this node's tree.
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.inner.events
     }
 
     /// This node's id within its parent (`mcp:fs`).
@@ -242,9 +277,22 @@ impl StatusNode {
 
     /// Moves the node to `state`. Entering `running` records the start time; leaving
     /// `backing_off` clears the scheduled restart.
+    ///
+    /// A change of state is recorded in the event log: entering `running` as `started` (with
+    /// `after_ms` when the actor was down before), `stopped` as `stopped`, `backing_off` as
+    /// `restart_scheduled`, `failed` as `gave_up`; `starting` and `stopping` are not recorded.
+    /// The supervisor says more with [`StatusNode::set_state_with`].
     pub fn set_state(&self, state: ActorState) {
+        self.set_state_with(state, Note::default());
+    }
+
+    /// [`StatusNode::set_state`], recording `note`: its kind (else the one the change
+    /// implies, if any) with its reason, delay and attempt. A note of a kind is recorded even
+    /// when the state does not change.
+    pub fn set_state_with(&self, state: ActorState, mut note: Note) {
         let mut d = lock(&self.inner.data);
-        if d.state != state {
+        let changed = d.state != state;
+        if changed {
             d.state = state;
             d.state_since = (SystemTime::now(), Instant::now());
         }
@@ -256,10 +304,51 @@ impl StatusNode {
         if state != ActorState::BackingOff {
             d.next_restart_at = None;
         }
+        let derived = match state {
+            ActorState::Running => Some(EventKind::Started),
+            ActorState::Stopped => Some(EventKind::Stopped),
+            ActorState::BackingOff => Some(EventKind::RestartScheduled),
+            ActorState::Failed => Some(EventKind::GaveUp),
+            ActorState::Starting | ActorState::Stopping => None,
+        };
+        if let Some(kind) = note.kind.or(derived.filter(|_| changed)) {
+            self.record_locked(&mut d, kind, &mut note);
+        }
         drop(d);
         if let Some(changes) = self.inner.changes.get() {
             changes.send_replace(state);
         }
+    }
+
+    /// Records an event of `note`'s kind with the node's current state and restart count
+    /// (a note without a kind records nothing).
+    pub fn record_event(&self, mut note: Note) {
+        let mut d = lock(&self.inner.data);
+        if let Some(kind) = note.kind {
+            self.record_locked(&mut d, kind, &mut note);
+        }
+    }
+
+    /// Records an event while holding the node's data, so its events follow its changes.
+    fn record_locked(&self, d: &mut NodeData, kind: EventKind, note: &mut Note) {
+        match kind {
+            EventKind::Exited | EventKind::Stopped => {
+                d.down_since.get_or_insert_with(Instant::now);
+            }
+            EventKind::Started => {
+                if let Some(down) = d.down_since.take() {
+                    note.after_ms.get_or_insert(millis(down.elapsed()));
+                }
+            }
+            _ => {}
+        }
+        self.inner.events.record(
+            &self.inner.path,
+            kind,
+            d.state,
+            d.restarts,
+            std::mem::take(note),
+        );
     }
 
     /// Wakes on every [`StatusNode::set_state`] from now on (the value is the new state; the

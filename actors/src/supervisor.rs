@@ -18,6 +18,11 @@
 //! - restart delays come from [`Backoff`]: immediate after a stable run, then exponential with
 //!   jitter, reset after `reset_after` of uptime.
 //!
+//! Each of these steps is recorded in the tree's supervision event log ([`crate::events`]) as
+//! it happens, on the child's node: `exited` (reason, abnormal), then `restart_scheduled`
+//! (delay, attempt) or `gave_up`, `started` (after how long down), `stopped` (why),
+//! `restart_requested`, `added`/`removed`; `escalated` on the supervisor's own node.
+//!
 //! ractor facts this relies on (0.16.5): the default `handle_supervisor_evt` stops the parent, so
 //! it is overridden here; when an actor finishes, ractor *kills* every actor still linked below
 //! it, so `post_stop` stops the children gracefully first; `post_stop` does not run after a kill
@@ -42,6 +47,7 @@ pub use spec::{
     StartFn, Strategy,
 };
 
+use crate::events::{EventKind, Note};
 use crate::status::{ActorState, StatusNode};
 
 /// How long to wait for a killed actor to finish (a kill interrupts its handler at once).
@@ -432,7 +438,10 @@ impl SupervisorState {
         let Some(cell) = child.cell.take() else {
             if child.state == ActorState::BackingOff {
                 child.state = ActorState::Stopped;
-                child.node.set_state(ActorState::Stopped);
+                child.node.set_state_with(
+                    ActorState::Stopped,
+                    Note::new(EventKind::Stopped).reason(reason),
+                );
             }
             return;
         };
@@ -473,7 +482,10 @@ impl SupervisorState {
             }
         }
         child.state = ActorState::Stopped;
-        child.node.set_state(ActorState::Stopped);
+        child.node.set_state_with(
+            ActorState::Stopped,
+            Note::new(EventKind::Stopped).reason(reason),
+        );
         info!(%path, "child stopped");
     }
 
@@ -504,9 +516,15 @@ impl SupervisorState {
         if exit.is_abnormal() {
             child.node.record_failure(&reason);
         }
+        // The event of the exit, recorded with the state that follows it.
+        let exited = Note::new(EventKind::Exited)
+            .reason(reason.clone())
+            .abnormal(exit.is_abnormal());
         let policy = child.spec.policy;
 
         if !policy.restart.restarts_after(&exit) {
+            child.state = ActorState::Stopped;
+            child.node.set_state_with(ActorState::Stopped, exited);
             if policy.restart == RestartType::Temporary {
                 info!(%path, %reason, "temporary child exited; removed");
                 let id = child.spec.id.clone();
@@ -514,8 +532,6 @@ impl SupervisorState {
                 self.node.remove_child(&id);
             } else {
                 info!(%path, %reason, restart = %policy.restart, "child exited; not restarted");
-                child.state = ActorState::Stopped;
-                child.node.set_state(ActorState::Stopped);
             }
             return Ok(());
         }
@@ -530,7 +546,14 @@ impl SupervisorState {
         }
         if child.window.len() >= policy.max_restarts as usize {
             child.state = ActorState::Failed;
-            child.node.set_state(ActorState::Failed);
+            child.node.set_state_with(ActorState::Failed, exited);
+            child
+                .node
+                .record_event(Note::new(EventKind::GaveUp).reason(format!(
+                    "more than {} restarts within {} s",
+                    policy.max_restarts,
+                    policy.window.as_secs()
+                )));
             error!(
                 %path, %reason,
                 max_restarts = policy.max_restarts,
@@ -559,7 +582,11 @@ impl SupervisorState {
             };
             error!(path = %self.node.path(), error = %err, "escalating: stopping all children");
             self.children[idx].state = ActorState::Failed;
-            self.children[idx].node.set_state(ActorState::Failed);
+            self.children[idx]
+                .node
+                .set_state_with(ActorState::Failed, exited);
+            self.node
+                .record_event(Note::new(EventKind::Escalated).reason(err.to_string()));
             self.stop_all("supervisor escalating").await;
             return Err(err.into());
         }
@@ -575,7 +602,12 @@ impl SupervisorState {
         child.state = ActorState::BackingOff;
         // The time first: the node is never seen backing off without one.
         child.node.record_restart(delay);
-        child.node.set_state(ActorState::BackingOff);
+        child.node.set_state_with(ActorState::BackingOff, exited);
+        child.node.record_event(
+            Note::new(EventKind::RestartScheduled)
+                .delay(delay)
+                .attempt(u64::from(child.consecutive)),
+        );
         let generation = child.generation;
         let id = child.spec.id.clone();
         warn!(
@@ -606,7 +638,11 @@ impl SupervisorState {
                 }
                 let sibling = &mut self.children[j];
                 sibling.state = ActorState::BackingOff;
-                sibling.node.set_state(ActorState::BackingOff);
+                sibling.node.set_state_with(
+                    ActorState::BackingOff,
+                    Note::new(EventKind::RestartScheduled)
+                        .reason(format!("restarting with its group after `{id}` exited")),
+                );
             }
         }
 
@@ -677,6 +713,9 @@ impl SupervisorState {
         if self.children[idx].spec.policy.restart == RestartType::Temporary {
             return Ok(Err(SupervisorError::NotRestartable(id.to_owned())));
         }
+        self.children[idx]
+            .node
+            .record_event(Note::new(EventKind::RestartRequested));
         self.stop_child(idx, "restart requested").await;
         let child = &mut self.children[idx];
         child.window.clear();

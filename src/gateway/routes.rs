@@ -14,7 +14,7 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: the tree (sessions redacted), health, metrics, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
+//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, reset the session manager's breaker, create MCP sessions and call tools, test http/sse/url server configs |
 //! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
 //!
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, assets, fleet, proxy};
+use super::{api, assets, events, fleet, proxy};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -168,6 +168,14 @@ pub(crate) fn table() -> Vec<Route> {
             Token(Viewer),
             Default,
             api::actor,
+        ),
+        // The supervision event log; its stream runs until the client or the daemon goes.
+        Route::new(
+            get.clone(),
+            "/api/events",
+            Token(Viewer),
+            Own,
+            events::events,
         ),
         // `POST /api/actors/{path}/restart`.
         Route::new(

@@ -999,3 +999,239 @@ async fn every_transition_is_logged_with_path_reason_attempt_and_delay() {
 
     sup.stop_and_wait(None, None).await.unwrap();
 }
+
+// ==== The supervision event log ====
+
+/// `(kind, state)` of every event at `path`, in order.
+fn events_at(root: &StatusNode, path: &str) -> Vec<crate::events::Event> {
+    root.events()
+        .page(0, crate::events::CAPACITY, |e| e.path == path)
+        .events
+        .into_iter()
+        .map(|e| (*e).clone())
+        .collect()
+}
+
+fn kinds(events: &[crate::events::Event]) -> Vec<(&'static str, ActorState)> {
+    events.iter().map(|e| (e.kind.as_str(), e.state)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_is_logged_as_exited_then_restart_scheduled_then_started() {
+    let h = Harness::new();
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("x", policy(RestartType::Permanent))],
+        )
+        .await;
+    eventually("started", Duration::from_secs(5), || {
+        h.count("start:x") == 1
+    })
+    .await;
+    h.exit("x", Exit::Error);
+    eventually("restarted", Duration::from_secs(5), || {
+        h.count("start:x") == 2
+    })
+    .await;
+    h.exit("x", Exit::Panic);
+    eventually("restarted again", Duration::from_secs(5), || {
+        h.state("x") == Some(ActorState::Running) && h.count("start:x") == 3
+    })
+    .await;
+
+    let events = events_at(&h.root, "root/x");
+    use ActorState::{BackingOff, Running, Stopped};
+    assert_eq!(
+        kinds(&events),
+        [
+            ("added", Stopped),
+            ("started", Running),
+            ("exited", BackingOff),
+            ("restart_scheduled", BackingOff),
+            ("started", Running),
+            ("exited", BackingOff),
+            ("restart_scheduled", BackingOff),
+            ("started", Running),
+        ]
+    );
+    assert!(
+        events.windows(2).all(|w| w[1].seq > w[0].seq),
+        "sequence order"
+    );
+    let (first, crash, scheduled, restarted) = (&events[1], &events[2], &events[3], &events[4]);
+    assert_eq!((first.restarts, first.after_ms), (0, None), "a first start");
+    assert_eq!(crash.reason.as_deref(), Some("worker failed on purpose"));
+    assert_eq!(crash.abnormal, Some(true));
+    assert_eq!(crash.restarts, 1);
+    assert_eq!((scheduled.delay_ms, scheduled.attempt), (Some(0), Some(1)));
+    assert_eq!(restarted.restarts, 1);
+    assert!(restarted.after_ms.is_some(), "{restarted:?}");
+    let panicked = &events[5];
+    assert!(
+        panicked
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("panicked on purpose")),
+        "{panicked:?}"
+    );
+    // The second restart in a row waits out the backoff, and the start says how long it was down.
+    let delay = events[6].delay_ms.unwrap();
+    assert_eq!(events[6].attempt, Some(2));
+    assert!((100..=2000).contains(&delay), "{delay}");
+    let down = events[7].after_ms.unwrap();
+    assert!(
+        (delay..=delay + 10).contains(&down),
+        "down {down} ms, delay {delay} ms"
+    );
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_give_ups_temporary_exits_and_removals_are_logged() {
+    let h = Harness::new();
+    let mut flaky = policy(RestartType::Permanent);
+    flaky.max_restarts = 1;
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![
+                h.spec("x", policy(RestartType::Permanent)),
+                h.spec_with("flaky", flaky, 2, None),
+            ],
+        )
+        .await;
+    eventually("flaky given up", Duration::from_secs(30), || {
+        h.state("flaky") == Some(ActorState::Failed)
+    })
+    .await;
+    use ActorState::{BackingOff, Failed, Running, Stopped};
+    let flaky_events = events_at(&h.root, "root/flaky");
+    assert_eq!(
+        kinds(&flaky_events),
+        [
+            ("added", Stopped),
+            ("exited", BackingOff),
+            ("restart_scheduled", BackingOff),
+            ("exited", Failed),
+            ("gave_up", Failed),
+        ]
+    );
+    // A failing `post_start`: the actor failed after it was spawned.
+    assert_eq!(flaky_events[1].reason.as_deref(), Some("start failure"));
+    assert_eq!(
+        flaky_events[4].reason.as_deref(),
+        Some("more than 1 restarts within 60 s")
+    );
+
+    eventually("x running", Duration::from_secs(5), || {
+        h.state("x") == Some(Running)
+    })
+    .await;
+    restart_child(&sup, "x").await.unwrap();
+    eventually("x back", Duration::from_secs(5), || h.count("start:x") == 2).await;
+    eventually("x running again", Duration::from_secs(5), || {
+        h.state("x") == Some(Running)
+    })
+    .await;
+    let x = events_at(&h.root, "root/x");
+    assert_eq!(
+        kinds(&x)[2..],
+        [
+            ("restart_requested", Running),
+            ("stopped", Stopped),
+            ("started", Running),
+        ]
+    );
+    assert_eq!(x[3].reason.as_deref(), Some("restart requested"));
+    assert_eq!(x[4].restarts, 1);
+    assert!(x[4].after_ms.is_some());
+
+    start_child(&sup, h.spec("tmp", policy(RestartType::Temporary)))
+        .await
+        .unwrap();
+    eventually("tmp running", Duration::from_secs(5), || {
+        h.state("tmp") == Some(Running)
+    })
+    .await;
+    h.exit("tmp", Exit::Normal);
+    eventually("tmp gone", Duration::from_secs(5), || {
+        h.root.find("tmp").is_none()
+    })
+    .await;
+    let tmp = events_at(&h.root, "root/tmp");
+    assert_eq!(
+        kinds(&tmp),
+        [
+            ("added", Stopped),
+            ("started", Running),
+            ("exited", Stopped),
+            ("removed", Stopped),
+        ]
+    );
+    assert_eq!(tmp[2].abnormal, Some(false));
+
+    terminate_child(&sup, "x").await.unwrap();
+    let x = events_at(&h.root, "root/x");
+    assert_eq!(
+        kinds(&x)[x.len() - 2..],
+        [("stopped", Stopped), ("removed", Stopped)]
+    );
+    assert_eq!(
+        x[x.len() - 2].reason.as_deref(),
+        Some("terminated on request")
+    );
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_escalation_is_logged_on_the_supervisor() {
+    let h = Harness::new();
+    let p = policy(RestartType::Permanent);
+    let crashy = h.spec_with("crashy", p, 1000, None);
+    let inner = supervisor_spec(
+        "inner",
+        policy(RestartType::Permanent),
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 2,
+            period: Duration::from_secs(60),
+        },
+        move || vec![crashy.clone()],
+    );
+    let sup = h
+        .start(Strategy::OneForOne, Intensity::default(), vec![inner])
+        .await;
+    eventually("inner restarted", Duration::from_secs(60), || {
+        h.root.find("inner").is_some_and(|n| n.restarts() >= 1)
+    })
+    .await;
+    let inner = events_at(&h.root, "root/inner");
+    let escalated = inner
+        .iter()
+        .position(|e| e.kind == crate::events::EventKind::Escalated)
+        .expect("escalated on the supervisor's node");
+    assert!(
+        inner[escalated]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("exceeded its restart intensity")),
+        "{inner:?}"
+    );
+    // Then its own supervisor sees it exit and restarts it.
+    let after: Vec<_> = kinds(&inner[escalated + 1..])
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(after[..2], ["exited", "restart_scheduled"], "{inner:?}");
+    let crashy = events_at(&h.root, "root/inner/crashy");
+    assert!(
+        crashy
+            .iter()
+            .any(|e| e.kind == crate::events::EventKind::Exited && e.state == ActorState::Failed),
+        "{crashy:?}"
+    );
+    sup.stop_and_wait(None, None).await.unwrap();
+}
