@@ -257,6 +257,19 @@ def scenario_sign_in_live_tree(run):
              or (row_state(d, proc) or {}).get("state") == "running", timeout=5)
     run.shot(d, "restarted")
 
+    # Sidecars: the breaker's state and its Reset (operator).
+    d.find_element(By.ID, "tab-sidecars").click()
+    wait("the breaker", lambda: d.find_element(By.ID, "breaker-state").text == "closed")
+    d.find_element(By.ID, "breaker-reset").click()
+    wait("the reset toast", lambda: "Circuit breaker reset" in d.find_element(By.ID, "toast").text)
+    run.shot(d, "sidecars")
+
+    # The Events view lists the restart.
+    d.find_element(By.ID, "tab-events").click()
+    if os.environ.get("DASH_HAS_EVENTS") == "1":
+        wait("the restart in the event log", lambda: "mcp:alpha" in d.find_element(By.CSS_SELECTOR, ".event-log").text)
+        run.shot(d, "events")
+
     # 6. Keyboard: the tabs move with the arrow keys, the focus ring is visible.
     d.find_element(By.ID, "tab-tree").click()
     d.find_element(By.ID, "tab-tree").send_keys(Keys.ARROW_RIGHT)
