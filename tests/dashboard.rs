@@ -178,7 +178,8 @@ async fn dashboard_first_load_is_small_and_strict() {
 }
 
 /// Room for 1,000 sessions created at once from one source.
-const SCALE: &str = "\n[sessions]\nmax_sessions = 2000\ncreate_burst = 2000\ncreate_per_minute = 100000\n";
+const SCALE: &str =
+    "\n[sessions]\nmax_sessions = 2000\ncreate_burst = 2000\ncreate_per_minute = 100000\n";
 
 /// The tree with 200 servers and 1,000 sessions: the renderer module (the one the page uses)
 /// driven in the signed-in page with a snapshot of that size and a burst of events, and the
@@ -197,7 +198,9 @@ async fn dashboard_tree_with_200_servers_and_1000_sessions() {
 /// `GET/PUT /api/config/servers`; skipped with a note while this build has none).
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_config_editor_saves_refuses_and_reports_conflicts() {
-    let Some(python) = browser_python() else { return };
+    let Some(python) = browser_python() else {
+        return;
+    };
     let dash = Dash::start(1, "").await;
     if dash.gateway.api("/api/config/servers").await.0 != reqwest::StatusCode::OK {
         eprintln!("skipping: GET /api/config/servers is not served by this build");

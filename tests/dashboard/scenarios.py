@@ -267,7 +267,7 @@ def scenario_sign_in_live_tree(run):
     # The Events view lists the restart.
     d.find_element(By.ID, "tab-events").click()
     if os.environ.get("DASH_HAS_EVENTS") == "1":
-        wait("the restart in the event log", lambda: "mcp:alpha" in d.find_element(By.CSS_SELECTOR, ".event-log").text)
+        wait("the restart in the event log", lambda: "killed by signal 9" in d.find_element(By.CSS_SELECTOR, "#view-events .event-log").text)
         run.shot(d, "events")
 
     # 6. Keyboard: the tabs move with the arrow keys, the focus ring is visible.

@@ -1,7 +1,7 @@
 // The Tree view: every actor of /api/actors, kept live by the supervision event feed (each
-// event updates its row; `added`, `removed`, `reloaded`, a gap or a reconnect refetch the
-// tree, debounced), and the details panel of the selected actor: its details, a Restart
-// button (operator) and its event timeline.
+// event updates its row; `added`, `removed`, `reloaded`, a start (whose children may be new),
+// a gap or a reconnect refetch the tree, debounced), and the details panel of the selected
+// actor: its details, a Restart button (operator) and its event timeline.
 
 import { api, may, describe, HttpError } from './api.js';
 import { h, clear, clock, duration, since, stateWords, toast, kvList } from './dom.js';
@@ -65,7 +65,9 @@ export class TreeTab {
     }
     if (!item.path) return;
     const applied = this.view.apply(item);
-    if (!applied || item.kind === 'added' || item.kind === 'removed' || item.kind === 'reloaded') this.refetchSoon();
+    // A (re)start may bring new details and children (a new process): refetch, debounced; the
+    // diff then writes only the rows that changed.
+    if (!applied || ['added', 'removed', 'reloaded', 'started'].includes(item.kind)) this.refetchSoon();
     if (this.selected && item.path === this.selected) {
       if (this.timeline) {
         this.timeline.querySelector('.empty')?.remove();
