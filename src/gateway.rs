@@ -13,22 +13,28 @@
 //! - `assets`: the dashboard, `GET /` and `GET /assets/...` (embedded files, public: they
 //!   carry no data).
 //! - `api`: pairing and tokens (`/api/whoami`, `/api/logout` for the caller's own), introspection (`/api/actors`), `/api/health`, `/metrics`.
+//! - `config_api`: the config editor (`/api/config/servers`): `[[mcp.servers]]` entries read,
+//!   written with comments kept, then reloaded.
 //! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
 //!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
 //! - `events`: `/api/events`, the supervision event log by page or as a live SSE stream.
 //! - `proxy`: `/api/mcp/*`, the same-origin proxy to the MCP server, the server-config test,
 //!   and `/ws/mcp/events`.
+//! - `stats`: `/api/servers/stats`, per-server calls/s, error rate and latency of the last
+//!   minutes (the listener runs their sampler, [`crate::telemetry::history`]).
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
 mod api;
 mod assets;
+mod config_api;
 mod events;
 mod fleet;
 mod origin;
 mod proxy;
 mod routes;
 mod server;
+mod stats;
 #[cfg(test)]
 mod tests;
 pub mod ws;

@@ -4,13 +4,16 @@
 //! state somewhere else (actor states and restarts in the status tree, sessions, breakers, the
 //! retry queue, the process itself) is read by callback families at scrape time, so it can
 //! never drift. `actors` exports the status tree without listing anything per session,
-//! `process` the standard `process_*` families.
+//! `process` the standard `process_*` families. `history` keeps per-server calls/s, error
+//! rate and latency percentiles of the last 15 minutes from the same counters, for the
+//! dashboard.
 //!
 //! No label value comes from a client: labels are configured names (servers, tools, breakers),
 //! paths of the bounded part of the tree, and fixed sets (states, outcomes, events). Session
 //! ids and labels appear nowhere.
 
 mod actors;
+pub mod history;
 mod process;
 #[cfg(test)]
 mod tests;
@@ -32,6 +35,8 @@ pub struct Telemetry {
     relayed: Family<Counter>,
     relay_latency: Family<Histogram>,
     server_logs: Family<Counter>,
+    /// Per-server call statistics over the last minutes (`GET /api/servers/stats`).
+    history: Arc<history::History>,
 }
 
 /// How a tool call ended, for the `outcome` label.
@@ -128,6 +133,7 @@ impl Telemetry {
             relayed,
             relay_latency,
             server_logs,
+            history: Arc::default(),
         })
     }
 
@@ -192,6 +198,12 @@ impl Telemetry {
     pub fn record_server_log(&self, server: &str, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "dropped" };
         self.server_logs.with(&[server, outcome]).inc();
+    }
+
+    /// The per-server call statistics of the last minutes (filled by
+    /// [`history::spawn_sampler`]).
+    pub fn history(&self) -> &history::History {
+        &self.history
     }
 
     /// The exposition text.

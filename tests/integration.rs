@@ -6,6 +6,7 @@ mod cli_client;
 mod cli_edit;
 mod cli_mcp;
 mod cli_ops;
+mod config_api;
 mod conformance;
 mod daemon;
 mod dashboard;

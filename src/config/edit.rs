@@ -16,6 +16,12 @@
 //!
 //! Tables this module creates go at the end of the file, after what is there (including the
 //! template's commented sections); a new `[[mcp.servers]]` entry goes after the last one.
+//!
+//! The dashboard's config editor (`root/gateway`, `/api/config/servers`) reads the entries as
+//! written ([`ConfigFile::server_entries`]), changes one in place or adds it
+//! ([`ConfigFile::put_server`], merge rule in `entry`), and writes with
+//! [`ConfigFile::commit_live`]. [`ConfigFile::version`] fingerprints the bytes the file was
+//! opened from, so a writer can tell that someone else changed the file since it was read.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,7 +32,10 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 use super::schema::Transport;
 use super::{ConfigError, EnvLookup, Loaded};
 
+mod entry;
 pub(crate) mod layout;
+
+pub use entry::{FIELDS as SERVER_FIELDS, ServerEdit};
 #[cfg(test)]
 mod tests;
 
@@ -170,6 +179,21 @@ pub struct ConfigFile {
     existed: bool,
     /// Permission bits to write the file with: the old file's, or owner-only for a new one.
     mode: u32,
+    /// [`fingerprint`] of the bytes read (`"absent"` without a file).
+    version: String,
+}
+
+/// The version of a config file's contents, as `If-Match` compares it: the SHA-256 of its
+/// bytes in hex, or `"absent"` when there is no file.
+pub fn fingerprint(bytes: Option<&[u8]>) -> String {
+    use sha2::Digest;
+    match bytes {
+        None => "absent".to_owned(),
+        Some(bytes) => sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    }
 }
 
 /// What a successful [`ConfigFile::commit`] wrote.
@@ -186,17 +210,25 @@ impl ConfigFile {
     /// Opens `path`; a missing file starts from the commented template.
     pub fn open(path: &Path) -> Result<Self, EditError> {
         let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let (text, existed, mode) = match std::fs::read_to_string(&target) {
-            Ok(text) => {
+        let (text, existed, mode, version) = match std::fs::read(&target) {
+            Ok(bytes) => {
                 use std::os::unix::fs::PermissionsExt;
                 let mode = std::fs::metadata(&target)
                     .map(|m| m.permissions().mode() & 0o7777)
                     .unwrap_or(0o600);
-                (text, true, mode)
+                let version = fingerprint(Some(&bytes));
+                let text = String::from_utf8(bytes).map_err(|e| EditError::Read {
+                    path: path.to_path_buf(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()),
+                })?;
+                (text, true, mode, version)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                (super::DEFAULT_TOML.to_owned(), false, 0o600)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                super::DEFAULT_TOML.to_owned(),
+                false,
+                0o600,
+                fingerprint(None),
+            ),
             Err(source) => {
                 return Err(EditError::Read {
                     path: path.to_path_buf(),
@@ -216,7 +248,13 @@ impl ConfigFile {
             doc,
             existed,
             mode,
+            version,
         })
+    }
+
+    /// The [`fingerprint`] of the file as it was when opened (`"absent"` without a file).
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The path as given.
@@ -353,6 +391,116 @@ impl ConfigFile {
             _ => return Err(not_found(self)),
         }
         Ok(())
+    }
+
+    /// The `[[mcp.servers]]` entries written in this file (not those of `[mcp] servers_file`),
+    /// in order, each as its table's keys and values as written: `${VAR}` unexpanded, defaults
+    /// not filled in, keys the loader does not know included.
+    pub fn server_entries(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        match self.doc.get("mcp").and_then(|m| m.get("servers")) {
+            Some(Item::ArrayOfTables(aot)) => aot.iter().map(|t| entry::table_json(t)).collect(),
+            Some(Item::Value(Value::Array(array))) => array
+                .iter()
+                .filter_map(Value::as_inline_table)
+                .map(|t| entry::table_json(t))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Applies `edit` to the `[[mcp.servers]]` entry called `name`: merged into it in place
+    /// when the file has it (same position; its comments, and the keys the edit does not
+    /// mention, kept: the rule is in `entry`'s docs), else added after the last entry (in the
+    /// form the file writes its servers in). Returns whether the entry was added. The name's
+    /// rules and the entry's validity are [`Self::commit_live`]'s (the loader's) to check, so
+    /// that its errors point into the rendered file.
+    pub fn put_server(&mut self, name: &str, edit: &ServerEdit) -> Result<bool, EditError> {
+        let named =
+            |t: &dyn toml_edit::TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        let shape = self.shape("mcp.servers", "is not an array of tables");
+        let mcp = self.table("mcp")?;
+        match mcp
+            .entry("servers")
+            .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        {
+            Item::ArrayOfTables(aot) => {
+                let found = aot.iter().position(|t| named(t));
+                match found.and_then(|i| aot.get_mut(i)) {
+                    Some(table) => edit.merge_into(table),
+                    None => {
+                        aot.push(edit.new_table(name));
+                        return Ok(true);
+                    }
+                }
+            }
+            Item::Value(Value::Array(array)) => {
+                let found = array
+                    .iter()
+                    .position(|v| v.as_inline_table().is_some_and(|t| named(t)));
+                match found.and_then(|i| array.get_mut(i)?.as_inline_table_mut()) {
+                    Some(table) => edit.merge_into(table),
+                    None => {
+                        array.push(edit.new_table(name).into_inline_table());
+                        return Ok(true);
+                    }
+                }
+            }
+            _ => return Err(shape),
+        }
+        Ok(false)
+    }
+
+    /// For an edit the daemon makes to its own file (the dashboard's config editor): checks
+    /// the rendered document with the daemon's loader and validator like [`Self::commit`],
+    /// but `env` is the daemon's own environment, so a `${VAR}` it lacks is an error (the
+    /// reload that follows would refuse the file), and `server`, when given, must be a valid
+    /// entry. Writes only then (atomically); the file is untouched on every error.
+    pub fn commit_live(
+        &self,
+        env: EnvLookup<'_>,
+        server: Option<&str>,
+    ) -> Result<Loaded, EditError> {
+        let text = self.render();
+        let loaded = super::parse(&text, &self.path, env).map_err(EditError::Invalid)?;
+        if let Some(bad) = loaded
+            .config
+            .mcp
+            .invalid_servers
+            .iter()
+            .find(|s| Some(s.name.as_str()) == server)
+        {
+            return Err(EditError::InvalidServer {
+                name: bad.name.clone(),
+                reason: bad.reason.clone(),
+            });
+        }
+        revka_actors::fs::write_atomic(&self.target, text.as_bytes(), self.mode).map_err(|e| {
+            EditError::Write {
+                path: self.path.clone(),
+                source: e.into_io(),
+            }
+        })?;
+        Ok(loaded)
+    }
+
+    /// Where the `[[mcp.servers]]` entry `name` starts in the rendered document (its header,
+    /// or its inline table): 1-based line and column, to point at an error the loader could not
+    /// place.
+    pub fn locate_server(&self, name: &str) -> Option<(usize, usize)> {
+        let text = self.render();
+        let doc = toml_edit::Document::parse(text.as_str()).ok()?;
+        let named =
+            |t: &dyn toml_edit::TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        let span = match doc.get("mcp")?.get("servers")? {
+            Item::ArrayOfTables(aot) => aot.iter().find(|t| named(*t))?.span(),
+            Item::Value(Value::Array(array)) => array
+                .iter()
+                .filter_map(Value::as_inline_table)
+                .find(|t| named(*t))?
+                .span(),
+            _ => None,
+        }?;
+        Some(super::keypath::line_col(&text, span.start))
     }
 
     /// Validates the edited document with the daemon's loader and, if it loads and none of

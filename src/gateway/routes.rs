@@ -14,9 +14,9 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
+//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, per-server stats, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, reset the session manager's breaker, create MCP sessions and call tools, test http/sse/url server configs |
-//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
+//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, edit `[[mcp.servers]]` in config.toml, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
 //!
 //! A client token (for the MCP server's standard flow) is no gateway token: every route but
 //! `POST /pair` answers it 401, as any unknown token.
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, assets, events, fleet, proxy};
+use super::{api, assets, config_api, events, fleet, proxy, stats};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -157,6 +157,13 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         Route::new(
             get.clone(),
+            "/api/servers/stats",
+            Token(Viewer),
+            Default,
+            stats::servers,
+        ),
+        Route::new(
+            get.clone(),
             "/api/actors",
             Token(Viewer),
             Default,
@@ -189,6 +196,29 @@ pub(crate) fn table() -> Vec<Route> {
         // Waits for the reload however long its server stops take, bounded by
         // `reload::RELOAD_WAIT` in the handler, not by the default request timeout.
         Route::new(post.clone(), "/api/reload", Token(Owner), Own, api::reload),
+        // The config editor: entries name commands to spawn. Writes end in a reload, bounded
+        // like `/api/reload`'s.
+        Route::new(
+            get.clone(),
+            "/api/config/servers",
+            Token(Owner),
+            Default,
+            config_api::servers,
+        ),
+        Route::new(
+            Method::PUT,
+            "/api/config/servers/{id}", // {id}: the server name
+            Token(Owner),
+            Own,
+            config_api::put_server,
+        ),
+        Route::new(
+            delete.clone(),
+            "/api/config/servers/{id}", // {id}: the server name
+            Token(Owner),
+            Own,
+            config_api::delete_server,
+        ),
         Route::new(
             post.clone(),
             "/api/pair/code",

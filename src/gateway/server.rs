@@ -261,7 +261,11 @@ pub fn listener(services: &Services) -> anyhow::Result<ListenerSpec> {
         let gateway = Gateway::new(state.clone(), bound);
         let tokens = state.tokens.clone();
         let config = state.config.clone();
+        // Per-server stats are sampled while the gateway serves (the guard stops it).
+        let sampler =
+            crate::telemetry::history::spawn_sampler(state.telemetry.clone(), config.clone());
         Box::pin(async move {
+            let _sampler = sampler;
             let flusher = tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_secs(60));
                 loop {

@@ -166,6 +166,14 @@ impl<S: Clone> Family<S> {
         self.inner.len.load(Relaxed)
     }
 
+    /// Every series with its label values (in the order of the family's label names), sorted
+    /// by label values; the overflow series, if it exists, has every value
+    /// [`OVERFLOW_LABEL_VALUE`]. A read for code that aggregates the family itself (the
+    /// daemon's per-server stats): the handles are the live series, read them at once.
+    pub fn series(&self) -> Vec<(Box<[String]>, S)> {
+        self.snapshot()
+    }
+
     /// Every series with its label values, sorted by label values.
     pub(super) fn snapshot(&self) -> Vec<(Box<[String]>, S)> {
         let map = &self.inner.series;

@@ -160,6 +160,12 @@ impl Histogram {
         &self.0.bounds
     }
 
+    /// The non-cumulative bucket counts: `counts[i]` observations in
+    /// `(bounds[i-1], bounds[i]]`, the last one those above every bound (`+Inf`).
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.0.counts.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
     /// The non-cumulative bucket counts (the last one above every bound), and the sum.
     pub(super) fn snapshot(&self) -> (Vec<u64>, f64) {
         let counts = self.0.counts.iter().map(|c| c.load(Relaxed)).collect();

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{ConfigFile, EditError, McpSwitch, NewServer};
+use serde_json::json;
+
+use super::{ConfigFile, EditError, McpSwitch, NewServer, ServerEdit};
 use crate::config::Transport;
 
 /// A hand-written config with comments in every place an edit could disturb them.
@@ -300,4 +302,211 @@ fn servers_written_as_an_inline_array_are_edited_in_that_form() {
     let mut file = ConfigFile::open(&path).unwrap();
     file.remove_server("a").unwrap();
     assert_eq!(file.server_names(), ["b"]);
+}
+
+fn edit(json: serde_json::Value) -> ServerEdit {
+    ServerEdit::from_json(json.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn replacing_an_entry_keeps_its_place_its_comments_and_every_other_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), COMMENTED);
+    let mut file = ConfigFile::open(&path).unwrap();
+    assert_eq!(
+        file.version(),
+        super::fingerprint(Some(COMMENTED.as_bytes()))
+    );
+    let added = file
+        .put_server(
+            "fs",
+            &edit(json!({ "name": "fs", "command": "uvx", "args": ["mcp-fs", "${ROOT}"] })),
+        )
+        .unwrap();
+    assert!(!added);
+    file.commit_live(&env_with(&[("ROOT", "/tmp")]), Some("fs"))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let expected = COMMENTED.replace(
+        "command = \"npx\"  # via npx\nargs = ['-y', \"@modelcontextprotocol/server-filesystem\", \"/tmp\"]",
+        "command = \"uvx\"  # via npx\nargs = [\"mcp-fs\", \"${ROOT}\"]",
+    );
+    assert_ne!(expected, COMMENTED);
+    assert_eq!(text, expected);
+
+    // A sub-table keeps its form and its place; keys the edit does not name stay.
+    let mut file = ConfigFile::open(&path).unwrap();
+    assert_ne!(
+        file.version(),
+        super::fingerprint(Some(COMMENTED.as_bytes()))
+    );
+    file.put_server(
+        "git",
+        &edit(json!({ "restart": { "max_restarts": 3 }, "tool_timeout_secs": 60 })),
+    )
+    .unwrap();
+    file.commit_live(&env_with(&[("ROOT", "/tmp")]), Some("git"))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(
+            "# Git, pinned.\n[[mcp.servers]]\nname = \"git\"\ncommand = \"uvx\"\nargs = [\"mcp-server-git\"]\ntool_timeout_secs = 60\n[mcp.servers.restart]\nmax_restarts = 3\n\n# ---- the rest ----\n[gateway]\nport = 8900 # fixed\n"
+        ),
+        "{text}"
+    );
+    assert!(text.starts_with("# My revka config.\n\n[mcp]\nenabled = true   # on\n"));
+}
+
+#[test]
+fn an_entry_reads_back_as_written_and_a_new_one_goes_after_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), COMMENTED);
+    let mut file = ConfigFile::open(&path).unwrap();
+    let entries = file.server_entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        serde_json::Value::Object(entries[1].clone()),
+        json!({ "name": "git", "command": "uvx", "args": ["mcp-server-git"],
+                "restart": { "max_restarts": 10 } })
+    );
+    let body = json!({
+        "name": "web", "transport": "http", "url": "https://${HOST}/mcp",
+        "headers": { "Authorization": "Bearer ${TOKEN}" }, "command": null,
+        "allowed_tools": ["read_*"], "restart": { "brutal_kill": true },
+    });
+    assert!(file.put_server("web", &edit(body)).unwrap());
+    let text = file.render();
+    assert!(
+        text.contains(
+            "max_restarts = 10\n\n[[mcp.servers]]\nname = \"web\"\ntransport = \"http\"\nurl = \"https://${HOST}/mcp\"\nheaders = { Authorization = \"Bearer ${TOKEN}\" }\nallowed_tools = [\"read_*\"]\nrestart = { brutal_kill = true }\n\n# ---- the rest ----"
+        ),
+        "{text}"
+    );
+    let entries = file.server_entries();
+    assert_eq!(entries[2]["url"], "https://${HOST}/mcp", "not expanded");
+    // The daemon's environment lacks the variables: refused, pointing at the reference.
+    let err = file.commit_live(&|_| None, Some("web")).unwrap_err();
+    assert!(matches!(err, EditError::Invalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("config.toml:26:7: mcp.servers[2].url: environment variable HOST"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), COMMENTED);
+    let env = env_with(&[("HOST", "example.com"), ("TOKEN", "t")]);
+    file.commit_live(&env, Some("web")).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+#[test]
+fn an_invalid_edit_is_refused_with_its_location_and_the_file_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), COMMENTED);
+    let before = std::fs::read(&path).unwrap();
+    let env = |_: &str| None;
+
+    // A stdio server without a command: an invalid entry.
+    let mut file = ConfigFile::open(&path).unwrap();
+    file.put_server("fs", &edit(json!({ "command": null })))
+        .unwrap();
+    let err = file.commit_live(&env, Some("fs")).unwrap_err();
+    let EditError::InvalidServer { name, reason } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(name, "fs");
+    assert!(
+        reason.contains("config.toml:10:1: mcp.servers[0]"),
+        "{reason}"
+    );
+    assert_eq!(file.locate_server("fs"), Some((10, 1)));
+
+    // An unknown transport.
+    let mut file = ConfigFile::open(&path).unwrap();
+    file.put_server("git", &edit(json!({ "transport": "pigeon" })))
+        .unwrap();
+    let err = file.commit_live(&env, Some("git")).unwrap_err();
+    assert!(
+        matches!(&err, EditError::InvalidServer { reason, .. } if reason.contains("config.toml:20:13: mcp.servers[1].transport")),
+        "{err}"
+    );
+
+    // A name that breaks the rules makes the whole file invalid.
+    let mut file = ConfigFile::open(&path).unwrap();
+    file.put_server("a__b", &edit(json!({ "command": "x" })))
+        .unwrap();
+    let err = file.commit_live(&env, Some("a__b")).unwrap_err();
+    assert!(matches!(err, EditError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("config.toml:"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn moving_an_entry_to_a_remote_transport_drops_its_local_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"s\" # mine\ncommand = \"x\"\nargs = [\"1\"]\nenv = { A = \"1\" }\nauto_connect = false\nfuture_key = 1\n";
+    let path = write(dir.path(), text);
+    let mut file = ConfigFile::open(&path).unwrap();
+    file.put_server(
+        "s",
+        &edit(json!({ "transport": "sse", "url": "https://example.com/sse" })),
+    )
+    .unwrap();
+    assert_eq!(
+        file.render(),
+        "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"s\" # mine\nauto_connect = false\nfuture_key = 1\ntransport = \"sse\"\nurl = \"https://example.com/sse\"\n"
+    );
+    // And back, with `env` given: it is set, `headers` was never there.
+    file.put_server(
+        "s",
+        &edit(json!({ "transport": "stdio", "command": "y", "env": { "B": "2" } })),
+    )
+    .unwrap();
+    assert_eq!(
+        file.render(),
+        "[mcp]\nenabled = true\n\n[[mcp.servers]]\nname = \"s\" # mine\nauto_connect = false\nfuture_key = 1\ntransport = \"stdio\"\ncommand = \"y\"\nenv = { B = \"2\" }\n"
+    );
+    // A table's keys are replaced in place, its form kept.
+    file.put_server("s", &edit(json!({ "env": { "C": "3", "B": "2" } })))
+        .unwrap();
+    assert!(
+        file.render()
+            .ends_with("command = \"y\"\nenv = { B = \"2\", C = \"3\" }\n"),
+        "{}",
+        file.render()
+    );
+}
+
+#[test]
+fn an_edit_body_is_checked_before_anything_is_touched() {
+    for (body, says) in [
+        ("{", "EOF"),
+        ("[]", "got an array"),
+        ("{\"comand\": \"x\"}", "unknown field `comand`"),
+        ("{\"args\": \"x\"}", "expected a sequence"),
+        (
+            "{\"restart\": {\"max_restarts\": [1]}}",
+            "restart.max_restarts",
+        ),
+        ("{\"timeout_ms\": 1000}", "unknown field `timeout_ms`"),
+    ] {
+        let err = ServerEdit::from_json(body.as_bytes()).unwrap_err();
+        assert!(err.contains(says), "{body}: {err}");
+    }
+    let edit = edit(json!({ "name": "x", "url": null }));
+    assert_eq!(edit.name(), Some("x"));
+}
+
+#[test]
+fn the_version_is_the_files_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let file = ConfigFile::open(&path).unwrap();
+    assert_eq!(file.version(), "absent");
+    assert_eq!(super::fingerprint(None), "absent");
+    std::fs::write(&path, "").unwrap();
+    let file = ConfigFile::open(&path).unwrap();
+    assert_eq!(
+        file.version(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
