@@ -71,9 +71,10 @@ pub use loader::{GATEWAY_TIMEOUT_ENV, Loaded, load, parse};
 pub use mcp_server::McpEndpointConfig;
 pub use plan::{DaemonPlan, server_spec};
 pub use schema::{
-    Config, GatewayConfig, HttpConfig, InvalidServer, MAX_TOOL_ITERATIONS_ENV,
-    MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig, OperatorConfig,
-    RuntimeConfig, SessionsConfig, Transport, TransportSetting, WrittenTarget,
+    Config, GatewayConfig, HttpConfig, InvalidServer, LAUNCHER_PLACEHOLDERS, LauncherConfig,
+    MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig,
+    OperatorConfig, RuntimeConfig, SessionsConfig, TerminalConfig, Transport, TransportSetting,
+    WrittenTarget,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

@@ -275,6 +275,7 @@ pub async fn run(
     if stopped.is_none() {
         tracing::warn!("second signal: forcing shutdown");
         process::kill_all_groups();
+        crate::terminal::kill_all_now();
         process::wait_all_reaped(REAP_WAIT).await;
     }
     // Orphans killed in the last moments may still be zombies: reap them, not PID 1.

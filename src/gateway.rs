@@ -22,6 +22,8 @@
 //!   and `/ws/mcp/events`.
 //! - `stats`: `/api/servers/stats`, per-server calls/s, error rate and latency of the last
 //!   minutes (the listener runs their sampler, [`crate::telemetry::history`]).
+//! - `terminal`: `GET /ws/terminal` and `GET /api/terminal/launchers`, the Code tab's
+//!   terminals (`root/terminals`).
 //! - [`ws`]: the relay behind `GET /ws/mcp/events`, which forwards an MCP session's progress
 //!   stream (SSE) to a WebSocket.
 
@@ -35,6 +37,7 @@ mod proxy;
 mod routes;
 mod server;
 mod stats;
+mod terminal;
 #[cfg(test)]
 mod tests;
 pub mod ws;

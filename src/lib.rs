@@ -18,6 +18,8 @@
 //!   - [`sidecars`] (`root/sidecars`): the session manager, its breaker and retry queue.
 //!   - `root/sessions`: the MCP sessions (actors of `revka-actors`), with [`tools`], the tool
 //!     tiers they serve: built-in tools, `tool_search`, deferred loading, tool dispatch.
+//!   - [`terminal`] (`root/terminals`): the Code tab's terminals, one PTY and its process per
+//!     temporary child `term:<id>`, with the launchers that hand coding CLIs a fresh session.
 //!   - [`mcp_http`] (`root/mcp_http`): the MCP server's HTTP face: two-header and standard
 //!     Streamable HTTP sessions, client tokens, SSE tool calls with progress, `mcp.json`.
 //!   - [`gateway`] (`root/gateway`): the browser/script/operator-facing HTTP face: bearer auth,
@@ -63,6 +65,7 @@ pub mod reload;
 pub mod runlog;
 pub mod sidecars;
 pub mod telemetry;
+pub mod terminal;
 pub mod tools;
 pub mod tree;
 pub mod watchdog;

@@ -4,14 +4,16 @@
 //!
 //! `root` (`one_for_one`) gets, in this order: `progress` (the sessions' progress
 //! broadcaster), `mcp_servers` (one child per `[[mcp.servers]]`
-//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `mcp_http`
-//! (the MCP server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. This
+//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `terminals`
+//! (the Code tab's temporary terminal children, [`crate::terminal`]), `mcp_http` (the MCP
+//! server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. This
 //! module converts no config: each [`NodePlan`] becomes one child spec here, and a nested
 //! supervisor takes its children from the current plan each time it starts. The whole tree,
 //! down to processes, is drawn once in `docs/architecture.md`.
 //!
 //! Children start in this order and stop in reverse: the MCP listener stops taking requests
-//! first, then sessions end (cancelling their calls), then sidecars and servers stop, and the
+//! first, then terminals end (killing their processes), then sessions end (cancelling their
+//! calls), then sidecars and servers stop, and the
 //! broadcaster last.
 
 use std::net::SocketAddr;
@@ -114,6 +116,8 @@ pub struct Services {
     pub http: reqwest::Client,
     /// The MCP server's sessions.
     pub sessions: Arc<Sessions>,
+    /// The Code tab's terminals (`root/terminals`).
+    pub terminals: Arc<crate::terminal::Terminals>,
     /// Every tool the MCP server serves.
     pub tools: Arc<ToolRegistry>,
     /// The MCP server's bound address (`None` while not bound).
@@ -183,6 +187,7 @@ impl Services {
             hub,
             http,
             sessions,
+            terminals: crate::terminal::Terminals::new(),
             tools: Arc::new(tools),
             mcp_bound: watch::channel(None).0,
             status_root,
@@ -253,6 +258,9 @@ fn child_spec(services: &Services, node: &NodePlan) -> anyhow::Result<ChildSpec>
             })
         }
         NodeKind::Sessions => sessions_spec(services.sessions.clone(), node.policy),
+        NodeKind::Terminals => {
+            crate::terminal::supervisor_spec(services.terminals.clone(), node.policy)
+        }
         NodeKind::Progress => progress_spec(services.sessions.progress().clone(), node.policy),
         NodeKind::Listener => {
             let listener = match node.id.as_str() {

@@ -33,4 +33,5 @@ mod sidecar_faults;
 mod sidecar_tools;
 mod sidecars;
 mod stdio_bridge;
+mod terminal;
 mod watchdog;

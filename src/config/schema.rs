@@ -1,5 +1,5 @@
 //! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[http]`, `[gateway]`,
-//! `[operator]`.
+//! `[terminal]` (with `[[terminal.launchers]]`), `[operator]`.
 //!
 //! Part of the config layer. These are plain serde types with documented defaults; the loader
 //! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
@@ -38,6 +38,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[gateway]`: the HTTP gateway (API, MCP proxy, introspection).
     pub gateway: GatewayConfig,
+    /// `[terminal]`: the Code tab's terminals (`GET /ws/terminal`, `root/terminals`).
+    pub terminal: TerminalConfig,
     /// `[operator]`: the Python operator MCP sidecar, one process per session.
     pub operator: OperatorConfig,
     /// `[session_manager]`: the Node session-manager sidecar, its breaker and retry queue.
@@ -64,6 +66,7 @@ impl Config {
             sessions: SessionsConfig::default(),
             http: HttpConfig::default(),
             gateway: GatewayConfig::default(),
+            terminal: TerminalConfig::default(),
             operator: OperatorConfig::default_in(home),
             session_manager: SessionManagerConfig::default_in(home),
             supervisor: SupervisorConfig::default(),
@@ -609,4 +612,58 @@ impl OperatorConfig {
     pub fn tool_timeout(&self) -> Duration {
         Duration::from_secs(self.tool_timeout_secs)
     }
+}
+
+/// The placeholders a `[[terminal.launchers]]` entry's `args` and `env` values may hold, each
+/// replaced when a terminal starts: the MCP endpoint's URL, the fresh session's id and token,
+/// and the path of the generic `mcpServers` JSON file written for it.
+pub const LAUNCHER_PLACEHOLDERS: [&str; 4] = ["mcp_url", "session_id", "token", "mcp_config"];
+
+/// `[terminal]`: the Code tab's terminals, each a PTY and its process under `root/terminals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, expecting = "a [terminal] table")]
+pub struct TerminalConfig {
+    /// Live terminals at most (1-1024); one more is refused with 503. Default `16`.
+    pub max_terminals: u32,
+    /// Milliseconds between SIGHUP + SIGTERM and SIGKILL when a terminal ends (at most 60000).
+    /// Default `2000`.
+    pub stop_grace_ms: u64,
+    /// `[[terminal.launchers]]`: commands the Code tab can start besides the built-in ones
+    /// (`shell`, `claude`, `codex`, `gemini`, `opencode`); an entry with a built-in's name
+    /// replaces it. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub launchers: Vec<LauncherConfig>,
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        Self {
+            max_terminals: 16,
+            stop_grace_ms: 2000,
+            launchers: Vec::new(),
+        }
+    }
+}
+
+impl TerminalConfig {
+    /// [`Self::stop_grace_ms`] as a duration.
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_millis(self.stop_grace_ms)
+    }
+}
+
+/// One `[[terminal.launchers]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(expecting = "a [[terminal.launchers]] table with name and command")]
+pub struct LauncherConfig {
+    /// Its name in `GET /ws/terminal?launcher=<name>`: ASCII letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// The program (looked up in `PATH` when it has no slash).
+    pub command: String,
+    /// Its arguments; `{mcp_url}`, `{session_id}`, `{token}` and `{mcp_config}` are replaced.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// More environment of the process; values take the same placeholders.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }

@@ -20,6 +20,7 @@ use super::supervision::{RestartOverride, ping_problem, policy_problems};
 
 pub(crate) mod origin;
 pub(crate) mod server;
+mod terminal;
 
 use server::check_server;
 
@@ -120,6 +121,7 @@ pub(crate) fn validate(
     }
 
     check_mcp_endpoint(config, site, warnings)?;
+    terminal::check_terminal(config, site)?;
 
     // [operator]
     let op = &mut config.operator;

@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, per-server stats, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, reset the session manager's breaker, create MCP sessions and call tools, test http/sse/url server configs |
-//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), reload, edit `[[mcp.servers]]` in config.toml, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
+//! | `owner` | also spawn and administer: test stdio server configs (the handler checks), terminals (`/ws/terminal`) and their launchers, reload, edit `[[mcp.servers]]` in config.toml, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
 //!
 //! A client token (for the MCP server's standard flow) is no gateway token: every route but
 //! `POST /pair` answers it 401, as any unknown token.
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, assets, config_api, events, fleet, proxy, stats};
+use super::{api, assets, config_api, events, fleet, proxy, stats, terminal};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -327,7 +327,28 @@ pub(crate) fn table() -> Vec<Route> {
             Own,
             proxy::test_server,
         ),
-        Route::new(get, "/ws/mcp/events", Token(Viewer), Own, proxy::ws_events),
+        Route::new(
+            get.clone(),
+            "/ws/mcp/events",
+            Token(Viewer),
+            Own,
+            proxy::ws_events,
+        ),
+        // The Code tab: a terminal runs any command as the daemon's user.
+        Route::new(
+            get.clone(),
+            "/api/terminal/launchers",
+            Token(Owner),
+            Default,
+            terminal::launchers,
+        ),
+        Route::new(
+            get,
+            "/ws/terminal",
+            Token(Owner),
+            Own,
+            terminal::ws_terminal,
+        ),
     ]
 }
 

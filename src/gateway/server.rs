@@ -143,7 +143,8 @@ impl Gateway {
 }
 
 /// The bearer token of a request: `Authorization`, or for WebSockets the `bearer.<token>`
-/// subprotocol or the `token` query parameter.
+/// subprotocol (`/ws/mcp/events` and `/ws/terminal`) or the `token` query parameter
+/// (`/ws/mcp/events` only).
 fn presented_token(request: &Request) -> Option<String> {
     let headers = request.headers();
     if let Some(token) = headers
@@ -153,7 +154,8 @@ fn presented_token(request: &Request) -> Option<String> {
     {
         return Some(token.to_owned());
     }
-    if request.uri().path() != "/ws/mcp/events" {
+    let path = request.uri().path();
+    if path != "/ws/mcp/events" && path != "/ws/terminal" {
         return None;
     }
     if let Some(token) = headers
@@ -162,6 +164,10 @@ fn presented_token(request: &Request) -> Option<String> {
         .and_then(bearer_from_subprotocols)
     {
         return Some(token.to_owned());
+    }
+    // `?token=` only for the read-only relay: the token of a terminal never goes in a URL.
+    if path != "/ws/mcp/events" {
+        return None;
     }
     request.uri().query().and_then(|q| {
         q.split('&')

@@ -34,6 +34,7 @@ fn the_default_config_runs_empty_subtrees_and_both_listeners() {
   mcp_servers (supervisor, one_for_one, permanent)
   sidecars (supervisor, rest_for_one, permanent)
   sessions (supervisor, one_for_one, permanent, temporary session children)
+  terminals (supervisor, one_for_one, permanent, temporary terminal children)
   mcp_http (listener, permanent)
   gateway (listener, permanent)
 "
@@ -116,6 +117,7 @@ intensity = 7
     breaker:session_manager (breaker, permanent)
     retry:session_manager (retry_queue, permanent)
   sessions (supervisor, one_for_one, permanent, temporary session children)
+  terminals (supervisor, one_for_one, permanent, temporary terminal children)
   mcp_http (listener, permanent)
 "
     );

@@ -8,8 +8,8 @@
 //!
 //! `root` (`one_for_one`) has, in start order: `mcp_servers` (one child per server),
 //! `sidecars` (`rest_for_one`: session manager, breaker, retry queue), `sessions` (temporary
-//! session children, started at run time), `mcp_http` and, when `[gateway] enabled`,
-//! `gateway`.
+//! session children, started at run time), `terminals` (the Code tab's temporary terminal
+//! children), `mcp_http` and, when `[gateway] enabled`, `gateway`.
 
 use revka_actors::retry_queue::QueueConfig;
 use revka_actors::sidecar::SessionManagerSpec;
@@ -46,6 +46,9 @@ pub enum NodeKind {
     /// `root/sessions`: a `one_for_one` supervisor whose temporary children, the sessions (and
     /// their operators), are started at run time.
     Sessions,
+    /// `root/terminals`: a `one_for_one` supervisor whose temporary children, the Code tab's
+    /// terminals (`term:<id>`), are started at run time.
+    Terminals,
     /// `root/progress`: the broadcaster of the sessions' progress events.
     Progress,
     /// An HTTP listener: `mcp_http` or `gateway`.
@@ -67,7 +70,7 @@ impl NodeKind {
     /// The actor kind introspection shows for it (the child spec's `kind`).
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Supervisor { .. } | Self::Sessions => "supervisor",
+            Self::Supervisor { .. } | Self::Sessions | Self::Terminals => "supervisor",
             Self::Progress => "broadcaster",
             Self::Listener => "listener",
             Self::McpConnection(_) | Self::InvalidServer(_) => "mcp_connection",
@@ -109,7 +112,9 @@ impl NodePlan {
             NodeKind::Supervisor { strategy, .. } => {
                 facts.push(strategy_name(*strategy).to_owned());
             }
-            NodeKind::Sessions => facts.push(strategy_name(Strategy::OneForOne).to_owned()),
+            NodeKind::Sessions | NodeKind::Terminals => {
+                facts.push(strategy_name(Strategy::OneForOne).to_owned());
+            }
             _ => {}
         }
         if depth > 0 {
@@ -120,6 +125,7 @@ impl NodePlan {
         }
         match &self.kind {
             NodeKind::Sessions => facts.push("temporary session children".to_owned()),
+            NodeKind::Terminals => facts.push("temporary terminal children".to_owned()),
             NodeKind::InvalidServer(_) => facts.push("fails to start".to_owned()),
             _ => {}
         }
@@ -156,6 +162,12 @@ impl DaemonPlan {
                 policy: sup.nested_supervisor(),
                 manual: false,
                 kind: NodeKind::Sessions,
+            },
+            NodePlan {
+                id: "terminals".into(),
+                policy: sup.nested_supervisor(),
+                manual: false,
+                kind: NodeKind::Terminals,
             },
             NodePlan {
                 id: "mcp_http".into(),
