@@ -209,3 +209,44 @@ async fn dashboard_config_editor_saves_refuses_and_reports_conflicts() {
     dash.wait_running(1).await;
     dash.run(&python, "config_editor", &[]);
 }
+
+/// The Code tab: the fake CLI (`fake_cli`, a `[[terminal.launchers]]` entry) runs in the
+/// browser terminal, prints the MCP config it was given, calls `fault__progress` through it on
+/// `call`, and the side panel shows that call's progress; a 10 MB paste is sent in frames of
+/// at most 60 KiB and the terminal stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_code_tab_runs_a_cli_and_shows_its_progress() {
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let extra = format!(
+        r#"
+[[terminal.launchers]]
+name = "fake"
+command = "{cli}"
+args = ["--mcp-config", "{{mcp_config}}", "--args", "{{\"steps\":3,\"interval_ms\":100}}"]
+"#,
+        cli = env!("CARGO_BIN_EXE_fake_cli")
+    );
+    let served =
+        crate::harness::Served::start_configured("", &[], &extra, &[("SHELL", "/bin/sh")]).await;
+    let gateway = Gateway::of(served.home.path());
+    if gateway.api("/api/terminal/launchers").await.0 != reqwest::StatusCode::OK {
+        eprintln!("skipping: GET /api/terminal/launchers is not served by this build");
+        return;
+    }
+    let dash = Dash {
+        gateway,
+        home: served.home,
+        _daemon: served.daemon,
+    };
+    dash.run(
+        &python,
+        "code_tab",
+        &[
+            ("DASH_LAUNCHER", "fake"),
+            ("DASH_CLI_MARKER", "READY"),
+            ("DASH_CLI_CALL", "call"),
+        ],
+    );
+}

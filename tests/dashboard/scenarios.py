@@ -299,6 +299,16 @@ def scenario_sign_in_live_tree(run):
 def scenario_test_button(run):
     d = run.browser()
     sign_in(run, d, "owner")
+    # The owner pairs another device from the page: the code it shows works once.
+    d.find_element(By.ID, "pair-device").click()
+    d.find_element(By.ID, "pair-role").send_keys("operator")
+    d.find_element(By.ID, "pair-create").click()
+    shown = wait("a pairing code", lambda: d.find_element(By.ID, "pair-code").text, timeout=10)
+    run.shot(d, "pairing")
+    code = shown.split(" ")[0]
+    status, body = api("POST", "/pair", token=None, headers={"X-Pairing-Code": code, "X-Pairing-Label": "phone"})
+    check(status == 200 and body["role"] == "operator", f"the shown code pairs an operator: {status} {body}")
+    d.find_element(By.ID, "pair-close").click()
     d.find_element(By.ID, "tab-servers").click()
     wait("the editor", lambda: visible(d, "#ed-name"))
 
@@ -617,6 +627,12 @@ def scenario_code_tab(run):
     marker = os.environ.get("DASH_CLI_MARKER", "")
     if marker:
         wait("the CLI's output in the terminal", lambda: marker in d.find_element(By.ID, "terminal").text, timeout=30)
+    run.shot(d, "ready")
+    # The fake CLI calls its tool on the line `call`, typed into the terminal.
+    call = os.environ.get("DASH_CLI_CALL", "")
+    if call:
+        d.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys(call + "\n")
+        wait("the call's result in the terminal", lambda: "RESULT" in d.find_element(By.ID, "terminal").text, timeout=30)
     wait("the tool call's progress in the side panel",
          lambda: d.find_elements(By.CSS_SELECTOR, "#view-code .progress-log li"), timeout=30)
     run.shot(d, "running")

@@ -42,8 +42,8 @@ function startApp() {
   const me = session.me;
   setText(document.getElementById('whoami'), `${me.label} (${me.role})`);
   document.getElementById('whoami').dataset.role = me.role;
-  for (const tab of document.querySelectorAll('[role=tab]')) {
-    tab.hidden = Boolean(tab.dataset.role) && !may(tab.dataset.role);
+  for (const el of document.querySelectorAll('[role=tab], #pair-device')) {
+    el.hidden = Boolean(el.dataset.role) && !may(el.dataset.role);
   }
   feed = new EventFeed();
   const badge = document.getElementById('stream-badge');
@@ -153,6 +153,27 @@ onSignedOut((reason) => {
   showSignIn(reason, boot);
 });
 
+/** The owner's "Pair a device": a one-time code for a role (POST /api/pair/code). */
+function setupPairing() {
+  const dialog = document.getElementById('pair-dialog');
+  const out = document.getElementById('pair-code');
+  document.getElementById('pair-device').addEventListener('click', () => {
+    out.textContent = '';
+    dialog.showModal();
+  });
+  document.getElementById('pair-close').addEventListener('click', () => dialog.close());
+  document.getElementById('pair-create').addEventListener('click', async () => {
+    const role = document.getElementById('pair-role').value;
+    try {
+      const r = await api('/api/pair/code', { method: 'POST', body: { role } });
+      out.textContent = `${r.code} — for a ${r.role} token, valid ${Math.round(r.expires_in_secs / 60)} min.`;
+    } catch (e) {
+      out.textContent = `Cannot create a code: ${e.message}`;
+    }
+  });
+}
+
 setupTabs();
+setupPairing();
 document.getElementById('signout').addEventListener('click', signOut);
 boot();

@@ -121,7 +121,8 @@ export class CodeTab {
       try { frame = JSON.parse(m.data); } catch { return; }
       if (frame.type === 'ready') {
         this.ready = frame;
-        this.info.textContent = `Running ${frame.command} in ${frame.cwd} (${frame.path}); MCP session ${frame.session_id}.`;
+        const command = Array.isArray(frame.command) ? frame.command.join(' ') : frame.command;
+        this.info.textContent = `Running ${command} in ${frame.cwd} (${frame.path})${frame.session_id ? `; MCP session ${frame.session_id}` : ''}.`;
         if (frame.session_id) this.progress.watch(frame.session_id);
         this.term.focus();
       } else if (frame.type === 'exit') {
