@@ -585,7 +585,8 @@ def scenario_config_editor(run):
     d.find_element(By.ID, "ed-save").click()
     wait("saved", lambda: "Saved delta" in d.find_element(By.ID, "editor-result").text
          or "Reloaded" in d.find_element(By.ID, "editor-result").text, timeout=20)
-    check("delta" in open(config_path).read(), "delta is in config.toml")
+    written = open(config_path).read()
+    check("delta" in written and "env = {}" not in written, f"delta is in config.toml, no empty keys:\n{written}")
     wait("delta in the tree", lambda: api("GET", "/api/actors/root/mcp_servers/mcp:delta")[0] == 200, timeout=20)
     run.shot(d, "saved")
 
@@ -598,6 +599,7 @@ def scenario_config_editor(run):
     print(f"invalid entry: {reason!r}")
     check(":" in reason and "config.toml" in reason, f"file:line:col in {reason!r}")
     check(open(config_path).read() == before, "the file is untouched")
+    d.execute_script("document.getElementById('editor-result').scrollIntoView({block: 'center'})")
     run.shot(d, "invalid")
 
     # The second tab still has the old version: told the file changed, offered a reload.
@@ -605,6 +607,7 @@ def scenario_config_editor(run):
     d2.find_element(By.ID, "ed-save").click()
     wait("the conflict", lambda: "changed since this editor loaded it" in d2.find_element(By.ID, "editor-result").text, timeout=20)
     check(visible(d2, "#ed-conflict-reload"), "a reload button")
+    d2.execute_script("document.getElementById('editor-result').scrollIntoView({block: 'center'})")
     run.shot(d2, "conflict")
     d2.find_element(By.ID, "ed-conflict-reload").click()
     wait("reloaded", lambda: "delta" in [o.get_attribute("value") for o in d2.find_elements(By.CSS_SELECTOR, "#ed-pick option")])

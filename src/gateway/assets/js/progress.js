@@ -49,6 +49,8 @@ export class ProgressPanel {
       item = h('li', { class: 'gap' }, `… ${frame.dropped} events dropped (too slow)`);
     } else if (frame.event === 'reset') {
       item = h('li', { class: 'gap' }, `… progress stream restarted (${frame.missed} missed)`);
+    } else if (frame.method) {
+      item = h('li', { class: 'gap' }, `${frame.method.replace(/^notifications\//, '').replace(/_/g, ' ').replace('/', ' ')}`);
     } else {
       const pct = frame.total ? ` ${frame.progress}/${frame.total}` : frame.progress !== undefined ? ` ${frame.progress}` : '';
       item = h('li', { class: 'progress-event' },

@@ -187,16 +187,26 @@ export class ServersTab {
       return i < 0 ? [l, ''] : [l.slice(0, i).trim(), l.slice(i + 1).trim()];
     }));
     const e = { name: F.name.value.trim(), transport: F.transport.value };
+    // An empty list or table: removed (null) if the entry had it, else left out.
+    const had = (this.config?.servers || []).find((s) => s.name === e.name) || {};
+    const put = (key, value, empty) => {
+      if (!empty) e[key] = value;
+      else if (had[key] !== undefined) e[key] = null;
+    };
     if (e.transport === 'stdio') {
       e.command = F.command.value.trim();
-      e.args = lines(F.args);
-      e.env = pairs(F.env, '=');
+      const args = lines(F.args);
+      put('args', args, !args.length);
+      const env = pairs(F.env, '=');
+      put('env', env, !Object.keys(env).length);
     } else {
       e.url = F.url.value.trim();
-      e.headers = pairs(F.headers, ':');
+      const headers = pairs(F.headers, ':');
+      put('headers', headers, !Object.keys(headers).length);
     }
     const t = parseInt(F.timeout.value, 10);
     if (Number.isFinite(t)) e.tool_timeout_secs = t;
+    else if (had.tool_timeout_secs !== undefined) e.tool_timeout_secs = null;
     return e;
   }
 
