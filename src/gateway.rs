@@ -1,17 +1,21 @@
 //! The gateway: Revka's browser-, script- and operator-facing HTTP surface, `root/gateway`.
 //!
-//! It serves the `/api/*` routes and the WebSocket on one origin. Every route requires a
-//! bearer token of a role (`viewer < operator < owner`), except `POST /pair`, which trades a
-//! one-time code for one. Tokens, roles and pairing codes live in [`crate::auth`], shared with
+//! It serves the `/api/*` routes, the WebSocket and the dashboard (the page at `/`) on one
+//! origin. Every route requires a bearer token of a role (`viewer < operator < owner`), except
+//! `POST /pair`, which trades a one-time code for one, and the dashboard's files, which carry
+//! no data. Tokens, roles and pairing codes live in [`crate::auth`], shared with
 //! the MCP server and the CLI.
 //!
 //! - `routes`: the route table, every route with the role it needs; the router is built from
 //!   it alone.
 //! - `server`: the listener, router, bearer auth, timeouts.
 //! - `origin`: the `Host`/`Origin` guard.
+//! - `assets`: the dashboard, `GET /` and `GET /assets/...` (embedded files, public: they
+//!   carry no data).
+//! - `api`: pairing and tokens (`/api/whoami`, `/api/logout` for the caller's own),
+//!   introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `config_api`: the config editor (`/api/config/servers`): `[[mcp.servers]]` entries read,
 //!   written with comments kept, then reloaded.
-//! - `api`: pairing and tokens, introspection (`/api/actors`), `/api/health`, `/metrics`.
 //! - `fleet`: the Sidecars view's reads: the session manager's process, breaker (and its
 //!   reset), retry queue, agents and chat rooms, and an agent's event stream relayed.
 //! - `events`: `/api/events`, the supervision event log by page or as a live SSE stream.
@@ -25,6 +29,7 @@
 //!   stream (SSE) to a WebSocket.
 
 mod api;
+mod assets;
 mod config_api;
 mod events;
 mod fleet;

@@ -9,6 +9,7 @@ mod cli_ops;
 mod config_api;
 mod conformance;
 mod daemon;
+mod dashboard;
 mod events;
 mod federation;
 mod first_run;

@@ -358,3 +358,73 @@ pub(super) async fn reload(State(gw): State<Gateway>) -> Response {
         ),
     }
 }
+
+/// `GET /api/whoami`: the caller's own token, as the dashboard shows it: `{"id", "label",
+/// "role", "kind", "file_token"}` (`file_token`: it is the owner token of
+/// `$REVKA_HOME/gateway.token`, which `POST /api/logout` cannot revoke).
+pub(super) async fn whoami(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match own_token(&gw, &caller) {
+        Some(info) => Json(json!({
+            "id": info.id,
+            "label": info.label,
+            "role": caller.role,
+            "kind": info.kind,
+            "file_token": info.file_token,
+        }))
+        .into_response(),
+        None => gone(&caller),
+    }
+}
+
+/// `POST /api/logout`: revokes the caller's own token (signing out of the dashboard); 200
+/// `{"revoked": id}`. The owner token of `$REVKA_HOME/gateway.token` is refused with 409: the
+/// CLI of the daemon's account uses it, and the next daemon start replaces it anyway; a
+/// browser holding it just forgets it.
+pub(super) async fn logout(
+    State(gw): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let Some(info) = own_token(&gw, &caller) else {
+        return gone(&caller);
+    };
+    if info.file_token {
+        return error(
+            StatusCode::CONFLICT,
+            "the owner token of $REVKA_HOME/gateway.token is not revoked by signing out (the \
+             CLI uses it; the next daemon start replaces it): forget it in the browser, or \
+             revoke a paired token with `revka tokens revoke <id>`",
+        );
+    }
+    match gw.services().tokens.revoke(info.id.as_str()) {
+        Ok(info) => {
+            tracing::info!(token = %info.id, label = %info.label, "signed out: token revoked");
+            Json(json!({ "revoked": info.id })).into_response()
+        }
+        // Revoked meanwhile by another request: signed out all the same.
+        Err(RevokeError::AlreadyRevoked(id)) => Json(json!({ "revoked": id })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The caller's token as the store lists it.
+fn own_token(gw: &Gateway, caller: &Caller) -> Option<crate::auth::TokenInfo> {
+    gw.services()
+        .tokens
+        .list()
+        .into_iter()
+        .find(|t| t.id == caller.id)
+}
+
+/// The answer when the caller's token left the store between authentication and the handler.
+fn gone(caller: &Caller) -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        format!(
+            "unauthorized: token {} is no longer in the store",
+            caller.id
+        ),
+    )
+}

@@ -5,7 +5,7 @@
 //! walks the table with a token of each role. Each route gets, outermost first:
 //!
 //! 1. bearer authentication ([`authenticate`](super::server::authenticate)), except the public
-//!    `POST /pair`;
+//!    `POST /pair` and the dashboard's files (`GET /`, `GET /assets/...`);
 //! 2. the role check ([`require`]): 403 naming the role needed and the caller's;
 //! 3. for [`Timeout::Default`], the default request timeout (504 past it), which also bounds
 //!    reading the body;
@@ -29,7 +29,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::server::{Caller, Gateway, MAX_BODY, authenticate, within_default};
-use super::{api, config_api, events, fleet, proxy, stats, terminal};
+use super::{api, assets, config_api, events, fleet, proxy, stats, terminal};
 use crate::auth::Role;
 use crate::http::response::error;
 
@@ -37,7 +37,8 @@ use crate::http::response::error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
     /// Anyone who passes the Origin check: `POST /pair`, which trades a one-time code for a
-    /// token (its attempts are throttled like bad tokens).
+    /// token (its attempts are throttled like bad tokens), and the dashboard's page and files
+    /// (`GET /`, `GET /assets/...`), which carry no data.
     Public,
     /// A bearer token of this role or a higher one.
     Token(Role),
@@ -114,6 +115,31 @@ pub(crate) fn table() -> Vec<Route> {
     let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
     vec![
         Route::new(post.clone(), "/pair", Public, Default, api::pair),
+        // The dashboard's page and files: no data in them, so no token (everything they show
+        // comes from the token-only routes below).
+        Route::new(get.clone(), "/", Public, Default, assets::index),
+        Route::new(
+            get.clone(),
+            "/assets/{*path}",
+            Public,
+            Default,
+            assets::asset,
+        ),
+        // The caller's own token: who it is, and signing out (revokes it).
+        Route::new(
+            get.clone(),
+            "/api/whoami",
+            Token(Viewer),
+            Default,
+            api::whoami,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/logout",
+            Token(Viewer),
+            Default,
+            api::logout,
+        ),
         // Introspection and health.
         Route::new(
             get.clone(),

@@ -8,11 +8,14 @@
 //! - `guards`: the exact-origin rule, `allowed_origins`, the body cap of every route.
 //! - `client_tokens`: a client token opens no gateway route; the owner creates, lists and
 //!   revokes client tokens through `/api/tokens`.
+//! - `whoami`: `/api/whoami` and `/api/logout`, the caller's own token; the dashboard's files
+//!   without a token.
 
 mod client_tokens;
 mod guards;
 mod roles;
 mod throttle;
+mod whoami;
 
 mod listener;
 

@@ -121,6 +121,11 @@ async fn every_route_of_the_table_refuses_lower_roles_with_403_and_a_clear_messa
         );
         let path = concrete(route.path);
         let (method, what) = (&route.method, format!("{} {}", route.method, route.path));
+        // Signing out revokes the caller's token, which the rest of the walk needs; its own
+        // test is in `whoami.rs`.
+        if route.path == "/api/logout" {
+            continue;
+        }
         let needed = match route.access {
             Access::Public => {
                 let (status, body) = fixture.send(method, &path, None, "").await;
