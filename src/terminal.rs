@@ -42,10 +42,7 @@ use bytes::Bytes;
 use ractor::{Actor, ActorRef};
 use revka_actors::process::ExitInfo;
 use revka_actors::session::NewSession;
-use revka_actors::supervisor::{
-    ChildContext, ChildSpec, Intensity, RestartPolicy, Strategy, SupervisorActor,
-    SupervisorArguments, SupervisorMessage,
-};
+use revka_actors::supervisor::{ChildContext, ChildSpec, RestartPolicy, SupervisorMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::tree::Services;
@@ -337,29 +334,7 @@ fn term_spec(id: &str, spec: actor::TerminalSpec) -> ChildSpec {
 /// The `terminals` supervisor: terminal actors are its temporary children. Each time it
 /// starts, it is attached to the terminal table, which starts new terminals under it.
 pub fn supervisor_spec(terminals: Arc<Terminals>, policy: RestartPolicy) -> ChildSpec {
-    ChildSpec::new(
-        SUPERVISOR_ID,
-        "supervisor",
-        policy,
-        move |ctx: ChildContext| {
-            let terminals = terminals.clone();
-            async move {
-                let args = SupervisorArguments {
-                    node: ctx.node,
-                    strategy: Strategy::OneForOne,
-                    // Temporary children are never restarted, so they never count toward this.
-                    intensity: Intensity {
-                        max_restarts: u32::MAX,
-                        period: Duration::from_secs(60),
-                    },
-                    children: Vec::new(),
-                };
-                let (sup, _) =
-                    SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
-                        .await?;
-                terminals.attach_supervisor(sup.clone());
-                Ok(sup.get_cell())
-            }
-        },
-    )
+    crate::tree::dynamic_supervisor_spec(SUPERVISOR_ID, policy, move |sup| {
+        terminals.attach_supervisor(sup)
+    })
 }

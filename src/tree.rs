@@ -312,31 +312,42 @@ fn nested_children(services: &Services, id: &str) -> Vec<ChildSpec> {
 /// The `sessions` supervisor: session actors are its temporary children. Each time it starts,
 /// it is attached to the session table, which starts new sessions under it.
 fn sessions_spec(sessions: Arc<Sessions>, policy: RestartPolicy) -> ChildSpec {
-    ChildSpec::new(
-        "sessions",
-        "supervisor",
-        policy,
-        move |ctx: ChildContext| {
-            let sessions = sessions.clone();
-            async move {
-                let args = SupervisorArguments {
-                    node: ctx.node,
-                    strategy: Strategy::OneForOne,
-                    // Temporary children are never restarted, so they never count toward this.
-                    intensity: Intensity {
-                        max_restarts: u32::MAX,
-                        period: Duration::from_secs(60),
-                    },
-                    children: Vec::new(),
-                };
-                let (sup, _) =
-                    SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor)
-                        .await?;
-                sessions.attach_supervisor(sup.clone());
-                Ok(sup.get_cell())
-            }
-        },
-    )
+    dynamic_supervisor_spec("sessions", policy, move |sup| {
+        sessions.attach_supervisor(sup)
+    })
+}
+
+/// A `one_for_one` supervisor `id` started with no children, whose children are added at run
+/// time as temporary ones (sessions, terminals): `attach` gets each new incarnation of it, so
+/// the table that starts those children always starts them under the live one.
+pub(crate) fn dynamic_supervisor_spec(
+    id: &str,
+    policy: RestartPolicy,
+    attach: impl Fn(ractor::ActorRef<revka_actors::supervisor::SupervisorMessage>)
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> ChildSpec {
+    ChildSpec::new(id, "supervisor", policy, move |ctx: ChildContext| {
+        let attach = attach.clone();
+        async move {
+            let args = SupervisorArguments {
+                node: ctx.node,
+                strategy: Strategy::OneForOne,
+                // Temporary children are never restarted, so they never count toward this.
+                intensity: Intensity {
+                    max_restarts: u32::MAX,
+                    period: Duration::from_secs(60),
+                },
+                children: Vec::new(),
+            };
+            let (sup, _) =
+                SupervisorActor::spawn_linked(None, SupervisorActor, args, ctx.supervisor).await?;
+            attach(sup.clone());
+            Ok(sup.get_cell())
+        }
+    })
 }
 
 #[cfg(test)]

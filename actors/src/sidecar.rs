@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
@@ -157,24 +158,12 @@ impl SidecarClient {
         timeout: Duration,
     ) -> Result<SidecarStream, SidecarError> {
         let head = async {
-            let stream = tokio::net::UnixStream::connect(self.socket.as_path())
-                .await
-                .map_err(|e| SidecarError::Unreachable {
-                    socket: self.socket.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+            let (mut sender, driver) = self.connect("GET", path).await?;
             let protocol = |reason: String| SidecarError::Protocol {
                 method: "GET".into(),
                 path: path.to_owned(),
                 reason,
             };
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| protocol(e.to_string()))?;
-            let driver = AbortOnDrop(tokio::spawn(async move {
-                let _ = connection.await;
-            }));
             let mut request = Request::builder()
                 .method("GET")
                 .uri(path)
@@ -227,6 +216,32 @@ impl SidecarClient {
         }
     }
 
+    /// A fresh HTTP/1.1 connection to the socket: its request sender, and the task driving it
+    /// (aborted when dropped).
+    async fn connect(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<(SendRequest<Full<Bytes>>, AbortOnDrop), SidecarError> {
+        let stream = tokio::net::UnixStream::connect(self.socket.as_path())
+            .await
+            .map_err(|e| SidecarError::Unreachable {
+                socket: self.socket.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SidecarError::Protocol {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let driver = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        Ok((sender, driver))
+    }
+
     async fn exchange(
         &self,
         method: &str,
@@ -239,18 +254,7 @@ impl SidecarClient {
             path: path.to_owned(),
             reason,
         };
-        let stream = tokio::net::UnixStream::connect(self.socket.as_path())
-            .await
-            .map_err(|e| SidecarError::Unreachable {
-                socket: self.socket.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let (mut sender, driver) = self.connect(method, path).await?;
         let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let mut request = Request::builder()
             .method(method)
@@ -302,7 +306,7 @@ impl SidecarClient {
             }
             Err(e) => Err(e),
         };
-        driver.abort();
+        drop(driver);
         result
     }
 }

@@ -37,7 +37,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use revka_actors::events::{CAPACITY, Delivery, Event, Gap, Subscription};
@@ -228,22 +228,7 @@ fn follow(root: &StatusNode, since: u64, filter: Filter) -> Response {
         Some((Ok::<_, Infallible>(chunk), feed))
     });
     let body = futures::stream::iter([Ok::<_, Infallible>(Bytes::from(first))]).chain(rest);
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
+    crate::http::response::event_stream(Body::from_stream(body))
 }
 
 /// Resolves when the stream should end because the daemon stops: the root moves to
@@ -377,7 +362,7 @@ mod tests {
         for (k, v) in headers {
             map.insert(
                 header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
+                header::HeaderValue::from_str(v).unwrap(),
             );
         }
         Request::parse(&query(pairs), &map, "root")

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use revka_actors::breaker::BreakerState;
@@ -222,17 +222,7 @@ pub(super) async fn agent_stream(
                     }
                 }
             });
-            let mut response = Response::new(Body::from_stream(frames));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
-            headers.insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-cache, no-transform"),
-            );
-            response
+            crate::http::response::event_stream(Body::from_stream(frames))
         }
         Err(e) => sidecar_error("agent", &id, &SidecarCallError::Sidecar(e)),
     }

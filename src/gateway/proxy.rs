@@ -405,7 +405,7 @@ pub(super) async fn ws_events(
             "missing session_id query parameter",
         );
     };
-    if let Err(message) = super::ws::check_subprotocols(&headers) {
+    if let Err(message) = super::ws::check_subprotocols(&headers, WS_PROTOCOL) {
         return error(StatusCode::BAD_REQUEST, message);
     }
     let ws = ws.protocols([WS_PROTOCOL]).max_message_size(64 * 1024);

@@ -163,29 +163,10 @@ fn parse(q: TerminalQuery, owner: &str) -> Result<OpenRequest, String> {
     })
 }
 
-/// Refuses a `bearer.<token>` subprotocol offered without [`TERMINAL_PROTOCOL`]: the gateway
-/// selects that one (a browser fails a handshake that selects none it offered, and selecting
-/// the bearer one would echo the token).
+/// Refuses a `bearer.<token>` subprotocol offered without [`TERMINAL_PROTOCOL`], the one the
+/// gateway selects (see [`super::ws::check_subprotocols`]).
 fn check_subprotocols(headers: &HeaderMap) -> Result<(), String> {
-    const BEARER: &str = "bearer.";
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(str::trim))
-        .collect();
-    let bearer = offered.iter().any(|p| {
-        p.get(..BEARER.len())
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(BEARER))
-    });
-    if bearer && !offered.contains(&TERMINAL_PROTOCOL) {
-        return Err(format!(
-            "the bearer.<token> subprotocol must be offered together with the \
-             {TERMINAL_PROTOCOL:?} subprotocol, which the gateway selects: \
-             new WebSocket(url, [\"{TERMINAL_PROTOCOL}\", \"bearer.<token>\"])"
-        ));
-    }
-    Ok(())
+    super::ws::check_subprotocols(headers, TERMINAL_PROTOCOL)
 }
 
 /// A client's text frame.

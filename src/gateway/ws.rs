@@ -403,8 +403,10 @@ fn shown_url(url: &str) -> &str {
 }
 
 /// `Err(why)` when the `Sec-WebSocket-Protocol` offer of an upgrade cannot be answered: it
-/// offers `bearer.<token>` (any case) without [`WS_PROTOCOL`], the only one selected.
-pub fn check_subprotocols(headers: &axum::http::HeaderMap) -> Result<(), String> {
+/// offers `bearer.<token>` (any case) without `selected`, the route's own subprotocol and the
+/// only one the gateway selects (selecting the bearer one would echo the token, and a browser
+/// fails a handshake that selects none it offered). [`WS_PROTOCOL`] for `/ws/mcp/events`.
+pub fn check_subprotocols(headers: &axum::http::HeaderMap, selected: &str) -> Result<(), String> {
     const BEARER: &str = "bearer.";
     let offered: Vec<&str> = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -416,11 +418,11 @@ pub fn check_subprotocols(headers: &axum::http::HeaderMap) -> Result<(), String>
         p.get(..BEARER.len())
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(BEARER))
     });
-    if bearer && !offered.contains(&WS_PROTOCOL) {
+    if bearer && !offered.contains(&selected) {
         return Err(format!(
             "the bearer.<token> subprotocol must be offered together with the \
-             {WS_PROTOCOL:?} subprotocol, which the gateway selects (it never echoes the \
-             token): new WebSocket(url, [\"{WS_PROTOCOL}\", \"bearer.<token>\"])"
+             {selected:?} subprotocol, which the gateway selects (it never echoes the \
+             token): new WebSocket(url, [\"{selected}\", \"bearer.<token>\"])"
         ));
     }
     Ok(())

@@ -44,3 +44,28 @@ pub(crate) fn close_on_413(mut response: Response) -> Response {
     }
     response
 }
+
+/// `body` as a `200 text/event-stream` response, not cached and not buffered by a proxy
+/// (`X-Accel-Buffering: no`).
+pub(crate) fn event_stream(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        // Static values: a `&str` would be copied into each response.
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            ),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                header::HeaderValue::from_static("no"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -6,8 +6,7 @@
 //! went out is sent as one whole body with a `Content-Length` (no chunked framing).
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use revka_mcp::jsonrpc::Id;
 use serde_json::value::RawValue;
@@ -106,7 +105,7 @@ pub(crate) fn response_ended(mut rx: mpsc::Receiver<Bytes>, tail: Option<Bytes>)
             concat(&frames)
         }
     };
-    event_stream(Body::from(body))
+    crate::http::response::event_stream(Body::from(body))
 }
 
 /// `frames` as the first chunk (one write with the headers), then `rest`.
@@ -120,26 +119,5 @@ pub(crate) fn stream_response(
         _ => Some(concat(frames)),
     };
     let stream = futures::stream::iter(head.map(Ok)).chain(rest);
-    event_stream(Body::from_stream(stream))
-}
-
-/// `body` as a `200 text/event-stream` response.
-fn event_stream(body: Body) -> Response {
-    (
-        StatusCode::OK,
-        // Static values: a `&str` would be copied into each response.
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+    crate::http::response::event_stream(Body::from_stream(stream))
 }
