@@ -180,6 +180,13 @@ async fn a_kill_9_is_logged_as_exited_restart_scheduled_started_in_json_sse_and_
         "{paged:#?}"
     );
     assert_kill_sequence(paged, restarts_before);
+    // Its process node follows: stopped with the killed process, started with the new one.
+    let process = format!("{SERVER}/process");
+    assert_eq!(
+        kinds_at(paged, &process)[..2],
+        ["stopped", "started"],
+        "{paged:#?}"
+    );
 
     // `revka events --json`: the same events, one JSON object per line.
     let out = served

@@ -40,7 +40,7 @@ use revka_mcp::spec::ServerSpec;
 
 use super::hub::{CatalogPart, McpHub, ServerEntry};
 use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
-use crate::status::StatusNode;
+use crate::status::{ActorState, StatusNode};
 use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
 
 /// How long a stdio server gets to exit after its stdin is closed, before SIGTERM.
@@ -246,6 +246,7 @@ impl Actor for McpConnectionActor {
                     Some(state.args.stop_timeout + Duration::from_secs(2)),
                 )
                 .await;
+            process_stopped(&state.args.node);
         }
         Ok(())
     }
@@ -336,6 +337,7 @@ impl Actor for McpConnectionActor {
             _ => return Ok(()),
         };
         // The server process is gone: fail every in-flight call with the reason, then fail.
+        process_stopped(&state.args.node);
         if let Some(client) = &state.client {
             client.close(&reason);
         }
@@ -344,6 +346,14 @@ impl Actor for McpConnectionActor {
             reason,
         }
         .into())
+    }
+}
+
+/// The server process under `node` is gone (killed, exited, or stopped with its connection):
+/// its node says so until the next connect starts another (which sets it running).
+fn process_stopped(node: &StatusNode) {
+    if let Some(process) = node.find("process") {
+        process.set_state(ActorState::Stopped);
     }
 }
 
