@@ -33,8 +33,11 @@ use tokio::sync::broadcast;
 
 use crate::status::ActorState;
 
-/// How many events the ring keeps: at 200 servers and 1,000 sessions a restart of everything
-/// fits, and it costs about 1 MiB when full.
+/// How many events the ring keeps of each class: of the fleet (servers, sidecars, supervisors)
+/// and of the short-lived nodes (sessions, terminals: temporary children and their subtrees).
+/// Each class has its own share, so a churn of sessions never pushes a server's history out;
+/// at 200 servers and 1,000 sessions a restart of everything fits, and it costs about 2 MiB
+/// when both are full.
 pub const CAPACITY: usize = 4_096;
 
 /// Live events buffered per subscriber; one that falls further behind catches up from the ring.
@@ -238,15 +241,39 @@ pub struct EventLog {
 }
 
 struct Ring {
-    events: VecDeque<Arc<Event>>,
+    /// The fleet's events, oldest first.
+    fleet: VecDeque<Arc<Event>>,
+    /// The events of short-lived nodes (sessions, terminals), oldest first.
+    ephemeral: VecDeque<Arc<Event>>,
     /// The sequence number of the next event.
     next_seq: u64,
+    /// The newest sequence number overwritten so far, of either class (0: none).
+    evicted: u64,
 }
 
 impl Ring {
     /// The sequence number of the oldest event kept, or of the next one while none is kept.
     fn first_kept(&self) -> u64 {
-        self.events.front().map_or(self.next_seq, |e| e.seq)
+        let front = |q: &VecDeque<Arc<Event>>| q.front().map(|e| e.seq);
+        match (front(&self.fleet), front(&self.ephemeral)) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => self.next_seq,
+        }
+    }
+
+    /// The oldest sequence number still kept (0 while none is).
+    fn oldest(&self) -> u64 {
+        if self.fleet.is_empty() && self.ephemeral.is_empty() {
+            0
+        } else {
+            self.first_kept()
+        }
+    }
+
+    /// Events kept, of both classes.
+    fn len(&self) -> usize {
+        self.fleet.len() + self.ephemeral.len()
     }
 
     /// The newest sequence number recorded (0 before the first event).
@@ -260,20 +287,33 @@ impl Ring {
         if since > self.newest() { 0 } else { since }
     }
 
-    /// The events after `since` that the ring no longer holds.
+    /// The events after `since` that the ring no longer holds: some of `since + 1 ..=` the
+    /// newest overwritten one (the two classes overwrite at their own pace, so events of that
+    /// range may still be kept, and are read as usual).
     fn gap_after(&self, since: u64) -> Option<Gap> {
-        let first = self.first_kept();
-        (since + 1 < first).then_some(Gap {
+        (self.evicted > since).then_some(Gap {
             missed_from: since + 1,
-            missed_to: first - 1,
+            missed_to: self.evicted,
         })
     }
 
-    /// The events kept after `since`, oldest first.
+    /// The events kept after `since`, of both classes, in sequence order.
     fn after(&self, since: u64) -> impl Iterator<Item = &Arc<Event>> {
-        let skip =
-            usize::try_from((since + 1).saturating_sub(self.first_kept())).unwrap_or(usize::MAX);
-        self.events.iter().skip(skip)
+        fn tail(
+            q: &VecDeque<Arc<Event>>,
+            since: u64,
+        ) -> std::collections::vec_deque::Iter<'_, Arc<Event>> {
+            let start = q.partition_point(|e| e.seq <= since);
+            q.range(start..)
+        }
+        let mut fleet = tail(&self.fleet, since).peekable();
+        let mut ephemeral = tail(&self.ephemeral, since).peekable();
+        std::iter::from_fn(move || match (fleet.peek(), ephemeral.peek()) {
+            (Some(a), Some(b)) if a.seq < b.seq => fleet.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => ephemeral.next(),
+            (Some(_), None) => fleet.next(),
+            (None, None) => None,
+        })
     }
 }
 
@@ -282,7 +322,7 @@ impl std::fmt::Debug for EventLog {
         let ring = self.lock();
         f.debug_struct("EventLog")
             .field("capacity", &self.capacity)
-            .field("kept", &ring.events.len())
+            .field("kept", &ring.len())
             .field("newest", &ring.newest())
             .finish()
     }
@@ -300,8 +340,10 @@ impl EventLog {
         let capacity = capacity.max(1);
         Self {
             ring: Mutex::new(Ring {
-                events: VecDeque::new(),
+                fleet: VecDeque::new(),
+                ephemeral: VecDeque::new(),
                 next_seq: 1,
+                evicted: 0,
             }),
             capacity,
             live: OnceLock::new(),
@@ -313,17 +355,19 @@ impl EventLog {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many events the ring keeps at most.
+    /// How many events the ring keeps at most, of each class.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Records an event of `kind` at `path`; returns its sequence number. Callers that derive
-    /// it from a node's state hold that node's lock meanwhile, so a node's events are in the
-    /// order of its changes.
+    /// Records an event of `kind` at `path` (of a short-lived node when `ephemeral`: a session,
+    /// a terminal, see [`CAPACITY`]); returns its sequence number. Callers that derive it from
+    /// a node's state hold that node's lock meanwhile, so a node's events are in the order of
+    /// its changes.
     pub fn record(
         &self,
         path: &str,
+        ephemeral: bool,
         kind: EventKind,
         state: ActorState,
         restarts: u64,
@@ -347,10 +391,20 @@ impl EventLog {
             attempt: note.attempt,
             detail: note.detail,
         });
-        if ring.events.len() == self.capacity {
-            ring.events.pop_front();
+        let class = if ephemeral {
+            &mut ring.ephemeral
+        } else {
+            &mut ring.fleet
+        };
+        let overwritten = if class.len() == self.capacity {
+            class.pop_front()
+        } else {
+            None
+        };
+        class.push_back(event.clone());
+        if let Some(old) = overwritten {
+            ring.evicted = ring.evicted.max(old.seq);
         }
-        ring.events.push_back(event.clone());
         // Under the ring's lock, so subscribers receive events in sequence order. Nobody
         // listening: no broadcast work at all.
         if let Some(live) = self.live.get()
@@ -369,7 +423,7 @@ impl EventLog {
 
     /// The oldest sequence number still kept (0 while the ring is empty).
     pub fn oldest(&self) -> u64 {
-        self.lock().events.front().map_or(0, |e| e.seq)
+        self.lock().oldest()
     }
 
     /// Events handed to the live feed so far (none while nobody subscribes).
@@ -402,7 +456,7 @@ impl EventLog {
         Page {
             events,
             next,
-            oldest: ring.events.front().map_or(0, |e| e.seq),
+            oldest: ring.oldest(),
             gap: ring.gap_after(since),
         }
     }
@@ -540,6 +594,7 @@ mod tests {
     fn record(log: &EventLog, path: &str) -> u64 {
         log.record(
             path,
+            false,
             EventKind::Started,
             ActorState::Running,
             0,
@@ -646,6 +701,7 @@ mod tests {
         let log = EventLog::new(4);
         log.record(
             "root/mcp_servers/mcp:fs",
+            false,
             EventKind::Exited,
             ActorState::BackingOff,
             3,
@@ -776,5 +832,52 @@ mod tests {
             }))
         );
         assert!(matches!(sub.try_next(), Some(Delivery::Event(e)) if e.seq == 7));
+    }
+
+    #[test]
+    fn a_churn_of_sessions_never_pushes_the_fleets_history_out() {
+        let log = EventLog::new(4);
+        let session = |log: &EventLog| {
+            log.record(
+                "root/sessions/s",
+                true,
+                EventKind::Added,
+                ActorState::Stopped,
+                0,
+                Note::default(),
+            )
+        };
+        let fs = record(&log, "root/mcp_servers/mcp:fs");
+        let s1 = session(&log);
+        let git = record(&log, "root/mcp_servers/mcp:git");
+        let later: Vec<u64> = (0..10).map(|_| session(&log)).collect();
+        let page = log.page(0, 100, |_| true);
+        // The fleet's two events stay; the sessions keep their last four; in sequence order.
+        let mut kept = vec![fs, git];
+        kept.extend_from_slice(&later[6..]);
+        assert_eq!(seqs(&page.events), kept);
+        assert_eq!(page.oldest, fs);
+        // What was overwritten (sessions only) is a gap up to the newest one lost.
+        assert_eq!(
+            page.gap,
+            Some(Gap {
+                missed_from: 1,
+                missed_to: later[5]
+            })
+        );
+        assert!(s1 < later[5]);
+        // After the last one lost, no gap; reading resumes in order across both classes.
+        let page = log.page(later[5], 100, |_| true);
+        assert_eq!(page.gap, None);
+        assert_eq!(seqs(&page.events), later[6..].to_vec());
+        // A subscriber catching up sees the same.
+        let log = Arc::new(log);
+        let mut sub = log.subscribe(0);
+        assert!(matches!(sub.try_next(), Some(Delivery::Gap(_))));
+        let mut got = Vec::new();
+        while let Some(Delivery::Event(e)) = sub.try_next() {
+            got.push(e.seq);
+        }
+        assert_eq!(got, kept);
     }
 }

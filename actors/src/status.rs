@@ -99,6 +99,9 @@ struct Inner {
     changes: OnceLock<watch::Sender<ActorState>>,
     /// The tree's supervision event log, shared by all its nodes.
     events: Arc<EventLog>,
+    /// A short-lived node: a temporary child (a session, a terminal) or below one. Its events
+    /// take the log's short-lived share (see [`crate::events::CAPACITY`]).
+    ephemeral: bool,
 }
 
 struct NodeData {
@@ -163,6 +166,7 @@ impl StatusNode {
             kind,
             None,
             Arc::new(EventLog::default()),
+            false,
         )
     }
 
@@ -172,6 +176,7 @@ impl StatusNode {
         kind: &'static str,
         restart_type: Option<RestartType>,
         events: Arc<EventLog>,
+        ephemeral: bool,
     ) -> Self {
         let now = (SystemTime::now(), Instant::now());
         Self {
@@ -195,6 +200,7 @@ impl StatusNode {
                 supervisor: RwLock::new(None),
                 changes: OnceLock::new(),
                 events,
+                ephemeral,
             }),
         }
     }
@@ -216,6 +222,7 @@ impl StatusNode {
             kind,
             restart_type,
             self.inner.events.clone(),
+            self.inner.ephemeral || restart_type == Some(RestartType::Temporary),
         );
         children.push(node.clone());
         node.record_event(Note::new(EventKind::Added));
@@ -344,6 +351,7 @@ impl StatusNode {
         }
         self.inner.events.record(
             &self.inner.path,
+            self.inner.ephemeral,
             kind,
             d.state,
             d.restarts,
@@ -676,5 +684,27 @@ mod tests {
         assert_eq!(back, snap);
         assert_eq!(back.state, ActorState::Running);
         assert_eq!(back.last_failure.unwrap().reason, "boom");
+    }
+
+    #[test]
+    fn temporary_children_and_their_subtrees_take_the_short_lived_share_of_the_log() {
+        let root = StatusNode::root("root", "supervisor");
+        let fs = root
+            .child("mcp_servers", "supervisor", Some(RestartType::Permanent))
+            .child("mcp:fs", "mcp_connection", Some(RestartType::Permanent));
+        fs.set_state(ActorState::Running);
+        let sessions = root.child("sessions", "supervisor", Some(RestartType::Permanent));
+        // Far more session events than the log keeps of a class.
+        for i in 0..crate::events::CAPACITY {
+            let session = sessions.child(&format!("s{i}"), "session", Some(RestartType::Temporary));
+            session.child("operator", "mcp_connection", None);
+            sessions.remove_child(&format!("s{i}"));
+        }
+        let page = root
+            .events()
+            .page(0, crate::events::CAPACITY, |e| e.path == fs.path());
+        let kinds: Vec<_> = page.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Added, EventKind::Started]);
+        assert!(page.gap.is_some(), "session events were overwritten");
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /api/events`: the supervision event log, read by page or followed live (`root/gateway`).
 //!
-//! The daemon keeps the last [`CAPACITY`] supervision events of its tree in a ring
-//! ([`revka_actors::events`]); this route serves it, to any gateway token (`viewer` and up).
+//! The daemon keeps the last [`CAPACITY`] supervision events of its fleet, and as many of its
+//! sessions and terminals, in a ring ([`revka_actors::events`]); this route serves it, to any
+//! gateway token (`viewer` and up).
 //!
 //! Query (every parameter optional; an unknown one is a 400):
 //! - `since=<seq>`: only events with a greater sequence number (default 0: all that are kept);
