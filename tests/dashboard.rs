@@ -250,3 +250,54 @@ args = ["--mcp-config", "{{mcp_config}}", "--args", "{{\"steps\":3,\"interval_ms
         ],
     );
 }
+
+/// The Sidecars view with the real session manager: an agent's events and a chat room's
+/// messages shown live (the gateway relays the agent's stream and turns the room's long polls
+/// into one), a message posted while the page watches appearing without a reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_sidecars_view_watches_an_agent_and_a_room_live() {
+    use crate::sidecars::{node_command, sidecar_config, tool};
+    use serde_json::json;
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let socket_home = tempfile::tempdir().unwrap();
+    let served =
+        crate::harness::Served::start(&sidecar_config(socket_home.path(), &node_command())).await;
+    let session = served.session().await;
+    crate::sidecar_tools::until_sidecar_answers(&session).await;
+    let created = tool(
+        &session,
+        "create_agent",
+        json!({ "backend": "echo", "name": "watched", "prompt": "first words" }),
+    )
+    .await;
+    let agent = created["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tool(
+        &session,
+        "wait_for_agent",
+        json!({ "agent_id": agent, "timeout_secs": 60 }),
+    )
+    .await;
+    let room = tool(
+        &session,
+        "create_chat_room",
+        json!({ "name": "lounge", "members": [] }),
+    )
+    .await;
+    let room = room["structuredContent"]["id"].as_str().unwrap().to_owned();
+    let gateway = Gateway::of(served.home.path());
+    let dash = Dash {
+        gateway,
+        home: served.home,
+        _daemon: served.daemon,
+    };
+    dash.run(
+        &python,
+        "sidecars_live",
+        &[("DASH_AGENT_ID", &agent), ("DASH_ROOM_ID", &room)],
+    );
+}

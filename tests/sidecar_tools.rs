@@ -586,6 +586,54 @@ async fn the_sidecars_view_reads_the_session_manager_through_the_gateway() {
         "resumed after {last}: {seen}"
     );
 
+    // A chat room, live: the gateway turns the room's long polls into a stream.
+    let room = ok(
+        &session,
+        "create_chat_room",
+        json!({ "name": "watched", "members": [] }),
+    )
+    .await;
+    let room_id = room["id"].as_str().unwrap().to_owned();
+    let resp = http
+        .get(format!("{gateway}/api/sidecars/rooms/{room_id}/stream"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    for text in ["first words", "second words"] {
+        ok(
+            &session,
+            "post_chat_message",
+            json!({ "room_id": room_id, "text": text, "from": "lead" }),
+        )
+        .await;
+        let relayed = tokio::time::timeout(crate::harness::DEADLINE, async {
+            while let Some(chunk) = body.next().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+                if seen.contains(text) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(relayed, Ok(true), "relayed so far: {seen}");
+    }
+    assert!(seen.contains("id: 1\nevent: message\ndata: {"), "{seen}");
+    // Its deletion ends the stream with `gone`.
+    ok(&session, "delete_chat_room", json!({ "room_id": room_id })).await;
+    let ended = tokio::time::timeout(crate::harness::DEADLINE, async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends: {seen}");
+    assert!(seen.contains("event: gone"), "{seen}");
+
     // Precise answers for bad input.
     let get = |path: String| http.get(format!("{gateway}{path}")).bearer_auth(&owner);
     let resp = get("/api/sidecars/agents/no-such-agent/events".into())

@@ -5,7 +5,9 @@
 //! Reads of the sidecar's own state (agents, rooms, events) go through the breaker like every
 //! other daemon → sidecar request, with a short deadline: a view must not hang on a wedged
 //! sidecar. The agent event stream is passed through as the sidecar writes it (SSE, one
-//! connection per viewer, nothing buffered in the daemon beyond hyper's frames).
+//! connection per viewer, nothing buffered in the daemon beyond hyper's frames); a chat room's
+//! messages are turned into one by long polls of the room (`wait`), each held by the sidecar
+//! until a message comes or [`ROOM_WAIT_SECS`] pass.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use revka_actors::breaker::BreakerState;
 use revka_actors::sidecar::SidecarError;
@@ -29,6 +32,10 @@ const PROCESS_PATH: &str = "root/sidecars/session_manager";
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deadline to open an agent's event stream (its head; the stream itself has none).
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one long poll of a room waits for a message.
+const ROOM_WAIT_SECS: u64 = 25;
+/// Pause after a failed long poll (the sidecar restarting) before the next one.
+const ROOM_RETRY: Duration = Duration::from_secs(2);
 /// Operations and dead letters listed by `GET /api/sidecars`.
 const QUEUE_LIST: usize = 50;
 
@@ -225,5 +232,97 @@ pub(super) async fn agent_stream(
             crate::http::response::event_stream(Body::from_stream(frames))
         }
         Err(e) => sidecar_error("agent", &id, &SidecarCallError::Sidecar(e)),
+    }
+}
+
+/// `GET /api/sidecars/rooms/{id}/stream`: a chat room's messages, live (SSE): those after
+/// `Last-Event-ID` (or `?since=`; default: from now on), then each as it is posted. Every
+/// message is an `event: message` with `id:` its room sequence number; while the session manager
+/// is down or restarting an `event: unavailable` says why and the stream waits for it; a room
+/// that is deleted (or unknown) ends it with `event: gone`. 503 at once while the session
+/// manager is not enabled.
+pub(super) async fn room_stream(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+    headers: HeaderMap,
+) -> Response {
+    if !plain_id(&id) {
+        return error(StatusCode::BAD_REQUEST, format!("invalid room id `{id}`"));
+    }
+    if !gw.services().sidecar.enabled {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SidecarCallError::Disabled.to_string(),
+        );
+    }
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.since);
+    let room = RoomFeed {
+        gw,
+        id,
+        since,
+        ended: false,
+    };
+    let frames = futures::stream::unfold(room, |mut room| async move {
+        let chunk = room.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), room))
+    });
+    let head = futures::stream::iter([Ok(bytes::Bytes::from_static(b"retry: 2000\n\n"))]);
+    crate::http::response::event_stream(Body::from_stream(head.chain(frames)))
+}
+
+/// The state of one room relay.
+struct RoomFeed {
+    gw: Gateway,
+    id: String,
+    /// The last message relayed (`None`: only messages posted from now on).
+    since: Option<u64>,
+    ended: bool,
+}
+
+impl RoomFeed {
+    /// The next SSE chunk: the messages of one long poll, a keep-alive comment after a poll
+    /// that timed out, a notice; `None` once the room is gone.
+    async fn next_chunk(&mut self) -> Option<bytes::Bytes> {
+        if self.ended {
+            return None;
+        }
+        let sidecar = &self.gw.services().sidecar;
+        let mut path = format!("/chat/rooms/{}/wait?timeout={ROOM_WAIT_SECS}", self.id);
+        if let Some(since) = self.since {
+            path.push_str(&format!("&since={since}"));
+        }
+        let deadline = Duration::from_secs(ROOM_WAIT_SECS + 5);
+        match sidecar.request("GET", &path, None, Some(deadline)).await {
+            Ok(answer) => {
+                let mut out = String::new();
+                for message in answer["messages"].as_array().into_iter().flatten() {
+                    let seq = message["id"].as_u64();
+                    if let Some(seq) = seq {
+                        out.push_str(&format!("id: {seq}\n"));
+                    }
+                    out.push_str(&format!("event: message\ndata: {message}\n\n"));
+                }
+                self.since = answer["next_since"].as_u64().or(self.since);
+                if out.is_empty() {
+                    out.push_str(": waiting\n\n");
+                }
+                Some(out.into())
+            }
+            Err(SidecarCallError::Sidecar(SidecarError::Status { status: 404, .. })) => {
+                self.ended = true;
+                let data = json!({ "room_id": self.id, "detail": "no such room (deleted?)" });
+                Some(format!("event: gone\ndata: {data}\n\n").into())
+            }
+            Err(e) => {
+                tokio::time::sleep(ROOM_RETRY).await;
+                let data = json!({ "room_id": self.id, "detail": e.to_string() });
+                Some(format!("event: unavailable\ndata: {data}\n\n").into())
+            }
+        }
     }
 }

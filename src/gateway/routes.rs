@@ -283,6 +283,13 @@ pub(crate) fn table() -> Vec<Route> {
             Default,
             fleet::room_messages,
         ),
+        Route::new(
+            get.clone(),
+            "/api/sidecars/rooms/{id}/stream",
+            Token(Viewer),
+            Own,
+            fleet::room_stream,
+        ),
         // The MCP proxy.
         Route::new(
             get.clone(),

@@ -654,6 +654,41 @@ def scenario_code_tab(run):
     d.find_element(By.ID, "code-stop").click()
 
 
+def scenario_sidecars_live(run):
+    agent = os.environ["DASH_AGENT_ID"]
+    room = os.environ["DASH_ROOM_ID"]
+    d = run.browser()
+    sign_in(run, d, "owner")
+    d.find_element(By.ID, "tab-sidecars").click()
+
+    def watch_button(title):
+        for li in d.find_elements(By.CSS_SELECTOR, "#view-sidecars li"):
+            if title in li.text:
+                buttons = li.find_elements(By.TAG_NAME, "button")
+                if buttons:
+                    return buttons[0]
+        return None
+
+    # The agent: its timeline so far arrives on the relayed stream.
+    wait("the agent's Watch button", lambda: watch_button(agent), timeout=15).click()
+    wait("the agent's events", lambda: "echo: first words" in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
+    run.shot(d, "agent")
+
+    # The room: a message posted while the page watches shows up without a reload.
+    wait("the room's Watch button", lambda: watch_button(room), timeout=15).click()
+    wait("the room stream is live", lambda: "Live." in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
+    status, minted = api("POST", "/api/mcp/session", body={"label": "dashboard-test"})
+    check(status == 200, f"mcp session: {status} {minted}")
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "post_chat_message", "arguments": {"room_id": room, "text": "hello from the test", "from": "lead"}}}
+    status, answer = api("POST", "/api/mcp/call", body=call,
+                         headers={"X-Revka-Session": minted["session_id"], "Accept": "application/json, text/event-stream"})
+    check(status == 200 and "hello from the test" in str(answer), f"post: {status} {answer}")
+    wait("the message in the room's list", lambda: "hello from the test" in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
+    run.shot(d, "room")
+    run.shot(d)
+
+
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}
 
 

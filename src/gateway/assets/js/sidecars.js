@@ -1,6 +1,7 @@
 // The Sidecars view: the session manager's circuit breaker (with Reset, operator), its retry
 // queue (depth, in flight, dead letters with their last error), and when it runs its agents
-// (Watch: the agent's event stream, live) and chat rooms (/api/sidecars and its sub-routes).
+// (Watch: the agent's event stream, live) and chat rooms (Watch: their messages, live)
+// (/api/sidecars and its sub-routes).
 
 import { api, may, describe, readSse, HttpError } from './api.js';
 import { h, clear, kvList, toast, stateWords, clock } from './dom.js';
@@ -66,22 +67,26 @@ export class SidecarsTab {
         return h('li', null, h('code', null, id), ` ${a.status || a.state || ''} `,
           id ? h('button', { type: 'button', onclick: () => this.watch(id) }, 'Watch') : null);
       }));
-      cards.push(listCard('Chat rooms', 'sc-rooms', data.rooms, (r) => h('li', null, h('code', null, r.id || r.name || '?'), ` ${r.name && r.id ? r.name : ''}`)));
+      cards.push(listCard('Chat rooms', 'sc-rooms', data.rooms, (r) => h('li', null, h('code', null, r.id || r.name || '?'), ` ${r.name && r.id ? r.name : ''} `,
+        r.id ? h('button', { type: 'button', onclick: () => this.watch(r.id, 'room') }, 'Watch') : null)));
     }
     clear(this.content).append(...cards);
   }
 
-  /** The agent's events, live (SSE relayed from the session manager). */
-  async watch(id) {
+  /** An agent's events or a chat room's messages, live (SSE relayed from the session manager). */
+  async watch(id, what = 'agent') {
     if (this.controller) this.controller.abort();
     const controller = new AbortController();
     this.controller = controller;
-    const list = h('ol', { class: 'event-log', 'aria-label': `Events of agent ${id}` });
+    const title = what === 'room' ? `Room ${id}` : `Agent ${id}`;
+    const list = h('ol', { class: 'event-log', 'aria-label': what === 'room' ? `Messages of room ${id}` : `Events of agent ${id}` });
     const note = h('p', { class: 'note', role: 'status' }, 'Connecting…');
     this.watchPanel.hidden = false;
-    clear(this.watchPanel).append(h('h3', null, `Agent ${id}`), note, list);
+    this.watchPanel.setAttribute('aria-label', what === 'room' ? 'Room messages' : 'Agent events');
+    clear(this.watchPanel).append(h('h3', null, title), note, list);
+    const path = what === 'room' ? 'rooms' : 'agents';
     try {
-      await readSse(`/api/sidecars/agents/${encodeURIComponent(id)}/stream`, (m) => {
+      await readSse(`/api/sidecars/${path}/${encodeURIComponent(id)}/stream`, (m) => {
         let text = m.data;
         try { text = JSON.stringify(JSON.parse(m.data)); } catch { /* as sent */ }
         list.prepend(h('li', null, h('span', { class: 'what' }, m.event), h('code', null, text)));
@@ -89,7 +94,7 @@ export class SidecarsTab {
       }, controller.signal, () => { note.textContent = 'Live.'; });
       note.textContent = 'The stream ended.';
     } catch (e) {
-      if (e.name !== 'AbortError') note.textContent = describe(e, 'The agent stream');
+      if (e.name !== 'AbortError') note.textContent = describe(e, what === 'room' ? 'The room stream' : 'The agent stream');
     }
   }
 
