@@ -175,6 +175,35 @@ fn sidecar_error(what: &str, id: &str, e: &SidecarCallError) -> Response {
     }
 }
 
+/// The checks of a stream route before it opens: a plain `id` (400 otherwise) and an enabled
+/// session manager (503); then where the stream resumes: after `Last-Event-ID` (a number)
+/// or else `since`.
+fn stream_start(
+    gw: &Gateway,
+    what: &str,
+    id: &str,
+    since: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<Option<u64>, Box<Response>> {
+    if !plain_id(id) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {what} id `{id}`"),
+        )));
+    }
+    if !gw.services().sidecar.enabled {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SidecarCallError::Disabled.to_string(),
+        )));
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok(last.or(since))
+}
+
 /// `GET /api/sidecars/agents/{id}/stream`: the agent's live event stream (SSE), relayed from
 /// the session manager as it writes it; `Last-Event-ID` (or `?since=`) resumes after an event.
 /// 503 while the session manager is off, down or its breaker open; the sidecar's 404 for an
@@ -185,16 +214,11 @@ pub(super) async fn agent_stream(
     Query(q): Query<Since>,
     headers: HeaderMap,
 ) -> Response {
-    if !plain_id(&id) {
-        return error(StatusCode::BAD_REQUEST, format!("invalid agent id `{id}`"));
-    }
+    let last = match stream_start(&gw, "agent", &id, q.since, &headers) {
+        Ok(last) => last.map(|n| n.to_string()),
+        Err(response) => return *response,
+    };
     let sidecar = &gw.services().sidecar;
-    if !sidecar.enabled {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            SidecarCallError::Disabled.to_string(),
-        );
-    }
     if sidecar.breaker.state() == BreakerState::Open {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -202,13 +226,6 @@ pub(super) async fn agent_stream(
              POST /api/sidecars/breaker/reset to try it now",
         );
     }
-    let last = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_owned)
-        .or_else(|| q.since.map(|n| n.to_string()));
     let path = format!("/agents/{id}/stream");
     match sidecar
         .client
@@ -247,20 +264,10 @@ pub(super) async fn room_stream(
     Query(q): Query<Since>,
     headers: HeaderMap,
 ) -> Response {
-    if !plain_id(&id) {
-        return error(StatusCode::BAD_REQUEST, format!("invalid room id `{id}`"));
-    }
-    if !gw.services().sidecar.enabled {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            SidecarCallError::Disabled.to_string(),
-        );
-    }
-    let since = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(q.since);
+    let since = match stream_start(&gw, "room", &id, q.since, &headers) {
+        Ok(since) => since,
+        Err(response) => return *response,
+    };
     let room = RoomFeed {
         gw,
         id,
