@@ -364,11 +364,7 @@ async fn per_server_stats_show_the_calls_made_through_the_mcp_server() {
 async fn without_a_config_file_the_first_write_creates_it() {
     let home = TestHome::new();
     let _daemon = TestDaemon::start(&home, &[]);
-    eventually_async("gateway.json written", async || {
-        home.path().join("gateway.json").exists()
-    })
-    .await;
-    let gateway = Gateway::of(home.path());
+    let gateway = Gateway::of_started(home.path()).await;
     let (status, listed) = gateway.api("/api/config/servers").await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     assert_eq!(listed["exists"], false);

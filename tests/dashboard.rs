@@ -64,9 +64,7 @@ impl Dash {
         config.push_str(extra);
         home.write_config(&config);
         let daemon = TestDaemon::start(&home, &[]);
-        let file = home.path().join("gateway.json");
-        eventually_async("gateway.json written", async || file.exists()).await;
-        let gateway = Gateway::of(home.path());
+        let gateway = Gateway::of_started(home.path()).await;
         Self {
             home,
             _daemon: daemon,

@@ -439,9 +439,7 @@ async fn closing_the_socket_kills_the_shell_its_jobs_and_their_orphans() {
     let served = start().await;
     let gw = Gateway::of(served.home.path());
     let dir = tempfile::tempdir().unwrap();
-    let (mut ws, ready) = open(&gw, "shell", dir.path()).await;
-    let path = ready["path"].as_str().unwrap().to_owned();
-    let shell = details(&gw, &path).await["pid"].as_i64().unwrap() as i32;
+    let (mut ws, path, shell) = open_shell(&gw, dir.path()).await;
     let (job, orphan) = start_descendants(&mut ws).await;
     for pid in [shell, job, orphan] {
         assert!(alive(pid), "{pid} runs");
@@ -464,20 +462,29 @@ async fn closing_the_socket_kills_the_shell_its_jobs_and_their_orphans() {
     assert!(left.is_empty(), "the terminal's directory is removed");
 }
 
+/// A daemon of its own (the test stops it) with `/bin/sh` as `$SHELL` and terminals stopped
+/// with `grace_ms` between SIGTERM and SIGKILL.
+async fn daemon_with_grace(grace_ms: u64) -> (TestHome, TestDaemon, Gateway) {
+    let home = TestHome::new();
+    home.write_config(&format!("[terminal]\nstop_grace_ms = {grace_ms}\n"));
+    let daemon = TestDaemon::start(&home, &[("SHELL", "/bin/sh")]);
+    let gw = Gateway::of_started(home.path()).await;
+    (home, daemon, gw)
+}
+
+/// A shell terminal in `cwd`: its socket, its node's path and the shell's pid.
+async fn open_shell(gw: &Gateway, cwd: &std::path::Path) -> (Ws, String, i32) {
+    let (ws, ready) = open(gw, "shell", cwd).await;
+    let path = ready["path"].as_str().unwrap().to_owned();
+    let shell = details(gw, &path).await["pid"].as_i64().unwrap() as i32;
+    (ws, path, shell)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_stop_kills_every_terminal() {
-    let home = TestHome::new();
-    home.write_config("[terminal]\nstop_grace_ms = 500\n");
-    let mut daemon = TestDaemon::start(&home, &[("SHELL", "/bin/sh")]);
-    eventually_async("gateway.json written", async || {
-        home.path().join("gateway.json").exists()
-    })
-    .await;
-    let gw = Gateway::of(home.path());
+    let (_home, mut daemon, gw) = daemon_with_grace(500).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut ws, ready) = open(&gw, "shell", dir.path()).await;
-    let path = ready["path"].as_str().unwrap().to_owned();
-    let shell = details(&gw, &path).await["pid"].as_i64().unwrap() as i32;
+    let (mut ws, _, shell) = open_shell(&gw, dir.path()).await;
     let (job, orphan) = start_descendants(&mut ws).await;
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let status = daemon.wait(Duration::from_secs(30));
@@ -602,19 +609,10 @@ async fn the_fake_cli_calls_a_tool_through_its_session_and_the_progress_reaches_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forced_exit_kills_terminals_that_ignore_sigterm() {
-    let home = TestHome::new();
     // A grace far longer than the test waits: only the forced path can end the terminal.
-    home.write_config("[terminal]\nstop_grace_ms = 60000\n");
-    let mut daemon = TestDaemon::start(&home, &[("SHELL", "/bin/sh")]);
-    eventually_async("gateway.json written", async || {
-        home.path().join("gateway.json").exists()
-    })
-    .await;
-    let gw = Gateway::of(home.path());
+    let (_home, mut daemon, gw) = daemon_with_grace(60_000).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut ws, ready) = open(&gw, "shell", dir.path()).await;
-    let path = ready["path"].as_str().unwrap().to_owned();
-    let shell = details(&gw, &path).await["pid"].as_i64().unwrap() as i32;
+    let (mut ws, _, shell) = open_shell(&gw, dir.path()).await;
     // The shell and what it starts ignore SIGHUP and SIGTERM.
     input(&mut ws, "trap '' HUP TERM\n").await;
     let (job, orphan) = start_descendants(&mut ws).await;

@@ -35,6 +35,13 @@ impl Gateway {
         }
     }
 
+    /// The gateway of a daemon just started in `home`, once it has written `gateway.json`.
+    pub async fn of_started(home: &Path) -> Self {
+        let file = home.join("gateway.json");
+        super::eventually_async("gateway.json written", async || file.exists()).await;
+        Self::of(home)
+    }
+
     /// `GET path` with the owner token: (status, JSON body, `null` if it is not JSON).
     pub async fn api(&self, path: &str) -> (StatusCode, Value) {
         self.api_as(&self.token, path).await
