@@ -108,23 +108,21 @@ impl Dash {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         eprintln!("--- {scenario} stdout\n{stdout}--- stderr\n{stderr}");
+        // The failure line goes into the panic message too: CI shows panics, not captured output.
+        let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
         assert!(
             out.status.success(),
-            "scenario {scenario} failed: {}",
-            out.status
+            "scenario {scenario} failed ({}): {}",
+            out.status,
+            failed.join(" | ")
         );
         stdout
-    }
-
-    /// Whether the daemon serves the supervision event log (`GET /api/events`).
-    async fn has_events(&self) -> bool {
-        self.gateway.api("/api/events?limit=1").await.0 == reqwest::StatusCode::OK
     }
 }
 
 /// An unauthenticated load shows the sign-in form only; a pairing code signs in; the tree
 /// shows every configured server; a `kill -9` of a server's process turns its row to backing
-/// off and back to running, restarts up by one, without a reload and within 2 s; Restart
+/// off and back to running, restarts up by one, without a reload (the time it took is printed); Restart
 /// works for an operator; sign-out revokes the token.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_sign_in_live_tree_restart_and_sign_out() {
@@ -133,11 +131,7 @@ async fn dashboard_sign_in_live_tree_restart_and_sign_out() {
     };
     let dash = Dash::start(3, "").await;
     dash.wait_running(3).await;
-    let events = if dash.has_events().await { "1" } else { "0" };
-    if events == "0" {
-        eprintln!("note: GET /api/events answers 404 on this build; the kill -9 step is skipped");
-    }
-    dash.run(&python, "sign_in_live_tree", &[("DASH_HAS_EVENTS", events)]);
+    dash.run(&python, "sign_in_live_tree", &[]);
 }
 
 /// The editor's Test button reports a good config (the echo fixture: ok, one tool) and a bad
