@@ -50,6 +50,7 @@ mod loader;
 mod mcp_server;
 pub mod plan;
 mod schema;
+mod security;
 mod sidecar;
 mod supervision;
 mod validate;
@@ -75,6 +76,10 @@ pub use schema::{
     MAX_TOOL_ITERATIONS_ENV, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THREADS, McpConfig, McpServerConfig,
     OperatorConfig, RuntimeConfig, SessionsConfig, TerminalConfig, Transport, TransportSetting,
     WrittenTarget,
+};
+pub use security::{
+    Autonomy, DEFAULT_ALLOWED_COMMANDS, DEFAULT_FORBIDDEN_PATHS, ProviderConfig, SecurityConfig,
+    ToolSwitch, ToolsConfig,
 };
 pub use sidecar::{BreakerConfig, OnFull, RetryQueueConfig, SessionManagerConfig};
 pub use supervision::{RestartOverride, SupervisorConfig};

@@ -35,6 +35,7 @@ pub struct Telemetry {
     relayed: Family<Counter>,
     relay_latency: Family<Histogram>,
     server_logs: Family<Counter>,
+    refusals: Family<Counter>,
     /// Per-server call statistics over the last minutes (`GET /api/servers/stats`).
     history: Arc<history::History>,
 }
@@ -78,6 +79,11 @@ impl Telemetry {
             "revka_server_log_messages_total",
             "Log messages (notifications/message) of upstream servers that no call relates to, by server and outcome (delivered, dropped by the flood limit).",
             &["server", "outcome"],
+        )?;
+        let refusals = metrics.counter(
+            "revka_builtin_refusals_total",
+            "Built-in tool calls the security policy refused, by tool and rule.",
+            &["tool", "rule"],
         )?;
         metrics
             .gauge(
@@ -133,6 +139,7 @@ impl Telemetry {
             relayed,
             relay_latency,
             server_logs,
+            refusals,
             history: Arc::default(),
         })
     }
@@ -198,6 +205,11 @@ impl Telemetry {
     pub fn record_server_log(&self, server: &str, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "dropped" };
         self.server_logs.with(&[server, outcome]).inc();
+    }
+
+    /// Counts one built-in tool call the security policy refused by `rule`.
+    pub fn record_refusal(&self, tool: &str, rule: &str) {
+        self.refusals.with(&[tool, rule]).inc();
     }
 
     /// The per-server call statistics of the last minutes (filled by

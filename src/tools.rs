@@ -25,6 +25,7 @@
 //! search and resolution, so no path serves a session a tool its scope leaves out.
 
 pub mod agents;
+pub mod builtin;
 mod dispatch;
 pub mod health;
 mod search;
@@ -63,6 +64,8 @@ const EAGER_SUFFIXES: [&str; 11] = [
 ];
 /// The built-in tool every session keeps, whatever its scope: it only ever shows in-scope tools.
 const TOOL_SEARCH: &str = "tool_search";
+/// The group Revka's own served tools are listed under in the `initialize` instructions.
+pub const BUILTIN_GROUP: &str = "revka";
 /// Full names kept eager under deferred loading: the memory reflexes.
 const EAGER_NAMES: [&str; 2] = [
     "kumiho-memory__kumiho_memory_engage",
@@ -106,6 +109,13 @@ pub enum BuiltinError {
     /// `tool_search`'s arguments are invalid.
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// The security policy refused the call; the text names the rule.
+    #[error(transparent)]
+    Refused(#[from] crate::security::Refusal),
+    /// The tool ran and failed (a file that does not exist, a program that exited non-zero
+    /// when that is an error, a host that does not answer); the text says what happened.
+    #[error("{0}")]
+    Failed(String),
     /// A session-manager mutation found the sidecar unavailable and could not be queued for a
     /// retry either.
     #[error("{call}; and it could not be queued: {queue}")]
@@ -150,6 +160,9 @@ pub enum ToolError {
 pub struct ToolRegistry {
     hub: Arc<McpHub>,
     builtins: BTreeMap<String, Arc<dyn BuiltinTool>>,
+    /// Built-in tools served like external ones (deferred, searchable, scoped): Revka's own
+    /// tool tiers (`builtin`), with their definitions.
+    served_builtins: BTreeMap<String, (Arc<Value>, Arc<dyn BuiltinTool>)>,
     deferred_loading: bool,
     skipped: Vec<(String, String)>,
     /// The operator's tool definitions (learned from an operator handshake).
@@ -171,6 +184,7 @@ impl ToolRegistry {
         let mut registry = Self {
             hub,
             builtins: BTreeMap::new(),
+            served_builtins: BTreeMap::new(),
             deferred_loading,
             skipped: Vec::new(),
             operator_catalog: std::sync::RwLock::new(Vec::new()),
@@ -189,7 +203,7 @@ impl ToolRegistry {
                 .push(("(unnamed)".into(), "built-in tool without a name".into()));
             return;
         };
-        if self.builtins.contains_key(&name) {
+        if self.builtins.contains_key(&name) || self.served_builtins.contains_key(&name) {
             self.skipped.push((
                 name,
                 "a built-in tool of that name is already registered".into(),
@@ -197,6 +211,26 @@ impl ToolRegistry {
             return;
         }
         self.builtins.insert(name, tool);
+    }
+
+    /// Adds a built-in tool that is served like an external server's (group [`BUILTIN_GROUP`]):
+    /// deferred behind `tool_search` under deferred loading, found by it, limited by scopes.
+    /// A name already taken is skipped, with the reason recorded.
+    pub fn register_served(&mut self, tool: Arc<dyn BuiltinTool>) {
+        let def = tool.definition();
+        let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
+            self.skipped
+                .push(("(unnamed)".into(), "built-in tool without a name".into()));
+            return;
+        };
+        if self.builtins.contains_key(&name) || self.served_builtins.contains_key(&name) {
+            self.skipped.push((
+                name,
+                "a built-in tool of that name is already registered".into(),
+            ));
+            return;
+        }
+        self.served_builtins.insert(name, (Arc::new(def), tool));
     }
 
     /// Records a tool that could not register, with the reason (shown in `/health`; the
@@ -280,10 +314,21 @@ impl ToolRegistry {
         all
     }
 
-    /// Every tool that is not built in: each external server's, then the operator's (named
-    /// `revka-operator__<tool>`, from the catalog). Sorted by name; external names win a clash.
+    /// Every tool served like an external one: Revka's own tool tiers (bare names), each
+    /// external server's, then the operator's (named `revka-operator__<tool>`, from the
+    /// catalog). Sorted by name; external names win a clash with the operator's.
     fn served(&self) -> BTreeMap<String, Served> {
         let mut all = BTreeMap::new();
+        for (name, (def, tool)) in &self.served_builtins {
+            all.insert(
+                name.clone(),
+                Served {
+                    def: def.clone(),
+                    group: BUILTIN_GROUP.to_owned(),
+                    origin: Origin::Builtin(tool.clone()),
+                },
+            );
+        }
         for (name, route) in &self.hub.tools().tools {
             all.insert(
                 name.clone(),
@@ -393,6 +438,11 @@ impl ToolRegistry {
         {
             return Ok(Resolved::Builtin(tool.clone()));
         }
+        if let Some((_, tool)) = self.served_builtins.get(name)
+            && self.visible_in(session, name)
+        {
+            return Ok(Resolved::Builtin(tool.clone()));
+        }
         // The common case, without building the whole served table: an exact external name
         // visible in this session (external names win a clash with the operator's anyway).
         if let Some(route) = self.hub.tools().tools.get(name)
@@ -410,6 +460,7 @@ impl ToolRegistry {
                 match served.remove(&n).map(|s| s.origin) {
                     Some(Origin::External(route)) => Ok(Resolved::External(route)),
                     Some(Origin::Operator(tool)) => Ok(Resolved::Operator(tool)),
+                    Some(Origin::Builtin(tool)) => Ok(Resolved::Builtin(tool)),
                     None => Err(ToolError::Unknown(name.to_owned())),
                 }
             }
@@ -463,7 +514,11 @@ impl ToolRegistry {
             if !own.contains_key(group) && deferred.is_empty() {
                 continue;
             }
-            out.push_str(&format!("## MCP server `{group}`\n"));
+            if group == BUILTIN_GROUP {
+                out.push_str("## Revka's own tools\n");
+            } else {
+                out.push_str(&format!("## MCP server `{group}`\n"));
+            }
             if let Some(text) = own.get(group) {
                 out.push_str(text.trim());
                 out.push_str("\n\n");
@@ -507,6 +562,8 @@ struct Served {
 }
 
 enum Origin {
+    /// One of Revka's own tools served like an external one.
+    Builtin(Arc<dyn BuiltinTool>),
     External(Arc<ToolRoute>),
     /// An operator tool, by the operator's own name.
     Operator(String),

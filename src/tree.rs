@@ -163,6 +163,18 @@ impl Services {
         crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
         telemetry.register_sidecar(&sidecar)?;
+        let policy = crate::security::Policy::new(&config.security, home)
+            .map_err(|e| anyhow::anyhow!("[security]: {e}"))?;
+        crate::tools::builtin::register(
+            &mut tools,
+            &crate::tools::builtin::Deps {
+                policy: Arc::new(policy),
+                tools: config.tools.clone(),
+                telemetry: telemetry.clone(),
+                sessions: sessions.clone(),
+                home: home.to_owned(),
+            },
+        );
         // What servers send that no call relates to reaches the sessions through this. Set
         // before any server starts: every connection takes it at its handshake.
         hub.set_peer(Arc::new(crate::mcp_http::upstream::UpstreamPeer::new(

@@ -1,5 +1,6 @@
 //! The typed config schema: `[mcp]`, `[[mcp.servers]]`, `[sessions]`, `[http]`, `[gateway]`,
-//! `[terminal]` (with `[[terminal.launchers]]`), `[operator]`.
+//! `[terminal]` (with `[[terminal.launchers]]`), `[operator]`; `[security]` and `[tools]` live in
+//! `security.rs`.
 //!
 //! Part of the config layer. These are plain serde types with documented defaults; the loader
 //! fills them from TOML, then expands, resolves and validates them, so a [`Config`] handed to
@@ -17,6 +18,7 @@ use revka_mcp::spec::PingPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::mcp_server::McpEndpointConfig;
+use super::security::{SecurityConfig, ToolsConfig};
 use super::sidecar::SessionManagerConfig;
 use super::supervision::{RestartOverride, SupervisorConfig};
 
@@ -48,6 +50,10 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// `[runtime]`: the daemon's async runtime.
     pub runtime: RuntimeConfig,
+    /// `[security]`: what Revka's built-in tools may do.
+    pub security: SecurityConfig,
+    /// `[tools]`: switches and provider settings of the built-in tools.
+    pub tools: ToolsConfig,
 }
 
 impl Default for Config {
@@ -71,6 +77,8 @@ impl Config {
             session_manager: SessionManagerConfig::default_in(home),
             supervisor: SupervisorConfig::default(),
             runtime: RuntimeConfig::default(),
+            security: SecurityConfig::default(),
+            tools: ToolsConfig::default(),
         }
     }
 }
