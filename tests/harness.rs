@@ -7,12 +7,14 @@
 //! Every test module imports what it needs from here (`use crate::harness::…`); nothing in
 //! here is a test.
 
+mod builtin;
 mod daemon;
 mod gateway;
 mod poll;
 mod served;
 mod servers;
 
+pub use builtin::*;
 pub use daemon::*;
 pub use gateway::*;
 pub use poll::*;
