@@ -100,6 +100,7 @@ impl Config {
     /// name looks secret (`revka_mcp::redact::is_secret_name`: `TOKEN`, `KEY`, `SECRET`,
     /// `PASSWORD`, ...), is shown as `"***"`; `args` and `url` are shown as written (`${VAR}`
     /// unexpanded) and masked by the rule logs and introspection use (`revka_mcp::redact`).
+    /// The built-in tools' provider `api_key`s are masked too.
     pub fn display_toml(&self) -> String {
         let mut shown = self.clone();
         for server in &mut shown.mcp.servers {
@@ -117,6 +118,11 @@ impl Config {
             });
             server.args = redact::args(&written.args);
             server.url = written.url.as_deref().map(redact::url);
+        }
+        for provider in [&mut shown.tools.weather, &mut shown.tools.web_search] {
+            if provider.api_key.is_some() {
+                provider.api_key = Some(MASK.to_owned());
+            }
         }
         shown.to_toml()
     }

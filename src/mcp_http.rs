@@ -37,6 +37,7 @@ pub mod client_auth;
 mod events;
 mod guard;
 mod logging;
+mod peer_user;
 mod relay;
 mod rpc;
 mod sse;

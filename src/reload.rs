@@ -9,9 +9,10 @@
 //!   do its in-flight calls; the probe takes its new policy at once.
 //! - Gateway timeouts apply to the next request; `[http]` client limits to the next connection.
 //! - What cannot change live (listen addresses, session limits, sidecar and operator settings,
-//!   deferred loading, intensity) is reported as needing a restart. So is a new `[supervisor]`
-//!   default restart policy for the children that are not MCP servers (sidecars, the operator,
-//!   listeners, nested supervisors); MCP servers that inherit it get it in place.
+//!   deferred loading, intensity, the built-in tools' `[security]` and `[tools]`) is reported
+//!   as needing a restart. So is a new `[supervisor]` default restart policy for the children
+//!   that are not MCP servers (sidecars, the operator, listeners, nested supervisors); MCP
+//!   servers that inherit it get it in place.
 //!
 //! A server whose new entry is invalid (while the rest of the file is valid) keeps running on
 //! its previous entry, and the reason is reported under `failed`.
@@ -415,6 +416,8 @@ fn running_config(old: &Config, mut new: Config) -> Config {
     new.runtime = old.runtime;
     new.session_manager = old.session_manager.clone();
     new.operator = old.operator.clone();
+    new.security = old.security.clone();
+    new.tools = old.tools.clone();
     new.mcp.deferred_loading = old.mcp.deferred_loading;
     new.supervisor.intensity = old.supervisor.intensity;
     new.supervisor.intensity_period_secs = old.supervisor.intensity_period_secs;
@@ -444,6 +447,8 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
         "[session_manager]",
     );
     needs_restart(old.operator != new.operator, "[operator]");
+    needs_restart(old.security != new.security, "[security]");
+    needs_restart(old.tools != new.tools, "[tools]");
     needs_restart(
         old.mcp.deferred_loading != new.mcp.deferred_loading,
         "[mcp] deferred_loading",

@@ -19,6 +19,7 @@ use super::schema::{Config, InvalidServer, MAX_TOOL_TIMEOUT_SECS, MAX_WORKER_THR
 use super::supervision::{RestartOverride, ping_problem, policy_problems};
 
 pub(crate) mod origin;
+mod security;
 pub(crate) mod server;
 mod terminal;
 
@@ -122,6 +123,7 @@ pub(crate) fn validate(
 
     check_mcp_endpoint(config, site, warnings)?;
     terminal::check_terminal(config, site)?;
+    security::check_security(config, site)?;
 
     // [operator]
     let op = &mut config.operator;

@@ -306,6 +306,12 @@ pub(crate) async fn create_session(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(refused) = peer
+        .as_ref()
+        .and_then(|Extension(ConnectInfo(peer))| super::peer_user::refuse_other_user(*peer))
+    {
+        return error(StatusCode::FORBIDDEN, refused);
+    }
     // Without a client address (only in-process, never on the listener) the caller is local.
     let source = peer.map_or(Source::Loopback, |Extension(ConnectInfo(peer))| {
         Source::from(peer.ip())

@@ -310,6 +310,17 @@ pub(crate) async fn initialize(
         );
     }
     let inner = &server.inner;
+    // Without a token (`require_token = false`) the caller's user is the credential.
+    if client.grant.is_none()
+        && let Some(refused) = peer.and_then(super::peer_user::refuse_other_user)
+    {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            Some(&id),
+            ErrorObject::INVALID_REQUEST,
+            &refused,
+        );
+    }
     // Without a client address (only in-process, never on the listener) the caller is local.
     let source = peer.map_or(Source::Loopback, |peer| Source::from(peer.ip()));
     if let Err(wait) = inner.creations.take(source) {
