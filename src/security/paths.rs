@@ -9,7 +9,9 @@
 //! 1. [`PathRules::resolve`] turns the caller's string into a canonical absolute path (every
 //!    symlink of the existing part resolved, `.`/`..` applied, `~` expanded to the daemon
 //!    user's home) and refuses it with a rule name:
-//!    - `path`: empty, a NUL byte, longer than [`MAX_PATH_BYTES`], or a symlink loop;
+//!    - `path`: empty, a NUL byte, longer than [`MAX_PATH_BYTES`], a symlink loop, or (for a
+//!      write) a path whose last component is a symlink, even one leading inside: writes
+//!      never go through a link;
 //!    - `workspace_only`: outside the workspace (the session's cwd) after resolution, whether
 //!      it got there by `..`, an absolute path, `~`, or a symlink (to a file or a parent
 //!      directory). Percent-encoded forms are **not** decoded: `%2e%2e%2f` is a file name
@@ -315,6 +317,18 @@ impl PathRules {
         };
         let resolved = canonical(&expanded)?;
         self.check(workspace, &resolved, access, raw)?;
+        if access == Access::Write
+            && std::fs::symlink_metadata(&expanded).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(Refusal::new(
+                "path",
+                format!(
+                    "`{raw}` is a symbolic link (to {}); file tools do not write through links: \
+                     write to the target itself",
+                    display(workspace, &resolved)
+                ),
+            ));
+        }
         Ok(resolved)
     }
 

@@ -133,6 +133,10 @@ fn symlinks_are_resolved_before_the_check() {
         r.resolve(&f.ws, "inner.txt", Access::Read).unwrap(),
         f.ws.join("a.txt")
     );
+    // Writes never go through a link, even one that stays inside.
+    let refusal = r.resolve(&f.ws, "inner.txt", Access::Write).unwrap_err();
+    assert_eq!(refusal.rule, "path");
+    assert!(refusal.message.contains("symbolic link"), "{refusal}");
     assert_eq!(
         refused_rule(r.resolve(&f.ws, "loop1", Access::Read)),
         "path"
