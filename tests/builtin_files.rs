@@ -508,10 +508,16 @@ async fn adversarial_paths_are_refused_by_their_rule_and_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_autonomy_refuses_writes_and_edits() {
+async fn read_only_autonomy_refuses_writes_and_the_caps_hold() {
     let (_dir, ws) = tempdir();
     std::fs::write(ws.join("a.txt"), "keep").unwrap();
-    let served = Served::start("[security]\nautonomy = \"read_only\"\n").await;
+    let long: String = (1..=100).map(|i| format!("line {i:03}\n")).collect();
+    std::fs::write(ws.join("long.txt"), &long).unwrap();
+    std::fs::write(ws.join("big.pdf"), tiny_pdf(&["x"; 60])).unwrap();
+    let served = Served::start(
+        "[security]\nautonomy = \"read_only\"\nmax_output_bytes = 64\nmax_file_bytes = 512\n",
+    )
+    .await;
     let session = served.session_in(&ws).await;
     activate(&session).await;
     let r = call(
@@ -534,4 +540,35 @@ async fn read_only_autonomy_refuses_writes_and_edits() {
     let r = call(&session, "file_read", json!({ "path": "a.txt" })).await;
     assert_eq!(r["isError"], Value::Null, "{r}");
     assert_eq!(r["structuredContent"]["content"], "keep");
+    // max_output_bytes cuts at a line boundary and says so; lines are counted over at most
+    // max_file_bytes.
+    let r = call(&session, "file_read", json!({ "path": "long.txt" })).await;
+    let s = &r["structuredContent"];
+    assert_eq!(s["truncated"], true, "{r}");
+    assert_eq!(
+        s["content"], "line 001\nline 002\nline 003\nline 004\nline 005\nline 006\nline 007\n",
+        "{r}"
+    );
+    assert_eq!(s["lines"], 7);
+    assert_eq!(
+        s["total_lines"],
+        Value::Null,
+        "800 bytes, over max_file_bytes: {r}"
+    );
+    let r = call(
+        &session,
+        "file_read",
+        json!({ "path": "long.txt", "start_line": 50, "limit": 2 }),
+    )
+    .await;
+    assert_eq!(
+        r["structuredContent"]["content"], "line 050\nline 051\n",
+        "{r}"
+    );
+    // max_file_bytes refuses what is parsed whole.
+    let r = call(&session, "pdf_read", json!({ "path": "big.pdf" })).await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r.to_string().contains("max_file_bytes"), "{r}");
+    let r = call(&session, "content_search", json!({ "pattern": "line" })).await;
+    assert_eq!(r["structuredContent"]["skipped"]["too_large"], 2, "{r}");
 }

@@ -150,8 +150,8 @@ impl Forbidden {
     }
 }
 
-/// Compiled path rules.
-#[derive(Debug, Default)]
+/// Compiled path rules (no `Default`: rules that forbid nothing must not be built by accident).
+#[derive(Debug)]
 pub struct PathRules {
     workspace_only: bool,
     forbidden: Vec<Forbidden>,

@@ -152,8 +152,9 @@ impl PolicyTool for FileRead {
 
     fn description(&self) -> String {
         format!(
-            "Read a text file from the workspace, whole or a range of lines (start_line/end_line, \
-             1-based and inclusive, or offset/limit). Returns the text as it is in the file, with \
+            "Read a text file from the workspace, whole or a range of lines (where it starts: \
+             start_line, 1-based, or offset, lines skipped; where it ends: end_line, \
+             inclusive, or limit, a line count). Returns the text as it is in the file, with \
              the range read and the file's total line count. At most {} bytes are returned \
              (more is cut at a line boundary and marked truncated); lines are counted over at \
              most the first {} bytes. Binary files (a NUL byte in the first 8 KiB) are refused \
@@ -194,9 +195,14 @@ fn file_read(cx: &Cx, args: &Value, limits: Limits) -> Result<Value, BuiltinErro
     let raw = a.str("path")?;
     let (start_line, end_line) = (a.opt_u64("start_line")?, a.opt_u64("end_line")?);
     let (offset, limit) = (a.opt_u64("offset")?, a.opt_u64("limit")?);
-    if (start_line.is_some() || end_line.is_some()) && (offset.is_some() || limit.is_some()) {
+    if start_line.is_some() && offset.is_some() {
         return Err(BuiltinError::Arguments(
-            "give start_line/end_line or offset/limit, not both".to_owned(),
+            "give `start_line` or `offset`, not both".to_owned(),
+        ));
+    }
+    if end_line.is_some() && limit.is_some() {
+        return Err(BuiltinError::Arguments(
+            "give `end_line` or `limit`, not both".to_owned(),
         ));
     }
     let first = match (start_line, offset) {
