@@ -377,7 +377,13 @@ impl PathRules {
     pub fn open_read(&self, path: &Path) -> Result<File, PathError> {
         let (parent, name) = split(path)?;
         let dir = self.walk(parent, None)?;
-        let fd = openat_nofollow(&dir, path, name, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let fd = openat_nofollow(
+            &dir,
+            path,
+            name,
+            OFlags::RDONLY | OFlags::NONBLOCK,
+            self.containment_rule(),
+        )?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|e| PathError::io(path, e))?;
         if meta.is_dir() {
@@ -507,7 +513,8 @@ impl PathRules {
                 }
             };
             at.push(name);
-            let next = match openat_nofollow(&dir, &at, name, dir_flags) {
+            let rule = self.containment_rule();
+            let next = match openat_nofollow(&dir, &at, name, dir_flags, rule) {
                 Err(PathError::Io { source, .. })
                     if source.kind() == io::ErrorKind::NotFound
                         && create_in.is_some_and(|ws| at.starts_with(ws)) =>
@@ -516,7 +523,7 @@ impl PathRules {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(PathError::io(&at, e)),
                     }
-                    openat_nofollow(&dir, &at, name, dir_flags)?
+                    openat_nofollow(&dir, &at, name, dir_flags, rule)?
                 }
                 other => other?,
             };
@@ -531,12 +538,14 @@ impl PathRules {
     }
 }
 
-/// Opens `name` in `dir` with `flags | O_NOFOLLOW | O_CLOEXEC`; a symlink there is refused.
+/// Opens `name` in `dir` with `flags | O_NOFOLLOW | O_CLOEXEC`; a symlink there is refused by
+/// `rule`.
 fn openat_nofollow(
     dir: &OwnedFd,
     path: &Path,
     name: &OsStr,
     flags: OFlags,
+    rule: &'static str,
 ) -> Result<OwnedFd, PathError> {
     rustix::fs::openat(
         dir,
@@ -544,7 +553,7 @@ fn openat_nofollow(
         flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| nofollow_error(dir, path, name, e, "workspace_only"))
+    .map_err(|e| nofollow_error(dir, path, name, e, rule))
 }
 
 fn nofollow_error(
