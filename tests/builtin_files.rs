@@ -572,3 +572,77 @@ async fn read_only_autonomy_refuses_writes_and_the_caps_hold() {
     let r = call(&session, "content_search", json!({ "pattern": "line" })).await;
     assert_eq!(r["structuredContent"]["skipped"]["too_large"], 2, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_containment_the_forbidden_paths_still_hold() {
+    let (_root, root) = tempdir();
+    let ws = root.join("ws");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::create_dir_all(outside.join("vault")).unwrap();
+    std::fs::write(outside.join("open.txt"), "readable").unwrap();
+    std::fs::write(outside.join("vault/key"), "VAULT-KEY").unwrap();
+    std::fs::hard_link(outside.join("vault/key"), ws.join("alias")).unwrap();
+    let served = Served::start(&format!(
+        "[security]\nworkspace_only = false\nforbidden_paths = [\"{}\", \"/proc/*/environ\"]\n",
+        outside.join("vault").display()
+    ))
+    .await;
+    let session = served.session_in(&ws).await;
+    activate(&session).await;
+    // Containment is lifted: outside paths that are not forbidden are read and written.
+    let r = call(
+        &session,
+        "file_read",
+        json!({ "path": "../outside/open.txt" }),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["content"], "readable", "{r}");
+    assert_eq!(
+        r["structuredContent"]["path"],
+        outside.join("open.txt").display().to_string(),
+        "outside paths are shown absolute"
+    );
+    let r = call(
+        &session,
+        "file_write",
+        json!({ "path": "../outside/new.txt", "content": "made" }),
+    )
+    .await;
+    assert_eq!(r["isError"], Value::Null, "{r}");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("new.txt")).unwrap(),
+        "made"
+    );
+    // The forbidden paths are not lifted: directly, through a hard link, $REVKA_HOME, /proc.
+    let r = call(
+        &session,
+        "file_read",
+        json!({ "path": "../outside/vault/key" }),
+    )
+    .await;
+    assert_refused(&r, "forbidden_paths", "VAULT-KEY");
+    let r = call(&session, "file_read", json!({ "path": "alias" })).await;
+    assert_refused(&r, "forbidden_paths", "VAULT-KEY");
+    let config = served.home.path().join("config.toml");
+    let r = call(&session, "file_read", json!({ "path": config })).await;
+    assert_refused(&r, "forbidden_paths", "[mcp]");
+    let r = call(
+        &session,
+        "file_read",
+        json!({ "path": "/proc/self/environ" }),
+    )
+    .await;
+    assert_refused(&r, "forbidden_paths", "REVKA_HOME=");
+    let r = call(
+        &session,
+        "glob_search",
+        json!({ "pattern": "**", "path": "../outside" }),
+    )
+    .await;
+    let listed = r["structuredContent"]["matches"].to_string();
+    assert!(
+        listed.contains("open.txt") && !listed.contains("vault"),
+        "{listed}"
+    );
+}
