@@ -291,12 +291,18 @@ fn file_read(cx: &Cx, args: &Value, limits: Limits) -> Result<Value, BuiltinErro
         "lines": returned,
         "total_lines": if counted_all { json!(number) } else { Value::Null },
         "size_bytes": size,
-        "truncated": truncated || !counted_all && last == u64::MAX,
+        "truncated": truncated || (!counted_all && last > number),
     });
     let mut text = content;
-    if returned == 0 {
+    if returned == 0 && counted_all {
         text = format!(
             "(no lines: `{shown_path}` has {number} line(s), the range starts at line {first})"
+        );
+    } else if returned == 0 {
+        text = format!(
+            "(no lines: the first {} bytes of `{shown_path}` ([security] max_file_bytes) hold \
+             {number} line(s), the range starts at line {first})",
+            limits.file
         );
     } else if truncated {
         text.push_str(&format!(

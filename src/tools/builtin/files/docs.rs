@@ -112,7 +112,7 @@ fn pdf_read(cx: &Cx, args: &Value, limits: Limits) -> Result<Value, BuiltinError
             match doc.extract_text_with_limit(&[page], max_page_bytes) {
                 Ok(text) => {
                     let (text, cut) = capped(text.as_bytes(), room);
-                    room -= text.len();
+                    room = room.saturating_sub(text.len());
                     truncated |= cut;
                     out.push(json!({ "page": page, "text": text }));
                 }
