@@ -367,6 +367,9 @@ fn is_alive(tree: &Tree) -> bool {
 /// not reaped; reaps adopted zombies.
 fn signal_all(tree: &Tree, sig: Signal, leader_alive: bool) {
     let leader = tree.leader;
+    // Found before any is signalled: once the leader dies its children are re-parented and
+    // no longer its descendants.
+    let members = members(tree);
     if leader_alive {
         let _ = signal::kill(Pid::from_raw(leader), sig);
     }
@@ -374,7 +377,7 @@ fn signal_all(tree: &Tree, sig: Signal, leader_alive: bool) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => tracing::debug!(pgid = leader, signal = %sig, error = %e, "killpg failed"),
     }
-    for m in members(tree) {
+    for m in members {
         if m.pid != leader && !m.zombie {
             let _ = signal::kill(Pid::from_raw(m.pid), sig);
         }
