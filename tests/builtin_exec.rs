@@ -354,6 +354,10 @@ allowed_commands = ["ls", "cat", "echo", "git", "find", "rg", "sort", "env", "gr
         (shell("sort -o pwned a.txt"), "option"),
         (shell("sort --output=pwned a.txt"), "option"),
         (argv(&["env", "-S", "touch pwned"]), "option"),
+        // Symlink escapes by following links while walking the tree.
+        (shell("grep -R root ."), "option"),
+        (shell("find -L . -name passwd"), "option"),
+        (shell("rg --follow root"), "option"),
         // Path operands that leave the workspace.
         (shell("cat /etc/passwd"), "workspace_only"),
         (shell("cat ../outside.txt"), "workspace_only"),
@@ -647,6 +651,7 @@ allowed_hosts = ["127.0.0.1"]
         shell("echo $HOME"),
         shell("X=1 ls"),
         shell("cat <<EOF"),
+        shell("if true; then touch pwned; fi"),
         { "tool": "screenshot", "arguments": { "url": page, "width": 320, "height": 200 } },
         { "tool": "screenshot", "arguments": { "url": "file:///etc/passwd" } },
         { "tool": "screenshot", "arguments": { "url": "http://169.254.169.254/latest/meta-data/" } },
@@ -669,7 +674,7 @@ allowed_hosts = ["127.0.0.1"]
         assert_refused(&c[i], "allowed_commands");
     }
     assert_refused(&c[6], "workspace_only");
-    for i in [7, 8, 9] {
+    for i in [7, 8, 9, 10] {
         assert_refused(&c[i], "shell_syntax");
     }
     assert!(!ws.join("pwned").exists());
@@ -691,13 +696,13 @@ allowed_hosts = ["127.0.0.1"]
     };
     let tools = out["tools"].as_array().unwrap();
     if tools.contains(&json!("screenshot")) {
-        let shot = &c[10];
+        let shot = &c[11];
         assert_eq!(shot["is_error"], false, "{shot}");
         assert_eq!(shot["structured"]["width"], 320, "{shot}");
         assert_eq!(shot["structured"]["height"], 200, "{shot}");
         assert!(shot["structured"]["bytes"].as_u64().unwrap() > 100);
-        assert_refused(&c[11], "scheme");
-        assert_refused(&c[12], "internal_address");
+        assert_refused(&c[12], "scheme");
+        assert_refused(&c[13], "internal_address");
     } else {
         let why = reason("screenshot").expect("screenshot is listed as skipped");
         assert!(why.contains("install chromium"), "{why}");

@@ -43,6 +43,30 @@ const RUNNERS: [&str; 34] = [
     "unbuffer", "runuser", "pkexec",
 ];
 
+/// Shell builtins that change what later commands of a line run or see (`PATH`, functions,
+/// traps, aliases): refused even when listed.
+const SHELL_STATE: [&str; 11] = [
+    ".", "source", "trap", "alias", "export", "unset", "readonly", "declare", "typeset", "local",
+    "hash",
+];
+
+/// Shell reserved words: as a "program" they would hide the real program behind them.
+const RESERVED: [&str; 20] = [
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
+    "in", "function", "select", "{", "}", "!", "[[", "]]",
+];
+
+/// Options that make a program follow symlinks while it walks a tree (out of the workspace),
+/// per program: long forms and short letters.
+const FOLLOW: [(&str, &[&str], &[char]); 6] = [
+    ("grep", &["--dereference-recursive"], &['R']),
+    ("rg", &["--follow"], &['L']),
+    ("find", &["-L", "-follow"], &[]),
+    ("du", &["--dereference"], &['L']),
+    ("ls", &["--dereference"], &['L']),
+    ("tree", &[], &['l']),
+];
+
 /// git subcommands `shell` may run (aliases, `config`, `submodule`, `bisect run`, `difftool`,
 /// `filter-branch` and the like are refused: they run programs or rewrite the config).
 const GIT_SUBCOMMANDS: [&str; 37] = [
@@ -315,6 +339,9 @@ impl CommandRules {
                         if let Some(op) = pending_redirect.take() {
                             return Err(syntax(&format!("`{op}` without a target")));
                         }
+                        if op == "(" && !argv.is_empty() {
+                            return Err(syntax("a function definition"));
+                        }
                         flush(&mut argv, programs)?;
                     }
                 },
@@ -332,6 +359,9 @@ impl CommandRules {
         let Some(program) = argv.first() else {
             return Err(Refusal::new("allowed_commands", "no program given"));
         };
+        if RESERVED.contains(&program.as_str()) {
+            return Err(syntax(&format!("the reserved word `{program}`")));
+        }
         if program.contains('/') {
             return Err(Refusal::new(
                 "allowed_commands",
@@ -349,6 +379,15 @@ impl CommandRules {
                     "`{}` is not in allowed_commands ({})",
                     shown(program),
                     self.allowed.join(", ")
+                ),
+            ));
+        }
+        if SHELL_STATE.contains(&program.as_str()) {
+            return Err(Refusal::new(
+                "allowed_commands",
+                format!(
+                    "`{program}` changes what later commands run or see (PATH, functions, \
+                     traps), which would bypass the checks; it is refused even when listed"
                 ),
             ));
         }
@@ -496,7 +535,51 @@ pub fn locate(name: &str) -> Option<std::path::PathBuf> {
 
 /// The per-program deny tables (rule `option`).
 fn check_options(program: &str, args: &[String]) -> Result<(), Refusal> {
+    if let Some((_, long, short)) = FOLLOW.iter().find(|(p, ..)| *p == program) {
+        for arg in args {
+            if arg == "--" && program != "find" {
+                break;
+            }
+            let denied = long.iter().any(|l| {
+                if l.starts_with("--") {
+                    denied_long(arg, &[l])
+                } else {
+                    arg == l
+                }
+            }) || (program != "find"
+                && short.iter().any(|c| short_cluster_has(arg, *c)));
+            if denied {
+                return Err(option(
+                    program,
+                    arg,
+                    "follows symlinks while walking the tree, out of the workspace",
+                ));
+            }
+        }
+    }
     match program {
+        "date" => {
+            let mut value_next = false;
+            for arg in args {
+                if std::mem::take(&mut value_next) {
+                    continue;
+                }
+                if matches!(
+                    arg.as_str(),
+                    "-d" | "-f" | "-r" | "--date" | "--file" | "--reference"
+                ) {
+                    value_next = true;
+                    continue;
+                }
+                let sets = denied_long(arg, &["--set"])
+                    || short_cluster_has(arg, 's')
+                    || (!arg.starts_with('-') && !arg.starts_with('+'));
+                if sets {
+                    return Err(option(program, arg, "sets the system clock"));
+                }
+            }
+            Ok(())
+        }
         "git" => check_git(args),
         "find" => {
             for arg in args {
@@ -575,11 +658,7 @@ fn check_git(args: &[String]) -> Result<(), Refusal> {
             subcommand = Some(arg.as_str());
             break;
         }
-        if denied_long(arg, &GIT_GLOBAL_DENY)
-            || denied_long(arg, &GIT_DENY)
-            || arg == "-p"
-            || arg == "-P"
-        {
+        if denied_long(arg, &GIT_GLOBAL_DENY) || denied_long(arg, &GIT_DENY) || arg == "-p" {
             return Err(option(
                 "git",
                 arg,
@@ -591,7 +670,7 @@ fn check_git(args: &[String]) -> Result<(), Refusal> {
         }
         if !matches!(
             arg.as_str(),
-            "--no-pager" | "--no-replace-objects" | "--literal-pathspecs" | "--bare"
+            "--no-pager" | "-P" | "--no-replace-objects" | "--literal-pathspecs" | "--bare"
         ) {
             return Err(option(
                 "git",
@@ -654,7 +733,7 @@ fn denied_long(arg: &str, deny: &[&str]) -> bool {
         if d.starts_with("--") {
             // getopt_long accepts an unambiguous prefix (`--pre` for `--pre-glob`): refuse
             // any prefix of at least `--xy`.
-            name == *d || (name.len() >= 4 && name.starts_with("--") && d.starts_with(name))
+            name == *d || (name.len() >= 3 && name.starts_with("--") && d.starts_with(name))
         } else {
             // A short option, maybe with its value attached (`-ccore.pager=x`, `-C/tmp`).
             arg == *d || (d.len() == 2 && arg.starts_with(d) && !arg.starts_with("--"))
@@ -1125,6 +1204,31 @@ mod tests {
         ] {
             assert_eq!(refused(&r, line).rule, "option", "{line}");
         }
+        let more = rules(
+            Autonomy::Supervised,
+            &["grep", "rg", "find", "du", "ls", "date"],
+        );
+        for line in [
+            "grep -R x .",
+            "grep -rR x .",
+            "grep --dereference-recursive x .",
+            "rg -L x",
+            "rg --follow x",
+            "find -L .",
+            "find . -follow",
+            "du -L .",
+            "ls -lL",
+            "date -s 2020-01-01",
+            "date --set=2020-01-01",
+            "date 010100002020",
+        ] {
+            assert_eq!(refused(&more, line).rule, "option", "{line}");
+        }
+        more.check_line("date +%Y", &no_paths).unwrap();
+        more.check_line("date -d yesterday +%F", &no_paths).unwrap();
+        more.check_line("grep -rn x .", &no_paths).unwrap();
+        assert_eq!(refused(&r, "git diff --out=x").rule, "option");
+        r.check_line("git -P log", &no_paths).unwrap();
         // After `--`, arguments are operands.
         r.check_line("rg -- --pre foo", &no_paths).unwrap();
         r.check_line("sort -- -o", &no_paths).unwrap();
@@ -1190,6 +1294,23 @@ mod tests {
             "echo $(echo $(rm x))",
         ] {
             assert_eq!(refused(&r, line).rule, "allowed_commands", "{line}");
+        }
+        let star = rules(Autonomy::Full, &["*"]);
+        for line in [
+            "if true; then sh -c id; fi",
+            "f() { sh -c id; }; f",
+            "{ sh -c id; }",
+            "! sh",
+        ] {
+            assert_eq!(refused(&star, line).rule, "shell_syntax", "{line}");
+        }
+        for line in [
+            "export PATH=.; ls",
+            ". ./evil",
+            "trap 'id' EXIT",
+            "sh -c id",
+        ] {
+            assert_eq!(refused(&star, line).rule, "allowed_commands", "{line}");
         }
         for line in [
             "echo $HOME",
