@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod builtin;
+mod builtin_exec;
 mod builtin_files;
 mod chaos;
 mod cli_client;
