@@ -1,6 +1,8 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
 mod bad_input;
+mod builtin_cron;
+mod builtin_sessions;
 mod chaos;
 mod cli_client;
 mod cli_edit;
