@@ -295,3 +295,115 @@ async fn read_only_autonomy_refuses_the_cron_write_tools() {
         calls[2]
     );
 }
+
+/// One `tools/call` on a standard session, its JSON-RPC result.
+async fn std_call(
+    std: &crate::mcp_standard::StdSession,
+    id: u64,
+    name: &str,
+    args: Value,
+) -> Value {
+    let body = std
+        .send(json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": { "name": name, "arguments": args } }))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    crate::harness::parse_sse(&body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .find(|m| m.get("result").is_some() || m.get("error").is_some())
+        .unwrap_or(Value::Null)
+}
+
+/// A session opened with a scoped client token cannot schedule a tool outside its scope,
+/// sees only its own jobs (not the owner's), and cannot change or run the owner's; its job
+/// carries the scope it runs under. The owner's session sees every job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scoped_client_cannot_schedule_outside_its_scope_nor_touch_others_jobs() {
+    let served = Served::start("").await;
+    let (gateway, owner_token) = served.gateway();
+    let created: Value = served
+        .http
+        .post(format!("{gateway}/api/tokens"))
+        .bearer_auth(&owner_token)
+        .header("content-type", "application/json")
+        .body(json!({ "name": "scoped", "tools": ["cron_*", "fault__add"] }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"]
+        .as_str()
+        .expect("a client token")
+        .to_owned();
+    // The owner's job, through a POST /session session.
+    let dir = tempfile::tempdir().unwrap();
+    let owner = served.session_in(&dir.path().canonicalize().unwrap()).await;
+    let owners = owner
+        .call_text(
+            "tool_search",
+            json!({ "query": "select:cron_add,cron_list" }),
+        )
+        .await;
+    assert!(owners.contains("cron_add"), "{owners}");
+    let added = owner
+        .call_text(
+            "cron_add",
+            json!({ "schedule": "0 0 1 1 *", "tool": "fault__echo", "arguments": {} }),
+        )
+        .await;
+    let owner_job = added
+        .split_whitespace()
+        .find(|w| w.starts_with("cron-"))
+        .expect("the job's id")
+        .to_owned();
+
+    let std = crate::mcp_standard::StdSession::open(&served.url, Some(&token)).await;
+    let search = std_call(
+        &std,
+        2,
+        "tool_search",
+        json!({ "query": "select:cron_add,cron_list,cron_remove,cron_run,fault__add" }),
+    )
+    .await;
+    assert!(search.get("result").is_some(), "{search}");
+    let outside = std_call(
+        &std,
+        3,
+        "cron_add",
+        json!({ "schedule": "* * * * *", "tool": "fault__echo" }),
+    )
+    .await;
+    assert_eq!(outside["result"]["isError"], true, "{outside}");
+    assert!(
+        outside.to_string().contains("unknown tool"),
+        "a tool outside the scope does not exist for it: {outside}"
+    );
+    let inside = std_call(
+        &std,
+        4,
+        "cron_add",
+        json!({ "schedule": "0 0 1 1 *", "tool": "fault__add", "arguments": { "a": 1, "b": 2 } }),
+    )
+    .await;
+    let job = &inside["result"]["structuredContent"]["job"];
+    assert_eq!(job["scope"], json!(["cron_*", "fault__add"]), "{inside}");
+    assert_eq!(job["owner"], created["id"], "{inside}");
+    let listed = std_call(&std, 5, "cron_list", json!({})).await;
+    assert_eq!(
+        listed["result"]["structuredContent"]["count"], 1,
+        "{listed}"
+    );
+    for (id, tool) in [(6, "cron_remove"), (7, "cron_run")] {
+        let refused = std_call(&std, id, tool, json!({ "id": owner_job })).await;
+        assert_eq!(refused["result"]["isError"], true, "{refused}");
+        assert!(refused.to_string().contains("no cron job"), "{refused}");
+    }
+    // The owner sees both.
+    let all = owner.call_text("cron_list", json!({})).await;
+    assert_eq!(all.lines().count(), 2, "{all}");
+}
