@@ -331,6 +331,8 @@ struct Inner {
     /// The registry the runs and the tools' checks resolve tools in, once attached.
     registry: Arc<OnceLock<Weak<ToolRegistry>>>,
     actor: RwLock<Option<ActorRef<SchedulerMessage>>>,
+    /// What the actor last published for introspection (`root/scheduler`'s details).
+    summary: std::sync::Mutex<Value>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -373,6 +375,7 @@ impl Scheduler {
                 clock,
                 registry,
                 actor: RwLock::new(None),
+                summary: std::sync::Mutex::new(Value::Null),
             }),
         }
     }
@@ -397,6 +400,24 @@ impl Scheduler {
     /// The time now on the scheduler's clock (Unix ms).
     pub fn now(&self) -> i64 {
         self.inner.clock.now()
+    }
+
+    /// The scheduler's figures for introspection: jobs, enabled, running, the next run, the
+    /// journal's path.
+    pub fn summary(&self) -> Value {
+        self.inner
+            .summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, summary: Value) {
+        *self
+            .inner
+            .summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = summary;
     }
 
     fn attach(&self, actor: ActorRef<SchedulerMessage>) {
@@ -516,10 +537,11 @@ pub fn scheduler_spec(scheduler: Scheduler, policy: RestartPolicy) -> ChildSpec 
         move |ctx: ChildContext| {
             let scheduler = scheduler.clone();
             async move {
+                let shown = scheduler.clone();
+                ctx.node.set_details(Arc::new(move || shown.summary()));
                 let (actor, _) =
                     SchedulerActor::spawn_linked(None, SchedulerActor, scheduler, ctx.supervisor)
                         .await?;
-                let _ = ctx.node;
                 Ok(actor.get_cell())
             }
         },

@@ -190,6 +190,9 @@ async fn cron_jobs_run_on_schedule_survive_kill_9_and_failures_are_recorded_not_
         .await
         .unwrap();
     assert_eq!(listed["structured"]["count"], 2, "{listed}");
+    let node = served.api("/api/actors/root/scheduler").await;
+    assert_eq!(node["kind"], "scheduler", "{node}");
+    assert_eq!(node["details"]["jobs"], 2, "{node}");
     let after = wait_runs(&served, &session, &echo_id, before + 2).await;
     assert_eq!(after[0]["outcome"], "ok", "{:?}", &after[..2]);
 

@@ -563,6 +563,13 @@ impl SchedulerState {
         }
         self.compact();
         self.arm(myself, now);
+        self.scheduler.publish(json!({
+            "jobs": self.jobs.len(),
+            "enabled": self.jobs.values().filter(|e| e.job.enabled).count(),
+            "running": self.running.len(),
+            "next_run": self.jobs.values().filter_map(|e| e.next).min().map(rfc3339),
+            "journal": self.journal.as_ref().map(|j| j.path().display().to_string()),
+        }));
     }
 
     /// Job `id` was due at `next` (and maybe since): runs it once, or records why not.

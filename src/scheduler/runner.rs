@@ -80,15 +80,18 @@ fn refused(text: impl Into<String>) -> RunResult {
     }
 }
 
-/// Ends the run's session when dropped.
+/// Ends the run's session when dropped, and forgets its action budget (the job's own,
+/// `cron:<job>`, is what limits its runs).
 struct EndSession<'a> {
     sessions: &'a Sessions,
+    policy: &'a Policy,
     id: String,
 }
 
 impl Drop for EndSession<'_> {
     fn drop(&mut self) {
         self.sessions.end(&self.id, "cron run finished");
+        self.policy.forget(&self.id);
     }
 }
 
@@ -124,6 +127,7 @@ async fn run(
     };
     let _end = EndSession {
         sessions: &sessions,
+        policy: &policy,
         id: session.id().to_owned(),
     };
     let guard = match session.begin_call(&format!("\"{run_id}\"")) {
