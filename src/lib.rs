@@ -63,6 +63,7 @@ pub mod mcp_servers;
 pub mod notify;
 pub mod reload;
 pub mod runlog;
+pub mod scheduler;
 pub mod security;
 pub mod sidecars;
 pub mod telemetry;

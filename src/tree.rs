@@ -4,8 +4,9 @@
 //!
 //! `root` (`one_for_one`) gets, in this order: `progress` (the sessions' progress
 //! broadcaster), `mcp_servers` (one child per `[[mcp.servers]]`
-//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `terminals`
-//! (the Code tab's temporary terminal children, [`crate::terminal`]), `mcp_http` (the MCP
+//! entry), `sidecars` (`rest_for_one`), `sessions` (temporary session children), `scheduler` (the
+//! `cron_*` tools' jobs, [`crate::scheduler`], persisted; not a node of the plan: added after
+//! `sessions`), `terminals` (the Code tab's temporary terminal children, [`crate::terminal`]), `mcp_http` (the MCP
 //! server's listener and `mcp.json`) and, when `[gateway] enabled`, `gateway`. This
 //! module converts no config: each [`NodePlan`] becomes one child spec here, and a nested
 //! supervisor takes its children from the current plan each time it starts. The whole tree,
@@ -36,6 +37,7 @@ use tokio::sync::watch;
 use crate::auth::{PairingCodes, TokenStore};
 use crate::config::plan::{NodeKind, NodePlan};
 use crate::config::{Config, DaemonPlan};
+use crate::scheduler::{Scheduler, scheduler_spec};
 use crate::sidecars::SidecarServices;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
@@ -120,6 +122,8 @@ pub struct Services {
     pub terminals: Arc<crate::terminal::Terminals>,
     /// Every tool the MCP server serves.
     pub tools: Arc<ToolRegistry>,
+    /// The scheduler of the `cron_*` tools (its actor is `root/scheduler`).
+    pub scheduler: Scheduler,
     /// The MCP server's bound address (`None` while not bound).
     pub mcp_bound: watch::Sender<Option<SocketAddr>>,
     /// The root of the status tree (introspection).
@@ -163,16 +167,20 @@ impl Services {
         crate::tools::health::register(&mut tools, &sidecar, &status_root);
         let telemetry = Telemetry::new(&status_root, &sessions)?;
         telemetry.register_sidecar(&sidecar)?;
-        let policy = crate::security::Policy::new(&config.security, home)
-            .map_err(|e| anyhow::anyhow!("[security]: {e}"))?;
+        let policy = Arc::new(
+            crate::security::Policy::new(&config.security, home)
+                .map_err(|e| anyhow::anyhow!("[security]: {e}"))?,
+        );
+        let scheduler = Scheduler::new(home, sessions.clone(), policy.clone());
         crate::tools::builtin::register(
             &mut tools,
             &crate::tools::builtin::Deps {
-                policy: Arc::new(policy),
+                policy,
                 tools: config.tools.clone(),
                 telemetry: telemetry.clone(),
                 sessions: sessions.clone(),
                 home: home.to_owned(),
+                scheduler: scheduler.clone(),
             },
         );
         // What servers send that no call relates to reaches the sessions through this. Set
@@ -193,6 +201,8 @@ impl Services {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             serde_json::json!({ "reloads": *reloads })
         }));
+        let tools = Arc::new(tools);
+        scheduler.attach_registry(&tools);
         Ok(Self {
             config: Arc::new(ConfigCell::new(config, plan, path)),
             home: home.to_owned(),
@@ -200,7 +210,8 @@ impl Services {
             http,
             sessions,
             terminals: crate::terminal::Terminals::new(),
-            tools: Arc::new(tools),
+            tools,
+            scheduler,
             mcp_bound: watch::channel(None).0,
             status_root,
             telemetry,
@@ -246,13 +257,22 @@ pub fn operator_template(plan: &DaemonPlan, http: &reqwest::Client) -> Option<Op
     })
 }
 
-/// The children of `root`, in start order: the plan's ([`DaemonPlan::tree`]).
+/// The children of `root`, in start order: the plan's ([`DaemonPlan::tree`]), with
+/// `scheduler` (the `cron_*` tools' jobs) right after `sessions`: it starts once sessions can
+/// be opened for its runs, and stops before they end.
 pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
     let tree = services.config.plan().tree();
-    tree.children()
-        .iter()
-        .map(|node| child_spec(services, node))
-        .collect()
+    let mut children = Vec::with_capacity(tree.children().len() + 1);
+    for node in tree.children() {
+        children.push(child_spec(services, node)?);
+        if matches!(node.kind, NodeKind::Sessions) {
+            children.push(scheduler_spec(
+                services.scheduler.clone(),
+                RestartPolicy::standard(),
+            ));
+        }
+    }
+    Ok(children)
 }
 
 /// The child spec that runs `node`. A supervisor asks the current plan for its children each
@@ -415,10 +435,12 @@ mod tests {
         }];
         let services = Services::new(config, home.path(), None).unwrap();
         let tree = services.config.plan().tree();
-        assert_eq!(
-            summary(&root_children(&services).unwrap()),
-            planned(tree.children())
-        );
+        let mut built = summary(&root_children(&services).unwrap());
+        // The scheduler is not a node of the plan: it follows `sessions`.
+        let at = built.iter().position(|c| c.0 == "scheduler").unwrap();
+        assert_eq!(built[at - 1].0, "sessions");
+        built.remove(at);
+        assert_eq!(built, planned(tree.children()));
         for id in ["mcp_servers", "sidecars"] {
             let node = tree.child(id).unwrap();
             assert_eq!(

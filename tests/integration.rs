@@ -2,8 +2,10 @@
 
 mod bad_input;
 mod builtin;
+mod builtin_cron;
 mod builtin_exec;
 mod builtin_files;
+mod builtin_sessions;
 mod chaos;
 mod cli_client;
 mod cli_edit;

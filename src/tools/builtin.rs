@@ -135,6 +135,8 @@ pub struct Deps {
     pub sessions: Arc<Sessions>,
     /// `$REVKA_HOME` (the cron journal).
     pub home: std::path::PathBuf,
+    /// The scheduler of the `cron_*` tools (`root/scheduler`).
+    pub scheduler: crate::scheduler::Scheduler,
 }
 
 /// Registers tools into the registry, honouring `[tools.<name>] enabled`.
