@@ -192,7 +192,17 @@ pub fn facts(
         mcp_client: config.mcp.enabled,
         operator,
         session_manager: config.session_manager.enabled,
-        unregistered_tools: services.tools.unregistered().len(),
+        // The runtime-tier tools Revka does not provide by design are not a problem to report.
+        unregistered_tools: services
+            .tools
+            .unregistered()
+            .iter()
+            .filter(|(name, _)| {
+                !crate::tools::builtin::NOT_PROVIDED
+                    .iter()
+                    .any(|(n, _)| n == name)
+            })
+            .count(),
     }
 }
 

@@ -185,6 +185,7 @@ async fn introspection_restarts_and_their_errors() {
             "mcp_servers",
             "sidecars",
             "sessions",
+            "scheduler",
             "terminals",
             "mcp_http",
             "gateway"

@@ -317,6 +317,16 @@ impl PathRules {
         };
         let resolved = canonical(&expanded)?;
         self.check(workspace, &resolved, access, raw)?;
+        // A repository's own files run programs: `.git/config` (`core.fsmonitor`, `diff.external`,
+        // filters, aliases) and `.git/hooks/*` run at the next git command, the user's too.
+        if access == Access::Write && resolved.components().any(|c| c.as_os_str() == ".git") {
+            return Err(Refusal::new(
+                "git_dir",
+                format!(
+                    "`{raw}` is inside a repository's .git directory, whose config and hooks run                      programs: file tools do not write there (use git_operations)"
+                ),
+            ));
+        }
         if access == Access::Write
             && std::fs::symlink_metadata(&expanded).is_ok_and(|m| m.file_type().is_symlink())
         {

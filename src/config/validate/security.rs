@@ -13,8 +13,8 @@ use crate::config::schema::Config;
 
 /// The largest `command_timeout_secs`.
 const MAX_COMMAND_TIMEOUT_SECS: u64 = 3600;
-/// The smallest output and file caps.
-const MIN_BYTES: u64 = 1024;
+/// The smallest output and file caps (a zero cap would refuse or empty every result).
+const MIN_BYTES: u64 = 1;
 
 /// The built-in tools a `[tools.<name>]` switch may name (`weather` and `web_search_tool` are
 /// switched by `enabled` in their provider tables, `[tools.weather]` and `[tools.web_search]`).

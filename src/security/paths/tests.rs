@@ -303,3 +303,21 @@ fn writes_are_atomic_create_parents_and_keep_the_mode() {
     assert_eq!(display(&f.ws, &path), "deep/er/new.txt");
     assert_eq!(display(&f.ws, &f.ws), ".");
 }
+
+#[test]
+fn a_repositorys_git_directory_is_read_but_never_written() {
+    let f = fixture();
+    std::fs::create_dir_all(f.ws.join(".git/hooks")).unwrap();
+    std::fs::write(f.ws.join(".git/config"), "[core]\n").unwrap();
+    let r = rules(&f, &SecurityConfig::default());
+    r.resolve(&f.ws, ".git/config", Access::Read).unwrap();
+    for raw in [".git/config", ".git/hooks/pre-commit", "sub/../.git/x"] {
+        assert_eq!(
+            refused_rule(r.resolve(&f.ws, raw, Access::Write)),
+            "git_dir",
+            "{raw}"
+        );
+    }
+    // A file merely named like it elsewhere is fine.
+    r.resolve(&f.ws, "docs/.gitignore", Access::Write).unwrap();
+}
