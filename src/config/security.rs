@@ -153,7 +153,7 @@ impl Default for ToolSwitch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     default,
-    expecting = "a provider table (enabled, provider, base_url, api_key)"
+    expecting = "a provider table (enabled, provider, base_url, api_key, geocoding_url)"
 )]
 pub struct ProviderConfig {
     /// Whether the tool registers. Default `true` (it is still skipped, with the reason, when
@@ -167,6 +167,10 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// The provider's API key, usually as `${VAR}`; never logged or shown.
     pub api_key: Option<String>,
+    /// `[tools.weather]` with `open-meteo` only: the base URL of the geocoding API that turns a
+    /// place name into coordinates (`{geocoding_url}/v1/search`). Unset uses `base_url` when
+    /// that is set (one server answering both), else Open-Meteo's public geocoding host.
+    pub geocoding_url: Option<String>,
 }
 
 impl Default for ProviderConfig {
@@ -176,6 +180,7 @@ impl Default for ProviderConfig {
             provider: None,
             base_url: None,
             api_key: None,
+            geocoding_url: None,
         }
     }
 }
