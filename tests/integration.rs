@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
 mod bad_input;
+mod builtin_web;
 mod chaos;
 mod cli_client;
 mod cli_edit;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::{Value, json};
+use url::Url;
 
 use super::client::{self, Net, Request};
 use super::http_request::parse_url;
@@ -185,12 +186,15 @@ async fn call(net: &Net, cx: &Cx, args: &Value) -> Result<Value, BuiltinError> {
     );
     let (title, content, cut_deep) = if html {
         let title = title_of(&text);
-        let converted = tokio::task::spawn_blocking(move || convert(&text))
-            .await
-            .map_err(|e| BuiltinError::Failed(format!("the HTML conversion stopped: {e}")))?
-            .map_err(|e| {
-                BuiltinError::Failed(format!("the HTML of {final_url} cannot be converted: {e}"))
-            })?;
+        let page = response.url.clone();
+        let converted = tokio::task::spawn_blocking(move || {
+            convert(&text).map(|(text, cut)| (resolve_links(&text, &page), cut))
+        })
+        .await
+        .map_err(|e| BuiltinError::Failed(format!("the HTML conversion stopped: {e}")))?
+        .map_err(|e| {
+            BuiltinError::Failed(format!("the HTML of {final_url} cannot be converted: {e}"))
+        })?;
         (title, converted.0, converted.1)
     } else {
         (None, text, false)
@@ -222,6 +226,25 @@ async fn call(net: &Net, cx: &Cx, args: &Value) -> Result<Value, BuiltinError> {
         ));
     }
     Ok(ok_text(shown, out))
+}
+
+/// The link footnotes of converted text (`[3]: /docs`) with relative targets resolved
+/// against the page's URL.
+fn resolve_links(text: &str, page: &Url) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.split_inclusive('\n') {
+        let resolved = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("]: "))
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(n, target)| {
+                let target = target.trim_end();
+                let absolute = page.join(target).ok()?;
+                (absolute.as_str() != target).then(|| format!("[{n}]: {absolute}\n"))
+            });
+        out.push_str(resolved.as_deref().unwrap_or(line));
+    }
+    out
 }
 
 /// Whether text without a content type starts like an HTML document.
@@ -524,6 +547,17 @@ mod tests {
             ("<div><span></div><div>", false)
         );
         assert_eq!(limit_nesting("< div <<", 1), ("< div <<", false));
+    }
+
+    #[test]
+    fn relative_links_are_resolved() {
+        let page = Url::parse("https://example.com/a/b.html").unwrap();
+        let text = "see [x][1] and [y][2]\n\n[1]: /\n[2]: c.html\n[3]: https://o.example/\n";
+        assert_eq!(
+            resolve_links(text, &page),
+            "see [x][1] and [y][2]\n\n[1]: https://example.com/\n\
+             [2]: https://example.com/a/c.html\n[3]: https://o.example/\n"
+        );
     }
 
     #[test]

@@ -463,7 +463,11 @@ impl Provider {
         Ok(json!({
             "location": place.json(),
             "label": place.label(),
-            "units": units(ask.imperial, if ask.imperial { "mph" } else { "km/h" }),
+            "units": if ask.imperial {
+                units(true, "mph", "inch")
+            } else {
+                units(false, "km/h", "mm")
+            },
             "current": current,
             "forecast": forecast,
         }))
@@ -529,7 +533,8 @@ impl Provider {
         Ok(json!({
             "location": place.json(),
             "label": place.label(),
-            "units": units(ask.imperial, if ask.imperial { "mph" } else { "m/s" }),
+            // OpenWeatherMap gives precipitation in mm whatever the units.
+            "units": units(ask.imperial, if ask.imperial { "mph" } else { "m/s" }, "mm"),
             "current": current,
             "forecast": forecast,
         }))
@@ -543,11 +548,11 @@ fn unreachable_args() -> Result<Place, BuiltinError> {
     ))
 }
 
-fn units(imperial: bool, wind: &str) -> Value {
+fn units(imperial: bool, wind: &str, precipitation: &str) -> Value {
     json!({
         "temperature": if imperial { "°F" } else { "°C" },
         "wind_speed": wind,
-        "precipitation": if imperial { "inch" } else { "mm" },
+        "precipitation": precipitation,
         "humidity": "%",
     })
 }
@@ -774,7 +779,7 @@ mod tests {
         assert_eq!(wmo(1234), "unknown conditions");
         let report = json!({
             "label": "Berlin, Germany",
-            "units": units(false, "km/h"),
+            "units": units(false, "km/h", "mm"),
             "current": { "temperature": 12.5, "feels_like": 10.0, "humidity": 70,
                          "wind_speed": 11.2, "precipitation": 0.0, "conditions": "overcast" },
             "forecast": [{ "date": "2024-06-01", "conditions": "slight rain",
