@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use self::fake::{BRAVE_KEY, Counter, Fake, OWM_KEY};
+use self::fake::{BRAVE_KEY, Counter, Fake, OWM_KEY, TAVILY_KEY};
 use crate::harness::{Served, eventually_async, sdk_tool_calls};
 
 /// A canonical temporary workspace.
@@ -537,17 +537,25 @@ api_key = "${{REVKA_TEST_BRAVE_KEY}}"
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unconfigured_providers_are_skipped_with_the_reason() {
+async fn providers_skip_with_the_reason_or_serve_with_their_key() {
+    let tavily = Fake::start("127.0.0.1").await;
     let served = Served::start_with_env(
-        r#"
+        &format!(
+            r#"
+[security]
+allowed_hosts = ["127.0.0.1"]
+
 [tools.weather]
 provider = "openweathermap"
 
 [tools.web_search]
 provider = "tavily"
-api_key = "${REVKA_TEST_UNSET_KEY}"
+base_url = "{}"
+api_key = "${{REVKA_TEST_TAVILY_KEY}}"
 "#,
-        &[],
+            tavily.base()
+        ),
+        &[("REVKA_TEST_TAVILY_KEY", TAVILY_KEY)],
     )
     .await;
     let health = served.health().await;
@@ -555,42 +563,80 @@ api_key = "${REVKA_TEST_UNSET_KEY}"
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let reason = |tool: &str| {
-        skipped
-            .iter()
-            .find(|s| s["tool"] == tool)
-            .map(|s| s["reason"].as_str().unwrap_or_default().to_owned())
-            .unwrap_or_else(|| panic!("{tool} not skipped: {health}"))
-    };
+    let weather = skipped
+        .iter()
+        .find(|s| s["tool"] == "weather")
+        .unwrap_or_else(|| panic!("weather not skipped: {health}"));
     assert!(
-        reason("weather").contains("[tools.weather] api_key is not set"),
-        "{}",
-        reason("weather")
-    );
-    assert!(
-        reason("web_search_tool").contains("${REVKA_TEST_UNSET_KEY}, which is not set"),
-        "{}",
-        reason("web_search_tool")
-    );
-    let plain = Served::start("").await;
-    let health = plain.health().await;
-    let search = health["skipped_tools"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["tool"] == "web_search_tool").cloned())
-        .unwrap_or_else(|| panic!("web_search_tool not skipped: {health}"));
-    assert!(
-        search["reason"]
+        weather["reason"]
             .as_str()
             .unwrap()
-            .contains("configure [tools.web_search] provider"),
-        "{search}"
+            .contains("[tools.weather] api_key is not set"),
+        "{weather}"
     );
     assert!(
-        !health["skipped_tools"]
+        !skipped.iter().any(|s| s["tool"] == "web_search_tool"),
+        "{health}"
+    );
+    let (_dir, ws) = workspace();
+    let session = served.session_in(&ws).await;
+    let calls = json!([
+        { "tool": "web_search_tool", "arguments": { "query": "axum", "max_results": 2 } },
+    ]);
+    let Some(out) = sdk_tool_calls(&served, &session, calls).await else {
+        eprintln!("skipping: the Python SDK test dependencies are not installed");
+        return;
+    };
+    let search = structured(&out["calls"][0]);
+    assert_eq!(search["provider"], "tavily");
+    assert_eq!(search["results"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        search["results"][0],
+        json!({ "title": "Axum docs", "url": "https://docs.rs/axum",
+                "snippet": "Ergonomic and modular web framework." })
+    );
+    let asked = tavily.requests_to("/search");
+    assert_eq!(asked[0]["method"], "POST");
+    let body: Value = serde_json::from_str(asked[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["query"], "axum");
+    assert_eq!(body["max_results"], 2);
+    assert!(
+        !out.to_string().contains(TAVILY_KEY),
+        "the Tavily key leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unconfigured_providers_are_skipped_with_the_reason() {
+    // No [tools.web_search] provider; a weather key naming an unset variable.
+    let served = Served::start(
+        r#"
+[tools.weather]
+provider = "openweathermap"
+api_key = "${REVKA_TEST_UNSET_KEY}"
+"#,
+    )
+    .await;
+    let health = served.health().await;
+    let reason = |tool: &str| {
+        health["skipped_tools"]
             .as_array()
+            .and_then(|s| s.iter().find(|s| s["tool"] == tool).cloned())
+            .unwrap_or_else(|| panic!("{tool} not skipped: {health}"))["reason"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|s| s["tool"] == "weather"),
-        "open-meteo needs no key: {health}"
+            .to_owned()
+    };
+    let search = reason("web_search_tool");
+    assert!(
+        search.contains("configure [tools.web_search] provider"),
+        "{search}"
+    );
+    let weather = reason("weather");
+    assert!(
+        weather.contains(
+            "[tools.weather] api_key: it refers to ${REVKA_TEST_UNSET_KEY}, which is not set"
+        ),
+        "{weather}"
     );
 }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 /// The keys the fake providers accept.
 pub const BRAVE_KEY: &str = "brave-test-key-5f3a9c";
 pub const OWM_KEY: &str = "owm-test-key-81b2d7";
+pub const TAVILY_KEY: &str = "tvly-test-key-c0ffee42";
 
 /// A fake site and provider on a loopback address.
 pub struct Fake {
@@ -212,6 +213,32 @@ async fn answer(State(seen): State<Arc<Mutex<Vec<Value>>>>, req: Request) -> Res
                 }
             }),
         ),
+        // Tavily: a POST with a JSON body and a bearer key.
+        "/search" if method == "POST" => {
+            if headers["authorization"] != format!("Bearer {TAVILY_KEY}").as_str() {
+                return json_answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({ "detail": { "error": "Unauthorized: missing or invalid API key." } }),
+                );
+            }
+            let asked: Value = serde_json::from_str(&body).unwrap_or_default();
+            json_answer(
+                StatusCode::OK,
+                json!({
+                    "query": asked["query"], "follow_up_questions": null, "answer": null,
+                    "images": [],
+                    "results": [
+                        { "title": "Axum docs", "url": "https://docs.rs/axum",
+                          "content": "Ergonomic and modular web framework.", "score": 0.98,
+                          "raw_content": null },
+                        { "title": "Hyper", "url": "https://hyper.rs/",
+                          "content": "A fast HTTP implementation.", "score": 0.9,
+                          "raw_content": null }
+                    ],
+                    "response_time": 1.2
+                }),
+            )
+        }
         // SearXNG.
         "/search" => json_answer(
             StatusCode::OK,
