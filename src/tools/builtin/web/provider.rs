@@ -222,6 +222,10 @@ mod tests {
             api_key_with("s", &cfg("$${LIT}"), &env).unwrap(),
             Some("${LIT}".to_owned())
         );
+        // The config's Debug never shows a key.
+        let shown = format!("{:?}", cfg("sk-live-0123456789"));
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(shown.contains("api_key: Some(\"***\")"), "{shown}");
     }
 
     #[test]
