@@ -627,6 +627,40 @@ mod tests {
         assert!(message("0.0.0.0").contains("an unspecified address"));
     }
 
+    #[tokio::test]
+    async fn the_resolver_refuses_a_loopback_name_and_hands_out_only_checked_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let home = tempfile::tempdir().unwrap();
+        let resolver = |allowed: &[&str]| {
+            let config = SecurityConfig {
+                allowed_hosts: allowed.iter().map(|s| (*s).to_owned()).collect(),
+                ..SecurityConfig::default()
+            };
+            CheckedResolver::new(Arc::new(
+                super::super::Policy::new(&config, home.path()).unwrap(),
+            ))
+        };
+        let name = || reqwest::dns::Name::from_str("localhost").unwrap();
+        let Err(err) = resolver(&[]).resolve(name()).await else {
+            panic!("localhost resolved under the default rules");
+        };
+        let refusal = err.downcast_ref::<Refusal>().expect("a Refusal");
+        assert_eq!(refusal.rule, "internal_address");
+        assert!(refusal.message.starts_with("localhost ("), "{refusal}");
+        // Allowed by name: the addresses it checked are the ones handed to the connector.
+        let addrs: Vec<SocketAddr> = resolver(&["localhost"])
+            .resolve(name())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        // A trailing dot is the same name.
+        let dotted = reqwest::dns::Name::from_str("localhost.").unwrap();
+        assert!(resolver(&[]).resolve(dotted).await.is_err());
+    }
+
     #[test]
     fn bad_patterns_name_the_key_and_entry() {
         for (entry, why) in [
