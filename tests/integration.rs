@@ -6,6 +6,7 @@ mod builtin_cron;
 mod builtin_exec;
 mod builtin_files;
 mod builtin_sessions;
+mod builtin_web;
 mod chaos;
 mod cli_client;
 mod cli_edit;

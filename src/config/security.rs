@@ -150,23 +150,46 @@ impl Default for ToolSwitch {
 }
 
 /// `[tools.weather]` and `[tools.web_search]`: a tool backed by a web provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     default,
-    expecting = "a provider table (enabled, provider, base_url, api_key)"
+    expecting = "a provider table (enabled, provider, base_url, api_key, geocoding_url)"
 )]
 pub struct ProviderConfig {
     /// Whether the tool registers. Default `true` (it is still skipped, with the reason, when
     /// its provider needs a key that is not set).
     pub enabled: bool,
-    /// The provider's name (`weather`: `open-meteo`, the keyless default; `web_search`:
-    /// `searxng`, `brave` or `tavily`). Unset picks the keyless default where there is one.
+    /// The provider's name (`weather`: `open-meteo`, the keyless default, or `openweathermap`
+    /// with `api_key`; `web_search`: `searxng` with `base_url`, `brave` or `tavily` with
+    /// `api_key`, and no default: unset, the tool is skipped with the reason). Unset picks the
+    /// keyless default where there is one.
     pub provider: Option<String>,
     /// The provider's base URL, to use a mirror, a self-hosted instance or a test server.
     /// Unset uses the provider's public URL.
     pub base_url: Option<String>,
-    /// The provider's API key, usually as `${VAR}`; never logged or shown.
+    /// The provider's API key, usually as `${VAR}` (expanded from the daemon's environment
+    /// when the tool registers; a variable that is not set skips the tool with the reason);
+    /// never logged or shown (`Debug` masks it).
     pub api_key: Option<String>,
+    /// `[tools.weather]` with `open-meteo` only: the base URL of the geocoding API that turns a
+    /// place name into coordinates (`{geocoding_url}/v1/search`). Unset uses `base_url` when
+    /// that is set (one server answering both), else Open-Meteo's public geocoding host.
+    pub geocoding_url: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|_| revka_mcp::redact::MASK),
+            )
+            .field("geocoding_url", &self.geocoding_url)
+            .finish()
+    }
 }
 
 impl Default for ProviderConfig {
@@ -176,6 +199,7 @@ impl Default for ProviderConfig {
             provider: None,
             base_url: None,
             api_key: None,
+            geocoding_url: None,
         }
     }
 }
