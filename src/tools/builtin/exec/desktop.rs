@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::process::{self, ScratchDir, Spec};
 use crate::security::command::{SAFE_PATH, locate};
-use crate::security::{Effect, Policy, Refusal};
+use crate::security::{Effect, Policy};
 use crate::tools::BuiltinError;
 use crate::tools::builtin::{Args, Cx, PolicyTool, Registrar};
 
@@ -157,74 +157,24 @@ fn desktop_capture() -> Result<Capture, String> {
     Err("no display to capture (DISPLAY and WAYLAND_DISPLAY are unset)".to_owned())
 }
 
-/// An http(s) URL (rule `scheme` otherwise) whose host is not an internal address unless
-/// `allowed_hosts` names it (rule `internal_address`).
-///
-/// (Until the merge with the network rules: the lead switches the host check to `NetRules`.)
+/// An http(s) URL checked by the network rules ([`crate::security::net::NetRules`]): the
+/// scheme, `blocked_hosts`, and every address its host resolves to (`internal_address` unless
+/// `allowed_hosts` names it). The browser resolves the name again and follows its own
+/// redirects and subresources, which are not checked: the screenshot's SSRF guard is this
+/// first check only.
 async fn check_url(policy: &Policy, raw: &str) -> Result<reqwest::Url, BuiltinError> {
     let url = reqwest::Url::parse(raw)
         .map_err(|e| BuiltinError::Arguments(format!("`url` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Refusal::new(
-            "scheme",
-            format!(
-                "only http and https URLs are opened, not `{}:`",
-                url.scheme()
-            ),
-        )
-        .into());
-    }
-    let Some(host) = url
-        .host_str()
-        .map(|h| h.trim_matches(['[', ']']).to_owned())
-    else {
-        return Err(BuiltinError::Arguments("`url` has no host".to_owned()));
-    };
-    let allowed = &policy.config().allowed_hosts;
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
-        return Ok(url);
-    }
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+    policy.net.check_url(&url)?;
+    if let Some(url::Host::Domain(name)) = url.host() {
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name, port))
             .await
-            .map(|it| it.map(|a| a.ip()).collect())
-            .unwrap_or_default(),
-    };
-    if let Some(ip) = addrs.iter().find(|ip| internal(ip)) {
-        return Err(Refusal::new(
-            "internal_address",
-            format!(
-                "`{host}` is (or resolves to) the internal address {ip}; name it in \
-                 [security] allowed_hosts to allow it"
-            ),
-        )
-        .into());
+            .map_err(|e| BuiltinError::Failed(format!("cannot resolve `{name}`: {e}")))?
+            .collect();
+        policy.net.check_resolved(name, &addrs)?;
     }
     Ok(url)
-}
-
-fn internal(ip: &std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| internal(&v4.into()))
-        }
-    }
 }
 
 /// The display variables of the daemon plus a fixed PATH and `HOME`.
@@ -545,25 +495,6 @@ fn png_size(png: &[u8]) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "169.254.169.254",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "100.64.0.1",
-        ] {
-            assert!(internal(&ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "2606:4700::1111"] {
-            assert!(!internal(&ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn png_dimensions() {
