@@ -90,3 +90,146 @@ async fn another_user_of_the_machine_cannot_open_a_session() {
     let (code, body) = curl(false, &open.url, Some(init));
     assert_eq!(code, "200", "{body}");
 }
+
+/// Revka's own tools follow deferred loading, `tool_search` and client-token scopes like any
+/// other: deferred and named in the instructions; found by keyword; a scoped client
+/// (`--tools "file_*"`) lists, activates and calls only its file tools, and a call of `shell`
+/// is, to it, a tool that does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn built_in_tools_are_deferred_searched_and_scoped_like_any_other() {
+    use crate::mcp_standard::{StdSession, messages};
+    let s = Served::start("").await;
+    // Deferred: not listed until activated, named in the instructions.
+    let session = s.session().await;
+    let listed = session.tool_names().await;
+    assert!(
+        !listed.iter().any(|n| n == "shell" || n == "file_read"),
+        "{listed:?}"
+    );
+    let (_, init) = session
+        .rpc(
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .await;
+    let instructions = init["result"]["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.contains("## Revka's own tools") && instructions.contains("\nshell - "),
+        "{instructions}"
+    );
+    // Found by keywords.
+    let found = session
+        .call_text(
+            "tool_search",
+            serde_json::json!({"query": "regex search file contents"}),
+        )
+        .await;
+    assert!(found.contains("content_search"), "{found}");
+
+    // A scoped client token.
+    let out = s
+        .home
+        .command()
+        .env("RUST_LOG", "off")
+        .args([
+            "tokens",
+            "create",
+            "files-only",
+            "--tools",
+            "file_*",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap();
+    let scoped = StdSession::open(&s.url, Some(token)).await;
+    let text = |events: &[revka_mcp::sse::SseEvent]| {
+        let last = messages(events).last().cloned().unwrap_or(Value::Null);
+        last["result"]["content"][0]["text"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| last["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| last.to_string())
+    };
+    let search = text(
+        &scoped
+            .call(
+                "tool_search",
+                serde_json::json!({"query": "select:file_read,shell"}),
+                None,
+            )
+            .await,
+    );
+    assert!(search.contains("file_read"), "{search}");
+    let (_, listed) = scoped.rpc("tools/list", serde_json::json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"file_read"), "{names:?}");
+    assert!(
+        !names.contains(&"shell") && !names.contains(&"health"),
+        "{names:?}"
+    );
+    // An unknown tool is a plain JSON-RPC error (seed 001), the same as for a tool that does
+    // not exist.
+    let (_, refused) = scoped
+        .rpc(
+            "tools/call",
+            serde_json::json!({"name": "shell", "arguments": {"command": "ls"}}),
+        )
+        .await;
+    let (_, missing) = scoped
+        .rpc("tools/call", serde_json::json!({"name": "no_such_tool"}))
+        .await;
+    assert_eq!(
+        refused["error"]["code"], missing["error"]["code"],
+        "{refused} {missing}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown tool: shell")),
+        "{refused}"
+    );
+}
+
+/// `max_actions_per_hour` is per session: past it a call is refused by that rule (audited
+/// and counted), while another session keeps its own budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hourly_budget_is_per_session_and_names_its_rule() {
+    let s = Served::start("[security]\nmax_actions_per_hour = 2\n").await;
+    let one = s.session().await;
+    let calc = async |session: &crate::harness::Session| {
+        session
+            .call_text(
+                "tool_search",
+                serde_json::json!({"query": "select:calculator"}),
+            )
+            .await;
+        session
+            .call_text("calculator", serde_json::json!({"expression": "6*7"}))
+            .await
+    };
+    assert!(calc(&one).await.contains("42"));
+    assert!(calc(&one).await.contains("42"));
+    let third = calc(&one).await;
+    assert!(
+        third.contains("(max_actions_per_hour)") && third.contains("2 built-in tool calls"),
+        "{third}"
+    );
+    let two = s.session().await;
+    assert!(calc(&two).await.contains("42"));
+    let metrics = s.metrics_text().await;
+    assert!(
+        metrics.contains(
+            "revka_builtin_refusals_total{tool=\"calculator\",rule=\"max_actions_per_hour\"} 1"
+        ),
+        "{metrics}"
+    );
+}

@@ -163,7 +163,7 @@ impl McpStream {
     }
 }
 
-fn messages(events: &[SseEvent]) -> Vec<Value> {
+pub fn messages(events: &[SseEvent]) -> Vec<Value> {
     events
         .iter()
         .filter(|e| e.event.is_none())

@@ -336,3 +336,16 @@ fn tool_filters_take_names_and_trailing_star_prefixes() {
         );
     }
 }
+
+#[test]
+fn provider_api_keys_are_masked_when_shown() {
+    let loaded = ok(
+        "[tools.web_search]\nprovider = \"brave\"\napi_key = \"sk-live-0123456789\"\n\
+         [tools.weather]\napi_key = \"${OWM_KEY}\"\n",
+    );
+    let shown = loaded.config.display_toml();
+    assert!(!shown.contains("sk-live"), "{shown}");
+    assert!(!shown.contains("OWM_KEY"), "{shown}");
+    assert!(shown.contains("provider = \"brave\""), "{shown}");
+    assert!(!format!("{:?}", loaded.config.tools).contains("sk-live"));
+}
