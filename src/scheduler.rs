@@ -4,7 +4,7 @@
 //!
 //! Sits between the tool registry and the session table: the `cron_*` tools
 //! (`crate::tools::builtin::cron`) ask the [`Scheduler`] handle, which talks to the actor
-//! ([`actor`]); a run ([`runner`]) calls the job's tool through the same path as a session's
+//! (`actor`); a run ([`runner`]) calls the job's tool through the same path as a session's
 //! call ([`ToolRegistry::resolve`] + [`ToolRegistry::execute`]) in a session of its own
 //! (label `cron:<job>`), created for the run with the job's workspace and its creator's tool
 //! scope and ended after it.

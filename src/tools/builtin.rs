@@ -2,7 +2,7 @@
 //! security policy ([`crate::security::Policy`]).
 //!
 //! A tool implements [`PolicyTool`]: its name, description, input schema, the [`Effect`] of a
-//! call with given arguments, and the call itself. [`Registrar::add`] wraps it in [`Guarded`],
+//! call with given arguments, and the call itself. [`Registrar::add`] wraps it in `Guarded`,
 //! which every call goes through, in this order:
 //! 1. the autonomy check of the call's effect ([`Policy::permit`]);
 //! 2. the session's hourly action budget ([`Policy::charge`]);

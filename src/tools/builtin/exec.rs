@@ -4,7 +4,7 @@
 //! Programs run through [`process`] (own process group, fresh environment from
 //! [`crate::security::command::CommandRules::environment`], capped output, killed with their
 //! group at the timeout or on cancel); command lines are checked by the policy's
-//! [`crate::security::command::CommandRules`]; path-like operands by [`check_operand`].
+//! [`crate::security::command::CommandRules`]; path-like operands by `check_operand`.
 
 mod calc;
 mod desktop;

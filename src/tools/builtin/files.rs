@@ -1,7 +1,7 @@
 //! The file tools of the baseline tier: `file_read`, `file_write`, `file_edit` (here),
 //! `glob_search` and `content_search` ([`search`]), `pdf_read` and `image_info` ([`docs`]).
 //!
-//! Each is a [`PolicyTool`] registered by [`register`]; the guarded wrapper
+//! Each is a [`PolicyTool`] registered by `register`; the guarded wrapper
 //! (`src/tools/builtin.rs`) checks autonomy and the action budget first. Every path goes
 //! through the policy's path rules (`src/security/paths.rs`): resolved to a canonical path,
 //! checked for workspace containment and forbidden paths, then opened component by component

@@ -2,7 +2,7 @@
 //! `web_search_tool`.
 //!
 //! Part of Revka's own tools ([`super`]): each is a [`super::PolicyTool`] run behind the
-//! autonomy gate and the action budget. They share one HTTP client ([`client::Net`]) that is
+//! autonomy gate and the action budget. They share one HTTP client (`client::Net`) that is
 //! SSRF-safe: every URL and every redirect hop is checked against `[security] allowed_hosts` /
 //! `blocked_hosts` ([`crate::security::net`]), names are resolved by a resolver that refuses
 //! internal addresses before any connection, proxies are never used, redirects are capped and
@@ -10,11 +10,11 @@
 //! (`max_output_bytes` for what is returned, `max_file_bytes` for what is converted) and
 //! within a deadline (`command_timeout_secs`, or a shorter `timeout_secs`).
 //!
-//! - [`http_request`]: any method, headers and body; status, headers and body text back.
-//! - [`fetch`]: `web_fetch`, a page as readable text with markdown-style structure.
-//! - [`weather`]: current conditions and a short forecast from `[tools.weather]`'s provider.
-//! - [`search`]: `web_search_tool`, results from `[tools.web_search]`'s provider.
-//! - [`provider`]: provider settings (base URLs, `${VAR}` API keys).
+//! - `http_request`: any method, headers and body; status, headers and body text back.
+//! - `fetch`: `web_fetch`, a page as readable text with markdown-style structure.
+//! - `weather`: current conditions and a short forecast from `[tools.weather]`'s provider.
+//! - `search`: `web_search_tool`, results from `[tools.web_search]`'s provider.
+//! - `provider`: provider settings (base URLs, `${VAR}` API keys).
 
 mod client;
 mod fetch;

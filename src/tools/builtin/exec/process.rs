@@ -1,7 +1,7 @@
 //! Running one program for a built-in tool (`shell`, `git_operations`, `screenshot`): in its
 //! own process group, with a fresh environment, stdin closed, each output stream capped,
 //! progress reported every second, and the whole group killed at the timeout, on cancel (the
-//! call's future dropped: [`Group`]'s drop) and when the program exits leaving children behind.
+//! call's future dropped: `Group`'s drop) and when the program exits leaving children behind.
 //!
 //! Killing: `SIGTERM` to the group and to every descendant found in `/proc` (ones that left the
 //! group with `setpgid`/`setsid` included, and on Linux any process that still carries the
