@@ -28,7 +28,7 @@
 //! started_at, bytes_in, bytes_out and, once it has ended, exit.
 
 pub(crate) mod actor;
-mod kill;
+pub(crate) mod kill;
 pub use kill::kill_all_now;
 pub mod launcher;
 mod pty;

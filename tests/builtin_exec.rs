@@ -9,14 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Served, Session, next_id, sdk_tool_calls, try_within_async};
-
-/// A canonical temporary workspace.
-fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().canonicalize().unwrap();
-    (dir, path)
-}
+use crate::harness::{
+    Served, Session, assert_refused, next_id, sdk_tool_calls, try_within_async, workspace,
+};
 
 /// Runs `git` in `dir` (test setup).
 fn git(dir: &Path, args: &[&str]) {
@@ -135,20 +130,6 @@ fn text_of(result: &Value) -> String {
         .flatten()
         .filter_map(|c| c["text"].as_str())
         .collect()
-}
-
-/// Asserts that an SDK call was refused by `rule`.
-#[track_caller]
-fn assert_refused(call: &Value, rule: &str) {
-    assert_eq!(
-        call["is_error"], true,
-        "expected a refusal by {rule}: {call}"
-    );
-    let text = call["text"].as_str().unwrap_or_default();
-    assert!(
-        text.contains(&format!("refused by the security policy ({rule})")),
-        "expected rule {rule}: {text}"
-    );
 }
 
 const SECRET: &str = "sekrit-value-that-must-not-leak-4242";

@@ -7,20 +7,13 @@
 //! read or written, an audit line in the run log and the refusal counted in `/metrics`.
 
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Served, Session, eventually_async, next_id, sdk_tool_calls};
+use crate::harness::{Served, Session, eventually_async, next_id, sdk_tool_calls, workspace};
 
 const TOOLS: &str = "file_read,file_write,file_edit,glob_search,content_search,pdf_read,image_info";
-
-/// A canonical temporary directory (sessions' workspaces are canonical).
-fn tempdir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = std::fs::canonicalize(dir.path()).unwrap();
-    (dir, path)
-}
 
 /// A PDF of one text line per page, with a correct cross-reference table.
 pub fn tiny_pdf(pages: &[&str]) -> Vec<u8> {
@@ -122,7 +115,7 @@ fn populate(ws: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_tools_end_to_end_through_the_python_sdk() {
-    let (_dir, ws) = tempdir();
+    let (_dir, ws) = workspace();
     populate(&ws);
     let served = Served::start("").await;
     let session = served.session_in(&ws).await;
@@ -302,7 +295,7 @@ async fn activate(session: &Session) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_paths_are_refused_by_their_rule_and_audited() {
-    let (_root, root) = tempdir();
+    let (_root, root) = workspace();
     let ws = root.join("ws");
     let outside = root.join("outside");
     std::fs::create_dir_all(ws.join("private")).unwrap();
@@ -509,7 +502,7 @@ async fn adversarial_paths_are_refused_by_their_rule_and_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_autonomy_refuses_writes_and_the_caps_hold() {
-    let (_dir, ws) = tempdir();
+    let (_dir, ws) = workspace();
     std::fs::write(ws.join("a.txt"), "keep").unwrap();
     let long: String = (1..=100).map(|i| format!("line {i:03}\n")).collect();
     std::fs::write(ws.join("long.txt"), &long).unwrap();
@@ -575,7 +568,7 @@ async fn read_only_autonomy_refuses_writes_and_the_caps_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_containment_the_forbidden_paths_still_hold() {
-    let (_root, root) = tempdir();
+    let (_root, root) = workspace();
     let ws = root.join("ws");
     let outside = root.join("outside");
     std::fs::create_dir_all(&ws).unwrap();

@@ -12,28 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use self::fake::{BRAVE_KEY, Counter, Fake, OWM_KEY, TAVILY_KEY};
-use crate::harness::{Served, eventually_async, sdk_tool_calls};
-
-/// A canonical temporary workspace.
-fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().canonicalize().unwrap();
-    (dir, path)
-}
-
-/// `call` was refused by `rule` (an error result naming it).
-#[track_caller]
-fn assert_refused(call: &Value, rule: &str) {
-    assert_eq!(
-        call["is_error"], true,
-        "expected a refusal by {rule}: {call}"
-    );
-    let text = call["text"].as_str().unwrap_or_default();
-    assert!(
-        text.contains(&format!("refused by the security policy ({rule})")),
-        "expected the rule {rule}: {call}"
-    );
-}
+use crate::harness::{Served, assert_refused, eventually_async, sdk_tool_calls, workspace};
 
 /// `call` succeeded; its structured content.
 #[track_caller]

@@ -126,14 +126,16 @@ fn any_left(leader: i32) -> bool {
     imp::members(leader).iter().any(|m| m.pid != leader)
 }
 
-/// One process of a terminal.
+/// One process of a terminal (or of a built-in tool's run: `tools::builtin::exec::process`).
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-struct Member {
-    pid: i32,
-    ppid: i32,
-    zombie: bool,
+pub(crate) struct Member {
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) zombie: bool,
 }
+
+pub(crate) use imp::members_where;
 
 #[cfg(target_os = "linux")]
 mod imp {
@@ -159,6 +161,12 @@ mod imp {
     /// The processes of the terminal led by `leader`: its session, its group, and the
     /// descendants of any of them.
     pub(super) fn members(leader: i32) -> Vec<Member> {
+        members_where(leader, &|_, _| false)
+    }
+
+    /// The processes in `leader`'s session or group, those `also(pid, state)` picks, and the
+    /// descendants of any of them.
+    pub(crate) fn members_where(leader: i32, also: &dyn Fn(i32, char) -> bool) -> Vec<Member> {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
@@ -181,7 +189,9 @@ mod imp {
             .iter()
             // The leader's own session id is its pid; a process that merely reuses the pid
             // of a reaped leader is in another session and group.
-            .filter(|&&(_, _, _, pgrp, session)| pgrp == leader || session == leader)
+            .filter(|&&(pid, state, _, pgrp, session)| {
+                pgrp == leader || session == leader || also(pid, state)
+            })
             .map(|&(pid, ..)| pid)
             .collect();
         // Descendants that left the session (bounded by the number of processes).
@@ -233,6 +243,10 @@ mod imp {
     use super::Member;
 
     pub(super) fn members(_leader: i32) -> Vec<Member> {
+        Vec::new()
+    }
+
+    pub(crate) fn members_where(_leader: i32, _also: &dyn Fn(i32, char) -> bool) -> Vec<Member> {
         Vec::new()
     }
 

@@ -66,3 +66,26 @@ pub async fn sdk_tool_calls(served: &Served, session: &Session, calls: Value) ->
     );
     Some(serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap())
 }
+
+/// A canonical temporary directory, for a session's workspace (sessions' workspaces are
+/// canonical, so paths in results compare equal).
+pub fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    (dir, path)
+}
+
+/// Asserts that a call of [`sdk_tool_calls`] was refused by the security policy's `rule`: an
+/// error result whose text names it.
+#[track_caller]
+pub fn assert_refused(call: &Value, rule: &str) {
+    assert_eq!(
+        call["is_error"], true,
+        "expected a refusal by {rule}: {call}"
+    );
+    let text = call["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("refused by the security policy ({rule})")),
+        "expected the rule {rule}: {call}"
+    );
+}

@@ -11,7 +11,6 @@
 //! group are re-parented to it: their zombies are reaped here (never the leader, which tokio's
 //! `Child` reaps).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -394,14 +393,6 @@ fn any_left(tree: &Tree) -> bool {
         .any(|m| m.pid != tree.leader || !m.zombie)
 }
 
-/// One process of a group.
-#[derive(Debug, Clone, Copy)]
-struct Member {
-    pid: i32,
-    ppid: i32,
-    zombie: bool,
-}
-
 /// Reaps the group's zombies whose parent is the daemon, never the leader.
 fn reap(tree: &Tree) {
     use nix::sys::wait::{WaitPidFlag, waitpid};
@@ -415,54 +406,11 @@ fn reap(tree: &Tree) {
 
 /// The processes in the leader's group or session, those that carry the run's mark, and
 /// their descendants.
-#[cfg(target_os = "linux")]
-fn members(tree: &Tree) -> Vec<Member> {
-    let leader = tree.leader;
+fn members(tree: &Tree) -> Vec<crate::terminal::kill::Member> {
     let needle = format!("{MARK_VAR}={}\0", tree.mark);
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut all = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some((state, ppid, pgrp, session)) = parse_stat(&stat)
-        {
-            all.push((pid, state, ppid, pgrp, session));
-        }
-    }
-    let mut found: BTreeSet<i32> = all
-        .iter()
-        .filter(|&&(pid, state, _, pgrp, session)| {
-            pgrp == leader || session == leader || (state != 'Z' && marked(pid, needle.as_bytes()))
-        })
-        .map(|&(pid, ..)| pid)
-        .collect();
-    loop {
-        let before = found.len();
-        for &(pid, _, ppid, _, _) in &all {
-            if found.contains(&ppid) {
-                found.insert(pid);
-            }
-        }
-        if found.len() == before {
-            break;
-        }
-    }
-    all.iter()
-        .filter(|(pid, ..)| found.contains(pid))
-        .map(|&(pid, state, ppid, _, _)| Member {
-            pid,
-            ppid,
-            zombie: state == 'Z' || state == 'X',
-        })
-        .collect()
+    crate::terminal::kill::members_where(tree.leader, &|pid, state| {
+        state != 'Z' && marked(pid, needle.as_bytes())
+    })
 }
 
 /// Whether `/proc/<pid>/environ` holds `needle` (`VAR=value\0`).
@@ -477,20 +425,8 @@ fn marked(pid: i32, needle: &[u8]) -> bool {
 
 /// Elsewhere only the group itself is signalled (`killpg`); nothing is found by walking.
 #[cfg(not(target_os = "linux"))]
-fn members(_tree: &Tree) -> Vec<Member> {
-    Vec::new()
-}
-
-/// `(state, ppid, pgrp, session)` of `/proc/<pid>/stat` (fields after the last `)`).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn parse_stat(stat: &str) -> Option<(char, i32, i32, i32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    let session = fields.next()?.parse().ok()?;
-    Some((state, ppid, pgrp, session))
+fn marked(_pid: i32, _needle: &[u8]) -> bool {
+    false
 }
 
 /// A scratch directory (mode 0700) under the system's temporary directory, removed on drop.
@@ -574,12 +510,5 @@ mod tests {
         assert!(out.timed_out);
         assert_eq!(out.stdout, "started\n");
         assert!(out.text().contains("timed out"));
-    }
-
-    #[test]
-    fn stat_fields_after_the_command_name() {
-        let stat = "4242 (a) b) (c) S 17 4242 4000 0 -1 4194560 ...";
-        assert_eq!(parse_stat(stat), Some(('S', 17, 4242, 4000)));
-        assert_eq!(parse_stat("garbage"), None);
     }
 }
