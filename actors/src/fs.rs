@@ -360,3 +360,71 @@ fn create_new(tmp: &Path, mode: u32) -> io::Result<File> {
     file.set_permissions(Permissions::from_mode(mode))?;
     Ok(file)
 }
+
+/// What [`replay_jsonl`] read from a JSON-lines journal.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records read and applied.
+    pub records: u64,
+    /// Corrupt records skipped (a whole line that does not parse).
+    pub skipped: u64,
+    /// Whether a torn last record (a crash mid-write) was cut off.
+    pub torn: bool,
+    /// The journal's length after the replay (a torn tail cut, a lost last newline restored).
+    pub bytes: u64,
+}
+
+/// Replays the JSON-lines journal `file` (opened for reading and appending; `path` and `what`
+/// name it in warnings): each record that parses goes to `apply`; a corrupt line is skipped; a
+/// torn last line (no newline, does not parse: a crash mid-write) is cut off the file; a whole
+/// last record that lost only its newline gets it back. Shared by the retry queue's journal and
+/// the scheduler's.
+pub fn replay_jsonl<R: serde::de::DeserializeOwned>(
+    file: &File,
+    path: &Path,
+    what: &str,
+    mut apply: impl FnMut(R),
+) -> io::Result<Replayed> {
+    use std::io::BufRead;
+    let mut report = Replayed::default();
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut lineno = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let complete = line.last() == Some(&b'\n');
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            report.bytes += n as u64;
+            continue;
+        }
+        match serde_json::from_slice::<R>(text) {
+            Ok(record) => {
+                apply(record);
+                report.records += 1;
+                if !complete {
+                    // Only the newline was lost: the record itself is whole.
+                    let mut writer = file;
+                    writer.write_all(b"\n")?;
+                }
+                report.bytes += n as u64 + u64::from(!complete);
+            }
+            Err(e) if !complete => {
+                tracing::warn!(path = %path.display(), line = lineno, error = %e, "{what}: ignoring a torn last record (a crash mid-write)");
+                report.torn = true;
+                file.set_len(report.bytes)?;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), line = lineno, error = %e, "{what}: skipping a corrupt record");
+                report.skipped += 1;
+                report.bytes += n as u64;
+            }
+        }
+    }
+    Ok(report)
+}

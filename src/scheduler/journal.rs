@@ -21,7 +21,7 @@
 //! followed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use revka_actors::fs;
@@ -75,7 +75,7 @@ pub(super) struct Journal {
 impl Journal {
     /// Opens (creating) the journal at `path`, its directory made private, and feeds every
     /// readable record to `apply`.
-    pub(super) fn open(path: &Path, mut apply: impl FnMut(Record)) -> io::Result<Self> {
+    pub(super) fn open(path: &Path, apply: impl FnMut(Record)) -> io::Result<Self> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir {
             fs::ensure_private_dir(dir).map_err(io::Error::other)?;
@@ -97,41 +97,8 @@ impl Journal {
                 }
                 Err(e) => return Err(io::Error::other(e)),
             };
-        let mut reader = BufReader::new(&file);
-        let mut line = Vec::new();
-        let (mut good_len, mut lineno, mut records) = (0u64, 0u64, 0u64);
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            lineno += 1;
-            let complete = line.last() == Some(&b'\n');
-            let text = line.trim_ascii();
-            if text.is_empty() {
-                good_len += n as u64;
-                continue;
-            }
-            match serde_json::from_slice::<Record>(text) {
-                Ok(record) => {
-                    apply(record);
-                    records += 1;
-                    if !complete {
-                        (&file).write_all(b"\n")?;
-                    }
-                    good_len += n as u64 + u64::from(!complete);
-                }
-                Err(e) if !complete => {
-                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "cron journal: ignoring a torn last record (a crash mid-write)");
-                    file.set_len(good_len)?;
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "cron journal: skipping a corrupt record");
-                    good_len += n as u64;
-                }
-            }
-        }
+        let replayed = fs::replay_jsonl::<Record>(&file, path, "cron journal", apply)?;
+        let (good_len, records) = (replayed.bytes, replayed.records);
         Ok(Self {
             path: path.to_owned(),
             file,

@@ -24,7 +24,7 @@
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -112,10 +112,7 @@ impl Journal {
     /// Opens (creating) the journal at `path` and feeds every readable record to `apply`. A
     /// file it creates has its directory synced, so the first record synced into it is not
     /// lost with the directory entry on a power failure.
-    pub(super) fn open(
-        path: &Path,
-        mut apply: impl FnMut(Record),
-    ) -> io::Result<(Self, LoadReport)> {
+    pub(super) fn open(path: &Path, apply: impl FnMut(Record)) -> io::Result<(Self, LoadReport)> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = dir {
             fs::ensure_private_dir(dir)?;
@@ -137,46 +134,13 @@ impl Journal {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut report = LoadReport::default();
-        let mut reader = BufReader::new(&file);
-        let mut line = Vec::new();
-        let mut good_len = 0u64;
-        let mut lineno = 0u64;
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            lineno += 1;
-            let complete = line.last() == Some(&b'\n');
-            let text = line.trim_ascii();
-            if text.is_empty() {
-                good_len += n as u64;
-                continue;
-            }
-            match serde_json::from_slice::<Record>(text) {
-                Ok(record) => {
-                    apply(record);
-                    report.records += 1;
-                    if !complete {
-                        // Only the newline was lost: the record itself is whole.
-                        (&file).write_all(b"\n")?;
-                    }
-                    good_len += n as u64 + u64::from(!complete);
-                }
-                Err(e) if !complete => {
-                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "retry queue journal: ignoring a torn last record (a crash mid-write)");
-                    report.torn = true;
-                    file.set_len(good_len)?;
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), line = lineno, error = %e, "retry queue journal: skipping a corrupt record");
-                    report.skipped += 1;
-                    good_len += n as u64;
-                }
-            }
-        }
+        let replayed = fs::replay_jsonl::<Record>(&file, path, "retry queue journal", apply)?;
+        let report = LoadReport {
+            records: replayed.records,
+            skipped: replayed.skipped,
+            torn: replayed.torn,
+        };
+        let good_len = replayed.bytes;
         let journal = Self {
             path: path.to_owned(),
             file,
