@@ -56,7 +56,7 @@ mod supervision;
 mod validate;
 
 /// Checks an MCP server URL the way the config does (http/https, a host).
-pub(crate) use env::is_var_name;
+pub(crate) use env::{VarError, expand_vars, is_var_name};
 pub(crate) use validate::origin::normalise_origin;
 pub(crate) use validate::server::{check_url, tool_filter_problem};
 

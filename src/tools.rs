@@ -197,20 +197,27 @@ impl ToolRegistry {
 
     /// Adds a built-in tool. A name already taken is skipped, with the reason recorded.
     pub fn register(&mut self, tool: Arc<dyn BuiltinTool>) {
-        let def = tool.definition();
+        if let Some(name) = self.free_name(&tool.definition()) {
+            self.builtins.insert(name, tool);
+        }
+    }
+
+    /// The name of the built-in tool defined by `def`, when it has one no other built-in
+    /// tool took; otherwise the reason is recorded and the tool is not registered.
+    fn free_name(&mut self, def: &Value) -> Option<String> {
         let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
             self.skipped
                 .push(("(unnamed)".into(), "built-in tool without a name".into()));
-            return;
+            return None;
         };
         if self.builtins.contains_key(&name) || self.served_builtins.contains_key(&name) {
             self.skipped.push((
                 name,
                 "a built-in tool of that name is already registered".into(),
             ));
-            return;
+            return None;
         }
-        self.builtins.insert(name, tool);
+        Some(name)
     }
 
     /// Adds a built-in tool that is served like an external server's (group [`BUILTIN_GROUP`]):
@@ -218,19 +225,9 @@ impl ToolRegistry {
     /// A name already taken is skipped, with the reason recorded.
     pub fn register_served(&mut self, tool: Arc<dyn BuiltinTool>) {
         let def = tool.definition();
-        let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
-            self.skipped
-                .push(("(unnamed)".into(), "built-in tool without a name".into()));
-            return;
-        };
-        if self.builtins.contains_key(&name) || self.served_builtins.contains_key(&name) {
-            self.skipped.push((
-                name,
-                "a built-in tool of that name is already registered".into(),
-            ));
-            return;
+        if let Some(name) = self.free_name(&def) {
+            self.served_builtins.insert(name, (Arc::new(def), tool));
         }
-        self.served_builtins.insert(name, (Arc::new(def), tool));
     }
 
     /// Records a tool that could not register, with the reason (shown in `/health`; the

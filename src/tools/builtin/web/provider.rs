@@ -14,7 +14,7 @@ use url::Url;
 
 use super::client::{self, Net, Request};
 use super::timed_out;
-use crate::config::{ProviderConfig, is_var_name, process_env};
+use crate::config::{ProviderConfig, VarError, process_env};
 use crate::tools::BuiltinError;
 
 /// The most bytes of a provider's answer read (JSON of a few results).
@@ -86,37 +86,14 @@ fn api_key_with(
     Ok(Some(key))
 }
 
-/// `${VAR}` expanded from `env` (`$${` is a literal `${`), as the config loader does for
-/// server fields.
+/// `${VAR}` expanded from `env` (`$${` is a literal `${`) by the config loader's own
+/// expansion; an empty variable counts as unset.
 fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| "unterminated `${` (write `$${` for a literal `${`)".to_owned())?;
-            let name = &after[..end];
-            if !is_var_name(name) {
-                return Err(format!("`${{{name}}}` is not a valid variable reference"));
-            }
-            let value = env(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("it refers to ${{{name}}}, which is not set"))?;
-            out.push_str(&value);
-            rest = &after[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    crate::config::expand_vars(raw, &set).map_err(|e| match e {
+        VarError::Missing(name) => format!("it refers to ${{{name}}}, which is not set"),
+        other => other.message(),
+    })
 }
 
 /// Calls a provider: `request` through the checked client within `timeout`, the answer read
