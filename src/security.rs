@@ -3,8 +3,8 @@
 //!
 //! Built once at boot from the config ([`Policy::new`]) and shared by every built-in tool
 //! (`src/tools/builtin`). Each check answers `Ok` or a [`Refusal`] naming the rule that refused
-//! (`autonomy`, `workspace_only`, `forbidden_paths`, `allowed_commands`, `shell_syntax`,
-//! `blocked_hosts`, `internal_address`, `max_actions_per_hour`, …); the tool wrapper turns a
+//! (`autonomy`, `workspace_only`, `forbidden_paths`, `git_dir`, `allowed_commands`,
+//! `shell_syntax`, `option`, `blocked_hosts`, `internal_address`, `max_actions_per_hour`, …); the tool wrapper turns a
 //! refusal into an error result, records it in the run log and counts it in `/metrics`.
 //!
 //! - [`paths`]: workspace containment and forbidden paths, on canonical paths (symlinks
@@ -32,7 +32,8 @@ use crate::config::{Autonomy, SecurityConfig};
 pub struct Refusal {
     /// The rule: a `[security]` key (`workspace_only`, `forbidden_paths`, `allowed_commands`,
     /// `autonomy`, `max_actions_per_hour`, `allowed_hosts`, `blocked_hosts`) or a fixed rule
-    /// (`shell_syntax`, `option`, `internal_address`, `path`, `scheme`).
+    /// (`shell_syntax`, `option`, `internal_address`, `path`, `scheme`, `git_dir`), or a cron
+    /// rule (`cron_recursion`, `cron_limit`, `owner_revoked`).
     pub rule: &'static str,
     /// What was refused and why, for the caller.
     pub message: String,
@@ -159,7 +160,8 @@ impl Policy {
     }
 }
 
-/// Sessions tracked at most by the action budget; past it the oldest idle entries go.
+/// Sessions tracked at most by the action budget; past it the entries idle for the whole
+/// window go, then the least recently active one.
 const MAX_TRACKED: usize = 4096;
 
 /// A sliding-window count of actions per session.
@@ -194,6 +196,16 @@ impl ActionLimiter {
                     .back()
                     .is_some_and(|t| now.duration_since(*t) < window)
             });
+            // Still full of sessions active this hour: the least recently active one goes
+            // (its budget restarts; the table stays bounded).
+            if seen.len() >= MAX_TRACKED
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(k, _)| k.clone())
+            {
+                seen.remove(&oldest);
+            }
         }
         let times = seen.entry(session.to_owned()).or_default();
         while times
@@ -248,6 +260,24 @@ mod tests {
         limiter.charge("b", t0 + Duration::from_secs(2)).unwrap();
         // The first call leaves the window.
         limiter.charge("a", t0 + Duration::from_secs(61)).unwrap();
+    }
+
+    #[test]
+    fn the_budget_table_stays_bounded_when_every_session_is_active() {
+        let limiter = ActionLimiter::new(5, Duration::from_secs(3600));
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED + 10 {
+            limiter
+                .charge(&format!("s{i}"), t0 + Duration::from_millis(i as u64))
+                .unwrap();
+        }
+        let seen = limiter.seen.lock().unwrap();
+        assert_eq!(seen.len(), MAX_TRACKED);
+        assert!(
+            !seen.contains_key("s0"),
+            "the least recently active went first"
+        );
+        assert!(seen.contains_key(&format!("s{}", MAX_TRACKED + 9)));
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The tool surface of Revka's MCP server, in tiers (seed 001):
-//! - **built-in** tools implemented in the daemon ([`BuiltinTool`]), always listed;
+//! - **built-in** tools implemented in the daemon ([`BuiltinTool`]): the health and agent
+//!   tools, always listed ([`ToolRegistry::register`]);
+//! - Revka's own tool tiers (`shell`, `file_read`, `cron_add`, … in [`builtin`], run under
+//!   the security policy), also built in but *served* like external tools
+//!   ([`ToolRegistry::register_served`]): deferred, searched and scoped as they are, listed in
+//!   the instructions under "Revka's own tools";
 //! - `tool_search` (seed 002), when deferred loading is on;
 //! - every external server's `<server>__<tool>`, from the [`McpHub`], live: a server restart
 //!   or `list_changed` updates them.
 //!
 //! With `[mcp] deferred_loading = true` (the default), a session's `tools/list` holds the
-//! built-in tools, the eager subset of external tools (agent lifecycle and memory reflexes,
+//! always-listed built-in tools, the eager subset of external tools (agent lifecycle and memory reflexes,
 //! matched by name suffix), `tool_search`, and what that session has activated through
 //! `tool_search`. Everything else is listed by name in the `initialize` instructions
 //! (`<available-deferred-tools>`) and must be activated before it can be called. With deferred
@@ -15,12 +20,12 @@
 //! loading were off, without `tool_search`: the near Revka defers the tools on its own side.
 //!
 //! A session opened with a scoped client token ([`Session::scope`]) sees only the tools its
-//! scope names, by the names it sees them under: built-in tools (`health`, the agent tools),
-//! external `<server>__<tool>` and the operator's `revka-operator__<tool>` alike. A tool
-//! outside the scope is not listed, not named in the instructions, not found by `tool_search`
-//! (`select:` of it answers `Not found`, as for an unknown name, and activates nothing), and a
-//! call to it fails with exactly the unknown-tool error: nothing tells the client it exists.
-//! The one exception is `tool_search` itself, which stays available to every session (it
+//! scope names, by the names it sees them under: built-in tools (`health`, the agent tools,
+//! `shell`, `file_read`, …), external `<server>__<tool>` and the operator's
+//! `revka-operator__<tool>` alike. A tool outside the scope is not listed, not named in the
+//! instructions, not found by `tool_search` (`select:` of it answers `Not found`, as for an
+//! unknown name, and activates nothing), and a call to it fails with exactly the unknown-tool
+//! error: nothing tells the client it exists. The one exception is `tool_search` itself, which stays available to every session (it
 //! only ever shows the session's in-scope tools). The scope is applied here, on every list,
 //! search and resolution, so no path serves a session a tool its scope leaves out.
 

@@ -45,6 +45,24 @@ struct Dash {
 
 const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 
+/// The name of the `i`th configured server: `alpha`, `beta`, `gamma`, then `s003`, ...
+fn server_name(i: usize) -> String {
+    NAMES
+        .get(i)
+        .map_or_else(|| format!("s{i:03}"), |n| (*n).to_owned())
+}
+
+/// Runs `scenario` against a daemon of `servers` echo servers (`extra` appended to its
+/// config), all of them running first; nothing when the browser is not installed.
+async fn scenario(servers: usize, extra: &str, scenario: &str) {
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let dash = Dash::start(servers, extra).await;
+    dash.wait_running(servers).await;
+    dash.run(&python, scenario, &[]);
+}
+
 impl Dash {
     /// `extra` is appended to the config.
     async fn start(servers: usize, extra: &str) -> Self {
@@ -53,9 +71,7 @@ impl Dash {
             "[mcp]\nenabled = true\n\n[supervisor]\n# Long enough for the page to show it.\nbackoff_min_ms = 400\n",
         );
         for i in 0..servers {
-            let name = NAMES
-                .get(i)
-                .map_or_else(|| format!("s{i:03}"), |n| (*n).to_owned());
+            let name = server_name(i);
             config.push_str(&format!(
                 "\n[[mcp.servers]]\nname = \"{name}\"\ncommand = \"{}\"\n",
                 fixture_server("echo_server").display()
@@ -74,10 +90,7 @@ impl Dash {
 
     /// Whether every server's process is running.
     async fn wait_running(&self, servers: usize) {
-        for i in 0..servers {
-            let name = NAMES
-                .get(i)
-                .map_or_else(|| format!("s{i:03}"), |n| (*n).to_owned());
+        for name in (0..servers).map(server_name) {
             eventually_async(format!("{name} running"), async || {
                 self.gateway.server_pid(&name).await.is_some()
             })
@@ -126,24 +139,14 @@ impl Dash {
 /// works for an operator; sign-out revokes the token.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_sign_in_live_tree_restart_and_sign_out() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(3, "").await;
-    dash.wait_running(3).await;
-    dash.run(&python, "sign_in_live_tree", &[]);
+    scenario(3, "", "sign_in_live_tree").await;
 }
 
 /// The editor's Test button reports a good config (the echo fixture: ok, one tool) and a bad
 /// one (a command that does not exist: the error).
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_test_button_good_and_bad() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(1, "").await;
-    dash.wait_running(1).await;
-    dash.run(&python, "test_button", &[]);
+    scenario(1, "", "test_button").await;
 }
 
 /// A page of another origin (another port of 127.0.0.1) cannot read the token of the
@@ -151,22 +154,14 @@ async fn dashboard_test_button_good_and_bad() {
 /// its WebSocket to /ws/mcp/events is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_other_origin_cannot_read_the_token_or_drive_the_api() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(1, "").await;
-    dash.run(&python, "other_origin", &[]);
+    scenario(1, "", "other_origin").await;
 }
 
 /// The first load (page, scripts, styles) transfers under 300 KiB, with the security headers;
 /// the terminal emulator is not loaded until the Code tab opens.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_first_load_is_small_and_strict() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(1, "").await;
-    dash.run(&python, "first_load", &[]);
+    scenario(1, "", "first_load").await;
 }
 
 /// Room for 1,000 sessions created at once from one source.
@@ -178,28 +173,13 @@ const SCALE: &str =
 /// real page over a daemon with 1,000 live sessions. Figures are printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_tree_with_200_servers_and_1000_sessions() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(3, SCALE).await;
-    dash.wait_running(3).await;
-    dash.run(&python, "scale", &[]);
+    scenario(3, SCALE, "scale").await;
 }
 
-/// The MCP editor's Save, its `file:line:col` refusal and the two-tab conflict (needs
-/// `GET/PUT /api/config/servers`; skipped with a note while this build has none).
+/// The MCP editor's Save, its `file:line:col` refusal and the two-tab conflict.
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_config_editor_saves_refuses_and_reports_conflicts() {
-    let Some(python) = browser_python() else {
-        return;
-    };
-    let dash = Dash::start(1, "").await;
-    if dash.gateway.api("/api/config/servers").await.0 != reqwest::StatusCode::OK {
-        eprintln!("skipping: GET /api/config/servers is not served by this build");
-        return;
-    }
-    dash.wait_running(1).await;
-    dash.run(&python, "config_editor", &[]);
+    scenario(1, "", "config_editor").await;
 }
 
 /// The Code tab: the fake CLI (`fake_cli`, a `[[terminal.launchers]]` entry) runs in the
@@ -223,10 +203,6 @@ args = ["--mcp-config", "{{mcp_config}}", "--args", "{{\"steps\":3,\"interval_ms
     let served =
         crate::harness::Served::start_configured("", &[], &extra, &[("SHELL", "/bin/sh")]).await;
     let gateway = Gateway::of(served.home.path());
-    if gateway.api("/api/terminal/launchers").await.0 != reqwest::StatusCode::OK {
-        eprintln!("skipping: GET /api/terminal/launchers is not served by this build");
-        return;
-    }
     let dash = Dash {
         gateway,
         home: served.home,

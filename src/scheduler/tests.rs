@@ -71,6 +71,18 @@ async fn start(scheduler: &Scheduler) -> ActorRef<SchedulerMessage> {
     actor
 }
 
+/// A scheduler over the journal in `dir` whose runs go to `runner`, its wall clock paused at
+/// `at` (milliseconds since the epoch), started.
+async fn boot(
+    dir: &std::path::Path,
+    runner: &Arc<Counting>,
+    at: i64,
+) -> (Scheduler, ActorRef<SchedulerMessage>) {
+    let scheduler = Scheduler::with_runner(dir.join("cron"), runner.clone(), Clock::paused_at(at));
+    let actor = start(&scheduler).await;
+    (scheduler, actor)
+}
+
 async fn stop(actor: ActorRef<SchedulerMessage>) {
     actor.stop_and_wait(None, None).await.unwrap();
 }
@@ -87,12 +99,7 @@ async fn a_job_runs_on_time_every_minute() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
     // 30 s past a minute: the first run is at +30 s.
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0 + 30_000),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0 + 30_000).await;
     let job = scheduler.add(new_job("* * * * *")).await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     assert_eq!(job["next_run"], "2026-01-01T00:01:00Z");
@@ -144,12 +151,7 @@ async fn a_job_runs_on_time_every_minute() {
 async fn jobs_and_runs_survive_a_restart_and_missed_runs_follow_the_rule() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0).await;
     let every_minute = scheduler.add(new_job("* * * * *")).await.unwrap();
     let hourly = scheduler.add(new_job("30 * * * *")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(61)).await;
@@ -161,12 +163,7 @@ async fn jobs_and_runs_survive_a_restart_and_missed_runs_follow_the_rule() {
     // once (catch-up); the hourly one missed nothing.
     let wall = T0 + 61_000 + 10 * 60_000;
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(wall),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, wall).await;
     settle().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(runner.count(), 1, "one catch-up run, not ten");
@@ -195,12 +192,7 @@ async fn jobs_and_runs_survive_a_restart_and_missed_runs_follow_the_rule() {
     // once, however many times it missed.
     let wall = wall + 24 * 3_600_000 + 30 * 60_000 + 30_000;
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(wall),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, wall).await;
     settle().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (_, hourly_runs) = scheduler.runs(None, hourly_id, 5).await.unwrap();
@@ -214,24 +206,14 @@ async fn jobs_and_runs_survive_a_restart_and_missed_runs_follow_the_rule() {
 async fn a_miss_older_than_the_window_is_recorded_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0).await;
     // Daily at 00:10 UTC.
     let job = scheduler.add(new_job("10 0 * * *")).await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     stop(actor).await;
     // Back at 05:00: 00:10 was missed by almost five hours.
     let runner = Counting::new(Duration::from_millis(10), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0 + 5 * 3_600_000),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0 + 5 * 3_600_000).await;
     settle().await;
     assert_eq!(runner.count(), 0);
     let (view, runs) = scheduler.runs(None, id, 5).await.unwrap();
@@ -251,12 +233,7 @@ async fn runs_never_overlap_and_failures_are_recorded_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     // Every second, each run taking 2.5 s and failing.
     let runner = Counting::new(Duration::from_millis(2500), Outcome::Error);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0).await;
     let job = scheduler.add(new_job("* * * * * *")).await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(6_500)).await;
@@ -286,8 +263,7 @@ async fn runs_never_overlap_and_failures_are_recorded_not_retried() {
 async fn caps_and_bad_values_are_refused_precisely() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Counting::new(Duration::from_millis(1), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(dir.path().join("cron"), runner, Clock::paused_at(T0));
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0).await;
     let mut bad = new_job("* * *");
     assert!(matches!(
         scheduler.add(bad.clone()).await,
@@ -343,12 +319,7 @@ async fn caps_and_bad_values_are_refused_precisely() {
 async fn a_run_interrupted_by_a_crash_is_recorded_as_an_error_and_not_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Counting::new(Duration::from_secs(3600), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0).await;
     let job = scheduler.add(new_job("* * * * *")).await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(61)).await;
@@ -358,12 +329,7 @@ async fn a_run_interrupted_by_a_crash_is_recorded_as_an_error_and_not_rerun() {
     actor.kill();
     settle().await;
     let runner = Counting::new(Duration::from_millis(1), Outcome::Ok);
-    let scheduler = Scheduler::with_runner(
-        dir.path().join("cron"),
-        runner.clone(),
-        Clock::paused_at(T0 + 61_000 + 20_000),
-    );
-    let actor = start(&scheduler).await;
+    let (scheduler, actor) = boot(dir.path(), &runner, T0 + 61_000 + 20_000).await;
     settle().await;
     let (_, runs) = scheduler.runs(None, id, 5).await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");

@@ -5,7 +5,7 @@
 //! (`src/tools/builtin.rs`) checks autonomy and the action budget first. Every path goes
 //! through the policy's path rules (`src/security/paths.rs`): resolved to a canonical path,
 //! checked for workspace containment and forbidden paths, then opened component by component
-//! without following links, so a refusal names its rule (`path`, `workspace_only`,
+//! without following links, so a refusal names its rule (`path`, `workspace_only`, `git_dir`,
 //! `forbidden_paths`). The workspace is the calling session's cwd; paths in results are shown
 //! relative to it where inside it. File I/O runs on the blocking pool.
 
