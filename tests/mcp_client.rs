@@ -143,6 +143,7 @@ pub fn stdio(name: &str, command: &str, args: &[&str]) -> ServerSpec {
         roots: Vec::new(),
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     }
 }
 

@@ -43,8 +43,8 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 pub use spec::{
-    Backoff, ChildContext, ChildSpec, ExitKind, Intensity, RestartPolicy, RestartType, Shutdown,
-    StartFn, Strategy,
+    Backoff, ChildContext, ChildSpec, ExitKind, Intensity, NeedsOperator, RestartPolicy,
+    RestartType, Shutdown, StartFn, Strategy,
 };
 
 use crate::events::{EventKind, Note};
@@ -344,7 +344,10 @@ impl Actor for SupervisorActor {
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(idx) = state.index_of_cell(cell.get_id()) {
-                    let exit = ExitKind::Abnormal(error_chain(err.as_ref()));
+                    let exit = match err.downcast_ref::<NeedsOperator>() {
+                        Some(n) => ExitKind::Fatal(n.0.clone()),
+                        None => ExitKind::Abnormal(error_chain(err.as_ref())),
+                    };
                     state.child_exited(idx, exit, &myself).await?;
                 }
             }
@@ -521,6 +524,16 @@ impl SupervisorState {
             .reason(reason.clone())
             .abnormal(exit.is_abnormal());
         let policy = child.spec.policy;
+
+        if let ExitKind::Fatal(why) = &exit {
+            child.state = ActorState::Failed;
+            child.node.set_state_with(ActorState::Failed, exited);
+            child
+                .node
+                .record_event(Note::new(EventKind::GaveUp).reason(why.clone()));
+            error!(%path, reason = %why, "child needs an operator; marked failed, not restarted (restart it on request)");
+            return Ok(());
+        }
 
         if !policy.restart.restarts_after(&exit) {
             child.state = ActorState::Stopped;

@@ -103,6 +103,10 @@ pub enum TransportError {
     /// the size cap, a stream that ended before the answer. The message names the URL.
     #[error("{0}")]
     Protocol(String),
+    /// The server demands authorization that could not be had (OAuth): the message says why
+    /// and what to do (`run \`revka mcp login <name>\``). A restart does not help.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The server does not speak Streamable HTTP: it answered a POST with a legacy SSE stream.
     #[error("server does not speak Streamable HTTP: {0}")]
     NotStreamable(String),

@@ -27,6 +27,8 @@
 //!   timeouts, cancellation, progress routing, answers to server requests.
 //! - [`stdio`]: the stdio transport over a child's pipes, given as an async reader and writer
 //!   plus the process's exit (whoever spawned the child supplies them).
+//! - [`oauth`]: OAuth 2.1 for remote servers: discovery, client identity, PKCE, token
+//!   storage and refresh, client credentials; the HTTP transports put its token on requests.
 //! - [`http`]: the HTTP transports: Streamable HTTP (sessions, per-request event streams, the
 //!   server's GET stream), legacy HTTP+SSE, and `url` well-known discovery with the fallback rule.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -36,6 +38,7 @@ pub mod framing;
 pub mod http;
 pub mod jsonrpc;
 pub mod naming;
+pub mod oauth;
 pub mod protocol;
 pub mod redact;
 pub mod spec;

@@ -97,6 +97,9 @@ pub struct ServerSpec {
     /// (`${API_KEY}`, not its value), masked. `None` (a spec built in code) shows the
     /// transport's own values, masked the same way.
     pub shown: Option<Shown>,
+    /// OAuth for a Streamable HTTP server ([`crate::oauth`]): `None` sends no token (a stdio
+    /// server, or one whose `Authorization` header is configured).
+    pub oauth: Option<crate::oauth::OAuthSpec>,
 }
 
 impl ServerSpec {

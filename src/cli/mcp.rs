@@ -6,6 +6,8 @@
 //! - `add | remove` (`edit`) and `import` (`import`) change `config.toml` in place, keeping
 //!   its comments and layout (see [`crate::config::edit`]), then ask a running daemon to
 //!   reload, so the change is live at once (or say it applies at the next start);
+//! - `login | logout` (`login`) authorize Revka at a remote server that requires OAuth, or
+//!   forget that authorization; `call` and `test` log in by themselves when needed;
 //! - `get` (`get`) shows one server's entry as written, and its state in a running daemon;
 //! - `serve --stdio` (`serve`) is a stdio MCP server relaying to the running daemon, for
 //!   clients that only spawn stdio servers.
@@ -21,6 +23,7 @@ mod edit;
 mod elicit;
 mod get;
 mod import;
+mod login;
 mod peer;
 mod probe;
 mod serve;
@@ -82,6 +85,18 @@ pub enum McpAction {
         #[arg(long)]
         json: bool,
     },
+    /// Authorize Revka at a remote server that requires OAuth: opens the browser ($BROWSER, or
+    /// prints the URL), waits for the redirect, stores the tokens, reconnects the daemon's
+    /// connection.
+    Login {
+        /// The server's name.
+        name: String,
+    },
+    /// Forget a server's OAuth tokens (the daemon's connection is restarted without them).
+    Logout {
+        /// The server's name.
+        name: String,
+    },
     /// Copy servers from another client's config: claude-desktop, cursor, vscode, or a file.
     Import(ImportArgs),
     /// Serve the running daemon's tools on stdin/stdout, for clients that only spawn stdio
@@ -100,6 +115,8 @@ pub fn run(path: Option<PathBuf>, action: McpAction) -> ExitCode {
         McpAction::Get { name, json } => return get::run(&file(), &name, json),
         McpAction::Serve(args) => return serve::run(path, args),
         McpAction::List { json, url } => (probe::Probe::List { json }, url),
+        McpAction::Login { name } => (probe::Probe::Login { name }, None),
+        McpAction::Logout { name } => (probe::Probe::Logout { name }, None),
         McpAction::Test { name } => (probe::Probe::Test { name }, None),
         McpAction::Call {
             tool,

@@ -200,6 +200,7 @@ pub(crate) fn site_of<'a>(toml: Site<'a>, source: &'a ServerSource) -> Site<'a> 
 /// (deserialization filled them from the process environment).
 fn fill_home_defaults(config: &mut Config, doc: &DeTable<'_>, home: &Path) {
     let absent = |keys: &[&str]| !keypath::exists(doc, &KeyPath::keys(keys));
+    config.mcp.oauth_dir = home.join("oauth");
     if absent(&["operator", "mcp_path"]) {
         config.operator.mcp_path = home.join("operator_mcp").join("run_operator_mcp.py");
     }
@@ -302,6 +303,9 @@ fn expand_server(
     }
     for (name, value) in &mut server.headers {
         expand(value, KeyPath::keys(&["headers", name]))?;
+    }
+    if let Some(secret) = server.oauth.as_mut().and_then(|o| o.client_secret.as_mut()) {
+        expand(secret, KeyPath::keys(&["oauth", "client_secret"]))?;
     }
     Ok(())
 }

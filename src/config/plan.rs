@@ -23,6 +23,7 @@ use revka_actors::retry_queue::{self, QueueConfig};
 use revka_actors::session::{OPERATOR_SERVER, SessionLimits};
 use revka_actors::sidecar::SessionManagerSpec;
 use revka_actors::supervisor::{Intensity, RestartPolicy, RestartType, Shutdown};
+use revka_mcp::oauth::{Grant, OAuthSpec, Secret};
 use revka_mcp::protocol::Root;
 use revka_mcp::spec::{PingPolicy, ServerSpec, TransportSpec};
 
@@ -208,6 +209,7 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> Result<ServerSp
         server.url.clone().ok_or_else(|| invalid(required))
     };
     let headers = || server.headers.clone().into_iter().collect();
+    let kind = transport;
     let transport = match transport {
         Transport::Stdio => TransportSpec::Stdio {
             command: server
@@ -245,7 +247,86 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> Result<ServerSp
         reset_timeout_on_progress: server.reset_timeout_on_progress,
         // Logs and introspection show the config's unexpanded form, masked.
         shown: Some(server.shown()),
+        oauth: oauth_spec(server, kind, mcp).map_err(invalid)?,
     })
+}
+
+/// OAuth for a remote server without an `Authorization` header of its own (and without
+/// `[mcp.servers.oauth] enabled = false`); `[mcp.servers.oauth]` over `[mcp.oauth]`.
+fn oauth_spec(
+    server: &McpServerConfig,
+    transport: Transport,
+    mcp: &McpConfig,
+) -> Result<Option<OAuthSpec>, String> {
+    let table = server.oauth.clone().unwrap_or_default();
+    let remote = matches!(transport, Transport::Http | Transport::Url);
+    if !remote {
+        return match server.oauth {
+            Some(_) if transport == Transport::Stdio => {
+                Err("oauth: only for the http and url transports".into())
+            }
+            Some(_) => Err("oauth: not supported on the legacy sse transport; use http".into()),
+            None => Ok(None),
+        };
+    }
+    let has_authorization = server
+        .headers
+        .keys()
+        .any(|h| h.trim().eq_ignore_ascii_case("authorization"));
+    if !table.enabled || (has_authorization && server.oauth.is_none()) {
+        return Ok(None);
+    }
+    if has_authorization {
+        return Err(
+            "oauth: a server with an Authorization header of its own does not use OAuth (remove one of them)"
+                .into(),
+        );
+    }
+    let grant = match table.grant.as_str() {
+        "authorization_code" => Grant::AuthorizationCode,
+        "client_credentials" => Grant::ClientCredentials,
+        other => {
+            return Err(format!(
+                "oauth.grant: {other:?} is not \"authorization_code\" or \"client_credentials\""
+            ));
+        }
+    };
+    if table.client_secret.is_some() && table.client_id.is_none() {
+        return Err("oauth.client_secret: needs oauth.client_id".into());
+    }
+    if table.private_key_file.is_some() && grant != Grant::ClientCredentials {
+        return Err("oauth.private_key_file: only with grant = \"client_credentials\"".into());
+    }
+    if grant == Grant::ClientCredentials
+        && (table.client_id.is_none()
+            || (table.client_secret.is_none() && table.private_key_file.is_none()))
+    {
+        return Err(
+            "oauth.grant: \"client_credentials\" needs client_id and client_secret or private_key_file"
+                .into(),
+        );
+    }
+    if let Some(alg) = &table.signing_alg
+        && !matches!(alg.as_str(), "ES256" | "RS256")
+    {
+        return Err(format!(
+            "oauth.signing_alg: {alg:?} is not \"ES256\" or \"RS256\""
+        ));
+    }
+    let mut spec = OAuthSpec::new(server.name.clone(), mcp.oauth_dir.clone());
+    spec.client_id = table.client_id;
+    spec.client_secret = table.client_secret.map(Secret::new);
+    spec.client_metadata_url = table
+        .client_metadata_url
+        .or_else(|| mcp.oauth.client_metadata_url.clone());
+    spec.client_name = mcp.oauth.client_name.clone();
+    spec.scopes = table.scopes;
+    spec.grant = grant;
+    spec.private_key_file = table.private_key_file;
+    spec.signing_alg = table.signing_alg;
+    spec.redirect_port = table.redirect_port;
+    spec.login_timeout = Duration::from_secs(mcp.oauth.login_timeout_secs);
+    Ok(Some(spec))
 }
 
 /// `[sessions]`: the session table's limits and the creation rate per source.
@@ -320,6 +401,7 @@ impl OperatorPlan {
                 roots: Vec::new(),
                 reset_timeout_on_progress: false,
                 shown: None,
+                oauth: None,
             },
             policy: config.supervisor.policy(),
         }

@@ -67,7 +67,10 @@ impl Config {
     /// The defaults, with `REVKA_HOME`-relative paths under `home`.
     pub fn default_in(home: &Path) -> Self {
         Self {
-            mcp: McpConfig::default(),
+            mcp: McpConfig {
+                oauth_dir: home.join("oauth"),
+                ..McpConfig::default()
+            },
             mcp_server: McpEndpointConfig::default(),
             sessions: SessionsConfig::default(),
             http: HttpConfig::default(),
@@ -111,6 +114,95 @@ pub struct McpConfig {
     /// failed servers with their reason. `revka config check` treats them as errors.
     #[serde(skip)]
     pub invalid_servers: Vec<InvalidServer>,
+    /// `[mcp.oauth]`: defaults of OAuth for remote servers. Default: see [`McpOAuthConfig`].
+    #[serde(skip_serializing_if = "McpOAuthConfig::is_default")]
+    pub oauth: McpOAuthConfig,
+    /// Where OAuth tokens are stored: `$REVKA_HOME/oauth`. Not a config key.
+    #[serde(skip)]
+    pub oauth_dir: PathBuf,
+}
+
+/// `[mcp.oauth]`: how Revka presents itself to the authorization servers of remote MCP
+/// servers (OAuth 2.1, `revka mcp login`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an [mcp.oauth] table")]
+pub struct McpOAuthConfig {
+    /// A Client ID Metadata Document URL (an `https` URL where Revka's client metadata is
+    /// published) used as the client id wherever a server supports such documents; without
+    /// one, Revka registers dynamically. Default: none.
+    pub client_metadata_url: Option<String>,
+    /// The `client_name` of dynamic registrations. Default `"Revka"`.
+    pub client_name: String,
+    /// How long `revka mcp login` waits for the browser's redirect, in seconds (1–3600).
+    /// Default `300`.
+    pub login_timeout_secs: u64,
+}
+
+impl Default for McpOAuthConfig {
+    fn default() -> Self {
+        Self {
+            client_metadata_url: None,
+            client_name: "Revka".to_owned(),
+            login_timeout_secs: 300,
+        }
+    }
+}
+
+impl McpOAuthConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[mcp.servers.oauth]`: OAuth for one remote server. OAuth applies to every `http` and
+/// `url` server without an `Authorization` header of its own; this table tunes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "an [mcp.servers.oauth] table"
+)]
+pub struct ServerOAuthConfig {
+    /// `false` never sends a token (a 401 is then an error like any other). Default `true`.
+    pub enabled: bool,
+    /// A pre-registered client id: used first, before a metadata document or dynamic
+    /// registration. Default: none.
+    pub client_id: Option<String>,
+    /// Its secret (`${VAR}` expanded; with `client_id`). Default: none (a public client).
+    pub client_secret: Option<String>,
+    /// Scopes to ask for instead of the discovered ones. Default: the server's challenge,
+    /// else its `scopes_supported`, else none.
+    pub scopes: Vec<String>,
+    /// This server's Client ID Metadata Document URL, over `[mcp.oauth]`'s. Default: none.
+    pub client_metadata_url: Option<String>,
+    /// `authorization_code` (a person logs in with `revka mcp login`) or `client_credentials`
+    /// (machine to machine: needs `client_id` and `client_secret` or `private_key_file`).
+    /// Default `authorization_code`.
+    pub grant: String,
+    /// A PKCS#8 PEM private key for `private_key_jwt` client authentication (client
+    /// credentials; `~` expanded). Default: none.
+    pub private_key_file: Option<PathBuf>,
+    /// `ES256` or `RS256` for `private_key_file`. Default: the key's own kind.
+    pub signing_alg: Option<String>,
+    /// The loopback redirect's port (`http://127.0.0.1:<port>/callback`), for a server that
+    /// only accepts a registered redirect URI; 0 picks a free port. Default `0`.
+    pub redirect_port: u16,
+}
+
+impl Default for ServerOAuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+            client_metadata_url: None,
+            grant: "authorization_code".to_owned(),
+            private_key_file: None,
+            signing_alg: None,
+            redirect_port: 0,
+        }
+    }
 }
 
 /// A `[[mcp.servers]]` entry that failed validation.
@@ -132,6 +224,8 @@ impl Default for McpConfig {
             servers_file: None,
             servers: Vec::new(),
             invalid_servers: Vec::new(),
+            oauth: McpOAuthConfig::default(),
+            oauth_dir: PathBuf::new(),
         }
     }
 }
@@ -312,6 +406,10 @@ pub struct McpServerConfig {
     /// wins over `allowed_tools`. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_tools: Vec<String>,
+    /// `[mcp.servers.oauth]`: OAuth settings (remote transports only). Default: OAuth with
+    /// discovery and dynamic registration, when the server asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<ServerOAuthConfig>,
     /// `args` and `url` as written, before `${VAR}` expansion: what logs, introspection and
     /// error messages show (masked by `revka_mcp::redact`), so a variable's value never
     /// appears there. `None` for an entry built in code. Not a config key.
@@ -347,6 +445,7 @@ impl Default for McpServerConfig {
             restart: RestartOverride::default(),
             allowed_tools: None,
             denied_tools: Vec::new(),
+            oauth: None,
             written: None,
         }
     }

@@ -549,6 +549,7 @@ pub(super) fn test_spec(req: TestRequest) -> Result<ServerSpec, String> {
         roots: Vec::new(),
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     })
 }
 

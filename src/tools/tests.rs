@@ -50,6 +50,7 @@ fn add_server(hub: &McpHub, server: &str, instructions: Option<&str>, tools: &[(
         roots: vec![],
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     });
     let entry = hub.register(spec, StatusNode::root("x", "mcp_connection"));
     let client = Arc::new(McpClient::new(

@@ -41,7 +41,9 @@ use revka_mcp::spec::ServerSpec;
 use super::hub::{CatalogPart, McpHub, ServerEntry};
 use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
 use crate::status::{ActorState, StatusNode};
-use crate::supervisor::{ChildContext, ChildSpec, RestartPolicy, Shutdown, error_chain};
+use crate::supervisor::{
+    ChildContext, ChildSpec, NeedsOperator, RestartPolicy, Shutdown, error_chain,
+};
 
 /// How long a stdio server gets to exit after its stdin is closed, before SIGTERM.
 const STDIN_CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -72,6 +74,15 @@ pub enum McpError {
         /// The server.
         server: String,
         /// Why.
+        reason: String,
+    },
+    /// The server demands authorization that only a person can give (OAuth: no token, or a
+    /// refused refresh); `reason` ends with what to do. Not restarted.
+    #[error("server `{server}`: {reason}")]
+    NeedsLogin {
+        /// The server.
+        server: String,
+        /// Why, and the login hint.
         reason: String,
     },
     /// The server stopped answering: its liveness probe failed too many times in a row.
@@ -179,7 +190,14 @@ impl Actor for McpConnectionActor {
     ) -> Result<(), ActorProcessingErr> {
         let args = &state.args;
         let name = args.spec.name.clone();
-        let connected = connect::connect(args, &myself).await?;
+        let connected = match connect::connect(args, &myself).await {
+            Ok(c) => c,
+            // No restart helps until someone logs in: failed at once, not retried in a loop.
+            Err(e @ McpError::NeedsLogin { .. }) => {
+                return Err(Box::new(NeedsOperator(e.to_string())));
+            }
+            Err(e) => return Err(e.into()),
+        };
         state.process = connected.process;
         state.exit = connected.exit;
         let client = connected.client;

@@ -912,6 +912,7 @@ mod tests {
             roots: vec![],
             reset_timeout_on_progress: false,
             shown: None,
+            oauth: None,
         })
     }
 

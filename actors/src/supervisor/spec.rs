@@ -191,18 +191,28 @@ pub enum ExitKind {
     /// A panic, an `Err` from a handler, a kill, a failed start, or an OS process that exited
     /// non-zero or by a signal.
     Abnormal(String),
+    /// A failure no restart can fix: a person must act first (the child's error was a
+    /// [`NeedsOperator`]). The child is marked failed at once, whatever its restart type.
+    Fatal(String),
 }
+
+/// The error a child fails with when restarting it cannot help (e.g. an MCP server whose
+/// OAuth tokens were revoked: "run `revka mcp login <name>`"): its supervisor marks it failed
+/// with this reason instead of restarting it in a loop. A restart on request still works.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NeedsOperator(pub String);
 
 impl ExitKind {
     /// Whether this exit is abnormal.
     pub fn is_abnormal(&self) -> bool {
-        matches!(self, Self::Abnormal(_))
+        matches!(self, Self::Abnormal(_) | Self::Fatal(_))
     }
 
     /// The human-readable reason.
     pub fn reason(&self) -> &str {
         match self {
-            Self::Normal(Some(r)) | Self::Abnormal(r) => r,
+            Self::Normal(Some(r)) | Self::Abnormal(r) | Self::Fatal(r) => r,
             Self::Normal(None) => "normal",
         }
     }

@@ -44,11 +44,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{HttpEndpoint, Sequencer, Ticket, hand_to_client, header_map, http_error, net_error};
 use crate::client::{Inbound, Outgoing, Relation, Transport, TransportError};
+use crate::oauth::{Authorizer, Challenge, MAX_AUTHORIZATIONS, OAuthError};
 
 mod answer;
 mod session;
@@ -86,6 +89,8 @@ struct Inner {
     reinit: tokio::sync::Mutex<()>,
     order: Sequencer,
     listening: AtomicBool,
+    /// OAuth: puts the bearer token on every request and handles 401/403 challenges.
+    auth: Option<Arc<Authorizer>>,
 }
 
 /// What kind of message a delivery carries.
@@ -120,7 +125,18 @@ type Handler<'a> = &'a mut (dyn FnMut(&[u8]) -> Option<u64> + Send);
 impl StreamableHttp {
     /// A transport POSTing to `endpoint.url` with the shared `http` client, feeding `inbound`.
     pub fn new(endpoint: HttpEndpoint, http: reqwest::Client, inbound: Inbound) -> Arc<Self> {
+        Self::with_auth(endpoint, http, inbound, None)
+    }
+
+    /// [`StreamableHttp::new`], with OAuth by `auth` (see [`crate::oauth`]).
+    pub fn with_auth(
+        endpoint: HttpEndpoint,
+        http: reqwest::Client,
+        inbound: Inbound,
+        auth: Option<Arc<Authorizer>>,
+    ) -> Arc<Self> {
         let inner = Inner {
+            auth,
             headers: header_map(&endpoint.headers),
             url: endpoint.url,
             shown: endpoint.shown,
@@ -188,6 +204,15 @@ impl Transport for StreamableHttp {
         if self.inner.stop.is_cancelled() || self.inner.listening.swap(true, Ordering::AcqRel) {
             return;
         }
+        if let Some(auth) = self.inner.auth.clone() {
+            let stop = self.inner.stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = auth.run_refresher() => {}
+                }
+            });
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let stop = inner.stop.clone();
@@ -202,6 +227,20 @@ impl Transport for StreamableHttp {
 impl Drop for StreamableHttp {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// An OAuth failure as a transport error: one a person must resolve is
+/// [`TransportError::Unauthorized`] (no restart helps); the rest (an unreachable or broken
+/// authorization server) may pass.
+pub(crate) fn oauth_error(e: OAuthError) -> TransportError {
+    match e {
+        OAuthError::NeedsLogin { .. }
+        | OAuthError::Authorization(_)
+        | OAuthError::Refused { .. } => TransportError::Unauthorized(e.to_string()),
+        OAuthError::Protocol(_) | OAuthError::Store(_) => {
+            TransportError::Protocol(format!("OAuth: {e}"))
+        }
     }
 }
 
@@ -222,6 +261,9 @@ impl Inner {
         protocol: bool,
     ) -> HeaderMap {
         let mut h = self.headers.as_ref().cloned().unwrap_or_default();
+        if let Some(bearer) = self.auth.as_ref().and_then(|a| a.current_header()) {
+            h.insert(AUTHORIZATION, bearer);
+        }
         if let Some(accept) = accept {
             h.insert(ACCEPT, HeaderValue::from_static(accept));
         }
@@ -329,18 +371,65 @@ impl Inner {
         ticket: &mut Ticket,
     ) -> Result<(), Failure> {
         let session = self.session();
-        let mut headers = self.headers(session.as_ref(), Some(POST_ACCEPT), true);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let request = self
-            .http
-            .post(&self.url)
-            .headers(headers)
-            .body(line.clone());
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| Failure::Other(net_error(&self.shown, &e)))?;
-        let status = resp.status();
+        let mut authorizations = 0;
+        let (resp, status) = loop {
+            if let Some(auth) = &self.auth {
+                auth.bearer()
+                    .await
+                    .map_err(|e| Failure::Other(oauth_error(e)))?;
+            }
+            let mut headers = self.headers(session.as_ref(), Some(POST_ACCEPT), true);
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let sent = headers.get(AUTHORIZATION).cloned();
+            let request = self
+                .http
+                .post(&self.url)
+                .headers(headers)
+                .body(line.clone());
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| Failure::Other(net_error(&self.shown, &e)))?;
+            let status = resp.status();
+            let Some(auth) = &self.auth else {
+                break (resp, status);
+            };
+            let www = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let step_up = status == StatusCode::FORBIDDEN
+                && www
+                    .as_deref()
+                    .and_then(Challenge::parse)
+                    .is_some_and(|c| c.insufficient_scope());
+            if status != StatusCode::UNAUTHORIZED && !step_up {
+                break (resp, status);
+            }
+            if authorizations >= MAX_AUTHORIZATIONS {
+                let error = http_error(resp, &self.shown).await;
+                return Err(Failure::Other(TransportError::Unauthorized(format!(
+                    "{error} (still refused after {authorizations} new authorizations; {})",
+                    auth.hint()
+                ))));
+            }
+            authorizations += 1;
+            if let Err(e) = auth
+                .challenged(status.as_u16(), www.as_deref(), sent.as_ref())
+                .await
+            {
+                // The token is dead and only a person can get a new one: after the handshake,
+                // the connection ends with the reason (its actor then marks the server failed).
+                if status == StatusCode::UNAUTHORIZED
+                    && matches!(e, OAuthError::NeedsLogin { .. })
+                    && self.listening.load(Ordering::Acquire)
+                {
+                    self.inbound.close(&e.to_string());
+                }
+                return Err(Failure::Other(oauth_error(e)));
+            }
+        };
         if let Some(stale) = session.filter(|_| status == StatusCode::NOT_FOUND) {
             let error = http_error(resp, &self.shown).await;
             return Err(Failure::SessionExpired { stale, error });

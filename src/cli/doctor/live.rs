@@ -172,6 +172,7 @@ pub async fn operator_handshake(config: &Config, home: &Path) -> Check {
         roots: Vec::new(),
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     };
     let report = probe(&spec, &http_client()).await;
     if report.ok {

@@ -394,6 +394,7 @@ async fn slow_real_install_doctor_and_idempotence() {
         roots: Vec::new(),
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     };
     let report = probe(&spec, &http_client()).await;
     assert!(report.ok, "{report:?}");

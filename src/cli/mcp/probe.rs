@@ -40,6 +40,16 @@ pub(super) enum Probe {
         /// The server.
         name: String,
     },
+    /// `login <name>`.
+    Login {
+        /// The server.
+        name: String,
+    },
+    /// `logout <name>`.
+    Logout {
+        /// The server.
+        name: String,
+    },
     /// `call <tool> [--args JSON] [--timeout SECS]`.
     Call {
         /// `server__tool` or a bare tool name.
@@ -89,6 +99,8 @@ pub(super) fn run(config: Config, action: Probe) -> ExitCode {
         match action {
             Probe::List { json } => list(&config, json).await,
             Probe::Test { name } => test(&config, &name).await,
+            Probe::Login { name } => super::login::login(&config, &name).await,
+            Probe::Logout { name } => super::login::logout(&config, &name).await,
             Probe::Call {
                 tool,
                 args,
@@ -115,6 +127,7 @@ async fn list(config: &Config, as_json: bool) -> ExitCode {
             .map(|(server, report)| {
                 let mut row = serde_json::to_value(report).unwrap_or_default();
                 row["name"] = json!(server.name);
+                row["auth"] = json!(auth_label(server, &config.mcp));
                 row["transport"] = json!(server.transport.as_str());
                 row["auto_connect"] = json!(server.auto_connect);
                 row
@@ -149,8 +162,14 @@ async fn list(config: &Config, as_json: bool) -> ExitCode {
                     report.error.as_deref().unwrap_or("unknown error")
                 )
             };
+            let auth = auth_label(server, &config.mcp);
+            let auth = if auth == "-" {
+                String::new()
+            } else {
+                format!("  (OAuth: {auth})")
+            };
             println!(
-                "{}  [{}]{auto}  {state}",
+                "{}  [{}]{auto}  {state}{auth}",
                 server.name,
                 server.transport.as_str()
             );
@@ -169,6 +188,19 @@ async fn list(config: &Config, as_json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// A server's OAuth state as `list` shows it: `authorized`, `expired`, `needs login`, or `-`
+/// when OAuth does not apply (or the entry is invalid).
+fn auth_label(server: &McpServerConfig, mcp: &crate::config::McpConfig) -> String {
+    let Ok(spec) = server_spec(server, mcp) else {
+        return "-".into();
+    };
+    match super::login::state(&spec) {
+        None => "-".into(),
+        Some(Ok(state)) => state.label().into(),
+        Some(Err(e)) => format!("unreadable ({e})"),
     }
 }
 
@@ -199,7 +231,18 @@ async fn test(config: &Config, name: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = probe_server(server, &config.mcp, &http_client()).await;
+    let http = http_client();
+    let report = match server_spec(server, &config.mcp) {
+        Ok(mut spec) => {
+            super::login::interactive(&mut spec);
+            if let Err(e) = super::login::ensure_authorized(&spec, &http).await {
+                eprintln!("revka: {e}");
+                return ExitCode::FAILURE;
+            }
+            revka_actors::mcp::connection::probe(&spec, &http).await
+        }
+        Err(_) => probe_server(server, &config.mcp, &http).await,
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -242,7 +285,14 @@ async fn call(
     let mut roots = HashMap::new();
     for s in &servers {
         let spec = match server_spec(s, &config.mcp) {
-            Ok(spec) => spec,
+            Ok(mut spec) => {
+                super::login::interactive(&mut spec);
+                if let Err(e) = super::login::ensure_authorized(&spec, &http).await {
+                    eprintln!("revka: {e}");
+                    return ExitCode::FAILURE;
+                }
+                spec
+            }
             Err(invalid) => {
                 eprintln!(
                     "revka: {}: invalid configuration: {}",

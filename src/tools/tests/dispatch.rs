@@ -178,6 +178,7 @@ async fn an_external_tool_goes_to_its_server_with_its_progress() {
         roots: vec![],
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     });
     let entry = hub.register(spec, StatusNode::root("fs", "mcp_connection"));
     let inbound = Inbound::new("fs", vec![]).0;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef};
-use revka_mcp::client::{CallError, CallOptions, ClientEvent, Inbound, McpClient, Peer, Transport};
+use revka_mcp::client::{
+    CallError, CallOptions, ClientEvent, Inbound, McpClient, Peer, Transport, TransportError,
+};
 use revka_mcp::http::is_not_streamable;
 use revka_mcp::jsonrpc::ErrorObject;
 use revka_mcp::protocol::{
@@ -198,6 +200,19 @@ pub(super) async fn attempt(
                 process: opened.process,
                 exit: opened.exit,
             })
+        }
+        Err(HandshakeError::Call(CallError::Transport {
+            source: TransportError::Unauthorized(reason),
+            ..
+        })) => {
+            opened.client.close(&reason);
+            Err((
+                McpError::NeedsLogin {
+                    server: spec.name.clone(),
+                    reason,
+                },
+                false,
+            ))
         }
         Err(e) => {
             let not_streamable = matches!(&e, HandshakeError::Call(CallError::Transport { source, .. }) if is_not_streamable(source));

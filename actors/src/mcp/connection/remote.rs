@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use revka_mcp::client::{Inbound, McpClient, Peer, Transport, TransportError};
 use revka_mcp::http::{self, HttpEndpoint, StreamableHttp};
+use revka_mcp::oauth::Authorizer;
 use revka_mcp::redact;
 use revka_mcp::spec::{ServerSpec, TransportSpec};
 use tokio::time::Instant;
@@ -103,8 +104,17 @@ fn streamable(
     http: &reqwest::Client,
 ) -> Opened {
     let (inbound, events) = Inbound::at(&spec.name, path, spec.roots.clone());
+    let auth = spec.oauth.as_ref().and_then(|oauth| {
+        match Authorizer::new(oauth.clone(), &endpoint.url, http.clone()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(server = %spec.name, error = %e, "OAuth not set up");
+                None
+            }
+        }
+    });
     let transport: Arc<dyn Transport> =
-        StreamableHttp::new(endpoint, http.clone(), inbound.clone());
+        StreamableHttp::with_auth(endpoint, http.clone(), inbound.clone(), auth);
     Opened {
         client: Arc::new(McpClient::new(inbound, transport.clone())),
         transport,

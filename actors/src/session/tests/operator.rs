@@ -71,6 +71,7 @@ fn operator_spec() -> Arc<ServerSpec> {
         roots: vec![],
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     })
 }
 

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 
-use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock};
+use super::{Inner, LAST_EVENT_ID, MAX_BACKOFF, MIN_BACKOFF, POST_ACCEPT, lock, oauth_error};
 use crate::client::{Relation, TransportError};
 use crate::http::{
     EventStream, MAX_SSE_EVENT, content_type, hand_to_client, http_error, is_message, net_error,
@@ -171,10 +171,26 @@ impl Inner {
         {
             headers.insert(LAST_EVENT_ID, id);
         }
+        let sent = headers.get(AUTHORIZATION).cloned();
         let resp = match self.http.get(&self.url).headers(headers).send().await {
             Ok(resp) => resp,
             Err(e) => return (parser, Listened::Failed(net_error(&self.shown, &e))),
         };
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && let Some(auth) = &self.auth
+        {
+            // Renew the token (without a person) and reopen after the usual backoff.
+            let www = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let error = match auth.challenged(401, www.as_deref(), sent.as_ref()).await {
+                Ok(()) => http_error(resp, &self.shown).await,
+                Err(e) => oauth_error(e),
+            };
+            return (parser, Listened::Failed(error));
+        }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
             return (parser, Listened::NoStream);
         }

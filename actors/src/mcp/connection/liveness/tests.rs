@@ -41,6 +41,7 @@ fn spec(ping: PingPolicy) -> ServerSpec {
         roots: vec![],
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     }
 }
 

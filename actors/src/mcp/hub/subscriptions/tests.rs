@@ -39,6 +39,7 @@ fn hub() -> (Arc<McpHub>, Inbound, mpsc::UnboundedReceiver<Value>) {
         roots: vec![],
         reset_timeout_on_progress: false,
         shown: None,
+        oauth: None,
     });
     let root = StatusNode::root("mcp_servers", "supervisor");
     let entry = hub.register(spec, root.child("mcp:s", "mcp_connection", None));

@@ -1,0 +1,1 @@
+//! Tests of the OAuth flows against mock servers (axum on loopback).
