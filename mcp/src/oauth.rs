@@ -53,6 +53,15 @@ pub use store::{AuthState, Store};
 pub const MAX_DOCUMENT: usize = 256 << 10;
 /// The longest one request to an authorization server (or a metadata fetch) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`REQUEST_TIMEOUT`]; two seconds in unit tests, which serve hanging endpoints.
+fn request_timeout() -> Duration {
+    if cfg!(test) {
+        Duration::from_secs(2)
+    } else {
+        REQUEST_TIMEOUT
+    }
+}
 /// The most times one request is retried after a new authorization (on `401`, or a step-up
 /// on `403 insufficient_scope`); past it the request fails instead of looping. With the login
 /// that may precede a connection, a server that never accepts makes at most three

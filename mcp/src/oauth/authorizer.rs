@@ -547,7 +547,7 @@ impl Authorizer {
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .timeout(super::REQUEST_TIMEOUT)
+            .timeout(super::request_timeout())
             .send()
             .await
             .map_err(|e| discovery::request_error("the MCP server", &shown, &e))?;

@@ -26,7 +26,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::challenge::{Challenge, split_scopes};
-use super::{MAX_DOCUMENT, OAuthError, REQUEST_TIMEOUT};
+use super::{MAX_DOCUMENT, OAuthError, request_timeout};
 use crate::redact;
 
 /// What discovery found.
@@ -358,7 +358,7 @@ pub(super) async fn fetch_json(
     let resp = http
         .get(url.clone())
         .header(ACCEPT, "application/json")
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(request_timeout())
         .send()
         .await
         .map_err(|e| request_error(what, &shown, &e))?;
@@ -414,11 +414,11 @@ pub(super) async fn read_document(
     }
     let mut body = Vec::new();
     loop {
-        match tokio::time::timeout(REQUEST_TIMEOUT, resp.chunk()).await {
+        match tokio::time::timeout(request_timeout(), resp.chunk()).await {
             Err(_) => {
                 return Err(OAuthError::Protocol(format!(
                     "{what} at {shown}: no data for {} s",
-                    REQUEST_TIMEOUT.as_secs()
+                    request_timeout().as_secs()
                 )));
             }
             Ok(Err(e)) => return Err(request_error(what, shown, &e)),
@@ -447,8 +447,8 @@ pub(super) async fn read_document(
 pub(super) fn request_error(what: &str, shown: &str, e: &reqwest::Error) -> OAuthError {
     if e.is_timeout() {
         return OAuthError::Protocol(format!(
-            "{what} at {shown} did not answer within {} s",
-            REQUEST_TIMEOUT.as_secs()
+            "{what} at {shown} timed out: no answer within {} s",
+            request_timeout().as_secs()
         ));
     }
     let mut innermost = String::from("request failed");

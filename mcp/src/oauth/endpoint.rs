@@ -15,7 +15,7 @@ use url::Url;
 
 use super::discovery::{read_document, request_error};
 use super::store::ClientRecord;
-use super::{OAuthError, OAuthSpec, REQUEST_TIMEOUT, Secret, jwt};
+use super::{OAuthError, OAuthSpec, Secret, jwt, request_timeout};
 use crate::redact;
 
 /// How the client authenticates at the token endpoint.
@@ -81,7 +81,7 @@ pub(super) async fn register(
         .post(endpoint.clone())
         .header(ACCEPT, "application/json")
         .json(&body)
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(request_timeout())
         .send()
         .await
         .map_err(|e| request_error("client registration", &shown, &e))?;
@@ -133,7 +133,7 @@ pub(super) async fn token(
     let mut request = http
         .post(&target.token_endpoint)
         .header(ACCEPT, "application/json")
-        .timeout(REQUEST_TIMEOUT);
+        .timeout(request_timeout());
     match client.auth_method.as_str() {
         PRIVATE_KEY_JWT => {
             let path = spec.private_key_file.as_ref().ok_or_else(|| {
