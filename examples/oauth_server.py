@@ -15,8 +15,16 @@ One process, two loopback listeners on ephemeral ports:
   challenge and `resource` = the MCP URL, then redirects 302 with `code` and `state`) and
   `/token` (`authorization_code` with the PKCE verifier, the redirect URI and client
   authentication checked; `refresh_token` with rotation: every refresh issues a new refresh
-  token and retires the old one, whose reuse is `invalid_grant`). Plus, for tests, `GET
-  /admin/stats` and `POST /admin/revoke`.
+  token and retires the old one, whose reuse is `invalid_grant`).
+- the admin API, on the AS's port, for tests: `GET /admin/stats` answers
+  `{grants: {authorization_code, refresh_token}, registrations, authorizations, token_requests,
+  errors: {oauth error code: n}, revocations, requests: {path: n}, rs: {authorized,
+  unauthorized}, live: {access_tokens, refresh_tokens}, clients: [{client_id,
+  token_endpoint_auth_method, redirect_uris}], access_tokens, refresh_tokens (every one issued,
+  in order), live_refresh_tokens, tokens (all access and refresh tokens), secrets
+  (authorization codes and client secrets)}`, so a test can look for any of them where it must
+  not be; `POST /admin/revoke` kills every access and refresh token (the RS then answers 401,
+  a refresh `invalid_grant`) and answers the stats.
 
 At start it prints one JSON line on stdout, then serves until SIGTERM/SIGINT:
 
@@ -56,7 +64,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -156,6 +164,7 @@ class State:
             "token_requests": self.counts.get("token_requests", 0),
             "errors": {k[len("error:") :]: v for k, v in self.counts.items() if k.startswith("error:")},
             "revocations": self.counts.get("revocations", 0),
+            "requests": {k[len("path:") :]: v for k, v in self.counts.items() if k.startswith("path:")},
             "rs": {
                 "authorized": self.counts.get("rs:authorized", 0),
                 "unauthorized": self.counts.get("rs:unauthorized", 0),
@@ -233,7 +242,7 @@ def with_query(uri: str, params: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------
 
 
-def authorization_server(state: State, args: argparse.Namespace) -> Starlette:
+def authorization_server(state: State, args: argparse.Namespace) -> ASGIApp:
     issuer = state.issuer
 
     async def metadata(_: Request) -> Response:
@@ -436,7 +445,7 @@ def authorization_server(state: State, args: argparse.Namespace) -> Starlette:
         state.count("revocations")
         return JSONResponse(state.stats())
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
             Route("/register", register, methods=["POST"]),
@@ -446,6 +455,13 @@ def authorization_server(state: State, args: argparse.Namespace) -> Starlette:
             Route("/admin/revoke", revoke_all, methods=["POST"]),
         ]
     )
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/admin/"):
+            state.count(f"path:{scope['path']}")
+        await app(scope, receive, send)
+
+    return counted
 
 
 # ---------------------------------------------------------------------------
@@ -502,6 +518,7 @@ def resource_server(state: State, args: argparse.Namespace) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        state.count(f"path:{scope['path']}")
         if args.prm_other_resource and scope["path"] == prm_path:
             doc = {"resource": OTHER_RESOURCE, "authorization_servers": [state.issuer], "scopes_supported": [SCOPE]}
             await JSONResponse(doc)(scope, receive, send)
