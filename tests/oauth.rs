@@ -220,7 +220,7 @@ impl Setup {
                 "# Plays the person approving in a browser: follows the authorization URL and the\n\
                  # redirect to Revka's loopback callback.\n\
                  printf '%s\\n' \"$1\" >> '{log}'\n\
-                 exec curl -sS -o /dev/null -L --max-time 60 \"$1\"\n",
+                 exec curl -sS --noproxy '*' -o /dev/null -L --max-time 60 \"$1\"\n",
                 log = log.display()
             ),
         )
@@ -1107,12 +1107,12 @@ async fn login_refuses_a_callback_with_a_wrong_state() {
         &format!(
             "# Approves, then delivers the callback with its state replaced (a forged or mixed-up\n\
              # response).\n\
-             loc=$(curl -sS -o /dev/null -w '%{{redirect_url}}' \"$1\")\n\
+             loc=$(curl -sS --noproxy '*' --max-time 60 -o /dev/null -w '%{{redirect_url}}' \"$1\")\n\
              case \"$loc\" in\n\
                *state=*) bad=$(printf '%s' \"$loc\" | sed 's/state=[^&]*/state=forged-state/') ;;\n\
                *) bad=\"$loc&state=forged-state\" ;;\n\
              esac\n\
-             curl -sS -o /dev/null -w '%{{http_code}}' \"$bad\" > '{}'\n",
+             curl -sS --noproxy '*' --max-time 60 -o /dev/null -w '%{{http_code}}' \"$bad\" > '{}'\n",
             status.display()
         ),
     );
@@ -1150,9 +1150,9 @@ async fn a_callback_hit_twice_logs_in_once() {
         "twice.sh",
         &format!(
             "# Approves, then delivers the same callback twice (a reload, a replay).\n\
-             loc=$(curl -sS -o /dev/null -w '%{{redirect_url}}' \"$1\")\n\
-             first=$(curl -sS -o /dev/null -w '%{{http_code}}' \"$loc\")\n\
-             second=$(curl -sS -o /dev/null -w '%{{http_code}}' \"$loc\")\n\
+             loc=$(curl -sS --noproxy '*' --max-time 60 -o /dev/null -w '%{{redirect_url}}' \"$1\")\n\
+             first=$(curl -sS --noproxy '*' --max-time 60 -o /dev/null -w '%{{http_code}}' \"$loc\")\n\
+             second=$(curl -sS --noproxy '*' --max-time 60 -o /dev/null -w '%{{http_code}}' \"$loc\")\n\
              echo \"$first $second\" > '{}'\n",
             statuses.display()
         ),
