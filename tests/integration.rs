@@ -31,6 +31,7 @@ mod mcp_server;
 mod mcp_standard;
 mod mcp_surface;
 mod metrics;
+mod oauth;
 mod operator;
 mod orphans;
 mod reload;
