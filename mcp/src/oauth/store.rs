@@ -218,8 +218,9 @@ impl Store {
         })
     }
 
-    /// Forgets `server`'s tokens; whether there were any.
+    /// Forgets `server`'s tokens (and its lock file); whether there were any.
     pub fn remove(&self, server: &str) -> Result<bool, OAuthError> {
+        let _ = fs::remove_file(self.dir.join(format!("{server}.lock")));
         let path = self.path(server);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
