@@ -162,8 +162,8 @@ const GROUPS: [(&str, &[AuthScenario]); 4] = [
     ("draft", &DRAFT),
 ];
 
-/// How long the suite lets the client run: above `revka mcp call --timeout 30`, so that
-/// Revka's own timeout, with its message, comes first.
+/// How long the suite lets the client run: above `revka mcp call --timeout 30` and the
+/// wrapper's own 50 s deadline, so that those, with their messages, come first.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The client command's wrapper (see its docstring).
@@ -277,8 +277,10 @@ impl Run {
 
 /// Runs `scenarios` one at a time with `revka mcp` as the client.
 async fn run_all(suite: &Suite, scenarios: &[&[AuthScenario]]) -> Vec<Run> {
+    // `exec`: the suite runs the command through `sh -c` and on its timeout kills that shell,
+    // which would leave the wrapper and revka running (and the suite waiting for their output).
     let command = format!(
-        "{} {}",
+        "exec {} {}",
         venv_bin(&suite.cache, "python").display(),
         wrapper().display()
     );

@@ -30,8 +30,11 @@ is a 0600 file in the temporary home.
 Environment: `REVKA_BIN` (required), the `revka` binary; `AUTH_CLIENT_STATUS` (optional), a file
 this script writes revka's exit status to (`exit N` or `signal N`), so a caller can tell the
 client's result from the suite's checks. Any stdlib Python 3 runs it; the tests use the venv's.
-Exit status: revka's; 2 when this script cannot set the run up (the reason on stderr);
-128 + N when stopped by signal N (revka is stopped first).
+Exit status: revka's; 2 when this script cannot set the run up (the reason on stderr); 124
+when revka ran over DEADLINE_SECS (it is stopped); 128 + N when this script is stopped by
+signal N (revka is stopped first). Run it as `exec <python> auth_client.py`: the suite runs
+its command through `sh -c` and, on its timeout, kills the shell, which does not pass the
+signal on (dash does not exec the command).
 """
 
 import json
@@ -46,6 +49,12 @@ from pathlib import Path
 SERVER = "conformance"
 TOOL = "test-tool"
 CALL_TIMEOUT_SECS = "30"
+# The longest revka may run in all (discovery, registration, the browser step, the call): past
+# it revka is stopped (SIGTERM, SIGKILL 5 s later). Below the suite's client timeout, because
+# the suite's own kill reaches the shell it runs this through, not this script, unless the
+# command starts with `exec` (tests/conformance/auth.rs does that too).
+DEADLINE_SECS = 50
+KILL_GRACE_SECS = 5
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
 SECRET_VAR = "REVKA_CONFORMANCE_CLIENT_SECRET"
 CLIENT_CREDENTIALS_PREFIX = "auth/client-credentials-"
@@ -171,12 +180,18 @@ def run(url: str) -> int:
         child = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
         if stop_signal is not None:
             child.send_signal(stop_signal)
-        while True:
+        try:
+            code = child.wait(timeout=DEADLINE_SECS)
+        except subprocess.TimeoutExpired:
+            print(f"auth_client.py: revka still running after {DEADLINE_SECS} s: stopping it", file=sys.stderr, flush=True)
+            child.terminate()
             try:
-                code = child.wait()
-                break
-            except InterruptedError:
-                continue
+                child.wait(timeout=KILL_GRACE_SECS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            record_status(f"stopped after {DEADLINE_SECS} s")
+            return 124
         record_status(f"signal {-code}" if code < 0 else f"exit {code}")
         if stop_signal is not None:
             return 128 + stop_signal
