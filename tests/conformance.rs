@@ -52,6 +52,7 @@
 //! dependencies (`.ci/test` installs them) the tests are skipped, or fail under
 //! `REVKA_REQUIRE_INTEROP=1`.
 
+mod auth;
 mod client;
 mod http;
 mod suite;

@@ -1,6 +1,6 @@
 //! Running the conformance suite's CLI and reading what it found: in server mode one
 //! [`Report`] per run, an [`Outcome`] per scenario, compared with the expectation lists of
-//! [`super`]; in client mode one [`Outcome`] per scenario run.
+//! [`super`]; in client mode one [`Outcome`] (or the checks themselves) per scenario run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -66,20 +66,40 @@ impl Suite {
 
     /// The suite's server scenarios (`list --server`).
     pub(super) async fn scenarios(&self) -> BTreeSet<String> {
+        self.list("--server").await.into_keys().collect()
+    }
+
+    /// The suite's client scenarios (`list --client`), each with the spec versions (or
+    /// `extension`, `draft`) it is listed under.
+    pub(super) async fn client_scenarios(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.list("--client").await
+    }
+
+    /// `list <which>`: lines `  - <name> [<version>,<version>]` (the versions optional).
+    async fn list(&self, which: &str) -> BTreeMap<String, BTreeSet<String>> {
         let dir = tempfile::tempdir().unwrap();
         let out = self
             .command(dir.path())
-            .args(["list", "--server"])
+            .args(["list", which])
             .output()
             .await
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "list --server: {stdout}");
-        let names: BTreeSet<String> = stdout
+        assert!(out.status.success(), "list {which}: {stdout}");
+        let names: BTreeMap<String, BTreeSet<String>> = stdout
             .lines()
             .filter_map(|l| l.strip_prefix("  - "))
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_owned)
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let name = words.next()?.to_owned();
+                let versions = words
+                    .next()
+                    .and_then(|v| v.strip_prefix('['))
+                    .and_then(|v| v.strip_suffix(']'))
+                    .map(|v| v.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                Some((name, versions))
+            })
             .collect();
         assert!(!names.is_empty(), "no scenarios in: {stdout}");
         names
@@ -128,6 +148,20 @@ impl Suite {
         command: &str,
         envs: &[(&str, &Path)],
     ) -> (Outcome, String) {
+        let (checks, output) = self.run_client_checks(scenario, command, envs, None).await;
+        (Outcome::of(&checks), output)
+    }
+
+    /// [`Self::run_client`], giving the scenario's checks themselves (as the suite wrote them
+    /// to `checks.json`); `client_timeout` is how long the suite lets the client run (its
+    /// `--timeout`; `None`: the suite's default, 30 s).
+    pub(super) async fn run_client_checks(
+        &self,
+        scenario: &str,
+        command: &str,
+        envs: &[(&str, &Path)],
+        client_timeout: Option<Duration>,
+    ) -> (Vec<Value>, String) {
         let dir = tempfile::tempdir().unwrap();
         let results = dir.path().join("results");
         let mut cmd = self.command(dir.path());
@@ -135,6 +169,9 @@ impl Suite {
             .arg("--output-dir")
             .arg(&results)
             .envs(envs.iter().copied());
+        if let Some(timeout) = client_timeout {
+            cmd.args(["--timeout", &timeout.as_millis().to_string()]);
+        }
         let out = tokio::time::timeout(SUITE_TIMEOUT, cmd.output())
             .await
             .unwrap_or_else(|_| panic!("the conformance suite ran over {SUITE_TIMEOUT:?}"))
@@ -144,10 +181,13 @@ impl Suite {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let entries: Vec<_> = std::fs::read_dir(&results)
-            .unwrap_or_else(|e| {
-                panic!("no results in {results:?} ({e}); the suite said:\n{output}")
-            })
+        // The result directory is `<scenario>-<timestamp>`: under `auth/` for `auth/…`.
+        let parent = match scenario.rsplit_once('/') {
+            Some((dir, _)) => results.join(dir),
+            None => results,
+        };
+        let entries: Vec<_> = std::fs::read_dir(&parent)
+            .unwrap_or_else(|e| panic!("no results in {parent:?} ({e}); the suite said:\n{output}"))
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(
@@ -162,7 +202,7 @@ impl Suite {
             let text = std::fs::read_to_string(entries[0].join(file)).unwrap_or_default();
             output.push_str(&format!("\n--- the client's {file}:\n{text}"));
         }
-        (Outcome::of(&checks), output)
+        (checks, output)
     }
 }
 
@@ -197,12 +237,17 @@ impl std::fmt::Display for Outcome {
 }
 
 impl Outcome {
-    fn of(checks: &[Value]) -> Self {
+    /// What `checks` (as in `checks.json`) come to. A failed check is shown by its
+    /// `errorMessage`, else its `description` (the auth scenarios give only that).
+    pub(super) fn of(checks: &[Value]) -> Self {
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| c["status"] == "FAILURE")
             .map(|c| {
-                let message = c["errorMessage"].as_str().unwrap_or("(no message)");
+                let message = c["errorMessage"]
+                    .as_str()
+                    .or_else(|| c["description"].as_str())
+                    .unwrap_or("(no message)");
                 format!("{}: {message}", c["id"].as_str().unwrap_or("?"))
             })
             .collect();
