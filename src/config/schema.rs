@@ -125,7 +125,7 @@ pub struct McpConfig {
 /// `[mcp.oauth]`: how Revka presents itself to the authorization servers of remote MCP
 /// servers (OAuth 2.1, `revka mcp login`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an [mcp.oauth] table")]
+#[serde(default, expecting = "an [mcp.oauth] table")]
 pub struct McpOAuthConfig {
     /// A Client ID Metadata Document URL (an `https` URL where Revka's client metadata is
     /// published) used as the client id wherever a server supports such documents; without
@@ -157,11 +157,7 @@ impl McpOAuthConfig {
 /// `[mcp.servers.oauth]`: OAuth for one remote server. OAuth applies to every `http` and
 /// `url` server without an `Authorization` header of its own; this table tunes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    default,
-    deny_unknown_fields,
-    expecting = "an [mcp.servers.oauth] table"
-)]
+#[serde(default, expecting = "an [mcp.servers.oauth] table")]
 pub struct ServerOAuthConfig {
     /// `false` never sends a token (a 401 is then an error like any other). Default `true`.
     pub enabled: bool,

@@ -3,7 +3,7 @@
 //! For each scenario the suite starts an MCP server (one tool, `test-tool`) behind a fake
 //! authorization server and runs `<venv python> tests/conformance/auth_client.py <serverUrl>`.
 //! That wrapper writes a fresh `REVKA_HOME/config.toml` (server `conformance`, `transport =
-//! "http"`, the suite's URL; `[mcp.servers.oauth]` from the scenario's context; `[oauth]
+//! "http"`, the suite's URL; `[mcp.servers.oauth]` from the scenario's context; `[mcp.oauth]
 //! client_metadata_url` = the suite's CIMD URL), sets `BROWSER` to `tests/conformance/browser.sh`
 //! (it follows the fake `/authorize`'s redirect to Revka's loopback callback), and runs `revka
 //! mcp call conformance__test-tool --timeout 30`, which must discover, register, authorize and
@@ -16,7 +16,7 @@
 //! | `auth/metadata-var1`                         | the same PRM not named in `WWW-Authenticate`; OIDC discovery   | -                                     | 0           |
 //! | `auth/metadata-var2`                         | PRM at the root well-known URL; an issuer with a path (`/tenant1`) | -                                 | 0           |
 //! | `auth/metadata-var3`                         | PRM at a custom URL from `WWW-Authenticate`; OIDC discovery under `/tenant1` | -                       | 0           |
-//! | `auth/basic-cimd`                            | the CIMD URL as `client_id` where the AS supports it           | - (`[oauth] client_metadata_url`)     | 0           |
+//! | `auth/basic-cimd`                            | the CIMD URL as `client_id` where the AS supports it           | - (`[mcp.oauth] client_metadata_url`)     | 0           |
 //! | `auth/scope-from-www-authenticate`           | the `scope` of the 401's `WWW-Authenticate`                    | -                                     | 0           |
 //! | `auth/scope-from-scopes-supported`           | else every scope in the PRM's `scopes_supported`               | -                                     | 0           |
 //! | `auth/scope-omitted-when-undefined`          | else no `scope` at all                                         | -                                     | 0           |
@@ -427,7 +427,7 @@ exit 3
     assert_eq!(server["url"].as_str(), Some(url));
     assert!(server.get("oauth").is_none(), "{config}");
     assert_eq!(
-        config["oauth"]["client_metadata_url"].as_str(),
+        config["mcp"]["oauth"]["client_metadata_url"].as_str(),
         Some("https://conformance-test.local/client-metadata.json")
     );
     assert_eq!(

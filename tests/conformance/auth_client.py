@@ -9,7 +9,7 @@ pre-registered client's credentials or key). For each run this script:
    registration outlives the run);
 2. writes `config.toml` there: one server, `conformance`, `transport = "http"` at the suite's
    URL, with a `[mcp.servers.oauth]` table built from the scenario and its context, and
-   `[oauth] client_metadata_url` set to the Client ID Metadata Document URL the suite's
+   `[mcp.oauth] client_metadata_url` set to the Client ID Metadata Document URL the suite's
    `auth/basic-cimd` expects (Revka presents it where an authorization server supports CIMD);
 3. sets `BROWSER` to `browser.sh` beside this file (it follows the fake authorization server's
    redirect from `/authorize` straight to Revka's loopback callback, playing the person);
@@ -123,6 +123,9 @@ def write_config(home: Path, url: str, oauth: list) -> None:
         "[mcp]",
         "enabled = true",
         "",
+        "[mcp.oauth]",
+        f"client_metadata_url = {toml_str(CIMD_URL)}",
+        "",
         "[[mcp.servers]]",
         f"name = {toml_str(SERVER)}",
         'transport = "http"',
@@ -130,7 +133,7 @@ def write_config(home: Path, url: str, oauth: list) -> None:
     ]
     if oauth:
         text += ["", "[mcp.servers.oauth]", *oauth]
-    text += ["", "[oauth]", f"client_metadata_url = {toml_str(CIMD_URL)}", ""]
+    text.append("")
     (home / "config.toml").write_text("\n".join(text))
 
 
