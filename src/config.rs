@@ -100,12 +100,15 @@ impl Config {
     /// name looks secret (`revka_mcp::redact::is_secret_name`: `TOKEN`, `KEY`, `SECRET`,
     /// `PASSWORD`, ...), is shown as `"***"`; `args` and `url` are shown as written (`${VAR}`
     /// unexpanded) and masked by the rule logs and introspection use (`revka_mcp::redact`).
-    /// The built-in tools' provider `api_key`s are masked too.
+    /// The built-in tools' provider `api_key`s and OAuth `client_secret`s are masked too.
     pub fn display_toml(&self) -> String {
         let mut shown = self.clone();
         for server in &mut shown.mcp.servers {
             for value in server.headers.values_mut() {
                 *value = MASK.to_owned();
+            }
+            if let Some(secret) = server.oauth.as_mut().and_then(|o| o.client_secret.as_mut()) {
+                *secret = MASK.to_owned();
             }
             for (name, value) in &mut server.env {
                 if redact::is_secret_name(name) {

@@ -251,67 +251,105 @@ pub fn server_spec(server: &McpServerConfig, mcp: &McpConfig) -> Result<ServerSp
     })
 }
 
-/// OAuth for a remote server without an `Authorization` header of its own (and without
+/// What is wrong with a server's `[mcp.servers.oauth]` table, as `(key, message)`; else its
+/// grant. Shared by the load-time validation (which names `file:line:col`) and the plan.
+pub(crate) fn check_oauth(server: &McpServerConfig) -> Result<Grant, (&'static str, String)> {
+    let Some(table) = &server.oauth else {
+        return Ok(Grant::AuthorizationCode);
+    };
+    if let TransportSetting::Known(t) = &server.transport
+        && *t != Transport::Http
+    {
+        return Err((
+            "oauth",
+            format!(
+                "only for the http transport (this server's is {:?})",
+                t.as_str()
+            ),
+        ));
+    }
+    if table.enabled
+        && server
+            .headers
+            .keys()
+            .any(|h| h.trim().eq_ignore_ascii_case("authorization"))
+    {
+        return Err((
+            "oauth",
+            "a server with an Authorization header of its own does not use OAuth (remove one of them)"
+                .into(),
+        ));
+    }
+    let grant = match table.grant.as_str() {
+        "authorization_code" => Grant::AuthorizationCode,
+        "client_credentials" => Grant::ClientCredentials,
+        other => {
+            return Err((
+                "grant",
+                format!("{other:?} is not \"authorization_code\" or \"client_credentials\""),
+            ));
+        }
+    };
+    if table.client_secret.is_some() && table.client_id.is_none() {
+        return Err(("client_secret", "needs oauth.client_id".into()));
+    }
+    if table.private_key_file.is_some() && grant != Grant::ClientCredentials {
+        return Err((
+            "private_key_file",
+            "only with grant = \"client_credentials\"".into(),
+        ));
+    }
+    if grant == Grant::ClientCredentials
+        && (table.client_id.is_none()
+            || (table.client_secret.is_none() && table.private_key_file.is_none()))
+    {
+        return Err((
+            "grant",
+            "\"client_credentials\" needs client_id and client_secret or private_key_file".into(),
+        ));
+    }
+    if let Some(alg) = &table.signing_alg
+        && !matches!(alg.as_str(), "ES256" | "RS256")
+    {
+        return Err((
+            "signing_alg",
+            format!("{alg:?} is not \"ES256\" or \"RS256\""),
+        ));
+    }
+    if let Some(url) = &table.client_metadata_url {
+        check_metadata_url(url).map_err(|m| ("client_metadata_url", m))?;
+    }
+    Ok(grant)
+}
+
+/// A Client ID Metadata Document URL must be `https` with a path (the spec's rule).
+pub(crate) fn check_metadata_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" && u.path() != "/" && u.host_str().is_some() => Ok(()),
+        _ => Err(format!(
+            "{url:?} is not an https URL with a path (a Client ID Metadata Document URL)"
+        )),
+    }
+}
+
+/// OAuth for an `http` server without an `Authorization` header of its own (and without
 /// `[mcp.servers.oauth] enabled = false`); `[mcp.servers.oauth]` over `[mcp.oauth]`.
 fn oauth_spec(
     server: &McpServerConfig,
     transport: Transport,
     mcp: &McpConfig,
 ) -> Result<Option<OAuthSpec>, String> {
+    let grant = check_oauth(server).map_err(|(key, m)| match key {
+        "oauth" => format!("oauth: {m}"),
+        key => format!("oauth.{key}: {m}"),
+    })?;
     let table = server.oauth.clone().unwrap_or_default();
-    let remote = matches!(transport, Transport::Http | Transport::Url);
-    if !remote {
-        return match server.oauth {
-            Some(_) if transport == Transport::Stdio => {
-                Err("oauth: only for the http and url transports".into())
-            }
-            Some(_) => Err("oauth: not supported on the legacy sse transport; use http".into()),
-            None => Ok(None),
-        };
-    }
     let has_authorization = server
         .headers
         .keys()
         .any(|h| h.trim().eq_ignore_ascii_case("authorization"));
-    if !table.enabled || (has_authorization && server.oauth.is_none()) {
+    if transport != Transport::Http || !table.enabled || has_authorization {
         return Ok(None);
-    }
-    if has_authorization {
-        return Err(
-            "oauth: a server with an Authorization header of its own does not use OAuth (remove one of them)"
-                .into(),
-        );
-    }
-    let grant = match table.grant.as_str() {
-        "authorization_code" => Grant::AuthorizationCode,
-        "client_credentials" => Grant::ClientCredentials,
-        other => {
-            return Err(format!(
-                "oauth.grant: {other:?} is not \"authorization_code\" or \"client_credentials\""
-            ));
-        }
-    };
-    if table.client_secret.is_some() && table.client_id.is_none() {
-        return Err("oauth.client_secret: needs oauth.client_id".into());
-    }
-    if table.private_key_file.is_some() && grant != Grant::ClientCredentials {
-        return Err("oauth.private_key_file: only with grant = \"client_credentials\"".into());
-    }
-    if grant == Grant::ClientCredentials
-        && (table.client_id.is_none()
-            || (table.client_secret.is_none() && table.private_key_file.is_none()))
-    {
-        return Err(
-            "oauth.grant: \"client_credentials\" needs client_id and client_secret or private_key_file"
-                .into(),
-        );
-    }
-    if let Some(alg) = &table.signing_alg
-        && !matches!(alg.as_str(), "ES256" | "RS256")
-    {
-        return Err(format!(
-            "oauth.signing_alg: {alg:?} is not \"ES256\" or \"RS256\""
-        ));
     }
     let mut spec = OAuthSpec::new(server.name.clone(), mcp.oauth_dir.clone());
     spec.client_id = table.client_id;

@@ -154,8 +154,8 @@ impl McpOAuthConfig {
     }
 }
 
-/// `[mcp.servers.oauth]`: OAuth for one remote server. OAuth applies to every `http` and
-/// `url` server without an `Authorization` header of its own; this table tunes it.
+/// `[mcp.servers.oauth]`: OAuth for one remote server. OAuth applies to every `http` server
+/// without an `Authorization` header of its own; this table tunes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, expecting = "an [mcp.servers.oauth] table")]
 pub struct ServerOAuthConfig {
@@ -402,7 +402,7 @@ pub struct McpServerConfig {
     /// wins over `allowed_tools`. Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_tools: Vec<String>,
-    /// `[mcp.servers.oauth]`: OAuth settings (remote transports only). Default: OAuth with
+    /// `[mcp.servers.oauth]`: OAuth settings (`http` transport only). Default: OAuth with
     /// discovery and dynamic registration, when the server asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<ServerOAuthConfig>,

@@ -46,6 +46,7 @@ pub(crate) fn validate(
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
     check_positive(config, site)?;
+    check_oauth_defaults(config, site)?;
     check_client_limits(config, site)?;
     if config.runtime.worker_threads > MAX_WORKER_THREADS {
         return Err(site.invalid(
@@ -212,6 +213,23 @@ fn check_mcp_endpoint(
              without a token and call every tool, as with a stdio server"
                 .to_owned(),
         );
+    }
+    Ok(())
+}
+
+/// `[mcp.oauth]`: the login wait and the Client ID Metadata Document URL.
+fn check_oauth_defaults(config: &Config, site: Site<'_>) -> Result<(), ConfigError> {
+    let oauth = &config.mcp.oauth;
+    if !(1..=3600).contains(&oauth.login_timeout_secs) {
+        return Err(site.invalid(
+            &KeyPath::keys(&["mcp", "oauth", "login_timeout_secs"]),
+            "must be between 1 and 3600",
+        ));
+    }
+    if let Some(url) = &oauth.client_metadata_url {
+        crate::config::plan::check_metadata_url(url).map_err(|m| {
+            site.invalid(&KeyPath::keys(&["mcp", "oauth", "client_metadata_url"]), m)
+        })?;
     }
     Ok(())
 }

@@ -36,7 +36,8 @@ use connect::Connected;
 pub use connect::{ProbeReport, probe};
 use liveness::{ProbeStatus, Unresponsive};
 use revka_mcp::client::{ClientEvent, McpClient};
-use revka_mcp::spec::ServerSpec;
+use revka_mcp::oauth::AuthState;
+use revka_mcp::spec::{ServerSpec, TransportSpec};
 
 use super::hub::{CatalogPart, McpHub, ServerEntry};
 use crate::process::{ExitInfo, ProcessActor, ProcessMessage};
@@ -406,7 +407,26 @@ fn details(entry: &ServerEntry, probe: &ProbeStatus) -> serde_json::Value {
         "tool_timeout_secs": spec.tool_timeout.as_secs(),
         // The liveness probe: its policy, pings sent, and the last one's time and latency.
         "liveness": probe.details(spec.ping),
+        // OAuth (an http server without an Authorization header): the stored authorization.
+        "oauth": oauth_details(&spec),
     })
+}
+
+/// `{state, expires_in_secs, scope}` of the server's stored OAuth authorization (never a
+/// token), or null when OAuth does not apply.
+fn oauth_details(spec: &ServerSpec) -> serde_json::Value {
+    let (Some(oauth), TransportSpec::Http { url, .. }) = (&spec.oauth, &spec.transport) else {
+        return serde_json::Value::Null;
+    };
+    match revka_mcp::oauth::stored_state(oauth, url) {
+        Ok(AuthState::Authorized { expires_in, scope }) => json!({
+            "state": "authorized",
+            "expires_in_secs": expires_in,
+            "scope": scope,
+        }),
+        Ok(state) => json!({ "state": state.label() }),
+        Err(e) => json!({ "state": "unreadable", "error": e.to_string() }),
+    }
 }
 
 /// The child spec of a server's connection actor, id `mcp:<name>`. Its shutdown budget covers

@@ -123,6 +123,13 @@ fn shown(server: &McpServerConfig) -> Value {
     let mut value = serde_json::to_value(server).unwrap_or_else(|_| json!({}));
     value["env"] = json!(masked(&server.env, is_secret_name));
     value["headers"] = json!(masked(&server.headers, |_| true));
+    if server
+        .oauth
+        .as_ref()
+        .is_some_and(|o| o.client_secret.is_some())
+    {
+        value["oauth"]["client_secret"] = json!(revka_mcp::redact::MASK);
+    }
     value
 }
 

@@ -80,10 +80,10 @@ pub(super) fn interactive(spec: &mut ServerSpec) {
 /// The server's URL and OAuth spec, or why it has none.
 fn oauth_of(spec: &ServerSpec) -> Result<(String, OAuthSpec), String> {
     let url = match &spec.transport {
-        TransportSpec::Http { url, .. } | TransportSpec::Url { url, .. } => url.clone(),
+        TransportSpec::Http { url, .. } => url.clone(),
         _ => {
             return Err(format!(
-                "server `{}` is not an http or url server: OAuth does not apply",
+                "server `{}` is not an http server: OAuth does not apply",
                 spec.name
             ));
         }

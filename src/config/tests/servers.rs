@@ -349,3 +349,99 @@ fn provider_api_keys_are_masked_when_shown() {
     assert!(shown.contains("provider = \"brave\""), "{shown}");
     assert!(!format!("{:?}", loaded.config.tools).contains("sk-live"));
 }
+
+/// OAuth: an http server without an Authorization header gets it by default (store under
+/// `$REVKA_HOME/oauth`, hint naming the server); `[mcp.servers.oauth]` tunes it with
+/// `client_secret` expanded and masked; a header, `enabled = false` or another transport has
+/// none; every bad table is a precise error naming its key.
+#[test]
+fn oauth_tables_are_checked_and_built_into_the_spec() {
+    let env = env_of(&[
+        ("HOME", "/home/u"),
+        ("REVKA_HOME", "/rh"),
+        ("SEC", "s3cr3t-value"),
+    ]);
+    let text = "[mcp.oauth]\nclient_metadata_url = \"https://revka.example/client.json\"\n\
+                [[mcp.servers]]\nname = \"plain\"\ntransport = \"http\"\nurl = \"https://a.example/mcp\"\n\
+                [[mcp.servers]]\nname = \"tuned\"\ntransport = \"http\"\nurl = \"https://b.example/mcp\"\n\
+                [mcp.servers.oauth]\nclient_id = \"id-1\"\nclient_secret = \"${SEC}\"\nscopes = [\"a\", \"b\"]\n\
+                [[mcp.servers]]\nname = \"keyed\"\ntransport = \"http\"\nurl = \"https://c.example/mcp\"\n\
+                headers = { Authorization = \"Bearer x\" }\n\
+                [[mcp.servers]]\nname = \"off\"\ntransport = \"http\"\nurl = \"https://d.example/mcp\"\n\
+                oauth = { enabled = false }\n\
+                [[mcp.servers]]\nname = \"local\"\ncommand = \"srv\"\n";
+    let config = parse_with(text, &env).unwrap().config;
+    let spec = |name: &str| {
+        let server = config.mcp.servers.iter().find(|s| s.name == name).unwrap();
+        crate::config::server_spec(server, &config.mcp)
+            .unwrap()
+            .oauth
+    };
+    let plain = spec("plain").unwrap();
+    assert_eq!(plain.store_dir, std::path::Path::new("/rh/oauth"));
+    assert_eq!(plain.login_hint, "run `revka mcp login plain`");
+    assert_eq!(
+        plain.client_metadata_url.as_deref(),
+        Some("https://revka.example/client.json")
+    );
+    let tuned = spec("tuned").unwrap();
+    assert_eq!(tuned.client_id.as_deref(), Some("id-1"));
+    assert_eq!(
+        tuned.client_secret.as_ref().unwrap().expose(),
+        "s3cr3t-value"
+    );
+    assert_eq!(tuned.scopes, ["a", "b"]);
+    assert!(
+        !format!("{tuned:?}").contains("s3cr3t"),
+        "the secret never prints"
+    );
+    assert!(spec("keyed").is_none() && spec("off").is_none() && spec("local").is_none());
+
+    let http =
+        "[[mcp.servers]]\nname = \"r\"\ntransport = \"http\"\nurl = \"https://r.example/mcp\"\n";
+    for (table, want) in [
+        (
+            "[mcp.servers.oauth]\ngrant = \"password\"\n",
+            "oauth.grant: \"password\" is not",
+        ),
+        (
+            "[mcp.servers.oauth]\nclient_secret = \"x\"\n",
+            "oauth.client_secret: needs oauth.client_id",
+        ),
+        (
+            "[mcp.servers.oauth]\nprivate_key_file = \"/k.pem\"\n",
+            "oauth.private_key_file: only with grant",
+        ),
+        (
+            "[mcp.servers.oauth]\ngrant = \"client_credentials\"\nclient_id = \"c\"\n",
+            "needs client_id and client_secret or private_key_file",
+        ),
+        (
+            "[mcp.servers.oauth]\nsigning_alg = \"HS256\"\n",
+            "oauth.signing_alg: \"HS256\" is not",
+        ),
+        (
+            "[mcp.servers.oauth]\nclient_metadata_url = \"http://x.example/c.json\"\n",
+            "is not an https URL with a path",
+        ),
+        (
+            "headers = { authorization = \"Bearer x\" }\n[mcp.servers.oauth]\nclient_id = \"c\"\n",
+            "does not use OAuth (remove one of them)",
+        ),
+    ] {
+        let e = err(&format!("{http}{table}"));
+        assert!(e.contains(want), "{table}: {e}");
+    }
+    let e = err(
+        "[[mcp.servers]]\nname = \"s\"\ncommand = \"x\"\n[mcp.servers.oauth]\nclient_id = \"c\"\n",
+    );
+    assert!(
+        e.contains("oauth: only for the http transport (this server's is \"stdio\")"),
+        "{e}"
+    );
+    let e = err("[mcp.oauth]\nlogin_timeout_secs = 0\n");
+    assert!(
+        e.contains("mcp.oauth.login_timeout_secs: must be between 1 and 3600"),
+        "{e}"
+    );
+}

@@ -27,6 +27,14 @@ pub(super) fn check_server(
 ) -> Result<(), ConfigError> {
     let at = |keys: &[&str]| source.path(&KeyPath::keys(keys));
     check_name(&server.name).map_err(|m| site.invalid(&at(&["name"]), m))?;
+    crate::config::plan::check_oauth(server).map_err(|(key, m)| {
+        let keys: &[&str] = if key == "oauth" {
+            &["oauth"]
+        } else {
+            &["oauth", key]
+        };
+        site.invalid(&at(keys), m)
+    })?;
     let Some(transport) = server.transport.known() else {
         return Err(site.invalid(
             &at(&["transport"]),
