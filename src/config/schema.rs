@@ -115,7 +115,6 @@ pub struct McpConfig {
     #[serde(skip)]
     pub invalid_servers: Vec<InvalidServer>,
     /// `[mcp.oauth]`: defaults of OAuth for remote servers. Default: see [`McpOAuthConfig`].
-    #[serde(skip_serializing_if = "McpOAuthConfig::is_default")]
     pub oauth: McpOAuthConfig,
     /// Where OAuth tokens are stored: `$REVKA_HOME/oauth`. Not a config key.
     #[serde(skip)]
@@ -145,12 +144,6 @@ impl Default for McpOAuthConfig {
             client_name: "Revka".to_owned(),
             login_timeout_secs: 300,
         }
-    }
-}
-
-impl McpOAuthConfig {
-    fn is_default(&self) -> bool {
-        *self == Self::default()
     }
 }
 

@@ -99,7 +99,7 @@ fn the_examples_in_the_default_config_are_valid() {
     // `[mcp] enabled` is still at its default.
     assert_eq!(
         loaded.warnings,
-        ["mcp.enabled is false: none of the 2 configured MCP server(s) will connect"]
+        ["mcp.enabled is false: none of the 3 configured MCP server(s) will connect"]
     );
     let names: Vec<&str> = loaded
         .config
@@ -108,9 +108,9 @@ fn the_examples_in_the_default_config_are_valid() {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(names, ["filesystem", "remote-tools"]);
+    assert_eq!(names, ["filesystem", "issues", "remote-tools"]);
     assert_eq!(
-        loaded.config.mcp.servers[1].headers["Authorization"],
+        loaded.config.mcp.servers[2].headers["Authorization"],
         "Bearer r"
     );
 }
