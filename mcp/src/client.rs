@@ -104,7 +104,7 @@ pub enum TransportError {
     #[error("{0}")]
     Protocol(String),
     /// The server demands authorization that could not be had (OAuth): the message says why
-    /// and what to do (`run \`revka mcp login <name>\``). A restart does not help.
+    /// and what to do (``run `revka mcp login NAME` ``). A restart does not help.
     #[error("{0}")]
     Unauthorized(String),
     /// The server does not speak Streamable HTTP: it answered a POST with a legacy SSE stream.

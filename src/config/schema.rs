@@ -114,7 +114,7 @@ pub struct McpConfig {
     /// failed servers with their reason. `revka config check` treats them as errors.
     #[serde(skip)]
     pub invalid_servers: Vec<InvalidServer>,
-    /// `[mcp.oauth]`: defaults of OAuth for remote servers. Default: see [`McpOAuthConfig`].
+    /// `[mcp.oauth]`: defaults of OAuth for remote servers. Default: see `McpOAuthConfig`.
     pub oauth: McpOAuthConfig,
     /// Where OAuth tokens are stored: `$REVKA_HOME/oauth`. Not a config key.
     #[serde(skip)]

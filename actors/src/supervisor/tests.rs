@@ -36,6 +36,8 @@ struct Worker;
 enum WorkerMsg {
     Panic,
     Fail,
+    /// Fails with a [`NeedsOperator`]: only a person can fix it.
+    NeedOperator,
     StopNormally,
     /// Never returns: the worker's mailbox is stuck from now on.
     Wedge,
@@ -101,6 +103,9 @@ impl Actor for Worker {
         match msg {
             WorkerMsg::Panic => panic!("worker panicked on purpose"),
             WorkerMsg::Fail => Err("worker failed on purpose".into()),
+            WorkerMsg::NeedOperator => Err(Box::new(NeedsOperator(
+                "token revoked: run `revka mcp login x`".into(),
+            ))),
             WorkerMsg::StopNormally => {
                 myself.stop(Some("done".into()));
                 Ok(())
@@ -496,6 +501,51 @@ async fn a_child_past_its_limit_is_failed_alone_and_restartable_on_request() {
     .await;
     assert_eq!(h.count("start:flaky"), 1);
     assert_eq!(h.count("start:steady"), 3);
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+/// A `NeedsOperator` failure is fatal: the child is failed at once with its reason and a
+/// `gave_up` event, whatever its restart type, without a restart or a backoff; a restart on
+/// request brings it back.
+#[tokio::test]
+async fn a_child_that_needs_an_operator_is_failed_at_once_and_restartable_on_request() {
+    let h = Harness::new();
+    let sup = h
+        .start(
+            Strategy::OneForOne,
+            Intensity::default(),
+            vec![h.spec("x", policy(RestartType::Permanent))],
+        )
+        .await;
+    eventually("x running", Duration::from_secs(5), || {
+        h.state("x") == Some(ActorState::Running)
+    })
+    .await;
+    h.worker("x").send_message(WorkerMsg::NeedOperator).unwrap();
+    eventually("x failed", Duration::from_secs(5), || {
+        h.state("x") == Some(ActorState::Failed)
+    })
+    .await;
+    settle().await;
+    assert_eq!(h.count("start:x"), 1, "not restarted");
+    let node = h.root.find("x").unwrap();
+    let why = "token revoked: run `revka mcp login x`";
+    assert_eq!(node.restarts(), 0);
+    assert_eq!(node.last_failure().as_deref(), Some(why));
+    let page = node.events().page(0, 100, |_| true);
+    assert!(
+        page.events
+            .iter()
+            .any(|e| e.kind == EventKind::GaveUp && e.reason.as_deref() == Some(why)),
+        "{:?}",
+        page.events
+    );
+    restart_child(&sup, "x").await.unwrap();
+    eventually("x back", Duration::from_secs(5), || {
+        h.state("x") == Some(ActorState::Running)
+    })
+    .await;
+    assert_eq!(h.count("start:x"), 2);
     sup.stop_and_wait(None, None).await.unwrap();
 }
 

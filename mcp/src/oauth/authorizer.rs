@@ -41,7 +41,7 @@ pub struct Authorized {
     pub refreshable: bool,
 }
 
-/// A server's authorization; see the [module documentation](self).
+/// A server's authorization: see the [`oauth` module](crate::oauth) for the flows.
 #[derive(Debug)]
 pub struct Authorizer {
     spec: OAuthSpec,
