@@ -225,13 +225,20 @@ def scenario_sign_in_live_tree(run):
     pid = node["details"]["pid"]
     before = int(row_state(d, proc)["restarts"])
     d.execute_script("window.__noReload = true;")
-    # Every state the row takes, recorded by the page itself.
+    # Every state the row takes, recorded by the page itself. Mutation records are delivered in
+    # batches (two feed events handled in one task come together), so each record's old value
+    # is kept too: a state replaced within the batch is not lost.
     d.execute_script("""
         const r = document.querySelector(`.row[data-path="${arguments[0]}"]`);
         window.__states = [r.dataset.state];
-        new MutationObserver(() => window.__states.push(r.dataset.state + '/' +
-            r.querySelector('.restarts').textContent)).observe(r, {attributes: true,
-            attributeFilter: ['data-state'], subtree: true, childList: true, characterData: true});
+        new MutationObserver((records) => {
+            for (const m of records) {
+                if (m.type === 'attributes' && m.attributeName === 'data-state' && m.target === r)
+                    window.__states.push(m.oldValue + '/(replaced)');
+            }
+            window.__states.push(r.dataset.state + '/' + r.querySelector('.restarts').textContent);
+        }).observe(r, {attributes: true, attributeOldValue: true, attributeFilter: ['data-state'],
+            subtree: true, childList: true, characterData: true});
     """, proc)
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)

@@ -205,11 +205,13 @@ impl Transport for StreamableHttp {
             return;
         }
         if let Some(auth) = self.inner.auth.clone() {
-            let stop = self.inner.stop.clone();
+            // Keeps the token fresh; a token that died ends the connection with the reason
+            // (its actor then finds it needs a login and marks the server failed).
+            let (stop, inbound) = (self.inner.stop.clone(), self.inner.inbound.clone());
             tokio::spawn(async move {
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    () = auth.run_refresher() => {}
+                    dead = auth.run_refresher() => inbound.close(&dead.to_string()),
                 }
             });
         }

@@ -224,20 +224,31 @@ impl Authorizer {
         })
     }
 
-    /// Renews the token before it expires, until `stop` is cancelled: the daemon's connection
-    /// keeps working through idle hours.
-    pub async fn run_refresher(self: Arc<Self>) {
+    /// Renews the token before it expires while the connection is idle, so it keeps working
+    /// through idle hours. Returns only when the token is dead and a person must act (the
+    /// error says why, with the login hint): the caller ends the connection with it.
+    pub async fn run_refresher(self: Arc<Self>) -> OAuthError {
         loop {
-            let wait = lock(&self.current)
-                .as_ref()
-                .and_then(|c| c.refresh_at)
-                .map_or(Duration::from_secs(3600), |at| {
-                    Duration::from_secs(at.saturating_sub(now()).max(1))
-                });
+            let due = lock(&self.current).as_ref().and_then(|c| c.refresh_at);
+            let wait = due.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_secs(at.saturating_sub(now()).max(1))
+            });
             tokio::time::sleep(wait).await;
-            if let Err(e) = self.bearer().await {
-                tracing::warn!(server = %self.spec.server, error = %e, "renewing the OAuth token failed");
-                tokio::time::sleep(Duration::from_secs(30)).await;
+            let Some(due) = due else { continue };
+            match self.bearer().await {
+                Err(e @ OAuthError::NeedsLogin { .. }) => return e,
+                Err(e) => {
+                    tracing::warn!(server = %self.spec.server, error = %e, "renewing the OAuth token failed; trying again in 30 s");
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                Ok(_) => {
+                    let next = lock(&self.current).as_ref().and_then(|c| c.refresh_at);
+                    if next.is_some_and(|at| at <= due) {
+                        // Not renewable without a person (no refresh token): the server will
+                        // say so with a 401 on the next request; nothing to do until then.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                }
             }
         }
     }

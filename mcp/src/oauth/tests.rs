@@ -347,6 +347,53 @@ async fn a_refused_refresh_is_recorded_and_asks_for_a_login() {
     );
 }
 
+/// The refresher renews an idle connection's token ahead of expiry, and returns the login
+/// hint once the refresh is refused (the transport then ends the connection with it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_refresher_renews_ahead_of_expiry_and_returns_when_the_token_dies() {
+    let (base, mock) = serve(Bad::Nothing, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/mcp");
+    let login = Authorizer::new(
+        spec(dir.path(), Some(Follow::default())),
+        &url,
+        reqwest::Client::new(),
+    )
+    .unwrap();
+    login.login().await.unwrap();
+    let daemon = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
+    assert_eq!(
+        daemon.bearer().await.unwrap().unwrap().to_str().unwrap(),
+        "Bearer at-1"
+    );
+    let refresher = tokio::spawn(daemon.clone().run_refresher());
+    for _ in 0..200 {
+        if mock.lock().unwrap().grants.get("refresh_token") == Some(&2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        mock.lock().unwrap().grants["refresh_token"],
+        2,
+        "renewed twice while idle"
+    );
+    assert_eq!(
+        daemon.current_header().unwrap().to_str().unwrap(),
+        "Bearer at-3"
+    );
+    mock.lock().unwrap().refresh_revoked = true;
+    let dead = tokio::time::timeout(Duration::from_secs(10), refresher)
+        .await
+        .expect("the refresher returns")
+        .unwrap();
+    assert!(matches!(dead, OAuthError::NeedsLogin { .. }), "{dead}");
+    assert!(
+        dead.to_string().ends_with("run `revka mcp login remote`"),
+        "{dead}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_documents_and_token_endpoints_are_precise_errors_and_store_nothing() {
     for (bad, want) in [
