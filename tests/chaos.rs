@@ -29,7 +29,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Gateway, Served, Session, TestDaemon, TestHome, eventually_async, fixture_server, parse_sse,
+    Gateway, Served, Session, TestDaemon, TestHome, eventually_async, fixture_server,
     try_within_async, within,
 };
 
@@ -241,43 +241,8 @@ enum Outcome {
 /// One `tools/call`, never panicking, bounded by [`HANG_LIMIT`].
 async fn call(session: &Session, id: u64, name: &str, arguments: Value) -> (Outcome, Duration) {
     let started = Instant::now();
-    let body = json!({
-        "jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": { "name": name, "arguments": arguments },
-    });
-    let exchange = async {
-        let resp = session
-            .post()
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = resp.status();
-        let sse = resp
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let bytes = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
-        let messages: Vec<Value> = if sse {
-            parse_sse(&bytes)
-                .iter()
-                .filter_map(|e| serde_json::from_str(&e.data).ok())
-                .collect()
-        } else {
-            serde_json::from_slice(&bytes).into_iter().collect()
-        };
-        messages
-            .into_iter()
-            .find(|m| {
-                m["id"] == json!(id) && (m.get("result").is_some() || m.get("error").is_some())
-            })
-            .ok_or_else(|| {
-                format!(
-                    "HTTP {status}: no final message in {:?}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-    };
+    let params = json!({ "name": name, "arguments": arguments });
+    let exchange = session.final_message(id, "tools/call", params);
     let outcome = match tokio::time::timeout(HANG_LIMIT, exchange).await {
         Err(_) => Outcome::Hung,
         Ok(Err(e)) => Outcome::Broken(e),

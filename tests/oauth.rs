@@ -34,8 +34,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Gateway, Session, TestDaemon, TestHome, next_id, parse_sse, test_cache, try_within,
-    try_within_async, venv_bin,
+    Gateway, Session, TestDaemon, TestHome, next_id, test_cache, try_within, try_within_async,
+    venv_bin,
 };
 
 /// How long a login that should succeed or fail by itself may take before the test kills it.
@@ -561,39 +561,10 @@ impl Running {
 /// A `tools/call` of `tool`: the result's text, or the error (a JSON-RPC error, an `isError`
 /// result, or no answer), whether the daemon answers with JSON or an SSE stream.
 async fn call_tool(session: &Session, tool: &str, arguments: Value) -> Result<String, String> {
-    let body = json!({
-        "jsonrpc": "2.0", "id": next_id(), "method": "tools/call",
-        "params": { "name": tool, "arguments": arguments },
-    });
-    let response = session
-        .post()
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    let sse = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-    let messages: Vec<Value> = if sse {
-        parse_sse(&bytes)
-            .iter()
-            .filter_map(|e| serde_json::from_str(&e.data).ok())
-            .collect()
-    } else {
-        serde_json::from_slice(&bytes).into_iter().collect()
-    };
-    let answer = messages
-        .into_iter()
-        .find(|m| m.get("result").is_some() || m.get("error").is_some())
-        .ok_or_else(|| {
-            format!(
-                "no answer (HTTP {status}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })?;
+    let params = json!({ "name": tool, "arguments": arguments });
+    let answer = session
+        .final_message(next_id(), "tools/call", params)
+        .await?;
     if let Some(error) = answer.get("error") {
         return Err(error.to_string());
     }
@@ -1032,67 +1003,60 @@ async fn login_gives_up_on_a_hanging_token_endpoint() {
     setup.assert_nothing_stored("hanging token endpoint");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn login_refuses_huge_authorization_server_metadata() {
-    let Some((ran, setup, stats)) = bad_login(&["--metadata-huge"], LOGIN).await else {
+/// A login against the fixture started with `flag` fails naming one word of each of `groups`,
+/// after reading `document` and before asking anything of the authorization server; nothing
+/// is stored.
+async fn refused_before_authorizing(flag: &str, what: &str, groups: &[&[&str]], document: &str) {
+    let Some((ran, setup, stats)) = bad_login(&[flag], LOGIN).await else {
         return;
     };
-    ran.assert_failed(
+    ran.assert_failed(what, groups);
+    assert!(
+        fetched(&stats, document),
+        "{what}: {document} was read: {stats}"
+    );
+    assert_eq!(stats["registrations"], 0, "{what}: no registration");
+    assert_eq!(stats["authorizations"], 0, "{what}: no authorization");
+    setup.assert_nothing_stored(what);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_refuses_huge_authorization_server_metadata() {
+    refused_before_authorizing(
+        "--metadata-huge",
         "2 MiB metadata",
         &[
             &["metadata", "oauth-authorization-server"],
             &["too large", "too big", "exceeds", "larger than", "limit"],
         ],
-    );
-    assert!(
-        fetched(&stats, AS_METADATA),
-        "the metadata was read: {stats}"
-    );
-    assert_eq!(
-        stats["registrations"], 0,
-        "no registration without metadata"
-    );
-    assert_eq!(stats["authorizations"], 0);
-    setup.assert_nothing_stored("2 MiB metadata");
+        AS_METADATA,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_refuses_malformed_authorization_server_metadata() {
-    let Some((ran, setup, stats)) = bad_login(&["--metadata-malformed"], LOGIN).await else {
-        return;
-    };
-    ran.assert_failed(
+    refused_before_authorizing(
+        "--metadata-malformed",
         "malformed metadata",
         &[
             &["metadata", "oauth-authorization-server"],
             &["json", "malformed", "invalid", "parse", "eof"],
         ],
-    );
-    assert!(
-        fetched(&stats, AS_METADATA),
-        "the metadata was read: {stats}"
-    );
-    assert_eq!(
-        stats["registrations"], 0,
-        "no registration without metadata"
-    );
-    assert_eq!(stats["authorizations"], 0);
-    setup.assert_nothing_stored("malformed metadata");
+        AS_METADATA,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_refuses_metadata_of_another_resource() {
-    let Some((ran, setup, stats)) = bad_login(&["--prm-other-resource"], LOGIN).await else {
-        return;
-    };
-    ran.assert_failed(
+    refused_before_authorizing(
+        "--prm-other-resource",
         "PRM of another resource",
         &[&["resource"], &["other.example"]],
-    );
-    assert!(fetched(&stats, PRM), "the PRM was read: {stats}");
-    assert_eq!(stats["registrations"], 0, "nothing asked of the AS");
-    assert_eq!(stats["authorizations"], 0);
-    setup.assert_nothing_stored("PRM of another resource");
+        PRM,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

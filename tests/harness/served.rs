@@ -198,6 +198,48 @@ impl Session {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends JSON-RPC request `id` (`method`, `params`) and returns its final message (the
+    /// one with a `result` or an `error` for `id`), whether the daemon answers with JSON or an
+    /// SSE stream; never panics: a failed request or a missing answer is the error's text.
+    pub async fn final_message(
+        &self,
+        id: impl Into<Value>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
+        let id: Value = id.into();
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let resp = self
+            .post()
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = resp.status();
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let bytes = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+        let messages: Vec<Value> = if sse {
+            parse_sse(&bytes)
+                .iter()
+                .filter_map(|e| serde_json::from_str(&e.data).ok())
+                .collect()
+        } else {
+            serde_json::from_slice(&bytes).into_iter().collect()
+        };
+        messages
+            .into_iter()
+            .find(|m| m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()))
+            .ok_or_else(|| {
+                format!(
+                    "HTTP {status}: no final message in {:?}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+    }
+
     /// A `tools/call`, its whole SSE stream parsed.
     pub async fn call(
         &self,

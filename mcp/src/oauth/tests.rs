@@ -245,6 +245,21 @@ impl UserAgent for Follow {
     }
 }
 
+/// The mock with 2 s tokens, and a login to it stored in a new directory.
+async fn logged_in() -> (String, Shared, tempfile::TempDir) {
+    let (base, mock) = serve(Bad::Nothing, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/mcp");
+    let login = Authorizer::new(
+        spec(dir.path(), Some(Follow::default())),
+        &url,
+        reqwest::Client::new(),
+    )
+    .unwrap();
+    login.login().await.unwrap();
+    (url, mock, dir)
+}
+
 fn spec(dir: &std::path::Path, agent: Option<Follow>) -> OAuthSpec {
     let mut spec = OAuthSpec::new("remote", dir.join("oauth"));
     spec.interactive = agent.map(|a| Interactive(Arc::new(a)));
@@ -313,16 +328,7 @@ async fn login_stores_owner_only_tokens_and_a_refresh_rotates_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_refresh_is_recorded_and_asks_for_a_login() {
-    let (base, mock) = serve(Bad::Nothing, 2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("{base}/mcp");
-    let login = Authorizer::new(
-        spec(dir.path(), Some(Follow::default())),
-        &url,
-        reqwest::Client::new(),
-    )
-    .unwrap();
-    login.login().await.unwrap();
+    let (url, mock, dir) = logged_in().await;
     mock.lock().unwrap().refresh_revoked = true;
     // The daemon's side: no person.
     let daemon = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
@@ -351,16 +357,7 @@ async fn a_refused_refresh_is_recorded_and_asks_for_a_login() {
 /// hint once the refresh is refused (the transport then ends the connection with it).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_refresher_renews_ahead_of_expiry_and_returns_when_the_token_dies() {
-    let (base, mock) = serve(Bad::Nothing, 2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("{base}/mcp");
-    let login = Authorizer::new(
-        spec(dir.path(), Some(Follow::default())),
-        &url,
-        reqwest::Client::new(),
-    )
-    .unwrap();
-    login.login().await.unwrap();
+    let (url, mock, dir) = logged_in().await;
     let daemon = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
     assert_eq!(
         daemon.bearer().await.unwrap().unwrap().to_str().unwrap(),
