@@ -250,14 +250,14 @@ async fn logged_in() -> (String, Shared, tempfile::TempDir) {
     let (base, mock) = serve(Bad::Nothing, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{base}/mcp");
-    let login = Authorizer::new(
-        spec(dir.path(), Some(Follow::default())),
-        &url,
-        reqwest::Client::new(),
-    )
-    .unwrap();
+    let login = authorizer(dir.path(), &url, Some(Follow::default()));
     login.login().await.unwrap();
     (url, mock, dir)
+}
+
+/// An authorizer of the mock's server, storing under `dir`; `agent` plays the person.
+fn authorizer(dir: &std::path::Path, url: &str, agent: Option<Follow>) -> Arc<Authorizer> {
+    Authorizer::new(spec(dir, agent), url, reqwest::Client::new()).unwrap()
 }
 
 fn spec(dir: &std::path::Path, agent: Option<Follow>) -> OAuthSpec {
@@ -283,12 +283,7 @@ async fn login_stores_owner_only_tokens_and_a_refresh_rotates_them() {
     let (base, mock) = serve(Bad::Nothing, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{base}/mcp");
-    let auth = Authorizer::new(
-        spec(dir.path(), Some(Follow::default())),
-        &url,
-        reqwest::Client::new(),
-    )
-    .unwrap();
+    let auth = authorizer(dir.path(), &url, Some(Follow::default()));
     let granted = auth.login().await.unwrap();
     assert_eq!(granted.scope.as_deref(), Some("mcp:tools"));
     assert!(granted.refreshable);
@@ -331,7 +326,7 @@ async fn a_refused_refresh_is_recorded_and_asks_for_a_login() {
     let (url, mock, dir) = logged_in().await;
     mock.lock().unwrap().refresh_revoked = true;
     // The daemon's side: no person.
-    let daemon = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
+    let daemon = authorizer(dir.path(), &url, None);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let err = daemon.bearer().await.unwrap_err().to_string();
     assert!(
@@ -358,7 +353,7 @@ async fn a_refused_refresh_is_recorded_and_asks_for_a_login() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_refresher_renews_ahead_of_expiry_and_returns_when_the_token_dies() {
     let (url, mock, dir) = logged_in().await;
-    let daemon = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
+    let daemon = authorizer(dir.path(), &url, None);
     assert_eq!(
         daemon.bearer().await.unwrap().unwrap().to_str().unwrap(),
         "Bearer at-1"
@@ -411,12 +406,7 @@ async fn bad_documents_and_token_endpoints_are_precise_errors_and_store_nothing(
         let (base, _mock) = serve(bad, 3600).await;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("{base}/mcp");
-        let auth = Authorizer::new(
-            spec(dir.path(), Some(Follow::default())),
-            &url,
-            reqwest::Client::new(),
-        )
-        .unwrap();
+        let auth = authorizer(dir.path(), &url, Some(Follow::default()));
         let err = auth.login().await.unwrap_err().to_string();
         assert!(err.contains(want), "{bad:?}: {err}");
         assert!(stored(dir.path()).is_empty(), "{bad:?}: nothing stored");
@@ -444,8 +434,7 @@ async fn a_forged_state_fails_the_login_and_a_second_callback_hit_is_refused() {
         ..Follow::default()
     };
     let answers = forged.answers.clone();
-    let auth =
-        Authorizer::new(spec(dir.path(), Some(forged)), &url, reqwest::Client::new()).unwrap();
+    let auth = authorizer(dir.path(), &url, Some(forged));
     let err = auth.login().await.unwrap_err().to_string();
     assert!(err.contains("state does not match"), "{err}");
     wait_for(&answers, 1).await;
@@ -458,8 +447,7 @@ async fn a_forged_state_fails_the_login_and_a_second_callback_hit_is_refused() {
         ..Follow::default()
     };
     let answers = twice.answers.clone();
-    let auth =
-        Authorizer::new(spec(dir.path(), Some(twice)), &url, reqwest::Client::new()).unwrap();
+    let auth = authorizer(dir.path(), &url, Some(twice));
     auth.login().await.unwrap();
     wait_for(&answers, 2).await;
     assert_eq!(*answers.lock().unwrap(), [200, 410]);
@@ -471,7 +459,7 @@ async fn without_a_person_a_401_is_a_login_hint_and_nothing_is_stored() {
     let (base, _mock) = serve(Bad::Nothing, 3600).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{base}/mcp");
-    let auth = Authorizer::new(spec(dir.path(), None), &url, reqwest::Client::new()).unwrap();
+    let auth = authorizer(dir.path(), &url, None);
     assert!(auth.bearer().await.unwrap().is_none());
     let err = auth
         .challenged(401, Some(r#"Bearer scope="mcp:tools""#), None)
