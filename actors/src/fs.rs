@@ -1,6 +1,7 @@
 //! Files the daemon writes in `$REVKA_HOME`, and the one way to write them.
 //!
-//! Shared by both crates: the retry queue's journal here, and the daemon crate's lock file,
+//! Shared by both crates: the JSON-lines [`Journal`] (the retry queue's here, the cron
+//! scheduler's in the daemon crate), and the daemon crate's lock file,
 //! run log, discovery files, token files, sidecar install and service unit. Two kinds of file,
 //! two rules, neither of which ever follows a symbolic link planted at the file's path:
 //!
@@ -23,8 +24,11 @@
 //! check is what makes the two rules above sufficient: only the owner can plant anything in
 //! such a directory.
 
+mod journal;
 #[cfg(test)]
 mod tests;
+
+pub use journal::{Journal, JournalStats, off_worker};
 
 use std::fmt;
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};

@@ -422,28 +422,9 @@ pub struct QueueStatus {
     pub journal: Option<JournalStats>,
 }
 
-/// The retry queue's journal: its size, and how its `fdatasync`s and compactions have fared
-/// since the queue actor last opened it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct JournalStats {
-    /// The journal file.
-    pub path: String,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// Records in it (compaction rewrites it to the live ones).
-    pub records: u64,
-    /// `fdatasync` calls.
-    pub syncs: u64,
-    /// The latest `fdatasync`, in µs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_us: Option<u64>,
-    /// The slowest `fdatasync`, in µs.
-    pub max_sync_us: u64,
-    /// The mean `fdatasync`, in µs.
-    pub mean_sync_us: u64,
-    /// Compactions.
-    pub compactions: u64,
-}
+/// The retry queue's journal figures: its size, and how its `fdatasync`s and compactions
+/// have fared since the queue actor last opened it.
+pub use crate::fs::JournalStats;
 
 /// Refuses an empty or too long id.
 fn check_id(op: &Operation) -> Result<(), EnqueueError> {

@@ -239,7 +239,7 @@ impl SchedulerState {
     fn load(&mut self) -> Result<(), ActorProcessingErr> {
         let path = self.scheduler.dir().join("jobs.jsonl");
         let jobs = &mut self.jobs;
-        let journal = Journal::open(&path, |record| apply(jobs, record))
+        let (journal, _) = Journal::open(&path, "cron journal", |record| apply(jobs, record))
             .map_err(|e| format!("cannot open the cron journal {}: {e}", path.display()))?;
         self.journal = Some(journal);
         let now = self.now();

@@ -344,7 +344,7 @@ fn the_journal_is_private_and_refuses_a_planted_link() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cron = dir.path().join("cron");
-    let journal = journal::Journal::open(&cron.join("jobs.jsonl"), |_| {}).unwrap();
+    let journal = journal::Journal::open(&cron.join("jobs.jsonl"), "cron journal", |_| {}).unwrap();
     drop(journal);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&cron), 0o700);
@@ -355,6 +355,6 @@ fn the_journal_is_private_and_refuses_a_planted_link() {
     std::fs::create_dir(&linked).unwrap();
     std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink(&other, linked.join("jobs.jsonl")).unwrap();
-    let e = journal::Journal::open(&linked.join("jobs.jsonl"), |_| {}).unwrap_err();
+    let e = journal::Journal::open(&linked.join("jobs.jsonl"), "cron journal", |_| {}).unwrap_err();
     assert!(e.to_string().contains("symbolic link"), "{e}");
 }

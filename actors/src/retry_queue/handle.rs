@@ -390,7 +390,7 @@ impl RetryQueueHandle {
             Some(open) => open,
             None => {
                 let mut ids = HashSet::new();
-                let (file, _) = Journal::open(&config.path, |r| {
+                let (file, _) = Journal::open(&config.path, "retry queue journal", |r| {
                     if let Record::Enqueued { op } = r {
                         ids.insert(op.id);
                     }

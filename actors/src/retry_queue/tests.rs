@@ -1064,7 +1064,7 @@ fn journal_record_format() {
 fn journal_append_durable_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.jsonl");
-    let (mut j, report) = Journal::open(&path, |_| panic!("empty")).unwrap();
+    let (mut j, report) = Journal::open(&path, "retry queue journal", |_| panic!("empty")).unwrap();
     assert_eq!(report.records, 0);
     j.append_durable(&[
         Record::Enqueued { op: op("a") },
@@ -1074,7 +1074,7 @@ fn journal_append_durable_and_reload() {
     j.append(&[Record::Succeeded { id: "a".into() }]).unwrap();
     drop(j);
     let mut seen = Vec::new();
-    let (_, report) = Journal::open(&path, |r| seen.push(r)).unwrap();
+    let (_, report) = Journal::open(&path, "retry queue journal", |r| seen.push(r)).unwrap();
     assert_eq!((report.records, report.skipped, report.torn), (3, 0, false));
     assert_eq!(seen[2], Record::Succeeded { id: "a".into() });
 }
@@ -1594,7 +1594,7 @@ fn a_sync_on_the_only_worker_does_not_stall_other_tasks() {
         tokio::spawn(async move {
             // Spawned onto the runtime, so it can only ever run on the one worker.
             tokio::spawn(async move { ran_tx.send(()).unwrap() });
-            super::journal::off_worker(|| {
+            crate::fs::off_worker(|| {
                 ran_rx
                     .recv_timeout(Duration::from_secs(10))
                     .map_err(|_| std::io::Error::other("no other task ran during the sync"))
@@ -1611,7 +1611,7 @@ fn a_sync_on_the_only_worker_does_not_stall_other_tasks() {
 #[tokio::test]
 async fn a_sync_on_a_current_thread_runtime_runs_in_place() {
     let here = std::thread::current().id();
-    let ran_on = super::journal::off_worker(|| Ok(std::thread::current().id())).unwrap();
+    let ran_on = crate::fs::off_worker(|| Ok(std::thread::current().id())).unwrap();
     assert_eq!(ran_on, here);
-    assert_eq!(super::journal::off_worker(|| Ok(7)).unwrap(), 7);
+    assert_eq!(crate::fs::off_worker(|| Ok(7)).unwrap(), 7);
 }

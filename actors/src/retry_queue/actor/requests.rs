@@ -36,7 +36,7 @@ impl RetryQueueState {
         let max_delay = self.config.backoff_max;
         let mut misfits = 0u64;
         let queue = &mut self.queue;
-        let (mut journal, report) = Journal::open(&path, |r| {
+        let (mut journal, report) = Journal::open(&path, "retry queue journal", |r| {
             if !queue.apply(r, now, max_delay) {
                 misfits += 1;
             }
@@ -96,7 +96,7 @@ impl RetryQueueState {
             Ok(_) => {}
         }
         let (mut ops, mut misfits) = (Vec::new(), 0u64);
-        let (inbox, report) = Journal::open(&path, |r| match r {
+        let (inbox, report) = Journal::open(&path, "retry queue journal", |r| match r {
             Record::Enqueued { op } => ops.push(op),
             _ => misfits += 1,
         })

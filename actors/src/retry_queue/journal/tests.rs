@@ -20,14 +20,14 @@ fn a_link_planted_at_the_journal_is_refused_not_followed() {
     let target = victim(outside.path());
     let path = dir.path().join("retry_queue.jsonl");
     symlink(&target, &path).unwrap();
-    let err = Journal::open(&path, |_| {}).unwrap_err();
+    let err = Journal::open(&path, "retry queue journal", |_| {}).unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert!(err.to_string().contains("retry_queue.jsonl"), "{err}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
     // The inbox is opened the same way.
     let inbox = inbox_path(&path);
     symlink(&target, &inbox).unwrap();
-    assert!(Journal::open(&inbox, |_| {}).is_err());
+    assert!(Journal::open(&inbox, "retry queue journal", |_| {}).is_err());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
 }
 
@@ -37,7 +37,7 @@ fn a_compaction_writes_no_file_a_planted_link_points_at() {
     let outside = tempfile::tempdir().unwrap();
     let target = victim(outside.path());
     let path = dir.path().join("retry_queue.jsonl");
-    let (mut journal, _) = Journal::open(&path, |_| {}).unwrap();
+    let (mut journal, _) = Journal::open(&path, "retry queue journal", |_| {}).unwrap();
     let started = |id: &str| Record::Started { id: id.into() };
     journal
         .append_durable(&[started("a"), started("b")])
@@ -48,6 +48,6 @@ fn a_compaction_writes_no_file_a_planted_link_points_at() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
     journal.append_durable(&[started("c")]).unwrap();
     let mut replayed = Vec::new();
-    Journal::open(&path, |r| replayed.push(r)).unwrap();
+    Journal::open(&path, "retry queue journal", |r| replayed.push(r)).unwrap();
     assert_eq!(replayed, [started("b"), started("c")]);
 }
