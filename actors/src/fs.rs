@@ -18,6 +18,12 @@
 //!   its mode is narrowed to the wanted one. Such files are never opened with `O_TRUNC`: a
 //!   caller that rewrites one (the lock's pid) truncates it only after these checks.
 //!
+//! - **Journals** ([`Journal`]): JSON-lines files opened in place and appended to, replayed at
+//!   open by [`replay_jsonl`] (corrupt lines skipped, a torn tail cut), a failed append cut
+//!   back, syncs run off the runtime's worker ([`off_worker`]), compacted by an atomic write
+//!   of the live records when they are outnumbered four to one (or the file doubled past
+//!   8 MiB).
+//!
 //! Directories Revka keeps private (the home and the directories it creates in it) are made
 //! by [`ensure_private_dir`] and checked by [`check_private_dir`]: owned by this user and not
 //! writable by its group or others ([`dir_problem`] is the rule, as a pure function). That

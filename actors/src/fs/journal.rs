@@ -53,7 +53,8 @@ pub struct JournalStats {
     pub compactions: u64,
 }
 
-/// An open journal of records `R`; see the [module documentation](self).
+/// An open journal of records `R`: opened with replay, appended to, synced and compacted as
+/// the [`fs` module](crate::fs) notes say.
 #[derive(Debug)]
 pub struct Journal<R> {
     path: PathBuf,
