@@ -758,6 +758,14 @@ async fn login_call_expiry_silent_refresh_and_no_token_in_logs() {
         .any(|t| t == current);
     eprintln!("stored refresh token is the fixture's live one: {live}");
     assert_eq!(mode(&setup.token_file()), 0o600, "mode kept on rewrite");
+    // The connection's details show the stored authorization (never a token).
+    let oauth = running.node().await["details"]["oauth"].clone();
+    assert_eq!(oauth["state"], "authorized", "{oauth}");
+    assert_eq!(oauth["scope"], "mcp:tools", "{oauth}");
+    assert!(
+        oauth["expires_in_secs"].as_u64().is_some_and(|s| s <= 2),
+        "{oauth}"
+    );
     assert!(
         setup.unexpected_browser_runs().is_empty(),
         "the daemon opened a browser: {}",
@@ -838,6 +846,10 @@ async fn a_revoked_refresh_token_fails_the_server_with_the_login_hint() {
             .to_string()
             .contains("revka mcp login remote"),
         "the failure says to log in again: {node}"
+    );
+    assert_eq!(
+        node["details"]["oauth"]["state"], "expired",
+        "the refused refresh is recorded: {node}"
     );
     let (entry, health) = running.health_entry().await;
     assert_eq!(entry["state"], "failed", "{health}");

@@ -16,6 +16,10 @@
 //! - [`discovery`]: the `url` transport: reads a well-known JSON document naming the endpoints,
 //!   and says when a Streamable HTTP failure means "fall back to SSE".
 //!
+//! Streamable HTTP may carry OAuth: given an [`Authorizer`](crate::oauth::Authorizer)
+//! ([`StreamableHttp::with_auth`]), it sends the bearer token and hands `401`/`403
+//! insufficient_scope` answers to it (see [`crate::oauth`]).
+//!
 //! Shared rules, enforced here: one [`reqwest::Client`] is passed in and reused (connection
 //! pooling, proxies and TLS roots are configured once by the daemon; give it a connect timeout,
 //! never a total request timeout, which would cut long event streams); the configured headers go

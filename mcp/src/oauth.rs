@@ -240,6 +240,9 @@ pub enum OAuthError {
     /// access, or nobody came back in time.
     #[error("authorization failed: {0}")]
     Authorization(String),
+    /// The server asks for no authorization: no 401 and no protected resource metadata.
+    #[error("{0}")]
+    NotRequired(String),
     /// Reading or writing the token store failed.
     #[error("token store: {0}")]
     Store(String),

@@ -31,6 +31,12 @@
 //!   on it re-initializes the session as a POST's does, and the new session's stream opens at
 //!   once; once a stream opens after one that failed, the tool list is re-read (a change may
 //!   have been announced while it was down).
+//! - **OAuth** (with an [`Authorizer`]): each request carries its current bearer token (renewed
+//!   first when due); a `401`, or a `403` whose challenge says `insufficient_scope`, goes to
+//!   [`Authorizer::challenged`] and the request is sent again, at most
+//!   [`MAX_AUTHORIZATIONS`] times; a GET stream's `401` renews the token and reopens it. After
+//!   the handshake, a token only a person can replace (and the idle refresher finding one)
+//!   closes the client with the login hint. The DELETE carries the current token.
 //! - **Close**: every task is cancelled; a known session is ended with a best-effort `DELETE`
 //!   (2 s timeout). Dropping the transport closes it.
 //!
@@ -240,7 +246,7 @@ pub(crate) fn oauth_error(e: OAuthError) -> TransportError {
         OAuthError::NeedsLogin { .. }
         | OAuthError::Authorization(_)
         | OAuthError::Refused { .. } => TransportError::Unauthorized(e.to_string()),
-        OAuthError::Protocol(_) | OAuthError::Store(_) => {
+        OAuthError::Protocol(_) | OAuthError::Store(_) | OAuthError::NotRequired(_) => {
             TransportError::Protocol(format!("OAuth: {e}"))
         }
     }

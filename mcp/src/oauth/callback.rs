@@ -68,26 +68,21 @@ impl Callback {
                 self.redirect_uri()
             ))),
         };
-        // Late hits get a clear page rather than a refused connection.
+        // Late hits get a clear page rather than a refused connection, one at a time (each
+        // read is bounded by READ_TIMEOUT), for LINGER at most.
         tokio::spawn(async move {
             let _ = tokio::time::timeout(LINGER, async {
-                loop {
-                    let Ok((stream, _)) = self.listener.accept().await else {
-                        return;
-                    };
-                    tokio::spawn(async move {
-                        let mut stream = stream;
-                        if let Ok(Hit::Callback(_)) = read_hit(&mut stream).await {
-                            respond(
-                                &mut stream,
-                                410,
-                                "This authorization was already completed; nothing was changed.",
-                            )
-                            .await;
-                        } else {
-                            respond(&mut stream, 404, "Not found.").await;
-                        }
-                    });
+                while let Ok((mut stream, _)) = self.listener.accept().await {
+                    if let Ok(Hit::Callback(_)) = read_hit(&mut stream).await {
+                        respond(
+                            &mut stream,
+                            410,
+                            "This authorization was already completed; nothing was changed.",
+                        )
+                        .await;
+                    } else {
+                        respond(&mut stream, 404, "Not found.").await;
+                    }
                 }
             })
             .await;

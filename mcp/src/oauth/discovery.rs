@@ -74,7 +74,7 @@ pub(super) async fn discover(
                 server,
             })
         }
-        None if challenge.is_none() => Err(OAuthError::Protocol(format!(
+        None if challenge.is_none() => Err(OAuthError::NotRequired(format!(
             "the MCP server at {} does not ask for authorization (no 401, no protected resource metadata)",
             redact::url(server_url.as_str())
         ))),

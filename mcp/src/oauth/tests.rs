@@ -30,6 +30,8 @@ enum Bad {
     TokenHtml,
     TokenHang,
     NoPkce,
+    /// No authorization at all: /mcp answers anyone, no protected resource metadata.
+    Open,
 }
 
 #[derive(Default)]
@@ -70,6 +72,9 @@ async fn serve(bad: Bad, expires_in: u64) -> (String, Shared) {
 
 async fn mcp(State(m): State<Shared>, headers: HeaderMap) -> Response {
     let m = m.lock().unwrap();
+    if m.bad == Bad::Open {
+        return axum::Json(json!({"jsonrpc": "2.0", "id": 0, "result": {}})).into_response();
+    }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -95,6 +100,9 @@ async fn mcp(State(m): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn prm(State(m): State<Shared>) -> Response {
     let m = m.lock().unwrap();
+    if m.bad == Bad::Open {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let resource = if m.bad == Bad::ForeignResource {
         "https://elsewhere.example/mcp".to_owned()
     } else {
@@ -452,6 +460,26 @@ async fn a_forged_state_fails_the_login_and_a_second_callback_hit_is_refused() {
     wait_for(&answers, 2).await;
     assert_eq!(*answers.lock().unwrap(), [200, 410]);
     assert_eq!(stored(dir.path()), ["remote.json"]);
+}
+
+/// A server that asks for no authorization is not authorized: `login` says so (and `revka
+/// mcp call` takes it as nothing to do), without guessing 2025-03-26 default endpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_asks_for_nothing_is_not_authorized() {
+    let (base, mock) = serve(Bad::Open, 3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/mcp");
+    let err = authorizer(dir.path(), &url, Some(Follow::default()))
+        .login()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OAuthError::NotRequired(_)), "{err}");
+    assert!(
+        err.to_string().contains("does not ask for authorization"),
+        "{err}"
+    );
+    assert!(mock.lock().unwrap().grants.is_empty());
+    assert!(stored(dir.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

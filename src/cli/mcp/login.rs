@@ -44,14 +44,8 @@ impl UserAgent for Browser {
             }
         };
         for command in commands.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
-            // The URL is an argument, never spliced into the shell text.
-            let script = if command.contains("%s") {
-                command.replace("%s", "\"$1\"")
-            } else {
-                format!("{command} \"$1\"")
-            };
             let child = Command::new("/bin/sh")
-                .args(["-c", &script, "revka-browser", url])
+                .args(["-c", &browser_script(command), "revka-browser", url])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -67,6 +61,16 @@ impl UserAgent for Browser {
         }
         eprintln!("(no browser could be started: open the URL yourself)");
         Ok(())
+    }
+}
+
+/// The shell text that runs one `$BROWSER` entry on the URL, which is `$1`: never spliced
+/// into the text (an authorization server names the URL), only referred to.
+fn browser_script(command: &str) -> String {
+    if command.contains("%s") {
+        command.replace("%s", "\"$1\"")
+    } else {
+        format!("{command} \"$1\"")
     }
 }
 
@@ -124,7 +128,7 @@ pub(super) async fn ensure_authorized(
     match authorizer.login().await {
         Ok(_) => Ok(()),
         // A server that does not ask for authorization needs none.
-        Err(OAuthError::Protocol(why)) if why.contains("does not ask for authorization") => Ok(()),
+        Err(OAuthError::NotRequired(_)) => Ok(()),
         Err(e) => Err(format!("{}: {e}", spec.name)),
     }
 }
@@ -232,4 +236,26 @@ async fn restart_in_daemon(name: &str) {
 fn fail(message: &str) -> ExitCode {
     eprintln!("revka: {message}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both `$BROWSER` forms get the URL as one argument, whatever it contains.
+    #[test]
+    fn a_browser_entry_gets_the_url_as_an_argument_never_as_shell_text() {
+        let url = "https://as.example/authorize?a=1&b=$(touch /tmp/revka-pwned);x `id` 'q\"";
+        for command in ["echo", "echo %s"] {
+            let out = Command::new("/bin/sh")
+                .args(["-c", &browser_script(command), "revka-browser", url])
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                url,
+                "{command}"
+            );
+        }
+    }
 }
