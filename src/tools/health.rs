@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::agents::{json_result, text_result};
 use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
+use crate::agents::Agents;
 use crate::sidecars::{Field, SidecarServices};
 
 /// What the health tools look at.
@@ -23,6 +24,7 @@ use crate::sidecars::{Field, SidecarServices};
 struct Health {
     sidecar: SidecarServices,
     root: StatusNode,
+    agents: Arc<Agents>,
 }
 
 impl Health {
@@ -96,9 +98,10 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Builtin
             out["health"]["journal"] = h.journal();
         }
         if flag(&args, "include_agents") {
+            let fallback = h.agents.fallback.list();
             out["agents"] = match h.agents().await {
-                Ok(agents) => json!({ "count": agents.len(), "agents": agents }),
-                Err(e) => json!({ "unavailable": e }),
+                Ok(agents) => json!({ "count": agents.len() + fallback.len(), "agents": agents, "fallback": fallback }),
+                Err(e) => json!({ "unavailable": e, "count": fallback.len(), "fallback": fallback }),
             };
         }
         if flag(&args, "include_workflows") {
@@ -106,7 +109,8 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Builtin
                 json!({ "active": [], "note": "Revka runs no workflow engine; nothing to report" });
         }
         if flag(&args, "include_costs") {
-            out["costs"] = json!({ "tracked": false, "note": "Revka does not meter model costs" });
+            h.agents.settings();
+            out["costs"] = h.agents.ledger.report();
         }
         Ok(json_result(out))
     })
@@ -166,8 +170,18 @@ fn queue_status(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Buil
 /// The retry queue's status with at most `limit` operations and dead letters listed (the rest
 /// counted as omitted): what `get_retry_queue_status` answers and the dashboard shows. While
 /// the queue actor is restarting or not running: `{"unavailable": why, "last_known": ...}`,
-/// its last published status.
+/// its last published status. `recent_outcomes`: the last `limit` outcomes of queued
+/// operations (`{operation_id, operation, ok, result?, error?, at}`), oldest first.
 pub(crate) async fn queue_view(sidecar: &SidecarServices, limit: usize) -> Value {
+    let mut view = queue_state(sidecar, limit).await;
+    let outcomes = sidecar.recent_outcomes();
+    let skip = outcomes.len().saturating_sub(limit);
+    view["recent_outcomes"] = json!(outcomes[skip..]);
+    view
+}
+
+/// [`queue_view`] without the recent outcomes of queued operations.
+async fn queue_state(sidecar: &SidecarServices, limit: usize) -> Value {
     let shown = |mut status: QueueStatus| {
         trim(
             &mut status.operations,
@@ -319,10 +333,11 @@ fn journal_health(h: Health, _: Value) -> BoxFuture<'static, Result<Value, Built
 }
 
 /// Registers the health tools.
-pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices, root: &StatusNode) {
+pub fn register(registry: &mut ToolRegistry, agents: &Arc<Agents>, root: &StatusNode) {
     let health = Health {
-        sidecar: sidecar.clone(),
+        sidecar: agents.sidecar.clone(),
         root: root.clone(),
+        agents: agents.clone(),
     };
     let select = json!({
         "ids": { "type": "array", "items": { "type": "string" }, "description": "Dead-letter ids (see get_retry_queue_status); all must be dead letters, or nothing changes." },
