@@ -319,7 +319,8 @@ async fn create_fallback(
     let cwd = opt("cwd")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| ctx.session.cwd().to_path_buf());
-    let mut request = json!({ "mcp_servers": args.get("mcp_servers").cloned().unwrap_or(json!({})) });
+    let mut request =
+        json!({ "mcp_servers": args.get("mcp_servers").cloned().unwrap_or(json!({})) });
     if matches!(backend, "claude" | "codex") {
         inject_revka(agents, &mut request, ctx).await?;
     }
@@ -346,7 +347,10 @@ async fn create_fallback(
             }
             Ok(json_result(with_path(agent, "fallback")))
         }
-        Err(e) => Ok(text_result(format!("create_agent (CLI fallback): {e}"), true)),
+        Err(e) => Ok(text_result(
+            format!("create_agent (CLI fallback): {e}"),
+            true,
+        )),
     }
 }
 
@@ -434,7 +438,10 @@ impl BuiltinTool for WaitForAgent {
                     let status = agent["status"].as_str().unwrap_or("unknown").to_owned();
                     let done = status != "running";
                     if done || started.elapsed() >= limit {
-                        let since = agent["event_count"].as_u64().unwrap_or(0).saturating_sub(20);
+                        let since = agent["event_count"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .saturating_sub(20);
                         let events = agents.fallback.events(&id, since, 20);
                         let mut out = json!({
                             "agent": agent, "path": "fallback", "recent_events": events,

@@ -100,8 +100,12 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Builtin
         if flag(&args, "include_agents") {
             let fallback = h.agents.fallback.list();
             out["agents"] = match h.agents().await {
-                Ok(agents) => json!({ "count": agents.len() + fallback.len(), "agents": agents, "fallback": fallback }),
-                Err(e) => json!({ "unavailable": e, "count": fallback.len(), "fallback": fallback }),
+                Ok(agents) => {
+                    json!({ "count": agents.len() + fallback.len(), "agents": agents, "fallback": fallback })
+                }
+                Err(e) => {
+                    json!({ "unavailable": e, "count": fallback.len(), "fallback": fallback })
+                }
             };
         }
         if flag(&args, "include_workflows") {
