@@ -36,7 +36,7 @@ use self::budget::{Ledger, Limits};
 use self::fallback::{FallbackAgents, FallbackConfig};
 use self::feed::Feed;
 use crate::config::AgentsConfig;
-use crate::sidecars::{Field, SidecarServices};
+use crate::sidecars::{Field, SidecarCallError, SidecarServices};
 use crate::tree::ConfigCell;
 
 /// The prefix of fallback agents' ids.
@@ -218,9 +218,16 @@ impl Agents {
     /// `"path": "sidecar"`) when it answers, the fallback's (`"path": "fallback"`), and
     /// `"sidecar": "ok"` or why its agents are missing.
     pub async fn list_all(&self) -> Value {
+        self.list_both().await.0
+    }
+
+    /// [`Self::list_all`], and the session manager's error when it is enabled and did not
+    /// answer.
+    pub async fn list_both(&self) -> (Value, Option<SidecarCallError>) {
         let mut agents = Vec::new();
+        let mut error = None;
         let sidecar = if !self.sidecar.enabled {
-            json!("the session manager is not enabled ([session_manager] enabled = false)")
+            json!(SidecarCallError::Disabled.to_string())
         } else {
             match self
                 .sidecar
@@ -228,7 +235,7 @@ impl Agents {
                     "GET",
                     "/agents",
                     None,
-                    Some(Duration::from_secs(3)),
+                    Some(Duration::from_secs(10)),
                     &[Field::Array("agents")],
                 )
                 .await
@@ -243,14 +250,18 @@ impl Agents {
                     }
                     json!("ok")
                 }
-                Err(e) => json!(e.to_string()),
+                Err(e) => {
+                    let why = json!(e.to_string());
+                    error = Some(e);
+                    why
+                }
             }
         };
         for mut agent in self.fallback.list() {
             agent["path"] = json!("fallback");
             agents.push(agent);
         }
-        json!({ "agents": agents, "sidecar": sidecar })
+        (json!({ "agents": agents, "sidecar": sidecar }), error)
     }
 }
 

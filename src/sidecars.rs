@@ -226,6 +226,16 @@ impl SidecarServices {
         Some(out)
     }
 
+    /// Whether the session manager's supervisor gave up on its process (`failed`: restarts
+    /// used up; it does not come back without an operator).
+    pub fn gave_up(&self) -> bool {
+        self.process
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|node| node.state() == ActorState::Failed)
+    }
+
     /// One request to the session manager, through the breaker; the answer must be a JSON
     /// object.
     pub async fn request(

@@ -165,11 +165,18 @@ impl BuiltinTool for RestTool {
             if let Some(result) = fallback_call(name, &agents, &args, &session).await? {
                 return Ok(result);
             }
-            let policy = if mutation {
+            let mut policy = if mutation {
                 OnUnavailable::of(name, &args).map_err(BuiltinError::Arguments)?
             } else {
                 OnUnavailable::Fail
             };
+            // By default nothing is queued for a session manager its supervisor gave up on
+            // (`failed`: it does not come back by itself); asked for, it is.
+            let asked = args.get("on_unavailable").is_some_and(|v| !v.is_null())
+                || args.get("queue_if_unavailable").is_some_and(|v| !v.is_null());
+            if policy == OnUnavailable::Queue && !asked && agents.sidecar.gave_up() {
+                policy = OnUnavailable::Fail;
+            }
             if matches!(name, "create_agent" | "send_agent_prompt")
                 && let Err(refused) = agents.ledger.check(&session)
             {
@@ -253,7 +260,13 @@ async fn fallback_call(
 ) -> Result<Option<Value>, BuiltinError> {
     let fb = &agents.fallback;
     if name == "list_agents" {
-        return Ok(Some(json_result(agents.list_all().await)));
+        // An unreachable session manager is the call's error unless fallback agents exist.
+        return Ok(Some(match agents.list_both().await {
+            (list, Some(e)) if list["agents"].as_array().is_none_or(Vec::is_empty) => {
+                text_result(e.to_string(), true)
+            }
+            (list, _) => json_result(list),
+        }));
     }
     let Some(id) = fallback_id(args) else {
         return Ok(None);
