@@ -219,10 +219,16 @@ export class EchoRun {
     } else if (/^flood:\d+$/.test(p)) {
       // flood:<n> records n output events (flood guard tests)
       const n = Math.min(Number(p.slice(6)), 10_000_000);
-      this.timer = setTimeout(() => {
-        for (let k = 1; k <= n && !this.failure && !this.finished; k++) this.agent.record('output', `echo: ${k}`, { run: this.no });
-        this.finish('idle');
-      }, ECHO_DELAY_MS);
+      let k = 0;
+      const burst = () => {
+        // 200 events a turn of the event loop, like a real backend reading a pipe
+        for (let m = 0; m < 200 && k < n && !this.failure && !this.finished; m++) {
+          this.agent.record('output', `echo: ${++k}`, { run: this.no });
+        }
+        if (k < n && !this.failure && !this.finished) this.timer = setTimeout(burst, 0);
+        else this.finish('idle');
+      };
+      this.timer = setTimeout(burst, ECHO_DELAY_MS);
     } else if (p === 'fail') {
       this.timer = setTimeout(() => {
         this.agent.record('error', 'echo: simulated failure', { run: this.no });
@@ -560,7 +566,11 @@ class Agent {
       return e;
     }, size);
     this.lastEventAt = ts;
-    this.mgr.onAgentEvent?.(this, ev);
+    try {
+      this.mgr.onAgentEvent?.(this, ev);
+    } catch (err) {
+      log('warn', 'global event feed failed', { agent: this.id, err: err.message });
+    }
     for (const sub of this.subscribers) {
       try {
         sub.onEvent(ev);
