@@ -80,7 +80,11 @@ async fn health_records_why_each_tool_could_not_register() {
     };
     // The default config: the session manager is off, so its chat tools are not registered
     // (the agent tools are: they run on the daemon's CLI fallback, `[agents] fallback`).
-    for tool in ["create_chat_room", "wait_for_chat_message", "list_chat_rooms"] {
+    for tool in [
+        "create_chat_room",
+        "wait_for_chat_message",
+        "list_chat_rooms",
+    ] {
         assert_eq!(
             reason(tool),
             ["needs the session manager ([session_manager] enabled = true)"],

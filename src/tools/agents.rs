@@ -173,7 +173,9 @@ impl BuiltinTool for RestTool {
             // By default nothing is queued for a session manager its supervisor gave up on
             // (`failed`: it does not come back by itself); asked for, it is.
             let asked = args.get("on_unavailable").is_some_and(|v| !v.is_null())
-                || args.get("queue_if_unavailable").is_some_and(|v| !v.is_null());
+                || args
+                    .get("queue_if_unavailable")
+                    .is_some_and(|v| !v.is_null());
             if policy == OnUnavailable::Queue && !asked && agents.sidecar.gave_up() {
                 policy = OnUnavailable::Fail;
             }
