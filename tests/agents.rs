@@ -339,3 +339,39 @@ async fn a_session_past_its_token_budget_is_stopped_and_the_dashboard_shows_the_
     assert_eq!(mine["tokens_left"], 0);
     assert!(mine["exceeded"].is_string(), "{mine}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_follows_the_session_manager_across_its_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let served = Served::start(&sidecar_config(home.path(), &node_command())).await;
+    let session = served.session().await;
+    until_sidecar_answers(&session).await;
+    let mut socket = feed(&served).await;
+    let up = |item: &Value| item["kind"] == "sidecar_status" && item["status"] == "up";
+    crate::sidecars::kill_sidecar_until_the_breaker_opens(&served, &session).await;
+    let down = frame_where(&mut socket, "saying the stream was lost", |item| {
+        item["kind"] == "sidecar_status" && item["status"] == "down"
+    })
+    .await;
+    assert!(down["reason"].is_string(), "{down}");
+    frame_where(&mut socket, "saying the stream is back", up).await;
+    // The new process's events arrive (its ids started again from 1).
+    let created = eventually_async("a create after the restart", async || {
+        let r = tool(
+            &session,
+            "create_agent",
+            json!({ "backend": "echo", "prompt": "after restart", "on_unavailable": "fail" }),
+        )
+        .await;
+        (r["isError"] == false).then(|| r["structuredContent"].clone())
+    })
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let output = frame_where(&mut socket, "from the restarted sidecar", |item| {
+        item["kind"] == "agent_event"
+            && item["agent"]["id"] == id.as_str()
+            && item["event"]["type"] == "output"
+    })
+    .await;
+    assert_eq!(output["event"]["text"], "echo: after restart");
+}

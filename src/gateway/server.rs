@@ -8,8 +8,7 @@
 //!    `Authorization`, or for the WebSocket routes the `bearer.<token>` subprotocol or (the
 //!    read-only relays) `?token=`. A valid token always passes; a wrong one is answered 401
 //!    after a delay that grows with the failures of its source (see [`FailureThrottle`]), or
-//!    429 at once while
-//!    [`MAX_DELAYED_FAILURES`] failures are already waiting.
+//!    429 at once while [`MAX_DELAYED_FAILURES`] failures are already waiting.
 //! 3. The role the route needs (the route table, `routes`): 403 below it.
 //! 4. A timeout: the default (`REVKA_GATEWAY_TIMEOUT_SECS`, else `[gateway] request_timeout_secs`,
 //!    30 s) for every route without one of its own (`/api/mcp/*` have theirs), 504 past it.

@@ -799,3 +799,54 @@ impl Registrar<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_unavailable_defaults_to_queue_for_the_three_mutations_and_takes_the_old_alias() {
+        use OnUnavailable::{Fail, Fallback, Queue};
+        let of = |tool: &str, args: Value| OnUnavailable::of(tool, &args);
+        for tool in QUEUED_BY_DEFAULT {
+            assert_eq!(of(tool, json!({})), Ok(Queue), "{tool}");
+        }
+        assert_eq!(of("create_chat_room", json!({})), Ok(Fail));
+        assert_eq!(
+            of("create_chat_room", json!({ "queue_if_unavailable": true })),
+            Ok(Queue)
+        );
+        assert_eq!(
+            of("create_agent", json!({ "queue_if_unavailable": false })),
+            Ok(Fail)
+        );
+        assert_eq!(
+            of("create_agent", json!({ "on_unavailable": "fallback" })),
+            Ok(Fallback)
+        );
+        // on_unavailable wins over the alias.
+        assert_eq!(
+            of(
+                "create_agent",
+                json!({ "on_unavailable": "fail", "queue_if_unavailable": true })
+            ),
+            Ok(Fail)
+        );
+        assert_eq!(
+            of("send_agent_prompt", json!({ "on_unavailable": "fallback" })),
+            Err("`on_unavailable: \"fallback\"` is for create_agent only; send_agent_prompt takes \"queue\" or \"fail\"".into())
+        );
+        assert_eq!(
+            of("create_agent", json!({ "on_unavailable": "later" })),
+            Err("`on_unavailable` must be \"queue\", \"fallback\" (create_agent only) or \"fail\", not \"later\"".into())
+        );
+        assert_eq!(
+            of("create_agent", json!({ "on_unavailable": 1 })),
+            Err("`on_unavailable` must be a string, not 1".into())
+        );
+        assert_eq!(
+            of("create_agent", json!({ "queue_if_unavailable": "yes" })),
+            Err("`queue_if_unavailable` must be a boolean, not \"yes\"".into())
+        );
+    }
+}
