@@ -396,7 +396,13 @@ impl Inner {
     }
 
     /// The run `run` ended: the agent's status (with `reason`), its run slot freed.
-    pub(crate) fn finish(&self, agent: &Agent, run: u64, status: &'static str, reason: Option<&str>) {
+    pub(crate) fn finish(
+        &self,
+        agent: &Agent,
+        run: u64,
+        status: &'static str,
+        reason: Option<&str>,
+    ) {
         let mut data = json!({"status": status, "run": run});
         if let Some(r) = reason {
             data["reason"] = json!(r);
@@ -421,7 +427,9 @@ impl Inner {
             let t = &mut st.totals;
             t.input_tokens = t.input_tokens.saturating_add(u.input_tokens);
             t.output_tokens = t.output_tokens.saturating_add(u.output_tokens);
-            t.cache_read_input_tokens = t.cache_read_input_tokens.saturating_add(u.cache_read_input_tokens);
+            t.cache_read_input_tokens = t
+                .cache_read_input_tokens
+                .saturating_add(u.cache_read_input_tokens);
             t.cache_creation_input_tokens = t
                 .cache_creation_input_tokens
                 .saturating_add(u.cache_creation_input_tokens);
@@ -516,7 +524,13 @@ fn toml_str(s: &str) -> String {
 fn toml_table(m: &Map<String, Value>) -> String {
     let parts: Vec<String> = m
         .iter()
-        .map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v.as_str().unwrap_or_default())))
+        .map(|(k, v)| {
+            format!(
+                "{} = {}",
+                toml_str(k),
+                toml_str(v.as_str().unwrap_or_default())
+            )
+        })
         .collect();
     format!("{{ {} }}", parts.join(", "))
 }
@@ -547,20 +561,34 @@ pub fn validate_mcp_servers(servers: &Value) -> Result<&Map<String, Value>, Stri
                 if !server.get("url").is_some_and(Value::is_string) {
                     return Err(format!("mcp_servers.{name}: an http server needs a url"));
                 }
-                if server.get("headers").is_some_and(|h| !h.is_object() && !h.is_null()) {
+                if server
+                    .get("headers")
+                    .is_some_and(|h| !h.is_object() && !h.is_null())
+                {
                     return Err(format!("mcp_servers.{name}.headers must be an object"));
                 }
-                strings(server.get("headers"), &format!("mcp_servers.{name}.headers"))?;
+                strings(
+                    server.get("headers"),
+                    &format!("mcp_servers.{name}.headers"),
+                )?;
             }
             Some("stdio") => {
                 if !server.get("command").is_some_and(Value::is_string) {
-                    return Err(format!("mcp_servers.{name}: a stdio server needs a command"));
+                    return Err(format!(
+                        "mcp_servers.{name}: a stdio server needs a command"
+                    ));
                 }
-                if server.get("args").is_some_and(|a| !a.is_array() && !a.is_null()) {
+                if server
+                    .get("args")
+                    .is_some_and(|a| !a.is_array() && !a.is_null())
+                {
                     return Err(format!("mcp_servers.{name}.args must be an array"));
                 }
                 strings(server.get("args"), &format!("mcp_servers.{name}.args"))?;
-                if server.get("env").is_some_and(|e| !e.is_object() && !e.is_null()) {
+                if server
+                    .get("env")
+                    .is_some_and(|e| !e.is_object() && !e.is_null())
+                {
                     return Err(format!("mcp_servers.{name}.env must be an object"));
                 }
                 strings(server.get("env"), &format!("mcp_servers.{name}.env"))?;
@@ -588,15 +616,27 @@ pub fn codex_overrides(servers: &Map<String, Value>) -> Vec<(String, String)> {
         };
         if s["type"] == "http" {
             push("url", toml_str(s["url"].as_str().unwrap_or_default()), None);
-            if let Some(h) = s.get("headers").and_then(Value::as_object).filter(|h| !h.is_empty()) {
+            if let Some(h) = s
+                .get("headers")
+                .and_then(Value::as_object)
+                .filter(|h| !h.is_empty())
+            {
                 push("http_headers", toml_table(h), Some("<redacted>".into()));
             }
         } else {
-            push("command", toml_str(s["command"].as_str().unwrap_or_default()), None);
+            push(
+                "command",
+                toml_str(s["command"].as_str().unwrap_or_default()),
+                None,
+            );
             if let Some(a) = s.get("args").and_then(Value::as_array) {
                 push("args", Value::Array(a.clone()).to_string(), None);
             }
-            if let Some(e) = s.get("env").and_then(Value::as_object).filter(|e| !e.is_empty()) {
+            if let Some(e) = s
+                .get("env")
+                .and_then(Value::as_object)
+                .filter(|e| !e.is_empty())
+            {
                 push("env", toml_table(e), Some("<redacted>".into()));
             }
         }
@@ -666,9 +706,10 @@ impl FallbackAgents {
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(FallbackError::ShuttingDown);
         }
-        let backend = Backend::parse(&req.backend).ok_or_else(|| FallbackError::UnknownBackend {
-            name: req.backend.clone(),
-        })?;
+        let backend =
+            Backend::parse(&req.backend).ok_or_else(|| FallbackError::UnknownBackend {
+                name: req.backend.clone(),
+            })?;
         let config = inner.config();
         if req.prompt.trim().is_empty() {
             return Err(FallbackError::Invalid("prompt must not be empty".into()));
@@ -702,12 +743,18 @@ impl FallbackAgents {
         };
         let servers = match &req.mcp_servers {
             None | Some(Value::Null) => None,
-            Some(v) => Some(validate_mcp_servers(v).map_err(FallbackError::Invalid)?.clone()),
+            Some(v) => Some(
+                validate_mcp_servers(v)
+                    .map_err(FallbackError::Invalid)?
+                    .clone(),
+            ),
         };
         if let Some(name) = &req.name
             && (name.is_empty() || name.len() > 200)
         {
-            return Err(FallbackError::Invalid("name must have 1 to 200 bytes".into()));
+            return Err(FallbackError::Invalid(
+                "name must have 1 to 200 bytes".into(),
+            ));
         }
         let command = match backend {
             Backend::Claude => &config.claude_command,
@@ -794,7 +841,12 @@ impl FallbackAgents {
     }
 
     /// Starts a run of `agent` with `prompt`; returns once its process runs.
-    async fn prompt(&self, agent: &Arc<Agent>, prompt: &str, source: &str) -> Result<(), FallbackError> {
+    async fn prompt(
+        &self,
+        agent: &Arc<Agent>,
+        prompt: &str,
+        source: &str,
+    ) -> Result<(), FallbackError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(FallbackError::ShuttingDown);
@@ -881,7 +933,13 @@ impl FallbackAgents {
     fn remove(&self, agent: &Arc<Agent>) {
         self.inner.lock_agents().remove(&agent.id);
         agent.lock().closed = true;
-        drop(agent.dir.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(
+            agent
+                .dir
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// A follow-up prompt (claude `--resume <session_id>`, codex `exec … resume <thread_id>`):

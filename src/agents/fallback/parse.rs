@@ -445,14 +445,9 @@ impl Parser {
                             || item.get("exit_code").and_then(Value::as_i64).unwrap_or(0) != 0,
                     ),
                     "mcp_tool_call" => match item.get("error").filter(|e| !e.is_null()) {
-                        Some(e) => (
-                            str_of(e, "message").unwrap_or_default(),
-                            true,
-                        ),
+                        Some(e) => (str_of(e, "message").unwrap_or_default(), true),
                         None => (
-                            content_text(
-                                item.pointer("/result/content").unwrap_or(&Value::Null),
-                            ),
+                            content_text(item.pointer("/result/content").unwrap_or(&Value::Null)),
                             status == "failed",
                         ),
                     },
@@ -488,7 +483,11 @@ impl Parser {
             ("agent_message", true) => {
                 let text = str_of(item, "text").unwrap_or_default();
                 self.last_message = Some(text.clone());
-                vec![event("assistant", Some(text), json!({ "model": self.model }))]
+                vec![event(
+                    "assistant",
+                    Some(text),
+                    json!({ "model": self.model }),
+                )]
             }
             ("reasoning", true) => vec![event(
                 "output",

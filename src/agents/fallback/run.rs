@@ -95,7 +95,9 @@ pub(crate) fn resolve_program(program: &str) -> Result<PathBuf, String> {
         return if executable(&path) {
             Ok(path)
         } else {
-            Err(format!("cannot start `{program}`: no executable file there"))
+            Err(format!(
+                "cannot start `{program}`: no executable file there"
+            ))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -141,7 +143,9 @@ fn child_spec(
 ) -> ChildSpec {
     let policy = RestartPolicy::standard()
         .with_restart(RestartType::Temporary)
-        .with_shutdown(Shutdown::Timeout(spec.stop_timeout + Duration::from_secs(10)));
+        .with_shutdown(Shutdown::Timeout(
+            spec.stop_timeout + Duration::from_secs(10),
+        ));
     let spec = Arc::new(spec);
     let once = Arc::new(Mutex::new(Some(io)));
     ChildSpec::new(
@@ -201,7 +205,11 @@ async fn read_lines(stdout: ChildStdout, cap: usize, tx: mpsc::Sender<Line>) {
             if line.len() > cap {
                 too_long = true;
                 line.truncate(200);
-                if tx.send(Line::TooLong(std::mem::take(&mut line))).await.is_err() {
+                if tx
+                    .send(Line::TooLong(std::mem::take(&mut line)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -211,7 +219,10 @@ async fn read_lines(stdout: ChildStdout, cap: usize, tx: mpsc::Sender<Line>) {
         if end.is_some() {
             if !too_long
                 && !line.iter().all(u8::is_ascii_whitespace)
-                && tx.send(Line::Json(std::mem::take(&mut line))).await.is_err()
+                && tx
+                    .send(Line::Json(std::mem::take(&mut line)))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -287,7 +298,12 @@ async fn run(
             } else {
                 format!("cannot start {}: {e}", agent.backend.name())
             };
-            inner.record(&agent, "error", Some(message.clone()), json!({"run": run_no, "reason": "spawn"}));
+            inner.record(
+                &agent,
+                "error",
+                Some(message.clone()),
+                json!({"run": run_no, "reason": "spawn"}),
+            );
             inner.finish(&agent, run_no, "error", Some("spawn"));
             let _ = started.send(Err(FallbackError::Spawn(message)));
             let _ = done.send(true);
@@ -500,7 +516,10 @@ pub(crate) fn argv(
                 both(tools.clone(), tools);
             }
             if let Some(s) = &agent.system_prompt {
-                both("--append-system-prompt".into(), "--append-system-prompt".into());
+                both(
+                    "--append-system-prompt".into(),
+                    "--append-system-prompt".into(),
+                );
                 both(s.clone(), s.clone());
             }
             if let Some(file) = &agent.claude_mcp {
