@@ -644,6 +644,23 @@ pub fn codex_overrides(servers: &Map<String, Value>) -> Vec<(String, String)> {
     out
 }
 
+/// Removes `fb_<10 hex>` directories under `parent`, left by a daemon that was killed.
+fn remove_stale_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.len() == 13
+            && name.starts_with("fb_")
+            && name[3..].bytes().all(|b| b.is_ascii_hexdigit());
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            drop(AgentDir(entry.path()));
+        }
+    }
+}
+
 /// Writes `content` to a new file `path`, mode 0600.
 fn write_private(path: &Path, content: &Value) -> std::io::Result<()> {
     use std::io::Write;
@@ -658,8 +675,10 @@ fn write_private(path: &Path, content: &Value) -> std::io::Result<()> {
 }
 
 impl FallbackAgents {
-    /// No agents yet.
+    /// No agents yet. The directories that agents of an earlier run of the daemon left in
+    /// `$REVKA_HOME/agents/` (it was killed) are removed.
     pub fn new(config: FallbackConfig, publish: Publish) -> Self {
+        remove_stale_dirs(&config.home.join("agents"));
         Self {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
@@ -834,6 +853,13 @@ impl FallbackAgents {
         match self.prompt(&agent, &req.prompt, "create").await {
             Ok(()) => Ok(agent.object(&agent.lock())),
             Err(e) => {
+                self.inner.record_with(
+                    &agent,
+                    "status",
+                    Some("exited".into()),
+                    json!({"status": "exited", "reason": "not_started"}),
+                    |st| st.status = "exited",
+                );
                 self.remove(&agent);
                 Err(e)
             }
@@ -1053,5 +1079,14 @@ impl FallbackAgents {
             .iter()
             .map(|a| self.stop_run(a, "the daemon is stopping"));
         futures::future::join_all(stops).await;
+        for agent in agents {
+            drop(
+                agent
+                    .dir
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
+        }
     }
 }

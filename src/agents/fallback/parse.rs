@@ -117,9 +117,13 @@ pub struct Parser {
     last_message: Option<String>,
 }
 
+/// An event; `null` fields of its data are left out (the contract's optional fields).
 fn event(kind: &'static str, text: Option<String>, data: Value) -> Parsed {
     let data = match data {
-        Value::Object(map) => map,
+        Value::Object(mut map) => {
+            map.retain(|_, v| !v.is_null());
+            map
+        }
         _ => Map::new(),
     };
     Parsed::Event { kind, text, data }
@@ -357,8 +361,7 @@ impl Parser {
                     event(
                         "result",
                         Some(self.last_message.clone().unwrap_or_default()),
-                        json!({ "is_error": false, "cost_usd": null,
-                                "thread_id": self.thread_id }),
+                        json!({ "is_error": false, "thread_id": self.thread_id }),
                     ),
                 ]
             }
