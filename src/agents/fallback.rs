@@ -4,7 +4,7 @@
 //! the backend's CLI in its non-interactive mode (`claude -p … --output-format stream-json`,
 //! `codex exec --json …`), one process per prompt, as a temporary child `agent:<id>` of the
 //! supervisor `root/agents` ([`FallbackAgents::supervisor_spec`]). Its JSON stream is parsed
-//! into the contract's timeline events ([`parse`]); the run itself is [`run`].
+//! into the contract's timeline events ([`parse`]); the run itself is `run`.
 //!
 //! - **Agent.** `fb_<10 hex>`; statuses idle, running, error, exited (closed). One run at a
 //!   time ([`FallbackError::Busy`]); a follow-up resumes the CLI's own session (claude
@@ -18,8 +18,8 @@
 //! - **Files.** An MCP config for claude in `$REVKA_HOME/agents/<id>/mcp.json` (directory 0700,
 //!   file 0600), removed when the agent closes (and when the table is dropped).
 //! - **No orphans.** Each run's process is in its own group, killed as a group on every way out
-//!   (the process actor's stop, its state's drop, the daemon's forced exit); [`FallbackAgents::
-//!   shutdown`] stops every run.
+//!   (the process actor's stop, its state's drop, the daemon's forced exit);
+//!   [`FallbackAgents::shutdown`] stops every run.
 
 pub mod parse;
 pub(crate) mod run;
