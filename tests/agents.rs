@@ -375,3 +375,124 @@ async fn the_feed_follows_the_session_manager_across_its_restart() {
     .await;
     assert_eq!(output["event"]["text"], "echo: after restart");
 }
+
+/// The fake claude/codex CLI of the fallback's tests.
+fn fake_cli() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_agent_cli.py");
+    serde_json::to_string(&["python3", &script.display().to_string()]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_sidecar_down_a_fallback_agent_runs_streams_and_is_stopped_by_the_session_budget()
+{
+    let home = tempfile::tempdir().unwrap();
+    let flag = home.path().join("never");
+    let config = format!(
+        "{}\n[agents]\nclaude_command = {cli}\ncodex_command = {cli}\nmax_tokens_per_session = 100\n",
+        sidecar_config(home.path(), &gated_node_command(&flag)),
+        cli = fake_cli(),
+    );
+    let served = Served::start(&config).await;
+    let session = served.session().await;
+    let mut socket = feed(&served).await;
+    let r = tool(&session, "list_agents", json!({})).await;
+    assert_eq!(r["isError"], true, "the sidecar is down: {r}");
+
+    let created = ok(
+        &session,
+        "create_agent",
+        json!({ "backend": "claude", "name": "fb", "prompt": "hello", "on_unavailable": "fallback" }),
+    )
+    .await;
+    assert_eq!(created["path"], "fallback", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("fb_"), "{created}");
+    let said = frame_where(
+        &mut socket,
+        "with the fallback agent's assistant text",
+        |item| {
+            item["source"] == "fallback"
+                && item["agent"]["id"] == id.as_str()
+                && item["event"]["type"] == "assistant"
+        },
+    )
+    .await;
+    assert!(said["event"]["text"].is_string(), "{said}");
+    let waited = ok(
+        &session,
+        "wait_for_agent",
+        json!({ "agent_id": id, "timeout_secs": 60 }),
+    )
+    .await;
+    assert_eq!(waited["path"], "fallback", "{waited}");
+    assert_eq!(waited["agent"]["status"], "idle", "{waited}");
+    let activity = ok(&session, "get_agent_activity", json!({ "agent_id": id })).await;
+    assert_eq!(activity["path"], "fallback");
+    let types: Vec<&str> = activity["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"result") && types.contains(&"usage"),
+        "{activity}"
+    );
+    // /api/agents: the fallback's agent, and why the sidecar's are missing.
+    let listed = served.api("/api/agents").await;
+    assert_ne!(listed["sidecar"], "ok", "{listed}");
+    assert_eq!(listed["agents"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["agents"][0]["path"], "fallback");
+
+    // A prompt that spends past the session's 100 tokens: stopped, then refused.
+    let sent = ok(
+        &session,
+        "send_agent_prompt",
+        json!({ "agent_id": id, "prompt": "usage 500" }),
+    )
+    .await;
+    assert_eq!(sent["path"], "fallback", "{sent}");
+    let budget = frame_where(&mut socket, "with the budget notice", |item| {
+        item["kind"] == "budget"
+    })
+    .await;
+    assert_eq!(budget["session"], session.id.as_str(), "{budget}");
+    eventually_async("the fallback agent stopped", async || {
+        let waited = ok(
+            &session,
+            "wait_for_agent",
+            json!({ "agent_id": id, "timeout_secs": 1 }),
+        )
+        .await;
+        waited["agent"]["status"] != "running"
+    })
+    .await;
+    let refused = tool(
+        &session,
+        "send_agent_prompt",
+        json!({ "agent_id": id, "prompt": "more" }),
+    )
+    .await;
+    assert!(
+        text(&refused).starts_with("budget exceeded for this MCP session"),
+        "{refused}"
+    );
+    let dash = ok(
+        &session,
+        "system_dashboard",
+        json!({ "include_health": false }),
+    )
+    .await;
+    assert_eq!(dash["costs"]["per_agent"][0]["path"], "fallback", "{dash}");
+    assert!(
+        dash["costs"]["per_session"][0]["tokens"].as_u64().unwrap() > 100,
+        "{dash}"
+    );
+    let closed = ok(
+        &session,
+        "cancel_agent",
+        json!({ "agent_id": id, "delete": true }),
+    )
+    .await;
+    assert_eq!(closed["path"], "fallback", "{closed}");
+}
