@@ -438,6 +438,38 @@ async fn with_the_sidecar_down_a_fallback_agent_runs_streams_and_is_stopped_by_t
         types.contains(&"result") && types.contains(&"usage"),
         "{activity}"
     );
+    // The agent got Revka's own endpoint with an MCP session of its own, which works.
+    let file = served.home.path().join("agents").join(&id).join("mcp.json");
+    let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let revka = &mcp["mcpServers"]["revka"];
+    assert_eq!(revka["type"], "http", "{mcp}");
+    let own = Session {
+        url: revka["url"].as_str().unwrap().to_owned(),
+        id: revka["headers"]["X-Revka-Session"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        token: revka["headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap()
+            .to_owned(),
+        http: reqwest::Client::new(),
+    };
+    assert_ne!(own.id, session.id, "a session of its own");
+    let (status, tools) = own
+        .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
+        .await;
+    assert_eq!(status, 200, "{tools}");
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "create_agent"),
+        "{tools}"
+    );
     // /api/agents: the fallback's agent, and why the sidecar's are missing.
     let listed = served.api("/api/agents").await;
     assert_ne!(listed["sidecar"], "ok", "{listed}");

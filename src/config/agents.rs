@@ -203,4 +203,19 @@ mod tests {
         a.max_cost_usd_per_agent = f64::NAN;
         assert_eq!(agents_problem(&a).unwrap().0, "max_cost_usd_per_agent");
     }
+
+    #[test]
+    fn the_session_managers_plan_carries_the_env() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let mut config = crate::config::Config::default_in(home);
+        config.agents.codex_approvals = "never".into();
+        config.agents.max_tokens_per_agent = 7;
+        let plan = crate::config::DaemonPlan::new(&config, home);
+        assert_eq!(plan.sidecars.env, config.agents.sidecar_env());
+        assert!(
+            plan.sidecars
+                .env
+                .contains(&("REVKA_SM_MAX_TOKENS".to_owned(), "7".to_owned()))
+        );
+    }
 }
