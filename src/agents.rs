@@ -195,7 +195,13 @@ impl Agents {
     /// the agent's own (the Code tab's two-header session: `Authorization: Bearer <session
     /// token>` and `X-Revka-Session`). The session lives in the daemon, so it outlives a
     /// restart of the session manager; it ends after `[sessions] idle_timeout_secs` unused.
-    pub async fn revka_server(&self, cwd: &Path, label: &str) -> Result<Value, String> {
+    /// The agents it creates count against `parent`'s budget (the session creating this one).
+    pub async fn revka_server(
+        &self,
+        cwd: &Path,
+        label: &str,
+        parent: &str,
+    ) -> Result<Value, String> {
         let addr = (*self.mcp_bound.borrow())
             .ok_or("Revka's MCP server is not bound yet; no endpoint for the agent")?;
         let new = NewSession::new(cwd.into()).with_label(Some(format!("agent:{label}")));
@@ -204,6 +210,7 @@ impl Agents {
             .create(new)
             .await
             .map_err(|e| format!("cannot create the agent's MCP session: {e}"))?;
+        self.ledger.session_for_agent(session.id(), parent);
         Ok(json!({
             "type": "http",
             "url": format!("http://{addr}/mcp"),

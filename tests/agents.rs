@@ -509,6 +509,17 @@ async fn with_the_sidecar_down_a_fallback_agent_runs_streams_and_is_stopped_by_t
         text(&refused).starts_with("budget exceeded for this MCP session"),
         "{refused}"
     );
+    // The agent's own session (its sub-agents) spends its creator's budget: refused too.
+    let sub = tool(
+        &own,
+        "create_agent",
+        json!({ "backend": "claude", "prompt": "hi", "on_unavailable": "fallback" }),
+    )
+    .await;
+    assert!(
+        text(&sub).starts_with("budget exceeded for this MCP session"),
+        "{sub}"
+    );
     let dash = ok(
         &session,
         "system_dashboard",

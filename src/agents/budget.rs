@@ -57,6 +57,10 @@ impl AgentUsage {
 struct State {
     agents: HashMap<String, AgentUsage>,
     order: VecDeque<String>,
+    /// The MCP session an agent's own session (its injected Revka endpoint) was made for:
+    /// the session it counts against, so sub-agents spend their creator's budget.
+    parents: HashMap<String, String>,
+    parents_order: VecDeque<String>,
     exceeded: BTreeMap<String, String>,
     limits: Limits,
 }
@@ -82,14 +86,29 @@ impl Ledger {
         self.state().limits = limits;
     }
 
-    /// Records that `session` created the agent `id` on `path` (`sidecar` or `fallback`).
+    /// Records that `session` created the agent `id` on `path` (`sidecar` or `fallback`). An
+    /// agent's own session counts as the session that created that agent.
     pub fn owned(&self, id: &str, path: &'static str, session: Option<&str>) {
         let mut state = self.state();
+        let session = session.map(|s| root_of(&state, s));
         let entry = entry(&mut state, id);
         entry.path = path;
         if session.is_some() {
-            entry.session = session.map(str::to_owned);
+            entry.session = session;
         }
+    }
+
+    /// Records that `child` is the MCP session made for an agent that `parent` created.
+    pub fn session_for_agent(&self, child: &str, parent: &str) {
+        let mut state = self.state();
+        let root = root_of(&state, parent);
+        while state.parents_order.len() >= MAX_AGENTS {
+            if let Some(old) = state.parents_order.pop_front() {
+                state.parents.remove(&old);
+            }
+        }
+        state.parents_order.push_back(child.to_owned());
+        state.parents.insert(child.to_owned(), root);
     }
 
     /// The session that created agent `id`, if known.
@@ -110,7 +129,8 @@ impl Ledger {
     /// `Err(message)` when `session` is past its budget: its new agents and prompts are
     /// refused.
     pub fn check(&self, session: &str) -> Result<(), String> {
-        match self.state().exceeded.get(session) {
+        let state = self.state();
+        match state.exceeded.get(&root_of(&state, session)) {
             Some(why) => Err(format!(
                 "budget exceeded for this MCP session: {why}; its agents were stopped and new \
                  agents or prompts are refused ([agents] max_cost_usd_per_session / \
@@ -250,6 +270,16 @@ fn entry<'a>(state: &'a mut State, id: &str) -> &'a mut AgentUsage {
     state.agents.get_mut(id).expect("inserted above")
 }
 
+/// The session `session` counts against: itself, or the session that created the agent it
+/// was made for (transitively; agents' sessions are recorded with their root already).
+fn root_of(state: &State, session: &str) -> String {
+    state
+        .parents
+        .get(session)
+        .cloned()
+        .unwrap_or_else(|| session.to_owned())
+}
+
 /// `(cost, tokens)` of `session`'s agents.
 fn sums(state: &State, session: &str) -> (f64, u64) {
     state
@@ -312,12 +342,18 @@ mod tests {
         );
         let refused = ledger.check("s1").unwrap_err();
         assert!(refused.starts_with("budget exceeded for this MCP session: the session's agents used 110 tokens (limit 100)"), "{refused}");
+        // An agent of s1's agent counts against s1, and s1's agents' sessions are refused.
+        ledger.session_for_agent("s1-agent", "s1");
+        ledger.session_for_agent("s1-grandchild", "s1-agent");
+        assert!(ledger.check("s1-grandchild").is_err());
+        ledger.owned("a4", "sidecar", Some("s1-grandchild"));
+        assert_eq!(ledger.owner("a4").as_deref(), Some("s1"));
         let report = ledger.report();
         let s1 = &report["per_session"][0];
         assert_eq!(s1["session"], "s1");
         assert_eq!(s1["tokens"], 120);
         assert_eq!(s1["tokens_left"], 0);
-        assert_eq!(report["per_agent"].as_array().unwrap().len(), 3);
+        assert_eq!(report["per_agent"].as_array().unwrap().len(), 4);
         assert_eq!(report["per_agent"][1]["path"], "fallback");
     }
 }

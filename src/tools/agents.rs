@@ -397,7 +397,10 @@ async fn inject_revka(
         .and_then(Value::as_str)
         .unwrap_or("unnamed")
         .to_owned();
-    match agents.revka_server(ctx.session.cwd(), &label).await {
+    match agents
+        .revka_server(ctx.session.cwd(), &label, ctx.session.id())
+        .await
+    {
         Ok(server) => {
             if let Some(servers) = body["mcp_servers"].as_object_mut() {
                 servers.insert("revka".into(), server);
