@@ -1,10 +1,27 @@
 //! Native agent-lifecycle and chat-room tools (seed 000), served by the session-manager
-//! sidecar through its circuit breaker.
+//! sidecar through its circuit breaker, and by the daemon's CLI fallback (`crate::agents`).
 //!
 //! Each tool maps its arguments to one REST call on the sidecar (`RestTool`); the two that
-//! wait (`wait_for_agent`, `wait_for_chat_message`) poll or long-poll with progress. Mutations
-//! accept `queue_if_unavailable: true`: when the breaker is open or the sidecar is restarting,
-//! the call is put on the persistent retry queue instead of failing, and the result says so.
+//! wait (`wait_for_agent`, `wait_for_chat_message`) poll or long-poll with progress. Every
+//! result says which path ran: `"path": "sidecar" | "fallback" | "queued"`.
+//!
+//! - **Unavailable sidecar.** `create_agent`, `send_agent_prompt` and `post_chat_message` that
+//!   find the session manager down (restarting, breaker open) go to the persistent retry
+//!   queue by default (`"path": "queued"` with its `operation_id`; the outcome shows in
+//!   `get_retry_queue_status` and as a `queued_outcome` feed item); `on_unavailable: "fail"`
+//!   errors at once, `"fallback"` (create_agent only) runs the CLI now. The older
+//!   `queue_if_unavailable` is an alias (true = queue, false = fail); the other mutations
+//!   fail unless asked to queue. Nothing is queued by default for a session manager its
+//!   supervisor gave up on (`failed`).
+//! - **Fallback.** Without the session manager, `create_agent` runs the backend's CLI
+//!   through `FallbackAgents` (when `[agents] fallback`); ids starting `fb_` are routed
+//!   there by every agent tool; `list_agents` lists both paths.
+//! - **Revka's endpoint.** claude and codex agents get `mcp_servers.revka` (`[agents]
+//!   inject_revka`): a fresh two-header MCP session of the daemon, which outlives a sidecar
+//!   restart.
+//! - **Budgets.** A session past its `[agents]` per-session limit is refused new agents and
+//!   prompts (`crate::agents::budget`).
+//!
 //! Every answer is checked for the fields the tool relies on ([`Field`]): an answer of another
 //! shape is an error result naming what is wrong, and a failure for the breaker.
 

@@ -3,8 +3,10 @@
 //! and the retry queue's dead-letter tools `replay_dead_letters` and `drop_dead_letters`.
 //!
 //! They read the daemon's own state (the status tree, the breaker and queue handles, the run
-//! log) without going through any actor's mailbox, and ask the session manager only for its
-//! agents.
+//! log, the agent layer's budget ledger and fallback agents) without going through any actor's
+//! mailbox, and ask the session manager only for its agents. `system_dashboard`'s `costs` is
+//! the ledger's report (totals per agent and per session, both paths, with the limits and
+//! what is left); `get_retry_queue_status` adds the recent outcomes of queued operations.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
