@@ -284,6 +284,28 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
   });
 });
 
+describe('claude backend: a CLI that ignores the interrupt', { skip }, () => {
+  test('is terminated after REVKA_SM_INTERRUPT_GRACE_MS; the run ends idle (interrupted)', async () => {
+    const srv = await startServer({
+      env: { REVKA_SM_CLAUDE_PATH: FAKE, REVKA_SM_INTERRUPT_GRACE_MS: '300', REVKA_SM_KILL_GRACE_MS: '500' },
+    });
+    try {
+      const a = (await srv.post('/agents', { backend: 'claude', prompt: 'be stubborn' })).json;
+      await srv.eventsUntil(a.id, (evs) => evs.some((e) => e.text === 'ignoring you'), { timeout: 15000 });
+      const pid = (await srv.get(`/agents/${a.id}`)).json.pid;
+      assert.equal((await srv.post(`/agents/${a.id}/interrupt`, {})).json.interrupted, true);
+      const evs = await srv.eventsUntil(a.id, runEnded(1), { timeout: 10000 });
+      const end = evs[evs.length - 1];
+      assert.equal(end.text, 'idle');
+      assert.equal(end.data.reason, 'interrupted');
+      await waitFor(() => pidGone(pid), { what: 'stubborn CLI gone' });
+      assert.ok(!evs.some((e) => e.type === 'result'), 'it never finished its turn');
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
 describe('claude backend without the SDK', () => {
   test('a copy without node_modules starts, serves echo, and fails claude runs with sdk_missing', async () => {
     const copy = tmpDir();
