@@ -32,6 +32,7 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
       dir,
       env: {
         REVKA_SM_CLAUDE_PATH: FAKE,
+        REVKA_PROCESS_TREE: 'tree-of-this-test',
         REVKA_SM_MAX_EVENTS_PER_RUN: '1000',
         REVKA_SM_INTERRUPT_GRACE_MS: '5000',
         REVKA_SM_KILL_GRACE_MS: '1000',
@@ -45,7 +46,8 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
 
   const create = async (body) => {
     const logFile = path.join(dir, `fake-${Math.random().toString(16).slice(2)}.log`);
-    const r = await srv.post('/agents', { backend: 'claude', cwd: dir, env: { FAKE_CLAUDE_LOG: logFile }, ...body });
+    const env = { ...body.env, FAKE_CLAUDE_LOG: logFile };
+    const r = await srv.post('/agents', { backend: 'claude', cwd: dir, ...body, env });
     assert.equal(r.status, 201, r.text);
     return { agent: r.json, logFile };
   };
@@ -53,6 +55,7 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
   test('a prompt with a tool call: assistant, tool_use, tool_result, usage, result; follow-up resumes', async () => {
     const { agent, logFile } = await create({
       name: 'toolie',
+      env: { REVKA_PROCESS_TREE: 'forged' },
       prompt: 'please use a tool',
       model: 'claude-fake-1',
       allowed_tools: ['Read'],
@@ -102,6 +105,9 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
     // what the SDK handed the CLI
     const log1 = readLog(logFile);
     const argv = log1[0].argv;
+    assert.equal(log1[0].tree, 'tree-of-this-test', 'the daemon marker is kept, the forged one ignored');
+    assert.equal(log1[0].cwd, fs.realpathSync(dir));
+    assert.equal(log1[0].agent, agent.id);
     assert.ok(argv.includes('--model=claude-fake-1'), argv.join(' '));
     assert.ok(argv.includes('--allowedTools=Read'), argv.join(' '));
     assert.ok(argv.includes('--permission-mode=acceptEdits'), argv.join(' '));
