@@ -73,8 +73,10 @@ const MAX_MCP_SERVERS = 64;
 const MAX_URL = 8192;
 const PERMISSION_MODES = ['default', 'acceptEdits', 'bypassPermissions', 'plan'];
 const MAX_APPROVAL_POLICY = 64;
-// Event types a flooding run may still record (its end is worth knowing).
-const FLOOD_EXEMPT = new Set(['status', 'error', 'exit', 'interrupt', 'budget', 'usage', 'result']);
+// Event types a flooding run may still record (its end is worth knowing), plus `error` events
+// with a reason (failures; a command's stderr lines are `error` events without one).
+const FLOOD_EXEMPT = new Set(['status', 'exit', 'interrupt', 'budget', 'usage', 'result']);
+const floodExempt = (type, data) => FLOOD_EXEMPT.has(type) || (type === 'error' && data.reason !== undefined);
 const MAX_ARGV = 1024;
 const MAX_ENV = 1024;
 const ECHO_DELAY_MS = 10;
@@ -548,7 +550,7 @@ class Agent {
     // Flood guard: the events of one run are counted; past the cap the run fails ('flood') and
     // its further content events are dropped.
     const run = this.run;
-    if (run && data && data.run === run.no && !FLOOD_EXEMPT.has(type)) {
+    if (run && data && data.run === run.no && !floodExempt(type, data)) {
       run.eventCount = (run.eventCount || 0) + 1;
       if (run.eventCount > this.mgr.cfg.maxEventsPerRun) {
         if (!run.failure) {
