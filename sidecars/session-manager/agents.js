@@ -233,8 +233,8 @@ export class EchoRun {
       this.timer = setTimeout(burst, ECHO_DELAY_MS);
     } else if (p === 'fail') {
       this.timer = setTimeout(() => {
-        this.agent.record('error', 'echo: simulated failure', { run: this.no });
-        this.finish('error');
+        this.agent.record('error', 'echo: simulated failure', { run: this.no, reason: 'backend' });
+        this.finish('error', { reason: 'backend', message: 'echo: simulated failure' });
       }, ECHO_DELAY_MS);
     } else {
       this.timer = setTimeout(() => {
@@ -244,11 +244,11 @@ export class EchoRun {
     }
   }
 
-  finish(status) {
+  finish(status, lastError) {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
-    this.agent._runFinished(this, status);
+    this.agent._runFinished(this, status, lastError);
   }
 
   interrupt() {
@@ -419,7 +419,10 @@ export class CommandRun {
     this.agent.exitCode = this.code;
     this.agent.exitSignal = this.signal;
     const ok = !this.spawnError && this.code === 0;
-    this.agent._runFinished(this, ok || this.interrupted ? 'idle' : 'error');
+    const failure = this.spawnError
+      ? { reason: 'spawn', message: `failed to start ${JSON.stringify(this.agent.argv[0])}: ${this.spawnError.message}` }
+      : { reason: 'backend', message: `the command ${text}` };
+    this.agent._runFinished(this, ok || this.interrupted ? 'idle' : 'error', failure);
     this._resolveFinished();
   }
 
