@@ -1,5 +1,57 @@
 // Agent sessions: an agent owns a bounded event timeline and runs one prompt at a time on a
-// backend ("echo" for tests, "command" for real CLIs such as `claude -p {prompt}`).
+// backend: "echo" (tests), "command" (any CLI, e.g. `claude -p {prompt}`), "claude" (the Claude
+// Agent SDK, backends/claude.js) and "codex" (the Codex app-server, backends/codex.js).
+//
+// ---------------------------------------------------------------------------------------------
+// The backend interface. BACKEND_RUNS maps a backend name to a run class; one instance per
+// prompt ("run"). Every run class implements:
+//
+//   new XRun(agent, runNo, prompt)  no side effects; runNo numbers the agent's runs from 1
+//   start()                         starts the run (synchronously returns; failures to start are
+//                                   reported through completion, never thrown)
+//   interrupt() -> bool             asks the run to stop early; false when nothing was running.
+//                                   An interrupted run completes with status 'idle' (the agent
+//                                   adds reason 'interrupted' to its status event)
+//   terminate() -> Promise          stops the run for good: kills its process group (SIGTERM,
+//                                   SIGKILL after cfg.killGraceMs) and resolves once reaped and
+//                                   completion was reported
+//   pid                             the pid (= process group id) while a process runs, else
+//                                   undefined
+//   completion                      exactly once, asynchronously (never inside start()):
+//                                   agent._runFinished(run, status, lastError?) with status
+//                                   'idle' | 'error' and lastError {reason, message} on failures
+//                                   (reason: one of the `error` event reasons of the contract)
+//   static closeAgent(agent) -> Promise   optional; called once when the agent is closed
+//                                   (DELETE, shutdown) after its current run was terminated, to
+//                                   release per-agent state (e.g. codex's app-server process)
+//
+// Per-agent backend state lives in agent.backendState (an object the backend owns; e.g.
+// {session_id} for claude, {thread_id, ...} for codex; info() exposes session_id/thread_id from
+// it), the request's backend options in agent.options ({model, allowed_tools, system_prompt,
+// mcp_servers, permission_mode, approval_policy}, validated, absent fields undefined), the model
+// in agent.model once known.
+//
+// Helpers the agent offers its runs:
+//   agent.record(type, text, data)  appends a timeline event (contract types; data.run = runNo).
+//                                   Events of a run beyond cfg.maxEventsPerRun fail the run with
+//                                   reason 'flood' and are dropped.
+//   agent.addUsage({input_tokens, output_tokens, cache_read_input_tokens,
+//                   cache_creation_input_tokens, cost_usd}, run)
+//                                   sums into agent.usage, records the `usage` event (with the
+//                                   totals) and enforces the budget: when the totals reach
+//                                   max_cost_usd or max_tokens (tokens = the sum of the four
+//                                   token counts) the run is interrupted, a `budget` event is
+//                                   recorded, the run ends with status error / reason
+//                                   budget_exceeded, and later prompts get 409 budget_exceeded.
+//                                   cost_usd null/undefined = the backend does not report cost.
+//   agent.fail(run, reason, message) records an `error` event {run, reason}, marks the run failed
+//                                   (first failure wins) and terminates it; its completion then
+//                                   ends with status error and last_error {reason, message}
+//                                   whatever status the run reports. For protocol / died / flood
+//                                   / backend / sdk_missing failures.
+//   runEnv(agent, prompt)           the environment of a process the run starts (keeps the
+//                                   daemon's REVKA_PROCESS_TREE marker)
+//   signalGroup/groupAlive/killGroup  process-group helpers
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,15 +61,27 @@ import { RingLog } from './ringlog.js';
 import { HttpError, badRequest } from './http.js';
 import { log } from './log.js';
 
-export const BACKENDS = ['command', 'echo'];
+import { ClaudeRun } from './backends/claude.js';
+import { CodexRun } from './backends/codex.js';
+
 const MAX_NAME = 128;
+const MAX_MODEL = 256;
+const MAX_TOOLS = 512;
+const MAX_TOOL_NAME = 512;
+const MAX_SYSTEM_PROMPT = 256 * 1024;
+const MAX_MCP_SERVERS = 64;
+const MAX_URL = 8192;
+const PERMISSION_MODES = ['default', 'acceptEdits', 'bypassPermissions', 'plan'];
+const MAX_APPROVAL_POLICY = 64;
+// Event types a flooding run may still record (its end is worth knowing).
+const FLOOD_EXEMPT = new Set(['status', 'error', 'exit', 'interrupt', 'budget', 'usage', 'result']);
 const MAX_ARGV = 1024;
 const MAX_ENV = 1024;
 const ECHO_DELAY_MS = 10;
 const MAX_ECHO_SLEEP_MS = 60 * 60 * 1000;
 const FINALIZE_AFTER_EXIT_MS = 500; // how long to wait for stdout/stderr to drain after exit
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => new Date().toISOString();
 
 function newId(prefix, taken) {
@@ -30,7 +94,7 @@ function newId(prefix, taken) {
 // ---------------------------------------------------------------------------------------------
 // Process-group helpers. Every command run is spawned detached, so its pid is also its pgid.
 
-function signalGroup(pgid, signal) {
+export function signalGroup(pgid, signal) {
   try {
     process.kill(-pgid, signal);
     return true;
@@ -40,12 +104,29 @@ function signalGroup(pgid, signal) {
   }
 }
 
-function groupAlive(pgid) {
+export function groupAlive(pgid) {
   try {
     process.kill(-pgid, 0);
     return true;
   } catch (err) {
     return err.code === 'EPERM';
+  }
+}
+
+// SIGTERM to the group, SIGKILL after graceMs if any member survives; resolves once the group
+// is gone (or after a last short wait). exited: optional promise resolved when the leader is
+// reaped.
+export async function killGroup(pgid, graceMs, exited) {
+  if (pgid === undefined || !groupAlive(pgid)) return;
+  const deadline = Date.now() + graceMs;
+  signalGroup(pgid, 'SIGTERM');
+  if (exited) await Promise.race([exited, sleep(graceMs)]);
+  while (Date.now() < deadline && groupAlive(pgid)) await sleep(25);
+  if (groupAlive(pgid)) {
+    log('warn', 'process group survived SIGTERM; sending SIGKILL', { pgid });
+    signalGroup(pgid, 'SIGKILL');
+    const until = Date.now() + 2000;
+    while (Date.now() < until && groupAlive(pgid)) await sleep(25);
   }
 }
 
@@ -107,7 +188,7 @@ export class LineSplitter {
 // Backends. A run reports completion exactly once through agent._runFinished(run, status),
 // always asynchronously.
 
-class EchoRun {
+export class EchoRun {
   constructor(agent, no, prompt) {
     this.agent = agent;
     this.no = no;
@@ -127,6 +208,27 @@ class EchoRun {
         this.agent.record('output', `echo: slept ${ms}ms`, { run: this.no });
         this.finish('idle');
       }, ms);
+    } else if (/^usage:\d+:\d+:[\d.]+$/.test(p)) {
+      // usage:<input_tokens>:<output_tokens>:<cost_usd> reports usage (budget tests)
+      const [, i, o, c] = p.split(':');
+      this.timer = setTimeout(() => {
+        this.agent.record('output', `echo: ${this.prompt}`, { run: this.no });
+        this.agent.addUsage({ input_tokens: Number(i), output_tokens: Number(o), cost_usd: Number(c) }, this);
+        this.finish('idle');
+      }, ECHO_DELAY_MS);
+    } else if (/^flood:\d+$/.test(p)) {
+      // flood:<n> records n output events (flood guard tests)
+      const n = Math.min(Number(p.slice(6)), 10_000_000);
+      let k = 0;
+      const burst = () => {
+        // 200 events a turn of the event loop, like a real backend reading a pipe
+        for (let m = 0; m < 200 && k < n && !this.failure && !this.finished; m++) {
+          this.agent.record('output', `echo: ${++k}`, { run: this.no });
+        }
+        if (k < n && !this.failure && !this.finished) this.timer = setTimeout(burst, 0);
+        else this.finish('idle');
+      };
+      this.timer = setTimeout(burst, ECHO_DELAY_MS);
     } else if (p === 'fail') {
       this.timer = setTimeout(() => {
         this.agent.record('error', 'echo: simulated failure', { run: this.no });
@@ -187,7 +289,7 @@ export function substitutePrompt(template, prompt) {
   return template.map((arg) => (arg === '{prompt}' ? prompt : arg.split('{prompt}').join(prompt)));
 }
 
-class CommandRun {
+export class CommandRun {
   constructor(agent, no, prompt) {
     this.agent = agent;
     this.mgr = agent.mgr;
@@ -362,17 +464,40 @@ class CommandRun {
   }
 }
 
+// The registry of backends. BACKENDS (sorted) is what error messages list.
+export const BACKEND_RUNS = { claude: ClaudeRun, codex: CodexRun, command: CommandRun, echo: EchoRun };
+export const BACKENDS = Object.keys(BACKEND_RUNS).sort();
+
+const emptyUsage = () => ({
+  input_tokens: 0,
+  output_tokens: 0,
+  cache_read_input_tokens: 0,
+  cache_creation_input_tokens: 0,
+  cost_usd: 0,
+  runs: 0,
+});
+const USAGE_FIELDS = ['input_tokens', 'output_tokens', 'cache_read_input_tokens', 'cache_creation_input_tokens'];
+const usedTokens = (u) => USAGE_FIELDS.reduce((n, k) => n + u[k], 0);
+
 // ---------------------------------------------------------------------------------------------
 
 class Agent {
-  constructor(mgr, { id, name, backend, cwd, argv, env }) {
+  constructor(mgr, { id, name, backend, cwd, argv, env, options, budget }) {
     this.mgr = mgr;
     this.id = id;
     this.name = name;
     this.backend = backend;
+    this.Run = BACKEND_RUNS[backend];
     this.cwd = cwd;
     this.argv = argv;
     this.env = env;
+    this.options = options;
+    this.budget = budget; // {max_cost_usd?, max_tokens?} or null
+    this.budgetExceeded = null; // {message} once the budget stopped the agent
+    this.usage = emptyUsage();
+    this.backendState = {};
+    this.model = options.model;
+    this.lastError = null;
     this.createdAt = now();
     this.lastEventAt = null;
     this.status = 'idle';
@@ -406,6 +531,12 @@ class Agent {
       cwd: this.cwd,
     };
     if (this.backend === 'command') o.argv = this.argv;
+    o.usage = { ...this.usage };
+    if (this.budget) o.budget = { ...this.budget };
+    if (this.model !== undefined) o.model = this.model;
+    if (this.backendState.session_id !== undefined) o.session_id = this.backendState.session_id;
+    if (this.backendState.thread_id !== undefined) o.thread_id = this.backendState.thread_id;
+    if (this.lastError) o.last_error = { ...this.lastError };
     if (this.run && this.run.pid !== undefined) o.pid = this.run.pid;
     if (this.lastPid !== undefined) o.last_pid = this.lastPid;
     if (this.exitCode !== undefined) o.exit_code = this.exitCode;
@@ -414,6 +545,18 @@ class Agent {
   }
 
   record(type, text, data) {
+    // Flood guard: the events of one run are counted; past the cap the run fails ('flood') and
+    // its further content events are dropped.
+    const run = this.run;
+    if (run && data && data.run === run.no && !FLOOD_EXEMPT.has(type)) {
+      run.eventCount = (run.eventCount || 0) + 1;
+      if (run.eventCount > this.mgr.cfg.maxEventsPerRun) {
+        if (!run.failure) {
+          this.fail(run, 'flood', `run ${run.no} produced more than ${this.mgr.cfg.maxEventsPerRun} events; stopped`);
+        }
+        return null;
+      }
+    }
     const ts = now();
     const size = 96 + (text ? Buffer.byteLength(text) : 0) + (data ? JSON.stringify(data).length : 0);
     const ev = this.log.append((seq) => {
@@ -423,6 +566,11 @@ class Agent {
       return e;
     }, size);
     this.lastEventAt = ts;
+    try {
+      this.mgr.onAgentEvent?.(this, ev);
+    } catch (err) {
+      log('warn', 'global event feed failed', { agent: this.id, err: err.message });
+    }
     for (const sub of this.subscribers) {
       try {
         sub.onEvent(ev);
@@ -446,7 +594,7 @@ class Agent {
   startRun(prompt, source) {
     const no = ++this.runCount;
     this.record('prompt', prompt, { run: no, source });
-    const run = this.backend === 'echo' ? new EchoRun(this, no, prompt) : new CommandRun(this, no, prompt);
+    const run = new this.Run(this, no, prompt);
     this.run = run;
     this.status = 'running';
     run.start();
@@ -455,14 +603,91 @@ class Agent {
     this.record('status', 'running', data);
   }
 
-  _runFinished(run, status) {
+  _runFinished(run, status, lastError) {
     if (this.run !== run) return;
     this.run = null;
+    const data = { run: run.no };
+    if (run.failure) {
+      status = 'error';
+      lastError = run.failure;
+    } else if (status === 'error' && !lastError) {
+      lastError = { reason: 'backend', message: `run ${run.no} failed` };
+    }
+    if (status === 'error') {
+      this.lastError = { reason: lastError.reason, message: lastError.message };
+      data.reason = lastError.reason;
+    } else if (run.interrupted) {
+      data.reason = 'interrupted';
+    }
     if (this.closing) return; // close() records the final status
-    this.setStatus(status, { run: run.no });
+    this.setStatus(status, data);
+    if (this.budgetExceeded) {
+      this.queue = [];
+      return;
+    }
     if (this.queue.length > 0) {
       const next = this.queue.shift();
       this.startRun(next.prompt, next.source);
+    }
+  }
+
+  // Fails `run`: records the `error` event, marks the run (its completion will report status
+  // error with this reason whatever it says) and terminates it. First failure wins.
+  fail(run, reason, message) {
+    if (!run || run.failure) return;
+    run.failure = { reason, message };
+    this.record('error', message, { run: run.no, reason });
+    log('warn', 'agent run failed', { agent: this.id, run: run.no, reason, message });
+    Promise.resolve()
+      .then(() => run.terminate())
+      .catch((err) => log('error', 'terminate failed', { agent: this.id, err: err.message }));
+  }
+
+  // Adds a run's usage to the agent's totals, records the `usage` event, enforces the budget.
+  addUsage(u, run) {
+    const num = (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+    const cost = typeof u.cost_usd === 'number' && Number.isFinite(u.cost_usd) ? u.cost_usd : null;
+    const delta = {};
+    for (const k of USAGE_FIELDS) delta[k] = num(u[k]);
+    for (const k of USAGE_FIELDS) this.usage[k] += delta[k];
+    if (cost !== null) this.usage.cost_usd = Math.round((this.usage.cost_usd + Math.max(0, cost)) * 1e9) / 1e9;
+    if (run && !run.usageCounted) {
+      run.usageCounted = true;
+      this.usage.runs += 1;
+    }
+    const totals = { ...this.usage };
+    delete totals.runs;
+    this.record('usage', undefined, { run: run?.no, ...delta, cost_usd: cost, totals });
+    this.checkBudget(run);
+  }
+
+  checkBudget(run) {
+    const b = this.budget;
+    if (!b || this.budgetExceeded) return;
+    const tokens = usedTokens(this.usage);
+    const costOver = b.max_cost_usd !== undefined && this.usage.cost_usd >= b.max_cost_usd;
+    const tokensOver = b.max_tokens !== undefined && tokens >= b.max_tokens;
+    if (!costOver && !tokensOver) return;
+    const what = costOver
+      ? `cost $${this.usage.cost_usd} reached the limit of $${b.max_cost_usd}`
+      : `${tokens} tokens reached the limit of ${b.max_tokens}`;
+    const message = `budget exceeded: ${what}`;
+    this.budgetExceeded = { message };
+    this.queue = [];
+    this.record('budget', message, {
+      limit: { ...b },
+      used: { cost_usd: this.usage.cost_usd, tokens },
+    });
+    log('warn', 'agent budget exceeded', { agent: this.id, message });
+    const failure = { reason: 'budget_exceeded', message };
+    if (run && this.run === run) {
+      if (!run.failure) run.failure = failure;
+      if (!run.interrupt()) {
+        run.terminate().catch((err) => log('error', 'terminate failed', { agent: this.id, err: err.message }));
+      }
+    } else if (!this.closing) {
+      this.lastError = failure;
+      this.setStatus('error', { reason: 'budget_exceeded' });
     }
   }
 
@@ -470,6 +695,9 @@ class Agent {
     if (typeof prompt !== 'string' || prompt.length === 0) throw badRequest('prompt must be a non-empty string');
     if (this.backend === 'command' && prompt.includes('\0')) throw badRequest('prompt contains a NUL byte');
     if (this.closing) throw new HttpError(409, 'agent_closing', `agent ${this.id} is being closed`);
+    if (this.budgetExceeded) {
+      throw new HttpError(409, 'budget_exceeded', `agent ${this.id} is stopped: ${this.budgetExceeded.message}`);
+    }
     if (this.running) {
       if (!queue) throw new HttpError(409, 'agent_busy', `agent ${this.id} is busy; retry later or pass queue: true`);
       if (this.queue.length >= this.mgr.cfg.maxQueue) {
@@ -510,6 +738,13 @@ class Agent {
     const run = this.run;
     if (run) await run.terminate();
     this.run = null;
+    if (typeof this.Run.closeAgent === 'function') {
+      try {
+        await this.Run.closeAgent(this);
+      } catch (err) {
+        log('error', 'backend close failed', { agent: this.id, backend: this.backend, err: err.message });
+      }
+    }
     this.setStatus('exited', { reason });
     for (const sub of this.subscribers) {
       try {
@@ -531,6 +766,125 @@ function validString(v, field, { max = Infinity, allowEmpty = false } = {}) {
   return v;
 }
 
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+function validStringMap(v, field, { maxEntries = MAX_ENV } = {}) {
+  if (!isObject(v)) throw badRequest(`${field} must be an object of strings`);
+  const entries = Object.entries(v);
+  if (entries.length > maxEntries) throw badRequest(`${field} has more than ${maxEntries} entries`);
+  const out = {};
+  for (const [k, x] of entries) {
+    if (k === '' || k.includes('\0')) throw badRequest(`invalid ${field} name ${JSON.stringify(k)}`);
+    if (typeof x !== 'string') throw badRequest(`${field}.${k} must be a string`);
+    if (x.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
+    out[k] = x;
+  }
+  return out;
+}
+
+function validMcpServers(v) {
+  if (!isObject(v)) throw badRequest('mcp_servers must be an object of {name: server}');
+  const entries = Object.entries(v);
+  if (entries.length > MAX_MCP_SERVERS) throw badRequest(`mcp_servers has more than ${MAX_MCP_SERVERS} entries`);
+  const out = {};
+  for (const [name, srv] of entries) {
+    const f = `mcp_servers.${name}`;
+    if (name === '' || name.length > MAX_NAME || CONTROL_RE.test(name)) {
+      throw badRequest(`invalid mcp_servers name ${JSON.stringify(name)} (1..${MAX_NAME} characters, no control characters)`);
+    }
+    if (!isObject(srv)) throw badRequest(`${f} must be an object`);
+    if (srv.type === 'http') {
+      const url = validString(srv.url, `${f}.url`, { max: MAX_URL });
+      if (!/^https?:\/\/[^\s]+$/i.test(url)) throw badRequest(`${f}.url must be an http(s) URL`);
+      const o = { type: 'http', url };
+      if (srv.headers !== undefined && srv.headers !== null) o.headers = validStringMap(srv.headers, `${f}.headers`, { maxEntries: 64 });
+      for (const k of Object.keys(srv)) {
+        if (!['type', 'url', 'headers'].includes(k)) throw badRequest(`${f}: unknown field ${JSON.stringify(k)} for type http`);
+      }
+      out[name] = o;
+    } else if (srv.type === 'stdio') {
+      const command = validString(srv.command, `${f}.command`, { max: 4096 });
+      if (command.includes('\0')) throw badRequest(`${f}.command contains a NUL byte`);
+      const o = { type: 'stdio', command };
+      if (srv.args !== undefined && srv.args !== null) {
+        if (!Array.isArray(srv.args)) throw badRequest(`${f}.args must be an array of strings`);
+        o.args = srv.args.length ? validateArgv(srv.args, `${f}.args`) : [];
+      }
+      if (srv.env !== undefined && srv.env !== null) o.env = validStringMap(srv.env, `${f}.env`);
+      for (const k of Object.keys(srv)) {
+        if (!['type', 'command', 'args', 'env'].includes(k)) throw badRequest(`${f}: unknown field ${JSON.stringify(k)} for type stdio`);
+      }
+      out[name] = o;
+    } else {
+      throw badRequest(`${f}.type must be "http" or "stdio"`);
+    }
+  }
+  return out;
+}
+
+// The request's budget, missing limits filled from the sidecar's defaults
+// (REVKA_SM_MAX_COST_USD / REVKA_SM_MAX_TOKENS). null when there is no limit at all.
+function validBudget(v, cfg) {
+  const b = {};
+  if (v !== undefined && v !== null) {
+    if (!isObject(v)) throw badRequest('budget must be an object {max_cost_usd?, max_tokens?}');
+    for (const k of Object.keys(v)) {
+      if (k !== 'max_cost_usd' && k !== 'max_tokens') throw badRequest(`budget: unknown field ${JSON.stringify(k)}`);
+    }
+    if (v.max_cost_usd !== undefined && v.max_cost_usd !== null) {
+      if (typeof v.max_cost_usd !== 'number' || !Number.isFinite(v.max_cost_usd) || v.max_cost_usd <= 0) {
+        throw badRequest('budget.max_cost_usd must be a number > 0');
+      }
+      b.max_cost_usd = v.max_cost_usd;
+    }
+    if (v.max_tokens !== undefined && v.max_tokens !== null) {
+      if (!Number.isSafeInteger(v.max_tokens) || v.max_tokens <= 0) throw badRequest('budget.max_tokens must be an integer > 0');
+      b.max_tokens = v.max_tokens;
+    }
+  }
+  if (b.max_cost_usd === undefined && cfg.maxCostUsd > 0) b.max_cost_usd = cfg.maxCostUsd;
+  if (b.max_tokens === undefined && cfg.maxTokens > 0) b.max_tokens = cfg.maxTokens;
+  return Object.keys(b).length ? b : null;
+}
+
+// The backend options of the create body (every backend validates all of them; each uses its
+// own). Absent fields are left out.
+export function validateOptions(body) {
+  const o = {};
+  const given = (k) => body[k] !== undefined && body[k] !== null;
+  if (given('model')) {
+    o.model = validString(body.model, 'model', { max: MAX_MODEL });
+    if (CONTROL_RE.test(o.model)) throw badRequest('model must not contain control characters');
+  }
+  if (given('allowed_tools')) {
+    const t = body.allowed_tools;
+    if (!Array.isArray(t)) throw badRequest('allowed_tools must be an array of strings');
+    if (t.length > MAX_TOOLS) throw badRequest(`allowed_tools has more than ${MAX_TOOLS} elements`);
+    o.allowed_tools = t.map((x, i) => {
+      const v = validString(x, `allowed_tools[${i}]`, { max: MAX_TOOL_NAME });
+      if (CONTROL_RE.test(v)) throw badRequest(`allowed_tools[${i}] must not contain control characters`);
+      return v;
+    });
+  }
+  if (given('system_prompt')) {
+    o.system_prompt = validString(body.system_prompt, 'system_prompt', { max: MAX_SYSTEM_PROMPT, allowEmpty: true });
+    if (o.system_prompt.includes('\0')) throw badRequest('system_prompt contains a NUL byte');
+  }
+  if (given('mcp_servers')) o.mcp_servers = validMcpServers(body.mcp_servers);
+  if (given('permission_mode')) {
+    if (!PERMISSION_MODES.includes(body.permission_mode)) {
+      throw badRequest(`permission_mode must be one of: ${PERMISSION_MODES.join(', ')}`);
+    }
+    o.permission_mode = body.permission_mode;
+  }
+  if (given('approval_policy')) {
+    o.approval_policy = validString(body.approval_policy, 'approval_policy', { max: MAX_APPROVAL_POLICY });
+    if (CONTROL_RE.test(o.approval_policy)) throw badRequest('approval_policy must not contain control characters');
+  }
+  return o;
+}
+
 export function validateArgv(argv, field = 'argv') {
   if (!Array.isArray(argv) || argv.length === 0) throw badRequest(`${field} must be a non-empty array of strings`);
   if (argv.length > MAX_ARGV) throw badRequest(`${field} has more than ${MAX_ARGV} elements`);
@@ -544,9 +898,12 @@ export function validateArgv(argv, field = 'argv') {
 
 export class AgentManager {
   // cfg: {maxAgents, maxEvents, maxEventBytes, lineCap, killGraceMs, interruptGraceMs,
-  //       maxQueue, defaultArgv}
+  //       maxQueue, defaultArgv, maxEventsPerRun, maxCostUsd, maxTokens, claudePath,
+  //       claudeSdkModule}
+  // onAgentEvent(agent, event), when set, sees every recorded event (the global stream).
   constructor(cfg) {
-    this.cfg = cfg;
+    this.cfg = { maxEventsPerRun: 100000, maxCostUsd: 0, maxTokens: 0, ...cfg };
+    this.onAgentEvent = null;
     this.agents = new Map();
   }
 
@@ -625,6 +982,8 @@ export class AgentManager {
     } else if (body.argv !== undefined && body.argv !== null) {
       validateArgv(body.argv);
     }
+    const options = validateOptions(body);
+    const budget = validBudget(body.budget, this.cfg);
     if (name !== undefined && this.resolveName(name)) {
       throw new HttpError(409, 'name_conflict', `an agent named ${JSON.stringify(name)} already exists`);
     }
@@ -632,7 +991,7 @@ export class AgentManager {
       throw new HttpError(429, 'too_many_agents', `agent limit reached (${this.cfg.maxAgents})`);
     }
     const id = newId('ag_', this.agents);
-    const agent = new Agent(this, { id, name: name ?? id, backend, cwd, argv, env });
+    const agent = new Agent(this, { id, name: name ?? id, backend, cwd, argv, env, options, budget });
     this.agents.set(id, agent);
     agent.record('status', 'created', { status: 'idle', backend });
     log('info', 'agent created', { agent: id, name: agent.name, backend });

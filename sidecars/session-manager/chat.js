@@ -56,6 +56,7 @@ export class ChatService {
     this.agents = agents;
     this.cfg = cfg;
     this.rooms = new Map();
+    this.onMessage = null; // (room, message) for every posted message (the global stream)
   }
 
   get size() {
@@ -177,6 +178,11 @@ export class ChatService {
 
     for (const w of [...room.waiters]) {
       if (msg.id > w.since) w.fire();
+    }
+    try {
+      this.onMessage?.(room, msg);
+    } catch (err) {
+      log('warn', 'chat message subscriber failed', { room: room.id, err: err.message });
     }
     return msg;
   }

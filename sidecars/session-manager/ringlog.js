@@ -71,3 +71,77 @@ export class RingLog {
     return this.count > 0 ? this.items[this.items.length - 1] : undefined;
   }
 }
+
+// A feed of numbered events (ids 1, 2, 3, ... of this process) with a bounded replay ring and
+// subscribers that each have a bounded queue. publish() serialises an event once; a subscriber
+// that falls behind by more than `bound` queued events loses the oldest and is told how many
+// through its lag(missed) callback before the next event it gets.
+export class FeedHub {
+  constructor({ ringCapacity = 4096, ringBytes = 32 * 1024 * 1024, bound = 1000 } = {}) {
+    this.ring = new RingLog({ capacity: ringCapacity, maxBytes: ringBytes });
+    this.bound = bound;
+    this.subscribers = new Set();
+  }
+
+  get lastId() {
+    return this.ring.lastSeq;
+  }
+
+  // event: the SSE event name; payload: a JSON-able object.
+  publish(event, payload) {
+    const data = JSON.stringify(payload);
+    const item = this.ring.append((id) => ({ id, event, data }), 64 + data.length);
+    for (const sub of this.subscribers) sub.offer(item);
+    return item;
+  }
+
+  // Events still in the ring after `since`, and how many after `since` are no longer there.
+  replay(since) {
+    let missed = 0;
+    if (since > this.ring.lastSeq) since = 0; // an id of an earlier process: replay what we have
+    if (since < this.ring.firstSeq - 1) missed = this.ring.firstSeq - 1 - since;
+    return { items: this.ring.after(since), missed };
+  }
+
+  // write(item) -> bool (false = the consumer is full; call resume() when it drained)
+  // lag(missed): called before the next item after drops.
+  subscribe({ write, lag }) {
+    const sub = {
+      queue: [],
+      missed: 0,
+      paused: false,
+      offer: (item) => {
+        if (sub.paused) {
+          sub.queue.push(item);
+          if (sub.queue.length > this.bound) {
+            sub.queue.shift();
+            sub.missed += 1;
+          }
+          return;
+        }
+        if (!write(item)) sub.paused = true;
+      },
+      resume: () => {
+        sub.paused = false;
+        if (sub.missed > 0) {
+          const m = sub.missed;
+          sub.missed = 0;
+          if (!lag(m)) {
+            sub.paused = true;
+            return;
+          }
+        }
+        while (sub.queue.length > 0) {
+          const item = sub.queue.shift();
+          if (!write(item)) {
+            sub.paused = true;
+            return;
+          }
+        }
+      },
+      close: () => this.subscribers.delete(sub),
+    };
+    this.subscribers.add(sub);
+    return sub;
+  }
+}

@@ -2,6 +2,7 @@
 
 import { Router, HttpError, badRequest, sendJson, sendError, intParam, numberParam } from './http.js';
 import { log } from './log.js';
+import { FeedHub } from './ringlog.js';
 
 const EVENTS_DEFAULT_LIMIT = 500;
 const EVENTS_MAX_LIMIT = 5000;
@@ -9,6 +10,27 @@ const MESSAGES_DEFAULT_LIMIT = 50;
 const MESSAGES_MAX_LIMIT = 1000;
 const WAIT_DEFAULT_SECS = 30;
 const WAIT_MAX_SECS = 120;
+const FEED_RING = 4096; // events kept for resuming the global stream
+const FEED_RING_BYTES = 32 * 1024 * 1024;
+const FEED_BOUND = 1000; // events queued per slow global-stream subscriber
+const FEED_HIGH_WATER = 256 * 1024; // bytes buffered in a response before we queue instead
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
+// The resume point of an SSE request: Last-Event-ID header, else ?since=, else dflt.
+function resumeFrom(ctx, dflt) {
+  let since = intParam(ctx.query, 'since', { dflt });
+  const lastEventId = ctx.req.headers['last-event-id'];
+  if (lastEventId !== undefined && /^\d+$/.test(String(lastEventId).trim())) {
+    since = Number(String(lastEventId).trim());
+  }
+  return since;
+}
 
 // ctx: {agents, chat, cfg, version, startedAt}
 // Returns {router, streams} — streams is the set of open SSE responses (closed on shutdown).
@@ -16,6 +38,15 @@ export function buildRouter(app) {
   const { agents, chat, cfg } = app;
   const streams = new Set();
   const r = new Router();
+
+  // The global feed: every agent event and chat message, numbered for GET /events/stream.
+  const feed = new FeedHub({ ringCapacity: FEED_RING, ringBytes: FEED_RING_BYTES, bound: FEED_BOUND });
+  agents.onAgentEvent = (agent, event) =>
+    feed.publish('agent', {
+      agent: { id: agent.id, name: agent.name, backend: agent.backend, status: agent.status },
+      event,
+    });
+  chat.onMessage = (room, message) => feed.publish('chat', { room: { id: room.id, name: room.name }, message });
 
   // -- health --------------------------------------------------------------------------------
   r.add('GET', '/health', () => ({
@@ -83,19 +114,10 @@ export function buildRouter(app) {
   });
 
   r.add('GET', '/agents/:id/stream', (ctx) => {
-    const { req, res } = ctx;
+    const { res } = ctx;
     const agent = agents.get(ctx.params.id);
-    let since = intParam(ctx.query, 'since', { dflt: 0 });
-    const lastEventId = req.headers['last-event-id'];
-    if (lastEventId !== undefined && /^\d+$/.test(String(lastEventId).trim())) {
-      since = Number(String(lastEventId).trim());
-    }
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
+    const since = resumeFrom(ctx, 0);
+    res.writeHead(200, SSE_HEADERS);
     const stream = { res, agentId: agent.id };
     const write = (chunk) => {
       if (res.destroyed || res.writableEnded) return;
@@ -130,6 +152,46 @@ export function buildRouter(app) {
     res.on('close', () => {
       clearInterval(keepAlive);
       unsubscribe();
+      streams.delete(stream);
+    });
+    return undefined;
+  });
+
+  // -- the global stream: every agent's events and every chat message ---------------------
+  r.add('GET', '/events/stream', (ctx) => {
+    const { res } = ctx;
+    const since = resumeFrom(ctx, feed.lastId);
+    res.writeHead(200, SSE_HEADERS);
+    const stream = { res };
+    const live = () => !res.destroyed && !res.writableEnded;
+    // Writes and tells whether the response can take more (false: wait for 'drain').
+    const put = (chunk) => {
+      if (!live()) return true;
+      res.write(chunk);
+      return res.writableLength < FEED_HIGH_WATER;
+    };
+    const lag = (missed) => put(`event: lag\ndata: ${JSON.stringify({ missed })}\n\n`);
+    const write = (item) => put(`id: ${item.id}\nevent: ${item.event}\ndata: ${item.data}\n\n`);
+    put('retry: 2000\n\n');
+    const { items, missed } = feed.replay(since);
+    if (missed > 0) lag(missed);
+    for (const item of items) put(`id: ${item.id}\nevent: ${item.event}\ndata: ${item.data}\n\n`);
+    const sub = feed.subscribe({ write, lag });
+    if (res.writableLength >= FEED_HIGH_WATER) sub.paused = true;
+    res.on('drain', () => sub.resume());
+    stream.end = (event, data) => {
+      if (live()) {
+        res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+        res.end();
+      }
+    };
+    const keepAlive = setInterval(() => {
+      if (live() && !sub.paused) res.write(': keep-alive\n\n');
+    }, cfg.sseKeepAliveMs);
+    streams.add(stream);
+    res.on('close', () => {
+      clearInterval(keepAlive);
+      sub.close();
       streams.delete(stream);
     });
     return undefined;

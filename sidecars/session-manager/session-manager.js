@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Revka session-manager sidecar: agent sessions, event timelines, SSE streams and inter-agent
-// chat rooms, served as JSON over HTTP/1.1 on a Unix socket. No dependencies beyond node:*.
+// chat rooms, served as JSON over HTTP/1.1 on a Unix socket. Needs nothing beyond node:* to
+// start and serve the echo/command backends; the claude backend loads the Claude Agent SDK
+// (node_modules, `npm ci`) only when a claude run starts.
 //
 //   node session-manager.js [--socket PATH]
 //
@@ -77,6 +79,15 @@ function envInt(env, name, dflt, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}
   return n;
 }
 
+// A non-negative decimal number (e.g. a cost in USD); unset/empty = dflt.
+function envNumber(env, name, dflt) {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return dflt;
+  const t = raw.trim();
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(t)) throw new ConfigError(`${name} must be a non-negative number (got ${JSON.stringify(raw)})`);
+  return Number(t);
+}
+
 function loadConfig(args, env = process.env) {
   const home = path.resolve(expandHome(env.REVKA_HOME && env.REVKA_HOME.trim() ? env.REVKA_HOME : '~/.revka'));
   const socketRaw = args.socket ?? (env.REVKA_SM_SOCKET && env.REVKA_SM_SOCKET.trim() ? env.REVKA_SM_SOCKET : null);
@@ -116,6 +127,15 @@ function loadConfig(args, env = process.env) {
     maxQueue: 100,
     killGraceMs: envInt(env, 'REVKA_SM_KILL_GRACE_MS', 3000, { max: 600000 }),
     interruptGraceMs: envInt(env, 'REVKA_SM_INTERRUPT_GRACE_MS', 5000, { max: 3600000 }),
+    maxEventsPerRun: envInt(env, 'REVKA_SM_MAX_EVENTS_PER_RUN', 100000, { min: 1 }),
+    maxCostUsd: envNumber(env, 'REVKA_SM_MAX_COST_USD', 0), // 0 = no limit
+    maxTokens: envInt(env, 'REVKA_SM_MAX_TOKENS', 0), // 0 = no limit
+    // backends
+    claudePath: env.REVKA_SM_CLAUDE_PATH && env.REVKA_SM_CLAUDE_PATH.trim() ? env.REVKA_SM_CLAUDE_PATH.trim() : null,
+    // Tests only: the module specifier the claude backend imports instead of the SDK.
+    claudeSdkModule: env.REVKA_SM_CLAUDE_SDK_MODULE && env.REVKA_SM_CLAUDE_SDK_MODULE.trim() ? env.REVKA_SM_CLAUDE_SDK_MODULE.trim() : '@anthropic-ai/claude-agent-sdk',
+    codexPath: env.REVKA_SM_CODEX_PATH && env.REVKA_SM_CODEX_PATH.trim() ? env.REVKA_SM_CODEX_PATH.trim() : 'codex',
+    codexApprovals: env.REVKA_SM_CODEX_APPROVALS && env.REVKA_SM_CODEX_APPROVALS.trim() ? env.REVKA_SM_CODEX_APPROVALS.trim() : null,
     // chat
     maxRooms: envInt(env, 'REVKA_SM_MAX_ROOMS', 256, { min: 1, max: 100000 }),
     maxMessages: 10000,
