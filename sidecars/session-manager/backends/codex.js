@@ -151,6 +151,7 @@ class AppServer {
     this.closeTimer = null;
     this.exited = new Promise((r) => (this._resolveExited = r));
     this.ready = null; // handshake promise
+    this.announced = false;
   }
 
   get usable() {
@@ -510,8 +511,9 @@ export class CodexRun {
     const server = this.server;
     const info = await server.ready;
     if (this.finished) return;
-    if (!this.agent.backendState.announced || this.agent.backendState.announced !== info.threadId) {
-      this.agent.backendState.announced = info.threadId;
+    if (!server.announced) {
+      // Once per process: the thread it started or resumed.
+      server.announced = true;
       const text = info.resumed
         ? `codex thread ${info.threadId} resumed in a new app-server (pid ${server.pid})`
         : `codex thread ${info.threadId} started (model ${info.model ?? 'default'}, approvals ${server.policy.name})`;
