@@ -94,7 +94,8 @@ export function resolveApprovalPolicy(agent) {
 }
 
 // The create body's mcp_servers as codex config overrides: one dotted key per server
-// ("mcp_servers.<name>", like `codex -c`), so servers of the user's config.toml stay.
+// ("mcp_servers.<name>"): codex merges params.config into its `-c` overrides as dotted paths
+// converted JSON->TOML (app-server derive_config_from_params), so the user's other servers stay.
 export function mcpConfig(servers) {
   const config = {};
   for (const [name, srv] of Object.entries(servers ?? {})) {
@@ -383,6 +384,8 @@ class AppServer {
     const run = this.run;
     if (run && !run.finished) {
       this.agent.fail(run, reason, message);
+      // agent.fail keeps an earlier failure (e.g. a budget stop) and then does not terminate.
+      run.terminate().catch((e) => log('error', 'terminate failed', { agent: this.agent.id, err: e.message }));
     } else {
       log('warn', 'codex app-server failed between runs', { agent: this.agent.id, reason, message });
       if (reason === 'died') this.agent.record('output', message, { kind: 'backend_exit', backend: 'codex' });

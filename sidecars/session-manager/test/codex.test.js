@@ -411,4 +411,18 @@ describe('codex backend: sidecar defaults', () => {
       await srv.stop();
     }
   });
+
+  test('a missing codex executable: reason spawn naming the path and REVKA_SM_CODEX_PATH', async () => {
+    const srv = await startServer({ env: { ...BASE_ENV, REVKA_SM_CODEX_PATH: '/nonexistent/codex' } });
+    try {
+      const r = await srv.post('/agents', { backend: 'codex', prompt: 'hello' });
+      const info = await srv.agentUntil(r.json.id, (x) => x.status === 'error', { timeout: 8000 });
+      assert.equal(info.last_error.reason, 'spawn');
+      assert.match(info.last_error.message, /failed to start the codex app-server "\/nonexistent\/codex": .*ENOENT.*REVKA_SM_CODEX_PATH/);
+      assert.ok(await srv.healthy());
+      await srv.del(`/agents/${r.json.id}`);
+    } finally {
+      await srv.stop();
+    }
+  });
 });
