@@ -356,8 +356,15 @@ class AppServer {
         const meta = params._meta ?? params.meta;
         const toolApproval = isObject(meta) && meta.codex_approval_kind === 'mcp_tool_call';
         const ok = accept && toolApproval;
-        this.respond(id, ok ? { action: 'accept', content: {} } : { action: 'decline', content: null });
+        this.respond(id, ok ? { action: 'accept', content: {}, _meta: null } : { action: 'decline', content: null, _meta: null });
         approval(toolApproval ? 'mcp_tool_call' : 'elicitation', ok ? 'accept' : 'decline', { server: params.serverName, message: params.message });
+        return;
+      }
+      case 'item/tool/requestUserInput': {
+        // No human is there to answer: no answers (ToolRequestUserInputResponse).
+        this.respond(id, { answers: {} });
+        const questions = Array.isArray(params.questions) ? params.questions.map((q) => q?.question).filter(Boolean) : [];
+        approval('user_input', 'unanswered', { questions });
         return;
       }
       default:

@@ -281,6 +281,34 @@ describe('codex backend', () => {
     assert.equal(t.results[0].data.is_error, false);
   });
 
+  test('permissions, MCP tool elicitations and user-input requests are answered by the policy', async () => {
+    const run = async (policy) => {
+      const { agent } = await create({ prompt: 'perm', approval_policy: policy });
+      const info = await settled(agent.id);
+      assert.equal(info.status, 'idle', JSON.stringify(info.last_error));
+      const evs = await events(agent.id);
+      await srv.del(`/agents/${agent.id}`);
+      return {
+        text: ofType(evs, 'assistant')[0].text,
+        approvals: evs.filter((e) => e.type === 'status' && e.data.approval).map((e) => [e.data.approval.kind, e.data.approval.decision]),
+      };
+    };
+    const deny = await run('deny');
+    assert.equal(deny.text, 'network denied; elicitation decline; 0 answers');
+    assert.deepEqual(deny.approvals, [
+      ['permissions', 'decline'],
+      ['mcp_tool_call', 'decline'],
+      ['user_input', 'unanswered'],
+    ]);
+    const accept = await run('accept');
+    assert.equal(accept.text, 'network granted; elicitation accept; 0 answers');
+    assert.deepEqual(accept.approvals, [
+      ['permissions', 'accept'],
+      ['mcp_tool_call', 'accept'],
+      ['user_input', 'unanswered'],
+    ]);
+  });
+
   test('an unknown approval_policy fails the run with the known names; an unknown server request gets -32601', async () => {
     const { agent } = await create({ prompt: 'hello', approval_policy: 'yolo' });
     const info = await settled(agent.id);
