@@ -898,11 +898,19 @@ export function validateArgv(argv, field = 'argv') {
 
 export class AgentManager {
   // cfg: {maxAgents, maxEvents, maxEventBytes, lineCap, killGraceMs, interruptGraceMs,
-  //       maxQueue, defaultArgv, maxEventsPerRun, maxCostUsd, maxTokens, claudePath,
-  //       claudeSdkModule}
+  //       maxQueue, defaultArgv, maxEventsPerRun, maxCostUsd, maxTokens, jsonLineCap,
+  //       claudePath, claudeSdkModule, codexPath, codexApprovals}
   // onAgentEvent(agent, event), when set, sees every recorded event (the global stream).
   constructor(cfg) {
-    this.cfg = { maxEventsPerRun: 100000, maxCostUsd: 0, maxTokens: 0, ...cfg };
+    this.cfg = {
+      maxEventsPerRun: 100000,
+      maxCostUsd: 0,
+      maxTokens: 0,
+      jsonLineCap: 4 * 1024 * 1024,
+      claudePath: null,
+      claudeSdkModule: '@anthropic-ai/claude-agent-sdk',
+      ...cfg,
+    };
     this.onAgentEvent = null;
     this.agents = new Map();
   }

@@ -124,6 +124,9 @@ function loadConfig(args, env = process.env) {
     maxEvents: 10000,
     maxEventBytes: envInt(env, 'REVKA_SM_MAX_EVENT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     lineCap: 64 * 1024,
+    // one line of a JSON-speaking backend (claude CLI stream, codex): a whole message, which
+    // may carry a large tool result
+    jsonLineCap: envInt(env, 'REVKA_SM_JSON_LINE_CAP', 4 * 1024 * 1024, { min: 1024, max: 256 * 1024 * 1024 }),
     maxQueue: 100,
     killGraceMs: envInt(env, 'REVKA_SM_KILL_GRACE_MS', 3000, { max: 600000 }),
     interruptGraceMs: envInt(env, 'REVKA_SM_INTERRUPT_GRACE_MS', 5000, { max: 3600000 }),

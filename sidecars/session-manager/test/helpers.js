@@ -103,10 +103,11 @@ export function request(sock, method, urlPath, { body, headers = {}, timeout = 1
   });
 }
 
-export async function startServer({ env = {}, socket, dir } = {}) {
+// script: another copy of session-manager.js (default: this checkout's)
+export async function startServer({ env = {}, socket, dir, script = SM } = {}) {
   dir = dir ?? tmpDir();
   const sock = socket ?? path.join(dir, 'sm.sock');
-  const child = spawn(process.execPath, [SM, '--socket', sock], {
+  const child = spawn(process.execPath, [script, '--socket', sock], {
     env: { ...process.env, REVKA_SM_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
