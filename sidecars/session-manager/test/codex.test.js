@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { startServer, tmpDir, pidGone, waitFor, openSse, sleep } from './helpers.js';
 
 const FAKE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-codex-app-server.mjs');
@@ -448,6 +449,37 @@ describe('codex backend: sidecar defaults', () => {
       assert.equal(info.last_error.reason, 'spawn');
       assert.match(info.last_error.message, /failed to start the codex app-server "\/nonexistent\/codex": .*ENOENT.*REVKA_SM_CODEX_PATH/);
       assert.ok(await srv.healthy());
+      await srv.del(`/agents/${r.json.id}`);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+// Opt-in, never in CI: REVKA_TEST_REAL_CODEX=1 with a logged-in `codex` on PATH (or
+// REVKA_SM_CODEX_PATH) runs one real prompt under the default (deny) policy.
+function realCodex() {
+  if (process.env.REVKA_TEST_REAL_CODEX !== '1') return null;
+  const bin = process.env.REVKA_SM_CODEX_PATH || 'codex';
+  try {
+    execFileSync(bin, ['--version'], { stdio: 'ignore', timeout: 10000 });
+    return bin;
+  } catch {
+    return null;
+  }
+}
+
+describe('codex backend: a real codex app-server (opt-in)', () => {
+  const bin = realCodex();
+  test('one real prompt', { skip: bin ? false : 'set REVKA_TEST_REAL_CODEX=1 with codex installed and logged in' }, async () => {
+    const srv = await startServer({ env: { REVKA_SM_CODEX_PATH: bin } });
+    try {
+      const r = await srv.post('/agents', { backend: 'codex', prompt: 'Reply with the single word: ok', cwd: tmpDir() });
+      const info = await srv.agentUntil(r.json.id, (x) => x.status !== 'running', { timeout: 180000 });
+      const evs = (await srv.get(`/agents/${r.json.id}/events?limit=5000`)).json.events;
+      assert.equal(info.status, 'idle', JSON.stringify(info.last_error));
+      assert.ok(evs.some((e) => e.type === 'assistant'));
+      assert.ok(evs.some((e) => e.type === 'result'));
       await srv.del(`/agents/${r.json.id}`);
     } finally {
       await srv.stop();
