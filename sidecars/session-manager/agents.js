@@ -62,7 +62,7 @@ import { HttpError, badRequest } from './http.js';
 import { log } from './log.js';
 
 import { ClaudeRun } from './backends/claude.js';
-import { CodexRun } from './backends/codex.js';
+import { APPROVAL_POLICIES, CODEX_MCP_NAME_RE, CodexRun } from './backends/codex.js';
 
 const MAX_NAME = 128;
 const MAX_MODEL = 256;
@@ -890,6 +890,21 @@ export function validateOptions(body) {
   return o;
 }
 
+// What only the codex backend restricts, refused at create rather than at the first run: the
+// approval policy's name and MCP server names (they become codex config keys).
+function checkCodexOptions(o) {
+  if (o.approval_policy !== undefined && !Object.hasOwn(APPROVAL_POLICIES, o.approval_policy)) {
+    throw badRequest(
+      `unknown approval_policy ${JSON.stringify(o.approval_policy)} (one of: ${Object.keys(APPROVAL_POLICIES).join(', ')})`,
+    );
+  }
+  for (const name of Object.keys(o.mcp_servers ?? {})) {
+    if (!CODEX_MCP_NAME_RE.test(name)) {
+      throw badRequest(`mcp_servers name ${JSON.stringify(name)} cannot be used with codex (letters, digits, "_" and "-" only)`);
+    }
+  }
+}
+
 export function validateArgv(argv, field = 'argv') {
   if (!Array.isArray(argv) || argv.length === 0) throw badRequest(`${field} must be a non-empty array of strings`);
   if (argv.length > MAX_ARGV) throw badRequest(`${field} has more than ${MAX_ARGV} elements`);
@@ -996,6 +1011,7 @@ export class AgentManager {
       validateArgv(body.argv);
     }
     const options = validateOptions(body);
+    if (backend === 'codex') checkCodexOptions(options);
     const budget = validBudget(body.budget, this.cfg);
     if (name !== undefined && this.resolveName(name)) {
       throw new HttpError(409, 'name_conflict', `an agent named ${JSON.stringify(name)} already exists`);

@@ -49,7 +49,7 @@ export const DEFAULT_APPROVAL_POLICY = 'deny';
 const POLICY_NAMES = Object.keys(APPROVAL_POLICIES);
 
 // MCP server names become codex config keys (mcp_servers.<name>).
-const MCP_NAME_RE = /^[A-Za-z0-9_-]+$/;
+export const CODEX_MCP_NAME_RE = /^[A-Za-z0-9_-]+$/;
 
 class CodexError extends Error {
   constructor(reason, message, rpcError) {
@@ -99,7 +99,7 @@ export function resolveApprovalPolicy(agent) {
 export function mcpConfig(servers) {
   const config = {};
   for (const [name, srv] of Object.entries(servers ?? {})) {
-    if (!MCP_NAME_RE.test(name)) {
+    if (!CODEX_MCP_NAME_RE.test(name)) {
       throw new CodexError('backend', `mcp_servers name ${JSON.stringify(name)} cannot be used with codex (letters, digits, "_" and "-" only)`);
     }
     if (srv.type === 'http') {

@@ -310,13 +310,20 @@ describe('codex backend', () => {
     ]);
   });
 
-  test('an unknown approval_policy fails the run with the known names; an unknown server request gets -32601', async () => {
-    const { agent } = await create({ prompt: 'hello', approval_policy: 'yolo' });
-    const info = await settled(agent.id);
-    assert.equal(info.status, 'error');
-    assert.equal(info.last_error.reason, 'backend');
-    assert.equal(info.last_error.message, 'unknown codex approval_policy "yolo" (one of: deny, sandboxed, accept)');
-    await srv.del(`/agents/${agent.id}`);
+  test('an unknown approval_policy or a codex-unusable MCP server name is refused at create; an unknown server request gets -32601', async () => {
+    const bad = await srv.post('/agents', { backend: 'codex', prompt: 'hello', approval_policy: 'yolo' });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json.error.message, 'unknown approval_policy "yolo" (one of: deny, sandboxed, accept)');
+    const badName = await srv.post('/agents', {
+      backend: 'codex',
+      mcp_servers: { 'my server': { type: 'http', url: 'http://127.0.0.1:1/mcp' } },
+    });
+    assert.equal(badName.status, 400, badName.text);
+    assert.match(badName.json.error.message, /mcp_servers name "my server" cannot be used with codex/);
+    // Other backends do not use the policy: validated as a string, not refused.
+    const echo = await srv.post('/agents', { backend: 'echo', approval_policy: 'yolo' });
+    assert.equal(echo.status, 201, echo.text);
+    await srv.del(`/agents/${echo.json.id}`);
 
     // The fake exits with a protocol violation unless it gets error -32601.
     const b = await create({ prompt: 'unknown' });
