@@ -347,6 +347,9 @@ fn test_agent(backend: Backend) -> Agent {
             budget_spent: None,
             ring: Default::default(),
             seq: 0,
+            dropped: 0,
+            last_event_at: None,
+            last_pid: None,
             argv: Vec::new(),
             run: None,
             closed: false,
@@ -525,6 +528,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
     assert_eq!(a["usage"]["input_tokens"], 10);
     assert_eq!(a["usage"]["runs"], 1);
     let events = timeline(&rig.agents, &id);
+    assert_eq!(a["event_count"], events.len());
+    assert_eq!(a["dropped"], 0);
+    assert!(a["last_pid"].is_u64() && a.get("pid").is_none(), "{a}");
     assert_eq!(
         types(&events),
         [
@@ -559,7 +565,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
     assert_eq!(items[4]["event"], events[4]);
 
     // The follow-up resumes the session.
-    rig.agents.query(&id, "hello").await.unwrap();
+    let q = rig.agents.query(&id, "hello").await.unwrap();
+    assert_eq!(q["queued"], false);
+    assert_eq!(q["agent"]["id"], id);
     let a = settled(&rig.agents, &id).await;
     assert_eq!(a["usage"]["runs"], 2);
     assert!((a["usage"]["cost_usd"].as_f64().unwrap() - 0.002).abs() < 1e-9);
@@ -574,7 +582,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
         last.iter().rev().nth(1).unwrap()["text"],
         "Hello from fake claude"
     );
-    rig.agents.close(&id).await.unwrap();
+    let closed = rig.agents.close(&id).await.unwrap();
+    assert_eq!(closed["deleted"], true);
+    assert_eq!(closed["agent"]["status"], "exited");
     assert!(rig.agents.get(&id).is_none());
 }
 
