@@ -897,3 +897,55 @@ fn directories_left_by_a_killed_daemon_are_removed() {
     assert!(!stale.exists());
     assert!(other.exists());
 }
+
+#[tokio::test]
+async fn the_daemons_secrets_are_removed_from_a_runs_environment() {
+    // A supervisor is needed for a plan only; nothing is started here.
+    let root = StatusNode::root("root", "supervisor");
+    let (sup, _) = SupervisorActor::spawn(
+        None,
+        SupervisorActor,
+        SupervisorArguments {
+            node: root,
+            strategy: Strategy::OneForOne,
+            intensity: Intensity::default(),
+            children: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let agent = test_agent(Backend::Claude);
+    let plan = run::RunPlan {
+        run: 1,
+        program: "/bin/claude".into(),
+        args: vec!["-p".into(), "--".into(), "hi".into()],
+        shown: vec!["claude".into(), "-p".into(), "--".into(), "<prompt>".into()],
+        cwd: "/tmp".into(),
+        kill_grace: Duration::from_secs(1),
+        line_cap: 1024,
+        supervisor: sup.clone(),
+    };
+    let spec = run::process_spec_without(&agent, &plan, vec!["REVKA_GATEWAY_TOKEN".into()]);
+    assert!(spec.program.ends_with("env"), "{}", spec.program);
+    assert_eq!(
+        spec.args,
+        [
+            "-u",
+            "REVKA_GATEWAY_TOKEN",
+            "--",
+            "/bin/claude",
+            "-p",
+            "--",
+            "hi"
+        ]
+    );
+    assert_eq!(spec.command_line(), "claude -p -- <prompt>");
+    assert_eq!(spec.env, [("REVKA_AGENT_ID".to_owned(), "fb_0".to_owned())]);
+    assert_eq!(spec.cwd.as_deref(), Some(Path::new("/tmp")));
+    let spec = run::process_spec_without(&agent, &plan, Vec::new());
+    assert_eq!(spec.program, "/bin/claude");
+    assert_eq!(spec.args, ["-p", "--", "hi"]);
+    // The process tree's marker is the process actor's to set, never removed.
+    assert!(!run::scrubbed_names().contains(&revka_actors::process::TREE_VAR.to_owned()));
+    sup.stop(None);
+}
