@@ -48,6 +48,7 @@
 //!   it).
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod auth;
 pub mod banner;
 pub mod cli;
