@@ -297,6 +297,18 @@ fn install_with_the_session_manager_offers_or_makes_the_config_edit() {
     let home = TestHome::new();
     let text = "# mine\n[session_manager]\nenabled = false  # not yet\n";
     let config = home.write_config(text);
+    // A stand-in for npm: the real `npm ci` would download the Claude Agent SDK with its
+    // ~400 MB native binary (the install's npm step has unit tests of its own). It records
+    // its arguments and leaves what a finished `npm ci` leaves.
+    let npm = home.path().join("fake-npm");
+    std::fs::write(
+        &npm,
+        "#!/bin/sh\necho \"$@\" >> \"$0.log\"\n\
+         mkdir -p node_modules/@anthropic-ai/claude-agent-sdk\n\
+         echo '{}' > node_modules/@anthropic-ai/claude-agent-sdk/package.json\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&npm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let install = |extra: &[&str]| {
         let mut args = vec![
             "install",
@@ -311,6 +323,7 @@ fn install_with_the_session_manager_offers_or_makes_the_config_edit() {
         let out = home
             .command()
             .env_remove("RUST_LOG")
+            .env("REVKA_NPM", &npm)
             .args(&args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -321,6 +334,11 @@ fn install_with_the_session_manager_offers_or_makes_the_config_edit() {
     };
     let (code, out, err) = install(&[]);
     assert_eq!(code, Some(0), "{out}{err}");
+    let ran = std::fs::read_to_string(home.path().join("fake-npm.log")).unwrap();
+    assert_eq!(
+        ran.lines().next(),
+        Some("ci --omit=dev --no-audit --no-fund")
+    );
     assert!(
         out.contains("--with-session-manager --enable` does it"),
         "{out}"

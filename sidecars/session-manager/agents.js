@@ -62,7 +62,7 @@ import { HttpError, badRequest } from './http.js';
 import { log } from './log.js';
 
 import { ClaudeRun } from './backends/claude.js';
-import { CodexRun } from './backends/codex.js';
+import { APPROVAL_POLICIES, CODEX_MCP_NAME_RE, CodexRun } from './backends/codex.js';
 
 const MAX_NAME = 128;
 const MAX_MODEL = 256;
@@ -73,8 +73,10 @@ const MAX_MCP_SERVERS = 64;
 const MAX_URL = 8192;
 const PERMISSION_MODES = ['default', 'acceptEdits', 'bypassPermissions', 'plan'];
 const MAX_APPROVAL_POLICY = 64;
-// Event types a flooding run may still record (its end is worth knowing).
-const FLOOD_EXEMPT = new Set(['status', 'error', 'exit', 'interrupt', 'budget', 'usage', 'result']);
+// Event types a flooding run may still record (its end is worth knowing), plus `error` events
+// with a reason (failures; a command's stderr lines are `error` events without one).
+const FLOOD_EXEMPT = new Set(['status', 'exit', 'interrupt', 'budget', 'usage', 'result']);
+const floodExempt = (type, data) => FLOOD_EXEMPT.has(type) || (type === 'error' && data.reason !== undefined);
 const MAX_ARGV = 1024;
 const MAX_ENV = 1024;
 const ECHO_DELAY_MS = 10;
@@ -231,8 +233,8 @@ export class EchoRun {
       this.timer = setTimeout(burst, ECHO_DELAY_MS);
     } else if (p === 'fail') {
       this.timer = setTimeout(() => {
-        this.agent.record('error', 'echo: simulated failure', { run: this.no });
-        this.finish('error');
+        this.agent.record('error', 'echo: simulated failure', { run: this.no, reason: 'backend' });
+        this.finish('error', { reason: 'backend', message: 'echo: simulated failure' });
       }, ECHO_DELAY_MS);
     } else {
       this.timer = setTimeout(() => {
@@ -242,11 +244,11 @@ export class EchoRun {
     }
   }
 
-  finish(status) {
+  finish(status, lastError) {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
-    this.agent._runFinished(this, status);
+    this.agent._runFinished(this, status, lastError);
   }
 
   interrupt() {
@@ -417,7 +419,10 @@ export class CommandRun {
     this.agent.exitCode = this.code;
     this.agent.exitSignal = this.signal;
     const ok = !this.spawnError && this.code === 0;
-    this.agent._runFinished(this, ok || this.interrupted ? 'idle' : 'error');
+    const failure = this.spawnError
+      ? { reason: 'spawn', message: `failed to start ${JSON.stringify(this.agent.argv[0])}: ${this.spawnError.message}` }
+      : { reason: 'backend', message: `the command ${text}` };
+    this.agent._runFinished(this, ok || this.interrupted ? 'idle' : 'error', failure);
     this._resolveFinished();
   }
 
@@ -548,7 +553,7 @@ class Agent {
     // Flood guard: the events of one run are counted; past the cap the run fails ('flood') and
     // its further content events are dropped.
     const run = this.run;
-    if (run && data && data.run === run.no && !FLOOD_EXEMPT.has(type)) {
+    if (run && data && data.run === run.no && !floodExempt(type, data)) {
       run.eventCount = (run.eventCount || 0) + 1;
       if (run.eventCount > this.mgr.cfg.maxEventsPerRun) {
         if (!run.failure) {
@@ -885,6 +890,21 @@ export function validateOptions(body) {
   return o;
 }
 
+// What only the codex backend restricts, refused at create rather than at the first run: the
+// approval policy's name and MCP server names (they become codex config keys).
+function checkCodexOptions(o) {
+  if (o.approval_policy !== undefined && !Object.hasOwn(APPROVAL_POLICIES, o.approval_policy)) {
+    throw badRequest(
+      `unknown approval_policy ${JSON.stringify(o.approval_policy)} (one of: ${Object.keys(APPROVAL_POLICIES).join(', ')})`,
+    );
+  }
+  for (const name of Object.keys(o.mcp_servers ?? {})) {
+    if (!CODEX_MCP_NAME_RE.test(name)) {
+      throw badRequest(`mcp_servers name ${JSON.stringify(name)} cannot be used with codex (letters, digits, "_" and "-" only)`);
+    }
+  }
+}
+
 export function validateArgv(argv, field = 'argv') {
   if (!Array.isArray(argv) || argv.length === 0) throw badRequest(`${field} must be a non-empty array of strings`);
   if (argv.length > MAX_ARGV) throw badRequest(`${field} has more than ${MAX_ARGV} elements`);
@@ -991,6 +1011,7 @@ export class AgentManager {
       validateArgv(body.argv);
     }
     const options = validateOptions(body);
+    if (backend === 'codex') checkCodexOptions(options);
     const budget = validBudget(body.budget, this.cfg);
     if (name !== undefined && this.resolveName(name)) {
       throw new HttpError(409, 'name_conflict', `an agent named ${JSON.stringify(name)} already exists`);

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { log, setLogLevel, isLogLevel, errorFields } from './log.js';
 import { createRequestHandler, onClientError } from './http.js';
 import { AgentManager, validateArgv } from './agents.js';
+import { APPROVAL_POLICIES } from './backends/codex.js';
 import { ChatService } from './chat.js';
 import { buildRouter } from './routes.js';
 
@@ -79,6 +80,15 @@ function envInt(env, name, dflt, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}
   return n;
 }
 
+// One of `choices`; unset/empty = null (the consumer's default).
+function envChoice(env, name, choices) {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return null;
+  const t = raw.trim();
+  if (!choices.includes(t)) throw new ConfigError(`${name} must be one of: ${choices.join(', ')} (got ${JSON.stringify(raw)})`);
+  return t;
+}
+
 // A non-negative decimal number (e.g. a cost in USD); unset/empty = dflt.
 function envNumber(env, name, dflt) {
   const raw = env[name];
@@ -138,7 +148,7 @@ function loadConfig(args, env = process.env) {
     // Tests only: the module specifier the claude backend imports instead of the SDK.
     claudeSdkModule: env.REVKA_SM_CLAUDE_SDK_MODULE && env.REVKA_SM_CLAUDE_SDK_MODULE.trim() ? env.REVKA_SM_CLAUDE_SDK_MODULE.trim() : '@anthropic-ai/claude-agent-sdk',
     codexPath: env.REVKA_SM_CODEX_PATH && env.REVKA_SM_CODEX_PATH.trim() ? env.REVKA_SM_CODEX_PATH.trim() : 'codex',
-    codexApprovals: env.REVKA_SM_CODEX_APPROVALS && env.REVKA_SM_CODEX_APPROVALS.trim() ? env.REVKA_SM_CODEX_APPROVALS.trim() : null,
+    codexApprovals: envChoice(env, 'REVKA_SM_CODEX_APPROVALS', Object.keys(APPROVAL_POLICIES)),
     // chat
     maxRooms: envInt(env, 'REVKA_SM_MAX_ROOMS', 256, { min: 1, max: 100000 }),
     maxMessages: 10000,

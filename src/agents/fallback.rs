@@ -240,6 +240,9 @@ struct State {
     budget_spent: Option<String>,
     ring: VecDeque<Value>,
     seq: u64,
+    dropped: u64,
+    last_event_at: Option<String>,
+    last_pid: Option<u32>,
     argv: Vec<String>,
     run: Option<RunCtl>,
     closed: bool,
@@ -251,7 +254,11 @@ impl Agent {
     }
 
     pub(crate) fn set_pid(&self, pid: Option<u32>) {
-        if let Some(run) = &mut self.lock().run {
+        let mut st = self.lock();
+        if pid.is_some() {
+            st.last_pid = pid;
+        }
+        if let Some(run) = &mut st.run {
             run.pid = pid;
         }
     }
@@ -283,6 +290,11 @@ impl Agent {
             "status": st.status,
             "path": "fallback",
             "created_at": self.created_at,
+            "last_event_at": st.last_event_at,
+            "event_count": st.seq,
+            "dropped": st.dropped,
+            "runs": st.runs,
+            "queued": 0,
             "cwd": self.cwd,
             "argv": st.argv,
             "usage": {
@@ -293,7 +305,6 @@ impl Agent {
                 "cost_usd": t.cost_usd,
                 "runs": st.runs,
             },
-            "events": {"next_seq": st.seq + 1, "kept": st.ring.len()},
         });
         let m = o.as_object_mut().expect("an object");
         if let Some(model) = st.model.as_ref().or(self.model.as_ref()) {
@@ -326,6 +337,9 @@ impl Agent {
             if let Some(pid) = run.pid {
                 m.insert("pid".into(), json!(pid));
             }
+        }
+        if let Some(pid) = st.last_pid {
+            m.insert("last_pid".into(), json!(pid));
         }
         if let Some(o) = &self.owner_session {
             m.insert("owner_session".into(), json!(o));
@@ -379,7 +393,9 @@ impl Inner {
                 st.last_error = Some((reason, text.clone().unwrap_or_default()));
             }
             st.seq += 1;
-            let mut event = json!({"seq": st.seq, "ts": rfc3339(SystemTime::now()), "type": kind});
+            let ts = rfc3339(SystemTime::now());
+            st.last_event_at = Some(ts.clone());
+            let mut event = json!({"seq": st.seq, "ts": ts, "type": kind});
             if let Some(t) = text {
                 event["text"] = json!(t);
             }
@@ -389,6 +405,7 @@ impl Inner {
             st.ring.push_back(event.clone());
             while st.ring.len() > agent.max_events.max(1) {
                 st.ring.pop_front();
+                st.dropped += 1;
             }
             json!({"source": "fallback", "kind": "agent_event", "agent": agent.head(&st), "event": event})
         };
@@ -831,6 +848,9 @@ impl FallbackAgents {
                 budget_spent: None,
                 ring: VecDeque::new(),
                 seq: 0,
+                dropped: 0,
+                last_event_at: None,
+                last_pid: None,
                 argv: Vec::new(),
                 run: None,
                 closed: false,
@@ -969,11 +989,12 @@ impl FallbackAgents {
     }
 
     /// A follow-up prompt (claude `--resume <session_id>`, codex `exec … resume <thread_id>`):
-    /// the agent object once the CLI runs.
+    /// `{"queued": false, "agent": {…}}` once the CLI runs (the session manager's answer's
+    /// shape; the fallback never queues).
     pub async fn query(&self, id: &str, prompt: &str) -> Result<Value, FallbackError> {
         let agent = self.inner.find(id)?;
         self.prompt(&agent, prompt, "query").await?;
-        Ok(agent.object(&agent.lock()))
+        Ok(json!({"queued": false, "agent": agent.object(&agent.lock())}))
     }
 
     /// Waits (bounded) for the run behind `done` to end.
@@ -996,11 +1017,11 @@ impl FallbackAgents {
             return Ok(json!({"interrupted": false}));
         }
         Self::wait_done(done, self.inner.config().kill_grace).await;
-        Ok(json!({"interrupted": true, "agent": agent.object(&agent.lock())}))
+        Ok(json!({"interrupted": true, "cleared_queue": 0, "agent": agent.object(&agent.lock())}))
     }
 
-    /// Closes the agent: stops its run, removes its files; the last agent object (status
-    /// exited).
+    /// Closes the agent: stops its run, removes its files: `{"deleted": true, "agent": {…}}`
+    /// (status exited), once its process is gone (the session manager's DELETE answer).
     pub async fn close(&self, id: &str) -> Result<Value, FallbackError> {
         let agent = self.inner.find(id)?;
         self.stop_run(&agent, "its agent was closed").await;
@@ -1015,7 +1036,7 @@ impl FallbackAgents {
         );
         self.remove(&agent);
         tracing::info!(agent = %id, "fallback agent closed");
-        Ok(agent.object(&agent.lock()))
+        Ok(json!({"deleted": true, "agent": agent.object(&agent.lock())}))
     }
 
     async fn stop_run(&self, agent: &Agent, why: &'static str) {

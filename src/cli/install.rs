@@ -4,7 +4,9 @@
 //! `operator_mcp/venv/` with the chosen Python (≥ 3.11), the package is `pip install`ed into
 //! it (pip's `PIP_*` environment is honoured, so an offline index or wheelhouse works), and
 //! the launcher `operator_mcp/run_operator_mcp.py` is written. With `--with-session-manager`
-//! the Node session manager is copied to `operator_mcp/session-manager/` (Node ≥ 18); then
+//! the Node session manager is copied to `operator_mcp/session-manager/` (Node ≥ 18, its
+//! `package.json` and `package-lock.json` included) and `npm ci --omit=dev` installs its
+//! dependencies there (the Claude Agent SDK its claude backend uses); then
 //! `[session_manager] enabled = true` is set in `config.toml` (comments kept, a running
 //! daemon reloaded) with `--enable`, offered as a question on a terminal, or printed as the
 //! command to run otherwise.
@@ -17,6 +19,7 @@
 //! from a checkout.
 
 mod files;
+mod npm;
 mod sources;
 mod venv;
 
@@ -54,6 +57,9 @@ pub struct InstallArgs {
     /// without asking.
     #[arg(long, requires = "with_session_manager")]
     pub enable: bool,
+    /// With --with-session-manager: the npm that installs its dependencies (default `npm`).
+    #[arg(long, value_name = "PATH", env = "REVKA_NPM")]
+    pub npm: Option<String>,
     /// Do not install the operator MCP sidecar.
     #[arg(long)]
     pub skip_operator: bool,
@@ -163,7 +169,7 @@ pub fn install(args: &InstallArgs, home: &Path, out: &mut dyn Write) -> Result<R
         run.operator(&layout, &sources, python, args.python.is_some())?;
     }
     if args.with_session_manager {
-        run.session_manager(&layout, &sources)?;
+        run.session_manager(&layout, &sources, args.npm.as_deref().unwrap_or("npm"))?;
     }
     run.line(if args.skip_kumiho {
         "skip kumiho (--skip-kumiho): Kumiho is not part of Revka"
@@ -356,7 +362,12 @@ impl Installer<'_> {
         Ok(true)
     }
 
-    fn session_manager(&mut self, layout: &Layout, sources: &Sources) -> Result<(), String> {
+    fn session_manager(
+        &mut self,
+        layout: &Layout,
+        sources: &Sources,
+        npm: &str,
+    ) -> Result<(), String> {
         let found = toolchain::node_version("node")
             .map_err(|e| format!("the session manager needs Node.js 18 or newer: {e}"))?;
         toolchain::require("Node.js", "node", found, MIN_NODE)?;
@@ -369,6 +380,20 @@ impl Installer<'_> {
             &sources.session_manager,
             opts,
         )?;
+        let digest = npm::manifest_digest(&sources.session_manager);
+        let dir = &layout.session_manager;
+        if npm::installed(dir, &digest) {
+            self.ok(&format!(
+                "session manager dependencies installed in {}",
+                dir.join("node_modules").display()
+            ));
+        } else {
+            let text = format!(
+                "{npm} ci --omit=dev in {} (the Claude Agent SDK)",
+                dir.display()
+            );
+            self.step(&text, || npm::ci(npm, dir, &digest))?;
+        }
         if self.dry_run {
             self.line("would: set [session_manager] enabled = true in config.toml (if not set)");
         }

@@ -135,6 +135,31 @@ describe('backend registry and shared agent features', () => {
     await srv.del(`/agents/${a.id}`);
   });
 
+  test('failed echo and command runs leave last_error', async () => {
+    const e = (await srv.post('/agents', { backend: 'echo', prompt: 'fail' })).json;
+    let info = await srv.agentUntil(e.id, (x) => x.status === 'error');
+    assert.deepEqual(info.last_error, { reason: 'backend', message: 'echo: simulated failure' });
+    const c = (await srv.post('/agents', { backend: 'command', argv: ['sh', '-c', 'exit 3'], prompt: 'x' })).json;
+    info = await srv.agentUntil(c.id, (x) => x.status === 'error');
+    assert.deepEqual(info.last_error, { reason: 'backend', message: 'the command exited with code 3' });
+    const m = (await srv.post('/agents', { backend: 'command', argv: ['/nonexistent/prog'], prompt: 'x' })).json;
+    info = await srv.agentUntil(m.id, (x) => x.status === 'error');
+    assert.equal(info.last_error.reason, 'spawn');
+    assert.match(info.last_error.message, /failed to start "\/nonexistent\/prog": .*ENOENT/);
+    for (const a of [e, c, m]) await srv.del(`/agents/${a.id}`);
+  });
+
+  test('a command run flooding stderr is stopped too, its process group killed', async () => {
+    const script = 'i=0; while [ $i -lt 100000 ]; do echo err $i >&2; i=$((i+1)); done; sleep 30';
+    const a = (await srv.post('/agents', { backend: 'command', argv: ['sh', '-c', script], prompt: 'x' })).json;
+    const info = await srv.agentUntil(a.id, (x) => x.status === 'error', { timeout: 20000 });
+    assert.equal(info.last_error.reason, 'flood');
+    assert.ok(info.event_count < 80, `${info.event_count} events`);
+    const evs = (await srv.get(`/agents/${a.id}/events?limit=5000`)).json.events;
+    assert.ok(evs.some((e) => e.type === 'exit'), 'the run was reaped');
+    await srv.del(`/agents/${a.id}`);
+  });
+
   test('a codex agent without its backend built fails its run cleanly', async () => {
     // Passes with the stub (reason backend) and with the real backend when codex is missing.
     const a = (await srv.post('/agents', { backend: 'codex', prompt: 'hi', env: { PATH: '/nonexistent' } })).json;

@@ -32,6 +32,7 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
       dir,
       env: {
         REVKA_SM_CLAUDE_PATH: FAKE,
+        REVKA_PROCESS_TREE: 'tree-of-this-test',
         REVKA_SM_MAX_EVENTS_PER_RUN: '1000',
         REVKA_SM_INTERRUPT_GRACE_MS: '5000',
         REVKA_SM_KILL_GRACE_MS: '1000',
@@ -45,7 +46,8 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
 
   const create = async (body) => {
     const logFile = path.join(dir, `fake-${Math.random().toString(16).slice(2)}.log`);
-    const r = await srv.post('/agents', { backend: 'claude', cwd: dir, env: { FAKE_CLAUDE_LOG: logFile }, ...body });
+    const env = { ...body.env, FAKE_CLAUDE_LOG: logFile };
+    const r = await srv.post('/agents', { backend: 'claude', cwd: dir, ...body, env });
     assert.equal(r.status, 201, r.text);
     return { agent: r.json, logFile };
   };
@@ -53,6 +55,7 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
   test('a prompt with a tool call: assistant, tool_use, tool_result, usage, result; follow-up resumes', async () => {
     const { agent, logFile } = await create({
       name: 'toolie',
+      env: { REVKA_PROCESS_TREE: 'forged' },
       prompt: 'please use a tool',
       model: 'claude-fake-1',
       allowed_tools: ['Read'],
@@ -102,6 +105,9 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
     // what the SDK handed the CLI
     const log1 = readLog(logFile);
     const argv = log1[0].argv;
+    assert.equal(log1[0].tree, 'tree-of-this-test', 'the daemon marker is kept, the forged one ignored');
+    assert.equal(log1[0].cwd, fs.realpathSync(dir));
+    assert.equal(log1[0].agent, agent.id);
     assert.ok(argv.includes('--model=claude-fake-1'), argv.join(' '));
     assert.ok(argv.includes('--allowedTools=Read'), argv.join(' '));
     assert.ok(argv.includes('--permission-mode=acceptEdits'), argv.join(' '));
@@ -280,6 +286,28 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
       assert.ok(await other.healthy());
     } finally {
       await other.stop();
+    }
+  });
+});
+
+describe('claude backend: a CLI that ignores the interrupt', { skip }, () => {
+  test('is terminated after REVKA_SM_INTERRUPT_GRACE_MS; the run ends idle (interrupted)', async () => {
+    const srv = await startServer({
+      env: { REVKA_SM_CLAUDE_PATH: FAKE, REVKA_SM_INTERRUPT_GRACE_MS: '300', REVKA_SM_KILL_GRACE_MS: '500' },
+    });
+    try {
+      const a = (await srv.post('/agents', { backend: 'claude', prompt: 'be stubborn' })).json;
+      await srv.eventsUntil(a.id, (evs) => evs.some((e) => e.text === 'ignoring you'), { timeout: 15000 });
+      const pid = (await srv.get(`/agents/${a.id}`)).json.pid;
+      assert.equal((await srv.post(`/agents/${a.id}/interrupt`, {})).json.interrupted, true);
+      const evs = await srv.eventsUntil(a.id, runEnded(1), { timeout: 10000 });
+      const end = evs[evs.length - 1];
+      assert.equal(end.text, 'idle');
+      assert.equal(end.data.reason, 'interrupted');
+      await waitFor(() => pidGone(pid), { what: 'stubborn CLI gone' });
+      assert.ok(!evs.some((e) => e.type === 'result'), 'it never finished its turn');
+    } finally {
+      await srv.stop();
     }
   });
 });

@@ -124,3 +124,16 @@ describe('global event stream', () => {
     await srv.del(`/agents/${a.id}`);
   });
 });
+
+describe('global event stream on shutdown', () => {
+  test('ends with event: shutdown', async () => {
+    const srv = await startServer();
+    const sse = openSse(srv.sock, '/events/stream');
+    await sse.until(() => sse.response !== null);
+    await srv.stop();
+    await sse.until(() => sse.ended);
+    const last = sse.events[sse.events.length - 1];
+    assert.equal(last.event, 'shutdown');
+    assert.deepEqual(last.json, { reason: 'shutdown' });
+  });
+});

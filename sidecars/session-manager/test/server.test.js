@@ -307,6 +307,9 @@ describe('startup and shutdown', () => {
     assert.match(r.stderr, /REVKA_SM_AGENT_ARGV/);
     r = await runToExit(['--socket', path.join(dir, 's.sock')], { REVKA_SM_MAX_AGENTS: 'lots' });
     assert.equal(r.code, 2);
+    r = await runToExit(['--socket', path.join(dir, 's.sock')], { REVKA_SM_CODEX_APPROVALS: 'yolo' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /REVKA_SM_CODEX_APPROVALS must be one of: deny, sandboxed, accept/);
     r = await runToExit(['--bogus']);
     assert.equal(r.code, 2);
   });

@@ -69,7 +69,7 @@ enum Line {
 /// Names of the daemon's environment variables a run does not get: its secrets and the
 /// service manager's, by the terminals' rule (`terminal::launcher::child_env`). The process
 /// tree marker is set by the process actor itself.
-fn scrubbed_names() -> Vec<String> {
+pub(crate) fn scrubbed_names() -> Vec<String> {
     let kept: std::collections::HashSet<String> = crate::terminal::launcher::child_env(&[])
         .into_iter()
         .map(|(k, _)| k)
@@ -110,7 +110,15 @@ pub(crate) fn resolve_program(program: &str) -> Result<PathBuf, String> {
 /// The process spec of a run: the program under `env -u …` when the daemon has variables to
 /// keep from it (the process actor adds to the daemon's environment, it does not remove).
 fn process_spec(agent: &Agent, plan: &RunPlan) -> ProcessSpec {
-    let removed = scrubbed_names();
+    process_spec_without(agent, plan, scrubbed_names())
+}
+
+/// [`process_spec`] with the names of the variables to remove given.
+pub(crate) fn process_spec_without(
+    agent: &Agent,
+    plan: &RunPlan,
+    removed: Vec<String>,
+) -> ProcessSpec {
     let (program, args) = if removed.is_empty() {
         (plan.program.display().to_string(), plan.args.clone())
     } else {

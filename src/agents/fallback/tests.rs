@@ -347,6 +347,9 @@ fn test_agent(backend: Backend) -> Agent {
             budget_spent: None,
             ring: Default::default(),
             seq: 0,
+            dropped: 0,
+            last_event_at: None,
+            last_pid: None,
             argv: Vec::new(),
             run: None,
             closed: false,
@@ -525,6 +528,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
     assert_eq!(a["usage"]["input_tokens"], 10);
     assert_eq!(a["usage"]["runs"], 1);
     let events = timeline(&rig.agents, &id);
+    assert_eq!(a["event_count"], events.len());
+    assert_eq!(a["dropped"], 0);
+    assert!(a["last_pid"].is_u64() && a.get("pid").is_none(), "{a}");
     assert_eq!(
         types(&events),
         [
@@ -559,7 +565,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
     assert_eq!(items[4]["event"], events[4]);
 
     // The follow-up resumes the session.
-    rig.agents.query(&id, "hello").await.unwrap();
+    let q = rig.agents.query(&id, "hello").await.unwrap();
+    assert_eq!(q["queued"], false);
+    assert_eq!(q["agent"]["id"], id);
     let a = settled(&rig.agents, &id).await;
     assert_eq!(a["usage"]["runs"], 2);
     assert!((a["usage"]["cost_usd"].as_f64().unwrap() - 0.002).abs() < 1e-9);
@@ -574,7 +582,9 @@ async fn a_claude_agent_runs_and_resumes_its_session() {
         last.iter().rev().nth(1).unwrap()["text"],
         "Hello from fake claude"
     );
-    rig.agents.close(&id).await.unwrap();
+    let closed = rig.agents.close(&id).await.unwrap();
+    assert_eq!(closed["deleted"], true);
+    assert_eq!(closed["agent"]["status"], "exited");
     assert!(rig.agents.get(&id).is_none());
 }
 
@@ -886,4 +896,56 @@ fn directories_left_by_a_killed_daemon_are_removed() {
     let _agents = FallbackAgents::new(config, Arc::new(|_| {}));
     assert!(!stale.exists());
     assert!(other.exists());
+}
+
+#[tokio::test]
+async fn the_daemons_secrets_are_removed_from_a_runs_environment() {
+    // A supervisor is needed for a plan only; nothing is started here.
+    let root = StatusNode::root("root", "supervisor");
+    let (sup, _) = SupervisorActor::spawn(
+        None,
+        SupervisorActor,
+        SupervisorArguments {
+            node: root,
+            strategy: Strategy::OneForOne,
+            intensity: Intensity::default(),
+            children: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let agent = test_agent(Backend::Claude);
+    let plan = run::RunPlan {
+        run: 1,
+        program: "/bin/claude".into(),
+        args: vec!["-p".into(), "--".into(), "hi".into()],
+        shown: vec!["claude".into(), "-p".into(), "--".into(), "<prompt>".into()],
+        cwd: "/tmp".into(),
+        kill_grace: Duration::from_secs(1),
+        line_cap: 1024,
+        supervisor: sup.clone(),
+    };
+    let spec = run::process_spec_without(&agent, &plan, vec!["REVKA_GATEWAY_TOKEN".into()]);
+    assert!(spec.program.ends_with("env"), "{}", spec.program);
+    assert_eq!(
+        spec.args,
+        [
+            "-u",
+            "REVKA_GATEWAY_TOKEN",
+            "--",
+            "/bin/claude",
+            "-p",
+            "--",
+            "hi"
+        ]
+    );
+    assert_eq!(spec.command_line(), "claude -p -- <prompt>");
+    assert_eq!(spec.env, [("REVKA_AGENT_ID".to_owned(), "fb_0".to_owned())]);
+    assert_eq!(spec.cwd.as_deref(), Some(Path::new("/tmp")));
+    let spec = run::process_spec_without(&agent, &plan, Vec::new());
+    assert_eq!(spec.program, "/bin/claude");
+    assert_eq!(spec.args, ["-p", "--", "hi"]);
+    // The process tree's marker is the process actor's to set, never removed.
+    assert!(!run::scrubbed_names().contains(&revka_actors::process::TREE_VAR.to_owned()));
+    sup.stop(None);
 }

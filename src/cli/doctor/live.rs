@@ -221,6 +221,9 @@ pub async fn session_manager(config: &Config, daemon_running: bool) -> Vec<Check
                 install,
             )
         });
+        if let Some(dir) = Path::new(script).parent() {
+            checks.push(claude_sdk(dir, install));
+        }
     }
     let client = SidecarClient::new(&sm.socket_path, Duration::from_secs(5));
     checks.push(match client.get("/health").await {
@@ -245,6 +248,37 @@ pub async fn session_manager(config: &Config, daemon_running: bool) -> Vec<Check
         ),
     });
     checks
+}
+
+/// The Claude Agent SDK in the session manager's `node_modules` (what its `claude` backend
+/// runs); a warning without it: the other backends work, `claude` agents fail `sdk_missing`.
+fn claude_sdk(dir: &Path, install: &str) -> Check {
+    const NAME: &str = "claude agent sdk";
+    if !dir.join("package.json").is_file() {
+        return Check::skip(
+            NAME,
+            "the session manager has no package.json (an older install)",
+        );
+    }
+    let manifest = dir.join("node_modules/@anthropic-ai/claude-agent-sdk/package.json");
+    let version = std::fs::read(&manifest).ok().and_then(|bytes| {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()?
+            .get("version")?
+            .as_str()
+            .map(str::to_owned)
+    });
+    match version {
+        Some(version) => Check::ok(NAME, format!("{version} in {}", dir.display())),
+        None => Check::warn(
+            NAME,
+            format!(
+                "not installed in {}: agents with backend claude fail (sdk_missing)",
+                dir.display()
+            ),
+            install,
+        ),
+    }
 }
 
 /// Every configured server answers a handshake (concurrently); `auto_connect = false` ones

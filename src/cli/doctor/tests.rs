@@ -320,3 +320,33 @@ fn json_has_name_status_detail_hint() {
         ])
     );
 }
+
+/// The installed session manager's Claude Agent SDK: a warning naming the install while its
+/// `node_modules` lacks it, its version once there.
+#[tokio::test]
+async fn the_claude_agent_sdk_of_the_session_manager_is_checked() {
+    let home = home();
+    let dir = home.path().join("operator_mcp/session-manager");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session-manager.js"), "").unwrap();
+    std::fs::write(dir.join("package.json"), "{}").unwrap();
+    let config = format!("{NO_OPERATOR}[session_manager]\nenabled = true\n");
+    let checks = run(home.path(), Some(&config)).await;
+    let sdk = find(&checks, "claude agent sdk");
+    assert_eq!(sdk.status, Status::Warn, "{sdk:?}");
+    assert!(sdk.detail.contains("sdk_missing"), "{sdk:?}");
+    assert!(
+        sdk.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("--with-session-manager")),
+        "{sdk:?}"
+    );
+
+    let sdk_dir = dir.join("node_modules/@anthropic-ai/claude-agent-sdk");
+    std::fs::create_dir_all(&sdk_dir).unwrap();
+    std::fs::write(sdk_dir.join("package.json"), r#"{"version":"0.3.337"}"#).unwrap();
+    let checks = run(home.path(), Some(&config)).await;
+    let sdk = find(&checks, "claude agent sdk");
+    assert_eq!(sdk.status, Status::Ok, "{sdk:?}");
+    assert!(sdk.detail.starts_with("0.3.337 in "), "{sdk:?}");
+}

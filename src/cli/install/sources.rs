@@ -27,7 +27,8 @@ pub struct Sources {
     pub operator: Vec<SourceFile>,
     /// The launcher, `run_operator_mcp.py`.
     pub launcher: Vec<u8>,
-    /// The session manager (`*.js`, `package.json`), for `operator_mcp/session-manager`.
+    /// The session manager (`*.js`, `backends/*.js`, `package.json`, `package-lock.json`),
+    /// for `operator_mcp/session-manager`.
     pub session_manager: Vec<SourceFile>,
 }
 
@@ -66,10 +67,13 @@ impl Sources {
                 "chat.js",
                 "http.js",
                 "log.js",
+                "package-lock.json",
                 "package.json",
                 "ringlog.js",
                 "routes.js",
                 "session-manager.js",
+                "backends/claude.js",
+                "backends/codex.js",
             ),
         }
     }
@@ -87,7 +91,9 @@ impl Sources {
         operator.extend(read_matching(&operator_dir, "revka_operator", &[".py"])?);
         let launcher = read(&operator_dir, "run_operator_mcp.py")?.contents;
         let sm_dir = root.join("sidecars").join("session-manager");
-        let session_manager = read_matching(&sm_dir, "", &[".js", "package.json"])?;
+        let mut session_manager =
+            read_matching(&sm_dir, "", &[".js", "package.json", "package-lock.json"])?;
+        session_manager.extend(read_matching(&sm_dir, "backends", &[".js"])?);
         Ok(Self {
             origin: format!("checkout {}", root.display()),
             operator,

@@ -15,7 +15,7 @@ use revka_actors::mcp::connection::probe;
 use revka_actors::sidecar::SidecarClient;
 use revka_mcp::spec::{ServerSpec, TransportSpec};
 
-use super::{InstallArgs, Layout, Report, Sources, install, run};
+use super::{InstallArgs, Layout, Report, Sources, install, npm, run};
 use crate::cli::doctor::{self, Check, DoctorOptions, Status};
 use crate::mcp_servers::http_client;
 
@@ -119,6 +119,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         "would: pip install revka-operator 0.1.0",
         "would: write launcher to ",
         "would: write session manager to ",
+        "would: npm ci --omit=dev in ",
         "skip kumiho (--skip-kumiho)",
         "nothing was changed",
     ] {
@@ -230,25 +231,101 @@ fn from_source_needs_a_checkout() {
     assert!(result.unwrap_err().contains("is not a Revka checkout"));
 }
 
+/// A stand-in npm: logs its arguments and working directory to `log`; `ci` lays out a
+/// node_modules with the SDK's package.json (or fails, when `fail`).
+fn fake_npm(dir: &Path, log: &Path, fail: bool) -> PathBuf {
+    let npm = dir.join("npm");
+    let body = if fail {
+        "echo \"npm error code E404\"; echo \"npm error 404 Not Found - GET https://registry.npmjs.org/@anthropic-ai%2fclaude-agent-sdk\" >&2; exit 1".to_owned()
+    } else {
+        "mkdir -p node_modules/@anthropic-ai/claude-agent-sdk && echo '{\"name\":\"@anthropic-ai/claude-agent-sdk\"}' > node_modules/@anthropic-ai/claude-agent-sdk/package.json".to_owned()
+    };
+    write_script(
+        &npm,
+        &format!(
+            "#!/bin/sh\necho \"$PWD $*\" >> {:?}\n{body}\n",
+            log.display().to_string()
+        ),
+    );
+    npm
+}
+
+#[test]
+fn a_failing_or_missing_npm_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let log = tmp.path().join("npm.log");
+    let failing = InstallArgs {
+        with_session_manager: true,
+        skip_operator: true,
+        npm: Some(fake_npm(tmp.path(), &log, true).display().to_string()),
+        ..args()
+    };
+    let (result, out) = install_in(&failing, &home);
+    let err = result.expect_err(&out);
+    assert!(err.contains("ci --omit=dev` in "), "{err}");
+    assert!(err.contains("failed (exit status: 1)"), "{err}");
+    assert!(
+        err.contains("npm error 404 Not Found"),
+        "the tail of its output: {err}"
+    );
+    let sm = Layout::new(&home).session_manager;
+    assert!(
+        !npm::marker(&sm).exists(),
+        "a failed npm ci is not recorded"
+    );
+    assert!(
+        sm.join("package-lock.json").is_file(),
+        "the lock file is installed"
+    );
+
+    let missing = InstallArgs {
+        npm: Some(tmp.path().join("no-such-npm").display().to_string()),
+        ..failing
+    };
+    let (result, out) = install_in(&missing, &home);
+    let err = result.expect_err(&out);
+    assert!(err.contains("are installed with npm"), "{err}");
+    assert!(err.contains("was not found"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_manager_is_copied_kept_in_sync_and_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("h");
+    let npm_log = tmp.path().join("npm.log");
     let sm_only = InstallArgs {
         with_session_manager: true,
         skip_operator: true,
         from_source: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+        npm: Some(fake_npm(tmp.path(), &npm_log, false).display().to_string()),
         ..args()
     };
     let (result, out) = install_in(&sm_only, &home);
-    assert!(result.expect(&out).changes >= 2, "{out}");
+    assert!(result.expect(&out).changes >= 3, "{out}");
     let layout = Layout::new(&home);
     let script = layout.session_manager.join("session-manager.js");
     assert_eq!(mode(&home), 0o700);
     assert_eq!(mode(&layout.dir), 0o700);
     assert_eq!(mode(&script), 0o700);
     assert_eq!(mode(&layout.session_manager.join("package.json")), 0o600);
+    assert_eq!(
+        mode(&layout.session_manager.join("package-lock.json")),
+        0o600
+    );
+    assert!(layout.session_manager.join("backends/claude.js").is_file());
     assert!(!layout.venv.exists(), "--skip-operator");
+    // npm ci ran once, in the session manager's directory, without dev dependencies.
+    let calls = std::fs::read_to_string(&npm_log).unwrap();
+    assert_eq!(
+        calls.trim(),
+        format!(
+            "{} ci --omit=dev --no-audit --no-fund",
+            layout.session_manager.display()
+        ),
+        "{out}"
+    );
+    assert!(out.contains("ci --omit=dev in "), "{out}");
 
     // In sync: only what differs is rewritten, stale files go, a second run is a no-op.
     std::fs::write(layout.session_manager.join("chat.js"), "// edited").unwrap();
@@ -260,6 +337,22 @@ async fn the_session_manager_is_copied_kept_in_sync_and_starts() {
     let (result, out) = install_in(&sm_only, &home);
     assert_eq!(result.expect(&out).changes, 0, "{out}");
     assert!(out.contains("already installed; nothing changed"), "{out}");
+    assert!(
+        out.contains("ok: session manager dependencies installed"),
+        "{out}"
+    );
+    // A changed script does not rerun npm; only a changed manifest or lost dependencies do.
+    assert_eq!(
+        std::fs::read_to_string(&npm_log).unwrap().lines().count(),
+        1
+    );
+    std::fs::remove_dir_all(layout.session_manager.join("node_modules")).unwrap();
+    let (result, out) = install_in(&sm_only, &home);
+    assert_eq!(result.expect(&out).changes, 1, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&npm_log).unwrap().lines().count(),
+        2
+    );
 
     // The copy runs on its own and answers /health.
     let socket = home.join("sm.sock");

@@ -117,6 +117,11 @@ async fn relay(mut answer: reqwest::Response, parser: &mut SseParser, out: &Outp
                     continue;
                 }
             };
+            // An event with no data primes the client's `Last-Event-ID` (the 2025-11-25 spec's
+            // priming event): the parser kept its id; there is nothing to relay.
+            if event.data.trim().is_empty() {
+                continue;
+            }
             let message = one_line(Bytes::from(event.data));
             if let Err(e) = parse_message(&message) {
                 tracing::warn!(error = %e, event = ?event.event, "a server event that is not a JSON-RPC message was dropped");

@@ -393,11 +393,13 @@ async fn the_server_stream_is_relayed_and_resumed_with_last_event_id() {
         note(1),
         note(3)
     );
-    let second = format!("id: 4\ndata: {}\n\n", note(4));
-    fake.stream(&[&first, &second]);
+    // A priming event (an id, no data) is not relayed, but its id is the one resumed from.
+    let second = format!("id: 4\ndata: {}\n\nid: 5\ndata:\n\n", note(4));
+    let third = format!("id: 6\ndata: {}\n\n", note(6));
+    fake.stream(&[&first, &second, &third]);
     let mut client = Client::start(home.path());
     client.handshake("2025-06-18").await;
-    for n in [1, 3, 4] {
+    for n in [1, 3, 4, 6] {
         assert_eq!(client.next().await["params"]["n"], n);
     }
     let gets: Vec<_> = fake
@@ -408,6 +410,7 @@ async fn the_server_stream_is_relayed_and_resumed_with_last_event_id() {
     assert_eq!(gets[0].last_event_id, None);
     assert_eq!(gets[1].last_event_id.as_deref(), Some("3"));
     assert_eq!(gets[1].session.as_deref(), Some("s1"));
+    assert_eq!(gets[2].last_event_id.as_deref(), Some("5"));
     client.close().await;
 }
 
