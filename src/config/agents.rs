@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// The largest `max_fallback_agents`.
 pub const MAX_FALLBACK_AGENTS: u32 = 1024;
-/// The approval policies the codex backend knows (`codex app-server`'s `AskForApproval`, plus
-/// `deny`, the session manager's own: every request refused).
-pub const CODEX_APPROVALS: &[&str] = &["deny", "never", "on-request", "on-failure", "untrusted"];
+/// The approval policies of the session manager's codex backend (`APPROVAL_POLICIES` in
+/// `sidecars/session-manager/backends/codex.js`; any other value of
+/// `REVKA_SM_CODEX_APPROVALS` stops the sidecar at start).
+pub const CODEX_APPROVALS: &[&str] = &["deny", "sandboxed", "accept"];
 
 /// `[agents]`: the agent backends, the CLI fallback and the budgets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,8 +42,8 @@ pub struct AgentsConfig {
     /// Token limit of the agents one MCP session created, summed; `0` = no limit. Default `0`.
     pub max_tokens_per_session: u64,
     /// The codex backend's approval policy (passed to the session manager as
-    /// `REVKA_SM_CODEX_APPROVALS`): `deny`, `never`, `on-request`, `on-failure` or
-    /// `untrusted`. Default `"deny"`.
+    /// `REVKA_SM_CODEX_APPROVALS`): `deny` (refuse every request), `sandboxed` (allow what
+    /// stays in the sandbox) or `accept` (allow everything). Default `"deny"`.
     pub codex_approvals: String,
     /// Give every agent Revka's own MCP endpoint (`mcp_servers.revka`, with a fresh MCP
     /// session of its own). Default `true`.
@@ -184,7 +185,7 @@ mod tests {
         );
         a.claude_command = vec!["/opt/claude/bin/claude".into(), "--verbose".into()];
         a.codex_command = vec!["/usr/local/bin/codex".into()];
-        a.codex_approvals = "on-request".into();
+        a.codex_approvals = "sandboxed".into();
         a.max_cost_usd_per_agent = 1.5;
         a.max_tokens_per_agent = 20_000;
         let env = a.sidecar_env();
@@ -194,7 +195,7 @@ mod tests {
             [
                 ("REVKA_SM_CLAUDE_PATH", "/opt/claude/bin/claude"),
                 ("REVKA_SM_CODEX_PATH", "/usr/local/bin/codex"),
-                ("REVKA_SM_CODEX_APPROVALS", "on-request"),
+                ("REVKA_SM_CODEX_APPROVALS", "sandboxed"),
                 ("REVKA_SM_MAX_COST_USD", "1.5"),
                 ("REVKA_SM_MAX_TOKENS", "20000"),
             ]
@@ -208,7 +209,7 @@ mod tests {
     fn the_session_managers_plan_carries_the_env() {
         let home = std::path::Path::new("/home/u/.revka");
         let mut config = crate::config::Config::default_in(home);
-        config.agents.codex_approvals = "never".into();
+        config.agents.codex_approvals = "accept".into();
         config.agents.max_tokens_per_agent = 7;
         let plan = crate::config::DaemonPlan::new(&config, home);
         assert_eq!(plan.sidecars.env, config.agents.sidecar_env());

@@ -473,11 +473,10 @@ impl BuiltinTool for WaitForAgent {
                     let status = agent["status"].as_str().unwrap_or("unknown").to_owned();
                     let done = status != "running";
                     if done || started.elapsed() >= limit {
-                        // The last 20: `events.next_seq` is one past the newest.
-                        let since = agent["events"]["next_seq"]
+                        let since = agent["event_count"]
                             .as_u64()
-                            .unwrap_or(1)
-                            .saturating_sub(21);
+                            .unwrap_or(0)
+                            .saturating_sub(20);
                         let events = agents.fallback.events(&id, since, 20);
                         let mut out = json!({
                             "agent": agent, "path": "fallback", "recent_events": events,

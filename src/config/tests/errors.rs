@@ -45,7 +45,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "[agents]\ncodex_approvals = \"ask\"\n",
-        "/home/u/.revka/config.toml:2:19: agents.codex_approvals: unknown policy \"ask\"; expected one of \"deny\", \"never\", \"on-request\", \"on-failure\", \"untrusted\"",
+        "/home/u/.revka/config.toml:2:19: agents.codex_approvals: unknown policy \"ask\"; expected one of \"deny\", \"sandboxed\", \"accept\"",
     ),
     (
         "[agents]\nmax_cost_usd_per_session = -1.5\n",
