@@ -41,6 +41,7 @@
 //! - `env`: `REVKA_HOME`, `~` and `${VAR}`.
 //! - `error`, `keypath`: diagnostics.
 
+mod agents;
 pub mod edit;
 mod env;
 mod error;
@@ -65,6 +66,7 @@ mod tests;
 
 use revka_mcp::redact::{self, MASK};
 
+pub use agents::{AgentsConfig, CODEX_APPROVALS};
 pub use env::{EnvLookup, default_config_path, process_env, revka_home, revka_home_with};
 pub use error::{ConfigError, Location};
 pub use import::import_servers_json;

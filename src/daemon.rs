@@ -38,6 +38,8 @@ pub struct Daemon {
     status: StatusNode,
     root: ActorRef<SupervisorMessage>,
     root_task: JoinHandle<()>,
+    /// The agent layer's tasks (the sidecar event follower, the budget enforcer).
+    agent_tasks: Option<crate::agents::Tasks>,
     home: PathBuf,
     _lock: Flock<File>,
 }
@@ -87,6 +89,7 @@ impl Daemon {
             .await
             .context("cannot start the supervision tree")?;
         status.set_state(ActorState::Running);
+        let agent_tasks = Some(services.agents.start());
         let mut listeners = vec!["root/mcp_http"];
         if services.config.get().gateway.enabled {
             listeners.push("root/gateway");
@@ -105,6 +108,7 @@ impl Daemon {
             status,
             root,
             root_task,
+            agent_tasks,
             home: home.to_owned(),
             _lock: lock,
         })
@@ -138,8 +142,11 @@ impl Daemon {
     /// Stops the tree gracefully within `grace` (children in reverse order), kills what is
     /// left after that, and waits until every child process is reaped. Returns whether the
     /// graceful stop finished in time.
-    pub async fn stop(self, grace: Duration) -> bool {
+    pub async fn stop(mut self, grace: Duration) -> bool {
         self.status.set_state(ActorState::Stopping);
+        // The agent layer first: its tasks end, the fallback's runs are killed as groups.
+        drop(self.agent_tasks.take());
+        self.services.agents.fallback.shutdown().await;
         tracing::info!(
             grace_secs = grace.as_secs(),
             "stopping the supervision tree"

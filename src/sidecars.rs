@@ -11,8 +11,9 @@
 //! API promises (not JSON, too large, or not an object with the expected [`Field`]s), which
 //! is an error result for the caller and a failure for the breaker.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -31,7 +32,11 @@ use revka_actors::{ActorState, StatusNode};
 use revka_mcp::wrapper::json_kind;
 use serde_json::{Value, json};
 
+use crate::agents::feed::Feed;
 use crate::config::plan::SidecarPlan;
+
+/// Outcomes of queued operations kept for `get_retry_queue_status` (newest last).
+pub const RECENT_OUTCOMES: usize = 100;
 
 /// Default deadline of one sidecar request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,6 +133,10 @@ pub struct SidecarServices {
     command: Arc<Vec<String>>,
     /// The session manager's status node, once its supervisor has started it.
     process: Arc<RwLock<Option<StatusNode>>>,
+    /// The agent feed (`/ws/agents/events`): queued operations' outcomes are published on it.
+    pub feed: Feed,
+    /// The last [`RECENT_OUTCOMES`] outcomes of queued operations (success or dead letter).
+    outcomes: Arc<Mutex<VecDeque<Value>>>,
 }
 
 impl SidecarServices {
@@ -144,7 +153,46 @@ impl SidecarServices {
             breakers,
             command: Arc::new(plan.process.command.clone()),
             process: Arc::new(RwLock::new(None)),
+            feed: Feed::new(),
+            outcomes: Arc::default(),
         }
+    }
+
+    /// The recent outcomes of queued operations, oldest first: `{operation_id, operation,
+    /// ok, result?, error?, at}`.
+    pub fn recent_outcomes(&self) -> Vec<Value> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Records a queued operation's outcome and publishes it as a `queued_outcome` item.
+    fn record_outcome(&self, op: &Operation, outcome: Result<Value, String>) {
+        let mut item = json!({
+            "source": "revka", "kind": "queued_outcome", "operation_id": op.id,
+            "operation": op.payload.get("operation").cloned().unwrap_or(json!("sidecar_request")),
+            "ok": outcome.is_ok(),
+            "attempts": op.attempts,
+            "at": revka_actors::status::rfc3339(std::time::SystemTime::now()),
+        });
+        if let Some(session) = op.payload.get("session").filter(|s| s.is_string()) {
+            item["session"] = session.clone();
+        }
+        match outcome {
+            Ok(result) => item["result"] = result,
+            Err(error) => item["error"] = json!(error),
+        }
+        {
+            let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+            outcomes.push_back(item.clone());
+            while outcomes.len() > RECENT_OUTCOMES {
+                outcomes.pop_front();
+            }
+        }
+        self.feed.publish(item);
     }
 
     /// What is wrong with the session manager's process, if it is not running: its state,
@@ -176,6 +224,16 @@ impl SidecarServices {
         }
         out.push_str(&format!(" (`revka status --path {}`)", node.path()));
         Some(out)
+    }
+
+    /// Whether the session manager's supervisor gave up on its process (`failed`: restarts
+    /// used up; it does not come back without an operator).
+    pub fn gave_up(&self) -> bool {
+        self.process
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|node| node.state() == ActorState::Failed)
     }
 
     /// One request to the session manager, through the breaker; the answer must be a JSON
@@ -276,7 +334,8 @@ impl SidecarServices {
     }
 
     /// Queues a mutation under `id` (from [`Self::operation_id`], the key its first attempt
-    /// was sent with) to retry when the sidecar is back. Returns the id.
+    /// was sent with) to retry when the sidecar is back. Returns the id. `operation` names it
+    /// (`create_agent`, …) and `session` is the MCP session that asked, for the outcome.
     ///
     /// With `rest_for_one` the queue actor is down while its sidecar restarts (backoff up to
     /// `backoff_max`); the handle then appends the mutation to the queue's inbox on disk, and
@@ -288,12 +347,17 @@ impl SidecarServices {
         method: &str,
         path: &str,
         body: Option<Value>,
+        operation: Option<&str>,
+        session: Option<&str>,
     ) -> Result<String, String> {
         use revka_actors::retry_queue::EnqueueError;
         let op = Operation::new(
             &id,
             "sidecar_request",
-            json!({ "method": method, "path": path, "body": body }),
+            json!({
+                "method": method, "path": path, "body": body,
+                "operation": operation, "session": session,
+            }),
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
@@ -316,15 +380,19 @@ impl SidecarServices {
         }
     }
 
-    /// The session manager's process, `root/sidecars/<id>`. Its start records the process's
-    /// status node, for [`Self::process_problem`].
+    /// The session manager's process, `root/sidecars/<id>`, with `env` (from `[agents]`:
+    /// [`crate::config::AgentsConfig::sidecar_env`]) added to its environment. Its start
+    /// records the process's status node, for [`Self::process_problem`].
     pub fn process_child(
         &self,
         id: &str,
         process: &SessionManagerSpec,
+        env: &[(String, String)],
         policy: RestartPolicy,
     ) -> ChildSpec {
-        let mut sidecar = child_spec(id, session_manager_process(process), policy);
+        let mut spec = session_manager_process(process);
+        spec.env.extend(env.iter().cloned());
+        let mut sidecar = child_spec(id, spec, policy);
         let (start, slot) = (sidecar.start.clone(), self.process.clone());
         sidecar.start = Arc::new(move |ctx: ChildContext| {
             *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(ctx.node.clone());
@@ -345,20 +413,75 @@ impl SidecarServices {
         queue: QueueConfig,
         policy: RestartPolicy,
     ) -> ChildSpec {
-        let executor: Arc<dyn Executor> = Arc::new(SidecarExecutor(self.clone()));
+        let executor: Arc<dyn Executor> = Arc::new(SidecarExecutor {
+            services: self.clone(),
+            max_retries: queue.max_retries,
+            attempt_timeout: queue.attempt_timeout,
+        });
         retry_queue_spec(id, queue, executor, self.queue.clone(), policy)
     }
 }
 
-/// Replays queued sidecar mutations through the breaker.
-struct SidecarExecutor(SidecarServices);
+/// Replays queued sidecar mutations through the breaker, and records each one's outcome: its
+/// success (with the sidecar's answer), or its last failure when the queue dead-letters it
+/// (the attempt numbered past `max_retries`).
+struct SidecarExecutor {
+    services: SidecarServices,
+    max_retries: u32,
+    /// The queue's deadline of one attempt: the executor's own ends a little earlier, so a
+    /// last attempt that times out is still recorded.
+    attempt_timeout: Duration,
+}
 
 impl Executor for SidecarExecutor {
     fn execute(&self, op: &Operation) -> BoxFuture<'static, Result<(), String>> {
-        let services = self.0.clone();
+        let services = self.services.clone();
+        let last = op.attempts > self.max_retries;
+        let limit = self
+            .attempt_timeout
+            .saturating_sub(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
+        let op = op.clone();
+        Box::pin(async move {
+            let outcome = match tokio::time::timeout(limit, Self::attempt(&services, &op)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!(
+                    "attempt timed out after {}",
+                    humantime::format_duration(limit)
+                )),
+            };
+            match outcome {
+                Ok(answer) => {
+                    services.record_outcome(&op, Ok(answer));
+                    Ok(())
+                }
+                Err(e) => {
+                    if last {
+                        services.record_outcome(&op, Err(e.clone()));
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// While the breaker is open the queue waits for its next probe instead of spending the
+    /// operations' retries on rejections. (The breaker's own actor or any call moves it to
+    /// half_open on time; the queue's next attempt may then be the probe.)
+    fn unavailable_for(&self) -> Option<Duration> {
+        self.services.breaker.advance();
+        let status = self.services.breaker.status();
+        (status.state == BreakerState::Open)
+            .then(|| Duration::from_millis(status.next_probe_in_ms.unwrap_or(0)))
+    }
+}
+
+impl SidecarExecutor {
+    /// One attempt of `op`: the sidecar's answer.
+    async fn attempt(services: &SidecarServices, op: &Operation) -> Result<Value, String> {
         let payload = op.payload.clone();
         let id = op.id.clone();
-        Box::pin(async move {
+        {
             let method = payload["method"]
                 .as_str()
                 .ok_or("operation without a method")?
@@ -370,24 +493,11 @@ impl Executor for SidecarExecutor {
             let body = payload.get("body").cloned().filter(|b| !b.is_null());
             // The operation id is the idempotency key: an attempt that timed out after the
             // sidecar acted is answered again, not acted on twice.
-            match services
+            services
                 .request_keyed(&method, &path, body, None, &[], Some(&id))
                 .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-    }
-
-    /// While the breaker is open the queue waits for its next probe instead of spending the
-    /// operations' retries on rejections. (The breaker's own actor or any call moves it to
-    /// half_open on time; the queue's next attempt may then be the probe.)
-    fn unavailable_for(&self) -> Option<Duration> {
-        self.0.breaker.advance();
-        let status = self.0.breaker.status();
-        (status.state == BreakerState::Open)
-            .then(|| Duration::from_millis(status.next_probe_in_ms.unwrap_or(0)))
+                .map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -554,10 +664,19 @@ mod tests {
             "sidecar_request",
             json!({ "method": "POST", "path": "/chat/rooms", "body": { "name": "r" } }),
         );
-        SidecarExecutor(services.clone())
-            .execute(&op)
-            .await
-            .unwrap();
+        SidecarExecutor {
+            services: services.clone(),
+            max_retries: 3,
+            attempt_timeout: Duration::from_secs(30),
+        }
+        .execute(&op)
+        .await
+        .unwrap();
+        let outcomes = services.recent_outcomes();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0]["operation_id"], "op-abc");
+        assert_eq!(outcomes[0]["ok"], true);
+        assert_eq!(outcomes[0]["result"], json!({ "ok": true }));
         let key = SidecarServices::operation_id();
         services
             .request_keyed("POST", "/agents", None, None, &[], Some(&key))

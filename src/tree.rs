@@ -136,6 +136,8 @@ pub struct Services {
     pub pairing: Arc<PairingCodes>,
     /// The session manager's client, breaker and retry queue.
     pub sidecar: SidecarServices,
+    /// The agent layer: the feed, the fallback agents (`root/agents`), the budgets.
+    pub agents: Arc<crate::agents::Agents>,
     /// Serialises live reloads (FIFO: a reload asked for during another runs after it).
     pub reload_lock: Arc<tokio::sync::Mutex<()>>,
     /// The service manager's notification socket, set by `daemon::run` once `READY=1` is out
@@ -163,12 +165,22 @@ impl Services {
         let sessions = Sessions::with_operator(plan.sessions.limits(), operator);
         let status_root = StatusNode::root("root", "supervisor");
         let sidecar = SidecarServices::new(&plan.sidecars);
-        crate::tools::agents::register(&mut tools, &sidecar);
-        crate::tools::health::register(&mut tools, &sidecar, &status_root);
+        let config = Arc::new(ConfigCell::new(config, plan, path));
+        let mcp_bound = watch::channel(None).0;
+        let agents = crate::agents::Agents::new(
+            config.clone(),
+            sidecar.clone(),
+            sessions.clone(),
+            mcp_bound.subscribe(),
+            home,
+        );
+        crate::tools::agents::register(&mut tools, &agents);
+        crate::tools::health::register(&mut tools, &agents, &status_root);
+        let config_now = config.get();
         let telemetry = Telemetry::new(&status_root, &sessions)?;
         telemetry.register_sidecar(&sidecar)?;
         let policy = Arc::new(
-            crate::security::Policy::new(&config.security, home)
+            crate::security::Policy::new(&config_now.security, home)
                 .map_err(|e| anyhow::anyhow!("[security]: {e}"))?,
         );
         let scheduler = Scheduler::new(home, sessions.clone(), policy.clone());
@@ -176,7 +188,7 @@ impl Services {
             &mut tools,
             &crate::tools::builtin::Deps {
                 policy,
-                tools: config.tools.clone(),
+                tools: config_now.tools.clone(),
                 telemetry: telemetry.clone(),
                 sessions: sessions.clone(),
                 home: home.to_owned(),
@@ -204,7 +216,7 @@ impl Services {
         let tools = Arc::new(tools);
         scheduler.attach_registry(&tools);
         Ok(Self {
-            config: Arc::new(ConfigCell::new(config, plan, path)),
+            config,
             home: home.to_owned(),
             hub,
             http,
@@ -212,12 +224,13 @@ impl Services {
             terminals: crate::terminal::Terminals::new(),
             tools,
             scheduler,
-            mcp_bound: watch::channel(None).0,
+            mcp_bound,
             status_root,
             telemetry,
             tokens,
             pairing,
             sidecar,
+            agents,
             reload_lock: Arc::default(),
             notifier: Arc::default(),
             reloads,
@@ -259,7 +272,8 @@ pub fn operator_template(plan: &DaemonPlan, http: &reqwest::Client) -> Option<Op
 
 /// The children of `root`, in start order: the plan's ([`DaemonPlan::tree`]), with
 /// `scheduler` (the `cron_*` tools' jobs) right after `sessions`: it starts once sessions can
-/// be opened for its runs, and stops before they end.
+/// be opened for its runs, and stops before they end; then `agents` (the CLI fallback's
+/// runs, temporary children), which stops before them too.
 pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
     let tree = services.config.plan().tree();
     let mut children = Vec::with_capacity(tree.children().len() + 1);
@@ -270,6 +284,12 @@ pub fn root_children(services: &Services) -> anyhow::Result<Vec<ChildSpec>> {
                 services.scheduler.clone(),
                 RestartPolicy::standard(),
             ));
+            children.push(
+                services
+                    .agents
+                    .fallback
+                    .supervisor_spec(RestartPolicy::standard()),
+            );
         }
     }
     Ok(children)
@@ -307,9 +327,10 @@ fn child_spec(services: &Services, node: &NodePlan) -> anyhow::Result<ChildSpec>
         }
         NodeKind::InvalidServer(invalid) => mcp_servers::invalid_server_child(invalid, node.policy),
         NodeKind::SessionManager(process) => {
+            let env = services.config.plan().sidecars.env.clone();
             services
                 .sidecar
-                .process_child(&node.id, process, node.policy)
+                .process_child(&node.id, process, &env, node.policy)
         }
         NodeKind::Breaker => services.sidecar.breaker_child(&node.id, node.policy),
         NodeKind::RetryQueue(queue) => {
@@ -439,7 +460,8 @@ mod tests {
         // The scheduler is not a node of the plan: it follows `sessions`.
         let at = built.iter().position(|c| c.0 == "scheduler").unwrap();
         assert_eq!(built[at - 1].0, "sessions");
-        built.remove(at);
+        assert_eq!(built[at + 1].0, "agents");
+        built.drain(at..=at + 1);
         assert_eq!(built, planned(tree.children()));
         for id in ["mcp_servers", "sidecars"] {
             let node = tree.child(id).unwrap();

@@ -186,6 +186,7 @@ async fn introspection_restarts_and_their_errors() {
             "sidecars",
             "sessions",
             "scheduler",
+            "agents",
             "terminals",
             "mcp_http",
             "gateway"

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
+mod agents;
 mod bad_input;
 mod builtin;
 mod builtin_cron;

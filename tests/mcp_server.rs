@@ -78,14 +78,12 @@ async fn health_records_why_each_tool_could_not_register() {
             .map(|e| e["reason"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    // The default config: the session manager is off, so its agent tools are not registered.
+    // The default config: the session manager is off, so its chat tools are not registered
+    // (the agent tools are: they run on the daemon's CLI fallback, `[agents] fallback`).
     for tool in [
-        "create_agent",
-        "list_agents",
-        "wait_for_agent",
-        "cancel_agent",
         "create_chat_room",
         "wait_for_chat_message",
+        "list_chat_rooms",
     ] {
         assert_eq!(
             reason(tool),
@@ -136,7 +134,7 @@ async fn health_records_why_each_tool_could_not_register() {
     assert!(
         !names
             .iter()
-            .any(|n| n == "create_agent" || n.starts_with("revka-operator__")),
+            .any(|n| n == "create_chat_room" || n.starts_with("revka-operator__")),
         "{names:?}"
     );
     let text = a

@@ -416,7 +416,11 @@ async fn the_dashboard_journal_health_and_breaker_reset_report_the_daemons_state
     assert_eq!(full["agents"]["count"], 1);
     assert_eq!(full["agents"]["agents"][0]["name"], "dash");
     assert_eq!(full["workflows"]["active"], json!([]));
-    assert_eq!(full["costs"]["tracked"], false);
+    assert_eq!(full["costs"]["tracked"], true);
+    assert_eq!(
+        full["costs"]["per_agent"][0]["tokens"], 0,
+        "echo agents report no usage"
+    );
     let sections = ["health", "agents", "workflows", "costs"];
     for (flag, section) in [
         ("include_health", "health"),

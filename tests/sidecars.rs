@@ -109,13 +109,13 @@ async fn a_killed_sidecar_is_restarted_and_the_breaker_opens_then_closes() {
     let home = tempfile::tempdir().unwrap();
     let served = Served::start(&sidecar_config(home.path(), &node_command())).await;
     let session = served.session().await;
-    // The native tools work through the sidecar.
+    // The native tools work through the sidecar (`fail`: not queued while it starts).
     let mut created = Value::Null;
     let _ = try_within_async(Duration::from_secs(10), async || {
         created = tool(
             &session,
             "create_agent",
-            json!({ "backend": "echo", "name": "a1" }),
+            json!({ "backend": "echo", "name": "a1", "on_unavailable": "fail" }),
         )
         .await;
         created["isError"] == false

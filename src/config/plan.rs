@@ -460,6 +460,9 @@ pub struct SidecarPlan {
     pub breaker: BreakerConfig,
     /// The retry queue of its mutations, journalled under `$REVKA_HOME/operator_mcp`.
     pub queue: QueueConfig,
+    /// Environment added to the process's from `[agents]` (the backends' CLIs, the codex
+    /// approval policy, the per-agent budget defaults): [`crate::config::AgentsConfig::sidecar_env`].
+    pub env: Vec<(String, String)>,
 }
 
 impl SidecarPlan {
@@ -498,6 +501,7 @@ impl SidecarPlan {
                 dead_letter_capacity: q.dead_letter_capacity as usize,
                 ..QueueConfig::new(home.join("operator_mcp").join("retry_queue.jsonl"))
             },
+            env: config.agents.sidecar_env(),
         }
     }
 }

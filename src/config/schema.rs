@@ -17,6 +17,7 @@ use revka_mcp::redact::Shown;
 use revka_mcp::spec::PingPolicy;
 use serde::{Deserialize, Serialize};
 
+use super::agents::AgentsConfig;
 use super::mcp_server::McpEndpointConfig;
 use super::security::{SecurityConfig, ToolsConfig};
 use super::sidecar::SessionManagerConfig;
@@ -46,6 +47,9 @@ pub struct Config {
     pub operator: OperatorConfig,
     /// `[session_manager]`: the Node session-manager sidecar, its breaker and retry queue.
     pub session_manager: SessionManagerConfig,
+    /// `[agents]`: the agent backends' CLIs, the CLI fallback, budgets, Revka's endpoint for
+    /// agents (in `agents.rs`).
+    pub agents: AgentsConfig,
     /// `[supervisor]`: default restart policy and the tree's restart intensity.
     pub supervisor: SupervisorConfig,
     /// `[runtime]`: the daemon's async runtime.
@@ -78,6 +82,7 @@ impl Config {
             terminal: TerminalConfig::default(),
             operator: OperatorConfig::default_in(home),
             session_manager: SessionManagerConfig::default_in(home),
+            agents: AgentsConfig::default(),
             supervisor: SupervisorConfig::default(),
             runtime: RuntimeConfig::default(),
             security: SecurityConfig::default(),

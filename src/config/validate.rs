@@ -46,6 +46,9 @@ pub(crate) fn validate(
         return Err(site.invalid(&k(&["supervisor", key]), message));
     }
     check_positive(config, site)?;
+    if let Some((key, message)) = super::agents::agents_problem(&config.agents) {
+        return Err(site.invalid(&k(&["agents", key]), message));
+    }
     check_oauth_defaults(config, site)?;
     check_client_limits(config, site)?;
     if config.runtime.worker_threads > MAX_WORKER_THREADS {

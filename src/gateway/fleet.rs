@@ -76,6 +76,13 @@ pub(super) async fn sidecars(State(gw): State<Gateway>) -> Response {
     .into_response()
 }
 
+/// `GET /api/agents`: the agents of both paths — the session manager's (`"path":
+/// "sidecar"`, when it answers) and the daemon's CLI fallback's (`"path": "fallback"`) — and
+/// `"sidecar": "ok"` or why the session manager's are missing.
+pub(super) async fn agents(State(gw): State<Gateway>) -> Response {
+    axum::Json(gw.services().agents.list_all().await).into_response()
+}
+
 /// The array `field` of the sidecar's answer to `GET path`, or `{"error": ...}`.
 async fn list(gw: &Gateway, path: &str, field: &'static str) -> Value {
     match gw

@@ -14,7 +14,7 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, per-server stats, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the progress events of a session it holds the token of |
+//! | `viewer` | read: the tree and its event log (sessions redacted), health, metrics, per-server stats, MCP discovery and health, the session manager (process, breaker, queue, agents, rooms and their events), the agents of both paths and their feed (`/api/agents`, `/ws/agents/events`), the progress events of a session it holds the token of |
 //! | `operator` | also act: restart actors, reset the session manager's breaker, create MCP sessions and call tools, test http/sse/url server configs |
 //! | `owner` | also spawn and administer: test stdio server configs (the handler checks), terminals (`/ws/terminal`) and their launchers, reload, edit `[[mcp.servers]]` in config.toml, pairing codes, tokens (gateway and client); sees session ids and labels, and watches any session's progress |
 //!
@@ -289,6 +289,21 @@ pub(crate) fn table() -> Vec<Route> {
             Token(Viewer),
             Own,
             fleet::room_stream,
+        ),
+        // Agents of both paths (session manager and CLI fallback), and their live feed.
+        Route::new(
+            get.clone(),
+            "/api/agents",
+            Token(Viewer),
+            Default,
+            fleet::agents,
+        ),
+        Route::new(
+            get.clone(),
+            "/ws/agents/events",
+            Token(Viewer),
+            Own,
+            super::ws::agents::ws_agent_events,
         ),
         // The MCP proxy.
         Route::new(

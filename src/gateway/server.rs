@@ -5,10 +5,10 @@
 //!    loopback name; a present `Origin` must be exactly the gateway's own origin or one of
 //!    `[gateway] allowed_origins`.
 //! 2. Bearer auth for everything but `POST /pair` ([`authenticate`]): the token from
-//!    `Authorization`, or for the WebSocket route the `bearer.<token>` subprotocol or
-//!    `?token=`. A valid token always passes; a wrong one is answered 401 after a delay that
-//!    grows with the failures of its source (see [`FailureThrottle`]), or 429 at once while
-//!    [`MAX_DELAYED_FAILURES`] failures are already waiting.
+//!    `Authorization`, or for the WebSocket routes the `bearer.<token>` subprotocol or (the
+//!    read-only relays) `?token=`. A valid token always passes; a wrong one is answered 401
+//!    after a delay that grows with the failures of its source (see [`FailureThrottle`]), or
+//!    429 at once while [`MAX_DELAYED_FAILURES`] failures are already waiting.
 //! 3. The role the route needs (the route table, `routes`): 403 below it.
 //! 4. A timeout: the default (`REVKA_GATEWAY_TIMEOUT_SECS`, else `[gateway] request_timeout_secs`,
 //!    30 s) for every route without one of its own (`/api/mcp/*` have theirs), 504 past it.
@@ -143,8 +143,8 @@ impl Gateway {
 }
 
 /// The bearer token of a request: `Authorization`, or for WebSockets the `bearer.<token>`
-/// subprotocol (`/ws/mcp/events` and `/ws/terminal`) or the `token` query parameter
-/// (`/ws/mcp/events` only).
+/// subprotocol (`/ws/mcp/events`, `/ws/agents/events` and `/ws/terminal`) or the `token`
+/// query parameter (the read-only relays `/ws/mcp/events` and `/ws/agents/events` only).
 fn presented_token(request: &Request) -> Option<String> {
     let headers = request.headers();
     if let Some(token) = headers
@@ -155,7 +155,8 @@ fn presented_token(request: &Request) -> Option<String> {
         return Some(token.to_owned());
     }
     let path = request.uri().path();
-    if path != "/ws/mcp/events" && path != "/ws/terminal" {
+    let read_only = path == "/ws/mcp/events" || path == "/ws/agents/events";
+    if !read_only && path != "/ws/terminal" {
         return None;
     }
     if let Some(token) = headers
@@ -165,8 +166,8 @@ fn presented_token(request: &Request) -> Option<String> {
     {
         return Some(token.to_owned());
     }
-    // `?token=` only for the read-only relay: the token of a terminal never goes in a URL.
-    if path != "/ws/mcp/events" {
+    // `?token=` only for the read-only relays: the token of a terminal never goes in a URL.
+    if !read_only {
         return None;
     }
     request.uri().query().and_then(|q| {

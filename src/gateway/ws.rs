@@ -30,6 +30,7 @@
 //!   backpressures the upstream; a frame not written within [`SEND_TIMEOUT`] closes the socket
 //!   with 1008 ("client too slow").
 
+pub(crate) mod agents;
 #[cfg(test)]
 mod tests;
 

@@ -3,8 +3,10 @@
 //! and the retry queue's dead-letter tools `replay_dead_letters` and `drop_dead_letters`.
 //!
 //! They read the daemon's own state (the status tree, the breaker and queue handles, the run
-//! log) without going through any actor's mailbox, and ask the session manager only for its
-//! agents.
+//! log, the agent layer's budget ledger and fallback agents) without going through any actor's
+//! mailbox, and ask the session manager only for its agents. `system_dashboard`'s `costs` is
+//! the ledger's report (totals per agent and per session, both paths, with the limits and
+//! what is left); `get_retry_queue_status` adds the recent outcomes of queued operations.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::agents::{json_result, text_result};
 use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
+use crate::agents::Agents;
 use crate::sidecars::{Field, SidecarServices};
 
 /// What the health tools look at.
@@ -23,6 +26,7 @@ use crate::sidecars::{Field, SidecarServices};
 struct Health {
     sidecar: SidecarServices,
     root: StatusNode,
+    agents: Arc<Agents>,
 }
 
 impl Health {
@@ -96,9 +100,14 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Builtin
             out["health"]["journal"] = h.journal();
         }
         if flag(&args, "include_agents") {
+            let fallback = h.agents.fallback.list();
             out["agents"] = match h.agents().await {
-                Ok(agents) => json!({ "count": agents.len(), "agents": agents }),
-                Err(e) => json!({ "unavailable": e }),
+                Ok(agents) => {
+                    json!({ "count": agents.len() + fallback.len(), "agents": agents, "fallback": fallback })
+                }
+                Err(e) => {
+                    json!({ "unavailable": e, "count": fallback.len(), "fallback": fallback })
+                }
             };
         }
         if flag(&args, "include_workflows") {
@@ -106,7 +115,8 @@ fn dashboard(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Builtin
                 json!({ "active": [], "note": "Revka runs no workflow engine; nothing to report" });
         }
         if flag(&args, "include_costs") {
-            out["costs"] = json!({ "tracked": false, "note": "Revka does not meter model costs" });
+            h.agents.settings();
+            out["costs"] = h.agents.ledger.report();
         }
         Ok(json_result(out))
     })
@@ -166,8 +176,18 @@ fn queue_status(h: Health, args: Value) -> BoxFuture<'static, Result<Value, Buil
 /// The retry queue's status with at most `limit` operations and dead letters listed (the rest
 /// counted as omitted): what `get_retry_queue_status` answers and the dashboard shows. While
 /// the queue actor is restarting or not running: `{"unavailable": why, "last_known": ...}`,
-/// its last published status.
+/// its last published status. `recent_outcomes`: the last `limit` outcomes of queued
+/// operations (`{operation_id, operation, ok, result?, error?, at}`), oldest first.
 pub(crate) async fn queue_view(sidecar: &SidecarServices, limit: usize) -> Value {
+    let mut view = queue_state(sidecar, limit).await;
+    let outcomes = sidecar.recent_outcomes();
+    let skip = outcomes.len().saturating_sub(limit);
+    view["recent_outcomes"] = json!(outcomes[skip..]);
+    view
+}
+
+/// [`queue_view`] without the recent outcomes of queued operations.
+async fn queue_state(sidecar: &SidecarServices, limit: usize) -> Value {
     let shown = |mut status: QueueStatus| {
         trim(
             &mut status.operations,
@@ -319,10 +339,11 @@ fn journal_health(h: Health, _: Value) -> BoxFuture<'static, Result<Value, Built
 }
 
 /// Registers the health tools.
-pub fn register(registry: &mut ToolRegistry, sidecar: &SidecarServices, root: &StatusNode) {
+pub fn register(registry: &mut ToolRegistry, agents: &Arc<Agents>, root: &StatusNode) {
     let health = Health {
-        sidecar: sidecar.clone(),
+        sidecar: agents.sidecar.clone(),
         root: root.clone(),
+        agents: agents.clone(),
     };
     let select = json!({
         "ids": { "type": "array", "items": { "type": "string" }, "description": "Dead-letter ids (see get_retry_queue_status); all must be dead letters, or nothing changes." },

@@ -38,6 +38,31 @@ const CASES: &[(&str, &str)] = &[
         "[runtime]\nworker_threads = 1000\n",
         "/home/u/.revka/config.toml:2:18: runtime.worker_threads: must be at most 256 (0 picks half the CPUs)",
     ),
+    // [agents]
+    (
+        "[agents]\nmax_fallback_agents = 0\n",
+        "/home/u/.revka/config.toml:2:23: agents.max_fallback_agents: must be between 1 and 1024",
+    ),
+    (
+        "[agents]\ncodex_approvals = \"ask\"\n",
+        "/home/u/.revka/config.toml:2:19: agents.codex_approvals: unknown policy \"ask\"; expected one of \"deny\", \"sandboxed\", \"accept\"",
+    ),
+    (
+        "[agents]\nmax_cost_usd_per_session = -1.5\n",
+        "/home/u/.revka/config.toml:2:28: agents.max_cost_usd_per_session: must be a finite number ≥ 0 (0 = no limit), not -1.5",
+    ),
+    (
+        "[agents]\nclaude_command = []\n",
+        "/home/u/.revka/config.toml:2:18: agents.claude_command: must name a program (e.g. [\"claude\"])",
+    ),
+    (
+        "[agents]\nfallback = \"yes\"\n",
+        "/home/u/.revka/config.toml:2:12: agents.fallback: invalid type: string \"yes\", expected a boolean",
+    ),
+    (
+        "[agents]\nmax_tokens_per_session = -3\n",
+        "/home/u/.revka/config.toml:2:26: agents.max_tokens_per_session: invalid value: integer `-3`, expected u64",
+    ),
     // TOML syntax.
     (
         "[gateway\nport = 1\n",
