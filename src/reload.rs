@@ -482,11 +482,38 @@ fn compare_rest(old: &Config, new: &Config, report: &mut ReloadReport) {
     if old.supervisor.shutdown_grace_secs != new.supervisor.shutdown_grace_secs {
         report.applied.push("shutdown grace period updated".into());
     }
+    if old.agents != new.agents {
+        // Read by the agent tools at each call (`Agents::settings`); the session manager
+        // took its part as environment variables when it started.
+        report.applied.push(
+            "[agents] updated (for new agents and budgets now; the session manager's part              (commands, codex_approvals, per-agent limits) at its next start)"
+                .into(),
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[agents]` is applied by a reload (and says what waits for the session manager).
+    #[test]
+    fn agents_apply_live() {
+        let home = std::path::Path::new("/home/u/.revka");
+        let old = Config::default_in(home);
+        let mut new = old.clone();
+        new.agents.max_fallback_agents = 3;
+        let mut report = ReloadReport::default();
+        compare_rest(&old, &new, &mut report);
+        assert!(report.restart_required.is_empty(), "{report:?}");
+        assert!(
+            report
+                .applied
+                .iter()
+                .any(|l| l.starts_with("[agents] updated")),
+            "{report:?}"
+        );
+    }
 
     /// `[http]` is applied by a reload (the listeners read it for each new connection), never
     /// reported as needing a restart; `[sessions]` still is.
