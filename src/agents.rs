@@ -5,7 +5,8 @@
 //! - [`follow`]: follows the session manager's `GET /events/stream` into the feed;
 //! - [`fallback`]: agents run as CLI processes under `root/agents` when the session manager
 //!   cannot take them (publishing into the feed);
-//! - [`budget`]: who created which agent, usage sums per session, the per-session limits.
+//! - [`budget`]: who created which agent, usage sums per session, the per-session limits;
+//! - [`keeper`]: the MCP sessions made for agents, kept while their agent lives.
 //!
 //! [`Agents`] holds them, in `Services::agents`; the agent tools (`src/tools/agents.rs`),
 //! `system_dashboard` and the gateway's `/api/agents` and `/ws/agents/events` use it. The
@@ -22,6 +23,7 @@ pub mod budget;
 pub mod fallback;
 pub mod feed;
 pub mod follow;
+pub mod keeper;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use self::budget::{Ledger, Limits};
 use self::fallback::{FallbackAgents, FallbackConfig};
 use self::feed::Feed;
+use self::keeper::{Keeper, Settle};
 use crate::config::AgentsConfig;
 use crate::sidecars::{Field, SidecarCallError, SidecarServices};
 use crate::tree::ConfigCell;
@@ -52,6 +55,8 @@ pub struct Agents {
     pub fallback: FallbackAgents,
     /// The per-session budget ledger.
     pub ledger: Arc<Ledger>,
+    /// The agents' own MCP sessions.
+    pub keeper: Arc<Keeper>,
     /// The session manager.
     pub sidecar: SidecarServices,
     config: Arc<ConfigCell>,
@@ -90,7 +95,12 @@ impl Agents {
         let ledger = Arc::new(Ledger::new());
         let (budget_tx, budget_rx) = mpsc::channel(BUDGET_QUEUE);
         let observer = ledger.clone();
+        let keeper = Arc::new(Keeper::default());
+        let (kept, ending) = (keeper.clone(), sessions.clone());
         feed.observe(Arc::new(move |item: &Value| {
+            if let Some(session) = kept.observe(item) {
+                ending.end(session.id(), "its agent's queued create failed");
+            }
             // A queued create's outcome names the session that asked for it.
             if item["kind"] == "queued_outcome"
                 && item["operation"] == "create_agent"
@@ -111,6 +121,7 @@ impl Agents {
             feed,
             fallback,
             ledger,
+            keeper,
             sidecar,
             config,
             sessions,
@@ -156,7 +167,67 @@ impl Agents {
                 }
             }));
         }
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let idle = me.config.get().sessions.idle_timeout();
+                tokio::time::sleep(
+                    (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+                )
+                .await;
+                me.sweep_sessions().await;
+            }
+        }));
         Tasks(tasks)
+    }
+
+    /// How a create call that made an agent's session (`session`: see
+    /// [`keeper::injected_session`]) went.
+    pub fn settle_session(&self, session: Option<&str>, outcome: Settle) {
+        if let Some(session) = self.keeper.settle(session, outcome) {
+            self.sessions
+                .end(session.id(), "its agent could not be created");
+        }
+    }
+
+    /// One [`Keeper::sweep`]: the session manager's agents are listed once (unknown while it
+    /// does not answer), the fallback's looked up.
+    pub async fn sweep_sessions(&self) -> usize {
+        if self.keeper.is_empty() {
+            return 0;
+        }
+        let wanted = self.keeper.agents();
+        let listed: Option<std::collections::HashSet<String>> =
+            if wanted.iter().all(|a| is_fallback_id(a)) || !self.sidecar.enabled {
+                Some(Default::default())
+            } else {
+                self.sidecar
+                    .request_shaped(
+                        "GET",
+                        "/agents",
+                        None,
+                        Some(Duration::from_secs(10)),
+                        &[Field::Array("agents")],
+                    )
+                    .await
+                    .ok()
+                    .map(|list| {
+                        list["agents"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a["id"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+            };
+        let live = |agent: &str| {
+            if is_fallback_id(agent) {
+                Some(self.fallback.get(agent).is_some())
+            } else {
+                listed.as_ref().map(|ids| ids.contains(agent))
+            }
+        };
+        self.keeper.sweep(&self.sessions, &live)
     }
 
     /// A session passed its budget: publishes the `budget` item and interrupts its agents.
@@ -211,6 +282,7 @@ impl Agents {
             .await
             .map_err(|e| format!("cannot create the agent's MCP session: {e}"))?;
         self.ledger.session_for_agent(session.id(), parent);
+        self.keeper.made(session.clone());
         Ok(json!({
             "type": "http",
             "url": format!("http://{addr}/mcp"),

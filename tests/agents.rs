@@ -539,3 +539,67 @@ async fn with_the_sidecar_down_a_fallback_agent_runs_streams_and_is_stopped_by_t
     .await;
     assert_eq!(closed["path"], "fallback", "{closed}");
 }
+
+/// An agent's own MCP session (its injected Revka endpoint) outlives `[sessions]
+/// idle_timeout_secs` while the agent lives, though the agent never uses it, and ends soon
+/// after the agent is closed (it would otherwise hold a place under the session cap).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_s_own_session_lives_as_long_as_its_agent() {
+    // No session manager: create_agent runs the CLI fallback.
+    let config = format!(
+        "[sessions]\nidle_timeout_secs = 3\n\n[agents]\nclaude_command = {cli}\n",
+        cli = fake_cli()
+    );
+    let served = Served::start(&config).await;
+    let session = served.session().await;
+    let idle = served.session().await;
+    let created = ok(
+        &session,
+        "create_agent",
+        json!({ "backend": "claude", "name": "keeper", "prompt": "hello" }),
+    )
+    .await;
+    assert_eq!(created["path"], "fallback", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let file = served.home.path().join("agents").join(&id).join("mcp.json");
+    let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let revka = &mcp["mcpServers"]["revka"];
+    let own = Session {
+        url: revka["url"].as_str().unwrap().to_owned(),
+        id: revka["headers"]["X-Revka-Session"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        token: revka["headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap()
+            .to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
+    // Three idle timeouts, the test's own session kept busy: an unused session expires, the
+    // agent's (unused too) does not.
+    let quiet = std::time::Instant::now();
+    while quiet.elapsed() < std::time::Duration::from_secs(9) {
+        ok(&session, "list_agents", json!({})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (status, _) = idle.rpc(list.clone()).await;
+    assert_ne!(status, 200, "an unused session expires after 3 s");
+    let (status, tools) = own.rpc(list.clone()).await;
+    assert_eq!(status, 200, "the agent's session is kept: {tools}");
+
+    let closed = ok(
+        &session,
+        "cancel_agent",
+        json!({ "agent_id": id, "delete": true }),
+    )
+    .await;
+    assert_eq!(closed["deleted"], true, "{closed}");
+    eventually_async("the closed agent's session ended", async || {
+        own.rpc(list.clone()).await.0 != 200
+    })
+    .await;
+}

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 
 use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 use crate::agents::fallback::{CreateAgent, FallbackError};
+use crate::agents::keeper::{self, Settle};
 use crate::agents::{Agents, is_fallback_id};
 use crate::sidecars::{Field, SidecarServices};
 
@@ -218,12 +219,33 @@ impl BuiltinTool for RestTool {
             {
                 inject_revka(&agents, body, &ctx).await?;
             }
+            // The agent's own MCP session, made by `inject_revka`: told how the create went.
+            let injected = body
+                .as_ref()
+                .and_then(keeper::injected_session)
+                .map(str::to_owned);
+            let injected = injected.as_deref();
             // A mutation that may be queued is keyed from its first attempt: if that one
             // timed out after the sidecar acted, the queued retries are answered, not re-run.
             let key = (policy == OnUnavailable::Queue).then(SidecarServices::operation_id);
             let answer = sidecar
                 .request_keyed(method, &path, body.clone(), None, shape, key.as_deref())
                 .await;
+            // (A queued create settles once the queue took it, below.)
+            let settled = match &answer {
+                Ok(value) => Some(
+                    value["id"]
+                        .as_str()
+                        .map_or(Settle::Failed, |id| Settle::Agent(id.to_owned())),
+                ),
+                Err(e) if policy == OnUnavailable::Queue && e.is_unavailable() => None,
+                Err(_) => Some(Settle::Failed),
+            };
+            if name == "create_agent"
+                && let Some(settled) = settled
+            {
+                agents.settle_session(injected, settled);
+            }
             match (answer, policy) {
                 (Ok(value), _) => {
                     if name == "create_agent"
@@ -240,8 +262,16 @@ impl BuiltinTool for RestTool {
                         .await
                     {
                         Ok(id) => id,
-                        Err(queue) => return Err(BuiltinError::NotQueued { call: e, queue }),
+                        Err(queue) => {
+                            if name == "create_agent" {
+                                agents.settle_session(injected, Settle::Failed);
+                            }
+                            return Err(BuiltinError::NotQueued { call: e, queue });
+                        }
                     };
+                    if name == "create_agent" {
+                        agents.settle_session(injected, Settle::Queued(id.clone()));
+                    }
                     Ok(json_result(json!({
                         "queued": true, "path": "queued", "operation_id": id,
                         "operation": name, "reason": e.to_string(),
@@ -356,6 +386,7 @@ async fn create_fallback(
     if matches!(backend, "claude" | "codex") {
         inject_revka(agents, &mut request, ctx).await?;
     }
+    let injected = keeper::injected_session(&request).map(str::to_owned);
     let mcp_servers = request["mcp_servers"].take();
     let create = CreateAgent {
         backend: backend.to_owned(),
@@ -372,7 +403,15 @@ async fn create_fallback(
         owner_session: Some(session.to_owned()),
     };
     agents.settings();
-    match agents.fallback.create(create).await {
+    let created = agents.fallback.create(create).await;
+    agents.settle_session(
+        injected.as_deref(),
+        match created.as_ref().ok().and_then(|a| a["id"].as_str()) {
+            Some(id) => Settle::Agent(id.to_owned()),
+            None => Settle::Failed,
+        },
+    );
+    match created {
         Ok(agent) => {
             if let Some(id) = agent["id"].as_str() {
                 agents.ledger.owned(id, "fallback", Some(session));
