@@ -5,6 +5,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -347,6 +348,39 @@ describe('claude backend without the SDK', () => {
       const e = (await srv.post('/agents', { backend: 'echo', prompt: 'hi' })).json;
       await srv.agentUntil(e.id, (x) => x.status === 'idle');
       assert.ok(await srv.healthy());
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+// Opt-in, never in CI: REVKA_TEST_REAL_CLAUDE=1 with the SDK installed and a logged-in `claude`
+// on PATH (or REVKA_SM_CLAUDE_PATH; unset = the SDK's own binary) runs one real prompt.
+function realClaude() {
+  if (process.env.REVKA_TEST_REAL_CLAUDE !== '1' || !haveSdk) return null;
+  const bin = process.env.REVKA_SM_CLAUDE_PATH || 'claude';
+  try {
+    execFileSync(bin, ['--version'], { stdio: 'ignore', timeout: 10000 });
+    return bin;
+  } catch {
+    return null;
+  }
+}
+
+describe('claude backend: a real Claude Code (opt-in)', () => {
+  const bin = realClaude();
+  test('one real prompt', { skip: bin ? false : 'set REVKA_TEST_REAL_CLAUDE=1 with the SDK installed and claude logged in' }, async () => {
+    const srv = await startServer({ env: { REVKA_SM_CLAUDE_PATH: bin } });
+    try {
+      const r = await srv.post('/agents', { backend: 'claude', prompt: 'Reply with the single word: ok', cwd: tmpDir() });
+      assert.equal(r.status, 201, r.text);
+      const info = await srv.agentUntil(r.json.id, (x) => x.status !== 'running', { timeout: 180000 });
+      const evs = (await srv.get(`/agents/${r.json.id}/events?limit=5000`)).json.events;
+      assert.equal(info.status, 'idle', JSON.stringify(info.last_error));
+      assert.ok(evs.some((e) => e.type === 'assistant'));
+      assert.ok(evs.some((e) => e.type === 'usage'));
+      assert.ok(evs.some((e) => e.type === 'result'));
+      await srv.del(`/agents/${r.json.id}`);
     } finally {
       await srv.stop();
     }
