@@ -1,7 +1,8 @@
 //! Per-session budgets: which MCP session created which agent (both paths), each agent's
 //! usage totals (from the feed's `usage` events, `data.totals`), the sums per session, and
 //! the per-session limits of `[agents]` (`max_cost_usd_per_session`,
-//! `max_tokens_per_session`; tokens = input + output).
+//! `max_tokens_per_session`; tokens = input + output + cache read + cache creation, as the
+//! per-agent limits count them).
 //!
 //! Part of the daemon's agent layer (`src/agents.rs`). The [`Ledger`] observes every feed
 //! item; per-agent limits are the session manager's and the fallback's own (their agents stop
@@ -25,7 +26,7 @@ pub const MAX_AGENTS: usize = 10_000;
 pub struct Limits {
     /// USD.
     pub max_cost_usd: Option<f64>,
-    /// Input + output tokens.
+    /// Tokens: input + output + cache read + cache creation.
     pub max_tokens: Option<u64>,
 }
 
@@ -42,7 +43,16 @@ struct AgentUsage {
 impl AgentUsage {
     fn tokens(&self) -> u64 {
         let n = |k: &str| self.totals.get(k).and_then(Value::as_u64).unwrap_or(0);
-        n("input_tokens").saturating_add(n("output_tokens"))
+        // The same count as the per-agent limits of the session manager and the fallback:
+        // every token the model read or wrote, cached input included.
+        [
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ]
+        .into_iter()
+        .fold(0u64, |sum, k| sum.saturating_add(n(k)))
     }
 
     fn cost(&self) -> f64 {

@@ -35,7 +35,8 @@ pub struct AgentsConfig {
     pub max_fallback_agents: u32,
     /// Cost limit of one agent in USD; `0` = no limit. Default `0.0`.
     pub max_cost_usd_per_agent: f64,
-    /// Token limit of one agent (input + output); `0` = no limit. Default `0`.
+    /// Token limit of one agent (input + output + cache read + cache creation); `0` = no
+    /// limit. Default `0`.
     pub max_tokens_per_agent: u64,
     /// Cost limit of the agents one MCP session created, summed; `0` = no limit. Default `0.0`.
     pub max_cost_usd_per_session: f64,
