@@ -201,24 +201,11 @@ impl Agents {
             if wanted.iter().all(|a| is_fallback_id(a)) || !self.sidecar.enabled {
                 Some(Default::default())
             } else {
-                self.sidecar
-                    .request_shaped(
-                        "GET",
-                        "/agents",
-                        None,
-                        Some(Duration::from_secs(10)),
-                        &[Field::Array("agents")],
-                    )
-                    .await
-                    .ok()
-                    .map(|list| {
-                        list["agents"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|a| a["id"].as_str().map(str::to_owned))
-                            .collect()
-                    })
+                self.sidecar_agents().await.ok().map(|list| {
+                    list.iter()
+                        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
             };
         let live = |agent: &str| {
             if is_fallback_id(agent) {
@@ -293,6 +280,21 @@ impl Agents {
         }))
     }
 
+    /// The session manager's agents (`GET /agents` through its breaker, 10 s at most).
+    pub async fn sidecar_agents(&self) -> Result<Vec<Value>, SidecarCallError> {
+        let listed = self
+            .sidecar
+            .request_shaped(
+                "GET",
+                "/agents",
+                None,
+                Some(Duration::from_secs(10)),
+                &[Field::Array("agents")],
+            )
+            .await?;
+        Ok(listed["agents"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Every agent across both paths (`GET /api/agents`): the session manager's (each with
     /// `"path": "sidecar"`) when it answers, the fallback's (`"path": "fallback"`), and
     /// `"sidecar": "ok"` or why its agents are missing.
@@ -308,19 +310,9 @@ impl Agents {
         let sidecar = if !self.sidecar.enabled {
             json!(SidecarCallError::Disabled.to_string())
         } else {
-            match self
-                .sidecar
-                .request_shaped(
-                    "GET",
-                    "/agents",
-                    None,
-                    Some(Duration::from_secs(10)),
-                    &[Field::Array("agents")],
-                )
-                .await
-            {
-                Ok(answer) => {
-                    for mut agent in answer["agents"].as_array().cloned().unwrap_or_default() {
+            match self.sidecar_agents().await {
+                Ok(listed) => {
+                    for mut agent in listed {
                         agent["path"] = json!("sidecar");
                         if let Some(id) = agent["id"].as_str() {
                             agent["owner_session"] = json!(self.ledger.owner(id));

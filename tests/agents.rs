@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::harness::{DEADLINE, Served, Session, eventually_async};
 use crate::sidecar_tools::until_sidecar_answers;
-use crate::sidecars::{node_command, sidecar_config, text, tool};
+use crate::sidecars::{gated_node_command, node_command, sidecar_config, text, tool};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -154,17 +154,6 @@ async fn agent_events_and_chat_messages_reach_the_websocket_and_api_agents_lists
     assert_eq!(agent["owner_session"], session.id.as_str());
     let both = ok(&session, "list_agents", json!({})).await;
     assert_eq!(both["agents"].as_array().unwrap().len(), 1, "{both}");
-}
-
-/// A node command that waits for `flag` before starting the session manager.
-fn gated_node_command(flag: &Path) -> String {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("sidecars/session-manager/session-manager.js");
-    let gate = format!(
-        r#"while [ ! -e "$0" ]; do sleep 0.1; done; exec node '{}' "$@""#,
-        script.display()
-    );
-    serde_json::to_string(&["sh", "-c", &gate, &flag.display().to_string()]).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,6 +365,24 @@ async fn the_feed_follows_the_session_manager_across_its_restart() {
     assert_eq!(output["event"]["text"], "echo: after restart");
 }
 
+/// The MCP session a fallback agent was given (Revka's endpoint in its `--mcp-config` file).
+fn agent_session(served: &Served, id: &str) -> Session {
+    let file = served.home.path().join("agents").join(id).join("mcp.json");
+    let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let revka = &mcp["mcpServers"]["revka"];
+    assert_eq!(revka["type"], "http", "{mcp}");
+    let header = |name: &str| revka["headers"][name].as_str().unwrap().to_owned();
+    Session {
+        url: revka["url"].as_str().unwrap().to_owned(),
+        id: header("X-Revka-Session"),
+        token: header("Authorization")
+            .strip_prefix("Bearer ")
+            .unwrap()
+            .to_owned(),
+        http: reqwest::Client::new(),
+    }
+}
+
 /// The fake claude/codex CLI of the fallback's tests.
 fn fake_cli() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_agent_cli.py");
@@ -439,24 +446,7 @@ async fn with_the_sidecar_down_a_fallback_agent_runs_streams_and_is_stopped_by_t
         "{activity}"
     );
     // The agent got Revka's own endpoint with an MCP session of its own, which works.
-    let file = served.home.path().join("agents").join(&id).join("mcp.json");
-    let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let revka = &mcp["mcpServers"]["revka"];
-    assert_eq!(revka["type"], "http", "{mcp}");
-    let own = Session {
-        url: revka["url"].as_str().unwrap().to_owned(),
-        id: revka["headers"]["X-Revka-Session"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        token: revka["headers"]["Authorization"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("Bearer ")
-            .unwrap()
-            .to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let own = agent_session(&served, &id);
     assert_ne!(own.id, session.id, "a session of its own");
     let (status, tools) = own
         .rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
@@ -561,23 +551,7 @@ async fn an_agent_s_own_session_lives_as_long_as_its_agent() {
     .await;
     assert_eq!(created["path"], "fallback", "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let file = served.home.path().join("agents").join(&id).join("mcp.json");
-    let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let revka = &mcp["mcpServers"]["revka"];
-    let own = Session {
-        url: revka["url"].as_str().unwrap().to_owned(),
-        id: revka["headers"]["X-Revka-Session"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        token: revka["headers"]["Authorization"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("Bearer ")
-            .unwrap()
-            .to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let own = agent_session(&served, &id);
     let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
     // Three idle timeouts, the test's own session kept busy: an unused session expires, the
     // agent's (unused too) does not.

@@ -65,7 +65,7 @@ pub(crate) async fn tool(session: &Session, name: &str, args: Value) -> Value {
 /// A node command that waits for `flag` to exist before starting the session manager (the
 /// socket arguments Revka appends become the script's positional parameters). A JSON array of
 /// strings is a valid TOML array.
-fn gated_node_command(flag: &Path) -> String {
+pub(crate) fn gated_node_command(flag: &Path) -> String {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sidecars/session-manager/session-manager.js");
     let gate = format!(

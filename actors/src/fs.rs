@@ -221,6 +221,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
     check_private_dir(dir)
 }
 
+/// Creates the fresh directory `parent/name` (0700; it must not exist yet), `parent` first
+/// with [`ensure_private_dir`]: the per-item directories of the daemon (a terminal's, a CLI
+/// agent's) in a private directory of the home.
+pub fn create_private_subdir(parent: &Path, name: &str) -> Result<PathBuf, FsError> {
+    ensure_private_dir(parent)?;
+    let dir = parent.join(name);
+    DirBuilder::new()
+        .mode(PRIVATE_DIR)
+        .create(&dir)
+        .map_err(|e| FsError::io("create", &dir, e))?;
+    Ok(dir)
+}
+
 /// Replaces `path` with `contents`, atomically, with `mode` (see the module documentation).
 /// The directory must exist. On an error `path` is unchanged and no temporary file is left.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {

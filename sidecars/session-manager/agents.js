@@ -115,6 +115,19 @@ export function groupAlive(pgid) {
   }
 }
 
+// After an interrupt: a run still going `interruptGraceMs` later (`running()`) is terminated
+// (`run.terminate()`: its process group ended). `what` names the ignored interrupt in the log.
+// Sets `run.escalateTimer` (once per run; the run clears it when it ends).
+export function escalateInterrupt(run, cfg, running, what) {
+  const grace = cfg.interruptGraceMs;
+  if (grace <= 0 || run.escalateTimer) return;
+  run.escalateTimer = setTimeout(() => {
+    if (!running()) return;
+    log('warn', `${what}; terminating`, { agent: run.agent.id, run: run.no });
+    run.terminate().catch((err) => log('error', 'terminate failed', { agent: run.agent.id, err: err.message }));
+  }, grace);
+}
+
 // SIGTERM to the group, SIGKILL after graceMs if any member survives; resolves once the group
 // is gone (or after a last short wait). exited: optional promise resolved when the leader is
 // reaped.
@@ -430,15 +443,7 @@ export class CommandRun {
     if (this.exited || this.pid === undefined) return false;
     this.interrupted = true;
     signalGroup(this.pid, 'SIGINT');
-    const grace = this.mgr.cfg.interruptGraceMs;
-    if (grace > 0 && !this.escalateTimer) {
-      this.escalateTimer = setTimeout(() => {
-        if (!this.exited) {
-          log('warn', 'agent ignored SIGINT; terminating', { agent: this.agent.id, pid: this.pid });
-          this.terminate().catch((err) => log('error', 'terminate failed', { agent: this.agent.id, err: err.message }));
-        }
-      }, grace);
-    }
+    escalateInterrupt(this, this.mgr.cfg, () => !this.exited, 'agent ignored SIGINT');
     return true;
   }
 

@@ -178,15 +178,9 @@ struct AgentDir(PathBuf);
 
 impl AgentDir {
     fn create(home: &Path, id: &str) -> std::io::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let parent = home.join("agents");
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&parent)?;
-        let dir = parent.join(id);
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        Ok(Self(dir))
+        revka_actors::fs::create_private_subdir(&home.join("agents"), id)
+            .map(Self)
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -248,9 +242,43 @@ struct State {
     closed: bool,
 }
 
+impl Default for State {
+    /// A new agent's: idle, nothing run yet.
+    fn default() -> Self {
+        Self {
+            status: "idle",
+            model: None,
+            session_id: None,
+            thread_id: None,
+            totals: Usage::default(),
+            runs: 0,
+            last_error: None,
+            budget_spent: None,
+            ring: VecDeque::new(),
+            seq: 0,
+            dropped: 0,
+            last_event_at: None,
+            last_pid: None,
+            argv: Vec::new(),
+            run: None,
+            closed: false,
+        }
+    }
+}
+
 impl Agent {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the agent's directory (its MCP config), if it has one.
+    fn remove_dir(&self) {
+        drop(
+            self.dir
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     pub(crate) fn set_pid(&self, pid: Option<u32>) {
@@ -837,24 +865,7 @@ impl FallbackAgents {
             ),
             max_events: config.max_events,
             dir: Mutex::new(dir),
-            st: Mutex::new(State {
-                status: "idle",
-                model: None,
-                session_id: None,
-                thread_id: None,
-                totals: Usage::default(),
-                runs: 0,
-                last_error: None,
-                budget_spent: None,
-                ring: VecDeque::new(),
-                seq: 0,
-                dropped: 0,
-                last_event_at: None,
-                last_pid: None,
-                argv: Vec::new(),
-                run: None,
-                closed: false,
-            }),
+            st: Mutex::new(State::default()),
         });
         {
             let mut agents = inner.lock_agents();
@@ -979,13 +990,7 @@ impl FallbackAgents {
     fn remove(&self, agent: &Arc<Agent>) {
         self.inner.lock_agents().remove(&agent.id);
         agent.lock().closed = true;
-        drop(
-            agent
-                .dir
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        agent.remove_dir();
     }
 
     /// A follow-up prompt (claude `--resume <session_id>`, codex `exec … resume <thread_id>`):
@@ -1101,13 +1106,7 @@ impl FallbackAgents {
             .map(|a| self.stop_run(a, "the daemon is stopping"));
         futures::future::join_all(stops).await;
         for agent in agents {
-            drop(
-                agent
-                    .dir
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take(),
-            );
+            agent.remove_dir();
         }
     }
 }

@@ -175,6 +175,24 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// `Ok` when a program that ran (`what`, as the error names it) succeeded; else
+/// "`what` failed (status); its last lines:" and the last `n` lines of its stdout and stderr.
+pub fn succeeded(output: &std::process::Output, what: &str, n: usize) -> Result<(), String> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Err(format!(
+        "{what} failed ({}); its last lines:\n{}",
+        output.status,
+        tail(&text, n)
+    ))
+}
+
 /// The operator package's version installed in the venv whose interpreter is `venv_python`
 /// (`import revka_operator` must work too).
 pub fn installed_operator(venv_python: &Path) -> Result<String, String> {

@@ -69,15 +69,9 @@ pub(crate) struct TerminalDir(PathBuf);
 
 impl TerminalDir {
     pub(crate) fn create(home: &Path, id: &str) -> std::io::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let parent = home.join("terminals");
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&parent)?;
-        let dir = parent.join(id);
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        Ok(Self(dir))
+        revka_actors::fs::create_private_subdir(&home.join("terminals"), id)
+            .map(Self)
+            .map_err(std::io::Error::other)
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -651,13 +651,7 @@ pub fn register(registry: &mut ToolRegistry, agents: &Arc<Agents>) {
         "wait_for_agent",
         "cancel_agent",
     ];
-    let names = [
-        "create_agent",
-        "list_agents",
-        "get_agent_activity",
-        "send_agent_prompt",
-        "wait_for_agent",
-        "cancel_agent",
+    let chat_tools = [
         "create_chat_room",
         "list_chat_rooms",
         "post_chat_message",
@@ -667,7 +661,7 @@ pub fn register(registry: &mut ToolRegistry, agents: &Arc<Agents>) {
     ];
     let only_fallback = !sidecar.enabled;
     if only_fallback {
-        for name in names {
+        for name in agent_tools.iter().chain(&chat_tools).copied() {
             if fallback && agent_tools.contains(&name) {
                 continue;
             }

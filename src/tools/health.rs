@@ -9,7 +9,7 @@
 //! what is left); `get_retry_queue_status` adds the recent outcomes of queued operations.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 use revka_actors::StatusNode;
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::agents::{json_result, text_result};
 use super::{BuiltinError, BuiltinTool, ToolContext, ToolRegistry};
 use crate::agents::Agents;
-use crate::sidecars::{Field, SidecarServices};
+use crate::sidecars::SidecarServices;
 
 /// What the health tools look at.
 #[derive(Clone)]
@@ -31,18 +31,10 @@ struct Health {
 
 impl Health {
     async fn agents(&self) -> Result<Vec<Value>, String> {
-        let listed = self
-            .sidecar
-            .request_shaped(
-                "GET",
-                "/agents",
-                None,
-                Some(Duration::from_secs(10)),
-                &[Field::Array("agents")],
-            )
+        self.agents
+            .sidecar_agents()
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(listed["agents"].as_array().cloned().unwrap_or_default())
+            .map_err(|e| e.to_string())
     }
 
     fn journal(&self) -> Value {

@@ -247,3 +247,19 @@ fn an_fs_error_keeps_its_kind_and_message_as_an_io_error() {
     assert_eq!(io.kind(), io::ErrorKind::NotFound);
     assert!(io.to_string().contains("missing"), "{io}");
 }
+
+#[test]
+fn a_private_subdirectory_is_fresh_and_0700_in_a_private_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("agents");
+    let made = create_private_subdir(&parent, "fb_1").unwrap();
+    assert_eq!(made, parent.join("fb_1"));
+    assert_eq!((mode(&parent), mode(&made)), (0o700, 0o700));
+    let again = create_private_subdir(&parent, "fb_1").unwrap_err();
+    assert!(again.to_string().contains("fb_1"), "{again}");
+    std::fs::set_permissions(&parent, Permissions::from_mode(0o777)).unwrap();
+    assert!(matches!(
+        create_private_subdir(&parent, "fb_2").unwrap_err(),
+        FsError::UnsafeDir { .. }
+    ));
+}

@@ -17,7 +17,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { LineSplitter, TREE_VAR, runEnv, signalGroup, killGroup } from '../agents.js';
+import { LineSplitter, TREE_VAR, runEnv, signalGroup, killGroup, escalateInterrupt } from '../agents.js';
 import { log } from '../log.js';
 
 const TOOL_RESULT_CAP = 64 * 1024; // bytes of a tool_result's text kept in the event
@@ -387,15 +387,7 @@ export class ClaudeRun {
         log('info', 'claude interrupt not delivered', { agent: this.agent.id, run: this.no, err: err.message }),
       );
     }
-    const grace = this.cfg.interruptGraceMs;
-    if (grace > 0 && !this.escalateTimer) {
-      this.escalateTimer = setTimeout(() => {
-        if (!this.finished) {
-          log('warn', 'claude run ignored the interrupt; terminating', { agent: this.agent.id, run: this.no });
-          this.terminate().catch((err) => log('error', 'terminate failed', { agent: this.agent.id, err: err.message }));
-        }
-      }, grace);
-    }
+    escalateInterrupt(this, this.cfg, () => !this.finished, 'claude run ignored the interrupt');
     return true;
   }
 

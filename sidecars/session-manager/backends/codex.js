@@ -20,7 +20,7 @@
 // (APPROVAL_POLICIES), each decision recorded as a `status` event with data.approval.
 
 import { spawn } from 'node:child_process';
-import { LineSplitter, runEnv, killGroup, sleep } from '../agents.js';
+import { LineSplitter, runEnv, killGroup, sleep, escalateInterrupt } from '../agents.js';
 import { log } from '../log.js';
 
 const CLIENT_INFO = { name: 'revka', title: 'Revka session manager', version: '0.1.0' };
@@ -834,15 +834,7 @@ export class CodexRun {
     if (this.finished) return false;
     this.interrupted = true;
     this.sendInterrupt();
-    const grace = this.agent.mgr.cfg.interruptGraceMs;
-    if (grace > 0 && !this.escalateTimer) {
-      this.escalateTimer = setTimeout(() => {
-        if (!this.finished) {
-          log('warn', 'codex turn ignored turn/interrupt; stopping the app-server', { agent: this.agent.id, run: this.no });
-          this.terminate().catch((err) => log('error', 'terminate failed', { agent: this.agent.id, err: err.message }));
-        }
-      }, grace);
-    }
+    escalateInterrupt(this, this.agent.mgr.cfg, () => !this.finished, 'codex turn ignored turn/interrupt');
     return true;
   }
 

@@ -68,18 +68,11 @@ pub(super) fn ci(npm: &str, dir: &Path, digest: &str) -> Result<(), String> {
                 format!("cannot run `{npm} ci` in {shown}: {e}")
             }
         })?;
-    if !output.status.success() {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return Err(format!(
-            "`{npm} ci --omit=dev` in {shown} failed ({}); its last lines:\n{}",
-            output.status,
-            toolchain::tail(&text, TAIL_LINES)
-        ));
-    }
+    toolchain::succeeded(
+        &output,
+        &format!("`{npm} ci --omit=dev` in {shown}"),
+        TAIL_LINES,
+    )?;
     if !dir.join(SDK_MANIFEST).is_file() {
         return Err(format!(
             "`{npm} ci --omit=dev` in {shown} succeeded but {SDK_MANIFEST} is missing"

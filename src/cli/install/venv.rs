@@ -55,18 +55,7 @@ pub(super) fn pip_install(layout: &Layout, digest: &str) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run pip in {}: {e}", layout.venv.display()))?;
     files::remove_build_artifacts(&layout.src);
-    if !output.status.success() {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return Err(format!(
-            "pip install failed ({}); its last lines:\n{}",
-            output.status,
-            toolchain::tail(&text, TAIL_LINES)
-        ));
-    }
+    toolchain::succeeded(&output, "pip install", TAIL_LINES)?;
     toolchain::installed_operator(&layout.venv_python)?;
     files::write_file(&layout.marker, format!("{digest}\n").as_bytes(), 0o600)
 }
