@@ -44,8 +44,6 @@ use crate::tree::ConfigCell;
 
 /// The prefix of fallback agents' ids.
 pub const FALLBACK_PREFIX: &str = "fb_";
-/// Budget items waiting for the enforcer at most.
-const BUDGET_QUEUE: usize = 64;
 
 /// The agent layer's shared state.
 pub struct Agents {
@@ -66,7 +64,7 @@ pub struct Agents {
     /// The `[agents]` last applied to the fallback and the ledger.
     applied: Mutex<Option<AgentsConfig>>,
     /// `budget` items for the enforcer (taken by [`Self::start`]).
-    budget_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    budget_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -93,7 +91,9 @@ impl Agents {
             Arc::new(move |item| publish.publish(item)),
         );
         let ledger = Arc::new(Ledger::new());
-        let (budget_tx, budget_rx) = mpsc::channel(BUDGET_QUEUE);
+        // Unbounded, yet bounded in practice: the ledger emits one item per session, the first
+        // time it passes a limit; none may be lost (its agents would run on).
+        let (budget_tx, budget_rx) = mpsc::unbounded_channel();
         let observer = ledger.clone();
         let keeper = Arc::new(Keeper::default());
         let (kept, ending) = (keeper.clone(), sessions.clone());
@@ -109,12 +109,9 @@ impl Agents {
             {
                 observer.owned(id, "sidecar", item["session"].as_str());
             }
-            if let Some(budget) = observer.observe(item)
-                && budget_tx.try_send(budget).is_err()
-            {
-                tracing::warn!(
-                    "budget enforcer queue full; a session's agents are not interrupted"
-                );
+            if let Some(budget) = observer.observe(item) {
+                // Fails only once the daemon stops (the enforcer is gone).
+                let _ = budget_tx.send(budget);
             }
         }));
         let agents = Arc::new(Self {
@@ -162,8 +159,13 @@ impl Agents {
         {
             let me = self.clone();
             tasks.push(tokio::spawn(async move {
+                // Each session's stop on its own: one slow interrupt must not hold up another
+                // session's.
+                let mut stops = tokio::task::JoinSet::new();
                 while let Some(budget) = rx.recv().await {
-                    me.enforce(budget).await;
+                    let me = me.clone();
+                    stops.spawn(async move { me.enforce(budget).await });
+                    while stops.try_join_next().is_some() {}
                 }
             }));
         }
@@ -224,29 +226,35 @@ impl Agents {
         };
         tracing::warn!(session, text = %budget["text"], "session budget exceeded; interrupting its agents");
         self.feed.publish(budget);
-        for (id, path) in self.ledger.agents_of(&session) {
-            let result = if path == "fallback" {
-                self.fallback
-                    .interrupt(&id)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            } else {
-                self.sidecar
-                    .request(
-                        "POST",
-                        &format!("/agents/{id}/interrupt"),
-                        Some(json!({})),
-                        Some(Duration::from_secs(10)),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            };
-            if let Err(e) = result {
-                tracing::debug!(agent = id, error = e, "budget stop: interrupt failed");
-            }
-        }
+        let stops = self
+            .ledger
+            .agents_of(&session)
+            .into_iter()
+            .map(|(id, path)| async move {
+                let result = if path == "fallback" {
+                    self.fallback
+                        .interrupt(&id)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.sidecar
+                        .request(
+                            "POST",
+                            &format!("/agents/{id}/interrupt"),
+                            Some(json!({})),
+                            Some(Duration::from_secs(10)),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                if let Err(e) = result {
+                    tracing::debug!(agent = id, error = e, "budget stop: interrupt failed");
+                }
+            });
+        // All of the session's agents at once: each fallback interrupt waits for its run.
+        futures::future::join_all(stops).await;
     }
 
     /// `mcp_servers.revka` for a new agent: Revka's MCP endpoint with a fresh MCP session of

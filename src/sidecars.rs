@@ -75,6 +75,17 @@ impl SidecarCallError {
             Self::Disabled => false,
         }
     }
+
+    /// Whether the request surely never reached the session manager (the breaker refused it,
+    /// or nothing accepted the connection), so running it elsewhere cannot do it twice. A
+    /// timeout or a broken answer may come after the sidecar acted.
+    pub fn never_reached(&self) -> bool {
+        match self {
+            Self::Open(_) | Self::Disabled => true,
+            Self::Sidecar(e) => matches!(e, SidecarError::Unreachable { .. }),
+            Self::Down { cause, .. } => cause.never_reached(),
+        }
+    }
 }
 
 /// A field a session-manager answer must have (every answer is a JSON object).

@@ -447,8 +447,59 @@ fn check_size(op: &Operation) -> Result<(), EnqueueError> {
     Ok(())
 }
 
-/// The first [`PREVIEW_BYTES`] of `value` as JSON. Serialization stops there, so a large
-/// payload costs no more than a small one.
+/// Whether a payload's key names something secret: its value is never shown in a preview
+/// (request headers and environments as a whole, and any authorization, token, secret,
+/// password, API key or cookie).
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    matches!(key.as_str(), "headers" | "http_headers" | "env" | "token")
+        || key.ends_with("_token")
+        || [
+            "authorization",
+            "secret",
+            "password",
+            "api_key",
+            "apikey",
+            "cookie",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// A payload serialized with the values of [`secret_key`]s replaced by `"***"` (streamed: no
+/// copy of the payload is made).
+struct Redacted<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for Redacted<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut m = out.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    if secret_key(key) {
+                        m.serialize_entry(key, "***")?;
+                    } else {
+                        m.serialize_entry(key, &Redacted(value))?;
+                    }
+                }
+                m.end()
+            }
+            serde_json::Value::Array(items) => {
+                let mut seq = out.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Redacted(item))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(out),
+        }
+    }
+}
+
+/// The first [`PREVIEW_BYTES`] of `value` as JSON, secrets masked (a preview is shown to
+/// every viewer of the queue). Serialization stops there, so a large payload costs no more
+/// than a small one.
 pub(crate) fn preview(value: &serde_json::Value) -> String {
     struct Capped(Vec<u8>);
     impl std::io::Write for Capped {
@@ -466,7 +517,8 @@ pub(crate) fn preview(value: &serde_json::Value) -> String {
         }
     }
     let mut out = Capped(Vec::with_capacity(64));
-    let complete = serde_json::to_writer(&mut out, value).is_ok() && out.0.len() <= PREVIEW_BYTES;
+    let complete =
+        serde_json::to_writer(&mut out, &Redacted(value)).is_ok() && out.0.len() <= PREVIEW_BYTES;
     let mut bytes = out.0;
     if complete {
         return String::from_utf8(bytes).unwrap_or_default();

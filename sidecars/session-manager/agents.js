@@ -115,6 +115,39 @@ export function groupAlive(pgid) {
   }
 }
 
+// Processes that left their run's process group (a tool that starts commands in groups of their
+// own) but still carry this agent's REVKA_SM_AGENT_ID in their environment: SIGKILLed once the
+// agent is closed, so none outlives it. Linux (/proc); elsewhere none is found. Returns how many.
+export function killMarked(agentId) {
+  const needle = Buffer.from(`\0REVKA_SM_AGENT_ID=${agentId}\0`);
+  let pids;
+  try {
+    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return 0;
+  }
+  let killed = 0;
+  for (const name of pids) {
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    let environ;
+    try {
+      environ = fs.readFileSync(`/proc/${name}/environ`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    if (!Buffer.concat([Buffer.from([0]), environ]).includes(needle)) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed += 1;
+    } catch {
+      // already gone
+    }
+  }
+  if (killed > 0) log('warn', 'killed processes that outlived their agent', { agent: agentId, killed });
+  return killed;
+}
+
 // After an interrupt: a run still going `interruptGraceMs` later (`running()`) is terminated
 // (`run.terminate()`: its process group ended). `what` names the ignored interrupt in the log.
 // Sets `run.escalateTimer` (once per run; the run clears it when it ends).
@@ -755,6 +788,7 @@ class Agent {
         log('error', 'backend close failed', { agent: this.id, backend: this.backend, err: err.message });
       }
     }
+    killMarked(this.id);
     this.setStatus('exited', { reason });
     for (const sub of this.subscribers) {
       try {
@@ -779,15 +813,21 @@ function validString(v, field, { max = Infinity, allowEmpty = false } = {}) {
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
-function validStringMap(v, field, { maxEntries = MAX_ENV } = {}) {
+// kind 'env': names as the top-level env's (no '=' or NUL), values without NUL; kind 'header':
+// an HTTP token for the name, no control character in the value (no header injection).
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+function validStringMap(v, field, { maxEntries = MAX_ENV, kind = 'env' } = {}) {
   if (!isObject(v)) throw badRequest(`${field} must be an object of strings`);
   const entries = Object.entries(v);
   if (entries.length > maxEntries) throw badRequest(`${field} has more than ${maxEntries} entries`);
   const out = {};
   for (const [k, x] of entries) {
-    if (k === '' || k.includes('\0')) throw badRequest(`invalid ${field} name ${JSON.stringify(k)}`);
+    const badName = kind === 'header' ? !HEADER_NAME_RE.test(k) : k === '' || k.includes('=') || k.includes('\0');
+    if (badName) throw badRequest(`invalid ${field} name ${JSON.stringify(k)}`);
     if (typeof x !== 'string') throw badRequest(`${field}.${k} must be a string`);
-    if (x.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
+    if (kind === 'header' ? /[\u0000-\u0008\u000a-\u001f\u007f]/.test(x) : x.includes('\0')) {
+      throw badRequest(`${field}.${k} contains a control character`);
+    }
     out[k] = x;
   }
   return out;
@@ -808,7 +848,7 @@ function validMcpServers(v) {
       const url = validString(srv.url, `${f}.url`, { max: MAX_URL });
       if (!/^https?:\/\/[^\s]+$/i.test(url)) throw badRequest(`${f}.url must be an http(s) URL`);
       const o = { type: 'http', url };
-      if (srv.headers !== undefined && srv.headers !== null) o.headers = validStringMap(srv.headers, `${f}.headers`, { maxEntries: 64 });
+      if (srv.headers !== undefined && srv.headers !== null) o.headers = validStringMap(srv.headers, `${f}.headers`, { maxEntries: 64, kind: 'header' });
       for (const k of Object.keys(srv)) {
         if (!['type', 'url', 'headers'].includes(k)) throw badRequest(`${f}: unknown field ${JSON.stringify(k)} for type http`);
       }

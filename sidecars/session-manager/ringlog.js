@@ -74,12 +74,13 @@ export class RingLog {
 
 // A feed of numbered events (ids 1, 2, 3, ... of this process) with a bounded replay ring and
 // subscribers that each have a bounded queue. publish() serialises an event once; a subscriber
-// that falls behind by more than `bound` queued events loses the oldest and is told how many
-// through its lag(missed) callback before the next event it gets.
+// that falls behind by more than `bound` queued events (or `boundBytes` of them) loses the
+// oldest and is told how many through its lag(missed) callback before the next event it gets.
 export class FeedHub {
-  constructor({ ringCapacity = 4096, ringBytes = 32 * 1024 * 1024, bound = 1000 } = {}) {
+  constructor({ ringCapacity = 4096, ringBytes = 32 * 1024 * 1024, bound = 1000, boundBytes = 8 * 1024 * 1024 } = {}) {
     this.ring = new RingLog({ capacity: ringCapacity, maxBytes: ringBytes });
     this.bound = bound;
+    this.boundBytes = boundBytes;
     this.subscribers = new Set();
   }
 
@@ -108,13 +109,15 @@ export class FeedHub {
   subscribe({ write, lag }) {
     const sub = {
       queue: [],
+      queuedBytes: 0,
       missed: 0,
       paused: false,
       offer: (item) => {
         if (sub.paused) {
           sub.queue.push(item);
-          if (sub.queue.length > this.bound) {
-            sub.queue.shift();
+          sub.queuedBytes += item.data.length;
+          while (sub.queue.length > this.bound || (sub.queuedBytes > this.boundBytes && sub.queue.length > 1)) {
+            sub.queuedBytes -= sub.queue.shift().data.length;
             sub.missed += 1;
           }
           return;
@@ -133,6 +136,7 @@ export class FeedHub {
         }
         while (sub.queue.length > 0) {
           const item = sub.queue.shift();
+          sub.queuedBytes -= item.data.length;
           if (!write(item)) {
             sub.paused = true;
             return;

@@ -173,11 +173,14 @@ export function buildRouter(app) {
     const lag = (missed) => put(`event: lag\ndata: ${JSON.stringify({ missed })}\n\n`);
     const write = (item) => put(`id: ${item.id}\nevent: ${item.event}\ndata: ${item.data}\n\n`);
     put('retry: 2000\n\n');
+    // The replay goes through the subscriber's bounded queue like live events: a resume from
+    // far back to a client that does not read costs the queue's bound, not the whole ring.
     const { items, missed } = feed.replay(since);
-    if (missed > 0) lag(missed);
-    for (const item of items) put(`id: ${item.id}\nevent: ${item.event}\ndata: ${item.data}\n\n`);
     const sub = feed.subscribe({ write, lag });
-    if (res.writableLength >= FEED_HIGH_WATER) sub.paused = true;
+    sub.paused = true;
+    sub.missed = missed;
+    for (const item of items) sub.offer(item);
+    sub.resume();
     res.on('drain', () => sub.resume());
     stream.end = (event, data) => {
       if (live()) {

@@ -210,6 +210,8 @@ pub(crate) struct Agent {
     pub(crate) claude_mcp: Option<PathBuf>,
     /// codex: `-c` overrides, (real, shown).
     pub(crate) codex_overrides: Vec<(String, String)>,
+    /// The variables `codex_overrides` name (header values, forwarded stdio environments).
+    pub(crate) codex_env: Env,
     budget: (Option<f64>, Option<u64>),
     max_events: usize,
     dir: Mutex<Option<AgentDir>>,
@@ -648,10 +650,18 @@ pub fn validate_mcp_servers(servers: &Value) -> Result<&Map<String, Value>, Stri
     Ok(map)
 }
 
-/// Codex's `-c` overrides for `servers` (validated): `(real, shown)`, header and env values
-/// masked in what is shown.
-pub fn codex_overrides(servers: &Map<String, Value>) -> Vec<(String, String)> {
+/// Environment variables, `(name, value)`.
+pub type Env = Vec<(String, String)>;
+
+/// Codex's `-c` overrides for `servers` (validated), `(real, shown)`, and the environment
+/// variables they name. Secrets stay off the command line (any local user can read a
+/// process's `/proc/<pid>/cmdline`): a header's value goes in a variable named by the server's
+/// `env_http_headers`, a stdio server's environment in variables codex forwards by `env_vars`.
+/// A stdio variable whose name the daemon's environment already has, or another server
+/// claimed with another value, stays inline, masked in what is shown.
+pub fn codex_overrides(servers: &Map<String, Value>) -> (Vec<(String, String)>, Env) {
     let mut out = Vec::new();
+    let mut env: Env = Vec::new();
     for (name, s) in servers {
         let key = format!("mcp_servers.{name}");
         let mut push = |field: &str, value: String, shown: Option<String>| {
@@ -666,7 +676,13 @@ pub fn codex_overrides(servers: &Map<String, Value>) -> Vec<(String, String)> {
                 .and_then(Value::as_object)
                 .filter(|h| !h.is_empty())
             {
-                push("http_headers", toml_table(h), Some("<redacted>".into()));
+                let mut named = Map::new();
+                for (header, value) in h {
+                    let var = format!("REVKA_MCP_HEADER_{}", env.len());
+                    env.push((var.clone(), value.as_str().unwrap_or_default().to_owned()));
+                    named.insert(header.clone(), Value::String(var));
+                }
+                push("env_http_headers", toml_table(&named), None);
             }
         } else {
             push(
@@ -677,16 +693,34 @@ pub fn codex_overrides(servers: &Map<String, Value>) -> Vec<(String, String)> {
             if let Some(a) = s.get("args").and_then(Value::as_array) {
                 push("args", Value::Array(a.clone()).to_string(), None);
             }
-            if let Some(e) = s
+            let mut inline = Map::new();
+            let mut forwarded = Vec::new();
+            for (k, v) in s
                 .get("env")
                 .and_then(Value::as_object)
-                .filter(|e| !e.is_empty())
+                .into_iter()
+                .flatten()
             {
-                push("env", toml_table(e), Some("<redacted>".into()));
+                let v = v.as_str().unwrap_or_default();
+                let claimed = env.iter().find(|(name, _)| name == k);
+                if std::env::var_os(k).is_some() || claimed.is_some_and(|(_, x)| x != v) {
+                    inline.insert(k.clone(), Value::String(v.to_owned()));
+                } else {
+                    if claimed.is_none() {
+                        env.push((k.clone(), v.to_owned()));
+                    }
+                    forwarded.push(Value::String(k.clone()));
+                }
+            }
+            if !forwarded.is_empty() {
+                push("env_vars", Value::Array(forwarded).to_string(), None);
+            }
+            if !inline.is_empty() {
+                push("env", toml_table(&inline), Some("<redacted>".into()));
             }
         }
     }
-    out
+    (out, env)
 }
 
 /// Removes `fb_<10 hex>` directories under `parent`, left by a daemon that was killed.
@@ -829,7 +863,7 @@ impl FallbackAgents {
         let id = new_id()?;
         let mut dir = None;
         let mut claude_mcp = None;
-        let mut overrides = Vec::new();
+        let (mut overrides, mut codex_env) = (Vec::new(), Vec::new());
         if let Some(servers) = servers.filter(|s| !s.is_empty()) {
             match backend {
                 Backend::Claude => {
@@ -843,7 +877,7 @@ impl FallbackAgents {
                     claude_mcp = Some(file);
                     dir = Some(d);
                 }
-                Backend::Codex => overrides = codex_overrides(&servers),
+                Backend::Codex => (overrides, codex_env) = codex_overrides(&servers),
             }
         }
         let agent = Arc::new(Agent {
@@ -859,6 +893,7 @@ impl FallbackAgents {
             owner_session: req.owner_session.clone(),
             claude_mcp,
             codex_overrides: overrides,
+            codex_env,
             budget: (
                 config.max_cost_usd.filter(|c| *c > 0.0),
                 config.max_tokens.filter(|t| *t > 0),
@@ -1029,6 +1064,11 @@ impl FallbackAgents {
     /// (status exited), once its process is gone (the session manager's DELETE answer).
     pub async fn close(&self, id: &str) -> Result<Value, FallbackError> {
         let agent = self.inner.find(id)?;
+        // Closed first, under the state lock: a prompt racing this close is refused instead of
+        // starting a run nobody could reach once the agent is removed.
+        if std::mem::replace(&mut agent.lock().closed, true) {
+            return Err(FallbackError::NotFound(id.to_owned()));
+        }
         self.stop_run(&agent, "its agent was closed").await;
         self.inner.record_with(
             &agent,

@@ -43,15 +43,29 @@ pub async fn run(sidecar: SidecarServices, feed: Feed) {
     let mut state = Follow::default();
     let mut backoff = BACKOFF_MIN;
     loop {
-        match state.once(&sidecar, &feed).await {
-            Ok(()) => backoff = BACKOFF_MIN,
+        // A stream that delivered something earns a fresh start; one that ended empty (a
+        // sidecar shutting its streams while /health still answers) backs off like a failure,
+        // never a tight loop.
+        let pause = match state.once(&sidecar, &feed).await {
+            Ok(true) => {
+                backoff = BACKOFF_MIN;
+                BACKOFF_MIN
+            }
+            Ok(false) => next(&mut backoff),
             Err(reason) => {
                 state.down(&feed, reason);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                next(&mut backoff)
             }
-        }
+        };
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// The pause to take now, doubling the next one (up to [`BACKOFF_MAX`]).
+fn next(backoff: &mut Duration) -> Duration {
+    let now = *backoff;
+    *backoff = (now * 2).min(BACKOFF_MAX);
+    now
 }
 
 /// Where the follower is.
@@ -66,9 +80,10 @@ struct Follow {
 }
 
 impl Follow {
-    /// One connection: opens the stream and relays it until it ends. `Ok` when a stream was
-    /// followed (and ended), `Err(why)` when none could be opened or it broke at once.
-    async fn once(&mut self, sidecar: &SidecarServices, feed: &Feed) -> Result<(), String> {
+    /// One connection: opens the stream and relays it until it ends. `Ok(delivered)` when a
+    /// stream was followed (and ended), with whether it relayed any event; `Err(why)` when
+    /// none could be opened.
+    async fn once(&mut self, sidecar: &SidecarServices, feed: &Feed) -> Result<bool, String> {
         let health = sidecar
             .client
             .request("GET", "/health", None, OPEN_TIMEOUT)
@@ -86,6 +101,18 @@ impl Follow {
             .stream("/events/stream", resume.as_deref(), OPEN_TIMEOUT)
             .await
             .map_err(|e| format!("cannot follow the session manager's events: {e}"))?;
+        // A restart between the pid's read and the stream's open would resume the new
+        // process from the old one's id, skipping its first events: asked again.
+        let now = sidecar
+            .client
+            .request("GET", "/health", None, OPEN_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if now["pid"].as_u64() != pid {
+            self.pid = None;
+            return Ok(false);
+        }
+        let mut delivered = false;
         if self.up != Some(true) {
             self.up = Some(true);
             feed.publish(json!({ "source": "revka", "kind": "sidecar_status", "status": "up" }));
@@ -95,14 +122,14 @@ impl Follow {
             match stream.body.frame().await {
                 None => {
                     self.down(feed, "the session manager's event stream ended".into());
-                    return Ok(());
+                    return Ok(delivered);
                 }
                 Some(Err(e)) => {
                     self.down(
                         feed,
                         format!("the session manager's event stream broke: {e}"),
                     );
-                    return Ok(());
+                    return Ok(delivered);
                 }
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
@@ -116,6 +143,7 @@ impl Follow {
                                     self.last_id = Some(id);
                                 }
                                 if let Some(item) = item_of(&event) {
+                                    delivered = true;
                                     feed.publish(item);
                                 }
                             }

@@ -231,7 +231,9 @@ impl BuiltinTool for RestTool {
             let answer = sidecar
                 .request_keyed(method, &path, body.clone(), None, shape, key.as_deref())
                 .await;
-            // (A queued create settles once the queue took it, below.)
+            // (A queued create settles once the queue took it, below. A create that may have
+            // reached the sidecar (a timeout, a 5xx) is not settled: its agent may exist; the
+            // keeper gives such a session up after an hour.)
             let settled = match &answer {
                 Ok(value) => Some(
                     value["id"]
@@ -239,6 +241,7 @@ impl BuiltinTool for RestTool {
                         .map_or(Settle::Failed, |id| Settle::Agent(id.to_owned())),
                 ),
                 Err(e) if policy == OnUnavailable::Queue && e.is_unavailable() => None,
+                Err(e) if e.is_unavailable() && !e.never_reached() => None,
                 Err(_) => Some(Settle::Failed),
             };
             if name == "create_agent"
@@ -277,7 +280,9 @@ impl BuiltinTool for RestTool {
                         "operation": name, "reason": e.to_string(),
                     })))
                 }
-                (Err(e), OnUnavailable::Fallback) if e.is_unavailable() => {
+                // Only a create the sidecar surely never saw runs elsewhere: after a timeout
+                // it may have made the agent, and a second one would spend twice.
+                (Err(e), OnUnavailable::Fallback) if e.never_reached() => {
                     if !agents.settings().fallback {
                         return Ok(text_result(
                             format!("{e}; and the CLI fallback is off ([agents] fallback = false)"),

@@ -1615,3 +1615,29 @@ async fn a_sync_on_a_current_thread_runtime_runs_in_place() {
     assert_eq!(ran_on, here);
     assert_eq!(crate::fs::off_worker(|| Ok(7)).unwrap(), 7);
 }
+
+/// A preview never shows a secret: a create body's injected bearer token, its servers'
+/// environments, keys, passwords; what is not secret stays readable.
+#[test]
+fn a_payload_preview_masks_secrets() {
+    let body = json!({
+        "method": "POST",
+        "path": "/agents",
+        "body": {
+            "backend": "claude",
+            "cwd": "/w",
+            "mcp_servers": {
+                "revka": { "type": "http", "url": "http://127.0.0.1:1/mcp",
+                           "headers": { "Authorization": "Bearer rvks_secret" } },
+                "db": { "type": "stdio", "command": "db-mcp", "env": { "PGPASSWORD": "hunter2" } }
+            },
+            "api_key": "sk-1", "refresh_token": "rt-1", "max_tokens": 5
+        }
+    });
+    let shown = preview(&body);
+    for secret in ["rvks_secret", "hunter2", "sk-1", "rt-1"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains(r#""headers":"***""#), "{shown}");
+    assert!(shown.contains(r#""backend":"claude""#), "{shown}");
+}

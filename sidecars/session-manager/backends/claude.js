@@ -106,6 +106,9 @@ export class ClaudeRun {
 
     const o = agent.options;
     const env = runEnv(agent, this.prompt);
+    // The SDK hands the prompt to the CLI on stdin; in the environment a long prompt would
+    // exceed the kernel's 128 KiB limit for one string and fail the spawn (E2BIG).
+    delete env.REVKA_SM_PROMPT;
     const options = {
       cwd: agent.cwd,
       env,

@@ -49,6 +49,9 @@ export const DEFAULT_APPROVAL_POLICY = 'deny';
 const POLICY_NAMES = Object.keys(APPROVAL_POLICIES);
 
 // MCP server names become codex config keys (mcp_servers.<name>).
+// Raw app-server messages (deltas included) allowed per timeline event of a run's cap.
+const MESSAGES_PER_EVENT = 20;
+
 export const CODEX_MCP_NAME_RE = /^[A-Za-z0-9_-]+$/;
 
 class CodexError extends Error {
@@ -173,7 +176,7 @@ class AppServer {
     });
     this.child = child;
     this.pid = child.pid;
-    const cap = this.cfg.lineCap;
+    const cap = this.cfg.jsonLineCap;
     this.out = new LineSplitter(cap, (text, truncated) => this.onLine(text, truncated));
     child.stdout.on('data', (c) => {
       if (!this.failure) this.out.push(c);
@@ -249,7 +252,11 @@ class AppServer {
       this.pending.set(id, { method, resolve, reject, timer });
       const msg = { id, method };
       if (params !== undefined) msg.params = params;
-      this.write(msg);
+      if (!this.write(msg)) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(new CodexError('died', `cannot send ${method}: the codex app-server's stdin is closed${this.stderrNote()}`));
+      }
     });
   }
 
@@ -275,7 +282,7 @@ class AppServer {
   onLine(text, truncated) {
     if (this.failure) return;
     if (truncated) {
-      this.fatal('protocol', `the codex app-server wrote a line longer than ${this.cfg.lineCap} bytes: ${firstBytes(text)}`);
+      this.fatal('protocol', `the codex app-server wrote a line longer than ${this.cfg.jsonLineCap} bytes: ${firstBytes(text)}`);
       return;
     }
     if (text.trim() === '') return;
@@ -559,14 +566,19 @@ export class CodexRun {
   }
 
   // Counts every message the server sends during this run; false once the run is over or past
-  // the flood cap (the run is then failed with reason flood).
+  // the flood cap (the run is then failed with reason flood and stopped). Deltas are messages
+  // that make no timeline event of their own (the events are capped by agent.record), so the
+  // cap on raw messages is MESSAGES_PER_EVENT times the events' cap.
   countMessage() {
     if (this.finished || this.flooded) return false;
     this.messages += 1;
-    const cap = this.agent.mgr.cfg.maxEventsPerRun ?? 100000;
+    const cap = (this.agent.mgr.cfg.maxEventsPerRun ?? 100000) * MESSAGES_PER_EVENT;
     if (this.messages > cap) {
       this.flooded = true;
       this.agent.fail(this, 'flood', `the codex app-server sent more than ${cap} messages in run ${this.no}; stopped`);
+      // fail() does nothing when the run already failed (e.g. a budget stop): stop it anyway,
+      // since the messages that would end it are dropped from now on.
+      this.terminate().catch((err) => log('error', 'terminate failed', { agent: this.agent.id, err: err.message }));
       return false;
     }
     return true;

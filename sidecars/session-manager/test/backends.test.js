@@ -4,7 +4,9 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './helpers.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, tmpDir, waitFor, pidGone } from './helpers.js';
 
 describe('backend registry and shared agent features', () => {
   let srv;
@@ -167,5 +169,24 @@ describe('backend registry and shared agent features', () => {
     assert.ok(info.last_error && typeof info.last_error.reason === 'string');
     assert.ok(await srv.healthy());
     await srv.del(`/agents/${a.id}`);
+  });
+
+  // A process that left its run's process group (setsid) is out of reach of the group kill;
+  // it still carries the agent's REVKA_SM_AGENT_ID, and closing the agent ends it.
+  test('closing an agent kills what escaped its process group', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
+    const pidFile = path.join(tmpDir(), 'escaped.pid');
+    const r = await srv.post('/agents', {
+      backend: 'command',
+      argv: ['sh', '-c', `setsid sh -c 'echo $$ > "${pidFile}"; exec sleep 300' </dev/null >/dev/null 2>&1 & echo started`],
+      prompt: 'go',
+    });
+    assert.equal(r.status, 201, r.text);
+    await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', { what: 'the escaped pid' });
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    await srv.agentUntil(r.json.id, (a) => a.status !== 'running');
+    assert.equal(pidGone(pid), false, 'the escaped process outlives its run');
+    const d = await srv.del(`/agents/${r.json.id}`);
+    assert.equal(d.status, 200, d.text);
+    await waitFor(() => pidGone(pid), { what: 'the escaped process killed' });
   });
 });

@@ -135,6 +135,8 @@ pub(crate) fn process_spec_without(
     };
     let mut spec = ProcessSpec::new(program, args);
     spec.env = vec![("REVKA_AGENT_ID".into(), agent.id.clone())];
+    // What codex's MCP overrides name instead of carrying secrets on the command line.
+    spec.env.extend(agent.codex_env.iter().cloned());
     spec.cwd = Some(plan.cwd.clone());
     spec.stdio = StdioMode::Piped;
     spec.stop_timeout = plan.kill_grace;
@@ -342,8 +344,25 @@ async fn run(
     let mut events: u64 = 0;
     let mut interrupted = false;
     let mut escalate: Option<tokio::time::Instant> = None;
+    // Once the process has exited, its output is read for kill_grace more at most: a
+    // descendant that left its group may hold the pipe open forever.
+    let mut drain_until: Option<tokio::time::Instant> = exit_rx
+        .borrow()
+        .is_some()
+        .then(|| tokio::time::Instant::now() + plan.kill_grace);
     let end = loop {
         tokio::select! {
+            changed = exit_rx.changed(), if drain_until.is_none() => {
+                if changed.is_err() || exit_rx.borrow().is_some() {
+                    drain_until = Some(tokio::time::Instant::now() + plan.kill_grace);
+                }
+            }
+            _ = async {
+                match drain_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => break End::Eof,
             line = lines.recv() => {
                 let bytes = match line {
                     None => break End::Eof,

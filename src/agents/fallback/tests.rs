@@ -238,22 +238,33 @@ fn tool_results_are_cut_and_marked() {
 fn mcp_servers_are_checked_and_become_codex_overrides() {
     let servers = json!({
         "revka": {"type": "http", "url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer s3cret"}},
-        "fs": {"type": "stdio", "command": "npx", "args": ["-y", "fs \"x\""], "env": {"K": "v"}},
+        "fs": {"type": "stdio", "command": "npx", "args": ["-y", "fs \"x\""], "env": {"REVKA_TEST_FORWARDED_K": "v"}},
     });
     let map = validate_mcp_servers(&servers).unwrap();
-    let o = codex_overrides(map);
+    let (o, env) = codex_overrides(map);
     let real: Vec<&str> = o.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(
         real,
         [
             r#"mcp_servers.fs.command="npx""#,
             r#"mcp_servers.fs.args=["-y","fs \"x\""]"#,
-            r#"mcp_servers.fs.env={ "K" = "v" }"#,
+            r#"mcp_servers.fs.env_vars=["REVKA_TEST_FORWARDED_K"]"#,
             r#"mcp_servers.revka.url="http://127.0.0.1:1/mcp""#,
-            r#"mcp_servers.revka.http_headers={ "Authorization" = "Bearer s3cret" }"#,
+            r#"mcp_servers.revka.env_http_headers={ "Authorization" = "REVKA_MCP_HEADER_1" }"#,
         ]
     );
-    assert!(o.iter().all(|(_, s)| !s.contains("s3cret")));
+    // No secret on the command line: they travel in the run's environment.
+    assert!(
+        o.iter()
+            .all(|(r, s)| !r.contains("s3cret") && !s.contains("s3cret"))
+    );
+    assert_eq!(
+        env,
+        [
+            ("REVKA_TEST_FORWARDED_K".to_owned(), "v".to_owned()),
+            ("REVKA_MCP_HEADER_1".to_owned(), "Bearer s3cret".to_owned()),
+        ]
+    );
     for (bad, why) in [
         (json!([]), "must be an object"),
         (
@@ -333,6 +344,7 @@ fn test_agent(backend: Backend) -> Agent {
         owner_session: None,
         claude_mcp: None,
         codex_overrides: Vec::new(),
+        codex_env: Vec::new(),
         budget: (None, None),
         max_events: 10,
         dir: Mutex::new(None),
@@ -822,13 +834,16 @@ async fn mcp_servers_reach_the_clis_and_their_files_go_with_the_agent() {
     r.mcp_servers = Some(servers);
     let a = rig.agents.create(r).await.unwrap();
     let shown = a["argv"].to_string();
-    assert!(
-        shown.contains("<redacted>") && !shown.contains("s3cret"),
-        "{shown}"
-    );
+    assert!(!shown.contains("s3cret"), "{shown}");
     settled(&rig.agents, a["id"].as_str().unwrap()).await;
     let runs = logged(&rig.log);
     assert!(runs[1].contains(&r#"mcp_servers.revka.url="http://127.0.0.1:9/mcp""#.to_owned()));
+    // The header's value is not on the command line codex got, but in its environment.
+    assert!(
+        runs[1].iter().all(|arg| !arg.contains("s3cret")),
+        "{:?}",
+        runs[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
