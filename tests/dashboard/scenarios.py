@@ -699,6 +699,22 @@ def scenario_sidecars_live(run):
     check(status == 200 and "hello from the test" in str(answer), f"post: {status} {answer}")
     wait("the message in the room's list", lambda: "hello from the test" in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
     run.shot(d, "room")
+
+    # The whole agent feed (/ws/agents/events): a prompt sent while the page follows shows up
+    # with its agent's name, and so does a chat message.
+    d.find_element(By.ID, "feed-follow").click()
+    wait("the feed is live", lambda: "Live." in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
+    prompt = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+              "params": {"name": "send_agent_prompt", "arguments": {"agent_id": agent, "prompt": "fed words"}}}
+    status, answer = api("POST", "/api/mcp/call", body=prompt,
+                         headers={"X-Revka-Session": minted["session_id"], "Accept": "application/json, text/event-stream"})
+    check(status == 200 and "'isError': True" not in str(answer), f"prompt: {status} {answer}")
+    wait("the agent's output on the feed", lambda: "echo: fed words" in d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text, timeout=15)
+    feed = d.find_element(By.CSS_SELECTOR, "#view-sidecars .watch").text
+    check("sidecar · watched output" in feed, f"the item names its source, agent and type: {feed}")
+    agents = d.find_element(By.CSS_SELECTOR, "#view-sidecars").text
+    check("echo" in agents, f"the Agents card shows the backend: {agents}")
+    run.shot(d, "feed")
     run.shot(d)
 
 

@@ -1,9 +1,11 @@
 // The Sidecars view: the session manager's circuit breaker (with Reset, operator), its retry
-// queue (depth, in flight, dead letters with their last error), and when it runs its agents
-// (Watch: the agent's event stream, live) and chat rooms (Watch: their messages, live)
-// (/api/sidecars and its sub-routes).
+// queue (depth, in flight, dead letters with their last error), the agents of both paths
+// (/api/agents: the session manager's and the daemon's CLI fallback agents, with their usage;
+// Watch: a session-manager agent's event stream, or a fallback agent's events from the agent
+// feed), the chat rooms (Watch: their messages, live) and the whole agent feed
+// (/ws/agents/events: every agent event, chat message, queued outcome and budget stop).
 
-import { api, may, describe, readSse, HttpError } from './api.js';
+import { api, may, describe, readSse, socket, HttpError } from './api.js';
 import { h, clear, kvList, toast, stateWords, clock } from './dom.js';
 
 const KEEP = 300;
@@ -14,6 +16,7 @@ export class SidecarsTab {
     this.content = h('div', { class: 'sidecars' });
     this.watchPanel = h('section', { class: 'card watch', 'aria-label': 'Agent events', hidden: true });
     this.controller = null;
+    this.ws = null;
     clear(root).append(h('h2', null, 'Sidecars'), this.content, this.watchPanel);
   }
 
@@ -61,21 +64,80 @@ export class SidecarsTab {
         ? h('ul', { class: 'dead' }, dead.map((d) => h('li', null, h('code', null, d.id || d.operation || d.tool || '?'), ` — ${d.last_error || d.error || ''}`)))
         : null,
       h('details', null, h('summary', null, 'All fields'), kvList(q, ['dead_letter_list', 'operations']))));
+    // Both paths' agents; a daemon without /api/agents shows the session manager's.
+    let agents = data.agents;
+    let why = null;
+    try {
+      const all = await api('/api/agents');
+      agents = all.agents;
+      if (all.sidecar && all.sidecar !== 'ok') why = all.sidecar;
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 401) return;
+    }
+    const agentCard = listCard('Agents', 'sc-agents', agents, (a) => {
+      const id = a.id || a.agent_id || a.name;
+      const fallback = a.path === 'fallback';
+      const usage = a.usage || {};
+      const spent = typeof usage.cost_usd === 'number' && usage.cost_usd > 0 ? ` $${usage.cost_usd.toFixed(4)}` : '';
+      return h('li', null, h('code', null, id), ` ${a.name && a.name !== id ? a.name : ''} `,
+        h('span', { class: 'what' }, [a.backend, fallback ? 'CLI fallback' : null].filter(Boolean).join(', ')),
+        ` ${a.status || a.state || ''}${spent} `,
+        id ? h('button', { type: 'button', onclick: () => (fallback ? this.follow(id) : this.watch(id)) }, 'Watch') : null);
+    });
+    if (why && sm.enabled) agentCard.append(h('p', { class: 'note' }, `Session manager: ${why}`));
+    cards.push(agentCard);
     if (sm.enabled) {
-      cards.push(listCard('Agents', 'sc-agents', data.agents, (a) => {
-        const id = a.id || a.agent_id || a.name;
-        return h('li', null, h('code', null, id), ` ${a.status || a.state || ''} `,
-          id ? h('button', { type: 'button', onclick: () => this.watch(id) }, 'Watch') : null);
-      }));
       cards.push(listCard('Chat rooms', 'sc-rooms', data.rooms, (r) => h('li', null, h('code', null, r.id || r.name || '?'), ` ${r.name && r.id ? r.name : ''} `,
         r.id ? h('button', { type: 'button', onclick: () => this.watch(r.id, 'room') }, 'Watch') : null)));
     }
+    cards.push(h('section', { class: 'card', 'aria-labelledby': 'sc-feed' },
+      h('h3', { id: 'sc-feed' }, 'Agent feed'),
+      h('p', null, 'Every agent event and chat message of both paths, queued operations\' outcomes and budget stops, live.'),
+      h('button', { type: 'button', id: 'feed-follow', onclick: () => this.follow() }, 'Follow all')));
     clear(this.content).append(...cards);
+  }
+
+  /** The agent feed (/ws/agents/events), all of it or one agent's items. */
+  follow(agentId) {
+    this.stopWatching();
+    const title = agentId ? `Agent ${agentId}` : 'Agent feed';
+    const list = h('ol', { class: 'event-log', 'aria-label': agentId ? `Events of agent ${agentId}` : 'Agent feed' });
+    const note = h('p', { class: 'note', role: 'status' }, 'Connecting…');
+    this.watchPanel.hidden = false;
+    this.watchPanel.setAttribute('aria-label', title);
+    clear(this.watchPanel).append(h('h3', null, title), note, list);
+    const ws = socket('/ws/agents/events', 'revka');
+    this.ws = ws;
+    ws.onopen = () => { note.textContent = 'Live.'; };
+    ws.onclose = (e) => { if (this.ws === ws) note.textContent = `The feed closed (${e.code}${e.reason ? `: ${e.reason}` : ''}).`; };
+    ws.onmessage = (m) => {
+      let item;
+      try { item = JSON.parse(m.data); } catch { return; }
+      if (agentId && !(item.agent && item.agent.id === agentId)) return;
+      const ev = item.event || {};
+      const what = item.kind === 'agent_event' ? `${item.agent.name || item.agent.id} ${ev.type}` : item.kind;
+      const text = item.kind === 'agent_event'
+        ? (ev.text !== undefined ? ev.text : JSON.stringify(ev.data || {}))
+        : item.kind === 'chat_message' ? `${item.room.name || item.room.id}: ${(item.message || {}).text || ''}`
+          : JSON.stringify(item);
+      list.prepend(h('li', null, h('span', { class: 'what' }, `${item.source} · ${what}`), h('code', null, text)));
+      while (list.childElementCount > KEEP) list.lastElementChild.remove();
+    };
+  }
+
+  stopWatching() {
+    if (this.controller) this.controller.abort();
+    this.controller = null;
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.close();
+    }
   }
 
   /** An agent's events or a chat room's messages, live (SSE relayed from the session manager). */
   async watch(id, what = 'agent') {
-    if (this.controller) this.controller.abort();
+    this.stopWatching();
     const controller = new AbortController();
     this.controller = controller;
     const title = what === 'room' ? `Room ${id}` : `Agent ${id}`;
@@ -109,7 +171,7 @@ export class SidecarsTab {
   }
 
   end() {
-    if (this.controller) this.controller.abort();
+    this.stopWatching();
   }
 }
 
