@@ -29,6 +29,7 @@ const STDERR_IN_MESSAGE = 2048; // of which this much goes into an error message
 const MAX_RESULT_BYTES = 64 * 1024; // tool_result / file diff text cap (contract)
 const MAX_ITEM_BYTES = 1024 * 1024; // accumulated deltas of one item
 const MAX_OPEN_ITEMS = 4096; // items started and not completed in one turn
+const MAX_OPEN_BYTES = 16 * 1024 * 1024; // accumulated deltas of all open items of one turn
 const DEFAULT_REQUEST_TIMEOUT_MS = 120000;
 const CLOSE_AFTER_EXIT_MS = 300; // how long stdout/stderr may drain after the process exits
 
@@ -477,6 +478,7 @@ export class CodexRun {
     this.messages = 0;
     this.flooded = false;
     this.items = new Map(); // item id -> {type, text, output, bytes, truncated, toolUse}
+    this.openBytes = 0; // the sum of the open items' bytes (at most MAX_OPEN_BYTES)
     this.lastAssistant = '';
     this.retryError = null;
     this.startedAt = Date.now();
@@ -661,11 +663,12 @@ export class CodexRun {
     const s = this.itemState(itemId, undefined);
     if (!s) return;
     const n = Buffer.byteLength(delta);
-    if (s.bytes + n > MAX_ITEM_BYTES) {
+    if (s.bytes + n > MAX_ITEM_BYTES || this.openBytes + n > MAX_OPEN_BYTES) {
       s.truncated = true;
       return;
     }
     s.bytes += n;
+    this.openBytes += n;
     s[field] += delta;
   }
 
@@ -684,7 +687,7 @@ export class CodexRun {
   onItemCompleted(item) {
     const id = typeof item.id === 'string' ? item.id : undefined;
     const s = (id && this.items.get(id)) || { type: item.type, text: '', output: '', truncated: false, toolUse: false };
-    if (id) this.items.delete(id);
+    if (id && this.items.delete(id)) this.openBytes -= s.bytes;
     const run = this.no;
     switch (item.type) {
       case 'agentMessage': {
@@ -761,6 +764,7 @@ export class CodexRun {
       }
     }
     this.items.clear();
+    this.openBytes = 0;
   }
 
   onUsage(u) {
