@@ -367,8 +367,17 @@ async fn the_refresher_renews_ahead_of_expiry_and_returns_when_the_token_dies() 
         "Bearer at-1"
     );
     let refresher = tokio::spawn(daemon.clone().run_refresher());
-    for _ in 0..200 {
-        if mock.lock().unwrap().grants.get("refresh_token") == Some(&2) {
+    // The mock counts a grant as it answers it; the token is adopted a moment later (a loaded
+    // machine showed the gap): wait for both.
+    let header = || {
+        daemon
+            .current_header()
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+    };
+    for _ in 0..400 {
+        if mock.lock().unwrap().grants.get("refresh_token") == Some(&2)
+            && header().as_deref() == Some("Bearer at-3")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
