@@ -35,6 +35,9 @@
 #   flood      100,050 assistant messages, then waits
 #   usage N    reports N tokens (claude also $N/1000), then waits (the budget must stop it)
 #   unknown    a line of a type neither CLI has
+#   escape     starts `sleep 120` in a session of its own, without the REVKA_* markers,
+#              holding stdout open (its pid in a
+#              `fake.pid` line as `escaped`), then answers like hello and exits
 #   anything else: like hello, echoing the prompt
 # If $FAKE_AGENT_LOG is set, each run appends its argv (a JSON array) to that file.
 
@@ -189,6 +192,14 @@ def common(prompt, _init, say):
         wait_forever()
     elif prompt == "unknown":
         emit({"type": "fake.unknown", "detail": 42})
+    elif prompt == "escape":
+        # A descendant in a session of its own (out of the run's process group) that keeps
+        # this process's stdout open after the answer and the exit.
+        # Scrubbed of the supervisor's markers too: what the daemon's own sweep of escaped
+        # processes could not recognise.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REVKA_")}
+        child = subprocess.Popen(["sleep", "120"], start_new_session=True, env=env)
+        emit({"type": "fake.pid", "pid": os.getpid(), "escaped": child.pid})
 
 
 def main():

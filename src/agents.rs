@@ -10,8 +10,8 @@
 //!
 //! [`Agents`] holds them, in `Services::agents`; the agent tools (`src/tools/agents.rs`),
 //! `system_dashboard` and the gateway's `/api/agents` and `/ws/agents/events` use it. The
-//! daemon starts its tasks ([`Agents::start`]: the follower, the budget enforcer) after the
-//! tree and stops them (and the fallback's runs) before the tree stops.
+//! daemon starts its tasks ([`Agents::start`]: the follower, the budget enforcer, the keeper's
+//! sweep) after the tree and stops them (and the fallback's runs) before the tree stops.
 //!
 //! Feed items (one JSON object each): `{"source": "sidecar"|"fallback"|"revka", "kind": ...}`
 //! with kind `agent_event` (`agent {id,name,backend,status}`, `event {seq,ts,type,text?,data?}`),
@@ -147,7 +147,8 @@ impl Agents {
         current
     }
 
-    /// Starts the follower and the budget enforcer; the handle aborts both when dropped.
+    /// Starts the follower, the budget enforcer and the keeper's sweep; the handle aborts them
+    /// when dropped.
     pub fn start(self: &Arc<Self>) -> Tasks {
         let follower = tokio::spawn(follow::run(self.sidecar.clone(), self.feed.clone()));
         let mut tasks = vec![follower];
@@ -260,7 +261,8 @@ impl Agents {
     /// `mcp_servers.revka` for a new agent: Revka's MCP endpoint with a fresh MCP session of
     /// the agent's own (the Code tab's two-header session: `Authorization: Bearer <session
     /// token>` and `X-Revka-Session`). The session lives in the daemon, so it outlives a
-    /// restart of the session manager; it ends after `[sessions] idle_timeout_secs` unused.
+    /// restart of the session manager; the [`Keeper`] keeps it alive while the agent lives and
+    /// ends it once the agent is gone.
     /// The agents it creates count against `parent`'s budget (the session creating this one).
     pub async fn revka_server(
         &self,

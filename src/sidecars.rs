@@ -539,6 +539,43 @@ mod tests {
     use super::*;
     use crate::config::{Config, DaemonPlan};
 
+    /// Only a call that surely never reached the session manager may run elsewhere (the CLI
+    /// fallback): after a timeout or a 5xx the sidecar may have acted. All of them may be
+    /// queued (the queue's retries carry the idempotency key).
+    #[test]
+    fn only_a_call_that_never_reached_the_sidecar_counts_as_never_reached() {
+        let unreachable = SidecarError::Unreachable {
+            socket: "/s".into(),
+            reason: "refused".into(),
+        };
+        let timeout = SidecarError::Timeout {
+            method: "POST".into(),
+            path: "/agents".into(),
+            secs: 30,
+        };
+        let failed = SidecarError::Status {
+            method: "POST".into(),
+            path: "/agents".into(),
+            status: 500,
+            message: "boom".into(),
+        };
+        let down = |cause: SidecarCallError| SidecarCallError::Down {
+            cause: Box::new(cause),
+            process: "backing_off".into(),
+        };
+        for (error, never) in [
+            (SidecarCallError::Open("open".into()), true),
+            (SidecarCallError::Sidecar(unreachable.clone()), true),
+            (down(SidecarCallError::Sidecar(unreachable)), true),
+            (SidecarCallError::Sidecar(timeout.clone()), false),
+            (down(SidecarCallError::Sidecar(timeout)), false),
+            (SidecarCallError::Sidecar(failed), false),
+        ] {
+            assert_eq!(error.never_reached(), never, "{error}");
+            assert!(error.is_unavailable(), "{error}");
+        }
+    }
+
     #[test]
     fn a_process_that_is_down_is_described_with_its_failure_and_missing_script() {
         let home = tempfile::tempdir().unwrap();

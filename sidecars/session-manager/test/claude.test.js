@@ -53,6 +53,20 @@ describe('claude backend (real SDK, fake CLI)', { skip }, () => {
     return { agent: r.json, logFile };
   };
 
+  // The prompt goes to the CLI on stdin, never in its environment: a single environment string
+  // over 128 KiB makes the spawn fail (E2BIG).
+  test('a 300 KiB prompt reaches the CLI (not through its environment)', async () => {
+    const prompt = `hello ${'x'.repeat(300 * 1024)}`;
+    const { agent, logFile } = await create({ name: 'long', prompt });
+    const evs = await srv.eventsUntil(agent.id, runEnded(1), { timeout: 15000 });
+    const info = (await srv.get(`/agents/${agent.id}`)).json;
+    assert.equal(info.status, 'idle', JSON.stringify(info.last_error));
+    assert.ok(types(evs).includes('result'), `${types(evs)}`);
+    const started = readLog(logFile).find((l) => l.argv);
+    assert.equal(started.prompt_env, null, 'REVKA_SM_PROMPT is not set for the CLI');
+    await srv.del(`/agents/${agent.id}`);
+  });
+
   test('a prompt with a tool call: assistant, tool_use, tool_result, usage, result; follow-up resumes', async () => {
     const { agent, logFile } = await create({
       name: 'toolie',

@@ -645,6 +645,38 @@ async fn an_interrupt_ends_the_run_and_its_group() {
     }
 }
 
+/// A CLI that answered and exited ends its run kill_grace later even when a descendant that
+/// left its process group still holds its stdout open (the run would otherwise stay
+/// `running` until that process ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ends_after_its_cli_exits_though_an_escaped_descendant_holds_its_output() {
+    let rig = rig(|_| {}).await;
+    let a = rig.agents.create(req("claude", "escape")).await.unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let mut escaped = None;
+    for _ in 0..1000 {
+        escaped = timeline(&rig.agents, &id)
+            .iter()
+            .filter(|e| e["data"]["cli_type"] == "fake.pid")
+            .find_map(|e| {
+                serde_json::from_str::<Value>(e["text"].as_str()?).ok()?["escaped"].as_u64()
+            });
+        if escaped.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let escaped = escaped.expect("the escaped pid");
+    let a = settled(&rig.agents, &id).await;
+    assert_eq!(a["status"], "idle", "{a}");
+    assert!(types(&timeline(&rig.agents, &id)).contains(&"result".to_owned()));
+    assert!(exists(escaped), "the test's premise: it still runs");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(escaped as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stubborn_run_is_killed_after_the_grace() {
     let rig = rig(|c| c.kill_grace = Duration::from_millis(300)).await;
