@@ -139,13 +139,14 @@ impl Accept for TcpListener {
 pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 impl Accept for UnixListener {
-    type Stream = tokio::net::UnixStream;
+    type Stream = unix::ReadWoken;
 
     fn poll_accept(
         &self,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<(Self::Stream, SocketAddr)>> {
         let (stream, _) = ready!(UnixListener::poll_accept(self, cx))?;
+        let stream = unix::ReadWoken::new(stream.into_std()?)?;
         Poll::Ready(Ok((stream, UNIX_PEER)))
     }
 

@@ -15,6 +15,13 @@
 //! it (the socket of a daemon that died without removing it, or anything planted there) is
 //! replaced in one step, never followed or connected to. A graceful stop removes the file only
 //! if it is still the one this daemon bound (its device and inode): a later daemon's is left.
+//!
+//! Both ends of the socket drive their connections as [`ReadWoken`] streams (woken for
+//! reading only: a Unix socket would otherwise wake each writer every time its peer reads).
+
+mod stream;
+
+pub use stream::ReadWoken;
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

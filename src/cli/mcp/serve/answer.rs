@@ -145,11 +145,7 @@ impl RequestTask {
             answer.drain().await;
             return Outcome::Again;
         }
-        let stream = status == StatusCode::OK
-            && answer
-                .headers
-                .get(reqwest::header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let stream = status == StatusCode::OK && answer.is_event_stream();
         if stream {
             return self.stream(answer).await;
         }
@@ -206,7 +202,7 @@ impl RequestTask {
             let chunk = match next {
                 Ok(Ok(Some(chunk))) => chunk,
                 Ok(Ok(None)) => break,
-                Ok(Err(e)) if !answered => return Outcome::Broken(error_text(&e)),
+                Ok(Err(e)) if !answered => return Outcome::Broken(e),
                 Err(_) if !answered => {
                     let secs = STREAM_IDLE.as_secs();
                     return Outcome::Broken(format!("nothing from the daemon for {secs} s"));
@@ -344,11 +340,7 @@ pub(super) async fn read_capped(mut answer: Answer, cap: usize) -> Result<Bytes,
     // A body in one chunk (nearly all of them) is kept as it came, not copied.
     let mut single: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
-    while let Some(chunk) = answer
-        .chunk()
-        .await
-        .map_err(|e| Capped::Broken(error_text(&e)))?
-    {
+    while let Some(chunk) = answer.chunk().await.map_err(Capped::Broken)? {
         if single.is_none() && joined.is_empty() {
             single = Some(chunk);
         } else {
@@ -413,9 +405,4 @@ fn token_end(text: &[u8]) -> Option<usize> {
         return None;
     }
     text.iter().position(|&b| b == b',' || b == b'}')
-}
-
-/// An HTTP error with its causes.
-fn error_text(e: &hyper::Error) -> String {
-    crate::cli::remote::error_chain(e)
 }

@@ -1,42 +1,68 @@
 //! The bridge's HTTP/1.1 client for `POST /mcp`, the path of every message. Part of
 //! [`super`].
 //!
-//! A pool of hyper client connections to one daemon (one [`Pool`] per link): a POST takes an
-//! idle connection or opens one (2 s to connect), and the connection goes
-//! back to the pool only once the answer's body has been read to its end. An answer dropped
-//! before that (a cancelled call, the bridge stopping) takes its connection with it: the
-//! connection is closed, which the daemon reads as the client hanging up, and it cancels the
-//! call. A pooled connection that the daemon closed meanwhile is noticed before the request
-//! is written (hyper hands the request back), and the request goes out on a new one.
+//! A pool of kept-alive connections to one daemon (one [`Pool`] per link): a POST takes an
+//! idle connection or opens one (2 s to connect), writes the request in one go, and reads the
+//! answer on that connection itself, in the task that waits for it; the connection goes back
+//! to the pool only once the answer's body has been read to its end. An answer dropped before
+//! that (a cancelled call, the bridge stopping) takes its connection with it: the connection
+//! is closed, which the daemon reads as the client hanging up, and it cancels the call.
+//!
+//! A pooled connection is looked at before it is used: one the daemon closed (or wrote to)
+//! while it was idle, or idle for longer than [`REUSE_WITHIN`], is closed and another taken,
+//! and a request whose write finds the connection closed goes out on a new one (nothing of it
+//! reached the daemon). Once a request is written, a broken connection is the caller's to
+//! judge ([`PostError::Broken`]): a `tools/call` may have run.
 //!
 //! Connections go to the daemon's Unix socket when `mcp.json` names one: the same service as
-//! its TCP port, for less CPU per message on both sides (no TCP stack on the way). A socket
+//! its TCP port, for less CPU per message on both sides (no TCP stack on the way; the socket is
+//! a [`ReadWoken`] stream, so the daemon reading a request does not wake the bridge). A socket
 //! that refuses a connection (removed, or a daemon that no longer listens there) is given up
 //! for the link's life, and connections go to the TCP port (`TCP_NODELAY`) instead.
 //!
-//! reqwest does the same for the bridge's other requests (`POST /session`, `DELETE`, the
-//! server stream); here, on the per-call path, its general machinery (a URL turned into a
-//! URI per request, a shared pool behind locks, redirect and timeout layers) cost more CPU
-//! than the rest of the bridge together.
+//! **Why not hyper's client.** This is the hot path of the bridge, and its budget is a few
+//! microseconds of CPU per message. hyper's client runs each connection in a task of its own,
+//! with channels between it and the caller, a header map per answer and a general body type;
+//! measured (callgrind), that machinery was a third of the bridge's instructions per call. The
+//! daemon speaks a narrow HTTP/1.1 here (its own answers to its own client), so the client
+//! reads exactly what RFC 9112 asks of one: a status line and headers (`httparse`, the parser
+//! hyper uses), then a body framed by `Transfer-Encoding: chunked`, `Content-Length`, or the
+//! connection's end. reqwest still makes the bridge's other requests (`POST /session`,
+//! `DELETE`, the server stream).
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderValue};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use reqwest::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::http::unix::ReadWoken;
 
 /// Idle connections kept; more are closed when their answer ends.
 const MAX_IDLE: usize = 32;
 /// Connecting to a loopback daemon either works at once or not at all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle connection older than this is closed, not reused: the daemon closes kept-alive
+/// connections after `[http] keepalive_idle_secs` (120 s by default), and one it is closing
+/// just as a request goes out would fail that request.
+const REUSE_WITHIN: Duration = Duration::from_secs(30);
+/// The largest answer head (status line and headers) read.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers of one answer at most (the daemon sends fewer than ten).
+const MAX_HEADERS: usize = 64;
+/// The longest chunk-size or trailer line of a chunked body.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Room made for each read of an answer.
+const READ_SIZE: usize = 16 * 1024;
+/// The most read at once into a body whose length is known.
+const MAX_READ: usize = 1024 * 1024;
 
 /// How a POST failed.
 #[derive(Debug)]
@@ -56,83 +82,90 @@ pub(super) struct Pool {
     /// Cleared when the socket refuses a connection: TCP from then on.
     socket_works: AtomicBool,
     /// `127.0.0.1:<port>`, the `Host` of every request.
-    host: HeaderValue,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    host: String,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl Pool {
     /// A pool of connections to the Unix socket `socket`, if given and while it answers, else
     /// to `addr`.
     pub(super) fn new(addr: SocketAddr, socket: Option<PathBuf>) -> Arc<Self> {
-        let host = HeaderValue::try_from(addr.to_string())
-            .unwrap_or(HeaderValue::from_static("localhost"));
         Arc::new(Self {
             addr,
             socket_works: AtomicBool::new(socket.is_some()),
             socket,
-            host,
+            host: addr.to_string(),
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Conn, Instant)>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `127.0.0.1:<port>`: the `Host` its requests must carry.
-    pub(super) fn host(&self) -> &HeaderValue {
+    pub(super) fn host(&self) -> &str {
         &self.host
     }
 
-    /// Sends `request` (whose headers include [`Pool::host`]) and returns the answer's head; its
-    /// body is read from the [`Answer`].
-    pub(super) async fn send(
-        self: &Arc<Self>,
-        mut request: Request<Full<Bytes>>,
-    ) -> Result<Answer, PostError> {
+    /// An idle connection that can still be used, if there is one.
+    fn pooled(&self) -> Option<Conn> {
         loop {
-            let pooled = self.idle().pop();
-            let fresh = pooled.is_none();
-            let mut sender = match pooled {
-                Some(sender) => sender,
-                None => self.connect().await?,
-            };
-            if sender.ready().await.is_err() {
-                if fresh {
-                    return Err(PostError::Unreached("the new connection closed".into()));
-                }
-                continue;
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let (head, body) = response.into_parts();
-                    return Ok(Answer {
-                        status: head.status,
-                        headers: head.headers,
-                        body,
-                        conn: Some((sender, self.clone())),
-                    });
-                }
-                Err(mut e) => match e.take_message() {
-                    // Not written: a pooled connection the daemon had closed. Again, on a new one.
-                    Some(unsent) if !fresh => request = unsent,
-                    Some(_) => return Err(PostError::Unreached(e.into_error().to_string())),
-                    None => return Err(PostError::Broken(e.into_error().to_string())),
-                },
+            let (mut conn, since) = self.idle().pop()?;
+            if since.elapsed() < REUSE_WITHIN && conn.usable() {
+                return Some(conn);
             }
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, PostError> {
+    /// Sends a request made of `head` (its request line and headers, up to and without the
+    /// `Content-Length` header) and `body`, and returns the answer's head; its body is read
+    /// from the [`Answer`].
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        head: &[u8],
+        body: &[u8],
+    ) -> Result<Answer, PostError> {
+        let length = format!("content-length: {}\r\n\r\n", body.len());
+        loop {
+            let (mut conn, fresh) = match self.pooled() {
+                Some(conn) => (conn, false),
+                None => (self.connect().await?, true),
+            };
+            let mut parts = [
+                IoSlice::new(head),
+                IoSlice::new(length.as_bytes()),
+                IoSlice::new(body),
+            ];
+            match conn.write_all(&mut parts).await {
+                Ok(()) => {}
+                // Nothing of the request reached the daemon, which had closed the connection.
+                Err(e) if e.written == 0 && !fresh && is_closed(&e.error) => continue,
+                Err(e) if e.written == 0 => return Err(PostError::Unreached(e.error.to_string())),
+                Err(e) => return Err(PostError::Broken(e.error.to_string())),
+            }
+            let head = conn.read_head().await.map_err(PostError::Broken)?;
+            return Ok(Answer {
+                status: head.status,
+                event_stream: head.event_stream,
+                content_length: head.content_length,
+                body: head.framing,
+                keep_alive: head.keep_alive,
+                conn: Some(conn),
+                pool: self.clone(),
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, PostError> {
         let socket = self
             .socket
             .as_ref()
             .filter(|_| self.socket_works.load(Ordering::Relaxed));
         if let Some(path) = socket {
-            let connected =
-                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(path)).await;
-            match connected {
-                Ok(Ok(stream)) => return self.handshake(stream).await,
+            match tokio::time::timeout(CONNECT_TIMEOUT, ReadWoken::connect(path)).await {
+                Ok(Ok(stream)) => return Ok(Conn::new(Socket::Unix(stream))),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, path = %path.display(), "the daemon's socket refused a connection; using TCP");
                 }
@@ -150,67 +183,370 @@ impl Pool {
                 .map_err(|_| unreached(&"connection timed out"))?
                 .map_err(|e| unreached(&e))?;
         stream.set_nodelay(true).map_err(|e| unreached(&e))?;
-        self.handshake(stream).await
-    }
-
-    /// Starts HTTP/1.1 on a new connection.
-    async fn handshake<T>(&self, stream: T) -> Result<SendRequest<Full<Bytes>>, PostError>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| PostError::Unreached(format!("{}: {e}", self.addr)))?;
-        // Ends when the connection closes, or once its sender is dropped and it is idle.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a connection to the daemon ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(Socket::Tcp(stream)))
     }
 
     /// Puts a connection whose answer was read in full back.
-    fn release(&self, sender: SendRequest<Full<Bytes>>) {
+    fn release(&self, conn: Conn) {
         let mut idle = self.idle();
-        if idle.len() < MAX_IDLE && !sender.is_closed() {
-            idle.push(sender);
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
         }
     }
+}
+
+/// Whether a write error means the daemon had closed the connection.
+fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}
+
+/// A connection to the daemon: its Unix socket, or its TCP port.
+#[derive(Debug)]
+enum Socket {
+    Unix(ReadWoken),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A write that failed after `written` bytes.
+struct WriteError {
+    written: usize,
+    error: io::Error,
+}
+
+/// One connection and what was read from it beyond the last answer's end.
+#[derive(Debug)]
+struct Conn {
+    socket: Socket,
+    buf: BytesMut,
+}
+
+/// An answer's head, as the client needs it.
+struct Head {
+    status: StatusCode,
+    event_stream: bool,
+    content_length: Option<u64>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+impl Conn {
+    fn new(socket: Socket) -> Self {
+        Self {
+            socket,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry a request: nothing came on it since its last
+    /// answer (neither bytes nor its end). Costs a system call only when the event loop saw
+    /// something.
+    fn usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match &self.socket {
+            Socket::Unix(s) if !s.read_pending() => true,
+            Socket::Unix(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Socket::Tcp(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes every byte of `parts`.
+    async fn write_all(&mut self, mut parts: &mut [IoSlice<'_>]) -> Result<(), WriteError> {
+        let mut written = 0;
+        while !parts.is_empty() {
+            match self.socket.write_vectored(parts).await {
+                Ok(0) => {
+                    let error =
+                        io::Error::new(io::ErrorKind::WriteZero, "the daemon takes no more");
+                    return Err(WriteError { written, error });
+                }
+                Ok(n) => {
+                    written += n;
+                    IoSlice::advance_slices(&mut parts, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(WriteError { written, error }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more of the answer into `buf`: `Ok(0)` at the connection's end.
+    async fn fill(&mut self, room: usize) -> io::Result<usize> {
+        self.buf.reserve(room);
+        self.socket.read_buf(&mut self.buf).await
+    }
+
+    /// Reads and parses the answer's head (informational `1xx` answers skipped).
+    async fn read_head(&mut self) -> Result<Head, String> {
+        loop {
+            if !self.buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let head = parse_head(&response)?;
+                        self.buf.advance(len);
+                        match head {
+                            Some(head) => return Ok(head),
+                            None => continue,
+                        }
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(e) => return Err(format!("the daemon's answer is not HTTP: {e}")),
+                }
+                if self.buf.len() > MAX_HEAD {
+                    return Err(format!("the daemon's answer head exceeds {MAX_HEAD} bytes"));
+                }
+            }
+            match self.fill(READ_SIZE).await {
+                Ok(0) if self.buf.is_empty() => {
+                    return Err("the connection closed before an answer".into());
+                }
+                Ok(0) => return Err("the connection closed in an answer's head".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The head of a parsed answer; `None` for an informational (`1xx`) one, which is followed by
+/// the real one.
+fn parse_head(response: &httparse::Response<'_, '_>) -> Result<Option<Head>, String> {
+    let code = response.code.unwrap_or_default();
+    let status =
+        StatusCode::from_u16(code).map_err(|_| format!("the daemon answered status {code}"))?;
+    if status.is_informational() {
+        return Ok(None);
+    }
+    let mut event_stream = false;
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut close = response.version == Some(0);
+    for header in response.headers.iter() {
+        let name = header.name;
+        let value = header.value;
+        if name.eq_ignore_ascii_case("content-type") {
+            event_stream = value.starts_with(b"text/event-stream");
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("the daemon's answer has an invalid Content-Length")?;
+            if content_length.is_some_and(|n| n != parsed) {
+                return Err("the daemon's answer has two Content-Lengths".into());
+            }
+            content_length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = last_token(value).eq_ignore_ascii_case(b"chunked");
+            if !chunked {
+                return Err(
+                    "the daemon's answer has a Transfer-Encoding other than chunked".into(),
+                );
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let framing = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Framing::Length(0)
+    } else if chunked {
+        // RFC 9112 §6.3: chunked wins over a Content-Length, and such a connection is not
+        // reused.
+        close |= content_length.is_some();
+        Framing::Chunked(ChunkState::Size)
+    } else if let Some(n) = content_length {
+        Framing::Length(n)
+    } else {
+        close = true;
+        Framing::ToClose
+    };
+    Ok(Some(Head {
+        status,
+        event_stream,
+        content_length: if chunked { None } else { content_length },
+        framing,
+        keep_alive: !close,
+    }))
+}
+
+/// The last comma-separated token of a header value.
+fn last_token(value: &[u8]) -> &[u8] {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// How an answer's body ends.
+#[derive(Debug)]
+enum Framing {
+    /// After this many more bytes.
+    Length(u64),
+    /// With its last (empty) chunk.
+    Chunked(ChunkState),
+    /// With the connection.
+    ToClose,
+    /// It has ended.
+    Done,
+}
+
+/// Where a chunked body's reader is.
+#[derive(Debug, Clone, Copy)]
+enum ChunkState {
+    /// Before a chunk-size line.
+    Size,
+    /// In a chunk's data, this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+}
+
+/// What [`Answer::next_piece`] found in what was read so far.
+enum Piece {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body's end.
+    End,
+    /// Nothing yet: read more.
+    More,
 }
 
 /// A POST's answer: its head, and its body to read.
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: StatusCode,
-    pub(super) headers: HeaderMap,
-    body: Incoming,
+    /// Its `Content-Type` is `text/event-stream`.
+    event_stream: bool,
+    content_length: Option<u64>,
+    body: Framing,
+    /// The connection may carry another request once this body is read.
+    keep_alive: bool,
     /// The connection, back to its pool once the body is read to its end; dropped (closed)
     /// with the answer otherwise.
-    conn: Option<(SendRequest<Full<Bytes>>, Arc<Pool>)>,
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
 }
 
 impl Answer {
     /// The next piece of the body, `None` at its end.
-    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
         loop {
-            match self.body.frame().await {
-                None => {
-                    if let Some((sender, pool)) = self.conn.take() {
-                        pool.release(sender);
+            let Some(conn) = self.conn.as_mut() else {
+                return match self.body {
+                    Framing::Done => Ok(None),
+                    _ => Err("the answer was broken off".into()),
+                };
+            };
+            let piece = match next_piece(&mut self.body, &mut conn.buf) {
+                Ok(piece) => piece,
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+            };
+            match piece {
+                Piece::Data(data) => return Ok(Some(data)),
+                Piece::End => {
+                    self.body = Framing::Done;
+                    if let Some(conn) = self.conn.take()
+                        && self.keep_alive
+                        && conn.buf.is_empty()
+                    {
+                        self.pool.release(conn);
                     }
                     return Ok(None);
                 }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        return Ok(Some(data));
-                    }
-                }
-                Some(Err(e)) => {
+                Piece::More => {}
+            }
+            let room = match self.body {
+                Framing::Length(n) => (n as usize).clamp(1, MAX_READ),
+                _ => READ_SIZE,
+            };
+            match conn.fill(room).await {
+                Ok(0) if matches!(self.body, Framing::ToClose) => {
+                    self.body = Framing::Done;
                     self.conn = None;
-                    return Err(e);
+                    return Ok(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    return Err("the connection closed before the answer's end".into());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e.to_string());
                 }
             }
         }
@@ -223,11 +559,216 @@ impl Answer {
 
     /// The `Content-Length`, if given.
     pub(super) fn content_length(&self) -> Option<u64> {
-        self.headers
-            .get(CONTENT_LENGTH)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()
+        self.content_length
+    }
+
+    /// Whether the body is an SSE stream (`Content-Type: text/event-stream`).
+    pub(super) fn is_event_stream(&self) -> bool {
+        self.event_stream
+    }
+}
+
+/// Takes the next piece of a body framed by `framing` from `buf`.
+fn next_piece(framing: &mut Framing, buf: &mut BytesMut) -> Result<Piece, String> {
+    loop {
+        match framing {
+            Framing::Done | Framing::Length(0) => return Ok(Piece::End),
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Piece::More);
+                }
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                return Ok(Piece::Data(buf.split_to(take).freeze()));
+            }
+            Framing::ToClose => {
+                if buf.is_empty() {
+                    return Ok(Piece::More);
+                }
+                return Ok(Piece::Data(buf.split().freeze()));
+            }
+            Framing::Chunked(state) => match *state {
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Piece::More);
+                    };
+                    let size = chunk_size(&line)?;
+                    *state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Piece::More);
+                    }
+                    let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let left = left - take as u64;
+                    *state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    return Ok(Piece::Data(buf.split_to(take).freeze()));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Piece::More);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("the daemon's chunked answer is malformed".into());
+                    }
+                    buf.advance(2);
+                    *state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Piece::More);
+                    };
+                    if line.is_empty() {
+                        *framing = Framing::Done;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Takes a CRLF-ended line (without its CRLF) off the front of `buf`, if a whole one is there.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, String> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) if end <= MAX_CHUNK_LINE => {
+            let line = buf.split_to(end);
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() <= MAX_CHUNK_LINE => Ok(None),
+        _ => Err("a line of the daemon's chunked answer is too long".into()),
+    }
+}
+
+/// The size of a chunk-size line (`1a3f`, maybe with `;extensions`).
+fn chunk_size(line: &[u8]) -> Result<u64, String> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err("the daemon's chunked answer has an invalid chunk size".into());
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| "invalid chunk size".to_owned())?;
+    u64::from_str_radix(text, 16)
+        .map_err(|_| "the daemon's chunked answer has an invalid chunk size".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `wire` to a body reader a few bytes at a time; returns the body.
+    fn read_body(framing: Framing, wire: &[u8], step: usize) -> Result<Vec<u8>, String> {
+        let mut framing = framing;
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match next_piece(&mut framing, &mut buf)? {
+                Piece::Data(data) => body.extend_from_slice(&data),
+                Piece::End => return Ok(body),
+                Piece::More if fed >= wire.len() => return Err("ran out".into()),
+                Piece::More => {
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_read_whatever_the_pieces() {
+        let wire = b"5\r\nhello\r\n7;name=value\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for step in [1, 2, 3, 7, 100] {
+            let body = read_body(Framing::Chunked(ChunkState::Size), wire, step).unwrap();
+            assert_eq!(body, b"hello, world", "step {step}");
+        }
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        let mut framing = Framing::Length(5);
+        let mut buf = BytesMut::from(&b"helloHTTP/1.1"[..]);
+        let Piece::Data(data) = next_piece(&mut framing, &mut buf).unwrap() else {
+            panic!("no data");
+        };
+        assert_eq!(&data[..], b"hello");
+        assert!(matches!(next_piece(&mut framing, &mut buf), Ok(Piece::End)));
+        assert_eq!(
+            &buf[..],
+            b"HTTP/1.1",
+            "what follows is left for the next answer"
+        );
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for wire in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"\r\n",
+            b"10000000000000000\r\n",
+        ] {
+            assert!(
+                read_body(Framing::Chunked(ChunkState::Size), wire, 4).is_err(),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        let long = vec![b'1'; MAX_CHUNK_LINE + 10];
+        assert!(read_body(Framing::Chunked(ChunkState::Size), &long, 64).is_err());
+    }
+
+    fn head_of(text: &str) -> Result<Option<Head>, String> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        assert!(response.parse(text.as_bytes()).unwrap().is_complete());
+        parse_head(&response)
+    }
+
+    #[test]
+    fn heads_give_the_framing_and_whether_to_keep_the_connection() {
+        let head = head_of(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(head.event_stream && head.keep_alive);
+        assert!(matches!(head.framing, Framing::Chunked(_)));
+
+        let head = head_of("HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(head.framing, Framing::Length(0)) && head.keep_alive);
+
+        let head = head_of(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 3\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!head.keep_alive);
+
+        let head = head_of("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(head.framing, Framing::ToClose) && !head.keep_alive);
+
+        assert!(head_of("HTTP/1.1 100 Continue\r\n\r\n").unwrap().is_none());
+        assert!(head_of("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
+        assert!(
+            head_of("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n").is_err()
+        );
+        assert!(head_of("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").is_err());
     }
 }

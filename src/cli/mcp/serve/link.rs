@@ -13,11 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Uri};
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::json;
 
 use super::http1::{Answer, Pool, PostError};
@@ -35,8 +31,7 @@ const PING: &[u8] = br#"{"jsonrpc":"2.0","id":"revka-bridge-ping","method":"ping
 /// The session header of the two-header flow.
 pub(super) const SESSION_HEADER: HeaderName = HeaderName::from_static("x-revka-session");
 /// What every `POST /mcp` accepts: JSON, or an SSE stream (a `tools/call`).
-pub(super) const POST_ACCEPT: HeaderValue =
-    HeaderValue::from_static("application/json, text/event-stream");
+pub(super) const POST_ACCEPT: &str = "application/json, text/event-stream";
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// One session with one daemon.
@@ -46,8 +41,6 @@ pub(super) struct Link {
     pub(super) generation: u64,
     /// `http://127.0.0.1:<port>/mcp`, for the server stream.
     pub(super) mcp: reqwest::Url,
-    /// Its path, the target of every POST.
-    path: Uri,
     /// The connections every POST goes on.
     pool: Arc<Pool>,
     /// `http://127.0.0.1:<port>`, for `/session`.
@@ -58,8 +51,9 @@ pub(super) struct Link {
     pub(super) auth: HeaderValue,
     /// The session id as the `X-Revka-Session` value.
     pub(super) session: HeaderValue,
-    /// The headers of every POST, made once: cloning them costs less than building them.
-    headers: HeaderMap,
+    /// The request line and headers of every POST (but its `Content-Length`), made once.
+    /// Holds the token: never logged.
+    head: Vec<u8>,
 }
 
 impl Link {
@@ -146,22 +140,15 @@ impl Link {
         let session = HeaderValue::try_from(minted.session_id.as_str())
             .map_err(|_| refused("the session id is not a valid header value".into()))?;
         tracing::debug!(generation, url = %doc.url, "session opened");
-        let path = Uri::try_from(mcp.path()).unwrap_or_else(|_| Uri::from_static("/mcp"));
         let socket = doc
             .socket
             .filter(|socket| trusted_socket(socket, &discovery));
         let pool = Pool::new(addr, socket);
-        let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(HOST, pool.host().clone());
-        headers.insert(AUTHORIZATION, auth.clone());
-        headers.insert(SESSION_HEADER, session.clone());
-        headers.insert(CONTENT_TYPE, JSON);
-        headers.insert(ACCEPT, POST_ACCEPT);
+        let head = post_head(mcp.path(), pool.host(), &auth, &session);
         Ok(Link {
             generation,
             pool,
-            headers,
-            path,
+            head,
             mcp,
             base,
             session_id: minted.session_id,
@@ -185,18 +172,9 @@ impl Link {
         }
     }
 
-    /// A `POST /mcp` of `body` with the session's headers.
-    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.path.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
-
-    /// POSTs `body`; the answer's body is the caller's to read.
+    /// POSTs `body` with the session's headers; the answer's body is the caller's to read.
     pub(super) async fn post(&self, body: Bytes) -> Result<Answer, PostError> {
-        self.pool.send(self.request(body)).await
+        self.pool.send(&self.head, &body).await
     }
 
     /// POSTs a small message and reads the whole answer: its status, `None` on a failure or
@@ -239,6 +217,31 @@ pub(super) async fn link_gone(link: &Link) -> bool {
     tokio::time::timeout(SMALL_REQUEST_TIMEOUT, exchange)
         .await
         .unwrap_or(false)
+}
+
+/// The request line and headers of a `POST` to `path` with the session's credentials, but
+/// its `Content-Length`. The values were checked as header values (no CR, LF or NUL).
+fn post_head(path: &str, host: &str, auth: &HeaderValue, session: &HeaderValue) -> Vec<u8> {
+    let path = if path.is_empty() { "/mcp" } else { path };
+    let mut head = Vec::with_capacity(256);
+    for part in [
+        b"POST ".as_slice(),
+        path.as_bytes(),
+        b" HTTP/1.1\r\nhost: ",
+        host.as_bytes(),
+        b"\r\nauthorization: ",
+        auth.as_bytes(),
+        b"\r\n",
+        SESSION_HEADER.as_str().as_bytes(),
+        b": ",
+        session.as_bytes(),
+        b"\r\ncontent-type: application/json\r\naccept: ",
+        POST_ACCEPT.as_bytes(),
+        b"\r\n",
+    ] {
+        head.extend_from_slice(part);
+    }
+    head
 }
 
 /// The URL of a discovery document, if it is `http` on a loopback address (what the daemon
