@@ -12,7 +12,8 @@
 //!   The session is minted on the first message; an idle bridge pings it every minute so the
 //!   daemon's idle timeout never ends the session of a live client.
 //! - **Relaying** (`relay`): stdin is newline-delimited JSON-RPC, each line capped at 4 MiB
-//!   ([`LineReader`]). Every message is POSTed as it came, byte for byte (ids included);
+//!   ([`LineReader`]); a line's kind, id and method are read in one pass over its top level
+//!   (`scan`), with the full parse for anything else. Every message is POSTed as it came, byte for byte (ids included);
 //!   requests run concurrently, each in its own task. An answer is relayed as it arrives: a
 //!   JSON body as one line, an SSE stream (a `tools/call`: progress, then the response) one
 //!   event per line. A notification's POST is accepted before any later message is sent, so
@@ -61,6 +62,7 @@ mod http1;
 mod io;
 mod link;
 mod relay;
+mod scan;
 mod spawn;
 mod stream;
 mod upstream;

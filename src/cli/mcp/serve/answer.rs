@@ -286,16 +286,17 @@ pub(super) type Event<'a> = (Option<&'a [u8]>, Bytes);
 /// mark (a line starting with one is no field), valid UTF-8, ending with a blank line. `None`
 /// for anything else, which then goes through the full [`SseParser`].
 pub(super) fn whole_events(chunk: &Bytes) -> Option<Vec<Event<'_>>> {
-    if !chunk.ends_with(b"\n\n") || chunk.contains(&b'\r') {
+    if !chunk.ends_with(b"\n\n") || memchr::memchr(b'\r', chunk).is_some() {
         return None;
     }
     std::str::from_utf8(chunk).ok()?;
-    let mut events = Vec::new();
+    // A finished call's answer is two events: its response, and `done`.
+    let mut events = Vec::with_capacity(2);
     let mut name: Option<&[u8]> = None;
     let mut data: Option<Bytes> = None;
     let mut at = 0;
     while at < chunk.len() {
-        let end = at + chunk[at..].iter().position(|&b| b == b'\n')?;
+        let end = at + memchr::memchr(b'\n', &chunk[at..])?;
         let line = &chunk[at..end];
         if line.is_empty() {
             if let Some(data) = data.take() {

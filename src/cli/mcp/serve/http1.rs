@@ -56,7 +56,7 @@ const REUSE_WITHIN: Duration = Duration::from_secs(30);
 /// The largest answer head (status line and headers) read.
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers of one answer at most (the daemon sends fewer than ten).
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 24;
 /// The longest chunk-size or trailer line of a chunked body.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Room made for each read of an answer.
@@ -127,17 +127,14 @@ impl Pool {
         head: &[u8],
         body: &[u8],
     ) -> Result<Answer, PostError> {
-        let length = format!("content-length: {}\r\n\r\n", body.len());
+        let mut length = [0u8; LENGTH_HEADER_MAX];
+        let length = length_header(&mut length, body.len());
         loop {
             let (mut conn, fresh) = match self.pooled() {
                 Some(conn) => (conn, false),
                 None => (self.connect().await?, true),
             };
-            let mut parts = [
-                IoSlice::new(head),
-                IoSlice::new(length.as_bytes()),
-                IoSlice::new(body),
-            ];
+            let mut parts = [IoSlice::new(head), IoSlice::new(length), IoSlice::new(body)];
             match conn.write_all(&mut parts).await {
                 Ok(()) => {}
                 // Nothing of the request reached the daemon, which had closed the connection.
@@ -193,6 +190,31 @@ impl Pool {
             idle.push((conn, Instant::now()));
         }
     }
+}
+
+/// The longest `Content-Length` header line [`length_header`] writes.
+const LENGTH_HEADER_MAX: usize = 40;
+
+/// Writes `content-length: <n>\r\n\r\n` into `buf` (no allocation: this is per message).
+fn length_header(buf: &mut [u8; LENGTH_HEADER_MAX], n: usize) -> &[u8] {
+    const NAME: &[u8] = b"content-length: ";
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = &digits[at..];
+    let end = NAME.len() + digits.len() + 4;
+    buf[..NAME.len()].copy_from_slice(NAME);
+    buf[NAME.len()..end - 4].copy_from_slice(digits);
+    buf[end - 4..end].copy_from_slice(b"\r\n\r\n");
+    &buf[..end]
 }
 
 /// Whether a write error means the daemon had closed the connection.
@@ -684,6 +706,141 @@ mod tests {
                     fed = end;
                 }
             }
+        }
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Reads one request (head and `Content-Length` body) from `stream`; `None` at its end.
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8(got).unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(String::from_utf8(body).unwrap())
+    }
+
+    async fn body_of(mut answer: Answer) -> Result<Vec<u8>, String> {
+        let mut body = Vec::new();
+        while let Some(piece) = answer.chunk().await? {
+            body.extend_from_slice(&piece);
+        }
+        Ok(body)
+    }
+
+    const HEAD: &[u8] = b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n";
+
+    /// A kept-alive connection is reused; one the daemon closed while it was idle is noticed
+    /// before the next request, which goes out on a new connection and is answered.
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_replaced_before_the_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut connections = 0;
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                connections += 1;
+                // Two answers on the first connection, then it is closed while idle.
+                let answers = if connections == 1 { 2 } else { usize::MAX };
+                for _ in 0..answers {
+                    let Some(body) = read_request(&mut stream).await else {
+                        break;
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len() + connections.to_string().len() + 1
+                    );
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                    stream
+                        .write_all(format!(" {connections}").as_bytes())
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        let pool = Pool::new(addr, None);
+        for (message, expected) in [("a", "a 1"), ("b", "b 1"), ("c", "c 2"), ("d", "d 2")] {
+            if message == "c" {
+                // The server has closed the first connection by now.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let answer = pool.send(HEAD, message.as_bytes()).await.unwrap();
+            assert_eq!(answer.status, StatusCode::OK);
+            assert!(!answer.is_event_stream());
+            let body = body_of(answer).await.unwrap();
+            assert_eq!(String::from_utf8(body).unwrap(), expected);
+        }
+        server.abort();
+    }
+
+    /// A chunked SSE answer written a few bytes at a time is read whole; an answer cut before
+    /// its end is an error, and so is a connection closed with no answer.
+    #[tokio::test]
+    async fn answers_in_pieces_are_read_and_cut_ones_are_errors() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let wire: &[&[u8]] = &[
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                b"6\r\ndata: \r\n",
+                b"3\r\nhi\n\r\n1\r\n\n\r\n0\r\n\r\n",
+            ];
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await.unwrap();
+            for part in wire {
+                for byte in part.iter() {
+                    stream.write_all(&[*byte]).await.unwrap();
+                    stream.flush().await.unwrap();
+                }
+            }
+            // Next: half an answer, then the connection is cut.
+            read_request(&mut stream).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
+                .await
+                .unwrap();
+            drop(stream);
+            // Next: no answer at all.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await.unwrap();
+            drop(stream);
+        });
+        let pool = Pool::new(addr, None);
+        let answer = pool.send(HEAD, b"{}").await.unwrap();
+        assert!(answer.is_event_stream());
+        assert_eq!(body_of(answer).await.unwrap(), b"data: hi\n\n");
+        let answer = pool.send(HEAD, b"{}").await.unwrap();
+        assert_eq!(answer.content_length(), Some(10));
+        let cut = body_of(answer).await.unwrap_err();
+        assert!(cut.contains("closed before the answer's end"), "{cut}");
+        match pool.send(HEAD, b"{}").await {
+            Err(PostError::Broken(why)) => assert!(why.contains("before an answer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn the_length_header_is_written_for_any_size() {
+        let mut buf = [0; LENGTH_HEADER_MAX];
+        for n in [0, 7, 10, 110, 4 << 20, usize::MAX] {
+            let text = String::from_utf8(length_header(&mut buf, n).to_vec()).unwrap();
+            assert_eq!(text, format!("content-length: {n}\r\n\r\n"));
         }
     }
 

@@ -23,9 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use revka_mcp::framing::{DEFAULT_MAX_LINE_LEN, FramingError, LineReader};
-use revka_mcp::jsonrpc::{
-    ErrorObject, Id, Incoming, Notification, ParseError, Response, parse_message,
-};
+use revka_mcp::jsonrpc::{ErrorObject, Id, Incoming, ParseError, Response, parse_message};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -137,10 +135,12 @@ struct Entry {
     abort: Option<AbortHandle>,
 }
 
-/// The requests in flight.
-type InFlight = Arc<Mutex<HashMap<String, Entry>>>;
+/// The requests in flight. (FxHash: the keys are the client's own ids, and a client that
+/// chose colliding ids would only slow its own bridge.)
+type InFlight = Arc<Mutex<IdMap>>;
+type IdMap = HashMap<String, Entry, rustc_hash::FxBuildHasher>;
 
-fn lock(map: &InFlight) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+fn lock(map: &InFlight) -> std::sync::MutexGuard<'_, IdMap> {
     map.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -177,6 +177,18 @@ pub(super) struct Relay {
 impl Relay {
     /// Handles one line from stdin.
     async fn handle(&mut self, line: &[u8]) {
+        if let Some(light) = super::scan::light(line) {
+            let copy = Bytes::copy_from_slice(line);
+            match light.id() {
+                Some(id) => {
+                    let call = light.method == "tools/call";
+                    self.request(copy, id, Purpose::Other, call, Reply::Direct)
+                        .await
+                }
+                None => self.notification(copy, light.method, None),
+            }
+            return;
+        }
         match parse_message(line) {
             Ok(message) => {
                 self.dispatch(Bytes::copy_from_slice(line), message, Reply::Direct)
@@ -207,7 +219,9 @@ impl Relay {
                 let call = request.method == "tools/call";
                 self.request(line, request.id, purpose, call, reply).await;
             }
-            Incoming::Notification(note) => self.notification(line, &note),
+            Incoming::Notification(note) => {
+                self.notification(line, note.method.as_ref(), note.params.as_deref())
+            }
             // The client's answer to a server request: the daemon routes it.
             Incoming::Response(_) => self.one_way(line, false, false),
         }
@@ -268,10 +282,10 @@ impl Relay {
     }
 
     /// Relays a notification (see the [module documentation](self) for its order).
-    fn notification(&mut self, line: Bytes, note: &Notification) {
-        match note.method.as_ref() {
+    fn notification(&mut self, line: Bytes, method: &str, params: Option<&RawValue>) {
+        match method {
             "notifications/cancelled" => {
-                if let Some(id) = note.params.as_deref().and_then(cancelled_request_id) {
+                if let Some(id) = params.and_then(cancelled_request_id) {
                     self.cancel(&id);
                 }
                 self.one_way(line, false, false);
