@@ -46,11 +46,12 @@
 //!   responses are written back as one array, only when the negotiated protocol version is
 //!   2025-03-26 (the only one with JSON-RPC batching: 2025-06-18 removed it); otherwise it is
 //!   answered with -32600.
-//! - **HTTP** (`http1`): every `POST /mcp` goes on the bridge's own small pool of hyper
-//!   HTTP/1.1 connections to the daemon (the per-call path): to its owner-only Unix socket
-//!   when `mcp.json` names one owned by the same user (less CPU per message than loopback
-//!   TCP), else, or once the socket refuses, to its TCP port. `POST /session`, `DELETE` and
-//!   the server stream use reqwest over TCP (no proxy, no redirects).
+//! - **HTTP** (`http1`): every `POST /mcp` goes on the bridge's own small HTTP/1.1 client (a
+//!   pool of kept-alive connections, each answer read by the task that waits for it) to the
+//!   daemon's owner-only Unix socket when `mcp.json` names one owned by the same user (less
+//!   CPU per message than loopback TCP), else, or once the socket refuses, to its TCP port.
+//!   `POST /session`, `DELETE` and the server stream use reqwest over TCP (no proxy, no
+//!   redirects).
 //! - **Output** (`io`): stdout carries only protocol lines, written by one task (so lines never
 //!   interleave); logs go to stderr, at `warn` unless `--log-level`/`RUST_LOG` say otherwise.
 //!   Stdin and stdout are read and written without a blocking thread when they are pipes or

@@ -27,7 +27,9 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// A non-blocking Unix stream registered for reading only; see the [module docs](self).
+/// A non-blocking Unix stream registered for reading only: a Unix socket would otherwise wake
+/// its writer every time the peer reads, so a write that finds no room registers for
+/// writability only until it goes through.
 #[derive(Debug)]
 pub struct ReadWoken {
     socket: AsyncFd<UnixStream>,
