@@ -52,8 +52,17 @@ pub(super) struct Link {
     /// The session id as the `X-Revka-Session` value.
     pub(super) session: HeaderValue,
     /// The request line and headers of every POST (but its `Content-Length`), made once.
-    /// Holds the token: never logged.
-    head: Vec<u8>,
+    head: PostHead,
+}
+
+/// A POST's request line and headers. They hold the session token: `Debug` shows their size
+/// only.
+struct PostHead(Vec<u8>);
+
+impl std::fmt::Debug for PostHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostHead({} bytes, redacted)", self.0.len())
+    }
 }
 
 impl Link {
@@ -144,7 +153,7 @@ impl Link {
             .socket
             .filter(|socket| trusted_socket(socket, &discovery));
         let pool = Pool::new(addr, socket);
-        let head = post_head(mcp.path(), pool.host(), &auth, &session);
+        let head = PostHead(post_head(mcp.path(), pool.host(), &auth, &session));
         Ok(Link {
             generation,
             pool,
@@ -174,7 +183,7 @@ impl Link {
 
     /// POSTs `body` with the session's headers; the answer's body is the caller's to read.
     pub(super) async fn post(&self, body: Bytes) -> Result<Answer, PostError> {
-        self.pool.send(&self.head, &body).await
+        self.pool.send(&self.head.0, &body).await
     }
 
     /// POSTs a small message and reads the whole answer: its status, `None` on a failure or

@@ -178,16 +178,22 @@ impl Relay {
     /// Handles one line from stdin.
     async fn handle(&mut self, line: &[u8]) {
         if let Some(light) = super::scan::light(line) {
-            let copy = Bytes::copy_from_slice(line);
-            match light.id() {
-                Some(id) => {
+            // An id the scan read but that makes no `Id` (a string with a lone surrogate
+            // escape) is the full parse's to refuse.
+            match (light.id, light.id()) {
+                (Some(_), Some(id)) => {
                     let call = light.method == "tools/call";
-                    self.request(copy, id, Purpose::Other, call, Reply::Direct)
-                        .await
+                    let copy = Bytes::copy_from_slice(line);
+                    return self
+                        .request(copy, id, Purpose::Other, call, Reply::Direct)
+                        .await;
                 }
-                None => self.notification(copy, light.method, None),
+                (None, _) => {
+                    let copy = Bytes::copy_from_slice(line);
+                    return self.notification(copy, light.method, None);
+                }
+                (Some(_), None) => {}
             }
-            return;
         }
         match parse_message(line) {
             Ok(message) => {

@@ -177,6 +177,8 @@ async fn bad_lines_are_answered_with_errors_and_the_bridge_goes_on() {
         (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, -32600),
         (r#""a string""#, -32600),
         (r#"{"jsonrpc":"2.0"}"#, -32600),
+        // An id the one-pass scan reads, but no id: a lone surrogate.
+        (r#"{"jsonrpc":"2.0","id":"\ud800","method":"ping"}"#, -32600),
         // Batches exist only in 2025-03-26.
         (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600),
     ];
