@@ -106,14 +106,8 @@ where
 }
 
 impl ReadWoken {
-    /// Whether the event loop saw the socket readable (data, or its end) since a read last
-    /// drained it: on an idle kept-alive connection, a sign that it can no longer be used.
-    pub fn read_pending(&self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        self.socket.poll_read_ready(&mut cx).is_ready()
-    }
-
-    /// Reads what is there into `buf` without waiting: `WouldBlock` when nothing is.
+    /// Reads what is there into `buf` without waiting: `WouldBlock` when nothing is, without a
+    /// system call unless the event loop saw the socket readable since a read drained it.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket
             .try_io(Interest::READABLE, |mut socket| socket.read(buf))

@@ -63,6 +63,11 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 const READ_SIZE: usize = 16 * 1024;
 /// The most read at once into a body whose length is known.
 const MAX_READ: usize = 1024 * 1024;
+/// A pooled connection's read buffer larger than this is given back, not kept with it.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// How long an answer the daemon sent before it took the whole request is waited for, once
+/// the write failed.
+const EARLY_ANSWER: Duration = Duration::from_secs(1);
 
 /// How a POST failed.
 #[derive(Debug)]
@@ -135,23 +140,42 @@ impl Pool {
                 None => (self.connect().await?, true),
             };
             let mut parts = [IoSlice::new(head), IoSlice::new(length), IoSlice::new(body)];
-            match conn.write_all(&mut parts).await {
-                Ok(()) => {}
-                // Nothing of the request reached the daemon, which had closed the connection.
-                Err(e) if e.written == 0 && !fresh && is_closed(&e.error) => continue,
-                Err(e) if e.written == 0 => return Err(PostError::Unreached(e.error.to_string())),
-                Err(e) => return Err(PostError::Broken(e.error.to_string())),
+            if let Err(e) = conn.write_all(&mut parts).await {
+                // Nothing of the request reached the daemon, which had closed the connection
+                // while it was idle: again, on another one.
+                if e.written == 0 && !fresh && is_closed(&e.error) {
+                    continue;
+                }
+                // The daemon may have answered before it took the whole request (a 401 for a
+                // session it no longer knows, a 503 for a connection over its limit) and
+                // closed: that answer is what counts, not the failed write.
+                let early = tokio::time::timeout(EARLY_ANSWER, conn.read_head()).await;
+                if let Ok(Ok(mut head)) = early {
+                    head.keep_alive = false;
+                    return Ok(self.answer(head, conn));
+                }
+                let why = e.error.to_string();
+                return Err(if e.written == 0 {
+                    PostError::Unreached(why)
+                } else {
+                    PostError::Broken(why)
+                });
             }
             let head = conn.read_head().await.map_err(PostError::Broken)?;
-            return Ok(Answer {
-                status: head.status,
-                event_stream: head.event_stream,
-                content_length: head.content_length,
-                body: head.framing,
-                keep_alive: head.keep_alive,
-                conn: Some(conn),
-                pool: self.clone(),
-            });
+            return Ok(self.answer(head, conn));
+        }
+    }
+
+    /// The [`Answer`] of `head`, its body to be read from `conn`.
+    fn answer(self: &Arc<Self>, head: Head, conn: Conn) -> Answer {
+        Answer {
+            status: head.status,
+            event_stream: head.event_stream,
+            content_length: head.content_length,
+            body: head.framing,
+            keep_alive: head.keep_alive,
+            conn: Some(conn),
+            pool: self.clone(),
         }
     }
 
@@ -183,9 +207,14 @@ impl Pool {
         Ok(Conn::new(Socket::Tcp(stream)))
     }
 
-    /// Puts a connection whose answer was read in full back.
-    fn release(&self, conn: Conn) {
+    /// Puts a connection whose answer was read in full back (without a large read buffer),
+    /// and closes the idle ones too old to be used again.
+    fn release(&self, mut conn: Conn) {
+        if conn.buf.capacity() > KEEP_BUFFER {
+            conn.buf = BytesMut::new();
+        }
         let mut idle = self.idle();
+        idle.retain(|(_, since)| since.elapsed() < REUSE_WITHIN);
         if idle.len() < MAX_IDLE {
             idle.push((conn, Instant::now()));
         }
@@ -318,22 +347,19 @@ impl Conn {
     }
 
     /// Whether an idle connection can carry a request: nothing came on it since its last
-    /// answer (neither bytes nor its end). Costs a system call only when the event loop saw
-    /// something.
+    /// answer (neither bytes nor its end). A read is tried only when the event loop saw the
+    /// socket readable since the last one that drained it, so it usually costs no system
+    /// call (and, unlike polling for readiness, it is not subject to tokio's task budget).
     fn usable(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
-        match &self.socket {
-            Socket::Unix(s) if !s.read_pending() => true,
-            Socket::Unix(s) => {
-                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-            Socket::Tcp(s) => {
-                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        let read = match &self.socket {
+            Socket::Unix(s) => s.try_read(&mut probe),
+            Socket::Tcp(s) => s.try_read(&mut probe),
+        };
+        matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Writes every byte of `parts`.
@@ -416,9 +442,12 @@ fn parse_head(response: &httparse::Response<'_, '_>) -> Result<Option<Head>, Str
         if name.eq_ignore_ascii_case("content-type") {
             event_stream = value.starts_with(b"text/event-stream");
         } else if name.eq_ignore_ascii_case("content-length") {
-            let parsed = std::str::from_utf8(value)
+            // `1*DIGIT` (RFC 9112): no sign, no space inside.
+            let digits = value.trim_ascii();
+            let parsed = std::str::from_utf8(digits)
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok())
                 .ok_or("the daemon's answer has an invalid Content-Length")?;
             if content_length.is_some_and(|n| n != parsed) {
                 return Err("the daemon's answer has two Content-Lengths".into());
@@ -677,7 +706,8 @@ fn chunk_size(line: &[u8]) -> Result<u64, String> {
         .next()
         .unwrap_or_default()
         .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
+    // `1*HEXDIG`: no sign; 15 digits at most, so it fits.
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err("the daemon's chunked answer has an invalid chunk size".into());
     }
     let text = std::str::from_utf8(digits).map_err(|_| "invalid chunk size".to_owned())?;
@@ -713,7 +743,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// Reads one request (head and `Content-Length` body) from `stream`; `None` at its end.
-    async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Option<String> {
         let mut got = Vec::new();
         let mut byte = [0u8; 1];
         while !got.ends_with(b"\r\n\r\n") {
@@ -801,6 +831,7 @@ mod tests {
                 b"3\r\nhi\n\r\n1\r\n\n\r\n0\r\n\r\n",
             ];
             let (mut stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
             read_request(&mut stream).await.unwrap();
             for part in wire {
                 for byte in part.iter() {
@@ -833,6 +864,84 @@ mod tests {
             other => panic!("{other:?}"),
         }
         server.await.unwrap();
+    }
+
+    /// The daemon answers (401) after reading only the head of a request far larger than the
+    /// socket's buffer, and closes: the write fails, and the answer is what the caller gets.
+    #[tokio::test]
+    async fn an_answer_sent_before_the_whole_request_was_read_is_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        // Nothing listens on the TCP address: the socket is the only way.
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), Some(path));
+        let body = vec![b'x'; 8 << 20];
+        let answer = match pool.send(HEAD, &body).await {
+            Ok(answer) => answer,
+            Err(e) => panic!("the early answer was lost: {e:?}"),
+        };
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            !answer.keep_alive,
+            "a connection with a request half-written is not reused"
+        );
+        server.await.unwrap();
+    }
+
+    /// An idle connection to the daemon's socket that the daemon wrote to (here, stray bytes
+    /// while the connection stays open) is not reused: the next request goes on a new one.
+    #[tokio::test]
+    async fn an_idle_socket_connection_with_stray_bytes_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            for n in 1.. {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    while let Some(body) = read_request(&mut stream).await {
+                        let answer = format!("{body} {n}");
+                        let text = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        stream.write_all(text.as_bytes()).await.unwrap();
+                        if n == 1 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            stream
+                                .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+                                .await
+                                .unwrap();
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
+                    }
+                });
+            }
+        });
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), Some(path));
+        let answer = pool.send(HEAD, b"a").await.unwrap();
+        assert_eq!(body_of(answer).await.unwrap(), b"a 1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = pool.send(HEAD, b"b").await.unwrap();
+        assert_eq!(
+            body_of(answer).await.unwrap(),
+            b"b 2",
+            "the stale connection was reused"
+        );
+        server.abort();
     }
 
     #[test]
@@ -876,6 +985,7 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"\r\n",
             b"10000000000000000\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 read_body(Framing::Chunked(ChunkState::Size), wire, 4).is_err(),
@@ -923,6 +1033,7 @@ mod tests {
 
         assert!(head_of("HTTP/1.1 100 Continue\r\n\r\n").unwrap().is_none());
         assert!(head_of("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
+        assert!(head_of("HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n").is_err());
         assert!(
             head_of("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n").is_err()
         );
