@@ -11,8 +11,11 @@
 //! A pooled connection is looked at before it is used: one the daemon closed (or wrote to)
 //! while it was idle, or idle for longer than [`REUSE_WITHIN`], is closed and another taken,
 //! and a request whose write finds the connection closed goes out on a new one (nothing of it
-//! reached the daemon). Once a request is written, a broken connection is the caller's to
-//! judge ([`PostError::Broken`]): a `tools/call` may have run.
+//! reached the daemon). A write that fails because the daemon answered before it took the
+//! whole request (a 401 for a session it no longer knows) and closed returns that answer.
+//! Otherwise, once a request is written, a broken connection is the caller's to judge
+//! ([`PostError::Broken`]): a `tools/call` may have run. Idle connections are at most
+//! [`MAX_IDLE`], closed when too old to reuse, and keep no read buffer over [`KEEP_BUFFER`].
 //!
 //! Connections go to the daemon's Unix socket when `mcp.json` names one: the same service as
 //! its TCP port, for less CPU per message on both sides (no TCP stack on the way; the socket is
@@ -213,10 +216,16 @@ impl Pool {
         if conn.buf.capacity() > KEEP_BUFFER {
             conn.buf = BytesMut::new();
         }
+        let now = Instant::now();
         let mut idle = self.idle();
-        idle.retain(|(_, since)| since.elapsed() < REUSE_WITHIN);
+        // Oldest first: the ones too old to reuse are at the front.
+        let stale = idle
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) >= REUSE_WITHIN)
+            .count();
+        idle.drain(..stale);
         if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, now));
         }
     }
 }
@@ -942,6 +951,30 @@ mod tests {
             "the stale connection was reused"
         );
         server.abort();
+    }
+
+    /// A connection coming back closes the idle ones too old to reuse and keeps no large read
+    /// buffer.
+    #[tokio::test]
+    async fn the_pool_drops_old_connections_and_large_buffers() {
+        let mut peers = Vec::new();
+        let mut conn = || {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            peers.push(theirs);
+            Conn::new(Socket::Unix(ReadWoken::new(ours).unwrap()))
+        };
+        let pool = Pool::new("127.0.0.1:9".parse().unwrap(), None);
+        let old = Instant::now() - REUSE_WITHIN - Duration::from_secs(1);
+        pool.idle().extend([(conn(), old), (conn(), old)]);
+        let mut back = conn();
+        back.buf.reserve(MAX_READ);
+        pool.release(back);
+        let idle = pool.idle();
+        assert_eq!(idle.len(), 1, "the old connections were kept");
+        assert!(
+            idle[0].0.buf.capacity() <= KEEP_BUFFER,
+            "a large buffer was kept"
+        );
     }
 
     #[test]
